@@ -1,0 +1,67 @@
+"""The ``nhi-detector`` command: one subcommand per harness.
+
+Each subcommand lives in its own module exposing ``add_arguments(parser)`` and
+``run(args) -> int``; modules are imported only when their subcommand runs, so
+``nhi-detector parse`` never pays for Faust or river imports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+# subcommand -> (module, one-line help)
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "parse": ("detector.parse_cmd", "print normalised events of audit-log files as JSON lines"),
+    "replay": ("detector.replay", "run the whole detector over log files in event-time order"),
+    "feedback": ("detector.feedback", "mark an alert as expected so its baseline learns it"),
+    "worker": ("streams.worker", "run the streaming worker on Kafka (Faust)"),
+    "produce": ("streams.produce", "send audit-log files into a Kafka topic"),
+}
+
+
+def build_parser(argv: list[str]) -> tuple[argparse.ArgumentParser, str | None]:
+    parser = argparse.ArgumentParser(
+        prog="nhi-detector",
+        description="Behavioural anomaly detection for machine identities in cloud audit logs.",
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    chosen = next((arg for arg in argv if arg in SUBCOMMANDS), None)
+    for name, (module_name, help_text) in SUBCOMMANDS.items():
+        sub_parser = sub.add_parser(name, help=help_text, description=help_text)
+        if name == chosen:
+            importlib.import_module(module_name).add_arguments(sub_parser)
+    return parser, chosen
+
+
+def configure_logging(verbosity: int) -> None:
+    """Configure the root handler once; leave handlers installed by a host alone."""
+    root = logging.getLogger()
+    if root.handlers:
+        return
+    level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser, chosen = build_parser(argv)
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help(sys.stderr)
+        return 2
+    configure_logging(args.verbose)
+    module = importlib.import_module(SUBCOMMANDS[chosen or args.command][0])
+    try:
+        return int(module.run(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
