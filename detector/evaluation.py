@@ -1,0 +1,429 @@
+"""Scoring a replay against labelled attack scenarios, and the figures used to tune it.
+
+A labels file says which identities did what, and when::
+
+    {"version": 1, "scenarios": [{"id": "s01", "title": "...", "description": "...",
+      "identities": ["arn:aws:iam::111122223333:role/app"],
+      "start": "2024-03-22T10:00:00Z", "end": "2024-03-22T11:00:00Z",
+      "event_ids": ["..."], "techniques": ["T1078.004"]}]}
+
+``event_ids`` and ``techniques`` are optional. An alert *matches* a scenario when its
+identity is one of the scenario's identities and its time window overlaps [start, end],
+or when its evidence holds one of the scenario's event ids.
+
+Figures (all in event time, never wall time):
+
+- per scenario: detected or missed, and *time to detect*: from the scenario start to the
+  event time at which the first matching alert was raised (never negative);
+- alerts outside scenarios per 1,000 identity-days, where an identity contributes the
+  days between its first and last event, at least one day, fractions counted;
+- the quality bar: every scenario detected, at most ``MAX_OUTSIDE_PER_1000`` alerts
+  outside scenarios per 1,000 identity-days, median time to detect below
+  ``MAX_MEDIAN_TTD_SECONDS``;
+- a threshold sweep: for each score threshold, the alerts per day that would remain and,
+  with labels, recall (scenarios still detected) and precision (alerts matching a
+  scenario).
+
+Alerts are grouped and updated by the detector (same ``alert_id``, higher ``revision``):
+everything here counts an alert once, using its highest revision, its highest score and
+the union of its windows and evidence.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from detector.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+LABELS_VERSION = 1
+DAY = 86400.0
+MAX_OUTSIDE_PER_1000 = 2.0
+MAX_MEDIAN_TTD_SECONDS = 15 * 60.0
+SWEEP_THRESHOLDS = tuple(round(i * 0.05, 2) for i in range(21))
+
+
+# ---------------------------------------------------------------------------- labels
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    """One labelled attack scenario; times are epoch seconds."""
+
+    id: str
+    title: str
+    identities: frozenset[str]
+    start: float
+    end: float
+    description: str = ""
+    event_ids: frozenset[str] = frozenset()
+    techniques: tuple[str, ...] = ()
+
+
+def parse_time(value: Any, *, where: str) -> float:
+    """An RFC 3339 string (``Z`` allowed) or epoch number to epoch seconds."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, str):
+        raise ConfigError(f"{where}: expected an RFC 3339 time, got {value!r}")
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as err:
+        raise ConfigError(f"{where}: {value!r} is not an RFC 3339 time") from err
+    if when.tzinfo is None:
+        raise ConfigError(f"{where}: time {value!r} has no UTC offset")
+    return when.timestamp()
+
+
+def _scenario(raw: Any, where: str) -> Scenario:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: a scenario must be an object")
+    missing = [key for key in ("id", "identities", "start", "end") if key not in raw]
+    if missing:
+        raise ConfigError(f"{where}: missing key(s) {missing}")
+    identities = raw["identities"]
+    if not isinstance(identities, list) or not all(isinstance(i, str) for i in identities):
+        raise ConfigError(f"{where}: 'identities' must be a list of identity keys")
+    start = parse_time(raw["start"], where=f"{where}.start")
+    end = parse_time(raw["end"], where=f"{where}.end")
+    if end < start:
+        raise ConfigError(f"{where}: end is before start")
+    return Scenario(
+        id=str(raw["id"]),
+        title=str(raw.get("title") or raw["id"]),
+        description=str(raw.get("description") or ""),
+        identities=frozenset(identities),
+        start=start,
+        end=end,
+        event_ids=frozenset(str(e) for e in raw.get("event_ids") or ()),
+        techniques=tuple(str(t) for t in raw.get("techniques") or ()),
+    )
+
+
+def parse_labels(data: Any, *, origin: str = "labels") -> list[Scenario]:
+    """Validate a decoded labels document and return its scenarios."""
+    if not isinstance(data, dict) or not isinstance(data.get("scenarios"), list):
+        raise ConfigError(f"{origin}: expected an object with a 'scenarios' list")
+    version = data.get("version")
+    if version != LABELS_VERSION:
+        raise ConfigError(
+            f"{origin}: labels format version {version!r} is not supported "
+            f"(this nhi-detector reads version {LABELS_VERSION})"
+        )
+    scenarios = [
+        _scenario(raw, f"{origin}: scenarios[{i}]") for i, raw in enumerate(data["scenarios"])
+    ]
+    ids = [s.id for s in scenarios]
+    if len(set(ids)) != len(ids):
+        raise ConfigError(f"{origin}: scenario ids are not unique")
+    return scenarios
+
+
+def load_labels(path: str | Path) -> list[Scenario]:
+    """Read and validate a labels JSON file."""
+    path = Path(path)
+    try:
+        data = orjson.loads(path.read_bytes())
+    except OSError as err:
+        raise ConfigError(f"cannot read labels file {path}: {err.strerror}") from err
+    except orjson.JSONDecodeError as err:
+        raise ConfigError(f"labels file {path} is not valid JSON: {err}") from err
+    return parse_labels(data, origin=str(path))
+
+
+# ---------------------------------------------------------------------------- alerts
+
+
+def _first(data: Mapping[str, Any], *keys: str) -> Any:
+    for key in keys:
+        value = data.get(key)
+        if value is not None:
+            return value
+    return None
+
+
+def _epoch(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.timestamp()
+    return parse_time(value, where="alert time")
+
+
+@dataclass(slots=True)
+class AlertRecord:
+    """What evaluation and the report need from one alert, merged over its revisions."""
+
+    alert_id: str
+    identity: str
+    detector: str
+    severity: str
+    score: float
+    start: float
+    end: float
+    raised_ts: float
+    revision: int = 1
+    revisions: int = 1
+    event_ids: set[str] = field(default_factory=set)
+
+    @classmethod
+    def from_native(cls, alert: Mapping[str, Any], raised_ts: float | None = None) -> AlertRecord:
+        """Build from ``Alert.to_native()``; ``raised_ts`` is the event time it was emitted.
+
+        Without ``raised_ts`` the end of the alert's window stands in for it.
+        """
+        identity = alert.get("identity")
+        if isinstance(identity, Mapping):
+            identity = _first(identity, "key", "id", "name")
+        window = alert.get("window") if isinstance(alert.get("window"), Mapping) else {}
+        start = _epoch(_first(window, "start", "first_seen") or _first(alert, "first_seen"))
+        end = _epoch(_first(window, "end", "last_seen") or _first(alert, "last_seen"))
+        start = end if start is None else start
+        end = start if end is None else end
+        if start is None or end is None:
+            raise ConfigError(f"alert {alert.get('alert_id')!r} has no time window")
+        evidence = alert.get("evidence") if isinstance(alert.get("evidence"), Mapping) else {}
+        return cls(
+            alert_id=str(alert.get("alert_id") or alert.get("id")),
+            identity=str(identity),
+            detector=str(_alert_detector(alert)),
+            severity=str(alert.get("severity") or "unknown"),
+            score=float(alert.get("score") or 0.0),
+            start=start,
+            end=end,
+            raised_ts=end if raised_ts is None else raised_ts,
+            revision=int(alert.get("revision") or 1),
+            event_ids={str(e) for e in evidence.get("event_ids") or ()},
+        )
+
+    def merge(self, newer: AlertRecord) -> None:
+        """Fold a later revision of the same alert into this record."""
+        if newer.revision >= self.revision:
+            self.revision = newer.revision
+            self.severity = newer.severity
+            self.detector = newer.detector
+        self.revisions += 1
+        self.score = max(self.score, newer.score)
+        self.start = min(self.start, newer.start)
+        self.end = max(self.end, newer.end)
+        self.raised_ts = min(self.raised_ts, newer.raised_ts)
+        self.event_ids |= newer.event_ids
+
+
+def _alert_detector(alert: Mapping[str, Any]) -> str:
+    name = alert.get("detector")
+    if name:
+        return str(name)
+    signals = alert.get("signals") or alert.get("top_signals") or ()
+    if signals and isinstance(signals[0], Mapping):
+        return str(signals[0].get("detector") or "unknown")
+    return "unknown"
+
+
+class AlertLog:
+    """Every alert of a run, one ``AlertRecord`` per ``alert_id`` (revisions merged)."""
+
+    def __init__(self) -> None:
+        self.by_id: dict[str, AlertRecord] = {}
+        self.lines = 0
+
+    def add(self, alert: Mapping[str, Any], raised_ts: float | None = None) -> AlertRecord:
+        record = AlertRecord.from_native(alert, raised_ts)
+        self.lines += 1
+        known = self.by_id.get(record.alert_id)
+        if known is None:
+            self.by_id[record.alert_id] = record
+            return record
+        known.merge(record)
+        return known
+
+    def records(self) -> list[AlertRecord]:
+        return sorted(self.by_id.values(), key=lambda r: (r.raised_ts, r.alert_id))
+
+    def __len__(self) -> int:
+        return len(self.by_id)
+
+
+# ---------------------------------------------------------------------------- activity
+
+
+class Activity:
+    """Per-identity first/last event time and, optionally, hourly event counts.
+
+    The replay loop updates ``spans`` and ``hourly`` inline (one dict lookup each per
+    event); ``observe`` is the same for callers that do not care about the cost.
+    """
+
+    def __init__(self, *, hourly: bool = False) -> None:
+        self.spans: dict[str, list[float]] = {}
+        self.hourly: dict[str, dict[int, int]] | None = {} if hourly else None
+
+    def observe(self, identity: str, ts: float) -> None:
+        span = self.spans.get(identity)
+        if span is None:
+            self.spans[identity] = [ts, ts]
+        elif ts > span[1]:
+            span[1] = ts
+        elif ts < span[0]:
+            span[0] = ts
+        if self.hourly is not None:
+            counts = self.hourly.setdefault(identity, {})
+            hour = int(ts // 3600)
+            counts[hour] = counts.get(hour, 0) + 1
+
+    def identity_days(self) -> float:
+        return identity_days(self.spans.values())
+
+    def time_range(self) -> tuple[float, float] | None:
+        if not self.spans:
+            return None
+        return min(s[0] for s in self.spans.values()), max(s[1] for s in self.spans.values())
+
+
+def identity_days(spans: Iterable[tuple[float, float] | list[float]]) -> float:
+    """Sum over identities of the days between first and last event, at least 1 each."""
+    return sum(max(1.0, (last - first) / DAY) for first, last in spans)
+
+
+# ---------------------------------------------------------------------------- figures
+
+
+def matches(alert: AlertRecord, scenario: Scenario) -> bool:
+    """Whether an alert belongs to a scenario (identity and window overlap, or evidence)."""
+    if scenario.event_ids and not scenario.event_ids.isdisjoint(alert.event_ids):
+        return True
+    return (
+        alert.identity in scenario.identities
+        and alert.start <= scenario.end
+        and alert.end >= scenario.start
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ScenarioResult:
+    scenario: Scenario
+    detected: bool
+    time_to_detect: float | None
+    alerts: int
+    first_alert_id: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.scenario.id,
+            "title": self.scenario.title,
+            "detected": self.detected,
+            "time_to_detect_seconds": self.time_to_detect,
+            "alerts": self.alerts,
+            "first_alert_id": self.first_alert_id,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    scenarios: tuple[ScenarioResult, ...]
+    alerts_total: int
+    alerts_outside: int
+    identity_days: float
+
+    @property
+    def outside_per_1000(self) -> float:
+        if self.identity_days <= 0:
+            return 0.0 if self.alerts_outside == 0 else float("inf")
+        return self.alerts_outside * 1000.0 / self.identity_days
+
+    @property
+    def detected(self) -> int:
+        return sum(1 for r in self.scenarios if r.detected)
+
+    @property
+    def median_ttd(self) -> float | None:
+        times = [r.time_to_detect for r in self.scenarios if r.time_to_detect is not None]
+        return statistics.median(times) if times else None
+
+    def bar(self) -> dict[str, bool]:
+        """Each part of the quality bar, and ``met`` for all of them."""
+        median = self.median_ttd
+        parts = {
+            "all_detected": bool(self.scenarios) and self.detected == len(self.scenarios),
+            "outside_rate_ok": self.outside_per_1000 <= MAX_OUTSIDE_PER_1000,
+            "median_ttd_ok": median is not None and median < MAX_MEDIAN_TTD_SECONDS,
+        }
+        parts["met"] = all(parts.values())
+        return parts
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "scenarios": [r.to_dict() for r in self.scenarios],
+            "scenarios_total": len(self.scenarios),
+            "scenarios_detected": self.detected,
+            "alerts_total": self.alerts_total,
+            "alerts_outside_scenarios": self.alerts_outside,
+            "identity_days": round(self.identity_days, 3),
+            "outside_per_1000_identity_days": round(self.outside_per_1000, 3),
+            "median_time_to_detect_seconds": self.median_ttd,
+            "quality_bar": {
+                "max_outside_per_1000_identity_days": MAX_OUTSIDE_PER_1000,
+                "max_median_time_to_detect_seconds": MAX_MEDIAN_TTD_SECONDS,
+                **self.bar(),
+            },
+        }
+
+
+def evaluate(
+    alerts: Iterable[AlertRecord], scenarios: Iterable[Scenario], identity_days: float
+) -> Evaluation:
+    """Per-scenario detection, time to detect and the rate of alerts outside scenarios."""
+    alerts = list(alerts)
+    scenarios = list(scenarios)
+    matched: set[str] = set()
+    results = []
+    for scenario in scenarios:
+        hits = [a for a in alerts if matches(a, scenario)]
+        matched.update(a.alert_id for a in hits)
+        first = min(hits, key=lambda a: (a.raised_ts, a.alert_id)) if hits else None
+        ttd = max(0.0, first.raised_ts - scenario.start) if first else None
+        results.append(
+            ScenarioResult(scenario, bool(hits), ttd, len(hits), first and first.alert_id)
+        )
+    outside = sum(1 for a in alerts if a.alert_id not in matched)
+    return Evaluation(tuple(results), len(alerts), outside, identity_days)
+
+
+def threshold_sweep(
+    alerts: Iterable[AlertRecord],
+    scenarios: Iterable[Scenario] | None,
+    span_days: float,
+    thresholds: Iterable[float] = SWEEP_THRESHOLDS,
+) -> list[dict[str, Any]]:
+    """For each threshold: alerts per day kept, and recall / precision given labels.
+
+    Only thresholds at or above the detector's own alert threshold are meaningful: alerts
+    below it were never raised, so lower thresholds show the same figures.
+    """
+    alerts = list(alerts)
+    scenarios = list(scenarios or ())
+    hits = {s.id: {a.alert_id for a in alerts if matches(a, s)} for s in scenarios}
+    relevant = set().union(*hits.values()) if hits else set()
+    days = max(span_days, 1e-9)
+    rows = []
+    for threshold in thresholds:
+        kept = {a.alert_id for a in alerts if a.score >= threshold}
+        row: dict[str, Any] = {
+            "threshold": threshold,
+            "alerts": len(kept),
+            "alerts_per_day": len(kept) / days,
+        }
+        if scenarios:
+            row["recall"] = sum(1 for ids in hits.values() if ids & kept) / len(scenarios)
+            row["precision"] = len(kept & relevant) / len(kept) if kept else None
+        rows.append(row)
+    return rows

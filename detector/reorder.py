@@ -1,0 +1,115 @@
+"""A bounded event-time reorder buffer for the replay harness.
+
+Audit logs are not delivered in event-time order: CloudTrail writes records up to about
+15 minutes late and unordered inside a file, and a replay may mix sources and files. The
+models expect each identity's events in (roughly) time order, so the replay holds events
+in a min-heap keyed by event time and releases an event once it is older than the newest
+event time seen minus the window (the *watermark*).
+
+A record that arrives after the watermark has already passed its time (it is later than
+the window) cannot be put back in order. It is not dropped: it is released at once and
+counted in ``RunStats.late_events``.
+
+Ties on event time are broken by ``event_id`` and then arrival order, so the output order
+does not depend on the order of files or records within the window: a shuffled input and
+a sorted input give the same sequence.
+
+Memory is bounded by the number of events inside one window, not by the replay length.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+from collections.abc import Iterable, Iterator
+
+from detector.event import Event
+from detector.stats import RunStats
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_WINDOW_SECONDS = 900.0
+"""CloudTrail's documented delivery delay is "about 15 minutes"; a wider window costs only
+memory (the events held are those of one window of event time)."""
+
+
+class ReorderBuffer:
+    """Release events in event-time order once they fall ``window`` seconds behind.
+
+    ``push(event)`` returns the (possibly empty) list of events now safe to release, in
+    order; ``drain()`` returns every held event at the end of input. ``reorder(events)``
+    wraps both for a plain iterator pipeline.
+    """
+
+    def __init__(self, window: float = DEFAULT_WINDOW_SECONDS, *, stats: RunStats) -> None:
+        if window < 0:
+            raise ValueError(f"reorder window must be >= 0 seconds, got {window}")
+        self.window = float(window)
+        self.stats = stats
+        self.newest = float("-inf")
+        self._heap: list[tuple[float, str, int, Event]] = []
+        self._seq = 0
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def push(self, event: Event) -> list[Event]:
+        """Add one event; return the events whose time is now below the watermark."""
+        ts = event.ts
+        if ts > self.newest:
+            self.newest = ts
+        watermark = self.newest - self.window
+        if ts < watermark:
+            self.stats.late_events += 1
+            released = self._release(watermark)
+            released.append(event)
+            return released
+        self._seq += 1
+        heapq.heappush(self._heap, (ts, event.event_id, self._seq, event))
+        return self._release(watermark)
+
+    def _release(self, watermark: float) -> list[Event]:
+        heap = self._heap
+        out: list[Event] = []
+        while heap and heap[0][0] < watermark:
+            out.append(heapq.heappop(heap)[3])
+        return out
+
+    def drain(self) -> list[Event]:
+        """Release everything still held, in order (end of input)."""
+        heap = self._heap
+        out = [heapq.heappop(heap)[3] for _ in range(len(heap))]
+        return out
+
+    def reorder(self, events: Iterable[Event]) -> Iterator[Event]:
+        """Yield ``events`` in event-time order within the window, then drain.
+
+        The loop is written out here (rather than calling ``push`` per event) because it
+        runs once per event of a replay and the harness overhead must stay tiny.
+        """
+        heap = self._heap
+        heappush, heappop = heapq.heappush, heapq.heappop
+        window = self.window
+        stats = self.stats
+        newest = self.newest
+        seq = self._seq
+        try:
+            for event in events:
+                ts = event.ts
+                if ts > newest:
+                    newest = ts
+                watermark = newest - window
+                if ts < watermark:
+                    stats.late_events += 1
+                    while heap and heap[0][0] < watermark:
+                        yield heappop(heap)[3]
+                    yield event
+                    continue
+                seq += 1
+                heappush(heap, (ts, event.event_id, seq, event))
+                while heap and heap[0][0] < watermark:
+                    yield heappop(heap)[3]
+        finally:
+            self.newest, self._seq = newest, seq
+        while heap:
+            yield heappop(heap)[3]

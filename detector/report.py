@@ -1,0 +1,445 @@
+"""The replay's tuning report: one self-contained HTML file with inline SVG plots.
+
+Nothing in the page is fetched when it is opened: no scripts, no stylesheets, no fonts and
+no images from anywhere; every plot is SVG written here in Python, so the report reads the
+same offline, in a mail attachment or in a ticket. Plots:
+
+1. alerts over time, stacked by detector and by severity;
+2. for each alerted identity (the ``MAX_TIMELINES`` highest-scoring), its events per hour
+   with its alerts marked;
+3. the distribution of alert scores;
+4. a threshold sweep: alerts per day, and recall and precision when labels are given,
+   against the score threshold.
+
+The page also states the throughput and, with labels, the quality figures.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+from collections import Counter, defaultdict
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from detector.evaluation import AlertRecord
+
+logger = logging.getLogger(__name__)
+
+MAX_TIMELINES = 40
+WIDTH, HEIGHT = 880, 240
+LEFT, RIGHT, TOP, BOTTOM = 56, 150, 14, 34
+PALETTE = (
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
+    "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
+)  # fmt: skip
+SEVERITY_COLOURS = {
+    "critical": "#7b0000", "high": "#d62728", "medium": "#ff7f0e",
+    "low": "#e6c300", "info": "#1f77b4",
+}  # fmt: skip
+SEVERITY_ORDER = ("critical", "high", "medium", "low", "info")
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px;
+color:#222;max-width:1000px}
+h1{font-size:1.5em}h2{font-size:1.2em;margin-top:1.6em;border-bottom:1px solid #ddd}
+h3{font-size:.95em;margin:.8em 0 .2em;font-family:monospace}
+table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ddd;padding:3px 8px;
+text-align:left;font-size:.9em}th{background:#f4f4f4}.ok{color:#176317;font-weight:bold}
+.bad{color:#a00;font-weight:bold}svg{display:block;margin:.3em 0}
+svg text{font-size:11px;fill:#333}.note{color:#666;font-size:.85em}
+"""
+
+
+def esc(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _iso(ts: float, *, hours: bool = True) -> str:
+    fmt = "%Y-%m-%d %H:%M" if hours else "%Y-%m-%d"
+    return datetime.fromtimestamp(ts, UTC).strftime(fmt)
+
+
+def _nice_max(value: float) -> float:
+    if value <= 0:
+        return 1.0
+    step = 1.0
+    while step * 10 <= value:
+        step *= 10
+    for mult in (1, 2, 5, 10):
+        if mult * step >= value:
+            return mult * step
+    return 10 * step
+
+
+# ---------------------------------------------------------------------------- svg pieces
+
+
+class Plot:
+    """A fixed-size SVG plot area with linear x and y scales."""
+
+    def __init__(self, x0: float, x1: float, y_max: float, *, height: int = HEIGHT) -> None:
+        self.x0, self.x1 = x0, x1 if x1 > x0 else x0 + 1
+        self.y_max = _nice_max(y_max)
+        self.height = height
+        self.parts: list[str] = []
+
+    def x(self, value: float) -> float:
+        span = WIDTH - LEFT - RIGHT
+        return LEFT + (value - self.x0) / (self.x1 - self.x0) * span
+
+    def y(self, value: float) -> float:
+        span = self.height - TOP - BOTTOM
+        return self.height - BOTTOM - value / self.y_max * span
+
+    def axes(self, x_ticks: Sequence[tuple[float, str]], y_label: str) -> None:
+        base, right = self.height - BOTTOM, WIDTH - RIGHT
+        self.parts.append(
+            f'<line x1="{LEFT}" y1="{base}" x2="{right}" y2="{base}" stroke="#888"/>'
+            f'<line x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{base}" stroke="#888"/>'
+        )
+        for frac in (0.0, 0.5, 1.0):
+            value = self.y_max * frac
+            y = self.y(value)
+            shown = f"{value:g}" if value < 1000 else f"{value:,.0f}"
+            self.parts.append(
+                f'<text x="{LEFT - 4}" y="{y + 4:.1f}" text-anchor="end">{esc(shown)}</text>'
+                f'<line x1="{LEFT}" y1="{y:.1f}" x2="{right}" y2="{y:.1f}" stroke="#eee"/>'
+            )
+        for value, label in x_ticks:
+            x = self.x(value)
+            self.parts.append(
+                f'<text x="{x:.1f}" y="{base + 14}" text-anchor="middle">{esc(label)}</text>'
+            )
+        self.parts.append(
+            f'<text x="12" y="{TOP + 4}" transform="rotate(-90 12 {TOP + 4})" '
+            f'text-anchor="end">{esc(y_label)}</text>'
+        )
+
+    def legend(self, items: Sequence[tuple[str, str]]) -> None:
+        for i, (name, colour) in enumerate(items[:14]):
+            y = TOP + 6 + i * 15
+            x = WIDTH - RIGHT + 10
+            self.parts.append(
+                f'<rect x="{x}" y="{y - 8}" width="10" height="10" fill="{colour}"/>'
+                f'<text x="{x + 14}" y="{y + 1}">{esc(name[:22])}</text>'
+            )
+
+    def svg(self, title: str) -> str:
+        body = "".join(self.parts)
+        return (
+            f'<svg width="{WIDTH}" height="{self.height}" '
+            f'viewBox="0 0 {WIDTH} {self.height}" role="img" aria-label="{esc(title)}">'
+            f"<title>{esc(title)}</title>{body}</svg>"
+        )
+
+
+def _time_ticks(t0: float, t1: float, count: int = 6) -> list[tuple[float, str]]:
+    hours = (t1 - t0) < 3 * 86400
+    step = (t1 - t0) / max(count - 1, 1)
+    return [(t0 + i * step, _iso(t0 + i * step, hours=hours)) for i in range(count)]
+
+
+def stacked_bars(
+    title: str,
+    bins: Sequence[float],
+    width: float,
+    series: Mapping[str, Sequence[int]],
+    colours: Mapping[str, str],
+    y_label: str,
+) -> str:
+    """Stacked bars over time; ``bins`` are bin start times, ``width`` their length."""
+    totals = [sum(col) for col in zip(*series.values(), strict=True)] if series else []
+    plot = Plot(bins[0], bins[-1] + width, max(totals, default=0))
+    plot.axes(_time_ticks(bins[0], bins[-1] + width), y_label)
+    bar_w = max(plot.x(bins[0] + width) - plot.x(bins[0]) - 1, 1)
+    stack = [0] * len(bins)
+    for name, counts in series.items():
+        for i, n in enumerate(counts):
+            if not n:
+                continue
+            top, bottom = plot.y(stack[i] + n), plot.y(stack[i])
+            stack[i] += n
+            plot.parts.append(
+                f'<rect x="{plot.x(bins[i]):.1f}" y="{top:.1f}" width="{bar_w:.1f}" '
+                f'height="{bottom - top:.1f}" fill="{colours[name]}">'
+                f"<title>{esc(name)} {_iso(bins[i])}: {n}</title></rect>"
+            )
+    plot.legend([(name, colours[name]) for name in series])
+    return plot.svg(title)
+
+
+def line_chart(
+    title: str,
+    xs: Sequence[float],
+    series: Mapping[str, Sequence[float | None]],
+    colours: Mapping[str, str],
+    *,
+    y_max: float,
+    y_label: str,
+    x_ticks: Sequence[tuple[float, str]],
+    height: int = HEIGHT,
+) -> Plot:
+    """Polylines sharing one y axis (``None`` values leave a gap)."""
+    plot = Plot(xs[0], xs[-1], y_max, height=height)
+    plot.axes(x_ticks, y_label)
+    for name, values in series.items():
+        runs: list[list[str]] = [[]]
+        for x, v in zip(xs, values, strict=True):
+            if v is None:
+                runs.append([])
+            else:
+                runs[-1].append(f"{plot.x(x):.1f},{plot.y(v):.1f}")
+        for run in runs:
+            if run:
+                plot.parts.append(
+                    f'<polyline fill="none" stroke="{colours[name]}" stroke-width="1.5" '
+                    f'points="{" ".join(run)}"/>'
+                )
+    plot.legend([(name, colours[name]) for name in series])
+    return plot
+
+
+# ---------------------------------------------------------------------------- the plots
+
+
+def alerts_over_time(alerts: Sequence[AlertRecord], key: str) -> str:
+    """Alerts per time bin (day, or hour for short replays) stacked by ``key``."""
+    if not alerts:
+        return '<p class="note">No alerts.</p>'
+    t0 = min(a.raised_ts for a in alerts)
+    t1 = max(a.raised_ts for a in alerts)
+    width = 3600.0 if t1 - t0 < 3 * 86400 else 86400.0
+    start = t0 // width * width
+    n_bins = int((t1 - start) // width) + 1
+    counts: dict[str, list[int]] = defaultdict(lambda: [0] * n_bins)
+    for a in alerts:
+        counts[getattr(a, key)][int((a.raised_ts - start) // width)] += 1
+    if key == "severity":
+        names = [s for s in SEVERITY_ORDER if s in counts] + sorted(
+            set(counts) - set(SEVERITY_ORDER)
+        )
+        colours = {n: SEVERITY_COLOURS.get(n, "#999") for n in names}
+    else:
+        names = sorted(counts, key=lambda n: -sum(counts[n]))
+        colours = {n: PALETTE[i % len(PALETTE)] for i, n in enumerate(names)}
+    bins = [start + i * width for i in range(n_bins)]
+    unit = "hour" if width == 3600 else "day"
+    return stacked_bars(
+        f"Alerts per {unit} by {key}",
+        bins,
+        width,
+        {n: counts[n] for n in names},
+        colours,
+        f"alerts per {unit}",
+    )
+
+
+def identity_timeline(
+    identity: str,
+    hourly: Mapping[int, int],
+    alerts: Sequence[AlertRecord],
+    t_range: tuple[float, float],
+) -> str:
+    """Events per hour of one identity over the replay, alerts marked as red lines."""
+    h0, h1 = int(t_range[0] // 3600), int(t_range[1] // 3600)
+    hours = list(range(h0, h1 + 1)) if h1 > h0 else [h0, h0 + 1]
+    values = [float(hourly.get(h, 0)) for h in hours]
+    xs = [h * 3600.0 for h in hours]
+    plot = line_chart(
+        f"Events per hour of {identity}",
+        xs,
+        {"events/hour": values},
+        {"events/hour": "#1f77b4"},
+        y_max=max(values, default=0),
+        y_label="events/hour",
+        x_ticks=_time_ticks(xs[0], xs[-1]),
+        height=150,
+    )
+    for a in alerts:
+        x = plot.x(min(max(a.raised_ts, xs[0]), xs[-1]))
+        colour = SEVERITY_COLOURS.get(a.severity, "#d62728")
+        plot.parts.append(
+            f'<line x1="{x:.1f}" y1="{TOP}" x2="{x:.1f}" y2="{plot.height - BOTTOM}" '
+            f'stroke="{colour}" stroke-width="2"><title>{esc(a.severity)} '
+            f"{esc(a.detector)} score {a.score:.2f} at {_iso(a.raised_ts)}</title></line>"
+        )
+    plot.legend([("events/hour", "#1f77b4"), ("alert", "#d62728")])
+    return plot.svg(f"Events per hour of {identity}")
+
+
+def score_histogram(alerts: Sequence[AlertRecord], bins: int = 20) -> str:
+    counts = [0] * bins
+    for a in alerts:
+        counts[min(int(a.score * bins), bins - 1)] += 1
+    plot = Plot(0.0, 1.0, max(counts, default=0))
+    plot.axes([(i / 5, f"{i / 5:.1f}") for i in range(6)], "alerts")
+    bar_w = plot.x(1 / bins) - plot.x(0) - 1
+    for i, n in enumerate(counts):
+        if n:
+            top = plot.y(n)
+            plot.parts.append(
+                f'<rect x="{plot.x(i / bins):.1f}" y="{top:.1f}" width="{bar_w:.1f}" '
+                f'height="{plot.y(0) - top:.1f}" fill="#9467bd"><title>score '
+                f"{i / bins:.2f}-{(i + 1) / bins:.2f}: {n}</title></rect>"
+            )
+    return plot.svg("Score distribution of alerts")
+
+
+def sweep_chart(rows: Sequence[Mapping[str, Any]]) -> str:
+    """Alerts per day against threshold; recall and precision on a second chart."""
+    xs = [r["threshold"] for r in rows]
+    ticks = [(i / 5, f"{i / 5:.1f}") for i in range(6)]
+    per_day = [r["alerts_per_day"] for r in rows]
+    out = line_chart(
+        "Alerts per day against score threshold",
+        xs,
+        {"alerts/day": per_day},
+        {"alerts/day": "#1f77b4"},
+        y_max=max(per_day, default=0),
+        y_label="alerts per day",
+        x_ticks=ticks,
+    ).svg("Alerts per day against score threshold")
+    if rows and "recall" in rows[0]:
+        quality = line_chart(
+            "Recall and precision against score threshold",
+            xs,
+            {"recall": [r["recall"] for r in rows], "precision": [r["precision"] for r in rows]},
+            {"recall": "#2ca02c", "precision": "#d62728"},
+            y_max=1.0,
+            y_label="fraction",
+            x_ticks=ticks,
+        )
+        out += quality.svg("Recall and precision against score threshold")
+    return out
+
+
+# ---------------------------------------------------------------------------- the page
+
+
+def _figures_table(summary: Mapping[str, Any]) -> str:
+    tp, ev, al = summary["throughput"], summary["events"], summary["alerts"]
+    rows = [
+        ("events", f"{ev['total']:,}"),
+        ("throughput", f"{tp['events_per_second'] or 0:,.0f} events/s (one process)"),
+        ("wall time", f"{tp['wall_seconds']:.1f} s"),
+        ("event time", f"{summary['event_time']['first']} .. {summary['event_time']['last']}"),
+        ("alerts", f"{al['total']:,} ({al['lines_written']:,} lines incl. updates)"),
+        ("late events", f"{summary['late_events']:,}"),
+        ("dead letters", f"{sum(summary['dead_letters'].values()):,}"),
+    ]
+    body = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in rows)
+    return f"<table>{body}</table>"
+
+
+def _minutes(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds / 60:.1f} min"
+
+
+def _evaluation_html(ev: Mapping[str, Any]) -> str:
+    bar = ev["quality_bar"]
+
+    def mark(ok: bool) -> str:
+        return '<span class="ok">met</span>' if ok else '<span class="bad">not met</span>'
+
+    ttd = ev["median_time_to_detect_seconds"]
+    rows = "".join(
+        f"<tr><td>{esc(s['id'])}</td><td>{esc(s['title'])}</td>"
+        f"<td>{'detected' if s['detected'] else '<b>missed</b>'}</td>"
+        f"<td>{_minutes(s['time_to_detect_seconds'])}</td>"
+        f"<td>{s['alerts']}</td></tr>"
+        for s in ev["scenarios"]
+    )
+    return (
+        "<h2>Quality against the labels</h2><table>"
+        f"<tr><th>scenarios detected</th><td>{ev['scenarios_detected']} of "
+        f"{ev['scenarios_total']}</td><td>{mark(bar['all_detected'])}</td></tr>"
+        f"<tr><th>alerts outside scenarios</th><td>{ev['alerts_outside_scenarios']} over "
+        f"{ev['identity_days']:,.1f} identity-days = "
+        f"{ev['outside_per_1000_identity_days']:.2f} per 1,000 (bar "
+        f"&le; {bar['max_outside_per_1000_identity_days']:g})</td>"
+        f"<td>{mark(bar['outside_rate_ok'])}</td></tr>"
+        f"<tr><th>median time to detect</th><td>"
+        f"{_minutes(ttd)} (bar &lt; "
+        f"{bar['max_median_time_to_detect_seconds'] / 60:g} min)</td>"
+        f"<td>{mark(bar['median_ttd_ok'])}</td></tr>"
+        f"<tr><th>quality bar</th><td colspan=2>{mark(bar['met'])}</td></tr></table>"
+        "<table><tr><th>scenario</th><th>title</th><th>verdict</th><th>time to detect</th>"
+        f"<th>alerts</th></tr>{rows}</table>"
+    )
+
+
+def _timelines(
+    alerts: Sequence[AlertRecord],
+    hourly: Mapping[str, Mapping[int, int]] | None,
+    t_range: tuple[float, float] | None,
+) -> str:
+    if not alerts or not hourly or t_range is None:
+        return '<p class="note">No alerted identity, or no activity recorded.</p>'
+    by_identity: dict[str, list[AlertRecord]] = defaultdict(list)
+    for a in alerts:
+        by_identity[a.identity].append(a)
+    ranked = sorted(by_identity, key=lambda i: (-max(a.score for a in by_identity[i]), i))
+    shown = ranked[:MAX_TIMELINES]
+    parts = []
+    if len(ranked) > len(shown):
+        parts.append(
+            f'<p class="note">{len(ranked)} identities alerted; the {len(shown)} with the '
+            "highest alert scores are shown.</p>"
+        )
+    for identity in shown:
+        parts.append(f"<h3>{esc(identity)} ({len(by_identity[identity])} alerts)</h3>")
+        parts.append(
+            identity_timeline(identity, hourly.get(identity, {}), by_identity[identity], t_range)
+        )
+    return "".join(parts)
+
+
+def _counts_table(title: str, counts: Mapping[str, int]) -> str:
+    rows = "".join(f"<tr><td>{esc(k)}</td><td>{v:,}</td></tr>" for k, v in counts.items())
+    return f"<table><tr><th>{esc(title)}</th><th>alerts</th></tr>{rows}</table>"
+
+
+def render_report(
+    *,
+    summary: Mapping[str, Any],
+    alerts: Sequence[AlertRecord],
+    sweep: Sequence[Mapping[str, Any]],
+    hourly: Mapping[str, Mapping[int, int]] | None,
+    t_range: tuple[float, float] | None,
+    title: str = "nhi-detector replay report",
+) -> str:
+    """The whole report page as one HTML string."""
+    evaluation = summary.get("evaluation")
+    severities = Counter(a.severity for a in alerts)
+    detectors = Counter(a.detector for a in alerts)
+    sections = [
+        f"<h1>{esc(title)}</h1>",
+        _figures_table(summary),
+        _evaluation_html(evaluation) if evaluation else "",
+        "<h2>Alerts over time</h2>",
+        '<p class="note">Each alert is counted once (its revisions merged), at the event '
+        "time it was first raised.</p>",
+        alerts_over_time(alerts, "detector"),
+        alerts_over_time(alerts, "severity"),
+        _counts_table("severity", dict(severities.most_common())),
+        _counts_table("detector (top signal)", dict(detectors.most_common())),
+        "<h2>Score distribution</h2>",
+        score_histogram(alerts),
+        "<h2>Threshold sweep</h2>",
+        '<p class="note">Alerts kept if their highest score is at or above the threshold. '
+        "Thresholds below the detector's own alert threshold show the same figures, since "
+        "those alerts were never raised.</p>",
+        sweep_chart(sweep) if sweep else "",
+        "<h2>Alerted identities</h2>",
+        '<p class="note">Events per hour over the replay; vertical lines mark alerts, '
+        "coloured by severity (hover for details).</p>",
+        _timelines(alerts, hourly, t_range),
+    ]
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{esc(title)}</title><style>{CSS}</style></head><body>"
+        + "\n".join(s for s in sections if s)
+        + "</body></html>\n"
+    )

@@ -1,0 +1,209 @@
+"""What the replay tells a person: a progress line while it runs and a summary at the end.
+
+``Progress`` redraws one terminal line (events, events/s, alerts) at most ``REFRESH``
+times per second; the replay loop calls ``tick`` only every few thousand events, so a
+replay pays nothing per event for it. ``build_summary`` gathers the run's figures into
+one JSON-ready dict (what ``--summary-json`` writes); ``render_summary`` lays the same
+dict out as plain-text tables for the terminal.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+from detector.stats import RunStats
+
+logger = logging.getLogger(__name__)
+
+REFRESH = 4.0  # redraws per second, at most
+TICK_EVERY = 2048  # the replay loop calls tick() once per this many events (a power of 2)
+
+
+class Progress:
+    """A single self-overwriting status line on a terminal; silent when disabled."""
+
+    def __init__(self, stream: TextIO, *, enabled: bool) -> None:
+        self.stream = stream
+        self.enabled = enabled
+        self.started = time.perf_counter()
+        self._last = 0.0
+        self._width = 0
+
+    def tick(self, events: int, alerts: int, *, force: bool = False) -> None:
+        if not self.enabled:
+            return
+        now = time.perf_counter()
+        if not force and now - self._last < 1.0 / REFRESH:
+            return
+        self._last = now
+        elapsed = max(now - self.started, 1e-9)
+        line = f"  {events:,} events  {events / elapsed:,.0f} events/s  {alerts:,} alerts"
+        pad = " " * max(0, self._width - len(line))
+        self._width = len(line)
+        self.stream.write(f"\r{line}{pad}")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled and self._width:
+            self.stream.write("\r" + " " * self._width + "\r")
+            self.stream.flush()
+
+
+def _iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+
+
+def _by_reason(counter: Counter[tuple[str, str]]) -> dict[str, int]:
+    out: Counter[str] = Counter()
+    for (source, reason), n in counter.items():
+        out[f"{source}/{reason}"] += n
+    return dict(sorted(out.items()))
+
+
+def build_summary(
+    stats: RunStats,
+    *,
+    wall_seconds: float,
+    identities: Mapping[str, Any] | None = None,
+    alerts_distinct: int | None = None,
+    alert_lines: int = 0,
+    time_range: tuple[float, float] | None = None,
+    evaluation: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """All the figures of one replay as a JSON-ready dict."""
+    total = sum(stats.events.values())
+    per_severity: Counter[str] = Counter()
+    per_detector: Counter[str] = Counter()
+    for (severity, detector), n in stats.alerts.items():
+        per_severity[severity] += n
+        per_detector[detector] += n
+    summary: dict[str, Any] = {
+        "events": {
+            "total": total,
+            "per_source": dict(sorted(stats.events.items())),
+            "per_kind": dict(sorted(stats.events_by_kind.items())),
+        },
+        "records_read": dict(sorted(stats.records_read.items())),
+        "accounting_balanced": stats.balanced(),
+        "files_read": stats.files_read,
+        "bytes_read": stats.bytes_read,
+        "identities": dict(identities or {}),
+        "alerts": {
+            "total": sum(per_severity.values()) if alerts_distinct is None else alerts_distinct,
+            "lines_written": alert_lines,
+            "updates": stats.alert_updates,
+            "per_severity": dict(sorted(per_severity.items())),
+            "per_detector": dict(sorted(per_detector.items())),
+            "suppressed": dict(sorted(stats.suppressed.items())),
+            "shadow": dict(sorted(stats.shadow_alerts.items())),
+        },
+        "dead_letters": _by_reason(stats.dead_letters),
+        "skipped": _by_reason(stats.skipped),
+        "late_events": stats.late_events,
+        "degradations": {f"{m}/{w}": n for (m, w), n in sorted(stats.degradations.items())},
+        "throughput": {
+            "wall_seconds": round(wall_seconds, 3),
+            "events_per_second": round(total / wall_seconds, 1) if wall_seconds > 0 else None,
+        },
+        "event_time": {
+            "first": _iso(time_range[0]) if time_range else None,
+            "last": _iso(time_range[1]) if time_range else None,
+        },
+    }
+    if evaluation is not None:
+        summary["evaluation"] = dict(evaluation)
+    return summary
+
+
+# ---------------------------------------------------------------------------- rendering
+
+
+def _table(title: str, rows: list[tuple[str, Any]]) -> list[str]:
+    if not rows:
+        return [f"{title}: none"]
+    width = max(len(str(k)) for k, _ in rows)
+    lines = [title]
+    for key, value in rows:
+        shown = f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else value
+        lines.append(f"  {str(key):<{width}}  {shown}")
+    return lines
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.0f}s"
+    if seconds < 3600:
+        return f"{seconds / 60:.1f}min"
+    return f"{seconds / 3600:.1f}h"
+
+
+def _identity_rows(identities: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    rows: list[tuple[str, Any]] = []
+    for key, value in identities.items():
+        if isinstance(value, Mapping):
+            rows.extend((f"{key}: {k}", v) for k, v in value.items())
+        else:
+            rows.append((key, value))
+    return rows
+
+
+def _evaluation_lines(ev: Mapping[str, Any]) -> list[str]:
+    lines = ["Labelled scenarios"]
+    width = max([len(s["id"]) for s in ev["scenarios"]] + [8])
+    for s in ev["scenarios"]:
+        verdict = "detected" if s["detected"] else "MISSED"
+        ttd = _duration(s["time_to_detect_seconds"])
+        lines.append(f"  {s['id']:<{width}}  {verdict:<8}  ttd {ttd:>8}  {s['title']}")
+    bar = ev["quality_bar"]
+    lines += [
+        f"  detected {ev['scenarios_detected']}/{ev['scenarios_total']}"
+        f", median time to detect {_duration(ev['median_time_to_detect_seconds'])}",
+        f"  alerts outside scenarios: {ev['alerts_outside_scenarios']:,} over"
+        f" {ev['identity_days']:,.1f} identity-days ="
+        f" {ev['outside_per_1000_identity_days']:.2f} per 1,000 identity-days",
+        "  quality bar (all detected, <= {:g}/1,000 identity-days, median ttd < {}): {}".format(
+            bar["max_outside_per_1000_identity_days"],
+            _duration(bar["max_median_time_to_detect_seconds"]),
+            "MET" if bar["met"] else "NOT MET",
+        ),
+    ]
+    return lines
+
+
+def render_summary(summary: Mapping[str, Any]) -> str:
+    """The end-of-replay summary as plain text tables."""
+    ev, al, tp = summary["events"], summary["alerts"], summary["throughput"]
+    rate = tp["events_per_second"]
+    sections = [
+        [
+            f"Replay: {ev['total']:,} events in {tp['wall_seconds']:.1f}s"
+            f" = {rate or 0:,.0f} events/s (event time {summary['event_time']['first']}"
+            f" .. {summary['event_time']['last']})"
+        ],
+        _table("Events per source", list(ev["per_source"].items())),
+        _table("Events per identity kind", list(ev["per_kind"].items())),
+        _table("Identities", _identity_rows(summary["identities"])),
+        _table(
+            f"Alerts: {al['total']:,} ({al['lines_written']:,} lines incl. updates), "
+            "per severity",
+            list(al["per_severity"].items()),
+        ),
+        _table("Alerts per detector", list(al["per_detector"].items())),
+        _table("Dead letters per reason", list(summary["dead_letters"].items())),
+        _table("Skipped per reason", list(summary["skipped"].items())),
+        [f"Late events (beyond the reorder window): {summary['late_events']:,}"],
+    ]
+    if summary.get("degradations"):
+        sections.append(_table("Degradations", list(summary["degradations"].items())))
+    if "evaluation" in summary:
+        sections.append(_evaluation_lines(summary["evaluation"]))
+    return "\n".join("\n".join(lines) for lines in sections) + "\n"
