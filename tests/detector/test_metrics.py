@@ -1,0 +1,287 @@
+"""Tests for detector.metrics: scrape over HTTP and compare with what was counted."""
+
+from __future__ import annotations
+
+import re
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
+
+from detector.metrics import (
+    BATCH_SECONDS_BUCKETS,
+    MetricsServer,
+    create_metrics,
+    exported_names,
+    start_metrics_server,
+)
+from detector.stats import RunStats
+
+# Every label name the code may export; identity keys and addresses must never appear.
+ALLOWED_LABELS = {"source", "reason", "kind", "path", "severity", "detector", "model", "what",
+                  "topic", "partition", "table", "le"}
+
+
+class FakeClock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class SummaryDetector:
+    """A stand-in with the two methods the collector reads from ``Detector``."""
+
+    def __init__(self, summary: dict, size: int) -> None:
+        self.summary = summary
+        self.size = size
+        self.fail = False
+
+    def identities_summary(self) -> dict:
+        if self.fail:
+            raise RuntimeError("dictionary changed size during iteration")
+        return self.summary
+
+    def state_size_bytes(self) -> int:
+        return self.size
+
+
+def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """GET /metrics and index every sample by (name, sorted labels)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+        assert resp.status == 200
+        text = resp.read().decode()
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return samples
+
+
+def filled_stats() -> RunStats:
+    """Counts as a run over two sources would leave them (records balance per source)."""
+    stats = RunStats()
+    stats.records_read.update({"aws.cloudtrail": 120, "k8s.audit": 40})
+    stats.events.update({"aws.cloudtrail": 113, "k8s.audit": 31})
+    stats.dead_letters.update({("aws.cloudtrail", "invalid_json"): 4,
+                               ("k8s.audit", "missing_field"): 1})
+    stats.skipped.update({("aws.cloudtrail", "digest_file"): 3, ("k8s.audit", "duplicate_stage"): 8})
+    stats.events_by_kind.update({"workload": 130, "human": 14})
+    stats.alerts.update({("high", "novelty"): 2, ("medium", "rate"): 5})
+    stats.suppressed.update({"rule:ci-noise": 3})
+    stats.shadow_alerts.update({"schedule": 6})
+    stats.degradations.update({("novelty", "cap_hit"): 9, ("peers", "eviction"): 2})
+    stats.late_events = 7
+    stats.alert_updates = 11
+    stats.files_read = 3
+    stats.bytes_read = 98765
+    return stats
+
+
+@pytest.fixture
+def server() -> Iterator[tuple[MetricsServer, RunStats]]:
+    stats = filled_stats()
+    srv, _ = start_metrics_server(0, stats)
+    yield srv, stats
+    srv.shutdown()
+
+
+def value(samples: dict, name: str, **labels: str) -> float:
+    return samples[(name, tuple(sorted(labels.items())))]
+
+
+class TestScrape:
+    def test_per_source_counts__match_run_stats(self, server) -> None:
+        srv, stats = server
+        samples = scrape(srv.port)
+        for source in ("aws.cloudtrail", "k8s.audit"):
+            assert value(samples, "nhi_events_total", source=source) == stats.events[source]
+            read = value(samples, "nhi_records_read_total", source=source)
+            assert read == stats.records_read[source]
+            dead = sum(v for (n, lab), v in samples.items()
+                       if n == "nhi_dead_letters_total" and ("source", source) in lab)
+            skipped = sum(v for (n, lab), v in samples.items()
+                          if n == "nhi_skipped_records_total" and ("source", source) in lab)
+            assert read == value(samples, "nhi_events_total", source=source) + dead + skipped
+
+    def test_labelled_counters__carry_each_key(self, server) -> None:
+        samples = scrape(server[0].port)
+        assert value(samples, "nhi_dead_letters_total", source="aws.cloudtrail",
+                     reason="invalid_json") == 4
+        assert value(samples, "nhi_alerts_total", severity="medium", detector="rate") == 5
+        assert value(samples, "nhi_model_degradations_total", model="novelty",
+                     what="cap_hit") == 9
+        assert value(samples, "nhi_alerts_suppressed_total", reason="rule:ci-noise") == 3
+        assert value(samples, "nhi_shadow_alerts_total", detector="schedule") == 6
+        assert value(samples, "nhi_late_events_total") == 7
+        assert value(samples, "nhi_alert_updates_total") == 11
+        assert value(samples, "nhi_read_bytes_total") == 98765
+
+    def test_counters__are_read_live_at_each_scrape(self, server) -> None:
+        srv, stats = server
+        key = ("nhi_events_total", (("source", "gcp.audit"),))
+        assert key not in scrape(srv.port)
+        stats.records_read["gcp.audit"] += 25
+        stats.events["gcp.audit"] += 25
+        assert scrape(srv.port)[key] == 25
+
+    def test_label_names__are_bounded(self, server) -> None:
+        srv, stats = server
+        stats.identity_resolution["session_issuer"] += 1
+        for name, labels in scrape(srv.port):
+            if name.startswith("nhi_"):
+                assert {key for key, _ in labels} <= ALLOWED_LABELS, name
+
+    def test_server__binds_loopback_by_default(self, server) -> None:
+        assert server[0].address == "127.0.0.1"
+
+    def test_process_metrics__are_served(self, server) -> None:
+        samples = scrape(server[0].port)
+        assert value(samples, "process_resident_memory_bytes") > 0
+
+
+class TestDetectorGauges:
+    def make(self) -> tuple[CollectorRegistry, SummaryDetector]:
+        registry = CollectorRegistry()
+        det = SummaryDetector({"tracked": 12, "in_learning": 5, "dormant": 2,
+                               "persistent_anomaly": 1,
+                               "by_kind": {"workload": 9, "ai_agent": 3}}, 40960)
+        create_metrics(registry, RunStats(), detector=det)
+        return registry, det
+
+    def test_summary__becomes_gauges(self) -> None:
+        registry, _ = self.make()
+        get = registry.get_sample_value
+        assert get("nhi_identities_tracked") == 12
+        assert get("nhi_identities_learning") == 5
+        assert get("nhi_identities_dormant") == 2
+        assert get("nhi_identities_persistent_anomaly") == 1
+        assert get("nhi_identities_by_kind", {"kind": "ai_agent"}) == 3
+        assert get("nhi_state_size_bytes") == 40960
+
+    def test_failing_summary__keeps_last_values_and_counts_error(self) -> None:
+        registry, det = self.make()
+        assert registry.get_sample_value("nhi_identities_tracked") == 12
+        det.fail = True
+        det.summary = {"tracked": 99}
+        assert registry.get_sample_value("nhi_identities_tracked") == 12
+        assert registry.get_sample_value("nhi_metrics_collect_errors_total") >= 1
+
+    def test_no_detector__no_identity_samples(self) -> None:
+        registry = CollectorRegistry()
+        create_metrics(registry, RunStats())
+        assert registry.get_sample_value("nhi_identities_tracked") is None
+        assert registry.get_sample_value("nhi_state_size_bytes") is None
+
+    def test_attach__starts_reading_detector(self) -> None:
+        registry = CollectorRegistry()
+        metrics = create_metrics(registry, RunStats())
+        metrics.attach(SummaryDetector({"tracked": 3, "in_learning": 3, "dormant": 0,
+                                        "by_kind": {}}, 10))
+        assert registry.get_sample_value("nhi_identities_tracked") == 3
+
+
+class TestHarnessApi:
+    def test_observe_batch__fills_histograms(self) -> None:
+        registry = CollectorRegistry()
+        metrics = create_metrics(registry, RunStats())
+        for seconds, n in ((0.0003, 1), (0.004, 120), (0.004, 80), (2.0, 5000)):
+            metrics.observe_batch(seconds, n)
+        get = registry.get_sample_value
+        assert get("nhi_batch_processing_seconds_count") == 4
+        assert get("nhi_batch_processing_seconds_bucket", {"le": "0.005"}) == 3
+        assert get("nhi_batch_processing_seconds_bucket", {"le": "1.0"}) == 3
+        assert get("nhi_batch_size_events_sum") == 5201
+        assert get("nhi_batch_processing_seconds_sum") == pytest.approx(2.0083)
+
+    def test_buckets__are_increasing_and_span_100us_to_10s(self) -> None:
+        assert list(BATCH_SECONDS_BUCKETS) == sorted(set(BATCH_SECONDS_BUCKETS))
+        assert (BATCH_SECONDS_BUCKETS[0], BATCH_SECONDS_BUCKETS[-1]) == (0.0001, 10.0)
+
+    def test_event_time_lag__is_now_minus_last_event(self) -> None:
+        registry, clock, stats = CollectorRegistry(), FakeClock(1_700_000_600.0), RunStats()
+        metrics = create_metrics(registry, stats, clock=clock)
+        assert registry.get_sample_value("nhi_event_time_lag_seconds") is None
+        metrics.set_event_time(1_700_000_000.0)
+        assert registry.get_sample_value("nhi_event_time_lag_seconds") == 600.0
+        clock.now += 30
+        assert registry.get_sample_value("nhi_event_time_lag_seconds") == 630.0
+        stats.last_event_ts = 1_700_000_620.0  # the engine's own record wins when newer
+        assert registry.get_sample_value("nhi_event_time_lag_seconds") == 10.0
+
+    def test_consumer_lag_and_commit_age__per_partition(self) -> None:
+        registry, clock = CollectorRegistry(), FakeClock(5000.0)
+        metrics = create_metrics(registry, RunStats(), clock=clock)
+        metrics.set_consumer_lag("raw", 0, 42)
+        metrics.set_consumer_lag("raw", 1, 0)
+        metrics.set_committed("raw", 0, when=4900.0)
+        clock.now = 5050.0
+        get = registry.get_sample_value
+        assert get("nhi_kafka_consumer_lag_messages", {"topic": "raw", "partition": "0"}) == 42
+        assert get("nhi_kafka_last_commit_age_seconds",
+                   {"topic": "raw", "partition": "0"}) == 150.0
+        assert get("nhi_kafka_last_commit_age_seconds",
+                   {"topic": "raw", "partition": "1"}) == 50.0
+        assert metrics.stale_commits(120.0) == [("raw", 0)]
+
+    def test_forget_partition__removes_series(self) -> None:
+        registry = CollectorRegistry()
+        metrics = create_metrics(registry, RunStats())
+        metrics.set_consumer_lag("raw", 3, 7)
+        metrics.forget_partition("raw", 3)
+        labels = {"topic": "raw", "partition": "3"}
+        assert registry.get_sample_value("nhi_kafka_consumer_lag_messages", labels) is None
+        assert registry.get_sample_value("nhi_kafka_last_commit_age_seconds", labels) is None
+
+    def test_recovery_progress(self) -> None:
+        registry = CollectorRegistry()
+        metrics = create_metrics(registry, RunStats())
+        metrics.set_recovering(True)
+        metrics.set_recovery("profiles", 1200)
+        assert registry.get_sample_value("nhi_recovery_in_progress") == 1
+        metrics.set_recovery("profiles", 0)
+        metrics.set_recovering(False)
+        assert registry.get_sample_value("nhi_recovery_in_progress") == 0
+        assert registry.get_sample_value("nhi_recovery_remaining_messages",
+                                         {"table": "profiles"}) == 0
+
+
+class TestRegistration:
+    def test_private_registries__do_not_collide(self) -> None:
+        first, second = CollectorRegistry(), CollectorRegistry()
+        create_metrics(first, RunStats())
+        create_metrics(second, RunStats())
+        assert exported_names(first) == exported_names(second)
+
+    def test_same_registry_twice__is_refused(self) -> None:
+        registry = CollectorRegistry()
+        create_metrics(registry, RunStats())
+        with pytest.raises(ValueError, match="Duplicated timeseries"):
+            create_metrics(registry, RunStats())
+
+    def test_prefix__applies_to_every_metric(self) -> None:
+        registry = CollectorRegistry()
+        create_metrics(registry, RunStats(), prefix="acme_")
+        assert exported_names(registry)
+        assert all(name.startswith("acme_") for name in exported_names(registry))
+
+    def test_names__follow_conventions(self) -> None:
+        registry = CollectorRegistry()
+        create_metrics(registry, RunStats())
+        for family in registry.collect():
+            assert re.fullmatch(r"nhi_[a-z_]+", family.name), family.name
+            if "seconds" in family.name or "bytes" in family.name:
+                assert family.name.endswith(("_seconds", "_bytes")), family.name
+
+    def test_every_metric__is_documented(self, repo_dir: Path) -> None:
+        registry = CollectorRegistry()
+        create_metrics(registry, RunStats(), process_metrics=True)
+        doc = (repo_dir / "docs" / "metrics.md").read_text(encoding="utf-8")
+        documented = set(re.findall(r"`([a-z_]+)`", doc))
+        families = {f.name + ("_total" if f.type == "counter" else "")
+                    for f in registry.collect()}
+        assert families - documented == set()
