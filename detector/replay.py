@@ -1,0 +1,359 @@
+"""``nhi-detector replay``: the whole detector over log files, in event-time order.
+
+Replay is how a team tries nhi-detector on its own history, tunes it, and runs it with no
+broker. One process reads files, directories (recursive, gzip) or stdin, with sources
+auto-detected per record, and drives::
+
+    read_paths ─▶ ReorderBuffer ─▶ Detector.process ─▶ alerts (JSON lines)
+                                 └▶ Activity (first/last time, hourly counts)
+
+Alerts are written as JSON lines, native (``Alert.to_native()``) or OCSF. Grouped alerts
+are *updated*: a later line may carry the same ``alert_id`` with a higher ``revision``.
+Every revision is written as it happens; consumers dedupe by ``alert_id`` and keep the
+highest ``revision``.
+
+When alerts go to stdout, everything else (progress, summary) goes to stderr; when they
+go to a file, the summary goes to stdout. Exit codes: 0 done, 1 an input or output failed,
+2 a bad argument, configuration, labels file or state snapshot (nothing is misread).
+
+Steps of ``run``: (1) load configuration, labels and the optional warm-start snapshot,
+(2) open the outputs, (3) run the event loop, (4) close groups (``Detector.finish``) and
+write the snapshot and inventory, (5) evaluate against labels, print the summary and
+write the summary JSON and the HTML report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+from detector.errors import ConfigError, NhiError, SinkError, StateError
+from detector.evaluation import Activity, AlertLog, Scenario, evaluate, threshold_sweep
+from detector.reorder import DEFAULT_WINDOW_SECONDS, ReorderBuffer
+from detector.stats import RunStats
+from detector.summary import TICK_EVERY, Progress, build_summary, render_summary
+
+logger = logging.getLogger(__name__)
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+TICK_MASK = TICK_EVERY - 1
+SOURCE_CHOICES = ("aws.cloudtrail", "gcp.audit", "azure.activity", "azure.signin", "k8s.audit")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Declare the ``replay`` options."""
+    add = parser.add_argument
+    add("paths", nargs="+", metavar="PATH",
+        help="log files, directories (recursive, .gz too) or - for stdin")
+    add("--source", choices=SOURCE_CHOICES,
+        help="force one source format (default: detected per record)")
+    add("--config", metavar="FILE", help="YAML configuration file")
+    add("--suppressions", metavar="FILE", help="YAML suppression rules file")
+    add("--alerts", metavar="FILE", default="-",
+        help="write alerts here as JSON lines (default: - for stdout); a grouped alert is "
+             "written again at each revision: dedupe by alert_id, keep the highest revision")
+    add("--format", choices=("native", "ocsf"), default="native",
+        help="alert format: native JSON or OCSF Detection Finding (default: native)")
+    add("--dead-letters", metavar="FILE",
+        help="append records that cannot be parsed to this JSON-lines file")
+    add("--inventory", metavar="FILE",
+        help="write the identity inventory as JSON lines after the replay")
+    add("--save-state", metavar="FILE", help="write every identity's baseline after the replay")
+    add("--load-state", metavar="FILE", help="start warm from a snapshot written by --save-state")
+    add("--labels", metavar="FILE",
+        help="labelled scenarios (JSON): report detected/missed, time to detect and "
+             "alerts outside scenarios per 1,000 identity-days")
+    add("--report", metavar="FILE", help="write a self-contained HTML tuning report")
+    add("--reorder-window", metavar="SECONDS", type=float, default=DEFAULT_WINDOW_SECONDS,
+        help="event-time reorder window; later records are processed and counted as late "
+             f"(default: {DEFAULT_WINDOW_SECONDS:g})")
+    add("--metrics-port", metavar="PORT", type=int,
+        help="serve Prometheus metrics on 127.0.0.1:PORT while the replay runs")
+    add("--no-progress", action="store_true", help="no progress line even on a terminal")
+    add("--summary-json", metavar="FILE", help="write the summary figures as JSON")
+
+
+# ---------------------------------------------------------------------------- outputs
+
+
+class AlertWriter:
+    """Writes alerts as JSON lines and keeps what evaluation and the report need."""
+
+    def __init__(self, handle: IO[bytes], fmt: str, log: AlertLog) -> None:
+        self.handle = handle
+        self.log = log
+        self.to_ocsf: Callable[[Any], dict[str, Any]] | None = None
+        if fmt == "ocsf":
+            from detector.ocsf import to_ocsf
+
+            self.to_ocsf = to_ocsf
+
+    def write(self, alerts: Iterable[Any], raised_ts: float) -> None:
+        for alert in alerts:
+            native = alert.to_native()
+            record = native if self.to_ocsf is None else self.to_ocsf(alert)
+            try:
+                self.handle.write(orjson.dumps(record, option=orjson.OPT_NON_STR_KEYS) + b"\n")
+            except OSError as err:
+                raise SinkError(f"cannot write alerts: {err.strerror}") from err
+            self.log.add(native, raised_ts)
+
+
+@dataclass
+class Outputs:
+    """The open output handles of one run; ``close`` is safe to call twice."""
+
+    alerts: IO[bytes]
+    text: IO[str]
+    dead_letters: Any
+    owned: list[Any] = field(default_factory=list)
+
+    def close(self) -> None:
+        for handle in self.owned:
+            handle.close()
+        self.owned.clear()
+        if self.alerts is sys.stdout.buffer:
+            self.alerts.flush()
+
+
+def open_outputs(args: argparse.Namespace) -> Outputs:
+    from detector.sources.deadletter import JsonlDeadLetters, NullDeadLetters
+
+    owned: list[Any] = []
+    if args.alerts == "-":
+        alerts, text = sys.stdout.buffer, sys.stderr
+    else:
+        try:
+            Path(args.alerts).parent.mkdir(parents=True, exist_ok=True)
+            alerts = open(args.alerts, "wb")  # noqa: SIM115 (closed by Outputs.close)
+        except OSError as err:
+            raise SinkError(f"cannot open alerts file {args.alerts}: {err.strerror}") from err
+        owned.append(alerts)
+        text = sys.stdout
+    dead: Any = NullDeadLetters()
+    if args.dead_letters:
+        dead = JsonlDeadLetters(args.dead_letters)
+        owned.append(dead)
+    return Outputs(alerts, text, dead, owned)
+
+
+def write_atomic(path: str | Path, data: bytes) -> None:
+    """Write a file through a temporary sibling so a crash never leaves half a file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except OSError as err:
+        raise SinkError(f"cannot write {path}: {err.strerror}") from err
+
+
+# ---------------------------------------------------------------------------- setup
+
+
+def load_state_file(detector: Any, path: str) -> None:
+    """Warm-start ``detector`` from a snapshot; a wrong version raises ``StateError``."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as err:
+        raise StateError(f"cannot read state snapshot {path}: {err.strerror}") from err
+    try:
+        detector.load_state(data)
+    except StateError as err:
+        raise StateError(f"state snapshot {path} refused: {err}") from err
+
+
+def build_detector(args: argparse.Namespace, stats: RunStats) -> Any:
+    from detector.config import load_config
+    from detector.engine import Detector
+
+    config = load_config(args.config)
+    if args.suppressions:
+        config = {**config, "suppressions_file": args.suppressions}
+    detector = Detector(config, stats=stats)
+    if args.load_state:
+        load_state_file(detector, args.load_state)
+    return detector
+
+
+def start_metrics(port: int | None, stats: RunStats, detector: Any) -> tuple[Any, Any]:
+    """Start the Prometheus endpoint when asked; returns (server, metrics) or (None, None)."""
+    if port is None:
+        return None, None
+    from detector.metrics import start_metrics_server
+
+    return start_metrics_server(port, stats, detector)
+
+
+# ---------------------------------------------------------------------------- the loop
+
+
+@dataclass
+class LoopResult:
+    events: int
+    wall_seconds: float
+
+
+def run_loop(
+    events: Iterable[Any],
+    detector: Any,
+    writer: AlertWriter,
+    activity: Activity,
+    progress: Progress,
+    metrics: Any = None,
+) -> LoopResult:
+    """Feed every event to the detector; the per-event path is kept to a few lookups.
+
+    Steps per event: track the identity's first/last time (and hourly count when a report
+    is wanted), ``Detector.process``, write any alert. Every ``TICK_EVERY`` events the
+    progress line and the metrics' event time are refreshed.
+    """
+    process = detector.process
+    write = writer.write
+    spans = activity.spans
+    hourly = activity.hourly
+    log = writer.log
+    n = 0
+    ts = 0.0
+    started = time.perf_counter()
+    batch_started = started
+    for event in events:
+        n += 1
+        ts = event.ts
+        key = event.identity
+        span = spans.get(key)
+        if span is None:
+            spans[key] = [ts, ts]
+        elif ts > span[1]:
+            span[1] = ts
+        elif ts < span[0]:
+            span[0] = ts
+        if hourly is not None:
+            counts = hourly.get(key)
+            if counts is None:
+                counts = hourly[key] = {}
+            hour = int(ts) // 3600
+            counts[hour] = counts.get(hour, 0) + 1
+        alerts = process(event)
+        if alerts:
+            write(alerts, ts)
+        if not n & TICK_MASK:
+            progress.tick(n, len(log))
+            if metrics is not None:
+                now = time.perf_counter()
+                metrics.observe_batch(now - batch_started, TICK_EVERY)
+                metrics.set_event_time(ts)
+                batch_started = now
+    final = detector.finish()
+    if final:
+        write(final, ts)
+    progress.tick(n, len(log), force=True)
+    progress.close()
+    return LoopResult(n, time.perf_counter() - started)
+
+
+# ---------------------------------------------------------------------------- run
+
+
+def _write_inventory(detector: Any, path: str) -> None:
+    lines = b"".join(
+        orjson.dumps(item, option=orjson.OPT_NON_STR_KEYS) + b"\n" for item in detector.inventory()
+    )
+    write_atomic(path, lines)
+
+
+def _finish_outputs(
+    args: argparse.Namespace,
+    detector: Any,
+    stats: RunStats,
+    result: LoopResult,
+    log: AlertLog,
+    activity: Activity,
+    scenarios: list[Scenario] | None,
+) -> dict[str, Any]:
+    """Snapshot, inventory, evaluation, summary JSON and report; returns the summary."""
+    if args.save_state:
+        write_atomic(args.save_state, detector.export_state())
+    if args.inventory:
+        _write_inventory(detector, args.inventory)
+    alerts = log.records()
+    evaluation = None
+    if scenarios is not None:
+        evaluation = evaluate(alerts, scenarios, activity.identity_days()).to_dict()
+    t_range = activity.time_range()
+    summary = build_summary(
+        stats,
+        wall_seconds=result.wall_seconds,
+        identities=detector.identities_summary(),
+        alerts_distinct=len(log),
+        alert_lines=log.lines,
+        time_range=t_range,
+        evaluation=evaluation,
+    )
+    if args.summary_json:
+        write_atomic(args.summary_json, orjson.dumps(summary, option=orjson.OPT_INDENT_2))
+    if args.report:
+        from detector.report import render_report
+
+        span_days = max((t_range[1] - t_range[0]) / 86400.0, 1.0) if t_range else 1.0
+        sweep = threshold_sweep(alerts, scenarios, span_days)
+        page = render_report(
+            summary=summary, alerts=alerts, sweep=sweep, hourly=activity.hourly, t_range=t_range
+        )
+        write_atomic(args.report, page.encode("utf-8"))
+    return summary
+
+
+def _replay(args: argparse.Namespace, stats: RunStats) -> int:
+    from detector.evaluation import load_labels
+    from detector.sources import read_paths
+
+    if args.reorder_window < 0:
+        raise ConfigError(f"--reorder-window must be >= 0 seconds, got {args.reorder_window:g}")
+    scenarios = load_labels(args.labels) if args.labels else None
+    detector = build_detector(args, stats)
+    outputs = open_outputs(args)
+    server = None
+    try:
+        server, metrics = start_metrics(args.metrics_port, stats, detector)
+        log = AlertLog()
+        writer = AlertWriter(outputs.alerts, args.format, log)
+        activity = Activity(hourly=bool(args.report))
+        show = not args.no_progress and sys.stderr.isatty()
+        progress = Progress(sys.stderr, enabled=show)
+        events = read_paths(args.paths, source=args.source, stats=stats,
+                            dead_letters=outputs.dead_letters)
+        buffer = ReorderBuffer(args.reorder_window, stats=stats)
+        result = run_loop(buffer.reorder(events), detector, writer, activity, progress, metrics)
+        outputs.close()
+        summary = _finish_outputs(args, detector, stats, result, log, activity, scenarios)
+        outputs.text.write(render_summary(summary))
+        outputs.text.flush()
+    finally:
+        outputs.close()
+        if server is not None:
+            server.shutdown()
+    return EXIT_OK
+
+
+def run(args: argparse.Namespace) -> int:
+    """Entry point of ``nhi-detector replay``; returns the exit code."""
+    stats = RunStats()
+    try:
+        return _replay(args, stats)
+    except (ConfigError, StateError) as err:
+        print(f"nhi-detector replay: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except NhiError as err:
+        print(f"nhi-detector replay: {err}", file=sys.stderr)
+        return EXIT_FAILED

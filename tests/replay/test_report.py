@@ -1,0 +1,146 @@
+"""The HTML tuning report: self-contained, with every plot, stating the figures."""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+
+from detector.evaluation import Activity, AlertLog, evaluate, parse_labels, threshold_sweep
+from detector.report import MAX_TIMELINES, render_report
+from detector.stats import RunStats
+from detector.summary import build_summary, render_summary
+
+T0 = 1_704_067_200.0  # 2024-01-01T00:00:00Z
+DAY = 86400.0
+ROLE = "arn:aws:iam::111122223333:role/deploy"
+OTHER = "arn:aws:iam::111122223333:user/legacy"
+LABELS = {
+    "version": 1,
+    "scenarios": [{"id": "leak", "title": "leaked key <script>", "identities": [OTHER],
+                   "start": "2024-01-05T00:00:00Z", "end": "2024-01-05T02:00:00Z"}],
+}
+
+
+def alert(alert_id: str, identity: str, ts: float, score: float, severity: str, detector: str):
+    return {
+        "alert_id": alert_id, "revision": 1, "identity": {"key": identity},
+        "severity": severity, "score": score, "detector": detector,
+        "window": {"start": ts - 60, "end": ts}, "evidence": {"event_ids": []},
+    }
+
+
+class Collector(HTMLParser):
+    """Collects tag names and every src/href attribute value of a page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[str] = []
+        self.refs: list[str] = []
+        self.svg_titles: list[str] = []
+        self._svg_depth = 0
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        self.refs += [v or "" for k, v in attrs if k in ("src", "href", "xlink:href")]
+        if tag == "svg":
+            self._svg_depth += 1
+            self.svg_titles.append(dict(attrs).get("aria-label", ""))
+
+    def handle_endtag(self, tag):
+        if tag == "svg":
+            self._svg_depth -= 1
+
+
+def build(scenarios=True):
+    stats = RunStats()
+    stats.events.update({"aws.cloudtrail": 900, "k8s.audit": 100})
+    stats.records_read.update({"aws.cloudtrail": 900, "k8s.audit": 100})
+    stats.alerts.update({("high", "novelty.action"): 2, ("low", "volume.rate"): 1})
+    activity = Activity(hourly=True)
+    for i in range(1000):
+        activity.observe(ROLE if i % 2 else OTHER, T0 + i * 600)
+    log = AlertLog()
+    log.add(alert("a1", OTHER, T0 + 4 * DAY + 600, 0.9, "high", "novelty.action"))
+    log.add(alert("a2", ROLE, T0 + 2 * DAY, 0.7, "high", "novelty.action"))
+    log.add(alert("a3", ROLE, T0 + 6 * DAY, 0.4, "low", "volume.rate"))
+    parsed = parse_labels(LABELS) if scenarios else None
+    records = log.records()
+    evaluation = evaluate(records, parsed, activity.identity_days()).to_dict() if parsed else None
+    summary = build_summary(stats, wall_seconds=0.025, identities={"tracked": 2},
+                            alerts_distinct=len(log), alert_lines=log.lines,
+                            time_range=activity.time_range(), evaluation=evaluation)
+    sweep = threshold_sweep(records, parsed, span_days=7.0)
+    page = render_report(summary=summary, alerts=records, sweep=sweep,
+                         hourly=activity.hourly, t_range=activity.time_range())
+    return page, summary
+
+
+class TestReport:
+    def test_self_contained__no_external_references(self):
+        page, _ = build()
+        parser = Collector()
+        parser.feed(page)
+        assert parser.refs == []
+        assert not re.search(r"(?:src|href)\s*=\s*[\"']?\s*(?:https?:)?//", page, re.I)
+        assert "<script" not in page.replace("&lt;script", "")
+        assert "@import" not in page and "url(" not in page
+        assert "link" not in parser.tags
+
+    def test_contains_each_plot(self):
+        page, _ = build()
+        parser = Collector()
+        parser.feed(page)
+        titles = parser.svg_titles
+        assert "Alerts per day by detector" in titles
+        assert "Alerts per day by severity" in titles
+        assert "Score distribution of alerts" in titles
+        assert "Alerts per day against score threshold" in titles
+        assert "Recall and precision against score threshold" in titles
+        assert f"Events per hour of {OTHER}" in titles and f"Events per hour of {ROLE}" in titles
+
+    def test_states_throughput_and_quality(self):
+        page, summary = build()
+        assert summary["throughput"]["events_per_second"] == 40000.0  # 1,000 events / 25 ms
+        assert "40,000 events/s" in page
+        assert "Quality against the labels" in page
+        assert "1 of 1" in page  # scenarios detected
+        # the scenario title is escaped, never injected
+        assert "leaked key &lt;script&gt;" in page
+
+    def test_alert_markers_on_timelines(self):
+        page, _ = build()
+        role_plot = page.split(f'aria-label="Events per hour of {ROLE}"')[1].split("</svg>")[0]
+        assert role_plot.count('stroke-width="2"') == 2  # a2 and a3
+
+    def test_without_labels__no_recall_plot(self):
+        page, summary = build(scenarios=False)
+        assert "evaluation" not in summary
+        assert "Recall and precision" not in page
+        assert "Alerts per day against score threshold" in page
+
+    def test_timelines_capped(self):
+        log = AlertLog()
+        activity = Activity(hourly=True)
+        for i in range(MAX_TIMELINES + 5):
+            ident = f"role/{i}"
+            activity.observe(ident, T0 + i)
+            log.add(alert(f"x{i}", ident, T0 + 3600, 0.5 + i / 1000, "medium", "novelty.action"))
+        summary = build_summary(RunStats(), wall_seconds=1.0, alerts_distinct=len(log),
+                                time_range=activity.time_range())
+        page = render_report(summary=summary, alerts=log.records(), sweep=[],
+                             hourly=activity.hourly, t_range=activity.time_range())
+        assert page.count('aria-label="Events per hour of') == MAX_TIMELINES
+        assert f"{MAX_TIMELINES + 5} identities alerted" in page
+        assert f"role/{MAX_TIMELINES + 4}" in page  # the highest score is shown
+        assert 'aria-label="Events per hour of role/0"' not in page
+
+
+class TestSummaryText:
+    def test_render_summary__sections_and_bar(self):
+        _, summary = build()
+        text = render_summary(summary)
+        assert "aws.cloudtrail  900" in text
+        assert "novelty.action  2" in text
+        assert "leak" in text and "detected" in text
+        assert "quality bar" in text
+        assert summary["evaluation"]["scenarios_detected"] == 1
