@@ -185,8 +185,8 @@ class AlertRecord:
         if isinstance(identity, Mapping):
             identity = _first(identity, "key", "id", "name")
         window = alert.get("window") if isinstance(alert.get("window"), Mapping) else {}
-        start = _epoch(_first(window, "start", "first_seen") or _first(alert, "first_seen"))
-        end = _epoch(_first(window, "end", "last_seen") or _first(alert, "last_seen"))
+        start = _epoch(_first(window, "first", "start"))
+        end = _epoch(_first(window, "last", "end"))
         start = end if start is None else start
         end = start if end is None else end
         if start is None or end is None:
@@ -220,9 +220,13 @@ class AlertRecord:
 
 
 def _alert_detector(alert: Mapping[str, Any]) -> str:
+    """The alert's leading detector: ``detectors[0]``, else its first signal's."""
     name = alert.get("detector")
     if name:
         return str(name)
+    detectors = alert.get("detectors")
+    if detectors:
+        return str(detectors[0])
     signals = alert.get("signals") or alert.get("top_signals") or ()
     if signals and isinstance(signals[0], Mapping):
         return str(signals[0].get("detector") or "unknown")

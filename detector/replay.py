@@ -86,7 +86,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 class AlertWriter:
-    """Writes alerts as JSON lines and keeps what evaluation and the report need."""
+    """Writes alerts as JSON lines and keeps what evaluation and the report need.
+
+    Shadow alerts (from detectors on trial, marked ``"shadow": true``) are written but left
+    out of the figures: they say what a detector would do, not what the team would see.
+    """
 
     def __init__(self, handle: IO[bytes], fmt: str, log: AlertLog) -> None:
         self.handle = handle
@@ -105,7 +109,8 @@ class AlertWriter:
                 self.handle.write(orjson.dumps(record, option=orjson.OPT_NON_STR_KEYS) + b"\n")
             except OSError as err:
                 raise SinkError(f"cannot write alerts: {err.strerror}") from err
-            self.log.add(native, raised_ts)
+            if not native.get("shadow"):
+                self.log.add(native, raised_ts)
 
 
 @dataclass

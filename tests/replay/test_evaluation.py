@@ -63,7 +63,8 @@ def native(alert_id, identity, start, end, *, score=0.8, severity="high", revisi
         "identity": {"key": identity, "kind": "workload"},
         "severity": severity,
         "score": score,
-        "window": {"start": start, "end": end},
+        "window": {"first": start, "last": end},
+        "detectors": [detector],
         "signals": [{"detector": detector, "score": score}],
         "evidence": {"event_ids": list(event_ids)},
     }

@@ -24,8 +24,8 @@ LABELS = {
 def alert(alert_id: str, identity: str, ts: float, score: float, severity: str, detector: str):
     return {
         "alert_id": alert_id, "revision": 1, "identity": {"key": identity},
-        "severity": severity, "score": score, "detector": detector,
-        "window": {"start": ts - 60, "end": ts}, "evidence": {"event_ids": []},
+        "severity": severity, "score": score, "detectors": [detector],
+        "window": {"first": ts - 60, "last": ts}, "evidence": {"event_ids": []},
     }
 
 
