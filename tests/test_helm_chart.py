@@ -1,0 +1,215 @@
+"""The Helm chart, linted and rendered by the real ``helm`` binary.
+
+helm comes from PATH or is built once with Go by ``tools/helm.py``. Without either the
+tests skip, unless ``NHI_REQUIRE_HELM=1`` (set by .ci/run), where they fail loudly.
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+CHART = REPO / "helm" / "nhi-detector"
+CI_VALUES = CHART / "ci" / "sasl-tls-values.yaml"
+DASHBOARD = CHART / "dashboards" / "nhi-detector.json"
+
+pytestmark = pytest.mark.helm
+
+
+def load_helm_tool():
+    spec = importlib.util.spec_from_file_location("nhi_tools_helm", REPO / "tools" / "helm.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def helm_bin() -> Path:
+    required = os.environ.get("NHI_REQUIRE_HELM") == "1"
+    try:
+        path = load_helm_tool().ensure_helm()
+    except (RuntimeError, OSError, subprocess.TimeoutExpired) as err:
+        if required:
+            pytest.fail(f"NHI_REQUIRE_HELM=1 but helm could not be built: {err}")
+        pytest.skip(f"helm could not be built: {err}")
+    if path is None:
+        if required:
+            pytest.fail("NHI_REQUIRE_HELM=1 but neither helm nor Go is available")
+        pytest.skip("neither helm on PATH nor Go to build it")
+    return path
+
+
+def helm(helm_bin: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run([str(helm_bin), *args], capture_output=True, text=True, timeout=180,
+                          check=False)
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def render(helm_bin: Path, *extra: str) -> list[dict]:
+    out = helm(helm_bin, "template", "nhi", str(CHART), "--namespace", "sec", *extra).stdout
+    return [doc for doc in yaml.safe_load_all(out) if doc]
+
+
+def one(docs: list[dict], kind: str, suffix: str = "") -> dict:
+    found = [d for d in docs if d["kind"] == kind and d["metadata"]["name"].endswith(suffix)]
+    assert len(found) == 1, [d["metadata"]["name"] for d in found]
+    return found[0]
+
+
+def container(docs: list[dict]) -> dict:
+    return one(docs, "StatefulSet")["spec"]["template"]["spec"]["containers"][0]
+
+
+def env_of(docs: list[dict]) -> dict:
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container(docs)["env"]}
+
+
+@pytest.fixture(scope="module")
+def default_docs(helm_bin: Path) -> list[dict]:
+    return render(helm_bin)
+
+
+@pytest.fixture(scope="module")
+def secure_docs(helm_bin: Path) -> list[dict]:
+    return render(helm_bin, "-f", str(CI_VALUES))
+
+
+class TestLint:
+    def test_lint__default_values(self, helm_bin: Path) -> None:
+        proc = helm(helm_bin, "lint", "--strict", str(CHART))
+        assert "0 chart(s) failed" in proc.stdout
+
+    def test_lint__sasl_tls_and_service_monitor(self, helm_bin: Path) -> None:
+        proc = helm(helm_bin, "lint", "--strict", str(CHART), "-f", str(CI_VALUES))
+        assert "0 chart(s) failed" in proc.stdout
+
+
+class TestDefaultRender:
+    def test_objects(self, default_docs: list[dict]) -> None:
+        kinds = sorted(d["kind"] for d in default_docs)
+        assert kinds == ["ConfigMap", "ConfigMap", "Service", "Service", "ServiceAccount",
+                         "StatefulSet"]
+
+    def test_probes__point_at_the_health_port(self, default_docs: list[dict]) -> None:
+        worker = container(default_docs)
+        ports = {p["name"]: p["containerPort"] for p in worker["ports"]}
+        assert ports == {"metrics": 9108, "health": 6066}
+        paths = {}
+        for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+            assert worker[probe]["httpGet"]["port"] == "health", probe
+            paths[probe] = worker[probe]["httpGet"]["path"]
+        assert paths == {"startupProbe": "/healthz", "livenessProbe": "/healthz",
+                         "readinessProbe": "/readyz"}
+        assert env_of(default_docs)["NHI_HEALTH_PORT"] == "6066"
+
+    def test_service__exposes_metrics_and_health(self, default_docs: list[dict]) -> None:
+        service = one(default_docs, "Service", "nhi-detector")
+        ports = {p["name"]: (p["port"], p["targetPort"]) for p in service["spec"]["ports"]}
+        assert ports == {"metrics": (9108, "metrics"), "health": (6066, "health")}
+        pod_labels = one(default_docs, "StatefulSet")["spec"]["template"]["metadata"]["labels"]
+        assert service["spec"]["selector"].items() <= pod_labels.items()
+
+    def test_data_dir__is_one_volume_claim_per_pod(self, default_docs: list[dict]) -> None:
+        sts = one(default_docs, "StatefulSet")
+        claims = sts["spec"]["volumeClaimTemplates"]
+        assert [c["metadata"]["name"] for c in claims] == ["data"]
+        assert claims[0]["spec"]["accessModes"] == ["ReadWriteOnce"]
+        mounts = {m["name"]: m["mountPath"] for m in container(default_docs)["volumeMounts"]}
+        assert mounts["data"] == env_of(default_docs)["NHI_DATA_DIR"] == "/var/lib/nhi-detector"
+        volumes = {v["name"] for v in sts["spec"]["template"]["spec"]["volumes"]}
+        assert "data" not in volumes  # a pod-level volume would be shared, not per pod
+        assert sts["spec"]["serviceName"] == one(default_docs, "Service", "-headless")[
+            "metadata"]["name"]
+
+    def test_persistence_off__uses_empty_dir(self, helm_bin: Path) -> None:
+        docs = render(helm_bin, "--set", "persistence.enabled=false")
+        sts = one(docs, "StatefulSet")
+        assert "volumeClaimTemplates" not in sts["spec"]
+        volumes = {v["name"]: v for v in sts["spec"]["template"]["spec"]["volumes"]}
+        assert volumes["data"]["emptyDir"] == {}
+
+    def test_dashboard_config_map__holds_the_dashboard(self, default_docs: list[dict]) -> None:
+        cm = one(default_docs, "ConfigMap", "-dashboard")
+        assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+        shipped = json.loads(cm["data"]["nhi-detector.json"])
+        assert shipped == json.loads(DASHBOARD.read_text(encoding="utf-8"))
+
+    def test_plaintext_by_default(self, default_docs: list[dict]) -> None:
+        env = env_of(default_docs)
+        assert env["NHI_SECURITY_PROTOCOL"] == "PLAINTEXT"
+        assert "NHI_SASL_PASSWORD" not in env and "NHI_SSL_CAFILE" not in env
+        assert env["NHI_TOPIC_RAW"] == "audit-raw"
+
+    def test_config_files__mounted_where_the_args_point(self, default_docs: list[dict]) -> None:
+        worker = container(default_docs)
+        mounts = {m["name"]: m["mountPath"] for m in worker["volumeMounts"]}
+        args = worker["args"]
+        assert args[0] == "worker"
+        cm = one(default_docs, "ConfigMap", "-config")
+        for flag in ("--config", "--suppressions"):
+            path = Path(args[args.index(flag) + 1])
+            assert str(path.parent) == mounts["config"]
+            assert path.name in cm["data"]
+
+
+class TestSecureRender:
+    def test_sasl_over_tls(self, secure_docs: list[dict]) -> None:
+        env = env_of(secure_docs)
+        assert env["NHI_SECURITY_PROTOCOL"] == "SASL_SSL"
+        assert env["NHI_SASL_MECHANISM"] == "SCRAM-SHA-512"
+        assert env["NHI_SASL_PASSWORD"] == {
+            "secretKeyRef": {"name": "nhi-kafka-credentials", "key": "sasl-password"}}
+        assert env["NHI_TOPIC_RAW"] == "cloudtrail-raw,k8s-audit-raw"
+        assert not [d for d in secure_docs if d["kind"] == "Secret"]  # existing one is used
+
+    def test_tls_files__come_from_the_mounted_secret(self, secure_docs: list[dict]) -> None:
+        env = env_of(secure_docs)
+        mounts = {m["name"]: m["mountPath"] for m in container(secure_docs)["volumeMounts"]}
+        for var, key in (("NHI_SSL_CAFILE", "ca.crt"), ("NHI_SSL_CERTFILE", "tls.crt"),
+                         ("NHI_SSL_KEYFILE", "tls.key")):
+            assert env[var] == f"{mounts['kafka-tls']}/{key}"
+        volumes = one(secure_docs, "StatefulSet")["spec"]["template"]["spec"]["volumes"]
+        assert {"name": "kafka-tls", "secret": {"secretName": "nhi-kafka-tls"}} in volumes
+
+    def test_service_monitor__scrapes_the_metrics_port(self, secure_docs: list[dict]) -> None:
+        monitor = one(secure_docs, "ServiceMonitor")
+        assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+        endpoint = monitor["spec"]["endpoints"][0]
+        assert (endpoint["port"], endpoint["path"], endpoint["interval"]) == (
+            "metrics", "/metrics", "15s")
+        service = one(secure_docs, "Service", "nhi-detector")
+        assert "metrics" in {p["name"] for p in service["spec"]["ports"]}
+        assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"][
+            "labels"].items()
+        assert monitor["spec"]["namespaceSelector"]["matchNames"] == ["sec"]
+
+    def test_config_and_suppressions__rendered_from_values(self, secure_docs) -> None:
+        cm = one(secure_docs, "ConfigMap", "-config")
+        values = yaml.safe_load(CI_VALUES.read_text(encoding="utf-8"))
+        assert yaml.safe_load(cm["data"]["config.yaml"]) == values["config"]
+        assert yaml.safe_load(cm["data"]["suppressions.yaml"]) == values["suppressions"]
+
+    def test_inline_password__is_stored_in_a_secret(self, helm_bin: Path) -> None:
+        docs = render(helm_bin, "--set", "kafka.sasl.enabled=true",
+                      "--set", "kafka.sasl.username=svc", "--set", "kafka.sasl.password=s3cret")
+        secret = one(docs, "Secret")
+        assert base64.b64decode(secret["data"]["password"]).decode() == "s3cret"
+        ref = env_of(docs)["NHI_SASL_PASSWORD"]["secretKeyRef"]
+        assert ref == {"name": secret["metadata"]["name"], "key": "password"}
+        assert env_of(docs)["NHI_SECURITY_PROTOCOL"] == "SASL_PLAINTEXT"
+
+    def test_sasl_without_password__fails_with_a_message(self, helm_bin: Path) -> None:
+        proc = helm(helm_bin, "template", "nhi", str(CHART), "--set", "kafka.sasl.enabled=true",
+                    "--set", "kafka.sasl.username=svc", check=False)
+        assert proc.returncode != 0
+        assert "kafka.sasl.password or kafka.sasl.existingSecret" in proc.stderr
