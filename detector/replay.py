@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import struct
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -176,6 +177,9 @@ def load_state_file(detector: Any, path: str) -> None:
         detector.load_state(data)
     except StateError as err:
         raise StateError(f"state snapshot {path} refused: {err}") from err
+    except (ValueError, KeyError, TypeError, IndexError, struct.error) as err:
+        # a damaged file must stop the run, never start it on a half-read baseline
+        raise StateError(f"state snapshot {path} refused: it is damaged ({err})") from err
 
 
 def build_detector(args: argparse.Namespace, stats: RunStats) -> Any:

@@ -1,0 +1,138 @@
+"""``nhi-detector replay`` end to end on small logs written by the test (tests/replay/logs.py).
+
+CloudTrail in the S3 delivery layout (gzip, unordered within files) mixed with Kubernetes
+audit JSON lines, stdin, both alert formats, the labels evaluation and the report.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+
+from detector.cli import main
+from tests.replay import logs
+
+ATTACK_AT = logs.T0 + 9 * logs.DAY + 5 * logs.HOUR + 600
+
+
+@pytest.fixture(scope="module")
+def log_dir(tmp_path_factory) -> tuple[Path, dict[str, int]]:
+    root = tmp_path_factory.mktemp("logs")
+    counts = logs.build_logs(root, days=10, attack_at=ATTACK_AT)
+    return root, counts
+
+
+@pytest.fixture(scope="module")
+def labels_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("labels") / "labels.json"
+    path.write_bytes(orjson.dumps(logs.labels_for(ATTACK_AT)))
+    return path
+
+
+@pytest.fixture(scope="module")
+def full_run(log_dir, labels_file, tmp_path_factory) -> dict:
+    """One replay with every file output, shared by the assertions below."""
+    root, counts = log_dir
+    out = tmp_path_factory.mktemp("out")
+    argv = ["replay", str(root), "--alerts", str(out / "alerts.jsonl"),
+            "--labels", str(labels_file), "--report", str(out / "report.html"),
+            "--summary-json", str(out / "summary.json"), "--inventory", str(out / "inv.jsonl"),
+            "--dead-letters", str(out / "dead.jsonl"), "--no-progress"]
+    code = main(argv)
+    return {"code": code, "out": out, "counts": counts,
+            "summary": orjson.loads((out / "summary.json").read_bytes())}
+
+
+def read_lines(path: Path) -> list[dict]:
+    return [orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
+
+
+class TestReplayDirectory:
+    def test_exit_code_and_event_counts(self, full_run):
+        assert full_run["code"] == 0
+        summary = full_run["summary"]
+        assert summary["events"]["per_source"] == full_run["counts"]
+        assert summary["records_read"] == full_run["counts"]
+        assert summary["events"]["total"] == sum(full_run["counts"].values())
+        assert summary["accounting_balanced"] is True
+        assert summary["dead_letters"] == {}
+
+    def test_unordered_files_are_reordered_not_late(self, full_run):
+        # records are shuffled within each hourly file and two sources interleave in time
+        assert full_run["summary"]["late_events"] == 0
+
+    def test_alert_lines_are_native_and_revisions_dedupe(self, full_run):
+        lines = read_lines(full_run["out"] / "alerts.jsonl")
+        assert lines, "the attack must raise at least one alert"
+        assert all(line["schema"] == "nhi-detector/alert/v1" for line in lines)
+        newest: dict[str, int] = {}
+        for line in lines:
+            newest[line["alert_id"]] = max(newest.get(line["alert_id"], 0), line["revision"])
+        summary = full_run["summary"]["alerts"]
+        assert summary["lines_written"] == len(lines)
+        assert summary["total"] == len(newest)
+
+    def test_attack_detected_against_labels(self, full_run):
+        lines = read_lines(full_run["out"] / "alerts.jsonl")
+        victims = {line["identity"]["key"] for line in lines}
+        assert logs.role_arn(logs.VICTIM) in victims
+        evaluation = full_run["summary"]["evaluation"]
+        (scenario,) = evaluation["scenarios"]
+        assert scenario["id"] == "outside-use" and scenario["detected"] is True
+        assert 0 <= scenario["time_to_detect_seconds"] < 15 * 60
+        # identity-days: 4 roles and 2 service accounts over ~10 days each
+        assert 59.0 < evaluation["identity_days"] <= 60.0
+
+    def test_identities_and_inventory(self, full_run):
+        inventory = read_lines(full_run["out"] / "inv.jsonl")
+        assert len(inventory) == len(logs.ROLES) + len(logs.SERVICE_ACCOUNTS)
+        assert full_run["summary"]["identities"]
+
+    def test_report_written(self, full_run):
+        page = (full_run["out"] / "report.html").read_text(encoding="utf-8")
+        assert page.startswith("<!DOCTYPE html>")
+        assert f"Events per hour of {logs.role_arn(logs.VICTIM)}" in page
+        assert "Quality against the labels" in page
+
+    def test_summary_table_on_stdout_when_alerts_go_to_a_file(self, log_dir, tmp_path,
+                                                              capsys):
+        root, counts = log_dir
+        code = main(["replay", str(root / "k8s"), "--alerts", str(tmp_path / "a.jsonl"),
+                     "--no-progress"])
+        captured = capsys.readouterr()
+        assert code == 0
+        assert "Events per source" in captured.out
+        assert f"k8s.audit  {counts['k8s.audit']}" in captured.out
+        assert captured.err == ""
+
+
+class TestReplayStreams:
+    def test_stdin_and_ocsf_on_stdout(self, log_dir, monkeypatch, capsysbinary):
+        root, counts = log_dir
+        data = (root / "k8s" / "audit.log").read_bytes()
+        # the attack is CloudTrail: feed it through stdin as JSON lines
+        trail = sorted((root / "cloudtrail").rglob("*.json.gz"))
+        records = [r for f in trail for r in orjson.loads(gzip.decompress(f.read_bytes()))
+                   ["Records"]]
+        data += b"".join(orjson.dumps(r) + b"\n" for r in records)
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
+        code = main(["replay", "-", "--format", "ocsf", "--no-progress"])
+        captured = capsysbinary.readouterr()
+        assert code == 0
+        findings = [orjson.loads(line) for line in captured.out.splitlines()]
+        assert findings and all(f["class_uid"] == 2004 for f in findings)
+        # everything that is not an alert went to stderr
+        assert b"Events per source" in captured.err
+        assert f"aws.cloudtrail  {counts['aws.cloudtrail']:,}".encode() in captured.err
+
+    def test_missing_labels_file__exit_2(self, log_dir, tmp_path, capsys):
+        root, _ = log_dir
+        code = main(["replay", str(root / "k8s"), "--labels", str(tmp_path / "none.json"),
+                     "--alerts", str(tmp_path / "a.jsonl"), "--no-progress"])
+        assert code == 2
+        assert "cannot read labels file" in capsys.readouterr().err

@@ -1,0 +1,91 @@
+"""State snapshots: --save-state / --load-state round trip, and refusal of foreign snapshots."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import orjson
+import pytest
+
+from detector.cli import main
+from tests.replay import logs
+
+N_IDENTITIES = len(logs.ROLES) + len(logs.SERVICE_ACCOUNTS)
+
+
+def replay(paths: list[Path], out: Path, *extra: str) -> tuple[int, dict]:
+    summary = out / "summary.json"
+    code = main(["replay", *map(str, paths), "--alerts", str(out / "alerts.jsonl"),
+                 "--summary-json", str(summary), "--no-progress", *extra])
+    return code, (orjson.loads(summary.read_bytes()) if summary.exists() else {})
+
+
+@pytest.fixture(scope="module")
+def snapshot(tmp_path_factory) -> dict[str, Path]:
+    """Five days of logs replayed once with --save-state; two later days to continue."""
+    base = tmp_path_factory.mktemp("snap")
+    first, later = base / "days0-4", base / "days5-6"
+    logs.build_logs(first, first_day=0, days=5)
+    logs.build_logs(later, first_day=5, days=2)
+    state = base / "state.snap"
+    code, summary = replay([first], base, "--save-state", str(state))
+    assert code == 0 and state.stat().st_size > 0
+    assert summary["identities"]["tracked"] == N_IDENTITIES
+    assert summary["identities"]["in_learning"] == 0  # 5 days, 24-48 events a day each
+    return {"state": state, "later": later, "base": base}
+
+
+class TestSnapshots:
+    def test_warm_start__known_identities_not_learning_again(self, snapshot, tmp_path):
+        code, summary = replay([snapshot["later"]], tmp_path, "--load-state",
+                               str(snapshot["state"]))
+        assert code == 0
+        assert summary["identities"]["tracked"] == N_IDENTITIES
+        assert summary["identities"]["in_learning"] == 0
+
+    def test_cold_start__the_same_days_are_all_learning(self, snapshot, tmp_path):
+        code, summary = replay([snapshot["later"]], tmp_path)
+        assert code == 0
+        assert summary["identities"]["in_learning"] == N_IDENTITIES  # 2 days < 3 needed
+
+    def test_save_after_load__round_trip_keeps_every_identity(self, snapshot, tmp_path):
+        again = tmp_path / "again.snap"
+        code, _ = replay([snapshot["later"]], tmp_path, "--load-state", str(snapshot["state"]),
+                         "--save-state", str(again))
+        assert code == 0
+        code, summary = replay([snapshot["later"]], tmp_path / "x", "--load-state", str(again))
+        assert code == 0 and summary["identities"]["tracked"] == N_IDENTITIES
+
+    def test_other_format_version__refused_with_exit_2(self, snapshot, tmp_path, capsys):
+        data = bytearray(snapshot["state"].read_bytes())
+        magic_len = data.index(b"\x00") + 1  # the magic ends with a NUL byte
+        (version,) = struct.unpack(">H", data[magic_len:magic_len + 2])
+        data[magic_len:magic_len + 2] = struct.pack(">H", version + 1)
+        foreign = tmp_path / "foreign.snap"
+        foreign.write_bytes(bytes(data))
+        code, summary = replay([snapshot["later"]], tmp_path, "--load-state", str(foreign))
+        err = capsys.readouterr().err
+        assert code == 2
+        assert f"state snapshot {foreign} refused" in err
+        assert f"version {version + 1} is not supported" in err
+        assert summary == {}  # nothing was replayed on a misread baseline
+
+    def test_not_a_snapshot__refused_with_exit_2(self, snapshot, tmp_path, capsys):
+        bogus = tmp_path / "bogus.snap"
+        bogus.write_bytes(b'{"version": 1, "identities": {}}')
+        code, _ = replay([snapshot["later"]], tmp_path, "--load-state", str(bogus))
+        assert code == 2
+        assert "not an nhi-detector state snapshot" in capsys.readouterr().err
+
+    def test_truncated_snapshot__refused_with_exit_2(self, snapshot, tmp_path, capsys):
+        cut = tmp_path / "cut.snap"
+        cut.write_bytes(snapshot["state"].read_bytes()[:-40])
+        code, _ = replay([snapshot["later"]], tmp_path, "--load-state", str(cut))
+        assert code == 2
+        assert f"state snapshot {cut} refused" in capsys.readouterr().err
+
+    def test_missing_snapshot__exit_2(self, tmp_path, capsys):
+        code, _ = replay([tmp_path], tmp_path, "--load-state", str(tmp_path / "none.snap"))
+        assert code == 2
+        assert "cannot read state snapshot" in capsys.readouterr().err
