@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import importlib
+import random
 import re
+import subprocess
+import sys
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
@@ -20,6 +26,7 @@ from detector.metrics import (
 )
 from detector.stats import RunStats
 
+REPO = Path(__file__).resolve().parents[2]
 # Every label name the code may export; identity keys and addresses must never appear.
 ALLOWED_LABELS = {"source", "reason", "kind", "path", "severity", "detector", "model", "what",
                   "topic", "partition", "table", "le"}
@@ -69,7 +76,8 @@ def filled_stats() -> RunStats:
     stats.events.update({"aws.cloudtrail": 113, "k8s.audit": 31})
     stats.dead_letters.update({("aws.cloudtrail", "invalid_json"): 4,
                                ("k8s.audit", "missing_field"): 1})
-    stats.skipped.update({("aws.cloudtrail", "digest_file"): 3, ("k8s.audit", "duplicate_stage"): 8})
+    stats.skipped.update({("aws.cloudtrail", "digest_file"): 3,
+                          ("k8s.audit", "duplicate_stage"): 8})
     stats.events_by_kind.update({"workload": 130, "human": 14})
     stats.alerts.update({("high", "novelty"): 2, ("medium", "rate"): 5})
     stats.suppressed.update({"rule:ci-noise": 3})
@@ -285,3 +293,78 @@ class TestRegistration:
         families = {f.name + ("_total" if f.type == "counter" else "")
                     for f in registry.collect()}
         assert families - documented == set()
+
+
+def wait_for_port(log_path: Path, proc, timeout: float = 60.0) -> int:
+    """The port the replay's metrics server bound, read from its INFO log line."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = re.search(r"listening on http://127\.0\.0\.1:(\d+)/metrics",
+                          log_path.read_text(encoding="utf-8", errors="replace"))
+        if found:
+            return int(found.group(1))
+        assert proc.poll() is None, log_path.read_text(encoding="utf-8", errors="replace")
+        time.sleep(0.1)
+    raise AssertionError("the replay never logged its metrics port")
+
+
+def scrape_until(port: int, expected: dict[str, int], timeout: float = 120.0) -> dict:
+    """Scrape until events per source reach ``expected`` (the input is then fully read)."""
+    deadline = time.monotonic() + timeout
+    samples: dict = {}
+    while time.monotonic() < deadline:
+        samples = scrape(port)
+        got = {src: samples.get(("nhi_events_total", (("source", src),))) for src in expected}
+        if got == {src: float(n) for src, n in expected.items()}:
+            return samples
+        time.sleep(0.2)
+    raise AssertionError(f"events never reached {expected}; last scrape {samples}")
+
+
+class TestReplayEndpoint:
+    """A real replay with ``--metrics-port``, scraped over HTTP while it runs.
+
+    The replay reads a log directory and then ``-``: stdin is a pipe the test keeps open, so
+    the process stays up (serving /metrics) after the directory is fully read. The test
+    scrapes, then sends a few more Kubernetes records on stdin, closes it and checks the
+    replay's own summary agrees.
+    """
+
+    def test_scraped_counts__equal_the_input(self, tmp_path: Path) -> None:
+        if not hasattr(importlib.import_module("detector.sources"), "read_paths"):
+            pytest.skip("detector.sources.read_paths has not landed yet")
+        from tests.replay import logs
+
+        counts = logs.build_logs(tmp_path / "logs", days=2)
+        garbage = tmp_path / "logs" / "k8s" / "broken.log"
+        garbage.write_bytes(b'{"kind": "Event", "apiVersion": "audit.k8s.io/v1"\n')
+        extra = [logs.k8s_record(random.Random(1), logs.T0 + 3 * logs.DAY + i, "ingest", "get",
+                                 "pods") for i in range(5)]
+        stderr_path, summary_path = tmp_path / "stderr.log", tmp_path / "summary.json"
+        cmd = [sys.executable, "-m", "detector.cli", "-v", "replay", str(tmp_path / "logs"),
+               "-", "--metrics-port", "0", "--no-progress", "--alerts", str(tmp_path / "a.jsonl"),
+               "--dead-letters", str(tmp_path / "dead.jsonl"),
+               "--summary-json", str(summary_path)]
+        with open(stderr_path, "w", encoding="utf-8") as err:
+            proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                    stderr=err, cwd=REPO)
+        try:
+            samples = scrape_until(wait_for_port(stderr_path, proc), counts)
+            proc.stdin.write(b"".join(orjson.dumps(r) + b"\n" for r in extra))
+            proc.stdin.close()
+            assert proc.wait(timeout=300) == 0, stderr_path.read_text(encoding="utf-8")
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        for source, n in counts.items():
+            read = samples[("nhi_records_read_total", (("source", source),))]
+            dead = sum(v for (name, lab), v in samples.items()
+                       if name == "nhi_dead_letters_total" and ("source", source) in lab)
+            skipped = sum(v for (name, lab), v in samples.items()
+                          if name == "nhi_skipped_records_total" and ("source", source) in lab)
+            assert read == n + dead + skipped, source
+        assert sum(v for (name, _), v in samples.items() if name == "nhi_dead_letters_total") >= 1
+        summary = orjson.loads(summary_path.read_bytes())
+        assert summary["events"]["per_source"]["k8s.audit"] == counts["k8s.audit"] + len(extra)
+        assert summary["events"]["per_source"]["aws.cloudtrail"] == counts["aws.cloudtrail"]

@@ -60,5 +60,6 @@ PLAINTEXT
 
 {{/* Secret holding the SASL password: the user's, or the one this chart writes. */}}
 {{- define "nhi-detector.saslSecretName" -}}
-{{- default (printf "%s-kafka-sasl" (include "nhi-detector.fullname" .)) .Values.kafka.sasl.existingSecret -}}
+{{- $own := printf "%s-kafka-sasl" (include "nhi-detector.fullname" .) -}}
+{{- default $own .Values.kafka.sasl.existingSecret -}}
 {{- end -}}
