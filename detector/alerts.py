@@ -1,0 +1,266 @@
+"""Alerts: findings as data, and the per-identity grouping that keeps them few.
+
+``Alert`` is what leaves the detector (JSON lines, a Kafka topic, OCSF). ``AlertGroup`` is
+the open, mutable state behind one alert: related signals of one identity and one detector
+group inside ``group_window`` seconds of event time fold into it, and the alert is
+re-emitted with ``revision + 1`` only when something an analyst cares about changes
+(severity rises, a new detector or technique joins) or when the group closes with more
+evidence than was last shown. The id never changes across revisions.
+
+Alert id: sha256 of identity, detector group, the window bucket of the first event, and
+the evidence key (first signal's detector and value, first event id). The same evidence
+always gives the same id, so at-least-once delivery and repeated replays create no
+duplicates downstream.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from detector.event import Event
+from detector.scoring import SEVERITY_RANK, Verdict
+
+logger = logging.getLogger(__name__)
+
+NO_OWNER = "no owner on record"
+SAMPLE_FIELDS = ("action", "resource", "region", "source_ip", "network_prefix", "agent_family")
+SAMPLES_PER_FIELD = 5
+TITLE_MAX = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """One explained finding about one identity. See ``docs/alerts.md`` for each field."""
+
+    alert_id: str
+    revision: int
+    title: str
+    identity: str
+    identity_kind: str
+    kind_reason: str
+    owner: str
+    tenant: str | None
+    first_time: float
+    last_time: float
+    score: float
+    severity: str
+    detectors: tuple[str, ...]
+    signals: tuple[dict[str, Any], ...]
+    evidence: dict[str, Any]
+    techniques: tuple[dict[str, Any], ...]
+    context: dict[str, Any]
+    group: str
+    shadow: bool = False
+    status: str = "open"
+
+    @property
+    def top_detector(self) -> str:
+        return self.detectors[0] if self.detectors else ""
+
+    def to_native(self) -> dict[str, Any]:
+        """The native JSON form (``detector/schemas/alert.schema.json``)."""
+        return {
+            "schema": "nhi-detector/alert/v1",
+            "alert_id": self.alert_id,
+            "revision": self.revision,
+            "status": self.status,
+            "title": self.title,
+            "severity": self.severity,
+            "score": self.score,
+            "identity": {
+                "key": self.identity,
+                "kind": self.identity_kind,
+                "kind_reason": self.kind_reason,
+                "owner": self.owner,
+                "tenant": self.tenant,
+            },
+            "window": {"first": iso(self.first_time), "last": iso(self.last_time)},
+            "group": self.group,
+            "detectors": list(self.detectors),
+            "signals": [dict(s) for s in self.signals],
+            "evidence": _copy(self.evidence),
+            "techniques": [_copy(t) for t in self.techniques],
+            "context": _copy(self.context),
+            "shadow": self.shadow,
+        }
+
+
+def iso(ts: float) -> str:
+    """RFC 3339 UTC with millisecond precision and a ``Z`` suffix."""
+    when = datetime.fromtimestamp(ts, tz=UTC)
+    return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
+
+
+def _copy(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_copy(v) for v in value]
+    return value
+
+
+def make_alert_id(identity: str, group: str, bucket: int, evidence_key: str) -> str:
+    raw = "\x1f".join((identity, group, str(bucket), evidence_key)).encode("utf-8")
+    return hashlib.sha256(raw).hexdigest()[:32]
+
+
+def signal_record(weighted: Any) -> dict[str, Any]:
+    """The alert's view of one weighted signal: observed vs baseline and the sentence."""
+    signal = weighted.signal
+    record = {
+        "detector": signal.detector,
+        "score": round(float(signal.score), 4),
+        "weighted_score": round(min(max(float(weighted.score), 0.0), 1.0), 4),
+        "observed": signal.observed,
+        "baseline": signal.baseline,
+        "sentence": signal.sentence,
+        "value": signal.value,
+    }
+    if weighted.peer_prevalence is not None:
+        record["peer_prevalence"] = round(float(weighted.peer_prevalence), 4)
+    if signal.degraded:
+        record["degraded"] = True
+    return record
+
+
+@dataclass(slots=True)
+class AlertGroup:
+    """Open state of one grouped alert (serialised inside the identity's state blob)."""
+
+    group: str
+    alert_id: str
+    opened: float
+    closes: float
+    last: float
+    score: float
+    severity: str
+    identity_kind: str
+    kind_reason: str
+    owner: str
+    tenant: str | None
+    detectors: list[str] = field(default_factory=list)
+    signals: list[dict[str, Any]] = field(default_factory=list)
+    categories: list[str] = field(default_factory=list)
+    techniques: list[str] = field(default_factory=list)
+    event_ids: list[str] = field(default_factory=list)
+    count: int = 0
+    samples: dict[str, list[str]] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+    context: dict[str, Any] = field(default_factory=dict)
+    revision: int = 0
+    emitted_count: int = 0
+    shadow: bool = False
+
+    def fold(self, event: Event, verdict: Verdict, max_ids: int, max_signals: int) -> bool:
+        """Add one event's verdict; True when the change is worth a new revision."""
+        material = False
+        self.last = max(self.last, event.ts)
+        self.count += 1
+        if len(self.event_ids) < max_ids and event.event_id not in self.event_ids:
+            self.event_ids.append(event.event_id)
+        self._sample(event)
+        for weighted in verdict.signals:
+            detector = weighted.signal.detector
+            self.counts[detector] = self.counts.get(detector, 0) + 1
+            if detector not in self.detectors:
+                self.detectors.append(detector)
+                material = True
+        self._merge_signals(verdict, max_signals)
+        if verdict.sensitivity and verdict.sensitivity.category not in self.categories:
+            self.categories.append(verdict.sensitivity.category)
+            material = True
+        if SEVERITY_RANK[verdict.severity] > SEVERITY_RANK[self.severity]:
+            self.severity = verdict.severity
+            material = True
+        self.score = max(self.score, verdict.score)
+        return material
+
+    def _sample(self, event: Event) -> None:
+        for name in SAMPLE_FIELDS:
+            value = getattr(event, name)
+            if not value:
+                continue
+            values = self.samples.setdefault(name, [])
+            if len(values) < SAMPLES_PER_FIELD and value not in values:
+                values.append(str(value))
+
+    def _merge_signals(self, verdict: Verdict, max_signals: int) -> None:
+        seen = {(s["detector"], s["value"]) for s in self.signals}
+        for weighted in verdict.signals:
+            key = (weighted.signal.detector, weighted.signal.value)
+            if key not in seen:
+                self.signals.append(signal_record(weighted))
+                seen.add(key)
+        self.signals.sort(key=lambda s: (-s["weighted_score"], s["detector"], s["value"]))
+        del self.signals[max_signals:]
+
+    def to_alert(self, identity: str, technique_records: list[dict[str, Any]]) -> Alert:
+        """Freeze the group into an ``Alert`` at its current revision."""
+        detectors = tuple(sorted(self.detectors, key=lambda d: (-self.counts.get(d, 0), d)))
+        evidence = {
+            "event_ids": list(self.event_ids),
+            "event_count": self.count,
+            "event_ids_truncated": self.count > len(self.event_ids),
+            "first_time": iso(self.opened),
+            "last_time": iso(self.last),
+            "counts_by_detector": dict(sorted(self.counts.items())),
+            "samples": {k: list(v) for k, v in sorted(self.samples.items())},
+        }
+        context = dict(self.context)
+        context["sensitive_categories"] = list(self.categories)
+        return Alert(
+            alert_id=self.alert_id,
+            revision=self.revision,
+            title=make_title(identity, self),
+            identity=identity,
+            identity_kind=self.identity_kind,
+            kind_reason=self.kind_reason,
+            owner=self.owner,
+            tenant=self.tenant,
+            first_time=self.opened,
+            last_time=self.last,
+            score=round(self.score, 4),
+            severity=self.severity,
+            detectors=detectors,
+            signals=tuple(self.signals),
+            evidence=evidence,
+            techniques=tuple(technique_records),
+            context=context,
+            group=self.group,
+            shadow=self.shadow,
+            status="open",
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AlertGroup:
+        return cls(**{k: v for k, v in data.items() if k in cls.__slots__})
+
+
+def short_identity(identity: str) -> str:
+    """The readable tail of a key: ``role/ci-deployer`` for a role ARN."""
+    if identity.startswith("arn:"):
+        parts = identity.split(":", 5)
+        if len(parts) == 6:
+            return parts[5]
+    return identity
+
+
+def make_title(identity: str, group: AlertGroup) -> str:
+    """One line for a SIEM list: kind, identity, the strongest reason, and how many more."""
+    top = group.signals[0]["sentence"] if group.signals else group.group
+    categories = f" [{', '.join(c.replace('_', ' ') for c in group.categories)}]"
+    extra = len(group.detectors) - 1
+    more = f" (+{extra} more signal{'s' if extra > 1 else ''})" if extra > 0 else ""
+    title = f"{group.identity_kind} {short_identity(identity)}: {top}"
+    title += categories if group.categories else ""
+    title += more
+    if len(title) > TITLE_MAX:
+        title = title[: TITLE_MAX - 1] + "…"
+    return title

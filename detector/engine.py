@@ -1,0 +1,718 @@
+"""The ``Detector``: one event in, zero or more explained alerts out.
+
+Both harnesses (replay and the Faust worker) drive this class; no detection logic lives
+anywhere else. Per event (``Detector.process``):
+
+1. fetch or create the identity's state (profile, inventory record, alert state);
+2. update the inventory and let the profile score-then-learn (``IdentityProfile.observe``);
+3. remember deploy changes made by known deploy identities (change-aware context);
+4. close this identity's expired alert groups (and, every few minutes of event time, every
+   identity's);
+5. filter the signals (suppression rules, feedback), then either raise a policy alert
+   (identity still learning) or fuse the signals into a verdict (``detector.scoring``);
+6. fold the verdict into the open group of its detector group, or open a new one unless
+   the group is cooling down; emit the alert when it is new or materially changed.
+
+Events without signals leave at step 2 after a few dictionary operations: nothing is
+serialised and no JSON is built unless an alert is raised.
+
+State: ``IdentityState`` per identity in ``store`` (any ``MutableMapping``; a dict by
+default), serialised with ``identity_state``/``set_identity_state`` for the worker's
+tables, and as a whole with ``export_state``/``load_state`` (versioned snapshot).
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+import time
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from detector.alerts import NO_OWNER, Alert, AlertGroup, make_alert_id
+from detector.attack import AttackMap
+from detector.errors import StateError
+from detector.event import Event
+from detector.inventory import InventoryRecord
+from detector.scoring import (
+    SEVERITY_RANK,
+    ScoringSettings,
+    Sensitivity,
+    SensitivityCatalogue,
+    Verdict,
+    score_event,
+)
+from detector.suppression import SuppressionRules, load_rules_file
+from models.base import Signal
+
+logger = logging.getLogger(__name__)
+
+STATE_VERSION = 1
+"""Version of one identity's serialised state (profile + inventory + alert state)."""
+SNAPSHOT_VERSION = 1
+"""Version of the whole-detector snapshot written by ``export_state``."""
+IDENTITY_MAGIC = b"NHID"
+SNAPSHOT_MAGIC = b"NHISNAP\x00"
+SWEEP_SECONDS = 300.0  # event time between sweeps that close every identity's expired groups
+MAX_CHANGES = 4096  # recent deploy changes remembered for change-aware context
+MAX_EXPECTED = 256  # (detector, value) pairs marked expected by feedback, per identity
+
+
+@dataclass(slots=True)
+class AlertState:
+    """One identity's noise-control state: open groups, cooldowns, feedback."""
+
+    groups: dict[str, AlertGroup] = field(default_factory=dict)
+    cooldowns: dict[str, list[float]] = field(default_factory=dict)  # group -> [until, rank]
+    expected: list[str] = field(default_factory=list)  # "detector\x1fvalue"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "groups": {name: group.to_dict() for name, group in self.groups.items()},
+            "cooldowns": self.cooldowns,
+            "expected": self.expected,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> AlertState:
+        groups = {k: AlertGroup.from_dict(v) for k, v in (data.get("groups") or {}).items()}
+        return cls(groups, dict(data.get("cooldowns") or {}), list(data.get("expected") or []))
+
+
+@dataclass(slots=True)
+class IdentityState:
+    """Everything the detector keeps about one identity."""
+
+    profile: Any
+    inventory: InventoryRecord
+    alerts: AlertState
+
+
+class Detector:
+    """Glue between profiles, peers, scoring and alerting. See the module docstring."""
+
+    def __init__(
+        self,
+        config: Mapping[str, Any] | None,
+        *,
+        stats: Any,
+        store: MutableMapping[str, IdentityState] | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        from models.peers import PeerIndex
+        from models.settings import ModelSettings
+
+        config = dict(config or {})
+        self.stats = stats
+        self.clock = clock or time.time
+        self.model_settings = ModelSettings.from_config(config.get("models"))
+        self.settings = ScoringSettings.from_config(config.get("scoring"))
+        self.catalogue = SensitivityCatalogue.load(self.settings.catalogue_path)
+        self.attack = AttackMap(self.catalogue)
+        self.suppressions = SuppressionRules.from_config(
+            config.get("suppressions"), clock=self.clock
+        )
+        if config.get("suppressions_file"):
+            self.suppressions.extend(load_rules_file(config["suppressions_file"]))
+        self._report_expired_rules()
+        self.store: MutableMapping[str, IdentityState] = {} if store is None else store
+        self.peers = PeerIndex(self.model_settings)
+        self._changes: dict[str, list[Any]] = {}  # tenant|token -> [ts, deployer, action]
+        self._open: dict[str, float] = {}  # identity -> earliest close of its open groups
+        self._now = 0.0
+        self._next_sweep = 0.0
+        self._dormant_after = self.model_settings.dormancy_days * 86400.0
+
+    def _report_expired_rules(self) -> None:
+        for rule in self.suppressions.expired_rules():
+            logger.warning("suppression rule has expired and will not apply: %s", rule.describe())
+
+    # ------------------------------------------------------------------ the hot path
+
+    def process(self, event: Event) -> list[Alert]:
+        """Observe one event; return new alerts and updates of grouped alerts."""
+        stats = self.stats
+        stats.events_by_kind[event.identity_kind] += 1
+        ts = event.ts
+        if ts > self._now:
+            self._now = ts
+            if ts > stats.last_event_ts:
+                stats.last_event_ts = ts
+        state = self.store.get(event.identity)
+        if state is None:
+            state = self._new_state(event)
+        state.inventory.update(event)
+        profile = state.profile
+        signals = profile.observe(event, self.peers)
+        self._drain_degradations(profile)
+        if self.settings.is_change_action(event.action) and self.settings.is_deployer(event):
+            self._remember_change(event)
+        out: list[Alert] = []
+        if state.alerts.groups:
+            self._close_expired(event.identity, state, ts, out)
+        if ts >= self._next_sweep:
+            self._sweep(ts, out)
+        sens = self.catalogue.lookup(event.action) if event.action else None
+        if sens is not None and not sens.applies(event):
+            sens = None
+        if signals or (sens is not None and sens.policy) or self.settings.policy_rules:
+            self._evaluate(event, state, signals, sens, out)
+        return out
+
+    def _new_state(self, event: Event) -> IdentityState:
+        from models.profile import IdentityProfile
+
+        profile = IdentityProfile(event.identity, event.identity_kind, self.model_settings)
+        state = IdentityState(profile, InventoryRecord(), AlertState())
+        self.store[event.identity] = state
+        return state
+
+    def _drain_degradations(self, profile: Any) -> None:
+        drain = getattr(profile, "pop_degradations", None)
+        if drain is None:
+            return
+        for key, count in drain().items():
+            self.stats.degradations[key] += count
+
+    def _evaluate(
+        self,
+        event: Event,
+        state: IdentityState,
+        signals: list[Signal],
+        sens: Sensitivity | None,
+        out: list[Alert],
+    ) -> None:
+        signals = self._filter(event, state, signals)
+        profile = state.profile
+        in_learning = profile.in_learning(event.ts)
+        policy = self._policy_signal(event, sens, in_learning, profile)
+        if policy is not None:
+            verdict = self._policy_verdict(event, policy, sens)
+        elif in_learning:
+            if any(s.score >= self.settings.signal_floor for s in signals):
+                self.stats.suppressed["learning"] += 1
+            return
+        else:
+            verdict = self._verdict(event, signals, sens)
+        if verdict is None:
+            return
+        self._raise(event, state, verdict, out)
+
+    def _filter(self, event: Event, state: IdentityState, signals: list[Signal]) -> list[Signal]:
+        """Drop signals matched by an active suppression rule or marked expected."""
+        if not signals or (not self.suppressions.rules and not state.alerts.expected):
+            return signals
+        kept = []
+        expected = state.alerts.expected
+        for signal in signals:
+            if expected and f"{signal.detector}\x1f{signal.value}" in expected:
+                self.stats.suppressed["feedback"] += 1
+                continue
+            if self.suppressions.rules:
+                verdict, _ = self.suppressions.check(event.identity, signal.detector, signal.value)
+                if verdict == "suppressed":
+                    self.stats.suppressed["suppression_rule"] += 1
+                    continue
+                if verdict == "expired_rule":
+                    self.stats.suppressed["expired_rule"] += 1
+            kept.append(signal)
+        return kept
+
+    def _verdict(
+        self, event: Event, signals: list[Signal], sens: Sensitivity | None
+    ) -> Verdict | None:
+        settings = self.settings
+        change = self._change_for(event)
+        shadow = settings.shadow_detectors
+        live = [s for s in signals if s.detector not in shadow] if shadow else signals
+        verdict = score_event(event, live, settings, sensitivity=sens, change_context=bool(change))
+        if verdict is not None and self._alertable(verdict):
+            self._context(event, verdict, change)
+            return verdict
+        if shadow and len(live) < len(signals):
+            verdict = score_event(
+                event, signals, settings, sensitivity=sens, change_context=bool(change)
+            )
+            if verdict is not None and self._alertable(verdict):
+                verdict.notes.append("shadow")
+                self._context(event, verdict, change)
+                return verdict
+        if verdict is None and event.identity_kind in settings.platform_kinds:
+            floor, allowed = settings.signal_floor, settings.platform_detectors
+            if any(s.score >= floor and s.detector not in allowed for s in signals):
+                self.stats.suppressed["platform_routine"] += 1
+        return None
+
+    def _alertable(self, verdict: Verdict) -> bool:
+        return SEVERITY_RANK[verdict.severity] >= SEVERITY_RANK[self.settings.min_severity]
+
+    def _context(self, event: Event, verdict: Verdict, change: list[Any] | None) -> None:
+        if change is not None:
+            verdict.notes.append(
+                f"change context: {change[1]} ran {change[2]} at {_iso(change[0])}"
+            )
+
+    # ------------------------------------------------------------------ policy alerts
+
+    def _policy_signal(
+        self, event: Event, sens: Sensitivity | None, in_learning: bool, profile: Any
+    ) -> Signal | None:
+        """A synthetic signal for an explicit policy violation, or None."""
+        rule = self._policy_rule(event, in_learning)
+        if rule is not None:
+            name = str(rule.get("name") or "rule")
+            return Signal(
+                detector=f"policy.{name}",
+                score=1.0,
+                observed=event.action,
+                baseline="configured policy rule",
+                sentence=f"{event.action} matches policy rule {name}: {rule.get('reason', '')}",
+                value=event.action,
+            )
+        if sens is None or not sens.policy or not in_learning:
+            return None
+        progress = profile.learning_progress(event.ts)
+        return Signal(
+            detector=f"policy.{sens.category}",
+            score=1.0,
+            observed=event.action,
+            baseline=f"no baseline yet (learning: {progress})",
+            sentence=(
+                f"{event.action} ({sens.label}) by an identity still in its learning period;"
+                " this action is alerted without a baseline"
+            ),
+            value=event.action,
+        )
+
+    def _policy_rule(self, event: Event, in_learning: bool) -> Mapping[str, Any] | None:
+        import fnmatch
+
+        for rule in self.settings.policy_rules:
+            if not (in_learning or rule.get("always")):
+                continue
+            if not fnmatch.fnmatchcase(event.action, str(rule.get("action", "*"))):
+                continue
+            if fnmatch.fnmatchcase(event.identity, str(rule.get("identity", "*"))):
+                return rule
+        return None
+
+    def _policy_verdict(self, event: Event, signal: Signal, sens: Sensitivity | None) -> Verdict:
+        from detector.scoring import Weighted
+
+        if sens is not None and signal.detector == f"policy.{sens.category}":
+            severity = sens.level
+        else:
+            rule = self._policy_rule(event, True) or {}
+            severity = str(rule.get("severity", "high"))
+            if severity not in SEVERITY_RANK:
+                severity = "high"
+        return Verdict(1.0, severity, [Weighted(signal, 1.0)], sens, ["policy violation"])
+
+    # ------------------------------------------------------------------ grouping
+
+    def _raise(
+        self, event: Event, state: IdentityState, verdict: Verdict, out: list[Alert]
+    ) -> None:
+        shadow = "shadow" in verdict.notes
+        family = verdict.top.signal.detector.partition(".")[0]
+        name = f"shadow.{family}" if shadow else family
+        groups = state.alerts.groups
+        group = groups.get(name)
+        if group is None:
+            if self._cooling(state, name, verdict, event.ts):
+                self.stats.suppressed["cooldown"] += 1
+                return
+            group = self._open_group(event, state, name, verdict, shadow)
+            groups[name] = group
+            self._track_open(event.identity, group.closes)
+            material = True
+        else:
+            material = group.fold(
+                event, verdict, self.settings.max_evidence_ids, self.settings.max_signals
+            )
+        self._annotate(group, event, verdict, state)
+        if material:
+            out.append(self._emit(event.identity, group, new=group.revision == 0))
+
+    def _cooling(self, state: IdentityState, name: str, verdict: Verdict, ts: float) -> bool:
+        entry = state.alerts.cooldowns.get(name)
+        if entry is None:
+            return False
+        until, rank = entry
+        if ts >= until:
+            del state.alerts.cooldowns[name]
+            return False
+        return SEVERITY_RANK[verdict.severity] <= rank
+
+    def _open_group(
+        self, event: Event, state: IdentityState, name: str, verdict: Verdict, shadow: bool
+    ) -> AlertGroup:
+        window = self.settings.group_window
+        bucket = int(event.ts // window)
+        top = verdict.top.signal
+        evidence_key = f"{top.detector}\x1f{top.value}\x1f{event.event_id}"
+        inventory = state.inventory
+        group = AlertGroup(
+            group=name,
+            alert_id=make_alert_id(event.identity, name, bucket, evidence_key),
+            opened=event.ts,
+            closes=event.ts + window,
+            last=event.ts,
+            score=verdict.score,
+            severity=verdict.severity,
+            identity_kind=event.identity_kind,
+            kind_reason=event.kind_reason,
+            owner=event.owner or inventory.owner or NO_OWNER,
+            tenant=event.tenant or inventory.tenant,
+            shadow=shadow,
+        )
+        group.fold(event, verdict, self.settings.max_evidence_ids, self.settings.max_signals)
+        return group
+
+    def _annotate(self, group: AlertGroup, event: Event, verdict: Verdict, state: Any) -> None:
+        """Context an analyst needs: peer group, change context, learning state, actor."""
+        context = group.context
+        if "peer_group" not in context:
+            context["peer_group"] = self._peer_group(event)
+        context["learning"] = state.profile.learning_progress(event.ts)
+        context["in_learning"] = bool(state.profile.in_learning(event.ts))
+        notes = context.setdefault("notes", [])
+        for note in verdict.notes:
+            if note != "shadow" and note not in notes and len(notes) < 8:
+                notes.append(note)
+        if any(n.startswith("change context") for n in verdict.notes):
+            context["change_context"] = next(
+                n for n in verdict.notes if n.startswith("change context")
+            )
+        if event.actor:
+            actors = context.setdefault("actors", [])
+            if event.actor not in actors and len(actors) < 5:
+                actors.append(event.actor)
+
+    def _peer_group(self, event: Event) -> str | None:
+        try:
+            return self.peers.group_of(event)
+        except (AttributeError, KeyError, ValueError):
+            return None
+
+    def _emit(self, identity: str, group: AlertGroup, *, new: bool) -> Alert:
+        group.revision += 1
+        group.emitted_count = group.count
+        ids = self.attack.ids_for(_category_of(group, self.catalogue), group.detectors)
+        group.techniques = ids
+        alert = group.to_alert(identity, self.attack.describe(ids))
+        if group.shadow:
+            if new:
+                self.stats.shadow_alerts[alert.top_detector] += 1
+        elif new:
+            self.stats.alerts[(alert.severity, alert.top_detector)] += 1
+        if not new:
+            self.stats.alert_updates += 1
+        return alert
+
+    def _track_open(self, identity: str, closes: float) -> None:
+        current = self._open.get(identity)
+        if current is None or closes < current:
+            self._open[identity] = closes
+
+    def _close_expired(self, identity: str, state: IdentityState, now: float, out: list) -> None:
+        groups = state.alerts.groups
+        for name in [n for n, g in groups.items() if g.closes <= now]:
+            group = groups.pop(name)
+            if group.count > group.emitted_count:
+                out.append(self._emit(identity, group, new=False))
+            state.alerts.cooldowns[name] = [
+                group.closes + self.settings.cooldown, float(SEVERITY_RANK[group.severity])
+            ]
+        if groups:
+            self._open[identity] = min(g.closes for g in groups.values())
+        else:
+            self._open.pop(identity, None)
+
+    def _sweep(self, now: float, out: list[Alert]) -> None:
+        self._next_sweep = now + SWEEP_SECONDS
+        for identity in [k for k, closes in self._open.items() if closes <= now]:
+            state = self.store.get(identity)
+            if state is None:
+                self._open.pop(identity, None)
+                continue
+            self._close_expired(identity, state, now, out)
+
+    def finish(self) -> list[Alert]:
+        """Close every open group (end of a replay); return their final revisions."""
+        out: list[Alert] = []
+        for identity in list(self._open):
+            state = self.store.get(identity)
+            if state is not None:
+                self._close_expired(identity, state, float("inf"), out)
+        self._open.clear()
+        return out
+
+    # ------------------------------------------------------------------ change context
+
+    def _remember_change(self, event: Event) -> None:
+        tenant = event.target_tenant or event.tenant or ""
+        record = [event.ts, event.identity, event.action]
+        for token in _resource_tokens(event):
+            key = f"{tenant}|{token}"
+            self._changes.pop(key, None)
+            self._changes[key] = record
+        while len(self._changes) > MAX_CHANGES:
+            del self._changes[next(iter(self._changes))]
+
+    def _change_for(self, event: Event) -> list[Any] | None:
+        if not self._changes:
+            return None
+        tenant = event.tenant or ""
+        window = self.settings.change_window
+        for token in _identity_tokens(event):
+            record = self._changes.get(f"{tenant}|{token}")
+            if record is None or record[1] == event.identity:
+                continue
+            if 0.0 <= event.ts - record[0] <= window:
+                return record
+        return None
+
+    # ------------------------------------------------------------------ feedback
+
+    def mark_expected(self, identity: str, detector: str, value: str) -> bool:
+        """Teach the baseline that (detector, value) is normal for ``identity``.
+
+        Returns False when the identity has no state. The pair is also remembered in the
+        identity's alert state so it is not raised again even before the model relearns.
+        """
+        state = self.store.get(identity)
+        if state is None:
+            return False
+        state.profile.mark_expected(detector, value)
+        key = f"{detector}\x1f{value}"
+        expected = state.alerts.expected
+        if key not in expected:
+            expected.append(key)
+            del expected[: max(0, len(expected) - MAX_EXPECTED)]
+        return True
+
+    # ------------------------------------------------------------------ state
+
+    def identity_state(self, key: str) -> bytes | None:
+        """The identity's state blob (profile + inventory + alert state), or None."""
+        state = self.store.get(key)
+        if state is None:
+            return None
+        return encode_identity(state)
+
+    def set_identity_state(self, key: str, data: bytes) -> None:
+        """Install an identity's state from ``identity_state`` output (a table value)."""
+        from models.profile import IdentityProfile
+
+        state = decode_identity(data, lambda blob: IdentityProfile.from_bytes(
+            blob, self.model_settings))
+        self.store[key] = state
+        if state.alerts.groups:
+            self._open[key] = min(g.closes for g in state.alerts.groups.values())
+        else:
+            self._open.pop(key, None)
+
+    def export_state(self) -> bytes:
+        """A versioned snapshot of every identity, the peer index and the change context."""
+        header = orjson.dumps({
+            "version": SNAPSHOT_VERSION,
+            "identities": len(self.store),
+            "now": self._now,
+            "changes": self._changes,
+        })
+        peers = self.peers.to_bytes()
+        parts = [SNAPSHOT_MAGIC, struct.pack(">HI", SNAPSHOT_VERSION, len(header)), header]
+        parts.append(struct.pack(">I", len(peers)))
+        parts.append(peers)
+        for key, state in self.store.items():
+            raw_key = key.encode("utf-8")
+            blob = encode_identity(state)
+            parts.append(struct.pack(">HI", len(raw_key), len(blob)))
+            parts.append(raw_key)
+            parts.append(blob)
+        return b"".join(parts)
+
+    def load_state(self, data: bytes) -> None:
+        """Replace this detector's state with a snapshot from ``export_state``."""
+        from models.peers import PeerIndex
+
+        reader = _Reader(data, "snapshot")
+        if reader.take(len(SNAPSHOT_MAGIC)) != SNAPSHOT_MAGIC:
+            raise StateError("not an nhi-detector state snapshot (bad magic bytes)")
+        version, header_len = reader.unpack(">HI")
+        if version != SNAPSHOT_VERSION:
+            raise StateError(
+                f"snapshot format version {version} is not supported by this build (it reads "
+                f"version {SNAPSHOT_VERSION}); rebuild the snapshot with a matching replay"
+            )
+        header = orjson.loads(reader.take(header_len))
+        (peers_len,) = reader.unpack(">I")
+        self.peers = PeerIndex.from_bytes(reader.take(peers_len), self.model_settings)
+        self.store.clear()
+        self._open.clear()
+        for key, blob in reader.identities(header.get("identities", 0)):
+            self.set_identity_state(key, blob)
+        self._changes = {k: list(v) for k, v in (header.get("changes") or {}).items()}
+        self._now = float(header.get("now") or 0.0)
+        self._next_sweep = self._now
+
+    def state_size_bytes(self) -> int:
+        """Approximate bytes of identity state (profiles' own estimate plus bookkeeping)."""
+        total = 0
+        for state in self.store.values():
+            total += int(state.profile.size_bytes()) + 256
+            total += 512 * len(state.alerts.groups)
+        return total
+
+    # ------------------------------------------------------------------ inventory
+
+    def inventory(self) -> list[dict[str, Any]]:
+        """One entry per identity, sorted by key (see ``detector.inventory``)."""
+        now = self._now
+        entries = []
+        for key in sorted(self.store):
+            state = self.store[key]
+            entries.append(state.inventory.view(
+                key,
+                now=now,
+                dormant_after=self._dormant_after,
+                in_learning=bool(state.profile.in_learning(now)),
+            ))
+        return entries
+
+    def identities_summary(self) -> dict[str, Any]:
+        """Counts for metrics and the replay summary: tracked, in learning, dormant, by kind."""
+        now = self._now
+        in_learning = dormant = 0
+        by_kind: dict[str, int] = {}
+        for state in list(self.store.values()):
+            record = state.inventory
+            by_kind[record.kind] = by_kind.get(record.kind, 0) + 1
+            if state.profile.in_learning(now):
+                in_learning += 1
+            if now - record.last_seen > self._dormant_after:
+                dormant += 1
+        return {
+            "tracked": len(self.store),
+            "in_learning": in_learning,
+            "dormant": dormant,
+            "by_kind": dict(sorted(by_kind.items())),
+        }
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _category_of(group: AlertGroup, catalogue: SensitivityCatalogue) -> Sensitivity | None:
+    if not group.categories:
+        return None
+    wanted = group.categories[0]
+    return next((s for _, s in catalogue.categories if s.category == wanted), None)
+
+
+def _iso(ts: float) -> str:
+    from detector.alerts import iso
+
+    return iso(ts)
+
+
+def _tail(text: str) -> str:
+    for sep in ("/", ":"):
+        text = text.rsplit(sep, 1)[-1]
+    return text
+
+
+def _resource_tokens(event: Event) -> list[str]:
+    """Names under which a deploy change is remembered: the resource and its tail."""
+    tokens = []
+    if event.resource:
+        tokens.append(event.resource)
+        tail = _tail(event.resource)
+        if tail and tail != event.resource:
+            tokens.append(tail)
+    namespace = event.attributes.get("namespace") if event.attributes else None
+    if namespace and event.source == "k8s.audit":
+        tokens.append(f"k8s-namespace:{namespace}")
+    return tokens
+
+
+def _identity_tokens(event: Event) -> Iterator[str]:
+    """Names under which a change to this identity may have been recorded."""
+    yield event.identity
+    tail = _tail(event.identity)
+    if tail != event.identity:
+        yield tail
+    if event.session:
+        yield event.session
+    if event.identity.startswith("system:serviceaccount:"):
+        parts = event.identity.split(":")
+        if len(parts) >= 4:
+            yield f"k8s-namespace:{parts[2]}"
+
+
+def encode_identity(state: IdentityState) -> bytes:
+    """``NHID`` + version + profile blob + JSON of the inventory and alert state."""
+    profile = state.profile.to_bytes()
+    rest = orjson.dumps(
+        {"inventory": state.inventory.to_dict(), "alerts": state.alerts.to_dict()},
+        option=orjson.OPT_NON_STR_KEYS,
+    )
+    head = struct.pack(">HI", STATE_VERSION, len(profile))
+    return b"".join((IDENTITY_MAGIC, head, profile, rest))
+
+
+def decode_identity(data: bytes, load_profile: Callable[[bytes], Any]) -> IdentityState:
+    reader = _Reader(data, "identity state")
+    if reader.take(len(IDENTITY_MAGIC)) != IDENTITY_MAGIC:
+        raise StateError("not an nhi-detector identity state (bad magic bytes)")
+    version, profile_len = reader.unpack(">HI")
+    if version != STATE_VERSION:
+        raise StateError(
+            f"identity state version {version} is not supported (this build reads "
+            f"{STATE_VERSION})"
+        )
+    profile = load_profile(reader.take(profile_len))
+    try:
+        rest = orjson.loads(reader.rest())
+    except orjson.JSONDecodeError as err:
+        raise StateError(f"identity state is corrupt: {err}") from err
+    return IdentityState(
+        profile,
+        InventoryRecord.from_dict(rest.get("inventory") or {}),
+        AlertState.from_dict(rest.get("alerts") or {}),
+    )
+
+
+class _Reader:
+    """Bounds-checked reads over a bytes buffer; truncation raises ``StateError``."""
+
+    def __init__(self, data: bytes, what: str) -> None:
+        self.data = memoryview(data)
+        self.pos = 0
+        self.what = what
+
+    def take(self, n: int) -> bytes:
+        end = self.pos + n
+        if end > len(self.data):
+            raise StateError(f"{self.what} is truncated at byte {self.pos} (wanted {n} more)")
+        chunk = bytes(self.data[self.pos:end])
+        self.pos = end
+        return chunk
+
+    def unpack(self, fmt: str) -> tuple[Any, ...]:
+        return struct.unpack(fmt, self.take(struct.calcsize(fmt)))
+
+    def rest(self) -> bytes:
+        chunk = bytes(self.data[self.pos:])
+        self.pos = len(self.data)
+        return chunk
+
+    def identities(self, count: int) -> Iterator[tuple[str, bytes]]:
+        for _ in range(count):
+            key_len, blob_len = self.unpack(">HI")
+            key = self.take(key_len).decode("utf-8")
+            yield key, self.take(blob_len)

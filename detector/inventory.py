@@ -1,0 +1,109 @@
+"""Identity inventory: what the detector has seen of each identity, cheaply kept per event.
+
+One ``InventoryRecord`` per identity, updated on every event with a handful of field
+writes: kind and its reason, owner, tenant, the credentials used (id, type, first and
+last use, bounded to ``MAX_CREDENTIALS``), first and last seen, event count. The
+``inventory()`` view adds what is computed at query time: the dormant flag and whether
+the identity is still in its learning period.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from detector.alerts import NO_OWNER, iso
+from detector.event import Event
+
+logger = logging.getLogger(__name__)
+
+MAX_CREDENTIALS = 16  # credentials remembered per identity; more are counted, not kept
+
+
+@dataclass(slots=True)
+class InventoryRecord:
+    """Per-identity facts for the inventory (part of the identity's state blob)."""
+
+    kind: str = "unknown"
+    kind_reason: str = ""
+    owner: str | None = None
+    tenant: str | None = None
+    principal_type: str | None = None
+    first_seen: float = 0.0
+    last_seen: float = 0.0
+    events: int = 0
+    # credential id -> [type, first use, last use, events]
+    credentials: dict[str, list[Any]] = field(default_factory=dict)
+    credentials_dropped: int = 0
+    last_actor: str | None = None
+
+    def update(self, event: Event) -> None:
+        ts = event.ts
+        if self.events == 0 or ts < self.first_seen:
+            self.first_seen = ts
+        if ts > self.last_seen:
+            self.last_seen = ts
+        self.events += 1
+        self.kind = event.identity_kind
+        self.kind_reason = event.kind_reason
+        if event.owner:
+            self.owner = event.owner
+        if event.tenant:
+            self.tenant = event.tenant
+        if event.principal_type:
+            self.principal_type = event.principal_type
+        if event.actor:
+            self.last_actor = event.actor
+        if event.credential_id:
+            self._credential(event)
+
+    def _credential(self, event: Event) -> None:
+        entry = self.credentials.get(event.credential_id)
+        if entry is None:
+            if len(self.credentials) >= MAX_CREDENTIALS:
+                self.credentials_dropped += 1
+                return
+            self.credentials[event.credential_id] = [event.credential_type, event.ts, event.ts, 1]
+            return
+        entry[0] = event.credential_type
+        entry[1] = min(entry[1], event.ts)
+        entry[2] = max(entry[2], event.ts)
+        entry[3] += 1
+
+    def view(self, key: str, *, now: float, dormant_after: float, in_learning: bool) -> dict:
+        """The inventory entry as JSON-ready data."""
+        credentials = [
+            {
+                "id": cred_id,
+                "type": entry[0],
+                "first_use": iso(entry[1]),
+                "last_use": iso(entry[2]),
+                "events": entry[3],
+                "dormant": now - entry[2] > dormant_after,
+            }
+            for cred_id, entry in sorted(self.credentials.items())
+        ]
+        return {
+            "identity": key,
+            "kind": self.kind,
+            "kind_reason": self.kind_reason,
+            "owner": self.owner or NO_OWNER,
+            "tenant": self.tenant,
+            "principal_type": self.principal_type,
+            "credentials": credentials,
+            "credentials_not_listed": self.credentials_dropped,
+            "first_seen": iso(self.first_seen),
+            "last_seen": iso(self.last_seen),
+            "dormant": now - self.last_seen > dormant_after,
+            "events": self.events,
+            "in_learning": in_learning,
+            "last_actor": self.last_actor,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> InventoryRecord:
+        return cls(**{k: v for k, v in data.items() if k in cls.__slots__})

@@ -1,0 +1,218 @@
+"""OCSF output: an ``Alert`` as a Detection Finding (class_uid 2004), OCSF schema 1.6.0.
+
+1.6.0 is the version AWS Security Hub reads; it has ``is_alert`` and ``anomaly_analyses``
+(observed vs baseline), which fit a behavioural detector. Mapping (see ``docs/alerts.md``):
+
+- revision 1 is activity ``Create`` (type_uid 200401), later revisions ``Update`` (200402),
+  with ``metadata.uid`` = alert id and revision, ``finding_info.uid`` = the stable alert id;
+- ``time`` is the event time of the latest evidence (the detector runs in event time, so
+  a replay of the same input yields the same document), ``start_time``/``end_time`` the
+  alert window;
+- the identity is ``actor.user`` (uid = identity key, account = tenant) and the affected
+  resource; behavioural evidence goes to ``anomaly_analyses`` and ``evidences``;
+- fields OCSF has no place for (kind, kind reason, owner, context) go to ``unmapped``.
+"""
+
+from __future__ import annotations
+
+import logging
+from importlib import metadata
+from typing import Any
+
+from detector.alerts import Alert, short_identity
+
+logger = logging.getLogger(__name__)
+
+OCSF_VERSION = "1.6.0"
+CLASS_UID = 2004
+CATEGORY_UID = 2
+SEVERITY_IDS = {"info": 1, "low": 2, "medium": 3, "high": 4, "critical": 5}
+SEVERITY_NAMES = {1: "Informational", 2: "Low", 3: "Medium", 4: "High", 5: "Critical"}
+USER_TYPES = {  # identity kind -> (OCSF user type_id, caption)
+    "human": (1, "User"),
+    "workload": (4, "Service"),
+    "cloud_service": (3, "System"),
+    "ai_agent": (99, "AI agent"),
+    "external": (99, "External"),
+    "unknown": (0, "Unknown"),
+}
+ANALYTIC_BEHAVIORAL = 2
+ANALYTIC_RULE = 1
+
+
+def product() -> dict[str, str]:
+    try:
+        version = metadata.version("nhi-detector")
+    except metadata.PackageNotFoundError:
+        version = "0.0.0"
+    return {"name": "nhi-detector", "vendor_name": "nhi-detector project", "version": version}
+
+
+def _ms(ts: float) -> int:
+    return int(round(ts * 1000))
+
+
+def to_ocsf(alert: Alert) -> dict[str, Any]:
+    """The alert as an OCSF 1.6.0 Detection Finding document."""
+    activity_id = 1 if alert.revision <= 1 else 2
+    severity_id = SEVERITY_IDS.get(alert.severity, 0)
+    finding: dict[str, Any] = {
+        "class_uid": CLASS_UID,
+        "class_name": "Detection Finding",
+        "category_uid": CATEGORY_UID,
+        "category_name": "Findings",
+        "activity_id": activity_id,
+        "activity_name": "Create" if activity_id == 1 else "Update",
+        "type_uid": CLASS_UID * 100 + activity_id,
+        "type_name": f"Detection Finding: {'Create' if activity_id == 1 else 'Update'}",
+        "severity_id": severity_id,
+        "severity": SEVERITY_NAMES.get(severity_id, "Unknown"),
+        "time": _ms(alert.last_time),
+        "start_time": _ms(alert.first_time),
+        "end_time": _ms(alert.last_time),
+        "message": alert.title,
+        "status_id": 1,
+        "status": "New",
+        "is_alert": not alert.shadow,
+        "confidence_id": _confidence(alert.score),
+        "risk_score": int(round(alert.score * 100)),
+        "metadata": _metadata(alert),
+        "finding_info": _finding_info(alert),
+        "actor": {"user": _user(alert)},
+        "resources": [_resource(alert)],
+        "evidences": [_evidence(alert)],
+        "anomaly_analyses": [_anomaly_analysis(alert)],
+        "unmapped": _unmapped(alert),
+    }
+    return finding
+
+
+def _confidence(score: float) -> int:
+    return 3 if score >= 0.75 else 2 if score >= 0.5 else 1
+
+
+def _metadata(alert: Alert) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "version": OCSF_VERSION,
+        "product": product(),
+        "uid": f"{alert.alert_id}-r{alert.revision}",
+        "correlation_uid": alert.alert_id,
+        "log_name": "nhi-detector alerts",
+        "profiles": [],
+    }
+    if alert.tenant:
+        data["tenant_uid"] = alert.tenant
+    if alert.shadow:
+        data["labels"] = ["shadow"]
+    return data
+
+
+def _finding_info(alert: Alert) -> dict[str, Any]:
+    behavioural = not alert.group.startswith("policy")
+    info: dict[str, Any] = {
+        "uid": alert.alert_id,
+        "title": alert.title,
+        "desc": " ".join(s["sentence"] for s in alert.signals if s.get("sentence")),
+        "types": list(alert.detectors) + list(alert.context.get("sensitive_categories", [])),
+        "analytic": {
+            "uid": alert.top_detector,
+            "name": alert.top_detector,
+            "category": alert.group,
+            "type_id": ANALYTIC_BEHAVIORAL if behavioural else ANALYTIC_RULE,
+            "type": "Behavioral" if behavioural else "Rule",
+        },
+        "attacks": _attacks(alert),
+        "first_seen_time": _ms(alert.first_time),
+        "last_seen_time": _ms(alert.last_time),
+        "related_events_count": int(alert.evidence.get("event_count", 0)),
+        "related_events": [{"uid": str(eid)} for eid in alert.evidence.get("event_ids", [])],
+    }
+    return info
+
+
+def _attacks(alert: Alert) -> list[dict[str, Any]]:
+    attacks = []
+    for tech in alert.techniques:
+        parent_id, _, _ = tech["id"].partition(".")
+        parent_name, _, sub_name = tech["name"].partition(": ")
+        base: dict[str, Any] = {"technique": {"uid": parent_id, "name": parent_name}}
+        if "." in tech["id"]:
+            base["sub_technique"] = {"uid": tech["id"], "name": sub_name or tech["name"]}
+        for tactic in tech["tactics"] or [None]:
+            item = dict(base)
+            if tactic:
+                item["tactic"] = {"uid": tactic["id"], "name": tactic["name"]}
+            attacks.append(item)
+    return attacks
+
+
+def _user(alert: Alert) -> dict[str, Any]:
+    type_id, caption = USER_TYPES.get(alert.identity_kind, (0, "Unknown"))
+    user: dict[str, Any] = {
+        "uid": alert.identity,
+        "name": short_identity(alert.identity),
+        "type_id": type_id,
+        "type": caption,
+    }
+    if alert.tenant:
+        user["account"] = {"uid": alert.tenant}
+    return user
+
+
+def _resource(alert: Alert) -> dict[str, Any]:
+    resource: dict[str, Any] = {
+        "uid": alert.identity,
+        "name": short_identity(alert.identity),
+        "type": f"identity/{alert.identity_kind}",
+        "owner": {"name": alert.owner},
+    }
+    return resource
+
+
+def _evidence(alert: Alert) -> dict[str, Any]:
+    samples = alert.evidence.get("samples", {})
+    evidence: dict[str, Any] = {"actor": {"user": _user(alert)}}
+    actions = samples.get("action") or []
+    if actions:
+        service, _, operation = actions[0].partition(":")
+        evidence["api"] = {"operation": operation or service, "service": {"name": service}}
+    addresses = samples.get("source_ip") or []
+    if addresses:
+        evidence["src_endpoint"] = {"ip": addresses[0]}
+    evidence["data"] = {
+        "event_ids": list(alert.evidence.get("event_ids", [])),
+        "samples": samples,
+    }
+    return evidence
+
+
+def _anomaly_analysis(alert: Alert) -> dict[str, Any]:
+    anomalies = []
+    baselines = []
+    for signal in alert.signals:
+        anomalies.append({
+            "observation_parameter": signal["detector"],
+            "observation_type": signal["detector"].partition(".")[0],
+            "observations": [{"value": str(signal.get("observed") or signal.get("value"))}],
+        })
+        baselines.append({
+            "observation_parameter": signal["detector"],
+            "observations": [{"value": str(signal.get("baseline") or "")}],
+        })
+    return {
+        "analysis_targets": [{"name": alert.identity, "type": "Identity"}],
+        "anomalies": anomalies,
+        "baselines": baselines,
+    }
+
+
+def _unmapped(alert: Alert) -> dict[str, Any]:
+    return {
+        "nhi_revision": alert.revision,
+        "nhi_identity_kind": alert.identity_kind,
+        "nhi_kind_reason": alert.kind_reason,
+        "nhi_owner": alert.owner,
+        "nhi_group": alert.group,
+        "nhi_context": alert.context,
+        "nhi_shadow": alert.shadow,
+    }

@@ -1,0 +1,406 @@
+"""Scoring: fuse one event's model signals into one score and a severity.
+
+Method (documented for analysts in ``docs/alerts.md``):
+
+1. Drop signals below ``signal_floor``; weigh each by its detector weight and damp it by
+   peer prevalence (a value new for this identity but common in its peer group is less
+   surprising) unless the model already applied the peer context.
+2. Fuse the ``fusion_top_k`` strongest signals with a noisy-OR,
+   ``1 - prod(1 - s_i)``: one strong signal dominates, corroborating signals add to it
+   without ever exceeding 1.
+3. Amplify by the sensitivity of the action (``detector/data/sensitive_actions.yaml``):
+   ``score * (1 + sensitivity_gain * category.weight)``, then weigh by identity kind, clip
+   to [0, 1].
+4. Severity from the score thresholds, capped by the category's level (or by
+   ``plain_ceiling`` for uncatalogued actions), stepped down one level when a known deploy
+   identity just changed this identity (never for catalogued actions).
+
+Every threshold and weight lives in ``ScoringSettings``, built once from the ``scoring``
+section of the configuration.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from detector.errors import ConfigError
+from detector.event import Event
+from models.base import Signal
+
+logger = logging.getLogger(__name__)
+
+SEVERITIES = ("info", "low", "medium", "high", "critical")
+SEVERITY_RANK = {name: rank for rank, name in enumerate(SEVERITIES)}
+
+DEFAULT_THRESHOLDS = {"low": 0.4, "medium": 0.55, "high": 0.75, "critical": 0.9}
+DEFAULT_KIND_WEIGHTS = {
+    "workload": 1.0,
+    "ai_agent": 1.0,
+    "external": 1.0,
+    "unknown": 0.9,
+    "cloud_service": 1.0,
+    "human": 0.5,
+}
+DEFAULT_DEPLOY_AGENTS = ("terraform", "helm", "pulumi", "cloudformation", "cdk", "argocd", "flux")
+DEFAULT_CHANGE_ACTIONS = (
+    "lambda:UpdateFunctionCode*",
+    "lambda:UpdateFunctionConfiguration*",
+    "lambda:CreateFunction*",
+    "iam:PutRolePolicy",
+    "iam:AttachRolePolicy",
+    "iam:UpdateAssumeRolePolicy",
+    "ecs:UpdateService",
+    "ecs:RegisterTaskDefinition",
+    "cloudformation:UpdateStack",
+    "cloudformation:ExecuteChangeSet",
+    "k8s:deployments.*",
+    "k8s:daemonsets.*",
+    "k8s:statefulsets.*",
+    "k8s:cronjobs.*",
+    "k8s:serviceaccounts.*",
+    "*:*SetIamPolicy",
+    "*run*:*ReplaceService",
+    "*functions*:*UpdateFunction",
+)
+CACHE_CAP = 65_536  # distinct actions remembered by the catalogue lookup cache
+
+
+@dataclass(frozen=True, slots=True)
+class Sensitivity:
+    """One catalogue category an action belongs to."""
+
+    category: str
+    level: str
+    weight: float
+    policy: bool = False
+    volume_only: bool = False
+    condition: str | None = None
+    techniques: tuple[str, ...] = ()
+
+    @property
+    def label(self) -> str:
+        return self.category.replace("_", " ")
+
+    def applies(self, event: Event) -> bool:
+        """Whether the category's condition holds for this event."""
+        if self.condition == "success":
+            return not event.failed
+        if self.condition == "cross_tenant":
+            target = event.target_tenant
+            return bool(target) and target != event.tenant
+        return True
+
+
+class SensitivityCatalogue:
+    """The action catalogue: ``classify(event)`` gives the event's category, or None."""
+
+    def __init__(self, data: Mapping[str, Any], *, origin: str = "catalogue") -> None:
+        self.data = data
+        self.origin = origin
+        self.categories: list[tuple[re.Pattern[str], Sensitivity]] = []
+        for name, spec in (data.get("categories") or {}).items():
+            self.categories.append(_category(name, spec, origin))
+        self.detector_techniques = [
+            (re.compile(fnmatch.translate(pattern)), tuple(ids))
+            for pattern, ids in (data.get("detectors") or {}).items()
+        ]
+        self._cache: dict[str, Sensitivity | None] = {}
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> SensitivityCatalogue:
+        """Read the packaged catalogue, or a replacement file given by the configuration."""
+        if path is None:
+            text = resources.files("detector").joinpath("data/sensitive_actions.yaml").read_text()
+            return cls(yaml.safe_load(text), origin="sensitive_actions.yaml")
+        try:
+            data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as err:
+            raise ConfigError(f"cannot read sensitivity catalogue {path}: {err}") from err
+        if not isinstance(data, dict):
+            raise ConfigError(f"sensitivity catalogue {path}: top level must be a mapping")
+        return cls(data, origin=str(path))
+
+    def lookup(self, action: str) -> Sensitivity | None:
+        """The first category whose patterns match ``action`` (cached per action)."""
+        try:
+            return self._cache[action]
+        except KeyError:
+            pass
+        lowered = action.lower()
+        found = next((sens for rx, sens in self.categories if rx.match(lowered)), None)
+        if len(self._cache) < CACHE_CAP:
+            self._cache[action] = found
+        return found
+
+    def classify(self, event: Event) -> Sensitivity | None:
+        """The event's category when its condition holds (cross-tenant, success …)."""
+        sens = self.lookup(event.action)
+        if sens is None or not sens.applies(event):
+            return None
+        return sens
+
+    def techniques_for_detector(self, detector: str) -> tuple[str, ...]:
+        for rx, ids in self.detector_techniques:
+            if rx.match(detector):
+                return ids
+        return ()
+
+
+def _category(name: str, spec: Mapping[str, Any], origin: str) -> tuple[re.Pattern, Sensitivity]:
+    level = spec.get("level", "medium")
+    if level not in SEVERITY_RANK:
+        raise ConfigError(f"{origin}: category {name}: level {level!r} is not a severity")
+    patterns = [fnmatch.translate(str(p).lower()) for p in spec.get("actions") or ()]
+    if not patterns:
+        raise ConfigError(f"{origin}: category {name} lists no actions")
+    sens = Sensitivity(
+        category=name,
+        level=level,
+        weight=float(spec.get("weight", 0.5)),
+        policy=bool(spec.get("policy", False)),
+        volume_only=bool(spec.get("volume_only", False)),
+        condition=spec.get("condition"),
+        techniques=tuple(spec.get("techniques") or ()),
+    )
+    return re.compile("|".join(f"(?:{p})" for p in patterns)), sens
+
+
+@dataclass(frozen=True)
+class ScoringSettings:
+    """Every threshold and weight of scoring and noise control (``scoring`` config section).
+
+    Times are seconds of event time.
+    """
+
+    signal_floor: float = 0.25
+    fusion_top_k: int = 3
+    sensitivity_gain: float = 0.6
+    peer_damping: float = 0.6
+    thresholds: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_THRESHOLDS))
+    min_severity: str = "low"
+    plain_ceiling: str = "medium"
+    kind_weights: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_KIND_WEIGHTS))
+    detector_weights: Mapping[str, float] = field(default_factory=dict)
+    platform_kinds: tuple[str, ...] = ("cloud_service",)
+    platform_detectors: tuple[str, ...] = ("novelty.action",)
+    platform_ceiling: str = "low"
+    shadow_detectors: tuple[str, ...] = ()
+    group_window: float = 3600.0
+    cooldown: float = 6 * 3600.0
+    change_window: float = 2 * 3600.0
+    deploy_identities: tuple[str, ...] = ()
+    deploy_agent_families: tuple[str, ...] = DEFAULT_DEPLOY_AGENTS
+    change_actions: tuple[str, ...] = DEFAULT_CHANGE_ACTIONS
+    policy_rules: tuple[Mapping[str, Any], ...] = ()
+    max_evidence_ids: int = 20
+    max_signals: int = 5
+    catalogue_path: str | None = None
+    dormant_after_days: float = 30.0
+
+    @classmethod
+    def from_config(cls, section: Mapping[str, Any] | None) -> ScoringSettings:
+        """Validate the ``scoring`` section; unknown keys fail loudly with their name."""
+        section = dict(section or {})
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(section) - known)
+        if unknown:
+            raise ConfigError(f"scoring: unknown key(s) {unknown}; known: {sorted(known)}")
+        values: dict[str, Any] = {}
+        for key, value in section.items():
+            values[key] = _coerce(key, value)
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        for key in ("min_severity", "plain_ceiling", "platform_ceiling"):
+            if getattr(self, key) not in SEVERITY_RANK:
+                raise ConfigError(f"scoring.{key}: {getattr(self, key)!r} is not a severity")
+        bad = sorted(set(self.thresholds) - set(SEVERITIES))
+        if bad:
+            raise ConfigError(f"scoring.thresholds: unknown severities {bad}")
+        if not 0.0 <= self.signal_floor <= 1.0:
+            raise ConfigError(f"scoring.signal_floor must be in [0, 1], got {self.signal_floor}")
+        if self.fusion_top_k < 1 or self.group_window <= 0 or self.cooldown < 0:
+            raise ConfigError("scoring: fusion_top_k, group_window must be positive")
+
+    @cached_property
+    def ordered_thresholds(self) -> tuple[tuple[float, str], ...]:
+        merged = {**DEFAULT_THRESHOLDS, **self.thresholds}
+        return tuple(sorted(((v, k) for k, v in merged.items()), reverse=True))
+
+    @cached_property
+    def _detector_weight_rx(self) -> tuple[tuple[re.Pattern[str], float], ...]:
+        return tuple(
+            (re.compile(fnmatch.translate(k)), float(v)) for k, v in self.detector_weights.items()
+        )
+
+    @cached_property
+    def _change_rx(self) -> re.Pattern[str]:
+        return re.compile("|".join(fnmatch.translate(p.lower()) for p in self.change_actions))
+
+    @cached_property
+    def _deploy_rx(self) -> re.Pattern[str] | None:
+        if not self.deploy_identities:
+            return None
+        return re.compile("|".join(fnmatch.translate(p) for p in self.deploy_identities))
+
+    def detector_weight(self, detector: str) -> float:
+        for rx, weight in self._detector_weight_rx:
+            if rx.match(detector):
+                return weight
+        return 1.0
+
+    def severity_for(self, score: float) -> str:
+        for threshold, name in self.ordered_thresholds:
+            if score >= threshold:
+                return name
+        return "info"
+
+    def is_change_action(self, action: str) -> bool:
+        return bool(self._change_rx.match(action.lower()))
+
+    def is_deployer(self, event: Event) -> bool:
+        """A known deploy identity: configured pattern, deploy tool, or a CI identity."""
+        if self._deploy_rx is not None and self._deploy_rx.match(event.identity):
+            return True
+        if event.agent_family and event.agent_family.lower() in self.deploy_agent_families:
+            return True
+        reason = event.kind_reason.lower()
+        return "ci " in reason or "ci/" in reason or "pipeline" in reason or "github" in reason
+
+
+def _coerce(key: str, value: Any) -> Any:
+    tuple_keys = {
+        "platform_kinds", "platform_detectors", "shadow_detectors", "deploy_identities",
+        "deploy_agent_families", "change_actions", "policy_rules",
+    }
+    if key in tuple_keys:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"scoring.{key} must be a list, got {type(value).__name__}")
+        return tuple(value)
+    if key in {"thresholds", "kind_weights", "detector_weights"}:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"scoring.{key} must be a mapping, got {type(value).__name__}")
+        return {str(k): float(v) for k, v in value.items()}
+    return value
+
+
+@dataclass(slots=True)
+class Weighted:
+    """A signal after weighting: the adjusted score and the peer prevalence used."""
+
+    signal: Signal
+    score: float
+    peer_prevalence: float | None = None
+
+
+@dataclass(slots=True)
+class Verdict:
+    """The fused result for one event: what the alerting stage acts on."""
+
+    score: float
+    severity: str
+    signals: list[Weighted]
+    sensitivity: Sensitivity | None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def top(self) -> Weighted:
+        return self.signals[0]
+
+
+def weigh_signals(
+    signals: Iterable[Signal], settings: ScoringSettings, *, platform: bool
+) -> tuple[list[Weighted], int]:
+    """Step 1: floor, detector weight, peer damping. Returns the kept signals, strongest
+    first, and how many were dropped as routine platform novelty."""
+    kept: list[Weighted] = []
+    routine = 0
+    for signal in signals:
+        if signal.score < settings.signal_floor:
+            continue
+        if platform and signal.detector not in settings.platform_detectors:
+            routine += 1
+            continue
+        score = signal.score * settings.detector_weight(signal.detector)
+        prevalence = signal.details.get("peer_prevalence")
+        if prevalence is not None and not signal.details.get("peer_adjusted", False):
+            score *= 1.0 - settings.peer_damping * min(max(float(prevalence), 0.0), 1.0)
+        kept.append(Weighted(signal, score, prevalence))
+    kept.sort(key=lambda w: (-w.score, w.signal.detector))
+    return kept, routine
+
+
+def fuse(scores: Iterable[float], top_k: int) -> float:
+    """Noisy-OR of the ``top_k`` largest scores."""
+    remaining = 1.0
+    for score in sorted(scores, reverse=True)[:top_k]:
+        remaining *= 1.0 - min(max(score, 0.0), 1.0)
+    return 1.0 - remaining
+
+
+def score_event(
+    event: Event,
+    signals: Iterable[Signal],
+    settings: ScoringSettings,
+    *,
+    sensitivity: Sensitivity | None,
+    change_context: bool = False,
+) -> Verdict | None:
+    """Steps 1–4 of the module docstring; None when no signal is left after step 1."""
+    platform = event.identity_kind in settings.platform_kinds
+    kept, _ = weigh_signals(signals, settings, platform=platform)
+    if not kept:
+        return None
+    fused = fuse((w.score for w in kept), settings.fusion_top_k)
+    sens = sensitivity
+    if sens is not None and sens.volume_only:
+        if not any(w.signal.detector.startswith("volume.") for w in kept):
+            sens = None
+    gain = 1.0 + settings.sensitivity_gain * sens.weight if sens else 1.0
+    weight = settings.kind_weights.get(event.identity_kind, 1.0)
+    score = min(max(fused * gain * weight, 0.0), 1.0)
+    severity, notes = _severity(score, settings, sens, platform, change_context)
+    return Verdict(round(score, 4), severity, kept, sens, notes)
+
+
+def _severity(
+    score: float,
+    settings: ScoringSettings,
+    sens: Sensitivity | None,
+    platform: bool,
+    change_context: bool,
+) -> tuple[str, list[str]]:
+    notes: list[str] = []
+    severity = settings.severity_for(score)
+    ceiling = sens.level if sens else settings.plain_ceiling
+    if platform and sens is None:
+        ceiling = settings.platform_ceiling
+        notes.append("platform identity: new action outside its historical set")
+    severity = min_severity(severity, ceiling)
+    floor = SEVERITY_RANK[settings.min_severity]
+    if change_context and sens is None and SEVERITY_RANK[severity] >= floor:
+        # Lowered, never dropped: a change-explained deviation still reaches the alert
+        # topic at no less than ``min_severity``.
+        severity = SEVERITIES[max(SEVERITY_RANK[severity] - 1, floor)]
+        notes.append("severity lowered one level: a recent deploy change explains it")
+    return severity, notes
+
+
+def min_severity(a: str, b: str) -> str:
+    return a if SEVERITY_RANK[a] <= SEVERITY_RANK[b] else b
+
+
+def max_severity(a: str, b: str) -> str:
+    return a if SEVERITY_RANK[a] >= SEVERITY_RANK[b] else b

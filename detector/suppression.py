@@ -1,0 +1,186 @@
+"""Suppression rules: known-benign signals an operator has decided not to see.
+
+A rules file is YAML, a list of rules (or a mapping with a ``rules`` list)::
+
+    - identity: "arn:aws:iam::123456789012:role/backup-*"   # glob on the identity key
+      detector: "novelty.resource"                           # glob on Signal.detector
+      value: "arn:aws:s3:::backup-*"                         # glob on Signal.value
+      expires: 2026-06-30                                    # date or RFC 3339 time (UTC)
+      reason: "nightly backup writes to a new bucket each month (CHG-1234)"
+
+``identity`` and ``reason`` are required; ``detector`` and ``value`` default to ``*``;
+``expires`` is optional but recommended. An expired rule stops applying: the signal it
+would have suppressed goes through, is counted as ``suppressed["expired_rule"]`` and
+logged once per rule, so stale rules are visible instead of silently hiding alerts.
+Expiry is judged by the detector's wall clock, not by event time.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from detector.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+RULE_KEYS = frozenset({"identity", "detector", "value", "expires", "reason", "id"})
+
+
+@dataclass(frozen=True)
+class SuppressionRule:
+    """One rule; ``matches`` tests identity, detector and value globs."""
+
+    identity: str
+    reason: str
+    detector: str = "*"
+    value: str = "*"
+    expires: float | None = None  # epoch seconds, None = never
+    rule_id: str = ""
+
+    def __post_init__(self) -> None:
+        compiled = [re.compile(fnmatch.translate(p)) for p in (self.identity, self.detector)]
+        object.__setattr__(self, "_identity_rx", compiled[0])
+        object.__setattr__(self, "_detector_rx", compiled[1])
+        object.__setattr__(self, "_value_rx", re.compile(fnmatch.translate(self.value)))
+
+    def matches(self, identity: str, detector: str, value: str) -> bool:
+        return bool(
+            self._identity_rx.match(identity)  # type: ignore[attr-defined]
+            and self._detector_rx.match(detector)  # type: ignore[attr-defined]
+            and self._value_rx.match(value)  # type: ignore[attr-defined]
+        )
+
+    def expired(self, now: float) -> bool:
+        return self.expires is not None and now >= self.expires
+
+    def describe(self) -> str:
+        name = self.rule_id or f"{self.identity} / {self.detector} / {self.value}"
+        return f"{name} ({self.reason})"
+
+
+class SuppressionRules:
+    """An ordered set of rules with expiry reporting."""
+
+    def __init__(self, rules: Iterable[SuppressionRule] = (), *, clock: Callable[[], float]):
+        self.rules = list(rules)
+        self.clock = clock
+        self._reported: set[int] = set()
+
+    def __len__(self) -> int:
+        return len(self.rules)
+
+    @classmethod
+    def from_config(
+        cls, items: Any, *, clock: Callable[[], float], origin: str = "suppressions"
+    ) -> SuppressionRules:
+        """Rules from a parsed YAML value (a list, or a mapping with ``rules``/``file``)."""
+        if items is None:
+            return cls((), clock=clock)
+        rules: list[SuppressionRule] = []
+        if isinstance(items, Mapping):
+            if items.get("file"):
+                rules.extend(load_rules_file(items["file"]))
+            items = items.get("rules") or []
+        if not isinstance(items, list):
+            raise ConfigError(f"{origin}: expected a list of rules, got {type(items).__name__}")
+        rules.extend(parse_rule(item, f"{origin}[{n}]") for n, item in enumerate(items))
+        return cls(rules, clock=clock)
+
+    def extend(self, rules: Iterable[SuppressionRule]) -> None:
+        self.rules.extend(rules)
+
+    def expired_rules(self) -> list[SuppressionRule]:
+        now = self.clock()
+        return [rule for rule in self.rules if rule.expired(now)]
+
+    def check(
+        self, identity: str, detector: str, value: str
+    ) -> tuple[str | None, SuppressionRule | None]:
+        """("suppressed", rule) for an active match, ("expired_rule", rule) when only an
+        expired rule matched (the signal goes through), (None, None) otherwise."""
+        expired: SuppressionRule | None = None
+        now: float | None = None
+        for index, rule in enumerate(self.rules):
+            if not rule.matches(identity, detector, value):
+                continue
+            now = self.clock() if now is None else now
+            if not rule.expired(now):
+                return "suppressed", rule
+            if expired is None:
+                expired = rule
+                self._report(index, rule)
+        if expired is not None:
+            return "expired_rule", expired
+        return None, None
+
+    def _report(self, index: int, rule: SuppressionRule) -> None:
+        if index in self._reported:
+            return
+        self._reported.add(index)
+        logger.warning("suppression rule expired and no longer applies: %s", rule.describe())
+
+
+def load_rules_file(path: str | Path) -> list[SuppressionRule]:
+    """Read a suppression YAML file; errors name the file and the rule."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise ConfigError(f"cannot read suppression file {path}: {err.strerror}") from err
+    except yaml.YAMLError as err:
+        raise ConfigError(f"suppression file {path} is not valid YAML: {err}") from err
+    if data is None:
+        return []
+    if isinstance(data, Mapping):
+        data = data.get("rules") or []
+    if not isinstance(data, list):
+        raise ConfigError(f"suppression file {path}: expected a list of rules")
+    return [parse_rule(item, f"{path}[{n}]") for n, item in enumerate(data)]
+
+
+def parse_rule(item: Any, where: str) -> SuppressionRule:
+    if not isinstance(item, Mapping):
+        raise ConfigError(f"{where}: a rule must be a mapping")
+    unknown = sorted(set(item) - RULE_KEYS)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(RULE_KEYS)}")
+    for key in ("identity", "reason"):
+        if not item.get(key):
+            raise ConfigError(f"{where}: missing required key {key!r}")
+    return SuppressionRule(
+        identity=str(item["identity"]),
+        reason=str(item["reason"]),
+        detector=str(item.get("detector", "*")),
+        value=str(item.get("value", "*")),
+        expires=parse_expiry(item.get("expires"), where),
+        rule_id=str(item.get("id", "")),
+    )
+
+
+def parse_expiry(value: Any, where: str) -> float | None:
+    """A date expires at the end of that day (UTC); a datetime at that instant."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        when = value if value.tzinfo else value.replace(tzinfo=UTC)
+        return when.timestamp()
+    if isinstance(value, date):
+        return datetime.combine(value, time.max, tzinfo=UTC).timestamp()
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError as err:
+            raise ConfigError(f"{where}: expires {value!r} is not a date or time") from err
+        if len(value) == 10:
+            return parse_expiry(parsed.date(), where)
+        return parse_expiry(parsed, where)
+    raise ConfigError(f"{where}: expires {value!r} is not a date or time")
