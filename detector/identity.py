@@ -1,0 +1,448 @@
+"""Identity resolution and classification: one stable key and one kind per audit record.
+
+Keys never contain ephemeral names. An assumed-role session keys to its role
+(``arn:aws:iam::<acct>:role/<path/><name>``), an instance-profile session to its role with the
+instance id kept as the session, a pod token to its service account. The formats are fixed
+because labels and suppression rules are written against them:
+
+================  ===========================================================================
+AWS role          ``arn:aws:iam::<account>:role/<path/><name>`` (SSO, instance profile, web
+                  identity and service-linked roles alike; the person of an SSO session is
+                  ``actor``)
+AWS IAM user      ``arn:aws:iam::<account>:user/<path/><name>``; root ``arn:aws:iam::<a>:root``
+AWS service       ``aws-service:<invokedBy or eventSource>``
+GCP               the principal e-mail as given, else ``principalSubject``, else ``gcp-system``
+Kubernetes        the username as given, prefixed ``<cluster>/`` only when the record names
+                  the cluster; EKS assumed-role usernames map to the AWS role key
+Azure             the service principal / managed identity object id, else the app id,
+                  lower-cased
+================  ===========================================================================
+
+Kinds are ``human``, ``workload``, ``cloud_service``, ``ai_agent``, ``external`` and
+``unknown``, always with a reason. Configuration always wins over the heuristics
+(``IdentityRules.from_config``)::
+
+    identities:
+      kinds:                      # first match wins; glob on the identity key
+        - {match: "arn:aws:iam::*:role/ci-*", kind: workload, reason: "CI deploy roles"}
+      owners:                     # glob -> owner (team, person, service)
+        - {match: "arn:aws:iam::123456789012:role/payments-*", owner: team-payments}
+      ai_agents:
+        user_agents: ["my-agent-framework/"]   # case-insensitive substrings
+        identities: ["*:role/agent-*"]         # globs on the identity key
+
+The mapping forms ``kinds: {glob: kind}`` and ``owners: {glob: owner}`` are accepted too.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from detector.errors import ConfigError
+from detector.event import IDENTITY_KINDS, Event
+
+logger = logging.getLogger(__name__)
+
+_CACHE_LIMIT = 100_000
+SSO_ROLE_PREFIX = "AWSReservedSSO_"
+SSO_ROLE_PATH = "aws-reserved/sso.amazonaws.com/"
+SLR_PATH = "aws-service-role/"
+
+# (needle, family), first match wins; needles are lower-case substrings.
+AI_AGENT_FAMILIES: tuple[tuple[str, str], ...] = (
+    ("langchain", "langchain"),
+    ("langgraph", "langchain"),
+    ("bedrock-agent", "bedrock-agent"),
+    ("claude", "claude"),
+    ("anthropic", "anthropic"),
+    ("openai", "openai"),
+    ("autogen", "autogen"),
+    ("crewai", "crewai"),
+    ("llamaindex", "llamaindex"),
+    ("semantic-kernel", "semantic-kernel"),
+)
+# Families that only code uses: an IAM user seen only with these is a workload.
+PROGRAMMATIC_FAMILIES = frozenset({
+    "terraform", "pulumi", "cloudformation", "aws-cli", "aws-sdk-go", "aws-sdk-java",
+    "aws-sdk-js", "aws-sdk-dotnet", "aws-sdk-ruby", "boto3", "aws-sdk", "stratus-red-team",
+    "kubectl", "helm", "gcloud", "google-api-client", "grpc", "azure-cli", "azure-sdk",
+    "python-requests", "go-http", "curl",
+})
+AI_FAMILY_NAMES = frozenset(family for _, family in AI_AGENT_FAMILIES)
+
+
+
+# ============================================================================ configuration
+
+
+@dataclass(frozen=True)
+class IdentityRules:
+    """Kind overrides, owner map and AI-agent patterns from the ``identities`` section."""
+
+    kinds: tuple[tuple[str, str, str], ...] = ()  # (glob, kind, reason)
+    owners: tuple[tuple[str, str], ...] = ()  # (glob, owner)
+    ai_user_agents: tuple[str, ...] = ()  # lower-case substrings
+    ai_identities: tuple[str, ...] = ()  # globs
+
+    @classmethod
+    def from_config(cls, section: dict[str, Any] | None) -> IdentityRules:
+        """Validate the ``identities`` config section; unknown kinds raise ConfigError."""
+        section = section or {}
+        if not isinstance(section, dict):
+            raise ConfigError("identities: must be a mapping")
+        ai = section.get("ai_agents") or {}
+        if not isinstance(ai, dict):
+            raise ConfigError("identities.ai_agents: must be a mapping with user_agents/identities")
+        return cls(
+            kinds=tuple(_kind_rules(section.get("kinds"))),
+            owners=tuple(_owner_rules(section.get("owners"))),
+            ai_user_agents=tuple(s.lower() for s in _str_list(ai, "user_agents")),
+            ai_identities=tuple(_str_list(ai, "identities")),
+        )
+
+
+def _str_list(section: dict[str, Any], key: str) -> list[str]:
+    values = section.get(key) or []
+    if not isinstance(values, list) or not all(isinstance(v, str) and v for v in values):
+        raise ConfigError(f"identities.ai_agents.{key}: must be a list of non-empty strings")
+    return values
+
+
+def _kind_rules(raw: Any) -> list[tuple[str, str, str]]:
+    items = _rule_items(raw, "kinds", "kind")
+    rules = []
+    for index, item in enumerate(items):
+        pattern, kind = item.get("match"), item.get("kind")
+        if not isinstance(pattern, str) or not pattern:
+            raise ConfigError(f"identities.kinds[{index}]: 'match' must be a non-empty string")
+        if kind not in IDENTITY_KINDS:
+            raise ConfigError(
+                f"identities.kinds[{index}]: kind {kind!r} is not one of {list(IDENTITY_KINDS)}"
+            )
+        reason = item.get("reason") or f"config rule {pattern}"
+        rules.append((pattern, kind, str(reason)))
+    return rules
+
+
+def _owner_rules(raw: Any) -> list[tuple[str, str]]:
+    rules = []
+    for index, item in enumerate(_rule_items(raw, "owners", "owner")):
+        pattern, owner = item.get("match"), item.get("owner")
+        if not isinstance(pattern, str) or not pattern or not isinstance(owner, str):
+            raise ConfigError(f"identities.owners[{index}]: needs string 'match' and 'owner'")
+        rules.append((pattern, owner))
+    return rules
+
+
+def _rule_items(raw: Any, name: str, value_key: str) -> list[dict[str, Any]]:
+    if raw is None:
+        return []
+    if isinstance(raw, dict):
+        return [{"match": key, value_key: value} for key, value in raw.items()]
+    if isinstance(raw, list) and all(isinstance(item, dict) for item in raw):
+        return raw
+    raise ConfigError(f"identities.{name}: must be a list of mappings or a mapping")
+
+
+def _glob(pattern: str) -> re.Pattern[str]:
+    return re.compile(fnmatch.translate(pattern))
+
+
+# ============================================================================ resolver
+
+
+class Resolver:
+    """Applies ``IdentityRules`` to events, with per-key caches; one per parser.
+
+    It also remembers facts learned across records: the full path of a role seen in a
+    ``sessionIssuer`` (so a later record without one keys to the same role), and IAM users
+    seen using the console (humans, not workloads).
+    """
+
+    def __init__(self, rules: IdentityRules | None = None) -> None:
+        self.rules = rules or IdentityRules()
+        self._kind_res = [(_glob(p), kind, reason) for p, kind, reason in self.rules.kinds]
+        self._owner_res = [(_glob(p), owner) for p, owner in self.rules.owners]
+        self._ai_res = [_glob(p) for p in self.rules.ai_identities]
+        self._config_cache: dict[str, tuple[tuple[str, str] | None, str | None, bool]] = {}
+        self.role_paths: dict[tuple[str, str], str] = {}  # (account, name) -> full role key
+        self.console_users: set[str] = set()
+        self.aws_cache: dict[tuple[Any, ...], AwsPrincipal] = {}
+
+    def finish(self, event: Event) -> Event:
+        """Apply AI-agent detection, config kind overrides and owners; config wins."""
+        override, owner, ai_identity = self._config_for(event.identity)
+        if event.identity_kind != "cloud_service":
+            if ai_identity:
+                event.identity_kind, event.kind_reason = "ai_agent", "config ai_agents identity"
+            elif event.agent_family in AI_FAMILY_NAMES:
+                event.identity_kind = "ai_agent"
+                event.kind_reason = f"AI-agent user agent ({event.agent_family})"
+            elif self.rules.ai_user_agents and event.user_agent:
+                lowered = event.user_agent.lower()
+                if any(needle in lowered for needle in self.rules.ai_user_agents):
+                    event.identity_kind = "ai_agent"
+                    event.kind_reason = "config ai_agents user agent"
+        if override is not None:
+            event.identity_kind, event.kind_reason = override
+        if owner is not None:
+            event.owner = owner
+        return event
+
+    def _config_for(self, key: str) -> tuple[tuple[str, str] | None, str | None, bool]:
+        hit = self._config_cache.get(key)
+        if hit is None:
+            override = next(((k, r) for rx, k, r in self._kind_res if rx.match(key)), None)
+            owner = next((o for rx, o in self._owner_res if rx.match(key)), None)
+            ai = any(rx.match(key) for rx in self._ai_res)
+            hit = (override, owner, ai)
+            if len(self._config_cache) >= _CACHE_LIMIT:
+                self._config_cache.clear()
+            self._config_cache[key] = hit
+        return hit
+
+    # ------------------------------------------------------------------ AWS
+
+    def aws_principal(self, ui: dict[str, Any], event_source: str | None) -> AwsPrincipal:
+        """Resolve a CloudTrail ``userIdentity`` (cached on its identifying fields)."""
+        context = ui.get("sessionContext")
+        issuer = context.get("sessionIssuer") if isinstance(context, dict) else None
+        issuer_arn = issuer.get("arn") if isinstance(issuer, dict) else None
+        cache_key = (ui.get("type"), ui.get("arn"), ui.get("principalId"), issuer_arn,
+                     ui.get("invokedBy"), ui.get("accountId"), event_source,
+                     ui.get("userName"), ui.get("onBehalfOf") is not None)
+        hit = self.aws_cache.get(cache_key)
+        if hit is None:
+            hit = resolve_aws(ui, issuer_arn, event_source, self.role_paths)
+            if len(self.aws_cache) >= _CACHE_LIMIT:
+                self.aws_cache.clear()
+            self.aws_cache[cache_key] = hit
+        return hit
+
+
+# ============================================================================ AWS
+
+
+class AwsPrincipal(NamedTuple):
+    """What a CloudTrail ``userIdentity`` resolves to, before per-event adjustments."""
+
+    identity: str
+    resolution: str
+    kind: str
+    reason: str
+    principal_type: str | None
+    account: str | None
+    session: str | None
+    actor: str | None
+    is_iam_user: bool = False
+
+
+def split_arn(arn: str) -> tuple[str, str, str, str] | None:
+    """``(partition, service, account, resource)`` of an ARN, or None."""
+    parts = arn.split(":", 5)
+    if len(parts) != 6 or parts[0] != "arn":
+        return None
+    return parts[1], parts[2], parts[4], parts[5]
+
+
+def role_key_from_session_arn(arn: str, role_paths: dict[tuple[str, str], str] | None = None
+                              ) -> tuple[str, str, str] | None:
+    """``(role key, account, session)`` from an ``assumed-role/<role>/<session>`` ARN."""
+    parts = split_arn(arn)
+    if parts is None or not parts[3].startswith("assumed-role/"):
+        return None
+    partition, _, account, resource = parts
+    _, name, session = (resource.split("/", 2) + ["", ""])[:3]
+    if not name:
+        return None
+    known = role_paths.get((account, name)) if role_paths else None
+    if known:
+        return known, account, session
+    path = SSO_ROLE_PATH if name.startswith(SSO_ROLE_PREFIX) else ""
+    return f"arn:{partition}:iam::{account}:role/{path}{name}", account, session
+
+
+def resolve_aws(ui: dict[str, Any], issuer_arn: Any, event_source: str | None,
+                role_paths: dict[tuple[str, str], str]) -> AwsPrincipal:
+    """Key order (edge case B02): sessionIssuer.arn, assumed-role ARN, arn, service, unknown."""
+    ptype = ui.get("type") if isinstance(ui.get("type"), str) else None
+    arn = ui.get("arn") if isinstance(ui.get("arn"), str) else ""
+    account = ui.get("accountId") if isinstance(ui.get("accountId"), str) else None
+    invoked = ui.get("invokedBy") if isinstance(ui.get("invokedBy"), str) else None
+    session_arn = role_key_from_session_arn(arn, None) if arn else None
+    if isinstance(issuer_arn, str) and issuer_arn.startswith("arn:"):
+        session = session_arn[2] if session_arn else _session_from_principal(ui)
+        issuer_parts = split_arn(issuer_arn)
+        if issuer_parts and issuer_parts[3].startswith("role/"):
+            name = issuer_parts[3].rsplit("/", 1)[-1]
+            role_paths[(issuer_parts[2], name)] = issuer_arn
+        acct = issuer_parts[2] if issuer_parts else account
+        return _aws_role(issuer_arn, "session_issuer", ptype, acct, session, invoked)
+    if session_arn is not None:
+        key, acct, session = role_key_from_session_arn(arn, role_paths)  # type: ignore[misc]
+        return _aws_role(key, "assumed_role_arn", ptype, acct, session, invoked)
+    if arn.startswith("arn:"):
+        return _aws_arn(arn, ptype, account, ui)
+    if ptype == "IdentityCenterUser" or ui.get("onBehalfOf") is not None:
+        return _identity_center(ui, ptype, account)
+    if ptype == "AWSAccount" and account:
+        return AwsPrincipal(f"aws-account:{account}", "account", "external",
+                            "another AWS account (cross-account call)", ptype, account, None,
+                            None)
+    service = invoked or (event_source if ptype in ("AWSService", None) else None)
+    if service:
+        path = "invoked_by" if invoked else "event_source"
+        return AwsPrincipal(f"aws-service:{service}", path, "cloud_service",
+                            "AWS service principal", ptype or "AWSService", account, None,
+                            None)
+    return AwsPrincipal("unknown", "unknown", "unknown", "record has no identifying fields",
+                        ptype, account, None, None)
+
+
+def _session_from_principal(ui: dict[str, Any]) -> str | None:
+    principal = ui.get("principalId")
+    if isinstance(principal, str) and ":" in principal:
+        return principal.split(":", 1)[1]
+    return None
+
+
+def _aws_role(key: str, resolution: str, ptype: str | None, account: str | None,
+              session: str | None, invoked: str | None) -> AwsPrincipal:
+    name_path = key.split(":role/", 1)[-1]
+    name = name_path.rsplit("/", 1)[-1]
+    actor = None
+    if name_path.startswith(SLR_PATH) or name.startswith("AWSServiceRoleFor"):
+        kind, reason = "cloud_service", "service-linked role"
+    elif name.startswith(SSO_ROLE_PREFIX):
+        kind, reason, actor = "human", "SSO permission-set role", session
+    elif session and session.startswith("i-") and len(session) >= 10:
+        kind, reason = "workload", "EC2 instance-profile role"
+    elif session and "@" in session:
+        kind, reason, actor = "human", "role session named after a person", session
+    else:
+        kind, reason = "workload", "assumed role used programmatically"
+    if invoked:
+        actor = invoked
+    return AwsPrincipal(key, resolution, kind, reason, ptype or "AssumedRole", account, session,
+                        actor)
+
+
+def _aws_arn(arn: str, ptype: str | None, account: str | None,
+             ui: dict[str, Any]) -> AwsPrincipal:
+    parts = split_arn(arn)
+    acct = parts[2] if parts and parts[2] else account
+    resource = parts[3] if parts else ""
+    if ptype == "Root" or resource == "root":
+        return AwsPrincipal(f"arn:{parts[0] if parts else 'aws'}:iam::{acct}:root", "arn",
+                            "human", "root account", ptype or "Root", acct, None, None)
+    if resource.startswith("user/"):
+        return AwsPrincipal(arn, "arn", "unknown", "IAM user", ptype or "IAMUser", acct, None,
+                            None, is_iam_user=True)
+    if resource.startswith("role/"):
+        return _aws_role(arn, "arn", ptype, acct, None, None)
+    if resource.startswith("federated-user/"):
+        return AwsPrincipal(arn, "arn", "unknown", "federated user (GetFederationToken)",
+                            ptype or "FederatedUser", acct, resource.split("/", 1)[1], None)
+    return AwsPrincipal(arn, "arn", "unknown", f"principal type {ptype}", ptype, acct, None, None)
+
+
+def _identity_center(ui: dict[str, Any], ptype: str | None, account: str | None) -> AwsPrincipal:
+    behalf = ui.get("onBehalfOf") if isinstance(ui.get("onBehalfOf"), dict) else {}
+    user_id = behalf.get("userId") if isinstance(behalf.get("userId"), str) else None
+    store = behalf.get("identityStoreArn") if isinstance(behalf.get("identityStoreArn"), str) \
+        else None
+    key = f"{store}/user/{user_id}" if store and user_id else (user_id or "identity-center-user")
+    return AwsPrincipal(key, "on_behalf_of", "human", "IAM Identity Center user",
+                        ptype or "IdentityCenterUser", account, None, user_id)
+
+
+def aws_event_kind(principal: AwsPrincipal, family: str | None, console: bool,
+                   credential_type: str, resolver: Resolver) -> tuple[str, str]:
+    """Per-event kind: IAM users depend on how they are used (console vs SDK keys)."""
+    if console and principal.kind in ("workload", "unknown") and principal.is_iam_user:
+        resolver.console_users.add(principal.identity)
+        return "human", "IAM user signed in to the console"
+    if principal.is_iam_user:
+        if principal.identity in resolver.console_users:
+            return "human", "IAM user seen using the console"
+        if credential_type == "long_term" and family in PROGRAMMATIC_FAMILIES:
+            return "workload", "used only with long-term key from SDK user agents"
+        return "unknown", "IAM user, usage not yet conclusive"
+    if console and principal.kind == "workload":
+        return "human", "console session"
+    return principal.kind, principal.reason
+
+
+# ============================================================================ GCP
+
+_GOOGLE_AGENT_DOMAINS = ("@cloudservices.gserviceaccount.com",
+                         "@container-engine-robot.iam.gserviceaccount.com",
+                         "@gcp-sa-", "@cloudbuild.gserviceaccount.com",
+                         "@cloudcomposer-accounts.iam.gserviceaccount.com",
+                         "@dataflow-service-producer-prod.iam.gserviceaccount.com",
+                         "@serverless-robot-prod.iam.gserviceaccount.com",
+                         "@compute-system.iam.gserviceaccount.com")
+
+
+def classify_gcp(principal: str) -> tuple[str, str]:
+    """Kind and reason for a GCP principal e-mail, subject or ``gcp-system``."""
+    if principal == "gcp-system":
+        return "cloud_service", "GCP system event (no authenticated principal)"
+    if principal.startswith("system:"):
+        return classify_k8s(principal)
+    if principal.startswith("principal://") or principal.startswith("principalSet://"):
+        return "workload", "workload identity federation subject"
+    if principal.endswith("gserviceaccount.com"):
+        if principal.startswith("service-") or any(d in principal for d in _GOOGLE_AGENT_DOMAINS):
+            return "cloud_service", "Google-managed service agent"
+        return "workload", "GCP service account"
+    if "@" in principal:
+        return "human", "Google user account"
+    return "unknown", "unrecognised GCP principal"
+
+
+# ============================================================================ Kubernetes
+
+_K8S_PLATFORM_USERS = ("system:kube-", "system:node:", "system:apiserver", "system:gke-",
+                       "system:addon-manager", "system:volume-scheduler", "system:konnectivity",
+                       "eks:", "aksService", "system:serviceaccount:kube-system:generic-",
+                       "system:certificates")
+
+
+def classify_k8s(username: str) -> tuple[str, str]:
+    """Kind and reason for a Kubernetes username (platform identities are cloud_service)."""
+    if username.startswith(("system:serviceaccount:", "system:serviceaccounts:")):
+        namespace, _, name = username.split(":", 2)[2].partition(":")
+        if namespace == "kube-system" and name.endswith("-controller"):
+            return "cloud_service", "Kubernetes control-plane controller"
+        return "workload", "Kubernetes service account"
+    if username.startswith("system:node:"):
+        return "cloud_service", "kubelet node identity"
+    if username.startswith(_K8S_PLATFORM_USERS):
+        return "cloud_service", "Kubernetes platform component"
+    if username == "system:anonymous":
+        return "external", "unauthenticated request (system:anonymous)"
+    if username.startswith("system:"):
+        return "cloud_service", "Kubernetes system user"
+    if "@" in username:
+        return "human", "Kubernetes user (e-mail)"
+    return "unknown", "Kubernetes user"
+
+
+# ============================================================================ Azure
+
+
+def classify_azure(category: str, principal_type: str | None) -> tuple[str, str]:
+    """Kind and reason for an Entra sign-in category or Activity Log principal type."""
+    lowered = category.lower()
+    if "managedidentity" in lowered or principal_type == "ManagedIdentity":
+        return "workload", "managed identity"
+    if "serviceprincipal" in lowered or principal_type == "ServicePrincipal":
+        return "workload", "service principal"
+    if principal_type in ("User",) or "signin" in lowered:
+        return "human", "Entra user"
+    return "unknown", "Azure principal of unknown type"

@@ -1,0 +1,303 @@
+"""Small helpers shared by every source: time parsing, network classes, user-agent families.
+
+Everything here runs on the hot path, so the rules are plain string tests (``startswith``,
+``in``) with bounded per-value caches instead of regular expressions. None of these helpers
+raises on odd input: a value that cannot be understood gives ``None`` or ``"unknown"``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from datetime import datetime, timezone
+from typing import Any
+
+from detector.identity import AI_AGENT_FAMILIES
+
+logger = logging.getLogger(__name__)
+
+UTC = timezone.utc
+MAX_USER_AGENT = 512
+_CACHE_LIMIT = 50_000
+
+_MONTHS = {
+    name: number
+    for number, name in enumerate(
+        ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), 1
+    )
+}
+
+
+class RecordError(Exception):
+    """A record that cannot become an event; ``reason`` is a dead-letter reason."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+class SkipRecord(Exception):
+    """A record that is valid but is not an identity event (digest, insight, control)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+# ---------------------------------------------------------------------------- time
+
+
+def parse_time(value: Any) -> datetime | None:
+    """Parse an event time into a tz-aware UTC datetime, or ``None``; never raises.
+
+    Accepts ISO 8601 with 0-9 fractional digits, ``Z`` or offsets, a space instead of
+    ``T`` (Panther), naive values (taken as UTC), epoch seconds or milliseconds as numbers,
+    and the ``"Nov 18, 2017 1:21:51 AM"`` form found inside CloudTrail payloads.
+    """
+    if isinstance(value, str):
+        return _parse_time_str(value)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return _parse_epoch(float(value))
+    return None
+
+
+def _parse_time_str(text: str) -> datetime | None:
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        return _parse_time_fallback(text.strip())
+    if when.tzinfo is None:
+        return when.replace(tzinfo=UTC)
+    if when.utcoffset():
+        return when.astimezone(UTC)
+    return when
+
+
+def _parse_time_fallback(text: str) -> datetime | None:
+    if not text:
+        return None
+    if text[0].isdigit() and text.replace(".", "", 1).isdigit():
+        return _parse_epoch(float(text))
+    if text[:3].lower() in _MONTHS:
+        return _parse_month_name(text)
+    return None
+
+
+def _parse_month_name(text: str) -> datetime | None:
+    """``Nov 18, 2017 1:21:51 AM`` and ``Oct 8, 2024, 4:15:32 PM`` (UTC assumed)."""
+    parts = text.replace(",", " ").split()
+    if len(parts) != 5:
+        return None
+    month, day, year, clock, half = parts
+    try:
+        hour, minute, second = (int(piece) for piece in clock.split(":"))
+        hour = hour % 12 + (12 if half.upper() == "PM" else 0)
+        return datetime(int(year), _MONTHS[month[:3].lower()], int(day), hour, minute, second,
+                        tzinfo=UTC)
+    except (ValueError, KeyError):
+        return None
+
+
+def _parse_epoch(number: float) -> datetime | None:
+    if number != number or number <= 0:
+        return None
+    if number > 1e14:  # microseconds
+        number /= 1e6
+    elif number > 1e11:  # milliseconds
+        number /= 1e3
+    try:
+        return datetime.fromtimestamp(number, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+# ---------------------------------------------------------------------------- network
+
+_network_cache: dict[str, tuple[str | None, str, str | None]] = {}
+
+# Non-address caller values that still tell where the call came from.
+_INTERNAL_CALLERS = frozenset({"aws internal", "private", "gce-internal-ip", "internal"})
+
+
+def classify_network(value: Any) -> tuple[str | None, str, str | None]:
+    """``(source_ip, network, network_prefix)`` for a caller address or service name.
+
+    A valid address gives ``public`` or ``private`` with its /24 or /48 prefix; an AWS or
+    Google service host name gives ``cloud_service`` with the host as prefix; ``AWS
+    Internal``, ``private`` and ``gce-internal-ip`` give ``internal``; anything else
+    (anonymised, invalid, empty) gives ``unknown`` with no address.
+    """
+    if not isinstance(value, str) or not value:
+        return None, "unknown", None
+    hit = _network_cache.get(value)
+    if hit is None:
+        hit = _classify_network(value)
+        if len(_network_cache) >= _CACHE_LIMIT:
+            _network_cache.clear()
+        _network_cache[value] = hit
+    return hit
+
+
+def _classify_network(value: str) -> tuple[str | None, str, str | None]:
+    text = value.strip()
+    lowered = text.lower()
+    if lowered in _INTERNAL_CALLERS:
+        return None, "internal", lowered.replace(" ", "-")
+    if lowered.endswith((".amazonaws.com", ".googleapis.com", ".google.com")):
+        return None, "cloud_service", lowered
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return None, "unknown", None
+    if address.version == 6 and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    prefix_len = 24 if address.version == 4 else 48
+    prefix = str(ipaddress.ip_network(f"{address}/{prefix_len}", strict=False))
+    private = address.is_private or address.is_loopback or address.is_link_local
+    return str(address), "private" if private else "public", prefix
+
+
+# ---------------------------------------------------------------------------- user agents
+
+_FAMILIES: tuple[tuple[str, str], ...] = AI_AGENT_FAMILIES + (
+    ("aws-internal", "aws-internal"),
+    ("aws internal", "aws-internal"),
+    ("terraform", "terraform"),
+    ("hashicorp", "terraform"),
+    ("pulumi", "pulumi"),
+    ("cloudformation", "cloudformation"),
+    ("aws-cli", "aws-cli"),
+    ("aws-sdk-go", "aws-sdk-go"),
+    ("aws-sdk-java", "aws-sdk-java"),
+    ("aws-sdk-js", "aws-sdk-js"),
+    ("aws-sdk-nodejs", "aws-sdk-js"),
+    ("aws-sdk-dotnet", "aws-sdk-dotnet"),
+    ("aws-sdk-ruby", "aws-sdk-ruby"),
+    ("aws-sdk-python", "boto3"),
+    ("boto3", "boto3"),
+    ("botocore", "boto3"),
+    ("aws-sdk-", "aws-sdk"),
+    ("stratus-red-team", "stratus-red-team"),
+    ("signin.amazonaws.com", "console"),
+    ("console.amazonaws.com", "console"),
+    ("console.ec2.amazonaws.com", "console"),
+    ("aws-console", "console"),
+    ("awsconsole", "console"),
+    (".amazonaws.com", "aws-service"),
+    ("kubectl", "kubectl"),
+    ("helm", "helm"),
+    ("kube-controller-manager", "kube-controller-manager"),
+    ("kube-scheduler", "kube-scheduler"),
+    ("kubelet", "kubelet"),
+    ("google-cloud-sdk", "gcloud"),
+    ("gcloud", "gcloud"),
+    ("google-api-go-client", "google-api-client"),
+    ("google-api-python-client", "google-api-client"),
+    ("grpc-", "grpc"),
+    ("azure-cli", "azure-cli"),
+    ("azurepowershell", "azure-powershell"),
+    ("azure-sdk", "azure-sdk"),
+    ("azsdk", "azure-sdk"),
+    ("python-requests", "python-requests"),
+    ("go-http-client", "go-http"),
+    ("curl/", "curl"),
+    ("mozilla/", "browser"),
+)
+_ua_cache: dict[str, tuple[str, str]] = {}
+
+
+def user_agent(value: Any) -> tuple[str | None, str | None]:
+    """``(cleaned user agent, family)``; brackets stripped, length capped, never raises."""
+    if not isinstance(value, str) or not value:
+        return None, None
+    hit = _ua_cache.get(value)
+    if hit is None:
+        cleaned = value.strip()
+        if cleaned.startswith("[") and cleaned.endswith("]"):
+            cleaned = cleaned[1:-1]
+        cleaned = cleaned[:MAX_USER_AGENT]
+        hit = (cleaned, _family(cleaned.lower()))
+        if len(_ua_cache) >= _CACHE_LIMIT:
+            _ua_cache.clear()
+        _ua_cache[value] = hit
+    return hit
+
+
+def _family(lowered: str) -> str:
+    if not lowered:
+        return "none"
+    for needle, family in _FAMILIES:
+        if needle in lowered:
+            return family
+    return "other"
+
+
+# ---------------------------------------------------------------------------- misc
+
+_READ_PREFIXES = ("get", "list", "describe", "search", "lookup", "read", "watch", "head",
+                  "query", "batchget", "testiampermissions", "check", "view", "select")
+_WRITE_PREFIXES = ("create", "delete", "update", "put", "set", "insert", "patch", "add",
+                   "remove", "attach", "detach", "modify", "run", "start", "stop", "terminate",
+                   "write", "generate", "sign", "enable", "disable", "upload", "reset",
+                   "assume", "grant", "revoke", "tag", "untag", "import", "export")
+
+
+def read_only_from_operation(operation: str) -> bool | None:
+    """Guess whether an operation only reads from its verb (last dotted or slashed part)."""
+    last = operation.rsplit(".", 1)[-1].rsplit("/", 1)[-1].lower()
+    if last.startswith(_READ_PREFIXES):
+        return True
+    if last.startswith(_WRITE_PREFIXES) or last == "action":
+        return False
+    return None
+
+
+def short_str(value: Any, limit: int = 512) -> str | None:
+    """A string value capped at ``limit`` characters, or None for anything else."""
+    if isinstance(value, str) and value:
+        return value[:limit]
+    return None
+
+
+def as_dict(value: Any) -> dict[str, Any]:
+    """The value when it is a dict, else an empty dict (records are type-unstable)."""
+    return value if isinstance(value, dict) else {}
+
+
+def as_bool(value: Any) -> bool | None:
+    """``True``/``False`` from a bool or the strings ``"true"``/``"false"``; else None."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        lowered = value.lower()
+        if lowered == "true":
+            return True
+        if lowered == "false":
+            return False
+    return None
+
+
+def normalise_session(session: str | None) -> str | None:
+    """Collapse ephemeral session names to a pattern: ``gh-run-123`` -> ``gh-run-*``.
+
+    Instance ids become ``ec2-instance``; a trailing run of digits or a long hex tail
+    becomes ``*``; e-mail style and other names are kept as they are.
+    """
+    if not session:
+        return session
+    if session.startswith("i-") and _is_hex(session[2:]) and len(session) >= 10:
+        return "ec2-instance"
+    if "@" in session:
+        return session
+    head = session.rstrip("0123456789")
+    if head != session and len(session) - len(head) >= 3:
+        return head + "*"
+    stem, sep, tail = session.rpartition("-")
+    if sep and len(tail) >= 8 and _is_hex(tail):
+        return stem + "-*"
+    return session
+
+
+def _is_hex(text: str) -> bool:
+    return bool(text) and all(ch in "0123456789abcdef" for ch in text.lower())

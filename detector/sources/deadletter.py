@@ -1,0 +1,130 @@
+"""Dead letters: records that could not become events, kept with the reason and position.
+
+A ``DeadLetterSink`` receives ``write(reason, message, origin, raw, source)`` once per bad
+record. ``origin`` names the position (``path:line 12``, ``path#Records[3]``,
+``topic[2]@1234``); ``raw`` is the record's bytes or text when there is any, capped at
+``MAX_RAW_BYTES`` with the full size and sha256 kept so a huge record can still be
+identified. Reasons are a fixed vocabulary (``REASONS``) so they can label metrics.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from pathlib import Path
+from typing import Any, Protocol
+
+import orjson
+
+from detector.errors import SinkError
+
+logger = logging.getLogger(__name__)
+
+MAX_RAW_BYTES = 64 * 1024
+
+# reason -> the one message used for it (callers may add a short detail after a colon).
+REASONS: dict[str, str] = {
+    "invalid_json": "record is not valid JSON",
+    "invalid_utf8": "record is not valid UTF-8",
+    "truncated_gzip": "gzip stream ends early; the rest of the file is lost",
+    "bad_gzip": "gzip stream is corrupt",
+    "binary": "input is binary, not JSON text",
+    "empty_file": "input is empty",
+    "oversized_record": "record exceeds the size limit and was not parsed",
+    "missing_identity": "record has no usable identity",
+    "missing_time": "record has no event time",
+    "bad_time": "record has an event time that cannot be parsed",
+    "unknown_format": "record shape is not a supported audit-log format",
+    "truncated": "record was cut off in transport (JSON ends early)",
+    "invalid_record": "record has the right shape but wrong field types",
+    "read_error": "input cannot be read",
+    "internal_error": "parser failed on this record (a bug; please report it)",
+}
+
+
+class DeadLetterSink(Protocol):
+    """Where bad records go. Implementations must not raise for a single bad record."""
+
+    def write(self, reason: str, message: str, origin: str, raw: bytes | str | None,
+              source: str) -> None: ...
+
+
+def dead_letter_dict(reason: str, message: str, origin: str, raw: bytes | str | None,
+                     source: str) -> dict[str, Any]:
+    """The JSON-ready form of one dead letter (used by the file and Kafka sinks)."""
+    entry: dict[str, Any] = {"reason": reason, "message": message, "origin": origin,
+                             "source": source}
+    if raw is None:
+        return entry
+    data = raw.encode("utf-8", "surrogateescape") if isinstance(raw, str) else bytes(raw)
+    entry["raw_size"] = len(data)
+    if len(data) > MAX_RAW_BYTES:
+        entry["raw_sha256"] = hashlib.sha256(data).hexdigest()
+        entry["raw_truncated"] = True
+        data = data[:MAX_RAW_BYTES]
+    entry["raw"] = data.decode("utf-8", "replace")
+    return entry
+
+
+class ListDeadLetters:
+    """Keeps dead letters in memory as dicts (tests, small tools)."""
+
+    def __init__(self) -> None:
+        self.items: list[dict[str, Any]] = []
+
+    def write(self, reason: str, message: str, origin: str, raw: bytes | str | None,
+              source: str) -> None:
+        self.items.append(dead_letter_dict(reason, message, origin, raw, source))
+
+    def reasons(self) -> list[str]:
+        return [item["reason"] for item in self.items]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+class JsonlDeadLetters:
+    """Appends dead letters to a JSON-lines file, one object per line; opened lazily."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.count = 0
+        self._handle: Any = None
+        self._lock = threading.Lock()
+
+    def write(self, reason: str, message: str, origin: str, raw: bytes | str | None,
+              source: str) -> None:
+        line = orjson.dumps(dead_letter_dict(reason, message, origin, raw, source)) + b"\n"
+        with self._lock:
+            if self._handle is None:
+                self._handle = self._open()
+            self._handle.write(line)
+            self.count += 1
+
+    def _open(self) -> Any:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            return self.path.open("ab")
+        except OSError as err:
+            raise SinkError(f"cannot open dead-letter file {self.path}: {err.strerror}") from err
+
+    def close(self) -> None:
+        with self._lock:
+            if self._handle is not None:
+                self._handle.close()
+                self._handle = None
+
+    def __enter__(self) -> JsonlDeadLetters:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class NullDeadLetters:
+    """Discards dead letters (they are still counted in RunStats)."""
+
+    def write(self, reason: str, message: str, origin: str, raw: bytes | str | None,
+              source: str) -> None:
+        return None

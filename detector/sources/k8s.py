@@ -1,0 +1,265 @@
+"""Kubernetes audit events (``audit.k8s.io`` v1 and v1beta1) -> Events.
+
+One request produces one event per stage under one ``auditID``; the parser merges them
+(``detector.sources.parser.StageMerger``) so each request counts once, using this module to
+normalise the canonical stage. The identity is ``impersonatedUser.username`` when present,
+with the impersonator as ``actor``; otherwise ``user.username``. A cluster named by the
+wrapper (GKE LogEntry, EKS CloudWatch log group, AKS diagnostic record) prefixes the key as
+``<cluster>/<username>``; EKS usernames that are assumed-role ARNs map to the IAM role key.
+GKE entries arrive as GCP LogEntries and are normalised by ``normalise_gke``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from typing import Any
+
+import orjson
+
+from detector.event import Event
+from detector.identity import Resolver, classify_k8s
+from detector.sources import gcp
+from detector.sources.common import (
+    RecordError,
+    as_dict,
+    classify_network,
+    parse_time,
+    short_str,
+    user_agent,
+)
+
+logger = logging.getLogger(__name__)
+
+SOURCE = "k8s.audit"
+FINAL_STAGES = frozenset({"ResponseComplete", "Panic"})
+LONG_RUNNING = frozenset({"exec", "attach", "portforward", "proxy"})
+_READ_VERBS = frozenset({"get", "list", "watch"})
+
+
+def looks_like(record: dict[str, Any]) -> bool:
+    """True for an audit Event: a verb plus objectRef, requestURI, auditID or user."""
+    if "verb" not in record:
+        return False
+    kind = record.get("kind")
+    if kind is not None and kind != "Event":
+        return False
+    return "objectRef" in record or "requestURI" in record or "auditID" in record \
+        or "user" in record
+
+
+def is_canonical(record: dict[str, Any]) -> bool:
+    """The stage that carries the outcome; ResponseStarted for long-running exec/attach."""
+    stage = record.get("stage")
+    if stage in FINAL_STAGES:
+        return True
+    sub = as_dict(record.get("objectRef")).get("subresource")
+    return stage == "ResponseStarted" and sub in LONG_RUNNING
+
+
+def request_signature(record: dict[str, Any]) -> tuple[Any, ...]:
+    """What must match for two stages to belong to the same request (ids can collide)."""
+    return (record.get("verb"), record.get("requestURI"), record.get("requestReceivedTimestamp"))
+
+
+def normalise(record: dict[str, Any], resolver: Resolver, hints: dict[str, Any],
+              partial: bool = False) -> Event:
+    """Turn one (merged) audit Event into an Event; raises RecordError."""
+    user = as_dict(record.get("user"))
+    impersonated = as_dict(record.get("impersonatedUser"))
+    username = impersonated.get("username") or user.get("username")
+    if not isinstance(username, str) or not username:
+        raise RecordError("missing_identity", "user.username is missing")
+    when = _time(record)
+    cluster = hints.get("cluster")
+    identity, kind, reason, resolution = _identity(username, cluster, resolver)
+    actor = user.get("username") if impersonated.get("username") else None
+    ref = as_dict(record.get("objectRef"))
+    verb = short_str(record.get("verb"), 64) or "unknown"
+    ips = record.get("sourceIPs")
+    first_ip = ips[0] if isinstance(ips, list) and ips else None
+    source_ip, network, prefix = classify_network(first_ip)
+    ua, family = user_agent(record.get("userAgent"))
+    outcome, error = _outcome(record)
+    credential_id, credential_type = _credential(user, username)
+    event = Event(
+        event_id=_event_id(record, cluster),
+        time=when,
+        ts=when.timestamp(),
+        source=SOURCE,
+        identity=identity,
+        identity_kind=kind,
+        kind_reason=reason,
+        identity_resolution=resolution,
+        principal_type=_principal_type(username),
+        tenant=cluster,
+        credential_id=credential_id,
+        credential_type=credential_type,
+        session=_session(user),
+        actor=short_str(actor, 256),
+        action=f"k8s:{_resource(ref, record)}.{verb}",
+        resource=_resource_name(ref, record),
+        region=hints.get("region"),
+        source_ip=source_ip,
+        network=network,
+        network_prefix=prefix,
+        user_agent=ua,
+        agent_family=family,
+        outcome=outcome,
+        error_code=error,
+        read_only=verb in _READ_VERBS,
+        partial=partial,
+        attributes=_attributes(record, ref, impersonated, partial),
+    )
+    return resolver.finish(event)
+
+
+def normalise_gke(record: dict[str, Any], resolver: Resolver, hints: dict[str, Any]) -> Event:
+    """A GKE control-plane LogEntry (Cloud Audit Logs wrapper) as a Kubernetes event."""
+    payload = gcp.payload_of(record) or {}
+    labels = as_dict(as_dict(record.get("resource")).get("labels"))
+    cluster = short_str(labels.get("cluster_name"), 128)
+    principal, _ = gcp.principal_of(payload)
+    when = gcp.entry_time(record)
+    method = short_str(gcp.get(payload, "methodName"), 256) or "unknown"
+    resource, verb = _gke_method(method)
+    meta = as_dict(gcp.get(payload, "requestMetadata"))
+    caller = gcp.get(meta, "callerIp")
+    source_ip, network, prefix = classify_network(caller)
+    ua, family = user_agent(gcp.get(meta, "callerSuppliedUserAgent"))
+    identity, kind, reason, resolution = _identity(principal, cluster, resolver)
+    outcome, error = gcp.outcome_of(payload)
+    attributes: dict[str, Any] = {"gcp_project": labels.get("project_id")} \
+        if isinstance(labels.get("project_id"), str) else {}
+    if network in ("internal", "unknown") and isinstance(caller, str) and caller:
+        attributes["network_context"] = caller[:64]
+    event = Event(
+        event_id=gcp.entry_id(record), time=when, ts=when.timestamp(), source=SOURCE,
+        identity=identity, identity_kind=kind, kind_reason=reason,
+        identity_resolution=resolution, principal_type=_principal_type(principal),
+        tenant=cluster, credential_type="token", action=f"k8s:{resource}.{verb}",
+        resource=short_str(gcp.get(payload, "resourceName")),
+        region=short_str(labels.get("location"), 64), source_ip=source_ip, network=network,
+        network_prefix=prefix, user_agent=ua, agent_family=family, outcome=outcome,
+        error_code=error, read_only=verb in _READ_VERBS, attributes=attributes,
+    )
+    return resolver.finish(event)
+
+
+def _gke_method(method: str) -> tuple[str, str]:
+    """``io.k8s.core.v1.configmaps.update`` -> (``configmaps``, ``update``)."""
+    parts = method.split(".")
+    if len(parts) >= 3 and parts[0] == "io" and parts[1] == "k8s":
+        return parts[-2], parts[-1]
+    return "unknown", method
+
+
+def _identity(username: str, cluster: str | None, resolver: Resolver
+              ) -> tuple[str, str, str, str]:
+    if username.startswith("arn:aws:"):
+        principal = resolver.aws_principal({"arn": username}, None)
+        return principal.identity, principal.kind, principal.reason, "eks_iam_arn"
+    kind, reason = classify_k8s(username)
+    key = f"{cluster}/{username}" if cluster else username
+    return key, kind, reason, "username"
+
+
+def _time(record: dict[str, Any]) -> Any:
+    raw = record.get("requestReceivedTimestamp") or record.get("timestamp") \
+        or record.get("stageTimestamp") or as_dict(record.get("metadata")).get(
+            "creationTimestamp")
+    if raw is None:
+        raise RecordError("missing_time", "audit event has no requestReceivedTimestamp")
+    when = parse_time(raw)
+    if when is None:
+        raise RecordError("bad_time", f"timestamp {str(raw)[:64]!r} cannot be parsed")
+    return when
+
+
+def _event_id(record: dict[str, Any], cluster: str | None) -> str:
+    audit_id = record.get("auditID")
+    if isinstance(audit_id, str) and audit_id:
+        return f"{cluster}/{audit_id}" if cluster else audit_id
+    digest = hashlib.sha256(orjson.dumps(record, option=orjson.OPT_SORT_KEYS, default=str))
+    return f"sha256:{digest.hexdigest()[:32]}"
+
+
+def _outcome(record: dict[str, Any]) -> tuple[str, str | None]:
+    status = as_dict(record.get("responseStatus"))
+    code = status.get("code")
+    if isinstance(code, int) and not isinstance(code, bool) and code >= 400:
+        reason = status.get("reason")
+        return "failure", str(reason)[:64] if isinstance(reason, str) and reason else str(code)
+    return "success", None
+
+
+def _credential(user: dict[str, Any], username: str) -> tuple[str | None, str]:
+    extra = as_dict(user.get("extra"))
+    for key in ("authentication.kubernetes.io/credential-id", "accessKeyId"):
+        values = extra.get(key)
+        if isinstance(values, list) and values and isinstance(values[0], str):
+            value = values[0][:128]
+            return value, "temporary" if value.startswith("ASIA") else "token"
+    if username.startswith("system:node:"):
+        return None, "certificate"
+    return None, "token"
+
+
+def _session(user: dict[str, Any]) -> str | None:
+    extra = as_dict(user.get("extra"))
+    for key in ("authentication.kubernetes.io/pod-name", "sessionName"):
+        values = extra.get(key)
+        if isinstance(values, list) and values and isinstance(values[0], str):
+            return values[0][:128]
+    return None
+
+
+def _principal_type(username: str) -> str:
+    if username.startswith(("system:serviceaccount:", "system:serviceaccounts:")):
+        return "serviceAccount"
+    if username.startswith("system:node:"):
+        return "node"
+    if username.startswith("arn:aws:"):
+        return "AWSIAM"
+    if username.startswith("system:"):
+        return "system"
+    return "user"
+
+
+def _resource(ref: dict[str, Any], record: dict[str, Any]) -> str:
+    resource = ref.get("resource")
+    if not isinstance(resource, str) or not resource:
+        return "nonresource"
+    sub = ref.get("subresource")
+    return f"{resource}/{sub}" if isinstance(sub, str) and sub else resource
+
+
+def _resource_name(ref: dict[str, Any], record: dict[str, Any]) -> str | None:
+    name = ref.get("name")
+    namespace = ref.get("namespace")
+    if isinstance(name, str) and name:
+        return f"{namespace}/{name}"[:512] if isinstance(namespace, str) and namespace \
+            else name[:512]
+    if not ref:
+        return short_str(record.get("requestURI"))
+    return namespace[:256] if isinstance(namespace, str) and namespace else None
+
+
+def _attributes(record: dict[str, Any], ref: dict[str, Any], impersonated: dict[str, Any],
+                partial: bool) -> dict[str, Any]:
+    attributes: dict[str, Any] = {}
+    namespace = ref.get("namespace")
+    if isinstance(namespace, str) and namespace:
+        attributes["namespace"] = namespace[:128]
+    if impersonated.get("username"):
+        attributes["impersonated_by"] = str(as_dict(record.get("user")).get("username"))[:256]
+        groups = impersonated.get("groups")
+        if isinstance(groups, list) and "system:masters" in groups:
+            attributes["impersonated_masters"] = True
+    stage = record.get("stage")
+    if partial and isinstance(stage, str):
+        attributes["incomplete_stage"] = stage
+    decision = as_dict(record.get("annotations")).get("authorization.k8s.io/decision")
+    if isinstance(decision, str):
+        attributes["authz_decision"] = decision[:16]
+    return attributes
