@@ -9,6 +9,11 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
+try:  # a real PromQL parser (Rust, from the test extras); the regex reader is the fallback
+    import promql_parser
+except ImportError:  # pragma: no cover - only on a checkout without the test extras
+    promql_parser = None
+
 from detector.metrics import create_metrics
 from detector.stats import RunStats
 
@@ -33,8 +38,41 @@ REQUIRED = {
 }
 
 
+# Grafana's template variables, given values so the expression is plain PromQL.
+GRAFANA_VARIABLES = {"$__rate_interval": "5m", "$__interval": "1m", "$instance": ".*"}
+
+
+def as_promql(expr: str) -> str:
+    for variable, value in GRAFANA_VARIABLES.items():
+        expr = expr.replace(variable, value)
+    assert "$" not in expr, f"unknown Grafana variable in {expr}"
+    return expr
+
+
+def parsed_metric_names(expr: str) -> set[str]:
+    """Vector selectors' metric names, from the real parser's syntax tree."""
+    names: set[str] = set()
+
+    def visit(node) -> None:
+        if isinstance(node, promql_parser.VectorSelector) and node.name:
+            names.add(node.name)
+
+    promql_parser.walk(promql_parser.parse(as_promql(expr)), visit)
+    return names
+
+
 def metric_names(expr: str) -> set[str]:
-    """Metric identifiers referenced by one PromQL expression (functions and keywords out)."""
+    """Metric identifiers referenced by one PromQL expression (functions and keywords out).
+
+    The parser's answer when it is installed, else a regex reading of the expression.
+    """
+    if promql_parser is not None:
+        return parsed_metric_names(expr)
+    return regex_metric_names(expr)
+
+
+def regex_metric_names(expr: str) -> set[str]:
+    """Metric identifiers by regex: strings, matchers, ranges and grouping clauses removed."""
     text = re.sub(r'"(?:[^"\\]|\\.)*"', " ", expr)
     text = re.sub(r"\{[^}]*\}", " ", text)
     text = re.sub(r"\[[^\]]*\]", " ", text)
@@ -83,7 +121,23 @@ class TestPromqlParser:
     def test_metric_names__skips_functions_labels_and_numbers(self) -> None:
         expr = ('histogram_quantile(0.99, sum by (le, job) (rate(a_bucket{x="y(z)"}[5m]))) '
                 '/ clamp_min(b_total offset 5m, 1e-9) and on (instance) c')
-        assert metric_names(expr) == {"a_bucket", "b_total", "c"}
+        assert regex_metric_names(expr) == {"a_bucket", "b_total", "c"}
+        if promql_parser is not None:
+            assert parsed_metric_names(expr) == {"a_bucket", "b_total", "c"}
+
+    def test_every_expression__parses(self, dashboard: dict) -> None:
+        if promql_parser is None:
+            pytest.skip("promql-parser (test extras) is not installed")
+        for expr in all_exprs(dashboard):
+            promql_parser.parse(as_promql(expr))
+        with pytest.raises(ValueError, match="unclosed left parenthesis"):
+            promql_parser.parse("sum by (le (rate(x[5m]))")
+
+    def test_both_readers__agree_on_the_dashboard(self, dashboard: dict) -> None:
+        if promql_parser is None:
+            pytest.skip("promql-parser (test extras) is not installed")
+        for expr in all_exprs(dashboard):
+            assert regex_metric_names(expr) == parsed_metric_names(expr), expr
 
 
 class TestDashboardSchema:
