@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import random
 import re
@@ -308,12 +309,20 @@ def wait_for_port(log_path: Path, proc, timeout: float = 60.0) -> int:
     raise AssertionError("the replay never logged its metrics port")
 
 
-def scrape_until(port: int, expected: dict[str, int], timeout: float = 120.0) -> dict:
+def scrape_until(port: int, expected: dict[str, int], proc, log_path: Path,
+                 timeout: float = 120.0) -> dict:
     """Scrape until events per source reach ``expected`` (the input is then fully read)."""
     deadline = time.monotonic() + timeout
     samples: dict = {}
     while time.monotonic() < deadline:
-        samples = scrape(port)
+        try:
+            samples = scrape(port)
+        except OSError:
+            # the endpoint went away: the replay has most likely died; show why
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=10)
+            assert proc.poll() is None, log_path.read_text(encoding="utf-8", errors="replace")
+            raise
         got = {src: samples.get(("nhi_events_total", (("source", src),))) for src in expected}
         if got == {src: float(n) for src, n in expected.items()}:
             return samples
@@ -349,7 +358,8 @@ class TestReplayEndpoint:
             proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                     stderr=err, cwd=REPO)
         try:
-            samples = scrape_until(wait_for_port(stderr_path, proc), counts)
+            port = wait_for_port(stderr_path, proc)
+            samples = scrape_until(port, counts, proc, stderr_path)
             proc.stdin.write(b"".join(orjson.dumps(r) + b"\n" for r in extra))
             proc.stdin.close()
             assert proc.wait(timeout=300) == 0, stderr_path.read_text(encoding="utf-8")
