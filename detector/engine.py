@@ -171,11 +171,11 @@ class Detector:
         return state
 
     def _drain_degradations(self, profile: Any) -> None:
-        drain = getattr(profile, "pop_degradations", None)
-        if drain is None:
-            return
-        for key, count in drain().items():
-            self.stats.degradations[key] += count
+        """Move the profile's new degradation counts into ``RunStats`` (usually empty)."""
+        pending = profile.degradations
+        if pending:
+            self.stats.degradations.update(pending)
+            pending.clear()
 
     def _evaluate(
         self,

@@ -1,0 +1,204 @@
+"""Alert content and grouping: ids, folding, evidence caps, titles, the native schema."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from detector.alerts import (
+    NO_OWNER,
+    AlertGroup,
+    iso,
+    make_alert_id,
+    make_title,
+    short_identity,
+)
+from detector.attack import AttackMap
+from detector.event import Event
+from detector.scoring import Sensitivity, SensitivityCatalogue, Verdict, Weighted
+from models.base import Signal
+from tests.detector.alert_schema import alert_errors, assert_valid_alert
+
+T0 = datetime(2024, 3, 4, 10, 0, tzinfo=UTC)
+ROLE = "arn:aws:iam::111122223333:role/app-worker"
+
+
+def make_event(n: int = 0, action: str = "iam:CreateAccessKey", **fields) -> Event:
+    when = T0 + timedelta(seconds=n)
+    values = {
+        "event_id": f"evt-{n:05d}",
+        "time": when,
+        "ts": when.timestamp(),
+        "source": "aws.cloudtrail",
+        "identity": ROLE,
+        "identity_kind": "workload",
+        "kind_reason": "assumed role used from an SDK",
+        "tenant": "111122223333",
+        "action": action,
+        "resource": f"arn:aws:iam::111122223333:user/u{n % 7}",
+        "source_ip": f"198.51.100.{n % 9}",
+    }
+    values.update(fields)
+    return Event(**values)
+
+
+def make_verdict(
+    detector: str = "novelty.action",
+    score: float = 0.8,
+    severity: str = "high",
+    sens: Sensitivity | None = None,
+    value: str = "iam:CreateAccessKey",
+) -> Verdict:
+    signal = Signal(
+        detector, score, f"observed {value}", "24 actions in 41 days",
+        f"first call of {value} in 41 days of history", value=value,
+    )
+    return Verdict(score, severity, [Weighted(signal, score)], sens, [])
+
+
+def open_group(event: Event, verdict: Verdict, owner: str = NO_OWNER) -> AlertGroup:
+    group = AlertGroup(
+        group="novelty",
+        alert_id=make_alert_id(event.identity, "novelty", 0, event.event_id),
+        opened=event.ts,
+        closes=event.ts + 3600,
+        last=event.ts,
+        score=verdict.score,
+        severity=verdict.severity,
+        identity_kind=event.identity_kind,
+        kind_reason=event.kind_reason,
+        owner=owner,
+        tenant=event.tenant,
+    )
+    group.fold(event, verdict, 20, 5)
+    return group
+
+
+def build_alert(revision: int = 1, shadow: bool = False):
+    """A realistic alert: CreateAccessKey by a workload role, with its techniques."""
+    catalogue = SensitivityCatalogue.load()
+    attack = AttackMap(catalogue)
+    sens = catalogue.lookup("iam:CreateAccessKey")
+    event = make_event()
+    group = open_group(event, make_verdict(sens=sens))
+    group.categories = [sens.category]
+    group.shadow = shadow
+    group.fold(make_event(1, action="iam:ListUsers"),
+               make_verdict("novelty.region", 0.5, "medium", None, "eu-north-1"), 20, 5)
+    group.revision = revision
+    ids = attack.ids_for(sens, group.detectors)
+    return group.to_alert(event.identity, attack.describe(ids))
+
+
+class TestAlertId:
+    def test_same_inputs_same_id(self):
+        assert make_alert_id(ROLE, "novelty", 7, "k") == make_alert_id(ROLE, "novelty", 7, "k")
+
+    @pytest.mark.parametrize(
+        "other",
+        [(ROLE + "x", "novelty", 7, "k"), (ROLE, "volume", 7, "k"), (ROLE, "novelty", 8, "k"),
+         (ROLE, "novelty", 7, "j")],
+    )
+    def test_any_part_changes_the_id(self, other):
+        assert make_alert_id(ROLE, "novelty", 7, "k") != make_alert_id(*other)
+
+    def test_id_is_32_hex(self):
+        alert_id = make_alert_id(ROLE, "novelty", 7, "k")
+        assert len(alert_id) == 32 and int(alert_id, 16) >= 0
+
+
+class TestFold:
+    def test_same_detector_same_severity_is_not_material(self):
+        group = open_group(make_event(), make_verdict())
+        assert group.fold(make_event(1), make_verdict(), 20, 5) is False
+        assert group.count == 2
+
+    def test_new_detector_is_material(self):
+        group = open_group(make_event(), make_verdict())
+        verdict = make_verdict("dormancy.identity", 0.6, "medium")
+        assert group.fold(make_event(1), verdict, 20, 5) is True
+        assert group.detectors == ["novelty.action", "dormancy.identity"]
+
+    def test_higher_severity_is_material_and_kept(self):
+        group = open_group(make_event(), make_verdict(severity="medium"))
+        assert group.fold(make_event(1), make_verdict(severity="critical"), 20, 5) is True
+        assert group.severity == "critical"
+        assert group.fold(make_event(2), make_verdict(severity="low"), 20, 5) is False
+        assert group.severity == "critical"
+
+    def test_evidence_is_capped(self):
+        group = open_group(make_event(), make_verdict())
+        for n in range(1, 500):
+            group.fold(make_event(n), make_verdict(), 20, 5)
+        alert = group.to_alert(ROLE, [])
+        assert alert.evidence["event_count"] == 500
+        assert len(alert.evidence["event_ids"]) == 20
+        assert alert.evidence["event_ids_truncated"] is True
+        assert alert.evidence["event_ids"][:2] == ["evt-00000", "evt-00001"]
+        assert len(alert.evidence["samples"]["resource"]) == 5
+        assert alert.evidence["last_time"] == iso(make_event(499).ts)
+
+    def test_top_signals_are_capped_and_sorted(self):
+        group = open_group(make_event(), make_verdict(score=0.3, severity="low", value="a"))
+        for n, score in enumerate((0.9, 0.5, 0.7, 0.4, 0.6, 0.35), start=1):
+            group.fold(make_event(n), make_verdict(score=score, value=f"v{n}"), 20, 3)
+        scores = [s["weighted_score"] for s in group.signals]
+        assert scores == [0.9, 0.7, 0.6]
+
+
+class TestAlertContent:
+    def test_native_alert_is_valid_and_carries_the_facts(self):
+        alert = build_alert()
+        native = alert.to_native()
+        assert_valid_alert(native)
+        assert native["identity"] == {
+            "key": ROLE,
+            "kind": "workload",
+            "kind_reason": "assumed role used from an SDK",
+            "owner": NO_OWNER,
+            "tenant": "111122223333",
+        }
+        assert [t["id"] for t in native["techniques"]] == ["T1098.001", "T1078.004"]
+        assert native["evidence"]["event_ids"] == ["evt-00000", "evt-00001"]
+        assert native["window"] == {"first": "2024-03-04T10:00:00.000Z",
+                                    "last": "2024-03-04T10:00:01.000Z"}
+        assert native["signals"][0]["sentence"] == (
+            "first call of iam:CreateAccessKey in 41 days of history"
+        )
+
+    def test_title_is_one_readable_line(self):
+        alert = build_alert()
+        assert alert.title == (
+            "workload role/app-worker: first call of iam:CreateAccessKey in 41 days of"
+            " history [credential creation] (+1 more signal)"
+        )
+
+    def test_title_is_truncated_to_200(self):
+        event = make_event()
+        verdict = make_verdict(value="x" * 400)
+        group = open_group(event, verdict)
+        title = make_title(ROLE, group)
+        assert len(title) == 200 and title.endswith("…")
+
+    def test_schema_rejects_a_broken_alert(self):
+        native = build_alert().to_native()
+        native["severity"] = "urgent"
+        del native["identity"]["owner"]
+        errors = alert_errors(native)
+        assert any(e.startswith("severity") for e in errors)
+        assert any("owner" in e for e in errors)
+
+    def test_group_state_round_trips(self):
+        group = open_group(make_event(), make_verdict())
+        again = AlertGroup.from_dict(group.to_dict())
+        assert again == group
+
+
+class TestHelpers:
+    def test_short_identity(self):
+        assert short_identity(ROLE) == "role/app-worker"
+        assert short_identity("system:serviceaccount:ns:sa") == "system:serviceaccount:ns:sa"
+
+    def test_iso_has_milliseconds_and_z(self):
+        assert iso(0.25) == "1970-01-01T00:00:00.250Z"
