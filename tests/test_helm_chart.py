@@ -6,6 +6,7 @@ tests skip, unless ``NHI_REQUIRE_HELM=1`` (set by .ci/run), where they fail loud
 
 from __future__ import annotations
 
+import argparse
 import base64
 import importlib.util
 import json
@@ -103,19 +104,42 @@ class TestDefaultRender:
     def test_probes__point_at_the_health_port(self, default_docs: list[dict]) -> None:
         worker = container(default_docs)
         ports = {p["name"]: p["containerPort"] for p in worker["ports"]}
-        assert ports == {"metrics": 9108, "health": 6066}
+        assert ports == {"http": 6066}
         paths = {}
         for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
-            assert worker[probe]["httpGet"]["port"] == "health", probe
+            assert worker[probe]["httpGet"]["port"] == "http", probe
             paths[probe] = worker[probe]["httpGet"]["path"]
-        assert paths == {"startupProbe": "/healthz", "livenessProbe": "/healthz",
+        assert paths == {"startupProbe": "/livez", "livenessProbe": "/livez",
                          "readinessProbe": "/readyz"}
-        assert env_of(default_docs)["NHI_HEALTH_PORT"] == "6066"
+        env = env_of(default_docs)
+        assert (env["NHI_WEB_PORT"], env["NHI_WEB_HOST"]) == ("6066", "0.0.0.0")
+
+    def test_env__names_only_settings_the_worker_reads(self, default_docs, secure_docs) -> None:
+        settings = pytest.importorskip("streams.settings")
+        known = {setting.env for setting in settings.SETTINGS}
+        rendered = set(env_of(default_docs)) | set(env_of(secure_docs))
+        assert rendered - known == set()
+        assert {"NHI_BOOTSTRAP_SERVERS", "NHI_RAW_TOPICS", "NHI_SASL_PASSWORD",
+                "NHI_SSL_CAFILE", "NHI_STATE_DIR", "NHI_WORKER_ID"} <= rendered
+
+    def test_args__parse_with_the_worker_flags(self, default_docs: list[dict]) -> None:
+        settings = pytest.importorskip("streams.settings")
+        parser = argparse.ArgumentParser()
+        settings.add_arguments(parser)
+        args = container(default_docs)["args"]
+        parsed = parser.parse_args(args[args.index("worker") + 1:])
+        assert parsed.config == "/etc/nhi-detector/config/config.yaml"
+        assert parsed.suppressions == "/etc/nhi-detector/config/suppressions.yaml"
+
+    def test_verbosity__maps_to_cli_flags(self, helm_bin: Path) -> None:
+        quiet = container(render(helm_bin, "--set", "worker.verbosity=0"))["args"]
+        debug = container(render(helm_bin, "--set", "worker.verbosity=2"))["args"]
+        assert (quiet[0], debug[:2]) == ("worker", ["-vv", "worker"])
 
     def test_service__exposes_metrics_and_health(self, default_docs: list[dict]) -> None:
         service = one(default_docs, "Service", "nhi-detector")
         ports = {p["name"]: (p["port"], p["targetPort"]) for p in service["spec"]["ports"]}
-        assert ports == {"metrics": (9108, "metrics"), "health": (6066, "health")}
+        assert ports == {"http": (6066, "http")}
         pod_labels = one(default_docs, "StatefulSet")["spec"]["template"]["metadata"]["labels"]
         assert service["spec"]["selector"].items() <= pod_labels.items()
 
@@ -125,7 +149,10 @@ class TestDefaultRender:
         assert [c["metadata"]["name"] for c in claims] == ["data"]
         assert claims[0]["spec"]["accessModes"] == ["ReadWriteOnce"]
         mounts = {m["name"]: m["mountPath"] for m in container(default_docs)["volumeMounts"]}
-        assert mounts["data"] == env_of(default_docs)["NHI_DATA_DIR"] == "/var/lib/nhi-detector"
+        assert mounts["data"] == env_of(default_docs)["NHI_STATE_DIR"] == "/var/lib/nhi-detector"
+        # the worker's data dir is NHI_STATE_DIR/NHI_WORKER_ID: the pod's own name
+        assert env_of(default_docs)["NHI_WORKER_ID"] == {
+            "fieldRef": {"fieldPath": "metadata.name"}}
         volumes = {v["name"] for v in sts["spec"]["template"]["spec"]["volumes"]}
         assert "data" not in volumes  # a pod-level volume would be shared, not per pod
         assert sts["spec"]["serviceName"] == one(default_docs, "Service", "-headless")[
@@ -148,13 +175,13 @@ class TestDefaultRender:
         env = env_of(default_docs)
         assert env["NHI_SECURITY_PROTOCOL"] == "PLAINTEXT"
         assert "NHI_SASL_PASSWORD" not in env and "NHI_SSL_CAFILE" not in env
-        assert env["NHI_TOPIC_RAW"] == "audit-raw"
+        assert env["NHI_RAW_TOPICS"] == "nhi.raw"
 
     def test_config_files__mounted_where_the_args_point(self, default_docs: list[dict]) -> None:
         worker = container(default_docs)
         mounts = {m["name"]: m["mountPath"] for m in worker["volumeMounts"]}
         args = worker["args"]
-        assert args[0] == "worker"
+        assert args[:2] == ["-v", "worker"]
         cm = one(default_docs, "ConfigMap", "-config")
         for flag in ("--config", "--suppressions"):
             path = Path(args[args.index(flag) + 1])
@@ -169,7 +196,7 @@ class TestSecureRender:
         assert env["NHI_SASL_MECHANISM"] == "SCRAM-SHA-512"
         assert env["NHI_SASL_PASSWORD"] == {
             "secretKeyRef": {"name": "nhi-kafka-credentials", "key": "sasl-password"}}
-        assert env["NHI_TOPIC_RAW"] == "cloudtrail-raw,k8s-audit-raw"
+        assert env["NHI_RAW_TOPICS"] == "cloudtrail-raw,k8s-audit-raw"
         assert not [d for d in secure_docs if d["kind"] == "Secret"]  # existing one is used
 
     def test_tls_files__come_from_the_mounted_secret(self, secure_docs: list[dict]) -> None:
@@ -186,9 +213,9 @@ class TestSecureRender:
         assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
         endpoint = monitor["spec"]["endpoints"][0]
         assert (endpoint["port"], endpoint["path"], endpoint["interval"]) == (
-            "metrics", "/metrics", "15s")
+            "http", "/metrics", "15s")
         service = one(secure_docs, "Service", "nhi-detector")
-        assert "metrics" in {p["name"] for p in service["spec"]["ports"]}
+        assert "http" in {p["name"] for p in service["spec"]["ports"]}
         assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"][
             "labels"].items()
         assert monitor["spec"]["namespaceSelector"]["matchNames"] == ["sec"]
