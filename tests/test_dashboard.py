@@ -89,9 +89,15 @@ def regex_metric_names(expr: str) -> set[str]:
 
 
 def exported() -> tuple[set[str], set[str]]:
-    """(exact series names, histogram base names) registered by the factory."""
+    """(exact series names, histogram base names) registered by the factory.
+
+    The worker's endpoint adds its own collector to the same registry; it is included.
+    """
+    from streams.health import WorkerCollector
+
     registry = CollectorRegistry()
-    create_metrics(registry, RunStats(), process_metrics=True)
+    metrics = create_metrics(registry, RunStats(), process_metrics=True)
+    registry.register(WorkerCollector(metrics.prefix, dict))
     exact, histograms = set(), set()
     for family in registry.collect():
         exact.add(family.name + ("_total" if family.type == "counter" else ""))

@@ -287,8 +287,11 @@ class TestRegistration:
                 assert family.name.endswith(("_seconds", "_bytes")), family.name
 
     def test_every_metric__is_documented(self, repo_dir: Path) -> None:
+        from streams.health import WorkerCollector  # the worker adds these to the endpoint
+
         registry = CollectorRegistry()
-        create_metrics(registry, RunStats(), process_metrics=True)
+        metrics = create_metrics(registry, RunStats(), process_metrics=True)
+        registry.register(WorkerCollector(metrics.prefix, dict))
         doc = (repo_dir / "docs" / "metrics.md").read_text(encoding="utf-8")
         documented = set(re.findall(r"`([a-z_]+)`", doc))
         families = {f.name + ("_total" if f.type == "counter" else "")
