@@ -8,6 +8,7 @@ import random
 import re
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from detector.metrics import (
@@ -151,6 +152,44 @@ class TestScrape:
     def test_process_metrics__are_served(self, server) -> None:
         samples = scrape(server[0].port)
         assert value(samples, "process_resident_memory_bytes") > 0
+
+
+class TestConcurrency:
+    def test_scrapes_while_counters_grow__never_fail(self) -> None:
+        """The hot path adds new label keys while the HTTP thread reads (no lock)."""
+        registry, stats = CollectorRegistry(), RunStats()
+        create_metrics(registry, stats)
+        done, written = threading.Event(), [0]
+
+        def grow() -> None:
+            i = 0
+            while not done.is_set():
+                stats.dead_letters[("aws.cloudtrail", f"reason-{i % 3000}")] += 1
+                stats.records_read["aws.cloudtrail"] += 1
+                i += 1
+            written[0] = i
+
+        writer = threading.Thread(target=grow)
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(1e-6)  # switch threads as often as possible: races show up
+        writer.start()
+        seen = []
+        try:
+            for _ in range(20):
+                seen.append(registry.get_sample_value("nhi_records_read_total",
+                                                      {"source": "aws.cloudtrail"}) or 0.0)
+                generate_latest(registry)
+        finally:
+            done.set()
+            writer.join()
+            sys.setswitchinterval(interval)
+        assert seen == sorted(seen) and seen[-1] > seen[0]  # live, growing reads
+        dead = sum(v for (n, _), v in [
+            ((s.name, tuple(s.labels.items())), s.value)
+            for f in registry.collect() for s in f.samples] if n == "nhi_dead_letters_total")
+        assert dead == written[0]
+        assert registry.get_sample_value("nhi_records_read_total",
+                                         {"source": "aws.cloudtrail"}) == written[0]
 
 
 class TestDetectorGauges:
