@@ -1,0 +1,125 @@
+"""Small helpers shared by the models: stable value hashes, time wording, the blob codec.
+
+Values (actions, resources, networks …) are kept as 32-bit CRC hashes, not strings: state
+stays small and its size does not depend on how long an ARN is. A false "known" needs a
+collision with one of at most a few hundred kept hashes (about 1 in 10 million per lookup),
+which is an acceptable price for a bounded profile.
+
+The blob format is a small container: ``MAGIC``, a format version (uint16), the length of an
+orjson header, the header (plain dicts, lists, numbers, strings), then the raw bytes of every
+``array.array`` the header refers to as ``{"@a": [typecode, offset, count]}``. No pickle.
+"""
+
+from __future__ import annotations
+
+import array
+import struct
+import zlib
+from typing import Any
+
+import orjson
+
+from detector.errors import StateError
+
+_HASH_CACHE: dict[str, int] = {}
+_HASH_CACHE_MAX = 200_000
+MASK32 = 0xFFFFFFFF
+
+
+def vhash(value: str) -> int:
+    """Stable 32-bit hash of a value (same in every process, unlike ``hash``)."""
+    found = _HASH_CACHE.get(value)
+    if found is not None:
+        return found
+    if len(_HASH_CACHE) >= _HASH_CACHE_MAX:
+        _HASH_CACHE.clear()
+    found = zlib.crc32(value.encode("utf-8", "surrogatepass"))
+    _HASH_CACHE[value] = found
+    return found
+
+
+def pair_hash(left: int, right: int) -> int:
+    """Hash of an ordered pair of hashed values."""
+    return ((left * 0x01000193) ^ (right * 0x9E3779B1 >> 7) ^ 0x5BD1E995) & MASK32
+
+
+def span_words(seconds: float) -> str:
+    """'41 days', '5 hours', '12 minutes' for a span of event time."""
+    seconds = max(0.0, seconds)
+    if seconds >= 2 * 86400:
+        return f"{int(seconds // 86400)} days"
+    if seconds >= 2 * 3600:
+        return f"{int(seconds // 3600)} hours"
+    if seconds >= 120:
+        return f"{int(seconds // 60)} minutes"
+    return f"{int(seconds)} seconds"
+
+
+def clamp01(value: float) -> float:
+    """Clip to [0, 1]; NaN becomes 0.0 so no score is ever NaN."""
+    if value != value:  # NaN
+        return 0.0
+    return 0.0 if value < 0.0 else 1.0 if value > 1.0 else value
+
+
+MAGIC = b"NHIP"
+_HEAD = struct.Struct("<4sHI")
+
+
+def pack_blob(version: int, state: dict[str, Any]) -> bytes:
+    """Serialise a plain state dict (arrays allowed) into a versioned blob."""
+    chunks: list[bytes] = []
+    offset = [0]
+
+    def encode(obj: Any) -> Any:
+        if isinstance(obj, array.array):
+            raw = obj.tobytes()
+            ref = {"@a": [obj.typecode, offset[0], len(obj)]}
+            chunks.append(raw)
+            offset[0] += len(raw)
+            return ref
+        if isinstance(obj, dict):
+            return {key: encode(item) for key, item in obj.items()}
+        if isinstance(obj, list | tuple):
+            return [encode(item) for item in obj]
+        return obj
+
+    header = orjson.dumps(encode(state))
+    return _HEAD.pack(MAGIC, version, len(header)) + header + b"".join(chunks)
+
+
+def unpack_blob(data: bytes, version: int, what: str) -> dict[str, Any]:
+    """Inverse of ``pack_blob``; a wrong magic or version raises ``StateError``."""
+    if len(data) < _HEAD.size:
+        raise StateError(f"{what}: blob of {len(data)} bytes is too short to be a state")
+    magic, found, length = _HEAD.unpack_from(data)
+    if magic != MAGIC:
+        raise StateError(f"{what}: not a serialised model state (bad magic {magic!r})")
+    if found != version:
+        raise StateError(
+            f"{what}: state format version {found} cannot be loaded by this build, which "
+            f"reads version {version}; rebuild the state by replaying the logs"
+        )
+    start = _HEAD.size
+    try:
+        header = orjson.loads(data[start : start + length])
+    except orjson.JSONDecodeError as err:
+        raise StateError(f"{what}: corrupt state header: {err}") from err
+    body = memoryview(data)[start + length :]
+
+    def decode(obj: Any) -> Any:
+        if isinstance(obj, dict):
+            if "@a" in obj and len(obj) == 1:
+                code, off, count = obj["@a"]
+                arr = array.array(code)
+                arr.frombytes(body[off : off + count * arr.itemsize])
+                return arr
+            return {key: decode(item) for key, item in obj.items()}
+        if isinstance(obj, list):
+            return [decode(item) for item in obj]
+        return obj
+
+    try:
+        return decode(header)
+    except (ValueError, TypeError) as err:
+        raise StateError(f"{what}: corrupt state body: {err}") from err

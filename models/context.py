@@ -1,0 +1,56 @@
+"""``Context``: what every model needs to know about the event being scored, computed once.
+
+The profile builds one ``Context`` per event (times, learning state, peer group, history)
+and hands it to each model's ``score`` and ``learn``, so no model recomputes them.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+
+class Context:
+    """Per-event facts shared by the models of one profile (read-only for the models)."""
+
+    __slots__ = (
+        "ts",
+        "hour",
+        "bucket",
+        "day",
+        "learning",
+        "first_ts",
+        "last_ts",
+        "n_events",
+        "peers",
+        "group",
+        "ident",
+        "degradations",
+        "values",
+        "novel",
+        "window",
+    )
+
+    def __init__(self, ts: float, bucket_seconds: float) -> None:
+        self.ts = ts
+        self.hour = int(ts // 3600)
+        self.bucket = int(ts // bucket_seconds)
+        self.day = int(ts // 86400)
+        self.learning = True
+        self.first_ts: float | None = None
+        self.last_ts: float | None = None
+        self.n_events = 0
+        self.peers: Any = None
+        self.group = ""
+        self.ident = 0
+        self.degradations: Counter = Counter()
+        self.values: list[tuple[int, int, str, str]] | None = None
+        self.novel = 0
+        self.window: tuple[int, dict[str, int]] | None = None
+
+    @property
+    def history_seconds(self) -> float:
+        """Event time between the identity's first event and this one."""
+        if self.first_ts is None:
+            return 0.0
+        return max(0.0, self.ts - self.first_ts)

@@ -1,0 +1,198 @@
+"""Credential use: one credential from two networks at once; instance credentials outside.
+
+(A long-term key used from a network never seen for that key is scored by the novelty
+model's credential-with-network pair under the name ``credential.new_network``.)
+
+- ``credential.concurrent_networks`` (0.8): the same credential used from two distinct
+  networks (public or private, not cloud-service calls) within ``concurrent_minutes``. A
+  credential legitimately shared by several hosts stops being flagged once concurrency was
+  seen in ``accept_windows`` distinct windows, or during the learning period, or when
+  marked expected (value: the credential id).
+- ``credential.instance_outside_cloud`` (0.85): temporary credentials of a cloud instance
+  (``attributes["ec2_role_delivery"]`` present, or a session named like ``i-0abc…``) used
+  from a network that is neither a cloud service, internal nor private, from an address
+  prefix never seen for the identity's instance credentials. Egress prefixes are learned in
+  the learning period and, afterwards, only through the quarantine (``accept_windows``
+  windows) or feedback, so exfiltrated instance credentials keep being flagged.
+
+Both are checked during the learning period too only for learning; signals start after it.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from detector.event import Event
+from models.base import Signal
+from models.common import span_words, vhash
+from models.context import Context
+from models.novelty import network_label
+from models.settings import ModelSettings
+from models.table import ValueTable
+
+logger = logging.getLogger(__name__)
+
+CREDENTIAL_CAP = 16
+NETWORKS_PER_CREDENTIAL = 4
+EGRESS_CAP = 16
+CONCURRENT_SCORE = 0.8
+OUTSIDE_SCORE = 0.85
+INSIDE_CLASSES = frozenset({"cloud_service", "internal", "private"})
+ROUTABLE = frozenset({"public", "private"})
+_INSTANCE_SESSION = re.compile(r"^i-[0-9a-f]{8,17}$")
+
+
+def is_instance_credential(event: Event) -> bool:
+    """Temporary credentials delivered to a cloud instance (EC2 role delivery)."""
+    attrs = event.attributes
+    if attrs and attrs.get("ec2_role_delivery"):
+        return True
+    session = event.session
+    return bool(session) and _INSTANCE_SESSION.match(session) is not None
+
+
+class CredentialModel:
+    """Recent networks per credential, concurrency history, instance egress prefixes."""
+
+    __slots__ = ("settings", "recent", "multi", "egress")
+
+    def __init__(self, settings: ModelSettings) -> None:
+        self.settings = settings
+        self.recent: dict[int, list[list]] = {}
+        self.multi: dict[int, int] = {}
+        self.egress = ValueTable(EGRESS_CAP)
+
+    def score(self, event: Event, ctx: Context) -> list[Signal]:
+        """Concurrency and instance-outside-cloud signals (pure)."""
+        if ctx.learning:
+            return []
+        out: list[Signal] = []
+        other = self._concurrent(event, ctx)
+        if other is not None:
+            out.append(self._concurrent_signal(event, ctx, other))
+        if self._outside(event) and vhash(network_label(event)) not in self.egress.d:
+            out.append(self._outside_signal(event, ctx))
+        return out
+
+    def _concurrent(self, event: Event, ctx: Context) -> list | None:
+        cred = event.credential_id
+        if not cred or event.network not in ROUTABLE:
+            return None
+        h = vhash(cred)
+        if self._multi_homed(h):
+            return None
+        label = network_label(event)
+        window = self.settings.concurrent_minutes * 60
+        for entry in self.recent.get(h, ()):
+            if entry[0] != label and abs(ctx.ts - entry[1]) <= window:
+                return entry
+        return None
+
+    def _multi_homed(self, h: int) -> bool:
+        packed = self.multi.get(h)
+        return packed is not None and packed & 0xFF >= self.settings.accept_windows
+
+    def _concurrent_signal(self, event: Event, ctx: Context, other: list) -> Signal:
+        label = network_label(event)
+        apart = span_words(abs(ctx.ts - other[1]))
+        return Signal(
+            detector="credential.concurrent_networks",
+            score=CONCURRENT_SCORE,
+            observed=f"{label} and {other[0]} within {apart}",
+            baseline="this credential was never used from two networks at once",
+            sentence=f"credential {event.credential_id} used from {label} and from {other[0]} "
+            f"{apart} apart",
+            value=event.credential_id or "",
+            details={"networks": sorted((label, other[0]))},
+        )
+
+    @staticmethod
+    def _outside(event: Event) -> bool:
+        return is_instance_credential(event) and event.network not in INSIDE_CLASSES
+
+    def _outside_signal(self, event: Event, ctx: Context) -> Signal:
+        label = network_label(event)
+        known = len(self.egress.d)
+        return Signal(
+            detector="credential.instance_outside_cloud",
+            score=OUTSIDE_SCORE,
+            observed=f"instance credentials (session {event.session or '?'}) from {label}",
+            baseline=f"{known} known egress prefix(es) for this identity's instances",
+            sentence=f"temporary instance credentials used from {label} ({event.network}), "
+            "outside the cloud and never seen for this identity's instances",
+            value=label,
+        )
+
+    def learn(self, event: Event, ctx: Context, held: bool) -> None:
+        """Remember networks per credential; count concurrency; learn egress prefixes."""
+        cred = event.credential_id
+        if cred and event.network in ROUTABLE:
+            if self._concurrent(event, ctx) is not None:
+                self._count_concurrency(vhash(cred), ctx)
+            self._remember(vhash(cred), network_label(event), ctx)
+        if self._outside(event):
+            self._learn_egress(event, ctx, held)
+
+    def _count_concurrency(self, h: int, ctx: Context) -> None:
+        packed = self.multi.get(h)
+        if ctx.learning:
+            self.multi[h] = (ctx.bucket << 8) | self.settings.accept_windows
+            return
+        windows, last = (0, -1) if packed is None else (packed & 0xFF, packed >> 8)
+        if ctx.bucket != last:
+            windows = min(windows + 1, 0xFF)
+        self.multi[h] = (max(ctx.bucket, last) << 8) | windows
+
+    def _remember(self, h: int, label: str, ctx: Context) -> None:
+        entries = self.recent.get(h)
+        if entries is None:
+            if len(self.recent) >= CREDENTIAL_CAP:
+                oldest = min(self.recent, key=lambda k: (max(e[1] for e in self.recent[k]), k))
+                del self.recent[oldest]
+                self.multi.pop(oldest, None)
+            entries = self.recent[h] = []
+        ts = int(ctx.ts)
+        for entry in entries:
+            if entry[0] == label:
+                entry[1] = max(entry[1], ts)
+                return
+        entries.append([label, ts])
+        if len(entries) > NETWORKS_PER_CREDENTIAL:
+            entries.remove(min(entries, key=lambda e: (e[1], e[0])))
+
+    def _learn_egress(self, event: Event, ctx: Context, held: bool) -> None:
+        h = vhash(network_label(event))
+        table = self.egress
+        if h not in table.d and not ctx.learning:
+            if not table.hold(h, ctx.bucket, self.settings.accept_windows):
+                return
+        table.learn(h, ctx.hour, ctx.degradations, "instance_egress")
+
+    def mark_expected(self, detector: str, value: str, ctx: Context) -> bool:
+        if detector == "credential.concurrent_networks":
+            self.multi[vhash(value)] = (ctx.bucket << 8) | self.settings.accept_windows
+            return True
+        if detector == "credential.instance_outside_cloud":
+            self.egress.learn(vhash(value), ctx.hour, ctx.degradations, "instance_egress")
+            return True
+        return False
+
+    def size_estimate(self) -> int:
+        nets = sum(len(v) for v in self.recent.values())
+        return 60 + 30 * nets + 12 * len(self.multi) + self.egress.size_estimate()
+
+    def to_state(self) -> dict:
+        return {
+            "r": [[k, v] for k, v in self.recent.items()],
+            "m": [[k, v] for k, v in self.multi.items()],
+            "e": self.egress.to_state(),
+        }
+
+    @classmethod
+    def from_state(cls, state: dict, settings: ModelSettings) -> CredentialModel:
+        model = cls(settings)
+        model.recent = {k: [list(e) for e in v] for k, v in state["r"]}
+        model.multi = {k: v for k, v in state["m"]}
+        model.egress = ValueTable.from_state(state["e"], EGRESS_CAP)
+        return model

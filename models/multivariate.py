@@ -1,0 +1,180 @@
+"""Multivariate window model: river ``HalfSpaceTrees`` over scaled per-identity window features.
+
+Each closed window (time bucket) of an identity gives a feature dict ``x`` (calls, failure
+ratio, distinct actions, distinct resources, novel values, hour of day). Counts are scaled
+to [0, 1] by a per-identity running scaler, ``0.5 × log1p(v) / log1p(ref)`` clipped to 1,
+where ``ref`` is a slowly decaying maximum of the identity's *learned* windows: a usual
+window sits in [0, 0.5], a window far beyond the identity's history reaches 1. Raw values
+are never fed to the trees (B24), missing keys count as 0 and unknown keys are ignored
+(B25), high-cardinality fields never enter (they are reduced to novelty counts).
+
+Memory: a river HST holds a few hundred Python objects, far too many for a million
+identities. The tree *structure* only depends on the seed, the parameters and the feature
+names, so one template ``HalfSpaceTrees`` per process holds the structure and each
+identity keeps only its node masses in two ``array('H')`` (about 300 bytes). Scoring and
+learning load an identity's masses into the template, call river's ``score_one`` /
+``learn_one``, and read them back. ``tests/models`` checks that this gives exactly the
+scores of a plain river model fed the same windows.
+
+Score: river's score in [0, 1]; a signal is emitted from ``HST_THRESHOLD`` up, rescaled to
+[0, 1]. Before the first full reference window (``WINDOW_SIZE`` learned windows) the score
+is 0.0 with ``cold_start``. Windows that were held out (anomalous) are not learned and do
+not move the scaler, so a burst never becomes the reference.
+"""
+
+from __future__ import annotations
+
+import array
+import logging
+import math
+from typing import Any
+
+from river.anomaly import HalfSpaceTrees
+
+logger = logging.getLogger(__name__)
+
+FEATURES = ("calls", "fail_ratio", "distinct_actions", "distinct_resources", "novel", "hour_sin",
+            "hour_cos")
+COUNT_FEATURES = ("calls", "distinct_actions", "distinct_resources", "novel")
+N_TREES = 10
+HEIGHT = 3
+WINDOW_SIZE = 32
+HST_THRESHOLD = 0.65  # stable windows stay below ~0.55 (benchmarks/bench_models.py)
+SCALER_DECAY = 0.995
+SCALER_FLOOR = 2.0
+
+_TEMPLATES: dict[tuple[int, int, int, int], tuple[HalfSpaceTrees, list[Any]]] = {}
+
+
+def _template(seed: int) -> tuple[HalfSpaceTrees, list[Any]]:
+    key = (seed, N_TREES, HEIGHT, WINDOW_SIZE)
+    found = _TEMPLATES.get(key)
+    if found is None:
+        model = HalfSpaceTrees(n_trees=N_TREES, height=HEIGHT, window_size=WINDOW_SIZE, seed=seed)
+        model.learn_one({name: 0.0 for name in FEATURES})  # builds the trees (structure only)
+        nodes = [node for tree_nodes in model._tree_nodes for node in tree_nodes]
+        found = _TEMPLATES[key] = (model, nodes)
+    return found
+
+
+def n_nodes() -> int:
+    return N_TREES * (2 ** (HEIGHT + 1) - 1)
+
+
+def raw_features(calls: int, fails: int, actions: int, resources: int, novel: int,
+                 hour: int) -> dict[str, float]:
+    """Unscaled window features (counts) plus the hour of day on the unit circle."""
+    angle = 2 * math.pi * (hour % 24) / 24
+    return {
+        "calls": float(calls),
+        "fail_ratio": fails / calls if calls else 0.0,
+        "distinct_actions": float(actions),
+        "distinct_resources": float(resources),
+        "novel": float(novel),
+        "hour_sin": (math.sin(angle) + 1) / 2,
+        "hour_cos": (math.cos(angle) + 1) / 2,
+    }
+
+
+class MultivariateModel:
+    """One identity's HST masses and feature scaler (the structure lives in a template)."""
+
+    __slots__ = ("seed", "lmass", "rmass", "counter", "first_window", "scale", "learned")
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+        size = n_nodes()
+        self.lmass = array.array("H", bytes(2 * size))
+        self.rmass = array.array("H", bytes(2 * size))
+        self.counter = 0
+        self.first_window = True
+        self.scale = array.array("f", [SCALER_FLOOR] * len(COUNT_FEATURES))
+        self.learned = 0
+
+    def copy(self) -> MultivariateModel:
+        other = MultivariateModel.__new__(MultivariateModel)
+        other.seed = self.seed
+        other.lmass = array.array("H", self.lmass)
+        other.rmass = array.array("H", self.rmass)
+        other.counter = self.counter
+        other.first_window = self.first_window
+        other.scale = array.array("f", self.scale)
+        other.learned = self.learned
+        return other
+
+    @property
+    def cold(self) -> bool:
+        return self.first_window
+
+    def scaled(self, x: dict[str, float]) -> dict[str, float]:
+        """Features mapped into [0, 1] by this identity's scaler; missing keys are 0."""
+        out = {}
+        for i, name in enumerate(COUNT_FEATURES):
+            value = max(0.0, float(x.get(name, 0.0) or 0.0))
+            ref = max(float(self.scale[i]), SCALER_FLOOR)
+            out[name] = min(1.0, 0.5 * math.log1p(value) / math.log1p(ref))
+        for name in ("fail_ratio", "hour_sin", "hour_cos"):
+            value = float(x.get(name, 0.0) or 0.0)
+            out[name] = 0.0 if value != value else min(1.0, max(0.0, value))
+        return out
+
+    def _load(self) -> HalfSpaceTrees:
+        model, nodes = _template(self.seed)
+        for node, left, right in zip(nodes, self.lmass, self.rmass, strict=True):
+            node.l_mass = left
+            node.r_mass = right
+        model.counter = self.counter
+        model._first_window = self.first_window
+        return model
+
+    def score(self, x: dict[str, float]) -> float:
+        """River's anomaly score of the scaled window in [0, 1]; 0.0 while cold (pure)."""
+        if self.first_window:
+            return 0.0
+        value = float(self._load().score_one(self.scaled(x)))
+        return 0.0 if value != value else min(1.0, max(0.0, value))
+
+    def learn(self, x: dict[str, float]) -> None:
+        """Learn one (non-held) window: the trees' masses, then the scaler."""
+        model = self._load()
+        model.learn_one(self.scaled(x))
+        _, nodes = _template(self.seed)
+        self.lmass = array.array("H", [node.l_mass for node in nodes])  # ≤ WINDOW_SIZE
+        self.rmass = array.array("H", [node.r_mass for node in nodes])
+        self.counter = model.counter
+        self.first_window = model._first_window
+        for i, name in enumerate(COUNT_FEATURES):
+            value = max(0.0, float(x.get(name, 0.0) or 0.0))
+            self.scale[i] = max(value, float(self.scale[i]) * SCALER_DECAY, SCALER_FLOOR)
+        self.learned += 1
+
+    def signal_score(self, x: dict[str, float]) -> float:
+        """The HST score rescaled so that ``HST_THRESHOLD`` maps to 0 and 1 to 1."""
+        raw = self.score(x)
+        if raw < HST_THRESHOLD:
+            return 0.0
+        return (raw - HST_THRESHOLD) / (1 - HST_THRESHOLD)
+
+    def to_state(self) -> dict:
+        return {
+            "l": self.lmass,
+            "r": self.rmass,
+            "c": self.counter,
+            "f": int(self.first_window),
+            "s": self.scale,
+            "n": self.learned,
+        }
+
+    @classmethod
+    def from_state(cls, state: dict, seed: int) -> MultivariateModel:
+        model = cls(seed)
+        if len(state["l"]) != n_nodes():
+            model.learned = 0  # different tree shape: start the trees again (documented)
+            return model
+        model.lmass = state["l"]
+        model.rmass = state["r"]
+        model.counter = state["c"]
+        model.first_window = bool(state["f"])
+        model.scale = state["s"]
+        model.learned = state["n"]
+        return model

@@ -1,0 +1,221 @@
+"""``IdentityProfile``: everything learned about one identity, and the per-event loop.
+
+For each event, ``observe``:
+
+1. builds a ``Context`` (event-time hour and bucket, learning state, peer group);
+2. asks every model to *score* the event against what is known (pure, ``score_one``);
+3. decides whether the event is *held*: outside the learning period, a signal scoring at
+   least ``holdout_score`` keeps its new values out of the baselines (quarantine, see each
+   model's docstring), so an attacker cannot teach the model their own behaviour;
+4. lets every model *learn* the event (partial events never teach);
+5. returns the signals (only those with a score above ``min_score``).
+
+During the learning period (``learning_min_events`` events *and* ``learning_min_days`` of
+event time) the models learn and stay quiet, except ``identity.new`` on the very first
+event, dormancy, and the credential checks (flagged ``cold_start``).
+
+State is serialised by ``to_bytes`` into a versioned blob (``models.common.pack_blob``);
+``from_bytes`` refuses any other version with ``detector.errors.StateError``. The blob is
+kept under ``max_state_bytes``: when a profile grows past it, its largest value table is
+halved into its bloom filter and the trim is counted in ``degradations``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+
+from detector.event import Event
+from models.base import Signal
+from models.common import pack_blob, span_words, unpack_blob, vhash
+from models.context import Context
+from models.credential import CredentialModel
+from models.dormancy import DormancyModel
+from models.novelty import NoveltyModel
+from models.schedule import ScheduleModel
+from models.settings import ModelSettings
+from models.volume import WindowModel
+
+logger = logging.getLogger(__name__)
+
+STATE_VERSION = 1
+MODEL_CLASSES = (NoveltyModel, WindowModel, ScheduleModel, DormancyModel, CredentialModel)
+MODEL_KEYS = ("novelty", "window", "schedule", "dormancy", "credential")
+NEW_IDENTITY_SCORE = 0.1
+
+
+class IdentityProfile:
+    """The learned behaviour of one identity; see the module docstring for the loop."""
+
+    __slots__ = (
+        "identity",
+        "kind",
+        "settings",
+        "first_ts",
+        "last_ts",
+        "n_events",
+        "group",
+        "models",
+        "degradations",
+        "_size_check",
+    )
+
+    def __init__(self, identity: str, kind: str, settings: ModelSettings) -> None:
+        self.identity = identity
+        self.kind = kind
+        self.settings = settings
+        self.first_ts: float | None = None
+        self.last_ts: float | None = None
+        self.n_events = 0
+        self.group = ""
+        self.models = [cls(settings) for cls in MODEL_CLASSES]
+        self.degradations: Counter = Counter()
+        self._size_check = 0
+
+    # -- the per-event loop -------------------------------------------------------------
+
+    def observe(self, event: Event, peers=None) -> list[Signal]:
+        """Score the event, then learn it (see the module docstring); returns the signals."""
+        ctx = self._context(event, peers)
+        signals = self._score(event, ctx)
+        if event.partial:
+            return signals
+        ctx.novel = sum(1 for s in signals if s.detector.startswith("novelty."))
+        held = not ctx.learning and any(
+            s.score >= self.settings.holdout_score for s in signals
+        )
+        if peers is not None and not self.group:
+            self.group = ctx.group
+            peers.join(ctx.group, self.identity)
+        for model in self.models:
+            model.learn(event, ctx, held)
+        self._advance(event.ts)
+        if ctx.bucket != self._size_check:
+            self._size_check = ctx.bucket
+            self._enforce_cap(ctx)
+        return signals
+
+    def score_one(self, event: Event, peers=None) -> list[Signal]:
+        """The signals ``observe`` would return for this event, without learning it."""
+        return self._score(event, self._context(event, peers))
+
+    def _context(self, event: Event, peers) -> Context:
+        ctx = Context(event.ts, self.settings.bucket_seconds)
+        ctx.first_ts = self.first_ts
+        ctx.last_ts = self.last_ts
+        ctx.n_events = self.n_events
+        ctx.learning = self.in_learning(event.ts)
+        ctx.degradations = self.degradations
+        ctx.ident = vhash(self.identity)
+        if peers is not None:
+            ctx.peers = peers
+            ctx.group = self.group or peers.group_of(event)
+        return ctx
+
+    def _score(self, event: Event, ctx: Context) -> list[Signal]:
+        if self.n_events == 0:
+            return [self._new_identity(event)]
+        signals: list[Signal] = []
+        for model in self.models:
+            signals.extend(model.score(event, ctx))
+        return signals
+
+    def _new_identity(self, event: Event) -> Signal:
+        kind = self.kind or event.identity_kind
+        return Signal(
+            detector="identity.new",
+            score=NEW_IDENTITY_SCORE,
+            observed=f"first event of {kind} identity",
+            baseline="no history",
+            sentence=f"first event of a new {kind} identity, calling {event.action or '?'}; "
+            "its baseline is being learned",
+            value=self.identity,
+            cold_start=True,
+        )
+
+    def _advance(self, ts: float) -> None:
+        self.n_events += 1
+        if self.first_ts is None or ts < self.first_ts:
+            self.first_ts = ts
+        if self.last_ts is None or ts > self.last_ts:
+            self.last_ts = ts
+
+    def _enforce_cap(self, ctx: Context) -> None:
+        novelty = self.models[0]
+        for _ in range(8):
+            if self.size_estimate() <= self.settings.max_state_bytes:
+                return
+            novelty.trim(ctx)
+
+    # -- learning period and feedback ---------------------------------------------------
+
+    def in_learning(self, ts: float) -> bool:
+        """True while the identity has too few events or too short a history to alert on."""
+        s = self.settings
+        if self.first_ts is None or self.n_events < s.learning_min_events:
+            return True
+        return ts - self.first_ts < s.learning_min_days * 86400
+
+    def learning_progress(self, ts: float) -> str:
+        """'learning: 12/50 events, 5 hours of 3 days' or 'learned: 812 events over 41 days'."""
+        s = self.settings
+        span = 0.0 if self.first_ts is None else max(0.0, ts - self.first_ts)
+        if not self.in_learning(ts):
+            return f"learned: {self.n_events} events over {span_words(span)}"
+        need = span_words(s.learning_min_days * 86400)
+        return (
+            f"learning: {self.n_events}/{s.learning_min_events} events, "
+            f"{span_words(span)} of {need}"
+        )
+
+    def mark_expected(self, detector: str, value: str) -> bool:
+        """Feedback: the analyst says ``value`` is expected for ``detector``; learn it now."""
+        ts = self.last_ts or 0.0
+        ctx = Context(ts, self.settings.bucket_seconds)
+        ctx.degradations = self.degradations
+        changed = False
+        for model in self.models:
+            changed = model.mark_expected(detector, value, ctx) or changed
+        logger.debug("mark_expected detector=%s changed=%s", detector, changed)
+        return changed
+
+    # -- state --------------------------------------------------------------------------
+
+    def size_estimate(self) -> int:
+        """A cheap upper estimate of ``size_bytes`` (used to enforce the cap)."""
+        return 200 + len(self.identity) + sum(m.size_estimate() for m in self.models)
+
+    def size_bytes(self) -> int:
+        return len(self.to_bytes())
+
+    def to_bytes(self) -> bytes:
+        state = {
+            "id": self.identity,
+            "kind": self.kind,
+            "f": self.first_ts,
+            "l": self.last_ts,
+            "n": self.n_events,
+            "g": self.group,
+            "c": self._size_check,
+            "d": [[m, w, n] for (m, w), n in sorted(self.degradations.items())],
+        }
+        for key, model in zip(MODEL_KEYS, self.models, strict=True):
+            state[key] = model.to_state()
+        return pack_blob(STATE_VERSION, state)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, settings: ModelSettings) -> IdentityProfile:
+        """Rebuild a profile from ``to_bytes``; raises ``StateError`` on another version."""
+        state = unpack_blob(data, STATE_VERSION, "identity profile")
+        profile = cls(state["id"], state["kind"], settings)
+        profile.first_ts = state["f"]
+        profile.last_ts = state["l"]
+        profile.n_events = state["n"]
+        profile.group = state["g"]
+        profile._size_check = state["c"]
+        profile.degradations = Counter({(m, w): n for m, w, n in state["d"]})
+        profile.models = [
+            model_cls.from_state(state[key], settings)
+            for key, model_cls in zip(MODEL_KEYS, MODEL_CLASSES, strict=True)
+        ]
+        return profile

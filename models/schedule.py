@@ -1,0 +1,171 @@
+"""Schedule: activity in an hour where the identity has never been active.
+
+State: for each of the 168 hours of the week, the last day (event time) the identity was
+active in it. An hour counts as active while that day is within twice the novelty horizon.
+
+Scores (only after the learning period):
+
+- an hour of the day never active on any weekday: ``1 − active hours / 24``. That is the
+  identity's *regularity*: a poller active in 2 hours of the day firing at 03:00 scores 0.92,
+  a runner active in 20 hours scores 0.17, a 24/7 service can never fire;
+- with at least 14 days of history, an hour of the day that is active on other weekdays but
+  never on this one: ``0.5 × (1 − active hours of the week / 168)``.
+
+Poisoning policy: an hour first seen in a held event is quarantined and becomes active
+once it recurs in ``accept_windows`` distinct windows, or when marked expected ("03:00"
+for the hour on every day, "Sat 03:00" for one hour of the week).
+"""
+
+from __future__ import annotations
+
+import array
+import logging
+
+from detector.event import Event
+from models.base import Signal
+from models.common import clamp01, span_words
+from models.context import Context
+from models.settings import ModelSettings
+from models.table import HELD_CAP
+
+logger = logging.getLogger(__name__)
+
+DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+WEEK_HISTORY_DAYS = 14
+
+
+def hour_of_week(ts: float) -> int:
+    """0 = Monday 00:00 UTC … 167 = Sunday 23:00 UTC (1970-01-01 was a Thursday)."""
+    day = int(ts // 86400)
+    return ((day + 3) % 7) * 24 + int(ts // 3600) % 24
+
+
+def slot_label(how: int) -> str:
+    return f"{DAYS[how // 24]} {how % 24:02d}:00"
+
+
+class ScheduleModel:
+    """Hour-of-week activity memory with a regularity-weighted surprise."""
+
+    __slots__ = ("settings", "slots", "hod", "held", "horizon_days")
+
+    def __init__(self, settings: ModelSettings) -> None:
+        self.settings = settings
+        self.slots = array.array("H", bytes(2 * 168))
+        self.hod = array.array("H", bytes(2 * 24))
+        self.held: dict[int, int] = {}
+        self.horizon_days = int(2 * settings.novelty_horizon_days)
+
+    def _active(self, last_day: int, day: int) -> bool:
+        return last_day > 0 and day - last_day <= self.horizon_days
+
+    def score(self, event: Event, ctx: Context) -> list[Signal]:
+        """A signal when the event falls in an hour never active before (pure)."""
+        if ctx.learning:
+            return []
+        day = ctx.day
+        hour = ctx.hour % 24
+        if not self._active(self.hod[hour], day):
+            active = sum(1 for last in self.hod if self._active(last, day))
+            return self._signal(ctx, f"{hour:02d}:00", 1.0 - active / 24, active, 24, "day")
+        if ctx.history_seconds < WEEK_HISTORY_DAYS * 86400:
+            return []
+        how = hour_of_week(ctx.ts)
+        if self._active(self.slots[how], day):
+            return []
+        active = sum(1 for last in self.slots if self._active(last, day))
+        score = 0.5 * (1.0 - active / 168)
+        return self._signal(ctx, slot_label(how), score, active, 168, "week")
+
+    def _signal(
+        self, ctx: Context, label: str, score: float, active: int, slots: int, per: str
+    ) -> list[Signal]:
+        score = clamp01(score)
+        if score < self.settings.min_score:
+            return []
+        what = "of the day" if per == "day" else "of the week"
+        held = self._held_windows(hour_of_week(ctx.ts))
+        sentence = (
+            f"first activity at {label} UTC in {span_words(ctx.history_seconds)} of history; "
+            f"active in {active} of {slots} hours {what} so far"
+        )
+        if held:
+            sentence += f"; seen in {held} window(s), held out of learning"
+        return [
+            Signal(
+                detector="schedule.off_hours",
+                score=score,
+                observed=f"activity at {label} UTC",
+                baseline=f"active in {active} of {slots} hours {what}",
+                sentence=sentence,
+                value=label,
+                details={"regularity": score, "per": per},
+            )
+        ]
+
+    def _held_windows(self, how: int) -> int:
+        packed = self.held.get(how)
+        return 0 if packed is None else packed & 0xFF
+
+    def learn(self, event: Event, ctx: Context, held: bool) -> None:
+        """Mark the hour active, unless the event is held and the hour is new (quarantine)."""
+        how = hour_of_week(ctx.ts)
+        day = ctx.day
+        if held and not ctx.learning and not self._active(self.slots[how], day):
+            if not self._hold(how, ctx.bucket):
+                return
+        self._set(how, day)
+
+    def _set(self, how: int, day: int) -> None:
+        self.held.pop(how, None)
+        if day > self.slots[how]:
+            self.slots[how] = day
+        hour = how % 24
+        if day > self.hod[hour]:
+            self.hod[hour] = day
+
+    def _hold(self, how: int, bucket: int) -> bool:
+        packed = self.held.get(how)
+        windows = 1
+        if packed is not None:
+            windows = packed & 0xFF
+            if bucket != packed >> 8:
+                windows = min(windows + 1, 0xFF)
+            bucket = max(bucket, packed >> 8)
+        elif len(self.held) >= HELD_CAP:
+            del self.held[min(self.held, key=lambda k: (self.held[k] >> 8, k))]
+        self.held[how] = (bucket << 8) | windows
+        return windows >= self.settings.accept_windows
+
+    def mark_expected(self, detector: str, value: str, ctx: Context) -> bool:
+        """'03:00' marks that hour on every day; 'Sat 03:00' one hour of the week."""
+        if detector != "schedule.off_hours":
+            return False
+        day_name, _, clock = value.strip().rpartition(" ")
+        try:
+            hour = int(clock.split(":")[0])
+        except ValueError:
+            return False
+        if not 0 <= hour < 24:
+            return False
+        days = [DAYS.index(day_name)] if day_name in DAYS else range(7)
+        for d in days:
+            self._set(d * 24 + hour, max(ctx.day, 1))
+        return True
+
+    def size_estimate(self) -> int:
+        return 400 + 12 * len(self.held)
+
+    def to_state(self) -> dict:
+        state = {"s": self.slots, "h": self.hod}
+        if self.held:
+            state["q"] = [[k, v] for k, v in self.held.items()]
+        return state
+
+    @classmethod
+    def from_state(cls, state: dict, settings: ModelSettings) -> ScheduleModel:
+        model = cls(settings)
+        model.slots = state["s"]
+        model.hod = state["h"]
+        model.held = {k: v for k, v in state.get("q", [])}
+        return model

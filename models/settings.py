@@ -1,0 +1,129 @@
+"""Settings of the per-identity models, read once from the ``models`` config section.
+
+Every knob has a ``DEFAULT_*`` constant, a type and one line of explanation below. The
+object is frozen: it is built before the stream starts and shared by every profile.
+
+Time is always *event* time (``Event.ts``), never the wall clock.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, fields
+from typing import Any
+
+from detector.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_LEARNING_MIN_EVENTS = 50
+"""An identity is in its learning period until it has at least this many events …"""
+DEFAULT_LEARNING_MIN_DAYS = 3.0
+"""… and at least this much event time between its first and latest event (both needed)."""
+DEFAULT_NOVELTY_HORIZON_DAYS = 30.0
+"""A value unseen for longer than this counts as new again (forgetting)."""
+DEFAULT_NOVELTY_CAP = 96
+"""Exact values kept per attribute; beyond it, entries are evicted to a bloom filter."""
+DEFAULT_NOVELTY_CAP_RESOURCE = 128
+"""Exact values kept for the high-cardinality attributes (resource, action with resource)."""
+DEFAULT_DORMANCY_DAYS = 30.0
+"""An identity or credential silent longer than this is dormant; its return is flagged."""
+DEFAULT_BUCKET_MINUTES = 10.0
+"""Length of the volume / multivariate window (a time bucket keyed by event time)."""
+DEFAULT_LATENESS_MINUTES = 15.0
+"""Events may arrive this much out of event-time order and still give the same signals."""
+DEFAULT_SEED = 42
+"""Seed of the multivariate model; same seed and same events give the same scores."""
+DEFAULT_HOLDOUT_SCORE = 0.7
+"""A signal at or above this score keeps its event or window out of learning (quarantine)."""
+DEFAULT_ACCEPT_WINDOWS = 6
+"""A quarantined value or level is learned once it recurs in this many distinct windows."""
+DEFAULT_CONCURRENT_MINUTES = 5.0
+"""One credential used from two networks within this many minutes is flagged."""
+DEFAULT_MAX_STATE_BYTES = 16384
+"""Enforced cap on one serialised profile; beyond it the largest tables are trimmed."""
+DEFAULT_PEER_MAX_GROUPS = 10000
+"""Peer groups tracked by the shared ``PeerIndex``; new groups beyond it are not tracked."""
+DEFAULT_PEER_VALUES = 64
+"""Values tracked per (peer group, attribute)."""
+DEFAULT_MIN_SCORE = 0.05
+"""Signals below this score carry no information and are not emitted."""
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSettings:
+    """Immutable settings shared by every ``IdentityProfile`` (see the module constants)."""
+
+    learning_min_events: int = DEFAULT_LEARNING_MIN_EVENTS
+    learning_min_days: float = DEFAULT_LEARNING_MIN_DAYS
+    novelty_horizon_days: float = DEFAULT_NOVELTY_HORIZON_DAYS
+    novelty_cap: int = DEFAULT_NOVELTY_CAP
+    novelty_cap_resource: int = DEFAULT_NOVELTY_CAP_RESOURCE
+    dormancy_days: float = DEFAULT_DORMANCY_DAYS
+    bucket_minutes: float = DEFAULT_BUCKET_MINUTES
+    lateness_minutes: float = DEFAULT_LATENESS_MINUTES
+    seed: int = DEFAULT_SEED
+    holdout_score: float = DEFAULT_HOLDOUT_SCORE
+    accept_windows: int = DEFAULT_ACCEPT_WINDOWS
+    concurrent_minutes: float = DEFAULT_CONCURRENT_MINUTES
+    max_state_bytes: int = DEFAULT_MAX_STATE_BYTES
+    peer_max_groups: int = DEFAULT_PEER_MAX_GROUPS
+    peer_values: int = DEFAULT_PEER_VALUES
+    min_score: float = DEFAULT_MIN_SCORE
+
+    def __post_init__(self) -> None:
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ConfigError(f"models.{item.name} must be a number, got {value!r}")
+            if value < 0:
+                raise ConfigError(f"models.{item.name} must not be negative, got {value!r}")
+        if self.bucket_minutes <= 0:
+            raise ConfigError("models.bucket_minutes must be positive")
+        if not 0 < self.holdout_score <= 1:
+            raise ConfigError("models.holdout_score must be in (0, 1]")
+        if self.accept_windows < 1:
+            raise ConfigError("models.accept_windows must be at least 1")
+        if self.novelty_cap < 4 or self.novelty_cap_resource < 4:
+            raise ConfigError("models.novelty_cap* must be at least 4")
+
+    @classmethod
+    def from_config(cls, section: dict[str, Any] | None) -> ModelSettings:
+        """Build settings from the ``models`` config section; unknown keys are an error."""
+        if not section:
+            return cls()
+        if not isinstance(section, dict):
+            raise ConfigError("config section 'models' must be a mapping")
+        known = {item.name for item in fields(cls)}
+        unknown = sorted(set(section) - known)
+        if unknown:
+            raise ConfigError(f"models: unknown key(s) {unknown}; known: {sorted(known)}")
+        values = {}
+        for item in fields(cls):
+            if item.name in section:
+                values[item.name] = _coerce(item.name, section[item.name], item.type)
+        return cls(**values)
+
+    @property
+    def bucket_seconds(self) -> float:
+        return self.bucket_minutes * 60.0
+
+    @property
+    def lag_buckets(self) -> int:
+        """Buckets between a window and the newest window its reference may include.
+
+        A bucket is only complete once no late event can still fall into it, so the
+        reference of bucket ``S`` holds buckets up to ``S - lag_buckets``: that makes the
+        signals independent of arrival order within ``lateness_minutes``.
+        """
+        whole = -(-self.lateness_minutes // self.bucket_minutes)
+        return int(whole) + 1
+
+
+def _coerce(name: str, value: Any, kind: Any) -> int | float:
+    wanted = int if kind in (int, "int") else float
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"models.{name} must be a number, got {value!r}")
+    if wanted is int and value != int(value):
+        raise ConfigError(f"models.{name} must be a whole number, got {value!r}")
+    return wanted(value)

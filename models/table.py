@@ -1,0 +1,181 @@
+"""``ValueTable``: a bounded memory of the values one identity used for one attribute.
+
+Each kept value (a 32-bit hash, see ``models.common.vhash``) maps to one packed int:
+``last_hour << 16 | count`` (count saturates at 65535). Beyond ``cap`` entries the table
+evicts its weakest quarter (fewest uses, then oldest) into a 2048-bit bloom filter, so a
+value evicted earlier is still recognised as *probably* seen; such verdicts are marked
+degraded. When the bloom filter fills up it is cleared and the table becomes "lossy": from
+then on an unseen verdict may be a forgotten value, and signals say so.
+
+A quarantine (``held``) keeps values that arrived in strongly anomalous events: they are
+learned only once they recur in ``accept_windows`` distinct windows, or are marked expected.
+"""
+
+from __future__ import annotations
+
+import array
+from collections import Counter
+
+COUNT_MASK = 0xFFFF
+BLOOM_BITS = 2048
+BLOOM_MAX_ITEMS = 420  # about 45 % of bits set with 3 probes: false positives near 9 %
+HELD_CAP = 32
+
+FREQUENT = "frequent"
+INFREQUENT = "infrequent"
+RARE = "rare"
+UNSEEN = "unseen"
+
+
+def vocabulary(count: int, total: int) -> str:
+    """The analyst's word for how often a value was seen among ``total`` uses."""
+    if count <= 0:
+        return UNSEEN
+    share = count / max(total, 1)
+    if share >= 0.05 and count >= 5:
+        return FREQUENT
+    if share >= 0.005 and count >= 3:
+        return INFREQUENT
+    return RARE
+
+
+def _probes(h: int) -> tuple[int, int, int]:
+    return h & 2047, (h >> 11) & 2047, ((h >> 21) ^ (h * 7)) & 2047
+
+
+class ValueTable:
+    """Capped exact set of value hashes with counts and recency, plus a bloom overflow."""
+
+    __slots__ = ("cap", "d", "total", "n1", "bloom", "bloom_n", "lossy", "held")
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.d: dict[int, int] = {}
+        self.total = 0
+        self.n1 = 0
+        self.bloom: bytearray | None = None
+        self.bloom_n = 0
+        self.lossy = False
+        self.held: dict[int, int] = {}
+
+    def in_bloom(self, h: int) -> bool:
+        bloom = self.bloom
+        if bloom is None:
+            return False
+        return all(bloom[p >> 3] & (1 << (p & 7)) for p in _probes(h))
+
+    def new_probability(self) -> float:
+        """Good-Turing estimate that the next use is a value never seen before."""
+        return (self.n1 + 1) / (self.total + 2)
+
+    def learn(self, h: int, hour: int, degradations: Counter, name: str) -> bool:
+        """Count one use of ``h`` at ``hour``; returns True when the value was not kept."""
+        packed = self.d.get(h)
+        if packed is not None:
+            count = packed & COUNT_MASK
+            last = max(packed >> 16, hour)
+            if count == 1:
+                self.n1 -= 1
+            self.d[h] = (last << 16) | min(count + 1, COUNT_MASK)
+            self.total += 1
+            return False
+        self.d[h] = (hour << 16) | 1
+        self.n1 += 1
+        self.total += 1
+        self.held.pop(h, None)
+        if len(self.d) > self.cap:
+            self.evict(len(self.d) - (self.cap * 3) // 4, degradations, name)
+        return True
+
+    def evict(self, n: int, degradations: Counter, name: str) -> None:
+        """Move the ``n`` weakest entries (fewest uses, then oldest) into the bloom filter."""
+        if n <= 0:
+            return
+        ranked = sorted(self.d.items(), key=lambda kv: (kv[1] & COUNT_MASK, kv[1] >> 16, kv[0]))
+        for h, packed in ranked[:n]:
+            del self.d[h]
+            self._forget_counts(packed)
+            self._bloom_add(h, degradations, name)
+        degradations[(f"novelty.{name}", "evicted")] += n
+
+    def _forget_counts(self, packed: int) -> None:
+        count = packed & COUNT_MASK
+        self.total -= count
+        if count == 1:
+            self.n1 -= 1
+
+    def _bloom_add(self, h: int, degradations: Counter, name: str) -> None:
+        if self.bloom is None:
+            self.bloom = bytearray(BLOOM_BITS // 8)
+        if self.bloom_n >= BLOOM_MAX_ITEMS:
+            self.bloom = bytearray(BLOOM_BITS // 8)
+            self.bloom_n = 0
+            self.lossy = True
+            degradations[(f"novelty.{name}", "bloom_reset")] += 1
+        for p in _probes(h):
+            self.bloom[p >> 3] |= 1 << (p & 7)
+        self.bloom_n += 1
+
+    def prune(self, oldest_hour: int) -> int:
+        """Drop entries last seen before ``oldest_hour`` (beyond the forgetting horizon)."""
+        stale = [h for h, packed in self.d.items() if packed >> 16 < oldest_hour]
+        for h in stale:
+            self._forget_counts(self.d.pop(h))
+        return len(stale)
+
+    def hold(self, h: int, bucket: int, accept: int) -> bool:
+        """Quarantine one more sighting; True once it was seen in ``accept`` windows."""
+        packed = self.held.get(h)
+        if packed is None:
+            if len(self.held) >= HELD_CAP:
+                oldest = min(self.held, key=lambda k: (self.held[k] >> 8, k))
+                del self.held[oldest]
+            windows = 1
+        else:
+            windows = packed & 0xFF
+            if bucket != packed >> 8:
+                windows = min(windows + 1, 0xFF)
+            bucket = max(bucket, packed >> 8)
+        self.held[h] = (bucket << 8) | windows
+        return windows >= accept
+
+    def held_windows(self, h: int) -> int:
+        packed = self.held.get(h)
+        return 0 if packed is None else packed & 0xFF
+
+    def summary(self) -> Counter:
+        """How many kept values are frequent, infrequent and rare."""
+        total = self.total
+        return Counter(vocabulary(packed & COUNT_MASK, total) for packed in self.d.values())
+
+    def size_estimate(self) -> int:
+        bloom = 0 if self.bloom is None else BLOOM_BITS // 8
+        return 40 + 12 * len(self.d) + 8 * len(self.held) + bloom
+
+    def to_state(self) -> dict:
+        keys = array.array("I", self.d.keys())
+        vals = array.array("Q", self.d.values())
+        state = {"k": keys, "v": vals, "t": self.total, "n1": self.n1}
+        if self.bloom is not None:
+            state["b"] = array.array("B", self.bloom)
+            state["bn"] = self.bloom_n
+        if self.lossy:
+            state["l"] = 1
+        if self.held:
+            state["hk"] = array.array("I", self.held.keys())
+            state["hv"] = array.array("Q", self.held.values())
+        return state
+
+    @classmethod
+    def from_state(cls, state: dict, cap: int) -> ValueTable:
+        table = cls(cap)
+        table.d = dict(zip(state["k"], state["v"], strict=True))
+        table.total = state["t"]
+        table.n1 = state["n1"]
+        if "b" in state:
+            table.bloom = bytearray(state["b"].tobytes())
+            table.bloom_n = state["bn"]
+        table.lossy = bool(state.get("l"))
+        if "hk" in state:
+            table.held = dict(zip(state["hk"], state["hv"], strict=True))
+        return table

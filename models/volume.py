@@ -1,0 +1,430 @@
+"""Window models: volume, distinct-count spikes, failure bursts and the multivariate HST.
+
+Events are counted into time buckets of ``bucket_minutes`` keyed by *event* time. Each
+bucket is scored *while it fills*: every event compares the bucket's counts so far
+(including itself) with the identity's baseline, so a burst is flagged within seconds of
+event time, not when the bucket closes.
+
+Baselines (``Reference``), one fold per complete bucket, empty buckets included:
+
+- calls: an EWMA of the count per bucket, plus an EWMA per seasonal slot (hour of day ×
+  weekday/weekend, 48 slots) blended in as the slot gathers samples, and an EWMA of the
+  squared residual. ``z = (c − e) / sqrt(residual var + e + 1)`` (the ``e`` term is the
+  Poisson floor that keeps sparse identities calm); score ``(z − 4) / 8`` clipped, and
+  only when ``c ≥ 2e + 5``;
+- distinct actions, distinct resources (enumeration) and failures (reconnaissance with
+  stolen credentials): the same test against their own EWMA, without seasonality;
+- the multivariate HST (``models.multivariate``) scored at count milestones of the bucket
+  (4, 8, 16, 32, then every 50 events), never per event.
+
+Event-time semantics: a bucket ``S`` is compared with the fold of all buckets up to
+``S − lag_buckets``; those are complete (no event more than ``lateness_minutes`` late can
+still reach them), so the same events give the same scores whatever their order within
+the lateness. The committed baseline trails the newest bucket by ``2 × lag − 1`` buckets
+and the few complete buckets in between are folded on the fly (cached per bucket).
+
+Poisoning and drift policy (B21): a complete bucket whose own score reaches
+``holdout_score`` is not learned; it joins a quarantine run. ``accept_windows``
+consecutive held buckets at a steady level (all within a factor of two of their median)
+are accepted as the new level: the baselines are rescaled to it and alerts stop.
+``mark_expected("volume.rate", …)`` accepts the current run at once. A held bucket never
+feeds the HST nor its scaler.
+
+Signals are emitted when a bucket's score for a detector first reaches a new tenth
+(0.1, 0.2 …), so a burst of 500 events yields a handful of escalating signals.
+"""
+
+from __future__ import annotations
+
+import array
+import logging
+import math
+
+from detector.event import Event
+from models.base import Signal
+from models.common import clamp01, vhash
+from models.context import Context
+from models.multivariate import MultivariateModel, raw_features
+from models.settings import ModelSettings
+
+logger = logging.getLogger(__name__)
+
+ALPHA = 0.02
+SLOT_ALPHA = 0.1
+SLOT_SAMPLES = 6
+DISTINCT_CAP = 256
+Z_START = 4.0
+Z_SPAN = 8.0
+MAX_ZERO_FOLDS = 7 * 24 * 6
+MILESTONES = frozenset({4, 8, 16, 32})
+MILESTONE_EVERY = 50
+DETECTORS = ("volume.rate", "volume.distinct_actions", "volume.distinct_resources",
+             "volume.failures")
+
+
+def seasonal_slot(bucket: int, bucket_seconds: float) -> int:
+    """0–23 weekday hours, 24–47 weekend hours (UTC)."""
+    ts = bucket * bucket_seconds
+    day = int(ts // 86400)
+    weekend = (day + 3) % 7 >= 5
+    return int(ts // 3600) % 24 + (24 if weekend else 0)
+
+
+def spike_score(count: float, expected: float, var: float) -> float:
+    """Score of ``count`` against an expectation; 0.0 unless clearly above it."""
+    if count < 2 * expected + 5:
+        return 0.0
+    z = (count - expected) / math.sqrt(max(var, 0.0) + expected + 1.0)
+    return clamp01((z - Z_START) / Z_SPAN)
+
+
+class Bucket:
+    """Counts of one open or pending time bucket."""
+
+    __slots__ = ("n", "fails", "actions", "resources", "novel", "emitted")
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.fails = 0
+        self.actions: set[int] = set()
+        self.resources: set[int] = set()
+        self.novel = 0
+        self.emitted: dict[str, int] = {}
+
+    def to_state(self) -> list:
+        return [self.n, self.fails, array.array("I", sorted(self.actions)),
+                array.array("I", sorted(self.resources)), self.novel,
+                [[k, v] for k, v in sorted(self.emitted.items())]]
+
+    @classmethod
+    def from_state(cls, state: list) -> Bucket:
+        bucket = cls()
+        bucket.n, bucket.fails, actions, resources, bucket.novel, emitted = state
+        bucket.actions = set(actions)
+        bucket.resources = set(resources)
+        bucket.emitted = {k: v for k, v in emitted}
+        return bucket
+
+
+class Reference:
+    """The folded baseline: EWMAs, seasonal slots, quarantine run and the HST."""
+
+    __slots__ = ("through", "folds", "mean", "rvar", "slot_mean", "slot_n", "stats", "run",
+                 "hst")
+
+    def __init__(self, seed: int) -> None:
+        self.through = -1
+        self.folds = 0
+        self.mean = 0.0
+        self.rvar = 0.0
+        self.slot_mean = array.array("f", bytes(4 * 48))
+        self.slot_n = array.array("H", bytes(2 * 48))
+        self.stats = array.array("d", bytes(8 * 6))  # mean/var: actions, resources, fails
+        self.run: list[int] = []
+        self.hst = MultivariateModel(seed)
+
+    def copy(self) -> Reference:
+        other = Reference.__new__(Reference)
+        other.through, other.folds = self.through, self.folds
+        other.mean, other.rvar = self.mean, self.rvar
+        other.slot_mean = array.array("f", self.slot_mean)
+        other.slot_n = array.array("H", self.slot_n)
+        other.stats = array.array("d", self.stats)
+        other.run = list(self.run)
+        other.hst = self.hst.copy()
+        return other
+
+    def expected(self, slot: int) -> float:
+        """Expected calls in a bucket of this seasonal slot."""
+        weight = min(1.0, self.slot_n[slot] / SLOT_SAMPLES)
+        slot_mean = float(self.slot_mean[slot])
+        if slot >= 24 and weight < 1.0:  # a young weekend slot borrows the weekday hour
+            wd = slot - 24
+            wd_weight = min(1.0, self.slot_n[wd] / SLOT_SAMPLES)
+            fallback = wd_weight * float(self.slot_mean[wd]) + (1 - wd_weight) * self.mean
+        else:
+            fallback = self.mean
+        return weight * slot_mean + (1 - weight) * fallback
+
+    def scores(self, bucket: Bucket, slot: int) -> tuple[float, float, float, float]:
+        """(rate, distinct actions, distinct resources, failures) scores of a bucket."""
+        s = self.stats
+        return (
+            spike_score(bucket.n, self.expected(slot), self.rvar),
+            spike_score(len(bucket.actions), s[0], s[1]),
+            spike_score(len(bucket.resources), s[2], s[3]),
+            spike_score(bucket.fails, s[4], s[5]),
+        )
+
+    def to_state(self) -> dict:
+        return {"t": self.through, "f": self.folds, "m": self.mean, "v": self.rvar,
+                "sm": self.slot_mean, "sn": self.slot_n, "s": self.stats, "r": self.run,
+                "h": self.hst.to_state()}
+
+    @classmethod
+    def from_state(cls, state: dict, seed: int) -> Reference:
+        ref = cls(seed)
+        ref.through, ref.folds = state["t"], state["f"]
+        ref.mean, ref.rvar = state["m"], state["v"]
+        ref.slot_mean, ref.slot_n, ref.stats = state["sm"], state["sn"], state["s"]
+        ref.run = list(state["r"])
+        ref.hst = MultivariateModel.from_state(state["h"], seed)
+        return ref
+
+
+def _ewm(mean: float, var: float, x: float, alpha: float) -> tuple[float, float]:
+    """One step of an exponentially weighted mean and variance (West's update)."""
+    diff = x - mean
+    incr = alpha * diff
+    return mean + incr, (1 - alpha) * (var + diff * incr)
+
+
+class WindowModel:
+    """Per-bucket counts scored against a lagged, seasonal, poisoning-resistant baseline."""
+
+    __slots__ = ("settings", "main", "open", "newest", "_cache", "bucket_seconds", "lag")
+
+    def __init__(self, settings: ModelSettings) -> None:
+        self.settings = settings
+        self.main = Reference(settings.seed)
+        self.open: dict[int, Bucket] = {}
+        self.newest = -1
+        self.bucket_seconds = settings.bucket_seconds
+        self.lag = settings.lag_buckets
+        self._cache: tuple[int, int, Reference] | None = None
+
+    # -- folding ------------------------------------------------------------------------
+
+    def _fold(self, ref: Reference, index: int, bucket: Bucket | None) -> None:
+        """Fold one complete bucket (``None`` = empty) into ``ref``; see the policy."""
+        slot = seasonal_slot(index, self.bucket_seconds)
+        ref.through = index
+        ref.folds += 1
+        if bucket is not None and max(ref.scores(bucket, slot)) >= self.settings.holdout_score:
+            self._hold(ref, bucket.n)
+            return
+        ref.run.clear()
+        count = 0 if bucket is None else bucket.n
+        expected = ref.expected(slot)
+        ref.mean, _ = _ewm(ref.mean, 0.0, count, ALPHA)
+        ref.rvar = (1 - ALPHA) * ref.rvar + ALPHA * (count - expected) ** 2
+        ref.slot_mean[slot] += SLOT_ALPHA * (count - ref.slot_mean[slot])
+        ref.slot_n[slot] = min(ref.slot_n[slot] + 1, 0xFFFF)
+        s = ref.stats
+        values = (0, 0, 0) if bucket is None else (
+            len(bucket.actions), len(bucket.resources), bucket.fails)
+        for i, value in enumerate(values):
+            s[2 * i], s[2 * i + 1] = _ewm(s[2 * i], s[2 * i + 1], value, ALPHA)
+        if bucket is not None:
+            ref.hst.learn(self._features(bucket, index))
+
+    def _hold(self, ref: Reference, count: int) -> None:
+        ref.run.append(count)
+        k = self.settings.accept_windows
+        if len(ref.run) < k:
+            return
+        recent = sorted(ref.run[-k:])
+        median = recent[len(recent) // 2]
+        if recent[0] * 2 >= median and recent[-1] <= 2 * median:
+            self._accept(ref, float(median))
+
+    def _accept(self, ref: Reference, level: float) -> None:
+        """A steady new level: rescale the call baselines to it (the drift is learned)."""
+        old = max(ref.mean, 1e-9)
+        ratio = level / old if ref.mean > 0 else 1.0
+        for i in range(48):
+            ref.slot_mean[i] = ref.slot_mean[i] * ratio if ref.mean > 0 else level
+        ref.mean = level
+        spread = max(ref.run) - min(ref.run)
+        ref.rvar = max(ref.rvar * ratio * ratio, float(spread * spread))
+        ref.run.clear()
+
+    def _features(self, bucket: Bucket, index: int) -> dict[str, float]:
+        hour = int(index * self.bucket_seconds // 3600)
+        return raw_features(bucket.n, bucket.fails, len(bucket.actions), len(bucket.resources),
+                            bucket.novel, hour)
+
+    def _fold_until(self, ref: Reference, target: int, pending: dict[int, Bucket]) -> None:
+        """Fold buckets ``ref.through + 1 … target`` (empty ones capped to a week)."""
+        index = ref.through + 1
+        if ref.through < 0:
+            index = min(pending) if pending else target + 1
+        while index <= target:
+            bucket = pending.get(index)
+            if bucket is None:
+                later = [i for i in pending if index < i <= target]
+                stop = min(later) if later else target + 1
+                start = max(index, stop - MAX_ZERO_FOLDS)
+                for zero in range(start, stop):
+                    self._fold(ref, zero, None)
+                ref.through = stop - 1
+                index = stop
+                continue
+            self._fold(ref, index, bucket)
+            index += 1
+
+    def reference(self, index: int) -> Reference:
+        """The baseline bucket ``index`` is compared with (all buckets ≤ index − lag)."""
+        target = index - self.lag
+        main = self.main
+        if target <= main.through or not self.open:
+            return main
+        cache = self._cache
+        if cache is not None and cache[0] == index and cache[1] == main.through:
+            return cache[2]
+        ref = main.copy()
+        pending = {i: b for i, b in self.open.items() if i <= target}
+        if not pending:
+            return main
+        self._fold_until(ref, target, pending)
+        self._cache = (index, main.through, ref)
+        return ref
+
+    # -- scoring ------------------------------------------------------------------------
+
+    def _with_event(self, event: Event, bucket: Bucket | None) -> Bucket:
+        """A copy of the bucket's counts as they are once the event is added."""
+        after = Bucket()
+        if bucket is not None:
+            after.n, after.fails, after.novel = bucket.n, bucket.fails, bucket.novel
+            after.actions, after.resources = bucket.actions, bucket.resources
+        after.n += 1
+        if event.outcome == "failure":
+            after.fails += 1
+        if event.action:
+            h = vhash(event.action)
+            if h not in after.actions and len(after.actions) < DISTINCT_CAP:
+                after.actions = after.actions | {h}
+        if event.resource:
+            h = vhash(event.resource)
+            if h not in after.resources and len(after.resources) < DISTINCT_CAP:
+                after.resources = after.resources | {h}
+        return after
+
+    def score(self, event: Event, ctx: Context) -> list[Signal]:
+        """Signals for the event's bucket as it fills (pure)."""
+        if ctx.learning or self.main.folds == 0:
+            return []
+        index = ctx.bucket
+        bucket = self.open.get(index)
+        after = self._with_event(event, bucket)
+        ref = self.reference(index)
+        emitted = bucket.emitted if bucket is not None else {}
+        slot = seasonal_slot(index, self.bucket_seconds)
+        out = []
+        levels = {}
+        for detector, score in zip(DETECTORS, ref.scores(after, slot), strict=True):
+            level = int(score * 10) + 1
+            if score >= self.settings.min_score and level > emitted.get(detector, 0):
+                out.append(self._signal(detector, score, after, ref, slot, index))
+                levels[detector] = level
+        ctx.window = (index, levels)
+        if after.n in MILESTONES or after.n % MILESTONE_EVERY == 0:
+            out.extend(self._hst_signal(ref, after, index))
+        return out
+
+    def _signal(self, detector: str, score: float, after: Bucket, ref: Reference, slot: int,
+                index: int) -> Signal:
+        minutes = f"{self.settings.bucket_minutes:g}-minute window"
+        s = ref.stats
+        if detector == "volume.rate":
+            observed, usual, what = after.n, ref.expected(slot), "calls"
+        elif detector == "volume.distinct_actions":
+            observed, usual, what = len(after.actions), s[0], "distinct actions"
+        elif detector == "volume.distinct_resources":
+            observed, usual, what = len(after.resources), s[2], "distinct resources"
+        else:
+            observed, usual, what = after.fails, s[4], "failed calls"
+        capped = what.startswith("distinct") and observed >= DISTINCT_CAP
+        shown = f"{observed}+" if capped else str(observed)
+        start = index * self.bucket_seconds
+        return Signal(
+            detector=detector,
+            score=score,
+            observed=f"{shown} {what} in a {minutes}",
+            baseline=f"usually {usual:.1f}",
+            sentence=f"{shown} {what} in one {minutes} so far, against a usual {usual:.1f}",
+            value=str(int(start)),
+            degraded=capped,
+            details={"window_start": start, "level": int(score * 10)},
+        )
+
+    def _hst_signal(self, ref: Reference, after: Bucket, index: int) -> list[Signal]:
+        hst = ref.hst
+        if hst.cold:
+            return []
+        x = self._features(after, index)
+        score = hst.signal_score(x)
+        if score < self.settings.min_score:
+            return []
+        start = index * self.bucket_seconds
+        return [Signal(
+            detector="multivariate.hst",
+            score=clamp01(score),
+            observed=f"{after.n} calls, {after.fails} failed, {len(after.actions)} actions, "
+            f"{len(after.resources)} resources, {after.novel} novel so far",
+            baseline=f"{hst.learned} learned windows of this identity",
+            sentence="an unusual combination of volume, failures, breadth and novelty "
+            f"in one window, compared with {hst.learned} past windows of this identity",
+            value=str(int(start)),
+            details={"features": hst.scaled(x), "window_start": start},
+        )]
+
+    # -- learning -----------------------------------------------------------------------
+
+    def learn(self, event: Event, ctx: Context, held: bool) -> None:
+        """Count the event into its bucket and advance the committed baseline."""
+        index = ctx.bucket
+        if index <= self.main.through:
+            ctx.degradations[("volume", "too_late")] += 1
+            return
+        bucket = self.open.get(index)
+        if bucket is None:
+            bucket = self.open[index] = Bucket()
+        after = self._with_event(event, bucket)
+        bucket.n, bucket.fails = after.n, after.fails
+        bucket.actions, bucket.resources = after.actions, after.resources
+        bucket.novel += 1 if ctx.novel else 0
+        if ctx.window is not None and ctx.window[0] == index:
+            bucket.emitted.update(ctx.window[1])
+        if index > self.newest:
+            self.newest = index
+            self._advance(index)
+
+    def _advance(self, newest: int) -> None:
+        target = newest - 2 * self.lag + 1
+        if target <= self.main.through:
+            return
+        pending = {i: b for i, b in self.open.items() if i <= target}
+        self._fold_until(self.main, target, pending)
+        for i in pending:
+            del self.open[i]
+        self._cache = None
+
+    def mark_expected(self, detector: str, value: str, ctx: Context) -> bool:
+        """Accept the quarantined level of ``volume.rate`` at once."""
+        if detector != "volume.rate" or not self.main.run:
+            return False
+        run = sorted(self.main.run)
+        self._accept(self.main, float(run[len(run) // 2]))
+        self._cache = None
+        return True
+
+    def size_estimate(self) -> int:
+        open_size = sum(40 + 4 * (len(b.actions) + len(b.resources)) for b in self.open.values())
+        return 900 + open_size
+
+    def to_state(self) -> dict:
+        return {
+            "m": self.main.to_state(),
+            "o": [[i, b.to_state()] for i, b in sorted(self.open.items())],
+            "n": self.newest,
+        }
+
+    @classmethod
+    def from_state(cls, state: dict, settings: ModelSettings) -> WindowModel:
+        model = cls(settings)
+        model.main = Reference.from_state(state["m"], settings.seed)
+        model.open = {i: Bucket.from_state(b) for i, b in state["o"]}
+        model.newest = state["n"]
+        return model
