@@ -98,8 +98,12 @@ class TestLint:
 class TestDefaultRender:
     def test_objects(self, default_docs: list[dict]) -> None:
         kinds = sorted(d["kind"] for d in default_docs)
-        assert kinds == ["ConfigMap", "ConfigMap", "Service", "Service", "ServiceAccount",
-                         "StatefulSet"]
+        assert kinds == ["ConfigMap", "ConfigMap", "PodDisruptionBudget", "Service", "Service",
+                         "ServiceAccount", "StatefulSet"]
+        pdb = one(default_docs, "PodDisruptionBudget")
+        pod_labels = one(default_docs, "StatefulSet")["spec"]["template"]["metadata"]["labels"]
+        assert pdb["spec"]["maxUnavailable"] == 1
+        assert pdb["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
 
     def test_probes__point_at_the_health_port(self, default_docs: list[dict]) -> None:
         worker = container(default_docs)
