@@ -75,6 +75,30 @@ PROGRAMMATIC_FAMILIES = frozenset({
 AI_FAMILY_NAMES = frozenset(family for _, family in AI_AGENT_FAMILIES)
 
 
+def normalise_session(session: str | None) -> str | None:
+    """Collapse ephemeral session names to a pattern: ``gh-run-123`` -> ``gh-run-*``.
+
+    Instance ids become ``ec2-instance``; a trailing run of digits or a long hex tail
+    becomes ``*``; e-mail style and other names are kept as they are.
+    """
+    if not session:
+        return session
+    if session.startswith("i-") and _is_hex(session[2:]) and len(session) >= 10:
+        return "ec2-instance"
+    if "@" in session:
+        return session
+    head = session.rstrip("0123456789")
+    if head != session and len(session) - len(head) >= 3:
+        return head + "*"
+    stem, sep, tail = session.rpartition("-")
+    if sep and len(tail) >= 8 and _is_hex(tail):
+        return stem + "-*"
+    return session
+
+
+def _is_hex(text: str) -> bool:
+    return bool(text) and all(ch in "0123456789abcdef" for ch in text.lower())
+
 
 # ============================================================================ configuration
 
@@ -168,13 +192,17 @@ class Resolver:
         self._kind_res = [(_glob(p), kind, reason) for p, kind, reason in self.rules.kinds]
         self._owner_res = [(_glob(p), owner) for p, owner in self.rules.owners]
         self._ai_res = [_glob(p) for p in self.rules.ai_identities]
+        self._no_config = not (self.rules.kinds or self.rules.owners or self.rules.ai_identities
+                               or self.rules.ai_user_agents)
         self._config_cache: dict[str, tuple[tuple[str, str] | None, str | None, bool]] = {}
         self.role_paths: dict[tuple[str, str], str] = {}  # (account, name) -> full role key
         self.console_users: set[str] = set()
-        self.aws_cache: dict[tuple[Any, ...], AwsPrincipal] = {}
+        self.aws_cache: dict[tuple[Any, ...], tuple[AwsPrincipal, dict[str, Any]]] = {}
 
     def finish(self, event: Event) -> Event:
         """Apply AI-agent detection, config kind overrides and owners; config wins."""
+        if self._no_config and event.agent_family not in AI_FAMILY_NAMES:
+            return event
         override, owner, ai_identity = self._config_for(event.identity)
         if event.identity_kind != "cloud_service":
             if ai_identity:
@@ -207,21 +235,54 @@ class Resolver:
 
     # ------------------------------------------------------------------ AWS
 
-    def aws_principal(self, ui: dict[str, Any], event_source: str | None) -> AwsPrincipal:
-        """Resolve a CloudTrail ``userIdentity`` (cached on its identifying fields)."""
+    def aws_principal(self, ui: dict[str, Any], event_source: str | None
+                      ) -> tuple[AwsPrincipal, dict[str, Any]]:
+        """Resolve a CloudTrail ``userIdentity``: the principal and its session attributes.
+
+        Cached on the fields that identify a session (the ARN embeds the session name), so
+        the work runs once per session, not once per event.
+        """
         context = ui.get("sessionContext")
-        issuer = context.get("sessionIssuer") if isinstance(context, dict) else None
-        issuer_arn = issuer.get("arn") if isinstance(issuer, dict) else None
-        cache_key = (ui.get("type"), ui.get("arn"), ui.get("principalId"), issuer_arn,
-                     ui.get("invokedBy"), ui.get("accountId"), event_source,
-                     ui.get("userName"), ui.get("onBehalfOf") is not None)
+        arn = ui.get("arn")
+        invoked = ui.get("invokedBy")
+        if arn:
+            issuer, delivery = None, None
+            if isinstance(context, dict):
+                issuer = context.get("sessionIssuer")
+                issuer = issuer.get("arn") if isinstance(issuer, dict) else None
+                delivery = context.get("ec2RoleDelivery")  # flips when credentials are stolen
+            cache_key: tuple[Any, ...] = (arn, ui.get("type"), invoked, issuer, delivery)
+        else:
+            behalf = ui.get("onBehalfOf")
+            cache_key = (None, ui.get("type"), invoked, ui.get("accountId"), event_source,
+                         behalf.get("userId") if isinstance(behalf, dict) else None)
         hit = self.aws_cache.get(cache_key)
         if hit is None:
-            hit = resolve_aws(ui, issuer_arn, event_source, self.role_paths)
+            hit = self._resolve_aws(ui, context, event_source)
             if len(self.aws_cache) >= _CACHE_LIMIT:
                 self.aws_cache.clear()
             self.aws_cache[cache_key] = hit
         return hit
+
+    def _resolve_aws(self, ui: dict[str, Any], context: Any, event_source: str | None
+                     ) -> tuple[AwsPrincipal, dict[str, Any]]:
+        issuer = context.get("sessionIssuer") if isinstance(context, dict) else None
+        issuer_arn = issuer.get("arn") if isinstance(issuer, dict) else None
+        principal = resolve_aws(ui, issuer_arn, event_source, self.role_paths)
+        attributes: dict[str, Any] = {}
+        if principal.session:
+            pattern = normalise_session(principal.session)
+            principal = principal._replace(session_pattern=pattern)
+            if pattern != principal.session:
+                attributes["session_name"] = principal.session[:128]
+        invoked = ui.get("invokedBy")
+        if isinstance(invoked, str) and invoked:
+            attributes["invoked_by"] = invoked[:128]
+        if isinstance(context, dict):
+            session_attributes(context, attributes)
+        if attributes.get("web_identity_provider") and principal.kind == "workload":
+            principal = principal._replace(reason="web-identity federated role (CI)")
+        return principal, attributes
 
 
 # ============================================================================ AWS
@@ -239,6 +300,7 @@ class AwsPrincipal(NamedTuple):
     session: str | None
     actor: str | None
     is_iam_user: bool = False
+    session_pattern: str | None = None
 
 
 def split_arn(arn: str) -> tuple[str, str, str, str] | None:
@@ -360,6 +422,24 @@ def _identity_center(ui: dict[str, Any], ptype: str | None, account: str | None)
                         ptype or "IdentityCenterUser", account, None, user_id)
 
 
+def session_attributes(context: dict[str, Any], attributes: dict[str, Any]) -> None:
+    """Facts about an AWS session: IMDS version, MFA, source identity, web identity."""
+    delivery = context.get("ec2RoleDelivery")
+    if isinstance(delivery, str):
+        attributes["ec2_role_delivery"] = delivery[:8]
+    source_identity = context.get("sourceIdentity")
+    if isinstance(source_identity, str):
+        attributes["source_identity"] = source_identity[:128]
+    web = context.get("webIdFederationData")
+    if isinstance(web, dict) and isinstance(web.get("federatedProvider"), str):
+        attributes["web_identity_provider"] = web["federatedProvider"][:256]
+    context_attrs = context.get("attributes")
+    if isinstance(context_attrs, dict):
+        mfa = context_attrs.get("mfaAuthenticated")
+        if mfa in ("true", "false", True, False):
+            attributes["mfa"] = mfa in ("true", True)
+
+
 def aws_event_kind(principal: AwsPrincipal, family: str | None, console: bool,
                    credential_type: str, resolver: Resolver) -> tuple[str, str]:
     """Per-event kind: IAM users depend on how they are used (console vs SDK keys)."""
@@ -428,6 +508,8 @@ def classify_k8s(username: str) -> tuple[str, str]:
         return "external", "unauthenticated request (system:anonymous)"
     if username.startswith("system:"):
         return "cloud_service", "Kubernetes system user"
+    if username.endswith("gserviceaccount.com"):
+        return classify_gcp(username)
     if "@" in username:
         return "human", "Kubernetes user (e-mail)"
     return "unknown", "Kubernetes user"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -25,7 +26,6 @@ from detector.sources.common import (
     SkipRecord,
     as_bool,
     classify_network,
-    normalise_session,
     parse_time,
     short_str,
     user_agent,
@@ -34,6 +34,7 @@ from detector.sources.common import (
 logger = logging.getLogger(__name__)
 
 SOURCE = "aws.cloudtrail"
+_fromisoformat = datetime.fromisoformat
 
 # requestParameters keys whose string value names the primary resource, in order.
 _RESOURCE_KEYS = ("roleArn", "bucketName", "userName", "roleName", "policyArn", "secretId",
@@ -44,39 +45,65 @@ _RESOURCE_KEYS = ("roleArn", "bucketName", "userName", "roleName", "policyArn", 
 
 def looks_like(record: dict[str, Any]) -> bool:
     """True when the record has CloudTrail's shape (eventName plus eventSource or time)."""
-    return "eventName" in record and ("eventSource" in record or "eventTime" in record
-                                      or "userIdentity" in record)
+    if "eventName" in record:
+        return "eventSource" in record or "eventTime" in record or "userIdentity" in record
+    return record.get("eventType") == "AwsCloudTrailInsight" or "insightDetails" in record
 
 
 def normalise(record: dict[str, Any], resolver: Resolver, hints: dict[str, Any]) -> Event:
     """Turn one CloudTrail record into an Event; raises RecordError or SkipRecord."""
-    if record.get("eventCategory") == "Insight" or record.get("eventType") == \
-            "AwsCloudTrailInsight":
+    get = record.get
+    event_type = get("eventType")
+    if event_type == "AwsCloudTrailInsight" or get("eventCategory") == "Insight":
         raise SkipRecord("insight")
-    when = _event_time(record)
-    event_source = record.get("eventSource")
-    event_name = record.get("eventName")
+    raw_time = get("eventTime")
+    try:  # fast path: the ISO form CloudTrail itself writes
+        when = _fromisoformat(raw_time)
+    except (TypeError, ValueError):
+        when = _event_time(record)
+    else:
+        if when.tzinfo is None or when.utcoffset():
+            when = _event_time(record)
+    event_source = get("eventSource")
+    event_name = get("eventName")
     if not isinstance(event_name, str) or not event_name:
         raise RecordError("invalid_record", "eventName is missing or not a string")
     if not isinstance(event_source, str):
         event_source = None
-    ui = record.get("userIdentity")
+    ui = get("userIdentity")
     if ui is None:
         ui = {}
     elif not isinstance(ui, dict):
         raise RecordError("invalid_record", "userIdentity is not an object")
-    principal = resolver.aws_principal(ui, event_source)
-    service = event_source.partition(".")[0] if event_source else "unknown"
-
-    ua, family = user_agent(record.get("userAgent"))
-    source_ip, network, prefix = classify_network(record.get("sourceIPAddress"))
+    principal, session_attributes = resolver.aws_principal(ui, event_source)
+    if principal.resolution == "unknown":
+        raise RecordError("missing_identity", "userIdentity names no principal, service or "
+                                              "eventSource")
+    ua, family = user_agent(get("userAgent"))
+    source_ip, network, prefix = classify_network(get("sourceIPAddress"))
     key_id = ui.get("accessKeyId")
     credential_type = _credential_type(key_id, principal.principal_type)
-    console = _is_console(record, family)
-    kind, reason = aws_event_kind(principal, family, console, credential_type, resolver)
-    error = record.get("errorCode")
+    attributes = dict(session_attributes)
+    console = _is_console(record, family, event_type)
+    if console:
+        attributes["console"] = True
+    if event_type != "AwsApiCall" and isinstance(event_type, str):
+        attributes["event_type"] = event_type[:64]
+    category = get("eventCategory")
+    if category != "Management" and isinstance(category, str):
+        attributes["event_category"] = category[:32]
+    if "vpcEndpointId" in record and isinstance(get("vpcEndpointId"), str):
+        attributes["vpc_endpoint"] = record["vpcEndpointId"][:64]
+    if principal.is_iam_user or console:
+        kind, reason = aws_event_kind(principal, family, console, credential_type, resolver)
+    else:
+        kind, reason = principal.kind, principal.reason
+    error = get("errorCode")
+    read_only = get("readOnly")
+    region = get("awsRegion")
     event = Event(
-        event_id=_event_id(record),
+        event_id=event_id if isinstance(event_id := get("eventID"), str) and event_id
+        else _event_id(record),
         time=when,
         ts=when.timestamp(),
         source=SOURCE,
@@ -85,14 +112,14 @@ def normalise(record: dict[str, Any], resolver: Resolver, hints: dict[str, Any])
         kind_reason=reason,
         identity_resolution=principal.resolution,
         principal_type=principal.principal_type,
-        tenant=principal.account or short_str(record.get("recipientAccountId"), 64),
+        tenant=principal.account or short_str(get("recipientAccountId"), 64),
         credential_id=key_id if isinstance(key_id, str) and key_id else None,
         credential_type=credential_type,
-        session=normalise_session(principal.session),
+        session=principal.session_pattern,
         actor=principal.actor,
-        action=f"{service}:{event_name}",
+        action=f"{event_source.partition('.')[0] if event_source else 'unknown'}:{event_name}",
         resource=None,
-        region=short_str(record.get("awsRegion"), 64),
+        region=region[:64] if isinstance(region, str) and region else None,
         source_ip=source_ip,
         network=network,
         network_prefix=prefix,
@@ -100,8 +127,8 @@ def normalise(record: dict[str, Any], resolver: Resolver, hints: dict[str, Any])
         agent_family=family,
         outcome="failure" if error else "success",
         error_code=str(error)[:128] if error else None,
-        read_only=as_bool(record.get("readOnly")),
-        attributes=_attributes(record, ui, principal, console),
+        read_only=read_only if read_only is True or read_only is False else as_bool(read_only),
+        attributes=attributes,
     )
     _resource_and_target(event, record)
     return resolver.finish(event)
@@ -141,54 +168,10 @@ def _credential_type(key_id: Any, principal_type: str | None) -> str:
     return "unknown"
 
 
-def _is_console(record: dict[str, Any], family: str | None) -> bool:
-    if record.get("sessionCredentialFromConsole") in ("true", True):
+def _is_console(record: dict[str, Any], family: str | None, event_type: Any) -> bool:
+    if family == "console" or event_type in ("AwsConsoleSignIn", "AwsConsoleAction"):
         return True
-    if family == "console":
-        return True
-    return record.get("eventType") in ("AwsConsoleSignIn", "AwsConsoleAction")
-
-
-def _attributes(record: dict[str, Any], ui: dict[str, Any], principal: Any,
-                console: bool) -> dict[str, Any]:
-    attributes: dict[str, Any] = {}
-    invoked = ui.get("invokedBy")
-    if isinstance(invoked, str) and invoked:
-        attributes["invoked_by"] = invoked
-    if console:
-        attributes["console"] = True
-    if principal.session and principal.session != normalise_session(principal.session):
-        attributes["session_name"] = principal.session[:128]
-    context = ui.get("sessionContext")
-    if isinstance(context, dict):
-        _session_attributes(context, attributes)
-    event_type = record.get("eventType")
-    if isinstance(event_type, str) and event_type != "AwsApiCall":
-        attributes["event_type"] = event_type
-    category = record.get("eventCategory")
-    if isinstance(category, str) and category != "Management":
-        attributes["event_category"] = category
-    vpce = record.get("vpcEndpointId")
-    if isinstance(vpce, str):
-        attributes["vpc_endpoint"] = vpce[:64]
-    return attributes
-
-
-def _session_attributes(context: dict[str, Any], attributes: dict[str, Any]) -> None:
-    delivery = context.get("ec2RoleDelivery")
-    if isinstance(delivery, str):
-        attributes["ec2_role_delivery"] = delivery
-    source_identity = context.get("sourceIdentity")
-    if isinstance(source_identity, str):
-        attributes["source_identity"] = source_identity[:128]
-    web = context.get("webIdFederationData")
-    if isinstance(web, dict) and isinstance(web.get("federatedProvider"), str):
-        attributes["web_identity_provider"] = web["federatedProvider"][:256]
-    context_attrs = context.get("attributes")
-    if isinstance(context_attrs, dict):
-        mfa = as_bool(context_attrs.get("mfaAuthenticated"))
-        if mfa is not None:
-            attributes["mfa"] = mfa
+    return record.get("sessionCredentialFromConsole") in ("true", True)
 
 
 def _resource_and_target(event: Event, record: dict[str, Any]) -> None:

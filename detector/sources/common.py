@@ -116,6 +116,16 @@ def _parse_epoch(number: float) -> datetime | None:
 
 _network_cache: dict[str, tuple[str | None, str, str | None]] = {}
 
+# Internal address space only (RFC 1918, CGNAT, loopback, link-local, ULA). Python's
+# ``is_private`` also covers documentation ranges such as 203.0.113.0/24, which real logs
+# and tests use as public addresses, so it is not used here.
+_PRIVATE_NETWORKS = {
+    4: tuple(ipaddress.ip_network(net) for net in (
+        "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "127.0.0.0/8",
+        "169.254.0.0/16")),
+    6: tuple(ipaddress.ip_network(net) for net in ("fc00::/7", "fe80::/10", "::1/128")),
+}
+
 # Non-address caller values that still tell where the call came from.
 _INTERNAL_CALLERS = frozenset({"aws internal", "private", "gce-internal-ip", "internal"})
 
@@ -154,7 +164,7 @@ def _classify_network(value: str) -> tuple[str | None, str, str | None]:
         address = address.ipv4_mapped
     prefix_len = 24 if address.version == 4 else 48
     prefix = str(ipaddress.ip_network(f"{address}/{prefix_len}", strict=False))
-    private = address.is_private or address.is_loopback or address.is_link_local
+    private = any(address in network for network in _PRIVATE_NETWORKS[address.version])
     return str(address), "private" if private else "public", prefix
 
 
@@ -276,28 +286,3 @@ def as_bool(value: Any) -> bool | None:
         if lowered == "false":
             return False
     return None
-
-
-def normalise_session(session: str | None) -> str | None:
-    """Collapse ephemeral session names to a pattern: ``gh-run-123`` -> ``gh-run-*``.
-
-    Instance ids become ``ec2-instance``; a trailing run of digits or a long hex tail
-    becomes ``*``; e-mail style and other names are kept as they are.
-    """
-    if not session:
-        return session
-    if session.startswith("i-") and _is_hex(session[2:]) and len(session) >= 10:
-        return "ec2-instance"
-    if "@" in session:
-        return session
-    head = session.rstrip("0123456789")
-    if head != session and len(session) - len(head) >= 3:
-        return head + "*"
-    stem, sep, tail = session.rpartition("-")
-    if sep and len(tail) >= 8 and _is_hex(tail):
-        return stem + "-*"
-    return session
-
-
-def _is_hex(text: str) -> bool:
-    return bool(text) and all(ch in "0123456789abcdef" for ch in text.lower())

@@ -111,6 +111,7 @@ def normalise(record: dict[str, Any], resolver: Resolver, hints: dict[str, Any],
         partial=partial,
         attributes=_attributes(record, ref, impersonated, partial),
     )
+    _service_account(username, event.attributes)
     return resolver.finish(event)
 
 
@@ -133,6 +134,7 @@ def normalise_gke(record: dict[str, Any], resolver: Resolver, hints: dict[str, A
         if isinstance(labels.get("project_id"), str) else {}
     if network in ("internal", "unknown") and isinstance(caller, str) and caller:
         attributes["network_context"] = caller[:64]
+    _service_account(principal, attributes)
     event = Event(
         event_id=gcp.entry_id(record), time=when, ts=when.timestamp(), source=SOURCE,
         identity=identity, identity_kind=kind, kind_reason=reason,
@@ -144,6 +146,14 @@ def normalise_gke(record: dict[str, Any], resolver: Resolver, hints: dict[str, A
         error_code=error, read_only=verb in _READ_VERBS, attributes=attributes,
     )
     return resolver.finish(event)
+
+
+def _service_account(username: str, attributes: dict[str, Any]) -> None:
+    """``system:serviceaccount:<ns>:<name>`` -> ``sa_namespace`` and ``sa_name``."""
+    if username.startswith(("system:serviceaccount:", "system:serviceaccounts:")):
+        namespace, _, name = username.split(":", 2)[2].partition(":")
+        attributes["sa_namespace"] = namespace[:128]
+        attributes["sa_name"] = name[:128]
 
 
 def _gke_method(method: str) -> tuple[str, str]:
