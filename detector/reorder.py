@@ -15,13 +15,24 @@ does not depend on the order of files or records within the window: a shuffled i
 a sorted input give the same sequence.
 
 Memory is bounded by the number of events inside one window, not by the replay length.
+
+Files are a second source of disorder: a directory holding CloudTrail, Kubernetes and GCP
+logs, read in path order, would give all of CloudTrail's month before the first Kubernetes
+record, and no bounded window can repair that. ``plan_streams`` therefore splits the input
+files into *streams* whose files follow each other in time (the date folders of an S3 or
+GCS export, files stamped with a date in one folder), and ``merge_streams`` interleaves the
+streams by event time before the buffer sees them. A file with no date in its folders or
+name is a stream of its own.
 """
 
 from __future__ import annotations
 
 import heapq
 import logging
+import os
+import re
 from collections.abc import Iterable, Iterator
+from operator import attrgetter
 
 from detector.event import Event
 from detector.stats import RunStats
@@ -113,3 +124,54 @@ class ReorderBuffer:
             self.newest, self._seq = newest, seq
         while heap:
             yield heappop(heap)[3]
+
+
+# ---------------------------------------------------------------------------- streams
+
+MAX_STREAMS = 256
+"""Streams merged at once; each holds one open file's events, so this bounds memory."""
+
+_DATE_DIR = re.compile(r"^(?:\d{4}|\d{1,2}|\d{4}-\d{2}(?:-\d{2})?|[a-z_]+=[\w:-]+)$")
+_DATE_NAME = re.compile(
+    r"(?<!\d)(?:19|20)\d{2}-?[01]\d-?[0-3]\d(?:[T_ -]?[0-2]\d[:-]?[0-5]\d)?"
+    r"|(?<!\d)[0-2]\d:[0-5]\d:[0-5]\d"
+)
+
+
+def stream_key(path: str) -> str:
+    """Files with the same key follow each other in time (see the module docstring).
+
+    Trailing date folders are dropped (``AWSLogs/<acct>/CloudTrail/<region>/2024/01/31``
+    keys as ``.../<region>``; ``dt=2024-01-31``, ``hour=05`` likewise); with date folders,
+    or with a date stamp in the file name, the key is the folder plus the part of the name
+    before the stamp. Any other file is its own stream.
+    """
+    if path == "-":
+        return path
+    folder, name = os.path.split(path)
+    parts = folder.split(os.sep)
+    dated = False
+    while parts and _DATE_DIR.match(parts[-1]):
+        parts.pop()
+        dated = True
+    stamp = _DATE_NAME.search(name)
+    if stamp:
+        name = name[: stamp.start()]
+    elif not dated:
+        return path
+    return os.sep.join(parts) + os.sep + name
+
+
+def plan_streams(files: Iterable[str]) -> list[list[str]]:
+    """Group files (in their given order) into time-sequential streams."""
+    groups: dict[str, list[str]] = {}
+    for path in files:
+        groups.setdefault(stream_key(path), []).append(path)
+    return list(groups.values())
+
+
+def merge_streams(streams: list[Iterator[Event]]) -> Iterator[Event]:
+    """Interleave streams that are each roughly in time order into one such stream."""
+    if len(streams) == 1:
+        return streams[0]
+    return heapq.merge(*streams, key=attrgetter("ts"))

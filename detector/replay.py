@@ -30,7 +30,7 @@ import os
 import struct
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -39,7 +39,13 @@ import orjson
 
 from detector.errors import ConfigError, NhiError, SinkError, StateError
 from detector.evaluation import Activity, AlertLog, Scenario, evaluate, threshold_sweep
-from detector.reorder import DEFAULT_WINDOW_SECONDS, ReorderBuffer
+from detector.reorder import (
+    DEFAULT_WINDOW_SECONDS,
+    MAX_STREAMS,
+    ReorderBuffer,
+    merge_streams,
+    plan_streams,
+)
 from detector.stats import RunStats
 from detector.summary import TICK_EVERY, Progress, build_summary, render_summary
 
@@ -183,16 +189,41 @@ def load_state_file(detector: Any, path: str) -> None:
 
 
 def build_detector(args: argparse.Namespace, stats: RunStats) -> Any:
+    """The configured ``Detector``, warm when ``--load-state`` is given."""
     from detector.config import load_config
     from detector.engine import Detector
 
     config = load_config(args.config)
+    args.identity_config = config.get("identities")
     if args.suppressions:
         config = {**config, "suppressions_file": args.suppressions}
     detector = Detector(config, stats=stats)
     if args.load_state:
         load_state_file(detector, args.load_state)
     return detector
+
+
+def open_events(
+    paths: list[str], source: str | None, stats: RunStats, dead_letters: Any, rules_config: Any
+) -> Iterator[Any]:
+    """Every event under ``paths``, its time-sequential file streams merged by event time."""
+    from detector.identity import IdentityRules
+    from detector.sources import Parser, iter_files, read_paths
+
+    rules = IdentityRules.from_config(rules_config)
+    lister = Parser(stats=stats, dead_letters=dead_letters, source=source, rules=rules)
+    streams = plan_streams(iter_files(paths, lister))
+    if len(streams) > MAX_STREAMS:
+        logger.warning(
+            "%d file streams exceed %d: reading files in path order; records out of order "
+            "by more than the reorder window are counted as late", len(streams), MAX_STREAMS
+        )
+        streams = [[path for stream in streams for path in stream]]
+    logger.info("reading %d file stream(s)", len(streams))
+    return merge_streams([
+        read_paths(files, source=source, stats=stats, dead_letters=dead_letters, rules=rules)
+        for files in streams
+    ])
 
 
 def start_metrics(port: int | None, stats: RunStats, detector: Any) -> tuple[Any, Any]:
@@ -325,7 +356,6 @@ def _finish_outputs(
 
 def _replay(args: argparse.Namespace, stats: RunStats) -> int:
     from detector.evaluation import load_labels
-    from detector.sources import read_paths
 
     if args.reorder_window < 0:
         raise ConfigError(f"--reorder-window must be >= 0 seconds, got {args.reorder_window:g}")
@@ -340,8 +370,9 @@ def _replay(args: argparse.Namespace, stats: RunStats) -> int:
         activity = Activity(hourly=bool(args.report))
         show = not args.no_progress and sys.stderr.isatty()
         progress = Progress(sys.stderr, enabled=show)
-        events = read_paths(args.paths, source=args.source, stats=stats,
-                            dead_letters=outputs.dead_letters)
+        events = open_events(
+            args.paths, args.source, stats, outputs.dead_letters, args.identity_config
+        )
         buffer = ReorderBuffer(args.reorder_window, stats=stats)
         result = run_loop(buffer.reorder(events), detector, writer, activity, progress, metrics)
         outputs.close()

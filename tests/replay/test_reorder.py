@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from detector.event import Event
-from detector.reorder import ReorderBuffer
+from detector.reorder import ReorderBuffer, merge_streams, plan_streams, stream_key
 from detector.stats import RunStats
 
 T0 = 1_700_000_000.0
@@ -90,3 +90,48 @@ class TestReorderBuffer:
     def test_negative_window__refused(self):
         with pytest.raises(ValueError, match="reorder window must be >= 0"):
             ReorderBuffer(-1, stats=RunStats())
+
+
+class TestStreams:
+    def test_stream_key__s3_layout_groups_by_account_and_region(self):
+        a = "/d/AWSLogs/1111/CloudTrail/eu-west-1/2024/01/02/1111_CloudTrail_eu-west-1_" \
+            "20240102T0005Z_ab.json.gz"
+        b = "/d/AWSLogs/1111/CloudTrail/eu-west-1/2024/01/03/1111_CloudTrail_eu-west-1_" \
+            "20240103T2355Z_cd.json.gz"
+        c = "/d/AWSLogs/1111/CloudTrail/us-east-1/2024/01/02/1111_CloudTrail_us-east-1_" \
+            "20240102T0005Z_ab.json.gz"
+        assert stream_key(a) == stream_key(b)
+        assert stream_key(a) != stream_key(c)
+
+    def test_stream_key__gcs_export_and_hive_folders(self):
+        g1 = "/e/cloudaudit.googleapis.com/activity/2024/01/01/00:00:00_00:59:59_S0.json"
+        g2 = "/e/cloudaudit.googleapis.com/activity/2024/01/02/13:00:00_13:59:59_S1.json"
+        assert stream_key(g1) == stream_key(g2) == "/e/cloudaudit.googleapis.com/activity/"
+        h1 = "/h/dt=2024-01-01/hour=05/part-1.json.gz"
+        h2 = "/h/dt=2024-01-02/hour=00/part-1.json.gz"
+        assert stream_key(h1) == stream_key(h2)
+
+    def test_stream_key__undated_files_are_their_own_streams(self):
+        assert stream_key("/k/cluster-a.log") == "/k/cluster-a.log"
+        assert stream_key("/k/cluster-b.log") == "/k/cluster-b.log"
+        assert stream_key("-") == "-"
+        # rotated files stamped with a date follow each other
+        assert stream_key("/k/audit-2024-01-01T00-00.log") == stream_key("/k/audit-2024-02-01.log")
+
+    def test_plan_streams__keeps_file_order_inside_a_stream(self):
+        files = ["/k/a.log", "/x/2024/01/01/f.json", "/x/2024/01/02/f.json", "/k/b.log"]
+        assert plan_streams(files) == [["/k/a.log"], ["/x/2024/01/01/f.json",
+                                                      "/x/2024/01/02/f.json"], ["/k/b.log"]]
+
+    def test_merge_streams__interleaves_by_time_then_buffer_sorts(self):
+        first = events_at([0, 20, 10, 40, 30])  # e0000..e0004, unordered within the window
+        second = [make_event(T0 + off, f"k{i}") for i, off in enumerate([5, 15, 25, 35])]
+        stats = RunStats()
+        merged = merge_streams([iter(first), iter(second)])
+        out = list(ReorderBuffer(60, stats=stats).reorder(merged))
+        assert [e.ts - T0 for e in out] == [0, 5, 10, 15, 20, 25, 30, 35, 40]
+        assert stats.late_events == 0
+
+    def test_merge_streams__single_stream_untouched(self):
+        stream = iter(events_at([3, 1, 2]))
+        assert merge_streams([stream]) is stream
