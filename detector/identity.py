@@ -255,6 +255,7 @@ class Resolver:
         else:
             behalf = ui.get("onBehalfOf")
             cache_key = (None, ui.get("type"), invoked, ui.get("accountId"), event_source,
+                         ui.get("userName"),
                          behalf.get("userId") if isinstance(behalf, dict) else None)
         hit = self.aws_cache.get(cache_key)
         if hit is None:
@@ -275,6 +276,8 @@ class Resolver:
             principal = principal._replace(session_pattern=pattern)
             if pattern != principal.session:
                 attributes["session_name"] = principal.session[:128]
+            if pattern == "ec2-instance":
+                attributes["instance_id"] = principal.session[:32]
         invoked = ui.get("invokedBy")
         if isinstance(invoked, str) and invoked:
             attributes["invoked_by"] = invoked[:128]
@@ -349,6 +352,13 @@ def resolve_aws(ui: dict[str, Any], issuer_arn: Any, event_source: str | None,
         return _aws_role(key, "assumed_role_arn", ptype, acct, session, invoked)
     if arn.startswith("arn:"):
         return _aws_arn(arn, ptype, account, ui)
+    user_name = ui.get("userName")
+    if ptype in ("IAMUser", "Root") and account:
+        resource = "root" if ptype == "Root" else f"user/{user_name}" if isinstance(
+            user_name, str) and user_name else None
+        if resource:
+            rebuilt = _aws_arn(f"arn:aws:iam::{account}:{resource}", ptype, account, ui)
+            return rebuilt._replace(resolution="user_name")
     if ptype == "IdentityCenterUser" or ui.get("onBehalfOf") is not None:
         return _identity_center(ui, ptype, account)
     if ptype == "AWSAccount" and account:

@@ -50,6 +50,33 @@ def looks_like(record: dict[str, Any]) -> bool:
     return record.get("eventType") == "AwsCloudTrailInsight" or "insightDetails" in record
 
 
+_CASE = {name.lower(): name for name in (
+    "eventVersion", "userIdentity", "eventTime", "eventSource", "eventName", "awsRegion",
+    "sourceIPAddress", "userAgent", "requestParameters", "responseElements", "requestID",
+    "eventID", "readOnly", "eventType", "managementEvent", "recipientAccountId",
+    "eventCategory", "errorCode", "errorMessage", "resources", "sessionCredentialFromConsole",
+    "vpcEndpointId", "sharedEventID", "additionalEventData", "apiVersion", "tlsDetails",
+    "serviceEventDetails", "insightDetails")}
+_IDENTITY_CASE = {name.lower(): name for name in (
+    "type", "principalId", "arn", "accountId", "accessKeyId", "userName", "sessionContext",
+    "invokedBy", "identityProvider", "onBehalfOf", "credentialId")}
+
+
+def looks_like_lowercased(low: dict[str, Any]) -> bool:
+    """Panther's lake normalisation lower-cases every key (``eventname``, ``useridentity``)."""
+    return "eventname" in low and "eventsource" in low
+
+
+def restore_case(low: dict[str, Any]) -> dict[str, Any]:
+    """Give a lower-cased CloudTrail record its canonical key names back."""
+    record = {_CASE.get(key, key): value for key, value in low.items()}
+    identity = record.get("userIdentity")
+    if isinstance(identity, dict):
+        record["userIdentity"] = {_IDENTITY_CASE.get(k.lower(), k): v
+                                  for k, v in identity.items() if isinstance(k, str)}
+    return record
+
+
 def normalise(record: dict[str, Any], resolver: Resolver, hints: dict[str, Any]) -> Event:
     """Turn one CloudTrail record into an Event; raises RecordError or SkipRecord."""
     get = record.get
@@ -75,6 +102,10 @@ def normalise(record: dict[str, Any], resolver: Resolver, hints: dict[str, Any])
         ui = {}
     elif not isinstance(ui, dict):
         raise RecordError("invalid_record", "userIdentity is not an object")
+    if "arn" not in ui and "accountId" not in ui and ui:
+        recipient = get("recipientAccountId")
+        if isinstance(recipient, str) and recipient:
+            ui = dict(ui, accountId=recipient)  # thin identity: the account acted in
     principal, session_attributes = resolver.aws_principal(ui, event_source)
     if principal.resolution == "unknown":
         raise RecordError("missing_identity", "userIdentity names no principal, service or "

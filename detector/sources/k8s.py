@@ -39,11 +39,15 @@ _READ_VERBS = frozenset({"get", "list", "watch"})
 
 def looks_like(record: dict[str, Any]) -> bool:
     """True for an audit Event: a verb plus objectRef, requestURI, auditID or user."""
-    if "verb" not in record:
-        return False
     kind = record.get("kind")
     if kind is not None and kind != "Event":
         return False
+    api = record.get("apiVersion")
+    if isinstance(api, str) and api.startswith("audit.k8s.io"):
+        return True
+    if "verb" not in record:
+        return kind == "Event" and "user" in record and ("requestURI" in record
+                                                         or "stage" in record)
     return "objectRef" in record or "requestURI" in record or "auditID" in record \
         or "user" in record
 
@@ -167,7 +171,7 @@ def _gke_method(method: str) -> tuple[str, str]:
 def _identity(username: str, cluster: str | None, resolver: Resolver
               ) -> tuple[str, str, str, str]:
     if username.startswith("arn:aws:"):
-        principal = resolver.aws_principal({"arn": username}, None)
+        principal, _ = resolver.aws_principal({"arn": username}, None)
         return principal.identity, principal.kind, principal.reason, "eks_iam_arn"
     kind, reason = classify_k8s(username)
     key = f"{cluster}/{username}" if cluster else username

@@ -380,6 +380,9 @@ class Parser:
         elif azure.is_signin(low):
             self._normalise(azure.SOURCE_SIGNIN, azure.normalise_signin, record, origin, None,
                             hints)
+        elif cloudtrail.looks_like_lowercased(low):
+            self._normalise(cloudtrail.SOURCE, cloudtrail.normalise, cloudtrail.restore_case(low),
+                            origin, None, hints)
         elif azure.looks_like(low):
             self._normalise(azure.SOURCE_ACTIVITY, azure.normalise_activity, record, origin,
                             None, hints)
