@@ -51,6 +51,11 @@ BATCH_SECONDS_BUCKETS = (
 # Events per batch: single-record messages give 1, the producer's default grouping 500,
 # replay releases can reach thousands.
 BATCH_EVENTS_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
+# ``Detector.state_size_bytes()`` walks every profile (about 50 us per identity measured by
+# benchmarks/bench_metrics.py: half a second at 10,000 identities), and it holds the GIL
+# while it runs, stalling the hot path. State size moves slowly, so a scrape reuses the last
+# figure for this long; the identity counts are cheap and stay fresh on every scrape.
+STATE_SIZE_REFRESH_S = 60.0
 
 
 class Summarised(Protocol):
@@ -98,14 +103,22 @@ class RunStatsCollector(Collector):
         *,
         detector: Summarised | None = None,
         clock: Callable[[], float] = time.time,
+        state_size_refresh: float = STATE_SIZE_REFRESH_S,
     ) -> None:
         self.stats = stats
         self.prefix = prefix
         self.state = state
         self.detector = detector
         self.clock = clock
+        self.state_size_refresh = state_size_refresh
         self._last_summary: Mapping[str, Any] = {}
         self._last_state_size: int | None = None
+        self._state_size_at = float("-inf")
+
+    def attach(self, detector: Summarised | None) -> None:
+        """Read this detector from the next scrape on (state size recomputed at once)."""
+        self.detector = detector
+        self._state_size_at = float("-inf")
 
     def describe(self) -> list[Metric]:
         return list(self._families(empty=True))
@@ -245,7 +258,10 @@ class RunStatsCollector(Collector):
             return {}, None
         try:
             self._last_summary = dict(self.detector.identities_summary())
-            self._last_state_size = int(self.detector.state_size_bytes())
+            now = self.clock()
+            if now - self._state_size_at >= self.state_size_refresh:
+                self._last_state_size = int(self.detector.state_size_bytes())
+                self._state_size_at = now
         except Exception:  # a scrape must never take the process down
             self.state.collect_errors += 1
             log.debug("detector summary unavailable during scrape", exc_info=True)
@@ -336,7 +352,7 @@ class Metrics:
 
     def attach(self, detector: Summarised | None) -> None:
         """Read identity gauges and state size from this detector from now on."""
-        self.collector.detector = detector
+        self.collector.attach(detector)
 
     def stale_commits(self, max_age: float) -> list[tuple[str, int]]:
         """Partitions with lag above 0 whose last commit is older than ``max_age`` (B15)."""
@@ -355,14 +371,17 @@ def create_metrics(
     detector: Summarised | None = None,
     process_metrics: bool = False,
     clock: Callable[[], float] = time.time,
+    state_size_refresh: float = STATE_SIZE_REFRESH_S,
 ) -> Metrics:
     """Register every nhi-detector metric on ``registry`` and return the bundle.
 
     ``process_metrics`` adds prometheus-client's ``process_*`` collector (CPU, memory, file
-    descriptors) for the long-running servers.
+    descriptors) for the long-running servers. ``state_size_refresh`` is how old (seconds)
+    the state-size gauge may get before a scrape recomputes it (0: every scrape).
     """
     state = _HarnessState()
-    collector = RunStatsCollector(stats, prefix, state, detector=detector, clock=clock)
+    collector = RunStatsCollector(stats, prefix, state, detector=detector, clock=clock,
+                                  state_size_refresh=state_size_refresh)
     registry.register(collector)
     batch_seconds = Histogram(
         prefix + "batch_processing_seconds", "Wall time to process one batch of events.",

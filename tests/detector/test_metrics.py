@@ -48,6 +48,7 @@ class SummaryDetector:
     def __init__(self, summary: dict, size: int) -> None:
         self.summary = summary
         self.size = size
+        self.size_calls = 0
         self.fail = False
 
     def identities_summary(self) -> dict:
@@ -56,6 +57,7 @@ class SummaryDetector:
         return self.summary
 
     def state_size_bytes(self) -> int:
+        self.size_calls += 1
         return self.size
 
 
@@ -218,6 +220,19 @@ class TestDetectorGauges:
         det.summary = {"tracked": 99}
         assert registry.get_sample_value("nhi_identities_tracked") == 12
         assert registry.get_sample_value("nhi_metrics_collect_errors_total") >= 1
+
+    def test_state_size__recomputed_only_after_the_refresh_period(self) -> None:
+        registry, clock = CollectorRegistry(), FakeClock(1000.0)
+        det = SummaryDetector({"tracked": 1, "in_learning": 0, "dormant": 0, "by_kind": {}}, 500)
+        create_metrics(registry, RunStats(), detector=det, clock=clock, state_size_refresh=60)
+        assert registry.get_sample_value("nhi_state_size_bytes") == 500
+        det.size, det.summary = 900, {**det.summary, "tracked": 2}
+        clock.now += 59
+        assert registry.get_sample_value("nhi_state_size_bytes") == 500
+        assert registry.get_sample_value("nhi_identities_tracked") == 2  # counts stay fresh
+        clock.now += 1
+        assert registry.get_sample_value("nhi_state_size_bytes") == 900
+        assert det.size_calls == 2
 
     def test_no_detector__no_identity_samples(self) -> None:
         registry = CollectorRegistry()
