@@ -2,7 +2,7 @@
 
 CloudTrail is written in the S3 delivery layout (``AWSLogs/<account>/CloudTrail/<region>/
 YYYY/MM/DD/<account>_CloudTrail_<region>_<stamp>_<id>.json.gz``, one ``{"Records": [...]}``
-per file, records unordered within a file); Kubernetes audit as JSON lines. Everything is
+per five minutes, records unordered within a file); Kubernetes audit as JSON lines. Everything is
 derived from a seed, so two builds with the same arguments give identical files.
 """
 
@@ -127,24 +127,29 @@ def attack(rng: random.Random, start: float) -> list[dict[str, Any]]:
     return records
 
 
+FILE_SECONDS = 300.0  # CloudTrail delivers a file about every five minutes
+
+
 def write_trail(root: Path, records: list[dict[str, Any]], rng: random.Random) -> int:
-    """S3 layout, one gzip file per hour, records shuffled inside each file."""
-    by_hour: dict[int, list] = defaultdict(list)
+    """S3 layout, one gzip file per five minutes, records shuffled inside each file."""
+    by_slot: dict[int, list] = defaultdict(list)
     for record in records:
         stamp = datetime.fromisoformat(record["eventTime"].replace("Z", "+00:00")).timestamp()
-        by_hour[int(stamp // HOUR)].append(record)
-    for hour, items in sorted(by_hour.items()):
+        by_slot[int(stamp // FILE_SECONDS)].append(record)
+    for slot, items in sorted(by_slot.items()):
         rng.shuffle(items)
-        when = datetime.fromtimestamp(hour * HOUR + 300, UTC)
+        when = datetime.fromtimestamp((slot + 1) * FILE_SECONDS, UTC)
         folder = root / "AWSLogs" / ACCOUNT / "CloudTrail" / REGION / when.strftime("%Y/%m/%d")
         folder.mkdir(parents=True, exist_ok=True)
-        name = f"{ACCOUNT}_CloudTrail_{REGION}_{when.strftime('%Y%m%dT%H%MZ')}_{hour:08x}.json.gz"
+        name = f"{ACCOUNT}_CloudTrail_{REGION}_{when.strftime('%Y%m%dT%H%MZ')}_{slot:08x}.json.gz"
         (folder / name).write_bytes(gzip.compress(orjson.dumps({"Records": items}), mtime=0))
-    return len(by_hour)
+    return len(by_slot)
 
 
 def write_k8s(path: Path, records: list[dict[str, Any]]) -> None:
+    """JSON lines in time order, as an API server's audit log backend writes them."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    records = sorted(records, key=lambda r: r["stageTimestamp"])
     path.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records))
 
 
