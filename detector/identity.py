@@ -88,7 +88,8 @@ def normalise_session(session: str | None) -> str | None:
     if "@" in session:
         return session
     head = session.rstrip("0123456789")
-    if head != session and len(session) - len(head) >= 3:
+    digits = len(session) - len(head)
+    if digits >= 3 or (digits and head.endswith(("-", "_", "."))):
         return head + "*"
     stem, sep, tail = session.rpartition("-")
     if sep and len(tail) >= 8 and _is_hex(tail):

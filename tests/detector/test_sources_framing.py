@@ -1,0 +1,215 @@
+"""Framing and bad input: every bad record is one clear dead letter and the run goes on."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+
+from detector.sources import JsonlDeadLetters, ListDeadLetters, Parser, parse_payload, read_paths
+from detector.sources.deadletter import MAX_RAW_BYTES, REASONS
+from detector.stats import RunStats
+
+
+def record(index: int = 0, **extra: object) -> dict:
+    base = {"eventTime": "2024-03-04T10:00:00Z", "eventSource": "s3.amazonaws.com",
+            "eventName": "ListBuckets", "eventID": f"id-{index}",
+            "userIdentity": {"type": "IAMUser", "accountId": "123456789012",
+                             "arn": "arn:aws:iam::123456789012:user/bot",
+                             "accessKeyId": "AKIAEXAMPLE00000001"},
+            "sourceIPAddress": "198.51.100.1", "userAgent": "aws-cli/2.0"}
+    base.update(extra)
+    return base
+
+
+def good_file(path: Path, count: int = 2) -> Path:
+    path.write_bytes(orjson.dumps({"Records": [record(i) for i in range(count)]}))
+    return path
+
+
+def read(paths: list[Path | str], **kwargs: object) -> tuple[list, RunStats, ListDeadLetters]:
+    stats, dead = RunStats(), ListDeadLetters()
+    events = list(read_paths([str(p) for p in paths], stats=stats, dead_letters=dead,
+                             **kwargs))  # type: ignore[arg-type]
+    assert stats.balanced()
+    return events, stats, dead
+
+
+class TestBadInput:
+    def test_each_bad_file_is_one_clear_dead_letter_and_the_run_continues(
+            self, tmp_path: Path) -> None:
+        complete = gzip.compress(orjson.dumps({"Records": [record(i) for i in range(50)]}))
+        (tmp_path / "a_truncated.json.gz").write_bytes(complete[: len(complete) // 2])
+        (tmp_path / "b_binary.json").write_bytes(bytes(range(256)) * 8)
+        (tmp_path / "c_empty.json").write_bytes(b"")
+        (tmp_path / "d_invalid_utf8.jsonl").write_bytes(
+            orjson.dumps(record(1)) + b"\n" + b'{"eventName": "\xff\xfe"}\n'
+            + orjson.dumps(record(2)) + b"\n")
+        good_file(tmp_path / "e_good.json")
+        events, stats, dead = read([tmp_path])
+        assert dead.reasons() == ["truncated_gzip", "binary", "empty_file", "invalid_utf8"]
+        assert [item["message"].split(" (")[0].split(":")[0] for item in dead.items] == [
+            REASONS["truncated_gzip"], REASONS["binary"], REASONS["empty_file"],
+            REASONS["invalid_utf8"]]
+        assert dead.items[3]["origin"] == f"{tmp_path}/d_invalid_utf8.jsonl:2"
+        assert len(events) == 4
+        assert stats.files_read == 5
+        assert stats.records_read == {"unknown": 4, "aws.cloudtrail": 4}
+
+    def test_50_mb_record_is_refused_without_parsing(self, tmp_path: Path) -> None:
+        huge = orjson.dumps(record(9, requestParameters={"policy": "x" * (50 * 1024 * 1024)}))
+        path = tmp_path / "big.jsonl"
+        path.write_bytes(orjson.dumps(record(1)) + b"\n" + huge + b"\n"
+                         + orjson.dumps(record(2)) + b"\n")
+        events, stats, dead = read([path])
+        assert dead.reasons() == ["oversized_record"]
+        assert dead.items[0]["origin"] == f"{path}:2"
+        assert dead.items[0]["raw_size"] <= MAX_RAW_BYTES
+        assert [e.event_id for e in events] == ["id-1", "id-2"]
+
+    def test_single_50_mb_document_is_refused(self, tmp_path: Path) -> None:
+        path = tmp_path / "one.json"
+        path.write_bytes(orjson.dumps(record(9, requestParameters={"p": "y" * 50_000_000})))
+        events, _, dead = read([path])
+        assert events == [] and dead.reasons() == ["oversized_record"]
+
+    def test_records_missing_identity_or_time(self) -> None:
+        records = [record(1), record(2, userIdentity={"type": "Unknown"}, eventSource=None),
+                   {k: v for k, v in record(3).items() if k != "eventTime"},
+                   record(4, eventTime="redacted"), record(5)]
+        stats, dead = RunStats(), ListDeadLetters()
+        events = parse_payload(orjson.dumps({"Records": records}), origin="s3://b/k",
+                               stats=stats, dead_letters=dead)
+        assert dead.reasons() == ["missing_identity", "missing_time", "bad_time"]
+        assert [item["origin"] for item in dead.items] == [
+            "s3://b/k#Records[1]", "s3://b/k#Records[2]", "s3://b/k#Records[3]"]
+        assert [e.event_id for e in events] == ["id-1", "id-5"]
+        assert stats.account("aws.cloudtrail") == {"records_read": 5, "events": 2,
+                                                   "dead_letters": 3, "skipped": 0}
+
+    def test_text_that_is_not_json(self) -> None:
+        stats, dead = RunStats(), ListDeadLetters()
+        parse_payload(b"eventTime,eventName\n2024,ListBuckets\n", origin="x.csv",
+                      stats=stats, dead_letters=dead)
+        assert dead.reasons() == ["unknown_format"]
+        assert stats.balanced()
+
+    def test_corrupt_gzip(self) -> None:
+        stats, dead = RunStats(), ListDeadLetters()
+        parse_payload(b"\x1f\x8b\x08\x00garbage-garbage", origin="x.gz", stats=stats,
+                      dead_letters=dead)
+        assert dead.reasons() == ["bad_gzip"]
+
+    def test_missing_path(self, tmp_path: Path) -> None:
+        events, _, dead = read([tmp_path / "nope.json", good_file(tmp_path / "ok.json")])
+        assert dead.reasons() == ["read_error"] and len(events) == 2
+
+    def test_non_object_records(self) -> None:
+        stats, dead = RunStats(), ListDeadLetters()
+        parse_payload(b'[1, "two", null, {"kind": 0}]', origin="x", stats=stats,
+                      dead_letters=dead)
+        assert dead.reasons() == ["unknown_format"] * 4
+        assert stats.records_read == {"unknown": 4}
+
+
+class TestFraming:
+    def test_gzip_is_sniffed_not_named(self, tmp_path: Path) -> None:
+        path = tmp_path / "plain-name.json"
+        path.write_bytes(gzip.compress(orjson.dumps({"Records": [record(1)]})))
+        events, stats, _ = read([path])
+        assert [e.event_id for e in events] == ["id-1"]
+        assert stats.bytes_read > path.stat().st_size
+
+    def test_pretty_printed_values_without_commas(self) -> None:
+        text = (orjson.dumps(record(1), option=orjson.OPT_INDENT_2) + b"\n"
+                + orjson.dumps(record(2), option=orjson.OPT_INDENT_2) + b"\n")
+        stats, dead = RunStats(), ListDeadLetters()
+        events = parse_payload(text, origin="x", stats=stats, dead_letters=dead)
+        assert [e.event_id for e in events] == ["id-1", "id-2"] and len(dead) == 0
+
+    def test_bad_value_between_good_pretty_values(self) -> None:
+        good = orjson.dumps(record(1), option=orjson.OPT_INDENT_2)
+        text = good + b"\n{\n  \"eventName\": oops\n}\n" + \
+            orjson.dumps(record(2), option=orjson.OPT_INDENT_2)
+        stats, dead = RunStats(), ListDeadLetters()
+        events = parse_payload(text, origin="x", stats=stats, dead_letters=dead)
+        assert [e.event_id for e in events] == ["id-1", "id-2"]
+        assert dead.reasons() == ["invalid_json"]
+        assert stats.balanced()
+
+    def test_json_lines_with_a_broken_line(self) -> None:
+        data = orjson.dumps(record(1)) + b"\n" + b'{"eventName": "x", "even' + b"\n" + \
+            orjson.dumps(record(2)) + b"\n\n"
+        stats, dead = RunStats(), ListDeadLetters()
+        events = parse_payload(data, origin="f", stats=stats, dead_letters=dead)
+        assert [e.event_id for e in events] == ["id-1", "id-2"]
+        assert dead.reasons() == ["truncated"] and dead.items[0]["origin"] == "f:2"
+
+    def test_sqs_body_string_with_eventbridge_inside(self) -> None:
+        bridge = {"detail-type": "AWS API Call via CloudTrail", "detail": record(3)}
+        stats, dead = RunStats(), ListDeadLetters()
+        events = parse_payload(orjson.dumps({"Body": orjson.dumps(bridge).decode()}),
+                               origin="sqs", stats=stats, dead_letters=dead)
+        assert [e.event_id for e in events] == ["id-3"]
+
+    def test_directory_recursion_skips_non_json(self, tmp_path: Path) -> None:
+        (tmp_path / "sub").mkdir()
+        good_file(tmp_path / "sub" / "x.log")
+        (tmp_path / "README.md").write_text("# not a log\n")
+        (tmp_path / "LICENSE").write_text("license text\n")
+        (tmp_path / "noext").write_bytes(orjson.dumps(record(7)))
+        events, stats, dead = read([tmp_path])
+        assert sorted(e.event_id for e in events) == ["id-0", "id-1", "id-7"]
+        assert stats.files_read == 2 and len(dead) == 0
+
+    def test_stdin_streams_json_lines(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        data = b"".join(orjson.dumps(record(i)) + b"\n" for i in range(12))
+        fake = io.TextIOWrapper(io.BufferedReader(io.BytesIO(data)))
+        monkeypatch.setattr(sys, "stdin", fake)
+        events, stats, _ = read(["-"])
+        assert [e.event_id for e in events] == [f"id-{i}" for i in range(12)]
+        assert stats.records_read == {"aws.cloudtrail": 12}
+
+    def test_feed_stream_yields_in_chunks(self) -> None:
+        data = b"".join(orjson.dumps(record(i)) + b"\n" for i in range(7))
+        stats, dead = RunStats(), ListDeadLetters()
+        parser = Parser(stats=stats, dead_letters=dead)
+        batches = list(parser.feed_stream(io.BufferedReader(io.BytesIO(data)), "s",
+                                          chunk_lines=3))
+        assert [len(batch) for batch in batches] == [3, 3, 1]
+
+    def test_forced_source(self) -> None:
+        stats, dead = RunStats(), ListDeadLetters()
+        gcp_like = {"protoPayload": {"authenticationInfo": {"principalEmail": "a@b.c"}},
+                    "timestamp": "2024-03-04T10:00:00Z"}
+        events = parse_payload(orjson.dumps([record(1), gcp_like]), origin="x",
+                               source="aws", stats=stats, dead_letters=dead)
+        assert [e.source for e in events] == ["aws.cloudtrail"]
+        assert dead.reasons() == ["missing_time"]  # read as CloudTrail: no eventTime
+        with pytest.raises(ValueError, match="unknown source 'nope'"):
+            Parser(stats=stats, dead_letters=dead, source="nope")
+
+
+class TestDeadLetterSinks:
+    def test_jsonl_sink_writes_one_line_per_record(self, tmp_path: Path) -> None:
+        target = tmp_path / "out" / "dead.jsonl"
+        with JsonlDeadLetters(target) as sink:
+            sink.write("invalid_json", "record is not valid JSON", "f:3", b"{oops", "unknown")
+            sink.write("oversized_record", "too big", "f:4", b"x" * (MAX_RAW_BYTES + 10),
+                       "aws.cloudtrail")
+        lines = [orjson.loads(line) for line in target.read_bytes().splitlines()]
+        assert lines[0] == {"reason": "invalid_json", "message": "record is not valid JSON",
+                            "origin": "f:3", "source": "unknown", "raw_size": 5,
+                            "raw": "{oops"}
+        assert lines[1]["raw_truncated"] is True
+        assert lines[1]["raw_size"] == MAX_RAW_BYTES + 10
+        assert len(lines[1]["raw"]) == MAX_RAW_BYTES
+        assert len(lines[1]["raw_sha256"]) == 64
+
+    def test_reasons_have_one_message_each(self) -> None:
+        assert len(set(REASONS.values())) == len(REASONS)
+        assert all(reason == reason.lower() and " " not in reason for reason in REASONS)
