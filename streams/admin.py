@@ -1,0 +1,189 @@
+"""Startup checks against the broker, before Faust starts: reach it, find topics, vet configs.
+
+- The broker is retried with exponential backoff (1 s doubling to 30 s) and one clear log
+  line per attempt, never a crash loop; ``startup_timeout`` > 0 turns a long outage into
+  exit code 3 with the reason.
+- Missing raw topics are waited for the same way (or created with ``--create-topics``).
+- Output topics are created when absent: inventory and the warm-start marker compacted.
+- B16: the state table's changelog must be ``cleanup.policy=compact`` only; a changelog that
+  also deletes by time or size loses baselines under a slow recovery, so the worker
+  refuses to start (or warns loudly with ``--allow-changelog-retention``).
+- The repartition topic must have ``partitions`` partitions: a different count would move
+  identities to other partitions than their state.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from detector.errors import ConfigError, NhiError
+from streams.settings import WorkerSettings
+
+log = logging.getLogger(__name__)
+
+BACKOFF_START_S = 1.0
+BACKOFF_MAX_S = 30.0
+
+
+class StartupError(NhiError):
+    """The broker or a topic stayed unavailable past ``startup_timeout``."""
+
+
+def client_options(settings: WorkerSettings) -> dict[str, Any]:
+    """kafka-python connection options (security included) shared by admin and producer."""
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.bootstrap_servers.split(","),
+        "security_protocol": settings.security_protocol,
+        "request_timeout_ms": int(settings.io_timeout * 1000),
+    }
+    if settings.security_protocol.startswith("SASL"):
+        options.update(sasl_mechanism=settings.sasl_mechanism,
+                       sasl_plain_username=settings.sasl_username,
+                       sasl_plain_password=settings.sasl_password)
+    if settings.security_protocol.endswith("SSL"):
+        options.update(ssl_cafile=settings.ssl_cafile or None,
+                       ssl_certfile=settings.ssl_certfile or None,
+                       ssl_keyfile=settings.ssl_keyfile or None)
+    return options
+
+
+def retry(what: str, attempt: Callable[[], Any], *, timeout: float,
+          sleep: Callable[[float], None] = time.sleep) -> Any:
+    """Call ``attempt`` until it returns a value (not None), backing off between tries."""
+    delay, started = BACKOFF_START_S, time.monotonic()
+    while True:
+        try:
+            result = attempt()
+            if result is not None:
+                return result
+            problem = "not available yet"
+        except ConfigError:
+            raise
+        except Exception as err:  # noqa: BLE001 - any client error means "try again"
+            problem = f"{type(err).__name__}: {err}"
+        waited = time.monotonic() - started
+        if timeout and waited + delay > timeout:
+            raise StartupError(f"{what}: still failing after {waited:.0f}s: {problem}")
+        log.error("%s: %s; retrying in %.0fs", what, problem, delay)
+        sleep(delay)
+        delay = min(delay * 2, BACKOFF_MAX_S)
+
+
+def connect_admin(settings: WorkerSettings) -> Any:
+    from kafka.admin import KafkaAdminClient
+
+    options = client_options(settings)
+    return retry(f"cannot reach Kafka at {settings.bootstrap_servers}",
+                 lambda: KafkaAdminClient(**options), timeout=settings.startup_timeout)
+
+
+def prepare_topics(settings: WorkerSettings, admin: Any) -> None:
+    """Run every startup check in order; raises ``StartupError`` or ``ConfigError``."""
+    _wait_for_raw_topics(settings, admin)
+    _check_repartition(settings, admin)
+    _create_outputs(settings, admin)
+    check_changelog(settings, admin)
+
+
+def _wait_for_raw_topics(settings: WorkerSettings, admin: Any) -> None:
+    wanted = sorted(settings.topic_sources())
+
+    def missing_or_none() -> bool | None:
+        missing = [t for t in wanted if t not in set(admin.list_topics())]
+        if missing and settings.create_topics:
+            _create(admin, missing, settings.partitions, settings.replication_factor)
+            return True
+        if missing:
+            log.error("raw topic(s) %s do not exist on %s (create them, or pass "
+                      "--create-topics)", missing, settings.bootstrap_servers)
+            return None
+        return True
+
+    retry(f"raw topics {wanted}", missing_or_none, timeout=settings.startup_timeout)
+
+
+def _create_outputs(settings: WorkerSettings, admin: Any) -> None:
+    existing = set(admin.list_topics())
+    # the repartition topic is created here (not left to Faust) so warm-start seeds can be
+    # sent to it before the app starts, with the right partition count
+    plain = [settings.alerts_topic, settings.shadow_topic, settings.dead_letter_topic,
+             settings.repartition_topic]
+    if settings.accounting_topic:
+        plain.append(settings.accounting_topic)
+    _create(admin, [t for t in plain if t not in existing], settings.partitions,
+            settings.replication_factor)
+    compacted = [settings.inventory_topic, settings.warm_start_topic]
+    _create(admin, [t for t in compacted if t not in existing], settings.partitions,
+            settings.replication_factor, {"cleanup.policy": "compact"})
+
+
+def _create(admin: Any, topics: list[str], partitions: int, replication: int,
+            configs: dict[str, str] | None = None) -> None:
+    from kafka.admin import NewTopic
+    from kafka.errors import TopicAlreadyExistsError
+
+    for name in topics:
+        try:
+            admin.create_topics([NewTopic(name, partitions, replication,
+                                          topic_configs=dict(configs or {}))])
+            log.info("created topic %s (%d partitions%s)", name, partitions,
+                     f", {configs}" if configs else "")
+        except TopicAlreadyExistsError:
+            pass
+
+
+def _check_repartition(settings: WorkerSettings, admin: Any) -> None:
+    name = settings.repartition_topic
+    if name not in set(admin.list_topics()):
+        return
+    described = admin.describe_topics([name])
+    count = len(described[0].get("partitions") or []) if described else 0
+    if count and count != settings.partitions:
+        raise ConfigError(
+            f"repartition topic {name} has {count} partitions but partitions="
+            f"{settings.partitions}: identities would no longer meet their state; use "
+            f"--partitions {count} or a new --app-id")
+
+
+def changelog_problems(configs: dict[str, str]) -> list[str]:
+    """What makes a changelog config unsafe for baselines (B16); empty when it is fine."""
+    problems = []
+    policy = {p.strip() for p in configs.get("cleanup.policy", "compact").split(",")}
+    if policy != {"compact"}:
+        problems.append(f"cleanup.policy={configs.get('cleanup.policy')} (must be compact)")
+    return problems
+
+
+def topic_configs(admin: Any, topic: str) -> dict[str, str] | None:
+    """The topic's explicit configs (name -> value) or None when they cannot be read."""
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    result = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+    if isinstance(result, dict):
+        entries = (result.get("topic") or {}).get(topic) or {}
+        return {k: str(v.get("value")) for k, v in entries.items() if isinstance(v, dict)}
+    return None
+
+
+def check_changelog(settings: WorkerSettings, admin: Any) -> None:
+    name = settings.changelog_topic
+    if name not in set(admin.list_topics()):
+        return
+    configs = topic_configs(admin, name)
+    if configs is None:
+        log.warning("could not read the configuration of changelog %s; B16 check skipped", name)
+        return
+    problems = changelog_problems(configs)
+    if not problems:
+        return
+    message = (f"changelog topic {name} is unsafe for baselines: {'; '.join(problems)}. "
+               f"Retention would delete identity state while a worker recovers it. Fix with: "
+               f"kafka-configs --alter --entity-type topics --entity-name {name} "
+               f"--add-config cleanup.policy=compact")
+    if settings.allow_changelog_retention:
+        log.warning("%s (starting anyway: --allow-changelog-retention)", message)
+        return
+    raise ConfigError(message)

@@ -1,0 +1,249 @@
+"""The Faust application: topics, the state table, two agents and the health timer.
+
+::
+
+    raw topic(s) --ingest--> <app_id>-events-by-identity --detect--> alerts (or shadow)
+      | parse, group by        one message per partition,     | table-backed identity
+      | identity partition     many identities inside         | state, Detector
+      v                                                       v
+    dead letters                                 inventory, dead letters, accounting
+
+Each agent wraps every message in try/except: a poison message becomes a dead letter and
+the agent keeps consuming (B15). Every send has a timeout (B19); a send that still fails
+after retries stops the worker with a non-zero exit so the platform restarts it and the
+uncommitted messages are processed again (at least once). No detection logic lives here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import ssl
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import faust
+
+from streams.pipeline import Output, Pipeline
+from streams.settings import WorkerSettings
+
+log = logging.getLogger(__name__)
+
+SEND_ATTEMPTS = 3
+FATAL_EXIT_CODE = 70
+FATAL_GRACE_S = 30.0
+HEALTH_INTERVAL_S = 2.0
+
+
+@dataclass
+class Runtime:
+    """What the agents share: the pipeline, the health state, the metrics bundle."""
+
+    settings: WorkerSettings
+    pipeline: Pipeline
+    health: Any
+    metrics: Any
+    exit_code: int = 0
+    roles: dict[str, Any] = field(default_factory=dict)
+
+    def fatal(self, reason: str) -> None:
+        """Stop the worker with a non-zero exit: graceful first, hard after a grace time."""
+        if self.exit_code:
+            return
+        log.critical("stopping the worker: %s", reason)
+        self.exit_code = FATAL_EXIT_CODE
+        timer = threading.Timer(FATAL_GRACE_S, os._exit, args=(FATAL_EXIT_CODE,))
+        timer.daemon = True
+        timer.start()
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def broker_credentials(settings: WorkerSettings) -> Any:
+    """Faust credentials for SASL and/or TLS, or None for PLAINTEXT."""
+    protocol = settings.security_protocol
+    context = None
+    if protocol.endswith("SSL"):
+        context = ssl.create_default_context(cafile=settings.ssl_cafile or None)
+        if settings.ssl_certfile:
+            context.load_cert_chain(settings.ssl_certfile, settings.ssl_keyfile or None)
+    if protocol.startswith("SASL"):
+        return faust.SASLCredentials(username=settings.sasl_username,
+                                     password=settings.sasl_password,
+                                     mechanism=settings.sasl_mechanism, ssl_context=context)
+    if context is not None:
+        return faust.SSLCredentials(context)
+    return None
+
+
+def create_app(settings: WorkerSettings, runtime: Runtime) -> faust.App:
+    """Build the Faust app for ``settings``; agents call ``runtime.pipeline``."""
+    app = faust.App(
+        settings.app_id,
+        broker=[f"kafka://{server}" for server in settings.bootstrap_servers.split(",")],
+        broker_credentials=broker_credentials(settings),
+        store=settings.resolved_store(),
+        datadir=str(settings.data_dir),
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        broker_max_poll_records=settings.max_poll_records,
+        broker_commit_interval=settings.commit_interval,
+        broker_request_timeout=max(settings.io_timeout + 10.0, 90.0),  # > session timeout
+        consumer_auto_offset_reset="earliest",  # B16: out-of-range reads restart at earliest
+        stream_wait_empty=True,  # SIGTERM: finish buffered messages, commit, then close
+        table_standby_replicas=0,
+        web_enabled=False,  # streams.health serves probes and metrics on its own port
+    )
+    topics = _declare_topics(app, settings)
+    runtime.roles = topics
+    table = app.Table(settings.table_name, partitions=settings.partitions, key_type=bytes,
+                      value_type=bytes, help="per-identity detector state (changelog-backed)")
+    _declare_agents(app, runtime, topics, table)
+    _declare_health(app, runtime, topics)
+    return app
+
+
+def _declare_topics(app: faust.App, settings: WorkerSettings) -> dict[str, Any]:
+    def raw_topic(*names: str, **extra: Any) -> Any:
+        return app.topic(*names, key_type=bytes, value_type=bytes, value_serializer="raw",
+                         key_serializer="raw", **extra)
+
+    topics = {
+        "raw": raw_topic(*settings.topic_sources()),
+        "repartition": raw_topic(settings.repartition_topic, partitions=settings.partitions,
+                                 internal=True),
+        "alerts": raw_topic(settings.alerts_topic),
+        "shadow": raw_topic(settings.shadow_topic),
+        "inventory": raw_topic(settings.inventory_topic),
+        "dead_letters": raw_topic(settings.dead_letter_topic),
+    }
+    if settings.accounting_topic:
+        topics["accounting"] = raw_topic(settings.accounting_topic)
+    return topics
+
+
+async def send_all(runtime: Runtime, out: Output) -> None:
+    """Produce every record of ``out``; each send is bounded by ``io_timeout`` (B19)."""
+    timeout = runtime.settings.io_timeout
+    for record in out.records:
+        topic = runtime.roles.get(record.role)
+        if topic is None:
+            continue
+        for attempt in range(1, SEND_ATTEMPTS + 1):
+            try:
+                await asyncio.wait_for(
+                    topic.send(key=record.key, value=record.value, partition=record.partition),
+                    timeout)
+                break
+            except Exception as err:  # noqa: BLE001 - retried, then fatal
+                if attempt == SEND_ATTEMPTS:
+                    runtime.fatal(f"cannot produce to {record.role} topic after "
+                                  f"{SEND_ATTEMPTS} attempts: {err!r}")
+                    raise
+                log.warning("send to %s failed (%r); retry %d", record.role, err, attempt)
+                await asyncio.sleep(min(2.0**attempt, timeout))
+
+
+def _declare_agents(app: faust.App, runtime: Runtime, topics: Mapping[str, Any],
+                    table: Any) -> None:
+    pipeline = runtime.pipeline
+
+    def get_state(identity: str) -> bytes | None:
+        return table.get(identity.encode("utf-8"))
+
+    def set_state(identity: str, value: bytes) -> None:
+        table[identity.encode("utf-8")] = value
+
+    @app.agent(topics["raw"], name="ingest")
+    async def ingest(stream: Any) -> None:
+        async for event in stream.events():
+            msg = event.message
+            where = {"topic": msg.topic, "partition": msg.partition, "offset": msg.offset}
+            try:
+                out = pipeline.split(event.value, **where)
+            except Exception as err:  # noqa: BLE001 - poison message: dead-letter it (B15)
+                out = pipeline.split_failed(event.value, err, **where)
+            await send_all(runtime, out)
+
+    @app.agent(topics["repartition"], name="detect")
+    async def detect(stream: Any) -> None:
+        async for event in stream.events():
+            msg = event.message
+            where = {"topic": msg.topic, "partition": msg.partition, "offset": msg.offset}
+            started = asyncio.get_running_loop().time()
+            try:
+                out = pipeline.apply(event.value, get_state=get_state, set_state=set_state,
+                                     **where)
+            except Exception as err:  # noqa: BLE001 - poison message: dead-letter it (B15)
+                out = pipeline.apply_failed(event.value, err, **where)
+            runtime.metrics.observe_batch(asyncio.get_running_loop().time() - started,
+                                          out.events)
+            await send_all(runtime, out)
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(sender: Any, revoked: set[Any], **_: Any) -> None:
+        name = runtime.settings.repartition_topic
+        partitions = {tp.partition for tp in revoked if tp.topic == name}
+        dropped = pipeline.forget_partitions(partitions)
+        for tp in revoked:
+            runtime.metrics.forget_partition(tp.topic, tp.partition)
+        runtime.health.set_phase("rebalancing", ready=False, reason="partitions revoked")
+        if dropped:
+            log.info("revoked partitions %s: dropped %d identities from memory",
+                     sorted(partitions), dropped)
+
+
+def _declare_health(app: faust.App, runtime: Runtime, topics: Mapping[str, Any]) -> None:
+    consumed = set(runtime.settings.topic_sources()) | {runtime.settings.repartition_topic}
+
+    @app.timer(HEALTH_INTERVAL_S)
+    async def refresh_health() -> None:
+        try:
+            update_health(app, runtime, consumed)
+        except Exception as err:  # noqa: BLE001 - health must never kill the worker
+            log.debug("health refresh failed: %r", err)
+
+
+def update_health(app: faust.App, runtime: Runtime, consumed: set[str]) -> None:
+    """Push lag, commit times and recovery progress into metrics; decide readiness."""
+    consumer = app.consumer
+    # Faust keeps the committed offset per partition only in this attribute; it has no
+    # public accessor. Lag is measured against it: end offset minus committed offset.
+    committed = getattr(consumer, "_committed_offset", {})
+    metrics = runtime.metrics
+    assignment = [tp for tp in consumer.assignment() if tp.topic in consumed]
+    for tp in assignment:
+        end = consumer.highwater(tp) or 0
+        lag = end - (committed.get(tp) or 0)
+        metrics.set_consumer_lag(tp.topic, tp.partition, lag)
+        if lag <= 0:
+            # caught up: nothing is waiting, so the commit age restarts from now (an idle
+            # partition that receives data later is not "stuck" from the first message on)
+            metrics.set_committed(tp.topic, tp.partition)
+    recovery = app.tables.recovery
+    remaining = recovery.active_remaining_total() if recovery.in_recovery else 0
+    metrics.set_recovering(bool(recovery.in_recovery))
+    metrics.set_recovery(runtime.settings.table_name, remaining)
+    if recovery.in_recovery or not recovery.completed.is_set():
+        reason = f"table recovery in progress ({remaining} changelog messages left)"
+        runtime.health.set_phase("recovering", ready=False, reason=reason)
+    elif app.rebalancing:
+        runtime.health.set_phase("rebalancing", ready=False, reason="group rebalance")
+    elif not assignment:
+        runtime.health.set_phase("waiting", ready=False, reason="no partitions assigned yet")
+    else:
+        runtime.health.set_phase("running", ready=True, reason="consuming")
+
+
+def install_commit_sensor(app: faust.App, runtime: Runtime) -> None:
+    """Record each commit's time per partition so liveness can spot a stuck consumer."""
+
+    class CommitSensor(faust.Sensor):
+        def on_tp_commit(self, tp_offsets: Mapping[Any, int]) -> None:
+            for tp in tp_offsets:
+                runtime.metrics.set_committed(tp.topic, tp.partition)
+
+    app.sensors.add(CommitSensor())

@@ -1,0 +1,72 @@
+"""One data directory per worker, guarded by a lock file (B20).
+
+Two workers on one RocksDB directory corrupt each other or die on RocksDB's own LOCK. The
+worker takes an exclusive ``flock`` on ``<data_dir>/worker.lock`` before Faust opens any
+store, writes its pid into it, and keeps it until the process exits (the kernel drops the
+lock even after SIGKILL, so a crashed worker never blocks its successor). While another
+live process holds it, the worker retries with backoff for ``wait`` seconds (a previous
+instance may still be shutting down), then refuses to start with a clear message.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import time
+from pathlib import Path
+from typing import IO
+
+from detector.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+LOCK_NAME = "worker.lock"
+
+
+class DataDirLock:
+    """An exclusive lock on one worker data directory; ``release()`` or exit frees it."""
+
+    def __init__(self, data_dir: Path | str) -> None:
+        self.data_dir = Path(data_dir)
+        self.path = self.data_dir / LOCK_NAME
+        self._handle: IO[str] | None = None
+
+    def acquire(self, *, wait: float = 30.0, sleep=time.sleep) -> DataDirLock:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        handle = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held until release
+        delay, deadline = 0.5, time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                holder = self._holder()
+                if time.monotonic() + delay > deadline:
+                    handle.close()
+                    raise ConfigError(
+                        f"data directory {self.data_dir} is in use by another worker "
+                        f"(pid {holder}); give each worker its own --worker-id or "
+                        f"--state-dir") from None
+                log.warning("data directory %s is locked by pid %s; retrying in %.1fs",
+                            self.data_dir, holder, delay)
+                sleep(delay)
+                delay = min(delay * 2, 5.0)
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        self._handle = handle
+        return self
+
+    def _holder(self) -> str:
+        try:
+            return self.path.read_text(encoding="utf-8").strip() or "unknown"
+        except OSError:
+            return "unknown"
+
+    def release(self) -> None:
+        if self._handle is not None:
+            fcntl.flock(self._handle, fcntl.LOCK_UN)
+            self._handle.close()
+            self._handle = None

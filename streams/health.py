@@ -1,0 +1,147 @@
+"""The worker's HTTP endpoint: ``/livez``, ``/readyz`` and ``/metrics`` on one port.
+
+It starts before the worker connects to Kafka and runs in a daemon thread, so a probe gets
+an answer during startup retries instead of a refused connection (which Kubernetes would
+turn into a restart loop).
+
+- **Liveness** (B15) fails only when a partition has lag above 0 and its last commit is
+  older than ``liveness_commit_age`` seconds: the consumer is stuck. Faust's own livelock
+  warning is not used; it can be missing and it can be false.
+- **Readiness** (B16) is false until the worker has its assignment and table recovery has
+  completed, and false again during a rebalance.
+
+The JSON body of both says why. ``/metrics`` serves the nhi-detector metrics
+(``detector.metrics``) plus the worker's own counters.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from detector.metrics import create_metrics
+from detector.stats import RunStats
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class HealthState:
+    """What the probes read; written by the worker's event loop."""
+
+    liveness_commit_age: float
+    phase: str = "starting"  # starting, connecting, recovering, running, stopping
+    ready: bool = False
+    reason: str = "worker is starting"
+    started: float = field(default_factory=time.time)
+    stale: Callable[[float], list[tuple[str, int]]] = lambda _age: []
+
+    def set_phase(self, phase: str, *, ready: bool, reason: str) -> None:
+        if (phase, ready) != (self.phase, self.ready):
+            log.info("worker phase %s (ready=%s): %s", phase, ready, reason)
+        self.phase, self.ready, self.reason = phase, ready, reason
+
+    def liveness(self) -> tuple[bool, dict[str, Any]]:
+        stuck = self.stale(self.liveness_commit_age)
+        body = {"phase": self.phase, "stuck_partitions": [f"{t}[{p}]" for t, p in stuck],
+                "max_commit_age_s": self.liveness_commit_age}
+        return not stuck, body
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        return self.ready, {"phase": self.phase, "ready": self.ready, "reason": self.reason}
+
+
+class WorkerCollector(Collector):
+    """Counters only the worker has: failed records by reason, redeliveries skipped."""
+
+    def __init__(self, prefix: str, read: Callable[[], Mapping[str, Any]]) -> None:
+        self.prefix = prefix
+        self.read = read
+
+    def collect(self) -> Iterator[Any]:
+        values = self.read()
+        failed = CounterMetricFamily(
+            self.prefix + "worker_records_failed",
+            "Records or messages the worker sent to dead letters, by reason (B15).",
+            labels=["reason"])
+        for reason, count in sorted(dict(values.get("failed", {})).items()):
+            failed.add_metric([reason], count)
+        yield failed
+        yield CounterMetricFamily(
+            self.prefix + "worker_redelivered_events",
+            "Events skipped because their identity's state had already applied them.",
+            value=values.get("redelivered", 0))
+        yield GaugeMetricFamily(
+            self.prefix + "worker_ready", "1 when the worker is ready (recovery done).",
+            value=1.0 if values.get("ready") else 0.0)
+
+
+def _handler(state: HealthState, registry: CollectorRegistry) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            path = self.path.split("?", 1)[0]
+            if path in ("/livez", "/healthz"):
+                self._json(*state.liveness())
+            elif path == "/readyz":
+                self._json(*state.readiness())
+            elif path == "/metrics":
+                self._send(200, generate_latest(registry), CONTENT_TYPE_LATEST)
+            else:
+                self._send(404, b"not found\n", "text/plain")
+
+        def _json(self, ok: bool, body: dict[str, Any]) -> None:
+            data = json.dumps({"ok": ok, **body}).encode()
+            self._send(200 if ok else 503, data, "application/json")
+
+        def _send(self, code: int, data: bytes, content_type: str) -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, fmt: str, *args: Any) -> None:
+            log.debug("health %s", fmt % args)
+
+    return Handler
+
+
+class HealthServer:
+    """The running endpoint. ``metrics`` is the ``detector.metrics.Metrics`` bundle."""
+
+    def __init__(self, state: HealthState, stats: RunStats, *, host: str, port: int,
+                 worker_values: Callable[[], Mapping[str, Any]]) -> None:
+        self.state = state
+        self.registry = CollectorRegistry()
+        self.metrics = create_metrics(self.registry, stats, process_metrics=True)
+        self.registry.register(WorkerCollector(self.metrics.prefix, worker_values))
+        state.stale = self.metrics.stale_commits
+        self.httpd = ThreadingHTTPServer((host, port), _handler(state, self.registry))
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, name="health",
+                                       daemon=True)
+
+    @property
+    def port(self) -> int:
+        return int(self.httpd.server_address[1])
+
+    def start(self) -> HealthServer:
+        self.thread.start()
+        log.info("health endpoint on http://%s:%d (/livez /readyz /metrics)",
+                 self.httpd.server_address[0], self.port)
+        return self
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(timeout=5)

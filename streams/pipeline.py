@@ -1,0 +1,266 @@
+"""The worker's two steps as plain functions over bytes: no Faust, no I/O, easy to test.
+
+1. ``Pipeline.split`` (raw topic): payload bytes -> ``detector.sources.parse_payload`` ->
+   events grouped by the repartition partition of their identity -> one repartition message
+   per partition, plus dead letters.
+2. ``Pipeline.apply`` (repartition topic): one message -> for each identity in it, load its
+   state blob from the table into the ``Detector`` (unless already loaded), process its
+   events, write the blob back -> alerts, inventory records, accounting, dead letters.
+
+Delivery is at least once. A redelivered repartition message is recognised per identity by
+the offset stored next to its state blob and skipped, so the state never learns it twice.
+All detection happens in ``detector``; this module only moves data.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from detector.errors import InputError
+from detector.event import Event
+from detector.sources.deadletter import dead_letter_dict
+from detector.stats import RunStats
+from streams import codecs
+
+log = logging.getLogger(__name__)
+
+StateGet = Callable[[str], "bytes | None"]
+StateSet = Callable[[str, bytes], None]
+
+
+@dataclass
+class Record:
+    """One message to produce: topic role (``alerts``, ``shadow``, ``inventory``,
+    ``dead_letters``, ``accounting``, ``repartition``), key, value, optional partition."""
+
+    role: str
+    key: bytes | None
+    value: bytes
+    partition: int | None = None
+
+
+@dataclass
+class Output:
+    records: list[Record] = field(default_factory=list)
+    events: int = 0
+
+    def add(self, role: str, key: bytes | None, value: bytes, partition: int | None = None):
+        self.records.append(Record(role, key, value, partition))
+
+
+class CollectingDeadLetters:
+    """A ``DeadLetterSink`` that keeps the current message's dead letters for sending."""
+
+    def __init__(self) -> None:
+        self.items: list[dict[str, Any]] = []
+
+    def write(self, reason: str, message: str, origin: str, raw: bytes | str | None,
+              source: str) -> None:
+        entry = dead_letter_dict(reason, message, origin, raw, source)
+        if isinstance(raw, bytes | bytearray):
+            try:
+                bytes(raw).decode("utf-8")
+            except UnicodeDecodeError:
+                # the text form above is lossy for binary input: keep the exact bytes too
+                entry["raw_base64"] = base64.b64encode(bytes(raw)[:65536]).decode("ascii")
+        self.items.append(entry)
+
+    def drain(self) -> list[dict[str, Any]]:
+        items, self.items = self.items, []
+        return items
+
+
+def dead_letter_record(entry: dict[str, Any], topic: str, partition: int, offset: int) -> Record:
+    value = {**entry, "topic": topic, "partition": partition, "offset": offset}
+    return Record("dead_letters", f"{topic}[{partition}]".encode(), codecs.dumps(value))
+
+
+class Pipeline:
+    """Holds the detector, the counters and the bookkeeping of loaded identities."""
+
+    def __init__(self, detector: Any, stats: RunStats, *, partitions: int,
+                 topic_sources: Mapping[str, str | None], alert_format: str = "native",
+                 shadow: bool = False, accounting: bool = False, rules: Any = None,
+                 parse: Callable[..., list[Event]] | None = None) -> None:
+        if parse is None:
+            from detector.sources import parse_payload as parse
+        self.detector = detector
+        self.stats = stats
+        self.partitions = partitions
+        self.topic_sources = dict(topic_sources)
+        self.alert_format = alert_format
+        self.shadow = shadow
+        self.accounting = accounting
+        self.rules = rules
+        self._parse = parse
+        self.dead_letters = CollectingDeadLetters()
+        self.loaded: set[str] = set()
+        self.dirty: dict[int, set[str]] = defaultdict(set)
+        # Worker-only counters, kept out of RunStats so its per-source accounting stays
+        # exact: parse failures are already counted there by the sources.
+        self.failed: dict[str, int] = defaultdict(int)  # reason -> records dead-lettered
+        self.redelivered = 0  # events skipped because their identity already applied them
+
+    # ------------------------------------------------------------------ step 1: split
+
+    def split(self, data: bytes | None, *, topic: str, partition: int, offset: int) -> Output:
+        """Parse one raw message and group its events by repartition partition."""
+        out = Output()
+        origin = f"{topic}[{partition}]@{offset}"
+        events = self._parse(data or b"", origin=origin, source=self.topic_sources.get(topic),
+                             stats=self.stats, dead_letters=self.dead_letters, rules=self.rules)
+        for entry in self.dead_letters.drain():
+            self.failed[entry["reason"]] += 1
+            out.records.append(dead_letter_record(entry, topic, partition, offset))
+        groups: dict[int, dict[str, list[Event]]] = defaultdict(lambda: defaultdict(list))
+        for event in events:
+            groups[codecs.partition_for(event.identity, self.partitions)][event.identity].append(
+                event)
+        for target, batches in sorted(groups.items()):
+            out.add("repartition", None, codecs.encode_events(batches), target)
+        out.events = len(events)
+        return out
+
+    def split_failed(self, data: bytes | None, err: BaseException, *, topic: str,
+                     partition: int, offset: int) -> Output:
+        """A raw message whose handling raised: the whole message becomes a dead letter."""
+        return self._failed_message(data, err, topic, partition, offset, source="unknown")
+
+    # ------------------------------------------------------------------ step 2: apply
+
+    def apply(self, data: bytes, *, topic: str, partition: int, offset: int,
+              get_state: StateGet, set_state: StateSet) -> Output:
+        """Process one repartition message against table-backed identity state."""
+        tag, body = codecs.decode_repartition(data)
+        if tag == codecs.SEED_TAG:
+            return self._seed(body, get_state, set_state)
+        out = Output()
+        processed: list[str] = []
+        for identity, items in body.items():
+            last_offset, blob = codecs.unpack_state(get_state(identity))
+            if last_offset >= offset:
+                self.redelivered += len(items)
+                continue
+            self._ensure_loaded(identity, blob)
+            self._run(identity, items, out, processed, topic, partition, offset)
+            self.dirty[partition].add(identity)
+            self._write_back(partition, identity, offset, get_state, set_state, out)
+        for other in list(self.dirty[partition]):
+            self._write_back(partition, other, None, get_state, set_state, out)
+        if self.accounting and processed:
+            value = {"topic": topic, "partition": partition, "offset": offset,
+                     "event_ids": processed}
+            out.add("accounting", None, codecs.dumps(value))
+        out.events = len(processed)
+        return out
+
+    def apply_failed(self, data: bytes | None, err: BaseException, *, topic: str,
+                     partition: int, offset: int) -> Output:
+        return self._failed_message(data, err, topic, partition, offset, source="worker")
+
+    def _ensure_loaded(self, identity: str, blob: bytes | None) -> None:
+        if identity in self.loaded:
+            return
+        if blob:
+            self.detector.set_identity_state(identity, blob)
+        else:
+            self.detector.store.pop(identity, None)
+        self.loaded.add(identity)
+
+    def _run(self, identity: str, items: list[dict[str, Any]], out: Output, processed: list[str],
+             topic: str, partition: int, offset: int) -> None:
+        for item in items:
+            try:
+                event = codecs.expand_event(item)
+                alerts = self.detector.process(event)
+            except Exception as err:  # noqa: BLE001 - one bad event must not stop the agent
+                log.warning("event failed in the detector at %s[%s]@%s identity=%r: %r",
+                            topic, partition, offset, identity, err)
+                entry = dead_letter_dict("internal_error", f"detector failed: {err!r}",
+                                         f"{topic}[{partition}]@{offset}",
+                                         codecs.dumps(item), "worker")
+                self.failed["internal_error"] += 1
+                out.records.append(dead_letter_record(entry, topic, partition, offset))
+                continue
+            processed.append(str(item.get("event_id", "")))
+            for alert in alerts:
+                self._alert(alert, out)
+
+    def _alert(self, alert: Any, out: Output) -> None:
+        if self.alert_format == "ocsf":
+            from detector.ocsf import to_ocsf
+
+            value = to_ocsf(alert)
+        else:
+            value = alert.to_native()
+        role = "shadow" if self.shadow or getattr(alert, "shadow", False) else "alerts"
+        out.add(role, alert.identity.encode("utf-8"), codecs.dumps(value))
+        if alert.identity in self.loaded:
+            # a sweep may close another identity's group: its state changed too
+            self.dirty[codecs.partition_for(alert.identity, self.partitions)].add(alert.identity)
+
+    def _write_back(self, partition: int, identity: str, offset: int | None,
+                    get_state: StateGet, set_state: StateSet, out: Output) -> None:
+        self.dirty[partition].discard(identity)
+        blob = self.detector.identity_state(identity)
+        if blob is None:
+            return
+        if offset is None:
+            offset, _ = codecs.unpack_state(get_state(identity))
+        set_state(identity, codecs.pack_state(offset, blob))
+        record = self.inventory_of(identity)
+        if record is not None:
+            out.add("inventory", identity.encode("utf-8"), codecs.dumps(record))
+
+    def inventory_of(self, identity: str) -> dict[str, Any] | None:
+        """The identity's inventory entry, as ``Detector.inventory()`` builds it for all."""
+        state = self.detector.store.get(identity)
+        if state is None:
+            return None
+        now = self.stats.last_event_ts
+        dormant_after = self.detector.model_settings.dormancy_days * 86400.0
+        return state.inventory.view(identity, now=now, dormant_after=dormant_after,
+                                    in_learning=bool(state.profile.in_learning(now)))
+
+    def _seed(self, body: Mapping[str, bytes], get_state: StateGet, set_state: StateSet
+              ) -> Output:
+        """Warm start: install snapshot state for identities the table does not know yet."""
+        out = Output()
+        for identity, blob in body.items():
+            if get_state(identity) is not None:
+                continue
+            set_state(identity, codecs.pack_state(codecs.NO_OFFSET, blob))
+            self.loaded.discard(identity)
+        return out
+
+    # ------------------------------------------------------------------ bookkeeping
+
+    def forget_partitions(self, partitions: set[int]) -> int:
+        """Drop identities of revoked partitions from the detector; they are reloaded from
+        the table if the partition comes back. Returns how many were dropped."""
+        dropped = 0
+        for identity in list(self.loaded):
+            if codecs.partition_for(identity, self.partitions) in partitions:
+                self.loaded.discard(identity)
+                self.detector.store.pop(identity, None)
+                dropped += 1
+        for partition in partitions:
+            self.dirty.pop(partition, None)
+        return dropped
+
+    def _failed_message(self, data: bytes | None, err: BaseException, topic: str,
+                        partition: int, offset: int, source: str) -> Output:
+        reason = err.reason if isinstance(err, InputError) else "internal_error"
+        log.warning("message failed at %s[%s]@%s: %r", topic, partition, offset, err)
+        sink = CollectingDeadLetters()
+        sink.write(reason, f"message handling failed: {err!r}",
+                   f"{topic}[{partition}]@{offset}", data, source)
+        self.failed[reason] += 1
+        out = Output()
+        out.records.append(dead_letter_record(sink.items[0], topic, partition, offset))
+        return out

@@ -1,0 +1,243 @@
+"""``nhi-detector produce PATH... --topic T``: send historical audit logs into a Kafka topic.
+
+Files are found the way replay finds them (``detector.sources.iter_files``: directories
+recursively, ``.gz`` included, ``-`` for stdin). Each file is split into raw records
+without normalising them (a CloudTrail ``Records`` document, a JSON array, JSON lines), so
+the worker sees exactly what the log held, bad records included, and dead-letters what it
+cannot parse. Records are regrouped ``--batch-records`` per message (default 500, newline
+delimited or a JSON array; 1 sends one record per message) under ``--max-message-bytes``,
+because the worker's cost is per Kafka message (docs/design.md). ``--rate`` caps records
+per second; a progress line goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import logging
+import os
+import sys
+import time
+import zlib
+from collections.abc import Iterable, Iterator
+from typing import IO, Any
+
+import orjson
+
+from detector.errors import ConfigError, InputError, NhiError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BATCH_RECORDS = 500
+# The broker's default message.max.bytes is 1 MiB; stay under it with room for headers.
+DEFAULT_MAX_MESSAGE_BYTES = 900_000
+FRAMINGS = ("lines", "array")
+PROGRESS_EVERY_S = 0.5
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("paths", nargs="+", metavar="PATH",
+                        help="log files or directories (recursive); - reads stdin")
+    parser.add_argument("--topic", required=True, help="raw topic to write to")
+    parser.add_argument("--bootstrap-servers",
+                        default=os.environ.get("NHI_BOOTSTRAP_SERVERS")
+                        or os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or "127.0.0.1:9092",
+                        help="host:port[,host:port] [env NHI_BOOTSTRAP_SERVERS]")
+    parser.add_argument("--rate", type=float, default=0.0, metavar="EVENTS_PER_S",
+                        help="at most this many records per second (0: as fast as possible)")
+    parser.add_argument("--batch-records", type=int, default=DEFAULT_BATCH_RECORDS,
+                        metavar="N", help="records per Kafka message (1: one per message)")
+    parser.add_argument("--framing", choices=FRAMINGS, default="lines",
+                        help="how records of one message are joined: newline-delimited JSON "
+                             "or a JSON array")
+    parser.add_argument("--max-message-bytes", type=int, default=DEFAULT_MAX_MESSAGE_BYTES,
+                        help="start a new message before one grows past this size")
+    parser.add_argument("--key", default=None,
+                        help="message key for every message (default none: spread over "
+                             "partitions)")
+    parser.add_argument("--compression", choices=("none", "gzip"), default="none",
+                        help="producer compression")
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                        help="show a progress line (default: when stderr is a terminal)")
+
+
+# ---------------------------------------------------------------------------- framing
+
+
+def split_records(data: bytes) -> list[bytes]:
+    """The raw records of one file or payload, as bytes, without interpreting them."""
+    if data[:2] == b"\x1f\x8b":
+        data = _gunzip(data)
+    if data[:3] == b"\xef\xbb\xbf":
+        data = data[3:]
+    stripped = data.strip()
+    if not stripped:
+        return []
+    if stripped[:1] in (b"{", b"["):
+        try:
+            document = orjson.loads(stripped)
+        except orjson.JSONDecodeError:
+            document = None
+        if document is not None:
+            return [orjson.dumps(r) for r in _container_items(document)]
+    # JSON lines, or text that is not JSON at all: pass every non-empty line through
+    return [line.strip() for line in data.split(b"\n") if line.strip()]
+
+
+def _container_items(document: Any) -> list[Any]:
+    if isinstance(document, list):
+        return document
+    if isinstance(document, dict):
+        for key in ("Records", "records"):
+            if isinstance(document.get(key), list):
+                return document[key]
+    return [document]
+
+
+def _gunzip(data: bytes) -> bytes:
+    try:
+        return gzip.decompress(data)
+    except (OSError, EOFError, zlib.error) as err:
+        raise InputError("bad_gzip", f"cannot decompress: {err}") from err
+
+
+def frame(records: list[bytes], framing: str) -> bytes:
+    if framing == "array":
+        return b"[" + b",".join(records) + b"]"
+    return b"\n".join(records) + b"\n"
+
+
+def batches(records: Iterable[bytes], *, size: int, max_bytes: int) -> Iterator[list[bytes]]:
+    """Group records ``size`` per batch, starting a new batch before ``max_bytes``."""
+    batch: list[bytes] = []
+    total = 0
+    for record in records:
+        if batch and (len(batch) >= size or total + len(record) + 1 > max_bytes):
+            yield batch
+            batch, total = [], 0
+        batch.append(record)
+        total += len(record) + 1
+    if batch:
+        yield batch
+
+
+def read_records(paths: list[str], errors: list[str]) -> Iterator[bytes]:
+    """Records of every file under ``paths``; unreadable files are noted in ``errors``."""
+    from detector.sources import Parser, iter_files
+    from detector.sources.deadletter import ListDeadLetters
+    from detector.stats import RunStats
+
+    missing = ListDeadLetters()
+    parser = Parser(stats=RunStats(), dead_letters=missing)
+    for path in iter_files(paths, parser):
+        try:
+            data = sys.stdin.buffer.read() if path == "-" else _read(path)
+            yield from split_records(data)
+        except (OSError, InputError) as err:
+            errors.append(f"{path}: {err}")
+    errors.extend(f"{item['origin']}: {item['message']}" for item in missing.items)
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as handle:
+        return handle.read()
+
+
+# ---------------------------------------------------------------------------- sending
+
+
+class Progress:
+    """One self-rewriting line on stderr: records, messages, rate."""
+
+    def __init__(self, stream: IO[str], enabled: bool) -> None:
+        self.stream, self.enabled = stream, enabled
+        self.started = self.last = time.monotonic()
+
+    def update(self, records: int, messages: int, *, final: bool = False) -> None:
+        now = time.monotonic()
+        if not final and (not self.enabled or now - self.last < PROGRESS_EVERY_S):
+            return
+        self.last = now
+        elapsed = max(now - self.started, 1e-9)
+        line = (f"sent {records:,} records in {messages:,} messages, "
+                f"{records / elapsed:,.0f} records/s, {elapsed:.1f}s")
+        if self.enabled:
+            self.stream.write("\r" + line + ("\n" if final else ""))
+        elif final:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+
+class RateLimiter:
+    """Sleeps so that the running total stays at or under ``rate`` records per second."""
+
+    def __init__(self, rate: float, clock=time.monotonic, sleep=time.sleep) -> None:
+        self.rate, self.clock, self.sleep = rate, clock, sleep
+        self.started = clock()
+
+    def wait(self, sent: int) -> None:
+        if self.rate <= 0:
+            return
+        ahead = sent / self.rate - (self.clock() - self.started)
+        if ahead > 0:
+            self.sleep(ahead)
+
+
+def make_producer(args: argparse.Namespace) -> Any:
+    from kafka import KafkaProducer
+
+    return KafkaProducer(
+        bootstrap_servers=args.bootstrap_servers.split(","),
+        acks="all",
+        linger_ms=20,
+        batch_size=1 << 20,
+        max_request_size=max(args.max_message_bytes + 4096, 1 << 20),
+        compression_type=None if args.compression == "none" else args.compression,
+        request_timeout_ms=30000,
+    )
+
+
+def send_records(producer: Any, topic: str, records: Iterable[bytes], *, batch_records: int,
+                 framing: str, max_bytes: int, key: bytes | None, rate: float,
+                 progress: Progress) -> tuple[int, int]:
+    """Send; returns (records, messages). Waits for every send before returning."""
+    limiter = RateLimiter(rate)
+    sent = messages = 0
+    for batch in batches(records, size=max(1, batch_records), max_bytes=max_bytes):
+        payload = batch[0] if len(batch) == 1 and batch_records == 1 else frame(batch, framing)
+        producer.send(topic, key=key, value=payload)
+        sent += len(batch)
+        messages += 1
+        progress.update(sent, messages)
+        limiter.wait(sent)
+    producer.flush(timeout=120)
+    progress.update(sent, messages, final=True)
+    return sent, messages
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.batch_records < 1:
+        raise ConfigError("--batch-records must be at least 1")
+    errors: list[str] = []
+    show = sys.stderr.isatty() if args.progress is None else args.progress
+    progress = Progress(sys.stderr, enabled=show)
+    try:
+        producer = make_producer(args)
+    except Exception as err:  # noqa: BLE001 - kafka-python raises several kinds here
+        print(f"nhi-detector produce: cannot reach Kafka at {args.bootstrap_servers}: {err}",
+              file=sys.stderr)
+        return 3
+    try:
+        key = args.key.encode("utf-8") if args.key else None
+        send_records(producer, args.topic, read_records(args.paths, errors),
+                     batch_records=args.batch_records, framing=args.framing,
+                     max_bytes=args.max_message_bytes, key=key, rate=args.rate,
+                     progress=progress)
+    except NhiError as err:
+        print(f"nhi-detector produce: {err}", file=sys.stderr)
+        return 2
+    finally:
+        producer.close(timeout=30)
+    for line in errors:
+        print(f"nhi-detector produce: skipped {line}", file=sys.stderr)
+    return 1 if errors else 0

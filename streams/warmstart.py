@@ -1,0 +1,110 @@
+"""Warm start from a replay snapshot (``--load-state``), applied once per app id.
+
+The snapshot (``Detector.export_state``) is loaded into the local detector, which gives it
+the peer index and every identity's blob. The blobs are sent to the repartition topic as
+seed messages (``codecs.encode_seed``), each to its identity's partition, so the worker that
+owns the identity writes it into the state table (only where the table has nothing newer).
+A record keyed by the snapshot's sha256 on the compacted ``<app_id>-warm-start`` topic
+marks it applied; a restart with the same ``--load-state`` then skips it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from detector.errors import StateError
+from streams import codecs
+from streams.admin import client_options
+from streams.settings import WorkerSettings
+
+log = logging.getLogger(__name__)
+
+SEED_CHUNK = 200  # identities per seed message
+READ_TIMEOUT_S = 30.0
+
+
+def snapshot_digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def already_applied(settings: WorkerSettings, digest: str) -> bool:
+    """Whether the marker topic holds a record for ``digest`` (read from the beginning)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(**client_options(settings), enable_auto_commit=False,
+                             group_id=None, consumer_timeout_ms=1000)
+    try:
+        parts = consumer.partitions_for_topic(settings.warm_start_topic) or set()
+        tps = [TopicPartition(settings.warm_start_topic, p) for p in sorted(parts)]
+        if not tps:
+            return False
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        ends = consumer.end_offsets(tps)
+        deadline = time.monotonic() + READ_TIMEOUT_S
+        while time.monotonic() < deadline:
+            for records in consumer.poll(timeout_ms=500).values():
+                if any(r.key == digest.encode() for r in records):
+                    return True
+            if all(consumer.position(tp) >= ends[tp] for tp in tps):
+                return False
+        raise StateError(f"could not read the warm-start marker topic "
+                         f"{settings.warm_start_topic} within {READ_TIMEOUT_S:.0f}s")
+    finally:
+        consumer.close()
+
+
+def apply_snapshot(settings: WorkerSettings, detector: Any, path: str) -> int:
+    """Seed the table from ``path`` unless done before; returns identities seeded (0 if the
+    marker says it was applied). Raises ``StateError`` for an unreadable snapshot."""
+    from detector.replay import load_state_file
+
+    data = _read(path)
+    digest = snapshot_digest(data)
+    if already_applied(settings, digest):
+        log.info("warm start: snapshot %s (sha256 %s) was applied before; skipping", path,
+                 digest[:12])
+        return 0
+    load_state_file(detector, path)
+    entries = {key: detector.identity_state(key) for key in list(detector.store)}
+    detector.store.clear()  # the table is the source of truth; peers stay loaded
+    _send_seeds(settings, entries, digest, path)
+    log.info("warm start: seeded %d identities from %s", len(entries), path)
+    return len(entries)
+
+
+def _read(path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as err:
+        raise StateError(f"cannot read state snapshot {path}: {err.strerror}") from err
+
+
+def _send_seeds(settings: WorkerSettings, entries: dict[str, bytes | None], digest: str,
+                path: str) -> None:
+    from kafka import KafkaProducer
+
+    by_partition: dict[int, dict[str, bytes]] = defaultdict(dict)
+    for key, blob in entries.items():
+        if blob:
+            by_partition[codecs.partition_for(key, settings.partitions)][key] = blob
+    producer = KafkaProducer(**client_options(settings), acks="all")
+    try:
+        for partition, blobs in sorted(by_partition.items()):
+            keys = sorted(blobs)
+            for start in range(0, len(keys), SEED_CHUNK):
+                chunk = {k: blobs[k] for k in keys[start:start + SEED_CHUNK]}
+                producer.send(settings.repartition_topic, value=codecs.encode_seed(chunk),
+                              partition=partition)
+        producer.flush(timeout=settings.io_timeout)
+        marker = codecs.dumps({"file": str(path), "sha256": digest, "identities": len(entries),
+                               "applied_at": time.time()})
+        producer.send(settings.warm_start_topic, key=digest.encode(), value=marker)
+        producer.flush(timeout=settings.io_timeout)
+    finally:
+        producer.close(timeout=settings.io_timeout)
