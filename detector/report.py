@@ -135,10 +135,21 @@ class Plot:
         )
 
 
-def _time_ticks(t0: float, t1: float, count: int = 6) -> list[tuple[float, str]]:
-    hours = (t1 - t0) < 3 * 86400
-    step = (t1 - t0) / max(count - 1, 1)
-    return [(t0 + i * step, _iso(t0 + i * step, hours=hours)) for i in range(count)]
+_TICK_STEPS = tuple(h * 3600.0 for h in (1, 2, 3, 6, 12, 24, 48, 168, 336, 720, 2160, 8760))
+
+
+def _time_ticks(t0: float, t1: float, most: int = 7) -> list[tuple[float, str]]:
+    """Ticks on round hours or days (UTC), at most ``most`` of them."""
+    span = max(t1 - t0, 1.0)
+    step = next((s for s in _TICK_STEPS if span / s <= most - 1), _TICK_STEPS[-1])
+    first = -(-t0 // step) * step
+    hours = step < 86400
+    ticks = []
+    value = first
+    while value <= t1:
+        ticks.append((value, _iso(value, hours=hours)))
+        value += step
+    return ticks
 
 
 def stacked_bars(
@@ -204,12 +215,19 @@ def line_chart(
 # ---------------------------------------------------------------------------- the plots
 
 
-def alerts_over_time(alerts: Sequence[AlertRecord], key: str) -> str:
-    """Alerts per time bin (day, or hour for short replays) stacked by ``key``."""
+def alerts_over_time(
+    alerts: Sequence[AlertRecord], key: str, t_range: tuple[float, float] | None = None
+) -> str:
+    """Alerts per time bin (day, or hour for short replays) stacked by ``key``.
+
+    The x axis spans the replay's event time (``t_range``) so quiet days show as quiet.
+    """
     if not alerts:
         return '<p class="note">No alerts.</p>'
     t0 = min(a.raised_ts for a in alerts)
     t1 = max(a.raised_ts for a in alerts)
+    if t_range is not None:
+        t0, t1 = min(t0, t_range[0]), max(t1, t_range[1])
     width = 3600.0 if t1 - t0 < 3 * 86400 else 86400.0
     start = t0 // width * width
     n_bins = int((t1 - start) // width) + 1
@@ -421,8 +439,8 @@ def render_report(
         "<h2>Alerts over time</h2>",
         '<p class="note">Each alert is counted once (its revisions merged), at the event '
         "time it was first raised.</p>",
-        alerts_over_time(alerts, "detector"),
-        alerts_over_time(alerts, "severity"),
+        alerts_over_time(alerts, "detector", t_range),
+        alerts_over_time(alerts, "severity", t_range),
         _counts_table("severity", dict(severities.most_common())),
         _counts_table("detector (top signal)", dict(detectors.most_common())),
         "<h2>Score distribution</h2>",
