@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+_UNUSED: Counter = Counter()  # replaced by the profile's own counter before any model runs
+
 
 class Context:
     """Per-event facts shared by the models of one profile (read-only for the models)."""
@@ -29,6 +31,7 @@ class Context:
         "values",
         "novel",
         "window",
+        "pending",
     )
 
     def __init__(self, ts: float, bucket_seconds: float) -> None:
@@ -43,10 +46,11 @@ class Context:
         self.peers: Any = None
         self.group = ""
         self.ident = 0
-        self.degradations: Counter = Counter()
+        self.degradations: Counter = _UNUSED
         self.values: list[tuple[int, int, str, str]] | None = None
         self.novel = 0
         self.window: tuple[int, dict[str, int]] | None = None
+        self.pending: list[tuple[int, int]] | None = None
 
     @property
     def history_seconds(self) -> float:

@@ -8,13 +8,15 @@ window sits in [0, 0.5], a window far beyond the identity's history reaches 1. R
 are never fed to the trees (B24), missing keys count as 0 and unknown keys are ignored
 (B25), high-cardinality fields never enter (they are reduced to novelty counts).
 
-Memory: a river HST holds a few hundred Python objects, far too many for a million
-identities. The tree *structure* only depends on the seed, the parameters and the feature
-names, so one template ``HalfSpaceTrees`` per process holds the structure and each
-identity keeps only its node masses in two ``array('H')`` (about 300 bytes). Scoring and
-learning load an identity's masses into the template, call river's ``score_one`` /
-``learn_one``, and read them back. ``tests/models`` checks that this gives exactly the
-scores of a plain river model fed the same windows.
+Memory and speed: a river HST holds a few hundred Python objects, far too many for a
+million identities, and loading masses into them costs more than the walk itself. The tree
+*structure* only depends on the seed, the parameters and the feature names, so river's
+``HalfSpaceTrees`` builds it once per process (the template) and it is flattened into
+arrays (feature, threshold, children). Each identity keeps only its node masses in two
+``array('H')`` (600 bytes) and ``learn``/``score`` walk the flat trees with river's exact
+rules (mass update, window swap, ``size_limit`` early stop, normalisation).
+``tests/models`` checks that the scores equal those of a plain river model fed the same
+windows.
 
 Score: river's score in [0, 1]; a signal is emitted from ``HST_THRESHOLD`` up, rescaled to
 [0, 1]. Before the first full reference window (``WINDOW_SIZE`` learned windows) the score
@@ -43,22 +45,47 @@ HST_THRESHOLD = 0.65  # stable windows stay below ~0.55 (benchmarks/bench_models
 SCALER_DECAY = 0.995
 SCALER_FLOOR = 2.0
 
-_TEMPLATES: dict[tuple[int, int, int, int], tuple[HalfSpaceTrees, list[Any]]] = {}
 
 
-def _template(seed: int) -> tuple[HalfSpaceTrees, list[Any]]:
-    key = (seed, N_TREES, HEIGHT, WINDOW_SIZE)
-    found = _TEMPLATES.get(key)
-    if found is None:
+class _Structure:
+    """River's random trees for one seed, flattened: per node feature, threshold, children."""
+
+    __slots__ = ("roots", "feature", "threshold", "left", "right")
+
+    def __init__(self, seed: int) -> None:
         model = HalfSpaceTrees(n_trees=N_TREES, height=HEIGHT, window_size=WINDOW_SIZE, seed=seed)
-        model.learn_one({name: 0.0 for name in FEATURES})  # builds the trees (structure only)
-        nodes = [node for tree_nodes in model._tree_nodes for node in tree_nodes]
-        found = _TEMPLATES[key] = (model, nodes)
+        model.learn_one({name: 0.0 for name in FEATURES})  # river builds the trees here
+        order = {name: i for i, name in enumerate(FEATURES)}
+        index: dict[int, int] = {}
+        nodes: list[Any] = []
+        self.roots: list[int] = []
+        for tree_nodes in model._tree_nodes:
+            self.roots.append(len(nodes))
+            for node in tree_nodes:
+                index[id(node)] = len(nodes)
+                nodes.append(node)
+        self.feature = [order.get(getattr(n, "feature", None), -1) for n in nodes]
+        self.threshold = [float(getattr(n, "threshold", 0.0) or 0.0) for n in nodes]
+        self.left = [index[id(n.children[0])] if hasattr(n, "children") else -1 for n in nodes]
+        self.right = [index[id(n.children[1])] if hasattr(n, "children") else -1 for n in nodes]
+
+
+_STRUCTURES: dict[int, _Structure] = {}
+
+
+def _structure(seed: int) -> _Structure:
+    found = _STRUCTURES.get(seed)
+    if found is None:
+        found = _STRUCTURES[seed] = _Structure(seed)
     return found
 
 
 def n_nodes() -> int:
     return N_TREES * (2 ** (HEIGHT + 1) - 1)
+
+
+MAX_SCORE = N_TREES * WINDOW_SIZE * (2 ** (HEIGHT + 1) - 1)
+SIZE_LIMIT = 0.1 * WINDOW_SIZE
 
 
 def raw_features(calls: int, fails: int, actions: int, resources: int, novel: int,
@@ -118,31 +145,52 @@ class MultivariateModel:
             out[name] = 0.0 if value != value else min(1.0, max(0.0, value))
         return out
 
-    def _load(self) -> HalfSpaceTrees:
-        model, nodes = _template(self.seed)
-        for node, left, right in zip(nodes, self.lmass, self.rmass, strict=True):
-            node.l_mass = left
-            node.r_mass = right
-        model.counter = self.counter
-        model._first_window = self.first_window
-        return model
+    def _vector(self, x: dict[str, float]) -> list[float]:
+        scaled = self.scaled(x)
+        return [scaled[name] for name in FEATURES]
 
     def score(self, x: dict[str, float]) -> float:
         """River's anomaly score of the scaled window in [0, 1]; 0.0 while cold (pure)."""
         if self.first_window:
             return 0.0
-        value = float(self._load().score_one(self.scaled(x)))
+        xs = self._vector(x)
+        st = _structure(self.seed)
+        feature, threshold, left, right = st.feature, st.threshold, st.left, st.right
+        rmass = self.rmass
+        total = 0.0
+        for root in st.roots:
+            node = root
+            depth_pow = 1
+            for _ in range(HEIGHT):
+                r = rmass[node]
+                total += r * depth_pow
+                if r < SIZE_LIMIT:
+                    break
+                node = left[node] if xs[feature[node]] < threshold[node] else right[node]
+                depth_pow <<= 1
+            else:
+                total += rmass[node] * depth_pow
+        value = 1.0 - total / MAX_SCORE
         return 0.0 if value != value else min(1.0, max(0.0, value))
 
     def learn(self, x: dict[str, float]) -> None:
         """Learn one (non-held) window: the trees' masses, then the scaler."""
-        model = self._load()
-        model.learn_one(self.scaled(x))
-        _, nodes = _template(self.seed)
-        self.lmass = array.array("H", [node.l_mass for node in nodes])  # ≤ WINDOW_SIZE
-        self.rmass = array.array("H", [node.r_mass for node in nodes])
-        self.counter = model.counter
-        self.first_window = model._first_window
+        xs = self._vector(x)
+        st = _structure(self.seed)
+        feature, threshold, left, right = st.feature, st.threshold, st.left, st.right
+        lmass = self.lmass
+        for root in st.roots:
+            node = root
+            for _ in range(HEIGHT):
+                lmass[node] += 1
+                node = left[node] if xs[feature[node]] < threshold[node] else right[node]
+            lmass[node] += 1
+        self.counter += 1
+        if self.counter == WINDOW_SIZE:
+            self.rmass = lmass
+            self.lmass = array.array("H", bytes(2 * len(lmass)))
+            self.first_window = False
+            self.counter = 0
         for i, name in enumerate(COUNT_FEATURES):
             value = max(0.0, float(x.get(name, 0.0) or 0.0))
             self.scale[i] = max(value, float(self.scale[i]) * SCALER_DECAY, SCALER_FLOOR)

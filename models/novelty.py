@@ -25,13 +25,14 @@ period everything is learned and nothing is signalled.
 from __future__ import annotations
 
 import logging
+import math
 
 from detector.event import Event
 from models.base import Signal
 from models.common import clamp01, pair_hash, span_words, vhash
 from models.context import Context
 from models.settings import ModelSettings
-from models.table import COUNT_MASK, ValueTable, vocabulary
+from models.table import COUNT_MASK, RATE_ALPHA, ValueTable, vocabulary
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +58,31 @@ LONG_TERM_DETECTOR = "credential.new_network"
 LONG_TERM_WEIGHT = 0.8
 DETECTORS[LONG_TERM_DETECTOR] = CRED_NETWORK
 PAIR_SEP = "|"
+ERROR_CODE = INDEX["error_code"]
+SURPRISE_DECADES = 3.0
+
+
+PEER_ATTRS = frozenset(INDEX[name] for name in (
+    "action", "service", "region", "network", "agent_family", "target_tenant", "error_code"))
+"""Attributes whose prevalence the peer index tracks (pairs and resources are too sparse)."""
+
+
+def _use_known(table: ValueTable, h: int, packed: int, hour: int) -> None:
+    """One more use of a known value: count, recency and the moving rate of new values."""
+    count = packed & COUNT_MASK
+    if count == 1:
+        table.n1 -= 1
+    last = packed >> 16
+    table.d[h] = ((hour if hour > last else last) << 16) | (
+        count + 1 if count < COUNT_MASK else count)
+    table.total += 1
+    table.rate -= RATE_ALPHA * table.rate
+
+
+def surprise(p_new: float) -> float:
+    """How surprising a new value is when new values come with probability ``p_new``:
+    ``−log10(p_new) / 3`` clipped to [0, 1] (1 in 1,000 or rarer is fully surprising)."""
+    return clamp01(-math.log10(max(p_new, 1e-12)) / SURPRISE_DECADES)
 
 
 def network_label(event: Event) -> str:
@@ -64,41 +90,57 @@ def network_label(event: Event) -> str:
     return event.network_prefix or event.network or "unknown"
 
 
-def extract(event: Event) -> list[tuple[int, int, str, str]]:
-    """(attribute index, value hash, shown text, feedback value) for each present value."""
-    out: list[tuple[int, int, str, str]] = []
+def extract(event: Event) -> list[tuple[int, int, str, str | None]]:
+    """(attribute index, value hash, value, second value of a pair or None) per value.
+
+    Kept cheap (it runs for every event): display strings are built only for signals.
+    """
+    out: list[tuple[int, int, str, str | None]] = []
     action = event.action
-    ha = vhash(action) if action else 0
-    net = network_label(event)
+    net = event.network_prefix or event.network or "unknown"
     hn = vhash(net)
-    net_shown = f"{net} ({event.network})" if net != event.network else net
     if action:
-        out.append((0, ha, action, action))
-        service = event.service
-        out.append((1, vhash(service), service, service))
+        ha = vhash(action)
+        service = action.partition(":")[0]
+        out.append((0, ha, action, None))
+        out.append((1, vhash(service), service, None))
+        out.append((8, pair_hash(ha, hn), action, net))
     resource = event.resource
     if resource:
-        out.append((2, vhash(resource), resource, resource))
+        hr = vhash(resource)
+        out.append((2, hr, resource, None))
         if action:
-            both = f"{action} on {resource}"
-            out.append((9, pair_hash(ha, vhash(resource)), both, action + PAIR_SEP + resource))
+            out.append((9, pair_hash(ha, hr), action, resource))
     if event.region:
-        out.append((3, vhash(event.region), event.region, event.region))
-    out.append((4, hn, net_shown, net))
+        out.append((3, vhash(event.region), event.region, None))
+    out.append((4, hn, net, None))
     if event.agent_family:
-        out.append((5, vhash(event.agent_family), event.agent_family, event.agent_family))
+        out.append((5, vhash(event.agent_family), event.agent_family, None))
     target = event.target_tenant
     if target and target != event.tenant:
-        out.append((6, vhash(target), target, target))
-    if event.outcome == "failure" and event.error_code:
-        out.append((7, vhash(event.error_code), event.error_code, event.error_code))
-    if action:
-        out.append((8, pair_hash(ha, hn), f"{action} from network {net_shown}", action + "|" + net))
+        out.append((6, vhash(target), target, None))
+    if event.error_code and event.outcome == "failure":
+        out.append((7, vhash(event.error_code), event.error_code, None))
     cred = event.credential_id
     if cred:
-        shown = f"credential {cred} from network {net_shown}"
-        out.append((10, pair_hash(vhash(cred), hn), shown, cred + PAIR_SEP + net))
+        out.append((10, pair_hash(vhash(cred), hn), cred, net))
     return out
+
+
+def describe_value(event: Event, index: int, first: str, second: str | None) -> tuple[str, str]:
+    """(text shown to the analyst, raw feedback value) of one extracted value."""
+    def net_shown(net: str) -> str:
+        return f"{net} ({event.network})" if net != event.network else net
+
+    if second is None:
+        shown = net_shown(first) if index == 4 else first
+        return shown, first
+    raw = first + PAIR_SEP + second
+    if index == 8:
+        return f"{first} from network {net_shown(second)}", raw
+    if index == 9:
+        return f"{first} on {second}", raw
+    return f"credential {first} from network {net_shown(second)}", raw
 
 
 def feedback_hash(index: int, value: str) -> int:
@@ -124,26 +166,42 @@ class NoveltyModel:
         s = self.settings
         return s.novelty_cap_resource if high_cardinality else s.novelty_cap
 
-    def values(self, event: Event, ctx: Context) -> list[tuple[int, int, str, str]]:
+    def values(self, event: Event, ctx: Context) -> list[tuple[int, int, str, str | None]]:
         if ctx.values is None:
             ctx.values = extract(event)
         return ctx.values
 
-    def score(self, event: Event, ctx: Context) -> list[Signal]:
-        """Signals for values this identity has not used within the horizon (pure)."""
-        if ctx.learning:
-            return []
+    def score(self, event: Event, ctx: Context, learn_known: bool = False) -> list[Signal]:
+        """Signals for values this identity has not used within the horizon.
+
+        Pure by default. With ``learn_known`` (only ``IdentityProfile.observe`` uses it, for
+        speed) the uses of *known* values are learned in the same pass, which cannot change
+        any score of this event, and the new values are left in ``ctx.pending`` for
+        ``learn``, which decides about quarantine once every model has scored.
+        """
         out: list[Signal] = []
         hour = ctx.hour
         horizon = self.horizon_h
         tables = self.tables
-        for index, h, shown, raw in self.values(event, ctx):
-            packed = tables[index].d.get(h)
+        quiet = ctx.learning
+        failed = event.outcome == "failure"
+        pending: list[tuple[int, int]] | None = [] if learn_known else None
+        for index, h, first, second in self.values(event, ctx):
+            table = tables[index]
+            packed = table.d.get(h)
             if packed is not None and hour - (packed >> 16) <= horizon:
+                if learn_known and (not failed or index == ERROR_CODE):
+                    _use_known(table, h, packed, hour)
                 continue
+            if learn_known and (not failed or index == ERROR_CODE):
+                pending.append((index, h))
+            if quiet:
+                continue
+            shown, raw = describe_value(event, index, first, second)
             signal = self._signal(event, ctx, index, h, shown, raw, packed)
             if signal is not None:
                 out.append(signal)
+        ctx.pending = pending
         return out
 
     def _signal(
@@ -155,7 +213,7 @@ class NoveltyModel:
             detector, weight = LONG_TERM_DETECTOR, LONG_TERM_WEIGHT
             phrase = "first use of long-term key {}"
             shown = shown.removeprefix("credential ")
-        score = weight * (1.0 - table.new_probability())
+        score = weight * surprise(table.new_probability())
         degraded = False
         if packed is not None:
             ago = ctx.ts - (packed >> 16) * 3600
@@ -214,20 +272,22 @@ class NoveltyModel:
 
     def learn(self, event: Event, ctx: Context, held: bool) -> None:
         """Teach the event's values; held values go to quarantine (see module docstring)."""
-        hour = ctx.hour
         if ctx.day > self.last_prune_day:
             self._prune(ctx)
-        failed = event.outcome == "failure"
-        learning = ctx.learning
-        for index, h, _, _ in self.values(event, ctx):
-            if failed and not ATTRIBUTES[index][4]:
-                continue
+        pending = ctx.pending
+        if pending is None:
+            self.score(event, ctx, learn_known=True)
+            pending = ctx.pending
+        quarantine = held and not ctx.learning
+        for index, h in pending:
             table = self.tables[index]
-            if held and not learning and not self._known(table, h, hour):
-                if not table.hold(h, ctx.bucket, self.settings.accept_windows):
-                    continue
-            if table.learn(h, hour, ctx.degradations, NAMES[index]) and ctx.peers is not None:
-                ctx.peers.note(ctx.group, NAMES[index], h)
+            if quarantine and not table.hold(h, ctx.bucket, self.settings.accept_windows):
+                continue  # a held value does not raise the rate of (accepted) new values
+            table.rate += RATE_ALPHA * (1.0 - table.rate)
+            if table.learn(h, ctx.hour, ctx.degradations, NAMES[index]) and index in PEER_ATTRS:
+                if ctx.peers is not None:
+                    ctx.peers.note(ctx.group, NAMES[index], h)
+        ctx.pending = []
 
     def _known(self, table: ValueTable, h: int, hour: int) -> bool:
         packed = table.d.get(h)
@@ -235,7 +295,7 @@ class NoveltyModel:
 
     def _prune(self, ctx: Context) -> None:
         self.last_prune_day = ctx.day
-        oldest = ctx.hour - self.horizon_h
+        oldest = ctx.hour - 2 * self.horizon_h  # kept one more horizon to say "forgotten"
         for table in self.tables:
             table.prune(oldest)
 

@@ -77,9 +77,9 @@ class IdentityProfile:
     def observe(self, event: Event, peers=None) -> list[Signal]:
         """Score the event, then learn it (see the module docstring); returns the signals."""
         ctx = self._context(event, peers)
-        signals = self._score(event, ctx)
         if event.partial:
-            return signals
+            return self._score(event, ctx)
+        signals = self._score(event, ctx, learn_known=True)
         ctx.novel = sum(1 for s in signals if s.detector.startswith("novelty."))
         held = not ctx.learning and any(
             s.score >= self.settings.holdout_score for s in signals
@@ -112,11 +112,12 @@ class IdentityProfile:
             ctx.group = self.group or peers.group_of(event)
         return ctx
 
-    def _score(self, event: Event, ctx: Context) -> list[Signal]:
+    def _score(self, event: Event, ctx: Context, learn_known: bool = False) -> list[Signal]:
         if self.n_events == 0:
             return [self._new_identity(event)]
-        signals: list[Signal] = []
-        for model in self.models:
+        models = self.models
+        signals = models[0].score(event, ctx, learn_known)  # novelty, see its docstring
+        for model in models[1:]:
             signals.extend(model.score(event, ctx))
         return signals
 

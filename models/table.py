@@ -2,7 +2,7 @@
 
 Each kept value (a 32-bit hash, see ``models.common.vhash``) maps to one packed int:
 ``last_hour << 16 | count`` (count saturates at 65535). Beyond ``cap`` entries the table
-evicts its weakest quarter (fewest uses, then oldest) into a 2048-bit bloom filter, so a
+evicts its weakest quarter (fewest uses, then oldest) into a 1024-bit bloom filter, so a
 value evicted earlier is still recognised as *probably* seen; such verdicts are marked
 degraded. When the bloom filter fills up it is cleared and the table becomes "lossy": from
 then on an unseen verdict may be a forgotten value, and signals say so.
@@ -17,9 +17,12 @@ import array
 from collections import Counter
 
 COUNT_MASK = 0xFFFF
-BLOOM_BITS = 2048
-BLOOM_MAX_ITEMS = 420  # about 45 % of bits set with 3 probes: false positives near 9 %
+BLOOM_BITS = 1024
+BLOOM_MAX_ITEMS = 210  # about 45 % of bits set with 3 probes: false positives near 9 %
 HELD_CAP = 32
+RATE_ALPHA = 0.005
+"""Weight of one use in the moving rate of new values (about the last 200 uses)."""
+RATE_START = 0.02
 
 FREQUENT = "frequent"
 INFREQUENT = "infrequent"
@@ -40,13 +43,13 @@ def vocabulary(count: int, total: int) -> str:
 
 
 def _probes(h: int) -> tuple[int, int, int]:
-    return h & 2047, (h >> 11) & 2047, ((h >> 21) ^ (h * 7)) & 2047
+    return h & 1023, (h >> 10) & 1023, ((h >> 20) ^ (h * 7)) & 1023
 
 
 class ValueTable:
     """Capped exact set of value hashes with counts and recency, plus a bloom overflow."""
 
-    __slots__ = ("cap", "d", "total", "n1", "bloom", "bloom_n", "lossy", "held")
+    __slots__ = ("cap", "d", "total", "n1", "bloom", "bloom_n", "lossy", "held", "rate", "_words")
 
     def __init__(self, cap: int) -> None:
         self.cap = cap
@@ -57,6 +60,8 @@ class ValueTable:
         self.bloom_n = 0
         self.lossy = False
         self.held: dict[int, int] = {}
+        self.rate = RATE_START
+        self._words: tuple[int, int, Counter] | None = None
 
     def in_bloom(self, h: int) -> bool:
         bloom = self.bloom
@@ -65,8 +70,9 @@ class ValueTable:
         return all(bloom[p >> 3] & (1 << (p & 7)) for p in _probes(h))
 
     def new_probability(self) -> float:
-        """Good-Turing estimate that the next use is a value never seen before."""
-        return (self.n1 + 1) / (self.total + 2)
+        """How likely the next use is a value not kept: the larger of the Good-Turing
+        estimate (singletons + 1) / (uses + 2) and the recent rate of new values."""
+        return max((self.n1 + 1) / (self.total + 2), self.rate)
 
     def learn(self, h: int, hour: int, degradations: Counter, name: str) -> bool:
         """Count one use of ``h`` at ``hour``; returns True when the value was not kept."""
@@ -82,7 +88,8 @@ class ValueTable:
         self.d[h] = (hour << 16) | 1
         self.n1 += 1
         self.total += 1
-        self.held.pop(h, None)
+        if self.held:
+            self.held.pop(h, None)
         if len(self.d) > self.cap:
             self.evict(len(self.d) - (self.cap * 3) // 4, degradations, name)
         return True
@@ -144,18 +151,25 @@ class ValueTable:
         return 0 if packed is None else packed & 0xFF
 
     def summary(self) -> Counter:
-        """How many kept values are frequent, infrequent and rare."""
+        """How many kept values are frequent, infrequent and rare (cached per total)."""
         total = self.total
-        return Counter(vocabulary(packed & COUNT_MASK, total) for packed in self.d.values())
+        cached = self._words
+        if cached is not None and cached[0] == total and cached[1] == len(self.d):
+            return cached[2]
+        words = Counter(vocabulary(packed & COUNT_MASK, total) for packed in self.d.values())
+        self._words = (total, len(self.d), words)
+        return words
 
     def size_estimate(self) -> int:
-        bloom = 0 if self.bloom is None else BLOOM_BITS // 8
-        return 40 + 12 * len(self.d) + 8 * len(self.held) + bloom
+        """An upper estimate of the serialised size (header and arrays)."""
+        bloom = 0 if self.bloom is None else BLOOM_BITS // 8 + 40
+        held = 0 if not self.held else 60 + 12 * len(self.held)
+        return 130 + 12 * len(self.d) + held + bloom
 
     def to_state(self) -> dict:
         keys = array.array("I", self.d.keys())
         vals = array.array("Q", self.d.values())
-        state = {"k": keys, "v": vals, "t": self.total, "n1": self.n1}
+        state = {"k": keys, "v": vals, "t": self.total, "n1": self.n1, "r": self.rate}
         if self.bloom is not None:
             state["b"] = array.array("B", self.bloom)
             state["bn"] = self.bloom_n
@@ -172,6 +186,7 @@ class ValueTable:
         table.d = dict(zip(state["k"], state["v"], strict=True))
         table.total = state["t"]
         table.n1 = state["n1"]
+        table.rate = state["r"]
         if "b" in state:
             table.bloom = bytearray(state["b"].tobytes())
             table.bloom_n = state["bn"]

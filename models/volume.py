@@ -52,7 +52,7 @@ logger = logging.getLogger(__name__)
 ALPHA = 0.02
 SLOT_ALPHA = 0.1
 SLOT_SAMPLES = 6
-DISTINCT_CAP = 256
+DISTINCT_CAP = 128
 Z_START = 4.0
 Z_SPAN = 8.0
 MAX_ZERO_FOLDS = 7 * 24 * 6
@@ -182,7 +182,8 @@ def _ewm(mean: float, var: float, x: float, alpha: float) -> tuple[float, float]
 class WindowModel:
     """Per-bucket counts scored against a lagged, seasonal, poisoning-resistant baseline."""
 
-    __slots__ = ("settings", "main", "open", "newest", "_cache", "bucket_seconds", "lag")
+    __slots__ = ("settings", "main", "open", "newest", "_cache", "bucket_seconds", "lag",
+                 "_limits_cache")
 
     def __init__(self, settings: ModelSettings) -> None:
         self.settings = settings
@@ -192,6 +193,7 @@ class WindowModel:
         self.bucket_seconds = settings.bucket_seconds
         self.lag = settings.lag_buckets
         self._cache: tuple[int, int, Reference] | None = None
+        self._limits_cache: tuple | None = None
 
     # -- folding ------------------------------------------------------------------------
 
@@ -301,14 +303,47 @@ class WindowModel:
                 after.resources = after.resources | {h}
         return after
 
+    def _limits(self, index: int) -> tuple[Reference, tuple[float, float, float, float]]:
+        """The reference of bucket ``index`` and the counts below which it cannot signal."""
+        cache = self._limits_cache
+        if cache is not None and cache[0] == index and cache[1] == self.main.through:
+            return cache[2], cache[3]
+        ref = self.reference(index)
+        s = ref.stats
+        zmin = Z_START + Z_SPAN * self.settings.min_score
+        slot = seasonal_slot(index, self.bucket_seconds)
+        limits = tuple(
+            max(2 * e + 5, e + zmin * math.sqrt(max(v, 0.0) + e + 1.0)) - 1e-6
+            for e, v in ((ref.expected(slot), ref.rvar), (s[0], s[1]), (s[2], s[3]),
+                         (s[4], s[5]))
+        )
+        self._limits_cache = (index, self.main.through, ref, limits)
+        return ref, limits
+
     def score(self, event: Event, ctx: Context) -> list[Signal]:
         """Signals for the event's bucket as it fills (pure)."""
+        ctx.window = None
         if ctx.learning or self.main.folds == 0:
             return []
         index = ctx.bucket
         bucket = self.open.get(index)
+        ref, limits = self._limits(index)
+        if bucket is None:
+            n, fails, actions, resources = 1, 0, 1, 1
+        else:
+            n, fails = bucket.n + 1, bucket.fails
+            actions, resources = len(bucket.actions) + 1, len(bucket.resources) + 1
+        if event.outcome == "failure":
+            fails += 1
+        milestone = (n in MILESTONES or n % MILESTONE_EVERY == 0) and not ref.hst.cold
+        if (n < limits[0] and actions < limits[1] and resources < limits[2]
+                and fails < limits[3] and not milestone):
+            return []  # fast path: counts (upper bounds) below every signalling level
+        return self._score_slow(event, ctx, bucket, ref, index, milestone)
+
+    def _score_slow(self, event: Event, ctx: Context, bucket: Bucket | None, ref: Reference,
+                    index: int, milestone: bool) -> list[Signal]:
         after = self._with_event(event, bucket)
-        ref = self.reference(index)
         emitted = bucket.emitted if bucket is not None else {}
         slot = seasonal_slot(index, self.bucket_seconds)
         out = []
@@ -319,7 +354,7 @@ class WindowModel:
                 out.append(self._signal(detector, score, after, ref, slot, index))
                 levels[detector] = level
         ctx.window = (index, levels)
-        if after.n in MILESTONES or after.n % MILESTONE_EVERY == 0:
+        if milestone:
             out.extend(self._hst_signal(ref, after, index))
         return out
 
@@ -381,10 +416,15 @@ class WindowModel:
         bucket = self.open.get(index)
         if bucket is None:
             bucket = self.open[index] = Bucket()
-        after = self._with_event(event, bucket)
-        bucket.n, bucket.fails = after.n, after.fails
-        bucket.actions, bucket.resources = after.actions, after.resources
-        bucket.novel += 1 if ctx.novel else 0
+        bucket.n += 1
+        if event.outcome == "failure":
+            bucket.fails += 1
+        if event.action and len(bucket.actions) < DISTINCT_CAP:
+            bucket.actions.add(vhash(event.action))
+        if event.resource and len(bucket.resources) < DISTINCT_CAP:
+            bucket.resources.add(vhash(event.resource))
+        if ctx.novel:
+            bucket.novel += 1
         if ctx.window is not None and ctx.window[0] == index:
             bucket.emitted.update(ctx.window[1])
         if index > self.newest:
@@ -400,6 +440,7 @@ class WindowModel:
         for i in pending:
             del self.open[i]
         self._cache = None
+        self._limits_cache = None
 
     def mark_expected(self, detector: str, value: str, ctx: Context) -> bool:
         """Accept the quarantined level of ``volume.rate`` at once."""
@@ -408,11 +449,12 @@ class WindowModel:
         run = sorted(self.main.run)
         self._accept(self.main, float(run[len(run) // 2]))
         self._cache = None
+        self._limits_cache = None
         return True
 
     def size_estimate(self) -> int:
-        open_size = sum(40 + 4 * (len(b.actions) + len(b.resources)) for b in self.open.values())
-        return 900 + open_size
+        open_size = sum(120 + 4 * (len(b.actions) + len(b.resources)) for b in self.open.values())
+        return 1400 + 8 * len(self.main.run) + open_size
 
     def to_state(self) -> dict:
         return {
