@@ -67,6 +67,14 @@ def _by_reason(counter: Counter[tuple[str, str]]) -> dict[str, int]:
     return dict(sorted(out.items()))
 
 
+def _identities(identities: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The detector's identity counts, with ``learned`` (tracked and out of learning)."""
+    out = dict(identities or {})
+    if isinstance(out.get("tracked"), int) and isinstance(out.get("in_learning"), int):
+        out = {"tracked": out["tracked"], "learned": out["tracked"] - out["in_learning"], **out}
+    return out
+
+
 def build_summary(
     stats: RunStats,
     *,
@@ -94,7 +102,7 @@ def build_summary(
         "accounting_balanced": stats.balanced(),
         "files_read": stats.files_read,
         "bytes_read": stats.bytes_read,
-        "identities": dict(identities or {}),
+        "identities": _identities(identities),
         "alerts": {
             "total": sum(per_severity.values()) if alerts_distinct is None else alerts_distinct,
             "lines_written": alert_lines,

@@ -144,3 +144,38 @@ class TestSummaryText:
         assert "leak" in text and "detected" in text
         assert "quality bar" in text
         assert summary["evaluation"]["scenarios_detected"] == 1
+
+    def test_identities__learned_is_tracked_minus_learning(self):
+        summary = build_summary(RunStats(), wall_seconds=1.0,
+                                identities={"tracked": 9, "in_learning": 4, "dormant": 1})
+        assert summary["identities"]["learned"] == 5
+        assert "learned      5" in render_summary(summary)
+
+
+class TestProgress:
+    def test_tick__rate_limited_and_cleared(self, monkeypatch):
+        import io
+
+        from detector import summary as summary_module
+        clock = iter([100.0, 100.5, 100.6, 101.0, 101.5])
+        monkeypatch.setattr(summary_module.time, "perf_counter", lambda: next(clock))
+        out = io.StringIO()
+        progress = summary_module.Progress(out, enabled=True)  # started at 100.0
+        progress.tick(1000, 1)  # 100.5: drawn, 2,000 events/s
+        progress.tick(1100, 1)  # 100.6: within 1/4 s, skipped
+        progress.tick(3000, 2)  # 101.0: drawn, 3,000 events/s
+        assert out.getvalue().count("\r") == 2
+        assert "1,000 events  2,000 events/s  1 alerts" in out.getvalue()
+        assert "3,000 events  3,000 events/s  2 alerts" in out.getvalue()
+        progress.close()
+        assert out.getvalue().endswith("\r")
+
+    def test_disabled__writes_nothing(self):
+        import io
+
+        from detector.summary import Progress
+        out = io.StringIO()
+        progress = Progress(out, enabled=False)
+        progress.tick(5, 0, force=True)
+        progress.close()
+        assert out.getvalue() == ""
