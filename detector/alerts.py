@@ -30,6 +30,8 @@ NO_OWNER = "no owner on record"
 SAMPLE_FIELDS = ("action", "resource", "region", "source_ip", "network_prefix", "agent_family")
 SAMPLES_PER_FIELD = 5
 TITLE_MAX = 200
+MAX_VALUES = 32  # (detector, value) pairs kept per alert for feedback
+PER_DETECTOR = 2  # top signals kept per detector (e.g. two windows of volume.rate)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +153,7 @@ class AlertGroup:
     samples: dict[str, list[str]] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
     context: dict[str, Any] = field(default_factory=dict)
+    values: list[list[str]] = field(default_factory=list)  # every [detector, value] seen
     revision: int = 0
     emitted_count: int = 0
     shadow: bool = False
@@ -166,6 +169,9 @@ class AlertGroup:
         for weighted in verdict.signals:
             detector = weighted.signal.detector
             self.counts[detector] = self.counts.get(detector, 0) + 1
+            pair = [detector, weighted.signal.value]
+            if len(self.values) < MAX_VALUES and pair not in self.values:
+                self.values.append(pair)
             if detector not in self.detectors:
                 self.detectors.append(detector)
                 material = True
@@ -189,14 +195,26 @@ class AlertGroup:
                 values.append(str(value))
 
     def _merge_signals(self, verdict: Verdict, max_signals: int) -> None:
+        """Keep the strongest signals, at most ``PER_DETECTOR`` per detector."""
         seen = {(s["detector"], s["value"]) for s in self.signals}
+        added = False
         for weighted in verdict.signals:
             key = (weighted.signal.detector, weighted.signal.value)
             if key not in seen:
                 self.signals.append(signal_record(weighted))
                 seen.add(key)
+                added = True
+        if not added:
+            return
         self.signals.sort(key=lambda s: (-s["weighted_score"], s["detector"], s["value"]))
-        del self.signals[max_signals:]
+        per_detector: dict[str, int] = {}
+        kept = []
+        for record in self.signals:
+            used = per_detector.get(record["detector"], 0)
+            if used < PER_DETECTOR and len(kept) < max_signals:
+                per_detector[record["detector"]] = used + 1
+                kept.append(record)
+        self.signals[:] = kept
 
     def to_alert(self, identity: str, technique_records: list[dict[str, Any]]) -> Alert:
         """Freeze the group into an ``Alert`` at its current revision."""
@@ -209,6 +227,7 @@ class AlertGroup:
             "last_time": iso(self.last),
             "counts_by_detector": dict(sorted(self.counts.items())),
             "samples": {k: list(v) for k, v in sorted(self.samples.items())},
+            "signal_values": [{"detector": d, "value": v} for d, v in self.values],
         }
         context = dict(self.context)
         context["sensitive_categories"] = list(self.categories)

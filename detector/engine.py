@@ -189,6 +189,9 @@ class Detector:
         profile = state.profile
         in_learning = profile.in_learning(event.ts)
         policy = self._policy_signal(event, sens, in_learning, profile)
+        if policy is not None and f"{policy.detector}\x1f{policy.value}" in state.alerts.expected:
+            self.stats.suppressed["feedback"] += 1
+            policy = None
         if policy is not None:
             verdict = self._policy_verdict(event, policy, sens)
         elif in_learning:
@@ -227,7 +230,7 @@ class Detector:
         settings = self.settings
         change = self._change_for(event)
         shadow = settings.shadow_detectors
-        live = [s for s in signals if s.detector not in shadow] if shadow else signals
+        live = [s for s in signals if not settings.is_shadow(s.detector)] if shadow else signals
         verdict = score_event(event, live, settings, sensitivity=sens, change_context=bool(change))
         if verdict is not None and self._alertable(verdict):
             self._context(event, verdict, change)
@@ -317,10 +320,8 @@ class Detector:
         self, event: Event, state: IdentityState, verdict: Verdict, out: list[Alert]
     ) -> None:
         shadow = "shadow" in verdict.notes
-        family = verdict.top.signal.detector.partition(".")[0]
-        name = f"shadow.{family}" if shadow else family
         groups = state.alerts.groups
-        group = groups.get(name)
+        name, group = self._find_group(groups, verdict, shadow)
         if group is None:
             if self._cooling(state, name, verdict, event.ts):
                 self.stats.suppressed["cooldown"] += 1
@@ -333,9 +334,30 @@ class Detector:
             material = group.fold(
                 event, verdict, self.settings.max_evidence_ids, self.settings.max_signals
             )
+            group.closes = min(
+                group.opened + self.settings.group_max, group.last + self.settings.group_window
+            )
         self._annotate(group, event, verdict, state)
         if material:
             out.append(self._emit(event.identity, group, new=group.revision == 0))
+
+    @staticmethod
+    def _find_group(
+        groups: dict[str, AlertGroup], verdict: Verdict, shadow: bool
+    ) -> tuple[str, AlertGroup | None]:
+        """The open group this verdict folds into: its top detector's family if open, else
+        any open behavioural group of the identity (related signals make one alert).
+        Policy violations and shadow alerts only group with their own kind."""
+        prefix = "shadow." if shadow else ""
+        family = verdict.top.signal.detector.partition(".")[0]
+        name = prefix + family
+        if name in groups or not groups or family == "policy":
+            return name, groups.get(name)
+        for other, group in groups.items():
+            if other.startswith("policy") or other.startswith("shadow.") != shadow:
+                continue
+            return other, group
+        return name, None
 
     def _cooling(self, state: IdentityState, name: str, verdict: Verdict, ts: float) -> bool:
         entry = state.alerts.cooldowns.get(name)

@@ -195,7 +195,8 @@ class ScoringSettings:
     platform_detectors: tuple[str, ...] = ("novelty.action",)
     platform_ceiling: str = "low"
     shadow_detectors: tuple[str, ...] = ()
-    group_window: float = 3600.0
+    group_window: float = 3600.0  # a group closes after this much event time without signals
+    group_max: float = 86400.0  # … or at the latest this long after it opened
     cooldown: float = 6 * 3600.0
     change_window: float = 2 * 3600.0
     deploy_identities: tuple[str, ...] = ()
@@ -231,8 +232,10 @@ class ScoringSettings:
             raise ConfigError(f"scoring.thresholds: unknown severities {bad}")
         if not 0.0 <= self.signal_floor <= 1.0:
             raise ConfigError(f"scoring.signal_floor must be in [0, 1], got {self.signal_floor}")
-        if self.fusion_top_k < 1 or self.group_window <= 0 or self.cooldown < 0:
-            raise ConfigError("scoring: fusion_top_k, group_window must be positive")
+        if self.fusion_top_k < 1 or self.group_window <= 0 or self.group_max <= 0:
+            raise ConfigError("scoring: fusion_top_k, group_window, group_max must be positive")
+        if self.cooldown < 0 or self.change_window < 0:
+            raise ConfigError("scoring: cooldown and change_window must not be negative")
 
     @cached_property
     def ordered_thresholds(self) -> tuple[tuple[float, str], ...]:
@@ -254,6 +257,16 @@ class ScoringSettings:
         if not self.deploy_identities:
             return None
         return re.compile("|".join(fnmatch.translate(p) for p in self.deploy_identities))
+
+    @cached_property
+    def _shadow_rx(self) -> re.Pattern[str] | None:
+        if not self.shadow_detectors:
+            return None
+        return re.compile("|".join(fnmatch.translate(p) for p in self.shadow_detectors))
+
+    def is_shadow(self, detector: str) -> bool:
+        """Whether a detector is on trial (``shadow_detectors`` globs)."""
+        return self._shadow_rx is not None and bool(self._shadow_rx.match(detector))
 
     def detector_weight(self, detector: str) -> float:
         for rx, weight in self._detector_weight_rx:

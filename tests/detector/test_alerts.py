@@ -140,11 +140,20 @@ class TestFold:
         assert alert.evidence["last_time"] == iso(make_event(499).ts)
 
     def test_top_signals_are_capped_and_sorted(self):
-        group = open_group(make_event(), make_verdict(score=0.3, severity="low", value="a"))
-        for n, score in enumerate((0.9, 0.5, 0.7, 0.4, 0.6, 0.35), start=1):
-            group.fold(make_event(n), make_verdict(score=score, value=f"v{n}"), 20, 3)
-        scores = [s["weighted_score"] for s in group.signals]
-        assert scores == [0.9, 0.7, 0.6]
+        group = open_group(make_event(), make_verdict("novelty.region", 0.3, "low", value="a"))
+        scores = (0.9, 0.5, 0.7, 0.4, 0.6, 0.35)
+        for n, score in enumerate(scores, start=1):
+            verdict = make_verdict(f"novelty.d{n}", score, value=f"v{n}")
+            group.fold(make_event(n), verdict, 20, 3)
+        assert [s["weighted_score"] for s in group.signals] == [0.9, 0.7, 0.6]
+
+    def test_at_most_two_signals_per_detector(self):
+        group = open_group(make_event(), make_verdict("volume.rate", 0.5, value="w0"))
+        for n, score in enumerate((0.9, 0.8, 0.7), start=1):
+            group.fold(make_event(n), make_verdict("volume.rate", score, value=f"w{n}"), 20, 5)
+        group.fold(make_event(9), make_verdict("novelty.action", 0.2, value="x"), 20, 5)
+        kept = [(s["detector"], s["value"]) for s in group.signals]
+        assert kept == [("volume.rate", "w1"), ("volume.rate", "w2"), ("novelty.action", "x")]
 
 
 class TestAlertContent:

@@ -1,0 +1,329 @@
+"""The Detector engine end to end on hand-built events with the real models."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from detector.engine import Detector
+from detector.errors import StateError
+from detector.event import Event
+from detector.stats import RunStats
+from tests.detector.alert_schema import assert_valid_alert
+
+T0 = datetime(2024, 3, 1, tzinfo=UTC)
+ACCOUNT = "111122223333"
+ROLE = f"arn:aws:iam::{ACCOUNT}:role/app"
+DEPLOYER = f"arn:aws:iam::{ACCOUNT}:role/terraform-runner"
+ATTACK = T0 + timedelta(days=7, hours=3)
+KEY_POLICY = {"scoring": {"policy_rules": [
+    {"name": "no-key-creation", "action": "iam:CreateAccessKey", "always": True,
+     "severity": "high", "reason": "workloads never create access keys"}]}}
+
+
+def ev(n: int, when: datetime, action: str, **fields) -> Event:
+    values = {
+        "event_id": f"e{n}",
+        "time": when,
+        "ts": when.timestamp(),
+        "source": "aws.cloudtrail",
+        "identity": ROLE,
+        "identity_kind": "workload",
+        "kind_reason": "assumed role used programmatically",
+        "tenant": ACCOUNT,
+        "action": action,
+        "resource": "arn:aws:s3:::data/key",
+        "source_ip": "10.0.0.5",
+        "network": "private",
+        "network_prefix": "10.0.0.0/24",
+        "agent_family": "boto3",
+        "region": "us-east-1",
+        "credential_id": "ASIAEXAMPLE1",
+        "credential_type": "temporary",
+    }
+    values.update(fields)
+    return Event(**values)
+
+
+def baseline(identity: str = ROLE, days: int = 7, **fields) -> Iterator[Event]:
+    """Two routine calls an hour for ``days`` days: a steady, learned workload."""
+    n = 0
+    for day in range(days):
+        for hour in range(24):
+            for action in ("s3:GetObject", "sqs:ReceiveMessage"):
+                n += 1
+                when = T0 + timedelta(days=day, hours=hour)
+                yield ev(n, when, action, identity=identity, event_id=f"{identity}-b{n}",
+                         **fields)
+
+
+def attack_event(n: int = 0, action: str = "iam:CreateAccessKey", **fields) -> Event:
+    values = {"source_ip": "203.0.113.7", "network": "public",
+              "network_prefix": "203.0.113.0/24", "event_id": f"atk{n}"}
+    values.update(fields)
+    return ev(n, ATTACK + timedelta(seconds=n), action, **values)
+
+
+def run(detector: Detector, events) -> list:
+    alerts = []
+    for event in events:
+        alerts.extend(detector.process(event))
+    return alerts
+
+
+def learned(config: dict | None = None, **kwargs) -> tuple[Detector, RunStats]:
+    stats = RunStats()
+    detector = Detector(config or {}, stats=stats, **kwargs)
+    assert run(detector, baseline()) == []
+    return detector, stats
+
+
+class TestDetection:
+    def test_steady_identity_raises_nothing(self):
+        detector, stats = learned()
+        assert sum(stats.alerts.values()) == 0
+        assert detector.identities_summary()["in_learning"] == 0
+
+    def test_sensitive_new_action_alerts_with_identity_techniques_evidence(self):
+        detector, stats = learned()
+        alerts = detector.process(attack_event())
+        assert len(alerts) == 1
+        alert = alerts[0]
+        native = alert.to_native()
+        assert_valid_alert(native)
+        assert native["identity"]["key"] == ROLE
+        assert native["identity"]["owner"] == "no owner on record"
+        assert native["severity"] == "high"
+        assert "T1098.001" in [t["id"] for t in native["techniques"]]
+        assert native["evidence"]["event_ids"] == ["atk0"]
+        assert native["context"]["sensitive_categories"] == ["credential_creation"]
+        assert native["signals"][0]["detector"] == "novelty.action"
+        assert native["signals"][0]["value"] == "iam:CreateAccessKey"
+        assert stats.alerts[("high", "novelty.action")] == 1
+
+    def test_owner_from_the_event_is_carried(self):
+        detector, _ = learned()
+        alert = detector.process(attack_event(owner="team-payments"))[0]
+        assert alert.owner == "team-payments"
+
+    def test_same_input_twice_gives_identical_alerts(self):
+        def once() -> list[dict]:
+            detector, _ = learned()
+            out = run(detector, (attack_event(n) for n in range(30)))
+            out += detector.finish()
+            return [a.to_native() for a in out]
+
+        first, second = once(), once()
+        assert first and first == second
+
+    def test_burst_of_behavioural_deviations_is_one_alert(self):
+        detector, stats = learned()
+        events = (attack_event(n, event_id=f"burst{n}") for n in range(2_000))
+        alerts = run(detector, events) + detector.finish()
+        assert len({a.alert_id for a in alerts}) == 1
+        assert len(alerts) <= 5
+        assert [a.revision for a in alerts] == list(range(1, len(alerts) + 1))
+        assert sum(stats.alerts.values()) == 1
+        assert stats.alert_updates == len(alerts) - 1
+
+    def test_burst_of_10000_similar_deviations_is_one_updated_alert(self):
+        # A policy rule makes every one of the 10,000 events a deviation, whatever the
+        # models decide to learn meanwhile.
+        detector, stats = learned(KEY_POLICY)
+        events = (attack_event(n, event_id=f"burst{n}") for n in range(10_000))
+        alerts = run(detector, events) + detector.finish()
+        assert len({a.alert_id for a in alerts}) == 1
+        assert [a.revision for a in alerts] == [1, 2]
+        final = alerts[-1]
+        assert final.evidence["event_count"] == 10_000
+        assert len(final.evidence["event_ids"]) == 20
+        assert final.evidence["event_ids_truncated"] is True
+        assert sum(stats.alerts.values()) == 1
+        assert stats.alert_updates == 1
+        for alert in alerts:
+            assert_valid_alert(alert.to_native())
+
+
+class TestLearningPeriod:
+    def test_new_identity_is_observed_not_alerted(self):
+        stats = RunStats()
+        detector = Detector({}, stats=stats)
+        events = [ev(n, T0 + timedelta(minutes=n), "s3:GetObject") for n in range(10)]
+        events.append(attack_event(99))
+        assert run(detector, events) == []
+        assert detector.inventory()[0]["in_learning"] is True
+
+    def test_logging_tampering_alerts_even_while_learning(self):
+        detector = Detector({}, stats=RunStats())
+        run(detector, [ev(n, T0 + timedelta(minutes=n), "s3:GetObject") for n in range(3)])
+        alerts = detector.process(ev(9, T0 + timedelta(minutes=9), "cloudtrail:StopLogging"))
+        assert len(alerts) == 1
+        native = alerts[0].to_native()
+        assert_valid_alert(native)
+        assert native["severity"] == "critical"
+        assert native["detectors"] == ["policy.logging_tampering"]
+        assert [t["id"] for t in native["techniques"]][0] == "T1562.008"
+        assert native["context"]["in_learning"] is True
+
+    def test_configured_policy_rule(self):
+        config = {"scoring": {"policy_rules": [
+            {"name": "no-iam-users", "action": "iam:CreateUser", "severity": "medium",
+             "reason": "workloads never create users"}]}}
+        detector = Detector(config, stats=RunStats())
+        alerts = detector.process(ev(1, T0, "iam:CreateUser"))
+        assert [a.severity for a in alerts] == ["medium"]
+        assert alerts[0].detectors == ("policy.no-iam-users",)
+
+
+class TestNoiseControl:
+    def test_cooldown_holds_back_the_same_deviation(self):
+        config = {"scoring": {**KEY_POLICY["scoring"], "group_window": 600, "cooldown": 86400}}
+        detector, stats = learned(config)
+        first = detector.process(attack_event(0))
+        later = attack_event(3600, event_id="later")
+        assert len(first) == 1
+        assert detector.process(later) == []
+        assert stats.suppressed["cooldown"] == 1
+        after_cooldown = attack_event(2 * 86400, event_id="much-later")
+        assert len(detector.process(after_cooldown)) == 1
+
+    def test_suppression_rule_and_its_expiry(self):
+        rule = {"identity": "*role/app", "detector": "novelty.*", "reason": "known change",
+                "expires": "2026-06-30"}
+        before = datetime(2026, 6, 1, tzinfo=UTC).timestamp()
+        after = datetime(2026, 7, 2, tzinfo=UTC).timestamp()
+        active, stats = learned({"suppressions": [rule]}, clock=lambda: before)
+        assert active.process(attack_event(0)) == []
+        assert stats.suppressed["suppression_rule"] >= 1
+        expired, stats = learned({"suppressions": [rule]}, clock=lambda: after)
+        assert len(expired.process(attack_event(0))) == 1
+        assert stats.suppressed["expired_rule"] >= 1
+
+    def test_feedback_teaches_the_baseline(self):
+        detector, stats = learned({"scoring": {"group_window": 60, "cooldown": 0}})
+        alert = detector.process(attack_event(0))[0]
+        detector.finish()
+        for pair in alert.evidence["signal_values"]:
+            assert detector.mark_expected(ROLE, pair["detector"], pair["value"])
+        again = attack_event(1, event_id="again")
+        again.ts += 3600
+        again.time += timedelta(hours=1)
+        assert detector.process(again) == []
+        assert detector.mark_expected("arn:aws:iam::1:role/unknown", "novelty.action", "x") is False
+
+    def test_change_context_lowers_severity_of_new_plain_behaviour(self):
+        detector, _ = learned()
+        plain = attack_event(0, action="ec2:RunInstances", source_ip="10.0.0.5",
+                             network="private", network_prefix="10.0.0.0/24")
+        baseline_alert = learned()[0].process(plain)[0]
+        change = ev(1, ATTACK - timedelta(minutes=10), "iam:PutRolePolicy",
+                    identity=DEPLOYER, agent_family="terraform", resource="app",
+                    event_id="deploy1")
+        detector.process(change)
+        changed = detector.process(plain)[0]
+        assert "terraform-runner" in changed.context["change_context"]
+        order = ["info", "low", "medium", "high", "critical"]
+        assert order.index(changed.severity) == max(order.index(baseline_alert.severity) - 1, 1)
+
+    def test_platform_identity_routine_novelty_is_quiet(self):
+        stats = RunStats()
+        detector = Detector({}, stats=stats)
+        slr = f"arn:aws:iam::{ACCOUNT}:role/AWSServiceRoleForConfig"
+        run(detector, baseline(slr, identity_kind="cloud_service",
+                               kind_reason="service-linked role"))
+        routine = attack_event(0, action="s3:GetObject", identity=slr,
+                               identity_kind="cloud_service", resource="arn:aws:s3:::other",
+                               region="eu-west-3")
+        assert detector.process(routine) == []
+        assert stats.suppressed["platform_routine"] == 1
+        outside = attack_event(1, action="iam:AttachRolePolicy", identity=slr,
+                               identity_kind="cloud_service")
+        alerts = detector.process(outside)
+        assert [a.severity for a in alerts] == ["high"]
+
+    def test_shadow_detectors_are_flagged_and_counted_apart(self):
+        config = {"scoring": {"shadow_detectors": ["novelty.*"]}}
+        detector, stats = learned(config)
+        alerts = detector.process(attack_event(0))
+        assert len(alerts) == 1 and alerts[0].shadow is True
+        assert sum(stats.alerts.values()) == 0
+        assert sum(stats.shadow_alerts.values()) == 1
+        assert_valid_alert(alerts[0].to_native())
+
+
+class TestState:
+    def test_snapshot_round_trip_continues_identically(self):
+        tail = [attack_event(n) for n in range(5)]
+        straight, _ = learned()
+        expected = [a.to_native() for a in run(straight, tail) + straight.finish()]
+        first, _ = learned()
+        resumed = Detector({}, stats=RunStats())
+        resumed.load_state(first.export_state())
+        got = [a.to_native() for a in run(resumed, tail) + resumed.finish()]
+        assert got == expected and got
+
+    def test_identity_state_blob_carries_alert_state(self):
+        detector, _ = learned(KEY_POLICY)
+        opened = detector.process(attack_event(0))
+        blob = detector.identity_state(ROLE)
+        worker = Detector(KEY_POLICY, stats=RunStats())
+        worker.set_identity_state(ROLE, blob)
+        # The open group travelled with the blob: the next event updates, not re-opens.
+        update = worker.process(attack_event(1)) + worker.finish()
+        assert update and {a.alert_id for a in update} == {opened[0].alert_id}
+        assert all(a.revision > 1 for a in update)
+        assert worker.identity_state("absent") is None
+
+    def test_wrong_snapshot_version_is_refused(self):
+        detector, _ = learned()
+        data = bytearray(detector.export_state())
+        data[8:10] = (99).to_bytes(2, "big")
+        with pytest.raises(StateError, match="snapshot format version 99 is not supported"):
+            Detector({}, stats=RunStats()).load_state(bytes(data))
+
+    def test_garbage_is_refused(self):
+        with pytest.raises(StateError, match="not an nhi-detector state snapshot"):
+            Detector({}, stats=RunStats()).load_state(b"hello, this is not a snapshot")
+        with pytest.raises(StateError, match="truncated"):
+            Detector({}, stats=RunStats()).load_state(b"NHISNAP\x00\x00")
+
+    def test_state_size_is_reported(self):
+        detector, _ = learned()
+        size = detector.state_size_bytes()
+        assert size >= len(detector.identity_state(ROLE)) // 2
+        assert size < 64 * 1024
+
+
+class TestInventory:
+    def test_inventory_entry(self):
+        detector, _ = learned()
+        detector.process(ev(999, ATTACK, "s3:GetObject", credential_id="AKIAOLDKEY",
+                            credential_type="long_term"))
+        (entry,) = detector.inventory()
+        assert entry["identity"] == ROLE
+        assert entry["kind"] == "workload"
+        assert entry["owner"] == "no owner on record"
+        assert entry["events"] == 7 * 24 * 2 + 1
+        assert entry["first_seen"] == "2024-03-01T00:00:00.000Z"
+        assert entry["last_seen"] == "2024-03-08T03:00:00.000Z"
+        assert entry["dormant"] is False and entry["in_learning"] is False
+        creds = {c["id"]: c for c in entry["credentials"]}
+        assert creds["AKIAOLDKEY"]["type"] == "long_term"
+        assert creds["AKIAOLDKEY"]["events"] == 1
+        assert creds["ASIAEXAMPLE1"]["events"] == 7 * 24 * 2
+
+    def test_summary_counts_kinds_learning_and_dormancy(self):
+        stats = RunStats()
+        detector = Detector({}, stats=stats)
+        run(detector, baseline())
+        human = f"arn:aws:iam::{ACCOUNT}:role/sso-admin"
+        detector.process(ev(1, T0, "s3:ListBuckets", identity=human, identity_kind="human"))
+        late = T0 + timedelta(days=40)
+        detector.process(ev(2, late, "s3:GetObject"))
+        assert detector.identities_summary() == {
+            "tracked": 2, "in_learning": 1, "dormant": 1,
+            "by_kind": {"human": 1, "workload": 1},
+        }
+        assert stats.events_by_kind == {"workload": 7 * 24 * 2 + 1, "human": 1}
