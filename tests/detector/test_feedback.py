@@ -1,0 +1,100 @@
+"""The feedback subcommand: mark an alert expected in a snapshot; it is not raised again."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import orjson
+import pytest
+
+from detector.cli import main
+from detector.engine import Detector
+from detector.feedback import marks_from_alert
+from detector.stats import RunStats
+from tests.detector.test_engine import ROLE, attack_event, learned
+
+# A low hold-out score keeps the deviation out of the baseline, so it recurs until feedback.
+CONFIG = {"models": {"holdout_score": 0.3}, "scoring": {"group_window": 60, "cooldown": 0}}
+CONFIG_YAML = (
+    "models:\n  holdout_score: 0.3\nscoring:\n  group_window: 60\n  cooldown: 0\n"
+)
+
+
+@pytest.fixture
+def alerted(tmp_path):
+    """A snapshot after one alert, the alert file, and the config file."""
+    detector, _ = learned(CONFIG)
+    alerts = detector.process(attack_event(0)) + detector.finish()
+    assert alerts
+    state = tmp_path / "state.bin"
+    state.write_bytes(detector.export_state())
+    lines = b"".join(orjson.dumps(a.to_native()) + b"\n" for a in alerts)
+    alerts_file = tmp_path / "alerts.jsonl"
+    alerts_file.write_bytes(lines)
+    config = tmp_path / "config.yaml"
+    config.write_text(CONFIG_YAML)
+    return state, alerts_file, config, alerts[-1]
+
+
+def replay_again(state_path) -> list:
+    detector = Detector(CONFIG, stats=RunStats())
+    detector.load_state(state_path.read_bytes())
+    again = attack_event(1, event_id="again")
+    again.ts += 3600
+    again.time += timedelta(hours=1)
+    return detector.process(again)
+
+
+def test_without_feedback_the_deviation_comes_back(alerted):
+    state, *_ = alerted
+    assert len(replay_again(state)) == 1
+
+
+def test_feedback_by_alert_id(alerted, capsys):
+    state, alerts_file, config, alert = alerted
+    code = main(["feedback", "--state", str(state), "--alerts", str(alerts_file),
+                 "--alert-id", alert.alert_id, "--config", str(config)])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert f"marked expected: {ROLE} novelty.action 'iam:CreateAccessKey'" in out
+    assert replay_again(state) == []
+
+
+def test_feedback_to_another_file_leaves_the_input(alerted, tmp_path):
+    state, alerts_file, config, alert = alerted
+    before = state.read_bytes()
+    out = tmp_path / "taught.bin"
+    code = main(["feedback", "--state", str(state), "--out", str(out), "--alerts",
+                 str(alerts_file), "--alert-id", alert.alert_id, "--config", str(config)])
+    assert code == 0
+    assert state.read_bytes() == before
+    assert replay_again(out) == []
+
+
+def test_marks_come_from_every_signal_value(alerted):
+    *_, alert = alerted
+    marks = marks_from_alert(alert.to_native())
+    assert (ROLE, "novelty.action", "iam:CreateAccessKey") in marks
+    assert len(marks) == len(alert.evidence["signal_values"])
+
+
+def test_unknown_alert_id_is_an_error(alerted, capsys):
+    state, alerts_file, config, _ = alerted
+    code = main(["feedback", "--state", str(state), "--alerts", str(alerts_file),
+                 "--alert-id", "0" * 32, "--config", str(config)])
+    assert code == 2
+    assert "not found in" in capsys.readouterr().err
+
+
+def test_nothing_to_mark_is_an_error(alerted, capsys):
+    state, *_ = alerted
+    assert main(["feedback", "--state", str(state)]) == 2
+    assert "nothing to mark" in capsys.readouterr().err
+
+
+def test_unknown_identity_is_reported(alerted, capsys):
+    state, _, config, _ = alerted
+    code = main(["feedback", "--state", str(state), "--config", str(config), "--identity",
+                 "arn:aws:iam::1:role/nobody", "--detector", "novelty.action", "--value", "x"])
+    assert code == 1
+    assert "identity not in snapshot" in capsys.readouterr().out
