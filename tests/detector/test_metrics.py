@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import importlib
+import inspect
 import random
 import re
 import subprocess
@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 import urllib.request
+from datetime import datetime
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -367,8 +368,9 @@ def wait_for_port(log_path: Path, proc, timeout: float = 60.0) -> int:
 
 
 def scrape_until(port: int, expected: dict[str, int], proc, log_path: Path,
-                 timeout: float = 120.0) -> dict:
-    """Scrape until events per source reach ``expected`` (the input is then fully read)."""
+                 timeout: float = 120.0, identities: int = 0) -> dict:
+    """Scrape until events per source reach ``expected`` (the input is then fully read)
+    and the detector tracks ``identities`` identities (it has processed them)."""
     deadline = time.monotonic() + timeout
     samples: dict = {}
     while time.monotonic() < deadline:
@@ -381,57 +383,78 @@ def scrape_until(port: int, expected: dict[str, int], proc, log_path: Path,
             assert proc.poll() is None, log_path.read_text(encoding="utf-8", errors="replace")
             raise
         got = {src: samples.get(("nhi_events_total", (("source", src),))) for src in expected}
-        if got == {src: float(n) for src, n in expected.items()}:
+        tracked = samples.get(("nhi_identities_tracked", ()), 0.0)
+        if got == {src: float(n) for src, n in expected.items()} and tracked >= identities:
             return samples
         time.sleep(0.2)
     raise AssertionError(f"events never reached {expected}; last scrape {samples}")
 
 
+def stdin_chunk_lines() -> int:
+    """How many JSON lines the sources parse from a stream before handing events on."""
+    from detector.sources import Parser
+
+    return inspect.signature(Parser.feed_stream).parameters["chunk_lines"].default
+
+
+def one_chunk_of_records(n_lines: int) -> tuple[list[bytes], dict[str, int], float]:
+    """``n_lines`` JSON lines in time order: CloudTrail and Kubernetes records, one broken."""
+    from tests.replay import logs
+
+    trail, k8s = logs.baseline(random.Random(7), 0, n_lines // 10 + 1)
+    records = sorted(trail + k8s, key=lambda r: r.get("eventTime") or r["stageTimestamp"])
+    records = records[: n_lines - 1]
+    lines = [orjson.dumps(r) + b"\n" for r in records]
+    lines.insert(len(lines) // 2, b'{"kind": "Event", "apiVersion": "audit.k8s.io/v1"\n')
+    counts = {"aws.cloudtrail": sum("eventTime" in r for r in records),
+              "k8s.audit": sum("stageTimestamp" in r for r in records)}
+    last = max(r.get("eventTime") or r["stageTimestamp"] for r in records)
+    last_ts = datetime.fromisoformat(last.replace("Z", "+00:00")).timestamp()
+    return lines, counts, last_ts
+
+
 class TestReplayEndpoint:
     """A real replay with ``--metrics-port``, scraped over HTTP while it runs.
 
-    The replay reads a log directory and then ``-``: stdin is a pipe the test keeps open, so
-    the process stays up (serving /metrics) after the directory is fully read. The test
-    scrapes, then sends a few more Kubernetes records on stdin, closes it and checks the
-    replay's own summary agrees.
+    The replay reads ``-``: stdin is a pipe the test writes exactly one parsing chunk of
+    lines to and keeps open, so the process stays up (serving /metrics) with all of them
+    read and processed. The test scrapes, closes stdin and checks the replay's own summary
+    agrees with the scrape.
     """
 
     def test_scraped_counts__equal_the_input(self, tmp_path: Path) -> None:
-        if not hasattr(importlib.import_module("detector.sources"), "read_paths"):
-            pytest.skip("detector.sources.read_paths has not landed yet")
         from tests.replay import logs
 
-        counts = logs.build_logs(tmp_path / "logs", days=2)
-        garbage = tmp_path / "logs" / "k8s" / "broken.log"
-        garbage.write_bytes(b'{"kind": "Event", "apiVersion": "audit.k8s.io/v1"\n')
-        extra = [logs.k8s_record(random.Random(1), logs.T0 + 3 * logs.DAY + i, "ingest", "get",
-                                 "pods") for i in range(5)]
+        lines, counts, last_ts = one_chunk_of_records(stdin_chunk_lines())
         stderr_path, summary_path = tmp_path / "stderr.log", tmp_path / "summary.json"
-        cmd = [sys.executable, "-m", "detector.cli", "-v", "replay", str(tmp_path / "logs"),
-               "-", "--metrics-port", "0", "--no-progress", "--alerts", str(tmp_path / "a.jsonl"),
-               "--dead-letters", str(tmp_path / "dead.jsonl"),
-               "--summary-json", str(summary_path)]
+        cmd = [sys.executable, "-m", "detector.cli", "-v", "replay", "-", "--metrics-port", "0",
+               "--no-progress", "--alerts", str(tmp_path / "a.jsonl"),
+               "--dead-letters", str(tmp_path / "dead.jsonl"), "--summary-json", str(summary_path)]
         with open(stderr_path, "w", encoding="utf-8") as err:
             proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                     stderr=err, cwd=REPO)
         try:
             port = wait_for_port(stderr_path, proc)
-            samples = scrape_until(port, counts, proc, stderr_path)
-            proc.stdin.write(b"".join(orjson.dumps(r) + b"\n" for r in extra))
+            proc.stdin.write(b"".join(lines))
+            proc.stdin.flush()
+            identities = len(logs.ROLES) + len(logs.SERVICE_ACCOUNTS)
+            samples = scrape_until(port, counts, proc, stderr_path, identities=identities)
             proc.stdin.close()
             assert proc.wait(timeout=300) == 0, stderr_path.read_text(encoding="utf-8")
         finally:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+        dead = {lab: v for (name, lab), v in samples.items() if name == "nhi_dead_letters_total"}
+        assert sum(dead.values()) == 1
+        read = {lab: v for (name, lab), v in samples.items() if name == "nhi_records_read_total"}
+        skipped = [v for (name, _), v in samples.items() if name == "nhi_skipped_records_total"]
+        assert sum(read.values()) == sum(counts.values()) + 1 + sum(skipped)
         for source, n in counts.items():
-            read = samples[("nhi_records_read_total", (("source", source),))]
-            dead = sum(v for (name, lab), v in samples.items()
-                       if name == "nhi_dead_letters_total" and ("source", source) in lab)
-            skipped = sum(v for (name, lab), v in samples.items()
-                          if name == "nhi_skipped_records_total" and ("source", source) in lab)
-            assert read == n + dead + skipped, source
-        assert sum(v for (name, _), v in samples.items() if name == "nhi_dead_letters_total") >= 1
+            assert read[(("source", source),)] == n
+        assert samples[("nhi_identities_tracked", ())] == identities
+        assert samples[("nhi_last_event_timestamp_seconds", ())] == last_ts
+        assert 0 < time.time() - last_ts - samples[("nhi_event_time_lag_seconds", ())] < 120
         summary = orjson.loads(summary_path.read_bytes())
-        assert summary["events"]["per_source"]["k8s.audit"] == counts["k8s.audit"] + len(extra)
-        assert summary["events"]["per_source"]["aws.cloudtrail"] == counts["aws.cloudtrail"]
+        assert summary["events"]["per_source"] == counts
+        assert summary["identities"]["tracked"] == identities
