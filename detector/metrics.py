@@ -15,7 +15,8 @@ know through a small API on ``Metrics``:
 Label values are bounded (sources, reasons, severities, detectors, kinds, models, topics,
 partitions); an identity key or an address is never a label. Every name is documented in
 ``docs/metrics.md``. ``start_metrics_server(port, stats, detector)`` serves ``/metrics``
-for ``replay --metrics-port`` and for the worker.
+for ``replay --metrics-port``; the worker's own endpoint (``streams/health.py``) calls
+``create_metrics`` on its registry and serves it next to its health probes.
 """
 
 from __future__ import annotations
@@ -39,8 +40,8 @@ log = logging.getLogger(__name__)
 DEFAULT_PREFIX = "nhi_"
 
 # Wall time of one batch, in seconds. A batch is one Kafka message's worth of events in
-# the worker (one to a few hundred events) or one reorder-buffer release in replay. The
-# core costs tens of microseconds per event and Faust about 370 us per message
+# the worker (one to a few hundred events) or one progress tick in replay (a few thousand
+# events). The core costs tens of microseconds per event and Faust about 370 us per message
 # (docs/design.md), so batches land between ~100 us (one event) and a few seconds (a large
 # batch on a loaded 2-core machine): buckets start at 100 us and reach 10 s, roughly
 # x2.5 apart, so the p50/p99 of both harnesses fall inside the range with useful resolution.
@@ -49,7 +50,7 @@ BATCH_SECONDS_BUCKETS = (
     0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 )
 # Events per batch: single-record messages give 1, the producer's default grouping 500,
-# replay releases can reach thousands.
+# a replay tick thousands.
 BATCH_EVENTS_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
 # ``Detector.state_size_bytes()`` walks every profile (about 50 us per identity measured by
 # benchmarks/bench_metrics.py: half a second at 10,000 identities), and it holds the GIL
@@ -244,7 +245,7 @@ class RunStatsCollector(Collector):
             by_kind if isinstance(by_kind, Mapping) else {}, empty,
         )
         yield self._gauge(
-            "state_size_bytes", "Serialised size of all identity state.", (),
+            "state_size_bytes", "Approximate size of all identity state.", (),
             None if size is None else float(size), empty,
         )
         yield self._counter(
@@ -303,7 +304,11 @@ class RunStatsCollector(Collector):
 
 @dataclass
 class Metrics:
-    """The typed bundle returned by ``create_metrics``; the harnesses' only metrics API."""
+    """The typed bundle returned by ``create_metrics``; the harnesses' only metrics API.
+
+    Setters may be called from any thread: each is one dict or attribute assignment, atomic
+    under the GIL, and the collector copies the dicts before reading them.
+    """
 
     registry: CollectorRegistry
     prefix: str
@@ -311,7 +316,6 @@ class Metrics:
     batch_seconds: Histogram
     batch_events: Histogram
     _state: _HarnessState
-    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def observe_batch(self, seconds: float, n_events: int) -> None:
         """Record the wall time and size of one processed batch."""
@@ -338,9 +342,8 @@ class Metrics:
     def forget_partition(self, topic: str, partition: int) -> None:
         """Drop a revoked partition so its series stop being exported."""
         key = (topic, int(partition))
-        with self._lock:
-            self._state.consumer_lag.pop(key, None)
-            self._state.last_commit.pop(key, None)
+        self._state.consumer_lag.pop(key, None)
+        self._state.last_commit.pop(key, None)
 
     def set_recovering(self, recovering: bool) -> None:
         """Whether table recovery is running (the worker is not ready meanwhile)."""
