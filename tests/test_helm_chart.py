@@ -12,6 +12,7 @@ import importlib.util
 import json
 import os
 import subprocess
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -93,6 +94,17 @@ class TestLint:
     def test_lint__sasl_tls_and_service_monitor(self, helm_bin: Path) -> None:
         proc = helm(helm_bin, "lint", "--strict", str(CHART), "-f", str(CI_VALUES))
         assert "0 chart(s) failed" in proc.stdout
+
+
+    def test_package__ships_the_dashboard_not_the_ci_values(self, helm_bin: Path,
+                                                             tmp_path: Path) -> None:
+        helm(helm_bin, "package", str(CHART), "--destination", str(tmp_path))
+        (archive,) = tmp_path.glob("nhi-detector-*.tgz")
+        with tarfile.open(archive) as tar:
+            names = set(tar.getnames())
+        assert "nhi-detector/dashboards/nhi-detector.json" in names
+        assert "nhi-detector/templates/statefulset.yaml" in names
+        assert not [name for name in names if "/ci/" in name]
 
 
 class TestDefaultRender:
