@@ -317,10 +317,12 @@ class NoveltyModel:
         return vocabulary(0 if packed is None else packed & COUNT_MASK, table.total)
 
     def trim(self, ctx: Context) -> None:
-        """Halve the biggest table (enforcing the profile's size cap); counted."""
-        biggest = max(range(len(self.tables)), key=lambda i: len(self.tables[i].d))
+        """Halve the biggest table and its quarantine (enforcing the profile's size cap)."""
+        biggest = max(range(len(self.tables)), key=lambda i: self.tables[i].size_estimate())
         table = self.tables[biggest]
         table.evict(len(table.d) // 2, ctx.degradations, NAMES[biggest])
+        for h in list(table.held)[: (len(table.held) + 1) // 2]:
+            del table.held[h]
         ctx.degradations[("profile", "trimmed")] += 1
 
     def size_estimate(self) -> int:

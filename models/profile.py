@@ -142,9 +142,14 @@ class IdentityProfile:
             self.last_ts = ts
 
     def _enforce_cap(self, ctx: Context) -> None:
+        """Trim until the serialised size is under ``max_state_bytes`` (checked once per
+        bucket; the exact size is only computed when the cheap estimate comes near)."""
+        cap = self.settings.max_state_bytes
+        if self.size_estimate() <= 0.7 * cap:
+            return
         novelty = self.models[0]
-        for _ in range(8):
-            if self.size_estimate() <= self.settings.max_state_bytes:
+        for _ in range(16):
+            if self.size_bytes() <= cap:
                 return
             novelty.trim(ctx)
 

@@ -22,9 +22,9 @@ DEFAULT_LEARNING_MIN_DAYS = 3.0
 """… and at least this much event time between its first and latest event (both needed)."""
 DEFAULT_NOVELTY_HORIZON_DAYS = 30.0
 """A value unseen for longer than this counts as new again (forgetting)."""
-DEFAULT_NOVELTY_CAP = 64
+DEFAULT_NOVELTY_CAP = 48
 """Exact values kept per attribute; beyond it, entries are evicted to a bloom filter."""
-DEFAULT_NOVELTY_CAP_RESOURCE = 96
+DEFAULT_NOVELTY_CAP_RESOURCE = 80
 """Exact values kept for the high-cardinality attributes (resource, action with resource)."""
 DEFAULT_DORMANCY_DAYS = 30.0
 """An identity or credential silent longer than this is dormant; its return is flagged."""

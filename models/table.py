@@ -19,7 +19,7 @@ from collections import Counter
 COUNT_MASK = 0xFFFF
 BLOOM_BITS = 1024
 BLOOM_MAX_ITEMS = 210  # about 45 % of bits set with 3 probes: false positives near 9 %
-HELD_CAP = 32
+HELD_CAP = 16
 RATE_ALPHA = 0.005
 """Weight of one use in the moving rate of new values (about the last 200 uses)."""
 RATE_START = 0.02
@@ -163,13 +163,17 @@ class ValueTable:
     def size_estimate(self) -> int:
         """An upper estimate of the serialised size (header and arrays)."""
         bloom = 0 if self.bloom is None else BLOOM_BITS // 8 + 40
-        held = 0 if not self.held else 60 + 12 * len(self.held)
-        return 130 + 12 * len(self.d) + held + bloom
+        held = 0 if not self.held else 60 + 8 * len(self.held)
+        return 150 + 8 * len(self.d) + held + bloom
 
     def to_state(self) -> dict:
+        """Plain state; last-seen hours are stored relative to the oldest one (16 bits,
+        enough because entries older than two horizons are pruned), so 8 bytes an entry."""
+        base = min((packed >> 16 for packed in self.d.values()), default=0)
         keys = array.array("I", self.d.keys())
-        vals = array.array("Q", self.d.values())
-        state = {"k": keys, "v": vals, "t": self.total, "n1": self.n1, "r": self.rate}
+        vals = array.array("I", [_rebase(packed, base) for packed in self.d.values()])
+        state = {"k": keys, "v": vals, "o": base, "t": self.total, "n1": self.n1,
+                 "r": self.rate}
         if self.bloom is not None:
             state["b"] = array.array("B", self.bloom)
             state["bn"] = self.bloom_n
@@ -183,7 +187,11 @@ class ValueTable:
     @classmethod
     def from_state(cls, state: dict, cap: int) -> ValueTable:
         table = cls(cap)
-        table.d = dict(zip(state["k"], state["v"], strict=True))
+        base = state["o"]
+        table.d = {
+            k: ((base + (v >> 16)) << 16) | (v & COUNT_MASK)
+            for k, v in zip(state["k"], state["v"], strict=True)
+        }
         table.total = state["t"]
         table.n1 = state["n1"]
         table.rate = state["r"]
@@ -194,3 +202,7 @@ class ValueTable:
         if "hk" in state:
             table.held = dict(zip(state["hk"], state["hv"], strict=True))
         return table
+
+
+def _rebase(packed: int, base: int) -> int:
+    return (min((packed >> 16) - base, COUNT_MASK) << 16) | (packed & COUNT_MASK)

@@ -52,7 +52,7 @@ logger = logging.getLogger(__name__)
 ALPHA = 0.02
 SLOT_ALPHA = 0.1
 SLOT_SAMPLES = 6
-DISTINCT_CAP = 128
+DISTINCT_CAP = 64
 Z_START = 4.0
 Z_SPAN = 8.0
 MAX_ZERO_FOLDS = 7 * 24 * 6
@@ -109,12 +109,13 @@ class Bucket:
 class Reference:
     """The folded baseline: EWMAs, seasonal slots, quarantine run and the HST."""
 
-    __slots__ = ("through", "folds", "mean", "rvar", "slot_mean", "slot_n", "stats", "run",
-                 "hst")
+    __slots__ = ("through", "folds", "learned", "mean", "rvar", "slot_mean", "slot_n", "stats",
+                 "run", "hst")
 
     def __init__(self, seed: int) -> None:
         self.through = -1
         self.folds = 0
+        self.learned = 0
         self.mean = 0.0
         self.rvar = 0.0
         self.slot_mean = array.array("f", bytes(4 * 48))
@@ -125,7 +126,7 @@ class Reference:
 
     def copy(self) -> Reference:
         other = Reference.__new__(Reference)
-        other.through, other.folds = self.through, self.folds
+        other.through, other.folds, other.learned = self.through, self.folds, self.learned
         other.mean, other.rvar = self.mean, self.rvar
         other.slot_mean = array.array("f", self.slot_mean)
         other.slot_n = array.array("H", self.slot_n)
@@ -157,14 +158,14 @@ class Reference:
         )
 
     def to_state(self) -> dict:
-        return {"t": self.through, "f": self.folds, "m": self.mean, "v": self.rvar,
+        return {"t": self.through, "f": self.folds, "n": self.learned, "m": self.mean, "v": self.rvar,
                 "sm": self.slot_mean, "sn": self.slot_n, "s": self.stats, "r": self.run,
                 "h": self.hst.to_state()}
 
     @classmethod
     def from_state(cls, state: dict, seed: int) -> Reference:
         ref = cls(seed)
-        ref.through, ref.folds = state["t"], state["f"]
+        ref.through, ref.folds, ref.learned = state["t"], state["f"], state["n"]
         ref.mean, ref.rvar = state["m"], state["v"]
         ref.slot_mean, ref.slot_n, ref.stats = state["sm"], state["sn"], state["s"]
         ref.run = list(state["r"])
@@ -172,11 +173,17 @@ class Reference:
         return ref
 
 
-def _ewm(mean: float, var: float, x: float, alpha: float) -> tuple[float, float]:
-    """One step of an exponentially weighted mean and variance (West's update)."""
+def _ewm(mean: float, var: float, x: float, alpha: float, n: int) -> tuple[float, float]:
+    """One step of a weighted mean and variance (West's update) after ``n`` samples.
+
+    The weight is ``max(alpha, 1 / (n + 1))``: the plain mean and population variance of
+    the first ``1 / alpha`` samples (no bias towards the zero start), then exponential.
+    """
+    weight = max(alpha, 1.0 / (n + 1))
     diff = x - mean
-    incr = alpha * diff
-    return mean + incr, (1 - alpha) * (var + diff * incr)
+    incr = weight * diff
+    return mean + incr, (1 - weight) * (var + diff * incr)
+
 
 
 class WindowModel:
@@ -208,15 +215,19 @@ class WindowModel:
         ref.run.clear()
         count = 0 if bucket is None else bucket.n
         expected = ref.expected(slot)
-        ref.mean, _ = _ewm(ref.mean, 0.0, count, ALPHA)
-        ref.rvar = (1 - ALPHA) * ref.rvar + ALPHA * (count - expected) ** 2
-        ref.slot_mean[slot] += SLOT_ALPHA * (count - ref.slot_mean[slot])
-        ref.slot_n[slot] = min(ref.slot_n[slot] + 1, 0xFFFF)
+        n = ref.learned
+        ref.learned += 1
+        ref.mean, _ = _ewm(ref.mean, 0.0, count, ALPHA, n)
+        if n:  # the first residual is against an empty baseline: skipped
+            ref.rvar += max(ALPHA, 1.0 / n) * ((count - expected) ** 2 - ref.rvar)
+        slot_n = ref.slot_n[slot]
+        ref.slot_mean[slot] += max(SLOT_ALPHA, 1.0 / (slot_n + 1)) * (count - ref.slot_mean[slot])
+        ref.slot_n[slot] = min(slot_n + 1, 0xFFFF)
         s = ref.stats
         values = (0, 0, 0) if bucket is None else (
             len(bucket.actions), len(bucket.resources), bucket.fails)
         for i, value in enumerate(values):
-            s[2 * i], s[2 * i + 1] = _ewm(s[2 * i], s[2 * i + 1], value, ALPHA)
+            s[2 * i], s[2 * i + 1] = _ewm(s[2 * i], s[2 * i + 1], value, ALPHA, n)
         if bucket is not None:
             ref.hst.learn(self._features(bucket, index))
 

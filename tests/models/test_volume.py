@@ -1,0 +1,157 @@
+"""Window models: volume, distinct counts, failures, drift (B21) and bursts (B24)."""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+
+import pytest
+
+from models.profile import IdentityProfile
+from models.settings import ModelSettings
+from models.volume import spike_score
+from tests.models.helpers import ROLE, T0, learned_profile, make_event
+
+VOLUME = {"volume.rate", "volume.distinct_actions", "volume.distinct_resources",
+          "volume.failures"}
+
+
+def hourly_counts_profile(counts: list[int]) -> dict[int, list[str]]:
+    """Feed ``counts[h]`` evenly spread events in hour ``h``; signals seen per hour."""
+    settings = ModelSettings(bucket_minutes=60, learning_min_days=1, learning_min_events=50)
+    profile = IdentityProfile(ROLE, "workload", settings)
+    seen: dict[int, list[str]] = {}
+    for hour, count in enumerate(counts):
+        for k in range(count):
+            ts = T0 + hour * 3600 + k * 3600 / count
+            for signal in profile.observe(make_event(ts)):
+                seen.setdefault(hour, []).append(signal.detector)
+    return seen
+
+
+class TestB21Drift:
+    def test_new_level__alerts_only_at_the_step_then_learned(self, edge_cases):
+        data = json.loads((edge_cases / "B21.json").read_text())
+        counts = [row["api_calls"] for row in data["features_per_hour"]]
+        seen = hourly_counts_profile(counts)
+        rate_hours = sorted(h for h, dets in seen.items() if "volume.rate" in dets)
+        assert rate_hours, "the step at hour 48 must be flagged"
+        assert min(rate_hours) == 48
+        assert max(rate_hours) <= 54
+        assert not [h for h, dets in seen.items() if h > 72 and set(dets) & VOLUME]
+
+    def test_synthetic_step__same_without_shared_dir(self):
+        seen = hourly_counts_profile([20] * 48 + [80] * 48)
+        rate_hours = sorted(h for h, dets in seen.items() if "volume.rate" in dets)
+        assert rate_hours[0] == 48 and rate_hours[-1] <= 54
+
+
+def b24_profile() -> tuple[IdentityProfile, float]:
+    """120 five-minute baseline windows of two calls (two actions), then the burst start."""
+    settings = ModelSettings(learning_min_days=0.2)
+    profile = IdentityProfile(ROLE, "workload", settings)
+    for i in range(120):
+        ts = T0 + i * 300
+        profile.observe(make_event(ts, "s3:GetObject"))
+        profile.observe(make_event(ts + 30, "s3:ListBucket"))
+    return profile, T0 + 120 * 300
+
+
+def burst_event(ts: float, i: int):
+    return make_event(ts + i * 120 / 500, f"ec2:List{i % 40}", outcome="failure",
+                      error_code="AccessDenied", resource=None)
+
+
+class TestB24Burst:
+    def test_burst__flagged_within_5_events_and_still_at_400(self):
+        profile, start = b24_profile()
+        per_event = []
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            for i in range(500):
+                per_event.append(profile.observe(burst_event(start, i)))
+        assert any(per_event[i] for i in range(5))
+        window = {s.detector for i in range(5) for s in per_event[i]}
+        assert "volume.failures" in window
+        assert "multivariate.hst" in window
+        at_400 = profile.score_one(burst_event(start, 399))
+        assert max(s.score for s in at_400) >= 0.5
+        hst = [s for s in per_event[399] if s.detector == "multivariate.hst"]
+        assert hst and hst[0].score > 0.0
+        for signals in per_event:
+            for s in signals:
+                assert not math.isnan(s.score) and 0.0 <= s.score <= 1.0
+
+    def test_burst__never_becomes_the_reference(self):
+        profile, start = b24_profile()
+        for i in range(500):
+            profile.observe(burst_event(start, i))
+        later = start + 3600
+        for i in range(12):  # back to normal for an hour
+            profile.observe(make_event(later + i * 300, "s3:GetObject"))
+            profile.observe(make_event(later + i * 300 + 30, "s3:ListBucket"))
+        again = later + 3 * 3600
+        seen = {s.detector for i in range(60) for s in profile.observe(burst_event(again, i))}
+        assert "volume.failures" in seen
+
+
+class TestVolumeSignals:
+    def test_seasonal_stream__no_volume_signal_after_learning(self):
+        """Busy office hours (12 calls per window), quiet nights (one call): no spike."""
+        profile = IdentityProfile(ROLE, "workload", ModelSettings())
+        flagged = []
+        for bucket in range(14 * 144):
+            start = T0 + bucket * 600
+            hour = int(start // 3600) % 24
+            calls = 12 if 9 <= hour < 17 else 1
+            for k in range(calls):
+                event = make_event(start + k * 600 / calls, "s3:GetObject")
+                signals = profile.observe(event)
+                if bucket >= 5 * 144:
+                    flagged.extend(s.detector for s in signals)
+        assert profile.models[1].main.folds > 1000
+        assert not set(flagged) & VOLUME
+        expected = profile.models[1].main.expected(10)  # a weekday 10:00 slot
+        assert 10.0 <= expected <= 14.0
+
+    def test_rate_burst__sentence_and_fast(self):
+        profile, ts = learned_profile(days=4)
+        signals = []
+        for i in range(60):
+            signals.extend(profile.observe(make_event(ts + i * 2, "s3:GetObject")))
+        rate = [s for s in signals if s.detector == "volume.rate"]
+        assert rate, "60 calls in 2 minutes against a usual 2 per window"
+        first = rate[0]
+        assert first.sentence.startswith(f"{first.observed.split()[0]} calls in one 10-minute")
+        assert "against a usual 2.0" in first.sentence
+        levels = [s.details["level"] for s in rate]
+        assert levels == sorted(set(levels)), "one signal per new level, escalating"
+
+    def test_enumeration__distinct_resources_flagged(self):
+        profile, ts = learned_profile(days=4)
+        signals = []
+        for i in range(100):
+            signals.extend(profile.observe(make_event(ts + i, "s3:GetObject",
+                                                      resource=f"arn:aws:s3:::data/{i}")))
+        assert "volume.distinct_resources" in {s.detector for s in signals}
+
+    def test_failure_burst__flagged(self):
+        profile, ts = learned_profile(days=4)
+        signals = []
+        for i in range(20):
+            signals.extend(profile.observe(make_event(
+                ts + i, "s3:GetObject", outcome="failure", error_code="AccessDenied")))
+        fail = [s for s in signals if s.detector == "volume.failures"]
+        assert fail and "failed calls in one 10-minute window" in fail[0].sentence
+
+
+class TestSpikeScore:
+    @pytest.mark.parametrize("count,expected,var", [(3, 2.0, 0.0), (40, 30.0, 25.0)])
+    def test_below_ratio__zero(self, count, expected, var):
+        assert spike_score(count, expected, var) == 0.0
+
+    def test_monotone_in_count(self):
+        scores = [spike_score(c, 2.0, 1.0) for c in range(0, 100)]
+        assert scores == sorted(scores)
+        assert scores[-1] == 1.0
