@@ -158,6 +158,13 @@ def open_outputs(args: argparse.Namespace) -> Outputs:
     return Outputs(alerts, text, dead, owned)
 
 
+def own_files(args: argparse.Namespace) -> list[str]:
+    """Files this run reads or writes besides the logs: never to be read as logs."""
+    names = (args.labels, args.config, args.suppressions, args.load_state, args.save_state,
+             args.alerts, args.dead_letters, args.inventory, args.report, args.summary_json)
+    return [name for name in names if name and name != "-"]
+
+
 def write_atomic(path: str | Path, data: bytes) -> None:
     """Write a file through a temporary sibling so a crash never leaves half a file."""
     path = Path(path)
@@ -204,15 +211,26 @@ def build_detector(args: argparse.Namespace, stats: RunStats) -> Any:
 
 
 def open_events(
-    paths: list[str], source: str | None, stats: RunStats, dead_letters: Any, rules_config: Any
+    paths: list[str],
+    source: str | None,
+    stats: RunStats,
+    dead_letters: Any,
+    rules_config: Any,
+    exclude: Iterable[str] = (),
 ) -> Iterator[Any]:
-    """Every event under ``paths``, its time-sequential file streams merged by event time."""
+    """Every event under ``paths``, its time-sequential file streams merged by event time.
+
+    Files named in ``exclude`` (the labels file, the run's own outputs) are never read as
+    logs, so ``replay replay_data/ --labels replay_data/labels.json`` does what it says.
+    """
     from detector.identity import IdentityRules
     from detector.sources import Parser, iter_files, read_paths
 
     rules = IdentityRules.from_config(rules_config)
     lister = Parser(stats=stats, dead_letters=dead_letters, source=source, rules=rules)
-    streams = plan_streams(iter_files(paths, lister))
+    skip = {os.path.realpath(path) for path in exclude}
+    files = (path for path in iter_files(paths, lister) if os.path.realpath(path) not in skip)
+    streams = plan_streams(files)
     if len(streams) > MAX_STREAMS:
         logger.warning(
             "%d file streams exceed %d: reading files in path order; records out of order "
@@ -371,7 +389,8 @@ def _replay(args: argparse.Namespace, stats: RunStats) -> int:
         show = not args.no_progress and sys.stderr.isatty()
         progress = Progress(sys.stderr, enabled=show)
         events = open_events(
-            args.paths, args.source, stats, outputs.dead_letters, args.identity_config
+            args.paths, args.source, stats, outputs.dead_letters, args.identity_config,
+            exclude=own_files(args),
         )
         buffer = ReorderBuffer(args.reorder_window, stats=stats)
         result = run_loop(buffer.reorder(events), detector, writer, activity, progress, metrics)

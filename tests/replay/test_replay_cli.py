@@ -130,6 +130,17 @@ class TestReplayStreams:
         assert b"Events per source" in captured.err
         assert f"aws.cloudtrail  {counts['aws.cloudtrail']:,}".encode() in captured.err
 
+    def test_labels_and_outputs_inside_the_log_directory_are_not_read_as_logs(self, tmp_path):
+        counts = logs.build_logs(tmp_path, days=4, seed=9)
+        (tmp_path / "labels.json").write_bytes(orjson.dumps(logs.labels_for(ATTACK_AT)))
+        code = main(["replay", str(tmp_path), "--labels", str(tmp_path / "labels.json"),
+                     "--alerts", str(tmp_path / "alerts.jsonl"),
+                     "--summary-json", str(tmp_path / "summary.json"), "--no-progress"])
+        summary = orjson.loads((tmp_path / "summary.json").read_bytes())
+        assert code == 0
+        assert summary["records_read"] == counts
+        assert summary["dead_letters"] == {} and summary["files_read"] > 0
+
     def test_missing_labels_file__exit_2(self, log_dir, tmp_path, capsys):
         root, _ = log_dir
         code = main(["replay", str(root / "k8s"), "--labels", str(tmp_path / "none.json"),
