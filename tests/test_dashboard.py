@@ -119,6 +119,7 @@ def all_exprs(dashboard: dict) -> list[str]:
     exprs = [t["expr"] for p in data_panels(dashboard) for t in p["targets"]]
     for var in dashboard["templating"]["list"]:
         if var["type"] == "query":
+            assert var["query"] == var["definition"]
             exprs.append(re.sub(r"^label_values\((.*),\s*\w+\)$", r"\1", var["definition"]))
     return exprs
 
