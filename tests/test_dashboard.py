@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -197,6 +199,18 @@ class TestDashboardSchema:
                 elif char in pairs:
                     assert stack and stack.pop() == pairs[char], expr
             assert not stack, expr
+
+
+class TestGenerator:
+    def test_committed_json__is_what_tools_dashboard_builds(self) -> None:
+        path = DASHBOARD.parents[3] / "tools" / "dashboard.py"
+        spec = importlib.util.spec_from_file_location("nhi_tools_dashboard", path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses look their module up there
+        spec.loader.exec_module(module)
+        assert module.OUTPUT == DASHBOARD
+        assert DASHBOARD.read_text(encoding="utf-8") == module.render(), (
+            "edit tools/dashboard.py and run it; do not edit the JSON by hand")
 
 
 class TestDashboardMetrics:
