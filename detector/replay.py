@@ -353,7 +353,7 @@ def _finish_outputs(
         stats,
         wall_seconds=result.wall_seconds,
         identities=detector.identities_summary(),
-        alerts_distinct=len(log),
+        alerts=alerts,
         alert_lines=log.lines,
         time_range=t_range,
         evaluation=evaluation,

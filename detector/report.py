@@ -28,8 +28,9 @@ from detector.evaluation import AlertRecord
 logger = logging.getLogger(__name__)
 
 MAX_TIMELINES = 40
-WIDTH, HEIGHT = 880, 240
-LEFT, RIGHT, TOP, BOTTOM = 56, 150, 14, 34
+WIDTH, HEIGHT = 980, 240
+LEFT, RIGHT, TOP, BOTTOM = 56, 250, 14, 34
+LEGEND_CHARS = 36
 PALETTE = (
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
     "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
@@ -42,7 +43,7 @@ SEVERITY_ORDER = ("critical", "high", "medium", "low", "info")
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px;
-color:#222;max-width:1000px}
+color:#222;max-width:1040px}
 h1{font-size:1.5em}h2{font-size:1.2em;margin-top:1.6em;border-bottom:1px solid #ddd}
 h3{font-size:.95em;margin:.8em 0 .2em;font-family:monospace}
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ddd;padding:3px 8px;
@@ -123,7 +124,8 @@ class Plot:
             x = WIDTH - RIGHT + 10
             self.parts.append(
                 f'<rect x="{x}" y="{y - 8}" width="10" height="10" fill="{colour}"/>'
-                f'<text x="{x + 14}" y="{y + 1}">{esc(name[:22])}</text>'
+                f'<text x="{x + 14}" y="{y + 1}">{esc(name[:LEGEND_CHARS])}'
+                f"<title>{esc(name)}</title></text>"
             )
 
     def svg(self, title: str) -> str:
@@ -373,7 +375,7 @@ def _evaluation_html(ev: Mapping[str, Any]) -> str:
         "<h2>Quality against the labels</h2><table>"
         f"<tr><th>scenarios detected</th><td>{ev['scenarios_detected']} of "
         f"{ev['scenarios_total']}</td><td>{mark(bar['all_detected'])}</td></tr>"
-        f"<tr><th>alerts outside scenarios</th><td>{ev['alerts_outside_scenarios']} over "
+        f"<tr><th>alerts outside scenarios</th><td>{ev['alerts_outside_scenarios']:,} over "
         f"{ev['identity_days']:,.1f} identity-days = "
         f"{ev['outside_per_1000_identity_days']:.2f} per 1,000 (bar "
         f"&le; {bar['max_outside_per_1000_identity_days']:g})</td>"
@@ -441,8 +443,8 @@ def render_report(
         "time it was first raised.</p>",
         alerts_over_time(alerts, "detector", t_range),
         alerts_over_time(alerts, "severity", t_range),
-        _counts_table("severity", dict(severities.most_common())),
-        _counts_table("detector (top signal)", dict(detectors.most_common())),
+        _counts_table("severity (last revision)", dict(severities.most_common())),
+        _counts_table("detector (leading signal)", dict(detectors.most_common())),
         "<h2>Score distribution</h2>",
         score_histogram(alerts),
         "<h2>Threshold sweep</h2>",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
@@ -57,7 +57,7 @@ class Progress:
 def _iso(ts: float | None) -> str | None:
     if ts is None:
         return None
-    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _by_reason(counter: Counter[tuple[str, str]]) -> dict[str, int]:
@@ -80,18 +80,27 @@ def build_summary(
     *,
     wall_seconds: float,
     identities: Mapping[str, Any] | None = None,
-    alerts_distinct: int | None = None,
+    alerts: Sequence[Any] | None = None,
     alert_lines: int = 0,
     time_range: tuple[float, float] | None = None,
     evaluation: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """All the figures of one replay as a JSON-ready dict."""
+    """All the figures of one replay as a JSON-ready dict.
+
+    ``alerts`` are the run's distinct alerts (``AlertRecord``, revisions merged): the
+    per-severity and per-detector counts are of those, at their last revision. Without
+    them, the counts come from ``stats.alerts`` (one per alert raised).
+    """
     total = sum(stats.events.values())
     per_severity: Counter[str] = Counter()
     per_detector: Counter[str] = Counter()
-    for (severity, detector), n in stats.alerts.items():
-        per_severity[severity] += n
-        per_detector[detector] += n
+    if alerts is not None:
+        per_severity.update(a.severity for a in alerts)
+        per_detector.update(a.detector for a in alerts)
+    else:
+        for (severity, detector), n in stats.alerts.items():
+            per_severity[severity] += n
+            per_detector[detector] += n
     summary: dict[str, Any] = {
         "events": {
             "total": total,
@@ -104,7 +113,7 @@ def build_summary(
         "bytes_read": stats.bytes_read,
         "identities": _identities(identities),
         "alerts": {
-            "total": sum(per_severity.values()) if alerts_distinct is None else alerts_distinct,
+            "total": sum(per_severity.values()),
             "lines_written": alert_lines,
             "updates": stats.alert_updates,
             "per_severity": dict(sorted(per_severity.items())),
@@ -201,15 +210,18 @@ def render_summary(summary: Mapping[str, Any]) -> str:
         _table("Events per identity kind", list(ev["per_kind"].items())),
         _table("Identities", _identity_rows(summary["identities"])),
         _table(
-            f"Alerts: {al['total']:,} ({al['lines_written']:,} lines incl. updates), "
-            "per severity",
+            f"Alerts: {al['total']:,} distinct ({al['lines_written']:,} lines incl. updates),"
+            " per severity at their last revision",
             list(al["per_severity"].items()),
         ),
-        _table("Alerts per detector", list(al["per_detector"].items())),
+        _table("Alerts per leading detector", list(al["per_detector"].items())),
         _table("Dead letters per reason", list(summary["dead_letters"].items())),
         _table("Skipped per reason", list(summary["skipped"].items())),
         [f"Late events (beyond the reorder window): {summary['late_events']:,}"],
     ]
+    if al["shadow"] or al["suppressed"]:
+        sections.append(_table("Shadow alerts (not counted above)", list(al["shadow"].items())))
+        sections.append(_table("Suppressed", list(al["suppressed"].items())))
     if summary.get("degradations"):
         sections.append(_table("Degradations", list(summary["degradations"].items())))
     if "evaluation" in summary:

@@ -67,7 +67,7 @@ def build(scenarios=True):
     records = log.records()
     evaluation = evaluate(records, parsed, activity.identity_days()).to_dict() if parsed else None
     summary = build_summary(stats, wall_seconds=0.025, identities={"tracked": 2},
-                            alerts_distinct=len(log), alert_lines=log.lines,
+                            alerts=records, alert_lines=log.lines,
                             time_range=activity.time_range(), evaluation=evaluation)
     sweep = threshold_sweep(records, parsed, span_days=7.0)
     page = render_report(summary=summary, alerts=records, sweep=sweep,
@@ -125,7 +125,7 @@ class TestReport:
             ident = f"role/{i}"
             activity.observe(ident, T0 + i)
             log.add(alert(f"x{i}", ident, T0 + 3600, 0.5 + i / 1000, "medium", "novelty.action"))
-        summary = build_summary(RunStats(), wall_seconds=1.0, alerts_distinct=len(log),
+        summary = build_summary(RunStats(), wall_seconds=1.0, alerts=log.records(),
                                 time_range=activity.time_range())
         page = render_report(summary=summary, alerts=log.records(), sweep=[],
                              hourly=activity.hourly, t_range=activity.time_range())
