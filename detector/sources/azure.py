@@ -14,7 +14,6 @@ AKS ``kube-audit`` diagnostic records are Kubernetes events (see the parser).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from typing import Any
 
@@ -24,6 +23,7 @@ from detector.event import Event
 from detector.identity import Resolver, classify_azure
 from detector.sources.common import (
     RecordError,
+    record_digest,
     classify_network,
     parse_time,
     read_only_from_operation,
@@ -94,8 +94,7 @@ def _event_id(low: dict[str, Any], props: dict[str, Any], record: dict[str, Any]
     for value in (props.get("id"), low.get("id"), low.get("correlationid")):
         if isinstance(value, str) and value:
             return value
-    digest = hashlib.sha256(orjson.dumps(record, option=orjson.OPT_SORT_KEYS, default=str))
-    return f"sha256:{digest.hexdigest()[:32]}"
+    return record_digest(record)
 
 
 def _guid(value: Any) -> str | None:

@@ -12,17 +12,16 @@ resolution is cached per distinct ``userIdentity`` in ``detector.identity.Resolv
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from datetime import datetime
 from typing import Any
 
-import orjson
 
 from detector.event import Event
 from detector.identity import Resolver, aws_event_kind, split_arn
 from detector.sources.common import (
     RecordError,
+    record_digest,
     SkipRecord,
     as_bool,
     classify_network,
@@ -181,9 +180,7 @@ def _event_id(record: dict[str, Any]) -> str:
     event_id = record.get("eventID")
     if isinstance(event_id, str) and event_id:
         return event_id
-    digest = hashlib.sha256(orjson.dumps(record, option=orjson.OPT_SORT_KEYS,
-                                         default=str)).hexdigest()
-    return f"sha256:{digest[:32]}"
+    return record_digest(record)
 
 
 def _credential_type(key_id: Any, principal_type: str | None) -> str:

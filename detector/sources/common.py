@@ -7,10 +7,13 @@ raises on odd input: a value that cannot be understood gives ``None`` or ``"unkn
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import logging
 from datetime import datetime, timezone
 from typing import Any
+
+import orjson
 
 from detector.identity import AI_AGENT_FAMILIES
 
@@ -261,6 +264,15 @@ def read_only_from_operation(operation: str) -> bool | None:
     if last.startswith(_WRITE_PREFIXES) or last == "action":
         return False
     return None
+
+
+def record_digest(record: Any) -> str:
+    """A stable id for a record that has none: ``sha256:`` and 32 hex digits."""
+    try:
+        data = orjson.dumps(record, option=orjson.OPT_SORT_KEYS, default=str)
+    except (TypeError, orjson.JSONEncodeError):  # e.g. integers beyond 64 bits
+        data = repr(record).encode("utf-8", "replace")
+    return f"sha256:{hashlib.sha256(data).hexdigest()[:32]}"
 
 
 def short_str(value: Any, limit: int = 512) -> str | None:

@@ -11,16 +11,15 @@ Panther's lower-cased keys (``protopayload``, ``insertid``) are accepted.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from typing import Any
 
-import orjson
 
 from detector.event import Event
 from detector.identity import Resolver, classify_gcp
 from detector.sources.common import (
     RecordError,
+    record_digest,
     as_dict,
     classify_network,
     parse_time,
@@ -87,8 +86,7 @@ def entry_id(record: dict[str, Any]) -> str:
     insert_id = get(record, "insertId")
     if isinstance(insert_id, str) and insert_id:
         return insert_id
-    digest = hashlib.sha256(orjson.dumps(record, option=orjson.OPT_SORT_KEYS, default=str))
-    return f"sha256:{digest.hexdigest()[:32]}"
+    return record_digest(record)
 
 
 def outcome_of(payload: dict[str, Any]) -> tuple[str, str | None]:

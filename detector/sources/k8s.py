@@ -11,17 +11,16 @@ GKE entries arrive as GCP LogEntries and are normalised by ``normalise_gke``.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from typing import Any
 
-import orjson
 
 from detector.event import Event
 from detector.identity import Resolver, classify_k8s
 from detector.sources import gcp
 from detector.sources.common import (
     RecordError,
+    record_digest,
     as_dict,
     classify_network,
     parse_time,
@@ -194,8 +193,7 @@ def _event_id(record: dict[str, Any], cluster: str | None) -> str:
     audit_id = record.get("auditID")
     if isinstance(audit_id, str) and audit_id:
         return f"{cluster}/{audit_id}" if cluster else audit_id
-    digest = hashlib.sha256(orjson.dumps(record, option=orjson.OPT_SORT_KEYS, default=str))
-    return f"sha256:{digest.hexdigest()[:32]}"
+    return record_digest(record)
 
 
 def _outcome(record: dict[str, Any]) -> tuple[str, str | None]:
