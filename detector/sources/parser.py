@@ -178,9 +178,8 @@ class Parser:
     def _json_lines(self, data: bytes, origin: str) -> bool:
         lines = data.split(b"\n")
         first = next((line for line in lines if line.strip()), b"")
-        if len(first) > self.max_record_bytes:
-            pass  # an oversized first line is still JSON-lines framing
-        elif not _parses_as_object(first):
+        # An oversized first line is still JSON-lines framing (it becomes a dead letter).
+        if len(first) <= self.max_record_bytes and not _parses_as_object(first):
             return False
         self._feed_lines(list(enumerate(lines, 1)), origin, collect=False)
         return True

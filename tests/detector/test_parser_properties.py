@@ -28,7 +28,8 @@ SEED_RECORDS: list[dict[str, Any]] = [
                                              "serviceAccountDelegationInfo": [{}]},
                       "methodName": "io.k8s.core.v1.pods.get", "serviceName": "k8s.io",
                       "requestMetadata": {"callerIp": "private"}, "status": {"code": 7}}},
-    {"kind": "Event", "apiVersion": "audit.k8s.io/v1", "auditID": "a", "stage": "RequestReceived",
+    {"kind": "Event", "apiVersion": "audit.k8s.io/v1", "auditID": "a",
+     "stage": "RequestReceived",
      "verb": "create", "user": {"username": "system:serviceaccount:n:s", "extra": {}},
      "impersonatedUser": {"username": "u@example.com", "groups": ["system:masters"]},
      "objectRef": {"resource": "pods", "subresource": "exec", "namespace": "n", "name": "p"},
@@ -44,9 +45,10 @@ SEED_RECORDS: list[dict[str, Any]] = [
      "logEvents": [{"message": "{\"kind\": \"Event\""}]},
 ]
 
-scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2**63), 2**63 - 1), st.floats(allow_nan=True),
-                    st.text(max_size=30), st.sampled_from(["", "true", "i-0abc123456", "[]",
-                                                           "2024-01-01", "arn:aws:sts::x"]))
+scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(-(2**63), 2**63 - 1), st.floats(allow_nan=True),
+    st.text(max_size=30),
+    st.sampled_from(["", "true", "i-0abc123456", "[]", "2024-01-01", "arn:aws:sts::x"]))
 json_values = st.recursive(scalars, lambda children: st.one_of(
     st.lists(children, max_size=4), st.dictionaries(st.text(max_size=12), children, max_size=5)),
     max_leaves=20)
