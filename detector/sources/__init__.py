@@ -91,7 +91,7 @@ def iter_files(paths: Iterable[str | os.PathLike[str]], parser: Parser) -> Itera
         elif os.path.exists(path):
             yield path
         else:
-            parser._dead_framing("read_error", f"{REASONS['read_error']}: no such file",
+            parser.dead_input("read_error", f"{REASONS['read_error']}: no such file",
                                  path, None)
 
 
@@ -120,7 +120,7 @@ def _read_one(path: str, parser: Parser, stats: RunStats) -> Iterator[Event]:
             return
         data = Path(path).read_bytes()
     except OSError as err:
-        parser._dead_framing("read_error", f"{REASONS['read_error']}: {err.strerror}", path,
+        parser.dead_input("read_error", f"{REASONS['read_error']}: {err.strerror}", path,
                              None)
         return
     yield from parser.feed(data, path)

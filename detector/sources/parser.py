@@ -131,13 +131,13 @@ class Parser:
             data = data[3:]
         head = data[:4096].lstrip()
         if not head:
-            self._dead_framing("empty_file", REASONS["empty_file"], origin, None)
+            self.dead_input("empty_file", REASONS["empty_file"], origin, None)
             return
         if b"\x00" in data[:8192]:
-            self._dead_framing("binary", REASONS["binary"], origin, data[:256])
+            self.dead_input("binary", REASONS["binary"], origin, data[:256])
             return
         if head[:1] not in (b"{", b"["):
-            self._dead_framing("unknown_format", "input is text but not JSON", origin,
+            self.dead_input("unknown_format", "input is text but not JSON", origin,
                                data[:1024])
             return
         if self._whole_document(data, head, origin):
@@ -155,11 +155,11 @@ class Parser:
                 decomp = zlib.decompressobj(wbits=47)
                 out += decomp.decompress(rest)
         except zlib.error as err:
-            self._dead_framing("bad_gzip", f"{REASONS['bad_gzip']}: {err}", origin, data[:256])
+            self.dead_input("bad_gzip", f"{REASONS['bad_gzip']}: {err}", origin, data[:256])
             return None
         if not decomp.eof:
             message = f"{REASONS['truncated_gzip']} ({len(out)} bytes recovered, not parsed)"
-            self._dead_framing("truncated_gzip", message, origin, data[:256])
+            self.dead_input("truncated_gzip", message, origin, data[:256])
             return None
         self.stats.bytes_read += len(out) - len(data)
         return out
@@ -197,7 +197,7 @@ class Parser:
             if len(stripped) > self.max_record_bytes:
                 message = (f"{REASONS['oversized_record']} ({len(stripped)} bytes > "
                            f"{self.max_record_bytes})")
-                self._dead_framing("oversized_record", message, where, stripped[:1024])
+                self.dead_input("oversized_record", message, where, stripped[:1024])
                 continue
             try:
                 value = orjson.loads(stripped)
@@ -215,7 +215,7 @@ class Parser:
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError as err:
-            self._dead_framing("invalid_utf8", f"{REASONS['invalid_utf8']} at byte {err.start}",
+            self.dead_input("invalid_utf8", f"{REASONS['invalid_utf8']} at byte {err.start}",
                                origin, data)
             return
         for index, (value, fragment) in enumerate(_scan_values(text)):
@@ -223,7 +223,7 @@ class Parser:
             if fragment is not None:
                 reason = "truncated" if not fragment.rstrip().endswith(("}", "]")) else \
                     "invalid_json"
-                self._dead_framing(reason, REASONS[reason], where, fragment)
+                self.dead_input(reason, REASONS[reason], where, fragment)
             else:
                 self._dispatch(value, where, {}, 0)
 
@@ -235,7 +235,7 @@ class Parser:
                 self._dispatch(item, f"{origin}[{index}]", hints, depth + 1)
             return
         if not isinstance(value, dict):
-            self._dead_framing("unknown_format", "record is not a JSON object", origin,
+            self.dead_input("unknown_format", "record is not a JSON object", origin,
                                _raw(value))
             return
         records = value.get("Records")
@@ -335,7 +335,7 @@ class Parser:
             source = k8s.SOURCE
         events = value.get("logEvents")
         if not isinstance(events, list):
-            self._dead_framing("invalid_record", "logEvents is not a list", origin, None)
+            self.dead_input("invalid_record", "logEvents is not a list", origin, None)
             return
         for index, item in enumerate(events):
             where = f"{origin}#logEvents[{index}]"
@@ -504,8 +504,9 @@ class Parser:
         self.stats.dead_letters[(source, reason)] += 1
         self.dead_letters.write(reason, message, origin, raw, source)
 
-    def _dead_framing(self, reason: str, message: str, origin: str,
-                      raw: bytes | str | None) -> None:
+    def dead_input(self, reason: str, message: str, origin: str,
+                   raw: bytes | str | None) -> None:
+        """Dead-letter input that is bad before any record is found (file, framing)."""
         self._dead(self.source if self.source in _COUNTED else UNKNOWN, reason, message,
                    origin, raw)
 
@@ -516,7 +517,7 @@ class Parser:
             closing = b"}]" if isinstance(text, bytes) else "}]"
             if text[:1] in (b"{", "{") and text[-1:] not in (closing[:1], closing[1:]):
                 reason = "truncated"
-        self._dead_framing(reason, f"{REASONS[reason]}: {err}"[:300], origin, raw)
+        self.dead_input(reason, f"{REASONS[reason]}: {err}"[:300], origin, raw)
 
     def _skip(self, source: str, reason: str, origin: str) -> None:
         logger.debug("skipped %s record at %s", reason, origin)
