@@ -1,0 +1,79 @@
+"""Time parsing, network classes and user-agent families: never raise, exact results."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+
+from detector.sources.common import (
+    classify_network,
+    parse_time,
+    read_only_from_operation,
+    user_agent,
+)
+
+UTC = timezone.utc
+
+
+@pytest.mark.parametrize("digits", range(10))
+def test_zero_to_nine_fraction_digits(digits: int) -> None:
+    fraction = "123456789"[:digits]
+    text = f"2024-03-04T10:00:00{'.' + fraction if digits else ''}Z"
+    micros = int((fraction + "000000")[:6]) if digits else 0
+    assert parse_time(text) == datetime(2024, 3, 4, 10, 0, 0, micros, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("2024-03-04T12:00:00+02:00", datetime(2024, 3, 4, 10, tzinfo=UTC)),
+    ("2024-03-04T10:00:00-0130", datetime(2024, 3, 4, 11, 30, tzinfo=UTC)),
+    ("2024-03-04 10:00:00", datetime(2024, 3, 4, 10, tzinfo=UTC)),
+    ("2024-03-04T10:00:00", datetime(2024, 3, 4, 10, tzinfo=UTC)),
+    ("1709546400", datetime(2024, 3, 4, 10, tzinfo=UTC)),
+    (1709546400.5, datetime(2024, 3, 4, 10, 0, 0, 500000, tzinfo=UTC)),
+    (1709546400000000, datetime(2024, 3, 4, 10, tzinfo=UTC)),
+])
+def test_time_forms(value: object, expected: datetime) -> None:
+    assert parse_time(value) == expected
+
+
+@pytest.mark.parametrize("value", ["redacted", "", "null", "2024-13-45T99:00:00Z", None, True,
+                                   float("nan"), -5, 10**30, [], {}, "Foo 1, 2024 1:00:00 PM"])
+def test_unparseable_times_give_none(value: object) -> None:
+    assert parse_time(value) is None
+
+
+def test_network_classes() -> None:
+    assert classify_network("203.0.113.7") == ("203.0.113.7", "public", "203.0.113.0/24")
+    assert classify_network("100.64.1.2")[1] == "private"
+    assert classify_network("::ffff:10.1.2.3") == ("10.1.2.3", "private", "10.1.2.0/24")
+    assert classify_network("storage.googleapis.com") == (None, "cloud_service",
+                                                         "storage.googleapis.com")
+    assert classify_network(12345) == (None, "unknown", None)
+
+
+@pytest.mark.parametrize("agent, family", [
+    ("aws-cli/2.15.0 Python/3.11.6", "aws-cli"),
+    ("Boto3/1.34.0 md/Botocore#1.34.0", "boto3"),
+    ("APN/1.0 HashiCorp/1.0 Terraform/1.6.6", "terraform"),
+    ("kubectl/v1.29.0 (linux/amd64)", "kubectl"),
+    ("google-cloud-sdk gcloud/460.0.0", "gcloud"),
+    ("Mozilla/5.0 (X11; Linux x86_64)", "browser"),
+    ("signin.amazonaws.com", "console"),
+    ("something-else/1.0", "other"),
+    ("   ", "none"),
+])
+def test_user_agent_families(agent: str, family: str) -> None:
+    assert user_agent(agent)[1] == family
+
+
+@pytest.mark.parametrize("operation, expected", [
+    ("Microsoft.Compute/virtualMachines/read", True),
+    ("Microsoft.Compute/virtualMachines/write", False),
+    ("Microsoft.Storage/storageAccounts/listKeys/action", False),
+    ("google.iam.admin.v1.ListServiceAccounts", True),
+    ("v1.compute.instances.insert", False),
+    ("SomethingOdd", None),
+])
+def test_read_only_from_operation(operation: str, expected: bool | None) -> None:
+    assert read_only_from_operation(operation) is expected
