@@ -31,7 +31,7 @@ import orjson
 from detector.event import Event
 from detector.identity import IdentityRules, Resolver
 from detector.sources import azure, cloudtrail, gcp, k8s
-from detector.sources.common import RecordError, SkipRecord, as_dict
+from detector.sources.common import RecordError, SkipRecord, as_dict, parse_time
 from detector.sources.deadletter import REASONS, DeadLetterSink
 from detector.stats import RunStats
 
@@ -40,6 +40,7 @@ logger = logging.getLogger(__name__)
 UNKNOWN = "unknown"
 DEFAULT_MAX_RECORD_BYTES = 4 * 1024 * 1024
 MAX_PENDING_STAGES = 50_000
+PENDING_TIMEOUT_S = 600.0  # a request's stages normally arrive within seconds
 MAX_DONE_REQUESTS = 200_000
 _MAX_DEPTH = 4
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -451,6 +452,23 @@ class Parser:
             self._pending[key] = (record, origin, hints, signature)
             if len(self._pending) > MAX_PENDING_STAGES:
                 self._flush_pending(next(iter(self._pending)))
+        self._expire_pending(record)
+
+    def _expire_pending(self, record: dict[str, Any]) -> None:
+        """Emit requests whose final stage has not come within ``PENDING_TIMEOUT_S`` of
+        event time (an apiserver crash loses it); a long-lived worker never calls finish."""
+        if not self._pending:
+            return
+        now = parse_time(record.get("stageTimestamp") or record.get("requestReceivedTimestamp"))
+        if now is None:
+            return
+        horizon = now.timestamp() - PENDING_TIMEOUT_S
+        while self._pending:
+            key = next(iter(self._pending))
+            first = parse_time(self._pending[key][0].get("requestReceivedTimestamp"))
+            if first is not None and first.timestamp() >= horizon:
+                return
+            self._flush_pending(key)
 
     def _remember_done(self, key: tuple[Any, str], signature: tuple[Any, ...]) -> None:
         self._done[key] = signature

@@ -99,3 +99,16 @@ def test_missing_username_is_a_dead_letter() -> None:
     parse_payload(orjson.dumps(stage("a", "ResponseComplete", user={})), origin="k",
                   stats=stats, dead_letters=dead)
     assert dead.reasons() == ["missing_identity"] and stats.balanced()
+
+
+def test_requests_without_final_stage_expire_by_event_time() -> None:
+    stats, dead = RunStats(), ListDeadLetters()
+    parser = Parser(stats=stats, dead_letters=dead)
+    early = parser.feed(orjson.dumps(stage("old", "RequestReceived",
+                                           received="2024-03-04T10:00:00Z")), "m1")
+    later = parser.feed(orjson.dumps(stage("new", "ResponseComplete", code=200,
+                                           received="2024-03-04T10:11:00Z")), "m2")
+    assert early == []
+    assert [(e.event_id, e.partial) for e in later] == [("new", False), ("old", True)]
+    assert parser.finish() == []
+    assert stats.balanced()
