@@ -260,6 +260,7 @@ def start_metrics(port: int | None, stats: RunStats, detector: Any) -> tuple[Any
 class LoopResult:
     events: int
     wall_seconds: float
+    cpu_seconds: float
 
 
 def run_loop(
@@ -284,6 +285,7 @@ def run_loop(
     n = 0
     ts = 0.0
     started = time.perf_counter()
+    cpu_started = time.process_time()
     batch_started = started
     for event in events:
         n += 1
@@ -317,7 +319,7 @@ def run_loop(
         write(final, ts)
     progress.tick(n, len(log), force=True)
     progress.close()
-    return LoopResult(n, time.perf_counter() - started)
+    return LoopResult(n, time.perf_counter() - started, time.process_time() - cpu_started)
 
 
 # ---------------------------------------------------------------------------- run
@@ -352,6 +354,7 @@ def _finish_outputs(
     summary = build_summary(
         stats,
         wall_seconds=result.wall_seconds,
+        cpu_seconds=result.cpu_seconds,
         identities=detector.identities_summary(),
         alerts=alerts,
         alert_lines=log.lines,

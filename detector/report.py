@@ -338,11 +338,18 @@ def sweep_chart(rows: Sequence[Mapping[str, Any]]) -> str:
 # ---------------------------------------------------------------------------- the page
 
 
+def _rate(tp: Mapping[str, Any]) -> str:
+    text = f"{tp['events_per_second'] or 0:,.0f} events/s (one process, wall time)"
+    if tp.get("events_per_cpu_second"):
+        text += f"; {tp['events_per_cpu_second']:,.0f} events per CPU second"
+    return text
+
+
 def _figures_table(summary: Mapping[str, Any]) -> str:
     tp, ev, al = summary["throughput"], summary["events"], summary["alerts"]
     rows = [
         ("events", f"{ev['total']:,}"),
-        ("throughput", f"{tp['events_per_second'] or 0:,.0f} events/s (one process)"),
+        ("throughput", _rate(tp)),
         ("wall time", f"{tp['wall_seconds']:.1f} s"),
         ("event time", f"{summary['event_time']['first']} .. {summary['event_time']['last']}"),
         ("alerts", f"{al['total']:,} ({al['lines_written']:,} lines incl. updates)"),

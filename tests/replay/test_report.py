@@ -66,7 +66,8 @@ def build(scenarios=True):
     parsed = parse_labels(LABELS) if scenarios else None
     records = log.records()
     evaluation = evaluate(records, parsed, activity.identity_days()).to_dict() if parsed else None
-    summary = build_summary(stats, wall_seconds=0.025, identities={"tracked": 2},
+    summary = build_summary(stats, wall_seconds=0.025, cpu_seconds=0.05,
+                            identities={"tracked": 2},
                             alerts=records, alert_lines=log.lines,
                             time_range=activity.time_range(), evaluation=evaluation)
     sweep = threshold_sweep(records, parsed, span_days=7.0)
@@ -102,6 +103,8 @@ class TestReport:
         page, summary = build()
         assert summary["throughput"]["events_per_second"] == 40000.0  # 1,000 events / 25 ms
         assert "40,000 events/s" in page
+        assert summary["throughput"]["events_per_cpu_second"] == 20000.0
+        assert "20,000 events per CPU second" in page
         assert "Quality against the labels" in page
         assert "1 of 1" in page  # scenarios detected
         # the scenario title is escaped, never injected
