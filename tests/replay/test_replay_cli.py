@@ -141,6 +141,21 @@ class TestReplayStreams:
         assert summary["records_read"] == counts
         assert summary["dead_letters"] == {} and summary["files_read"] > 0
 
+    def test_suppressions_file_silences_the_victim(self, log_dir, tmp_path):
+        root, _ = log_dir
+        rules = tmp_path / "suppressions.yaml"
+        rules.write_text(f'- identity: "{logs.role_arn(logs.VICTIM)}"\n'
+                         '  reason: "red-team exercise RT-42"\n'
+                         "  expires: 2099-01-01\n")
+        code = main(["replay", str(root), "--suppressions", str(rules), "--no-progress",
+                     "--alerts", str(tmp_path / "a.jsonl"),
+                     "--summary-json", str(tmp_path / "s.json")])
+        assert code == 0
+        keys = {line["identity"]["key"] for line in read_lines(tmp_path / "a.jsonl")}
+        assert logs.role_arn(logs.VICTIM) not in keys
+        summary = orjson.loads((tmp_path / "s.json").read_bytes())
+        assert sum(summary["alerts"]["suppressed"].values()) > 0
+
     def test_missing_labels_file__exit_2(self, log_dir, tmp_path, capsys):
         root, _ = log_dir
         code = main(["replay", str(root / "k8s"), "--labels", str(tmp_path / "none.json"),
