@@ -8,7 +8,12 @@ from __future__ import annotations
 
 import gzip
 import io
+import os
+import socket
 import sys
+import threading
+import time
+import urllib.request
 from pathlib import Path
 
 import orjson
@@ -162,3 +167,56 @@ class TestReplayStreams:
                      "--alerts", str(tmp_path / "a.jsonl"), "--no-progress"])
         assert code == 2
         assert "cannot read labels file" in capsys.readouterr().err
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def scrape(port: int) -> dict[str, float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    values = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            values[name] = float(value)
+    return values
+
+
+class TestMetricsPort:
+    def test_endpoint_counts_records_while_the_replay_runs(self, log_dir, monkeypatch,
+                                                           tmp_path):
+        root, counts = log_dir
+        lines = (root / "k8s" / "audit.log").read_bytes().splitlines(keepends=True)
+        feed = (lines * (5000 // len(lines) + 1))[:5000]  # one full parser chunk of lines
+        read_end, write_end = os.pipe()
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(os.fdopen(read_end, "rb")))
+        port = free_port()
+        result: dict[str, int] = {}
+        argv = ["replay", "-", "--metrics-port", str(port), "--no-progress",
+                "--alerts", str(tmp_path / "a.jsonl")]
+        worker = threading.Thread(target=lambda: result.update(code=main(argv)))
+        worker.start()
+        writer = os.fdopen(write_end, "wb")
+        try:
+            writer.write(b"".join(feed))
+            writer.flush()
+            seen: dict[str, float] = {}
+            deadline = time.monotonic() + 30
+            key = 'nhi_records_read_total{source="k8s.audit"}'
+            while time.monotonic() < deadline and seen.get(key) != 5000:
+                try:
+                    seen = scrape(port)
+                except OSError:
+                    pass
+                time.sleep(0.05)
+            assert seen.get(key) == 5000  # the stream is still open: mid-replay
+        finally:
+            writer.close()
+            worker.join(timeout=60)
+        assert result["code"] == 0
+        with pytest.raises(OSError):
+            scrape(port)  # the endpoint stops with the replay
