@@ -21,7 +21,7 @@ from detector.stats import RunStats
 logger = logging.getLogger(__name__)
 
 REFRESH = 4.0  # redraws per second, at most
-TICK_EVERY = 2048  # the replay loop calls tick() once per this many events (a power of 2)
+TICK_EVERY = 512  # the replay loop calls tick() once per this many events (a power of 2)
 
 
 class Progress:
