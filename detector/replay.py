@@ -53,11 +53,18 @@ logger = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 TICK_MASK = TICK_EVERY - 1
-SOURCE_CHOICES = ("aws.cloudtrail", "gcp.audit", "azure.activity", "azure.signin", "k8s.audit")
+SOURCE_CHOICES = ("aws", "gcp", "k8s", "azure", "aws.cloudtrail", "gcp.audit", "k8s.audit",
+                  "azure.activity", "azure.signin")  # the same spellings as ``parse``
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Declare the ``replay`` options."""
+    parser.epilog = (
+        "Example: nhi-detector replay replay_data/ --labels replay_data/labels.json "
+        "--report report.html --alerts alerts.jsonl --summary-json summary.json. "
+        "Exit codes: 0 done; 1 an input or output failed; 2 a bad argument, configuration, "
+        "labels file or state snapshot."
+    )
     add = parser.add_argument
     add("paths", nargs="+", metavar="PATH",
         help="log files, directories (recursive, .gz too) or - for stdin")
