@@ -385,6 +385,9 @@ def _finish_outputs(
 def _replay(args: argparse.Namespace, stats: RunStats) -> int:
     from detector.evaluation import load_labels
 
+    missing = [path for path in args.paths if path != "-" and not os.path.exists(path)]
+    if missing:
+        raise ConfigError(f"no such file or directory: {', '.join(missing)}")
     if args.reorder_window < 0:
         raise ConfigError(f"--reorder-window must be >= 0 seconds, got {args.reorder_window:g}")
     scenarios = load_labels(args.labels) if args.labels else None

@@ -161,6 +161,13 @@ class TestReplayStreams:
         summary = orjson.loads((tmp_path / "s.json").read_bytes())
         assert sum(summary["alerts"]["suppressed"].values()) > 0
 
+    def test_missing_input_path__exit_2(self, tmp_path, capsys):
+        code = main(["replay", str(tmp_path / "nope"), "--no-progress",
+                     "--alerts", str(tmp_path / "a.jsonl")])
+        assert code == 2
+        assert f"no such file or directory: {tmp_path / 'nope'}" in capsys.readouterr().err
+        assert not (tmp_path / "a.jsonl").exists()
+
     def test_missing_labels_file__exit_2(self, log_dir, tmp_path, capsys):
         root, _ = log_dir
         code = main(["replay", str(root / "k8s"), "--labels", str(tmp_path / "none.json"),
