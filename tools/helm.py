@@ -2,10 +2,11 @@
 
 Used by the chart tests and by developers (``python tools/helm.py`` prints the path).
 Order: ``$NHI_HELM``; ``helm`` on ``PATH``; the cache (``go/bin`` under ``$NHI_CACHE_DIR``,
-``$XDG_CACHE_HOME/nhi-detector`` or ``~/.cache/nhi-detector``); else ``go install
-helm.sh/helm/v3/cmd/helm@HELM_VERSION`` with ``GOBIN`` pointing at the cache. The first build
-downloads modules through the Go module proxy and takes a few minutes; later calls are
-instant. ``None`` means neither helm nor Go is available.
+``$XDG_CACHE_HOME/nhi-detector`` or ``~/.cache/nhi-detector``) or ``~/go/bin``; else
+``go install helm.sh/helm/v3/cmd/helm@HELM_VERSION`` with ``GOBIN`` pointing at the cache.
+The first build downloads modules through the Go module proxy and takes a few minutes
+(about 6 on a busy 2-core machine with empty Go caches); later calls are instant. ``None``
+means neither helm nor Go is available.
 """
 
 from __future__ import annotations
@@ -45,8 +46,23 @@ def find_helm() -> Path | None:
     on_path = shutil.which("helm")
     if on_path:
         return Path(on_path)
-    cached = cache_bin_dir() / "helm"
-    return cached if cached.is_file() and os.access(cached, os.X_OK) else None
+    for candidate in (cache_bin_dir() / "helm", Path.home() / "go" / "bin" / "helm"):
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def find_go() -> str | None:
+    """``go`` on PATH, else the usual install locations (a shell profile may add them)."""
+    found = shutil.which("go")
+    if found:
+        return found
+    roots = [os.environ.get("GOROOT", ""), "/usr/local/go", "/usr/lib/go"]
+    for root in filter(None, roots):
+        candidate = Path(root) / "bin" / "go"
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    return None
 
 
 def build_helm(version: str = HELM_VERSION, *, timeout: float = BUILD_TIMEOUT_S) -> Path | None:
@@ -55,7 +71,7 @@ def build_helm(version: str = HELM_VERSION, *, timeout: float = BUILD_TIMEOUT_S)
     A failing build raises ``RuntimeError`` carrying Go's output, so a broken toolchain or
     an unreachable module proxy is reported rather than mistaken for "no Go here".
     """
-    go = shutil.which("go")
+    go = find_go()
     if go is None:
         return None
     target = cache_bin_dir()
