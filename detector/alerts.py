@@ -154,6 +154,7 @@ class AlertGroup:
     counts: dict[str, int] = field(default_factory=dict)
     context: dict[str, Any] = field(default_factory=dict)
     values: list[list[str]] = field(default_factory=list)  # every [detector, value] seen
+    cap: str = "info"  # highest severity ceiling of the folded verdicts
     revision: int = 0
     emitted_count: int = 0
     shadow: bool = False
@@ -182,8 +183,22 @@ class AlertGroup:
         if SEVERITY_RANK[verdict.severity] > SEVERITY_RANK[self.severity]:
             self.severity = verdict.severity
             material = True
+        if SEVERITY_RANK[verdict.ceiling] > SEVERITY_RANK[self.cap]:
+            self.cap = verdict.ceiling
         self.score = max(self.score, verdict.score)
         return material
+
+    def escalate(self, severity_for: Any) -> bool:
+        """Raise the severity to what the accumulated score earns under the group's
+        highest ceiling: a burst of odd behaviour that includes a privilege change is as
+        severe as the privilege change allows, even if no single event scored that high."""
+        earned = severity_for(self.score)
+        if SEVERITY_RANK[earned] > SEVERITY_RANK[self.cap]:
+            earned = self.cap
+        if SEVERITY_RANK[earned] > SEVERITY_RANK[self.severity]:
+            self.severity = earned
+            return True
+        return False
 
     def _sample(self, event: Event) -> None:
         for name in SAMPLE_FIELDS:

@@ -46,9 +46,21 @@ class AttackMap:
         if missing:
             raise ConfigError(f"{self.catalogue.origin}: techniques without a definition {missing}")
 
-    def ids_for(self, sensitivity: Sensitivity | None, detectors: Iterable[str]) -> list[str]:
-        """Technique ids in a stable order: the action's category first, then detectors."""
-        ids: list[str] = list(sensitivity.techniques) if sensitivity else []
+    def ids_for(
+        self,
+        sensitivity: Sensitivity | Iterable[Sensitivity] | None,
+        detectors: Iterable[str],
+    ) -> list[str]:
+        """Technique ids in a stable order: the action categories' first, then detectors'."""
+        if sensitivity is None:
+            categories: list[Sensitivity] = []
+        elif isinstance(sensitivity, Sensitivity):
+            categories = [sensitivity]
+        else:
+            categories = list(sensitivity)
+        ids: list[str] = []
+        for sens in categories:
+            ids.extend(t for t in sens.techniques if t not in ids)
         for detector in detectors:
             for tid in self.catalogue.techniques_for_detector(detector):
                 if tid not in ids:

@@ -337,6 +337,7 @@ class Detector:
             group.closes = min(
                 group.opened + self.settings.group_max, group.last + self.settings.group_window
             )
+            material = group.escalate(self.settings.severity_for) or material
         self._annotate(group, event, verdict, state)
         if material:
             out.append(self._emit(event.identity, group, new=group.revision == 0))
@@ -423,7 +424,7 @@ class Detector:
     def _emit(self, identity: str, group: AlertGroup, *, new: bool) -> Alert:
         group.revision += 1
         group.emitted_count = group.count
-        ids = self.attack.ids_for(_category_of(group, self.catalogue), group.detectors)
+        ids = self.attack.ids_for(self._categories(group), group.detectors)
         group.techniques = ids
         alert = group.to_alert(identity, self.attack.describe(ids))
         if group.shadow:
@@ -434,6 +435,13 @@ class Detector:
         if not new:
             self.stats.alert_updates += 1
         return alert
+
+    def _categories(self, group: AlertGroup) -> list[Sensitivity]:
+        """The group's sensitive categories, most severe level first (stable)."""
+        found = [self.catalogue.category(name) for name in group.categories]
+        ranked = [s for s in found if s is not None]
+        ranked.sort(key=lambda s: -SEVERITY_RANK[s.level])
+        return ranked
 
     def _track_open(self, identity: str, closes: float) -> None:
         current = self._open.get(identity)
@@ -627,13 +635,6 @@ class Detector:
 
 
 # ---------------------------------------------------------------------- helpers
-
-
-def _category_of(group: AlertGroup, catalogue: SensitivityCatalogue) -> Sensitivity | None:
-    if not group.categories:
-        return None
-    wanted = group.categories[0]
-    return next((s for _, s in catalogue.categories if s.category == wanted), None)
 
 
 def _iso(ts: float) -> str:

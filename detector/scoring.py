@@ -72,6 +72,30 @@ DEFAULT_CHANGE_ACTIONS = (
     "*run*:*ReplaceService",
     "*functions*:*UpdateFunction",
 )
+# Detectors whose signal is about the action itself (or a credential that looks stolen):
+# only with one of them does the action's sensitivity amplify the score.
+DEFAULT_ACTION_DETECTORS = (
+    "novelty.action*",
+    "novelty.service",
+    "novelty.resource",
+    "novelty.target_tenant",
+    "volume.*",
+    "dormancy.*",
+    "credential.new_network",
+    "credential.instance_outside_cloud",
+    "multivariate.*",
+    "policy.*",
+)
+# Detectors that see the same evidence fuse as one (glob -> group; the first match wins;
+# a detector matching none is its own group).
+DEFAULT_FUSION_GROUPS = {
+    "novelty.action*": "action",
+    "novelty.service": "action",
+    "novelty.network": "network",
+    "novelty.credential_network": "network",
+    "credential.*": "network",
+    "volume.*": "volume",
+}
 CACHE_CAP = 65_536  # distinct actions remembered by the catalogue lookup cache
 
 
@@ -149,6 +173,9 @@ class SensitivityCatalogue:
             return None
         return sens
 
+    def category(self, name: str) -> Sensitivity | None:
+        return next((sens for _, sens in self.categories if sens.category == name), None)
+
     def techniques_for_detector(self, detector: str) -> tuple[str, ...]:
         for rx, ids in self.detector_techniques:
             if rx.match(detector):
@@ -195,6 +222,8 @@ class ScoringSettings:
     platform_detectors: tuple[str, ...] = ("novelty.action",)
     platform_ceiling: str = "low"
     shadow_detectors: tuple[str, ...] = ()
+    action_detectors: tuple[str, ...] = DEFAULT_ACTION_DETECTORS
+    fusion_groups: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_FUSION_GROUPS))
     group_window: float = 3600.0  # a group closes after this much event time without signals
     group_max: float = 86400.0  # … or at the latest this long after it opened
     cooldown: float = 6 * 3600.0
@@ -264,6 +293,30 @@ class ScoringSettings:
             return None
         return re.compile("|".join(fnmatch.translate(p) for p in self.shadow_detectors))
 
+    @cached_property
+    def _action_rx(self) -> re.Pattern[str]:
+        return re.compile("|".join(fnmatch.translate(p) for p in self.action_detectors) or "$^")
+
+    @cached_property
+    def _fusion_rx(self) -> tuple[tuple[re.Pattern[str], str], ...]:
+        return tuple((re.compile(fnmatch.translate(k)), v) for k, v in self.fusion_groups.items())
+
+    @cached_property
+    def _fusion_cache(self) -> dict[str, str]:
+        return {}
+
+    def fusion_group(self, detector: str) -> str:
+        cache = self._fusion_cache
+        group = cache.get(detector)
+        if group is None:
+            group = next((g for rx, g in self._fusion_rx if rx.match(detector)), detector)
+            if len(cache) < CACHE_CAP:
+                cache[detector] = group
+        return group
+
+    def is_action_linked(self, detector: str) -> bool:
+        return bool(self._action_rx.match(detector))
+
     def is_shadow(self, detector: str) -> bool:
         """Whether a detector is on trial (``shadow_detectors`` globs)."""
         return self._shadow_rx is not None and bool(self._shadow_rx.match(detector))
@@ -296,15 +349,18 @@ class ScoringSettings:
 def _coerce(key: str, value: Any) -> Any:
     tuple_keys = {
         "platform_kinds", "platform_detectors", "shadow_detectors", "deploy_identities",
+        "action_detectors",
         "deploy_agent_families", "change_actions", "policy_rules",
     }
     if key in tuple_keys:
         if not isinstance(value, list | tuple):
             raise ConfigError(f"scoring.{key} must be a list, got {type(value).__name__}")
         return tuple(value)
-    if key in {"thresholds", "kind_weights", "detector_weights"}:
+    if key in {"thresholds", "kind_weights", "detector_weights", "fusion_groups"}:
         if not isinstance(value, Mapping):
             raise ConfigError(f"scoring.{key} must be a mapping, got {type(value).__name__}")
+        if key == "fusion_groups":
+            return {str(k): str(v) for k, v in value.items()}
         return {str(k): float(v) for k, v in value.items()}
     return value
 
@@ -327,6 +383,11 @@ class Verdict:
     signals: list[Weighted]
     sensitivity: Sensitivity | None
     notes: list[str] = field(default_factory=list)
+    cap: str = ""  # the ceiling this verdict was held to (empty: its own severity)
+
+    @property
+    def ceiling(self) -> str:
+        return self.cap or self.severity
 
     @property
     def top(self) -> Weighted:
@@ -355,6 +416,18 @@ def weigh_signals(
     return kept, routine
 
 
+def evidence_scores(kept: Iterable[Weighted], settings: ScoringSettings) -> list[float]:
+    """One score per independent line of evidence: the strongest signal of each fusion
+    group (a new action also makes a new action-with-network pair; counting both would
+    corroborate a finding with itself)."""
+    best: dict[str, float] = {}
+    for weighted in kept:
+        key = settings.fusion_group(weighted.signal.detector)
+        if weighted.score > best.get(key, -1.0):
+            best[key] = weighted.score
+    return list(best.values())
+
+
 def fuse(scores: Iterable[float], top_k: int) -> float:
     """Noisy-OR of the ``top_k`` largest scores."""
     remaining = 1.0
@@ -376,16 +449,26 @@ def score_event(
     kept, _ = weigh_signals(signals, settings, platform=platform)
     if not kept:
         return None
-    fused = fuse((w.score for w in kept), settings.fusion_top_k)
-    sens = sensitivity
-    if sens is not None and sens.volume_only:
-        if not any(w.signal.detector.startswith("volume.") for w in kept):
-            sens = None
+    fused = fuse(evidence_scores(kept, settings), settings.fusion_top_k)
+    sens = sensitivity if _sensitivity_applies(sensitivity, kept, settings) else None
     gain = 1.0 + settings.sensitivity_gain * sens.weight if sens else 1.0
     weight = settings.kind_weights.get(event.identity_kind, 1.0)
     score = min(max(fused * gain * weight, 0.0), 1.0)
-    severity, notes = _severity(score, settings, sens, platform, change_context)
-    return Verdict(round(score, 4), severity, kept, sens, notes)
+    severity, notes, cap = _severity(score, settings, sens, platform, change_context)
+    return Verdict(round(score, 4), severity, kept, sens, notes, cap)
+
+
+def _sensitivity_applies(
+    sens: Sensitivity | None, kept: list[Weighted], settings: ScoringSettings
+) -> bool:
+    """A sensitive action weighs in only when it is part of the deviation: a signal about
+    the action itself, its volume, or a credential that looks stolen. A routine
+    ``kms:Decrypt`` during an off-hours window is not made more severe by being sensitive."""
+    if sens is None:
+        return False
+    if sens.volume_only:
+        return any(w.signal.detector.startswith("volume.") for w in kept)
+    return any(settings.is_action_linked(w.signal.detector) for w in kept)
 
 
 def _severity(
@@ -394,7 +477,9 @@ def _severity(
     sens: Sensitivity | None,
     platform: bool,
     change_context: bool,
-) -> tuple[str, list[str]]:
+) -> tuple[str, list[str], str]:
+    """(severity, notes, ceiling): the ceiling also bounds the alert group's severity when
+    its evidence accumulates (see ``detector.engine``)."""
     notes: list[str] = []
     severity = settings.severity_for(score)
     ceiling = sens.level if sens else settings.plain_ceiling
@@ -407,8 +492,9 @@ def _severity(
         # Lowered, never dropped: a change-explained deviation still reaches the alert
         # topic at no less than ``min_severity``.
         severity = SEVERITIES[max(SEVERITY_RANK[severity] - 1, floor)]
+        ceiling = SEVERITIES[max(SEVERITY_RANK[ceiling] - 1, floor)]
         notes.append("severity lowered one level: a recent deploy change explains it")
-    return severity, notes
+    return severity, notes, ceiling
 
 
 def min_severity(a: str, b: str) -> str:

@@ -211,3 +211,28 @@ class TestHelpers:
 
     def test_iso_has_milliseconds_and_z(self):
         assert iso(0.25) == "1970-01-01T00:00:00.250Z"
+
+
+class TestEscalation:
+    def test_accumulated_evidence_earns_the_highest_ceiling(self):
+        from detector.scoring import ScoringSettings
+
+        settings = ScoringSettings()
+        # A plain burst scored 1.0 but was held to medium ...
+        group = open_group(make_event(), make_verdict(score=1.0, severity="medium"))
+        group.cap = "medium"
+        assert group.escalate(settings.severity_for) is False
+        # ... then a weak privilege change (low, ceiling high) joins the same window.
+        verdict = make_verdict("novelty.action", 0.45, "low", value="iam:PutRolePolicy")
+        verdict.cap = "high"
+        group.fold(make_event(1, action="iam:PutRolePolicy"), verdict, 20, 5)
+        assert group.escalate(settings.severity_for) is True
+        assert group.severity == "high"
+
+    def test_escalation_never_passes_the_ceiling(self):
+        from detector.scoring import ScoringSettings
+
+        group = open_group(make_event(), make_verdict(score=1.0, severity="low"))
+        group.cap = "low"
+        assert group.escalate(ScoringSettings().severity_for) is False
+        assert group.severity == "low"

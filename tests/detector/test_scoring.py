@@ -248,3 +248,44 @@ class TestSettings:
         assert settings.is_change_action("lambda:UpdateFunctionCode20150331v2")
         assert settings.is_change_action("k8s:deployments.patch")
         assert not settings.is_change_action("s3:GetObject")
+
+
+class TestEvidenceFusion:
+    def test_correlated_detectors_count_once(self, settings):
+        event = make_event()
+        # novelty.action and novelty.action_network see the same new action: max, not OR.
+        same = score_event(event, [sig("novelty.action", 0.5), sig("novelty.action_network", 0.5)],
+                           settings, sensitivity=None)
+        assert same.score == pytest.approx(0.5)
+        # a new action and a new region are independent: 1 - 0.5 * 0.5
+        independent = score_event(event, [sig("novelty.action", 0.5), sig("novelty.region", 0.5)],
+                                  settings, sensitivity=None)
+        assert independent.score == pytest.approx(0.75)
+
+    def test_fusion_groups_are_configurable(self):
+        settings = ScoringSettings.from_config({"fusion_groups": {"novelty.*": "novelty"}})
+        assert settings.fusion_group("novelty.region") == "novelty"
+        assert settings.fusion_group("volume.rate") == "volume.rate"
+
+    def test_routine_sensitive_action_does_not_amplify_unrelated_signals(self, settings,
+                                                                         catalogue):
+        event = make_event("kms:Decrypt")
+        sens = catalogue.classify(event)
+        assert sens.category == "secret_read"
+        off_hours = score_event(event, [sig("schedule.off_hours", 0.6)], settings,
+                                sensitivity=sens)
+        assert off_hours.sensitivity is None
+        assert off_hours.score == pytest.approx(0.6)
+        assert off_hours.severity == "medium"
+        new_action = score_event(event, [sig("novelty.action", 0.6)], settings,
+                                 sensitivity=sens)
+        assert new_action.sensitivity.category == "secret_read"
+        assert new_action.score == pytest.approx(0.6 * (1 + 0.6 * 0.8))
+
+    def test_verdict_carries_its_ceiling(self, settings, catalogue):
+        plain = score_event(make_event(), [sig(score=1.0)], settings, sensitivity=None)
+        assert (plain.severity, plain.ceiling) == ("medium", "medium")
+        event = make_event("iam:CreateAccessKey")
+        weak = score_event(event, [sig(score=0.3)], settings,
+                           sensitivity=catalogue.classify(event))
+        assert (weak.severity, weak.ceiling) == ("low", "high")
