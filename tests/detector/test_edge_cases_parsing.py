@@ -334,3 +334,12 @@ class TestB29PlatformIdentities:
             ("system:kube-controller-manager", "cloud_service"),
         ]
         assert events[5].action == "k8s:clusterrolebindings.create"
+
+
+def test_b13_same_event_through_two_paths_counts_once(edge_cases: Path) -> None:
+    envelopes = json.loads((edge_cases / "B13.json").read_text())
+    record = json.loads(envelopes[1]["logEvents"][0]["message"])
+    events, stats, _ = payload([envelopes[1], {"Records": [record]}, dict(envelopes[2],
+                                                                           detail=record)])
+    assert [e.event_id for e in events] == [record["eventID"]]
+    assert stats.skipped == {("aws.cloudtrail", "duplicate_event"): 2}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import orjson
 import pytest
 
@@ -17,13 +19,14 @@ from detector.sources import ListDeadLetters, parse_payload
 from detector.stats import RunStats
 
 ACCOUNT = "123456789012"
+_IDS = itertools.count()
 
 
 def ct(identity: dict | None, **extra: object) -> dict:
     record = {"eventTime": "2024-03-04T10:00:00Z", "eventSource": "s3.amazonaws.com",
               "eventName": "ListBuckets", "awsRegion": "us-east-1",
               "sourceIPAddress": "198.51.100.7", "userAgent": "Boto3/1.34.0",
-              "eventID": "id-1", "recipientAccountId": ACCOUNT}
+              "eventID": f"id-{next(_IDS)}", "recipientAccountId": ACCOUNT}
     if identity is not None:
         record["userIdentity"] = identity
     record.update(extra)

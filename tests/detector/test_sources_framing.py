@@ -47,8 +47,8 @@ class TestBadInput:
         (tmp_path / "b_binary.json").write_bytes(bytes(range(256)) * 8)
         (tmp_path / "c_empty.json").write_bytes(b"")
         (tmp_path / "d_invalid_utf8.jsonl").write_bytes(
-            orjson.dumps(record(1)) + b"\n" + b'{"eventName": "\xff\xfe"}\n'
-            + orjson.dumps(record(2)) + b"\n")
+            orjson.dumps(record(101)) + b"\n" + b'{"eventName": "\xff\xfe"}\n'
+            + orjson.dumps(record(102)) + b"\n")
         good_file(tmp_path / "e_good.json")
         events, stats, dead = read([tmp_path])
         assert dead.reasons() == ["truncated_gzip", "binary", "empty_file", "invalid_utf8"]

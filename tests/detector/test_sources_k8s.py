@@ -112,3 +112,13 @@ def test_requests_without_final_stage_expire_by_event_time() -> None:
     assert [(e.event_id, e.partial) for e in later] == [("new", False), ("old", True)]
     assert parser.finish() == []
     assert stats.balanced()
+
+
+def test_final_stage_after_expiry_does_not_count_twice() -> None:
+    events, stats = parse([stage("old", "RequestReceived", received="2024-03-04T10:00:00Z"),
+                           stage("other", "ResponseComplete", code=200,
+                                 received="2024-03-04T11:00:00Z"),
+                           stage("old", "ResponseComplete", code=200,
+                                 received="2024-03-04T10:00:00Z")])
+    assert [(e.event_id, e.partial) for e in events] == [("other", False), ("old", True)]
+    assert stats.skipped == {("k8s.audit", "duplicate_stage"): 1}

@@ -7,6 +7,7 @@ records are recognised and skipped with reason ``unsupported_format``.
 from __future__ import annotations
 
 import gzip
+import itertools
 from datetime import datetime, timezone
 
 import orjson
@@ -17,13 +18,15 @@ from detector.sources.common import classify_network, parse_time, user_agent
 from detector.stats import RunStats
 
 UTC = timezone.utc
+_IDS = itertools.count()
 
 
 def ct(**extra: object) -> dict:
     record = {"eventVersion": "1.08", "eventTime": "2023-07-10T11:42:18Z",
               "eventSource": "ec2.amazonaws.com", "eventName": "DescribeInstances",
               "awsRegion": "us-east-1", "sourceIPAddress": "198.51.100.9",
-              "userAgent": "aws-cli/2.0", "eventID": "e-1", "recipientAccountId": "111111111111",
+              "userAgent": "aws-cli/2.0", "eventID": f"e-{next(_IDS)}",
+              "recipientAccountId": "111111111111",
               "userIdentity": {"type": "IAMUser", "arn": "arn:aws:iam::111111111111:user/u",
                                "accountId": "111111111111", "accessKeyId": "AKIAEXAMPLE0001"}}
     record.update(extra)
@@ -89,8 +92,9 @@ def test_q01_envelopes_are_detected_by_shape() -> None:
 
 
 def test_q02_gzip_by_magic_bytes() -> None:
-    events, _, _ = parse(None, raw=gzip.compress(orjson.dumps({"Records": [ct()]})))
-    assert [e.event_id for e in events] == ["e-1"]
+    record = ct()
+    events, _, _ = parse(None, raw=gzip.compress(orjson.dumps({"Records": [record]})))
+    assert [e.event_id for e in events] == [record["eventID"]]
 
 
 def test_q03_digest_objects_are_not_events() -> None:
@@ -149,7 +153,7 @@ def test_q07_redacted_time_is_a_bad_time_dead_letter() -> None:
 
 def test_q08_non_iso_dates_inside_payloads() -> None:
     record = ct(responseElements={"credentials": {"expiration": "Nov 18, 2017 1:21:51 AM"}})
-    assert one(record).event_id == "e-1"
+    assert one(record).event_id == record["eventID"]
     assert parse_time("Nov 18, 2017 1:21:51 AM") == datetime(2017, 11, 18, 1, 21, 51,
                                                             tzinfo=UTC)
     assert parse_time("Oct 8, 2024, 4:15:32 PM") == datetime(2024, 10, 8, 16, 15, 32,
