@@ -75,7 +75,9 @@ def retry(what: str, attempt: Callable[[], Any], *, timeout: float,
 def connect_admin(settings: WorkerSettings) -> Any:
     from kafka.admin import KafkaAdminClient
 
-    options = client_options(settings)
+    # one attempt waits at most io_timeout, so the backoff loop (and its log lines) runs
+    options = {**client_options(settings),
+               "bootstrap_timeout_ms": int(settings.io_timeout * 1000)}
     return retry(f"cannot reach Kafka at {settings.bootstrap_servers}",
                  lambda: KafkaAdminClient(**options), timeout=settings.startup_timeout)
 

@@ -28,7 +28,7 @@ from typing import Any
 
 import faust
 
-from streams.pipeline import Output, Pipeline
+from streams.pipeline import Output, Pipeline, Record
 from streams.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
@@ -91,6 +91,8 @@ def create_app(settings: WorkerSettings, runtime: Runtime) -> faust.App:
         topic_replication_factor=settings.replication_factor,
         broker_max_poll_records=settings.max_poll_records,
         broker_commit_interval=settings.commit_interval,
+        broker_session_timeout=settings.session_timeout,
+        broker_heartbeat_interval=min(3.0, settings.session_timeout / 3),
         broker_request_timeout=max(settings.io_timeout + 10.0, 90.0),  # > session timeout
         consumer_auto_offset_reset="earliest",  # B16: out-of-range reads restart at earliest
         stream_wait_empty=True,  # SIGTERM: finish buffered messages, commit, then close
@@ -125,26 +127,49 @@ def _declare_topics(app: faust.App, settings: WorkerSettings) -> dict[str, Any]:
     return topics
 
 
-async def send_all(runtime: Runtime, out: Output) -> None:
-    """Produce every record of ``out``; each send is bounded by ``io_timeout`` (B19)."""
+async def send_all(runtime: Runtime, records: list[Record], *, acked: bool = False) -> None:
+    """Produce ``records``; each send is bounded by ``io_timeout`` (B19). With ``acked``,
+    also wait until the broker has acknowledged every one of them."""
     timeout = runtime.settings.io_timeout
-    for record in out.records:
-        topic = runtime.roles.get(record.role)
-        if topic is None:
-            continue
-        for attempt in range(1, SEND_ATTEMPTS + 1):
-            try:
-                await asyncio.wait_for(
-                    topic.send(key=record.key, value=record.value, partition=record.partition),
-                    timeout)
-                break
-            except Exception as err:  # noqa: BLE001 - retried, then fatal
-                if attempt == SEND_ATTEMPTS:
-                    runtime.fatal(f"cannot produce to {record.role} topic after "
-                                  f"{SEND_ATTEMPTS} attempts: {err!r}")
-                    raise
-                log.warning("send to %s failed (%r); retry %d", record.role, err, attempt)
-                await asyncio.sleep(min(2.0**attempt, timeout))
+    pending = [await _send_one(runtime, record, timeout) for record in records]
+    if acked and pending:
+        try:
+            await asyncio.wait_for(asyncio.gather(*[p for p in pending if p is not None]),
+                                   timeout)
+        except Exception as err:  # noqa: BLE001 - cannot deliver: restart from the commit
+            runtime.fatal(f"alerts were not acknowledged within {timeout:.0f}s: {err!r}")
+            raise
+
+
+async def _send_one(runtime: Runtime, record: Record, timeout: float) -> Any:
+    topic = runtime.roles.get(record.role)
+    if topic is None:
+        return None
+    for attempt in range(1, SEND_ATTEMPTS + 1):
+        try:
+            return await asyncio.wait_for(
+                topic.send(key=record.key, value=record.value, partition=record.partition),
+                timeout)
+        except Exception as err:  # noqa: BLE001 - retried, then fatal
+            if attempt == SEND_ATTEMPTS:
+                runtime.fatal(f"cannot produce to the {record.role} topic after "
+                              f"{SEND_ATTEMPTS} attempts: {err!r}")
+                raise
+            log.warning("send to %s failed (%r); retry %d", record.role, err, attempt)
+            await asyncio.sleep(min(2.0**attempt, timeout))
+    return None
+
+
+async def deliver(runtime: Runtime, out: Output, set_state: Any) -> None:
+    """Alerts first (acknowledged), then the table writes, then everything else: state is
+    never recorded ahead of an alert it produced."""
+    alerts = [r for r in out.records if r.role in ("alerts", "shadow")]
+    rest = [r for r in out.records if r.role not in ("alerts", "shadow")]
+    if alerts:
+        await send_all(runtime, alerts, acked=True)
+    for identity, value in out.writes:
+        set_state(identity, value)
+    await send_all(runtime, rest)
 
 
 def _declare_agents(app: faust.App, runtime: Runtime, topics: Mapping[str, Any],
@@ -166,7 +191,7 @@ def _declare_agents(app: faust.App, runtime: Runtime, topics: Mapping[str, Any],
                 out = pipeline.split(event.value, **where)
             except Exception as err:  # noqa: BLE001 - poison message: dead-letter it (B15)
                 out = pipeline.split_failed(event.value, err, **where)
-            await send_all(runtime, out)
+            await send_all(runtime, out.records)
 
     @app.agent(topics["repartition"], name="detect")
     async def detect(stream: Any) -> None:
@@ -175,13 +200,12 @@ def _declare_agents(app: faust.App, runtime: Runtime, topics: Mapping[str, Any],
             where = {"topic": msg.topic, "partition": msg.partition, "offset": msg.offset}
             started = asyncio.get_running_loop().time()
             try:
-                out = pipeline.apply(event.value, get_state=get_state, set_state=set_state,
-                                     **where)
+                out = pipeline.apply(event.value, get_state=get_state, **where)
             except Exception as err:  # noqa: BLE001 - poison message: dead-letter it (B15)
                 out = pipeline.apply_failed(event.value, err, **where)
             runtime.metrics.observe_batch(asyncio.get_running_loop().time() - started,
                                           out.events)
-            await send_all(runtime, out)
+            await deliver(runtime, out, set_state)
 
     @app.on_partitions_revoked.connect
     async def on_revoked(sender: Any, revoked: set[Any], **_: Any) -> None:

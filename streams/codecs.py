@@ -2,14 +2,17 @@
 
 - **Repartition messages** carry many identities' events at once so Faust's per-message
   cost (about 370 us, docs/design.md) is paid once per group, not once per event. A message
-  is ``b"E"`` + orjson ``{identity: [compact event, ...]}``; every identity in it hashes to
-  the partition the message is sent to (``partition_for``), so each identity's state still
-  has exactly one owner. ``b"S"`` + orjson ``{identity: base64 blob}`` seeds state from a
-  replay snapshot (warm start).
+  is ``b"E"`` + orjson ``{"src": "topic[p]", "off": offset, "batches": {identity: [compact
+  event, ...]}}``: the raw message it came from, and its events per identity. Every
+  identity in it hashes to the partition the message is sent to (``partition_for``), so
+  each identity's state has exactly one owner. ``b"S"`` + orjson ``{identity: base64
+  blob}`` seeds state from a replay snapshot (warm start).
 - **Compact events** are ``Event.to_dict()`` without the fields that hold their default.
-- **Table values** are an 8-byte big-endian repartition offset (the last message applied to
-  this identity, so a redelivered message is not learned twice) followed by the
-  detector's identity blob.
+- **Table values** are a 4-byte length, an orjson map ``{"topic[p]": offset}`` of the last
+  raw message applied to this identity from each raw partition, then the detector's
+  identity blob. Raw messages of one partition reach an identity in order, so a message at
+  or below the stored offset was applied already (a redelivery after a crash) and is not
+  learned twice.
 """
 
 from __future__ import annotations
@@ -28,8 +31,7 @@ from detector.event import Event
 
 EVENTS_TAG = b"E"
 SEED_TAG = b"S"
-_OFFSET = struct.Struct(">q")
-NO_OFFSET = -1
+_HEADER = struct.Struct(">I")
 
 
 def _defaults() -> dict[str, Any]:
@@ -61,10 +63,12 @@ def expand_event(data: Mapping[str, Any]) -> Event:
     return Event.from_dict(dict(data))
 
 
-def encode_events(batches: Mapping[str, Iterable[Event]]) -> bytes:
-    """One repartition message for several identities (all of one target partition)."""
+def encode_events(batches: Mapping[str, Iterable[Event]], *, source: str,
+                  offset: int) -> bytes:
+    """One repartition message for several identities (all of one target partition),
+    made from the raw message at ``source`` (``topic[partition]``) ``offset``."""
     body = {identity: [compact_event(e) for e in events] for identity, events in batches.items()}
-    return EVENTS_TAG + orjson.dumps(body)
+    return EVENTS_TAG + orjson.dumps({"src": source, "off": offset, "batches": body})
 
 
 def encode_seed(entries: Mapping[str, bytes]) -> bytes:
@@ -86,23 +90,30 @@ def decode_repartition(data: bytes) -> tuple[bytes, dict[str, Any]]:
         raise InputError("invalid_json", f"repartition message is not JSON: {err}") from err
     if not isinstance(body, dict):
         raise InputError("invalid_record", "repartition message body is not an object")
+    if tag == EVENTS_TAG and not (isinstance(body.get("batches"), dict)
+                                  and isinstance(body.get("off"), int)
+                                  and isinstance(body.get("src"), str)):
+        raise InputError("invalid_record", "repartition message lacks src, off or batches")
     if tag == SEED_TAG:
         body = {k: base64.b64decode(v) for k, v in body.items()}
     return tag, body
 
 
-def pack_state(offset: int, blob: bytes) -> bytes:
-    return _OFFSET.pack(offset) + blob
+def pack_state(applied: Mapping[str, int], blob: bytes) -> bytes:
+    header = orjson.dumps(dict(applied))
+    return _HEADER.pack(len(header)) + header + blob
 
 
-def unpack_state(value: bytes | None) -> tuple[int, bytes | None]:
-    """``(last applied offset, blob)``; ``(NO_OFFSET, None)`` for an absent value."""
+def unpack_state(value: bytes | None) -> tuple[dict[str, int], bytes | None]:
+    """``(applied raw offsets, blob)``; ``({}, None)`` for an absent value."""
     if not value:
-        return NO_OFFSET, None
-    if len(value) < _OFFSET.size:
-        raise InputError("invalid_record", f"table value of {len(value)} bytes is too short")
-    (offset,) = _OFFSET.unpack_from(value)
-    return offset, value[_OFFSET.size:]
+        return {}, None
+    try:
+        (size,) = _HEADER.unpack_from(value)
+        applied = orjson.loads(value[_HEADER.size:_HEADER.size + size])
+    except (struct.error, orjson.JSONDecodeError) as err:
+        raise InputError("invalid_record", f"table value is damaged: {err}") from err
+    return applied, value[_HEADER.size + size:]
 
 
 def dumps(value: Any) -> bytes:

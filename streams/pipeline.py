@@ -5,10 +5,13 @@
    per partition, plus dead letters.
 2. ``Pipeline.apply`` (repartition topic): one message -> for each identity in it, load its
    state blob from the table into the ``Detector`` (unless already loaded), process its
-   events, write the blob back -> alerts, inventory records, accounting, dead letters.
+   events, hand back the new blob -> alerts, table writes, inventory, accounting, dead
+   letters.
 
-Delivery is at least once. A redelivered repartition message is recognised per identity by
-the offset stored next to its state blob and skipped, so the state never learns it twice.
+Delivery is at least once. Each identity's table value records the last raw offset applied
+per raw partition, so a raw message redelivered after a crash (and the repartition
+messages made from it again) is recognised and skipped: the state never learns an event
+twice, and the skipped events are still reported on the accounting topic.
 All detection happens in ``detector``; this module only moves data.
 """
 
@@ -30,7 +33,6 @@ from streams import codecs
 log = logging.getLogger(__name__)
 
 StateGet = Callable[[str], "bytes | None"]
-StateSet = Callable[[str, bytes], None]
 
 
 @dataclass
@@ -46,8 +48,15 @@ class Record:
 
 @dataclass
 class Output:
+    """What one message produced: records to send, table writes to make, events handled."""
+
     records: list[Record] = field(default_factory=list)
+    writes: list[tuple[str, bytes]] = field(default_factory=list)
     events: int = 0
+
+    @property
+    def has_alerts(self) -> bool:
+        return any(r.role in ("alerts", "shadow") for r in self.records)
 
     def add(self, role: str, key: bytes | None, value: bytes, partition: int | None = None):
         self.records.append(Record(role, key, value, partition))
@@ -122,7 +131,8 @@ class Pipeline:
             groups[codecs.partition_for(event.identity, self.partitions)][event.identity].append(
                 event)
         for target, batches in sorted(groups.items()):
-            out.add("repartition", None, codecs.encode_events(batches), target)
+            payload = codecs.encode_events(batches, source=f"{topic}[{partition}]", offset=offset)
+            out.add("repartition", None, payload, target)
         out.events = len(events)
         return out
 
@@ -134,29 +144,37 @@ class Pipeline:
     # ------------------------------------------------------------------ step 2: apply
 
     def apply(self, data: bytes, *, topic: str, partition: int, offset: int,
-              get_state: StateGet, set_state: StateSet) -> Output:
-        """Process one repartition message against table-backed identity state."""
+              get_state: StateGet) -> Output:
+        """Process one repartition message against table-backed identity state.
+
+        The table writes come back in ``out.writes`` instead of being made here: the agent
+        makes them only after the alerts in ``out`` are acknowledged, so a crash can
+        repeat an alert (same id) but never record state for an alert that was lost.
+        """
         tag, body = codecs.decode_repartition(data)
         if tag == codecs.SEED_TAG:
-            return self._seed(body, get_state, set_state)
+            return self._seed(body, get_state)
         out = Output()
-        processed: list[str] = []
-        for identity, items in body.items():
-            last_offset, blob = codecs.unpack_state(get_state(identity))
-            if last_offset >= offset:
+        src, raw_offset = body["src"], body["off"]
+        accounted: list[str] = []
+        for identity, items in body["batches"].items():
+            applied, blob = codecs.unpack_state(get_state(identity))
+            if applied.get(src, -1) >= raw_offset:
+                # a redelivery: state has these events; account for them, do not relearn
                 self.redelivered += len(items)
+                accounted.extend(str(item.get("event_id", "")) for item in items)
                 continue
             self._ensure_loaded(identity, blob)
-            self._run(identity, items, out, processed, topic, partition, offset)
-            self.dirty[partition].add(identity)
-            self._write_back(partition, identity, offset, get_state, set_state, out)
-        for other in list(self.dirty[partition]):
-            self._write_back(partition, other, None, get_state, set_state, out)
-        if self.accounting and processed:
-            value = {"topic": topic, "partition": partition, "offset": offset,
-                     "event_ids": processed}
+            accounted.extend(self._run(identity, items, out, topic, partition, offset))
+            applied[src] = raw_offset
+            self._write_back(identity, applied, out)
+        for other in list(self.dirty.get(partition, ())):
+            self._write_back(other, codecs.unpack_state(get_state(other))[0], out)
+        if self.accounting and accounted:
+            value = {"source": src, "source_offset": raw_offset, "topic": topic,
+                     "partition": partition, "offset": offset, "event_ids": accounted}
             out.add("accounting", None, codecs.dumps(value))
-        out.events = len(processed)
+        out.events = len(accounted)
         return out
 
     def apply_failed(self, data: bytes | None, err: BaseException, *, topic: str,
@@ -172,8 +190,9 @@ class Pipeline:
             self.detector.store.pop(identity, None)
         self.loaded.add(identity)
 
-    def _run(self, identity: str, items: list[dict[str, Any]], out: Output, processed: list[str],
-             topic: str, partition: int, offset: int) -> None:
+    def _run(self, identity: str, items: list[dict[str, Any]], out: Output, topic: str,
+             partition: int, offset: int) -> list[str]:
+        done = []
         for item in items:
             try:
                 event = codecs.expand_event(item)
@@ -181,15 +200,18 @@ class Pipeline:
             except Exception as err:  # noqa: BLE001 - one bad event must not stop the agent
                 log.warning("event failed in the detector at %s[%s]@%s identity=%r: %r",
                             topic, partition, offset, identity, err)
+                log.debug("detector failure traceback", exc_info=True)
                 entry = dead_letter_dict("internal_error", f"detector failed: {err!r}",
                                          f"{topic}[{partition}]@{offset}",
                                          codecs.dumps(item), "worker")
+                entry["event_id"] = item.get("event_id")
                 self.failed["internal_error"] += 1
                 out.records.append(dead_letter_record(entry, topic, partition, offset))
                 continue
-            processed.append(str(item.get("event_id", "")))
+            done.append(str(item.get("event_id", "")))
             for alert in alerts:
                 self._alert(alert, out)
+        return done
 
     def _alert(self, alert: Any, out: Output) -> None:
         if self.alert_format == "ocsf":
@@ -204,15 +226,12 @@ class Pipeline:
             # a sweep may close another identity's group: its state changed too
             self.dirty[codecs.partition_for(alert.identity, self.partitions)].add(alert.identity)
 
-    def _write_back(self, partition: int, identity: str, offset: int | None,
-                    get_state: StateGet, set_state: StateSet, out: Output) -> None:
-        self.dirty[partition].discard(identity)
+    def _write_back(self, identity: str, applied: Mapping[str, int], out: Output) -> None:
+        self.dirty[codecs.partition_for(identity, self.partitions)].discard(identity)
         blob = self.detector.identity_state(identity)
         if blob is None:
             return
-        if offset is None:
-            offset, _ = codecs.unpack_state(get_state(identity))
-        set_state(identity, codecs.pack_state(offset, blob))
+        out.writes.append((identity, codecs.pack_state(applied, blob)))
         record = self.inventory_of(identity)
         if record is not None:
             out.add("inventory", identity.encode("utf-8"), codecs.dumps(record))
@@ -227,14 +246,13 @@ class Pipeline:
         return state.inventory.view(identity, now=now, dormant_after=dormant_after,
                                     in_learning=bool(state.profile.in_learning(now)))
 
-    def _seed(self, body: Mapping[str, bytes], get_state: StateGet, set_state: StateSet
-              ) -> Output:
+    def _seed(self, body: Mapping[str, bytes], get_state: StateGet) -> Output:
         """Warm start: install snapshot state for identities the table does not know yet."""
         out = Output()
         for identity, blob in body.items():
             if get_state(identity) is not None:
                 continue
-            set_state(identity, codecs.pack_state(codecs.NO_OFFSET, blob))
+            out.writes.append((identity, codecs.pack_state({}, blob)))
             self.loaded.discard(identity)
         return out
 

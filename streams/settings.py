@@ -107,10 +107,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("startup_timeout", "NHI_STARTUP_TIMEOUT", float, 0.0,
             "give up (exit 3) when the broker or raw topics are missing this long; 0 waits "
             "forever, retrying with backoff"),
+    Setting("lock_wait", "NHI_LOCK_WAIT", float, 30.0,
+            "seconds to wait for another process to release the data directory (B20)"),
     Setting("create_topics", "NHI_CREATE_TOPICS", bool, False,
             "create missing raw topics instead of waiting for them"),
     Setting("allow_changelog_retention", "NHI_ALLOW_CHANGELOG_RETENTION", bool, False,
             "start even when a changelog topic has delete retention (B16; not advised)"),
+    Setting("session_timeout", "NHI_SESSION_TIMEOUT", float, 30.0,
+            "consumer group session timeout: how fast a dead worker's partitions move"),
     Setting("commit_interval", "NHI_COMMIT_INTERVAL", float, 2.8,
             "seconds between offset commits"),
     Setting("security_protocol", "NHI_SECURITY_PROTOCOL", str, "PLAINTEXT",
@@ -155,8 +159,10 @@ class WorkerSettings:
     io_timeout: float
     liveness_commit_age: float
     startup_timeout: float
+    lock_wait: float
     create_topics: bool
     allow_changelog_retention: bool
+    session_timeout: float
     commit_interval: float
     security_protocol: str
     sasl_mechanism: str

@@ -73,7 +73,7 @@ def _run(settings: WorkerSettings, config: dict[str, Any]) -> int:
                           worker_values=lambda: _worker_values(holder, state)).start()
     lock = DataDirLock(settings.data_dir)
     try:
-        lock.acquire()
+        lock.acquire(wait=settings.lock_wait)
         return _start(settings, config, stats, state, server, holder)
     except (ConfigError, StateError) as err:
         log.error("%s", err)

@@ -1,0 +1,84 @@
+"""Startup checks without a broker: backoff, changelog vetting (B16), unreachable broker."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+
+import pytest
+
+from detector.errors import ConfigError
+from streams.admin import StartupError, changelog_problems, check_changelog, retry
+from streams.settings import load_settings
+
+
+class FakeAdmin:
+    def __init__(self, configs: dict[str, dict[str, str]]) -> None:
+        self.configs = configs
+
+    def list_topics(self) -> list[str]:
+        return list(self.configs)
+
+    def describe_configs(self, resources) -> dict:
+        name = resources[0].name
+        return {"topic": {name: {k: {"value": v} for k, v in self.configs[name].items()}}}
+
+
+def settings(**extra):
+    return load_settings(argparse.Namespace(**extra), {}, {})
+
+
+def test_retry__backs_off_then_gives_up_with_the_reason() -> None:
+    waits: list[float] = []
+
+    def failing():
+        raise OSError("connection refused")
+
+    with pytest.raises(StartupError, match="still failing .*OSError: connection refused"):
+        retry("broker", failing, timeout=20, sleep=waits.append)
+    assert waits[:4] == [1.0, 2.0, 4.0, 8.0]
+
+
+def test_retry__returns_the_first_value() -> None:
+    answers = iter([None, None, "ok"])
+    assert retry("topics", lambda: next(answers), timeout=0, sleep=lambda _: None) == "ok"
+
+
+@pytest.mark.parametrize("configs, bad", [
+    ({"cleanup.policy": "compact"}, False),
+    ({}, False),
+    ({"cleanup.policy": "compact,delete", "retention.ms": "3600000"}, True),
+    ({"cleanup.policy": "delete"}, True),
+])
+def test_changelog_problems__only_compact_is_safe(configs, bad) -> None:
+    assert bool(changelog_problems(configs)) is bad
+
+
+def test_check_changelog__refuses_delete_retention() -> None:
+    s = settings()
+    admin = FakeAdmin({s.changelog_topic: {"cleanup.policy": "compact,delete"}})
+    with pytest.raises(ConfigError, match="cleanup.policy=compact,delete .must be compact"):
+        check_changelog(s, admin)
+
+
+def test_check_changelog__warns_when_allowed(caplog) -> None:
+    s = settings(allow_changelog_retention=True)
+    admin = FakeAdmin({s.changelog_topic: {"cleanup.policy": "delete"}})
+    check_changelog(s, admin)
+    assert "starting anyway" in caplog.text
+
+
+def test_worker__unreachable_broker_exits_3_without_a_crash_loop(tmp_path) -> None:
+    import socket
+
+    with socket.socket() as sock:  # a loopback port with nobody listening
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cmd = [sys.executable, "-m", "detector.cli", "worker", "--bootstrap-servers",
+           f"127.0.0.1:{port}", "--startup-timeout", "2", "--io-timeout", "2",
+           "--state-dir", str(tmp_path),
+           "--web-port", "0"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 3
+    assert f"cannot reach Kafka at 127.0.0.1:{port}" in done.stderr

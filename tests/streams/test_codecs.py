@@ -1,0 +1,77 @@
+"""Byte formats of the worker: partitioning, compact events, repartition messages, table values."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from aiokafka.partitioner import murmur2 as aiokafka_murmur2
+from hypothesis import given
+from hypothesis import strategies as st
+
+from detector.errors import InputError
+from detector.event import Event
+from streams import codecs
+
+
+def make_event(**fields) -> Event:
+    when = datetime(2024, 6, 1, 12, 0, 5, tzinfo=UTC)
+    values = {"event_id": "e1", "time": when, "ts": when.timestamp(),
+              "source": "aws.cloudtrail", "identity": "arn:aws:iam::1:role/r",
+              "action": "s3:GetObject"}
+    return Event(**{**values, **fields})
+
+
+@given(st.text(min_size=1, max_size=80), st.integers(min_value=1, max_value=64))
+def test_partition_for__agrees_with_a_kafka_client_partitioner(identity: str, n: int) -> None:
+    expected = (aiokafka_murmur2(identity.encode("utf-8")) & 0x7FFFFFFF) % n
+    assert codecs.partition_for(identity, n) == expected
+
+
+def test_compact_event__drops_defaults_and_round_trips() -> None:
+    event = make_event(source_ip="198.51.100.1", network="public", attributes={"mfa": False},
+                       read_only=True)
+    compact = codecs.compact_event(event)
+    assert "credential_type" not in compact and "partial" not in compact
+    assert compact["source_ip"] == "198.51.100.1"
+    import orjson
+
+    assert codecs.expand_event(orjson.loads(orjson.dumps(compact))) == event
+
+
+def test_events_message__round_trips_with_its_source_coordinates() -> None:
+    data = codecs.encode_events({"a": [make_event()], "b": [make_event(event_id="e2")]},
+                                source="raw[3]", offset=41)
+    tag, body = codecs.decode_repartition(data)
+    assert tag == codecs.EVENTS_TAG
+    assert (body["src"], body["off"]) == ("raw[3]", 41)
+    assert [e["event_id"] for e in body["batches"]["b"]] == ["e2"]
+
+
+def test_seed_message__carries_binary_blobs() -> None:
+    tag, body = codecs.decode_repartition(codecs.encode_seed({"a": b"\x00\xffblob"}))
+    assert tag == codecs.SEED_TAG
+    assert body == {"a": b"\x00\xffblob"}
+
+
+@pytest.mark.parametrize("data, reason", [
+    (b"", "invalid_record"),
+    (b"Xjunk", "invalid_record"),
+    (b"E{not json", "invalid_json"),
+    (b'E{"batches": {}}', "invalid_record"),
+])
+def test_decode_repartition__rejects_foreign_bytes(data: bytes, reason: str) -> None:
+    with pytest.raises(InputError) as caught:
+        codecs.decode_repartition(data)
+    assert caught.value.reason == reason
+
+
+def test_state_value__keeps_applied_offsets_next_to_the_blob() -> None:
+    value = codecs.pack_state({"raw[0]": 17, "raw[1]": 3}, b"\x01\x02blob")
+    assert codecs.unpack_state(value) == ({"raw[0]": 17, "raw[1]": 3}, b"\x01\x02blob")
+    assert codecs.unpack_state(None) == ({}, None)
+
+
+def test_state_value__damaged_header_is_an_input_error() -> None:
+    with pytest.raises(InputError, match="table value is damaged"):
+        codecs.unpack_state(b"\x00\x00\x00\x09{broken")

@@ -1,0 +1,51 @@
+"""B20: one data directory per worker, refused to a second process while held."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from detector.errors import ConfigError
+from streams.datadir import DataDirLock
+
+
+def test_lock__second_holder_is_refused_with_the_first_pid(tmp_path) -> None:
+    first = DataDirLock(tmp_path / "w1").acquire(wait=0)
+    sleeps: list[float] = []
+    try:
+        with pytest.raises(ConfigError, match=f"in use by another worker \\(pid {os.getpid()}\\)"):
+            DataDirLock(tmp_path / "w1").acquire(wait=2.0, sleep=sleeps.append)
+    finally:
+        first.release()
+    assert sleeps and sleeps == sorted(sleeps)  # backed off, growing, before refusing
+
+
+def test_lock__free_again_after_release(tmp_path) -> None:
+    DataDirLock(tmp_path / "w1").acquire(wait=0).release()
+    again = DataDirLock(tmp_path / "w1").acquire(wait=0)
+    assert (tmp_path / "w1" / "worker.lock").read_text().strip() == str(os.getpid())
+    again.release()
+
+
+def test_lock__a_killed_holder_never_blocks_its_successor(tmp_path) -> None:
+    code = textwrap.dedent(f"""
+        import os, signal
+        from streams.datadir import DataDirLock
+        DataDirLock({str(tmp_path / 'w1')!r}).acquire(wait=0)
+        os.kill(os.getpid(), signal.SIGKILL)
+    """)
+    done = subprocess.run([sys.executable, "-c", code], timeout=60)
+    assert done.returncode == -9
+    DataDirLock(tmp_path / "w1").acquire(wait=0).release()
+
+
+def test_lock__different_directories_do_not_conflict(tmp_path) -> None:
+    a = DataDirLock(tmp_path / "a").acquire(wait=0)
+    b = DataDirLock(tmp_path / "b").acquire(wait=0)
+    assert a.path != b.path
+    a.release()
+    b.release()

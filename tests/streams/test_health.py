@@ -1,0 +1,61 @@
+"""The health endpoint: readiness follows recovery (B16), liveness follows commits (B15)."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+
+import pytest
+
+from detector.stats import RunStats
+from streams.health import HealthServer, HealthState
+
+
+def get(port: int, path: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read()
+
+
+@pytest.fixture
+def server():
+    state = HealthState(liveness_commit_age=60.0)
+    values = {"failed": {"binary": 2}, "redelivered": 5}
+    running = HealthServer(state, RunStats(), host="127.0.0.1", port=0,
+                           worker_values=lambda: {**values, "ready": state.ready}).start()
+    yield running
+    running.stop()
+
+
+def test_readiness__false_until_recovery_is_done(server) -> None:
+    code, body = get(server.port, "/readyz")
+    assert code == 503 and json.loads(body)["ready"] is False
+    server.state.set_phase("recovering", ready=False, reason="table recovery in progress")
+    assert json.loads(get(server.port, "/readyz")[1])["reason"].startswith("table recovery")
+    server.state.set_phase("running", ready=True, reason="consuming")
+    assert get(server.port, "/readyz")[0] == 200
+
+
+def test_liveness__fails_only_with_lag_and_an_old_commit(server) -> None:
+    clock = [1000.0]
+    server.metrics.collector.clock = lambda: clock[0]
+    server.metrics.set_consumer_lag("raw", 0, 0)
+    server.metrics.set_consumer_lag("raw", 1, 40)
+    server.metrics.set_committed("raw", 1)
+    clock[0] += 30
+    assert get(server.port, "/livez")[0] == 200
+    clock[0] += 60  # partition 1 has lag and no commit for 90 s > 60 s
+    code, body = get(server.port, "/livez")
+    assert code == 503
+    assert json.loads(body)["stuck_partitions"] == ["raw[1]"]
+
+
+def test_metrics__include_worker_counters(server) -> None:
+    code, body = get(server.port, "/metrics")
+    text = body.decode()
+    assert code == 200
+    assert 'nhi_worker_records_failed_total{reason="binary"} 2.0' in text
+    assert "nhi_worker_redelivered_events_total 5.0" in text

@@ -1,0 +1,168 @@
+"""The worker's two steps without Kafka: split raw messages, apply repartition messages."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from detector.engine import Detector
+from detector.errors import InputError
+from detector.stats import RunStats
+from streams import codecs
+from streams.pipeline import Pipeline
+from tests.streams import scenario
+
+PARTITIONS = 4
+
+
+class Harness:
+    """Runs messages through split and apply the way the two agents do, on dict tables."""
+
+    def __init__(self, table: dict[str, bytes] | None = None) -> None:
+        self.stats = RunStats()
+        self.pipeline = Pipeline(Detector({}, stats=self.stats), self.stats,
+                                 partitions=PARTITIONS, topic_sources={"raw": None},
+                                 accounting=True)
+        self.table = {} if table is None else table
+        self.next_offset = [0] * PARTITIONS
+        self.sent: list = []
+
+    def feed(self, payload: bytes, offset: int) -> list:
+        split = self.pipeline.split(payload, topic="raw", partition=0, offset=offset)
+        records = [r for r in split.records if r.role != "repartition"]
+        for message in (r for r in split.records if r.role == "repartition"):
+            records += self.deliver(message.value, message.partition)
+        self.sent += records
+        return records
+
+    def deliver(self, value: bytes, partition: int) -> list:
+        offset = self.next_offset[partition]
+        self.next_offset[partition] += 1
+        out = self.pipeline.apply(value, topic="rep", partition=partition, offset=offset,
+                                  get_state=self.table.get)
+        self.table.update(out.writes)
+        return out.records
+
+    def values(self, role: str) -> list:
+        return [orjson.loads(r.value) for r in self.sent if r.role == role]
+
+
+def payloads(records: list, size: int) -> list[bytes]:
+    return [b"\n".join(orjson.dumps(r) for r in records[i:i + size])
+            for i in range(0, len(records), size)]
+
+
+@pytest.fixture(scope="module")
+def story() -> scenario.Scenario:
+    return scenario.build(days=4, per_hour=1)
+
+
+def accounted(harness: Harness) -> list[str]:
+    return [i for v in harness.values("accounting") for i in v["event_ids"]]
+
+
+def test_split__one_message_per_partition_each_identity_on_its_own(story) -> None:
+    pipeline = Harness().pipeline
+    out = pipeline.split(payloads(story.records, 60)[0], topic="raw", partition=0, offset=9)
+    messages = [r for r in out.records if r.role == "repartition"]
+    assert len({m.partition for m in messages}) == len(messages)
+    for message in messages:
+        _, body = codecs.decode_repartition(message.value)
+        assert body["src"] == "raw[0]" and body["off"] == 9
+        assert all(codecs.partition_for(i, PARTITIONS) == message.partition
+                   for i in body["batches"])
+    assert out.events == 60
+
+
+def test_split__bad_records_become_dead_letters_with_coordinates() -> None:
+    out = Harness().pipeline.split(b"\x00\x01binary garbage", topic="raw", partition=2,
+                                   offset=77)
+    dead = [orjson.loads(r.value) for r in out.records if r.role == "dead_letters"]
+    assert [(d["topic"], d["partition"], d["offset"]) for d in dead] == [("raw", 2, 77)]
+    assert dead[0]["reason"] == "binary"
+    assert not [r for r in out.records if r.role == "repartition"]
+
+
+def test_apply__every_event_is_accounted_once(story) -> None:
+    harness = Harness()
+    for offset, payload in enumerate(payloads(story.records, 40)):
+        harness.feed(payload, offset)
+    ids = accounted(harness)
+    assert sorted(ids) == sorted(story.event_ids)
+
+
+def test_apply__attack_alert_on_the_victim(story) -> None:
+    harness = Harness()
+    for offset, payload in enumerate(payloads(story.records, 40)):
+        harness.feed(payload, offset)
+    victim = scenario.role_arn(scenario.VICTIM)
+    alerts = harness.values("alerts")
+    assert alerts and {a["identity"]["key"] for a in alerts} == {victim}
+
+
+def test_apply__redelivered_raw_message_is_not_learned_twice(story) -> None:
+    harness = Harness()
+    messages = payloads(story.records, 40)
+    for offset, payload in enumerate(messages):
+        harness.feed(payload, offset)
+    before = {k: codecs.unpack_state(v)[0] for k, v in harness.table.items()}
+    harness.feed(messages[-1], len(messages) - 1)  # the crash-and-replay case
+    inventory = {v["identity"]: v["events"] for v in harness.values("inventory")}
+    for role in scenario.ROLES:
+        assert inventory[scenario.role_arn(role)] == len(story.records_of(role))
+    assert harness.pipeline.redelivered > 0
+    assert {k: codecs.unpack_state(v)[0] for k, v in harness.table.items()} == before
+
+
+def test_apply__state_resumes_in_a_new_process_from_the_table(story) -> None:
+    messages = payloads(story.records, 40)
+    first = Harness()
+    half = len(messages) // 2
+    for offset, payload in enumerate(messages[:half]):
+        first.feed(payload, offset)
+    second = Harness(table=dict(first.table))  # a restarted worker: new detector, same table
+    second.next_offset = first.next_offset
+    for offset, payload in enumerate(messages[half:], start=half):
+        second.feed(payload, offset)
+    inventory = {v["identity"]: v for v in second.values("inventory")}
+    for role in scenario.ROLES:
+        entry = inventory[scenario.role_arn(role)]
+        assert entry["events"] == len(story.records_of(role))
+        assert entry["in_learning"] is False
+
+
+def test_apply__poison_repartition_message_is_reported_not_raised() -> None:
+    pipeline = Harness().pipeline
+    with pytest.raises(InputError, match="not JSON") as caught:
+        pipeline.apply(b"E{broken", topic="rep", partition=1, offset=5, get_state={}.get)
+    out = pipeline.apply_failed(b"E{broken", caught.value, topic="rep", partition=1, offset=5)
+    dead = orjson.loads(out.records[0].value)
+    assert (dead["reason"], dead["offset"]) == ("invalid_json", 5)
+    assert pipeline.failed["invalid_json"] == 1
+
+
+def test_apply__detector_failure_dead_letters_one_event_only(story) -> None:
+    harness = Harness()
+    good = codecs.compact_event(next(iter(_events(story.records[:1]))))
+    bad = {**good, "event_id": "broken", "time": "not a time"}
+    body = {"src": "raw[0]", "off": 0, "batches": {good["identity"]: [bad, good]}}
+    value = codecs.EVENTS_TAG + orjson.dumps(body)
+    records = harness.deliver(value, codecs.partition_for(good["identity"], PARTITIONS))
+    dead = [orjson.loads(r.value) for r in records if r.role == "dead_letters"]
+    assert [d["event_id"] for d in dead] == ["broken"]
+    counted = [orjson.loads(r.value) for r in records if r.role == "accounting"]
+    assert counted[0]["event_ids"] == [good["event_id"]]
+
+
+def test_seed__fills_only_identities_the_table_lacks() -> None:
+    harness = Harness(table={"known": codecs.pack_state({"raw[0]": 4}, b"old")})
+    out = harness.pipeline.apply(codecs.encode_seed({"known": b"snap1", "new": b"snap2"}),
+                                 topic="rep", partition=0, offset=0, get_state=harness.table.get)
+    assert out.writes == [("new", codecs.pack_state({}, b"snap2"))]
+
+
+def _events(records: list):
+    from detector.sources import ListDeadLetters, parse_payload
+
+    return parse_payload(b"\n".join(orjson.dumps(r) for r in records), origin="t",
+                         stats=RunStats(), dead_letters=ListDeadLetters())

@@ -1,0 +1,216 @@
+"""The worker as a real process on a real broker: alerts, dead letters, crash recovery, B16/B20.
+
+The scenario (``tests/streams/scenario.py``) has three routine roles and one labelled attack
+on ``app-reader``. Every worker writes an accounting topic listing the event ids of each
+batch it applied, so "no event lost" is checked id by id.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+
+from tests.streams import scenario
+from tests.streams.kafka_helpers import (
+    create_topic,
+    frame_lines,
+    free_port,
+    json_values,
+    produce,
+    read_topic,
+    start_worker,
+    worker_args,
+)
+
+pytestmark = pytest.mark.kafka
+
+BATCH = 25  # records per raw message
+GARBAGE = (b"\x00\x01\xffnot json at all\x00", b'{"eventVersion": "1.08", "userIdentity": ')
+
+
+def accounted_ids(bootstrap: str, app_id: str, expected: set[str], timeout: float) -> set[str]:
+    def covered(messages: list) -> bool:
+        return expected <= ids_of(messages)
+
+    return ids_of(read_topic(bootstrap, f"{app_id}.accounting", until=covered, timeout=timeout))
+
+
+def ids_of(messages: list) -> set[str]:
+    return {i for value in json_values(messages) for i in value["event_ids"]}
+
+
+def latest_inventory(bootstrap: str, app_id: str, identities: int) -> dict[str, dict]:
+    def enough(messages: list) -> bool:
+        return len({m.key for m in messages}) >= identities
+
+    latest: dict[str, dict] = {}
+    for message in read_topic(bootstrap, f"{app_id}.inventory", until=enough, timeout=30):
+        latest[message.key.decode()] = orjson.loads(message.value)
+    return latest
+
+
+def distinct_alerts(bootstrap: str, app_id: str) -> dict[str, dict]:
+    """Alerts deduplicated by id, keeping the highest revision (what a SIEM would keep)."""
+    best: dict[str, dict] = {}
+    for alert in json_values(read_topic(bootstrap, f"{app_id}.alerts", timeout=5)):
+        known = best.get(alert["alert_id"])
+        if known is None or alert["revision"] > known["revision"]:
+            best[alert["alert_id"]] = alert
+    return best
+
+
+@pytest.fixture(scope="module")
+def story() -> scenario.Scenario:
+    return scenario.build(days=5, per_hour=2)
+
+
+@pytest.fixture(scope="module")
+def first_run(kafka_bootstrap: str, story: scenario.Scenario, tmp_path_factory) -> dict:
+    """One uninterrupted worker over the scenario with two garbage messages in the middle."""
+    app_id = "e2e-clean"
+    tmp = tmp_path_factory.mktemp("clean")
+    create_topic(kafka_bootstrap, f"{app_id}.raw")
+    payloads = [frame_lines(story.records[i:i + BATCH])
+                for i in range(0, len(story.records), BATCH)]
+    middle = len(payloads) // 2
+    payloads[middle:middle] = list(GARBAGE)
+    offsets = produce(kafka_bootstrap, f"{app_id}.raw", payloads)
+    worker = start_worker(worker_args(kafka_bootstrap, app_id, tmp / "state", free_port()),
+                          tmp / "worker.log")
+    try:
+        worker.wait_ready()
+        ids = accounted_ids(kafka_bootstrap, app_id, set(story.event_ids), timeout=180)
+        result = {
+            "app_id": app_id, "worker": worker, "tmp": tmp, "accounted": ids,
+            "garbage_offsets": offsets[middle:middle + len(GARBAGE)],
+            "alerts": distinct_alerts(kafka_bootstrap, app_id),
+            "dead": json_values(read_topic(kafka_bootstrap, f"{app_id}.dlq", timeout=5)),
+            "inventory": latest_inventory(kafka_bootstrap, app_id, len(scenario.ROLES)),
+            "ready": worker.get("/readyz"), "live": worker.get("/livez"),
+            "metrics": worker.get("/metrics")[1],
+        }
+        yield result
+    finally:
+        worker.stop(signal.SIGTERM)
+
+
+class TestEndToEnd:
+    def test_every_event_is_applied(self, first_run: dict, story: scenario.Scenario) -> None:
+        missing = set(story.event_ids) - first_run["accounted"]
+        assert not missing, f"{len(missing)} events never applied\n{first_run['worker'].log_tail()}"
+
+    def test_attack_raises_an_alert_on_the_victim_with_its_events(
+            self, first_run: dict, story: scenario.Scenario) -> None:
+        victim = scenario.role_arn(scenario.VICTIM)
+        on_victim = [a for a in first_run["alerts"].values() if a["identity"]["key"] == victim]
+        assert on_victim, f"no alert on {victim}: {list(first_run['alerts'].values())}"
+        evidence = {i for a in on_victim for i in a["evidence"].get("event_ids", [])}
+        assert evidence & set(story.attack_ids)
+
+    def test_routine_roles_raise_no_alert(self, first_run: dict) -> None:
+        victim = scenario.role_arn(scenario.VICTIM)
+        others = [a["identity"]["key"] for a in first_run["alerts"].values()
+                  if a["identity"]["key"] != victim]
+        assert others == []
+
+    def test_garbage_goes_to_dead_letters_with_its_coordinates(self, first_run: dict) -> None:
+        where = {(d["topic"], d["partition"], d["offset"]) for d in first_run["dead"]}
+        raw = f"{first_run['app_id']}.raw"
+        for offset in first_run["garbage_offsets"]:
+            assert (raw, 0, offset) in where
+        assert all(d["reason"] for d in first_run["dead"])
+
+    def test_worker_kept_consuming_after_garbage(self, first_run: dict,
+                                                 story: scenario.Scenario) -> None:
+        last_records = story.event_ids[-BATCH:]  # produced long after the garbage
+        assert set(last_records) <= first_run["accounted"]
+
+    def test_inventory_counts_every_event_and_learning_is_over(
+            self, first_run: dict, story: scenario.Scenario) -> None:
+        for role in scenario.ROLES:
+            entry = first_run["inventory"][scenario.role_arn(role)]
+            assert entry["events"] == len(story.records_of(role))
+            assert entry["in_learning"] is False
+
+    def test_health_endpoints(self, first_run: dict) -> None:
+        assert first_run["ready"][0] == 200 and first_run["ready"][1]["ready"] is True
+        assert first_run["live"][0] == 200 and first_run["live"][1]["stuck_partitions"] == []
+        assert 'nhi_worker_records_failed_total{reason="' in first_run["metrics"]
+
+    def test_second_worker_on_the_same_data_dir_is_refused(
+            self, first_run: dict, kafka_bootstrap: str) -> None:
+        tmp = first_run["tmp"]
+        args = worker_args(kafka_bootstrap, first_run["app_id"], tmp / "state", free_port(),
+                           "--lock-wait", "1")
+        twin = start_worker(args, tmp / "twin.log")
+        code = twin.process.wait(timeout=90)
+        assert code == 2
+        assert "in use by another worker" in twin.log_tail()
+
+
+def test_sigterm_stops_the_worker_cleanly(first_run: dict) -> None:
+    code = first_run["worker"].stop(signal.SIGTERM, timeout=90)
+    assert code == 0, first_run["worker"].log_tail()
+
+
+def test_sigkill_mid_stream_loses_nothing_and_resumes_baselines(
+        kafka_bootstrap: str, story: scenario.Scenario, first_run: dict, tmp_path: Path) -> None:
+    app_id = "e2e-kill"
+    create_topic(kafka_bootstrap, f"{app_id}.raw")
+    payloads = [frame_lines(story.records[i:i + 5]) for i in range(0, len(story.records), 5)]
+    cut = len(payloads) * 2 // 3
+    produce(kafka_bootstrap, f"{app_id}.raw", payloads[:cut])
+    args = worker_args(kafka_bootstrap, app_id, tmp_path / "state", free_port())
+    worker = start_worker(args, tmp_path / "worker1.log")
+    try:
+        worker.wait_ready()
+        early = set(story.event_ids[: len(story.records) // 3])
+        accounted_ids(kafka_bootstrap, app_id, early, timeout=120)
+        produce(kafka_bootstrap, f"{app_id}.raw", payloads[cut:])
+        time.sleep(0.5)
+    finally:
+        assert worker.stop(signal.SIGKILL) == -signal.SIGKILL
+    again = start_worker(args, tmp_path / "worker2.log")
+    try:
+        again.wait_ready()
+        accounted = accounted_ids(kafka_bootstrap, app_id, set(story.event_ids), timeout=180)
+        inventory = latest_inventory(kafka_bootstrap, app_id, len(scenario.ROLES))
+        alerts = distinct_alerts(kafka_bootstrap, app_id)
+        redelivered = again.get("/metrics")[1]
+    finally:
+        assert again.stop(signal.SIGTERM, timeout=90) == 0, again.log_tail()
+    assert set(story.event_ids) <= accounted, again.log_tail()
+    for role in scenario.ROLES:
+        entry = inventory[scenario.role_arn(role)]
+        # exactly once into the baseline: not fewer (state lost), not more (relearned)
+        assert entry["events"] == len(story.records_of(role)), entry
+        assert entry["in_learning"] is False
+    # the same distinct alerts as the uninterrupted run: the crash added and lost none
+    assert sorted(alerts) == sorted(first_run["alerts"])
+    assert "nhi_worker_redelivered_events_total" in redelivered
+
+
+def test_changelog_with_delete_retention_is_refused(kafka_bootstrap: str, tmp_path: Path) -> None:
+    app_id = "b16-check"
+    create_topic(kafka_bootstrap, f"{app_id}.raw")
+    create_topic(kafka_bootstrap, f"{app_id}-identity-state-changelog", partitions=2,
+                 configs={"cleanup.policy": "compact,delete", "retention.ms": "3600000"})
+    worker = start_worker(worker_args(kafka_bootstrap, app_id, tmp_path / "s", free_port()),
+                          tmp_path / "worker.log")
+    code = worker.process.wait(timeout=90)
+    assert code == 2
+    assert "cleanup.policy=compact,delete" in worker.log_tail()
+
+
+def test_missing_raw_topic_fails_clearly_after_the_startup_timeout(
+        kafka_bootstrap: str, tmp_path: Path) -> None:
+    args = worker_args(kafka_bootstrap, "no-raw", tmp_path / "s", free_port())
+    args[args.index("--startup-timeout") + 1] = "3"
+    worker = start_worker(args, tmp_path / "worker.log")
+    code = worker.process.wait(timeout=90)
+    assert code == 3
+    assert "raw topic(s) ['no-raw.raw'] do not exist" in worker.log_tail()
