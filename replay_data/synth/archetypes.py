@@ -128,10 +128,10 @@ def lambda_fn(g: Gen, env: str, name: str, weights: list[tuple[str, float]],
         else world.boto3_ua(rng, lambda_rt=runtime)
     nets = [world.aws_public24(rng, region) for _ in range(rng.randint(2, 3))]
     actor = Actor(ident, rng, ips=nets, ua=ua)
-    actor.sessions = Sessions(g, ident, rng.uniform(2.0, 8.0) * HOUR, lambda i, r, t: name,
+    actor.sessions = Sessions(g, ident, rng.uniform(4.0, 12.0) * HOUR, lambda i, r, t: name,
                               mint=service_assume_role(g, ident, "lambda.amazonaws.com"),
                               phase=rng.uniform(0, HOUR))
-    weight = traffic_weight if shape == "traffic" else None
+    weight = {"traffic": traffic_weight, "business": business_weight}.get(shape)
     seen: set[str] = set()
     errors = rare_errors(0.002)
     for day in g.day_range(ident):
@@ -225,11 +225,11 @@ def _ec2_slot(g: Gen, actor: Actor, sessions: Sessions, subnet: str,
 # --- CI/CD roles assumed with GitHub's OIDC tokens -----------------------------------------
 
 CI_TEMPLATES: dict[str, list[tuple[str, Any]]] = {
-    "ecs": [("ecr:GetAuthorizationToken", 1), ("ecr:BatchCheckLayerAvailability", (1, 3)),
-            ("ecr:InitiateLayerUpload", (1, 3)), ("ecr:UploadLayerPart", (1, 4)),
-            ("ecr:CompleteLayerUpload", (1, 3)), ("ecr:PutImage", 1),
+    "ecs": [("ecr:GetAuthorizationToken", 1), ("ecr:BatchCheckLayerAvailability", (1, 2)),
+            ("ecr:InitiateLayerUpload", (0, 2)), ("ecr:UploadLayerPart", (0, 2)),
+            ("ecr:CompleteLayerUpload", (0, 2)), ("ecr:PutImage", 1),
             ("ecs:DescribeTaskDefinition", 1), ("ecs:RegisterTaskDefinition", 1),
-            ("ecs:UpdateService", 1), ("ecs:DescribeServices", (2, 5))],
+            ("ecs:UpdateService", 1), ("ecs:DescribeServices", (1, 3))],
     "lambda": [("lambda:GetFunction20150331v2", 1), ("lambda:UpdateFunctionCode20150331v2", 1),
                ("lambda:GetFunctionConfiguration20150331v2", (1, 3)),
                ("lambda:PublishVersion20150331", 1), ("lambda:UpdateAlias20150331", 1)],
@@ -332,7 +332,7 @@ def data_pipeline(g: Gen, env: str, name: str, hour: int, gets: tuple[int, int],
 
 
 def ai_agent(g: Gen, env: str, name: str, ua: str, weights: list[tuple[str, float]],
-             per_hour: float, turns: tuple[int, int] = (1, 4), **res: Any) -> Actor:
+             per_hour: float, turns: tuple[int, int] = (1, 3), **res: Any) -> Actor:
     """An LLM agent's role: conversations of model calls interleaved with tool calls."""
     ident, rng = aws_role(g, env, name, "ai_agent", **res)
     actor = Actor(ident, rng, ips=g.nat[env], ua=ua)

@@ -13,18 +13,18 @@ from .gen import Gen, Sessions, aws_role, cross_account_assume, expand, rare_err
 
 POLLERS = [
     ("ecs-health-poller", 300, ["ecs:DescribeServices"], {"ecs_cluster": "prod-services"}),
-    ("tg-health-poller", 300, ["elasticloadbalancing:DescribeTargetHealth"], {}),
-    ("asg-capacity-watch", 900, ["autoscaling:DescribeAutoScalingGroups",
-                                 "ec2:DescribeInstanceStatus"], {}),
-    ("queue-depth-monitor", 900, ["monitoring:GetMetricData"], {"metric_ns": "AWS/SQS",
+    ("tg-health-poller", 3600, ["elasticloadbalancing:DescribeTargetHealth"], {}),
+    ("asg-capacity-watch", 7200, ["autoscaling:DescribeAutoScalingGroups",
+                                  "ec2:DescribeInstanceStatus"], {}),
+    ("queue-depth-monitor", 3600, ["monitoring:GetMetricData"], {"metric_ns": "AWS/SQS",
                                                                 "metric": "ApproximateNumberOfMessagesVisible"}),
-    ("rds-replica-lag-check", 1800, ["rds:DescribeDBInstances", "monitoring:GetMetricData"],
+    ("rds-replica-lag-check", 10800, ["rds:DescribeDBInstances", "monitoring:GetMetricData"],
      {"metric_ns": "AWS/RDS", "metric": "ReplicaLag"}),
-    ("cert-expiry-watch", 3600, ["acm:ListCertificates", "acm:DescribeCertificate",
+    ("cert-expiry-watch", 21600, ["acm:ListCertificates", "acm:DescribeCertificate",
                                  "acm:DescribeCertificate"], {}),
-    ("dns-drift-check", 3600, ["route53:ListHostedZones", "route53:ListResourceRecordSets",
+    ("dns-drift-check", 21600, ["route53:ListHostedZones", "route53:ListResourceRecordSets",
                                "route53:ListResourceRecordSets"], {}),
-    ("cost-guard", 3600, ["ec2:DescribeInstances", "ec2:DescribeVolumes",
+    ("cost-guard", 21600, ["ec2:DescribeInstances", "ec2:DescribeVolumes",
                           "rds:DescribeDBInstances", "ecs:ListTasks"], {}),
 ]
 
@@ -202,7 +202,7 @@ def build(g: Gen, rate: float = 1.0) -> dict[str, Any]:
     _pipelines(g)
     A.ai_agent(g, "prod", "support-assistant-bedrock", world.BEDROCK_AGENT_UA,
                [("bedrock:Retrieve", 3), ("dynamodb:DescribeTable", 0.5),
-                ("s3:GetObject", 1)], 0.7, bucket="nw-support-kb", kb="KB7QX2M4ZP",
+                ("s3:GetObject", 1)], 0.4, bucket="nw-support-kb", kb="KB7QX2M4ZP",
                model="anthropic.claude-3-haiku-20240307-v1:0")
     return h
 
@@ -210,14 +210,14 @@ def build(g: Gen, rate: float = 1.0) -> dict[str, Any]:
 def _pollers(g: Gen, rng: Rng) -> None:
     for name, period, actions, res in POLLERS[:g.count(len(POLLERS))]:
         A.poller(g, "prod", name, period, actions, **res)
-    A.poller(g, "shared", "org-health-check", 1800, ["sts:GetCallerIdentity"], ua_kind="go")
+    A.poller(g, "shared", "org-health-check", 10800, ["sts:GetCallerIdentity"], ua_kind="go")
 
 
 def _jobs(g: Gen, rng: Rng) -> None:
     names = list(JOBS)
     specs = [("prod", f"nightly-{n}", n) for n in names] + \
-        [("staging", f"nightly-{n}", n) for n in names[:5]] + \
-        [("prod", f"nightly-{n}-eu", n) for n in ("rds-snapshot", "ebs-snapshot", "export")] + \
+        [("staging", f"nightly-{n}", n) for n in names[:2]] + \
+        [("prod", f"nightly-{n}-eu", n) for n in ("rds-snapshot",)] + \
         [("shared", f"nightly-{n}", n) for n in ("log-archive", "ecr-cleanup", "config-sync")]
     for i, (env, name, tmpl) in enumerate(specs[:g.count(len(specs))]):
         hour = 1 + (i * 5) % 6
@@ -235,35 +235,38 @@ def _jobs(g: Gen, rng: Rng) -> None:
 def _service_linked(g: Gen) -> dict[str, A.Actor]:
     out = {}
     for env, svc, role, session, weights, rate in SERVICE_LINKED:
-        out[f"{env}/{role}"] = A.service_linked(g, env, svc, role, session, weights, rate)
+        out[f"{env}/{role}"] = A.service_linked(g, env, svc, role, session, weights, rate * 0.3)
     return out
 
 
 def _lambdas(g: Gen, rng: Rng, rate: float) -> None:
     n = g.count(len(LAMBDA_NAMES))
     for i, name in enumerate(LAMBDA_NAMES[:n]):
-        env = "staging" if i % 4 == 3 else "prod"
+        env = "staging" if i % 12 == 3 else "prod"
         prof, weights, init, res = LAMBDA_PROFILES[i % len(LAMBDA_PROFILES)]
-        region = "eu-west-1" if i % 9 == 5 else world.HOME_REGION
+        region = "eu-west-1" if i % 25 == 5 else world.HOME_REGION
         added = (24, "kms:GenerateDataKey") if name == "invoice-renderer" else None
         runtime = "nodejs20.x" if i % 5 == 2 else rng.choice(("python3.12", "python3.11"))
-        A.lambda_fn(g, env, f"{env}-{name}", weights, rate * rng.uniform(0.1, 0.7),
+        scale = 0.4 if env == "staging" or region != world.HOME_REGION else 1.0
+        A.lambda_fn(g, env, f"{env}-{name}", weights, scale * rate * rng.uniform(0.03, 0.15),
                     init=init, runtime=runtime, added=added, region=region,
+                    shape="business" if env == "staging" else "traffic",
                     secret=f"{env}/{name}/config", parameter=f"/{env}/{name}/settings",
                     topic=f"{env}-{name}-events", **res)
     A.lambda_fn(g, "prod", "prod-fraud-scorer", [("kms:Decrypt", 2), ("sns:Publish", 1)],
-                0.8 * rate, init=["secretsmanager:GetSecretValue"], first_day=14,
+                0.25 * rate, init=["secretsmanager:GetSecretValue"], first_day=14,
                 secret="prod/fraud-scorer/model-key")
 
 
 def _ec2(g: Gen, rng: Rng, rate: float, asg: dict[str, A.Actor]) -> None:
     for i, name in enumerate(EC2_ROLES[:g.count(len(EC2_ROLES))]):
-        env = ("prod", "prod", "prod", "staging")[i % 4]
+        env = "staging" if i == 3 else "prod"
         if name in ("bastion", "vpn-gateway", "ldap-proxy"):
             env = "shared"
         weights = [(a, w * rng.uniform(0.3, 1.5)) for a, w in EC2_WEIGHTS]
-        A.ec2_role(g, env, f"{env}-{name}-ec2", weights, rate * rng.uniform(0.2, 0.7),
-                   instances=rng.randint(1, 3), delivery="1.0" if name == "legacy-monolith"
+        quiet = 0.3 if env != "prod" else 1.0
+        A.ec2_role(g, env, f"{env}-{name}-ec2", weights, quiet * rate * rng.uniform(0.04, 0.2),
+                   instances=1 + (rng.random() < 0.3), delivery="1.0" if name == "legacy-monolith"
                    else "2.0", asg_slr=asg.get(env), bucket=f"nw-{env}-{name}",
                    parameter=f"/{env}/{name}/config", secret=f"{env}/{name}/db")
 
@@ -273,19 +276,19 @@ def _ci(g: Gen, rng: Rng, rate: float) -> None:
         kind = CI_KINDS[i % len(CI_KINDS)]
         res = {"ecr_repo": repo, "ecs_service": repo, "function": f"prod-{repo}",
                "bucket": f"nw-{repo}-site", "stack": f"{repo}-stack", "ecs_cluster": "prod-services"}
-        A.ci_role(g, "prod", f"gha-deploy-{repo}", repo, kind, rate * rng.uniform(0.3, 1.5),
+        A.ci_role(g, "prod", f"gha-deploy-{repo}", repo, kind, rate * rng.uniform(0.1, 0.45),
                   **res)
         if i % 2 == 0:
             res["ecs_cluster"] = "staging-services"
             A.ci_role(g, "staging", f"gha-deploy-{repo}", repo, kind,
-                      rate * rng.uniform(0.5, 2.5), **res)
-    A.ci_role(g, "prod", "gha-deploy-recommendations", "recommendations", "ecs", rate * 1.2,
+                      rate * rng.uniform(0.1, 0.4), **res)
+    A.ci_role(g, "prod", "gha-deploy-recommendations", "recommendations", "ecs", rate * 0.8,
               first_day=12, ecr_repo="recommendations", ecs_service="recommendations")
 
 
 def _irsa(g: Gen) -> None:
     for name, sa, weights, rate, ua, style in IRSA:
-        A.irsa_role(g, "prod", name, sa, weights, rate, ua, session_style=style)
+        A.irsa_role(g, "prod", name, sa, weights, rate * 0.3, ua, session_style=style)
 
 
 def _legacy(g: Gen, rng: Rng, h: dict[str, Any]) -> None:
@@ -297,7 +300,8 @@ def _legacy(g: Gen, rng: Rng, h: dict[str, Any]) -> None:
                                   exe="x86_64.rhel.8"),
               "go": world.go_v2_ua("cloudwatch")}[ua_kind]
         rotate = (15, 15, 40) if name == "svc-jenkins-legacy" else None
-        actor = A.legacy_user(g, env, name, nets, ua, weights, rate, shape=shape, rotate=rotate,
+        actor = A.legacy_user(g, env, name, nets, ua, weights, rate * 0.2, shape=shape,
+                              rotate=rotate,
                               bucket=f"nw-{env}-{name.removeprefix('svc-')}")
         h[name] = actor
 
@@ -327,7 +331,7 @@ def terraform(g: Gen, rng: Rng) -> dict[str, Any]:
         if g.is_weekend(g.day_t(day) + 12 * HOUR):
             continue
         tf, provider = ("1.9.8", "5.76.0") if day < 19 else ("1.10.0", "5.80.0")
-        for _ in range(rng.randint(1, 4)):
+        for _ in range(rng.randint(0, 3)):
             t = g.day_t(day) + rng.uniform(14, 22) * HOUR
             env = rng.choice(("prod", "staging", "staging"))
             apply = rng.random() < 0.4
@@ -347,7 +351,7 @@ def _terraform_run(g: Gen, runner: A.Actor, target: A.Actor, t: float, tf: str,
                                                 lambda r: runner.ip(r))
     s = target.sessions.at(t)
     ip = runner.ip(rng)
-    actions = [rng.choice(reads) for _ in range(rng.randint(18, 40))] + writes[:rng.randint(0, 3)]
+    actions = [rng.choice(reads) for _ in range(rng.randint(12, 28))] + writes[:rng.randint(0, 3)]
     for action in actions:
         t += rng.uniform(0.05, 2.0)
         g.emit(target.ident, rng, t, action, session=s, ip=ip,
@@ -356,9 +360,9 @@ def _terraform_run(g: Gen, runner: A.Actor, target: A.Actor, t: float, tf: str,
 
 
 def _pipelines(g: Gen) -> None:
-    A.data_pipeline(g, "prod", "etl-orders-nightly", 2, (60, 110), (10, 25),
+    A.data_pipeline(g, "prod", "etl-orders-nightly", 2, (15, 30), (3, 6),
                     "nw-analytics-raw", "nw-analytics-curated", prefix="orders")
-    A.data_pipeline(g, "prod", "etl-clickstream-nightly", 3, (40, 80), (8, 16),
+    A.data_pipeline(g, "prod", "etl-clickstream-nightly", 3, (10, 20), (2, 5),
                     "nw-analytics-raw", "nw-analytics-curated", prefix="clickstream")
-    A.data_pipeline(g, "staging", "etl-orders-nightly", 2, (10, 30), (3, 8),
+    A.data_pipeline(g, "staging", "etl-orders-nightly", 2, (8, 16), (2, 4),
                     "nw-staging-analytics", "nw-staging-analytics", prefix="orders")

@@ -99,7 +99,7 @@ def simulate(g: Gen, count: int) -> dict[str, Any]:
         for day in range(max(0, person.first_day), g.days):
             if g.is_weekend(g.day_t(day) + 12 * HOUR) and rng.random() > 0.08:
                 continue
-            if rng.random() < 0.15:
+            if rng.random() < 0.4:
                 continue
             for t in _work_sessions(g, rng, day, person):
                 _aws_session(g, rng, person, roles, t)
@@ -114,7 +114,7 @@ def simulate(g: Gen, count: int) -> dict[str, Any]:
 
 def _work_sessions(g: Gen, rng: Rng, day: int, person: Person) -> list[float]:
     start = g.day_t(day) + (9 - person.tz) * HOUR
-    return sorted(start + rng.uniform(0, 9 * HOUR) for _ in range(rng.randint(1, 3)))
+    return sorted(start + rng.uniform(0, 9 * HOUR) for _ in range(rng.randint(1, 2)))
 
 
 def session_for(g: Gen, person: Person, role: Identity) -> Sessions:
@@ -135,7 +135,7 @@ def _aws_session(g: Gen, rng: Rng, person: Person, roles: dict[tuple[str, str], 
     ip = rng.host(person.nets[0] if rng.random() < 0.7 else person.nets[1])
     ua = person.ua_browser if console else person.ua_cli
     pool = DATA_READS if permset == "DataEngineer" else CONSOLE_READS
-    for _ in range(rng.randint(3, 16)):
+    for _ in range(rng.randint(2, 7)):
         action = rng.choice(pool)
         if permset in ("AdministratorAccess", "PowerUserAccess") and rng.random() < 0.04:
             action = rng.choice(ADMIN_WRITES)

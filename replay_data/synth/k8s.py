@@ -34,7 +34,7 @@ VERSIONS = {"autoscaling": "v2", "external-secrets.io": "v1beta1", "elbv2.k8s.aw
 CLUSTER_SCOPED = {"nodes", "namespaces", "clusterroles", "clusterrolebindings", "tokenreviews",
                   "subjectaccessreviews", "nodeclaims", "mutatingwebhookconfigurations",
                   "persistentvolumes", "selfsubjectrulesreviews"}
-STAGE_PAIR_SHARE = 0.35
+STAGE_PAIR_SHARE = 0.25
 
 
 def sa_identity(g: Gen, cluster: str, ns: str, name: str, archetype: str,
@@ -321,13 +321,13 @@ def cluster(g: Gen, env: str, n_apps: int) -> dict[str, Any]:
     cp_nets = [f"{base}.0", f"{base}.1"]
     apps = APPS[:n_apps]
     for ctrl, ops, rate in CONTROLLERS:
-        sa_actor(g, name, "kube-system", ctrl, "k8s_controller", ops, rate * 0.5,
+        sa_actor(g, name, "kube-system", ctrl, "k8s_controller", ops, rate * 0.3,
                  world.K8S_CONTROLLER_UA.format(f"system:serviceaccount:kube-system:{ctrl}"),
                  cp_nets, namespaces=apps + ["kube-system"])
     for op in _operators(g, name, rng, apps):
         nets = [f"{base}.{rng.randint(64, 127)}"]
         sa_actor(g, name, op["ns"], op["name"], "k8s_operator", op["ops"],
-                 op["rate"] * 0.6, op["ua"], nets,
+                 op["rate"] * 0.5, op["ua"], nets,
                  namespaces=apps if op.get("spread") else None, lease=op["name"])
     handles: dict[str, Any] = {"apps": {}}
     for app in apps:
@@ -337,7 +337,7 @@ def cluster(g: Gen, env: str, n_apps: int) -> dict[str, Any]:
         ops = [("get:configmaps", 3), ("update:leases", rng.choice((0, 2))), ("get:secrets", 0.5)]
         ops = [(o, w) for o, w in ops if w]
         first = 12 if app == "recommendations" else 0
-        ident, _ = sa_actor(g, name, app, app, "k8s_app", ops, rng.uniform(0.3, 1.2), ua, nets,
+        ident, _ = sa_actor(g, name, app, app, "k8s_app", ops, rng.uniform(0.2, 0.8), ua, nets,
                             configmap=f"{app}-config", secret=f"{app}-db", lease=f"{app}-leader",
                             app=app, first_day=first)
         handles["apps"][app] = (ident, nets, ua)

@@ -268,12 +268,12 @@ def s05_secret_harvesting(g: Gen) -> None:
 
 
 def s06_exfiltration(g: Gen) -> None:
-    actor = A.data_pipeline(g, "prod", "analytics-export-etl", 2, (70, 120), (8, 15),
+    actor = A.data_pipeline(g, "prod", "analytics-export-etl", 2, (40, 60), (3, 6),
                             "nw-analytics-curated", "nw-partner-exports", prefix="daily")
     sid = _scenario(
         "S06-exfiltration-volume-spike",
         "Bulk reads of customer data by the export pipeline at an unusual hour",
-        "The export pipeline's role, normally ~100 object reads at 02:00 from the curated "
+        "The export pipeline's role, normally 40-60 object reads at 02:00 from the curated "
         "bucket, reads ~2,500 objects from the customer-PII bucket in the early afternoon.",
         ["T1530", "T1537"], [actor.ident])
     rng = Rng(f"{g.seed}|{sid}")
@@ -320,7 +320,7 @@ def s08_rogue_agent(g: Gen) -> None:
     actor = A.ai_agent(g, "prod", "ops-copilot-agent", ua,
                        [("monitoring:GetMetricData", 3), ("logs:FilterLogEvents", 2),
                         ("logs:StartQuery", 1), ("ecs:DescribeServices", 2),
-                        ("ec2:DescribeInstances", 1), ("bedrock:Retrieve", 2)], 1.0,
+                        ("ec2:DescribeInstances", 1), ("bedrock:Retrieve", 2)], 0.6,
                        kb="KBOPS9X3RT", log_group="/ecs/prod-services")
     sid = _scenario(
         "S08-rogue-ai-agent",

@@ -5,8 +5,8 @@ reproducibly (gzip with mtime 0 and no file name, compact JSON, seeded shuffles)
   <account>_CloudTrail_<region>_<YYYYMMDDTHHMMZ>_<random16>.json.gz`` holding
   ``{"Records": [...]}``: one object per ~5-minute delivery window, records in no order and
   up to ~15 minutes late, plus a few ``CloudTrail-Digest`` objects.
-- Kubernetes: ``k8s/<cluster>/<YYYY>/<MM>/<DD>/kube-apiserver-audit-<YYYYMMDD>T<HH>.log.gz``,
-  one audit Event per line in stage order (the API server's log, rotated hourly).
+- Kubernetes: ``k8s/<cluster>/<YYYY>/<MM>/kube-apiserver-audit-<YYYYMMDD>.log.gz``, one
+  audit Event per line in stage order (the API server's audit log, rotated daily).
 - GCP: ``gcp/<project>/cloudaudit.googleapis.com/<activity|data_access>/<YYYY>/<MM>/<DD>/
   00-00-00_23-59-59_S0.json.gz``, one LogEntry per line in time order (a log sink's shard
   naming, one shard per day, ``:`` replaced by ``-`` so the tree checks out on every OS).
@@ -175,12 +175,12 @@ def write_k8s(calls: list[Call], root: Path, seed: int, done: Written) -> None:
     lines: dict[tuple[str, float], list[tuple[float, str, str]]] = defaultdict(list)
     for call in calls:
         for when, record in k8s.render(call, rng):
-            hour = math.floor(when / HOUR) * HOUR
-            lines[(call.ident.tenant, hour)].append((when, call.eid, dumps(record)))
-    for (cluster, hour) in sorted(lines):
-        rows = sorted(lines[(cluster, hour)])
-        d = _utc(hour)
-        path = root / cluster / f"{d:%Y/%m/%d}" / f"kube-apiserver-audit-{d:%Y%m%dT%H}.log.gz"
+            day = math.floor(when / DAY) * DAY
+            lines[(call.ident.tenant, day)].append((when, call.eid, dumps(record)))
+    for (cluster, day) in sorted(lines):
+        rows = sorted(lines[(cluster, day)])
+        d = _utc(day)
+        path = root / cluster / f"{d:%Y/%m}" / f"kube-apiserver-audit-{d:%Y%m%d}.log.gz"
         done.add("k8s", path, gz_bytes("".join(r[2] + "\n" for r in rows)), len(rows))
 
 
