@@ -51,7 +51,7 @@ from detector.summary import TICK_EVERY, Progress, build_summary, render_summary
 
 logger = logging.getLogger(__name__)
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 TICK_MASK = TICK_EVERY - 1
 SOURCE_CHOICES = ("aws", "gcp", "k8s", "azure", "aws.cloudtrail", "gcp.audit", "k8s.audit",
                   "azure.activity", "azure.signin")  # the same spellings as ``parse``
@@ -268,6 +268,7 @@ class LoopResult:
     events: int
     wall_seconds: float
     cpu_seconds: float
+    interrupted: bool = False
 
 
 def run_loop(
@@ -278,55 +279,79 @@ def run_loop(
     progress: Progress,
     metrics: Any = None,
 ) -> LoopResult:
-    """Feed every event to the detector; the per-event path is kept to a few lookups.
+    """Feed every event to the detector, then close its open alert groups.
 
-    Steps per event: track the identity's first/last time (and hourly count when a report
-    is wanted), ``Detector.process``, write any alert. Every ``TICK_EVERY`` events the
-    progress line and the metrics' event time are refreshed.
+    Ctrl-C stops the reading only: the events already processed still get their alerts
+    closed, their summary and their report (``LoopResult.interrupted`` says so).
     """
-    process = detector.process
-    write = writer.write
-    spans = activity.spans
-    hourly = activity.hourly
-    log = writer.log
-    n = 0
-    ts = 0.0
     started = time.perf_counter()
     cpu_started = time.process_time()
-    batch_started = started
-    for event in events:
-        n += 1
-        ts = event.ts
-        key = event.identity
-        span = spans.get(key)
-        if span is None:
-            spans[key] = [ts, ts]
-        elif ts > span[1]:
-            span[1] = ts
-        elif ts < span[0]:
-            span[0] = ts
-        if hourly is not None:
-            counts = hourly.get(key)
-            if counts is None:
-                counts = hourly[key] = {}
-            hour = int(ts) // 3600
-            counts[hour] = counts.get(hour, 0) + 1
-        alerts = process(event)
-        if alerts:
-            write(alerts, ts)
-        if not n & TICK_MASK:
-            progress.tick(n, len(log))
-            if metrics is not None:
-                now = time.perf_counter()
-                metrics.observe_batch(now - batch_started, TICK_EVERY)
-                metrics.set_event_time(ts)
-                batch_started = now
+    interrupted = False
+    count = [0, 0.0]  # events processed, event time of the last one
+    try:
+        _consume(events, detector, writer, activity, progress, metrics, count)
+    except KeyboardInterrupt:
+        interrupted = True
+        logger.warning("replay interrupted after %d events; writing what was processed",
+                       count[0])
     final = detector.finish()
     if final:
-        write(final, ts)
-    progress.tick(n, len(log), force=True)
+        writer.write(final, count[1])
+    progress.tick(count[0], len(writer.log), force=True)
     progress.close()
-    return LoopResult(n, time.perf_counter() - started, time.process_time() - cpu_started)
+    wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    return LoopResult(count[0], wall, cpu, interrupted)
+
+
+def _consume(
+    events: Iterable[Any],
+    detector: Any,
+    writer: AlertWriter,
+    activity: Activity,
+    progress: Progress,
+    metrics: Any,
+    count: list[Any],
+) -> None:
+    """The per-event path, kept to a few dict lookups besides ``Detector.process``.
+
+    Per event: track the identity's first/last time (and hourly count when a report is
+    wanted), process it, write any alert. Every ``TICK_EVERY`` events: refresh the
+    progress line and the metrics, and publish the count (read after an interrupt).
+    """
+    process, write, log = detector.process, writer.write, writer.log
+    spans, hourly = activity.spans, activity.hourly
+    n, ts = count
+    batch_started = time.perf_counter()
+    try:
+        for event in events:
+            n += 1
+            ts = event.ts
+            key = event.identity
+            span = spans.get(key)
+            if span is None:
+                spans[key] = [ts, ts]
+            elif ts > span[1]:
+                span[1] = ts
+            elif ts < span[0]:
+                span[0] = ts
+            if hourly is not None:
+                counts = hourly.get(key)
+                if counts is None:
+                    counts = hourly[key] = {}
+                hour = int(ts) // 3600
+                counts[hour] = counts.get(hour, 0) + 1
+            alerts = process(event)
+            if alerts:
+                write(alerts, ts)
+            if not n & TICK_MASK:
+                progress.tick(n, len(log))
+                if metrics is not None:
+                    now = time.perf_counter()
+                    metrics.observe_batch(now - batch_started, TICK_EVERY)
+                    metrics.set_event_time(ts)
+                    batch_started = now
+    finally:
+        count[0], count[1] = n, ts
 
 
 # ---------------------------------------------------------------------------- run
@@ -349,7 +374,10 @@ def _finish_outputs(
     scenarios: list[Scenario] | None,
 ) -> dict[str, Any]:
     """Snapshot, inventory, evaluation, summary JSON and report; returns the summary."""
-    if args.save_state:
+    if args.save_state and result.interrupted:
+        logger.warning("interrupted: not writing %s (an identity may be half-updated)",
+                       args.save_state)
+    elif args.save_state:
         write_atomic(args.save_state, detector.export_state())
     if args.inventory:
         _write_inventory(detector, args.inventory)
@@ -362,6 +390,7 @@ def _finish_outputs(
         stats,
         wall_seconds=result.wall_seconds,
         cpu_seconds=result.cpu_seconds,
+        interrupted=result.interrupted,
         identities=detector.identities_summary(),
         alerts=alerts,
         alert_lines=log.lines,
@@ -415,7 +444,7 @@ def _replay(args: argparse.Namespace, stats: RunStats) -> int:
         outputs.close()
         if server is not None:
             server.shutdown()
-    return EXIT_OK
+    return EXIT_INTERRUPTED if result.interrupted else EXIT_OK
 
 
 def run(args: argparse.Namespace) -> int:

@@ -98,6 +98,7 @@ def build_summary(
     alert_lines: int = 0,
     time_range: tuple[float, float] | None = None,
     evaluation: Mapping[str, Any] | None = None,
+    interrupted: bool = False,
 ) -> dict[str, Any]:
     """All the figures of one replay as a JSON-ready dict.
 
@@ -116,6 +117,7 @@ def build_summary(
             per_severity[severity] += n
             per_detector[detector] += n
     summary: dict[str, Any] = {
+        "interrupted": interrupted,
         "events": {
             "total": total,
             "per_source": dict(sorted(stats.events.items())),
@@ -217,7 +219,8 @@ def render_summary(summary: Mapping[str, Any]) -> str:
     sections = [
         [
             f"Replay: {ev['total']:,} events in {tp['wall_seconds']:.1f}s"
-            f" = {rate or 0:,.0f} events/s{cpu}",
+            f" = {rate or 0:,.0f} events/s{cpu}"
+            + (" (INTERRUPTED: partial figures)" if summary.get("interrupted") else ""),
             f"Event time {summary['event_time']['first']} .. {summary['event_time']['last']}",
         ],
         _table("Events per source", list(ev["per_source"].items())),

@@ -227,3 +227,28 @@ class TestMetricsPort:
         assert result["code"] == 0
         with pytest.raises(OSError):
             scrape(port)  # the endpoint stops with the replay
+
+
+class TestInterrupt:
+    def test_ctrl_c__partial_summary_exit_130_no_snapshot(self, log_dir, monkeypatch, tmp_path):
+        from detector import replay as replay_module
+
+        real_open = replay_module.open_events
+
+        def interrupted_after_300(*args, **kwargs):
+            for n, event in enumerate(real_open(*args, **kwargs), 1):
+                yield event
+                if n == 300:
+                    raise KeyboardInterrupt
+
+        monkeypatch.setattr(replay_module, "open_events", interrupted_after_300)
+        root, counts = log_dir
+        code = main(["replay", str(root), "--no-progress", "--alerts", str(tmp_path / "a.jsonl"),
+                     "--summary-json", str(tmp_path / "s.json"),
+                     "--save-state", str(tmp_path / "state.snap")])
+        assert code == 130
+        summary = orjson.loads((tmp_path / "s.json").read_bytes())
+        assert summary["interrupted"] is True
+        # reading stopped early: the files parsed so far, far from all of them
+        assert 300 <= summary["events"]["total"] < sum(counts.values()) // 2
+        assert not (tmp_path / "state.snap").exists()
