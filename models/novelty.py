@@ -32,7 +32,7 @@ from models.base import Signal
 from models.common import clamp01, pair_hash, span_words, vhash
 from models.context import Context
 from models.settings import ModelSettings
-from models.table import COUNT_MASK, RATE_ALPHA, ValueTable, vocabulary
+from models.table import COUNT_MASK, RATE_ALPHA, ValueTable
 
 logger = logging.getLogger(__name__)
 
@@ -67,16 +67,28 @@ PEER_ATTRS = frozenset(INDEX[name] for name in (
 """Attributes whose prevalence the peer index tracks (pairs and resources are too sparse)."""
 
 
-def _use_known(table: ValueTable, h: int, packed: int, hour: int) -> None:
-    """One more use of a known value: count, recency and the moving rate of new values."""
+def _use_known(table: ValueTable, h: int, packed: int, hour: int, uses: int = 1) -> None:
+    """More uses of a known value: count, recency and the moving rate of new values."""
     count = packed & COUNT_MASK
     if count == 1:
         table.n1 -= 1
     last = packed >> 16
-    table.d[h] = ((hour if hour > last else last) << 16) | (
-        count + 1 if count < COUNT_MASK else count)
-    table.total += 1
-    table.rate -= RATE_ALPHA * table.rate
+    table.d[h] = ((hour if hour > last else last) << 16) | min(count + uses, COUNT_MASK)
+    table.total += uses
+    if uses == 1:
+        table.rate -= RATE_ALPHA * table.rate
+    else:
+        table.rate *= (1.0 - RATE_ALPHA) ** uses
+
+
+def signature(event: Event) -> tuple:
+    """Everything the novelty tables look at in an event (the memo key)."""
+    return (event.action, event.resource, event.region, event.network_prefix, event.network,
+            event.agent_family, event.target_tenant, event.tenant, event.outcome,
+            event.error_code, event.credential_id, event.credential_type)
+
+
+MEMO_CAP = 256
 
 
 def surprise(p_new: float) -> float:
@@ -152,15 +164,25 @@ def feedback_hash(index: int, value: str) -> int:
 
 
 class NoveltyModel:
-    """Per-attribute bounded tables of known values; signals values new to the identity."""
+    """Per-attribute bounded tables of known values; signals values new to the identity.
 
-    __slots__ = ("settings", "tables", "last_prune_day", "horizon_h")
+    Repeats are cheap: an event whose values are all known, seen earlier in the same hour
+    with the same values (its *signature*), is counted in a small memo instead of
+    touching eleven tables. The memo is flushed into the tables before anything reads
+    them (a new value, pruning, feedback, serialisation), so every score and every blob
+    is exactly what the table-by-table path gives. Anything that can make a known value
+    unknown (eviction, pruning, trimming) bumps ``epoch`` and invalidates the memo.
+    """
+
+    __slots__ = ("settings", "tables", "last_prune_day", "horizon_h", "memo", "epoch")
 
     def __init__(self, settings: ModelSettings) -> None:
         self.settings = settings
         self.tables = [ValueTable(self._cap(item[3])) for item in ATTRIBUTES]
         self.last_prune_day = 0
         self.horizon_h = int(settings.novelty_horizon_days * 24)
+        self.memo: dict[tuple, list] = {}
+        self.epoch = 0
 
     def _cap(self, high_cardinality: bool) -> int:
         s = self.settings
@@ -171,14 +193,44 @@ class NoveltyModel:
             ctx.values = extract(event)
         return ctx.values
 
+    def flush(self) -> None:
+        """Apply the repeats counted in the memo to the tables (no logical change)."""
+        if not self.memo:
+            return
+        for entry in self.memo.values():
+            if entry[3]:
+                self._apply(entry)
+
+    def _apply(self, entry: list) -> None:
+        hour, _, taught, repeats = entry
+        if repeats:
+            tables = self.tables
+            for index, h in taught:
+                _use_known(tables[index], h, tables[index].d[h], hour, repeats)
+            entry[3] = 0
+
+    def _remembered(self, sig: tuple, hour: int) -> list | None:
+        entry = self.memo.get(sig)
+        if entry is not None and entry[0] == hour and entry[1] == self.epoch:
+            return entry
+        return None
+
     def score(self, event: Event, ctx: Context, learn_known: bool = False) -> list[Signal]:
         """Signals for values this identity has not used within the horizon.
 
-        Pure by default. With ``learn_known`` (only ``IdentityProfile.observe`` uses it, for
-        speed) the uses of *known* values are learned in the same pass, which cannot change
-        any score of this event, and the new values are left in ``ctx.pending`` for
-        ``learn``, which decides about quarantine once every model has scored.
+        Pure by default (a memo flush changes no logical state). With ``learn_known``
+        (only ``IdentityProfile.observe`` uses it, for speed) the uses of *known* values are
+        learned in the same pass, which cannot change any score of this event, and the new
+        values are left in ``ctx.pending`` for ``learn``, which decides about quarantine
+        once every model has scored.
         """
+        sig = signature(event)
+        entry = self._remembered(sig, ctx.hour)
+        if entry is not None:
+            if learn_known:
+                entry[3] += 1
+                ctx.pending = []
+            return []
         out: list[Signal] = []
         hour = ctx.hour
         horizon = self.horizon_h
@@ -186,14 +238,19 @@ class NoveltyModel:
         quiet = ctx.learning
         failed = event.outcome == "failure"
         pending: list[tuple[int, int]] | None = [] if learn_known else None
+        taught: list[tuple[int, int]] = []
         for index, h, first, second in self.values(event, ctx):
             table = tables[index]
             packed = table.d.get(h)
+            teach = learn_known and (not failed or index == ERROR_CODE)
             if packed is not None and hour - (packed >> 16) <= horizon:
-                if learn_known and (not failed or index == ERROR_CODE):
+                if teach:
                     _use_known(table, h, packed, hour)
+                    taught.append((index, h))
                 continue
-            if learn_known and (not failed or index == ERROR_CODE):
+            if self.memo:  # uses of known values commute; a new value needs exact totals
+                self.flush()
+            if teach:
                 pending.append((index, h))
             if quiet:
                 continue
@@ -202,6 +259,14 @@ class NoveltyModel:
             if signal is not None:
                 out.append(signal)
         ctx.pending = pending
+        if learn_known and not pending and not out:
+            old = self.memo.get(sig)
+            if old is not None:
+                self._apply(old)  # an entry is only replaced once its repeats are applied
+            elif len(self.memo) >= MEMO_CAP:
+                self.flush()
+                self.memo = {}
+            self.memo[sig] = [hour, self.epoch, taught, 0]
         return out
 
     def _signal(
@@ -278,14 +343,19 @@ class NoveltyModel:
         if pending is None:
             self.score(event, ctx, learn_known=True)
             pending = ctx.pending
+        if not pending:
+            return
         quarantine = held and not ctx.learning
         for index, h in pending:
             table = self.tables[index]
             if quarantine and not table.hold(h, ctx.bucket, self.settings.accept_windows):
                 continue  # a held value does not raise the rate of (accepted) new values
             table.rate += RATE_ALPHA * (1.0 - table.rate)
-            if table.learn(h, ctx.hour, ctx.degradations, NAMES[index]) and index in PEER_ATTRS:
-                if ctx.peers is not None:
+            before = len(table.d)
+            if table.learn(h, ctx.hour, ctx.degradations, NAMES[index]):
+                if len(table.d) <= before:
+                    self.epoch += 1  # an eviction: memo entries may name evicted values
+                if index in PEER_ATTRS and ctx.peers is not None:
                     ctx.peers.note(ctx.group, NAMES[index], h)
         ctx.pending = []
 
@@ -294,6 +364,9 @@ class NoveltyModel:
         return packed is not None and hour - (packed >> 16) <= self.horizon_h
 
     def _prune(self, ctx: Context) -> None:
+        self.flush()
+        self.memo = {}
+        self.epoch += 1
         self.last_prune_day = ctx.day
         oldest = ctx.hour - 2 * self.horizon_h  # kept one more horizon to say "forgotten"
         for table in self.tables:
@@ -304,20 +377,18 @@ class NoveltyModel:
         index = DETECTORS.get(detector)
         if index is None:
             return False
+        self.flush()
+        self.epoch += 1
         h = feedback_hash(index, value)
         table = self.tables[index]
         table.held.pop(h, None)
         table.learn(h, ctx.hour, ctx.degradations, NAMES[index])
         return True
 
-    def describe(self, index: int, h: int) -> str:
-        """The vocabulary word for one value of one attribute (frequent … unseen)."""
-        table = self.tables[index]
-        packed = table.d.get(h)
-        return vocabulary(0 if packed is None else packed & COUNT_MASK, table.total)
-
     def trim(self, ctx: Context) -> None:
         """Halve the biggest table and its quarantine (enforcing the profile's size cap)."""
+        self.flush()
+        self.epoch += 1
         biggest = max(range(len(self.tables)), key=lambda i: self.tables[i].size_estimate())
         table = self.tables[biggest]
         table.evict(len(table.d) // 2, ctx.degradations, NAMES[biggest])
@@ -329,6 +400,7 @@ class NoveltyModel:
         return sum(table.size_estimate() for table in self.tables)
 
     def to_state(self) -> dict:
+        self.flush()
         return {"t": [t.to_state() for t in self.tables], "p": self.last_prune_day}
 
     @classmethod

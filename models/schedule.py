@@ -47,7 +47,7 @@ def slot_label(how: int) -> str:
 class ScheduleModel:
     """Hour-of-week activity memory with a regularity-weighted surprise."""
 
-    __slots__ = ("settings", "slots", "hod", "held", "horizon_days")
+    __slots__ = ("settings", "slots", "hod", "held", "horizon_days", "_fast_hour")
 
     def __init__(self, settings: ModelSettings) -> None:
         self.settings = settings
@@ -55,13 +55,14 @@ class ScheduleModel:
         self.hod = array.array("H", bytes(2 * 24))
         self.held: dict[int, int] = {}
         self.horizon_days = int(2 * settings.novelty_horizon_days)
+        self._fast_hour = -1  # an hour already learned as active: nothing to score or learn
 
     def _active(self, last_day: int, day: int) -> bool:
         return last_day > 0 and day - last_day <= self.horizon_days
 
     def score(self, event: Event, ctx: Context) -> list[Signal]:
         """A signal when the event falls in an hour never active before (pure)."""
-        if ctx.learning:
+        if ctx.learning or ctx.hour == self._fast_hour:
             return []
         day = ctx.day
         hour = ctx.hour % 24
@@ -109,12 +110,15 @@ class ScheduleModel:
 
     def learn(self, event: Event, ctx: Context, held: bool) -> None:
         """Mark the hour active, unless the event is held and the hour is new (quarantine)."""
+        if ctx.hour == self._fast_hour:
+            return
         how = hour_of_week(ctx.ts)
         day = ctx.day
         if held and not ctx.learning and not self._active(self.slots[how], day):
             if not self._hold(how, ctx.bucket):
                 return
         self._set(how, day)
+        self._fast_hour = ctx.hour
 
     def _set(self, how: int, day: int) -> None:
         self.held.pop(how, None)
@@ -151,6 +155,7 @@ class ScheduleModel:
         days = [DAYS.index(day_name)] if day_name in DAYS else range(7)
         for d in days:
             self._set(d * 24 + hour, max(ctx.day, 1))
+        self._fast_hour = -1
         return True
 
     def size_estimate(self) -> int:

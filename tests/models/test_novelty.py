@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import re
 
-from models.common import vhash
+import pytest
+
+from models.common import unpack_blob, vhash
 from models.novelty import NoveltyModel, surprise
 from models.peers import PeerIndex
-from models.profile import IdentityProfile
+from models.profile import STATE_VERSION, IdentityProfile
 from models.settings import ModelSettings
 from models.table import ValueTable, vocabulary
 from tests.models.helpers import ROLE, T0, learned_profile, make_event, stable_stream
@@ -204,3 +206,36 @@ class TestVocabulary:
             assert table.total == sum(reference.values())
             assert table.n1 == sum(1 for c in reference.values() if c == 1)
         assert {h: p & 0xFFFF for h, p in table.d.items()} == dict(reference)
+
+
+class TestRepeatMemo:
+    def test_memo__same_state_and_signals_as_table_by_table(self, monkeypatch):
+        """The repeat memo is a speed-up only: disabling it changes neither signals nor
+        the serialised state, across hour changes, evictions, new values and pruning."""
+        import random
+
+        def run() -> tuple[list, bytes]:
+            rng = random.Random(9)
+            profile = IdentityProfile(ROLE, "workload", ModelSettings(novelty_cap=8))
+            seen = []
+            for i in range(6000):
+                event = make_event(
+                    T0 + i * 70.0, f"s3:Op{int(6 * rng.random() ** 2)}",
+                    resource=f"arn:aws:s3:::b/{rng.randint(0, 3 if i % 9 else 40)}",
+                    outcome="failure" if i % 97 == 0 else "success",
+                    error_code="AccessDenied" if i % 97 == 0 else None,
+                )
+                seen.append([(s.detector, s.score, s.value) for s in profile.observe(event)])
+            return seen, profile.to_bytes()
+
+        with_memo = run()
+        monkeypatch.setattr(NoveltyModel, "_remembered", lambda self, sig, hour: None)
+        without = run()
+        assert any(with_memo[0])
+        for got, want in zip(with_memo[0], without[0], strict=True):
+            assert [(d, v) for d, _, v in got] == [(d, v) for d, _, v in want]
+            assert [x for _, x, _ in got] == pytest.approx([x for _, x, _ in want], rel=1e-9)
+        state = [unpack_blob(blob, STATE_VERSION, "t") for blob in (with_memo[1], without[1])]
+        rates = [[t.pop("r") for t in st["novelty"]["t"]] for st in state]
+        assert rates[0] == pytest.approx(rates[1], rel=1e-9)  # (1-a)^k vs k products
+        assert state[0] == state[1]
