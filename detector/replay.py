@@ -4,8 +4,11 @@ Replay is how a team tries nhi-detector on its own history, tunes it, and runs i
 broker. One process reads files, directories (recursive, gzip) or stdin, with sources
 auto-detected per record, and drives::
 
-    read_paths ─▶ ReorderBuffer ─▶ Detector.process ─▶ alerts (JSON lines)
-                                 └▶ Activity (first/last time, hourly counts)
+    read_paths per file stream ─▶ merge_streams ─▶ ReorderBuffer ─▶ Detector.process
+        ─▶ alerts (JSON lines)     └▶ Activity (first/last time, hourly counts)
+
+File streams: see ``detector.reorder`` (files that follow each other in time are read in
+sequence, streams are interleaved by event time, then the bounded buffer sorts).
 
 Alerts are written as JSON lines, native (``Alert.to_native()``) or OCSF. Grouped alerts
 are *updated*: a later line may carry the same ``alert_id`` with a higher ``revision``.
@@ -14,7 +17,8 @@ highest ``revision``.
 
 When alerts go to stdout, everything else (progress, summary) goes to stderr; when they
 go to a file, the summary goes to stdout. Exit codes: 0 done, 1 an input or output failed,
-2 a bad argument, configuration, labels file or state snapshot (nothing is misread).
+2 a bad argument, configuration, labels file or state snapshot (nothing is misread),
+130 interrupted (the figures of what was processed are still written; no snapshot).
 
 Steps of ``run``: (1) load configuration, labels and the optional warm-start snapshot,
 (2) open the outputs, (3) run the event loop, (4) close groups (``Detector.finish``) and
@@ -202,13 +206,10 @@ def load_state_file(detector: Any, path: str) -> None:
         raise StateError(f"state snapshot {path} refused: it is damaged ({err})") from err
 
 
-def build_detector(args: argparse.Namespace, stats: RunStats) -> Any:
+def build_detector(args: argparse.Namespace, config: dict[str, Any], stats: RunStats) -> Any:
     """The configured ``Detector``, warm when ``--load-state`` is given."""
-    from detector.config import load_config
     from detector.engine import Detector
 
-    config = load_config(args.config)
-    args.identity_config = config.get("identities")
     if args.suppressions:
         config = {**config, "suppressions_file": args.suppressions}
     detector = Detector(config, stats=stats)
@@ -236,8 +237,12 @@ def open_events(
     rules = IdentityRules.from_config(rules_config)
     lister = Parser(stats=stats, dead_letters=dead_letters, source=source, rules=rules)
     skip = {os.path.realpath(path) for path in exclude}
-    files = (path for path in iter_files(paths, lister) if os.path.realpath(path) not in skip)
-    streams = plan_streams(files)
+    names = {os.path.basename(path) for path in skip}
+    listed = (
+        path for path in iter_files(paths, lister)
+        if os.path.basename(path) not in names or os.path.realpath(path) not in skip
+    )
+    streams = plan_streams(listed)
     if len(streams) > MAX_STREAMS:
         logger.warning(
             "%d file streams exceed %d: reading files in path order; records out of order "
@@ -246,8 +251,8 @@ def open_events(
         streams = [[path for stream in streams for path in stream]]
     logger.info("reading %d file stream(s)", len(streams))
     return merge_streams([
-        read_paths(files, source=source, stats=stats, dead_letters=dead_letters, rules=rules)
-        for files in streams
+        read_paths(stream, source=source, stats=stats, dead_letters=dead_letters, rules=rules)
+        for stream in streams
     ])
 
 
@@ -412,6 +417,7 @@ def _finish_outputs(
 
 
 def _replay(args: argparse.Namespace, stats: RunStats) -> int:
+    from detector.config import load_config
     from detector.evaluation import load_labels
 
     missing = [path for path in args.paths if path != "-" and not os.path.exists(path)]
@@ -420,7 +426,8 @@ def _replay(args: argparse.Namespace, stats: RunStats) -> int:
     if args.reorder_window < 0:
         raise ConfigError(f"--reorder-window must be >= 0 seconds, got {args.reorder_window:g}")
     scenarios = load_labels(args.labels) if args.labels else None
-    detector = build_detector(args, stats)
+    config = load_config(args.config)
+    detector = build_detector(args, config, stats)
     outputs = open_outputs(args)
     server = None
     try:
@@ -431,7 +438,7 @@ def _replay(args: argparse.Namespace, stats: RunStats) -> int:
         show = not args.no_progress and sys.stderr.isatty()
         progress = Progress(sys.stderr, enabled=show)
         events = open_events(
-            args.paths, args.source, stats, outputs.dead_letters, args.identity_config,
+            args.paths, args.source, stats, outputs.dead_letters, config.get("identities"),
             exclude=own_files(args),
         )
         buffer = ReorderBuffer(args.reorder_window, stats=stats)
