@@ -602,17 +602,21 @@ class Detector:
 
     def inventory(self) -> list[dict[str, Any]]:
         """One entry per identity, sorted by key (see ``detector.inventory``)."""
+        entries = (self.inventory_entry(key) for key in sorted(self.store))
+        return [entry for entry in entries if entry is not None]
+
+    def inventory_entry(self, key: str) -> dict[str, Any] | None:
+        """One identity's inventory entry (what the worker publishes per identity)."""
+        state = self.store.get(key)
+        if state is None:
+            return None
         now = self._now
-        entries = []
-        for key in sorted(self.store):
-            state = self.store[key]
-            entries.append(state.inventory.view(
-                key,
-                now=now,
-                dormant_after=self._dormant_after,
-                in_learning=bool(state.profile.in_learning(now)),
-            ))
-        return entries
+        return state.inventory.view(
+            key,
+            now=now,
+            dormant_after=self._dormant_after,
+            in_learning=bool(state.profile.in_learning(now)),
+        )
 
     def identities_summary(self) -> dict[str, Any]:
         """Counts for metrics and the replay summary: tracked, in learning, dormant, by kind."""

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import logging
+from functools import lru_cache
 from importlib import metadata
 from typing import Any
 
@@ -40,12 +41,19 @@ ANALYTIC_BEHAVIORAL = 2
 ANALYTIC_RULE = 1
 
 
-def product() -> dict[str, str]:
+@lru_cache(maxsize=1)
+def _product() -> tuple[tuple[str, str], ...]:
     try:
         version = metadata.version("nhi-detector")
     except metadata.PackageNotFoundError:
         version = "0.0.0"
-    return {"name": "nhi-detector", "vendor_name": "nhi-detector project", "version": version}
+    return (("name", "nhi-detector"), ("vendor_name", "nhi-detector project"),
+            ("version", version))
+
+
+def product() -> dict[str, str]:
+    """``metadata.product``: name, vendor and the installed package version (read once)."""
+    return dict(_product())
 
 
 def _ms(ts: float) -> int:
