@@ -20,6 +20,8 @@ from typing import Any
 from detector.event import EVENT_FIELDS, Event
 from detector.identity import Resolver, aws_event_kind, split_arn
 from detector.sources.common import (
+    NETWORK_CACHE,
+    USER_AGENT_CACHE,
     RecordError,
     record_digest,
     SkipRecord,
@@ -34,6 +36,8 @@ logger = logging.getLogger(__name__)
 
 SOURCE = "aws.cloudtrail"
 _fromisoformat = datetime.fromisoformat
+_agent_hit = USER_AGENT_CACHE.get  # cache hits without a function call: the hot path
+_network_hit = NETWORK_CACHE.get
 
 # requestParameters keys whose string value names the primary resource, in order.
 _RESOURCE_KEYS = ("roleArn", "bucketName", "userName", "roleName", "policyArn", "secretId",
@@ -119,8 +123,11 @@ def normalise(record: dict[str, Any], resolver: Resolver, hints: dict[str, Any])
     if principal.resolution == "unknown":
         raise RecordError("missing_identity", "userIdentity names no principal, service or "
                                               "eventSource")
-    ua, family = user_agent(get("userAgent"))
-    source_ip, network, prefix = classify_network(get("sourceIPAddress"))
+    raw_agent, raw_address = get("userAgent"), get("sourceIPAddress")
+    hit = _agent_hit(raw_agent) if type(raw_agent) is str else None
+    ua, family = hit or user_agent(raw_agent)
+    hit = _network_hit(raw_address) if type(raw_address) is str else None
+    source_ip, network, prefix = hit or classify_network(raw_address)
     key_id = ui.get("accessKeyId")
     credential_type = _credential_type(key_id, principal.principal_type)
     attributes = dict(session_attributes)

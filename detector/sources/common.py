@@ -117,7 +117,8 @@ def _parse_epoch(number: float) -> datetime | None:
 
 # ---------------------------------------------------------------------------- network
 
-_network_cache: dict[str, tuple[str | None, str, str | None]] = {}
+# Per-value caches; the CloudTrail hot path reads them directly before calling the helper.
+NETWORK_CACHE: dict[str, tuple[str | None, str, str | None]] = {}
 
 # Internal address space only (RFC 1918, CGNAT, loopback, link-local, ULA). Python's
 # ``is_private`` also covers documentation ranges such as 203.0.113.0/24, which real logs
@@ -143,12 +144,12 @@ def classify_network(value: Any) -> tuple[str | None, str, str | None]:
     """
     if not isinstance(value, str) or not value:
         return None, "unknown", None
-    hit = _network_cache.get(value)
+    hit = NETWORK_CACHE.get(value)
     if hit is None:
         hit = _classify_network(value)
-        if len(_network_cache) >= _CACHE_LIMIT:
-            _network_cache.clear()
-        _network_cache[value] = hit
+        if len(NETWORK_CACHE) >= _CACHE_LIMIT:
+            NETWORK_CACHE.clear()
+        NETWORK_CACHE[value] = hit
     return hit
 
 
@@ -217,23 +218,23 @@ _FAMILIES: tuple[tuple[str, str], ...] = AI_AGENT_FAMILIES + (
     ("curl/", "curl"),
     ("mozilla/", "browser"),
 )
-_ua_cache: dict[str, tuple[str, str]] = {}
+USER_AGENT_CACHE: dict[str, tuple[str, str]] = {}
 
 
 def user_agent(value: Any) -> tuple[str | None, str | None]:
     """``(cleaned user agent, family)``; brackets stripped, length capped, never raises."""
     if not isinstance(value, str) or not value:
         return None, None
-    hit = _ua_cache.get(value)
+    hit = USER_AGENT_CACHE.get(value)
     if hit is None:
         cleaned = value.strip()
         if cleaned.startswith("[") and cleaned.endswith("]"):
             cleaned = cleaned[1:-1]
         cleaned = cleaned[:MAX_USER_AGENT]
         hit = (cleaned, _family(cleaned.lower()))
-        if len(_ua_cache) >= _CACHE_LIMIT:
-            _ua_cache.clear()
-        _ua_cache[value] = hit
+        if len(USER_AGENT_CACHE) >= _CACHE_LIMIT:
+            USER_AGENT_CACHE.clear()
+        USER_AGENT_CACHE[value] = hit
     return hit
 
 

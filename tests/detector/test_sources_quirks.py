@@ -416,3 +416,9 @@ def test_q26_anonymisation_artefacts() -> None:
               "tenantId": "1111111111-902d-4c4b-9f2b-3b1b6c8e0000",
               "properties": {"servicePrincipalId": "<id>"}}
     assert one(signin).tenant == "1111111111-902d-4c4b-9f2b-3b1b6c8e0000"
+
+
+@pytest.mark.parametrize("value", [[], {}, 12, None, True])
+def test_q17_q16_non_string_agent_and_address(value: object) -> None:
+    event = one(ct(userAgent=value, sourceIPAddress=value))
+    assert (event.user_agent, event.source_ip, event.network) == (None, None, "unknown")
