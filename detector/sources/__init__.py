@@ -12,6 +12,15 @@ Public API:
   parser=None)``: one in-memory payload (a Kafka message with one record or many). Pass a
   long-lived ``Parser`` as ``parser`` to merge Kubernetes stages across messages; without
   one, requests seen only at ``RequestReceived`` are emitted as ``partial`` at once.
+
+Accounting: every record read is counted in ``RunStats.records_read[source]`` and ends as
+an event, a dead letter (reasons in ``deadletter.REASONS``) or a skip. Skip reasons:
+``digest`` (CloudTrail digest files), ``insight`` (CloudTrail Insights, kept out of
+baselines), ``control_message`` (CloudWatch Logs health checks), ``merged_stage`` and
+``duplicate_stage`` (Kubernetes stages of a request already counted), ``duplicate_event``
+(a CloudTrail event delivered twice), ``unsupported_format`` (Okta, GitHub, OpenAI and
+Anthropic audit records: recognised, valid, but not a supported source). Input whose
+format cannot be told is counted under the source ``unknown``.
 """
 
 from __future__ import annotations
