@@ -247,18 +247,23 @@ class Resolver:
         arn = ui.get("arn")
         invoked = ui.get("invokedBy")
         if arn:
-            issuer, delivery = None, None
-            if isinstance(context, dict):
+            if type(context) is dict:
                 issuer = context.get("sessionIssuer")
-                issuer = issuer.get("arn") if isinstance(issuer, dict) else None
-                delivery = context.get("ec2RoleDelivery")  # flips when credentials are stolen
-            cache_key: tuple[Any, ...] = (arn, ui.get("type"), invoked, issuer, delivery)
+                cache_key: tuple[Any, ...] = (
+                    arn, ui.get("type"), invoked,
+                    issuer.get("arn") if type(issuer) is dict else None,
+                    context.get("ec2RoleDelivery"))  # flips when credentials are stolen
+            else:
+                cache_key = (arn, ui.get("type"), invoked)
         else:
             behalf = ui.get("onBehalfOf")
             cache_key = (None, ui.get("type"), invoked, ui.get("accountId"), event_source,
                          ui.get("userName"),
                          behalf.get("userId") if isinstance(behalf, dict) else None)
-        hit = self.aws_cache.get(cache_key)
+        try:
+            hit = self.aws_cache.get(cache_key)
+        except TypeError:  # a field of an unexpected type (list, object): resolve uncached
+            return self._resolve_aws(ui, context, event_source)
         if hit is None:
             hit = self._resolve_aws(ui, context, event_source)
             if len(self.aws_cache) >= _CACHE_LIMIT:

@@ -422,3 +422,15 @@ def test_q26_anonymisation_artefacts() -> None:
 def test_q17_q16_non_string_agent_and_address(value: object) -> None:
     event = one(ct(userAgent=value, sourceIPAddress=value))
     assert (event.user_agent, event.source_ip, event.network) == (None, None, "unknown")
+
+
+@pytest.mark.parametrize("identity", [
+    {"type": "AssumedRole", "arn": ["arn:aws:sts::1:assumed-role/r/s"]},
+    {"type": ["AWSService"], "invokedBy": {"x": 1}},
+    {"arn": "arn:aws:sts::1:assumed-role/r/s", "sessionContext": {"sessionIssuer": {"arn": []}},
+     "type": "AssumedRole"},
+])
+def test_q13_identity_fields_of_unexpected_types(identity: dict) -> None:
+    events, stats, dead = parse(ct(userIdentity=identity))
+    assert len(events) + len(dead) == 1
+    assert not [d for d in dead.items if d["reason"] == "internal_error"]
