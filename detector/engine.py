@@ -134,13 +134,10 @@ class Detector:
 
     def process(self, event: Event) -> list[Alert]:
         """Observe one event; return new alerts and updates of grouped alerts."""
-        stats = self.stats
-        stats.events_by_kind[event.identity_kind] += 1
+        # RunStats.events_by_kind and last_event_ts are counted by the sources (parser).
         ts = event.ts
         if ts > self._now:
             self._now = ts
-            if ts > stats.last_event_ts:
-                stats.last_event_ts = ts
         state = self.store.get(event.identity)
         if state is None:
             state = self._new_state(event)
@@ -291,14 +288,10 @@ class Detector:
         )
 
     def _policy_rule(self, event: Event, in_learning: bool) -> Mapping[str, Any] | None:
-        import fnmatch
-
-        for rule in self.settings.policy_rules:
+        for action_rx, identity_rx, rule in self.settings.policy_matchers:
             if not (in_learning or rule.get("always")):
                 continue
-            if not fnmatch.fnmatchcase(event.action, str(rule.get("action", "*"))):
-                continue
-            if fnmatch.fnmatchcase(event.identity, str(rule.get("identity", "*"))):
+            if action_rx.match(event.action) and identity_rx.match(event.identity):
                 return rule
         return None
 

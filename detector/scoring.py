@@ -253,6 +253,12 @@ class ScoringSettings:
         return settings
 
     def validate(self) -> None:
+        for n, rule in enumerate(self.policy_rules):
+            if not isinstance(rule, Mapping) or not rule.get("action"):
+                raise ConfigError(f"scoring.policy_rules[{n}]: a rule needs at least 'action'")
+            if rule.get("severity", "high") not in SEVERITY_RANK:
+                raise ConfigError(f"scoring.policy_rules[{n}]: severity {rule['severity']!r} "
+                                  "is not a severity")
         for key in ("min_severity", "plain_ceiling", "platform_ceiling"):
             if getattr(self, key) not in SEVERITY_RANK:
                 raise ConfigError(f"scoring.{key}: {getattr(self, key)!r} is not a severity")
@@ -292,6 +298,18 @@ class ScoringSettings:
         if not self.shadow_detectors:
             return None
         return re.compile("|".join(fnmatch.translate(p) for p in self.shadow_detectors))
+
+    @cached_property
+    def policy_matchers(self) -> tuple[tuple[re.Pattern[str], re.Pattern[str], Mapping], ...]:
+        """Compiled (action glob, identity glob, rule) of ``policy_rules``."""
+        return tuple(
+            (
+                re.compile(fnmatch.translate(str(rule.get("action", "*")))),
+                re.compile(fnmatch.translate(str(rule.get("identity", "*")))),
+                rule,
+            )
+            for rule in self.policy_rules
+        )
 
     @cached_property
     def _action_rx(self) -> re.Pattern[str]:

@@ -330,4 +330,3 @@ class TestInventory:
             "tracked": 2, "in_learning": 1, "dormant": 1,
             "by_kind": {"human": 1, "workload": 1},
         }
-        assert stats.events_by_kind == {"workload": 7 * 24 * 2 + 1, "human": 1}

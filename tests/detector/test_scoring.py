@@ -289,3 +289,25 @@ class TestEvidenceFusion:
         weak = score_event(event, [sig(score=0.3)], settings,
                            sensitivity=catalogue.classify(event))
         assert (weak.severity, weak.ceiling) == ("low", "high")
+
+
+class TestPolicyRules:
+    def test_rule_without_action_is_refused(self):
+        with pytest.raises(ConfigError, match=r"policy_rules\[0\]: a rule needs at least"):
+            ScoringSettings.from_config({"policy_rules": [{"name": "x"}]})
+
+    def test_rule_with_bad_severity_is_refused(self):
+        with pytest.raises(ConfigError, match=r"policy_rules\[0\]: severity 'urgent'"):
+            ScoringSettings.from_config(
+                {"policy_rules": [{"action": "iam:*", "severity": "urgent"}]}
+            )
+
+    def test_matchers_are_globs_on_action_and_identity(self):
+        settings = ScoringSettings.from_config(
+            {"policy_rules": [{"action": "iam:Create*", "identity": "*:root"}]}
+        )
+        ((action_rx, identity_rx, _),) = settings.policy_matchers
+        assert action_rx.match("iam:CreateAccessKey")
+        assert not action_rx.match("iam:DeleteAccessKey")
+        assert identity_rx.match("arn:aws:iam::1:root")
+        assert not identity_rx.match("arn:aws:iam::1:role/x")
