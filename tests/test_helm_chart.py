@@ -11,6 +11,7 @@ import base64
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import tarfile
 from pathlib import Path
@@ -256,3 +257,30 @@ class TestSecureRender:
                     "--set", "kafka.sasl.username=svc", check=False)
         assert proc.returncode != 0
         assert "kafka.sasl.password or kafka.sasl.existingSecret" in proc.stderr
+
+
+class TestPrometheusRule:
+    def test_rules__query_only_exported_metrics(self, helm_bin: Path) -> None:
+        from tests.test_dashboard import exported, metric_names
+
+        docs = render(helm_bin, "--set", "prometheusRule.enabled=true")
+        rules = one(docs, "PrometheusRule")["spec"]["groups"][0]["rules"]
+        exact, histograms = exported()
+        assert len(rules) >= 5
+        for rule in rules:
+            names = metric_names(rule["expr"])  # parsed by promql-parser when installed
+            assert names, rule["alert"]
+            for name in names:
+                assert name in exact or name.rsplit("_", 1)[0] in histograms, (rule, name)
+            assert rule["labels"]["severity"] in {"critical", "warning", "info"}
+
+    def test_stuck_consumer_rule__uses_the_liveness_threshold(self, helm_bin: Path) -> None:
+        docs = render(helm_bin, "--set", "prometheusRule.enabled=true",
+                      "--set", "worker.livenessCommitAgeSeconds=120")
+        rules = {r["alert"]: r for r in one(docs, "PrometheusRule")["spec"]["groups"][0]["rules"]}
+        stuck = rules["NhiDetectorConsumerStuck"]
+        assert re.search(r"nhi_kafka_last_commit_age_seconds\{namespace=\"sec\"\}\s*> 120",
+                         stuck["expr"]), stuck["expr"]
+        # Prometheus' own templating survives Helm's
+        assert "{{ $labels.pod }}" in stuck["annotations"]["description"]
+        assert env_of(docs)["NHI_LIVENESS_COMMIT_AGE"] == "120"
