@@ -232,3 +232,14 @@ class TestDashboardMetrics:
     def test_no_identity_or_address_labels__in_queries(self, dashboard: dict) -> None:
         for expr in all_exprs(dashboard):
             assert not re.search(r"\b(identity|source_ip|ip|session)\b", expr), expr
+
+
+def test_useful_queries_in_the_docs__parse_and_use_exported_metrics() -> None:
+    doc = (DASHBOARD.parents[3] / "docs" / "metrics.md").read_text(encoding="utf-8")
+    section = doc.split("## Useful queries", 1)[1]
+    queries = re.findall(r"^- [^`]*: `([^`]+)`", section, flags=re.MULTILINE)
+    exact, histograms = exported()
+    assert len(queries) >= 4
+    for query in queries:
+        for name in metric_names(query):
+            assert name in exact or re.sub(r"_(bucket|sum|count)$", "", name) in histograms
