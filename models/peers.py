@@ -148,7 +148,7 @@ class PeerIndex:
                 for attr, table in entry.values.items()
             }
             groups[name] = {
-                "m": array.array("I", entry.members),
+                "m": array.array("I", sorted(entry.members)),
                 "o": entry.overflow,
                 "v": values,
             }
@@ -160,7 +160,7 @@ class PeerIndex:
         index = cls(settings)
         for name, item in state["g"].items():
             entry = _Group()
-            entry.members = set(item["m"])
+            entry.members = set(item["m"])  # serialised sorted, so bytes round-trip
             entry.overflow = item["o"]
             entry.values = {
                 attr: dict(zip(keys, counts, strict=True))

@@ -1,0 +1,110 @@
+"""Schedule, dormancy and credential-use models through the profile: quiet when stable,
+flagged with the right sentence when their deviation is injected."""
+
+from __future__ import annotations
+
+import re
+
+from models.credential import is_instance_credential
+from models.profile import IdentityProfile
+from models.schedule import hour_of_week, slot_label
+from models.settings import ModelSettings
+from tests.models.helpers import ROLE, T0, learned_profile, make_event
+
+
+def office_hours_profile(days: int = 6, settings: ModelSettings | None = None):
+    """Active 09:00–11:59 UTC every day, a call every 10 minutes."""
+    profile = IdentityProfile(ROLE, "workload", settings or ModelSettings())
+    for day in range(days):
+        for k in range(18):
+            profile.observe(make_event(T0 + day * 86400 + 9 * 3600 + k * 600))
+    return profile, T0 + days * 86400
+
+
+class TestSchedule:
+    def test_hour_of_week__epoch_was_thursday(self):
+        assert slot_label(hour_of_week(T0)) == "Thu 00:00"  # 2026-01-01 was a Thursday
+        assert slot_label(hour_of_week(T0 + 4 * 86400 + 3 * 3600)) == "Mon 03:00"
+
+    def test_usual_hours__quiet(self):
+        profile, day = office_hours_profile()
+        assert profile.score_one(make_event(day + 10 * 3600)) == []
+
+    def test_new_hour__flagged_by_regularity(self):
+        profile, day = office_hours_profile()
+        signals = profile.score_one(make_event(day + 3 * 3600))
+        found = [s for s in signals if s.detector == "schedule.off_hours"]
+        assert found, signals
+        assert found[0].score == 1 - 3 / 24
+        assert re.fullmatch(r"first activity at 03:00 UTC in 5 days of history; "
+                            r"active in 3 of 24 hours of the day so far", found[0].sentence)
+
+    def test_always_on_identity__never_flagged(self):
+        profile, ts = learned_profile(days=4)  # every 5 minutes, all day
+        assert not [s for s in profile.score_one(make_event(ts + 3 * 3600))
+                    if s.detector.startswith("schedule")]
+
+    def test_mark_expected__hour_becomes_active(self):
+        profile, day = office_hours_profile()
+        assert profile.mark_expected("schedule.off_hours", "03:00")
+        assert not [s for s in profile.score_one(make_event(day + 3 * 3600))
+                    if s.detector == "schedule.off_hours"]
+
+
+class TestDormancy:
+    def test_identity_silent__flagged_with_gap(self):
+        profile, ts = learned_profile(days=4)
+        signals = profile.score_one(make_event(ts + 45 * 86400))
+        found = [s for s in signals if s.detector == "dormancy.identity"]
+        assert found and found[0].sentence == (
+            "identity active again after 45 days without any activity")
+        assert 0.5 < found[0].score < 1.0
+
+    def test_credential_silent_identity_active__flagged(self):
+        settings = ModelSettings(dormancy_days=10)
+        profile, ts = learned_profile(settings, days=4)
+        for day in range(12):  # identity busy with another key for 12 days
+            profile.observe(make_event(ts + day * 86400, credential_id="ASIAOTHER"))
+        signals = profile.score_one(make_event(ts + 12 * 86400 + 60))
+        found = [s for s in signals if s.detector == "dormancy.credential"]
+        assert found and found[0].value == "ASIAEXAMPLE"
+        assert found[0].sentence.startswith("credential ASIAEXAMPLE used again after 12 days")
+
+    def test_regular_gaps__quiet(self):
+        profile, ts = learned_profile(days=4)
+        assert not [s for s in profile.score_one(make_event(ts + 86400))
+                    if s.detector.startswith("dormancy")]
+
+
+class TestCredential:
+    def test_two_networks_within_minutes__flagged_once_order_free(self):
+        profile, ts = learned_profile(days=4)
+        a = make_event(ts, network="public", network_prefix="203.0.113.0/24")
+        b = make_event(ts + 120, network="public", network_prefix="198.51.100.0/24")
+        profile.observe(a)
+        found = [s for s in profile.observe(b) if s.detector == "credential.concurrent_networks"]
+        assert found and found[0].value == "ASIAEXAMPLE"
+        assert found[0].sentence == (
+            "credential ASIAEXAMPLE used from 198.51.100.0/24 and from 203.0.113.0/24 "
+            "2 minutes apart")
+
+    def test_far_apart__quiet(self):
+        profile, ts = learned_profile(days=4)
+        profile.observe(make_event(ts, network="public", network_prefix="203.0.113.0/24"))
+        later = make_event(ts + 3600, network="public", network_prefix="198.51.100.0/24")
+        assert "credential.concurrent_networks" not in {s.detector
+                                                       for s in profile.score_one(later)}
+
+    def test_instance_credentials_outside_cloud__flagged(self):
+        profile = IdentityProfile(ROLE, "workload", ModelSettings())
+        inside = {"attributes": {"ec2_role_delivery": "2.0"}, "session": "i-0abc12345def67890"}
+        for i in range(4 * 288):
+            profile.observe(make_event(T0 + i * 300, network="private", **inside))
+        ts = T0 + 4 * 86400
+        outside = make_event(ts, network="public", network_prefix="203.0.113.0/24", **inside)
+        found = [s for s in profile.score_one(outside)
+                 if s.detector == "credential.instance_outside_cloud"]
+        assert found and found[0].sentence.startswith(
+            "temporary instance credentials used from 203.0.113.0/24 (public)")
+        assert is_instance_credential(make_event(ts, session="i-0123456789abcdef0"))
+        assert not is_instance_credential(make_event(ts, session="gh-run-42"))
