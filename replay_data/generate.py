@@ -57,10 +57,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def simulate(g: Gen) -> tuple[list[scenarios.Scenario], list[dict[str, object]]]:
     """Run every simulation; returns the scenarios and the benign changes."""
     handles = estate.build(g)
-    k8s.cluster(g, "prod", max(3, round(K8S_APPS * min(g.scale, 1.0))))
+    k8s.cluster(g, "prod", max(3, round(K8S_APPS * g.scale)))
     gcp.projects(g)
-    crowd = humans.simulate(g, max(2, round(HUMANS * min(g.scale, 1.0)) if g.scale < 1
-                                   else round(HUMANS * g.scale)))
+    crowd = humans.simulate(g, max(2, round(HUMANS * g.scale)))
     benign = benign_changes(g, handles, crowd)
     return scenarios.build(g), benign
 

@@ -200,14 +200,13 @@ def _instance_namer(plan: list[tuple[float, str]]) -> Callable[[int, Rng, float]
 
 def _asg_replace(g: Gen, slr: Actor, t: float, old: str, new: str) -> None:
     rng, ident = slr.rng, slr.ident
-    kw = {"session": slr.sessions.at(t) if slr.sessions else None, "ip": "autoscaling.amazonaws.com",
-          "ua": "autoscaling.amazonaws.com", "region": ident.region,
-          "extra": {"invoked_by": "autoscaling.amazonaws.com"}}
-    g.emit(ident, rng, t, "ec2:RunInstances", extra={**kw["extra"], "instance_id": new},
-           **{k: v for k, v in kw.items() if k != "extra"})
+    svc = "autoscaling.amazonaws.com"
+    kw = {"session": slr.sessions.at(t) if slr.sessions else None, "ip": svc, "ua": svc,
+          "region": ident.region}
+    g.emit(ident, rng, t, "ec2:RunInstances", extra={"invoked_by": svc, "instance_id": new},
+           **kw)
     g.emit(ident, rng, t + rng.uniform(120, 400), "ec2:TerminateInstances",
-           extra={**kw["extra"], "instance_id": old},
-           **{k: v for k, v in kw.items() if k != "extra"})
+           extra={"invoked_by": svc, "instance_id": old}, **kw)
 
 
 def _ec2_slot(g: Gen, actor: Actor, sessions: Sessions, subnet: str,

@@ -16,8 +16,8 @@ POLLERS = [
     ("tg-health-poller", 3600, ["elasticloadbalancing:DescribeTargetHealth"], {}),
     ("asg-capacity-watch", 7200, ["autoscaling:DescribeAutoScalingGroups",
                                   "ec2:DescribeInstanceStatus"], {}),
-    ("queue-depth-monitor", 3600, ["monitoring:GetMetricData"], {"metric_ns": "AWS/SQS",
-                                                                "metric": "ApproximateNumberOfMessagesVisible"}),
+    ("queue-depth-monitor", 3600, ["monitoring:GetMetricData"],
+     {"metric_ns": "AWS/SQS", "metric": "ApproximateNumberOfMessagesVisible"}),
     ("rds-replica-lag-check", 10800, ["rds:DescribeDBInstances", "monitoring:GetMetricData"],
      {"metric_ns": "AWS/RDS", "metric": "ReplicaLag"}),
     ("cert-expiry-watch", 21600, ["acm:ListCertificates", "acm:DescribeCertificate",
@@ -131,9 +131,10 @@ IRSA = [
       ("route53:ListHostedZones", 1)], 1.0, world.go_sdk_ua("external-dns", "v0.15.0"), "go"),
     ("eks-aws-load-balancer-controller", "system:serviceaccount:kube-system:"
      "aws-load-balancer-controller",
-     [("elasticloadbalancing:DescribeTargetGroups", 2), ("elasticloadbalancing:DescribeTargetHealth",
-                                                         3),
-      ("elasticloadbalancing:RegisterTargets", 0.5), ("elasticloadbalancing:DeregisterTargets", 0.5),
+     [("elasticloadbalancing:DescribeTargetGroups", 2),
+      ("elasticloadbalancing:DescribeTargetHealth", 3),
+      ("elasticloadbalancing:RegisterTargets", 0.5),
+      ("elasticloadbalancing:DeregisterTargets", 0.5),
       ("ec2:DescribeSecurityGroups", 1)], 2.0,
      world.go_sdk_ua("elbv2.k8s.aws", "v2.9.2"), "go"),
     ("eks-karpenter", "system:serviceaccount:karpenter:karpenter",
@@ -208,7 +209,7 @@ def build(g: Gen, rate: float = 1.0) -> dict[str, Any]:
 
 
 def _pollers(g: Gen, rng: Rng) -> None:
-    for name, period, actions, res in POLLERS[:g.count(len(POLLERS))]:
+    for name, period, actions, res in g.pick(POLLERS):
         A.poller(g, "prod", name, period, actions, **res)
     A.poller(g, "shared", "org-health-check", 10800, ["sts:GetCallerIdentity"], ua_kind="go")
 
@@ -219,7 +220,7 @@ def _jobs(g: Gen, rng: Rng) -> None:
         [("staging", f"nightly-{n}", n) for n in names[:2]] + \
         [("prod", f"nightly-{n}-eu", n) for n in ("rds-snapshot",)] + \
         [("shared", f"nightly-{n}", n) for n in ("log-archive", "ecr-cleanup", "config-sync")]
-    for i, (env, name, tmpl) in enumerate(specs[:g.count(len(specs))]):
+    for i, (env, name, tmpl) in enumerate(g.pick(specs)):
         hour = 1 + (i * 5) % 6
         kinds = ("boto3", "boto3", "java", "cli", "go")
         bursts = {18: 6.0} if name == "nightly-rds-snapshot" and env == "prod" else None
@@ -240,8 +241,7 @@ def _service_linked(g: Gen) -> dict[str, A.Actor]:
 
 
 def _lambdas(g: Gen, rng: Rng, rate: float) -> None:
-    n = g.count(len(LAMBDA_NAMES))
-    for i, name in enumerate(LAMBDA_NAMES[:n]):
+    for i, name in enumerate(g.pick(LAMBDA_NAMES)):
         env = "staging" if i % 12 == 3 else "prod"
         prof, weights, init, res = LAMBDA_PROFILES[i % len(LAMBDA_PROFILES)]
         region = "eu-west-1" if i % 25 == 5 else world.HOME_REGION
@@ -259,7 +259,7 @@ def _lambdas(g: Gen, rng: Rng, rate: float) -> None:
 
 
 def _ec2(g: Gen, rng: Rng, rate: float, asg: dict[str, A.Actor]) -> None:
-    for i, name in enumerate(EC2_ROLES[:g.count(len(EC2_ROLES))]):
+    for i, name in enumerate(g.pick(EC2_ROLES)):
         env = "staging" if i == 3 else "prod"
         if name in ("bastion", "vpn-gateway", "ldap-proxy"):
             env = "shared"
@@ -272,10 +272,11 @@ def _ec2(g: Gen, rng: Rng, rate: float, asg: dict[str, A.Actor]) -> None:
 
 
 def _ci(g: Gen, rng: Rng, rate: float) -> None:
-    for i, repo in enumerate(CI_REPOS[:g.count(len(CI_REPOS))]):
+    for i, repo in enumerate(g.pick(CI_REPOS)):
         kind = CI_KINDS[i % len(CI_KINDS)]
         res = {"ecr_repo": repo, "ecs_service": repo, "function": f"prod-{repo}",
-               "bucket": f"nw-{repo}-site", "stack": f"{repo}-stack", "ecs_cluster": "prod-services"}
+               "bucket": f"nw-{repo}-site", "stack": f"{repo}-stack",
+               "ecs_cluster": "prod-services"}
         A.ci_role(g, "prod", f"gha-deploy-{repo}", repo, kind, rate * rng.uniform(0.1, 0.45),
                   **res)
         if i % 2 == 0:

@@ -15,41 +15,107 @@ from . import world
 from .core import DAY, HOUR, Call, Identity, Rng, iso_ns
 from .gen import Gen, business_weight, poisson_times
 
-# method -> (permission, log, resource type, severity)
-METHODS: dict[str, tuple[str, str, str]] = {
-    "storage.googleapis.com:storage.objects.get": ("storage.objects.get", "data_access", "gcs_bucket"),
-    "storage.googleapis.com:storage.objects.list": ("storage.objects.list", "data_access", "gcs_bucket"),
-    "storage.googleapis.com:storage.objects.create": ("storage.objects.create", "data_access", "gcs_bucket"),
-    "storage.googleapis.com:storage.buckets.list": ("storage.buckets.list", "data_access", "gcs_bucket"),
-    "bigquery.googleapis.com:google.cloud.bigquery.v2.JobService.InsertJob": ("bigquery.jobs.create", "data_access", "bigquery_project"),
-    "bigquery.googleapis.com:google.cloud.bigquery.v2.JobService.GetQueryResults": ("bigquery.jobs.get", "data_access", "bigquery_project"),
-    "bigquery.googleapis.com:google.cloud.bigquery.v2.TableService.GetTable": ("bigquery.tables.get", "data_access", "bigquery_dataset"),
-    "bigquery.googleapis.com:google.cloud.bigquery.v2.TableDataService.List": ("bigquery.tables.getData", "data_access", "bigquery_dataset"),
-    "bigquery.googleapis.com:google.cloud.bigquery.v2.TableService.InsertTable": ("bigquery.tables.create", "activity", "bigquery_dataset"),
-    "iam.googleapis.com:google.iam.admin.v1.CreateServiceAccountKey": ("iam.serviceAccountKeys.create", "activity", "service_account"),
-    "iam.googleapis.com:google.iam.admin.v1.DeleteServiceAccountKey": ("iam.serviceAccountKeys.delete", "activity", "service_account"),
-    "iam.googleapis.com:google.iam.admin.v1.ListServiceAccountKeys": ("iam.serviceAccountKeys.list", "data_access", "service_account"),
-    "iam.googleapis.com:google.iam.admin.v1.ListServiceAccounts": ("iam.serviceAccounts.list", "data_access", "service_account"),
-    "iam.googleapis.com:google.iam.admin.v1.GetServiceAccount": ("iam.serviceAccounts.get", "data_access", "service_account"),
-    "iamcredentials.googleapis.com:GenerateAccessToken": ("iam.serviceAccounts.getAccessToken", "data_access", "service_account"),
-    "cloudresourcemanager.googleapis.com:GetIamPolicy": ("resourcemanager.projects.getIamPolicy", "data_access", "project"),
-    "cloudresourcemanager.googleapis.com:SetIamPolicy": ("resourcemanager.projects.setIamPolicy", "activity", "project"),
-    "secretmanager.googleapis.com:google.cloud.secretmanager.v1.SecretManagerService.AccessSecretVersion": ("secretmanager.versions.access", "data_access", "audited_resource"),
-    "secretmanager.googleapis.com:google.cloud.secretmanager.v1.SecretManagerService.ListSecrets": ("secretmanager.secrets.list", "data_access", "audited_resource"),
-    "compute.googleapis.com:v1.compute.instances.insert": ("compute.instances.create", "activity", "gce_instance"),
-    "compute.googleapis.com:v1.compute.instances.delete": ("compute.instances.delete", "activity", "gce_instance"),
-    "compute.googleapis.com:v1.compute.disks.createSnapshot": ("compute.disks.createSnapshot", "activity", "gce_disk"),
-    "container.googleapis.com:google.container.v1.ClusterManager.GetCluster": ("container.clusters.get", "data_access", "gke_cluster"),
-    "run.googleapis.com:google.cloud.run.v1.Services.ReplaceService": ("run.services.update", "activity", "cloud_run_revision"),
-    "cloudkms.googleapis.com:Decrypt": ("cloudkms.cryptoKeyVersions.useToDecrypt", "data_access", "cloudkms_cryptokey"),
-    "dataflow.googleapis.com:dataflow.jobs.create": ("dataflow.jobs.create", "activity", "dataflow_step"),
-    "aiplatform.googleapis.com:google.cloud.aiplatform.v1.PredictionService.Predict": ("aiplatform.endpoints.predict", "data_access", "audited_resource"),
-    "aiplatform.googleapis.com:google.cloud.aiplatform.v1.PipelineService.CreatePipelineJob": ("aiplatform.pipelineJobs.create", "activity", "audited_resource"),
-    "cloudbuild.googleapis.com:google.devtools.cloudbuild.v1.CloudBuild.CreateBuild": ("cloudbuild.builds.create", "activity", "build"),
-    "artifactregistry.googleapis.com:Docker-PutManifest": ("artifactregistry.repositories.uploadArtifacts", "data_access", "audited_resource"),
-    "logging.googleapis.com:google.logging.v2.ConfigServiceV2.ListSinks": ("logging.sinks.list", "data_access", "audited_resource"),
-    "pubsub.googleapis.com:google.pubsub.v1.Publisher.CreateTopic": ("pubsub.topics.create", "activity", "pubsub_topic"),
-}
+# service, then each method with its permission, log (A = activity, D = data_access)
+# and monitored-resource type on the next line.
+_METHOD_TABLE = """
+storage.googleapis.com
+  storage.objects.get
+    storage.objects.get D gcs_bucket
+  storage.objects.list
+    storage.objects.list D gcs_bucket
+  storage.objects.create
+    storage.objects.create D gcs_bucket
+  storage.buckets.list
+    storage.buckets.list D gcs_bucket
+bigquery.googleapis.com
+  google.cloud.bigquery.v2.JobService.InsertJob
+    bigquery.jobs.create D bigquery_project
+  google.cloud.bigquery.v2.JobService.GetQueryResults
+    bigquery.jobs.get D bigquery_project
+  google.cloud.bigquery.v2.TableService.GetTable
+    bigquery.tables.get D bigquery_dataset
+  google.cloud.bigquery.v2.TableDataService.List
+    bigquery.tables.getData D bigquery_dataset
+  google.cloud.bigquery.v2.TableService.InsertTable
+    bigquery.tables.create A bigquery_dataset
+iam.googleapis.com
+  google.iam.admin.v1.CreateServiceAccountKey
+    iam.serviceAccountKeys.create A service_account
+  google.iam.admin.v1.DeleteServiceAccountKey
+    iam.serviceAccountKeys.delete A service_account
+  google.iam.admin.v1.ListServiceAccountKeys
+    iam.serviceAccountKeys.list D service_account
+  google.iam.admin.v1.ListServiceAccounts
+    iam.serviceAccounts.list D service_account
+  google.iam.admin.v1.GetServiceAccount
+    iam.serviceAccounts.get D service_account
+iamcredentials.googleapis.com
+  GenerateAccessToken
+    iam.serviceAccounts.getAccessToken D service_account
+cloudresourcemanager.googleapis.com
+  GetIamPolicy
+    resourcemanager.projects.getIamPolicy D project
+  SetIamPolicy
+    resourcemanager.projects.setIamPolicy A project
+secretmanager.googleapis.com
+  google.cloud.secretmanager.v1.SecretManagerService.AccessSecretVersion
+    secretmanager.versions.access D audited_resource
+  google.cloud.secretmanager.v1.SecretManagerService.ListSecrets
+    secretmanager.secrets.list D audited_resource
+compute.googleapis.com
+  v1.compute.instances.insert
+    compute.instances.create A gce_instance
+  v1.compute.instances.delete
+    compute.instances.delete A gce_instance
+  v1.compute.disks.createSnapshot
+    compute.disks.createSnapshot A gce_disk
+container.googleapis.com
+  google.container.v1.ClusterManager.GetCluster
+    container.clusters.get D gke_cluster
+run.googleapis.com
+  google.cloud.run.v1.Services.ReplaceService
+    run.services.update A cloud_run_revision
+cloudkms.googleapis.com
+  Decrypt
+    cloudkms.cryptoKeyVersions.useToDecrypt D cloudkms_cryptokey
+dataflow.googleapis.com
+  dataflow.jobs.create
+    dataflow.jobs.create A dataflow_step
+aiplatform.googleapis.com
+  google.cloud.aiplatform.v1.PredictionService.Predict
+    aiplatform.endpoints.predict D audited_resource
+  google.cloud.aiplatform.v1.PipelineService.CreatePipelineJob
+    aiplatform.pipelineJobs.create A audited_resource
+cloudbuild.googleapis.com
+  google.devtools.cloudbuild.v1.CloudBuild.CreateBuild
+    cloudbuild.builds.create A build
+artifactregistry.googleapis.com
+  Docker-PutManifest
+    artifactregistry.repositories.uploadArtifacts D audited_resource
+logging.googleapis.com
+  google.logging.v2.ConfigServiceV2.ListSinks
+    logging.sinks.list D audited_resource
+pubsub.googleapis.com
+  google.pubsub.v1.Publisher.CreateTopic
+    pubsub.topics.create A pubsub_topic
+"""
+
+def _parse_methods(table: str) -> dict[str, tuple[str, str, str]]:
+    methods: dict[str, tuple[str, str, str]] = {}
+    service = method = ""
+    for line in table.strip("\n").splitlines():
+        if not line.startswith(" "):
+            service = line.strip()
+        elif not line.startswith("    "):
+            method = line.strip()
+        else:
+            perm, log, rtype = line.split()
+            methods[f"{service}:{method}"] = (perm, "activity" if log == "A" else
+                                              "data_access", rtype)
+    return methods
+
+
+METHODS = _parse_methods(_METHOD_TABLE)
 ACTIVITY_SEVERITY = "NOTICE"
 
 
@@ -227,8 +293,8 @@ def projects(g: Gen) -> dict[str, Any]:
         dict(p=an, n="dataflow-worker", a="data_pipeline", ops=[(ST_GET, 5), (ST_LIST, 1),
                                                                 (ST_PUT, 2), (BQ_DATA, 1)],
              rate=0.5, ua=world.GCP_JAVA_UA, nets=gce[:2], burst=(2, 60), bucket=f"{an}-raw"),
-        dict(p=an, n="composer-env", a="orchestrator", ops=[(BQ_JOB, 3), (ST_LIST, 2),
-                                                            ("dataflow.googleapis.com:dataflow.jobs.create", 0.3)],
+        dict(p=an, n="composer-env", a="orchestrator", ops=[
+            (BQ_JOB, 3), (ST_LIST, 2), ("dataflow.googleapis.com:dataflow.jobs.create", 0.3)],
              rate=3.0, ua=world.GCP_PY_UA, nets=gce[1:]),
         dict(p=an, n="looker-bq", a="bi_connector", ops=[(BQ_JOB, 4), (BQ_RES, 4), (BQ_TABLE, 1)],
              rate=4.0, ua=world.GCP_JAVA_UA, nets=["35.227.128", "35.227.129"],
@@ -265,7 +331,8 @@ def projects(g: Gen) -> dict[str, Any]:
              ua=world.GCP_GO_UA, nets=["private"]),
         dict(p=infra, n="gke-nodes", a="node", ops=[(ST_GET, 3), (
             "artifactregistry.googleapis.com:Docker-PutManifest", 0.01)], rate=3.0,
-             ua="containerd/1.7.22,gzip(gfe)", nets=gce, bucket="artifacts.nw-shared-infra.appspot.com"),
+             ua="containerd/1.7.22,gzip(gfe)", nets=gce,
+             bucket="artifacts.nw-shared-infra.appspot.com"),
         dict(p=infra, n="secops-scanner", a="poller", ops=[(GET_IAM, 2), (LIST_SA, 1),
                                                            (LIST_KEYS, 2)],
              rate=1.0, ua=world.GCP_PY_UA, nets=goog[:1]),

@@ -40,6 +40,12 @@ class Gen:
     def count(self, base: int) -> int:
         return max(1, round(base * self.scale))
 
+    def pick(self, items: list[Any]) -> list[Any]:
+        """``items`` scaled: a prefix when scale < 1, repeated copies when scale > 1 (the
+        copies' names get a ``-2``, ``-3`` … suffix through ``suffixed``)."""
+        n = self.count(len(items))
+        return [suffixed(items[i % len(items)], i // len(items)) for i in range(n)]
+
     def register(self, ident: Identity) -> Rng:
         if ident.key in self.identities:
             raise ValueError(f"duplicate identity {ident.key}")
@@ -68,6 +74,22 @@ class Gen:
 
     def is_weekend(self, t: float) -> bool:
         return weekday(self.start, t) >= 5
+
+
+def suffixed(item: Any, copy: int) -> Any:
+    """The ``copy``-th clone of a name (or of a tuple whose name is a string element)."""
+    if copy == 0:
+        return item
+    if isinstance(item, str):
+        return f"{item}-{copy + 1}"
+    if isinstance(item, tuple):
+        out = list(item)
+        for i, value in enumerate(out):
+            if isinstance(value, str) and "-" in value and ":" not in value:
+                out[i] = f"{value}-{copy + 1}"
+                break
+        return tuple(out)
+    return item
 
 
 def aws_role(g: Gen, env: str, name: str, archetype: str, kind: str = "machine",

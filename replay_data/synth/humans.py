@@ -52,7 +52,7 @@ def people(g: Gen, count: int) -> list[Person]:
     rng = Rng(f"{g.seed}|people")
     out = []
     for i in range(count):
-        first, last = FIRST[i % len(FIRST)], LAST[(i * 7) % len(LAST)]
+        first, last = FIRST[i % len(FIRST)], LAST[(i * 7 + i // len(FIRST)) % len(LAST)]
         team = ("platform", "platform", "backend", "backend", "backend", "data", "security",
                 "sre")[i % 8]
         eu = i % 5 == 3

@@ -11,7 +11,7 @@ from typing import Any
 
 from . import world
 from .core import DAY, HOUR, Call, Identity, Rng, iso_us
-from .gen import Gen, poisson_times
+from .gen import Gen, poisson_times, suffixed
 
 GROUPS = {
     "deployments": "apps", "replicasets": "apps", "statefulsets": "apps", "daemonsets": "apps",
@@ -231,23 +231,37 @@ def _annotations(c: Call, allowed: bool) -> dict[str, str]:
 
 # --- the clusters' populations ------------------------------------------------------------
 
-CONTROLLERS = [
-    ("replicaset-controller", [("create:pods", 3), ("delete:pods", 2), ("update:replicasets/status", 4)], 3.0),
-    ("deployment-controller", [("update:deployments/status", 3), ("create:replicasets", 1), ("update:replicasets", 2)], 1.5),
-    ("endpointslice-controller", [("update:endpointslices", 5), ("create:endpointslices", 1)], 4.0),
-    ("job-controller", [("create:pods", 2), ("update:jobs/status", 3), ("delete:pods", 1)], 1.5),
-    ("cronjob-controller", [("create:jobs", 2), ("update:cronjobs/status", 2), ("delete:jobs", 1)], 1.0),
-    ("horizontal-pod-autoscaler", [("update:horizontalpodautoscalers/status", 4), ("update:deployments/scale", 1)], 2.0),
-    ("generic-garbage-collector", [("delete:replicasets", 2), ("delete:pods", 2), ("delete:jobs", 1)], 1.0),
-    ("namespace-controller", [("list:configmaps", 1), ("delete:namespaces", 0.05)], 0.2),
-    ("node-controller", [("update:nodes/status", 3), ("patch:nodes", 1)], 1.5),
-    ("daemon-set-controller", [("create:pods", 1), ("update:daemonsets/status", 2)], 0.8),
-    ("statefulset-controller", [("update:statefulsets/status", 2), ("create:pods", 1)], 0.6),
-    ("service-account-controller", [("create:serviceaccounts", 1), ("create:configmaps", 0.5)], 0.2),
-    ("pvc-protection-controller", [("update:persistentvolumeclaims", 1)], 0.3),
-    ("resourcequota-controller", [("update:resourcequotas/status", 1)], 0.3),
-    ("disruption-controller", [("update:poddisruptionbudgets/status", 1)], 0.5),
-]
+# kube-controller-manager loops (with service-account credentials): name, calls per hour,
+# then verb:resource=weight.
+_CONTROLLER_TABLE = """
+replicaset-controller 3.0 create:pods=3 delete:pods=2 update:replicasets/status=4
+deployment-controller 1.5 update:deployments/status=3 create:replicasets=1 update:replicasets=2
+endpointslice-controller 4.0 update:endpointslices=5 create:endpointslices=1
+job-controller 1.5 create:pods=2 update:jobs/status=3 delete:pods=1
+cronjob-controller 1.0 create:jobs=2 update:cronjobs/status=2 delete:jobs=1
+horizontal-pod-autoscaler 2.0 update:horizontalpodautoscalers/status=4 update:deployments/scale=1
+generic-garbage-collector 1.0 delete:replicasets=2 delete:pods=2 delete:jobs=1
+namespace-controller 0.2 list:configmaps=1 delete:namespaces=0.05
+node-controller 1.5 update:nodes/status=3 patch:nodes=1
+daemon-set-controller 0.8 create:pods=1 update:daemonsets/status=2
+statefulset-controller 0.6 update:statefulsets/status=2 create:pods=1
+service-account-controller 0.2 create:serviceaccounts=1 create:configmaps=0.5
+pvc-protection-controller 0.3 update:persistentvolumeclaims=1
+resourcequota-controller 0.3 update:resourcequotas/status=1
+disruption-controller 0.5 update:poddisruptionbudgets/status=1
+"""
+
+
+def _parse_controllers(table: str) -> list[tuple[str, list[tuple[str, float]], float]]:
+    out = []
+    for line in table.strip().splitlines():
+        name, rate, *ops = line.split()
+        out.append((name, [(op.split("=")[0], float(op.split("=")[1])) for op in ops],
+                    float(rate)))
+    return out
+
+
+CONTROLLERS = _parse_controllers(_CONTROLLER_TABLE)
 APPS = ["payments-api", "orders", "checkout", "catalog", "search", "notifications", "billing",
         "inventory", "shipping", "pricing", "auth", "gateway", "reporting", "fraud",
         "ledger", "accounts", "media", "webhooks", "scheduler", "events", "loyalty", "reviews",
@@ -300,10 +314,10 @@ def _operators(g: Gen, cluster: str, rng: Rng, apps: list[str]) -> list[dict[str
         dict(ns="kube-system", name="coredns", ops=[("list:endpointslices", 1),
                                                      ("list:services", 1)],
              rate=0.4, ua="coredns/v1.11.3 (linux/amd64) kubernetes/$Format"),
-        dict(ns="velero", name="velero", ops=[("create:backups", 0.2), ("list:persistentvolumeclaims",
-                                                                        1),
-                                               ("update:backups", 0.5)],
-             rate=0.5, ua="velero-server/v1.14.1 (linux/amd64) 8afe3cea8b7058f7baaf447b9fb407312c40d2da"),
+        dict(ns="velero", name="velero", ops=[
+            ("create:backups", 0.2), ("list:persistentvolumeclaims", 1), ("update:backups", 0.5)],
+            rate=0.5, ua="velero-server/v1.14.1 (linux/amd64) "
+            "8afe3cea8b7058f7baaf447b9fb407312c40d2da"),
         dict(ns="kyverno", name="kyverno-reports-controller", ops=[
             ("update:policyreports", 2), ("list:pods", 1)], rate=2.0,
             ua="kyverno/v1.12.5 (linux/amd64) kubernetes/$Format", spread=True),
@@ -319,7 +333,7 @@ def cluster(g: Gen, env: str, n_apps: int) -> dict[str, Any]:
     rng = Rng(f"{g.seed}|cluster|{name}")
     base = world.VPC[env]
     cp_nets = [f"{base}.0", f"{base}.1"]
-    apps = APPS[:n_apps]
+    apps = [suffixed(APPS[i % len(APPS)], i // len(APPS)) for i in range(n_apps)]
     for ctrl, ops, rate in CONTROLLERS:
         sa_actor(g, name, "kube-system", ctrl, "k8s_controller", ops, rate * 0.3,
                  world.K8S_CONTROLLER_UA.format(f"system:serviceaccount:kube-system:{ctrl}"),
