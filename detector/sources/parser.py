@@ -11,7 +11,7 @@ payload it:
    ``detail``, SQS ``Body`` strings, Kubernetes ``EventList``, Azure ``records``, AKS
    ``properties.log``) and recognises non-events (digests, CWL control messages);
 4. chooses the format per record by its shape (one file may mix dialects) and calls the
-   source module, merging Kubernetes stages by ``auditID`` across payloads;
+   source module, merging Kubernetes stages by ``auditID`` across payloads (``stages``);
 5. counts every record: ``records_read[source]`` and exactly one of ``events``,
    ``dead_letters[(source, reason)]`` or ``skipped[(source, reason)]``; a CloudTrail
    event seen recently (same ``eventID``, time, action, identity) is a ``duplicate_event``.
@@ -32,18 +32,16 @@ import orjson
 from detector.event import Event
 from detector.identity import IdentityRules, Resolver
 from detector.sources import azure, cloudtrail, gcp, k8s
-from detector.sources.common import RecordError, SkipRecord, as_dict, parse_time
+from detector.sources.common import RecordError, SkipRecord, as_dict
 from detector.sources.deadletter import REASONS, DeadLetterSink
+from detector.sources.stages import StageMerger
 from detector.stats import RunStats
 
 logger = logging.getLogger(__name__)
 
 UNKNOWN = "unknown"
 DEFAULT_MAX_RECORD_BYTES = 4 * 1024 * 1024
-MAX_PENDING_STAGES = 50_000
 MAX_SEEN_EVENT_IDS = 200_000
-PENDING_TIMEOUT_S = 600.0  # a request's stages normally arrive within seconds
-MAX_DONE_REQUESTS = 200_000
 _MAX_DEPTH = 4
 _GZIP_MAGIC = b"\x1f\x8b"
 _SOURCE_ALIASES = {
@@ -77,9 +75,7 @@ class Parser:
         self.resolver = resolver or Resolver(rules)
         self.max_record_bytes = max_record_bytes
         self._out: list[Event] = []
-        self._pending: dict[tuple[Any, str], tuple[dict[str, Any], str, dict[str, Any],
-                                                    tuple[Any, ...]]] = {}
-        self._done: dict[tuple[Any, str], tuple[Any, ...]] = {}
+        self._stages = StageMerger(self._emit_k8s, self._skip_stage)
         # Recent CloudTrail events by (eventID, time, action, identity): the same event
         # delivered twice (S3 and CloudWatch Logs or EventBridge both enabled, a redelivered
         # object) counts once (edge case B13). The extra fields keep hand-made test data that
@@ -108,8 +104,7 @@ class Parser:
     def finish(self) -> list[Event]:
         """Emit Kubernetes requests still waiting for their final stage, as partial."""
         self._out = []
-        for key in list(self._pending):
-            self._flush_pending(key)
+        self._stages.flush_all()
         out, self._out = self._out, []
         return out
 
@@ -448,52 +443,10 @@ class Parser:
             self._normalise(k8s.SOURCE, k8s.normalise, record, origin, None, hints)
             return
         self.stats.records_read[k8s.SOURCE] += 1
-        key = (hints.get("cluster"), audit_id)
-        signature = k8s.request_signature(record)
-        if self._done.get(key) == signature:
-            self.stats.skipped[(k8s.SOURCE, "duplicate_stage")] += 1
-            return
-        pending = self._pending.get(key)
-        if pending is not None and pending[3] != signature:
-            self._flush_pending(key)  # same auditID, different request: not ours to merge
-            pending = None
-        if pending is not None:
-            del self._pending[key]
-            self.stats.skipped[(k8s.SOURCE, "merged_stage")] += 1
-        if k8s.is_canonical(record):
-            self._remember_done(key, signature)
-            self._emit_k8s(record, origin, hints, partial=False)
-        else:
-            self._pending[key] = (record, origin, hints, signature)
-            if len(self._pending) > MAX_PENDING_STAGES:
-                self._flush_pending(next(iter(self._pending)))
-        self._expire_pending(record)
+        self._stages.feed(record, audit_id, origin, hints)
 
-    def _expire_pending(self, record: dict[str, Any]) -> None:
-        """Emit requests whose final stage has not come within ``PENDING_TIMEOUT_S`` of
-        event time (an apiserver crash loses it); a long-lived worker never calls finish."""
-        if not self._pending:
-            return
-        now = parse_time(record.get("stageTimestamp") or record.get("requestReceivedTimestamp"))
-        if now is None:
-            return
-        horizon = now.timestamp() - PENDING_TIMEOUT_S
-        while self._pending:
-            key = next(iter(self._pending))
-            first = parse_time(self._pending[key][0].get("requestReceivedTimestamp"))
-            if first is not None and first.timestamp() >= horizon:
-                return
-            self._flush_pending(key)
-
-    def _remember_done(self, key: tuple[Any, str], signature: tuple[Any, ...]) -> None:
-        self._done[key] = signature
-        if len(self._done) > MAX_DONE_REQUESTS:
-            del self._done[next(iter(self._done))]
-
-    def _flush_pending(self, key: tuple[Any, str]) -> None:
-        record, origin, hints, signature = self._pending.pop(key)
-        self._remember_done(key, signature)  # a final stage arriving later is a duplicate
-        self._emit_k8s(record, origin, hints, partial=True)
+    def _skip_stage(self, reason: str) -> None:
+        self.stats.skipped[(k8s.SOURCE, reason)] += 1
 
     def _emit_k8s(self, record: dict[str, Any], origin: str, hints: dict[str, Any],
                   partial: bool) -> None:

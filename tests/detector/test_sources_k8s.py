@@ -6,7 +6,7 @@ import orjson
 import pytest
 
 from detector.sources import ListDeadLetters, Parser, parse_payload
-from detector.sources import parser as parser_module
+from detector.sources import stages
 from detector.stats import RunStats
 
 
@@ -64,7 +64,7 @@ def test_late_request_received_after_completion_is_a_duplicate() -> None:
 
 
 def test_pending_requests_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(parser_module, "MAX_PENDING_STAGES", 3)
+    monkeypatch.setattr(stages, "MAX_PENDING_STAGES", 3)
     stats, dead = RunStats(), ListDeadLetters()
     parser = Parser(stats=stats, dead_letters=dead)
     flushed = []

@@ -1,0 +1,96 @@
+"""Kubernetes audit stages: one event per request, whatever the API server wrote.
+
+The API server writes one audit event per stage (``RequestReceived``, ``ResponseStarted``,
+``ResponseComplete``, ``Panic``) under one ``auditID`` (edge case B06). ``StageMerger``
+holds early stages until the canonical one arrives (``ResponseComplete`` or ``Panic``; for
+long-running exec/attach, ``ResponseStarted``) and then emits that one, whose time is the
+request's ``requestReceivedTimestamp``. Transport duplicates and stages of a request already
+emitted are skipped. Requests whose final stage never comes are emitted as ``partial`` when
+``PENDING_TIMEOUT_S`` of event time has passed, when more than ``MAX_PENDING_STAGES`` wait,
+or at ``flush_all`` (end of input). Memory is bounded by both limits and by
+``MAX_DONE_REQUESTS`` remembered request ids.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from detector.sources import k8s
+from detector.sources.common import parse_time
+
+logger = logging.getLogger(__name__)
+
+MAX_PENDING_STAGES = 50_000
+MAX_DONE_REQUESTS = 200_000
+PENDING_TIMEOUT_S = 600.0  # a request's stages normally arrive within seconds
+
+Emit = Callable[[dict[str, Any], str, dict[str, Any], bool], None]  # record, origin, hints, partial
+
+_Key = tuple[Any, str]  # (cluster, auditID): ids are only unique within one cluster
+
+
+class StageMerger:
+    """Merges stages by (cluster, auditID); ``emit`` normalises and counts, ``skip`` counts."""
+
+    def __init__(self, emit: Emit, skip: Callable[[str], None]) -> None:
+        self._emit = emit
+        self._skip = skip
+        self._pending: dict[_Key, tuple[dict[str, Any], str, dict[str, Any],
+                                        tuple[Any, ...]]] = {}
+        self._done: dict[_Key, tuple[Any, ...]] = {}
+
+    def feed(self, record: dict[str, Any], audit_id: str, origin: str,
+             hints: dict[str, Any]) -> None:
+        """Take one stage record (already counted as read); emit or hold it."""
+        key = (hints.get("cluster"), audit_id)
+        signature = k8s.request_signature(record)
+        if self._done.get(key) == signature:
+            self._skip("duplicate_stage")
+            return
+        pending = self._pending.get(key)
+        if pending is not None and pending[3] != signature:
+            self._flush(key)  # same auditID, different request: not ours to merge
+            pending = None
+        if pending is not None:
+            del self._pending[key]
+            self._skip("merged_stage")
+        if k8s.is_canonical(record):
+            self._remember(key, signature)
+            self._emit(record, origin, hints, False)
+        else:
+            self._pending[key] = (record, origin, hints, signature)
+            if len(self._pending) > MAX_PENDING_STAGES:
+                self._flush(next(iter(self._pending)))
+        self._expire(record)
+
+    def flush_all(self) -> None:
+        """Emit every request still waiting for its final stage, as partial."""
+        for key in list(self._pending):
+            self._flush(key)
+
+    def _expire(self, record: dict[str, Any]) -> None:
+        """Emit requests older than the timeout; a long-lived worker never reaches the end."""
+        if not self._pending:
+            return
+        now = parse_time(record.get("stageTimestamp") or record.get("requestReceivedTimestamp"))
+        if now is None:
+            return
+        horizon = now.timestamp() - PENDING_TIMEOUT_S
+        while self._pending:
+            key = next(iter(self._pending))
+            first = parse_time(self._pending[key][0].get("requestReceivedTimestamp"))
+            if first is not None and first.timestamp() >= horizon:
+                return
+            self._flush(key)
+
+    def _remember(self, key: _Key, signature: tuple[Any, ...]) -> None:
+        self._done[key] = signature
+        if len(self._done) > MAX_DONE_REQUESTS:
+            del self._done[next(iter(self._done))]
+
+    def _flush(self, key: _Key) -> None:
+        record, origin, hints, signature = self._pending.pop(key)
+        self._remember(key, signature)  # a final stage arriving later is a duplicate
+        self._emit(record, origin, hints, True)
