@@ -405,15 +405,26 @@ def _finish_outputs(
     if args.summary_json:
         write_atomic(args.summary_json, orjson.dumps(summary, option=orjson.OPT_INDENT_2))
     if args.report:
-        from detector.report import render_report
-
-        span_days = max((t_range[1] - t_range[0]) / 86400.0, 1.0) if t_range else 1.0
-        sweep = threshold_sweep(alerts, scenarios, span_days)
-        page = render_report(
-            summary=summary, alerts=alerts, sweep=sweep, hourly=activity.hourly, t_range=t_range
-        )
-        write_atomic(args.report, page.encode("utf-8"))
+        _write_report(args.report, summary, alerts, activity, scenarios)
     return summary
+
+
+def _write_report(
+    path: str,
+    summary: dict[str, Any],
+    alerts: list[Any],
+    activity: Activity,
+    scenarios: list[Scenario] | None,
+) -> None:
+    from detector.report import render_report
+
+    t_range = activity.time_range()
+    span_days = max((t_range[1] - t_range[0]) / 86400.0, 1.0) if t_range else 1.0
+    sweep = threshold_sweep(alerts, scenarios, span_days)
+    page = render_report(
+        summary=summary, alerts=alerts, sweep=sweep, hourly=activity.hourly, t_range=t_range
+    )
+    write_atomic(path, page.encode("utf-8"))
 
 
 def _replay(args: argparse.Namespace, stats: RunStats) -> int:

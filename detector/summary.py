@@ -80,6 +80,27 @@ def _throughput(events: int, wall: float, cpu: float | None) -> dict[str, Any]:
     return out
 
 
+def _alerts(stats: RunStats, alerts: Sequence[Any] | None, lines: int) -> dict[str, Any]:
+    per_severity: Counter[str] = Counter()
+    per_detector: Counter[str] = Counter()
+    if alerts is not None:
+        per_severity.update(a.severity for a in alerts)
+        per_detector.update(a.detector for a in alerts)
+    else:
+        for (severity, detector), n in stats.alerts.items():
+            per_severity[severity] += n
+            per_detector[detector] += n
+    return {
+        "total": sum(per_severity.values()),
+        "lines_written": lines,
+        "updates": stats.alert_updates,
+        "per_severity": dict(sorted(per_severity.items())),
+        "per_detector": dict(sorted(per_detector.items())),
+        "suppressed": dict(sorted(stats.suppressed.items())),
+        "shadow": dict(sorted(stats.shadow_alerts.items())),
+    }
+
+
 def _identities(identities: Mapping[str, Any] | None) -> dict[str, Any]:
     """The detector's identity counts, with ``learned`` (tracked and out of learning)."""
     out = dict(identities or {})
@@ -107,15 +128,6 @@ def build_summary(
     them, the counts come from ``stats.alerts`` (one per alert raised).
     """
     total = sum(stats.events.values())
-    per_severity: Counter[str] = Counter()
-    per_detector: Counter[str] = Counter()
-    if alerts is not None:
-        per_severity.update(a.severity for a in alerts)
-        per_detector.update(a.detector for a in alerts)
-    else:
-        for (severity, detector), n in stats.alerts.items():
-            per_severity[severity] += n
-            per_detector[detector] += n
     summary: dict[str, Any] = {
         "interrupted": interrupted,
         "events": {
@@ -128,15 +140,7 @@ def build_summary(
         "files_read": stats.files_read,
         "bytes_read": stats.bytes_read,
         "identities": _identities(identities),
-        "alerts": {
-            "total": sum(per_severity.values()),
-            "lines_written": alert_lines,
-            "updates": stats.alert_updates,
-            "per_severity": dict(sorted(per_severity.items())),
-            "per_detector": dict(sorted(per_detector.items())),
-            "suppressed": dict(sorted(stats.suppressed.items())),
-            "shadow": dict(sorted(stats.shadow_alerts.items())),
-        },
+        "alerts": _alerts(stats, alerts, alert_lines),
         "dead_letters": _by_reason(stats.dead_letters),
         "skipped": _by_reason(stats.skipped),
         "late_events": stats.late_events,
