@@ -26,7 +26,6 @@ class Context:
         "n_events",
         "peers",
         "group",
-        "ident",
         "degradations",
         "values",
         "novel",
@@ -45,7 +44,6 @@ class Context:
         self.n_events = 0
         self.peers: Any = None
         self.group = ""
-        self.ident = 0
         self.degradations: Counter = _UNUSED
         self.values: list[tuple[int, int, str, str]] | None = None
         self.novel = 0

@@ -106,7 +106,10 @@ class DormancyModel:
         return 16 + 12 * len(self.creds)
 
     def to_state(self) -> dict:
-        return {"k": array.array("I", self.creds.keys()), "v": array.array("q", self.creds.values())}
+        return {
+            "k": array.array("I", self.creds.keys()),
+            "v": array.array("q", self.creds.values()),
+        }
 
     @classmethod
     def from_state(cls, state: dict, settings: ModelSettings) -> DormancyModel:

@@ -38,6 +38,7 @@ logger = logging.getLogger(__name__)
 FEATURES = ("calls", "fail_ratio", "distinct_actions", "distinct_resources", "novel", "hour_sin",
             "hour_cos")
 COUNT_FEATURES = ("calls", "distinct_actions", "distinct_resources", "novel")
+COUNT_INDEX = tuple(COUNT_FEATURES.index(n) if n in COUNT_FEATURES else -1 for n in FEATURES)
 N_TREES = 10
 HEIGHT = 3
 WINDOW_SIZE = 32
@@ -135,19 +136,23 @@ class MultivariateModel:
 
     def scaled(self, x: dict[str, float]) -> dict[str, float]:
         """Features mapped into [0, 1] by this identity's scaler; missing keys are 0."""
-        out = {}
-        for i, name in enumerate(COUNT_FEATURES):
-            value = max(0.0, float(x.get(name, 0.0) or 0.0))
-            ref = max(float(self.scale[i]), SCALER_FLOOR)
-            out[name] = min(1.0, 0.5 * math.log1p(value) / math.log1p(ref))
-        for name in ("fail_ratio", "hour_sin", "hour_cos"):
-            value = float(x.get(name, 0.0) or 0.0)
-            out[name] = 0.0 if value != value else min(1.0, max(0.0, value))
-        return out
+        return dict(zip(FEATURES, self._vector(x), strict=True))
 
     def _vector(self, x: dict[str, float]) -> list[float]:
-        scaled = self.scaled(x)
-        return [scaled[name] for name in FEATURES]
+        """``scaled(x)`` as a list in ``FEATURES`` order (the hot path: no dict)."""
+        scale = self.scale
+        out = []
+        for i, name in enumerate(FEATURES):
+            value = x.get(name, 0.0) or 0.0
+            if value != value:
+                value = 0.0
+            slot = COUNT_INDEX[i]
+            if slot >= 0:
+                ref = scale[slot]
+                value = 0.5 * math.log1p(max(0.0, value)) / math.log1p(
+                    ref if ref > SCALER_FLOOR else SCALER_FLOOR)
+            out.append(0.0 if value < 0.0 else 1.0 if value > 1.0 else value)
+        return out
 
     def score(self, x: dict[str, float]) -> float:
         """River's anomaly score of the scaled window in [0, 1]; 0.0 while cold (pure)."""
@@ -191,9 +196,11 @@ class MultivariateModel:
             self.lmass = array.array("H", bytes(2 * len(lmass)))
             self.first_window = False
             self.counter = 0
+        scale = self.scale
         for i, name in enumerate(COUNT_FEATURES):
-            value = max(0.0, float(x.get(name, 0.0) or 0.0))
-            self.scale[i] = max(value, float(self.scale[i]) * SCALER_DECAY, SCALER_FLOOR)
+            value = x.get(name, 0.0) or 0.0
+            decayed = scale[i] * SCALER_DECAY
+            scale[i] = max(value if value == value else 0.0, decayed, SCALER_FLOOR)
         self.learned += 1
 
     def signal_score(self, x: dict[str, float]) -> float:

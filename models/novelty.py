@@ -166,7 +166,7 @@ def feedback_hash(index: int, value: str) -> int:
 class NoveltyModel:
     """Per-attribute bounded tables of known values; signals values new to the identity.
 
-    Repeats are cheap: an event whose values are all known, seen earlier in the same hour
+    Repeats are cheap: an event whose values are all known, seen earlier in the same day
     with the same values (its *signature*), is counted in a small memo instead of
     touching eleven tables. The memo is flushed into the tables before anything reads
     them (a new value, pruning, feedback, serialisation), so every score and every blob
@@ -202,16 +202,21 @@ class NoveltyModel:
                 self._apply(entry)
 
     def _apply(self, entry: list) -> None:
-        hour, _, taught, repeats = entry
+        _, _, taught, repeats, hour = entry
         if repeats:
             tables = self.tables
             for index, h in taught:
                 _use_known(tables[index], h, tables[index].d[h], hour, repeats)
             entry[3] = 0
 
+    def _period(self, hour: int) -> int:
+        """Memo entries live one day (or one hour when the horizon is under two days, so a
+        remembered value can never cross the forgetting horizon unnoticed)."""
+        return hour // 24 if self.horizon_h >= 48 else hour
+
     def _remembered(self, sig: tuple, hour: int) -> list | None:
         entry = self.memo.get(sig)
-        if entry is not None and entry[0] == hour and entry[1] == self.epoch:
+        if entry is not None and entry[0] == self._period(hour) and entry[1] == self.epoch:
             return entry
         return None
 
@@ -229,6 +234,8 @@ class NoveltyModel:
         if entry is not None:
             if learn_known:
                 entry[3] += 1
+                if ctx.hour > entry[4]:
+                    entry[4] = ctx.hour
                 ctx.pending = []
             return []
         out: list[Signal] = []
@@ -266,7 +273,7 @@ class NoveltyModel:
             elif len(self.memo) >= MEMO_CAP:
                 self.flush()
                 self.memo = {}
-            self.memo[sig] = [hour, self.epoch, taught, 0]
+            self.memo[sig] = [self._period(hour), self.epoch, taught, 0, hour]
         return out
 
     def _signal(

@@ -27,7 +27,7 @@ from collections import Counter
 
 from detector.event import Event
 from models.base import Signal
-from models.common import pack_blob, span_words, unpack_blob, vhash
+from models.common import pack_blob, span_words, unpack_blob
 from models.context import Context
 from models.credential import CredentialModel
 from models.dormancy import DormancyModel
@@ -80,10 +80,12 @@ class IdentityProfile:
         if event.partial:
             return self._score(event, ctx)
         signals = self._score(event, ctx, learn_known=True)
-        ctx.novel = sum(1 for s in signals if s.detector.startswith("novelty."))
-        held = not ctx.learning and any(
-            s.score >= self.settings.holdout_score for s in signals
-        )
+        held = False
+        if signals:
+            ctx.novel = sum(1 for s in signals if s.detector.startswith("novelty."))
+            held = not ctx.learning and any(
+                s.score >= self.settings.holdout_score for s in signals
+            )
         if peers is not None and not self.group:
             self.group = ctx.group
             peers.join(ctx.group, self.identity)
@@ -106,7 +108,6 @@ class IdentityProfile:
         ctx.n_events = self.n_events
         ctx.learning = self.in_learning(event.ts)
         ctx.degradations = self.degradations
-        ctx.ident = vhash(self.identity)
         if peers is not None:
             ctx.peers = peers
             ctx.group = self.group or peers.group_of(event)

@@ -1,0 +1,336 @@
+"""Worker throughput on a local broker: prints figures, asserts nothing.
+
+Run ``python benchmarks/bench_worker.py`` (it starts Apache Kafka from its jars with
+``tools/kafka/broker.py``, or uses ``KAFKA_BOOTSTRAP_SERVERS``). In one run it measures:
+
+1. a bare aiokafka consumer (orjson per message) reading single-record messages;
+2. a no-op Faust agent reading the same topic (Faust's per-message cost);
+3. one worker end to end (raw -> parse -> repartition -> detect -> outputs) fed
+   single-record messages, then fed batched messages (``--batch`` records each);
+4. one worker and then two workers on a 4-partition raw topic with batched messages.
+
+Throughput is counted from the first to the last event processed (startup and group join
+excluded): the worker's ``nhi_batch_size_events_sum`` metric for the worker, message
+counts for the baselines. Targets from issue 6: batched >= 10,000 events/s per worker;
+single-record >= 80 % of the no-op agent; two workers >= 1.7x one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tools" / "kafka"))
+
+T0 = 1_717_200_000.0
+ACCOUNT = "777788889999"
+ACTIONS = ("s3:GetObject", "s3:PutObject", "sts:GetCallerIdentity", "sqs:ReceiveMessage",
+           "dynamodb:GetItem", "kms:Decrypt", "ec2:DescribeInstances", "logs:PutLogEvents")
+
+
+# ---------------------------------------------------------------------------- data
+
+
+def make_records(n: int, identities: int, seed: int = 11) -> list[bytes]:
+    """``n`` CloudTrail records (about 1.3 KB each) over ``identities`` roles, in time order,
+    spread over 6 days so every identity leaves its learning period."""
+    rng = random.Random(seed)
+    span = 6 * 86400.0
+    out = []
+    for i in range(n):
+        ts = T0 + span * i / n
+        role = f"svc-{rng.randrange(identities):04d}"
+        action = rng.choice(ACTIONS)
+        service, _, name = action.partition(":")
+        session = f"{role}-{int(ts // 3600)}"
+        out.append(orjson.dumps({
+            "eventVersion": "1.09",
+            "userIdentity": {
+                "type": "AssumedRole", "principalId": f"AROA{role.upper()}:{session}",
+                "arn": f"arn:aws:sts::{ACCOUNT}:assumed-role/{role}/{session}",
+                "accountId": ACCOUNT, "accessKeyId": f"ASIA{i:016d}",
+                "sessionContext": {"sessionIssuer": {
+                    "type": "Role", "principalId": f"AROA{role.upper()}",
+                    "arn": f"arn:aws:iam::{ACCOUNT}:role/{role}", "accountId": ACCOUNT,
+                    "userName": role}},
+            },
+            "eventTime": datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "eventSource": f"{service}.amazonaws.com", "eventName": name,
+            "awsRegion": "eu-central-1",
+            "sourceIPAddress": f"10.1.{hash(role) % 200}.{hash(role) % 250}",
+            "userAgent": "Boto3/1.34.100 md/Botocore#1.34.100 Python/3.11.9 Linux/6.1",
+            "requestParameters": {"bucketName": f"data-{role}", "key": f"part-{i % 97}"},
+            "responseElements": None, "requestID": f"req-{i:010d}",
+            "eventID": f"bench-{i:010d}", "readOnly": True, "eventType": "AwsApiCall",
+            "managementEvent": True, "recipientAccountId": ACCOUNT,
+        }))
+    return out
+
+
+def create_topic(bootstrap: str, name: str, partitions: int) -> None:
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        admin.create_topics([NewTopic(name, partitions, 1)])
+    finally:
+        admin.close()
+
+
+async def produce_async(bootstrap: str, topic: str, payloads: list[bytes],
+                        partitions: int) -> float:
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=10,
+                                max_batch_size=1 << 20, max_request_size=4 << 20)
+    await producer.start()
+    started = time.perf_counter()
+    try:
+        futures = [await producer.send(topic, value=p, partition=i % partitions)
+                   for i, p in enumerate(payloads)]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+    return time.perf_counter() - started
+
+
+def produce(bootstrap: str, topic: str, payloads: list[bytes], partitions: int = 1) -> float:
+    create_topic(bootstrap, topic, partitions)
+    return asyncio.run(produce_async(bootstrap, topic, payloads, partitions))
+
+
+def batched(records: list[bytes], size: int) -> list[bytes]:
+    return [b"\n".join(records[i:i + size]) for i in range(0, len(records), size)]
+
+
+# ---------------------------------------------------------------------------- baselines
+
+
+async def bare_consumer(bootstrap: str, topic: str, count: int) -> float:
+    """Messages per second of a plain aiokafka consumer decoding each message."""
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
+                                auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    seen, started = 0, None
+    try:
+        while seen < count:
+            batch = await consumer.getmany(timeout_ms=1000, max_records=5000)
+            for records in batch.values():
+                for record in records:
+                    orjson.loads(record.value)
+                    seen += 1
+                    if started is None:
+                        started = time.perf_counter()
+    finally:
+        await consumer.stop()
+    return (count - 1) / (time.perf_counter() - started)
+
+
+NOOP_AGENT = r'''
+import os, sys, time, faust
+bootstrap, topic, count, app_id = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+app = faust.App(app_id, broker=f"kafka://{bootstrap}", web_enabled=False, store="memory://",
+                consumer_auto_offset_reset="earliest", broker_max_poll_records=500)
+source = app.topic(topic, value_type=bytes, value_serializer="raw")
+state = {"n": 0, "t0": None}
+@app.agent(source)
+async def noop(stream):
+    async for _ in stream:
+        state["n"] += 1
+        if state["t0"] is None:
+            state["t0"] = time.perf_counter()
+        if state["n"] == count:
+            rate = (count - 1) / (time.perf_counter() - state["t0"])
+            print(f"RATE {rate:.1f}", flush=True)
+            os._exit(0)  # stopping the app from inside its own agent would wait for itself
+faust.Worker(app, loglevel="warning", quiet=True).execute_from_commandline()
+'''
+
+
+def noop_faust_agent(bootstrap: str, topic: str, count: int, workdir: Path) -> float:
+    script = workdir / "noop_agent.py"
+    script.write_text(NOOP_AGENT, encoding="utf-8")
+    done = subprocess.run([sys.executable, str(script), bootstrap, topic, str(count),
+                           f"noop-{int(time.time())}"], capture_output=True, text=True,
+                          timeout=600, cwd=workdir)
+    # Faust turns print() into log lines on stderr, so look in both streams
+    match = re.search(r"RATE ([0-9.]+)", done.stdout + done.stderr)
+    if match is None:
+        raise RuntimeError(f"no-op agent failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
+    return float(match.group(1))
+
+
+# ---------------------------------------------------------------------------- the worker
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_worker(bootstrap: str, app_id: str, raw: str, partitions: int, workdir: Path,
+                 name: str) -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    cmd = [sys.executable, "-m", "detector.cli", "worker", "--bootstrap-servers", bootstrap,
+           "--app-id", app_id, "--raw-topics", raw, "--partitions", str(partitions),
+           "--alerts-topic", f"{app_id}.alerts", "--shadow-topic", f"{app_id}.shadow",
+           "--inventory-topic", f"{app_id}.inventory", "--dead-letter-topic", f"{app_id}.dlq",
+           "--state-dir", str(workdir / "state"), "--worker-id", name, "--web-port", str(port),
+           "--session-timeout", "10"]
+    log = open(workdir / f"{app_id}-{name}.log", "wb")  # noqa: SIM115 - child owns it
+    process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
+                               stdin=subprocess.DEVNULL)
+    log.close()
+    return process, port
+
+
+def processed(port: int) -> float:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+            text = resp.read().decode()
+    except OSError:
+        return 0.0
+    match = re.search(r"^nhi_batch_size_events_sum ([0-9.e+]+)$", text, re.MULTILINE)
+    return float(match.group(1)) if match else 0.0
+
+
+def measure_workers(bootstrap: str, app_id: str, raw: str, partitions: int, total: int,
+                    workers: int, workdir: Path, timeout: float = 900.0) -> float:
+    """Events/s from the first to the last event detected, over ``workers`` processes."""
+    procs = [start_worker(bootstrap, app_id, raw, partitions, workdir, f"w{i}")
+             for i in range(workers)]
+    started = None
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            done = sum(processed(port) for _, port in procs)
+            now = time.perf_counter()
+            if started is None and done > 0:
+                started, first = now, done
+            if done >= total:
+                return (done - first) / (now - started)
+            for process, _ in procs:
+                if process.poll() is not None:
+                    raise RuntimeError(f"worker exited with {process.returncode}; see {workdir}")
+            time.sleep(0.1)
+        raise RuntimeError(f"workers did not finish in {timeout:.0f}s; see {workdir}")
+    finally:
+        for process, _ in procs:
+            process.send_signal(signal.SIGTERM)
+        for process, _ in procs:
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+# ---------------------------------------------------------------------------- main
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--single", type=int, default=6000, help="single-record messages")
+    parser.add_argument("--events", type=int, default=40000, help="events for batched runs")
+    parser.add_argument("--batch", type=int, default=500, help="records per batched message")
+    parser.add_argument("--identities", type=int, default=200)
+    parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="bench-worker-"))
+    broker = None
+    if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        from broker import start_broker
+
+        broker = start_broker(workdir / "kafka")
+    bootstrap = broker.bootstrap if broker else os.environ["KAFKA_BOOTSTRAP_SERVERS"]
+    print(f"broker {bootstrap} ({broker.kind if broker else 'environment'}), "
+          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, work dir {workdir}",
+          flush=True)
+    try:
+        run(args, bootstrap, workdir)
+    finally:
+        if broker is not None:
+            broker.stop()
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+def run(args: argparse.Namespace, bootstrap: str, workdir: Path) -> None:
+    tag = str(int(time.time()))
+    records = make_records(args.events, args.identities)
+    single = records[: args.single]
+    avg = sum(map(len, single)) / len(single)
+    print(f"records: {len(records):,} of {avg:,.0f} bytes on average, "
+          f"{args.identities} identities", flush=True)
+
+    topic = f"bench-single-{tag}"
+    seconds = produce(bootstrap, topic, single)
+    print(f"produce      aiokafka, single-record: {len(single) / seconds:10,.0f} messages/s")
+    bare = asyncio.run(bare_consumer(bootstrap, topic, len(single)))
+    print(f"baseline     bare aiokafka consumer : {bare:10,.0f} messages/s")
+    noop = noop_faust_agent(bootstrap, topic, len(single), workdir)
+    print(f"baseline     no-op Faust agent      : {noop:10,.0f} messages/s", flush=True)
+
+    one_single = measure_workers(bootstrap, f"bench-ws-{tag}", topic, 4, len(single), 1,
+                                 workdir)
+    print(f"worker x1    single-record messages : {one_single:10,.0f} events/s "
+          f"({100 * one_single / noop:.0f} % of the no-op agent; target >= 80 %)", flush=True)
+
+    batched_topic = f"bench-batched-{tag}"
+    produce(bootstrap, batched_topic, batched(records, args.batch), partitions=4)
+    one = measure_workers(bootstrap, f"bench-wb1-{tag}", batched_topic, 4, len(records), 1,
+                          workdir)
+    print(f"worker x1    batched ({args.batch}/message)  : {one:10,.0f} events/s "
+          f"(target >= 10,000)", flush=True)
+    two = measure_workers(bootstrap, f"bench-wb2-{tag}", batched_topic, 4, len(records), 2,
+                          workdir)
+    print(f"worker x2    batched, 4 partitions  : {two:10,.0f} events/s "
+          f"({two / one:.2f}x one worker; target >= 1.7x)", flush=True)
+    core = detector_core_rate(records[: min(len(records), 20000)])
+    print(f"reference    detector core alone    : {core:10,.0f} events/s "
+          f"(parse + Detector.process in one process, no Kafka)", flush=True)
+
+
+def detector_core_rate(records: list[bytes]) -> float:
+    """Events/s of parse_payload + Detector.process alone, the ceiling for one worker."""
+    from detector.engine import Detector
+    from detector.sources import ListDeadLetters, parse_payload
+    from detector.stats import RunStats
+
+    stats = RunStats()
+    detector = Detector({}, stats=stats)
+    detector.process(parse_payload(records[0], origin="warm", stats=stats,
+                                   dead_letters=ListDeadLetters())[0])
+    started = time.perf_counter()
+    count = 0
+    for payload in batched(records[1:], 500):
+        for event in parse_payload(payload, origin="b", stats=stats,
+                                   dead_letters=ListDeadLetters()):
+            detector.process(event)
+            count += 1
+    return count / (time.perf_counter() - started)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
