@@ -32,7 +32,7 @@ import orjson
 from detector.event import Event
 from detector.identity import IdentityRules, Resolver
 from detector.sources import azure, cloudtrail, gcp, k8s
-from detector.sources.common import RecordError, SkipRecord, as_dict
+from detector.sources.common import RecentMap, RecordError, SkipRecord, as_dict
 from detector.sources.deadletter import REASONS, DeadLetterSink
 from detector.sources.stages import StageMerger
 from detector.stats import RunStats
@@ -80,7 +80,7 @@ class Parser:
         # delivered twice (S3 and CloudWatch Logs or EventBridge both enabled, a redelivered
         # object) counts once (edge case B13). The extra fields keep hand-made test data that
         # reuses placeholder ids from collapsing.
-        self._seen_ids: dict[tuple[str, float, str, str], None] = {}
+        self._seen_ids = RecentMap(MAX_SEEN_EVENT_IDS)
 
     # ------------------------------------------------------------------ public
 
@@ -273,9 +273,7 @@ class Parser:
             if fingerprint in seen:
                 stats.skipped[(source, "duplicate_event")] += 1
                 continue
-            seen[fingerprint] = None
-            if len(seen) > MAX_SEEN_EVENT_IDS:
-                del seen[next(iter(seen))]
+            seen.put(fingerprint)
             append(event)
             events += 1
             kinds[event.identity_kind] += 1
@@ -478,9 +476,7 @@ class Parser:
             if fingerprint in seen:
                 stats.skipped[(event.source, "duplicate_event")] += 1
                 return
-            seen[fingerprint] = None
-            if len(seen) > MAX_SEEN_EVENT_IDS:
-                del seen[next(iter(seen))]
+            seen.put(fingerprint)
         stats.events[event.source] += 1
         stats.events_by_kind[event.identity_kind] += 1
         stats.identity_resolution[event.identity_resolution] += 1

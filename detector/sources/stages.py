@@ -7,18 +7,19 @@ long-running exec/attach, ``ResponseStarted``) and then emits that one, whose ti
 request's ``requestReceivedTimestamp``. Transport duplicates and stages of a request already
 emitted are skipped. Requests whose final stage never comes are emitted as ``partial`` when
 ``PENDING_TIMEOUT_S`` of event time has passed, when more than ``MAX_PENDING_STAGES`` wait,
-or at ``flush_all`` (end of input). Memory is bounded by both limits and by
-``MAX_DONE_REQUESTS`` remembered request ids.
+or at ``flush_all`` (end of input). Memory is bounded by both limits and by at most
+``2 * MAX_DONE_REQUESTS`` remembered request ids.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
 from detector.sources import k8s
-from detector.sources.common import parse_time
+from detector.sources.common import RecentMap, parse_time
 
 logger = logging.getLogger(__name__)
 
@@ -37,9 +38,10 @@ class StageMerger:
     def __init__(self, emit: Emit, skip: Callable[[str], None]) -> None:
         self._emit = emit
         self._skip = skip
-        self._pending: dict[_Key, tuple[dict[str, Any], str, dict[str, Any],
-                                        tuple[Any, ...]]] = {}
-        self._done: dict[_Key, tuple[Any, ...]] = {}
+        # OrderedDict: the oldest entry is found in O(1) even after many deletions.
+        self._pending: OrderedDict[_Key, tuple[dict[str, Any], str, dict[str, Any],
+                                               tuple[Any, ...]]] = OrderedDict()
+        self._done = RecentMap(MAX_DONE_REQUESTS)
 
     def feed(self, record: dict[str, Any], audit_id: str, origin: str,
              hints: dict[str, Any]) -> None:
@@ -86,9 +88,7 @@ class StageMerger:
             self._flush(key)
 
     def _remember(self, key: _Key, signature: tuple[Any, ...]) -> None:
-        self._done[key] = signature
-        if len(self._done) > MAX_DONE_REQUESTS:
-            del self._done[next(iter(self._done))]
+        self._done.put(key, signature)
 
     def _flush(self, key: _Key) -> None:
         record, origin, hints, signature = self._pending.pop(key)

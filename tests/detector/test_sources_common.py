@@ -77,3 +77,14 @@ def test_user_agent_families(agent: str, family: str) -> None:
 ])
 def test_read_only_from_operation(operation: str, expected: bool | None) -> None:
     assert read_only_from_operation(operation) is expected
+
+
+def test_recent_map_is_bounded_and_remembers_the_latest() -> None:
+    from detector.sources.common import RecentMap
+
+    recent = RecentMap(3)
+    for key in range(10):
+        recent.put(key, key * 10)
+    assert len(recent) <= 6
+    assert recent.get(9) == 90 and 9 in recent
+    assert recent.get(0) is None and 0 not in recent
