@@ -247,7 +247,8 @@ class Detector:
         return None
 
     def _alertable(self, verdict: Verdict) -> bool:
-        return SEVERITY_RANK[verdict.severity] >= SEVERITY_RANK[self.settings.min_severity]
+        """Worth tracking: at least ``track_severity`` (emitted only from ``min_severity``)."""
+        return SEVERITY_RANK[verdict.severity] >= SEVERITY_RANK[self.settings.track_severity]
 
     def _context(self, event: Event, verdict: Verdict, change: list[Any] | None) -> None:
         if change is not None:
@@ -332,7 +333,9 @@ class Detector:
             )
             material = group.escalate(self.settings.severity_for) or material
         self._annotate(group, event, verdict, state)
-        if material:
+        if SEVERITY_RANK[group.severity] < SEVERITY_RANK[self.settings.min_severity]:
+            return  # pending: evidence accumulates silently until it earns min_severity
+        if group.revision == 0 or material:
             out.append(self._emit(event.identity, group, new=group.revision == 0))
 
     @staticmethod
@@ -445,6 +448,8 @@ class Detector:
         groups = state.alerts.groups
         for name in [n for n, g in groups.items() if g.closes <= now]:
             group = groups.pop(name)
+            if group.revision == 0:
+                continue  # never reached min_severity: nothing was said, nothing to cool
             if group.count > group.emitted_count:
                 out.append(self._emit(identity, group, new=False))
             state.alerts.cooldowns[name] = [

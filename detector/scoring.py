@@ -214,7 +214,8 @@ class ScoringSettings:
     sensitivity_gain: float = 0.6
     peer_damping: float = 0.6
     thresholds: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_THRESHOLDS))
-    min_severity: str = "low"
+    min_severity: str = "low"  # alerts are emitted from this severity up
+    track_severity: str = "low"  # verdicts from here up open or extend (pending) groups
     plain_ceiling: str = "medium"
     kind_weights: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_KIND_WEIGHTS))
     detector_weights: Mapping[str, float] = field(default_factory=dict)
@@ -259,9 +260,14 @@ class ScoringSettings:
             if rule.get("severity", "high") not in SEVERITY_RANK:
                 raise ConfigError(f"scoring.policy_rules[{n}]: severity {rule['severity']!r} "
                                   "is not a severity")
-        for key in ("min_severity", "plain_ceiling", "platform_ceiling"):
+        for key in ("min_severity", "track_severity", "plain_ceiling", "platform_ceiling"):
             if getattr(self, key) not in SEVERITY_RANK:
                 raise ConfigError(f"scoring.{key}: {getattr(self, key)!r} is not a severity")
+        if SEVERITY_RANK[self.track_severity] > SEVERITY_RANK[self.min_severity]:
+            raise ConfigError(
+                f"scoring.track_severity ({self.track_severity!r}) must not be above "
+                f"min_severity ({self.min_severity!r})"
+            )
         bad = sorted(set(self.thresholds) - set(SEVERITIES))
         if bad:
             raise ConfigError(f"scoring.thresholds: unknown severities {bad}")

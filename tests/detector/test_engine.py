@@ -257,6 +257,38 @@ class TestNoiseControl:
         assert_valid_alert(alerts[0].to_native())
 
 
+class TestPendingGroups:
+    def test_below_min_severity_nothing_is_emitted_nor_cooled(self):
+        detector, stats = learned({"scoring": {"min_severity": "critical"}})
+        assert detector.process(attack_event(0)) == []
+        assert detector.finish() == []
+        assert sum(stats.alerts.values()) == 0
+        assert detector.store[ROLE].alerts.cooldowns == {}
+
+    def test_pending_evidence_is_emitted_once_it_earns_min_severity(self):
+        rules = [
+            {"name": "a", "action": "iam:ListUsers", "severity": "medium", "always": True},
+            {"name": "b", "action": "iam:CreateUser", "severity": "high", "always": True},
+        ]
+        config = {"scoring": {"min_severity": "high", "policy_rules": rules}}
+        detector, stats = learned(config)
+        assert detector.process(attack_event(0, action="iam:ListUsers")) == []
+        alerts = detector.process(attack_event(1, action="iam:CreateUser"))
+        assert len(alerts) == 1
+        alert = alerts[0]
+        assert (alert.revision, alert.severity) == (1, "high")
+        assert alert.evidence["event_ids"] == ["atk0", "atk1"]
+        assert sum(stats.alerts.values()) == 1
+        assert [severity for severity, _ in stats.alerts] == ["high"]
+
+    def test_track_severity_above_min_is_refused(self):
+        from detector.errors import ConfigError
+
+        with pytest.raises(ConfigError, match="track_severity .* must not be above"):
+            Detector({"scoring": {"track_severity": "high", "min_severity": "low"}},
+                     stats=RunStats())
+
+
 class TestState:
     def test_snapshot_round_trip_continues_identically(self):
         tail = [attack_event(n) for n in range(5)]
