@@ -182,3 +182,17 @@ class TestProgress:
         progress.tick(5, 0, force=True)
         progress.close()
         assert out.getvalue() == ""
+
+
+class TestEmptyRun:
+    def test_no_alerts_and_no_events__page_still_renders(self):
+        scenarios = parse_labels(LABELS)
+        ev = evaluate([], scenarios, identity_days=0.0).to_dict()
+        summary = build_summary(RunStats(), wall_seconds=0.0, alerts=[], evaluation=ev)
+        sweep = threshold_sweep([], scenarios, span_days=1.0, thresholds=(0.0, 0.5))
+        page = render_report(summary=summary, alerts=[], sweep=sweep, hourly={}, t_range=None)
+        assert page.count("No alerts.") == 2
+        assert "No alerted identity" in page
+        assert "0 of 1" in page and "not met" in page
+        assert summary["throughput"]["events_per_second"] is None
+        assert "Replay: 0 events" in render_summary(summary)
