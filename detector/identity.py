@@ -193,7 +193,7 @@ class Resolver:
         self._kind_res = [(_glob(p), kind, reason) for p, kind, reason in self.rules.kinds]
         self._owner_res = [(_glob(p), owner) for p, owner in self.rules.owners]
         self._ai_res = [_glob(p) for p in self.rules.ai_identities]
-        self._no_config = not (self.rules.kinds or self.rules.owners or self.rules.ai_identities
+        self.no_config = not (self.rules.kinds or self.rules.owners or self.rules.ai_identities
                                or self.rules.ai_user_agents)
         self._config_cache: dict[str, tuple[tuple[str, str] | None, str | None, bool]] = {}
         self.role_paths: dict[tuple[str, str], str] = {}  # (account, name) -> full role key
@@ -202,7 +202,7 @@ class Resolver:
 
     def finish(self, event: Event) -> Event:
         """Apply AI-agent detection, config kind overrides and owners; config wins."""
-        if self._no_config and event.agent_family not in AI_FAMILY_NAMES:
+        if self.no_config and event.agent_family not in AI_FAMILY_NAMES:
             return event
         override, owner, ai_identity = self._config_for(event.identity)
         if event.identity_kind != "cloud_service":

@@ -13,12 +13,12 @@ resolution is cached per distinct ``userIdentity`` in ``detector.identity.Resolv
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 
 from detector.event import EVENT_FIELDS, Event
-from detector.identity import Resolver, aws_event_kind, split_arn
+from detector.identity import AI_FAMILY_NAMES, Resolver, aws_event_kind, split_arn
 from detector.sources.common import (
     NETWORK_CACHE,
     USER_AGENT_CACHE,
@@ -35,7 +35,12 @@ from detector.sources.common import (
 logger = logging.getLogger(__name__)
 
 SOURCE = "aws.cloudtrail"
+UTC = timezone.utc
 _fromisoformat = datetime.fromisoformat
+_KEY_TYPES = {"AKIA": "long_term", "ASIA": "temporary"}
+_CONSOLE_EVENT_TYPES = frozenset({"AwsConsoleSignIn", "AwsConsoleAction"})
+_TRUE = ("true", True)
+_SERVICES: dict[str | None, str] = {}
 _agent_hit = USER_AGENT_CACHE.get  # cache hits without a function call: the hot path
 _network_hit = NETWORK_CACHE.get
 
@@ -99,8 +104,8 @@ def normalise(record: dict[str, Any], resolver: Resolver, hints: dict[str, Any])
     per-event attributes and kind, then the Event with allow-listed resource fields.
     """
     get = record.get
-    event_type = get("eventType")
-    if event_type == "AwsCloudTrailInsight" or get("eventCategory") == "Insight":
+    event_type, category = get("eventType"), get("eventCategory")
+    if event_type == "AwsCloudTrailInsight" or category == "Insight":
         raise SkipRecord("insight")
     raw_time = get("eventTime")
     try:  # fast path: the ISO form CloudTrail itself writes
@@ -108,20 +113,19 @@ def normalise(record: dict[str, Any], resolver: Resolver, hints: dict[str, Any])
     except (TypeError, ValueError):
         when = _event_time(record)
     else:
-        if when.tzinfo is None or when.utcoffset():
+        if when.tzinfo is not UTC:  # naive or another offset: the general path
             when = _event_time(record)
-    event_source = get("eventSource")
-    event_name = get("eventName")
-    if not isinstance(event_name, str) or not event_name:
+    event_source, event_name = get("eventSource"), get("eventName")
+    if type(event_name) is not str or not event_name:
         raise RecordError("invalid_record", "eventName is missing or not a string")
-    if not isinstance(event_source, str):
+    if type(event_source) is not str:
         event_source = None
     ui = get("userIdentity")
-    if ui is None:
+    if type(ui) is not dict:
+        if ui is not None:
+            raise RecordError("invalid_record", "userIdentity is not an object")
         ui = {}
-    elif not isinstance(ui, dict):
-        raise RecordError("invalid_record", "userIdentity is not an object")
-    if "arn" not in ui and "accountId" not in ui and ui:
+    if "arn" not in ui and ui and "accountId" not in ui:
         recipient = get("recipientAccountId")
         if isinstance(recipient, str) and recipient:
             ui = dict(ui, accountId=recipient)  # thin identity: the account acted in
@@ -135,15 +139,18 @@ def normalise(record: dict[str, Any], resolver: Resolver, hints: dict[str, Any])
     hit = _network_hit(raw_address) if type(raw_address) is str else None
     source_ip, network, prefix = hit or classify_network(raw_address)
     key_id = ui.get("accessKeyId")
-    credential_type = _credential_type(key_id, principal.principal_type)
+    if type(key_id) is not str or not key_id:
+        key_id = None
+    credential_type = (key_id and _KEY_TYPES.get(key_id[:4])) or _credential_type(
+        principal.principal_type)
     attributes = dict(session_attributes)
-    console = _is_console(record, family, event_type)
+    console = family == "console" or event_type in _CONSOLE_EVENT_TYPES or get(
+        "sessionCredentialFromConsole") in _TRUE
     if console:
         attributes["console"] = True
-    if event_type != "AwsApiCall" and isinstance(event_type, str):
+    if event_type != "AwsApiCall" and type(event_type) is str:
         attributes["event_type"] = event_type[:64]
-    category = get("eventCategory")
-    if category != "Management" and isinstance(category, str):
+    if category != "Management" and type(category) is str:
         attributes["event_category"] = category[:32]
     if "vpcEndpointId" in record and isinstance(get("vpcEndpointId"), str):
         attributes["vpc_endpoint"] = record["vpcEndpointId"][:64]
@@ -151,31 +158,37 @@ def normalise(record: dict[str, Any], resolver: Resolver, hints: dict[str, Any])
         kind, reason = aws_event_kind(principal, family, console, credential_type, resolver)
     else:
         kind, reason = principal.kind, principal.reason
-    error = get("errorCode")
-    read_only = get("readOnly")
-    region = get("awsRegion")
+    error, read_only, region = get("errorCode"), get("readOnly"), get("awsRegion")
     event_id = get("eventID")
-    if not isinstance(event_id, str) or not event_id:
+    if type(event_id) is not str or not event_id:
         event_id = _event_id(record)
+    service = _SERVICES.get(event_source) or _service(event_source)
+    tenant = principal.account or short_str(get("recipientAccountId"), 64)
+    resource, target_tenant = _resource_and_target(record, tenant)
     # Positional on purpose: with 29 fields, keyword construction costs ~3 us more per event
-    # (a fifth of the budget). _FIELD_ORDER below pins the order this call relies on.
+    # (a fifth of the budget). _FIELD_ORDER above pins the order this call relies on.
     event = Event(
         event_id, when, when.timestamp(), SOURCE, principal.identity, kind, reason,
-        principal.resolution, principal.principal_type,
-        principal.account or short_str(get("recipientAccountId"), 64),  # tenant
-        None,  # target_tenant, set below for cross-account calls
-        key_id if isinstance(key_id, str) and key_id else None, credential_type,
-        principal.session_pattern, principal.actor,
-        f"{event_source.partition('.')[0] if event_source else 'unknown'}:{event_name}",
-        None,  # resource, set below from allow-listed values
-        region[:64] if isinstance(region, str) and region else None,
+        principal.resolution, principal.principal_type, tenant, target_tenant, key_id,
+        credential_type, principal.session_pattern, principal.actor,
+        f"{service}:{event_name}", resource,
+        region[:64] if type(region) is str and region else None,
         source_ip, network, prefix, ua, family,
         "failure" if error else "success", str(error)[:128] if error else None,
         read_only if read_only is True or read_only is False else as_bool(read_only),
         False, attributes,
     )
-    _resource_and_target(event, record)
+    if resolver.no_config and family not in AI_FAMILY_NAMES:
+        return event
     return resolver.finish(event)
+
+
+def _service(event_source: str | None) -> str:
+    """``iam`` for ``iam.amazonaws.com`` (cached: a few hundred distinct sources exist)."""
+    service = event_source.partition(".")[0] if event_source else "unknown"
+    if len(_SERVICES) < 10_000 and event_source is not None:
+        _SERVICES[event_source] = service
+    return service or "unknown"
 
 
 def _event_time(record: dict[str, Any]) -> Any:
@@ -197,12 +210,8 @@ def _event_id(record: dict[str, Any]) -> str:
     return record_digest(record)
 
 
-def _credential_type(key_id: Any, principal_type: str | None) -> str:
-    if isinstance(key_id, str) and key_id:
-        if key_id.startswith("AKIA"):
-            return "long_term"
-        if key_id.startswith("ASIA"):
-            return "temporary"
+def _credential_type(principal_type: str | None) -> str:
+    """Credential type when the access key id does not tell (missing or anonymised)."""
     if principal_type in ("AssumedRole", "FederatedUser", "WebIdentityUser"):
         return "temporary"
     if principal_type == "AWSService" or principal_type is None:
@@ -210,28 +219,27 @@ def _credential_type(key_id: Any, principal_type: str | None) -> str:
     return "unknown"
 
 
-def _is_console(record: dict[str, Any], family: str | None, event_type: Any) -> bool:
-    if family == "console" or event_type in ("AwsConsoleSignIn", "AwsConsoleAction"):
-        return True
-    return record.get("sessionCredentialFromConsole") in ("true", True)
-
-
-def _resource_and_target(event: Event, record: dict[str, Any]) -> None:
-    params = record.get("requestParameters")
+def _resource_and_target(record: dict[str, Any], tenant: str | None
+                         ) -> tuple[str | None, str | None]:
+    """The primary resource (first ``resources[].ARN`` or an allow-listed string parameter)
+    and the account acted upon when an assumed role lives in another account."""
+    resource = None
     resources = record.get("resources")
-    if isinstance(resources, list) and resources and isinstance(resources[0], dict):
+    if type(resources) is list and resources and type(resources[0]) is dict:
         arn = resources[0].get("ARN") or resources[0].get("arn")
-        event.resource = short_str(arn)
-    if not isinstance(params, dict):
-        return
-    if event.resource is None:
+        resource = arn[:512] if type(arn) is str and arn else None
+    params = record.get("requestParameters")
+    if type(params) is not dict:
+        return resource, None
+    if resource is None:
         for key in _RESOURCE_KEYS:
             value = params.get(key)
-            if isinstance(value, str) and value:
-                event.resource = value[:512]
+            if type(value) is str and value:
+                resource = value[:512]
                 break
     role_arn = params.get("roleArn")
-    if isinstance(role_arn, str):
+    if type(role_arn) is str:
         parts = split_arn(role_arn)
-        if parts and parts[2] and parts[2] != event.tenant:
-            event.target_tenant = parts[2]
+        if parts and parts[2] and parts[2] != tenant:
+            return resource, parts[2]
+    return resource, None

@@ -273,6 +273,13 @@ class RecentMap:
     def __contains__(self, key: Any) -> bool:
         return key in self._new or key in self._old
 
+    def add(self, key: Any) -> bool:
+        """Remember ``key``; False when it was already there (one call on the hot path)."""
+        if key in self._new or key in self._old:
+            return False
+        self.put(key)
+        return True
+
     def put(self, key: Any, value: Any = True) -> None:
         self._new[key] = value
         if len(self._new) >= self.limit:

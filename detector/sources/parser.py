@@ -256,7 +256,7 @@ class Parser:
         stats, resolver, append = self.stats, self.resolver, self._out.append
         normalise, source = cloudtrail.normalise, cloudtrail.SOURCE
         kinds, paths = stats.events_by_kind, stats.identity_resolution
-        seen = self._seen_ids
+        add_seen = self._seen_ids.add
         read = events = 0
         last_ts = stats.last_event_ts
         for index, record in enumerate(records):
@@ -269,11 +269,9 @@ class Parser:
             except Exception as err:  # noqa: BLE001 - counted per reason, never raised
                 self._record_failed(err, source, record, f"{origin}#Records[{index}]")
                 continue
-            fingerprint = (event.event_id, event.ts, event.action, event.identity)
-            if fingerprint in seen:
+            if not add_seen((event.event_id, event.ts, event.action, event.identity)):
                 stats.skipped[(source, "duplicate_event")] += 1
                 continue
-            seen.put(fingerprint)
             append(event)
             events += 1
             kinds[event.identity_kind] += 1
@@ -471,12 +469,9 @@ class Parser:
     def _count_event(self, event: Event) -> None:
         stats = self.stats
         if event.source == cloudtrail.SOURCE:
-            seen = self._seen_ids
-            fingerprint = (event.event_id, event.ts, event.action, event.identity)
-            if fingerprint in seen:
+            if not self._seen_ids.add((event.event_id, event.ts, event.action, event.identity)):
                 stats.skipped[(event.source, "duplicate_event")] += 1
                 return
-            seen.put(fingerprint)
         stats.events[event.source] += 1
         stats.events_by_kind[event.identity_kind] += 1
         stats.identity_resolution[event.identity_resolution] += 1
