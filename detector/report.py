@@ -27,7 +27,7 @@ from detector.evaluation import AlertRecord
 
 logger = logging.getLogger(__name__)
 
-MAX_TIMELINES = 40
+MAX_TIMELINES = 100
 WIDTH, HEIGHT = 980, 240
 LEFT, RIGHT, TOP, BOTTOM = 56, 250, 14, 34
 LEGEND_CHARS = 36
@@ -183,6 +183,23 @@ def stacked_bars(
     return plot.svg(title)
 
 
+def _runs(
+    xs: Sequence[float], values: Sequence[float | None]
+) -> list[list[tuple[float, float]]]:
+    """Unbroken runs of (x, value), split at ``None``, without the inner points of flat
+    stretches (a quiet month of one identity is two points, not 720)."""
+    runs: list[list[tuple[float, float]]] = [[]]
+    n = len(values)
+    for i, (x, v) in enumerate(zip(xs, values, strict=True)):
+        if v is None:
+            runs.append([])
+            continue
+        flat = 0 < i < n - 1 and values[i - 1] == v == values[i + 1]
+        if not flat or not runs[-1]:
+            runs[-1].append((x, v))
+    return [run for run in runs if run]
+
+
 def line_chart(
     title: str,
     xs: Sequence[float],
@@ -198,18 +215,12 @@ def line_chart(
     plot = Plot(xs[0], xs[-1], y_max, height=height)
     plot.axes(x_ticks, y_label)
     for name, values in series.items():
-        runs: list[list[str]] = [[]]
-        for x, v in zip(xs, values, strict=True):
-            if v is None:
-                runs.append([])
-            else:
-                runs[-1].append(f"{plot.x(x):.1f},{plot.y(v):.1f}")
-        for run in runs:
-            if run:
-                plot.parts.append(
-                    f'<polyline fill="none" stroke="{colours[name]}" stroke-width="1.5" '
-                    f'points="{" ".join(run)}"/>'
-                )
+        for run in _runs(xs, values):
+            points = " ".join(f"{plot.x(x):.1f},{plot.y(v):.1f}" for x, v in run)
+            plot.parts.append(
+                f'<polyline fill="none" stroke="{colours[name]}" stroke-width="1.5" '
+                f'points="{points}"/>'
+            )
     plot.legend([(name, colours[name]) for name in series])
     return plot
 

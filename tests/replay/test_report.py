@@ -196,3 +196,11 @@ class TestEmptyRun:
         assert "0 of 1" in page and "not met" in page
         assert summary["throughput"]["events_per_second"] is None
         assert "Replay: 0 events" in render_summary(summary)
+
+
+def test_runs__flat_stretches_keep_their_ends_and_none_splits():
+    from detector.report import _runs
+
+    xs = [0, 1, 2, 3, 4, 5, 6, 7]
+    values = [0, 0, 0, 5, 0, 0, None, 2]
+    assert _runs(xs, values) == [[(0, 0), (2, 0), (3, 5), (4, 0), (5, 0)], [(7, 2)]]
