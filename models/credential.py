@@ -15,7 +15,8 @@ model's credential-with-network pair under the name ``credential.new_network``.)
   the learning period and, afterwards, only through the quarantine (``accept_windows``
   windows) or feedback, so exfiltrated instance credentials keep being flagged.
 
-Both are checked during the learning period too only for learning; signals start after it.
+During the learning period both only learn (networks, concurrency, egress prefixes); their
+signals start once the identity is learned.
 """
 
 from __future__ import annotations

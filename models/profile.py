@@ -186,6 +186,14 @@ class IdentityProfile:
         logger.debug("mark_expected detector=%s changed=%s", detector, changed)
         return changed
 
+    def held_count(self) -> int:
+        """How much is quarantined right now: held values and hours, plus held windows of
+        the current volume run. Non-zero for long means the identity is stuck in an
+        anomalous state (the B21 gauge the engine may export)."""
+        novelty, window, schedule = self.models[0], self.models[1], self.models[2]
+        values = sum(len(table.held) for table in novelty.tables)
+        return values + len(schedule.held) + len(window.main.run)
+
     # -- state --------------------------------------------------------------------------
 
     def size_estimate(self) -> int:

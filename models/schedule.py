@@ -114,8 +114,8 @@ class ScheduleModel:
             return
         how = hour_of_week(ctx.ts)
         day = ctx.day
-        if held and not ctx.learning and not self._active(self.slots[how], day):
-            if not self._hold(how, ctx.bucket):
+        if held and not ctx.learning and self.score(event, ctx):
+            if not self._hold(how, ctx.bucket):  # only an hour that was itself flagged
                 return
         self._set(how, day)
         self._fast_hour = ctx.hour

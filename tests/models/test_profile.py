@@ -177,3 +177,17 @@ class TestEventTime:
         assert exact[0] == exact[1]
         assert {d for d, _ in results[0]} >= {"novelty.action", "volume.failures",
                                              "volume.distinct_resources"}
+
+
+class TestHeldGauge:
+    def test_held_count__rises_with_quarantine_then_clears(self):
+        profile, ts = learned_profile(days=4)
+        assert profile.held_count() == 0
+        profile.observe(make_event(ts, "iam:CreateAccessKey"))
+        assert profile.held_count() >= 1
+        profile.mark_expected("novelty.action", "iam:CreateAccessKey")
+        profile.mark_expected("novelty.service", "iam")
+        profile.mark_expected("novelty.action_network", "iam:CreateAccessKey|10.0.1.0/24")
+        profile.mark_expected("novelty.action_resource",
+                              "iam:CreateAccessKey|arn:aws:s3:::data/object")
+        assert profile.held_count() == 0
