@@ -211,15 +211,20 @@ class AlertGroup:
 
     def _merge_signals(self, verdict: Verdict, max_signals: int) -> None:
         """Keep the strongest signals, at most ``PER_DETECTOR`` per detector."""
-        seen = {(s["detector"], s["value"]) for s in self.signals}
-        added = False
+        index = {(s["detector"], s["value"]): n for n, s in enumerate(self.signals)}
+        changed = False
         for weighted in verdict.signals:
             key = (weighted.signal.detector, weighted.signal.value)
-            if key not in seen:
+            at = index.get(key)
+            if at is None:
+                index[key] = len(self.signals)
                 self.signals.append(signal_record(weighted))
-                seen.add(key)
-                added = True
-        if not added:
+                changed = True
+            elif weighted.score > self.signals[at]["weighted_score"]:
+                # the same window or value scored higher later on: show the stronger reading
+                self.signals[at] = signal_record(weighted)
+                changed = True
+        if not changed:
             return
         self.signals.sort(key=lambda s: (-s["weighted_score"], s["detector"], s["value"]))
         per_detector: dict[str, int] = {}

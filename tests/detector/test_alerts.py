@@ -156,6 +156,13 @@ class TestFold:
         assert kept == [("volume.rate", "w1"), ("volume.rate", "w2"), ("novelty.action", "x")]
 
 
+    def test_a_stronger_reading_of_the_same_value_replaces_the_weaker(self):
+        group = open_group(make_event(), make_verdict("volume.rate", 0.4, value="window-7"))
+        group.fold(make_event(1), make_verdict("volume.rate", 0.9, value="window-7"), 20, 5)
+        group.fold(make_event(2), make_verdict("volume.rate", 0.6, value="window-7"), 20, 5)
+        assert [(s["value"], s["score"]) for s in group.signals] == [("window-7", 0.9)]
+
+
 class TestAlertContent:
     def test_native_alert_is_valid_and_carries_the_facts(self):
         alert = build_alert()
