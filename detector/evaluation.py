@@ -9,7 +9,7 @@ A labels file says which identities did what, and when::
 
 ``event_ids`` and ``techniques`` are optional. An alert *matches* a scenario when its
 identity is one of the scenario's identities and its time window overlaps [start, end],
-or when its evidence holds one of the scenario's event ids.
+or when its evidence holds one of the scenario's event ids (judged revision by revision).
 
 Figures (all in event time, never wall time):
 
@@ -159,6 +159,16 @@ def _epoch(value: Any) -> float | None:
     return parse_time(value, where="alert time")
 
 
+@dataclass(frozen=True, slots=True)
+class Revision:
+    """One emitted revision of an alert: when it was raised (event time) and what it held."""
+
+    raised_ts: float
+    start: float
+    end: float
+    event_ids: frozenset[str]
+
+
 @dataclass(slots=True)
 class AlertRecord:
     """What evaluation and the report need from one alert, merged over its revisions."""
@@ -174,6 +184,7 @@ class AlertRecord:
     revision: int = 1
     revisions: int = 1
     event_ids: set[str] = field(default_factory=set)
+    history: list[Revision] = field(default_factory=list)
 
     @classmethod
     def from_native(cls, alert: Mapping[str, Any], raised_ts: float | None = None) -> AlertRecord:
@@ -192,6 +203,8 @@ class AlertRecord:
         if start is None or end is None:
             raise ConfigError(f"alert {alert.get('alert_id')!r} has no time window")
         evidence = alert.get("evidence") if isinstance(alert.get("evidence"), Mapping) else {}
+        raised = end if raised_ts is None else raised_ts
+        event_ids = {str(e) for e in evidence.get("event_ids") or ()}
         return cls(
             alert_id=str(alert.get("alert_id") or alert.get("id")),
             identity=str(identity),
@@ -200,9 +213,10 @@ class AlertRecord:
             score=float(alert.get("score") or 0.0),
             start=start,
             end=end,
-            raised_ts=end if raised_ts is None else raised_ts,
+            raised_ts=raised,
             revision=int(alert.get("revision") or 1),
-            event_ids={str(e) for e in evidence.get("event_ids") or ()},
+            event_ids=event_ids,
+            history=[Revision(raised, start, end, frozenset(event_ids))],
         )
 
     def merge(self, newer: AlertRecord) -> None:
@@ -217,6 +231,7 @@ class AlertRecord:
         self.end = max(self.end, newer.end)
         self.raised_ts = min(self.raised_ts, newer.raised_ts)
         self.event_ids |= newer.event_ids
+        self.history.extend(newer.history)
 
 
 def _alert_detector(alert: Mapping[str, Any]) -> str:
@@ -301,15 +316,29 @@ def identity_days(spans: Iterable[tuple[float, float] | list[float]]) -> float:
 # ---------------------------------------------------------------------------- figures
 
 
+def detected_at(alert: AlertRecord, scenario: Scenario) -> float | None:
+    """Event time of the first revision of ``alert`` that matches ``scenario``, or None.
+
+    A revision matches when the alert's identity is one of the scenario's and the
+    revision's window overlaps [start, end], or when its evidence holds one of the
+    scenario's event ids. Looking at revisions one by one keeps a grouped alert opened
+    before the scenario from counting as an instant detection: it detects the scenario
+    only from the revision that covers it.
+    """
+    same_identity = alert.identity in scenario.identities
+    first = None
+    for rev in alert.history:
+        hit = same_identity and rev.start <= scenario.end and rev.end >= scenario.start
+        if not hit and scenario.event_ids:
+            hit = not scenario.event_ids.isdisjoint(rev.event_ids)
+        if hit and (first is None or rev.raised_ts < first):
+            first = rev.raised_ts
+    return first
+
+
 def matches(alert: AlertRecord, scenario: Scenario) -> bool:
-    """Whether an alert belongs to a scenario (identity and window overlap, or evidence)."""
-    if scenario.event_ids and not scenario.event_ids.isdisjoint(alert.event_ids):
-        return True
-    return (
-        alert.identity in scenario.identities
-        and alert.start <= scenario.end
-        and alert.end >= scenario.start
-    )
+    """Whether any revision of an alert belongs to a scenario (see ``detected_at``)."""
+    return detected_at(alert, scenario) is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -391,13 +420,15 @@ def evaluate(
     matched: set[str] = set()
     results = []
     for scenario in scenarios:
-        hits = [a for a in alerts if matches(a, scenario)]
-        matched.update(a.alert_id for a in hits)
-        first = min(hits, key=lambda a: (a.raised_ts, a.alert_id)) if hits else None
-        ttd = max(0.0, first.raised_ts - scenario.start) if first else None
-        results.append(
-            ScenarioResult(scenario, bool(hits), ttd, len(hits), first and first.alert_id)
+        hits = sorted(
+            (when, a.alert_id)
+            for a in alerts
+            if (when := detected_at(a, scenario)) is not None
         )
+        matched.update(alert_id for _, alert_id in hits)
+        ttd = max(0.0, hits[0][0] - scenario.start) if hits else None
+        first_id = hits[0][1] if hits else None
+        results.append(ScenarioResult(scenario, bool(hits), ttd, len(hits), first_id))
     outside = sum(1 for a in alerts if a.alert_id not in matched)
     return Evaluation(tuple(results), len(alerts), outside, identity_days)
 

@@ -175,6 +175,18 @@ class TestEvaluate:
         assert ev.to_dict()["quality_bar"]["met"] is True
         assert ev.to_dict()["outside_per_1000_identity_days"] == 1.0
 
+    def test_grouped_alert_opened_before_the_scenario_detects_from_the_covering_revision(self):
+        log = AlertLog()
+        # opened 2 h before s1 on the same identity, then updated 25 minutes into s1
+        log.add(native("g", ROLE_A, "2024-01-10T08:00:00Z", "2024-01-10T08:05:00Z"),
+                raised_ts=S1_START - 2 * 3600 + 300)
+        log.add(native("g", ROLE_A, "2024-01-10T08:00:00Z", "2024-01-10T10:25:00Z",
+                       revision=2), raised_ts=S1_START + 1500)
+        ev = evaluate(log.records(), parse_labels(labels_doc())[:1], identity_days=10.0)
+        (result,) = ev.scenarios
+        assert result.detected and result.time_to_detect == 1500.0
+        assert log.by_id["g"].raised_ts == S1_START - 2 * 3600 + 300  # first raise kept
+
     def test_threshold_sweep(self):
         scenarios = parse_labels(labels_doc())
         rows = threshold_sweep(build_log().records(), scenarios, span_days=2.0,
