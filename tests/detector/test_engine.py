@@ -67,9 +67,12 @@ def attack_event(n: int = 0, action: str = "iam:CreateAccessKey", **fields) -> E
 
 
 def run(detector: Detector, events) -> list:
+    """Process events; every alert produced must match the native schema."""
     alerts = []
     for event in events:
         alerts.extend(detector.process(event))
+    for alert in alerts:
+        assert_valid_alert(alert.to_native())
     return alerts
 
 
@@ -255,6 +258,56 @@ class TestNoiseControl:
         assert sum(stats.alerts.values()) == 0
         assert sum(stats.shadow_alerts.values()) == 1
         assert_valid_alert(alerts[0].to_native())
+
+
+class TestChangeContext:
+    def test_lambda_code_update_explains_its_role_new_behaviour(self):
+        lambda_role = f"arn:aws:iam::{ACCOUNT}:role/resize-role"
+        stats = RunStats()
+        detector = Detector({}, stats=stats)
+        run(detector, baseline(lambda_role, session="resize"))
+        deploy = ev(1, ATTACK - timedelta(minutes=5), "lambda:UpdateFunctionCode20150331v2",
+                    identity=DEPLOYER, agent_family="terraform", event_id="deploy",
+                    resource=f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:resize")
+        run(detector, [deploy])
+        new_call = attack_event(0, action="sns:Publish", identity=lambda_role,
+                                session="resize", source_ip="10.0.0.5", network="private",
+                                network_prefix="10.0.0.0/24")
+        (alert,) = run(detector, [new_call])
+        assert "lambda:UpdateFunctionCode20150331v2" in alert.context["change_context"]
+        assert alert.severity == "low"
+
+    def test_change_by_a_non_deployer_gives_no_context(self):
+        detector, _ = learned()
+        change = ev(1, ATTACK - timedelta(minutes=10), "iam:PutRolePolicy",
+                    identity=f"arn:aws:iam::{ACCOUNT}:role/random", resource="app",
+                    event_id="not-a-deploy")
+        run(detector, [change])
+        plain = attack_event(0, action="ec2:RunInstances", source_ip="10.0.0.5",
+                             network="private", network_prefix="10.0.0.0/24")
+        (alert,) = run(detector, [plain])
+        assert "change_context" not in alert.context
+
+    def test_old_change_is_outside_the_window(self):
+        detector, _ = learned({"scoring": {"change_window": 600}})
+        change = ev(1, ATTACK - timedelta(hours=1), "iam:PutRolePolicy", identity=DEPLOYER,
+                    agent_family="terraform", resource="app", event_id="old-deploy")
+        run(detector, [change])
+        plain = attack_event(0, action="ec2:RunInstances", source_ip="10.0.0.5",
+                             network="private", network_prefix="10.0.0.0/24")
+        (alert,) = run(detector, [plain])
+        assert "change_context" not in alert.context
+
+
+class TestDegradations:
+    def test_profile_degradations_reach_run_stats(self):
+        stats = RunStats()
+        detector = Detector({"models": {"novelty_cap_resource": 4}}, stats=stats)
+        events = [ev(n, T0 + timedelta(minutes=n), "s3:GetObject", resource=f"arn:aws:s3:::b/{n}")
+                  for n in range(200)]
+        run(detector, events)
+        assert sum(stats.degradations.values()) > 0
+        assert not detector.store[ROLE].profile.degradations
 
 
 class TestPendingGroups:

@@ -44,9 +44,12 @@ def parse(records: Iterable[dict[str, Any]], stats: RunStats) -> list:
 
 
 def run(detector: Detector, events: Iterable) -> list:
+    """Process events; every alert produced must match the native schema."""
     alerts = []
     for event in events:
         alerts += detector.process(event)
+    for alert in alerts:
+        assert_valid_alert(alert.to_native())
     return alerts
 
 

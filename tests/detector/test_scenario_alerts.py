@@ -57,6 +57,7 @@ def scenario_run(repo_dir: Path):
     alerts += detector.finish()
     latest = {}
     for alert in alerts:
+        assert_valid_alert(alert.to_native())
         latest[alert.alert_id] = alert
     return scenarios, list(latest.values())
 
