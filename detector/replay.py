@@ -421,9 +421,8 @@ def _write_report(
     t_range = activity.time_range()
     span_days = max((t_range[1] - t_range[0]) / 86400.0, 1.0) if t_range else 1.0
     sweep = threshold_sweep(alerts, scenarios, span_days)
-    page = render_report(
-        summary=summary, alerts=alerts, sweep=sweep, hourly=activity.hourly, t_range=t_range
-    )
+    page = render_report(summary=summary, alerts=alerts, sweep=sweep, hourly=activity.hourly,
+                         t_range=t_range, scenarios=scenarios)
     write_atomic(path, page.encode("utf-8"))
 
 

@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from detector.evaluation import AlertRecord
+from detector.evaluation import AlertRecord, Scenario
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +40,7 @@ SEVERITY_COLOURS = {
     "low": "#e6c300", "info": "#1f77b4",
 }  # fmt: skip
 SEVERITY_ORDER = ("critical", "high", "medium", "low", "info")
+SCENARIO_COLOUR = "#2ca02c"
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px;
@@ -272,8 +273,10 @@ def identity_timeline(
     hourly: Mapping[int, int],
     alerts: Sequence[AlertRecord],
     t_range: tuple[float, float],
+    windows: Sequence[tuple[float, float, str]] = (),
 ) -> str:
-    """Events per hour of one identity over the replay, alerts marked as red lines."""
+    """Events per hour of one identity over the replay, alerts marked as vertical lines
+    coloured by severity, labelled scenario ``windows`` (start, end, id) as green bands."""
     h0, h1 = int(t_range[0] // 3600), int(t_range[1] // 3600)
     hours = list(range(h0, h1 + 1)) if h1 > h0 else [h0, h0 + 1]
     values = [float(hourly.get(h, 0)) for h in hours]
@@ -288,6 +291,14 @@ def identity_timeline(
         x_ticks=_time_ticks(xs[0], xs[-1]),
         height=150,
     )
+    for start, end, name in windows:
+        x0, x1 = plot.x(max(start, xs[0])), plot.x(min(end, xs[-1]))
+        plot.parts.append(
+            f'<rect x="{x0:.1f}" y="{TOP}" width="{max(x1 - x0, 3.0):.1f}" '
+            f'height="{plot.height - BOTTOM - TOP}" fill="{SCENARIO_COLOUR}" '
+            'fill-opacity="0.3">'
+            f"<title>scenario {esc(name)}</title></rect>"
+        )
     for a in alerts:
         x = plot.x(min(max(a.raised_ts, xs[0]), xs[-1]))
         colour = SEVERITY_COLOURS.get(a.severity, "#d62728")
@@ -296,7 +307,8 @@ def identity_timeline(
             f'stroke="{colour}" stroke-width="2"><title>{esc(a.severity)} '
             f"{esc(a.detector)} score {a.score:.2f} at {_iso(a.raised_ts)}</title></line>"
         )
-    plot.legend([("events/hour", "#1f77b4"), ("alert", "#d62728")])
+    legend = [("events/hour", "#1f77b4"), ("alert", "#d62728")]
+    plot.legend(legend + ([("labelled scenario", SCENARIO_COLOUR)] if windows else []))
     return plot.svg(f"Events per hour of {identity}")
 
 
@@ -412,13 +424,23 @@ def _timelines(
     alerts: Sequence[AlertRecord],
     hourly: Mapping[str, Mapping[int, int]] | None,
     t_range: tuple[float, float] | None,
+    scenarios: Sequence[Scenario] = (),
 ) -> str:
-    if not alerts or not hourly or t_range is None:
+    """Timelines of the highest-scoring alerted identities, then of labelled identities
+    that raised nothing (what a missed scenario looked like)."""
+    if not hourly or t_range is None:
         return '<p class="note">No alerted identity, or no activity recorded.</p>'
     by_identity: dict[str, list[AlertRecord]] = defaultdict(list)
     for a in alerts:
         by_identity[a.identity].append(a)
+    windows: dict[str, list[tuple[float, float, str]]] = defaultdict(list)
+    for sc in scenarios:
+        for identity in sc.identities:
+            windows[identity].append((sc.start, sc.end, sc.id))
     ranked = sorted(by_identity, key=lambda i: (-max(a.score for a in by_identity[i]), i))
+    silent = sorted(i for i in windows if i not in by_identity and i in hourly)
+    if not ranked and not silent:
+        return '<p class="note">No alerted identity, or no activity recorded.</p>'
     shown = ranked[:MAX_TIMELINES]
     parts = []
     if len(ranked) > len(shown):
@@ -426,11 +448,12 @@ def _timelines(
             f'<p class="note">{len(ranked)} identities alerted; the {len(shown)} with the '
             "highest alert scores are shown.</p>"
         )
-    for identity in shown:
-        parts.append(f"<h3>{esc(identity)} ({len(by_identity[identity])} alerts)</h3>")
-        parts.append(
-            identity_timeline(identity, hourly.get(identity, {}), by_identity[identity], t_range)
-        )
+    for identity in shown + silent:
+        count = len(by_identity.get(identity, ()))
+        parts.append(f"<h3>{esc(identity)} ({count} alerts)</h3>")
+        parts.append(identity_timeline(identity, hourly.get(identity, {}),
+                                       by_identity.get(identity, []), t_range,
+                                       windows.get(identity, ())))
     return "".join(parts)
 
 
@@ -446,6 +469,7 @@ def render_report(
     sweep: Sequence[Mapping[str, Any]],
     hourly: Mapping[str, Mapping[int, int]] | None,
     t_range: tuple[float, float] | None,
+    scenarios: Sequence[Scenario] | None = None,
     title: str = "nhi-detector replay report",
 ) -> str:
     """The whole report page as one HTML string."""
@@ -472,8 +496,9 @@ def render_report(
         sweep_chart(sweep) if sweep else "",
         "<h2>Alerted identities</h2>",
         '<p class="note">Events per hour over the replay; vertical lines mark alerts, '
-        "coloured by severity (hover for details).</p>",
-        _timelines(alerts, hourly, t_range),
+        "coloured by severity, green bands the labelled scenarios (hover for details). "
+        "Labelled identities that raised no alert follow the alerted ones.</p>",
+        _timelines(alerts, hourly, t_range, scenarios or ()),
     ]
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'

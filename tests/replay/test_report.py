@@ -204,3 +204,31 @@ def test_runs__flat_stretches_keep_their_ends_and_none_splits():
     xs = [0, 1, 2, 3, 4, 5, 6, 7]
     values = [0, 0, 0, 5, 0, 0, None, 2]
     assert _runs(xs, values) == [[(0, 0), (2, 0), (3, 5), (4, 0), (5, 0)], [(7, 2)]]
+
+
+def test_timelines__scenario_bands_and_silent_labelled_identities():
+    silent = "arn:aws:iam::111122223333:role/quiet"
+    labels = {"version": 1, "scenarios": [
+        {"id": "leak", "title": "t", "identities": [OTHER],
+         "start": "2024-01-05T00:00:00Z", "end": "2024-01-05T02:00:00Z"},
+        {"id": "missed", "title": "t", "identities": [silent],
+         "start": "2024-01-03T00:00:00Z", "end": "2024-01-03T01:00:00Z"},
+    ]}
+    scenarios = parse_labels(labels)
+    activity = Activity(hourly=True)
+    for i in range(100):
+        activity.observe(OTHER, T0 + i * 3600)
+        activity.observe(silent, T0 + i * 3600 + 60)
+    log = AlertLog()
+    log.add(alert("a1", OTHER, T0 + 4 * DAY + 600, 0.9, "high", "novelty.action"))
+    summary = build_summary(RunStats(), wall_seconds=1.0, alerts=log.records(),
+                            time_range=activity.time_range())
+    page = render_report(summary=summary, alerts=log.records(), sweep=[],
+                         hourly=activity.hourly, t_range=activity.time_range(),
+                         scenarios=scenarios)
+    other = page.split(f'aria-label="Events per hour of {OTHER}"')[1].split("</svg>")[0]
+    quiet = page.split(f'aria-label="Events per hour of {silent}"')[1].split("</svg>")[0]
+    assert "<title>scenario leak</title>" in other and "scenario missed" not in other
+    assert "<title>scenario missed</title>" in quiet
+    assert f"{silent} (0 alerts)" in page
+    assert page.index(f"{OTHER} (1 alerts)") < page.index(f"{silent} (0 alerts)")
