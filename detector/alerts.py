@@ -163,6 +163,7 @@ class AlertGroup:
         """Add one event's verdict; True when the change is worth a new revision."""
         material = False
         self.last = max(self.last, event.ts)
+        self.opened = min(self.opened, event.ts)  # a late event widens the window back
         self.count += 1
         if len(self.event_ids) < max_ids and event.event_id not in self.event_ids:
             self.event_ids.append(event.event_id)

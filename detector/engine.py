@@ -58,6 +58,8 @@ IDENTITY_MAGIC = b"NHID"
 SNAPSHOT_MAGIC = b"NHISNAP\x00"
 SWEEP_SECONDS = 300.0  # event time between sweeps that close every identity's expired groups
 MAX_CHANGES = 4096  # recent deploy changes remembered for change-aware context
+INVENTORY_BYTES = 256  # rough serialised size of one inventory record
+GROUP_BYTES = 1024  # rough serialised size of one open alert group
 MAX_EXPECTED = 256  # (detector, value) pairs marked expected by feedback, per identity
 
 
@@ -455,6 +457,9 @@ class Detector:
             state.alerts.cooldowns[name] = [
                 group.closes + self.settings.cooldown, float(SEVERITY_RANK[group.severity])
             ]
+        if now != float("inf"):  # finish() keeps cooldowns for a saved snapshot
+            for name in [n for n, (until, _) in state.alerts.cooldowns.items() if until <= now]:
+                del state.alerts.cooldowns[name]
         if groups:
             self._open[identity] = min(g.closes for g in groups.values())
         else:
@@ -589,11 +594,13 @@ class Detector:
         self._next_sweep = self._now
 
     def state_size_bytes(self) -> int:
-        """Approximate bytes of identity state (profiles' own estimate plus bookkeeping)."""
+        """Approximate bytes of identity state: each profile's cheap size estimate (no
+        serialisation, so a metrics scrape stays fast with many identities) plus
+        bookkeeping for the inventory and open alert groups."""
         total = 0
-        for state in self.store.values():
-            total += int(state.profile.size_bytes()) + 256
-            total += 512 * len(state.alerts.groups)
+        for state in list(self.store.values()):
+            total += int(state.profile.size_estimate()) + INVENTORY_BYTES
+            total += GROUP_BYTES * len(state.alerts.groups)
         return total
 
     # ------------------------------------------------------------------ inventory

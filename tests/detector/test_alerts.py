@@ -163,6 +163,15 @@ class TestFold:
         assert [(s["value"], s["score"]) for s in group.signals] == [("window-7", 0.9)]
 
 
+    def test_a_late_event_widens_the_window_back(self):
+        group = open_group(make_event(60), make_verdict())
+        group.fold(make_event(5), make_verdict(), 20, 5)
+        alert = group.to_alert(ROLE, [])
+        assert alert.first_time == make_event(5).ts
+        assert alert.last_time == make_event(60).ts
+        assert alert.alert_id == group.alert_id
+
+
 class TestAlertContent:
     def test_native_alert_is_valid_and_carries_the_facts(self):
         alert = build_alert()

@@ -192,6 +192,16 @@ class TestNoiseControl:
         after_cooldown = attack_event(2 * 86400, event_id="much-later")
         assert len(detector.process(after_cooldown)) == 1
 
+    def test_cooldown_survives_finish_and_a_snapshot(self):
+        config = {"scoring": {**KEY_POLICY["scoring"], "cooldown": 86400}}
+        detector, stats = learned(config)
+        assert len(detector.process(attack_event(0))) == 1
+        detector.finish()
+        resumed = Detector(config, stats=stats)
+        resumed.load_state(detector.export_state())
+        assert resumed.process(attack_event(7200, event_id="after-restart")) == []
+        assert stats.suppressed["cooldown"] == 1
+
     def test_suppression_rule_and_its_expiry(self):
         rule = {"identity": "*role/app", "detector": "novelty.*", "reason": "known change",
                 "expires": "2026-06-30"}
