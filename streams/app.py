@@ -86,7 +86,7 @@ def create_app(settings: WorkerSettings, runtime: Runtime) -> faust.App:
         broker=[f"kafka://{server}" for server in settings.bootstrap_servers.split(",")],
         broker_credentials=broker_credentials(settings),
         store=settings.resolved_store(),
-        datadir=str(settings.data_dir),
+        datadir=str(settings.store_dir),
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,
         broker_max_poll_records=settings.max_poll_records,
@@ -184,13 +184,14 @@ def _declare_agents(app: faust.App, runtime: Runtime, topics: Mapping[str, Any],
 
     @app.agent(topics["raw"], name="ingest")
     async def ingest(stream: Any) -> None:
-        async for event in stream.events():
-            msg = event.message
-            where = {"topic": msg.topic, "partition": msg.partition, "offset": msg.offset}
-            try:
-                out = pipeline.split(event.value, **where)
-            except Exception as err:  # noqa: BLE001 - poison message: dead-letter it (B15)
-                out = pipeline.split_failed(event.value, err, **where)
+        # Raw messages of a short window are split together, so single-record messages
+        # still cross the repartition step in groups: one message per target partition
+        # per window instead of one per record. take_events acks only after the body ran.
+        window = runtime.settings.ingest_window
+        async for events in stream.take_events(runtime.settings.max_poll_records, window):
+            raw = [(e.value, e.message.topic, e.message.partition, e.message.offset)
+                   for e in events]
+            out = pipeline.split_many(raw)
             await send_all(runtime, out.records)
 
     @app.agent(topics["repartition"], name="detect")
@@ -206,6 +207,10 @@ def _declare_agents(app: faust.App, runtime: Runtime, topics: Mapping[str, Any],
             runtime.metrics.observe_batch(asyncio.get_running_loop().time() - started,
                                           out.events)
             await deliver(runtime, out, set_state)
+
+    @app.on_before_shutdown.connect
+    async def last_inventory(sender: Any, **_: Any) -> None:
+        await send_all(runtime, pipeline.flush_inventory().records)
 
     @app.on_partitions_revoked.connect
     async def on_revoked(sender: Any, revoked: set[Any], **_: Any) -> None:
@@ -263,9 +268,19 @@ def update_health(app: faust.App, runtime: Runtime, consumed: set[str]) -> None:
 
 
 def install_commit_sensor(app: faust.App, runtime: Runtime) -> None:
-    """Record each commit's time per partition so liveness can spot a stuck consumer."""
+    """Hook every offset commit: before it, queue the inventory records of identities that
+    changed (so they are flushed with everything else the commit covers; a crash can
+    never commit events whose inventory update was lost); after it, note the commit time
+    per partition so liveness can spot a stuck consumer (B15)."""
+    inventory = runtime.roles["inventory"]
+    pipeline = runtime.pipeline
 
     class CommitSensor(faust.Sensor):
+        def on_commit_initiated(self, consumer: Any) -> Any:
+            for record in pipeline.flush_inventory().records:
+                inventory.send_soon(key=record.key, value=record.value)
+            return None
+
         def on_tp_commit(self, tp_offsets: Mapping[Any, int]) -> None:
             for tp in tp_offsets:
                 runtime.metrics.set_committed(tp.topic, tp.partition)

@@ -1,18 +1,20 @@
 """Byte formats of the worker's topics and table, all orjson or fixed binary headers.
 
-- **Repartition messages** carry many identities' events at once so Faust's per-message
-  cost (about 370 us, docs/design.md) is paid once per group, not once per event. A message
-  is ``b"E"`` + orjson ``{"src": "topic[p]", "off": offset, "batches": {identity: [compact
-  event, ...]}}``: the raw message it came from, and its events per identity. Every
-  identity in it hashes to the partition the message is sent to (``partition_for``), so
-  each identity's state has exactly one owner. ``b"S"`` + orjson ``{identity: base64
-  blob}`` seeds state from a replay snapshot (warm start).
+- **Repartition messages** carry many identities' events, from one or many raw messages,
+  so Faust's per-message cost (about 370 us, docs/design.md) is paid once per group, not
+  once per event. A message is ``b"E"`` + orjson ``{"src": ["topic[p]", ...], "batches":
+  {identity: [[src index, position, compact event], ...]}}``. Every identity in it hashes
+  to the partition the message is sent to (``partition_for``), so each identity's state
+  has exactly one owner. ``b"S"`` + orjson ``{identity: base64 blob}`` seeds state from a
+  replay snapshot (warm start).
+- **Positions** number the events of one raw partition in order: ``offset << 20 | index of
+  the event in its raw message``.
 - **Compact events** are ``Event.to_dict()`` without the fields that hold their default.
-- **Table values** are a 4-byte length, an orjson map ``{"topic[p]": offset}`` of the last
-  raw message applied to this identity from each raw partition, then the detector's
-  identity blob. Raw messages of one partition reach an identity in order, so a message at
-  or below the stored offset was applied already (a redelivery after a crash) and is not
-  learned twice.
+- **Table values** are a 4-byte length, an orjson map ``{"topic[p]": position}`` of the
+  last event applied to this identity from each raw partition, then the detector's
+  identity blob. Events of one raw partition reach an identity in position order, so an
+  event at or below the stored position was applied already (a redelivery after a crash)
+  and is not learned twice.
 """
 
 from __future__ import annotations
@@ -63,12 +65,21 @@ def expand_event(data: Mapping[str, Any]) -> Event:
     return Event.from_dict(dict(data))
 
 
-def encode_events(batches: Mapping[str, Iterable[Event]], *, source: str,
-                  offset: int) -> bytes:
-    """One repartition message for several identities (all of one target partition),
-    made from the raw message at ``source`` (``topic[partition]``) ``offset``."""
-    body = {identity: [compact_event(e) for e in events] for identity, events in batches.items()}
-    return EVENTS_TAG + orjson.dumps({"src": source, "off": offset, "batches": body})
+INDEX_BITS = 20  # events per raw message that positions can tell apart (about a million)
+
+
+def position(offset: int, index: int) -> int:
+    """The order of an event within its raw partition (see the module docstring)."""
+    return (offset << INDEX_BITS) | min(index, (1 << INDEX_BITS) - 1)
+
+
+def encode_events(sources: list[str],
+                  batches: Mapping[str, Iterable[tuple[int, int, Event]]]) -> bytes:
+    """One repartition message for several identities (all of one target partition);
+    each event comes with the index of its raw partition in ``sources`` and its position."""
+    body = {identity: [[si, pos, compact_event(e)] for si, pos, e in entries]
+            for identity, entries in batches.items()}
+    return EVENTS_TAG + orjson.dumps({"src": sources, "batches": body})
 
 
 def encode_seed(entries: Mapping[str, bytes]) -> bytes:
@@ -91,9 +102,8 @@ def decode_repartition(data: bytes) -> tuple[bytes, dict[str, Any]]:
     if not isinstance(body, dict):
         raise InputError("invalid_record", "repartition message body is not an object")
     if tag == EVENTS_TAG and not (isinstance(body.get("batches"), dict)
-                                  and isinstance(body.get("off"), int)
-                                  and isinstance(body.get("src"), str)):
-        raise InputError("invalid_record", "repartition message lacks src, off or batches")
+                                  and isinstance(body.get("src"), list)):
+        raise InputError("invalid_record", "repartition message lacks src or batches")
     if tag == SEED_TAG:
         body = {k: base64.b64decode(v) for k, v in body.items()}
     return tag, body

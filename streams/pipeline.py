@@ -1,17 +1,18 @@
 """The worker's two steps as plain functions over bytes: no Faust, no I/O, easy to test.
 
-1. ``Pipeline.split`` (raw topic): payload bytes -> ``detector.sources.parse_payload`` ->
-   events grouped by the repartition partition of their identity -> one repartition message
-   per partition, plus dead letters.
+1. ``Pipeline.split_many`` (raw topic): the raw messages of one short window ->
+   ``detector.sources.parse_payload`` -> events grouped by the repartition partition of
+   their identity -> one repartition message per partition, plus dead letters.
 2. ``Pipeline.apply`` (repartition topic): one message -> for each identity in it, load its
    state blob from the table into the ``Detector`` (unless already loaded), process its
    events, hand back the new blob -> alerts, table writes, inventory, accounting, dead
    letters.
 
-Delivery is at least once. Each identity's table value records the last raw offset applied
-per raw partition, so a raw message redelivered after a crash (and the repartition
-messages made from it again) is recognised and skipped: the state never learns an event
-twice, and the skipped events are still reported on the accounting topic.
+Delivery is at least once. Each identity's table value records the position of the last
+event applied per raw partition, so a raw message redelivered after a crash (and the
+repartition messages made from it again) is recognised and skipped event by event: the
+state never learns an event twice, and skipped events are still reported on the
+accounting topic.
 All detection happens in ``detector``; this module only moves data.
 """
 
@@ -33,6 +34,27 @@ from streams import codecs
 log = logging.getLogger(__name__)
 
 StateGet = Callable[[str], "bytes | None"]
+RawMessage = tuple["bytes | None", str, int, int]  # data, topic, partition, offset
+
+# Events per repartition message: about 600 bytes each compact, so a message stays well
+# under the broker's default 1 MiB limit.
+MAX_EVENTS_PER_MESSAGE = 1000
+
+
+def _chunks(batches: Mapping[str, list], limit: int) -> list[dict[str, list]]:
+    """Split ``{identity: entries}`` into dicts of at most ``limit`` entries, keeping each
+    identity's entries in order (a large identity spans consecutive chunks)."""
+    chunks: list[dict[str, list]] = [{}]
+    size = 0
+    for identity, entries in batches.items():
+        for start in range(0, len(entries), limit):
+            part = entries[start:start + limit]
+            if size and size + len(part) > limit:
+                chunks.append({})
+                size = 0
+            chunks[-1].setdefault(identity, []).extend(part)
+            size += len(part)
+    return chunks
 
 
 @dataclass
@@ -109,6 +131,7 @@ class Pipeline:
         self._parse = parse
         self.dead_letters = CollectingDeadLetters()
         self.loaded: set[str] = set()
+        self.inventory_due: set[str] = set()
         self.dirty: dict[int, set[str]] = defaultdict(set)
         # Worker-only counters, kept out of RunStats so its per-source accounting stays
         # exact: parse failures are already counted there by the sources.
@@ -119,22 +142,44 @@ class Pipeline:
 
     def split(self, data: bytes | None, *, topic: str, partition: int, offset: int) -> Output:
         """Parse one raw message and group its events by repartition partition."""
+        return self.split_many([(data, topic, partition, offset)])
+
+    def split_many(self, messages: list[RawMessage]) -> Output:
+        """Parse raw messages (``(data, topic, partition, offset)``, in consumption order)
+        and group all their events into one repartition message per target partition
+        (more when one would exceed ``MAX_EVENTS_PER_MESSAGE``)."""
         out = Output()
+        sources: dict[str, int] = {}
+        groups: dict[int, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+        for data, topic, partition, offset in messages:
+            try:
+                events = self._parse_one(data, topic, partition, offset, out)
+            except Exception as err:  # noqa: BLE001 - poison message: dead-letter it (B15)
+                self.dead_letters.drain()  # partial results of the failed message
+                out.records += self.split_failed(data, err, topic=topic, partition=partition,
+                                                 offset=offset).records
+                continue
+            si = sources.setdefault(f"{topic}[{partition}]", len(sources))
+            for index, event in enumerate(events):
+                target = codecs.partition_for(event.identity, self.partitions)
+                groups[target][event.identity].append((si, codecs.position(offset, index),
+                                                       event))
+            out.events += len(events)
+        names = list(sources)
+        for target, batches in sorted(groups.items()):
+            for chunk in _chunks(batches, MAX_EVENTS_PER_MESSAGE):
+                out.add("repartition", None, codecs.encode_events(names, chunk), target)
+        return out
+
+    def _parse_one(self, data: bytes | None, topic: str, partition: int, offset: int,
+                   out: Output) -> list[Event]:
         origin = f"{topic}[{partition}]@{offset}"
         events = self._parse(data or b"", origin=origin, source=self.topic_sources.get(topic),
                              stats=self.stats, dead_letters=self.dead_letters, rules=self.rules)
         for entry in self.dead_letters.drain():
             self.failed[entry["reason"]] += 1
             out.records.append(dead_letter_record(entry, topic, partition, offset))
-        groups: dict[int, dict[str, list[Event]]] = defaultdict(lambda: defaultdict(list))
-        for event in events:
-            groups[codecs.partition_for(event.identity, self.partitions)][event.identity].append(
-                event)
-        for target, batches in sorted(groups.items()):
-            payload = codecs.encode_events(batches, source=f"{topic}[{partition}]", offset=offset)
-            out.add("repartition", None, payload, target)
-        out.events = len(events)
-        return out
+        return events
 
     def split_failed(self, data: bytes | None, err: BaseException, *, topic: str,
                      partition: int, offset: int) -> Output:
@@ -155,24 +200,34 @@ class Pipeline:
         if tag == codecs.SEED_TAG:
             return self._seed(body, get_state)
         out = Output()
-        src, raw_offset = body["src"], body["off"]
+        sources = body["src"]
         accounted: list[str] = []
-        for identity, items in body["batches"].items():
+        for identity, entries in body["batches"].items():
             applied, blob = codecs.unpack_state(get_state(identity))
-            if applied.get(src, -1) >= raw_offset:
-                # a redelivery: state has these events; account for them, do not relearn
-                self.redelivered += len(items)
-                accounted.extend(str(item.get("event_id", "")) for item in items)
-                continue
+            marks = dict(applied)
+            fresh = []
+            for si, pos, item in entries:
+                src = sources[si]
+                if pos <= applied.get(src, -1):
+                    # a redelivery: state has this event; account for it, do not relearn
+                    self.redelivered += 1
+                    accounted.append(str(item.get("event_id", "")))
+                    continue
+                fresh.append(item)
+                marks[src] = max(marks.get(src, -1), pos)
             self._ensure_loaded(identity, blob)
-            accounted.extend(self._run(identity, items, out, topic, partition, offset))
-            applied[src] = raw_offset
-            self._write_back(identity, applied, out)
+            if not fresh:
+                # outputs sent after this state was saved may have died with the last
+                # worker: announce the identity's inventory again
+                self.inventory_due.add(identity)
+                continue
+            accounted.extend(self._run(identity, fresh, out, topic, partition, offset))
+            self._write_back(identity, marks, out)
         for other in list(self.dirty.get(partition, ())):
             self._write_back(other, codecs.unpack_state(get_state(other))[0], out)
         if self.accounting and accounted:
-            value = {"source": src, "source_offset": raw_offset, "topic": topic,
-                     "partition": partition, "offset": offset, "event_ids": accounted}
+            value = {"topic": topic, "partition": partition, "offset": offset,
+                     "event_ids": accounted}
             out.add("accounting", None, codecs.dumps(value))
         out.events = len(accounted)
         return out
@@ -232,9 +287,20 @@ class Pipeline:
         if blob is None:
             return
         out.writes.append((identity, codecs.pack_state(applied, blob)))
-        record = self.inventory_of(identity)
-        if record is not None:
-            out.add("inventory", identity.encode("utf-8"), codecs.dumps(record))
+        self.inventory_due.add(identity)
+
+    def flush_inventory(self) -> Output:
+        """Inventory records of identities changed since the last flush. Called before each
+        offset commit (and at shutdown), not per message: the topic is compacted, so only
+        the latest record per identity matters, and building one costs more than the
+        event itself."""
+        out = Output()
+        due, self.inventory_due = self.inventory_due, set()
+        for identity in sorted(due):
+            record = self.inventory_of(identity)
+            if record is not None:
+                out.add("inventory", identity.encode("utf-8"), codecs.dumps(record))
+        return out
 
     def inventory_of(self, identity: str) -> dict[str, Any] | None:
         """The identity's inventory entry, as ``Detector.inventory()`` builds it for all."""
@@ -265,6 +331,7 @@ class Pipeline:
         for identity in list(self.loaded):
             if codecs.partition_for(identity, self.partitions) in partitions:
                 self.loaded.discard(identity)
+                self.inventory_due.discard(identity)
                 self.detector.store.pop(identity, None)
                 dropped += 1
         for partition in partitions:

@@ -99,6 +99,9 @@ SETTINGS: tuple[Setting, ...] = (
             "port of /livez, /readyz and /metrics; 0 picks a free port"),
     Setting("max_poll_records", "NHI_MAX_POLL_RECORDS", int, DEFAULT_MAX_POLL_RECORDS,
             "broker_max_poll_records: Kafka messages per poll (bounded, B19)"),
+    Setting("ingest_window", "NHI_INGEST_WINDOW", float, 0.1,
+            "seconds of raw messages split together into one repartition message per "
+            "partition (amortises Faust's per-message cost for single-record input)"),
     Setting("io_timeout", "NHI_IO_TIMEOUT", float, DEFAULT_IO_TIMEOUT_S,
             "timeout in seconds of every send and flush made by a handler"),
     Setting("liveness_commit_age", "NHI_LIVENESS_COMMIT_AGE", float,
@@ -156,6 +159,7 @@ class WorkerSettings:
     web_host: str
     web_port: int
     max_poll_records: int
+    ingest_window: float
     io_timeout: float
     liveness_commit_age: float
     startup_timeout: float
@@ -193,6 +197,12 @@ class WorkerSettings:
     def data_dir(self) -> Path:
         """One data directory per worker (B20): the worker id is part of the path."""
         return Path(self.state_dir) / (self.worker_id or socket.gethostname())
+
+    @property
+    def store_dir(self) -> Path:
+        """Faust's directory inside ``data_dir``, per app id: two apps' tables share a
+        name, and one's RocksDB files must never be read as the other's."""
+        return self.data_dir / self.app_id
 
     def topic_sources(self) -> dict[str, str | None]:
         """Raw topic name -> pinned source (None: auto-detect per record)."""
@@ -296,6 +306,8 @@ def _validate(settings: WorkerSettings) -> None:
     if not 1 <= settings.max_poll_records <= 10_000:
         raise ConfigError(f"max_poll_records must be in 1..10000 (B19), "
                           f"not {settings.max_poll_records}")
+    if settings.ingest_window <= 0:
+        raise ConfigError("ingest_window must be positive")
     if settings.io_timeout <= 0:
         raise ConfigError("io_timeout must be positive: every handler I/O has a timeout")
     outputs = [settings.alerts_topic, settings.shadow_topic, settings.inventory_topic,

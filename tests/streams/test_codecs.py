@@ -39,13 +39,20 @@ def test_compact_event__drops_defaults_and_round_trips() -> None:
     assert codecs.expand_event(orjson.loads(orjson.dumps(compact))) == event
 
 
-def test_events_message__round_trips_with_its_source_coordinates() -> None:
-    data = codecs.encode_events({"a": [make_event()], "b": [make_event(event_id="e2")]},
-                                source="raw[3]", offset=41)
+def test_events_message__round_trips_with_its_source_positions() -> None:
+    data = codecs.encode_events(["raw[3]", "raw[0]"], {
+        "a": [(0, codecs.position(41, 0), make_event())],
+        "b": [(1, codecs.position(7, 2), make_event(event_id="e2"))]})
     tag, body = codecs.decode_repartition(data)
     assert tag == codecs.EVENTS_TAG
-    assert (body["src"], body["off"]) == ("raw[3]", 41)
-    assert [e["event_id"] for e in body["batches"]["b"]] == ["e2"]
+    assert body["src"] == ["raw[3]", "raw[0]"]
+    [(si, pos, item)] = body["batches"]["b"]
+    assert (si, pos, item["event_id"]) == (1, (7 << 20) + 2, "e2")
+
+
+def test_position__orders_by_offset_then_index() -> None:
+    assert codecs.position(5, 0) < codecs.position(5, 1) < codecs.position(6, 0)
+    assert codecs.position(5, 10**9) < codecs.position(6, 0)  # index is capped
 
 
 def test_seed_message__carries_binary_blobs() -> None:

@@ -44,6 +44,8 @@ class Harness:
         return out.records
 
     def values(self, role: str) -> list:
+        if role == "inventory":
+            self.sent += self.pipeline.flush_inventory().records
         return [orjson.loads(r.value) for r in self.sent if r.role == role]
 
 
@@ -66,12 +68,40 @@ def test_split__one_message_per_partition_each_identity_on_its_own(story) -> Non
     out = pipeline.split(payloads(story.records, 60)[0], topic="raw", partition=0, offset=9)
     messages = [r for r in out.records if r.role == "repartition"]
     assert len({m.partition for m in messages}) == len(messages)
+    positions = []
     for message in messages:
         _, body = codecs.decode_repartition(message.value)
-        assert body["src"] == "raw[0]" and body["off"] == 9
+        assert body["src"] == ["raw[0]"]
         assert all(codecs.partition_for(i, PARTITIONS) == message.partition
                    for i in body["batches"])
+        positions += [pos for entries in body["batches"].values() for _, pos, _ in entries]
+    assert sorted(positions) == [codecs.position(9, i) for i in range(60)]
     assert out.events == 60
+
+
+def test_split_many__single_record_messages_share_repartition_messages(story) -> None:
+    pipeline = Harness().pipeline
+    raw = [(orjson.dumps(r), "raw", 1, 100 + i) for i, r in enumerate(story.records[:200])]
+    out = pipeline.split_many(raw)
+    messages = [r for r in out.records if r.role == "repartition"]
+    assert len(messages) <= PARTITIONS
+    assert out.events == 200
+
+
+def test_split_many__large_groups_are_chunked_in_order(story, monkeypatch) -> None:
+    import streams.pipeline as module
+
+    monkeypatch.setattr(module, "MAX_EVENTS_PER_MESSAGE", 7)
+    pipeline = Harness().pipeline
+    out = pipeline.split(payloads(story.records, 90)[0], topic="raw", partition=0, offset=3)
+    per_identity: dict[str, list[int]] = {}
+    for message in (r for r in out.records if r.role == "repartition"):
+        _, body = codecs.decode_repartition(message.value)
+        assert sum(len(v) for v in body["batches"].values()) <= 7
+        for identity, entries in body["batches"].items():
+            per_identity.setdefault(identity, []).extend(pos for _, pos, _ in entries)
+    assert sum(map(len, per_identity.values())) == 90
+    assert all(p == sorted(p) for p in per_identity.values())
 
 
 def test_split__bad_records_become_dead_letters_with_coordinates() -> None:
@@ -145,7 +175,7 @@ def test_apply__detector_failure_dead_letters_one_event_only(story) -> None:
     harness = Harness()
     good = codecs.compact_event(next(iter(_events(story.records[:1]))))
     bad = {**good, "event_id": "broken", "time": "not a time"}
-    body = {"src": "raw[0]", "off": 0, "batches": {good["identity"]: [bad, good]}}
+    body = {"src": ["raw[0]"], "batches": {good["identity"]: [[0, 0, bad], [0, 1, good]]}}
     value = codecs.EVENTS_TAG + orjson.dumps(body)
     records = harness.deliver(value, codecs.partition_for(good["identity"], PARTITIONS))
     dead = [orjson.loads(r.value) for r in records if r.role == "dead_letters"]

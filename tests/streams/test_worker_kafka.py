@@ -43,14 +43,19 @@ def ids_of(messages: list) -> set[str]:
     return {i for value in json_values(messages) for i in value["event_ids"]}
 
 
-def latest_inventory(bootstrap: str, app_id: str, identities: int) -> dict[str, dict]:
-    def enough(messages: list) -> bool:
-        return len({m.key for m in messages}) >= identities
+def latest_inventory(bootstrap: str, app_id: str, story: scenario.Scenario) -> dict[str, dict]:
+    """The last inventory record per identity, read until every role's event count has
+    reached its number of input records (the worker flushes inventory on a timer)."""
+    want = {scenario.role_arn(role): len(story.records_of(role)) for role in scenario.ROLES}
 
-    latest: dict[str, dict] = {}
-    for message in read_topic(bootstrap, f"{app_id}.inventory", until=enough, timeout=30):
-        latest[message.key.decode()] = orjson.loads(message.value)
-    return latest
+    def latest(messages: list) -> dict[str, dict]:
+        return {m.key.decode(): orjson.loads(m.value) for m in messages}
+
+    def complete(messages: list) -> bool:
+        got = latest(messages)
+        return all(got.get(k, {}).get("events", 0) >= n for k, n in want.items())
+
+    return latest(read_topic(bootstrap, f"{app_id}.inventory", until=complete, timeout=30))
 
 
 def distinct_alerts(bootstrap: str, app_id: str) -> dict[str, dict]:
@@ -89,7 +94,7 @@ def first_run(kafka_bootstrap: str, story: scenario.Scenario, tmp_path_factory) 
             "garbage_offsets": offsets[middle:middle + len(GARBAGE)],
             "alerts": distinct_alerts(kafka_bootstrap, app_id),
             "dead": json_values(read_topic(kafka_bootstrap, f"{app_id}.dlq", timeout=5)),
-            "inventory": latest_inventory(kafka_bootstrap, app_id, len(scenario.ROLES)),
+            "inventory": latest_inventory(kafka_bootstrap, app_id, story),
             "ready": worker.get("/readyz"), "live": worker.get("/livez"),
             "metrics": worker.get("/metrics")[1],
         }
@@ -178,7 +183,7 @@ def test_sigkill_mid_stream_loses_nothing_and_resumes_baselines(
     try:
         again.wait_ready()
         accounted = accounted_ids(kafka_bootstrap, app_id, set(story.event_ids), timeout=180)
-        inventory = latest_inventory(kafka_bootstrap, app_id, len(scenario.ROLES))
+        inventory = latest_inventory(kafka_bootstrap, app_id, story)
         alerts = distinct_alerts(kafka_bootstrap, app_id)
         redelivered = again.get("/metrics")[1]
     finally:
@@ -214,3 +219,47 @@ def test_missing_raw_topic_fails_clearly_after_the_startup_timeout(
     code = worker.process.wait(timeout=90)
     assert code == 3
     assert "raw topic(s) ['no-raw.raw'] do not exist" in worker.log_tail()
+
+
+def test_warm_start_from_a_replay_snapshot_is_applied_once(
+        kafka_bootstrap: str, story: scenario.Scenario, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    cut = scenario.T0 + 4 * 86400
+    history = [r for r in story.records if r["eventTime"] < scenario.iso(cut)]
+    live = story.records[len(history):]
+    (tmp_path / "history.jsonl").write_bytes(frame_lines(history))
+    snapshot = tmp_path / "baselines.snap"
+    replay = subprocess.run(
+        [sys.executable, "-m", "detector.cli", "replay", str(tmp_path / "history.jsonl"),
+         "--save-state", str(snapshot), "--alerts", str(tmp_path / "replay-alerts.jsonl"),
+         "--no-progress"], capture_output=True, text=True, timeout=300)
+    assert replay.returncode == 0, replay.stderr
+    app_id = "warm"
+    create_topic(kafka_bootstrap, f"{app_id}.raw")
+    args = worker_args(kafka_bootstrap, app_id, tmp_path / "state", free_port(),
+                       "--load-state", str(snapshot))
+    worker = start_worker(args, tmp_path / "worker1.log")
+    try:
+        worker.wait_ready()
+        produce(kafka_bootstrap, f"{app_id}.raw",
+                [frame_lines(live[i:i + BATCH]) for i in range(0, len(live), BATCH)])
+        accounted_ids(kafka_bootstrap, app_id, {r["eventID"] for r in live}, timeout=120)
+        inventory = latest_inventory(kafka_bootstrap, app_id, story)
+        alerts = distinct_alerts(kafka_bootstrap, app_id)
+    finally:
+        assert worker.stop() == 0, worker.log_tail()
+    for role in scenario.ROLES:
+        # the baseline continued from the snapshot: history and live events both counted
+        assert inventory[scenario.role_arn(role)]["events"] == len(story.records_of(role))
+    victim = scenario.role_arn(scenario.VICTIM)
+    assert any(a["identity"]["key"] == victim for a in alerts.values())
+    again = start_worker(args, tmp_path / "worker2.log")
+    try:
+        again.wait_ready()
+    finally:
+        assert again.stop() == 0, again.log_tail()
+    assert "was applied before; skipping" in again.log_path.read_text()
+    markers = read_topic(kafka_bootstrap, f"{app_id}-warm-start", timeout=5)
+    assert len(markers) == 1
