@@ -32,6 +32,16 @@ class Actor:
     def ip(self, rng: Rng) -> str:
         return rng.host(rng.choice(self.ips))
 
+    def ip_for(self, session: Session | None) -> str:
+        """The one address a session calls from: a task, a function instance or an agent
+        process sits behind one NAT gateway for its whole life."""
+        key = session.key_id if session and session.key_id else ""
+        found = self.extra.setdefault("_ips", {}).get(key)
+        if found is None:
+            rng = Rng(f"{self.ident.key}|ip|{key}")
+            found = self.extra["_ips"][key] = rng.host(rng.choice(self.ips))
+        return found
+
 
 def _task_id(idx: int, rng: Rng, t: float) -> str:
     return rng.hex(32)
@@ -41,13 +51,17 @@ def _weighted_actions(rng: Rng, weights: list[tuple[str, float]], n: int) -> lis
     return [rng.weighted(weights) for _ in range(n)]
 
 
-def _vpce_kw(g: Gen, actor: Actor, action: str, rng: Rng, private24: str) -> dict[str, Any]:
-    """Route AWS-service calls of instance/VPC workloads through interface endpoints."""
+def _vpce_kw(g: Gen, actor: Actor, action: str, instance: str, private24: str
+             ) -> dict[str, Any]:
+    """Route an instance's AWS-service calls through interface endpoints (from its private
+    address), the rest through its subnet's NAT gateway."""
     svc = action.partition(":")[0]
     env = actor.ident.res["env"]
+    rng = Rng(f"{actor.ident.key}|{instance}")
+    private, nat = rng.host(private24), rng.choice(actor.ips)
     if svc in VPCE_SERVICES and env in g.vpce:
-        return {"ip": rng.host(private24), "extra": {"vpce": g.vpce[env][svc]}}
-    return {"ip": actor.ip(rng)}
+        return {"ip": private, "extra": {"vpce": g.vpce[env][svc]}}
+    return {"ip": nat}
 
 
 # --- pollers and scheduled jobs ------------------------------------------------------------
@@ -64,9 +78,9 @@ def poller(g: Gen, env: str, name: str, period: float, actions: list[str],
     errors = rare_errors(0.003)
     for day in g.day_range(ident):
         for t in periodic_times(g, rng, day, period, phase, 15.0):
+            s = actor.sessions.at(t)
             run_calls(g, ident, rng, t, actions, gap=(0.1, 1.5), errors=errors,
-                      session=actor.sessions.at(t), ip=actor.ip(rng), ua=actor.ua,
-                      region=ident.region)
+                      session=s, ip=actor.ip_for(s), ua=actor.ua, region=ident.region)
     return actor
 
 
@@ -92,9 +106,9 @@ def scheduled_job(g: Gen, env: str, name: str, template: list[tuple[str, Any]], 
         factor = (bursts or {}).get(day, 1.0)
         if factor != 1.0:
             actions = actions * int(factor)
+        s = actor.sessions.at(t)
         run_calls(g, ident, rng, t, actions, gap=(0.3, 6.0), errors=errors,
-                  session=actor.sessions.at(t), ip=actor.ip(rng), ua=actor.ua,
-                  region=ident.region)
+                  session=s, ip=actor.ip_for(s), ua=actor.ua, region=ident.region)
     return actor
 
 
@@ -143,10 +157,10 @@ def lambda_fn(g: Gen, env: str, name: str, weights: list[tuple[str, float]],
             if s.key_id not in seen:
                 seen.add(s.key_id)
                 run_calls(g, ident, rng, t, init or [], gap=(0.05, 0.4), session=s,
-                          ip=actor.ip(rng), ua=ua, region=region)
+                          ip=actor.ip_for(s), ua=ua, region=region)
                 t += 1.0
             run_calls(g, ident, rng, t, _weighted_actions(rng, acts, 1), errors=errors,
-                      session=s, ip=actor.ip(rng), ua=ua, region=region)
+                      session=s, ip=actor.ip_for(s), ua=ua, region=region)
     return actor
 
 
@@ -216,9 +230,10 @@ def _ec2_slot(g: Gen, actor: Actor, sessions: Sessions, subnet: str,
     for day in g.day_range(ident):
         for t in poisson_times(g, rng, day, per_hour, traffic_weight):
             action = rng.weighted(weights)
-            g.emit(ident, rng, t, action, session=sessions.at(t), ua=actor.ua,
+            session = sessions.at(t)
+            g.emit(ident, rng, t, action, session=session, ua=actor.ua,
                    region=ident.region, error=errors(action, rng),
-                   **_vpce_kw(g, actor, action, rng, subnet))
+                   **_vpce_kw(g, actor, action, session.name or "", subnet))
 
 
 # --- CI/CD roles assumed with GitHub's OIDC tokens -----------------------------------------
@@ -267,7 +282,7 @@ def ci_run(g: Gen, actor: Actor, t: float, actions: list[str],
     ip = actor.ip(rng)
     session.extra["ip"] = ip
     mint = web_identity_assume(g, ident, "token.actions.githubusercontent.com",
-                               actor.extra["subject"], lambda r: ip, world.GHA_STS_UA)
+                               actor.extra["subject"], lambda r, s: ip, world.GHA_STS_UA)
     mint(session, rng)
     t += rng.uniform(20, 90)
     cli = world.cli_ua(rng)
@@ -294,13 +309,15 @@ def irsa_role(g: Gen, env: str, name: str, sa: str, weights: list[tuple[str, flo
         return f"botocore-session-{int(t)}"
     provider = g.oidc_eks[env]
     actor.sessions = Sessions(g, ident, HOUR, namer, phase=rng.uniform(0, HOUR))
-    actor.sessions.mint = web_identity_assume(g, ident, provider, sa, lambda r: actor.ip(r), ua)
+    actor.sessions.mint = web_identity_assume(g, ident, provider, sa,
+                                              lambda r, s: actor.ip_for(s), ua)
     errors = rare_errors(0.004)
     for day in g.day_range(ident):
         for t in poisson_times(g, rng, day, per_hour):
             action = rng.weighted(weights)
-            g.emit(ident, rng, t, action, session=actor.sessions.at(t), ip=actor.ip(rng),
-                   ua=ua, region=ident.region, error=errors(action, rng))
+            s = actor.sessions.at(t)
+            g.emit(ident, rng, t, action, session=s, ip=actor.ip_for(s), ua=ua,
+                   region=ident.region, error=errors(action, rng))
     return actor
 
 
@@ -318,7 +335,7 @@ def data_pipeline(g: Gen, env: str, name: str, hour: int, gets: tuple[int, int],
     for day in g.day_range(ident):
         t = g.day_t(day) + hour * HOUR + rng.uniform(0, 240)
         s = actor.sessions.at(t)
-        kw = {"session": s, "ip": actor.ip(rng), "ua": actor.ua, "region": ident.region}
+        kw = {"session": s, "ip": actor.ip_for(s), "ua": actor.ua, "region": ident.region}
         t = run_calls(g, ident, rng, t, ["glue:GetTable", "s3:ListObjects", "s3:ListObjects"],
                       extra={"bucket": src_bucket}, **kw)
         t = run_calls(g, ident, rng, t, ["s3:GetObject"] * rng.randint(*gets), gap=(0.2, 3.0),
@@ -344,9 +361,9 @@ def ai_agent(g: Gen, env: str, name: str, ua: str, weights: list[tuple[str, floa
             for _ in range(rng.randint(*turns)):
                 actions += ["bedrock:InvokeModel", rng.weighted(weights)]
             actions.append("bedrock:InvokeModel")
-            run_calls(g, ident, rng, t, actions, gap=(1.0, 12.0),
-                      session=actor.sessions.at(t), ip=actor.ip(rng), ua=ua,
-                      region=ident.region)
+            s = actor.sessions.at(t)
+            run_calls(g, ident, rng, t, actions, gap=(1.0, 12.0), session=s,
+                      ip=actor.ip_for(s), ua=ua, region=ident.region)
     return actor
 
 
@@ -364,11 +381,13 @@ def legacy_user(g: Gen, env: str, name: str, nets: list[str], ua: str,
     switch = g.day_t(rotate[0]) + rotate[1] * HOUR + rotate[2] * MINUTE if rotate else 1e18
     weight = business_weight if shape == "business" else None
     errors = rare_errors(0.004)
+    egress = [rng.host(net) for net in nets]
     for day in g.day_range(ident):
         for t in poisson_times(g, rng, day, per_hour, weight):
             action = rng.weighted(weights)
+            ip = egress[0] if rng.random() < 0.97 or len(egress) == 1 else rng.choice(egress)
             g.emit(ident, rng, t, action, session=actor.key if t < switch else new_key,
-                   ip=actor.ip(rng), ua=ua, region=ident.region, error=errors(action, rng))
+                   ip=ip, ua=ua, region=ident.region, error=errors(action, rng))
     return actor
 
 

@@ -124,7 +124,7 @@ def render(c: Call, rng: Rng) -> dict[str, Any]:
     rec["responseElements"] = None if c.error else c.response
     if "additional" in c.extra:
         rec["additionalEventData"] = c.extra["additional"]
-    if c.extra.get("event_type") != "AwsServiceEvent":
+    if c.extra.get("event_type", "AwsApiCall") == "AwsApiCall":
         rec["requestID"] = c.extra.get("request_id") or rng.uuid()
     rec["eventID"] = c.eid
     rec["readOnly"] = read_only(c.action)
@@ -164,6 +164,14 @@ def _res(c: Call, key: str, default: Any) -> Any:
 def _pick(c: Call, rng: Rng, key: str, default: str) -> str:
     value = c.extra.get(key) or c.ident.res.get(key) or default
     return rng.choice(value) if isinstance(value, (list, tuple)) else value
+
+
+def _stable(c: Call, rng: Rng, kind: str, make: Callable[[Rng], str], n: int = 2) -> str:
+    """One of the ``n`` long-lived resources of this kind an identity works with (its KMS
+    keys, target groups, hosted zones): fixed per identity, not new on every call."""
+    if kind in c.extra or kind in c.ident.res:
+        return _pick(c, rng, kind, "")
+    return make(Rng(f"{c.ident.key}|{kind}|{rng.randrange(n)}"))
 
 
 @builds("s3:GetObject", "s3:PutObject", "s3:HeadObject", "s3:DeleteObject")
@@ -223,7 +231,7 @@ def _s3_list_buckets(c: Call, rng: Rng) -> None:
 
 @builds("kms:Decrypt", "kms:GenerateDataKey", "kms:Encrypt", "kms:DescribeKey")
 def _kms(c: Call, rng: Rng) -> None:
-    key = _pick(c, rng, "kms_key", "mrk-" + rng.hex(32))
+    key = _stable(c, rng, "kms_key", lambda r: r.uuid(), n=1)
     arn = f"arn:aws:kms:{c.region}:{c.ident.tenant}:key/{key}"
     c.params = {"encryptionAlgorithm": "SYMMETRIC_DEFAULT"}
     if c.action == "kms:GenerateDataKey":
@@ -479,8 +487,9 @@ def _asg(c: Call, rng: Rng) -> None:
         "elasticloadbalancing:DeregisterTargets", "elasticloadbalancing:DescribeListeners",
         "elasticloadbalancing:DescribeRules")
 def _elb(c: Call, rng: Rng) -> None:
-    tg = (f"arn:aws:elasticloadbalancing:{c.region}:{c.ident.tenant}:targetgroup/"
-          f"{_pick(c, rng, 'target_group', 'k8s-default')}/{rng.hex(16)}")
+    tg = _stable(c, rng, "target_group", lambda r: (
+        f"arn:aws:elasticloadbalancing:{c.region}:{c.ident.tenant}:targetgroup/"
+        f"k8s-{r.choice(('default', 'prod', 'ingress'))}-{r.hex(10)}/{r.hex(16)}"), n=3)
     if "Targets" in c.action:
         c.params = {"targetGroupArn": tg, "targets": [{"id": f"10.20.{rng.randint(64, 127)}."
                                                              f"{rng.randint(2, 250)}",
@@ -517,7 +526,7 @@ def _rds(c: Call, rng: Rng) -> None:
 @builds("route53:ListResourceRecordSets", "route53:ChangeResourceRecordSets",
         "route53:ListHostedZones", "route53:GetChange")
 def _route53(c: Call, rng: Rng) -> None:
-    zone = _pick(c, rng, "zone", "Z0" + rng.b32(12))
+    zone = _stable(c, rng, "zone", lambda r: "Z0" + Rng(c.ident.tenant).b32(12), n=1)
     if c.action == "route53:ChangeResourceRecordSets":
         host = f"{rng.choice(('api', 'app', 'grafana', 'argocd', 'auth'))}.northwind-eng.com"
         c.params = {"hostedZoneId": zone, "changeBatch": {"changes": [{
@@ -585,21 +594,33 @@ def _create_user(c: Call, rng: Rng) -> None:
                            "createDate": aws_human_date(c.t)}}
 
 
+ADMIN_POLICY = "arn:aws:iam::aws:policy/AdministratorAccess"
+ALLOW_ALL = '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}'
+MANAGED_ROLES = ("orders-api-task", "checkout-web-task", "batch-worker-task", "reporting-task",
+                 "search-indexer-task")
+
+
 @builds("iam:AttachUserPolicy", "iam:AttachRolePolicy")
 def _attach(c: Call, rng: Rng) -> None:
-    policy = c.extra.get("policy_arn", "arn:aws:iam::aws:policy/AdministratorAccess")
+    """Routine attachments are read-only policies on application roles; the scenarios pass
+    their own target and policy."""
+    policy = c.extra.get("policy_arn", "arn:aws:iam::aws:policy/ReadOnlyAccess")
     if c.action == "iam:AttachUserPolicy":
         c.params = {"userName": c.extra.get("user_name", c.ident.name), "policyArn": policy}
     else:
-        c.params = {"roleName": c.extra.get("role_name", c.ident.name), "policyArn": policy}
+        c.params = {"roleName": c.extra.get("role_name") or rng.choice(MANAGED_ROLES),
+                    "policyArn": policy}
 
 
 @builds("iam:PutRolePolicy")
 def _put_role_policy(c: Call, rng: Rng) -> None:
+    """Routine inline policies grant an application role one bucket; the scenarios pass
+    their own (self-targeted, allow-all) document."""
+    role = c.extra.get("role_name") or rng.choice(MANAGED_ROLES)
     doc = c.extra.get("policy_document") or (
-        '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}')
-    c.params = {"roleName": c.extra.get("role_name", c.ident.name),
-                "policyName": c.extra.get("policy_name", "inline-" + rng.hex(4)),
+        '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["s3:GetObject",'
+        f'"s3:PutObject"],"Resource":"arn:aws:s3:::nw-{role}-data/*"}}]}}')
+    c.params = {"roleName": role, "policyName": c.extra.get("policy_name", f"{role}-s3"),
                 "policyDocument": doc}
 
 
@@ -694,15 +715,18 @@ def _cfn(c: Call, rng: Rng) -> None:
 
 @builds("cloudfront:CreateInvalidation")
 def _cf(c: Call, rng: Rng) -> None:
-    c.params = {"distributionId": _pick(c, rng, "distribution", "E" + rng.b32(13)),
+    c.params = {"distributionId": _stable(c, rng, "distribution", lambda r: "E" + r.b32(13),
+                                          n=1),
                 "invalidationBatch": {"paths": {"quantity": 1, "items": ["/*"]},
                                       "callerReference": str(int(c.t))}}
 
 
 @builds("acm:ListCertificates", "acm:DescribeCertificate")
 def _acm(c: Call, rng: Rng) -> None:
+    cert = _stable(c, rng, "certificate", lambda r: Rng(f"{c.ident.tenant}|{r.random()}").uuid(),
+                   n=4)
     c.params = {"certificateArn": f"arn:aws:acm:{c.region}:{c.ident.tenant}:certificate/"
-                f"{rng.uuid()}"} if "Describe" in c.action else {"includes": {}}
+                f"{cert}"} if "Describe" in c.action else {"includes": {}}
 
 
 @builds("dynamodb:DescribeTable", "dynamodb:ListTables", "dynamodb:CreateBackup",

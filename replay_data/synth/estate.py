@@ -8,8 +8,8 @@ from typing import Any
 
 from . import archetypes as A
 from . import world
-from .core import DAY, HOUR, MINUTE, Rng
-from .gen import Gen, Sessions, aws_role, cross_account_assume, expand, rare_errors, run_calls
+from .core import DAY, HOUR, Identity, Rng
+from .gen import Gen, Sessions, aws_role, cross_account_assume, rare_errors
 
 POLLERS = [
     ("ecs-health-poller", 300, ["ecs:DescribeServices"], {"ecs_cluster": "prod-services"}),
@@ -201,6 +201,7 @@ def build(g: Gen, rate: float = 1.0) -> dict[str, Any]:
     _legacy(g, rng, h)
     h["terraform"] = terraform(g, rng)
     _pipelines(g)
+    _key_rotations(g)
     A.ai_agent(g, "prod", "support-assistant-bedrock", world.BEDROCK_AGENT_UA,
                [("bedrock:Retrieve", 3), ("dynamodb:DescribeTable", 0.5),
                 ("s3:GetObject", 1)], 0.4, bucket="nw-support-kb", kb="KB7QX2M4ZP",
@@ -231,6 +232,29 @@ def _jobs(g: Gen, rng: Rng) -> None:
                                                                   "catalog-db")))
     A.scheduled_job(g, "prod", "weekly-access-review", WEEKLY_REVIEW, 5, 30, weekdays=(6,))
     A.scheduled_job(g, "staging", "weekly-cost-report", JOBS["report"], 6, 0, weekdays=(0,))
+
+
+def _key_rotations(g: Gen) -> None:
+    """KMS rotates customer keys on its own: ``AwsServiceEvent`` records whose
+    ``userIdentity`` has no type, only the account and the invoking service."""
+    for env, acct in world.ACCOUNTS.items():
+        rng = Rng(f"{g.seed}|kms-rotation|{env}")
+        kms = Identity(key=f"aws-service:kms.amazonaws.com@{acct}", source="aws",
+                       archetype="aws_service_event", kind="machine", tenant=acct,
+                       name="kms.amazonaws.com")
+        keys = [rng.uuid() for _ in range(3)]
+        for day in range(rng.randint(0, 9), g.days, 10):
+            for key in keys:
+                t = g.day_t(day) + rng.uniform(0, DAY)
+                arn = f"arn:aws:kms:us-east-1:{acct}:key/{key}"
+                g.emit(kms, rng, t, "kms:RotateKey", ip="kms.amazonaws.com",
+                       ua="kms.amazonaws.com", region="us-east-1", params=None,
+                       extra={"ui": {"accountId": acct, "invokedBy": "kms.amazonaws.com"},
+                              "event_type": "AwsServiceEvent", "additional": {"keyId": key},
+                              "resources": [{"accountId": acct, "type": "AWS::KMS::Key",
+                                             "ARN": arn}],
+                              "service_details": {"keyOrigin": "AWS_KMS",
+                                                  "keyRotationMode": "AUTOMATIC"}})
 
 
 def _service_linked(g: Gen) -> dict[str, A.Actor]:
@@ -349,9 +373,9 @@ def _terraform_run(g: Gen, runner: A.Actor, target: A.Actor, t: float, tf: str,
         target.sessions = Sessions(g, target.ident, HOUR, lambda i, r, tt: f"atlantis-{int(tt)}")
     target.sessions.mint = cross_account_assume(g, runner.ident, runner.sessions, target.ident,
                                                 world.terraform_ua(tf, provider, "sts"),
-                                                lambda r: runner.ip(r))
+                                                lambda r, s: runner.ip_for(s))
     s = target.sessions.at(t)
-    ip = runner.ip(rng)
+    ip = runner.ip_for(runner.sessions.at(t))
     actions = [rng.choice(reads) for _ in range(rng.randint(12, 28))] + writes[:rng.randint(0, 3)]
     for action in actions:
         t += rng.uniform(0.05, 2.0)

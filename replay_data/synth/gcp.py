@@ -154,13 +154,16 @@ def gcp_actor(g: Gen, project: str, name: str, archetype: str, ops: list[tuple[s
     key = f"//iam.googleapis.com/projects/{project}/serviceAccounts/{ident.key}/keys/" \
         f"{rng.hex(40)}" if key_name else None
     weight = business_weight if shape == "business" else None
+    callers = [rng.host(net) for net in nets for _ in range(2)]
     for day in g.day_range(ident):
         times = poisson_times(g, rng, day, per_hour, weight)
         if burst:
-            t0 = g.day_t(day) + burst[0] * HOUR + rng.uniform(0, 120)
-            times += [t0 + i * rng.uniform(2, 20) for i in range(burst[1])]
+            t = g.day_t(day) + burst[0] * HOUR + rng.uniform(0, 120)
+            for _ in range(burst[1]):
+                times.append(t)
+                t += rng.uniform(2, 20)
         for t in sorted(times):
-            emit_gcp(g, ident, rng, t, rng.weighted(ops), ip=rng.host(rng.choice(nets)), ua=ua,
+            emit_gcp(g, ident, rng, t, rng.weighted(ops), ip=rng.choice(callers), ua=ua,
                      key_name=key)
     return ident, rng
 
@@ -329,8 +332,7 @@ def projects(g: Gen) -> dict[str, Any]:
         dict(p=infra, n="log-router-monitor", a="poller", ops=[(
             "logging.googleapis.com:google.logging.v2.ConfigServiceV2.ListSinks", 1)], rate=1.0,
              ua=world.GCP_GO_UA, nets=["private"]),
-        dict(p=infra, n="gke-nodes", a="node", ops=[(ST_GET, 3), (
-            "artifactregistry.googleapis.com:Docker-PutManifest", 0.01)], rate=3.0,
+        dict(p=infra, n="gke-nodes", a="node", ops=[(ST_GET, 3)], rate=3.0,
              ua="containerd/1.7.22,gzip(gfe)", nets=gce,
              bucket="artifacts.nw-shared-infra.appspot.com"),
         dict(p=infra, n="secops-scanner", a="poller", ops=[(GET_IAM, 2), (LIST_SA, 1),

@@ -194,15 +194,15 @@ def service_assume_role(g: Gen, ident: Identity, service: str) -> MintFn:
 
 
 def web_identity_assume(g: Gen, ident: Identity, provider: str, subject: str, ip_fn:
-                        Callable[[Rng], str], ua: str, audience: str = "sts.amazonaws.com"
-                        ) -> MintFn:
+                        Callable[[Rng, Session], str], ua: str,
+                        audience: str = "sts.amazonaws.com") -> MintFn:
     """Mint function: ``AssumeRoleWithWebIdentity`` (GitHub Actions OIDC, EKS IRSA)."""
     provider_arn = f"arn:aws:iam::{ident.tenant}:oidc-provider/{provider}"
 
     def mint(s: Session, rng: Rng) -> None:
         s.web_provider = provider_arn
         call = g.emit(ident, rng, s.created, "sts:AssumeRoleWithWebIdentity", session=s,
-                      ip=ip_fn(rng), ua=ua, region=ident.region,
+                      ip=ip_fn(rng, s), ua=ua, region=ident.region,
                       params={"roleArn": ident.key, "roleSessionName": s.name,
                               "durationSeconds": 3600},
                       response={"credentials": credentials(s),
@@ -222,7 +222,8 @@ def web_identity_assume(g: Gen, ident: Identity, provider: str, subject: str, ip
 
 
 def cross_account_assume(g: Gen, caller: Identity, caller_sessions: Sessions,
-                         target: Identity, ua: str, ip_fn: Callable[[Rng], str]) -> MintFn:
+                         target: Identity, ua: str, ip_fn: Callable[[Rng, Session], str]
+                         ) -> MintFn:
     """Mint function: ``AssumeRole`` by a role of another account, logged in both accounts
     (the target account sees the caller as type ``AWSAccount``)."""
     def mint(s: Session, rng: Rng) -> None:
@@ -233,7 +234,7 @@ def cross_account_assume(g: Gen, caller: Identity, caller_sessions: Sessions,
         response = {"credentials": credentials(s), "assumedRoleUser": {
             "assumedRoleId": f"{target.principal_id}:{s.name}",
             "arn": f"arn:aws:sts::{target.tenant}:assumed-role/{target.name}/{s.name}"}}
-        ip = ip_fn(rng)
+        ip = ip_fn(rng, caller_s)
         mine = g.emit(caller, rng, s.created, "sts:AssumeRole", session=caller_s, ip=ip, ua=ua,
                       region=world.HOME_REGION, params=params, response=response)
         theirs = g.emit(target, rng, s.created, "sts:AssumeRole", session=caller_s, ip=ip,

@@ -135,9 +135,12 @@ def _aws_session(g: Gen, rng: Rng, person: Person, roles: dict[tuple[str, str], 
     ip = rng.host(person.nets[0] if rng.random() < 0.7 else person.nets[1])
     ua = person.ua_browser if console else person.ua_cli
     pool = DATA_READS if permset == "DataEngineer" else CONSOLE_READS
+    if console:
+        _console_login(g, rng, role, sessions.at(t), t, ip, ua)
+        t += rng.uniform(3, 20)
     for _ in range(rng.randint(2, 7)):
         action = rng.choice(pool)
-        if permset in ("AdministratorAccess", "PowerUserAccess") and rng.random() < 0.04:
+        if permset != "DataEngineer" and rng.random() < 0.04:
             action = rng.choice(ADMIN_WRITES)
         call = g.emit(role, rng, t, action, session=sessions.at(t), ip=ip, ua=ua,
                       region=_region(rng, person, env, action),
@@ -146,6 +149,16 @@ def _aws_session(g: Gen, rng: Rng, person: Person, roles: dict[tuple[str, str], 
         if call is not None and permset == "ReadOnlyAccess" and action in ADMIN_WRITES:
             call.error = ("AccessDenied", "")
         t += rng.uniform(2, 120)
+
+
+def _console_login(g: Gen, rng: Rng, role: Identity, session: Session, t: float, ip: str,
+                   ua: str) -> None:
+    """The federated console sign-in that opens an SSO console session."""
+    call = g.emit(role, rng, t, "signin:ConsoleLogin", session=session, ip=ip, ua=ua,
+                  region="us-east-1", response={"ConsoleLogin": "Success"})
+    if call is not None:
+        call.extra.update(event_type="AwsConsoleSignIn", host="signin.aws.amazon.com",
+                          additional={"MobileVersion": "No", "MFAUsed": "No"})
 
 
 def _region(rng: Rng, person: Person, env: str, action: str) -> str:

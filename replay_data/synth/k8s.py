@@ -55,14 +55,15 @@ def sa_actor(g: Gen, cluster: str, ns: str, name: str, archetype: str,
     ident, rng = sa_identity(g, cluster, ns, name, archetype, **res)
     ident.first_day = first_day
     ident.nets, ident.uas = nets, [ua]
-    pods = _pods(rng, name, pod_days, g)
+    pods = _pods(rng, name, pod_days, g) if pod_days else []
     for day in g.day_range(ident):
         weight = None if shape == "flat" else _k8s_business
         for t in poisson_times(g, rng, day, per_hour, weight):
             op = rng.weighted(ops)
             target_ns = rng.choice(namespaces) if namespaces else ns
-            emit_k8s(g, ident, rng, t, op, ip=rng.host(rng.choice(nets)), ua=ua,
-                     ns=target_ns, pod=_pod_at(pods, t))
+            pod = _pod_at(pods, t)
+            emit_k8s(g, ident, rng, t, op, ip=_pod_ip(ident, pod, nets), ua=ua,
+                     ns=target_ns, pod=pod)
     return ident, rng
 
 
@@ -77,6 +78,12 @@ def _pods(rng: Rng, name: str, days: float, g: Gen) -> list[tuple[float, str, st
         out.append((t, f"{name}-{rng.b36(9)[:9]}-{rng.b36(5)}", rng.uuid()))
         t += rng.uniform(0.3, 2.0) * days * DAY
     return out
+
+
+def _pod_ip(ident: Identity, pod: tuple[str, str] | None, nets: list[str]) -> str:
+    """A pod keeps one address for its life (control-plane callers have none of their own)."""
+    rng = Rng(f"{ident.key}|{pod[1] if pod else 'static'}")
+    return rng.host(rng.choice(nets))
 
 
 def _pod_at(pods: list[tuple[float, str, str]], t: float) -> tuple[str, str] | None:
@@ -337,7 +344,7 @@ def cluster(g: Gen, env: str, n_apps: int) -> dict[str, Any]:
     for ctrl, ops, rate in CONTROLLERS:
         sa_actor(g, name, "kube-system", ctrl, "k8s_controller", ops, rate * 0.3,
                  world.K8S_CONTROLLER_UA.format(f"system:serviceaccount:kube-system:{ctrl}"),
-                 cp_nets, namespaces=apps + ["kube-system"])
+                 cp_nets, namespaces=apps + ["kube-system"], pod_days=0)
     for op in _operators(g, name, rng, apps):
         nets = [f"{base}.{rng.randint(64, 127)}"]
         sa_actor(g, name, op["ns"], op["name"], "k8s_operator", op["ops"],

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import archetypes as A
-from . import gcp, k8s, world
+from . import aws, gcp, k8s, world
 from .core import DAY, HOUR, MINUTE, Call, Identity, Rng, Session
 from .gen import Gen, poisson_times
 
@@ -162,7 +162,8 @@ def s02_leaked_key(g: Gen) -> None:
     t = _steps(g, actor.ident, rng, t, sid, [
         ("iam:CreateUser", None, {"user_name": new_user}),
         ("iam:CreateAccessKey", None, {"user_name": new_user, "new_key": new_key}),
-        ("iam:AttachUserPolicy", None, {"user_name": new_user}),
+        ("iam:AttachUserPolicy", None, {"user_name": new_user,
+                                        "policy_arn": aws.ADMIN_POLICY}),
         ("iam:ListAttachedUserPolicies", None, {"user_name": new_user})], (4, 20), **kw)
     key = Session(name=None, key_id=new_key, created=t)
     _steps(g, created, rng, t + rng.uniform(60, 200), sid, [
@@ -196,8 +197,11 @@ def s03_ci_self_escalation(g: Gen) -> None:
     steps: list[Any] = [
         ("sts:GetCallerIdentity",), ("iam:GetRole",), ("iam:ListAttachedRolePolicies",),
         ("iam:ListRolePolicies",),
-        ("iam:PutRolePolicy", None, {"policy_name": "ci-break-glass"}),
-        ("iam:AttachRolePolicy", None, {}),
+        ("iam:PutRolePolicy", None, {"policy_name": "ci-break-glass",
+                                     "role_name": actor.ident.name,
+                                     "policy_document": aws.ALLOW_ALL}),
+        ("iam:AttachRolePolicy", None, {"role_name": actor.ident.name,
+                                        "policy_arn": aws.ADMIN_POLICY}),
         ("iam:ListAttachedRolePolicies",), ("iam:ListRoles",),
         ("lambda:CreateFunction20150331", None, {"function": "settlement-hotfix-runner",
                                                  "pass_role": admin}),
@@ -230,8 +234,9 @@ def s04_logging_tampering(g: Gen) -> None:
                         ("guardduty:ListDetectors",), ("guardduty:UpdateDetector",),
                         ("config:StopConfigurationRecorder",),
                         ("cloudtrail:DeleteTrail", DENY, {"trail": trail})]
-    _steps(g, actor.ident, rng, t, sid, steps, (3, 25), session=actor.sessions.at(t),
-           ip=actor.ip(rng), ua=actor.ua, region=world.HOME_REGION)
+    session = actor.sessions.at(t)
+    _steps(g, actor.ident, rng, t, sid, steps, (3, 25), session=session,
+           ip=actor.ip_for(session), ua=actor.ua, region=world.HOME_REGION)
 
 
 def s05_secret_harvesting(g: Gen) -> None:
@@ -278,8 +283,8 @@ def s06_exfiltration(g: Gen) -> None:
         ["T1530", "T1537"], [actor.ident])
     rng = Rng(f"{g.seed}|{sid}")
     t = at(g, 27, 13, 40)
-    kw = dict(session=actor.sessions.at(t), ip=actor.ip(rng), ua=actor.ua,
-              region=world.HOME_REGION)
+    session = actor.sessions.at(t)
+    kw = dict(session=session, ip=actor.ip_for(session), ua=actor.ua, region=world.HOME_REGION)
     steps: list[Any] = [("s3:ListBuckets",)]
     steps += [("s3:ListObjects", None, {"bucket": "nw-customer-pii", "prefix": "customers"})] * 30
     big = {"bucket": "nw-customer-pii", "prefix": "customers", "suffix": "csv.gz"}
@@ -343,8 +348,9 @@ def s08_rogue_agent(g: Gen) -> None:
               ("iam:CreateAccessKey", DENY, {"user_name": "svc-jenkins-legacy"})]
     steps += [("s3:GetObject", None, {"bucket": "nw-finance-reports", "prefix": "2026",
                                       "suffix": "xlsx"})] * 6
-    _steps(g, actor.ident, rng, t, sid, steps, (2, 15), session=actor.sessions.at(t),
-           ip=actor.ip(rng), ua=ua, region=world.HOME_REGION)
+    session = actor.sessions.at(t)
+    _steps(g, actor.ident, rng, t, sid, steps, (2, 15), session=session,
+           ip=actor.ip_for(session), ua=ua, region=world.HOME_REGION)
 
 
 # --- Kubernetes and GCP -------------------------------------------------------------------
