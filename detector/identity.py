@@ -438,6 +438,42 @@ def _identity_center(ui: dict[str, Any], ptype: str | None, account: str | None)
                         ptype or "IdentityCenterUser", account, None, user_id)
 
 
+def federated_principal(ui: dict[str, Any], params: Any, resolver: Resolver
+                        ) -> tuple[AwsPrincipal, dict[str, Any]]:
+    """``WebIdentityUser`` / ``SAMLUser`` callers of AssumeRoleWith*: the role they become.
+
+    The OIDC or SAML subject has no AWS identity of its own; the call belongs to the role
+    named in ``requestParameters.roleArn`` (the same key as that role's later sessions),
+    with the subject as ``actor``. Without a role ARN the key is ``<provider>:<subject>``.
+    """
+    ptype = ui.get("type")
+    provider = ui.get("identityProvider") if isinstance(ui.get("identityProvider"), str) \
+        else "unknown-provider"
+    subject = ui.get("userName") if isinstance(ui.get("userName"), str) else None
+    params = params if isinstance(params, dict) else {}
+    role_arn, session = params.get("roleArn"), params.get("roleSessionName")
+    saml = ptype == "SAMLUser"
+    kind, reason = ("human", "SAML federated role") if saml else (
+        "workload", "web-identity federated role (CI)")
+    attributes = {"web_identity_provider": provider[:256]}
+    if isinstance(role_arn, str) and ":role/" in role_arn:
+        base, _ = resolver.aws_principal({"arn": role_arn}, None)
+        session = session if isinstance(session, str) else None
+        pattern = normalise_session(session)
+        if session and pattern != session:
+            attributes["session_name"] = session[:128]
+        principal = base._replace(resolution="web_identity_role", principal_type=ptype,
+                                  kind=kind if base.kind == "workload" else base.kind,
+                                  reason=reason if base.kind == "workload" else base.reason,
+                                  session=session, session_pattern=pattern,
+                                  actor=(subject or "")[:256] or None)
+        return principal, attributes
+    key = f"{provider}:{subject}" if subject else provider
+    principal = AwsPrincipal(key[:512], "web_identity_subject", "external",
+                             "federated subject without a role", ptype, None, None, subject)
+    return principal, attributes
+
+
 def session_attributes(context: dict[str, Any], attributes: dict[str, Any]) -> None:
     """Facts about an AWS session: IMDS version, MFA, source identity, web identity."""
     delivery = context.get("ec2RoleDelivery")

@@ -18,7 +18,13 @@ from typing import Any
 
 
 from detector.event import EVENT_FIELDS, Event
-from detector.identity import AI_FAMILY_NAMES, Resolver, aws_event_kind, split_arn
+from detector.identity import (
+    AI_FAMILY_NAMES,
+    Resolver,
+    aws_event_kind,
+    federated_principal,
+    split_arn,
+)
 from detector.sources.common import (
     NETWORK_CACHE,
     USER_AGENT_CACHE,
@@ -40,6 +46,7 @@ _fromisoformat = datetime.fromisoformat
 _KEY_TYPES = {"AKIA": "long_term", "ASIA": "temporary"}
 _CONSOLE_EVENT_TYPES = frozenset({"AwsConsoleSignIn", "AwsConsoleAction"})
 _TRUE = ("true", True)
+_FEDERATED_TYPES = ("WebIdentityUser", "SAMLUser")  # a tuple: `in` never hashes odd values
 _SERVICES: dict[str | None, str] = {}
 _agent_hit = USER_AGENT_CACHE.get  # cache hits without a function call: the hot path
 _network_hit = NETWORK_CACHE.get
@@ -129,7 +136,11 @@ def normalise(record: dict[str, Any], resolver: Resolver, hints: dict[str, Any])
         recipient = get("recipientAccountId")
         if isinstance(recipient, str) and recipient:
             ui = dict(ui, accountId=recipient)  # thin identity: the account acted in
-    principal, session_attributes = resolver.aws_principal(ui, event_source)
+    if ui.get("type") in _FEDERATED_TYPES:
+        principal, session_attributes = federated_principal(ui, get("requestParameters"),
+                                                            resolver)
+    else:
+        principal, session_attributes = resolver.aws_principal(ui, event_source)
     if principal.resolution == "unknown":
         raise RecordError("missing_identity", "userIdentity names no principal, service or "
                                               "eventSource")

@@ -240,3 +240,30 @@ class TestClassifiers:
     ])
     def test_session_patterns(self, session: str | None, pattern: str | None) -> None:
         assert normalise_session(session) == pattern
+
+
+class TestFederatedCallers:
+    provider = "arn:aws:iam::123456789012:oidc-provider/token.actions.githubusercontent.com"
+
+    def web_identity(self, **params: object) -> dict:
+        identity = {"type": "WebIdentityUser", "userName": "repo:org/app:ref:refs/heads/main",
+                    "principalId": f"{self.provider}:sts.amazonaws.com:repo:org/app",
+                    "identityProvider": self.provider}
+        return ct(identity, eventSource="sts.amazonaws.com",
+                  eventName="AssumeRoleWithWebIdentity", requestParameters=params or None)
+
+    def test_assume_role_with_web_identity_belongs_to_the_role(self) -> None:
+        [event] = parse([self.web_identity(roleArn=f"arn:aws:iam::{ACCOUNT}:role/gha-deploy",
+                                           roleSessionName="gh-run-991")])
+        assert event.identity == f"arn:aws:iam::{ACCOUNT}:role/gha-deploy"
+        assert (event.identity_kind, event.kind_reason) == ("workload",
+                                                            "web-identity federated role (CI)")
+        assert event.identity_resolution == "web_identity_role"
+        assert event.actor == "repo:org/app:ref:refs/heads/main"
+        assert event.session == "gh-run-*"
+        assert event.attributes["web_identity_provider"] == self.provider
+
+    def test_without_role_arn_the_subject_is_external(self) -> None:
+        [event] = parse([self.web_identity()])
+        assert event.identity == f"{self.provider}:repo:org/app:ref:refs/heads/main"
+        assert event.identity_kind == "external"
