@@ -121,7 +121,17 @@ def build_summary(
     evaluation: Mapping[str, Any] | None = None,
     interrupted: bool = False,
 ) -> dict[str, Any]:
-    """All the figures of one replay as a JSON-ready dict.
+    """All the figures of one replay as a JSON-ready dict (what ``--summary-json`` writes).
+
+    Keys: ``interrupted``; ``events`` (``total``, ``per_source``, ``per_kind``);
+    ``records_read`` per source and ``accounting_balanced``; ``files_read``, ``bytes_read``;
+    ``identities`` (``tracked``, ``learned``, ``in_learning``, ``dormant``, ``by_kind``);
+    ``alerts`` (``total`` distinct, ``lines_written``, ``updates``, ``per_severity``,
+    ``per_detector``, ``suppressed``, ``shadow``); ``dead_letters`` and ``skipped`` per
+    ``source/reason``; ``late_events``; ``degradations``; ``throughput``
+    (``wall_seconds``, ``events_per_second``, ``cpu_seconds``, ``events_per_cpu_second``);
+    ``event_time`` (``first``, ``last``); with labels, ``evaluation`` (see
+    ``detector.evaluation.Evaluation.to_dict``, including ``quality_bar.met``).
 
     ``alerts`` are the run's distinct alerts (``AlertRecord``, revisions merged): the
     per-severity and per-detector counts are of those, at their last revision. Without
