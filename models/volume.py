@@ -44,7 +44,7 @@ from detector.event import Event
 from models.base import Signal
 from models.common import clamp01, vhash
 from models.context import Context
-from models.multivariate import MultivariateModel, raw_features
+from models.multivariate import WINDOW_SIZE, MultivariateModel, raw_features
 from models.settings import ModelSettings
 
 logger = logging.getLogger(__name__)
@@ -110,7 +110,7 @@ class Reference:
     """The folded baseline: EWMAs, seasonal slots, quarantine run and the HST."""
 
     __slots__ = ("through", "folds", "learned", "mean", "rvar", "slot_mean", "slot_n", "stats",
-                 "run", "hst")
+                 "run", "hst", "hst_pending")
 
     def __init__(self, seed: int) -> None:
         self.through = -1
@@ -123,6 +123,7 @@ class Reference:
         self.stats = array.array("d", bytes(8 * 6))  # mean/var: actions, resources, fails
         self.run: list[int] = []
         self.hst = MultivariateModel(seed)
+        self.hst_pending: list[dict[str, float]] | None = None  # see ``windows_model``
 
     def copy(self) -> Reference:
         other = Reference.__new__(Reference)
@@ -132,8 +133,30 @@ class Reference:
         other.slot_n = array.array("H", self.slot_n)
         other.stats = array.array("d", self.stats)
         other.run = list(self.run)
-        other.hst = self.hst.copy()
+        other.hst = self.hst  # shared, never learned through the copy (lazy, see below)
+        other.hst_pending = list(self.hst_pending or ())
         return other
+
+    def hst_cold(self) -> bool:
+        """Whether the HST has no full reference window yet, pending windows included."""
+        hst = self.hst
+        pending = len(self.hst_pending or ())
+        return hst.first_window and hst.counter + pending < WINDOW_SIZE
+
+    def windows_model(self) -> MultivariateModel:
+        """The HST with this reference's pending windows learned (built once, on demand).
+
+        A reference copy folds its few pending buckets into the cheap statistics at once
+        but only *lists* their windows for the HST; the trees are copied and taught only
+        when a milestone actually needs an HST score.
+        """
+        if self.hst_pending:
+            hst = self.hst.copy()
+            for x in self.hst_pending:
+                hst.learn(x)
+            self.hst = hst
+            self.hst_pending = []
+        return self.hst
 
     def expected(self, slot: int) -> float:
         """Expected calls in a bucket of this seasonal slot."""
@@ -199,7 +222,7 @@ class WindowModel:
         self.newest = -1
         self.bucket_seconds = settings.bucket_seconds
         self.lag = settings.lag_buckets
-        self._cache: tuple[int, int, Reference] | None = None
+        self._cache: tuple[int, Reference] | None = None
         self._limits_cache: tuple | None = None
 
     # -- folding ------------------------------------------------------------------------
@@ -229,7 +252,10 @@ class WindowModel:
         for i, value in enumerate(values):
             s[2 * i], s[2 * i + 1] = _ewm(s[2 * i], s[2 * i + 1], value, ALPHA, n)
         if bucket is not None:
-            ref.hst.learn(self._features(bucket, index))
+            if ref.hst_pending is None:
+                ref.hst.learn(self._features(bucket, index))
+            else:
+                ref.hst_pending.append(self._features(bucket, index))
 
     def _hold(self, ref: Reference, count: int) -> None:
         ref.run.append(count)
@@ -277,20 +303,25 @@ class WindowModel:
             index += 1
 
     def reference(self, index: int) -> Reference:
-        """The baseline bucket ``index`` is compared with (all buckets ≤ index − lag)."""
+        """The baseline bucket ``index`` is compared with (all buckets ≤ index − lag).
+
+        Built from the committed baseline plus the complete buckets after it, and cached
+        by how far it reaches, so the next bucket's reference costs one more fold.
+        """
         target = index - self.lag
         main = self.main
-        if target <= main.through or not self.open:
+        if target <= main.through or main.through < 0:
             return main
         cache = self._cache
-        if cache is not None and cache[0] == index and cache[1] == main.through:
-            return cache[2]
-        ref = main.copy()
-        pending = {i: b for i, b in self.open.items() if i <= target}
-        if not pending:
-            return main
+        if cache is not None and main.through <= cache[0] <= target:
+            if cache[0] == target:
+                return cache[1]
+            ref = cache[1].copy()
+        else:
+            ref = main.copy()
+        pending = {i: b for i, b in self.open.items() if ref.through < i <= target}
         self._fold_until(ref, target, pending)
-        self._cache = (index, main.through, ref)
+        self._cache = (target, ref)
         return ref
 
     # -- scoring ------------------------------------------------------------------------
@@ -346,7 +377,7 @@ class WindowModel:
             actions, resources = len(bucket.actions) + 1, len(bucket.resources) + 1
         if event.outcome == "failure":
             fails += 1
-        milestone = (n in MILESTONES or n % MILESTONE_EVERY == 0) and not ref.hst.cold
+        milestone = (n in MILESTONES or n % MILESTONE_EVERY == 0) and not ref.hst_cold()
         if (n < limits[0] and actions < limits[1] and resources < limits[2]
                 and fails < limits[3] and not milestone):
             return []  # fast path: counts (upper bounds) below every signalling level
@@ -396,7 +427,7 @@ class WindowModel:
         )
 
     def _hst_signal(self, ref: Reference, after: Bucket, index: int) -> list[Signal]:
-        hst = ref.hst
+        hst = ref.windows_model()
         if hst.cold:
             return []
         x = self._features(after, index)
@@ -450,8 +481,8 @@ class WindowModel:
         self._fold_until(self.main, target, pending)
         for i in pending:
             del self.open[i]
-        self._cache = None
-        self._limits_cache = None
+        # the caches check ``main.through`` themselves: a reference reaching further than
+        # the committed baseline stays valid
 
     def mark_expected(self, detector: str, value: str, ctx: Context) -> bool:
         """Accept the quarantined level of ``volume.rate`` at once."""
