@@ -190,7 +190,8 @@ class AlertRecord:
     def from_native(cls, alert: Mapping[str, Any], raised_ts: float | None = None) -> AlertRecord:
         """Build from ``Alert.to_native()``; ``raised_ts`` is the event time it was emitted.
 
-        Without ``raised_ts`` the end of the alert's window stands in for it.
+        Without ``raised_ts`` the end of the alert's window stands in for it; without a
+        window, ``raised_ts`` stands in for the window.
         """
         identity = alert.get("identity")
         if isinstance(identity, Mapping):
@@ -198,10 +199,10 @@ class AlertRecord:
         window = alert.get("window") if isinstance(alert.get("window"), Mapping) else {}
         start = _epoch(_first(window, "first", "start"))
         end = _epoch(_first(window, "last", "end"))
-        start = end if start is None else start
-        end = start if end is None else end
+        start = next((t for t in (start, end, raised_ts) if t is not None), None)
+        end = next((t for t in (end, start) if t is not None), None)
         if start is None or end is None:
-            raise ConfigError(f"alert {alert.get('alert_id')!r} has no time window")
+            raise ValueError(f"alert {alert.get('alert_id')!r} has no time window")
         evidence = alert.get("evidence") if isinstance(alert.get("evidence"), Mapping) else {}
         raised = end if raised_ts is None else raised_ts
         event_ids = {str(e) for e in evidence.get("event_ids") or ()}

@@ -216,3 +216,11 @@ class TestActivity:
         assert act.hourly[ROLE_A] == {hour0: 1, hour0 + 2: 2, hour0 + 48: 1}
         assert act.identity_days() == 3.0
         assert act.time_range() == (T0, T0 + 2 * DAY)
+
+
+def test_from_native__no_window_uses_raised_time_or_refuses():
+    bare = {"alert_id": "b", "identity": {"key": ROLE_A}, "score": 0.5, "severity": "low"}
+    rec = AlertRecord.from_native(bare, raised_ts=T0 + 10)
+    assert (rec.start, rec.end, rec.raised_ts) == (T0 + 10, T0 + 10, T0 + 10)
+    with pytest.raises(ValueError, match="alert 'b' has no time window"):
+        AlertRecord.from_native(bare)
