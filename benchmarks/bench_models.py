@@ -21,6 +21,7 @@ import random
 import statistics
 import sys
 import time
+import tracemalloc
 from datetime import UTC, datetime
 
 from detector.event import Event
@@ -106,6 +107,17 @@ def measure(stream: list[Event], settings: ModelSettings) -> tuple[dict, PeerInd
     return profiles, peers, time.process_time() - start, signals
 
 
+def resident_bytes(profiles: dict[str, IdentityProfile], settings: ModelSettings) -> float:
+    """Mean traced allocation of a profile rebuilt from its blob (what a worker holds)."""
+    blobs = [p.to_bytes() for p in profiles.values()]
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    kept = [IdentityProfile.from_bytes(blob, settings) for blob in blobs]
+    after = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    return (after - before) / max(1, len(kept))
+
+
 def run(identities: int, events: int) -> int:
     settings = ModelSettings()
     for label, independent in (("realistic mix", False), ("independent attributes", True)):
@@ -130,6 +142,17 @@ def run(identities: int, events: int) -> int:
         print(f"extrapolation to 1,000,000 identities: {median * 1e6 / 2**30:.1f} GiB "
               f"serialised at the median, {settings.max_state_bytes * 1e6 / 2**30:.1f} GiB "
               "at the cap")
+        start = time.process_time()
+        blobs = [p.to_bytes() for p in profiles.values()]
+        dump = (time.process_time() - start) / len(blobs)
+        start = time.process_time()
+        for blob in blobs:
+            IdentityProfile.from_bytes(blob, settings)
+        load = (time.process_time() - start) / len(blobs)
+        print(f"serialise / load one profile: {dump * 1e6:.0f} us / {load * 1e6:.0f} us")
+        resident = resident_bytes(profiles, settings)
+        print(f"resident Python objects per identity (profiles reloaded from their blobs): "
+              f"{resident / 1024:.1f} KiB, {resident * 1e6 / 2**30:.1f} GiB per million")
         degr = sum(sum(p.degradations.values()) for p in profiles.values())
         print(f"degradations counted: {degr:,}")
     return 0

@@ -21,6 +21,7 @@ signals start once the identity is learned.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 
@@ -50,7 +51,12 @@ def is_instance_credential(event: Event) -> bool:
     if attrs and attrs.get("ec2_role_delivery"):
         return True
     session = event.session
-    return bool(session) and _INSTANCE_SESSION.match(session) is not None
+    return bool(session) and _instance_session(session)
+
+
+@functools.lru_cache(maxsize=4096)
+def _instance_session(session: str) -> bool:
+    return _INSTANCE_SESSION.match(session) is not None
 
 
 class CredentialModel:
