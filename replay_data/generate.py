@@ -64,13 +64,11 @@ def simulate(g: Gen) -> tuple[list[scenarios.Scenario], list[dict[str, object]]]
     return scenarios.build(g), benign
 
 
-def benign_changes(g: Gen, handles: dict, crowd: dict) -> list[dict[str, object]]:
-    """The key rotation is acted out here (an admin rotates a legacy user's key); the other
-    changes are built into their identities' simulations and only described."""
+def rotate_key(g: Gen, handles: dict, crowd: dict, rotation_day: int) -> None:
+    """An administrator rotates svc-jenkins-legacy's key (the user switches keys itself)."""
     admin = next(p for p in crowd["people"] if p.team == "platform")
     role = crowd["roles"][("prod", "AdministratorAccess")]
     jenkins = handles.get("svc-jenkins-legacy")
-    rotation_day = 15 if g.days >= 30 else g.days // 2
     if jenkins is not None:
         t = g.day_t(rotation_day) + 15 * HOUR + 30 * 60
         user = jenkins.ident.name
@@ -82,6 +80,13 @@ def benign_changes(g: Gen, handles: dict, crowd: dict) -> list[dict[str, object]
                       key_id=old)
         humans.act_as(g, admin, role, t + 3 * DAY, "iam:DeleteAccessKey", user_name=user,
                       key_id=old)
+
+
+def benign_changes(g: Gen, handles: dict, crowd: dict) -> list[dict[str, object]]:
+    """The key rotation is acted out here; the other changes are built into their
+    identities' simulations and only described."""
+    rotation_day = 15 if g.days >= 30 else g.days // 2
+    rotate_key(g, handles, crowd, rotation_day)
     acct = world.ACCOUNTS
     return [
         _benign("B01-new-lambda", "New Lambda function from day 14",

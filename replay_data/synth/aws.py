@@ -156,11 +156,6 @@ def tls(svc: str, region: str, host: str | None) -> dict[str, str]:
 
 # --- request/response payloads -------------------------------------------------------------
 
-def _res(c: Call, key: str, default: Any) -> Any:
-    value = c.extra.get(key, c.ident.res.get(key, default))
-    return value
-
-
 def _pick(c: Call, rng: Rng, key: str, default: str) -> str:
     value = c.extra.get(key) or c.ident.res.get(key) or default
     return rng.choice(value) if isinstance(value, (list, tuple)) else value

@@ -145,9 +145,6 @@ class Call:
     delay: float = 0.0
 
 
-def day_start(start: float, day: int) -> float:
-    return start + day * DAY
-
 
 def weekday(start: float, t: float) -> int:
     """Monday is 0."""

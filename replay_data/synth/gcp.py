@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import world
-from .core import DAY, HOUR, Call, Identity, Rng, iso_ns
+from .core import HOUR, Call, Identity, Rng, iso_ns
 from .gen import Gen, business_weight, poisson_times
 
 # service, then each method with its permission, log (A = activity, D = data_access)
@@ -287,12 +287,26 @@ PREDICT = "aiplatform.googleapis.com:google.cloud.aiplatform.v1.PredictionServic
 def projects(g: Gen) -> dict[str, Any]:
     """Simulate the GCP service accounts; returns handles the scenarios reuse."""
     rng = Rng(f"{g.seed}|gcp")
+    handles: dict[str, Any] = {}
+    for spec in _specs(rng):
+        extra = {k: v for k, v in spec.items() if k not in ("p", "n", "a", "ops", "rate", "ua",
+                                                            "nets")}
+        ident, _ = gcp_actor(g, spec["p"], spec["n"], spec["a"], spec["ops"], spec["rate"],
+                             spec["ua"], spec["nets"], **extra)
+        handles[spec["n"]] = ident
+    _google_managed(g)
+    return handles
+
+
+def _specs(rng: Rng) -> list[dict[str, Any]]:
+    """User-managed service accounts: project, name, archetype, API mix, calls per hour,
+    client, networks, and options of ``gcp_actor``."""
     an, ml, infra = (world.GCP_PROJECTS[k] for k in ("analytics", "ml", "infra"))
     gce = [rng.choice(world.GCP_VPC) for _ in range(3)]
     goog = [world.google_public24(rng) for _ in range(3)]
     specs: list[dict[str, Any]] = [
         dict(p=an, n="bq-scheduled-queries", a="scheduled_job", ops=[(BQ_JOB, 3), (BQ_RES, 3)],
-             rate=0.2, ua=GCP_GO(), nets=["private"], burst=(3, 24)),
+             rate=0.2, ua=world.GCP_GO_UA, nets=["private"], burst=(3, 24)),
         dict(p=an, n="dataflow-worker", a="data_pipeline", ops=[(ST_GET, 5), (ST_LIST, 1),
                                                                 (ST_PUT, 2), (BQ_DATA, 1)],
              rate=0.5, ua=world.GCP_JAVA_UA, nets=gce[:2], burst=(2, 60), bucket=f"{an}-raw"),
@@ -350,13 +364,12 @@ def projects(g: Gen) -> dict[str, Any]:
                                                                      (ST_PUT, 1)],
                           rate=0.0, ua=world.GCP_PY_UA, nets=[gce[i % 3]], burst=(1 + i, 40),
                           bucket=f"{ml}-datasets"))
-    handles: dict[str, Any] = {}
-    for spec in specs:
-        extra = {k: v for k, v in spec.items() if k not in ("p", "n", "a", "ops", "rate", "ua",
-                                                            "nets")}
-        ident, _ = gcp_actor(g, spec["p"], spec["n"], spec["a"], spec["ops"], spec["rate"],
-                             spec["ua"], spec["nets"], **extra)
-        handles[spec["n"]] = ident
+    return specs
+
+
+def _google_managed(g: Gen) -> None:
+    """Default and Google-managed service accounts (Compute, Cloud Build, service agents)."""
+    an, ml, infra = (world.GCP_PROJECTS[k] for k in ("analytics", "ml", "infra"))
     number = world.GCP_PROJECT_NUMBERS
     managed = [(an, f"{number[an]}-compute@developer.gserviceaccount.com", [(ST_GET, 1)], 1.0),
                (infra, f"{number[infra]}@cloudbuild.gserviceaccount.com",
@@ -372,8 +385,4 @@ def projects(g: Gen) -> dict[str, Any]:
         gcp_actor(g, project, email.split("@")[0], "google_managed", ops, rate,
                   "GoogleInternal,gzip(gfe)" if "robot" in email else world.GCP_GO_UA,
                   ["private"], email=email)
-    return handles
 
-
-def GCP_GO() -> str:
-    return world.GCP_GO_UA

@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 from . import world
 from .core import DAY, HOUR, Call, Identity, Rng, Session, aws_human_date, identity_rng, \
-    iso_s, weekday
+    weekday
 
 DELAYS = ((0.80, 60.0, 300.0), (0.18, 300.0, 600.0), (0.02, 600.0, 870.0))
 
@@ -332,6 +332,3 @@ def throttle(rng: Rng, p: float) -> tuple[str, str] | None:
         return ("ThrottlingException", "Rate exceeded")
     return None
 
-
-def day_label(t: float) -> str:
-    return iso_s(t)[:10]

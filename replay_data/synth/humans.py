@@ -9,7 +9,7 @@ from typing import Any
 
 from . import gcp, k8s, world
 from .core import DAY, HOUR, Identity, Rng, Session
-from .gen import Gen, Sessions, aws_role, business_weight, poisson_times
+from .gen import Gen, Sessions, aws_role
 
 FIRST = ["alice", "bruno", "chen", "dana", "emeka", "farah", "goran", "hana", "ivan", "jules",
          "kofi", "lena", "mateo", "nadia", "omar", "priya", "quinn", "rosa", "sven", "tara",

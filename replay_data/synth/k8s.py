@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import world
-from .core import DAY, HOUR, Call, Identity, Rng, iso_us
+from .core import DAY, Call, Identity, Rng, iso_us
 from .gen import Gen, poisson_times, suffixed
 
 GROUPS = {

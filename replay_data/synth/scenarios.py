@@ -10,8 +10,8 @@ from typing import Any
 
 from . import archetypes as A
 from . import aws, gcp, k8s, world
-from .core import DAY, HOUR, MINUTE, Call, Identity, Rng, Session
-from .gen import Gen, poisson_times
+from .core import HOUR, MINUTE, Identity, Rng, Session
+from .gen import Gen
 
 
 @dataclass
@@ -428,6 +428,18 @@ def s10_gcp_impersonation(g: Gen) -> None:
         return cli.format(cmd, rng.hex(32))
 
     key = f"projects/{an}/serviceAccounts/{bq_admin.key}/keys/{rng.hex(40)}"
+    t = _s10_runner(g, rng, sid, t, ip, ua, runner, bq_admin, org, key)
+    t = _s10_impersonated(g, rng, sid, t, ip, runner, org)
+    for action in [gcp.BQ_TABLE, gcp.BQ_JOB, gcp.BQ_DATA, gcp.BQ_DATA, gcp.BQ_JOB, gcp.BQ_DATA]:
+        gcp.emit_gcp(g, bq_admin, rng, t, action, ip=ip, ua=ua("bq.extract"), scenario=sid,
+                     key_name=f"//iam.googleapis.com/{key}")
+        t += rng.uniform(5, 50)
+
+
+def _s10_runner(g: Gen, rng: Rng, sid: str, t: float, ip: str, ua: Any, runner: Identity,
+                bq_admin: Identity, org: Identity, key: str) -> float:
+    """etl-runner lists accounts, mints a key for bq-admin and a token for org-automation."""
+    an = runner.tenant
     steps: list[tuple[Identity, str, dict[str, Any], str]] = [
         (runner, gcp.LIST_SA, {"resource_name": f"projects/{an}"},
          "iam.service-accounts.list"),
@@ -454,6 +466,13 @@ def s10_gcp_impersonation(g: Gen) -> None:
     for ident, action, extra, cmd in steps:
         gcp.emit_gcp(g, ident, rng, t, action, ip=ip, ua=ua(cmd), scenario=sid, **extra)
         t += rng.uniform(10, 60)
+    return t
+
+
+def _s10_impersonated(g: Gen, rng: Rng, sid: str, t: float, ip: str, runner: Identity,
+                      org: Identity) -> float:
+    """org-automation, impersonated by etl-runner, grants an owner binding, reads secrets."""
+    infra = org.tenant
     deleg = {"delegation": [runner.key], "project": infra}
     policy = {"@type": "type.googleapis.com/google.iam.v1.SetIamPolicyRequest",
               "resource": infra, "policy": {"bindings": [{"role": "roles/owner", "members": [
@@ -465,7 +484,4 @@ def s10_gcp_impersonation(g: Gen) -> None:
         gcp.emit_gcp(g, org, rng, t, action, ip=ip, ua=world.GCP_PY_UA.replace(
             "3.11.10", "3.12.3"), scenario=sid, **deleg, **extra)
         t += rng.uniform(5, 40)
-    for action in [gcp.BQ_TABLE, gcp.BQ_JOB, gcp.BQ_DATA, gcp.BQ_DATA, gcp.BQ_JOB, gcp.BQ_DATA]:
-        gcp.emit_gcp(g, bq_admin, rng, t, action, ip=ip, ua=ua("bq.extract"), scenario=sid,
-                     key_name=f"//iam.googleapis.com/{key}")
-        t += rng.uniform(5, 50)
+    return t
