@@ -6,6 +6,8 @@ import random
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from detector.event import Event
 from detector.reorder import ReorderBuffer, merge_streams, plan_streams, stream_key
@@ -135,3 +137,41 @@ class TestStreams:
     def test_merge_streams__single_stream_untouched(self):
         stream = iter(events_at([3, 1, 2]))
         assert merge_streams([stream]) is stream
+
+
+class TestReorderProperties:
+    @staticmethod
+    def displaced(offsets: list[int], jitter: list[int]) -> list[Event]:
+        events = [make_event(T0 + off, f"p{i:04d}") for i, off in enumerate(sorted(offsets))]
+        keyed = sorted(zip(events, jitter, strict=False), key=lambda pair: pair[0].ts + pair[1])
+        return [event for event, _ in keyed]
+
+    @given(
+        offsets=st.lists(st.integers(0, 5000), min_size=1, max_size=200),
+        jitter=st.lists(st.integers(-150, 150), min_size=200, max_size=200),
+    )
+    @settings(max_examples=150, deadline=None)
+    def test_displacement_within_window__sorted_output_nothing_late(self, offsets, jitter):
+        arrivals = self.displaced(offsets, jitter)
+        stats = RunStats()
+        out = list(ReorderBuffer(300, stats=stats).reorder(arrivals))
+        assert [e.ts for e in out] == sorted(e.ts for e in arrivals)
+        assert stats.late_events == 0
+
+    @given(
+        offsets=st.lists(st.integers(0, 5000), min_size=1, max_size=200),
+        window=st.integers(0, 400),
+    )
+    @settings(max_examples=150, deadline=None)
+    def test_any_order__every_event_once_and_late_counted_by_definition(self, offsets, window):
+        rng = random.Random(len(offsets) * 7919 + window)
+        arrivals = [make_event(T0 + off, f"q{i:04d}") for i, off in enumerate(offsets)]
+        rng.shuffle(arrivals)
+        stats = RunStats()
+        out = list(ReorderBuffer(window, stats=stats).reorder(arrivals))
+        assert sorted(e.event_id for e in out) == sorted(e.event_id for e in arrivals)
+        newest, late = float("-inf"), 0
+        for e in arrivals:
+            newest = max(newest, e.ts)
+            late += e.ts < newest - window
+        assert stats.late_events == late
