@@ -154,7 +154,7 @@ def normalise(record: dict[str, Any], resolver: Resolver, hints: dict[str, Any])
         key_id = None
     credential_type = (key_id and _KEY_TYPES.get(key_id[:4])) or _credential_type(
         principal.principal_type)
-    attributes = dict(session_attributes)
+    attributes = session_attributes.copy()
     console = family == "console" or event_type in _CONSOLE_EVENT_TYPES or get(
         "sessionCredentialFromConsole") in _TRUE
     if console:

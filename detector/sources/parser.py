@@ -25,6 +25,7 @@ import gc
 import json
 import logging
 import zlib
+from operator import attrgetter
 from typing import Any, BinaryIO
 
 import orjson
@@ -43,6 +44,8 @@ UNKNOWN = "unknown"
 DEFAULT_MAX_RECORD_BYTES = 4 * 1024 * 1024
 MAX_SEEN_EVENT_IDS = 200_000
 _MAX_DEPTH = 4
+_KIND, _RESOLUTION, _TS = (attrgetter(name) for name in ("identity_kind", "identity_resolution",
+                                                        "ts"))
 _GZIP_MAGIC = b"\x1f\x8b"
 _SOURCE_ALIASES = {
     "aws": "aws.cloudtrail", "cloudtrail": "aws.cloudtrail", "aws.cloudtrail": "aws.cloudtrail",
@@ -254,11 +257,11 @@ class Parser:
                 self._dispatch(record, f"{origin}#Records[{index}]", hints, _MAX_DEPTH - 1)
             return
         stats, resolver, append = self.stats, self.resolver, self._out.append
+        new: list[Event] = []  # fast-path events only: others were counted when dispatched
+        append_new = new.append
         normalise, source = cloudtrail.normalise, cloudtrail.SOURCE
-        kinds, paths = stats.events_by_kind, stats.identity_resolution
         add_seen = self._seen_ids.add
-        read = events = 0
-        last_ts = stats.last_event_ts
+        read = 0
         for index, record in enumerate(records):
             if type(record) is not dict or "eventName" not in record:
                 self._dispatch(record, f"{origin}#Records[{index}]", hints, _MAX_DEPTH - 1)
@@ -273,14 +276,13 @@ class Parser:
                 stats.skipped[(source, "duplicate_event")] += 1
                 continue
             append(event)
-            events += 1
-            kinds[event.identity_kind] += 1
-            paths[event.identity_resolution] += 1
-            if event.ts > last_ts:
-                last_ts = event.ts
+            append_new(event)
         stats.records_read[source] += read
-        stats.events[source] += events
-        stats.last_event_ts = last_ts
+        if new:  # tallied in C over the batch, not per event in Python
+            stats.events[source] += len(new)
+            stats.events_by_kind.update(map(_KIND, new))
+            stats.identity_resolution.update(map(_RESOLUTION, new))
+            stats.last_event_ts = max(stats.last_event_ts, max(map(_TS, new)))
 
     def _record_failed(self, err: Exception, source: str, record: Any, where: str) -> None:
         """Count a record a source module refused: dead letter, skip, or parser bug."""

@@ -213,3 +213,17 @@ class TestDeadLetterSinks:
     def test_reasons_have_one_message_each(self) -> None:
         assert len(set(REASONS.values())) == len(REASONS)
         assert all(reason == reason.lower() and " " not in reason for reason in REASONS)
+
+
+def test_records_mixing_fast_path_and_other_shapes_are_counted_once() -> None:
+    gcp_entry = {"protoPayload": {"authenticationInfo": {"principalEmail": "a@p.iam."
+                                                         "gserviceaccount.com"},
+                                  "methodName": "x.get", "serviceName": "x.googleapis.com"},
+                 "timestamp": "2024-03-04T10:00:00Z", "insertId": "g1"}
+    stats, dead = RunStats(), ListDeadLetters()
+    events = parse_payload(orjson.dumps({"Records": [record(1), gcp_entry, record(2)]}),
+                           origin="x", stats=stats, dead_letters=dead)
+    assert [e.event_id for e in events] == ["id-1", "g1", "id-2"]
+    assert stats.events == {"aws.cloudtrail": 2, "gcp.audit": 1}
+    assert stats.events_by_kind == {"workload": 3}
+    assert stats.balanced()
