@@ -188,7 +188,7 @@ def s03_ci_self_escalation(g: Gen) -> None:
         "policy accepts any ref) runs at night and makes the deploy role grant itself "
         "AdministratorAccess and an inline '*' policy, then passes an admin role to a new "
         "Lambda function.",
-        ["T1098.003", "T1548", "T1078.004", "T1648"], [actor.ident])
+        ["T1098.003", "T1078.004", "T1648"], [actor.ident])
     rng = Rng(f"{g.seed}|{sid}")
     t = at(g, 24, 1, 15)
     actor.extra["subject"] = (f"repo:{world.GITHUB_ORG}/settlement:ref:refs/heads/"
@@ -418,7 +418,8 @@ def s10_gcp_impersonation(g: Gen) -> None:
         "create a user-managed key for bq-admin, mint an access token for org-automation "
         "(impersonation), which then grants roles/owner and reads secrets; the new bq-admin "
         "key is used at once to export tables.",
-        ["T1098.001", "T1550.001", "T1078.004", "T1555.006"], [runner, bq_admin, org])
+        ["T1098.001", "T1548.005", "T1550.001", "T1078.004", "T1555.006"],
+        [runner, bq_admin, org])
     rng = Rng(f"{g.seed}|{sid}")
     t = at(g, 25, 16, 45)
     ip = rng.host(world.ATTACKER[1])
