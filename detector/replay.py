@@ -125,6 +125,8 @@ class AlertWriter:
             record = native if self.to_ocsf is None else self.to_ocsf(alert)
             try:
                 self.handle.write(orjson.dumps(record, option=orjson.OPT_NON_STR_KEYS) + b"\n")
+            except BrokenPipeError:
+                raise  # the reader went away (``| head``): the CLI ends quietly
             except OSError as err:
                 raise SinkError(f"cannot write alerts: {err.strerror}") from err
             if not native.get("shadow"):
