@@ -20,7 +20,7 @@ from functools import lru_cache
 from importlib import metadata
 from typing import Any
 
-from detector.alerts import Alert, short_identity
+from detector.alerts import NO_OWNER, Alert, short_identity
 
 logger = logging.getLogger(__name__)
 
@@ -172,8 +172,9 @@ def _resource(alert: Alert) -> dict[str, Any]:
         "uid": alert.identity,
         "name": short_identity(alert.identity),
         "type": f"identity/{alert.identity_kind}",
-        "owner": {"name": alert.owner},
     }
+    if alert.owner != NO_OWNER:
+        resource["owner"] = {"name": alert.owner}
     return resource
 
 

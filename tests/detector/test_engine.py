@@ -106,10 +106,12 @@ class TestDetection:
         assert native["signals"][0]["value"] == "iam:CreateAccessKey"
         assert stats.alerts[("high", "novelty.action")] == 1
 
-    def test_owner_from_the_event_is_carried(self):
+    def test_owner_and_actor_from_the_event_are_carried(self):
         detector, _ = learned()
-        alert = detector.process(attack_event(owner="team-payments"))[0]
+        event = attack_event(owner="team-payments", actor="alice@example.com")
+        (alert,) = run(detector, [event])
         assert alert.owner == "team-payments"
+        assert alert.context["actors"] == ["alice@example.com"]
 
     def test_same_input_twice_gives_identical_alerts(self):
         def once() -> list[dict]:

@@ -102,6 +102,7 @@ class TestDetectionFinding:
         assert doc["actor"]["user"]["type_id"] == 4  # workload -> Service
         assert doc["actor"]["user"]["account"] == {"uid": "111122223333"}
         assert doc["unmapped"]["nhi_owner"] == "no owner on record"
+        assert "owner" not in doc["resources"][0]
 
     def test_attacks_split_technique_and_sub_technique(self):
         doc = to_ocsf(build_alert())
