@@ -5,8 +5,8 @@ Run: ``.venv/bin/python benchmarks/bench_models.py [--identities 40] [--events 1
 Events are pre-parsed ``Event`` objects (no parsing cost measured). Each identity draws
 from its own 30 actions, 300 resources, 1–3 regions, 4 networks, 2 clients and two
 credentials, with 2 % failures, activity that follows the hour of day, and a pace from
-dense (a call every 3 s) to sparse (every 2 min); see ``identity_events`` for the two mixes
-measured. Events of all identities are interleaved in event-time order, so the benchmark
+dense (a call every 3 s) to sparse (every 2 min); see ``identity_events`` for the mixes
+measured (a third run makes every identity busy). Events of all identities are interleaved in event-time order, so the benchmark
 pays for switching between profiles as the engine does. Prints events/s per core (CPU
 time, so other load on the machine does not count) for ``IdentityProfile.observe`` (all
 models: score then learn), the median and p90 serialised state per identity, the enforced
@@ -37,7 +37,8 @@ def _zipf_pick(rng: random.Random, items: list[str]) -> str:
     return items[min(index, len(items) - 1)]
 
 
-def identity_events(n: int, events: int, seed: int, independent: bool = False) -> list[Event]:
+def identity_events(n: int, events: int, seed: int, independent: bool = False,
+                    gap: float | None = None) -> list[Event]:
     """``events`` varied events of identity number ``n`` in event-time order.
 
     Realistic mix (default): the identity runs a set of 12–40 code paths, each a fixed
@@ -60,7 +61,7 @@ def identity_events(n: int, events: int, seed: int, independent: bool = False) -
          rng.choice(agents), rng.choice(creds), rng.choice(regions))
         for _ in range(rng.randint(12, 40))
     ]
-    mean_gap = rng.choice([3.0, 10.0, 30.0, 120.0])
+    mean_gap = gap or rng.choice([3.0, 10.0, 30.0, 120.0])
     out = []
     ts = T0 + rng.random() * 3600
     for i in range(events):
@@ -120,9 +121,11 @@ def resident_bytes(profiles: dict[str, IdentityProfile], settings: ModelSettings
 
 def run(identities: int, events: int) -> int:
     settings = ModelSettings()
-    for label, independent in (("realistic mix", False), ("independent attributes", True)):
+    scenarios = (("realistic mix", False, None), ("independent attributes", True, None),
+                 ("realistic mix, busy identities (a call every 3 s)", False, 3.0))
+    for label, independent, gap in scenarios:
         print(f"== {label}: {identities} identities x {events:,} events", flush=True)
-        stream = interleave([identity_events(n, events, 1, independent)
+        stream = interleave([identity_events(n, events, 1, independent, gap)
                              for n in range(identities)])
         profiles, peers, cpu, signals = measure(stream, settings)
         rate = len(stream) / cpu

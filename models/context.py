@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from models.common import vhash
+
 _UNUSED: Counter = Counter()  # replaced by the profile's own counter before any model runs
 
 
@@ -31,6 +33,8 @@ class Context:
         "novel",
         "window",
         "pending",
+        "cred_hash",
+        "cred_other",
     )
 
     def __init__(self, ts: float, bucket_seconds: float) -> None:
@@ -49,6 +53,14 @@ class Context:
         self.novel = 0
         self.window: tuple[int, dict[str, int]] | None = None
         self.pending: list[tuple[int, int]] | None = None
+        self.cred_hash = -1  # vhash of the credential id, once computed (0 … 2**32 − 1)
+        self.cred_other: tuple | None = None  # credential model's concurrency finding
+
+    def credential_hash(self, credential_id: str) -> int:
+        """The credential's value hash, computed once per event for every model."""
+        if self.cred_hash < 0:
+            self.cred_hash = vhash(credential_id)
+        return self.cred_hash
 
     @property
     def history_seconds(self) -> float:

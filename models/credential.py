@@ -76,6 +76,7 @@ class CredentialModel:
             return []
         out: list[Signal] = []
         other = self._concurrent(event, ctx)
+        ctx.cred_other = (other,)
         if other is not None:
             out.append(self._concurrent_signal(event, ctx, other))
         if self._outside(event) and vhash(network_label(event)) not in self.egress.d:
@@ -86,7 +87,7 @@ class CredentialModel:
         cred = event.credential_id
         if not cred or event.network not in ROUTABLE:
             return None
-        h = vhash(cred)
+        h = ctx.credential_hash(cred)
         if self._multi_homed(h):
             return None
         label = network_label(event)
@@ -135,9 +136,12 @@ class CredentialModel:
         """Remember networks per credential; count concurrency; learn egress prefixes."""
         cred = event.credential_id
         if cred and event.network in ROUTABLE:
-            if self._concurrent(event, ctx) is not None:
-                self._count_concurrency(vhash(cred), ctx)
-            self._remember(vhash(cred), network_label(event), ctx)
+            found = ctx.cred_other  # what ``score`` saw, when it ran for this event
+            other = found[0] if found is not None else self._concurrent(event, ctx)
+            h = ctx.credential_hash(cred)
+            if other is not None:
+                self._count_concurrency(h, ctx)
+            self._remember(h, network_label(event), ctx)
         if self._outside(event):
             self._learn_egress(event, ctx, held)
 

@@ -19,7 +19,7 @@ import logging
 
 from detector.event import Event
 from models.base import Signal
-from models.common import clamp01, span_words, vhash
+from models.common import clamp01, span_words
 from models.context import Context
 from models.settings import ModelSettings
 
@@ -52,7 +52,7 @@ class DormancyModel:
         cred = event.credential_id
         if not cred:
             return []
-        last = self.creds.get(vhash(cred))
+        last = self.creds.get(ctx.credential_hash(cred))
         if last is None or ctx.ts - last < limit:
             return []
         return [self._credential_signal(ctx, cred, ctx.ts - last)]
@@ -90,7 +90,7 @@ class DormancyModel:
         cred = event.credential_id
         if not cred:
             return
-        h = vhash(cred)
+        h = ctx.credential_hash(cred)
         now = int(ctx.ts)
         last = self.creds.get(h)
         self.creds[h] = now if last is None else max(now, last)
