@@ -117,10 +117,10 @@ def signal_record(weighted: Any) -> dict[str, Any]:
         "detector": signal.detector,
         "score": round(float(signal.score), 4),
         "weighted_score": round(min(max(float(weighted.score), 0.0), 1.0), 4),
-        "observed": signal.observed,
-        "baseline": signal.baseline,
-        "sentence": signal.sentence,
-        "value": signal.value,
+        "observed": str(signal.observed),
+        "baseline": str(signal.baseline),
+        "sentence": str(signal.sentence) or signal.detector,
+        "value": str(signal.value or ""),
     }
     if weighted.peer_prevalence is not None:
         record["peer_prevalence"] = round(float(weighted.peer_prevalence), 4)
@@ -171,7 +171,7 @@ class AlertGroup:
         for weighted in verdict.signals:
             detector = weighted.signal.detector
             self.counts[detector] = self.counts.get(detector, 0) + 1
-            pair = [detector, weighted.signal.value]
+            pair = [detector, str(weighted.signal.value or "")]
             if len(self.values) < MAX_VALUES and pair not in self.values:
                 self.values.append(pair)
             if detector not in self.detectors:
@@ -215,7 +215,7 @@ class AlertGroup:
         index = {(s["detector"], s["value"]): n for n, s in enumerate(self.signals)}
         changed = False
         for weighted in verdict.signals:
-            key = (weighted.signal.detector, weighted.signal.value)
+            key = (weighted.signal.detector, str(weighted.signal.value or ""))
             at = index.get(key)
             if at is None:
                 index[key] = len(self.signals)
@@ -301,6 +301,7 @@ def make_title(identity: str, group: AlertGroup) -> str:
     title = f"{group.identity_kind} {short_identity(identity)}: {top}"
     title += categories if group.categories else ""
     title += more
+    title = " ".join(title.split())  # one line whatever the values held
     if len(title) > TITLE_MAX:
         title = title[: TITLE_MAX - 1] + "…"
     return title

@@ -214,7 +214,9 @@ class Detector:
                 self.stats.suppressed["feedback"] += 1
                 continue
             if self.suppressions.rules:
-                verdict, _ = self.suppressions.check(event.identity, signal.detector, signal.value)
+                verdict, _ = self.suppressions.check(
+                    event.identity, signal.detector, str(signal.value or "")
+                )
                 if verdict == "suppressed":
                     self.stats.suppressed["suppression_rule"] += 1
                     continue

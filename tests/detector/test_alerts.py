@@ -199,6 +199,12 @@ class TestAlertContent:
             " history [credential creation] (+1 more signal)"
         )
 
+    def test_title_stays_on_one_line(self):
+        group = open_group(make_event(), make_verdict(value="evil\nInjected: line"))
+        title = make_title(ROLE, group)
+        assert "\n" not in title
+        assert "evil Injected: line" in title
+
     def test_title_is_truncated_to_200(self):
         event = make_event()
         verdict = make_verdict(value="x" * 400)
