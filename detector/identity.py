@@ -494,8 +494,12 @@ def session_attributes(context: dict[str, Any], attributes: dict[str, Any]) -> N
 
 def aws_event_kind(principal: AwsPrincipal, family: str | None, console: bool,
                    credential_type: str, resolver: Resolver) -> tuple[str, str]:
-    """Per-event kind: IAM users depend on how they are used (console vs SDK keys)."""
-    if console and principal.kind in ("workload", "unknown") and principal.is_iam_user:
+    """Per-event kind: IAM users depend on how they are used (console vs SDK keys).
+
+    For an IAM user a browser user agent also counts as console use; for roles only the
+    console flags do (a browser string alone is easy to fake and roles are shared).
+    """
+    if principal.is_iam_user and (console or family == "browser"):
         resolver.console_users.add(principal.identity)
         return "human", "IAM user signed in to the console"
     if principal.is_iam_user:

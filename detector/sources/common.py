@@ -175,6 +175,7 @@ def _classify_network(value: str) -> tuple[str | None, str, str | None]:
 # ---------------------------------------------------------------------------- user agents
 
 _FAMILIES: tuple[tuple[str, str], ...] = AI_AGENT_FAMILIES + (
+    ("s3console", "console"),  # "[S3Console/0.4, aws-internal/3 ...]": the S3 console
     ("aws-internal", "aws-internal"),
     ("aws internal", "aws-internal"),
     ("terraform", "terraform"),

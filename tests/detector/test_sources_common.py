@@ -88,3 +88,7 @@ def test_recent_map_is_bounded_and_remembers_the_latest() -> None:
     assert len(recent) <= 6
     assert recent.get(9) == 90 and 9 in recent
     assert recent.get(0) is None and 0 not in recent
+
+
+def test_s3_console_agent_is_the_console() -> None:
+    assert user_agent("[S3Console/0.4, aws-internal/3 aws-sdk-java/1.12.488]")[1] == "console"

@@ -268,7 +268,7 @@ def test_q16_source_address_forms(value: str, expected: tuple) -> None:
 
 def test_q17_user_agent_forms() -> None:
     assert user_agent("[S3Console/0.4, aws-internal/3 aws-sdk-java/1.12.488]") == \
-        ("S3Console/0.4, aws-internal/3 aws-sdk-java/1.12.488", "aws-internal")
+        ("S3Console/0.4, aws-internal/3 aws-sdk-java/1.12.488", "console")
     assert user_agent("config.amazonaws.com") == ("config.amazonaws.com", "aws-service")
     assert user_agent("AWS Internal") == ("AWS Internal", "aws-internal")
     long_terraform = "APN/1.0 HashiCorp/1.0 Terraform/1.1.0 " + "x" * 700
