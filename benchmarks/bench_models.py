@@ -6,11 +6,12 @@ Events are pre-parsed ``Event`` objects (no parsing cost measured). Each identit
 from its own 30 actions, 300 resources, 1–3 regions, 4 networks, 2 clients and two
 credentials, with 2 % failures, activity that follows the hour of day, and a pace from
 dense (a call every 3 s) to sparse (every 2 min); see ``identity_events`` for the mixes
-measured (a third run makes every identity busy). Events of all identities are interleaved in event-time order, so the benchmark
-pays for switching between profiles as the engine does. Prints events/s per core (CPU
-time, so other load on the machine does not count) for ``IdentityProfile.observe`` (all
-models: score then learn), the median and p90 serialised state per identity, the enforced
-cap, and the extrapolation to one million identities.
+measured (a third run makes every identity busy). Events of all identities are interleaved
+in event-time order, so the benchmark pays for switching between profiles as the engine
+does. Prints events/s per core (CPU time, so other load on the machine does not count) for
+``IdentityProfile.observe`` (all models: score then learn), the median and p90 serialised
+state per identity, the enforced cap, the extrapolation to one million identities, the
+time to save and load one profile, and the resident memory of a loaded profile.
 """
 
 from __future__ import annotations
