@@ -132,7 +132,7 @@ def normalise_signin(record: dict[str, Any], resolver: Resolver, hints: dict[str
         action="entra:SignIn", resource=short_str(props.get("resourcedisplayname"), 256),
         region=_location(props, low), source_ip=source_ip, network=network,
         network_prefix=prefix, user_agent=ua, agent_family=family, outcome=outcome,
-        error_code=error, read_only=False, attributes=attributes,
+        error_code=error, read_only=None, attributes=attributes,
     )
     return resolver.finish(event)
 
