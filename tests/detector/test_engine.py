@@ -377,6 +377,25 @@ class TestState:
         assert all(a.revision > 1 for a in update)
         assert worker.identity_state("absent") is None
 
+    def test_table_backed_worker_matches_the_in_memory_detector(self):
+        """The worker keeps each identity in a table and may evict it between messages:
+        reloading the blob before every event must give exactly the same alerts."""
+        events = list(baseline(days=4)) + [attack_event(n) for n in range(0, 4000, 40)]
+        events.append(attack_event(9000, action="s3:GetObject", event_id="closer"))
+        straight = Detector(KEY_POLICY, stats=RunStats())
+        expected = [a.to_native() for a in run(straight, events)]
+        table: dict[str, bytes] = {}
+        worker = Detector(KEY_POLICY, stats=RunStats())
+        got = []
+        for event in events:
+            if event.identity in table:
+                worker.set_identity_state(event.identity, table[event.identity])
+            got += [a.to_native() for a in worker.process(event)]
+            table[event.identity] = worker.identity_state(event.identity)
+            worker.store.pop(event.identity)
+        assert got == expected
+        assert [a["revision"] for a in got] == [1, 2]  # opened, then closed with more evidence
+
     def test_wrong_snapshot_version_is_refused(self):
         detector, _ = learned()
         data = bytearray(detector.export_state())
