@@ -115,33 +115,15 @@ def normalise(record: dict[str, Any], resolver: Resolver, hints: dict[str, Any])
     attributes: dict[str, Any] = {}
     actor = _delegation(payload, attributes)
     credential_id, credential_type = _credential(payload)
-    event = Event(
-        event_id=entry_id(record),
-        time=when,
-        ts=when.timestamp(),
-        source=SOURCE,
-        identity=principal,
-        identity_kind=kind,
-        kind_reason=reason,
-        identity_resolution=resolution,
-        principal_type=_principal_type(principal),
-        tenant=short_str(labels.get("project_id"), 128) or _project_from_log(record),
-        credential_id=credential_id,
-        credential_type=credential_type,
-        actor=actor,
-        action=f"{service.partition('.')[0]}:{method}",
-        resource=short_str(get(payload, "resourceName")),
-        region=short_str(labels.get("location") or labels.get("zone") or labels.get("region"),
-                         64),
-        source_ip=source_ip,
-        network=network,
-        network_prefix=prefix,
-        user_agent=ua,
-        agent_family=family,
-        outcome=outcome,
-        error_code=error,
-        read_only=read_only_from_operation(method),
-        attributes=attributes,
+    region = labels.get("location") or labels.get("zone") or labels.get("region")
+    event = Event(  # positional: see common.EVENT_POSITIONAL_ORDER
+        entry_id(record), when, when.timestamp(), SOURCE, principal, kind, reason, resolution,
+        _principal_type(principal),
+        short_str(labels.get("project_id"), 128) or _project_from_log(record),  # tenant
+        None, credential_id, credential_type, None, actor,  # target tenant, ..., session
+        f"{service.partition('.')[0]}:{method}", short_str(get(payload, "resourceName")),
+        short_str(region, 64), source_ip, network, prefix, ua, family, outcome, error,
+        read_only_from_operation(method), False, attributes,
     )
     if network in ("internal", "unknown") and get(meta, "callerIp"):
         attributes["network_context"] = str(get(meta, "callerIp"))[:64]

@@ -85,34 +85,13 @@ def normalise(record: dict[str, Any], resolver: Resolver, hints: dict[str, Any],
     ua, family = user_agent(record.get("userAgent"))
     outcome, error = _outcome(record)
     credential_id, credential_type = _credential(user, username)
-    event = Event(
-        event_id=_event_id(record, cluster),
-        time=when,
-        ts=when.timestamp(),
-        source=SOURCE,
-        identity=identity,
-        identity_kind=kind,
-        kind_reason=reason,
-        identity_resolution=resolution,
-        principal_type=_principal_type(username),
-        tenant=cluster,
-        credential_id=credential_id,
-        credential_type=credential_type,
-        session=_session(user),
-        actor=short_str(actor, 256),
-        action=f"k8s:{_resource(ref, record)}.{verb}",
-        resource=_resource_name(ref, record),
-        region=hints.get("region"),
-        source_ip=source_ip,
-        network=network,
-        network_prefix=prefix,
-        user_agent=ua,
-        agent_family=family,
-        outcome=outcome,
-        error_code=error,
-        read_only=verb in _READ_VERBS,
-        partial=partial,
-        attributes=_attributes(record, ref, impersonated, partial),
+    event = Event(  # positional: see common.EVENT_POSITIONAL_ORDER
+        _event_id(record, cluster), when, when.timestamp(), SOURCE, identity, kind, reason,
+        resolution, _principal_type(username), cluster, None, credential_id,
+        credential_type, _session(user), short_str(actor, 256),
+        f"k8s:{_resource(ref, record)}.{verb}", _resource_name(ref, record),
+        hints.get("region"), source_ip, network, prefix, ua, family, outcome, error,
+        verb in _READ_VERBS, partial, _attributes(record, ref, impersonated, partial),
     )
     _service_account(username, event.attributes)
     return resolver.finish(event)
