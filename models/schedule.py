@@ -58,7 +58,7 @@ class ScheduleModel:
         self._fast_hour = -1  # an hour already learned as active: nothing to score or learn
 
     def _active(self, last_day: int, day: int) -> bool:
-        return last_day > 0 and day - last_day <= self.horizon_days
+        return last_day > 0 and min(max(day, 1), 0xFFFF) - last_day <= self.horizon_days
 
     def score(self, event: Event, ctx: Context) -> list[Signal]:
         """A signal when the event falls in an hour never active before (pure)."""
@@ -121,6 +121,7 @@ class ScheduleModel:
         self._fast_hour = ctx.hour
 
     def _set(self, how: int, day: int) -> None:
+        day = min(max(day, 1), 0xFFFF)  # uint16 days: 1970 … 2149; odd clocks are clamped
         self.held.pop(how, None)
         if day > self.slots[how]:
             self.slots[how] = day

@@ -132,6 +132,7 @@ class ValueTable:
 
     def hold(self, h: int, bucket: int, accept: int) -> bool:
         """Quarantine one more sighting; True once it was seen in ``accept`` windows."""
+        bucket = max(bucket, 0)  # stored unsigned; a pre-1970 clock is clamped
         packed = self.held.get(h)
         if packed is None:
             if len(self.held) >= HELD_CAP:

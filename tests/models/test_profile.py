@@ -191,3 +191,15 @@ class TestHeldGauge:
         profile.mark_expected("novelty.action_resource",
                               "iam:CreateAccessKey|arn:aws:s3:::data/object")
         assert profile.held_count() == 0
+
+
+class TestOddTimestamps:
+    def test_epoch_and_far_future__no_crash_and_round_trip(self):
+        profile = IdentityProfile(ROLE, "workload", ModelSettings(learning_min_events=3,
+                                                                 learning_min_days=0))
+        profile.observe(make_event(4.0e10, "s3:Op0"))  # year 3237 first: a bogus clock
+        for ts in (0.0, 86400.0, 1.0e6, 4.0e10, 4.0e10 + 60, 2.0e9, -86400.0):
+            for s in profile.observe(make_event(ts, f"s3:Op{int(ts) % 3}")):
+                assert 0.0 <= s.score <= 1.0
+        copy = IdentityProfile.from_bytes(profile.to_bytes(), ModelSettings())
+        assert copy.n_events == 8
