@@ -135,8 +135,21 @@ def emit_gcp(g: Gen, ident: Identity, rng: Rng, t: float, action: str, *, ip: st
              **extra: Any) -> Call | None:
     eid = extra.pop("eid", None)
     scenario = extra.pop("scenario", None)
-    return g.emit(ident, rng, t, action, ip=ip, ua=ua, region=extra.pop("region", ""),
+    call = g.emit(ident, rng, t, action, ip=ip, ua=ua, region=extra.pop("region", ""),
                   extra=extra, eid=eid, scenario=scenario)
+    if call is not None and eid is None:
+        call.eid = insert_id(call.eid)
+    return call
+
+
+def insert_id(seed_uuid: str) -> str:
+    """A LogEntry ``insertId`` (12 lowercase letters and digits) derived from a drawn UUID."""
+    n = int(seed_uuid.replace("-", ""), 16)
+    out = []
+    for _ in range(12):
+        n, digit = divmod(n, 36)
+        out.append("0123456789abcdefghijklmnopqrstuvwxyz"[digit])
+    return "".join(out)
 
 
 def gcp_actor(g: Gen, project: str, name: str, archetype: str, ops: list[tuple[str, float]],
@@ -206,7 +219,7 @@ def render(c: Call, rng: Rng) -> dict[str, Any]:
         payload["resourceLocation"] = {"currentLocations": [c.region]}
     severity = "ERROR" if code else (ACTIVITY_SEVERITY if log == "activity" else "INFO")
     return {"protoPayload": payload, "insertId": c.eid,
-            "resource": {"type": rtype, "labels": _labels(rtype, project, x)},
+            "resource": {"type": rtype, "labels": _labels(rtype, project, x, service, method)},
             "timestamp": iso_ns(c.t, rng.randint(0, 999)), "severity": severity,
             "logName": f"projects/{project}/logs/cloudaudit.googleapis.com%2F{log}",
             "receiveTimestamp": iso_ns(c.t + rng.uniform(0.2, 1.5), rng.randint(0, 999))}
@@ -250,7 +263,8 @@ def _resource_name(c: Call, rng: Rng, service: str, project: str) -> str:
     return f"projects/{project}"
 
 
-def _labels(rtype: str, project: str, x: dict[str, Any]) -> dict[str, str]:
+def _labels(rtype: str, project: str, x: dict[str, Any], service: str,
+            method: str) -> dict[str, str]:
     labels = {"project_id": project}
     if rtype == "gcs_bucket":
         labels.update(bucket_name=x.get("bucket", ""), location="us-central1")
@@ -259,7 +273,7 @@ def _labels(rtype: str, project: str, x: dict[str, Any]) -> dict[str, str]:
     elif rtype in ("bigquery_dataset",):
         labels["dataset_id"] = x.get("dataset", "analytics")
     elif rtype == "audited_resource":
-        labels.update(service=x.get("service", ""), method=x.get("method", ""))
+        labels.update(service=service, method=method)
     return labels
 
 

@@ -99,7 +99,8 @@ def emit_k8s(g: Gen, ident: Identity, rng: Rng, t: float, op: str, *, ip: str, u
              pod: tuple[str, str] | None = None, stages: bool | None = None,
              scenario: str | None = None, eid: str | None = None) -> Call | None:
     verb, _, resource = op.partition(":")
-    if name is None and verb not in ("list", "watch", "create", "deletecollection"):
+    if name is None and ("/" in resource or verb not in ("list", "watch", "create",
+                                                         "deletecollection")):
         name = _object_name(rng, resource, ident)
     if code is None:
         code = 201 if verb == "create" else 200

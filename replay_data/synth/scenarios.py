@@ -385,9 +385,9 @@ def s09_k8s_token(g: Gen) -> None:
         ("get:secrets", "payments-api", 200, "stripe-keys"),
         ("get:secrets", "kube-system", 403, "aws-load-balancer-tls"),
         ("list:pods", "storefront", 200, None), ("list:pods", "payments-api", 200, None),
-        ("create:pods/exec", "storefront", 200, None),
-        ("create:pods/exec", "payments-api", 200, None),
-        ("create:pods/exec", "kube-system", 403, None),
+        ("create:pods/exec", "storefront", 200, "storefront-api-7d9c6b5f4-x2k8q"),
+        ("create:pods/exec", "payments-api", 200, "payments-api-5f7c9d8b6-q4m2z"),
+        ("create:pods/exec", "kube-system", 403, "aws-node-8kq2v"),
         ("list:serviceaccounts", "storefront", 200, None),
         ("create:pods", "storefront", 403, None)]
     for op, ns, code, name in plan:
