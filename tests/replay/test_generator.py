@@ -213,3 +213,30 @@ class TestCommittedDataSet:
         for sc in labels["scenarios"]:
             start = datetime.fromisoformat(sc["start"].replace("Z", "+00:00"))
             assert first_day + timedelta(days=21) <= start < first_day + timedelta(days=30)
+
+    def test_population(self, committed):
+        machines, people = set(), set()
+        for path in sorted(committed.rglob("*.gz")):
+            rel = path.relative_to(committed).as_posix()
+            if "CloudTrail-Digest" in rel:
+                continue
+            for rec in records_of(rel, path.read_bytes()):
+                _, key = principal(rel, rec)
+                person = _person(rel, rec, key)
+                if person:
+                    people.add(person)
+                elif key:
+                    machines.add(key)
+        assert len(machines) >= 300
+        assert len(people) >= 20
+
+
+def _person(path: str, rec: dict, key: str) -> str | None:
+    """The e-mail of a human caller (SSO session name, OIDC username, Google user)."""
+    if "/aws-reserved/sso.amazonaws.com/" in key:
+        return rec["userIdentity"]["arn"].rsplit("/", 1)[1]
+    if key.startswith("oidc:"):
+        return key[len("oidc:"):]
+    if path.startswith("gcp/") and "@" in key and not key.endswith("gserviceaccount.com"):
+        return key
+    return None
