@@ -52,7 +52,8 @@ def span_words(seconds: float) -> str:
         return f"{int(seconds // 3600)} hours"
     if seconds >= 120:
         return f"{int(seconds // 60)} minutes"
-    return f"{int(seconds)} seconds"
+    whole = int(seconds)
+    return "1 second" if whole == 1 else f"{whole} seconds"
 
 
 def clamp01(value: float) -> float:

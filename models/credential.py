@@ -4,7 +4,8 @@
 model's credential-with-network pair under the name ``credential.new_network``.)
 
 - ``credential.concurrent_networks`` (0.8): the same credential used from two distinct
-  networks (public or private, not cloud-service calls) within ``concurrent_minutes``. A
+  networks within ``concurrent_minutes``, at least one of them public (two private
+  subnets at once is routine inside one VPC; cloud-service calls never count). A
   credential legitimately shared by several hosts stops being flagged once concurrency was
   seen in ``accept_windows`` distinct windows, or during the learning period, or when
   marked expected (value: the credential id).
@@ -92,8 +93,11 @@ class CredentialModel:
             return None
         label = network_label(event)
         window = self.settings.concurrent_minutes * 60
+        public = event.network == "public"
         for entry in self.recent.get(h, ()):
-            if entry[0] != label and abs(ctx.ts - entry[1]) <= window:
+            if entry[0] == label or abs(ctx.ts - entry[1]) > window:
+                continue
+            if public or (len(entry) > 2 and entry[2] == "public"):
                 return entry
         return None
 
@@ -141,7 +145,7 @@ class CredentialModel:
             h = ctx.credential_hash(cred)
             if other is not None:
                 self._count_concurrency(h, ctx)
-            self._remember(h, network_label(event), ctx)
+            self._remember(h, network_label(event), event.network, ctx)
         if self._outside(event):
             self._learn_egress(event, ctx, held)
 
@@ -155,7 +159,7 @@ class CredentialModel:
             windows = min(windows + 1, 0xFF)
         self.multi[h] = (max(ctx.bucket, last) << 8) | windows
 
-    def _remember(self, h: int, label: str, ctx: Context) -> None:
+    def _remember(self, h: int, label: str, klass: str, ctx: Context) -> None:
         entries = self.recent.get(h)
         if entries is None:
             if len(self.recent) >= CREDENTIAL_CAP:
@@ -168,7 +172,7 @@ class CredentialModel:
             if entry[0] == label:
                 entry[1] = max(entry[1], ts)
                 return
-        entries.append([label, ts])
+        entries.append([label, ts, klass])
         if len(entries) > NETWORKS_PER_CREDENTIAL:
             entries.remove(min(entries, key=lambda e: (e[1], e[0])))
 

@@ -3,7 +3,8 @@
 Attributes: action, service, resource, region, network (prefix and class), client family,
 target tenant (cross-account), error code, and three pairs that matter more than their
 parts: action with network, action with resource, credential with network (for a long-term
-key this is ``credential.new_network``).
+key this is ``credential.new_network``; calls made by a cloud service on the identity's
+behalf say nothing about where the key is and are left out of that pair).
 
 Score of an unseen value, in [0, 1]::
 
@@ -134,7 +135,7 @@ def extract(event: Event) -> list[tuple[int, int, str, str | None]]:
     if event.error_code and event.outcome == "failure":
         out.append((7, vhash(event.error_code), event.error_code, None))
     cred = event.credential_id
-    if cred:
+    if cred and event.network != "cloud_service":  # a service acting for the identity
         out.append((10, pair_hash(vhash(cred), hn), cred, net))
     return out
 

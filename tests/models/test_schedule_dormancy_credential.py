@@ -88,6 +88,15 @@ class TestCredential:
             "credential ASIAEXAMPLE used from 198.51.100.0/24 and from 203.0.113.0/24 "
             "2 minutes apart")
 
+    def test_two_private_subnets__quiet_private_and_public__flagged(self):
+        profile, ts = learned_profile(days=4)  # the stable stream runs from 10.0.1.0/24
+        other_subnet = make_event(ts, network="private", network_prefix="10.0.7.0/24")
+        assert "credential.concurrent_networks" not in {
+            s.detector for s in profile.observe(other_subnet)}
+        outside = make_event(ts + 30, network="public", network_prefix="203.0.113.0/24")
+        assert "credential.concurrent_networks" in {
+            s.detector for s in profile.score_one(outside)}
+
     def test_far_apart__quiet(self):
         profile, ts = learned_profile(days=4)
         profile.observe(make_event(ts, network="public", network_prefix="203.0.113.0/24"))
