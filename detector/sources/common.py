@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from detector.errors import InputError, NhiError
 from detector.event import EVENT_FIELDS
 from detector.identity import AI_AGENT_FAMILIES
 
@@ -46,16 +47,15 @@ if EVENT_FIELDS[: len(EVENT_POSITIONAL_ORDER)] != EVENT_POSITIONAL_ORDER:  # pra
                       "Event(...) calls in detector/sources (cloudtrail, gcp)")
 
 
-class RecordError(Exception):
+class RecordError(InputError):
     """A record that cannot become an event; ``reason`` is a dead-letter reason."""
 
     def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
+        super().__init__(reason, message)
         self.message = message
 
 
-class SkipRecord(Exception):
+class SkipRecord(NhiError):
     """A record that is valid but is not an identity event (digest, insight, control)."""
 
     def __init__(self, reason: str) -> None:
