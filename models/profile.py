@@ -18,6 +18,9 @@ State is serialised by ``to_bytes`` into a versioned blob (``models.common.pack_
 ``from_bytes`` refuses any other version with ``detector.errors.StateError``. The blob is
 kept under ``max_state_bytes``: when a profile grows past it, its largest value table is
 halved into its bloom filter and the trim is counted in ``degradations``.
+
+``held_count()`` says how much is quarantined right now, for a "stuck in an anomalous
+state" gauge (B21).
 """
 
 from __future__ import annotations
@@ -92,8 +95,8 @@ class IdentityProfile:
         for model in self.models:
             model.learn(event, ctx, held)
         self._advance(event.ts)
-        if ctx.bucket != self._size_check:
-            self._size_check = ctx.bucket
+        if ctx.hour != self._size_check:  # hourly: the caps bound growth in between
+            self._size_check = ctx.hour
             self._enforce_cap(ctx)
         return signals
 
@@ -144,7 +147,9 @@ class IdentityProfile:
 
     def _enforce_cap(self, ctx: Context) -> None:
         """Trim until the serialised size is under ``max_state_bytes`` (checked once per
-        bucket; the exact size is only computed when the cheap estimate comes near)."""
+        hour of event time; the exact size is only computed when the cheap estimate comes
+        near). The per-table caps keep even adversarial input under the cap in between
+        (``tests/models/test_profile.py``), so this is the safety net."""
         cap = self.settings.max_state_bytes
         if self.size_estimate() <= 0.7 * cap:
             return
