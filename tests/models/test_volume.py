@@ -79,6 +79,9 @@ class TestB24Burst:
         assert max(s.score for s in at_400) >= 0.5
         hst = [s for s in per_event[399] if s.detector == "multivariate.hst"]
         assert hst and hst[0].score > 0.0
+        assert hst[0].sentence.startswith(
+            "an unusual combination of volume, failures, breadth and novelty in one window")
+        assert hst[0].observed.startswith("400 calls, 400 failed")
         for signals in per_event:
             for s in signals:
                 assert not math.isnan(s.score) and 0.0 <= s.score <= 1.0
