@@ -132,8 +132,10 @@ class TestCloudTrailLayout:
                         seen.add("error")
                     if rec["sourceIPAddress"].endswith(".amazonaws.com"):
                         seen.add("service-host")
+                    if rec["sourceIPAddress"] == "AWS Internal":
+                        seen.add("aws-internal")
         assert {"AssumedRole", "IAMUser", "AWSService", "WebIdentityUser"} <= seen_types
-        assert seen == {"ec2RoleDelivery", "error", "service-host"}
+        assert seen == {"ec2RoleDelivery", "error", "service-host", "aws-internal"}
 
     def test_digests_are_present_and_name_real_objects(self, small):
         files = small[1]
