@@ -420,10 +420,8 @@ class Parser:
 
     def _aks(self, record: dict[str, Any], low: dict[str, Any], origin: str,
              hints: dict[str, Any]) -> None:
-        log = as_dict(azure.lower_keys(low.get("properties")).get("log"))
-        if not log:
-            text = azure.lower_keys(low.get("properties")).get("log")
-            log = azure.lower_keys(text) and _loads_dict(text)
+        raw_log = azure.lower_keys(low.get("properties")).get("log")
+        log = raw_log if isinstance(raw_log, dict) else _loads_dict(raw_log)  # object or JSON
         if not log:
             self._dead(k8s.SOURCE, "invalid_record", "AKS record has no properties.log event",
                        origin, _raw(record))
