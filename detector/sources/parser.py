@@ -183,12 +183,24 @@ class Parser:
 
     def _json_lines(self, data: bytes, origin: str) -> bool:
         lines = data.split(b"\n")
-        first = next((line for line in lines if line.strip()), b"")
-        # An oversized first line is still JSON-lines framing (it becomes a dead letter).
-        if len(first) <= self.max_record_bytes and not _parses_as_object(first):
+        if not self._looks_like_json_lines(lines):
             return False
         self._feed_lines(list(enumerate(lines, 1)), origin, collect=False)
         return True
+
+    def _looks_like_json_lines(self, lines: list[bytes]) -> bool:
+        """One of the first few non-empty lines is a whole JSON object (or is oversized:
+        still line framing, it becomes a dead letter); a bad first line does not decide."""
+        probed = 0
+        for line in lines:
+            if not line.strip():
+                continue
+            if len(line) > self.max_record_bytes or _parses_as_object(line):
+                return True
+            probed += 1
+            if probed >= 5:
+                return False
+        return False
 
     def _feed_lines(self, lines: list[tuple[int, bytes]], origin: str,
                     collect: bool = True) -> list[Event]:

@@ -227,3 +227,12 @@ def test_records_mixing_fast_path_and_other_shapes_are_counted_once() -> None:
     assert stats.events == {"aws.cloudtrail": 2, "gcp.audit": 1}
     assert stats.events_by_kind == {"workload": 3}
     assert stats.balanced()
+
+
+def test_json_lines_whose_first_line_is_broken() -> None:
+    data = b'{"eventName": "cut' + b"\n" + orjson.dumps(record(1)) + b"\n" + \
+        orjson.dumps(record(2)) + b"\n"
+    stats, dead = RunStats(), ListDeadLetters()
+    events = parse_payload(data, origin="f", stats=stats, dead_letters=dead)
+    assert [e.event_id for e in events] == ["id-1", "id-2"]
+    assert [(d["reason"], d["origin"]) for d in dead.items] == [("truncated", "f:1")]
