@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from . import world
-from .core import DAY, HOUR, MINUTE, Identity, Rng, Session
+from .core import DAY, HOUR, MINUTE, Identity, Rng, Session, weekday
 from .gen import Gen, Sessions, aws_role, aws_user, business_weight, expand, fixed_key, \
     periodic_times, poisson_times, rare_errors, run_calls, service_assume_role, \
     traffic_weight, web_identity_assume
@@ -90,7 +90,8 @@ def scheduled_job(g: Gen, env: str, name: str, template: list[tuple[str, Any]], 
                   **res: Any) -> Actor:
     """A nightly (or weekly) ECS scheduled task: one new session per run, fixed start time.
 
-    ``bursts`` maps a day to a multiplier of the run's size (a maintenance burst).
+    ``weekdays`` (Monday = 0) limits the runs to those days; ``bursts`` maps a day to a
+    multiplier of the run's size (a maintenance burst).
     """
     ident, rng = aws_role(g, env, name, "scheduled_job", **res)
     actor = Actor(ident, rng, ips=g.nat[env], ua=_ua(rng, ua_kind, template[0][0]))
@@ -100,7 +101,7 @@ def scheduled_job(g: Gen, env: str, name: str, template: list[tuple[str, Any]], 
     errors = rare_errors(0.01)
     for day in g.day_range(ident):
         t = g.day_t(day) + hour * HOUR + minute * MINUTE + rng.uniform(0, 90)
-        if weekdays is not None and (day % 7) not in weekdays:
+        if weekdays is not None and weekday(g.start, t) not in weekdays:
             continue
         actions = expand(rng, template)
         factor = (bursts or {}).get(day, 1.0)
