@@ -38,6 +38,7 @@ from detector.errors import StateError
 from detector.event import Event
 from detector.inventory import InventoryRecord
 from detector.scoring import (
+    SEVERITIES,
     SEVERITY_RANK,
     ScoringSettings,
     Sensitivity,
@@ -60,6 +61,8 @@ SWEEP_SECONDS = 300.0  # event time between sweeps that close every identity's e
 MAX_CHANGES = 4096  # recent deploy changes remembered for change-aware context
 INVENTORY_BYTES = 256  # rough serialised size of one inventory record
 GROUP_BYTES = 1024  # rough serialised size of one open alert group
+MAX_RECURRENCE_ENTRIES = 16  # (day, hour) sightings kept per alert signature
+MAX_RECURRENCE_SIGNATURES = 16  # alert signatures remembered per identity
 MAX_EXPECTED = 256  # (detector, value) pairs marked expected by feedback, per identity
 
 
@@ -70,18 +73,25 @@ class AlertState:
     groups: dict[str, AlertGroup] = field(default_factory=dict)
     cooldowns: dict[str, list[float]] = field(default_factory=dict)  # group -> [until, rank]
     expected: list[str] = field(default_factory=list)  # "detector\x1fvalue"
+    recurrence: dict[str, list[list[int]]] = field(default_factory=dict)  # sig -> [day, hour]
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "groups": {name: group.to_dict() for name, group in self.groups.items()},
             "cooldowns": self.cooldowns,
             "expected": self.expected,
+            "recurrence": self.recurrence,
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> AlertState:
         groups = {k: AlertGroup.from_dict(v) for k, v in (data.get("groups") or {}).items()}
-        return cls(groups, dict(data.get("cooldowns") or {}), list(data.get("expected") or []))
+        return cls(
+            groups,
+            dict(data.get("cooldowns") or {}),
+            list(data.get("expected") or []),
+            {k: [list(p) for p in v] for k, v in (data.get("recurrence") or {}).items()},
+        )
 
 
 @dataclass(slots=True)
@@ -199,6 +209,8 @@ class Detector:
             return
         else:
             verdict = self._verdict(event, signals, sens)
+            if verdict is not None:
+                self._recurrence(state, event, verdict)
         if verdict is None:
             return
         self._raise(event, state, verdict, out)
@@ -249,6 +261,46 @@ class Detector:
             if any(s.score >= floor and s.detector not in allowed for s in signals):
                 self.stats.suppressed["platform_routine"] += 1
         return None
+
+    def _recurrence(self, state: IdentityState, event: Event, verdict: Verdict) -> None:
+        """Lower by one level a deviation that recurs at this hour of day on at least
+        ``recurrence_days`` of the last ``recurrence_lookback_days`` days (a nightly batch
+        job's data burst). Only for deviations of amount (volume detectors, or no
+        catalogued action, or a volume-only category): a catalogued action that is itself
+        new (a key creation, a role binding) is never lowered this way."""
+        settings = self.settings
+        if settings.recurrence_days <= 0:
+            return
+        sens = verdict.sensitivity
+        family = verdict.top.signal.detector.partition(".")[0]
+        signature = f"{family}|{sens.category if sens else ''}"
+        day, hour = int(event.ts // 86400), int(event.ts % 86400 // 3600)
+        recurrence = state.alerts.recurrence
+        seen = recurrence.get(signature, ())
+        earlier = {d for d, h in seen if 0 < day - d <= settings.recurrence_lookback_days
+                   and min(abs(h - hour), 24 - abs(h - hour)) <= 1}
+        alert_worthy = SEVERITY_RANK[verdict.severity] >= SEVERITY_RANK[settings.min_severity]
+        if alert_worthy and [day, hour] not in seen:
+            entries = recurrence.setdefault(signature, [])
+            entries.append([day, hour])
+            del entries[: max(0, len(entries) - MAX_RECURRENCE_ENTRIES)]
+            self._cap_recurrence(recurrence, signature)
+        amount_only = sens is None or sens.volume_only or family == "volume"
+        if len(earlier) < settings.recurrence_days or not amount_only:
+            return
+        floor = SEVERITY_RANK["low"]
+        verdict.severity = SEVERITIES[max(SEVERITY_RANK[verdict.severity] - 1, floor)]
+        verdict.cap = SEVERITIES[max(SEVERITY_RANK[verdict.ceiling] - 1, floor)]
+        verdict.notes.append(
+            f"severity lowered one level: the same deviation recurred around {hour:02d}:00 "
+            f"UTC on {len(earlier)} of the last {settings.recurrence_lookback_days} days"
+        )
+
+    @staticmethod
+    def _cap_recurrence(recurrence: dict[str, list[list[int]]], keep: str) -> None:
+        while len(recurrence) > MAX_RECURRENCE_SIGNATURES:
+            oldest = next(k for k in recurrence if k != keep)
+            del recurrence[oldest]
 
     def _alertable(self, verdict: Verdict) -> bool:
         """Worth tracking: at least ``track_severity`` (emitted only from ``min_severity``)."""

@@ -229,6 +229,8 @@ class ScoringSettings:
     group_max: float = 86400.0  # … or at the latest this long after it opened
     cooldown: float = 6 * 3600.0
     change_window: float = 2 * 3600.0
+    recurrence_days: int = 3  # a deviation seen at this hour on N earlier days is lowered (0: off)
+    recurrence_lookback_days: int = 7
     deploy_identities: tuple[str, ...] = ()
     deploy_agent_families: tuple[str, ...] = DEFAULT_DEPLOY_AGENTS
     change_actions: tuple[str, ...] = DEFAULT_CHANGE_ACTIONS

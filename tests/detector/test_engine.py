@@ -311,6 +311,36 @@ class TestChangeContext:
         assert "change_context" not in alert.context
 
 
+class TestRecurrence:
+    CONFIG = {"models": {"holdout_score": 0.3}}  # keep the daily deviation out of the baseline
+
+    def daily(self, detector: Detector, action: str, days: int = 5) -> list:
+        alerts = []
+        for day in range(days):
+            when = T0 + timedelta(days=7 + day, hours=5)
+            event = ev(day, when, action, event_id=f"daily{day}", source_ip="203.0.113.7",
+                       network="public", network_prefix="203.0.113.0/24")
+            alerts += run(detector, [event])
+        return alerts
+
+    def test_a_deviation_recurring_at_the_same_hour_is_lowered(self):
+        detector, _ = learned(self.CONFIG)
+        alerts = self.daily(detector, "ec2:RunInstances")
+        assert [a.severity for a in alerts] == ["medium", "medium", "medium", "low", "low"]
+        assert "recurred around 05:00 UTC on 3 of the last 7 days" in alerts[3].context["notes"][0]
+
+    def test_a_recurring_sensitive_action_is_never_lowered(self):
+        detector, _ = learned(self.CONFIG)
+        alerts = self.daily(detector, "iam:CreateAccessKey")
+        assert [a.severity for a in alerts] == ["high"] * 5
+
+    def test_recurrence_can_be_switched_off(self):
+        config = {**self.CONFIG, "scoring": {"recurrence_days": 0}}
+        detector, _ = learned(config)
+        alerts = self.daily(detector, "ec2:RunInstances")
+        assert [a.severity for a in alerts] == ["medium"] * 5
+
+
 class TestDegradations:
     def test_profile_degradations_reach_run_stats(self):
         stats = RunStats()
