@@ -196,3 +196,20 @@ def _events(records: list):
 
     return parse_payload(b"\n".join(orjson.dumps(r) for r in records), origin="t",
                          stats=RunStats(), dead_letters=ListDeadLetters())
+
+
+@pytest.mark.parametrize("alert_format, shadow, role, check", [
+    ("native", False, "alerts", lambda v: v["schema"] == "nhi-detector/alert/v1"),
+    ("ocsf", False, "alerts", lambda v: v["class_uid"] == 2004),
+    ("native", True, "shadow", lambda v: v["alert_id"]),
+])
+def test_alerts__format_and_shadow_topic(story, alert_format, shadow, role, check) -> None:
+    harness = Harness()
+    harness.pipeline.alert_format = alert_format
+    harness.pipeline.shadow = shadow
+    for offset, payload in enumerate(payloads(story.records, 40)):
+        harness.feed(payload, offset)
+    values = harness.values(role)
+    assert values and all(check(v) for v in values)
+    other = "alerts" if role == "shadow" else "shadow"
+    assert harness.values(other) == []

@@ -295,3 +295,25 @@ def test_second_worker_joins_mid_stream_and_state_moves_with_partitions(
     for role in scenario.ROLES:
         # whichever worker owns it now continued the same baseline, once per event
         assert inventory[scenario.role_arn(role)]["events"] == len(story.records_of(role))
+
+
+def test_produce_command_sends_batched_records(kafka_bootstrap: str, story: scenario.Scenario,
+                                               tmp_path: Path) -> None:
+    import gzip
+    import subprocess
+    import sys
+
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "trail.json.gz").write_bytes(
+        gzip.compress(orjson.dumps({"Records": story.records[:100]})))
+    (tmp_path / "logs" / "more.jsonl").write_bytes(frame_lines(story.records[100:130]))
+    done = subprocess.run(
+        [sys.executable, "-m", "detector.cli", "produce", str(tmp_path / "logs"),
+         "--topic", "produced", "--bootstrap-servers", kafka_bootstrap, "--batch-records", "40",
+         "--no-progress"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "sent 130 records in 4 messages" in done.stderr
+    messages = read_topic(kafka_bootstrap, "produced", until=lambda m: len(m) >= 4, timeout=30)
+    lines = [line for m in messages for line in m.value.splitlines() if line]
+    assert sorted(orjson.loads(line)["eventID"] for line in lines) == sorted(
+        r["eventID"] for r in story.records[:130])
