@@ -72,20 +72,16 @@ def pack_blob(version: int, state: dict[str, Any]) -> bytes:
     chunks: list[bytes] = []
     offset = [0]
 
-    def encode(obj: Any) -> Any:
+    def encode_array(obj: Any) -> Any:
         if isinstance(obj, array.array):
             raw = obj.tobytes()
-            ref = {"@a": [obj.typecode, offset[0], len(obj)]}
             chunks.append(raw)
+            ref = {"@a": [obj.typecode, offset[0], len(obj)]}
             offset[0] += len(raw)
             return ref
-        if isinstance(obj, dict):
-            return {key: encode(item) for key, item in obj.items()}
-        if isinstance(obj, list | tuple):
-            return [encode(item) for item in obj]
-        return obj
+        raise TypeError(f"cannot serialise {type(obj).__name__} in a model state")
 
-    header = orjson.dumps(encode(state))
+    header = orjson.dumps(state, default=encode_array)
     return _HEAD.pack(MAGIC, version, len(header)) + header + b"".join(chunks)
 
 
@@ -107,20 +103,31 @@ def unpack_blob(data: bytes, version: int, what: str) -> dict[str, Any]:
     except orjson.JSONDecodeError as err:
         raise StateError(f"{what}: corrupt state header: {err}") from err
     body = memoryview(data)[start + length :]
+    nested = (dict, list)
 
     def decode(obj: Any) -> Any:
-        if isinstance(obj, dict):
-            if "@a" in obj and len(obj) == 1:
+        """Replace array references in place (plain values are left untouched)."""
+        if type(obj) is dict:
+            if len(obj) == 1 and "@a" in obj:
                 code, off, count = obj["@a"]
                 arr = array.array(code)
-                arr.frombytes(body[off : off + count * arr.itemsize])
+                raw = body[off : off + count * arr.itemsize]
+                if len(raw) != count * arr.itemsize:
+                    raise ValueError(f"array of {count} {code!r} items runs past the blob")
+                arr.frombytes(raw)
                 return arr
-            return {key: decode(item) for key, item in obj.items()}
-        if isinstance(obj, list):
-            return [decode(item) for item in obj]
+            for key, item in obj.items():
+                if type(item) in nested:
+                    obj[key] = decode(item)
+        else:
+            for i, item in enumerate(obj):
+                if type(item) in nested:
+                    obj[i] = decode(item)
         return obj
 
+    if not isinstance(header, dict):
+        raise StateError(f"{what}: corrupt state header (not a mapping)")
     try:
         return decode(header)
-    except (ValueError, TypeError) as err:
+    except (ValueError, TypeError, KeyError) as err:
         raise StateError(f"{what}: corrupt state body: {err}") from err

@@ -224,9 +224,7 @@ class IdentityProfile:
         return pack_blob(STATE_VERSION, state)
 
     @classmethod
-    def from_bytes(cls, data: bytes, settings: ModelSettings) -> IdentityProfile:
-        """Rebuild a profile from ``to_bytes``; raises ``StateError`` on another version."""
-        state = unpack_blob(data, STATE_VERSION, "identity profile")
+    def _from_state(cls, state: dict, settings: ModelSettings) -> IdentityProfile:
         profile = cls(state["id"], state["kind"], settings)
         profile.first_ts = state["f"]
         profile.last_ts = state["l"]
@@ -238,4 +236,15 @@ class IdentityProfile:
             model_cls.from_state(state[key], settings)
             for key, model_cls in zip(MODEL_KEYS, MODEL_CLASSES, strict=True)
         ]
+        return profile
+
+    @classmethod
+    def from_bytes(cls, data: bytes, settings: ModelSettings) -> IdentityProfile:
+        """Rebuild a profile from ``to_bytes``; raises ``StateError`` on another version."""
+        state = unpack_blob(data, STATE_VERSION, "identity profile")
+        try:
+            profile = cls._from_state(state, settings)
+        except (KeyError, ValueError, TypeError, IndexError, OverflowError) as err:
+            raise StateError(f"identity profile: corrupt state ({type(err).__name__}: {err})"
+                             ) from err
         return profile

@@ -99,6 +99,13 @@ class TestState:
         with pytest.raises(StateError, match="bad magic"):
             IdentityProfile.from_bytes(b"not a profile at all", ModelSettings())
 
+    @pytest.mark.parametrize("cut", [0.2, 0.5, 0.9, 0.99])
+    def test_truncated_blob__state_error(self, cut):
+        profile, _ = learned_profile(days=1)
+        blob = profile.to_bytes()
+        with pytest.raises(StateError, match="identity profile"):
+            IdentityProfile.from_bytes(blob[: int(len(blob) * cut)], ModelSettings())
+
     def test_partial_event__never_teaches(self):
         profile, ts = learned_profile(days=4)
         blob = profile.to_bytes()
