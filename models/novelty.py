@@ -2,7 +2,9 @@
 
 Attributes: action, service, resource, region, network (prefix and class), client family,
 target tenant (cross-account), error code, and three pairs that matter more than their
-parts: action with network, action with resource, credential with network (for a long-term
+parts: action with network, action with resource (these two are signalled only when both
+parts are known, so one new action does not raise three signals), credential with network
+(for a long-term
 key this is ``credential.new_network``; calls made by a cloud service on the identity's
 behalf say nothing about where the key is and are left out of that pair).
 
@@ -60,6 +62,11 @@ LONG_TERM_WEIGHT = 0.8
 DETECTORS[LONG_TERM_DETECTOR] = CRED_NETWORK
 PAIR_SEP = "|"
 ERROR_CODE = INDEX["error_code"]
+PAIR_PARTS = {
+    INDEX["action_network"]: (1 << INDEX["action"]) | (1 << INDEX["network"]),
+    INDEX["action_resource"]: (1 << INDEX["action"]) | (1 << INDEX["resource"]),
+}
+"""A pair signal is left out when one of its parts is itself new in the same event."""
 SURPRISE_DECADES = 3.0
 
 
@@ -112,18 +119,16 @@ def extract(event: Event) -> list[tuple[int, int, str, str | None]]:
     action = event.action
     net = event.network_prefix or event.network or "unknown"
     hn = vhash(net)
+    ha = hr = 0
     if action:
         ha = vhash(action)
         service = action.partition(":")[0]
         out.append((0, ha, action, None))
         out.append((1, vhash(service), service, None))
-        out.append((8, pair_hash(ha, hn), action, net))
     resource = event.resource
     if resource:
         hr = vhash(resource)
         out.append((2, hr, resource, None))
-        if action:
-            out.append((9, pair_hash(ha, hr), action, resource))
     if event.region:
         out.append((3, vhash(event.region), event.region, None))
     out.append((4, hn, net, None))
@@ -134,6 +139,11 @@ def extract(event: Event) -> list[tuple[int, int, str, str | None]]:
         out.append((6, vhash(target), target, None))
     if event.error_code and event.outcome == "failure":
         out.append((7, vhash(event.error_code), event.error_code, None))
+    # pairs last: their signal is only worth raising when both parts are known
+    if action:
+        out.append((8, pair_hash(ha, hn), action, net))
+        if resource:
+            out.append((9, pair_hash(ha, hr), action, resource))
     cred = event.credential_id
     if cred and event.network != "cloud_service":  # a service acting for the identity
         out.append((10, pair_hash(vhash(cred), hn), cred, net))
@@ -247,6 +257,7 @@ class NoveltyModel:
         failed = event.outcome == "failure"
         pending: list[tuple[int, int]] | None = [] if learn_known else None
         taught: list[tuple[int, int]] = []
+        novel_parts = 0
         for index, h, first, second in self.values(event, ctx):
             table = tables[index]
             packed = table.d.get(h)
@@ -262,6 +273,9 @@ class NoveltyModel:
                 pending.append((index, h))
             if quiet:
                 continue
+            novel_parts |= 1 << index
+            if index in PAIR_PARTS and novel_parts & PAIR_PARTS[index]:
+                continue  # a new part already says it: no second signal for the pair
             shown, raw = describe_value(event, index, first, second)
             signal = self._signal(event, ctx, index, h, shown, raw, packed)
             if signal is not None:

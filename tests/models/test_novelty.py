@@ -46,8 +46,11 @@ class TestNoveltySignals:
         )
         found = {s.detector: s for s in profile.score_one(event)}
         for name in ("region", "network", "agent_family", "target_tenant", "resource",
-                     "action_network", "action_resource", "credential_network"):
+                     "credential_network"):
             assert f"novelty.{name}" in found, name
+        # the pairs stay quiet when a part is itself new: one finding, one signal
+        assert "novelty.action_network" not in found
+        assert "novelty.action_resource" not in found
         assert found["novelty.region"].sentence.startswith("first activity in region ap-south-1")
         assert found["novelty.network"].observed == "203.0.113.0/24 (public)"
         assert found["novelty.target_tenant"].sentence.startswith(
@@ -100,13 +103,17 @@ class TestNoveltySignals:
         assert profile.mark_expected("novelty.action", "iam:CreateAccessKey")
         assert "novelty.action" not in {s.detector for s in profile.score_one(event)}
 
-    def test_mark_expected__pair_value(self):
+    def test_pair_of_known_parts__flagged_and_feedback(self):
         profile, ts = learned_profile(days=4)
+        assert profile.mark_expected("novelty.network", "198.51.100.0/24")
         event = make_event(ts, network="public", network_prefix="198.51.100.0/24")
         pair = [s for s in profile.score_one(event) if s.detector == "novelty.action_network"]
+        assert pair and pair[0].sentence.startswith(
+            "first call of s3:GetObject from network 198.51.100.0/24 (public) in ")
+        assert pair[0].value == "s3:GetObject|198.51.100.0/24"
         assert profile.mark_expected("novelty.action_network", pair[0].value)
         after = {s.detector for s in profile.score_one(event)}
-        assert "novelty.action_network" not in after and "novelty.network" in after
+        assert "novelty.action_network" not in after
 
 
 class TestPeerContext:
