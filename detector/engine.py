@@ -273,7 +273,9 @@ class Detector:
             return
         sens = verdict.sensitivity
         family = verdict.top.signal.detector.partition(".")[0]
-        signature = f"{family}|{sens.category if sens else ''}"
+        # Amount deviations of one job touch several categories (secrets, then data): one
+        # signature per family for volume, per family and category otherwise.
+        signature = family if family == "volume" else f"{family}|{sens.category if sens else ''}"
         day, hour = int(event.ts // 86400), int(event.ts % 86400 // 3600)
         recurrence = state.alerts.recurrence
         seen = recurrence.get(signature, ())
