@@ -64,6 +64,7 @@ GROUP_BYTES = 1024  # rough serialised size of one open alert group
 MAX_RECURRENCE_ENTRIES = 16  # (day, hour) sightings kept per alert signature
 MAX_RECURRENCE_SIGNATURES = 16  # alert signatures remembered per identity
 MAX_EXPECTED = 256  # (detector, value) pairs marked expected by feedback, per identity
+PAIR_PREFIX = "novelty.action_"  # detectors of the novelty pairs led by an action
 
 
 @dataclass(slots=True)
@@ -222,7 +223,7 @@ class Detector:
         kept = []
         expected = state.alerts.expected
         for signal in signals:
-            if expected and f"{signal.detector}\x1f{signal.value}" in expected:
+            if expected and _is_expected(expected, signal.detector, str(signal.value or "")):
                 self.stats.suppressed["feedback"] += 1
                 continue
             if self.suppressions.rules:
@@ -577,11 +578,16 @@ class Detector:
         if state is None:
             return False
         state.profile.mark_expected(detector, value)
-        key = f"{detector}\x1f{value}"
+        keys = [f"{detector}\x1f{value}"]
+        if detector == "novelty.action":
+            # The action's pairs (with a network, with a resource) are only scored once
+            # the action is known, so they would surface right after this feedback.
+            keys.append(f"{PAIR_PREFIX}\x1f{value}|")
         expected = state.alerts.expected
-        if key not in expected:
-            expected.append(key)
-            del expected[: max(0, len(expected) - MAX_EXPECTED)]
+        for key in keys:
+            if key not in expected:
+                expected.append(key)
+        del expected[: max(0, len(expected) - MAX_EXPECTED)]
         return True
 
     # ------------------------------------------------------------------ state
@@ -700,6 +706,19 @@ class Detector:
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+def _is_expected(expected: list[str], detector: str, value: str) -> bool:
+    """Whether feedback marked (detector, value): exactly, or as a pair of a marked action
+    (``novelty.action_*`` entries hold the action and ``|`` as a value prefix)."""
+    if f"{detector}\x1f{value}" in expected:
+        return True
+    if not detector.startswith(PAIR_PREFIX):
+        return False
+    return any(
+        entry.startswith(PAIR_PREFIX + "\x1f") and value.startswith(entry[len(PAIR_PREFIX) + 1:])
+        for entry in expected
+    )
 
 
 def _iso(ts: float) -> str:
