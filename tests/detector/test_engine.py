@@ -232,6 +232,17 @@ class TestNoiseControl:
         assert detector.process(again) == []
         assert detector.mark_expected("arn:aws:iam::1:role/unknown", "novelty.action", "x") is False
 
+    def test_feedback_on_an_action_covers_its_pairs_only(self):
+        from detector.engine import _is_expected
+
+        detector, _ = learned()
+        assert detector.mark_expected(ROLE, "novelty.action", "iam:CreateAccessKey")
+        expected = detector.store[ROLE].alerts.expected
+        assert _is_expected(expected, "novelty.action", "iam:CreateAccessKey")
+        assert _is_expected(expected, "novelty.action_network", "iam:CreateAccessKey|1.2.3.0/24")
+        assert not _is_expected(expected, "novelty.action_network", "iam:CreateUser|1.2.3.0/24")
+        assert not _is_expected(expected, "novelty.network", "iam:CreateAccessKey|x")
+
     def test_change_context_lowers_severity_of_new_plain_behaviour(self):
         detector, _ = learned()
         plain = attack_event(0, action="ec2:RunInstances", source_ip="10.0.0.5",
