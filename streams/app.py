@@ -104,7 +104,7 @@ def create_app(settings: WorkerSettings, runtime: Runtime) -> faust.App:
     table = app.Table(settings.table_name, partitions=settings.partitions, key_type=bytes,
                       value_type=bytes, help="per-identity detector state (changelog-backed)")
     _declare_agents(app, runtime, topics, table)
-    _declare_health(app, runtime, topics)
+    _declare_health(app, runtime)
     return app
 
 
@@ -191,8 +191,14 @@ def _declare_agents(app: faust.App, runtime: Runtime, topics: Mapping[str, Any],
         async for events in stream.take_events(runtime.settings.max_poll_records, window):
             raw = [(e.value, e.message.topic, e.message.partition, e.message.offset)
                    for e in events]
-            out = pipeline.split_many(raw)
-            await send_all(runtime, out.records)
+            try:
+                records = pipeline.split_many(raw).records
+            except Exception as err:  # noqa: BLE001 - never let the agent die (B15)
+                records = [r for data, topic, partition, offset in raw
+                           for r in pipeline.split_failed(data, err, topic=topic,
+                                                          partition=partition,
+                                                          offset=offset).records]
+            await send_all(runtime, records)
 
     @app.agent(topics["repartition"], name="detect")
     async def detect(stream: Any) -> None:
@@ -225,7 +231,7 @@ def _declare_agents(app: faust.App, runtime: Runtime, topics: Mapping[str, Any],
                      sorted(partitions), dropped)
 
 
-def _declare_health(app: faust.App, runtime: Runtime, topics: Mapping[str, Any]) -> None:
+def _declare_health(app: faust.App, runtime: Runtime) -> None:
     consumed = set(runtime.settings.topic_sources()) | {runtime.settings.repartition_topic}
 
     @app.timer(HEALTH_INTERVAL_S)
