@@ -193,7 +193,7 @@ def start_worker(bootstrap: str, app_id: str, raw: str, partitions: int, workdir
                  name: str) -> tuple[subprocess.Popen, int]:
     port = free_port()
     cmd = [sys.executable, "-m", "detector.cli", "worker", "--bootstrap-servers", bootstrap,
-           "--app-id", app_id, "--raw-topics", raw, "--partitions", str(partitions),
+           "--app-id", app_id, "--raw-topics", raw, "--partitions", str(max(partitions, 4)),
            "--alerts-topic", f"{app_id}.alerts", "--shadow-topic", f"{app_id}.shadow",
            "--inventory-topic", f"{app_id}.inventory", "--dead-letter-topic", f"{app_id}.dlq",
            "--state-dir", str(workdir / "state"), "--worker-id", name, "--web-port", str(port),
@@ -215,26 +215,45 @@ def processed(port: int) -> float:
     return float(match.group(1)) if match else 0.0
 
 
-def measure_workers(bootstrap: str, app_id: str, raw: str, partitions: int, total: int,
-                    workers: int, workdir: Path, timeout: float = 900.0) -> float:
-    """Events/s from the first to the last event detected, over ``workers`` processes."""
+def ready(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
+
+
+def wait_stable(procs: list[tuple[subprocess.Popen, int]], workdir: Path,
+                timeout: float = 300.0, hold: float = 5.0) -> None:
+    """Until every worker has been ready for ``hold`` seconds in a row (Faust rebalances
+    once or twice at startup; a measurement must not include those pauses)."""
+    deadline, since = time.monotonic() + timeout, None
+    while time.monotonic() < deadline:
+        for process, _ in procs:
+            if process.poll() is not None:
+                raise RuntimeError(f"worker exited with {process.returncode}; see {workdir}")
+        if all(ready(port) for _, port in procs):
+            since = since or time.monotonic()
+            if time.monotonic() - since >= hold:
+                return
+        else:
+            since = None
+        time.sleep(0.2)
+    raise RuntimeError(f"workers not ready in {timeout:.0f}s; see {workdir}")
+
+
+def measure_workers(bootstrap: str, app_id: str, payloads: list[bytes], partitions: int,
+                    total: int, workers: int, workdir: Path, timeout: float = 900.0) -> float:
+    """Events/s from the first to the last event detected, over ``workers`` processes that
+    were started and settled on an empty raw topic before ``payloads`` are produced."""
+    raw = f"{app_id}.raw"
+    create_topic(bootstrap, raw, partitions)
     procs = [start_worker(bootstrap, app_id, raw, partitions, workdir, f"w{i}")
              for i in range(workers)]
-    started = None
-    deadline = time.monotonic() + timeout
     try:
-        while time.monotonic() < deadline:
-            done = sum(processed(port) for _, port in procs)
-            now = time.perf_counter()
-            if started is None and done > 0:
-                started, first = now, done
-            if done >= total:
-                return (done - first) / (now - started)
-            for process, _ in procs:
-                if process.poll() is not None:
-                    raise RuntimeError(f"worker exited with {process.returncode}; see {workdir}")
-            time.sleep(0.1)
-        raise RuntimeError(f"workers did not finish in {timeout:.0f}s; see {workdir}")
+        wait_stable(procs, workdir)
+        asyncio.run(produce_async(bootstrap, raw, payloads, partitions))
+        return _rate(procs, total, workdir, timeout)
     finally:
         for process, _ in procs:
             process.send_signal(signal.SIGTERM)
@@ -243,6 +262,24 @@ def measure_workers(bootstrap: str, app_id: str, raw: str, partitions: int, tota
                 process.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+def _rate(procs: list[tuple[subprocess.Popen, int]], total: int, workdir: Path,
+          timeout: float) -> float:
+    started = first = None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done = sum(processed(port) for _, port in procs)
+        now = time.perf_counter()
+        if started is None and done > 0:
+            started, first = now, done
+        if done >= total:
+            return (done - first) / (now - started)
+        for process, _ in procs:
+            if process.poll() is not None:
+                raise RuntimeError(f"worker exited with {process.returncode}; see {workdir}")
+        time.sleep(0.1)
+    raise RuntimeError(f"workers did not finish in {timeout:.0f}s; see {workdir}")
 
 
 # ---------------------------------------------------------------------------- main
@@ -292,19 +329,16 @@ def run(args: argparse.Namespace, bootstrap: str, workdir: Path) -> None:
     noop = noop_faust_agent(bootstrap, topic, len(single), workdir)
     print(f"baseline     no-op Faust agent      : {noop:10,.0f} messages/s", flush=True)
 
-    one_single = measure_workers(bootstrap, f"bench-ws-{tag}", topic, 4, len(single), 1,
+    one_single = measure_workers(bootstrap, f"bench-ws-{tag}", single, 1, len(single), 1,
                                  workdir)
     print(f"worker x1    single-record messages : {one_single:10,.0f} events/s "
           f"({100 * one_single / noop:.0f} % of the no-op agent; target >= 80 %)", flush=True)
 
-    batched_topic = f"bench-batched-{tag}"
-    produce(bootstrap, batched_topic, batched(records, args.batch), partitions=4)
-    one = measure_workers(bootstrap, f"bench-wb1-{tag}", batched_topic, 4, len(records), 1,
-                          workdir)
+    batches = batched(records, args.batch)
+    one = measure_workers(bootstrap, f"bench-wb1-{tag}", batches, 4, len(records), 1, workdir)
     print(f"worker x1    batched ({args.batch}/message)  : {one:10,.0f} events/s "
           f"(target >= 10,000)", flush=True)
-    two = measure_workers(bootstrap, f"bench-wb2-{tag}", batched_topic, 4, len(records), 2,
-                          workdir)
+    two = measure_workers(bootstrap, f"bench-wb2-{tag}", batches, 4, len(records), 2, workdir)
     print(f"worker x2    batched, 4 partitions  : {two:10,.0f} events/s "
           f"({two / one:.2f}x one worker; target >= 1.7x)", flush=True)
     core = detector_core_rate(records[: min(len(records), 20000)])

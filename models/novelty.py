@@ -20,7 +20,9 @@ in the identity's peer group and raises it by 15 % when the whole group never us
 
 Poisoning policy: values of a *held* event (one of its signals scored at least
 ``holdout_score``) go to the table's quarantine and are learned after they recur in
-``accept_windows`` distinct windows, or at once through ``mark_expected``. Failed calls
+``accept_windows`` distinct windows, or at once through ``mark_expected``. A quarantined
+value is signalled once per window (the first event of each window), and every sighting
+goes through the quarantine, whatever the rest of its event scored. Failed calls
 teach only the error code: a denied action never becomes "known". During the learning
 period everything is learned and nothing is signalled.
 """
@@ -276,6 +278,9 @@ class NoveltyModel:
             novel_parts |= 1 << index
             if index in PAIR_PARTS and novel_parts & PAIR_PARTS[index]:
                 continue  # a new part already says it: no second signal for the pair
+            held_at = table.held.get(h)
+            if held_at is not None and held_at >> 8 == ctx.bucket:
+                continue  # quarantined and already said in this window
             shown, raw = describe_value(event, index, first, second)
             signal = self._signal(event, ctx, index, h, shown, raw, packed)
             if signal is not None:
@@ -370,7 +375,8 @@ class NoveltyModel:
         quarantine = held and not ctx.learning
         for index, h in pending:
             table = self.tables[index]
-            if quarantine and not table.hold(h, ctx.bucket, self.settings.accept_windows):
+            if (quarantine or h in table.held) and not table.hold(
+                    h, ctx.bucket, self.settings.accept_windows):
                 continue  # a held value does not raise the rate of (accepted) new values
             table.rate += RATE_ALPHA * (1.0 - table.rate)
             before = len(table.d)

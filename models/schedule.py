@@ -13,7 +13,8 @@ Scores (only after the learning period):
 
 Poisoning policy: an hour first seen in a held event is quarantined and becomes active
 once it recurs in ``accept_windows`` distinct windows, or when marked expected ("03:00"
-for the hour on every day, "Sat 03:00" for one hour of the week).
+for the hour on every day, "Sat 03:00" for one hour of the week). A quarantined hour is
+signalled once per window, not on every event.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from models.table import HELD_CAP
 logger = logging.getLogger(__name__)
 
 DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+DAY_HISTORY_DAYS = 2
+"""History needed before an hour of the day can be called unusual."""
 WEEK_HISTORY_DAYS = 14
 
 
@@ -64,6 +67,12 @@ class ScheduleModel:
         """A signal when the event falls in an hour never active before (pure)."""
         if ctx.learning or ctx.hour == self._fast_hour:
             return []
+        if ctx.history_seconds < DAY_HISTORY_DAYS * 86400:
+            return []  # too short a history to call an hour unusual
+        how = hour_of_week(ctx.ts)
+        packed = self.held.get(how)
+        if packed is not None and packed >> 8 == ctx.bucket:
+            return []  # already said in this window; the hour stays quarantined
         day = ctx.day
         hour = ctx.hour % 24
         if not self._active(self.hod[hour], day):
@@ -71,7 +80,6 @@ class ScheduleModel:
             return self._signal(ctx, f"{hour:02d}:00", 1.0 - active / 24, active, 24, "day")
         if ctx.history_seconds < WEEK_HISTORY_DAYS * 86400:
             return []
-        how = hour_of_week(ctx.ts)
         if self._active(self.slots[how], day):
             return []
         active = sum(1 for last in self.slots if self._active(last, day))
@@ -114,7 +122,8 @@ class ScheduleModel:
             return
         how = hour_of_week(ctx.ts)
         day = ctx.day
-        if held and not ctx.learning and self.score(event, ctx):
+        quarantined = how in self.held and not self._active(self.slots[how], day)
+        if quarantined or (held and not ctx.learning and self.score(event, ctx)):
             if not self._hold(how, ctx.bucket):  # only an hour that was itself flagged
                 return
         self._set(how, day)

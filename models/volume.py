@@ -25,10 +25,11 @@ and the few complete buckets in between are folded on the fly (cached per bucket
 
 Poisoning and drift policy (B21): a complete bucket whose own score reaches
 ``holdout_score`` is not learned; it joins a quarantine run. ``accept_windows``
-consecutive held buckets at a steady level (all within a factor of two of their median)
-are accepted as the new level: the baselines are rescaled to it and alerts stop.
-``mark_expected("volume.rate", …)`` accepts the current run at once. A held bucket never
-feeds the HST nor its scaler.
+consecutive held buckets at a steady level (each series within a factor of two of its
+median) are accepted as the new level: the baselines move to it and alerts stop.
+``mark_expected("volume.…", …)`` accepts the current run at once. A held bucket never
+feeds the HST nor its scaler. The first ``WARM_BUCKETS`` buckets are always learned: an
+empty baseline would otherwise hold everything out and never learn.
 
 Signals are emitted when a bucket's score for a detector first reaches a new tenth
 (0.1, 0.2 …), so a burst of 500 events yields a handful of escalating signals.
@@ -56,6 +57,8 @@ DISTINCT_CAP = 64
 Z_START = 4.0
 Z_SPAN = 8.0
 MAX_ZERO_FOLDS = 7 * 24 * 6
+WARM_BUCKETS = 12
+"""Buckets a baseline learns unconditionally before it may hold any out (cold start)."""
 MILESTONES = frozenset({4, 8, 16, 32})
 MILESTONE_EVERY = 50
 DETECTORS = ("volume.rate", "volume.distinct_actions", "volume.distinct_resources",
@@ -68,6 +71,17 @@ def seasonal_slot(bucket: int, bucket_seconds: float) -> int:
     day = int(ts // 86400)
     weekend = (day + 3) % 7 >= 5
     return int(ts // 3600) % 24 + (24 if weekend else 0)
+
+
+def _median(values: list[int]) -> float:
+    ordered = sorted(values)
+    return float(ordered[len(ordered) // 2])
+
+
+def _steady(values: list[int]) -> bool:
+    """All values within a factor of two of their median (+1 so small counts can agree)."""
+    middle = _median(values) + 1
+    return min(values) + 1 >= middle / 2 and max(values) + 1 <= 2 * middle
 
 
 def spike_score(count: float, expected: float, var: float) -> float:
@@ -232,8 +246,10 @@ class WindowModel:
         slot = seasonal_slot(index, self.bucket_seconds)
         ref.through = index
         ref.folds += 1
-        if bucket is not None and max(ref.scores(bucket, slot)) >= self.settings.holdout_score:
-            self._hold(ref, bucket.n)
+        warm = ref.learned >= WARM_BUCKETS  # a young baseline learns everything (cold start)
+        if warm and bucket is not None and max(
+                ref.scores(bucket, slot)) >= self.settings.holdout_score:
+            self._hold(ref, bucket)
             return
         ref.run.clear()
         count = 0 if bucket is None else bucket.n
@@ -257,25 +273,33 @@ class WindowModel:
             else:
                 ref.hst_pending.append(self._features(bucket, index))
 
-    def _hold(self, ref: Reference, count: int) -> None:
-        ref.run.append(count)
+    def _hold(self, ref: Reference, bucket: Bucket) -> None:
+        """Quarantine a held bucket; accept the run once it is steady (see the policy)."""
+        ref.run.append([bucket.n, len(bucket.actions), len(bucket.resources), bucket.fails])
         k = self.settings.accept_windows
-        if len(ref.run) < k:
-            return
-        recent = sorted(ref.run[-k:])
-        median = recent[len(recent) // 2]
-        if recent[0] * 2 >= median and recent[-1] <= 2 * median:
-            self._accept(ref, float(median))
+        if len(ref.run) >= k and all(_steady([row[i] for row in ref.run[-k:]])
+                                     for i in range(4)):
+            self._accept(ref)
 
-    def _accept(self, ref: Reference, level: float) -> None:
-        """A steady new level: rescale the call baselines to it (the drift is learned)."""
-        old = max(ref.mean, 1e-9)
-        ratio = level / old if ref.mean > 0 else 1.0
+    def _accept(self, ref: Reference) -> None:
+        """A steady new level: every series of the run becomes the baseline (drift learned).
+
+        Calls: the seasonal slots are rescaled by the new level over the old one. Distinct
+        actions, distinct resources and failures: their means move to the run's median.
+        """
+        medians = [_median([row[i] for row in ref.run]) for i in range(4)]
+        spreads = [float(max(r[i] for r in ref.run) - min(r[i] for r in ref.run))
+                   for i in range(4)]
+        level = medians[0]
+        ratio = level / ref.mean if ref.mean > 0 else 1.0
         for i in range(48):
             ref.slot_mean[i] = ref.slot_mean[i] * ratio if ref.mean > 0 else level
         ref.mean = level
-        spread = max(ref.run) - min(ref.run)
-        ref.rvar = max(ref.rvar * ratio * ratio, float(spread * spread))
+        ref.rvar = max(ref.rvar * ratio * ratio, spreads[0] ** 2)
+        s = ref.stats
+        for i in range(3):
+            s[2 * i] = medians[i + 1]
+            s[2 * i + 1] = max(s[2 * i + 1], spreads[i + 1] ** 2)
         ref.run.clear()
 
     def _features(self, bucket: Bucket, index: int) -> dict[str, float]:
@@ -485,18 +509,17 @@ class WindowModel:
         # the committed baseline stays valid
 
     def mark_expected(self, detector: str, value: str, ctx: Context) -> bool:
-        """Accept the quarantined level of ``volume.rate`` at once."""
-        if detector != "volume.rate" or not self.main.run:
+        """Accept the quarantined level (any ``volume.*`` detector) at once."""
+        if not detector.startswith("volume.") or not self.main.run:
             return False
-        run = sorted(self.main.run)
-        self._accept(self.main, float(run[len(run) // 2]))
+        self._accept(self.main)
         self._cache = None
         self._limits_cache = None
         return True
 
     def size_estimate(self) -> int:
         open_size = sum(120 + 4 * (len(b.actions) + len(b.resources)) for b in self.open.values())
-        return 1400 + 8 * len(self.main.run) + open_size
+        return 1400 + 24 * len(self.main.run) + open_size
 
     def to_state(self) -> dict:
         return {

@@ -96,6 +96,18 @@ class TestNoveltySignals:
             flagged.append("novelty.action" in {s.detector for s in signals})
         assert flagged == [True, True, True, False, False]
 
+    def test_held_value__said_once_per_window(self):
+        profile, ts = learned_profile(days=4)
+        bucket = ModelSettings().bucket_seconds
+        counts = []
+        for window in range(2):
+            start = ts + window * bucket
+            flagged = [profile.observe(make_event(start + i, "sqs:SendMessage"))
+                       for i in range(20)]
+            counts.append(sum("novelty.action" in {s.detector for s in f} for f in flagged))
+        assert counts == [1, 1]
+        assert profile.models[0].tables[0].held_windows(vhash("sqs:SendMessage")) == 2
+
     def test_mark_expected__value_becomes_known(self):
         profile, ts = learned_profile(days=4)
         event = make_event(ts, "iam:CreateAccessKey")

@@ -39,6 +39,19 @@ class TestSchedule:
         assert re.fullmatch(r"first activity at 03:00 UTC in 5 days of history; "
                             r"active in 3 of 24 hours of the day so far", found[0].sentence)
 
+    def test_off_hours_burst__said_once_per_window(self):
+        profile, day = office_hours_profile()
+        flagged = [profile.observe(make_event(day + 3 * 3600 + i * 20)) for i in range(60)]
+        per_event = ["schedule.off_hours" in {s.detector for s in f} for f in flagged]
+        assert sum(per_event) == 2  # 20 minutes of calls: two 10-minute windows
+        assert per_event[0] and per_event[30]
+
+    def test_short_history__no_schedule_signal(self):
+        settings = ModelSettings(learning_min_days=0.1)
+        profile, _ = office_hours_profile(days=1, settings=settings)
+        late = make_event(T0 + 86400 + 3 * 3600)
+        assert not [s for s in profile.score_one(late) if s.detector == "schedule.off_hours"]
+
     def test_always_on_identity__never_flagged(self):
         profile, ts = learned_profile(days=4)  # every 5 minutes, all day
         assert not [s for s in profile.score_one(make_event(ts + 3 * 3600))
