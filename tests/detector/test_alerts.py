@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from detector.alerts import (
     NO_OWNER,
@@ -258,3 +260,24 @@ class TestEscalation:
         group.cap = "low"
         assert group.escalate(ScoringSettings().severity_for) is False
         assert group.severity == "low"
+
+
+class TestArbitraryInput:
+    """Whatever text the models and the logs put in, the alert stays valid and one-line."""
+
+    @settings(max_examples=60, deadline=None)
+    @given(
+        value=st.text(max_size=300),
+        sentence=st.text(max_size=300),
+        observed=st.text(max_size=50),
+        resource=st.one_of(st.none(), st.text(max_size=100)),
+        score=st.floats(min_value=0.0, max_value=1.0),
+    )
+    def test_native_alert_is_always_valid(self, value, sentence, observed, resource, score):
+        signal = Signal("novelty.resource", score, observed, "base", sentence, value=value)
+        verdict = Verdict(score, "medium", [Weighted(signal, score)], None, [])
+        group = open_group(make_event(resource=resource), verdict)
+        group.revision = 1
+        native = group.to_alert(ROLE, []).to_native()
+        assert_valid_alert(native)
+        assert "\n" not in native["title"] and len(native["title"]) <= 200
