@@ -9,9 +9,11 @@ anywhere else. Per event (``Detector.process``):
 4. close this identity's expired alert groups (and, every few minutes of event time, every
    identity's);
 5. filter the signals (suppression rules, feedback), then either raise a policy alert
-   (identity still learning) or fuse the signals into a verdict (``detector.scoring``);
-6. fold the verdict into the open group of its detector group, or open a new one unless
-   the group is cooling down; emit the alert when it is new or materially changed.
+   (identity still learning, or a configured rule) or fuse the signals into a verdict
+   (``detector.scoring``), with change-aware context and daily recurrence lowering it;
+6. fold the verdict into the identity's open alert group, or open one unless the family
+   is cooling down; let the group's severity rise with its evidence; emit the alert once
+   the group reaches ``min_severity`` and again when it materially changes.
 
 Events without signals leave at step 2 after a few dictionary operations: nothing is
 serialised and no JSON is built unless an alert is raised.
@@ -44,6 +46,7 @@ from detector.scoring import (
     Sensitivity,
     SensitivityCatalogue,
     Verdict,
+    Weighted,
     score_event,
 )
 from detector.suppression import SuppressionRules, load_rules_file
@@ -356,8 +359,6 @@ class Detector:
         return None
 
     def _policy_verdict(self, event: Event, signal: Signal, sens: Sensitivity | None) -> Verdict:
-        from detector.scoring import Weighted
-
         if sens is not None and signal.detector == f"policy.{sens.category}":
             severity = sens.level
         else:
