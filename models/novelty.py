@@ -208,19 +208,29 @@ class NoveltyModel:
 
     def flush(self) -> None:
         """Apply the repeats counted in the memo to the tables (no logical change)."""
-        if not self.memo:
-            return
         for entry in self.memo.values():
-            if entry[3]:
-                self._apply(entry)
+            self._apply(entry)
 
     def _apply(self, entry: list) -> None:
-        _, _, taught, repeats, hour = entry
-        if repeats:
-            tables = self.tables
-            for index, h in taught:
-                _use_known(tables[index], h, tables[index].d[h], hour, repeats)
-            entry[3] = 0
+        """Apply one memo entry's repeats not yet applied, table by table."""
+        repeats, applied, hour, tables = entry[3], entry[5], entry[4], self.tables
+        for index, h in entry[2].items():
+            pending = repeats - applied[index]
+            if pending:
+                _use_known(tables[index], h, tables[index].d[h], hour, pending)
+                applied[index] = repeats
+
+    def _flush_table(self, index: int) -> None:
+        """Apply the memo's repeats to one table only: enough before that table is read
+        or gets a new value (uses of known values commute; tables are independent)."""
+        table = self.tables[index]
+        for entry in self.memo.values():
+            repeats, applied = entry[3], entry[5]
+            if repeats != applied[index]:
+                h = entry[2].get(index)
+                if h is not None:
+                    _use_known(table, h, table.d[h], entry[4], repeats - applied[index])
+                applied[index] = repeats
 
     def _period(self, hour: int) -> int:
         """Memo entries live one day (or one hour when the horizon is under two days, so a
@@ -270,7 +280,7 @@ class NoveltyModel:
                     taught.append((index, h))
                 continue
             if self.memo:  # uses of known values commute; a new value needs exact totals
-                self.flush()
+                self._flush_table(index)
             if teach:
                 pending.append((index, h))
             if quiet:
@@ -293,7 +303,8 @@ class NoveltyModel:
             elif len(self.memo) >= MEMO_CAP:
                 self.flush()
                 self.memo = {}
-            self.memo[sig] = [self._period(hour), self.epoch, taught, 0, hour]
+            self.memo[sig] = [self._period(hour), self.epoch, dict(taught), 0, hour,
+                              [0] * len(ATTRIBUTES)]
         return out
 
     def _signal(
