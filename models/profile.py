@@ -3,7 +3,9 @@
 For each event, ``observe``:
 
 1. builds a ``Context`` (event-time hour and bucket, learning state, peer group);
-2. asks every model to *score* the event against what is known (pure, ``score_one``);
+2. asks every model to *score* the event against what is known (what ``score_one`` does;
+   novelty also counts the uses of already known values in the same pass, which cannot
+   change any score of the event);
 3. decides whether the event is *held*: outside the learning period, a signal scoring at
    least ``holdout_score`` keeps its new values out of the baselines (quarantine, see each
    model's docstring), so an attacker cannot teach the model their own behaviour;
@@ -12,7 +14,7 @@ For each event, ``observe``:
 
 During the learning period (``learning_min_events`` events *and* ``learning_min_days`` of
 event time) the models learn and stay quiet, except ``identity.new`` on the very first
-event, dormancy, and the credential checks (flagged ``cold_start``).
+event and dormancy (both flagged ``cold_start``).
 
 State is serialised by ``to_bytes`` into a versioned blob (``models.common.pack_blob``);
 ``from_bytes`` refuses any other version with ``detector.errors.StateError``. The blob is

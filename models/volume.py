@@ -474,7 +474,11 @@ class WindowModel:
     # -- learning -----------------------------------------------------------------------
 
     def learn(self, event: Event, ctx: Context, held: bool) -> None:
-        """Count the event into its bucket and advance the committed baseline."""
+        """Count the event into its bucket and advance the committed baseline.
+
+        ``held`` is not used: whether a *bucket* teaches is decided when it is folded,
+        from its own complete counts (see the module docstring).
+        """
         index = ctx.bucket
         if index <= self.main.through:
             ctx.degradations[("volume", "too_late")] += 1
