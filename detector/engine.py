@@ -56,8 +56,9 @@ logger = logging.getLogger(__name__)
 
 STATE_VERSION = 1
 """Version of one identity's serialised state (profile + inventory + alert state)."""
-SNAPSHOT_VERSION = 1
-"""Version of the whole-detector snapshot written by ``export_state``."""
+SNAPSHOT_VERSION = 2
+"""Version of the whole-detector snapshot written by ``export_state`` (2: 32-bit key
+lengths, so no identity key is too long to save)."""
 IDENTITY_MAGIC = b"NHID"
 SNAPSHOT_MAGIC = b"NHISNAP\x00"
 SWEEP_SECONDS = 300.0  # event time between sweeps that close every identity's expired groups
@@ -627,7 +628,7 @@ class Detector:
         for key, state in self.store.items():
             raw_key = key.encode("utf-8")
             blob = encode_identity(state)
-            parts.append(struct.pack(">HI", len(raw_key), len(blob)))
+            parts.append(struct.pack(">II", len(raw_key), len(blob)))
             parts.append(raw_key)
             parts.append(blob)
         return b"".join(parts)
@@ -821,6 +822,6 @@ class _Reader:
 
     def identities(self, count: int) -> Iterator[tuple[str, bytes]]:
         for _ in range(count):
-            key_len, blob_len = self.unpack(">HI")
+            key_len, blob_len = self.unpack(">II")
             key = self.take(key_len).decode("utf-8")
             yield key, self.take(blob_len)

@@ -437,6 +437,14 @@ class TestState:
         assert got == expected
         assert [a["revision"] for a in got] == [1, 2]  # opened, then closed with more evidence
 
+    def test_a_very_long_identity_key_survives_a_snapshot(self):
+        detector = Detector({}, stats=RunStats())
+        key = "arn:aws:iam::1:role/" + "x" * 70_000
+        detector.process(ev(1, T0, "s3:GetObject", identity=key))
+        again = Detector({}, stats=RunStats())
+        again.load_state(detector.export_state())
+        assert [e["identity"] for e in again.inventory()] == [key]
+
     def test_wrong_snapshot_version_is_refused(self):
         detector, _ = learned()
         data = bytearray(detector.export_state())
