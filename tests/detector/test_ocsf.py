@@ -11,6 +11,8 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from detector.ocsf import OCSF_VERSION, to_ocsf
 from tests.detector.test_alerts import build_alert
@@ -133,3 +135,15 @@ class TestDetectionFinding:
         del doc["finding_info"]
         with pytest.raises(AssertionError, match="finding_info"):
             check_detection_finding(doc)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    revision=st.integers(min_value=1, max_value=50),
+    shadow=st.booleans(),
+)
+def test_every_revision_is_a_complete_detection_finding(revision, shadow):
+    doc = to_ocsf(build_alert(revision=revision, shadow=shadow))
+    check_detection_finding(doc)
+    assert doc["activity_id"] == (1 if revision == 1 else 2)
+    assert doc["is_alert"] is (not shadow)
