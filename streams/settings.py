@@ -99,7 +99,7 @@ SETTINGS: tuple[Setting, ...] = (
             "port of /livez, /readyz and /metrics; 0 picks a free port"),
     Setting("max_poll_records", "NHI_MAX_POLL_RECORDS", int, DEFAULT_MAX_POLL_RECORDS,
             "broker_max_poll_records: Kafka messages per poll (bounded, B19)"),
-    Setting("ingest_window", "NHI_INGEST_WINDOW", float, 0.1,
+    Setting("ingest_window", "NHI_INGEST_WINDOW", float, 0.5,
             "seconds of raw messages split together into one repartition message per "
             "partition (amortises Faust's per-message cost for single-record input)"),
     Setting("io_timeout", "NHI_IO_TIMEOUT", float, DEFAULT_IO_TIMEOUT_S,
