@@ -11,9 +11,14 @@ Baselines (``Reference``), one fold per complete bucket, empty buckets included:
   weekday/weekend, 48 slots) blended in as the slot gathers samples, and an EWMA of the
   squared residual. ``z = (c − e) / sqrt(residual var + e + 1)`` (the ``e`` term is the
   Poisson floor that keeps sparse identities calm); score ``(z − 4) / 8`` clipped, and
-  only when ``c ≥ 2e + 5``;
+  only when ``c ≥ 2e + 5`` and ``c > 1.5 ×`` the series' *peak*: the largest learned
+  bucket, decaying by half in a week, so a daily batch or a weekly report that the
+  identity has done before is not a spike, whatever the averages say;
 - distinct actions, distinct resources (enumeration) and failures (reconnaissance with
-  stolen credentials): the same test against their own EWMA, without seasonality;
+  stolen credentials): the same test against their own EWMA, without seasonality.
+  Distinct counts are exact up to ``DISTINCT_CAP`` (64) per window and read "64+"
+  (degraded) beyond, so an identity whose usual peak is above 42 gets rate spikes but no
+  distinct-count spikes;
 - the multivariate HST (``models.multivariate``) scored at count milestones of the bucket
   (4, 8, 16, 32, then every 50 events), never per event.
 
@@ -58,6 +63,9 @@ Z_START = 4.0
 Z_SPAN = 8.0
 MAX_ZERO_FOLDS = 7 * 24 * 6
 WARM_BUCKETS = 12
+PEAK_RATIO = 1.5
+PEAK_HALF_LIFE_DAYS = 7.0
+"""A series' peak (decayed maximum of learned buckets) halves in a week without a new one."""
 """Buckets a baseline learns unconditionally before it may hold any out (cold start)."""
 MILESTONES = frozenset({4, 8, 16, 32})
 MILESTONE_EVERY = 50
@@ -84,9 +92,10 @@ def _steady(values: list[int]) -> bool:
     return min(values) + 1 >= middle / 2 and max(values) + 1 <= 2 * middle
 
 
-def spike_score(count: float, expected: float, var: float) -> float:
-    """Score of ``count`` against an expectation; 0.0 unless clearly above it."""
-    if count < 2 * expected + 5:
+def spike_score(count: float, expected: float, var: float, peak: float = 0.0) -> float:
+    """Score of ``count`` against an expectation; 0.0 unless clearly above it and above
+    ``PEAK_RATIO`` times the identity's recent peak (a recurring burst is not a spike)."""
+    if count < 2 * expected + 5 or count <= PEAK_RATIO * peak:
         return 0.0
     z = (count - expected) / math.sqrt(max(var, 0.0) + expected + 1.0)
     return clamp01((z - Z_START) / Z_SPAN)
@@ -124,7 +133,7 @@ class Reference:
     """The folded baseline: EWMAs, seasonal slots, quarantine run and the HST."""
 
     __slots__ = ("through", "folds", "learned", "mean", "rvar", "slot_mean", "slot_n", "stats",
-                 "run", "hst", "hst_pending")
+                 "peaks", "run", "hst", "hst_pending")
 
     def __init__(self, seed: int) -> None:
         self.through = -1
@@ -135,6 +144,7 @@ class Reference:
         self.slot_mean = array.array("f", bytes(4 * 48))
         self.slot_n = array.array("H", bytes(2 * 48))
         self.stats = array.array("d", bytes(8 * 6))  # mean/var: actions, resources, fails
+        self.peaks = array.array("d", bytes(8 * 4))  # calls, actions, resources, fails
         self.run: list[int] = []
         self.hst = MultivariateModel(seed)
         self.hst_pending: list[dict[str, float]] | None = None  # see ``windows_model``
@@ -146,6 +156,7 @@ class Reference:
         other.slot_mean = array.array("f", self.slot_mean)
         other.slot_n = array.array("H", self.slot_n)
         other.stats = array.array("d", self.stats)
+        other.peaks = array.array("d", self.peaks)
         other.run = list(self.run)
         other.hst = self.hst  # shared, never learned through the copy (lazy, see below)
         other.hst_pending = list(self.hst_pending or ())
@@ -186,17 +197,17 @@ class Reference:
 
     def scores(self, bucket: Bucket, slot: int) -> tuple[float, float, float, float]:
         """(rate, distinct actions, distinct resources, failures) scores of a bucket."""
-        s = self.stats
+        s, p = self.stats, self.peaks
         return (
-            spike_score(bucket.n, self.expected(slot), self.rvar),
-            spike_score(len(bucket.actions), s[0], s[1]),
-            spike_score(len(bucket.resources), s[2], s[3]),
-            spike_score(bucket.fails, s[4], s[5]),
+            spike_score(bucket.n, self.expected(slot), self.rvar, p[0]),
+            spike_score(len(bucket.actions), s[0], s[1], p[1]),
+            spike_score(len(bucket.resources), s[2], s[3], p[2]),
+            spike_score(bucket.fails, s[4], s[5], p[3]),
         )
 
     def to_state(self) -> dict:
         return {"t": self.through, "f": self.folds, "n": self.learned, "m": self.mean,
-                "v": self.rvar, "sm": self.slot_mean, "sn": self.slot_n, "s": self.stats,
+                "v": self.rvar, "sm": self.slot_mean, "sn": self.slot_n, "s": self.stats, "p": self.peaks,
                 "r": self.run, "h": self.hst.to_state()}
 
     @classmethod
@@ -205,6 +216,7 @@ class Reference:
         ref.through, ref.folds, ref.learned = state["t"], state["f"], state["n"]
         ref.mean, ref.rvar = state["m"], state["v"]
         ref.slot_mean, ref.slot_n, ref.stats = state["sm"], state["sn"], state["s"]
+        ref.peaks = state["p"]
         ref.run = list(state["r"])
         ref.hst = MultivariateModel.from_state(state["h"], seed)
         return ref
@@ -227,7 +239,7 @@ class WindowModel:
     """Per-bucket counts scored against a lagged, seasonal, poisoning-resistant baseline."""
 
     __slots__ = ("settings", "main", "open", "newest", "_cache", "bucket_seconds", "lag",
-                 "_limits_cache")
+                 "_limits_cache", "peak_decay")
 
     def __init__(self, settings: ModelSettings) -> None:
         self.settings = settings
@@ -236,6 +248,8 @@ class WindowModel:
         self.newest = -1
         self.bucket_seconds = settings.bucket_seconds
         self.lag = settings.lag_buckets
+        half_life = PEAK_HALF_LIFE_DAYS * 86400 / self.bucket_seconds
+        self.peak_decay = 0.5 ** (1.0 / half_life)
         self._cache: tuple[int, Reference] | None = None
         self._limits_cache: tuple | None = None
 
@@ -267,6 +281,9 @@ class WindowModel:
             len(bucket.actions), len(bucket.resources), bucket.fails)
         for i, value in enumerate(values):
             s[2 * i], s[2 * i + 1] = _ewm(s[2 * i], s[2 * i + 1], value, ALPHA, n)
+        peaks, decay = ref.peaks, self.peak_decay
+        for i, value in enumerate((count, *values)):
+            peaks[i] = max(float(value), peaks[i] * decay)
         if bucket is not None:
             if ref.hst_pending is None:
                 ref.hst.learn(self._features(bucket, index))
@@ -300,6 +317,8 @@ class WindowModel:
         for i in range(3):
             s[2 * i] = medians[i + 1]
             s[2 * i + 1] = max(s[2 * i + 1], spreads[i + 1] ** 2)
+        for i in range(4):
+            ref.peaks[i] = max(ref.peaks[i], float(max(row[i] for row in ref.run)))
         ref.run.clear()
 
     def _features(self, bucket: Bucket, index: int) -> dict[str, float]:
@@ -378,10 +397,11 @@ class WindowModel:
         s = ref.stats
         zmin = Z_START + Z_SPAN * self.settings.min_score
         slot = seasonal_slot(index, self.bucket_seconds)
+        p = ref.peaks
         limits = tuple(
-            max(2 * e + 5, e + zmin * math.sqrt(max(v, 0.0) + e + 1.0)) - 1e-6
-            for e, v in ((ref.expected(slot), ref.rvar), (s[0], s[1]), (s[2], s[3]),
-                         (s[4], s[5]))
+            max(2 * e + 5, e + zmin * math.sqrt(max(v, 0.0) + e + 1.0), PEAK_RATIO * k) - 1e-6
+            for e, v, k in ((ref.expected(slot), ref.rvar, p[0]), (s[0], s[1], p[1]),
+                            (s[2], s[3], p[2]), (s[4], s[5], p[3]))
         )
         self._limits_cache = (index, self.main.through, ref, limits)
         return ref, limits

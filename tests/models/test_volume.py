@@ -118,6 +118,25 @@ class TestVolumeSignals:
         expected = profile.models[1].main.expected(10)  # a weekday 10:00 slot
         assert 10.0 <= expected <= 14.0
 
+    def test_daily_batch__recurring_burst_not_a_spike(self):
+        """A nightly job: 150 calls over 150 resources at 02:00, a poll an hour otherwise."""
+        profile = IdentityProfile(ROLE, "workload", ModelSettings())
+        flagged = []
+        for day in range(10):
+            base = T0 + day * 86400
+            events = [make_event(base + h * 3600 + 1800) for h in range(24)]
+            events += [make_event(base + 2 * 3600 + i * 3, "s3:GetObject",
+                                  resource=f"arn:aws:s3:::dump/{i}") for i in range(150)]
+            for event in sorted(events, key=lambda e: e.ts):
+                signals = profile.observe(event)
+                if day >= 4:
+                    flagged.extend(s.detector for s in signals)
+        assert not set(flagged) & VOLUME
+        bigger = [make_event(T0 + 10 * 86400 + 2 * 3600 + i, "s3:GetObject",
+                             resource=f"arn:aws:s3:::dump/{i}") for i in range(400)]
+        seen = {s.detector for e in bigger for s in profile.observe(e)}
+        assert "volume.rate" in seen  # distinct counts stop at the cap (64): see volume.py
+
     def test_rate_burst__sentence_and_fast(self):
         profile, ts = learned_profile(days=4)
         signals = []
