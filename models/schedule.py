@@ -5,11 +5,16 @@ active in it. An hour counts as active while that day is within twice the novelt
 
 Scores (only after the learning period):
 
-- an hour of the day never active on any weekday: ``1 − active hours / 24``. That is the
-  identity's *regularity*: a poller active in 2 hours of the day firing at 03:00 scores 0.92,
-  a runner active in 20 hours scores 0.17, a 24/7 service can never fire;
+- an hour of the day never active on any weekday: ``(1 − active hours / 24) × settled²``.
+  The first factor is the identity's *regularity*: a job active in 2 hours of the day
+  firing at 03:00 gets 0.92, a runner active in 20 hours 0.17, a 24/7 service never fires.
+  ``settled`` is one minus the Good-Turing chance that the next active hour is new
+  ((hours seen on one day only + 1) / (active hour-days + 2)): a job seen at the same
+  hours for ten days is settled (about 0.9), an identity that showed up at eleven
+  different hours in three days is not (about 0.5), so it is not alerted on every hour
+  it has not yet happened to use;
 - with at least 14 days of history, an hour of the day that is active on other weekdays but
-  never on this one: ``0.5 × (1 − active hours of the week / 168)``.
+  never on this one: ``0.5 × (1 − active hours of the week / 168) × settled²``.
 
 Poisoning policy: an hour first seen in a held event is quarantined and becomes active
 once it recurs in ``accept_windows`` distinct windows, or when marked expected ("03:00"
@@ -50,12 +55,13 @@ def slot_label(how: int) -> str:
 class ScheduleModel:
     """Hour-of-week activity memory with a regularity-weighted surprise."""
 
-    __slots__ = ("settings", "slots", "hod", "held", "horizon_days", "_fast_hour")
+    __slots__ = ("settings", "slots", "hod", "days", "held", "horizon_days", "_fast_hour")
 
     def __init__(self, settings: ModelSettings) -> None:
         self.settings = settings
         self.slots = array.array("H", bytes(2 * 168))
         self.hod = array.array("H", bytes(2 * 24))
+        self.days = array.array("H", bytes(2 * 24))  # active days seen per hour of day
         self.held: dict[int, int] = {}
         self.horizon_days = int(2 * settings.novelty_horizon_days)
         self._fast_hour = -1  # an hour already learned as active: nothing to score or learn
@@ -77,14 +83,27 @@ class ScheduleModel:
         hour = ctx.hour % 24
         if not self._active(self.hod[hour], day):
             active = sum(1 for last in self.hod if self._active(last, day))
-            return self._signal(ctx, f"{hour:02d}:00", 1.0 - active / 24, active, 24, "day")
+            score = (1.0 - active / 24) * self._settled(day) ** 2
+            return self._signal(ctx, f"{hour:02d}:00", score, active, 24, "day")
         if ctx.history_seconds < WEEK_HISTORY_DAYS * 86400:
             return []
         if self._active(self.slots[how], day):
             return []
         active = sum(1 for last in self.slots if self._active(last, day))
-        score = 0.5 * (1.0 - active / 168)
+        score = 0.5 * (1.0 - active / 168) * self._settled(day) ** 2
         return self._signal(ctx, slot_label(how), score, active, 168, "week")
+
+    def _settled(self, day: int) -> float:
+        """1 − the Good-Turing chance that the next active hour is a new one: (hours seen on
+        a single day + 1) / (active hour-days + 2). Near 1 for a job that runs at the same
+        hours every day, low for an identity still discovering its hours."""
+        total = single = 0
+        for hour in range(24):
+            if self._active(self.hod[hour], day):
+                count = self.days[hour]
+                total += count
+                single += count == 1
+        return 1.0 - (single + 1) / (total + 2)
 
     def _signal(
         self, ctx: Context, label: str, score: float, active: int, slots: int, per: str
@@ -137,6 +156,7 @@ class ScheduleModel:
         hour = how % 24
         if day > self.hod[hour]:
             self.hod[hour] = day
+            self.days[hour] = min(self.days[hour] + 1, 0xFFFF)
 
     def _hold(self, how: int, bucket: int) -> bool:
         packed = self.held.get(how)
@@ -172,7 +192,7 @@ class ScheduleModel:
         return 400 + 12 * len(self.held)
 
     def to_state(self) -> dict:
-        state = {"s": self.slots, "h": self.hod}
+        state = {"s": self.slots, "h": self.hod, "d": self.days}
         if self.held:
             state["q"] = [[k, v] for k, v in self.held.items()]
         return state
@@ -182,5 +202,6 @@ class ScheduleModel:
         model = cls(settings)
         model.slots = state["s"]
         model.hod = state["h"]
+        model.days = state["d"]
         model.held = {k: v for k, v in state.get("q", [])}
         return model

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from models.credential import is_instance_credential
 from models.profile import IdentityProfile
 from models.schedule import hour_of_week, slot_label
@@ -35,7 +37,8 @@ class TestSchedule:
         signals = profile.score_one(make_event(day + 3 * 3600))
         found = [s for s in signals if s.detector == "schedule.off_hours"]
         assert found, signals
-        assert found[0].score == 1 - 3 / 24
+        # 3 active hours, each on 6 days: 18 hour-days, none seen on a single day
+        assert found[0].score == pytest.approx((1 - 3 / 24) * (1 - 1 / 20) ** 2)
         assert re.fullmatch(r"first activity at 03:00 UTC in 5 days of history; "
                             r"active in 3 of 24 hours of the day so far", found[0].sentence)
 
@@ -51,6 +54,23 @@ class TestSchedule:
         profile, _ = office_hours_profile(days=1, settings=settings)
         late = make_event(T0 + 86400 + 3 * 3600)
         assert not [s for s in profile.score_one(late) if s.detector == "schedule.off_hours"]
+
+    def test_irregular_identity__new_hour_scores_low(self):
+        """Active at different hours every day: still discovering its hours, not regular."""
+        profile = IdentityProfile(ROLE, "workload", ModelSettings())
+        day_hours = [[1, 5, 9, 13], [2, 6, 10, 14], [17, 21, 7, 11], [18, 22, 12, 15]]
+        for day, hours in enumerate(day_hours):
+            for hour in hours:
+                for k in range(5):
+                    profile.observe(make_event(T0 + day * 86400 + hour * 3600 + k * 60))
+        late = make_event(T0 + 4 * 86400 + 3 * 3600)
+        got = [s.score for s in profile.score_one(late) if s.detector == "schedule.off_hours"]
+        regular, day = office_hours_profile()
+        reference = [s.score for s in regular.score_one(make_event(day + 3 * 3600))
+                     if s.detector == "schedule.off_hours"]
+        assert reference and not profile.in_learning(late.ts)
+        # 16 hours, each seen on one day only: not settled, so at most a faint signal
+        assert not got or got[0] < reference[0] / 4
 
     def test_always_on_identity__never_flagged(self):
         profile, ts = learned_profile(days=4)  # every 5 minutes, all day
