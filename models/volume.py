@@ -11,13 +11,14 @@ Baselines (``Reference``), one fold per complete bucket, empty buckets included:
   weekday/weekend, 48 slots) blended in as the slot gathers samples, and an EWMA of the
   squared residual. ``z = (c − e) / sqrt(residual var + e + 1)`` (the ``e`` term is the
   Poisson floor that keeps sparse identities calm); score ``(z − 4) / 8`` clipped, and
-  only when ``c ≥ 2e + 5`` and ``c > 1.5 ×`` the series' *peak*: the largest learned
-  bucket, decaying by half in a week, so a daily batch or a weekly report that the
-  identity has done before is not a spike, whatever the averages say;
+  only when ``c ≥ 2e + 10`` and ``c > 2 ×`` the series' *peak*: the largest learned
+  bucket, decaying by half in 30 days, so a nightly batch, a deploy or a weekly report
+  that the identity has done before is not a spike, whatever the averages say;
 - distinct actions, distinct resources (enumeration) and failures (reconnaissance with
-  stolen credentials): the same test against their own EWMA, without seasonality.
+  stolen credentials): the same test against their own EWMA, without seasonality (for
+  failures ``c ≥ 2e + 5``: five denied calls are already a pattern).
   Distinct counts are exact up to ``DISTINCT_CAP`` (64) per window and read "64+"
-  (degraded) beyond, so an identity whose usual peak is above 42 gets rate spikes but no
+  (degraded) beyond, so an identity whose usual peak is above 32 gets rate spikes but no
   distinct-count spikes;
 - the multivariate HST (``models.multivariate``) scored at count milestones of the bucket
   (4, 8, 16, 32, then every 50 events), never per event.
@@ -63,9 +64,13 @@ Z_START = 4.0
 Z_SPAN = 8.0
 MAX_ZERO_FOLDS = 7 * 24 * 6
 WARM_BUCKETS = 12
-PEAK_RATIO = 1.5
-PEAK_HALF_LIFE_DAYS = 7.0
-"""A series' peak (decayed maximum of learned buckets) halves in a week without a new one."""
+PEAK_RATIO = 2.0
+PEAK_HALF_LIFE_DAYS = 30.0
+"""A series' peak (decayed maximum of learned buckets) halves in 30 days without a new one,
+so a weekly or monthly job still remembers its last run."""
+EXCESS = (10.0, 10.0, 10.0, 5.0)
+"""Minimum excess over twice the expectation: calls, distinct actions, distinct resources,
+failures (five denied calls are already a reconnaissance pattern; ten calls are not)."""
 """Buckets a baseline learns unconditionally before it may hold any out (cold start)."""
 MILESTONES = frozenset({4, 8, 16, 32})
 MILESTONE_EVERY = 50
@@ -92,10 +97,12 @@ def _steady(values: list[int]) -> bool:
     return min(values) + 1 >= middle / 2 and max(values) + 1 <= 2 * middle
 
 
-def spike_score(count: float, expected: float, var: float, peak: float = 0.0) -> float:
-    """Score of ``count`` against an expectation; 0.0 unless clearly above it and above
-    ``PEAK_RATIO`` times the identity's recent peak (a recurring burst is not a spike)."""
-    if count < 2 * expected + 5 or count <= PEAK_RATIO * peak:
+def spike_score(count: float, expected: float, var: float, peak: float = 0.0,
+                excess: float = 5.0) -> float:
+    """Score of ``count`` against an expectation; 0.0 unless it is at least twice the
+    expectation plus ``excess`` and above ``PEAK_RATIO`` times the identity's recent peak
+    (a recurring burst is not a spike)."""
+    if count < 2 * expected + excess or count <= PEAK_RATIO * peak:
         return 0.0
     z = (count - expected) / math.sqrt(max(var, 0.0) + expected + 1.0)
     return clamp01((z - Z_START) / Z_SPAN)
@@ -199,10 +206,10 @@ class Reference:
         """(rate, distinct actions, distinct resources, failures) scores of a bucket."""
         s, p = self.stats, self.peaks
         return (
-            spike_score(bucket.n, self.expected(slot), self.rvar, p[0]),
-            spike_score(len(bucket.actions), s[0], s[1], p[1]),
-            spike_score(len(bucket.resources), s[2], s[3], p[2]),
-            spike_score(bucket.fails, s[4], s[5], p[3]),
+            spike_score(bucket.n, self.expected(slot), self.rvar, p[0], EXCESS[0]),
+            spike_score(len(bucket.actions), s[0], s[1], p[1], EXCESS[1]),
+            spike_score(len(bucket.resources), s[2], s[3], p[2], EXCESS[2]),
+            spike_score(bucket.fails, s[4], s[5], p[3], EXCESS[3]),
         )
 
     def to_state(self) -> dict:
@@ -399,9 +406,10 @@ class WindowModel:
         slot = seasonal_slot(index, self.bucket_seconds)
         p = ref.peaks
         limits = tuple(
-            max(2 * e + 5, e + zmin * math.sqrt(max(v, 0.0) + e + 1.0), PEAK_RATIO * k) - 1e-6
-            for e, v, k in ((ref.expected(slot), ref.rvar, p[0]), (s[0], s[1], p[1]),
-                            (s[2], s[3], p[2]), (s[4], s[5], p[3]))
+            max(2 * e + x, e + zmin * math.sqrt(max(v, 0.0) + e + 1.0), PEAK_RATIO * k) - 1e-6
+            for e, v, k, x in ((ref.expected(slot), ref.rvar, p[0], EXCESS[0]),
+                               (s[0], s[1], p[1], EXCESS[1]), (s[2], s[3], p[2], EXCESS[2]),
+                               (s[4], s[5], p[3], EXCESS[3]))
         )
         self._limits_cache = (index, self.main.through, ref, limits)
         return ref, limits
