@@ -69,8 +69,14 @@ def _run(settings: WorkerSettings, config: dict[str, Any]) -> int:
     stats = RunStats()
     state = HealthState(settings.liveness_commit_age)
     holder: dict[str, Any] = {}
-    server = HealthServer(state, stats, host=settings.web_host, port=settings.web_port,
-                          worker_values=lambda: _worker_values(holder, state)).start()
+    try:
+        server = HealthServer(state, stats, host=settings.web_host, port=settings.web_port,
+                              worker_values=lambda: _worker_values(holder, state)).start()
+    except OSError as err:
+        print(f"nhi-detector worker: cannot serve health on {settings.web_host}:"
+              f"{settings.web_port}: {err.strerror} (another worker on this host needs its "
+              f"own --web-port)", file=sys.stderr)
+        return EXIT_CONFIG
     lock = DataDirLock(settings.data_dir)
     try:
         lock.acquire(wait=settings.lock_wait)

@@ -82,3 +82,17 @@ def test_worker__unreachable_broker_exits_3_without_a_crash_loop(tmp_path) -> No
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert done.returncode == 3
     assert f"cannot reach Kafka at 127.0.0.1:{port}" in done.stderr
+
+
+def test_worker__busy_health_port_is_a_clear_error(tmp_path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        cmd = [sys.executable, "-m", "detector.cli", "worker", "--web-port", str(port),
+               "--state-dir", str(tmp_path)]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert f"cannot serve health on 127.0.0.1:{port}" in done.stderr
