@@ -10,11 +10,15 @@ model's credential-with-network pair under the name ``credential.new_network``.)
   seen in ``accept_windows`` distinct windows, or during the learning period, or when
   marked expected (value: the credential id).
 - ``credential.instance_outside_cloud`` (0.85): temporary credentials of a cloud instance
-  (``attributes["ec2_role_delivery"]`` present, or a session named like ``i-0abc…``) used
+  (``attributes["ec2_role_delivery"]`` or ``["instance_id"]`` present, or a session named
+  like ``i-0abc…``) used without the role-delivery marker the identity's instance
+  credentials normally carry (IMDS delivery leaves it on calls from the instance), or used
   from a network that is neither a cloud service, internal nor private, from an address
-  prefix never seen for the identity's instance credentials. Egress prefixes are learned in
-  the learning period and, afterwards, only through the quarantine (``accept_windows``
-  windows) or feedback, so exfiltrated instance credentials keep being flagged.
+  prefix never seen for the identity's instance credentials nor for any other identity's
+  instance credentials in the same tenant (shared NAT gateways are learned once, through
+  the ``PeerIndex``). Egress prefixes are learned in the learning period and, afterwards,
+  only through the quarantine (``accept_windows`` windows) or feedback, so exfiltrated
+  instance credentials keep being flagged.
 
 During the learning period both only learn (networks, concurrency, egress prefixes); their
 signals start once the identity is learned.
@@ -44,15 +48,22 @@ OUTSIDE_SCORE = 0.85
 INSIDE_CLASSES = frozenset({"cloud_service", "internal", "private"})
 ROUTABLE = frozenset({"public", "private"})
 _INSTANCE_SESSION = re.compile(r"^i-[0-9a-f]{8,17}$")
+EGRESS = "instance_egress"
+
+
+def _egress_scope(event: Event) -> str:
+    """The peer-index scope of a tenant's instance egress prefixes (NAT gateways …)."""
+    return f"egress/{event.tenant or '-'}"
 
 
 def is_instance_credential(event: Event) -> bool:
-    """Temporary credentials delivered to a cloud instance (EC2 role delivery)."""
+    """Temporary credentials of a cloud instance: EC2 role delivery, an instance id, or a
+    session named like ``i-0abc…`` (``ec2-instance`` once the sources normalised it)."""
     attrs = event.attributes
-    if attrs and attrs.get("ec2_role_delivery"):
+    if attrs and (attrs.get("ec2_role_delivery") or attrs.get("instance_id")):
         return True
     session = event.session
-    return bool(session) and _instance_session(session)
+    return bool(session) and (session == "ec2-instance" or _instance_session(session))
 
 
 @functools.lru_cache(maxsize=4096)
@@ -63,13 +74,14 @@ def _instance_session(session: str) -> bool:
 class CredentialModel:
     """Recent networks per credential, concurrency history, instance egress prefixes."""
 
-    __slots__ = ("settings", "recent", "multi", "egress")
+    __slots__ = ("settings", "recent", "multi", "egress", "delivery_seen")
 
     def __init__(self, settings: ModelSettings) -> None:
         self.settings = settings
         self.recent: dict[int, list[list]] = {}
         self.multi: dict[int, int] = {}
         self.egress = ValueTable(EGRESS_CAP)
+        self.delivery_seen = False  # its instance credentials carry ec2_role_delivery
 
     def score(self, event: Event, ctx: Context) -> list[Signal]:
         """Concurrency and instance-outside-cloud signals (pure)."""
@@ -80,9 +92,22 @@ class CredentialModel:
         ctx.cred_other = (other,)
         if other is not None:
             out.append(self._concurrent_signal(event, ctx, other))
-        if self._outside(event) and vhash(network_label(event)) not in self.egress.d:
-            out.append(self._outside_signal(event, ctx))
+        if is_instance_credential(event):
+            reason = self._outside_reason(event, ctx)
+            if reason:
+                out.append(self._outside_signal(event, reason))
         return out
+
+    def _outside_reason(self, event: Event, ctx: Context) -> str:
+        """Why instance credentials look used outside the cloud ('' when they do not)."""
+        if self.delivery_seen and not (event.attributes or {}).get("ec2_role_delivery"):
+            return "without the EC2 role-delivery marker this identity's instances carry"
+        if event.network in INSIDE_CLASSES:
+            return ""
+        h = vhash(network_label(event))
+        if h in self.egress.d or self._shared_egress(event, ctx, h):
+            return ""
+        return "outside the cloud, from a prefix no instance of the tenant uses"
 
     def _concurrent(self, event: Event, ctx: Context) -> list | None:
         cred = event.credential_id
@@ -123,7 +148,7 @@ class CredentialModel:
     def _outside(event: Event) -> bool:
         return is_instance_credential(event) and event.network not in INSIDE_CLASSES
 
-    def _outside_signal(self, event: Event, ctx: Context) -> Signal:
+    def _outside_signal(self, event: Event, reason: str) -> Signal:
         label = network_label(event)
         known = len(self.egress.d)
         return Signal(
@@ -132,7 +157,7 @@ class CredentialModel:
             observed=f"instance credentials (session {event.session or '?'}) from {label}",
             baseline=f"{known} known egress prefix(es) for this identity's instances",
             sentence=f"temporary instance credentials used from {label} ({event.network}), "
-            "outside the cloud and never seen for this identity's instances",
+            f"{reason}",
             value=label,
         )
 
@@ -148,6 +173,8 @@ class CredentialModel:
             self._remember(h, network_label(event), event.network, ctx)
         if self._outside(event):
             self._learn_egress(event, ctx, held)
+        if not self.delivery_seen and (event.attributes or {}).get("ec2_role_delivery"):
+            self.delivery_seen = True
 
     def _count_concurrency(self, h: int, ctx: Context) -> None:
         packed = self.multi.get(h)
@@ -176,13 +203,20 @@ class CredentialModel:
         if len(entries) > NETWORKS_PER_CREDENTIAL:
             entries.remove(min(entries, key=lambda e: (e[1], e[0])))
 
+    @staticmethod
+    def _shared_egress(event: Event, ctx: Context, h: int) -> bool:
+        """Whether other identities' instance credentials of the tenant use this prefix."""
+        peers = ctx.peers
+        return peers is not None and peers.count(_egress_scope(event), EGRESS, h) > 0
+
     def _learn_egress(self, event: Event, ctx: Context, held: bool) -> None:
         h = vhash(network_label(event))
         table = self.egress
-        if h not in table.d and not ctx.learning:
+        if h not in table.d and not ctx.learning and not self._shared_egress(event, ctx, h):
             if not table.hold(h, ctx.bucket, self.settings.accept_windows):
                 return
-        table.learn(h, ctx.hour, ctx.degradations, "instance_egress")
+        if table.learn(h, ctx.hour, ctx.degradations, EGRESS) and ctx.peers is not None:
+            ctx.peers.note_shared(_egress_scope(event), EGRESS, h)
 
     def mark_expected(self, detector: str, value: str, ctx: Context) -> bool:
         if detector == "credential.concurrent_networks":
@@ -202,6 +236,7 @@ class CredentialModel:
             "r": [[k, v] for k, v in self.recent.items()],
             "m": [[k, v] for k, v in self.multi.items()],
             "e": self.egress.to_state(),
+            "d": int(self.delivery_seen),
         }
 
     @classmethod
@@ -210,4 +245,5 @@ class CredentialModel:
         model.recent = {k: [list(e) for e in v] for k, v in state["r"]}
         model.multi = {k: v for k, v in state["m"]}
         model.egress = ValueTable.from_state(state["e"], EGRESS_CAP)
+        model.delivery_seen = bool(state["d"])
         return model

@@ -4,9 +4,10 @@ Attributes: action, service, resource, region, network (prefix and class), clien
 target tenant (cross-account), error code, and three pairs that matter more than their
 parts: action with network, action with resource (these two are signalled only when both
 parts are known, so one new action does not raise three signals), credential with network
-(for a long-term
-key this is ``credential.new_network``; calls made by a cloud service on the identity's
-behalf say nothing about where the key is and are left out of that pair).
+(long-term keys and certificates only, where it is named ``credential.new_network`` for a
+long-term key; calls made by a cloud service on the identity's behalf say nothing about
+where the key is and are left out). A new private subnet or service endpoint scores half
+of a new public network.
 
 Score of an unseen value, in [0, 1]::
 
@@ -63,6 +64,12 @@ LONG_TERM_DETECTOR = "credential.new_network"
 LONG_TERM_WEIGHT = 0.8
 DETECTORS[LONG_TERM_DETECTOR] = CRED_NETWORK
 PAIR_SEP = "|"
+LASTING_CREDENTIALS = frozenset({"long_term", "certificate"})
+"""Credentials that live long enough for "this key, from this network" to mean something
+(a temporary session key is new every hour: pairing it with a network says nothing)."""
+NETWORK_ATTRS = frozenset({4, 8, 10})
+QUIET_NETWORKS = {"private": 0.5, "cloud_service": 0.5, "internal": 0.5}
+"""A new private subnet or service endpoint is half as surprising as a new public network."""
 ERROR_CODE = INDEX["error_code"]
 PAIR_PARTS = {
     INDEX["action_network"]: (1 << INDEX["action"]) | (1 << INDEX["network"]),
@@ -147,7 +154,7 @@ def extract(event: Event) -> list[tuple[int, int, str, str | None]]:
         if resource:
             out.append((9, pair_hash(ha, hr), action, resource))
     cred = event.credential_id
-    if cred and event.network != "cloud_service":  # a service acting for the identity
+    if cred and event.credential_type in LASTING_CREDENTIALS and event.network != "cloud_service":
         out.append((10, pair_hash(vhash(cred), hn), cred, net))
     return out
 
@@ -317,6 +324,8 @@ class NoveltyModel:
             phrase = "first use of long-term key {}"
             shown = shown.removeprefix("credential ")
         score = weight * surprise(table.new_probability())
+        if index in NETWORK_ATTRS:
+            score *= QUIET_NETWORKS.get(event.network, 1.0)
         degraded = False
         if packed is not None:
             ago = ctx.ts - (packed >> 16) * 3600

@@ -118,6 +118,23 @@ class PeerIndex:
         if len(table) > self.settings.peer_values:
             self._evict(table)
 
+    def note_shared(self, scope: str, attribute: str, value_hash: int) -> None:
+        """Count a value in a scope that is not a peer group (e.g. a tenant's instance
+        egress prefixes): no members, just how many identities started using it."""
+        if scope not in self.groups:
+            if len(self.groups) >= self.settings.peer_max_groups:
+                self.degradations[("peers", "group_not_tracked")] += 1
+                return
+            self.groups[scope] = _Group()
+        self.note(scope, attribute, value_hash)
+
+    def count(self, group: str, attribute: str, value_hash: int) -> int:
+        """How many identities of ``group`` (or a shared scope) started using the value."""
+        entry = self.groups.get(group)
+        if entry is None:
+            return 0
+        return entry.values.get(attribute, {}).get(value_hash, 0)
+
     def _evict(self, table: dict[int, int]) -> None:
         ranked = sorted(table.items(), key=lambda kv: (kv[1], kv[0]))
         for h, _ in ranked[: max(1, len(table) // 4)]:

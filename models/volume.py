@@ -214,8 +214,8 @@ class Reference:
 
     def to_state(self) -> dict:
         return {"t": self.through, "f": self.folds, "n": self.learned, "m": self.mean,
-                "v": self.rvar, "sm": self.slot_mean, "sn": self.slot_n, "s": self.stats, "p": self.peaks,
-                "r": self.run, "h": self.hst.to_state()}
+                "v": self.rvar, "sm": self.slot_mean, "sn": self.slot_n, "s": self.stats,
+                "p": self.peaks, "r": self.run, "h": self.hst.to_state()}
 
     @classmethod
     def from_state(cls, state: dict, seed: int) -> Reference:

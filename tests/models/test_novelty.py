@@ -45,9 +45,10 @@ class TestNoveltySignals:
             resource="arn:aws:s3:::other/key",
         )
         found = {s.detector: s for s in profile.score_one(event)}
-        for name in ("region", "network", "agent_family", "target_tenant", "resource",
-                     "credential_network"):
+        for name in ("region", "network", "agent_family", "target_tenant", "resource"):
             assert f"novelty.{name}" in found, name
+        # a temporary session key is new every hour: no credential-with-network pair
+        assert "novelty.credential_network" not in found
         # the pairs stay quiet when a part is itself new: one finding, one signal
         assert "novelty.action_network" not in found
         assert "novelty.action_resource" not in found

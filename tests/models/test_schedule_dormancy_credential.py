@@ -8,6 +8,7 @@ import re
 import pytest
 
 from models.credential import is_instance_credential
+from models.peers import PeerIndex
 from models.profile import IdentityProfile
 from models.schedule import hour_of_week, slot_label
 from models.settings import ModelSettings
@@ -148,5 +149,45 @@ class TestCredential:
                  if s.detector == "credential.instance_outside_cloud"]
         assert found and found[0].sentence.startswith(
             "temporary instance credentials used from 203.0.113.0/24 (public)")
+        assert found[0].score >= 0.7
         assert is_instance_credential(make_event(ts, session="i-0123456789abcdef0"))
         assert not is_instance_credential(make_event(ts, session="gh-run-42"))
+
+
+class TestSharedEgress:
+    def test_tenant_nat_prefix_of_other_instances__not_outside(self):
+        peers = PeerIndex()
+        inside = {"attributes": {"ec2_role_delivery": "2.0"}, "session": "i-0abc12345def67890"}
+        nat = {"network": "public", "network_prefix": "52.30.182.0/24"}
+        other = "arn:aws:iam::123456789012:role/mail-relay-ec2"
+        relay = IdentityProfile(other, "workload", ModelSettings())
+        for i in range(4 * 288):  # learns the tenant's NAT prefix as its own egress
+            relay.observe(make_event(T0 + i * 300, identity=other, **nat, **inside), peers)
+        profile = IdentityProfile(ROLE, "workload", ModelSettings())
+        for i in range(4 * 288):
+            profile.observe(make_event(T0 + i * 300, network="private", **inside), peers)
+        ts = T0 + 4 * 86400
+        via_nat = make_event(ts, **nat, **inside)
+        from_vps = make_event(ts, network="public", network_prefix="203.0.113.0/24", **inside)
+        outside = "credential.instance_outside_cloud"
+        assert outside not in {s.detector for s in profile.score_one(via_nat, peers)}
+        assert outside in {s.detector for s in profile.score_one(from_vps, peers)}
+
+
+class TestRoleDeliveryMarker:
+    def test_instance_session_without_marker__outside(self):
+        inside = {"attributes": {"ec2_role_delivery": "2.0", "instance_id": "i-0abc12345def678"},
+                  "session": "ec2-instance"}
+        profile = IdentityProfile(ROLE, "workload", ModelSettings())
+        for i in range(4 * 288):
+            profile.observe(make_event(T0 + i * 300, network="private", **inside))
+        ts = T0 + 4 * 86400
+        stolen = make_event(ts, network="private", session="ec2-instance",
+                            attributes={"instance_id": "i-0abc12345def678"})
+        found = [s for s in profile.score_one(stolen)
+                 if s.detector == "credential.instance_outside_cloud"]
+        assert found and found[0].sentence.endswith(
+            "without the EC2 role-delivery marker this identity's instances carry")
+        usual = make_event(ts, network="private", **inside)
+        assert "credential.instance_outside_cloud" not in {
+            s.detector for s in profile.score_one(usual)}
