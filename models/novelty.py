@@ -17,7 +17,9 @@ Score of an unseen value, in [0, 1]::
 touches a new resource on every call is not surprised by one more. ``recency`` is 0.8 for a
 value seen before but forgotten (beyond the horizon) and 0.3 when only the bloom filter
 remembers it (degraded). ``peers`` lowers the score by up to 60 % when the value is common
-in the identity's peer group and raises it by 15 % when the whole group never used it.
+in the identity's peer group and raises it by 15 % when the whole group never used it; a
+new network also scores 0.7 (0.4 from three users up) when other identities of the same
+tenant already use it (NAT gateways, VPNs, runner pools).
 
 Poisoning policy: values of a *held* event (one of its signals scored at least
 ``holdout_score``) go to the table's quarantine and are learned after they recur in
@@ -106,6 +108,25 @@ def signature(event: Event) -> tuple:
 
 
 MEMO_CAP = 256
+
+
+NETWORK = INDEX["network"]
+TENANT_NETWORK_USERS = 3
+"""Identities of the tenant using a network before it stops being surprising (a NAT
+gateway, a VPN, a shared runner pool)."""
+
+
+def _tenant_scope(event: Event) -> str:
+    return f"net/{event.tenant or '-'}"
+
+
+def _tenant_network(ctx: Context, event: Event, h: int) -> tuple[str, float]:
+    """Lower a new network's score when other identities of the tenant already use it."""
+    users = ctx.peers.count(_tenant_scope(event), "network", h)
+    if users <= 0:
+        return "", 1.0
+    factor = 0.4 if users >= TENANT_NETWORK_USERS else 0.7
+    return f"; already used by {users} other identities of tenant {event.tenant}", factor
 
 
 def surprise(p_new: float) -> float:
@@ -340,6 +361,9 @@ class NoveltyModel:
             when = f"in {span_words(ctx.history_seconds)} of history"
             degraded = table.lossy
         peer_note, factor = self._peer_context(ctx, name, h)
+        if index == NETWORK and ctx.peers is not None:
+            tenant_note, tenant_factor = _tenant_network(ctx, event, h)
+            peer_note, factor = peer_note + tenant_note, factor * tenant_factor
         score = clamp01(score * factor)
         if score < self.settings.min_score:
             return None
@@ -405,6 +429,8 @@ class NoveltyModel:
                     self.epoch += 1  # an eviction: memo entries may name evicted values
                 if index in PEER_ATTRS and ctx.peers is not None:
                     ctx.peers.note(ctx.group, NAMES[index], h)
+                    if index == NETWORK:
+                        ctx.peers.note_shared(_tenant_scope(event), "network", h)
         ctx.pending = []
 
     def _known(self, table: ValueTable, h: int, hour: int) -> bool:

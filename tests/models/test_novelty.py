@@ -155,6 +155,24 @@ class TestPeerContext:
         assert "new for its whole peer group of 7 identities" in scores["none"].sentence
 
 
+class TestTenantNetworks:
+    def test_network_shared_in_tenant__scores_lower_and_says_so(self):
+        peers = PeerIndex()
+        nat = {"network": "public", "network_prefix": "44.211.105.0/24"}
+        for i in range(3):  # three other roles of the tenant already egress through it
+            other = f"arn:aws:iam::123456789012:role/other-job-{chr(97 + i)}"
+            IdentityProfile(other, "workload", ModelSettings()).observe(
+                make_event(T0, identity=other, **nat), peers)
+        profile, ts = learned_profile(days=4, peers=peers)
+        shared = [s for s in profile.score_one(make_event(ts, **nat), peers)
+                  if s.detector == "novelty.network"]
+        alone = [s for s in profile.score_one(
+            make_event(ts, network="public", network_prefix="198.51.100.0/24"), peers)
+            if s.detector == "novelty.network"]
+        assert shared and alone and shared[0].score < 0.5 * alone[0].score
+        assert "already used by 3 other identities of tenant 123456789012" in shared[0].sentence
+
+
 class TestBounded:
     def test_million_distinct_resources__table_stays_capped(self):
         model = NoveltyModel(ModelSettings())
