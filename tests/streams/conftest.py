@@ -56,6 +56,18 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
         broker.stop()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def no_worker_left_behind() -> Iterator[None]:
+    """Kill any worker subprocess a failed test left running (by its own pid)."""
+    yield
+    from tests.streams.kafka_helpers import STARTED
+
+    for worker in STARTED:
+        if worker.process.poll() is None:
+            worker.process.kill()
+            worker.process.wait(timeout=30)
+
+
 @pytest.fixture(scope="session")
 def kafka_bootstrap(kafka_broker) -> str:
     """The bootstrap address (``host:port``) of the session's broker."""

@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 REPO = Path(__file__).resolve().parents[2]
+STARTED: list[WorkerProcess] = []  # every worker a test started; conftest kills survivors
 
 
 def free_port() -> int:
@@ -125,6 +126,14 @@ class WorkerProcess:
             time.sleep(0.5)
         raise AssertionError(f"worker not ready after {timeout}s:\n{self.log_tail()}")
 
+    def exit_code(self, timeout: float = 90.0) -> int | None:
+        """Wait for the worker to exit by itself; kill it (and return None) if it does not."""
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.stop(signal.SIGKILL)
+            return None
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 60.0) -> int:
         if self.process.poll() is None:
             self.process.send_signal(sig)
@@ -166,4 +175,6 @@ def start_worker(args: list[str], log_path: Path) -> WorkerProcess:
                                stdout=handle, stderr=subprocess.STDOUT, cwd=REPO,
                                stdin=subprocess.DEVNULL, env=env)
     handle.close()
-    return WorkerProcess(process, port, log_path)
+    worker = WorkerProcess(process, port, log_path)
+    STARTED.append(worker)
+    return worker

@@ -152,7 +152,7 @@ class TestEndToEnd:
         args = worker_args(kafka_bootstrap, first_run["app_id"], tmp / "state", free_port(),
                            "--lock-wait", "1")
         twin = start_worker(args, tmp / "twin.log")
-        code = twin.process.wait(timeout=90)
+        code = twin.exit_code()
         assert code == 2
         assert "in use by another worker" in twin.log_tail()
 
@@ -209,7 +209,7 @@ def test_changelog_with_delete_retention_is_refused(kafka_broker, tmp_path: Path
                  configs={"cleanup.policy": "compact,delete", "retention.ms": "3600000"})
     worker = start_worker(worker_args(kafka_bootstrap, app_id, tmp_path / "s", free_port()),
                           tmp_path / "worker.log")
-    code = worker.process.wait(timeout=90)
+    code = worker.exit_code()
     assert code == 2
     assert "cleanup.policy=compact,delete" in worker.log_tail()
 
@@ -219,7 +219,7 @@ def test_missing_raw_topic_fails_clearly_after_the_startup_timeout(
     args = worker_args(kafka_bootstrap, "no-raw", tmp_path / "s", free_port())
     args[args.index("--startup-timeout") + 1] = "3"
     worker = start_worker(args, tmp_path / "worker.log")
-    code = worker.process.wait(timeout=90)
+    code = worker.exit_code()
     assert code == 3
     assert "raw topic(s) ['no-raw.raw'] do not exist" in worker.log_tail()
 
