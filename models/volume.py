@@ -13,10 +13,12 @@ Baselines (``Reference``), one fold per complete bucket, empty buckets included:
   Poisson floor that keeps sparse identities calm); score ``(z − 4) / 8`` clipped, and
   only when ``c ≥ 2e + 10`` and ``c > 2 ×`` the series' *peak*: the largest learned
   bucket, decaying by half in 30 days, so a nightly batch, a deploy or a weekly report
-  that the identity has done before is not a spike, whatever the averages say;
+  that the identity has done before is not a spike, whatever the averages say
+  (``EXCESS`` and ``PEAK_RATIOS`` hold the per-series values);
 - distinct actions, distinct resources (enumeration) and failures (reconnaissance with
   stolen credentials): the same test against their own EWMA, without seasonality (for
-  failures ``c ≥ 2e + 5``: five denied calls are already a pattern).
+  distinct actions ``c ≥ 2e + 5`` above 1.75 × the peak, for failures ``c ≥ 2e + 5``:
+  ten kinds of calls at once, or five denied calls, are already a pattern).
   Distinct counts are exact up to ``DISTINCT_CAP`` (64) per window and read "64+"
   (degraded) beyond, so an identity whose usual peak is above 32 gets rate spikes but no
   distinct-count spikes;
@@ -64,11 +66,13 @@ Z_START = 4.0
 Z_SPAN = 8.0
 MAX_ZERO_FOLDS = 7 * 24 * 6
 WARM_BUCKETS = 12
-PEAK_RATIO = 2.0
+PEAK_RATIOS = (2.0, 1.75, 2.0, 2.0)
+"""How far above its recent peak a series must go: calls, distinct actions, distinct
+resources, failures (a burst of new kinds of calls is the enumeration pattern)."""
 PEAK_HALF_LIFE_DAYS = 30.0
 """A series' peak (decayed maximum of learned buckets) halves in 30 days without a new one,
 so a weekly or monthly job still remembers its last run."""
-EXCESS = (10.0, 10.0, 10.0, 5.0)
+EXCESS = (10.0, 5.0, 10.0, 5.0)
 """Minimum excess over twice the expectation: calls, distinct actions, distinct resources,
 failures (five denied calls are already a reconnaissance pattern; ten calls are not)."""
 """Buckets a baseline learns unconditionally before it may hold any out (cold start)."""
@@ -98,11 +102,11 @@ def _steady(values: list[int]) -> bool:
 
 
 def spike_score(count: float, expected: float, var: float, peak: float = 0.0,
-                excess: float = 5.0) -> float:
+                excess: float = 5.0, ratio: float = 2.0) -> float:
     """Score of ``count`` against an expectation; 0.0 unless it is at least twice the
-    expectation plus ``excess`` and above ``PEAK_RATIO`` times the identity's recent peak
-    (a recurring burst is not a spike)."""
-    if count < 2 * expected + excess or count <= PEAK_RATIO * peak:
+    expectation plus ``excess`` and above ``ratio`` times the identity's recent peak (a
+    recurring burst is not a spike)."""
+    if count < 2 * expected + excess or count <= ratio * peak:
         return 0.0
     z = (count - expected) / math.sqrt(max(var, 0.0) + expected + 1.0)
     return clamp01((z - Z_START) / Z_SPAN)
@@ -204,12 +208,12 @@ class Reference:
 
     def scores(self, bucket: Bucket, slot: int) -> tuple[float, float, float, float]:
         """(rate, distinct actions, distinct resources, failures) scores of a bucket."""
-        s, p = self.stats, self.peaks
+        s, p, x, r = self.stats, self.peaks, EXCESS, PEAK_RATIOS
         return (
-            spike_score(bucket.n, self.expected(slot), self.rvar, p[0], EXCESS[0]),
-            spike_score(len(bucket.actions), s[0], s[1], p[1], EXCESS[1]),
-            spike_score(len(bucket.resources), s[2], s[3], p[2], EXCESS[2]),
-            spike_score(bucket.fails, s[4], s[5], p[3], EXCESS[3]),
+            spike_score(bucket.n, self.expected(slot), self.rvar, p[0], x[0], r[0]),
+            spike_score(len(bucket.actions), s[0], s[1], p[1], x[1], r[1]),
+            spike_score(len(bucket.resources), s[2], s[3], p[2], x[2], r[2]),
+            spike_score(bucket.fails, s[4], s[5], p[3], x[3], r[3]),
         )
 
     def to_state(self) -> dict:
@@ -405,11 +409,10 @@ class WindowModel:
         zmin = Z_START + Z_SPAN * self.settings.min_score
         slot = seasonal_slot(index, self.bucket_seconds)
         p = ref.peaks
+        series = ((ref.expected(slot), ref.rvar), (s[0], s[1]), (s[2], s[3]), (s[4], s[5]))
         limits = tuple(
-            max(2 * e + x, e + zmin * math.sqrt(max(v, 0.0) + e + 1.0), PEAK_RATIO * k) - 1e-6
-            for e, v, k, x in ((ref.expected(slot), ref.rvar, p[0], EXCESS[0]),
-                               (s[0], s[1], p[1], EXCESS[1]), (s[2], s[3], p[2], EXCESS[2]),
-                               (s[4], s[5], p[3], EXCESS[3]))
+            max(2 * e + x, e + zmin * math.sqrt(max(v, 0.0) + e + 1.0), r * k) - 1e-6
+            for (e, v), k, x, r in zip(series, p, EXCESS, PEAK_RATIOS, strict=True)
         )
         self._limits_cache = (index, self.main.through, ref, limits)
         return ref, limits
