@@ -75,11 +75,22 @@ def retry(what: str, attempt: Callable[[], Any], *, timeout: float,
 def connect_admin(settings: WorkerSettings) -> Any:
     from kafka.admin import KafkaAdminClient
 
-    # one attempt waits at most io_timeout, so the backoff loop (and its log lines) runs
-    options = {**client_options(settings),
-               "bootstrap_timeout_ms": int(settings.io_timeout * 1000)}
-    return retry(f"cannot reach Kafka at {settings.bootstrap_servers}",
-                 lambda: KafkaAdminClient(**options), timeout=settings.startup_timeout)
+    # One attempt waits at most io_timeout (and never longer than the whole startup budget),
+    # so the backoff loop and its one log line per attempt run, and --startup-timeout holds.
+    attempt_s = settings.io_timeout
+    if settings.startup_timeout:
+        attempt_s = min(attempt_s, settings.startup_timeout)
+    options = {**client_options(settings), "bootstrap_timeout_ms": int(attempt_s * 1000)}
+    # kafka-python logs every failed connection at ERROR; our retry loop already says it
+    # once per attempt with the backoff, so its own lines are only noise here.
+    client_log = logging.getLogger("kafka")
+    level = client_log.level
+    client_log.setLevel(logging.CRITICAL)
+    try:
+        return retry(f"cannot reach Kafka at {settings.bootstrap_servers}",
+                     lambda: KafkaAdminClient(**options), timeout=settings.startup_timeout)
+    finally:
+        client_log.setLevel(level)
 
 
 def prepare_topics(settings: WorkerSettings, admin: Any) -> None:

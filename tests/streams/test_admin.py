@@ -84,6 +84,25 @@ def test_worker__unreachable_broker_exits_3_without_a_crash_loop(tmp_path) -> No
     assert f"cannot reach Kafka at 127.0.0.1:{port}" in done.stderr
 
 
+def test_worker__startup_timeout_bounds_a_longer_io_timeout(tmp_path) -> None:
+    import socket
+    import time
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cmd = [sys.executable, "-m", "detector.cli", "worker", "--bootstrap-servers",
+           f"127.0.0.1:{port}", "--startup-timeout", "3", "--io-timeout", "30",
+           "--state-dir", str(tmp_path), "--web-port", "0"]
+    started = time.monotonic()
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    elapsed = time.monotonic() - started
+    assert done.returncode == 3
+    assert elapsed < 20, f"gave up after {elapsed:.0f}s, budget was 3s (+ start-up)"
+    noise = [line for line in done.stderr.splitlines() if " kafka." in line]
+    assert noise == [], "the client library's own connection errors leak: " + noise[0]
+
+
 def test_worker__busy_health_port_is_a_clear_error(tmp_path) -> None:
     import socket
 
