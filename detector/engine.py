@@ -690,7 +690,7 @@ class Detector:
     def identities_summary(self) -> dict[str, Any]:
         """Counts for metrics and the replay summary: tracked, in learning, dormant, by kind."""
         now = self._now
-        in_learning = dormant = 0
+        in_learning = dormant = held = 0
         by_kind: dict[str, int] = {}
         for state in list(self.store.values()):
             record = state.inventory
@@ -699,10 +699,15 @@ class Detector:
                 in_learning += 1
             if now - record.last_seen > self._dormant_after:
                 dormant += 1
+            # behaviour held out of learning and not yet accepted (B21): a count that stays
+            # high means identities locked out of a legitimate new level
+            if state.profile.held_count():
+                held += 1
         return {
             "tracked": len(self.store),
             "in_learning": in_learning,
             "dormant": dormant,
+            "persistent_anomaly": held,
             "by_kind": dict(sorted(by_kind.items())),
         }
 

@@ -492,6 +492,14 @@ class TestInventory:
         late = T0 + timedelta(days=40)
         detector.process(ev(2, late, "s3:GetObject"))
         assert detector.identities_summary() == {
-            "tracked": 2, "in_learning": 1, "dormant": 1,
+            "tracked": 2, "in_learning": 1, "dormant": 1, "persistent_anomaly": 0,
             "by_kind": {"human": 1, "workload": 1},
         }
+
+    def test_summary_counts_identities_with_held_out_behaviour(self):
+        detector = Detector({}, stats=RunStats())
+        run(detector, baseline())
+        assert detector.identities_summary()["persistent_anomaly"] == 0
+        run(detector, (attack_event(n, resource=f"arn:aws:iam::{ACCOUNT}:user/x{n}")
+                       for n in range(60)))
+        assert detector.identities_summary()["persistent_anomaly"] == 1
