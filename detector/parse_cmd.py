@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from typing import Any
 
@@ -44,6 +45,11 @@ def run(args: argparse.Namespace) -> int:
         canonical_source(args.source)
     except (NhiError, ValueError) as err:
         print(f"nhi-detector parse: {err}", file=sys.stderr)
+        return 2
+    missing = [path for path in args.paths if path != "-" and not os.path.exists(path)]
+    if missing:  # a typo in a path is a usage error, as in replay, not a dead letter
+        print(f"nhi-detector parse: no such file or directory: {', '.join(missing)}",
+              file=sys.stderr)
         return 2
     stats = RunStats()
     sink: Any = JsonlDeadLetters(args.dead_letters) if args.dead_letters else NullDeadLetters()

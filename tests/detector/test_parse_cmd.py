@@ -85,3 +85,11 @@ def test_real_logs_end_to_end(real_logs: Path, capsys: pytest.CaptureFixture[str
     out, err = capsys.readouterr()
     assert len(out.splitlines()) > 3400
     assert err.strip().splitlines()[-1].endswith("balanced=True")
+
+
+def test_parse__missing_path_is_a_usage_error(tmp_path: Path, capsys) -> None:
+    missing = tmp_path / "no-such-dir"
+    code = main(["parse", str(missing)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert f"no such file or directory: {missing}" in err
