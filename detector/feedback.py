@@ -28,6 +28,13 @@ from detector.errors import ConfigError, InputError, NhiError, SinkError, StateE
 
 logger = logging.getLogger(__name__)
 
+# The families of signal names the models and policy rules emit (``models.base.Signal``);
+# a hand-typed --detector outside them would be stored and never match anything.
+DETECTOR_FAMILIES = frozenset({
+    "novelty", "volume", "schedule", "dormancy", "credential", "multivariate", "identity",
+    "policy",
+})
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
@@ -81,6 +88,10 @@ def _wanted_marks(args: argparse.Namespace) -> Iterator[tuple[str, str, str]]:
     if args.identity or args.detector or args.value is not None:
         if not (args.identity and args.detector and args.value is not None):
             raise ConfigError("--identity, --detector and --value go together")
+        family = args.detector.partition(".")[0]
+        if family not in DETECTOR_FAMILIES or "." not in args.detector:
+            known = ", ".join(f"{name}.*" for name in sorted(DETECTOR_FAMILIES))
+            raise ConfigError(f"--detector {args.detector!r} is not a detector name ({known})")
         yield args.identity, args.detector, args.value
     if args.alert_id:
         if not args.alerts:

@@ -98,3 +98,13 @@ def test_unknown_identity_is_reported(alerted, capsys):
                  "arn:aws:iam::1:role/nobody", "--detector", "novelty.action", "--value", "x"])
     assert code == 1
     assert "identity not in snapshot" in capsys.readouterr().out
+
+
+def test_misspelt_detector_is_refused(alerted, capsys):
+    state, _, config, _ = alerted
+    before = state.read_bytes()
+    code = main(["feedback", "--state", str(state), "--config", str(config), "--identity",
+                 "arn:aws:iam::1:role/nobody", "--detector", "novely.action", "--value", "x"])
+    assert code == 2
+    assert "'novely.action' is not a detector name" in capsys.readouterr().err
+    assert state.read_bytes() == before
