@@ -177,3 +177,42 @@ class TestSpikeScore:
         scores = [spike_score(c, 2.0, 1.0) for c in range(0, 100)]
         assert scores == sorted(scores)
         assert scores[-1] == 1.0
+
+
+class TestZeroFoldFastPath:
+    """``WindowModel._fold_zeros`` must equal folding ``None`` buckets one by one, bitwise."""
+
+    @staticmethod
+    def _state(ref) -> tuple:
+        return (ref.through, ref.folds, ref.learned, ref.mean, ref.rvar,
+                ref.slot_mean.tobytes(), ref.slot_n.tobytes(), ref.stats.tobytes(),
+                ref.peaks.tobytes(), list(ref.run))
+
+    @pytest.mark.parametrize("seed", range(6))
+    def test_bitwise_equal_to_the_general_fold(self, seed):
+        import random
+
+        from models.volume import Bucket, WindowModel
+
+        rng = random.Random(seed)
+        model = WindowModel(ModelSettings(bucket_minutes=rng.choice([5, 10, 60])))
+        ref = model.main
+        index = 1_000_000 + rng.randrange(1000)
+        ref.through = index - 1
+        for _ in range(30):  # some learned buckets, some runs of empty ones
+            if rng.random() < 0.6:
+                bucket = Bucket()
+                bucket.n = rng.randrange(1, 200)
+                bucket.fails = rng.choice([0, 0, rng.randrange(5)])
+                bucket.actions = set(range(rng.randrange(1, 20)))
+                bucket.resources = set(range(rng.randrange(0, 40)))
+                model._fold(ref, index, bucket)
+                index += 1
+            else:
+                k = rng.choice([1, 2, 7, 50, 300, 1008])
+                other = ref.copy()
+                for zero in range(index, index + k):
+                    model._fold(other, zero, None)
+                model._fold_zeros(ref, index, index + k)
+                assert self._state(ref) == self._state(other)
+                index += k
