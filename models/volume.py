@@ -46,6 +46,7 @@ Signals are emitted when a bucket's score for a detector first reaches a new ten
 from __future__ import annotations
 
 import array
+import functools
 import logging
 import math
 
@@ -88,6 +89,21 @@ def seasonal_slot(bucket: int, bucket_seconds: float) -> int:
     day = int(ts // 86400)
     weekend = (day + 3) % 7 >= 5
     return int(ts // 3600) % 24 + (24 if weekend else 0)
+
+
+@functools.cache
+def week_slots(bucket_seconds: float) -> tuple[int, ...]:
+    """``seasonal_slot`` of the buckets of one week (shared by all models), or ``()``.
+
+    Only when a week is a whole number of whole-second buckets: then ``index *
+    bucket_seconds`` is exact and a week later is the same hour and weekday, so
+    ``seasonal_slot(i, bucket_seconds) == week_slots(bucket_seconds)[i % len(...)]``.
+    """
+    seconds = float(bucket_seconds)
+    per_week = 7 * 86400 / seconds
+    if not (seconds.is_integer() and per_week.is_integer()):
+        return ()
+    return tuple(seasonal_slot(i, seconds) for i in range(int(per_week)))
 
 
 def _median(values: list[int]) -> float:
@@ -250,7 +266,7 @@ class WindowModel:
     """Per-bucket counts scored against a lagged, seasonal, poisoning-resistant baseline."""
 
     __slots__ = ("settings", "main", "open", "newest", "_cache", "bucket_seconds", "lag",
-                 "_limits_cache", "peak_decay")
+                 "_limits_cache", "peak_decay", "_week_slots")
 
     def __init__(self, settings: ModelSettings) -> None:
         self.settings = settings
@@ -261,6 +277,7 @@ class WindowModel:
         self.lag = settings.lag_buckets
         half_life = PEAK_HALF_LIFE_DAYS * 86400 / self.bucket_seconds
         self.peak_decay = 0.5 ** (1.0 / half_life)
+        self._week_slots = week_slots(self.bucket_seconds)
         self._cache: tuple[int, Reference] | None = None
         self._limits_cache: tuple | None = None
 
@@ -313,35 +330,48 @@ class WindowModel:
         peaks become ``max(0.0, p * decay) == p * decay`` (peaks are never negative), and
         a series whose mean and variance are both 0.0 stays at 0.0.
         """
-        bucket_seconds = self.bucket_seconds
         slot_mean, slot_n, s, peaks = ref.slot_mean, ref.slot_n, ref.stats, ref.peaks
-        decay = self.peak_decay
+        decay, week = self.peak_decay, self._week_slots
         mean, rvar, n = ref.mean, ref.rvar, ref.learned
         p0, p1, p2, p3 = peaks[0], peaks[1], peaks[2], peaks[3]
         m0, v0, m1, v1, m2, v2 = s[0], s[1], s[2], s[3], s[4], s[5]
         for index in range(start, stop):
-            # seasonal_slot(index, bucket_seconds), inlined
-            ts = index * bucket_seconds
-            slot = int(ts // 3600) % 24 + (24 if (int(ts // 86400) + 3) % 7 >= 5 else 0)
-            # ref.expected(slot) before this fold's updates, inlined
+            slot = (week[index % len(week)] if week
+                    else seasonal_slot(index, self.bucket_seconds))
             sn = slot_n[slot]
-            weight = min(1.0, sn / SLOT_SAMPLES)
-            sm = float(slot_mean[slot])
-            if slot >= 24 and weight < 1.0:
-                wd = slot - 24
-                wd_weight = min(1.0, slot_n[wd] / SLOT_SAMPLES)
-                fallback = wd_weight * float(slot_mean[wd]) + (1 - wd_weight) * mean
+            # ref.expected(slot), before this fold's updates. Once the slot has
+            # SLOT_SAMPLES samples its weight is 1.0 and the blend is
+            # 1.0 * slot mean + 0.0 * fallback == slot mean (both finite, >= 0).
+            if sn >= SLOT_SAMPLES:
+                expected = float(slot_mean[slot])
             else:
-                fallback = mean
-            expected = weight * sm + (1 - weight) * fallback
-            # _ewm(mean, 0.0, 0, ALPHA, n): only the mean is kept
-            w = max(ALPHA, 1.0 / (n + 1))
-            mean = mean + w * (0 - mean)
-            if n:
-                rvar += max(ALPHA, 1.0 / n) * ((0 - expected) ** 2 - rvar)
+                weight = min(1.0, sn / SLOT_SAMPLES)
+                sm = float(slot_mean[slot])
+                if slot >= 24:
+                    wd = slot - 24
+                    wd_weight = min(1.0, slot_n[wd] / SLOT_SAMPLES)
+                    fallback = wd_weight * float(slot_mean[wd]) + (1 - wd_weight) * mean
+                else:
+                    fallback = mean
+                expected = weight * sm + (1 - weight) * fallback
+            # _ewm(mean, 0.0, 0, ALPHA, n) keeping the mean, then the residual. From
+            # n = 50 on, max(ALPHA, 1 / (n + 1)) and max(ALPHA, 1 / n) are both ALPHA
+            # (1.0 / 50 rounds to the same double as the literal 0.02).
+            if n >= 50:
+                w = ALPHA
+                mean = mean + w * (0 - mean)
+                rvar += w * ((0 - expected) ** 2 - rvar)
+            else:
+                w = max(ALPHA, 1.0 / (n + 1))
+                mean = mean + w * (0 - mean)
+                if n:
+                    rvar += max(ALPHA, 1.0 / n) * ((0 - expected) ** 2 - rvar)
             n += 1
-            slot_mean[slot] += max(SLOT_ALPHA, 1.0 / (sn + 1)) * (0 - slot_mean[slot])
-            slot_n[slot] = min(sn + 1, 0xFFFF)
+            # likewise max(SLOT_ALPHA, 1 / (sn + 1)) is SLOT_ALPHA from sn = 9 on
+            slot_weight = SLOT_ALPHA if sn >= 9 else max(SLOT_ALPHA, 1.0 / (sn + 1))
+            slot_mean[slot] += slot_weight * (0 - slot_mean[slot])
+            if sn < 0xFFFF:
+                slot_n[slot] = sn + 1
             # _ewm(m, v, 0, ALPHA, n - 1) for actions, resources, failures
             if m0 or v0:
                 diff = 0 - m0

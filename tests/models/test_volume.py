@@ -216,3 +216,13 @@ class TestZeroFoldFastPath:
                 model._fold_zeros(ref, index, index + k)
                 assert self._state(ref) == self._state(other)
                 index += k
+
+    @pytest.mark.parametrize("minutes", [1, 5, 10, 60, 7.5])
+    def test_week_table_matches_seasonal_slot(self, minutes):
+        from models.volume import seasonal_slot, week_slots
+
+        seconds = minutes * 60.0
+        week = week_slots(seconds)
+        assert week
+        for index in range(2_900_000, 2_900_000 + 3 * len(week), 7):
+            assert week[index % len(week)] == seasonal_slot(index, seconds)
