@@ -266,7 +266,7 @@ class WindowModel:
     """Per-bucket counts scored against a lagged, seasonal, poisoning-resistant baseline."""
 
     __slots__ = ("settings", "main", "open", "newest", "_cache", "bucket_seconds", "lag",
-                 "_limits_cache", "peak_decay", "_week_slots")
+                 "_limits_cache", "peak_decay", "_week_slots", "_next_main")
 
     def __init__(self, settings: ModelSettings) -> None:
         self.settings = settings
@@ -280,6 +280,7 @@ class WindowModel:
         self._week_slots = week_slots(self.bucket_seconds)
         self._cache: tuple[int, Reference] | None = None
         self._limits_cache: tuple | None = None
+        self._next_main: tuple[int, int, Reference] | None = None  # see ``reference``
 
     # -- folding ------------------------------------------------------------------------
 
@@ -469,10 +470,34 @@ class WindowModel:
             ref = cache[1].copy()
         else:
             ref = main.copy()
+            self._keep_next_main(ref, index)
         pending = {i: b for i, b in self.open.items() if ref.through < i <= target}
         self._fold_until(ref, target, pending)
         self._cache = (target, ref)
         return ref
+
+    def _keep_next_main(self, ref: Reference, index: int) -> None:
+        """Fold ``ref`` (a fresh copy of ``main``) up to where ``main`` will be once bucket
+        ``index`` is learned, and keep a copy there for ``_advance``, so that the empty
+        buckets a sparse identity crosses are folded once, not once here and again in
+        ``_advance``.
+
+        Only when the result is exactly what ``_advance`` would compute: bucket ``index``
+        is the newest (so ``_advance`` targets ``index - 2 lag + 1``), no bucket is pending
+        up to there (pure empty folds, no HST window to hand over), and the whole span up
+        to the reference's target is within ``MAX_ZERO_FOLDS``, so neither this split
+        fold nor ``_advance`` caps a run: folding ``a … m`` then ``m + 1 … t`` is then the
+        very sequence of ``_fold`` calls as folding ``a … t`` in one go.
+        """
+        self._next_main = None
+        main = self.main
+        mid = index - 2 * self.lag + 1
+        if (index <= self.newest or not main.through < mid <= index - self.lag
+                or index - self.lag - main.through > MAX_ZERO_FOLDS
+                or any(main.through < i <= mid for i in self.open)):
+            return
+        self._fold_zeros(ref, main.through + 1, mid + 1)
+        self._next_main = (main.through, main.folds, ref.copy())
 
     # -- scoring ------------------------------------------------------------------------
 
@@ -633,7 +658,15 @@ class WindowModel:
         if target <= self.main.through:
             return
         pending = {i: b for i, b in self.open.items() if i <= target}
-        self._fold_until(self.main, target, pending)
+        kept, self._next_main = self._next_main, None
+        if (kept is not None and not pending and kept[2].through == target
+                and kept[0] == self.main.through and kept[1] == self.main.folds):
+            # the very folds this call would make, already made by ``reference``
+            ref = kept[2]
+            ref.hst, ref.hst_pending = self.main.hst, None
+            self.main = ref
+        else:
+            self._fold_until(self.main, target, pending)
         for i in pending:
             del self.open[i]
         # the caches check ``main.through`` themselves: a reference reaching further than
@@ -646,6 +679,7 @@ class WindowModel:
         self._accept(self.main)
         self._cache = None
         self._limits_cache = None
+        self._next_main = None
         return True
 
     def size_estimate(self) -> int:
