@@ -20,25 +20,85 @@ import yaml
 from detector.errors import ConfigError
 
 KNOWN_SECTIONS = frozenset({"identities", "models", "scoring", "suppressions", "outputs", "worker"})
+MAPPING_SECTIONS = ("identities", "models", "scoring", "outputs", "worker")
+
+
+class ConfigLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that keeps an impossible date (``2026-02-30``, hour 25) as its
+    text instead of failing the whole file, so the key that holds it can be named."""
+
+
+def _timestamp(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
+    try:
+        return yaml.SafeLoader.construct_yaml_timestamp(loader, node)
+    except (ValueError, OverflowError):
+        return loader.construct_scalar(node)
+
+
+ConfigLoader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp)
+
+
+def read_yaml(path: str | Path, what: str) -> Any:
+    """Parse one YAML file; every failure is a ``ConfigError`` that names the file."""
+    try:
+        text = Path(path).read_bytes().decode("utf-8")
+    except OSError as err:
+        raise ConfigError(f"cannot read {what} {path}: {err.strerror}") from err
+    except UnicodeDecodeError as err:
+        raise ConfigError(
+            f"{what} {path} is not UTF-8 text (byte {err.start}: {err.reason})"
+        ) from err
+    try:
+        return yaml.load(text, Loader=ConfigLoader)  # noqa: S506 (a SafeLoader subclass)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{what} {path} is not valid YAML: {err}") from err
+    except RecursionError as err:
+        raise ConfigError(f"{what} {path} is nested too deeply to read") from err
+    except (ValueError, TypeError, OverflowError) as err:
+        raise ConfigError(f"{what} {path} is not valid YAML: {err}") from err
 
 
 def load_config(path: str | Path | None) -> dict[str, Any]:
-    """Read a YAML config file into a dict of sections; ``None`` gives an empty config."""
+    """Read a YAML config file into a dict of sections; ``None`` gives an empty config.
+
+    Every section is validated here, once (types and ranges of every setting), so a bad
+    value stops the run before any data is read; messages name the file, section and key.
+    """
     if path is None:
         return {}
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as err:
-        raise ConfigError(f"cannot read config file {path}: {err.strerror}") from err
-    except yaml.YAMLError as err:
-        raise ConfigError(f"config file {path} is not valid YAML: {err}") from err
+    data = read_yaml(path, "config file")
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path}: top level must be a mapping of sections")
-    unknown = sorted(set(data) - KNOWN_SECTIONS)
+    unknown = sorted(str(key) for key in set(data) - KNOWN_SECTIONS)
     if unknown:
         known = ", ".join(sorted(KNOWN_SECTIONS))
         raise ConfigError(f"config file {path}: unknown section(s) {unknown}; known: {known}")
+    try:
+        validate_config(data)
+    except ConfigError as err:
+        raise ConfigError(f"config file {path}: {err}") from err
     return data
+
+
+def validate_config(data: dict[str, Any]) -> None:
+    """Build every section's settings once so that a bad value fails at load time."""
+    import time
+
+    from detector.identity import IdentityRules
+    from detector.scoring import ScoringSettings
+    from detector.suppression import SuppressionRules
+    from models.settings import ModelSettings
+
+    for name in MAPPING_SECTIONS:
+        section = data.get(name)
+        if section is not None and not isinstance(section, dict):
+            raise ConfigError(
+                f"section '{name}' must be a mapping, got {type(section).__name__}"
+            )
+    IdentityRules.from_config(data.get("identities"))
+    ModelSettings.from_config(data.get("models"))
+    ScoringSettings.from_config(data.get("scoring"))
+    SuppressionRules.from_config(data.get("suppressions"), clock=time.time)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import fnmatch
 import logging
+import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -146,13 +147,15 @@ class SensitivityCatalogue:
         if path is None:
             text = resources.files("detector").joinpath("data/sensitive_actions.yaml").read_text()
             return cls(yaml.safe_load(text), origin="sensitive_actions.yaml")
-        try:
-            data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError) as err:
-            raise ConfigError(f"cannot read sensitivity catalogue {path}: {err}") from err
+        from detector.config import read_yaml
+
+        data = read_yaml(path, "sensitivity catalogue")
         if not isinstance(data, dict):
             raise ConfigError(f"sensitivity catalogue {path}: top level must be a mapping")
-        return cls(data, origin=str(path))
+        try:
+            return cls(data, origin=str(path))
+        except (AttributeError, TypeError, ValueError, re.error) as err:
+            raise ConfigError(f"sensitivity catalogue {path} is malformed: {err}") from err
 
     def lookup(self, action: str) -> Sensitivity | None:
         """The first category whose patterns match ``action`` (cached per action)."""
@@ -242,10 +245,19 @@ class ScoringSettings:
 
     @classmethod
     def from_config(cls, section: Mapping[str, Any] | None) -> ScoringSettings:
-        """Validate the ``scoring`` section; unknown keys fail loudly with their name."""
-        section = dict(section or {})
+        """Validate the ``scoring`` section; unknown keys fail loudly with their name.
+
+        Every key is checked against ``FIELDS`` (its type and range) here, once, so a bad
+        value stops the run at start-up instead of at the first alert.
+        """
+        if section is None:
+            section = {}
+        if not isinstance(section, Mapping):
+            raise ConfigError(
+                f"config section 'scoring' must be a mapping, got {type(section).__name__}"
+            )
         known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(section) - known)
+        unknown = sorted(str(key) for key in set(section) - known)
         if unknown:
             raise ConfigError(f"scoring: unknown key(s) {unknown}; known: {sorted(known)}")
         values: dict[str, Any] = {}
@@ -259,7 +271,8 @@ class ScoringSettings:
         for n, rule in enumerate(self.policy_rules):
             if not isinstance(rule, Mapping) or not rule.get("action"):
                 raise ConfigError(f"scoring.policy_rules[{n}]: a rule needs at least 'action'")
-            if rule.get("severity", "high") not in SEVERITY_RANK:
+            severity = rule.get("severity", "high")
+            if not isinstance(severity, str) or severity not in SEVERITY_RANK:
                 raise ConfigError(f"scoring.policy_rules[{n}]: severity {rule['severity']!r} "
                                   "is not a severity")
         for key in ("min_severity", "track_severity", "plain_ceiling", "platform_ceiling"):
@@ -372,23 +385,105 @@ class ScoringSettings:
         return "ci " in reason or "ci/" in reason or "pipeline" in reason or "github" in reason
 
 
-def _coerce(key: str, value: Any) -> Any:
-    tuple_keys = {
-        "platform_kinds", "platform_detectors", "shadow_detectors", "deploy_identities",
-        "action_detectors",
-        "deploy_agent_families", "change_actions", "policy_rules",
-    }
-    if key in tuple_keys:
-        if not isinstance(value, list | tuple):
-            raise ConfigError(f"scoring.{key} must be a list, got {type(value).__name__}")
-        return tuple(value)
-    if key in {"thresholds", "kind_weights", "detector_weights", "fusion_groups"}:
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"scoring.{key} must be a mapping, got {type(value).__name__}")
-        if key == "fusion_groups":
-            return {str(k): str(v) for k, v in value.items()}
-        return {str(k): float(v) for k, v in value.items()}
+# The type and range of every ``scoring`` key: (kind, low, high). Kinds: "float" and "int"
+# (finite numbers in [low, high]), "severity", "globs" (a list of strings), "rules" (a list
+# of mappings), "weights" (a mapping of names to numbers in [low, high]), "groups" (a
+# mapping of globs to names), "path" (a string or null).
+DAY = 86400.0
+FIELDS: dict[str, tuple[str, float, float]] = {
+    "signal_floor": ("float", 0.0, 1.0),
+    "fusion_top_k": ("int", 1, 100),
+    "sensitivity_gain": ("float", 0.0, 100.0),
+    "peer_damping": ("float", 0.0, 1.0),
+    "thresholds": ("weights", 0.0, 1.0),
+    "min_severity": ("severity", 0, 0),
+    "track_severity": ("severity", 0, 0),
+    "plain_ceiling": ("severity", 0, 0),
+    "kind_weights": ("weights", 0.0, 100.0),
+    "detector_weights": ("weights", 0.0, 100.0),
+    "platform_kinds": ("globs", 0, 0),
+    "platform_detectors": ("globs", 0, 0),
+    "platform_ceiling": ("severity", 0, 0),
+    "shadow_detectors": ("globs", 0, 0),
+    "action_detectors": ("globs", 0, 0),
+    "fusion_groups": ("groups", 0, 0),
+    "group_window": ("float", 1e-9, 365 * DAY),
+    "group_max": ("float", 1e-9, 365 * DAY),
+    "cooldown": ("float", 0.0, 365 * DAY),
+    "change_window": ("float", 0.0, 365 * DAY),
+    "recurrence_days": ("int", 0, 366),
+    "recurrence_lookback_days": ("int", 0, 366),
+    "deploy_identities": ("globs", 0, 0),
+    "deploy_agent_families": ("globs", 0, 0),
+    "change_actions": ("globs", 0, 0),
+    "policy_rules": ("rules", 0, 0),
+    "max_evidence_ids": ("int", 1, 100_000),
+    "max_signals": ("int", 1, 1000),
+    "catalogue_path": ("path", 0, 0),
+    "dormant_after_days": ("float", 0.0, 3650.0),
+}
+
+
+def _number(name: str, value: Any, kind: str, low: float, high: float) -> int | float:
+    """A finite number of the wanted kind within [low, high], else ``ConfigError``."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"{name} must be a number, got {value!r}")
+    if not math.isfinite(value):
+        raise ConfigError(f"{name} must be a finite number, got {value!r}")
+    if kind == "int":
+        if value != int(value):
+            raise ConfigError(f"{name} must be a whole number, got {value!r}")
+        value = int(value)
+    else:
+        value = float(value)
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low:g} and {high:g}, got {value!r}")
     return value
+
+
+def _coerce(key: str, value: Any) -> Any:
+    """Check one ``scoring`` value against ``FIELDS`` and return it in its stored form."""
+    kind, low, high = FIELDS[key]
+    name = f"scoring.{key}"
+    if kind in ("float", "int"):
+        return _number(name, value, kind, low, high)
+    if kind == "severity":
+        if not isinstance(value, str) or value not in SEVERITY_RANK:
+            raise ConfigError(f"{name}: {value!r} is not a severity ({', '.join(SEVERITIES)})")
+        return value
+    if kind == "path":
+        if value is not None and (not isinstance(value, str) or not value):
+            raise ConfigError(f"{name} must be a file path, got {value!r}")
+        return value
+    if kind in ("globs", "rules"):
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{name} must be a list, got {type(value).__name__}")
+        for n, item in enumerate(value):
+            if kind == "globs" and not isinstance(item, str):
+                raise ConfigError(f"{name}[{n}] must be a string, got {item!r}")
+            if kind == "rules":
+                _check_rule(f"{name}[{n}]", item)
+        return tuple(value)
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{name} must be a mapping, got {type(value).__name__}")
+    for item in value:
+        if not isinstance(item, str):
+            raise ConfigError(f"{name}: key {item!r} must be a string")
+    if kind == "groups":
+        for item, group in value.items():
+            if not isinstance(group, str) or not group:
+                raise ConfigError(f"{name}.{item} must be a group name, got {group!r}")
+        return dict(value)
+    return {item: _number(f"{name}.{item}", v, "float", low, high) for item, v in value.items()}
+
+
+def _check_rule(where: str, rule: Any) -> None:
+    """A policy rule: a mapping with string globs and, optionally, a severity."""
+    if not isinstance(rule, Mapping):
+        raise ConfigError(f"{where}: a rule must be a mapping, got {type(rule).__name__}")
+    for key, value in rule.items():
+        if key in ("action", "identity") and not isinstance(value, str):
+            raise ConfigError(f"{where}.{key} must be a string, got {value!r}")
 
 
 @dataclass(slots=True)

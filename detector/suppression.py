@@ -26,8 +26,6 @@ from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from detector.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -87,7 +85,12 @@ class SuppressionRules:
             return cls((), clock=clock)
         rules: list[SuppressionRule] = []
         if isinstance(items, Mapping):
+            unknown = sorted(str(key) for key in set(items) - {"file", "rules"})
+            if unknown:
+                raise ConfigError(f"{origin}: unknown key(s) {unknown}; known: file, rules")
             if items.get("file"):
+                if not isinstance(items["file"], str):
+                    raise ConfigError(f"{origin}.file must be a file path, got {items['file']!r}")
                 rules.extend(load_rules_file(items["file"]))
             items = items.get("rules") or []
         if not isinstance(items, list):
@@ -131,20 +134,19 @@ class SuppressionRules:
 
 def load_rules_file(path: str | Path) -> list[SuppressionRule]:
     """Read a suppression YAML file; errors name the file and the rule."""
+    from detector.config import read_yaml
+
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as err:
-        raise ConfigError(f"cannot read suppression file {path}: {err.strerror}") from err
-    except yaml.YAMLError as err:
-        raise ConfigError(f"suppression file {path} is not valid YAML: {err}") from err
+    data = read_yaml(path, "suppression file")
     if data is None:
         return []
     if isinstance(data, Mapping):
         data = data.get("rules") or []
     if not isinstance(data, list):
         raise ConfigError(f"suppression file {path}: expected a list of rules")
-    return [parse_rule(item, f"{path}[{n}]") for n, item in enumerate(data)]
+    return [
+        parse_rule(item, f"suppression file {path}: rule[{n}]") for n, item in enumerate(data)
+    ]
 
 
 def parse_rule(item: Any, where: str) -> SuppressionRule:
@@ -156,13 +158,20 @@ def parse_rule(item: Any, where: str) -> SuppressionRule:
     for key in ("identity", "reason"):
         if not item.get(key):
             raise ConfigError(f"{where}: missing required key {key!r}")
+    for key in ("identity", "reason", "detector", "value"):
+        value = item.get(key, "*")
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{where}: {key} must be a non-empty string, got {value!r}")
+    rule_id = item.get("id", "")
+    if isinstance(rule_id, bool) or not isinstance(rule_id, str | int):
+        raise ConfigError(f"{where}: id must be a string, got {rule_id!r}")
     return SuppressionRule(
-        identity=str(item["identity"]),
-        reason=str(item["reason"]),
-        detector=str(item.get("detector", "*")),
-        value=str(item.get("value", "*")),
+        identity=item["identity"],
+        reason=item["reason"],
+        detector=item.get("detector", "*"),
+        value=item.get("value", "*"),
         expires=parse_expiry(item.get("expires"), where),
-        rule_id=str(item.get("id", "")),
+        rule_id=str(rule_id),
     )
 
 
@@ -170,14 +179,17 @@ def parse_expiry(value: Any, where: str) -> float | None:
     """A date expires at the end of that day (UTC); a datetime at that instant."""
     if value is None:
         return None
-    if isinstance(value, datetime):
-        when = value if value.tzinfo else value.replace(tzinfo=UTC)
-        return when.timestamp()
-    if isinstance(value, date):
-        return datetime.combine(value, time.max, tzinfo=UTC).timestamp()
+    try:
+        if isinstance(value, datetime):
+            when = value if value.tzinfo else value.replace(tzinfo=UTC)
+            return when.timestamp()
+        if isinstance(value, date):
+            return datetime.combine(value, time.max, tzinfo=UTC).timestamp()
+    except (ValueError, OverflowError, OSError) as err:
+        raise ConfigError(f"{where}: expires {value!r} is out of range") from err
     if isinstance(value, str):
         try:
-            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
         except ValueError as err:
             raise ConfigError(f"{where}: expires {value!r} is not a date or time") from err
         if len(value) == 10:

@@ -9,6 +9,7 @@ Time is always *event* time (``Event.ts``), never the wall clock.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -50,6 +51,29 @@ DEFAULT_MIN_SCORE = 0.05
 """Signals below this score carry no information and are not emitted."""
 
 
+DAYS_MAX = 3650.0  # ten years
+MINUTES_MAX = 10080.0  # one week
+RANGES: dict[str, tuple[float, float]] = {
+    "learning_min_events": (0, 1_000_000_000),
+    "learning_min_days": (0, DAYS_MAX),
+    "novelty_horizon_days": (0, DAYS_MAX),
+    "novelty_cap": (4, 1_000_000),
+    "novelty_cap_resource": (4, 1_000_000),
+    "dormancy_days": (0, DAYS_MAX),
+    "bucket_minutes": (0, MINUTES_MAX),
+    "lateness_minutes": (0, MINUTES_MAX),
+    "seed": (0, 2**32 - 1),
+    "holdout_score": (0, 1),
+    "accept_windows": (1, 1_000_000),
+    "concurrent_minutes": (0, MINUTES_MAX),
+    "max_state_bytes": (0, 1 << 30),
+    "peer_max_groups": (0, 100_000_000),
+    "peer_values": (0, 1_000_000),
+    "min_score": (0, 1),
+}
+"""The allowed range of every setting (both ends included, finite numbers only)."""
+
+
 @dataclass(frozen=True, slots=True)
 class ModelSettings:
     """Immutable settings shared by every ``IdentityProfile`` (see the module constants)."""
@@ -76,8 +100,15 @@ class ModelSettings:
             value = getattr(self, item.name)
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise ConfigError(f"models.{item.name} must be a number, got {value!r}")
+            if not math.isfinite(value):
+                raise ConfigError(f"models.{item.name} must be a finite number, got {value!r}")
             if value < 0:
                 raise ConfigError(f"models.{item.name} must not be negative, got {value!r}")
+            low, high = RANGES[item.name]
+            if not low <= value <= high:
+                raise ConfigError(
+                    f"models.{item.name} must be between {low:g} and {high:g}, got {value!r}"
+                )
         if self.bucket_minutes <= 0:
             raise ConfigError("models.bucket_minutes must be positive")
         if not 0 < self.holdout_score <= 1:
@@ -90,12 +121,14 @@ class ModelSettings:
     @classmethod
     def from_config(cls, section: dict[str, Any] | None) -> ModelSettings:
         """Build settings from the ``models`` config section; unknown keys are an error."""
-        if not section:
+        if section is None:
             return cls()
         if not isinstance(section, dict):
-            raise ConfigError("config section 'models' must be a mapping")
+            raise ConfigError(
+                f"config section 'models' must be a mapping, got {type(section).__name__}"
+            )
         known = {item.name for item in fields(cls)}
-        unknown = sorted(set(section) - known)
+        unknown = sorted(str(key) for key in set(section) - known)
         if unknown:
             raise ConfigError(f"models: unknown key(s) {unknown}; known: {sorted(known)}")
         values = {}
@@ -124,6 +157,8 @@ def _coerce(name: str, value: Any, kind: Any) -> int | float:
     wanted = int if kind in (int, "int") else float
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ConfigError(f"models.{name} must be a number, got {value!r}")
+    if not math.isfinite(value):
+        raise ConfigError(f"models.{name} must be a finite number, got {value!r}")
     if wanted is int and value != int(value):
         raise ConfigError(f"models.{name} must be a whole number, got {value!r}")
     return wanted(value)

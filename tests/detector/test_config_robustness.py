@@ -1,0 +1,125 @@
+"""A bad configuration or rules file gives one clear message naming the file, section and
+key, and exit code 2, before any data is read: never a traceback, never a crash mid-run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from detector.cli import main
+from detector.config import load_config
+from detector.errors import ConfigError
+from detector.scoring import ScoringSettings
+from detector.suppression import load_rules_file
+from models.settings import ModelSettings
+
+BAD_CONFIGS = [
+    ('scoring: {signal_floor: "abc"}', "scoring.signal_floor must be a number, got 'abc'"),
+    ("scoring: {cooldown: [1, 2]}", "scoring.cooldown must be a number, got [1, 2]"),
+    ("scoring: {group_window: null}", "scoring.group_window must be a number, got None"),
+    ("scoring: {thresholds: {high: abc}}", "scoring.thresholds.high must be a number, got 'abc'"),
+    ("scoring: [1, 2]", "section 'scoring' must be a mapping, got list"),
+    ("models: {learning_min_events: .nan}",
+     "models.learning_min_events must be a finite number, got nan"),
+    ("models: {lateness_minutes: .inf}",
+     "models.lateness_minutes must be a finite number, got inf"),
+    ("models: {novelty_horizon_days: .inf}",
+     "models.novelty_horizon_days must be a finite number, got inf"),
+    ('scoring: {max_signals: "lots"}', "scoring.max_signals must be a number, got 'lots'"),
+    ('scoring: {max_evidence_ids: "many"}',
+     "scoring.max_evidence_ids must be a number, got 'many'"),
+    ('scoring: {recurrence_days: "3"}', "scoring.recurrence_days must be a number, got '3'"),
+    ("scoring: {max_signals: 0}", "scoring.max_signals must be between 1 and 1000, got 0"),
+    ("outputs: 7", "section 'outputs' must be a mapping, got int"),
+    ('worker: "x"', "section 'worker' must be a mapping, got str"),
+    ("scoring: {kind_weights: {human: -1}}",
+     "scoring.kind_weights.human must be between 0 and 100, got -1.0"),
+    ("scoring: {detector_weights: {'novelty.*': -0.5}}",
+     "scoring.detector_weights.novelty.* must be between 0 and 100, got -0.5"),
+    ("scoring: {thresholds: {high: .nan}}",
+     "scoring.thresholds.high must be a finite number, got nan"),
+    ("scoring: {shadow_detectors: [1]}", "scoring.shadow_detectors[0] must be a string, got 1"),
+    ("scoring: {min_severity: [high]}", "scoring.min_severity: ['high'] is not a severity"),
+    ("scoring: {policy_rules: [{action: x, severity: [1]}]}",
+     "scoring.policy_rules[0]: severity [1] is not a severity"),
+    ("models: {bucket_minutes: 1.0e+9}", "models.bucket_minutes must be between 0 and 10080"),
+    ("suppressions: [{identity: x, reason: r, expires: 2026-02-30}]",
+     "suppressions[0]: expires '2026-02-30' is not a date or time"),
+    ("suppressions: [{identity: x, reason: r, expires: 2026-12-31T25:00:00Z}]",
+     "suppressions[0]: expires '2026-12-31T25:00:00Z' is not a date or time"),
+    ("suppressions: [{identity: {a: 1}, reason: r}]",
+     "suppressions[0]: identity must be a non-empty string, got {'a': 1}"),
+    ("suppressions: {file: [1]}", "suppressions.file must be a file path, got [1]"),
+]
+
+
+def replay_with(tmp_path: Path, *extra: str) -> int:
+    empty = tmp_path / "empty.json"
+    empty.write_text('{"Records": []}')
+    return main(["replay", str(empty), "--alerts", str(tmp_path / "a.jsonl"), "--no-progress",
+                 *extra])
+
+
+@pytest.mark.parametrize("text,message", BAD_CONFIGS)
+def test_bad_config__one_message_naming_file_and_key__exit_2(tmp_path, capsys, text, message):
+    config = tmp_path / "bad.yaml"
+    config.write_text(text + "\n")
+    assert replay_with(tmp_path, "--config", str(config)) == 2
+    err = capsys.readouterr().err
+    assert f"nhi-detector replay: config file {config}: {message}" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_non_utf8_config__exit_2(tmp_path, capsys):
+    config = tmp_path / "latin.yaml"
+    config.write_bytes(b"scoring:\n  min_severity: \"h\xe9\"\n")
+    assert replay_with(tmp_path, "--config", str(config)) == 2
+    err = capsys.readouterr().err
+    assert f"config file {config} is not UTF-8 text (byte 27: invalid continuation byte)" in err
+
+
+def test_deeply_nested_config__exit_2(tmp_path, capsys):
+    config = tmp_path / "deep.yaml"
+    config.write_text("x: " + "[" * 10_000 + "\n")
+    assert replay_with(tmp_path, "--config", str(config)) == 2
+    assert f"config file {config} is nested too deeply to read" in capsys.readouterr().err
+
+
+def test_suppression_file__bad_date__names_file_rule_and_key(tmp_path, capsys):
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("- identity: x\n  reason: r\n- identity: y\n  reason: r\n"
+                     "  expires: 2026-02-30\n")
+    assert replay_with(tmp_path, "--suppressions", str(rules)) == 2
+    err = capsys.readouterr().err
+    assert (f"nhi-detector replay: suppression file {rules}: rule[1]: expires '2026-02-30' "
+            "is not a date or time") in err
+
+
+def test_suppression_file__identity_not_a_string(tmp_path):
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("- identity: {a: 1}\n  reason: r\n")
+    with pytest.raises(ConfigError, match=r"rule\[0\]: identity must be a non-empty string"):
+        load_rules_file(rules)
+
+
+def test_parse__config_error_names_the_file(tmp_path, capsys):
+    config = tmp_path / "parse.yaml"
+    config.write_text("identities: {kinds: 5}\n")
+    log = tmp_path / "empty.json"
+    log.write_text('{"Records": []}')
+    assert main(["parse", str(log), "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert (f"nhi-detector parse: config file {config}: identities.kinds: must be a list of "
+            "mappings or a mapping") in err
+
+
+def test_valid_config__still_loads(tmp_path):
+    config = tmp_path / "ok.yaml"
+    config.write_text("scoring: {max_signals: 7, thresholds: {high: 0.8}, cooldown: 60}\n"
+                      "models: {learning_min_events: 10, lateness_minutes: 5}\n"
+                      "suppressions: [{identity: x, reason: r, expires: 2026-06-30}]\n"
+                      "outputs: {}\n")
+    data = load_config(config)
+    assert ScoringSettings.from_config(data["scoring"]).max_signals == 7
+    assert ModelSettings.from_config(data["models"]).lateness_minutes == 5.0
