@@ -25,6 +25,7 @@ tables, and as a whole with ``export_state``/``load_state`` (versioned snapshot)
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import struct
 import time
@@ -56,9 +57,14 @@ logger = logging.getLogger(__name__)
 
 STATE_VERSION = 1
 """Version of one identity's serialised state (profile + inventory + alert state)."""
-SNAPSHOT_VERSION = 2
+SNAPSHOT_VERSION = 3
 """Version of the whole-detector snapshot written by ``export_state`` (2: 32-bit key
-lengths, so no identity key is too long to save)."""
+lengths, so no identity key is too long to save; 3: a SHA-256 trailer over everything
+before it, so a damaged file is refused instead of misread)."""
+DIGEST_BYTES = 32  # the SHA-256 trailer of a snapshot
+# what a damaged blob can raise while being decoded: all become ``StateError``
+DECODE_ERRORS = (ValueError, KeyError, TypeError, IndexError, AttributeError, OverflowError,
+                 struct.error, RecursionError)
 IDENTITY_MAGIC = b"NHID"
 SNAPSHOT_MAGIC = b"NHISNAP\x00"
 SWEEP_SECONDS = 300.0  # event time between sweeps that close every identity's expired groups
@@ -603,10 +609,15 @@ class Detector:
 
     def set_identity_state(self, key: str, data: bytes) -> None:
         """Install an identity's state from ``identity_state`` output (a table value)."""
+        self._install(key, self._decode_identity(data))
+
+    def _decode_identity(self, data: bytes) -> IdentityState:
         from models.profile import IdentityProfile
 
-        state = decode_identity(data, lambda blob: IdentityProfile.from_bytes(
+        return decode_identity(data, lambda blob: IdentityProfile.from_bytes(
             blob, self.model_settings))
+
+    def _install(self, key: str, state: IdentityState) -> None:
         self.store[key] = state
         if state.alerts.groups:
             self._open[key] = min(g.closes for g in state.alerts.groups.values())
@@ -614,7 +625,11 @@ class Detector:
             self._open.pop(key, None)
 
     def export_state(self) -> bytes:
-        """A versioned snapshot of every identity, the peer index and the change context."""
+        """A versioned snapshot of every identity, the peer index and the change context.
+
+        Layout: magic, version and header length, the JSON header, the peer index, one
+        (key, blob) per identity, then the SHA-256 of everything before it.
+        """
         header = orjson.dumps({
             "version": SNAPSHOT_VERSION,
             "identities": len(self.store),
@@ -631,10 +646,16 @@ class Detector:
             parts.append(struct.pack(">II", len(raw_key), len(blob)))
             parts.append(raw_key)
             parts.append(blob)
-        return b"".join(parts)
+        body = b"".join(parts)
+        return body + hashlib.sha256(body).digest()
 
     def load_state(self, data: bytes) -> None:
-        """Replace this detector's state with a snapshot from ``export_state``."""
+        """Replace this detector's state with a snapshot from ``export_state``.
+
+        Everything is checked before anything is replaced: magic, version, the SHA-256
+        trailer, the header's types, the exact identity count and no trailing bytes. Any
+        failure raises ``StateError`` and leaves this detector as it was.
+        """
         from models.peers import PeerIndex
 
         reader = _Reader(data, "snapshot")
@@ -644,17 +665,43 @@ class Detector:
         if version != SNAPSHOT_VERSION:
             raise StateError(
                 f"snapshot format version {version} is not supported by this build (it reads "
-                f"version {SNAPSHOT_VERSION}); rebuild the snapshot with a matching replay"
+                f"version {SNAPSHOT_VERSION}); it was written by a different version: "
+                "rebuild the snapshot with a matching replay"
             )
-        header = orjson.loads(reader.take(header_len))
+        if len(data) < reader.pos + DIGEST_BYTES:
+            raise StateError("snapshot is truncated (no checksum)")
+        body, digest = bytes(data[:-DIGEST_BYTES]), bytes(data[-DIGEST_BYTES:])
+        if hashlib.sha256(body).digest() != digest:
+            raise StateError("snapshot is damaged (checksum mismatch): it was altered or "
+                             "truncated after it was written")
+        reader = _Reader(body, "snapshot")
+        reader.take(len(SNAPSHOT_MAGIC) + struct.calcsize(">HI"))
+        header = _snapshot_header(reader.take(header_len))
         (peers_len,) = reader.unpack(">I")
-        self.peers = PeerIndex.from_bytes(reader.take(peers_len), self.model_settings)
+        try:
+            peers = PeerIndex.from_bytes(reader.take(peers_len), self.model_settings)
+        except StateError:
+            raise
+        except DECODE_ERRORS as err:
+            raise StateError(f"snapshot peer index is corrupt: {err}") from err
+        loaded: list[tuple[str, IdentityState]] = []
+        for key, blob in reader.identities(header["identities"]):
+            try:
+                loaded.append((key, self._decode_identity(blob)))
+            except StateError as err:
+                raise StateError(f"identity {key!r}: {err}") from err
+        if reader.pos != len(reader.data):
+            raise StateError(
+                f"snapshot has {len(reader.data) - reader.pos} unexpected bytes after its "
+                f"{header['identities']} identities"
+            )
+        self.peers = peers
         self.store.clear()
         self._open.clear()
-        for key, blob in reader.identities(header.get("identities", 0)):
-            self.set_identity_state(key, blob)
-        self._changes = {k: list(v) for k, v in (header.get("changes") or {}).items()}
-        self._now = float(header.get("now") or 0.0)
+        for key, state in loaded:
+            self._install(key, state)
+        self._changes = header["changes"]
+        self._now = header["now"]
         self._next_sweep = self._now
 
     def state_size_bytes(self) -> int:
@@ -789,16 +836,47 @@ def decode_identity(data: bytes, load_profile: Callable[[bytes], Any]) -> Identi
             f"identity state version {version} is not supported (this build reads "
             f"{STATE_VERSION})"
         )
-    profile = load_profile(reader.take(profile_len))
     try:
+        profile = load_profile(reader.take(profile_len))
         rest = orjson.loads(reader.rest())
+        if not isinstance(rest, dict):
+            raise TypeError("inventory and alert state is not a mapping")
+        state = IdentityState(
+            profile,
+            InventoryRecord.from_dict(rest.get("inventory") or {}),
+            AlertState.from_dict(rest.get("alerts") or {}),
+        )
+        if state.alerts.groups:
+            min(float(g.closes) for g in state.alerts.groups.values())
+    except StateError:
+        raise
     except orjson.JSONDecodeError as err:
         raise StateError(f"identity state is corrupt: {err}") from err
-    return IdentityState(
-        profile,
-        InventoryRecord.from_dict(rest.get("inventory") or {}),
-        AlertState.from_dict(rest.get("alerts") or {}),
-    )
+    except DECODE_ERRORS as err:
+        raise StateError(f"identity state is corrupt ({type(err).__name__}: {err})") from err
+    return state
+
+
+def _snapshot_header(raw: bytes) -> dict[str, Any]:
+    """The snapshot's JSON header with its types checked; anything else is ``StateError``."""
+    try:
+        header = orjson.loads(raw)
+    except orjson.JSONDecodeError as err:
+        raise StateError(f"snapshot header is not valid JSON: {err}") from err
+    if not isinstance(header, dict):
+        raise StateError(f"snapshot header must be a mapping, got {type(header).__name__}")
+    count, now = header.get("identities"), header.get("now", 0.0)
+    if type(count) is not int or count < 0:
+        raise StateError(f"snapshot header: identities must be a count, got {count!r}")
+    if isinstance(now, bool) or not isinstance(now, int | float) or now != now:
+        raise StateError(f"snapshot header: now must be a number, got {now!r}")
+    changes = header.get("changes") or {}
+    if not isinstance(changes, dict) or not all(
+        isinstance(v, list) for v in changes.values()
+    ):
+        raise StateError("snapshot header: changes must be a mapping of lists")
+    return {"identities": count, "now": float(now),
+            "changes": {str(k): list(v) for k, v in changes.items()}}
 
 
 class _Reader:
@@ -826,7 +904,11 @@ class _Reader:
         return chunk
 
     def identities(self, count: int) -> Iterator[tuple[str, bytes]]:
-        for _ in range(count):
+        for index in range(count):
             key_len, blob_len = self.unpack(">II")
-            key = self.take(key_len).decode("utf-8")
+            try:
+                key = self.take(key_len).decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise StateError(f"{self.what}: identity {index} has a key that is not "
+                                 "UTF-8") from err
             yield key, self.take(blob_len)

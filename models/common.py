@@ -98,6 +98,8 @@ def unpack_blob(data: bytes, version: int, what: str) -> dict[str, Any]:
             f"reads version {version}; rebuild the state by replaying the logs"
         )
     start = _HEAD.size
+    if start + length > len(data):
+        raise StateError(f"{what}: header of {length} bytes runs past the blob")
     try:
         header = orjson.loads(data[start : start + length])
     except orjson.JSONDecodeError as err:
@@ -110,6 +112,8 @@ def unpack_blob(data: bytes, version: int, what: str) -> dict[str, Any]:
         if type(obj) is dict:
             if len(obj) == 1 and "@a" in obj:
                 code, off, count = obj["@a"]
+                if type(off) is not int or type(count) is not int or off < 0 or count < 0:
+                    raise ValueError(f"bad array reference {obj['@a']!r}")
                 arr = array.array(code)
                 raw = body[off : off + count * arr.itemsize]
                 if len(raw) != count * arr.itemsize:
@@ -129,5 +133,5 @@ def unpack_blob(data: bytes, version: int, what: str) -> dict[str, Any]:
         raise StateError(f"{what}: corrupt state header (not a mapping)")
     try:
         return decode(header)
-    except (ValueError, TypeError, KeyError) as err:
+    except (ValueError, TypeError, KeyError, RecursionError) as err:
         raise StateError(f"{what}: corrupt state body: {err}") from err

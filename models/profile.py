@@ -30,6 +30,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 
+from detector.errors import StateError
 from detector.event import Event
 from models.base import Signal
 from models.common import pack_blob, span_words, unpack_blob
@@ -246,7 +247,8 @@ class IdentityProfile:
         state = unpack_blob(data, STATE_VERSION, "identity profile")
         try:
             profile = cls._from_state(state, settings)
-        except (KeyError, ValueError, TypeError, IndexError, OverflowError) as err:
+        except (KeyError, ValueError, TypeError, IndexError, OverflowError, AttributeError,
+                RecursionError, MemoryError) as err:
             raise StateError(f"identity profile: corrupt state ({type(err).__name__}: {err})"
                              ) from err
         return profile
