@@ -2,7 +2,8 @@
 
 Events go to stdout (one orjson line each), a one-line summary to stderr: counts per
 source, per identity kind, per dead-letter reason and per skip reason. Bad records never
-change the exit code (0); only unusable arguments or an unreadable config do (2).
+change the exit code (0); unusable arguments or an invalid config give 2 and a message that
+names the file; an output that cannot be written (stdout, the dead-letter file) gives 1.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 import orjson
 
 from detector.config import load_config
-from detector.errors import NhiError
+from detector.errors import ConfigError, NhiError, SinkError
 from detector.identity import IdentityRules
 from detector.sources import JsonlDeadLetters, NullDeadLetters, canonical_source, read_paths
 from detector.stats import RunStats
@@ -38,13 +39,55 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="YAML config (identities section: kind overrides, owners)")
 
 
+class GuardedDeadLetters:
+    """A ``JsonlDeadLetters`` whose write and close failures become one ``SinkError``."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.inner = JsonlDeadLetters(path)
+
+    def write(self, reason: str, message: str, origin: str, raw: bytes | str | None,
+              source: str) -> None:
+        try:
+            self.inner.write(reason, message, origin, raw, source)
+        except OSError as err:
+            raise SinkError(f"cannot write dead-letter file {self.path}: "
+                            f"{err.strerror or err}") from err
+
+    def close(self) -> None:
+        try:
+            self.inner.close()
+        except OSError as err:
+            self.inner._handle = None  # noqa: SLF001 (its buffer cannot be written anyway)
+            raise SinkError(f"cannot write dead-letter file {self.path}: "
+                            f"{err.strerror or err}") from err
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def silence_stdout() -> None:
+    """Point stdout at /dev/null after a failed write, so exiting does not fail again on
+    the bytes still buffered (which would print a second, unhelpful error)."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+        os.close(null)
+    except (OSError, ValueError):
+        pass
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config)
         rules = IdentityRules.from_config(config.get("identities"))
         canonical_source(args.source)
-    except (NhiError, ValueError) as err:
+    except ConfigError as err:
         print(f"nhi-detector parse: {err}", file=sys.stderr)
+        return 2
+    except (NhiError, ValueError) as err:
+        where = f"config file {args.config}: " if args.config else ""
+        print(f"nhi-detector parse: {where}{err}", file=sys.stderr)
         return 2
     missing = [path for path in args.paths if path != "-" and not os.path.exists(path)]
     if missing:  # a typo in a path is a usage error, as in replay, not a dead letter
@@ -52,20 +95,38 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     stats = RunStats()
-    sink: Any = JsonlDeadLetters(args.dead_letters) if args.dead_letters else NullDeadLetters()
+    sink: Any = GuardedDeadLetters(args.dead_letters) if args.dead_letters else NullDeadLetters()
+    try:
+        _write_events(args, rules, stats, sink)
+    except SinkError as err:
+        print(f"nhi-detector parse: {err}", file=sys.stderr)
+        return 1
+    finally:
+        print(summary_line(stats), file=sys.stderr)
+    return 0
+
+
+def _write_events(args: argparse.Namespace, rules: IdentityRules, stats: RunStats,
+                  sink: Any) -> None:
+    """Events to stdout, bad records to ``sink``; a failed output raises ``SinkError``."""
     out = sys.stdout.buffer
     dumps = orjson.dumps
     option = orjson.OPT_APPEND_NEWLINE | orjson.OPT_UTC_Z
     try:
-        for event in read_paths(args.paths, source=args.source, stats=stats,
-                                dead_letters=sink, rules=rules):
-            out.write(dumps(event.to_dict(), option=option))
-        out.flush()
-    finally:
-        if isinstance(sink, JsonlDeadLetters):
-            sink.close()
-        print(summary_line(stats), file=sys.stderr)
-    return 0
+        try:
+            for event in read_paths(args.paths, source=args.source, stats=stats,
+                                    dead_letters=sink, rules=rules):
+                out.write(dumps(event.to_dict(), option=option))
+            out.flush()
+        finally:
+            if isinstance(sink, GuardedDeadLetters):
+                sink.close()
+    except BrokenPipeError:
+        raise  # the reader went away (``| head``): the CLI ends quietly
+    except OSError as err:
+        silence_stdout()
+        raise SinkError(f"cannot write events to standard output: "
+                        f"{err.strerror or err}") from err
 
 
 def summary_line(stats: RunStats) -> str:

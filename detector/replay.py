@@ -18,7 +18,8 @@ highest ``revision``.
 When alerts go to stdout, everything else (progress, summary) goes to stderr; when they
 go to a file, the summary goes to stdout. Exit codes: 0 done, 1 an input or output failed,
 2 a bad argument, configuration, labels file or state snapshot (nothing is misread),
-130 interrupted (the figures of what was processed are still written; no snapshot).
+130 interrupted by SIGINT, 143 by SIGTERM (the figures of what was processed are still
+written; no snapshot).
 
 Steps of ``run``: (1) load configuration, labels and the optional warm-start snapshot,
 (2) open the outputs, (3) run the event loop, (4) close groups (``Detector.finish``) and
@@ -30,7 +31,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
+import re
+import signal
 import struct
 import sys
 import time
@@ -56,6 +60,7 @@ from detector.summary import TICK_EVERY, Progress, build_summary, render_summary
 logger = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_TERMINATED = 143  # 128 + SIGTERM, as a shell reports a process it killed
 TICK_MASK = TICK_EVERY - 1
 SOURCE_CHOICES = ("aws", "gcp", "k8s", "azure", "aws.cloudtrail", "gcp.audit", "k8s.audit",
                   "azure.activity", "azure.signin")  # the same spellings as ``parse``
@@ -67,7 +72,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "Example: nhi-detector replay replay_data/ --labels replay_data/labels.json "
         "--report report.html --alerts alerts.jsonl --summary-json summary.json. "
         "Exit codes: 0 done; 1 an input or output failed; 2 a bad argument, configuration, "
-        "labels file or state snapshot."
+        "labels file or state snapshot; 130 interrupted (SIGINT), 143 terminated (SIGTERM)."
     )
     add = parser.add_argument
     add("paths", nargs="+", metavar="PATH",
@@ -143,15 +148,32 @@ class Outputs:
     owned: list[Any] = field(default_factory=list)
 
     def close(self) -> None:
-        for handle in self.owned:
-            handle.close()
-        self.owned.clear()
+        """Close every owned handle; the first failure is raised as ``SinkError``."""
+        failed: SinkError | None = None
+        handles, self.owned = self.owned, []
+        for handle in handles:
+            try:
+                handle.close()
+            except SinkError as err:
+                failed = failed or err
+            except OSError as err:
+                name = getattr(handle, "name", "an output")
+                failed = failed or SinkError(f"cannot write {name}: {err.strerror or err}")
         if self.alerts is sys.stdout.buffer:
-            self.alerts.flush()
+            try:
+                self.alerts.flush()
+            except BrokenPipeError:
+                raise
+            except OSError as err:
+                failed = failed or SinkError(
+                    f"cannot write alerts to standard output: {err.strerror or err}"
+                )
+        if failed is not None:
+            raise failed
 
 
 def open_outputs(args: argparse.Namespace) -> Outputs:
-    from detector.sources.deadletter import JsonlDeadLetters, NullDeadLetters
+    from detector.sources.deadletter import NullDeadLetters
 
     owned: list[Any] = []
     if args.alerts == "-":
@@ -164,9 +186,11 @@ def open_outputs(args: argparse.Namespace) -> Outputs:
             raise SinkError(f"cannot open alerts file {args.alerts}: {err.strerror}") from err
         owned.append(alerts)
         text = sys.stdout
+    from detector.parse_cmd import GuardedDeadLetters
+
     dead: Any = NullDeadLetters()
     if args.dead_letters:
-        dead = JsonlDeadLetters(args.dead_letters)
+        dead = GuardedDeadLetters(args.dead_letters)
         owned.append(dead)
     return Outputs(alerts, text, dead, owned)
 
@@ -179,15 +203,59 @@ def own_files(args: argparse.Namespace) -> list[str]:
 
 
 def write_atomic(path: str | Path, data: bytes) -> None:
-    """Write a file through a temporary sibling so a crash never leaves half a file."""
+    """Write a file through a temporary sibling so a crash never leaves half a file.
+
+    The sibling is ``.<name>.<pid>.tmp``; a run killed while writing (``kill -9``) leaves
+    one behind, so stale siblings of the same target whose process is gone are removed
+    first.
+    """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_tmp(path)
         tmp.write_bytes(data)
         os.replace(tmp, path)
     except OSError as err:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
         raise SinkError(f"cannot write {path}: {err.strerror}") from err
+
+
+def remove_stale_tmp(path: Path) -> list[Path]:
+    """Delete ``.<name>.<pid>.tmp`` siblings of ``path`` left by dead processes."""
+    pattern = re.compile(rf"^\.{re.escape(path.name)}\.(\d+)\.tmp$")
+    removed = []
+    try:
+        names = os.listdir(path.parent)
+    except OSError:
+        return removed
+    for name in names:
+        found = pattern.match(name)
+        if found is None or _alive(int(found.group(1))):
+            continue
+        try:
+            (path.parent / name).unlink()
+            removed.append(path.parent / name)
+        except OSError:
+            continue
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # our own leftover from an earlier failed write
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return pid > 0
+    except OSError:
+        return False
+    return True
 
 
 # ---------------------------------------------------------------------------- setup
@@ -203,7 +271,8 @@ def load_state_file(detector: Any, path: str) -> None:
         detector.load_state(data)
     except StateError as err:
         raise StateError(f"state snapshot {path} refused: {err}") from err
-    except (ValueError, KeyError, TypeError, IndexError, struct.error) as err:
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError, OverflowError,
+            RecursionError, struct.error) as err:
         # a damaged file must stop the run, never start it on a half-read baseline
         raise StateError(f"state snapshot {path} refused: it is damaged ({err})") from err
 
@@ -252,10 +321,50 @@ def open_events(
         )
         streams = [[path for stream in streams for path in stream]]
     logger.info("reading %d file stream(s)", len(streams))
-    return merge_streams([
+    readers = [
         read_paths(stream, source=source, stats=stats, dead_letters=dead_letters, rules=rules)
         for stream in streams
-    ])
+    ]
+    if len(readers) > 1:
+        # each stream has its own Parser, whose duplicate check sees that stream only: the
+        # same file under two folders would be processed twice without a shared check
+        seen = CrossStreamDuplicates(stats)
+        readers = [seen.filter(reader) for reader in readers]
+    return merge_streams(readers)
+
+
+class CrossStreamDuplicates:
+    """A duplicate check shared by every file stream of one replay.
+
+    Each stream has its own Parser, whose duplicate checks (CloudTrail event ids, k8s audit
+    stages) see that stream only. Here an event with an id already delivered by another
+    stream, with the same source, time, action and identity (the same file under two
+    folders, a trail delivered twice), is taken back out of the event counts and counted
+    as skipped ``duplicate_event`` under its source, so accounting stays balanced (every
+    record read is an event, a dead letter or skipped). Memory is bounded like the
+    parser's (two generations of ``MAX_SEEN_EVENT_IDS`` keys).
+    """
+
+    def __init__(self, stats: RunStats) -> None:
+        from detector.sources.common import RecentMap
+        from detector.sources.parser import MAX_SEEN_EVENT_IDS
+
+        self.stats = stats
+        self.seen = RecentMap(MAX_SEEN_EVENT_IDS)
+
+    def filter(self, events: Iterable[Any]) -> Iterator[Any]:
+        add, stats = self.seen.add, self.stats
+        for event in events:
+            if event.event_id and not add(
+                (event.source, event.event_id, event.ts, event.action, event.identity)
+            ):
+                source = event.source
+                stats.events[source] -= 1
+                stats.events_by_kind[event.identity_kind] -= 1
+                stats.identity_resolution[event.identity_resolution] -= 1
+                stats.skipped[(source, "duplicate_event")] += 1
+                continue
+            yield event
 
 
 def start_metrics(port: int | None, stats: RunStats, detector: Any) -> tuple[Any, Any]:
@@ -276,6 +385,24 @@ class LoopResult:
     wall_seconds: float
     cpu_seconds: float
     interrupted: bool = False
+    terminated: bool = False  # interrupted by SIGTERM rather than SIGINT
+
+
+class Terminated(KeyboardInterrupt):
+    """Raised in the main thread on SIGTERM, so it stops a replay the way Ctrl-C does."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
+def handle_sigterm() -> Callable[[], None]:
+    """Treat SIGTERM like SIGINT until the returned function restores the old handler."""
+    try:
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # not the main thread: leave signals to the host
+        return lambda: None
+    return lambda: signal.signal(signal.SIGTERM, previous)
 
 
 def run_loop(
@@ -293,21 +420,27 @@ def run_loop(
     """
     started = time.perf_counter()
     cpu_started = time.process_time()
-    interrupted = False
+    interrupted = terminated = False
     count = [0, 0.0]  # events processed, event time of the last one
     try:
         _consume(events, detector, writer, activity, progress, metrics, count)
-    except KeyboardInterrupt:
-        interrupted = True
-        logger.warning("replay interrupted after %d events; writing what was processed",
-                       count[0])
+    except KeyboardInterrupt as err:
+        interrupted, terminated = True, isinstance(err, Terminated)
+        stats = getattr(detector, "stats", None)
+        read = sum(stats.events.values()) if stats is not None else count[0]
+        logger.warning(
+            "replay %s: %d events read (the summary's events total), %d of them processed "
+            "(events.processed; the rest were still being ordered); writing what was "
+            "processed", "terminated (SIGTERM)" if terminated else "interrupted", read,
+            count[0],
+        )
     final = detector.finish()
     if final:
         writer.write(final, count[1])
     progress.tick(count[0], len(writer.log), force=True)
     progress.close()
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
-    return LoopResult(count[0], wall, cpu, interrupted)
+    return LoopResult(count[0], wall, cpu, interrupted, terminated)
 
 
 def _consume(
@@ -404,6 +537,9 @@ def _finish_outputs(
         time_range=t_range,
         evaluation=evaluation,
     )
+    # events.total counts the events read; after an interrupt some of them were still in
+    # the reorder buffer, so the number the detector processed is given next to it
+    summary["events"]["processed"] = result.events
     if args.summary_json:
         write_atomic(args.summary_json, orjson.dumps(summary, option=orjson.OPT_INDENT_2))
     if args.report:
@@ -428,6 +564,20 @@ def _write_report(
     write_atomic(path, page.encode("utf-8"))
 
 
+MAX_REORDER_WINDOW = 7 * 86400.0  # a week of event time
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    """Numeric options in range, else ``ConfigError`` (exit 2) before anything is read."""
+    window = args.reorder_window
+    if not math.isfinite(window) or not 0 <= window <= MAX_REORDER_WINDOW:
+        raise ConfigError(f"--reorder-window must be between 0 and {MAX_REORDER_WINDOW:g} "
+                          f"seconds, got {window:g}")
+    port = args.metrics_port
+    if port is not None and not 0 <= port <= 65535:
+        raise ConfigError(f"--metrics-port must be between 0 and 65535, got {port}")
+
+
 def _replay(args: argparse.Namespace, stats: RunStats) -> int:
     from detector.config import load_config
     from detector.evaluation import load_labels
@@ -435,15 +585,19 @@ def _replay(args: argparse.Namespace, stats: RunStats) -> int:
     missing = [path for path in args.paths if path != "-" and not os.path.exists(path)]
     if missing:
         raise ConfigError(f"no such file or directory: {', '.join(missing)}")
-    if args.reorder_window < 0:
-        raise ConfigError(f"--reorder-window must be >= 0 seconds, got {args.reorder_window:g}")
+    check_arguments(args)
     scenarios = load_labels(args.labels) if args.labels else None
     config = load_config(args.config)
     detector = build_detector(args, config, stats)
     outputs = open_outputs(args)
     server = None
+    restore = handle_sigterm()
     try:
-        server, metrics = start_metrics(args.metrics_port, stats, detector)
+        try:
+            server, metrics = start_metrics(args.metrics_port, stats, detector)
+        except OSError as err:
+            raise SinkError(f"cannot serve metrics on port {args.metrics_port}: "
+                            f"{err.strerror or err}") from err
         log = AlertLog()
         writer = AlertWriter(outputs.alerts, args.format, log)
         activity = Activity(hourly=bool(args.report))
@@ -455,14 +609,20 @@ def _replay(args: argparse.Namespace, stats: RunStats) -> int:
         )
         buffer = ReorderBuffer(args.reorder_window, stats=stats)
         result = run_loop(buffer.reorder(events), detector, writer, activity, progress, metrics)
+        restore()
         outputs.close()
         summary = _finish_outputs(args, detector, stats, result, log, activity, scenarios)
         outputs.text.write(render_summary(summary))
         outputs.text.flush()
     finally:
-        outputs.close()
-        if server is not None:
-            server.shutdown()
+        restore()
+        try:
+            outputs.close()
+        finally:
+            if server is not None:
+                server.shutdown()
+    if result.terminated:
+        return EXIT_TERMINATED
     return EXIT_INTERRUPTED if result.interrupted else EXIT_OK
 
 
@@ -476,4 +636,8 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     except NhiError as err:
         print(f"nhi-detector replay: {err}", file=sys.stderr)
+        if isinstance(err, SinkError) and args.alerts == "-":
+            from detector.parse_cmd import silence_stdout
+
+            silence_stdout()
         return EXIT_FAILED

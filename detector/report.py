@@ -28,6 +28,11 @@ from detector.evaluation import AlertRecord, Scenario
 logger = logging.getLogger(__name__)
 
 MAX_TIMELINES = 100
+MAX_SPAN_SECONDS = 3 * 366 * 86400.0
+"""Longest event-time span drawn: beyond it the charts show the 1st-99th percentile of
+event time (and at most this much of it), so one record with an absurd timestamp cannot
+make the report allocate millions of hourly bins."""
+CLIP_PERCENT = 1.0
 WIDTH, HEIGHT = 980, 240
 LEFT, RIGHT, TOP, BOTTOM = 56, 250, 14, 34
 LEGEND_CHARS = 36
@@ -242,12 +247,17 @@ def alerts_over_time(
     t1 = max(a.raised_ts for a in alerts)
     if t_range is not None:
         t0, t1 = min(t0, t_range[0]), max(t1, t_range[1])
+    if t1 - t0 > MAX_SPAN_SECONDS:  # an absurd timestamp: draw the (clipped) replay range
+        t0, t1 = t_range if t_range is not None else (t0, t1)
+        t0 = max(t0, t1 - MAX_SPAN_SECONDS)
     width = 3600.0 if t1 - t0 < 3 * 86400 else 86400.0
     start = t0 // width * width
     n_bins = int((t1 - start) // width) + 1
     counts: dict[str, list[int]] = defaultdict(lambda: [0] * n_bins)
-    for a in alerts:
-        counts[getattr(a, key)][int((a.raised_ts - start) // width)] += 1
+    last = n_bins - 1
+    for a in alerts:  # alerts outside the drawn range are counted at its edges
+        index = (a.raised_ts - start) // width
+        counts[getattr(a, key)][int(min(max(index, 0), last))] += 1
     if key == "severity":
         names = [s for s in SEVERITY_ORDER if s in counts] + sorted(
             set(counts) - set(SEVERITY_ORDER)
@@ -278,6 +288,7 @@ def identity_timeline(
     """Events per hour of one identity over the replay, alerts marked as vertical lines
     coloured by severity, labelled scenario ``windows`` (start, end, id) as green bands."""
     h0, h1 = int(t_range[0] // 3600), int(t_range[1] // 3600)
+    h0 = max(h0, h1 - int(MAX_SPAN_SECONDS // 3600))
     hours = list(range(h0, h1 + 1)) if h1 > h0 else [h0, h0 + 1]
     values = [float(hourly.get(h, 0)) for h in hours]
     xs = [h * 3600.0 for h in hours]
@@ -457,6 +468,38 @@ def _timelines(
     return "".join(parts)
 
 
+def display_range(
+    t_range: tuple[float, float] | None,
+    hourly: Mapping[str, Mapping[int, int]] | None,
+) -> tuple[tuple[float, float] | None, bool]:
+    """The event-time range the charts draw, and whether it was clipped.
+
+    A replay longer than ``MAX_SPAN_SECONDS`` is drawn over the 1st-99th percentile of its
+    events' hours (and at most ``MAX_SPAN_SECONDS`` of it, ending at the 99th).
+    """
+    if t_range is None or t_range[1] - t_range[0] <= MAX_SPAN_SECONDS:
+        return t_range, False
+    t0, t1 = t_range
+    per_hour: Counter[int] = Counter()
+    for counts in (hourly or {}).values():
+        per_hour.update(counts)
+    if per_hour:
+        hours = sorted(per_hour.items())
+        total = sum(per_hour.values())
+        low, high = total * CLIP_PERCENT / 100.0, total * (100.0 - CLIP_PERCENT) / 100.0
+        seen, first, last = 0, hours[0][0], hours[-1][0]
+        for hour, count in hours:
+            if seen <= low < seen + count:
+                first = hour
+            if seen < high <= seen + count:
+                last = hour
+                break
+            seen += count
+        t0, t1 = max(t0, first * 3600.0), min(t1, last * 3600.0 + 3599.0)
+    t0 = max(t0, t1 - MAX_SPAN_SECONDS)
+    return (t0, max(t0, t1)), True
+
+
 def _counts_table(title: str, counts: Mapping[str, int]) -> str:
     rows = "".join(f"<tr><td>{esc(k)}</td><td>{v:,}</td></tr>" for k, v in counts.items())
     return f"<table><tr><th>{esc(title)}</th><th>alerts</th></tr>{rows}</table>"
@@ -474,6 +517,15 @@ def render_report(
 ) -> str:
     """The whole report page as one HTML string."""
     evaluation = summary.get("evaluation")
+    t_range, clipped = display_range(t_range, hourly)
+    note = ""
+    if clipped and t_range is not None:
+        note = (
+            '<p class="note">Event time spans more than '
+            f"{MAX_SPAN_SECONDS / 86400:,.0f} days (a record with an implausible timestamp?): "
+            f"charts show {_iso(t_range[0])} .. {_iso(t_range[1])} only.</p>"
+        )
+        logger.warning("report: event time spans too long to draw; charts are clipped")
     severities = Counter(a.severity for a in alerts)
     detectors = Counter(a.detector for a in alerts)
     sections = [
@@ -483,6 +535,7 @@ def render_report(
         "<h2>Alerts over time</h2>",
         '<p class="note">Each alert is counted once (its revisions merged), at the event '
         "time it was first raised.</p>",
+        note,
         alerts_over_time(alerts, "detector", t_range),
         alerts_over_time(alerts, "severity", t_range),
         _counts_table("severity (last revision)", dict(severities.most_common())),
