@@ -21,16 +21,28 @@ baselines), ``control_message`` (CloudWatch Logs health checks), ``merged_stage`
 (a CloudTrail event delivered twice), ``unsupported_format`` (Okta, GitHub, OpenAI and
 Anthropic audit records: recognised, valid, but not a supported source). Input whose
 format cannot be told is counted under the source ``unknown``.
+
+Directory walks (``iter_files``) count what they do not read, under ``unknown``: a file
+whose name has no log extension and whose content does not start like JSON or gzip is a
+``not_a_log_file`` skip, a hidden file (name starting with ``.``) a ``hidden_file`` skip, a
+symbolic link to a directory (not followed, so a walk cannot loop) a ``directory_link``
+skip. A directory that cannot be listed, a file that cannot be opened and anything that is
+not a regular file (a FIFO would block forever, a socket cannot be read) are ``read_error``
+dead letters; none of them is ever opened. A path named on the command line is read as
+given, so ``<(zcat x.gz)`` works. Closed stdin is a ``read_error`` dead letter. A file
+that fails in any way no record explains is one dead letter and the run goes on.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import stat
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from detector.errors import SinkError
 from detector.event import Event
 from detector.identity import IdentityRules
 from detector.sources.deadletter import (
@@ -70,7 +82,17 @@ def read_paths(paths: Iterable[str | os.PathLike[str]], *, source: str | None = 
     parser = parser or Parser(stats=stats, dead_letters=dead_letters, source=source,
                               rules=rules)
     for path in iter_files(paths, parser):
-        yield from _read_one(path, parser, stats)
+        try:
+            yield from _read_one(path, parser, stats)
+        except SinkError:
+            raise
+        except Exception as err:  # noqa: BLE001 - last resort: one file never ends the run
+            logger.warning("reading %s failed: %s: %s", path, type(err).__name__, err)
+            if isinstance(err, OSError):
+                parser.dead_input("read_error", f"{REASONS['read_error']}: {err}", path, None)
+            else:
+                parser.dead_input("internal_error", f"{REASONS['internal_error']}: "
+                                  f"{type(err).__name__} while reading the file", path, None)
     yield from parser.finish()
 
 
@@ -85,40 +107,72 @@ def parse_payload(data: bytes, *, origin: str, source: str | None = None, stats:
 
 
 def iter_files(paths: Iterable[str | os.PathLike[str]], parser: Parser) -> Iterator[str]:
-    """Expand directories recursively (sorted); unreadable paths become dead letters."""
+    """Expand directories recursively (sorted); what is not read is counted (module doc)."""
     for raw in paths:
         path = str(raw)
         if path == "-":
             yield path
         elif os.path.isdir(path):
-            for root, dirs, files in os.walk(path):
-                dirs.sort()
-                for name in sorted(files):
-                    full = os.path.join(root, name)
-                    if not name.startswith(".") and _is_log_file(full):
-                        yield full
+            yield from _walk(path, parser)
         elif os.path.exists(path):
             yield path
         else:
             parser.dead_input("read_error", f"{REASONS['read_error']}: no such file",
-                                 path, None)
+                              path, None)
 
 
-def _is_log_file(path: str) -> bool:
+def _walk(top: str, parser: Parser) -> Iterator[str]:
+    def unlistable(err: OSError) -> None:
+        parser.dead_input("read_error", f"{REASONS['read_error']}: cannot list the "
+                          f"directory: {err.strerror}", err.filename or top, None)
+
+    for root, dirs, files in os.walk(top, onerror=unlistable):
+        dirs.sort()
+        for name in [name for name in dirs if os.path.islink(os.path.join(root, name))]:
+            parser.skip_input("directory_link", os.path.join(root, name))
+        for name in sorted(files):
+            full = os.path.join(root, name)
+            if name.startswith("."):
+                parser.skip_input("hidden_file", full)
+                continue
+            try:
+                mode = os.stat(full).st_mode
+            except OSError as err:  # a dangling link, a file removed meanwhile
+                parser.dead_input("read_error", f"{REASONS['read_error']}: {err.strerror}",
+                                  full, None)
+                continue
+            if not stat.S_ISREG(mode):
+                parser.dead_input("read_error", f"{REASONS['read_error']}: not a regular "
+                                  "file", full, None)
+            elif _is_log_file(full, parser):
+                yield full
+
+
+def _is_log_file(path: str, parser: Parser) -> bool:
     if path.endswith(_EXTENSIONS):
         return True
     try:
         with open(path, "rb") as handle:
             head = handle.read(64).lstrip()
-    except OSError:
+    except OSError as err:
+        parser.dead_input("read_error", f"{REASONS['read_error']}: {err.strerror}", path,
+                          None)
         return False
-    return head[:1] in (b"{", b"[") or head[:2] == b"\x1f\x8b"
+    if head[:1] in (b"{", b"[") or head[:2] == b"\x1f\x8b":
+        return True
+    parser.skip_input("not_a_log_file", path)
+    return False
 
 
 def _read_one(path: str, parser: Parser, stats: RunStats) -> Iterator[Event]:
     stats.files_read += 1
     if path == "-":
-        for batch in parser.feed_stream(sys.stdin.buffer, "<stdin>"):
+        stdin = getattr(sys.stdin, "buffer", None)  # None when stdin is closed (<&-)
+        if stdin is None:
+            parser.dead_input("read_error", f"{REASONS['read_error']}: stdin is closed or "
+                              "not a byte stream", "<stdin>", None)
+            return
+        for batch in parser.feed_stream(stdin, "<stdin>"):
             yield from batch
         return
     try:
@@ -130,6 +184,6 @@ def _read_one(path: str, parser: Parser, stats: RunStats) -> Iterator[Event]:
         data = Path(path).read_bytes()
     except OSError as err:
         parser.dead_input("read_error", f"{REASONS['read_error']}: {err.strerror}", path,
-                             None)
+                          None)
         return
     yield from parser.feed(data, path)

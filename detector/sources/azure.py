@@ -86,7 +86,8 @@ def record_time(low: dict[str, Any], props: dict[str, Any]) -> Any:
         raise RecordError("missing_time", "record has no time, createdDateTime or CreatedDateTime")
     when = parse_time(raw)
     if when is None:
-        raise RecordError("bad_time", f"time {str(raw)[:64]!r} cannot be parsed")
+        raise RecordError("bad_time", f"time {str(raw)[:64]!r} cannot be parsed "
+                                      "or is not in 1970-2100")
     return when
 
 

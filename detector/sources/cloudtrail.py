@@ -26,6 +26,8 @@ from detector.identity import (
     split_arn,
 )
 from detector.sources.common import (
+    MAX_YEAR,
+    MIN_YEAR,
     NETWORK_CACHE,
     USER_AGENT_CACHE,
     RecordError,
@@ -109,8 +111,8 @@ def normalise(record: dict[str, Any], resolver: Resolver, hints: dict[str, Any])
         when = _fromisoformat(raw_time)
     except (TypeError, ValueError):
         when = _event_time(record)
-    else:
-        if when.tzinfo is not UTC:  # naive or another offset: the general path
+    else:  # naive, another offset or a year out of range: the general path decides
+        if when.tzinfo is not UTC or not MIN_YEAR <= when.year <= MAX_YEAR:
             when = _event_time(record)
     event_source, event_name = get("eventSource"), get("eventName")
     if type(event_name) is not str or not event_name:
@@ -199,7 +201,8 @@ def _event_time(record: dict[str, Any]) -> Any:
         raise RecordError("missing_time", "eventTime is missing")
     when = parse_time(raw)
     if when is None:
-        raise RecordError("bad_time", f"eventTime {str(raw)[:64]!r} cannot be parsed")
+        raise RecordError("bad_time", f"eventTime {str(raw)[:64]!r} cannot be parsed "
+                                      "or is not in 1970-2100")
     return when
 
 

@@ -22,6 +22,9 @@ from detector.identity import AI_AGENT_FAMILIES
 logger = logging.getLogger(__name__)
 
 UTC = timezone.utc
+# Event times outside these years are refused (bad_time): no audit log predates 1970, and
+# year 1 or 9999 with an offset cannot even be converted to UTC.
+MIN_YEAR, MAX_YEAR = 1970, 2100
 MAX_USER_AGENT = 512
 _CACHE_LIMIT = 50_000
 
@@ -71,13 +74,18 @@ def parse_time(value: Any) -> datetime | None:
 
     Accepts ISO 8601 with 0-9 fractional digits, ``Z`` or offsets, a space instead of
     ``T`` (Panther), naive values (taken as UTC), epoch seconds or milliseconds as numbers,
-    and the ``"Nov 18, 2017 1:21:51 AM"`` form found inside CloudTrail payloads.
+    and the ``"Nov 18, 2017 1:21:51 AM"`` form found inside CloudTrail payloads. A time
+    outside ``MIN_YEAR``-``MAX_YEAR`` (in UTC) gives ``None``.
     """
     if isinstance(value, str):
-        return _parse_time_str(value)
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return _parse_epoch(float(value))
-    return None
+        when = _parse_time_str(value)
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        when = _parse_epoch(float(value))
+    else:
+        return None
+    if when is None or not MIN_YEAR <= when.year <= MAX_YEAR:
+        return None
+    return when
 
 
 def _parse_time_str(text: str) -> datetime | None:
@@ -88,7 +96,10 @@ def _parse_time_str(text: str) -> datetime | None:
     if when.tzinfo is None:
         return when.replace(tzinfo=UTC)
     if when.utcoffset():
-        return when.astimezone(UTC)
+        try:
+            return when.astimezone(UTC)
+        except (OverflowError, ValueError):  # year 1 or 9999 moved past the calendar's end
+            return None
     return when
 
 

@@ -29,12 +29,13 @@ REASONS: dict[str, str] = {
     "invalid_utf8": "record is not valid UTF-8",
     "truncated_gzip": "gzip stream ends early; the rest of the file is lost",
     "bad_gzip": "gzip stream is corrupt",
+    "decompression_limit": "gzip input inflates beyond the size limit and was not parsed",
     "binary": "input is binary, not JSON text",
     "empty_file": "input is empty",
     "oversized_record": "record exceeds the size limit and was not parsed",
     "missing_identity": "record has no usable identity",
     "missing_time": "record has no event time",
-    "bad_time": "record has an event time that cannot be parsed",
+    "bad_time": "record has an event time that cannot be parsed or is not in 1970-2100",
     "unknown_format": "record shape is not a supported audit-log format",
     "truncated": "record was cut off in transport (JSON ends early)",
     "invalid_record": "record has the right shape but wrong field types",
@@ -57,7 +58,7 @@ def dead_letter_dict(reason: str, message: str, origin: str, raw: bytes | str | 
                              "source": source}
     if raw is None:
         return entry
-    data = raw.encode("utf-8", "surrogateescape") if isinstance(raw, str) else bytes(raw)
+    data = _encode(raw) if isinstance(raw, str) else bytes(raw)
     entry["raw_size"] = len(data)
     if len(data) > MAX_RAW_BYTES:
         entry["raw_sha256"] = hashlib.sha256(data).hexdigest()
@@ -65,6 +66,14 @@ def dead_letter_dict(reason: str, message: str, origin: str, raw: bytes | str | 
         data = data[:MAX_RAW_BYTES]
     entry["raw"] = data.decode("utf-8", "replace")
     return entry
+
+
+def _encode(text: str) -> bytes:
+    """The original bytes of text decoded with ``surrogateescape``; never raises."""
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a lone surrogate that no byte produced
+        return text.encode("utf-8", "replace")
 
 
 class ListDeadLetters:

@@ -78,7 +78,8 @@ def entry_time(record: dict[str, Any]) -> Any:
         raise RecordError("missing_time", "LogEntry has no timestamp")
     when = parse_time(raw)
     if when is None:
-        raise RecordError("bad_time", f"timestamp {str(raw)[:64]!r} cannot be parsed")
+        raise RecordError("bad_time", f"timestamp {str(raw)[:64]!r} cannot be parsed "
+                                      "or is not in 1970-2100")
     return when
 
 

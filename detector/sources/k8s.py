@@ -164,7 +164,8 @@ def _time(record: dict[str, Any]) -> Any:
         raise RecordError("missing_time", "audit event has no requestReceivedTimestamp")
     when = parse_time(raw)
     if when is None:
-        raise RecordError("bad_time", f"timestamp {str(raw)[:64]!r} cannot be parsed")
+        raise RecordError("bad_time", f"timestamp {str(raw)[:64]!r} cannot be parsed "
+                                      "or is not in 1970-2100")
     return when
 
 

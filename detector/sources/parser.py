@@ -3,10 +3,13 @@
 A ``Parser`` takes payloads (a file's bytes, a Kafka message) and returns Events. For each
 payload it:
 
-1. sniffs gzip by its magic bytes and refuses empty and binary input with a dead letter;
+1. sniffs gzip by its magic bytes (inflating at most ``max_decompressed_bytes``; intact
+   members of a multi-member file are kept when a later one is cut) and refuses empty and
+   binary input with a dead letter;
 2. frames it: one JSON document (``{"Records": [...]}``, an array, one object), JSON lines,
-   or, when neither parses, a scan of consecutive pretty-printed values so one bad record
-   never drops its neighbours;
+   or, when neither parses, a salvage of the document's array element by element, or a
+   scan of consecutive pretty-printed values, so one bad record never drops its neighbours
+   (a record over ``max_record_bytes`` is refused in every framing);
 3. unwraps envelopes (S3 ``Records``, CloudWatch Logs ``DATA_MESSAGE``, EventBridge
    ``detail``, SQS ``Body`` strings, Kubernetes ``EventList``, Azure ``records``, AKS
    ``properties.log``) and recognises non-events (digests, CWL control messages);
@@ -17,6 +20,9 @@ payload it:
    event seen recently (same ``eventID``, time, action, identity) is a ``duplicate_event``.
 
 ``finish()`` flushes Kubernetes requests seen only at ``RequestReceived`` as ``partial``.
+Nothing in a payload stops the parser: a failure outside any one record (a parser bug, a
+``MemoryError``) becomes one ``internal_error`` dead letter for the payload, and the events
+already found in it are kept.
 """
 
 from __future__ import annotations
@@ -24,12 +30,16 @@ from __future__ import annotations
 import gc
 import json
 import logging
+import re
 import zlib
+from collections.abc import Callable
+from functools import lru_cache
 from operator import attrgetter
 from typing import Any, BinaryIO
 
 import orjson
 
+from detector.errors import SinkError
 from detector.event import Event
 from detector.identity import IdentityRules, Resolver
 from detector.sources import azure, cloudtrail, gcp, k8s
@@ -42,11 +52,22 @@ logger = logging.getLogger(__name__)
 
 UNKNOWN = "unknown"
 DEFAULT_MAX_RECORD_BYTES = 4 * 1024 * 1024
+# A gzip file inflating beyond this is refused unparsed (a 23 MB "bomb" holds 5 GB of zeros);
+# decompression stops at the limit, so no more than this is ever allocated for it.
+DEFAULT_MAX_DECOMPRESSED_BYTES = 1024 * 1024 * 1024
+_GUNZIP_STEP = 64 * 1024 * 1024
 MAX_SEEN_EVENT_IDS = 200_000
 _MAX_DEPTH = 4
 _KIND, _RESOLUTION, _TS = (attrgetter(name) for name in ("identity_kind", "identity_resolution",
                                                         "ts"))
 _GZIP_MAGIC = b"\x1f\x8b"
+_WHITESPACE = re.compile(r"[ \t\r\n]*")
+# A document whose first key holds the record array: CloudTrail's S3 file, Azure's export.
+_ARRAY_DOCUMENT = re.compile(r'\s*\{\s*"(Records|records)"\s*:\s*\[')
+_FIRST_KEY = re.compile(r'\{\s*"((?:[^"\\]|\\.){1,64})"\s*:')
+_SURROGATE = re.compile("[\udc80-\udcff]")  # an undecodable byte, kept by surrogateescape
+_BOUNDARY_KEYS = 8
+_BAD = object()  # a value that was dead-lettered instead of decoded
 _SOURCE_ALIASES = {
     "aws": "aws.cloudtrail", "cloudtrail": "aws.cloudtrail", "aws.cloudtrail": "aws.cloudtrail",
     "gcp": "gcp.audit", "gcp.audit": "gcp.audit",
@@ -71,12 +92,14 @@ class Parser:
     def __init__(self, *, stats: RunStats, dead_letters: DeadLetterSink,
                  source: str | None = None, rules: IdentityRules | None = None,
                  resolver: Resolver | None = None,
-                 max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> None:
+                 max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+                 max_decompressed_bytes: int = DEFAULT_MAX_DECOMPRESSED_BYTES) -> None:
         self.stats = stats
         self.dead_letters = dead_letters
         self.source = canonical_source(source)
         self.resolver = resolver or Resolver(rules)
         self.max_record_bytes = max_record_bytes
+        self.max_decompressed_bytes = max_decompressed_bytes
         self._out: list[Event] = []
         self._stages = StageMerger(self._emit_k8s, self._skip_stage)
         # Recent CloudTrail events by (eventID, time, action, identity): the same event
@@ -98,6 +121,14 @@ class Parser:
         gc.disable()
         try:
             self._frame(data, origin)
+        except SinkError:
+            raise
+        except Exception as err:  # noqa: BLE001 - last resort: one payload never ends a run
+            logger.warning("parser failed on %s: %s: %s", origin, type(err).__name__, err,
+                           exc_info=logger.isEnabledFor(logging.DEBUG))
+            self.dead_input("internal_error", f"{REASONS['internal_error']}: "
+                            f"{type(err).__name__} while reading the payload", origin,
+                            data[:1024])
         finally:
             if collect:
                 gc.enable()
@@ -146,32 +177,60 @@ class Parser:
             self.dead_input("unknown_format", "input is text but not JSON", origin,
                                data[:1024])
             return
-        if self._whole_document(data, head, origin):
+        container = head[:1] == b"[" or b'"Records"' in head[:256] or b'"records"' in head[:256]
+        if self._whole_document(data, container, origin):
             return
-        if self._json_lines(data, origin):
+        if self._json_lines(data, container, origin):
             return
-        self._scan(data, origin)
+        text = data.decode("utf-8", "surrogateescape")  # bad bytes are found per record
+        if not (container and self._salvage(text, origin)):
+            self._scan(text, 0, origin)
 
     def _gunzip(self, data: bytes, origin: str) -> bytes | None:
-        decomp = zlib.decompressobj(wbits=47)
-        try:
-            out = decomp.decompress(data)
-            while decomp.unused_data[:2] == _GZIP_MAGIC:  # concatenated members
-                rest = decomp.unused_data
-                decomp = zlib.decompressobj(wbits=47)
-                out += decomp.decompress(rest)
-        except zlib.error as err:
-            self.dead_input("bad_gzip", f"{REASONS['bad_gzip']}: {err}", origin, data[:256])
-            return None
-        if not decomp.eof:
-            message = f"{REASONS['truncated_gzip']} ({len(out)} bytes recovered, not parsed)"
-            self.dead_input("truncated_gzip", message, origin, data[:256])
-            return None
+        """Inflate every member, at most ``max_decompressed_bytes`` in all (``None`` when
+        nothing is left to parse). A member that is cut or corrupt, or trailing data, is
+        one dead letter; the members before it are kept."""
+        parts: list[bytes] = []
+        rest, size, members = data, 0, 0
+        problem: tuple[str, str] | None = None
+        while True:
+            decomp = zlib.decompressobj(wbits=47)
+            try:
+                member = _inflate(decomp, rest, self.max_decompressed_bytes - size)
+            except zlib.error as err:
+                problem = ("bad_gzip", f"{REASONS['bad_gzip']}: {err}")
+                break
+            if member is None:
+                message = (f"{REASONS['decompression_limit']} (more than "
+                           f"{self.max_decompressed_bytes} bytes from {len(data)} compressed)")
+                self.dead_input("decompression_limit", message, origin, data[:256])
+                return None
+            if not decomp.eof:
+                recovered = sum(map(len, member))
+                problem = ("truncated_gzip", f"{REASONS['truncated_gzip']} ({recovered} bytes "
+                           "recovered, not parsed)")
+                break
+            parts += member
+            size += sum(map(len, member))
+            members += 1
+            rest = decomp.unused_data
+            if rest[:2] != _GZIP_MAGIC:
+                if rest.strip(b"\x00"):  # zero padding is common; anything else is not
+                    problem = ("bad_gzip", f"{REASONS['bad_gzip']}: {len(rest)} bytes of "
+                               "trailing data after the last member")
+                break
+        if problem is not None:
+            reason, message = problem
+            if members:
+                message += f"; the {members} member(s) before it, {size} bytes, are parsed"
+            self.dead_input(reason, message, origin, data[:256])
+            if not size:
+                return None
+        out = parts[0] if len(parts) == 1 else b"".join(parts)
         self.stats.bytes_read += len(out) - len(data)
         return out
 
-    def _whole_document(self, data: bytes, head: bytes, origin: str) -> bool:
-        container = head[:1] == b"[" or b'"Records"' in head[:256] or b'"records"' in head[:256]
+    def _whole_document(self, data: bytes, container: bool, origin: str) -> bool:
         if len(data) > self.max_record_bytes and not container:
             return False
         try:
@@ -181,21 +240,22 @@ class Parser:
         self._dispatch(document, origin, {}, 0)
         return True
 
-    def _json_lines(self, data: bytes, origin: str) -> bool:
+    def _json_lines(self, data: bytes, container: bool, origin: str) -> bool:
         lines = data.split(b"\n")
-        if not self._looks_like_json_lines(lines):
+        if not self._looks_like_json_lines(lines, container):
             return False
         self._feed_lines(list(enumerate(lines, 1)), origin, collect=False)
         return True
 
-    def _looks_like_json_lines(self, lines: list[bytes]) -> bool:
-        """One of the first few non-empty lines is a whole JSON object (or is oversized:
-        still line framing, it becomes a dead letter); a bad first line does not decide."""
+    def _looks_like_json_lines(self, lines: list[bytes], container: bool) -> bool:
+        """One of the first few non-empty lines is a whole JSON object (or is oversized and
+        not the start of a record array: still line framing, it becomes a dead letter); a
+        bad first line does not decide."""
         probed = 0
         for line in lines:
             if not line.strip():
                 continue
-            if len(line) > self.max_record_bytes or _parses_as_object(line):
+            if (len(line) > self.max_record_bytes and not container) or _parses_as_object(line):
                 return True
             probed += 1
             if probed >= 5:
@@ -213,9 +273,7 @@ class Parser:
             where = f"{origin}:{number}"
             self.stats.bytes_read += len(line) if collect else 0
             if len(stripped) > self.max_record_bytes:
-                message = (f"{REASONS['oversized_record']} ({len(stripped)} bytes > "
-                           f"{self.max_record_bytes})")
-                self.dead_input("oversized_record", message, where, stripped[:1024])
+                self._oversized(len(stripped), where, stripped[:1024])
                 continue
             try:
                 value = orjson.loads(stripped)
@@ -228,45 +286,152 @@ class Parser:
         out, self._out = self._out, []
         return out
 
-    def _scan(self, data: bytes, origin: str) -> None:
+    def _salvage(self, text: str, origin: str) -> bool:
+        """The record array of a document that does not decode as a whole, element by
+        element: a cut, invalid or non-UTF-8 element is one dead letter, not the file."""
+        match = _ARRAY_DOCUMENT.match(text)
+        if match is not None and match.group(1) == "Records":
+            def put(value: Any, index: int) -> None:
+                self._records([value], origin, {}, start=index)
+            position = self._elements(text, match.end(), f"{origin}#Records", put)
+        else:
+            start = match.end() if match is not None else _WHITESPACE.match(text).end() + 1
+            if match is None and text[start - 1:start] != "[":
+                return False
+
+            def put(value: Any, index: int) -> None:
+                self._dispatch(value, f"{origin}[{index}]", {}, 1)
+            position = self._elements(text, start, origin, put)
+        if match is not None:  # the rest of the document: its closing brace
+            position = _WHITESPACE.match(text, position).end()
+            if text.startswith("}", position):
+                position += 1
+        if text[position:].strip():
+            self._scan(text, position, origin)
+        return True
+
+    def _elements(self, text: str, position: int, where: str,
+                  put: Callable[[Any, int], None]) -> int:
+        """Decode the array elements from ``position`` on; returns the end of the array."""
+        keys: list[str] = []  # first keys of elements: what the next element starts with
+
+        def boundary(start: int) -> tuple[int, int]:
+            found = _boundary_pattern(tuple(keys)).search(text, start)
+            return (found.start(), found.end()) if found else (len(text), len(text))
+
+        index, length = 0, len(text)
+        while True:
+            position = _WHITESPACE.match(text, position).end()
+            if position >= length:
+                return position
+            char = text[position]
+            if char == "]":
+                return position + 1
+            if char == ",":
+                position += 1
+                continue
+            first = _FIRST_KEY.match(text, position)
+            if first is not None and len(keys) < _BOUNDARY_KEYS and first[1] not in keys:
+                keys.append(first[1])
+            value, position = self._decode_at(text, position, f"{where}[{index}]", boundary)
+            if value is not _BAD:
+                put(value, index)
+            index += 1
+
+    def _scan(self, text: str, position: int, origin: str) -> None:
         """Pretty-printed values with errors between them (missing commas, garbage)."""
+        length, index = len(text), 0
+        while position < length:
+            while position < length and text[position] in " \t\r\n,]":
+                position += 1
+            if position >= length:
+                return
+            value, position = self._decode_at(text, position, f"{origin}#value[{index}]",
+                                               lambda start: _next_value_start(text, start))
+            if value is not _BAD:
+                self._dispatch(value, f"{origin}#value[{index}]", {}, 0)
+            index += 1
+
+    def _decode_at(self, text: str, position: int, where: str,
+                   boundary: Callable[[int], tuple[int, int]]) -> tuple[Any, int]:
+        """The JSON value at ``position`` and where the next one may start; a bad value is
+        dead-lettered and returned as ``_BAD``.
+
+        The json module finds where the value ends (any failure, RecursionError included,
+        makes the text up to ``boundary`` one dead letter); orjson then decodes it, so every
+        framing accepts and refuses the same values (NaN, 1e400, huge integers, bad UTF-8).
+        """
         try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as err:
-            self.dead_input("invalid_utf8", f"{REASONS['invalid_utf8']} at byte {err.start}",
-                               origin, data)
-            return
-        for index, (value, fragment) in enumerate(_scan_values(text)):
-            where = f"{origin}#value[{index}]"
-            if fragment is not None:
-                reason = "truncated" if not fragment.rstrip().endswith(("}", "]")) else \
-                    "invalid_json"
-                self.dead_input(reason, REASONS[reason], where, fragment)
+            _, end = _END_FINDER.raw_decode(text, position)
+        except Exception as err:  # noqa: BLE001 - any failure is this record's, not the run's
+            stop, resume = boundary(position + 1)
+            fragment = text[position:stop]
+            if isinstance(err, RecursionError):
+                reason, detail = "invalid_json", "nested too deeply"
             else:
-                self._dispatch(value, where, {}, 0)
+                reason = "invalid_json" if fragment.rstrip().endswith(("}", "]")) else \
+                    "truncated"
+                detail = str(err)
+            self.dead_input(reason, f"{REASONS[reason]}: {detail}"[:300], where, fragment)
+            return _BAD, resume
+        if end - position > self.max_record_bytes:
+            self._oversized(end - position, where, text[position:position + 1024])
+            return _BAD, end
+        span = text[position:end]
+        try:
+            return orjson.loads(span), end
+        except orjson.JSONDecodeError as err:
+            bad_byte = _SURROGATE.search(span)
+            if bad_byte is None:
+                self._dead_json(err, where, span)
+            else:
+                self.dead_input("invalid_utf8", f"{REASONS['invalid_utf8']} at character "
+                                f"{bad_byte.start()} of the record", where, span)
+            return _BAD, end
+
+    def _oversized(self, size: int, where: str, raw: bytes | str) -> None:
+        message = f"{REASONS['oversized_record']} ({size} bytes > {self.max_record_bytes})"
+        self.dead_input("oversized_record", message, where, raw)
 
     # ------------------------------------------------------------------ envelopes
 
     def _dispatch(self, value: Any, origin: str, hints: dict[str, Any], depth: int) -> None:
-        if isinstance(value, list) and depth < _MAX_DEPTH:
+        """Unwrap ``value`` and route its records; every object reached is counted once.
+
+        Envelopes nest at most ``_MAX_DEPTH`` deep: deeper, an object is routed as it is
+        and an array is not a record. An empty array inside an array is not a record either
+        (a top-level ``[]`` simply holds none)."""
+        if isinstance(value, dict):
+            records = value.get("Records")
+            if isinstance(records, list) and depth <= _MAX_DEPTH:
+                self._records(records, origin, hints, depth=depth)
+            elif depth >= _MAX_DEPTH or not self._envelope(value, origin, hints, depth):
+                self._route(value, origin, hints)
+            return
+        if isinstance(value, list) and depth < _MAX_DEPTH and (value or depth == 0):
             for index, item in enumerate(value):
                 self._dispatch(item, f"{origin}[{index}]", hints, depth + 1)
             return
-        if not isinstance(value, dict):
-            self.dead_input("unknown_format", "record is not a JSON object", origin,
-                               _raw(value))
-            return
-        records = value.get("Records")
-        if isinstance(records, list):
-            self._records(records, origin, hints)
-        elif depth < _MAX_DEPTH and not self._envelope(value, origin, hints, depth):
-            self._route(value, origin, hints)
+        self.dead_input("unknown_format", "record is not a JSON object", origin, _raw(value))
 
-    def _records(self, records: list[Any], origin: str, hints: dict[str, Any]) -> None:
-        """The S3 delivery file: the hot loop, kept free of per-record detection work."""
+    def _record_item(self, record: Any, where: str, hints: dict[str, Any],
+                     depth: int) -> None:
+        """One element of a ``Records`` array that the fast path does not take."""
+        if isinstance(record, list):
+            self.dead_input("unknown_format", "record is an array, not a JSON object", where,
+                            _raw(record))
+        else:
+            self._dispatch(record, where, hints, depth)
+
+    def _records(self, records: list[Any], origin: str, hints: dict[str, Any],
+                 start: int = 0, depth: int = 0) -> None:
+        """The S3 delivery file: the hot loop, kept free of per-record detection work.
+
+        ``start`` is the index of the first element (salvage passes them one at a time)."""
+        depth = max(depth + 1, _MAX_DEPTH - 1)  # of the elements: nested Records end
         if self.source not in (None, cloudtrail.SOURCE):
-            for index, record in enumerate(records):
-                self._dispatch(record, f"{origin}#Records[{index}]", hints, _MAX_DEPTH - 1)
+            for index, record in enumerate(records, start):
+                self._record_item(record, f"{origin}#Records[{index}]", hints, depth)
             return
         stats, resolver, append = self.stats, self.resolver, self._out.append
         new: list[Event] = []  # fast-path events only: others were counted when dispatched
@@ -274,9 +439,9 @@ class Parser:
         normalise, source = cloudtrail.normalise, cloudtrail.SOURCE
         add_seen = self._seen_ids.add
         read = 0
-        for index, record in enumerate(records):
+        for index, record in enumerate(records, start):
             if type(record) is not dict or "eventName" not in record:
-                self._dispatch(record, f"{origin}#Records[{index}]", hints, _MAX_DEPTH - 1)
+                self._record_item(record, f"{origin}#Records[{index}]", hints, depth)
                 continue
             read += 1
             try:
@@ -289,7 +454,8 @@ class Parser:
                 continue
             append(event)
             append_new(event)
-        stats.records_read[source] += read
+        if read:
+            stats.records_read[source] += read
         if new:  # tallied in C over the batch, not per event in Python
             stats.events[source] += len(new)
             stats.events_by_kind.update(map(_KIND, new))
@@ -509,6 +675,10 @@ class Parser:
         self._dead(self.source if self.source in _COUNTED else UNKNOWN, reason, message,
                    origin, raw)
 
+    def skip_input(self, reason: str, origin: str) -> None:
+        """Count input that is deliberately not read (a directory walk's non-log files)."""
+        self._skip(self.source if self.source in _COUNTED else UNKNOWN, reason, origin)
+
     def _dead_json(self, err: Exception, origin: str, raw: bytes | str) -> None:
         reason = _json_reason(err)
         if reason == "invalid_json" and isinstance(raw, (bytes, str)):
@@ -559,12 +729,17 @@ def _loads_dict(text: Any) -> dict[str, Any]:
 
 
 def _raw(value: Any) -> bytes | str | None:
+    """The record as bytes for a dead letter; never raises (a deep value has no repr)."""
     if value is None or isinstance(value, (bytes, str)):
         return value
     try:
         return orjson.dumps(value, default=str)
     except (TypeError, orjson.JSONEncodeError):
+        pass
+    try:
         return repr(value)[:4096]
+    except Exception:  # noqa: BLE001 - RecursionError on a deeply nested value
+        return f"<{type(value).__name__} that cannot be shown>"
 
 
 def _unsupported_vendor(low: dict[str, Any]) -> bool:
@@ -578,36 +753,48 @@ def _unsupported_vendor(low: dict[str, Any]) -> bool:
     return "organization_id" in low and "actor" in low  # Anthropic activity
 
 
-def _scan_values(text: str) -> Any:
-    """Yield ``(value, None)`` per decodable value and ``(None, fragment)`` per bad stretch."""
-    decoder = json.JSONDecoder()
-    position, length = 0, len(text)
-    if text.lstrip().startswith("["):
-        position = text.index("[") + 1
-    while position < length:
-        while position < length and text[position] in " \t\r\n,]":
-            position += 1
-        if position >= length:
-            return
-        try:
-            value, end = decoder.raw_decode(text, position)
-        except ValueError:
-            end = _next_value_start(text, position + 1)
-            yield None, text[position:end]
-            position = end
-            continue
-        yield value, None
-        position = end
+def _inflate(decomp: Any, data: bytes, budget: int) -> list[bytes] | None:
+    """One gzip member's output, in steps so that a bomb is refused (``None``) once it
+    passes ``budget`` bytes, holding no more than that and one step."""
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        out = decomp.decompress(data, _GUNZIP_STEP)
+        size += len(out)
+        if size > budget:
+            return None
+        parts.append(out)
+        data = decomp.unconsumed_tail
+        if decomp.eof or (not data and len(out) < _GUNZIP_STEP):
+            return parts
 
 
-def _next_value_start(text: str, start: int) -> int:
+def _ignore_number(_: str) -> int:
+    return 0
+
+
+# Only finds where a value ends: numbers and constants are not converted (orjson decodes).
+_END_FINDER = json.JSONDecoder(parse_int=_ignore_number, parse_float=_ignore_number,
+                               parse_constant=_ignore_number)
+
+
+@lru_cache(maxsize=64)
+def _boundary_pattern(keys: tuple[str, ...]) -> re.Pattern[str]:
+    """Where the next array element starts: a comma, then an object whose first key is one
+    the elements so far started with (any object when none is known yet)."""
+    if not keys:
+        return re.compile(r",\s*(?=\{)")
+    names = "|".join(re.escape(key) for key in keys)
+    return re.compile(rf',\s*(?=\{{\s*"(?:{names})"\s*:)')
+
+
+def _next_value_start(text: str, start: int) -> tuple[int, int]:
     """Where the next top-level object probably starts: a line beginning with ``{``."""
     cursor = start
     while True:
         newline = text.find("\n", cursor)
         if newline < 0:
-            return len(text)
-        rest = text[newline + 1:newline + 2]
-        if rest == "{":
-            return newline + 1
+            return len(text), len(text)
+        if text[newline + 1:newline + 2] == "{":
+            return newline + 1, newline + 1
         cursor = newline + 1
