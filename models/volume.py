@@ -332,22 +332,29 @@ class WindowModel:
         a series whose mean and variance are both 0.0 stays at 0.0.
         """
         slot_mean, slot_n, s, peaks = ref.slot_mean, ref.slot_n, ref.stats, ref.peaks
-        decay, week = self.peak_decay, self._week_slots
+        decay, week, alpha, slot_alpha = self.peak_decay, self._week_slots, ALPHA, SLOT_ALPHA
         mean, rvar, n = ref.mean, ref.rvar, ref.learned
         p0, p1, p2, p3 = peaks[0], peaks[1], peaks[2], peaks[3]
         m0, v0, m1, v1, m2, v2 = s[0], s[1], s[2], s[3], s[4], s[5]
-        for index in range(start, stop):
-            slot = (week[index % len(week)] if week
-                    else seasonal_slot(index, self.bucket_seconds))
+        # the slots of ``start … stop - 1`` (the index itself is not needed otherwise)
+        if week and stop - start <= len(week):
+            first, last = start % len(week), (stop - 1) % len(week)
+            slots = (week[first:last + 1] if first <= last
+                     else week[first:] + week[:last + 1])
+        else:
+            slots = [seasonal_slot(i, self.bucket_seconds) for i in range(start, stop)]
+        for slot in slots:
             sn = slot_n[slot]
             # ref.expected(slot), before this fold's updates. Once the slot has
             # SLOT_SAMPLES samples its weight is 1.0 and the blend is
             # 1.0 * slot mean + 0.0 * fallback == slot mean (both finite, >= 0).
+            # (an array('f') item is already a Python float: float() of it is a no-op;
+            # the same item is read once here and reused for the slot's own update)
+            sm = slot_mean[slot]
             if sn >= SLOT_SAMPLES:
-                expected = float(slot_mean[slot])
+                expected = sm
             else:
                 weight = min(1.0, sn / SLOT_SAMPLES)
-                sm = float(slot_mean[slot])
                 if slot >= 24:
                     wd = slot - 24
                     wd_weight = min(1.0, slot_n[wd] / SLOT_SAMPLES)
@@ -359,7 +366,7 @@ class WindowModel:
             # n = 50 on, max(ALPHA, 1 / (n + 1)) and max(ALPHA, 1 / n) are both ALPHA
             # (1.0 / 50 rounds to the same double as the literal 0.02).
             if n >= 50:
-                w = ALPHA
+                w = alpha
                 mean = mean + w * (0 - mean)
                 rvar += w * ((0 - expected) ** 2 - rvar)
             else:
@@ -369,8 +376,8 @@ class WindowModel:
                     rvar += max(ALPHA, 1.0 / n) * ((0 - expected) ** 2 - rvar)
             n += 1
             # likewise max(SLOT_ALPHA, 1 / (sn + 1)) is SLOT_ALPHA from sn = 9 on
-            slot_weight = SLOT_ALPHA if sn >= 9 else max(SLOT_ALPHA, 1.0 / (sn + 1))
-            slot_mean[slot] += slot_weight * (0 - slot_mean[slot])
+            slot_weight = slot_alpha if sn >= 9 else max(SLOT_ALPHA, 1.0 / (sn + 1))
+            slot_mean[slot] = sm + slot_weight * (0 - sm)
             if sn < 0xFFFF:
                 slot_n[slot] = sn + 1
             # _ewm(m, v, 0, ALPHA, n - 1) for actions, resources, failures
