@@ -286,7 +286,8 @@ class WindowModel:
 
     def _fold(self, ref: Reference, index: int, bucket: Bucket | None) -> None:
         """Fold one complete bucket (``None`` = empty) into ``ref``; see the policy."""
-        slot = seasonal_slot(index, self.bucket_seconds)
+        week = self._week_slots  # same slot as seasonal_slot (see ``week_slots``)
+        slot = week[index % len(week)] if week else seasonal_slot(index, self.bucket_seconds)
         ref.through = index
         ref.folds += 1
         warm = ref.learned >= WARM_BUCKETS  # a young baseline learns everything (cold start)
@@ -299,20 +300,38 @@ class WindowModel:
         expected = ref.expected(slot)
         n = ref.learned
         ref.learned += 1
-        ref.mean, _ = _ewm(ref.mean, 0.0, count, ALPHA, n)
+        # _ewm inlined (same expressions, same order): one weight for all four series
+        weight = max(ALPHA, 1.0 / (n + 1))
+        mean = ref.mean
+        ref.mean = mean + weight * (count - mean)
         if n:  # the first residual is against an empty baseline: skipped
             ref.rvar += max(ALPHA, 1.0 / n) * ((count - expected) ** 2 - ref.rvar)
-        slot_n = ref.slot_n[slot]
-        ref.slot_mean[slot] += max(SLOT_ALPHA, 1.0 / (slot_n + 1)) * (count - ref.slot_mean[slot])
-        ref.slot_n[slot] = min(slot_n + 1, 0xFFFF)
+        slot_mean, slot_n = ref.slot_mean, ref.slot_n
+        sn = slot_n[slot]
+        slot_mean[slot] += max(SLOT_ALPHA, 1.0 / (sn + 1)) * (count - slot_mean[slot])
+        slot_n[slot] = min(sn + 1, 0xFFFF)
         s = ref.stats
-        values = (0, 0, 0) if bucket is None else (
-            len(bucket.actions), len(bucket.resources), bucket.fails)
-        for i, value in enumerate(values):
-            s[2 * i], s[2 * i + 1] = _ewm(s[2 * i], s[2 * i + 1], value, ALPHA, n)
+        if bucket is None:
+            a, r, f = 0, 0, 0
+        else:
+            a, r, f = len(bucket.actions), len(bucket.resources), bucket.fails
+        m, v = s[0], s[1]
+        diff = a - m
+        incr = weight * diff
+        s[0], s[1] = m + incr, (1 - weight) * (v + diff * incr)
+        m, v = s[2], s[3]
+        diff = r - m
+        incr = weight * diff
+        s[2], s[3] = m + incr, (1 - weight) * (v + diff * incr)
+        m, v = s[4], s[5]
+        diff = f - m
+        incr = weight * diff
+        s[4], s[5] = m + incr, (1 - weight) * (v + diff * incr)
         peaks, decay = ref.peaks, self.peak_decay
-        for i, value in enumerate((count, *values)):
-            peaks[i] = max(float(value), peaks[i] * decay)
+        peaks[0] = max(float(count), peaks[0] * decay)
+        peaks[1] = max(float(a), peaks[1] * decay)
+        peaks[2] = max(float(r), peaks[2] * decay)
+        peaks[3] = max(float(f), peaks[3] * decay)
         if bucket is not None:
             if ref.hst_pending is None:
                 ref.hst.learn(self._features(bucket, index))
