@@ -39,6 +39,7 @@ FEATURES = ("calls", "fail_ratio", "distinct_actions", "distinct_resources", "no
             "hour_cos")
 COUNT_FEATURES = ("calls", "distinct_actions", "distinct_resources", "novel")
 COUNT_INDEX = tuple(COUNT_FEATURES.index(n) if n in COUNT_FEATURES else -1 for n in FEATURES)
+_FEATURE_SLOTS = tuple(zip(FEATURES, COUNT_INDEX, strict=True))  # (name, scaler slot or -1)
 N_TREES = 10
 HEIGHT = 3
 WINDOW_SIZE = 32
@@ -87,6 +88,7 @@ def n_nodes() -> int:
 
 MAX_SCORE = N_TREES * WINDOW_SIZE * (2 ** (HEIGHT + 1) - 1)
 SIZE_LIMIT = 0.1 * WINDOW_SIZE
+_HEIGHT_STEPS = (None,) * HEIGHT  # ``for _ in _HEIGHT_STEPS``: HEIGHT steps, no range object
 
 
 def raw_features(calls: int, fails: int, actions: int, resources: int, novel: int,
@@ -141,17 +143,18 @@ class MultivariateModel:
     def _vector(self, x: dict[str, float]) -> list[float]:
         """``scaled(x)`` as a list in ``FEATURES`` order (the hot path: no dict)."""
         scale = self.scale
+        get, log1p = x.get, math.log1p
         out = []
-        for i, name in enumerate(FEATURES):
-            value = x.get(name, 0.0) or 0.0
+        append = out.append
+        for name, slot in _FEATURE_SLOTS:
+            value = get(name, 0.0) or 0.0
             if value != value:
                 value = 0.0
-            slot = COUNT_INDEX[i]
             if slot >= 0:
                 ref = scale[slot]
-                value = 0.5 * math.log1p(max(0.0, value)) / math.log1p(
+                value = 0.5 * log1p(max(0.0, value)) / log1p(
                     ref if ref > SCALER_FLOOR else SCALER_FLOOR)
-            out.append(0.0 if value < 0.0 else 1.0 if value > 1.0 else value)
+            append(0.0 if value < 0.0 else 1.0 if value > 1.0 else value)
         return out
 
     def score(self, x: dict[str, float]) -> float:
@@ -184,9 +187,9 @@ class MultivariateModel:
         st = _structure(self.seed)
         feature, threshold, left, right = st.feature, st.threshold, st.left, st.right
         lmass = self.lmass
-        for root in st.roots:
-            node = root
-            for _ in range(HEIGHT):
+        steps = _HEIGHT_STEPS
+        for node in st.roots:
+            for _ in steps:
                 lmass[node] += 1
                 node = left[node] if xs[feature[node]] < threshold[node] else right[node]
             lmass[node] += 1
@@ -197,10 +200,13 @@ class MultivariateModel:
             self.first_window = False
             self.counter = 0
         scale = self.scale
-        for i, name in enumerate(COUNT_FEATURES):
-            value = x.get(name, 0.0) or 0.0
+        get = x.get
+        i = 0
+        for name in COUNT_FEATURES:
+            value = get(name, 0.0) or 0.0
             decayed = scale[i] * SCALER_DECAY
             scale[i] = max(value if value == value else 0.0, decayed, SCALER_FLOOR)
+            i += 1
         self.learned += 1
 
     def signal_score(self, x: dict[str, float]) -> float:

@@ -556,11 +556,19 @@ class WindowModel:
         zmin = Z_START + Z_SPAN * self.settings.min_score
         slot = seasonal_slot(index, self.bucket_seconds)
         p = ref.peaks
-        series = ((ref.expected(slot), ref.rvar), (s[0], s[1]), (s[2], s[3]), (s[4], s[5]))
-        limits = tuple(
-            max(2 * e + x, e + zmin * math.sqrt(max(v, 0.0) + e + 1.0), r * k) - 1e-6
-            for (e, v), k, x, r in zip(series, p, EXCESS, PEAK_RATIOS, strict=True)
-        )
+        sqrt = math.sqrt
+        x, r = EXCESS, PEAK_RATIOS
+        # per series (e, v, k, x, r): max(2e + x, e + zmin sqrt(max(v, 0) + e + 1), r k) - 1e-6
+        # written out for the four series (calls, actions, resources, failures)
+        e, v = ref.expected(slot), ref.rvar
+        l0 = max(2 * e + x[0], e + zmin * sqrt(max(v, 0.0) + e + 1.0), r[0] * p[0]) - 1e-6
+        e, v = s[0], s[1]
+        l1 = max(2 * e + x[1], e + zmin * sqrt(max(v, 0.0) + e + 1.0), r[1] * p[1]) - 1e-6
+        e, v = s[2], s[3]
+        l2 = max(2 * e + x[2], e + zmin * sqrt(max(v, 0.0) + e + 1.0), r[2] * p[2]) - 1e-6
+        e, v = s[4], s[5]
+        l3 = max(2 * e + x[3], e + zmin * sqrt(max(v, 0.0) + e + 1.0), r[3] * p[3]) - 1e-6
+        limits = (l0, l1, l2, l3)
         self._limits_cache = (index, self.main.through, ref, limits)
         return ref, limits
 
