@@ -362,56 +362,65 @@ class WindowModel:
                      else week[first:] + week[:last + 1])
         else:
             slots = [seasonal_slot(i, self.bucket_seconds) for i in range(start, stop)]
+        keep_alpha = 1 - alpha
         for slot in slots:
             sn = slot_n[slot]
-            # ref.expected(slot), before this fold's updates. Once the slot has
-            # SLOT_SAMPLES samples its weight is 1.0 and the blend is
-            # 1.0 * slot mean + 0.0 * fallback == slot mean (both finite, >= 0).
             # (an array('f') item is already a Python float: float() of it is a no-op;
             # the same item is read once here and reused for the slot's own update)
             sm = slot_mean[slot]
-            if sn >= SLOT_SAMPLES:
-                expected = sm
+            if n >= 50 and sn >= 9:
+                # The steady state, the general branch below with its constants: from
+                # n = 50 on, max(ALPHA, 1 / (n + 1)) and max(ALPHA, 1 / n) are both ALPHA
+                # (1.0 / 50 rounds to the same double as the literal 0.02); from sn = 9
+                # (>= SLOT_SAMPLES) on, the slot's weight is 1.0, so the expectation
+                # 1.0 * slot mean + 0.0 * fallback == slot mean (both finite, >= 0), and
+                # max(SLOT_ALPHA, 1 / (sn + 1)) is SLOT_ALPHA.
+                w, keep = alpha, keep_alpha
+                mean = mean + w * (0 - mean)
+                rvar += w * ((0 - sm) ** 2 - rvar)
+                slot_mean[slot] = sm + slot_alpha * (0 - sm)
             else:
-                weight = min(1.0, sn / SLOT_SAMPLES)
-                if slot >= 24:
-                    wd = slot - 24
-                    wd_weight = min(1.0, slot_n[wd] / SLOT_SAMPLES)
-                    fallback = wd_weight * float(slot_mean[wd]) + (1 - wd_weight) * mean
+                # ref.expected(slot), before this fold's updates (see above for sn >= 6)
+                if sn >= SLOT_SAMPLES:
+                    expected = sm
                 else:
-                    fallback = mean
-                expected = weight * sm + (1 - weight) * fallback
-            # _ewm(mean, 0.0, 0, ALPHA, n) keeping the mean, then the residual. From
-            # n = 50 on, max(ALPHA, 1 / (n + 1)) and max(ALPHA, 1 / n) are both ALPHA
-            # (1.0 / 50 rounds to the same double as the literal 0.02).
-            if n >= 50:
-                w = alpha
-                mean = mean + w * (0 - mean)
-                rvar += w * ((0 - expected) ** 2 - rvar)
-            else:
-                w = max(ALPHA, 1.0 / (n + 1))
-                mean = mean + w * (0 - mean)
-                if n:
-                    rvar += max(ALPHA, 1.0 / n) * ((0 - expected) ** 2 - rvar)
+                    weight = min(1.0, sn / SLOT_SAMPLES)
+                    if slot >= 24:
+                        wd = slot - 24
+                        wd_weight = min(1.0, slot_n[wd] / SLOT_SAMPLES)
+                        fallback = wd_weight * float(slot_mean[wd]) + (1 - wd_weight) * mean
+                    else:
+                        fallback = mean
+                    expected = weight * sm + (1 - weight) * fallback
+                # _ewm(mean, 0.0, 0, ALPHA, n) keeping the mean, then the residual
+                if n >= 50:
+                    w = alpha
+                    mean = mean + w * (0 - mean)
+                    rvar += w * ((0 - expected) ** 2 - rvar)
+                else:
+                    w = max(ALPHA, 1.0 / (n + 1))
+                    mean = mean + w * (0 - mean)
+                    if n:
+                        rvar += max(ALPHA, 1.0 / n) * ((0 - expected) ** 2 - rvar)
+                keep = 1 - w
+                slot_weight = slot_alpha if sn >= 9 else max(SLOT_ALPHA, 1.0 / (sn + 1))
+                slot_mean[slot] = sm + slot_weight * (0 - sm)
             n += 1
-            # likewise max(SLOT_ALPHA, 1 / (sn + 1)) is SLOT_ALPHA from sn = 9 on
-            slot_weight = slot_alpha if sn >= 9 else max(SLOT_ALPHA, 1.0 / (sn + 1))
-            slot_mean[slot] = sm + slot_weight * (0 - sm)
             if sn < 0xFFFF:
                 slot_n[slot] = sn + 1
             # _ewm(m, v, 0, ALPHA, n - 1) for actions, resources, failures
             if m0 or v0:
                 diff = 0 - m0
                 incr = w * diff
-                m0, v0 = m0 + incr, (1 - w) * (v0 + diff * incr)
+                m0, v0 = m0 + incr, keep * (v0 + diff * incr)  # keep == 1 - w
             if m1 or v1:
                 diff = 0 - m1
                 incr = w * diff
-                m1, v1 = m1 + incr, (1 - w) * (v1 + diff * incr)
+                m1, v1 = m1 + incr, keep * (v1 + diff * incr)
             if m2 or v2:
                 diff = 0 - m2
                 incr = w * diff
-                m2, v2 = m2 + incr, (1 - w) * (v2 + diff * incr)
+                m2, v2 = m2 + incr, keep * (v2 + diff * incr)
             p0 *= decay
             p1 *= decay
             p2 *= decay
