@@ -298,13 +298,22 @@ class NoveltyModel:
         pending: list[tuple[int, int]] | None = [] if learn_known else None
         taught: list[tuple[int, int]] = []
         novel_parts = 0
+        teach_any = learn_known and not failed  # else only the error code is taught
         for index, h, first, second in self.values(event, ctx):
             table = tables[index]
-            packed = table.d.get(h)
-            teach = learn_known and (not failed or index == ERROR_CODE)
+            d = table.d
+            packed = d.get(h)
+            teach = teach_any or (learn_known and index == ERROR_CODE)
             if packed is not None and hour - (packed >> 16) <= horizon:
                 if teach:
-                    _use_known(table, h, packed, hour)
+                    # _use_known(table, h, packed, hour) written out (uses == 1)
+                    count = packed & COUNT_MASK
+                    if count == 1:
+                        table.n1 -= 1
+                    last = packed >> 16
+                    d[h] = ((hour if hour > last else last) << 16) | min(count + 1, COUNT_MASK)
+                    table.total += 1
+                    table.rate -= RATE_ALPHA * table.rate
                     taught.append((index, h))
                 continue
             if self.memo:  # uses of known values commute; a new value needs exact totals
