@@ -128,6 +128,19 @@ def spike_score(count: float, expected: float, var: float, peak: float = 0.0,
     return clamp01((z - Z_START) / Z_SPAN)
 
 
+def _may_spike(ref: Reference, bucket: Bucket, expected: float) -> bool:
+    """False only when every ``ref.scores(bucket, ...)`` is exactly 0.0: each series fails
+    ``spike_score``'s own early-return test (same comparisons, ``expected`` being
+    ``ref.expected(slot)``). The scores are then skipped: ``holdout_score`` > 0 (checked by
+    ``ModelSettings``), so max(0.0, ...) cannot reach it."""
+    s, p, x, r = ref.stats, ref.peaks, EXCESS, PEAK_RATIOS
+    n, a, res, f = bucket.n, len(bucket.actions), len(bucket.resources), bucket.fails
+    return not ((n < 2 * expected + x[0] or n <= r[0] * p[0])
+                and (a < 2 * s[0] + x[1] or a <= r[1] * p[1])
+                and (res < 2 * s[2] + x[2] or res <= r[2] * p[2])
+                and (f < 2 * s[4] + x[3] or f <= r[3] * p[3]))
+
+
 class Bucket:
     """Counts of one open or pending time bucket."""
 
@@ -291,13 +304,13 @@ class WindowModel:
         ref.through = index
         ref.folds += 1
         warm = ref.learned >= WARM_BUCKETS  # a young baseline learns everything (cold start)
-        if warm and bucket is not None and max(
-                ref.scores(bucket, slot)) >= self.settings.holdout_score:
+        expected = ref.expected(slot)  # read-only: the same before and after the check
+        if (warm and bucket is not None and _may_spike(ref, bucket, expected)
+                and max(ref.scores(bucket, slot)) >= self.settings.holdout_score):
             self._hold(ref, bucket)
             return
         ref.run.clear()
         count = 0 if bucket is None else bucket.n
-        expected = ref.expected(slot)
         n = ref.learned
         ref.learned += 1
         # _ewm inlined (same expressions, same order): one weight for all four series
