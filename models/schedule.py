@@ -69,6 +69,12 @@ class ScheduleModel:
     def _active(self, last_day: int, day: int) -> bool:
         return last_day > 0 and min(max(day, 1), 0xFFFF) - last_day <= self.horizon_days
 
+    def _count_active(self, lasts: array.array, day: int) -> int:
+        """``sum(1 for last in lasts if self._active(last, day))`` with the test solved for
+        ``last`` once (integers: ``d - last <= h`` is ``last >= d - h``; and ``last > 0``)."""
+        lowest = max(min(max(day, 1), 0xFFFF) - self.horizon_days, 1)
+        return sum(1 for last in lasts if last >= lowest)
+
     def score(self, event: Event, ctx: Context) -> list[Signal]:
         """A signal when the event falls in an hour never active before (pure)."""
         if ctx.learning or ctx.hour == self._fast_hour:
@@ -82,14 +88,14 @@ class ScheduleModel:
         day = ctx.day
         hour = ctx.hour % 24
         if not self._active(self.hod[hour], day):
-            active = sum(1 for last in self.hod if self._active(last, day))
+            active = self._count_active(self.hod, day)
             score = (1.0 - active / 24) * self._settled(day) ** 2
             return self._signal(ctx, f"{hour:02d}:00", score, active, 24, "day")
         if ctx.history_seconds < WEEK_HISTORY_DAYS * 86400:
             return []
         if self._active(self.slots[how], day):
             return []
-        active = sum(1 for last in self.slots if self._active(last, day))
+        active = self._count_active(self.slots, day)
         score = 0.5 * (1.0 - active / 168) * self._settled(day) ** 2
         return self._signal(ctx, slot_label(how), score, active, 168, "week")
 
