@@ -198,7 +198,11 @@ class Reference:
         other.stats = array.array("d", self.stats)
         other.peaks = array.array("d", self.peaks)
         other.run = list(self.run)
-        other.hst = self.hst  # shared, never learned through the copy (lazy, see below)
+        # A copy never learns into its HST (it lists windows, see ``windows_model``) and
+        # may share one; the committed baseline learns into its own in place, so a copy
+        # of it gets the trees as they are now (sharing them let later learning leak
+        # into a cached reference, which then counted those windows twice).
+        other.hst = self.hst.copy() if self.hst_pending is None else self.hst
         other.hst_pending = list(self.hst_pending or ())
         return other
 
