@@ -18,17 +18,26 @@ anywhere else. Per event (``Detector.process``):
 Events without signals leave at step 2 after a few dictionary operations: nothing is
 serialised and no JSON is built unless an alert is raised.
 
-State: ``IdentityState`` per identity in ``store`` (any ``MutableMapping``; a dict by
-default), serialised with ``identity_state``/``set_identity_state`` for the worker's
-tables, and as a whole with ``export_state``/``load_state`` (versioned snapshot).
+State: ``IdentityState`` per identity in ``store`` (any ``MutableMapping``; by default an
+``IdentityStore``), serialised with ``identity_state``/``set_identity_state`` for the
+worker's tables, and as a whole with ``export_state``/``load_state`` (versioned snapshot).
+
+Memory (B25): an identity's live objects take tens of KiB, its serialised blob a few KiB.
+``IdentityStore`` keeps at most ``max_live`` identities materialised (least recently used
+first out) and the others as their blobs, decoded again on that identity's next event.
+``Detector(max_live=...)`` sets the limit (0: unbounded); without it the environment
+variable ``NHI_MAX_LIVE_IDENTITIES`` is used if present (tests force a tiny limit with it),
+else ``DEFAULT_MAX_LIVE``. Eviction is a lossless round trip: results do not change.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import struct
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -75,6 +84,8 @@ MAX_RECURRENCE_ENTRIES = 16  # (day, hour) sightings kept per alert signature
 MAX_RECURRENCE_SIGNATURES = 16  # alert signatures remembered per identity
 MAX_EXPECTED = 256  # (detector, value) pairs marked expected by feedback, per identity
 PAIR_PREFIX = "novelty.action_"  # detectors of the novelty pairs led by an action
+DEFAULT_MAX_LIVE = 50_000  # identities kept materialised; the others are kept serialised
+MAX_LIVE_ENV = "NHI_MAX_LIVE_IDENTITIES"  # overrides DEFAULT_MAX_LIVE when set
 
 
 @dataclass(slots=True)
@@ -114,6 +125,123 @@ class IdentityState:
     alerts: AlertState
 
 
+class IdentityStore(MutableMapping[str, IdentityState]):
+    """Identity states, at most ``max_live`` of them materialised (0: no limit).
+
+    The least recently used state beyond the limit is replaced by its blob
+    (``encode_identity``) and decoded again when it is next read with ``[]`` or ``get``.
+    ``pinned`` names a state that is never evicted (the one the detector is working on),
+    and the state just read is not evicted either, so a limit below 2 counts as 2.
+    Iterating ``values``/``items`` or calling ``peek``/``blob`` does not count as a use:
+    evicted states are decoded on the fly and stay evicted.
+    """
+
+    def __init__(self, max_live: int, decode: Callable[[bytes], IdentityState]) -> None:
+        self.max_live = max(max_live, 2) if max_live else 0
+        self.decode = decode
+        self.live: OrderedDict[str, IdentityState] = OrderedDict()
+        self.cold: dict[str, bytes] = {}
+        self.pinned: str | None = None
+        self.evictions = 0
+
+    def get(self, key: str, default: Any = None) -> Any:
+        state = self.live.get(key)
+        if state is not None:
+            self.live.move_to_end(key)
+            return state
+        blob = self.cold.pop(key, None)
+        if blob is None:
+            return default
+        state = self.decode(blob)
+        self.live[key] = state
+        self._trim()
+        return state
+
+    def __getitem__(self, key: str) -> IdentityState:
+        state = self.get(key)
+        if state is None:
+            raise KeyError(key)
+        return state
+
+    def __setitem__(self, key: str, state: IdentityState) -> None:
+        self.cold.pop(key, None)
+        self.live[key] = state
+        self.live.move_to_end(key)
+        self._trim()
+
+    def __delitem__(self, key: str) -> None:
+        if self.live.pop(key, None) is None and self.cold.pop(key, None) is None:
+            raise KeyError(key)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.live or key in self.cold
+
+    def __iter__(self) -> Iterator[str]:
+        yield from list(self.live)
+        yield from list(self.cold)
+
+    def __len__(self) -> int:
+        return len(self.live) + len(self.cold)
+
+    def clear(self) -> None:
+        self.live.clear()
+        self.cold.clear()
+
+    def peek(self, key: str) -> IdentityState | None:
+        """The state without marking it used: an evicted one is decoded, not kept."""
+        state = self.live.get(key)
+        if state is not None:
+            return state
+        blob = self.cold.get(key)
+        return None if blob is None else self.decode(blob)
+
+    def blob(self, key: str) -> bytes | None:
+        """The state's serialised form (its stored blob when evicted)."""
+        blob = self.cold.get(key)
+        if blob is not None:
+            return blob
+        state = self.live.get(key)
+        return None if state is None else encode_identity(state)
+
+    def values(self) -> Iterator[IdentityState]:  # type: ignore[override]
+        for key in list(self):
+            state = self.peek(key)
+            if state is not None:
+                yield state
+
+    def items(self) -> Iterator[tuple[str, IdentityState]]:  # type: ignore[override]
+        for key in list(self):
+            state = self.peek(key)
+            if state is not None:
+                yield key, state
+
+    def _trim(self) -> None:
+        if not self.max_live:
+            return
+        live = self.live
+        while len(live) > self.max_live:
+            key, state = live.popitem(last=False)
+            if key == self.pinned:
+                live[key] = state  # most recent again; evict the next oldest instead
+                continue
+            self.cold[key] = encode_identity(state)
+            self.evictions += 1
+
+
+def max_live_default() -> int:
+    """``NHI_MAX_LIVE_IDENTITIES`` if set (0: no limit), else ``DEFAULT_MAX_LIVE``."""
+    raw = os.environ.get(MAX_LIVE_ENV)
+    if raw is None or not raw.strip():
+        return DEFAULT_MAX_LIVE
+    try:
+        value = int(raw)
+    except ValueError as err:
+        raise ValueError(f"{MAX_LIVE_ENV} must be a whole number, got {raw!r}") from err
+    if value < 0:
+        raise ValueError(f"{MAX_LIVE_ENV} must not be negative, got {value}")
+    return value
+
+
 class Detector:
     """Glue between profiles, peers, scoring and alerting. See the module docstring."""
 
@@ -124,6 +252,7 @@ class Detector:
         stats: Any,
         store: MutableMapping[str, IdentityState] | None = None,
         clock: Callable[[], float] | None = None,
+        max_live: int | None = None,
     ) -> None:
         from models.peers import PeerIndex
         from models.settings import ModelSettings
@@ -141,7 +270,11 @@ class Detector:
         if config.get("suppressions_file"):
             self.suppressions.extend(load_rules_file(config["suppressions_file"]))
         self._report_expired_rules()
-        self.store: MutableMapping[str, IdentityState] = {} if store is None else store
+        if store is None:
+            limit = max_live_default() if max_live is None else max_live
+            store = IdentityStore(limit, self._decode_identity)
+        self.store: MutableMapping[str, IdentityState] = store
+        self._bounded = isinstance(store, IdentityStore)
         self.peers = PeerIndex(self.model_settings)
         self._changes: dict[str, list[Any]] = {}  # tenant|token -> [ts, deployer, action]
         self._open: dict[str, float] = {}  # identity -> earliest close of its open groups
@@ -161,6 +294,8 @@ class Detector:
         ts = event.ts
         if ts > self._now:
             self._now = ts
+        if self._bounded:
+            self.store.pinned = event.identity  # type: ignore[attr-defined]
         state = self.store.get(event.identity)
         if state is None:
             state = self._new_state(event)
@@ -602,6 +737,8 @@ class Detector:
 
     def identity_state(self, key: str) -> bytes | None:
         """The identity's state blob (profile + inventory + alert state), or None."""
+        if self._bounded:
+            return self.store.blob(key)  # type: ignore[attr-defined]
         state = self.store.get(key)
         if state is None:
             return None
@@ -640,9 +777,11 @@ class Detector:
         parts = [SNAPSHOT_MAGIC, struct.pack(">HI", SNAPSHOT_VERSION, len(header)), header]
         parts.append(struct.pack(">I", len(peers)))
         parts.append(peers)
-        for key, state in self.store.items():
+        for key in list(self.store):
+            blob = self.identity_state(key)
+            if blob is None:
+                continue
             raw_key = key.encode("utf-8")
-            blob = encode_identity(state)
             parts.append(struct.pack(">II", len(raw_key), len(blob)))
             parts.append(raw_key)
             parts.append(blob)
@@ -723,7 +862,7 @@ class Detector:
 
     def inventory_entry(self, key: str) -> dict[str, Any] | None:
         """One identity's inventory entry (what the worker publishes per identity)."""
-        state = self.store.get(key)
+        state = self._peek(key)
         if state is None:
             return None
         now = self._now
@@ -733,6 +872,12 @@ class Detector:
             dormant_after=self._dormant_after,
             in_learning=bool(state.profile.in_learning(now)),
         )
+
+    def _peek(self, key: str) -> IdentityState | None:
+        """The identity's state without marking it used (an evicted one stays evicted)."""
+        if self._bounded:
+            return self.store.peek(key)  # type: ignore[attr-defined]
+        return self.store.get(key)
 
     def identities_summary(self) -> dict[str, Any]:
         """Counts for metrics and the replay summary: tracked, in learning, dormant, by kind."""
