@@ -176,3 +176,13 @@ def labels_for(attack_at: float) -> dict[str, Any]:
             "techniques": ["T1078.004", "T1098.001", "T1562.008"],
         }],
     }
+
+
+def run_replay(paths: list[Path], out: Path, *extra: str) -> tuple[int, dict]:
+    """Run ``nhi-detector replay`` in-process: (exit code, summary JSON or {})."""
+    from detector.cli import main
+
+    summary = out / "summary.json"
+    code = main(["replay", *map(str, paths), "--alerts", str(out / "alerts.jsonl"),
+                 "--summary-json", str(summary), "--no-progress", *extra])
+    return code, (orjson.loads(summary.read_bytes()) if summary.exists() else {})

@@ -28,11 +28,7 @@ from tests.replay import logs
 HEAD = len(SNAPSHOT_MAGIC) + struct.calcsize(">HI")
 
 
-def replay(paths: list[Path], out: Path, *extra: str) -> tuple[int, dict]:
-    summary = out / "summary.json"
-    code = main(["replay", *map(str, paths), "--alerts", str(out / "alerts.jsonl"),
-                 "--summary-json", str(summary), "--no-progress", *extra])
-    return code, (orjson.loads(summary.read_bytes()) if summary.exists() else {})
+replay = logs.run_replay
 
 
 @pytest.fixture(scope="module")

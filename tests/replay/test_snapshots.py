@@ -8,17 +8,12 @@ from pathlib import Path
 import orjson
 import pytest
 
-from detector.cli import main
 from tests.replay import logs
 
 N_IDENTITIES = len(logs.ROLES) + len(logs.SERVICE_ACCOUNTS)
 
 
-def replay(paths: list[Path], out: Path, *extra: str) -> tuple[int, dict]:
-    summary = out / "summary.json"
-    code = main(["replay", *map(str, paths), "--alerts", str(out / "alerts.jsonl"),
-                 "--summary-json", str(summary), "--no-progress", *extra])
-    return code, (orjson.loads(summary.read_bytes()) if summary.exists() else {})
+replay = logs.run_replay
 
 
 @pytest.fixture(scope="module")
