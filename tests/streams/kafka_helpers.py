@@ -17,6 +17,8 @@ from typing import Any
 
 import orjson
 
+from tests.streams import scenario
+
 REPO = Path(__file__).resolve().parents[2]
 STARTED: list[WorkerProcess] = []  # every worker a test started; conftest kills survivors
 
@@ -178,3 +180,34 @@ def start_worker(args: list[str], log_path: Path) -> WorkerProcess:
     worker = WorkerProcess(process, port, log_path)
     STARTED.append(worker)
     return worker
+
+
+# -- reading what the worker accounted for (shared by the worker test modules) ----------
+
+BATCH = 25  # records per raw message
+
+
+def accounted_ids(bootstrap: str, app_id: str, expected: set[str], timeout: float) -> set[str]:
+    def covered(messages: list) -> bool:
+        return expected <= ids_of(messages)
+
+    return ids_of(read_topic(bootstrap, f"{app_id}.accounting", until=covered, timeout=timeout))
+
+
+def ids_of(messages: list) -> set[str]:
+    return {i for value in json_values(messages) for i in value["event_ids"]}
+
+
+def latest_inventory(bootstrap: str, app_id: str, story: scenario.Scenario) -> dict[str, dict]:
+    """The last inventory record per identity, read until every role's event count has
+    reached its number of input records (the worker flushes inventory on a timer)."""
+    want = {scenario.role_arn(role): len(story.records_of(role)) for role in scenario.ROLES}
+
+    def latest(messages: list) -> dict[str, dict]:
+        return {m.key.decode(): orjson.loads(m.value) for m in messages}
+
+    def complete(messages: list) -> bool:
+        got = latest(messages)
+        return all(got.get(k, {}).get("events", 0) >= n for k, n in want.items())
+
+    return latest(read_topic(bootstrap, f"{app_id}.inventory", until=complete, timeout=30))

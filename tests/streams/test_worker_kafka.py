@@ -16,10 +16,13 @@ import pytest
 
 from tests.streams import scenario
 from tests.streams.kafka_helpers import (
+    BATCH,
+    accounted_ids,
     create_topic,
     frame_lines,
     free_port,
     json_values,
+    latest_inventory,
     produce,
     read_topic,
     start_worker,
@@ -28,34 +31,7 @@ from tests.streams.kafka_helpers import (
 
 pytestmark = pytest.mark.kafka
 
-BATCH = 25  # records per raw message
 GARBAGE = (b"\x00\x01\xffnot json at all\x00", b'{"eventVersion": "1.08", "userIdentity": ')
-
-
-def accounted_ids(bootstrap: str, app_id: str, expected: set[str], timeout: float) -> set[str]:
-    def covered(messages: list) -> bool:
-        return expected <= ids_of(messages)
-
-    return ids_of(read_topic(bootstrap, f"{app_id}.accounting", until=covered, timeout=timeout))
-
-
-def ids_of(messages: list) -> set[str]:
-    return {i for value in json_values(messages) for i in value["event_ids"]}
-
-
-def latest_inventory(bootstrap: str, app_id: str, story: scenario.Scenario) -> dict[str, dict]:
-    """The last inventory record per identity, read until every role's event count has
-    reached its number of input records (the worker flushes inventory on a timer)."""
-    want = {scenario.role_arn(role): len(story.records_of(role)) for role in scenario.ROLES}
-
-    def latest(messages: list) -> dict[str, dict]:
-        return {m.key.decode(): orjson.loads(m.value) for m in messages}
-
-    def complete(messages: list) -> bool:
-        got = latest(messages)
-        return all(got.get(k, {}).get("events", 0) >= n for k, n in want.items())
-
-    return latest(read_topic(bootstrap, f"{app_id}.inventory", until=complete, timeout=30))
 
 
 def distinct_alerts(bootstrap: str, app_id: str) -> dict[str, dict]:

@@ -14,16 +14,18 @@ import pytest
 
 from tests.streams import scenario
 from tests.streams.kafka_helpers import (
+    BATCH,
+    accounted_ids,
     create_topic,
     frame_lines,
     free_port,
     json_values,
+    latest_inventory,
     produce,
     read_topic,
     start_worker,
     worker_args,
 )
-from tests.streams.test_worker_kafka import BATCH, accounted_ids, latest_inventory
 
 pytestmark = pytest.mark.kafka
 
