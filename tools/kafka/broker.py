@@ -20,6 +20,11 @@ Every broker we start listens on 127.0.0.1 only, on free ports, and logs to
     python tools/kafka/broker.py            # prints the bootstrap address, Ctrl-C stops
     python tools/kafka/broker.py --fetch    # only fill the jar cache (CI can run this first)
 
+``start_secure_broker()`` starts Apache Kafka from the jars with, next to the PLAINTEXT
+listener, SASL_PLAINTEXT, SSL, SASL_SSL and a mutual-TLS listener (``broker.listeners``),
+for the tests of the worker's security settings: SASL users for PLAIN and SCRAM, and a
+throwaway CA and certificates made with ``openssl`` in the broker's work directory.
+
 Environment: ``NHI_KAFKA_VERSION`` (default 4.1.1), ``NHI_CACHE_DIR`` (default
 ``$XDG_CACHE_HOME/nhi-detector`` or ``~/.cache/nhi-detector``), ``KAFKA_HOME``,
 ``NHI_KAFKA_SKIP`` (comma list of kinds not to try: ``env,jars,testcontainers,tansu``).
@@ -41,7 +46,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +70,9 @@ class Broker:
     kind: str
     log_path: Path | None = None
     process: subprocess.Popen | None = None
+    # secure brokers only: listener name -> "127.0.0.1:PORT", and the TLS material
+    listeners: dict[str, str] = field(default_factory=dict)
+    tls: TlsFiles | None = None
     _cleanup: Callable[[], None] | None = field(default=None, repr=False)
 
     def stop(self) -> None:
@@ -175,8 +183,10 @@ def _maven_copy(mvn: str, version: str, target: Path, timeout: float) -> None:
     staging.rename(target)
 
 
-def server_properties(data_dir: Path, port: int, controller_port: int) -> str:
-    """A single-node KRaft config bound to loopback, tuned for fast tests on a small machine."""
+def server_properties(data_dir: Path, port: int, controller_port: int,
+                      extra: Mapping[str, str] | None = None) -> str:
+    """A single-node KRaft config bound to loopback, tuned for fast tests on a small machine.
+    ``extra`` adds or replaces settings (the secure broker's listeners)."""
     settings = {
         "process.roles": "broker,controller",
         "node.id": "1",
@@ -201,6 +211,7 @@ def server_properties(data_dir: Path, port: int, controller_port: int) -> str:
         "group.initial.rebalance.delay.ms": "0",
         "log.retention.check.interval.ms": "60000",
         "delete.topic.enable": "true",
+        **(extra or {}),
     }
     return "".join(f"{key}={value}\n" for key, value in settings.items())
 
@@ -209,10 +220,12 @@ def _java_classpath(libs: Path) -> str:
     return str(libs / "*")
 
 
-def _format_storage(java: str, libs: Path, config: Path, log_file: Path) -> None:
+def _format_storage(java: str, libs: Path, config: Path, log_file: Path,
+                    extra_args: list[str] | None = None) -> None:
     cluster_id = _cluster_id()
     cmd = [java, *JVM_OPTS, "-cp", _java_classpath(libs), "kafka.tools.StorageTool",
-           "format", "-t", cluster_id, "-c", str(config), "--ignore-formatted"]
+           "format", "-t", cluster_id, "-c", str(config), "--ignore-formatted",
+           *(extra_args or [])]
     with open(log_file, "ab") as out:
         done = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, timeout=START_TIMEOUT_S,
                               stdin=subprocess.DEVNULL)
@@ -237,28 +250,189 @@ def _log4j_options(libs: Path) -> list[str]:
     return []
 
 
-def start_from_jars(libs: Path, workdir: Path, *, kind: str = "apache-kafka") -> Broker:
-    """Format a KRaft directory under ``workdir`` and start ``kafka.Kafka`` from ``libs``."""
+def start_from_jars(libs: Path, workdir: Path, *, kind: str = "apache-kafka",
+                    users: Mapping[str, str] | None = None) -> Broker:
+    """Format a KRaft directory under ``workdir`` and start ``kafka.Kafka`` from ``libs``.
+
+    With ``users`` (SASL user name -> password) the broker also opens the secure listeners
+    of ``SECURE_LISTENERS``; see ``start_secure_broker``.
+    """
     java = shutil.which("java")
     if java is None:
         raise BrokerUnavailable("no `java` on PATH")
     workdir.mkdir(parents=True, exist_ok=True)
-    port, controller_port = free_port(), free_port()
-    while controller_port == port:
-        controller_port = free_port()
+    names = ["PLAINTEXT", "CONTROLLER", *(SECURE_LISTENERS if users is not None else ())]
+    ports = _distinct_free_ports(names)
+    port, controller_port = ports["PLAINTEXT"], ports["CONTROLLER"]
+    extra: dict[str, str] = {}
+    format_args: list[str] = []
+    tls = None
+    if users is not None:
+        tls = make_tls_files(workdir / "tls")
+        extra = secure_properties(ports, users, tls)
+        format_args = scram_format_args(users)
     config = workdir / "server.properties"
-    config.write_text(server_properties(workdir / "data", port, controller_port), encoding="utf-8")
+    config.write_text(server_properties(workdir / "data", port, controller_port, extra),
+                      encoding="utf-8")
     log_file = workdir / "broker.log"
-    _format_storage(java, libs, config, log_file)
+    _format_storage(java, libs, config, log_file, format_args)
     cmd = [java, *JVM_OPTS, *_log4j_options(libs), "-cp", _java_classpath(libs),
            "kafka.Kafka", str(config)]
     out = open(log_file, "ab")  # noqa: SIM115 - owned by the child for its whole life
     process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=workdir,
                                stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
     out.close()
-    broker = Broker(f"127.0.0.1:{port}", kind, log_file, process)
+    listeners = {name: f"127.0.0.1:{ports[name]}" for name in names if name != "CONTROLLER"}
+    broker = Broker(f"127.0.0.1:{port}", kind, log_file, process,
+                    listeners=listeners if users is not None else {}, tls=tls)
     _wait_ready(broker, port, ready_line="Kafka Server started")
     return broker
+
+
+def _distinct_free_ports(names: list[str]) -> dict[str, int]:
+    """One free loopback port per name, all different (the OS may hand one out twice)."""
+    ports: dict[str, int] = {}
+    for name in names:
+        candidate = free_port()
+        while candidate in ports.values():
+            candidate = free_port()
+        ports[name] = candidate
+    return ports
+
+
+# ------------------------------------------------------------- the secure test broker
+
+# Listener name -> security protocol. MTLS is a second TLS listener that requires a client
+# certificate signed by the test CA; SSL accepts any client, so both kinds can be tested.
+SECURE_LISTENERS = {"SASL_PLAINTEXT": "SASL_PLAINTEXT", "SSL": "SSL", "SASL_SSL": "SASL_SSL",
+                    "MTLS": "SSL"}
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+# Guards throwaway keystores in a temporary directory of one test run; never a real secret.
+TLS_STORE_PASSWORD = "nhi-test-keystore"
+# The SASL user of ``broker.py --secure`` (a local throwaway broker for manual work).
+DEMO_USER, DEMO_PASSWORD = "nhi", "nhi-local-secret"
+CERT_DAYS = "2"
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """PEM files of a throwaway CA made for one broker, and the broker's keystore."""
+
+    ca: Path  # the CA certificate: what a client passes as its CA bundle
+    client_cert: Path  # a client certificate signed by the CA, for the MTLS listener
+    client_key: Path
+    keystore: Path  # the broker's key and certificate chain (PKCS12)
+    password: str
+
+
+def make_tls_files(directory: Path) -> TlsFiles:
+    """A CA, a server certificate for 127.0.0.1 and a client certificate, made with openssl.
+
+    They live only in ``directory`` (the broker's temporary work directory) and expire in
+    two days, so nothing secret is ever committed or reused.
+    """
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        raise BrokerUnavailable("no `openssl` on PATH to make the test certificates")
+    directory.mkdir(parents=True, exist_ok=True)
+
+    def run(*args: str) -> None:
+        done = subprocess.run([openssl, *args], cwd=directory, capture_output=True, text=True,
+                              timeout=60, stdin=subprocess.DEVNULL)
+        if done.returncode != 0:
+            raise BrokerUnavailable(f"openssl {args[0]} failed: {done.stderr[-1000:]}")
+
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
+        "-days", CERT_DAYS, "-subj", "/CN=nhi-detector test CA",
+        "-addext", "basicConstraints=critical,CA:TRUE",
+        "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    for name, usage, names in (("server", "serverAuth", "IP:127.0.0.1,DNS:localhost"),
+                               ("client", "clientAuth", "DNS:nhi-detector-test-client")):
+        run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key",
+            "-out", f"{name}.csr", "-subj", f"/CN=nhi-detector test {name}")
+        (directory / f"{name}.ext").write_text(
+            "basicConstraints=CA:FALSE\n"
+            "keyUsage=critical,digitalSignature,keyEncipherment\n"
+            f"extendedKeyUsage={usage}\n"
+            f"subjectAltName={names}\n"
+            "subjectKeyIdentifier=hash\n"
+            "authorityKeyIdentifier=keyid\n", encoding="ascii")
+        run("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-CAcreateserial", "-out", f"{name}.pem", "-days", CERT_DAYS,
+            "-extfile", f"{name}.ext")
+    run("pkcs12", "-export", "-in", "server.pem", "-inkey", "server.key", "-certfile", "ca.pem",
+        "-name", "broker", "-out", "server.p12", "-passout", f"pass:{TLS_STORE_PASSWORD}")
+    return TlsFiles(ca=directory / "ca.pem", client_cert=directory / "client.pem",
+                    client_key=directory / "client.key", keystore=directory / "server.p12",
+                    password=TLS_STORE_PASSWORD)
+
+
+def secure_properties(ports: Mapping[str, int], users: Mapping[str, str],
+                      tls: TlsFiles) -> dict[str, str]:
+    """Settings that add the secure listeners to ``server_properties``.
+
+    PLAINTEXT stays the inter-broker and admin listener. SASL users are declared in the
+    server properties (PLAIN) and added to the metadata at format time (SCRAM).
+    """
+    for name, password in users.items():
+        for text in (name, password):
+            if not text or any(c in text for c in '"\\,=[] '):
+                raise ValueError(f"SASL user names and passwords must be plain words: {text!r}")
+    plain_users = " ".join(f'user_{name}="{password}"' for name, password in users.items())
+    protocols = {"PLAINTEXT": "PLAINTEXT", "CONTROLLER": "PLAINTEXT", **SECURE_LISTENERS}
+    advertised = [n for n in protocols if n != "CONTROLLER"]
+    settings = {
+        "listeners": ",".join(f"{n}://127.0.0.1:{ports[n]}" for n in protocols),
+        "advertised.listeners": ",".join(f"{n}://127.0.0.1:{ports[n]}" for n in advertised),
+        "listener.security.protocol.map": ",".join(f"{n}:{p}" for n, p in protocols.items()),
+        "sasl.enabled.mechanisms": ",".join(SASL_MECHANISMS),
+        "ssl.keystore.type": "PKCS12",
+        "ssl.keystore.location": str(tls.keystore),
+        "ssl.keystore.password": tls.password,
+        "ssl.key.password": tls.password,
+        "listener.name.mtls.ssl.client.auth": "required",
+        "listener.name.mtls.ssl.truststore.type": "PEM",
+        "listener.name.mtls.ssl.truststore.location": str(tls.ca),
+    }
+    for listener in ("sasl_plaintext", "sasl_ssl"):
+        settings[f"listener.name.{listener}.plain.sasl.jaas.config"] = (
+            f"org.apache.kafka.common.security.plain.PlainLoginModule required {plain_users};")
+        for mechanism in ("scram-sha-256", "scram-sha-512"):
+            settings[f"listener.name.{listener}.{mechanism}.sasl.jaas.config"] = (
+                "org.apache.kafka.common.security.scram.ScramLoginModule required;")
+    return settings
+
+
+def scram_format_args(users: Mapping[str, str]) -> list[str]:
+    """StorageTool arguments that store SCRAM credentials for ``users`` (KRaft keeps them
+    in the cluster metadata, so they must exist before the broker starts)."""
+    args = []
+    for name, password in users.items():
+        for mechanism in ("SCRAM-SHA-256", "SCRAM-SHA-512"):
+            args += ["--add-scram", f"{mechanism}=[name={name},password={password}]"]
+    return args
+
+
+def start_secure_broker(workdir: Path | str | None = None, *, users: Mapping[str, str],
+                        version: str | None = None) -> Broker:
+    """Apache Kafka from its jars (``KAFKA_HOME`` or the Maven cache) with secure listeners.
+
+    ``broker.bootstrap`` is the PLAINTEXT listener (for admin work in tests);
+    ``broker.listeners`` maps ``SASL_PLAINTEXT``, ``SSL``, ``SASL_SSL`` and ``MTLS`` to
+    their addresses; ``broker.tls`` holds the CA and client certificate. ``users`` can log
+    in with PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512. The other broker kinds of
+    ``start_broker`` cannot be configured this way, so none is tried.
+    """
+    version = version or os.environ.get("NHI_KAFKA_VERSION", DEFAULT_VERSION)
+    base = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="nhi-kafka-secure-"))
+    home = os.environ.get("KAFKA_HOME")
+    if home:
+        libs = Path(home) / "libs"
+        if not libs.is_dir():
+            raise BrokerUnavailable(f"KAFKA_HOME={home} has no libs/ directory")
+        return start_from_jars(libs, base / "apache-kafka", kind="apache-kafka (KAFKA_HOME)",
+                               users=users)
+    return start_from_jars(fetch_jars(version), base / "apache-kafka", users=users)
 
 
 def _wait_ready(broker: Broker, port: int, *, ready_line: str | None,
@@ -389,6 +563,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description="Run a Kafka broker on loopback until Ctrl-C.")
     parser.add_argument("--fetch", action="store_true",
                         help="only fetch the Kafka jars into the cache (for CI) and exit")
+    parser.add_argument("--secure", action="store_true",
+                        help="Apache Kafka from the jars with SASL and TLS listeners too; user "
+                             f"{DEMO_USER!r}, password {DEMO_PASSWORD!r}")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     if args.fetch:
@@ -400,12 +577,18 @@ def main() -> int:
             return 1
         return 0
     try:
-        broker = start_broker()
+        broker = (start_secure_broker(users={DEMO_USER: DEMO_PASSWORD}) if args.secure
+                  else start_broker())
     except BrokerUnavailable as err:
         print(err, file=sys.stderr)
         return 1
     print(f"KAFKA_BOOTSTRAP_SERVERS={broker.bootstrap}  ({broker.kind}, log {broker.log_path})",
           flush=True)
+    for name, address in broker.listeners.items():
+        print(f"{name} listener: {address}", flush=True)
+    if broker.tls is not None:
+        print(f"CA: {broker.tls.ca}  client certificate: {broker.tls.client_cert}"
+              f"  key: {broker.tls.client_key}", flush=True)
     stop_signals = {signal.SIGINT, signal.SIGTERM}
     signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
     try:
