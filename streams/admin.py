@@ -34,11 +34,17 @@ class StartupError(NhiError):
 
 def client_options(settings: WorkerSettings) -> dict[str, Any]:
     """kafka-python connection options (security included) shared by admin and producer."""
-    options: dict[str, Any] = {
+    return {
         "bootstrap_servers": settings.bootstrap_servers.split(","),
-        "security_protocol": settings.security_protocol,
         "request_timeout_ms": int(settings.io_timeout * 1000),
+        **security_options(settings),
     }
+
+
+def security_options(settings: Any) -> dict[str, Any]:
+    """kafka-python security options from anything with the worker's security attributes
+    (``WorkerSettings``, or the parsed flags of ``nhi-detector produce``)."""
+    options: dict[str, Any] = {"security_protocol": settings.security_protocol}
     if settings.security_protocol.startswith("SASL"):
         options.update(sasl_mechanism=settings.sasl_mechanism,
                        sasl_plain_username=settings.sasl_username,
@@ -82,15 +88,87 @@ def connect_admin(settings: WorkerSettings) -> Any:
         attempt_s = min(attempt_s, settings.startup_timeout)
     options = {**client_options(settings), "bootstrap_timeout_ms": int(attempt_s * 1000)}
     # kafka-python logs every failed connection at ERROR; our retry loop already says it
-    # once per attempt with the backoff, so its own lines are only noise here.
+    # once per attempt with the backoff, so its own lines are only noise here. They are
+    # kept back, not printed, because only they say why it failed (its exception is just
+    # "Unable to bootstrap"): the retry line names that cause, e.g. a rejected password.
+    causes = ConnectionCauses()
     client_log = logging.getLogger("kafka")
-    level = client_log.level
-    client_log.setLevel(logging.CRITICAL)
+    level, propagate = client_log.level, client_log.propagate
+    client_log.setLevel(logging.WARNING)
+    client_log.propagate = False
+    client_log.addHandler(causes)
+
+    def attempt() -> Any:
+        causes.clear()
+        try:
+            return KafkaAdminClient(**options)
+        except Exception as err:
+            message = causes.explain(settings)
+            if message is None:
+                raise
+            raise BrokerConnectionError(message) from err
+
     try:
-        return retry(f"cannot reach Kafka at {settings.bootstrap_servers}",
-                     lambda: KafkaAdminClient(**options), timeout=settings.startup_timeout)
+        return retry(f"cannot reach Kafka at {settings.bootstrap_servers}", attempt,
+                     timeout=settings.startup_timeout)
     finally:
+        client_log.removeHandler(causes)
         client_log.setLevel(level)
+        client_log.propagate = propagate
+
+
+class BrokerConnectionError(NhiError):
+    """The broker could not be used, with the reason kafka-python gave for its connections."""
+
+
+class ConnectionCauses(logging.Handler):
+    """Keeps the exceptions kafka-python logs while it connects: an authentication failure
+    first (a broker closes the connection after one, so later tries only see "socket
+    disconnected"), else the last one seen. Timeouts are left out: the attempt's own time
+    limit cuts requests short, and "Unable to bootstrap" is the outcome being explained."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.auth: BaseException | None = None
+        self.last: BaseException | None = None
+
+    def clear(self) -> None:
+        self.auth = self.last = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from kafka.errors import (
+            AuthorizationError,
+            KafkaTimeoutError,
+            RequestTimedOutError,
+            SaslAuthenticationFailedError,
+        )
+
+        args = record.args if isinstance(record.args, tuple) else ()
+        for arg in args:
+            if isinstance(arg, SaslAuthenticationFailedError | AuthorizationError):
+                self.auth = arg
+            elif isinstance(arg, BaseException) and not isinstance(
+                    arg, KafkaTimeoutError | RequestTimedOutError):
+                self.last = arg
+
+    def explain(self, settings: Any) -> str | None:
+        protocol = settings.security_protocol
+        check = "check sasl_username, sasl_password and sasl_mechanism"
+        if protocol.startswith("SASL"):
+            login = (f"SASL user {settings.sasl_username!r}, {settings.sasl_mechanism} over "
+                     f"{protocol}")
+            if self.auth is not None:
+                return f"authentication failed ({login}): {self.auth}; {check}"
+            if self.last is not None and "socket disconnected" in str(self.last):
+                # Apache Kafka often closes the connection without sending its "failed
+                # authentication" answer, so this is how most rejected logins look
+                return (f"the broker closed the connection ({login}): {self.last}; Kafka "
+                        f"does that when authentication fails: {check}")
+        if self.auth is not None:
+            return f"not authorised ({protocol}): {self.auth}"
+        if self.last is not None:
+            return f"connection failed ({protocol}): {self.last}"
+        return None
 
 
 def prepare_topics(settings: WorkerSettings, admin: Any) -> None:
