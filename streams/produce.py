@@ -59,6 +59,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="producer compression")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                         help="show a progress line (default: when stderr is a terminal)")
+    add_security_arguments(parser)
+
+
+# The worker's connection-security settings, with the same flags and environment variables,
+# so one set of NHI_SECURITY_PROTOCOL/NHI_SASL_*/NHI_SSL_* values serves both commands.
+SECURITY_SETTINGS = ("security_protocol", "sasl_mechanism", "sasl_username", "sasl_password",
+                     "ssl_cafile", "ssl_certfile", "ssl_keyfile")
+
+
+def add_security_arguments(parser: argparse.ArgumentParser) -> None:
+    from streams.settings import BY_NAME
+
+    for name in SECURITY_SETTINGS:
+        setting = BY_NAME[name]
+        parser.add_argument(setting.option, dest=name, choices=setting.choices,
+                            default=os.environ.get(setting.env, setting.default),
+                            help=f"{setting.help} [env {setting.env}]")
 
 
 # ---------------------------------------------------------------------------- framing
@@ -186,7 +203,12 @@ class RateLimiter:
 def make_producer(args: argparse.Namespace) -> Any:
     from kafka import KafkaProducer
 
+    from streams.admin import security_options
+
+    if args.security_protocol.startswith("SASL") and not args.sasl_username:
+        raise ConfigError(f"--security-protocol {args.security_protocol} needs --sasl-username")
     return KafkaProducer(
+        **security_options(args),
         bootstrap_servers=args.bootstrap_servers.split(","),
         acks="all",
         linger_ms=20,
@@ -216,17 +238,28 @@ def send_records(producer: Any, topic: str, records: Iterable[bytes], *, batch_r
 
 
 def run(args: argparse.Namespace) -> int:
+    from streams.admin import ConnectionCauses
+
     if args.batch_records < 1:
         raise ConfigError("--batch-records must be at least 1")
     errors: list[str] = []
     show = sys.stderr.isatty() if args.progress is None else args.progress
     progress = Progress(sys.stderr, enabled=show)
+    # kafka-python's own exception only says "Unable to bootstrap"; its log lines say why
+    causes = ConnectionCauses()
+    logging.getLogger("kafka").addHandler(causes)
     try:
         producer = make_producer(args)
+    except ConfigError as err:
+        print(f"nhi-detector produce: {err}", file=sys.stderr)
+        return 2
     except Exception as err:  # noqa: BLE001 - kafka-python raises several kinds here
-        print(f"nhi-detector produce: cannot reach Kafka at {args.bootstrap_servers}: {err}",
+        reason = causes.explain(args) or err
+        print(f"nhi-detector produce: cannot reach Kafka at {args.bootstrap_servers}: {reason}",
               file=sys.stderr)
         return 3
+    finally:
+        logging.getLogger("kafka").removeHandler(causes)
     try:
         key = args.key.encode("utf-8") if args.key else None
         send_records(producer, args.topic, read_records(args.paths, errors),
