@@ -251,11 +251,14 @@ def _log4j_options(libs: Path) -> list[str]:
 
 
 def start_from_jars(libs: Path, workdir: Path, *, kind: str = "apache-kafka",
-                    users: Mapping[str, str] | None = None) -> Broker:
+                    users: Mapping[str, str] | None = None,
+                    advertised_port: int | None = None) -> Broker:
     """Format a KRaft directory under ``workdir`` and start ``kafka.Kafka`` from ``libs``.
 
     With ``users`` (SASL user name -> password) the broker also opens the secure listeners
-    of ``SECURE_LISTENERS``; see ``start_secure_broker``.
+    of ``SECURE_LISTENERS``; see ``start_secure_broker``. With ``advertised_port`` the
+    PLAINTEXT listener tells clients to connect to that port instead of its own, so a test
+    proxy listening there sees all their traffic (``broker.bootstrap`` stays the real port).
     """
     java = shutil.which("java")
     if java is None:
@@ -271,6 +274,10 @@ def start_from_jars(libs: Path, workdir: Path, *, kind: str = "apache-kafka",
         tls = make_tls_files(workdir / "tls")
         extra = secure_properties(ports, users, tls)
         format_args = scram_format_args(users)
+    if advertised_port is not None:
+        if users is not None:
+            raise ValueError("advertised_port and users cannot be combined")
+        extra["advertised.listeners"] = f"PLAINTEXT://127.0.0.1:{advertised_port}"
     config = workdir / "server.properties"
     config.write_text(server_properties(workdir / "data", port, controller_port, extra),
                       encoding="utf-8")
@@ -425,14 +432,8 @@ def start_secure_broker(workdir: Path | str | None = None, *, users: Mapping[str
     """
     version = version or os.environ.get("NHI_KAFKA_VERSION", DEFAULT_VERSION)
     base = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="nhi-kafka-secure-"))
-    home = os.environ.get("KAFKA_HOME")
-    if home:
-        libs = Path(home) / "libs"
-        if not libs.is_dir():
-            raise BrokerUnavailable(f"KAFKA_HOME={home} has no libs/ directory")
-        return start_from_jars(libs, base / "apache-kafka", kind="apache-kafka (KAFKA_HOME)",
-                               users=users)
-    return start_from_jars(fetch_jars(version), base / "apache-kafka", users=users)
+    libs, kind = apache_kafka_libs(version)
+    return start_from_jars(libs, base / "apache-kafka", kind=kind, users=users)
 
 
 def _wait_ready(broker: Broker, port: int, *, ready_line: str | None,
@@ -472,14 +473,20 @@ def _from_environment() -> Broker:
     return Broker(servers, "environment")
 
 
-def _from_jars(workdir: Path, version: str) -> Broker:
+def apache_kafka_libs(version: str) -> tuple[Path, str]:
+    """The jars to run (``$KAFKA_HOME/libs``, else the Maven cache) and the broker kind."""
     home = os.environ.get("KAFKA_HOME")
     if home:
         libs = Path(home) / "libs"
         if not libs.is_dir():
             raise BrokerUnavailable(f"KAFKA_HOME={home} has no libs/ directory")
-        return start_from_jars(libs, workdir, kind="apache-kafka (KAFKA_HOME)")
-    return start_from_jars(fetch_jars(version), workdir)
+        return libs, "apache-kafka (KAFKA_HOME)"
+    return fetch_jars(version), "apache-kafka"
+
+
+def _from_jars(workdir: Path, version: str) -> Broker:
+    libs, kind = apache_kafka_libs(version)
+    return start_from_jars(libs, workdir, kind=kind)
 
 
 def _from_testcontainers(version: str) -> Broker:
