@@ -1,0 +1,383 @@
+"""B19: a send that hangs while the group is healthy (real worker, real Apache Kafka).
+
+The edge case (/work/shared/edge_cases B19): an outbound call in a handler hangs for
+minutes; the consumer is declared dead during the long step, the group rebalances around
+it and the workers livelock. In the worker the only outbound calls of a handler are its
+sends. An alert waits for the broker's acknowledgement, bounded by ``--io-timeout``; other
+outputs are handed to the producer and their delivery is awaited by Faust's offset commit,
+so a hang there stops the commits, which liveness reports. Faust polls and heartbeats from
+its own consumer thread, so a stuck handler must not cost the member its place in the
+group.
+
+The hang is made for real, on the network: the module's broker tells clients to connect
+through a loopback proxy (``StallingProxy``) that, when asked, holds back the worker's
+Produce request that writes to the alerts topic, as a broker stuck on it would; the
+worker's later produce requests queue behind it on that connection, while its fetches,
+heartbeats and commits, and the test's own producer, pass. The worker's alert then waits
+for its acknowledgement like a send to an unreachable partition leader would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from streams.app import FATAL_GRACE_S
+from tests.streams import scenario
+from tests.streams.conftest import load_broker_helper
+from tests.streams.kafka_helpers import (
+    BATCH,
+    accounted_ids,
+    create_topic,
+    frame_lines,
+    free_port,
+    json_values,
+    produce,
+    read_topic,
+    start_worker,
+    worker_args,
+)
+
+pytestmark = pytest.mark.kafka
+
+PRODUCE_API_KEY = 0
+WORKER_CLIENT_PREFIX = "faust-"  # Faust's default broker_client_id is faust-<version>
+SESSION_TIMEOUT_S = 10  # worker_args' --session-timeout
+
+
+class StallingProxy:
+    """A TCP proxy 127.0.0.1:port -> the broker, in a thread of its own.
+
+    Client-to-broker bytes are read as Kafka requests (4-byte size, then api_key,
+    api_version, correlation id, client id). While ``stall(topic)`` is in force, a Produce
+    request from a client whose id starts with ``WORKER_CLIENT_PREFIX`` that writes to
+    ``topic`` is held until ``release()``, and the requests behind it on the same
+    connection wait too, as on a real connection to a stuck broker. Everything else flows.
+    The topic is found by its name in the request: Kafka frames topic names uncompressed,
+    and no payload of these tests contains an alerts topic's name.
+    """
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.target_port = 0
+        self.held = 0
+        self.topic = b""
+        self.loop = asyncio.new_event_loop()
+        self._open: asyncio.Event | None = None
+        self._started = threading.Event()
+        self._server: asyncio.base_events.Server | None = None
+        self._thread = threading.Thread(target=self._run, name="stalling-proxy", daemon=True)
+
+    def start(self, target_port: int) -> StallingProxy:
+        self.target_port = target_port
+        self._thread.start()
+        if not self._started.wait(10):
+            raise RuntimeError("the proxy did not start")
+        return self
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self._open = asyncio.Event()
+        self._open.set()
+        self._server = self.loop.run_until_complete(
+            asyncio.start_server(self._connection, "127.0.0.1", self.port))
+        self._started.set()
+        self.loop.run_forever()
+
+    def stall(self, topic: str) -> None:
+        self.topic = topic.encode("utf-8")
+        self.loop.call_soon_threadsafe(self._open.clear)
+
+    def release(self) -> None:
+        self.loop.call_soon_threadsafe(self._open.set)
+
+    def stop(self) -> None:
+        def close() -> None:
+            self._open.set()
+            self._server.close()
+            self.loop.stop()
+
+        self.loop.call_soon_threadsafe(close)
+        self._thread.join(timeout=10)
+
+    async def _connection(self, reader: asyncio.StreamReader,
+                          writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            writer.close()
+            return
+        await asyncio.gather(self._requests(reader, up_writer),
+                             self._pipe(up_reader, writer), return_exceptions=True)
+        for w in (writer, up_writer):
+            w.close()
+
+    async def _requests(self, reader: asyncio.StreamReader,
+                        writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readexactly(4)
+                body = await reader.readexactly(int.from_bytes(head, "big"))
+                if not self._open.is_set() and self._holds(body):
+                    self.held += 1
+                    await self._open.wait()
+                writer.write(head + body)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    def _holds(self, body: bytes) -> bool:
+        api_key = int.from_bytes(body[0:2], "big")
+        size = int.from_bytes(body[8:10], "big", signed=True)
+        client_id = body[10:10 + size].decode("utf-8", "replace") if size > 0 else ""
+        return (api_key == PRODUCE_API_KEY and client_id.startswith(WORKER_CLIENT_PREFIX)
+                and self.topic in body[10 + max(size, 0):])
+
+    @staticmethod
+    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+
+@pytest.fixture(scope="module")
+def proxied_broker(tmp_path_factory: pytest.TempPathFactory):
+    """Apache Kafka whose PLAINTEXT listener advertises the proxy's port; yields
+    ``(proxy, bootstrap through the proxy)``."""
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip():
+        pytest.skip("the broker of KAFKA_BOOTSTRAP_SERVERS cannot advertise a test proxy; "
+                    "these tests need Apache Kafka started from its jars")
+    skipped = {s.strip() for s in os.environ.get("NHI_KAFKA_SKIP", "").split(",")}
+    if "jars" in skipped:
+        pytest.skip("NHI_KAFKA_SKIP excludes the Apache Kafka jars these tests need")
+    helper = load_broker_helper()
+    proxy = StallingProxy(free_port())
+    version = os.environ.get("NHI_KAFKA_VERSION", helper.DEFAULT_VERSION)
+    try:
+        libs, kind = helper.apache_kafka_libs(version)
+        broker = helper.start_from_jars(libs, tmp_path_factory.mktemp("kafka-b19"), kind=kind,
+                                        advertised_port=proxy.port)
+    except helper.BrokerUnavailable as err:
+        if os.environ.get("NHI_REQUIRE_KAFKA") == "1":
+            pytest.fail(f"NHI_REQUIRE_KAFKA=1 but the B19 broker did not start: {err}",
+                        pytrace=False)
+        pytest.skip(str(err))
+    proxy.start(int(broker.bootstrap.rpartition(":")[2]))
+    try:
+        yield proxy, f"127.0.0.1:{proxy.port}"
+    finally:
+        proxy.stop()
+        broker.stop()
+
+
+@pytest.fixture(scope="module")
+def story() -> tuple[scenario.Scenario, list[dict]]:
+    """The scenario, plus routine records of the two other roles after the attack: the
+    "later events" that must still be processed once the hang is over."""
+    story = scenario.build(days=5, per_hour=2)
+    rng = random.Random(19)
+    boto = "Boto3/1.34.100 md/Botocore#1.34.100 Python/3.11.9 Linux/6.1"
+    later = []
+    for i in range(40):
+        role = ("billing-export", "queue-poller")[i % 2]
+        later.append(scenario.record(rng, story.attack_end + 60 + 30 * i, role,
+                                     rng.choice(scenario.ROUTINE), scenario.ROLES[role], boto,
+                                     len(story.records) + i))
+    return story, later
+
+
+def split(story: scenario.Scenario) -> tuple[list[dict], list[dict]]:
+    attack = set(story.attack_ids)
+    first = next(i for i, r in enumerate(story.records) if r["eventID"] in attack)
+    return story.records[:first], story.records[first:]
+
+
+def payloads(records: list[dict]) -> list[bytes]:
+    return [frame_lines(records[i:i + BATCH]) for i in range(0, len(records), BATCH)]
+
+
+def group_members(bootstrap: str, group: str) -> list[str]:
+    from kafka.admin import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30000)
+    try:
+        described = admin.describe_groups([group])[group]
+    finally:
+        admin.close()
+    return sorted(m["member_id"] for m in described["members"])
+
+
+def alerts_on(bootstrap: str, app_id: str, timeout: float) -> list[dict]:
+    return json_values(read_topic(bootstrap, f"{app_id}.alerts", timeout=timeout))
+
+
+def test_a_send_hanging_longer_than_the_session_timeout_keeps_the_member_and_loses_nothing(
+        proxied_broker, story, tmp_path: Path) -> None:
+    proxy, bootstrap = proxied_broker
+    story, later = story
+    before, attack = split(story)
+    app_id = "b19-short"
+    create_topic(bootstrap, f"{app_id}.raw")
+    produce(bootstrap, f"{app_id}.raw", payloads(before))
+    worker = start_worker(worker_args(bootstrap, app_id, tmp_path / "state", free_port(),
+                                      "--io-timeout", "60", "--liveness-commit-age", "6"),
+                          tmp_path / "worker.log")
+    try:
+        worker.wait_ready()
+        accounted_ids(bootstrap, app_id, {r["eventID"] for r in before}, timeout=180)
+        members = group_members(bootstrap, app_id)
+        log_mark = len(worker.log_path.read_bytes())
+
+        proxy.stall(f"{app_id}.alerts")
+        produce(bootstrap, f"{app_id}.raw", payloads(attack + later))
+        hang_s = 2.5 * SESSION_TIMEOUT_S
+        samples = []
+        deadline = time.monotonic() + hang_s
+        while time.monotonic() < deadline:
+            samples.append((worker.get("/readyz")[0], worker.get("/livez")))
+            time.sleep(1.0)
+        held = proxy.held
+        alerts_during = alerts_on(bootstrap, app_id, timeout=3)
+        members_during = group_members(bootstrap, app_id)
+        proxy.release()
+
+        wanted = {r["eventID"] for r in story.records + later}
+        accounted = accounted_ids(bootstrap, app_id, wanted, timeout=120)
+        alerts = alerts_on(bootstrap, app_id, timeout=5)
+        live_after = wait_for_live(worker)
+        members_after = group_members(bootstrap, app_id)
+    finally:
+        code = worker.stop(signal.SIGTERM, timeout=90)
+    after_mark = worker.log_path.read_bytes()[log_mark:].decode("utf-8", "replace")
+    assert code == 0, worker.log_tail()
+    # the hang was real: the worker's sends were held and no alert got out meanwhile
+    assert held >= 1 and alerts_during == []
+    # ... and it lasted 2.5 session timeouts, yet the member never left the group
+    assert members == members_during == members_after and len(members) == 1
+    assert "partitions revoked" not in after_mark, after_mark[-3000:]
+    assert all(ready == 200 for ready, _ in samples), samples
+    # the commit stopped advancing, so liveness said which partition is stuck (B19's
+    # "alert if the commit offset stops advancing"), and recovered after the hang
+    stuck = [body for (code_, body) in (live for _, live in samples) if code_ == 503]
+    assert stuck and all(body["stuck_partitions"] for body in stuck), samples
+    assert live_after
+    # the later events were processed and nothing was lost
+    assert wanted <= accounted
+    victim = scenario.role_arn(scenario.VICTIM)
+    assert alerts and {a["identity"]["key"] for a in alerts} == {victim}
+
+
+def wait_for_live(worker, timeout: float = 60.0) -> bool:
+    return wait_for(lambda: worker.get("/livez")[0], lambda code: code == 200, timeout) == 200
+
+
+def test_a_send_hanging_past_the_io_timeout_stops_the_worker_and_a_restart_loses_nothing(
+        proxied_broker, story, tmp_path: Path) -> None:
+    proxy, bootstrap = proxied_broker
+    story, later = story
+    before, attack = split(story)
+    app_id = "b19-long"
+    io_timeout = 5
+    create_topic(bootstrap, f"{app_id}.raw")
+    produce(bootstrap, f"{app_id}.raw", payloads(before))
+    args = worker_args(bootstrap, app_id, tmp_path / "state", free_port(),
+                       "--io-timeout", str(io_timeout))
+    worker = start_worker(args, tmp_path / "worker.log")
+    try:
+        worker.wait_ready()
+        accounted_ids(bootstrap, app_id, {r["eventID"] for r in before}, timeout=180)
+        proxy.stall(f"{app_id}.alerts")
+        produce(bootstrap, f"{app_id}.raw", payloads(attack + later))
+        started = time.monotonic()
+        code = worker.exit_code(timeout=90)
+        stopped_after = time.monotonic() - started
+    finally:
+        proxy.release()
+        worker.stop(signal.SIGKILL)
+    log_text = worker.log_path.read_text(encoding="utf-8", errors="replace")
+    # bounded: the hung send is given up after io_timeout and the worker exits 70 (so the
+    # platform restarts it) instead of waiting on it for Faust's 20-minute request timeout.
+    # Its graceful stop waits for the stuck stream too, so the hard exit after
+    # FATAL_GRACE_S is what ends it.
+    assert code == 70, worker.log_tail()
+    assert f"alerts were not acknowledged within {io_timeout}s" in log_text
+    assert stopped_after < io_timeout + FATAL_GRACE_S + 15, stopped_after
+
+    again = start_worker(args, tmp_path / "worker-again.log")
+    try:
+        again.wait_ready()
+        wanted = {r["eventID"] for r in story.records + later}
+        accounted = accounted_ids(bootstrap, app_id, wanted, timeout=180)
+        alerts = alerts_on(bootstrap, app_id, timeout=5)
+    finally:
+        code_again = again.stop(signal.SIGTERM, timeout=90)
+    assert code_again == 0, again.log_tail()
+    assert wanted <= accounted
+    victim = scenario.role_arn(scenario.VICTIM)
+    assert alerts and {a["identity"]["key"] for a in alerts} == {victim}
+
+
+def test_a_hung_repartition_send_stops_commits_and_liveness_says_so(
+        proxied_broker, story, tmp_path: Path) -> None:
+    """Outputs other than alerts are handed to the producer within io_timeout, but their
+    delivery is awaited by Faust's offset commit, not by the handler: when it hangs, the
+    commits stop, /livez fails naming the stuck partitions after --liveness-commit-age, and
+    the platform's restart (SIGTERM, then SIGKILL) loses nothing because nothing past the
+    hang was committed."""
+    proxy, bootstrap = proxied_broker
+    story, later = story
+    before, attack = split(story)
+    app_id = "b19-commit"
+    create_topic(bootstrap, f"{app_id}.raw")
+    produce(bootstrap, f"{app_id}.raw", payloads(before))
+    args = worker_args(bootstrap, app_id, tmp_path / "state", free_port(),
+                       "--liveness-commit-age", "6")
+    worker = start_worker(args, tmp_path / "worker.log")
+    try:
+        worker.wait_ready()
+        accounted_ids(bootstrap, app_id, {r["eventID"] for r in before}, timeout=180)
+        proxy.stall(f"{app_id}-events-by-identity")
+        produce(bootstrap, f"{app_id}.raw", payloads(attack + later))
+        live = wait_for(lambda: worker.get("/livez"), lambda got: got[0] == 503, 60)
+        held = proxy.held
+    finally:
+        worker.stop(signal.SIGTERM, timeout=10)  # kubelet: SIGTERM, SIGKILL after a grace
+        proxy.release()
+    assert held >= 1
+    assert live is not None and live[1]["stuck_partitions"], worker.log_tail()
+
+    again = start_worker(args, tmp_path / "worker-again.log")
+    try:
+        again.wait_ready()
+        wanted = {r["eventID"] for r in story.records + later}
+        accounted = accounted_ids(bootstrap, app_id, wanted, timeout=180)
+        alerts = alerts_on(bootstrap, app_id, timeout=5)
+    finally:
+        code_again = again.stop(signal.SIGTERM, timeout=90)
+    assert code_again == 0, again.log_tail()
+    assert wanted <= accounted
+    victim = scenario.role_arn(scenario.VICTIM)
+    assert alerts and {a["identity"]["key"] for a in alerts} == {victim}
+
+
+def wait_for(probe, done, timeout: float):
+    """``probe()`` every second until ``done(result)``; the result, or None on timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = probe()
+        if done(result):
+            return result
+        time.sleep(1.0)
+    return None
