@@ -223,3 +223,22 @@ def test_produce_without_a_user_for_sasl_is_a_configuration_error(tmp_path: Path
                        "--security-protocol", "SASL_PLAINTEXT")
     assert done.returncode == 2
     assert "--security-protocol SASL_PLAINTEXT needs --sasl-username" in done.stderr
+
+
+def test_mutual_tls_listener_refuses_a_client_without_a_certificate(secure_broker) -> None:
+    """Without this, the mutual-TLS worker test above would also pass if the worker never
+    presented its certificate."""
+    from kafka.admin import KafkaAdminClient
+    from kafka.errors import KafkaTimeoutError
+
+    create_topic(secure_broker.bootstrap, "sec-mtls-probe")
+    options = {"bootstrap_servers": secure_broker.listeners["MTLS"], "security_protocol": "SSL",
+               "ssl_cafile": str(secure_broker.tls.ca), "bootstrap_timeout_ms": 4000}
+    with pytest.raises(KafkaTimeoutError):
+        KafkaAdminClient(**options).close()
+    admin = KafkaAdminClient(**options, ssl_certfile=str(secure_broker.tls.client_cert),
+                             ssl_keyfile=str(secure_broker.tls.client_key))
+    try:
+        assert "sec-mtls-probe" in admin.list_topics()
+    finally:
+        admin.close()
