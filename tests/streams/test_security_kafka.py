@@ -163,11 +163,13 @@ def test_worker_with_a_wrong_password_names_authentication_and_backs_off(
     assert len(named) >= 3, "\n".join(attempts)
     assert "Traceback" not in log_text
     assert WRONG_PASSWORD not in log_text
-    # while it retried, the pod was live (no restart loop) and not ready, saying why
+    # while it retried, the pod was live (no restart loop) and not ready, saying why (the
+    # first probes of a busy machine may still see the phase before "connecting")
     assert len(probes) >= 5
     for (live_code, _), (ready_code, ready) in probes:
         assert live_code == 200
-        assert ready_code == 503 and ready["phase"] == "connecting"
+        assert ready_code == 503 and ready["phase"] in ("starting", "connecting")
+    assert probes[-1][1][1]["phase"] == "connecting"
 
 
 def run_produce(path: Path, topic: str, bootstrap: str, *flags: str,
