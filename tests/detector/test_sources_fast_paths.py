@@ -210,3 +210,17 @@ def test_k8s_user_cache_keys_on_cluster_and_keeps_per_record_facts() -> None:
                                 "sa_name": "endpointslice-controller"}
     assert second.attributes["namespace"] == "billing"
     assert first.identity_kind == "cloud_service"
+
+
+def test_cloudtrail_resource_from_parameters_in_allow_list_order() -> None:
+    """The key-set test only skips parameter objects with no allow-listed key at all."""
+    from detector.sources.cloudtrail import _resource_and_target
+
+    assert _resource_and_target({"requestParameters": {"filter": "x", "maxItems": 5}},
+                                "1") == (None, None)
+    params = {"roleName": "", "bucketName": ["not", "a", "string"], "keyId": "k-1",
+              "name": "later", "roleArn": "arn:aws:iam::2:role/r"}
+    assert _resource_and_target({"requestParameters": params}, "1") == (
+        "arn:aws:iam::2:role/r", "2")
+    del params["roleArn"]
+    assert _resource_and_target({"requestParameters": params}, "1") == ("k-1", None)
