@@ -44,6 +44,7 @@ _fromisoformat = datetime.fromisoformat
 _agent_hit = USER_AGENT_CACHE.get  # cache hits without a function call: the hot path
 _network_hit = NETWORK_CACHE.get
 _CACHE_LIMIT = 20_000
+_MAX_CACHED_KEY = 512  # characters: bounds the cache's memory, not only its entries
 # What a username alone decides, per (username, cluster): key, kind, reason, principal type,
 # service-account namespace and name, credential type without extra. Pure functions of the
 # two strings; EKS role ARNs are left out (their key depends on the resolver's state).
@@ -155,9 +156,10 @@ def _user_facts(username: str, cluster: str | None
     facts = (f"{cluster}/{username}" if cluster else username, kind, reason,
              _principal_type(username), account.get("sa_namespace"), account.get("sa_name"),
              _credential({}, username)[1])
-    if len(_USERS) >= _CACHE_LIMIT:
-        _USERS.clear()
-    _USERS[(username, cluster)] = facts
+    if len(username) + len(cluster or "") <= _MAX_CACHED_KEY:  # else worked out, not kept
+        if len(_USERS) >= _CACHE_LIMIT:
+            _USERS.clear()
+        _USERS[(username, cluster)] = facts
     return facts
 
 

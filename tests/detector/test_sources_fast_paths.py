@@ -224,3 +224,20 @@ def test_cloudtrail_resource_from_parameters_in_allow_list_order() -> None:
         "arn:aws:iam::2:role/r", "2")
     del params["roleArn"]
     assert _resource_and_target({"requestParameters": params}, "1") == ("k-1", None)
+
+
+def test_fast_path_caches_keep_no_oversized_keys() -> None:
+    """A huge principal or method is normalised like any other but never kept in a cache,
+    so the caches' memory stays bounded by their entry limit times a small key."""
+    record = orjson.loads(orjson.dumps(GCP_RECORDS[0]))
+    email = "x" * 5000 + "@p1.iam.gserviceaccount.com"
+    record["protoPayload"]["authenticationInfo"]["principalEmail"] = email
+    record["protoPayload"]["methodName"] = "m" * 5000
+    event = gcp.normalise(record, Resolver(), {})
+    assert (event.identity, event.action) == (email, "dataflow:" + "m" * 256)
+    assert email not in gcp._PRINCIPALS
+    assert ("dataflow.googleapis.com", "m" * 5000) not in gcp._OPERATIONS
+    audit = orjson.loads(orjson.dumps(K8S_RECORDS[1]))
+    audit["user"]["username"] = "u" * 5000
+    event = k8s.normalise(audit, Resolver(), {})
+    assert event.identity == "u" * 5000 and ("u" * 5000, None) not in k8s._USERS
