@@ -301,10 +301,19 @@ class RecentMap:
         return key in self._new or key in self._old
 
     def add(self, key: Any) -> bool:
-        """Remember ``key``; False when it was already there (one call on the hot path)."""
-        if key in self._new or key in self._old:
+        """Remember ``key``; False when it was already there (one call on the hot path).
+
+        ``setdefault`` looks up and inserts with one hash of the key (a tuple of four or
+        five fields, hashed afresh each time); the size tells whether it was new."""
+        if key in self._old:
             return False
-        self.put(key)
+        new = self._new
+        size = len(new)
+        new.setdefault(key, True)
+        if len(new) == size:
+            return False
+        if size + 1 >= self.limit:
+            self._old, self._new = new, {}
         return True
 
     def put(self, key: Any, value: Any = True) -> None:

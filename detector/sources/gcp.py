@@ -12,12 +12,17 @@ Panther's lower-cased keys (``protopayload``, ``insertid``) are accepted.
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timezone
 from typing import Any
 
 
 from detector.event import Event
-from detector.identity import Resolver, classify_gcp
+from detector.identity import AI_FAMILY_NAMES, Resolver, classify_gcp
 from detector.sources.common import (
+    MAX_YEAR,
+    MIN_YEAR,
+    NETWORK_CACHE,
+    USER_AGENT_CACHE,
     RecordError,
     record_digest,
     as_dict,
@@ -32,6 +37,16 @@ logger = logging.getLogger(__name__)
 
 SOURCE = "gcp.audit"
 _MAX_CHAIN = 8
+UTC = timezone.utc
+_fromisoformat = datetime.fromisoformat
+_agent_hit = USER_AGENT_CACHE.get  # cache hits without a function call: the hot path
+_network_hit = NETWORK_CACHE.get
+_CACHE_LIMIT = 20_000
+_MAX_CACHED_KEY = 512  # characters: bounds the caches' memory, not only their entries
+# Pure functions of one string each, cached whole: a project has a few hundred principals
+# and methods but sees them on every entry. Keys are the raw values, results immutable.
+_PRINCIPALS: dict[str, tuple[str, str, str]] = {}  # e-mail -> (kind, reason, principal type)
+_OPERATIONS: dict[tuple[str, str], tuple[str, str, bool | None]] = {}  # -> method, action, ro
 
 
 def payload_of(record: dict[str, Any]) -> dict[str, Any] | None:
@@ -99,7 +114,116 @@ def outcome_of(payload: dict[str, Any]) -> tuple[str, str | None]:
 
 
 def normalise(record: dict[str, Any], resolver: Resolver, hints: dict[str, Any]) -> Event:
-    """Turn one AuditLog LogEntry into an Event; raises RecordError."""
+    """Turn one AuditLog LogEntry into an Event; raises RecordError.
+
+    The common shape (an e-mail principal, string method and service, a request metadata
+    object, a UTC timestamp) takes this single-function path with cached per-principal and
+    per-method facts; anything else goes to ``normalise_general``, which defines the result
+    (``tests/detector/test_sources_fast_paths.py`` checks that both agree).
+    """
+    payload, raw_time = record.get("protoPayload"), record.get("timestamp")
+    if type(payload) is not dict or type(raw_time) is not str:
+        return normalise_general(record, resolver, hints)
+    get = payload.get
+    auth, meta = get("authenticationInfo"), get("requestMetadata")
+    method, service = get("methodName"), get("serviceName")
+    if type(auth) is not dict or type(meta) is not dict or type(method) is not str \
+            or type(service) is not str:
+        return normalise_general(record, resolver, hints)
+    email = auth.get("principalEmail")
+    if type(email) is not str or not email:
+        return normalise_general(record, resolver, hints)
+    try:
+        when = _fromisoformat(raw_time)
+    except ValueError:
+        return normalise_general(record, resolver, hints)
+    if when.tzinfo is not UTC or not MIN_YEAR <= when.year <= MAX_YEAR:
+        return normalise_general(record, resolver, hints)
+    facts = _PRINCIPALS.get(email) or _principal_facts(email)
+    operation = _OPERATIONS.get((service, method)) or _operation(service, method)
+    raw_agent = meta.get("callerSuppliedUserAgent")
+    if raw_agent is None:
+        raw_agent = meta.get("callersupplieduseragent")
+    hit = _agent_hit(raw_agent) if type(raw_agent) is str else None
+    ua, family = hit or user_agent(raw_agent)
+    caller = meta.get("callerIp")
+    if caller is None:
+        caller = meta.get("callerip")
+    hit = _network_hit(caller) if type(caller) is str else None
+    source_ip, network, prefix = hit or classify_network(caller)
+    resource = record.get("resource")
+    labels = resource.get("labels") if isinstance(resource, dict) else None
+    if not isinstance(labels, dict):
+        labels = {}
+    status = get("status")
+    code = status.get("code") if isinstance(status, dict) else None
+    if isinstance(code, int) and not isinstance(code, bool) and code != 0:
+        outcome, error = "failure", str(code)
+    else:
+        outcome, error = "success", None
+    attributes: dict[str, Any] = {}
+    if "serviceAccountDelegationInfo" in auth or "serviceaccountdelegationinfo" in auth \
+            or "metadata" in payload:
+        actor = _delegation(payload, attributes)
+    else:  # no chain anywhere: what _delegation finds in that case
+        actor = None
+    key_name = auth.get("serviceAccountKeyName")
+    if key_name is None:
+        key_name = auth.get("serviceaccountkeyname")
+    if isinstance(key_name, str) and key_name:
+        credential_id, credential_type = key_name.rsplit("/", 1)[-1][:128], "long_term"
+    else:  # the e-mail is there: a token
+        credential_id, credential_type = None, "token"
+    insert_id = record.get("insertId")
+    if insert_id is None:
+        insert_id = record.get("insertid")
+    if type(insert_id) is not str or not insert_id:
+        insert_id = entry_id(record)
+    project = short_str(labels.get("project_id"), 128)
+    region = labels.get("location") or labels.get("zone") or labels.get("region")
+    resource_name = get("resourceName")
+    if resource_name is None:
+        resource_name = get("resourcename")
+    event = Event(  # positional: see common.EVENT_POSITIONAL_ORDER
+        insert_id, when, when.timestamp(), SOURCE, email, facts[0], facts[1],
+        "principal_email", facts[2],
+        project or _project_from_log(record),  # tenant
+        None, credential_id, credential_type, None, actor,  # target tenant, ..., session
+        operation[1], short_str(resource_name), short_str(region, 64), source_ip, network,
+        prefix, ua, family, outcome, error, operation[2], False, attributes,
+    )
+    if network in ("internal", "unknown") and caller:
+        attributes["network_context"] = str(caller)[:64]
+    if resolver.no_config and family not in AI_FAMILY_NAMES:
+        return event
+    return resolver.finish(event)
+
+
+def _principal_facts(email: str) -> tuple[str, str, str]:
+    kind, reason = classify_gcp(email)
+    facts = (kind, reason, _principal_type(email))
+    if len(email) <= _MAX_CACHED_KEY:  # a pathological value is worked out, not kept
+        if len(_PRINCIPALS) >= _CACHE_LIMIT:
+            _PRINCIPALS.clear()
+        _PRINCIPALS[email] = facts
+    return facts
+
+
+def _operation(service: str, method: str) -> tuple[str, str, bool | None]:
+    """``(method, action, read_only)`` for raw ``serviceName`` and ``methodName`` strings."""
+    name = method[:256] or "unknown"
+    action = f"{(service[:128] or 'unknown').partition('.')[0]}:{name}"
+    facts = (name, action, read_only_from_operation(name))
+    if len(service) + len(method) <= _MAX_CACHED_KEY:
+        if len(_OPERATIONS) >= _CACHE_LIMIT:
+            _OPERATIONS.clear()
+        _OPERATIONS[(service, method)] = facts
+    return facts
+
+
+def normalise_general(record: dict[str, Any], resolver: Resolver, hints: dict[str, Any]
+                      ) -> Event:
+    """Every LogEntry shape, field by field (``normalise`` takes the common one faster)."""
     payload = payload_of(record)
     if payload is None:
         raise RecordError("invalid_record", "protoPayload is not an object")

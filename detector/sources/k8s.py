@@ -12,13 +12,18 @@ GKE entries arrive as GCP LogEntries and are normalised by ``normalise_gke``.
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timezone
 from typing import Any
 
 
 from detector.event import Event
-from detector.identity import Resolver, classify_k8s
+from detector.identity import AI_FAMILY_NAMES, Resolver, classify_k8s
 from detector.sources import gcp
 from detector.sources.common import (
+    MAX_YEAR,
+    MIN_YEAR,
+    NETWORK_CACHE,
+    USER_AGENT_CACHE,
     RecordError,
     record_digest,
     as_dict,
@@ -34,6 +39,16 @@ SOURCE = "k8s.audit"
 FINAL_STAGES = frozenset({"ResponseComplete", "Panic"})
 LONG_RUNNING = frozenset({"exec", "attach", "portforward", "proxy"})
 _READ_VERBS = frozenset({"get", "list", "watch"})
+UTC = timezone.utc
+_fromisoformat = datetime.fromisoformat
+_agent_hit = USER_AGENT_CACHE.get  # cache hits without a function call: the hot path
+_network_hit = NETWORK_CACHE.get
+_CACHE_LIMIT = 20_000
+_MAX_CACHED_KEY = 512  # characters: bounds the cache's memory, not only its entries
+# What a username alone decides, per (username, cluster): key, kind, reason, principal type,
+# service-account namespace and name, credential type without extra. Pure functions of the
+# two strings; EKS role ARNs are left out (their key depends on the resolver's state).
+_USERS: dict[tuple[str, str | None], tuple[str, str, str, str, str | None, str | None, str]] = {}
 
 
 def looks_like(record: dict[str, Any]) -> bool:
@@ -67,7 +82,90 @@ def request_signature(record: dict[str, Any]) -> tuple[Any, ...]:
 
 def normalise(record: dict[str, Any], resolver: Resolver, hints: dict[str, Any],
               partial: bool = False) -> Event:
-    """Turn one (merged) audit Event into an Event; raises RecordError."""
+    """Turn one (merged) audit Event into an Event; raises RecordError.
+
+    The common shape (no impersonation, a plain username, an ``objectRef`` object, a UTC
+    ``requestReceivedTimestamp``) takes this single-function path with per-username facts
+    cached; anything else goes to ``normalise_general``, which defines the result
+    (``tests/detector/test_sources_fast_paths.py`` checks that both agree).
+    """
+    get = record.get
+    user, ref, raw_time = get("user"), get("objectRef"), get("requestReceivedTimestamp")
+    if type(user) is not dict or type(ref) is not dict or type(raw_time) is not str \
+            or not raw_time or "impersonatedUser" in record:
+        return normalise_general(record, resolver, hints, partial)
+    username = user.get("username")
+    if type(username) is not str or not username or username.startswith("arn:aws:"):
+        return normalise_general(record, resolver, hints, partial)
+    try:
+        when = _fromisoformat(raw_time)
+    except ValueError:
+        return normalise_general(record, resolver, hints, partial)
+    if when.tzinfo is not UTC or not MIN_YEAR <= when.year <= MAX_YEAR:
+        return normalise_general(record, resolver, hints, partial)
+    cluster = hints.get("cluster")
+    if cluster is not None and type(cluster) is not str:
+        return normalise_general(record, resolver, hints, partial)
+    facts = _USERS.get((username, cluster)) or _user_facts(username, cluster)
+    verb = short_str(get("verb"), 64) or "unknown"
+    ips = get("sourceIPs")
+    first_ip = ips[0] if isinstance(ips, list) and ips else None
+    hit = _network_hit(first_ip) if type(first_ip) is str else None
+    source_ip, network, prefix = hit or classify_network(first_ip)
+    raw_agent = get("userAgent")
+    hit = _agent_hit(raw_agent) if type(raw_agent) is str else None
+    ua, family = hit or user_agent(raw_agent)
+    if "extra" in user:
+        credential_id, credential_type = _credential(user, username)
+        session = _session(user)
+    else:  # what _credential and _session find without extra
+        credential_id, credential_type, session = None, facts[6], None
+    attributes: dict[str, Any] = {}
+    namespace = ref.get("namespace")
+    if isinstance(namespace, str) and namespace:
+        attributes["namespace"] = namespace[:128]
+    stage = get("stage")
+    if partial and isinstance(stage, str):
+        attributes["incomplete_stage"] = stage
+    annotations = get("annotations")
+    decision = annotations.get("authorization.k8s.io/decision") \
+        if isinstance(annotations, dict) else None
+    if isinstance(decision, str):
+        attributes["authz_decision"] = decision[:16]
+    if facts[4] is not None:
+        attributes["sa_namespace"] = facts[4]
+        attributes["sa_name"] = facts[5]
+    outcome, error = _outcome(record)
+    event = Event(  # positional: see common.EVENT_POSITIONAL_ORDER
+        _event_id(record, cluster), when, when.timestamp(), SOURCE, facts[0], facts[1],
+        facts[2], "username", facts[3], cluster, None, credential_id, credential_type,
+        session, None, f"k8s:{_resource(ref, record)}.{verb}", _resource_name(ref, record),
+        hints.get("region"), source_ip, network, prefix, ua, family, outcome, error,
+        verb in _READ_VERBS, partial, attributes,
+    )
+    if resolver.no_config and family not in AI_FAMILY_NAMES:
+        return event
+    return resolver.finish(event)
+
+
+def _user_facts(username: str, cluster: str | None
+                ) -> tuple[str, str, str, str, str | None, str | None, str]:
+    kind, reason = classify_k8s(username)
+    account: dict[str, Any] = {}
+    _service_account(username, account)
+    facts = (f"{cluster}/{username}" if cluster else username, kind, reason,
+             _principal_type(username), account.get("sa_namespace"), account.get("sa_name"),
+             _credential({}, username)[1])
+    if len(username) + len(cluster or "") <= _MAX_CACHED_KEY:  # else worked out, not kept
+        if len(_USERS) >= _CACHE_LIMIT:
+            _USERS.clear()
+        _USERS[(username, cluster)] = facts
+    return facts
+
+
+def normalise_general(record: dict[str, Any], resolver: Resolver, hints: dict[str, Any],
+                      partial: bool = False) -> Event:
+    """Every audit Event shape, field by field (``normalise`` takes the common one faster)."""
     user = as_dict(record.get("user"))
     impersonated = as_dict(record.get("impersonatedUser"))
     username = impersonated.get("username") or user.get("username")

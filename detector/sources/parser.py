@@ -266,6 +266,7 @@ class Parser:
                     collect: bool = True) -> list[Event]:
         if collect:
             self._out = []
+        route, dispatch, plain = self._route, self._dispatch, _ENVELOPE_KEYS.isdisjoint
         for number, line in lines:
             stripped = line.strip()
             if not stripped:
@@ -280,7 +281,10 @@ class Parser:
             except orjson.JSONDecodeError as err:
                 self._dead_json(err, where, stripped)
                 continue
-            self._dispatch(value, where, {}, 0)
+            if type(value) is dict and plain(value):
+                route(value, where, {})  # what _dispatch does with an object of no envelope
+            else:
+                dispatch(value, where, {}, 0)
         if not collect:
             return []
         out, self._out = self._out, []
@@ -694,6 +698,9 @@ class Parser:
         self.stats.skipped[(source, reason)] += 1
 
 
+# Every key that _dispatch or _envelope looks for: an object with none of them is a record.
+_ENVELOPE_KEYS = frozenset({"Records", "digestPublicKeyFingerprint", "logFiles", "messageType",
+                            "detail", "Body", "body", "Message", "items", "records"})
 _COUNTED = frozenset({"aws.cloudtrail", "gcp.audit", "k8s.audit", "azure.activity",
                       "azure.signin"})
 

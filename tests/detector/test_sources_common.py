@@ -90,5 +90,16 @@ def test_recent_map_is_bounded_and_remembers_the_latest() -> None:
     assert recent.get(0) is None and 0 not in recent
 
 
+def test_recent_map_add_reports_new_keys_in_either_generation() -> None:
+    """add is True once per key while the key is remembered, in the new or old half."""
+    from detector.sources.common import RecentMap
+
+    recent = RecentMap(3)
+    assert [recent.add(key) for key in (1, 2, 1, 3)] == [True, True, False, True]
+    assert len(recent) == 3  # the third key filled the generation: 1, 2, 3 are now old
+    assert [recent.add(key) for key in (2, 4, 4, 5, 6)] == [False, True, False, True, True]
+    assert 1 not in recent and recent.add(1)  # 1, 2, 3 were dropped when 4, 5, 6 filled up
+    assert recent.get(5) is True
+
 def test_s3_console_agent_is_the_console() -> None:
     assert user_agent("[S3Console/0.4, aws-internal/3 aws-sdk-java/1.12.488]")[1] == "console"

@@ -158,6 +158,18 @@ class TestDeepNesting:
         assert where(dead) == [("read_error", f"{tmp_path}/a_big.json")] * 2
 
 
+    def test_a_file_above_the_stream_threshold_is_read_as_a_stream(
+            self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """JSON lines and a gzip file past the threshold give the same events as below it."""
+        monkeypatch.setattr("detector.sources._STREAM_THRESHOLD", 10)
+        lines = b"\n".join(orjson.dumps(record(index)) for index in (1, 2, 3)) + b"\n"
+        (tmp_path / "a_big.jsonl").write_bytes(lines)
+        (tmp_path / "b_big.json.gz").write_bytes(
+            gzip.compress(orjson.dumps({"Records": [record(4)]})))
+        events, stats, dead = read([tmp_path])
+        assert [e.event_id for e in events] == ["id-1", "id-2", "id-3", "id-4"]
+        assert stats.files_read == 2 and not dead.items
+
 class TestDirectoryWalk:
     """2 and 6. Only regular files are opened; whatever is not read is counted."""
 
