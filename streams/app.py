@@ -188,7 +188,7 @@ def _declare_agents(app: faust.App, runtime: Runtime, topics: Mapping[str, Any],
         # still cross the repartition step in groups: one message per target partition
         # per window instead of one per record. take_events acks only after the body ran.
         window = runtime.settings.ingest_window
-        async for events in stream.take_events(runtime.settings.max_poll_records, window):
+        async for events in stream.take_events(runtime.settings.ingest_max_messages, window):
             raw = [(e.value, e.message.topic, e.message.partition, e.message.offset)
                    for e in events]
             try:
