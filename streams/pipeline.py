@@ -36,6 +36,10 @@ log = logging.getLogger(__name__)
 StateGet = Callable[[str], "bytes | None"]
 RawMessage = tuple["bytes | None", str, int, int]  # data, topic, partition, offset
 
+# Identities whose repartition partition is remembered (murmur2 in pure Python costs about
+# as much as decoding an event, and a worker meets the same identities again and again).
+PARTITION_CACHE_SIZE = 100_000
+
 # Events per repartition message: about 600 bytes each compact, so a message stays well
 # under the broker's default 1 MiB limit.
 MAX_EVENTS_PER_MESSAGE = 1000
@@ -137,6 +141,17 @@ class Pipeline:
         # exact: parse failures are already counted there by the sources.
         self.failed: dict[str, int] = defaultdict(int)  # reason -> records dead-lettered
         self.redelivered = 0  # events skipped because their identity already applied them
+        self._partition_of: dict[str, int] = {}
+
+    def partition_of(self, identity: str) -> int:
+        """``codecs.partition_for`` with a bounded memo (cleared whole when full)."""
+        cache = self._partition_of
+        target = cache.get(identity)
+        if target is None:
+            if len(cache) >= PARTITION_CACHE_SIZE:
+                cache.clear()
+            target = cache[identity] = codecs.partition_for(identity, self.partitions)
+        return target
 
     # ------------------------------------------------------------------ step 1: split
 
@@ -161,7 +176,7 @@ class Pipeline:
                 continue
             si = sources.setdefault(f"{topic}[{partition}]", len(sources))
             for index, event in enumerate(events):
-                target = codecs.partition_for(event.identity, self.partitions)
+                target = self.partition_of(event.identity)
                 groups[target][event.identity].append((si, codecs.position(offset, index),
                                                        event))
             out.events += len(events)
@@ -279,10 +294,10 @@ class Pipeline:
         out.add(role, alert.identity.encode("utf-8"), codecs.dumps(value))
         if alert.identity in self.loaded:
             # a sweep may close another identity's group: its state changed too
-            self.dirty[codecs.partition_for(alert.identity, self.partitions)].add(alert.identity)
+            self.dirty[self.partition_of(alert.identity)].add(alert.identity)
 
     def _write_back(self, identity: str, applied: Mapping[str, int], out: Output) -> None:
-        self.dirty[codecs.partition_for(identity, self.partitions)].discard(identity)
+        self.dirty[self.partition_of(identity)].discard(identity)
         blob = self.detector.identity_state(identity)
         if blob is None:
             return
@@ -329,7 +344,7 @@ class Pipeline:
         the table if the partition comes back. Returns how many were dropped."""
         dropped = 0
         for identity in list(self.loaded):
-            if codecs.partition_for(identity, self.partitions) in partitions:
+            if self.partition_of(identity) in partitions:
                 self.loaded.discard(identity)
                 self.inventory_due.discard(identity)
                 self.detector.store.pop(identity, None)

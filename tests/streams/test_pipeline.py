@@ -79,6 +79,17 @@ def test_split__one_message_per_partition_each_identity_on_its_own(story) -> Non
     assert out.events == 60
 
 
+def test_partition_of__memo_is_bounded_and_agrees_with_murmur2(monkeypatch) -> None:
+    import streams.pipeline as module
+
+    monkeypatch.setattr(module, "PARTITION_CACHE_SIZE", 3)
+    pipeline = Harness().pipeline
+    names = [f"arn:aws:iam::1:role/r{i}" for i in range(10)] * 2
+    assert [pipeline.partition_of(n) for n in names] == [
+        codecs.partition_for(n, PARTITIONS) for n in names]
+    assert len(pipeline._partition_of) <= 3
+
+
 def test_split_many__single_record_messages_share_repartition_messages(story) -> None:
     pipeline = Harness().pipeline
     raw = [(orjson.dumps(r), "raw", 1, 100 + i) for i, r in enumerate(story.records[:200])]
