@@ -13,8 +13,9 @@
   names them (``ROW_FIELDS``: every ``Event`` field but ``identity``, which is the batch
   key). Field names once per message instead of once per event make the message about
   40 % smaller (470 instead of 760 bytes per CloudTrail event), and encoding plus decoding
-  cost less than half of what per-event dicts cost (7 instead of 18 us per event). Messages without ``"fields"`` carry **compact events** (``Event.to_dict()`` minus
-  the fields that hold their default), the format before rows; both are read.
+  cost less than half of what per-event dicts cost (7 instead of 18 us per event).
+  Messages without ``"fields"`` carry **compact events** (``Event.to_dict()`` minus the
+  fields that hold their default), the format before rows; both are read.
 - **Table values** are a 4-byte length, an orjson map ``{"topic[p]": position}`` of the
   last event applied to this identity from each raw partition, then the detector's
   identity blob. Events of one raw partition reach an identity in position order, so an
