@@ -90,6 +90,7 @@ def create_app(settings: WorkerSettings, runtime: Runtime) -> faust.App:
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,
         broker_max_poll_records=settings.max_poll_records,
+        consumer_max_fetch_size=settings.max_fetch_bytes,
         broker_commit_interval=settings.commit_interval,
         broker_session_timeout=settings.session_timeout,
         broker_heartbeat_interval=min(3.0, settings.session_timeout / 3),

@@ -77,6 +77,11 @@ class TestInvalidSettings:
         with pytest.raises(ConfigError, match="ingest_max_messages must be in 1..100000"):
             load_settings(parse(), {"NHI_INGEST_MAX_MESSAGES": "0"}, {})
 
+    def test_fetch_size__below_a_broker_message_is_refused(self) -> None:
+        assert load_settings(parse(), {}, {}).max_fetch_bytes == 4 << 20
+        with pytest.raises(ConfigError, match="max_fetch_bytes must be in 1 MiB..64 MiB"):
+            load_settings(parse("--max-fetch-bytes", "65536"), {}, {})
+
     def test_choice__outside_the_list(self) -> None:
         with pytest.raises(ConfigError, match="alert_format='cef' is not one of"):
             load_settings(parse(), {"NHI_ALERT_FORMAT": "cef"}, {})
