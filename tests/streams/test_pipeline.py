@@ -141,6 +141,17 @@ def test_apply__attack_alert_on_the_victim(story) -> None:
     assert alerts and {a["identity"]["key"] for a in alerts} == {victim}
 
 
+@pytest.mark.parametrize("per_message", [1, 25])
+def test_apply__alert_ids_equal_a_replay_of_the_same_records(story, per_message) -> None:
+    harness = Harness()
+    for offset, payload in enumerate(payloads(story.records, per_message)):
+        harness.feed(payload, offset)
+    detector = Detector({}, stats=RunStats())
+    replayed = {a.alert_id for e in _events(story.records) for a in detector.process(e)}
+    assert replayed
+    assert {a["alert_id"] for a in harness.values("alerts")} == replayed
+
+
 def test_apply__redelivered_raw_message_is_not_learned_twice(story) -> None:
     harness = Harness()
     messages = payloads(story.records, 40)
