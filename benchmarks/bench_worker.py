@@ -13,6 +13,11 @@ Throughput is counted from the first to the last event processed (startup and gr
 excluded): the worker's ``nhi_batch_size_events_sum`` metric for the worker, message
 counts for the baselines. Targets from issue 6: batched >= 10,000 events/s per worker;
 single-record >= 80 % of the no-op agent; two workers >= 1.7x one.
+
+Wall-clock rates on a shared machine vary by a factor of several between runs, so each
+line also gives a CPU figure over the same span: events (or messages) per CPU second of
+the measured process (all its threads, from /proc on Linux; the core line uses
+``time.process_time``). Compare changes by those.
 """
 
 from __future__ import annotations
@@ -156,26 +161,29 @@ async def noop(stream):
     async for _ in stream:
         state["n"] += 1
         if state["t0"] is None:
-            state["t0"] = time.perf_counter()
+            state["t0"], state["c0"] = time.perf_counter(), time.process_time()
         if state["n"] == count:
             rate = (count - 1) / (time.perf_counter() - state["t0"])
-            print(f"RATE {rate:.1f}", flush=True)
+            cpu = (count - 1) / max(time.process_time() - state["c0"], 1e-9)
+            print(f"RATE {rate:.1f} CPU {cpu:.1f}", flush=True)
             os._exit(0)  # stopping the app from inside its own agent would wait for itself
 faust.Worker(app, loglevel="warning", quiet=True).execute_from_commandline()
 '''
 
 
-def noop_faust_agent(bootstrap: str, topic: str, count: int, workdir: Path) -> float:
+def noop_faust_agent(bootstrap: str, topic: str, count: int,
+                     workdir: Path) -> tuple[float, float]:
+    """(messages/s, messages per CPU second) of an agent that only counts messages."""
     script = workdir / "noop_agent.py"
     script.write_text(NOOP_AGENT, encoding="utf-8")
     done = subprocess.run([sys.executable, str(script), bootstrap, topic, str(count),
                            f"noop-{int(time.time())}"], capture_output=True, text=True,
                           timeout=600, cwd=workdir)
     # Faust turns print() into log lines on stderr, so look in both streams
-    match = re.search(r"RATE ([0-9.]+)", done.stdout + done.stderr)
+    match = re.search(r"RATE ([0-9.]+) CPU ([0-9.]+)", done.stdout + done.stderr)
     if match is None:
         raise RuntimeError(f"no-op agent failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
-    return float(match.group(1))
+    return float(match.group(1)), float(match.group(2))
 
 
 # ---------------------------------------------------------------------------- the worker
@@ -243,9 +251,11 @@ def wait_stable(procs: list[tuple[subprocess.Popen, int]], workdir: Path,
 
 
 def measure_workers(bootstrap: str, app_id: str, payloads: list[bytes], partitions: int,
-                    total: int, workers: int, workdir: Path, timeout: float = 900.0) -> float:
-    """Events/s from the first to the last event detected, over ``workers`` processes that
-    were started and settled on an empty raw topic before ``payloads`` are produced."""
+                    total: int, workers: int, workdir: Path,
+                    timeout: float = 900.0) -> tuple[float, float]:
+    """(events/s, events per worker CPU second) from the first to the last event detected,
+    over ``workers`` processes that were started and settled on an empty raw topic before
+    ``payloads`` are produced."""
     raw = f"{app_id}.raw"
     create_topic(bootstrap, raw, partitions)
     procs = [start_worker(bootstrap, app_id, raw, partitions, workdir, f"w{i}")
@@ -264,17 +274,28 @@ def measure_workers(bootstrap: str, app_id: str, payloads: list[bytes], partitio
                 process.kill()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, all threads (Linux /proc)."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _rate(procs: list[tuple[subprocess.Popen, int]], total: int, workdir: Path,
-          timeout: float) -> float:
-    started = first = None
+          timeout: float) -> tuple[float, float]:
+    started = first = cpu_first = None
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         done = sum(processed(port) for _, port in procs)
         now = time.perf_counter()
         if started is None and done > 0:
+            # CPU is read from here on too: the first event's one-off costs (lazy imports
+            # of the models) stay out of both figures
             started, first = now, done
+            cpu_first = sum(cpu_seconds(process.pid) for process, _ in procs)
         if done >= total:
-            return (done - first) / (now - started)
+            cpu = sum(cpu_seconds(process.pid) for process, _ in procs) - cpu_first
+            return (done - first) / (now - started), (done - first) / max(cpu, 1e-9)
         for process, _ in procs:
             if process.poll() is not None:
                 raise RuntimeError(f"worker exited with {process.returncode}; see {workdir}")
@@ -326,28 +347,36 @@ def run(args: argparse.Namespace, bootstrap: str, workdir: Path) -> None:
     print(f"produce      aiokafka, single-record: {len(single) / seconds:10,.0f} messages/s")
     bare = asyncio.run(bare_consumer(bootstrap, topic, len(single)))
     print(f"baseline     bare aiokafka consumer : {bare:10,.0f} messages/s")
-    noop = noop_faust_agent(bootstrap, topic, len(single), workdir)
-    print(f"baseline     no-op Faust agent      : {noop:10,.0f} messages/s", flush=True)
+    noop, noop_cpu = noop_faust_agent(bootstrap, topic, len(single), workdir)
+    print(f"baseline     no-op Faust agent      : {noop:10,.0f} messages/s "
+          f"({noop_cpu:,.0f} per CPU second)", flush=True)
 
-    one_single = measure_workers(bootstrap, f"bench-ws-{tag}", single, 1, len(single), 1,
-                                 workdir)
+    one_single, single_cpu = measure_workers(bootstrap, f"bench-ws-{tag}", single, 1,
+                                             len(single), 1, workdir)
     print(f"worker x1    single-record messages : {one_single:10,.0f} events/s "
-          f"({100 * one_single / noop:.0f} % of the no-op agent; target >= 80 %)", flush=True)
+          f"({100 * one_single / noop:.0f} % of the no-op agent; target >= 80 %); "
+          f"{single_cpu:,.0f} per CPU second ({100 * single_cpu / noop_cpu:.0f} %)",
+          flush=True)
 
     batches = batched(records, args.batch)
-    one = measure_workers(bootstrap, f"bench-wb1-{tag}", batches, 4, len(records), 1, workdir)
+    one, one_cpu = measure_workers(bootstrap, f"bench-wb1-{tag}", batches, 4, len(records), 1,
+                                   workdir)
     print(f"worker x1    batched ({args.batch}/message)  : {one:10,.0f} events/s "
-          f"(target >= 10,000)", flush=True)
-    two = measure_workers(bootstrap, f"bench-wb2-{tag}", batches, 4, len(records), 2, workdir)
+          f"(target >= 10,000); {one_cpu:,.0f} per CPU second", flush=True)
+    two, two_cpu = measure_workers(bootstrap, f"bench-wb2-{tag}", batches, 4, len(records), 2,
+                                   workdir)
     print(f"worker x2    batched, 4 partitions  : {two:10,.0f} events/s "
-          f"({two / one:.2f}x one worker; target >= 1.7x)", flush=True)
-    core = detector_core_rate(records[: min(len(records), 20000)])
+          f"({two / one:.2f}x one worker; target >= 1.7x); {two_cpu:,.0f} per CPU second "
+          f"of both", flush=True)
+    core, core_cpu = detector_core_rate(records[: min(len(records), 20000)])
     print(f"reference    detector core alone    : {core:10,.0f} events/s "
-          f"(parse + Detector.process in one process, no Kafka)", flush=True)
+          f"(parse + Detector.process in one process, no Kafka); {core_cpu:,.0f} per CPU "
+          f"second", flush=True)
 
 
-def detector_core_rate(records: list[bytes]) -> float:
-    """Events/s of parse_payload + Detector.process alone, the ceiling for one worker."""
+def detector_core_rate(records: list[bytes]) -> tuple[float, float]:
+    """(events/s, events per CPU second) of parse_payload + Detector.process alone, the
+    ceiling for one worker."""
     from detector.engine import Detector
     from detector.sources import ListDeadLetters, parse_payload
     from detector.stats import RunStats
@@ -356,14 +385,14 @@ def detector_core_rate(records: list[bytes]) -> float:
     detector = Detector({}, stats=stats)
     detector.process(parse_payload(records[0], origin="warm", stats=stats,
                                    dead_letters=ListDeadLetters())[0])
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     count = 0
     for payload in batched(records[1:], 500):
         for event in parse_payload(payload, origin="b", stats=stats,
                                    dead_letters=ListDeadLetters()):
             detector.process(event)
             count += 1
-    return count / (time.perf_counter() - started)
+    return count / (time.perf_counter() - started), count / (time.process_time() - cpu)
 
 
 if __name__ == "__main__":

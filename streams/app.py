@@ -90,6 +90,7 @@ def create_app(settings: WorkerSettings, runtime: Runtime) -> faust.App:
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,
         broker_max_poll_records=settings.max_poll_records,
+        consumer_max_fetch_size=settings.max_fetch_bytes,
         broker_commit_interval=settings.commit_interval,
         broker_session_timeout=settings.session_timeout,
         broker_heartbeat_interval=min(3.0, settings.session_timeout / 3),
@@ -188,7 +189,7 @@ def _declare_agents(app: faust.App, runtime: Runtime, topics: Mapping[str, Any],
         # still cross the repartition step in groups: one message per target partition
         # per window instead of one per record. take_events acks only after the body ran.
         window = runtime.settings.ingest_window
-        async for events in stream.take_events(runtime.settings.max_poll_records, window):
+        async for events in stream.take_events(runtime.settings.ingest_max_messages, window):
             raw = [(e.value, e.message.topic, e.message.partition, e.message.offset)
                    for e in events]
             try:

@@ -36,7 +36,11 @@ log = logging.getLogger(__name__)
 StateGet = Callable[[str], "bytes | None"]
 RawMessage = tuple["bytes | None", str, int, int]  # data, topic, partition, offset
 
-# Events per repartition message: about 600 bytes each compact, so a message stays well
+# Identities whose repartition partition is remembered (murmur2 in pure Python costs about
+# 15 us, more than encoding and decoding an event, and the same identities keep coming).
+PARTITION_CACHE_SIZE = 100_000
+
+# Events per repartition message: about 500 bytes each as rows, so a message stays well
 # under the broker's default 1 MiB limit.
 MAX_EVENTS_PER_MESSAGE = 1000
 
@@ -137,6 +141,17 @@ class Pipeline:
         # exact: parse failures are already counted there by the sources.
         self.failed: dict[str, int] = defaultdict(int)  # reason -> records dead-lettered
         self.redelivered = 0  # events skipped because their identity already applied them
+        self._partition_of: dict[str, int] = {}
+
+    def partition_of(self, identity: str) -> int:
+        """``codecs.partition_for`` with a bounded memo (cleared whole when full)."""
+        cache = self._partition_of
+        target = cache.get(identity)
+        if target is None:
+            if len(cache) >= PARTITION_CACHE_SIZE:
+                cache.clear()
+            target = cache[identity] = codecs.partition_for(identity, self.partitions)
+        return target
 
     # ------------------------------------------------------------------ step 1: split
 
@@ -161,7 +176,7 @@ class Pipeline:
                 continue
             si = sources.setdefault(f"{topic}[{partition}]", len(sources))
             for index, event in enumerate(events):
-                target = codecs.partition_for(event.identity, self.partitions)
+                target = self.partition_of(event.identity)
                 groups[target][event.identity].append((si, codecs.position(offset, index),
                                                        event))
             out.events += len(events)
@@ -201,6 +216,7 @@ class Pipeline:
             return self._seed(body, get_state)
         out = Output()
         sources = body["src"]
+        reader = codecs.EventReader(body.get("fields"))
         accounted: list[str] = []
         for identity, entries in body["batches"].items():
             applied, blob = codecs.unpack_state(get_state(identity))
@@ -211,7 +227,7 @@ class Pipeline:
                 if pos <= applied.get(src, -1):
                     # a redelivery: state has this event; account for it, do not relearn
                     self.redelivered += 1
-                    accounted.append(str(item.get("event_id", "")))
+                    accounted.append(reader.event_id(item))
                     continue
                 fresh.append(item)
                 marks[src] = max(marks.get(src, -1), pos)
@@ -221,7 +237,8 @@ class Pipeline:
                 # worker: announce the identity's inventory again
                 self.inventory_due.add(identity)
                 continue
-            accounted.extend(self._run(identity, fresh, out, topic, partition, offset))
+            accounted.extend(self._run(identity, fresh, reader, out, topic, partition,
+                                       offset))
             self._write_back(identity, marks, out)
         for other in list(self.dirty.get(partition, ())):
             self._write_back(other, codecs.unpack_state(get_state(other))[0], out)
@@ -245,12 +262,12 @@ class Pipeline:
             self.detector.store.pop(identity, None)
         self.loaded.add(identity)
 
-    def _run(self, identity: str, items: list[dict[str, Any]], out: Output, topic: str,
-             partition: int, offset: int) -> list[str]:
+    def _run(self, identity: str, items: list[Any], reader: codecs.EventReader, out: Output,
+             topic: str, partition: int, offset: int) -> list[str]:
         done = []
         for item in items:
             try:
-                event = codecs.expand_event(item)
+                event = reader.event(identity, item)
                 alerts = self.detector.process(event)
             except Exception as err:  # noqa: BLE001 - one bad event must not stop the agent
                 log.warning("event failed in the detector at %s[%s]@%s identity=%r: %r",
@@ -258,12 +275,13 @@ class Pipeline:
                 log.debug("detector failure traceback", exc_info=True)
                 entry = dead_letter_dict("internal_error", f"detector failed: {err!r}",
                                          f"{topic}[{partition}]@{offset}",
-                                         codecs.dumps(item), "worker")
-                entry["event_id"] = item.get("event_id")
+                                         codecs.dumps(reader.named(identity, item)),
+                                         "worker")
+                entry["event_id"] = reader.event_id(item) or None
                 self.failed["internal_error"] += 1
                 out.records.append(dead_letter_record(entry, topic, partition, offset))
                 continue
-            done.append(str(item.get("event_id", "")))
+            done.append(str(event.event_id))
             for alert in alerts:
                 self._alert(alert, out)
         return done
@@ -279,10 +297,10 @@ class Pipeline:
         out.add(role, alert.identity.encode("utf-8"), codecs.dumps(value))
         if alert.identity in self.loaded:
             # a sweep may close another identity's group: its state changed too
-            self.dirty[codecs.partition_for(alert.identity, self.partitions)].add(alert.identity)
+            self.dirty[self.partition_of(alert.identity)].add(alert.identity)
 
     def _write_back(self, identity: str, applied: Mapping[str, int], out: Output) -> None:
-        self.dirty[codecs.partition_for(identity, self.partitions)].discard(identity)
+        self.dirty[self.partition_of(identity)].discard(identity)
         blob = self.detector.identity_state(identity)
         if blob is None:
             return
@@ -329,7 +347,7 @@ class Pipeline:
         the table if the partition comes back. Returns how many were dropped."""
         dropped = 0
         for identity in list(self.loaded):
-            if codecs.partition_for(identity, self.partitions) in partitions:
+            if self.partition_of(identity) in partitions:
                 self.loaded.discard(identity)
                 self.inventory_due.discard(identity)
                 self.detector.store.pop(identity, None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import orjson
 import pytest
 from aiokafka.partitioner import murmur2 as aiokafka_murmur2
 from hypothesis import given
@@ -47,7 +48,41 @@ def test_events_message__round_trips_with_its_source_positions() -> None:
     assert tag == codecs.EVENTS_TAG
     assert body["src"] == ["raw[3]", "raw[0]"]
     [(si, pos, item)] = body["batches"]["b"]
-    assert (si, pos, item["event_id"]) == (1, (7 << 20) + 2, "e2")
+    reader = codecs.EventReader(body["fields"])
+    assert (si, pos, reader.event_id(item)) == (1, (7 << 20) + 2, "e2")
+    assert reader.event("b", item) == make_event(event_id="e2", identity="b")
+
+
+def test_event_rows__round_trip_every_field_of_every_source() -> None:
+    import gzip
+    from pathlib import Path
+
+    from detector.sources import ListDeadLetters, parse_payload
+    from detector.stats import RunStats
+
+    root = Path(__file__).resolve().parents[2] / "replay_data"
+    events = []
+    for pattern in ("aws/**/CloudTrail/**/*.json.gz", "gcp/**/*.json.gz", "k8s/**/*.log.gz"):
+        for path in sorted(root.glob(pattern))[:2]:
+            events += parse_payload(gzip.decompress(path.read_bytes()), origin=str(path),
+                                    stats=RunStats(), dead_letters=ListDeadLetters())[:300]
+    assert len({e.source for e in events}) >= 3
+    data = codecs.encode_events(["raw[0]"], {e.identity: [(0, i, e)] for i, e in
+                                             enumerate(events)})
+    _, body = codecs.decode_repartition(data)
+    reader = codecs.EventReader(body["fields"])
+    decoded = [reader.event(identity, item) for identity, entries in body["batches"].items()
+               for _, _, item in entries]
+    assert decoded == [e for e in {e.identity: e for e in events}.values()]
+
+
+def test_event_rows__of_a_build_with_other_fields_are_read_by_name() -> None:
+    event = make_event(source_ip="198.51.100.1")
+    fields = ["zz_new_field", *reversed(codecs.ROW_FIELDS)]
+    row = orjson.loads(orjson.dumps(["x", *reversed(codecs.event_row(event))]))
+    reader = codecs.EventReader(fields)
+    assert reader.event(event.identity, row) == event
+    assert reader.event_id(row) == "e1"
 
 
 def test_position__orders_by_offset_then_index() -> None:
@@ -66,6 +101,7 @@ def test_seed_message__carries_binary_blobs() -> None:
     (b"Xjunk", "invalid_record"),
     (b"E{not json", "invalid_json"),
     (b'E{"batches": {}}', "invalid_record"),
+    (b'E{"src": [], "batches": {}, "fields": "event_id"}', "invalid_record"),
 ])
 def test_decode_repartition__rejects_foreign_bytes(data: bytes, reason: str) -> None:
     with pytest.raises(InputError) as caught:

@@ -79,6 +79,17 @@ def test_split__one_message_per_partition_each_identity_on_its_own(story) -> Non
     assert out.events == 60
 
 
+def test_partition_of__memo_is_bounded_and_agrees_with_murmur2(monkeypatch) -> None:
+    import streams.pipeline as module
+
+    monkeypatch.setattr(module, "PARTITION_CACHE_SIZE", 3)
+    pipeline = Harness().pipeline
+    names = [f"arn:aws:iam::1:role/r{i}" for i in range(10)] * 2
+    assert [pipeline.partition_of(n) for n in names] == [
+        codecs.partition_for(n, PARTITIONS) for n in names]
+    assert len(pipeline._partition_of) <= 3
+
+
 def test_split_many__single_record_messages_share_repartition_messages(story) -> None:
     pipeline = Harness().pipeline
     raw = [(orjson.dumps(r), "raw", 1, 100 + i) for i, r in enumerate(story.records[:200])]
@@ -128,6 +139,17 @@ def test_apply__attack_alert_on_the_victim(story) -> None:
     victim = scenario.role_arn(scenario.VICTIM)
     alerts = harness.values("alerts")
     assert alerts and {a["identity"]["key"] for a in alerts} == {victim}
+
+
+@pytest.mark.parametrize("per_message", [1, 25])
+def test_apply__alert_ids_equal_a_replay_of_the_same_records(story, per_message) -> None:
+    harness = Harness()
+    for offset, payload in enumerate(payloads(story.records, per_message)):
+        harness.feed(payload, offset)
+    detector = Detector({}, stats=RunStats())
+    replayed = {a.alert_id for e in _events(story.records) for a in detector.process(e)}
+    assert replayed
+    assert {a["alert_id"] for a in harness.values("alerts")} == replayed
 
 
 def test_apply__redelivered_raw_message_is_not_learned_twice(story) -> None:

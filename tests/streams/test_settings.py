@@ -72,6 +72,16 @@ class TestInvalidSettings:
         with pytest.raises(ConfigError, match="max_poll_records must be in 1..10000"):
             load_settings(parse("--max-poll-records", "0"), {}, {})
 
+    def test_ingest_window_size__is_bounded(self) -> None:
+        assert load_settings(parse(), {}, {}).ingest_max_messages == 5000
+        with pytest.raises(ConfigError, match="ingest_max_messages must be in 1..100000"):
+            load_settings(parse(), {"NHI_INGEST_MAX_MESSAGES": "0"}, {})
+
+    def test_fetch_size__below_a_broker_message_is_refused(self) -> None:
+        assert load_settings(parse(), {}, {}).max_fetch_bytes == 4 << 20
+        with pytest.raises(ConfigError, match="max_fetch_bytes must be in 1 MiB..64 MiB"):
+            load_settings(parse("--max-fetch-bytes", "65536"), {}, {})
+
     def test_choice__outside_the_list(self) -> None:
         with pytest.raises(ConfigError, match="alert_format='cef' is not one of"):
             load_settings(parse(), {"NHI_ALERT_FORMAT": "cef"}, {})
