@@ -185,7 +185,10 @@ class ValueTable:
         sizes = ((UNSEEN, below_rare), (RARE, below_infrequent - below_rare),
                  (INFREQUENT, below_frequent - below_infrequent),
                  (FREQUENT, len(counts) - below_frequent))
-        words = Counter({word: n for word, n in sizes if n})
+        words: Counter = Counter()
+        for word, n in sizes:
+            if n:
+                words[word] = n
         self._words = (total, len(self.d), words)
         return words
 
