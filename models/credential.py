@@ -114,7 +114,9 @@ class CredentialModel:
         cred = event.credential_id
         if not cred or event.network not in ROUTABLE:
             return None
-        h = ctx.credential_hash(cred)
+        h = ctx.cred_hash  # computed once per event (``Context.credential_hash``)
+        if h < 0:
+            h = ctx.credential_hash(cred)
         entries = self.recent.get(h)
         if entries is None or self._multi_homed(h):
             return None  # (no entry: no other network to compare with)
@@ -167,7 +169,9 @@ class CredentialModel:
         if cred and network in ROUTABLE:
             found = ctx.cred_other  # what ``score`` saw, when it ran for this event
             other = found[0] if found is not None else self._concurrent(event, ctx)
-            h = ctx.credential_hash(cred)
+            h = ctx.cred_hash
+            if h < 0:
+                h = ctx.credential_hash(cred)
             if other is not None:
                 self._count_concurrency(h, ctx)
             self._remember(h, network_label(event), network, ctx)

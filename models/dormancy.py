@@ -55,7 +55,10 @@ class DormancyModel:
         cred = event.credential_id
         if not cred:
             return []
-        last = self.creds.get(ctx.credential_hash(cred))
+        h = ctx.cred_hash  # computed once per event (``Context.credential_hash``)
+        if h < 0:
+            h = ctx.credential_hash(cred)
+        last = self.creds.get(h)
         if last is None or ts - last < limit:
             return []
         return [self._credential_signal(ctx, cred, ts - last)]
@@ -93,7 +96,9 @@ class DormancyModel:
         cred = event.credential_id
         if not cred:
             return
-        h = ctx.credential_hash(cred)
+        h = ctx.cred_hash
+        if h < 0:
+            h = ctx.credential_hash(cred)
         now = int(ctx.ts)
         creds = self.creds
         last = creds.get(h)

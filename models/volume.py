@@ -638,7 +638,11 @@ class WindowModel:
             return []
         index = ctx.bucket
         bucket = self.open.get(index)
-        ref, limits = self._limits(index)
+        cache = self._limits_cache  # the hit of ``_limits`` written out (most events)
+        if cache is not None and cache[0] == index and cache[1] == self.main.through:
+            ref, limits = cache[2], cache[3]
+        else:
+            ref, limits = self._limits(index)
         if bucket is None:
             n, fails, actions, resources = 1, 0, 1, 1
         else:
