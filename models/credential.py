@@ -74,10 +74,11 @@ def _instance_session(session: str) -> bool:
 class CredentialModel:
     """Recent networks per credential, concurrency history, instance egress prefixes."""
 
-    __slots__ = ("settings", "recent", "multi", "egress", "delivery_seen")
+    __slots__ = ("settings", "recent", "multi", "egress", "delivery_seen", "window")
 
     def __init__(self, settings: ModelSettings) -> None:
         self.settings = settings
+        self.window = settings.concurrent_minutes * 60  # seconds (settings are frozen)
         self.recent: dict[int, list[list]] = {}
         self.multi: dict[int, int] = {}
         self.egress = ValueTable(EGRESS_CAP)
@@ -113,14 +114,18 @@ class CredentialModel:
         cred = event.credential_id
         if not cred or event.network not in ROUTABLE:
             return None
-        h = ctx.credential_hash(cred)
-        if self._multi_homed(h):
-            return None
+        h = ctx.cred_hash  # computed once per event (``Context.credential_hash``)
+        if h < 0:
+            h = ctx.credential_hash(cred)
+        entries = self.recent.get(h)
+        if entries is None or self._multi_homed(h):
+            return None  # (no entry: no other network to compare with)
         label = network_label(event)
-        window = self.settings.concurrent_minutes * 60
+        window = self.window
+        ts = ctx.ts
         public = event.network == "public"
-        for entry in self.recent.get(h, ()):
-            if entry[0] == label or abs(ctx.ts - entry[1]) > window:
+        for entry in entries:
+            if entry[0] == label or abs(ts - entry[1]) > window:
                 continue
             if public or (len(entry) > 2 and entry[2] == "public"):
                 return entry
@@ -144,10 +149,6 @@ class CredentialModel:
             details={"networks": sorted((label, other[0]))},
         )
 
-    @staticmethod
-    def _outside(event: Event) -> bool:
-        return is_instance_credential(event) and event.network not in INSIDE_CLASSES
-
     def _outside_signal(self, event: Event, reason: str) -> Signal:
         label = network_label(event)
         known = len(self.egress.d)
@@ -164,16 +165,20 @@ class CredentialModel:
     def learn(self, event: Event, ctx: Context, held: bool) -> None:
         """Remember networks per credential; count concurrency; learn egress prefixes."""
         cred = event.credential_id
-        if cred and event.network in ROUTABLE:
+        network = event.network
+        if cred and network in ROUTABLE:
             found = ctx.cred_other  # what ``score`` saw, when it ran for this event
             other = found[0] if found is not None else self._concurrent(event, ctx)
-            h = ctx.credential_hash(cred)
+            h = ctx.cred_hash
+            if h < 0:
+                h = ctx.credential_hash(cred)
             if other is not None:
                 self._count_concurrency(h, ctx)
-            self._remember(h, network_label(event), event.network, ctx)
-        if self._outside(event):
+            self._remember(h, network_label(event), network, ctx)
+        if network not in INSIDE_CLASSES and is_instance_credential(event):  # used outside
             self._learn_egress(event, ctx, held)
-        if not self.delivery_seen and (event.attributes or {}).get("ec2_role_delivery"):
+        if not self.delivery_seen and event.attributes and event.attributes.get(
+                "ec2_role_delivery"):
             self.delivery_seen = True
 
     def _count_concurrency(self, h: int, ctx: Context) -> None:
@@ -188,17 +193,19 @@ class CredentialModel:
 
     def _remember(self, h: int, label: str, klass: str, ctx: Context) -> None:
         entries = self.recent.get(h)
-        if entries is None:
+        ts = int(ctx.ts)
+        if entries is not None:
+            for entry in entries:
+                if entry[0] == label:
+                    if ts > entry[1]:
+                        entry[1] = ts
+                    return
+        else:
             if len(self.recent) >= CREDENTIAL_CAP:
                 oldest = min(self.recent, key=lambda k: (max(e[1] for e in self.recent[k]), k))
                 del self.recent[oldest]
                 self.multi.pop(oldest, None)
             entries = self.recent[h] = []
-        ts = int(ctx.ts)
-        for entry in entries:
-            if entry[0] == label:
-                entry[1] = max(entry[1], ts)
-                return
         entries.append([label, ts, klass])
         if len(entries) > NETWORKS_PER_CREDENTIAL:
             entries.remove(min(entries, key=lambda e: (e[1], e[0])))

@@ -31,31 +31,37 @@ CREDENTIAL_CAP = 16
 class DormancyModel:
     """Remembers when each credential of the identity was last used (bounded)."""
 
-    __slots__ = ("settings", "creds")
+    __slots__ = ("settings", "creds", "limit")
 
     def __init__(self, settings: ModelSettings) -> None:
         self.settings = settings
         self.creds: dict[int, int] = {}
+        self.limit = settings.dormancy_days * 86400  # seconds (settings are frozen)
 
     def _score(self, gap: float) -> float:
-        limit = self.settings.dormancy_days * 86400
+        limit = self.limit
         return clamp01(0.5 + 0.5 * min(1.0, (gap - limit) / (3 * limit)))
 
     def score(self, event: Event, ctx: Context) -> list[Signal]:
         """A signal when the identity or the credential was silent too long (pure)."""
-        limit = self.settings.dormancy_days * 86400
-        if ctx.last_ts is None or limit <= 0:
+        limit = self.limit
+        last_ts = ctx.last_ts
+        if last_ts is None or limit <= 0:
             return []
-        gap = ctx.ts - ctx.last_ts
+        ts = ctx.ts
+        gap = ts - last_ts
         if gap >= limit:
             return [self._identity_signal(ctx, gap)]
         cred = event.credential_id
         if not cred:
             return []
-        last = self.creds.get(ctx.credential_hash(cred))
-        if last is None or ctx.ts - last < limit:
+        h = ctx.cred_hash  # computed once per event (``Context.credential_hash``)
+        if h < 0:
+            h = ctx.credential_hash(cred)
+        last = self.creds.get(h)
+        if last is None or ts - last < limit:
             return []
-        return [self._credential_signal(ctx, cred, ctx.ts - last)]
+        return [self._credential_signal(ctx, cred, ts - last)]
 
     def _identity_signal(self, ctx: Context, gap: float) -> Signal:
         words = span_words(gap)
@@ -90,11 +96,18 @@ class DormancyModel:
         cred = event.credential_id
         if not cred:
             return
-        h = ctx.credential_hash(cred)
+        h = ctx.cred_hash
+        if h < 0:
+            h = ctx.credential_hash(cred)
         now = int(ctx.ts)
-        last = self.creds.get(h)
-        self.creds[h] = now if last is None else max(now, last)
-        if last is None and len(self.creds) > CREDENTIAL_CAP:
+        creds = self.creds
+        last = creds.get(h)
+        if last is not None:
+            if now > last:
+                creds[h] = now
+            return
+        creds[h] = now
+        if len(creds) > CREDENTIAL_CAP:
             oldest = min(self.creds, key=lambda k: (self.creds[k], k))
             del self.creds[oldest]
             ctx.degradations[("dormancy.credential", "evicted")] += 1

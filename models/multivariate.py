@@ -91,18 +91,27 @@ SIZE_LIMIT = 0.1 * WINDOW_SIZE
 _HEIGHT_STEPS = (None,) * HEIGHT  # ``for _ in _HEIGHT_STEPS``: HEIGHT steps, no range object
 
 
+def _hour_circle(hour: int) -> tuple[float, float]:
+    """The hour of day on the unit circle, shifted into [0, 1]: (sin, cos)."""
+    angle = 2 * math.pi * hour / 24
+    return (math.sin(angle) + 1) / 2, (math.cos(angle) + 1) / 2
+
+
+_HOUR_CIRCLE = tuple(_hour_circle(hour) for hour in range(24))  # computed once, same floats
+
+
 def raw_features(calls: int, fails: int, actions: int, resources: int, novel: int,
                  hour: int) -> dict[str, float]:
     """Unscaled window features (counts) plus the hour of day on the unit circle."""
-    angle = 2 * math.pi * (hour % 24) / 24
+    hour_sin, hour_cos = _HOUR_CIRCLE[hour % 24]
     return {
         "calls": float(calls),
         "fail_ratio": fails / calls if calls else 0.0,
         "distinct_actions": float(actions),
         "distinct_resources": float(resources),
         "novel": float(novel),
-        "hour_sin": (math.sin(angle) + 1) / 2,
-        "hour_cos": (math.cos(angle) + 1) / 2,
+        "hour_sin": hour_sin,
+        "hour_cos": hour_cos,
     }
 
 

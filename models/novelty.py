@@ -248,17 +248,45 @@ class NoveltyModel:
                 _use_known(tables[index], h, tables[index].d[h], hour, pending)
                 applied[index] = repeats
 
-    def _flush_table(self, index: int) -> None:
-        """Apply the memo's repeats to one table only: enough before that table is read
-        or gets a new value (uses of known values commute; tables are independent)."""
-        table = self.tables[index]
+    def _flush_tables(self, indices: list[int]) -> None:
+        """Apply the memo's repeats to these tables only: enough before a table is read or
+        gets a new value (uses of known values commute; tables are independent, so one
+        pass over the memo serves several tables, each still in memo order)."""
+        tables = self.tables
         for entry in self.memo.values():
-            repeats, applied = entry[3], entry[5]
-            if repeats != applied[index]:
-                h = entry[2].get(index)
-                if h is not None:
-                    _use_known(table, h, table.d[h], entry[4], repeats - applied[index])
+            repeats, applied, values, hour = entry[3], entry[5], entry[2], entry[4]
+            for index in indices:
+                uses = repeats - applied[index]
+                if not uses:
+                    continue
                 applied[index] = repeats
+                h = values.get(index)
+                if h is None:
+                    continue
+                # _use_known(table, h, table.d[h], hour, uses) written out (a hot loop)
+                table = tables[index]
+                d = table.d
+                packed = d[h]
+                count = packed & COUNT_MASK
+                if count == 1:
+                    table.n1 -= 1
+                last = packed >> 16
+                d[h] = ((hour if hour > last else last) << 16) | min(count + uses, COUNT_MASK)
+                table.total += uses
+                if uses == 1:
+                    table.rate -= RATE_ALPHA * table.rate
+                else:
+                    table.rate *= (1.0 - RATE_ALPHA) ** uses
+
+    def _unknown_tables(self, values: list, hour: int) -> list[int]:
+        """The tables whose value in this event is not known within the horizon."""
+        horizon, tables = self.horizon_h, self.tables
+        out = []
+        for index, h, _, _ in values:
+            packed = tables[index].d.get(h)
+            if packed is None or hour - (packed >> 16) > horizon:
+                out.append(index)
+        return out
 
     def _period(self, hour: int) -> int:
         """Memo entries live one day (or one hour when the horizon is under two days, so a
@@ -299,7 +327,9 @@ class NoveltyModel:
         taught: list[tuple[int, int]] = []
         novel_parts = 0
         teach_any = learn_known and not failed  # else only the error code is taught
-        for index, h, first, second in self.values(event, ctx):
+        unflushed = bool(self.memo)
+        values = self.values(event, ctx)
+        for index, h, first, second in values:
             table = tables[index]
             d = table.d
             packed = d.get(h)
@@ -316,8 +346,11 @@ class NoveltyModel:
                     table.rate -= RATE_ALPHA * table.rate
                     taught.append((index, h))
                 continue
-            if self.memo:  # uses of known values commute; a new value needs exact totals
-                self._flush_table(index)
+            if unflushed:  # uses of known values commute; a new value needs exact totals
+                # every table with a new value in this event at once: this is the first,
+                # the later ones are not touched before their turn (one value per table)
+                self._flush_tables(self._unknown_tables(values, hour))
+                unflushed = False
             if teach:
                 pending.append((index, h))
             if quiet:

@@ -64,6 +64,8 @@ class IdentityProfile:
         "models",
         "degradations",
         "_size_check",
+        "_bucket_seconds",
+        "_learning_seconds",
     )
 
     def __init__(self, identity: str, kind: str, settings: ModelSettings) -> None:
@@ -77,6 +79,9 @@ class IdentityProfile:
         self.models = [cls(settings) for cls in MODEL_CLASSES]
         self.degradations: Counter = Counter()
         self._size_check = 0
+        # per-event constants (the settings are frozen; ``bucket_seconds`` is a property)
+        self._bucket_seconds = settings.bucket_seconds
+        self._learning_seconds = settings.learning_min_days * 86400
 
     # -- the per-event loop -------------------------------------------------------------
 
@@ -108,11 +113,14 @@ class IdentityProfile:
         return self._score(event, self._context(event, peers))
 
     def _context(self, event: Event, peers) -> Context:
-        ctx = Context(event.ts, self.settings.bucket_seconds)
-        ctx.first_ts = self.first_ts
+        ts = event.ts
+        ctx = Context(ts, self._bucket_seconds)
+        ctx.first_ts = first = self.first_ts
         ctx.last_ts = self.last_ts
-        ctx.n_events = self.n_events
-        ctx.learning = self.in_learning(event.ts)
+        ctx.n_events = n = self.n_events
+        # ``in_learning(ts)`` written out (it runs for every event)
+        ctx.learning = (first is None or n < self.settings.learning_min_events
+                        or ts - first < self._learning_seconds)
         ctx.degradations = self.degradations
         if peers is not None:
             ctx.peers = peers

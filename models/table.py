@@ -14,6 +14,7 @@ learned only once they recur in ``accept_windows`` distinct windows, or are mark
 from __future__ import annotations
 
 import array
+from bisect import bisect_left
 from collections import Counter
 
 COUNT_MASK = 0xFFFF
@@ -40,6 +41,22 @@ def vocabulary(count: int, total: int) -> str:
     if share >= 0.005 and count >= 3:
         return INFREQUENT
     return RARE
+
+
+def least_count(share: float, total: int) -> int:
+    """The smallest count ``c`` with ``c / max(total, 1) >= share``, the very test of
+    ``vocabulary``: a rounded division by a fixed positive number never decreases as
+    ``c`` grows, so the counts passing the test are exactly those from ``c`` up."""
+    total = max(total, 1)
+    c = int(share * total)  # within one or two of the answer; the loops settle it exactly
+    while c > 0 and (c - 1) / total >= share:
+        c -= 1
+    while c / total < share:
+        c += 1
+    return c
+
+
+_COUNT_OF = COUNT_MASK.__and__  # ``packed & COUNT_MASK`` as a C-level callable for map()
 
 
 def _probes(h: int) -> tuple[int, int, int]:
@@ -157,7 +174,21 @@ class ValueTable:
         cached = self._words
         if cached is not None and cached[0] == total and cached[1] == len(self.d):
             return cached[2]
-        words = Counter(vocabulary(packed & COUNT_MASK, total) for packed in self.d.values())
+        # ``Counter(vocabulary(count, total) for every kept count)``, counted with two
+        # thresholds on the sorted counts instead of one call per value (it runs for every
+        # novelty signal): frequent from ``least_count(0.05)`` and 5 up, infrequent from
+        # ``least_count(0.005)`` and 3 up (the lower bound of the two), rare above 0
+        counts = sorted(map(_COUNT_OF, self.d.values()))
+        below_frequent = bisect_left(counts, max(5, least_count(0.05, total)))
+        below_infrequent = bisect_left(counts, max(3, least_count(0.005, total)))
+        below_rare = bisect_left(counts, 1)
+        sizes = ((UNSEEN, below_rare), (RARE, below_infrequent - below_rare),
+                 (INFREQUENT, below_frequent - below_infrequent),
+                 (FREQUENT, len(counts) - below_frequent))
+        words: Counter = Counter()
+        for word, n in sizes:
+            if n:
+                words[word] = n
         self._words = (total, len(self.d), words)
         return words
 

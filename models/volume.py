@@ -29,7 +29,10 @@ Event-time semantics: a bucket ``S`` is compared with the fold of all buckets up
 ``S − lag_buckets``; those are complete (no event more than ``lateness_minutes`` late can
 still reach them), so the same events give the same scores whatever their order within
 the lateness. The committed baseline trails the newest bucket by ``2 × lag − 1`` buckets
-and the few complete buckets in between are folded on the fly (cached per bucket).
+and the few complete buckets in between are folded on the fly (cached per bucket). When
+a sparse identity's new bucket is far from the cached one, the reference is folded from
+the committed baseline instead and the baseline's own next state is kept on the way, so
+each bucket (empty ones included) is folded once for both (``WindowModel.reference``).
 
 Poisoning and drift policy (B21): a complete bucket whose own score reaches
 ``holdout_score`` is not learned; it joins a quarantine run. ``accept_windows``
@@ -283,7 +286,7 @@ class WindowModel:
     """Per-bucket counts scored against a lagged, seasonal, poisoning-resistant baseline."""
 
     __slots__ = ("settings", "main", "open", "newest", "_cache", "bucket_seconds", "lag",
-                 "_limits_cache", "peak_decay", "_week_slots", "_next_main")
+                 "_limits_cache", "peak_decay", "_week_slots", "_next_main", "_chain_exact")
 
     def __init__(self, settings: ModelSettings) -> None:
         self.settings = settings
@@ -297,7 +300,8 @@ class WindowModel:
         self._week_slots = week_slots(self.bucket_seconds)
         self._cache: tuple[int, Reference] | None = None
         self._limits_cache: tuple | None = None
-        self._next_main: tuple[int, int, Reference] | None = None  # see ``reference``
+        self._next_main: tuple[int, int, Reference, tuple] | None = None  # see ``reference``
+        self._chain_exact = False  # see ``reference``
 
     # -- folding ------------------------------------------------------------------------
 
@@ -486,8 +490,10 @@ class WindowModel:
         return raw_features(bucket.n, bucket.fails, len(bucket.actions), len(bucket.resources),
                             bucket.novel, hour)
 
-    def _fold_until(self, ref: Reference, target: int, pending: dict[int, Bucket]) -> None:
-        """Fold buckets ``ref.through + 1 … target`` (empty ones capped to a week)."""
+    def _fold_until(self, ref: Reference, target: int, pending: dict[int, Bucket]) -> bool:
+        """Fold buckets ``ref.through + 1 … target`` (empty ones capped to a week); returns
+        whether a run of empty buckets was cut to the cap."""
+        capped = False
         index = ref.through + 1
         if ref.through < 0:
             index = min(pending) if pending else target + 1
@@ -497,6 +503,7 @@ class WindowModel:
                 later = [i for i in pending if index < i <= target]
                 stop = min(later) if later else target + 1
                 start = max(index, stop - MAX_ZERO_FOLDS)
+                capped = capped or start > index
                 if start < stop:
                     self._fold_zeros(ref, start, stop)
                 ref.through = stop - 1
@@ -504,12 +511,23 @@ class WindowModel:
                 continue
             self._fold(ref, index, bucket)
             index += 1
+        return capped
 
     def reference(self, index: int) -> Reference:
         """The baseline bucket ``index`` is compared with (all buckets ≤ index − lag).
 
         Built from the committed baseline plus the complete buckets after it, and cached
         by how far it reaches, so the next bucket's reference costs one more fold.
+
+        A cached reference is extended only while it is ahead of where ``main`` goes next;
+        when it is not (a sparse identity: the new bucket is several buckets after the
+        cached one), the reference is built from ``main`` instead and ``main``'s own next
+        folds are kept on the way (``_keep_next_main``), so the buckets in between are
+        folded once, not once here and again in ``_advance``. Both ways give the same
+        reference, bit for bit, while ``_chain_exact`` holds: every bucket was folded
+        complete and unchanged (no later event into a bucket the cached chain has folded)
+        and no run of empty buckets was cut to ``MAX_ZERO_FOLDS`` (where a cut falls
+        depends on how the folds are split).
         """
         target = index - self.lag
         main = self.main
@@ -519,37 +537,52 @@ class WindowModel:
         if cache is not None and main.through <= cache[0] <= target:
             if cache[0] == target:
                 return cache[1]
-            ref = cache[1].copy()
-        else:
-            ref = main.copy()
-            self._keep_next_main(ref, index)
+            if not (self._chain_exact and cache[0] < index - 2 * self.lag + 1
+                    and self._can_keep(index)):
+                ref = cache[1].copy()
+                return self._extend(ref, target)
+        ref = main.copy()
+        self._chain_exact = True
+        self._keep_next_main(ref, index)
+        return self._extend(ref, target)
+
+    def _extend(self, ref: Reference, target: int) -> Reference:
+        """Fold a fresh reference copy up to ``target`` and cache it."""
         pending = {i: b for i, b in self.open.items() if ref.through < i <= target}
-        self._fold_until(ref, target, pending)
+        if self._fold_until(ref, target, pending):
+            self._chain_exact = False
         self._cache = (target, ref)
         return ref
 
+    def _can_keep(self, index: int) -> bool:
+        """Whether ``_keep_next_main`` can keep ``main``'s next state for bucket ``index``:
+        it is the newest (so ``_advance`` targets ``index - 2 lag + 1``), that target is
+        ahead of ``main``, and the whole span up to the reference's target is within
+        ``MAX_ZERO_FOLDS``, so neither the split fold nor ``_advance`` caps a run: folding
+        ``a … m`` then ``m + 1 … t`` is then the very sequence of ``_fold`` calls as
+        folding ``a … t`` in one go."""
+        through = self.main.through
+        return (index > self.newest and through < index - 2 * self.lag + 1
+                and index - self.lag - through <= MAX_ZERO_FOLDS)
+
     def _keep_next_main(self, ref: Reference, index: int) -> None:
         """Fold ``ref`` (a fresh copy of ``main``) up to where ``main`` will be once bucket
-        ``index`` is learned, and keep a copy there for ``_advance``, so that the empty
-        buckets a sparse identity crosses are folded once, not once here and again in
-        ``_advance``.
+        ``index`` is learned, and keep a copy there for ``_advance`` (see ``_can_keep``).
 
-        Only when the result is exactly what ``_advance`` would compute: bucket ``index``
-        is the newest (so ``_advance`` targets ``index - 2 lag + 1``), no bucket is pending
-        up to there (pure empty folds, no HST window to hand over), and the whole span up
-        to the reference's target is within ``MAX_ZERO_FOLDS``, so neither this split
-        fold nor ``_advance`` caps a run: folding ``a … m`` then ``m + 1 … t`` is then the
-        very sequence of ``_fold`` calls as folding ``a … t`` in one go.
+        The copy folds the buckets exactly as ``_advance`` would (same pending buckets,
+        same calls), except that it lists the HST windows instead of learning them;
+        ``_advance`` teaches them to ``main``'s own trees, in order, when it takes the
+        copy, and only if the pending buckets are still those counted here (``n`` grows
+        with every event of a bucket, so equal counts mean equal contents).
         """
         self._next_main = None
-        main = self.main
-        mid = index - 2 * self.lag + 1
-        if (index <= self.newest or not main.through < mid <= index - self.lag
-                or index - self.lag - main.through > MAX_ZERO_FOLDS
-                or any(main.through < i <= mid for i in self.open)):
+        if not self._can_keep(index):
             return
-        self._fold_zeros(ref, main.through + 1, mid + 1)
-        self._next_main = (main.through, main.folds, ref.copy())
+        mid = index - 2 * self.lag + 1
+        pending = {i: b for i, b in self.open.items() if i <= mid}
+        self._fold_until(ref, mid, pending)  # within MAX_ZERO_FOLDS: never capped
+        counts = tuple(sorted((i, b.n) for i, b in pending.items()))
+        self._next_main = (self.main.through, self.main.folds, ref.copy(), counts)
 
     # -- scoring ------------------------------------------------------------------------
 
@@ -605,7 +638,11 @@ class WindowModel:
             return []
         index = ctx.bucket
         bucket = self.open.get(index)
-        ref, limits = self._limits(index)
+        cache = self._limits_cache  # the hit of ``_limits`` written out (most events)
+        if cache is not None and cache[0] == index and cache[1] == self.main.through:
+            ref, limits = cache[2], cache[3]
+        else:
+            ref, limits = self._limits(index)
         if bucket is None:
             n, fails, actions, resources = 1, 0, 1, 1
         else:
@@ -695,6 +732,8 @@ class WindowModel:
         if index <= self.main.through:
             ctx.degradations[("volume", "too_late")] += 1
             return
+        if self._cache is not None and index <= self._cache[0]:
+            self._chain_exact = False  # the cached chain folded this bucket without it
         bucket = self.open.get(index)
         if bucket is None:
             bucket = self.open[index] = Bucket()
@@ -719,14 +758,19 @@ class WindowModel:
             return
         pending = {i: b for i, b in self.open.items() if i <= target}
         kept, self._next_main = self._next_main, None
-        if (kept is not None and not pending and kept[2].through == target
-                and kept[0] == self.main.through and kept[1] == self.main.folds):
-            # the very folds this call would make, already made by ``reference``
+        if (kept is not None and kept[2].through == target
+                and kept[0] == self.main.through and kept[1] == self.main.folds
+                and kept[3] == tuple(sorted((i, b.n) for i, b in pending.items()))):
+            # the very folds this call would make, already made by ``reference``; the
+            # windows it listed are learned into main's trees in their order
             ref = kept[2]
+            windows = ref.hst_pending or ()
             ref.hst, ref.hst_pending = self.main.hst, None
+            for x in windows:
+                ref.hst.learn(x)
             self.main = ref
-        else:
-            self._fold_until(self.main, target, pending)
+        elif self._fold_until(self.main, target, pending):
+            self._chain_exact = False
         for i in pending:
             del self.open[i]
         # the caches check ``main.through`` themselves: a reference reaching further than

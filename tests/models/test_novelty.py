@@ -225,6 +225,23 @@ class TestVocabulary:
         assert vocabulary(5, 1000) == "infrequent"
         assert vocabulary(60, 1000) == "frequent"
 
+    def test_summary__counts_every_value_as_vocabulary_does(self):
+        """The threshold counting of ``summary`` against one ``vocabulary`` call per value,
+        boundary shares included (5 of 100 is exactly 0.05, 5 of 1,000 exactly 0.005)."""
+        import random
+        from collections import Counter
+
+        rng = random.Random(5)
+        for total in [0, 1, 7, 60, 100, 599, 600, 1000, 1001, 2000, 20_000, 65_535]:
+            table = ValueTable(cap=10_000)
+            counts = [1, 2, 3, 4, 5, 6, 29, 30, 31, 50, 99, 100, 101]
+            counts += [rng.randint(1, 3000) for _ in range(60)]
+            table.d = {h: (7 << 16) | c for h, c in enumerate(counts)}
+            table.total = total
+            expected = Counter(vocabulary(c, total) for c in counts)
+            assert table.summary() == expected, total
+            assert sum(expected.values()) == len(counts)
+
     def test_surprise__monotone_and_bounded(self):
         assert surprise(1.0) == 0.0
         assert surprise(1e-3) == 1.0
