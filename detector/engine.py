@@ -255,8 +255,12 @@ class Detector:
         max_live: int | None = None,
     ) -> None:
         from models.peers import PeerIndex
+        from models.profile import IdentityProfile
         from models.settings import ModelSettings
 
+        # Imported here rather than at an identity's first event: the models' imports take
+        # about a second of CPU, which would otherwise be counted in the replay's loop.
+        self._profile_class = IdentityProfile
         config = dict(config or {})
         self.stats = stats
         self.clock = clock or time.time
@@ -318,9 +322,7 @@ class Detector:
         return out
 
     def _new_state(self, event: Event) -> IdentityState:
-        from models.profile import IdentityProfile
-
-        profile = IdentityProfile(event.identity, event.identity_kind, self.model_settings)
+        profile = self._profile_class(event.identity, event.identity_kind, self.model_settings)
         state = IdentityState(profile, InventoryRecord(), AlertState())
         self.store[event.identity] = state
         return state
@@ -749,10 +751,8 @@ class Detector:
         self._install(key, self._decode_identity(data))
 
     def _decode_identity(self, data: bytes) -> IdentityState:
-        from models.profile import IdentityProfile
-
-        return decode_identity(data, lambda blob: IdentityProfile.from_bytes(
-            blob, self.model_settings))
+        load = self._profile_class.from_bytes
+        return decode_identity(data, lambda blob: load(blob, self.model_settings))
 
     def _install(self, key: str, state: IdentityState) -> None:
         self.store[key] = state

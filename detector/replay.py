@@ -30,6 +30,7 @@ write the summary JSON and the HTML report.
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import math
 import os
@@ -39,6 +40,7 @@ import struct
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -423,7 +425,8 @@ def run_loop(
     interrupted = terminated = False
     count = [0, 0.0]  # events processed, event time of the last one
     try:
-        _consume(events, detector, writer, activity, progress, metrics, count)
+        with relaxed_gc():
+            _consume(events, detector, writer, activity, progress, metrics, count)
     except KeyboardInterrupt as err:
         interrupted, terminated = True, isinstance(err, Terminated)
         stats = getattr(detector, "stats", None)
@@ -441,6 +444,37 @@ def run_loop(
     progress.close()
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     return LoopResult(count[0], wall, cpu, interrupted, terminated)
+
+
+GC_THRESHOLDS = (100_000, 20, 100)
+"""The cyclic collector's thresholds during the event loop (Python's default: 700, 10, 10)."""
+
+
+@contextmanager
+def relaxed_gc() -> Iterator[None]:
+    """Run the event loop with the cyclic garbage collector rarely, then restore it.
+
+    The loop allocates several container objects per event (events, signals, model
+    bookkeeping), so with the default thresholds the collector runs every few hundred
+    events and, every tenth or hundredth time, rescans every baseline built so far. Almost
+    nothing it finds is garbage: the state is freed by reference counting, and a whole
+    30-day replay leaves about a thousand objects in reference cycles. On replay_data the
+    collector took 0.94 s of CPU with the default thresholds and 0.2 s with these, for the
+    same alerts and the same peak memory.
+
+    ``gc.freeze`` moves what exists before the loop (imported modules, configuration, a
+    state snapshot loaded with ``--load-state``) out of the collector's sight, so a rare
+    full collection does not rescan it either. ``gc.unfreeze`` gives it back at the end:
+    a process that runs many replays (the tests) frees the cycles of earlier ones as usual.
+    """
+    thresholds = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
 
 
 def _consume(
