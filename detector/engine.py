@@ -277,7 +277,11 @@ class Detector:
         self._report_expired_rules()
         if store is None:
             limit = max_live_default() if max_live is None else max_live
-            store = IdentityStore(limit, self._decode_identity)
+            # a function of the profile class and settings, not a bound method: a store that
+            # held the detector would make the detector and every state it keeps one
+            # reference cycle, left for the cyclic collector instead of freed when dropped
+            store = IdentityStore(limit, identity_decoder(self._profile_class,
+                                                          self.model_settings))
         self.store: MutableMapping[str, IdentityState] = store
         self._bounded = isinstance(store, IdentityStore)
         # The bounded store's live states, read directly on the hot path (a hit is a dict
@@ -780,8 +784,7 @@ class Detector:
         self._install(key, self._decode_identity(data))
 
     def _decode_identity(self, data: bytes) -> IdentityState:
-        load = self._profile_class.from_bytes
-        return decode_identity(data, lambda blob: load(blob, self.model_settings))
+        return identity_decoder(self._profile_class, self.model_settings)(data)
 
     def _install(self, key: str, state: IdentityState) -> None:
         self.store[key] = state
@@ -998,6 +1001,12 @@ def encode_identity(state: IdentityState) -> bytes:
     )
     head = struct.pack(">HI", STATE_VERSION, len(profile))
     return b"".join((IDENTITY_MAGIC, head, profile, rest))
+
+
+def identity_decoder(profile_class: Any, settings: Any) -> Callable[[bytes], IdentityState]:
+    """``decode_identity`` with profiles of ``profile_class`` loaded under ``settings``."""
+    load = profile_class.from_bytes
+    return lambda data: decode_identity(data, lambda blob: load(blob, settings))
 
 
 def decode_identity(data: bytes, load_profile: Callable[[bytes], Any]) -> IdentityState:
