@@ -12,8 +12,14 @@ PATH defaults to ``replay_data/``. The stages:
 2. read + parse + reorder buffer;
 3. the same plus the replay loop's own bookkeeping (activity for the report, progress)
    around a stand-in detector that does nothing: the harness's whole overhead;
-4. the full ``nhi-detector replay`` (alerts written as JSON lines to /dev/null), as wall
-   time and as CPU time of this process, which is the one-core figure.
+4. the same with the real ``Detector`` whose profiles learn nothing and never signal: the
+   engine's own cost per event (state lookup, inventory, action facts, group expiry);
+5. the full ``nhi-detector replay`` (alerts written as JSON lines to /dev/null), as wall
+   time and as CPU time of this process, which is the one-core figure. Stage 5 minus
+   stage 4 is what the models cost.
+
+The modules (the models import river and scipy) are imported before the first stage and
+that one-off cost is printed on its own line, so every stage counts per-event work only.
 
 The target (issue 5) is at least 30,000 events/s end to end on one core on replay_data.
 Pin to one core with ``taskset -c 0`` for a strict one-core figure.
@@ -73,7 +79,23 @@ class NoDetector:
         return []
 
 
-def harness_only(paths: list[str]) -> int:
+class NullProfile:
+    """Stands in for ``IdentityProfile``: learns nothing, never signals, never learning."""
+
+    def __init__(self, *args: object) -> None:
+        self.degradations: dict = {}
+
+    def observe(self, event, peers):
+        return []
+
+    def in_learning(self, ts: float) -> bool:
+        return False
+
+    def learning_progress(self, ts: float) -> str:
+        return "learned"
+
+
+def harness_only(paths: list[str], detector=None) -> int:
     from detector.evaluation import Activity, AlertLog
     from detector.reorder import ReorderBuffer
     from detector.replay import AlertWriter, run_loop
@@ -84,9 +106,25 @@ def harness_only(paths: list[str]) -> int:
     events = ReorderBuffer(stats=stats).reorder(_events(paths, stats))
     with open(os.devnull, "wb") as sink:
         writer = AlertWriter(sink, "native", AlertLog())
-        result = run_loop(events, NoDetector(), writer, Activity(hourly=True),
+        result = run_loop(events, detector or NoDetector(), writer, Activity(hourly=True),
                           Progress(sys.stderr, enabled=False))
     return result.events
+
+
+def engine_without_models(paths: list[str]) -> int:
+    from detector.engine import Detector
+    from detector.stats import RunStats
+
+    detector = Detector({}, stats=RunStats())
+    detector._profile_class = NullProfile  # every new identity gets a null profile
+    return harness_only(paths, detector)
+
+
+def import_modules() -> None:
+    import detector.cli  # noqa: F401
+    import detector.engine  # noqa: F401
+    import detector.replay  # noqa: F401
+    import models.profile  # noqa: F401
 
 
 def full_replay(paths: list[str], config: str | None) -> dict:
@@ -127,6 +165,8 @@ def main() -> int:
     size = sum(f.stat().st_size for p in args.paths for f in
                ([Path(p)] if Path(p).is_file() else Path(p).rglob("*")) if f.is_file())
     print(f"input: {', '.join(args.paths)} ({size / 1e6:.1f} MB on disk)")
+    _, wall, cpu = timed(import_modules)
+    print(f"imports (once per process)   wall {wall:7.2f}s  cpu {cpu:7.2f}s")
     for run in range(1, args.repeat + 1):
         n, wall, cpu = timed(lambda: parse_only(args.paths))
         print(line(f"[{run}] read + parse", n, wall, cpu))
@@ -134,6 +174,8 @@ def main() -> int:
         print(line(f"[{run}] read + parse + reorder", n, wall, cpu))
         n, wall, cpu = timed(lambda: harness_only(args.paths))
         print(line(f"[{run}] ... + harness, no engine", n, wall, cpu))
+        n, wall, cpu = timed(lambda: engine_without_models(args.paths))
+        print(line(f"[{run}] ... + engine, null models", n, wall, cpu))
         summary, wall, cpu = timed(lambda: full_replay(args.paths, args.config))
         n = summary["events"]["total"]
         print(line(f"[{run}] full replay", n, wall, cpu))

@@ -50,6 +50,7 @@ from detector.errors import StateError
 from detector.event import Event
 from detector.inventory import InventoryRecord
 from detector.scoring import (
+    CACHE_CAP,
     SEVERITIES,
     SEVERITY_RANK,
     ScoringSettings,
@@ -255,8 +256,12 @@ class Detector:
         max_live: int | None = None,
     ) -> None:
         from models.peers import PeerIndex
+        from models.profile import IdentityProfile
         from models.settings import ModelSettings
 
+        # Imported here rather than at an identity's first event: the models' imports take
+        # about a second of CPU, which would otherwise be counted in the replay's loop.
+        self._profile_class = IdentityProfile
         config = dict(config or {})
         self.stats = stats
         self.clock = clock or time.time
@@ -272,9 +277,19 @@ class Detector:
         self._report_expired_rules()
         if store is None:
             limit = max_live_default() if max_live is None else max_live
-            store = IdentityStore(limit, self._decode_identity)
+            # a function of the profile class and settings, not a bound method: a store that
+            # held the detector would make the detector and every state it keeps one
+            # reference cycle, left for the cyclic collector instead of freed when dropped
+            store = IdentityStore(limit, identity_decoder(self._profile_class,
+                                                          self.model_settings))
         self.store: MutableMapping[str, IdentityState] = store
         self._bounded = isinstance(store, IdentityStore)
+        # The bounded store's live states, read directly on the hot path (a hit is a dict
+        # lookup and a move to the recent end; a miss goes through ``store.get``).
+        self._live = store.live if isinstance(store, IdentityStore) else None
+        # action -> (a deploy change action, its sensitive category): both depend only on
+        # the action and the configuration, so they are worked out once per distinct action
+        self._actions: dict[str, tuple[bool, Sensitivity | None]] = {}
         self.peers = PeerIndex(self.model_settings)
         self._changes: dict[str, list[Any]] = {}  # tenant|token -> [ts, deployer, action]
         self._open: dict[str, float] = {}  # identity -> earliest close of its open groups
@@ -294,43 +309,63 @@ class Detector:
         ts = event.ts
         if ts > self._now:
             self._now = ts
-        if self._bounded:
-            self.store.pinned = event.identity  # type: ignore[attr-defined]
-        state = self.store.get(event.identity)
+        key = event.identity
+        live = self._live
+        if live is not None:
+            self.store.pinned = key  # type: ignore[attr-defined]
+            state = live.get(key)
+            if state is not None:
+                live.move_to_end(key)
+            else:
+                state = self.store.get(key)
+        else:
+            state = self.store.get(key)
         if state is None:
             state = self._new_state(event)
         state.inventory.update(event)
         profile = state.profile
         signals = profile.observe(event, self.peers)
-        self._drain_degradations(profile)
-        if self.settings.is_change_action(event.action) and self.settings.is_deployer(event):
+        if profile.degradations:
+            self._drain_degradations(profile)
+        action = event.action
+        facts = self._actions.get(action)
+        if facts is None:
+            facts = self._action_facts(action)
+        change, sens = facts
+        if change and self.settings.is_deployer(event):
             self._remember_change(event)
         out: list[Alert] = []
         if state.alerts.groups:
-            self._close_expired(event.identity, state, ts, out)
+            self._close_expired(key, state, ts, out)
         if ts >= self._next_sweep:
             self._sweep(ts, out)
-        sens = self.catalogue.lookup(event.action) if event.action else None
         if sens is not None and not sens.applies(event):
             sens = None
         if signals or (sens is not None and sens.policy) or self.settings.policy_rules:
             self._evaluate(event, state, signals, sens, out)
         return out
 
-    def _new_state(self, event: Event) -> IdentityState:
-        from models.profile import IdentityProfile
+    def _action_facts(self, action: str) -> tuple[bool, Sensitivity | None]:
+        """Whether ``action`` is a deploy change, and its sensitive category (cached)."""
+        facts = (
+            self.settings.is_change_action(action),
+            self.catalogue.lookup(action) if action else None,
+        )
+        if len(self._actions) < CACHE_CAP:
+            self._actions[action] = facts
+        return facts
 
-        profile = IdentityProfile(event.identity, event.identity_kind, self.model_settings)
+    def _new_state(self, event: Event) -> IdentityState:
+        profile = self._profile_class(event.identity, event.identity_kind, self.model_settings)
         state = IdentityState(profile, InventoryRecord(), AlertState())
         self.store[event.identity] = state
         return state
 
     def _drain_degradations(self, profile: Any) -> None:
-        """Move the profile's new degradation counts into ``RunStats`` (usually empty)."""
+        """Move the profile's new degradation counts into ``RunStats``."""
         pending = profile.degradations
-        if pending:
-            self.stats.degradations.update(pending)
-            pending.clear()
+        self.stats.degradations.update(pending)
+        pending.clear()
 
     def _evaluate(
         self,
@@ -749,10 +784,7 @@ class Detector:
         self._install(key, self._decode_identity(data))
 
     def _decode_identity(self, data: bytes) -> IdentityState:
-        from models.profile import IdentityProfile
-
-        return decode_identity(data, lambda blob: IdentityProfile.from_bytes(
-            blob, self.model_settings))
+        return identity_decoder(self._profile_class, self.model_settings)(data)
 
     def _install(self, key: str, state: IdentityState) -> None:
         self.store[key] = state
@@ -969,6 +1001,12 @@ def encode_identity(state: IdentityState) -> bytes:
     )
     head = struct.pack(">HI", STATE_VERSION, len(profile))
     return b"".join((IDENTITY_MAGIC, head, profile, rest))
+
+
+def identity_decoder(profile_class: Any, settings: Any) -> Callable[[bytes], IdentityState]:
+    """``decode_identity`` with profiles of ``profile_class`` loaded under ``settings``."""
+    load = profile_class.from_bytes
+    return lambda data: decode_identity(data, lambda blob: load(blob, settings))
 
 
 def decode_identity(data: bytes, load_profile: Callable[[bytes], Any]) -> IdentityState:

@@ -177,3 +177,26 @@ class TestLimitSetting:
         detector = Detector({}, stats=RunStats(), store=store, max_live=1)
         detector.process(ev(0, T0, "s3:GetObject"))
         assert detector.store is store and len(store) == 1
+
+
+def test_a_dropped_detector_is_freed_without_the_cyclic_collector():
+    """The store holds a decoder, not the detector: no reference cycle keeps a replay's
+    states alive after the detector is dropped (the replay runs with the collector rare)."""
+    import gc
+    import weakref
+
+    events = stream()[:200]
+    gc.collect()
+    gc.disable()
+    try:
+        detector = Detector({}, stats=RunStats(), max_live=LIMIT)
+        for event in events:
+            detector.process(event)
+        assert detector.store.cold  # evicted states are decoded through the store's decoder
+        detector_ref = weakref.ref(detector)
+        store_ref = weakref.ref(detector.store)
+        del detector
+        assert detector_ref() is None
+        assert store_ref() is None
+    finally:
+        gc.enable()

@@ -252,3 +252,59 @@ class TestInterrupt:
         # reading stopped early: the files parsed so far, far from all of them
         assert 300 <= summary["events"]["total"] < sum(counts.values()) // 2
         assert not (tmp_path / "state.snap").exists()
+
+
+class TestLoopGarbageCollector:
+    """run_loop relaxes the cyclic GC while it runs and gives back the caller's settings."""
+
+    class Recorder:
+        """Stands in for the Detector: records the GC thresholds seen while processing."""
+
+        def __init__(self, fail_after: int | None = None) -> None:
+            self.seen: list[tuple[int, int, int]] = []
+            self.fail_after = fail_after
+
+        def process(self, event):
+            import gc
+
+            self.seen.append(gc.get_threshold())
+            if self.fail_after is not None and len(self.seen) >= self.fail_after:
+                raise RuntimeError("detector failed")
+            return []
+
+        def finish(self):
+            return []
+
+    @staticmethod
+    def loop(detector) -> None:
+        from detector.evaluation import Activity, AlertLog
+        from detector.event import Event
+        from detector.replay import AlertWriter, run_loop
+        from detector.summary import Progress
+
+        events = [Event(event_id=str(n), time=None, ts=logs.T0 + n, source="k8s.audit",
+                        identity="system:serviceaccount:prod:ingest") for n in range(3)]
+        writer = AlertWriter(io.BytesIO(), "native", AlertLog())
+        run_loop(events, detector, writer, Activity(hourly=False),
+                 Progress(io.StringIO(), enabled=False))
+
+    def test_thresholds_raised_inside_and_restored_after(self):
+        import gc
+
+        from detector.replay import GC_THRESHOLDS
+
+        before = gc.get_threshold()
+        recorder = self.Recorder()
+        self.loop(recorder)
+        assert recorder.seen == [GC_THRESHOLDS] * 3
+        assert gc.get_threshold() == before
+        assert gc.get_freeze_count() == 0
+
+    def test_restored_when_the_detector_raises(self):
+        import gc
+
+        before = gc.get_threshold()
+        with pytest.raises(RuntimeError, match="detector failed"):
+            self.loop(self.Recorder(fail_after=2))
+        assert gc.get_threshold() == before
+        assert gc.get_freeze_count() == 0
