@@ -10,8 +10,8 @@
 
 Each agent wraps every message in try/except: a poison message becomes a dead letter and
 the agent keeps consuming (B15). Every send has a timeout (B19); a send that still fails
-after retries stops the worker with a non-zero exit so the platform restarts it and the
-uncommitted messages are processed again (at least once). No detection logic lives here.
+after retries ends the worker at once with a non-zero exit so the platform restarts it and
+the uncommitted messages are processed again (at least once). No detection logic lives here.
 """
 
 from __future__ import annotations
@@ -19,12 +19,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import signal
 import ssl
-import threading
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 import faust
 
@@ -35,7 +34,6 @@ log = logging.getLogger(__name__)
 
 SEND_ATTEMPTS = 3
 FATAL_EXIT_CODE = 70
-FATAL_GRACE_S = 30.0
 HEALTH_INTERVAL_S = 2.0
 
 
@@ -47,19 +45,24 @@ class Runtime:
     pipeline: Pipeline
     health: Any
     metrics: Any
-    exit_code: int = 0
     roles: dict[str, Any] = field(default_factory=dict)
 
-    def fatal(self, reason: str) -> None:
-        """Stop the worker with a non-zero exit: graceful first, hard after a grace time."""
-        if self.exit_code:
-            return
-        log.critical("stopping the worker: %s", reason)
-        self.exit_code = FATAL_EXIT_CODE
-        timer = threading.Timer(FATAL_GRACE_S, os._exit, args=(FATAL_EXIT_CODE,))
-        timer.daemon = True
-        timer.start()
-        os.kill(os.getpid(), signal.SIGTERM)
+    def fatal(self, reason: str) -> NoReturn:
+        """End the worker now with exit code 70, without Faust's graceful stop.
+
+        A graceful stop would wait on the very deliveries that failed: it drains the streams
+        (the current message waits on the failed send), and every commit and the final
+        flush first wait for the producer's pending requests, bounded only by the broker
+        request timeout. Nothing is lost by skipping it: Faust commits an offset only after
+        flushing the producer, and the message whose send failed is never acknowledged,
+        so the restart reprocesses it and everything after the last commit.
+        """
+        log.critical("stopping the worker (exit %d, nothing more is committed): %s",
+                     FATAL_EXIT_CODE, reason)
+        logging.shutdown()  # flush the log handlers: os._exit skips the interpreter's exit
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        os._exit(FATAL_EXIT_CODE)
 
 
 def broker_credentials(settings: WorkerSettings) -> Any:
@@ -133,13 +136,19 @@ async def send_all(runtime: Runtime, records: list[Record], *, acked: bool = Fal
     also wait until the broker has acknowledged every one of them."""
     timeout = runtime.settings.io_timeout
     pending = [await _send_one(runtime, record, timeout) for record in records]
-    if acked and pending:
-        try:
-            await asyncio.wait_for(asyncio.gather(*[p for p in pending if p is not None]),
-                                   timeout)
-        except Exception as err:  # noqa: BLE001 - cannot deliver: restart from the commit
-            runtime.fatal(f"alerts were not acknowledged within {timeout:.0f}s: {err!r}")
-            raise
+    waiting = [p for p in pending if p is not None]
+    if not acked or not waiting:
+        return
+    # asyncio.wait, unlike wait_for, leaves the sends pending at the timeout: a cancelled
+    # send's future would make Faust's Topic._on_published callback log a traceback.
+    done, late = await asyncio.wait(waiting, timeout=timeout)
+    if late:
+        runtime.fatal(f"{len(late)} of {len(waiting)} alerts were not acknowledged "
+                      f"within {timeout:g}s")
+    for future in done:
+        if future.cancelled() or future.exception() is not None:
+            err = "cancelled" if future.cancelled() else repr(future.exception())
+            runtime.fatal(f"an alert was not delivered: {err}")
 
 
 async def _send_one(runtime: Runtime, record: Record, timeout: float) -> Any:
@@ -155,7 +164,6 @@ async def _send_one(runtime: Runtime, record: Record, timeout: float) -> Any:
             if attempt == SEND_ATTEMPTS:
                 runtime.fatal(f"cannot produce to the {record.role} topic after "
                               f"{SEND_ATTEMPTS} attempts: {err!r}")
-                raise
             log.warning("send to %s failed (%r); retry %d", record.role, err, attempt)
             await asyncio.sleep(min(2.0**attempt, timeout))
     return None

@@ -7,7 +7,8 @@ backoff (``streams.admin``); the optional warm start (``streams.warmstart``); th
 worker until SIGTERM or SIGINT, which finish the buffered messages, commit, flush and close.
 
 Exit codes: 0 stopped on a signal, 2 invalid configuration or state file, 3 broker or
-topics unavailable past ``--startup-timeout``, 70 a send kept failing at run time.
+topics unavailable past ``--startup-timeout``, 70 a send kept failing at run time (the
+worker then ends at once, see ``streams.app.Runtime.fatal``).
 """
 
 from __future__ import annotations
@@ -146,5 +147,5 @@ def _run_faust(app: Any, runtime: Any) -> int:
     except SystemExit as exc:
         code = exc.code
     runtime.health.set_phase("stopping", ready=False, reason="worker stopped")
-    log.info("worker stopped (exit %s)", runtime.exit_code or code or 0)
-    return runtime.exit_code or int(code or 0)
+    log.info("worker stopped (exit %s)", code or 0)
+    return int(code or 0)
