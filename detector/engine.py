@@ -897,7 +897,10 @@ class Detector:
         state = self._peek(key)
         if state is None:
             return None
-        now = self._now
+        # A worker that restored this identity from its table without applying a new event
+        # (a redelivery after a crash) has a clock behind what the identity has seen; the
+        # identity's own last event bounds "now" from below.
+        now = max(self._now, state.inventory.last_seen)
         return state.inventory.view(
             key,
             now=now,

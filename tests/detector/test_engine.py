@@ -418,6 +418,20 @@ class TestState:
         assert all(a.revision > 1 for a in update)
         assert worker.identity_state("absent") is None
 
+    def test_restored_identity_is_not_in_learning_before_any_new_event(self):
+        """A restarted worker restores a learned identity and publishes its inventory
+        before applying anything (all its events were redelivered): the entry must not
+        claim the identity is back in its learning period."""
+        detector, _ = learned()
+        before = detector.inventory_entry(ROLE)
+        restarted = Detector({}, stats=RunStats())
+        restarted.set_identity_state(ROLE, detector.identity_state(ROLE))
+        after = restarted.inventory_entry(ROLE)
+        assert before["in_learning"] is False
+        assert after["in_learning"] is False
+        assert after["dormant"] is before["dormant"] is False
+        assert after["events"] == before["events"] > 0
+
     def test_table_backed_worker_matches_the_in_memory_detector(self):
         """The worker keeps each identity in a table and may evict it between messages:
         reloading the blob before every event must give exactly the same alerts."""
