@@ -94,10 +94,17 @@ def _use_known(table: ValueTable, h: int, packed: int, hour: int, uses: int = 1)
     last = packed >> 16
     table.d[h] = ((hour if hour > last else last) << 16) | min(count + uses, COUNT_MASK)
     table.total += uses
-    if uses == 1:
-        table.rate -= RATE_ALPHA * table.rate
-    else:
-        table.rate *= (1.0 - RATE_ALPHA) ** uses
+    table.rate = decay(table.rate, uses)
+
+
+def decay(rate: float, uses: int) -> float:
+    """The moving rate of new values after ``uses`` uses of known values, taken one use at
+    a time with the very float operation of a single use: a batch of repeats then ends
+    exactly where the event-by-event path (and a profile restored from its blob) does.
+    ``rate * (1 - RATE_ALPHA) ** uses`` is the same number on paper, not in the last bits."""
+    for _ in range(uses):
+        rate -= RATE_ALPHA * rate
+    return rate
 
 
 def signature(event: Event) -> tuple:
@@ -211,8 +218,12 @@ class NoveltyModel:
     with the same values (its *signature*), is counted in a small memo instead of
     touching eleven tables. The memo is flushed into the tables before anything reads
     them (a new value, pruning, feedback, serialisation), so every score and every blob
-    is exactly what the table-by-table path gives. Anything that can make a known value
-    unknown (eviction, pruning, trimming) bumps ``epoch`` and invalidates the memo.
+    is exactly what the table-by-table path gives, bit for bit: between two such reads a
+    table only sees uses of known values, whose moving-rate step is one and the same float
+    operation, so replaying the memo's steps later, one by one (``decay``), lands on the
+    same float. A profile restored from its blob (no memo) therefore scores exactly like
+    one that stayed in memory. Anything that can make a known value unknown (eviction,
+    pruning, trimming) bumps ``epoch`` and invalidates the memo.
     """
 
     __slots__ = ("settings", "tables", "last_prune_day", "horizon_h", "memo", "epoch")
@@ -235,7 +246,8 @@ class NoveltyModel:
         return ctx.values
 
     def flush(self) -> None:
-        """Apply the repeats counted in the memo to the tables (no logical change)."""
+        """Apply the repeats counted in the memo to the tables (no change to any score or
+        blob: see the class docstring)."""
         for entry in self.memo.values():
             self._apply(entry)
 
@@ -252,7 +264,7 @@ class NoveltyModel:
         """Apply the memo's repeats to these tables only: enough before a table is read or
         gets a new value (uses of known values commute; tables are independent, so one
         pass over the memo serves several tables, each still in memo order)."""
-        tables = self.tables
+        tables, alpha = self.tables, RATE_ALPHA
         for entry in self.memo.values():
             repeats, applied, values, hour = entry[3], entry[5], entry[2], entry[4]
             for index in indices:
@@ -273,10 +285,10 @@ class NoveltyModel:
                 last = packed >> 16
                 d[h] = ((hour if hour > last else last) << 16) | min(count + uses, COUNT_MASK)
                 table.total += uses
-                if uses == 1:
-                    table.rate -= RATE_ALPHA * table.rate
-                else:
-                    table.rate *= (1.0 - RATE_ALPHA) ** uses
+                rate = table.rate
+                for _ in range(uses):  # decay(rate, uses) written out
+                    rate -= alpha * rate
+                table.rate = rate
 
     def _unknown_tables(self, values: list, hour: int) -> list[int]:
         """The tables whose value in this event is not known within the horizon."""

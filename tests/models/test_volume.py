@@ -253,8 +253,8 @@ class TestReferenceCache:
         """A profile that builds its references incrementally (cached chains, and main's
         next state kept on the way) gives the same window signals and window state, bit
         for bit, as one restored from its blob before every event, which has no cache.
-        (Only the window model is compared: the novelty memo applies repeats in another
-        order than a restored profile, which can move a novelty score in its last bit.)"""
+        (Only the window model is compared here; test_novelty_memo compares whole
+        profiles.)"""
         settings = ModelSettings(learning_min_days=0.5, learning_min_events=30)
         cached = IdentityProfile(ROLE, "workload", settings)
         blob = cached.to_bytes()
