@@ -278,6 +278,24 @@ def test_a_send_hanging_longer_than_the_session_timeout_keeps_the_member_and_los
     assert alerts and {a["identity"]["key"] for a in alerts} == {victim}
 
 
+def restart_loses_nothing(args: list[str], tmp_path: Path, bootstrap: str, app_id: str,
+                          records: list[dict]) -> None:
+    """A fresh worker on the same state accounts for every record, stops cleanly, and the
+    only alerted identity is the scenario's victim."""
+    again = start_worker(args, tmp_path / "worker-again.log")
+    try:
+        again.wait_ready()
+        wanted = {r["eventID"] for r in records}
+        accounted = accounted_ids(bootstrap, app_id, wanted, timeout=180)
+        alerts = alerts_on(bootstrap, app_id, timeout=5)
+    finally:
+        code_again = again.stop(signal.SIGTERM, timeout=90)
+    assert code_again == 0, again.log_tail()
+    assert wanted <= accounted
+    victim = scenario.role_arn(scenario.VICTIM)
+    assert alerts and {a["identity"]["key"] for a in alerts} == {victim}
+
+
 def wait_for_live(worker, timeout: float = 60.0) -> bool:
     return wait_for(lambda: worker.get("/livez")[0], lambda code: code == 200, timeout) == 200
 
@@ -317,18 +335,7 @@ def test_a_send_hanging_past_the_io_timeout_stops_the_worker_and_a_restart_loses
     # the late sends were left pending, not cancelled: no traceback from Faust's callback
     assert "_on_published" not in log_text and "Traceback" not in log_text, log_text[-5000:]
 
-    again = start_worker(args, tmp_path / "worker-again.log")
-    try:
-        again.wait_ready()
-        wanted = {r["eventID"] for r in story.records + later}
-        accounted = accounted_ids(bootstrap, app_id, wanted, timeout=180)
-        alerts = alerts_on(bootstrap, app_id, timeout=5)
-    finally:
-        code_again = again.stop(signal.SIGTERM, timeout=90)
-    assert code_again == 0, again.log_tail()
-    assert wanted <= accounted
-    victim = scenario.role_arn(scenario.VICTIM)
-    assert alerts and {a["identity"]["key"] for a in alerts} == {victim}
+    restart_loses_nothing(args, tmp_path, bootstrap, app_id, story.records + later)
 
 
 def test_a_hung_repartition_send_stops_commits_and_liveness_says_so(
@@ -360,18 +367,7 @@ def test_a_hung_repartition_send_stops_commits_and_liveness_says_so(
     assert held >= 1
     assert live is not None and live[1]["stuck_partitions"], worker.log_tail()
 
-    again = start_worker(args, tmp_path / "worker-again.log")
-    try:
-        again.wait_ready()
-        wanted = {r["eventID"] for r in story.records + later}
-        accounted = accounted_ids(bootstrap, app_id, wanted, timeout=180)
-        alerts = alerts_on(bootstrap, app_id, timeout=5)
-    finally:
-        code_again = again.stop(signal.SIGTERM, timeout=90)
-    assert code_again == 0, again.log_tail()
-    assert wanted <= accounted
-    victim = scenario.role_arn(scenario.VICTIM)
-    assert alerts and {a["identity"]["key"] for a in alerts} == {victim}
+    restart_loses_nothing(args, tmp_path, bootstrap, app_id, story.records + later)
 
 
 def wait_for(probe, done, timeout: float):
