@@ -275,18 +275,15 @@ class Detector:
         if config.get("suppressions_file"):
             self.suppressions.extend(load_rules_file(config["suppressions_file"]))
         self._report_expired_rules()
+        # a function of the profile class and settings, not a bound method: a store that
+        # held the detector would make the detector and every state it keeps one
+        # reference cycle, left for the cyclic collector instead of freed when dropped
+        self._decode_identity = identity_decoder(self._profile_class, self.model_settings)
         if store is None:
             limit = max_live_default() if max_live is None else max_live
-            # a function of the profile class and settings, not a bound method: a store that
-            # held the detector would make the detector and every state it keeps one
-            # reference cycle, left for the cyclic collector instead of freed when dropped
-            store = IdentityStore(limit, identity_decoder(self._profile_class,
-                                                          self.model_settings))
+            store = IdentityStore(limit, self._decode_identity)
         self.store: MutableMapping[str, IdentityState] = store
         self._bounded = isinstance(store, IdentityStore)
-        # The bounded store's live states, read directly on the hot path (a hit is a dict
-        # lookup and a move to the recent end; a miss goes through ``store.get``).
-        self._live = store.live if isinstance(store, IdentityStore) else None
         # action -> (a deploy change action, its sensitive category): both depend only on
         # the action and the configuration, so they are worked out once per distinct action
         self._actions: dict[str, tuple[bool, Sensitivity | None]] = {}
@@ -310,16 +307,9 @@ class Detector:
         if ts > self._now:
             self._now = ts
         key = event.identity
-        live = self._live
-        if live is not None:
+        if self._bounded:
             self.store.pinned = key  # type: ignore[attr-defined]
-            state = live.get(key)
-            if state is not None:
-                live.move_to_end(key)
-            else:
-                state = self.store.get(key)
-        else:
-            state = self.store.get(key)
+        state = self.store.get(key)
         if state is None:
             state = self._new_state(event)
         state.inventory.update(event)
@@ -782,9 +772,6 @@ class Detector:
     def set_identity_state(self, key: str, data: bytes) -> None:
         """Install an identity's state from ``identity_state`` output (a table value)."""
         self._install(key, self._decode_identity(data))
-
-    def _decode_identity(self, data: bytes) -> IdentityState:
-        return identity_decoder(self._profile_class, self.model_settings)(data)
 
     def _install(self, key: str, state: IdentityState) -> None:
         self.store[key] = state
