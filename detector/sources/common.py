@@ -27,6 +27,19 @@ UTC = timezone.utc
 MIN_YEAR, MAX_YEAR = 1970, 2100
 MAX_USER_AGENT = 512
 _CACHE_LIMIT = 50_000
+MAX_CACHED_KEY = 512
+"""Characters: a longer key is worked out each time, not kept, so the caches' memory is
+bounded by their size in bytes as well as in entries."""
+
+
+def remember(cache: dict, key: Any, value: Any, size: int, limit: int = _CACHE_LIMIT) -> Any:
+    """Keep ``value`` under ``key`` in one of the sources' caches of pure results, unless
+    the key is longer than ``MAX_CACHED_KEY`` (``size``); a full cache starts over."""
+    if size <= MAX_CACHED_KEY:
+        if len(cache) >= limit:
+            cache.clear()
+        cache[key] = value
+    return value
 
 _MONTHS = {
     name: number
@@ -172,10 +185,7 @@ def classify_network(value: Any) -> tuple[str | None, str, str | None]:
         return None, "unknown", None
     hit = NETWORK_CACHE.get(value)
     if hit is None:
-        hit = _classify_network(value)
-        if len(NETWORK_CACHE) >= _CACHE_LIMIT:
-            NETWORK_CACHE.clear()
-        NETWORK_CACHE[value] = hit
+        hit = remember(NETWORK_CACHE, value, _classify_network(value), len(value))
     return hit
 
 
@@ -258,10 +268,8 @@ def user_agent(value: Any) -> tuple[str | None, str | None]:
         if cleaned.startswith("[") and cleaned.endswith("]"):
             cleaned = cleaned[1:-1]
         cleaned = cleaned[:MAX_USER_AGENT]
-        hit = (cleaned, _family(cleaned.lower()))
-        if len(USER_AGENT_CACHE) >= _CACHE_LIMIT:
-            USER_AGENT_CACHE.clear()
-        USER_AGENT_CACHE[value] = hit
+        hit = remember(USER_AGENT_CACHE, value, (cleaned, _family(cleaned.lower())),
+                       len(value))
     return hit
 
 

@@ -24,6 +24,7 @@ from detector.sources.common import (
     NETWORK_CACHE,
     USER_AGENT_CACHE,
     RecordError,
+    remember,
     record_digest,
     as_dict,
     classify_network,
@@ -42,7 +43,6 @@ _fromisoformat = datetime.fromisoformat
 _agent_hit = USER_AGENT_CACHE.get  # cache hits without a function call: the hot path
 _network_hit = NETWORK_CACHE.get
 _CACHE_LIMIT = 20_000
-_MAX_CACHED_KEY = 512  # characters: bounds the caches' memory, not only their entries
 # Pure functions of one string each, cached whole: a project has a few hundred principals
 # and methods but sees them on every entry. Keys are the raw values, results immutable.
 _PRINCIPALS: dict[str, tuple[str, str, str]] = {}  # e-mail -> (kind, reason, principal type)
@@ -201,24 +201,17 @@ def normalise(record: dict[str, Any], resolver: Resolver, hints: dict[str, Any])
 
 def _principal_facts(email: str) -> tuple[str, str, str]:
     kind, reason = classify_gcp(email)
-    facts = (kind, reason, _principal_type(email))
-    if len(email) <= _MAX_CACHED_KEY:  # a pathological value is worked out, not kept
-        if len(_PRINCIPALS) >= _CACHE_LIMIT:
-            _PRINCIPALS.clear()
-        _PRINCIPALS[email] = facts
-    return facts
+    return remember(_PRINCIPALS, email, (kind, reason, _principal_type(email)), len(email),
+                    _CACHE_LIMIT)
 
 
 def _operation(service: str, method: str) -> tuple[str, str, bool | None]:
     """``(method, action, read_only)`` for raw ``serviceName`` and ``methodName`` strings."""
     name = method[:256] or "unknown"
     action = f"{(service[:128] or 'unknown').partition('.')[0]}:{name}"
-    facts = (name, action, read_only_from_operation(name))
-    if len(service) + len(method) <= _MAX_CACHED_KEY:
-        if len(_OPERATIONS) >= _CACHE_LIMIT:
-            _OPERATIONS.clear()
-        _OPERATIONS[(service, method)] = facts
-    return facts
+    return remember(_OPERATIONS, (service, method),
+                    (name, action, read_only_from_operation(name)),
+                    len(service) + len(method), _CACHE_LIMIT)
 
 
 def normalise_general(record: dict[str, Any], resolver: Resolver, hints: dict[str, Any]

@@ -25,6 +25,7 @@ from detector.sources.common import (
     NETWORK_CACHE,
     USER_AGENT_CACHE,
     RecordError,
+    remember,
     record_digest,
     as_dict,
     classify_network,
@@ -44,7 +45,6 @@ _fromisoformat = datetime.fromisoformat
 _agent_hit = USER_AGENT_CACHE.get  # cache hits without a function call: the hot path
 _network_hit = NETWORK_CACHE.get
 _CACHE_LIMIT = 20_000
-_MAX_CACHED_KEY = 512  # characters: bounds the cache's memory, not only its entries
 # What a username alone decides, per (username, cluster): key, kind, reason, principal type,
 # service-account namespace and name, credential type without extra. Pure functions of the
 # two strings; EKS role ARNs are left out (their key depends on the resolver's state).
@@ -156,11 +156,8 @@ def _user_facts(username: str, cluster: str | None
     facts = (f"{cluster}/{username}" if cluster else username, kind, reason,
              _principal_type(username), account.get("sa_namespace"), account.get("sa_name"),
              _credential({}, username)[1])
-    if len(username) + len(cluster or "") <= _MAX_CACHED_KEY:  # else worked out, not kept
-        if len(_USERS) >= _CACHE_LIMIT:
-            _USERS.clear()
-        _USERS[(username, cluster)] = facts
-    return facts
+    return remember(_USERS, (username, cluster), facts, len(username) + len(cluster or ""),
+                    _CACHE_LIMIT)
 
 
 def normalise_general(record: dict[str, Any], resolver: Resolver, hints: dict[str, Any],

@@ -16,7 +16,15 @@ from hypothesis import strategies as st
 
 from detector.identity import Resolver
 from detector.sources import gcp, k8s
-from detector.sources.common import RecordError, SkipRecord
+from detector.sources.common import (
+    MAX_USER_AGENT,
+    NETWORK_CACHE,
+    USER_AGENT_CACHE,
+    RecordError,
+    SkipRecord,
+    classify_network,
+    user_agent,
+)
 
 GCP_RECORDS: list[dict[str, Any]] = [
     {"insertId": "a1", "timestamp": "2026-11-23T08:35:46.026915998Z", "severity": "NOTICE",
@@ -241,3 +249,13 @@ def test_fast_path_caches_keep_no_oversized_keys() -> None:
     audit["user"]["username"] = "u" * 5000
     event = k8s.normalise(audit, Resolver(), {})
     assert event.identity == "u" * 5000 and ("u" * 5000, None) not in k8s._USERS
+
+
+def test_shared_caches_keep_no_oversized_keys() -> None:
+    """The user-agent and network caches (keyed on raw values) keep the same bound."""
+    agent = "Terraform/1.9 " + "a" * 5000
+    assert user_agent(agent) == (agent[:MAX_USER_AGENT], user_agent(agent[:100])[1])
+    assert agent not in USER_AGENT_CACHE and "Terraform/1.9 " + "a" * 86 in USER_AGENT_CACHE
+    host = "h" * 5000
+    assert classify_network(host) == (None, "unknown", None)
+    assert host not in NETWORK_CACHE
