@@ -10,33 +10,15 @@ from pathlib import Path
 import orjson
 import pytest
 
-from detector.sources import JsonlDeadLetters, ListDeadLetters, Parser, parse_payload, read_paths
+from detector.sources import JsonlDeadLetters, ListDeadLetters, Parser, parse_payload
 from detector.sources.deadletter import MAX_RAW_BYTES, REASONS
 from detector.stats import RunStats
-
-
-def record(index: int = 0, **extra: object) -> dict:
-    base = {"eventTime": "2024-03-04T10:00:00Z", "eventSource": "s3.amazonaws.com",
-            "eventName": "ListBuckets", "eventID": f"id-{index}",
-            "userIdentity": {"type": "IAMUser", "accountId": "123456789012",
-                             "arn": "arn:aws:iam::123456789012:user/bot",
-                             "accessKeyId": "AKIAEXAMPLE00000001"},
-            "sourceIPAddress": "198.51.100.1", "userAgent": "aws-cli/2.0"}
-    base.update(extra)
-    return base
+from tests.detector.sources_helpers import read, record
 
 
 def good_file(path: Path, count: int = 2) -> Path:
     path.write_bytes(orjson.dumps({"Records": [record(i) for i in range(count)]}))
     return path
-
-
-def read(paths: list[Path | str], **kwargs: object) -> tuple[list, RunStats, ListDeadLetters]:
-    stats, dead = RunStats(), ListDeadLetters()
-    events = list(read_paths([str(p) for p in paths], stats=stats, dead_letters=dead,
-                             **kwargs))  # type: ignore[arg-type]
-    assert stats.balanced()
-    return events, stats, dead
 
 
 class TestBadInput:

@@ -17,39 +17,27 @@ from pathlib import Path
 import orjson
 import pytest
 
-from detector.sources import ListDeadLetters, Parser, parse_payload, read_paths
+from detector.sources import ListDeadLetters, Parser, parse_payload
 from detector.sources.common import parse_time
 from detector.sources.deadletter import REASONS
 from detector.stats import RunStats
+from tests.detector.sources_helpers import read
+from tests.detector.sources_helpers import record as shared_record
 
 NHI = Path(sys.executable).with_name("nhi-detector")
 
 
 def record(index: int = 0, **extra: object) -> dict:
-    base = {"eventVersion": "1.08", "eventTime": "2024-03-04T10:00:00Z",
-            "eventSource": "s3.amazonaws.com", "eventName": "ListBuckets",
-            "eventID": f"id-{index}",
-            "userIdentity": {"type": "IAMUser", "accountId": "123456789012",
-                             "arn": "arn:aws:iam::123456789012:user/bot",
-                             "accessKeyId": "AKIAEXAMPLE00000001"},
-            "resources": [{"ARN": "arn:aws:s3:::a"}, {"ARN": "arn:aws:s3:::b"}],
-            "sourceIPAddress": "198.51.100.1", "userAgent": "aws-cli/2.0"}
-    base.update(extra)
-    return base
+    """The shared test record with a version and two resources, as a trail delivers."""
+    fields: dict[str, object] = {
+        "eventVersion": "1.08",
+        "resources": [{"ARN": "arn:aws:s3:::a"}, {"ARN": "arn:aws:s3:::b"}]}
+    fields.update(extra)
+    return shared_record(index, **fields)
 
 
 def ids(count: int, *missing: int) -> list[str]:
     return [f"id-{i}" for i in range(count) if i not in missing]
-
-
-def read(paths: list[Path | str], parser: Parser | None = None
-         ) -> tuple[list, RunStats, ListDeadLetters]:
-    stats, dead = (parser.stats, parser.dead_letters) if parser else (RunStats(),
-                                                                      ListDeadLetters())
-    events = list(read_paths([str(p) for p in paths], stats=stats, dead_letters=dead,
-                             parser=parser))
-    assert stats.balanced()
-    return events, stats, dead  # type: ignore[return-value]
 
 
 def parse(data: bytes, **kwargs: object) -> tuple[list, RunStats, ListDeadLetters]:
