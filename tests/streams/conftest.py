@@ -13,10 +13,13 @@ import importlib.util
 import logging
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from tests.streams import scenario
 
 REPO = Path(__file__).resolve().parents[2]
 BROKER_HELPER = REPO / "tools" / "kafka" / "broker.py"
@@ -36,24 +39,49 @@ def load_broker_helper():
     return module
 
 
+@pytest.fixture(scope="module")
+def story() -> scenario.Scenario:
+    """The worker tests' labelled scenario (test_b19_kafka and test_pipeline define their
+    own variants)."""
+    return scenario.build(days=5, per_hour=2)
+
+
 @pytest.fixture(scope="session")
 def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     """A running broker (``.bootstrap``, ``.kind``, ``.log_path``), stopped after the session."""
-    helper = load_broker_helper()
     workdir = tmp_path_factory.mktemp("kafka")
-    try:
-        broker = helper.start_broker(workdir)
-    except helper.BrokerUnavailable as err:
-        if os.environ.get("NHI_REQUIRE_KAFKA") == "1":
-            pytest.fail(f"NHI_REQUIRE_KAFKA=1 but no broker could be started: {err}",
-                        pytrace=False)
-        pytest.skip(str(err))
+    broker = started_or_skip("no broker could be started",
+                             lambda helper: helper.start_broker(workdir))
     log.info("kafka fixture: %s broker at %s, log %s", broker.kind, broker.bootstrap,
              broker.log_path)
     try:
         yield broker
     finally:
         broker.stop()
+
+
+def started_or_skip(what: str, start: Callable[[Any], Any]) -> Any:
+    """``start(broker helper)``; when it raises BrokerUnavailable the test fails under
+    NHI_REQUIRE_KAFKA=1 (CI) and is skipped otherwise."""
+    helper = load_broker_helper()
+    try:
+        return start(helper)
+    except helper.BrokerUnavailable as err:
+        if os.environ.get("NHI_REQUIRE_KAFKA") == "1":
+            pytest.fail(f"NHI_REQUIRE_KAFKA=1 but {what}: {err}",
+                        pytrace=False)
+        pytest.skip(str(err))
+
+
+def apache_kafka_only(why: str) -> None:
+    """Skip a test that configures its own Apache Kafka from the jars when the run uses
+    another broker (KAFKA_BOOTSTRAP_SERVERS: it ``why``) or leaves the jars out."""
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip():
+        pytest.skip(f"the broker of KAFKA_BOOTSTRAP_SERVERS {why}; these tests need Apache "
+                    "Kafka started from its jars")
+    skipped = {s.strip() for s in os.environ.get("NHI_KAFKA_SKIP", "").split(",")}
+    if "jars" in skipped:
+        pytest.skip("NHI_KAFKA_SKIP excludes the Apache Kafka jars these tests need")
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -60,6 +60,12 @@ def frame_lines(records: list[dict[str, Any]]) -> bytes:
     return b"\n".join(orjson.dumps(r) for r in records) + b"\n"
 
 
+def framed_batches(records: list[dict[str, Any]], size: int | None = None) -> list[bytes]:
+    """``records`` as raw messages of ``size`` (default ``BATCH``) JSON lines each."""
+    size = size or BATCH
+    return [frame_lines(records[i:i + size]) for i in range(0, len(records), size)]
+
+
 def read_topic(bootstrap: str, topic: str, *, until: Callable[[list[Any]], bool] | None = None,
                timeout: float = 60.0) -> list[Any]:
     """Every message of ``topic`` from the beginning, until ``until(messages)`` holds or the

@@ -30,12 +30,11 @@ from pathlib import Path
 import pytest
 
 from tests.streams import scenario
-from tests.streams.conftest import load_broker_helper
+from tests.streams.conftest import apache_kafka_only, started_or_skip
 from tests.streams.kafka_helpers import (
-    BATCH,
     accounted_ids,
     create_topic,
-    frame_lines,
+    framed_batches,
     free_port,
     json_values,
     produce,
@@ -155,24 +154,16 @@ class StallingProxy:
 def proxied_broker(tmp_path_factory: pytest.TempPathFactory):
     """Apache Kafka whose PLAINTEXT listener advertises the proxy's port; yields
     ``(proxy, bootstrap through the proxy)``."""
-    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip():
-        pytest.skip("the broker of KAFKA_BOOTSTRAP_SERVERS cannot advertise a test proxy; "
-                    "these tests need Apache Kafka started from its jars")
-    skipped = {s.strip() for s in os.environ.get("NHI_KAFKA_SKIP", "").split(",")}
-    if "jars" in skipped:
-        pytest.skip("NHI_KAFKA_SKIP excludes the Apache Kafka jars these tests need")
-    helper = load_broker_helper()
+    apache_kafka_only("cannot advertise a test proxy")
     proxy = StallingProxy(free_port())
-    version = os.environ.get("NHI_KAFKA_VERSION", helper.DEFAULT_VERSION)
-    try:
+    workdir = tmp_path_factory.mktemp("kafka-b19")
+
+    def start(helper):
+        version = os.environ.get("NHI_KAFKA_VERSION", helper.DEFAULT_VERSION)
         libs, kind = helper.apache_kafka_libs(version)
-        broker = helper.start_from_jars(libs, tmp_path_factory.mktemp("kafka-b19"), kind=kind,
-                                        advertised_port=proxy.port)
-    except helper.BrokerUnavailable as err:
-        if os.environ.get("NHI_REQUIRE_KAFKA") == "1":
-            pytest.fail(f"NHI_REQUIRE_KAFKA=1 but the B19 broker did not start: {err}",
-                        pytrace=False)
-        pytest.skip(str(err))
+        return helper.start_from_jars(libs, workdir, kind=kind, advertised_port=proxy.port)
+
+    broker = started_or_skip("the B19 broker did not start", start)
     proxy.start(int(broker.bootstrap.rpartition(":")[2]))
     try:
         yield proxy, f"127.0.0.1:{proxy.port}"
@@ -203,8 +194,6 @@ def split(story: scenario.Scenario) -> tuple[list[dict], list[dict]]:
     return story.records[:first], story.records[first:]
 
 
-def payloads(records: list[dict]) -> list[bytes]:
-    return [frame_lines(records[i:i + BATCH]) for i in range(0, len(records), BATCH)]
 
 
 def group_members(bootstrap: str, group: str) -> list[str]:
@@ -229,7 +218,7 @@ def test_a_send_hanging_longer_than_the_session_timeout_keeps_the_member_and_los
     before, attack = split(story)
     app_id = "b19-short"
     create_topic(bootstrap, f"{app_id}.raw")
-    produce(bootstrap, f"{app_id}.raw", payloads(before))
+    produce(bootstrap, f"{app_id}.raw", framed_batches(before))
     worker = start_worker(worker_args(bootstrap, app_id, tmp_path / "state", free_port(),
                                       "--io-timeout", "60", "--liveness-commit-age", "6"),
                           tmp_path / "worker.log")
@@ -240,7 +229,7 @@ def test_a_send_hanging_longer_than_the_session_timeout_keeps_the_member_and_los
         log_mark = len(worker.log_path.read_bytes())
 
         proxy.stall(f"{app_id}.alerts")
-        produce(bootstrap, f"{app_id}.raw", payloads(attack + later))
+        produce(bootstrap, f"{app_id}.raw", framed_batches(attack + later))
         hang_s = 2.5 * SESSION_TIMEOUT_S
         samples = []
         deadline = time.monotonic() + hang_s
@@ -308,7 +297,7 @@ def test_a_send_hanging_past_the_io_timeout_stops_the_worker_and_a_restart_loses
     app_id = "b19-long"
     io_timeout = 5
     create_topic(bootstrap, f"{app_id}.raw")
-    produce(bootstrap, f"{app_id}.raw", payloads(before))
+    produce(bootstrap, f"{app_id}.raw", framed_batches(before))
     args = worker_args(bootstrap, app_id, tmp_path / "state", free_port(),
                        "--io-timeout", str(io_timeout))
     worker = start_worker(args, tmp_path / "worker.log")
@@ -316,7 +305,7 @@ def test_a_send_hanging_past_the_io_timeout_stops_the_worker_and_a_restart_loses
         worker.wait_ready()
         accounted_ids(bootstrap, app_id, {r["eventID"] for r in before}, timeout=180)
         proxy.stall(f"{app_id}.alerts")
-        produce(bootstrap, f"{app_id}.raw", payloads(attack + later))
+        produce(bootstrap, f"{app_id}.raw", framed_batches(attack + later))
         started = time.monotonic()
         code = worker.exit_code(timeout=90)
         stopped_after = time.monotonic() - started
@@ -350,7 +339,7 @@ def test_a_hung_repartition_send_stops_commits_and_liveness_says_so(
     before, attack = split(story)
     app_id = "b19-commit"
     create_topic(bootstrap, f"{app_id}.raw")
-    produce(bootstrap, f"{app_id}.raw", payloads(before))
+    produce(bootstrap, f"{app_id}.raw", framed_batches(before))
     args = worker_args(bootstrap, app_id, tmp_path / "state", free_port(),
                        "--liveness-commit-age", "6")
     worker = start_worker(args, tmp_path / "worker.log")
@@ -358,7 +347,7 @@ def test_a_hung_repartition_send_stops_commits_and_liveness_says_so(
         worker.wait_ready()
         accounted_ids(bootstrap, app_id, {r["eventID"] for r in before}, timeout=180)
         proxy.stall(f"{app_id}-events-by-identity")
-        produce(bootstrap, f"{app_id}.raw", payloads(attack + later))
+        produce(bootstrap, f"{app_id}.raw", framed_batches(attack + later))
         live = wait_for(lambda: worker.get("/livez"), lambda got: got[0] == 503, 60)
         held = proxy.held
     finally:

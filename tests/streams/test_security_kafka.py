@@ -22,12 +22,11 @@ import orjson
 import pytest
 
 from tests.streams import scenario
-from tests.streams.conftest import load_broker_helper
+from tests.streams.conftest import apache_kafka_only, started_or_skip
 from tests.streams.kafka_helpers import (
-    BATCH,
     accounted_ids,
     create_topic,
-    frame_lines,
+    framed_batches,
     free_port,
     json_values,
     produce,
@@ -44,30 +43,15 @@ WRONG_PASSWORD = "not-the-pass-91c2"
 
 @pytest.fixture(scope="module")
 def secure_broker(tmp_path_factory: pytest.TempPathFactory):
-    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip():
-        pytest.skip("the broker of KAFKA_BOOTSTRAP_SERVERS cannot be given SASL users and TLS "
-                    "listeners; these tests need Apache Kafka started from its jars")
-    skipped = {s.strip() for s in os.environ.get("NHI_KAFKA_SKIP", "").split(",")}
-    if "jars" in skipped:
-        pytest.skip("NHI_KAFKA_SKIP excludes the Apache Kafka jars these tests need")
-    helper = load_broker_helper()
-    try:
-        broker = helper.start_secure_broker(tmp_path_factory.mktemp("kafka-secure"),
-                                            users={USER: PASSWORD})
-    except helper.BrokerUnavailable as err:
-        if os.environ.get("NHI_REQUIRE_KAFKA") == "1":
-            pytest.fail(f"NHI_REQUIRE_KAFKA=1 but the secure broker did not start: {err}",
-                        pytrace=False)
-        pytest.skip(str(err))
+    apache_kafka_only("cannot be given SASL users and TLS listeners")
+    workdir = tmp_path_factory.mktemp("kafka-secure")
+    broker = started_or_skip("the secure broker did not start",
+                             lambda helper: helper.start_secure_broker(workdir,
+                                                                       users={USER: PASSWORD}))
     try:
         yield broker
     finally:
         broker.stop()
-
-
-@pytest.fixture(scope="module")
-def story() -> scenario.Scenario:
-    return scenario.build(days=5, per_hour=2)
 
 
 def security_flags(broker, listener: str, mechanism: str | None = None,
@@ -101,8 +85,7 @@ def test_worker_with_the_right_credentials_detects_the_attack(
     plain = secure_broker.bootstrap
     app_id = f"sec-{listener.lower().replace('_', '-')}"
     create_topic(plain, f"{app_id}.raw")
-    payloads = [frame_lines(story.records[i:i + BATCH])
-                for i in range(0, len(story.records), BATCH)]
+    payloads = framed_batches(story.records)
     produce(plain, f"{app_id}.raw", payloads)
     # the password comes from the environment, as docs/worker.md advises
     monkeypatch.setenv("NHI_SASL_PASSWORD", PASSWORD)

@@ -20,6 +20,7 @@ from tests.streams.kafka_helpers import (
     accounted_ids,
     create_topic,
     frame_lines,
+    framed_batches,
     free_port,
     json_values,
     latest_inventory,
@@ -45,18 +46,12 @@ def distinct_alerts(bootstrap: str, app_id: str) -> dict[str, dict]:
 
 
 @pytest.fixture(scope="module")
-def story() -> scenario.Scenario:
-    return scenario.build(days=5, per_hour=2)
-
-
-@pytest.fixture(scope="module")
 def first_run(kafka_bootstrap: str, story: scenario.Scenario, tmp_path_factory) -> dict:
     """One uninterrupted worker over the scenario with two garbage messages in the middle."""
     app_id = "e2e-clean"
     tmp = tmp_path_factory.mktemp("clean")
     create_topic(kafka_bootstrap, f"{app_id}.raw")
-    payloads = [frame_lines(story.records[i:i + BATCH])
-                for i in range(0, len(story.records), BATCH)]
+    payloads = framed_batches(story.records)
     middle = len(payloads) // 2
     payloads[middle:middle] = list(GARBAGE)
     offsets = produce(kafka_bootstrap, f"{app_id}.raw", payloads)
@@ -142,7 +137,7 @@ def test_sigkill_mid_stream_loses_nothing_and_resumes_baselines(
         kafka_bootstrap: str, story: scenario.Scenario, first_run: dict, tmp_path: Path) -> None:
     app_id = "e2e-kill"
     create_topic(kafka_bootstrap, f"{app_id}.raw")
-    payloads = [frame_lines(story.records[i:i + 5]) for i in range(0, len(story.records), 5)]
+    payloads = framed_batches(story.records, 5)
     cut = len(payloads) * 2 // 3
     produce(kafka_bootstrap, f"{app_id}.raw", payloads[:cut])
     args = worker_args(kafka_bootstrap, app_id, tmp_path / "state", free_port())
@@ -227,7 +222,7 @@ def test_warm_start_from_a_replay_snapshot_is_applied_once(
     try:
         worker.wait_ready()
         produce(kafka_bootstrap, f"{app_id}.raw",
-                [frame_lines(live[i:i + BATCH]) for i in range(0, len(live), BATCH)])
+                framed_batches(live))
         accounted_ids(kafka_bootstrap, app_id, {r["eventID"] for r in live}, timeout=120)
         inventory = latest_inventory(kafka_bootstrap, app_id, story)
         alerts = distinct_alerts(kafka_bootstrap, app_id)
@@ -252,7 +247,7 @@ def test_second_worker_joins_mid_stream_and_state_moves_with_partitions(
         kafka_bootstrap: str, story: scenario.Scenario, tmp_path: Path) -> None:
     app_id = "scale"
     create_topic(kafka_bootstrap, f"{app_id}.raw")
-    payloads = [frame_lines(story.records[i:i + 10]) for i in range(0, len(story.records), 10)]
+    payloads = framed_batches(story.records, 10)
     half = len(payloads) // 2
     produce(kafka_bootstrap, f"{app_id}.raw", payloads[:half])
     first = start_worker(worker_args(kafka_bootstrap, app_id, tmp_path / "state", free_port()),

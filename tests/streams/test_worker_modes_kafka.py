@@ -14,10 +14,9 @@ import pytest
 
 from tests.streams import scenario
 from tests.streams.kafka_helpers import (
-    BATCH,
     accounted_ids,
     create_topic,
-    frame_lines,
+    framed_batches,
     free_port,
     json_values,
     latest_inventory,
@@ -35,15 +34,9 @@ OCSF_REQUIRED = ("activity_id", "category_uid", "class_uid", "type_uid", "severi
 
 
 @pytest.fixture(scope="module")
-def story() -> scenario.Scenario:
-    return scenario.build(days=5, per_hour=2)
-
-
-@pytest.fixture(scope="module")
 def runs(kafka_bootstrap: str, story: scenario.Scenario, tmp_path_factory) -> dict:
     """Each mode's worker over the whole scenario; outputs read once every event is applied."""
-    payloads = [frame_lines(story.records[i:i + BATCH])
-                for i in range(0, len(story.records), BATCH)]
+    payloads = framed_batches(story.records)
     workers = {}
     try:
         for mode, extra in MODES.items():
