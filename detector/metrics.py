@@ -174,6 +174,12 @@ class RunStatsCollector(Collector):
         yield self._counter("records_read", "Raw audit records read.", src, s.records_read, empty)
         yield self._counter("events", "Normalised events produced.", src, s.events, empty)
         yield self._counter(
+            "events_by_path",
+            "Events by the path they came by (s3, cwl, eventbridge, bare); the cwl path never "
+            "carries CloudTrail events above 256 KB.",
+            ("source", "source_path"), s.events_by_path, empty,
+        )
+        yield self._counter(
             "events_by_kind", "Events by identity kind.", ("kind",), s.events_by_kind, empty
         )
         yield self._counter(

@@ -29,6 +29,8 @@ class RunStats:
     bytes_read: int = 0
     late_events: int = 0
     identity_resolution: Counter[str] = field(default_factory=Counter)  # path
+    # (source, source path): how each event arrived, s3 / cwl / eventbridge / bare (B13)
+    events_by_path: Counter[tuple[str, str]] = field(default_factory=Counter)
     alerts: Counter[tuple[str, str]] = field(default_factory=Counter)  # (severity, detector)
     alert_updates: int = 0
     suppressed: Counter[str] = field(default_factory=Counter)  # reason

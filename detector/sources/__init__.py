@@ -20,7 +20,9 @@ baselines), ``control_message`` (CloudWatch Logs health checks), ``merged_stage`
 ``duplicate_stage`` (Kubernetes stages of a request already counted), ``duplicate_event``
 (a CloudTrail event delivered twice), ``unsupported_format`` (Okta, GitHub, OpenAI and
 Anthropic audit records: recognised, valid, but not a supported source). Input whose
-format cannot be told is counted under the source ``unknown``.
+format cannot be told is counted under the source ``unknown``. Each event is also counted
+under the path it came by in ``RunStats.events_by_path`` (``parser.PATHS``: ``s3``, ``cwl``,
+``eventbridge``, ``bare``), the CloudWatch Logs coverage gap of edge case B13.
 
 Directory walks (``iter_files``) count what they do not read, under ``unknown``: a file
 whose name has no log extension and whose content does not start like JSON or gzip is a

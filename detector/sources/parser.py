@@ -57,6 +57,13 @@ DEFAULT_MAX_RECORD_BYTES = 4 * 1024 * 1024
 DEFAULT_MAX_DECOMPRESSED_BYTES = 1024 * 1024 * 1024
 _GUNZIP_STEP = 64 * 1024 * 1024
 MAX_SEEN_EVENT_IDS = 200_000
+# The path an event came by, counted per source in ``RunStats.events_by_path`` (B13): an
+# S3 delivery file's ``Records`` array, a CloudWatch Logs subscription ``DATA_MESSAGE``, an
+# EventBridge event's ``detail``, or a bare record (a JSON line, an element of a plain
+# array, one object, one Kafka message). CloudTrail never forwards an event above 256 KB to
+# CloudWatch Logs, so only the S3 path is complete (docs/metrics.md).
+PATH_S3, PATH_CWL, PATH_EVENTBRIDGE, PATH_BARE = "s3", "cwl", "eventbridge", "bare"
+PATHS = (PATH_S3, PATH_CWL, PATH_EVENTBRIDGE, PATH_BARE)
 _MAX_DEPTH = 4
 _KIND, _RESOLUTION, _TS = (attrgetter(name) for name in ("identity_kind", "identity_resolution",
                                                         "ts"))
@@ -433,6 +440,8 @@ class Parser:
 
         ``start`` is the index of the first element (salvage passes them one at a time)."""
         depth = max(depth + 1, _MAX_DEPTH - 1)  # of the elements: nested Records end
+        if "path" not in hints:  # a Records array is the S3 delivery file's shape
+            hints = dict(hints, path=PATH_S3)
         if self.source not in (None, cloudtrail.SOURCE):
             for index, record in enumerate(records, start):
                 self._record_item(record, f"{origin}#Records[{index}]", hints, depth)
@@ -464,6 +473,7 @@ class Parser:
             stats.events[source] += len(new)
             stats.events_by_kind.update(map(_KIND, new))
             stats.identity_resolution.update(map(_RESOLUTION, new))
+            stats.events_by_path[(source, hints["path"])] += len(new)
             stats.last_event_ts = max(stats.last_event_ts, max(map(_TS, new)))
 
     def _record_failed(self, err: Exception, source: str, record: Any, where: str) -> None:
@@ -489,7 +499,7 @@ class Parser:
             return True
         detail = value.get("detail")
         if isinstance(detail, dict) and "detail-type" in value:
-            self._dispatch(detail, f"{origin}#detail", dict(hints, path="eventbridge"),
+            self._dispatch(detail, f"{origin}#detail", dict(hints, path=PATH_EVENTBRIDGE),
                            depth + 1)
             return True
         for key in ("Body", "body", "Message"):
@@ -519,7 +529,7 @@ class Parser:
         if value.get("messageType") == "CONTROL_MESSAGE":
             self._skip(self.source or UNKNOWN, "control_message", origin)
             return
-        hints = dict(hints, path="cwl")
+        hints = dict(hints, path=PATH_CWL)
         source = cloudtrail.SOURCE
         if group.startswith("/aws/eks/"):
             hints["cluster"] = group.split("/")[3] or None
@@ -633,7 +643,7 @@ class Parser:
         except Exception as err:  # noqa: BLE001 - one record must never stop the run
             self._record_failed(err, k8s.SOURCE, record, origin)
             return
-        self._count_event(event)
+        self._count_event(event, hints.get("path", PATH_BARE))
 
     # ------------------------------------------------------------------ accounting
 
@@ -646,15 +656,17 @@ class Parser:
             where = origin if index is None else f"{origin}#Records[{index}]"
             self._record_failed(err, source, record, where)
             return
-        self._count_event(event)
+        self._count_event(event, hints.get("path", PATH_BARE))
 
-    def _count_event(self, event: Event) -> None:
+    def _count_event(self, event: Event, path: str) -> None:
+        """Count one event under its source and the path it came by (``PATHS``)."""
         stats = self.stats
         if event.source == cloudtrail.SOURCE:
             if not self._seen_ids.add((event.event_id, event.ts, event.action, event.identity)):
                 stats.skipped[(event.source, "duplicate_event")] += 1
                 return
         stats.events[event.source] += 1
+        stats.events_by_path[(event.source, path)] += 1
         stats.events_by_kind[event.identity_kind] += 1
         stats.identity_resolution[event.identity_resolution] += 1
         if event.ts > stats.last_event_ts:

@@ -238,6 +238,17 @@ class TestB13Envelopes:
         assert [e.action for e in events] == ["s3:ListBuckets", "s3:PutBucketPolicy"]
         assert events[1].resource == "example-bucket"
 
+    def test_each_event_is_counted_under_its_path(self, edge_cases: Path) -> None:
+        envelopes = json.loads((edge_cases / "B13.json").read_text())
+        record = json.loads(envelopes[1]["logEvents"][0]["message"])
+        _, stats, _ = run([edge_cases / "B13.json"])
+        assert stats.events_by_path == {("aws.cloudtrail", "cwl"): 1,
+                                        ("aws.cloudtrail", "eventbridge"): 1}
+        _, stats, _ = payload({"Records": [record]})
+        assert stats.events_by_path == {("aws.cloudtrail", "s3"): 1}
+        _, stats, _ = payload(record)
+        assert stats.events_by_path == {("aws.cloudtrail", "bare"): 1}
+
     def test_cwl_eventbridge_and_s3_give_identical_events(self, edge_cases: Path) -> None:
         envelopes = json.loads((edge_cases / "B13.json").read_text())
         record = json.loads(envelopes[1]["logEvents"][0]["message"])
@@ -343,3 +354,4 @@ def test_b13_same_event_through_two_paths_counts_once(edge_cases: Path) -> None:
                                                                            detail=record)])
     assert [e.event_id for e in events] == [record["eventID"]]
     assert stats.skipped == {("aws.cloudtrail", "duplicate_event"): 2}
+    assert stats.events_by_path == {("aws.cloudtrail", "cwl"): 1}
