@@ -18,6 +18,11 @@ anywhere else. Per event (``Detector.process``):
 Events without signals leave at step 2 after a few dictionary operations: nothing is
 serialised and no JSON is built unless an alert is raised.
 
+Partial events (``Event.partial``: a salvaged or incomplete record) go through the same
+steps but teach nothing: the profile only scores them, the inventory only moves its last
+seen time, no deploy change or recurrence is remembered from them, and an alert whose
+evidence holds one says so in ``context.notes`` and ``context.partial_events``.
+
 State: ``IdentityState`` per identity in ``store`` (any ``MutableMapping``; by default an
 ``IdentityStore``), serialised with ``identity_state``/``set_identity_state`` for the
 worker's tables, and as a whole with ``export_state``/``load_state`` (versioned snapshot).
@@ -87,6 +92,11 @@ MAX_EXPECTED = 256  # (detector, value) pairs marked expected by feedback, per i
 PAIR_PREFIX = "novelty.action_"  # detectors of the novelty pairs led by an action
 DEFAULT_MAX_LIVE = 50_000  # identities kept materialised; the others are kept serialised
 MAX_LIVE_ENV = "NHI_MAX_LIVE_IDENTITIES"  # overrides DEFAULT_MAX_LIVE when set
+# Said on an alert whose evidence includes a partial event (scored, never learned).
+SALVAGED_NOTE = ("evidence includes an event salvaged from a truncated audit message: fields "
+                 "after the cut are unknown (scored, never learned)")
+PARTIAL_NOTE = ("evidence includes a request whose final stage never arrived (partial "
+                "event: scored, never learned)")
 
 
 @dataclass(slots=True)
@@ -312,7 +322,10 @@ class Detector:
         state = self.store.get(key)
         if state is None:
             state = self._new_state(event)
-        state.inventory.update(event)
+        if event.partial:
+            _touch(state.inventory, event.ts)
+        else:
+            state.inventory.update(event)
         profile = state.profile
         signals = profile.observe(event, self.peers)
         if profile.degradations:
@@ -322,7 +335,7 @@ class Detector:
         if facts is None:
             facts = self._action_facts(action)
         change, sens = facts
-        if change and self.settings.is_deployer(event):
+        if change and not event.partial and self.settings.is_deployer(event):
             self._remember_change(event)
         out: list[Alert] = []
         if state.alerts.groups:
@@ -384,6 +397,9 @@ class Detector:
                 self._recurrence(state, event, verdict)
         if verdict is None:
             return
+        if event.partial:
+            verdict.notes.append(SALVAGED_NOTE if event.attributes.get("salvaged")
+                                 else PARTIAL_NOTE)
         self._raise(event, state, verdict, out)
 
     def _filter(self, event: Event, state: IdentityState, signals: list[Signal]) -> list[Signal]:
@@ -453,7 +469,7 @@ class Detector:
         earlier = {d for d, h in seen if 0 < day - d <= settings.recurrence_lookback_days
                    and min(abs(h - hour), 24 - abs(h - hour)) <= 1}
         alert_worthy = SEVERITY_RANK[verdict.severity] >= SEVERITY_RANK[settings.min_severity]
-        if alert_worthy and [day, hour] not in seen:
+        if alert_worthy and not event.partial and [day, hour] not in seen:
             entries = recurrence.setdefault(signature, [])
             entries.append([day, hour])
             del entries[: max(0, len(entries) - MAX_RECURRENCE_ENTRIES)]
@@ -633,6 +649,8 @@ class Detector:
             context["change_context"] = next(
                 n for n in verdict.notes if n.startswith("change context")
             )
+        if event.partial:
+            context["partial_events"] = context.get("partial_events", 0) + 1
         if event.actor:
             actors = context.setdefault("actors", [])
             if event.actor not in actors and len(actors) < 5:
@@ -940,6 +958,18 @@ def _is_expected(expected: list[str], detector: str, value: str) -> bool:
         entry.startswith(PAIR_PREFIX + "\x1f") and value.startswith(entry[len(PAIR_PREFIX) + 1:])
         for entry in expected
     )
+
+
+def _touch(record: InventoryRecord, ts: float) -> None:
+    """What a partial event may tell the inventory: that the identity was active then.
+
+    Its credential, kind, owner and actor stay as complete events left them: a salvaged
+    record may have lost fields that change who acted (an ``impersonatedUser`` after the
+    cut), and the event count is of complete events only."""
+    if record.events == 0 and (record.first_seen == 0.0 or ts < record.first_seen):
+        record.first_seen = ts
+    if ts > record.last_seen:
+        record.last_seen = ts
 
 
 def _iso(ts: float) -> str:

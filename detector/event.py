@@ -38,7 +38,9 @@ agent_family        short family: boto3, terraform, kubectl, aws-cli, console, g
 outcome             ``success`` or ``failure``
 error_code          the error when outcome is failure
 read_only           whether the action only reads, when known
-partial             True for salvaged or incomplete records: they never teach baselines
+partial             True for salvaged or incomplete records (a Kubernetes request whose final
+                    stage never came; an audit message cut in transport, then with
+                    ``attributes["salvaged"]``): scored, but they never teach baselines
 attributes          small dict of extra facts (ec2_role_delivery, mfa, invoked_by,
                     delegation chain, impersonated_by, k8s namespace …); never large blobs
 owner               owner from the ownership map, when configured

@@ -189,6 +189,11 @@ class RunStatsCollector(Collector):
             "skipped_records", "Records read but deliberately not turned into events.",
             src_reason, s.skipped, empty,
         )
+        yield self._counter(
+            "salvage", "Truncated records read for a partial event, by outcome (emitted, "
+            "no_identity, no_verb, missing_time, bad_time).", ("source", "outcome"),
+            s.salvage, empty,
+        )
         yield self._counter("files_read", "Input files opened.", (), s.files_read, empty)
         yield self._counter("read_bytes", "Input bytes read.", (), s.bytes_read, empty)
         yield self._counter(

@@ -31,6 +31,9 @@ class RunStats:
     identity_resolution: Counter[str] = field(default_factory=Counter)  # path
     # (source, source path): how each event arrived, s3 / cwl / eventbridge / bare (B13)
     events_by_path: Counter[tuple[str, str]] = field(default_factory=Counter)
+    # (source, outcome): partial events salvaged from truncated records (B10); extra events
+    # beside the record's dead letter, so they are not in ``events`` (see ``balanced``)
+    salvage: Counter[tuple[str, str]] = field(default_factory=Counter)
     alerts: Counter[tuple[str, str]] = field(default_factory=Counter)  # (severity, detector)
     alert_updates: int = 0
     suppressed: Counter[str] = field(default_factory=Counter)  # reason

@@ -24,6 +24,13 @@ format cannot be told is counted under the source ``unknown``. Each event is als
 under the path it came by in ``RunStats.events_by_path`` (``parser.PATHS``: ``s3``, ``cwl``,
 ``eventbridge``, ``bare``), the CloudWatch Logs coverage gap of edge case B13.
 
+Salvage (edge case B10): an EKS audit message cut off in CloudWatch Logs stays a
+``truncated`` dead letter (raw text kept, logged at the 1st, 10th, 100th ... such record,
+never joined with the next message); beside it, ``salvage.salvage_prefix`` reads the intact
+prefix and, when it names the user and the verb, a ``partial`` event with
+``attributes["salvaged"] = "truncated"`` is emitted and counted in ``RunStats.salvage``
+(not in ``events``, so records still balance).
+
 Directory walks (``iter_files``) count what they do not read, under ``unknown``: a file
 whose name has no log extension and whose content does not start like JSON or gzip is a
 ``not_a_log_file`` skip, a hidden file (name starting with ``.``) a ``hidden_file`` skip, a

@@ -42,7 +42,7 @@ import orjson
 from detector.errors import SinkError
 from detector.event import Event
 from detector.identity import IdentityRules, Resolver
-from detector.sources import azure, cloudtrail, gcp, k8s
+from detector.sources import azure, cloudtrail, gcp, k8s, salvage
 from detector.sources.common import RecentMap, RecordError, SkipRecord, as_dict
 from detector.sources.deadletter import REASONS, DeadLetterSink
 from detector.sources.stages import StageMerger
@@ -551,8 +551,49 @@ class Parser:
                 reason = "truncated" if message.lstrip().startswith("{") and \
                     not message.rstrip().endswith("}") else _json_reason(err)
                 self._dead(source, reason, REASONS[reason], where, message)
+                if reason == "truncated":
+                    self._log_limited(source, reason, where)
+                    if source == k8s.SOURCE:
+                        self._salvage_k8s(message, item, where, hints)
                 continue
             self._dispatch(record, where, hints, _MAX_DEPTH - 1)
+
+    def _salvage_k8s(self, message: str, item: Any, where: str, hints: dict[str, Any]
+                     ) -> None:
+        """Emit a ``partial`` event from a cut EKS audit message's intact prefix (B10).
+
+        The message stays a ``truncated`` dead letter; this event comes beside it, counted
+        in ``stats.salvage`` (not ``events``: the record is already accounted for). It is
+        only emitted when the prefix names the user and the verb; the time falls back to
+        the CloudWatch Logs event's timestamp when the cut came before the request's own.
+        It is never merged with other stages of the request nor joined to the next message.
+        """
+        record = salvage.salvage_prefix(message)
+        username = as_dict(record.get("user")).get("username")
+        if not isinstance(username, str) or not username:
+            self.stats.salvage[(k8s.SOURCE, "no_identity")] += 1
+            return
+        if not isinstance(record.get("verb"), str) or not record["verb"]:
+            self.stats.salvage[(k8s.SOURCE, "no_verb")] += 1
+            return
+        if "requestReceivedTimestamp" not in record:
+            record["timestamp"] = as_dict(item).get("timestamp")
+        try:
+            event = k8s.normalise_general(record, self.resolver, hints, True)
+        except RecordError as err:
+            self.stats.salvage[(k8s.SOURCE, err.reason)] += 1
+            return
+        event.attributes["salvaged"] = "truncated"
+        self.stats.salvage[(k8s.SOURCE, "emitted")] += 1
+        self._out.append(event)
+
+    def _log_limited(self, source: str, reason: str, where: str) -> None:
+        """Log the 1st, 10th, 100th ... record of a reason: a flood of cut messages (B10)
+        stays a few lines, and the counter says how many there were."""
+        seen = self.stats.dead_letters[(source, reason)]
+        if seen >= 1 and 10 ** (len(str(seen)) - 1) == seen:
+            logger.warning("%s record #%d with reason %s at %s (logged at 1, 10, 100 ...)",
+                           source, seen, reason, where)
 
     # ------------------------------------------------------------------ routing
 

@@ -187,17 +187,36 @@ class TestB08GkeCallerIp:
 
 class TestB10TruncatedEks:
     def test_truncated_message_is_one_dead_letter(self, edge_cases: Path) -> None:
+        body = json.loads((edge_cases / "B10.json").read_text())
         events, stats, dead = run([edge_cases / "B10.json"])
         assert dead.reasons() == ["truncated"]
         assert dead.items[0]["source"] == "k8s.audit"
         assert dead.items[0]["origin"].endswith("#logEvents[0]")
-        assert dead.items[0]["raw"].startswith('{"kind": "Event"')
+        assert dead.items[0]["raw"] == body["logEvents"][0]["message"]
         assert stats.dead_letters == {("k8s.audit", "truncated"): 1}
-        assert len(events) == 1
-        event = events[0]
+        assert stats.events == {"k8s.audit": 1}
+        assert len(events) == 2
+        event = events[1]
         assert event.identity == "example-cluster/system:serviceaccount:ci:deployer"
         assert event.tenant == "example-cluster"
         assert event.action == "k8s:pods.get"
+        assert event.partial is False and "salvaged" not in event.attributes
+
+    def test_truncated_message_is_salvaged_as_a_partial_event(self, edge_cases: Path) -> None:
+        events, stats, _ = run([edge_cases / "B10.json"])
+        assert stats.salvage == {("k8s.audit", "emitted"): 1}
+        salvaged = events[0]
+        assert salvaged.partial is True
+        assert salvaged.attributes == {"namespace": "default", "salvaged": "truncated"}
+        assert salvaged.event_id == "example-cluster/00000000-0000-4000-8000-0000000000a9"
+        assert (salvaged.identity, salvaged.identity_resolution) == \
+            ("arn:aws:iam::123456789012:role/example-eks-admin", "eks_iam_arn")
+        assert salvaged.action == "k8s:deployments.update"
+        assert salvaged.resource == "default/example-app"
+        assert (salvaged.session, salvaged.credential_id) == \
+            ("session-1", "ASIAEXAMPLEKEY000003")
+        assert salvaged.time.isoformat() == "2024-03-04T10:30:00.100000+00:00"
+        assert (salvaged.source_ip, salvaged.agent_family) == ("203.0.113.20", "kubectl")
 
     def test_eks_assumed_role_username_maps_to_role(self, edge_cases: Path) -> None:
         body = json.loads((edge_cases / "B10.json").read_text())
