@@ -21,7 +21,9 @@ serialised and no JSON is built unless an alert is raised.
 Partial events (``Event.partial``: a salvaged or incomplete record) go through the same
 steps but teach nothing: the profile only scores them, the inventory only moves its last
 seen time, no deploy change or recurrence is remembered from them, and an alert whose
-evidence holds one says so in ``context.notes`` and ``context.partial_events``.
+evidence holds one says so in ``context.notes`` and ``context.partial_events``. A
+CloudTrail insight's context event (``attributes["insight"]``) leaves at once: it touches
+neither time nor baselines, only the named identity's alert state (``_insight``).
 
 State: ``IdentityState`` per identity in ``store`` (any ``MutableMapping``; by default an
 ``IdentityStore``), serialised with ``identity_state``/``set_identity_state`` for the
@@ -92,6 +94,16 @@ MAX_EXPECTED = 256  # (detector, value) pairs marked expected by feedback, per i
 PAIR_PREFIX = "novelty.action_"  # detectors of the novelty pairs led by an action
 DEFAULT_MAX_LIVE = 50_000  # identities kept materialised; the others are kept serialised
 MAX_LIVE_ENV = "NHI_MAX_LIVE_IDENTITIES"  # overrides DEFAULT_MAX_LIVE when set
+# CloudTrail insights (B03), kept per identity in its alert state. A Start whose End never
+# comes stops applying after INSIGHT_OPEN_SECONDS: CloudTrail closes an insight once the
+# rate is back to its baseline, typically within minutes to a few hours, so an End lost in
+# transport must not annotate alerts the next day. A closed insight is kept
+# INSIGHT_KEEP_SECONDS more for events that arrive late (the reorder window's order).
+INSIGHT_ATTRIBUTE = "insight"  # detector.sources.insight.ATTRIBUTE
+INSIGHT_OPEN_SECONDS = 6 * 3600.0
+INSIGHT_KEEP_SECONDS = 3600.0
+MAX_INSIGHTS = 8  # per identity
+MAX_ALERT_INSIGHTS = 4  # per alert
 # Said on an alert whose evidence includes a partial event (scored, never learned).
 SALVAGED_NOTE = ("evidence includes an event salvaged from a truncated audit message: fields "
                  "after the cut are unknown (scored, never learned)")
@@ -107,14 +119,18 @@ class AlertState:
     cooldowns: dict[str, list[float]] = field(default_factory=dict)  # group -> [until, rank]
     expected: list[str] = field(default_factory=list)  # "detector\x1fvalue"
     recurrence: dict[str, list[list[int]]] = field(default_factory=dict)  # sig -> [day, hour]
+    insights: dict[str, dict[str, Any]] = field(default_factory=dict)  # sharedEventID -> B03
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "groups": {name: group.to_dict() for name, group in self.groups.items()},
             "cooldowns": self.cooldowns,
             "expected": self.expected,
             "recurrence": self.recurrence,
         }
+        if self.insights:  # only then: a state without insights keeps its earlier bytes
+            data["insights"] = self.insights
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> AlertState:
@@ -124,6 +140,7 @@ class AlertState:
             dict(data.get("cooldowns") or {}),
             list(data.get("expected") or []),
             {k: [list(p) for p in v] for k, v in (data.get("recurrence") or {}).items()},
+            {str(k): dict(v) for k, v in (data.get("insights") or {}).items()},
         )
 
 
@@ -313,6 +330,8 @@ class Detector:
     def process(self, event: Event) -> list[Alert]:
         """Observe one event; return new alerts and updates of grouped alerts."""
         # RunStats.events_by_kind and last_event_ts are counted by the sources (parser).
+        if event.partial and INSIGHT_ATTRIBUTE in event.attributes:
+            return self._insight(event)  # context, not an action: no time, no baseline
         ts = event.ts
         if ts > self._now:
             self._now = ts
@@ -651,10 +670,63 @@ class Detector:
             )
         if event.partial:
             context["partial_events"] = context.get("partial_events", 0) + 1
+        if state.alerts.insights:
+            self._attach_insights(group, state, event.ts)
         if event.actor:
             actors = context.setdefault("actors", [])
             if event.actor not in actors and len(actors) < 5:
                 actors.append(event.actor)
+
+    # ------------------------------------------------------------------ insights (B03)
+
+    def _insight(self, event: Event) -> list[Alert]:
+        """Keep a CloudTrail insight with the identity it names; raise nothing.
+
+        An insight alone is a rate change of one API across the account, which the volume
+        models already judge per identity with the identity's own seasonality; alerting on
+        it again would double-count, so it only explains alerts. It is kept in the
+        identity's alert state (bounded, travels with the state), attached to the open
+        groups it overlaps (shown from their next revision) and to alerts raised in its
+        window: ``start`` .. ``end``, or ``INSIGHT_OPEN_SECONDS`` after a start whose end
+        never came.
+        """
+        info = event.attributes[INSIGHT_ATTRIBUTE]
+        state = self.store.get(event.identity)
+        if state is None or not isinstance(info, dict) or not info.get("shared_event_id"):
+            self.stats.insight_context["no_state"] += 1
+            return []
+        insights = state.alerts.insights
+        shared = str(info["shared_event_id"])
+        ts = event.ts
+        entry = insights.get(shared)
+        if entry is None:
+            minutes = info.get("duration_minutes") if info.get("state") == "end" else None
+            entry = insights[shared] = {
+                key: info.get(key) for key in ("type", "event_source", "event_name",
+                                               "baseline_average", "insight_average")
+            }
+            entry["start"] = ts - 60.0 * minutes if isinstance(minutes, float) else ts
+            entry["end"] = None
+        if info.get("state") == "end":
+            entry["end"] = max(ts, entry["start"])
+        else:
+            entry["start"] = min(ts, entry["start"])
+        _prune_insights(insights, ts)
+        self.stats.insight_context["stored"] += 1
+        for group in state.alerts.groups.values():
+            if shared in insights and group.opened <= _insight_end(entry) \
+                    and group.last >= entry["start"]:
+                _attach_insight(group.context, shared, entry)
+        return []
+
+    def _attach_insights(self, group: AlertGroup, state: IdentityState, ts: float) -> None:
+        """Attach the identity's insights whose window holds ``ts`` to the group."""
+        insights = state.alerts.insights
+        _prune_insights(insights, ts)
+        for shared, entry in insights.items():
+            if entry["start"] <= ts <= _insight_end(entry):
+                if _attach_insight(group.context, shared, entry):
+                    self.stats.insight_context["attached"] += 1
 
     def _peer_group(self, event: Event) -> str | None:
         try:
@@ -958,6 +1030,42 @@ def _is_expected(expected: list[str], detector: str, value: str) -> bool:
         entry.startswith(PAIR_PREFIX + "\x1f") and value.startswith(entry[len(PAIR_PREFIX) + 1:])
         for entry in expected
     )
+
+
+def _insight_end(entry: dict[str, Any]) -> float:
+    end = entry.get("end")
+    return float(end) if end is not None else float(entry["start"]) + INSIGHT_OPEN_SECONDS
+
+
+def _prune_insights(insights: dict[str, dict[str, Any]], now: float) -> None:
+    """Forget insights over for ``INSIGHT_KEEP_SECONDS``; keep the latest ``MAX_INSIGHTS``."""
+    for shared in [k for k, e in insights.items() if _insight_end(e) + INSIGHT_KEEP_SECONDS < now]:
+        del insights[shared]
+    while len(insights) > MAX_INSIGHTS:
+        del insights[min(insights, key=lambda k: insights[k]["start"])]
+
+
+def _attach_insight(context: dict[str, Any], shared: str, entry: dict[str, Any]) -> bool:
+    """Put (or refresh) one insight in an alert group's context; True when it is new."""
+    item = {
+        "shared_event_id": shared,
+        "type": entry.get("type"),
+        "event_source": entry.get("event_source"),
+        "event_name": entry.get("event_name"),
+        "baseline_average": entry.get("baseline_average"),
+        "insight_average": entry.get("insight_average"),
+        "start": _iso(entry["start"]),
+        "end": None if entry.get("end") is None else _iso(entry["end"]),
+    }
+    listed = context.setdefault("insights", [])
+    for index, old in enumerate(listed):
+        if old["shared_event_id"] == shared:
+            listed[index] = item
+            return False
+    if len(listed) >= MAX_ALERT_INSIGHTS:
+        return False
+    listed.append(item)
+    return True
 
 
 def _touch(record: InventoryRecord, ts: float) -> None:

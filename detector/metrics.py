@@ -194,6 +194,15 @@ class RunStatsCollector(Collector):
             "no_identity, no_verb, missing_time, bad_time).", ("source", "outcome"),
             s.salvage, empty,
         )
+        yield self._counter(
+            "insights", "CloudTrail Insights records read (kept out of baselines), by type "
+            "and state.", ("type", "state"), s.insights, empty,
+        )
+        yield self._counter(
+            "insight_context", "CloudTrail insights per attributed identity in the engine: "
+            "stored, attached to an alert, or no_state (identity unknown).", ("outcome",),
+            s.insight_context, empty,
+        )
         yield self._counter("files_read", "Input files opened.", (), s.files_read, empty)
         yield self._counter("read_bytes", "Input bytes read.", (), s.bytes_read, empty)
         yield self._counter(

@@ -10,6 +10,7 @@
   alert window;
 - the identity is ``actor.user`` (uid = identity key, account = tenant) and the affected
   resource; behavioural evidence goes to ``anomaly_analyses`` and ``evidences``;
+- CloudTrail insights attached to the alert go to ``enrichments`` (one per insight);
 - fields OCSF has no place for (kind, kind reason, owner, context) go to ``unmapped``.
 """
 
@@ -92,7 +93,27 @@ def to_ocsf(alert: Alert) -> dict[str, Any]:
         "anomaly_analyses": [_anomaly_analysis(alert)],
         "unmapped": _unmapped(alert),
     }
+    enrichments = _enrichments(alert)
+    if enrichments:
+        finding["enrichments"] = enrichments
     return finding
+
+
+def _enrichments(alert: Alert) -> list[dict[str, Any]]:
+    """CloudTrail insights attached to the alert (B03) as OCSF enrichment objects: context
+    about the attribute ``actor.user.uid`` (the identity the insight names) from another
+    analysis, which is what ``enrichments`` is for (``name``, ``value``, ``data`` are the
+    required attributes)."""
+    return [
+        {
+            "name": "actor.user.uid",
+            "value": alert.identity,
+            "type": "cloudtrail_insight",
+            "provider": "AWS CloudTrail Insights",
+            "data": dict(item),
+        }
+        for item in alert.context.get("insights") or []
+    ]
 
 
 def _confidence(score: float) -> int:

@@ -34,6 +34,8 @@ class RunStats:
     # (source, outcome): partial events salvaged from truncated records (B10); extra events
     # beside the record's dead letter, so they are not in ``events`` (see ``balanced``)
     salvage: Counter[tuple[str, str]] = field(default_factory=Counter)
+    insights: Counter[tuple[str, str]] = field(default_factory=Counter)  # (type, state) B03
+    insight_context: Counter[str] = field(default_factory=Counter)  # engine outcome
     alerts: Counter[tuple[str, str]] = field(default_factory=Counter)  # (severity, detector)
     alert_updates: int = 0
     suppressed: Counter[str] = field(default_factory=Counter)  # reason

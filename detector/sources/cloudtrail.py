@@ -2,8 +2,9 @@
 
 One CloudTrail record (from an S3 ``{"Records": [...]}`` file, a JSON line, an EventBridge
 ``detail``, a CloudWatch Logs message or a CloudTrail Lake export row) becomes one Event.
-Insight records are skipped with reason ``insight`` (they never teach baselines); digest
-files are recognised by the framing layer. Large blobs (``requestParameters``,
+Insight records are skipped with reason ``insight`` (they never teach baselines; the parser
+turns them into context events with ``detector.sources.insight``); digest files are
+recognised by the framing layer. Large blobs (``requestParameters``,
 ``responseElements``) never enter the Event: only allow-listed, type-checked values do.
 
 This is the hot path of the product; see ``benchmarks/bench_parse.py``. Identity

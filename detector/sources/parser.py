@@ -42,7 +42,7 @@ import orjson
 from detector.errors import SinkError
 from detector.event import Event
 from detector.identity import IdentityRules, Resolver
-from detector.sources import azure, cloudtrail, gcp, k8s, salvage
+from detector.sources import azure, cloudtrail, gcp, insight, k8s, salvage
 from detector.sources.common import RecentMap, RecordError, SkipRecord, as_dict
 from detector.sources.deadletter import REASONS, DeadLetterSink
 from detector.sources.stages import StageMerger
@@ -480,6 +480,9 @@ class Parser:
         """Count a record a source module refused: dead letter, skip, or parser bug."""
         if isinstance(err, SkipRecord):
             self.stats.skipped[(source, err.reason)] += 1
+            if err.reason == "insight" and type(record) is dict:
+                self.stats.insights[insight.labels(record)] += 1
+                self._out.extend(insight.context_events(record, self.resolver))
         elif isinstance(err, RecordError):
             self._count_dead(source, err.reason, err.message, where, record)
         else:

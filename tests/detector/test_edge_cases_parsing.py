@@ -76,9 +76,18 @@ class TestB02ThinIdentities:
 class TestB03Insights:
     def test_insights_are_kept_apart(self, edge_cases: Path) -> None:
         events, stats, dead = run([edge_cases / "B03.json"])
-        assert events == [] and len(dead) == 0
+        assert len(dead) == 0
         assert stats.skipped == {("aws.cloudtrail", "insight"): 2}
-        assert stats.events_by_kind == {}
+        assert stats.events == {} and stats.events_by_kind == {}
+        assert stats.insights == {("ApiCallRateInsight", "start"): 1,
+                                  ("ApiCallRateInsight", "end"): 1}
+        # context only: partial (never learned), no event id, one per attributed identity
+        assert [(e.identity, e.partial, e.event_id, e.attributes["insight"]["state"])
+                for e in events] == [
+            ("arn:aws:iam::123456789012:role/app-worker-role", True, "", "start"),
+            ("arn:aws:iam::123456789012:role/app-worker-role", True, "", "end")]
+        assert events[0].attributes["insight"]["attributed_arn"] == \
+            "arn:aws:sts::123456789012:assumed-role/app-worker-role/app-worker"
 
 
 class TestB05Oversized:

@@ -31,8 +31,9 @@ from detector.stats import RunStats
 
 REPO = Path(__file__).resolve().parents[2]
 # Every label name the code may export; identity keys and addresses must never appear.
-ALLOWED_LABELS = {"source", "reason", "kind", "path", "source_path", "outcome", "severity",
-                  "detector", "model", "what", "topic", "partition", "table", "le"}
+ALLOWED_LABELS = {"source", "reason", "kind", "path", "source_path", "outcome", "type",
+                  "state", "severity", "detector", "model", "what", "topic", "partition",
+                  "table", "le"}
 
 
 class FakeClock:
