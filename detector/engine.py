@@ -20,7 +20,7 @@ serialised and no JSON is built unless an alert is raised.
 
 Partial events (``Event.partial``: a salvaged or incomplete record) go through the same
 steps but teach nothing: the profile only scores them, the inventory only moves its last
-seen time, no deploy change or recurrence is remembered from them, and an alert whose
+seen time (and describes an identity with no complete event yet), no deploy change or recurrence is remembered from them, and an alert whose
 evidence holds one says so in ``context.notes`` and ``context.partial_events``. A
 CloudTrail insight's context event (``attributes["insight"]``) leaves at once: it touches
 neither time nor baselines, only the named identity's alert state (``_insight``).
@@ -342,7 +342,7 @@ class Detector:
         if state is None:
             state = self._new_state(event)
         if event.partial:
-            _touch(state.inventory, event.ts)
+            _touch(state.inventory, event)
         else:
             state.inventory.update(event)
         profile = state.profile
@@ -1068,14 +1068,21 @@ def _attach_insight(context: dict[str, Any], shared: str, entry: dict[str, Any])
     return True
 
 
-def _touch(record: InventoryRecord, ts: float) -> None:
+def _touch(record: InventoryRecord, event: Event) -> None:
     """What a partial event may tell the inventory: that the identity was active then.
 
-    Its credential, kind, owner and actor stay as complete events left them: a salvaged
+    Credentials, actor and the event count stay as complete events left them: a salvaged
     record may have lost fields that change who acted (an ``impersonatedUser`` after the
-    cut), and the event count is of complete events only."""
-    if record.events == 0 and (record.first_seen == 0.0 or ts < record.first_seen):
-        record.first_seen = ts
+    cut). Only an identity with no complete event yet takes its description (kind, reason,
+    tenant, owner, principal type) from the partial one, which names the same key."""
+    ts = event.ts
+    if record.events == 0:
+        if record.first_seen == 0.0 or ts < record.first_seen:
+            record.first_seen = ts
+        record.kind, record.kind_reason = event.identity_kind, event.kind_reason
+        record.tenant = event.tenant or record.tenant
+        record.owner = event.owner or record.owner
+        record.principal_type = event.principal_type or record.principal_type
     if ts > record.last_seen:
         record.last_seen = ts
 

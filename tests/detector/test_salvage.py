@@ -230,5 +230,6 @@ class TestEnginePartial:
         state = detector.store[other]
         assert state.profile.n_events == 0
         entry = detector.inventory_entry(other)
-        assert (entry["events"], entry["credentials"], entry["kind"]) == (0, [], "unknown")
+        assert (entry["events"], entry["credentials"], entry["last_actor"]) == (0, [], None)
+        assert (entry["kind"], entry["tenant"]) == ("workload", "111122223333")
         assert entry["first_seen"] == entry["last_seen"] == "2024-03-08T03:00:00.000Z"
