@@ -213,3 +213,22 @@ def test_b03_file__attaches_to_the_session_role(edge_cases: Path) -> None:
         "type": "ApiCallRateInsight", "event_source": "ec2.amazonaws.com",
         "event_name": "DescribeRegions", "baseline_average": 0.5, "insight_average": 40.0,
         "start": "2024-03-08T02:50:00.000Z", "end": "2024-03-08T03:20:00.000Z"}]
+
+
+def test_context_event__survives_the_worker_repartition_codec() -> None:
+    """The worker sends events to the owner of their identity as rows; a context event
+    must come out still routed to the insight path, with its insight intact."""
+    from streams import codecs
+
+    events, _ = parsed(insight("Start", START))
+    _, body = codecs.decode_repartition(
+        codecs.encode_events(["raw[0]"], {ROLE: [(0, 1, events[0])]}))
+    reader = codecs.EventReader(body.get("fields"))
+    (item,) = body["batches"][ROLE]
+    decoded = reader.event(ROLE, item[2])
+    assert decoded == events[0]
+    detector, stats = learned()
+    assert run(detector, [decoded]) == []
+    (alert,) = run(detector, [attack_event()])
+    assert alert.context["insights"] == [EXPECTED]
+    assert stats.insight_context == {"stored": 1, "attached": 1}
