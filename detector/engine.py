@@ -20,10 +20,11 @@ serialised and no JSON is built unless an alert is raised.
 
 Partial events (``Event.partial``: a salvaged or incomplete record) go through the same
 steps but teach nothing: the profile only scores them, the inventory only moves its last
-seen time (and describes an identity with no complete event yet), no deploy change or recurrence is remembered from them, and an alert whose
-evidence holds one says so in ``context.notes`` and ``context.partial_events``. A
-CloudTrail insight's context event (``attributes["insight"]``) leaves at once: it touches
-neither time nor baselines, only the named identity's alert state (``_insight``).
+seen time (and describes an identity with no complete event yet), no deploy change or
+recurrence is remembered from them, and an alert whose evidence holds one says so in
+``context.notes`` and ``context.partial_events``. A CloudTrail insight's context event
+(``attributes["insight"]``) leaves at once: it touches neither time nor baselines, only
+the named identity's alert state (``_insight``).
 
 State: ``IdentityState`` per identity in ``store`` (any ``MutableMapping``; by default an
 ``IdentityStore``), serialised with ``identity_state``/``set_identity_state`` for the

@@ -16,8 +16,9 @@ Public API:
 Accounting: every record read is counted in ``RunStats.records_read[source]`` and ends as
 an event, a dead letter (reasons in ``deadletter.REASONS``) or a skip. Skip reasons:
 ``digest`` (CloudTrail digest files), ``insight`` (CloudTrail Insights, kept out of
-baselines; each also yields context events, see ``insight``), ``control_message`` (CloudWatch Logs health checks), ``merged_stage`` and
-``duplicate_stage`` (Kubernetes stages of a request already counted), ``duplicate_event``
+baselines; each also yields context events, see ``insight``), ``control_message``
+(CloudWatch Logs health checks), ``merged_stage`` and ``duplicate_stage`` (Kubernetes
+stages of a request already counted), ``duplicate_event``
 (a CloudTrail event delivered twice), ``unsupported_format`` (Okta, GitHub, OpenAI and
 Anthropic audit records: recognised, valid, but not a supported source). Input whose
 format cannot be told is counted under the source ``unknown``. Each event is also counted
