@@ -7,7 +7,9 @@ top-level keys are known, so a typo fails loudly instead of being ignored.
 
 Sections: ``identities`` (kind overrides, owners, peer tags, AI-agent patterns),
 ``models`` (learning period, horizons, caps), ``scoring`` (thresholds, weights, cooldowns),
-``suppressions`` (inline rules; a separate file may be given too), ``outputs``.
+``suppressions`` (inline rules; a separate file may be given too), ``worker`` (the
+streaming worker's settings, see ``streams.settings``). Where alerts, dead letters and
+reports go is given on the command line, not here.
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ import yaml
 
 from detector.errors import ConfigError
 
-KNOWN_SECTIONS = frozenset({"identities", "models", "scoring", "suppressions", "outputs", "worker"})
-MAPPING_SECTIONS = ("identities", "models", "scoring", "outputs", "worker")
+KNOWN_SECTIONS = frozenset({"identities", "models", "scoring", "suppressions", "worker"})
+MAPPING_SECTIONS = ("identities", "models", "scoring", "worker")
 
 
 class ConfigLoader(yaml.SafeLoader):

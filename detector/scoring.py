@@ -13,7 +13,11 @@ Method (documented for analysts in ``docs/alerts.md``):
    to [0, 1].
 4. Severity from the score thresholds, capped by the category's level (or by
    ``plain_ceiling`` for uncatalogued actions), stepped down one level when a known deploy
-   identity just changed this identity (never for catalogued actions).
+   identity just changed this identity (never for catalogued actions). An action of a
+   ``policy`` category (logging or detection tampering) that the identity has never made
+   before (an exact ``unseen`` novelty signal on the action itself) takes the category's
+   level whatever its score: the same severity the identity would have had during its
+   learning period, so the identity the detector knows best does not get a weaker alert.
 
 Every threshold and weight lives in ``ScoringSettings``, built once from the ``scoring``
 section of the configuration.
@@ -576,7 +580,24 @@ def score_event(
     weight = settings.kind_weights.get(event.identity_kind, 1.0)
     score = min(max(fused * gain * weight, 0.0), 1.0)
     severity, notes, cap = _severity(score, settings, sens, platform, change_context)
+    if (sens is not None and sens.policy and severity != sens.level
+            and _first_use(event, kept)):
+        severity = max_severity(severity, sens.level)
+        notes.append(f"first {sens.label} action by this identity: "
+                     f"severity raised to the category's level ({sens.level})")
     return Verdict(round(score, 4), severity, kept, sens, notes, cap)
+
+
+def _first_use(event: Event, kept: list[Weighted]) -> bool:
+    """Whether a kept signal says this very action is new for the identity: an exact
+    ``unseen`` status (a value only probably evicted from a bounded table, or forgotten
+    beyond the horizon, does not count)."""
+    for weighted in kept:
+        signal = weighted.signal
+        if (signal.detector == "novelty.action" and signal.value == event.action
+                and not signal.degraded and signal.details.get("status") == "unseen"):
+            return True
+    return False
 
 
 def _sensitivity_applies(

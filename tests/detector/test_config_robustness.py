@@ -31,7 +31,9 @@ BAD_CONFIGS = [
      "scoring.max_evidence_ids must be a number, got 'many'"),
     ('scoring: {recurrence_days: "3"}', "scoring.recurrence_days must be a number, got '3'"),
     ("scoring: {max_signals: 0}", "scoring.max_signals must be between 1 and 1000, got 0"),
-    ("outputs: 7", "section 'outputs' must be a mapping, got int"),
+    ("models: 7", "section 'models' must be a mapping, got int"),
+    ("outputs: {alerts: a.jsonl}",
+     "unknown section(s) ['outputs']; known: identities, models, scoring, suppressions, worker"),
     ('worker: "x"', "section 'worker' must be a mapping, got str"),
     ("scoring: {kind_weights: {human: -1}}",
      "scoring.kind_weights.human must be between 0 and 100, got -1.0"),
@@ -119,7 +121,7 @@ def test_valid_config__still_loads(tmp_path):
     config.write_text("scoring: {max_signals: 7, thresholds: {high: 0.8}, cooldown: 60}\n"
                       "models: {learning_min_events: 10, lateness_minutes: 5}\n"
                       "suppressions: [{identity: x, reason: r, expires: 2026-06-30}]\n"
-                      "outputs: {}\n")
+                      "worker: {}\n")
     data = load_config(config)
     assert ScoringSettings.from_config(data["scoring"]).max_signals == 7
     assert ModelSettings.from_config(data["models"]).lateness_minutes == 5.0

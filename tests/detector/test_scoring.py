@@ -311,3 +311,43 @@ class TestPolicyRules:
         assert not action_rx.match("iam:DeleteAccessKey")
         assert identity_rx.match("arn:aws:iam::1:root")
         assert not identity_rx.match("arn:aws:iam::1:role/x")
+
+
+class TestFirstTamperingAction:
+    """A never-seen tampering action takes its category's level whatever its score."""
+
+    @staticmethod
+    def novel(action: str, score: float, status: str = "unseen", degraded: bool = False):
+        return Signal("novelty.action", score, action, "12 known actions",
+                      f"first call of {action}", value=action, degraded=degraded,
+                      details={"attribute": "action", "status": status})
+
+    def test_unseen_tampering_action_is_critical_at_a_modest_score(self, settings, catalogue):
+        event = make_event("cloudtrail:StopLogging")
+        verdict = score_event(event, [self.novel(event.action, 0.35)], settings,
+                              sensitivity=catalogue.classify(event))
+        # 0.35 * (1 + 0.6 * 1.0) = 0.56: medium by score, critical as a first tampering act
+        assert verdict.score == pytest.approx(0.56)
+        assert verdict.severity == "critical"
+        assert verdict.notes[-1] == ("first logging tampering action by this identity: "
+                                     "severity raised to the category's level (critical)")
+
+    def test_forgotten_or_approximate_history_keeps_the_score_severity(self, settings,
+                                                                      catalogue):
+        event = make_event("guardduty:UpdateDetector")
+        sens = catalogue.classify(event)
+        forgotten = score_event(event, [self.novel(event.action, 0.35, "forgotten")],
+                                settings, sensitivity=sens)
+        evicted = score_event(event, [self.novel(event.action, 0.35, degraded=True)],
+                              settings, sensitivity=sens)
+        assert (forgotten.severity, evicted.severity) == ("medium", "medium")
+
+    def test_only_policy_categories_and_the_action_itself_count(self, settings, catalogue):
+        key = make_event("iam:CreateAccessKey")
+        verdict = score_event(key, [self.novel(key.action, 0.35)], settings,
+                              sensitivity=catalogue.classify(key))
+        assert verdict.severity == "low"  # 0.35 * 1.54 = 0.539: low by score, not raised
+        stop = make_event("cloudtrail:StopLogging")
+        other = self.novel("cloudtrail:DescribeTrails", 0.35)
+        verdict = score_event(stop, [other], settings, sensitivity=catalogue.classify(stop))
+        assert verdict.severity == "medium"
