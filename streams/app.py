@@ -46,6 +46,9 @@ class Runtime:
     health: Any
     metrics: Any
     roles: dict[str, Any] = field(default_factory=dict)
+    # raw (topic, partition) -> offset of its earliest message holding a Kubernetes stage
+    # (``Pipeline.held_offset``): offsets are committed up to it, never past it
+    holds: dict[tuple[str, int], int] = field(default_factory=dict)
 
     def fatal(self, reason: str) -> NoReturn:
         """End the worker now with exit code 70, without Faust's graceful stop.
@@ -103,6 +106,7 @@ def create_app(settings: WorkerSettings, runtime: Runtime) -> faust.App:
         table_standby_replicas=0,
         web_enabled=False,  # streams.health serves probes and metrics on its own port
     )
+    app.transport.Consumer = holding_consumer(app.transport.Consumer, runtime.holds)
     topics = _declare_topics(app, settings)
     runtime.roles = topics
     table = app.Table(settings.table_name, partitions=settings.partitions, key_type=bytes,
@@ -110,6 +114,34 @@ def create_app(settings: WorkerSettings, runtime: Runtime) -> faust.App:
     _declare_agents(app, runtime, topics, table)
     _declare_health(app, runtime)
     return app
+
+
+def holding_consumer(base: type, holds: Mapping[tuple[str, int], int]) -> type:
+    """``base`` (Faust's consumer class) that never commits a partition at or past its
+    entry in ``holds``.
+
+    Faust commits the end of the first run of consecutive acknowledged offsets
+    (``_new_offset``, which also removes that run from its list). Offsets at or past the
+    hold are kept out of that list while it runs and put back after, so they are committed
+    once the hold moves past them; the ingest agent acknowledges its messages as usual.
+    """
+
+    class HoldingConsumer(base):  # type: ignore[misc, valid-type]
+        def _new_offset(self, tp: Any) -> int | None:
+            hold = holds.get((tp.topic, tp.partition))
+            acked = self._acked[tp]
+            if hold is None or not acked:
+                return super()._new_offset(tp)
+            later = [offset for offset in acked if offset >= hold]
+            if not later:
+                return super()._new_offset(tp)
+            acked[:] = [offset for offset in acked if offset < hold]
+            try:
+                return super()._new_offset(tp) if acked else None
+            finally:
+                acked.extend(later)
+
+    return HoldingConsumer
 
 
 def _declare_topics(app: faust.App, settings: WorkerSettings) -> dict[str, Any]:
@@ -208,6 +240,15 @@ def _declare_agents(app: faust.App, runtime: Runtime, topics: Mapping[str, Any],
                                                           partition=partition,
                                                           offset=offset).records]
             await send_all(runtime, records)
+            # Only now, with the requests it released handed to the producer, may a hold
+            # move forward; the window's messages are acknowledged after this body, so a
+            # stage held in one of them is covered before its offset could be committed.
+            for key in {(topic, partition) for _, topic, partition, _ in raw}:
+                held = pipeline.held_offset(*key)
+                if held is None:
+                    runtime.holds.pop(key, None)
+                else:
+                    runtime.holds[key] = held
 
     @app.agent(topics["repartition"], name="detect")
     async def detect(stream: Any) -> None:
@@ -232,6 +273,10 @@ def _declare_agents(app: faust.App, runtime: Runtime, topics: Mapping[str, Any],
         name = runtime.settings.repartition_topic
         partitions = {tp.partition for tp in revoked if tp.topic == name}
         dropped = pipeline.forget_partitions(partitions)
+        raw = {(tp.topic, tp.partition) for tp in revoked if tp.topic != name}
+        pipeline.forget_raw_partitions(raw)
+        for key in raw:
+            runtime.holds.pop(key, None)
         for tp in revoked:
             runtime.metrics.forget_partition(tp.topic, tp.partition)
         runtime.health.set_phase("rebalancing", ready=False, reason="partitions revoked")
@@ -261,11 +306,15 @@ def update_health(app: faust.App, runtime: Runtime, consumed: set[str]) -> None:
     assignment = [tp for tp in consumer.assignment() if tp.topic in consumed]
     for tp in assignment:
         end = consumer.highwater(tp) or 0
-        lag = end - (committed.get(tp) or 0)
+        done = committed.get(tp) or 0
+        lag = end - done
         metrics.set_consumer_lag(tp.topic, tp.partition, lag)
-        if lag <= 0:
-            # caught up: nothing is waiting, so the commit age restarts from now (an idle
-            # partition that receives data later is not "stuck" from the first message on)
+        hold = runtime.holds.get((tp.topic, tp.partition))
+        if lag <= 0 or (hold is not None and done >= hold):
+            # caught up, or committed as far as a held Kubernetes stage allows (it may wait
+            # minutes for its request's last stage): nothing committable is waiting, so the
+            # commit age restarts from now (an idle partition that receives data later is
+            # not "stuck" from the first message on)
             metrics.set_committed(tp.topic, tp.partition)
     recovery = app.tables.recovery
     remaining = recovery.active_remaining_total() if recovery.in_recovery else 0
