@@ -17,11 +17,12 @@ the uncommitted messages are processed again (at least once). No detection logic
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import os
 import ssl
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
@@ -35,6 +36,10 @@ log = logging.getLogger(__name__)
 SEND_ATTEMPTS = 3
 FATAL_EXIT_CODE = 70
 HEALTH_INTERVAL_S = 2.0
+# At most this long (and never longer than --io-timeout) a fatal exit waits for the broker to
+# take the worker's LeaveGroup request; then it exits anyway, and the group notices the
+# member is gone only after the session timeout, as before.
+LEAVE_GROUP_TIMEOUT_S = 5.0
 
 
 @dataclass
@@ -49,6 +54,8 @@ class Runtime:
     # raw (topic, partition) -> offset of its earliest message holding a Kubernetes stage
     # (``Pipeline.held_offset``): offsets are committed up to it, never past it
     holds: dict[tuple[str, int], int] = field(default_factory=dict)
+    # leaves the consumer group within the given seconds; says how it went (create_app)
+    leave_group: Callable[[float], str] | None = None
 
     def fatal(self, reason: str) -> NoReturn:
         """End the worker now with exit code 70, without Faust's graceful stop.
@@ -59,9 +66,15 @@ class Runtime:
         request timeout. Nothing is lost by skipping it: Faust commits an offset only after
         flushing the producer, and the message whose send failed is never acknowledged,
         so the restart reprocesses it and everything after the last commit.
+
+        It first leaves the consumer group (bounded by ``LEAVE_GROUP_TIMEOUT_S``), so the
+        other workers take its partitions at once instead of after a session timeout.
         """
         log.critical("stopping the worker (exit %d, nothing more is committed): %s",
                      FATAL_EXIT_CODE, reason)
+        if self.leave_group is not None:
+            timeout = min(LEAVE_GROUP_TIMEOUT_S, self.settings.io_timeout)
+            log.critical("leaving the consumer group: %s", self.leave_group(timeout))
         logging.shutdown()  # flush the log handlers: os._exit skips the interpreter's exit
         for stream in (sys.stdout, sys.stderr):
             stream.flush()
@@ -107,6 +120,7 @@ def create_app(settings: WorkerSettings, runtime: Runtime) -> faust.App:
         web_enabled=False,  # streams.health serves probes and metrics on its own port
     )
     app.transport.Consumer = holding_consumer(app.transport.Consumer, runtime.holds)
+    runtime.leave_group = lambda timeout: leave_group(app, timeout)
     topics = _declare_topics(app, settings)
     runtime.roles = topics
     table = app.Table(settings.table_name, partitions=settings.partitions, key_type=bytes,
@@ -142,6 +156,33 @@ def holding_consumer(base: type, holds: Mapping[tuple[str, int], int]) -> type:
                 acked.extend(later)
 
     return HoldingConsumer
+
+
+def leave_group(app: faust.App, timeout: float) -> str:
+    """Send the consumer's LeaveGroup request and wait for it at most ``timeout`` seconds.
+
+    Only the request is sent: no offset is committed and no revocation handler runs, which
+    is what a fatal exit needs (nothing more may be committed). The aiokafka consumer lives
+    on Faust's consumer thread with its own event loop, so the request runs there; this
+    thread blocks on it, which is fine for a process about to exit. Neither Faust nor
+    aiokafka has a public call for it, hence the private attributes; anything missing
+    means there is no group to leave yet.
+    """
+    thread = getattr(app._consumer, "_thread", None)
+    loop = getattr(thread, "thread_loop", None)
+    coordinator = getattr(getattr(thread, "_consumer", None), "_coordinator", None)
+    leave = getattr(coordinator, "_maybe_leave_group", None)
+    if leave is None or loop is None or not loop.is_running():
+        return "not in a group yet"
+    future = asyncio.run_coroutine_threadsafe(leave(), loop)
+    try:
+        future.result(timeout)
+    except concurrent.futures.TimeoutError:
+        future.cancel()
+        return f"no answer within {timeout:g}s; the group drops it after its session timeout"
+    except Exception as err:  # noqa: BLE001 - the exit goes on whatever happens here
+        return f"failed ({err!r}); the group drops it after its session timeout"
+    return "left"
 
 
 def _declare_topics(app: faust.App, settings: WorkerSettings) -> dict[str, Any]:
