@@ -284,12 +284,15 @@ def _declare_agents(app: faust.App, runtime: Runtime, topics: Mapping[str, Any],
             # Only now, with the requests it released handed to the producer, may a hold
             # move forward; the window's messages are acknowledged after this body, so a
             # stage held in one of them is covered before its offset could be committed.
-            for key in {(topic, partition) for _, topic, partition, _ in raw}:
-                held = pipeline.held_offset(*key)
-                if held is None:
-                    runtime.holds.pop(key, None)
-                else:
-                    runtime.holds[key] = held
+            try:
+                for key in {(topic, partition) for _, topic, partition, _ in raw}:
+                    held = pipeline.held_offset(*key)
+                    if held is None:
+                        runtime.holds.pop(key, None)
+                    else:
+                        runtime.holds[key] = held
+            except Exception as err:  # noqa: BLE001 - acking now could lose held stages
+                runtime.fatal(f"cannot tell which raw offsets hold Kubernetes stages: {err!r}")
 
     @app.agent(topics["repartition"], name="detect")
     async def detect(stream: Any) -> None:

@@ -51,7 +51,8 @@ PARTITION_CACHE_SIZE = 100_000
 # under the broker's default 1 MiB limit.
 MAX_EVENTS_PER_MESSAGE = 1000
 
-_OFFSET = re.compile(r"[0-9]+")  # the raw offset at the start of an origin's tail
+# The raw offset in an origin: Kafka topic names hold neither "]" nor "@".
+_OFFSET = re.compile(r"\]@([0-9]+)")
 
 
 def _chunks(batches: Mapping[str, list], limit: int) -> list[dict[str, list]]:
@@ -417,5 +418,5 @@ def _earliest_origin(parser: Any) -> int | None:
     pending = parser._stages._pending
     if not pending:
         return None
-    return min(int(_OFFSET.match(origin.rpartition("@")[2]).group())
+    return min(int(_OFFSET.search(origin).group(1))
                for _record, origin, _hints, _sig in pending.values())

@@ -188,13 +188,15 @@ def test_apply__state_resumes_in_a_new_process_from_the_table(story) -> None:
 
 def test_split__k8s_stages_in_two_messages_are_one_event_and_hold_the_first() -> None:
     harness = Harness()
-    harness.feed(orjson.dumps(scenario.k8s_stage("req-1", "RequestReceived")), 7)
+    # JSON lines: the held stage's origin names its line too (raw[0]@7:2)
+    harness.feed(payloads([scenario.k8s_stage("done", "ResponseComplete"),
+                           scenario.k8s_stage("req-1", "RequestReceived")], 2)[0], 7)
     assert harness.pipeline.held_offset("raw", 0) == 7
-    assert accounted(harness) == []
+    assert accounted(harness) == ["done"]
     harness.feed(orjson.dumps(scenario.k8s_stage("req-1", "ResponseComplete")), 8)
     assert harness.pipeline.held_offset("raw", 0) is None
-    assert accounted(harness) == ["req-1"]
-    assert harness.stats.events["k8s.audit"] == 1
+    assert accounted(harness) == ["done", "req-1"]
+    assert harness.stats.events["k8s.audit"] == 2
     assert harness.stats.skipped[("k8s.audit", "merged_stage")] == 1
     assert harness.stats.balanced()
 
