@@ -317,10 +317,12 @@ def _declare_agents(app: faust.App, runtime: Runtime, topics: Mapping[str, Any],
         name = runtime.settings.repartition_topic
         partitions = {tp.partition for tp in revoked if tp.topic == name}
         dropped = pipeline.forget_partitions(partitions)
-        raw = {(tp.topic, tp.partition) for tp in revoked if tp.topic != name}
-        pipeline.forget_raw_partitions(raw)
-        for key in raw:
-            runtime.holds.pop(key, None)
+        # The stages held for revoked raw partitions are dropped with their parsers, but
+        # not the holds: Faust may still record acknowledgements of messages that were in
+        # flight, and the hold keeps them from being committed past a dropped stage until
+        # the partition's next window here (if it comes back) computes the hold afresh.
+        pipeline.forget_raw_partitions({(tp.topic, tp.partition) for tp in revoked
+                                        if tp.topic != name})
         for tp in revoked:
             runtime.metrics.forget_partition(tp.topic, tp.partition)
         runtime.health.set_phase("rebalancing", ready=False, reason="partitions revoked")
