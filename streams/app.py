@@ -17,11 +17,12 @@ the uncommitted messages are processed again (at least once). No detection logic
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import os
 import ssl
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
@@ -35,6 +36,10 @@ log = logging.getLogger(__name__)
 SEND_ATTEMPTS = 3
 FATAL_EXIT_CODE = 70
 HEALTH_INTERVAL_S = 2.0
+# At most this long (and never longer than --io-timeout) a fatal exit waits for the broker to
+# take the worker's LeaveGroup request; then it exits anyway, and the group notices the
+# member is gone only after the session timeout, as before.
+LEAVE_GROUP_TIMEOUT_S = 5.0
 
 
 @dataclass
@@ -46,6 +51,11 @@ class Runtime:
     health: Any
     metrics: Any
     roles: dict[str, Any] = field(default_factory=dict)
+    # raw (topic, partition) -> offset of its earliest message holding a Kubernetes stage
+    # (``Pipeline.held_offset``): offsets are committed up to it, never past it
+    holds: dict[tuple[str, int], int] = field(default_factory=dict)
+    # leaves the consumer group within the given seconds; says how it went (create_app)
+    leave_group: Callable[[float], str] | None = None
 
     def fatal(self, reason: str) -> NoReturn:
         """End the worker now with exit code 70, without Faust's graceful stop.
@@ -56,9 +66,15 @@ class Runtime:
         request timeout. Nothing is lost by skipping it: Faust commits an offset only after
         flushing the producer, and the message whose send failed is never acknowledged,
         so the restart reprocesses it and everything after the last commit.
+
+        It first leaves the consumer group (bounded by ``LEAVE_GROUP_TIMEOUT_S``), so the
+        other workers take its partitions at once instead of after a session timeout.
         """
         log.critical("stopping the worker (exit %d, nothing more is committed): %s",
                      FATAL_EXIT_CODE, reason)
+        if self.leave_group is not None:
+            timeout = min(LEAVE_GROUP_TIMEOUT_S, self.settings.io_timeout)
+            log.critical("leaving the consumer group: %s", self.leave_group(timeout))
         logging.shutdown()  # flush the log handlers: os._exit skips the interpreter's exit
         for stream in (sys.stdout, sys.stderr):
             stream.flush()
@@ -103,6 +119,8 @@ def create_app(settings: WorkerSettings, runtime: Runtime) -> faust.App:
         table_standby_replicas=0,
         web_enabled=False,  # streams.health serves probes and metrics on its own port
     )
+    app.transport.Consumer = holding_consumer(app.transport.Consumer, runtime.holds)
+    runtime.leave_group = lambda timeout: leave_group(app, timeout)
     topics = _declare_topics(app, settings)
     runtime.roles = topics
     table = app.Table(settings.table_name, partitions=settings.partitions, key_type=bytes,
@@ -110,6 +128,61 @@ def create_app(settings: WorkerSettings, runtime: Runtime) -> faust.App:
     _declare_agents(app, runtime, topics, table)
     _declare_health(app, runtime)
     return app
+
+
+def holding_consumer(base: type, holds: Mapping[tuple[str, int], int]) -> type:
+    """``base`` (Faust's consumer class) that never commits a partition at or past its
+    entry in ``holds``.
+
+    Faust commits the end of the first run of consecutive acknowledged offsets
+    (``_new_offset``, which also removes that run from its list). Offsets at or past the
+    hold are kept out of that list while it runs and put back after, so they are committed
+    once the hold moves past them; the ingest agent acknowledges its messages as usual.
+    """
+
+    class HoldingConsumer(base):  # type: ignore[misc, valid-type]
+        def _new_offset(self, tp: Any) -> int | None:
+            hold = holds.get((tp.topic, tp.partition))
+            acked = self._acked[tp]
+            if hold is None or not acked:
+                return super()._new_offset(tp)
+            later = [offset for offset in acked if offset >= hold]
+            if not later:
+                return super()._new_offset(tp)
+            acked[:] = [offset for offset in acked if offset < hold]
+            try:
+                return super()._new_offset(tp) if acked else None
+            finally:
+                acked.extend(later)
+
+    return HoldingConsumer
+
+
+def leave_group(app: faust.App, timeout: float) -> str:
+    """Send the consumer's LeaveGroup request and wait for it at most ``timeout`` seconds.
+
+    Only the request is sent: no offset is committed and no revocation handler runs, which
+    is what a fatal exit needs (nothing more may be committed). The aiokafka consumer lives
+    on Faust's consumer thread with its own event loop, so the request runs there; this
+    thread blocks on it, which is fine for a process about to exit. Neither Faust nor
+    aiokafka has a public call for it, hence the private attributes; anything missing
+    means there is no group to leave yet.
+    """
+    thread = getattr(app._consumer, "_thread", None)
+    loop = getattr(thread, "thread_loop", None)
+    coordinator = getattr(getattr(thread, "_consumer", None), "_coordinator", None)
+    leave = getattr(coordinator, "_maybe_leave_group", None)
+    if leave is None or loop is None or not loop.is_running():
+        return "not in a group yet"
+    future = asyncio.run_coroutine_threadsafe(leave(), loop)
+    try:
+        future.result(timeout)
+    except concurrent.futures.TimeoutError:
+        future.cancel()
+        return f"no answer within {timeout:g}s; the group drops it after its session timeout"
+    except Exception as err:  # noqa: BLE001 - the exit goes on whatever happens here
+        return f"failed ({err!r}); the group drops it after its session timeout"
+    return "left"
 
 
 def _declare_topics(app: faust.App, settings: WorkerSettings) -> dict[str, Any]:
@@ -208,6 +281,18 @@ def _declare_agents(app: faust.App, runtime: Runtime, topics: Mapping[str, Any],
                                                           partition=partition,
                                                           offset=offset).records]
             await send_all(runtime, records)
+            # Only now, with the requests it released handed to the producer, may a hold
+            # move forward; the window's messages are acknowledged after this body, so a
+            # stage held in one of them is covered before its offset could be committed.
+            try:
+                for key in {(topic, partition) for _, topic, partition, _ in raw}:
+                    held = pipeline.held_offset(*key)
+                    if held is None:
+                        runtime.holds.pop(key, None)
+                    else:
+                        runtime.holds[key] = held
+            except Exception as err:  # noqa: BLE001 - acking now could lose held stages
+                runtime.fatal(f"cannot tell which raw offsets hold Kubernetes stages: {err!r}")
 
     @app.agent(topics["repartition"], name="detect")
     async def detect(stream: Any) -> None:
@@ -232,6 +317,12 @@ def _declare_agents(app: faust.App, runtime: Runtime, topics: Mapping[str, Any],
         name = runtime.settings.repartition_topic
         partitions = {tp.partition for tp in revoked if tp.topic == name}
         dropped = pipeline.forget_partitions(partitions)
+        # The stages held for revoked raw partitions are dropped with their parsers, but
+        # not the holds: Faust may still record acknowledgements of messages that were in
+        # flight, and the hold keeps them from being committed past a dropped stage until
+        # the partition's next window here (if it comes back) computes the hold afresh.
+        pipeline.forget_raw_partitions({(tp.topic, tp.partition) for tp in revoked
+                                        if tp.topic != name})
         for tp in revoked:
             runtime.metrics.forget_partition(tp.topic, tp.partition)
         runtime.health.set_phase("rebalancing", ready=False, reason="partitions revoked")
@@ -261,11 +352,15 @@ def update_health(app: faust.App, runtime: Runtime, consumed: set[str]) -> None:
     assignment = [tp for tp in consumer.assignment() if tp.topic in consumed]
     for tp in assignment:
         end = consumer.highwater(tp) or 0
-        lag = end - (committed.get(tp) or 0)
+        done = committed.get(tp) or 0
+        lag = end - done
         metrics.set_consumer_lag(tp.topic, tp.partition, lag)
-        if lag <= 0:
-            # caught up: nothing is waiting, so the commit age restarts from now (an idle
-            # partition that receives data later is not "stuck" from the first message on)
+        hold = runtime.holds.get((tp.topic, tp.partition))
+        if lag <= 0 or (hold is not None and done >= hold):
+            # caught up, or committed as far as a held Kubernetes stage allows (it may wait
+            # minutes for its request's last stage): nothing committable is waiting, so the
+            # commit age restarts from now (an idle partition that receives data later is
+            # not "stuck" from the first message on)
             metrics.set_committed(tp.topic, tp.partition)
     recovery = app.tables.recovery
     remaining = recovery.active_remaining_total() if recovery.in_recovery else 0

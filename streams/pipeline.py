@@ -8,6 +8,12 @@
    events, hand back the new blob -> alerts, table writes, inventory, accounting, dead
    letters.
 
+Kubernetes audit stages of one request (edge case B06) may arrive in different raw
+messages: each raw partition has its own long-lived ``Parser``, whose stage merger holds
+early stages across messages exactly as replay's does (``detector.sources.stages``).
+``held_offset`` names the earliest raw message whose stage still waits; the worker commits
+no raw offset past it, so a crash re-reads every stage that was never emitted.
+
 Delivery is at least once. Each identity's table value records the position of the last
 event applied per raw partition, so a raw message redelivered after a crash (and the
 repartition messages made from it again) is recognised and skipped event by event: the
@@ -20,6 +26,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import re
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -43,6 +50,9 @@ PARTITION_CACHE_SIZE = 100_000
 # Events per repartition message: about 500 bytes each as rows, so a message stays well
 # under the broker's default 1 MiB limit.
 MAX_EVENTS_PER_MESSAGE = 1000
+
+# The raw offset in an origin: Kafka topic names hold neither "]" nor "@".
+_OFFSET = re.compile(r"\]@([0-9]+)")
 
 
 def _chunks(batches: Mapping[str, list], limit: int) -> list[dict[str, list]]:
@@ -142,6 +152,9 @@ class Pipeline:
         self.failed: dict[str, int] = defaultdict(int)  # reason -> records dead-lettered
         self.redelivered = 0  # events skipped because their identity already applied them
         self._partition_of: dict[str, int] = {}
+        # One parser per raw partition: its stage merger holds Kubernetes stages across that
+        # partition's messages only, so what it holds is named by that partition's offsets.
+        self._parsers: dict[tuple[str, int], Any] = {}
 
     def partition_of(self, identity: str) -> int:
         """``codecs.partition_for`` with a bounded memo (cleared whole when full)."""
@@ -189,8 +202,16 @@ class Pipeline:
     def _parse_one(self, data: bytes | None, topic: str, partition: int, offset: int,
                    out: Output) -> list[Event]:
         origin = f"{topic}[{partition}]@{offset}"
-        events = self._parse(data or b"", origin=origin, source=self.topic_sources.get(topic),
-                             stats=self.stats, dead_letters=self.dead_letters, rules=self.rules)
+        source = self.topic_sources.get(topic)
+        parser = self._parsers.get((topic, partition))
+        if parser is None:
+            from detector.sources import Parser
+
+            parser = self._parsers[(topic, partition)] = Parser(
+                stats=self.stats, dead_letters=self.dead_letters, source=source,
+                rules=self.rules)
+        events = self._parse(data or b"", origin=origin, source=source, stats=self.stats,
+                             dead_letters=self.dead_letters, rules=self.rules, parser=parser)
         for entry in self.dead_letters.drain():
             self.failed[entry["reason"]] += 1
             out.records.append(dead_letter_record(entry, topic, partition, offset))
@@ -342,6 +363,24 @@ class Pipeline:
 
     # ------------------------------------------------------------------ bookkeeping
 
+    def held_offset(self, topic: str, partition: int) -> int | None:
+        """The offset of the earliest raw message of this partition holding a Kubernetes
+        stage that waits for the rest of its request, or None when nothing waits.
+
+        No offset at or past it may be committed: the held stage exists only in this
+        process, and a restart must read it again to emit its request."""
+        parser = self._parsers.get((topic, partition))
+        if parser is None:
+            return None
+        return _earliest_origin(parser)
+
+    def forget_raw_partitions(self, partitions: set[tuple[str, int]]) -> None:
+        """Drop the parsers of revoked raw partitions with the stages they hold: the next
+        owner reads those stages again from the committed offset, which is not past them
+        (``held_offset``), so keeping them here would emit their requests twice."""
+        for key in partitions:
+            self._parsers.pop(key, None)
+
     def forget_partitions(self, partitions: set[int]) -> int:
         """Drop identities of revoked partitions from the detector; they are reloaded from
         the table if the partition comes back. Returns how many were dropped."""
@@ -367,3 +406,17 @@ class Pipeline:
         out = Output()
         out.records.append(dead_letter_record(sink.items[0], topic, partition, offset))
         return out
+
+
+def _earliest_origin(parser: Any) -> int | None:
+    """The smallest raw offset among the stages ``parser``'s merger holds.
+
+    ``Parser`` has no public view of its pending stages; each one keeps the origin it was
+    fed with: ``Pipeline._parse_one``'s ``topic[partition]@offset``, which the parser may
+    extend with where the record sits (``:line``, ``#Records[i]``). A scan is cheap: at most
+    ``stages.MAX_PENDING_STAGES`` entries, once per ingest window."""
+    pending = parser._stages._pending
+    if not pending:
+        return None
+    return min(int(_OFFSET.search(origin).group(1))
+               for _record, origin, _hints, _sig in pending.values())

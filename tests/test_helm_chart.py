@@ -7,7 +7,6 @@ tests skip, unless ``NHI_REQUIRE_HELM=1`` (set by .ci/run), where they fail loud
 from __future__ import annotations
 
 import argparse
-import base64
 import importlib.util
 import json
 import os
@@ -243,20 +242,65 @@ class TestSecureRender:
         assert yaml.safe_load(cm["data"]["config.yaml"]) == values["config"]
         assert yaml.safe_load(cm["data"]["suppressions.yaml"]) == values["suppressions"]
 
-    def test_inline_password__is_stored_in_a_secret(self, helm_bin: Path) -> None:
-        docs = render(helm_bin, "--set", "kafka.sasl.enabled=true",
-                      "--set", "kafka.sasl.username=svc", "--set", "kafka.sasl.password=s3cret")
-        secret = one(docs, "Secret")
-        assert base64.b64decode(secret["data"]["password"]).decode() == "s3cret"
-        ref = env_of(docs)["NHI_SASL_PASSWORD"]["secretKeyRef"]
-        assert ref == {"name": secret["metadata"]["name"], "key": "password"}
-        assert env_of(docs)["NHI_SECURITY_PROTOCOL"] == "SASL_PLAINTEXT"
+    def test_inline_password__is_refused(self, helm_bin: Path) -> None:
+        proc = helm(helm_bin, "template", "nhi", str(CHART), "--set", "kafka.sasl.enabled=true",
+                    "--set", "kafka.sasl.username=svc", "--set", "kafka.sasl.existingSecret=s",
+                    "--set", "kafka.sasl.password=s3cret", check=False)
+        assert proc.returncode != 0
+        assert "secrets never go in values" in proc.stderr
+        assert "s3cret" not in proc.stdout
 
-    def test_sasl_without_password__fails_with_a_message(self, helm_bin: Path) -> None:
+    def test_sasl_without_secret__fails_with_a_message(self, helm_bin: Path) -> None:
         proc = helm(helm_bin, "template", "nhi", str(CHART), "--set", "kafka.sasl.enabled=true",
                     "--set", "kafka.sasl.username=svc", check=False)
         assert proc.returncode != 0
-        assert "kafka.sasl.password or kafka.sasl.existingSecret" in proc.stderr
+        assert "kafka.sasl.enabled needs kafka.sasl.existingSecret" in proc.stderr
+
+    def test_user_name__can_come_from_the_secret_too(self, helm_bin: Path) -> None:
+        docs = render(helm_bin, "--set", "kafka.sasl.enabled=true",
+                      "--set", "kafka.sasl.existingSecret=creds",
+                      "--set", "kafka.sasl.usernameKey=user", "--set", "kafka.sasl.mechanism=PLAIN")
+        env = env_of(docs)
+        assert env["NHI_SASL_USERNAME"] == {"secretKeyRef": {"name": "creds", "key": "user"}}
+        assert env["NHI_SASL_PASSWORD"] == {"secretKeyRef": {"name": "creds", "key": "password"}}
+        assert (env["NHI_SASL_MECHANISM"], env["NHI_SECURITY_PROTOCOL"]) == (
+            "PLAIN", "SASL_PLAINTEXT")
+        assert not [d for d in docs if d["kind"] == "Secret"]
+
+
+class TestWorkerSettings:
+    """Every tuning value reaches the worker as the NHI_* variable it reads."""
+
+    TUNING = {"NHI_MAX_FETCH_BYTES": "8388608", "NHI_INGEST_WINDOW": "0.25",
+              "NHI_INGEST_MAX_MESSAGES": "2000", "NHI_IO_TIMEOUT": "10",
+              "NHI_SESSION_TIMEOUT": "45", "NHI_COMMIT_INTERVAL": "5",
+              "NHI_STARTUP_TIMEOUT": "600", "NHI_LOCK_WAIT": "60", "NHI_CREATE_TOPICS": "true",
+              "NHI_ACCOUNTING_TOPIC": "nhi.accounting"}
+
+    def test_defaults__equal_the_worker_defaults(self, default_docs: list[dict]) -> None:
+        settings = pytest.importorskip("streams.settings")
+        env = env_of(default_docs)
+        by_env = {s.env: s for s in settings.SETTINGS}
+        for name in set(self.TUNING) - {"NHI_ACCOUNTING_TOPIC"}:
+            setting = by_env[name]
+            value = env[name]
+            parsed = value == "true" if setting.kind is bool else setting.kind(value)
+            assert parsed == setting.default, (name, value, setting.default)
+        assert "NHI_ACCOUNTING_TOPIC" not in env  # off unless a topic is named
+
+    def test_values__render_the_variables(self, secure_docs: list[dict]) -> None:
+        env = env_of(secure_docs)
+        assert {name: env.get(name) for name in self.TUNING} == self.TUNING
+
+    def test_values__load_as_worker_settings(self, secure_docs: list[dict]) -> None:
+        settings = pytest.importorskip("streams.settings")
+        env = {k: v for k, v in env_of(secure_docs).items() if isinstance(v, str)}
+        parser = argparse.ArgumentParser()
+        settings.add_arguments(parser)
+        loaded = settings.load_settings(parser.parse_args([]), env, None)
+        assert (loaded.max_fetch_bytes, loaded.ingest_window, loaded.ingest_max_messages,
+                loaded.io_timeout, loaded.session_timeout, loaded.create_topics) == (
+            8388608, 0.25, 2000, 10.0, 45.0, True)
 
 
 class TestPrometheusRule:

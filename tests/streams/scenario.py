@@ -1,4 +1,5 @@
-"""A small labelled CloudTrail scenario for the streaming tests, made from a seed.
+"""A small labelled CloudTrail scenario for the streaming tests, made from a seed; and
+``k8s_stage``, one Kubernetes audit stage record.
 
 Three workload roles call the same few read APIs every hour from their own private
 address with boto3 for ``days`` days (well past the learning period of 50 events and 3
@@ -106,3 +107,19 @@ def build(days: int = 5, per_hour: int = 2, seed: int = 7) -> Scenario:
         attack_ids.append(item["eventID"])
     records.sort(key=lambda r: r["eventTime"])
     return Scenario(records, attack_ids, attack_start, attack_start + 20 * len(ATTACK))
+
+
+def k8s_stage(audit_id: str, stage: str, received: str = "2024-03-04T10:00:00Z",
+              user: str = "system:serviceaccount:ci:deployer") -> dict[str, Any]:
+    """One stage of one Kubernetes API request (``ResponseComplete`` answers 201)."""
+    record: dict[str, Any] = {
+        "kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Metadata",
+        "auditID": audit_id, "stage": stage, "verb": "create",
+        "requestURI": "/api/v1/namespaces/ci/secrets", "user": {"username": user},
+        "sourceIPs": ["10.20.3.4"], "userAgent": "kubectl/v1.29.0 (linux/amd64)",
+        "objectRef": {"resource": "secrets", "namespace": "ci", "name": audit_id},
+        "requestReceivedTimestamp": received, "stageTimestamp": received,
+    }
+    if stage == "ResponseComplete":
+        record["responseStatus"] = {"code": 201}
+    return record

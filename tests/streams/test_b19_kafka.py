@@ -368,3 +368,55 @@ def wait_for(probe, done, timeout: float):
             return result
         time.sleep(1.0)
     return None
+
+
+def test_a_fatal_exit_leaves_the_group_so_the_other_worker_takes_over_at_once(
+        proxied_broker, story, tmp_path: Path) -> None:
+    """Two workers; the one that owns the victim's partition cannot get its alert
+    acknowledged and exits 70. Its LeaveGroup request makes the group rebalance at once:
+    long before the (60 s) session timeout, the survivor is the only member and has
+    processed every event, the alert included."""
+    proxy, bootstrap = proxied_broker
+    story, later = story
+    before, attack = split(story)
+    app_id = "b19-leave"
+    session_timeout = 60
+    create_topic(bootstrap, f"{app_id}.raw")
+    produce(bootstrap, f"{app_id}.raw", framed_batches(before))
+    workers = []
+    for worker_id in ("w1", "w2"):
+        args = worker_args(bootstrap, app_id, tmp_path / "state", free_port(),
+                           "--io-timeout", "5", "--session-timeout", str(session_timeout),
+                           "--worker-id", worker_id)
+        workers.append(start_worker(args, tmp_path / f"{worker_id}.log"))
+    try:
+        for worker in workers:
+            worker.wait_ready(timeout=180)
+        wait_for(lambda: group_members(bootstrap, app_id), lambda m: len(m) == 2, 60)
+        accounted_ids(bootstrap, app_id, {r["eventID"] for r in before}, timeout=180)
+        proxy.stall(f"{app_id}.alerts")
+        produce(bootstrap, f"{app_id}.raw", framed_batches(attack + later))
+        dead = wait_for(lambda: [w for w in workers if w.process.poll() is not None],
+                        lambda exited: exited, 90)
+        exited_at = time.monotonic()
+        proxy.release()
+        assert dead and len(dead) == 1, [w.log_tail() for w in workers]
+        survivor = next(w for w in workers if w is not dead[0])
+        members = wait_for(lambda: group_members(bootstrap, app_id),
+                           lambda m: len(m) == 1, session_timeout / 3)
+        wanted = {r["eventID"] for r in story.records + later}
+        accounted = accounted_ids(bootstrap, app_id, wanted, timeout=session_timeout / 3)
+        alerts = alerts_on(bootstrap, app_id, timeout=5)
+        settled_after = time.monotonic() - exited_at
+    finally:
+        proxy.release()
+        codes = [w.stop(signal.SIGTERM, timeout=90) for w in workers]
+    dead_log = dead[0].log_path.read_text(encoding="utf-8", errors="replace")
+    assert dead[0].process.returncode == 70, dead_log[-3000:]
+    # without the LeaveGroup the dead member stays listed for the whole session timeout
+    assert members is not None and len(members) == 1, survivor.log_tail()
+    assert "leaving the consumer group: left" in dead_log, dead_log[-3000:]
+    assert codes.count(0) == 1, survivor.log_tail()
+    assert wanted <= accounted and settled_after < session_timeout
+    victim = scenario.role_arn(scenario.VICTIM)
+    assert alerts and {a["identity"]["key"] for a in alerts} == {victim}

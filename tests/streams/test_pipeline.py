@@ -158,7 +158,10 @@ def test_apply__redelivered_raw_message_is_not_learned_twice(story) -> None:
     for offset, payload in enumerate(messages):
         harness.feed(payload, offset)
     before = {k: codecs.unpack_state(v)[0] for k, v in harness.table.items()}
-    harness.feed(messages[-1], len(messages) - 1)  # the crash-and-replay case
+    # the crash-and-replay case: a raw message comes again only to a restarted worker or
+    # after a rebalance, which drops the partition's parser (and its duplicate checks)
+    harness.pipeline.forget_raw_partitions({("raw", 0)})
+    harness.feed(messages[-1], len(messages) - 1)
     inventory = {v["identity"]: v["events"] for v in harness.values("inventory")}
     for role in scenario.ROLES:
         assert inventory[scenario.role_arn(role)] == len(story.records_of(role))
@@ -181,6 +184,46 @@ def test_apply__state_resumes_in_a_new_process_from_the_table(story) -> None:
         entry = inventory[scenario.role_arn(role)]
         assert entry["events"] == len(story.records_of(role))
         assert entry["in_learning"] is False
+
+
+def test_split__k8s_stages_in_two_messages_are_one_event_and_hold_the_first() -> None:
+    harness = Harness()
+    # JSON lines: the held stage's origin names its line too (raw[0]@7:2)
+    harness.feed(payloads([scenario.k8s_stage("done", "ResponseComplete"),
+                           scenario.k8s_stage("req-1", "RequestReceived")], 2)[0], 7)
+    assert harness.pipeline.held_offset("raw", 0) == 7
+    assert accounted(harness) == ["done"]
+    harness.feed(orjson.dumps(scenario.k8s_stage("req-1", "ResponseComplete")), 8)
+    assert harness.pipeline.held_offset("raw", 0) is None
+    assert accounted(harness) == ["done", "req-1"]
+    assert harness.stats.events["k8s.audit"] == 2
+    assert harness.stats.skipped[("k8s.audit", "merged_stage")] == 1
+    assert harness.stats.balanced()
+
+
+def test_split__lone_request_received_is_released_by_event_time_as_partial() -> None:
+    harness = Harness()
+    harness.feed(orjson.dumps(scenario.k8s_stage("lone", "RequestReceived")), 3)
+    harness.feed(orjson.dumps(scenario.k8s_stage("other", "RequestReceived",
+                                                 received="2024-03-04T10:05:00Z")), 4)
+    assert harness.pipeline.held_offset("raw", 0) == 3
+    # 11 minutes of event time later: "lone" has waited past stages.PENDING_TIMEOUT_S
+    harness.feed(orjson.dumps(scenario.k8s_stage("late", "ResponseComplete",
+                                                 received="2024-03-04T10:11:00Z")), 5)
+    assert accounted(harness) == ["late", "lone"]
+    assert harness.pipeline.held_offset("raw", 0) == 4  # "other" still waits
+    assert (harness.stats.records_read["k8s.audit"], harness.stats.events["k8s.audit"]) == (3, 2)
+
+
+def test_split__held_stage_read_again_after_a_rebalance_is_one_event() -> None:
+    harness = Harness()
+    first = orjson.dumps(scenario.k8s_stage("req-1", "RequestReceived"))
+    harness.feed(first, 0)
+    harness.pipeline.forget_raw_partitions({("raw", 0)})  # revoked; re-read from offset 0
+    assert harness.pipeline.held_offset("raw", 0) is None
+    harness.feed(first, 0)
+    harness.feed(orjson.dumps(scenario.k8s_stage("req-1", "ResponseComplete")), 1)
+    assert accounted(harness) == ["req-1"]
 
 
 def test_apply__poison_repartition_message_is_reported_not_raised() -> None:

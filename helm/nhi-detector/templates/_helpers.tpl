@@ -57,9 +57,3 @@ SSL
 PLAINTEXT
 {{- end -}}
 {{- end -}}
-
-{{/* Secret holding the SASL password: the user's, or the one this chart writes. */}}
-{{- define "nhi-detector.saslSecretName" -}}
-{{- $own := printf "%s-kafka-sasl" (include "nhi-detector.fullname" .) -}}
-{{- default $own .Values.kafka.sasl.existingSecret -}}
-{{- end -}}
