@@ -293,15 +293,29 @@ def short_identity(identity: str) -> str:
 
 
 def make_title(identity: str, group: AlertGroup) -> str:
-    """One line for a SIEM list: kind, identity, the strongest reason, and how many more."""
-    top = group.signals[0]["sentence"] if group.signals else group.group
-    categories = f" [{', '.join(c.replace('_', ' ') for c in group.categories)}]"
+    """One line for a SIEM list: kind, identity, the strongest reason, the sensitive
+    categories and how many other detectors contributed (the ``detectors`` field).
+
+    A title over ``TITLE_MAX`` is cut inside the reason, so the identity, the categories and
+    the count always show."""
+    def line(text: str) -> str:
+        return " ".join(text.split())  # one line whatever the values held
+
+    top = line(group.signals[0]["sentence"] if group.signals else group.group)
+    head = line(f"{group.identity_kind} {short_identity(identity)}: ")
+    tail = ""
+    if group.categories:
+        tail += f" [{', '.join(c.replace('_', ' ') for c in group.categories)}]"
     extra = len(group.detectors) - 1
-    more = f" (+{extra} more signal{'s' if extra > 1 else ''})" if extra > 0 else ""
-    title = f"{group.identity_kind} {short_identity(identity)}: {top}"
-    title += categories if group.categories else ""
-    title += more
-    title = " ".join(title.split())  # one line whatever the values held
+    if extra > 0:
+        tail += f" (+{extra} more detector{'s' if extra > 1 else ''})"
+    tail = line(tail)
+    tail = f" {tail}" if tail else ""
+    title = f"{head} {top}{tail}"
     if len(title) > TITLE_MAX:
-        title = title[: TITLE_MAX - 1] + "…"
+        room = TITLE_MAX - len(head) - len(tail) - 2  # the space and the ellipsis
+        if room >= 20:
+            title = f"{head} {top[:room].rstrip()}…{tail}"
+        else:
+            title = title[: TITLE_MAX - 1] + "…"
     return title

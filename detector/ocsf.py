@@ -141,7 +141,7 @@ def _finding_info(alert: Alert) -> dict[str, Any]:
     info: dict[str, Any] = {
         "uid": alert.alert_id,
         "title": alert.title,
-        "desc": " ".join(s["sentence"] for s in alert.signals if s.get("sentence")),
+        "desc": "; ".join(s["sentence"] for s in alert.signals if s.get("sentence")),
         "types": list(alert.detectors) + list(alert.context.get("sensitive_categories", [])),
         "analytic": {
             "uid": alert.top_detector,

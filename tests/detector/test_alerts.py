@@ -198,7 +198,7 @@ class TestAlertContent:
         alert = build_alert()
         assert alert.title == (
             "workload role/app-worker: first call of iam:CreateAccessKey in 41 days of"
-            " history [credential creation] (+1 more signal)"
+            " history [credential creation] (+1 more detector)"
         )
 
     def test_title_stays_on_one_line(self):
@@ -213,6 +213,14 @@ class TestAlertContent:
         group = open_group(event, verdict)
         title = make_title(ROLE, group)
         assert len(title) == 200 and title.endswith("…")
+
+    def test_a_long_reason_is_cut_but_the_categories_and_count_stay(self):
+        group = open_group(make_event(), make_verdict(value="x" * 400))
+        group.categories, group.detectors = ["credential_creation"], ["a", "b", "c"]
+        title = make_title(ROLE, group)
+        assert len(title) <= 200
+        assert title.startswith("workload role/app-worker: ")
+        assert title.endswith("x… [credential creation] (+2 more detectors)")
 
     def test_schema_rejects_a_broken_alert(self):
         native = build_alert().to_native()

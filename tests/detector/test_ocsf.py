@@ -124,6 +124,12 @@ class TestDetectionFinding:
         assert params == ["novelty.action", "novelty.region"]
         assert analysis["baselines"][0]["observations"] == [{"value": "24 actions in 41 days"}]
 
+    def test_description_keeps_the_sentences_apart(self):
+        alert = build_alert()
+        sentences = [s["sentence"] for s in alert.signals]
+        assert len(sentences) == 2
+        assert to_ocsf(alert)["finding_info"]["desc"] == f"{sentences[0]}; {sentences[1]}"
+
     def test_shadow_alert_is_not_an_alertable_signal(self):
         assert to_ocsf(build_alert())["is_alert"] is True
         doc = to_ocsf(build_alert(shadow=True))
