@@ -411,12 +411,11 @@ class Pipeline:
 def _earliest_origin(parser: Any) -> int | None:
     """The smallest raw offset among the stages ``parser``'s merger holds.
 
-    ``Parser`` has no public view of its pending stages; each one keeps the origin it was
-    fed with: ``Pipeline._parse_one``'s ``topic[partition]@offset``, which the parser may
-    extend with where the record sits (``:line``, ``#Records[i]``). A scan is cheap: at most
-    ``stages.MAX_PENDING_STAGES`` entries, once per ingest window."""
-    pending = parser._stages._pending
-    if not pending:
+    Each pending stage keeps the origin it was fed with: ``Pipeline._parse_one``'s
+    ``topic[partition]@offset``, which the parser may extend with where the record sits
+    (``:line``, ``#Records[i]``). A scan is cheap: at most ``stages.MAX_PENDING_STAGES``
+    entries, once per ingest window."""
+    origins = parser.pending_origins()
+    if not origins:
         return None
-    return min(int(_OFFSET.search(origin).group(1))
-               for _record, origin, _hints, _sig in pending.values())
+    return min(int(_OFFSET.search(origin).group(1)) for origin in origins)

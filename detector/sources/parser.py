@@ -142,6 +142,11 @@ class Parser:
         out, self._out = self._out, []
         return out
 
+    def pending_origins(self) -> list[str]:
+        """Origins of the Kubernetes stages waiting for the rest of their request (a
+        long-lived worker must not commit past the earliest)."""
+        return self._stages.pending_origins()
+
     def finish(self) -> list[Event]:
         """Emit Kubernetes requests still waiting for their final stage, as partial."""
         self._out = []

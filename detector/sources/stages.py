@@ -67,6 +67,10 @@ class StageMerger:
                 self._flush(next(iter(self._pending)))
         self._expire(record)
 
+    def pending_origins(self) -> list[str]:
+        """Where each request still waiting for its final stage was read (its origin)."""
+        return [origin for _record, origin, _hints, _sig in self._pending.values()]
+
     def flush_all(self) -> None:
         """Emit every request still waiting for its final stage, as partial."""
         for key in list(self._pending):

@@ -77,6 +77,16 @@ def test_pending_requests_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     assert stats.balanced() and stats.events["k8s.audit"] == 5
 
 
+def test_pending_origins_name_the_waiting_stages_until_they_complete() -> None:
+    parser = Parser(stats=RunStats(), dead_letters=ListDeadLetters())
+    parser.feed(orjson.dumps(stage("a", "RequestReceived")), "raw[0]@7")
+    parser.feed(orjson.dumps(stage("b", "RequestReceived")), "raw[0]@9")
+    assert parser.pending_origins() == ["raw[0]@7", "raw[0]@9"]
+    done = parser.feed(orjson.dumps(stage("a", "ResponseComplete", code=200)), "raw[0]@12")
+    assert [e.event_id for e in done] == ["a"]
+    assert parser.pending_origins() == ["raw[0]@9"]
+
+
 def test_cluster_scopes_audit_ids() -> None:
     envelope = {"messageType": "DATA_MESSAGE", "logGroup": "/aws/eks/prod/cluster",
                 "logEvents": [{"message": orjson.dumps(stage("a", "ResponseComplete",
