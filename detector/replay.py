@@ -36,6 +36,7 @@ import math
 import os
 import re
 import signal
+import stat
 import struct
 import sys
 import time
@@ -185,7 +186,8 @@ def open_outputs(args: argparse.Namespace) -> Outputs:
             Path(args.alerts).parent.mkdir(parents=True, exist_ok=True)
             alerts = open(args.alerts, "wb")  # noqa: SIM115 (closed by Outputs.close)
         except OSError as err:
-            raise SinkError(f"cannot open alerts file {args.alerts}: {err.strerror}") from err
+            raise SinkError(f"cannot open alerts file {args.alerts}: "
+                            f"{why_not_written(err)}") from err
         owned.append(alerts)
         text = sys.stdout
     from detector.parse_cmd import GuardedDeadLetters
@@ -209,9 +211,22 @@ def write_atomic(path: str | Path, data: bytes) -> None:
 
     The sibling is ``.<name>.<pid>.tmp``; a run killed while writing (``kill -9``) leaves
     one behind, so stale siblings of the same target whose process is gone are removed
-    first.
+    first. A symbolic link is followed, so the link stays and the file it names is
+    replaced. A target that exists and is not a regular file (``/dev/stdout``,
+    ``/dev/null``, a pipe such as ``>(gzip > x.gz)``) is written straight into: renaming
+    over it would replace the device or pipe with a plain file, for the whole machine
+    when run as root.
     """
     path = Path(path)
+    try:
+        mode: int | None = os.stat(path).st_mode
+    except OSError:
+        mode = None  # missing, or a link to nothing: written below, or failing there
+    if mode is not None and not stat.S_ISREG(mode):
+        _write_through(path, data)
+        return
+    if path.is_symlink():
+        path = Path(os.path.realpath(path))
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -223,7 +238,23 @@ def write_atomic(path: str | Path, data: bytes) -> None:
             tmp.unlink(missing_ok=True)
         except OSError:
             pass
-        raise SinkError(f"cannot write {path}: {err.strerror}") from err
+        raise SinkError(f"cannot write {path}: {why_not_written(err)}") from err
+
+
+def _write_through(path: Path, data: bytes) -> None:
+    try:
+        with open(path, "wb") as handle:
+            handle.write(data)
+    except OSError as err:
+        raise SinkError(f"cannot write {path}: {why_not_written(err)}") from err
+
+
+def why_not_written(err: OSError) -> str:
+    """The reason an output failed, in words: creating the folders of ``a/b.json`` when
+    ``a`` is a file fails with "File exists", which names the wrong problem."""
+    if isinstance(err, FileExistsError) and err.filename:
+        return f"{err.filename} is not a directory"
+    return str(err.strerror or err)
 
 
 def remove_stale_tmp(path: Path) -> list[Path]:
@@ -315,7 +346,7 @@ def open_events(
         path for path in iter_files(paths, lister)
         if os.path.basename(path) not in names or os.path.realpath(path) not in skip
     )
-    streams = plan_streams(listed)
+    streams = plan_streams(once_each(listed))
     if len(streams) > MAX_STREAMS:
         logger.warning(
             "%d file streams exceed %d: reading files in path order; records out of order "
@@ -333,6 +364,30 @@ def open_events(
         seen = CrossStreamDuplicates(stats)
         readers = [seen.filter(reader) for reader in readers]
     return merge_streams(readers)
+
+
+def once_each(paths: Iterable[str]) -> Iterator[str]:
+    """``paths`` without a file met again (named twice, or inside a named directory too).
+
+    Read twice in one file stream, the records of a format with no duplicate check
+    (GCP, Azure) would each count and teach the baselines twice. The same file is known
+    by device and inode, so a link or ``./x`` is caught too. A file that cannot be
+    examined is passed on for the reader to report.
+    """
+    seen: set[tuple[int, int]] = set()
+    for path in paths:
+        if path != "-":
+            try:
+                found = os.stat(path)
+            except OSError:
+                yield path
+                continue
+            key = (found.st_dev, found.st_ino)
+            if key in seen:
+                logger.warning("%s was already read in this replay: not read again", path)
+                continue
+            seen.add(key)
+        yield path
 
 
 class CrossStreamDuplicates:
@@ -621,6 +676,56 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise ConfigError(f"--metrics-port must be between 0 and 65535, got {port}")
 
 
+INPUT_OPTIONS = ("labels", "config", "suppressions", "load_state")
+OUTPUT_OPTIONS = ("alerts", "dead_letters", "inventory", "report", "summary_json", "save_state")
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    """Refuse, before anything is opened, an output that is also an input or another output.
+
+    ``--alerts`` naming a log file would empty it before it is read, ``--report`` naming
+    the labels file would replace it, two outputs naming one file would keep only the
+    last. ``--save-state`` may name the ``--load-state`` file (a warm start updated in
+    place; the snapshot is replaced atomically). Files that are not regular files
+    (``/dev/null``, a pipe) may be named by several outputs.
+    """
+    named: dict[Any, str] = {}
+    inputs = [("the input", path) for path in args.paths if path != "-"]
+    inputs += [(f"--{name.replace('_', '-')}", getattr(args, name)) for name in INPUT_OPTIONS]
+    for option, path in inputs:
+        key = _file_key(path)
+        if key is not None:
+            named.setdefault(key, f"{option} {path}")
+    for name in OUTPUT_OPTIONS:
+        path = getattr(args, name)
+        if name == "alerts" and path == "-":
+            continue
+        key = _file_key(path)
+        if key is None:
+            continue
+        other = named.get(key)
+        option = f"--{name.replace('_', '-')}"
+        if other is not None and not (name == "save_state" and other.startswith("--load-state")):
+            raise ConfigError(f"{option} {path} is the same file as {other}: writing it would "
+                              "destroy it; name another file")
+        named[key] = f"{option} {path}"
+
+
+def _file_key(path: str | None) -> Any:
+    """What identifies the file ``path`` names: device and inode for an existing regular
+    file (so a link or ``./x`` is the same file), the resolved path for a file still to
+    be created, ``None`` for no path or something that is not a regular file."""
+    if not path:
+        return None
+    try:
+        found = os.stat(path)
+    except OSError:
+        return ("new", os.path.realpath(path))
+    if not stat.S_ISREG(found.st_mode):
+        return None
+    return ("file", found.st_dev, found.st_ino)
+
+
 def _replay(args: argparse.Namespace, stats: RunStats) -> int:
     from detector.config import load_config
     from detector.evaluation import load_labels
@@ -629,6 +734,7 @@ def _replay(args: argparse.Namespace, stats: RunStats) -> int:
     if missing:
         raise ConfigError(f"no such file or directory: {', '.join(missing)}")
     check_arguments(args)
+    check_outputs(args)
     scenarios = load_labels(args.labels) if args.labels else None
     config = load_config(args.config)
     detector = build_detector(args, config, stats)
