@@ -97,16 +97,29 @@ def _scenario(raw: Any, where: str) -> Scenario:
     end = parse_time(raw["end"], where=f"{where}.end")
     if end < start:
         raise ConfigError(f"{where}: end is before start")
+    for key in ("id", "title", "description"):
+        if raw.get(key) is not None and not isinstance(raw[key], str):
+            raise ConfigError(f"{where}: '{key}' must be a string, got {raw[key]!r}")
     return Scenario(
-        id=str(raw["id"]),
-        title=str(raw.get("title") or raw["id"]),
-        description=str(raw.get("description") or ""),
+        id=raw["id"],
+        title=raw.get("title") or raw["id"],
+        description=raw.get("description") or "",
         identities=frozenset(identities),
         start=start,
         end=end,
-        event_ids=frozenset(str(e) for e in raw.get("event_ids") or ()),
-        techniques=tuple(str(t) for t in raw.get("techniques") or ()),
+        event_ids=frozenset(_strings(raw, "event_ids", where)),
+        techniques=tuple(_strings(raw, "techniques", where)),
     )
+
+
+def _strings(raw: dict[str, Any], key: str, where: str) -> list[str]:
+    """An optional list of strings; a lone string would be read letter by letter."""
+    values = raw.get(key)
+    if values is None:
+        return []
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        raise ConfigError(f"{where}: '{key}' must be a list of strings, got {values!r:.60}")
+    return values
 
 
 def parse_labels(data: Any, *, origin: str = "labels") -> list[Scenario]:

@@ -1,0 +1,65 @@
+"""A labels file with a wrong-typed field is refused with one line (exit 2), never a
+traceback, and never read differently from what it says.
+
+Found by attacking ``nhi-detector replay --labels``: ``"event_ids": 5`` ended in a
+``TypeError`` traceback, ``"event_ids": "ev-1"`` was read letter by letter (a scenario
+matched by any event id "e", "v", "-" or "1"), ``"id": {...}`` became the text of a dict.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+
+from detector.errors import ConfigError
+from detector.evaluation import parse_labels
+from tests.replay.logs import run_replay
+
+SCENARIO = {"id": "s1", "identities": ["arn:aws:iam::123456789012:role/bot"],
+            "start": "2024-03-04T09:00:00Z", "end": "2024-03-04T11:00:00Z"}
+
+
+def labels(**changes: object) -> dict:
+    return {"version": 1, "scenarios": [{**SCENARIO, **changes}]}
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"event_ids": 5}, "'event_ids' must be a list of strings, got 5"),
+    ({"event_ids": "ev-1"}, "'event_ids' must be a list of strings, got 'ev-1'"),
+    ({"event_ids": ["ev-1", 7]}, "'event_ids' must be a list of strings, got ['ev-1', 7]"),
+    ({"techniques": {"T1078": 1}}, "'techniques' must be a list of strings, got {'T1078': 1}"),
+    ({"techniques": 5}, "'techniques' must be a list of strings, got 5"),
+    ({"id": {"a": 1}}, "'id' must be a string, got {'a': 1}"),
+    ({"title": ["x"]}, "'title' must be a string, got ['x']"),
+])
+def test_wrong_typed_field__one_line_exit_2(tmp_path: Path, capsys, changes, message):
+    path = tmp_path / "labels.json"
+    path.write_bytes(orjson.dumps(labels(**changes)))
+    log = tmp_path / "empty.jsonl"
+    log.write_bytes(b"")
+    code = run_replay([log], tmp_path, "--labels", str(path))[0]
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err == f"nhi-detector replay: {path}: scenarios[0]: {message}\n"
+
+
+def test_well_typed_optional_fields__kept():
+    (scenario,) = parse_labels(labels(event_ids=["ev-1"], techniques=["T1078.004"],
+                                      title="stolen key", description="from a VPS"))
+    assert scenario.event_ids == frozenset({"ev-1"})
+    assert scenario.techniques == ("T1078.004",)
+    assert (scenario.id, scenario.title, scenario.description) == ("s1", "stolen key",
+                                                                   "from a VPS")
+
+
+def test_null_optional_fields__empty():
+    (scenario,) = parse_labels(labels(event_ids=None, techniques=None, title=None))
+    assert scenario.event_ids == frozenset() and scenario.techniques == ()
+    assert scenario.title == "s1"
+
+
+def test_lone_string_event_ids__refused_not_split():
+    with pytest.raises(ConfigError, match="'event_ids' must be a list of strings"):
+        parse_labels(labels(event_ids="abc"))
