@@ -58,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(module.run(args) or 0)
     except KeyboardInterrupt:
+        # the commands report an interrupt they handle themselves; this one landed outside
+        # (while starting, or while writing the last files), so say it, or exit 130 is silent
+        print(f"nhi-detector {chosen or args.command}: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         return 0

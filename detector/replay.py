@@ -234,11 +234,12 @@ def write_atomic(path: str | Path, data: bytes) -> None:
         tmp.write_bytes(data)
         os.replace(tmp, path)
     except OSError as err:
+        raise SinkError(f"cannot write {path}: {why_not_written(err)}") from err
+    finally:  # also when Ctrl-C lands mid-write: the target is as it was, no leftover
         try:
             tmp.unlink(missing_ok=True)
         except OSError:
             pass
-        raise SinkError(f"cannot write {path}: {why_not_written(err)}") from err
 
 
 def _write_through(path: Path, data: bytes) -> None:
