@@ -17,7 +17,8 @@ highest ``revision``.
 
 When alerts go to stdout, everything else (progress, summary) goes to stderr; when they
 go to a file, the summary goes to stdout. Exit codes: 0 done, 1 an input or output failed,
-2 a bad argument, configuration, labels file or state snapshot (nothing is misread),
+2 a bad argument, configuration, labels file or state snapshot (nothing is misread), or
+an output naming one of the run's inputs or another output (nothing is overwritten),
 130 interrupted by SIGINT, 143 by SIGTERM (the figures of what was processed are still
 written; no snapshot).
 
