@@ -322,6 +322,17 @@ class Activity:
         return min(s[0] for s in self.spans.values()), max(s[1] for s in self.spans.values())
 
 
+def unseen_identities(scenarios: Iterable[Scenario], seen: Mapping[str, Any]) -> list[str]:
+    """``scenario id: identity`` for each scenario identity no event of the run had.
+
+    A misspelt key in a labels file (a role ARN with the wrong account) makes a scenario
+    "missed" however well the detector did; naming the keys the replay never saw tells
+    the two apart. Identity keys are compared exactly, as matching does.
+    """
+    return [f"{scenario.id}: {identity}" for scenario in scenarios
+            for identity in sorted(scenario.identities) if identity not in seen]
+
+
 def identity_days(spans: Iterable[tuple[float, float] | list[float]]) -> float:
     """Sum over identities of the days between first and last event, at least 1 each."""
     return sum(max(1.0, (last - first) / DAY) for first, last in spans)

@@ -50,7 +50,14 @@ from typing import IO, Any
 import orjson
 
 from detector.errors import ConfigError, NhiError, SinkError, StateError
-from detector.evaluation import Activity, AlertLog, Scenario, evaluate, threshold_sweep
+from detector.evaluation import (
+    Activity,
+    AlertLog,
+    Scenario,
+    evaluate,
+    threshold_sweep,
+    unseen_identities,
+)
 from detector.reorder import (
     DEFAULT_WINDOW_SECONDS,
     MAX_STREAMS,
@@ -625,6 +632,11 @@ def _finish_outputs(
     evaluation = None
     if scenarios is not None:
         evaluation = evaluate(alerts, scenarios, activity.identity_days()).to_dict()
+        unseen = unseen_identities(scenarios, activity.spans)
+        if unseen and not result.interrupted:
+            logger.warning("labels: %d scenario identity key(s) had no event in this replay "
+                           "(misspelt?): %s", len(unseen), "; ".join(unseen[:5])
+                           + ("; ..." if len(unseen) > 5 else ""))
     t_range = activity.time_range()
     summary = build_summary(
         stats,

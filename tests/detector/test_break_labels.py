@@ -63,3 +63,23 @@ def test_null_optional_fields__empty():
 def test_lone_string_event_ids__refused_not_split():
     with pytest.raises(ConfigError, match="'event_ids' must be a list of strings"):
         parse_labels(labels(event_ids="abc"))
+
+
+def test_scenario_identity_never_seen__named_in_a_warning(tmp_path: Path, caplog):
+    """A misspelt key makes a scenario "missed" however well the detector did."""
+    from tests.detector.test_break_replay_outputs import GCP_RECORD
+
+    log = tmp_path / "gcp.jsonl"
+    log.write_bytes(orjson.dumps(GCP_RECORD) + b"\n")
+    seen = "etl@p1.iam.gserviceaccount.com"
+    path = tmp_path / "labels.json"
+    path.write_bytes(orjson.dumps({"version": 1, "scenarios": [
+        {**SCENARIO, "id": "s1", "identities": [seen, "etl@p2.iam.gserviceaccount.com"]},
+        {**SCENARIO, "id": "s2", "identities": [seen]},
+    ]}))
+    with caplog.at_level("WARNING", logger="detector.replay"):
+        assert run_replay([log], tmp_path, "--labels", str(path))[0] == 0
+    assert [r.getMessage() for r in caplog.records if r.name == "detector.replay"] == [
+        "labels: 1 scenario identity key(s) had no event in this replay (misspelt?): "
+        "s1: etl@p2.iam.gserviceaccount.com"
+    ]
