@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import io
 import logging
 import math
 import os
@@ -170,7 +171,7 @@ class Outputs:
             except OSError as err:
                 name = getattr(handle, "name", "an output")
                 failed = failed or SinkError(f"cannot write {name}: {err.strerror or err}")
-        if self.alerts is sys.stdout.buffer:
+        if sys.stdout is not None and self.alerts is sys.stdout.buffer:
             try:
                 self.alerts.flush()
             except BrokenPipeError:
@@ -188,6 +189,8 @@ def open_outputs(args: argparse.Namespace) -> Outputs:
 
     owned: list[Any] = []
     if args.alerts == "-":
+        if sys.stdout is None:  # started with stdout closed (``>&-``)
+            raise SinkError("cannot write alerts to standard output: it is closed")
         alerts, text = sys.stdout.buffer, sys.stderr
     else:
         try:
@@ -197,7 +200,9 @@ def open_outputs(args: argparse.Namespace) -> Outputs:
             raise SinkError(f"cannot open alerts file {args.alerts}: "
                             f"{why_not_written(err)}") from err
         owned.append(alerts)
-        text = sys.stdout
+        text = sys.stdout or sys.stderr  # stdout closed: the summary goes to stderr
+    if text is None:  # both closed: the summary has nowhere to go, the files still do
+        text = io.StringIO()
     from detector.parse_cmd import GuardedDeadLetters
 
     dead: Any = NullDeadLetters()
@@ -775,8 +780,7 @@ def _replay(args: argparse.Namespace, stats: RunStats) -> int:
         restore()
         outputs.close()
         summary = _finish_outputs(args, detector, stats, result, log, activity, scenarios)
-        outputs.text.write(render_summary(summary))
-        outputs.text.flush()
+        write_summary(outputs.text, render_summary(summary))
     finally:
         restore()
         try:
@@ -787,6 +791,22 @@ def _replay(args: argparse.Namespace, stats: RunStats) -> int:
     if result.terminated:
         return EXIT_TERMINATED
     return EXIT_INTERRUPTED if result.interrupted else EXIT_OK
+
+
+def write_summary(text: IO[str], summary: str) -> None:
+    """Print the summary table; a stream that cannot take it (``>/dev/full``) is one
+    ``SinkError`` (every file was written before), not a traceback."""
+    try:
+        text.write(summary)
+        text.flush()
+    except BrokenPipeError:
+        raise  # the reader went away (``| head``): the CLI ends quietly
+    except OSError as err:
+        if text is sys.stdout:
+            from detector.parse_cmd import silence_stdout
+
+            silence_stdout()  # or exiting would fail again on the bytes still buffered
+        raise SinkError(f"cannot write the summary: {err.strerror or err}") from err
 
 
 def run(args: argparse.Namespace) -> int:
@@ -800,7 +820,7 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     except NhiError as err:
         print(f"nhi-detector replay: {err}", file=sys.stderr)
-        if isinstance(err, SinkError) and args.alerts == "-":
+        if isinstance(err, SinkError) and args.alerts == "-" and sys.stdout is not None:
             from detector.parse_cmd import silence_stdout
 
             silence_stdout()
