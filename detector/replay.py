@@ -769,7 +769,7 @@ def _replay(args: argparse.Namespace, stats: RunStats) -> int:
         log = AlertLog()
         writer = AlertWriter(outputs.alerts, args.format, log)
         activity = Activity(hourly=bool(args.report))
-        show = not args.no_progress and sys.stderr.isatty()
+        show = not args.no_progress and sys.stderr is not None and sys.stderr.isatty()
         progress = Progress(sys.stderr, enabled=show)
         events = open_events(
             args.paths, args.source, stats, outputs.dead_letters, config.get("identities"),

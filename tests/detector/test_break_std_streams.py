@@ -19,19 +19,20 @@ import pytest
 from tests.detector.test_break_replay_outputs import GCP_RECORD
 
 
-def replay(tmp_path: Path, *args: str, stdout: object = None, close_stdout: bool = False
-           ) -> subprocess.CompletedProcess:
+def replay(tmp_path: Path, *args: str, stdout: object = None, close_stdout: bool = False,
+           close_stderr: bool = False) -> subprocess.CompletedProcess:
     log = tmp_path / "gcp.jsonl"
     log.write_bytes(orjson.dumps(GCP_RECORD) + b"\n")
+    closed = [fd for fd, close in ((1, close_stdout), (2, close_stderr)) if close]
     return subprocess.run(
-        [sys.executable, "-m", "detector.cli", "replay", str(log), "--no-progress", *args],
-        stdout=stdout, stderr=subprocess.PIPE, check=False,
-        preexec_fn=(lambda: os.close(1)) if close_stdout else None,
+        [sys.executable, "-m", "detector.cli", "replay", str(log), *args],
+        stdout=stdout, stderr=None if close_stderr else subprocess.PIPE, check=False,
+        preexec_fn=(lambda: [os.close(fd) for fd in closed]) if closed else None,
     )
 
 
 def test_stdout_closed__alerts_to_stdout__one_line_exit_1(tmp_path):
-    done = replay(tmp_path, close_stdout=True)
+    done = replay(tmp_path, "--no-progress", close_stdout=True)
     assert done.returncode == 1
     assert done.stderr == (
         b"nhi-detector replay: cannot write alerts to standard output: it is closed\n"
@@ -40,8 +41,8 @@ def test_stdout_closed__alerts_to_stdout__one_line_exit_1(tmp_path):
 
 def test_stdout_closed__alerts_to_a_file__summary_on_stderr(tmp_path):
     alerts, summary = tmp_path / "alerts.jsonl", tmp_path / "summary.json"
-    done = replay(tmp_path, "--alerts", str(alerts), "--summary-json", str(summary),
-                  close_stdout=True)
+    done = replay(tmp_path, "--no-progress", "--alerts", str(alerts), "--summary-json",
+                  str(summary), close_stdout=True)
     assert done.returncode == 0
     assert done.stderr.startswith(b"Replay: 1 events in ")
     assert orjson.loads(summary.read_bytes())["events"]["total"] == 1
@@ -52,9 +53,20 @@ def test_stdout_closed__alerts_to_a_file__summary_on_stderr(tmp_path):
 def test_stdout_full__one_line_exit_1_files_written(tmp_path):
     summary = tmp_path / "summary.json"
     with open("/dev/full", "wb") as full:
-        done = replay(tmp_path, "--alerts", str(tmp_path / "alerts.jsonl"),
+        done = replay(tmp_path, "--no-progress", "--alerts", str(tmp_path / "alerts.jsonl"),
                       "--summary-json", str(summary), stdout=full)
     assert done.returncode == 1
     assert done.stderr == b"nhi-detector replay: cannot write the summary: No space left " \
                           b"on device\n"
+    assert orjson.loads(summary.read_bytes())["events"]["total"] == 1
+
+
+def test_stderr_closed__the_run_still_happens(tmp_path):
+    """Asking stderr whether it is a terminal (for the progress line) failed when it is
+    closed, so a replay started by a daemon with stderr closed did nothing, exit 1."""
+    summary = tmp_path / "summary.json"
+    done = replay(tmp_path, "--alerts", str(tmp_path / "alerts.jsonl"), "--summary-json",
+                  str(summary), stdout=subprocess.PIPE, close_stderr=True)
+    assert done.returncode == 0
+    assert done.stdout.startswith(b"Replay: 1 events in ")
     assert orjson.loads(summary.read_bytes())["events"]["total"] == 1
