@@ -50,6 +50,9 @@ DAY = 86400.0
 MAX_OUTSIDE_PER_1000 = 2.0
 MAX_MEDIAN_TTD_SECONDS = 15 * 60.0
 SWEEP_THRESHOLDS = tuple(round(i * 0.05, 2) for i in range(21))
+# Scenario times must lie where event times can (1970-01-01 to 2101-01-01, UTC): a time in
+# epoch milliseconds, or a typo'd year, would make a scenario impossible to detect.
+EARLIEST, LATEST = 0.0, 4_133_980_800.0
 
 
 # ---------------------------------------------------------------------------- labels
@@ -97,6 +100,10 @@ def _scenario(raw: Any, where: str) -> Scenario:
     end = parse_time(raw["end"], where=f"{where}.end")
     if end < start:
         raise ConfigError(f"{where}: end is before start")
+    if not (EARLIEST <= start and end < LATEST):
+        raise ConfigError(f"{where}: start and end must be in the years 1970-2100, as event "
+                          f"times are (epoch times are in seconds), got {raw['start']!r} .. "
+                          f"{raw['end']!r}")
     for key in ("id", "title", "description"):
         if raw.get(key) is not None and not isinstance(raw[key], str):
             raise ConfigError(f"{where}: '{key}' must be a string, got {raw[key]!r}")

@@ -83,3 +83,25 @@ def test_scenario_identity_never_seen__named_in_a_warning(tmp_path: Path, caplog
         "labels: 1 scenario identity key(s) had no event in this replay (misspelt?): "
         "s1: etl@p2.iam.gserviceaccount.com"
     ]
+
+
+@pytest.mark.parametrize(("start", "end"), [
+    (1_709_546_400_000, 1_709_550_000_000),  # epoch milliseconds
+    ("0201-03-04T09:00:00Z", "2024-03-04T11:00:00Z"),
+    ("2024-03-04T09:00:00Z", "3024-03-04T11:00:00Z"),
+    (-1.0, 10.0),
+])
+def test_scenario_time_outside_event_years__refused(start, end):
+    """Events outside 1970-2100 are dead letters, so such a scenario could never be
+    detected; before, it was silently reported as missed."""
+    with pytest.raises(ConfigError) as caught:
+        parse_labels(labels(start=start, end=end))
+    assert str(caught.value) == (
+        "labels: scenarios[0]: start and end must be in the years 1970-2100, as event times "
+        f"are (epoch times are in seconds), got {start!r} .. {end!r}"
+    )
+
+
+def test_scenario_times_at_the_edges__kept():
+    (scenario,) = parse_labels(labels(start=0, end="2100-12-31T23:59:59Z"))
+    assert (scenario.start, scenario.end) == (0.0, 4_133_980_799.0)
