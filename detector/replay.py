@@ -207,9 +207,24 @@ def open_outputs(args: argparse.Namespace) -> Outputs:
 
     dead: Any = NullDeadLetters()
     if args.dead_letters:
+        check_creatable(args.dead_letters, "dead-letter file")
         dead = GuardedDeadLetters(args.dead_letters)
         owned.append(dead)
     return Outputs(alerts, text, dead, owned)
+
+
+def check_creatable(path: str, what: str) -> None:
+    """``SinkError`` now for an output that is opened only when first needed (dead
+    letters: at the first bad record) and could not be: a folder, or under a file.
+    Without it, a wrong path passes every clean run and ends the first run with a bad
+    record, perhaps hours in. Nothing is created here."""
+    if os.path.isdir(path):
+        raise SinkError(f"cannot write {what} {path}: Is a directory")
+    parent = Path(path).parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise SinkError(f"cannot write {what} {path}: {parent} is not a directory")
 
 
 def own_files(args: argparse.Namespace) -> list[str]:

@@ -134,3 +134,20 @@ def test_write_atomic__folder_that_is_a_file__says_so(tmp_path):
     assert str(caught.value) == (
         f"cannot write {tmp_path}/afile/state.snap: {tmp_path}/afile is not a directory"
     )
+
+
+@pytest.mark.parametrize("where", ["folder", "under a file"])
+def test_dead_letters_that_cannot_be_written__refused_before_reading(log_file, tmp_path,
+                                                                     capsys, where):
+    """The file is opened at the first bad record; a clean run used to pass with a path
+    that could never be written, and a later run failed at its first bad record."""
+    (tmp_path / "afile").write_bytes(b"x")
+    path = tmp_path / "afile" / "dead.jsonl" if where == "under a file" else tmp_path
+    reason = f"{tmp_path}/afile is not a directory" if where == "under a file" else \
+        "Is a directory"
+    code, summary = run_replay([log_file], tmp_path, "--dead-letters", str(path))
+    assert code == 1
+    assert capsys.readouterr().err == (
+        f"nhi-detector replay: cannot write dead-letter file {path}: {reason}\n"
+    )
+    assert summary == {}
