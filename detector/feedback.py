@@ -50,6 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
+        _check_out(args)
         marks = list(_wanted_marks(args))
         if not marks:
             raise ConfigError("nothing to mark: give --alerts with --alert-id, or "
@@ -64,6 +65,18 @@ def run(args: argparse.Namespace) -> int:
         status = "marked expected" if ok else "identity not in snapshot, skipped"
         print(f"{status}: {identity} {detector_name} {value!r}")
     return 0 if all(ok for *_, ok in applied) else 1
+
+
+def _check_out(args: argparse.Namespace) -> None:
+    """``--out`` naming the alerts or configuration file would replace it by a snapshot."""
+    from detector.replay import file_key
+
+    out = file_key(args.out)
+    for option in ("alerts", "config"):
+        path = getattr(args, option)
+        if out is not None and path and file_key(path) == out:
+            raise ConfigError(f"--out {args.out} is the same file as --{option} {path}: "
+                              "writing it would destroy it; name another file")
 
 
 def apply_marks(detector: Any, marks: Iterable[tuple[str, str, str]]) -> list[tuple]:

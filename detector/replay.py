@@ -727,14 +727,14 @@ def check_outputs(args: argparse.Namespace) -> None:
     inputs = [("the input", path) for path in args.paths if path != "-"]
     inputs += [(f"--{name.replace('_', '-')}", getattr(args, name)) for name in INPUT_OPTIONS]
     for option, path in inputs:
-        key = _file_key(path)
+        key = file_key(path)
         if key is not None:
             named.setdefault(key, f"{option} {path}")
     for name in OUTPUT_OPTIONS:
         path = getattr(args, name)
         if name == "alerts" and path == "-":
             continue
-        key = _file_key(path)
+        key = file_key(path)
         if key is None:
             continue
         other = named.get(key)
@@ -745,7 +745,7 @@ def check_outputs(args: argparse.Namespace) -> None:
         named[key] = f"{option} {path}"
 
 
-def _file_key(path: str | None) -> Any:
+def file_key(path: str | None) -> Any:
     """What identifies the file ``path`` names: device and inode for an existing regular
     file (so a link or ``./x`` is the same file), the resolved path for a file still to
     be created, ``None`` for no path or something that is not a regular file."""

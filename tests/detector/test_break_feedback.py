@@ -71,3 +71,18 @@ def test_unwritable_out__no_temporary_file_left(alerted, tmp_path, capsys):  # n
     assert code == 2
     assert capsys.readouterr().err == f"nhi-detector feedback: cannot write {out}: Is a directory\n"
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+@pytest.mark.parametrize("option", ["--alerts", "--config"])
+def test_out_naming_an_input__refused_input_intact(alerted, capsys, option):  # noqa: F811
+    state, alerts_file, config, alert = alerted
+    target = alerts_file if option == "--alerts" else config
+    before = target.read_bytes()
+    code = main(["feedback", "--state", str(state), "--out", str(target), "--alerts",
+                 str(alerts_file), "--alert-id", alert.alert_id, "--config", str(config)])
+    assert code == 2
+    assert capsys.readouterr().err == (
+        f"nhi-detector feedback: --out {target} is the same file as {option} {target}: "
+        "writing it would destroy it; name another file\n"
+    )
+    assert target.read_bytes() == before
