@@ -205,6 +205,9 @@ def open_outputs(args: argparse.Namespace) -> Outputs:
         text = io.StringIO()
     from detector.parse_cmd import GuardedDeadLetters
 
+    for name, what in LATE_OUTPUTS:
+        if getattr(args, name):
+            check_creatable(getattr(args, name), what)
     dead: Any = NullDeadLetters()
     if args.dead_letters:
         check_creatable(args.dead_letters, "dead-letter file")
@@ -213,11 +216,17 @@ def open_outputs(args: argparse.Namespace) -> Outputs:
     return Outputs(alerts, text, dead, owned)
 
 
+# outputs written after the event loop: (option attribute, what the message calls it)
+LATE_OUTPUTS = (("save_state", "state snapshot"), ("inventory", "inventory"),
+                ("summary_json", "summary"), ("report", "report"))
+
+
 def check_creatable(path: str, what: str) -> None:
-    """``SinkError`` now for an output that is opened only when first needed (dead
-    letters: at the first bad record) and could not be: a folder, or under a file.
-    Without it, a wrong path passes every clean run and ends the first run with a bad
-    record, perhaps hours in. Nothing is created here."""
+    """``SinkError`` now for an output written only later (the dead letters at the first
+    bad record, the snapshot, inventory, summary and report after the whole replay) that
+    could not be: a folder, or a path under a file. Without it, a dead-letter path passes
+    every clean run and a report path fails only once hours of replay are done. Nothing
+    is created here."""
     if os.path.isdir(path):
         raise SinkError(f"cannot write {what} {path}: Is a directory")
     parent = Path(path).parent

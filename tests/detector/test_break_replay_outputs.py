@@ -151,3 +151,19 @@ def test_dead_letters_that_cannot_be_written__refused_before_reading(log_file, t
         f"nhi-detector replay: cannot write dead-letter file {path}: {reason}\n"
     )
     assert summary == {}
+
+
+@pytest.mark.parametrize(("option", "what"), [
+    ("--report", "report"), ("--save-state", "state snapshot"), ("--inventory", "inventory"),
+])
+def test_late_output_naming_a_folder__refused_before_reading(log_file, tmp_path, capsys,
+                                                             option, what):
+    """Written after the whole replay, such an output used to fail only at the end."""
+    folder = tmp_path / "out"
+    folder.mkdir()
+    code, summary = run_replay([log_file], tmp_path, option, str(folder))
+    assert code == 1
+    assert capsys.readouterr().err == (
+        f"nhi-detector replay: cannot write {what} {folder}: Is a directory\n"
+    )
+    assert summary == {}
