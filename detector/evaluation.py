@@ -7,7 +7,8 @@ A labels file says which identities did what, and when::
       "start": "2024-03-22T10:00:00Z", "end": "2024-03-22T11:00:00Z",
       "event_ids": ["..."], "techniques": ["T1078.004"]}]}
 
-``event_ids`` and ``techniques`` are optional. An alert *matches* a scenario when its
+``event_ids`` and ``techniques`` are optional lists of strings; times are RFC 3339 or
+epoch seconds in the years events can have (1970-2100). An alert *matches* a scenario when its
 identity is one of the scenario's identities and its time window overlaps [start, end],
 or when its evidence holds one of the scenario's event ids (judged revision by revision).
 
