@@ -12,6 +12,8 @@ import importlib
 import logging
 import sys
 
+from detector.errors import ConfigError, NhiError, StateError
+
 # subcommand -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "parse": ("detector.parse_cmd", "print normalised events of audit-log files as JSON lines"),
@@ -58,9 +60,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(module.run(args) or 0)
     except KeyboardInterrupt:
+        # the commands report an interrupt they handle themselves; this one landed outside
+        # (while starting, or while writing the last files), so say it, or exit 130 is silent
+        print(f"nhi-detector {chosen or args.command}: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         return 0
+    except NhiError as err:
+        # every command reports its own errors; one that escapes is still a bad flag,
+        # file or output, so it gets the same one line and exit code, not a traceback
+        print(f"nhi-detector {chosen or args.command}: {err}", file=sys.stderr)
+        return 2 if isinstance(err, (ConfigError, StateError)) else 1
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ A labels file says which identities did what, and when::
       "start": "2024-03-22T10:00:00Z", "end": "2024-03-22T11:00:00Z",
       "event_ids": ["..."], "techniques": ["T1078.004"]}]}
 
-``event_ids`` and ``techniques`` are optional. An alert *matches* a scenario when its
+``event_ids`` and ``techniques`` are optional lists of strings; times are RFC 3339 or
+epoch seconds in the years events can have (1970-2100). An alert *matches* a scenario when its
 identity is one of the scenario's identities and its time window overlaps [start, end],
 or when its evidence holds one of the scenario's event ids (judged revision by revision).
 
@@ -50,6 +51,9 @@ DAY = 86400.0
 MAX_OUTSIDE_PER_1000 = 2.0
 MAX_MEDIAN_TTD_SECONDS = 15 * 60.0
 SWEEP_THRESHOLDS = tuple(round(i * 0.05, 2) for i in range(21))
+# Scenario times must lie where event times can (1970-01-01 to 2101-01-01, UTC): a time in
+# epoch milliseconds, or a typo'd year, would make a scenario impossible to detect.
+EARLIEST, LATEST = 0.0, 4_133_980_800.0
 
 
 # ---------------------------------------------------------------------------- labels
@@ -97,16 +101,33 @@ def _scenario(raw: Any, where: str) -> Scenario:
     end = parse_time(raw["end"], where=f"{where}.end")
     if end < start:
         raise ConfigError(f"{where}: end is before start")
+    if not (EARLIEST <= start and end < LATEST):
+        raise ConfigError(f"{where}: start and end must be in the years 1970-2100, as event "
+                          f"times are (epoch times are in seconds), got {raw['start']!r} .. "
+                          f"{raw['end']!r}")
+    for key in ("id", "title", "description"):
+        if raw.get(key) is not None and not isinstance(raw[key], str):
+            raise ConfigError(f"{where}: '{key}' must be a string, got {raw[key]!r}")
     return Scenario(
-        id=str(raw["id"]),
-        title=str(raw.get("title") or raw["id"]),
-        description=str(raw.get("description") or ""),
+        id=raw["id"],
+        title=raw.get("title") or raw["id"],
+        description=raw.get("description") or "",
         identities=frozenset(identities),
         start=start,
         end=end,
-        event_ids=frozenset(str(e) for e in raw.get("event_ids") or ()),
-        techniques=tuple(str(t) for t in raw.get("techniques") or ()),
+        event_ids=frozenset(_strings(raw, "event_ids", where)),
+        techniques=tuple(_strings(raw, "techniques", where)),
     )
+
+
+def _strings(raw: dict[str, Any], key: str, where: str) -> list[str]:
+    """An optional list of strings; a lone string would be read letter by letter."""
+    values = raw.get(key)
+    if values is None:
+        return []
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        raise ConfigError(f"{where}: '{key}' must be a list of strings, got {values!r:.60}")
+    return values
 
 
 def parse_labels(data: Any, *, origin: str = "labels") -> list[Scenario]:
@@ -307,6 +328,17 @@ class Activity:
         if not self.spans:
             return None
         return min(s[0] for s in self.spans.values()), max(s[1] for s in self.spans.values())
+
+
+def unseen_identities(scenarios: Iterable[Scenario], seen: Mapping[str, Any]) -> list[str]:
+    """``scenario id: identity`` for each scenario identity no event of the run had.
+
+    A misspelt key in a labels file (a role ARN with the wrong account) makes a scenario
+    "missed" however well the detector did; naming the keys the replay never saw tells
+    the two apart. Identity keys are compared exactly, as matching does.
+    """
+    return [f"{scenario.id}: {identity}" for scenario in scenarios
+            for identity in sorted(scenario.identities) if identity not in seen]
 
 
 def identity_days(spans: Iterable[tuple[float, float] | list[float]]) -> float:

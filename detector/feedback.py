@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -24,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from detector.errors import ConfigError, InputError, NhiError, SinkError, StateError
+from detector.errors import ConfigError, InputError, NhiError
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
+        _check_out(args)
         marks = list(_wanted_marks(args))
         if not marks:
             raise ConfigError("nothing to mark: give --alerts with --alert-id, or "
@@ -67,24 +67,57 @@ def run(args: argparse.Namespace) -> int:
     return 0 if all(ok for *_, ok in applied) else 1
 
 
+def _check_out(args: argparse.Namespace) -> None:
+    """``--out`` naming the alerts or configuration file would replace it by a snapshot."""
+    from detector.replay import file_key
+
+    out = file_key(args.out)
+    for option in ("alerts", "config"):
+        path = getattr(args, option)
+        if out is not None and path and file_key(path) == out:
+            raise ConfigError(f"--out {args.out} is the same file as --{option} {path}: "
+                              "writing it would destroy it; name another file")
+
+
 def apply_marks(detector: Any, marks: Iterable[tuple[str, str, str]]) -> list[tuple]:
     """Mark each (identity, detector, value); returns each with whether it applied."""
     return [(i, d, v, detector.mark_expected(i, d, v)) for i, d, v in marks]
 
 
 def marks_from_alert(native: dict[str, Any]) -> list[tuple[str, str, str]]:
-    """The (identity, detector, value) pairs of one native alert's signals."""
-    identity = native["identity"]["key"]
-    pairs = native.get("evidence", {}).get("signal_values") or native.get("signals", [])
+    """The (identity, detector, value) pairs of one native alert's signals.
+
+    Raises ``ValueError`` naming the field when the alert is not shaped like a native
+    alert (a hand-edited line, an OCSF document): a wrong-typed value would otherwise be
+    stored in the snapshot and never match anything.
+    """
+    identity = native.get("identity")
+    key = identity.get("key") if isinstance(identity, dict) else None
+    if not isinstance(key, str) or not key:
+        raise ValueError("identity.key is not an identity key")
+    evidence = native.get("evidence")
+    pairs = evidence.get("signal_values") if isinstance(evidence, dict) else None
+    if not pairs:
+        pairs = native.get("signals") or []
+    if not isinstance(pairs, list):
+        raise ValueError("evidence.signal_values is not a list")
     marks: list[tuple[str, str, str]] = []
-    for pair in pairs:
-        mark = (identity, pair["detector"], pair["value"])
+    for index, pair in enumerate(pairs):
+        detector = pair.get("detector") if isinstance(pair, dict) else None
+        value = pair.get("value") if isinstance(pair, dict) else None
+        if not isinstance(detector, str) or not isinstance(value, str):
+            raise ValueError(f"signal {index} has no text 'detector' and 'value'")
+        mark = (key, detector, value)
         if mark not in marks:
             marks.append(mark)
     return marks
 
 
 def _wanted_marks(args: argparse.Namespace) -> Iterator[tuple[str, str, str]]:
+    for option in ("identity", "detector", "value", "alert_id"):
+        for text in _as_list(getattr(args, option)):
+            if not _is_utf8(text):
+                raise ConfigError(f"--{option.replace('_', '-')} {text!r} is not valid UTF-8")
     if args.identity or args.detector or args.value is not None:
         if not (args.identity and args.detector and args.value is not None):
             raise ConfigError("--identity, --detector and --value go together")
@@ -100,13 +133,30 @@ def _wanted_marks(args: argparse.Namespace) -> Iterator[tuple[str, str, str]]:
         missing = sorted(set(args.alert_id) - set(found))
         if missing:
             raise ConfigError(f"alert id(s) {missing} not found in {args.alerts}")
-        for native in found.values():
-            yield from marks_from_alert(native)
+        for marks in found.values():
+            yield from marks
 
 
-def find_alerts(path: str, ids: set[str]) -> dict[str, dict[str, Any]]:
-    """The latest revision of each wanted alert in a native JSON-lines file."""
-    found: dict[str, dict[str, Any]] = {}
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [] if value is None else [value]
+
+
+def _is_utf8(text: str) -> bool:
+    """False for an argument holding bytes that are not UTF-8 (kept by Python as lone
+    surrogates): the snapshot could not store it."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def find_alerts(path: str, ids: set[str]) -> dict[str, list[tuple[str, str, str]]]:
+    """The marks of the latest revision of each wanted alert in a native JSON-lines file.
+
+    A wanted line that is not a native alert raises ``InputError`` naming the line.
+    """
+    found: dict[str, tuple[int, list[tuple[str, str, str]]]] = {}
     try:
         handle = open(path, "rb")  # noqa: SIM115 (closed below)
     except OSError as err:
@@ -120,31 +170,33 @@ def find_alerts(path: str, ids: set[str]) -> dict[str, dict[str, Any]]:
             except orjson.JSONDecodeError as err:
                 raise InputError("invalid_json", str(err), origin=f"{path}:{number}") from err
             alert_id = native.get("alert_id") if isinstance(native, dict) else None
-            if alert_id not in ids:
+            if not isinstance(alert_id, str) or alert_id not in ids:
                 continue
-            if alert_id not in found or native["revision"] >= found[alert_id]["revision"]:
-                found[alert_id] = native
-    return found
+            revision = native.get("revision")
+            try:
+                if isinstance(revision, bool) or not isinstance(revision, int):
+                    raise ValueError(f"revision {revision!r} is not a whole number")
+                marks = marks_from_alert(native)
+            except ValueError as err:
+                raise InputError("invalid_record", f"alert {alert_id} is not a native alert: "
+                                 f"{err}", origin=f"{path}:{number}") from err
+            if alert_id not in found or revision >= found[alert_id][0]:
+                found[alert_id] = (revision, marks)
+    return {alert_id: marks for alert_id, (_, marks) in found.items()}
 
 
 def _load_detector(args: argparse.Namespace) -> Any:
     from detector.config import load_config
     from detector.engine import Detector
+    from detector.replay import load_state_file
     from detector.stats import RunStats
 
     detector = Detector(load_config(args.config), stats=RunStats())
-    try:
-        data = Path(args.state).read_bytes()
-    except OSError as err:
-        raise StateError(f"cannot read state snapshot {args.state}: {err.strerror}") from err
-    detector.load_state(data)
+    load_state_file(detector, args.state)
     return detector
 
 
 def _write_state(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    except OSError as err:
-        raise SinkError(f"cannot write state snapshot {path}: {err.strerror}") from err
+    from detector.replay import write_atomic
+
+    write_atomic(path, data)

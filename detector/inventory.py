@@ -106,4 +106,32 @@ class InventoryRecord:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> InventoryRecord:
-        return cls(**{k: v for k, v in data.items() if k in cls.__slots__})
+        """The record saved by ``to_dict``; a wrong-typed field raises ``TypeError``.
+
+        A snapshot's checksum proves it is whole, not that its writer was this build: a
+        wrong type loaded here would fail later, at that identity's next event, with the
+        replay half done. Loading refuses it instead (``StateError``)."""
+        record = cls(**{k: v for k, v in data.items() if k in cls.__slots__})
+        for name in ("kind", "kind_reason"):
+            _check(name, getattr(record, name), str)
+        for name in ("owner", "tenant", "principal_type", "last_actor"):
+            _check(name, getattr(record, name), (str, type(None)))
+        for name in ("first_seen", "last_seen"):
+            _check(name, getattr(record, name), (int, float))
+        _check("events", record.events, int)
+        _check("credentials_dropped", record.credentials_dropped, int)
+        _check("credentials", record.credentials, dict)
+        for cred_id, entry in record.credentials.items():
+            if not (isinstance(entry, list) and len(entry) == 4):
+                raise TypeError(f"inventory credential {cred_id!r} is not [type, first, "
+                                "last, events]")
+            _check("credential type", entry[0], (str, type(None)))
+            _check("credential first use", entry[1], (int, float))
+            _check("credential last use", entry[2], (int, float))
+            _check("credential events", entry[3], int)
+        return record
+
+
+def _check(name: str, value: Any, types: type | tuple[type, ...]) -> None:
+    if isinstance(value, bool) or not isinstance(value, types):
+        raise TypeError(f"inventory {name} has the wrong type: {value!r:.40}")

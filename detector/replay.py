@@ -17,7 +17,8 @@ highest ``revision``.
 
 When alerts go to stdout, everything else (progress, summary) goes to stderr; when they
 go to a file, the summary goes to stdout. Exit codes: 0 done, 1 an input or output failed,
-2 a bad argument, configuration, labels file or state snapshot (nothing is misread),
+2 a bad argument, configuration, labels file or state snapshot (nothing is misread), or
+an output naming one of the run's inputs or another output (nothing is overwritten),
 130 interrupted by SIGINT, 143 by SIGTERM (the figures of what was processed are still
 written; no snapshot).
 
@@ -31,11 +32,13 @@ from __future__ import annotations
 
 import argparse
 import gc
+import io
 import logging
 import math
 import os
 import re
 import signal
+import stat
 import struct
 import sys
 import time
@@ -48,7 +51,14 @@ from typing import IO, Any
 import orjson
 
 from detector.errors import ConfigError, NhiError, SinkError, StateError
-from detector.evaluation import Activity, AlertLog, Scenario, evaluate, threshold_sweep
+from detector.evaluation import (
+    Activity,
+    AlertLog,
+    Scenario,
+    evaluate,
+    threshold_sweep,
+    unseen_identities,
+)
 from detector.reorder import (
     DEFAULT_WINDOW_SECONDS,
     MAX_STREAMS,
@@ -161,7 +171,7 @@ class Outputs:
             except OSError as err:
                 name = getattr(handle, "name", "an output")
                 failed = failed or SinkError(f"cannot write {name}: {err.strerror or err}")
-        if self.alerts is sys.stdout.buffer:
+        if sys.stdout is not None and self.alerts is sys.stdout.buffer:
             try:
                 self.alerts.flush()
             except BrokenPipeError:
@@ -179,22 +189,51 @@ def open_outputs(args: argparse.Namespace) -> Outputs:
 
     owned: list[Any] = []
     if args.alerts == "-":
+        if sys.stdout is None:  # started with stdout closed (``>&-``)
+            raise SinkError("cannot write alerts to standard output: it is closed")
         alerts, text = sys.stdout.buffer, sys.stderr
     else:
         try:
             Path(args.alerts).parent.mkdir(parents=True, exist_ok=True)
             alerts = open(args.alerts, "wb")  # noqa: SIM115 (closed by Outputs.close)
         except OSError as err:
-            raise SinkError(f"cannot open alerts file {args.alerts}: {err.strerror}") from err
+            raise SinkError(f"cannot open alerts file {args.alerts}: "
+                            f"{why_not_written(err)}") from err
         owned.append(alerts)
-        text = sys.stdout
+        text = sys.stdout or sys.stderr  # stdout closed: the summary goes to stderr
+    if text is None:  # both closed: the summary has nowhere to go, the files still do
+        text = io.StringIO()
     from detector.parse_cmd import GuardedDeadLetters
 
+    for name, what in LATE_OUTPUTS:
+        if getattr(args, name):
+            check_creatable(getattr(args, name), what)
     dead: Any = NullDeadLetters()
     if args.dead_letters:
+        check_creatable(args.dead_letters, "dead-letter file")
         dead = GuardedDeadLetters(args.dead_letters)
         owned.append(dead)
     return Outputs(alerts, text, dead, owned)
+
+
+# outputs written after the event loop: (option attribute, what the message calls it)
+LATE_OUTPUTS = (("save_state", "state snapshot"), ("inventory", "inventory"),
+                ("summary_json", "summary"), ("report", "report"))
+
+
+def check_creatable(path: str, what: str) -> None:
+    """``SinkError`` now for an output written only later (the dead letters at the first
+    bad record, the snapshot, inventory, summary and report after the whole replay) that
+    could not be: a folder, or a path under a file. Without it, a dead-letter path passes
+    every clean run and a report path fails only once hours of replay are done. Nothing
+    is created here."""
+    if os.path.isdir(path):
+        raise SinkError(f"cannot write {what} {path}: Is a directory")
+    parent = Path(path).parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise SinkError(f"cannot write {what} {path}: {parent} is not a directory")
 
 
 def own_files(args: argparse.Namespace) -> list[str]:
@@ -209,9 +248,22 @@ def write_atomic(path: str | Path, data: bytes) -> None:
 
     The sibling is ``.<name>.<pid>.tmp``; a run killed while writing (``kill -9``) leaves
     one behind, so stale siblings of the same target whose process is gone are removed
-    first.
+    first. A symbolic link is followed, so the link stays and the file it names is
+    replaced. A target that exists and is not a regular file (``/dev/stdout``,
+    ``/dev/null``, a pipe such as ``>(gzip > x.gz)``) is written straight into: renaming
+    over it would replace the device or pipe with a plain file, for the whole machine
+    when run as root.
     """
     path = Path(path)
+    try:
+        mode: int | None = os.stat(path).st_mode
+    except OSError:
+        mode = None  # missing, or a link to nothing: written below, or failing there
+    if mode is not None and not stat.S_ISREG(mode):
+        _write_through(path, data)
+        return
+    if path.is_symlink():
+        path = Path(os.path.realpath(path))
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -219,11 +271,28 @@ def write_atomic(path: str | Path, data: bytes) -> None:
         tmp.write_bytes(data)
         os.replace(tmp, path)
     except OSError as err:
+        raise SinkError(f"cannot write {path}: {why_not_written(err)}") from err
+    finally:  # also when Ctrl-C lands mid-write: the target is as it was, no leftover
         try:
             tmp.unlink(missing_ok=True)
         except OSError:
             pass
-        raise SinkError(f"cannot write {path}: {err.strerror}") from err
+
+
+def _write_through(path: Path, data: bytes) -> None:
+    try:
+        with open(path, "wb") as handle:
+            handle.write(data)
+    except OSError as err:
+        raise SinkError(f"cannot write {path}: {why_not_written(err)}") from err
+
+
+def why_not_written(err: OSError) -> str:
+    """The reason an output failed, in words: creating the folders of ``a/b.json`` when
+    ``a`` is a file fails with "File exists", which names the wrong problem."""
+    if isinstance(err, FileExistsError) and err.filename:
+        return f"{err.filename} is not a directory"
+    return str(err.strerror or err)
 
 
 def remove_stale_tmp(path: Path) -> list[Path]:
@@ -315,7 +384,7 @@ def open_events(
         path for path in iter_files(paths, lister)
         if os.path.basename(path) not in names or os.path.realpath(path) not in skip
     )
-    streams = plan_streams(listed)
+    streams = plan_streams(once_each(listed))
     if len(streams) > MAX_STREAMS:
         logger.warning(
             "%d file streams exceed %d: reading files in path order; records out of order "
@@ -333,6 +402,30 @@ def open_events(
         seen = CrossStreamDuplicates(stats)
         readers = [seen.filter(reader) for reader in readers]
     return merge_streams(readers)
+
+
+def once_each(paths: Iterable[str]) -> Iterator[str]:
+    """``paths`` without a file met again (named twice, or inside a named directory too).
+
+    Read twice in one file stream, the records of a format with no duplicate check
+    (GCP, Azure) would each count and teach the baselines twice. The same file is known
+    by device and inode, so a link or ``./x`` is caught too. A file that cannot be
+    examined is passed on for the reader to report.
+    """
+    seen: set[tuple[int, int]] = set()
+    for path in paths:
+        if path != "-":
+            try:
+                found = os.stat(path)
+            except OSError:
+                yield path
+                continue
+            key = (found.st_dev, found.st_ino)
+            if key in seen:
+                logger.warning("%s was already read in this replay: not read again", path)
+                continue
+            seen.add(key)
+        yield path
 
 
 class CrossStreamDuplicates:
@@ -568,6 +661,11 @@ def _finish_outputs(
     evaluation = None
     if scenarios is not None:
         evaluation = evaluate(alerts, scenarios, activity.identity_days()).to_dict()
+        unseen = unseen_identities(scenarios, activity.spans)
+        if unseen and not result.interrupted:
+            logger.warning("labels: %d scenario identity key(s) had no event in this replay "
+                           "(misspelt?): %s", len(unseen), "; ".join(unseen[:5])
+                           + ("; ..." if len(unseen) > 5 else ""))
     t_range = activity.time_range()
     summary = build_summary(
         stats,
@@ -621,6 +719,56 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise ConfigError(f"--metrics-port must be between 0 and 65535, got {port}")
 
 
+INPUT_OPTIONS = ("labels", "config", "suppressions", "load_state")
+OUTPUT_OPTIONS = ("alerts", "dead_letters", "inventory", "report", "summary_json", "save_state")
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    """Refuse, before anything is opened, an output that is also an input or another output.
+
+    ``--alerts`` naming a log file would empty it before it is read, ``--report`` naming
+    the labels file would replace it, two outputs naming one file would keep only the
+    last. ``--save-state`` may name the ``--load-state`` file (a warm start updated in
+    place; the snapshot is replaced atomically). Files that are not regular files
+    (``/dev/null``, a pipe) may be named by several outputs.
+    """
+    named: dict[Any, str] = {}
+    inputs = [("the input", path) for path in args.paths if path != "-"]
+    inputs += [(f"--{name.replace('_', '-')}", getattr(args, name)) for name in INPUT_OPTIONS]
+    for option, path in inputs:
+        key = file_key(path)
+        if key is not None:
+            named.setdefault(key, f"{option} {path}")
+    for name in OUTPUT_OPTIONS:
+        path = getattr(args, name)
+        if name == "alerts" and path == "-":
+            continue
+        key = file_key(path)
+        if key is None:
+            continue
+        other = named.get(key)
+        option = f"--{name.replace('_', '-')}"
+        if other is not None and not (name == "save_state" and other.startswith("--load-state")):
+            raise ConfigError(f"{option} {path} is the same file as {other}: writing it would "
+                              "destroy it; name another file")
+        named[key] = f"{option} {path}"
+
+
+def file_key(path: str | None) -> Any:
+    """What identifies the file ``path`` names: device and inode for an existing regular
+    file (so a link or ``./x`` is the same file), the resolved path for a file still to
+    be created, ``None`` for no path or something that is not a regular file."""
+    if not path:
+        return None
+    try:
+        found = os.stat(path)
+    except OSError:
+        return ("new", os.path.realpath(path))
+    if not stat.S_ISREG(found.st_mode):
+        return None
+    return ("file", found.st_dev, found.st_ino)
+
+
 def _replay(args: argparse.Namespace, stats: RunStats) -> int:
     from detector.config import load_config
     from detector.evaluation import load_labels
@@ -629,6 +777,7 @@ def _replay(args: argparse.Namespace, stats: RunStats) -> int:
     if missing:
         raise ConfigError(f"no such file or directory: {', '.join(missing)}")
     check_arguments(args)
+    check_outputs(args)
     scenarios = load_labels(args.labels) if args.labels else None
     config = load_config(args.config)
     detector = build_detector(args, config, stats)
@@ -644,7 +793,7 @@ def _replay(args: argparse.Namespace, stats: RunStats) -> int:
         log = AlertLog()
         writer = AlertWriter(outputs.alerts, args.format, log)
         activity = Activity(hourly=bool(args.report))
-        show = not args.no_progress and sys.stderr.isatty()
+        show = not args.no_progress and sys.stderr is not None and sys.stderr.isatty()
         progress = Progress(sys.stderr, enabled=show)
         events = open_events(
             args.paths, args.source, stats, outputs.dead_letters, config.get("identities"),
@@ -655,8 +804,7 @@ def _replay(args: argparse.Namespace, stats: RunStats) -> int:
         restore()
         outputs.close()
         summary = _finish_outputs(args, detector, stats, result, log, activity, scenarios)
-        outputs.text.write(render_summary(summary))
-        outputs.text.flush()
+        write_summary(outputs.text, render_summary(summary))
     finally:
         restore()
         try:
@@ -667,6 +815,22 @@ def _replay(args: argparse.Namespace, stats: RunStats) -> int:
     if result.terminated:
         return EXIT_TERMINATED
     return EXIT_INTERRUPTED if result.interrupted else EXIT_OK
+
+
+def write_summary(text: IO[str], summary: str) -> None:
+    """Print the summary table; a stream that cannot take it (``>/dev/full``) is one
+    ``SinkError`` (every file was written before), not a traceback."""
+    try:
+        text.write(summary)
+        text.flush()
+    except BrokenPipeError:
+        raise  # the reader went away (``| head``): the CLI ends quietly
+    except OSError as err:
+        if text is sys.stdout:
+            from detector.parse_cmd import silence_stdout
+
+            silence_stdout()  # or exiting would fail again on the bytes still buffered
+        raise SinkError(f"cannot write the summary: {err.strerror or err}") from err
 
 
 def run(args: argparse.Namespace) -> int:
@@ -680,7 +844,7 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     except NhiError as err:
         print(f"nhi-detector replay: {err}", file=sys.stderr)
-        if isinstance(err, SinkError) and args.alerts == "-":
+        if isinstance(err, SinkError) and args.alerts == "-" and sys.stdout is not None:
             from detector.parse_cmd import silence_stdout
 
             silence_stdout()

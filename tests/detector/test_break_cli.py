@@ -1,0 +1,46 @@
+"""A command's own error that escapes it is still one line and an exit code, never a
+traceback.
+
+Found by attacking ``nhi-detector produce``: ``--batch-records 0`` raised its
+``ConfigError`` out of the command, so the user got a traceback and exit 1.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+import detector.replay
+from detector.cli import main
+from detector.errors import SinkError
+
+
+def test_escaping_config_error__one_line_exit_2(tmp_path, capsys):
+    log = tmp_path / "empty.jsonl"
+    log.write_bytes(b"")
+    # refused before any connection is tried: nothing listens on port 9
+    code = main(["produce", str(log), "--topic", "t", "--batch-records", "0",
+                 "--bootstrap-servers", "127.0.0.1:9"])
+    assert code == 2
+    assert capsys.readouterr().err == (
+        "nhi-detector produce: --batch-records must be at least 1\n"
+    )
+
+
+def test_escaping_sink_error__one_line_exit_1(tmp_path, monkeypatch, capsys):
+    def failed(args):
+        raise SinkError("cannot write x: No space left on device")
+
+    monkeypatch.setattr(detector.replay, "run", failed)
+    assert main(["replay", str(tmp_path)]) == 1
+    assert capsys.readouterr().err == (
+        "nhi-detector replay: cannot write x: No space left on device\n"
+    )
+
+
+def test_other_exceptions__still_raised(tmp_path, monkeypatch):
+    def broken(args):
+        raise ValueError("a bug")
+
+    monkeypatch.setattr(detector.replay, "run", broken)
+    with pytest.raises(ValueError, match="a bug"):
+        main(["replay", str(tmp_path)])

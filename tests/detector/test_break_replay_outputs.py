@@ -1,0 +1,169 @@
+"""Replay outputs never destroy what they are pointed at by mistake.
+
+Found by attacking ``nhi-detector replay``: ``--alerts`` naming a log emptied it before it
+was read, ``--report`` naming the labels file replaced it, ``--summary-json /dev/stdout``
+(or a pipe, or a symbolic link) was replaced by a plain file, a file named twice was read
+twice, and a folder that is a file was reported as "File exists".
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import orjson
+import pytest
+
+from detector.errors import SinkError
+from detector.replay import write_atomic
+from tests.replay.logs import run_replay
+
+GCP_RECORD = {
+    "insertId": "id-0",
+    "logName": "projects/p1/logs/cloudaudit.googleapis.com%2Factivity",
+    "protoPayload": {
+        "@type": "type.googleapis.com/google.cloud.audit.AuditLog",
+        "authenticationInfo": {"principalEmail": "etl@p1.iam.gserviceaccount.com"},
+        "methodName": "storage.objects.get",
+        "serviceName": "storage.googleapis.com",
+        "resourceName": "projects/_/buckets/b1/objects/o1",
+        "requestMetadata": {"callerIp": "198.51.100.7",
+                            "callerSuppliedUserAgent": "gcloud/460.0.0"},
+    },
+    "resource": {"type": "gcs_bucket", "labels": {"project_id": "p1"}},
+    "timestamp": "2024-03-04T10:00:00Z",
+}
+
+
+@pytest.fixture
+def log_file(tmp_path: Path) -> Path:
+    """Five GCP records, a format the parser has no duplicate check for."""
+    lines = []
+    for n in range(5):
+        record = {**GCP_RECORD, "insertId": f"id-{n}", "timestamp": f"2024-03-04T10:0{n}:00Z"}
+        lines.append(orjson.dumps(record) + b"\n")
+    path = tmp_path / "logs" / "gcp.jsonl"
+    path.parent.mkdir()
+    path.write_bytes(b"".join(lines))
+    return path
+
+
+def test_alerts_naming_the_log__exit_2_and_the_log_is_intact(log_file, tmp_path, capsys):
+    before = log_file.read_bytes()
+    code = run_replay([log_file], tmp_path, "--alerts", str(log_file))[0]
+    assert code == 2
+    assert capsys.readouterr().err.strip() == (
+        f"nhi-detector replay: --alerts {log_file} is the same file as the input "
+        f"{log_file}: writing it would destroy it; name another file"
+    )
+    assert log_file.read_bytes() == before
+
+
+def test_report_naming_the_labels_file__exit_2_and_labels_intact(log_file, tmp_path,
+                                                                 capsys):
+    labels = tmp_path / "labels.json"
+    labels.write_bytes(b'{"version": 1, "scenarios": []}')
+    link = tmp_path / "labels-link.json"
+    link.symlink_to(labels)
+    code = run_replay([log_file], tmp_path, "--labels", str(labels), "--report", str(link))[0]
+    assert code == 2
+    assert capsys.readouterr().err.strip() == (
+        f"nhi-detector replay: --report {link} is the same file as --labels {labels}: "
+        "writing it would destroy it; name another file"
+    )
+    assert labels.read_bytes() == b'{"version": 1, "scenarios": []}'
+
+
+def test_two_outputs_naming_one_new_file__exit_2(log_file, tmp_path, capsys):
+    out = tmp_path / "out.json"
+    code = run_replay([log_file], tmp_path, "--inventory", str(out), "--report", str(out))[0]
+    assert code == 2
+    assert capsys.readouterr().err.strip() == (
+        f"nhi-detector replay: --report {out} is the same file as --inventory {out}: "
+        "writing it would destroy it; name another file"
+    )
+    assert not out.exists()
+
+
+def test_save_state_over_the_loaded_snapshot__still_allowed(log_file, tmp_path):
+    state = tmp_path / "state.snap"
+    assert run_replay([log_file], tmp_path, "--save-state", str(state))[0] == 0
+    first = state.read_bytes()
+    code = run_replay([log_file], tmp_path, "--load-state", str(state),
+                      "--save-state", str(state))[0]
+    assert code == 0
+    assert state.read_bytes()[:7] == b"NHISNAP" and state.read_bytes() != first
+
+
+def test_file_named_twice__read_once(log_file, tmp_path):
+    once = run_replay([log_file], tmp_path)[1]["events"]["total"]
+    twice = run_replay([log_file, log_file.parent, Path(f"{log_file.parent}/./gcp.jsonl")],
+                       tmp_path)[1]
+    assert once == 5
+    assert twice["events"]["total"] == 5
+    assert twice["dead_letters"] == {} and twice["skipped"] == {}
+
+
+def test_write_atomic__symbolic_link_stays_a_link(tmp_path):
+    target = tmp_path / "real.json"
+    target.write_bytes(b"old")
+    link = tmp_path / "link.json"
+    link.symlink_to(target)
+    write_atomic(link, b"new")
+    assert link.is_symlink()
+    assert target.read_bytes() == b"new"
+
+
+def test_write_atomic__a_pipe_is_written_into_not_replaced(tmp_path):
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    reader = os.open(pipe, os.O_RDONLY | os.O_NONBLOCK)  # a reader, as `>(gzip)` has
+    try:
+        write_atomic(pipe, b'{"events": 5}')
+        assert stat.S_ISFIFO(os.stat(pipe).st_mode)
+        assert os.read(reader, 100) == b'{"events": 5}'
+    finally:
+        os.close(reader)
+
+
+def test_write_atomic__folder_that_is_a_file__says_so(tmp_path):
+    (tmp_path / "afile").write_bytes(b"x")
+    with pytest.raises(SinkError) as caught:
+        write_atomic(tmp_path / "afile" / "state.snap", b"data")
+    assert str(caught.value) == (
+        f"cannot write {tmp_path}/afile/state.snap: {tmp_path}/afile is not a directory"
+    )
+
+
+@pytest.mark.parametrize("where", ["folder", "under a file"])
+def test_dead_letters_that_cannot_be_written__refused_before_reading(log_file, tmp_path,
+                                                                     capsys, where):
+    """The file is opened at the first bad record; a clean run used to pass with a path
+    that could never be written, and a later run failed at its first bad record."""
+    (tmp_path / "afile").write_bytes(b"x")
+    path = tmp_path / "afile" / "dead.jsonl" if where == "under a file" else tmp_path
+    reason = f"{tmp_path}/afile is not a directory" if where == "under a file" else \
+        "Is a directory"
+    code, summary = run_replay([log_file], tmp_path, "--dead-letters", str(path))
+    assert code == 1
+    assert capsys.readouterr().err == (
+        f"nhi-detector replay: cannot write dead-letter file {path}: {reason}\n"
+    )
+    assert summary == {}
+
+
+@pytest.mark.parametrize(("option", "what"), [
+    ("--report", "report"), ("--save-state", "state snapshot"), ("--inventory", "inventory"),
+])
+def test_late_output_naming_a_folder__refused_before_reading(log_file, tmp_path, capsys,
+                                                             option, what):
+    """Written after the whole replay, such an output used to fail only at the end."""
+    folder = tmp_path / "out"
+    folder.mkdir()
+    code, summary = run_replay([log_file], tmp_path, option, str(folder))
+    assert code == 1
+    assert capsys.readouterr().err == (
+        f"nhi-detector replay: cannot write {what} {folder}: Is a directory\n"
+    )
+    assert summary == {}
