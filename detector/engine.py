@@ -908,8 +908,13 @@ class Detector:
         from models.peers import PeerIndex
 
         reader = _Reader(data, "snapshot")
-        if reader.take(len(SNAPSHOT_MAGIC)) != SNAPSHOT_MAGIC:
+        head = bytes(data[: len(SNAPSHOT_MAGIC)])
+        if not data:
+            raise StateError("not an nhi-detector state snapshot (the file is empty)")
+        if len(head) < 4 or not SNAPSHOT_MAGIC.startswith(head):
+            # another file altogether, however short: not a snapshot cut inside its magic
             raise StateError("not an nhi-detector state snapshot (bad magic bytes)")
+        reader.take(len(SNAPSHOT_MAGIC))
         version, header_len = reader.unpack(">HI")
         if version != SNAPSHOT_VERSION:
             raise StateError(

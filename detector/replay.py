@@ -84,7 +84,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "Example: nhi-detector replay replay_data/ --labels replay_data/labels.json "
         "--report report.html --alerts alerts.jsonl --summary-json summary.json. "
         "Exit codes: 0 done; 1 an input or output failed; 2 a bad argument, configuration, "
-        "labels file or state snapshot; 130 interrupted (SIGINT), 143 terminated (SIGTERM)."
+        "labels file or state snapshot; 130 interrupted (SIGINT), 143 terminated (SIGTERM). "
+        "Missing parent folders of output files are created; the summary ends with the "
+        "files written."
     )
     add = parser.add_argument
     add("paths", nargs="+", metavar="PATH",
@@ -436,8 +438,11 @@ class CrossStreamDuplicates:
     stream, with the same source, time, action and identity (the same file under two
     folders, a trail delivered twice), is taken back out of the event counts and counted
     as skipped ``duplicate_event`` under its source, so accounting stays balanced (every
-    record read is an event, a dead letter or skipped). Memory is bounded like the
-    parser's (two generations of ``MAX_SEEN_EVENT_IDS`` keys).
+    record read is an event, a dead letter or skipped). A duplicate partial event salvaged
+    from a truncated record was never counted as an event (its record is a dead letter):
+    it moves from ``salvage`` ``emitted`` to ``duplicate`` instead. ``events_by_path``
+    keeps counting events as each path delivered them, before this check. Memory is
+    bounded like the parser's (two generations of ``MAX_SEEN_EVENT_IDS`` keys).
     """
 
     def __init__(self, stats: RunStats) -> None:
@@ -454,6 +459,10 @@ class CrossStreamDuplicates:
                 (event.source, event.event_id, event.ts, event.action, event.identity)
             ):
                 source = event.source
+                if event.partial and event.attributes.get("salvaged"):
+                    stats.salvage[(source, "emitted")] -= 1
+                    stats.salvage[(source, "duplicate")] += 1
+                    continue
                 stats.events[source] -= 1
                 stats.events_by_kind[event.identity_kind] -= 1
                 stats.identity_resolution[event.identity_resolution] -= 1
@@ -650,13 +659,20 @@ def _finish_outputs(
     scenarios: list[Scenario] | None,
 ) -> dict[str, Any]:
     """Snapshot, inventory, evaluation, summary JSON and report; returns the summary."""
+    written: list[tuple[str, str]] = []
+    if args.alerts != "-":
+        written.append(("alerts", args.alerts))
+    if args.dead_letters:
+        written.append(("dead letters", args.dead_letters))
     if args.save_state and result.interrupted:
         logger.warning("interrupted: not writing %s (an identity may be half-updated)",
                        args.save_state)
     elif args.save_state:
         write_atomic(args.save_state, detector.export_state())
+        written.append(("state snapshot", args.save_state))
     if args.inventory:
         _write_inventory(detector, args.inventory)
+        written.append(("inventory", args.inventory))
     alerts = log.records()
     evaluation = None
     if scenarios is not None:
@@ -681,6 +697,11 @@ def _finish_outputs(
     # events.total counts the events read; after an interrupt some of them were still in
     # the reorder buffer, so the number the detector processed is given next to it
     summary["events"]["processed"] = result.events
+    if args.summary_json:
+        written.append(("summary JSON", args.summary_json))
+    if args.report:
+        written.append(("report", args.report))
+    summary["written"] = dict(written)
     if args.summary_json:
         write_atomic(args.summary_json, orjson.dumps(summary, option=orjson.OPT_INDENT_2))
     if args.report:

@@ -461,7 +461,8 @@ def _timelines(
         )
     for identity in shown + silent:
         count = len(by_identity.get(identity, ()))
-        parts.append(f"<h3>{esc(identity)} ({count} alerts)</h3>")
+        said = f"{count} alert{'s' if count != 1 else ''}" if count else "no alert"
+        parts.append(f"<h3>{esc(identity)} ({said})</h3>")
         parts.append(identity_timeline(identity, hourly.get(identity, {}),
                                        by_identity.get(identity, []), t_range,
                                        windows.get(identity, ())))

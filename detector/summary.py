@@ -257,4 +257,6 @@ def render_summary(summary: Mapping[str, Any]) -> str:
         sections.append(_table("Degradations", list(summary["degradations"].items())))
     if "evaluation" in summary:
         sections.append(_evaluation_lines(summary["evaluation"]))
+    if summary.get("written"):
+        sections.append(_table("Files written", list(summary["written"].items())))
     return "\n".join("\n".join(lines) for lines in sections) + "\n"

@@ -75,6 +75,16 @@ class TestSnapshots:
         assert code == 2
         assert "refused: snapshot is damaged (checksum mismatch)" in err
 
+    @pytest.mark.parametrize("data,message", [
+        (b"", "not an nhi-detector state snapshot (the file is empty)"),
+        (b"{}\n", "not an nhi-detector state snapshot (bad magic bytes)"),
+        (b"NH", "not an nhi-detector state snapshot (bad magic bytes)"),
+        (b"NHISNA", "snapshot is truncated at byte 0 (wanted 8 more)"),
+    ])
+    def test_short_files__named_for_what_they_are(self, snap, tmp_path, capsys, data, message):
+        code, err = load(snap, tmp_path, data, capsys)
+        assert code == 2 and message in err
+
     def test_random_bit_flips__never_load(self, snap):
         data = snap["state"].read_bytes()
         rng = random.Random(7)
@@ -259,6 +269,25 @@ class TestReport:
         assert len(page) < 2_000_000
         assert f"Event time spans more than {MAX_SPAN_SECONDS / 86400:,.0f} days" in page
 
+    def test_timeline_headings_count_alerts_in_words(self, snap, tmp_path):
+        from detector.evaluation import Scenario
+
+        code, summary = replay([snap["later"]], tmp_path)
+        assert code == 0
+        base = 1_790_000_000.0
+        hourly = {i: {int(base // 3600) + h: 3 for h in range(5)} for i in ("one", "two", "q")}
+        alerts = [AlertRecord(alert_id=f"a{n}", identity=who, detector="volume.rate",
+                              severity="high", score=0.9 - n / 10, start=base, end=base,
+                              raised_ts=base)
+                  for n, who in enumerate(("one", "two", "two"))]
+        missed = Scenario(id="S1", title="t", identities=frozenset({"q"}), start=base,
+                          end=base + 3600)
+        page = render_report(summary=summary, alerts=alerts, sweep=[], hourly=hourly,
+                             t_range=(base, base + 5 * 3600), scenarios=[missed])
+        assert "<h3>one (1 alert)</h3>" in page
+        assert "<h3>two (2 alerts)</h3>" in page
+        assert "<h3>q (no alert)</h3>" in page
+
 
 class TestCrossStreamDuplicates:
     def test_same_file_in_two_folders__processed_once(self, snap, tmp_path):
@@ -278,3 +307,25 @@ class TestCrossStreamDuplicates:
 
         # every event of the second copy is skipped as a duplicate, nothing else changes
         assert duplicates(double) - duplicates(single) == single["events"]["total"] > 0
+
+    def test_a_duplicate_salvaged_event_leaves_the_event_counts_alone(self):
+        from datetime import UTC, datetime
+
+        from detector.event import Event
+        from detector.replay import CrossStreamDuplicates
+
+        when = datetime(2024, 3, 4, 10, 30, tzinfo=UTC)
+
+        def salvaged() -> Event:
+            return Event(event_id="a1", time=when, ts=when.timestamp(), source="k8s.audit",
+                         identity="prod/system:serviceaccount:ci:deployer",
+                         identity_kind="workload", action="k8s:deployments.update",
+                         partial=True, attributes={"salvaged": "truncated"})
+
+        stats = RunStats()
+        stats.salvage[("k8s.audit", "emitted")] = 2  # as the two streams' parsers count
+        kept = list(CrossStreamDuplicates(stats).filter([salvaged(), salvaged()]))
+        assert [e.event_id for e in kept] == ["a1"]
+        assert dict(stats.salvage) == {("k8s.audit", "emitted"): 1,
+                                       ("k8s.audit", "duplicate"): 1}
+        assert sum(stats.events.values()) == 0 and not stats.skipped

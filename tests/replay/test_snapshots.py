@@ -52,6 +52,18 @@ class TestSnapshots:
         code, summary = replay([snapshot["later"]], tmp_path / "x", "--load-state", str(again))
         assert code == 0 and summary["identities"]["tracked"] == N_IDENTITIES
 
+    def test_summary_names_the_files_written(self, snapshot, tmp_path, capsys):
+        again, inventory = tmp_path / "new" / "again.snap", tmp_path / "inv.jsonl"
+        code, summary = replay([snapshot["later"]], tmp_path, "--load-state",
+                               str(snapshot["state"]), "--save-state", str(again),
+                               "--inventory", str(inventory))
+        assert code == 0 and again.stat().st_size > 0  # its missing folder was made
+        assert summary["written"] == {
+            "alerts": str(tmp_path / "alerts.jsonl"), "state snapshot": str(again),
+            "inventory": str(inventory), "summary JSON": str(tmp_path / "summary.json")}
+        text = capsys.readouterr().out
+        assert text.split("Files written\n", 1)[1].splitlines()[1] == f"  state snapshot  {again}"
+
     def test_other_format_version__refused_with_exit_2(self, snapshot, tmp_path, capsys):
         data = bytearray(snapshot["state"].read_bytes())
         magic_len = data.index(b"\x00") + 1  # the magic ends with a NUL byte
