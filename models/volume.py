@@ -52,6 +52,7 @@ import array
 import functools
 import logging
 import math
+import time
 
 from detector.event import Event
 from models.base import Signal
@@ -107,6 +108,14 @@ def week_slots(bucket_seconds: float) -> tuple[int, ...]:
     if not (seconds.is_integer() and per_week.is_integer()):
         return ()
     return tuple(seasonal_slot(i, seconds) for i in range(int(per_week)))
+
+
+def window_words(start: float) -> tuple[str, str]:
+    """(signal value, clock words) of the window starting at ``start``: the value names the
+    window for feedback and suppression (``2026-11-29T13:40Z``), the words are for the
+    sentence (``13:40 UTC``), so two windows' signals never read alike."""
+    when = time.gmtime(start)
+    return time.strftime("%Y-%m-%dT%H:%MZ", when), time.strftime("%H:%M UTC", when)
 
 
 def _median(values: list[int]) -> float:
@@ -688,13 +697,15 @@ class WindowModel:
         capped = what.startswith("distinct") and observed >= DISTINCT_CAP
         shown = f"{observed}+" if capped else str(observed)
         start = index * self.bucket_seconds
+        value, clock = window_words(start)
         return Signal(
             detector=detector,
             score=score,
             observed=f"{shown} {what} in a {minutes}",
             baseline=f"usually {usual:.1f}",
-            sentence=f"{shown} {what} in one {minutes} so far, against a usual {usual:.1f}",
-            value=str(int(start)),
+            sentence=f"{shown} {what} in the {minutes} from {clock} so far, "
+                     f"against a usual {usual:.1f}",
+            value=value,
             degraded=capped,
             details={"window_start": start, "level": int(score * 10)},
         )
@@ -708,6 +719,7 @@ class WindowModel:
         if score < self.settings.min_score:
             return []
         start = index * self.bucket_seconds
+        value, clock = window_words(start)
         return [Signal(
             detector="multivariate.hst",
             score=clamp01(score),
@@ -715,8 +727,9 @@ class WindowModel:
             f"{len(after.resources)} resources, {after.novel} novel so far",
             baseline=f"{hst.learned} learned windows of this identity",
             sentence="an unusual combination of volume, failures, breadth and novelty "
-            f"in one window, compared with {hst.learned} past windows of this identity",
-            value=str(int(start)),
+            f"in the window from {clock}, compared with {hst.learned} past windows of this "
+            "identity",
+            value=value,
             details={"features": hst.scaled(x), "window_start": start},
         )]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 import warnings
 
 import pytest
@@ -80,7 +81,10 @@ class TestB24Burst:
         hst = [s for s in per_event[399] if s.detector == "multivariate.hst"]
         assert hst and hst[0].score > 0.0
         assert hst[0].sentence.startswith(
-            "an unusual combination of volume, failures, breadth and novelty in one window")
+            "an unusual combination of volume, failures, breadth and novelty in the window "
+            f"from {hst[0].value[11:16]} UTC")
+        assert hst[0].value == time.strftime("%Y-%m-%dT%H:%MZ",
+                                             time.gmtime(hst[0].details["window_start"]))
         assert hst[0].observed.startswith("400 calls, 400 failed")
         for signals in per_event:
             for s in signals:
@@ -145,7 +149,12 @@ class TestVolumeSignals:
         rate = [s for s in signals if s.detector == "volume.rate"]
         assert rate, "60 calls in 2 minutes against a usual 2 per window"
         first = rate[0]
-        assert first.sentence.startswith(f"{first.observed.split()[0]} calls in one 10-minute")
+        window = first.details["window_start"]
+        clock = time.strftime("%H:%M", time.gmtime(window))
+        assert first.sentence.startswith(
+            f"{first.observed.split()[0]} calls in the 10-minute window from {clock} UTC so far")
+        assert first.value == time.strftime("%Y-%m-%dT%H:%MZ", time.gmtime(window))
+        assert window % 600 == 0 and window <= ts < window + 600
         assert "against a usual 2.0" in first.sentence
         levels = [s.details["level"] for s in rate]
         assert levels == sorted(set(levels)), "one signal per new level, escalating"
@@ -165,7 +174,7 @@ class TestVolumeSignals:
             signals.extend(profile.observe(make_event(
                 ts + i, "s3:GetObject", outcome="failure", error_code="AccessDenied")))
         fail = [s for s in signals if s.detector == "volume.failures"]
-        assert fail and "failed calls in one 10-minute window" in fail[0].sentence
+        assert fail and "failed calls in the 10-minute window from" in fail[0].sentence
 
 
 class TestSpikeScore:
