@@ -226,7 +226,8 @@ class NoveltyModel:
     pruning, trimming) bumps ``epoch`` and invalidates the memo.
     """
 
-    __slots__ = ("settings", "tables", "last_prune_day", "horizon_h", "memo", "epoch")
+    __slots__ = ("settings", "tables", "last_prune_day", "horizon_h", "memo", "epoch", "log",
+                 "log_base", "cursors", "flushed_at")
 
     def __init__(self, settings: ModelSettings) -> None:
         self.settings = settings
@@ -235,6 +236,12 @@ class NoveltyModel:
         self.horizon_h = int(settings.novelty_horizon_days * 24)
         self.memo: dict[tuple, list] = {}
         self.epoch = 0
+        # memo entries in the order of their first hit after a flush (see _flush_tables);
+        # positions are counted from the first entry ever logged
+        self.log: list[list] = []
+        self.log_base = 0  # position of log[0]
+        self.cursors = [0] * len(ATTRIBUTES)  # per table: log position flushed up to
+        self.flushed_at = 0  # log position at the latest flush of any table
 
     def _cap(self, high_cardinality: bool) -> int:
         s = self.settings
@@ -247,9 +254,14 @@ class NoveltyModel:
 
     def flush(self) -> None:
         """Apply the repeats counted in the memo to the tables (no change to any score or
-        blob: see the class docstring)."""
+        blob: see the class docstring). Every entry with repeats to apply is in the memo:
+        an entry is applied before it is replaced, and the memo is only dropped flushed."""
         for entry in self.memo.values():
             self._apply(entry)
+        self.log_base += len(self.log)
+        self.log = []
+        self.cursors = [self.log_base] * len(ATTRIBUTES)
+        self.flushed_at = self.log_base
 
     def _apply(self, entry: list) -> None:
         """Apply one memo entry's repeats not yet applied, table by table."""
@@ -262,22 +274,32 @@ class NoveltyModel:
 
     def _flush_tables(self, indices: list[int]) -> None:
         """Apply the memo's repeats to these tables only: enough before a table is read or
-        gets a new value (uses of known values commute; tables are independent, so one
-        pass over the memo serves several tables, each still in memo order)."""
-        tables, alpha = self.tables, RATE_ALPHA
-        for entry in self.memo.values():
-            repeats, applied, values, hour = entry[3], entry[5], entry[2], entry[4]
-            for index in indices:
+        gets a new value (uses of known values commute, in any order).
+
+        Only the entries hit since the table's last flush can have repeats for it: those
+        are in ``log`` from the table's cursor on (an entry is appended again on its first
+        hit after any flush), so a flush costs what was counted since, not the memo size.
+        """
+        tables, alpha, log, base, cursors = self.tables, RATE_ALPHA, self.log, \
+            self.log_base, self.cursors
+        end = base + len(log)
+        for index in indices:
+            start = cursors[index] - base
+            cursors[index] = end
+            table = tables[index]
+            d = table.d
+            for i in range(start, end - base):
+                entry = log[i]
+                repeats, applied = entry[3], entry[5]
                 uses = repeats - applied[index]
                 if not uses:
                     continue
                 applied[index] = repeats
-                h = values.get(index)
+                h = entry[2].get(index)
                 if h is None:
                     continue
                 # _use_known(table, h, table.d[h], hour, uses) written out (a hot loop)
-                table = tables[index]
-                d = table.d
+                hour = entry[4]
                 packed = d[h]
                 count = packed & COUNT_MASK
                 if count == 1:
@@ -289,6 +311,11 @@ class NoveltyModel:
                 for _ in range(uses):  # decay(rate, uses) written out
                     rate -= alpha * rate
                 table.rate = rate
+        self.flushed_at = end
+        passed = min(cursors) - base  # the log's head every table is past
+        if passed > 64 and 2 * passed > len(log):
+            del log[:passed]
+            self.log_base += passed
 
     def _unknown_tables(self, values: list, hour: int) -> list[int]:
         """The tables whose value in this event is not known within the horizon."""
@@ -325,6 +352,9 @@ class NoveltyModel:
         if entry is not None:
             if learn_known:
                 entry[3] += 1
+                if entry[6] < self.flushed_at:  # first hit since a flush: log it
+                    entry[6] = self.log_base + len(self.log)
+                    self.log.append(entry)
                 if ctx.hour > entry[4]:
                     entry[4] = ctx.hour
                 ctx.pending = []
@@ -385,8 +415,10 @@ class NoveltyModel:
             elif len(self.memo) >= MEMO_CAP:
                 self.flush()
                 self.memo = {}
+            # period, epoch, values, repeats, latest hour, repeats applied per table, log
+            # position (-1: not logged)
             self.memo[sig] = [self._period(hour), self.epoch, dict(taught), 0, hour,
-                              [0] * len(ATTRIBUTES)]
+                              [0] * len(ATTRIBUTES), -1]
         return out
 
     def _signal(

@@ -76,7 +76,9 @@ def test_flushed_repeats__same_rate_as_one_use_at_a_time():
     for _ in range(137):
         stepped.rate -= RATE_ALPHA * stepped.rate
     model.tables[0] = batched
-    model.memo[("sig",)] = [0, model.epoch, {0: 1}, 137, 11, [0] * len(model.tables)]
+    entry = [0, model.epoch, {0: 1}, 137, 11, [0] * len(model.tables), 0]  # none applied
+    model.memo[("sig",)] = entry
+    model.log.append(entry)  # as a hit logs it
     model.flush()
     assert batched.rate == stepped.rate
     assert batched.d[1] == (11 << 16) | 138
