@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import logging
 import math
+from operator import attrgetter
 
 from detector.event import Event
 from models.base import Signal
@@ -107,11 +108,11 @@ def decay(rate: float, uses: int) -> float:
     return rate
 
 
-def signature(event: Event) -> tuple:
-    """Everything the novelty tables look at in an event (the memo key)."""
-    return (event.action, event.resource, event.region, event.network_prefix, event.network,
-            event.agent_family, event.target_tenant, event.tenant, event.outcome,
-            event.error_code, event.credential_id, event.credential_type)
+signature = attrgetter(
+    "action", "resource", "region", "network_prefix", "network", "agent_family",
+    "target_tenant", "tenant", "outcome", "error_code", "credential_id", "credential_type")
+"""Everything the novelty tables look at in an event, as one tuple (the memo key); a C
+getter, since it runs for every event."""
 
 
 MEMO_CAP = 256
@@ -348,19 +349,20 @@ class NoveltyModel:
         once every model has scored.
         """
         sig = signature(event)
-        entry = self._remembered(sig, ctx.hour)
-        if entry is not None:
+        hour = ctx.hour
+        entry = self.memo.get(sig)  # ``_remembered(sig, hour)`` written out (every event)
+        if (entry is not None and entry[1] == self.epoch
+                and entry[0] == (hour // 24 if self.horizon_h >= 48 else hour)):
             if learn_known:
                 entry[3] += 1
                 if entry[6] < self.flushed_at:  # first hit since a flush: log it
                     entry[6] = self.log_base + len(self.log)
                     self.log.append(entry)
-                if ctx.hour > entry[4]:
-                    entry[4] = ctx.hour
+                if hour > entry[4]:
+                    entry[4] = hour
                 ctx.pending = []
             return []
         out: list[Signal] = []
-        hour = ctx.hour
         horizon = self.horizon_h
         tables = self.tables
         quiet = ctx.learning
