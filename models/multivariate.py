@@ -52,7 +52,7 @@ SCALER_FLOOR = 2.0
 class _Structure:
     """River's random trees for one seed, flattened: per node feature, threshold, children."""
 
-    __slots__ = ("roots", "feature", "threshold", "left", "right")
+    __slots__ = ("roots", "feature", "threshold", "left", "right", "nodes")
 
     def __init__(self, seed: int) -> None:
         model = HalfSpaceTrees(n_trees=N_TREES, height=HEIGHT, window_size=WINDOW_SIZE, seed=seed)
@@ -70,6 +70,8 @@ class _Structure:
         self.threshold = [float(getattr(n, "threshold", 0.0) or 0.0) for n in nodes]
         self.left = [index[id(n.children[0])] if hasattr(n, "children") else -1 for n in nodes]
         self.right = [index[id(n.children[1])] if hasattr(n, "children") else -1 for n in nodes]
+        # the four lists above zipped: one index and one unpack per step of a walk
+        self.nodes = list(zip(self.feature, self.threshold, self.left, self.right, strict=True))
 
 
 _STRUCTURES: dict[int, _Structure] = {}
@@ -161,7 +163,7 @@ class MultivariateModel:
                 value = 0.0
             if slot >= 0:
                 ref = scale[slot]
-                value = 0.5 * log1p(max(0.0, value)) / log1p(
+                value = 0.5 * log1p(value if value > 0.0 else 0.0) / log1p(
                     ref if ref > SCALER_FLOOR else SCALER_FLOOR)
             append(0.0 if value < 0.0 else 1.0 if value > 1.0 else value)
         return out
@@ -172,18 +174,18 @@ class MultivariateModel:
             return 0.0
         xs = self._vector(x)
         st = _structure(self.seed)
-        feature, threshold, left, right = st.feature, st.threshold, st.left, st.right
+        nodes = st.nodes
         rmass = self.rmass
-        total = 0.0
-        for root in st.roots:
-            node = root
+        total = 0  # integer masses times powers of two: exact, in any order
+        for node in st.roots:
             depth_pow = 1
-            for _ in range(HEIGHT):
+            for _ in _HEIGHT_STEPS:
                 r = rmass[node]
                 total += r * depth_pow
                 if r < SIZE_LIMIT:
                     break
-                node = left[node] if xs[feature[node]] < threshold[node] else right[node]
+                feature, threshold, left, right = nodes[node]
+                node = left if xs[feature] < threshold else right
                 depth_pow <<= 1
             else:
                 total += rmass[node] * depth_pow
@@ -193,14 +195,14 @@ class MultivariateModel:
     def learn(self, x: dict[str, float]) -> None:
         """Learn one (non-held) window: the trees' masses, then the scaler."""
         xs = self._vector(x)
-        st = _structure(self.seed)
-        feature, threshold, left, right = st.feature, st.threshold, st.left, st.right
+        nodes = _structure(self.seed).nodes
         lmass = self.lmass
         steps = _HEIGHT_STEPS
-        for node in st.roots:
+        for node in _structure(self.seed).roots:
             for _ in steps:
                 lmass[node] += 1
-                node = left[node] if xs[feature[node]] < threshold[node] else right[node]
+                feature, threshold, left, right = nodes[node]
+                node = left if xs[feature] < threshold else right
             lmass[node] += 1
         self.counter += 1
         if self.counter == WINDOW_SIZE:
