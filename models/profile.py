@@ -241,7 +241,10 @@ class IdentityProfile:
 
     def size_estimate(self) -> int:
         """A cheap upper estimate of ``size_bytes`` (used to enforce the cap)."""
-        return 200 + len(self.identity) + sum(m.size_estimate() for m in self.models)
+        novelty, window, schedule, dormancy, credential = self.models
+        return (200 + len(self.identity) + novelty.size_estimate() + window.size_estimate()
+                + schedule.size_estimate() + dormancy.size_estimate()
+                + credential.size_estimate())
 
     def size_bytes(self) -> int:
         return len(self.to_bytes())
