@@ -38,7 +38,7 @@ from operator import attrgetter
 
 from detector.event import Event
 from models.base import Signal
-from models.common import clamp01, pair_hash, span_words, vhash
+from models.common import MASK32, clamp01, pair_hash, span_words, vhash
 from models.context import Context
 from models.settings import ModelSettings
 from models.table import BLOOM_BITS, COUNT_MASK, RATE_ALPHA, ValueTable
@@ -178,10 +178,12 @@ def extract(event: Event) -> list[tuple[int, int, str, str | None]]:
     if event.error_code and event.outcome == "failure":
         out.append((7, vhash(event.error_code), event.error_code, None))
     # pairs last: their signal is only worth raising when both parts are known
+    # (``pair_hash`` written out: the left part's term is shared by both action pairs)
     if action:
-        out.append((8, pair_hash(ha, hn), action, net))
+        left = (ha * 0x01000193) ^ 0x5BD1E995
+        out.append((8, (left ^ (hn * 0x9E3779B1 >> 7)) & MASK32, action, net))
         if resource:
-            out.append((9, pair_hash(ha, hr), action, resource))
+            out.append((9, (left ^ (hr * 0x9E3779B1 >> 7)) & MASK32, action, resource))
     cred = event.credential_id
     if cred and event.credential_type in LASTING_CREDENTIALS and event.network != "cloud_service":
         out.append((10, pair_hash(vhash(cred), hn), cred, net))
@@ -368,11 +370,13 @@ class NoveltyModel:
         quiet = ctx.learning
         failed = event.outcome == "failure"
         pending: list[tuple[int, int]] | None = [] if learn_known else None
-        taught: list[tuple[int, int]] = []
+        taught: dict[int, int] = {}  # table index -> known value taught (the memo entry)
         novel_parts = 0
         teach_any = learn_known and not failed  # else only the error code is taught
-        unflushed = bool(self.memo)
-        values = self.values(event, ctx)
+        unflushed = bool(self.log)  # repeats not yet applied are all in the log
+        values = ctx.values  # ``self.values(event, ctx)`` written out
+        if values is None:
+            values = ctx.values = extract(event)
         for index, h, first, second in values:
             table = tables[index]
             d = table.d
@@ -388,7 +392,7 @@ class NoveltyModel:
                     d[h] = ((hour if hour > last else last) << 16) | min(count + 1, COUNT_MASK)
                     table.total += 1
                     table.rate -= RATE_ALPHA * table.rate
-                    taught.append((index, h))
+                    taught[index] = h
                 continue
             if unflushed:  # uses of known values commute; a new value needs exact totals
                 # every table with a new value in this event at once: this is the first,
@@ -419,8 +423,8 @@ class NoveltyModel:
                 self.memo = {}
             # period, epoch, values, repeats, latest hour, repeats applied per table, log
             # position (-1: not logged)
-            self.memo[sig] = [self._period(hour), self.epoch, dict(taught), 0, hour,
-                              [0] * len(ATTRIBUTES), -1]
+            self.memo[sig] = [hour // 24 if self.horizon_h >= 48 else hour, self.epoch, taught,
+                              0, hour, [0] * len(ATTRIBUTES), -1]
         return out
 
     def _signal(
