@@ -87,27 +87,6 @@ PEER_ATTRS = frozenset(INDEX[name] for name in (
 """Attributes whose prevalence the peer index tracks (pairs and resources are too sparse)."""
 
 
-def _use_known(table: ValueTable, h: int, packed: int, hour: int, uses: int = 1) -> None:
-    """More uses of a known value: count, recency and the moving rate of new values."""
-    count = packed & COUNT_MASK
-    if count == 1:
-        table.n1 -= 1
-    last = packed >> 16
-    table.d[h] = ((hour if hour > last else last) << 16) | min(count + uses, COUNT_MASK)
-    table.total += uses
-    table.rate = decay(table.rate, uses)
-
-
-def decay(rate: float, uses: int) -> float:
-    """The moving rate of new values after ``uses`` uses of known values, taken one use at
-    a time with the very float operation of a single use: a batch of repeats then ends
-    exactly where the event-by-event path (and a profile restored from its blob) does.
-    ``rate * (1 - RATE_ALPHA) ** uses`` is the same number on paper, not in the last bits."""
-    for _ in range(uses):
-        rate -= RATE_ALPHA * rate
-    return rate
-
-
 signature = attrgetter(
     "action", "resource", "region", "network_prefix", "network", "agent_family",
     "target_tenant", "tenant", "outcome", "error_code", "credential_id", "credential_type")
@@ -223,7 +202,7 @@ class NoveltyModel:
     them (a new value, pruning, feedback, serialisation), so every score and every blob
     is exactly what the table-by-table path gives, bit for bit: between two such reads a
     table only sees uses of known values, whose moving-rate step is one and the same float
-    operation, so replaying the memo's steps later, one by one (``decay``), lands on the
+    operation, so replaying the memo's steps later, one by one (``_apply``), lands on the
     same float. A profile restored from its blob (no memo) therefore scores exactly like
     one that stayed in memory. Anything that can make a known value unknown (eviction,
     pruning, trimming) bumps ``epoch`` and invalidates the memo.
@@ -267,13 +246,34 @@ class NoveltyModel:
         self.flushed_at = self.log_base
 
     def _apply(self, entry: list) -> None:
-        """Apply one memo entry's repeats not yet applied, table by table."""
-        repeats, applied, hour, tables = entry[3], entry[5], entry[4], self.tables
+        """Apply one memo entry's repeats not yet applied, table by table: ``uses`` more
+        uses of a known value (count, recency, and the moving rate of new values).
+
+        The rate takes the uses one at a time with the very float operation of a single
+        use: a batch of repeats then ends exactly where the event-by-event path (and a
+        profile restored from its blob) does. ``rate * (1 - RATE_ALPHA) ** uses`` is the
+        same number on paper, not in the last bits. ``_flush_tables`` and ``score`` write
+        this step out (hot loops)."""
+        repeats, applied, hour, tables, alpha = entry[3], entry[5], entry[4], self.tables, \
+            RATE_ALPHA
         for index, h in entry[2].items():
-            pending = repeats - applied[index]
-            if pending:
-                _use_known(tables[index], h, tables[index].d[h], hour, pending)
-                applied[index] = repeats
+            uses = repeats - applied[index]
+            if not uses:
+                continue
+            applied[index] = repeats
+            table = tables[index]
+            d = table.d
+            packed = d[h]
+            count = packed & COUNT_MASK
+            if count == 1:
+                table.n1 -= 1
+            last = packed >> 16
+            d[h] = ((hour if hour > last else last) << 16) | min(count + uses, COUNT_MASK)
+            table.total += uses
+            rate = table.rate
+            for _ in range(uses):
+                rate -= alpha * rate
+            table.rate = rate
 
     def _flush_tables(self, indices: list[int]) -> None:
         """Apply the memo's repeats to these tables only: enough before a table is read or
@@ -301,7 +301,7 @@ class NoveltyModel:
                 h = entry[2].get(index)
                 if h is None:
                     continue
-                # _use_known(table, h, table.d[h], hour, uses) written out (a hot loop)
+                # ``uses`` uses of a known value, as in ``_apply``
                 hour = entry[4]
                 packed = d[h]
                 count = packed & COUNT_MASK
@@ -311,7 +311,7 @@ class NoveltyModel:
                 d[h] = ((hour if hour > last else last) << 16) | min(count + uses, COUNT_MASK)
                 table.total += uses
                 rate = table.rate
-                for _ in range(uses):  # decay(rate, uses) written out
+                for _ in range(uses):  # one use at a time (see ``_apply``)
                     rate -= alpha * rate
                 table.rate = rate
         self.flushed_at = end
@@ -384,7 +384,7 @@ class NoveltyModel:
             teach = teach_any or (learn_known and index == ERROR_CODE)
             if packed is not None and hour - (packed >> 16) <= horizon:
                 if teach:
-                    # _use_known(table, h, packed, hour) written out (uses == 1)
+                    # one use of a known value, as in ``_apply``
                     count = packed & COUNT_MASK
                     if count == 1:
                         table.n1 -= 1
