@@ -263,6 +263,18 @@ class TestVocabulary:
         assert {h: p & 0xFFFF for h, p in table.d.items()} == dict(reference)
 
 
+def test_prune__drops_exactly_the_entries_last_seen_before_the_hour():
+    table = ValueTable(48)
+    for h, hour in ((1, 100), (2, 105), (3, 110), (4, 110)):
+        table.learn(h, hour, Counter(), "action")
+    table.learn(3, 111, Counter(), "action")  # a second use: count 2
+    assert table.prune(100) == 0 and len(table.d) == 4  # nothing before hour 100
+    assert table.prune(106) == 2
+    assert sorted(table.d) == [3, 4]
+    assert (table.total, table.n1) == (3, 1)
+    assert table.d[3] == (111 << 16) | 2
+
+
 def test_size_estimate__sum_of_the_tables_estimates():
     """The written-out estimate adds up what each table estimates (kept values, held
     values, bloom filter)."""
