@@ -60,6 +60,7 @@ ATTRIBUTES: tuple[tuple[str, str, float, bool, bool, str], ...] = (
     ("credential_network", "novelty.credential_network", 0.6, False, False, "first use of {}"),
 )
 NAMES = tuple(item[0] for item in ATTRIBUTES)
+ALL_TABLES = tuple(range(len(ATTRIBUTES)))
 INDEX = {name: i for i, name in enumerate(NAMES)}
 DETECTORS = {item[1]: i for i, item in enumerate(ATTRIBUTES)}
 CRED_NETWORK = INDEX["credential_network"]
@@ -95,6 +96,8 @@ getter, since it runs for every event."""
 
 
 MEMO_CAP = 256
+LOG_CAP = 256
+"""Log entries kept before every table is flushed, which empties the log (memory bound)."""
 
 
 NETWORK = INDEX["network"]
@@ -316,7 +319,7 @@ class NoveltyModel:
                 table.rate = rate
         self.flushed_at = end
         passed = min(cursors) - base  # the log's head every table is past
-        if passed > 64 and 2 * passed > len(log):
+        if passed >= LOG_CAP // 4 and 2 * passed > len(log):
             del log[:passed]
             self.log_base += passed
 
@@ -357,11 +360,14 @@ class NoveltyModel:
                 and entry[0] == (hour // 24 if self.horizon_h >= 48 else hour)):
             if learn_known:
                 entry[3] += 1
-                if entry[6] < self.flushed_at:  # first hit since a flush: log it
-                    entry[6] = self.log_base + len(self.log)
-                    self.log.append(entry)
                 if hour > entry[4]:
                     entry[4] = hour
+                if entry[6] < self.flushed_at:  # first hit since a flush: log it
+                    log = self.log
+                    entry[6] = self.log_base + len(log)
+                    log.append(entry)
+                    if len(log) > LOG_CAP:  # tables rarely flushed hold the log back
+                        self._flush_tables(ALL_TABLES)
                 ctx.pending = []
             return []
         out: list[Signal] = []
