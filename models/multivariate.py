@@ -13,7 +13,8 @@ million identities, and loading masses into them costs more than the walk itself
 *structure* only depends on the seed, the parameters and the feature names, so river's
 ``HalfSpaceTrees`` builds it once per process (the template) and it is flattened into
 arrays (feature, threshold, children). Each identity keeps only its node masses in two
-``array('H')`` (600 bytes) and ``learn``/``score`` walk the flat trees with river's exact
+``array('H')`` (600 bytes), plus the open window's masses as one int while it fills (see
+``MultivariateModel.learn``), and ``learn``/``score`` walk the flat trees with river's exact
 rules (mass update, window swap, ``size_limit`` early stop, normalisation).
 ``tests/models`` checks that the scores equal those of a plain river model fed the same
 windows.

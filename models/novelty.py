@@ -208,7 +208,9 @@ class NoveltyModel:
     operation, so replaying the memo's steps later, one by one (``_apply``), lands on the
     same float. A profile restored from its blob (no memo) therefore scores exactly like
     one that stayed in memory. Anything that can make a known value unknown (eviction,
-    pruning, trimming) bumps ``epoch`` and invalidates the memo.
+    pruning, trimming) bumps ``epoch`` and invalidates the memo. Memo hits are logged
+    (``log``, bounded by ``LOG_CAP``) so that flushing one table visits only the entries
+    hit since its own last flush (``_flush_tables``).
     """
 
     __slots__ = ("settings", "tables", "last_prune_day", "horizon_h", "memo", "epoch", "log",
