@@ -21,21 +21,26 @@ import orjson
 
 from detector.errors import StateError
 
-_HASH_CACHE: dict[str, int] = {}
 _HASH_CACHE_MAX = 200_000
 MASK32 = 0xFFFFFFFF
 
 
-def vhash(value: str) -> int:
-    """Stable 32-bit hash of a value (same in every process, unlike ``hash``)."""
-    found = _HASH_CACHE.get(value)
-    if found is not None:
+class _HashCache(dict):
+    """Value → CRC-32, filled on first use and cleared whole when full (bounded)."""
+
+    __slots__ = ()
+
+    def __missing__(self, value: str) -> int:
+        if len(self) >= _HASH_CACHE_MAX:
+            self.clear()
+        found = self[value] = zlib.crc32(value.encode("utf-8", "surrogatepass"))
         return found
-    if len(_HASH_CACHE) >= _HASH_CACHE_MAX:
-        _HASH_CACHE.clear()
-    found = zlib.crc32(value.encode("utf-8", "surrogatepass"))
-    _HASH_CACHE[value] = found
-    return found
+
+
+_HASH_CACHE = _HashCache()
+vhash = _HASH_CACHE.__getitem__
+"""Stable 32-bit hash of a value (same in every process, unlike ``hash``): the cache's own
+lookup, so a known value costs one C call (several models hash the same values per event)."""
 
 
 def pair_hash(left: int, right: int) -> int:

@@ -37,18 +37,20 @@ class Context:
         "cred_other",
     )
 
-    def __init__(self, ts: float, bucket_seconds: float) -> None:
+    def __init__(self, ts: float, bucket_seconds: float, first_ts: float | None = None,
+                 last_ts: float | None = None, n_events: int = 0, learning: bool = True,
+                 degradations: Counter = _UNUSED) -> None:
         self.ts = ts
         self.hour = int(ts // 3600)
         self.bucket = int(ts // bucket_seconds)
         self.day = int(ts // 86400)
-        self.learning = True
-        self.first_ts: float | None = None
-        self.last_ts: float | None = None
-        self.n_events = 0
+        self.learning = learning
+        self.first_ts = first_ts
+        self.last_ts = last_ts
+        self.n_events = n_events  # the identity's events before this one
         self.peers: Any = None
         self.group = ""
-        self.degradations: Counter = _UNUSED
+        self.degradations = degradations
         self.values: list[tuple[int, int, str, str]] | None = None
         self.novel = 0
         self.window: tuple[int, dict[str, int]] | None = None

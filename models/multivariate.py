@@ -13,7 +13,8 @@ million identities, and loading masses into them costs more than the walk itself
 *structure* only depends on the seed, the parameters and the feature names, so river's
 ``HalfSpaceTrees`` builds it once per process (the template) and it is flattened into
 arrays (feature, threshold, children). Each identity keeps only its node masses in two
-``array('H')`` (600 bytes) and ``learn``/``score`` walk the flat trees with river's exact
+``array('H')`` (600 bytes), plus the open window's masses as one int while it fills (see
+``MultivariateModel.learn``), and ``learn``/``score`` walk the flat trees with river's exact
 rules (mass update, window swap, ``size_limit`` early stop, normalisation).
 ``tests/models`` checks that the scores equal those of a plain river model fed the same
 windows.
@@ -29,6 +30,8 @@ from __future__ import annotations
 import array
 import logging
 import math
+from bisect import bisect_right
+from operator import add
 from typing import Any
 
 from river.anomaly import HalfSpaceTrees
@@ -42,6 +45,7 @@ COUNT_INDEX = tuple(COUNT_FEATURES.index(n) if n in COUNT_FEATURES else -1 for n
 _FEATURE_SLOTS = tuple(zip(FEATURES, COUNT_INDEX, strict=True))  # (name, scaler slot or -1)
 N_TREES = 10
 HEIGHT = 3
+_HEIGHT_STEPS = (None,) * HEIGHT  # ``for _ in _HEIGHT_STEPS``: HEIGHT steps, no range object
 WINDOW_SIZE = 32
 HST_THRESHOLD = 0.65  # stable windows stay below ~0.55 (benchmarks/bench_models.py)
 SCALER_DECAY = 0.995
@@ -52,7 +56,7 @@ SCALER_FLOOR = 2.0
 class _Structure:
     """River's random trees for one seed, flattened: per node feature, threshold, children."""
 
-    __slots__ = ("roots", "feature", "threshold", "left", "right")
+    __slots__ = ("roots", "feature", "threshold", "left", "right", "nodes", "cuts", "masks")
 
     def __init__(self, seed: int) -> None:
         model = HalfSpaceTrees(n_trees=N_TREES, height=HEIGHT, window_size=WINDOW_SIZE, seed=seed)
@@ -70,9 +74,40 @@ class _Structure:
         self.threshold = [float(getattr(n, "threshold", 0.0) or 0.0) for n in nodes]
         self.left = [index[id(n.children[0])] if hasattr(n, "children") else -1 for n in nodes]
         self.right = [index[id(n.children[1])] if hasattr(n, "children") else -1 for n in nodes]
+        # the four lists above zipped: one index and one unpack per step of a walk
+        self.nodes = list(zip(self.feature, self.threshold, self.left, self.right, strict=True))
+        # Per feature, the sorted thresholds of the nodes splitting on it. A node sends
+        # ``x`` left when ``x < t``, which holds exactly when fewer than rank(t) + 1 cuts
+        # are ``<= x``: so a vector's *key* (per feature, how many cuts are at or below its
+        # value) decides every branch, and the walks of all trees are worked out once per
+        # key. ``masks`` keeps them as one int with a byte per node (see ``learn``).
+        self.cuts = [sorted({t for f, t in zip(self.feature, self.threshold, strict=True)
+                             if f == i}) for i in range(len(FEATURES))]
+        self.masks: dict[tuple, int] = {}
+
+    def learn_mask(self, xs: list[float]) -> int:
+        """One in the byte of every node the scaled vector ``xs`` walks through, in every
+        tree (the nodes whose mass ``learn`` raises), cached per key."""
+        key = tuple(map(bisect_right, self.cuts, xs))
+        found = self.masks.get(key)
+        if found is None:
+            nodes = self.nodes
+            found = 0
+            for node in self.roots:
+                for _ in _HEIGHT_STEPS:
+                    found |= 1 << (8 * node)
+                    feature, threshold, left, right = nodes[node]
+                    node = left if xs[feature] < threshold else right
+                found |= 1 << (8 * node)
+            if len(self.masks) >= MASKS_CAP:
+                self.masks.clear()
+            self.masks[key] = found
+        return found
 
 
 _STRUCTURES: dict[int, _Structure] = {}
+MASKS_CAP = 4096
+"""Walks kept per tree structure (shared by every identity of the process)."""
 
 
 def _structure(seed: int) -> _Structure:
@@ -88,7 +123,6 @@ def n_nodes() -> int:
 
 MAX_SCORE = N_TREES * WINDOW_SIZE * (2 ** (HEIGHT + 1) - 1)
 SIZE_LIMIT = 0.1 * WINDOW_SIZE
-_HEIGHT_STEPS = (None,) * HEIGHT  # ``for _ in _HEIGHT_STEPS``: HEIGHT steps, no range object
 
 
 def _hour_circle(hour: int) -> tuple[float, float]:
@@ -118,7 +152,8 @@ def raw_features(calls: int, fails: int, actions: int, resources: int, novel: in
 class MultivariateModel:
     """One identity's HST masses and feature scaler (the structure lives in a template)."""
 
-    __slots__ = ("seed", "lmass", "rmass", "counter", "first_window", "scale", "learned")
+    __slots__ = ("seed", "lmass", "rmass", "counter", "first_window", "scale", "learned",
+                 "pending")
 
     def __init__(self, seed: int) -> None:
         self.seed = seed
@@ -129,6 +164,7 @@ class MultivariateModel:
         self.first_window = True
         self.scale = array.array("f", [SCALER_FLOOR] * len(COUNT_FEATURES))
         self.learned = 0
+        self.pending = 0  # masses learned but not yet added to ``lmass`` (see ``learn``)
 
     def copy(self) -> MultivariateModel:
         other = MultivariateModel.__new__(MultivariateModel)
@@ -139,6 +175,7 @@ class MultivariateModel:
         other.first_window = self.first_window
         other.scale = array.array("f", self.scale)
         other.learned = self.learned
+        other.pending = self.pending
         return other
 
     @property
@@ -161,7 +198,7 @@ class MultivariateModel:
                 value = 0.0
             if slot >= 0:
                 ref = scale[slot]
-                value = 0.5 * log1p(max(0.0, value)) / log1p(
+                value = 0.5 * log1p(value if value > 0.0 else 0.0) / log1p(
                     ref if ref > SCALER_FLOOR else SCALER_FLOOR)
             append(0.0 if value < 0.0 else 1.0 if value > 1.0 else value)
         return out
@@ -172,18 +209,18 @@ class MultivariateModel:
             return 0.0
         xs = self._vector(x)
         st = _structure(self.seed)
-        feature, threshold, left, right = st.feature, st.threshold, st.left, st.right
+        nodes = st.nodes
         rmass = self.rmass
-        total = 0.0
-        for root in st.roots:
-            node = root
+        total = 0  # integer masses times powers of two: exact, in any order
+        for node in st.roots:
             depth_pow = 1
-            for _ in range(HEIGHT):
+            for _ in _HEIGHT_STEPS:
                 r = rmass[node]
                 total += r * depth_pow
                 if r < SIZE_LIMIT:
                     break
-                node = left[node] if xs[feature[node]] < threshold[node] else right[node]
+                feature, threshold, left, right = nodes[node]
+                node = left if xs[feature] < threshold else right
                 depth_pow <<= 1
             else:
                 total += rmass[node] * depth_pow
@@ -191,21 +228,20 @@ class MultivariateModel:
         return 0.0 if value != value else min(1.0, max(0.0, value))
 
     def learn(self, x: dict[str, float]) -> None:
-        """Learn one (non-held) window: the trees' masses, then the scaler."""
-        xs = self._vector(x)
-        st = _structure(self.seed)
-        feature, threshold, left, right = st.feature, st.threshold, st.left, st.right
-        lmass = self.lmass
-        steps = _HEIGHT_STEPS
-        for node in st.roots:
-            for _ in steps:
-                lmass[node] += 1
-                node = left[node] if xs[feature[node]] < threshold[node] else right[node]
-            lmass[node] += 1
+        """Learn one (non-held) window: the trees' masses, then the scaler.
+
+        The masses of the current window (``lmass``) are only read once it is full (they
+        become the reference ``rmass``) or saved. Until then they are kept in ``pending``,
+        one byte per node of a single int, and a learned window adds its walk's mask to
+        it: one integer addition instead of one array update per node of every tree. A
+        window has at most ``WINDOW_SIZE`` (32) learns, so no byte ever carries over.
+        """
+        self.pending += _structure(self.seed).learn_mask(self._vector(x))
         self.counter += 1
         if self.counter == WINDOW_SIZE:
-            self.rmass = lmass
-            self.lmass = array.array("H", bytes(2 * len(lmass)))
+            self._add_pending()
+            self.rmass = self.lmass
+            self.lmass = array.array("H", bytes(2 * len(self.lmass)))
             self.first_window = False
             self.counter = 0
         scale = self.scale
@@ -218,6 +254,13 @@ class MultivariateModel:
             i += 1
         self.learned += 1
 
+    def _add_pending(self) -> None:
+        """Add the pending masses into ``lmass`` (exact integer sums)."""
+        if self.pending:
+            counts = self.pending.to_bytes(len(self.lmass), "little")
+            self.lmass = array.array("H", map(add, self.lmass, counts))
+            self.pending = 0
+
     def signal_score(self, x: dict[str, float]) -> float:
         """The HST score rescaled so that ``HST_THRESHOLD`` maps to 0 and 1 to 1."""
         raw = self.score(x)
@@ -226,6 +269,7 @@ class MultivariateModel:
         return (raw - HST_THRESHOLD) / (1 - HST_THRESHOLD)
 
     def to_state(self) -> dict:
+        self._add_pending()
         return {
             "l": self.lmass,
             "r": self.rmass,

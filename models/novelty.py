@@ -34,13 +34,14 @@ from __future__ import annotations
 
 import logging
 import math
+from operator import attrgetter
 
 from detector.event import Event
 from models.base import Signal
-from models.common import clamp01, pair_hash, span_words, vhash
+from models.common import MASK32, clamp01, pair_hash, span_words, vhash
 from models.context import Context
 from models.settings import ModelSettings
-from models.table import COUNT_MASK, RATE_ALPHA, ValueTable
+from models.table import BLOOM_BITS, COUNT_MASK, RATE_ALPHA, ValueTable
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ ATTRIBUTES: tuple[tuple[str, str, float, bool, bool, str], ...] = (
     ("credential_network", "novelty.credential_network", 0.6, False, False, "first use of {}"),
 )
 NAMES = tuple(item[0] for item in ATTRIBUTES)
+ALL_TABLES = tuple(range(len(ATTRIBUTES)))
 INDEX = {name: i for i, name in enumerate(NAMES)}
 DETECTORS = {item[1]: i for i, item in enumerate(ATTRIBUTES)}
 CRED_NETWORK = INDEX["credential_network"]
@@ -86,35 +88,16 @@ PEER_ATTRS = frozenset(INDEX[name] for name in (
 """Attributes whose prevalence the peer index tracks (pairs and resources are too sparse)."""
 
 
-def _use_known(table: ValueTable, h: int, packed: int, hour: int, uses: int = 1) -> None:
-    """More uses of a known value: count, recency and the moving rate of new values."""
-    count = packed & COUNT_MASK
-    if count == 1:
-        table.n1 -= 1
-    last = packed >> 16
-    table.d[h] = ((hour if hour > last else last) << 16) | min(count + uses, COUNT_MASK)
-    table.total += uses
-    table.rate = decay(table.rate, uses)
-
-
-def decay(rate: float, uses: int) -> float:
-    """The moving rate of new values after ``uses`` uses of known values, taken one use at
-    a time with the very float operation of a single use: a batch of repeats then ends
-    exactly where the event-by-event path (and a profile restored from its blob) does.
-    ``rate * (1 - RATE_ALPHA) ** uses`` is the same number on paper, not in the last bits."""
-    for _ in range(uses):
-        rate -= RATE_ALPHA * rate
-    return rate
-
-
-def signature(event: Event) -> tuple:
-    """Everything the novelty tables look at in an event (the memo key)."""
-    return (event.action, event.resource, event.region, event.network_prefix, event.network,
-            event.agent_family, event.target_tenant, event.tenant, event.outcome,
-            event.error_code, event.credential_id, event.credential_type)
+signature = attrgetter(
+    "action", "resource", "region", "network_prefix", "network", "agent_family",
+    "target_tenant", "tenant", "outcome", "error_code", "credential_id", "credential_type")
+"""Everything the novelty tables look at in an event, as one tuple (the memo key); a C
+getter, since it runs for every event."""
 
 
 MEMO_CAP = 256
+LOG_CAP = 256
+"""Log entries kept before every table is flushed, which empties the log (memory bound)."""
 
 
 NETWORK = INDEX["network"]
@@ -177,10 +160,12 @@ def extract(event: Event) -> list[tuple[int, int, str, str | None]]:
     if event.error_code and event.outcome == "failure":
         out.append((7, vhash(event.error_code), event.error_code, None))
     # pairs last: their signal is only worth raising when both parts are known
+    # (``pair_hash`` written out: the left part's term is shared by both action pairs)
     if action:
-        out.append((8, pair_hash(ha, hn), action, net))
+        left = (ha * 0x01000193) ^ 0x5BD1E995
+        out.append((8, (left ^ (hn * 0x9E3779B1 >> 7)) & MASK32, action, net))
         if resource:
-            out.append((9, pair_hash(ha, hr), action, resource))
+            out.append((9, (left ^ (hr * 0x9E3779B1 >> 7)) & MASK32, action, resource))
     cred = event.credential_id
     if cred and event.credential_type in LASTING_CREDENTIALS and event.network != "cloud_service":
         out.append((10, pair_hash(vhash(cred), hn), cred, net))
@@ -220,13 +205,16 @@ class NoveltyModel:
     them (a new value, pruning, feedback, serialisation), so every score and every blob
     is exactly what the table-by-table path gives, bit for bit: between two such reads a
     table only sees uses of known values, whose moving-rate step is one and the same float
-    operation, so replaying the memo's steps later, one by one (``decay``), lands on the
+    operation, so replaying the memo's steps later, one by one (``_apply``), lands on the
     same float. A profile restored from its blob (no memo) therefore scores exactly like
     one that stayed in memory. Anything that can make a known value unknown (eviction,
-    pruning, trimming) bumps ``epoch`` and invalidates the memo.
+    pruning, trimming) bumps ``epoch`` and invalidates the memo. Memo hits are logged
+    (``log``, bounded by ``LOG_CAP``) so that flushing one table visits only the entries
+    hit since its own last flush (``_flush_tables``).
     """
 
-    __slots__ = ("settings", "tables", "last_prune_day", "horizon_h", "memo", "epoch")
+    __slots__ = ("settings", "tables", "last_prune_day", "horizon_h", "memo", "epoch", "log",
+                 "log_base", "cursors", "flushed_at")
 
     def __init__(self, settings: ModelSettings) -> None:
         self.settings = settings
@@ -235,6 +223,12 @@ class NoveltyModel:
         self.horizon_h = int(settings.novelty_horizon_days * 24)
         self.memo: dict[tuple, list] = {}
         self.epoch = 0
+        # memo entries in the order of their first hit after a flush (see _flush_tables);
+        # positions are counted from the first entry ever logged
+        self.log: list[list] = []
+        self.log_base = 0  # position of log[0]
+        self.cursors = [0] * len(ATTRIBUTES)  # per table: log position flushed up to
+        self.flushed_at = 0  # log position at the latest flush of any table
 
     def _cap(self, high_cardinality: bool) -> int:
         s = self.settings
@@ -247,37 +241,73 @@ class NoveltyModel:
 
     def flush(self) -> None:
         """Apply the repeats counted in the memo to the tables (no change to any score or
-        blob: see the class docstring)."""
+        blob: see the class docstring). Every entry with repeats to apply is in the memo:
+        an entry is applied before it is replaced, and the memo is only dropped flushed."""
         for entry in self.memo.values():
             self._apply(entry)
+        self.log_base += len(self.log)
+        self.log = []
+        self.cursors = [self.log_base] * len(ATTRIBUTES)
+        self.flushed_at = self.log_base
 
     def _apply(self, entry: list) -> None:
-        """Apply one memo entry's repeats not yet applied, table by table."""
-        repeats, applied, hour, tables = entry[3], entry[5], entry[4], self.tables
+        """Apply one memo entry's repeats not yet applied, table by table: ``uses`` more
+        uses of a known value (count, recency, and the moving rate of new values).
+
+        The rate takes the uses one at a time with the very float operation of a single
+        use: a batch of repeats then ends exactly where the event-by-event path (and a
+        profile restored from its blob) does. ``rate * (1 - RATE_ALPHA) ** uses`` is the
+        same number on paper, not in the last bits. ``_flush_tables`` and ``score`` write
+        this step out (hot loops)."""
+        repeats, applied, hour, tables, alpha = entry[3], entry[5], entry[4], self.tables, \
+            RATE_ALPHA
         for index, h in entry[2].items():
-            pending = repeats - applied[index]
-            if pending:
-                _use_known(tables[index], h, tables[index].d[h], hour, pending)
-                applied[index] = repeats
+            uses = repeats - applied[index]
+            if not uses:
+                continue
+            applied[index] = repeats
+            table = tables[index]
+            d = table.d
+            packed = d[h]
+            count = packed & COUNT_MASK
+            if count == 1:
+                table.n1 -= 1
+            last = packed >> 16
+            d[h] = ((hour if hour > last else last) << 16) | min(count + uses, COUNT_MASK)
+            table.total += uses
+            rate = table.rate
+            for _ in range(uses):
+                rate -= alpha * rate
+            table.rate = rate
 
     def _flush_tables(self, indices: list[int]) -> None:
         """Apply the memo's repeats to these tables only: enough before a table is read or
-        gets a new value (uses of known values commute; tables are independent, so one
-        pass over the memo serves several tables, each still in memo order)."""
-        tables, alpha = self.tables, RATE_ALPHA
-        for entry in self.memo.values():
-            repeats, applied, values, hour = entry[3], entry[5], entry[2], entry[4]
-            for index in indices:
+        gets a new value (uses of known values commute, in any order).
+
+        Only the entries hit since the table's last flush can have repeats for it: those
+        are in ``log`` from the table's cursor on (an entry is appended again on its first
+        hit after any flush), so a flush costs what was counted since, not the memo size.
+        """
+        tables, alpha, log, base, cursors = self.tables, RATE_ALPHA, self.log, \
+            self.log_base, self.cursors
+        end = base + len(log)
+        for index in indices:
+            start = cursors[index] - base
+            cursors[index] = end
+            table = tables[index]
+            d = table.d
+            for i in range(start, end - base):
+                entry = log[i]
+                repeats, applied = entry[3], entry[5]
                 uses = repeats - applied[index]
                 if not uses:
                     continue
                 applied[index] = repeats
-                h = values.get(index)
+                h = entry[2].get(index)
                 if h is None:
                     continue
-                # _use_known(table, h, table.d[h], hour, uses) written out (a hot loop)
-                table = tables[index]
-                d = table.d
+                # ``uses`` uses of a known value, as in ``_apply``
+                hour = entry[4]
                 packed = d[h]
                 count = packed & COUNT_MASK
                 if count == 1:
@@ -286,9 +316,14 @@ class NoveltyModel:
                 d[h] = ((hour if hour > last else last) << 16) | min(count + uses, COUNT_MASK)
                 table.total += uses
                 rate = table.rate
-                for _ in range(uses):  # decay(rate, uses) written out
+                for _ in range(uses):  # one use at a time (see ``_apply``)
                     rate -= alpha * rate
                 table.rate = rate
+        self.flushed_at = end
+        passed = min(cursors) - base  # the log's head every table is past
+        if passed >= LOG_CAP // 4 and 2 * passed > len(log):
+            del log[:passed]
+            self.log_base += passed
 
     def _unknown_tables(self, values: list, hour: int) -> list[int]:
         """The tables whose value in this event is not known within the horizon."""
@@ -321,26 +356,35 @@ class NoveltyModel:
         once every model has scored.
         """
         sig = signature(event)
-        entry = self._remembered(sig, ctx.hour)
-        if entry is not None:
+        hour = ctx.hour
+        entry = self.memo.get(sig)  # ``_remembered(sig, hour)`` written out (every event)
+        if (entry is not None and entry[1] == self.epoch
+                and entry[0] == (hour // 24 if self.horizon_h >= 48 else hour)):
             if learn_known:
                 entry[3] += 1
-                if ctx.hour > entry[4]:
-                    entry[4] = ctx.hour
+                if hour > entry[4]:
+                    entry[4] = hour
+                if entry[6] < self.flushed_at:  # first hit since a flush: log it
+                    log = self.log
+                    entry[6] = self.log_base + len(log)
+                    log.append(entry)
+                    if len(log) > LOG_CAP:  # tables rarely flushed hold the log back
+                        self._flush_tables(ALL_TABLES)
                 ctx.pending = []
             return []
         out: list[Signal] = []
-        hour = ctx.hour
         horizon = self.horizon_h
         tables = self.tables
         quiet = ctx.learning
         failed = event.outcome == "failure"
         pending: list[tuple[int, int]] | None = [] if learn_known else None
-        taught: list[tuple[int, int]] = []
+        taught: dict[int, int] = {}  # table index -> known value taught (the memo entry)
         novel_parts = 0
         teach_any = learn_known and not failed  # else only the error code is taught
-        unflushed = bool(self.memo)
-        values = self.values(event, ctx)
+        unflushed = bool(self.log)  # repeats not yet applied are all in the log
+        values = ctx.values  # ``self.values(event, ctx)`` written out
+        if values is None:
+            values = ctx.values = extract(event)
         for index, h, first, second in values:
             table = tables[index]
             d = table.d
@@ -348,7 +392,7 @@ class NoveltyModel:
             teach = teach_any or (learn_known and index == ERROR_CODE)
             if packed is not None and hour - (packed >> 16) <= horizon:
                 if teach:
-                    # _use_known(table, h, packed, hour) written out (uses == 1)
+                    # one use of a known value, as in ``_apply``
                     count = packed & COUNT_MASK
                     if count == 1:
                         table.n1 -= 1
@@ -356,7 +400,7 @@ class NoveltyModel:
                     d[h] = ((hour if hour > last else last) << 16) | min(count + 1, COUNT_MASK)
                     table.total += 1
                     table.rate -= RATE_ALPHA * table.rate
-                    taught.append((index, h))
+                    taught[index] = h
                 continue
             if unflushed:  # uses of known values commute; a new value needs exact totals
                 # every table with a new value in this event at once: this is the first,
@@ -385,8 +429,10 @@ class NoveltyModel:
             elif len(self.memo) >= MEMO_CAP:
                 self.flush()
                 self.memo = {}
-            self.memo[sig] = [self._period(hour), self.epoch, dict(taught), 0, hour,
-                              [0] * len(ATTRIBUTES)]
+            # period, epoch, values, repeats, latest hour, repeats applied per table, log
+            # position (-1: not logged)
+            self.memo[sig] = [hour // 24 if self.horizon_h >= 48 else hour, self.epoch, taught,
+                              0, hour, [0] * len(ATTRIBUTES), -1]
         return out
 
     def _signal(
@@ -525,7 +571,17 @@ class NoveltyModel:
         ctx.degradations[("profile", "trimmed")] += 1
 
     def size_estimate(self) -> int:
-        return sum(table.size_estimate() for table in self.tables)
+        """The sum of the tables' ``size_estimate`` (written out: it runs every hour of
+        event time for every identity)."""
+        total = 150 * len(self.tables)
+        bloom = BLOOM_BITS // 8 + 40
+        for table in self.tables:
+            total += 8 * len(table.d)
+            if table.held:
+                total += 60 + 8 * len(table.held)
+            if table.bloom is not None:
+                total += bloom
+        return total
 
     def to_state(self) -> dict:
         self.flush()

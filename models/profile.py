@@ -66,6 +66,7 @@ class IdentityProfile:
         "_size_check",
         "_bucket_seconds",
         "_learning_seconds",
+        "_learning_events",
     )
 
     def __init__(self, identity: str, kind: str, settings: ModelSettings) -> None:
@@ -82,15 +83,43 @@ class IdentityProfile:
         # per-event constants (the settings are frozen; ``bucket_seconds`` is a property)
         self._bucket_seconds = settings.bucket_seconds
         self._learning_seconds = settings.learning_min_days * 86400
+        self._learning_events = settings.learning_min_events
 
     # -- the per-event loop -------------------------------------------------------------
 
     def observe(self, event: Event, peers=None) -> list[Signal]:
-        """Score the event, then learn it (see the module docstring); returns the signals."""
-        ctx = self._context(event, peers)
+        """Score the event, then learn it (see the module docstring); returns the signals.
+
+        ``_context`` and ``_score`` are written out here, and the five
+        models called one by one: this runs for every event."""
         if event.partial:
-            return self._score(event, ctx)
-        signals = self._score(event, ctx, learn_known=True)
+            return self._score(event, self._context(event, peers))
+        ts = event.ts
+        first, last, n = self.first_ts, self.last_ts, self.n_events
+        ctx = Context(ts, self._bucket_seconds, first, last, n,
+                      first is None or n < self._learning_events
+                      or ts - first < self._learning_seconds,
+                      self.degradations)
+        if peers is not None:
+            ctx.peers = peers
+            ctx.group = self.group or peers.group_of(event)
+        novelty, window, schedule, dormancy, credential = self.models
+        if n == 0:
+            signals = [self._new_identity(event)]
+        else:
+            signals = novelty.score(event, ctx, True)  # learns known values, see its docstring
+            found = window.score(event, ctx)
+            if found:
+                signals.extend(found)
+            found = schedule.score(event, ctx)
+            if found:
+                signals.extend(found)
+            found = dormancy.score(event, ctx)
+            if found:
+                signals.extend(found)
+            found = credential.score(event, ctx)
+            if found:
+                signals.extend(found)
         held = False
         if signals:
             ctx.novel = sum(1 for s in signals if s.detector.startswith("novelty."))
@@ -100,9 +129,16 @@ class IdentityProfile:
         if peers is not None and not self.group:
             self.group = ctx.group
             peers.join(ctx.group, self.identity)
-        for model in self.models:
-            model.learn(event, ctx, held)
-        self._advance(event.ts)
+        novelty.learn(event, ctx, held)
+        window.learn(event, ctx, held)
+        schedule.learn(event, ctx, held)
+        dormancy.learn(event, ctx, held)
+        credential.learn(event, ctx, held)
+        self.n_events = n + 1
+        if first is None or ts < first:
+            self.first_ts = ts
+        if last is None or ts > last:
+            self.last_ts = ts
         if ctx.hour != self._size_check:  # hourly: the caps bound growth in between
             self._size_check = ctx.hour
             self._enforce_cap(ctx)
@@ -114,14 +150,12 @@ class IdentityProfile:
 
     def _context(self, event: Event, peers) -> Context:
         ts = event.ts
-        ctx = Context(ts, self._bucket_seconds)
-        ctx.first_ts = first = self.first_ts
-        ctx.last_ts = self.last_ts
-        ctx.n_events = n = self.n_events
-        # ``in_learning(ts)`` written out (it runs for every event)
-        ctx.learning = (first is None or n < self.settings.learning_min_events
-                        or ts - first < self._learning_seconds)
-        ctx.degradations = self.degradations
+        first, n = self.first_ts, self.n_events
+        # ``in_learning(ts)`` written out
+        ctx = Context(ts, self._bucket_seconds, first, self.last_ts, n,
+                      first is None or n < self._learning_events
+                      or ts - first < self._learning_seconds,
+                      self.degradations)
         if peers is not None:
             ctx.peers = peers
             ctx.group = self.group or peers.group_of(event)
@@ -148,13 +182,6 @@ class IdentityProfile:
             value=self.identity,
             cold_start=True,
         )
-
-    def _advance(self, ts: float) -> None:
-        self.n_events += 1
-        if self.first_ts is None or ts < self.first_ts:
-            self.first_ts = ts
-        if self.last_ts is None or ts > self.last_ts:
-            self.last_ts = ts
 
     def _enforce_cap(self, ctx: Context) -> None:
         """Trim until the serialised size is under ``max_state_bytes`` (checked once per
@@ -214,7 +241,10 @@ class IdentityProfile:
 
     def size_estimate(self) -> int:
         """A cheap upper estimate of ``size_bytes`` (used to enforce the cap)."""
-        return 200 + len(self.identity) + sum(m.size_estimate() for m in self.models)
+        novelty, window, schedule, dormancy, credential = self.models
+        return (200 + len(self.identity) + novelty.size_estimate() + window.size_estimate()
+                + schedule.size_estimate() + dormancy.size_estimate()
+                + credential.size_estimate())
 
     def size_bytes(self) -> int:
         return len(self.to_bytes())

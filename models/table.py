@@ -142,6 +142,11 @@ class ValueTable:
 
     def prune(self, oldest_hour: int) -> int:
         """Drop entries last seen before ``oldest_hour`` (beyond the forgetting horizon)."""
+        # ``packed >> 16 < oldest_hour`` is ``packed < oldest_hour << 16`` (the count takes
+        # the low 16 bits): a C-level min says at once whether anything is stale (daily, for
+        # every table of every identity; usually nothing is)
+        if not self.d or min(self.d.values()) >= oldest_hour << 16:
+            return 0
         stale = [h for h, packed in self.d.items() if packed >> 16 < oldest_hour]
         for h in stale:
             self._forget_counts(self.d.pop(h))

@@ -10,7 +10,7 @@ import warnings
 from river.anomaly import HalfSpaceTrees
 
 from models.multivariate import (
-    FEATURES, HEIGHT, N_TREES, WINDOW_SIZE, MultivariateModel, raw_features,
+    FEATURES, HEIGHT, N_TREES, WINDOW_SIZE, MultivariateModel, _structure, n_nodes, raw_features,
 )
 
 
@@ -34,6 +34,30 @@ class TestRiverEquivalence:
                 for probe in probes:
                     expected = float(river.score_one(ours.scaled(probe)))
                     assert math.isclose(ours.score(probe), expected, abs_tol=1e-12), step
+
+
+class TestPendingMasses:
+    def test_masses_saved_mid_window__equal_a_node_by_node_walk(self):
+        """The window's masses kept as one int (``pending``) are saved exactly as the
+        plain walk counts them, node by node."""
+        model, st = MultivariateModel(7), _structure(7)
+        expected = [0] * n_nodes()
+        for i, x in enumerate(random_windows(WINDOW_SIZE + 11, seed=4)):
+            xs = model._vector(x)  # scaled as learn scales it (before its scaler update)
+            if i >= WINDOW_SIZE:  # the second window, still open
+                for node in st.roots:
+                    for _ in range(HEIGHT):
+                        expected[node] += 1
+                        go_left = xs[st.feature[node]] < st.threshold[node]
+                        node = st.left[node] if go_left else st.right[node]
+                    expected[node] += 1
+            model.learn(x)
+        assert sum(expected) == 11 * N_TREES * (HEIGHT + 1)
+        assert list(model.to_state()["l"]) == expected
+        restored = MultivariateModel.from_state(model.to_state(), 7)
+        restored.learn(random_windows(1, seed=5)[0])
+        model.learn(random_windows(1, seed=5)[0])
+        assert list(restored.to_state()["l"]) == list(model.to_state()["l"])
 
 
 class TestScaling:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections import Counter
 
+from models import novelty
 from models.common import vhash
 from models.novelty import NoveltyModel, surprise
 from models.peers import PeerIndex
@@ -261,6 +263,33 @@ class TestVocabulary:
         assert {h: p & 0xFFFF for h, p in table.d.items()} == dict(reference)
 
 
+def test_prune__drops_exactly_the_entries_last_seen_before_the_hour():
+    table = ValueTable(48)
+    for h, hour in ((1, 100), (2, 105), (3, 110), (4, 110)):
+        table.learn(h, hour, Counter(), "action")
+    table.learn(3, 111, Counter(), "action")  # a second use: count 2
+    assert table.prune(100) == 0 and len(table.d) == 4  # nothing before hour 100
+    assert table.prune(106) == 2
+    assert sorted(table.d) == [3, 4]
+    assert (table.total, table.n1) == (3, 1)
+    assert table.d[3] == (111 << 16) | 2
+
+
+def test_size_estimate__sum_of_the_tables_estimates():
+    """The written-out estimate adds up what each table estimates (kept values, held
+    values, bloom filter)."""
+    model = NoveltyModel(ModelSettings(novelty_cap=8))
+    degradations = Counter()
+    for i in range(30):  # past the cap: evictions fill a bloom filter
+        model.tables[3].learn(i, 5, degradations, "region")
+    model.tables[0].learn(1, 5, degradations, "action")
+    model.tables[4].hold(7, 100, 3)
+    expected = sum(table.size_estimate() for table in model.tables)
+    assert model.tables[3].bloom is not None and model.tables[4].held
+    kept = len(model.tables[3].d) + 1
+    assert model.size_estimate() == expected == 11 * 150 + 8 * kept + 168 + 68
+
+
 class TestRepeatMemo:
     def test_memo__same_state_and_signals_as_table_by_table(self, monkeypatch):
         """The repeat memo is a speed-up only: disabling it changes neither signals nor
@@ -282,7 +311,8 @@ class TestRepeatMemo:
             return seen, profile.to_bytes()
 
         with_memo = run()
-        monkeypatch.setattr(NoveltyModel, "_remembered", lambda self, sig, hour: None)
+        # a key that never repeats: every event goes table by table
+        monkeypatch.setattr(novelty, "signature", lambda event: object())
         without = run()
         assert any(with_memo[0])
         assert with_memo[0] == without[0]  # scores too, bit for bit

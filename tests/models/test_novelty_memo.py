@@ -11,6 +11,7 @@ import random
 
 import pytest
 
+from models import novelty as novelty_module
 from models.novelty import NoveltyModel, signature
 from models.profile import IdentityProfile
 from models.settings import ModelSettings
@@ -46,13 +47,18 @@ def signals_of(signals) -> list[tuple]:
     return [(s.detector, s.score, s.value, s.sentence, s.baseline) for s in signals]
 
 
-@pytest.mark.parametrize("seed", [3, 11])
-def test_in_memory_profile__scores_exactly_like_one_restored_before_every_event(seed):
+@pytest.mark.parametrize(("seed", "log_cap"), [(3, None), (11, None), (3, 4)])
+def test_in_memory_profile__scores_exactly_like_one_restored_before_every_event(
+        seed, log_cap, monkeypatch):
+    """(With a tiny ``LOG_CAP`` the memo log is flushed whole every few hits.)"""
+    if log_cap is not None:
+        monkeypatch.setattr(novelty_module, "LOG_CAP", log_cap)
     settings = ModelSettings(learning_min_days=0.5, learning_min_events=30)
     kept = IdentityProfile(ROLE, "workload", settings)
     blob = kept.to_bytes()
-    novelty = memo_hits = 0
+    novelty = memo_hits = longest = 0
     for event in mixed_stream(seed):
+        longest = max(longest, len(kept.models[0].log))
         restored = IdentityProfile.from_bytes(blob, settings)
         memo_hits += kept.models[0]._remembered(signature(event), int(event.ts // 3600)) \
             is not None
@@ -62,6 +68,7 @@ def test_in_memory_profile__scores_exactly_like_one_restored_before_every_event(
         blob = restored.to_bytes()
     assert novelty >= 20  # the stream does raise novelty signals
     assert memo_hits >= 1000  # and most repeats went through the memo
+    assert longest <= novelty_module.LOG_CAP  # the log stays bounded
     assert kept.to_bytes() == blob  # rates included, bit for bit
 
 
@@ -76,7 +83,9 @@ def test_flushed_repeats__same_rate_as_one_use_at_a_time():
     for _ in range(137):
         stepped.rate -= RATE_ALPHA * stepped.rate
     model.tables[0] = batched
-    model.memo[("sig",)] = [0, model.epoch, {0: 1}, 137, 11, [0] * len(model.tables)]
+    entry = [0, model.epoch, {0: 1}, 137, 11, [0] * len(model.tables), 0]  # none applied
+    model.memo[("sig",)] = entry
+    model.log.append(entry)  # as a hit logs it
     model.flush()
     assert batched.rate == stepped.rate
     assert batched.d[1] == (11 << 16) | 138

@@ -97,6 +97,16 @@ class TestCodec:
         assert vhash("iam:CreateAccessKey") == binascii.crc32(b"iam:CreateAccessKey")
         assert vhash("é") == binascii.crc32("é".encode())
 
+    def test_vhash_cache__bounded_and_still_exact_after_clearing(self, monkeypatch):
+        import models.common as common
+
+        monkeypatch.setattr(common, "_HASH_CACHE_MAX", 50)
+        values = [f"arn:aws:s3:::bucket/{i}" for i in range(120)]
+        hashes = [vhash(v) for v in values]
+        assert len(common._HASH_CACHE) <= 50
+        assert hashes == [binascii.crc32(v.encode()) for v in values]
+        assert [vhash(v) for v in values] == hashes  # recomputed after a clear, the same
+
     def test_blob_round_trip_with_arrays(self):
         import array
 
