@@ -42,21 +42,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bootstrap-servers",
                         default=os.environ.get("NHI_BOOTSTRAP_SERVERS")
                         or os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or "127.0.0.1:9092",
-                        help="host:port[,host:port] [env NHI_BOOTSTRAP_SERVERS]")
+                        help="host:port[,host:port] [env NHI_BOOTSTRAP_SERVERS or "
+                             "KAFKA_BOOTSTRAP_SERVERS; default 127.0.0.1:9092]")
     parser.add_argument("--rate", type=float, default=0.0, metavar="EVENTS_PER_S",
-                        help="at most this many records per second (0: as fast as possible)")
+                        help="at most this many records per second (0: as fast as possible; "
+                             "default %(default)g)")
     parser.add_argument("--batch-records", type=int, default=DEFAULT_BATCH_RECORDS,
-                        metavar="N", help="records per Kafka message (1: one per message)")
+                        metavar="N",
+                        help="records per Kafka message (1: one per message; default %(default)s)")
     parser.add_argument("--framing", choices=FRAMINGS, default="lines",
                         help="how records of one message are joined: newline-delimited JSON "
-                             "or a JSON array")
+                             "or a JSON array (default %(default)s)")
     parser.add_argument("--max-message-bytes", type=int, default=DEFAULT_MAX_MESSAGE_BYTES,
-                        help="start a new message before one grows past this size")
+                        help="start a new message before one grows past this size in bytes "
+                             "(default %(default)s)")
     parser.add_argument("--key", default=None,
                         help="message key for every message (default none: spread over "
                              "partitions)")
     parser.add_argument("--compression", choices=("none", "gzip"), default="none",
-                        help="producer compression")
+                        help="producer compression (default %(default)s)")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                         help="show a progress line (default: when stderr is a terminal)")
     add_security_arguments(parser)
@@ -69,13 +73,15 @@ SECURITY_SETTINGS = ("security_protocol", "sasl_mechanism", "sasl_username", "sa
 
 
 def add_security_arguments(parser: argparse.ArgumentParser) -> None:
-    from streams.settings import BY_NAME
+    from streams.settings import BY_NAME, default_text
 
     for name in SECURITY_SETTINGS:
         setting = BY_NAME[name]
+        # the built-in default, never the environment's value: that may be a password
+        shown = default_text(setting).replace("%", "%%")
         parser.add_argument(setting.option, dest=name, choices=setting.choices,
                             default=os.environ.get(setting.env, setting.default),
-                            help=f"{setting.help} [env {setting.env}]")
+                            help=f"{setting.help} [env {setting.env}; default {shown}]")
 
 
 # ---------------------------------------------------------------------------- framing
