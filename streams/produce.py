@@ -243,8 +243,27 @@ def send_records(producer: Any, topic: str, records: Iterable[bytes], *, batch_r
     return sent, messages
 
 
+def missing_topic(producer: Any, topic: str) -> str | None:
+    """Wait for ``topic``'s metadata (the broker may create it on this first request);
+    returns why it cannot be used, or None. kafka-python logs an ERROR for each request
+    that does not find the topic yet; ``streams.logs`` keeps those at DEBUG, so a topic
+    created on the way shows nothing and a missing one gives only this message."""
+    from kafka.errors import KafkaTimeoutError
+
+    try:
+        producer.partitions_for(topic)
+    except KafkaTimeoutError:
+        waited = producer.config["max_block_ms"] / 1000
+        return (f"topic {topic} does not exist (waited {waited:g}s for it; the broker does "
+                f"not create topics automatically: create it first)")
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
+    from streams import logs
     from streams.admin import ConnectionCauses
+
+    logs.install(lifecycle=False)
 
     if args.batch_records < 1:
         raise ConfigError("--batch-records must be at least 1")
@@ -267,6 +286,10 @@ def run(args: argparse.Namespace) -> int:
     finally:
         logging.getLogger("kafka").removeHandler(causes)
     try:
+        missing = missing_topic(producer, args.topic)
+        if missing:
+            print(f"nhi-detector produce: {missing}", file=sys.stderr)
+            return 3
         key = args.key.encode("utf-8") if args.key else None
         send_records(producer, args.topic, read_records(args.paths, errors),
                      batch_records=args.batch_records, framing=args.framing,
