@@ -62,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
     from streams import logs
 
     noise = logs.install()
-    log.debug("worker settings: %s", settings.redacted())
+    if logging.getLogger().isEnabledFor(logging.INFO):  # -v: not one of the default lines
+        log.info("worker settings: %s", settings.redacted())
     log.info("nhi-detector worker %s started: broker %s, topics %s, state dir %s, mode %s",
              __version__, settings.bootstrap_servers, ", ".join(settings.raw_topics),
              settings.data_dir, _mode(settings))
