@@ -56,6 +56,8 @@ class Runtime:
     holds: dict[tuple[str, int], int] = field(default_factory=dict)
     # leaves the consumer group within the given seconds; says how it went (create_app)
     leave_group: Callable[[float], str] | None = None
+    # told the number of assigned partitions the first time the worker is ready, then unset
+    on_ready: Callable[[int], None] | None = None
 
     def fatal(self, reason: str) -> NoReturn:
         """End the worker now with exit code 70, without Faust's graceful stop.
@@ -375,6 +377,9 @@ def update_health(app: faust.App, runtime: Runtime, consumed: set[str]) -> None:
         runtime.health.set_phase("waiting", ready=False, reason="no partitions assigned yet")
     else:
         runtime.health.set_phase("running", ready=True, reason="consuming")
+        if runtime.on_ready is not None:
+            announce, runtime.on_ready = runtime.on_ready, None
+            announce(len(assignment))
 
 
 def install_commit_sensor(app: faust.App, runtime: Runtime) -> None:

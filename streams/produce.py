@@ -42,21 +42,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bootstrap-servers",
                         default=os.environ.get("NHI_BOOTSTRAP_SERVERS")
                         or os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or "127.0.0.1:9092",
-                        help="host:port[,host:port] [env NHI_BOOTSTRAP_SERVERS]")
+                        help="host:port[,host:port] [env NHI_BOOTSTRAP_SERVERS or "
+                             "KAFKA_BOOTSTRAP_SERVERS; default 127.0.0.1:9092]")
     parser.add_argument("--rate", type=float, default=0.0, metavar="EVENTS_PER_S",
-                        help="at most this many records per second (0: as fast as possible)")
+                        help="at most this many records per second (0: as fast as possible; "
+                             "default %(default)g)")
     parser.add_argument("--batch-records", type=int, default=DEFAULT_BATCH_RECORDS,
-                        metavar="N", help="records per Kafka message (1: one per message)")
+                        metavar="N",
+                        help="records per Kafka message (1: one per message; default %(default)s)")
     parser.add_argument("--framing", choices=FRAMINGS, default="lines",
                         help="how records of one message are joined: newline-delimited JSON "
-                             "or a JSON array")
+                             "or a JSON array (default %(default)s)")
     parser.add_argument("--max-message-bytes", type=int, default=DEFAULT_MAX_MESSAGE_BYTES,
-                        help="start a new message before one grows past this size")
+                        help="start a new message before one grows past this size in bytes "
+                             "(default %(default)s)")
     parser.add_argument("--key", default=None,
                         help="message key for every message (default none: spread over "
                              "partitions)")
     parser.add_argument("--compression", choices=("none", "gzip"), default="none",
-                        help="producer compression")
+                        help="producer compression (default %(default)s)")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                         help="show a progress line (default: when stderr is a terminal)")
     add_security_arguments(parser)
@@ -69,13 +73,15 @@ SECURITY_SETTINGS = ("security_protocol", "sasl_mechanism", "sasl_username", "sa
 
 
 def add_security_arguments(parser: argparse.ArgumentParser) -> None:
-    from streams.settings import BY_NAME
+    from streams.settings import BY_NAME, default_text
 
     for name in SECURITY_SETTINGS:
         setting = BY_NAME[name]
+        # the built-in default, never the environment's value: that may be a password
+        shown = default_text(setting).replace("%", "%%")
         parser.add_argument(setting.option, dest=name, choices=setting.choices,
                             default=os.environ.get(setting.env, setting.default),
-                            help=f"{setting.help} [env {setting.env}]")
+                            help=f"{setting.help} [env {setting.env}; default {shown}]")
 
 
 # ---------------------------------------------------------------------------- framing
@@ -237,8 +243,27 @@ def send_records(producer: Any, topic: str, records: Iterable[bytes], *, batch_r
     return sent, messages
 
 
+def missing_topic(producer: Any, topic: str) -> str | None:
+    """Wait for ``topic``'s metadata (the broker may create it on this first request);
+    returns why it cannot be used, or None. kafka-python logs an ERROR for each request
+    that does not find the topic yet; ``streams.logs`` keeps those at DEBUG, so a topic
+    created on the way shows nothing and a missing one gives only this message."""
+    from kafka.errors import KafkaTimeoutError
+
+    try:
+        producer.partitions_for(topic)
+    except KafkaTimeoutError:
+        waited = producer.config["max_block_ms"] / 1000
+        return (f"topic {topic} does not exist (waited {waited:g}s for it; the broker does "
+                f"not create topics automatically: create it first)")
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
+    from streams import logs
     from streams.admin import ConnectionCauses
+
+    logs.install(lifecycle=False)
 
     if args.batch_records < 1:
         raise ConfigError("--batch-records must be at least 1")
@@ -261,6 +286,10 @@ def run(args: argparse.Namespace) -> int:
     finally:
         logging.getLogger("kafka").removeHandler(causes)
     try:
+        missing = missing_topic(producer, args.topic)
+        if missing:
+            print(f"nhi-detector produce: {missing}", file=sys.stderr)
+            return 3
         key = args.key.encode("utf-8") if args.key else None
         send_records(producer, args.topic, read_records(args.paths, errors),
                      batch_records=args.batch_records, framing=args.framing,

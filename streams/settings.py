@@ -110,7 +110,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("web_port", "NHI_WEB_PORT", int, DEFAULT_WEB_PORT,
             "port of /livez, /readyz and /metrics; 0 picks a free port"),
     Setting("max_poll_records", "NHI_MAX_POLL_RECORDS", int, DEFAULT_MAX_POLL_RECORDS,
-            "broker_max_poll_records: Kafka messages per poll (bounded, B19)"),
+            "Kafka messages per poll, 1 to 10000 (a bounded poll cannot hold the worker past "
+            "its session timeout)"),
     Setting("max_fetch_bytes", "NHI_MAX_FETCH_BYTES", int, DEFAULT_MAX_FETCH_BYTES,
             "bytes per partition one fetch may return (at least the largest raw message)"),
     Setting("ingest_window", "NHI_INGEST_WINDOW", float, 0.5,
@@ -129,11 +130,12 @@ SETTINGS: tuple[Setting, ...] = (
             "give up (exit 3) when the broker or raw topics are missing this long; 0 waits "
             "forever, retrying with backoff"),
     Setting("lock_wait", "NHI_LOCK_WAIT", float, 30.0,
-            "seconds to wait for another process to release the data directory (B20)"),
+            "seconds to wait for another process to release the data directory"),
     Setting("create_topics", "NHI_CREATE_TOPICS", bool, False,
             "create missing raw topics instead of waiting for them"),
     Setting("allow_changelog_retention", "NHI_ALLOW_CHANGELOG_RETENTION", bool, False,
-            "start even when a changelog topic has delete retention (B16; not advised)"),
+            "start even when a changelog topic has delete retention (not advised: "
+            "identity state can be lost)"),
     Setting("session_timeout", "NHI_SESSION_TIMEOUT", float, 30.0,
             "consumer group session timeout: how fast a dead worker's partitions move"),
     Setting("commit_interval", "NHI_COMMIT_INTERVAL", float, 2.8,
@@ -252,10 +254,22 @@ class WorkerSettings:
         return values
 
 
+def default_text(setting: Setting) -> str:
+    """The default as ``--help`` and the table in docs/worker.md show it."""
+    value = setting.default
+    if setting.kind is bool:
+        return "on" if value else "off"
+    if isinstance(value, (list, tuple)):
+        value = ",".join(value)
+    return str(value) if value != "" else "(empty)"
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """One flag per setting; defaults stay None so the lower layers can fill them in."""
+    """One flag per setting; defaults stay None so the lower layers can fill them in (the
+    help shows the built-in default, which a lower layer may still replace)."""
     for setting in SETTINGS:
-        help_text = f"{setting.help} [env {setting.env}]"
+        shown = default_text(setting).replace("%", "%%")
+        help_text = f"{setting.help} [env {setting.env}; default {shown}]"
         if setting.kind is bool:
             parser.add_argument(setting.option, dest=setting.name, default=None,
                                 action=argparse.BooleanOptionalAction, help=help_text)
@@ -324,8 +338,8 @@ def _validate(settings: WorkerSettings) -> None:
     if settings.partitions < 1:
         raise ConfigError(f"partitions must be at least 1, not {settings.partitions}")
     if not 1 <= settings.max_poll_records <= 10_000:
-        raise ConfigError(f"max_poll_records must be in 1..10000 (B19), "
-                          f"not {settings.max_poll_records}")
+        raise ConfigError(f"max_poll_records must be in 1..10000 (a bounded poll keeps the "
+                          f"worker in its group), not {settings.max_poll_records}")
     if settings.ingest_window <= 0:
         raise ConfigError("ingest_window must be positive")
     if not 1 << 20 <= settings.max_fetch_bytes <= 64 << 20:

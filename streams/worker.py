@@ -19,6 +19,7 @@ import os
 import sys
 from typing import Any
 
+from detector import __version__
 from detector.errors import ConfigError, StateError
 from detector.stats import RunStats
 from streams import settings as worker_settings
@@ -58,11 +59,24 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as err:
         print(f"nhi-detector worker: {err}", file=sys.stderr)
         return EXIT_CONFIG
-    log.info("worker settings: %s", settings.redacted())
-    return _run(settings, config)
+    from streams import logs
+
+    noise = logs.install()
+    if logging.getLogger().isEnabledFor(logging.INFO):  # -v: not one of the default lines
+        log.info("worker settings: %s", settings.redacted())
+    log.info("nhi-detector worker %s started: broker %s, topics %s, state dir %s, mode %s",
+             __version__, settings.bootstrap_servers, ", ".join(settings.raw_topics),
+             settings.data_dir, _mode(settings))
+    return _run(settings, config, noise)
 
 
-def _run(settings: WorkerSettings, config: dict[str, Any]) -> int:
+def _mode(settings: WorkerSettings) -> str:
+    target = settings.shadow_topic if settings.shadow else settings.alerts_topic
+    kind = "shadow" if settings.shadow else "live"
+    return f"{kind} ({settings.alert_format} alerts to {target})"
+
+
+def _run(settings: WorkerSettings, config: dict[str, Any], noise: Any = None) -> int:
     from streams.admin import StartupError
     from streams.datadir import DataDirLock
     from streams.health import HealthServer, HealthState
@@ -81,7 +95,7 @@ def _run(settings: WorkerSettings, config: dict[str, Any]) -> int:
     lock = DataDirLock(settings.data_dir)
     try:
         lock.acquire(wait=settings.lock_wait)
-        return _start(settings, config, stats, state, server, holder)
+        return _start(settings, config, stats, state, server, holder, noise)
     except (ConfigError, StateError) as err:
         log.error("%s", err)
         print(f"nhi-detector worker: {err}", file=sys.stderr)
@@ -105,7 +119,7 @@ def _worker_values(holder: dict[str, Any], state: Any) -> dict[str, Any]:
 
 
 def _start(settings: WorkerSettings, config: dict[str, Any], stats: RunStats, state: Any,
-           server: Any, holder: dict[str, Any]) -> int:
+           server: Any, holder: dict[str, Any], noise: Any = None) -> int:
     from streams.admin import connect_admin, prepare_topics
     from streams.app import Runtime, create_app, install_commit_sensor
     from streams.pipeline import Pipeline
@@ -129,23 +143,56 @@ def _start(settings: WorkerSettings, config: dict[str, Any], stats: RunStats, st
                         rules=identity_rules(config))
     holder["pipeline"] = pipeline
     runtime = Runtime(settings, pipeline, state, server.metrics)
+    runtime.on_ready = lambda count: log.info(
+        "ready (consuming topics %s, partitions %d)", ", ".join(settings.topic_sources()),
+        count)
     app = create_app(settings, runtime)
     install_commit_sensor(app, runtime)
     state.set_phase("recovering", ready=False, reason="starting Faust")
-    return _run_faust(app, runtime)
+    return _run_faust(app, runtime, noise)
 
 
-def _run_faust(app: Any, runtime: Any) -> int:
+def _run_faust(app: Any, runtime: Any, noise: Any = None) -> int:
     import faust
 
+    class Worker(faust.Worker):
+        def _on_sigint(self) -> None:
+            log.info("stopping (SIGINT): finishing buffered messages, committing offsets")
+            super()._on_sigint()
+
+        def _on_sigterm(self) -> None:
+            log.info("stopping (SIGTERM): finishing buffered messages, committing offsets")
+            super()._on_sigterm()
+
     level = logging.getLevelName(logging.getLogger().getEffectiveLevel()).lower()
-    worker = faust.Worker(app, loglevel=level, quiet=True, redirect_stdouts=False,
-                          override_logging=False)
+    worker = Worker(app, loglevel=level, quiet=True, redirect_stdouts=False,
+                    override_logging=False)
+    # Faust's progress spinner writes terminal escapes ("\b\x1b[?25h") to stdout even when
+    # it is a file or a pipe; the lifecycle log lines say what it would show.
+    worker.spinner = None
     code: Any = 0
     try:
         worker.execute_from_commandline()
     except SystemExit as exc:
         code = exc.code
     runtime.health.set_phase("stopping", ready=False, reason="worker stopped")
-    log.info("worker stopped (exit %s)", code or 0)
+    log.info("stopped (exit %s; %s%s)", code or 0, committed_text(app, runtime),
+             _buffer_text(noise))
     return int(code or 0)
+
+
+def committed_text(app: Any, runtime: Any) -> str:
+    """The raw topics' committed offsets, e.g. ``committed offsets a[0]=12 a[1]=30``."""
+    raw = set(runtime.settings.topic_sources())
+    # Faust keeps the committed offsets only in this attribute (see streams.app)
+    committed = getattr(getattr(app, "_consumer", None), "_committed_offset", None) or {}
+    offsets = sorted((tp.topic, tp.partition, offset) for tp, offset in committed.items()
+                     if tp.topic in raw and offset is not None)
+    if not offsets:
+        return "no offsets committed"
+    return "committed offsets " + " ".join(f"{t}[{p}]={o}" for t, p, o in offsets)
+
+
+def _buffer_text(noise: Any) -> str:
+    full = noise.counts["producer_buffer_full"] if noise is not None else 0
+    return f"; the producer buffer filled {full} times and waited for the broker" if full else ""

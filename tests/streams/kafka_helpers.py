@@ -174,15 +174,22 @@ def worker_args(bootstrap: str, app_id: str, state_dir: Path, port: int,
     ]
 
 
-def start_worker(args: list[str], log_path: Path) -> WorkerProcess:
+def start_worker(args: list[str], log_path: Path, *, verbose: bool = True,
+                 stdout_path: Path | None = None) -> WorkerProcess:
+    """Start a worker logging to ``log_path``, at INFO unless not ``verbose``; its stdout
+    goes there too unless ``stdout_path`` is given."""
     port = int(args[args.index("--web-port") + 1]) if "--web-port" in args else 0
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
     handle = open(log_path, "ab")  # noqa: SIM115 - the child owns it
-    process = subprocess.Popen([sys.executable, "-m", "detector.cli", "-v", *args],
-                               stdout=handle, stderr=subprocess.STDOUT, cwd=REPO,
-                               stdin=subprocess.DEVNULL, env=env)
+    out = open(stdout_path, "ab") if stdout_path else None  # noqa: SIM115 - the child's
+    process = subprocess.Popen([sys.executable, "-m", "detector.cli",
+                                *(["-v"] if verbose else []), *args],
+                               stdout=out or handle, stderr=handle if out else subprocess.STDOUT,
+                               cwd=REPO, stdin=subprocess.DEVNULL, env=env)
     handle.close()
+    if out is not None:
+        out.close()
     worker = WorkerProcess(process, port, log_path)
     STARTED.append(worker)
     return worker

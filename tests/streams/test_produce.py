@@ -70,3 +70,41 @@ def test_read_records__walks_directories_and_reports_missing_paths(tmp_path) -> 
     got = list(read_records([str(tmp_path), str(tmp_path / "missing.json")], errors))
     assert sorted(orjson.loads(r)["eventID"] for r in got) == ["e0", "e1", "e2"]
     assert len(errors) == 1 and "missing.json" in errors[0]
+
+
+class MissingTopicProducer:
+    """A producer whose broker never creates the topic (auto-create off)."""
+
+    config = {"max_block_ms": 60000}
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+        self.closed = False
+
+    def partitions_for(self, topic: str) -> set[int]:
+        from kafka.errors import KafkaTimeoutError
+
+        raise KafkaTimeoutError(f"Failed to update metadata after 60.0 secs for {topic}")
+
+    def send(self, topic: str, key: bytes | None = None, value: bytes = b"") -> None:
+        self.sent.append(value)
+
+    def close(self, timeout: float) -> None:
+        self.closed = True
+
+
+def test_run__a_missing_topic_is_one_clear_error_and_exit_3(tmp_path, monkeypatch,
+                                                            capsys) -> None:
+    from detector.cli import main
+    from streams import produce
+
+    producer = MissingTopicProducer()
+    monkeypatch.setattr(produce, "make_producer", lambda args: producer)
+    (tmp_path / "a.jsonl").write_bytes(orjson.dumps(RECORDS[0]) + b"\n")
+    code = main(["produce", str(tmp_path / "a.jsonl"), "--topic", "nope", "--no-progress"])
+    assert code == 3
+    assert capsys.readouterr().err == (
+        "nhi-detector produce: topic nope does not exist (waited 60s for it; the broker "
+        "does not create topics automatically: create it first)\n")
+    assert producer.sent == []
+    assert producer.closed

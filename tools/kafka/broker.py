@@ -18,6 +18,8 @@ Every broker we start listens on 127.0.0.1 only, on free ports, and logs to
 ``<workdir>/broker.log``. Run this file to get a broker for manual work::
 
     python tools/kafka/broker.py            # prints the bootstrap address, Ctrl-C stops
+                                            # and removes the work directory (/tmp/nhi-kafka-*)
+    python tools/kafka/broker.py --keep-workdir   # the same, but keeps its data and log
     python tools/kafka/broker.py --fetch    # only fill the jar cache (CI can run this first)
 
 ``start_secure_broker()`` starts Apache Kafka from the jars with, next to the PLAINTEXT
@@ -567,12 +569,18 @@ def start_broker(workdir: Path | str | None = None, *, version: str | None = Non
 def main() -> int:
     import argparse
 
-    parser = argparse.ArgumentParser(description="Run a Kafka broker on loopback until Ctrl-C.")
+    parser = argparse.ArgumentParser(
+        description="Run a Kafka broker on loopback until Ctrl-C or SIGTERM, then stop it and "
+                    "remove its work directory (a temporary nhi-kafka-* directory holding its "
+                    "data and log) unless --keep-workdir is given.")
     parser.add_argument("--fetch", action="store_true",
                         help="only fetch the Kafka jars into the cache (for CI) and exit")
     parser.add_argument("--secure", action="store_true",
                         help="Apache Kafka from the jars with SASL and TLS listeners too; user "
                              f"{DEMO_USER!r}, password {DEMO_PASSWORD!r}")
+    parser.add_argument("--keep-workdir", action="store_true",
+                        help="keep the work directory (broker data and log) after the broker "
+                             "stops, e.g. to read its log")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     if args.fetch:
@@ -583,27 +591,35 @@ def main() -> int:
             print(err, file=sys.stderr)
             return 1
         return 0
+    workdir = Path(tempfile.mkdtemp(prefix="nhi-kafka-"))
     try:
-        broker = (start_secure_broker(users={DEMO_USER: DEMO_PASSWORD}) if args.secure
-                  else start_broker())
-    except BrokerUnavailable as err:
-        print(err, file=sys.stderr)
-        return 1
-    print(f"KAFKA_BOOTSTRAP_SERVERS={broker.bootstrap}  ({broker.kind}, log {broker.log_path})",
-          flush=True)
-    for name, address in broker.listeners.items():
-        print(f"{name} listener: {address}", flush=True)
-    if broker.tls is not None:
-        print(f"CA: {broker.tls.ca}  client certificate: {broker.tls.client_cert}"
-              f"  key: {broker.tls.client_key}", flush=True)
-    stop_signals = {signal.SIGINT, signal.SIGTERM}
-    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
-    try:
-        signal.sigwait(stop_signals)
+        try:
+            broker = (start_secure_broker(workdir, users={DEMO_USER: DEMO_PASSWORD})
+                      if args.secure else start_broker(workdir))
+        except BrokerUnavailable as err:
+            print(err, file=sys.stderr)
+            return 1
+        print(f"KAFKA_BOOTSTRAP_SERVERS={broker.bootstrap}  ({broker.kind}, log "
+              f"{broker.log_path})", flush=True)
+        for name, address in broker.listeners.items():
+            print(f"{name} listener: {address}", flush=True)
+        if broker.tls is not None:
+            print(f"CA: {broker.tls.ca}  client certificate: {broker.tls.client_cert}"
+                  f"  key: {broker.tls.client_key}", flush=True)
+        # blocked only now: the broker process would inherit the mask and ignore SIGTERM
+        stop_signals = {signal.SIGINT, signal.SIGTERM}
+        signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
+        try:
+            signal.sigwait(stop_signals)
+        finally:
+            broker.stop()
+        return 0
     finally:
-        broker.stop()
-    return 0
-
+        if args.keep_workdir:
+            print(f"kept the work directory {workdir}", flush=True)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+            print(f"removed the work directory {workdir}", flush=True)
 
 if __name__ == "__main__":
     raise SystemExit(main())

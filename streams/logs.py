@@ -1,0 +1,93 @@
+"""What the worker logs at the default level: a few lifecycle lines, and no alarm over
+conditions that are transient and expected.
+
+The command line logs WARNING and above by default. An operator still wants to see that
+the worker started, became ready, applied or skipped its warm start, and stopped, so the
+loggers of those lines (``LIFECYCLE_LOGGERS``) log at INFO when the root logs less.
+
+Two libraries log expected conditions as if they were failures; ``TransientNoise``
+lowers them to DEBUG and counts them:
+
+* aiokafka logs ``ERROR Group Coordinator Request failed: ...CoordinatorNotAvailable...``
+  while the broker elects the group coordinator, typically once at startup, and retries.
+  After ``COORDINATOR_ATTEMPTS_WARN`` attempts in a row it is no longer transient: that
+  attempt is logged as a WARNING naming the count, and so is every further such multiple.
+* Faust logs ``WARNING producer buffer full size N`` whenever more records wait for the
+  broker than its buffer holds; it then waits for the broker, which is flow control, not
+  a fault. The count is reported in the "stopped" line.
+* kafka-python logs ``ERROR Topic T not found in cluster metadata`` (and a WARNING while
+  the broker creates it) when a client first asks for a topic that the broker then creates
+  automatically. Where a topic is really missing, the callers say so in one clear error
+  (``streams.admin`` for the worker, ``streams.produce``).
+* kafka-python logs ``ERROR Metadata refresh: failed Cancelled`` when a client is closed
+  while its background metadata request is in flight (the warm-start clients).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+
+LIFECYCLE_LOGGERS = ("streams.worker", "streams.warmstart")
+COORDINATOR_LOGGER = "aiokafka.consumer.group_coordinator"
+PRODUCER_LOGGER = "faust.transport.producer"
+METADATA_LOGGER = "kafka.cluster"
+NOISY_LOGGERS = (COORDINATOR_LOGGER, PRODUCER_LOGGER, METADATA_LOGGER)
+UNKNOWN_TOPIC_MESSAGES = ("Topic %s not found in cluster metadata",
+                          "Topic %s is not available during auto-create initialization")
+# aiokafka retries the lookup every retry_backoff_ms (100 ms by default): a hundred
+# attempts is ten seconds or more without a coordinator
+COORDINATOR_ATTEMPTS_WARN = 100
+
+
+class TransientNoise(logging.Filter):
+    """Lowers the expected conditions above to DEBUG and counts them (``counts``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.counts: Counter[str] = Counter()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        kind = self.kind(record)
+        if kind is None:
+            return True
+        self.counts[kind] += 1
+        if kind == "coordinator" and self.counts[kind] % COORDINATOR_ATTEMPTS_WARN == 0:
+            record.msg = f"{record.msg} (attempt %d; the group coordinator is still missing)"
+            record.args = (*record.args, self.counts[kind])
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            return True
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return logging.getLogger().isEnabledFor(logging.DEBUG)
+
+    @staticmethod
+    def kind(record: logging.LogRecord) -> str | None:
+        if record.name == COORDINATOR_LOGGER:
+            if (record.msg == "Group Coordinator Request failed: %s" and record.args
+                    and "CoordinatorNotAvailable" in type(record.args[0]).__name__):
+                return "coordinator"
+        elif record.name == PRODUCER_LOGGER:
+            if record.getMessage().startswith("producer buffer full"):
+                return "producer_buffer_full"
+        elif record.name == METADATA_LOGGER:
+            if record.msg in UNKNOWN_TOPIC_MESSAGES:
+                return "unknown_topic"
+            if (record.msg == "Metadata refresh: failed %s" and record.args
+                    and type(record.args[0]).__name__ == "Cancelled"):
+                return "metadata_cancelled"
+        return None
+
+
+def install(*, lifecycle: bool = True) -> TransientNoise:
+    """With ``lifecycle``, raise the lifecycle loggers to INFO (unless the root already logs
+    INFO or more); attach one ``TransientNoise`` to the noisy loggers and return it."""
+    if lifecycle and not logging.getLogger().isEnabledFor(logging.INFO):
+        for name in LIFECYCLE_LOGGERS:
+            logging.getLogger(name).setLevel(logging.INFO)
+    noise = TransientNoise()
+    for name in NOISY_LOGGERS:
+        logger = logging.getLogger(name)
+        for old in [f for f in logger.filters if isinstance(f, TransientNoise)]:
+            logger.removeFilter(old)
+        logger.addFilter(noise)
+    return noise

@@ -1,0 +1,113 @@
+"""streams.logs: transient library noise is lowered and counted, real failures stay."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import pytest
+from aiokafka.errors import GroupCoordinatorNotAvailableError, NodeNotReadyError
+from kafka.errors import Cancelled, KafkaConnectionError
+
+from streams import logs
+
+
+class Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(f"{record.levelname} {record.name}: {record.getMessage()}")
+
+
+@pytest.fixture
+def collected() -> Iterator[Collect]:
+    """A root logger at WARNING (the command line's default) with a collecting handler."""
+    root = logging.getLogger()
+    handler, level = Collect(), root.level
+    saved = {name: logging.getLogger(name).level for name in logs.LIFECYCLE_LOGGERS}
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)
+    try:
+        yield handler
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+        for name, old in saved.items():
+            logging.getLogger(name).setLevel(old)
+        for name in logs.NOISY_LOGGERS:
+            for item in list(logging.getLogger(name).filters):
+                logging.getLogger(name).removeFilter(item)
+
+
+def test_default_level__lifecycle_lines_show_and_other_info_does_not(collected) -> None:
+    logs.install()
+    logging.getLogger("streams.worker").info("ready (consuming topics a, partitions 2)")
+    logging.getLogger("streams.warmstart").info("warm start: seeded 3 identities from s")
+    logging.getLogger("streams.health").info("worker phase running (ready=True): consuming")
+    assert collected.lines == [
+        "INFO streams.worker: ready (consuming topics a, partitions 2)",
+        "INFO streams.warmstart: warm start: seeded 3 identities from s"]
+
+
+def test_verbose_debug__lifecycle_loggers_are_not_raised(collected) -> None:
+    logging.getLogger().setLevel(logging.DEBUG)
+    logs.install()
+    assert logging.getLogger("streams.worker").getEffectiveLevel() == logging.DEBUG
+
+
+def test_coordinator_not_available__hidden_then_warned_when_it_persists(collected) -> None:
+    noise = logs.install()
+    coordinator = logging.getLogger(logs.COORDINATOR_LOGGER)
+    for _ in range(logs.COORDINATOR_ATTEMPTS_WARN - 1):
+        coordinator.error("Group Coordinator Request failed: %s",
+                          GroupCoordinatorNotAvailableError())
+    assert collected.lines == []
+    coordinator.error("Group Coordinator Request failed: %s", GroupCoordinatorNotAvailableError())
+    assert collected.lines == [
+        f"WARNING {logs.COORDINATOR_LOGGER}: Group Coordinator Request failed: "
+        f"{GroupCoordinatorNotAvailableError()} (attempt 100; the group coordinator is still "
+        f"missing)"]
+    assert noise.counts["coordinator"] == 100
+
+
+def test_other_coordinator_errors_stay_errors(collected) -> None:
+    logs.install()
+    coordinator = logging.getLogger(logs.COORDINATOR_LOGGER)
+    coordinator.error("Group Coordinator Request failed: %s", NodeNotReadyError("node 1"))
+    coordinator.error("Heartbeat session expired - marking coordinator dead")
+    assert [line.split(":")[0] for line in collected.lines] == [
+        f"ERROR {logs.COORDINATOR_LOGGER}", f"ERROR {logs.COORDINATOR_LOGGER}"]
+
+
+def test_producer_buffer_full__counted_not_shown(collected) -> None:
+    noise = logs.install()
+    producer = logging.getLogger(logs.PRODUCER_LOGGER)
+    for _ in range(12):
+        producer.warning("producer buffer full size 1001")
+    producer.warning("something else went wrong")
+    assert collected.lines == [f"WARNING {logs.PRODUCER_LOGGER}: something else went wrong"]
+    assert noise.counts["producer_buffer_full"] == 12
+
+
+def test_install_twice__one_filter_per_logger(collected) -> None:
+    logs.install()
+    latest = logs.install()
+    assert logging.getLogger(logs.PRODUCER_LOGGER).filters == [latest]
+
+
+def test_kafka_python_metadata__new_topic_and_cancelled_refresh_hidden(collected) -> None:
+    noise = logs.install(lifecycle=False)
+    cluster = logging.getLogger(logs.METADATA_LOGGER)
+    cluster.error("Topic %s not found in cluster metadata", "trial-raw")
+    cluster.warning("Topic %s is not available during auto-create initialization", "trial-raw")
+    cluster.error("Metadata refresh: failed %s", Cancelled())
+    cluster.error("Metadata refresh: failed %s", KafkaConnectionError("refused"))
+    cluster.error("Topic %s is not authorized for this client", "secret")
+    assert collected.lines == [
+        f"ERROR {logs.METADATA_LOGGER}: Metadata refresh: failed "
+        f"{KafkaConnectionError('refused')}",
+        f"ERROR {logs.METADATA_LOGGER}: Topic secret is not authorized for this client"]
+    assert (noise.counts["unknown_topic"], noise.counts["metadata_cancelled"]) == (2, 1)
+    assert logging.getLogger("streams.worker").getEffectiveLevel() == logging.WARNING
