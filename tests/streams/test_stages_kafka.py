@@ -85,13 +85,15 @@ def test_stages_in_two_messages_are_one_event_across_a_crash(
         again.wait_ready()
         ids = accounted_ids(kafka_bootstrap, app_id, {"split-1", "lone-2", "late-3"},
                             timeout=120)
-        count = inventory_events(kafka_bootstrap, app_id, 4)
+        count = inventory_events(kafka_bootstrap, app_id, 3)
         time.sleep(3.0)
         lag = raw_lag(again.get("/metrics")[1], raw)
     finally:
         assert again.stop(signal.SIGTERM, timeout=90) == 0, again.log_tail()
     assert ids == {"done-0", "split-1", "lone-2", "late-3"}
-    # four requests, each learned once: "done-0" read twice (before and after the crash)
-    # and each stage of "split-1" in its own message still count one event each
-    assert count == 4, again.log_tail()
+    # three complete requests, each learned once: "done-0" read twice (before and after the
+    # crash) and each stage of "split-1" in its own message still count one event each;
+    # "lone-2" is accounted above as a partial event, which the inventory does not count
+    # (a partial event only moves last_seen, see detector/engine.py)
+    assert count == 3, again.log_tail()
     assert lag == 0  # nothing waits any more: every raw offset is committed
