@@ -164,8 +164,8 @@ def latency_and_lag(lay: Layout) -> None:
             [(f"sum by (reason) ({rate('nhi_worker_records_failed_total')})", "{{reason}}"),
              (f"sum({rate('nhi_worker_redelivered_events_total')})", "redelivered")],
             18, 6, unit="ops",
-            desc="Messages the worker dead-lettered by reason (B15), and redelivered events "
-                 "skipped.")
+            desc="Messages the worker dead-lettered by reason (a bad message never stops "
+                 "consumption), and redelivered events skipped.")
     lay.next_row()
 
 
