@@ -5,7 +5,8 @@ payload it:
 
 1. sniffs gzip by its magic bytes (inflating at most ``max_decompressed_bytes``; intact
    members of a multi-member file are kept when a later one is cut) and refuses empty and
-   binary input with a dead letter;
+   binary input with a dead letter; input that does not start like JSON or holds a NUL
+   byte is judged on its first few lines, so one bad line is one dead letter;
 2. frames it: one JSON document (``{"Records": [...]}``, an array, one object), JSON lines,
    or, when neither parses, a salvage of the document's array element by element, or a
    scan of consecutive pretty-printed values, so one bad record never drops its neighbours
@@ -74,6 +75,9 @@ _ARRAY_DOCUMENT = re.compile(r'\s*\{\s*"(Records|records)"\s*:\s*\[')
 _FIRST_KEY = re.compile(r'\{\s*"((?:[^"\\]|\\.){1,64})"\s*:')
 _SURROGATE = re.compile("[\udc80-\udcff]")  # an undecodable byte, kept by surrogateescape
 _BOUNDARY_KEYS = 8
+# A line that starts a JSON object or array: where scanning starts after a text prefix.
+_VALUE_LINE = re.compile(r"(?:^|(?<=\n))[ \t]*[{\[]")
+_CONTROL_BYTES = bytes(set(range(32)) - {9, 10, 12, 13}) + b"\x7f"
 _BAD = object()  # a value that was dead-lettered instead of decoded
 _SOURCE_ALIASES = {
     "aws": "aws.cloudtrail", "cloudtrail": "aws.cloudtrail", "aws.cloudtrail": "aws.cloudtrail",
@@ -182,12 +186,8 @@ class Parser:
         if not head:
             self.dead_input("empty_file", REASONS["empty_file"], origin, None)
             return
-        if b"\x00" in data[:8192]:
-            self.dead_input("binary", REASONS["binary"], origin, data[:256])
-            return
-        if head[:1] not in (b"{", b"["):
-            self.dead_input("unknown_format", "input is text but not JSON", origin,
-                               data[:1024])
+        if b"\x00" in data[:8192] or head[:1] not in (b"{", b"["):
+            self._frame_doubtful(data, origin)
             return
         container = head[:1] == b"[" or b'"Records"' in head[:256] or b'"records"' in head[:256]
         if self._whole_document(data, container, origin):
@@ -197,6 +197,35 @@ class Parser:
         text = data.decode("utf-8", "surrogateescape")  # bad bytes are found per record
         if not (container and self._salvage(text, origin)):
             self._scan(text, 0, origin)
+
+    def _frame_doubtful(self, data: bytes, origin: str) -> None:
+        """Input whose start is not JSON, or that holds a NUL byte: one bad line (a header,
+        a corrupt record) must not drop the file, so the format is decided on the first
+        few lines. When one of them is a JSON object, the input is JSON lines and each bad
+        line is its own dead letter; text with a line starting like JSON further on is
+        scanned value by value. Mostly non-text input, or input with no JSON anywhere near
+        its start, stays one ``binary`` or ``unknown_format`` dead letter."""
+        sample = data[:8192]
+        if _mostly_binary(sample):
+            self.dead_input("binary", REASONS["binary"], origin, data[:256])
+            return
+        lines = data.split(b"\n")
+        if self._looks_like_json_lines(lines, False):
+            self._feed_lines(list(enumerate(lines, 1)), origin, collect=False)
+            return
+        if b"\x00" in sample:
+            self.dead_input("binary", REASONS["binary"], origin, data[:256])
+            return
+        text = data.decode("utf-8", "surrogateescape")
+        found = _VALUE_LINE.search(text, 0, 65536)
+        if found is None:
+            self.dead_input("unknown_format", "input is text but not JSON", origin,
+                            data[:1024])
+            return
+        self.dead_input("invalid_json", f"{REASONS['invalid_json']}: text before the first "
+                        f"JSON value ({found.start()} characters)", f"{origin}#prefix",
+                        text[:found.start()])
+        self._scan(text, found.start(), origin)
 
     def _gunzip(self, data: bytes, origin: str) -> bytes | None:
         """Inflate every member, at most ``max_decompressed_bytes`` in all (``None`` when
@@ -769,6 +798,13 @@ _COUNTED = frozenset({"aws.cloudtrail", "gcp.audit", "k8s.audit", "azure.activit
 def _json_reason(err: Exception) -> str:
     text = str(err)
     return "invalid_utf8" if "UTF-8" in text or "utf-8" in text else "invalid_json"
+
+
+def _mostly_binary(sample: bytes) -> bool:
+    """More than a quarter of the bytes are control characters other than white space:
+    a compressed or executable file, not text with a stray NUL in it."""
+    control = len(sample) - len(sample.translate(None, _CONTROL_BYTES))
+    return control * 4 > len(sample)
 
 
 def _parses_as_object(line: bytes) -> bool:
