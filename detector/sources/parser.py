@@ -4,7 +4,8 @@ A ``Parser`` takes payloads (a file's bytes, a Kafka message) and returns Events
 payload it:
 
 1. sniffs gzip by its magic bytes (inflating at most ``max_decompressed_bytes``; intact
-   members of a multi-member file are kept when a later one is cut) and refuses empty and
+   members of a multi-member file are kept when a later one is cut, and so are the whole
+   JSON lines of the cut member, not a cut record array) and refuses empty and
    binary input with a dead letter; input that does not start like JSON or holds a NUL
    byte is judged on its first few lines, so one bad line is one dead letter;
 2. frames it: one JSON document (``{"Records": [...]}``, an array, one object), JSON lines,
@@ -247,9 +248,17 @@ class Parser:
                 self.dead_input("decompression_limit", message, origin, data[:256])
                 return None
             if not decomp.eof:
-                recovered = sum(map(len, member))
-                problem = ("truncated_gzip", f"{REASONS['truncated_gzip']} ({recovered} bytes "
-                           "recovered, not parsed)")
+                kept = self._cut_member(parts, member, origin)
+                if kept is None:
+                    recovered = sum(map(len, member))
+                    problem = ("truncated_gzip", f"{REASONS['truncated_gzip']} ({recovered} "
+                               "bytes recovered, not parsed: only whole JSON lines are "
+                               "kept from a cut stream)")
+                else:
+                    parts.append(kept)
+                    size += len(kept)
+                    if not size:  # cut inside the first line: its dead letter says it all
+                        return None
                 break
             parts += member
             size += sum(map(len, member))
@@ -270,6 +279,30 @@ class Parser:
         out = parts[0] if len(parts) == 1 else b"".join(parts)
         self.stats.bytes_read += len(out) - len(data)
         return out
+
+    def _cut_member(self, parts: list[bytes], member: list[bytes], origin: str
+                    ) -> bytes | None:
+        """The whole lines of a gzip member cut short, when the file is JSON lines: they
+        are parsed, and the cut tail is one ``truncated_gzip`` dead letter at its line.
+        Anything else (a ``Records`` document, pretty-printed JSON) returns ``None`` and
+        stays unparsed: a cut record array is not split into records here."""
+        cut = b"".join(member)
+        head = (parts[0] if parts else cut)[:4096]
+        if head[:3] == b"\xef\xbb\xbf":
+            head = head[3:]
+        if head.lstrip()[:1] != b"{" or b'"Records"' in head[:256] or \
+                b'"records"' in head[:256]:
+            return None
+        if not self._looks_like_json_lines(head.split(b"\n")[:-1], False):
+            return None
+        end = cut.rfind(b"\n") + 1
+        kept, tail = cut[:end], cut[end:]
+        line = sum(part.count(b"\n") for part in parts) + kept.count(b"\n") + 1
+        self.dead_input("truncated_gzip", f"{REASONS['truncated_gzip']} ({len(cut)} bytes "
+                        f"recovered; the whole lines before the cut are parsed, the cut line "
+                        f"{line} of {len(tail)} bytes is not)", f"{origin}:{line}",
+                        tail or None)
+        return kept
 
     def _whole_document(self, data: bytes, container: bool, origin: str) -> bool:
         if len(data) > self.max_record_bytes and not container:

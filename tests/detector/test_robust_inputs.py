@@ -7,6 +7,7 @@ counters balance (``records_read == events + dead_letters + skipped`` per source
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 
 import orjson
@@ -69,3 +70,40 @@ class TestFormatOnMoreThanOneLine:
     def test_plain_text_stays_unknown_format(self) -> None:
         events, _, dead = feed(b"hello\nworld\n")
         assert events == [] and where(dead) == [("unknown_format", "m")]
+
+
+class TestTruncatedGzip:
+    """A gzip stream cut short keeps its whole JSON lines; the cut tail is one dead letter."""
+
+    def test_whole_lines_before_the_cut_are_events(self) -> None:
+        body = b"\n".join(lines(*(record(i) for i in range(50)))) + b"\n"
+        packed = gzip.compress(body)
+        events, stats, dead = feed(packed[:len(packed) * 3 // 4])
+        assert dead.reasons() == ["truncated_gzip"]
+        line = len(events) + 1
+        assert [event.event_id for event in events] == [f"id-{i}" for i in range(line - 1)]
+        assert 20 < len(events) < 50
+        assert dead.items[0]["origin"] == f"m:{line}"
+        assert dead.items[0]["raw"] == body.split(b"\n")[line - 1][:dead.items[0]["raw_size"]]\
+            .decode()
+        assert stats.records_read["unknown"] == 1
+
+    def test_a_cut_second_member_keeps_the_first_and_its_own_whole_lines(self) -> None:
+        first = gzip.compress(b"\n".join(lines(record(0), record(1))) + b"\n")
+        second = gzip.compress(b"\n".join(lines(*(record(i) for i in range(2, 40)))) + b"\n")
+        events, _, dead = feed(first + second[:-40])
+        assert [event.event_id for event in events][:3] == ["id-0", "id-1", "id-2"]
+        assert dead.reasons() == ["truncated_gzip"]
+        assert dead.items[0]["origin"] == f"m:{len(events) + 1}"
+
+    def test_a_cut_inside_the_first_line_is_one_dead_letter(self) -> None:
+        packed = gzip.compress(orjson.dumps(record(0, requestParameters={"k": "v" * 4000})))
+        events, _, dead = feed(packed[:len(packed) // 2])
+        assert events == [] and where(dead) == [("truncated_gzip", "m")]
+
+    def test_a_cut_record_array_is_not_split(self) -> None:
+        packed = gzip.compress(orjson.dumps({"Records": [record(i) for i in range(50)]}))
+        events, _, dead = feed(packed[:len(packed) // 2])
+        assert events == [] and where(dead) == [("truncated_gzip", "m")]
+        assert dead.items[0]["message"].endswith("not parsed: only whole JSON lines are kept "
+                                                 "from a cut stream)")
