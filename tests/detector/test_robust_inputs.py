@@ -8,11 +8,13 @@ counters balance (``records_read == events + dead_letters + skipped`` per source
 from __future__ import annotations
 
 import gzip
+import os
 from pathlib import Path
 
 import orjson
 
-from detector.sources import ListDeadLetters, Parser
+from detector.sources import JsonlDeadLetters, ListDeadLetters, Parser, read_paths
+from detector.sources.deadletter import dead_letter_dict
 from detector.stats import RunStats
 from tests.detector.sources_helpers import read, record
 
@@ -107,3 +109,26 @@ class TestTruncatedGzip:
         assert events == [] and where(dead) == [("truncated_gzip", "m")]
         assert dead.items[0]["message"].endswith("not parsed: only whole JSON lines are kept "
                                                  "from a cut stream)")
+
+
+class TestFileNameNotUtf8:
+    """A file name that is not UTF-8 reaches the dead letters in backslash form."""
+
+    def test_dead_letter_file_gets_the_escaped_name(self, tmp_path: Path) -> None:
+        folder = os.fsencode(tmp_path)
+        with open(folder + b"/caf\xe9.jsonl", "wb") as handle:
+            handle.write(b"not json\n" + lines(record(0))[0] + b"\n")
+        sink = JsonlDeadLetters(tmp_path / "dead.jsonl")
+        stats = RunStats()
+        events = list(read_paths([str(tmp_path)], stats=stats, dead_letters=sink))
+        sink.close()
+        assert [event.event_id for event in events] == ["id-0"]
+        written = [orjson.loads(line) for line in (tmp_path / "dead.jsonl").read_bytes()
+                   .splitlines()]
+        assert [(item["reason"], item["origin"]) for item in written] == [
+            ("invalid_json", f"{tmp_path}/caf\\xe9.jsonl:1")]
+
+    def test_message_and_origin_are_escaped_and_valid_text_is_kept(self) -> None:
+        entry = dead_letter_dict("read_error", "cannot open \udcff", "d/\udcffé", None, "unknown")
+        assert (entry["message"], entry["origin"]) == ("cannot open \\xff", "d/\\xffé")
+        assert dead_letter_dict("binary", "m", "é", None, "unknown")["origin"] == "é"
