@@ -39,6 +39,7 @@ REASONS: dict[str, str] = {
     "missing_time": "record has no event time",
     "bad_time": "record has an event time that cannot be parsed or is not in 1970-2100",
     "unknown_format": "record shape is not a supported audit-log format",
+    "wrong_source": "record is of another supported format than the one forced (--source)",
     "truncated": "record was cut off in transport (JSON ends early)",
     "invalid_record": "record has the right shape but wrong field types",
     "read_error": "input cannot be read",

@@ -705,7 +705,18 @@ class Parser:
 
     def _route_forced(self, forced: str, record: dict[str, Any], origin: str,
                       hints: dict[str, Any]) -> None:
-        if forced == cloudtrail.SOURCE:
+        """A record under ``--source``: one whose shape is another supported format is a
+        ``wrong_source`` dead letter (read as the forced source, it would become a wrong
+        event); one of no known shape is read as the forced source, which names what is
+        missing."""
+        shape = _shape_of(record)
+        if shape is not None and shape not in _ACCEPTS[forced]:
+            self.dead_input("wrong_source", f"{REASONS['wrong_source']}: looks like {shape}, "
+                            f"not {forced}", origin, _raw(record))
+            return
+        if forced == k8s.SOURCE and shape == _AKS:
+            self._aks(record, azure.lower_keys(record), origin, hints)
+        elif forced == cloudtrail.SOURCE:
             self._normalise(forced, cloudtrail.normalise, record, origin, None, hints)
         elif forced == gcp.SOURCE:
             self._normalise(forced, gcp.normalise, record, origin, None, hints)
@@ -826,6 +837,40 @@ _ENVELOPE_KEYS = frozenset({"Records", "digestPublicKeyFingerprint", "logFiles",
                             "detail", "Body", "body", "Message", "items", "records"})
 _COUNTED = frozenset({"aws.cloudtrail", "gcp.audit", "k8s.audit", "azure.activity",
                       "azure.signin"})
+
+
+# Shapes that only a forced source tells apart: a GKE LogEntry (GCP carrying Kubernetes)
+# and an AKS diagnostic record (Azure carrying Kubernetes).
+_GKE, _AKS = "gcp.audit (GKE)", "azure (AKS)"
+# The record shapes each ``--source`` reads; any other recognised shape is ``wrong_source``.
+_ACCEPTS = {
+    cloudtrail.SOURCE: frozenset({cloudtrail.SOURCE}),
+    gcp.SOURCE: frozenset({gcp.SOURCE, _GKE}),
+    k8s.SOURCE: frozenset({k8s.SOURCE, _GKE, _AKS}),
+    "azure": frozenset({azure.SOURCE_ACTIVITY, azure.SOURCE_SIGNIN, _AKS}),
+    azure.SOURCE_ACTIVITY: frozenset({azure.SOURCE_ACTIVITY}),
+    azure.SOURCE_SIGNIN: frozenset({azure.SOURCE_SIGNIN}),
+}
+
+
+def _shape_of(record: dict[str, Any]) -> str | None:
+    """The format a record's shape says, tested in the order ``Parser._route`` uses
+    (``None``: no supported shape)."""
+    if cloudtrail.looks_like(record):
+        return cloudtrail.SOURCE
+    payload = gcp.payload_of(record)
+    if payload is not None:
+        return _GKE if gcp.is_gke(record, payload) else gcp.SOURCE
+    if k8s.looks_like(record):
+        return k8s.SOURCE
+    low = azure.lower_keys(record)
+    if azure.category_of(low) in azure.AKS_CATEGORIES:
+        return _AKS
+    if azure.is_signin(low):
+        return azure.SOURCE_SIGNIN
+    if cloudtrail.looks_like_lowercased(low):
+        return cloudtrail.SOURCE
+    return azure.SOURCE_ACTIVITY if azure.looks_like(low) else None
 
 
 def _json_reason(err: Exception) -> str:

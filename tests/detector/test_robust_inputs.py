@@ -132,3 +132,53 @@ class TestFileNameNotUtf8:
         entry = dead_letter_dict("read_error", "cannot open \udcff", "d/\udcffé", None, "unknown")
         assert (entry["message"], entry["origin"]) == ("cannot open \\xff", "d/\\xffé")
         assert dead_letter_dict("binary", "m", "é", None, "unknown")["origin"] == "é"
+
+
+# One small record of each supported shape besides CloudTrail's.
+SA = "sa@p.iam.gserviceaccount.com"
+GCP = {"protoPayload": {"serviceName": "iamcredentials.googleapis.com",
+                        "methodName": "GenerateAccessToken",
+                        "authenticationInfo": {"principalEmail": SA}},
+       "timestamp": "2024-03-04T10:00:00Z", "logName": "projects/p/logs/x"}
+GKE = {"protoPayload": {"serviceName": "k8s.io", "methodName": "io.k8s.core.v1.pods.list",
+                        "authenticationInfo": {"principalEmail": SA}},
+       "timestamp": "2024-03-04T10:00:00Z", "resource": {"type": "k8s_cluster"}}
+K8S = {"kind": "Event", "apiVersion": "audit.k8s.io/v1", "verb": "list",
+       "stage": "ResponseComplete", "auditID": "a-1",
+       "user": {"username": "system:serviceaccount:ns:bot"},
+       "requestReceivedTimestamp": "2024-03-04T10:00:00Z", "objectRef": {"resource": "pods"}}
+AZURE = {"time": "2024-03-04T10:00:00Z", "operationName": "MICROSOFT.STORAGE/X/READ",
+         "category": "Administrative", "resourceId": "/subscriptions/s/x",
+         "identity": {"claims": {"appid": "11111111-1111-1111-1111-111111111111"}}}
+
+
+class TestForcedSource:
+    """Under ``--source``, a record of another supported format is a ``wrong_source`` dead
+    letter, never an event of the forced source."""
+
+    def test_azure_does_not_read_cloudtrail(self) -> None:
+        events, stats, dead = feed(b"\n".join(lines(record(0), AZURE)), source="azure")
+        assert [event.source for event in events] == ["azure.activity"]
+        assert where(dead) == [("wrong_source", "m:1")]
+        assert dead.items[0]["message"].endswith("looks like aws.cloudtrail, not azure")
+        assert stats.dead_letters == {("unknown", "wrong_source"): 1}
+
+    def test_k8s_does_not_read_a_gcp_log_entry_but_reads_gke(self) -> None:
+        events, stats, dead = feed(b"\n".join(lines(GCP, GKE, K8S, record(0))), source="k8s")
+        assert [event.source for event in events] == ["k8s.audit", "k8s.audit"]
+        assert where(dead) == [("wrong_source", "m:1"), ("wrong_source", "m:4")]
+        assert stats.dead_letters == {("k8s.audit", "wrong_source"): 2}
+        assert stats.records_read["k8s.audit"] == 4
+
+    def test_every_forced_source_refuses_the_other_shapes(self) -> None:
+        shapes = {"aws": record(0), "gcp": GCP, "k8s": K8S, "azure.activity": AZURE}
+        for forced, own in shapes.items():
+            others = [value for name, value in shapes.items() if name != forced]
+            events, _, dead = feed(b"\n".join(lines(own, *others)), source=forced)
+            assert len(events) == 1, forced
+            assert dead.reasons() == ["wrong_source"] * 3, forced
+
+    def test_a_record_of_no_known_shape_is_still_read_as_the_forced_source(self) -> None:
+        _, stats, dead = feed(b'{"a": 1}', source="aws")
+        assert where(dead) == [("missing_time", "m")]
+        assert stats.records_read == {"aws.cloudtrail": 1}
