@@ -163,7 +163,7 @@ class Parser:
                     ) -> Any:
         """Yield event lists from a binary stream; JSON lines are parsed as they arrive."""
         head = handle.peek(2)[:2] if hasattr(handle, "peek") else b""
-        if head == _GZIP_MAGIC or not _first_line_is_record(handle):
+        if head == _GZIP_MAGIC or not self._streams_as_lines(handle):
             yield self.feed(handle.read(), origin)
             return
         lines: list[tuple[int, bytes]] = []
@@ -173,6 +173,22 @@ class Parser:
                 yield self._feed_lines(lines, origin)
                 lines = []
         yield self._feed_lines(lines, origin)
+
+    def _streams_as_lines(self, handle: Any) -> bool:
+        """JSON lines, told from the buffered start of a stream: the first line is a record,
+        or it is not JSON at all (a header, a corrupt line) and one of the next lines is.
+        A stream starting with ``{`` or ``[`` that is not a record is read whole: it may be
+        one document."""
+        if not hasattr(handle, "peek"):
+            return False
+        head = handle.peek(65536)
+        lines = head.split(b"\n")[:-1]  # whole lines only
+        if not lines:
+            return False
+        if _parses_as_object(lines[0]):
+            return True
+        return lines[0].lstrip()[:1] not in (b"{", b"[") and not _mostly_binary(head[:8192]) \
+            and self._looks_like_json_lines(lines[1:], False)
 
     # ------------------------------------------------------------------ framing
 
@@ -890,14 +906,6 @@ def _parses_as_object(line: bytes) -> bool:
         return isinstance(orjson.loads(line), dict)
     except orjson.JSONDecodeError:
         return False
-
-
-def _first_line_is_record(handle: Any) -> bool:
-    if not hasattr(handle, "peek"):
-        return False
-    head = handle.peek(65536)
-    line, newline, _ = head.partition(b"\n")
-    return bool(newline) and _parses_as_object(line)
 
 
 def _loads_dict(text: Any) -> dict[str, Any]:

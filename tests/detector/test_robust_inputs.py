@@ -8,6 +8,7 @@ counters balance (``records_read == events + dead_letters + skipped`` per source
 from __future__ import annotations
 
 import gzip
+import io
 import os
 from pathlib import Path
 
@@ -182,3 +183,26 @@ class TestForcedSource:
         _, stats, dead = feed(b'{"a": 1}', source="aws")
         assert where(dead) == [("missing_time", "m")]
         assert stats.records_read == {"aws.cloudtrail": 1}
+
+
+class TestStreams:
+    """A stream (stdin, a file over the streaming threshold) with a bad first line is still
+    read line by line, not swallowed whole."""
+
+    def test_a_header_line_does_not_stop_line_streaming(self) -> None:
+        data = b"\n".join([b"# header"] + lines(*(record(i) for i in range(7)))) + b"\n"
+        stats, dead = RunStats(), ListDeadLetters()
+        parser = Parser(stats=stats, dead_letters=dead)
+        batches = list(parser.feed_stream(io.BufferedReader(io.BytesIO(data)), "s",
+                                          chunk_lines=3))
+        assert [len(batch) for batch in batches] == [2, 3, 2]
+        assert where(dead) == [("invalid_json", "s:1")]
+
+    def test_a_document_is_still_read_whole(self) -> None:
+        data = orjson.dumps({"Records": [record(0), record(1)]}, option=orjson.OPT_INDENT_2)
+        stats, dead = RunStats(), ListDeadLetters()
+        parser = Parser(stats=stats, dead_letters=dead)
+        batches = list(parser.feed_stream(io.BufferedReader(io.BytesIO(data)), "s",
+                                          chunk_lines=3))
+        assert [[event.event_id for event in batch] for batch in batches] == [["id-0", "id-1"]]
+        assert len(dead) == 0
