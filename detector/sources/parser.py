@@ -203,8 +203,8 @@ class Parser:
         if not head:
             self.dead_input("empty_file", REASONS["empty_file"], origin, None)
             return
-        if b"\x00" in data[:8192] or head[:1] not in (b"{", b"["):
-            self._frame_doubtful(data, origin)
+        if (b"\x00" in data[:8192] or head[:1] not in (b"{", b"[")) and \
+                self._frame_doubtful(data, head, origin):
             return
         container = head[:1] == b"[" or b'"Records"' in head[:256] or b'"records"' in head[:256]
         if self._whole_document(data, container, origin):
@@ -215,34 +215,44 @@ class Parser:
         if not (container and self._salvage(text, origin)):
             self._scan(text, 0, origin)
 
-    def _frame_doubtful(self, data: bytes, origin: str) -> None:
-        """Input whose start is not JSON, or that holds a NUL byte: one bad line (a header,
-        a corrupt record) must not drop the file, so the format is decided on the first
-        few lines. When one of them is a JSON object, the input is JSON lines and each bad
-        line is its own dead letter; text with a line starting like JSON further on is
-        scanned value by value. Mostly non-text input, or input with no JSON anywhere near
-        its start, stays one ``binary`` or ``unknown_format`` dead letter."""
+    def _frame_doubtful(self, data: bytes, head: bytes, origin: str) -> bool:
+        """Input whose start is not JSON, or that holds a NUL byte; ``False`` leaves it to
+        the usual framing. One bad line (a header, a corrupt record) must not drop the
+        file, so the format is decided on more than the first line:
+
+        - mostly control bytes: one ``binary`` dead letter (a compressed or executable
+          file, not text with a stray NUL);
+        - starts like JSON: framed as usual, so a NUL byte in one record or line is that
+          record's dead letter;
+        - one of the first few lines is a JSON object: JSON lines, each bad line its own
+          dead letter;
+        - otherwise a NUL byte makes it ``binary``, and text is scanned value by value from
+          the first line that starts like JSON (the text before it one dead letter), or is
+          one ``unknown_format`` dead letter when no such line is near its start."""
         sample = data[:8192]
         if _mostly_binary(sample):
             self.dead_input("binary", REASONS["binary"], origin, data[:256])
-            return
+            return True
+        if head[:1] in (b"{", b"["):
+            return False
         lines = data.split(b"\n")
         if self._looks_like_json_lines(lines, False):
             self._feed_lines(list(enumerate(lines, 1)), origin, collect=False)
-            return
+            return True
         if b"\x00" in sample:
             self.dead_input("binary", REASONS["binary"], origin, data[:256])
-            return
+            return True
         text = data.decode("utf-8", "surrogateescape")
         found = _VALUE_LINE.search(text, 0, 65536)
         if found is None:
             self.dead_input("unknown_format", "input is text but not JSON", origin,
                             data[:1024])
-            return
+            return True
         self.dead_input("invalid_json", f"{REASONS['invalid_json']}: text before the first "
                         f"JSON value ({found.start()} characters)", f"{origin}#prefix",
                         text[:found.start()])
         self._scan(text, found.start(), origin)
+        return True
 
     def _gunzip(self, data: bytes, origin: str) -> bytes | None:
         """Inflate every member, at most ``max_decompressed_bytes`` in all (``None`` when

@@ -58,6 +58,13 @@ class TestFormatOnMoreThanOneLine:
         assert [event.event_id for event in events] == ["id-0", "id-1"]
         assert where(dead) == [("invalid_json", "m:1")]
 
+    def test_a_nul_byte_in_one_record_of_a_records_document(self) -> None:
+        bad = orjson.dumps(record(1, userAgent="a\x00b")).replace(b"\\u0000", b"\x00")
+        body = b'{"Records": [' + b", ".join([lines(record(0))[0], bad, lines(record(2))[0]])
+        events, _, dead = feed(body + b"]}")
+        assert [event.event_id for event in events] == ["id-0", "id-2"]
+        assert where(dead) == [("invalid_json", "m#Records[1]")]
+
     def test_text_before_a_pretty_printed_document_is_one_dead_letter(self) -> None:
         body = orjson.dumps({"Records": [record(0)]}, option=orjson.OPT_INDENT_2)
         events, _, dead = feed(b"report header\n" + body)
