@@ -280,7 +280,62 @@ class AlertGroup:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AlertGroup:
-        return cls(**{k: v for k, v in data.items() if k in cls.__slots__})
+        """The group saved by ``to_dict``; a wrong-typed field raises ``TypeError``.
+
+        A snapshot's checksum proves it is whole, not that its writer was this build: a
+        wrong type loaded here would fail later, at that identity's next alert, with the
+        replay half done. Loading refuses it instead (``StateError``, exit 2)."""
+        if not isinstance(data, dict):
+            raise TypeError(f"alert group is not a mapping: {data!r:.40}")
+        group = cls(**{k: v for k, v in data.items() if k in cls.__slots__})
+        for name in ("group", "alert_id", "identity_kind", "kind_reason", "owner"):
+            check_type(f"alert group {name}", getattr(group, name), str)
+        check_type("alert group tenant", group.tenant, (str, type(None)))
+        for name in ("severity", "cap"):
+            if getattr(group, name) not in SEVERITY_RANK:
+                raise TypeError(f"alert group {name} is not a severity: "
+                                f"{getattr(group, name)!r:.40}")
+        for name in ("opened", "closes", "last", "score"):
+            check_type(f"alert group {name}", getattr(group, name), (int, float))
+        for name in ("count", "revision", "emitted_count"):
+            check_type(f"alert group {name}", getattr(group, name), int)
+        if not isinstance(group.shadow, bool):
+            raise TypeError(f"alert group shadow is not true or false: {group.shadow!r:.40}")
+        for name in ("detectors", "categories", "techniques", "event_ids"):
+            check_items(f"alert group {name}", getattr(group, name), str)
+        check_items("alert group signals", group.signals, dict)
+        for record in group.signals:
+            check_type("alert signal detector", record.get("detector"), str)
+            check_type("alert signal value", record.get("value"), str)
+            check_type("alert signal sentence", record.get("sentence"), str)
+            check_type("alert signal weighted_score", record.get("weighted_score"),
+                       (int, float))
+        check_type("alert group context", group.context, dict)
+        check_type("alert group samples", group.samples, dict)
+        for values in group.samples.values():
+            check_items("alert group samples", values, str)
+        check_type("alert group counts", group.counts, dict)
+        check_items("alert group counts", list(group.counts.values()), int)
+        check_items("alert group values", group.values, list)
+        for pair in group.values:
+            check_items("alert group value pair", pair, str)
+        return group
+
+
+def check_type(name: str, value: Any, types: type | tuple[type, ...]) -> None:
+    """Raise ``TypeError`` naming ``name`` unless ``value`` is of ``types`` (a bool is
+    never taken for a number)."""
+    if (isinstance(value, bool) and bool not in (types if isinstance(types, tuple)
+                                                 else (types,))) \
+            or not isinstance(value, types):
+        raise TypeError(f"{name} has the wrong type: {value!r:.40}")
+
+
+def check_items(name: str, value: Any, types: type | tuple[type, ...]) -> None:
+    """``value`` is a list whose every item is of ``types``."""
+    check_type(name, value, list)
+    for item in value:
+        check_type(f"{name} item", item, types)
 
 
 def short_identity(identity: str) -> str:

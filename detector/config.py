@@ -53,11 +53,40 @@ def read_yaml(path: str | Path, what: str) -> Any:
     try:
         return yaml.load(text, Loader=ConfigLoader)  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError as err:
-        raise ConfigError(f"{what} {path} is not valid YAML: {err}") from err
+        raise ConfigError(f"{what} {path} is not valid YAML: {yaml_problem(err)}") from err
     except RecursionError as err:
         raise ConfigError(f"{what} {path} is nested too deeply to read") from err
     except (ValueError, TypeError, OverflowError) as err:
         raise ConfigError(f"{what} {path} is not valid YAML: {err}") from err
+
+
+def yaml_problem(err: yaml.YAMLError) -> str:
+    """One line for a YAML error: where (line and column, counted from 1) and what.
+
+    PyYAML's own text spans several lines with the source quoted and a caret under it,
+    and names the input ``"<unicode string>"`` (the file is read first, then parsed); a
+    message meant for one log line says the same in words. The context (``while parsing
+    a flow sequence``) is kept with its own position when it has one."""
+    if isinstance(err, yaml.MarkedYAMLError) and err.problem_mark is not None:
+        mark = err.problem_mark
+        text = f"line {mark.line + 1}, column {mark.column + 1}: {_one_line(err.problem)}"
+        context = err.context_mark
+        if err.context and context is not None and (context.line, context.column) != (
+                mark.line, mark.column):
+            text += (f" ({_one_line(err.context)} started at line {context.line + 1}, "
+                     f"column {context.column + 1})")
+        elif err.context:
+            text += f" ({_one_line(err.context)})"
+        return text
+    if isinstance(err, yaml.reader.ReaderError):
+        return (f"character {err.position + 1}: unacceptable character "
+                f"#x{err.character:04x}: {err.reason}") if isinstance(err.character, int) \
+            else f"character {err.position + 1}: {err.reason}"
+    return _one_line(str(err).replace(' in "<unicode string>"', ""))
+
+
+def _one_line(text: str | None) -> str:
+    return " ".join(str(text or "").split())
 
 
 def load_config(path: str | Path | None) -> dict[str, Any]:

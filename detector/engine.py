@@ -52,7 +52,14 @@ from typing import Any
 
 import orjson
 
-from detector.alerts import NO_OWNER, Alert, AlertGroup, make_alert_id
+from detector.alerts import (
+    NO_OWNER,
+    Alert,
+    AlertGroup,
+    check_items,
+    check_type,
+    make_alert_id,
+)
 from detector.attack import AttackMap
 from detector.errors import StateError
 from detector.event import Event
@@ -135,13 +142,38 @@ class AlertState:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> AlertState:
-        groups = {k: AlertGroup.from_dict(v) for k, v in (data.get("groups") or {}).items()}
+        """The state saved by ``to_dict``; a wrong-typed field raises ``TypeError``, so a
+        re-signed snapshot of another build is refused at load (``StateError``) instead of
+        failing at the identity's next event, the replay half done."""
+        if not isinstance(data, dict):
+            raise TypeError(f"alert state is not a mapping: {data!r:.40}")
+        sections = {name: data.get(name) or {} for name in ("groups", "cooldowns",
+                                                             "recurrence", "insights")}
+        for name, value in sections.items():
+            check_type(f"alert state {name}", value, dict)
+        groups = {k: AlertGroup.from_dict(v) for k, v in sections["groups"].items()}
+        for entry in sections["cooldowns"].values():
+            check_items("alert cooldown", entry, (int, float))
+            if len(entry) != 2:
+                raise TypeError(f"alert cooldown is not [until, rank]: {entry!r:.40}")
+        expected = data.get("expected") or []
+        check_items("alert state expected", expected, str)
+        for sightings in sections["recurrence"].values():
+            check_items("alert recurrence", sightings, list)
+            for pair in sightings:
+                check_items("alert recurrence sighting", pair, int)
+                if len(pair) != 2:
+                    raise TypeError(f"alert recurrence sighting is not [day, hour]: {pair}")
+        for entry in sections["insights"].values():
+            check_type("alert insight", entry, dict)
+            check_type("alert insight start", entry.get("start"), (int, float))
+            check_type("alert insight end", entry.get("end"), (int, float, type(None)))
         return cls(
             groups,
-            dict(data.get("cooldowns") or {}),
-            list(data.get("expected") or []),
-            {k: [list(p) for p in v] for k, v in (data.get("recurrence") or {}).items()},
-            {str(k): dict(v) for k, v in (data.get("insights") or {}).items()},
+            dict(sections["cooldowns"]),
+            list(expected),
+            {k: [list(p) for p in v] for k, v in sections["recurrence"].items()},
+            {str(k): dict(v) for k, v in sections["insights"].items()},
         )
 
 

@@ -21,7 +21,13 @@ baselines; each also yields context events, see ``insight``), ``control_message`
 stages of a request already counted), ``duplicate_event``
 (a CloudTrail event delivered twice), ``unsupported_format`` (Okta, GitHub, OpenAI and
 Anthropic audit records: recognised, valid, but not a supported source). Input whose
-format cannot be told is counted under the source ``unknown``. Each event is also counted
+format cannot be told is counted under the source ``unknown``.
+Under a forced source (``--source``, ``Parser(source=...)``), a record whose shape is
+another supported format is a ``wrong_source`` dead letter, counted under the forced source
+(``unknown`` for ``azure``, which reads both Azure formats and AKS): read as the forced
+format it would become a wrong event. A record of no known shape is read as the forced
+format. ``--source k8s`` also reads GKE LogEntries and AKS records; ``--source gcp`` reads
+GKE LogEntries as GCP events. Each event is also counted
 under the path it came by in ``RunStats.events_by_path`` (``parser.PATHS``: ``s3``, ``cwl``,
 ``eventbridge``, ``bare``), the CloudWatch Logs coverage gap of edge case B13.
 

@@ -4,7 +4,9 @@ A ``DeadLetterSink`` receives ``write(reason, message, origin, raw, source)`` on
 record. ``origin`` names the position (``path:line 12``, ``path#Records[3]``,
 ``topic[2]@1234``); ``raw`` is the record's bytes or text when there is any, capped at
 ``MAX_RAW_BYTES`` with the full size and sha256 kept so a huge record can still be
-identified. Reasons are a fixed vocabulary (``REASONS``) so they can label metrics.
+identified. Reasons are a fixed vocabulary (``REASONS``) so they can label metrics. An
+origin or message holding bytes that are not UTF-8 (a Latin-1 file name) is written with
+each such byte in backslash form, ``\\xe9``.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ REASONS: dict[str, str] = {
     "missing_time": "record has no event time",
     "bad_time": "record has an event time that cannot be parsed or is not in 1970-2100",
     "unknown_format": "record shape is not a supported audit-log format",
+    "wrong_source": "record is of another supported format than the one forced (--source)",
     "truncated": "record was cut off in transport (JSON ends early)",
     "invalid_record": "record has the right shape but wrong field types",
     "read_error": "input cannot be read",
@@ -54,8 +57,8 @@ class DeadLetterSink(Protocol):
 def dead_letter_dict(reason: str, message: str, origin: str, raw: bytes | str | None,
                      source: str) -> dict[str, Any]:
     """The JSON-ready form of one dead letter (used by the file and Kafka sinks)."""
-    entry: dict[str, Any] = {"reason": reason, "message": message, "origin": origin,
-                             "source": source}
+    entry: dict[str, Any] = {"reason": reason, "message": printable(message),
+                             "origin": printable(origin), "source": source}
     if raw is None:
         return entry
     data = _encode(raw) if isinstance(raw, str) else bytes(raw)
@@ -66,6 +69,20 @@ def dead_letter_dict(reason: str, message: str, origin: str, raw: bytes | str | 
         data = data[:MAX_RAW_BYTES]
     entry["raw"] = data.decode("utf-8", "replace")
     return entry
+
+
+def printable(text: str) -> str:
+    """``text`` as valid UTF-8 for JSON: a file name that is not UTF-8 reaches here with its
+    bad bytes as surrogates (``surrogateescape``), which orjson refuses; each such byte is
+    written in backslash form (``\\xff``), so the name stays recognisable. Valid text is
+    returned as it is, at the cost of one scan."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _encode(text).decode("utf-8", "backslashreplace")
+    return text
 
 
 def _encode(text: str) -> bytes:

@@ -4,8 +4,10 @@ A ``Parser`` takes payloads (a file's bytes, a Kafka message) and returns Events
 payload it:
 
 1. sniffs gzip by its magic bytes (inflating at most ``max_decompressed_bytes``; intact
-   members of a multi-member file are kept when a later one is cut) and refuses empty and
-   binary input with a dead letter;
+   members of a multi-member file are kept when a later one is cut, and so are the whole
+   JSON lines of the cut member, not a cut record array) and refuses empty and
+   binary input with a dead letter; input that does not start like JSON or holds a NUL
+   byte is judged on its first few lines, so one bad line is one dead letter;
 2. frames it: one JSON document (``{"Records": [...]}``, an array, one object), JSON lines,
    or, when neither parses, a salvage of the document's array element by element, or a
    scan of consecutive pretty-printed values, so one bad record never drops its neighbours
@@ -74,6 +76,9 @@ _ARRAY_DOCUMENT = re.compile(r'\s*\{\s*"(Records|records)"\s*:\s*\[')
 _FIRST_KEY = re.compile(r'\{\s*"((?:[^"\\]|\\.){1,64})"\s*:')
 _SURROGATE = re.compile("[\udc80-\udcff]")  # an undecodable byte, kept by surrogateescape
 _BOUNDARY_KEYS = 8
+# A line that starts a JSON object or array: where scanning starts after a text prefix.
+_VALUE_LINE = re.compile(r"(?:^|(?<=\n))[ \t]*[{\[]")
+_CONTROL_BYTES = bytes(set(range(32)) - {9, 10, 12, 13}) + b"\x7f"
 _BAD = object()  # a value that was dead-lettered instead of decoded
 _SOURCE_ALIASES = {
     "aws": "aws.cloudtrail", "cloudtrail": "aws.cloudtrail", "aws.cloudtrail": "aws.cloudtrail",
@@ -158,7 +163,7 @@ class Parser:
                     ) -> Any:
         """Yield event lists from a binary stream; JSON lines are parsed as they arrive."""
         head = handle.peek(2)[:2] if hasattr(handle, "peek") else b""
-        if head == _GZIP_MAGIC or not _first_line_is_record(handle):
+        if head == _GZIP_MAGIC or not self._streams_as_lines(handle):
             yield self.feed(handle.read(), origin)
             return
         lines: list[tuple[int, bytes]] = []
@@ -168,6 +173,22 @@ class Parser:
                 yield self._feed_lines(lines, origin)
                 lines = []
         yield self._feed_lines(lines, origin)
+
+    def _streams_as_lines(self, handle: Any) -> bool:
+        """JSON lines, told from the buffered start of a stream: the first line is a record,
+        or it is not JSON at all (a header, a corrupt line) and one of the next lines is.
+        A stream starting with ``{`` or ``[`` that is not a record is read whole: it may be
+        one document."""
+        if not hasattr(handle, "peek"):
+            return False
+        head = handle.peek(65536)
+        lines = head.split(b"\n")[:-1]  # whole lines only
+        if not lines:
+            return False
+        if _parses_as_object(lines[0]):
+            return True
+        return lines[0].lstrip()[:1] not in (b"{", b"[") and not _mostly_binary(head[:8192]) \
+            and self._looks_like_json_lines(lines[1:], False)
 
     # ------------------------------------------------------------------ framing
 
@@ -182,12 +203,8 @@ class Parser:
         if not head:
             self.dead_input("empty_file", REASONS["empty_file"], origin, None)
             return
-        if b"\x00" in data[:8192]:
-            self.dead_input("binary", REASONS["binary"], origin, data[:256])
-            return
-        if head[:1] not in (b"{", b"["):
-            self.dead_input("unknown_format", "input is text but not JSON", origin,
-                               data[:1024])
+        if (b"\x00" in data[:8192] or head[:1] not in (b"{", b"[")) and \
+                self._frame_doubtful(data, head, origin):
             return
         container = head[:1] == b"[" or b'"Records"' in head[:256] or b'"records"' in head[:256]
         if self._whole_document(data, container, origin):
@@ -197,6 +214,45 @@ class Parser:
         text = data.decode("utf-8", "surrogateescape")  # bad bytes are found per record
         if not (container and self._salvage(text, origin)):
             self._scan(text, 0, origin)
+
+    def _frame_doubtful(self, data: bytes, head: bytes, origin: str) -> bool:
+        """Input whose start is not JSON, or that holds a NUL byte; ``False`` leaves it to
+        the usual framing. One bad line (a header, a corrupt record) must not drop the
+        file, so the format is decided on more than the first line:
+
+        - mostly control bytes: one ``binary`` dead letter (a compressed or executable
+          file, not text with a stray NUL);
+        - starts like JSON: framed as usual, so a NUL byte in one record or line is that
+          record's dead letter;
+        - one of the first few lines is a JSON object: JSON lines, each bad line its own
+          dead letter;
+        - otherwise a NUL byte makes it ``binary``, and text is scanned value by value from
+          the first line that starts like JSON (the text before it one dead letter), or is
+          one ``unknown_format`` dead letter when no such line is near its start."""
+        sample = data[:8192]
+        if _mostly_binary(sample):
+            self.dead_input("binary", REASONS["binary"], origin, data[:256])
+            return True
+        if head[:1] in (b"{", b"["):
+            return False
+        lines = data.split(b"\n")
+        if self._looks_like_json_lines(lines, False):
+            self._feed_lines(list(enumerate(lines, 1)), origin, collect=False)
+            return True
+        if b"\x00" in sample:
+            self.dead_input("binary", REASONS["binary"], origin, data[:256])
+            return True
+        text = data.decode("utf-8", "surrogateescape")
+        found = _VALUE_LINE.search(text, 0, 65536)
+        if found is None:
+            self.dead_input("unknown_format", "input is text but not JSON", origin,
+                            data[:1024])
+            return True
+        self.dead_input("invalid_json", f"{REASONS['invalid_json']}: text before the first "
+                        f"JSON value ({found.start()} characters)", f"{origin}#prefix",
+                        text[:found.start()])
+        self._scan(text, found.start(), origin)
+        return True
 
     def _gunzip(self, data: bytes, origin: str) -> bytes | None:
         """Inflate every member, at most ``max_decompressed_bytes`` in all (``None`` when
@@ -218,9 +274,17 @@ class Parser:
                 self.dead_input("decompression_limit", message, origin, data[:256])
                 return None
             if not decomp.eof:
-                recovered = sum(map(len, member))
-                problem = ("truncated_gzip", f"{REASONS['truncated_gzip']} ({recovered} bytes "
-                           "recovered, not parsed)")
+                kept = self._cut_member(parts, member, origin)
+                if kept is None:
+                    recovered = sum(map(len, member))
+                    problem = ("truncated_gzip", f"{REASONS['truncated_gzip']} ({recovered} "
+                               "bytes recovered, not parsed: only whole JSON lines are "
+                               "kept from a cut stream)")
+                else:
+                    parts.append(kept)
+                    size += len(kept)
+                    if not size:  # cut inside the first line: its dead letter says it all
+                        return None
                 break
             parts += member
             size += sum(map(len, member))
@@ -241,6 +305,30 @@ class Parser:
         out = parts[0] if len(parts) == 1 else b"".join(parts)
         self.stats.bytes_read += len(out) - len(data)
         return out
+
+    def _cut_member(self, parts: list[bytes], member: list[bytes], origin: str
+                    ) -> bytes | None:
+        """The whole lines of a gzip member cut short, when the file is JSON lines: they
+        are parsed, and the cut tail is one ``truncated_gzip`` dead letter at its line.
+        Anything else (a ``Records`` document, pretty-printed JSON) returns ``None`` and
+        stays unparsed: a cut record array is not split into records here."""
+        cut = b"".join(member)
+        head = (parts[0] if parts else cut)[:4096]
+        if head[:3] == b"\xef\xbb\xbf":
+            head = head[3:]
+        if head.lstrip()[:1] != b"{" or b'"Records"' in head[:256] or \
+                b'"records"' in head[:256]:
+            return None
+        if not self._looks_like_json_lines(head.split(b"\n")[:-1], False):
+            return None
+        end = cut.rfind(b"\n") + 1
+        kept, tail = cut[:end], cut[end:]
+        line = sum(part.count(b"\n") for part in parts) + kept.count(b"\n") + 1
+        self.dead_input("truncated_gzip", f"{REASONS['truncated_gzip']} ({len(cut)} bytes "
+                        f"recovered; the whole lines before the cut are parsed, the cut line "
+                        f"{line} of {len(tail)} bytes is not)", f"{origin}:{line}",
+                        tail or None)
+        return kept
 
     def _whole_document(self, data: bytes, container: bool, origin: str) -> bool:
         if len(data) > self.max_record_bytes and not container:
@@ -643,7 +731,18 @@ class Parser:
 
     def _route_forced(self, forced: str, record: dict[str, Any], origin: str,
                       hints: dict[str, Any]) -> None:
-        if forced == cloudtrail.SOURCE:
+        """A record under ``--source``: one whose shape is another supported format is a
+        ``wrong_source`` dead letter (read as the forced source, it would become a wrong
+        event); one of no known shape is read as the forced source, which names what is
+        missing."""
+        shape = _shape_of(record)
+        if shape is not None and shape not in _ACCEPTS[forced]:
+            self.dead_input("wrong_source", f"{REASONS['wrong_source']}: looks like {shape}, "
+                            f"not {forced}", origin, _raw(record))
+            return
+        if forced == k8s.SOURCE and shape == _AKS:
+            self._aks(record, azure.lower_keys(record), origin, hints)
+        elif forced == cloudtrail.SOURCE:
             self._normalise(forced, cloudtrail.normalise, record, origin, None, hints)
         elif forced == gcp.SOURCE:
             self._normalise(forced, gcp.normalise, record, origin, None, hints)
@@ -766,9 +865,50 @@ _COUNTED = frozenset({"aws.cloudtrail", "gcp.audit", "k8s.audit", "azure.activit
                       "azure.signin"})
 
 
+# Shapes that only a forced source tells apart: a GKE LogEntry (GCP carrying Kubernetes)
+# and an AKS diagnostic record (Azure carrying Kubernetes).
+_GKE, _AKS = "gcp.audit (GKE)", "azure (AKS)"
+# The record shapes each ``--source`` reads; any other recognised shape is ``wrong_source``.
+_ACCEPTS = {
+    cloudtrail.SOURCE: frozenset({cloudtrail.SOURCE}),
+    gcp.SOURCE: frozenset({gcp.SOURCE, _GKE}),
+    k8s.SOURCE: frozenset({k8s.SOURCE, _GKE, _AKS}),
+    "azure": frozenset({azure.SOURCE_ACTIVITY, azure.SOURCE_SIGNIN, _AKS}),
+    azure.SOURCE_ACTIVITY: frozenset({azure.SOURCE_ACTIVITY}),
+    azure.SOURCE_SIGNIN: frozenset({azure.SOURCE_SIGNIN}),
+}
+
+
+def _shape_of(record: dict[str, Any]) -> str | None:
+    """The format a record's shape says, tested in the order ``Parser._route`` uses
+    (``None``: no supported shape)."""
+    if cloudtrail.looks_like(record):
+        return cloudtrail.SOURCE
+    payload = gcp.payload_of(record)
+    if payload is not None:
+        return _GKE if gcp.is_gke(record, payload) else gcp.SOURCE
+    if k8s.looks_like(record):
+        return k8s.SOURCE
+    low = azure.lower_keys(record)
+    if azure.category_of(low) in azure.AKS_CATEGORIES:
+        return _AKS
+    if azure.is_signin(low):
+        return azure.SOURCE_SIGNIN
+    if cloudtrail.looks_like_lowercased(low):
+        return cloudtrail.SOURCE
+    return azure.SOURCE_ACTIVITY if azure.looks_like(low) else None
+
+
 def _json_reason(err: Exception) -> str:
     text = str(err)
     return "invalid_utf8" if "UTF-8" in text or "utf-8" in text else "invalid_json"
+
+
+def _mostly_binary(sample: bytes) -> bool:
+    """More than a quarter of the bytes are control characters other than white space:
+    a compressed or executable file, not text with a stray NUL in it."""
+    control = len(sample) - len(sample.translate(None, _CONTROL_BYTES))
+    return control * 4 > len(sample)
 
 
 def _parses_as_object(line: bytes) -> bool:
@@ -776,14 +916,6 @@ def _parses_as_object(line: bytes) -> bool:
         return isinstance(orjson.loads(line), dict)
     except orjson.JSONDecodeError:
         return False
-
-
-def _first_line_is_record(handle: Any) -> bool:
-    if not hasattr(handle, "peek"):
-        return False
-    head = handle.peek(65536)
-    line, newline, _ = head.partition(b"\n")
-    return bool(newline) and _parses_as_object(line)
 
 
 def _loads_dict(text: Any) -> dict[str, Any]:

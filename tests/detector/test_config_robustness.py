@@ -125,3 +125,24 @@ def test_valid_config__still_loads(tmp_path):
     data = load_config(config)
     assert ScoringSettings.from_config(data["scoring"]).max_signals == 7
     assert ModelSettings.from_config(data["models"]).lateness_minutes == 5.0
+
+
+MALFORMED_YAML = [
+    ("scoring: [1", "line 2, column 1: expected ',' or ']', but got '<stream end>' "
+     "(while parsing a flow sequence started at line 1, column 10)"),
+    ("a: b: c", "line 1, column 5: mapping values are not allowed here"),
+    ("a:\n\tb: 1", "line 2, column 1: found character '\\t' that cannot start any token "
+     "(while scanning for the next token)"),
+    ('a: "\x01"', "character 5: unacceptable character #x0001: special characters are not "
+     "allowed"),
+]
+
+
+@pytest.mark.parametrize("text,problem", MALFORMED_YAML)
+def test_malformed_yaml__one_line_naming_file_line_and_column(tmp_path, capsys, text, problem):
+    config = tmp_path / "bad.yaml"
+    config.write_text(text + "\n")
+    for flag, what in (("--config", "config file"), ("--suppressions", "suppression file")):
+        assert replay_with(tmp_path, flag, str(config)) == 2
+        err = capsys.readouterr().err
+        assert err == f"nhi-detector replay: {what} {config} is not valid YAML: {problem}\n"

@@ -171,7 +171,7 @@ class TestFraming:
         events = parse_payload(orjson.dumps([record(1), gcp_like]), origin="x",
                                source="aws", stats=stats, dead_letters=dead)
         assert [e.source for e in events] == ["aws.cloudtrail"]
-        assert dead.reasons() == ["missing_time"]  # read as CloudTrail: no eventTime
+        assert dead.reasons() == ["wrong_source"]  # a GCP LogEntry is not read as CloudTrail
         with pytest.raises(ValueError, match="unknown source 'nope'"):
             Parser(stats=stats, dead_letters=dead, source="nope")
 

@@ -1,0 +1,103 @@
+"""A snapshot whose checksum is right but whose alert state has wrong-typed fields (written
+by another build, or edited and re-signed) is refused when loaded, with exit 2.
+
+Found by attacking ``--load-state``: ``alerts.cooldowns: {"x": "y"}`` loaded, and would
+have failed at that identity's next alert, part of the replay done.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from pathlib import Path
+
+import orjson
+import pytest
+
+from detector.alerts import AlertGroup
+from detector.engine import AlertState
+from tests.detector.test_break_replay_outputs import log_file  # noqa: F401 (fixture)
+from tests.replay.logs import run_replay
+
+DIGEST = 32
+
+
+def with_alerts(snapshot: bytes, field: str, value: object) -> bytes:
+    """``snapshot`` with ``field`` of every identity's alert state set to ``value``, signed
+    again (the layout is the one ``test_break_snapshot`` documents)."""
+    body = snapshot[:-DIGEST]
+    (header_len,) = struct.unpack(">I", body[10:14])
+    pos = 14 + header_len
+    (peers_len,) = struct.unpack(">I", body[pos:pos + 4])
+    pos += 4 + peers_len
+    out = [body[:pos]]
+    while pos < len(body):
+        key_len, blob_len = struct.unpack(">II", body[pos:pos + 8])
+        key = body[pos + 8:pos + 8 + key_len]
+        blob = body[pos + 8 + key_len:pos + 8 + key_len + blob_len]
+        pos += 8 + key_len + blob_len
+        (profile_len,) = struct.unpack(">I", blob[6:10])
+        rest = orjson.loads(blob[10 + profile_len:])
+        rest.setdefault("alerts", {})[field] = value
+        blob = blob[:10 + profile_len] + orjson.dumps(rest)
+        out.append(struct.pack(">II", len(key), len(blob)) + key + blob)
+    new = b"".join(out)
+    return new + hashlib.sha256(new).digest()
+
+
+@pytest.mark.parametrize(("field", "value", "problem"), [
+    ("cooldowns", {"x": "y"}, "alert cooldown has the wrong type: 'y'"),
+    ("cooldowns", {"x": [1.0]}, "alert cooldown is not [until, rank]: [1.0]"),
+    ("cooldowns", [1], "alert state cooldowns has the wrong type: [1]"),
+    ("expected", [1], "alert state expected item has the wrong type: 1"),
+    ("recurrence", {"s": [[1, "x"]]}, "alert recurrence sighting item has the wrong type: 'x'"),
+    ("insights", {"i": {"start": "x"}}, "alert insight start has the wrong type: 'x'"),
+    ("groups", {"g": 5}, "alert group is not a mapping: 5"),
+])
+def test_wrong_typed_alert_state__refused_at_load(log_file, tmp_path: Path, capsys,  # noqa: F811
+                                                  field, value, problem):
+    state = tmp_path / "state.snap"
+    assert run_replay([log_file], tmp_path, "--save-state", str(state))[0] == 0
+    bad = tmp_path / "bad.snap"
+    bad.write_bytes(with_alerts(state.read_bytes(), field, value))
+    capsys.readouterr()
+    assert run_replay([log_file], tmp_path, "--load-state", str(bad))[0] == 2
+    assert capsys.readouterr().err == (
+        f"nhi-detector replay: state snapshot {bad} refused: identity "
+        f"'etl@p1.iam.gserviceaccount.com': identity state is corrupt (TypeError: {problem})\n"
+    )
+
+
+def group_dict(**extra: object) -> dict:
+    group = AlertGroup(group="g", alert_id="a", opened=1.0, closes=2.0, last=1.5, score=0.5,
+                       severity="high", identity_kind="workload", kind_reason="r", owner="o",
+                       tenant=None, detectors=["d"], event_ids=["e"], count=1,
+                       signals=[{"detector": "d", "value": "v", "sentence": "s",
+                                 "weighted_score": 0.5}], values=[["d", "v"]])
+    data = group.to_dict()
+    data.update(extra)
+    return data
+
+
+@pytest.mark.parametrize(("extra", "problem"), [
+    ({"severity": "huge"}, "alert group severity is not a severity: 'huge'"),
+    ({"closes": "2"}, "alert group closes has the wrong type: '2'"),
+    ({"count": True}, "alert group count has the wrong type: True"),
+    ({"event_ids": [None]}, "alert group event_ids item has the wrong type: None"),
+    ({"signals": [{"detector": "d"}]}, "alert signal value has the wrong type: None"),
+    ({"values": [["d", 1]]}, "alert group value pair item has the wrong type: 1"),
+    ({"counts": {"d": "1"}}, "alert group counts item has the wrong type: '1'"),
+    ({"shadow": "no"}, "alert group shadow is not true or false: 'no'"),
+])
+def test_wrong_typed_alert_group__refused(extra, problem):
+    with pytest.raises(TypeError) as caught:
+        AlertGroup.from_dict(group_dict(**extra))
+    assert str(caught.value) == problem
+
+
+def test_a_well_typed_state_round_trips():
+    state = AlertState.from_dict({"groups": {"g": group_dict()}, "cooldowns": {"g": [3.0, 2.0]},
+                                  "expected": ["d\x1fv"], "recurrence": {"s": [[1, 2]]},
+                                  "insights": {"i": {"start": 1.0, "end": None}}})
+    assert AlertState.from_dict(orjson.loads(orjson.dumps(state.to_dict()))) == state
+    assert state.groups["g"].to_dict() == group_dict()
