@@ -32,7 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paths", nargs="+", metavar="PATH",
                         help="files, directories (recursive) or - for stdin")
     parser.add_argument("--source", choices=SOURCE_CHOICES,
-                        help="force one format instead of detecting it per record")
+                        help="force one format instead of detecting it per record; "
+                             "records of another supported format are then dead letters "
+                             "with reason wrong_source")
     parser.add_argument("--dead-letters", metavar="FILE",
                         help="append bad records to this JSON-lines file")
     parser.add_argument("--config", metavar="FILE",

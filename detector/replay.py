@@ -92,7 +92,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("paths", nargs="+", metavar="PATH",
         help="log files, directories (recursive, .gz too) or - for stdin")
     add("--source", choices=SOURCE_CHOICES,
-        help="force one source format (default: detected per record)")
+        help="force one source format (default: detected per record); records of another "
+             "supported format are then dead letters with reason wrong_source")
     add("--config", metavar="FILE", help="YAML configuration file")
     add("--suppressions", metavar="FILE", help="YAML suppression rules file")
     add("--alerts", metavar="FILE", default="-",
