@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
@@ -21,8 +22,9 @@ from tests.replay.logs import run_replay
 DIGEST = 32
 
 
-def with_inventory(snapshot: bytes, field: str, value: object) -> bytes:
-    """``snapshot`` with ``field`` of every identity's inventory set to ``value``, signed."""
+def resigned(snapshot: bytes, edit: Callable[[dict], None]) -> bytes:
+    """``snapshot`` with ``edit`` applied to every identity's non-profile state (inventory,
+    alerts ...), signed again so that only the content checks can refuse it."""
     body = snapshot[:-DIGEST]
     (header_len,) = struct.unpack(">I", body[10:14])
     pos = 14 + header_len
@@ -36,11 +38,16 @@ def with_inventory(snapshot: bytes, field: str, value: object) -> bytes:
         pos += 8 + key_len + blob_len
         (profile_len,) = struct.unpack(">I", blob[6:10])
         rest = orjson.loads(blob[10 + profile_len:])
-        rest["inventory"][field] = value
+        edit(rest)
         blob = blob[:10 + profile_len] + orjson.dumps(rest)
         out.append(struct.pack(">II", len(key), len(blob)) + key + blob)
     new = b"".join(out)
     return new + hashlib.sha256(new).digest()
+
+
+def with_inventory(snapshot: bytes, field: str, value: object) -> bytes:
+    """``snapshot`` with ``field`` of every identity's inventory set to ``value``, signed."""
+    return resigned(snapshot, lambda rest: rest["inventory"].__setitem__(field, value))
 
 
 @pytest.mark.parametrize(("field", "value", "problem"), [

@@ -7,8 +7,6 @@ have failed at that identity's next alert, part of the replay done.
 
 from __future__ import annotations
 
-import hashlib
-import struct
 from pathlib import Path
 
 import orjson
@@ -17,32 +15,13 @@ import pytest
 from detector.alerts import AlertGroup
 from detector.engine import AlertState
 from tests.detector.test_break_replay_outputs import log_file  # noqa: F401 (fixture)
+from tests.detector.test_break_snapshot import resigned
 from tests.replay.logs import run_replay
-
-DIGEST = 32
-
 
 def with_alerts(snapshot: bytes, field: str, value: object) -> bytes:
     """``snapshot`` with ``field`` of every identity's alert state set to ``value``, signed
-    again (the layout is the one ``test_break_snapshot`` documents)."""
-    body = snapshot[:-DIGEST]
-    (header_len,) = struct.unpack(">I", body[10:14])
-    pos = 14 + header_len
-    (peers_len,) = struct.unpack(">I", body[pos:pos + 4])
-    pos += 4 + peers_len
-    out = [body[:pos]]
-    while pos < len(body):
-        key_len, blob_len = struct.unpack(">II", body[pos:pos + 8])
-        key = body[pos + 8:pos + 8 + key_len]
-        blob = body[pos + 8 + key_len:pos + 8 + key_len + blob_len]
-        pos += 8 + key_len + blob_len
-        (profile_len,) = struct.unpack(">I", blob[6:10])
-        rest = orjson.loads(blob[10 + profile_len:])
-        rest.setdefault("alerts", {})[field] = value
-        blob = blob[:10 + profile_len] + orjson.dumps(rest)
-        out.append(struct.pack(">II", len(key), len(blob)) + key + blob)
-    new = b"".join(out)
-    return new + hashlib.sha256(new).digest()
+    again."""
+    return resigned(snapshot, lambda rest: rest.setdefault("alerts", {}).__setitem__(field, value))
 
 
 @pytest.mark.parametrize(("field", "value", "problem"), [
