@@ -224,3 +224,18 @@ def latest_inventory(bootstrap: str, app_id: str, story: scenario.Scenario) -> d
         return all(got.get(k, {}).get("events", 0) >= n for k, n in want.items())
 
     return latest(read_topic(bootstrap, f"{app_id}.inventory", until=complete, timeout=30))
+
+
+def warm_snapshot(story: scenario.Scenario, cut: float,
+                  tmp_path: Path) -> tuple[Path, list[dict[str, Any]]]:
+    """Replay the scenario's records before ``cut`` (epoch seconds) with ``--save-state``:
+    (the snapshot, the records left for the worker)."""
+    history = [r for r in story.records if r["eventTime"] < scenario.iso(cut)]
+    (tmp_path / "history.jsonl").write_bytes(frame_lines(history))
+    snapshot = tmp_path / "baselines.snap"
+    replay = subprocess.run(
+        [sys.executable, "-m", "detector.cli", "replay", str(tmp_path / "history.jsonl"),
+         "--save-state", str(snapshot), "--alerts", str(tmp_path / "replay-alerts.jsonl"),
+         "--no-progress"], capture_output=True, text=True, timeout=300)
+    assert replay.returncode == 0, replay.stderr
+    return snapshot, story.records[len(history):]

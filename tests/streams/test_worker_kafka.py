@@ -27,6 +27,7 @@ from tests.streams.kafka_helpers import (
     produce,
     read_topic,
     start_worker,
+    warm_snapshot,
     worker_args,
 )
 
@@ -201,19 +202,7 @@ def test_missing_raw_topic_fails_clearly_after_the_startup_timeout(
 
 def test_warm_start_from_a_replay_snapshot_is_applied_once(
         kafka_bootstrap: str, story: scenario.Scenario, tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
-    cut = scenario.T0 + 4 * 86400
-    history = [r for r in story.records if r["eventTime"] < scenario.iso(cut)]
-    live = story.records[len(history):]
-    (tmp_path / "history.jsonl").write_bytes(frame_lines(history))
-    snapshot = tmp_path / "baselines.snap"
-    replay = subprocess.run(
-        [sys.executable, "-m", "detector.cli", "replay", str(tmp_path / "history.jsonl"),
-         "--save-state", str(snapshot), "--alerts", str(tmp_path / "replay-alerts.jsonl"),
-         "--no-progress"], capture_output=True, text=True, timeout=300)
-    assert replay.returncode == 0, replay.stderr
+    snapshot, live = warm_snapshot(story, scenario.T0 + 4 * 86400, tmp_path)
     app_id = "warm"
     create_topic(kafka_bootstrap, f"{app_id}.raw")
     args = worker_args(kafka_bootstrap, app_id, tmp_path / "state", free_port(),

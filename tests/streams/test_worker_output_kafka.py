@@ -4,8 +4,6 @@ no library noise and nothing at all on stdout, even when stdout is a file."""
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,11 +13,11 @@ from tests.streams import scenario
 from tests.streams.kafka_helpers import (
     accounted_ids,
     create_topic,
-    frame_lines,
     framed_batches,
     free_port,
     produce,
     start_worker,
+    warm_snapshot,
     worker_args,
 )
 
@@ -34,15 +32,7 @@ def _messages(log_path: Path) -> list[str]:
 def test_default_level_prints_only_the_lifecycle(kafka_bootstrap: str,
                                                  story: scenario.Scenario,
                                                  tmp_path: Path) -> None:
-    history = [r for r in story.records if r["eventTime"] < scenario.iso(scenario.T0 + 86400)]
-    live = story.records[len(history):]
-    (tmp_path / "history.jsonl").write_bytes(frame_lines(history))
-    snapshot = tmp_path / "baselines.snap"
-    replay = subprocess.run(
-        [sys.executable, "-m", "detector.cli", "replay", str(tmp_path / "history.jsonl"),
-         "--save-state", str(snapshot), "--alerts", str(tmp_path / "replay-alerts.jsonl"),
-         "--no-progress"], capture_output=True, text=True, timeout=300)
-    assert replay.returncode == 0, replay.stderr
+    snapshot, live = warm_snapshot(story, scenario.T0 + 86400, tmp_path)
     app_id = "quiet"
     create_topic(kafka_bootstrap, f"{app_id}.raw")
     args = worker_args(kafka_bootstrap, app_id, tmp_path / "state", free_port(),
