@@ -167,8 +167,8 @@ SETTINGS: tuple[Setting, ...] = (
             "port of /livez, /readyz and /metrics; 0 picks a free port",
             bounds=Bounds(0, 65_535)),
     Setting("max_poll_records", "NHI_MAX_POLL_RECORDS", int, DEFAULT_MAX_POLL_RECORDS,
-            "Kafka messages per poll, 1 to 10000 (a bounded poll cannot hold the worker past "
-            "its session timeout)",
+            "Kafka messages per poll (a bounded poll cannot hold the worker past its session "
+            "timeout)",
             bounds=Bounds(1, 10_000)),
     Setting("max_fetch_bytes", "NHI_MAX_FETCH_BYTES", int, DEFAULT_MAX_FETCH_BYTES,
             "bytes per partition one fetch may return (at least the largest raw message)",
@@ -334,12 +334,17 @@ def default_text(setting: Setting) -> str:
     return str(value) if value != "" else "(empty)"
 
 
+def meaning_text(setting: Setting) -> str:
+    """The help line with the accepted range, as ``--help`` and docs/worker.md show it."""
+    return setting.help + (f" ({setting.bounds.text()})" if setting.bounds else "")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """One flag per setting; defaults stay None so the lower layers can fill them in (the
     help shows the built-in default, which a lower layer may still replace)."""
     for setting in SETTINGS:
         shown = default_text(setting).replace("%", "%%")
-        help_text = f"{setting.help} [env {setting.env}; default {shown}]"
+        help_text = f"{meaning_text(setting)} [env {setting.env}; default {shown}]"
         if setting.kind is bool:
             parser.add_argument(setting.option, dest=setting.name, default=None,
                                 action=argparse.BooleanOptionalAction, help=help_text)
