@@ -220,3 +220,25 @@ def test_produce__a_50_mb_record_is_skipped_and_the_run_goes_on(kafka_bootstrap,
                                           until=lambda m: len(m) >= 1, timeout=30)]
     assert values == [b'{"a":1}\n{"b":2}\n']
 
+
+
+class OneBrokerAdmin:
+    """Answers topic creation the way a one-broker cluster does for replication factor 3."""
+
+    def create_topics(self, topics) -> None:
+        from kafka.errors import InvalidReplicationFactorError
+
+        raise InvalidReplicationFactorError("Unable to replicate the partition 3 time(s)")
+
+    def describe_cluster(self) -> dict:
+        return {"brokers": [{"broker_id": 1}]}
+
+
+def test_worker__replication_beyond_the_brokers_is_a_config_error() -> None:
+    from detector.errors import ConfigError
+    from streams.admin import _create
+
+    with pytest.raises(ConfigError) as caught:
+        _create(OneBrokerAdmin(), ["raw"], 8, 3)
+    assert str(caught.value) == ("replication_factor: 3 is more than the 1 broker(s) of the "
+                                 "cluster: topic raw cannot be created")
