@@ -295,7 +295,7 @@ MAX_MESSAGE_BYTES_BOUNDS = (1024, 64 << 20)
 def check_arguments(args: argparse.Namespace) -> None:
     """Every flag checked before anything connects, with the worker's rules and wording:
     raises ``ConfigError`` naming the flag, the accepted range and the value."""
-    from streams.settings import Bounds, check_text
+    from streams.settings import BY_NAME, Bounds, check_setting, check_text
 
     Bounds(*RATE_BOUNDS, "records per second").check("--rate", args.rate)
     Bounds(*BATCH_RECORDS_BOUNDS).check("--batch-records", args.batch_records)
@@ -305,6 +305,11 @@ def check_arguments(args: argparse.Namespace) -> None:
     check_text("--bootstrap-servers", args.bootstrap_servers, "servers")
     if args.key is not None:
         check_text("--key", args.key, None)
+    for name in SECURITY_SETTINGS:
+        # an environment value is the flag's default, which argparse does not check
+        setting, value = BY_NAME[name], getattr(args, name)
+        where = setting.env if value == os.environ.get(setting.env) else setting.option
+        check_setting(name, value, where)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -531,6 +531,11 @@ CHECKS = {
 PATH_CHECKS = {"directory": _check_directory, "file": _check_file}
 
 
+def check_setting(name: str, value: Any, where: str) -> Any:
+    """One worker setting's checks, paths included, for another command (produce)."""
+    return _convert(BY_NAME[name], value, where, check_paths=True)
+
+
 def check_text(where: str, value: str, check: str | None) -> None:
     """The text checks of the worker's settings, for another command's flag (produce)."""
     _check_utf8(where, value)

@@ -141,6 +141,8 @@ def produce(tmp_path, monkeypatch):
     from streams import produce as produce_module
 
     monkeypatch.setattr(produce_module, "make_producer", connecting_fails)
+    for name in produce_module.SECURITY_SETTINGS:
+        monkeypatch.delenv("NHI_" + name.upper(), raising=False)
     path = tmp_path / "a.jsonl"
     path.write_bytes(orjson.dumps({"eventName": "GetObject"}) + b"\n")
 
@@ -162,6 +164,8 @@ PRODUCE_FLAGS = [
     (("--key", "\udcff"), "--key: b'\\xff' is not valid UTF-8 text"),
     (("--topic", "a:b"),
      f"--topic: 'a:b' is not a valid Kafka topic name: 1 to 249 {NAME_RULE}"),
+    (("--security-protocol", "SSL", "--ssl-cafile", "/nonexistent/ca.pem"),
+     "--ssl-cafile: '/nonexistent/ca.pem' is not a readable file"),
 ]
 
 
@@ -169,6 +173,15 @@ PRODUCE_FLAGS = [
                                                             PRODUCE_FLAGS])
 def test_produce__bad_flag_is_one_line_and_exit_2(produce, capsys, flags, line) -> None:
     assert produce(*flags, capsys=capsys) == (2, PRODUCE + line + "\n")
+
+
+def test_produce__bad_environment_value_is_one_line_and_exit_2(produce, capsys,
+                                                               monkeypatch) -> None:
+    # the environment only supplies the flag's default, which argparse never checks
+    monkeypatch.setenv("NHI_SECURITY_PROTOCOL", "bogus")
+    assert produce(capsys=capsys) == (
+        2, f"{PRODUCE}NHI_SECURITY_PROTOCOL: security_protocol='bogus' is not one of "
+           f"('PLAINTEXT', 'SSL', 'SASL_PLAINTEXT', 'SASL_SSL')\n")
 
 
 def test_produce__an_oversized_record_is_named_and_the_rest_is_read(tmp_path) -> None:
