@@ -484,14 +484,16 @@ def _check_worker_id(where: str, value: str) -> None:
 
 
 def _check_raw_topics(where: str, value: tuple[str, ...]) -> None:
-    from detector.event import SOURCES
+    from detector.sources import canonical_source
 
     for item in value:
         name, colon, source = item.partition(":")
         _check_topic(where, name)
-        if colon and source not in SOURCES:
-            raise ConfigError(f"{where}: {item!r} pins unknown source {source!r} "
-                              f"(known: {', '.join(SOURCES)})")
+        if colon:
+            try:  # the parser's own names, short ones (aws, k8s) included
+                canonical_source(source)
+            except ValueError as err:
+                raise ConfigError(f"{where}: {item!r} pins an {err}") from None
 
 
 def _check_servers(where: str, value: str) -> None:

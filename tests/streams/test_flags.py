@@ -13,7 +13,8 @@ from detector.cli import main
 
 WORKER = "nhi-detector worker: "
 PRODUCE = "nhi-detector produce: "
-SOURCES = "aws.cloudtrail, gcp.audit, azure.activity, azure.signin, k8s.audit"
+SOURCES = ("['aws', 'aws.cloudtrail', 'azure', 'azure.activity', 'azure.signin', "
+           "'cloudtrail', 'gcp', 'gcp.audit', 'k8s', 'k8s.audit', 'kubernetes']")
 NAME_RULE = "characters of A-Z a-z 0-9 . _ - (not . or ..)"
 # a non-UTF-8 byte on the command line or in the environment reaches Python as this escape
 NOT_UTF8 = "a\udcff"
@@ -62,7 +63,7 @@ WORKER_FLAGS = [
     (("--partitions", "0"), "--partitions: must be in 1..10000, not 0"),
     (("--max-poll-records", "0"), "--max-poll-records: must be in 1..10000, not 0"),
     (("--raw-topics", "a:nosuchsource"),
-     f"--raw-topics: 'a:nosuchsource' pins unknown source 'nosuchsource' (known: {SOURCES})"),
+     f"--raw-topics: 'a:nosuchsource' pins an unknown source 'nosuchsource'; known: {SOURCES}"),
     (("--raw-topics", "a b"),
      f"--raw-topics: 'a b' is not a valid Kafka topic name: 1 to 249 {NAME_RULE}"),
     (("--alerts-topic", "alerts/x"),
@@ -121,8 +122,8 @@ def test_worker__bad_environment_value_is_one_line_and_exit_2(worker, capsys, mo
     ("web_port: true",
      "worker.web_port: invalid value True for web_port: a boolean is not a number"),
     ("raw_topics: [a, 'b:nosuchsource']",
-     f"worker.raw_topics: 'b:nosuchsource' pins unknown source 'nosuchsource' "
-     f"(known: {SOURCES})"),
+     f"worker.raw_topics: 'b:nosuchsource' pins an unknown source 'nosuchsource'; "
+     f"known: {SOURCES}"),
 ])
 def test_worker__bad_config_file_value_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys,
                                                               section, line) -> None:

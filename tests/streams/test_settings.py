@@ -41,6 +41,8 @@ class TestLoadSettings:
     def test_raw_topics__pin_a_source_per_topic(self) -> None:
         settings = load_settings(parse("--raw-topics", "ct:aws.cloudtrail, mixed"), {}, {})
         assert settings.topic_sources() == {"ct": "aws.cloudtrail", "mixed": None}
+        short = load_settings(parse("--raw-topics", "ct:aws,kube:k8s"), {}, {})
+        assert short.topic_sources() == {"ct": "aws", "kube": "k8s"}
 
     def test_booleans__from_env_text_and_flags(self) -> None:
         assert load_settings(parse(), {"NHI_SHADOW": "yes"}, {}).shadow is True
