@@ -214,7 +214,7 @@ def _create_outputs(settings: WorkerSettings, admin: Any) -> None:
 def _create(admin: Any, topics: list[str], partitions: int, replication: int,
             configs: dict[str, str] | None = None) -> None:
     from kafka.admin import NewTopic
-    from kafka.errors import TopicAlreadyExistsError
+    from kafka.errors import InvalidReplicationFactorError, TopicAlreadyExistsError
 
     for name in topics:
         try:
@@ -224,6 +224,18 @@ def _create(admin: Any, topics: list[str], partitions: int, replication: int,
                      f", {configs}" if configs else "")
         except TopicAlreadyExistsError:
             pass
+        except InvalidReplicationFactorError:
+            # retrying cannot help, and the broker's answer is a page of request repr
+            raise ConfigError(f"replication_factor: {replication} is more than the "
+                              f"{_broker_count(admin)} broker(s) of the cluster: topic "
+                              f"{name} cannot be created") from None
+
+
+def _broker_count(admin: Any) -> str:
+    try:
+        return str(len(admin.describe_cluster()["brokers"]))
+    except Exception:  # noqa: BLE001 - only for the message; the error stands without it
+        return "available"
 
 
 def _check_repartition(settings: WorkerSettings, admin: Any) -> None:

@@ -144,8 +144,11 @@ def batches(records: Iterable[bytes], *, size: int, max_bytes: int) -> Iterator[
         yield batch
 
 
-def read_records(paths: list[str], errors: list[str]) -> Iterator[bytes]:
-    """Records of every file under ``paths``; unreadable files are noted in ``errors``."""
+def read_records(paths: list[str], errors: list[str],
+                 max_bytes: int | None = None) -> Iterator[bytes]:
+    """Records of every file under ``paths``; unreadable files are noted in ``errors``, and
+    so is each record longer than ``max_bytes``: no Kafka message could hold it, and sending
+    it would abort the whole run, so it is named (file and line) and the run goes on."""
     from detector.sources import Parser, iter_files
     from detector.sources.deadletter import ListDeadLetters
     from detector.stats import RunStats
@@ -155,10 +158,32 @@ def read_records(paths: list[str], errors: list[str]) -> Iterator[bytes]:
     for path in iter_files(paths, parser):
         try:
             data = sys.stdin.buffer.read() if path == "-" else _read(path)
-            yield from split_records(data)
+            records = split_records(data)
         except (OSError, InputError) as err:
             errors.append(f"{path}: {err}")
+            continue
+        if max_bytes is None or all(len(record) <= max_bytes for record in records):
+            yield from records
+            continue
+        for place, record in zip(_places(data, records), records):
+            if len(record) > max_bytes:
+                errors.append(f"{path} {place}: record of {len(record):,} bytes is over "
+                              f"--max-message-bytes {max_bytes}: not sent")
+            else:
+                yield record
     errors.extend(f"{item['origin']}: {item['message']}" for item in missing.items)
+
+
+def _places(data: bytes, records: list[bytes]) -> list[str]:
+    """Where each record of ``data`` is, for the skip message: ``line N`` of a JSON-lines
+    file, else ``record N`` of the document (one line can hold a whole array)."""
+    if data[:2] == b"\x1f\x8b":
+        data = _gunzip(data)
+    numbered = [(number, line.strip()) for number, line in enumerate(data.split(b"\n"), 1)
+                if line.strip()]
+    if len(numbered) == len(records):
+        return [f"line {number}" for number, _ in numbered]
+    return [f"record {number}" for number in range(1, len(records) + 1)]
 
 
 def _read(path: str) -> bytes:
@@ -259,14 +284,45 @@ def missing_topic(producer: Any, topic: str) -> str | None:
     return None
 
 
+# Records per second: 0 means no limit; a billion is past any broker, so more is a typo.
+RATE_BOUNDS = (0, 1e9)
+BATCH_RECORDS_BOUNDS = (1, 100_000)
+# A message must hold one audit record (a few kB); the worker's --max-fetch-bytes caps
+# what it can read at 64 MiB.
+MAX_MESSAGE_BYTES_BOUNDS = (1024, 64 << 20)
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    """Every flag checked before anything connects, with the worker's rules and wording:
+    raises ``ConfigError`` naming the flag, the accepted range and the value."""
+    from streams.settings import BY_NAME, Bounds, check_setting, check_text
+
+    Bounds(*RATE_BOUNDS, "records per second").check("--rate", args.rate)
+    Bounds(*BATCH_RECORDS_BOUNDS).check("--batch-records", args.batch_records)
+    Bounds(*MAX_MESSAGE_BYTES_BOUNDS, "bytes").check("--max-message-bytes",
+                                                    args.max_message_bytes)
+    check_text("--topic", args.topic, "topic")
+    check_text("--bootstrap-servers", args.bootstrap_servers, "servers")
+    if args.key is not None:
+        check_text("--key", args.key, None)
+    for name in SECURITY_SETTINGS:
+        # an environment value is the flag's default, which argparse does not check
+        setting, value = BY_NAME[name], getattr(args, name)
+        where = setting.env if value == os.environ.get(setting.env) else setting.option
+        check_setting(name, value, where)
+
+
 def run(args: argparse.Namespace) -> int:
     from streams import logs
     from streams.admin import ConnectionCauses
 
     logs.install(lifecycle=False)
 
-    if args.batch_records < 1:
-        raise ConfigError("--batch-records must be at least 1")
+    try:
+        check_arguments(args)
+    except ConfigError as err:
+        print(f"nhi-detector produce: {err}", file=sys.stderr)
+        return 2
     errors: list[str] = []
     show = sys.stderr.isatty() if args.progress is None else args.progress
     progress = Progress(sys.stderr, enabled=show)
@@ -291,7 +347,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"nhi-detector produce: {missing}", file=sys.stderr)
             return 3
         key = args.key.encode("utf-8") if args.key else None
-        send_records(producer, args.topic, read_records(args.paths, errors),
+        send_records(producer, args.topic,
+                     read_records(args.paths, errors, args.max_message_bytes),
                      batch_records=args.batch_records, framing=args.framing,
                      max_bytes=args.max_message_bytes, key=key, rate=args.rate,
                      progress=progress)

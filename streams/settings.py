@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
+import re
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -51,6 +53,42 @@ SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
 
 @dataclass(frozen=True)
+class Bounds:
+    """An accepted numeric range, written into the error so the operator sees the fix.
+
+    ``open_low`` refuses the low bound itself: a duration of 0 seconds would turn a timer
+    into a busy loop or a window that never closes.
+    """
+
+    low: float
+    high: float
+    unit: str = ""
+    open_low: bool = False
+
+    def text(self) -> str:
+        unit = f" {self.unit}" if self.unit else ""
+        low, high = _plain(self.low), _plain(self.high)
+        if self.open_low:
+            return f"more than {low} and at most {high}{unit}"
+        return f"in {low}..{high}{unit}"
+
+    def check(self, where: str, value: float) -> None:
+        """Raise ``ConfigError`` for a value outside the range, NaN and infinities included
+        (every comparison with NaN is false, so a plain ``value < low`` lets it through)."""
+        inside = math.isfinite(value) and self.low <= value <= self.high
+        if not inside or (self.open_low and value == self.low):
+            raise ConfigError(f"{where}: must be {self.text()}, not {value!r}")
+
+
+SECONDS = "seconds"
+
+
+def _plain(number: float) -> str:
+    """``1048576`` and ``0.1``, never ``1.04858e+06``: the operator copies it into a flag."""
+    return str(int(number)) if float(number).is_integer() else repr(number)
+
+
+@dataclass(frozen=True)
 class Setting:
     """One setting: attribute name, flag, environment variable, type, default, help line."""
 
@@ -61,6 +99,11 @@ class Setting:
     help: str
     flag: str | None = None
     choices: tuple[str, ...] | None = None
+    # numbers: the accepted range, checked for every layer (flag, environment, file)
+    bounds: Bounds | None = None
+    # text: "topic" (a Kafka topic name), "optional_topic" (the same, or empty), "app_id",
+    # "worker_id", "servers" (host:port list), "directory" or "file" (paths checked)
+    check: str | None = None
 
     @property
     def option(self) -> str:
@@ -69,77 +112,101 @@ class Setting:
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("bootstrap_servers", "NHI_BOOTSTRAP_SERVERS", str, DEFAULT_BOOTSTRAP,
-            "Kafka bootstrap servers, host:port[,host:port] (also KAFKA_BOOTSTRAP_SERVERS)"),
+            "Kafka bootstrap servers, host:port[,host:port] (also KAFKA_BOOTSTRAP_SERVERS)",
+            check="servers"),
     Setting("app_id", "NHI_APP_ID", str, DEFAULT_APP_ID,
-            "consumer group and prefix of internal topics (repartition, changelog)"),
+            "consumer group and prefix of internal topics (repartition, changelog)",
+            check="app_id"),
     Setting("raw_topics", "NHI_RAW_TOPICS", list, list(DEFAULT_RAW_TOPICS),
             "raw audit-log topics, comma separated; TOPIC:SOURCE pins a source "
             "(e.g. ct-raw:aws.cloudtrail), a bare name auto-detects per record",
-            flag="--raw-topics"),
-    Setting("alerts_topic", "NHI_ALERTS_TOPIC", str, "nhi.alerts", "alerts output topic"),
+            flag="--raw-topics", check="raw_topics"),
+    Setting("alerts_topic", "NHI_ALERTS_TOPIC", str, "nhi.alerts", "alerts output topic",
+            check="topic"),
     Setting("shadow_topic", "NHI_SHADOW_TOPIC", str, "nhi.alerts.shadow",
-            "alerts topic used in shadow mode and for detectors configured as shadow"),
+            "alerts topic used in shadow mode and for detectors configured as shadow",
+            check="topic"),
     Setting("inventory_topic", "NHI_INVENTORY_TOPIC", str, "nhi.inventory",
-            "identity inventory topic (compacted, keyed by identity)"),
+            "identity inventory topic (compacted, keyed by identity)",
+            check="topic"),
     Setting("dead_letter_topic", "NHI_DEAD_LETTER_TOPIC", str, "nhi.dead-letters",
-            "dead-letter topic: raw record, reason, topic, partition, offset"),
+            "dead-letter topic: raw record, reason, topic, partition, offset",
+            check="topic"),
     Setting("accounting_topic", "NHI_ACCOUNTING_TOPIC", str, "",
             "optional topic receiving the event ids of every processed batch (audits that "
-            "no input is lost); empty disables it"),
+            "no input is lost); empty disables it",
+            check="optional_topic"),
     Setting("partitions", "NHI_PARTITIONS", int, DEFAULT_PARTITIONS,
-            "partitions of the repartition topic and the state table (the unit of scale-out)"),
+            "partitions of the repartition topic and the state table (the unit of scale-out)",
+            bounds=Bounds(1, 10_000)),
     Setting("replication_factor", "NHI_REPLICATION_FACTOR", int, 1,
-            "replication factor of the topics the worker creates"),
+            "replication factor of the topics the worker creates",
+            bounds=Bounds(1, 32_767)),
     Setting("alert_format", "NHI_ALERT_FORMAT", str, "native",
             "alert payload format", choices=ALERT_FORMATS),
     Setting("shadow", "NHI_SHADOW", bool, False,
             "write every alert to the shadow topic instead of the alerts topic"),
     Setting("state_dir", "NHI_STATE_DIR", str, "./nhi-worker-data",
-            "parent of the per-worker data directory (state_dir/<worker_id>)"),
+            "parent of the per-worker data directory (state_dir/<worker_id>)",
+            check="directory"),
     Setting("worker_id", "NHI_WORKER_ID", str, "",
-            "this worker's name in its data directory (default: the host name)"),
+            "this worker's name in its data directory (default: the host name)",
+            check="worker_id"),
     Setting("store", "NHI_STORE", str, "auto",
             "table store: rocksdb, memory, or auto (rocksdb when rocksdict imports)",
             choices=STORES),
     Setting("config", "NHI_CONFIG", str, "", "core configuration file (YAML)"),
-    Setting("suppressions", "NHI_SUPPRESSIONS", str, "", "suppression rules file (YAML)"),
+    Setting("suppressions", "NHI_SUPPRESSIONS", str, "", "suppression rules file (YAML)",
+            check="file"),
     Setting("load_state", "NHI_LOAD_STATE", str, "",
-            "warm start: replay snapshot whose identities seed the state table, applied once"),
+            "warm start: replay snapshot whose identities seed the state table, applied once",
+            check="file"),
     Setting("web_host", "NHI_WEB_HOST", str, "127.0.0.1",
             "address of the health and metrics endpoint (0.0.0.0 inside a pod)"),
     Setting("web_port", "NHI_WEB_PORT", int, DEFAULT_WEB_PORT,
-            "port of /livez, /readyz and /metrics; 0 picks a free port"),
+            "port of /livez, /readyz and /metrics; 0 picks a free port",
+            bounds=Bounds(0, 65_535)),
     Setting("max_poll_records", "NHI_MAX_POLL_RECORDS", int, DEFAULT_MAX_POLL_RECORDS,
-            "Kafka messages per poll, 1 to 10000 (a bounded poll cannot hold the worker past "
-            "its session timeout)"),
+            "Kafka messages per poll (a bounded poll cannot hold the worker past its session "
+            "timeout)",
+            bounds=Bounds(1, 10_000)),
     Setting("max_fetch_bytes", "NHI_MAX_FETCH_BYTES", int, DEFAULT_MAX_FETCH_BYTES,
-            "bytes per partition one fetch may return (at least the largest raw message)"),
+            "bytes per partition one fetch may return (at least the largest raw message)",
+            bounds=Bounds(1 << 20, 64 << 20, "bytes")),
     Setting("ingest_window", "NHI_INGEST_WINDOW", float, 0.5,
             "seconds of raw messages split together into one repartition message per "
-            "partition (amortises Faust's per-message cost for single-record input)"),
+            "partition (amortises Faust's per-message cost for single-record input)",
+            bounds=Bounds(0, 60, SECONDS, open_low=True)),
     Setting("ingest_max_messages", "NHI_INGEST_MAX_MESSAGES", int,
             DEFAULT_INGEST_MAX_MESSAGES,
             "raw messages at most in one ingest window: a backlog is split in windows this "
-            "large instead of one per --ingest-window"),
+            "large instead of one per --ingest-window",
+            bounds=Bounds(1, 100_000)),
     Setting("io_timeout", "NHI_IO_TIMEOUT", float, DEFAULT_IO_TIMEOUT_S,
-            "timeout in seconds of every send and flush made by a handler"),
+            "timeout in seconds of every send and flush made by a handler",
+            bounds=Bounds(0, 3600, SECONDS, open_low=True)),
     Setting("liveness_commit_age", "NHI_LIVENESS_COMMIT_AGE", float,
             DEFAULT_LIVENESS_COMMIT_AGE_S,
-            "liveness fails when a partition has lag and no commit for this many seconds"),
+            "liveness fails when a partition has lag and no commit for this many seconds",
+            bounds=Bounds(0, 86_400, SECONDS, open_low=True)),
     Setting("startup_timeout", "NHI_STARTUP_TIMEOUT", float, 0.0,
             "give up (exit 3) when the broker or raw topics are missing this long; 0 waits "
-            "forever, retrying with backoff"),
+            "forever, retrying with backoff",
+            bounds=Bounds(0, 86_400, SECONDS)),
     Setting("lock_wait", "NHI_LOCK_WAIT", float, 30.0,
-            "seconds to wait for another process to release the data directory"),
+            "seconds to wait for another process to release the data directory",
+            bounds=Bounds(0, 86_400, SECONDS)),
     Setting("create_topics", "NHI_CREATE_TOPICS", bool, False,
             "create missing raw topics instead of waiting for them"),
     Setting("allow_changelog_retention", "NHI_ALLOW_CHANGELOG_RETENTION", bool, False,
             "start even when a changelog topic has delete retention (not advised: "
             "identity state can be lost)"),
     Setting("session_timeout", "NHI_SESSION_TIMEOUT", float, 30.0,
-            "consumer group session timeout: how fast a dead worker's partitions move"),
+            "consumer group session timeout: how fast a dead worker's partitions move",
+            bounds=Bounds(1, 1800, SECONDS)),
     Setting("commit_interval", "NHI_COMMIT_INTERVAL", float, 2.8,
-            "seconds between offset commits"),
+            "seconds between offset commits",
+            bounds=Bounds(0.1, 3600, SECONDS)),
     Setting("security_protocol", "NHI_SECURITY_PROTOCOL", str, "PLAINTEXT",
             "Kafka security protocol", choices=SECURITY_PROTOCOLS),
     Setting("sasl_mechanism", "NHI_SASL_MECHANISM", str, "PLAIN",
@@ -147,9 +214,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("sasl_username", "NHI_SASL_USERNAME", str, "", "SASL user name"),
     Setting("sasl_password", "NHI_SASL_PASSWORD", str, "",
             "SASL password (prefer the environment variable to the flag)"),
-    Setting("ssl_cafile", "NHI_SSL_CAFILE", str, "", "CA bundle for TLS"),
-    Setting("ssl_certfile", "NHI_SSL_CERTFILE", str, "", "client certificate for mutual TLS"),
-    Setting("ssl_keyfile", "NHI_SSL_KEYFILE", str, "", "client key for mutual TLS"),
+    Setting("ssl_cafile", "NHI_SSL_CAFILE", str, "", "CA bundle for TLS",
+            check="file"),
+    Setting("ssl_certfile", "NHI_SSL_CERTFILE", str, "", "client certificate for mutual TLS",
+            check="file"),
+    Setting("ssl_keyfile", "NHI_SSL_KEYFILE", str, "", "client key for mutual TLS",
+            check="file"),
 )
 BY_NAME = {s.name: s for s in SETTINGS}
 
@@ -264,12 +334,17 @@ def default_text(setting: Setting) -> str:
     return str(value) if value != "" else "(empty)"
 
 
+def meaning_text(setting: Setting) -> str:
+    """The help line with the accepted range, as ``--help`` and docs/worker.md show it."""
+    return setting.help + (f" ({setting.bounds.text()})" if setting.bounds else "")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """One flag per setting; defaults stay None so the lower layers can fill them in (the
     help shows the built-in default, which a lower layer may still replace)."""
     for setting in SETTINGS:
         shown = default_text(setting).replace("%", "%%")
-        help_text = f"{setting.help} [env {setting.env}; default {shown}]"
+        help_text = f"{meaning_text(setting)} [env {setting.env}; default {shown}]"
         if setting.kind is bool:
             parser.add_argument(setting.option, dest=setting.name, default=None,
                                 action=argparse.BooleanOptionalAction, help=help_text)
@@ -282,8 +357,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def load_settings(args: argparse.Namespace | None = None,
                   environ: Mapping[str, str] | None = None,
-                  file_section: Mapping[str, Any] | None = None) -> WorkerSettings:
-    """Merge the four layers and validate; raises ``ConfigError`` naming the bad value."""
+                  file_section: Mapping[str, Any] | None = None, *,
+                  check_paths: bool = False) -> WorkerSettings:
+    """Merge the four layers and validate; raises ``ConfigError`` naming the bad value.
+
+    ``check_paths`` also checks that the files exist and the state directory can be made:
+    the worker asks for it before it starts; settings rendered for another host (the Helm
+    chart's pod) are only checked in form.
+    """
     environ = os.environ if environ is None else environ
     file_section = file_section or {}
     unknown = sorted(set(file_section) - set(BY_NAME))
@@ -292,7 +373,7 @@ def load_settings(args: argparse.Namespace | None = None,
     values = {}
     for setting in SETTINGS:
         raw, where = _pick(setting, args, environ, file_section)
-        values[setting.name] = _convert(setting, raw, where)
+        values[setting.name] = _convert(setting, raw, where, check_paths)
     settings = WorkerSettings(**values)
     _validate(settings)
     return settings
@@ -312,44 +393,162 @@ def _pick(setting: Setting, args: argparse.Namespace | None, environ: Mapping[st
     return setting.default, "default"
 
 
-def _convert(setting: Setting, raw: Any, where: str) -> Any:
+def _convert(setting: Setting, raw: Any, where: str, check_paths: bool = False) -> Any:
     try:
         if setting.kind is list:
             items = raw.split(",") if isinstance(raw, str) else list(raw)
-            return tuple(str(item).strip() for item in items if str(item).strip())
-        if setting.kind is bool:
+            value = tuple(str(item).strip() for item in items if str(item).strip())
+        elif setting.kind is bool:
             if isinstance(raw, bool):
                 return raw
             text = str(raw).strip().lower()
             if text not in {"1", "true", "yes", "on", "0", "false", "no", "off", ""}:
                 raise ValueError(f"not a boolean: {raw!r}")
             return text in {"1", "true", "yes", "on"}
-        value = setting.kind(raw)
+        elif setting.kind in (int, float):
+            value = _number(setting.kind, raw)
+        else:
+            value = setting.kind(raw)
     except (TypeError, ValueError) as err:
         raise ConfigError(f"{where}: invalid value {raw!r} for {setting.name}: {err}") from err
     if setting.choices and value not in setting.choices:
         raise ConfigError(f"{where}: {setting.name}={value!r} is not one of {setting.choices}")
+    if setting.bounds is not None:
+        setting.bounds.check(where, value)
+    for text in value if isinstance(value, tuple) else (value,):
+        if isinstance(text, str):
+            _check_utf8(where, text)
+    if setting.check in PATH_CHECKS:
+        if check_paths:
+            PATH_CHECKS[setting.check](where, value)
+    elif setting.check:
+        CHECKS[setting.check](where, value)
     return value
 
 
+def _number(kind: type, raw: Any) -> float:
+    """``int(2.7)`` would silently drop the fraction of a config file's ``2.7`` and
+    ``float(True)`` would read a YAML boolean as 1.0: both are refused instead."""
+    if isinstance(raw, bool):
+        raise ValueError("a boolean is not a number")
+    if kind is int and isinstance(raw, float):
+        if not raw.is_integer():
+            raise ValueError("not a whole number")
+        return int(raw)
+    return kind(raw)
+
+
+def _check_utf8(where: str, text: str) -> None:
+    """A flag or environment value that is not UTF-8 arrives with surrogate escapes; Kafka
+    names and the log lines need real text, so it is refused here, not at the first send."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        try:  # the bytes as they were given, e.g. b'a\xff', rather than Python's escapes
+            shown = repr(os.fsencode(text))
+        except UnicodeError:
+            shown = repr(text)
+        raise ConfigError(f"{where}: {shown} is not valid UTF-8 text") from None
+
+
+# Kafka's own rule for topic names (and so for the prefix of the worker's internal topics)
+TOPIC_CHARS = re.compile(r"[A-Za-z0-9._-]+")
+TOPIC_MAX_CHARS = 249
+# the longest internal topic name is "<app_id>-identity-state-changelog"
+APP_ID_MAX_CHARS = TOPIC_MAX_CHARS - len("-identity-state-changelog")
+
+
+def _check_name(where: str, name: str, what: str, limit: int) -> None:
+    if not name or name in (".", "..") or not TOPIC_CHARS.fullmatch(name) \
+            or len(name) > limit:
+        raise ConfigError(f"{where}: {name!r} is not a valid {what}: 1 to {limit} characters "
+                          f"of A-Z a-z 0-9 . _ - (not . or ..)")
+
+
+def _check_topic(where: str, value: str) -> None:
+    _check_name(where, value, "Kafka topic name", TOPIC_MAX_CHARS)
+
+
+def _check_optional_topic(where: str, value: str) -> None:
+    if value:
+        _check_topic(where, value)
+
+
+def _check_app_id(where: str, value: str) -> None:
+    _check_name(where, value, "app id (it prefixes topic names)", APP_ID_MAX_CHARS)
+
+
+def _check_worker_id(where: str, value: str) -> None:
+    if value:
+        _check_name(where, value, "worker id (it names a directory)", 255)
+
+
+def _check_raw_topics(where: str, value: tuple[str, ...]) -> None:
+    from detector.sources import canonical_source
+
+    for item in value:
+        name, colon, source = item.partition(":")
+        _check_topic(where, name)
+        if colon:
+            try:  # the parser's own names, short ones (aws, k8s) included
+                canonical_source(source)
+            except ValueError as err:
+                raise ConfigError(f"{where}: {item!r} pins an {err}") from None
+
+
+def _check_servers(where: str, value: str) -> None:
+    for server in value.split(","):
+        host, colon, port = server.strip().rpartition(":")
+        if not (colon and host and port.isdigit() and 1 <= int(port) <= 65_535):
+            raise ConfigError(f"{where}: {server!r} is not host:port with a port in 1..65535")
+
+
+def _check_directory(where: str, value: str) -> None:
+    """The path, or the nearest part of it that exists, must be a writable directory: the
+    worker creates the rest and its lock file there."""
+    if not value:
+        raise ConfigError(f"{where}: a directory is needed, not an empty value")
+    path = Path(value)
+    for part in (path, *path.parents):
+        if not os.path.lexists(part):
+            continue
+        if not part.is_dir():
+            raise ConfigError(f"{where}: {value!r} cannot be a directory: {str(part)!r} "
+                              f"is not a directory")
+        if not os.access(part, os.W_OK | os.X_OK):
+            raise ConfigError(f"{where}: {value!r} cannot be created: {str(part)!r} is "
+                              f"not writable")
+        return
+
+
+def _check_file(where: str, value: str) -> None:
+    if value and not Path(value).is_file():
+        raise ConfigError(f"{where}: {value!r} is not a readable file")
+
+
+CHECKS = {
+    "topic": _check_topic, "optional_topic": _check_optional_topic, "app_id": _check_app_id,
+    "worker_id": _check_worker_id, "raw_topics": _check_raw_topics, "servers": _check_servers,
+}
+PATH_CHECKS = {"directory": _check_directory, "file": _check_file}
+
+
+def check_setting(name: str, value: Any, where: str) -> Any:
+    """One worker setting's checks, paths included, for another command (produce)."""
+    return _convert(BY_NAME[name], value, where, check_paths=True)
+
+
+def check_text(where: str, value: str, check: str | None) -> None:
+    """The text checks of the worker's settings, for another command's flag (produce)."""
+    _check_utf8(where, value)
+    if check:
+        CHECKS[check](where, value)
+
+
 def _validate(settings: WorkerSettings) -> None:
+    """Rules across settings; each setting's own range and form are checked in ``_convert``."""
     if not settings.raw_topics:
         raise ConfigError("raw_topics: at least one raw topic is needed")
-    if settings.partitions < 1:
-        raise ConfigError(f"partitions must be at least 1, not {settings.partitions}")
-    if not 1 <= settings.max_poll_records <= 10_000:
-        raise ConfigError(f"max_poll_records must be in 1..10000 (a bounded poll keeps the "
-                          f"worker in its group), not {settings.max_poll_records}")
-    if settings.ingest_window <= 0:
-        raise ConfigError("ingest_window must be positive")
-    if not 1 << 20 <= settings.max_fetch_bytes <= 64 << 20:
-        raise ConfigError(f"max_fetch_bytes must be in 1 MiB..64 MiB (1048576..67108864), "
-                          f"not {settings.max_fetch_bytes}")
-    if not 1 <= settings.ingest_max_messages <= 100_000:
-        raise ConfigError(f"ingest_max_messages must be in 1..100000, "
-                          f"not {settings.ingest_max_messages}")
-    if settings.io_timeout <= 0:
-        raise ConfigError("io_timeout must be positive: every handler I/O has a timeout")
     outputs = [settings.alerts_topic, settings.shadow_topic, settings.inventory_topic,
                settings.dead_letter_topic]
     clash = set(settings.topic_sources()) & set(outputs)

@@ -55,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         config = load_config(args.config or os.environ.get("NHI_CONFIG") or None)
-        settings = worker_settings.load_settings(args, os.environ, config.get("worker"))
+        settings = worker_settings.load_settings(args, os.environ, config.get("worker"),
+                                                 check_paths=True)
     except ConfigError as err:
         print(f"nhi-detector worker: {err}", file=sys.stderr)
         return EXIT_CONFIG

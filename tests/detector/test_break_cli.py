@@ -22,7 +22,7 @@ def test_escaping_config_error__one_line_exit_2(tmp_path, capsys):
                  "--bootstrap-servers", "127.0.0.1:9"])
     assert code == 2
     assert capsys.readouterr().err == (
-        "nhi-detector produce: --batch-records must be at least 1\n"
+        "nhi-detector produce: --batch-records: must be in 1..100000, not 0\n"
     )
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from detector.cli import main
-from streams.settings import BY_NAME, SETTINGS, default_text
+from streams.settings import BY_NAME, SETTINGS, default_text, meaning_text
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "worker.md"
 # edge-case ids (B06, B19...) and issue numbers belong in code comments and tests only
@@ -56,7 +56,7 @@ def test_worker_doc_table__matches_the_settings() -> None:
         env, default, meaning = rows[setting.option]
         choices = f" ({'/'.join(setting.choices)})" if setting.choices else ""
         assert (env, default, meaning) == (setting.env, default_text(setting),
-                                           setting.help + choices)
+                                           meaning_text(setting) + choices)
 
 
 def test_worker_doc__has_no_ticket_ids() -> None:

@@ -41,6 +41,8 @@ class TestLoadSettings:
     def test_raw_topics__pin_a_source_per_topic(self) -> None:
         settings = load_settings(parse("--raw-topics", "ct:aws.cloudtrail, mixed"), {}, {})
         assert settings.topic_sources() == {"ct": "aws.cloudtrail", "mixed": None}
+        short = load_settings(parse("--raw-topics", "ct:aws,kube:k8s"), {}, {})
+        assert short.topic_sources() == {"ct": "aws", "kube": "k8s"}
 
     def test_booleans__from_env_text_and_flags(self) -> None:
         assert load_settings(parse(), {"NHI_SHADOW": "yes"}, {}).shadow is True
@@ -69,17 +71,19 @@ class TestInvalidSettings:
             load_settings(parse(), {}, {"partitons": 4})
 
     def test_unbounded_poll__is_refused(self) -> None:
-        with pytest.raises(ConfigError, match="max_poll_records must be in 1..10000"):
+        with pytest.raises(ConfigError, match="^--max-poll-records: must be in 1..10000, not 0$"):
             load_settings(parse("--max-poll-records", "0"), {}, {})
 
     def test_ingest_window_size__is_bounded(self) -> None:
         assert load_settings(parse(), {}, {}).ingest_max_messages == 5000
-        with pytest.raises(ConfigError, match="ingest_max_messages must be in 1..100000"):
+        expected = "^NHI_INGEST_MAX_MESSAGES: must be in 1..100000, not 0$"
+        with pytest.raises(ConfigError, match=expected):
             load_settings(parse(), {"NHI_INGEST_MAX_MESSAGES": "0"}, {})
 
     def test_fetch_size__below_a_broker_message_is_refused(self) -> None:
         assert load_settings(parse(), {}, {}).max_fetch_bytes == 4 << 20
-        with pytest.raises(ConfigError, match="max_fetch_bytes must be in 1 MiB..64 MiB"):
+        expected = "^--max-fetch-bytes: must be in 1048576..67108864 bytes, not 65536$"
+        with pytest.raises(ConfigError, match=expected):
             load_settings(parse("--max-fetch-bytes", "65536"), {}, {})
 
     def test_choice__outside_the_list(self) -> None:
