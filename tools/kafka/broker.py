@@ -599,6 +599,10 @@ def main() -> int:
         except BrokerUnavailable as err:
             print(err, file=sys.stderr)
             return 1
+        # Blocked only once the broker runs (its process would inherit the mask and ignore
+        # SIGTERM), and before the address is printed: whoever reads it may stop us at once.
+        stop_signals = {signal.SIGINT, signal.SIGTERM}
+        signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
         print(f"KAFKA_BOOTSTRAP_SERVERS={broker.bootstrap}  ({broker.kind}, log "
               f"{broker.log_path})", flush=True)
         for name, address in broker.listeners.items():
@@ -606,9 +610,6 @@ def main() -> int:
         if broker.tls is not None:
             print(f"CA: {broker.tls.ca}  client certificate: {broker.tls.client_cert}"
                   f"  key: {broker.tls.client_key}", flush=True)
-        # blocked only now: the broker process would inherit the mask and ignore SIGTERM
-        stop_signals = {signal.SIGINT, signal.SIGTERM}
-        signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
         try:
             signal.sigwait(stop_signals)
         finally:
@@ -620,6 +621,7 @@ def main() -> int:
         else:
             shutil.rmtree(workdir, ignore_errors=True)
             print(f"removed the work directory {workdir}", flush=True)
+
 
 if __name__ == "__main__":
     raise SystemExit(main())
