@@ -36,6 +36,11 @@ PROGRESS_EVERY_S = 0.5
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from streams.settings import Bounds
+
+    rate = Bounds(*RATE_BOUNDS, "records per second").text()
+    batch = Bounds(*BATCH_RECORDS_BOUNDS).text()
+    size = Bounds(*MAX_MESSAGE_BYTES_BOUNDS, "bytes").text()
     parser.add_argument("paths", nargs="+", metavar="PATH",
                         help="log files or directories (recursive); - reads stdin")
     parser.add_argument("--topic", required=True, help="raw topic to write to")
@@ -46,16 +51,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "KAFKA_BOOTSTRAP_SERVERS; default 127.0.0.1:9092]")
     parser.add_argument("--rate", type=float, default=0.0, metavar="EVENTS_PER_S",
                         help="at most this many records per second (0: as fast as possible; "
-                             "default %(default)g)")
+                             f"{rate}; default %(default)g)")
     parser.add_argument("--batch-records", type=int, default=DEFAULT_BATCH_RECORDS,
                         metavar="N",
-                        help="records per Kafka message (1: one per message; default %(default)s)")
+                        help=f"records per Kafka message (1: one per message; {batch}; "
+                             "default %(default)s)")
     parser.add_argument("--framing", choices=FRAMINGS, default="lines",
                         help="how records of one message are joined: newline-delimited JSON "
                              "or a JSON array (default %(default)s)")
     parser.add_argument("--max-message-bytes", type=int, default=DEFAULT_MAX_MESSAGE_BYTES,
-                        help="start a new message before one grows past this size in bytes "
-                             "(default %(default)s)")
+                        help="start a new message before one grows past this size in bytes; "
+                             f"a bigger record is skipped and named ({size}; default "
+                             "%(default)s)")
     parser.add_argument("--key", default=None,
                         help="message key for every message (default none: spread over "
                              "partitions)")

@@ -66,8 +66,11 @@ def test_worker_doc__has_no_ticket_ids() -> None:
 def test_produce_help__shows_the_defaults(capsys, monkeypatch) -> None:
     monkeypatch.setenv("NHI_SASL_PASSWORD", "s3cret")
     text = _help(capsys, monkeypatch, "produce")
-    for shown in ("(1: one per message; default 500)", "(0: as fast as possible; default 0)",
-                  "JSON array (default lines)", "in bytes (default 900000)",
+    for shown in ("(1: one per message; in 1..100000; default 500)",
+                  "(0: as fast as possible; in 0..1000000000 records per second; default 0)",
+                  "JSON array (default lines)",
+                  "a bigger record is skipped and named (in 1024..67108864 bytes; default "
+                  "900000)",
                   "producer compression (default none)", "default 127.0.0.1:9092]",
                   "[env NHI_SECURITY_PROTOCOL; default PLAINTEXT]",
                   "[env NHI_SASL_PASSWORD; default (empty)]"):
