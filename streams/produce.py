@@ -25,6 +25,7 @@ from typing import IO, Any
 import orjson
 
 from detector.errors import ConfigError, InputError, NhiError
+from streams.settings import Bounds
 
 log = logging.getLogger(__name__)
 
@@ -32,15 +33,18 @@ DEFAULT_BATCH_RECORDS = 500
 # The broker's default message.max.bytes is 1 MiB; stay under it with room for headers.
 DEFAULT_MAX_MESSAGE_BYTES = 900_000
 FRAMINGS = ("lines", "array")
+# Records per second: 0 means no limit; a billion is past any broker, so more is a typo.
+RATE_BOUNDS = Bounds(0, 1e9, "records per second")
+BATCH_RECORDS_BOUNDS = Bounds(1, 100_000)
+# A message must hold one audit record (a few kB); the worker's --max-fetch-bytes caps
+# what it can read at 64 MiB.
+MAX_MESSAGE_BYTES_BOUNDS = Bounds(1024, 64 << 20, "bytes")
 PROGRESS_EVERY_S = 0.5
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from streams.settings import Bounds
-
-    rate = Bounds(*RATE_BOUNDS, "records per second").text()
-    batch = Bounds(*BATCH_RECORDS_BOUNDS).text()
-    size = Bounds(*MAX_MESSAGE_BYTES_BOUNDS, "bytes").text()
+    rate, batch = RATE_BOUNDS.text(), BATCH_RECORDS_BOUNDS.text()
+    size = MAX_MESSAGE_BYTES_BOUNDS.text()
     parser.add_argument("paths", nargs="+", metavar="PATH",
                         help="log files or directories (recursive); - reads stdin")
     parser.add_argument("--topic", required=True, help="raw topic to write to")
@@ -291,23 +295,16 @@ def missing_topic(producer: Any, topic: str) -> str | None:
     return None
 
 
-# Records per second: 0 means no limit; a billion is past any broker, so more is a typo.
-RATE_BOUNDS = (0, 1e9)
-BATCH_RECORDS_BOUNDS = (1, 100_000)
-# A message must hold one audit record (a few kB); the worker's --max-fetch-bytes caps
-# what it can read at 64 MiB.
-MAX_MESSAGE_BYTES_BOUNDS = (1024, 64 << 20)
 
 
 def check_arguments(args: argparse.Namespace) -> None:
     """Every flag checked before anything connects, with the worker's rules and wording:
     raises ``ConfigError`` naming the flag, the accepted range and the value."""
-    from streams.settings import BY_NAME, Bounds, check_setting, check_text
+    from streams.settings import BY_NAME, check_setting, check_text
 
-    Bounds(*RATE_BOUNDS, "records per second").check("--rate", args.rate)
-    Bounds(*BATCH_RECORDS_BOUNDS).check("--batch-records", args.batch_records)
-    Bounds(*MAX_MESSAGE_BYTES_BOUNDS, "bytes").check("--max-message-bytes",
-                                                    args.max_message_bytes)
+    RATE_BOUNDS.check("--rate", args.rate)
+    BATCH_RECORDS_BOUNDS.check("--batch-records", args.batch_records)
+    MAX_MESSAGE_BYTES_BOUNDS.check("--max-message-bytes", args.max_message_bytes)
     check_text("--topic", args.topic, "topic")
     check_text("--bootstrap-servers", args.bootstrap_servers, "servers")
     if args.key is not None:
