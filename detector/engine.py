@@ -112,6 +112,8 @@ INSIGHT_OPEN_SECONDS = 6 * 3600.0
 INSIGHT_KEEP_SECONDS = 3600.0
 MAX_INSIGHTS = 8  # per identity
 MAX_ALERT_INSIGHTS = 4  # per alert
+# What an insight keeps from its records and shows on an alert (with its id and window).
+INSIGHT_FIELDS = ("type", "event_source", "event_name", "baseline_average", "insight_average")
 # Said on an alert whose evidence includes a partial event (scored, never learned).
 SALVAGED_NOTE = ("evidence includes an event salvaged from a truncated audit message: fields "
                  "after the cut are unknown (scored, never learned)")
@@ -375,7 +377,7 @@ class Detector:
         if state is None:
             state = self._new_state(event)
         if event.partial:
-            _touch(state.inventory, event)
+            state.inventory.touch(event)
         else:
             state.inventory.update(event)
         profile = state.profile
@@ -734,10 +736,7 @@ class Detector:
         entry = insights.get(shared)
         if entry is None:
             minutes = info.get("duration_minutes") if info.get("state") == "end" else None
-            entry = insights[shared] = {
-                key: info.get(key) for key in ("type", "event_source", "event_name",
-                                               "baseline_average", "insight_average")
-            }
+            entry = insights[shared] = {key: info.get(key) for key in INSIGHT_FIELDS}
             entry["start"] = ts - 60.0 * minutes if isinstance(minutes, float) else ts
             entry["end"] = None
         if info.get("state") == "end":
@@ -746,9 +745,11 @@ class Detector:
             entry["start"] = min(ts, entry["start"])
         _prune_insights(insights, ts)
         self.stats.insight_context["stored"] += 1
+        if shared not in insights:  # pruned at once: older than every insight kept
+            return []
+        start, end = entry["start"], _insight_end(entry)
         for group in state.alerts.groups.values():
-            if shared in insights and group.opened <= _insight_end(entry) \
-                    and group.last >= entry["start"]:
+            if group.opened <= end and group.last >= start:
                 _attach_insight(group.context, shared, entry)
         return []
 
@@ -1085,16 +1086,9 @@ def _prune_insights(insights: dict[str, dict[str, Any]], now: float) -> None:
 
 def _attach_insight(context: dict[str, Any], shared: str, entry: dict[str, Any]) -> bool:
     """Put (or refresh) one insight in an alert group's context; True when it is new."""
-    item = {
-        "shared_event_id": shared,
-        "type": entry.get("type"),
-        "event_source": entry.get("event_source"),
-        "event_name": entry.get("event_name"),
-        "baseline_average": entry.get("baseline_average"),
-        "insight_average": entry.get("insight_average"),
-        "start": _iso(entry["start"]),
-        "end": None if entry.get("end") is None else _iso(entry["end"]),
-    }
+    item = {"shared_event_id": shared, **{key: entry.get(key) for key in INSIGHT_FIELDS},
+            "start": _iso(entry["start"]),
+            "end": None if entry.get("end") is None else _iso(entry["end"])}
     listed = context.setdefault("insights", [])
     for index, old in enumerate(listed):
         if old["shared_event_id"] == shared:
@@ -1104,25 +1098,6 @@ def _attach_insight(context: dict[str, Any], shared: str, entry: dict[str, Any])
         return False
     listed.append(item)
     return True
-
-
-def _touch(record: InventoryRecord, event: Event) -> None:
-    """What a partial event may tell the inventory: that the identity was active then.
-
-    Credentials, actor and the event count stay as complete events left them: a salvaged
-    record may have lost fields that change who acted (an ``impersonatedUser`` after the
-    cut). Only an identity with no complete event yet takes its description (kind, reason,
-    tenant, owner, principal type) from the partial one, which names the same key."""
-    ts = event.ts
-    if record.events == 0:
-        if record.first_seen == 0.0 or ts < record.first_seen:
-            record.first_seen = ts
-        record.kind, record.kind_reason = event.identity_kind, event.kind_reason
-        record.tenant = event.tenant or record.tenant
-        record.owner = event.owner or record.owner
-        record.principal_type = event.principal_type or record.principal_type
-    if ts > record.last_seen:
-        record.last_seen = ts
 
 
 def _iso(ts: float) -> str:

@@ -58,6 +58,25 @@ class InventoryRecord:
         if event.credential_id:
             self._credential(event)
 
+    def touch(self, event: Event) -> None:
+        """What a partial event may tell the inventory: that the identity was active then.
+
+        Credentials, actor and the event count stay as complete events left them: a
+        salvaged record may have lost fields that change who acted (an ``impersonatedUser``
+        after the cut). Only an identity with no complete event yet takes its description
+        (kind, reason, tenant, owner, principal type) from the partial one, which names the
+        same key."""
+        ts = event.ts
+        if self.events == 0:
+            if self.first_seen == 0.0 or ts < self.first_seen:
+                self.first_seen = ts
+            self.kind, self.kind_reason = event.identity_kind, event.kind_reason
+            self.tenant = event.tenant or self.tenant
+            self.owner = event.owner or self.owner
+            self.principal_type = event.principal_type or self.principal_type
+        if ts > self.last_seen:
+            self.last_seen = ts
+
     def _credential(self, event: Event) -> None:
         entry = self.credentials.get(event.credential_id)
         if entry is None:
