@@ -29,8 +29,10 @@ logger = logging.getLogger(__name__)
 NO_OWNER = "no owner on record"
 SAMPLE_FIELDS = ("action", "resource", "region", "source_ip", "network_prefix", "agent_family")
 SAMPLES_PER_FIELD = 5
+SENSITIVE_FIELDS = ("action", "resource", "time", "event_id", "category", "level")
 TITLE_MAX = 200
 MAX_VALUES = 32  # (detector, value) pairs kept per alert for feedback
+MAX_SENSITIVE = 10  # catalogued sensitive actions kept per alert (evidence.sensitive_actions)
 PER_DETECTOR = 2  # top signals kept per detector (e.g. two windows of volume.rate)
 
 
@@ -154,6 +156,8 @@ class AlertGroup:
     counts: dict[str, int] = field(default_factory=dict)
     context: dict[str, Any] = field(default_factory=dict)
     values: list[list[str]] = field(default_factory=list)  # every [detector, value] seen
+    values_cut: bool = False  # a pair was left out of ``values`` (MAX_VALUES reached)
+    sensitive: list[dict[str, Any]] = field(default_factory=list)  # sensitive_action records
     cap: str = "info"  # highest severity ceiling of the folded verdicts
     revision: int = 0
     emitted_count: int = 0
@@ -165,15 +169,22 @@ class AlertGroup:
         self.last = max(self.last, event.ts)
         self.opened = min(self.opened, event.ts)  # a late event widens the window back
         self.count += 1
-        if len(self.event_ids) < max_ids and event.event_id not in self.event_ids:
-            self.event_ids.append(event.event_id)
-        self._sample(event)
+        sensitive = self._keep_sensitive(event, verdict)
+        if event.event_id not in self.event_ids:
+            if len(self.event_ids) < max_ids:
+                self.event_ids.append(event.event_id)
+            elif sensitive:
+                self._make_room(self.event_ids, event.event_id, "event_id")
+        self._sample(event, sensitive)
         for weighted in verdict.signals:
             detector = weighted.signal.detector
             self.counts[detector] = self.counts.get(detector, 0) + 1
             pair = [detector, str(weighted.signal.value or "")]
-            if len(self.values) < MAX_VALUES and pair not in self.values:
-                self.values.append(pair)
+            if pair not in self.values:
+                if len(self.values) < MAX_VALUES:
+                    self.values.append(pair)
+                else:
+                    self.values_cut = True
             if detector not in self.detectors:
                 self.detectors.append(detector)
                 material = True
@@ -201,14 +212,68 @@ class AlertGroup:
             return True
         return False
 
-    def _sample(self, event: Event) -> None:
+    def _keep_sensitive(self, event: Event, verdict: Verdict) -> bool:
+        """Keep the event among ``sensitive`` when its action is in a catalogue category
+        that applies (``verdict.sensitivity``); True when it was kept.
+
+        A burst of discovery calls followed by ``iam:CreateUser`` must still name the user
+        created: the list holds at most ``MAX_SENSITIVE`` distinct (action, resource)
+        pairs, and once full a more severe category replaces the newest least severe one.
+        """
+        sens = verdict.sensitivity
+        if sens is None or not event.action:
+            return False
+        resource = str(event.resource or "")
+        for record in self.sensitive:
+            if record["action"] == event.action and record["resource"] == resource:
+                return False
+        record = {
+            "action": str(event.action),
+            "resource": resource,
+            "time": iso(event.ts),
+            "event_id": str(event.event_id),
+            "category": sens.category,
+            "level": sens.level,
+        }
+        if len(self.sensitive) < MAX_SENSITIVE:
+            self.sensitive.append(record)
+            return True
+        rank = SEVERITY_RANK[sens.level]
+        weakest = min(range(len(self.sensitive)),
+                      key=lambda n: (SEVERITY_RANK[self.sensitive[n]["level"]], -n))
+        if SEVERITY_RANK[self.sensitive[weakest]["level"]] >= rank:
+            return False
+        del self.sensitive[weakest]
+        self.sensitive.append(record)
+        return True
+
+    def _sample(self, event: Event, sensitive: bool = False) -> None:
+        """Up to ``SAMPLES_PER_FIELD`` values per field; the action and resource of a
+        sensitive event replace plain ones when the field is full."""
         for name in SAMPLE_FIELDS:
             value = getattr(event, name)
             if not value:
                 continue
             values = self.samples.setdefault(name, [])
-            if len(values) < SAMPLES_PER_FIELD and value not in values:
+            if value in values:
+                continue
+            if len(values) < SAMPLES_PER_FIELD:
                 values.append(str(value))
+            elif sensitive and name in ("action", "resource"):
+                self._make_room(values, str(value), name)
+
+    def _make_room(self, values: list[str], value: str, name: str) -> None:
+        """Put ``value`` (of the sensitive event just kept) in the full list ``values`` in
+        place of the last of its least sensitive items, if that is less sensitive: a plain
+        item (not among ``sensitive``'s ``name`` fields) first, then one of a lower level;
+        otherwise leave the list as it is."""
+        ranks: dict[str, int] = {}
+        for record in self.sensitive:
+            ranks[record[name]] = max(ranks.get(record[name], -1), SEVERITY_RANK[record["level"]])
+        weakest = min(range(len(values)), key=lambda n: (ranks.get(values[n], -1), -n))
+        if ranks.get(values[weakest], -1) < ranks.get(value, -1):
+            del values[weakest]
+            values.append(value)
 
     def _merge_signals(self, verdict: Verdict, max_signals: int) -> None:
         """Keep the strongest signals, at most ``PER_DETECTOR`` per detector."""
@@ -249,6 +314,8 @@ class AlertGroup:
             "counts_by_detector": dict(sorted(self.counts.items())),
             "samples": {k: list(v) for k, v in sorted(self.samples.items())},
             "signal_values": [{"detector": d, "value": v} for d, v in self.values],
+            "signal_values_truncated": self.values_cut,
+            "sensitive_actions": [dict(record) for record in self.sensitive],
         }
         context = dict(self.context)
         context["sensitive_categories"] = list(self.categories)
@@ -317,6 +384,16 @@ class AlertGroup:
         check_type("alert group counts", group.counts, dict)
         check_items("alert group counts", list(group.counts.values()), int)
         check_items("alert group values", group.values, list)
+        if not isinstance(group.values_cut, bool):
+            raise TypeError(f"alert group values_cut is not true or false: "
+                            f"{group.values_cut!r:.40}")
+        check_items("alert group sensitive", group.sensitive, dict)
+        for record in group.sensitive:
+            for name in SENSITIVE_FIELDS:
+                check_type(f"alert sensitive action {name}", record.get(name), str)
+            if record["level"] not in SEVERITY_RANK:
+                raise TypeError(f"alert sensitive action level is not a severity: "
+                                f"{record['level']!r:.40}")
         for pair in group.values:
             check_items("alert group value pair", pair, str)
         return group
@@ -348,8 +425,10 @@ def short_identity(identity: str) -> str:
 
 
 def make_title(identity: str, group: AlertGroup) -> str:
-    """One line for a SIEM list: kind, identity, the strongest reason, the sensitive
-    categories and how many other detectors contributed (the ``detectors`` field).
+    """One line for a SIEM list: kind, identity, the strongest reason (the leading signal's
+    sentence: for a window detector, that signal's window, which may be earlier than the
+    alert's last event), the sensitive categories and how many other detectors contributed
+    (the ``detectors`` field).
 
     A title over ``TITLE_MAX`` is cut inside the reason, so the identity, the categories and
     the count always show."""
@@ -357,6 +436,11 @@ def make_title(identity: str, group: AlertGroup) -> str:
         return " ".join(text.split())  # one line whatever the values held
 
     top = line(group.signals[0]["sentence"] if group.signals else group.group)
+    # The leading signal's sentence was written while its window was open ("… in the
+    # 10-minute window from 03:40 UTC so far"); a later revision still leads with it, and
+    # "so far" would read as now. The title names the window without it.
+    if " window from " in top:
+        top = top.replace(" so far,", ",", 1)
     head = line(f"{group.identity_kind} {short_identity(identity)}: ")
     tail = ""
     if group.categories:

@@ -9,7 +9,8 @@
   a replay of the same input yields the same document), ``start_time``/``end_time`` the
   alert window;
 - the identity is ``actor.user`` (uid = identity key, account = tenant) and the affected
-  resource; behavioural evidence goes to ``anomaly_analyses`` and ``evidences``;
+  resource; behavioural evidence goes to ``anomaly_analyses`` and ``evidences`` (the
+  first with the samples and event ids, then one per catalogued sensitive action);
 - CloudTrail insights attached to the alert go to ``enrichments`` (one per insight);
 - fields OCSF has no place for (kind, kind reason, owner, context) go to ``unmapped``.
 """
@@ -89,7 +90,7 @@ def to_ocsf(alert: Alert) -> dict[str, Any]:
         "finding_info": _finding_info(alert),
         "actor": {"user": _user(alert)},
         "resources": [_resource(alert)],
-        "evidences": [_evidence(alert)],
+        "evidences": [_evidence(alert), *_sensitive_evidences(alert)],
         "anomaly_analyses": [_anomaly_analysis(alert)],
         "unmapped": _unmapped(alert),
     }
@@ -216,6 +217,30 @@ def _evidence(alert: Alert) -> dict[str, Any]:
     return evidence
 
 
+def _sensitive_evidences(alert: Alert) -> list[dict[str, Any]]:
+    """One evidence artifact per catalogued sensitive action of the alert
+    (``evidence.sensitive_actions``): the call, the resource it touched, its event, time and
+    category, so a SIEM shows ``iam:CreateUser`` on ``backdoor`` rather than only the
+    category name."""
+    out = []
+    for record in alert.evidence.get("sensitive_actions") or []:
+        service, _, operation = str(record["action"]).partition(":")
+        item: dict[str, Any] = {
+            "actor": {"user": _user(alert)},
+            "api": {"operation": operation or service, "service": {"name": service}},
+            "data": {
+                "event_id": record["event_id"],
+                "time": record["time"],
+                "category": record["category"],
+                "level": record["level"],
+            },
+        }
+        if record["resource"]:
+            item["resources"] = [{"name": record["resource"]}]
+        out.append(item)
+    return out
+
+
 def _anomaly_analysis(alert: Alert) -> dict[str, Any]:
     anomalies = []
     baselines = []
@@ -245,4 +270,6 @@ def _unmapped(alert: Alert) -> dict[str, Any]:
         "nhi_group": alert.group,
         "nhi_context": alert.context,
         "nhi_shadow": alert.shadow,
+        # the raw (detector, value) pairs, what ``nhi-detector feedback`` marks expected
+        "nhi_signal_values": [dict(pair) for pair in alert.evidence.get("signal_values", [])],
     }
