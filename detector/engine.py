@@ -92,6 +92,7 @@ DECODE_ERRORS = (ValueError, KeyError, TypeError, IndexError, AttributeError, Ov
                  struct.error, RecursionError)
 IDENTITY_MAGIC = b"NHID"
 SNAPSHOT_MAGIC = b"NHISNAP\x00"
+SILENCE_NOTE_SECONDS = 7 * 86400  # context.silence names a silence from a week on
 SWEEP_SECONDS = 300.0  # event time between sweeps that close every identity's expired groups
 MAX_CHANGES = 4096  # recent deploy changes remembered for change-aware context
 INVENTORY_BYTES = 256  # rough serialised size of one inventory record
@@ -354,6 +355,7 @@ class Detector:
         self._open: dict[str, float] = {}  # identity -> earliest close of its open groups
         self._now = 0.0
         self._next_sweep = 0.0
+        self._previous_seen = 0.0  # the current event's identity's last event before it
         self._dormant_after = self.model_settings.dormancy_days * 86400.0
 
     def _report_expired_rules(self) -> None:
@@ -376,6 +378,7 @@ class Detector:
         state = self.store.get(key)
         if state is None:
             state = self._new_state(event)
+        self._previous_seen = state.inventory.last_seen  # for the alert's context.silence
         if event.partial:
             state.inventory.touch(event)
         else:
@@ -621,7 +624,9 @@ class Detector:
             groups[name] = group
             self._track_open(event.identity, group.closes)
             material = True
+            before = None
         else:
+            before = group.severity if group.revision else None
             material = group.fold(
                 event, verdict, self.settings.max_evidence_ids, self.settings.max_signals
             )
@@ -634,6 +639,8 @@ class Detector:
             return  # pending: evidence accumulates silently until it earns min_severity
         if group.revision == 0 or material:
             out.append(self._emit(event.identity, group, new=group.revision == 0))
+            if before is not None and before != group.severity and not group.shadow:
+                self.stats.escalations[(before, group.severity)] += 1
 
     @staticmethod
     def _find_group(
@@ -707,6 +714,7 @@ class Detector:
             context["partial_events"] = context.get("partial_events", 0) + 1
         if state.alerts.insights:
             self._attach_insights(group, state, event.ts)
+        _note_silence(context, event.ts, self._previous_seen)
         if event.actor:
             actors = context.setdefault("actors", [])
             if event.actor not in actors and len(actors) < 5:
@@ -866,10 +874,17 @@ class Detector:
         Returns False when the identity has no state. The pair is also remembered in the
         identity's alert state so it is not raised again even before the model relearns.
         """
+        return self.mark_expected_outcome(identity, detector, value) is not None
+
+    def mark_expected_outcome(self, identity: str, detector: str, value: str) -> bool | None:
+        """``mark_expected`` saying what happened: None when the identity has no state,
+        True when a model learned the value, False when the pair is only remembered (the
+        volume model with no held-back run, dormancy, multivariate and policy signals have
+        nothing to learn), so ``feedback`` never claims learning that did not happen."""
         state = self.store.get(identity)
         if state is None:
-            return False
-        state.profile.mark_expected(detector, value)
+            return None
+        learned = bool(state.profile.mark_expected(detector, value))
         keys = [f"{detector}\x1f{value}"]
         if detector == "novelty.action":
             # The action's pairs (with a network, with a resource) are only scored once
@@ -880,7 +895,7 @@ class Detector:
             if key not in expected:
                 expected.append(key)
         del expected[: max(0, len(expected) - MAX_EXPECTED)]
-        return True
+        return learned
 
     # ------------------------------------------------------------------ state
 
@@ -1074,6 +1089,20 @@ def _is_expected(expected: list[str], detector: str, value: str) -> bool:
 def _insight_end(entry: dict[str, Any]) -> float:
     end = entry.get("end")
     return float(end) if end is not None else float(entry["start"]) + INSIGHT_OPEN_SECONDS
+
+
+def _note_silence(context: dict[str, Any], ts: float, previous: float) -> None:
+    """Keep in ``context`` the longest silence of the identity before one of the alert's
+    events (``silence_seconds``, null for its very first event) and, from a week, a plain
+    ``silence`` line: a dormant credential that comes back within the dormancy horizon
+    raises no dormancy signal, yet its weeks of silence are the strongest clue."""
+    gap = max(0, int(ts - previous)) if previous > 0.0 else None
+    known = context.get("silence_seconds")
+    if "silence_seconds" in context and (gap is None or (known is not None and known >= gap)):
+        return
+    context["silence_seconds"] = gap
+    if gap is not None and gap >= SILENCE_NOTE_SECONDS:
+        context["silence"] = f"first activity after {gap // 86400} days of silence"
 
 
 def _prune_insights(insights: dict[str, dict[str, Any]], now: float) -> None:

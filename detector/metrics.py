@@ -223,6 +223,10 @@ class RunStatsCollector(Collector):
             empty,
         )
         yield self._counter(
+            "alert_escalations", "Alerts re-sent at a higher severity, by the severity before "
+            "and after.", ("from_severity", "to_severity"), s.escalations, empty,
+        )
+        yield self._counter(
             "alerts_suppressed", "Alerts dropped by suppression rules or feedback.",
             ("reason",), s.suppressed, empty,
         )

@@ -38,6 +38,9 @@ class RunStats:
     insight_context: Counter[str] = field(default_factory=Counter)  # engine outcome
     alerts: Counter[tuple[str, str]] = field(default_factory=Counter)  # (severity, detector)
     alert_updates: int = 0
+    # (from, to) severity: an emitted alert re-sent at a higher severity (``alerts`` counts
+    # only the first revision, so without this an alert that turns critical never shows)
+    escalations: Counter[tuple[str, str]] = field(default_factory=Counter)
     suppressed: Counter[str] = field(default_factory=Counter)  # reason
     shadow_alerts: Counter[str] = field(default_factory=Counter)  # detector
     degradations: Counter[tuple[str, str]] = field(default_factory=Counter)  # (model, what)

@@ -229,6 +229,13 @@ class TestDashboardMetrics:
         missing = {what: name for what, name in REQUIRED.items() if name not in used}
         assert missing == {}
 
+    def test_alerts_by_severity__shows_escalations_too(self, dashboard: dict) -> None:
+        panel = next(p for p in data_panels(dashboard) if p["title"] == "Alerts by severity")
+        legends = [t["legendFormat"] for t in panel["targets"]]
+        assert legends == ["{{severity}}", "{{to_severity}} (escalated)"]
+        assert "nhi_alert_escalations_total" in panel["targets"][1]["expr"]
+        assert panel["targets"][1]["expr"].startswith("sum by (to_severity) (increase(")
+
     def test_no_identity_or_address_labels__in_queries(self, dashboard: dict) -> None:
         for expr in all_exprs(dashboard):
             assert not re.search(r"\b(identity|source_ip|ip|session)\b", expr), expr

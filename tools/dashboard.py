@@ -1,7 +1,7 @@
 """Generate the Grafana dashboard ``helm/nhi-detector/dashboards/nhi-detector.json``.
 
 The JSON is committed (the chart ships it, and it imports into Grafana on its own); this
-script is how it is edited: change a panel here, run ``python tools/dashboard.py``, commit
+script is how it is edited: change a panel here, run ``python3 tools/dashboard.py``, commit
 both. ``--check`` exits 1 when the committed file differs from what this script builds
 (tests/test_dashboard.py runs the same comparison).
 
@@ -171,12 +171,22 @@ def latency_and_lag(lay: Layout) -> None:
 
 def alerts(lay: Layout) -> None:
     lay.row("Alerts")
-    for x, label in ((0, "severity"), (12, "detector")):
-        who = "the detector that drove them" if label == "detector" else "severity"
-        lay.add("timeseries", f"Alerts by {label}",
-                [(f"sum by ({label}) (increase({sel('nhi_alerts_total')}[$__interval]))",
-                  f"{{{{{label}}}}}")], x, 12,
-                desc=f"New alerts per interval, by {who}.", stack=True, extra=BARS)
+    # nhi_alerts_total counts an alert once, at its first revision's severity; an alert
+    # that escalates later (low, then critical) shows as its escalation too, so a critical
+    # never hides behind the severity it was first raised at.
+    lay.add("timeseries", "Alerts by severity",
+            [(f"sum by (severity) (increase({sel('nhi_alerts_total')}[$__interval]))",
+              "{{severity}}"),
+             (f"sum by (to_severity) "
+              f"(increase({sel('nhi_alert_escalations_total')}[$__interval]))",
+              "{{to_severity}} (escalated)")], 0, 12,
+            desc="New alerts per interval by severity, and alerts re-sent at a higher "
+                 "severity by the severity they rose to.", stack=True, extra=BARS)
+    lay.add("timeseries", "Alerts by detector",
+            [(f"sum by (detector) (increase({sel('nhi_alerts_total')}[$__interval]))",
+              "{{detector}}")], 12, 12,
+            desc="New alerts per interval, by the detector that drove them.", stack=True,
+            extra=BARS)
     lay.next_row()
     lay.add("timeseries", "Suppressed alerts by reason",
             [(f"sum by (reason) ({rate('nhi_alerts_suppressed_total')})", "{{reason}}")],

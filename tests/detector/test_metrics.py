@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parents[2]
 # Every label name the code may export; identity keys and addresses must never appear.
 ALLOWED_LABELS = {"source", "reason", "kind", "path", "source_path", "outcome", "type",
                   "state", "severity", "detector", "model", "what", "topic", "partition",
-                  "table", "le"}
+                  "table", "le", "from_severity", "to_severity"}
 
 
 class FakeClock:
