@@ -8,8 +8,8 @@ Every signal of the alert's latest revision (detector and observed value) is tau
 identity's profile (``IdentityProfile.mark_expected``) and remembered in the identity's
 alert state, so the same deviation is not raised again. The snapshot is rewritten in
 place (atomically) or to ``--out``. ``--identity``/``--detector``/``--value`` mark one
-pair without an alerts file. Native alerts are read; OCSF documents do not carry the
-observed values feedback needs.
+pair without an alerts file. Native alerts are read, and OCSF Detection Findings written by
+this detector (``unmapped.nhi_signal_values`` holds the pairs).
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ from detector.errors import ConfigError, InputError, NhiError
 
 logger = logging.getLogger(__name__)
 
+OCSF_CLASS_UID = 2004  # a Detection Finding (``detector.ocsf``)
+
 # The families of signal names the models and policy rules emit (``models.base.Signal``);
 # a hand-typed --detector outside them would be stored and never match anything.
 DETECTOR_FAMILIES = frozenset({
@@ -40,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--state", required=True, metavar="FILE", help="state snapshot written by replay")
     add("--out", metavar="FILE", help="write the updated snapshot here (default: in place)")
     add("--config", metavar="FILE", help="the configuration the snapshot was made with")
-    add("--alerts", metavar="FILE", help="native alerts as JSON lines (with --alert-id)")
+    add("--alerts", metavar="FILE", help="alerts as JSON lines, native or OCSF (with --alert-id)")
     add("--alert-id", action="append", default=[], metavar="ID",
         help="alert to mark as expected (repeatable)")
     add("--identity", metavar="KEY", help="mark one pair by hand: the identity key …")
@@ -61,10 +63,44 @@ def run(args: argparse.Namespace) -> int:
     except NhiError as err:
         print(f"nhi-detector feedback: {err}", file=sys.stderr)
         return 2
-    for identity, detector_name, value, ok in applied:
-        status = "marked expected" if ok else "identity not in snapshot, skipped"
-        print(f"{status}: {identity} {detector_name} {value!r}")
-    return 0 if all(ok for *_, ok in applied) else 1
+    for identity, detector_name, value, outcome in applied:
+        status, why = outcome_line(detector_name, outcome)
+        print(f"{status}: {identity} {detector_name} {value!r}" + (f" ({why})" if why else ""))
+    return 0 if all(outcome is not None for *_, outcome in applied) else 1
+
+
+# What the model of each family does with a pair it could not learn; the pair is still
+# remembered, so a signal with that exact value is dropped from now on.
+NOT_LEARNED = {
+    "volume": "the volume baseline has no held-back run for this window, so it learns "
+              "nothing now",
+    "multivariate": "the multivariate model learns only from events, so it learns nothing "
+                    "now",
+    "dormancy": "the dormancy model learns only from events, so it learns nothing now",
+    "policy": "a policy rule has no baseline to learn",
+}
+LEARNED = {
+    "volume": "the volume baseline accepted the level it was holding back",
+    "schedule": "the schedule baseline learned this hour",
+}
+WINDOW_VALUE = ("volume", "multivariate")  # their value is a time window
+
+
+def outcome_line(detector: str, outcome: bool | None) -> tuple[str, str]:
+    """What feedback did with one (detector, value) pair, in words that are true for the
+    detector's family: learned by the baseline, or only recorded (``mark_expected_outcome``).
+    Returns the status and the explanation."""
+    if outcome is None:
+        return "identity not in snapshot, skipped", ""
+    family = detector.partition(".")[0]
+    later = ("a signal for this same window is suppressed if it comes again; later windows "
+             "are judged as before" if family in WINDOW_VALUE
+             else "future signals with this value are suppressed")
+    if outcome:
+        done = LEARNED.get(family, "the baseline learned the value")
+        return "marked expected", f"{done}; {later}"
+    reason = NOT_LEARNED.get(family, "no model could learn this value")
+    return "recorded, not learned", f"{reason}; {later}"
 
 
 def _check_out(args: argparse.Namespace) -> None:
@@ -80,8 +116,9 @@ def _check_out(args: argparse.Namespace) -> None:
 
 
 def apply_marks(detector: Any, marks: Iterable[tuple[str, str, str]]) -> list[tuple]:
-    """Mark each (identity, detector, value); returns each with whether it applied."""
-    return [(i, d, v, detector.mark_expected(i, d, v)) for i, d, v in marks]
+    """Mark each (identity, detector, value); returns each with its outcome: None when the
+    identity is not in the snapshot, else whether a model learned it."""
+    return [(i, d, v, detector.mark_expected_outcome(i, d, v)) for i, d, v in marks]
 
 
 def marks_from_alert(native: dict[str, Any]) -> list[tuple[str, str, str]]:
@@ -128,7 +165,7 @@ def _wanted_marks(args: argparse.Namespace) -> Iterator[tuple[str, str, str]]:
         yield args.identity, args.detector, args.value
     if args.alert_id:
         if not args.alerts:
-            raise ConfigError("--alert-id needs --alerts FILE (native JSON lines)")
+            raise ConfigError("--alert-id needs --alerts FILE (JSON lines, native or OCSF)")
         found = find_alerts(args.alerts, set(args.alert_id))
         missing = sorted(set(args.alert_id) - set(found))
         if missing:
@@ -169,6 +206,8 @@ def find_alerts(path: str, ids: set[str]) -> dict[str, list[tuple[str, str, str]
                 native = orjson.loads(line)
             except orjson.JSONDecodeError as err:
                 raise InputError("invalid_json", str(err), origin=f"{path}:{number}") from err
+            if isinstance(native, dict) and native.get("class_uid") == OCSF_CLASS_UID:
+                native = native_from_ocsf(native, path, number)
             alert_id = native.get("alert_id") if isinstance(native, dict) else None
             if not isinstance(alert_id, str) or alert_id not in ids:
                 continue
@@ -183,6 +222,36 @@ def find_alerts(path: str, ids: set[str]) -> dict[str, list[tuple[str, str, str]
             if alert_id not in found or revision >= found[alert_id][0]:
                 found[alert_id] = (revision, marks)
     return {alert_id: marks for alert_id, (_, marks) in found.items()}
+
+
+def native_from_ocsf(doc: dict[str, Any], path: str, number: int) -> dict[str, Any]:
+    """The fields feedback reads, from an OCSF Detection Finding written by this detector:
+    the id in ``finding_info.uid``, the revision in ``metadata.uid`` (``<id>-r<revision>``),
+    the identity in ``actor.user.uid`` and the pairs in ``unmapped.nhi_signal_values``.
+
+    An OCSF file written before the pairs were exported cannot say what to mark: it is
+    refused (``InputError``) with what to pass instead."""
+    info = doc.get("finding_info") if isinstance(doc.get("finding_info"), dict) else {}
+    meta = doc.get("metadata") if isinstance(doc.get("metadata"), dict) else {}
+    unmapped = doc.get("unmapped") if isinstance(doc.get("unmapped"), dict) else {}
+    actor = doc.get("actor") if isinstance(doc.get("actor"), dict) else {}
+    user = actor.get("user") if isinstance(actor.get("user"), dict) else {}
+    alert_id = info.get("uid")
+    head, _, revision = str(meta.get("uid") or "").rpartition("-r")
+    pairs = unmapped.get("nhi_signal_values")
+    if not isinstance(alert_id, str) or head != alert_id or not revision.isdigit() \
+            or pairs is None:
+        raise InputError(
+            "invalid_record", f"{path} is an OCSF file without the signal values feedback "
+            "marks (written by an older nhi-detector or another product): pass the native "
+            "alerts file (replay --alerts without --format ocsf), or mark one pair with "
+            "--identity, --detector and --value", origin=f"{path}:{number}")
+    return {
+        "alert_id": alert_id,
+        "revision": int(revision),
+        "identity": {"key": user.get("uid")},
+        "evidence": {"signal_values": pairs},
+    }
 
 
 def _load_detector(args: argparse.Namespace) -> Any:
