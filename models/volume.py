@@ -110,6 +110,11 @@ def week_slots(bucket_seconds: float) -> tuple[int, ...]:
     return tuple(seasonal_slot(i, seconds) for i in range(int(per_week)))
 
 
+def _count(n: int, noun: str) -> str:
+    """``1 resource``, ``2 resources``: the observed line is read by people."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def window_words(start: float) -> tuple[str, str]:
     """(signal value, clock words) of the window starting at ``start``: the value names the
     window for feedback and suppression (``2026-11-29T13:40Z``), the words are for the
@@ -723,8 +728,9 @@ class WindowModel:
         return [Signal(
             detector="multivariate.hst",
             score=clamp01(score),
-            observed=f"{after.n} calls, {after.fails} failed, {len(after.actions)} actions, "
-            f"{len(after.resources)} resources, {after.novel} novel so far",
+            observed=f"{_count(after.n, 'call')}, {after.fails} failed, "
+            f"{_count(len(after.actions), 'action')}, "
+            f"{_count(len(after.resources), 'resource')}, {after.novel} novel so far",
             baseline=f"{hst.learned} learned windows of this identity",
             sentence="an unusual combination of volume, failures, breadth and novelty "
             f"in the window from {clock}, compared with {hst.learned} past windows of this "

@@ -90,6 +90,18 @@ class TestB24Burst:
             for s in signals:
                 assert not math.isnan(s.score) and 0.0 <= s.score <= 1.0
 
+    def test_burst__observed_line_counts_in_words(self):
+        profile, start = b24_profile()
+        hst = []
+        for i in range(60):
+            event = make_event(start + i, f"ec2:List{i % 40}", outcome="failure",
+                               error_code="AccessDenied", resource="one-bucket")
+            hst += [s for s in profile.observe(event) if s.detector == "multivariate.hst"]
+        assert hst
+        calls = hst[-1].observed.partition(" ")[0]
+        assert hst[-1].observed.startswith(f"{calls} calls, {calls} failed, ")
+        assert ", 1 resource, " in hst[-1].observed
+
     def test_burst__never_becomes_the_reference(self):
         profile, start = b24_profile()
         for i in range(500):
