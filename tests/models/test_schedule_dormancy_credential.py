@@ -191,3 +191,21 @@ class TestRoleDeliveryMarker:
         usual = make_event(ts, network="private", **inside)
         assert "credential.instance_outside_cloud" not in {
             s.detector for s in profile.score_one(usual)}
+
+
+def test_runbook__describes_the_two_schedule_cases_the_model_computes():
+    """docs/alerts.md says what the model scores: an hour of the day never used (the common
+    case, value "03:00"), or an hour of the week (value "Sat 03:00")."""
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "alerts.md").read_text("utf-8")
+    row = next(line for line in doc.splitlines() if line.startswith("| `schedule.*` |"))
+    assert ("activity at an hour of the day never used on any day (value `03:00`), or, with "
+            "14 days of history, at an hour of the week never used although that hour of the "
+            "day is used on other weekdays (value `Sat 03:00`)") in row
+    assert "(a job seen at an hour of the day it never used)" in " ".join(doc.split())
+    profile, day = office_hours_profile()
+    found = [s for s in profile.score_one(make_event(day + 3 * 3600))
+             if s.detector == "schedule.off_hours"]
+    assert found[0].value == "03:00" and found[0].details["per"] == "day"
+    assert found[0].sentence.endswith("hours of the day so far")
