@@ -21,6 +21,11 @@ lowers them to DEBUG and counts them:
   (``streams.admin`` for the worker, ``streams.produce``).
 * kafka-python logs ``ERROR Metadata refresh: failed Cancelled`` when a client is closed
   while its background metadata request is in flight (the warm-start clients).
+
+``WARNING mode.timers: Timer commit is overlapping`` is left alone: a commit waits for the
+broker to acknowledge everything produced for the offsets it commits, so a commit longer
+than the commit interval is a real sign of a slow broker or a starved worker (what to do:
+``docs/worker.md``, Logs).
 """
 
 from __future__ import annotations

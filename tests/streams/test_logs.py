@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from aiokafka.errors import GroupCoordinatorNotAvailableError, NodeNotReadyError
@@ -111,3 +112,17 @@ def test_kafka_python_metadata__new_topic_and_cancelled_refresh_hidden(collected
         f"ERROR {logs.METADATA_LOGGER}: Topic secret is not authorized for this client"]
     assert (noise.counts["unknown_topic"], noise.counts["metadata_cancelled"]) == (2, 1)
     assert logging.getLogger("streams.worker").getEffectiveLevel() == logging.WARNING
+
+
+def test_commit_timer_overlap__stays_a_warning_and_is_documented(collected) -> None:
+    """A slow commit is a real sign (docs/worker.md says what it means and what to do)."""
+    noise = logs.install()
+    logging.getLogger("mode.timers").warning(
+        "Timer %s is overlapping (interval=%r runtime=%r)", "commit", 2.8, 21.9)
+    assert collected.lines == [
+        "WARNING mode.timers: Timer commit is overlapping (interval=2.8 runtime=21.9)"]
+    assert not noise.counts
+    doc = " ".join((Path(__file__).resolve().parents[2] / "docs" / "worker.md")
+                   .read_text(encoding="utf-8").split())
+    assert ("One warning is a real sign and stays a WARNING: `WARNING mode.timers: Timer "
+            "commit is overlapping (interval=2.8 runtime=21.9)`") in doc
