@@ -1,6 +1,6 @@
 """Benchmark of the Detector engine's own cost (scoring, grouping, inventory, state).
 
-Prints figures, asserts nothing. Run: ``python benchmarks/bench_engine.py``.
+Prints figures, asserts nothing. Run: ``python3 benchmarks/bench_engine.py``.
 
 1. quiet traffic: ``Detector.process`` against the bare ``IdentityProfile.observe`` loop on
    the same events; the difference is the engine's per-event overhead;

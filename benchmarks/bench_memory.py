@@ -1,6 +1,6 @@
 """Benchmark of the identity store's resident memory, with and without the live bound (B25).
 
-Prints figures, asserts nothing. Run: ``python benchmarks/bench_memory.py [identities]``.
+Prints figures, asserts nothing. Run: ``python3 benchmarks/bench_memory.py [identities]``.
 
 Each of N workloads gets three days of routine calls (two actions an hour, a few
 resources), then the detector's traced memory (``tracemalloc``: Python allocations still

@@ -1,6 +1,6 @@
 """Worker throughput on a local broker: prints figures, asserts nothing.
 
-Run ``python benchmarks/bench_worker.py`` (it starts Apache Kafka from its jars with
+Run ``python3 benchmarks/bench_worker.py`` (it starts Apache Kafka from its jars with
 ``tools/kafka/broker.py``, or uses ``KAFKA_BOOTSTRAP_SERVERS``). In one run it measures:
 
 1. a bare aiokafka consumer (orjson per message) reading single-record messages;

@@ -1,6 +1,6 @@
 """Find a ``helm`` binary, or build one with Go into a per-user cache.
 
-Used by the chart tests and by developers (``python tools/helm.py`` prints the path).
+Used by the chart tests and by developers (``python3 tools/helm.py`` prints the path).
 Order: ``$NHI_HELM``; ``helm`` on ``PATH``; the cache (``go/bin`` under ``$NHI_CACHE_DIR``,
 ``$XDG_CACHE_HOME/nhi-detector`` or ``~/.cache/nhi-detector``) or ``~/go/bin``; else
 ``go install helm.sh/helm/v3/cmd/helm@HELM_VERSION`` with ``GOBIN`` pointing at the cache.

@@ -1,4 +1,4 @@
-"""`python tools/kafka/broker.py` removes its work directory on exit unless asked not to."""
+"""`python3 tools/kafka/broker.py` removes its work directory on exit unless asked not to."""
 
 from __future__ import annotations
 
@@ -47,7 +47,8 @@ def test_broker_script__sigterm_removes_the_work_directory(tmp_path: Path) -> No
     assert Path(workdir).parent == tmp_path
     assert Path(workdir).is_dir()
     out = _stop(process)
-    assert out.strip().splitlines()[-1] == f"removed the work directory {workdir}"
+    assert out.strip().splitlines()[-2:] == ["broker stopped on SIGTERM",
+                                             f"removed the work directory {workdir}"]
     assert list(tmp_path.iterdir()) == []
 
 

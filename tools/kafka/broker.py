@@ -17,10 +17,10 @@
 Every broker we start listens on 127.0.0.1 only, on free ports, and logs to
 ``<workdir>/broker.log``. Run this file to get a broker for manual work::
 
-    python tools/kafka/broker.py            # prints the bootstrap address, Ctrl-C stops
+    python3 tools/kafka/broker.py            # prints the bootstrap address, Ctrl-C stops
                                             # and removes the work directory (/tmp/nhi-kafka-*)
-    python tools/kafka/broker.py --keep-workdir   # the same, but keeps its data and log
-    python tools/kafka/broker.py --fetch    # only fill the jar cache (CI can run this first)
+    python3 tools/kafka/broker.py --keep-workdir   # the same, but keeps its data and log
+    python3 tools/kafka/broker.py --fetch    # only fill the jar cache (CI can run this first)
 
 ``start_secure_broker()`` starts Apache Kafka from the jars with, next to the PLAINTEXT
 listener, SASL_PLAINTEXT, SSL, SASL_SSL and a mutual-TLS listener (``broker.listeners``),
@@ -610,10 +610,14 @@ def main() -> int:
         if broker.tls is not None:
             print(f"CA: {broker.tls.ca}  client certificate: {broker.tls.client_cert}"
                   f"  key: {broker.tls.client_key}", flush=True)
+        received = None
         try:
-            signal.sigwait(stop_signals)
+            received = signal.sigwait(stop_signals)
         finally:
             broker.stop()
+            # whoever stopped it (a terminal's Ctrl-C, a script's kill) sees that it did stop
+            how = f" on {signal.Signals(received).name}" if received is not None else ""
+            print(f"broker stopped{how}", flush=True)
         return 0
     finally:
         if args.keep_workdir:
