@@ -73,6 +73,14 @@ PROGRAMMATIC_FAMILIES = frozenset({
     "python-requests", "go-http", "curl",
 })
 AI_FAMILY_NAMES = frozenset(family for _, family in AI_AGENT_FAMILIES)
+# Why an IAM user is a person: it was seen in the console (this event, or earlier ones).
+CONSOLE_SIGN_IN = "IAM user signed in to the console"
+CONSOLE_SEEN = "IAM user seen using the console"
+CONSOLE_USER_REASONS = frozenset({CONSOLE_SIGN_IN, CONSOLE_SEEN})
+# Kinds an IAM user gets from one event's use alone: weaker than any console use seen before.
+SDK_KEY_ONLY = "used only with long-term key from SDK user agents"
+NOT_CONCLUSIVE = "IAM user, usage not yet conclusive"
+IAM_USER_USAGE_REASONS = frozenset({SDK_KEY_ONLY, NOT_CONCLUSIVE})
 
 
 def normalise_session(session: str | None) -> str | None:
@@ -501,13 +509,13 @@ def aws_event_kind(principal: AwsPrincipal, family: str | None, console: bool,
     """
     if principal.is_iam_user and (console or family == "browser"):
         resolver.console_users.add(principal.identity)
-        return "human", "IAM user signed in to the console"
+        return "human", CONSOLE_SIGN_IN
     if principal.is_iam_user:
         if principal.identity in resolver.console_users:
-            return "human", "IAM user seen using the console"
+            return "human", CONSOLE_SEEN
         if credential_type == "long_term" and family in PROGRAMMATIC_FAMILIES:
-            return "workload", "used only with long-term key from SDK user agents"
-        return "unknown", "IAM user, usage not yet conclusive"
+            return "workload", SDK_KEY_ONLY
+        return "unknown", NOT_CONCLUSIVE
     if console and principal.kind == "workload":
         return "human", "console session"
     return principal.kind, principal.reason
