@@ -41,9 +41,15 @@ SIGNIN_CATEGORIES = frozenset({
     "aadmanagedidentitysigninlogs", "aadnoninteractiveusersigninlogs", "signinlogs",
 })
 AKS_CATEGORIES = frozenset({"kube-audit", "kube-audit-admin"})
+# Resource logs that share the diagnostic-settings envelope but are data-plane access logs
+# with their own identity schema (SAS token hashes, account keys): refused, never misread
+# as Activity Log calls without a caller.
+RESOURCE_LOG_CATEGORIES = frozenset({"storageread", "storagewrite", "storagedelete"})
 _OID_CLAIM = "http://schemas.microsoft.com/identity/claims/objectidentifier"
 _UPN_CLAIM = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn"
 _EMAIL_CLAIM = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress"
+_SCOPE_CLAIM = "http://schemas.microsoft.com/identity/claims/scope"
+_GIVEN_NAME_CLAIM = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/givenname"
 _FAILURES = frozenset({"failure", "failed", "error"})
 
 
@@ -111,6 +117,8 @@ def normalise_signin(record: dict[str, Any], resolver: Resolver, hints: dict[str
     props = lower_keys(low.get("properties")) or low
     identity, resolution, ptype = _signin_identity(props)
     category = category_of(low)
+    if ptype == "ServicePrincipal" and "managedidentity" in category:
+        ptype = "ManagedIdentity"
     kind, reason = classify_azure(category, ptype)
     when = record_time(low, props)
     ip_raw = props.get("ipaddress") or low.get("calleripaddress") or low.get("ipaddress")
@@ -191,6 +199,11 @@ def normalise_activity(record: dict[str, Any], resolver: Resolver,
                        hints: dict[str, Any]) -> Event:
     """An Azure Activity Log or Entra audit record as an Event."""
     low = lower_keys(record)
+    category = category_of(low)
+    if category in RESOURCE_LOG_CATEGORIES:
+        raise RecordError("unknown_format", f"Azure resource log of category {category!r} "
+                          "(data-plane access log, not an Activity Log record): not a "
+                          "supported source")
     props = lower_keys(low.get("properties"))
     identity, resolution, ptype, kind, reason = _activity_identity(low, props)
     when = record_time(low, props)
@@ -217,27 +230,43 @@ def normalise_activity(record: dict[str, Any], resolver: Resolver,
 
 def _activity_identity(low: dict[str, Any], props: dict[str, Any]
                        ) -> tuple[str, str, str, str, str]:
+    """Who made an Activity Log call: ``(key, resolution, principal type, kind, reason)``.
+
+    The Event Hub / storage export has no ``caller`` field: the caller is only in the
+    token's claims (``identity.claims``) and the role-assignment evidence. A user's token
+    carries an ``appid`` too (the portal's, the CLI's), so an ``appid`` alone does not make
+    a service principal: user claims (a scope, a name, a UPN) are looked at first.
+    """
     initiated = lower_keys(props.get("initiatedby") or low.get("initiatedby"))
     if initiated:
         return _initiated_by(initiated)
     identity = low.get("identity")
-    if isinstance(identity, str) and identity:
+    if isinstance(identity, str) and identity and not identity.lstrip().startswith("{"):
         return identity[:256], "identity_name", "Unknown", "unknown", "display name only"
-    identity = lower_keys(identity)
-    claims = identity.get("claims") if isinstance(identity.get("claims"), dict) else {}
-    evidence = lower_keys(lower_keys(identity.get("authorization")).get("evidence"))
+    identity = lower_keys(identity.strip() if isinstance(identity, str) else identity)
+    # Log Analytics (AzureActivity table) has Claims and Authorization as top-level columns
+    claims = lower_keys(identity.get("claims") or low.get("claims"))
+    authorization = lower_keys(identity.get("authorization") or low.get("authorization"))
+    evidence = lower_keys(authorization.get("evidence"))
     ptype = evidence.get("principaltype") if isinstance(evidence.get("principaltype"), str) \
         else None
+    principal_id = _guid(evidence.get("principalid"))
     caller = low.get("caller")
-    if ptype in ("ServicePrincipal", "ManagedIdentity") and _guid(evidence.get("principalid")):
+    if ptype in ("ServicePrincipal", "ManagedIdentity") and principal_id:
         kind, reason = classify_azure("", ptype)
-        return _guid(evidence.get("principalid")), "evidence_principal", ptype, kind, reason
-    upn = claims.get(_UPN_CLAIM) or (caller if isinstance(caller, str) and "@" in caller
-                                     else None)
-    if isinstance(upn, str) and upn:
-        return upn.lower()[:256], "caller", ptype or "User", "human", "Entra user"
+        return principal_id, "evidence_principal", ptype, kind, reason
+    user = _user_name(claims, caller)
+    if user:
+        return user, "caller", ptype or "User", "human", "Entra user"
     app_id = _guid(claims.get("appid"))
-    oid = _guid(claims.get(_OID_CLAIM))
+    oid = _guid(claims.get(_OID_CLAIM)) or _guid(claims.get("oid"))
+    if _is_user_token(claims) or ptype in ("User", "Group"):
+        # a Group's principal id is the group's, not the caller's
+        key = oid or (principal_id if ptype == "User" else None) or _guid(caller)
+        if key:
+            return key, "user_object_id", "User", "human", "Entra user (object id)"
+    if oid and claims.get("xms_mirid"):
+        return oid, "oid_claim", "ManagedIdentity", "workload", "managed identity"
     if oid and (claims.get("idtyp") == "app" or app_id):
         return oid, "oid_claim", "ServicePrincipal", "workload", "service principal"
     if app_id:
@@ -245,11 +274,31 @@ def _activity_identity(low: dict[str, Any], props: dict[str, Any]
     if isinstance(caller, str) and caller:
         return caller.lower()[:256], "caller", ptype or "ServicePrincipal", "workload", \
             "caller object id"
-    email = claims.get(_EMAIL_CLAIM)
+    email = claims.get(_EMAIL_CLAIM.lower())
     if isinstance(email, str) and email.startswith("Microsoft."):
         return f"azure-service:{email[:128]}", "service_claim", "AzureService", \
             "cloud_service", "Azure platform service"
     raise RecordError("missing_identity", "activity record has no caller, claims or initiatedBy")
+
+
+def _user_name(claims: dict[str, Any], caller: Any) -> str | None:
+    """A person's sign-in name from the claims (UPN, ``unique_name``, e-mail, a name that is
+    an address) or an e-mail ``caller``; lower-cased."""
+    for key in (_UPN_CLAIM.lower(), "upn", "unique_name", _EMAIL_CLAIM.lower(), "name"):
+        value = claims.get(key)
+        if isinstance(value, str) and "@" in value:
+            return value.rsplit("#", 1)[-1].lower()[:256]  # live.com#someone@example.com
+    if isinstance(caller, str) and "@" in caller:
+        return caller.lower()[:256]
+    return None
+
+
+def _is_user_token(claims: dict[str, Any]) -> bool:
+    """A delegated (user) token: it has a scope, a user's name, or says so in ``idtyp``;
+    app-only tokens of service principals and managed identities have none of these."""
+    return bool(claims.get(_SCOPE_CLAIM) or claims.get("scp") or claims.get("idtyp") == "user"
+                or claims.get("name") or claims.get("given_name")
+                or claims.get(_GIVEN_NAME_CLAIM))
 
 
 def _initiated_by(initiated: dict[str, Any]) -> tuple[str, str, str, str, str]:
