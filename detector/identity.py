@@ -557,6 +557,17 @@ _K8S_PLATFORM_USERS = ("system:kube-", "system:node:", "system:apiserver", "syst
                        "system:certificates")
 
 
+# Certificate or token users of the control plane itself (kubelet bootstrap tokens, the API
+# server's client certificate to kubelets), named without the ``system:`` prefix.
+_K8S_COMPONENT_PARTS = ("kubelet", "kube-apiserver", "bootstrap", "kube-proxy",
+                        "kube-scheduler", "controller-manager")
+# Words that name automation, not a person, in a user name split on - _ . : /
+_AUTOMATION_WORDS = frozenset({"bot", "ci", "cd", "cicd", "deploy", "deployer", "jenkins",
+                               "gitlab", "github", "argocd", "flux", "terraform", "automation",
+                               "pipeline", "svc", "robot", "runner"})
+_GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
 def classify_k8s(username: str) -> tuple[str, str]:
     """Kind and reason for a Kubernetes username (platform identities are cloud_service)."""
     if username.startswith(("system:serviceaccount:", "system:serviceaccounts:")):
@@ -576,7 +587,17 @@ def classify_k8s(username: str) -> tuple[str, str]:
         return classify_gcp(username)
     if "@" in username:
         return "human", "Kubernetes user (e-mail)"
-    return "unknown", "Kubernetes user"
+    lowered = username.lower()
+    if any(part in lowered for part in _K8S_COMPONENT_PARTS):
+        return "cloud_service", "Kubernetes platform component"
+    if _GUID.fullmatch(lowered):
+        return "unknown", "Entra object id (a user or a service principal)"
+    if not _AUTOMATION_WORDS.isdisjoint(re.split(r"[-_.:/]", lowered)):
+        return "workload", "Kubernetes normal user named like automation"
+    # Kubernetes has two kinds of users: service accounts, which it manages for workloads,
+    # and "normal users" (client certificates, OIDC, cloud IAM mappings) that it assumes an
+    # outside service manages for people: kubernetes-admin, minikube-user, masterclient.
+    return "human", "Kubernetes normal user (not a service account)"
 
 
 # ============================================================================ Azure

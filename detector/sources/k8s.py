@@ -252,9 +252,10 @@ def _identity(username: str, cluster: str | None, resolver: Resolver
 
 
 def _time(record: dict[str, Any]) -> Any:
+    # p_event_time: a Panther data-lake export's normalised event time, on every row it keeps
     raw = record.get("requestReceivedTimestamp") or record.get("timestamp") \
         or record.get("stageTimestamp") or as_dict(record.get("metadata")).get(
-            "creationTimestamp")
+            "creationTimestamp") or record.get("p_event_time")
     if raw is None:
         raise RecordError("missing_time", "audit event has no requestReceivedTimestamp")
     when = parse_time(raw)
@@ -280,9 +281,17 @@ def _outcome(record: dict[str, Any]) -> tuple[str, str | None]:
     return "success", None
 
 
+# ``user.extra`` keys as written by the API server, and as a Panther data-lake export renames
+# them (``.`` to ``_``, ``/`` to ``_slash_``).
+_CREDENTIAL_KEYS = ("authentication.kubernetes.io/credential-id",
+                    "authentication_kubernetes_io_slash_credential-id", "accessKeyId")
+_SESSION_KEYS = ("authentication.kubernetes.io/pod-name",
+                 "authentication_kubernetes_io_slash_pod-name", "sessionName")
+
+
 def _credential(user: dict[str, Any], username: str) -> tuple[str | None, str]:
     extra = as_dict(user.get("extra"))
-    for key in ("authentication.kubernetes.io/credential-id", "accessKeyId"):
+    for key in _CREDENTIAL_KEYS:
         values = extra.get(key)
         if isinstance(values, list) and values and isinstance(values[0], str):
             value = values[0][:128]
@@ -294,7 +303,7 @@ def _credential(user: dict[str, Any], username: str) -> tuple[str | None, str]:
 
 def _session(user: dict[str, Any]) -> str | None:
     extra = as_dict(user.get("extra"))
-    for key in ("authentication.kubernetes.io/pod-name", "sessionName"):
+    for key in _SESSION_KEYS:
         values = extra.get(key)
         if isinstance(values, list) and values and isinstance(values[0], str):
             return values[0][:128]
