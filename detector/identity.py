@@ -403,7 +403,8 @@ def _aws_role(key: str, resolution: str, ptype: str | None, account: str | None,
     actor = None
     if name_path.startswith(SLR_PATH) or name.startswith("AWSServiceRoleFor"):
         kind, reason = "cloud_service", "service-linked role"
-    elif name.startswith(SSO_ROLE_PREFIX):
+    elif name.startswith(SSO_ROLE_PREFIX) or name_path.startswith(SSO_ROLE_PATH):
+        # IAM Identity Center creates its roles, and only its roles, under this path
         kind, reason, actor = "human", "SSO permission-set role", session
     elif session and session.startswith("i-") and len(session) >= 10:
         kind, reason = "workload", "EC2 instance-profile role"
@@ -539,6 +540,8 @@ def classify_gcp(principal: str) -> tuple[str, str]:
     if principal.startswith("system:"):
         return classify_k8s(principal)
     if principal.startswith("principal://") or principal.startswith("principalSet://"):
+        if "/workforcePools/" in principal:  # workforce pools federate people (an IdP's users)
+            return "human", "workforce identity federation subject"
         return "workload", "workload identity federation subject"
     if principal.endswith("gserviceaccount.com"):
         if principal.startswith("service-") or any(d in principal for d in _GOOGLE_AGENT_DOMAINS):
