@@ -125,7 +125,8 @@ def normalise_signin(record: dict[str, Any], resolver: Resolver, hints: dict[str
     source_ip, network, prefix = classify_network(ip_raw)
     outcome, error = _signin_outcome(low, props)
     ua, family = user_agent(props.get("useragent"))
-    credential_id, credential_type = _signin_credential(props, category)
+    credential_id, credential_type = _signin_credential(props, category) \
+        if ptype != "User" else (None, "unknown")
     attributes: dict[str, Any] = {}
     for key, name in (("appid", "app_id"), ("servicePrincipalName".lower(), "display_name"),
                       ("appdisplayname", "app_name")):
@@ -170,6 +171,8 @@ def _signin_outcome(low: dict[str, Any], props: dict[str, Any]) -> tuple[str, st
 
 
 def _signin_credential(props: dict[str, Any], category: str) -> tuple[str | None, str]:
+    """The credential of a service principal or managed identity sign-in. A user's sign-in
+    names the client application's credential type here, not the person's: not used."""
     key_id = short_str(props.get("serviceprincipalcredentialkeyid"), 128) or short_str(
         props.get("serviceprincipalcredentialthumbprint"), 128)
     kind = str(props.get("clientcredentialtype") or "").lower()
@@ -181,6 +184,12 @@ def _signin_credential(props: dict[str, Any], category: str) -> tuple[str | None
         return key_id, "long_term"
     if kind == "federatedidentitycredential":
         return key_id, "token"
+    # Without the type (older exports): a certificate sign-in names its thumbprint, so a key
+    # id alone is the id of a client secret, the app's long-lived password.
+    if props.get("serviceprincipalcredentialthumbprint"):
+        return key_id, "certificate"
+    if key_id:
+        return key_id, "long_term"
     return key_id, "unknown"
 
 

@@ -151,3 +151,30 @@ def test_panther_azure_activity(real_logs: Path) -> None:
     assert len(storage) == 11 and all("storage" in d["message"] for d in storage)
     assert {d["reason"] for d in dead.items} == {"unknown_format", "missing_identity",
                                                  "missing_time"}
+
+
+def sign_in(category: str = "ServicePrincipalSignInLogs", **props: object) -> dict:
+    base = {"servicePrincipalId": "4B6986EC-C49C-40C0-89CE-B2AC51213E39", "appId": "a",
+            "ipAddress": "198.51.100.4", "status": {"errorCode": 0}}
+    base.update(props)
+    return {"time": "2022-02-08T06:22:13.1610640Z", "category": category,
+            "resourceId": "/tenants/t/providers/Microsoft.aadiam", "resultType": "0",
+            "operationName": "Sign-in activity", "properties": base}
+
+
+class TestSignInCredential:
+    def test_key_id_alone_is_a_client_secret(self):
+        [event], _ = parse(sign_in(servicePrincipalCredentialKeyId="2afc776a"))
+        assert (event.credential_id, event.credential_type) == ("2afc776a", "long_term")
+
+    def test_thumbprint_is_a_certificate(self):
+        [event], _ = parse(sign_in(servicePrincipalCredentialKeyId="2afc776a",
+                                   servicePrincipalCredentialThumbprint="AB12"))
+        assert (event.credential_id, event.credential_type) == ("2afc776a", "certificate")
+
+    def test_a_person_sign_in_does_not_take_the_client_app_credential(self):
+        record = sign_in("SignInLogs", servicePrincipalId="", userPrincipalName="Eve@Example.org",
+                         clientCredentialType="clientAssertion")
+        [event], _ = parse(record)
+        assert (event.identity, event.identity_kind) == ("eve@example.org", "human")
+        assert (event.credential_id, event.credential_type) == (None, "unknown")
