@@ -321,6 +321,12 @@ def _initiated_by(initiated: dict[str, Any]) -> tuple[str, str, str, str, str]:
     name = user.get("userprincipalname") or user.get("id")
     if isinstance(name, str) and name:
         return name.lower()[:256], "initiated_by_user", "User", "human", "Entra user"
+    # Entra's own services (MS-PIM, Jit Provisioning, group-based licensing) act with an
+    # app that has a display name but no service principal or app id in the tenant.
+    display = app.get("displayname")
+    if isinstance(display, str) and display.strip():
+        return f"azure-service:{display.strip()[:128]}", "initiated_by_app_name", \
+            "AzureService", "cloud_service", "Entra service named only by display name"
     raise RecordError("missing_identity", "initiatedBy names neither an app nor a user")
 
 

@@ -178,3 +178,27 @@ class TestSignInCredential:
         [event], _ = parse(record)
         assert (event.identity, event.identity_kind) == ("eve@example.org", "human")
         assert (event.credential_id, event.credential_type) == (None, "unknown")
+
+
+def entra_audit(initiated_by: dict) -> dict:
+    return {"time": "2024-02-01T08:00:00.0000000Z", "category": "AuditLogs",
+            "operationName": "Add member to role completed (PIM activation)",
+            "resourceId": "/tenants/t/providers/Microsoft.aadiam", "resultType": "",
+            "properties": {"id": "Directory_1", "activityDisplayName": "Add member to role",
+                           "initiatedBy": initiated_by, "result": "success"}}
+
+
+class TestEntraAuditInitiator:
+    def test_first_party_service_named_only_by_display_name(self):
+        app = {"app": {"appId": None, "displayName": "MS-PIM", "servicePrincipalId": None}}
+        assert one(entra_audit(app)) == ("azure-service:MS-PIM", "cloud_service",
+                                         "AzureService",
+                                         "Entra service named only by display name")
+
+    def test_service_principal_is_a_workload(self):
+        app = {"app": {"appId": "A1", "displayName": "deployer", "servicePrincipalId": "S1"}}
+        assert one(entra_audit(app))[:3] == ("s1", "workload", "ServicePrincipal")
+
+    def test_nobody_named_stays_dead(self):
+        events, dead = parse(entra_audit({"app": {"displayName": " "}, "user": {}}))
+        assert events == [] and dead.reasons() == ["missing_identity"]
