@@ -90,3 +90,23 @@ def test_real_kubernetes_users(real_logs: Path) -> None:
     assert "2022-11-29T00:09:04.380000+00:00" in {e.time.isoformat() for e in admin}
     coredns = [e for e in events if e.identity.endswith(":coredns")]
     assert {e.session for e in coredns} >= {"coredns-57ff979f67-bl27n"}
+
+
+def test_one_audit_id_with_two_users_is_two_requests() -> None:
+    """Falco's anonymous and some-user namespace creations share one auditID; stages of one
+    request always name one user, so the second is not a duplicate of the first."""
+    first = audit(requestReceivedTimestamp="2024-01-01T00:00:00Z")
+    second = dict(first, user={"username": "system:anonymous"})
+    stats, dead = RunStats(), ListDeadLetters()
+    events = parse_payload(orjson.dumps(first) + b"\n" + orjson.dumps(first) + b"\n"
+                           + orjson.dumps(second), origin="t", stats=stats, dead_letters=dead)
+    assert [e.identity for e in events] == ["system:serviceaccount:kube-system:coredns",
+                                            "system:anonymous"]
+    assert stats.skipped == {("k8s.audit", "duplicate_stage"): 1}
+
+
+def test_event_that_lost_its_user_is_missing_identity_not_unknown_format() -> None:
+    record = {"kind": "Event", "verb": "get", "sourceIPs": ["5.5.5.5"],
+              "responseStatus": {"code": 200}, "p_log_type": "Amazon.EKS.Audit"}
+    events, dead = parse(record)
+    assert events == [] and dead.reasons() == ["missing_identity"]
