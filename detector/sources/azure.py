@@ -5,11 +5,17 @@ shape (``time``, ``category``, ``properties{...}``) and the Log Analytics shape 
 keys at the top level, nested objects as JSON strings). Keys are therefore read
 case-insensitively, and JSON-string fields are decoded on demand.
 
-Sign-ins (``azure.signin``) key to ``servicePrincipalId``, else ``appId`` (lower-cased GUIDs).
-Activity Log records (``azure.activity``) key to the caller: the service principal object id
-from ``authorization.evidence`` or the ``oid`` claim, else the ``appid`` claim, else
-``caller``. Entra audit records key to ``initiatedBy.app`` / ``initiatedBy.user``.
-AKS ``kube-audit`` diagnostic records are Kubernetes events (see the parser).
+Sign-ins (``azure.signin``) key to ``servicePrincipalId``, else the user, else ``appId``
+(lower-cased GUIDs). Activity Log records (``azure.activity``) key to the caller: a service
+principal or managed identity from ``authorization.evidence``, else a person's sign-in name
+from the claims or ``caller``, else (a delegated token: scope, name or ``idtyp=user``
+claims) the person's object id, else the ``oid`` claim of an app-only token (a managed
+identity when ``xms_mirid`` is present), else the ``appid`` claim, else ``caller``. Entra
+audit records key to ``initiatedBy.app`` / ``initiatedBy.user``, and to
+``azure-service:<display name>`` for Entra's own services. AKS ``kube-audit`` diagnostic
+records are Kubernetes events (see the parser). Storage resource logs (``StorageRead``,
+``StorageWrite``, ``StorageDelete``) share the envelope but are refused as
+``unknown_format`` naming their category.
 """
 
 from __future__ import annotations
