@@ -80,7 +80,23 @@ CONSOLE_USER_REASONS = frozenset({CONSOLE_SIGN_IN, CONSOLE_SEEN})
 # Kinds an IAM user gets from one event's use alone: weaker than any console use seen before.
 SDK_KEY_ONLY = "used only with long-term key from SDK user agents"
 NOT_CONCLUSIVE = "IAM user, usage not yet conclusive"
-IAM_USER_USAGE_REASONS = frozenset({SDK_KEY_ONLY, NOT_CONCLUSIVE})
+USER_NAMED_LIKE_AUTOMATION = "IAM user named like automation"
+IAM_USER_USAGE_REASONS = frozenset({SDK_KEY_ONLY, NOT_CONCLUSIVE, USER_NAMED_LIKE_AUTOMATION})
+# Words that name automation, not a person, in a user name (see ``named_like_automation``).
+AUTOMATION_WORDS = frozenset({"bot", "ci", "cd", "cicd", "deploy", "deployer", "deployment",
+                              "jenkins", "gitlab", "github", "argocd", "flux", "terraform",
+                              "automation", "pipeline", "svc", "robot", "runner", "service",
+                              "sync", "backup", "etl", "cron", "batch", "integration",
+                              "circleci", "buildkite", "ansible", "spinnaker", "api",
+                              "scanner", "monitoring", "exporter"})
+_NAME_WORDS = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")
+
+
+def named_like_automation(name: str) -> bool:
+    """True when a word of ``name`` (split on punctuation and camelCase) names automation:
+    ``svc-backup``, ``terraform``, ``DeployRole``, ``gitlab-runner``; not ``jane.doe``."""
+    words = {word.lower() for word in _NAME_WORDS.findall(name)}
+    return not AUTOMATION_WORDS.isdisjoint(words)
 
 
 def normalise_session(session: str | None) -> str | None:
@@ -516,6 +532,8 @@ def aws_event_kind(principal: AwsPrincipal, family: str | None, console: bool,
             return "human", CONSOLE_SEEN
         if credential_type == "long_term" and family in PROGRAMMATIC_FAMILIES:
             return "workload", SDK_KEY_ONLY
+        if named_like_automation(principal.identity.rsplit("/", 1)[-1]):
+            return "workload", USER_NAMED_LIKE_AUTOMATION
         return "unknown", NOT_CONCLUSIVE
     if console and principal.kind == "workload":
         return "human", "console session"
@@ -530,7 +548,8 @@ _GOOGLE_AGENT_DOMAINS = ("@cloudservices.gserviceaccount.com",
                          "@cloudcomposer-accounts.iam.gserviceaccount.com",
                          "@dataflow-service-producer-prod.iam.gserviceaccount.com",
                          "@serverless-robot-prod.iam.gserviceaccount.com",
-                         "@compute-system.iam.gserviceaccount.com")
+                         "@compute-system.iam.gserviceaccount.com",
+                         "@system.gserviceaccount.com")  # Google's own control-plane robots
 
 
 def classify_gcp(principal: str) -> tuple[str, str]:
@@ -564,10 +583,6 @@ _K8S_PLATFORM_USERS = ("system:kube-", "system:node:", "system:apiserver", "syst
 # server's client certificate to kubelets), named without the ``system:`` prefix.
 _K8S_COMPONENT_PARTS = ("kubelet", "kube-apiserver", "bootstrap", "kube-proxy",
                         "kube-scheduler", "controller-manager")
-# Words that name automation, not a person, in a user name split on - _ . : /
-_AUTOMATION_WORDS = frozenset({"bot", "ci", "cd", "cicd", "deploy", "deployer", "jenkins",
-                               "gitlab", "github", "argocd", "flux", "terraform", "automation",
-                               "pipeline", "svc", "robot", "runner"})
 _GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
@@ -595,7 +610,7 @@ def classify_k8s(username: str) -> tuple[str, str]:
         return "cloud_service", "Kubernetes platform component"
     if _GUID.fullmatch(lowered):
         return "unknown", "Entra object id (a user or a service principal)"
-    if not _AUTOMATION_WORDS.isdisjoint(re.split(r"[-_.:/]", lowered)):
+    if named_like_automation(username):
         return "workload", "Kubernetes normal user named like automation"
     # Kubernetes has two kinds of users: service accounts, which it manages for workloads,
     # and "normal users" (client certificates, OIDC, cloud IAM mappings) that it assumes an

@@ -13,7 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from detector.identity import Resolver, classify_gcp
+from detector.identity import (
+    CONSOLE_SIGN_IN,
+    NOT_CONCLUSIVE,
+    USER_NAMED_LIKE_AUTOMATION,
+    Resolver,
+    aws_event_kind,
+    classify_gcp,
+    named_like_automation,
+)
 from detector.sources import ListDeadLetters, read_paths
 from detector.stats import RunStats
 
@@ -43,6 +51,43 @@ def test_role_under_the_identity_center_path(arn: str, kind: str) -> None:
 ])
 def test_gcp_federated_subjects(subject: str, kind: str) -> None:
     assert classify_gcp(subject)[0] == kind
+
+
+@pytest.mark.parametrize(("email", "kind"), [
+    ("cloud-build-robot@system.gserviceaccount.com", "cloud_service"),
+    ("service-agent-manager@system.gserviceaccount.com", "cloud_service"),
+    ("123-compute@developer.gserviceaccount.com", "workload"),
+    ("deployer@my-project.iam.gserviceaccount.com", "workload"),
+])
+def test_gcp_service_accounts(email: str, kind: str) -> None:
+    assert classify_gcp(email)[0] == kind
+
+
+@pytest.mark.parametrize(("name", "automation"), [
+    ("svc-backup", True), ("terraform", True), ("DeployRole", True), ("gitlab-runner", True),
+    ("ServiceAccount1", True), ("jane.doe", False), ("Alice", False), ("admin-user", False),
+    ("decidedly", False), ("kubernetes-admin", False),
+])
+def test_named_like_automation(name: str, automation: bool) -> None:
+    assert named_like_automation(name) is automation
+
+
+def iam_user(name: str) -> tuple:
+    ui = {"type": "IAMUser", "arn": f"arn:aws:iam::123456789012:user/{name}",
+          "accountId": "123456789012"}
+    resolver = Resolver()
+    return resolver.aws_principal(ui, "s3.amazonaws.com")[0], resolver
+
+
+def test_iam_user_named_like_automation_is_a_workload_until_seen_in_the_console() -> None:
+    principal, resolver = iam_user("svc-backup")
+    assert aws_event_kind(principal, None, False, "unknown", resolver) == (
+        "workload", USER_NAMED_LIKE_AUTOMATION)
+    assert aws_event_kind(principal, "browser", True, "unknown", resolver) == (
+        "human", CONSOLE_SIGN_IN)
+    person, resolver = iam_user("jane.doe")
+    assert aws_event_kind(person, None, False, "unknown", resolver) == (
+        "unknown", NOT_CONCLUSIVE)
 
 
 @pytest.mark.shared
