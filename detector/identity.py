@@ -64,6 +64,13 @@ AI_AGENT_FAMILIES: tuple[tuple[str, str], ...] = (
     ("crewai", "crewai"),
     ("llamaindex", "llamaindex"),
     ("semantic-kernel", "semantic-kernel"),
+    # SDK markers agent frameworks add to the AWS SDK user agent (user_agent_extra)
+    ("strands-agents", "strands"),
+    ("awslabs/mcp/", "mcp"),  # AWS Labs MCP servers driven by an AI assistant
+    ("llama_index", "llamaindex"),
+    ("llama-index", "llamaindex"),
+    ("smolagents", "smolagents"),
+    ("pydantic-ai", "pydantic-ai"),
 )
 # Families that only code uses: an IAM user seen only with these is a workload.
 PROGRAMMATIC_FAMILIES = frozenset({

@@ -97,3 +97,17 @@ def test_panther_sso_roles_are_people(real_logs: Path) -> None:
     sso = {e.identity_kind for e in events if ":role/aws-reserved/sso.amazonaws.com/"
            in e.identity}
     assert sso == {"human"}
+
+
+@pytest.mark.parametrize(("agent", "family"), [
+    ("Boto3/1.38.0 md/Botocore#1.38.0 ua/2.1 os/linux lang/python#3.12 strands-agents",
+     "strands"),
+    ("Boto3/1.38.0 ua/2.1 awslabs/mcp/cloudwatch-mcp-server/0.0.5", "mcp"),
+    ("Boto3/1.38.0 ua/2.1 os/linux", "boto3"),
+])
+def test_agent_framework_markers_in_sdk_user_agents(agent: str, family: str) -> None:
+    from detector.identity import AI_FAMILY_NAMES
+    from detector.sources.common import user_agent
+
+    assert user_agent(agent)[1] == family
+    assert (family in AI_FAMILY_NAMES) is (family != "boto3")
