@@ -14,8 +14,9 @@ identity when ``xms_mirid`` is present), else the ``appid`` claim, else ``caller
 audit records key to ``initiatedBy.app`` / ``initiatedBy.user``, and to
 ``azure-service:<display name>`` for Entra's own services. AKS ``kube-audit`` diagnostic
 records are Kubernetes events (see the parser). Storage resource logs (``StorageRead``,
-``StorageWrite``, ``StorageDelete``) share the envelope but are refused as
-``unknown_format`` naming their category.
+``StorageWrite``, ``StorageDelete``) share the envelope; they key to the OAuth caller, or
+to the storage account's shared key for SAS and account-key requests
+(``normalise_storage``).
 """
 
 from __future__ import annotations
@@ -47,10 +48,9 @@ SIGNIN_CATEGORIES = frozenset({
     "aadmanagedidentitysigninlogs", "aadnoninteractiveusersigninlogs", "signinlogs",
 })
 AKS_CATEGORIES = frozenset({"kube-audit", "kube-audit-admin"})
-# Resource logs that share the diagnostic-settings envelope but are data-plane access logs
-# with their own identity schema (SAS token hashes, account keys): refused, never misread
-# as Activity Log calls without a caller.
-RESOURCE_LOG_CATEGORIES = frozenset({"storageread", "storagewrite", "storagedelete"})
+# Azure Storage resource logs: data-plane access logs that share the diagnostic-settings
+# envelope but name the caller by how it authenticated (OAuth, SAS, account key).
+STORAGE_CATEGORIES = frozenset({"storageread", "storagewrite", "storagedelete"})
 _OID_CLAIM = "http://schemas.microsoft.com/identity/claims/objectidentifier"
 _UPN_CLAIM = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn"
 _EMAIL_CLAIM = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress"
@@ -214,11 +214,8 @@ def normalise_activity(record: dict[str, Any], resolver: Resolver,
                        hints: dict[str, Any]) -> Event:
     """An Azure Activity Log or Entra audit record as an Event."""
     low = lower_keys(record)
-    category = category_of(low)
-    if category in RESOURCE_LOG_CATEGORIES:
-        raise RecordError("unknown_format", f"Azure resource log of category {category!r} "
-                          "(data-plane access log, not an Activity Log record): not a "
-                          "supported source")
+    if category_of(low) in STORAGE_CATEGORIES:
+        return normalise_storage(record, low, resolver)
     props = lower_keys(low.get("properties"))
     identity, resolution, ptype, kind, reason = _activity_identity(low, props)
     when = record_time(low, props)
@@ -353,6 +350,106 @@ def _activity_outcome(low: dict[str, Any], props: dict[str, Any]) -> tuple[str, 
     if result_text in _FAILURES or str(props.get("result", "")).lower() in _FAILURES:
         signature = low.get("resultsignature")
         return "failure", str(signature or result)[:64]
+    return "success", None
+
+
+# ---------------------------------------------------------------------------- storage
+
+
+def normalise_storage(record: dict[str, Any], low: dict[str, Any], resolver: Resolver
+                      ) -> Event:
+    """An Azure Storage resource log record (``StorageRead/Write/Delete``) as an Event.
+
+    Who called depends on how the request authenticated (``identity.type``): an OAuth
+    caller is its Entra principal (``identity.requester``); a SAS token or an account key
+    is a shared key of the storage account, so the key is the identity
+    (``azure-storage:<account>``) and the SAS token hash or key name its credential; an
+    anonymous request is ``azure-storage:<account>/anonymous``. A SAS in the request URI
+    (``sig=``) counts as a SAS when the identity block is missing.
+    """
+    props = lower_keys(low.get("properties"))
+    resource_id = short_str(low.get("resourceid"))
+    account = _storage_account(props, resource_id, low.get("uri"))
+    identity, ptype, kind, reason, credential_id, credential_type = _storage_caller(
+        lower_keys(low.get("identity")), account, low.get("uri"))
+    when = record_time(low, props)
+    operation = short_str(low.get("operationname"), 128) or "unknown"
+    source_ip, network, prefix = classify_network(_strip_port(low.get("calleripaddress")))
+    ua, family = user_agent(props.get("useragentheader"))
+    outcome, error = _storage_outcome(low, props)
+    category = category_of(low)
+    event = Event(
+        event_id=_event_id(low, props, record), time=when, ts=when.timestamp(),
+        source=SOURCE_ACTIVITY, identity=identity, identity_kind=kind, kind_reason=reason,
+        identity_resolution="storage_" + ptype.lower(), principal_type=ptype,
+        tenant=_subscription(resource_id) or _guid(low.get("tenantid")),
+        credential_id=credential_id, credential_type=credential_type,
+        action=f"storage:{operation}",
+        resource=short_str(props.get("objectkey")) or resource_id,
+        region=short_str(low.get("location"), 64), source_ip=source_ip, network=network,
+        network_prefix=prefix, user_agent=ua, agent_family=family, outcome=outcome,
+        error_code=error, read_only=category == "storageread",
+        attributes={"category": category, "storage_account": account},
+    )
+    return resolver.finish(event)
+
+
+def _storage_caller(identity: dict[str, Any], account: str, uri: Any
+                    ) -> tuple[str, str, str, str, str | None, str]:
+    """``(key, principal type, kind, reason, credential id, credential type)``."""
+    auth = str(identity.get("type") or "").lower()
+    if not auth and isinstance(uri, str) and "sig=" in uri:
+        auth = "sas"
+    token_hash = short_str(identity.get("tokenhash"), 128)
+    if auth == "oauth":
+        requester = lower_keys(identity.get("requester"))
+        upn = requester.get("upn")
+        if isinstance(upn, str) and "@" in upn:
+            return upn.lower()[:256], "User", "human", "Entra user", None, "token"
+        key = _guid(requester.get("objectid")) or _guid(requester.get("appid"))
+        if key:
+            return key, "ServicePrincipal", "workload", "service principal", None, "token"
+    if auth in ("sas", "accountkey", "sharedkey"):
+        key_name = token_hash.split("(", 1)[0] if token_hash else None
+        if auth == "sas":
+            return f"azure-storage:{account}", "SAS", "workload", \
+                "storage account key (SAS token)", token_hash, "token"
+        return f"azure-storage:{account}", "AccountKey", "workload", \
+            "storage account key", key_name, "long_term"
+    if auth == "anonymous":
+        return f"azure-storage:{account}/anonymous", "Anonymous", "external", \
+            "anonymous storage request", None, "none"
+    raise RecordError("missing_identity", "storage log names no authentication "
+                      "(identity.type OAuth, SAS, AccountKey or Anonymous)")
+
+
+def _storage_account(props: dict[str, Any], resource_id: str | None, uri: Any) -> str:
+    name = props.get("accountname")
+    if isinstance(name, str) and name:
+        return name.lower()[:64]
+    lowered = (resource_id or "").lower()
+    if "/storageaccounts/" in lowered:
+        return lowered.split("/storageaccounts/", 1)[1].split("/", 1)[0][:64]
+    if isinstance(uri, str) and "://" in uri:
+        return uri.split("://", 1)[1].split(".", 1)[0].lower()[:64]
+    return "unknown-account"
+
+
+def _strip_port(value: Any) -> Any:
+    """``1.2.3.4:57485`` -> ``1.2.3.4`` (storage logs give the caller's port)."""
+    if isinstance(value, str) and value.count(":") == 1 and "." in value:
+        return value.split(":", 1)[0]
+    return value
+
+
+def _storage_outcome(low: dict[str, Any], props: dict[str, Any]) -> tuple[str, str | None]:
+    status = low.get("statuscode")
+    response = str(props.get("metricresponsetype") or "")
+    failed = (isinstance(status, int) and not isinstance(status, bool) and status >= 400) \
+        or (response and response.lower() != "success")
+    if failed:
+        text = low.get("statustext") or response or status
+        return "failure", str(text)[:64]
     return "success", None
 
 

@@ -110,18 +110,64 @@ class TestActivityCaller:
         assert one(record)[:2] == ("jane@example.org", "human")
 
 
-class TestResourceLogs:
-    @pytest.mark.parametrize("category", ["StorageRead", "StorageWrite", "StorageDelete"])
-    def test_storage_logs_are_refused_as_unsupported(self, category):
-        record = {"time": "2024-12-19T19:15:07.295Z", "category": category,
-                  "operationName": "GetBlob", "callerIpAddress": "198.51.100.7:57485",
-                  "identity": {"type": "SAS", "tokenHash": "key1(ABC)"},
-                  "resourceId": "/subscriptions/1/resourceGroups/rg/providers/"
-                                "Microsoft.Storage/storageAccounts/acct/blobServices/default"}
-        events, dead = parse(record)
-        assert events == [] and dead.reasons() == ["unknown_format"]
-        assert f"'{category.lower()}'" in dead.items[0]["message"]
-        assert "not a supported source" in dead.items[0]["message"]
+def storage(identity: dict | None = None, **extra: object) -> dict:
+    record = {"time": "2024-12-19T19:15:07.295Z", "category": "StorageRead",
+              "operationName": "GetBlob", "callerIpAddress": "198.51.100.7:57485",
+              "statusCode": 200, "location": "westus2",
+              "resourceId": "/subscriptions/1/resourceGroups/rg/providers/"
+                            "Microsoft.Storage/storageAccounts/Acct/blobServices/default",
+              "properties": {"accountName": "acct", "objectKey": "/acct/c/report.xlsx",
+                             "userAgentHeader": "azsdk-python-storage-blob/12.16.0",
+                             "metricResponseType": "Success"}}
+    if identity is not None:
+        record["identity"] = identity
+    record.update(extra)
+    return record
+
+
+class TestStorageLogs:
+    """Azure Storage resource logs: the caller is how the request authenticated."""
+
+    def test_sas_request_keys_to_the_account_key(self):
+        [event], _ = parse(storage({"type": "SAS", "tokenHash": "key1(ABC)"}))
+        assert (event.identity, event.identity_kind, event.principal_type) == (
+            "azure-storage:acct", "workload", "SAS")
+        assert (event.credential_id, event.credential_type) == ("key1(ABC)", "token")
+        assert (event.action, event.resource, event.read_only) == (
+            "storage:GetBlob", "/acct/c/report.xlsx", True)
+        assert (event.source_ip, event.network) == ("198.51.100.7", "public")
+
+    def test_account_key_is_a_long_term_credential(self):
+        [event], _ = parse(storage({"type": "AccountKey", "tokenHash": "key2(DEF)"},
+                                   category="StorageWrite", operationName="PutBlob"))
+        assert (event.identity, event.credential_id, event.credential_type) == (
+            "azure-storage:acct", "key2", "long_term")
+        assert event.read_only is False
+
+    def test_oauth_caller_is_its_entra_principal(self):
+        requester = {"objectId": "ABCD", "appId": "a", "tenantId": "t"}
+        [event], _ = parse(storage({"type": "OAuth", "requester": requester}))
+        assert (event.identity, event.identity_kind) == ("abcd", "workload")
+        requester["upn"] = "Jane@Example.org"
+        [event], _ = parse(storage({"type": "OAuth", "requester": requester}))
+        assert (event.identity, event.identity_kind) == ("jane@example.org", "human")
+
+    def test_sas_in_the_uri_and_a_failure(self):
+        record = storage(None, uri="https://acct.blob.core.windows.net/c/k?sv=1&sig=X",
+                         statusCode=403, statusText="AuthenticationFailed")
+        [event], _ = parse(record)
+        assert (event.principal_type, event.outcome, event.error_code) == (
+            "SAS", "failure", "AuthenticationFailed")
+
+    def test_anonymous_request(self):
+        [event], _ = parse(storage({"type": "Anonymous"}))
+        assert (event.identity, event.identity_kind) == ("azure-storage:acct/anonymous",
+                                                         "external")
+
+    def test_no_authentication_named_is_missing_identity(self):
+        events, dead = parse(storage(None))
+        assert events == [] and dead.reasons() == ["missing_identity"]
+        assert "identity.type" in dead.items[0]["message"]
 
 
 def test_managed_identity_sign_in_has_its_own_principal_type():
@@ -136,8 +182,8 @@ def test_managed_identity_sign_in_has_its_own_principal_type():
 
 @pytest.mark.shared
 def test_panther_azure_activity(real_logs: Path) -> None:
-    """Callers named only by role-assignment evidence or a name claim become events; the
-    Storage data-plane records are refused as such; records that name nobody stay dead."""
+    """Callers named only by role-assignment evidence or a name claim become events, and so
+    do Storage records that say how they authenticated; records naming nobody stay dead."""
     from detector.sources import read_paths
 
     path = real_logs / "panther-analysis-tests" / "azure_monitoractivity.panther_tests.jsonl"
@@ -147,10 +193,11 @@ def test_panther_azure_activity(real_logs: Path) -> None:
     by_key = {e.identity: (e.identity_kind, e.principal_type) for e in events}
     assert by_key["6b6d44f0-b13a-46a0-bfde-161324d4c34d"] == ("human", "User")
     assert by_key["denethor@lotr.com"] == ("human", "User")
-    storage = [d for d in dead.items if d["reason"] == "unknown_format"]
-    assert len(storage) == 11 and all("storage" in d["message"] for d in storage)
-    assert {d["reason"] for d in dead.items} == {"unknown_format", "missing_identity",
-                                                 "missing_time"}
+    shared_key = {e.identity for e in events if e.principal_type in ("SAS", "AccountKey")}
+    assert shared_key == {"azure-storage:mystorageaccount", "azure-storage:criticaldata001",
+                          "azure-storage:proddata", "azure-storage:internaldata",
+                          "azure-storage:publicdata", "azure-storage:securedata"}
+    assert {d["reason"] for d in dead.items} == {"missing_identity", "missing_time"}
 
 
 def sign_in(category: str = "ServicePrincipalSignInLogs", **props: object) -> dict:

@@ -41,7 +41,7 @@ def test_unsupported_sources_never_become_events(real_logs: Path, name: str) -> 
 
 @pytest.mark.parametrize(("name", "events_at_least"), [
     ("aws_cloudtrail", 328), ("gcp_auditlog", 151), ("azure_entra_audit_signin", 48),
-    ("azure_monitoractivity", 18), ("eks_k8s_audit", 13),
+    ("azure_monitoractivity", 24), ("eks_k8s_audit", 13),
 ])
 def test_supported_panther_files(real_logs: Path, name: str, events_at_least: int) -> None:
     events, stats, dead = run(real_logs / PANTHER / f"{name}.panther_tests.jsonl")
