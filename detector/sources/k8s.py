@@ -327,6 +327,8 @@ def _principal_type(username: str) -> str:
         return "AWSIAM"
     if username.startswith("system:"):
         return "system"
+    if username.endswith(".gserviceaccount.com"):  # GKE: a Google service account's token
+        return "serviceAccount"
     return "user"
 
 

@@ -110,3 +110,18 @@ def test_event_that_lost_its_user_is_missing_identity_not_unknown_format() -> No
               "responseStatus": {"code": 200}, "p_log_type": "Amazon.EKS.Audit"}
     events, dead = parse(record)
     assert events == [] and dead.reasons() == ["missing_identity"]
+
+
+def test_gke_google_service_account_has_service_account_type() -> None:
+    entry = {"protoPayload": {
+        "@type": "type.googleapis.com/google.cloud.audit.AuditLog",
+        "authenticationInfo": {"principalEmail": "deployer@p.iam.gserviceaccount.com"},
+        "methodName": "io.k8s.core.v1.configmaps.update", "serviceName": "k8s.io",
+        "resourceName": "core/v1/namespaces/default/configmaps/app",
+        "requestMetadata": {"callerIp": "10.0.0.9"}},
+        "resource": {"type": "k8s_cluster", "labels": {"cluster_name": "c1",
+                                                       "project_id": "p"}},
+        "timestamp": "2024-03-01T00:00:00Z", "insertId": "i-1"}
+    [event], _ = parse(entry)
+    assert (event.identity, event.identity_kind, event.principal_type) == (
+        "c1/deployer@p.iam.gserviceaccount.com", "workload", "serviceAccount")
