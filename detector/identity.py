@@ -15,7 +15,9 @@ GCP               the principal e-mail as given, else ``principalSubject``, else
 Kubernetes        the username as given, prefixed ``<cluster>/`` only when the record names
                   the cluster; EKS assumed-role usernames map to the AWS role key
 Azure             the service principal / managed identity object id, else the app id,
-                  lower-cased
+                  lower-cased; a person's sign-in name (else object id); Entra's own
+                  services ``azure-service:<name>``; Storage shared keys (SAS, account key)
+                  ``azure-storage:<account>``
 ================  ===========================================================================
 
 Kinds are ``human``, ``workload``, ``cloud_service``, ``ai_agent``, ``external`` and
