@@ -15,7 +15,9 @@ GCP               the principal e-mail as given, else ``principalSubject``, else
 Kubernetes        the username as given, prefixed ``<cluster>/`` only when the record names
                   the cluster; EKS assumed-role usernames map to the AWS role key
 Azure             the service principal / managed identity object id, else the app id,
-                  lower-cased
+                  lower-cased; a person's sign-in name (else object id); Entra's own
+                  services ``azure-service:<name>``; Storage shared keys (SAS, account key)
+                  ``azure-storage:<account>``
 ================  ===========================================================================
 
 Kinds are ``human``, ``workload``, ``cloud_service``, ``ai_agent``, ``external`` and
@@ -64,6 +66,13 @@ AI_AGENT_FAMILIES: tuple[tuple[str, str], ...] = (
     ("crewai", "crewai"),
     ("llamaindex", "llamaindex"),
     ("semantic-kernel", "semantic-kernel"),
+    # SDK markers agent frameworks add to the AWS SDK user agent (user_agent_extra)
+    ("strands-agents", "strands"),
+    ("awslabs/mcp/", "mcp"),  # AWS Labs MCP servers driven by an AI assistant
+    ("llama_index", "llamaindex"),
+    ("llama-index", "llamaindex"),
+    ("smolagents", "smolagents"),
+    ("pydantic-ai", "pydantic-ai"),
 )
 # Families that only code uses: an IAM user seen only with these is a workload.
 PROGRAMMATIC_FAMILIES = frozenset({
@@ -73,6 +82,30 @@ PROGRAMMATIC_FAMILIES = frozenset({
     "python-requests", "go-http", "curl",
 })
 AI_FAMILY_NAMES = frozenset(family for _, family in AI_AGENT_FAMILIES)
+# Why an IAM user is a person: it was seen in the console (this event, or earlier ones).
+CONSOLE_SIGN_IN = "IAM user signed in to the console"
+CONSOLE_SEEN = "IAM user seen using the console"
+CONSOLE_USER_REASONS = frozenset({CONSOLE_SIGN_IN, CONSOLE_SEEN})
+# Kinds an IAM user gets from one event's use alone: weaker than any console use seen before.
+SDK_KEY_ONLY = "used only with long-term key from SDK user agents"
+NOT_CONCLUSIVE = "IAM user, usage not yet conclusive"
+USER_NAMED_LIKE_AUTOMATION = "IAM user named like automation"
+IAM_USER_USAGE_REASONS = frozenset({SDK_KEY_ONLY, NOT_CONCLUSIVE, USER_NAMED_LIKE_AUTOMATION})
+# Words that name automation, not a person, in a user name (see ``named_like_automation``).
+AUTOMATION_WORDS = frozenset({"bot", "ci", "cd", "cicd", "deploy", "deployer", "deployment",
+                              "jenkins", "gitlab", "github", "argocd", "flux", "terraform",
+                              "automation", "pipeline", "svc", "robot", "runner", "service",
+                              "sync", "backup", "etl", "cron", "batch", "integration",
+                              "circleci", "buildkite", "ansible", "spinnaker", "api",
+                              "scanner", "monitoring", "exporter"})
+_NAME_WORDS = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")
+
+
+def named_like_automation(name: str) -> bool:
+    """True when a word of ``name`` (split on punctuation and camelCase) names automation:
+    ``svc-backup``, ``terraform``, ``DeployRole``, ``gitlab-runner``; not ``jane.doe``."""
+    words = {word.lower() for word in _NAME_WORDS.findall(name)}
+    return not AUTOMATION_WORDS.isdisjoint(words)
 
 
 def normalise_session(session: str | None) -> str | None:
@@ -395,7 +428,8 @@ def _aws_role(key: str, resolution: str, ptype: str | None, account: str | None,
     actor = None
     if name_path.startswith(SLR_PATH) or name.startswith("AWSServiceRoleFor"):
         kind, reason = "cloud_service", "service-linked role"
-    elif name.startswith(SSO_ROLE_PREFIX):
+    elif name.startswith(SSO_ROLE_PREFIX) or name_path.startswith(SSO_ROLE_PATH):
+        # IAM Identity Center creates its roles, and only its roles, under this path
         kind, reason, actor = "human", "SSO permission-set role", session
     elif session and session.startswith("i-") and len(session) >= 10:
         kind, reason = "workload", "EC2 instance-profile role"
@@ -501,13 +535,15 @@ def aws_event_kind(principal: AwsPrincipal, family: str | None, console: bool,
     """
     if principal.is_iam_user and (console or family == "browser"):
         resolver.console_users.add(principal.identity)
-        return "human", "IAM user signed in to the console"
+        return "human", CONSOLE_SIGN_IN
     if principal.is_iam_user:
         if principal.identity in resolver.console_users:
-            return "human", "IAM user seen using the console"
+            return "human", CONSOLE_SEEN
         if credential_type == "long_term" and family in PROGRAMMATIC_FAMILIES:
-            return "workload", "used only with long-term key from SDK user agents"
-        return "unknown", "IAM user, usage not yet conclusive"
+            return "workload", SDK_KEY_ONLY
+        if named_like_automation(principal.identity.rsplit("/", 1)[-1]):
+            return "workload", USER_NAMED_LIKE_AUTOMATION
+        return "unknown", NOT_CONCLUSIVE
     if console and principal.kind == "workload":
         return "human", "console session"
     return principal.kind, principal.reason
@@ -521,7 +557,8 @@ _GOOGLE_AGENT_DOMAINS = ("@cloudservices.gserviceaccount.com",
                          "@cloudcomposer-accounts.iam.gserviceaccount.com",
                          "@dataflow-service-producer-prod.iam.gserviceaccount.com",
                          "@serverless-robot-prod.iam.gserviceaccount.com",
-                         "@compute-system.iam.gserviceaccount.com")
+                         "@compute-system.iam.gserviceaccount.com",
+                         "@system.gserviceaccount.com")  # Google's own control-plane robots
 
 
 def classify_gcp(principal: str) -> tuple[str, str]:
@@ -531,6 +568,8 @@ def classify_gcp(principal: str) -> tuple[str, str]:
     if principal.startswith("system:"):
         return classify_k8s(principal)
     if principal.startswith("principal://") or principal.startswith("principalSet://"):
+        if "/workforcePools/" in principal:  # workforce pools federate people (an IdP's users)
+            return "human", "workforce identity federation subject"
         return "workload", "workload identity federation subject"
     if principal.endswith("gserviceaccount.com"):
         if principal.startswith("service-") or any(d in principal for d in _GOOGLE_AGENT_DOMAINS):
@@ -547,6 +586,13 @@ _K8S_PLATFORM_USERS = ("system:kube-", "system:node:", "system:apiserver", "syst
                        "system:addon-manager", "system:volume-scheduler", "system:konnectivity",
                        "eks:", "aksService", "system:serviceaccount:kube-system:generic-",
                        "system:certificates")
+
+
+# Certificate or token users of the control plane itself (kubelet bootstrap tokens, the API
+# server's client certificate to kubelets), named without the ``system:`` prefix.
+_K8S_COMPONENT_PARTS = ("kubelet", "kube-apiserver", "bootstrap", "kube-proxy",
+                        "kube-scheduler", "controller-manager")
+_GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 def classify_k8s(username: str) -> tuple[str, str]:
@@ -568,7 +614,17 @@ def classify_k8s(username: str) -> tuple[str, str]:
         return classify_gcp(username)
     if "@" in username:
         return "human", "Kubernetes user (e-mail)"
-    return "unknown", "Kubernetes user"
+    lowered = username.lower()
+    if any(part in lowered for part in _K8S_COMPONENT_PARTS):
+        return "cloud_service", "Kubernetes platform component"
+    if _GUID.fullmatch(lowered):
+        return "unknown", "Entra object id (a user or a service principal)"
+    if named_like_automation(username):
+        return "workload", "Kubernetes normal user named like automation"
+    # Kubernetes has two kinds of users: service accounts, which it manages for workloads,
+    # and "normal users" (client certificates, OIDC, cloud IAM mappings) that it assumes an
+    # outside service manages for people: kubernetes-admin, minikube-user, masterclient.
+    return "human", "Kubernetes normal user (not a service account)"
 
 
 # ============================================================================ Azure

@@ -5,6 +5,16 @@ writes: kind and its reason, owner, tenant, the credentials used (id, type, firs
 last use, bounded to ``MAX_CREDENTIALS``), first and last seen, event count. The
 ``inventory()`` view adds what is computed at query time: the dormant flag and whether
 the identity is still in its learning period.
+
+Two rules keep the record right for identities that mix kinds of use:
+
+- Temporary credentials (one per console sign-in or STS session) never crowd out a
+  long-term key: when the list is full, the temporary credential used longest ago makes
+  room, so the keys whose dormancy matters stay listed however many sessions an IAM user
+  opens. Only when no temporary credential is left is a new one counted, not kept.
+- The kind an IAM user earned by console use is not taken back by a later event that only
+  says "not yet conclusive" or "SDK key only": the resolver that saw the console sign-in may
+  be gone (a worker restarted from a snapshot), and the inventory is what remembers.
 """
 
 from __future__ import annotations
@@ -15,6 +25,7 @@ from typing import Any
 
 from detector.alerts import NO_OWNER, iso
 from detector.event import Event
+from detector.identity import CONSOLE_USER_REASONS, IAM_USER_USAGE_REASONS
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +56,10 @@ class InventoryRecord:
         if ts > self.last_seen:
             self.last_seen = ts
         self.events += 1
-        self.kind = event.identity_kind
-        self.kind_reason = event.kind_reason
+        if not (event.kind_reason in IAM_USER_USAGE_REASONS
+                and self.kind_reason in CONSOLE_USER_REASONS):
+            self.kind = event.identity_kind
+            self.kind_reason = event.kind_reason
         if event.owner:
             self.owner = event.owner
         if event.tenant:
@@ -80,7 +93,7 @@ class InventoryRecord:
     def _credential(self, event: Event) -> None:
         entry = self.credentials.get(event.credential_id)
         if entry is None:
-            if len(self.credentials) >= MAX_CREDENTIALS:
+            if len(self.credentials) >= MAX_CREDENTIALS and not self._evict_temporary():
                 self.credentials_dropped += 1
                 return
             self.credentials[event.credential_id] = [event.credential_type, event.ts, event.ts, 1]
@@ -89,6 +102,18 @@ class InventoryRecord:
         entry[1] = min(entry[1], event.ts)
         entry[2] = max(entry[2], event.ts)
         entry[3] += 1
+
+    def _evict_temporary(self) -> bool:
+        """Drop the temporary credential used longest ago (counted); False when none is."""
+        oldest = None
+        for cred_id, entry in self.credentials.items():
+            if entry[0] == "temporary" and (oldest is None or entry[2] < oldest[1]):
+                oldest = (cred_id, entry[2])
+        if oldest is None:
+            return False
+        del self.credentials[oldest[0]]
+        self.credentials_dropped += 1
+        return True
 
     def view(self, key: str, *, now: float, dormant_after: float, in_learning: bool) -> dict:
         """The inventory entry as JSON-ready data."""

@@ -5,11 +5,18 @@ shape (``time``, ``category``, ``properties{...}``) and the Log Analytics shape 
 keys at the top level, nested objects as JSON strings). Keys are therefore read
 case-insensitively, and JSON-string fields are decoded on demand.
 
-Sign-ins (``azure.signin``) key to ``servicePrincipalId``, else ``appId`` (lower-cased GUIDs).
-Activity Log records (``azure.activity``) key to the caller: the service principal object id
-from ``authorization.evidence`` or the ``oid`` claim, else the ``appid`` claim, else
-``caller``. Entra audit records key to ``initiatedBy.app`` / ``initiatedBy.user``.
-AKS ``kube-audit`` diagnostic records are Kubernetes events (see the parser).
+Sign-ins (``azure.signin``) key to ``servicePrincipalId``, else the user, else ``appId``
+(lower-cased GUIDs). Activity Log records (``azure.activity``) key to the caller: a service
+principal or managed identity from ``authorization.evidence``, else a person's sign-in name
+from the claims or ``caller``, else (a delegated token: scope, name or ``idtyp=user``
+claims) the person's object id, else the ``oid`` claim of an app-only token (a managed
+identity when ``xms_mirid`` is present), else the ``appid`` claim, else ``caller``. Entra
+audit records key to ``initiatedBy.app`` / ``initiatedBy.user``, and to
+``azure-service:<display name>`` for Entra's own services. AKS ``kube-audit`` diagnostic
+records are Kubernetes events (see the parser). Storage resource logs (``StorageRead``,
+``StorageWrite``, ``StorageDelete``) share the envelope; they key to the OAuth caller, or
+to the storage account's shared key for SAS and account-key requests
+(``normalise_storage``).
 """
 
 from __future__ import annotations
@@ -41,9 +48,14 @@ SIGNIN_CATEGORIES = frozenset({
     "aadmanagedidentitysigninlogs", "aadnoninteractiveusersigninlogs", "signinlogs",
 })
 AKS_CATEGORIES = frozenset({"kube-audit", "kube-audit-admin"})
+# Azure Storage resource logs: data-plane access logs that share the diagnostic-settings
+# envelope but name the caller by how it authenticated (OAuth, SAS, account key).
+STORAGE_CATEGORIES = frozenset({"storageread", "storagewrite", "storagedelete"})
 _OID_CLAIM = "http://schemas.microsoft.com/identity/claims/objectidentifier"
 _UPN_CLAIM = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn"
 _EMAIL_CLAIM = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress"
+_SCOPE_CLAIM = "http://schemas.microsoft.com/identity/claims/scope"
+_GIVEN_NAME_CLAIM = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/givenname"
 _FAILURES = frozenset({"failure", "failed", "error"})
 
 
@@ -111,13 +123,16 @@ def normalise_signin(record: dict[str, Any], resolver: Resolver, hints: dict[str
     props = lower_keys(low.get("properties")) or low
     identity, resolution, ptype = _signin_identity(props)
     category = category_of(low)
+    if ptype == "ServicePrincipal" and "managedidentity" in category:
+        ptype = "ManagedIdentity"
     kind, reason = classify_azure(category, ptype)
     when = record_time(low, props)
     ip_raw = props.get("ipaddress") or low.get("calleripaddress") or low.get("ipaddress")
     source_ip, network, prefix = classify_network(ip_raw)
     outcome, error = _signin_outcome(low, props)
     ua, family = user_agent(props.get("useragent"))
-    credential_id, credential_type = _signin_credential(props, category)
+    credential_id, credential_type = _signin_credential(props, category) \
+        if ptype != "User" else (None, "unknown")
     attributes: dict[str, Any] = {}
     for key, name in (("appid", "app_id"), ("servicePrincipalName".lower(), "display_name"),
                       ("appdisplayname", "app_name")):
@@ -162,6 +177,8 @@ def _signin_outcome(low: dict[str, Any], props: dict[str, Any]) -> tuple[str, st
 
 
 def _signin_credential(props: dict[str, Any], category: str) -> tuple[str | None, str]:
+    """The credential of a service principal or managed identity sign-in. A user's sign-in
+    names the client application's credential type here, not the person's: not used."""
     key_id = short_str(props.get("serviceprincipalcredentialkeyid"), 128) or short_str(
         props.get("serviceprincipalcredentialthumbprint"), 128)
     kind = str(props.get("clientcredentialtype") or "").lower()
@@ -173,6 +190,12 @@ def _signin_credential(props: dict[str, Any], category: str) -> tuple[str | None
         return key_id, "long_term"
     if kind == "federatedidentitycredential":
         return key_id, "token"
+    # Without the type (older exports): a certificate sign-in names its thumbprint, so a key
+    # id alone is the id of a client secret, the app's long-lived password.
+    if props.get("serviceprincipalcredentialthumbprint"):
+        return key_id, "certificate"
+    if key_id:
+        return key_id, "long_term"
     return key_id, "unknown"
 
 
@@ -191,6 +214,8 @@ def normalise_activity(record: dict[str, Any], resolver: Resolver,
                        hints: dict[str, Any]) -> Event:
     """An Azure Activity Log or Entra audit record as an Event."""
     low = lower_keys(record)
+    if category_of(low) in STORAGE_CATEGORIES:
+        return normalise_storage(record, low, resolver)
     props = lower_keys(low.get("properties"))
     identity, resolution, ptype, kind, reason = _activity_identity(low, props)
     when = record_time(low, props)
@@ -217,27 +242,43 @@ def normalise_activity(record: dict[str, Any], resolver: Resolver,
 
 def _activity_identity(low: dict[str, Any], props: dict[str, Any]
                        ) -> tuple[str, str, str, str, str]:
+    """Who made an Activity Log call: ``(key, resolution, principal type, kind, reason)``.
+
+    The Event Hub / storage export has no ``caller`` field: the caller is only in the
+    token's claims (``identity.claims``) and the role-assignment evidence. A user's token
+    carries an ``appid`` too (the portal's, the CLI's), so an ``appid`` alone does not make
+    a service principal: user claims (a scope, a name, a UPN) are looked at first.
+    """
     initiated = lower_keys(props.get("initiatedby") or low.get("initiatedby"))
     if initiated:
         return _initiated_by(initiated)
     identity = low.get("identity")
-    if isinstance(identity, str) and identity:
+    if isinstance(identity, str) and identity and not identity.lstrip().startswith("{"):
         return identity[:256], "identity_name", "Unknown", "unknown", "display name only"
-    identity = lower_keys(identity)
-    claims = identity.get("claims") if isinstance(identity.get("claims"), dict) else {}
-    evidence = lower_keys(lower_keys(identity.get("authorization")).get("evidence"))
+    identity = lower_keys(identity.strip() if isinstance(identity, str) else identity)
+    # Log Analytics (AzureActivity table) has Claims and Authorization as top-level columns
+    claims = lower_keys(identity.get("claims") or low.get("claims"))
+    authorization = lower_keys(identity.get("authorization") or low.get("authorization"))
+    evidence = lower_keys(authorization.get("evidence"))
     ptype = evidence.get("principaltype") if isinstance(evidence.get("principaltype"), str) \
         else None
+    principal_id = _guid(evidence.get("principalid"))
     caller = low.get("caller")
-    if ptype in ("ServicePrincipal", "ManagedIdentity") and _guid(evidence.get("principalid")):
+    if ptype in ("ServicePrincipal", "ManagedIdentity") and principal_id:
         kind, reason = classify_azure("", ptype)
-        return _guid(evidence.get("principalid")), "evidence_principal", ptype, kind, reason
-    upn = claims.get(_UPN_CLAIM) or (caller if isinstance(caller, str) and "@" in caller
-                                     else None)
-    if isinstance(upn, str) and upn:
-        return upn.lower()[:256], "caller", ptype or "User", "human", "Entra user"
+        return principal_id, "evidence_principal", ptype, kind, reason
+    user = _user_name(claims, caller)
+    if user:
+        return user, "caller", ptype or "User", "human", "Entra user"
     app_id = _guid(claims.get("appid"))
-    oid = _guid(claims.get(_OID_CLAIM))
+    oid = _guid(claims.get(_OID_CLAIM)) or _guid(claims.get("oid"))
+    if _is_user_token(claims) or ptype in ("User", "Group"):
+        # a Group's principal id is the group's, not the caller's
+        key = oid or (principal_id if ptype == "User" else None) or _guid(caller)
+        if key:
+            return key, "user_object_id", "User", "human", "Entra user (object id)"
+    if oid and claims.get("xms_mirid"):
+        return oid, "oid_claim", "ManagedIdentity", "workload", "managed identity"
     if oid and (claims.get("idtyp") == "app" or app_id):
         return oid, "oid_claim", "ServicePrincipal", "workload", "service principal"
     if app_id:
@@ -245,11 +286,31 @@ def _activity_identity(low: dict[str, Any], props: dict[str, Any]
     if isinstance(caller, str) and caller:
         return caller.lower()[:256], "caller", ptype or "ServicePrincipal", "workload", \
             "caller object id"
-    email = claims.get(_EMAIL_CLAIM)
+    email = claims.get(_EMAIL_CLAIM.lower())
     if isinstance(email, str) and email.startswith("Microsoft."):
         return f"azure-service:{email[:128]}", "service_claim", "AzureService", \
             "cloud_service", "Azure platform service"
     raise RecordError("missing_identity", "activity record has no caller, claims or initiatedBy")
+
+
+def _user_name(claims: dict[str, Any], caller: Any) -> str | None:
+    """A person's sign-in name from the claims (UPN, ``unique_name``, e-mail, a name that is
+    an address) or an e-mail ``caller``; lower-cased."""
+    for key in (_UPN_CLAIM.lower(), "upn", "unique_name", _EMAIL_CLAIM.lower(), "name"):
+        value = claims.get(key)
+        if isinstance(value, str) and "@" in value:
+            return value.rsplit("#", 1)[-1].lower()[:256]  # live.com#someone@example.com
+    if isinstance(caller, str) and "@" in caller:
+        return caller.lower()[:256]
+    return None
+
+
+def _is_user_token(claims: dict[str, Any]) -> bool:
+    """A delegated (user) token: it has a scope, a user's name, or says so in ``idtyp``;
+    app-only tokens of service principals and managed identities have none of these."""
+    return bool(claims.get(_SCOPE_CLAIM) or claims.get("scp") or claims.get("idtyp") == "user"
+                or claims.get("name") or claims.get("given_name")
+                or claims.get(_GIVEN_NAME_CLAIM))
 
 
 def _initiated_by(initiated: dict[str, Any]) -> tuple[str, str, str, str, str]:
@@ -263,6 +324,12 @@ def _initiated_by(initiated: dict[str, Any]) -> tuple[str, str, str, str, str]:
     name = user.get("userprincipalname") or user.get("id")
     if isinstance(name, str) and name:
         return name.lower()[:256], "initiated_by_user", "User", "human", "Entra user"
+    # Entra's own services (MS-PIM, Jit Provisioning, group-based licensing) act with an
+    # app that has a display name but no service principal or app id in the tenant.
+    display = app.get("displayname")
+    if isinstance(display, str) and display.strip():
+        return f"azure-service:{display.strip()[:128]}", "initiated_by_app_name", \
+            "AzureService", "cloud_service", "Entra service named only by display name"
     raise RecordError("missing_identity", "initiatedBy names neither an app nor a user")
 
 
@@ -283,6 +350,106 @@ def _activity_outcome(low: dict[str, Any], props: dict[str, Any]) -> tuple[str, 
     if result_text in _FAILURES or str(props.get("result", "")).lower() in _FAILURES:
         signature = low.get("resultsignature")
         return "failure", str(signature or result)[:64]
+    return "success", None
+
+
+# ---------------------------------------------------------------------------- storage
+
+
+def normalise_storage(record: dict[str, Any], low: dict[str, Any], resolver: Resolver
+                      ) -> Event:
+    """An Azure Storage resource log record (``StorageRead/Write/Delete``) as an Event.
+
+    Who called depends on how the request authenticated (``identity.type``): an OAuth
+    caller is its Entra principal (``identity.requester``); a SAS token or an account key
+    is a shared key of the storage account, so the key is the identity
+    (``azure-storage:<account>``) and the SAS token hash or key name its credential; an
+    anonymous request is ``azure-storage:<account>/anonymous``. A SAS in the request URI
+    (``sig=``) counts as a SAS when the identity block is missing.
+    """
+    props = lower_keys(low.get("properties"))
+    resource_id = short_str(low.get("resourceid"))
+    account = _storage_account(props, resource_id, low.get("uri"))
+    identity, ptype, kind, reason, credential_id, credential_type = _storage_caller(
+        lower_keys(low.get("identity")), account, low.get("uri"))
+    when = record_time(low, props)
+    operation = short_str(low.get("operationname"), 128) or "unknown"
+    source_ip, network, prefix = classify_network(_strip_port(low.get("calleripaddress")))
+    ua, family = user_agent(props.get("useragentheader"))
+    outcome, error = _storage_outcome(low, props)
+    category = category_of(low)
+    event = Event(
+        event_id=_event_id(low, props, record), time=when, ts=when.timestamp(),
+        source=SOURCE_ACTIVITY, identity=identity, identity_kind=kind, kind_reason=reason,
+        identity_resolution="storage_" + ptype.lower(), principal_type=ptype,
+        tenant=_subscription(resource_id) or _guid(low.get("tenantid")),
+        credential_id=credential_id, credential_type=credential_type,
+        action=f"storage:{operation}",
+        resource=short_str(props.get("objectkey")) or resource_id,
+        region=short_str(low.get("location"), 64), source_ip=source_ip, network=network,
+        network_prefix=prefix, user_agent=ua, agent_family=family, outcome=outcome,
+        error_code=error, read_only=category == "storageread",
+        attributes={"category": category, "storage_account": account},
+    )
+    return resolver.finish(event)
+
+
+def _storage_caller(identity: dict[str, Any], account: str, uri: Any
+                    ) -> tuple[str, str, str, str, str | None, str]:
+    """``(key, principal type, kind, reason, credential id, credential type)``."""
+    auth = str(identity.get("type") or "").lower()
+    if not auth and isinstance(uri, str) and "sig=" in uri:
+        auth = "sas"
+    token_hash = short_str(identity.get("tokenhash"), 128)
+    if auth == "oauth":
+        requester = lower_keys(identity.get("requester"))
+        upn = requester.get("upn")
+        if isinstance(upn, str) and "@" in upn:
+            return upn.lower()[:256], "User", "human", "Entra user", None, "token"
+        key = _guid(requester.get("objectid")) or _guid(requester.get("appid"))
+        if key:
+            return key, "ServicePrincipal", "workload", "service principal", None, "token"
+    if auth in ("sas", "accountkey", "sharedkey"):
+        key_name = token_hash.split("(", 1)[0] if token_hash else None
+        if auth == "sas":
+            return f"azure-storage:{account}", "SAS", "workload", \
+                "storage account key (SAS token)", token_hash, "token"
+        return f"azure-storage:{account}", "AccountKey", "workload", \
+            "storage account key", key_name, "long_term"
+    if auth == "anonymous":
+        return f"azure-storage:{account}/anonymous", "Anonymous", "external", \
+            "anonymous storage request", None, "none"
+    raise RecordError("missing_identity", "storage log names no authentication "
+                      "(identity.type OAuth, SAS, AccountKey or Anonymous)")
+
+
+def _storage_account(props: dict[str, Any], resource_id: str | None, uri: Any) -> str:
+    name = props.get("accountname")
+    if isinstance(name, str) and name:
+        return name.lower()[:64]
+    lowered = (resource_id or "").lower()
+    if "/storageaccounts/" in lowered:
+        return lowered.split("/storageaccounts/", 1)[1].split("/", 1)[0][:64]
+    if isinstance(uri, str) and "://" in uri:
+        return uri.split("://", 1)[1].split(".", 1)[0].lower()[:64]
+    return "unknown-account"
+
+
+def _strip_port(value: Any) -> Any:
+    """``1.2.3.4:57485`` -> ``1.2.3.4`` (storage logs give the caller's port)."""
+    if isinstance(value, str) and value.count(":") == 1 and "." in value:
+        return value.split(":", 1)[0]
+    return value
+
+
+def _storage_outcome(low: dict[str, Any], props: dict[str, Any]) -> tuple[str, str | None]:
+    status = low.get("statuscode")
+    response = str(props.get("metricresponsetype") or "")
+    failed = (isinstance(status, int) and not isinstance(status, bool) and status >= 400) \
+        or (response and response.lower() != "success")
+    if failed:
+        text = low.get("statustext") or response or status
+        return "failure", str(text)[:64]
     return "success", None
 
 

@@ -62,8 +62,10 @@ def looks_like(record: dict[str, Any]) -> bool:
     if "verb" not in record:
         return kind == "Event" and "user" in record and ("requestURI" in record
                                                          or "stage" in record)
-    return "objectRef" in record or "requestURI" in record or "auditID" in record \
-        or "user" in record
+    # an Event with a verb is an audit event even when its user was lost: it is then a
+    # missing_identity dead letter, not a record of an unknown format
+    return kind == "Event" or "objectRef" in record or "requestURI" in record \
+        or "auditID" in record or "user" in record
 
 
 def is_canonical(record: dict[str, Any]) -> bool:
@@ -76,8 +78,14 @@ def is_canonical(record: dict[str, Any]) -> bool:
 
 
 def request_signature(record: dict[str, Any]) -> tuple[Any, ...]:
-    """What must match for two stages to belong to the same request (ids can collide)."""
-    return (record.get("verb"), record.get("requestURI"), record.get("requestReceivedTimestamp"))
+    """What must match for two stages to belong to the same request (ids can collide).
+
+    The user is part of it: every stage of one request names the same user, so one
+    ``auditID`` seen with two users (a replayed or re-exported id) is two requests, and the
+    second is not dropped as a duplicate of the first."""
+    user = record.get("user")
+    return (record.get("verb"), record.get("requestURI"), record.get("requestReceivedTimestamp"),
+            user.get("username") if type(user) is dict else None)
 
 
 def normalise(record: dict[str, Any], resolver: Resolver, hints: dict[str, Any],
@@ -252,9 +260,10 @@ def _identity(username: str, cluster: str | None, resolver: Resolver
 
 
 def _time(record: dict[str, Any]) -> Any:
+    # p_event_time: a Panther data-lake export's normalised event time, on every row it keeps
     raw = record.get("requestReceivedTimestamp") or record.get("timestamp") \
         or record.get("stageTimestamp") or as_dict(record.get("metadata")).get(
-            "creationTimestamp")
+            "creationTimestamp") or record.get("p_event_time")
     if raw is None:
         raise RecordError("missing_time", "audit event has no requestReceivedTimestamp")
     when = parse_time(raw)
@@ -280,9 +289,17 @@ def _outcome(record: dict[str, Any]) -> tuple[str, str | None]:
     return "success", None
 
 
+# ``user.extra`` keys as written by the API server, and as a Panther data-lake export renames
+# them (``.`` to ``_``, ``/`` to ``_slash_``).
+_CREDENTIAL_KEYS = ("authentication.kubernetes.io/credential-id",
+                    "authentication_kubernetes_io_slash_credential-id", "accessKeyId")
+_SESSION_KEYS = ("authentication.kubernetes.io/pod-name",
+                 "authentication_kubernetes_io_slash_pod-name", "sessionName")
+
+
 def _credential(user: dict[str, Any], username: str) -> tuple[str | None, str]:
     extra = as_dict(user.get("extra"))
-    for key in ("authentication.kubernetes.io/credential-id", "accessKeyId"):
+    for key in _CREDENTIAL_KEYS:
         values = extra.get(key)
         if isinstance(values, list) and values and isinstance(values[0], str):
             value = values[0][:128]
@@ -294,7 +311,7 @@ def _credential(user: dict[str, Any], username: str) -> tuple[str | None, str]:
 
 def _session(user: dict[str, Any]) -> str | None:
     extra = as_dict(user.get("extra"))
-    for key in ("authentication.kubernetes.io/pod-name", "sessionName"):
+    for key in _SESSION_KEYS:
         values = extra.get(key)
         if isinstance(values, list) and values and isinstance(values[0], str):
             return values[0][:128]
@@ -310,6 +327,8 @@ def _principal_type(username: str) -> str:
         return "AWSIAM"
     if username.startswith("system:"):
         return "system"
+    if username.endswith(".gserviceaccount.com"):  # GKE: a Google service account's token
+        return "serviceAccount"
     return "user"
 
 

@@ -227,7 +227,7 @@ class TestClassifiers:
         ("aksService", "cloud_service"),
         ("system:anonymous", "external"),
         ("alice@example.com", "human"),
-        ("minikube-user", "unknown"),
+        ("minikube-user", "human"),  # a Kubernetes "normal user": not a service account
     ])
     def test_k8s(self, username: str, kind: str) -> None:
         assert classify_k8s(username)[0] == kind
