@@ -1,0 +1,204 @@
+"""GCP technique findings, read off parsed events: each rule on an attack entry and on the
+near miss that automation sends every day."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from detector.sources import ListDeadLetters, parse_payload, read_paths
+from detector.stats import RunStats
+from detector.techniques import ATTRIBUTE
+
+_IDS = itertools.count()
+CI = "deployer@corp-ci.iam.gserviceaccount.com"
+
+
+def entry(method: str, service: str, *, principal: str = CI, code: int = 0,
+          resource: str = "projects/corp-prod", **payload: Any) -> dict:
+    proto = {"@type": "type.googleapis.com/google.cloud.audit.AuditLog",
+             "serviceName": service, "methodName": method, "resourceName": resource,
+             "authenticationInfo": {"principalEmail": principal},
+             "requestMetadata": {"callerIp": "198.51.100.7",
+                                 "callerSuppliedUserAgent": "google-cloud-sdk"}}
+    if code:
+        proto["status"] = {"code": code}
+    proto.update(payload)
+    return {"insertId": f"i{next(_IDS)}", "timestamp": "2024-03-04T10:00:00Z",
+            "logName": "projects/corp-prod/logs/cloudaudit.googleapis.com%2Factivity",
+            "resource": {"type": "project", "labels": {"project_id": "corp-prod"}},
+            "protoPayload": proto}
+
+
+def findings(*records: dict) -> list[tuple[str, str, str]]:
+    stats, dead = RunStats(), ListDeadLetters()
+    events = parse_payload(orjson.dumps(list(records)), origin="t", stats=stats,
+                           dead_letters=dead)
+    assert len(dead) == 0 and len(events) == len(records)
+    return [(f.rule, f.severity, f.value) for e in events for f in e.attributes.get(ATTRIBUTE, ())]
+
+
+def delta(*pairs: tuple[str, str], action: str = "ADD") -> dict:
+    return {"serviceData": {"policyDelta": {"bindingDeltas": [
+        {"action": action, "role": role, "member": member} for role, member in pairs]}}}
+
+
+def test_bucket_made_public_is_critical() -> None:
+    record = entry("storage.setIamPermissions", "storage.googleapis.com",
+                   resource="projects/_/buckets/exports",
+                   **delta(("roles/storage.objectViewer", "allUsers")))
+    assert findings(record) == [("gcp.public_iam_binding", "critical", "allUsers")]
+
+
+def test_public_project_binding_is_high_but_public_invoker_and_removal_are_not() -> None:
+    project = entry("SetIamPolicy", "cloudresourcemanager.googleapis.com",
+                    **delta(("roles/viewer", "allAuthenticatedUsers")))
+    invoker = entry("google.cloud.run.v1.Services.SetIamPolicy", "run.googleapis.com",
+                    resource="projects/corp-prod/locations/eu/services/site",
+                    **delta(("roles/run.invoker", "allUsers")))
+    removed = entry("SetIamPolicy", "cloudresourcemanager.googleapis.com",
+                    **delta(("roles/viewer", "allUsers"), action="REMOVE"))
+    assert findings(project, invoker, removed) == [
+        ("gcp.public_iam_binding", "high", "allAuthenticatedUsers")]
+
+
+def test_owner_to_consumer_account_and_to_another_domain() -> None:
+    gmail = entry("SetIamPolicy", "cloudresourcemanager.googleapis.com",
+                  **delta(("roles/owner", "user:helper@gmail.com")))
+    foreign = entry("SetIamPolicy", "cloudresourcemanager.googleapis.com",
+                    principal="admin@corp.com", **delta(("roles/editor", "user:x@other.io")))
+    colleague = entry("SetIamPolicy", "cloudresourcemanager.googleapis.com",
+                      principal="admin@corp.com", **delta(("roles/owner", "user:y@corp.com")))
+    by_automation = entry("SetIamPolicy", "cloudresourcemanager.googleapis.com",
+                          **delta(("roles/owner", "user:y@corp.com")))
+    assert findings(gmail, foreign, colleague, by_automation) == [
+        ("gcp.admin_grant_external", "high", "helper@gmail.com"),
+        ("gcp.admin_grant_external", "high", "x@other.io")]
+
+
+def test_full_policy_without_delta_and_ownership_invite() -> None:
+    policy = entry("SetIamPolicy", "cloudresourcemanager.googleapis.com",
+                   request={"policy": {"bindings": [{"role": "roles/owner",
+                                                     "members": ["user:h@gmail.com"]}]}})
+    invite = entry("InsertProjectOwnershipInvite", "cloudresourcemanager.googleapis.com",
+                   principal="admin@corp.com", request={"member": "user:h@gmail.com"})
+    internal = entry("InsertProjectOwnershipInvite", "cloudresourcemanager.googleapis.com",
+                     principal="admin@corp.com", request={"member": "user:z@corp.com"})
+    assert findings(policy, invite, internal) == [
+        ("gcp.admin_grant_external", "high", "h@gmail.com"),
+        ("gcp.admin_grant_external", "high", "h@gmail.com")]
+
+
+def key_entry(target: str, **kwargs: Any) -> dict:
+    return entry("google.iam.admin.v1.CreateServiceAccountKey", "iam.googleapis.com",
+                 resource="projects/-/serviceAccounts/1234567890",
+                 response={"name": f"projects/corp-prod/serviceAccounts/{target}/keys/abc"},
+                 **kwargs)
+
+
+def test_service_account_key_for_another_account_is_high() -> None:
+    admin = "bq-admin@corp-prod.iam.gserviceaccount.com"
+    assert findings(key_entry(admin), key_entry(CI), key_entry(admin, principal="a@corp.com"),
+                    key_entry(admin, code=7)) == [
+        ("gcp.service_account_key", "high", admin),
+        ("gcp.service_account_key", "medium", CI),
+        ("gcp.service_account_key", "medium", admin)]
+
+
+def test_impersonation_of_another_account_only() -> None:
+    target = "org-automation@corp-shared.iam.gserviceaccount.com"
+    def token(principal: str, name: str) -> dict:
+        return entry("GenerateAccessToken", "iamcredentials.googleapis.com",
+                     principal=principal, resource="projects/-/serviceAccounts/1234",
+                     request={"name": f"projects/-/serviceAccounts/{name}"})
+    federated = "principal://iam.googleapis.com/projects/1/locations/global/" \
+                "workloadIdentityPools/gh/subject/repo:corp/app"
+    assert findings(token(CI, target), token(CI, CI), token(federated, target),
+                    token(CI, "1234567890")) == [
+        ("gcp.service_account_impersonation", "medium", target)]
+
+
+def test_exclusion_dropping_audit_logs_but_not_debug_noise() -> None:
+    def exclusion(text: str, disabled: bool = False) -> dict:
+        return entry("google.logging.v2.ConfigServiceV2.CreateExclusion",
+                     "logging.googleapis.com",
+                     request={"exclusion": {"name": "x", "filter": text, "disabled": disabled}})
+    assert findings(exclusion('logName:"cloudaudit.googleapis.com"'), exclusion("*"),
+                    exclusion("severity<=DEBUG"), exclusion("*", disabled=True)) == [
+        ("gcp.log_exclusion", "high", "x"), ("gcp.log_exclusion", "high", "x")]
+
+
+def firewall(method: str = "v1.compute.firewalls.insert", **request: Any) -> dict:
+    return entry(method, "compute.googleapis.com",
+                 resource="projects/corp-prod/global/firewalls/fw", request=request)
+
+
+def test_firewall_open_to_the_world() -> None:
+    world = ["0.0.0.0/0"]
+    assert findings(
+        firewall(sourceRanges=world, alloweds=[{"IPProtocol": "all"}]),
+        firewall(sourceRanges=world, alloweds=[{"IPProtocol": "tcp", "ports": ["20-25"]}]),
+        firewall(sourceRanges=world, allowed=[{"IPProtocol": "tcp", "ports": ["3389"]}]),
+        firewall("v1.compute.firewalls.patch", sourceRanges=world)) == [
+        ("gcp.firewall_open_to_world", "high", "fw"),
+        ("gcp.firewall_open_to_world", "medium", "fw"),
+        ("gcp.firewall_open_to_world", "medium", "fw"),
+        ("gcp.firewall_open_to_world", "medium", "fw")]
+
+
+def test_firewall_near_misses() -> None:
+    world = ["0.0.0.0/0"]
+    assert findings(
+        firewall(sourceRanges=world, alloweds=[{"IPProtocol": "tcp", "ports": ["443"]}]),
+        firewall(sourceRanges=["10.0.0.0/8"], alloweds=[{"IPProtocol": "all"}]),
+        firewall(sourceRanges=world, denieds=[{"IPProtocol": "all"}]),
+        firewall(sourceRanges=world, direction="EGRESS", alloweds=[{"IPProtocol": "all"}]),
+        firewall(sourceRanges="0.0.0.0/0", alloweds="all")) == []
+
+
+def test_ssh_keys_in_metadata() -> None:
+    project = entry("v1.compute.projects.setCommonInstanceMetadata", "compute.googleapis.com",
+                    metadata={"projectMetadataDelta": {"modifiedMetadataKeys": ["ssh-keys"]}})
+    instance = entry("v1.compute.instances.setMetadata", "compute.googleapis.com",
+                     resource="projects/corp-prod/zones/z/instances/vm",
+                     request={"items": [{"key": "ssh-keys", "value": "x"}]})
+    startup = entry("v1.compute.instances.setMetadata", "compute.googleapis.com",
+                    request={"items": [{"key": "startup-script", "value": "x"}]})
+    assert findings(project, instance, startup) == [
+        ("gcp.ssh_key_metadata", "medium", "projects/corp-prod"),
+        ("gcp.ssh_key_metadata", "medium", "projects/corp-prod/zones/z/instances/vm")]
+
+
+def test_sink_changes_are_left_to_the_catalogue() -> None:
+    """The catalogue's logging_tampering policy already alerts these in learning."""
+    assert findings(entry("google.logging.v2.ConfigServiceV2.DeleteSink",
+                          "logging.googleapis.com")) == []
+
+
+def test_lower_cased_panther_keys_and_odd_values_never_raise() -> None:
+    lower = entry("storage.setIamPermissions", "storage.googleapis.com",
+                  resource="projects/_/buckets/b")
+    lower["protopayload"] = lower.pop("protoPayload")
+    lower["protopayload"]["servicedata"] = delta(("roles/storage.admin", "allUsers"))[
+        "serviceData"]
+    odd = [entry("SetIamPolicy", "x.googleapis.com", serviceData={"policyDelta": []}),
+           entry("SetIamPolicy", "x.googleapis.com", request={"policy": {"bindings": "x"}}),
+           entry("GenerateAccessToken", "iamcredentials.googleapis.com", request=None),
+           entry("v1.compute.instances.setMetadata", "compute.googleapis.com",
+                 metadata={"instanceMetadataDelta": "ssh-keys"}, request={"items": [None]})]
+    assert findings(lower, *odd) == [("gcp.public_iam_binding", "critical", "allUsers")]
+
+
+@pytest.mark.shared
+def test_real_gcp_entries(real_logs: Path) -> None:
+    """Elastic's sample is a workload-identity-federation token exchange: benign CI."""
+    stats, dead = RunStats(), ListDeadLetters()
+    events = list(read_paths([str(real_logs / "elastic-gcp-audit"),
+                              str(real_logs / "cloud-custodian-gcp-events")],
+                             stats=stats, dead_letters=dead))
+    assert len(events) == 2
+    assert [e.attributes.get(ATTRIBUTE) for e in events] == [None, None]
