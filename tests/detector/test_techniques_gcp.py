@@ -10,11 +10,14 @@ from typing import Any
 import orjson
 import pytest
 
+from detector.attack import AttackMap
+from detector.scoring import SensitivityCatalogue
 from detector.sources import ListDeadLetters, parse_payload, read_paths
 from detector.stats import RunStats
 from detector.techniques import ATTRIBUTE
 
 _IDS = itertools.count()
+DEFINED = set(AttackMap(SensitivityCatalogue.load()).techniques)  # ATT&CK ids with a name
 CI = "deployer@corp-ci.iam.gserviceaccount.com"
 
 
@@ -39,7 +42,9 @@ def findings(*records: dict) -> list[tuple[str, str, str]]:
     events = parse_payload(orjson.dumps(list(records)), origin="t", stats=stats,
                            dead_letters=dead)
     assert len(dead) == 0 and len(events) == len(records)
-    return [(f.rule, f.severity, f.value) for e in events for f in e.attributes.get(ATTRIBUTE, ())]
+    found = [f for e in events for f in e.attributes.get(ATTRIBUTE, ())]
+    assert all(f.attack and set(f.attack) <= DEFINED and f.sentence for f in found)
+    return [(f.rule, f.severity, f.value) for f in found]
 
 
 def delta(*pairs: tuple[str, str], action: str = "ADD") -> dict:
