@@ -42,6 +42,10 @@ _HOST_PATHS = frozenset({
 _PUBLIC_PATHS = ("/healthz", "/livez", "/readyz", "/version", "/.well-known/openid-configuration",
                  "/openid/v1/jwks")
 _READ_VERBS = frozenset({"get", "list", "watch"})
+# The control plane's own users (not service accounts, not anonymous): what they create is
+# the cluster running itself (static pods' mirrors, add-ons).
+_PLATFORM_USERS = ("system:node:", "system:kube-", "system:apiserver", "system:addon-manager",
+                   "system:gke-", "eks:", "aksService")
 
 
 def as_dict(value: Any) -> dict[str, Any]:
@@ -115,8 +119,8 @@ def _object_name(record: dict[str, Any]) -> str:
 
 
 def _pod(record: dict[str, Any], action: str, username: str) -> list[Finding]:
-    if username.startswith("system:node:"):
-        return []  # mirror pods of static manifests: the node reports what is on its disk
+    if username.startswith(_PLATFORM_USERS) or "container-engine-robot" in username:
+        return []  # nodes' mirror pods, control-plane components, GKE's own service agent
     obj = as_dict(record.get("requestObject"))
     owners = as_dict(obj.get("metadata")).get("ownerReferences")
     if isinstance(owners, list) and owners:

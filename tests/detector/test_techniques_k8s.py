@@ -210,6 +210,28 @@ def test_aks_diagnostic_record_with_the_event_as_a_string() -> None:
     assert findings(record) == [("k8s.admin_binding", "high", "ServiceAccount ns/x")]
 
 
+def gke(method: str, resource: str, principal: str = SA, **payload: Any) -> dict:
+    proto = {"serviceName": "k8s.io", "methodName": method, "resourceName": resource,
+             "authenticationInfo": {"principalEmail": principal},
+             "requestMetadata": {"callerIp": "198.51.100.7"}, **payload}
+    return {"insertId": f"g{next(_IDS)}", "timestamp": "2024-03-04T10:00:00Z",
+            "resource": {"type": "k8s_cluster", "labels": {"cluster_name": "prod"}},
+            "protoPayload": proto}
+
+
+def test_gke_entries_are_checked_as_the_audit_events_they_stand_for() -> None:
+    spec = {"spec": {"containers": [{"name": "c", "securityContext": {"privileged": True}}]}}
+    created = gke("io.k8s.core.v1.pods.create", "core/v1/namespaces/default/pods/p",
+                  request=spec)
+    refused = gke("io.k8s.core.v1.pods.create", "core/v1/namespaces/default/pods/p",
+                  request=spec, response={"kind": "Status", "status": "Failure", "code": 409})
+    exec_ = gke("io.k8s.core.v1.pods.exec.create", "core/v1/namespaces/web/pods/p/exec")
+    probe = gke("io.k8s.core.v1.healthz.get", "core/v1/healthz", principal="system:anonymous")
+    assert findings(created, refused, exec_, probe) == [
+        ("k8s.privileged_pod", "high", "privileged container c"),
+        ("k8s.service_account_exec", "high", "web/p")]
+
+
 @pytest.mark.shared
 def test_real_falco_audit_events(real_logs: Path) -> None:
     """Falco's audit samples: the cluster-admin binding and the anonymous namespace create
