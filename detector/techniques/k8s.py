@@ -94,6 +94,25 @@ def _binding(record: dict[str, Any], action: str, username: str) -> list[Finding
                     f"{kind} {binding} grants {role} to {shown}", f"{named[0][0]} {named[0][1]}")]
 
 
+def _wildcard_role(record: dict[str, Any], action: str, username: str) -> list[Finding]:
+    """A role allowing every verb on every resource: cluster-admin under another name, which
+    a later binding to it would hand over without naming cluster-admin."""
+    account = _account(username)
+    if username.startswith(_PLATFORM_USERS) or (account and account[0] == "kube-system"):
+        return []  # the platform's own roles and the aggregation controller's updates
+    rules = _body(record, "rules")
+    for rule in rules[:100] if isinstance(rules, list) else ():
+        rule = as_dict(rule)
+        verbs, resources = rule.get("verbs"), rule.get("resources")
+        if isinstance(verbs, list) and "*" in verbs and isinstance(resources, list) \
+                and "*" in resources:
+            kind = "ClusterRole" if action.startswith("k8s:clusterroles") else "Role"
+            name = _object_name(record)
+            return [Finding("k8s.wildcard_role", "medium", ("T1098.006",),
+                            f"{kind} {name} allows every verb on every resource", name)]
+    return []
+
+
 def _subject(item: Any) -> tuple[str, str] | None:
     if not isinstance(item, dict):
         return None
@@ -242,6 +261,8 @@ def _anonymous(record: dict[str, Any], action: str) -> list[Finding]:
 _Rule = Callable[[dict[str, Any], str, str], list[Finding]]
 _RULES: dict[str, _Rule] = {
     **{f"k8s:{resource}.{verb}": _binding for resource in ("clusterrolebindings", "rolebindings")
+       for verb in ("create", "update", "patch")},
+    **{f"k8s:{resource}.{verb}": _wildcard_role for resource in ("clusterroles", "roles")
        for verb in ("create", "update", "patch")},
     "k8s:pods.create": _pod,
     **{f"k8s:{kind}.create": _pod for kind in ("deployments", "daemonsets", "statefulsets",

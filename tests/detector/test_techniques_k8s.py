@@ -94,6 +94,20 @@ def test_binding_patch_reads_the_response_object() -> None:
     assert findings(record) == [("k8s.admin_binding", "high", "ServiceAccount ns/x")]
 
 
+def role(rules: Any, user: str = SA) -> dict:
+    return request("create", "clusterroles", namespace=None, name="r", user=user,
+                   body={"metadata": {"name": "r"}, "rules": rules})
+
+
+def test_role_with_every_verb_on_every_resource() -> None:
+    everything = [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]
+    pods_only = [{"apiGroups": [""], "resources": ["pods"], "verbs": ["*"]}]
+    aggregated = role(everything, user="system:serviceaccount:kube-system:clusterrole-"
+                                       "aggregation-controller")
+    assert findings(role(everything), role(pods_only), aggregated, role("*")) == [
+        ("k8s.wildcard_role", "medium", "r")]
+
+
 def pod(spec: dict, *, owners: list | None = None, **extra: Any) -> dict:
     metadata: dict[str, Any] = {"name": "p"}
     if owners is not None:
