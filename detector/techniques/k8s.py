@@ -75,7 +75,8 @@ def _body(record: dict[str, Any], key: str) -> Any:
 def _binding(record: dict[str, Any], action: str, username: str) -> list[Finding]:
     cluster_wide = action.startswith("k8s:clusterrolebindings")
     role = as_dict(_body(record, "roleRef")).get("name")
-    if role not in (_CLUSTER_ADMIN_ROLES if cluster_wide else _ADMIN_ROLES):
+    if not isinstance(role, str) or role not in (_CLUSTER_ADMIN_ROLES if cluster_wide
+                                                 else _ADMIN_ROLES):
         return []
     subjects = _body(record, "subjects")
     named = [_subject(item) for item in subjects] if isinstance(subjects, list) else []

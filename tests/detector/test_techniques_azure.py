@@ -15,6 +15,7 @@ from detector.scoring import SensitivityCatalogue
 from detector.sources import ListDeadLetters, parse_payload, read_paths
 from detector.stats import RunStats
 from detector.techniques import ATTRIBUTE
+from tests.detector.test_techniques_k8s import variants
 
 _IDS = itertools.count()
 DEFINED = set(AttackMap(SensitivityCatalogue.load()).techniques)  # ATT&CK ids with a name
@@ -147,6 +148,33 @@ def test_odd_bodies_never_raise() -> None:
                activity("Microsoft.Compute/virtualMachines/extensions/write", account,
                         properties={"requestbody": '["a"]'})]
     assert findings(*records) == []
+
+
+def test_checks_never_raise_whatever_field_has_an_odd_type() -> None:
+    """Every field of every positive example's body and properties replaced in turn by an
+    odd type (bodies re-encoded as the JSON strings Azure sends)."""
+    content = {"properties": {"roleDefinitionId": OWNER, "principalId": "p", "scope": SUB,
+                              "allowBlobPublicAccess": True, "publicAccess": "Blob",
+                              "type": "CustomScript"}}
+    operations = ["Microsoft.Authorization/roleAssignments/write",
+                  "Microsoft.Compute/virtualMachines/extensions/write",
+                  "Microsoft.Storage/storageAccounts/write",
+                  "Microsoft.Storage/storageAccounts/blobServices/containers/write"]
+    count = 0
+    for operation in operations:
+        for changed in variants(content):
+            stats, dead = RunStats(), ListDeadLetters()
+            record = activity(operation, f"{VM}/extensions/x", body=changed, response=changed)
+            parse_payload(orjson.dumps([record]), origin="t", stats=stats, dead_letters=dead)
+            assert not [d for d in dead.items if d["reason"] == "internal_error"], changed
+            count += 1
+    for changed in variants(entra("Add service principal credentials")["properties"]):
+        stats, dead = RunStats(), ListDeadLetters()
+        record = {**entra("Add service principal credentials"), "properties": changed}
+        parse_payload(orjson.dumps([record]), origin="t", stats=stats, dead_letters=dead)
+        assert not [d for d in dead.items if d["reason"] == "internal_error"], changed
+        count += 1
+    assert count > 150
 
 
 @pytest.mark.shared

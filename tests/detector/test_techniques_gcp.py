@@ -15,6 +15,7 @@ from detector.scoring import SensitivityCatalogue
 from detector.sources import ListDeadLetters, parse_payload, read_paths
 from detector.stats import RunStats
 from detector.techniques import ATTRIBUTE
+from tests.detector.test_techniques_k8s import variants
 
 _IDS = itertools.count()
 DEFINED = set(AttackMap(SensitivityCatalogue.load()).techniques)  # ATT&CK ids with a name
@@ -196,6 +197,39 @@ def test_lower_cased_panther_keys_and_odd_values_never_raise() -> None:
            entry("v1.compute.instances.setMetadata", "compute.googleapis.com",
                  metadata={"instanceMetadataDelta": "ssh-keys"}, request={"items": [None]})]
     assert findings(lower, *odd) == [("gcp.public_iam_binding", "critical", "allUsers")]
+
+
+def test_checks_never_raise_whatever_field_has_an_odd_type() -> None:
+    """Every field of every positive example's payload replaced in turn by an odd type."""
+    positives = [
+        entry("storage.setIamPermissions", "storage.googleapis.com",
+              **delta(("roles/storage.objectViewer", "allUsers"),
+                      ("roles/owner", "user:a@gmail.com"))),
+        entry("SetIamPolicy", "x.googleapis.com", request={"policy": {"bindings": [
+            {"role": "roles/owner", "members": ["user:h@gmail.com"]}]}}),
+        entry("InsertProjectOwnershipInvite", "cloudresourcemanager.googleapis.com",
+              request={"member": "user:h@gmail.com"}),
+        key_entry("bq-admin@corp-prod.iam.gserviceaccount.com"),
+        entry("GenerateAccessToken", "iamcredentials.googleapis.com",
+              request={"name": "projects/-/serviceAccounts/t@p.iam.gserviceaccount.com"}),
+        entry("google.logging.v2.ConfigServiceV2.CreateExclusion", "logging.googleapis.com",
+              request={"exclusion": {"name": "x", "filter": "*"}}),
+        firewall(sourceRanges=["0.0.0.0/0"], alloweds=[{"IPProtocol": "tcp", "ports": ["22"]}]),
+        entry("v1.compute.instances.setMetadata", "compute.googleapis.com",
+              request={"items": [{"key": "ssh-keys"}]},
+              metadata={"instanceMetadataDelta": {"addedMetadataKeys": ["ssh-keys"]}})]
+    count = 0
+    for positive in positives:
+        proto = positive["protoPayload"]
+        body = {k: v for k, v in proto.items() if k in ("request", "response", "serviceData",
+                                                       "metadata", "resourceName")}
+        for changed in variants(body):
+            stats, dead = RunStats(), ListDeadLetters()
+            record = {**positive, "protoPayload": {**proto, **changed}}
+            parse_payload(orjson.dumps([record]), origin="t", stats=stats, dead_letters=dead)
+            assert not [d for d in dead.items if d["reason"] == "internal_error"], changed
+            count += 1
+    assert count > 300
 
 
 @pytest.mark.shared

@@ -258,3 +258,45 @@ def test_real_falco_audit_events(real_logs: Path) -> None:
     found = sorted((f.rule, f.severity) for e in events for f in e.attributes.get(ATTRIBUTE, ()))
     assert len(events) == 53
     assert found == [("k8s.admin_binding", "high"), ("k8s.anonymous_access", "critical")]
+
+
+def variants(value: Any, depth: int = 0):
+    """The value with one nested field at a time replaced by a value of another type."""
+    odd = (None, 7, "x", [], {}, [None], True)
+    if depth > 6:
+        return
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            for other in odd:
+                yield {**value, key: other}
+            for changed in variants(inner, depth + 1):
+                yield {**value, key: changed}
+    elif isinstance(value, list):
+        for index, inner in enumerate(value[:3]):
+            for changed in variants(inner, depth + 1):
+                yield value[:index] + [changed] + value[index + 1:]
+
+
+def test_checks_never_raise_whatever_field_has_an_odd_type() -> None:
+    """A check that raised would lose the event (an internal error): every field of every
+    positive example is replaced in turn by None, a number, a string, a list or a dict."""
+    positives = [
+        binding("cluster-admin", SA_SUBJECT, {"kind": "Group", "name": "system:anonymous"}),
+        role([{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]),
+        pod({"hostPID": True, "containers": [{"name": "c", "securityContext":
+                                              {"privileged": True}}],
+             "volumes": [{"hostPath": {"path": "/"}}]}),
+        request("create", "serviceaccounts", name="a", namespace="b", subresource="token"),
+        request("list", "secrets", namespace=None, code=200, uri="/api/v1/secrets"),
+        request("get", "pods", user="system:anonymous", code=200, uri="/api/v1/pods")]
+    count = 0
+    for positive in positives:
+        body = {k: v for k, v in positive.items() if k in ("requestObject", "objectRef",
+                                                           "requestURI", "annotations")}
+        for changed in variants(body):
+            stats, dead = RunStats(), ListDeadLetters()
+            parse_payload(orjson.dumps([{**positive, **changed, "auditID": f"f{count}"}]),
+                          origin="t", stats=stats, dead_letters=dead)
+            assert not [d for d in dead.items if d["reason"] == "internal_error"], changed
+            count += 1
+    assert count > 300
