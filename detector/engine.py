@@ -76,6 +76,8 @@ from detector.scoring import (
     score_event,
 )
 from detector.suppression import SuppressionRules, load_rules_file
+from detector.techniques import ATTRIBUTE as FINDINGS_ATTRIBUTE
+from detector.techniques import Finding, as_findings
 from models.base import Signal
 
 logger = logging.getLogger(__name__)
@@ -117,6 +119,10 @@ INSIGHT_FIELDS = ("type", "event_source", "event_name", "baseline_average", "ins
 # Said on an alert whose evidence includes a partial event (scored, never learned).
 SALVAGED_NOTE = ("evidence includes an event salvaged from a truncated audit message: fields "
                  "after the cut are unknown (scored, never learned)")
+# Said on an alert raised by a technique finding (``detector.techniques``).
+TECHNIQUE_NOTE = "technique detection: the request itself is the evidence, no baseline needed"
+TECHNIQUE_BASELINE = ("no baseline needed: the request itself shows the technique "
+                      "(alerted in learning or not)")
 PARTIAL_NOTE = ("evidence includes a request whose final stage never arrived (partial "
                 "event: scored, never learned)")
 
@@ -351,6 +357,8 @@ class Detector:
         self._actions: dict[str, tuple[bool, Sensitivity | None]] = {}
         self.peers = PeerIndex(self.model_settings)
         self._changes: dict[str, list[Any]] = {}  # tenant|token -> [ts, deployer, action]
+        # technique.<rule> -> the finding's ATT&CK ids: rules are a fixed, small set
+        self._technique_ids: dict[str, tuple[str, ...]] = {}
         self._open: dict[str, float] = {}  # identity -> earliest close of its open groups
         self._now = 0.0
         self._next_sweep = 0.0
@@ -398,8 +406,10 @@ class Detector:
             self._sweep(ts, out)
         if sens is not None and not sens.applies(event):
             sens = None
-        if signals or (sens is not None and sens.policy) or self.settings.policy_rules:
-            self._evaluate(event, state, signals, sens, out)
+        findings = event.attributes.get(FINDINGS_ATTRIBUTE)
+        if (signals or findings or (sens is not None and sens.policy)
+                or self.settings.policy_rules):
+            self._evaluate(event, state, signals, sens, out, findings)
         return out
 
     def _action_facts(self, action: str) -> tuple[bool, Sensitivity | None]:
@@ -431,8 +441,10 @@ class Detector:
         signals: list[Signal],
         sens: Sensitivity | None,
         out: list[Alert],
+        findings: Any = None,
     ) -> None:
         signals = self._filter(event, state, signals)
+        techniques = self._technique_signals(event, state, findings) if findings else []
         profile = state.profile
         in_learning = profile.in_learning(event.ts)
         policy = self._policy_signal(event, sens, in_learning, profile)
@@ -441,6 +453,11 @@ class Detector:
             policy = None
         if policy is not None:
             verdict = self._policy_verdict(event, policy, sens)
+            if techniques:  # one alert: the policy's, with the technique's explanation
+                _add_techniques(verdict, techniques)
+        elif techniques:
+            verdict = None if in_learning else self._verdict(event, signals, sens)
+            verdict = _technique_verdict(techniques, verdict, sens)
         elif in_learning:
             if any(s.score >= self.settings.signal_floor for s in signals):
                 self.stats.suppressed["learning"] += 1
@@ -477,6 +494,30 @@ class Detector:
                     self.stats.suppressed["expired_rule"] += 1
             kept.append(signal)
         return kept
+
+    def _technique_signals(self, event: Event, state: IdentityState, found: Any
+                           ) -> list[tuple[Signal, str]]:
+        """(signal, severity) per finding not silenced by suppression or feedback; each
+        rule is counted in ``RunStats.findings`` and its ATT&CK ids remembered for the
+        alert (``_emit``)."""
+        out = []
+        for finding in as_findings(found):
+            self.stats.findings[finding.rule] += 1
+            detector = f"technique.{finding.rule}"
+            if len(self._technique_ids) < CACHE_CAP:
+                self._technique_ids[detector] = finding.attack
+            signal = Signal(
+                detector=detector,
+                score=1.0,
+                observed=event.action,
+                baseline=TECHNIQUE_BASELINE,
+                sentence=finding.sentence,
+                value=finding.value,
+                details={"attack": list(finding.attack), "severity": finding.severity},
+            )
+            if self._filter(event, state, [signal]):
+                out.append((signal, finding.severity))
+        return out
 
     def _verdict(
         self, event: Event, signals: list[Signal], sens: Sensitivity | None
@@ -771,7 +812,12 @@ class Detector:
     def _emit(self, identity: str, group: AlertGroup, *, new: bool) -> Alert:
         group.revision += 1
         group.emitted_count = group.count
-        ids = self.attack.ids_for(self._categories(group), group.detectors)
+        ids = self._finding_ids(group)
+        for tid in self.attack.ids_for(self._categories(group), group.detectors):
+            if tid not in ids:
+                ids.append(tid)
+        # ids found before (kept with the group's state) stay: a group only gains evidence
+        ids.extend(tid for tid in group.techniques if tid not in ids)
         group.techniques = ids
         alert = group.to_alert(identity, self.attack.describe(ids))
         if group.shadow:
@@ -782,6 +828,15 @@ class Detector:
         if not new:
             self.stats.alert_updates += 1
         return alert
+
+    def _finding_ids(self, group: AlertGroup) -> list[str]:
+        """ATT&CK ids named by the technique findings among the group's detectors."""
+        ids: list[str] = []
+        for detector in group.detectors:
+            for tid in self._technique_ids.get(detector, ()):
+                if tid not in ids:
+                    ids.append(tid)
+        return ids
 
     def _categories(self, group: AlertGroup) -> list[Sensitivity]:
         """The group's sensitive categories, most severe level first (stable)."""
@@ -1056,6 +1111,38 @@ class Detector:
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+
+def _technique_verdict(techniques: list[tuple[Signal, str]], behaviour: Verdict | None,
+                       sens: Sensitivity | None) -> Verdict:
+    """The verdict of an event with technique findings: at least the most severe
+    finding's severity, with the behavioural verdict's signals and notes when the
+    identity's baseline also found the event odd."""
+    severity = max((s for _, s in techniques), key=SEVERITY_RANK.__getitem__)
+    weighted = [Weighted(signal, 1.0) for signal, _ in _by_severity(techniques)]
+    notes = [TECHNIQUE_NOTE]
+    if behaviour is not None:
+        weighted += behaviour.signals
+        notes += [n for n in behaviour.notes if n not in notes]
+        if SEVERITY_RANK[behaviour.severity] > SEVERITY_RANK[severity]:
+            severity = behaviour.severity
+        sens = behaviour.sensitivity or sens
+    return Verdict(1.0, severity, weighted, sens, notes)
+
+
+def _add_techniques(verdict: Verdict, techniques: list[tuple[Signal, str]]) -> None:
+    """Fold technique findings into a policy verdict (one alert for one action)."""
+    verdict.signals.extend(Weighted(signal, 1.0) for signal, _ in _by_severity(techniques))
+    for _, severity in techniques:
+        if SEVERITY_RANK[severity] > SEVERITY_RANK[verdict.severity]:
+            verdict.severity = severity
+    verdict.cap = ""
+    verdict.notes.append(TECHNIQUE_NOTE)
+
+
+def _by_severity(techniques: list[tuple[Signal, str]]) -> list[tuple[Signal, str]]:
+    return sorted(techniques, key=lambda item: -SEVERITY_RANK[item[1]])
 
 
 def _is_expected(expected: list[str], detector: str, value: str) -> bool:

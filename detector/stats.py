@@ -39,6 +39,7 @@ class RunStats:
     alerts: Counter[tuple[str, str]] = field(default_factory=Counter)  # (severity, detector)
     alert_updates: int = 0
     suppressed: Counter[str] = field(default_factory=Counter)  # reason
+    findings: Counter[str] = field(default_factory=Counter)  # technique rule (engine)
     shadow_alerts: Counter[str] = field(default_factory=Counter)  # detector
     degradations: Counter[tuple[str, str]] = field(default_factory=Counter)  # (model, what)
     last_event_ts: float = 0.0

@@ -18,6 +18,7 @@ read its field returns no finding.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 ATTRIBUTE = "findings"  # the Event.attributes key the parsers fill
 
@@ -40,3 +41,34 @@ class Finding:
     attack: tuple[str, ...]
     sentence: str
     value: str = ""
+
+
+SEVERITIES = ("low", "medium", "high", "critical")
+
+
+def as_findings(value: Any) -> list[Finding]:
+    """The findings of ``Event.attributes["findings"]``: ``Finding`` objects from a parser
+    in the same process, or their dict form after an event crossed Kafka (orjson writes a
+    dataclass as a dict). Malformed entries are dropped, never raised on."""
+    if not isinstance(value, (list, tuple)):
+        return []
+    out = []
+    for item in value:
+        if isinstance(item, Finding):
+            out.append(item)
+        elif isinstance(item, dict):
+            finding = _from_dict(item)
+            if finding is not None:
+                out.append(finding)
+    return out
+
+
+def _from_dict(item: dict[str, Any]) -> Finding | None:
+    rule, severity, sentence = item.get("rule"), item.get("severity"), item.get("sentence")
+    attack, value = item.get("attack") or (), item.get("value") or ""
+    if not (isinstance(rule, str) and rule and isinstance(sentence, str)):
+        return None
+    if severity not in SEVERITIES or not isinstance(attack, (list, tuple)):
+        return None
+    ids = tuple(str(tid) for tid in attack if isinstance(tid, str))
+    return Finding(rule[:128], severity, ids, sentence[:512], str(value)[:256])
