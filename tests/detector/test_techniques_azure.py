@@ -15,6 +15,7 @@ from detector.scoring import SensitivityCatalogue
 from detector.sources import ListDeadLetters, parse_payload, read_paths
 from detector.stats import RunStats
 from detector.techniques import ATTRIBUTE
+from tests.detector.test_techniques_gcp import panther_counts
 from tests.detector.test_techniques_k8s import variants
 
 _IDS = itertools.count()
@@ -184,3 +185,14 @@ def test_real_sign_in_logs_give_nothing(real_logs: Path) -> None:
                              dead_letters=dead))
     assert len(events) == 7
     assert [e for e in events if ATTRIBUTE in e.attributes] == []
+
+
+@pytest.mark.shared
+def test_panther_labelled_azure_events(real_logs: Path) -> None:
+    """Most of Panther's Activity Log test events name no caller and are dead letters
+    (missing_identity); of those that parse, the findings fall on expected-true events."""
+    folder = real_logs / "panther-analysis-tests"
+    assert panther_counts(folder, "azure_monitoractivity") == {
+        ("azure.privileged_role_assignment", True): 1}
+    assert panther_counts(folder, "azure_entra_audit_signin") == {
+        ("azure.credentials_added", True): 1}
