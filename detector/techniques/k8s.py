@@ -8,10 +8,10 @@ the body checks find nothing and say nothing, rather than guess.
 
 Controllers are told apart by the request's shape, not by their names: a pod that names an
 owner was made by a controller from a template, which was checked when the workload was
-created; an informer lists
-secrets with a ``resourceVersion``, a one-shot dump does not; the API server bootstraps the
-``system:masters`` binding itself; the platform's own controllers, which list secrets
-cluster-wide by design, run as ``kube-system`` service accounts.
+created; an informer lists secrets with a ``resourceVersion``, a one-shot dump does not;
+the API server bootstraps the ``system:masters`` binding itself; the platform's own
+controllers, which list secrets cluster-wide by design, run as ``kube-system`` service
+accounts or as the control plane's ``system:`` users.
 """
 
 from __future__ import annotations
