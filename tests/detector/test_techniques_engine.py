@@ -169,3 +169,21 @@ def test_burst_thresholds_come_from_the_scoring_section() -> None:
     config = {"scoring": {"technique_burst_distinct": 5, "technique_burst_window": 60}}
     detector = Detector(config, stats=RunStats())
     assert len(secret_reads(detector, 5)) == 1
+
+
+def test_findings_cross_the_repartition_topic() -> None:
+    """The worker sends events between stages as orjson rows: findings and tallies arrive
+    as dicts and still alert the same way."""
+    from streams.codecs import EventReader, decode_repartition, encode_events
+
+    tally = Tally("aws.user_data_burst", "high", ("T1552.001",), "reads", ("i-1",), True)
+    event = fresh_event(0, "ec2:ModifySnapshotAttribute", SHARED, tally)
+    _, body = decode_repartition(encode_events(["raw[0]"], {ROLE: [(0, 1, event)]}))
+    reader = EventReader(body["fields"])
+    decoded = reader.event(ROLE, body["batches"][ROLE][0][2])
+    assert all(isinstance(item, dict) for item in decoded.attributes[ATTRIBUTE])
+    direct = run(Detector({}, stats=RunStats()), [fresh_event(0, "ec2:ModifySnapshotAttribute",
+                                                              SHARED, tally)])
+    wired = run(Detector({}, stats=RunStats()), [decoded])
+    assert [a.to_native() for a in wired] == [a.to_native() for a in direct]
+    assert wired[0].detectors == ("technique.aws.ebs_snapshot_shared",)
