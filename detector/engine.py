@@ -77,7 +77,7 @@ from detector.scoring import (
 )
 from detector.suppression import SuppressionRules, load_rules_file
 from detector.techniques import ATTRIBUTE as FINDINGS_ATTRIBUTE
-from detector.techniques import Finding, as_findings
+from detector.techniques import Finding, Tally, as_findings, as_tallies
 from models.base import Signal
 
 logger = logging.getLogger(__name__)
@@ -100,6 +100,8 @@ INVENTORY_BYTES = 256  # rough serialised size of one inventory record
 GROUP_BYTES = 1024  # rough serialised size of one open alert group
 MAX_RECURRENCE_ENTRIES = 16  # (day, hour) sightings kept per alert signature
 MAX_RECURRENCE_SIGNATURES = 16  # alert signatures remembered per identity
+MAX_BURSTS = 50_000  # (identity, burst rule) counters kept; least recently used out first
+MAX_BURST_ENTRIES = 256  # reads remembered per counter within the burst window
 MAX_EXPECTED = 256  # (detector, value) pairs marked expected by feedback, per identity
 PAIR_PREFIX = "novelty.action_"  # detectors of the novelty pairs led by an action
 DEFAULT_MAX_LIVE = 50_000  # identities kept materialised; the others are kept serialised
@@ -359,6 +361,10 @@ class Detector:
         self._changes: dict[str, list[Any]] = {}  # tenant|token -> [ts, deployer, action]
         # technique.<rule> -> the finding's ATT&CK ids: rules are a fixed, small set
         self._technique_ids: dict[str, tuple[str, ...]] = {}
+        # identity\x1frule -> [[ts, value], ...] of burst reads within the burst window.
+        # Kept in memory only, not in the identity's saved state: a restart forgets at
+        # most one window (minutes) of reads, and a burst is its own evidence again.
+        self._bursts: OrderedDict[str, list[list[Any]]] = OrderedDict()
         self._open: dict[str, float] = {}  # identity -> earliest close of its open groups
         self._now = 0.0
         self._next_sweep = 0.0
@@ -501,6 +507,10 @@ class Detector:
         rule is counted in ``RunStats.findings`` and its ATT&CK ids remembered for the
         alert (``_emit``)."""
         out = []
+        for tally in as_tallies(found):
+            finding = self._count(event, tally)
+            if finding is not None:
+                found = [*found, finding]
         for finding in as_findings(found):
             self.stats.findings[finding.rule] += 1
             detector = f"technique.{finding.rule}"
@@ -518,6 +528,37 @@ class Detector:
             if self._filter(event, state, [signal]):
                 out.append((signal, finding.severity))
         return out
+
+    def _count(self, event: Event, tally: Tally) -> Finding | None:
+        """Count one burst read; a Finding when the identity's reads of this rule within
+        ``technique_burst_window`` reach ``technique_burst_distinct`` distinct values (or,
+        for a ``calls`` tally, ``technique_burst_calls`` calls). The counter restarts
+        after a burst, so a long harvest is one alert group, not one per read."""
+        settings = self.settings
+        key = f"{event.identity}\x1f{tally.rule}"
+        entries = self._bursts.get(key)
+        if entries is None:
+            entries = self._bursts[key] = []
+            if len(self._bursts) > MAX_BURSTS:
+                self._bursts.popitem(last=False)
+        else:
+            self._bursts.move_to_end(key)
+        ts = event.ts
+        since = ts - settings.technique_burst_window
+        entries[:] = [e for e in entries if e[0] > since]
+        entries.extend([ts, value] for value in tally.values[:MAX_BURST_ENTRIES])
+        del entries[: max(0, len(entries) - MAX_BURST_ENTRIES)]
+        distinct = len({value for _, value in entries})
+        minutes = f"{settings.technique_burst_window / 60:g} minutes"
+        if distinct >= settings.technique_burst_distinct:
+            sentence = f"{distinct} distinct {tally.noun} within {minutes}"
+        elif tally.calls and len(entries) >= settings.technique_burst_calls:
+            sentence = f"{len(entries)} {tally.noun} ({distinct} distinct) within {minutes}"
+        else:
+            return None
+        entries.clear()
+        failed = f" (last one refused: {event.error_code})" if event.failed else ""
+        return Finding(tally.rule, tally.severity, tally.attack, sentence + failed, tally.noun)
 
     def _verdict(
         self, event: Event, signals: list[Signal], sens: Sensitivity | None

@@ -23,9 +23,9 @@ from typing import Any
 
 import orjson
 
-from detector.techniques import Finding
+from detector.techniques import Finding, Tally
 
-Check = Callable[[dict[str, Any], "Caller"], list[Finding]]
+Check = Callable[[dict[str, Any], "Caller"], list[Any]]  # Finding and Tally items
 
 # ATT&CK ids per rule family (each defined in detector/data/sensitive_actions.yaml)
 _TRANSFER = ("T1537",)  # Transfer Data to Cloud Account
@@ -720,6 +720,51 @@ def root_activity(record: dict[str, Any], caller: Caller) -> list[Finding]:
                     f"the account's root user called {name}", "root")]
 
 
+# ---------------------------------------------------------------- credential access bursts
+
+
+def secret_read(record: dict[str, Any], caller: Caller) -> list[Any]:
+    """One secret read toward ``aws.secrets_burst``. An infrastructure-as-code refresh
+    reads every secret it manages and is left out."""
+    if caller.family in _DEPLOY_FAMILIES:
+        return []
+    params = _params(record)
+    name = params.get("secretId")
+    values = (_str(name),) if type(name) is str else ()
+    if record.get("eventName") == "BatchGetSecretValue":
+        values = tuple(_str(v) for v in _list(params.get("secretIdList")) if type(v) is str)
+    if not values:
+        return []
+    return [Tally("aws.secrets_burst", "medium", ("T1555.006",), "secrets", values)]
+
+
+def parameter_read(record: dict[str, Any], caller: Caller) -> list[Any]:
+    """A SecureString parameter read with decryption toward ``aws.secrets_burst``."""
+    params = _params(record)
+    if caller.family in _DEPLOY_FAMILIES or params.get("withDecryption") not in (True, "true"):
+        return []
+    names = params.get("names") if "names" in params else [params.get("name")]
+    values = tuple(_str(n) for n in _list(names) if type(n) is str and n)
+    if not values:
+        return []
+    return [Tally("aws.secrets_burst", "medium", ("T1555.006",), "secrets", values)]
+
+
+def password_data(record: dict[str, Any], caller: Caller) -> list[Any]:
+    instance = _str(_params(record).get("instanceId")) or "(unnamed)"
+    return [Tally("aws.instance_password_burst", "high", ("T1552.001",),
+                  "instance password reads", (instance,), calls=True)]
+
+
+def user_data(record: dict[str, Any], caller: Caller) -> list[Any]:
+    params = _params(record)
+    if params.get("attribute") != "userData" or caller.family in _DEPLOY_FAMILIES:
+        return []
+    instance = _str(params.get("instanceId")) or "(unnamed)"
+    return [Tally("aws.user_data_burst", "high", ("T1552.001",), "instance user-data reads",
+                  (instance,), calls=True)]
+
+
 CHECKS: dict[str, Check] = {
     "ModifySnapshotAttribute": snapshot_shared,
     "ModifyImageAttribute": image_shared,
@@ -774,6 +819,12 @@ CHECKS: dict[str, Check] = {
     "DeleteResolverQueryLogConfig": dns_logs_deleted,
     "DisassociateResolverQueryLogConfig": dns_logs_deleted,
     "ConsoleLogin": console_login,
+    "GetSecretValue": secret_read,
+    "BatchGetSecretValue": secret_read,
+    "GetParameter": parameter_read,
+    "GetParameters": parameter_read,
+    "GetPasswordData": password_data,
+    "DescribeInstanceAttribute": user_data,
 }
 # Event sources a check name must come from: the same operation name in another service
 # (``DeleteDetector`` of Detective, ``CreateGrant`` of License Manager) is something else.
@@ -784,15 +835,19 @@ SOURCES: dict[str, str] = {
     "PutResourcePolicy": "secretsmanager.amazonaws.com",
     "AddPermission": "lambda.amazonaws.com",
     "CreateTrustAnchor": "rolesanywhere.amazonaws.com",
+    "GetSecretValue": "secretsmanager.amazonaws.com",
+    "GetParameter": "ssm.amazonaws.com",
+    "GetParameters": "ssm.amazonaws.com",
     "CreateDomain": "es.amazonaws.com",
     "UpdateDomainConfig": "es.amazonaws.com",
 }
-# Rules whose failed attempt is evidence too: nobody tries these by accident.
-ATTEMPTS = frozenset({"LeaveOrganization"})
+# Rules whose failed attempt is evidence too: nobody tries these by accident, and a stolen
+# credential probing for instance passwords or user data fails many times before it works.
+ATTEMPTS = frozenset({"LeaveOrganization", "GetPasswordData", "DescribeInstanceAttribute"})
 
 
 def findings(record: dict[str, Any], check: Check | None, *, account: str | None,
-             family: str | None, root: bool = False) -> list[Finding]:
+             family: str | None, root: bool = False) -> list[Any]:
     """Run ``check`` (and the root-user check when ``root``) on one record; never raises.
 
     A failed request is judged only for ``ATTEMPTS`` and then says so in its sentence.
@@ -804,7 +859,7 @@ def findings(record: dict[str, Any], check: Check | None, *, account: str | None
 
 
 def _run(record: dict[str, Any], check: Check | None, account: str | None,
-         family: str | None, root: bool) -> list[Finding]:
+         family: str | None, root: bool) -> list[Any]:
     name = record.get("eventName")
     error = record.get("errorCode")
     if error and name not in ATTEMPTS:
@@ -820,7 +875,8 @@ def _run(record: dict[str, Any], check: Check | None, account: str | None,
         out = root_activity(record, caller)
     if error:
         note = f" (attempt refused: {str(error)[:64]})"
-        out = [Finding(f.rule, f.severity, f.attack, f.sentence + note, f.value) for f in out]
+        out = [Finding(f.rule, f.severity, f.attack, f.sentence + note, f.value)
+               if type(f) is Finding else f for f in out]
     return out
 
 

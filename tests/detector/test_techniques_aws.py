@@ -13,7 +13,7 @@ import yaml
 
 from detector.sources import ListDeadLetters, Parser
 from detector.stats import RunStats
-from detector.techniques import ATTRIBUTE, Finding, as_findings
+from detector.techniques import ATTRIBUTE, Finding, as_findings, as_tallies
 from detector.techniques.aws import CHECKS, findings
 from tests.detector.sources_helpers import record
 
@@ -31,7 +31,8 @@ def rules_of(rec: dict[str, Any]) -> list[tuple[str, str, str]]:
     """(rule, severity, value) of every finding the parser attaches to ``rec``."""
     events = parse(rec)
     assert len(events) == 1
-    return [(f.rule, f.severity, f.value) for f in events[0].attributes.get(ATTRIBUTE, ())]
+    found = as_findings(events[0].attributes.get(ATTRIBUTE))
+    return [(f.rule, f.severity, f.value) for f in found]
 
 
 def call(name: str, params: Any, source: str = "ec2.amazonaws.com", **extra: Any) -> dict:
@@ -352,7 +353,8 @@ def test_odd_parameters_never_raise_nor_fire(params: Any) -> None:
         assert {f.rule for f in found} <= {"aws.security_hub", "aws.leave_organization",
                                            "aws.detection_disabled", "aws.dns_logs_deleted",
                                            "aws.roles_anywhere_trust_anchor",
-                                           "aws.flow_logs_deleted"}, (name, params)
+                                           "aws.flow_logs_deleted",
+                                           "aws.instance_password_burst"}, (name, params)
 
 
 def test_a_raising_check_gives_no_finding() -> None:
@@ -385,3 +387,36 @@ def test_every_attack_id_is_defined_in_the_catalogue() -> None:
         for event in parse(rec):
             used.update(t for f in event.attributes.get(ATTRIBUTE, ()) for t in f.attack)
     assert used and used <= defined, used - defined
+
+
+def tallies_of(rec: dict[str, Any]) -> list[tuple[str, tuple[str, ...], bool]]:
+    events = parse(rec)
+    return [(t.rule, t.values, t.calls) for t in as_tallies(events[0].attributes.get(ATTRIBUTE))]
+
+
+TALLY_CASES = [
+    ("secret read", call("GetSecretValue", {"secretId": "db"}, "secretsmanager.amazonaws.com"),
+     [("aws.secrets_burst", ("db",), False)]),
+    ("secret read by terraform refresh",
+     call("GetSecretValue", {"secretId": "db"}, "secretsmanager.amazonaws.com",
+          userAgent="APN/1.0 HashiCorp/1.0 Terraform/1.5.0"), []),
+    ("parameters decrypted",
+     call("GetParameters", {"names": ["a", "b"], "withDecryption": True}, "ssm.amazonaws.com"),
+     [("aws.secrets_burst", ("a", "b"), False)]),
+    ("plain parameter read", call("GetParameter", {"name": "a"}, "ssm.amazonaws.com"), []),
+    ("password data refused",
+     call("GetPasswordData", {"instanceId": "i-1"}, errorCode="Client.UnauthorizedOperation"),
+     [("aws.instance_password_burst", ("i-1",), True)]),
+    ("user data read",
+     call("DescribeInstanceAttribute", {"instanceId": "i-1", "attribute": "userData"}),
+     [("aws.user_data_burst", ("i-1",), True)]),
+    ("other instance attribute",
+     call("DescribeInstanceAttribute", {"instanceId": "i-1", "attribute": "instanceType"}), []),
+]
+
+
+@pytest.mark.parametrize("rec, expected", [(r, e) for _, r, e in TALLY_CASES],
+                         ids=[name for name, _, _ in TALLY_CASES])
+def test_burst_reads_are_tallied(rec: dict, expected: list) -> None:
+    assert tallies_of(rec) == expected
+    assert rules_of(rec) == []  # one read alone is no finding

@@ -9,7 +9,7 @@ from datetime import timedelta
 from detector.engine import TECHNIQUE_NOTE, Detector
 from detector.ocsf import to_ocsf
 from detector.stats import RunStats
-from detector.techniques import ATTRIBUTE, Finding
+from detector.techniques import ATTRIBUTE, Finding, Tally
 from tests.detector.test_engine import ROLE, T0, attack_event, ev, learned, run
 
 SHARED = Finding("aws.ebs_snapshot_shared", "high", ("T1537",),
@@ -129,3 +129,61 @@ def test_malformed_findings_are_ignored() -> None:
     event = ev(0, T0, "ec2:ModifySnapshotAttribute")
     event.attributes[ATTRIBUTE] = [{"rule": "x", "severity": "nope", "sentence": "s"}, 5]
     assert run(detector, [event]) == []
+
+
+def secret_reads(detector: Detector, count: int, *, distinct: bool = True, start: int = 0,
+                 step: float = 10.0) -> list:
+    alerts = []
+    for n in range(start, start + count):
+        event = ev(n, T0 + timedelta(seconds=step * n), "secretsmanager:GetSecretValue",
+                   event_id=f"r{n}")
+        name = f"secret-{n}" if distinct else "secret-0"
+        event.attributes[ATTRIBUTE] = [Tally("aws.secrets_burst", "medium", ("T1555.006",),
+                                             "secrets", (name,))]
+        alerts += run(detector, [event])
+    return alerts
+
+
+def test_burst_of_distinct_secrets_alerts_once_reached() -> None:
+    detector = Detector({}, stats=RunStats())
+    assert secret_reads(detector, 19) == []
+    alerts = secret_reads(detector, 1, start=19)
+    assert len(alerts) == 1
+    native = alerts[0].to_native()
+    assert native["severity"] == "medium"
+    assert native["detectors"] == ["technique.aws.secrets_burst"]
+    assert native["signals"][0]["sentence"] == "20 distinct secrets within 10 minutes"
+    assert [t["id"] for t in native["techniques"]] == ["T1555.006"]
+
+
+def test_rereading_one_secret_is_no_burst() -> None:
+    assert secret_reads(Detector({}, stats=RunStats()), 200, distinct=False) == []
+
+
+def test_reads_spread_beyond_the_window_are_no_burst() -> None:
+    # one distinct secret a minute: never 20 within 10 minutes
+    assert secret_reads(Detector({}, stats=RunStats()), 60, step=60.0) == []
+
+
+def test_burst_thresholds_come_from_the_scoring_section() -> None:
+    config = {"scoring": {"technique_burst_distinct": 5, "technique_burst_window": 60}}
+    detector = Detector(config, stats=RunStats())
+    assert len(secret_reads(detector, 5)) == 1
+
+
+def test_findings_cross_the_repartition_topic() -> None:
+    """The worker sends events between stages as orjson rows: findings and tallies arrive
+    as dicts and still alert the same way."""
+    from streams.codecs import EventReader, decode_repartition, encode_events
+
+    tally = Tally("aws.user_data_burst", "high", ("T1552.001",), "reads", ("i-1",), True)
+    event = fresh_event(0, "ec2:ModifySnapshotAttribute", SHARED, tally)
+    _, body = decode_repartition(encode_events(["raw[0]"], {ROLE: [(0, 1, event)]}))
+    reader = EventReader(body["fields"])
+    decoded = reader.event(ROLE, body["batches"][ROLE][0][2])
+    assert all(isinstance(item, dict) for item in decoded.attributes[ATTRIBUTE])
+    direct = run(Detector({}, stats=RunStats()), [fresh_event(0, "ec2:ModifySnapshotAttribute",
+                                                              SHARED, tally)])
+    wired = run(Detector({}, stats=RunStats()), [decoded])
+    assert [a.to_native() for a in wired] == [a.to_native() for a in direct]
+    assert wired[0].detectors == ("technique.aws.ebs_snapshot_shared",)
