@@ -76,6 +76,8 @@ from detector.scoring import (
     score_event,
 )
 from detector.suppression import SuppressionRules, load_rules_file
+from detector.techniques import ATTRIBUTE as FINDINGS_ATTRIBUTE
+from detector.techniques import Finding, Tally, as_findings, as_tallies
 from models.base import Signal
 
 logger = logging.getLogger(__name__)
@@ -99,6 +101,8 @@ INVENTORY_BYTES = 256  # rough serialised size of one inventory record
 GROUP_BYTES = 1024  # rough serialised size of one open alert group
 MAX_RECURRENCE_ENTRIES = 16  # (day, hour) sightings kept per alert signature
 MAX_RECURRENCE_SIGNATURES = 16  # alert signatures remembered per identity
+MAX_BURSTS = 50_000  # (identity, burst rule) counters kept; least recently used out first
+MAX_BURST_ENTRIES = 256  # reads remembered per counter within the burst window
 MAX_EXPECTED = 256  # (detector, value) pairs marked expected by feedback, per identity
 PAIR_PREFIX = "novelty.action_"  # detectors of the novelty pairs led by an action
 DEFAULT_MAX_LIVE = 50_000  # identities kept materialised; the others are kept serialised
@@ -118,6 +122,10 @@ INSIGHT_FIELDS = ("type", "event_source", "event_name", "baseline_average", "ins
 # Said on an alert whose evidence includes a partial event (scored, never learned).
 SALVAGED_NOTE = ("evidence includes an event salvaged from a truncated audit message: fields "
                  "after the cut are unknown (scored, never learned)")
+# Said on an alert raised by a technique finding (``detector.techniques``).
+TECHNIQUE_NOTE = "technique detection: the request itself is the evidence, no baseline needed"
+TECHNIQUE_BASELINE = ("no baseline needed: the request itself shows the technique "
+                      "(alerted in learning or not)")
 PARTIAL_NOTE = ("evidence includes a request whose final stage never arrived (partial "
                 "event: scored, never learned)")
 
@@ -352,6 +360,12 @@ class Detector:
         self._actions: dict[str, tuple[bool, Sensitivity | None]] = {}
         self.peers = PeerIndex(self.model_settings)
         self._changes: dict[str, list[Any]] = {}  # tenant|token -> [ts, deployer, action]
+        # technique.<rule> -> the finding's ATT&CK ids: rules are a fixed, small set
+        self._technique_ids: dict[str, tuple[str, ...]] = {}
+        # identity\x1frule -> [[ts, value], ...] of burst reads within the burst window.
+        # Kept in memory only, not in the identity's saved state: a restart forgets at
+        # most one window (minutes) of reads, and a burst is its own evidence again.
+        self._bursts: OrderedDict[str, list[list[Any]]] = OrderedDict()
         self._open: dict[str, float] = {}  # identity -> earliest close of its open groups
         self._now = 0.0
         self._next_sweep = 0.0
@@ -401,8 +415,10 @@ class Detector:
             self._sweep(ts, out)
         if sens is not None and not sens.applies(event):
             sens = None
-        if signals or (sens is not None and sens.policy) or self.settings.policy_rules:
-            self._evaluate(event, state, signals, sens, out)
+        findings = event.attributes.get(FINDINGS_ATTRIBUTE)
+        if (signals or findings or (sens is not None and sens.policy)
+                or self.settings.policy_rules):
+            self._evaluate(event, state, signals, sens, out, findings)
         return out
 
     def _action_facts(self, action: str) -> tuple[bool, Sensitivity | None]:
@@ -434,8 +450,10 @@ class Detector:
         signals: list[Signal],
         sens: Sensitivity | None,
         out: list[Alert],
+        findings: Any = None,
     ) -> None:
         signals = self._filter(event, state, signals)
+        techniques = self._technique_signals(event, state, findings) if findings else []
         profile = state.profile
         in_learning = profile.in_learning(event.ts)
         policy = self._policy_signal(event, sens, in_learning, profile)
@@ -444,6 +462,11 @@ class Detector:
             policy = None
         if policy is not None:
             verdict = self._policy_verdict(event, policy, sens)
+            if techniques:  # one alert: the policy's, with the technique's explanation
+                _add_techniques(verdict, techniques)
+        elif techniques:
+            verdict = None if in_learning else self._verdict(event, signals, sens)
+            verdict = _technique_verdict(techniques, verdict, sens)
         elif in_learning:
             if any(s.score >= self.settings.signal_floor for s in signals):
                 self.stats.suppressed["learning"] += 1
@@ -480,6 +503,65 @@ class Detector:
                     self.stats.suppressed["expired_rule"] += 1
             kept.append(signal)
         return kept
+
+    def _technique_signals(self, event: Event, state: IdentityState, found: Any
+                           ) -> list[tuple[Signal, str]]:
+        """(signal, severity) per finding not silenced by suppression or feedback; each
+        rule is counted in ``RunStats.findings`` and its ATT&CK ids remembered for the
+        alert (``_emit``)."""
+        out = []
+        for tally in as_tallies(found):
+            finding = self._count(event, tally)
+            if finding is not None:
+                found = [*found, finding]
+        for finding in as_findings(found):
+            self.stats.findings[finding.rule] += 1
+            detector = f"technique.{finding.rule}"
+            if len(self._technique_ids) < CACHE_CAP:
+                self._technique_ids[detector] = finding.attack
+            signal = Signal(
+                detector=detector,
+                score=1.0,
+                observed=event.action,
+                baseline=TECHNIQUE_BASELINE,
+                sentence=finding.sentence,
+                value=finding.value,
+                details={"attack": list(finding.attack), "severity": finding.severity},
+            )
+            if self._filter(event, state, [signal]):
+                out.append((signal, finding.severity))
+        return out
+
+    def _count(self, event: Event, tally: Tally) -> Finding | None:
+        """Count one burst read; a Finding when the identity's reads of this rule within
+        ``technique_burst_window`` reach ``technique_burst_distinct`` distinct values (or,
+        for a ``calls`` tally, ``technique_burst_calls`` calls). The counter restarts
+        after a burst, so a long harvest is one alert group, not one per read."""
+        settings = self.settings
+        key = f"{event.identity}\x1f{tally.rule}"
+        entries = self._bursts.get(key)
+        if entries is None:
+            entries = self._bursts[key] = []
+            if len(self._bursts) > MAX_BURSTS:
+                self._bursts.popitem(last=False)
+        else:
+            self._bursts.move_to_end(key)
+        ts = event.ts
+        since = ts - settings.technique_burst_window
+        entries[:] = [e for e in entries if e[0] > since]
+        entries.extend([ts, value] for value in tally.values[:MAX_BURST_ENTRIES])
+        del entries[: max(0, len(entries) - MAX_BURST_ENTRIES)]
+        distinct = len({value for _, value in entries})
+        minutes = f"{settings.technique_burst_window / 60:g} minutes"
+        if distinct >= settings.technique_burst_distinct:
+            sentence = f"{distinct} distinct {tally.noun} within {minutes}"
+        elif tally.calls and len(entries) >= settings.technique_burst_calls:
+            sentence = f"{len(entries)} {tally.noun} ({distinct} distinct) within {minutes}"
+        else:
+            return None
+        entries.clear()
+        failed = f" (last one refused: {event.error_code})" if event.failed else ""
+        return Finding(tally.rule, tally.severity, tally.attack, sentence + failed, tally.noun)
 
     def _verdict(
         self, event: Event, signals: list[Signal], sens: Sensitivity | None
@@ -779,7 +861,12 @@ class Detector:
     def _emit(self, identity: str, group: AlertGroup, *, new: bool) -> Alert:
         group.revision += 1
         group.emitted_count = group.count
-        ids = self.attack.ids_for(self._categories(group), group.detectors)
+        ids = self._finding_ids(group)
+        for tid in self.attack.ids_for(self._categories(group), group.detectors):
+            if tid not in ids:
+                ids.append(tid)
+        # ids found before (kept with the group's state) stay: a group only gains evidence
+        ids.extend(tid for tid in group.techniques if tid not in ids)
         group.techniques = ids
         alert = group.to_alert(identity, self.attack.describe(ids))
         if group.shadow:
@@ -790,6 +877,15 @@ class Detector:
         if not new:
             self.stats.alert_updates += 1
         return alert
+
+    def _finding_ids(self, group: AlertGroup) -> list[str]:
+        """ATT&CK ids named by the technique findings among the group's detectors."""
+        ids: list[str] = []
+        for detector in group.detectors:
+            for tid in self._technique_ids.get(detector, ()):
+                if tid not in ids:
+                    ids.append(tid)
+        return ids
 
     def _categories(self, group: AlertGroup) -> list[Sensitivity]:
         """The group's sensitive categories, most severe level first (stable)."""
@@ -1071,6 +1167,38 @@ class Detector:
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+
+def _technique_verdict(techniques: list[tuple[Signal, str]], behaviour: Verdict | None,
+                       sens: Sensitivity | None) -> Verdict:
+    """The verdict of an event with technique findings: at least the most severe
+    finding's severity, with the behavioural verdict's signals and notes when the
+    identity's baseline also found the event odd."""
+    severity = max((s for _, s in techniques), key=SEVERITY_RANK.__getitem__)
+    weighted = [Weighted(signal, 1.0) for signal, _ in _by_severity(techniques)]
+    notes = [TECHNIQUE_NOTE]
+    if behaviour is not None:
+        weighted += behaviour.signals
+        notes += [n for n in behaviour.notes if n not in notes]
+        if SEVERITY_RANK[behaviour.severity] > SEVERITY_RANK[severity]:
+            severity = behaviour.severity
+        sens = behaviour.sensitivity or sens
+    return Verdict(1.0, severity, weighted, sens, notes)
+
+
+def _add_techniques(verdict: Verdict, techniques: list[tuple[Signal, str]]) -> None:
+    """Fold technique findings into a policy verdict (one alert for one action)."""
+    verdict.signals.extend(Weighted(signal, 1.0) for signal, _ in _by_severity(techniques))
+    for _, severity in techniques:
+        if SEVERITY_RANK[severity] > SEVERITY_RANK[verdict.severity]:
+            verdict.severity = severity
+    verdict.cap = ""
+    verdict.notes.append(TECHNIQUE_NOTE)
+
+
+def _by_severity(techniques: list[tuple[Signal, str]]) -> list[tuple[Signal, str]]:
+    return sorted(techniques, key=lambda item: -SEVERITY_RANK[item[1]])
 
 
 def _is_expected(expected: list[str], detector: str, value: str) -> bool:

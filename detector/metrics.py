@@ -231,6 +231,10 @@ class RunStatsCollector(Collector):
             ("reason",), s.suppressed, empty,
         )
         yield self._counter(
+            "technique_findings", "Technique findings (attack patterns shown by the request "
+            "itself) seen by the engine, before suppression.", ("rule",), s.findings, empty,
+        )
+        yield self._counter(
             "shadow_alerts", "Alerts raised by shadow rules (not sent to the SOC).",
             ("detector",), s.shadow_alerts, empty,
         )

@@ -138,7 +138,8 @@ def _metadata(alert: Alert) -> dict[str, Any]:
 
 
 def _finding_info(alert: Alert) -> dict[str, Any]:
-    behavioural = not alert.group.startswith("policy")
+    # policy violations and technique findings are rules, not deviations from a baseline
+    behavioural = not alert.group.startswith(("policy", "technique"))
     info: dict[str, Any] = {
         "uid": alert.alert_id,
         "title": alert.title,

@@ -246,6 +246,10 @@ class ScoringSettings:
     max_signals: int = 5
     catalogue_path: str | None = None
     dormant_after_days: float = 30.0
+    # technique bursts (detector.techniques.Tally): reads counted per identity and rule
+    technique_burst_window: float = 600.0  # seconds of event time
+    technique_burst_distinct: int = 20  # distinct secrets (or instances) read in the window
+    technique_burst_calls: int = 10  # calls, for rules where repeats count (password data)
 
     @classmethod
     def from_config(cls, section: Mapping[str, Any] | None) -> ScoringSettings:
@@ -425,6 +429,9 @@ FIELDS: dict[str, tuple[str, float, float]] = {
     "max_signals": ("int", 1, 1000),
     "catalogue_path": ("path", 0, 0),
     "dormant_after_days": ("float", 0.0, 3650.0),
+    "technique_burst_window": ("float", 1.0, DAY),
+    "technique_burst_distinct": ("int", 2, 100_000),
+    "technique_burst_calls": ("int", 2, 100_000),
 }
 
 

@@ -42,6 +42,7 @@ class RunStats:
     # only the first revision, so without this an alert that turns critical never shows)
     escalations: Counter[tuple[str, str]] = field(default_factory=Counter)
     suppressed: Counter[str] = field(default_factory=Counter)  # reason
+    findings: Counter[str] = field(default_factory=Counter)  # technique rule (engine)
     shadow_alerts: Counter[str] = field(default_factory=Counter)  # detector
     degradations: Counter[tuple[str, str]] = field(default_factory=Counter)  # (model, what)
     last_event_ts: float = 0.0

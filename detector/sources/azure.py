@@ -37,6 +37,8 @@ from detector.sources.common import (
     short_str,
     user_agent,
 )
+from detector.techniques import ATTRIBUTE
+from detector.techniques import azure as techniques
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +59,7 @@ _EMAIL_CLAIM = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddre
 _SCOPE_CLAIM = "http://schemas.microsoft.com/identity/claims/scope"
 _GIVEN_NAME_CLAIM = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/givenname"
 _FAILURES = frozenset({"failure", "failed", "error"})
+_TECHNIQUES = techniques.RULES  # lower-cased operation -> check (detector.techniques.azure)
 
 
 def lower_keys(data: Any) -> dict[str, Any]:
@@ -225,6 +228,13 @@ def normalise_activity(record: dict[str, Any], resolver: Resolver,
     source_ip, network, prefix = classify_network(low.get("calleripaddress"))
     outcome, error = _activity_outcome(low, props)
     resource_id = short_str(low.get("resourceid"))
+    attributes: dict[str, Any] = {"category": low["category"][:64]} \
+        if isinstance(low.get("category"), str) else {}
+    rule = _TECHNIQUES.get(operation.lower())
+    if rule is not None and outcome == "success":
+        found = rule(low, props)
+        if found:
+            attributes[ATTRIBUTE] = found
     event = Event(
         event_id=_event_id(low, props, record), time=when, ts=when.timestamp(),
         source=SOURCE_ACTIVITY, identity=identity, identity_kind=kind, kind_reason=reason,
@@ -234,8 +244,7 @@ def normalise_activity(record: dict[str, Any], resolver: Resolver,
         resource=resource_id, region=short_str(low.get("location"), 64),
         source_ip=source_ip, network=network, network_prefix=prefix, outcome=outcome,
         error_code=error, read_only=read_only_from_operation(operation),
-        attributes={"category": low["category"][:64]} if isinstance(low.get("category"), str)
-        else {},
+        attributes=attributes,
     )
     return resolver.finish(event)
 

@@ -40,6 +40,8 @@ from detector.sources.common import (
     short_str,
     user_agent,
 )
+from detector.techniques import ATTRIBUTE as FINDINGS
+from detector.techniques.aws import CHECKS as _TECHNIQUES, findings as _findings
 
 logger = logging.getLogger(__name__)
 
@@ -103,7 +105,8 @@ def normalise(record: dict[str, Any], resolver: Resolver, hints: dict[str, Any])
     Kept as one function on purpose: it runs once per event and every extra Python call
     costs about 0.1 us of a ~16 us budget (``benchmarks/bench_parse.py``). Steps: skip
     insights, time, identity (cached per session), agent and network (cached per value),
-    per-event attributes and kind, then the Event with allow-listed resource fields.
+    per-event attributes and kind, the technique checks of the few event names they know
+    (and of the root user), then the Event with allow-listed resource fields.
     """
     get = record.get
     event_type, category = get("eventType"), get("eventCategory")
@@ -171,6 +174,13 @@ def normalise(record: dict[str, Any], resolver: Resolver, hints: dict[str, Any])
     service = _SERVICES.get(event_source) or _service(event_source)
     tenant = principal.account or short_str(get("recipientAccountId"), 64)
     resource, target_tenant = _resource_and_target(record, tenant)
+    # technique checks: one look-up for the event names no check knows (nearly all)
+    check = _TECHNIQUES.get(event_name)
+    if check is not None or principal.principal_type == "Root":
+        found = _findings(record, check, account=tenant, family=family,
+                          root=principal.principal_type == "Root")
+        if found:
+            attributes[FINDINGS] = found
     # Positional on purpose (see common.EVENT_POSITIONAL_ORDER): ~3 us cheaper per event.
     event = Event(
         event_id, when, when.timestamp(), SOURCE, principal.identity, kind, reason,

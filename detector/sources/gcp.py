@@ -33,6 +33,8 @@ from detector.sources.common import (
     short_str,
     user_agent,
 )
+from detector.techniques import ATTRIBUTE
+from detector.techniques import gcp as techniques
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +48,8 @@ _CACHE_LIMIT = 20_000
 # Pure functions of one string each, cached whole: a project has a few hundred principals
 # and methods but sees them on every entry. Keys are the raw values, results immutable.
 _PRINCIPALS: dict[str, tuple[str, str, str]] = {}  # e-mail -> (kind, reason, principal type)
-_OPERATIONS: dict[tuple[str, str], tuple[str, str, bool | None]] = {}  # -> method, action, ro
+# (service, method) -> method, action, read-only, technique rule (None for most methods)
+_OPERATIONS: dict[tuple[str, str], tuple[str, str, bool | None, techniques.Rule | None]] = {}
 
 
 def payload_of(record: dict[str, Any]) -> dict[str, Any] | None:
@@ -167,6 +170,8 @@ def normalise(record: dict[str, Any], resolver: Resolver, hints: dict[str, Any])
         actor = _delegation(payload, attributes)
     else:  # no chain anywhere: what _delegation finds in that case
         actor = None
+    if operation[3] is not None and outcome == "success":
+        _techniques(operation[3], payload, email, attributes)
     key_name = auth.get("serviceAccountKeyName")
     if key_name is None:
         key_name = auth.get("serviceaccountkeyname")
@@ -205,13 +210,24 @@ def _principal_facts(email: str) -> tuple[str, str, str]:
                     _CACHE_LIMIT)
 
 
-def _operation(service: str, method: str) -> tuple[str, str, bool | None]:
-    """``(method, action, read_only)`` for raw ``serviceName`` and ``methodName`` strings."""
+def _operation(service: str, method: str
+               ) -> tuple[str, str, bool | None, techniques.Rule | None]:
+    """``(method, action, read_only, technique rule)`` for raw ``serviceName`` and
+    ``methodName`` strings."""
     name = method[:256] or "unknown"
     action = f"{(service[:128] or 'unknown').partition('.')[0]}:{name}"
     return remember(_OPERATIONS, (service, method),
-                    (name, action, read_only_from_operation(name)),
+                    (name, action, read_only_from_operation(name), techniques.rule_for(name)),
                     len(service) + len(method), _CACHE_LIMIT)
+
+
+def _techniques(rule: techniques.Rule, payload: dict[str, Any], principal: str,
+                attributes: dict[str, Any]) -> None:
+    """Technique findings of a successful entry whose method has a rule (see
+    ``detector.techniques.gcp``)."""
+    found = rule(payload, principal)
+    if found:
+        attributes[ATTRIBUTE] = found
 
 
 def normalise_general(record: dict[str, Any], resolver: Resolver, hints: dict[str, Any]
@@ -232,6 +248,9 @@ def normalise_general(record: dict[str, Any], resolver: Resolver, hints: dict[st
     outcome, error = outcome_of(payload)
     attributes: dict[str, Any] = {}
     actor = _delegation(payload, attributes)
+    rule = techniques.rule_for(method)
+    if rule is not None and outcome == "success":
+        _techniques(rule, payload, principal, attributes)
     credential_id, credential_type = _credential(payload)
     region = labels.get("location") or labels.get("zone") or labels.get("region")
     event = Event(  # positional: see common.EVENT_POSITIONAL_ORDER

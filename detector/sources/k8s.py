@@ -33,6 +33,8 @@ from detector.sources.common import (
     short_str,
     user_agent,
 )
+from detector.techniques import ATTRIBUTE
+from detector.techniques import k8s as techniques
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +51,8 @@ _CACHE_LIMIT = 20_000
 # service-account namespace and name, credential type without extra. Pure functions of the
 # two strings; EKS role ARNs are left out (their key depends on the resolver's state).
 _USERS: dict[tuple[str, str | None], tuple[str, str, str, str, str | None, str | None, str]] = {}
+_TECHNIQUE_ACTIONS = techniques.ACTIONS
+_ANONYMOUS = techniques.ANONYMOUS
 
 
 def looks_like(record: dict[str, Any]) -> bool:
@@ -144,10 +148,13 @@ def normalise(record: dict[str, Any], resolver: Resolver, hints: dict[str, Any],
         attributes["sa_namespace"] = facts[4]
         attributes["sa_name"] = facts[5]
     outcome, error = _outcome(record)
+    action = f"k8s:{_resource(ref, record)}.{verb}"
+    if (action in _TECHNIQUE_ACTIONS or username == _ANONYMOUS) and outcome == "success":
+        _techniques(record, action, username, attributes)
     event = Event(  # positional: see common.EVENT_POSITIONAL_ORDER
         _event_id(record, cluster), when, when.timestamp(), SOURCE, facts[0], facts[1],
         facts[2], "username", facts[3], cluster, None, credential_id, credential_type,
-        session, None, f"k8s:{_resource(ref, record)}.{verb}", _resource_name(ref, record),
+        session, None, action, _resource_name(ref, record),
         hints.get("region"), source_ip, network, prefix, ua, family, outcome, error,
         verb in _READ_VERBS, partial, attributes,
     )
@@ -188,15 +195,18 @@ def normalise_general(record: dict[str, Any], resolver: Resolver, hints: dict[st
     ua, family = user_agent(record.get("userAgent"))
     outcome, error = _outcome(record)
     credential_id, credential_type = _credential(user, username)
+    action = f"k8s:{_resource(ref, record)}.{verb}"
     event = Event(  # positional: see common.EVENT_POSITIONAL_ORDER
         _event_id(record, cluster), when, when.timestamp(), SOURCE, identity, kind, reason,
         resolution, _principal_type(username), cluster, None, credential_id,
-        credential_type, _session(user), short_str(actor, 256),
-        f"k8s:{_resource(ref, record)}.{verb}", _resource_name(ref, record),
-        hints.get("region"), source_ip, network, prefix, ua, family, outcome, error,
-        verb in _READ_VERBS, partial, _attributes(record, ref, impersonated, partial),
+        credential_type, _session(user), short_str(actor, 256), action,
+        _resource_name(ref, record), hints.get("region"), source_ip, network, prefix, ua,
+        family, outcome, error, verb in _READ_VERBS, partial,
+        _attributes(record, ref, impersonated, partial),
     )
     _service_account(username, event.attributes)
+    if (action in _TECHNIQUE_ACTIONS or username == _ANONYMOUS) and outcome == "success":
+        _techniques(record, action, username, event.attributes)
     return resolver.finish(event)
 
 
@@ -220,6 +230,8 @@ def normalise_gke(record: dict[str, Any], resolver: Resolver, hints: dict[str, A
     if network in ("internal", "unknown") and isinstance(caller, str) and caller:
         attributes["network_context"] = caller[:64]
     _service_account(principal, attributes)
+    if outcome == "success":
+        _gke_techniques(payload, method, principal, attributes)
     event = Event(
         event_id=gcp.entry_id(record), time=when, ts=when.timestamp(), source=SOURCE,
         identity=identity, identity_kind=kind, kind_reason=reason,
@@ -231,6 +243,45 @@ def normalise_gke(record: dict[str, Any], resolver: Resolver, hints: dict[str, A
         error_code=error, read_only=verb in _READ_VERBS, attributes=attributes,
     )
     return resolver.finish(event)
+
+
+def _techniques(record: dict[str, Any], action: str, username: str,
+                attributes: dict[str, Any]) -> None:
+    """Technique findings of a successful request the checks know (see
+    ``detector.techniques.k8s``); the caller has already looked the action up."""
+    found = techniques.check(record, action, username)
+    if found:
+        attributes[ATTRIBUTE] = found
+
+
+def _gke_techniques(payload: dict[str, Any], method: str, principal: str,
+                    attributes: dict[str, Any]) -> None:
+    """The Kubernetes technique checks on a GKE entry, seen as the audit event it stands
+    for: ``resourceName`` (``core/v1/namespaces/<ns>/pods/<name>/exec``) gives the object
+    reference, ``request`` and ``response`` the bodies."""
+    name = gcp.get(payload, "resourceName")
+    if not isinstance(name, str) or name.startswith("/") \
+            or name.split("/")[2:3] in (["healthz"], ["livez"], ["readyz"], ["version"]):
+        return  # a non-resource path: health and version probes
+    parts = name.split("/")[2:]
+    ref: dict[str, Any] = {}
+    if len(parts) >= 3 and parts[0] == "namespaces":
+        ref["namespace"], parts = parts[1], parts[2:]
+    if not parts:
+        return
+    ref["resource"] = parts[0]
+    if len(parts) > 1:
+        ref["name"] = parts[1]
+    sub = f"/{parts[2]}" if len(parts) > 2 else ""
+    action = f"k8s:{parts[0]}{sub}.{method.rpartition('.')[2]}"
+    if action not in _TECHNIQUE_ACTIONS and principal != _ANONYMOUS:
+        return
+    response = gcp.get(payload, "response")
+    if isinstance(response, dict) and response.get("status") == "Failure":
+        return  # a v1.Status refusal: GKE leaves the entry's own status empty
+    record = {"objectRef": ref, "requestObject": gcp.get(payload, "request"),
+              "responseObject": response}
+    _techniques(record, action, principal, attributes)
 
 
 def _service_account(username: str, attributes: dict[str, Any]) -> None:

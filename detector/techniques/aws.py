@@ -1,0 +1,894 @@
+"""AWS CloudTrail technique checks: requests whose own parameters show the attack.
+
+``CHECKS`` maps an ``eventName`` to its check; ``findings(record, check, ...)`` runs one
+and never raises. The parser calls it only for the few event names listed here (one dict
+look-up for all the others) and for every record made by the root user.
+
+What counts as "outside": an account id other than the record's own account (the caller's
+``accountId``, else ``recipientAccountId``). Organisation membership is not in the record,
+so an account of the same organisation also counts as outside; a suppression rule on the
+finding's value (the account id) silences a known partner.
+
+Only successful requests are judged (a refused request exposed nothing), except for the
+rules whose mere attempt is rare enough to be evidence (``ATTEMPTS``). Every document a
+check reads (policies, ACLs, selectors) may be a dict, a JSON string, a list or missing:
+each reader below checks the type before use and gives up quietly on anything else.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import orjson
+
+from detector.techniques import Finding, Tally
+
+Check = Callable[[dict[str, Any], "Caller"], list[Any]]  # Finding and Tally items
+
+# ATT&CK ids per rule family (each defined in detector/data/sensitive_actions.yaml)
+_TRANSFER = ("T1537",)  # Transfer Data to Cloud Account
+_EXPOSE_STORAGE = ("T1530", "T1537")
+_FIREWALL = ("T1562.007",)  # Impair Defenses: Disable or Modify Cloud Firewall
+_ROLES = ("T1098.003",)
+_CREDENTIALS = ("T1098.001",)
+_TOOLS = ("T1562.001",)
+_LOGS = ("T1562.008",)
+_HIERARCHY = ("T1666",)  # Modify Cloud Resource Hierarchy
+_CLOUD_ACCOUNTS = ("T1078.004",)
+
+_ACCOUNT_RX = re.compile(r"^\d{12}$")
+_ARN_ACCOUNT_RX = re.compile(r"^arn:aws[a-z-]*:[a-z0-9-]*:[a-z0-9-]*:(\d{12}):")
+# Condition keys that pin a wildcard principal to known callers or networks: a statement
+# with ``Principal: *`` and one of these is scoped, not public.
+_SCOPING_KEYS = frozenset({
+    "aws:principalorgid", "aws:principalorgpaths", "aws:principalaccount", "aws:sourceaccount",
+    "aws:sourcearn", "aws:sourceowner", "aws:sourcevpc", "aws:sourcevpce", "aws:sourceip",
+    "aws:principalarn", "aws:userid", "aws:username", "aws:principalservicename",
+    "kms:calleraccount", "kms:viaservice", "aws:resourceorgid", "aws:resourceaccount",
+    "lambda:eventsourcetoken", "aws:calledvia", "s3:dataaccesspointaccount",
+})
+_PUBLIC_GROUPS = ("http://acs.amazonaws.com/groups/global/AllUsers",
+                  "http://acs.amazonaws.com/groups/global/AuthenticatedUsers")
+_PUBLIC_CANNED_ACLS = frozenset({"public-read", "public-read-write", "authenticated-read"})
+# Remote administration and database ports: open to the whole internet they are an
+# intrusion path, unlike 80/443 which web servers open on purpose.
+_ADMIN_PORTS = {22: "SSH", 3389: "RDP", 23: "telnet", 5900: "VNC", 445: "SMB",
+                3306: "MySQL", 5432: "PostgreSQL", 1433: "SQL Server", 1521: "Oracle",
+                6379: "Redis", 9200: "Elasticsearch", 27017: "MongoDB", 2375: "Docker API"}
+_OPEN_RANGES = ("0.0.0.0/0", "::/0")
+# agent families of infrastructure-as-code tools: routine user management by them (keys
+# and console passwords for the users they create) is not evidence of a backdoor
+_DEPLOY_FAMILIES = frozenset({"terraform", "cloudformation", "pulumi", "cdk"})
+_SHORT_LIFECYCLE_DAYS = 7
+_MAX_ITEMS = 64  # items read from one list: a huge policy costs no more than this
+
+
+class Caller:
+    """What the checks need to know about the record's caller, read once per record."""
+
+    __slots__ = ("account", "name", "family", "sso")
+
+    def __init__(self, account: str | None, name: str | None, family: str | None,
+                 sso: bool = False) -> None:
+        self.account = account or ""
+        self.name = name or ""
+        self.family = family or ""
+        self.sso = sso  # a person's IAM Identity Center (SSO) permission-set session
+
+    def outside(self, account: str) -> bool:
+        """Whether ``account`` is a 12-digit account id other than the caller's."""
+        return account != self.account and _ACCOUNT_RX.match(account) is not None
+
+
+# ---------------------------------------------------------------- readers of odd shapes
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if type(value) is dict else {}
+
+
+def _items(value: Any) -> list[Any]:
+    """``{"items": [...]}`` (EC2's XML-shaped lists), a list, one dict, or nothing."""
+    if type(value) is dict:
+        value = value.get("items", [value] if value else [])
+    if type(value) is list:
+        return value[:_MAX_ITEMS]
+    return []
+
+
+def _list(value: Any) -> list[Any]:
+    if type(value) is list:
+        return value[:_MAX_ITEMS]
+    return [] if value is None else [value]
+
+
+def _document(value: Any) -> dict[str, Any]:
+    """A policy document given as a dict or as JSON text (possibly URL-encoded)."""
+    if type(value) is str:
+        text = value.strip()
+        if text.startswith("%7B") or text.startswith("%7b"):
+            from urllib.parse import unquote
+
+            text = unquote(text)
+        try:
+            value = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            return {}
+    return value if type(value) is dict else {}
+
+
+def _statements(document: Any) -> Iterator[dict[str, Any]]:
+    for statement in _list(_document(document).get("Statement")):
+        if type(statement) is dict and statement.get("Effect") == "Allow":
+            yield statement
+
+
+def _principals(statement: dict[str, Any]) -> list[str]:
+    """Every principal string of a statement (``*``, ARNs, account ids); services and
+    federated providers are left out: they never name another account."""
+    principal = statement.get("Principal")
+    if principal == "*":
+        return ["*"]
+    found: list[str] = []
+    if type(principal) is dict:
+        for key in ("AWS", "CanonicalUser"):
+            found.extend(p for p in _list(principal.get(key)) if type(p) is str)
+    return found
+
+
+def _scoped(statement: dict[str, Any]) -> bool:
+    condition = statement.get("Condition")
+    if type(condition) is not dict:
+        return False
+    for operator in condition.values():
+        if type(operator) is dict and any(
+            type(k) is str and k.lower() in _SCOPING_KEYS for k in operator
+        ):
+            return True
+    return False
+
+
+def _account_of(principal: str) -> str:
+    if _ACCOUNT_RX.match(principal):
+        return principal
+    match = _ARN_ACCOUNT_RX.match(principal)
+    return match.group(1) if match else ""
+
+
+def _grantees(document: Any, caller: Caller) -> tuple[bool, list[str]]:
+    """(public, outside accounts) granted by the Allow statements of a policy document."""
+    public, accounts = False, []
+    for statement in _statements(document):
+        for principal in _principals(statement):
+            if principal == "*":
+                public = public or not _scoped(statement)
+                continue
+            account = _account_of(principal)
+            if caller.outside(account) and account not in accounts:
+                accounts.append(account)
+    return public, accounts
+
+
+def _sharing(rule: str, thing: str, public: bool, accounts: list[str], *,
+             attack: tuple[str, ...], public_severity: str = "critical",
+             external_severity: str = "high") -> list[Finding]:
+    """Findings for ``thing`` made public and/or shared with outside accounts."""
+    out = []
+    if public:
+        out.append(Finding(rule, public_severity, attack,
+                           f"{thing} made public: anyone can use it", "public"))
+    for account in accounts[:5]:
+        out.append(Finding(rule, external_severity, attack,
+                           f"{thing} shared with account {account}, outside this account",
+                           account))
+    return out
+
+
+def _params(record: dict[str, Any]) -> dict[str, Any]:
+    return _document(record.get("requestParameters"))
+
+
+def _str(value: Any, limit: int = 200) -> str:
+    return value[:limit] if type(value) is str else ""
+
+
+# ---------------------------------------------------------------- sharing outside
+
+
+def _permission_adds(permissions: Any, caller: Caller) -> tuple[bool, list[str]]:
+    """EC2 ``createVolumePermission``/``launchPermission``: ``add`` items of a group
+    ``all`` (public) or a ``userId`` (an account)."""
+    public, accounts = False, []
+    for item in _items(_dict(permissions).get("add")):
+        if type(item) is not dict:
+            continue
+        if item.get("group") == "all":
+            public = True
+        user = item.get("userId")
+        if type(user) is str and caller.outside(user) and user not in accounts:
+            accounts.append(user)
+    return public, accounts
+
+
+def snapshot_shared(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    params = _params(record)
+    public, accounts = _permission_adds(params.get("createVolumePermission"), caller)
+    thing = f"EBS snapshot {_str(params.get('snapshotId')) or '(unnamed)'}"
+    return _sharing("aws.ebs_snapshot_shared", thing, public, accounts,
+                    attack=_TRANSFER)
+
+
+def image_shared(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    params = _params(record)
+    public, accounts = _permission_adds(params.get("launchPermission"), caller)
+    thing = f"machine image {_str(params.get('imageId')) or '(unnamed)'}"
+    return _sharing("aws.ami_shared", thing, public, accounts, attack=_TRANSFER)
+
+
+def db_snapshot_shared(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    params = _params(record)
+    if params.get("attributeName") != "restore":
+        return []
+    public, accounts = False, []
+    for value in _list(params.get("valuesToAdd")):
+        if value == "all":
+            public = True
+        elif type(value) is str and caller.outside(value) and value not in accounts:
+            accounts.append(value)
+    name = params.get("dBSnapshotIdentifier") or params.get("dBClusterSnapshotIdentifier")
+    thing = f"RDS snapshot {_str(name) or '(unnamed)'}"
+    return _sharing("aws.rds_snapshot_shared", thing, public, accounts, attack=_TRANSFER)
+
+
+def bucket_policy(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    params = _params(record)
+    public, accounts = _grantees(params.get("bucketPolicy"), caller)
+    thing = f"S3 bucket {_str(params.get('bucketName')) or '(unnamed)'}"
+    return _sharing("aws.s3_bucket_shared", thing, public, accounts,
+                    attack=_EXPOSE_STORAGE)
+
+
+def bucket_acl(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    """PutBucketAcl/PutObjectAcl: a canned public ACL, a grant header naming the AllUsers
+    or AuthenticatedUsers group, or such a grant in the ACL document."""
+    params = _params(record)
+    public = False
+    for canned in _list(params.get("x-amz-acl")):
+        public = public or (type(canned) is str and canned in _PUBLIC_CANNED_ACLS)
+    for key, value in params.items():
+        if key.startswith("x-amz-grant-") and any(
+            type(v) is str and any(g in v for g in _PUBLIC_GROUPS) for v in _list(value)
+        ):
+            public = True
+    policy = _dict(params.get("AccessControlPolicy"))
+    grants = _dict(policy.get("AccessControlList")).get("Grant")
+    for grant in _list(grants):
+        grantee = _dict(_dict(grant).get("Grantee"))
+        if grantee.get("URI") in _PUBLIC_GROUPS:
+            public = True
+    bucket = _str(params.get("bucketName")) or "(unnamed)"
+    key = _str(params.get("key"))
+    thing = f"S3 object {bucket}/{key}" if key else f"S3 bucket {bucket}"
+    return _sharing("aws.s3_bucket_shared", thing, public, [], attack=_EXPOSE_STORAGE)
+
+
+def lambda_permission(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    """AddPermission with principal ``*`` (anyone may invoke) or another account; a
+    service principal scoped by ``sourceAccount``/``sourceArn`` is ordinary wiring."""
+    params = _params(record)
+    principal = params.get("principal")
+    if type(principal) is not str:
+        return []
+    scoped = bool(params.get("sourceAccount") or params.get("sourceArn")
+                  or params.get("principalOrgID"))
+    public = principal == "*" and not scoped
+    account = _account_of(principal)
+    accounts = [account] if caller.outside(account) else []
+    thing = f"Lambda function {_str(params.get('functionName')) or '(unnamed)'}"
+    return _sharing("aws.lambda_shared", thing, public, accounts, attack=_ROLES + _TRANSFER,
+                    public_severity="high")
+
+
+def role_trust(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    """CreateRole/UpdateAssumeRolePolicy: a trust policy that lets ``*`` or another
+    account assume the role. A trust pinned by a condition (an ``sts:ExternalId`` of a
+    vendor integration, an organisation id) is common admin work: medium."""
+    params = _params(record)
+    document = params.get("assumeRolePolicyDocument") or params.get("policyDocument")
+    role = _str(params.get("roleName")) or "(unnamed)"
+    out = []
+    for statement in _statements(document):
+        conditioned = type(statement.get("Condition")) is dict and bool(statement["Condition"])
+        for principal in _principals(statement):
+            if principal == "*":
+                severity, value = ("medium" if conditioned else "high"), "public"
+                sentence = f"role {role} trusts any AWS principal ('*')"
+            else:
+                account = _account_of(principal)
+                if not caller.outside(account):
+                    continue
+                severity, value = ("medium" if conditioned else "high"), account
+                sentence = f"role {role} trusts account {account}, outside this account"
+            if conditioned:
+                sentence += " (with a condition)"
+            if all(f.value != value for f in out):
+                out.append(Finding("aws.role_trust_external", severity, _ROLES, sentence,
+                                   value))
+    return out[:5]
+
+
+def key_policy(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    params = _params(record)
+    public, accounts = _grantees(params.get("policy"), caller)
+    thing = f"KMS key {_str(params.get('keyId')) or '(unnamed)'}"
+    return _sharing("aws.kms_key_shared", thing, public, accounts, attack=_TRANSFER)
+
+
+def key_grant(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    params = _params(record)
+    grantee = params.get("granteePrincipal")
+    account = _account_of(grantee) if type(grantee) is str else ""
+    if not caller.outside(account):
+        return []
+    thing = f"KMS key {_str(params.get('keyId')) or '(unnamed)'} (grant)"
+    return _sharing("aws.kms_key_shared", thing, False, [account], attack=_TRANSFER)
+
+
+def repository_policy(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    params = _params(record)
+    public, accounts = _grantees(params.get("policyText"), caller)
+    thing = f"ECR repository {_str(params.get('repositoryName')) or '(unnamed)'}"
+    return _sharing("aws.ecr_repository_shared", thing, public, accounts,
+                    attack=_EXPOSE_STORAGE)
+
+
+def secret_policy(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    params = _params(record)
+    public, accounts = _grantees(params.get("resourcePolicy"), caller)
+    thing = f"secret {_str(params.get('secretId')) or '(unnamed)'}"
+    return _sharing("aws.secret_shared", thing, public, accounts,
+                    attack=("T1555.006",) + _TRANSFER)
+
+
+def queue_policy(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    params = _params(record)
+    attributes = _document(params.get("attributes"))
+    public, accounts = _grantees(attributes.get("Policy"), caller)
+    url = _str(params.get("queueUrl"), 300)
+    thing = f"SQS queue {url.rpartition('/')[2] or '(unnamed)'}"
+    return _sharing("aws.queue_topic_shared", thing, public, accounts,
+                    attack=_TRANSFER, public_severity="high")
+
+
+def topic_policy(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    params = _params(record)
+    if params.get("attributeName") != "Policy":
+        return []
+    public, accounts = _grantees(params.get("attributeValue"), caller)
+    thing = f"SNS topic {_str(params.get('topicArn'), 300) or '(unnamed)'}"
+    return _sharing("aws.queue_topic_shared", thing, public, accounts,
+                    attack=_TRANSFER, public_severity="high")
+
+
+def search_domain_policy(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    params = _params(record)
+    public, accounts = _grantees(params.get("accessPolicies"), caller)
+    thing = f"OpenSearch domain {_str(params.get('domainName')) or '(unnamed)'}"
+    return _sharing("aws.search_domain_shared", thing, public, accounts,
+                    attack=_EXPOSE_STORAGE)
+
+
+# ---------------------------------------------------------------- network exposure
+
+
+def _port_range(permission: dict[str, Any]) -> tuple[int, int] | None:
+    """(from, to) of a permission; all ports for protocol -1; None when unreadable."""
+    if str(permission.get("ipProtocol")) in ("-1", "all"):
+        return 0, 65535
+    try:
+        low, high = int(permission.get("fromPort")), int(permission.get("toPort"))
+    except (TypeError, ValueError):
+        return None
+    if low == -1 or high == -1:  # ICMP "all types": not a port
+        return None
+    return low, high
+
+
+def _open_cidrs(permission: dict[str, Any]) -> list[str]:
+    found = []
+    for key, field in (("ipRanges", "cidrIp"), ("ipv6Ranges", "cidrIpv6")):
+        for item in _items(permission.get(key)):
+            cidr = _dict(item).get(field)
+            if cidr in _OPEN_RANGES and cidr not in found:
+                found.append(cidr)
+    for key in ("cidrIp", "cidrIpv6"):  # the flat form of the older API
+        if permission.get(key) in _OPEN_RANGES and permission[key] not in found:
+            found.append(permission[key])
+    return found
+
+
+def security_group_ingress(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    params = _params(record)
+    permissions = [p for p in _items(params.get("ipPermissions")) if type(p) is dict]
+    if "cidrIp" in params or "cidrIpv6" in params:
+        permissions.append(params)
+    group = _str(params.get("groupId") or params.get("groupName")) or "(unnamed)"
+    out: list[Finding] = []
+    for permission in permissions:
+        cidrs = _open_cidrs(permission)
+        ports = _port_range(permission) if cidrs else None
+        if ports is None:
+            continue
+        low, high = ports
+        if low <= 0 and high >= 65535:
+            what = "every port"
+        else:
+            named = [f"{n} ({port})" for port, n in _ADMIN_PORTS.items() if low <= port <= high]
+            if not named:
+                continue
+            what = ", ".join(named[:4])
+        out.append(Finding(
+            "aws.security_group_open", "high", _FIREWALL,
+            f"security group {group} opened {what} to the whole internet ({cidrs[0]})",
+            f"{group}:{low}-{high}",
+        ))
+    return out[:5]
+
+
+def db_public(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    params = _params(record)
+    if params.get("publiclyAccessible") not in (True, "true", "True"):
+        return []
+    name = (params.get("dBInstanceIdentifier") or params.get("dBClusterIdentifier")
+            or params.get("targetDBInstanceIdentifier"))
+    thing = f"RDS database {_str(name) or '(unnamed)'}"
+    return [Finding("aws.rds_public", "high", _FIREWALL + ("T1530",),
+                    f"{thing} made reachable from the internet (publiclyAccessible true)",
+                    _str(name) or "public")]
+
+
+# ---------------------------------------------------------------- persistence, escalation
+
+
+def _target_user(record: dict[str, Any], caller: Caller) -> str:
+    """The IAM user a request acts on when it is not the caller itself ('' otherwise):
+    a user changing their own key or password is ordinary, and so is an administrator
+    signed in through IAM Identity Center, or an infrastructure-as-code tool, creating or
+    rotating a service user's key. A backdoor key is made with programmatic credentials
+    of an IAM user or a workload role, which this keeps."""
+    user = _params(record).get("userName")
+    if type(user) is not str or not user or user == caller.name:
+        return ""
+    if caller.family in _DEPLOY_FAMILIES or caller.sso:
+        return ""
+    return user[:128]
+
+
+def access_key_for_other(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    user = _target_user(record, caller)
+    if not user:
+        return []
+    return [Finding("aws.access_key_for_other_user", "medium", _CREDENTIALS,
+                    f"access key created for IAM user {user} by another principal "
+                    f"({caller.name or 'unnamed'})", user)]
+
+
+def login_profile_for_other(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    """A console password set for another user without forcing a reset at next sign-in:
+    the caller knows a password the user never chose (an administrator's reset sets
+    ``passwordResetRequired``)."""
+    user = _target_user(record, caller)
+    if not user or _params(record).get("passwordResetRequired") in (True, "true"):
+        return []
+    return [Finding("aws.login_profile_for_other_user", "medium", _CREDENTIALS,
+                    f"console password set for IAM user {user} by another principal "
+                    f"({caller.name or 'unnamed'}), no reset required", user)]
+
+
+def _principal_name(params: dict[str, Any]) -> str:
+    for key in ("userName", "roleName", "groupName"):
+        value = params.get(key)
+        if type(value) is str and value:
+            return f"{key[:-4]} {value[:128]}"
+    return "(unnamed)"
+
+
+def admin_policy_attached(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    params = _params(record)
+    arn = params.get("policyArn")
+    if type(arn) is not str or not arn.endswith(":policy/AdministratorAccess"):
+        return []
+    who = _principal_name(params)
+    return [Finding("aws.admin_policy_granted", "high", _ROLES,
+                    f"AdministratorAccess attached to {who}", who)]
+
+
+def _full_admin(document: Any) -> bool:
+    """An Allow statement of Action ``*`` on Resource ``*`` (no NotAction tricks read)."""
+    for statement in _statements(document):
+        actions = [a for a in _list(statement.get("Action")) if type(a) is str]
+        resources = [r for r in _list(statement.get("Resource")) if type(r) is str]
+        if "*" in actions and "*" in resources and not statement.get("Condition"):
+            return True
+    return False
+
+
+def admin_inline_policy(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    params = _params(record)
+    if not _full_admin(params.get("policyDocument")):
+        return []
+    who = _principal_name(params)
+    return [Finding("aws.admin_policy_granted", "high", _ROLES,
+                    f"inline policy granting every action on every resource put on {who}",
+                    who)]
+
+
+def admin_policy_version(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    params = _params(record)
+    if params.get("setAsDefault") not in (True, "true") or not _full_admin(
+            params.get("policyDocument")):
+        return []
+    arn = _str(params.get("policyArn")) or "(unnamed)"
+    return [Finding("aws.admin_policy_granted", "high", _ROLES,
+                    f"policy {arn} given a default version granting every action on every "
+                    "resource", arn)]
+
+
+def trust_anchor(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    params = _params(record)
+    name = _str(params.get("name")) or "(unnamed)"
+    source = _dict(params.get("source"))
+    kind = _str(source.get("sourceType"), 40) or "certificate"
+    return [Finding("aws.roles_anywhere_trust_anchor", "high", ("T1098.001", "T1556"),
+                    f"IAM Roles Anywhere trust anchor {name} created: roles can now be "
+                    f"assumed with certificates of an outside authority ({kind})", name)]
+
+
+# ---------------------------------------------------------------- defense evasion
+
+
+def _selector_drops(params: dict[str, Any]) -> str:
+    """Why a PutEventSelectors request stops management-event logging ('' when it does
+    not): basic selectors none of which include management events (or all set to
+    ReadWriteType None), or advanced selectors none of which select management events."""
+    basic = [s for s in _list(params.get("eventSelectors")) if type(s) is dict]
+    if basic:
+        if all(s.get("readWriteType") == "None" for s in basic):
+            return "every event selector set to ReadWriteType None"
+        if not any(s.get("includeManagementEvents") in (True, "true", None) for s in basic):
+            return "management events excluded from every event selector"
+        return ""
+    advanced = [s for s in _list(params.get("advancedEventSelectors")) if type(s) is dict]
+    if not advanced:
+        return ""
+    for selector in advanced:
+        for field in _list(selector.get("fieldSelectors")):
+            field = _dict(field)
+            if field.get("field") == "eventCategory" and "Management" in _list(
+                    field.get("equals")):
+                return ""
+    return "no advanced event selector selects management events"
+
+
+def event_selectors(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    params = _params(record)
+    why = _selector_drops(params)
+    if not why:
+        return []
+    trail = _str(params.get("trailName")) or "(unnamed)"
+    return [Finding("aws.trail_selectors_reduced", "critical", _LOGS,
+                    f"trail {trail} stops recording management events: {why}", trail)]
+
+
+def insight_selectors(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    params = _params(record)
+    if "insightSelectors" not in params or _list(params.get("insightSelectors")):
+        return []
+    trail = _str(params.get("trailName")) or "(unnamed)"
+    return [Finding("aws.trail_selectors_reduced", "medium", _LOGS,
+                    f"trail {trail}: every Insights selector removed", trail)]
+
+
+def _expiry_days(rule: dict[str, Any]) -> int | None:
+    if rule.get("Status") != "Enabled":
+        return None
+    for key, field in (("Expiration", "Days"), ("NoncurrentVersionExpiration",
+                                                "NoncurrentDays")):
+        try:
+            days = int(_dict(rule.get(key)).get(field))
+        except (TypeError, ValueError):
+            continue
+        if 0 <= days <= _SHORT_LIFECYCLE_DAYS:
+            return days
+    return None
+
+
+def short_lifecycle(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    """An enabled lifecycle rule deleting objects within a week. High when the record
+    itself names the bucket or rule as CloudTrail's; otherwise medium (scratch buckets
+    with short expiry exist)."""
+    params = _params(record)
+    configuration = _dict(params.get("LifecycleConfiguration"))
+    bucket = _str(params.get("bucketName")) or "(unnamed)"
+    for rule in _list(configuration.get("Rule")):
+        rule = _dict(rule)
+        days = _expiry_days(rule)
+        if days is None:
+            continue
+        named = f"{bucket} {_str(rule.get('ID'))}".lower()
+        severity = "high" if "cloudtrail" in named or "trail-log" in named else "medium"
+        return [Finding("aws.short_log_lifecycle", severity, ("T1485",) + _LOGS,
+                        f"S3 bucket {bucket} set to delete objects after {days} day(s)",
+                        bucket)]
+    return []
+
+
+def flow_logs_deleted(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    if caller.family in _DEPLOY_FAMILIES:
+        return []
+    params = _params(record)
+    ids = params.get("flowLogIds") or _dict(params.get("DeleteFlowLogsRequest")).get(
+        "FlowLogId")
+    names = []
+    for item in _items(ids):
+        value = _dict(item).get("content") if type(item) is dict else item
+        if type(value) is str:
+            names.append(value[:64])
+    shown = ", ".join(names[:3]) or "(unnamed)"
+    return [Finding("aws.flow_logs_deleted", "medium", _LOGS,
+                    f"VPC flow logs deleted: {shown}", shown)]
+
+
+def guardduty_detector(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    params = _params(record)
+    name = record.get("eventName")
+    if name == "UpdateDetector" and params.get("enable") not in (False, "false"):
+        return []
+    detector = _str(params.get("detectorId")) or "(unnamed)"
+    verb = "deleted" if name == "DeleteDetector" else "disabled"
+    return [Finding("aws.detection_disabled", "critical", _TOOLS,
+                    f"GuardDuty detector {detector} {verb}", detector)]
+
+
+def config_recorder(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    params = _params(record)
+    name = _str(params.get("configurationRecorderName")
+                or params.get("deliveryChannelName")) or "(unnamed)"
+    what = {"StopConfigurationRecorder": "configuration recorder stopped",
+            "DeleteConfigurationRecorder": "configuration recorder deleted",
+            "DeleteDeliveryChannel": "delivery channel deleted"}.get(
+        str(record.get("eventName")), "changed")
+    return [Finding("aws.detection_disabled", "critical", _TOOLS,
+                    f"AWS Config {what} ({name})", name)]
+
+
+def security_hub(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    return [Finding("aws.detection_disabled", "critical", _TOOLS,
+                    "Security Hub disabled in this account and region", "securityhub")]
+
+
+def leave_organization(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    account = caller.account or "(unknown)"
+    return [Finding("aws.leave_organization", "high", _HIERARCHY + _TOOLS,
+                    f"account {account} asked to leave its organisation (its guardrails and "
+                    "central logging would no longer apply)", account)]
+
+
+def dns_logs_deleted(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    params = _params(record)
+    config = _str(params.get("resolverQueryLogConfigId")) or "(unnamed)"
+    verb = ("deleted" if record.get("eventName") == "DeleteResolverQueryLogConfig"
+            else "detached from a VPC")
+    return [Finding("aws.dns_logs_deleted", "medium", _LOGS,
+                    f"Route 53 resolver query logging {config} {verb}", config)]
+
+
+# ---------------------------------------------------------------- initial access
+
+
+def console_login(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    """An IAM user's successful console sign-in without MFA (SAML and role sessions
+    carry MFA elsewhere, so only IAMUser records are judged)."""
+    identity = _dict(record.get("userIdentity"))
+    if identity.get("type") != "IAMUser":
+        return []
+    extra = _dict(record.get("additionalEventData"))
+    outcome = _dict(record.get("responseElements")).get("ConsoleLogin")
+    if extra.get("MFAUsed") != "No" or extra.get("SamlProviderArn") or outcome != "Success":
+        return []
+    user = _str(identity.get("userName")) or caller.name or "(unnamed)"
+    return [Finding("aws.console_login_without_mfa", "low", _CLOUD_ACCOUNTS,
+                    f"IAM user {user} signed in to the console without MFA", user)]
+
+
+def root_activity(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    """The root user acting: its own sign-in, or any change it makes (reads are left to
+    the behavioural models). Service events are AWS's own doing, and a sign-in event
+    that failed (``responseElements`` says ``Failure``) changed nothing."""
+    if record.get("eventType") == "AwsServiceEvent":
+        return []
+    name = _str(record.get("eventName"), 128)
+    if record.get("readOnly") in (True, "true") and name != "ConsoleLogin":
+        return []
+    if name.startswith(("Get", "List", "Describe", "Head")):
+        return []
+    if "Failure" in _dict(record.get("responseElements")).values():
+        return []
+    return [Finding("aws.root_activity", "medium", _CLOUD_ACCOUNTS,
+                    f"the account's root user called {name}", "root")]
+
+
+# ---------------------------------------------------------------- credential access bursts
+
+
+def secret_read(record: dict[str, Any], caller: Caller) -> list[Any]:
+    """One secret read toward ``aws.secrets_burst``. An infrastructure-as-code refresh
+    reads every secret it manages and is left out."""
+    if caller.family in _DEPLOY_FAMILIES:
+        return []
+    params = _params(record)
+    name = params.get("secretId")
+    values = (_str(name),) if type(name) is str else ()
+    if record.get("eventName") == "BatchGetSecretValue":
+        values = tuple(_str(v) for v in _list(params.get("secretIdList")) if type(v) is str)
+    if not values:
+        return []
+    return [Tally("aws.secrets_burst", "medium", ("T1555.006",), "secrets", values)]
+
+
+def parameter_read(record: dict[str, Any], caller: Caller) -> list[Any]:
+    """A SecureString parameter read with decryption toward ``aws.secrets_burst``."""
+    params = _params(record)
+    if caller.family in _DEPLOY_FAMILIES or params.get("withDecryption") not in (True, "true"):
+        return []
+    names = params.get("names") if "names" in params else [params.get("name")]
+    values = tuple(_str(n) for n in _list(names) if type(n) is str and n)
+    if not values:
+        return []
+    return [Tally("aws.secrets_burst", "medium", ("T1555.006",), "secrets", values)]
+
+
+def password_data(record: dict[str, Any], caller: Caller) -> list[Any]:
+    instance = _str(_params(record).get("instanceId")) or "(unnamed)"
+    return [Tally("aws.instance_password_burst", "high", ("T1552.001",),
+                  "instance password reads", (instance,), calls=True)]
+
+
+def user_data(record: dict[str, Any], caller: Caller) -> list[Any]:
+    params = _params(record)
+    if params.get("attribute") != "userData" or caller.family in _DEPLOY_FAMILIES:
+        return []
+    instance = _str(params.get("instanceId")) or "(unnamed)"
+    return [Tally("aws.user_data_burst", "high", ("T1552.001",), "instance user-data reads",
+                  (instance,), calls=True)]
+
+
+CHECKS: dict[str, Check] = {
+    "ModifySnapshotAttribute": snapshot_shared,
+    "ModifyImageAttribute": image_shared,
+    "ModifyDBSnapshotAttribute": db_snapshot_shared,
+    "ModifyDBClusterSnapshotAttribute": db_snapshot_shared,
+    "PutBucketPolicy": bucket_policy,
+    "PutBucketAcl": bucket_acl,
+    "PutObjectAcl": bucket_acl,
+    "AddPermission": lambda_permission,
+    "AddPermission20150331": lambda_permission,
+    "AddPermission20150331v2": lambda_permission,
+    "CreateRole": role_trust,
+    "UpdateAssumeRolePolicy": role_trust,
+    "PutKeyPolicy": key_policy,
+    "CreateGrant": key_grant,
+    "SetRepositoryPolicy": repository_policy,
+    "PutResourcePolicy": secret_policy,
+    "SetQueueAttributes": queue_policy,
+    "SetTopicAttributes": topic_policy,
+    "CreateElasticsearchDomain": search_domain_policy,
+    "UpdateElasticsearchDomainConfig": search_domain_policy,
+    "CreateDomain": search_domain_policy,
+    "UpdateDomainConfig": search_domain_policy,
+    "AuthorizeSecurityGroupIngress": security_group_ingress,
+    "ModifyDBInstance": db_public,
+    "ModifyDBCluster": db_public,
+    "RestoreDBInstanceFromDBSnapshot": db_public,
+    "RestoreDBClusterFromSnapshot": db_public,
+    "CreateAccessKey": access_key_for_other,
+    "CreateLoginProfile": login_profile_for_other,
+    "UpdateLoginProfile": login_profile_for_other,
+    "AttachUserPolicy": admin_policy_attached,
+    "AttachRolePolicy": admin_policy_attached,
+    "AttachGroupPolicy": admin_policy_attached,
+    "PutUserPolicy": admin_inline_policy,
+    "PutRolePolicy": admin_inline_policy,
+    "PutGroupPolicy": admin_inline_policy,
+    "CreatePolicyVersion": admin_policy_version,
+    "CreateTrustAnchor": trust_anchor,
+    "PutEventSelectors": event_selectors,
+    "PutInsightSelectors": insight_selectors,
+    "PutBucketLifecycle": short_lifecycle,
+    "PutBucketLifecycleConfiguration": short_lifecycle,
+    "DeleteFlowLogs": flow_logs_deleted,
+    "DeleteDetector": guardduty_detector,
+    "UpdateDetector": guardduty_detector,
+    "StopConfigurationRecorder": config_recorder,
+    "DeleteConfigurationRecorder": config_recorder,
+    "DeleteDeliveryChannel": config_recorder,
+    "DisableSecurityHub": security_hub,
+    "LeaveOrganization": leave_organization,
+    "DeleteResolverQueryLogConfig": dns_logs_deleted,
+    "DisassociateResolverQueryLogConfig": dns_logs_deleted,
+    "ConsoleLogin": console_login,
+    "GetSecretValue": secret_read,
+    "BatchGetSecretValue": secret_read,
+    "GetParameter": parameter_read,
+    "GetParameters": parameter_read,
+    "GetPasswordData": password_data,
+    "DescribeInstanceAttribute": user_data,
+}
+# Event sources a check name must come from: the same operation name in another service
+# (``DeleteDetector`` of Detective, ``CreateGrant`` of License Manager) is something else.
+SOURCES: dict[str, str] = {
+    "DeleteDetector": "guardduty.amazonaws.com",
+    "UpdateDetector": "guardduty.amazonaws.com",
+    "CreateGrant": "kms.amazonaws.com",
+    "PutResourcePolicy": "secretsmanager.amazonaws.com",
+    "AddPermission": "lambda.amazonaws.com",
+    "CreateTrustAnchor": "rolesanywhere.amazonaws.com",
+    "GetSecretValue": "secretsmanager.amazonaws.com",
+    "GetParameter": "ssm.amazonaws.com",
+    "GetParameters": "ssm.amazonaws.com",
+    "CreateDomain": "es.amazonaws.com",
+    "UpdateDomainConfig": "es.amazonaws.com",
+}
+# Rules whose failed attempt is evidence too: nobody tries these by accident, and a stolen
+# credential probing for instance passwords or user data fails many times before it works.
+ATTEMPTS = frozenset({"LeaveOrganization", "GetPasswordData", "DescribeInstanceAttribute"})
+
+
+def findings(record: dict[str, Any], check: Check | None, *, account: str | None,
+             family: str | None, root: bool = False) -> list[Any]:
+    """Run ``check`` (and the root-user check when ``root``) on one record; never raises.
+
+    A failed request is judged only for ``ATTEMPTS`` and then says so in its sentence.
+    """
+    try:
+        return _run(record, check, account, family, root)
+    except Exception:  # noqa: BLE001 - a check must never stop the parser
+        return []
+
+
+def _run(record: dict[str, Any], check: Check | None, account: str | None,
+         family: str | None, root: bool) -> list[Any]:
+    name = record.get("eventName")
+    error = record.get("errorCode")
+    if error and name not in ATTEMPTS:
+        return []
+    source = SOURCES.get(name)  # type: ignore[arg-type]
+    if source is not None and record.get("eventSource") != source:
+        check = None
+    caller = _caller(record, account, family)
+    out = check(record, caller) if check is not None else []
+    if root and name != "ConsoleLogin":
+        out += root_activity(record, caller)
+    elif root:
+        out = root_activity(record, caller)
+    if error:
+        note = f" (attempt refused: {str(error)[:64]})"
+        out = [Finding(f.rule, f.severity, f.attack, f.sentence + note, f.value)
+               if type(f) is Finding else f for f in out]
+    return out
+
+
+def _caller(record: dict[str, Any], account: str | None, family: str | None) -> Caller:
+    identity = _dict(record.get("userIdentity"))
+    name, arn = identity.get("userName"), identity.get("arn")
+    if type(arn) is not str:
+        arn = ""
+    if type(name) is not str or not name:
+        name = arn.rpartition("/")[2] if "/" in arn else ""
+    own = identity.get("accountId")
+    if type(own) is not str or not own:
+        own = record.get("recipientAccountId")
+    return Caller(own if type(own) is str else account, name, family,
+                  ":assumed-role/AWSReservedSSO_" in arn)

@@ -1,0 +1,269 @@
+"""GCP Cloud Audit Log techniques whose own request carries the evidence.
+
+``rule_for(method)`` picks the check for a ``methodName`` once; ``detector.sources.gcp``
+caches the answer with the method's other facts, so entries of methods no check knows pay
+nothing more. A rule takes a successful entry's ``protoPayload`` and the caller's e-mail. Keys are
+read in both spellings (``serviceData`` and Panther's lower-cased ``servicedata``).
+
+Deleting or updating a log sink is not checked here: the sensitivity catalogue already
+alerts every ``DeleteSink`` and ``UpdateSink`` while the identity learns (its
+``logging_tampering`` category), and a second alert for the same call would be noise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from detector.techniques import Finding
+
+_PUBLIC_MEMBERS = frozenset({"allUsers", "allAuthenticatedUsers"})
+# Invoker roles exist to publish a service: allUsers there is the product, not exposure.
+_PUBLISHING_ROLES = frozenset({"roles/run.invoker", "roles/cloudfunctions.invoker"})
+_ADMIN_ROLES = frozenset({"roles/owner", "roles/editor"})
+_CONSUMER_DOMAINS = frozenset({"gmail.com", "googlemail.com"})
+_WORLD = frozenset({"0.0.0.0/0", "::/0"})
+_ADMIN_PORTS = (22, 3389)
+_SSH_KEYS = frozenset({"ssh-keys", "sshKeys"})
+# Exclusion filters that drop the audit trail itself, or everything.
+_AUDIT_MARKS = ("cloudaudit", "AuditLog", "activity", "data_access")
+
+
+def as_dict(value: Any) -> dict[str, Any]:
+    """The value when it is a dict, else an empty dict."""
+    return value if isinstance(value, dict) else {}
+
+
+def get(data: dict[str, Any], key: str) -> Any:
+    """``data[key]`` or its lower-cased twin (Panther lake normalisation)."""
+    value = data.get(key)
+    return data.get(key.lower()) if value is None else value
+
+
+Rule = Callable[[dict[str, Any], str], list[Finding]]
+
+
+def rule_for(method: str) -> Rule | None:
+    """The check for entries of ``method`` (``methodName``), or None for most methods."""
+    last = method.rpartition(".")[2]
+    if last in ("SetIamPolicy", "setIamPolicy", "setIamPermissions"):
+        return _iam_policy
+    if last == "InsertProjectOwnershipInvite":
+        return _ownership_invite
+    if last == "CreateServiceAccountKey":
+        return _service_account_key
+    if last in ("GenerateAccessToken", "GenerateIdToken", "SignBlob", "SignJwt"):
+        return _impersonation
+    if last in ("CreateExclusion", "UpdateExclusion"):
+        return _exclusion
+    if ".firewalls." in method and last in ("insert", "patch", "update"):
+        return _firewall
+    if last in ("setMetadata", "setCommonInstanceMetadata"):
+        return _ssh_keys
+    return None
+
+
+def _iam_policy(payload: dict[str, Any], principal: str) -> list[Finding]:
+    resource = _text(get(payload, "resourceName")) or "(unnamed resource)"
+    storage = get(payload, "serviceName") == "storage.googleapis.com" or "/buckets/" in resource
+    found: list[Finding] = []
+    public = [(role, member) for role, member in _added(payload)
+              if member in _PUBLIC_MEMBERS and role not in _PUBLISHING_ROLES]
+    if public:
+        role, member = public[0]
+        found.append(Finding(
+            "gcp.public_iam_binding", "critical" if storage else "high",
+            ("T1098.003", "T1530") if storage else ("T1098.003",),
+            f"{resource} grants {role} to {member}: anyone"
+            + (" on the internet" if member == "allUsers" else " with a Google account"),
+            member))
+    for role, member in _added(payload):
+        if role in _ADMIN_ROLES and _outsider(member, principal):
+            found.append(_outsider_finding(resource, role, member))
+            break
+    return found
+
+
+def _added(payload: dict[str, Any]) -> list[tuple[str, str]]:
+    """(role, member) pairs the call adds: the audit delta when logged, else every binding
+    of the policy the request sets."""
+    deltas = as_dict(as_dict(get(payload, "serviceData")).get("policyDelta")).get(
+        "bindingDeltas")
+    if not isinstance(deltas, list):
+        deltas = as_dict(as_dict(get(payload, "metadata")).get("policyDelta")).get(
+            "bindingDeltas")
+    pairs: list[tuple[str, str]] = []
+    if isinstance(deltas, list):
+        for delta in deltas[:200]:
+            delta = as_dict(delta)
+            role, member = delta.get("role"), delta.get("member")
+            if delta.get("action") == "ADD" and isinstance(role, str) \
+                    and isinstance(member, str):
+                pairs.append((role, member))
+        return pairs
+    bindings = as_dict(as_dict(get(payload, "request")).get("policy")).get("bindings")
+    for binding in bindings[:200] if isinstance(bindings, list) else ():
+        binding = as_dict(binding)
+        role, members = binding.get("role"), binding.get("members")
+        if isinstance(role, str) and isinstance(members, list):
+            pairs.extend((role, m) for m in members[:200] if isinstance(m, str))
+    return pairs
+
+
+def _outsider(member: str, principal: str) -> bool:
+    """A person or group from a consumer domain, or from another domain than the caller's
+    when the caller is a person (a service account's own domain says nothing)."""
+    kind, _, address = member.partition(":")
+    if kind not in ("user", "group") or "@" not in address:
+        return False
+    domain = address.rpartition("@")[2].lower()
+    if domain in _CONSUMER_DOMAINS:
+        return True
+    caller = principal.rpartition("@")[2].lower() if "@" in principal else ""
+    return bool(caller) and not caller.endswith("gserviceaccount.com") and domain != caller
+
+
+def _outsider_finding(resource: str, role: str, member: str) -> Finding:
+    return Finding("gcp.admin_grant_external", "high", ("T1098.003",),
+                   f"{resource} grants {role} to {member}, outside the organisation's domain",
+                   member.partition(":")[2][:256])
+
+
+def _ownership_invite(payload: dict[str, Any], principal: str) -> list[Finding]:
+    member = as_dict(get(payload, "request")).get("member")
+    if not isinstance(member, str) or not _outsider(member, principal):
+        return []
+    resource = _text(get(payload, "resourceName")) or "(project)"
+    return [_outsider_finding(resource, "roles/owner (invitation)", member)]
+
+
+def _service_account_key(payload: dict[str, Any], principal: str) -> list[Finding]:
+    target = _account_email(payload)
+    other = principal.endswith("gserviceaccount.com") and target is not None \
+        and target != principal
+    shown = target or _text(get(payload, "resourceName")) or "a service account"
+    if other:
+        return [Finding("gcp.service_account_key", "high", ("T1098.001",),
+                        f"service account {principal} created a key for another service "
+                        f"account, {shown}", shown)]
+    return [Finding("gcp.service_account_key", "medium", ("T1098.001",),
+                    f"user-managed key created for {shown}: a long-lived credential",
+                    shown)]
+
+
+def _account_email(payload: dict[str, Any]) -> str | None:
+    """The service account acted on, by e-mail, from the response, request or resource
+    name (``projects/p/serviceAccounts/<email>[/keys/...]``); None when only a numeric id."""
+    for name in (as_dict(get(payload, "response")).get("name"),
+                 as_dict(get(payload, "request")).get("name"), get(payload, "resourceName")):
+        if isinstance(name, str) and "/serviceAccounts/" in name:
+            email = name.split("/serviceAccounts/", 1)[1].partition("/")[0]
+            if "@" in email:
+                return email[:256]
+    return None
+
+
+def _impersonation(payload: dict[str, Any], principal: str) -> list[Finding]:
+    target = _account_email(payload)
+    if target is None or target == principal or principal == "gcp-system" \
+            or principal.startswith("principal") or ".svc.id.goog[" in principal:
+        return []  # federation and GKE workload identity reach Google only this way
+    method = _text(get(payload, "methodName")).rpartition(".")[2]
+    return [Finding("gcp.service_account_impersonation", "medium", ("T1548.005",),
+                    f"{principal} called {method} as service account {target}", target)]
+
+
+def _exclusion(payload: dict[str, Any], principal: str) -> list[Finding]:
+    exclusion = as_dict(as_dict(get(payload, "request")).get("exclusion"))
+    if exclusion.get("disabled") is True:
+        return []
+    text = exclusion.get("filter")
+    if not isinstance(text, str):
+        return []
+    blanket = text.strip() in ("", "*")
+    if not blanket and not any(mark.lower() in text.lower() for mark in _AUDIT_MARKS):
+        return []
+    name = _text(exclusion.get("name")) or _text(get(payload, "resourceName")) or "(unnamed)"
+    what = "every log entry" if blanket else "audit log entries"
+    return [Finding("gcp.log_exclusion", "high", ("T1562.008",),
+                    f"log exclusion {name} drops {what} (filter {text[:120]!r})", name)]
+
+
+def _firewall(payload: dict[str, Any], principal: str) -> list[Finding]:
+    request = as_dict(get(payload, "request"))
+    if request.get("disabled") is True or request.get("direction") == "EGRESS":
+        return []
+    sources = request.get("sourceRanges")
+    if not isinstance(sources, list) or not _WORLD.intersection(
+            s for s in sources if isinstance(s, str)):
+        return []
+    allowed = request.get("alloweds", request.get("allowed"))
+    name = _text(get(payload, "resourceName")).rpartition("/")[2] or "(unnamed)"
+    if not isinstance(allowed, list):
+        if "alloweds" in request or "allowed" in request or "denieds" in request \
+                or "denied" in request:
+            return []  # a deny rule, or an allow list we cannot read
+        return [Finding("gcp.firewall_open_to_world", "medium", ("T1562.007",),
+                        f"firewall rule {name} now admits 0.0.0.0/0 to its ports", name)]
+    exposed = _exposed(allowed)
+    if exposed is None:
+        return []
+    severity = "high" if exposed == "all ports" else "medium"
+    return [Finding("gcp.firewall_open_to_world", severity, ("T1562.007",),
+                    f"firewall rule {name} admits 0.0.0.0/0 to {exposed}", name)]
+
+
+def _exposed(allowed: list[Any]) -> str | None:
+    """``all ports``, ``port 22`` / ``port 3389``, or None when no admin port is opened."""
+    hit: str | None = None
+    for item in allowed[:100]:
+        item = as_dict(item)
+        protocol = str(item.get("IPProtocol", item.get("ipProtocol", ""))).lower()
+        ports = item.get("ports")
+        if protocol == "all" or (protocol in ("tcp", "udp", "6", "17")
+                                 and not ports):
+            return "all ports"
+        if protocol not in ("tcp", "6") or not isinstance(ports, list):
+            continue
+        for port in ports[:100]:
+            low, _, high = str(port).partition("-")
+            try:
+                first, last = int(low), int(high or low)
+            except ValueError:
+                continue
+            if first <= 1 and last >= 65535:
+                return "all ports"
+            for admin in _ADMIN_PORTS:
+                if first <= admin <= last:
+                    hit = hit or f"port {admin}"
+    return hit
+
+
+def _ssh_keys(payload: dict[str, Any], principal: str) -> list[Finding]:
+    keys: set[str] = set()
+    metadata = as_dict(get(payload, "metadata"))
+    for delta in ("instanceMetadataDelta", "projectMetadataDelta"):
+        change = as_dict(metadata.get(delta))
+        for field in ("addedMetadataKeys", "modifiedMetadataKeys"):
+            names = change.get(field)
+            if isinstance(names, list):
+                keys.update(n for n in names if isinstance(n, str))
+    request = as_dict(get(payload, "request"))
+    items = request.get("items")
+    if not isinstance(items, list):
+        items = as_dict(request.get("metadata")).get("items")
+    for item in items[:200] if isinstance(items, list) else ():
+        key = as_dict(item).get("key")
+        if isinstance(key, str):
+            keys.add(key)
+    if not keys & _SSH_KEYS:
+        return []
+    target = _text(get(payload, "resourceName")) or "(instance)"
+    scope = "every instance of the project" if "CommonInstance" in _text(
+        get(payload, "methodName")) else target
+    return [Finding("gcp.ssh_key_metadata", "medium", ("T1098.004",),
+                    f"SSH keys added through metadata for {scope}", target)]
+
+
+def _text(value: Any) -> str:
+    return value[:512] if isinstance(value, str) else ""

@@ -1,0 +1,277 @@
+"""Kubernetes audit techniques whose own request carries the evidence.
+
+``check`` is called by ``detector.sources.k8s`` for a successful request whose action
+(``k8s:<resource>[/<subresource>].<verb>``) is in ``ACTIONS``, or whose user is the
+anonymous user; everything else pays one set look-up. The request body (``requestObject``)
+exists only at the ``Request`` and ``RequestResponse`` audit levels: at ``Metadata`` level
+the body checks find nothing and say nothing, rather than guess.
+
+Controllers are told apart by the request's shape, not by their names: a pod that names an
+owner was made by a controller from a template, which was checked when the workload was
+created; an informer lists secrets with a ``resourceVersion``, a one-shot dump does not;
+the API server bootstraps the ``system:masters`` binding itself; the platform's own
+controllers, which list secrets cluster-wide by design, run as ``kube-system`` service
+accounts or as the control plane's ``system:`` users.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from detector.techniques import Finding
+
+ANONYMOUS = "system:anonymous"
+_SA_PREFIX = "system:serviceaccount:"
+# Roles that give everything: cluster-admin anywhere, admin when bound cluster-wide.
+_ADMIN_ROLES = frozenset({"cluster-admin"})
+_CLUSTER_ADMIN_ROLES = frozenset({"cluster-admin", "admin"})
+# Subjects that mean "everyone": binding them exposes the cluster, not one identity.
+_PUBLIC_SUBJECTS = frozenset({"system:anonymous", "system:unauthenticated",
+                              "system:authenticated"})
+# Host paths that hand over the node: its root, its credentials, the container runtime.
+_HOST_PATHS = frozenset({
+    "/", "/etc", "/root", "/proc", "/var/run", "/run", "/var/lib/kubelet",
+    "/var/lib/kubelet/pki", "/etc/kubernetes", "/etc/kubernetes/pki", "/home",
+    "/var/run/docker.sock", "/run/docker.sock", "/var/run/containerd/containerd.sock",
+    "/run/containerd/containerd.sock", "/var/run/crio/crio.sock", "/run/crio/crio.sock",
+    "/var/lib/docker", "/var/lib/containerd",
+})
+# What the anonymous user may read on a default cluster (system:public-info-viewer, the
+# service-account issuer discovery): success there is configuration, not exposure.
+_PUBLIC_PATHS = ("/healthz", "/livez", "/readyz", "/version", "/.well-known/openid-configuration",
+                 "/openid/v1/jwks")
+_READ_VERBS = frozenset({"get", "list", "watch"})
+# The control plane's own users (not service accounts, not anonymous): what they create is
+# the cluster running itself (static pods' mirrors, add-ons).
+_PLATFORM_USERS = ("system:node:", "system:kube-", "system:apiserver", "system:addon-manager",
+                   "system:gke-", "eks:", "aksService")
+
+
+def as_dict(value: Any) -> dict[str, Any]:
+    """The value when it is a dict, else an empty dict (this package must not import the
+    sources, which import it)."""
+    return value if isinstance(value, dict) else {}
+
+
+def check(record: dict[str, Any], action: str, username: str) -> list[Finding]:
+    """The findings of one successful audit request (none when a field cannot be read)."""
+    rule = _RULES.get(action)
+    found = rule(record, action, username) if rule is not None else []
+    if username == ANONYMOUS:
+        found.extend(_anonymous(record, action))
+    return found
+
+
+def _body(record: dict[str, Any], key: str) -> Any:
+    """A field of the request body, else of the response body (patches carry only the
+    change; the response carries the whole object at RequestResponse level)."""
+    value = as_dict(record.get("requestObject")).get(key)
+    if value is None:
+        value = as_dict(record.get("responseObject")).get(key)
+    return value
+
+
+def _binding(record: dict[str, Any], action: str, username: str) -> list[Finding]:
+    cluster_wide = action.startswith("k8s:clusterrolebindings")
+    role = as_dict(_body(record, "roleRef")).get("name")
+    if not isinstance(role, str) or role not in (_CLUSTER_ADMIN_ROLES if cluster_wide
+                                                 else _ADMIN_ROLES):
+        return []
+    subjects = _body(record, "subjects")
+    named = [_subject(item) for item in subjects] if isinstance(subjects, list) else []
+    named = [item for item in named if item is not None and item[1] != "system:masters"]
+    if not named or username == "system:apiserver":
+        return []
+    public = [f"{kind} {name}" for kind, name in named if name in _PUBLIC_SUBJECTS]
+    kind = "ClusterRoleBinding" if cluster_wide else "RoleBinding"
+    binding = _object_name(record)
+    shown = ", ".join(f"{kind_} {name}" for kind_, name in named[:4])
+    if public:
+        return [Finding("k8s.admin_binding", "critical", ("T1098.006",),
+                        f"{kind} {binding} grants {role} to {', '.join(public)}: "
+                        "everyone who can reach the API server", public[0])]
+    return [Finding("k8s.admin_binding", "high" if cluster_wide else "medium", ("T1098.006",),
+                    f"{kind} {binding} grants {role} to {shown}", f"{named[0][0]} {named[0][1]}")]
+
+
+def _wildcard_role(record: dict[str, Any], action: str, username: str) -> list[Finding]:
+    """A role allowing every verb on every resource: cluster-admin under another name, which
+    a later binding to it would hand over without naming cluster-admin."""
+    account = _account(username)
+    if username.startswith(_PLATFORM_USERS) or (account and account[0] == "kube-system"):
+        return []  # the platform's own roles and the aggregation controller's updates
+    rules = _body(record, "rules")
+    for rule in rules[:100] if isinstance(rules, list) else ():
+        rule = as_dict(rule)
+        verbs, resources = rule.get("verbs"), rule.get("resources")
+        if isinstance(verbs, list) and "*" in verbs and isinstance(resources, list) \
+                and "*" in resources:
+            kind = "ClusterRole" if action.startswith("k8s:clusterroles") else "Role"
+            name = _object_name(record)
+            return [Finding("k8s.wildcard_role", "medium", ("T1098.006",),
+                            f"{kind} {name} allows every verb on every resource", name)]
+    return []
+
+
+def _subject(item: Any) -> tuple[str, str] | None:
+    if not isinstance(item, dict):
+        return None
+    kind, name, namespace = item.get("kind"), item.get("name"), item.get("namespace")
+    if not isinstance(name, str) or not name:
+        return None
+    kind = kind if isinstance(kind, str) and kind else "subject"
+    if kind == "ServiceAccount" and isinstance(namespace, str) and namespace:
+        name = f"{namespace}/{name}"
+    return kind[:32], name[:256]
+
+
+def _object_name(record: dict[str, Any]) -> str:
+    ref = as_dict(record.get("objectRef"))
+    name = ref.get("name")
+    if not isinstance(name, str) or not name:
+        name = as_dict(_body(record, "metadata")).get("name")
+    if not isinstance(name, str) or not name:
+        return "(unnamed)"
+    namespace = ref.get("namespace")
+    return f"{namespace}/{name}"[:256] if isinstance(namespace, str) and namespace \
+        else name[:256]
+
+
+def _pod(record: dict[str, Any], action: str, username: str) -> list[Finding]:
+    if username.startswith(_PLATFORM_USERS) or "container-engine-robot" in username:
+        return []  # nodes' mirror pods, control-plane components, GKE's own service agent
+    obj = as_dict(record.get("requestObject"))
+    owners = as_dict(obj.get("metadata")).get("ownerReferences")
+    if isinstance(owners, list) and owners:
+        return []  # made by a controller from a template, not by hand
+    spec = as_dict(obj.get("spec"))
+    workload = action != "k8s:pods.create"
+    if workload:  # the pod template of a workload, where its pods' privileges are decided
+        spec = as_dict(spec.get("jobTemplate")).get("spec", spec)
+        spec = as_dict(as_dict(as_dict(spec).get("template")).get("spec"))
+    severe: list[str] = []
+    mild: list[str] = []
+    if spec.get("hostPID") is True:
+        severe.append("hostPID")
+    for flag in ("hostNetwork", "hostIPC"):
+        if spec.get(flag) is True:
+            mild.append(flag)
+    for key in ("initContainers", "containers", "ephemeralContainers"):
+        containers = spec.get(key)
+        for container in containers if isinstance(containers, list) else ():
+            container = as_dict(container)
+            context = as_dict(container.get("securityContext"))
+            if context.get("privileged") is True:
+                name = container.get("name")
+                severe.append(f"privileged container {str(name)[:64]}" if name
+                              else "privileged container")
+    volumes = spec.get("volumes")
+    for volume in volumes if isinstance(volumes, list) else ():
+        path = as_dict(as_dict(volume).get("hostPath")).get("path")
+        if isinstance(path, str) and (path.rstrip("/") or "/") in _HOST_PATHS:
+            severe.append(f"hostPath {path[:128]}")
+    if not severe and not mild:
+        return []
+    evidence = ", ".join(severe + mild)
+    if workload:  # installs of node agents look the same: worth a look, not an incident
+        kind = action[4:].partition(".")[0].rstrip("s")
+        return [Finding("k8s.privileged_pod", "medium", ("T1610", "T1611"),
+                        f"{kind} {_object_name(record)} created with pods running {evidence}",
+                        (severe + mild)[0])]
+    return [Finding("k8s.privileged_pod", "high" if severe else "medium", ("T1610", "T1611"),
+                    f"pod {_object_name(record)} created by hand with {evidence}",
+                    (severe + mild)[0])]
+
+
+def _exec(record: dict[str, Any], action: str, username: str) -> list[Finding]:
+    account = _account(username)
+    if account is None:
+        return []
+    target = _object_name(record)
+    namespace = as_dict(record.get("objectRef")).get("namespace")
+    what = "exec" if "/exec." in action else "attach"
+    other = isinstance(namespace, str) and namespace != account[0]
+    where = f", outside its own namespace {account[0]}" if other else ""
+    return [Finding("k8s.service_account_exec", "high" if other else "medium", ("T1609",),
+                    f"service account {account[0]}/{account[1]} ran {what} in pod "
+                    f"{target}{where}", target)]
+
+
+def _account(username: str) -> tuple[str, str] | None:
+    """``system:serviceaccount:<ns>:<name>`` -> (ns, name), else None."""
+    if not username.startswith(_SA_PREFIX):
+        return None
+    namespace, _, name = username[len(_SA_PREFIX):].partition(":")
+    return (namespace, name) if namespace and name else None
+
+
+def _token(record: dict[str, Any], action: str, username: str) -> list[Finding]:
+    account = _account(username)
+    if account is None:
+        return []
+    ref = as_dict(record.get("objectRef"))
+    namespace, name = ref.get("namespace"), ref.get("name")
+    if not isinstance(namespace, str) or not isinstance(name, str) or not name \
+            or (namespace, name) == account:
+        return []
+    target = f"{namespace}/{name}"[:256]
+    return [Finding("k8s.token_for_other_account", "high", ("T1528",),
+                    f"service account {account[0]}/{account[1]} minted a token for service "
+                    f"account {target}", target)]
+
+
+def _secrets(record: dict[str, Any], action: str, username: str) -> list[Finding]:
+    account = _account(username)
+    namespace = as_dict(record.get("objectRef")).get("namespace")
+    uri = record.get("requestURI")
+    if account is None or account[0] == "kube-system" or namespace or not isinstance(uri, str) \
+            or "resourceVersion=" in uri:
+        return []  # an informer's list names a resourceVersion; a one-shot dump does not
+    return [Finding("k8s.secrets_cluster_wide", "high", ("T1552.007",),
+                    f"service account {account[0]}/{account[1]} listed the secrets of every "
+                    "namespace in one request", f"{account[0]}/{account[1]}")]
+
+
+def _webhook(record: dict[str, Any], action: str, username: str) -> list[Finding]:
+    kind = "validating" if "validating" in action else "mutating"
+    name = _object_name(record) if "deletecollection" not in action else "(all)"
+    return [Finding("k8s.admission_webhook_deleted", "medium", ("T1562.001",),
+                    f"{kind} admission webhook configuration {name} deleted", name)]
+
+
+def _anonymous(record: dict[str, Any], action: str) -> list[Finding]:
+    uri = record.get("requestURI")
+    path = uri.partition("?")[0] if isinstance(uri, str) else ""
+    if not as_dict(record.get("objectRef")).get("resource") and (
+            not path or path.startswith(_PUBLIC_PATHS)):
+        return []
+    decision = as_dict(record.get("annotations")).get("authorization.k8s.io/decision")
+    if decision == "forbid":
+        return []
+    verb = action.rpartition(".")[2]
+    shown = path[:256] or action
+    if verb in _READ_VERBS:
+        return [Finding("k8s.anonymous_access", "high", ("T1078.001",),
+                        f"anonymous request {verb} {shown} succeeded", shown)]
+    return [Finding("k8s.anonymous_access", "critical", ("T1078.001",),
+                    f"anonymous request {verb} {shown} succeeded: the API server accepts "
+                    "writes from anyone who can reach it", shown)]
+
+
+_Rule = Callable[[dict[str, Any], str, str], list[Finding]]
+_RULES: dict[str, _Rule] = {
+    **{f"k8s:{resource}.{verb}": _binding for resource in ("clusterrolebindings", "rolebindings")
+       for verb in ("create", "update", "patch")},
+    **{f"k8s:{resource}.{verb}": _wildcard_role for resource in ("clusterroles", "roles")
+       for verb in ("create", "update", "patch")},
+    "k8s:pods.create": _pod,
+    **{f"k8s:{kind}.create": _pod for kind in ("deployments", "daemonsets", "statefulsets",
+                                               "replicasets", "jobs", "cronjobs")},
+    **{f"k8s:pods/{sub}.{verb}": _exec for sub in ("exec", "attach") for verb in ("create", "get")},
+    "k8s:serviceaccounts/token.create": _token,
+    "k8s:secrets.list": _secrets,
+    **{f"k8s:{kind}webhookconfigurations.{verb}": _webhook
+       for kind in ("validating", "mutating") for verb in ("delete", "deletecollection")},
+}
+ACTIONS = frozenset(_RULES)

@@ -1,0 +1,198 @@
+"""Azure Activity Log and Entra audit technique findings, read off parsed events: each rule
+on an attack record and on its near miss."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from detector.attack import AttackMap
+from detector.scoring import SensitivityCatalogue
+from detector.sources import ListDeadLetters, parse_payload, read_paths
+from detector.stats import RunStats
+from detector.techniques import ATTRIBUTE
+from tests.detector.test_techniques_gcp import panther_counts
+from tests.detector.test_techniques_k8s import variants
+
+_IDS = itertools.count()
+DEFINED = set(AttackMap(SensitivityCatalogue.load()).techniques)  # ATT&CK ids with a name
+SUB = "/subscriptions/11111111-2222-3333-4444-555555555555"
+OWNER = "8e3af657-a8ff-443c-a75c-2fe8c4bcb635"
+CONTRIBUTOR = "b24988ac-6180-42a0-ab88-20f7382dd24c"
+READER = "acdd72a7-3385-48ef-bd42-f606fba81ae7"
+
+
+def activity(operation: str, resource: str, *, result: str = "Success",
+             body: dict | None = None, response: dict | None = None, **extra: Any) -> dict:
+    properties: dict[str, Any] = {}
+    if body is not None:
+        properties["requestbody"] = orjson.dumps(body).decode()
+    if response is not None:
+        properties["responseBody"] = orjson.dumps(response).decode()
+    record = {"time": "2024-03-04T10:00:00Z", "resourceId": resource,
+              "operationName": operation, "category": "Administrative",
+              "resultType": result, "callerIpAddress": "198.51.100.7",
+              "correlationId": f"c{next(_IDS)}", "caller": "9f0c1a2b-0000-4000-8000-00000000abcd",
+              "properties": properties}
+    record.update(extra)
+    return record
+
+
+def findings(*records: dict) -> list[tuple[str, str, str]]:
+    stats, dead = RunStats(), ListDeadLetters()
+    events = parse_payload(orjson.dumps({"records": list(records)}), origin="t", stats=stats,
+                           dead_letters=dead)
+    assert len(dead) == 0 and len(events) == len(records)
+    found = [f for e in events for f in e.attributes.get(ATTRIBUTE, ())]
+    assert all(f.attack and set(f.attack) <= DEFINED and f.sentence for f in found)
+    return [(f.rule, f.severity, f.value) for f in found]
+
+
+def assignment(role: str, result: str = "Success", key: str = "body") -> dict:
+    content = {"properties": {"roleDefinitionId": f"{SUB}/providers/Microsoft.Authorization/"
+                                                  f"roleDefinitions/{role}",
+                              "principalId": "p-1", "principalType": "ServicePrincipal",
+                              "scope": SUB}}
+    return activity("Microsoft.Authorization/roleAssignments/write",
+                    f"{SUB}/providers/Microsoft.Authorization/roleAssignments/a", result=result,
+                    **{key: content})
+
+
+def test_owner_and_contributor_assignments() -> None:
+    assert findings(assignment(OWNER), assignment(CONTRIBUTOR.upper(), key="response")) == [
+        ("azure.privileged_role_assignment", "high", "p-1"),
+        ("azure.privileged_role_assignment", "medium", "p-1")]
+
+
+def test_reader_start_and_failed_assignments_are_not_findings() -> None:
+    """The Start record of a grant carries its body too: only the final record counts."""
+    assert findings(assignment(READER), assignment(OWNER, result="Start"),
+                    assignment(OWNER, result="Failure")) == []
+
+
+def test_the_callers_own_authorization_evidence_is_not_the_granted_role() -> None:
+    record = assignment(READER)
+    record["identity"] = {"authorization": {"evidence": {"roleDefinitionId": OWNER,
+                                                         "principalType": "User",
+                                                         "principalId": "u-1"}}}
+    assert findings(record) == []
+
+
+def entra(operation: str, result: str = "success") -> dict:
+    return {"time": "2024-03-04T10:00:00Z", "operationName": operation,
+            "category": "ApplicationManagement", "correlationId": f"c{next(_IDS)}",
+            "resourceId": "/tenants/t/providers/Microsoft.aadiam", "tenantId": "t",
+            "properties": {"result": result, "activityDisplayName": operation,
+                           "initiatedBy": {"app": {"servicePrincipalId": "sp-automation"}},
+                           "targetResources": [{"id": "sp-9", "displayName": "payments",
+                                                "type": "ServicePrincipal"}]}}
+
+
+def test_credentials_added_to_a_service_principal() -> None:
+    assert findings(entra("Add service principal credentials"),
+                    entra("Update application \u2013 Certificates and secrets management"),
+                    entra("Add service principal"),
+                    entra("Add service principal credentials", result="failure")) == [
+        ("azure.credentials_added", "high", "sp-9"), ("azure.credentials_added", "high", "sp-9")]
+
+
+VM = f"{SUB}/resourceGroups/g/providers/Microsoft.Compute/virtualMachines/vm"
+
+
+def test_run_command_and_script_extensions() -> None:
+    run = activity("MICROSOFT.COMPUTE/VIRTUALMACHINES/RUNCOMMAND/ACTION", VM)
+    started = activity("MICROSOFT.COMPUTE/VIRTUALMACHINES/RUNCOMMAND/ACTION", VM,
+                       result="Start")
+    script = activity("Microsoft.Compute/virtualMachines/extensions/write",
+                      f"{VM}/extensions/ext1", body={"properties": {"type": "CustomScript"}})
+    monitor = activity("Microsoft.Compute/virtualMachines/extensions/write",
+                       f"{VM}/extensions/AzureMonitorLinuxAgent",
+                       body={"properties": {"type": "AzureMonitorLinuxAgent"}})
+    assert findings(run, started, script, monitor) == [
+        ("azure.vm_run_command", "medium", VM),
+        ("azure.vm_run_command", "medium", f"{VM}/extensions/ext1")]
+
+
+def test_diagnostic_setting_deleted_but_not_written() -> None:
+    setting = f"{VM}/providers/Microsoft.Insights/diagnosticSettings/audit"
+    assert findings(activity("microsoft.insights/diagnosticsettings/delete", setting),
+                    activity("Microsoft.Insights/diagnosticSettings/write", setting)) == [
+        ("azure.diagnostic_settings_deleted", "high", setting)]
+
+
+def test_storage_public_access() -> None:
+    account = f"{SUB}/resourceGroups/g/providers/Microsoft.Storage/storageAccounts/data"
+    container = f"{account}/blobServices/default/containers/exports"
+    assert findings(
+        activity("Microsoft.Storage/storageAccounts/write", account,
+                 body={"properties": {"allowBlobPublicAccess": True}}),
+        activity("Microsoft.Storage/storageAccounts/write", account,
+                 body={"properties": {"allowBlobPublicAccess": False}}),
+        activity("Microsoft.Storage/storageAccounts/blobServices/containers/write", container,
+                 body={"properties": {"publicAccess": "Container"}}),
+        activity("Microsoft.Storage/storageAccounts/blobServices/containers/write", container,
+                 body={"properties": {"publicAccess": "None"}})) == [
+        ("azure.storage_public_access", "medium", account),
+        ("azure.storage_public_access", "high", container)]
+
+
+def test_odd_bodies_never_raise() -> None:
+    account = f"{SUB}/resourceGroups/g/providers/Microsoft.Storage/storageAccounts/data"
+    records = [activity("Microsoft.Storage/storageAccounts/write", account,
+                        properties={"requestbody": "{not json"}),
+               activity("Microsoft.Authorization/roleAssignments/write", account,
+                        properties={"requestbody": '{"properties": {"roleDefinitionId": 5}}'}),
+               activity("Microsoft.Compute/virtualMachines/extensions/write", account,
+                        properties={"requestbody": '["a"]'})]
+    assert findings(*records) == []
+
+
+def test_checks_never_raise_whatever_field_has_an_odd_type() -> None:
+    """Every field of every positive example's body and properties replaced in turn by an
+    odd type (bodies re-encoded as the JSON strings Azure sends)."""
+    content = {"properties": {"roleDefinitionId": OWNER, "principalId": "p", "scope": SUB,
+                              "allowBlobPublicAccess": True, "publicAccess": "Blob",
+                              "type": "CustomScript"}}
+    operations = ["Microsoft.Authorization/roleAssignments/write",
+                  "Microsoft.Compute/virtualMachines/extensions/write",
+                  "Microsoft.Storage/storageAccounts/write",
+                  "Microsoft.Storage/storageAccounts/blobServices/containers/write"]
+    count = 0
+    for operation in operations:
+        for changed in variants(content):
+            stats, dead = RunStats(), ListDeadLetters()
+            record = activity(operation, f"{VM}/extensions/x", body=changed, response=changed)
+            parse_payload(orjson.dumps([record]), origin="t", stats=stats, dead_letters=dead)
+            assert not [d for d in dead.items if d["reason"] == "internal_error"], changed
+            count += 1
+    for changed in variants(entra("Add service principal credentials")["properties"]):
+        stats, dead = RunStats(), ListDeadLetters()
+        record = {**entra("Add service principal credentials"), "properties": changed}
+        parse_payload(orjson.dumps([record]), origin="t", stats=stats, dead_letters=dead)
+        assert not [d for d in dead.items if d["reason"] == "internal_error"], changed
+        count += 1
+    assert count > 150
+
+
+@pytest.mark.shared
+def test_real_sign_in_logs_give_nothing(real_logs: Path) -> None:
+    stats, dead = RunStats(), ListDeadLetters()
+    events = list(read_paths([str(real_logs / "elastic-azure-signinlogs")], stats=stats,
+                             dead_letters=dead))
+    assert len(events) == 7
+    assert [e for e in events if ATTRIBUTE in e.attributes] == []
+
+
+@pytest.mark.shared
+def test_panther_labelled_azure_events(real_logs: Path) -> None:
+    """Most of Panther's Activity Log test events name no caller and are dead letters
+    (missing_identity); of those that parse, the findings fall on expected-true events."""
+    folder = real_logs / "panther-analysis-tests"
+    assert panther_counts(folder, "azure_monitoractivity") == {
+        ("azure.privileged_role_assignment", True): 1}
+    assert panther_counts(folder, "azure_entra_audit_signin") == {
+        ("azure.credentials_added", True): 1}
