@@ -60,7 +60,16 @@ _ADMIN_PORTS = {22: "SSH", 3389: "RDP", 23: "telnet", 5900: "VNC", 445: "SMB",
 _OPEN_RANGES = ("0.0.0.0/0", "::/0")
 # agent families of infrastructure-as-code tools: routine user management by them (keys
 # and console passwords for the users they create) is not evidence of a backdoor
-_DEPLOY_FAMILIES = frozenset({"terraform", "cloudformation", "pulumi", "cdk"})
+_DEPLOY_FAMILIES = frozenset({"terraform", "cloudformation", "pulumi"})
+# Rules whose grant to one named account is how organisations wire accounts together
+# (log archive buckets, audit roles, shared images and keys) when it is done as code: from
+# an infrastructure-as-code client only a grant to everyone is alerted.
+_ACCOUNT_GRANT_RULES = frozenset({
+    "aws.ebs_snapshot_shared", "aws.ami_shared", "aws.rds_snapshot_shared",
+    "aws.s3_bucket_shared", "aws.lambda_shared", "aws.role_trust_external",
+    "aws.kms_key_shared", "aws.ecr_repository_shared", "aws.secret_shared",
+    "aws.queue_topic_shared", "aws.search_domain_shared",
+})
 _SHORT_LIFECYCLE_DAYS = 7
 _MAX_ITEMS = 64  # items read from one list: a huge policy costs no more than this
 
@@ -869,6 +878,9 @@ def _run(record: dict[str, Any], check: Check | None, account: str | None,
         check = None
     caller = _caller(record, account, family)
     out = check(record, caller) if check is not None else []
+    if out and caller.family in _DEPLOY_FAMILIES:
+        out = [f for f in out if type(f) is not Finding or f.value == "public"
+               or f.rule not in _ACCOUNT_GRANT_RULES]
     if root and name != "ConsoleLogin":
         out += root_activity(record, caller)
     elif root:

@@ -125,6 +125,14 @@ CASES = [
      call("UpdateAssumeRolePolicy", {"roleName": "r", "policyDocument": policy(
          {"AWS": f"arn:aws:iam::{OUTSIDE}:root"})}, "iam.amazonaws.com"),
      [("aws.role_trust_external", "high", OUTSIDE)]),
+    ("role trusts another account, written by terraform",
+     call("UpdateAssumeRolePolicy", {"roleName": "r", "policyDocument": policy(
+         {"AWS": f"arn:aws:iam::{OUTSIDE}:root"})}, "iam.amazonaws.com",
+          userAgent="APN/1.0 HashiCorp/1.0 Terraform/1.5.0"), []),
+    ("bucket made public by terraform still counts",
+     call("PutBucketPolicy", {"bucketName": "b", "bucketPolicy": policy("*")},
+          "s3.amazonaws.com", userAgent="APN/1.0 HashiCorp/1.0 Terraform/1.5.0"),
+     [("aws.s3_bucket_shared", "critical", "public")]),
     ("role trusts another account with an external id",
      call("CreateRole", {"roleName": "r", "assumeRolePolicyDocument": policy(
          {"AWS": OUTSIDE}, {"StringEquals": {"sts:ExternalId": "x"}})},
