@@ -190,9 +190,30 @@ def test_real_sign_in_logs_give_nothing(real_logs: Path) -> None:
 @pytest.mark.shared
 def test_panther_labelled_azure_events(real_logs: Path) -> None:
     """Most of Panther's Activity Log test events name no caller and are dead letters
-    (missing_identity); of those that parse, the findings fall on expected-true events."""
+    (missing_identity); of those that parse (callers read from token claims too), the
+    findings fall on expected-true events only."""
     folder = real_logs / "panther-analysis-tests"
     assert panther_counts(folder, "azure_monitoractivity") == {
-        ("azure.privileged_role_assignment", True): 1}
+        ("azure.privileged_role_assignment", True): 2}
     assert panther_counts(folder, "azure_entra_audit_signin") == {
         ("azure.credentials_added", True): 1}
+
+
+@pytest.mark.parametrize(("record", "category"), [
+    (activity("Microsoft.Insights/diagnosticSettings/delete",
+              f"{SUB}/providers/microsoft.insights/diagnosticSettings/audit"),
+     "logging_tampering"),
+    (assignment(READER), "privilege_change"),
+    (activity("Microsoft.KeyVault/vaults/secrets/getSecret/action",
+              f"{SUB}/providers/Microsoft.KeyVault/vaults/v/secrets/s"), "secret_read"),
+    (entra("Add service principal credentials"), "credential_creation"),
+    (entra("Add member to role"), "privilege_change"),
+])
+def test_the_catalogue_knows_the_action_names_the_azure_parser_gives(
+        record: dict, category: str) -> None:
+    """Catalogue patterns are matched against ``Event.action`` (``azure:<operation>``,
+    ``entra:<activity>``): a pattern without that prefix never matches anything."""
+    events = parse_payload(orjson.dumps({"records": [record]}), origin="t", stats=RunStats(),
+                           dead_letters=ListDeadLetters())
+    sens = SensitivityCatalogue.load().lookup(events[0].action)
+    assert sens is not None and sens.category == category, events[0].action

@@ -271,4 +271,4 @@ def test_panther_labelled_gcp_and_gke_events(real_logs: Path) -> None:
         ("gcp.service_account_key", True): 1, ("gcp.ssh_key_metadata", True): 2,
         ("k8s.privileged_pod", True): 4, ("k8s.privileged_pod", False): 1}
     assert panther_counts(real_logs / "panther-analysis-tests", "eks_k8s_audit") == {
-        ("k8s.anonymous_access", True): 2}
+        ("k8s.anonymous_access", True): 2, ("k8s.privileged_pod", True): 1}
