@@ -24,8 +24,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import orjson
-
 from detector.event import Event
 from detector.identity import Resolver, classify_azure
 from detector.sources.common import (
@@ -39,6 +37,7 @@ from detector.sources.common import (
 )
 from detector.techniques import ATTRIBUTE
 from detector.techniques import azure as techniques
+from detector.techniques.azure import lower_keys  # also read by the parser (azure.lower_keys)
 
 logger = logging.getLogger(__name__)
 
@@ -60,18 +59,6 @@ _SCOPE_CLAIM = "http://schemas.microsoft.com/identity/claims/scope"
 _GIVEN_NAME_CLAIM = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/givenname"
 _FAILURES = frozenset({"failure", "failed", "error"})
 _TECHNIQUES = techniques.RULES  # lower-cased operation -> check (detector.techniques.azure)
-
-
-def lower_keys(data: Any) -> dict[str, Any]:
-    """A dict with lower-cased keys (``Level``/``level``, ``ResultType``/``resultType``)."""
-    if isinstance(data, str) and data.startswith("{"):
-        try:
-            data = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            return {}
-    if not isinstance(data, dict):
-        return {}
-    return {key.lower(): value for key, value in data.items() if isinstance(key, str)}
 
 
 def category_of(low: dict[str, Any]) -> str:

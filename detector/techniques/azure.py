@@ -33,7 +33,12 @@ _PENDING = frozenset({"start", "started", "accepted"})
 
 
 def lower_keys(data: Any) -> dict[str, Any]:
-    """A dict with lower-cased keys, decoding a JSON-object string on the way."""
+    """A dict with lower-cased keys, decoding a JSON-object string on the way.
+
+    Azure writes the same field as ``Level`` or ``level``, ``ResultType`` or ``resultType``
+    depending on the export, and nests bodies as JSON strings; the Azure source reads every
+    record through this too.
+    """
     if isinstance(data, str) and data.startswith("{"):
         try:
             data = orjson.loads(data)
