@@ -12,15 +12,12 @@ from typing import Any
 import orjson
 import pytest
 
-from detector.attack import AttackMap
-from detector.scoring import SensitivityCatalogue
 from detector.sources import ListDeadLetters, parse_payload, read_paths
 from detector.stats import RunStats
 from detector.techniques import ATTRIBUTE
-from tests.detector.test_techniques_k8s import variants
+from tests.detector.test_techniques_k8s import findings, variants
 
 _IDS = itertools.count()
-DEFINED = set(AttackMap(SensitivityCatalogue.load()).techniques)  # ATT&CK ids with a name
 CI = "deployer@corp-ci.iam.gserviceaccount.com"
 
 
@@ -38,16 +35,6 @@ def entry(method: str, service: str, *, principal: str = CI, code: int = 0,
             "logName": "projects/corp-prod/logs/cloudaudit.googleapis.com%2Factivity",
             "resource": {"type": "project", "labels": {"project_id": "corp-prod"}},
             "protoPayload": proto}
-
-
-def findings(*records: dict) -> list[tuple[str, str, str]]:
-    stats, dead = RunStats(), ListDeadLetters()
-    events = parse_payload(orjson.dumps(list(records)), origin="t", stats=stats,
-                           dead_letters=dead)
-    assert len(dead) == 0 and len(events) == len(records)
-    found = [f for e in events for f in e.attributes.get(ATTRIBUTE, ())]
-    assert all(f.attack and set(f.attack) <= DEFINED and f.sentence for f in found)
-    return [(f.rule, f.severity, f.value) for f in found]
 
 
 def delta(*pairs: tuple[str, str], action: str = "ADD") -> dict:
