@@ -11,6 +11,7 @@ import orjson
 import pytest
 
 from detector.sources import JsonlDeadLetters, ListDeadLetters, Parser, parse_payload
+from detector.sources import parser as parser_module
 from detector.sources.deadletter import MAX_RAW_BYTES, REASONS
 from detector.stats import RunStats
 from tests.detector.sources_helpers import read, record
@@ -218,3 +219,85 @@ def test_json_lines_whose_first_line_is_broken() -> None:
     events = parse_payload(data, origin="f", stats=stats, dead_letters=dead)
     assert [e.event_id for e in events] == ["id-1", "id-2"]
     assert [(d["reason"], d["origin"]) for d in dead.items] == [("truncated", "f:1")]
+
+
+def _parse_everything(data: bytes, source: str | None = None) -> tuple[list, dict, list]:
+    """Events, counters (in their insertion order) and dead letters of one payload."""
+    stats, dead = RunStats(), ListDeadLetters()
+    events = parse_payload(data, origin="big", source=source, stats=stats, dead_letters=dead)
+    counters = {name: list(value.items()) if isinstance(value, dict) else value
+                for name, value in vars(stats).items()}
+    return [event.to_dict() for event in events], counters, dead.items
+
+
+class TestSlicedRecords:
+    """A large ``{"Records":[...]}`` file is decoded in slices; nothing may differ from
+    decoding it whole (``MIN_SLICED_BYTES`` set past the file's size)."""
+
+    @pytest.fixture(autouse=True)
+    def small_slices(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setattr(parser_module, "SLICE_BYTES", 2048)
+        monkeypatch.setattr(parser_module, "MIN_SLICED_BYTES", 8192)
+
+    def _both_ways(self, data: bytes, monkeypatch: pytest.MonkeyPatch,
+                   source: str | None = None) -> tuple[tuple, tuple]:
+        sliced = _parse_everything(data, source)
+        monkeypatch.setattr(parser_module, "MIN_SLICED_BYTES", len(data) + 1)
+        return sliced, _parse_everything(data, source)
+
+    @staticmethod
+    def _document(items: list) -> bytes:
+        return b'{"Records":[' + b",".join(orjson.dumps(item) for item in items) + b"]}\n"
+
+    def test_slices_give_what_the_whole_document_gives(
+            self, monkeypatch: pytest.MonkeyPatch) -> None:
+        items: list = [record(i, eventTime=f"2024-03-04T10:{i % 60:02d}:00Z")
+                       for i in range(120)]
+        items[30:30] = [1, [2], None, {"eventName": "NoTime", "eventSource": "s3"}]
+        items.append(record(5, eventTime="2024-03-04T10:05:00Z"))  # delivered twice
+        data = self._document(items)
+        slices = parser_module._record_slices(data)
+        assert slices is not None and len(slices) > 4
+        assert all(parser_module._decode_slice(data, *span) is not None for span in slices)
+        sliced, whole = self._both_ways(data, monkeypatch)
+        assert sliced == whole
+        events, counters, dead = sliced
+        assert len(events) == 120 and [d["origin"] for d in dead][:3] == [
+            "big#Records[30]", "big#Records[31]", "big#Records[32]"]
+        assert dict(counters["skipped"]) == {("aws.cloudtrail", "duplicate_event"): 1}
+
+    def test_forced_other_source_is_dead_lettered_alike(
+            self, monkeypatch: pytest.MonkeyPatch) -> None:
+        data = self._document([record(i) for i in range(60)])
+        sliced, whole = self._both_ways(data, monkeypatch, source="gcp")
+        assert sliced == whole
+        assert {d["reason"] for d in sliced[2]} == {"wrong_source"} and len(sliced[2]) == 60
+
+    @pytest.mark.parametrize("broken", [
+        b'{"eventName":"cut', b'{"eventTime":"x","p":[{"eventTime":1},{"eventTime":2}]}',
+        b'{"eventTime":"x","s":"},{\\"eventTime\\":"}'])
+    def test_a_bad_or_misleading_record_in_the_middle(
+            self, broken: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+        head = self._document([record(i) for i in range(40)])[:-3]
+        tail = self._document([record(i) for i in range(40, 80)])[len(b'{"Records":'):]
+        data = head + b"," + broken + b"," + tail[1:]
+        sliced, whole = self._both_ways(data, monkeypatch)
+        assert sliced == whole
+        assert len(sliced[0]) == 80
+
+    def test_nesting_limit_is_the_same_as_in_the_whole_document(
+            self, monkeypatch: pytest.MonkeyPatch) -> None:
+        for depth, decodes in ((1021, True), (1022, False)):
+            deep = dict(record(999), p="@")
+            nested = orjson.dumps(deep).replace(b'"@"', b"[" * depth + b"]" * depth)
+            head = self._document([record(i) for i in range(60)])[:-3]
+            data = head + b"," + nested + b"]}"
+            sliced, whole = self._both_ways(data, monkeypatch)
+            assert sliced == whole
+            assert ("id-999" in [e["event_id"] for e in sliced[0]]) is decodes
+
+    def test_decode_slice_takes_only_one_list_of_values(self) -> None:
+        decode = parser_module._decode_slice
+        assert decode(b'{"a":1},{"b":2}', 0, 15) == [{"a": 1}, {"b": 2}]
+        assert decode(b"1],[2", 0, 5) is None
+        assert decode(b'{"a":"cut', 0, 9) is None
