@@ -273,8 +273,11 @@ class Resolver:
                       ) -> tuple[AwsPrincipal, dict[str, Any]]:
         """Resolve a CloudTrail ``userIdentity``: the principal and its session attributes.
 
-        Cached on the fields that identify a session (the ARN embeds the session name), so
-        the work runs once per session, not once per event.
+        Cached on the fields that identify a session, so the work runs once per session,
+        not once per event. The ARN embeds the session name, but a name is reused by every
+        session issued under it (a CI job's fixed name, an IAM user's console sign-ins), so
+        the key also holds the issue time and the fields ``session_attributes`` reads that
+        are fixed at issue (source identity; MFA comes with the issue time).
         """
         context = ui.get("sessionContext")
         arn = ui.get("arn")
@@ -282,10 +285,14 @@ class Resolver:
         if arn:
             if type(context) is dict:
                 issuer = context.get("sessionIssuer")
+                issued = context.get("attributes")
                 cache_key: tuple[Any, ...] = (
                     arn, ui.get("type"), invoked,
                     issuer.get("arn") if type(issuer) is dict else None,
-                    context.get("ec2RoleDelivery"))  # flips when credentials are stolen
+                    context.get("ec2RoleDelivery"),  # flips when credentials are stolen
+                    issued.get("creationDate") if type(issued) is dict else None,
+                    issued.get("mfaAuthenticated") if type(issued) is dict else None,
+                    context.get("sourceIdentity"))
             else:
                 cache_key = (arn, ui.get("type"), invoked)
         else:

@@ -60,6 +60,24 @@ class TestAwsKeys:
         assert event.session == "gh-run-*"
         assert event.attributes["session_name"] == "gh-run-42"
 
+    def test_sessions_reusing_one_name_keep_their_own_session_facts(self) -> None:
+        """A fixed session name is reused by every session issued under it: the facts
+        fixed at issue (MFA, source identity) are each session's own, not the first's."""
+        records = []
+        for issued, mfa, source in (("2024-03-04T09:00:00Z", "false", None),
+                                    ("2024-03-04T09:30:00Z", "true", "alice"),
+                                    ("2024-03-04T09:30:00Z", "true", "alice")):
+            identity = assumed("admin", "ops")
+            context = identity["sessionContext"]
+            context["attributes"] = {"creationDate": issued, "mfaAuthenticated": mfa}
+            if source:
+                context["sourceIdentity"] = source
+            records.append(ct(identity))
+        events = parse(records)
+        assert [e.attributes.get("mfa") for e in events] == [False, True, True]
+        assert [e.attributes.get("source_identity") for e in events] == [None, "alice",
+                                                                          "alice"]
+
     def test_path_learned_from_issuer_applies_to_thin_records(self) -> None:
         events = parse([ct(assumed("deployer", "s1", path="ci/")),
                         ct(assumed("deployer", "s2", issuer=False))])
