@@ -502,9 +502,7 @@ class Parser:
             if isinstance(err, RecursionError):
                 reason, detail = "invalid_json", "nested too deeply"
             else:
-                reason = "invalid_json" if fragment.rstrip().endswith(("}", "]")) else \
-                    "truncated"
-                detail = str(err)
+                reason, detail = _broken_json_reason(fragment), str(err)
             self.dead_input(reason, f"{REASONS[reason]}: {detail}"[:300], where, fragment)
             return _BAD, resume
         if end - position > self.max_record_bytes:
@@ -673,8 +671,7 @@ class Parser:
             try:
                 record = orjson.loads(message)
             except orjson.JSONDecodeError as err:
-                reason = "truncated" if message.lstrip().startswith("{") and \
-                    not message.rstrip().endswith("}") else _json_reason(err)
+                reason = _broken_json_reason(message, err)
                 self._dead(source, reason, REASONS[reason], where, message)
                 if reason == "truncated":
                     self._log_limited(source, reason, where)
@@ -875,10 +872,7 @@ class Parser:
     def _dead_json(self, err: Exception, origin: str, raw: bytes | str) -> None:
         reason = _json_reason(err)
         if reason == "invalid_json" and isinstance(raw, (bytes, str)):
-            text = raw.rstrip()
-            closing = b"}]" if isinstance(text, bytes) else "}]"
-            if text[:1] in (b"{", "{") and text[-1:] not in (closing[:1], closing[1:]):
-                reason = "truncated"
+            reason = _broken_json_reason(raw, err)
         self.dead_input(reason, f"{REASONS[reason]}: {err}"[:300], origin, raw)
 
     def _skip(self, source: str, reason: str, origin: str) -> None:
@@ -969,6 +963,29 @@ def _decode_slice(data: bytes, start: int, end: int) -> list[Any] | None:
 def _json_reason(err: Exception) -> str:
     text = str(err)
     return "invalid_utf8" if "UTF-8" in text or "utf-8" in text else "invalid_json"
+
+
+def _broken_json_reason(raw: bytes | str, err: Exception | None = None) -> str:
+    """Why a record that failed to decode is broken: ``truncated`` when it is the start of
+    a JSON object or array that stops early (the decoder ran out of text, as when a
+    transport cuts a message), ``invalid_json`` when it goes wrong before its end
+    (``{not json``), ``invalid_utf8`` for bad bytes."""
+    if err is not None and _json_reason(err) == "invalid_utf8":
+        return "invalid_utf8"
+    try:
+        data = (raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw).strip()
+        orjson.loads(data)
+    except UnicodeError:
+        return "invalid_utf8"
+    except orjson.JSONDecodeError as decoded:
+        if _json_reason(decoded) == "invalid_utf8":
+            return "invalid_utf8"
+        if data[:1] not in (b"{", b"["):
+            return "invalid_json"
+        if "depth" in decoded.msg:  # too deep to read to its end: judged by its last byte
+            return "invalid_json" if data[-1:] in (b"}", b"]") else "truncated"
+        return "truncated" if decoded.pos >= len(data) else "invalid_json"
+    return "invalid_json"  # decodes alone: the failure came from its surroundings
 
 
 def _mostly_binary(sample: bytes) -> bool:

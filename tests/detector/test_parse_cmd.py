@@ -43,11 +43,11 @@ def test_prints_events_and_summary(tmp_path: Path, capsys: pytest.CaptureFixture
     assert summary.startswith("parse: files=2 records=3 events=1 dead_letters=2 skipped=0")
     assert "sources aws.cloudtrail=1" in summary
     assert "kinds workload=1" in summary
-    assert "dead aws.cloudtrail/missing_identity=1,unknown/truncated=1" in summary
+    assert "dead aws.cloudtrail/missing_identity=1,unknown/invalid_json=1" in summary
     assert summary.endswith("balanced=True")
     entries = [orjson.loads(line) for line in dead.read_bytes().splitlines()]
     assert [(e["reason"], e["origin"]) for e in entries] == [
-        ("missing_identity", f"{folder}/b.jsonl:1"), ("truncated", f"{folder}/b.jsonl:2")]
+        ("missing_identity", f"{folder}/b.jsonl:1"), ("invalid_json", f"{folder}/b.jsonl:2")]
 
 
 def test_config_overrides_kind_and_owner(tmp_path: Path,

@@ -110,6 +110,28 @@ class TestDeepNesting:
         assert [e.event_id for e in events] == ["id-0", "id-1"]
         assert where(dead) == [("truncated", "f:2")]
 
+    @pytest.mark.parametrize(("broken", "reason"), [
+        (b'{"eventName": "x", "eventTi', "truncated"),     # cut inside a key
+        (b'{"eventName": "x", "eventTime": [1, 2', "truncated"),
+        (b"{not json", "invalid_json"),                        # wrong from its second byte
+        (b'{"eventName": "x",, "y": 1}', "invalid_json"),      # wrong before its end
+        (b'{"eventName": "x"} trailing', "invalid_json"),
+    ])
+    def test_cut_records_are_told_from_malformed_ones(self, broken: bytes,
+                                                      reason: str) -> None:
+        """``truncated`` means the record is the start of JSON that stops early, whatever
+        its last byte; anything that goes wrong before the end is ``invalid_json``. The same
+        judgement holds for a JSON line, a CloudWatch Logs message and a whole document."""
+        lines = orjson.dumps(record(0)) + b"\n" + broken + b"\n"
+        _, _, dead = parse(lines)
+        assert where(dead) == [(reason, "f:2")]
+        message = {"messageType": "DATA_MESSAGE", "logGroup": "g", "logStream": "s",
+                   "logEvents": [{"id": "1", "timestamp": 0, "message": broken.decode()}]}
+        _, _, dead = parse(orjson.dumps(message))
+        assert [item["reason"] for item in dead.items] == [reason]
+        _, _, dead = parse(broken)  # a whole document: what comes before "trailing" is read
+        assert dead.items[-1]["reason"] == reason
+
     def test_deep_records_envelopes_are_counted_not_recursed(self) -> None:
         nested = b'{"Records":[' * 400 + orjson.dumps(record(0)) + b"]}" * 400
         events, stats, dead = parse(nested)
@@ -302,7 +324,9 @@ class TestLimits:
         parts[1] = orjson.dumps(record(1, requestParameters={"p": "y" * 50_000}))
         events, _, dead = parse(one_line(parts) + b"x", max_record_bytes=10_000)
         assert [e.event_id for e in events] == ["id-0", "id-2"]
-        assert where(dead) == [("oversized_record", "f#Records[1]"), ("truncated", "f#value[0]")]
+        # the stray "x" after the document is not a cut record: it never started as one
+        assert where(dead) == [("oversized_record", "f#Records[1]"),
+                               ("invalid_json", "f#value[0]")]
 
 
 class TestStdin:
