@@ -20,8 +20,11 @@ baselines; each also yields context events, see ``insight``), ``control_message`
 (CloudWatch Logs health checks), ``merged_stage`` and ``duplicate_stage`` (Kubernetes
 stages of a request already counted), ``duplicate_event``
 (a CloudTrail event delivered twice), ``unsupported_format`` (Okta, GitHub, OpenAI and
-Anthropic audit records: recognised, valid, but not a supported source). Input whose
-format cannot be told is counted under the source ``unknown``.
+Anthropic audit records, and Panther rows of other vendors' log types: recognised, valid,
+but not a supported source), ``nhi_detector_output`` (this tool's own alerts, dead
+letters, inventory and labels files found among the logs). Each kind of these two is
+named in one warning line the first time it is met. Input whose format cannot be told is
+counted under the source ``unknown``.
 Under a forced source (``--source``, ``Parser(source=...)``), a record whose shape is
 another supported format is a ``wrong_source`` dead letter, counted under the forced source
 (``unknown`` for ``azure``, which reads both Azure formats and AKS): read as the forced

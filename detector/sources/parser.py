@@ -126,6 +126,7 @@ class Parser:
         # object) counts once (edge case B13). The extra fields keep hand-made test data that
         # reuses placeholder ids from collapsing.
         self._seen_ids = RecentMap(MAX_SEEN_EVENT_IDS)
+        self._named: set[str] = set()  # unsupported vendors and own outputs already logged
 
     # ------------------------------------------------------------------ public
 
@@ -749,11 +750,24 @@ class Parser:
         elif azure.looks_like(low):
             self._normalise(azure.SOURCE_ACTIVITY, azure.normalise_activity, record, origin,
                             None, hints)
-        elif _unsupported_vendor(low):
-            self._skip(UNKNOWN, "unsupported_format", origin)
+        elif (vendor := _unsupported_vendor(low)) is not None:
+            self._skip_named(UNKNOWN, "unsupported_format", origin,
+                             f"{vendor} records are not a supported source")
+        elif (own := _own_output(low)) is not None:
+            self._skip_named(UNKNOWN, "nhi_detector_output", origin,
+                             f"nhi-detector's own {own} are not audit logs")
         else:
             self._dead(UNKNOWN, "unknown_format", REASONS["unknown_format"], origin,
                        _raw(record))
+
+    def _skip_named(self, source: str, reason: str, origin: str, what: str) -> None:
+        """A counted skip, with one log line the first time each kind is met (the summary
+        counts the rest), so a user who fed the wrong files learns which they were."""
+        self._skip(source, reason, origin)
+        if what not in self._named and len(self._named) < 64:
+            self._named.add(what)
+            logger.warning("skipping records: %s (first at %s; counted as skipped %s)",
+                           what, origin, reason)
 
     def _route_forced(self, forced: str, record: dict[str, Any], origin: str,
                       hints: dict[str, Any]) -> None:
@@ -1026,15 +1040,55 @@ def _raw(value: Any) -> bytes | str | None:
         return f"<{type(value).__name__} that cannot be shown>"
 
 
-def _unsupported_vendor(low: dict[str, Any]) -> bool:
-    """Okta, GitHub, OpenAI and Anthropic audit records: recognised, not supported."""
+# Panther data-lake rows name their log type; these prefixes are sources read here, so a
+# row of theirs that reached no parser is a broken record (a dead letter), not another vendor.
+_SUPPORTED_LOG_TYPES = ("aws.cloudtrail", "gcp.", "azure.", "amazon.eks", "kubernetes.",
+                        "gke.")
+
+
+def _unsupported_vendor(low: dict[str, Any]) -> str | None:
+    """The name of an audit-log vendor whose records are recognised but not supported
+    (Okta, GitHub, OpenAI, Anthropic, or any Panther log type of another vendor)."""
+    log_type = low.get("p_log_type")
+    if isinstance(log_type, str) and log_type:
+        if log_type.lower().startswith(_SUPPORTED_LOG_TYPES):
+            return None
+        return f"{log_type[:64]} (Panther log type)"
     if "actor" in low and ("eventtype" in low or "displaymessage" in low):
-        return True  # Okta System Log
+        return "Okta System Log"
     if "action" in low and ("actor" in low or "programmatic_access_type" in low):
-        return True  # GitHub audit log
+        return "GitHub audit log"
     if "effective_at" in low or low.get("object") == "organization.audit_log":
-        return True  # OpenAI audit log
-    return "organization_id" in low and "actor" in low  # Anthropic activity
+        return "OpenAI audit log"
+    if "organization_id" in low and "actor" in low:
+        return "Anthropic activity log"
+    return None
+
+
+_DEAD_LETTER_KEYS = frozenset({"reason", "message", "origin", "source"})
+_INVENTORY_KEYS = frozenset({"identity", "kind", "kind_reason", "first_seen", "last_seen",
+                             "credentials"})
+
+
+def _own_output(low: dict[str, Any]) -> str | None:
+    """What kind of nhi-detector output or input file a record is (alerts, dead letters,
+    inventory, labels), or None: a directory of logs often holds last run's outputs or the
+    labels file, and reading them as logs would make a dead letter of every line."""
+    schema = low.get("schema")
+    if isinstance(schema, str) and schema.startswith("nhi-detector/"):
+        return "alerts"
+    metadata = low.get("metadata")
+    product = metadata.get("product") if isinstance(metadata, dict) else None
+    if isinstance(product, dict) and product.get("name") == "nhi-detector":
+        return "OCSF alerts"
+    if isinstance(low.get("scenarios"), list) and "version" in low:
+        return "labels"
+    keys = low.keys()
+    if keys >= _DEAD_LETTER_KEYS:
+        return "dead letters"
+    if keys >= _INVENTORY_KEYS:
+        return "inventory records"
+    return None
 
 
 def _inflate(decomp: Any, data: bytes, budget: int) -> list[bytes] | None:
