@@ -806,8 +806,11 @@ class Parser:
             self._dead(k8s.SOURCE, "invalid_record", "AKS record has no properties.log event",
                        origin, _raw(record))
             return
-        if "requestReceivedTimestamp" not in log and low.get("time"):
-            log = dict(log, requestReceivedTimestamp=low["time"])
+        # the record's own time when the audit event lost its stamps; a Panther data-lake
+        # row keeps only p_event_time (as for the other sources)
+        when = low.get("time") or low.get("timegenerated") or low.get("p_event_time")
+        if "requestReceivedTimestamp" not in log and when:
+            log = dict(log, requestReceivedTimestamp=when)
         cluster = azure.aks_cluster(low)
         self._k8s(log, origin, dict(hints, cluster=cluster) if cluster else hints)
 

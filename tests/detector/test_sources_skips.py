@@ -82,3 +82,22 @@ def test_a_log_folder_holding_labels_and_last_runs_outputs(tmp_path: Path) -> No
     assert [e.event_id for e in events] == ["id-0", "id-1"]
     assert dead.items == []
     assert stats.skipped == {("unknown", "nhi_detector_output"): 5}
+
+
+def test_an_aks_lake_row_takes_its_time_from_p_event_time() -> None:
+    """A Panther data-lake row of an AKS audit record keeps only ``p_event_time`` once the
+    audit event's own stamps are gone; it is an event at that time, not missing_time."""
+    audit = {"kind": "Event", "apiVersion": "audit.k8s.io/v1", "auditID": "a-1",
+             "stage": "ResponseComplete", "verb": "get", "requestURI": "/api/v1/pods",
+             "user": {"username": "system:serviceaccount:ci:deployer"},
+             "objectRef": {"resource": "pods", "namespace": "ci"},
+             "responseStatus": {"code": 200}}
+    row = {"category": "kube-audit", "p_log_type": "Azure.MonitorActivity",
+           "p_event_time": "2024-03-04 10:00:00.000",
+           "resourceId": "/SUBSCRIPTIONS/S/RESOURCEGROUPS/G/PROVIDERS/"
+                         "MICROSOFT.CONTAINERSERVICE/MANAGEDCLUSTERS/PROD",
+           "properties": {"log": orjson.dumps(audit).decode()}}
+    events, _, dead = parse_lines(row)
+    assert dead.items == []
+    assert [(e.action, e.time.isoformat()) for e in events] == [
+        ("k8s:pods.get", "2024-03-04T10:00:00+00:00")]
