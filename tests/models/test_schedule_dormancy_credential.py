@@ -10,7 +10,7 @@ import pytest
 from models.credential import is_instance_credential
 from models.peers import PeerIndex
 from models.profile import IdentityProfile
-from models.schedule import hour_of_week, slot_label
+from models.schedule import RATE_WINDOW, ScheduleModel, hour_of_week, slot_label
 from models.settings import ModelSettings
 from tests.models.helpers import ROLE, T0, learned_profile, make_event
 
@@ -38,8 +38,8 @@ class TestSchedule:
         signals = profile.score_one(make_event(day + 3 * 3600))
         found = [s for s in signals if s.detector == "schedule.off_hours"]
         assert found, signals
-        # 3 active hours, each on 6 days: 18 hour-days, none seen on a single day
-        assert found[0].score == pytest.approx((1 - 3 / 24) * (1 - 1 / 20) ** 2)
+        # 3 active hours; after the first day, 15 hour-days, none in a new hour
+        assert found[0].score == pytest.approx((1 - 3 / 24) * (1 - 1 / 17) ** 2)
         assert re.fullmatch(r"first activity at 03:00 UTC in 5 days of history; "
                             r"active in 3 of 24 hours of the day so far", found[0].sentence)
 
@@ -72,6 +72,55 @@ class TestSchedule:
         assert reference and not profile.in_learning(late.ts)
         # 16 hours, each seen on one day only: not settled, so at most a faint signal
         assert not got or got[0] < reference[0] / 4
+
+    def test_people_driven_identity__new_hour_in_its_band_scores_below_low(self):
+        """An assistant used by people: a few hours a day within 13:00-22:59, a different
+        few each day, so it keeps turning up at hours it had not used. A job active in as
+        many hours, the same every day, is settled: the same new hour is strong there."""
+        day_hours = [[14, 17, 20], [15, 18, 21], [14, 16, 22], [13, 17, 19], [15, 20, 22],
+                     [14, 18, 21], [16, 19, 22], [13, 15, 20]]
+        people = IdentityProfile(ROLE, "ai_agent", ModelSettings())
+        for day, hours in enumerate(day_hours):
+            for hour in hours:
+                for k in range(8):
+                    people.observe(make_event(T0 + day * 86400 + hour * 3600 + k * 300))
+        job = IdentityProfile(ROLE, "workload", ModelSettings())
+        for day in range(len(day_hours)):
+            for hour in range(13, 23):
+                job.observe(make_event(T0 + day * 86400 + hour * 3600))
+        later = make_event(T0 + len(day_hours) * 86400 + 9 * 3600)
+
+        def off_hours(profile):
+            return [s.score for s in profile.score_one(later)
+                    if s.detector == "schedule.off_hours"]
+
+        # the people-driven one: 21 hour-days after its first day, 7 of them in a new hour
+        assert off_hours(people) == [pytest.approx((1 - 10 / 24) * (1 - 8 / 23) ** 2)]
+        assert off_hours(people)[0] < 0.4 < off_hours(job)[0]
+        assert off_hours(job) == [pytest.approx((1 - 10 / 24) * (1 - 1 / 72) ** 2)]
+
+    def test_new_hour_counts__only_after_the_first_day(self):
+        profile, _ = office_hours_profile(days=3)
+        schedule = profile.models[2]
+        assert (schedule.seen, schedule.new) == (6, 0)  # days 2 and 3, three hours each
+        profile.observe(make_event(T0 + 3 * 86400 + 15 * 3600))
+        assert (schedule.seen, schedule.new) == (7, 1)
+
+    def test_new_hour_counts__halved_at_the_rate_window(self):
+        profile, day = office_hours_profile(days=3)
+        schedule = profile.models[2]
+        schedule.seen, schedule.new = RATE_WINDOW - 1, 101
+        profile.observe(make_event(day + 9 * 3600))
+        assert (schedule.seen, schedule.new) == (RATE_WINDOW // 2, 50)
+
+    def test_snapshot_without_new_hour_counts__starts_from_day_counts(self):
+        profile, day = office_hours_profile(days=4)
+        schedule = profile.models[2]
+        schedule.days[15] = 1  # one hour seen on a single day
+        state = schedule.to_state()
+        del state["n"]
+        restored = ScheduleModel.from_state(state, ModelSettings())
+        assert (restored.seen, restored.new) == (13, 1)  # 4 days x 3 hours + 1; one single
 
     def test_always_on_identity__never_flagged(self):
         profile, ts = learned_profile(days=4)  # every 5 minutes, all day
