@@ -5,7 +5,8 @@ active in it. An hour counts as active while that day is within twice the novelt
 
 Scores (only after the learning period):
 
-- an hour of the day never active on any weekday: ``(1 − active hours / 24) × settled²``.
+- an hour of the day never active on any weekday:
+  ``(1 − active hours / 24) × settled² × (1 − 2^−gap)``.
   The first factor is the identity's *regularity*: a job active in 2 hours of the day
   firing at 03:00 gets 0.92, a runner active in 20 hours 0.17, a 24/7 service never fires.
   ``settled`` is one minus the identity's measured rate of new hours: of the hour-days it
@@ -14,7 +15,11 @@ Scores (only after the learning period):
   (about 0.9); an identity driven by people (an AI assistant, a chat bot, a CI job run
   by hand) keeps turning up at hours it had not used yet, within its wide daily band,
   and is not (0.5 or less), so a new hour is weak evidence against it. The first day
-  does not count: every hour of it is new, whatever kind of identity it is;
+  does not count: every hour of it is new, whatever kind of identity it is.
+  ``gap`` is how many hours the new hour lies from the nearest active one (1 to 12, round
+  the clock): a job whose run spills into the next hour, a schedule moved by a clock
+  change or a queue, a person starting an hour early all land next to known activity
+  (halved), while a nightly job seen in the afternoon is 11 hours away (unchanged);
 - with at least 14 days of history, an hour of the day that is active on other weekdays but
   never on this one: ``0.5 × (1 − active hours of the week / 168) × settled²``.
 
@@ -99,7 +104,8 @@ class ScheduleModel:
         hour = ctx.hour % 24
         if not self._active(self.hod[hour], day):
             active = self._count_active(self.hod, day)
-            score = (1.0 - active / 24) * self._settled() ** 2
+            near = 1.0 - 0.5 ** self._gap(hour, day)
+            score = (1.0 - active / 24) * self._settled() ** 2 * near
             return self._signal(ctx, f"{hour:02d}:00", score, active, 24, "day")
         if ctx.history_seconds < WEEK_HISTORY_DAYS * 86400:
             return []
@@ -108,6 +114,15 @@ class ScheduleModel:
         active = self._count_active(self.slots, day)
         score = 0.5 * (1.0 - active / 168) * self._settled() ** 2
         return self._signal(ctx, slot_label(how), score, active, 168, "week")
+
+    def _gap(self, hour: int, day: int) -> int:
+        """Hours from ``hour`` to the nearest active hour of the day, round the clock (1 to
+        12; 12 when none is active)."""
+        for gap in range(1, 12):
+            if (self._active(self.hod[(hour + gap) % 24], day)
+                    or self._active(self.hod[(hour - gap) % 24], day)):
+                return gap
+        return 12
 
     def _settled(self) -> float:
         """1 − the identity's rate of new hours, (new + 1) / (hour-days + 2), counted after

@@ -38,10 +38,26 @@ class TestSchedule:
         signals = profile.score_one(make_event(day + 3 * 3600))
         found = [s for s in signals if s.detector == "schedule.off_hours"]
         assert found, signals
-        # 3 active hours; after the first day, 15 hour-days, none in a new hour
-        assert found[0].score == pytest.approx((1 - 3 / 24) * (1 - 1 / 17) ** 2)
+        # 3 active hours; after the first day, 15 hour-days, none in a new hour; 03:00 is
+        # 6 hours from 09:00
+        assert found[0].score == pytest.approx((1 - 3 / 24) * (1 - 1 / 17) ** 2 * (1 - 1 / 64))
         assert re.fullmatch(r"first activity at 03:00 UTC in 5 days of history; "
                             r"active in 3 of 24 hours of the day so far", found[0].sentence)
+
+    def test_next_to_known_hours__halved_far_away__nearly_whole(self):
+        """A run that spills into the next hour, or starts an hour early, is next to known
+        activity; the middle of the night for an office-hours job is not."""
+        profile, day = office_hours_profile()
+
+        def off_hours(hour):
+            return [s.score for s in profile.score_one(make_event(day + hour * 3600))
+                    if s.detector == "schedule.off_hours"]
+
+        whole = (1 - 3 / 24) * (1 - 1 / 17) ** 2
+        assert off_hours(12) == [pytest.approx(whole / 2)]
+        assert off_hours(8) == [pytest.approx(whole / 2)]
+        assert off_hours(14) == [pytest.approx(whole * (1 - 1 / 8))]
+        assert off_hours(22) == [pytest.approx(whole * (1 - 2 ** -11))]  # 11 h from 09:00
 
     def test_off_hours_burst__said_once_per_window(self):
         profile, day = office_hours_profile()
@@ -94,10 +110,12 @@ class TestSchedule:
             return [s.score for s in profile.score_one(later)
                     if s.detector == "schedule.off_hours"]
 
-        # the people-driven one: 21 hour-days after its first day, 7 of them in a new hour
-        assert off_hours(people) == [pytest.approx((1 - 10 / 24) * (1 - 8 / 23) ** 2)]
+        # the people-driven one: 21 hour-days after its first day, 7 of them in a new hour;
+        # 09:00 is 4 hours from 13:00 for both
+        near = 1 - 1 / 16
+        assert off_hours(people) == [pytest.approx((1 - 10 / 24) * (1 - 8 / 23) ** 2 * near)]
         assert off_hours(people)[0] < 0.4 < off_hours(job)[0]
-        assert off_hours(job) == [pytest.approx((1 - 10 / 24) * (1 - 1 / 72) ** 2)]
+        assert off_hours(job) == [pytest.approx((1 - 10 / 24) * (1 - 1 / 72) ** 2 * near)]
 
     def test_new_hour_counts__only_after_the_first_day(self):
         profile, _ = office_hours_profile(days=3)
