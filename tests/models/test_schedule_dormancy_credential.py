@@ -270,7 +270,9 @@ def test_runbook__describes_the_two_schedule_cases_the_model_computes():
     assert ("activity at an hour of the day never used on any day (value `03:00`), or, with "
             "14 days of history, at an hour of the week never used although that hour of the "
             "day is used on other weekdays (value `Sat 03:00`)") in row
-    assert "(a job seen at an hour of the day it never used)" in " ".join(doc.split())
+    assert ("weighed by how often the identity has turned up at new hours (a job at the same "
+            "hours every day, not an assistant used by people) and by its distance from known "
+            "activity") in " ".join(doc.split())
     profile, day = office_hours_profile()
     found = [s for s in profile.score_one(make_event(day + 3 * 3600))
              if s.detector == "schedule.off_hours"]
