@@ -2,6 +2,8 @@
 
 State: for each of the 168 hours of the week, the last day (event time) the identity was
 active in it. An hour counts as active while that day is within twice the novelty horizon.
+Per hour of the day, the days it was active; and two counts: the hour-days after the
+identity's first day, and how many of them were in an hour not active then.
 
 Scores (only after the learning period):
 
@@ -19,7 +21,7 @@ Scores (only after the learning period):
   ``gap`` is how many hours the new hour lies from the nearest active one (1 to 12, round
   the clock): a job whose run spills into the next hour, a schedule moved by a clock
   change or a queue, a person starting an hour early all land next to known activity
-  (halved), while a nightly job seen in the afternoon is 11 hours away (unchanged);
+  (halved), while a nightly job seen in the afternoon is 11 hours away (nearly whole);
 - with at least 14 days of history, an hour of the day that is active on other weekdays but
   never on this one: ``0.5 × (1 − active hours of the week / 168) × settled²``.
 
