@@ -18,6 +18,9 @@ Method (documented for analysts in ``docs/alerts.md``):
    before (an exact ``unseen`` novelty signal on the action itself) takes the category's
    level whatever its score: the same severity the identity would have had during its
    learning period, so the identity the detector knows best does not get a weaker alert.
+   A verdict whose only signals are schedule signals (a new hour, nothing else unusual)
+   is capped at ``schedule_ceiling``: activity at an odd hour alone is a lead to look at,
+   not a finding; with any other deviation the usual ceilings apply.
 
 Every threshold and weight lives in ``ScoringSettings``, built once from the ``scoring``
 section of the configuration.
@@ -224,6 +227,7 @@ class ScoringSettings:
     min_severity: str = "low"  # alerts are emitted from this severity up
     track_severity: str = "low"  # verdicts from here up open or extend (pending) groups
     plain_ceiling: str = "medium"
+    schedule_ceiling: str = "low"  # a verdict of schedule signals only (a new hour alone)
     kind_weights: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_KIND_WEIGHTS))
     detector_weights: Mapping[str, float] = field(default_factory=dict)
     platform_kinds: tuple[str, ...] = ("cloud_service",)
@@ -283,7 +287,8 @@ class ScoringSettings:
             if not isinstance(severity, str) or severity not in SEVERITY_RANK:
                 raise ConfigError(f"scoring.policy_rules[{n}]: severity {rule['severity']!r} "
                                   "is not a severity")
-        for key in ("min_severity", "track_severity", "plain_ceiling", "platform_ceiling"):
+        for key in ("min_severity", "track_severity", "plain_ceiling", "platform_ceiling",
+                    "schedule_ceiling"):
             if getattr(self, key) not in SEVERITY_RANK:
                 raise ConfigError(f"scoring.{key}: {getattr(self, key)!r} is not a severity")
         if SEVERITY_RANK[self.track_severity] > SEVERITY_RANK[self.min_severity]:
@@ -407,6 +412,7 @@ FIELDS: dict[str, tuple[str, float, float]] = {
     "min_severity": ("severity", 0, 0),
     "track_severity": ("severity", 0, 0),
     "plain_ceiling": ("severity", 0, 0),
+    "schedule_ceiling": ("severity", 0, 0),
     "kind_weights": ("weights", 0.0, 100.0),
     "detector_weights": ("weights", 0.0, 100.0),
     "platform_kinds": ("globs", 0, 0),
@@ -587,6 +593,11 @@ def score_event(
     weight = settings.kind_weights.get(event.identity_kind, 1.0)
     score = min(max(fused * gain * weight, 0.0), 1.0)
     severity, notes, cap = _severity(score, settings, sens, platform, change_context)
+    if all(w.signal.detector.startswith("schedule.") for w in kept):
+        cap = min_severity(cap, settings.schedule_ceiling)
+        if severity != min_severity(severity, cap):
+            severity = cap
+            notes.append(f"where only the hour was unusual, severity held at {cap}")
     if (sens is not None and sens.policy and severity != sens.level
             and _first_use(event, kept)):
         severity = max_severity(severity, sens.level)

@@ -2,19 +2,31 @@
 
 State: for each of the 168 hours of the week, the last day (event time) the identity was
 active in it. An hour counts as active while that day is within twice the novelty horizon.
+Per hour of the day, the days it was active; and two counts: the hour-days after the
+identity's first day, and how many of them were in an hour not active then.
 
 Scores (only after the learning period):
 
-- an hour of the day never active on any weekday: ``(1 − active hours / 24) × settled²``.
+- an hour of the day never active on any weekday:
+  ``(1 − active hours / 24) × settled² × (1 − 2^−gap)``.
   The first factor is the identity's *regularity*: a job active in 2 hours of the day
   firing at 03:00 gets 0.92, a runner active in 20 hours 0.17, a 24/7 service never fires.
-  ``settled`` is one minus the Good-Turing chance that the next active hour is new
-  ((hours seen on one day only + 1) / (active hour-days + 2)): a job seen at the same
-  hours for ten days is settled (about 0.9), an identity that showed up at eleven
-  different hours in three days is not (about 0.5), so it is not alerted on every hour
-  it has not yet happened to use;
+  ``settled`` is one minus the identity's measured rate of new hours: of the hour-days it
+  was active after its first day, the share that fell in an hour it had never used
+  ((new + 1) / (hour-days + 2)). A job seen at the same hours for ten days is settled
+  (about 0.9); an identity driven by people (an AI assistant, a chat bot, a CI job run
+  by hand) keeps turning up at hours it had not used yet, within its wide daily band,
+  and is not (0.5 or less), so a new hour is weak evidence against it. The first day
+  does not count: every hour of it is new, whatever kind of identity it is.
+  ``gap`` is how many hours the new hour lies from the nearest active one (1 to 12, round
+  the clock): a job whose run spills into the next hour, a schedule moved by a clock
+  change or a queue, a person starting an hour early all land next to known activity
+  (halved), while a nightly job seen in the afternoon is 11 hours away (nearly whole);
 - with at least 14 days of history, an hour of the day that is active on other weekdays but
   never on this one: ``0.5 × (1 − active hours of the week / 168) × settled²``.
+
+The rate is measured, never assumed from the identity's kind. Both counts are halved once
+the hour-days reach ``RATE_WINDOW``, so the rate follows the identity's recent habits.
 
 Poisoning policy: an hour first seen in a held event is quarantined and becomes active
 once it recurs in ``accept_windows`` distinct windows, or when marked expected ("03:00"
@@ -40,6 +52,8 @@ DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 DAY_HISTORY_DAYS = 2
 """History needed before an hour of the day can be called unusual."""
 WEEK_HISTORY_DAYS = 14
+RATE_WINDOW = 1024
+"""Hour-days after which the new-hour counts are halved (a 10-hour identity: ~100 days)."""
 
 
 def hour_of_week(ts: float) -> int:
@@ -55,7 +69,8 @@ def slot_label(how: int) -> str:
 class ScheduleModel:
     """Hour-of-week activity memory with a regularity-weighted surprise."""
 
-    __slots__ = ("settings", "slots", "hod", "days", "held", "horizon_days", "_fast_hour")
+    __slots__ = ("settings", "slots", "hod", "days", "held", "horizon_days", "_fast_hour",
+                 "seen", "new")
 
     def __init__(self, settings: ModelSettings) -> None:
         self.settings = settings
@@ -65,6 +80,8 @@ class ScheduleModel:
         self.held: dict[int, int] = {}
         self.horizon_days = int(2 * settings.novelty_horizon_days)
         self._fast_hour = -1  # an hour already learned as active: nothing to score or learn
+        self.seen = 0  # hour-days learned after the identity's first day …
+        self.new = 0  # … of which in an hour that was not active then
 
     def _active(self, last_day: int, day: int) -> bool:
         return last_day > 0 and min(max(day, 1), 0xFFFF) - last_day <= self.horizon_days
@@ -89,27 +106,31 @@ class ScheduleModel:
         hour = ctx.hour % 24
         if not self._active(self.hod[hour], day):
             active = self._count_active(self.hod, day)
-            score = (1.0 - active / 24) * self._settled(day) ** 2
+            near = 1.0 - 0.5 ** self._gap(hour, day)
+            score = (1.0 - active / 24) * self._settled() ** 2 * near
             return self._signal(ctx, f"{hour:02d}:00", score, active, 24, "day")
         if ctx.history_seconds < WEEK_HISTORY_DAYS * 86400:
             return []
         if self._active(self.slots[how], day):
             return []
         active = self._count_active(self.slots, day)
-        score = 0.5 * (1.0 - active / 168) * self._settled(day) ** 2
+        score = 0.5 * (1.0 - active / 168) * self._settled() ** 2
         return self._signal(ctx, slot_label(how), score, active, 168, "week")
 
-    def _settled(self, day: int) -> float:
-        """1 − the Good-Turing chance that the next active hour is a new one: (hours seen on
-        a single day + 1) / (active hour-days + 2). Near 1 for a job that runs at the same
-        hours every day, low for an identity still discovering its hours."""
-        total = single = 0
-        for hour in range(24):
-            if self._active(self.hod[hour], day):
-                count = self.days[hour]
-                total += count
-                single += count == 1
-        return 1.0 - (single + 1) / (total + 2)
+    def _gap(self, hour: int, day: int) -> int:
+        """Hours from ``hour`` to the nearest active hour of the day, round the clock (1 to
+        12; 12 when none is active)."""
+        for gap in range(1, 12):
+            if (self._active(self.hod[(hour + gap) % 24], day)
+                    or self._active(self.hod[(hour - gap) % 24], day)):
+                return gap
+        return 12
+
+    def _settled(self) -> float:
+        """1 − the identity's rate of new hours, (new + 1) / (hour-days + 2), counted after
+        its first day: near 1 for a job that runs at the same hours every day, low for an
+        identity whose hours follow people and keep spreading over its day."""
+        return 1.0 - (self.new + 1) / (self.seen + 2)
 
     def _signal(
         self, ctx: Context, label: str, score: float, active: int, slots: int, per: str
@@ -151,8 +172,21 @@ class ScheduleModel:
         if quarantined or (held and not ctx.learning and self.score(event, ctx)):
             if not self._hold(how, ctx.bucket):  # only an hour that was itself flagged
                 return
+        if ctx.first_ts is not None and day > int(ctx.first_ts // 86400):
+            self._count(how % 24, day)
         self._set(how, day)
         self._fast_hour = ctx.hour
+
+    def _count(self, hour: int, day: int) -> None:
+        """Count a first activity of the day in ``hour``, and whether the hour was new."""
+        last = self.hod[hour]
+        if last >= min(max(day, 1), 0xFFFF):
+            return  # this hour-day is already counted
+        self.seen += 1
+        self.new += not self._active(last, day)
+        if self.seen >= RATE_WINDOW:
+            self.seen //= 2
+            self.new //= 2
 
     def _set(self, how: int, day: int) -> None:
         day = min(max(day, 1), 0xFFFF)  # uint16 days: 1970 … 2149; odd clocks are clamped
@@ -195,10 +229,10 @@ class ScheduleModel:
         return True
 
     def size_estimate(self) -> int:
-        return 400 + 12 * len(self.held)
+        return 410 + 12 * len(self.held)
 
     def to_state(self) -> dict:
-        state = {"s": self.slots, "h": self.hod, "d": self.days}
+        state = {"s": self.slots, "h": self.hod, "d": self.days, "n": [self.seen, self.new]}
         if self.held:
             state["q"] = [[k, v] for k, v in self.held.items()]
         return state
@@ -210,4 +244,18 @@ class ScheduleModel:
         model.hod = state["h"]
         model.days = state["d"]
         model.held = {k: v for k, v in state.get("q", [])}
+        counts = state.get("n")
+        if counts is None:  # a snapshot from before the counts: start from what it holds
+            counts = model._counts_from_days()
+        model.seen, model.new = counts
         return model
+
+    def _counts_from_days(self) -> list[int]:
+        """Hour-days and hours seen on one day only, from the per-hour day counts: the
+        estimate used before the new-hour counts existed (then over active hours only), so
+        an older snapshot scores close to how it did, not as an unknown identity."""
+        seen = new = 0
+        for count in self.days:
+            seen += count
+            new += count == 1
+        return [seen, new]

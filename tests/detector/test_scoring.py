@@ -276,7 +276,7 @@ class TestEvidenceFusion:
                                 sensitivity=sens)
         assert off_hours.sensitivity is None
         assert off_hours.score == pytest.approx(0.6)
-        assert off_hours.severity == "medium"
+        assert off_hours.severity == "low"  # the hour alone: schedule_ceiling
         new_action = score_event(event, [sig("novelty.action", 0.6)], settings,
                                  sensitivity=sens)
         assert new_action.sensitivity.category == "secret_read"
@@ -289,6 +289,28 @@ class TestEvidenceFusion:
         weak = score_event(event, [sig(score=0.3)], settings,
                            sensitivity=catalogue.classify(event))
         assert (weak.severity, weak.ceiling) == ("low", "high")
+
+    def test_new_hour_alone__capped_at_schedule_ceiling(self, settings):
+        alone = score_event(make_event(), [sig("schedule.off_hours", 0.9)], settings,
+                            sensitivity=None)
+        assert (alone.score, alone.severity, alone.ceiling) == (0.9, "low", "low")
+        assert alone.notes == ["where only the hour was unusual, severity held at low"]
+        weak = score_event(make_event(), [sig("schedule.off_hours", 0.3)], settings,
+                           sensitivity=None)
+        assert (weak.severity, weak.notes) == ("info", [])
+
+    def test_new_hour_with_other_deviation__usual_ceiling(self, settings):
+        both = score_event(make_event(), [sig("schedule.off_hours", 0.9), sig("volume.rate", 0.5)],
+                           settings, sensitivity=None)
+        assert (both.severity, both.ceiling, both.notes) == ("medium", "medium", [])
+
+    def test_schedule_ceiling__configurable_and_checked(self):
+        settings = ScoringSettings.from_config({"schedule_ceiling": "medium"})
+        alone = score_event(make_event(), [sig("schedule.off_hours", 0.9)], settings,
+                            sensitivity=None)
+        assert alone.severity == "medium"
+        with pytest.raises(ConfigError, match=r"scoring.schedule_ceiling: 'urgent'"):
+            ScoringSettings.from_config({"schedule_ceiling": "urgent"})
 
 
 class TestPolicyRules:

@@ -10,7 +10,7 @@ import pytest
 from models.credential import is_instance_credential
 from models.peers import PeerIndex
 from models.profile import IdentityProfile
-from models.schedule import hour_of_week, slot_label
+from models.schedule import RATE_WINDOW, ScheduleModel, hour_of_week, slot_label
 from models.settings import ModelSettings
 from tests.models.helpers import ROLE, T0, learned_profile, make_event
 
@@ -38,10 +38,26 @@ class TestSchedule:
         signals = profile.score_one(make_event(day + 3 * 3600))
         found = [s for s in signals if s.detector == "schedule.off_hours"]
         assert found, signals
-        # 3 active hours, each on 6 days: 18 hour-days, none seen on a single day
-        assert found[0].score == pytest.approx((1 - 3 / 24) * (1 - 1 / 20) ** 2)
+        # 3 active hours; after the first day, 15 hour-days, none in a new hour; 03:00 is
+        # 6 hours from 09:00
+        assert found[0].score == pytest.approx((1 - 3 / 24) * (1 - 1 / 17) ** 2 * (1 - 1 / 64))
         assert re.fullmatch(r"first activity at 03:00 UTC in 5 days of history; "
                             r"active in 3 of 24 hours of the day so far", found[0].sentence)
+
+    def test_next_to_known_hours__halved_far_away__nearly_whole(self):
+        """A run that spills into the next hour, or starts an hour early, is next to known
+        activity; the middle of the night for an office-hours job is not."""
+        profile, day = office_hours_profile()
+
+        def off_hours(hour):
+            return [s.score for s in profile.score_one(make_event(day + hour * 3600))
+                    if s.detector == "schedule.off_hours"]
+
+        whole = (1 - 3 / 24) * (1 - 1 / 17) ** 2
+        assert off_hours(12) == [pytest.approx(whole / 2)]
+        assert off_hours(8) == [pytest.approx(whole / 2)]
+        assert off_hours(14) == [pytest.approx(whole * (1 - 1 / 8))]
+        assert off_hours(22) == [pytest.approx(whole * (1 - 2 ** -11))]  # 11 h from 09:00
 
     def test_off_hours_burst__said_once_per_window(self):
         profile, day = office_hours_profile()
@@ -72,6 +88,57 @@ class TestSchedule:
         assert reference and not profile.in_learning(late.ts)
         # 16 hours, each seen on one day only: not settled, so at most a faint signal
         assert not got or got[0] < reference[0] / 4
+
+    def test_people_driven_identity__new_hour_in_its_band_scores_below_low(self):
+        """An assistant used by people: a few hours a day within 13:00-22:59, a different
+        few each day, so it keeps turning up at hours it had not used. A job active in as
+        many hours, the same every day, is settled: the same new hour is strong there."""
+        day_hours = [[14, 17, 20], [15, 18, 21], [14, 16, 22], [13, 17, 19], [15, 20, 22],
+                     [14, 18, 21], [16, 19, 22], [13, 15, 20]]
+        people = IdentityProfile(ROLE, "ai_agent", ModelSettings())
+        for day, hours in enumerate(day_hours):
+            for hour in hours:
+                for k in range(8):
+                    people.observe(make_event(T0 + day * 86400 + hour * 3600 + k * 300))
+        job = IdentityProfile(ROLE, "workload", ModelSettings())
+        for day in range(len(day_hours)):
+            for hour in range(13, 23):
+                job.observe(make_event(T0 + day * 86400 + hour * 3600))
+        later = make_event(T0 + len(day_hours) * 86400 + 9 * 3600)
+
+        def off_hours(profile):
+            return [s.score for s in profile.score_one(later)
+                    if s.detector == "schedule.off_hours"]
+
+        # the people-driven one: 21 hour-days after its first day, 7 of them in a new hour;
+        # 09:00 is 4 hours from 13:00 for both
+        near = 1 - 1 / 16
+        assert off_hours(people) == [pytest.approx((1 - 10 / 24) * (1 - 8 / 23) ** 2 * near)]
+        assert off_hours(people)[0] < 0.4 < off_hours(job)[0]
+        assert off_hours(job) == [pytest.approx((1 - 10 / 24) * (1 - 1 / 72) ** 2 * near)]
+
+    def test_new_hour_counts__only_after_the_first_day(self):
+        profile, _ = office_hours_profile(days=3)
+        schedule = profile.models[2]
+        assert (schedule.seen, schedule.new) == (6, 0)  # days 2 and 3, three hours each
+        profile.observe(make_event(T0 + 3 * 86400 + 15 * 3600))
+        assert (schedule.seen, schedule.new) == (7, 1)
+
+    def test_new_hour_counts__halved_at_the_rate_window(self):
+        profile, day = office_hours_profile(days=3)
+        schedule = profile.models[2]
+        schedule.seen, schedule.new = RATE_WINDOW - 1, 101
+        profile.observe(make_event(day + 9 * 3600))
+        assert (schedule.seen, schedule.new) == (RATE_WINDOW // 2, 50)
+
+    def test_snapshot_without_new_hour_counts__starts_from_day_counts(self):
+        profile, day = office_hours_profile(days=4)
+        schedule = profile.models[2]
+        schedule.days[15] = 1  # one hour seen on a single day
+        state = schedule.to_state()
+        del state["n"]
+        restored = ScheduleModel.from_state(state, ModelSettings())
+        assert (restored.seen, restored.new) == (13, 1)  # 4 days x 3 hours + 1; one single
 
     def test_always_on_identity__never_flagged(self):
         profile, ts = learned_profile(days=4)  # every 5 minutes, all day
@@ -203,7 +270,9 @@ def test_runbook__describes_the_two_schedule_cases_the_model_computes():
     assert ("activity at an hour of the day never used on any day (value `03:00`), or, with "
             "14 days of history, at an hour of the week never used although that hour of the "
             "day is used on other weekdays (value `Sat 03:00`)") in row
-    assert "(a job seen at an hour of the day it never used)" in " ".join(doc.split())
+    assert ("weighed by how often the identity has turned up at new hours (a job at the same "
+            "hours every day, not an assistant used by people) and by its distance from known "
+            "activity") in " ".join(doc.split())
     profile, day = office_hours_profile()
     found = [s for s in profile.score_one(make_event(day + 3 * 3600))
              if s.detector == "schedule.off_hours"]
