@@ -251,12 +251,20 @@ def db_snapshot_shared(record: dict[str, Any], caller: Caller) -> list[Finding]:
     return _sharing("aws.rds_snapshot_shared", thing, public, accounts, attack=_TRANSFER)
 
 
-def bucket_policy(record: dict[str, Any], caller: Caller) -> list[Finding]:
-    params = _params(record)
-    public, accounts = _grantees(params.get("bucketPolicy"), caller)
-    thing = f"S3 bucket {_str(params.get('bucketName')) or '(unnamed)'}"
-    return _sharing("aws.s3_bucket_shared", thing, public, accounts,
-                    attack=_EXPOSE_STORAGE)
+def _resource_policy(rule: str, policy_field: str, label: str, name_field: str,
+                     attack: tuple[str, ...]) -> Check:
+    """The check of an action that sets a resource policy document (``policy_field`` of
+    the request): findings when the document grants everyone or another account."""
+    def check(record: dict[str, Any], caller: Caller) -> list[Finding]:
+        params = _params(record)
+        public, accounts = _grantees(params.get(policy_field), caller)
+        thing = f"{label} {_str(params.get(name_field)) or '(unnamed)'}"
+        return _sharing(rule, thing, public, accounts, attack=attack)
+    return check
+
+
+bucket_policy = _resource_policy("aws.s3_bucket_shared", "bucketPolicy", "S3 bucket",
+                                 "bucketName", _EXPOSE_STORAGE)
 
 
 def bucket_acl(record: dict[str, Any], caller: Caller) -> list[Finding]:
@@ -328,13 +336,6 @@ def role_trust(record: dict[str, Any], caller: Caller) -> list[Finding]:
     return out[:5]
 
 
-def key_policy(record: dict[str, Any], caller: Caller) -> list[Finding]:
-    params = _params(record)
-    public, accounts = _grantees(params.get("policy"), caller)
-    thing = f"KMS key {_str(params.get('keyId')) or '(unnamed)'}"
-    return _sharing("aws.kms_key_shared", thing, public, accounts, attack=_TRANSFER)
-
-
 def key_grant(record: dict[str, Any], caller: Caller) -> list[Finding]:
     params = _params(record)
     grantee = params.get("granteePrincipal")
@@ -345,20 +346,13 @@ def key_grant(record: dict[str, Any], caller: Caller) -> list[Finding]:
     return _sharing("aws.kms_key_shared", thing, False, [account], attack=_TRANSFER)
 
 
-def repository_policy(record: dict[str, Any], caller: Caller) -> list[Finding]:
-    params = _params(record)
-    public, accounts = _grantees(params.get("policyText"), caller)
-    thing = f"ECR repository {_str(params.get('repositoryName')) or '(unnamed)'}"
-    return _sharing("aws.ecr_repository_shared", thing, public, accounts,
-                    attack=_EXPOSE_STORAGE)
-
-
-def secret_policy(record: dict[str, Any], caller: Caller) -> list[Finding]:
-    params = _params(record)
-    public, accounts = _grantees(params.get("resourcePolicy"), caller)
-    thing = f"secret {_str(params.get('secretId')) or '(unnamed)'}"
-    return _sharing("aws.secret_shared", thing, public, accounts,
-                    attack=("T1555.006",) + _TRANSFER)
+key_policy = _resource_policy("aws.kms_key_shared", "policy", "KMS key", "keyId", _TRANSFER)
+repository_policy = _resource_policy("aws.ecr_repository_shared", "policyText",
+                                     "ECR repository", "repositoryName", _EXPOSE_STORAGE)
+secret_policy = _resource_policy("aws.secret_shared", "resourcePolicy", "secret", "secretId",
+                                 ("T1555.006",) + _TRANSFER)
+search_domain_policy = _resource_policy("aws.search_domain_shared", "accessPolicies",
+                                        "OpenSearch domain", "domainName", _EXPOSE_STORAGE)
 
 
 def queue_policy(record: dict[str, Any], caller: Caller) -> list[Finding]:
@@ -379,14 +373,6 @@ def topic_policy(record: dict[str, Any], caller: Caller) -> list[Finding]:
     thing = f"SNS topic {_str(params.get('topicArn'), 300) or '(unnamed)'}"
     return _sharing("aws.queue_topic_shared", thing, public, accounts,
                     attack=_TRANSFER, public_severity="high")
-
-
-def search_domain_policy(record: dict[str, Any], caller: Caller) -> list[Finding]:
-    params = _params(record)
-    public, accounts = _grantees(params.get("accessPolicies"), caller)
-    thing = f"OpenSearch domain {_str(params.get('domainName')) or '(unnamed)'}"
-    return _sharing("aws.search_domain_shared", thing, public, accounts,
-                    attack=_EXPOSE_STORAGE)
 
 
 # ---------------------------------------------------------------- network exposure
