@@ -237,10 +237,18 @@ def _format_storage(java: str, libs: Path, config: Path, log_file: Path,
 
 
 def _cluster_id() -> str:
-    """A KRaft cluster id: 16 random bytes in URL-safe base64 without padding."""
+    """A KRaft cluster id: 16 random bytes in URL-safe base64 without padding.
+
+    One id in 64 would start with "-", which the storage tool's argument parser takes
+    for an option ("argument --cluster-id: expected one argument"): such ids are drawn
+    again, as Kafka's own id generator does.
+    """
     import base64
 
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode("ascii").rstrip("=")
+    while True:
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode("ascii").rstrip("=")
+        if not text.startswith("-"):
+            return text
 
 
 def _log4j_options(libs: Path) -> list[str]:
