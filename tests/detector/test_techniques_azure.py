@@ -16,7 +16,7 @@ from detector.sources import ListDeadLetters, parse_payload, read_paths
 from detector.stats import RunStats
 from detector.techniques import ATTRIBUTE
 from tests.detector.test_techniques_gcp import panther_counts
-from tests.detector.test_techniques_k8s import variants
+from tests.detector.test_techniques_k8s import assert_no_internal_error, variants
 
 _IDS = itertools.count()
 DEFINED = set(AttackMap(SensitivityCatalogue.load()).techniques)  # ATT&CK ids with a name
@@ -164,16 +164,12 @@ def test_checks_never_raise_whatever_field_has_an_odd_type() -> None:
     count = 0
     for operation in operations:
         for changed in variants(content):
-            stats, dead = RunStats(), ListDeadLetters()
-            record = activity(operation, f"{VM}/extensions/x", body=changed, response=changed)
-            parse_payload(orjson.dumps([record]), origin="t", stats=stats, dead_letters=dead)
-            assert not [d for d in dead.items if d["reason"] == "internal_error"], changed
+            assert_no_internal_error(activity(operation, f"{VM}/extensions/x", body=changed,
+                                              response=changed))
             count += 1
     for changed in variants(entra("Add service principal credentials")["properties"]):
-        stats, dead = RunStats(), ListDeadLetters()
-        record = {**entra("Add service principal credentials"), "properties": changed}
-        parse_payload(orjson.dumps([record]), origin="t", stats=stats, dead_letters=dead)
-        assert not [d for d in dead.items if d["reason"] == "internal_error"], changed
+        assert_no_internal_error({**entra("Add service principal credentials"),
+                                  "properties": changed})
         count += 1
     assert count > 150
 
