@@ -510,11 +510,12 @@ class Detector:
         rule is counted in ``RunStats.findings`` and its ATT&CK ids remembered for the
         alert (``_emit``)."""
         out = []
+        findings = as_findings(found)
         for tally in as_tallies(found):
-            finding = self._count(event, tally)
-            if finding is not None:
-                found = [*found, finding]
-        for finding in as_findings(found):
+            burst = self._count(event, tally)
+            if burst is not None:
+                findings.append(burst)
+        for finding in findings:
             self.stats.findings[finding.rule] += 1
             detector = f"technique.{finding.rule}"
             if len(self._technique_ids) < CACHE_CAP:
@@ -1167,7 +1168,6 @@ class Detector:
 
 
 # ---------------------------------------------------------------------- helpers
-
 
 
 def _technique_verdict(techniques: list[tuple[Signal, str]], behaviour: Verdict | None,

@@ -176,9 +176,9 @@ def normalise(record: dict[str, Any], resolver: Resolver, hints: dict[str, Any])
     resource, target_tenant = _resource_and_target(record, tenant)
     # technique checks: one look-up for the event names no check knows (nearly all)
     check = _TECHNIQUES.get(event_name)
-    if check is not None or principal.principal_type == "Root":
-        found = _findings(record, check, account=tenant, family=family,
-                          root=principal.principal_type == "Root")
+    root = principal.principal_type == "Root"
+    if check is not None or root:
+        found = _findings(record, check, account=tenant, family=family, root=root)
         if found:
             attributes[FINDINGS] = found
     # Positional on purpose (see common.EVENT_POSITIONAL_ORDER): ~3 us cheaper per event.
