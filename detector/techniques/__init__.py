@@ -18,12 +18,25 @@ Some techniques show only as a burst (twenty secrets read in minutes): one such 
 ``Tally``, put in the same attribute list; the engine counts an identity's tallies per
 rule over a short window (``scoring.technique_burst_*``) and raises a finding-like signal
 when the burst is reached.
+
+A request refused for lack of permission (AWS ``AccessDenied``, Kubernetes 403, GCP status 7,
+Azure ``AuthorizationFailed``) changed nothing, but an attempt at a technique says as much
+about intent as a success: ``attempted`` turns a check's findings on such a record into
+attempt findings, one severity lower, and ``refused_tampering`` names a refused action of a
+``policy`` category of the sensitivity catalogue (disabling audit logs or detection), which
+no check reads because its success is already alerted by the catalogue.
 """
 
 from __future__ import annotations
 
+import fnmatch
+import re
 from dataclasses import dataclass
+from functools import cache
+from importlib import resources
 from typing import Any
+
+import yaml
 
 ATTRIBUTE = "findings"  # the Event.attributes key the parsers fill
 
@@ -114,4 +127,83 @@ def as_tallies(value: Any) -> list[Tally]:
                 values = tuple(str(v)[:256] for v in item["values"][:64])
                 out.append(Tally(rule[:128], severity, attack, noun[:64], values,
                                  bool(item.get("calls"))))
+    return out
+
+
+# Error codes (lower-cased) of a request refused for lack of permission, in the spellings
+# of the four sources: AWS ``AccessDenied``, ``AccessDeniedException``,
+# ``Client.UnauthorizedOperation``; Kubernetes ``Forbidden`` or 403; GCP status 7
+# (PERMISSION_DENIED); Azure ``AuthorizationFailed``, ``Forbidden``.
+_REFUSAL_MARKS = ("accessdenied", "unauthorizedoperation", "unauthorizedaccess", "forbidden",
+                  "authorizationfailed", "permission_denied")
+_REFUSAL_CODES = frozenset({"403", "7"})
+
+
+def refused(error: Any) -> bool:
+    """Whether an error code says the caller was not allowed (not a missing resource, a
+    bad parameter or throttling: those say nothing about intent)."""
+    if not isinstance(error, str) or not error:
+        return False
+    lowered = error.lower()
+    return lowered in _REFUSAL_CODES or any(mark in lowered for mark in _REFUSAL_MARKS)
+
+
+def lower(severity: str) -> str:
+    """One severity level down, never below ``low``."""
+    return SEVERITIES[max(SEVERITIES.index(severity) - 1, 0)]
+
+
+def attempted(found: list[Any], error: str) -> list[Any]:
+    """The findings of a refused request as attempt findings: one severity lower, the
+    refusal named in the sentence. Tallies are kept as they are (a refused read still
+    counts toward its burst)."""
+    note = f" (attempt refused: {error[:64]})"
+    return [Finding(f.rule, lower(f.severity), f.attack, f.sentence + note, f.value)
+            if type(f) is Finding else f for f in found]
+
+
+@cache
+def _policy_categories() -> tuple[tuple[re.Pattern[str], str, str, tuple[str, ...]], ...]:
+    """(compiled action globs, label, level, ATT&CK ids) of the packaged catalogue's
+    ``policy`` categories, read once."""
+    text = resources.files("detector").joinpath("data/sensitive_actions.yaml").read_text()
+    out = []
+    for name, spec in (yaml.safe_load(text).get("categories") or {}).items():
+        if not spec.get("policy"):
+            continue
+        patterns = [fnmatch.translate(str(p).lower()) for p in spec.get("actions") or ()]
+        level = spec.get("level", "high")
+        out.append((re.compile("|".join(patterns)), name.replace("_", " "),
+                    level if level in SEVERITIES else "high",
+                    tuple(spec.get("techniques") or ())))
+    return tuple(out)
+
+
+def refused_tampering(cloud: str, action: str, error: str) -> Finding | None:
+    """A finding for a refused ``policy`` action (stopping a trail, deleting a log sink or
+    a detector): the attempt to blind the defenders, one level below the category's
+    success. None for any other action."""
+    lowered = action.lower()
+    for rx, label, level, attack in _policy_categories():
+        if rx.match(lowered):
+            return Finding(f"{cloud}.tampering_attempt", lower(level), attack,
+                           f"refused attempt at {label}: {action[:128]} "
+                           f"(attempt refused: {error[:64]})", action[:128])
+    return None
+
+
+PROBING = ("T1580", "T1087.004")  # Cloud Infrastructure Discovery, Account Discovery
+
+
+def refusal(cloud: str, action: str, error: str) -> list[Any]:
+    """What a refused request of the Kubernetes, GCP and Azure sources adds: a
+    ``refused_tampering`` finding for a logging or detection change, and one count toward
+    ``<cloud>.permission_probing``, the burst of distinct refused actions that a stolen
+    credential trying what it may do leaves behind (the engine counts it, see ``Tally``)."""
+    out: list[Any] = []
+    tampering = refused_tampering(cloud, action, error)
+    if tampering is not None:
+        out.append(tampering)
+    out.append(Tally(f"{cloud}.permission_probing", "medium", PROBING, "refused actions",
+                     (action[:128],)))
     return out

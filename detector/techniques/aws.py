@@ -9,8 +9,12 @@ What counts as "outside": an account id other than the record's own account (the
 so an account of the same organisation also counts as outside; a suppression rule on the
 finding's value (the account id) silences a known partner.
 
-Only successful requests are judged (a refused request exposed nothing), except for the
-rules whose mere attempt is rare enough to be evidence (``ATTEMPTS``). Every document a
+Successful requests are judged, and requests refused for lack of permission: a refused
+attempt exposed nothing but shows intent, so its findings come one severity lower and name
+the refusal, a refused logging or detection change is a ``aws.tampering_attempt``, and each
+refusal counts toward ``aws.permission_probing`` (a stolen key trying what it may do). Other
+failures (not found, invalid, throttled) are judged only for the rules whose mere attempt
+is rare enough to be evidence (``ATTEMPTS``, ``QUOTA_ATTEMPTS``). Every document a
 check reads (policies, ACLs, selectors) may be a dict, a JSON string, a list or missing:
 each reader below checks the type before use and gives up quietly on anything else.
 """
@@ -23,7 +27,7 @@ from typing import Any
 
 import orjson
 
-from detector.techniques import Finding, Tally
+from detector.techniques import PROBING, Finding, Tally, attempted, refused, refused_tampering
 
 Check = Callable[[dict[str, Any], "Caller"], list[Any]]  # Finding and Tally items
 
@@ -37,6 +41,9 @@ _TOOLS = ("T1562.001",)
 _LOGS = ("T1562.008",)
 _HIERARCHY = ("T1666",)  # Modify Cloud Resource Hierarchy
 _CLOUD_ACCOUNTS = ("T1078.004",)
+_WORKLOAD_CODE = ("T1525", "T1648")  # Implant Internal Image, Serverless Execution
+_STARTUP_SCRIPT = ("T1037", "T1578")  # Boot or Logon Initialization Scripts, Modify Compute
+_HIJACK = ("T1496", "T1578.002")  # Resource Hijacking, Create Cloud Instance
 
 _ACCOUNT_RX = re.compile(r"^\d{12}$")
 _ARN_ACCOUNT_RX = re.compile(r"^arn:aws[a-z-]*:[a-z0-9-]*:[a-z0-9-]*:(\d{12}):")
@@ -69,6 +76,20 @@ _ACCOUNT_GRANT_RULES = frozenset({
     "aws.s3_bucket_shared", "aws.lambda_shared", "aws.role_trust_external",
     "aws.kms_key_shared", "aws.ecr_repository_shared", "aws.secret_shared",
     "aws.queue_topic_shared", "aws.search_domain_shared",
+})
+# Rules about changing what runs (function code, boot scripts, new instances): deploying
+# is what infrastructure-as-code tools do all day, so their requests are not judged.
+_DEPLOY_RULES = frozenset({"aws.lambda_code_replaced", "aws.instance_user_data_modified",
+                           "aws.unusual_instances"})
+# Rules whose refused attempt is a finding: defense evasion and persistence (the attacker
+# tried to blind the defenders or to stay), not exposure (a refused share exposed nothing).
+_ATTEMPT_RULES = frozenset({
+    "aws.trail_selectors_reduced", "aws.short_log_lifecycle", "aws.flow_logs_deleted",
+    "aws.detection_disabled", "aws.dns_logs_deleted", "aws.leave_organization",
+    "aws.access_key_for_other_user", "aws.login_profile_for_other_user",
+    "aws.admin_policy_granted", "aws.role_trust_external", "aws.roles_anywhere_trust_anchor",
+    "aws.lambda_code_replaced", "aws.instance_user_data_modified", "aws.unusual_instances",
+    "aws.security_group_open",
 })
 _SHORT_LIFECYCLE_DAYS = 7
 _MAX_ITEMS = 64  # items read from one list: a huge policy costs no more than this
@@ -306,6 +327,126 @@ def lambda_permission(record: dict[str, Any], caller: Caller) -> list[Finding]:
     thing = f"Lambda function {_str(params.get('functionName')) or '(unnamed)'}"
     return _sharing("aws.lambda_shared", thing, public, accounts, attack=_ROLES + _TRANSFER,
                     public_severity="high")
+
+
+def layer_permission(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    """AddLayerVersionPermission for ``*`` (any account may use the layer's code, and
+    whatever secrets were packed into it) or for another account; a grant scoped to an
+    organisation id is how organisations share layers."""
+    params = _params(record)
+    principal = params.get("principal")
+    if type(principal) is not str:
+        return []
+    public = principal == "*" and not params.get("organizationId")
+    account = _account_of(principal)
+    accounts = [account] if caller.outside(account) else []
+    layer = _str(params.get("layerName")) or "(unnamed)"
+    thing = f"Lambda layer {layer} version {_str(str(params.get('versionNumber') or '?'), 16)}"
+    return _sharing("aws.lambda_shared", thing, public, accounts, attack=_TRANSFER,
+                    public_severity="high")
+
+
+def _function(params: dict[str, Any]) -> str:
+    name = _str(params.get("functionName")) or "(unnamed)"
+    return name.rpartition(":function:")[2] or name
+
+
+def function_code(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    """A function's code replaced with an IAM user's long-term access key (or by the root
+    user), outside infrastructure-as-code. Pipelines deploy with role sessions (a CI
+    role, a federated workflow token) or through a deploy tool; replacing what a function
+    runs with a user's key is how a leaked key plants code that runs with the function's
+    role. Console edits are a person at work and are left to the behavioural models."""
+    identity = _dict(record.get("userIdentity"))
+    key = identity.get("accessKeyId")
+    if identity.get("type") not in ("IAMUser", "Root") or caller.family == "console":
+        return []
+    if type(key) is str and key.startswith("ASIA"):  # a session (console, MFA): not a key
+        return []
+    function = _function(_params(record))
+    return [Finding("aws.lambda_code_replaced", "medium", _WORKLOAD_CODE,
+                    f"code of Lambda function {function} replaced with the long-term key of "
+                    f"{caller.name or 'an IAM user'}, outside infrastructure-as-code",
+                    function)]
+
+
+def _layer_account(arn: str) -> str:
+    match = _ARN_ACCOUNT_RX.match(arn)
+    return match.group(1) if match else ""
+
+
+def function_layers(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    """A function configured with layers outside infrastructure-as-code: a layer's code
+    runs inside the function with its role (an extension sees every invocation). A layer
+    published by another account is medium, the account's own layers low."""
+    params = _params(record)
+    layers = [arn for arn in _list(params.get("layers")) if type(arn) is str and arn]
+    if not layers:
+        return []
+    foreign = [arn for arn in layers if caller.outside(_layer_account(arn))]
+    shown = (foreign or layers)[0][:200]
+    function = _function(params)
+    if foreign:
+        return [Finding("aws.lambda_code_replaced", "medium", _WORKLOAD_CODE,
+                        f"Lambda function {function} given layer {shown} of account "
+                        f"{_layer_account(shown)}, outside this account", function)]
+    return [Finding("aws.lambda_code_replaced", "low", _WORKLOAD_CODE,
+                    f"Lambda function {function} given {len(layers)} layer(s) ({shown}) "
+                    "outside infrastructure-as-code", function)]
+
+
+def instance_user_data(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    """ModifyInstanceAttribute replacing an instance's user data: the script runs as root
+    at the next start, a foothold that survives reboots."""
+    params = _params(record)
+    if "userData" not in params and params.get("attribute") != "userData":
+        return []
+    instance = _str(params.get("instanceId")) or "(unnamed)"
+    return [Finding("aws.instance_user_data_modified", "medium", _STARTUP_SCRIPT,
+                    f"user data (boot script) of instance {instance} replaced", instance)]
+
+
+# Instance families built for accelerated compute (GPU, machine-learning and FPGA chips),
+# the ones cryptominers ask for, and sizes far above ordinary workloads.
+_ACCELERATED_RX = re.compile(r"^(p\d|g\d|gr\d|inf\d|trn\d|dl\d|f\d|vt\d)")
+_HUGE_RX = re.compile(r"\.(metal|(1[6-9]|[2-9]\d|\d{3})xlarge)")
+_MANY_INSTANCES = 10
+
+
+def _instance_type(params: dict[str, Any]) -> str:
+    value = params.get("instanceType")
+    if type(value) is dict:
+        value = value.get("value")
+    return value[:40].lower() if type(value) is str else ""
+
+
+def unusual_instances(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    """RunInstances of accelerated or huge instance types, or of many instances in one
+    request, outside infrastructure-as-code: how a stolen credential mines currency on
+    the account's bill. A quota refusal (``VcpuLimitExceeded``) is the same attempt."""
+    params = _params(record)
+    kind = _instance_type(params)
+    count = 0
+    for item in _items(params.get("instancesSet")):
+        try:
+            count += int(_dict(item).get("maxCount") or 0)
+        except (TypeError, ValueError):
+            continue
+    what = []
+    if _ACCELERATED_RX.match(kind):
+        what.append("accelerated (GPU or ML) type")
+    elif _HUGE_RX.search(kind):
+        what.append("very large type")
+    source = record.get("sourceIPAddress")
+    by_service = type(source) is str and source.endswith(".amazonaws.com")
+    if count >= _MANY_INSTANCES and not by_service:  # fleets of a scaling service: routine
+        what.append(f"{count} instances in one request")
+    if not what:
+        return []
+    shown = kind or "(type in a launch template)"
+    return [Finding("aws.unusual_instances", "medium", _HIJACK,
+                    f"launch of {max(count, 1)} {shown} instance(s): {', '.join(what)}",
+                    shown)]
 
 
 def role_trust(record: dict[str, Any], caller: Caller) -> list[Finding]:
@@ -771,6 +912,18 @@ CHECKS: dict[str, Check] = {
     "AddPermission": lambda_permission,
     "AddPermission20150331": lambda_permission,
     "AddPermission20150331v2": lambda_permission,
+    "AddLayerVersionPermission": layer_permission,
+    "AddLayerVersionPermission20181031": layer_permission,
+    "UpdateFunctionCode": function_code,
+    "UpdateFunctionCode20150331": function_code,
+    "UpdateFunctionCode20150331v2": function_code,
+    "UpdateFunctionConfiguration": function_layers,
+    "UpdateFunctionConfiguration20150331": function_layers,
+    "UpdateFunctionConfiguration20150331v2": function_layers,
+    "CreateFunction": function_layers,
+    "CreateFunction20150331": function_layers,
+    "ModifyInstanceAttribute": instance_user_data,
+    "RunInstances": unusual_instances,
     "CreateRole": role_trust,
     "UpdateAssumeRolePolicy": role_trust,
     "PutKeyPolicy": key_policy,
@@ -839,6 +992,9 @@ SOURCES: dict[str, str] = {
 # Rules whose failed attempt is evidence too: nobody tries these by accident, and a stolen
 # credential probing for instance passwords or user data fails many times before it works.
 ATTEMPTS = frozenset({"LeaveOrganization", "GetPasswordData", "DescribeInstanceAttribute"})
+# Requests whose refusal by a quota (``VcpuLimitExceeded``) is an attempt as well: the
+# request shows what was asked for.
+QUOTA_ATTEMPTS = frozenset({"RunInstances"})
 
 
 def findings(record: dict[str, Any], check: Check | None, *, account: str | None,
@@ -857,25 +1013,64 @@ def _run(record: dict[str, Any], check: Check | None, account: str | None,
          family: str | None, root: bool) -> list[Any]:
     name = record.get("eventName")
     error = record.get("errorCode")
-    if error and name not in ATTEMPTS:
-        return []
+    if error:
+        error = str(error)
+        if name not in ATTEMPTS and not refused(error) and not (
+                name in QUOTA_ATTEMPTS and "LimitExceeded" in error):
+            return []  # not found, invalid, throttled: nothing was attempted on purpose
     source = SOURCES.get(name)  # type: ignore[arg-type]
     if source is not None and record.get("eventSource") != source:
         check = None
     caller = _caller(record, account, family)
+    if error and name not in ATTEMPTS:
+        return _refused(record, check, caller, str(name), error)
     out = check(record, caller) if check is not None else []
     if out and caller.family in _DEPLOY_FAMILIES:
-        out = [f for f in out if type(f) is not Finding or f.value == "public"
-               or f.rule not in _ACCOUNT_GRANT_RULES]
+        out = [f for f in out if type(f) is not Finding or f.rule not in _DEPLOY_RULES and (
+            f.value == "public" or f.rule not in _ACCOUNT_GRANT_RULES)]
     if root and name != "ConsoleLogin":
         out += root_activity(record, caller)
     elif root:
         out = root_activity(record, caller)
-    if error:
-        note = f" (attempt refused: {str(error)[:64]})"
-        out = [Finding(f.rule, f.severity, f.attack, f.sentence + note, f.value)
-               if type(f) is Finding else f for f in out]
+    return attempted(out, error) if error else out
+
+
+def _refused(record: dict[str, Any], check: Check | None, caller: Caller, name: str,
+             error: str) -> list[Any]:
+    """A request refused for lack of permission: the check's findings as attempts, else a
+    refused logging or detection change (``refused_tampering``), and one count toward
+    ``aws.permission_probing``. Infrastructure-as-code runs that lack a permission and
+    console pages that probe what their user may see are left out: both are routine."""
+    if caller.family in _DEPLOY_FAMILIES:
+        return []
+    found = check(record, caller) if check is not None else []
+    # a refused read counts as probing below, not toward its own burst; a refused share
+    # exposed nothing and is left to the probing count too
+    out = attempted([f for f in found if type(f) is Finding and f.rule in _ATTEMPT_RULES],
+                    error)
+    source = record.get("eventSource")
+    service = source.partition(".")[0] if type(source) is str and source else "unknown"
+    action = f"{service}:{name[:128]}"
+    if check is None and not _turns_logging_on(name, record):
+        tampering = refused_tampering("aws", action, error)
+        if tampering is not None:
+            out.append(tampering)
+    if caller.family != "console" and refused(error):
+        out.append(Tally("aws.permission_probing", "medium", PROBING, "refused actions",
+                         (action,)))
     return out
+
+
+def _turns_logging_on(name: str, record: dict[str, Any]) -> bool:
+    """A ``PutBucketLogging`` that enables access logging: the catalogue lists the call
+    because it also turns logging off, but a refused attempt to enable it is no evasion."""
+    if name != "PutBucketLogging":
+        return False
+    params = _params(record)
+    if _dict(params.get("BucketLoggingStatus")).get("LoggingEnabled"):
+        return True
+    logging = params.get("logging")  # Panther's flattened form: a list of targets
+    return type(logging) is list and bool(logging)
 
 
 def _caller(record: dict[str, Any], account: str | None, family: str | None) -> Caller:

@@ -287,7 +287,7 @@ CASES = [
      [("aws.detection_disabled", "critical", "default")]),
     ("leave organisation refused still counts",
      call("LeaveOrganization", None, "organizations.amazonaws.com", errorCode="AccessDenied"),
-     [("aws.leave_organization", "high", ACCOUNT)]),
+     [("aws.leave_organization", "medium", ACCOUNT)]),
     ("dns query logging deleted",
      call("DeleteResolverQueryLogConfig", {"resolverQueryLogConfigId": "rqlc-1"},
           "route53resolver.amazonaws.com"),
@@ -326,6 +326,142 @@ CASES += [
      record(eventName="ListAccessKeys", eventSource="iam.amazonaws.com", readOnly=True,
             userIdentity={"type": "Root", "accountId": ACCOUNT,
                           "arn": f"arn:aws:iam::{ACCOUNT}:root"}), []),
+]
+
+
+TERRAFORM = "APN/1.0 HashiCorp/1.0 Terraform/1.5.0"
+CI_ROLE = {"type": "AssumedRole", "accountId": ACCOUNT,
+           "arn": f"arn:aws:sts::{ACCOUNT}:assumed-role/gha-deploy/gh-run-1",
+           "accessKeyId": "ASIAEXAMPLE0000001"}
+DENIED = "AccessDenied"
+OFF = {"trailName": "main", "eventSelectors": [{"readWriteType": "All",
+                                                "includeManagementEvents": False}]}
+
+# Refused attempts: defense evasion and persistence are findings one level lower; other
+# failures (not found, invalid) and infrastructure-as-code runs are not.
+CASES += [
+    ("stop logging refused",
+     call("StopLogging", {"name": "main"}, "cloudtrail.amazonaws.com", errorCode=DENIED),
+     [("aws.tampering_attempt", "high", "cloudtrail:StopLogging")]),
+    ("stop logging of a missing trail",
+     call("StopLogging", {"name": "gone"}, "cloudtrail.amazonaws.com",
+          errorCode="TrailNotFoundException"), []),
+    ("stop logging refused to terraform",
+     call("StopLogging", {"name": "main"}, "cloudtrail.amazonaws.com", errorCode=DENIED,
+          userAgent=TERRAFORM), []),
+    ("delete log group refused",
+     call("DeleteLogGroup", {"logGroupName": "audit"}, "logs.amazonaws.com",
+          errorCode="AccessDeniedException"),
+     [("aws.tampering_attempt", "high", "logs:DeleteLogGroup")]),
+    ("bucket logging turned off, refused",
+     call("PutBucketLogging", {"bucketName": "b", "BucketLoggingStatus": {}},
+          "s3.amazonaws.com", errorCode=DENIED),
+     [("aws.tampering_attempt", "high", "s3:PutBucketLogging")]),
+    ("bucket logging turned on, refused",
+     call("PutBucketLogging", {"bucketName": "b", "BucketLoggingStatus": {
+         "LoggingEnabled": {"TargetBucket": "logs"}}}, "s3.amazonaws.com", errorCode=DENIED),
+     []),
+    ("guardduty enabled, refused",
+     call("UpdateDetector", {"detectorId": "d1", "enable": True}, "guardduty.amazonaws.com",
+          errorCode=DENIED), []),
+    ("guardduty deleted, refused",
+     call("DeleteDetector", {"detectorId": "d1"}, "guardduty.amazonaws.com",
+          errorCode=DENIED),
+     [("aws.detection_disabled", "high", "d1")]),
+    ("event selectors dropped, refused",
+     call("PutEventSelectors", OFF, "cloudtrail.amazonaws.com", errorCode=DENIED),
+     [("aws.trail_selectors_reduced", "high", "main")]),
+    ("flow logs deleted, refused",
+     call("DeleteFlowLogs", {"flowLogIds": ["fl-1"]}, errorCode="Client.UnauthorizedOperation"),
+     [("aws.flow_logs_deleted", "low", "fl-1")]),
+    ("access key for another user, refused",
+     call("CreateAccessKey", {"userName": "victim"}, "iam.amazonaws.com", errorCode=DENIED),
+     [("aws.access_key_for_other_user", "low", "victim")]),
+    ("access key for a missing user",
+     call("CreateAccessKey", {"userName": "victim"}, "iam.amazonaws.com",
+          errorCode="NoSuchEntityException"), []),
+    ("bucket made public, refused: exposure is judged on success only",
+     call("PutBucketAcl", {"bucketName": "b", "x-amz-acl": ["public-read"]},
+          "s3.amazonaws.com", errorCode=DENIED), []),
+]
+
+# Changing what runs: function code and layers, boot scripts, unusual launches.
+FUNCTION = f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:api"
+CASES += [
+    ("function code replaced with a user's key",
+     call("UpdateFunctionCode20150331v2", {"functionName": FUNCTION, "s3Bucket": "x"},
+          "lambda.amazonaws.com"),
+     [("aws.lambda_code_replaced", "medium", "api")]),
+    ("function code deployed by a CI role",
+     call("UpdateFunctionCode20150331v2", {"functionName": "api"}, "lambda.amazonaws.com",
+          userIdentity=CI_ROLE), []),
+    ("function code deployed by terraform with a user's key",
+     call("UpdateFunctionCode20150331v2", {"functionName": "api"}, "lambda.amazonaws.com",
+          userAgent=TERRAFORM), []),
+    ("function code edited in the console",
+     call("UpdateFunctionCode20150331v2", {"functionName": "api"}, "lambda.amazonaws.com",
+          userAgent="console.amazonaws.com"), []),
+    ("layer of another account added",
+     call("UpdateFunctionConfiguration20150331v2", {"functionName": "api", "layers": [
+         f"arn:aws:lambda:us-east-1:{OUTSIDE}:layer:ext:1"]}, "lambda.amazonaws.com",
+          userIdentity=CI_ROLE),
+     [("aws.lambda_code_replaced", "medium", "api")]),
+    ("own layer added outside infrastructure-as-code",
+     call("UpdateFunctionConfiguration20150331v2", {"functionName": "api", "layers": [
+         f"arn:aws:lambda:us-east-1:{ACCOUNT}:layer:ext:1"]}, "lambda.amazonaws.com"),
+     [("aws.lambda_code_replaced", "low", "api")]),
+    ("configuration without layers",
+     call("UpdateFunctionConfiguration20150331v2", {"functionName": "api", "timeout": 30},
+          "lambda.amazonaws.com"), []),
+    ("layer of another account added by terraform",
+     call("UpdateFunctionConfiguration20150331v2", {"functionName": "api", "layers": [
+         f"arn:aws:lambda:us-east-1:{OUTSIDE}:layer:ext:1"]}, "lambda.amazonaws.com",
+          userAgent=TERRAFORM), []),
+    ("layer made public",
+     call("AddLayerVersionPermission20181031", {"layerName": "ext", "versionNumber": 1,
+                                               "principal": "*", "action":
+                                               "lambda:GetLayerVersion"},
+          "lambda.amazonaws.com"),
+     [("aws.lambda_shared", "high", "public")]),
+    ("layer shared within the organisation",
+     call("AddLayerVersionPermission20181031", {"layerName": "ext", "versionNumber": 1,
+                                               "principal": "*", "organizationId": "o-1"},
+          "lambda.amazonaws.com"), []),
+    ("instance user data replaced",
+     call("ModifyInstanceAttribute", {"instanceId": "i-1", "userData": "<sensitiveDataRemoved>"},
+          userIdentity=CI_ROLE),
+     [("aws.instance_user_data_modified", "medium", "i-1")]),
+    ("instance type changed",
+     call("ModifyInstanceAttribute", {"instanceId": "i-1", "instanceType": {"value": "m5.large"}}),
+     []),
+    ("user data replaced by terraform",
+     call("ModifyInstanceAttribute", {"instanceId": "i-1", "userData": "x"},
+          userAgent=TERRAFORM), []),
+    ("gpu instances launched",
+     call("RunInstances", {"instanceType": "p3.8xlarge", "instancesSet": {"items": [
+         {"imageId": "ami-1", "minCount": 1, "maxCount": 2}]}}),
+     [("aws.unusual_instances", "medium", "p3.8xlarge")]),
+    ("one small instance launched",
+     call("RunInstances", {"instanceType": "t3.micro", "instancesSet": {"items": [
+         {"imageId": "ami-1", "minCount": 1, "maxCount": 1}]}}), []),
+    ("many instances in one request",
+     call("RunInstances", {"instanceType": {"value": "c5.large"}, "instancesSet": {"items": [
+         {"imageId": "ami-1", "minCount": 20, "maxCount": 20}]}}),
+     [("aws.unusual_instances", "medium", "c5.large")]),
+    ("many instances launched by a scaling service",
+     call("RunInstances", {"instanceType": "c5.large", "instancesSet": {"items": [
+         {"imageId": "ami-1", "minCount": 20, "maxCount": 20}]}},
+          sourceIPAddress="autoscaling.amazonaws.com"), []),
+    ("gpu launch over quota is an attempt",
+     call("RunInstances", {"instanceType": "g5.xlarge", "instancesSet": {"items": [
+         {"imageId": "ami-1", "minCount": 1, "maxCount": 10}]}},
+          errorCode="Client.VcpuLimitExceeded"),
+     [("aws.unusual_instances", "low", "g5.xlarge")]),
+    ("gpu launch as a dry run",
+     call("RunInstances", {"instanceType": "g5.xlarge"}, errorCode="Client.DryRunOperation"),
+     []),
+    ("gpu instances launched by terraform",
+     call("RunInstances", {"instanceType": "p4d.24xlarge"}, userAgent=TERRAFORM), []),
 ]
 
 
@@ -420,6 +556,21 @@ TALLY_CASES = [
      [("aws.user_data_burst", ("i-1",), True)]),
     ("other instance attribute",
      call("DescribeInstanceAttribute", {"instanceId": "i-1", "attribute": "instanceType"}), []),
+    ("any refused request counts toward probing",
+     call("ListUsers", None, "iam.amazonaws.com", errorCode="AccessDenied"),
+     [("aws.permission_probing", ("iam:ListUsers",), False)]),
+    ("a refused secret read counts as probing, not as a secret read",
+     call("GetSecretValue", {"secretId": "db"}, "secretsmanager.amazonaws.com",
+          errorCode="AccessDeniedException"),
+     [("aws.permission_probing", ("secretsmanager:GetSecretValue",), False)]),
+    ("refusals of a console page are not probing",
+     call("ListUsers", None, "iam.amazonaws.com", errorCode="AccessDenied",
+          userAgent="console.amazonaws.com"), []),
+    ("refusals of an infrastructure-as-code run are not probing",
+     call("ListUsers", None, "iam.amazonaws.com", errorCode="AccessDenied",
+          userAgent=TERRAFORM), []),
+    ("a missing resource is not probing",
+     call("GetBucketPolicy", None, "s3.amazonaws.com", errorCode="NoSuchBucketPolicy"), []),
 ]
 
 

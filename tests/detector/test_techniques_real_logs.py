@@ -25,6 +25,7 @@ INVICTUS_RULES = {
     "aws.console_login_without_mfa": 1,  # iam-create-user-login-profile (its sign-in)
     "aws.ebs_snapshot_shared": 1,  # ec2-share-ebs-snapshot
     "aws.flow_logs_deleted": 1,  # ec2-delete-flow-logs
+    "aws.lambda_code_replaced": 2,  # lambda-overwrite-code (two uploads)
     "aws.lambda_shared": 1,  # lambda-backdoor-function
     "aws.leave_organization": 1,  # organizations-leave (refused)
     "aws.login_profile_for_other_user": 1,  # iam-create-user-login-profile
@@ -35,6 +36,7 @@ INVICTUS_RULES = {
     "aws.security_group_open": 1,  # ec2-security-group-open-port-22-ingress
     "aws.short_log_lifecycle": 1,  # cloudtrail-lifecycle-rule
     "aws.trail_selectors_reduced": 1,  # cloudtrail-event-selectors
+    "aws.unusual_instances": 2,  # ec2-launch-unusual-instances (ten p2.xlarge, over quota)
 }
 # bursts the engine counts: ec2-get-password-data and ec2-download-user-data (refused
 # attempts by their Stratus roles), secretsmanager-retrieve-secrets and
