@@ -35,7 +35,7 @@ from detector.sources.common import (
     short_str,
     user_agent,
 )
-from detector.techniques import ATTRIBUTE
+from detector.techniques import ATTRIBUTE, refusal, refused
 from detector.techniques import azure as techniques
 from detector.techniques.azure import lower_keys  # also read by the parser (azure.lower_keys)
 
@@ -222,6 +222,8 @@ def normalise_activity(record: dict[str, Any], resolver: Resolver,
         found = rule(low, props)
         if found:
             attributes[ATTRIBUTE] = found
+    elif error is not None and (refused(error) or refused(props.get("statuscode"))):
+        attributes[ATTRIBUTE] = refusal(prefix_name, f"{prefix_name}:{operation}", error)
     event = Event(
         event_id=_event_id(low, props, record), time=when, ts=when.timestamp(),
         source=SOURCE_ACTIVITY, identity=identity, identity_kind=kind, kind_reason=reason,

@@ -174,10 +174,11 @@ def normalise(record: dict[str, Any], resolver: Resolver, hints: dict[str, Any])
     service = _SERVICES.get(event_source) or _service(event_source)
     tenant = principal.account or short_str(get("recipientAccountId"), 64)
     resource, target_tenant = _resource_and_target(record, tenant)
-    # technique checks: one look-up for the event names no check knows (nearly all)
+    # technique checks: one look-up for the event names no check knows (nearly all), and
+    # every failed request (a refused one may be an attempt, see detector.techniques)
     check = _TECHNIQUES.get(event_name)
     root = principal.principal_type == "Root"
-    if check is not None or root:
+    if check is not None or root or error:
         found = _findings(record, check, account=tenant, family=family, root=root)
         if found:
             attributes[FINDINGS] = found

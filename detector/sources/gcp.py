@@ -33,7 +33,7 @@ from detector.sources.common import (
     short_str,
     user_agent,
 )
-from detector.techniques import ATTRIBUTE
+from detector.techniques import ATTRIBUTE, refusal
 from detector.techniques import gcp as techniques
 
 logger = logging.getLogger(__name__)
@@ -48,6 +48,7 @@ _CACHE_LIMIT = 20_000
 # Pure functions of one string each, cached whole: a project has a few hundred principals
 # and methods but sees them on every entry. Keys are the raw values, results immutable.
 _PRINCIPALS: dict[str, tuple[str, str, str]] = {}  # e-mail -> (kind, reason, principal type)
+_DENIED = "7"  # google.rpc.Code PERMISSION_DENIED: a refused request (see techniques.refusal)
 # (service, method) -> method, action, read-only, technique rule (None for most methods)
 _OPERATIONS: dict[tuple[str, str], tuple[str, str, bool | None, techniques.Rule | None]] = {}
 
@@ -172,6 +173,8 @@ def normalise(record: dict[str, Any], resolver: Resolver, hints: dict[str, Any])
         actor = None
     if operation[3] is not None and outcome == "success":
         _techniques(operation[3], payload, email, attributes)
+    elif error == _DENIED:
+        attributes[ATTRIBUTE] = refusal("gcp", operation[1], "PERMISSION_DENIED")
     key_name = auth.get("serviceAccountKeyName")
     if key_name is None:
         key_name = auth.get("serviceaccountkeyname")
@@ -251,6 +254,9 @@ def normalise_general(record: dict[str, Any], resolver: Resolver, hints: dict[st
     rule = techniques.rule_for(method)
     if rule is not None and outcome == "success":
         _techniques(rule, payload, principal, attributes)
+    elif error == _DENIED:
+        attributes[ATTRIBUTE] = refusal("gcp", f"{service.partition('.')[0]}:{method}",
+                                        "PERMISSION_DENIED")
     credential_id, credential_type = _credential(payload)
     region = labels.get("location") or labels.get("zone") or labels.get("region")
     event = Event(  # positional: see common.EVENT_POSITIONAL_ORDER

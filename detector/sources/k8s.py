@@ -33,7 +33,7 @@ from detector.sources.common import (
     short_str,
     user_agent,
 )
-from detector.techniques import ATTRIBUTE
+from detector.techniques import ATTRIBUTE, refusal, refused
 from detector.techniques import k8s as techniques
 
 logger = logging.getLogger(__name__)
@@ -151,6 +151,8 @@ def normalise(record: dict[str, Any], resolver: Resolver, hints: dict[str, Any],
     action = f"k8s:{_resource(ref, record)}.{verb}"
     if (action in _TECHNIQUE_ACTIONS or username == _ANONYMOUS) and outcome == "success":
         _techniques(record, action, username, attributes)
+    elif error is not None and username != _ANONYMOUS and refused(error):
+        attributes[ATTRIBUTE] = refusal("k8s", action, error)
     event = Event(  # positional: see common.EVENT_POSITIONAL_ORDER
         _event_id(record, cluster), when, when.timestamp(), SOURCE, facts[0], facts[1],
         facts[2], "username", facts[3], cluster, None, credential_id, credential_type,
@@ -207,6 +209,8 @@ def normalise_general(record: dict[str, Any], resolver: Resolver, hints: dict[st
     _service_account(username, event.attributes)
     if (action in _TECHNIQUE_ACTIONS or username == _ANONYMOUS) and outcome == "success":
         _techniques(record, action, username, event.attributes)
+    elif error is not None and username != _ANONYMOUS and refused(error):
+        event.attributes[ATTRIBUTE] = refusal("k8s", action, error)
     return resolver.finish(event)
 
 

@@ -14,7 +14,7 @@ from detector.attack import AttackMap
 from detector.scoring import SensitivityCatalogue
 from detector.sources import ListDeadLetters, parse_payload, read_paths
 from detector.stats import RunStats
-from detector.techniques import ATTRIBUTE
+from detector.techniques import ATTRIBUTE, as_findings
 from tests.detector.test_techniques_gcp import panther_counts
 from tests.detector.test_techniques_k8s import assert_no_internal_error, variants
 
@@ -47,7 +47,7 @@ def findings(*records: dict) -> list[tuple[str, str, str]]:
     events = parse_payload(orjson.dumps({"records": list(records)}), origin="t", stats=stats,
                            dead_letters=dead)
     assert len(dead) == 0 and len(events) == len(records)
-    found = [f for e in events for f in e.attributes.get(ATTRIBUTE, ())]
+    found = [f for e in events for f in as_findings(e.attributes.get(ATTRIBUTE))]
     assert all(f.attack and set(f.attack) <= DEFINED and f.sentence for f in found)
     return [(f.rule, f.severity, f.value) for f in found]
 

@@ -13,7 +13,7 @@ import pytest
 
 from detector.sources import ListDeadLetters, parse_payload, read_paths
 from detector.stats import RunStats
-from detector.techniques import ATTRIBUTE
+from detector.techniques import ATTRIBUTE, as_findings
 from tests.detector.test_techniques_k8s import assert_no_internal_error, findings, variants
 
 _IDS = itertools.count()
@@ -238,7 +238,7 @@ def panther_counts(folder: Path, dataset: str) -> dict[tuple[str, bool], int]:
         expected = json.loads(label)["expected_result"]
         for event in parse_payload(line, origin="p", stats=RunStats(),
                                    dead_letters=ListDeadLetters()):
-            for finding in event.attributes.get(ATTRIBUTE, ()):
+            for finding in as_findings(event.attributes.get(ATTRIBUTE)):
                 counts[(finding.rule, expected)] += 1
     return dict(counts)
 

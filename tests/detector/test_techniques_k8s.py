@@ -14,7 +14,7 @@ from detector.attack import AttackMap
 from detector.scoring import SensitivityCatalogue
 from detector.sources import ListDeadLetters, parse_payload, read_paths
 from detector.stats import RunStats
-from detector.techniques import ATTRIBUTE
+from detector.techniques import ATTRIBUTE, as_findings
 
 _IDS = itertools.count()
 DEFINED = set(AttackMap(SensitivityCatalogue.load()).techniques)  # ATT&CK ids with a name
@@ -47,7 +47,7 @@ def findings(*records: dict) -> list[tuple[str, str, str]]:
     events = parse_payload(orjson.dumps(list(records)), origin="t", stats=stats,
                            dead_letters=dead)
     assert len(dead) == 0 and len(events) == len(records)
-    found = [f for e in events for f in e.attributes.get(ATTRIBUTE, ())]
+    found = [f for e in events for f in as_findings(e.attributes.get(ATTRIBUTE))]
     assert all(f.attack and set(f.attack) <= DEFINED and f.sentence for f in found)
     return [(f.rule, f.severity, f.value) for f in found]
 
@@ -255,7 +255,8 @@ def test_real_falco_audit_events(real_logs: Path) -> None:
     events = list(read_paths([str(real_logs / "falco-k8s-audit"),
                               str(real_logs / "elastic-k8s-audit")],
                              stats=stats, dead_letters=dead))
-    found = sorted((f.rule, f.severity) for e in events for f in e.attributes.get(ATTRIBUTE, ()))
+    found = sorted((f.rule, f.severity) for e in events
+                   for f in as_findings(e.attributes.get(ATTRIBUTE)))
     assert len(events) == 54  # with Falco's anonymous request
     assert found == [("k8s.admin_binding", "high"), ("k8s.anonymous_access", "critical")]
 
