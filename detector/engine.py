@@ -537,9 +537,13 @@ class Detector:
         """Count one burst read; a Finding when the identity's reads of this rule within
         ``technique_burst_window`` reach ``technique_burst_distinct`` distinct values (or,
         for a ``calls`` tally, ``technique_burst_calls`` calls). The counter restarts
-        after a burst, so a long harvest is one alert group, not one per read."""
+        after a burst, so a long harvest is one alert group, not one per read. A tally
+        with a ``scope`` is counted apart per scope (one instance session), one with a
+        ``limit`` reaches its burst at that many distinct values, which it names."""
         settings = self.settings
         key = f"{event.identity}\x1f{tally.rule}"
+        if tally.scope:
+            key = f"{key}\x1f{tally.scope}"
         entries = self._bursts.get(key)
         if entries is None:
             entries = self._bursts[key] = []
@@ -554,7 +558,10 @@ class Detector:
         del entries[: max(0, len(entries) - MAX_BURST_ENTRIES)]
         distinct = len({value for _, value in entries})
         minutes = f"{settings.technique_burst_window / 60:g} minutes"
-        if distinct >= settings.technique_burst_distinct:
+        if tally.limit and distinct >= tally.limit:
+            named = ", ".join(sorted({str(value) for _, value in entries})[:5])
+            sentence = f"{distinct} distinct {tally.noun} within {minutes}: {named}"
+        elif distinct >= settings.technique_burst_distinct and not tally.limit:
             sentence = f"{distinct} distinct {tally.noun} within {minutes}"
         elif tally.calls and len(entries) >= settings.technique_burst_calls:
             sentence = f"{len(entries)} {tally.noun} ({distinct} distinct) within {minutes}"

@@ -71,7 +71,10 @@ class Tally:
     ``values`` are the things read (secret names, instance ids); ``noun`` names them in
     the alert ("secrets"). With ``calls`` the number of calls also counts (re-reading one
     instance's password data is as telling as reading many); otherwise only distinct
-    values do (an application re-reading its own secret is routine).
+    values do (an application re-reading its own secret is routine). ``scope`` counts
+    apart within the identity (one instance session of a role); ``limit`` replaces
+    ``technique_burst_distinct`` for rules where two distinct values are already the
+    evidence (one instance's credentials from two networks).
     """
 
     rule: str
@@ -80,6 +83,8 @@ class Tally:
     noun: str
     values: tuple[str, ...]
     calls: bool = False
+    scope: str = ""
+    limit: int = 0
 
 
 def as_findings(value: Any) -> list[Finding]:
@@ -125,8 +130,11 @@ def as_tallies(value: Any) -> list[Tally]:
             if isinstance(rule, str) and severity in SEVERITIES and isinstance(noun, str):
                 attack = tuple(t for t in item.get("attack") or () if isinstance(t, str))
                 values = tuple(str(v)[:256] for v in item["values"][:64])
-                out.append(Tally(rule[:128], severity, attack, noun[:64], values,
-                                 bool(item.get("calls"))))
+                limit = item.get("limit")
+                limit = limit if type(limit) is int and 2 <= limit <= 1000 else 0
+                out.append(Tally(rule[:128], severity, attack, noun[:128], values,
+                                 bool(item.get("calls")), str(item.get("scope") or "")[:128],
+                                 limit))
     return out
 
 
