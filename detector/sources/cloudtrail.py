@@ -42,6 +42,7 @@ from detector.sources.common import (
 )
 from detector.techniques import ATTRIBUTE as FINDINGS
 from detector.techniques.aws import CHECKS as _TECHNIQUES, findings as _findings
+from detector.techniques.aws import instance_network as _instance_network
 
 logger = logging.getLogger(__name__)
 
@@ -182,6 +183,10 @@ def normalise(record: dict[str, Any], resolver: Resolver, hints: dict[str, Any])
         found = _findings(record, check, account=tenant, family=family, root=root)
         if found:
             attributes[FINDINGS] = found
+    if "instance_id" in attributes:  # an EC2 instance's role session: where was it used
+        tally = _instance_network(attributes, source_ip, network, prefix)
+        if tally is not None:
+            attributes[FINDINGS] = [*attributes.get(FINDINGS, ()), tally]
     # Positional on purpose (see common.EVENT_POSITIONAL_ORDER): ~3 us cheaper per event.
     event = Event(
         event_id, when, when.timestamp(), SOURCE, principal.identity, kind, reason,

@@ -901,6 +901,38 @@ def user_data(record: dict[str, Any], caller: Caller) -> list[Any]:
                   (instance,), calls=True)]
 
 
+# ---------------------------------------------------------------- stolen instance credentials
+
+
+def instance_network(attributes: dict[str, Any], address: str | None, network: str,
+                     prefix: str | None) -> Tally | None:
+    """One call of an EC2 instance's role session (``instance_id`` in the session facts)
+    toward ``aws.instance_credentials_elsewhere``: the engine counts the networks of each
+    instance session apart, and two within the burst window is the finding. An instance
+    reaches public endpoints from one address (its own public address or its subnet's NAT
+    gateway) and private ones through VPC endpoints, which CloudTrail marks; the same
+    session from a second network is its credentials copied off the instance (read from
+    the metadata service by an attacker and used from their own host). Calls through a VPC
+    endpoint, by an AWS service on the instance's behalf, or from a service name or
+    ``AWS Internal`` are not counted. Addresses are compared per family (an instance that
+    reaches dual-stack endpoints over IPv6 has a second address of its own)."""
+    if network not in ("public", "private") or not address or "vpc_endpoint" in attributes \
+            or "invoked_by" in attributes:
+        return None
+    instance = attributes.get("instance_id")
+    if type(instance) is not str:
+        return None
+    if network == "private" and "." in address:
+        first, second = address.split(".")[:2]
+        label = f"private {first}.{second}.0.0/16"
+    else:
+        label = f"{network} {prefix or address}"
+    family = "6" if ":" in address else "4"
+    return Tally("aws.instance_credentials_elsewhere", "high", ("T1552.005", "T1078.004"),
+                 f"networks for the credentials of instance {instance[:32]}", (label,),
+                 scope=f"{instance[:32]}/{family}", limit=2)
+
+
 CHECKS: dict[str, Check] = {
     "ModifySnapshotAttribute": snapshot_shared,
     "ModifyImageAttribute": image_shared,

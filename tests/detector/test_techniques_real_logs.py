@@ -42,7 +42,10 @@ INVICTUS_RULES = {
 # attempts by their Stratus roles), secretsmanager-retrieve-secrets and
 # ssm-retrieve-securestring-parameters (not Terraform's refresh of the same secrets)
 INVICTUS_BURSTS = {"aws.instance_password_burst": 1, "aws.user_data_burst": 1,
-                   "aws.secrets_burst": 1}
+                   "aws.secrets_burst": 1,
+                   # ec2-steal-instance-credentials: the instance's session from its own
+                   # address (its SSM agent), then from the attacker's host
+                   "aws.instance_credentials_elsewhere": 1}
 # Panther rule id -> (expected true that alert, true, expected false that alert, false)
 PANTHER = {
     "AWS.CloudTrail.AMIModifiedForPublicAccess": (2, 2, 0, 4),
