@@ -72,6 +72,15 @@ PANTHER = {
     "AWS.Root.Activity": (2, 2, 1, 4),
     "AWS.User.Login.Profile.Modified": (1, 1, 0, 2),
     "AWS.VPCFlow.LogsDeleted": (1, 1, 0, 0),
+    "AWS.EC2.LaunchUnusualEC2Instances": (3, 3, 0, 0),
+    "AWS.EC2.Startup.Script.Change": (1, 1, 0, 2),
+    # Panther's true SSO and federated-user code updates are people's sessions, left to
+    # the behavioural models; its false ones are role sessions (pipelines)
+    "AWS.Lambda.UpdateFunctionCode": (1, 3, 0, 3),
+    # Panther's rules judge successful calls only: their one "false" each is a refused
+    # PutBucketLogging turning logging off, which is aws.tampering_attempt here on purpose
+    "AWS.S3.DisableBucketLogging": (0, 1, 1, 3),
+    "AWS.S3.SecurityControlDisabling": (0, 5, 1, 5),
 }
 
 
