@@ -42,8 +42,6 @@ from detector.sources.common import (
 )
 from detector.techniques import ATTRIBUTE as FINDINGS
 from detector.techniques.aws import CHECKS as _TECHNIQUES, findings as _findings
-from detector.techniques.aws import READ_PREFIXES as _READ_PREFIXES
-from detector.techniques.aws import enumeration as _enumeration
 from detector.techniques.aws import instance_network as _instance_network
 
 logger = logging.getLogger(__name__)
@@ -187,11 +185,6 @@ def normalise(record: dict[str, Any], resolver: Resolver, hints: dict[str, Any])
             attributes[FINDINGS] = found
     if "instance_id" in attributes:  # an EC2 instance's role session: where was it used
         tally = _instance_network(attributes, source_ip, network, prefix)
-        if tally is not None:
-            attributes[FINDINGS] = [*attributes.get(FINDINGS, ()), tally]
-    if event_name.startswith(_READ_PREFIXES) and not error and (
-            category is None or category == "Management") and "invoked_by" not in attributes:
-        tally = _enumeration(ui, family, service, event_name)
         if tally is not None:
             attributes[FINDINGS] = [*attributes.get(FINDINGS, ()), tally]
     # Positional on purpose (see common.EVENT_POSITIONAL_ORDER): ~3 us cheaper per event.

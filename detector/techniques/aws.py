@@ -933,38 +933,6 @@ def instance_network(attributes: dict[str, Any], address: str | None, network: s
                  scope=f"{instance[:32]}/{family}", limit=2)
 
 
-# ---------------------------------------------------------------- enumeration
-
-READ_PREFIXES = ("List", "Describe", "Get")
-# Reads that are an application's data or its own credentials, not a map of the account:
-# counted by their own rules (secrets) or not at all.
-_NOT_ENUMERATION = frozenset({
-    "GetSecretValue", "GetParameter", "GetParameters", "GetParametersByPath",
-    "GetAuthorizationToken", "GetQueueUrl", "GetQueueAttributes", "GetRecords",
-    "GetShardIterator", "GetMetricData", "GetMetricStatistics", "GetLogEvents",
-    "GetQueryResults", "GetItem", "BatchGetItem", "GetObject", "GetFunctionConfiguration",
-})
-_ENUMERATION_LIMIT = 10  # distinct services read within the burst window
-
-
-def enumeration(identity: dict[str, Any], family: str | None, service: str,
-                name: str) -> Tally | None:
-    """One management read (``List*``, ``Describe*``, ``Get*``) toward
-    ``aws.enumeration_burst``: reads of ten distinct services within the burst window by
-    an identity still learning is a credential mapping the account (what a leaked key's
-    first minutes look like). Infrastructure-as-code refreshes, console pages and people
-    signed in through IAM Identity Center read many services by design and are left out;
-    once the identity has learned, its baseline of reads judges this instead."""
-    if family in _DEPLOY_FAMILIES or family == "console" or name in _NOT_ENUMERATION:
-        return None
-    arn = identity.get("arn")
-    if type(arn) is str and ":assumed-role/AWSReservedSSO_" in arn:
-        return None
-    return Tally("aws.enumeration_burst", "medium", PROBING + ("T1526",),
-                 "services read (List, Describe, Get)", (service,),
-                 limit=_ENUMERATION_LIMIT, learning=True)
-
-
 CHECKS: dict[str, Check] = {
     "ModifySnapshotAttribute": snapshot_shared,
     "ModifyImageAttribute": image_shared,

@@ -533,12 +533,9 @@ def test_every_attack_id_is_defined_in_the_catalogue() -> None:
     assert used and used <= defined, used - defined
 
 
-def tallies_of(rec: dict[str, Any], rule: str = "") -> list[tuple[str, tuple[str, ...], bool]]:
-    """(rule, values, calls) of the tallies of ``rec``: of ``rule`` only when given, else of
-    every rule but the enumeration count (which every management read adds)."""
+def tallies_of(rec: dict[str, Any]) -> list[tuple[str, tuple[str, ...], bool]]:
     events = parse(rec)
-    return [(t.rule, t.values, t.calls) for t in as_tallies(events[0].attributes.get(ATTRIBUTE))
-            if t.rule == rule or not rule and t.rule != "aws.enumeration_burst"]
+    return [(t.rule, t.values, t.calls) for t in as_tallies(events[0].attributes.get(ATTRIBUTE))]
 
 
 TALLY_CASES = [
@@ -582,52 +579,3 @@ TALLY_CASES = [
 def test_burst_reads_are_tallied(rec: dict, expected: list) -> None:
     assert tallies_of(rec) == expected
     assert rules_of(rec) == []  # one read alone is no finding
-
-
-ENUMERATION = "aws.enumeration_burst"
-
-
-def test_management_reads_count_toward_enumeration_by_service() -> None:
-    for name, source in (("ListUsers", "iam.amazonaws.com"),
-                         ("DescribeInstances", "ec2.amazonaws.com"),
-                         ("GetBucketPolicy", "s3.amazonaws.com")):
-        service = source.partition(".")[0]
-        assert tallies_of(call(name, None, source), ENUMERATION) == [
-            (ENUMERATION, (service,), False)]
-
-
-@pytest.mark.parametrize("rec", [
-    call("GetSecretValue", {"secretId": "db"}, "secretsmanager.amazonaws.com"),
-    call("GetObject", None, "s3.amazonaws.com", eventCategory="Data"),
-    call("ListUsers", None, "iam.amazonaws.com", userAgent=TERRAFORM),
-    call("ListUsers", None, "iam.amazonaws.com", userAgent="console.amazonaws.com"),
-    call("ListUsers", None, "iam.amazonaws.com", errorCode="AccessDenied"),
-    call("ListUsers", None, "iam.amazonaws.com", userIdentity={
-        "type": "AssumedRole", "accountId": ACCOUNT,
-        "arn": f"arn:aws:sts::{ACCOUNT}:assumed-role/AWSReservedSSO_ReadOnly_1/ann"}),
-    call("PutObject", None, "s3.amazonaws.com"),
-], ids=["secret", "data event", "terraform", "console", "refused", "sso person", "write"])
-def test_reads_that_map_nothing_are_not_enumeration(rec: dict) -> None:
-    assert tallies_of(rec, ENUMERATION) == []
-
-
-def enumeration_alerts(services: int) -> list[str]:
-    """Detectors alerted for one read of each of ``services`` services within a minute by
-    a fresh identity (the engine tests check that a learned one is not counted)."""
-    from detector.engine import Detector
-
-    detector = Detector({}, stats=RunStats())
-    identity = {"type": "IAMUser", "accountId": ACCOUNT, "userName": "bot",
-                "arn": f"arn:aws:iam::{ACCOUNT}:user/leaked", "accessKeyId": "AKIAEXAMPLE1"}
-    out = []
-    for n in range(services):
-        rec = call("DescribeThings", None, f"svc{n}.amazonaws.com", userIdentity=identity,
-                   eventID=f"enum-{n}", eventTime=f"2026-11-20T10:00:{n:02d}Z")
-        for event in parse(rec):
-            out += [d for a in detector.process(event) for d in a.detectors]
-    return out
-
-
-def test_ten_services_read_in_minutes_by_a_learning_identity_alert() -> None:
-    assert enumeration_alerts(9) == []
-    assert enumeration_alerts(10) == [f"technique.{ENUMERATION}"]

@@ -28,7 +28,7 @@ def instance_call(instance: str, address: str, second: int, **extra: Any) -> dic
                     "type": "Role", "arn": f"arn:aws:iam::{ACCOUNT}:role/web-ec2"},
                     "ec2RoleDelivery": "2.0"}}
     return record(second, eventTime=f"2024-03-04T10:{second // 60:02d}:{second % 60:02d}Z",
-                  eventName="UpdateInstanceInformation", eventSource="ssm.amazonaws.com",
+                  eventName="DescribeInstances", eventSource="ec2.amazonaws.com",
                   userIdentity=identity, sourceIPAddress=address, userAgent="aws-cli/2.0",
                   **extra)
 
@@ -60,7 +60,7 @@ def test_calls_that_say_nothing_about_the_network_are_not_tallied() -> None:
         instance_call("i-0abc1234", "10.0.1.5", 0, vpcEndpointId="vpce-1"),
         instance_call("i-0abc1234", "AWS Internal", 1),
         instance_call("i-0abc1234", "ssm.amazonaws.com", 2),
-        record(3, eventName="CreateBucket", sourceIPAddress="3.225.16.109"),  # a user key
+        record(3, sourceIPAddress="3.225.16.109"),  # an IAM user's key: no instance
     )
     assert [e.attributes.get(ATTRIBUTE) for e in events] == [None] * 4
 
