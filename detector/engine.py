@@ -508,17 +508,10 @@ class Detector:
                            ) -> list[tuple[Signal, str]]:
         """(signal, severity) per finding not silenced by suppression or feedback; each
         rule is counted in ``RunStats.findings`` and its ATT&CK ids remembered for the
-        alert (``_emit``). A ``learning`` tally counts only while the identity is still
-        learning: afterwards its own baseline judges the same reads."""
+        alert (``_emit``)."""
         out = []
         findings = as_findings(found)
-        learning = None
         for tally in as_tallies(found):
-            if tally.learning:
-                if learning is None:
-                    learning = state.profile.in_learning(event.ts)
-                if not learning:
-                    continue
             burst = self._count(event, tally)
             if burst is not None:
                 findings.append(burst)

@@ -74,9 +74,7 @@ class Tally:
     values do (an application re-reading its own secret is routine). ``scope`` counts
     apart within the identity (one instance session of a role); ``limit`` replaces
     ``technique_burst_distinct`` for rules where two distinct values are already the
-    evidence (one instance's credentials from two networks). A ``learning`` tally counts
-    only while the identity is in its learning period (enumeration: once learned, the
-    identity's baseline of reads judges it better).
+    evidence (one instance's credentials from two networks).
     """
 
     rule: str
@@ -87,7 +85,6 @@ class Tally:
     calls: bool = False
     scope: str = ""
     limit: int = 0
-    learning: bool = False
 
 
 def as_findings(value: Any) -> list[Finding]:
@@ -137,7 +134,7 @@ def as_tallies(value: Any) -> list[Tally]:
                 limit = limit if type(limit) is int and 2 <= limit <= 1000 else 0
                 out.append(Tally(rule[:128], severity, attack, noun[:128], values,
                                  bool(item.get("calls")), str(item.get("scope") or "")[:128],
-                                 limit, bool(item.get("learning"))))
+                                 limit))
     return out
 
 

@@ -187,26 +187,3 @@ def test_findings_cross_the_repartition_topic() -> None:
     wired = run(Detector({}, stats=RunStats()), [decoded])
     assert [a.to_native() for a in wired] == [a.to_native() for a in direct]
     assert wired[0].detectors == ("technique.aws.ebs_snapshot_shared",)
-
-
-def services_read(detector: Detector, events: list) -> list[str]:
-    """Detectors alerted when each event carries one learning-only enumeration tally."""
-    out = []
-    for n, event in enumerate(events):
-        event.attributes[ATTRIBUTE] = [Tally("aws.enumeration_burst", "medium", ("T1580",),
-                                             "services read", (f"svc{n}",), limit=3,
-                                             learning=True)]
-        out += [d for a in run(detector, [event]) for d in a.detectors]
-    return out
-
-
-def test_learning_tally_counts_while_the_identity_learns() -> None:
-    events = [ev(n, T0 + timedelta(seconds=n), "ec2:DescribeInstances") for n in range(3)]
-    assert services_read(Detector({}, stats=RunStats()), events) == [
-        "technique.aws.enumeration_burst"]
-
-
-def test_learning_tally_is_not_counted_once_the_identity_has_learned() -> None:
-    detector, _ = learned()
-    events = [attack_event(n, "ec2:DescribeInstances") for n in range(3)]
-    assert "technique.aws.enumeration_burst" not in services_read(detector, events)
