@@ -366,3 +366,26 @@ class TestLeadAndNotes:
         data["note_levels"] = {"x": "severe"}
         with pytest.raises(TypeError, match="note level"):
             AlertGroup.from_dict(data)
+
+
+def test_a_refused_deletetrail_then_stoplogging_through_the_engine():
+    """The worker finding: a refused DeleteTrail led the alert, and the logging tampering
+    category of a later StopLogging was shown as if it were the DeleteTrail's."""
+    from tests.detector.test_engine import attack_event, learned, run
+
+    detector, _ = learned()
+    trail = "arn:aws:cloudtrail:us-east-1:111122223333:trail/org"
+    alerts = run(detector, [
+        attack_event(0, "cloudtrail:DeleteTrail", outcome="failure",
+                     error_code="AccessDenied", resource=trail),
+        attack_event(1, "cloudtrail:StopLogging", resource=trail),
+    ])
+    assert [a.revision for a in alerts] == [1, 2]
+    first, last = alerts
+    assert first.title.startswith("workload role/app: first call of cloudtrail:DeleteTrail in ")
+    assert "(refused)" in first.title and "[" not in first.title
+    assert last.context["sensitive_categories"] == ["logging_tampering"]
+    assert last.title.split(" (+")[0].endswith(
+        "history (refused) [other events: logging tampering]")
+    assert last.signals[0]["refused"] is True
+    assert [s.get("category") for s in last.signals[1:]] == ["logging_tampering"] * 4
