@@ -63,7 +63,8 @@ class Alert:
 
     @property
     def top_detector(self) -> str:
-        return self.detectors[0] if self.detectors else ""
+        """The detector the title leads with (see ``leading_detector``)."""
+        return leading_detector(self.signals, self.detectors)
 
     def to_native(self) -> dict[str, Any]:
         """The native JSON form (``detector/schemas/alert.schema.json``)."""
@@ -112,8 +113,40 @@ def make_alert_id(identity: str, group: str, bucket: int, evidence_key: str) -> 
     return hashlib.sha256(raw).hexdigest()[:32]
 
 
-def signal_record(weighted: Any) -> dict[str, Any]:
-    """The alert's view of one weighted signal: observed vs baseline and the sentence."""
+def leading_detector(signals: Any, detectors: Any = ()) -> str:
+    """The alert's leading detector: its strongest signal's (``signals[0]``, what the
+    title leads with), else the most frequent of ``detectors``.
+
+    The most frequent detector is often a plain ``novelty.action`` that fired on every
+    first call of a burst, while the title, the severity and the analyst's first look are
+    about the strongest reading (a technique finding, say); the summary, the evaluation,
+    the report and OCSF all name the same one as the title."""
+    if signals and isinstance(signals[0], dict) and signals[0].get("detector"):
+        return str(signals[0]["detector"])
+    return str(detectors[0]) if detectors else ""
+
+
+def is_rule(detector: str) -> bool:
+    """A policy violation or technique finding: a rule matched the request itself."""
+    return detector.startswith(("policy.", "technique."))
+
+
+def signal_sentence(record: dict[str, Any]) -> str:
+    """The signal's sentence as an alert shows it: a signal read on a refused request says
+    so, since the call was an attempt that changed nothing."""
+    sentence = str(record.get("sentence") or record.get("detector") or "")
+    if record.get("refused") and "refused" not in sentence:
+        sentence += " (refused)"
+    return sentence
+
+
+def signal_record(weighted: Any, event: Event | None = None,
+                  category: str | None = None) -> dict[str, Any]:
+    """The alert's view of one weighted signal: observed vs baseline and the sentence.
+
+    ``refused`` marks a signal read on one refused request (a window count is about many
+    requests, so it never is); ``category`` is the catalogue category of the event it was
+    read on, so that a title pairs a reason only with that event's category."""
     signal = weighted.signal
     record = {
         "detector": signal.detector,
@@ -128,6 +161,10 @@ def signal_record(weighted: Any) -> dict[str, Any]:
         record["peer_prevalence"] = round(float(weighted.peer_prevalence), 4)
     if signal.degraded:
         record["degraded"] = True
+    if event is not None and event.failed and not signal.detector.startswith("volume."):
+        record["refused"] = True
+    if category:
+        record["category"] = category
     return record
 
 
@@ -158,6 +195,7 @@ class AlertGroup:
     values: list[list[str]] = field(default_factory=list)  # every [detector, value] seen
     values_cut: bool = False  # a pair was left out of ``values`` (MAX_VALUES reached)
     sensitive: list[dict[str, Any]] = field(default_factory=list)  # sensitive_action records
+    note_levels: dict[str, str] = field(default_factory=dict)  # severity note -> its level
     cap: str = "info"  # highest severity ceiling of the folded verdicts
     revision: int = 0
     emitted_count: int = 0
@@ -188,7 +226,8 @@ class AlertGroup:
             if detector not in self.detectors:
                 self.detectors.append(detector)
                 material = True
-        self._merge_signals(verdict, max_signals)
+        self._merge_signals(verdict, max_signals, event)
+        self._note_levels(verdict)
         if verdict.sensitivity and verdict.sensitivity.category not in self.categories:
             self.categories.append(verdict.sensitivity.category)
             material = True
@@ -275,21 +314,45 @@ class AlertGroup:
             del values[weakest]
             values.append(value)
 
-    def _merge_signals(self, verdict: Verdict, max_signals: int) -> None:
+    def _note_levels(self, verdict: Verdict) -> None:
+        """Remember, for each note about severity, the highest severity of a verdict that
+        carried it: ``to_alert`` drops it once the alert's severity has moved past that."""
+        for note in verdict.notes:
+            if "severity" not in note:
+                continue
+            known = self.note_levels.get(note)
+            if known is None or SEVERITY_RANK[verdict.severity] > SEVERITY_RANK[known]:
+                self.note_levels[note] = verdict.severity
+
+    def _notes(self) -> list[str]:
+        """``context.notes`` without the severity notes that no longer describe the alert:
+        "severity held at low" came from an event whose verdict was low, and once other
+        events raised the alert to high it would contradict the alert it sits on."""
+        level = SEVERITY_RANK[self.severity]
+        return [note for note in self.context.get("notes") or []
+                if note not in self.note_levels
+                or SEVERITY_RANK.get(self.note_levels[note], -1) >= level]
+
+    def _merge_signals(self, verdict: Verdict, max_signals: int,
+                       event: Event | None = None) -> None:
         """Keep the strongest signals, at most ``PER_DETECTOR`` per detector."""
         index = {(s["detector"], s["value"]): n for n, s in enumerate(self.signals)}
+        category = verdict.sensitivity.category if verdict.sensitivity else None
         changed = False
         for weighted in verdict.signals:
             key = (weighted.signal.detector, str(weighted.signal.value or ""))
             at = index.get(key)
             if at is None:
                 index[key] = len(self.signals)
-                self.signals.append(signal_record(weighted))
+                self.signals.append(signal_record(weighted, event, category))
                 changed = True
             elif weighted.score > self.signals[at]["weighted_score"]:
                 # the same window or value scored higher later on: show the stronger reading
-                self.signals[at] = signal_record(weighted)
+                self.signals[at] = signal_record(weighted, event, category)
                 changed = True
+            elif event is not None and not event.failed:
+                # a successful request showed the same reading: no longer only an attempt
+                self.signals[at].pop("refused", None)
         if not changed:
             return
         self.signals.sort(key=lambda s: (-s["weighted_score"], s["detector"], s["value"]))
@@ -318,6 +381,8 @@ class AlertGroup:
             "sensitive_actions": [dict(record) for record in self.sensitive],
         }
         context = dict(self.context)
+        if "notes" in context:
+            context["notes"] = self._notes()
         context["sensitive_categories"] = list(self.categories)
         return Alert(
             alert_id=self.alert_id,
@@ -396,6 +461,10 @@ class AlertGroup:
                                 f"{record['level']!r:.40}")
         for pair in group.values:
             check_items("alert group value pair", pair, str)
+        check_type("alert group note_levels", group.note_levels, dict)
+        for level in group.note_levels.values():
+            if level not in SEVERITY_RANK:
+                raise TypeError(f"alert group note level is not a severity: {level!r:.40}")
         return group
 
 
@@ -430,12 +499,18 @@ def make_title(identity: str, group: AlertGroup) -> str:
     alert's last event), the sensitive categories and how many other detectors contributed
     (the ``detectors`` field).
 
+    The reason names one event (or window) and the brackets name the category of that
+    event; categories that only other events of the alert had follow "other events:", so
+    a refused ``DeleteTrail`` never reads as the logging tampering a ``StopLogging`` of the
+    same alert was. A reason read on a refused request says "(refused)".
+
     A title over ``TITLE_MAX`` is cut inside the reason, so the identity, the categories and
     the count always show."""
     def line(text: str) -> str:
         return " ".join(text.split())  # one line whatever the values held
 
-    top = line(group.signals[0]["sentence"] if group.signals else group.group)
+    lead = group.signals[0] if group.signals else None
+    top = line(signal_sentence(lead) if lead else group.group)
     # The leading signal's sentence was written while its window was open ("… in the
     # 10-minute window from 03:40 UTC so far"); a later revision still leads with it, and
     # "so far" would read as now. The title names the window without it.
@@ -444,7 +519,7 @@ def make_title(identity: str, group: AlertGroup) -> str:
     head = line(f"{group.identity_kind} {short_identity(identity)}: ")
     tail = ""
     if group.categories:
-        tail += f" [{', '.join(c.replace('_', ' ') for c in group.categories)}]"
+        tail += f" [{_categories(group.categories, lead)}]"
     extra = len(group.detectors) - 1
     if extra > 0:
         tail += f" (+{extra} more detector{'s' if extra > 1 else ''})"
@@ -458,3 +533,18 @@ def make_title(identity: str, group: AlertGroup) -> str:
         else:
             title = title[: TITLE_MAX - 1] + "…"
     return title
+
+
+def _categories(categories: list[str], lead: dict[str, Any] | None) -> str:
+    """The title's bracket: the leading signal's own category first, then the ones only
+    other events of the alert had, after "other events:"."""
+    def words(names: list[str]) -> str:
+        return ", ".join(c.replace("_", " ") for c in names)
+
+    own = [c for c in categories if lead is not None and c == lead.get("category")]
+    others = [c for c in categories if c not in own]
+    if not others:
+        return words(own)
+    if not own:
+        return f"other events: {words(others)}"
+    return f"{words(own)}; other events: {words(others)}"

@@ -42,6 +42,7 @@ from typing import Any
 
 import orjson
 
+from detector.alerts import leading_detector
 from detector.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -257,17 +258,16 @@ class AlertRecord:
 
 
 def _alert_detector(alert: Mapping[str, Any]) -> str:
-    """The alert's leading detector: ``detectors[0]``, else its first signal's."""
+    """The alert's leading detector, as its title leads with it: the strongest signal's
+    (``detector.alerts.leading_detector``), else the most frequent of ``detectors``."""
     name = alert.get("detector")
     if name:
         return str(name)
-    detectors = alert.get("detectors")
-    if detectors:
-        return str(detectors[0])
     signals = alert.get("signals") or alert.get("top_signals") or ()
-    if signals and isinstance(signals[0], Mapping):
-        return str(signals[0].get("detector") or "unknown")
-    return "unknown"
+    if signals and not isinstance(signals[0], Mapping):
+        signals = ()
+    return leading_detector([dict(s) for s in signals[:1]], alert.get("detectors") or ()) \
+        or "unknown"
 
 
 class AlertLog:

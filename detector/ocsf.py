@@ -22,7 +22,7 @@ from functools import lru_cache
 from importlib import metadata
 from typing import Any
 
-from detector.alerts import NO_OWNER, Alert, short_identity
+from detector.alerts import NO_OWNER, Alert, is_rule, short_identity, signal_sentence
 
 logger = logging.getLogger(__name__)
 
@@ -138,16 +138,19 @@ def _metadata(alert: Alert) -> dict[str, Any]:
 
 
 def _finding_info(alert: Alert) -> dict[str, Any]:
-    # policy violations and technique findings are rules, not deviations from a baseline
-    behavioural = not alert.group.startswith(("policy", "technique"))
+    # The analytic is what the title leads with: a policy violation or technique finding
+    # is a rule matched by the request itself, anything else a deviation from a baseline,
+    # whatever group the alert opened in (a technique finding joins an open novelty alert).
+    top = alert.top_detector or alert.group
+    behavioural = not is_rule(top)
     info: dict[str, Any] = {
         "uid": alert.alert_id,
         "title": alert.title,
-        "desc": "; ".join(s["sentence"] for s in alert.signals if s.get("sentence")),
+        "desc": "; ".join(signal_sentence(s) for s in alert.signals if s.get("sentence")),
         "types": list(alert.detectors) + list(alert.context.get("sensitive_categories", [])),
         "analytic": {
-            "uid": alert.top_detector,
-            "name": alert.top_detector,
+            "uid": top,
+            "name": top,
             "category": alert.group,
             "type_id": ANALYTIC_BEHAVIORAL if behavioural else ANALYTIC_RULE,
             "type": "Behavioral" if behavioural else "Rule",

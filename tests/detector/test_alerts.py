@@ -217,6 +217,7 @@ class TestAlertContent:
     def test_a_long_reason_is_cut_but_the_categories_and_count_stay(self):
         group = open_group(make_event(), make_verdict(value="x" * 400))
         group.categories, group.detectors = ["credential_creation"], ["a", "b", "c"]
+        group.signals[0]["category"] = "credential_creation"
         title = make_title(ROLE, group)
         assert len(title) <= 200
         assert title.startswith("workload role/app-worker: ")
@@ -289,3 +290,102 @@ class TestArbitraryInput:
         native = group.to_alert(ROLE, []).to_native()
         assert_valid_alert(native)
         assert "\n" not in native["title"] and len(native["title"]) <= 200
+
+
+class TestLeadAndNotes:
+    """The leading detector, the title's categories, refused calls and stale notes."""
+
+    def test_top_detector_is_the_signal_the_title_leads_with(self):
+        group = open_group(make_event(0), make_verdict(score=0.5, value="s3:ListBuckets"))
+        for n in (1, 2):
+            group.fold(make_event(n), make_verdict(score=0.5, value=f"s3:Get{n}"), 20, 5)
+        technique = Signal("technique.aws.x", 1.0, "o", "b", "admin policy put on role r",
+                           value="r")
+        group.fold(make_event(3), Verdict(1.0, "high", [Weighted(technique, 1.0)], None, []),
+                   20, 5)
+        alert = group.to_alert(ROLE, [])
+        assert alert.detectors[0] == "novelty.action"  # the most frequent
+        assert alert.top_detector == "technique.aws.x"
+        assert alert.title == "workload role/app-worker: admin policy put on role r " \
+                              "(+1 more detector)"
+
+    def test_a_refused_call_is_not_paired_with_another_events_category(self):
+        denied = make_event(0, "cloudtrail:DeleteTrail", outcome="failure",
+                            error_code="AccessDenied")
+        group = open_group(denied, make_verdict(score=0.9, value="cloudtrail:DeleteTrail"))
+        tampering = Sensitivity("logging_tampering", "critical", 1.0, policy=True)
+        group.fold(make_event(1, "cloudtrail:StopLogging"),
+                   make_verdict(score=0.6, sens=tampering, value="cloudtrail:StopLogging"),
+                   20, 5)
+        group.revision = 1
+        alert = group.to_alert(ROLE, [])
+        assert alert.signals[0]["refused"] is True and "refused" not in alert.signals[1]
+        assert alert.signals[1]["category"] == "logging_tampering"
+        assert alert.title == ("workload role/app-worker: first call of cloudtrail:DeleteTrail "
+                               "in 41 days of history (refused) "
+                               "[other events: logging tampering]")
+        assert_valid_alert(alert.to_native())
+
+    def test_the_leading_events_own_category_comes_first(self):
+        creds = Sensitivity("credential_creation", "high", 1.0)
+        discovery = Sensitivity("discovery", "low", 0.2)
+        group = open_group(make_event(0, "iam:ListUsers"),
+                           make_verdict(score=0.4, sens=discovery, value="iam:ListUsers"))
+        group.fold(make_event(1), make_verdict(score=0.9, sens=creds), 20, 5)
+        title = group.to_alert(ROLE, []).title
+        assert title.endswith(" [credential creation; other events: discovery]")
+
+    def test_a_successful_repeat_clears_refused(self):
+        denied = make_event(0, outcome="failure", error_code="AccessDenied")
+        group = open_group(denied, make_verdict(score=0.9))
+        assert group.signals[0]["refused"] is True
+        group.fold(make_event(1), make_verdict(score=0.9), 20, 5)
+        assert "refused" not in group.signals[0]
+        assert "(refused)" not in group.to_alert(ROLE, []).title
+
+    def test_a_severity_note_leaves_once_the_alert_passes_its_level(self):
+        held = "where only the hour was unusual, severity held at low"
+        low = make_verdict(score=0.3, severity="low")
+        low.notes.append(held)
+        group = open_group(make_event(0), low)
+        group.context["notes"] = [held, "technique detection: the request itself"]
+        assert group.to_alert(ROLE, []).context["notes"][0] == held
+        group.fold(make_event(1), make_verdict(score=0.9, severity="high"), 20, 5)
+        notes = group.to_alert(ROLE, []).context["notes"]
+        assert notes == ["technique detection: the request itself"]
+        assert group.context["notes"][0] == held  # the group keeps it; the alert does not
+
+    def test_note_levels_survive_the_state_and_a_bad_level_is_refused(self):
+        low = make_verdict(score=0.3, severity="low")
+        low.notes.append("severity lowered one level: a recent deploy change explains it")
+        group = open_group(make_event(0), low)
+        again = AlertGroup.from_dict(group.to_dict())
+        assert again.note_levels == {
+            "severity lowered one level: a recent deploy change explains it": "low"}
+        data = group.to_dict()
+        data["note_levels"] = {"x": "severe"}
+        with pytest.raises(TypeError, match="note level"):
+            AlertGroup.from_dict(data)
+
+
+def test_a_refused_deletetrail_then_stoplogging_through_the_engine():
+    """The worker finding: a refused DeleteTrail led the alert, and the logging tampering
+    category of a later StopLogging was shown as if it were the DeleteTrail's."""
+    from tests.detector.test_engine import attack_event, learned, run
+
+    detector, _ = learned()
+    trail = "arn:aws:cloudtrail:us-east-1:111122223333:trail/org"
+    alerts = run(detector, [
+        attack_event(0, "cloudtrail:DeleteTrail", outcome="failure",
+                     error_code="AccessDenied", resource=trail),
+        attack_event(1, "cloudtrail:StopLogging", resource=trail),
+    ])
+    assert [a.revision for a in alerts] == [1, 2]
+    first, last = alerts
+    assert first.title.startswith("workload role/app: first call of cloudtrail:DeleteTrail in ")
+    assert "(refused)" in first.title and "[" not in first.title
+    assert last.context["sensitive_categories"] == ["logging_tampering"]
+    assert last.title.split(" (+")[0].endswith(
+        "history (refused) [other events: logging tampering]")
+    assert last.signals[0]["refused"] is True
+    assert [s.get("category") for s in last.signals[1:]] == ["logging_tampering"] * 4

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from detector.engine import Detector
+from detector.ocsf import to_ocsf
 from detector.sources import NullDeadLetters, read_paths
 from detector.stats import RunStats
 from tests.detector.alert_schema import assert_valid_alert
@@ -98,3 +99,41 @@ def test_scenario_alerts_cite_the_scenario_events(scenario_run):
             continue
         cited = {e for a in _scenario_alerts(scenario, alerts) for e in a.evidence["event_ids"]}
         assert cited & labelled, scenario["id"]
+
+
+def _leading_alert(scenario_id, scenarios, alerts):
+    scenario = next(s for s in scenarios if s["id"].startswith(scenario_id))
+    return max(_scenario_alerts(scenario, alerts), key=lambda a: (a.score, a.alert_id))
+
+
+@pytest.mark.parametrize("scenario_id, rule", [
+    ("S04", "technique.aws.detection_disabled"),
+    ("S03", "technique.aws.admin_policy_granted"),
+    ("S05", "technique.aws.secrets_burst"),
+])
+def test_a_technique_led_alert_is_a_rule_in_ocsf(scenario_run, scenario_id, rule):
+    """The title, ``top_detector`` and the OCSF analytic name the same leading signal: a
+    technique finding that joined a novelty alert still makes the analytic a Rule."""
+    alert = _leading_alert(scenario_id, *scenario_run)
+    assert alert.top_detector == rule
+    assert alert.title.split(": ", 1)[1].startswith(alert.signals[0]["sentence"][:30])
+    analytic = to_ocsf(alert)["finding_info"]["analytic"]
+    assert (analytic["uid"], analytic["name"]) == (rule, rule)
+    assert (analytic["type_id"], analytic["type"]) == (1, "Rule")
+
+
+def test_a_baseline_led_alert_is_behavioral_in_ocsf(scenario_run):
+    alert = _leading_alert("S06", *scenario_run)
+    assert not alert.top_detector.startswith(("technique.", "policy."))
+    analytic = to_ocsf(alert)["finding_info"]["analytic"]
+    assert (analytic["uid"], analytic["type"]) == (alert.top_detector, "Behavioral")
+
+
+def test_no_scenario_alert_keeps_a_note_below_its_severity(scenario_run):
+    """A note saying the severity was held at (or raised to) a level stays only while the
+    alert is at that level."""
+    _, alerts = scenario_run
+    for alert in alerts:
+        for note in alert.context.get("notes", []):
+            if "held at " in note or "raised to the category's level" in note:
+                assert alert.severity in note, (alert.alert_id, alert.severity, note)

@@ -224,3 +224,22 @@ def test_from_native__no_window_uses_raised_time_or_refuses():
     assert (rec.start, rec.end, rec.raised_ts) == (T0 + 10, T0 + 10, T0 + 10)
     with pytest.raises(ValueError, match="alert 'b' has no time window"):
         AlertRecord.from_native(bare)
+
+
+def test_an_alerts_detector_is_its_leading_signal_at_the_latest_revision():
+    """The most frequent detector (``detectors[0]``) is not what the alert is about: the
+    record, and so the summary's and report's per-detector counts, take the strongest
+    signal (what the title leads with), as of the latest revision."""
+    log = AlertLog()
+    first = native("a1", ROLE_A, "2024-01-10T10:05:00Z", "2024-01-10T10:06:00Z")
+    later = native("a1", ROLE_A, "2024-01-10T10:05:00Z", "2024-01-10T10:09:00Z",
+                   revision=2, severity="critical")
+    later["detectors"] = ["novelty.action", "technique.aws.detection_disabled"]
+    later["signals"] = [{"detector": "technique.aws.detection_disabled", "score": 1.0},
+                        {"detector": "novelty.action", "score": 0.47}]
+    log.add(first, raised_ts=S1_START + 360)
+    log.add(later, raised_ts=S1_START + 540)
+    assert [r.detector for r in log.records()] == ["technique.aws.detection_disabled"]
+    no_signals = dict(first, signals=[], detectors=["volume.rate"])
+    assert AlertRecord.from_native(no_signals).detector == "volume.rate"
+    assert AlertRecord.from_native(dict(first, signals=[], detectors=[])).detector == "unknown"
