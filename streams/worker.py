@@ -172,10 +172,13 @@ def _run_faust(app: Any, runtime: Any, noise: Any = None) -> int:
     # it is a file or a pipe; the lifecycle log lines say what it would show.
     worker.spinner = None
     code: Any = 0
-    try:
-        worker.execute_from_commandline()
-    except SystemExit as exc:
-        code = exc.code
+    from streams.profiling import profiled
+
+    with profiled():
+        try:
+            worker.execute_from_commandline()
+        except SystemExit as exc:
+            code = exc.code
     runtime.health.set_phase("stopping", ready=False, reason="worker stopped")
     log.info("stopped (exit %s; %s%s)", code or 0, committed_text(app, runtime),
              _buffer_text(noise))
