@@ -1,19 +1,20 @@
 """Where the worker's CPU goes: ``NHI_WORKER_PROFILE=FILE`` samples a worker run.
 
-A thread looks at every thread's Python stack every ``SAMPLE_INTERVAL_S`` and counts each
-distinct stack; when the worker stops (SIGTERM or SIGINT) the counts go to ``FILE`` as
-folded stacks (``thread;outer;...;inner count`` per line, what flame-graph tools read),
+A thread looks at every thread's Python stack every ``SAMPLE_INTERVAL_S`` and adds the
+CPU microseconds the thread used since the previous look to that stack; when the worker
+stops (SIGTERM or SIGINT) the totals go to ``FILE`` as folded stacks
+(``thread;outer;...;inner microseconds`` per line, what flame-graph tools read),
 and ``python -m streams.profiling FILE`` prints the split by part. Sampling rather than
 ``cProfile``: cProfile's cost per Python call inflates the detector core (many small
 calls) two or three times more than the C-heavy parts (orjson, RocksDB, the Kafka
-client), which would distort exactly the split it is meant to show. Sampling at 200 Hz
-costs about 1 % here.
+client), which would distort exactly the split it is meant to show; a look every 5 ms
+costs a few per cent of one core.
 
-A sample is CPU time unless its innermost frame waits (``select``, a lock, a queue): the
-event loop idle in ``epoll`` is not work. The split names, for each sample, the innermost
-frame that belongs to a known part (``PARTS``), so a table write made by the worker counts
-as the table, and the JSON work of ``streams.codecs`` (orjson is C, without frames of its
-own) as the codecs.
+Weighing by CPU time leaves out threads that wait (for the GIL, a lock, the network). CPU
+of a thread found waiting (``select``, a lock, a queue) cannot be placed and is shown
+apart. The split names, for each sample, the innermost frame that belongs to a known part
+(``PARTS``), so a table write made by the worker counts as the table, and the JSON work of
+``streams.codecs`` (orjson is C, without frames of its own) as the codecs.
 
 This is a diagnostic for benchmarks and tuning, not a setting: it is read from the
 environment only and is off when unset.
@@ -23,13 +24,16 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 ENV = "NHI_WORKER_PROFILE"
+_NUMBERED = re.compile(r"Thread-[0-9]+")
 SAMPLE_INTERVAL_S = 0.005
 
 # (part, path fragments): the first part one of whose fragments is in a frame's file name
@@ -70,10 +74,21 @@ class Sampler:
 
     def _run(self) -> None:
         me = threading.get_ident()
+        last: dict[int, float] = {}
         while not self._stop.wait(self.interval):
             names = {thread.ident: thread.name for thread in threading.enumerate()}
             for ident, frame in sys._current_frames().items():
                 if ident == me:
+                    continue
+                # Weigh the stack by the CPU the thread used since the last look: a thread
+                # waiting for the GIL or for I/O shows a stack but uses no CPU.
+                try:
+                    used = time.clock_gettime(time.pthread_getcpuclockid(ident))
+                except (OSError, OverflowError):
+                    continue  # the thread ended
+                spent = used - last.get(ident, used)
+                last[ident] = used
+                if spent <= 0:
                     continue
                 parts = []
                 while frame is not None:
@@ -81,7 +96,7 @@ class Sampler:
                     parts.append(f"{code.co_filename}:{code.co_name}")
                     frame = frame.f_back
                 parts.append(names.get(ident, "thread"))
-                self.stacks[";".join(reversed(parts))] += 1
+                self.stacks[";".join(reversed(parts))] += round(spent * 1e6)
 
     def dump(self, target: str) -> None:
         lines = [f"{stack} {count}" for stack, count in self.stacks.most_common()]
@@ -125,23 +140,26 @@ def split(lines: list[str]) -> dict[str, Counter[str]]:
     for line in lines:
         stack, _, count = line.rpartition(" ")
         thread, *frames = stack.split(";")
+        # threads started per request (the health endpoint) count as one
+        thread = _NUMBERED.sub("Thread-N", thread)
         result.setdefault(thread, Counter())[part_of(frames)] += int(count)
     return result
 
 
 def report(path: str) -> str:
-    """The split of a dumped profile as text: per thread, the busy samples per part."""
+    """The split of a dumped profile as text: per thread, the CPU per part. CPU used by a
+    thread found waiting when looked at cannot be placed: it shows as unplaced."""
     threads = split(Path(path).read_text(encoding="utf-8").splitlines())
-    busy_all = sum(n for parts in threads.values() for p, n in parts.items() if p != "idle")
-    out = [f"{path}: {busy_all} busy samples of {SAMPLE_INTERVAL_S * 1000:g} ms"]
+    busy_all = sum(n for parts in threads.values() for n in parts.values())
+    out = [f"{path}: {busy_all / 1e6:.2f} CPU seconds sampled"]
     for thread, parts in sorted(threads.items(), key=lambda t: -sum(t[1].values())):
-        busy = sum(n for p, n in parts.items() if p != "idle")
-        if not busy:
+        busy = sum(parts.values())
+        if busy < busy_all / 1000:
             continue
-        out.append(f"  thread {thread}: {busy} busy ({100 * busy / busy_all:.0f} % of all)")
+        out.append(f"  thread {thread}: {busy / 1e6:.2f} s ({100 * busy / busy_all:.0f} %)")
         for part, count in parts.most_common():
-            if part != "idle":
-                out.append(f"    {100 * count / busy_all:5.1f} %  {part}")
+            name = "unplaced (waiting when looked at)" if part == "idle" else part
+            out.append(f"    {100 * count / busy_all:5.1f} %  {name}")
     return "\n".join(out)
 
 
