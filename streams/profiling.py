@@ -1,8 +1,9 @@
 """Where the worker's CPU goes: ``NHI_WORKER_PROFILE=FILE`` samples a worker run.
 
 A thread looks at every thread's Python stack every ``SAMPLE_INTERVAL_S`` and adds the
-CPU microseconds the thread used since the previous look to that stack; when the worker
-stops (SIGTERM or SIGINT) the totals go to ``FILE`` as folded stacks
+CPU microseconds the thread used since the previous look to that stack, from the moment
+the worker is ready to its stop signal (start-up, table recovery and shutdown stay out);
+when the worker has stopped the totals go to ``FILE`` as folded stacks
 (``thread;outer;...;inner microseconds`` per line, what flame-graph tools read),
 and ``python -m streams.profiling FILE`` prints the split by part. Sampling rather than
 ``cProfile``: cProfile's cost per Python call inflates the detector core (many small
@@ -61,6 +62,10 @@ class Sampler:
     def __init__(self, interval: float = SAMPLE_INTERVAL_S) -> None:
         self.interval = interval
         self.stacks: Counter[str] = Counter()
+        # cleared while the CPU is not to be counted (the worker: until it is ready, and
+        # from the stop signal on, so start-up and shutdown stay out of the split)
+        self.counting = threading.Event()
+        self.counting.set()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="profiler", daemon=True)
 
@@ -88,7 +93,7 @@ class Sampler:
                     continue  # the thread ended
                 spent = used - last.get(ident, used)
                 last[ident] = used
-                if spent <= 0:
+                if spent <= 0 or not self.counting.is_set():
                     continue
                 parts = []
                 while frame is not None:
@@ -104,16 +109,16 @@ class Sampler:
 
 
 @contextlib.contextmanager
-def profiled(target: str | None = None) -> Iterator[None]:
+def profiled(target: str | None = None) -> Iterator[Sampler | None]:
     """Sample every thread while the body runs when ``NHI_WORKER_PROFILE`` (or
-    ``target``) names a file; do nothing otherwise."""
+    ``target``) names a file, and give the sampler to the body; give None otherwise."""
     target = target or os.environ.get(ENV, "")
     if not target:
-        yield
+        yield None
         return
     sampler = Sampler().start()
     try:
-        yield
+        yield sampler
     finally:
         sampler.stop()
         sampler.dump(target)
