@@ -1,4 +1,4 @@
-"""The Faust application: topics, the state table, two agents and the health timer.
+"""The Faust application: topics, the state table, two agents and their timers.
 
 ::
 

@@ -6,7 +6,10 @@
 2. ``Pipeline.apply`` (repartition topic): one message -> for each identity in it, load its
    state blob from the table into the ``Detector`` (unless already loaded), process its
    events, hand back the new blob -> alerts, table writes, inventory, accounting, dead
-   letters.
+   letters. With ``write=False`` the changed identities stay pending, and
+   ``pending_writes`` serialises each once for many messages; ``held_from`` names the
+   first message of each partition whose events are not in the table yet, past which no
+   offset may be committed.
 
 Kubernetes audit stages of one request (edge case B06) may arrive in different raw
 messages: each raw partition has its own long-lived ``Parser``, whose stage merger holds
