@@ -7,11 +7,18 @@ Run ``python3 benchmarks/bench_worker.py`` (it starts Apache Kafka from its jars
 2. a no-op Faust agent reading the same topic (Faust's per-message cost);
 3. one worker end to end (raw -> parse -> repartition -> detect -> outputs) fed
    single-record messages, then fed batched messages (``--batch`` records each);
-4. one worker and then two workers on a 4-partition raw topic with batched messages.
+4. one worker and then two workers on a 4-partition raw topic with batched messages;
+5. the detector core alone, and the worker's pipeline (split + apply) without Kafka, whose
+   difference is what the worker's own code costs per event.
 
-Throughput is counted from the first to the last event processed (startup and group join
-excluded): the worker's ``nhi_batch_size_events_sum`` metric for the worker, message
-counts for the baselines. Targets from issue 6: batched >= 10,000 events/s per worker;
+``--only single,batched`` runs some parts; ``--profile DIR`` makes every worker sample its
+threads (``NHI_WORKER_PROFILE``, see ``streams/profiling.py``) and write the samples to DIR
+when it stops; ``python -m streams.profiling DIR/*.prof`` prints the split by part.
+
+Throughput is counted for the workers from the end of a warm-up (one message per raw
+partition, processed after startup and group join) to the last event processed, by the
+worker's ``nhi_batch_size_events_sum`` metric; for the baselines from the first to the
+last message. Targets from issue 6: batched >= 10,000 events/s per worker;
 single-record >= 80 % of the no-op agent; two workers >= 1.7x one.
 
 Wall-clock rates on a shared machine vary by a factor of several between runs, so each
@@ -45,6 +52,8 @@ sys.path.insert(0, str(REPO / "tools" / "kafka"))
 
 T0 = 1_717_200_000.0
 ACCOUNT = "777788889999"
+# --profile DIR: each worker writes a cProfile of its main thread and its threads' CPU there
+PROFILE_DIR: Path | None = None
 ACTIONS = ("s3:GetObject", "s3:PutObject", "sts:GetCallerIdentity", "sqs:ReceiveMessage",
            "dynamodb:GetItem", "kms:Decrypt", "ec2:DescribeInstances", "logs:PutLogEvents")
 
@@ -206,9 +215,13 @@ def start_worker(bootstrap: str, app_id: str, raw: str, partitions: int, workdir
            "--inventory-topic", f"{app_id}.inventory", "--dead-letter-topic", f"{app_id}.dlq",
            "--state-dir", str(workdir / "state"), "--worker-id", name, "--web-port", str(port),
            "--session-timeout", "10"]
+    env = dict(os.environ)
+    if PROFILE_DIR is not None:
+        # streams.profiling: the worker writes its profile when SIGTERM stops it
+        env["NHI_WORKER_PROFILE"] = str(PROFILE_DIR / f"{app_id}-{name}.prof")
     log = open(workdir / f"{app_id}-{name}.log", "wb")  # noqa: SIM115 - child owns it
     process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
-                               stdin=subprocess.DEVNULL)
+                               stdin=subprocess.DEVNULL, env=env)
     log.close()
     return process, port
 
@@ -253,17 +266,32 @@ def wait_stable(procs: list[tuple[subprocess.Popen, int]], workdir: Path,
 def measure_workers(bootstrap: str, app_id: str, payloads: list[bytes], partitions: int,
                     total: int, workers: int, workdir: Path,
                     timeout: float = 900.0) -> tuple[float, float]:
-    """(events/s, events per worker CPU second) from the first to the last event detected,
-    over ``workers`` processes that were started and settled on an empty raw topic before
-    ``payloads`` are produced."""
+    """(events/s, events per worker CPU second) over ``workers`` processes that were
+    started and settled on an empty raw topic, then warmed up with one message per raw
+    partition (the models' lazy imports, the first table reads): both clocks start when
+    the warm-up is processed, before the other ``payloads`` are produced, and stop at the
+    last event processed. Starting them at the first event processed instead, as before,
+    left out whatever the worker read before it: with a backlog of single-record messages
+    the first ingest window (up to 5,000 messages parsed and sent to repartition) is done
+    before any event is processed, so the single-record figures varied twofold."""
     raw = f"{app_id}.raw"
     create_topic(bootstrap, raw, partitions)
     procs = [start_worker(bootstrap, app_id, raw, partitions, workdir, f"w{i}")
              for i in range(workers)]
+    warm, rest = payloads[:partitions], payloads[partitions:]
+    warm_events = sum(payload.count(b"\n") + 1 for payload in warm)
     try:
         wait_stable(procs, workdir)
-        asyncio.run(produce_async(bootstrap, raw, payloads, partitions))
-        return _rate(procs, total, workdir, timeout)
+        asyncio.run(produce_async(bootstrap, raw, warm, partitions))
+        _wait_processed(procs, warm_events, workdir, timeout)
+        done0 = sum(processed(port) for _, port in procs)
+        cpu0 = sum(cpu_seconds(process.pid) for process, _ in procs)
+        started = time.perf_counter()
+        asyncio.run(produce_async(bootstrap, raw, rest, partitions))
+        done = _wait_processed(procs, total, workdir, timeout)
+        seconds = time.perf_counter() - started
+        cpu = sum(cpu_seconds(process.pid) for process, _ in procs) - cpu0
+        return (done - done0) / seconds, (done - done0) / max(cpu, 1e-9)
     finally:
         for process, _ in procs:
             process.send_signal(signal.SIGTERM)
@@ -274,33 +302,27 @@ def measure_workers(bootstrap: str, app_id: str, payloads: list[bytes], partitio
                 process.kill()
 
 
+def _wait_processed(procs: list[tuple[subprocess.Popen, int]], count: float, workdir: Path,
+                    timeout: float) -> float:
+    """Until the workers have processed ``count`` events; returns how many they have."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done = sum(processed(port) for _, port in procs)
+        if done >= count:
+            return done
+        for process, _ in procs:
+            if process.poll() is not None:
+                raise RuntimeError(f"worker exited with {process.returncode}; see {workdir}")
+        time.sleep(0.1)
+    raise RuntimeError(f"workers did not process {count:.0f} events in {timeout:.0f}s; "
+                       f"see {workdir}")
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process, all threads (Linux /proc)."""
     with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
         fields = handle.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _rate(procs: list[tuple[subprocess.Popen, int]], total: int, workdir: Path,
-          timeout: float) -> tuple[float, float]:
-    started = first = cpu_first = None
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        done = sum(processed(port) for _, port in procs)
-        now = time.perf_counter()
-        if started is None and done > 0:
-            # CPU is read from here on too: the first event's one-off costs (lazy imports
-            # of the models) stay out of both figures
-            started, first = now, done
-            cpu_first = sum(cpu_seconds(process.pid) for process, _ in procs)
-        if done >= total:
-            cpu = sum(cpu_seconds(process.pid) for process, _ in procs) - cpu_first
-            return (done - first) / (now - started), (done - first) / max(cpu, 1e-9)
-        for process, _ in procs:
-            if process.poll() is not None:
-                raise RuntimeError(f"worker exited with {process.returncode}; see {workdir}")
-        time.sleep(0.1)
-    raise RuntimeError(f"workers did not finish in {timeout:.0f}s; see {workdir}")
 
 
 # ---------------------------------------------------------------------------- main
@@ -313,9 +335,28 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=500, help="records per batched message")
     parser.add_argument("--identities", type=int, default=200)
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="runs of the pipeline part (the best of each is printed)")
+    parser.add_argument("--only", default=",".join(PARTS),
+                        help=f"comma-separated parts to run, of {','.join(PARTS)}")
+    parser.add_argument("--profile", type=Path, default=None, metavar="DIR",
+                        help="profile every worker into DIR (streams.profiling); profiled "
+                             "rates are slower and only good for the split of the cost")
     args = parser.parse_args()
+    args.only = {part.strip() for part in args.only.split(",") if part.strip()}
+    unknown = args.only - set(PARTS)
+    if unknown:
+        parser.error(f"--only: unknown parts {sorted(unknown)}; known: {', '.join(PARTS)}")
+    if args.profile is not None:
+        global PROFILE_DIR  # noqa: PLW0603 - read by start_worker, set once here
+        args.profile.mkdir(parents=True, exist_ok=True)
+        PROFILE_DIR = args.profile.resolve()
     workdir = Path(tempfile.mkdtemp(prefix="bench-worker-"))
     broker = None
+    if args.only <= {"core", "pipeline"}:  # no Kafka needed
+        run(args, "", workdir)
+        shutil.rmtree(workdir, ignore_errors=True)
+        return 0
     if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
         from broker import start_broker
 
@@ -334,6 +375,9 @@ def main() -> int:
     return 0
 
 
+PARTS = ("baselines", "single", "batched", "two", "core", "pipeline")
+
+
 def run(args: argparse.Namespace, bootstrap: str, workdir: Path) -> None:
     tag = str(int(time.time()))
     records = make_records(args.events, args.identities)
@@ -342,36 +386,122 @@ def run(args: argparse.Namespace, bootstrap: str, workdir: Path) -> None:
     print(f"records: {len(records):,} of {avg:,.0f} bytes on average, "
           f"{args.identities} identities", flush=True)
 
-    topic = f"bench-single-{tag}"
-    seconds = produce(bootstrap, topic, single)
-    print(f"produce      aiokafka, single-record: {len(single) / seconds:10,.0f} messages/s")
-    bare = asyncio.run(bare_consumer(bootstrap, topic, len(single)))
-    print(f"baseline     bare aiokafka consumer : {bare:10,.0f} messages/s")
-    noop, noop_cpu = noop_faust_agent(bootstrap, topic, len(single), workdir)
-    print(f"baseline     no-op Faust agent      : {noop:10,.0f} messages/s "
-          f"({noop_cpu:,.0f} per CPU second)", flush=True)
+    noop = noop_cpu = None
+    if "baselines" in args.only:
+        topic = f"bench-single-{tag}"
+        seconds = produce(bootstrap, topic, single)
+        print(f"produce      aiokafka, single-record: {len(single) / seconds:10,.0f} "
+              f"messages/s")
+        bare = asyncio.run(bare_consumer(bootstrap, topic, len(single)))
+        print(f"baseline     bare aiokafka consumer : {bare:10,.0f} messages/s")
+        noop, noop_cpu = noop_faust_agent(bootstrap, topic, len(single), workdir)
+        print(f"baseline     no-op Faust agent      : {noop:10,.0f} messages/s "
+              f"({noop_cpu:,.0f} per CPU second)", flush=True)
 
-    one_single, single_cpu = measure_workers(bootstrap, f"bench-ws-{tag}", single, 1,
-                                             len(single), 1, workdir)
-    print(f"worker x1    single-record messages : {one_single:10,.0f} events/s "
-          f"({100 * one_single / noop:.0f} % of the no-op agent; target >= 80 %); "
-          f"{single_cpu:,.0f} per CPU second ({100 * single_cpu / noop_cpu:.0f} %)",
-          flush=True)
+    if "single" in args.only:
+        one_single, single_cpu = measure_workers(bootstrap, f"bench-ws-{tag}", single, 1,
+                                                 len(single), 1, workdir)
+        share = (f" ({100 * one_single / noop:.0f} % of the no-op agent; target >= 80 %)"
+                 if noop else "")
+        share_cpu = f" ({100 * single_cpu / noop_cpu:.0f} %)" if noop_cpu else ""
+        print(f"worker x1    single-record messages : {one_single:10,.0f} events/s{share}; "
+              f"{single_cpu:,.0f} per CPU second{share_cpu}", flush=True)
 
     batches = batched(records, args.batch)
-    one, one_cpu = measure_workers(bootstrap, f"bench-wb1-{tag}", batches, 4, len(records), 1,
-                                   workdir)
-    print(f"worker x1    batched ({args.batch}/message)  : {one:10,.0f} events/s "
-          f"(target >= 10,000); {one_cpu:,.0f} per CPU second", flush=True)
-    two, two_cpu = measure_workers(bootstrap, f"bench-wb2-{tag}", batches, 4, len(records), 2,
-                                   workdir)
-    print(f"worker x2    batched, 4 partitions  : {two:10,.0f} events/s "
-          f"({two / one:.2f}x one worker; target >= 1.7x); {two_cpu:,.0f} per CPU second "
-          f"of both", flush=True)
-    core, core_cpu = detector_core_rate(records[: min(len(records), 20000)])
-    print(f"reference    detector core alone    : {core:10,.0f} events/s "
-          f"(parse + Detector.process in one process, no Kafka); {core_cpu:,.0f} per CPU "
-          f"second", flush=True)
+    one = None
+    if "batched" in args.only:
+        one, one_cpu = measure_workers(bootstrap, f"bench-wb1-{tag}", batches, 4,
+                                       len(records), 1, workdir)
+        print(f"worker x1    batched ({args.batch}/message)  : {one:10,.0f} events/s "
+              f"(target >= 10,000); {one_cpu:,.0f} per CPU second", flush=True)
+    if "two" in args.only:
+        two, two_cpu = measure_workers(bootstrap, f"bench-wb2-{tag}", batches, 4,
+                                       len(records), 2, workdir)
+        ratio = f" ({two / one:.2f}x one worker; target >= 1.7x)" if one else ""
+        print(f"worker x2    batched, 4 partitions  : {two:10,.0f} events/s{ratio}; "
+              f"{two_cpu:,.0f} per CPU second of both", flush=True)
+    if "core" in args.only:
+        core, core_cpu = detector_core_rate(records[: min(len(records), 20000)])
+        print(f"reference    detector core alone    : {core:10,.0f} events/s "
+              f"(parse + Detector.process in one process, no Kafka); {core_cpu:,.0f} per "
+              f"CPU second", flush=True)
+    if "pipeline" in args.only:
+        sample = records[: min(len(records), 20000)]
+        for size, label in ((args.batch, f"batched ({args.batch}/message)"),
+                            (1, "single-record        ")):
+            # the core is measured on batched messages each time: one record per
+            # parse_payload call would add the parser's set-up, which the worker keeps
+            # best of --repeat, the three interleaved: CPU rates on a shared machine still
+            # move by a tenth from one run to the next
+            runs = [pipeline_rates(sample, size, core_batch=args.batch)
+                    for _ in range(args.repeat)]
+            core_cpu, each_cpu, held_cpu = (max(run[i] for run in runs) for i in range(3))
+            print(f"reference    worker pipeline, {label}: {held_cpu:10,.0f} events per CPU "
+                  f"second (split + apply on a dict table, no Kafka; writes per message "
+                  f"{each_cpu:,.0f}; the core alone {core_cpu:,.0f}, so the pipeline adds "
+                  f"{1e6 / held_cpu - 1e6 / core_cpu:.1f} us per event, "
+                  f"{1e6 / each_cpu - 1e6 / core_cpu:.1f} with writes per message)",
+                  flush=True)
+
+
+def pipeline_rates(records: list[bytes], per_message: int, core_batch: int = 500,
+                   window: int = 5000) -> tuple[float, float, float]:
+    """Events per CPU second over the same records in one process of: the core, parse
+    (``core_batch`` records per call) + ``Detector.process``; the pipeline writing each
+    changed identity after every repartition message; the pipeline writing it once per
+    window (the detect agent writes once a second). The pipeline is the worker's two steps
+    without Kafka and Faust: ``Pipeline.split_many`` over ingest windows of ``window`` raw
+    messages (``--ingest-max-messages``: what a window holds when the worker works through
+    a backlog, as in the Kafka runs), ``Pipeline.apply`` of every repartition message
+    against a dict standing in for the table, the inventory flushed every ten windows.
+    The difference from the core is what the worker's own code costs per event."""
+    from detector.engine import Detector
+    from detector.sources import ListDeadLetters, parse_payload
+    from detector.stats import RunStats
+
+    stats = RunStats()
+    detector = Detector({}, stats=stats)
+    started = time.process_time()
+    count = 0
+    for payload in batched(records, core_batch):
+        for event in parse_payload(payload, origin="b", stats=stats,
+                                   dead_letters=ListDeadLetters()):
+            detector.process(event)
+            count += 1
+    core = count / (time.process_time() - started)
+    messages = batched(records, per_message)
+    return (core, _pipeline_rate(messages, window, hold=False),
+            _pipeline_rate(messages, window, hold=True))
+
+
+def _pipeline_rate(messages: list[bytes], window: int, hold: bool) -> float:
+    from detector.engine import Detector
+    from detector.stats import RunStats
+    from streams.pipeline import Pipeline
+
+    stats = RunStats()
+    pipeline = Pipeline(Detector({}, stats=stats), stats, partitions=4,
+                        topic_sources={"raw": None})
+    table: dict[str, bytes] = {}
+    offsets = [0] * 4
+    started = time.process_time()
+    count = 0
+    for number, first in enumerate(range(0, len(messages), window)):
+        raw = [(data, "raw", 0, first + i)
+               for i, data in enumerate(messages[first:first + window])]
+        for record in pipeline.split_many(raw).records:
+            out = pipeline.apply(record.value, topic="repartition", partition=record.partition,
+                                 offset=offsets[record.partition], get_state=table.get,
+                                 write=not hold)
+            offsets[record.partition] += 1
+            table.update(out.writes)
+            count += out.events
+        for partition in range(4):
+            table.update(pipeline.pending_writes(partition))
+        if number % 10 == 9:
+            pipeline.flush_inventory()
+    pipeline.flush_inventory()
+    return count / (time.process_time() - started)
 
 
 def detector_core_rate(records: list[bytes]) -> tuple[float, float]:

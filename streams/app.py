@@ -1,4 +1,4 @@
-"""The Faust application: topics, the state table, two agents and the health timer.
+"""The Faust application: topics, the state table, two agents and their timers.
 
 ::
 
@@ -22,11 +22,13 @@ import logging
 import os
 import ssl
 import sys
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 import faust
+from faust import streams as faust_streams
 
 from streams.pipeline import Output, Pipeline, Record
 from streams.settings import WorkerSettings
@@ -40,6 +42,12 @@ HEALTH_INTERVAL_S = 2.0
 # take the worker's LeaveGroup request; then it exits anyway, and the group notices the
 # member is gone only after the session timeout, as before.
 LEAVE_GROUP_TIMEOUT_S = 5.0
+# The detect agent takes the repartition messages that have arrived together, at most
+# this many (about 1,000 events each), at least this often; it writes the identities
+# they changed to the table once per interval (see _declare_agents).
+DETECT_MAX_MESSAGES = 20
+DETECT_WAIT_S = 0.05
+DETECT_WRITE_INTERVAL_S = 1.0
 
 
 @dataclass
@@ -256,6 +264,18 @@ async def deliver(runtime: Runtime, out: Output, set_state: Any) -> None:
     await send_all(runtime, rest)
 
 
+def make_current(event: Any) -> None:
+    """Make ``event`` Faust's current event in this task.
+
+    A table reads and writes the store and changelog partition of the current event, which
+    Faust sets only in the task that iterates the stream; under ``take_events`` that is a
+    background task, and the agent's own task sees none (or a stale one). Faust keeps it
+    in a context variable with no public setter, hence the module attribute; the stream's
+    ``current_event`` attribute is left alone, since take_events reads it to buffer the
+    next event."""
+    faust_streams._current_event.set(weakref.ref(event))
+
+
 def _declare_agents(app: faust.App, runtime: Runtime, topics: Mapping[str, Any],
                     table: Any) -> None:
     pipeline = runtime.pipeline
@@ -296,19 +316,66 @@ def _declare_agents(app: faust.App, runtime: Runtime, topics: Mapping[str, Any],
             except Exception as err:  # noqa: BLE001 - acking now could lose held stages
                 runtime.fatal(f"cannot tell which raw offsets hold Kubernetes stages: {err!r}")
 
+    # The events of each repartition message are applied to the identities in memory at
+    # once (their alerts sent and acknowledged), but their table writes wait: every
+    # DETECT_WRITE_INTERVAL_S the identities that changed are serialised and written once,
+    # however many messages changed them. Until then the partition's offsets are held
+    # from the first message not yet in the table (runtime.holds, as for Kubernetes
+    # stages), so a crash or a rebalance reads those messages again and nothing is lost.
+    # The lock keeps a write from running while a message's alerts wait for the broker.
+    repartition_topic = runtime.settings.repartition_topic
+    last_event: dict[int, Any] = {}
+    writing = asyncio.Lock()
+
+    def update_hold(partition: int) -> None:
+        held = pipeline.held_from.get(partition)
+        if held is None:
+            runtime.holds.pop((repartition_topic, partition), None)
+        else:
+            runtime.holds[(repartition_topic, partition)] = held
+
     @app.agent(topics["repartition"], name="detect")
     async def detect(stream: Any) -> None:
-        async for event in stream.events():
-            msg = event.message
-            where = {"topic": msg.topic, "partition": msg.partition, "offset": msg.offset}
-            started = asyncio.get_running_loop().time()
-            try:
-                out = pipeline.apply(event.value, get_state=get_state, **where)
-            except Exception as err:  # noqa: BLE001 - poison message: dead-letter it (B15)
-                out = pipeline.apply_failed(event.value, err, **where)
-            runtime.metrics.observe_batch(asyncio.get_running_loop().time() - started,
-                                          out.events)
-            await deliver(runtime, out, set_state)
+        # The messages already waiting (at most DETECT_MAX_MESSAGES) are taken together;
+        # take_events acks them only after the body ran, when their holds are set.
+        loop = asyncio.get_running_loop()
+        async for events in stream.take_events(DETECT_MAX_MESSAGES, DETECT_WAIT_S):
+            async with writing:
+                for event in events:
+                    make_current(event)
+                    msg = event.message
+                    where = {"topic": msg.topic, "partition": msg.partition,
+                             "offset": msg.offset}
+                    started = loop.time()
+                    try:
+                        out = pipeline.apply(event.value, get_state=get_state, write=False,
+                                             **where)
+                    except Exception as err:  # noqa: BLE001 - poison message (B15)
+                        out = pipeline.apply_failed(event.value, err, **where)
+                        pipeline.hold_pending(msg.partition, msg.offset)
+                    runtime.metrics.observe_batch(loop.time() - started, out.events)
+                    last_event[msg.partition] = event
+                    update_hold(msg.partition)
+                    await deliver(runtime, out, set_state)
+
+    @app.timer(DETECT_WRITE_INTERVAL_S)
+    async def write_states() -> None:
+        if app.rebalancing:
+            return  # the revocation drops what is pending; the next owner reads it again
+        async with writing:
+            for partition in list(pipeline.held_from):
+                event = last_event.get(partition)
+                if event is None:
+                    continue
+                make_current(event)  # the table writes to the current event's partition
+                try:
+                    writes = pipeline.pending_writes(partition)
+                except Exception as err:  # noqa: BLE001 - the hold stays: read again later
+                    log.error("cannot serialise the state of partition %d: %r", partition, err)
+                    continue
+                for identity, value in writes:
+                    set_state(identity, value)
+                update_hold(partition)
 
     @app.on_before_shutdown.connect
     async def last_inventory(sender: Any, **_: Any) -> None:

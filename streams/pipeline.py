@@ -6,7 +6,10 @@
 2. ``Pipeline.apply`` (repartition topic): one message -> for each identity in it, load its
    state blob from the table into the ``Detector`` (unless already loaded), process its
    events, hand back the new blob -> alerts, table writes, inventory, accounting, dead
-   letters.
+   letters. With ``write=False`` the changed identities stay pending, and
+   ``pending_writes`` serialises each once for many messages; ``held_from`` names the
+   first message of each partition whose events are not in the table yet, past which no
+   offset may be committed.
 
 Kubernetes audit stages of one request (edge case B06) may arrive in different raw
 messages: each raw partition has its own long-lived ``Parser``, whose stage merger holds
@@ -145,8 +148,18 @@ class Pipeline:
         self._parse = parse
         self.dead_letters = CollectingDeadLetters()
         self.loaded: set[str] = set()
+        # per loaded identity, the last raw position applied to its in-memory state per raw
+        # partition: what its table value holds once its pending write is made, so the
+        # table is read only when an identity is loaded, not for every message
+        self.marks: dict[str, dict[str, int]] = {}
         self.inventory_due: set[str] = set()
-        self.dirty: dict[int, set[str]] = defaultdict(set)
+        # repartition partition -> identities whose in-memory state is newer than their
+        # table value (in the order they changed); ``pending_writes`` serialises them
+        self.dirty: dict[int, dict[str, None]] = defaultdict(dict)
+        # repartition partition -> offset of its earliest message whose events are applied
+        # in memory but not yet in the table (``apply(write=False)``): no offset at or past
+        # it may be committed until ``pending_writes`` has written them
+        self.held_from: dict[int, int] = {}
         # Worker-only counters, kept out of RunStats so its per-source accounting stays
         # exact: parse failures are already counted there by the sources.
         self.failed: dict[str, int] = defaultdict(int)  # reason -> records dead-lettered
@@ -225,12 +238,14 @@ class Pipeline:
     # ------------------------------------------------------------------ step 2: apply
 
     def apply(self, data: bytes, *, topic: str, partition: int, offset: int,
-              get_state: StateGet) -> Output:
+              get_state: StateGet, write: bool = True) -> Output:
         """Process one repartition message against table-backed identity state.
 
         The table writes come back in ``out.writes`` instead of being made here: the agent
         makes them only after the alerts in ``out`` are acknowledged, so a crash can
         repeat an alert (same id) but never record state for an alert that was lost.
+        With ``write=False`` the changed identities stay pending instead, so that several
+        messages of one partition cost one write per identity (``pending_writes``).
         """
         tag, body = codecs.decode_repartition(data)
         if tag == codecs.SEED_TAG:
@@ -240,7 +255,7 @@ class Pipeline:
         reader = codecs.EventReader(body.get("fields"))
         accounted: list[str] = []
         for identity, entries in body["batches"].items():
-            applied, blob = codecs.unpack_state(get_state(identity))
+            applied = self._marks_of(identity, get_state)
             marks = dict(applied)
             fresh = []
             for si, pos, item in entries:
@@ -252,7 +267,6 @@ class Pipeline:
                     continue
                 fresh.append(item)
                 marks[src] = max(marks.get(src, -1), pos)
-            self._ensure_loaded(identity, blob)
             if not fresh:
                 # outputs sent after this state was saved may have died with the last
                 # worker: announce the identity's inventory again
@@ -260,9 +274,12 @@ class Pipeline:
                 continue
             accounted.extend(self._run(identity, fresh, reader, out, topic, partition,
                                        offset))
-            self._write_back(identity, marks, out)
-        for other in list(self.dirty.get(partition, ())):
-            self._write_back(other, codecs.unpack_state(get_state(other))[0], out)
+            self.marks[identity] = marks
+            self.dirty[partition][identity] = None
+        if write:
+            out.writes += self.pending_writes(partition)
+        else:
+            self.hold_pending(partition, offset)
         if self.accounting and accounted:
             value = {"topic": topic, "partition": partition, "offset": offset,
                      "event_ids": accounted}
@@ -274,14 +291,19 @@ class Pipeline:
                      partition: int, offset: int) -> Output:
         return self._failed_message(data, err, topic, partition, offset, source="worker")
 
-    def _ensure_loaded(self, identity: str, blob: bytes | None) -> None:
+    def _marks_of(self, identity: str, get_state: StateGet) -> dict[str, int]:
+        """The identity's applied positions; loads its state from the table first when it
+        is not in memory yet (after a start, a rebalance or a warm start)."""
         if identity in self.loaded:
-            return
+            return self.marks[identity]
+        applied, blob = codecs.unpack_state(get_state(identity))
         if blob:
             self.detector.set_identity_state(identity, blob)
         else:
             self.detector.store.pop(identity, None)
         self.loaded.add(identity)
+        self.marks[identity] = applied
+        return applied
 
     def _run(self, identity: str, items: list[Any], reader: codecs.EventReader, out: Output,
              topic: str, partition: int, offset: int) -> list[str]:
@@ -318,15 +340,26 @@ class Pipeline:
         out.add(role, alert.identity.encode("utf-8"), codecs.dumps(value))
         if alert.identity in self.loaded:
             # a sweep may close another identity's group: its state changed too
-            self.dirty[self.partition_of(alert.identity)].add(alert.identity)
+            self.dirty[self.partition_of(alert.identity)][alert.identity] = None
 
-    def _write_back(self, identity: str, applied: Mapping[str, int], out: Output) -> None:
-        self.dirty[self.partition_of(identity)].discard(identity)
-        blob = self.detector.identity_state(identity)
-        if blob is None:
-            return
-        out.writes.append((identity, codecs.pack_state(applied, blob)))
-        self.inventory_due.add(identity)
+    def hold_pending(self, partition: int, offset: int) -> None:
+        """After the message at ``offset`` of ``partition``: when the partition has state
+        not written yet, hold its offsets from the earliest such message on."""
+        if self.dirty.get(partition):
+            self.held_from.setdefault(partition, offset)
+
+    def pending_writes(self, partition: int) -> list[tuple[str, bytes]]:
+        """The table writes of the partition's identities whose state changed since their
+        last write, each serialised once however many messages changed it."""
+        writes = []
+        self.held_from.pop(partition, None)
+        for identity in self.dirty.pop(partition, {}):
+            blob = self.detector.identity_state(identity)
+            if blob is None:
+                continue
+            writes.append((identity, codecs.pack_state(self.marks.get(identity, {}), blob)))
+            self.inventory_due.add(identity)
+        return writes
 
     def flush_inventory(self) -> Output:
         """Inventory records of identities changed since the last flush. Called before each
@@ -355,10 +388,12 @@ class Pipeline:
         """Warm start: install snapshot state for identities the table does not know yet."""
         out = Output()
         for identity, blob in body.items():
-            if get_state(identity) is not None:
-                continue
+            if (get_state(identity) is not None
+                    or identity in self.dirty.get(self.partition_of(identity), ())):
+                continue  # the table has state, or this worker has state not written yet
             out.writes.append((identity, codecs.pack_state({}, blob)))
             self.loaded.discard(identity)
+            self.marks.pop(identity, None)
         return out
 
     # ------------------------------------------------------------------ bookkeeping
@@ -388,11 +423,13 @@ class Pipeline:
         for identity in list(self.loaded):
             if self.partition_of(identity) in partitions:
                 self.loaded.discard(identity)
+                self.marks.pop(identity, None)
                 self.inventory_due.discard(identity)
                 self.detector.store.pop(identity, None)
                 dropped += 1
         for partition in partitions:
             self.dirty.pop(partition, None)
+            self.held_from.pop(partition, None)
         return dropped
 
     def _failed_message(self, data: bytes | None, err: BaseException, topic: str,

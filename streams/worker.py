@@ -156,13 +156,21 @@ def _start(settings: WorkerSettings, config: dict[str, Any], stats: RunStats, st
 def _run_faust(app: Any, runtime: Any, noise: Any = None) -> int:
     import faust
 
+    from streams.profiling import profiled
+
+    sampler: Any = None
+
     class Worker(faust.Worker):
         def _on_sigint(self) -> None:
             log.info("stopping (SIGINT): finishing buffered messages, committing offsets")
+            if sampler is not None:
+                sampler.counting.clear()
             super()._on_sigint()
 
         def _on_sigterm(self) -> None:
             log.info("stopping (SIGTERM): finishing buffered messages, committing offsets")
+            if sampler is not None:
+                sampler.counting.clear()
             super()._on_sigterm()
 
     level = logging.getLevelName(logging.getLogger().getEffectiveLevel()).lower()
@@ -172,10 +180,22 @@ def _run_faust(app: Any, runtime: Any, noise: Any = None) -> int:
     # it is a file or a pipe; the lifecycle log lines say what it would show.
     worker.spinner = None
     code: Any = 0
-    try:
-        worker.execute_from_commandline()
-    except SystemExit as exc:
-        code = exc.code
+    with profiled() as sampler:
+        if sampler is not None:
+            # profile the running worker only: from ready to the stop signal
+            sampler.counting.clear()
+            announce = runtime.on_ready
+
+            def on_ready(count: int) -> None:
+                sampler.counting.set()
+                if announce is not None:
+                    announce(count)
+
+            runtime.on_ready = on_ready
+        try:
+            worker.execute_from_commandline()
+        except SystemExit as exc:
+            code = exc.code
     runtime.health.set_phase("stopping", ready=False, reason="worker stopped")
     log.info("stopped (exit %s; %s%s)", code or 0, committed_text(app, runtime),
              _buffer_text(noise))

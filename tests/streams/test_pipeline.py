@@ -249,6 +249,106 @@ def test_apply__detector_failure_dead_letters_one_event_only(story) -> None:
     assert counted[0]["event_ids"] == [good["event_id"]]
 
 
+def _repartition_messages(story, size: int) -> list:
+    """The repartition messages (value, partition) that raw messages of ``size`` records
+    become, one split per raw message."""
+    splitter = Harness().pipeline
+    return [(r.value, r.partition)
+            for offset, payload in enumerate(payloads(story.records, size))
+            for r in splitter.split(payload, topic="raw", partition=0, offset=offset).records
+            if r.role == "repartition"]
+
+
+def test_apply__writes_held_back_over_messages_end_in_the_same_table(story) -> None:
+    """The detect agent applies several messages of a partition with ``write=False`` and
+    then writes each changed identity once: the table must end as with a write after
+    every message, with fewer writes."""
+    messages = _repartition_messages(story, 20)
+    each = Harness()
+    writes_each = 0
+    for value, partition in messages:
+        out = each.pipeline.apply(value, topic="rep", partition=partition,
+                                  offset=each.next_offset[partition], get_state=each.table.get)
+        each.next_offset[partition] += 1
+        writes_each += len(out.writes)
+        each.table.update(out.writes)
+    held = Harness()
+    writes_held = 0
+    for value, partition in messages:
+        out = held.pipeline.apply(value, topic="rep", partition=partition,
+                                  offset=held.next_offset[partition], get_state=held.table.get,
+                                  write=False)
+        held.next_offset[partition] += 1
+        assert out.writes == []
+    for partition in range(PARTITIONS):
+        writes = held.pipeline.pending_writes(partition)
+        writes_held += len(writes)
+        held.table.update(writes)
+    assert held.table == each.table
+    assert writes_held == len(held.table) < writes_each
+    assert held.pipeline.pending_writes(0) == []
+    assert held.pipeline.held_from == {}
+
+
+def test_apply__unwritten_state_holds_the_partition_from_its_first_message(story) -> None:
+    harness = Harness()
+    messages = _repartition_messages(story, 10)
+    part = messages[0][1]
+    ours = [value for value, partition in messages if partition == part]
+    assert len(ours) >= 3
+    for offset, value in enumerate(ours[:2], start=7):
+        harness.pipeline.apply(value, topic="rep", partition=part, offset=offset,
+                               get_state=harness.table.get, write=False)
+    assert harness.pipeline.held_from == {part: 7}
+    assert harness.pipeline.pending_writes(part)
+    assert harness.pipeline.held_from == {}
+    harness.pipeline.apply(ours[0], topic="rep", partition=part, offset=9,
+                           get_state=harness.table.get, write=False)
+    assert harness.pipeline.held_from == {}  # a redelivery changes nothing: nothing held
+    harness.pipeline.apply(ours[2], topic="rep", partition=part, offset=10,
+                           get_state=harness.table.get, write=False)
+    assert harness.pipeline.held_from == {part: 10}
+    harness.pipeline.forget_partitions({part})
+    assert harness.pipeline.held_from == {}
+
+
+def test_apply__table_is_read_only_when_an_identity_is_loaded(story) -> None:
+    harness = Harness()
+    reads: list[str] = []
+
+    def get_state(identity: str) -> bytes | None:
+        reads.append(identity)
+        return harness.table.get(identity)
+
+    messages = _repartition_messages(story, 10)
+    for offset, (value, partition) in enumerate(messages):
+        out = harness.pipeline.apply(value, topic="rep", partition=partition, offset=offset,
+                                     get_state=get_state)
+        harness.table.update(out.writes)
+    assert sorted(reads) == sorted(harness.table)
+    # a revoked partition's identities are read again when their events come back
+    dropped = harness.pipeline.forget_partitions({messages[0][1]})
+    assert dropped > 0
+    reads.clear()
+    harness.pipeline.apply(messages[0][0], topic="rep", partition=messages[0][1],
+                           offset=len(messages), get_state=get_state)
+    assert reads and all(codecs.partition_for(i, PARTITIONS) == messages[0][1] for i in reads)
+    assert harness.pipeline.redelivered > 0
+
+
+def test_seed__skips_identities_with_state_not_written_yet(story) -> None:
+    harness = Harness()
+    value, partition = _repartition_messages(story, 10)[0]
+    harness.pipeline.apply(value, topic="rep", partition=partition, offset=0,
+                           get_state=harness.table.get, write=False)
+    pending = next(iter(harness.pipeline.dirty[partition]))
+    out = harness.pipeline.apply(codecs.encode_seed({pending: b"snap", "new": b"snap2"}),
+                                 topic="rep", partition=partition, offset=1,
+                                 get_state=harness.table.get)
+    assert out.writes == [("new", codecs.pack_state({}, b"snap2"))]
+    assert [i for i, _ in harness.pipeline.pending_writes(partition)].count(pending) == 1
+
+
 def test_seed__fills_only_identities_the_table_lacks() -> None:
     harness = Harness(table={"known": codecs.pack_state({"raw[0]": 4}, b"old")})
     out = harness.pipeline.apply(codecs.encode_seed({"known": b"snap1", "new": b"snap2"}),
