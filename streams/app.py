@@ -23,7 +23,7 @@ import os
 import ssl
 import sys
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
@@ -65,7 +65,7 @@ class Runtime:
     # leaves the consumer group within the given seconds; says how it went (create_app)
     leave_group: Callable[[float], str] | None = None
     # told the number of assigned partitions the first time the worker is ready, then unset
-    on_ready: Callable[[int], None] | None = None
+    on_ready: Callable[[Collection[Any]], None] | None = None
 
     def fatal(self, reason: str) -> NoReturn:
         """End the worker now with exit code 70, without Faust's graceful stop.
@@ -446,7 +446,7 @@ def update_health(app: faust.App, runtime: Runtime, consumed: set[str]) -> None:
         runtime.health.set_phase("running", ready=True, reason="consuming")
         if runtime.on_ready is not None:
             announce, runtime.on_ready = runtime.on_ready, None
-            announce(len(assignment))
+            announce(assignment)
 
 
 def install_commit_sensor(app: faust.App, runtime: Runtime) -> None:

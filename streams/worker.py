@@ -144,9 +144,8 @@ def _start(settings: WorkerSettings, config: dict[str, Any], stats: RunStats, st
                         rules=identity_rules(config))
     holder["pipeline"] = pipeline
     runtime = Runtime(settings, pipeline, state, server.metrics)
-    runtime.on_ready = lambda count: log.info(
-        "ready (consuming topics %s, partitions %d)", ", ".join(settings.topic_sources()),
-        count)
+    runtime.on_ready = lambda assignment: log.info(
+        "ready (partitions %s)", assigned_text(assignment))
     app = create_app(settings, runtime)
     install_commit_sensor(app, runtime)
     state.set_phase("recovering", ready=False, reason="starting Faust")
@@ -186,10 +185,10 @@ def _run_faust(app: Any, runtime: Any, noise: Any = None) -> int:
             sampler.counting.clear()
             announce = runtime.on_ready
 
-            def on_ready(count: int) -> None:
+            def on_ready(assignment: Any) -> None:
                 sampler.counting.set()
                 if announce is not None:
-                    announce(count)
+                    announce(assignment)
 
             runtime.on_ready = on_ready
         try:
@@ -200,6 +199,15 @@ def _run_faust(app: Any, runtime: Any, noise: Any = None) -> int:
     log.info("stopped (exit %s; %s%s)", code or 0, committed_text(app, runtime),
              _buffer_text(noise))
     return int(code or 0)
+
+
+def assigned_text(assignment: Any) -> str:
+    """Partitions assigned per topic, e.g. ``a 1, app-events-by-identity 2``: the raw topics'
+    and the identity topic's are told apart (``--partitions`` counts the latter only)."""
+    counts: dict[str, int] = {}
+    for tp in assignment:
+        counts[tp.topic] = counts.get(tp.topic, 0) + 1
+    return ", ".join(f"{topic} {n}" for topic, n in sorted(counts.items())) or "none"
 
 
 def committed_text(app: Any, runtime: Any) -> str:

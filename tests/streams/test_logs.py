@@ -44,11 +44,11 @@ def collected() -> Iterator[Collect]:
 
 def test_default_level__lifecycle_lines_show_and_other_info_does_not(collected) -> None:
     logs.install()
-    logging.getLogger("streams.worker").info("ready (consuming topics a, partitions 2)")
+    logging.getLogger("streams.worker").info("ready (partitions a 2)")
     logging.getLogger("streams.warmstart").info("warm start: seeded 3 identities from s")
     logging.getLogger("streams.health").info("worker phase running (ready=True): consuming")
     assert collected.lines == [
-        "INFO streams.worker: ready (consuming topics a, partitions 2)",
+        "INFO streams.worker: ready (partitions a 2)",
         "INFO streams.warmstart: warm start: seeded 3 identities from s"]
 
 

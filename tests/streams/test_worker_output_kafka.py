@@ -55,7 +55,7 @@ def test_default_level_prints_only_the_lifecycle(kafka_bootstrap: str,
     started = (f"INFO streams.worker: nhi-detector worker {__version__} started: broker "
                f"{kafka_bootstrap}, topics quiet.raw, state dir {state_dir}, mode live "
                f"(native alerts to quiet.alerts)")
-    ready = "INFO streams.worker: ready (consuming topics quiet.raw, partitions 3)"
+    ready = "INFO streams.worker: ready (partitions quiet-events-by-identity 2, quiet.raw 1)"
     stopping = ("INFO streams.worker: stopping (SIGTERM): finishing buffered messages, "
                 "committing offsets")
     (first, first_out), (second, second_out) = outputs
