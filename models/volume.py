@@ -33,6 +33,8 @@ and the few complete buckets in between are folded on the fly (cached per bucket
 a sparse identity's new bucket is far from the cached one, the reference is folded from
 the committed baseline instead and the baseline's own next state is kept on the way, so
 each bucket (empty ones included) is folded once for both (``WindowModel.reference``).
+A bucket holding at most ``QUIET_COUNT`` events cannot signal, so its events build no
+reference at all (most events of a sparse identity; ``WindowModel._defer``).
 
 Poisoning and drift policy (B21): a complete bucket whose own score reaches
 ``holdout_score`` is not learned; it joins a quarantine run. ``accept_windows``
@@ -82,6 +84,15 @@ EXCESS = (10.0, 5.0, 10.0, 5.0)
 failures (five denied calls are already a reconnaissance pattern; ten calls are not)."""
 """Buckets a baseline learns unconditionally before it may hold any out (cold start)."""
 MILESTONES = frozenset({4, 8, 16, 32})
+QUIET_COUNT = 3
+"""A bucket with at most this many events cannot signal, whatever its baseline, so its
+events are scored without building the reference (most events of a sparse identity).
+
+Why: every count of such a bucket (calls, distinct actions, distinct resources, failures;
+each event adds at most one to each) is at most 3, and a series scores above 0 only from
+``2 e + EXCESS`` on, where ``e`` (an expectation: EWMAs and seasonal means of counts,
+never negative) is >= 0 and the smallest ``EXCESS`` is 5. The first HST milestone is 4
+events. Must stay below both (checked by the tests)."""
 MILESTONE_EVERY = 50
 DETECTORS = ("volume.rate", "volume.distinct_actions", "volume.distinct_resources",
              "volume.failures")
@@ -312,7 +323,7 @@ class WindowModel:
         half_life = PEAK_HALF_LIFE_DAYS * 86400 / self.bucket_seconds
         self.peak_decay = 0.5 ** (1.0 / half_life)
         self._week_slots = week_slots(self.bucket_seconds)
-        self._cache: tuple[int, Reference] | None = None
+        self._cache: tuple[int, Reference | None] | None = None  # None: see ``_defer``
         self._limits_cache: tuple | None = None
         self._next_main: tuple[int, int, Reference, tuple] | None = None  # see ``reference``
         self._chain_exact = False  # see ``reference``
@@ -549,16 +560,58 @@ class WindowModel:
             return main
         cache = self._cache
         if cache is not None and main.through <= cache[0] <= target:
+            if cache[1] is None and (cache[0] == target or not self._can_build(index)):
+                cache = self._build()
             if cache[0] == target:
                 return cache[1]
-            if not (self._chain_exact and cache[0] < index - 2 * self.lag + 1
-                    and self._can_keep(index)):
+            if not self._can_build(index):
                 ref = cache[1].copy()
                 return self._extend(ref, target)
         ref = main.copy()
         self._chain_exact = True
         self._keep_next_main(ref, index)
         return self._extend(ref, target)
+
+    def _can_build(self, index: int) -> bool:
+        """Whether ``reference`` builds bucket ``index``'s reference from ``main`` rather
+        than from the usable cached one (read only when that cache stops short of it)."""
+        return (self._chain_exact and self._cache[0] < index - 2 * self.lag + 1
+                and self._can_keep(index))
+
+    def _defer(self, index: int) -> bool:
+        """Skip ``reference(index)`` for an event that cannot signal (see ``QUIET_COUNT``),
+        leaving the cache as that call would; False when it cannot.
+
+        The call would cache the reference folded to ``index - lag``; it is recorded as
+        ``(index - lag, None)`` and built by ``_build`` only when read. That is the same
+        reference, bit for bit, while the chain is exact and no run is capped (the split of
+        the folds then does not matter, see ``reference``), hence the two refusals: with
+        ``_chain_exact`` off the call would extend an inexact chain, and over
+        ``MAX_ZERO_FOLDS`` it would cap a run. A late event into the skipped chain's span
+        builds it first (``learn``), without the event, as the call had. An ``_advance``
+        that caps a run moves ``main`` past the record (a span that stays short of it is
+        within the one checked here), so the record is never read again. ``_next_main``
+        is dropped: ``_advance`` then makes the very folds the kept copy would have made.
+        """
+        target = index - self.lag
+        through = self.main.through
+        if target <= through:
+            return True  # the reference is ``main`` itself: nothing to cache
+        if not self._chain_exact or target - through > MAX_ZERO_FOLDS:
+            return False
+        cache = self._cache
+        if cache is None or cache[0] != target:
+            self._cache = (target, None)
+        self._limits_cache = None
+        self._next_main = None
+        return True
+
+    def _build(self) -> tuple[int, Reference]:
+        """Build the cached reference ``_defer`` left unbuilt, from ``main`` (no run is
+        capped: the span was within ``MAX_ZERO_FOLDS`` and ``main`` only moves closer)."""
+        target = self._cache[0]
+        self._extend(self.main.copy(), target)
+        return self._cache
 
     def _extend(self, ref: Reference, target: int) -> Reference:
         """Fold a fresh reference copy up to ``target`` and cache it."""
@@ -652,6 +705,8 @@ class WindowModel:
             return []
         index = ctx.bucket
         bucket = self.open.get(index)
+        if (bucket is None or bucket.n < QUIET_COUNT) and self._defer(index):
+            return []  # at most QUIET_COUNT events: nothing can signal (see QUIET_COUNT)
         cache = self._limits_cache  # the hit of ``_limits`` written out (most events)
         if cache is not None and cache[0] == index and cache[1] == self.main.through:
             ref, limits = cache[2], cache[3]
@@ -751,7 +806,10 @@ class WindowModel:
         if index <= self.main.through:
             ctx.degradations[("volume", "too_late")] += 1
             return
-        if self._cache is not None and index <= self._cache[0]:
+        cache = self._cache
+        if cache is not None and index <= cache[0]:
+            if cache[1] is None and self.main.through <= cache[0]:
+                self._build()  # as the skipped chain was: without this event
             self._chain_exact = False  # the cached chain folded this bucket without it
         bucket = self.open.get(index)
         if bucket is None:
