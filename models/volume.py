@@ -73,6 +73,7 @@ Z_START = 4.0
 Z_SPAN = 8.0
 MAX_ZERO_FOLDS = 7 * 24 * 6
 WARM_BUCKETS = 12
+"""Buckets a baseline learns unconditionally before it may hold any out (cold start)."""
 PEAK_RATIOS = (2.0, 1.75, 2.0, 2.0)
 """How far above its recent peak a series must go: calls, distinct actions, distinct
 resources, failures (a burst of new kinds of calls is the enumeration pattern)."""
@@ -82,7 +83,6 @@ so a weekly or monthly job still remembers its last run."""
 EXCESS = (10.0, 5.0, 10.0, 5.0)
 """Minimum excess over twice the expectation: calls, distinct actions, distinct resources,
 failures (five denied calls are already a reconnaissance pattern; ten calls are not)."""
-"""Buckets a baseline learns unconditionally before it may hold any out (cold start)."""
 MILESTONES = frozenset({4, 8, 16, 32})
 QUIET_COUNT = 3
 """A bucket with at most this many events cannot signal, whatever its baseline, so its
