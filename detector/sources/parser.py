@@ -195,7 +195,7 @@ class Parser:
             return False
         if _parses_as_object(lines[0]):
             return True
-        return lines[0].lstrip()[:1] not in (b"{", b"[") and not _mostly_binary(head[:8192]) \
+        return lines[0].lstrip()[:1] not in (b"{", b"[") and not mostly_binary(head[:8192]) \
             and self._looks_like_json_lines(lines[1:], False)
 
     # ------------------------------------------------------------------ framing
@@ -229,26 +229,30 @@ class Parser:
         file, so the format is decided on more than the first line:
 
         - mostly control bytes: one ``binary`` dead letter (a compressed or executable
-          file, not text with a stray NUL);
+          file, not text with a stray NUL), unless some line is a JSON object: then those
+          lines are records and each run of the other lines one dead letter
+          (``_feed_mixed``);
         - starts like JSON: framed as usual, so a NUL byte in one record or line is that
           record's dead letter;
         - one of the first few lines is a JSON object: JSON lines, each bad line its own
           dead letter;
-        - otherwise a NUL byte makes it ``binary``, and text is scanned value by value from
-          the first line that starts like JSON (the text before it one dead letter), or is
-          one ``unknown_format`` dead letter when no such line is near its start."""
+        - otherwise a NUL byte makes it ``binary`` (its JSON-object lines kept, as above),
+          and text is scanned value by value from the first line that starts like JSON (the
+          text before it one dead letter), or is one ``unknown_format`` dead letter when no
+          such line is near its start."""
         sample = data[:8192]
-        if _mostly_binary(sample):
-            self.dead_input("binary", REASONS["binary"], origin, data[:256])
-            return True
-        if head[:1] in (b"{", b"["):
+        binary = mostly_binary(sample)
+        if not binary and head[:1] in (b"{", b"["):
             return False
         lines = data.split(b"\n")
-        if self._looks_like_json_lines(lines, False):
+        if not binary and self._looks_like_json_lines(lines, False):
             self._feed_lines(list(enumerate(lines, 1)), origin, collect=False)
             return True
-        if b"\x00" in sample:
-            self.dead_input("binary", REASONS["binary"], origin, data[:256])
+        if binary or b"\x00" in sample:
+            if any(_parses_as_object(line) for line in lines if line.lstrip()[:1] == b"{"):
+                self._feed_mixed(lines, origin)
+            else:
+                self.dead_input("binary", REASONS["binary"], origin, data[:256])
             return True
         text = data.decode("utf-8", "surrogateescape")
         found = _VALUE_LINE.search(text, 0, 65536)
@@ -261,6 +265,38 @@ class Parser:
                         text[:found.start()])
         self._scan(text, found.start(), origin)
         return True
+
+    def _feed_mixed(self, lines: list[bytes], origin: str) -> None:
+        """Binary input holding JSON-object lines: a Kafka message that batches records
+        with the lines of a binary file, say. Losing the records with the binary would
+        drop good input, and one dead letter per binary line would bury them: each line
+        that starts like JSON is framed as usual, each run of other lines is one ``binary``
+        dead letter naming its line range."""
+        records: list[tuple[int, bytes]] = []
+        run: list[int] = []  # first and last line number of the current binary run
+
+        def close_run() -> None:
+            first, last = run
+            message = f"{REASONS['binary']} ({last - first + 1} lines)"
+            self.dead_input("binary", message, f"{origin}:{first}-{last}",
+                            lines[first - 1][:256])
+            run.clear()
+
+        for number, line in enumerate(lines, 1):
+            head = line.lstrip()[:1]
+            if not head:
+                continue
+            if head in (b"{", b"["):
+                if run:
+                    close_run()
+                records.append((number, line))
+            elif run:
+                run[1] = number
+            else:
+                run.extend((number, number))
+        if run:
+            close_run()
+        self._feed_lines(records, origin, collect=False)
 
     def _gunzip(self, data: bytes, origin: str) -> bytes | None:
         """Inflate every member, at most ``max_decompressed_bytes`` in all (``None`` when
@@ -513,12 +549,11 @@ class Parser:
         try:
             return orjson.loads(span), end
         except orjson.JSONDecodeError as err:
-            bad_byte = _SURROGATE.search(span)
-            if bad_byte is None:
+            if _SURROGATE.search(span) is None:
                 self._dead_json(err, where, span)
             else:
-                self.dead_input("invalid_utf8", f"{REASONS['invalid_utf8']} at character "
-                                f"{bad_byte.start()} of the record", where, span)
+                self.dead_input("invalid_utf8",
+                                f"{REASONS['invalid_utf8']}{_first_bad_byte(span)}", where, span)
             return _BAD, end
 
     def _oversized(self, size: int, where: str, raw: bytes | str) -> None:
@@ -890,6 +925,10 @@ class Parser:
         reason = _json_reason(err)
         if reason == "invalid_json" and isinstance(raw, (bytes, str)):
             reason = _broken_json_reason(raw, err)
+        if reason == "invalid_utf8":
+            detail = _first_bad_byte(raw)
+            self.dead_input(reason, f"{REASONS[reason]}{detail}", origin, raw)
+            return
         self.dead_input(reason, f"{REASONS[reason]}: {err}"[:300], origin, raw)
 
     def _skip(self, source: str, reason: str, origin: str) -> None:
@@ -1005,7 +1044,18 @@ def _broken_json_reason(raw: bytes | str, err: Exception | None = None) -> str:
     return "invalid_json"  # decodes alone: the failure came from its surroundings
 
 
-def _mostly_binary(sample: bytes) -> bool:
+def _first_bad_byte(raw: bytes | str) -> str:
+    """`` (byte 12 of the record is 0xff)`` for the first byte that is not UTF-8, or ``""``:
+    the decoder's own message (surrogates, char positions) means nothing to a reader."""
+    data = raw.encode("utf-8", "surrogateescape") if isinstance(raw, str) else raw
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        return f" (byte {err.start} of the record is 0x{data[err.start]:02x})"
+    return ""
+
+
+def mostly_binary(sample: bytes) -> bool:
     """More than a quarter of the bytes are control characters other than white space:
     a compressed or executable file, not text with a stray NUL in it."""
     control = len(sample) - len(sample.translate(None, _CONTROL_BYTES))

@@ -99,6 +99,38 @@ class TestBadInput:
         assert stats.records_read == {"unknown": 4}
 
 
+    @pytest.mark.parametrize("junk", [bytes(range(256)) * 8, b"\x00\x01\x02 text\n" * 40],
+                             ids=["mostly-control-bytes", "nul-bytes"])
+    def test_records_batched_with_binary_lines_survive(self, junk: bytes) -> None:
+        # A Kafka message may batch records with the lines of a binary file: the records
+        # are kept, each run of binary lines is one dead letter naming its lines.
+        good = [orjson.dumps(record(i)) for i in range(3)]
+        junk = junk.rstrip(b"\n")
+        data = junk + b"\n" + good[0] + b"\n" + junk + b"\n" + b"\n".join(good[1:]) + b"\n"
+        dead, stats = ListDeadLetters(), RunStats()
+        events = parse_payload(data, origin="raw[0]@7", stats=stats, dead_letters=dead)
+        assert [e.event_id for e in events] == ["id-0", "id-1", "id-2"]
+        assert set(dead.reasons()) == {"binary"}
+        lines = data.split(b"\n")
+        first = next(i for i, line in enumerate(lines, 1) if line == good[0])
+        assert dead.items[0]["origin"] == f"raw[0]@7:1-{first - 1}"
+        assert dead.items[0]["message"] == f"{REASONS['binary']} ({first - 1} lines)"
+        assert dead.items[1]["origin"] == f"raw[0]@7:{first + 1}-{lines.index(good[1])}"
+
+    def test_binary_without_records_stays_one_dead_letter(self) -> None:
+        dead, stats = ListDeadLetters(), RunStats()
+        data = (bytes(range(256)) * 8 + b"\n") * 5
+        events = parse_payload(data, origin="f", stats=stats, dead_letters=dead)
+        assert (events, dead.reasons(), dead.items[0]["origin"]) == ([], ["binary"], "f")
+
+    def test_invalid_utf8_names_the_byte_not_the_decoder(self) -> None:
+        dead, stats = ListDeadLetters(), RunStats()
+        parse_payload(b'{"eventName": "a\xff"}\n', origin="f", stats=stats,
+                      dead_letters=dead)
+        assert dead.items[0]["message"] == (f"{REASONS['invalid_utf8']} "
+                                            "(byte 16 of the record is 0xff)")
+
+
 class TestFraming:
     def test_gzip_is_sniffed_not_named(self, tmp_path: Path) -> None:
         path = tmp_path / "plain-name.json"
