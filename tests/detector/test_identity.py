@@ -285,3 +285,45 @@ class TestFederatedCallers:
         [event] = parse([self.web_identity()])
         assert event.identity == f"{self.provider}:repo:org/app:ref:refs/heads/main"
         assert event.identity_kind == "external"
+
+
+class TestIssuedPrincipalCache:
+    """Sessions of one role with new issue times reuse the resolved principal (cached on
+    the fields it depends on); the result must be what a fresh resolver works out."""
+
+    @staticmethod
+    def _session(role: str, session: str, issued: str, path: str = "") -> dict:
+        identity = assumed(role, session, path=path)
+        identity["sessionContext"]["attributes"] = {"creationDate": issued,
+                                                    "mfaAuthenticated": "false"}
+        return identity
+
+    def test_a_role_path_is_taught_again_when_the_principal_is_reused(self) -> None:
+        from detector.identity import Resolver
+
+        resolver = Resolver()
+        first = self._session("app", "i-0123456789abcdef0", "2024-03-04T09:00:00Z", "a/")
+        other_path = self._session("app", "job", "2024-03-04T09:05:00Z", "b/")
+        again = self._session("app", "i-0123456789abcdef0", "2024-03-04T10:00:00Z", "a/")
+        for identity in (first, other_path, again):
+            resolver.aws_principal(identity, "s3.amazonaws.com")
+        assert resolver.role_paths[(ACCOUNT, "app")] == f"arn:aws:iam::{ACCOUNT}:role/a/app"
+        bare = {"type": "AssumedRole", "arn": f"arn:aws:sts::{ACCOUNT}:assumed-role/app/x",
+                "accountId": ACCOUNT}
+        principal, _ = resolver.aws_principal(bare, "s3.amazonaws.com")
+        assert principal.identity == f"arn:aws:iam::{ACCOUNT}:role/a/app"
+
+    @pytest.mark.parametrize("session", ["i-0123456789abcdef0", "gh-run-1234", "alice@example.com",
+                                         "ops", "build-0a1b2c3d4e5f"])
+    def test_reused_principal_equals_a_fresh_resolution(self, session: str) -> None:
+        from detector.identity import Resolver
+
+        shared = Resolver()
+        for hour in range(3):
+            identity = self._session("AWSReservedSSO_Admin_1" if "@" in session else "app",
+                                     session, f"2024-03-04T0{hour}:00:00Z")
+            identity["invokedBy"] = "lambda.amazonaws.com" if hour == 2 else None
+            got = shared.aws_principal(identity, "s3.amazonaws.com")
+            expected = Resolver().aws_principal(identity, "s3.amazonaws.com")
+            assert got == expected
+        assert len(shared._issued) == 2  # the third session differs by invokedBy
