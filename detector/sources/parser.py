@@ -538,7 +538,10 @@ class Parser:
             records = value.get("Records")
             if isinstance(records, list) and depth <= _MAX_DEPTH:
                 self._records(records, origin, hints, depth=depth)
-            elif depth >= _MAX_DEPTH or not self._envelope(value, origin, hints, depth):
+            # a bare record (a Kafka message) is told by one set test, not by the dozen
+            # look-ups of _envelope, which finds nothing in an object with none of its keys
+            elif depth >= _MAX_DEPTH or _ENVELOPE_KEYS.isdisjoint(value) or \
+                    not self._envelope(value, origin, hints, depth):
                 self._route(value, origin, hints)
             return
         if isinstance(value, list) and depth < _MAX_DEPTH and (value or depth == 0):
