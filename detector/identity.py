@@ -232,9 +232,6 @@ class Resolver:
         self.role_paths: dict[tuple[str, str], str] = {}  # (account, name) -> full role key
         self.console_users: set[str] = set()
         self.aws_cache: dict[tuple[Any, ...], tuple[AwsPrincipal, dict[str, Any]]] = {}
-        # sessionIssuer principals by the userIdentity fields they depend on (not the
-        # session's issue time): see ``_issued_principal``
-        self._issued: dict[tuple[Any, ...], tuple[AwsPrincipal, tuple[str, str] | None]] = {}
 
     def finish(self, event: Event) -> Event:
         """Apply AI-agent detection, config kind overrides and owners; config wins."""
@@ -318,14 +315,11 @@ class Resolver:
                      ) -> tuple[AwsPrincipal, dict[str, Any]]:
         issuer = context.get("sessionIssuer") if isinstance(context, dict) else None
         issuer_arn = issuer.get("arn") if isinstance(issuer, dict) else None
-        if isinstance(issuer_arn, str) and issuer_arn.startswith("arn:"):
-            principal = self._issued_principal(ui, issuer_arn)
-        else:
-            principal = _with_pattern(resolve_aws(ui, issuer_arn, event_source,
-                                                  self.role_paths))
+        principal = resolve_aws(ui, issuer_arn, event_source, self.role_paths)
         attributes: dict[str, Any] = {}
         if principal.session:
-            pattern = principal.session_pattern
+            pattern = normalise_session(principal.session)
+            principal = principal._replace(session_pattern=pattern)
             if pattern != principal.session:
                 attributes["session_name"] = principal.session[:128]
             if pattern == "ec2-instance":
@@ -338,38 +332,6 @@ class Resolver:
         if attributes.get("web_identity_provider") and principal.kind == "workload":
             principal = principal._replace(reason="web-identity federated role (CI)")
         return principal, attributes
-
-    def _issued_principal(self, ui: dict[str, Any], issuer_arn: str) -> AwsPrincipal:
-        """``resolve_aws`` of a session with a ``sessionIssuer``, its session pattern set.
-
-        ``aws_cache`` misses once per session (its key holds the issue time), yet the
-        principal depends only on the fields below: a role's sessions reuse their names
-        (an instance id, a CI job's name), so half of replay_data's 6,700 sessions found
-        it here, each saving some 13 us. The role path ``resolve_aws`` teaches
-        ``role_paths`` is taught on every call, found here or not, as it was before."""
-        key = (issuer_arn, ui.get("type"), ui.get("arn"), ui.get("accountId"),
-               ui.get("invokedBy"), ui.get("principalId"))
-        try:
-            hit = self._issued.get(key)
-        except TypeError:  # a field of an unexpected type (list, object): not cached
-            return _with_pattern(resolve_aws(ui, issuer_arn, None, self.role_paths))
-        if hit is not None:
-            principal, learned = hit
-            if learned is not None:
-                self.role_paths[learned] = issuer_arn
-            return principal
-        principal = _with_pattern(resolve_aws(ui, issuer_arn, None, self.role_paths))
-        if len(self._issued) >= _CACHE_LIMIT:
-            self._issued.clear()
-        self._issued[key] = (principal, role_path_key(issuer_arn))
-        return principal
-
-
-def _with_pattern(principal: AwsPrincipal) -> AwsPrincipal:
-    """The principal with its session's pattern (``normalise_session``) when it has one."""
-    if principal.session:
-        return principal._replace(session_pattern=normalise_session(principal.session))
-    return principal
 
 
 # ============================================================================ AWS
@@ -426,9 +388,9 @@ def resolve_aws(ui: dict[str, Any], issuer_arn: Any, event_source: str | None,
     if isinstance(issuer_arn, str) and issuer_arn.startswith("arn:"):
         session = session_arn[2] if session_arn else _session_from_principal(ui)
         issuer_parts = split_arn(issuer_arn)
-        learned = role_path_key(issuer_arn)
-        if learned is not None:
-            role_paths[learned] = issuer_arn
+        if issuer_parts and issuer_parts[3].startswith("role/"):
+            name = issuer_parts[3].rsplit("/", 1)[-1]
+            role_paths[(issuer_parts[2], name)] = issuer_arn
         acct = issuer_parts[2] if issuer_parts else account
         return _aws_role(issuer_arn, "session_issuer", ptype, acct, session, invoked)
     if session_arn is not None:
@@ -457,15 +419,6 @@ def resolve_aws(ui: dict[str, Any], issuer_arn: Any, event_source: str | None,
                             None)
     return AwsPrincipal("unknown", "unknown", "unknown", "record has no identifying fields",
                         ptype, account, None, None)
-
-
-def role_path_key(issuer_arn: str) -> tuple[str, str] | None:
-    """``(account, role name)`` under which a ``sessionIssuer`` role ARN teaches its full
-    path (``role_paths``), or None when the issuer is not a role."""
-    parts = split_arn(issuer_arn)
-    if parts and parts[3].startswith("role/"):
-        return parts[2], parts[3].rsplit("/", 1)[-1]
-    return None
 
 
 def _session_from_principal(ui: dict[str, Any]) -> str | None:
