@@ -92,15 +92,18 @@ class InventoryRecord:
 
     def _credential(self, event: Event) -> None:
         entry = self.credentials.get(event.credential_id)
+        ts = event.ts
         if entry is None:
             if len(self.credentials) >= MAX_CREDENTIALS and not self._evict_temporary():
                 self.credentials_dropped += 1
                 return
-            self.credentials[event.credential_id] = [event.credential_type, event.ts, event.ts, 1]
+            self.credentials[event.credential_id] = [event.credential_type, ts, ts, 1]
             return
         entry[0] = event.credential_type
-        entry[1] = min(entry[1], event.ts)
-        entry[2] = max(entry[2], event.ts)
+        if ts < entry[1]:  # what min() and max() keep, without two calls per event
+            entry[1] = ts
+        if ts > entry[2]:
+            entry[2] = ts
         entry[3] += 1
 
     def _evict_temporary(self) -> bool:

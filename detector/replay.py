@@ -383,11 +383,12 @@ def open_events(
     lister = Parser(stats=stats, dead_letters=dead_letters, source=source, rules=rules)
     skip = {os.path.realpath(path) for path in exclude}
     names = {os.path.basename(path) for path in skip}
+    found: dict[str, os.stat_result] = {}  # each listed file's stat, for once_each
     listed = (
-        path for path in iter_files(paths, lister)
+        path for path in iter_files(paths, lister, found)
         if os.path.basename(path) not in names or os.path.realpath(path) not in skip
     )
-    streams = plan_streams(once_each(listed))
+    streams = plan_streams(once_each(listed, found))
     if len(streams) > MAX_STREAMS:
         logger.warning(
             "%d file streams exceed %d: reading files in path order; records out of order "
@@ -396,7 +397,8 @@ def open_events(
         streams = [[path for stream in streams for path in stream]]
     logger.info("reading %d file stream(s)", len(streams))
     readers = [
-        read_paths(stream, source=source, stats=stats, dead_letters=dead_letters, rules=rules)
+        read_paths(stream, source=source, stats=stats, dead_letters=dead_letters, rules=rules,
+                   listed=True)
         for stream in streams
     ]
     if len(readers) > 1:
@@ -407,19 +409,24 @@ def open_events(
     return merge_streams(readers)
 
 
-def once_each(paths: Iterable[str]) -> Iterator[str]:
+def once_each(paths: Iterable[str], known: dict[str, os.stat_result] | None = None
+              ) -> Iterator[str]:
     """``paths`` without a file met again (named twice, or inside a named directory too).
 
     Read twice in one file stream, the records of a format with no duplicate check
     (GCP, Azure) would each count and teach the baselines twice. The same file is known
     by device and inode, so a link or ``./x`` is caught too. A file that cannot be
-    examined is passed on for the reader to report.
+    examined is passed on for the reader to report. ``known`` holds stats already taken
+    (``iter_files``'s ``found``); a path found there is not examined again (and its entry
+    is dropped: a replay may list millions of files).
     """
     seen: set[tuple[int, int]] = set()
+    known = known if known is not None else {}
     for path in paths:
         if path != "-":
+            found = known.pop(path, None)
             try:
-                found = os.stat(path)
+                found = os.stat(path) if found is None else found
             except OSError:
                 yield path
                 continue

@@ -128,8 +128,7 @@ def normalise(record: dict[str, Any], resolver: Resolver, hints: dict[str, Any],
     hit = _agent_hit(raw_agent) if type(raw_agent) is str else None
     ua, family = hit or user_agent(raw_agent)
     if "extra" in user:
-        credential_id, credential_type = _credential(user, username)
-        session = _session(user)
+        credential_id, credential_type, session = _extra_facts(user["extra"], facts[6])
     else:  # what _credential and _session find without extra
         credential_id, credential_type, session = None, facts[6], None
     attributes: dict[str, Any] = {}
@@ -147,14 +146,30 @@ def normalise(record: dict[str, Any], resolver: Resolver, hints: dict[str, Any],
     if facts[4] is not None:
         attributes["sa_namespace"] = facts[4]
         attributes["sa_name"] = facts[5]
-    outcome, error = _outcome(record)
-    action = f"k8s:{_resource(ref, record)}.{verb}"
+    # the helpers' common cases written out (a call each is ~0.3 us of a ~7 us budget);
+    # anything else still goes through _outcome, _resource and _event_id
+    status = get("responseStatus")
+    code = status.get("code") if isinstance(status, dict) else None
+    if code is None or (type(code) is int and code < 400):
+        outcome, error = "success", None
+    else:
+        outcome, error = _outcome(record)
+    resource = ref.get("resource")
+    if type(resource) is str and resource and "subresource" not in ref:
+        action = f"k8s:{resource}.{verb}"
+    else:
+        action = f"k8s:{_resource(ref, record)}.{verb}"
     if (action in _TECHNIQUE_ACTIONS or username == _ANONYMOUS) and outcome == "success":
         _techniques(record, action, username, attributes)
     elif error is not None and username != _ANONYMOUS and refused(error):
         attributes[ATTRIBUTE] = refusal("k8s", action, error)
+    audit_id = get("auditID")
+    if type(audit_id) is str and audit_id:
+        event_id = f"{cluster}/{audit_id}" if cluster else audit_id
+    else:
+        event_id = _event_id(record, cluster)
     event = Event(  # positional: see common.EVENT_POSITIONAL_ORDER
-        _event_id(record, cluster), when, when.timestamp(), SOURCE, facts[0], facts[1],
+        event_id, when, when.timestamp(), SOURCE, facts[0], facts[1],
         facts[2], "username", facts[3], cluster, None, credential_id, credential_type,
         session, None, action, _resource_name(ref, record),
         hints.get("region"), source_ip, network, prefix, ua, family, outcome, error,
@@ -362,6 +377,26 @@ def _credential(user: dict[str, Any], username: str) -> tuple[str | None, str]:
     if username.startswith("system:node:"):
         return None, "certificate"
     return None, "token"
+
+
+def _extra_facts(extra: Any, default_type: str) -> tuple[str | None, str, str | None]:
+    """``_credential`` and ``_session`` of a user that has ``extra``, in one call;
+    ``default_type`` is the credential type ``_credential`` gives when no id is found."""
+    if not isinstance(extra, dict):
+        return None, default_type, None
+    credential_id, credential_type, session = None, default_type, None
+    for key in _CREDENTIAL_KEYS:
+        values = extra.get(key)
+        if isinstance(values, list) and values and isinstance(values[0], str):
+            credential_id = values[0][:128]
+            credential_type = "temporary" if credential_id.startswith("ASIA") else "token"
+            break
+    for key in _SESSION_KEYS:
+        values = extra.get(key)
+        if isinstance(values, list) and values and isinstance(values[0], str):
+            session = values[0][:128]
+            break
+    return credential_id, credential_type, session
 
 
 def _session(user: dict[str, Any]) -> str | None:

@@ -38,9 +38,11 @@ class StageMerger:
     def __init__(self, emit: Emit, skip: Callable[[str], None]) -> None:
         self._emit = emit
         self._skip = skip
-        # OrderedDict: the oldest entry is found in O(1) even after many deletions.
+        # OrderedDict: the oldest entry is found in O(1) even after many deletions. Each
+        # entry keeps its request's receive time (epoch seconds, None when it has none),
+        # parsed once when held rather than at every later stage that checks the timeout.
         self._pending: OrderedDict[_Key, tuple[dict[str, Any], str, dict[str, Any],
-                                               tuple[Any, ...]]] = OrderedDict()
+                                               tuple[Any, ...], float | None]] = OrderedDict()
         self._done = RecentMap(MAX_DONE_REQUESTS)
 
     def feed(self, record: dict[str, Any], audit_id: str, origin: str,
@@ -62,14 +64,14 @@ class StageMerger:
             self._remember(key, signature)
             self._emit(record, origin, hints, False)
         else:
-            self._pending[key] = (record, origin, hints, signature)
+            self._pending[key] = (record, origin, hints, signature, _received(record))
             if len(self._pending) > MAX_PENDING_STAGES:
                 self._flush(next(iter(self._pending)))
         self._expire(record)
 
     def pending_origins(self) -> list[str]:
         """Where each request still waiting for its final stage was read (its origin)."""
-        return [origin for _record, origin, _hints, _sig in self._pending.values()]
+        return [entry[1] for entry in self._pending.values()]
 
     def flush_all(self) -> None:
         """Emit every request still waiting for its final stage, as partial."""
@@ -86,8 +88,8 @@ class StageMerger:
         horizon = now.timestamp() - PENDING_TIMEOUT_S
         while self._pending:
             key = next(iter(self._pending))
-            first = parse_time(self._pending[key][0].get("requestReceivedTimestamp"))
-            if first is not None and first.timestamp() >= horizon:
+            first = self._pending[key][4]
+            if first is not None and first >= horizon:
                 return
             self._flush(key)
 
@@ -95,6 +97,12 @@ class StageMerger:
         self._done.put(key, signature)
 
     def _flush(self, key: _Key) -> None:
-        record, origin, hints, signature = self._pending.pop(key)
+        record, origin, hints, signature, _ = self._pending.pop(key)
         self._remember(key, signature)  # a final stage arriving later is a duplicate
         self._emit(record, origin, hints, True)
+
+
+def _received(record: dict[str, Any]) -> float | None:
+    """The request's receive time in epoch seconds, None when it has no readable one."""
+    when = parse_time(record.get("requestReceivedTimestamp"))
+    return None if when is None else when.timestamp()

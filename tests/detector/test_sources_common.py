@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import ipaddress
 from datetime import datetime, timezone
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from detector.sources.common import (
+    _PRIVATE_NETWORKS,
+    _dotted_quad,
     classify_network,
     parse_time,
     read_only_from_operation,
@@ -50,6 +55,41 @@ def test_network_classes() -> None:
     assert classify_network("storage.googleapis.com") == (None, "cloud_service",
                                                          "storage.googleapis.com")
     assert classify_network(12345) == (None, "unknown", None)
+
+
+def _by_ipaddress(text: str) -> tuple[str | None, str, str | None]:
+    """What ``ipaddress`` makes of an address: the definition ``_dotted_quad`` follows."""
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return None, "unknown", None
+    if address.version != 4:
+        return str(address), "ipv6", None
+    private = any(address in network for network in _PRIVATE_NETWORKS[4])
+    prefix = str(ipaddress.ip_network(f"{address}/24", strict=False))
+    return str(address), "private" if private else "public", prefix
+
+
+_OCTET = st.one_of(st.integers(0, 300).map(str), st.sampled_from(
+    ["", "00", "01", "007", "0255", "1234", "+1", "-1", " 1", "1 ", "\u0663", "1e2", "0x1"]))
+
+
+@given(st.lists(_OCTET, min_size=3, max_size=5).map(".".join))
+def test_dotted_quad_reads_ipv4_as_ipaddress_does(text: str) -> None:
+    fast = _dotted_quad(text)
+    expected = _by_ipaddress(text)
+    if fast is None:  # left to the general path: not an IPv4 address in ipaddress's form
+        assert expected[1] != "public" and expected[1] != "private"
+    else:
+        assert fast == expected
+
+
+@given(st.sampled_from([10, 100, 127, 169, 172, 192, 203]), st.integers(0, 255),
+       st.integers(0, 255), st.integers(0, 255))
+def test_dotted_quad_private_ranges_match_ipaddress(a: int, b: int, c: int, d: int) -> None:
+    text = f"{a}.{b}.{c}.{d}"
+    assert _dotted_quad(text) == _by_ipaddress(text)
+    assert classify_network(f" {text} ") == _by_ipaddress(text)
 
 
 @pytest.mark.parametrize("agent, family", [
