@@ -25,6 +25,7 @@ from typing import IO, Any
 import orjson
 
 from detector.errors import ConfigError, InputError, NhiError
+from detector.sources.parser import mostly_binary
 from streams.settings import Bounds
 
 log = logging.getLogger(__name__)
@@ -114,8 +115,27 @@ def split_records(data: bytes) -> list[bytes]:
             document = None
         if document is not None:
             return [orjson.dumps(r) for r in _container_items(document)]
+    lines = [line.strip() for line in data.split(b"\n") if line.strip()]
+    sample = data[:8192]
+    if (mostly_binary(sample) or b"\x00" in sample) and not any(
+            _is_object(line) for line in lines if line[:1] == b"{"):
+        # a binary file (compressed, an executable): replay makes it one dead letter, so
+        # it travels whole, in a message of its own, for the worker to do the same
+        return [BinaryFile(data)]
     # JSON lines, or text that is not JSON at all: pass every non-empty line through
-    return [line.strip() for line in data.split(b"\n") if line.strip()]
+    return lines
+
+
+class BinaryFile(bytes):
+    """A binary file's bytes sent as one record, never batched with other records: split
+    into lines and mixed with records, it would be many dead letters instead of one."""
+
+
+def _is_object(line: bytes) -> bool:
+    try:
+        return isinstance(orjson.loads(line), dict)
+    except orjson.JSONDecodeError:
+        return False
 
 
 def _container_items(document: Any) -> list[Any]:
@@ -146,6 +166,12 @@ def batches(records: Iterable[bytes], *, size: int, max_bytes: int) -> Iterator[
     batch: list[bytes] = []
     total = 0
     for record in records:
+        if type(record) is BinaryFile:  # alone in its message (see ``BinaryFile``)
+            if batch:
+                yield batch
+                batch, total = [], 0
+            yield [record]
+            continue
         if batch and (len(batch) >= size or total + len(record) + 1 > max_bytes):
             yield batch
             batch, total = [], 0
@@ -268,7 +294,8 @@ def send_records(producer: Any, topic: str, records: Iterable[bytes], *, batch_r
     limiter = RateLimiter(rate)
     sent = messages = 0
     for batch in batches(records, size=max(1, batch_records), max_bytes=max_bytes):
-        payload = batch[0] if len(batch) == 1 and batch_records == 1 else frame(batch, framing)
+        alone = len(batch) == 1 and (batch_records == 1 or type(batch[0]) is BinaryFile)
+        payload = batch[0] if alone else frame(batch, framing)
         producer.send(topic, key=key, value=payload)
         sent += len(batch)
         messages += 1

@@ -34,6 +34,34 @@ def test_batches__by_count_and_by_size() -> None:
     assert [len(b) for b in batches(records, size=100, max_bytes=25)] == [2, 2, 2, 1]
 
 
+def test_binary_file__travels_whole_in_its_own_message_and_is_one_dead_letter() -> None:
+    # replay makes a binary file one dead letter; split into lines and batched with good
+    # records it was many (or, worse, swallowed the records of its message)
+    from detector.sources import ListDeadLetters, parse_payload
+    from detector.stats import RunStats
+
+    blob = bytes(range(256)) * 8 + b"\n" + bytes(range(200, 256)) * 20
+    good = [orjson.dumps(r) for r in RECORDS]
+    records = good[:1] + split_records(blob) + good[1:]
+    assert len(records) == len(RECORDS) + 1 and bytes(records[1]) == blob
+    sent = list(batches(records, size=500, max_bytes=900_000))
+    assert [len(b) for b in sent] == [1, 1, len(RECORDS) - 1]
+    events, dead = [], ListDeadLetters()
+    for batch in sent:
+        payload = batch[0] if len(batch) == 1 and batch[0] == blob else frame(batch, "lines")
+        events += parse_payload(payload, origin="t", stats=RunStats(), dead_letters=dead)
+    # the records are not complete CloudTrail records: each is its own dead letter
+    assert (len(events), dead.reasons().count("binary")) == (0, 1)
+    assert len(dead.reasons()) == 1 + len(RECORDS)
+
+
+def test_split_records__binary_with_record_lines_keeps_them() -> None:
+    data = bytes(range(256)) * 8 + b"\n" + orjson.dumps(RECORDS[0]) + b"\n"
+    records = split_records(data)
+    assert records[-1] == orjson.dumps(RECORDS[0])
+    assert len(records) > 2 and not any(type(r) is not bytes for r in records)
+
+
 @pytest.mark.parametrize("framing", ["lines", "array"])
 def test_frame__is_parsed_back_by_the_worker_parser(framing: str) -> None:
     from detector.sources import ListDeadLetters, parse_payload
