@@ -74,7 +74,7 @@ def _instance_session(session: str) -> bool:
 class CredentialModel:
     """Recent networks per credential, concurrency history, instance egress prefixes."""
 
-    __slots__ = ("settings", "recent", "multi", "egress", "delivery_seen", "window")
+    __slots__ = ("settings", "recent", "multi", "egress", "delivery_seen", "window", "_last")
 
     def __init__(self, settings: ModelSettings) -> None:
         self.settings = settings
@@ -83,13 +83,24 @@ class CredentialModel:
         self.multi: dict[int, int] = {}
         self.egress = ValueTable(EGRESS_CAP)
         self.delivery_seen = False  # its instance credentials carry ec2_role_delivery
+        # The (credential, network prefix, network class) of the latest remembered use, its
+        # recent-network entry, and whether no other network of that credential can make
+        # a use from this one concurrent (none public, and this one not public either):
+        # most calls repeat it, and then need neither the scan nor the lookups. Only
+        # ``_remember`` changes ``recent``, and it sets this anew each time.
+        self._last: tuple | None = None
 
     def score(self, event: Event, ctx: Context) -> list[Signal]:
         """Concurrency and instance-outside-cloud signals (pure)."""
         if ctx.learning:
             return []
         out: list[Signal] = []
-        other = self._concurrent(event, ctx)
+        last = self._last
+        if (last is not None and last[4] and event.credential_id == last[0]
+                and event.network_prefix == last[1] and event.network == last[2]):
+            other = None  # the latest use again, with nothing it could be concurrent with
+        else:
+            other = self._concurrent(event, ctx)
         ctx.cred_other = (other,)
         if other is not None:
             out.append(self._concurrent_signal(event, ctx, other))
@@ -166,7 +177,14 @@ class CredentialModel:
         """Remember networks per credential; count concurrency; learn egress prefixes."""
         cred = event.credential_id
         network = event.network
-        if cred and network in ROUTABLE:
+        last = self._last
+        if (last is not None and cred == last[0] and event.network_prefix == last[1]
+                and network == last[2] and (last[4] or ctx.cred_other == (None,))):
+            entry = last[3]  # the latest use again, not concurrent: ``_remember`` written out
+            ts = int(ctx.ts)
+            if ts > entry[1]:
+                entry[1] = ts
+        elif cred and network in ROUTABLE:
             found = ctx.cred_other  # what ``score`` saw, when it ran for this event
             other = found[0] if found is not None else self._concurrent(event, ctx)
             h = ctx.cred_hash
@@ -174,7 +192,7 @@ class CredentialModel:
                 h = ctx.credential_hash(cred)
             if other is not None:
                 self._count_concurrency(h, ctx)
-            self._remember(h, network_label(event), network, ctx)
+            self._remember(h, network_label(event), network, ctx, event)
         if network not in INSIDE_CLASSES and is_instance_credential(event):  # used outside
             self._learn_egress(event, ctx, held)
         if not self.delivery_seen and event.attributes and event.attributes.get(
@@ -191,7 +209,7 @@ class CredentialModel:
             windows = min(windows + 1, 0xFF)
         self.multi[h] = (max(ctx.bucket, last) << 8) | windows
 
-    def _remember(self, h: int, label: str, klass: str, ctx: Context) -> None:
+    def _remember(self, h: int, label: str, klass: str, ctx: Context, event: Event) -> None:
         entries = self.recent.get(h)
         ts = int(ctx.ts)
         if entries is not None:
@@ -199,6 +217,7 @@ class CredentialModel:
                 if entry[0] == label:
                     if ts > entry[1]:
                         entry[1] = ts
+                    self._set_last(event, entries, entry)
                     return
         else:
             if len(self.recent) >= CREDENTIAL_CAP:
@@ -206,9 +225,20 @@ class CredentialModel:
                 del self.recent[oldest]
                 self.multi.pop(oldest, None)
             entries = self.recent[h] = []
-        entries.append([label, ts, klass])
+        entry = [label, ts, klass]
+        entries.append(entry)
         if len(entries) > NETWORKS_PER_CREDENTIAL:
             entries.remove(min(entries, key=lambda e: (e[1], e[0])))
+        self._set_last(event, entries, entry)
+
+    def _set_last(self, event: Event, entries: list[list], entry: list) -> None:
+        """Remember this use as the latest one (see ``__init__``)."""
+        if not any(e is entry for e in entries):  # (dropped at once as the oldest network)
+            self._last = None
+            return
+        quiet = event.network != "public" and not any(
+            len(e) > 2 and e[2] == "public" for e in entries if e is not entry)
+        self._last = (event.credential_id, event.network_prefix, event.network, entry, quiet)
 
     @staticmethod
     def _shared_egress(event: Event, ctx: Context, h: int) -> bool:
