@@ -208,8 +208,9 @@ class TestCredential:
     def test_repeated_use__same_signals_as_a_profile_restored_before_every_event(self):
         """The latest-use shortcut (``CredentialModel._last``) changes no verdict: a
         credential used from one subnet while learning, then hopping between private
-        subnets, a public network and a cloud service, out of order at times, scores exactly like one rebuilt from its blob each time
-        (which starts without the shortcut)."""
+        subnets, a public network and a cloud service, out of order at times, scores
+        exactly like one rebuilt from its blob each time (which starts without the
+        shortcut)."""
         import random
 
         rng = random.Random(5)
