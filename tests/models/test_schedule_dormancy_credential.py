@@ -206,7 +206,7 @@ class TestCredential:
                                                        for s in profile.score_one(later)}
 
     def test_repeated_use__same_signals_as_a_profile_restored_before_every_event(self):
-        """The latest-use shortcut (``CredentialModel._last``) changes no verdict: a
+        """The known-use shortcut (``CredentialModel._uses``) changes no verdict: a
         credential used from one subnet while learning, then hopping between private
         subnets, a public network and a cloud service, out of order at times, scores
         exactly like one rebuilt from its blob each time (which starts without the
