@@ -43,6 +43,7 @@ logger = logging.getLogger(__name__)
 CREDENTIAL_CAP = 16
 NETWORKS_PER_CREDENTIAL = 4
 EGRESS_CAP = 16
+USES_CAP = 64  # CREDENTIAL_CAP x NETWORKS_PER_CREDENTIAL: room for every remembered use
 CONCURRENT_SCORE = 0.8
 OUTSIDE_SCORE = 0.85
 INSIDE_CLASSES = frozenset({"cloud_service", "internal", "private"})
@@ -74,7 +75,7 @@ def _instance_session(session: str) -> bool:
 class CredentialModel:
     """Recent networks per credential, concurrency history, instance egress prefixes."""
 
-    __slots__ = ("settings", "recent", "multi", "egress", "delivery_seen", "window")
+    __slots__ = ("settings", "recent", "multi", "egress", "delivery_seen", "window", "_uses")
 
     def __init__(self, settings: ModelSettings) -> None:
         self.settings = settings
@@ -83,14 +84,25 @@ class CredentialModel:
         self.multi: dict[int, int] = {}
         self.egress = ValueTable(EGRESS_CAP)
         self.delivery_seen = False  # its instance credentials carry ec2_role_delivery
+        # Per (credential, network prefix, network class) already remembered: its
+        # recent-network entry, and whether no other network of that credential can make
+        # a use from this one concurrent (none public, and this one not public either).
+        # Most calls repeat such a use, and then need neither the scan nor the lookups.
+        # Only ``_remember`` changes ``recent``; it empties this whenever it adds or drops
+        # an entry (which can change the answer), so what is kept is always current.
+        self._uses: dict[tuple, tuple] = {}
 
     def score(self, event: Event, ctx: Context) -> list[Signal]:
         """Concurrency and instance-outside-cloud signals (pure)."""
         if ctx.learning:
             return []
         out: list[Signal] = []
-        other = self._concurrent(event, ctx)
-        ctx.cred_other = (other,)
+        use = self._uses.get((event.credential_id, event.network_prefix, event.network))
+        if use is not None and use[1]:
+            other = None  # a known use, with nothing it could be concurrent with
+        else:
+            other = self._concurrent(event, ctx)
+        ctx.cred_other = (other, use)
         if other is not None:
             out.append(self._concurrent_signal(event, ctx, other))
         if is_instance_credential(event):
@@ -166,15 +178,26 @@ class CredentialModel:
         """Remember networks per credential; count concurrency; learn egress prefixes."""
         cred = event.credential_id
         network = event.network
-        if cred and network in ROUTABLE:
-            found = ctx.cred_other  # what ``score`` saw, when it ran for this event
-            other = found[0] if found is not None else self._concurrent(event, ctx)
+        found = ctx.cred_other  # what ``score`` saw, when it ran for this event
+        if found is None:
+            use = self._uses.get((cred, event.network_prefix, network))
+            other = None if use is not None and use[1] else -1  # -1: not looked for yet
+        else:
+            other, use = found
+        if use is not None and other is None:
+            entry = use[0]  # a known use, not concurrent: ``_remember`` written out
+            ts = int(ctx.ts)
+            if ts > entry[1]:
+                entry[1] = ts
+        elif cred and network in ROUTABLE:
+            if other == -1:
+                other = self._concurrent(event, ctx)
             h = ctx.cred_hash
             if h < 0:
                 h = ctx.credential_hash(cred)
             if other is not None:
                 self._count_concurrency(h, ctx)
-            self._remember(h, network_label(event), network, ctx)
+            self._remember(h, network_label(event), network, ctx, event)
         if network not in INSIDE_CLASSES and is_instance_credential(event):  # used outside
             self._learn_egress(event, ctx, held)
         if not self.delivery_seen and event.attributes and event.attributes.get(
@@ -191,7 +214,7 @@ class CredentialModel:
             windows = min(windows + 1, 0xFF)
         self.multi[h] = (max(ctx.bucket, last) << 8) | windows
 
-    def _remember(self, h: int, label: str, klass: str, ctx: Context) -> None:
+    def _remember(self, h: int, label: str, klass: str, ctx: Context, event: Event) -> None:
         entries = self.recent.get(h)
         ts = int(ctx.ts)
         if entries is not None:
@@ -199,6 +222,7 @@ class CredentialModel:
                 if entry[0] == label:
                     if ts > entry[1]:
                         entry[1] = ts
+                    self._keep_use(event, entries, entry)
                     return
         else:
             if len(self.recent) >= CREDENTIAL_CAP:
@@ -209,6 +233,16 @@ class CredentialModel:
         entries.append([label, ts, klass])
         if len(entries) > NETWORKS_PER_CREDENTIAL:
             entries.remove(min(entries, key=lambda e: (e[1], e[0])))
+        self._uses = {}  # an entry added (and maybe one dropped): see ``__init__``
+
+    def _keep_use(self, event: Event, entries: list[list], entry: list) -> None:
+        """Keep this use of an existing entry for the next calls (see ``__init__``)."""
+        uses = self._uses
+        if len(uses) >= USES_CAP:
+            uses.clear()
+        quiet = event.network != "public" and not any(
+            len(e) > 2 and e[2] == "public" for e in entries if e is not entry)
+        uses[(event.credential_id, event.network_prefix, event.network)] = (entry, quiet)
 
     @staticmethod
     def _shared_egress(event: Event, ctx: Context, h: int) -> bool:

@@ -63,6 +63,14 @@ NAMES = tuple(item[0] for item in ATTRIBUTES)
 ALL_TABLES = tuple(range(len(ATTRIBUTES)))
 INDEX = {name: i for i, name in enumerate(NAMES)}
 DETECTORS = {item[1]: i for i, item in enumerate(ATTRIBUTES)}
+RESOURCE = INDEX["resource"]
+ACTION_RESOURCE = INDEX["action_resource"]
+RESOURCE_TABLES = (RESOURCE, ACTION_RESOURCE)
+"""The tables kept out of the repeat memo (see ``NoveltyModel``): a code path touches a
+new resource every few dozen calls, which would make every such call a memo miss and
+flush these two tables; they are looked up and taught on every event instead."""
+LAZY_TABLES = tuple(i for i in ALL_TABLES if i not in RESOURCE_TABLES)
+"""The tables whose memo repeats are applied lazily (by ``_apply`` and ``_flush_tables``)."""
 CRED_NETWORK = INDEX["credential_network"]
 LONG_TERM_DETECTOR = "credential.new_network"
 LONG_TERM_WEIGHT = 0.8
@@ -89,10 +97,11 @@ PEER_ATTRS = frozenset(INDEX[name] for name in (
 
 
 signature = attrgetter(
-    "action", "resource", "region", "network_prefix", "network", "agent_family",
-    "target_tenant", "tenant", "outcome", "error_code", "credential_id", "credential_type")
-"""Everything the novelty tables look at in an event, as one tuple (the memo key); a C
-getter, since it runs for every event."""
+    "action", "region", "network_prefix", "network", "agent_family", "target_tenant",
+    "tenant", "outcome", "error_code", "credential_id", "credential_type")
+"""Everything the lazy novelty tables look at in an event, as one tuple (the memo key; the
+resource is left out, see ``RESOURCE_TABLES``); a C getter, since it runs for every
+event."""
 
 
 MEMO_CAP = 256
@@ -201,14 +210,17 @@ class NoveltyModel:
 
     Repeats are cheap: an event whose values are all known, seen earlier in the same day
     with the same values (its *signature*), is counted in a small memo instead of
-    touching eleven tables. The memo is flushed into the tables before anything reads
-    them (a new value, pruning, feedback, serialisation), so every score and every blob
-    is exactly what the table-by-table path gives, bit for bit: between two such reads a
-    table only sees uses of known values, whose moving-rate step is one and the same float
-    operation, so replaying the memo's steps later, one by one (``_apply``), lands on the
-    same float. A profile restored from its blob (no memo) therefore scores exactly like
-    one that stayed in memory. Anything that can make a known value unknown (eviction,
-    pruning, trimming) bumps ``epoch`` and invalidates the memo. Memo hits are logged
+    touching nine tables; the two resource tables are looked up on every event (see
+    ``RESOURCE_TABLES``), so a known code path on a resource it seldom touches is a hit
+    too. An entry hit during a day lives on into the next one (``_prune``). The memo is
+    flushed into the tables before anything reads them (a new value, pruning, feedback,
+    serialisation), so every score and every blob is exactly what the table-by-table
+    path gives, bit for bit: between two such reads a table only sees uses of known
+    values, whose moving-rate step is one and the same float operation, so replaying the
+    memo's steps later, one by one (``_apply``), lands on the same float. A profile
+    restored from its blob (no memo) therefore scores exactly like one that stayed in
+    memory. Anything that can make a known value of a memo table unknown (eviction,
+    trimming) bumps ``epoch`` and invalidates the memo. Memo hits are logged
     (``log``, bounded by ``LOG_CAP``) so that flushing one table visits only the entries
     hit since its own last flush (``_flush_tables``).
     """
@@ -320,16 +332,21 @@ class NoveltyModel:
                     rate -= alpha * rate
                 table.rate = rate
         self.flushed_at = end
+        for index in RESOURCE_TABLES:  # never behind: nothing of theirs is in the memo
+            cursors[index] = end
         passed = min(cursors) - base  # the log's head every table is past
         if passed >= LOG_CAP // 4 and 2 * passed > len(log):
             del log[:passed]
             self.log_base += passed
 
     def _unknown_tables(self, values: list, hour: int) -> list[int]:
-        """The tables whose value in this event is not known within the horizon."""
+        """The lazy tables whose value in this event is not known within the horizon (the
+        others are always exact)."""
         horizon, tables = self.horizon_h, self.tables
         out = []
         for index, h, _, _ in values:
+            if index not in LAZY_TABLES:
+                continue
             packed = tables[index].d.get(h)
             if packed is None or hour - (packed >> 16) > horizon:
                 out.append(index)
@@ -358,18 +375,58 @@ class NoveltyModel:
         sig = signature(event)
         hour = ctx.hour
         entry = self.memo.get(sig)  # ``_remembered(sig, hour)`` written out (every event)
-        if (entry is not None and entry[1] == self.epoch
-                and entry[0] == (hour // 24 if self.horizon_h >= 48 else hour)):
+        if entry is None:
+            pass
+        elif (entry[1] != self.epoch
+                or entry[0] != (hour // 24 if self.horizon_h >= 48 else hour)):
+            entry = None
+        else:  # the resource tables are not in the memo: known there too, or the full path
+            resource = event.resource
+            if resource:
+                horizon = self.horizon_h
+                table = self.tables[RESOURCE]
+                hr = vhash(resource)
+                packed = table.d.get(hr)
+                if packed is not None and hour - (packed >> 16) <= horizon:
+                    left = entry[7]  # the action's term of the pair hash, -1: no action
+                    if left >= 0:
+                        pairs = self.tables[ACTION_RESOURCE]
+                        hp = (left ^ (hr * 0x9E3779B1 >> 7)) & MASK32
+                        packed_pair = pairs.d.get(hp)
+                        if packed_pair is None or hour - (packed_pair >> 16) > horizon:
+                            entry = None
+                else:
+                    entry = None
+        if entry is not None:
             if learn_known:
                 entry[3] += 1
                 if hour > entry[4]:
                     entry[4] = hour
+                if resource and entry[8]:  # one use of each known resource value, at once
+                    d = table.d
+                    count = packed & COUNT_MASK
+                    if count == 1:
+                        table.n1 -= 1
+                    last = packed >> 16
+                    d[hr] = ((hour if hour > last else last) << 16) | min(count + 1, COUNT_MASK)
+                    table.total += 1
+                    table.rate -= RATE_ALPHA * table.rate
+                    if left >= 0:
+                        d = pairs.d
+                        count = packed_pair & COUNT_MASK
+                        if count == 1:
+                            pairs.n1 -= 1
+                        last = packed_pair >> 16
+                        d[hp] = (((hour if hour > last else last) << 16)
+                                 | min(count + 1, COUNT_MASK))
+                        pairs.total += 1
+                        pairs.rate -= RATE_ALPHA * pairs.rate
                 if entry[6] < self.flushed_at:  # first hit since a flush: log it
                     log = self.log
                     entry[6] = self.log_base + len(log)
                     log.append(entry)
                     if len(log) > LOG_CAP:  # tables rarely flushed hold the log back
-                        self._flush_tables(ALL_TABLES)
+                        self._flush_tables(LAZY_TABLES)
                 ctx.pending = []
             return []
         out: list[Signal] = []
@@ -405,7 +462,9 @@ class NoveltyModel:
             if unflushed:  # uses of known values commute; a new value needs exact totals
                 # every table with a new value in this event at once: this is the first,
                 # the later ones are not touched before their turn (one value per table)
-                self._flush_tables(self._unknown_tables(values, hour))
+                unknown = self._unknown_tables(values, hour)
+                if unknown:
+                    self._flush_tables(unknown)
                 unflushed = False
             if teach:
                 pending.append((index, h))
@@ -429,10 +488,15 @@ class NoveltyModel:
             elif len(self.memo) >= MEMO_CAP:
                 self.flush()
                 self.memo = {}
-            # period, epoch, values, repeats, latest hour, repeats applied per table, log
-            # position (-1: not logged)
+            taught.pop(RESOURCE, None)  # taught on every hit (not in the memo)
+            taught.pop(ACTION_RESOURCE, None)
+            action = event.action
+            left = (vhash(action) * 0x01000193) ^ 0x5BD1E995 if action else -1
+            # period, epoch, values of the lazy tables, repeats, latest hour, repeats
+            # applied per table, log position (-1: not logged), the action's term of the
+            # action-resource pair hash (-1: none), whether a hit teaches the resource
             self.memo[sig] = [hour // 24 if self.horizon_h >= 48 else hour, self.epoch, taught,
-                              0, hour, [0] * len(ATTRIBUTES), -1]
+                              0, hour, [0] * len(ATTRIBUTES), -1, left, teach_any]
         return out
 
     def _signal(
@@ -525,7 +589,7 @@ class NoveltyModel:
             table.rate += RATE_ALPHA * (1.0 - table.rate)
             before = len(table.d)
             if table.learn(h, ctx.hour, ctx.degradations, NAMES[index]):
-                if len(table.d) <= before:
+                if len(table.d) <= before and index in LAZY_TABLES:
                     self.epoch += 1  # an eviction: memo entries may name evicted values
                 if index in PEER_ATTRS and ctx.peers is not None:
                     ctx.peers.note(ctx.group, NAMES[index], h)
@@ -538,13 +602,31 @@ class NoveltyModel:
         return packed is not None and hour - (packed >> 16) <= self.horizon_h
 
     def _prune(self, ctx: Context) -> None:
+        """Daily: drop values beyond twice the horizon, and carry the memo entries hit
+        since the start of the day before into the new day.
+
+        Such an entry stays exact for the whole new day: once flushed, each of its values
+        was last seen at or after its latest hit, so under 48 hours before any hour of the
+        new day, within the horizon (at least 48 hours when entries live a day), and far
+        from being pruned; the same bound holds for the stale last-seen hour that a table
+        shows between two flushes. Other entries are dropped (the memo stays small), and so
+        are those of failed calls, which do not refresh the values they name."""
         self.flush()
-        self.memo = {}
-        self.epoch += 1
-        self.last_prune_day = ctx.day
+        day = ctx.day
+        self.last_prune_day = day
         oldest = ctx.hour - 2 * self.horizon_h  # kept one more horizon to say "forgotten"
         for table in self.tables:
             table.prune(oldest)
+        if self.horizon_h < 48:  # entries live an hour (see ``_period``): none carries over
+            self.memo = {}
+            return
+        since = 24 * (day - 1)
+        kept = {}
+        for sig, entry in self.memo.items():
+            if entry[4] >= since and entry[8]:  # (a failed call teaches its error code only)
+                entry[0] = day
+                kept[sig] = entry
+        self.memo = kept
 
     def mark_expected(self, detector: str, value: str, ctx: Context) -> bool:
         """Feedback: make ``value`` known for the detector's attribute."""

@@ -12,6 +12,7 @@ import random
 import pytest
 
 from models import novelty as novelty_module
+from models.common import vhash
 from models.novelty import NoveltyModel, signature
 from models.profile import IdentityProfile
 from models.settings import ModelSettings
@@ -83,10 +84,67 @@ def test_flushed_repeats__same_rate_as_one_use_at_a_time():
     for _ in range(137):
         stepped.rate -= RATE_ALPHA * stepped.rate
     model.tables[0] = batched
-    entry = [0, model.epoch, {0: 1}, 137, 11, [0] * len(model.tables), 0]  # none applied
+    entry = [0, model.epoch, {0: 1}, 137, 11, [0] * len(model.tables), 0, -1, True]  # none applied
     model.memo[("sig",)] = entry
     model.log.append(entry)  # as a hit logs it
     model.flush()
     assert batched.rate == stepped.rate
     assert batched.d[1] == (11 << 16) | 138
     assert batched.total == 138
+
+
+def _full_path_count(monkeypatch) -> list[int]:
+    """Counts the events that go table by table (the memo's misses) from now on."""
+    calls = [0]
+    extract = novelty_module.extract
+
+    def counting(event):
+        calls[0] += 1
+        return extract(event)
+
+    monkeypatch.setattr(novelty_module, "extract", counting)
+    return calls
+
+
+def test_memo__a_known_path_on_another_known_resource_is_a_hit(monkeypatch):
+    """The resource is not in the memo key: a code path on any resource it already knows
+    skips the tables, and the resource tables still count every use."""
+    profile = IdentityProfile(ROLE, "workload", ModelSettings(learning_min_events=5))
+    ts = T0
+    for i in range(40):  # one code path over ten resources, all learned
+        ts += 60
+        profile.observe(make_event(ts, resource=f"arn:aws:s3:::b/{i % 10}"))
+    resources = profile.models[0].tables[novelty_module.RESOURCE]
+    total = resources.total
+    misses = _full_path_count(monkeypatch)
+    for i in range(30):
+        ts += 60
+        assert profile.observe(make_event(ts, resource=f"arn:aws:s3:::b/{i % 10}")) == []
+    assert misses[0] == 0
+    assert resources.total == total + 30  # taught at once, not through the memo
+    ts += 60
+    profile.observe(make_event(ts, resource="arn:aws:s3:::b/new"))
+    assert misses[0] == 1  # an unknown resource takes the full path, and is learned
+    assert vhash("arn:aws:s3:::b/new") in resources.d
+
+
+def test_memo__entries_hit_yesterday_carry_over_the_day_change(monkeypatch):
+    """At the daily prune the entries of successful calls hit since the day before stay
+    (flushed), so the next day starts with hits; a failed call's entry is dropped."""
+    profile = IdentityProfile(ROLE, "workload", ModelSettings(learning_min_events=5))
+    day = 86400 * (int(T0 // 86400) + 1)
+    ts = day - 3 * 3600
+    for _ in range(20):
+        ts += 300
+        profile.observe(make_event(ts))
+        profile.observe(make_event(ts + 1, outcome="failure", error_code="AccessDenied"))
+    model = profile.models[0]
+    assert len(model.memo) == 2
+    misses = _full_path_count(monkeypatch)
+    profile.observe(make_event(day + 60))  # the first event of the new day: the prune
+    assert misses[0] == 1  # (its own entry was of the day before)
+    assert model.last_prune_day == day // 86400 and len(model.memo) == 1
+    for i in range(10):
+        profile.observe(make_event(day + 120 + 60 * i))
+    profile.observe(make_event(day + 900, outcome="failure", error_code="AccessDenied"))
+    assert misses[0] == 2  # only the failed call went table by table again

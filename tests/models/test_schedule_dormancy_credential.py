@@ -205,6 +205,35 @@ class TestCredential:
         assert "credential.concurrent_networks" not in {s.detector
                                                        for s in profile.score_one(later)}
 
+    def test_repeated_use__same_signals_as_a_profile_restored_before_every_event(self):
+        """The known-use shortcut (``CredentialModel._uses``) changes no verdict: a
+        credential used from one subnet while learning, then hopping between private
+        subnets, a public network and a cloud service, out of order at times, scores
+        exactly like one rebuilt from its blob each time (which starts without the
+        shortcut)."""
+        import random
+
+        rng = random.Random(5)
+        settings = ModelSettings(learning_min_days=0.2, learning_min_events=20)
+        kept = IdentityProfile(ROLE, "workload", settings)
+        blob = kept.to_bytes()
+        networks = [("private", "10.0.1.0/24")] * 6 + [
+            ("private", "10.0.2.0/24"), ("public", "203.0.113.0/24"),
+            ("cloud_service", "s3.amazonaws.com")]
+        ts, concurrent = T0, 0
+        for i in range(1500):
+            ts += rng.choice([20, 60, 400, 1200]) * (-0.5 if rng.random() < 0.05 else 1)
+            network, prefix = rng.choice(networks[:1] if i < 300 else networks)
+            event = make_event(ts, network=network, network_prefix=prefix,
+                               credential_id=rng.choice(["ASIAONE", "ASIAONE", "ASIATWO"]))
+            got = [(s.detector, s.score, s.sentence) for s in kept.observe(event)]
+            restored = IdentityProfile.from_bytes(blob, settings)
+            assert got == [(s.detector, s.score, s.sentence) for s in restored.observe(event)]
+            blob = restored.to_bytes()
+            concurrent += sum(1 for s in got if s[0] == "credential.concurrent_networks")
+        assert concurrent >= 5  # the stream does raise concurrency signals
+        assert kept.to_bytes() == blob
+
     def test_instance_credentials_outside_cloud__flagged(self):
         profile = IdentityProfile(ROLE, "workload", ModelSettings())
         inside = {"attributes": {"ec2_role_delivery": "2.0"}, "session": "i-0abc12345def67890"}
