@@ -207,16 +207,23 @@ class IdentityProfile:
         return ts - self.first_ts < s.learning_min_days * 86400
 
     def learning_progress(self, ts: float) -> str:
-        """'learning: 12/50 events, 5 hours of 3 days' or 'learned: 812 events over 41 days'."""
+        """'learning: 12/50 events, 5 hours of 3 days', 'learning: 45/50 events, 24 days of
+        history (enough)' or 'learned: 812 events over 41 days'."""
         s = self.settings
         span = 0.0 if self.first_ts is None else max(0.0, ts - self.first_ts)
         if not self.in_learning(ts):
             return f"learned: {self.n_events} events over {span_words(span)}"
-        need = span_words(s.learning_min_days * 86400)
-        return (
-            f"learning: {self.n_events}/{s.learning_min_events} events, "
-            f"{span_words(span)} of {need}"
-        )
+        # each requirement says whether it is met, so "45/50 events" never sits next to
+        # "24 days of 3 days" (the span is met; the events are what it waits for)
+        if self.n_events >= s.learning_min_events:
+            events = f"{self.n_events} events (enough)"
+        else:
+            events = f"{self.n_events}/{s.learning_min_events} events"
+        if span >= s.learning_min_days * 86400:
+            history = f"{span_words(span)} of history (enough)"
+        else:
+            history = f"{span_words(span)} of {span_words(s.learning_min_days * 86400)}"
+        return f"learning: {events}, {history}"
 
     def mark_expected(self, detector: str, value: str) -> bool:
         """Feedback: the analyst says ``value`` is expected for ``detector``; learn it now."""

@@ -45,11 +45,20 @@ class TestColdStart:
         profile = IdentityProfile(ROLE, "workload", ModelSettings())
         for event in stable_stream(T0, 0.5):
             profile.observe(event)
-        assert profile.learning_progress(T0 + 0.5 * 86400).startswith("learning: 144/50 events")
+        assert profile.learning_progress(T0 + 0.5 * 86400) == (
+            f"learning: {profile.n_events} events (enough), 12 hours of 3 days")
         for event in stable_stream(T0 + 0.5 * 86400, 3):
             profile.observe(event)
         assert profile.learning_progress(T0 + 3.5 * 86400) == (
             f"learned: {profile.n_events} events over 3 days")
+
+
+    def test_learning_progress__a_met_span_says_so(self):
+        profile = IdentityProfile(ROLE, "workload", ModelSettings())
+        for day in range(25):  # one call a day: the span is met long before the events
+            profile.observe(make_event(T0 + day * 86400, "s3:ListBuckets", identity=ROLE))
+        assert profile.learning_progress(T0 + 24 * 86400) == (
+            "learning: 25/50 events, 24 days of history (enough)")
 
 
 class TestPureScoring:
