@@ -670,8 +670,10 @@ def _finish_outputs(
     written: list[tuple[str, str]] = []
     if args.alerts != "-":
         written.append(("alerts", args.alerts))
-    if args.dead_letters:
-        written.append(("dead letters", args.dead_letters))
+    if args.dead_letters:  # opened on the first dead letter: a clean run writes nothing
+        appended = sum(stats.dead_letters.values())
+        written.append(("dead letters", args.dead_letters if appended
+                        else f"none ({args.dead_letters} not written)"))
     if args.save_state and result.interrupted:
         logger.warning("interrupted: not writing %s (an identity may be half-updated)",
                        args.save_state)

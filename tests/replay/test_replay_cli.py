@@ -67,6 +67,11 @@ class TestReplayDirectory:
         assert summary["accounting_balanced"] is True
         assert summary["dead_letters"] == {}
 
+    def test_a_clean_run_says_its_dead_letter_file_was_not_written(self, full_run):
+        dead = full_run["out"] / "dead.jsonl"
+        assert not dead.exists()  # opened on the first dead letter only
+        assert full_run["summary"]["written"]["dead letters"] == f"none ({dead} not written)"
+
     def test_unordered_files_are_reordered_not_late(self, full_run):
         # records are shuffled within each hourly file and two sources interleave in time
         assert full_run["summary"]["late_events"] == 0
