@@ -22,9 +22,11 @@ from detector.identity import AI_AGENT_FAMILIES
 logger = logging.getLogger(__name__)
 
 UTC = timezone.utc
-# Event times outside these years are refused (bad_time): no audit log predates 1970, and
-# year 1 or 9999 with an offset cannot even be converted to UTC.
-MIN_YEAR, MAX_YEAR = 1970, 2100
+# Event times outside these years are refused (bad_time). No cloud audit log predates 2000,
+# while 1970-01-01 is what an unset time field or a zero epoch turns into: accepted, one such
+# record made its identity's history 20,000 days long (its learning period met at once) and
+# named 1970 as its first use. Year 1 or 9999 with an offset cannot even be converted to UTC.
+MIN_YEAR, MAX_YEAR = 2000, 2100
 MAX_USER_AGENT = 512
 _CACHE_LIMIT = 50_000
 MAX_CACHED_KEY = 512

@@ -37,7 +37,7 @@ REASONS: dict[str, str] = {
     "oversized_record": "record exceeds the size limit and was not parsed",
     "missing_identity": "record has no usable identity",
     "missing_time": "record has no event time",
-    "bad_time": "record has an event time that cannot be parsed or is not in 1970-2100",
+    "bad_time": "record has an event time that cannot be parsed or is not in 2000-2100",
     "unknown_format": "record shape is not a supported audit-log format",
     "wrong_source": "record is of another supported format than the one forced (--source)",
     "truncated": "record was cut off in transport (JSON ends early)",

@@ -98,7 +98,7 @@ def entry_time(record: dict[str, Any]) -> Any:
     when = parse_time(raw)
     if when is None:
         raise RecordError("bad_time", f"timestamp {str(raw)[:64]!r} cannot be parsed "
-                                      "or is not in 1970-2100")
+                                      "or is not in 2000-2100")
     return when
 
 
