@@ -10,6 +10,12 @@ A record that arrives after the watermark has already passed its time (it is lat
 the window) cannot be put back in order. It is not dropped: it is released at once and
 counted in ``RunStats.late_events``.
 
+One record far ahead of the stream (a year 2099 typed by hand, a clock gone wrong) would
+move the watermark with it and make every later record late. A record more than
+``LEAP_SECONDS`` ahead of the newest time is therefore held aside until another record
+within ``LEAP_SECONDS`` of it confirms that the stream really moved on (logs resuming after
+a gap); unconfirmed, it is released in order at the end of input.
+
 Ties on event time are broken by ``event_id`` and then arrival order, so the output order
 does not depend on the order of files or records within the window: a shuffled input and
 a sorted input give the same sequence.
@@ -39,9 +45,17 @@ from detector.stats import RunStats
 
 logger = logging.getLogger(__name__)
 
+NEG_INF = float("-inf")
 DEFAULT_WINDOW_SECONDS = 900.0
 """CloudTrail's documented delivery delay is "about 15 minutes"; a wider window costs only
 memory (the events held are those of one window of event time)."""
+
+
+LEAP_SECONDS = 86400.0
+"""How far ahead of the newest event time a record may be before it waits for a second one
+to confirm the jump (see the module docstring)."""
+MAX_HELD = 64
+"""Records held aside at once; beyond that, a leap is taken as confirmed."""
 
 
 class ReorderBuffer:
@@ -60,6 +74,28 @@ class ReorderBuffer:
         self.newest = float("-inf")
         self._heap: list[tuple[float, str, int, Event]] = []
         self._seq = 0
+        self._held: list[Event] = []  # far ahead of the stream, not yet confirmed
+
+    def _leap(self, event: Event) -> Event | None:
+        """``event`` is more than ``LEAP_SECONDS`` ahead of the newest time: the held record
+        it confirms (removed from the held ones), or ``None`` after holding it aside."""
+        ts = event.ts
+        for i, held in enumerate(self._held):
+            if abs(held.ts - ts) <= LEAP_SECONDS:
+                return self._held.pop(i)
+        if len(self._held) >= MAX_HELD:
+            return event  # too many to hold: the jump is taken as it is
+        logger.debug("holding event %s at %.0f: %.0f s ahead of the stream", event.event_id,
+                     ts, ts - self.newest)
+        self._held.append(event)
+        return None
+
+    def _take_held(self) -> None:
+        """At the end of input, the held records join the buffer (released in order)."""
+        for event in self._held:
+            self._seq += 1
+            heapq.heappush(self._heap, (event.ts, event.event_id, self._seq, event))
+        self._held = []
 
     def __len__(self) -> int:
         return len(self._heap)
@@ -68,7 +104,17 @@ class ReorderBuffer:
         """Add one event; return the events whose time is now below the watermark."""
         ts = event.ts
         if ts > self.newest:
+            if ts - self.newest > LEAP_SECONDS and self.newest != float("-inf"):
+                partner = self._leap(event)
+                if partner is None:
+                    return []
+                if partner is not event:
+                    self._seq += 1
+                    heapq.heappush(self._heap, (partner.ts, partner.event_id, self._seq,
+                                                partner))
+                    ts = max(ts, partner.ts)
             self.newest = ts
+            ts = event.ts
         watermark = self.newest - self.window
         if ts < watermark:
             self.stats.late_events += 1
@@ -88,6 +134,7 @@ class ReorderBuffer:
 
     def drain(self) -> list[Event]:
         """Release everything still held, in order (end of input)."""
+        self._take_held()
         heap = self._heap
         out = [heapq.heappop(heap)[3] for _ in range(len(heap))]
         return out
@@ -108,7 +155,18 @@ class ReorderBuffer:
             for event in events:
                 ts = event.ts
                 if ts > newest:
-                    newest = ts
+                    if ts - newest > LEAP_SECONDS and newest != NEG_INF:
+                        self.newest = newest
+                        partner = self._leap(event)
+                        if partner is None:
+                            continue  # held aside (see the module docstring)
+                        if partner is not event:
+                            seq += 1
+                            heappush(heap, (partner.ts, partner.event_id, seq, partner))
+                            if partner.ts > ts:
+                                newest = partner.ts
+                    if ts > newest:
+                        newest = ts
                 watermark = newest - window
                 if ts < watermark:
                     stats.late_events += 1
@@ -122,6 +180,7 @@ class ReorderBuffer:
                     yield heappop(heap)[3]
         finally:
             self.newest, self._seq = newest, seq
+        self._take_held()
         while heap:
             yield heappop(heap)[3]
 

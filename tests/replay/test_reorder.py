@@ -89,6 +89,39 @@ class TestReorderBuffer:
         out = list(ReorderBuffer(0, stats=RunStats()).reorder(events))
         assert [e.event_id for e in out] == ["e0000", "e0001", "e0002"]
 
+    @pytest.mark.parametrize("api", ["reorder", "push"])
+    def test_one_record_far_ahead__waits_instead_of_making_the_rest_late(self, api):
+        # a record dated 2099 in a 2023 stream: it must not move the watermark for everyone
+        events = events_at([float(i * 60) for i in range(100)])
+        outlier = make_event(4_070_908_800.0, "future")  # 2099-01-01
+        arrivals = events[:10] + [outlier] + events[10:]
+        stats = RunStats()
+        buffer = ReorderBuffer(900, stats=stats)
+        if api == "reorder":
+            out = list(buffer.reorder(arrivals))
+        else:
+            out = [e for event in arrivals for e in buffer.push(event)] + buffer.drain()
+        assert [e.event_id for e in out] == [e.event_id for e in events] + ["future"]
+        assert stats.late_events == 0
+
+    @pytest.mark.parametrize("api", ["reorder", "push"])
+    def test_logs_resuming_after_a_gap__the_jump_is_taken(self, api):
+        # three days without logs, then the stream goes on: the first record after the gap
+        # waits for the second, and stragglers from before the gap are still in order
+        before = events_at([float(i * 60) for i in range(20)])
+        after = [make_event(T0 + 3 * 86400 + i * 60, f"a{i:04d}") for i in range(20)]
+        straggler = make_event(T0 + 20 * 60, "straggler")
+        arrivals = before + after[:1] + [straggler] + after[1:]
+        stats = RunStats()
+        buffer = ReorderBuffer(900, stats=stats)
+        if api == "reorder":
+            out = list(buffer.reorder(arrivals))
+        else:
+            out = [e for event in arrivals for e in buffer.push(event)] + buffer.drain()
+        assert [e.ts for e in out] == sorted(e.ts for e in arrivals)
+        assert stats.late_events == 0
+        assert buffer.newest == after[-1].ts
+
     def test_negative_window__refused(self):
         with pytest.raises(ValueError, match="reorder window must be >= 0"):
             ReorderBuffer(-1, stats=RunStats())
