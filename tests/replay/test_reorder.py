@@ -31,6 +31,14 @@ def events_at(offsets: list[float]) -> list[Event]:
     return [make_event(T0 + off, f"e{i:04d}") for i, off in enumerate(offsets)]
 
 
+def released(buffer: ReorderBuffer, arrivals: list[Event], api: str) -> list[Event]:
+    """Everything ``buffer`` releases for ``arrivals``, through the replay's loop
+    (``reorder``) or event by event (``push`` then ``drain``)."""
+    if api == "reorder":
+        return list(buffer.reorder(arrivals))
+    return [e for event in arrivals for e in buffer.push(event)] + buffer.drain()
+
+
 class TestReorderBuffer:
     def test_reorder__sorted_input_passes_through_in_order(self):
         events = events_at([float(i * 10) for i in range(50)])
@@ -97,10 +105,7 @@ class TestReorderBuffer:
         arrivals = events[:10] + [outlier] + events[10:]
         stats = RunStats()
         buffer = ReorderBuffer(900, stats=stats)
-        if api == "reorder":
-            out = list(buffer.reorder(arrivals))
-        else:
-            out = [e for event in arrivals for e in buffer.push(event)] + buffer.drain()
+        out = released(buffer, arrivals, api)
         assert [e.event_id for e in out] == [e.event_id for e in events] + ["future"]
         assert stats.late_events == 0
 
@@ -114,10 +119,7 @@ class TestReorderBuffer:
         arrivals = before + after[:1] + [straggler] + after[1:]
         stats = RunStats()
         buffer = ReorderBuffer(900, stats=stats)
-        if api == "reorder":
-            out = list(buffer.reorder(arrivals))
-        else:
-            out = [e for event in arrivals for e in buffer.push(event)] + buffer.drain()
+        out = released(buffer, arrivals, api)
         assert [e.ts for e in out] == sorted(e.ts for e in arrivals)
         assert stats.late_events == 0
         assert buffer.newest == after[-1].ts
