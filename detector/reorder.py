@@ -71,20 +71,26 @@ class ReorderBuffer:
             raise ValueError(f"reorder window must be >= 0 seconds, got {window}")
         self.window = float(window)
         self.stats = stats
-        self.newest = float("-inf")
+        self.newest = NEG_INF
         self._heap: list[tuple[float, str, int, Event]] = []
         self._seq = 0
         self._held: list[Event] = []  # far ahead of the stream, not yet confirmed
 
-    def _leap(self, event: Event) -> Event | None:
-        """``event`` is more than ``LEAP_SECONDS`` ahead of the newest time: the held record
-        it confirms (removed from the held ones), or ``None`` after holding it aside."""
+    def _keep(self, event: Event) -> None:
+        self._seq += 1
+        heapq.heappush(self._heap, (event.ts, event.event_id, self._seq, event))
+
+    def _leap(self, event: Event) -> float | None:
+        """``event`` is more than ``LEAP_SECONDS`` ahead of the newest time: the newest time
+        once the jump is confirmed (a held record within ``LEAP_SECONDS`` of it joins the
+        buffer), or ``None`` after holding ``event`` aside."""
         ts = event.ts
         for i, held in enumerate(self._held):
             if abs(held.ts - ts) <= LEAP_SECONDS:
-                return self._held.pop(i)
+                self._keep(self._held.pop(i))
+                return max(ts, held.ts)
         if len(self._held) >= MAX_HELD:
-            return event  # too many to hold: the jump is taken as it is
+            return ts  # too many to hold: the jump is taken as it is
         logger.debug("holding event %s at %.0f: %.0f s ahead of the stream", event.event_id,
                      ts, ts - self.newest)
         self._held.append(event)
@@ -93,8 +99,7 @@ class ReorderBuffer:
     def _take_held(self) -> None:
         """At the end of input, the held records join the buffer (released in order)."""
         for event in self._held:
-            self._seq += 1
-            heapq.heappush(self._heap, (event.ts, event.event_id, self._seq, event))
+            self._keep(event)
         self._held = []
 
     def __len__(self) -> int:
@@ -104,25 +109,19 @@ class ReorderBuffer:
         """Add one event; return the events whose time is now below the watermark."""
         ts = event.ts
         if ts > self.newest:
-            if ts - self.newest > LEAP_SECONDS and self.newest != float("-inf"):
-                partner = self._leap(event)
-                if partner is None:
+            newest: float | None = ts
+            if ts - self.newest > LEAP_SECONDS and self.newest != NEG_INF:
+                newest = self._leap(event)
+                if newest is None:
                     return []
-                if partner is not event:
-                    self._seq += 1
-                    heapq.heappush(self._heap, (partner.ts, partner.event_id, self._seq,
-                                                partner))
-                    ts = max(ts, partner.ts)
-            self.newest = ts
-            ts = event.ts
+            self.newest = newest
         watermark = self.newest - self.window
         if ts < watermark:
             self.stats.late_events += 1
             released = self._release(watermark)
             released.append(event)
             return released
-        self._seq += 1
-        heapq.heappush(self._heap, (ts, event.event_id, self._seq, event))
+        self._keep(event)
         return self._release(watermark)
 
     def _release(self, watermark: float) -> list[Event]:
@@ -156,16 +155,13 @@ class ReorderBuffer:
                 ts = event.ts
                 if ts > newest:
                     if ts - newest > LEAP_SECONDS and newest != NEG_INF:
-                        self.newest = newest
-                        partner = self._leap(event)
-                        if partner is None:
+                        self.newest, self._seq = newest, seq
+                        leap = self._leap(event)
+                        seq = self._seq
+                        if leap is None:
                             continue  # held aside (see the module docstring)
-                        if partner is not event:
-                            seq += 1
-                            heappush(heap, (partner.ts, partner.event_id, seq, partner))
-                            if partner.ts > ts:
-                                newest = partner.ts
-                    if ts > newest:
+                        newest = leap
+                    else:
                         newest = ts
                 watermark = newest - window
                 if ts < watermark:
