@@ -90,17 +90,11 @@ class IdentityProfile:
     def observe(self, event: Event, peers=None) -> list[Signal]:
         """Score the event, then learn it (see the module docstring); returns the signals.
 
-        ``_context`` and ``_score`` are written out here, and the five models called one
-        by one: this runs for every event."""
+        ``_score`` is written out here, and the five models called one by one: this runs
+        for every event."""
+        ctx = self._context(event, peers)
         ts = event.ts
         first, last, n = self.first_ts, self.last_ts, self.n_events
-        ctx = Context(ts, self._bucket_seconds, first, last, n,
-                      first is None or n < self._learning_events
-                      or ts - first < self._learning_seconds,
-                      self.degradations)
-        if peers is not None:
-            ctx.peers = peers
-            ctx.group = self.group or peers.group_of(event)
         if event.partial:
             return self._score(event, ctx)
         novelty, window, schedule, dormancy, credential = self.models
