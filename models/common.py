@@ -43,9 +43,20 @@ vhash = _HASH_CACHE.__getitem__
 lookup, so a known value costs one C call (several models hash the same values per event)."""
 
 
+def pair_term(left: int) -> int:
+    """The left value's term of ``pair_hash``, worked out once when one left value pairs
+    with several right ones (an action with its network and its resource)."""
+    return (left * 0x01000193) ^ 0x5BD1E995
+
+
+def pair_with(term: int, right: int) -> int:
+    """``pair_hash(left, right)`` from ``pair_term(left)``."""
+    return (term ^ (right * 0x9E3779B1 >> 7)) & MASK32
+
+
 def pair_hash(left: int, right: int) -> int:
     """Hash of an ordered pair of hashed values."""
-    return ((left * 0x01000193) ^ (right * 0x9E3779B1 >> 7) ^ 0x5BD1E995) & MASK32
+    return pair_with(pair_term(left), right)
 
 
 def span_words(seconds: float) -> str:

@@ -38,7 +38,7 @@ from operator import attrgetter
 
 from detector.event import Event
 from models.base import Signal
-from models.common import MASK32, clamp01, pair_hash, span_words, vhash
+from models.common import clamp01, pair_hash, pair_term, pair_with, span_words, vhash
 from models.context import Context
 from models.settings import ModelSettings
 from models.table import BLOOM_BITS, COUNT_MASK, RATE_ALPHA, ValueTable
@@ -169,12 +169,12 @@ def extract(event: Event) -> list[tuple[int, int, str, str | None]]:
     if event.error_code and event.outcome == "failure":
         out.append((7, vhash(event.error_code), event.error_code, None))
     # pairs last: their signal is only worth raising when both parts are known
-    # (``pair_hash`` written out: the left part's term is shared by both action pairs)
+    # (the action's term of ``pair_hash`` is shared by both action pairs)
     if action:
-        left = (ha * 0x01000193) ^ 0x5BD1E995
-        out.append((8, (left ^ (hn * 0x9E3779B1 >> 7)) & MASK32, action, net))
+        left = pair_term(ha)
+        out.append((8, pair_with(left, hn), action, net))
         if resource:
-            out.append((9, (left ^ (hr * 0x9E3779B1 >> 7)) & MASK32, action, resource))
+            out.append((9, pair_with(left, hr), action, resource))
     cred = event.credential_id
     if cred and event.credential_type in LASTING_CREDENTIALS and event.network != "cloud_service":
         out.append((10, pair_hash(vhash(cred), hn), cred, net))
@@ -375,12 +375,10 @@ class NoveltyModel:
         sig = signature(event)
         hour = ctx.hour
         entry = self.memo.get(sig)  # ``_remembered(sig, hour)`` written out (every event)
-        if entry is None:
-            pass
-        elif (entry[1] != self.epoch
-                or entry[0] != (hour // 24 if self.horizon_h >= 48 else hour)):
+        if entry is not None and (entry[1] != self.epoch
+                                  or entry[0] != (hour // 24 if self.horizon_h >= 48 else hour)):
             entry = None
-        else:  # the resource tables are not in the memo: known there too, or the full path
+        if entry is not None:  # the resource tables are not in the memo: known there too
             resource = event.resource
             if resource:
                 horizon = self.horizon_h
@@ -391,7 +389,7 @@ class NoveltyModel:
                     left = entry[7]  # the action's term of the pair hash, -1: no action
                     if left >= 0:
                         pairs = self.tables[ACTION_RESOURCE]
-                        hp = (left ^ (hr * 0x9E3779B1 >> 7)) & MASK32
+                        hp = pair_with(left, hr)
                         packed_pair = pairs.d.get(hp)
                         if packed_pair is None or hour - (packed_pair >> 16) > horizon:
                             entry = None
@@ -491,7 +489,7 @@ class NoveltyModel:
             taught.pop(RESOURCE, None)  # taught on every hit (not in the memo)
             taught.pop(ACTION_RESOURCE, None)
             action = event.action
-            left = (vhash(action) * 0x01000193) ^ 0x5BD1E995 if action else -1
+            left = pair_term(vhash(action)) if action else -1
             # period, epoch, values of the lazy tables, repeats, latest hour, repeats
             # applied per table, log position (-1: not logged), the action's term of the
             # action-resource pair hash (-1: none), whether a hit teaches the resource
