@@ -29,14 +29,13 @@ no check reads because its success is already alerted by the catalogue.
 
 from __future__ import annotations
 
-import fnmatch
 import re
 from dataclasses import dataclass
 from functools import cache
-from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import yaml
+if TYPE_CHECKING:
+    from detector.scoring import Sensitivity
 
 ATTRIBUTE = "findings"  # the Event.attributes key the parsers fill
 
@@ -171,20 +170,13 @@ def attempted(found: list[Any], error: str) -> list[Any]:
 
 
 @cache
-def _policy_categories() -> tuple[tuple[re.Pattern[str], str, str, tuple[str, ...]], ...]:
-    """(compiled action globs, label, level, ATT&CK ids) of the packaged catalogue's
-    ``policy`` categories, read once."""
-    text = resources.files("detector").joinpath("data/sensitive_actions.yaml").read_text()
-    out = []
-    for name, spec in (yaml.safe_load(text).get("categories") or {}).items():
-        if not spec.get("policy"):
-            continue
-        patterns = [fnmatch.translate(str(p).lower()) for p in spec.get("actions") or ()]
-        level = spec.get("level", "high")
-        out.append((re.compile("|".join(patterns)), name.replace("_", " "),
-                    level if level in SEVERITIES else "high",
-                    tuple(spec.get("techniques") or ())))
-    return tuple(out)
+def _policy_categories() -> tuple[tuple[re.Pattern[str], Sensitivity], ...]:
+    """The packaged catalogue's ``policy`` categories with their compiled action patterns
+    (read once, by the catalogue's own loader)."""
+    from detector.scoring import SensitivityCatalogue  # models and scoring: only when needed
+
+    return tuple((rx, sens) for rx, sens in SensitivityCatalogue.load().categories
+                 if sens.policy)
 
 
 def refused_tampering(cloud: str, action: str, error: str) -> Finding | None:
@@ -192,10 +184,11 @@ def refused_tampering(cloud: str, action: str, error: str) -> Finding | None:
     a detector): the attempt to blind the defenders, one level below the category's
     success. None for any other action."""
     lowered = action.lower()
-    for rx, label, level, attack in _policy_categories():
+    for rx, sens in _policy_categories():
         if rx.match(lowered):
-            return Finding(f"{cloud}.tampering_attempt", lower(level), attack,
-                           f"refused attempt at {label}: {action[:128]} "
+            level = sens.level if sens.level in SEVERITIES else "high"
+            return Finding(f"{cloud}.tampering_attempt", lower(level), sens.techniques,
+                           f"refused attempt at {sens.label}: {action[:128]} "
                            f"(attempt refused: {error[:64]})", action[:128])
     return None
 
