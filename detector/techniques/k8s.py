@@ -11,15 +11,18 @@ owner was made by a controller from a template, which was checked when the workl
 created; an informer lists secrets with a ``resourceVersion``, a one-shot dump does not;
 the API server bootstraps the ``system:masters`` binding itself; the platform's own
 controllers, which list secrets cluster-wide by design, run as ``kube-system`` service
-accounts or as the control plane's ``system:`` users.
+accounts or as the control plane's ``system:`` users, and what a ``kube-system`` account
+does inside ``kube-system`` (its daemon pods, its exec into its own pods) is the cluster
+running itself. A refused request counts toward probing unless it is an informer's watch.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import parse_qsl
 
-from detector.techniques import Finding
+from detector.techniques import Finding, refusal
 
 ANONYMOUS = "system:anonymous"
 _SA_PREFIX = "system:serviceaccount:"
@@ -46,6 +49,16 @@ _READ_VERBS = frozenset({"get", "list", "watch"})
 # the cluster running itself (static pods' mirrors, add-ons).
 _PLATFORM_USERS = ("system:node:", "system:kube-", "system:apiserver", "system:addon-manager",
                    "system:gke-", "eks:", "aksService")
+# Paths whose reading through exec is credential theft: the mounted service-account token
+# (also EKS's and Azure's projected tokens, under /var/run/secrets), mounted secrets, cloud
+# CLI credentials, a kubeconfig, the node's PKI.
+_CREDENTIAL_PATHS = ("/run/secrets/", "/var/run/secrets", "serviceaccount/token", "/secrets/",
+                     "credentials", ".kube/config", "/etc/kubernetes/pki", "/.ssh/id_",
+                     "/.docker/config.json")
+# Verbs on RBAC itself that let the holder grant what it does not hold, or act as another.
+_ESCALATION_VERBS = ("escalate", "bind", "impersonate")
+# Signer of client certificates for the API server (kubelets use ...-client-kubelet).
+_CLIENT_SIGNER = "kubernetes.io/kube-apiserver-client"
 
 
 def as_dict(value: Any) -> dict[str, Any]:
@@ -61,6 +74,25 @@ def check(record: dict[str, Any], action: str, username: str) -> list[Finding]:
     if username == ANONYMOUS:
         found.extend(_anonymous(record, action))
     return found
+
+
+def refused_request(record: dict[str, Any], action: str, username: str,
+                    error: str) -> list[Any]:
+    """What a request refused for lack of permission adds (see ``techniques.refusal``),
+    except for the anonymous user, whom every scanner of a public API server is refused
+    as, and for an informer's list or watch: a controller missing a permission retries the
+    same watch for ever, and one missing several at start-up would look like a credential
+    trying what it may do. Probing is one-shot requests."""
+    if username in (ANONYMOUS, "system:unauthenticated"):
+        return []
+    verb = action.rpartition(".")[2]
+    if verb == "watch":
+        return []
+    if verb == "list":
+        uri = record.get("requestURI")
+        if isinstance(uri, str) and ("resourceVersion=" in uri or "watch=" in uri):
+            return []
+    return refusal("k8s", action, error)
 
 
 def _body(record: dict[str, Any], key: str) -> Any:
@@ -102,16 +134,42 @@ def _wildcard_role(record: dict[str, Any], action: str, username: str) -> list[F
     if username.startswith(_PLATFORM_USERS) or (account and account[0] == "kube-system"):
         return []  # the platform's own roles and the aggregation controller's updates
     rules = _body(record, "rules")
+    kind = "ClusterRole" if action.startswith("k8s:clusterroles") else "Role"
+    grants: list[str] = []
     for rule in rules[:100] if isinstance(rules, list) else ():
         rule = as_dict(rule)
         verbs, resources = rule.get("verbs"), rule.get("resources")
-        if isinstance(verbs, list) and "*" in verbs and isinstance(resources, list) \
-                and "*" in resources:
-            kind = "ClusterRole" if action.startswith("k8s:clusterroles") else "Role"
+        if not isinstance(verbs, list) or not isinstance(resources, list):
+            continue
+        if "*" in verbs and "*" in resources:
             name = _object_name(record)
             return [Finding("k8s.wildcard_role", "medium", ("T1098.006",),
                             f"{kind} {name} allows every verb on every resource", name)]
-    return []
+        grants.extend(_escalation_grants(verbs, resources))
+    if not grants:
+        return []
+    name = _object_name(record)
+    return [Finding("k8s.escalation_role", "medium", ("T1098.006", "T1611"),
+                    f"{kind} {name} allows {', '.join(dict.fromkeys(grants))}: a path to more "
+                    "than the role names", name)]
+
+
+def _escalation_grants(verbs: list[Any], resources: list[Any]) -> list[str]:
+    """What one rule grants that reaches beyond itself: ``nodes/proxy`` (the kubelet's API,
+    which runs commands in every pod of the node and bypasses admission and audit), every
+    resource (secrets included), or the RBAC verbs that grant or assume what the holder
+    lacks. Reading nodes, or a rule on pods, is not such a grant."""
+    out: list[str] = []
+    wanted = [v for v in verbs if isinstance(v, str)]
+    if not wanted:
+        return out
+    for resource in resources[:100]:
+        if resource == "*":
+            out.append(f"{'/'.join(wanted[:3])} on every resource")
+        elif resource in ("nodes/proxy", "nodes/*"):
+            out.append(f"{'/'.join(wanted[:3])} on {resource}")
+    out.extend(f"the {verb} verb" for verb in _ESCALATION_VERBS if verb in wanted)
+    return out
 
 
 def _subject(item: Any) -> tuple[str, str] | None:
@@ -139,8 +197,9 @@ def _object_name(record: dict[str, Any]) -> str:
 
 
 def _pod(record: dict[str, Any], action: str, username: str) -> list[Finding]:
-    if username.startswith(_PLATFORM_USERS) or "container-engine-robot" in username:
-        return []  # nodes' mirror pods, control-plane components, GKE's own service agent
+    if _platform(username, as_dict(record.get("objectRef")).get("namespace")) \
+            or "container-engine-robot" in username:
+        return []  # nodes' mirror pods, control plane, kube-system controllers, GKE's agent
     obj = as_dict(record.get("requestObject"))
     owners = as_dict(obj.get("metadata")).get("ownerReferences")
     if isinstance(owners, list) and owners:
@@ -185,17 +244,43 @@ def _pod(record: dict[str, Any], action: str, username: str) -> list[Finding]:
 
 
 def _exec(record: dict[str, Any], action: str, username: str) -> list[Finding]:
+    namespace = as_dict(record.get("objectRef")).get("namespace")
+    if _platform(username, namespace):
+        return []
+    target = _object_name(record)
+    what = "exec" if "/exec." in action else "attach"
+    command = _command(record)
+    lowered = command.lower()
+    path = next((mark for mark in _CREDENTIAL_PATHS if mark in lowered), None)
+    if path is not None:
+        who = username[:128] if not username.startswith(_SA_PREFIX) \
+            else "service account " + username[len(_SA_PREFIX):].replace(":", "/", 1)[:128]
+        return [Finding("k8s.exec_reads_credentials", "high", ("T1552.007", "T1609"),
+                        f"{who} ran {command[:160]!r} in pod {target}: it reads credentials "
+                        "mounted in the container", target)]
     account = _account(username)
     if account is None:
         return []
-    target = _object_name(record)
-    namespace = as_dict(record.get("objectRef")).get("namespace")
-    what = "exec" if "/exec." in action else "attach"
     other = isinstance(namespace, str) and namespace != account[0]
     where = f", outside its own namespace {account[0]}" if other else ""
     return [Finding("k8s.service_account_exec", "high" if other else "medium", ("T1609",),
                     f"service account {account[0]}/{account[1]} ran {what} in pod "
                     f"{target}{where}", target)]
+
+
+def _command(record: dict[str, Any]) -> str:
+    """The command of an exec request: the ``command`` parameters of its URI (how the API
+    server receives it), else a ``command`` list in the request body; "" when neither."""
+    uri = record.get("requestURI")
+    if isinstance(uri, str) and "command=" in uri:
+        words = [value for key, value in parse_qsl(uri.partition("?")[2][:4096])
+                 if key == "command"]
+        if words:
+            return " ".join(words)[:512]
+    words = as_dict(record.get("requestObject")).get("command")
+    if isinstance(words, list):
+        return " ".join(str(word) for word in words[:50])[:512]
+    return ""
 
 
 def _account(username: str) -> tuple[str, str] | None:
@@ -206,16 +291,33 @@ def _account(username: str) -> tuple[str, str] | None:
     return (namespace, name) if namespace and name else None
 
 
-def _token(record: dict[str, Any], action: str, username: str) -> list[Finding]:
+def _platform(username: str, namespace: Any) -> bool:
+    """The cluster running itself: the control plane's users anywhere, and a ``kube-system``
+    service account acting inside ``kube-system`` (its controllers and node agents)."""
+    if username.startswith(_PLATFORM_USERS):
+        return True
     account = _account(username)
-    if account is None:
-        return []
+    return account is not None and account[0] == "kube-system" and namespace == "kube-system"
+
+
+def _token(record: dict[str, Any], action: str, username: str) -> list[Finding]:
+    """A TokenRequest for another identity's service account. Pods get their tokens from
+    the kubelet (``system:node:*``) and controllers from the control plane; a person or a
+    workload asking for one takes a bearer credential that works from anywhere until it
+    expires (``kubectl create token --duration``)."""
     ref = as_dict(record.get("objectRef"))
     namespace, name = ref.get("namespace"), ref.get("name")
     if not isinstance(namespace, str) or not isinstance(name, str) or not name \
-            or (namespace, name) == account:
+            or username.startswith(_PLATFORM_USERS) or username == ANONYMOUS:
         return []
+    account = _account(username)
     target = f"{namespace}/{name}"[:256]
+    if account is None:
+        return [Finding("k8s.token_for_other_account", "medium", ("T1528",),
+                        f"{username[:128]} minted a token for service account {target}",
+                        target)]
+    if (namespace, name) == account:
+        return []
     return [Finding("k8s.token_for_other_account", "high", ("T1528",),
                     f"service account {account[0]}/{account[1]} minted a token for service "
                     f"account {target}", target)]
@@ -225,9 +327,14 @@ def _secrets(record: dict[str, Any], action: str, username: str) -> list[Finding
     account = _account(username)
     namespace = as_dict(record.get("objectRef")).get("namespace")
     uri = record.get("requestURI")
-    if account is None or account[0] == "kube-system" or namespace or not isinstance(uri, str) \
-            or "resourceVersion=" in uri:
+    if (account is not None and account[0] == "kube-system") or namespace \
+            or username.startswith(_PLATFORM_USERS) or username == ANONYMOUS \
+            or not isinstance(uri, str) or "resourceVersion=" in uri:
         return []  # an informer's list names a resourceVersion; a one-shot dump does not
+    if account is None:  # a person: an administrator may, an attacker with a kubeconfig will
+        return [Finding("k8s.secrets_cluster_wide", "medium", ("T1552.007",),
+                        f"{username[:128]} listed the secrets of every namespace in one "
+                        "request", username[:128])]
     return [Finding("k8s.secrets_cluster_wide", "high", ("T1552.007",),
                     f"service account {account[0]}/{account[1]} listed the secrets of every "
                     "namespace in one request", f"{account[0]}/{account[1]}")]
@@ -238,6 +345,45 @@ def _webhook(record: dict[str, Any], action: str, username: str) -> list[Finding
     name = _object_name(record) if "deletecollection" not in action else "(all)"
     return [Finding("k8s.admission_webhook_deleted", "medium", ("T1562.001",),
                     f"{kind} admission webhook configuration {name} deleted", name)]
+
+
+def _certificate(record: dict[str, Any], action: str, username: str) -> list[Finding]:
+    """A certificate signing request for an API-server client certificate. Nodes and the
+    control plane ask for theirs through the kubelet signers; a person or a workload asking
+    for one is minting a credential that lasts for the certificate's lifetime and that no
+    token revocation ends."""
+    if username.startswith(_PLATFORM_USERS) or username.startswith("system:bootstrap:"):
+        return []
+    signer = as_dict(_body(record, "spec")).get("signerName")
+    if signer != _CLIENT_SIGNER:
+        return []
+    name = _object_name(record)
+    account = _account(username)
+    who = f"service account {account[0]}/{account[1]}" if account else username[:128]
+    return [Finding("k8s.client_certificate_requested", "high" if account else "medium",
+                    ("T1649", "T1098.001"),
+                    f"{who} requested API-server client certificate {name}", name)]
+
+
+def _webhook_written(record: dict[str, Any], action: str, username: str) -> list[Finding]:
+    """An admission webhook whose endpoint is a URL, not a service of the cluster: every
+    object the webhook matches (a mutating one rewrites pods; secrets if it matches them)
+    goes to that address. Operators install webhooks that call their own in-cluster
+    service; those are not findings."""
+    if username.startswith(_PLATFORM_USERS):
+        return []
+    hooks = _body(record, "webhooks")
+    for hook in hooks[:50] if isinstance(hooks, list) else ():
+        url = as_dict(as_dict(hook).get("clientConfig")).get("url")
+        if isinstance(url, str) and url:
+            mutating = "mutating" in action
+            kind = "mutating" if mutating else "validating"
+            name = _object_name(record)
+            return [Finding("k8s.admission_webhook_external", "high" if mutating else "medium",
+                            ("T1552.007", "T1610") if mutating else ("T1552.007",),
+                            f"{kind} admission webhook configuration {name} sends admitted "
+                            f"objects to {url[:160]}", url[:256])]
+    return []
 
 
 def _anonymous(record: dict[str, Any], action: str) -> list[Finding]:
@@ -273,5 +419,8 @@ _RULES: dict[str, _Rule] = {
     "k8s:secrets.list": _secrets,
     **{f"k8s:{kind}webhookconfigurations.{verb}": _webhook
        for kind in ("validating", "mutating") for verb in ("delete", "deletecollection")},
+    **{f"k8s:{kind}webhookconfigurations.{verb}": _webhook_written
+       for kind in ("validating", "mutating") for verb in ("create", "update", "patch")},
+    "k8s:certificatesigningrequests.create": _certificate,
 }
 ACTIONS = frozenset(_RULES)

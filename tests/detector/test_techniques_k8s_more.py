@@ -1,0 +1,155 @@
+"""Kubernetes technique findings added for credential theft, persistence and escalation
+paths: each rule on the attack request and on the near miss the platform or an
+administrator sends every day."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from detector.sources import ListDeadLetters, parse_payload
+from detector.stats import RunStats
+from detector.techniques import ATTRIBUTE, Tally
+from tests.detector.test_techniques_k8s import findings, request, role
+
+PERSON = "alice@example.com"
+TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+
+
+def exec_(command: list[str], *, user: str = PERSON, namespace: str = "web",
+          body: bool = False) -> dict:
+    """An exec request as the API server logs it: the command in the URI parameters (or,
+    as some exports and hand-written corpora show it, as a body list)."""
+    query = "&".join(f"command={word.replace('/', '%2F')}" for word in command)
+    uri = f"/api/v1/namespaces/{namespace}/pods/p/exec?{query}&container=app&stdout=true"
+    extra: dict[str, Any] = {"body": {"command": command}} if body else {}
+    return request("create", "pods", name="p", namespace=namespace, subresource="exec",
+                   user=user, code=101, uri=uri if not body else None, **extra)
+
+
+def test_exec_reading_the_service_account_token_is_high_for_anyone() -> None:
+    assert findings(exec_(["cat", TOKEN]), exec_(["tar", "cf", "-", "/root/.aws/credentials"],
+                                                 body=True)) == [
+        ("k8s.exec_reads_credentials", "high", "web/p"),
+        ("k8s.exec_reads_credentials", "high", "web/p")]
+
+
+def test_exec_of_a_shell_by_a_person_and_platform_exec_in_kube_system_are_not() -> None:
+    shell = exec_(["/bin/sh"])
+    platform = exec_(["cat", TOKEN], user="system:serviceaccount:kube-system:kube-proxy",
+                     namespace="kube-system")
+    assert findings(shell, platform) == []
+
+
+def test_kube_system_account_reaching_another_namespace_is_still_judged() -> None:
+    record = exec_(["cat", TOKEN], user="system:serviceaccount:kube-system:debug")
+    assert findings(record) == [("k8s.exec_reads_credentials", "high", "web/p")]
+
+
+def test_privileged_pod_by_a_kube_system_account_in_kube_system_is_the_platform() -> None:
+    spec = {"containers": [{"name": "agent", "securityContext": {"privileged": True}}]}
+    body = {"metadata": {"name": "agent"}, "spec": spec}
+    inside = request("create", "pods", name="agent", namespace="kube-system", body=body,
+                     user="system:serviceaccount:kube-system:daemon-set-controller")
+    outside = request("create", "pods", name="agent", namespace="web", body=body,
+                      user="system:serviceaccount:kube-system:daemon-set-controller")
+    assert findings(inside, outside) == [
+        ("k8s.privileged_pod", "high", "privileged container agent")]
+
+
+def test_person_minting_a_service_account_token_is_medium_the_control_plane_is_not() -> None:
+    person = request("create", "serviceaccounts", name="ci", namespace="prod",
+                     subresource="token", user=PERSON)
+    controller = request("create", "serviceaccounts", name="ci", namespace="prod",
+                         subresource="token", user="system:kube-controller-manager")
+    assert findings(person, controller) == [
+        ("k8s.token_for_other_account", "medium", "prod/ci")]
+
+
+def test_person_dumping_every_namespace_secrets_is_medium() -> None:
+    dump = request("list", "secrets", namespace=None, code=200, user=PERSON,
+                   uri="/api/v1/secrets?limit=500")
+    informer = request("list", "secrets", namespace=None, code=200, user=PERSON,
+                       uri="/api/v1/secrets?resourceVersion=12345&watch=true")
+    assert findings(dump, informer) == [
+        ("k8s.secrets_cluster_wide", "medium", PERSON)]
+
+
+def csr(signer: str, user: str = PERSON) -> dict:
+    body = {"metadata": {"name": "c"}, "spec": {"request": "LS0t", "signerName": signer,
+                                                "usages": ["client auth"]}}
+    return request("create", "certificatesigningrequests", namespace=None, name="c",
+                   user=user, body=body)
+
+
+def test_client_certificate_request_by_a_person_or_a_workload() -> None:
+    client = "kubernetes.io/kube-apiserver-client"
+    assert findings(csr(client), csr(client, user="system:serviceaccount:ci:deployer")) == [
+        ("k8s.client_certificate_requested", "medium", "c"),
+        ("k8s.client_certificate_requested", "high", "c")]
+
+
+def test_kubelet_certificates_and_node_requests_are_not_findings() -> None:
+    assert findings(csr("kubernetes.io/kubelet-serving"),
+                    csr("kubernetes.io/kube-apiserver-client-kubelet", user="system:node:n1"),
+                    csr("kubernetes.io/kube-apiserver-client",
+                        user="system:bootstrap:abcdef")) == []
+
+
+def webhook(kind: str, client: dict, verb: str = "create") -> dict:
+    body = {"metadata": {"name": "hook"}, "webhooks": [
+        {"name": "w.example.com", "clientConfig": client,
+         "rules": [{"operations": ["CREATE"], "resources": ["*"]}]}]}
+    return request(verb, f"{kind}webhookconfigurations", namespace=None, name="hook",
+                   user=PERSON, body=body)
+
+
+def test_admission_webhook_sending_objects_outside_the_cluster() -> None:
+    url = {"url": "https://203.0.113.9/mutate"}
+    assert findings(webhook("mutating", url), webhook("validating", url, verb="patch")) == [
+        ("k8s.admission_webhook_external", "high", "https://203.0.113.9/mutate"),
+        ("k8s.admission_webhook_external", "medium", "https://203.0.113.9/mutate")]
+
+
+def test_operator_webhook_calling_its_own_service_is_not_a_finding() -> None:
+    service = {"service": {"namespace": "cert-manager", "name": "cert-manager-webhook"}}
+    assert findings(webhook("mutating", service), webhook("validating", service)) == []
+
+
+def test_roles_granting_node_proxy_escalate_or_every_resource() -> None:
+    proxy = role([{"apiGroups": [""], "resources": ["nodes/proxy"], "verbs": ["get"]}])
+    escalate = role([{"apiGroups": ["rbac.authorization.k8s.io"],
+                      "resources": ["clusterroles"], "verbs": ["bind", "escalate"]}])
+    everything = role([{"apiGroups": [""], "resources": ["*"], "verbs": ["get", "list"]}])
+    assert findings(proxy, escalate, everything) == [
+        ("k8s.escalation_role", "medium", "r"), ("k8s.escalation_role", "medium", "r"),
+        ("k8s.escalation_role", "medium", "r")]
+
+
+def test_reading_nodes_and_platform_roles_are_not_escalation() -> None:
+    nodes = role([{"apiGroups": [""], "resources": ["nodes", "nodes/status"],
+                   "verbs": ["get", "list", "watch"]}])
+    builtin = role([{"apiGroups": [""], "resources": ["serviceaccounts"],
+                     "verbs": ["impersonate"]}], user="system:apiserver")
+    assert findings(nodes, builtin) == []
+
+
+def tallies(*records: dict) -> list[str]:
+    events = parse_payload(orjson.dumps(list(records)), origin="t",
+                           stats=RunStats(), dead_letters=ListDeadLetters())
+    return [item.rule for e in events for item in e.attributes.get(ATTRIBUTE, ())
+            if type(item) is Tally]
+
+
+def test_refused_one_shot_request_counts_toward_probing_but_an_informer_does_not() -> None:
+    one_shot = request("list", "secrets", namespace=None, code=403,
+                       uri="/api/v1/secrets?limit=500")
+    informer = request("watch", "endpointslices", namespace=None, code=403,
+                       uri="/apis/discovery.k8s.io/v1/endpointslices?resourceVersion=9"
+                           "&watch=true", user="system:serviceaccount:kube-system:coredns")
+    relist = request("list", "endpointslices", namespace=None, code=403,
+                     uri="/apis/discovery.k8s.io/v1/endpointslices?resourceVersion=0")
+    unauthenticated = request("get", "secrets", namespace=None, code=403,
+                              user="system:unauthenticated")
+    assert tallies(one_shot, informer, relist, unauthenticated) == ["k8s.permission_probing"]
