@@ -33,7 +33,7 @@ from detector.sources.common import (
     short_str,
     user_agent,
 )
-from detector.techniques import ATTRIBUTE, refusal, refused
+from detector.techniques import ATTRIBUTE, refused
 from detector.techniques import k8s as techniques
 
 logger = logging.getLogger(__name__)
@@ -161,8 +161,10 @@ def normalise(record: dict[str, Any], resolver: Resolver, hints: dict[str, Any],
         action = f"k8s:{_resource(ref, record)}.{verb}"
     if (action in _TECHNIQUE_ACTIONS or username == _ANONYMOUS) and outcome == "success":
         _techniques(record, action, username, attributes)
-    elif error is not None and username != _ANONYMOUS and refused(error):
-        attributes[ATTRIBUTE] = refusal("k8s", action, error)
+    elif error is not None and refused(error):
+        found = techniques.refused_request(record, action, username, error)
+        if found:
+            attributes[ATTRIBUTE] = found
     audit_id = get("auditID")
     if type(audit_id) is str and audit_id:
         event_id = f"{cluster}/{audit_id}" if cluster else audit_id
@@ -224,8 +226,10 @@ def normalise_general(record: dict[str, Any], resolver: Resolver, hints: dict[st
     _service_account(username, event.attributes)
     if (action in _TECHNIQUE_ACTIONS or username == _ANONYMOUS) and outcome == "success":
         _techniques(record, action, username, event.attributes)
-    elif error is not None and username != _ANONYMOUS and refused(error):
-        event.attributes[ATTRIBUTE] = refusal("k8s", action, error)
+    elif error is not None and refused(error):
+        found = techniques.refused_request(record, action, username, error)
+        if found:
+            event.attributes[ATTRIBUTE] = found
     return resolver.finish(event)
 
 
