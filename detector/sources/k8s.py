@@ -12,6 +12,7 @@ GKE entries arrive as GCP LogEntries and are normalised by ``normalise_gke``.
 from __future__ import annotations
 
 import logging
+import re
 from datetime import datetime, timezone
 from typing import Any
 
@@ -316,11 +317,18 @@ def _service_account(username: str, attributes: dict[str, Any]) -> None:
 
 
 def _gke_method(method: str) -> tuple[str, str]:
-    """``io.k8s.core.v1.configmaps.update`` -> (``configmaps``, ``update``)."""
+    """``io.k8s.core.v1.configmaps.update`` -> (``configmaps``, ``update``); a subresource
+    follows its resource (``io.k8s.core.v1.pods.exec.create`` -> ``pods/exec``), as in the
+    actions of the native audit log."""
     parts = method.split(".")
     if len(parts) >= 3 and parts[0] == "io" and parts[1] == "k8s":
+        if len(parts) >= 6 and not _VERSION.fullmatch(parts[-3]):
+            return f"{parts[-3]}/{parts[-2]}", parts[-1]
         return parts[-2], parts[-1]
     return "unknown", method
+
+
+_VERSION = re.compile(r"v\d+(?:(?:alpha|beta)\d+)?")
 
 
 def _identity(username: str, cluster: str | None, resolver: Resolver
