@@ -293,11 +293,13 @@ def _account(username: str) -> tuple[str, str] | None:
 
 def _platform(username: str, namespace: Any) -> bool:
     """The cluster running itself: the control plane's users anywhere, and a ``kube-system``
-    service account acting inside ``kube-system`` (its controllers and node agents)."""
+    service account acting inside a platform namespace (``kube-system``, ``kube-*``, GKE's
+    ``gke-*``: where its controllers run the node agents)."""
     if username.startswith(_PLATFORM_USERS):
         return True
     account = _account(username)
-    return account is not None and account[0] == "kube-system" and namespace == "kube-system"
+    return account is not None and account[0] == "kube-system" \
+        and isinstance(namespace, str) and namespace.startswith(("kube-", "gke-"))
 
 
 def _token(record: dict[str, Any], action: str, username: str) -> list[Finding]:
