@@ -25,6 +25,18 @@ _CONSUMER_DOMAINS = frozenset({"gmail.com", "googlemail.com"})
 _WORLD = frozenset({"0.0.0.0/0", "::/0"})
 _ADMIN_PORTS = (22, 3389)
 _SSH_KEYS = frozenset({"ssh-keys", "sshKeys"})
+# Permissions that reach beyond the role itself: credentials of or acting as a service
+# account, keys, and the power to change IAM policies or roles.
+_ESCALATION_PERMISSIONS = frozenset({
+    "iam.serviceAccounts.getAccessToken", "iam.serviceAccounts.getOpenIdToken",
+    "iam.serviceAccounts.signBlob", "iam.serviceAccounts.signJwt",
+    "iam.serviceAccounts.implicitDelegation", "iam.serviceAccounts.actAs",
+    "iam.serviceAccounts.setIamPolicy", "iam.serviceAccountKeys.create",
+    "iam.roles.create", "iam.roles.update", "storage.hmacKeys.create",
+    "resourcemanager.projects.setIamPolicy", "resourcemanager.folders.setIamPolicy",
+    "resourcemanager.organizations.setIamPolicy", "deploymentmanager.deployments.create",
+    "cloudbuild.builds.create", "orgpolicy.policy.set",
+})
 # Exclusion filters that drop the audit trail itself, or everything.
 _AUDIT_MARKS = ("cloudaudit", "AuditLog", "activity", "data_access")
 
@@ -60,7 +72,10 @@ def rule_for(method: str) -> Rule | None:
         return _firewall
     if last in ("setMetadata", "setCommonInstanceMetadata"):
         return _ssh_keys
-    return None
+    return _RULES.get(last) or (_flow_logs if ".subnetworks." in method
+                                and last in ("patch", "update") else
+                                _hmac_key if ".hmacKeys." in method and last == "create"
+                                else None)
 
 
 def _iam_policy(payload: dict[str, Any], principal: str) -> list[Finding]:
@@ -263,6 +278,103 @@ def _ssh_keys(payload: dict[str, Any], principal: str) -> list[Finding]:
         get(payload, "methodName")) else target
     return [Finding("gcp.ssh_key_metadata", "medium", ("T1098.004",),
                     f"SSH keys added through metadata for {scope}", target)]
+
+
+def _flow_logs(payload: dict[str, Any], principal: str) -> list[Finding]:
+    """A subnetwork patched with its VPC flow logs off (``enableFlowLogs`` false or
+    ``logConfig.enable`` false): the network's connection record stops."""
+    request = as_dict(get(payload, "request"))
+    if request.get("enableFlowLogs") is not False \
+            and as_dict(request.get("logConfig")).get("enable") is not False:
+        return []
+    name = _text(get(payload, "resourceName")).rpartition("/")[2] or "(subnetwork)"
+    return [Finding("gcp.flow_logs_disabled", "medium", ("T1562.008",),
+                    f"VPC flow logs turned off on subnetwork {name}", name)]
+
+
+def _kms_key_version(payload: dict[str, Any], principal: str) -> list[Finding]:
+    """A key version destroyed (after the scheduled delay, what it encrypted is unreadable
+    for good: destruction, or ransom when the data was re-encrypted elsewhere) or disabled
+    (unreadable until re-enabled)."""
+    name = _text(get(payload, "resourceName")) or "(key version)"
+    method = _text(get(payload, "methodName")).rpartition(".")[2]
+    if method == "DestroyCryptoKeyVersion":
+        return [Finding("gcp.kms_key_destroyed", "high", ("T1485",),
+                        f"KMS key version {name} scheduled for destruction: data encrypted "
+                        "with it becomes unreadable", name)]
+    version = as_dict(as_dict(get(payload, "request")).get("cryptoKeyVersion"))
+    if version.get("state") != "DISABLED":
+        return []
+    return [Finding("gcp.kms_key_destroyed", "medium", ("T1485",),
+                    f"KMS key version {name} disabled: data encrypted with it is unreadable "
+                    "until it is enabled again", name)]
+
+
+def _federation(payload: dict[str, Any], principal: str) -> list[Finding]:
+    """A workload or workforce identity provider created or changed: tokens of an outside
+    issuer (an OIDC or SAML provider, an AWS account) now sign in to Google Cloud as the
+    pool's principals. What it trusts is named when the request shows it."""
+    request = as_dict(get(payload, "request"))
+    provider = as_dict(request.get("workloadIdentityPoolProvider")
+                       or request.get("workforcePoolProvider"))
+    if provider.get("disabled") is True:
+        return []
+    oidc, saml = as_dict(provider.get("oidc")), as_dict(provider.get("saml"))
+    aws = as_dict(provider.get("aws"))
+    trusted = _text(oidc.get("issuerUri")) or (
+        f"AWS account {_text(aws.get('accountId'))}" if aws.get("accountId") else "") or (
+        "a SAML identity provider" if saml else "")
+    name = _text(provider.get("name")) or _text(request.get("parent")) \
+        or _text(get(payload, "resourceName")) or "(provider)"
+    method = _text(get(payload, "methodName")).rpartition(".")[2]
+    verb = "created" if method.startswith("Create") else "changed"
+    shown = f", trusting {trusted[:160]}" if trusted else ""
+    return [Finding("gcp.identity_federation_changed", "medium", ("T1484.002", "T1098.001"),
+                    f"identity federation provider {name[:200]} {verb}{shown}",
+                    trusted[:256] or name[:256])]
+
+
+def _hmac_key(payload: dict[str, Any], principal: str) -> list[Finding]:
+    """An HMAC key for a service account: a long-lived secret for Cloud Storage's
+    S3-compatible API, outside the service-account key inventory."""
+    request, response = as_dict(get(payload, "request")), as_dict(get(payload, "response"))
+    target = _text(request.get("serviceAccountEmail")) or _text(
+        as_dict(response.get("metadata")).get("serviceAccountEmail")) or _text(
+        response.get("serviceAccountEmail")) or "a service account"
+    other = principal.endswith("gserviceaccount.com") and "@" in target and target != principal
+    return [Finding("gcp.hmac_key_created", "high" if other else "medium", ("T1098.001",),
+                    f"HMAC key created for {target}: a long-lived key for the storage API"
+                    + (f", by another service account, {principal}" if other else ""),
+                    target)]
+
+
+def _custom_role(payload: dict[str, Any], principal: str) -> list[Finding]:
+    """A custom role created or updated with a permission that leads to more: minting
+    credentials of, or acting as, a service account, or changing who may do what."""
+    added = as_dict(as_dict(get(payload, "serviceData")).get("permissionDelta")).get(
+        "addedPermissions")
+    if not isinstance(added, list):
+        role = as_dict(as_dict(get(payload, "request")).get("role"))
+        added = role.get("includedPermissions", role.get("included_permissions"))
+    if not isinstance(added, list):
+        return []
+    risky = [p for p in added[:3000] if isinstance(p, str) and p in _ESCALATION_PERMISSIONS]
+    if not risky:
+        return []
+    name = _text(get(payload, "resourceName")) or "(custom role)"
+    return [Finding("gcp.custom_role_escalation", "medium", ("T1098.003",),
+                    f"custom role {name} now grants {', '.join(risky[:4])}"
+                    + (f" and {len(risky) - 4} more" if len(risky) > 4 else ""), name)]
+
+
+_RULES: dict[str, Rule] = {
+    "DestroyCryptoKeyVersion": _kms_key_version,
+    "UpdateCryptoKeyVersion": _kms_key_version,
+    **{f"{verb}{kind}Provider": _federation for verb in ("Create", "Update")
+       for kind in ("WorkloadIdentityPool", "WorkforcePool")},
+    "CreateRole": _custom_role,
+    "UpdateRole": _custom_role,
+}
 
 
 def _text(value: Any) -> str:

@@ -1,0 +1,97 @@
+"""GCP technique findings added for logging, key destruction, federation and credential
+rules: each on the attack entry and on the near miss automation sends every day."""
+
+from __future__ import annotations
+
+import orjson
+
+from detector.sources import ListDeadLetters, parse_payload
+from detector.stats import RunStats
+from tests.detector.test_techniques_gcp import entry
+from tests.detector.test_techniques_k8s import findings, gke
+
+SUBNET = "projects/corp-prod/regions/europe-west1/subnetworks/payments"
+KEY = "projects/corp-prod/locations/eu/keyRings/r/cryptoKeys/data/cryptoKeyVersions/3"
+
+
+def test_flow_logs_turned_off_but_not_on() -> None:
+    off = entry("v1.compute.subnetworks.patch", "compute.googleapis.com", resource=SUBNET,
+                request={"enableFlowLogs": False, "fingerprint": "x"})
+    config_off = entry("beta.compute.subnetworks.patch", "compute.googleapis.com",
+                       resource=SUBNET, request={"logConfig": {"enable": False}})
+    on = entry("v1.compute.subnetworks.patch", "compute.googleapis.com", resource=SUBNET,
+               request={"logConfig": {"enable": True}})
+    other = entry("v1.compute.subnetworks.patch", "compute.googleapis.com", resource=SUBNET,
+                  request={"privateIpGoogleAccess": True})
+    assert findings(off, config_off, on, other) == [
+        ("gcp.flow_logs_disabled", "medium", "payments"),
+        ("gcp.flow_logs_disabled", "medium", "payments")]
+
+
+def test_key_version_destroyed_is_high_disabled_medium_enabled_nothing() -> None:
+    destroy = entry("DestroyCryptoKeyVersion", "cloudkms.googleapis.com", resource=KEY,
+                    request={"name": KEY})
+
+    def update(state: str) -> dict:
+        return entry("UpdateCryptoKeyVersion", "cloudkms.googleapis.com", resource=KEY,
+                     request={"cryptoKeyVersion": {"name": KEY, "state": state},
+                              "updateMask": "state"})
+
+    assert findings(destroy, update("DISABLED"), update("ENABLED")) == [
+        ("gcp.kms_key_destroyed", "high", KEY), ("gcp.kms_key_destroyed", "medium", KEY)]
+
+
+def test_federation_provider_names_what_it_trusts() -> None:
+    pool = "projects/corp-prod/locations/global/workloadIdentityPools/ci"
+    aws = entry("google.iam.v1.WorkloadIdentityPools.CreateWorkloadIdentityPoolProvider",
+                "iam.googleapis.com", resource=pool,
+                request={"parent": pool, "workloadIdentityPoolProvider": {
+                    "aws": {"accountId": "123456789012"}, "disabled": False}})
+    oidc = entry("google.iam.admin.v1.WorkforcePools.UpdateWorkforcePoolProvider",
+                 "iam.googleapis.com", resource="locations/global/workforcePools/staff",
+                 request={"workforcePoolProvider": {
+                     "name": "locations/global/workforcePools/staff/providers/idp",
+                     "oidc": {"issuerUri": "https://idp.example.net"}}})
+    disabled = entry("google.iam.v1.WorkloadIdentityPools.UpdateWorkloadIdentityPoolProvider",
+                     "iam.googleapis.com", resource=pool,
+                     request={"workloadIdentityPoolProvider": {"disabled": True}})
+    deleted = entry("google.iam.v1.WorkloadIdentityPools.DeleteWorkloadIdentityPoolProvider",
+                    "iam.googleapis.com", resource=pool)
+    assert findings(aws, oidc, disabled, deleted) == [
+        ("gcp.identity_federation_changed", "medium", "AWS account 123456789012"),
+        ("gcp.identity_federation_changed", "medium", "https://idp.example.net")]
+
+
+def test_hmac_key_for_another_service_account_is_high() -> None:
+    target = "exporter@corp-prod.iam.gserviceaccount.com"
+    other = entry("storage.hmacKeys.create", "storage.googleapis.com",
+                  resource="projects/_/hmacKeys/", request={"serviceAccountEmail": target})
+    own = entry("storage.hmacKeys.create", "storage.googleapis.com", principal=target,
+                resource="projects/_/hmacKeys/", request={"serviceAccountEmail": target})
+    listed = entry("storage.hmacKeys.list", "storage.googleapis.com",
+                   resource="projects/_/hmacKeys/")
+    assert findings(other, own, listed) == [("gcp.hmac_key_created", "high", target),
+                                            ("gcp.hmac_key_created", "medium", target)]
+
+
+def test_custom_role_with_an_escalation_permission_but_not_an_ordinary_one() -> None:
+    role = "projects/corp-prod/roles/deployer"
+
+    def custom(*permissions: str, method: str = "google.iam.admin.v1.CreateRole") -> dict:
+        return entry(method, "iam.googleapis.com", resource=role,
+                     serviceData={"permissionDelta": {"addedPermissions": list(permissions)}})
+
+    assert findings(custom("compute.instances.get", "iam.serviceAccounts.actAs"),
+                    custom("apigee.apiproducts.get", "apigee.apiproducts.create"),
+                    custom("iam.serviceAccountKeys.create",
+                           method="google.iam.admin.v1.UpdateRole")) == [
+        ("gcp.custom_role_escalation", "medium", role),
+        ("gcp.custom_role_escalation", "medium", role)]
+
+
+def test_gke_exec_gets_the_pods_exec_action_of_the_audit_log() -> None:
+    record = gke("io.k8s.core.v1.pods.exec.create", "core/v1/namespaces/web/pods/p/exec",
+                 principal="alice@example.com")
+    [event] = parse_payload(orjson.dumps(record), origin="t", stats=RunStats(),
+                            dead_letters=ListDeadLetters())
+    assert event.action == "k8s:pods/exec.create"
