@@ -8,7 +8,13 @@ top level and ``properties``. Request and response bodies arrive as JSON strings
 An ARM write is logged twice, ``Start`` then ``Success`` (or ``Accepted``, ``Failure``). The
 rules that read the request body fire on the record that carries it; the role-assignment
 rule, whose body is on both records, fires on the final one only, so one grant is one
-finding.
+finding; so do the rules for deletes and purges (the operation is the evidence) and the
+newer body rules, which read the response body of the final record, else its request body.
+
+Panther's Activity Log test events mostly carry neither ``caller`` nor ``identity``: real
+exports (diagnostic settings, Log Analytics) always name the caller of an administrative
+operation in its claims or ``Caller`` column, so such records stay ``missing_identity``
+dead letters rather than alerts about nobody.
 """
 
 from __future__ import annotations
@@ -30,6 +36,12 @@ _ROLES = {
 # Extension types that run arbitrary code or reset credentials on the machine.
 _SCRIPT_EXTENSIONS = ("customscript", "runcommand", "vmaccess", "enablevmaccess", "dsc")
 _PENDING = frozenset({"start", "started", "accepted"})
+# Where a network rule admits everyone from; ports that administer a machine or a database.
+_ANYWHERE = frozenset({"*", "0.0.0.0/0", "internet", "any", "::/0"})
+_ADMIN_PORTS = (22, 3389, 445, 1433, 3306, 5432, 5985, 5986)
+# Key Vault permissions that read what the vault protects.
+_VAULT_READS = frozenset({"get", "list", "all", "decrypt", "unwrapkey", "sign", "backup",
+                          "export"})
 
 
 def lower_keys(data: Any) -> dict[str, Any]:
@@ -149,6 +161,116 @@ def _container(low: dict[str, Any], props: dict[str, Any]) -> list[Finding]:
                     "reads", _resource(low))]
 
 
+def _final(rule: str, severity: str, attack: tuple[str, ...], text: str) -> Rule:
+    """A rule for an operation that is the evidence by itself (a delete, a purge): one
+    finding on its final record, naming the resource after ``text``."""
+    def check(low: dict[str, Any], props: dict[str, Any]) -> list[Finding]:
+        if _status(low) in _PENDING:
+            return []
+        resource = _resource(low)
+        return [Finding(rule, severity, attack, f"{text} {resource}", resource)]
+    return check
+
+
+def _body_of(props: dict[str, Any]) -> dict[str, Any]:
+    """The ``properties`` of the response body, else of the request body (the final record
+    carries the response; some exports keep only the request)."""
+    for key in ("responsebody", "requestbody"):
+        inner = lower_keys(lower_keys(props.get(key)).get("properties"))
+        if inner:
+            return inner
+    return {}
+
+
+def _defender_plan(low: dict[str, Any], props: dict[str, Any]) -> list[Finding]:
+    if _status(low) in _PENDING:
+        return []
+    tier = _body_of(props).get("pricingtier")
+    if not isinstance(tier, str) or tier.lower() != "free":
+        return []
+    return [Finding("azure.alerting_disabled", "high", ("T1562.001",),
+                    f"Defender for Cloud plan {_resource(low)} set to Free: its threat "
+                    "detection stops", _resource(low))]
+
+
+def _nsg_rule(low: dict[str, Any], props: dict[str, Any]) -> list[Finding]:
+    """An inbound allow rule from anywhere on every port or an administration port."""
+    if _status(low) in _PENDING:
+        return []
+    body = _body_of(props)
+    if str(body.get("access", "")).lower() != "allow" \
+            or str(body.get("direction", "")).lower() != "inbound":
+        return []
+    sources = [body.get("sourceaddressprefix")] + (
+        body.get("sourceaddressprefixes") if isinstance(body.get("sourceaddressprefixes"), list)
+        else [])
+    if not any(isinstance(src, str) and src.lower() in _ANYWHERE for src in sources[:100]):
+        return []
+    ports = [body.get("destinationportrange")] + (
+        body.get("destinationportranges")
+        if isinstance(body.get("destinationportranges"), list) else [])
+    exposed = _exposed_ports([str(port) for port in ports[:100] if port is not None])
+    if exposed is None:
+        return []
+    return [Finding("azure.nsg_open_to_world", "high" if exposed == "all ports" else "medium",
+                    ("T1562.007",), f"network security rule {_resource(low)} admits the "
+                    f"internet to {exposed}", _resource(low))]
+
+
+def _exposed_ports(ports: list[str]) -> str | None:
+    """``all ports``, ``port N`` for an administration or database port, else None."""
+    hit: str | None = None
+    for port in ports:
+        if port.strip() == "*":
+            return "all ports"
+        first, _, last = port.partition("-")
+        try:
+            low, high = int(first), int(last or first)
+        except ValueError:
+            continue
+        if low <= 1 and high >= 65535:
+            return "all ports"
+        hit = hit or next((f"port {p}" for p in _ADMIN_PORTS if low <= p <= high), None)
+    return hit
+
+
+def _recovery_settings(low: dict[str, Any], props: dict[str, Any]) -> list[Finding]:
+    """Blob soft delete, container soft delete or versioning turned off: deleted or
+    overwritten data can no longer be brought back (the step before wiping or encrypting)."""
+    if _status(low) in _PENDING:
+        return []
+    body = _body_of(props)
+    off = [name for key, name in (("deleteretentionpolicy", "blob soft delete"),
+                                  ("containerdeleteretentionpolicy", "container soft delete"))
+           if lower_keys(body.get(key)).get("enabled") is False]
+    if body.get("isversioningenabled") is False:
+        off.append("versioning")
+    if not off:
+        return []
+    return [Finding("azure.recovery_disabled", "medium", ("T1490",),
+                    f"{', '.join(off)} turned off on {_resource(low)}", _resource(low))]
+
+
+def _vault_access(low: dict[str, Any], props: dict[str, Any]) -> list[Finding]:
+    """A Key Vault access policy granting reads of secrets, keys or certificates."""
+    if _status(low) in _PENDING:
+        return []
+    policies = _body_of(props).get("accesspolicies")
+    for policy in policies[:100] if isinstance(policies, list) else ():
+        policy = lower_keys(policy)
+        permissions = lower_keys(policy.get("permissions"))
+        granted = [kind for kind in ("secrets", "keys", "certificates")
+                   if isinstance(permissions.get(kind), list) and any(
+                       isinstance(p, str) and p.lower() in _VAULT_READS
+                       for p in permissions[kind][:50])]
+        if granted:
+            who = str(policy.get("objectid") or "a principal")[:128]
+            return [Finding("azure.key_vault_access_granted", "medium", ("T1098.003",),
+                            f"Key Vault access policy on {_resource(low)} lets {who} read "
+                            f"its {', '.join(granted)}", who)]
+    return []
+
+
 def _resource(low: dict[str, Any]) -> str:
     value = low.get("resourceid")
     return value[:512] if isinstance(value, str) and value else "(resource)"
@@ -170,4 +292,51 @@ RULES: dict[str, Rule] = {
     "microsoft.insights/diagnosticsettings/delete": _diagnostics_deleted,
     "microsoft.storage/storageaccounts/write": _storage_account,
     "microsoft.storage/storageaccounts/blobservices/containers/write": _container,
+    "microsoft.serialconsole/serialports/connect/action": _run_command,
+    **{f"microsoft.insights/{kind}/delete": _final(
+        "azure.alerting_disabled", "medium", ("T1562.001",), "alerting removed:")
+       for kind in ("actiongroups", "alertrules", "metricalerts", "scheduledqueryrules",
+                    "activitylogalerts")},
+    "microsoft.security/alertssuppressionrules/write": _final(
+        "azure.alerting_disabled", "medium", ("T1562.001",),
+        "Defender for Cloud alert suppression rule written:"),
+    "microsoft.security/pricings/write": _defender_plan,
+    "microsoft.operationalinsights/workspaces/delete": _final(
+        "azure.log_workspace_deleted", "high", ("T1562.008", "T1485"),
+        "Log Analytics workspace deleted, with the logs it held:"),
+    "microsoft.authorization/locks/delete": _final(
+        "azure.resource_lock_deleted", "medium", ("T1562", "T1485"),
+        "resource lock deleted, so what it protected can be deleted or changed:"),
+    # a draft runs nothing; publishing makes it the runbook's live code
+    "microsoft.automation/automationaccounts/runbooks/publish/action": _final(
+        "azure.automation_code", "low", ("T1648",),
+        "runbook published (its code runs with the Automation account's identity):"),
+    **{f"microsoft.automation/automationaccounts/webhooks/{op}": _final(
+        "azure.automation_code", "medium", ("T1648",),
+        "Automation webhook created (anyone holding its URL starts the runbook):")
+       for op in ("write", "action")},
+    **{f"microsoft.compute/{kind}/begingetaccess/action": _final(
+        "azure.disk_exported", "medium", ("T1537",),
+        "download link (SAS URI) issued for the contents of")
+       for kind in ("disks", "snapshots")},
+    **{operation: _final("azure.recovery_deleted", "medium", ("T1490",),
+                         "backup or restore point deleted:")
+       for operation in (
+           "microsoft.compute/restorepointcollections/delete",
+           "microsoft.compute/restorepointcollections/restorepoints/delete",
+           "microsoft.recoveryservices/vaults/delete",
+           "microsoft.recoveryservices/vaults/backupfabrics/protectioncontainers/delete",
+           "microsoft.recoveryservices/vaults/backupfabrics/protectioncontainers/"
+           "protecteditems/delete",
+           "microsoft.dataprotection/backupvaults/backupinstances/delete")},
+    "microsoft.compute/snapshots/delete": _final(
+        "azure.recovery_deleted", "low", ("T1490",), "disk snapshot deleted:"),
+    "microsoft.storage/storageaccounts/blobservices/write": _recovery_settings,
+    **{f"microsoft.keyvault/{path}/purge/action": _final(
+        "azure.key_vault_purged", "high", ("T1485",),
+        "purged for good (no soft-delete recovery):")
+       for path in ("vaults/keys", "vaults/secrets", "vaults/certificates",
+                    "locations/deletedvaults")},
+    "microsoft.keyvault/vaults/accesspolicies/write": _vault_access,
+    "microsoft.network/networksecuritygroups/securityrules/write": _nsg_rule,
 }

@@ -190,7 +190,8 @@ def test_panther_labelled_azure_events(real_logs: Path) -> None:
     findings fall on expected-true events only."""
     folder = real_logs / "panther-analysis-tests"
     assert panther_counts(folder, "azure_monitoractivity") == {
-        ("azure.privileged_role_assignment", True): 2,
+        ("azure.privileged_role_assignment", True): 2, ("azure.recovery_deleted", True): 1,
+        ("azure.recovery_disabled", True): 1, ("azure.resource_lock_deleted", True): 1,
         # AKS kube-audit rows that keep only p_event_time are read too
         ("k8s.anonymous_access", True): 1, ("k8s.privileged_pod", True): 1}
     assert panther_counts(folder, "azure_entra_audit_signin") == {

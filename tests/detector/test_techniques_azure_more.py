@@ -1,0 +1,98 @@
+"""Azure Activity Log technique findings added for defense evasion, recovery, exfiltration
+and persistence: each rule on the attack record and on the near miss of everyday work."""
+
+from __future__ import annotations
+
+from tests.detector.test_techniques_azure import SUB, activity, findings
+
+RG = f"{SUB}/resourceGroups/prod/providers"
+
+
+def test_alerting_and_log_workspace_deleted_on_the_final_record_only() -> None:
+    group = f"{RG}/Microsoft.Insights/actionGroups/secops"
+    workspace = f"{RG}/Microsoft.OperationalInsights/workspaces/sentinel"
+    assert findings(activity("Microsoft.Insights/actionGroups/delete", group, result="Start"),
+                    activity("Microsoft.Insights/actionGroups/delete", group),
+                    activity("Microsoft.Insights/actionGroups/write", group),
+                    activity("Microsoft.OperationalInsights/workspaces/delete", workspace,
+                             result="Succeeded")) == [
+        ("azure.alerting_disabled", "medium", group),
+        ("azure.log_workspace_deleted", "high", workspace)]
+
+
+def test_defender_plan_set_to_free_but_not_to_standard() -> None:
+    plan = f"{SUB}/providers/Microsoft.Security/pricings/VirtualMachines"
+    free = activity("Microsoft.Security/pricings/write", plan,
+                    response={"properties": {"pricingTier": "Free"}})
+    standard = activity("Microsoft.Security/pricings/write", plan,
+                        response={"properties": {"pricingTier": "Standard"}})
+    assert findings(free, standard) == [("azure.alerting_disabled", "high", plan)]
+
+
+def test_lock_deleted_is_a_finding_its_refused_or_written_twin_is_not() -> None:
+    lock = f"{RG}/Microsoft.Authorization/locks/do-not-delete"
+    assert findings(activity("Microsoft.Authorization/locks/delete", lock),
+                    activity("Microsoft.Authorization/locks/delete", lock, result="Failure"),
+                    activity("Microsoft.Authorization/locks/write", lock)) == [
+        ("azure.resource_lock_deleted", "medium", lock)]
+
+
+def test_runbook_published_and_webhook_created_but_not_a_draft() -> None:
+    runbook = f"{RG}/Microsoft.Automation/automationAccounts/ops/runbooks/cleanup"
+    hook = f"{RG}/Microsoft.Automation/automationAccounts/ops/webhooks/start"
+    base = "MICROSOFT.AUTOMATION/AUTOMATIONACCOUNTS"
+    assert findings(activity(f"{base}/RUNBOOKS/PUBLISH/ACTION", runbook),
+                    activity(f"{base}/RUNBOOKS/DRAFT/WRITE", runbook),
+                    activity(f"{base}/WEBHOOKS/WRITE", hook)) == [
+        ("azure.automation_code", "low", runbook), ("azure.automation_code", "medium", hook)]
+
+
+def test_disk_download_link_is_exfiltration_a_read_is_not() -> None:
+    disk = f"{RG}/Microsoft.Compute/disks/db-data"
+    assert findings(activity("Microsoft.Compute/disks/beginGetAccess/action", disk),
+                    activity("Microsoft.Compute/disks/read", disk)) == [
+        ("azure.disk_exported", "medium", disk)]
+
+
+def test_backups_deleted_and_soft_delete_turned_off() -> None:
+    points = f"{RG}/Microsoft.Compute/restorePointCollections/vm1-points"
+    blobs = f"{RG}/Microsoft.Storage/storageAccounts/data/blobServices/default"
+    off = activity("Microsoft.Storage/storageAccounts/blobServices/write", blobs,
+                   response={"properties": {"deleteRetentionPolicy": {"enabled": False},
+                                            "isVersioningEnabled": False}})
+    on = activity("Microsoft.Storage/storageAccounts/blobServices/write", blobs,
+                  response={"properties": {"deleteRetentionPolicy": {"enabled": True,
+                                                                      "days": 7}}})
+    assert findings(activity("Microsoft.Compute/restorePointCollections/delete", points),
+                    off, on) == [("azure.recovery_deleted", "medium", points),
+                                 ("azure.recovery_disabled", "medium", blobs)]
+
+
+def test_key_vault_purge_and_access_policy_granting_secret_reads() -> None:
+    vault = f"{RG}/Microsoft.KeyVault/vaults/payments"
+    grant = activity("Microsoft.KeyVault/vaults/accessPolicies/write", vault, response={
+        "properties": {"accessPolicies": [{"objectId": "0c1d", "permissions": {
+            "secrets": ["Get", "List"], "keys": []}}]}})
+    write_only = activity("Microsoft.KeyVault/vaults/accessPolicies/write", vault, response={
+        "properties": {"accessPolicies": [{"objectId": "0c1d", "permissions": {
+            "secrets": ["Set"]}}]}})
+    purge = activity("Microsoft.KeyVault/vaults/keys/purge/action", f"{vault}/keys/k")
+    assert findings(grant, write_only, purge) == [
+        ("azure.key_vault_access_granted", "medium", "0c1d"),
+        ("azure.key_vault_purged", "high", f"{vault}/keys/k")]
+
+
+def test_security_rule_open_to_the_internet_on_admin_or_every_port() -> None:
+    rule = f"{RG}/Microsoft.Network/networkSecurityGroups/web/securityRules/r"
+
+    def security(source: str, port: str, access: str = "Allow") -> dict:
+        return activity("Microsoft.Network/networkSecurityGroups/securityRules/write", rule,
+                        response={"properties": {"access": access, "direction": "Inbound",
+                                                 "sourceAddressPrefix": source,
+                                                 "destinationPortRange": port}})
+
+    assert findings(security("*", "*"), security("Internet", "3389"),
+                    security("Internet", "443"), security("10.0.0.0/8", "22"),
+                    security("*", "22", access="Deny")) == [
+        ("azure.nsg_open_to_world", "high", rule),
+        ("azure.nsg_open_to_world", "medium", rule)]
