@@ -303,6 +303,10 @@ def _gke_techniques(payload: dict[str, Any], method: str, principal: str,
     response = gcp.get(payload, "response")
     if isinstance(response, dict) and response.get("status") == "Failure":
         return  # a v1.Status refusal: GKE leaves the entry's own status empty
+    checks = gcp.get(payload, "authorizationInfo")
+    if isinstance(checks, list) and any(isinstance(check, dict) and check.get("granted") is False
+                                        for check in checks[:20]):
+        return  # RBAC said no: nothing was created, whatever the entry's status says
     record = {"objectRef": ref, "requestObject": gcp.get(payload, "request"),
               "responseObject": response}
     _techniques(record, action, principal, attributes)
