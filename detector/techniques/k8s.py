@@ -55,6 +55,10 @@ _PLATFORM_USERS = ("system:node:", "system:kube-", "system:apiserver", "system:a
 _CREDENTIAL_PATHS = ("/run/secrets/", "/var/run/secrets", "serviceaccount/token", "/secrets/",
                      "credentials", ".kube/config", "/etc/kubernetes/pki", "/.ssh/id_",
                      "/.docker/config.json")
+# Capabilities that break out of the container: mount, load kernel modules, trace host
+# processes, read any file, load BPF programs; ALL includes them.
+_ESCAPE_CAPABILITIES = frozenset({"SYS_ADMIN", "SYS_MODULE", "SYS_PTRACE", "DAC_READ_SEARCH",
+                                  "BPF", "ALL"})
 # Verbs on RBAC itself that let the holder grant what it does not hold, or act as another.
 _ESCALATION_VERBS = ("escalate", "bind", "impersonate")
 # Signer of client certificates for the API server (kubelets use ...-client-kubelet).
@@ -221,17 +225,23 @@ def _pod(record: dict[str, Any], action: str, username: str) -> list[Finding]:
         for container in containers if isinstance(containers, list) else ():
             container = as_dict(container)
             context = as_dict(container.get("securityContext"))
+            name = container.get("name")
             if context.get("privileged") is True:
-                name = container.get("name")
                 severe.append(f"privileged container {str(name)[:64]}" if name
                               else "privileged container")
+            added = as_dict(context.get("capabilities")).get("add")
+            for capability in added[:50] if isinstance(added, list) else ():
+                if isinstance(capability, str) and \
+                        capability.upper().removeprefix("CAP_") in _ESCAPE_CAPABILITIES:
+                    severe.append(f"capability {capability[:32]}"
+                                  + (f" in container {str(name)[:64]}" if name else ""))
     volumes = spec.get("volumes")
     for volume in volumes if isinstance(volumes, list) else ():
         path = as_dict(as_dict(volume).get("hostPath")).get("path")
         if isinstance(path, str) and (path.rstrip("/") or "/") in _HOST_PATHS:
             severe.append(f"hostPath {path[:128]}")
     if not severe and not mild:
-        return []
+        return _system_namespace_pod(record, action)
     evidence = ", ".join(severe + mild)
     if workload:  # installs of node agents look the same: worth a look, not an incident
         kind = action[4:].partition(".")[0].rstrip("s")
@@ -241,6 +251,35 @@ def _pod(record: dict[str, Any], action: str, username: str) -> list[Finding]:
     return [Finding("k8s.privileged_pod", "high" if severe else "medium", ("T1610", "T1611"),
                     f"pod {_object_name(record)} created by hand with {evidence}",
                     (severe + mild)[0])]
+
+
+def _system_namespace_pod(record: dict[str, Any], action: str) -> list[Finding]:
+    """A pod made by hand (no owner) in a platform namespace by someone who is not the
+    platform: among the cluster's own pods it hides, and it runs beside their credentials."""
+    namespace = as_dict(record.get("objectRef")).get("namespace")
+    if action != "k8s:pods.create" or not isinstance(namespace, str) \
+            or not namespace.startswith(("kube-", "gke-")):
+        return []
+    name = _object_name(record)
+    return [Finding("k8s.pod_in_system_namespace", "medium", ("T1610", "T1036.005"),
+                    f"pod {name} created by hand in the platform namespace {namespace[:64]}",
+                    name)]
+
+
+def _service(record: dict[str, Any], action: str, username: str) -> list[Finding]:
+    """A NodePort service: it opens a port on every node's address, around any ingress or
+    load balancer, which a backdoor pod needs to be reached from outside."""
+    if _platform(username, as_dict(record.get("objectRef")).get("namespace")):
+        return []
+    spec = as_dict(_body(record, "spec"))
+    if spec.get("type") != "NodePort":
+        return []
+    ports = [str(as_dict(port).get("nodePort") or as_dict(port).get("port"))
+             for port in (spec.get("ports") if isinstance(spec.get("ports"), list) else ())[:20]]
+    name = _object_name(record)
+    shown = f" (ports {', '.join(ports[:5])})" if ports else ""
+    return [Finding("k8s.nodeport_service", "low", ("T1133",),
+                    f"NodePort service {name} exposes a port on every node{shown}", name)]
 
 
 def _exec(record: dict[str, Any], action: str, username: str) -> list[Finding]:
@@ -424,5 +463,6 @@ _RULES: dict[str, _Rule] = {
     **{f"k8s:{kind}webhookconfigurations.{verb}": _webhook_written
        for kind in ("validating", "mutating") for verb in ("create", "update", "patch")},
     "k8s:certificatesigningrequests.create": _certificate,
+    **{f"k8s:services.{verb}": _service for verb in ("create", "update", "patch")},
 }
 ACTIONS = frozenset(_RULES)

@@ -153,3 +153,36 @@ def test_refused_one_shot_request_counts_toward_probing_but_an_informer_does_not
     unauthenticated = request("get", "secrets", namespace=None, code=403,
                               user="system:unauthenticated")
     assert tallies(one_shot, informer, relist, unauthenticated) == ["k8s.permission_probing"]
+
+
+def test_escape_capabilities_make_a_pod_privileged_harmless_ones_do_not() -> None:
+    def with_caps(*caps: str) -> dict:
+        spec = {"containers": [{"name": "c", "securityContext": {
+            "capabilities": {"add": list(caps), "drop": ["ALL"]}}}]}
+        return request("create", "pods", name="p", body={"metadata": {"name": "p"},
+                                                         "spec": spec})
+
+    assert findings(with_caps("SYS_ADMIN"), with_caps("NET_BIND_SERVICE", "CHOWN")) == [
+        ("k8s.privileged_pod", "high", "capability SYS_ADMIN in container c")]
+
+
+def test_bare_pod_by_hand_in_a_platform_namespace() -> None:
+    body = {"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c"}]}}
+    hidden = request("create", "pods", name="p", namespace="kube-system", user=PERSON,
+                     body=body)
+    app = request("create", "pods", name="p", namespace="web", user=PERSON, body=body)
+    owned = request("create", "pods", name="p", namespace="kube-system", user=PERSON,
+                    body={**body, "metadata": {"name": "p", "ownerReferences": [
+                        {"kind": "DaemonSet", "name": "d"}]}})
+    assert findings(hidden, app, owned) == [
+        ("k8s.pod_in_system_namespace", "medium", "kube-system/p")]
+
+
+def test_nodeport_service_is_low_cluster_ip_is_nothing() -> None:
+    def service(kind: str) -> dict:
+        return request("create", "services", name="s", user=PERSON, body={
+            "metadata": {"name": "s"},
+            "spec": {"type": kind, "ports": [{"port": 80, "nodePort": 31337}]}})
+
+    assert findings(service("NodePort"), service("ClusterIP")) == [
+        ("k8s.nodeport_service", "low", "default/s")]
