@@ -367,7 +367,27 @@ def _custom_role(payload: dict[str, Any], principal: str) -> list[Finding]:
                     + (f" and {len(risky) - 4} more" if len(risky) > 4 else ""), name)]
 
 
+def _sso_profile(payload: dict[str, Any], principal: str) -> list[Finding]:
+    """An inbound SAML SSO profile created or changed for the organisation: the identity
+    provider it names now signs people in (the Admin audit event, in Cloud Audit form)."""
+    name = ""
+    events = as_dict(get(payload, "metadata")).get("event")
+    for event in events[:10] if isinstance(events, list) else ():
+        for parameter in as_dict(event).get("parameter") or ():
+            parameter = as_dict(parameter)
+            if parameter.get("name") == "INBOUND_SSO_PROFILE_NAME":
+                name = _text(parameter.get("value"))
+    name = name or _text(get(payload, "resourceName")) or "(SSO profile)"
+    method = _text(get(payload, "methodName"))
+    verb = "created" if method.endswith("Created") else "changed"
+    return [Finding("gcp.identity_federation_changed", "medium", ("T1484.002",),
+                    f"inbound SSO profile {name[:200]} {verb}: its identity provider signs "
+                    "the organisation's users in", name[:256])]
+
+
 _RULES: dict[str, Rule] = {
+    "inboundSsoProfileCreated": _sso_profile,
+    "inboundSsoProfileUpdated": _sso_profile,
     "DestroyCryptoKeyVersion": _kms_key_version,
     "UpdateCryptoKeyVersion": _kms_key_version,
     **{f"{verb}{kind}Provider": _federation for verb in ("Create", "Update")

@@ -251,7 +251,8 @@ def test_panther_labelled_gcp_and_gke_events(real_logs: Path) -> None:
     assert panther_counts(real_logs / "panther-analysis-tests", "gcp_auditlog") == {
         ("gcp.admin_grant_external", True): 1, ("gcp.public_iam_binding", True): 2,
         ("gcp.service_account_key", True): 1, ("gcp.ssh_key_metadata", True): 2,
-        ("gcp.flow_logs_disabled", True): 1, ("gcp.identity_federation_changed", True): 2,
-        ("gcp.kms_key_destroyed", True): 2, ("k8s.privileged_pod", True): 4}
+        ("gcp.flow_logs_disabled", True): 1, ("gcp.identity_federation_changed", True): 4,
+        ("gcp.kms_key_destroyed", True): 2, ("k8s.nodeport_service", True): 1,
+        ("k8s.privileged_pod", True): 4}
     assert panther_counts(real_logs / "panther-analysis-tests", "eks_k8s_audit") == {
         ("k8s.anonymous_access", True): 2, ("k8s.privileged_pod", True): 1}

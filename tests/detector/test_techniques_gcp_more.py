@@ -95,3 +95,29 @@ def test_gke_exec_gets_the_pods_exec_action_of_the_audit_log() -> None:
     [event] = parse_payload(orjson.dumps(record), origin="t", stats=RunStats(),
                             dead_letters=ListDeadLetters())
     assert event.action == "k8s:pods/exec.create"
+
+
+def test_gke_request_refused_by_rbac_is_not_judged_as_done() -> None:
+    body = {"spec": {"type": "NodePort", "ports": [{"port": 80}]}}
+    granted = gke("io.k8s.core.v1.services.create", "core/v1/namespaces/web/services/s",
+                  principal="alice@example.com", request=body,
+                  authorizationInfo=[{"granted": True,
+                                      "permission": "io.k8s.core.v1.services.create"}])
+    denied = gke("io.k8s.core.v1.services.create", "core/v1/namespaces/web/services/s",
+                 principal="alice@example.com", request=body,
+                 authorizationInfo=[{"granted": False,
+                                     "permission": "io.k8s.core.v1.services.create"}])
+    assert findings(granted, denied) == [("k8s.nodeport_service", "low", "web/s")]
+
+
+def test_inbound_sso_profile_created_names_the_profile() -> None:
+    profile = "inboundSamlSsoProfiles/03vsz0843d02br4"
+    created = entry("google.admin.AdminService.inboundSsoProfileCreated", "admin.googleapis.com",
+                    resource="organizations/123/inboundSsoSettings",
+                    metadata={"event": [{"eventName": "INBOUND_SSO_PROFILE_CREATED",
+                                         "parameter": [{"name": "INBOUND_SSO_PROFILE_NAME",
+                                                        "value": profile}]}]})
+    deleted = entry("google.admin.AdminService.inboundSsoProfileDeleted", "admin.googleapis.com",
+                    resource="organizations/123/inboundSsoSettings")
+    assert findings(created, deleted) == [
+        ("gcp.identity_federation_changed", "medium", profile)]
