@@ -271,6 +271,83 @@ def _vault_access(low: dict[str, Any], props: dict[str, Any]) -> list[Finding]:
     return []
 
 
+def _entra_target(props: dict[str, Any]) -> dict[str, Any]:
+    """The first target resource of an Entra audit record (lower-cased keys)."""
+    targets = props.get("targetresources")
+    return lower_keys(targets[0]) if isinstance(targets, list) and targets else {}
+
+
+def _changes(target: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """Modified property name (lower-cased) -> (old, new), JSON strings decoded."""
+    out: dict[str, tuple[Any, Any]] = {}
+    changes = target.get("modifiedproperties")
+    for change in changes[:50] if isinstance(changes, list) else ():
+        change = lower_keys(change)
+        name = change.get("displayname")
+        if isinstance(name, str):
+            out[name.lower()] = (_decoded(change.get("oldvalue")),
+                                 _decoded(change.get("newvalue")))
+    return out
+
+
+def _decoded(value: Any) -> Any:
+    if isinstance(value, str) and value[:1] in ("{", "[", '"'):
+        try:
+            return orjson.loads(value)
+        except orjson.JSONDecodeError:
+            return value
+    return value
+
+
+def _domain_federation(low: dict[str, Any], props: dict[str, Any]) -> list[Finding]:
+    """A domain's sign-in handed to a federation server: whoever holds its token-signing
+    certificate signs in as any user of the domain (golden SAML). "Set domain
+    authentication" counts only when it makes the domain federated."""
+    if str(props.get("result", "success")).lower() not in ("success", ""):
+        return []
+    target = _entra_target(props)
+    operation = str(props.get("activitydisplayname") or low.get("operationname") or "")
+    if operation.lower() == "set domain authentication" and "federated" not in str(
+            [new for _, new in _changes(target).values()]).lower():
+        return []
+    domain = str(target.get("displayname") or target.get("id") or "a domain")[:160]
+    return [Finding("azure.domain_federation_changed", "high", ("T1484.002",),
+                    f"federation settings set on domain {domain}: its sign-ins now trust an "
+                    "outside token issuer", domain)]
+
+
+def _conditional_access(low: dict[str, Any], props: dict[str, Any]) -> list[Finding]:
+    """A Conditional Access policy deleted, or updated so that it stops applying (state no
+    longer enabled) or stops asking for MFA."""
+    if str(props.get("result", "success")).lower() not in ("success", ""):
+        return []
+    target = _entra_target(props)
+    name = str(target.get("displayname") or target.get("id") or "a policy")[:160]
+    operation = str(props.get("activitydisplayname") or low.get("operationname") or "")
+    if operation.lower().startswith("delete"):
+        return [Finding("azure.conditional_access_weakened", "high", ("T1556.009",),
+                        f"Conditional Access policy {name} deleted", name)]
+    old, new = _changes(target).get("conditionalaccesspolicy", (None, None))
+    old, new = lower_keys(old), lower_keys(new)
+    if not old or not new:
+        return []
+    weakened = []
+    if old.get("state") == "enabled" and new.get("state") != "enabled":
+        weakened.append(f"state {str(new.get('state'))[:40]}")
+    if "mfa" in _controls(old) and "mfa" not in _controls(new):
+        weakened.append("MFA no longer required")
+    if not weakened:
+        return []
+    return [Finding("azure.conditional_access_weakened", "medium", ("T1556.009",),
+                    f"Conditional Access policy {name} weakened: {', '.join(weakened)}", name)]
+
+
+def _controls(policy: dict[str, Any]) -> set[str]:
+    controls = lower_keys(policy.get("grantcontrols")).get("builtincontrols")
+    return {c.lower() for c in controls[:20] if isinstance(c, str)} \
+        if isinstance(controls, list) else set()
+
+
 def _resource(low: dict[str, Any]) -> str:
     value = low.get("resourceid")
     return value[:512] if isinstance(value, str) and value else "(resource)"
@@ -339,4 +416,8 @@ RULES: dict[str, Rule] = {
                     "locations/deletedvaults")},
     "microsoft.keyvault/vaults/accesspolicies/write": _vault_access,
     "microsoft.network/networksecuritygroups/securityrules/write": _nsg_rule,
+    "set federation settings on domain": _domain_federation,
+    "set domain authentication": _domain_federation,
+    "delete conditional access policy": _conditional_access,
+    "update conditional access policy": _conditional_access,
 }

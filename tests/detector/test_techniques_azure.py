@@ -195,7 +195,8 @@ def test_panther_labelled_azure_events(real_logs: Path) -> None:
         # AKS kube-audit rows that keep only p_event_time are read too
         ("k8s.anonymous_access", True): 1, ("k8s.privileged_pod", True): 1}
     assert panther_counts(folder, "azure_entra_audit_signin") == {
-        ("azure.credentials_added", True): 1}
+        ("azure.credentials_added", True): 1, ("azure.conditional_access_weakened", True): 2,
+        ("azure.domain_federation_changed", True): 1}
 
 
 @pytest.mark.parametrize(("record", "category"), [

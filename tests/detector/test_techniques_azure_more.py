@@ -3,6 +3,8 @@ and persistence: each rule on the attack record and on the near miss of everyday
 
 from __future__ import annotations
 
+import orjson
+
 from tests.detector.test_techniques_azure import SUB, activity, findings
 
 RG = f"{SUB}/resourceGroups/prod/providers"
@@ -96,3 +98,46 @@ def test_security_rule_open_to_the_internet_on_admin_or_every_port() -> None:
                     security("*", "22", access="Deny")) == [
         ("azure.nsg_open_to_world", "high", rule),
         ("azure.nsg_open_to_world", "medium", rule)]
+
+
+def entra_change(activity_name: str, target: dict) -> dict:
+    return {"time": "2024-03-04T10:00:00Z", "category": "AuditLogs",
+            "operationName": activity_name, "resourceId": "/tenants/t/providers/Microsoft.aadiam",
+            "properties": {"activityDisplayName": activity_name, "result": "success",
+                           "initiatedBy": {"user": {"userPrincipalName": "admin@corp.example"}},
+                           "targetResources": [target]}}
+
+
+def changed(name: str, old: object, new: object) -> dict:
+    return {"displayName": name, "oldValue": orjson.dumps(old).decode(),
+            "newValue": orjson.dumps(new).decode()}
+
+
+def test_domain_made_federated_but_not_another_domain_setting() -> None:
+    federated = entra_change("Set domain authentication", {
+        "displayName": "corp.example", "type": "Domain",
+        "modifiedProperties": [changed("LiveType", "Managed", "Federated")]})
+    other = entra_change("Set domain authentication", {
+        "displayName": "corp.example", "type": "Domain",
+        "modifiedProperties": [changed("SomeOtherProperty", "a", "b")]})
+    settings = entra_change("Set federation settings on domain", {"displayName": "corp.example"})
+    assert findings(federated, other, settings) == [
+        ("azure.domain_federation_changed", "high", "corp.example"),
+        ("azure.domain_federation_changed", "high", "corp.example")]
+
+
+def test_conditional_access_deleted_or_stripped_of_mfa_but_not_retuned() -> None:
+    policy = {"state": "enabled", "grantControls": {"builtInControls": ["mfa"]}}
+
+    def update(new: dict) -> dict:
+        return entra_change("Update conditional access policy", {
+            "displayName": "Require MFA", "type": "Policy",
+            "modifiedProperties": [changed("ConditionalAccessPolicy", policy, new)]})
+
+    deleted = entra_change("Delete conditional access policy", {"displayName": "Require MFA"})
+    assert findings(deleted, update({"state": "enabled", "grantControls": None}),
+                    update({"state": "disabled", "grantControls": {"builtInControls": ["mfa"]}}),
+                    update({**policy, "sessionControls": {"signInFrequency": {"value": 9}}})) == [
+        ("azure.conditional_access_weakened", "high", "Require MFA"),
+        ("azure.conditional_access_weakened", "medium", "Require MFA"),
+        ("azure.conditional_access_weakened", "medium", "Require MFA")]
