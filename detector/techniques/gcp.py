@@ -373,7 +373,8 @@ def _sso_profile(payload: dict[str, Any], principal: str) -> list[Finding]:
     name = ""
     events = as_dict(get(payload, "metadata")).get("event")
     for event in events[:10] if isinstance(events, list) else ():
-        for parameter in as_dict(event).get("parameter") or ():
+        parameters = as_dict(event).get("parameter")
+        for parameter in parameters[:20] if isinstance(parameters, list) else ():
             parameter = as_dict(parameter)
             if parameter.get("name") == "INBOUND_SSO_PROFILE_NAME":
                 name = _text(parameter.get("value"))

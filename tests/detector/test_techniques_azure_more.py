@@ -6,6 +6,7 @@ from __future__ import annotations
 import orjson
 
 from tests.detector.test_techniques_azure import SUB, activity, findings
+from tests.detector.test_techniques_k8s import assert_no_internal_error, variants
 
 RG = f"{SUB}/resourceGroups/prod/providers"
 
@@ -141,3 +142,33 @@ def test_conditional_access_deleted_or_stripped_of_mfa_but_not_retuned() -> None
         ("azure.conditional_access_weakened", "high", "Require MFA"),
         ("azure.conditional_access_weakened", "medium", "Require MFA"),
         ("azure.conditional_access_weakened", "medium", "Require MFA")]
+
+
+def test_new_checks_never_raise_whatever_field_has_an_odd_type() -> None:
+    """Every field of each new rule's body, and of the Entra records, replaced in turn by
+    None, a number, a string, a list or a dict: the event is never lost."""
+    bodies = {
+        "Microsoft.Network/networkSecurityGroups/securityRules/write": {"properties": {
+            "access": "Allow", "direction": "Inbound", "sourceAddressPrefixes": ["*"],
+            "destinationPortRanges": ["20-30"]}},
+        "Microsoft.KeyVault/vaults/accessPolicies/write": {"properties": {"accessPolicies": [
+            {"objectId": "o", "permissions": {"secrets": ["get"]}}]}},
+        "Microsoft.Storage/storageAccounts/blobServices/write": {"properties": {
+            "deleteRetentionPolicy": {"enabled": False}, "isVersioningEnabled": False}},
+        "Microsoft.Security/pricings/write": {"properties": {"pricingTier": "Free"}}}
+    count = 0
+    for operation, content in bodies.items():
+        for odd in variants(content):
+            assert_no_internal_error(activity(operation, f"{RG}/x", response=odd))
+            count += 1
+    policy = {"state": "enabled", "grantControls": {"builtInControls": ["mfa"]}}
+    for record in (entra_change("Update conditional access policy", {
+            "displayName": "p", "modifiedProperties": [
+                changed("ConditionalAccessPolicy", policy, {"state": "disabled"})]}),
+                   entra_change("Set domain authentication", {
+                       "displayName": "d", "modifiedProperties": [
+                           changed("LiveType", "Managed", "Federated")]})):
+        for props in variants(record["properties"]):
+            assert_no_internal_error({**record, "properties": props})
+            count += 1
+    assert count > 100

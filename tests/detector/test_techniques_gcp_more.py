@@ -8,7 +8,7 @@ import orjson
 from detector.sources import ListDeadLetters, parse_payload
 from detector.stats import RunStats
 from tests.detector.test_techniques_gcp import entry
-from tests.detector.test_techniques_k8s import findings, gke
+from tests.detector.test_techniques_k8s import assert_no_internal_error, findings, gke, variants
 
 SUBNET = "projects/corp-prod/regions/europe-west1/subnetworks/payments"
 KEY = "projects/corp-prod/locations/eu/keyRings/r/cryptoKeys/data/cryptoKeyVersions/3"
@@ -121,3 +121,33 @@ def test_inbound_sso_profile_created_names_the_profile() -> None:
                     resource="organizations/123/inboundSsoSettings")
     assert findings(created, deleted) == [
         ("gcp.identity_federation_changed", "medium", profile)]
+
+
+def test_new_checks_never_raise_whatever_field_has_an_odd_type() -> None:
+    """Each new rule's positive entry with every payload field replaced in turn."""
+    positives = [
+        entry("v1.compute.subnetworks.patch", "compute.googleapis.com", resource=SUBNET,
+              request={"enableFlowLogs": False, "logConfig": {"enable": False}}),
+        entry("UpdateCryptoKeyVersion", "cloudkms.googleapis.com", resource=KEY,
+              request={"cryptoKeyVersion": {"state": "DISABLED"}}),
+        entry("CreateWorkloadIdentityPoolProvider", "iam.googleapis.com", request={
+            "workloadIdentityPoolProvider": {"oidc": {"issuerUri": "https://i"},
+                                             "aws": {"accountId": "1"}}}),
+        entry("storage.hmacKeys.create", "storage.googleapis.com",
+              request={"serviceAccountEmail": "a@b.iam.gserviceaccount.com"},
+              response={"metadata": {"serviceAccountEmail": "a"}}),
+        entry("google.iam.admin.v1.CreateRole", "iam.googleapis.com",
+              serviceData={"permissionDelta": {"addedPermissions": ["iam.roles.update"]}},
+              request={"role": {"includedPermissions": ["iam.roles.update"]}}),
+        entry("google.admin.AdminService.inboundSsoProfileCreated", "admin.googleapis.com",
+              metadata={"event": [{"parameter": [{"name": "INBOUND_SSO_PROFILE_NAME",
+                                                  "value": "p"}]}]})]
+    count = 0
+    for positive in positives:
+        proto = positive["protoPayload"]
+        for changed in variants({k: v for k, v in proto.items()
+                                 if k in ("request", "response", "serviceData", "metadata")}):
+            assert_no_internal_error({**positive, "protoPayload": {**proto, **changed},
+                                      "insertId": f"v{count}"})
+            count += 1
+    assert count > 100

@@ -11,7 +11,8 @@ import orjson
 from detector.sources import ListDeadLetters, parse_payload
 from detector.stats import RunStats
 from detector.techniques import ATTRIBUTE, Tally
-from tests.detector.test_techniques_k8s import findings, request, role
+from tests.detector.test_techniques_k8s import (assert_no_internal_error, findings, request,
+                                                 role, variants)
 
 PERSON = "alice@example.com"
 TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
@@ -186,3 +187,25 @@ def test_nodeport_service_is_low_cluster_ip_is_nothing() -> None:
 
     assert findings(service("NodePort"), service("ClusterIP")) == [
         ("k8s.nodeport_service", "low", "default/s")]
+
+
+def test_new_checks_never_raise_whatever_field_has_an_odd_type() -> None:
+    """Each new rule's positive request with every field replaced in turn by an odd type."""
+    positives = [
+        exec_(["cat", TOKEN]), exec_(["cat", TOKEN], body=True),
+        csr("kubernetes.io/kube-apiserver-client"),
+        webhook("mutating", {"url": "https://203.0.113.9/m"}),
+        role([{"apiGroups": [""], "resources": ["nodes/proxy", "*"], "verbs": ["bind"]}]),
+        request("create", "services", name="s", body={"spec": {"type": "NodePort",
+                                                               "ports": [{"nodePort": 1}]}}),
+        request("create", "pods", name="p", namespace="kube-system", user=PERSON, body={
+            "spec": {"containers": [{"name": "c", "securityContext": {
+                "capabilities": {"add": ["SYS_ADMIN"]}}}]}})]
+    count = 0
+    for positive in positives:
+        body = {k: v for k, v in positive.items() if k in ("requestObject", "objectRef",
+                                                           "requestURI")}
+        for changed in variants(body):
+            assert_no_internal_error({**positive, **changed, "auditID": f"m{count}"})
+            count += 1
+    assert count > 200
