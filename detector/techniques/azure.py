@@ -12,9 +12,9 @@ finding; so do the rules for deletes and purges (the operation is the evidence) 
 newer body rules, which read the response body of the final record, else its request body.
 
 Panther's Activity Log test events mostly carry neither ``caller`` nor ``identity``: real
-exports (diagnostic settings, Log Analytics) always name the caller of an administrative
-operation in its claims or ``Caller`` column, so such records stay ``missing_identity``
-dead letters rather than alerts about nobody.
+exports (diagnostic settings, Log Analytics) name the caller of an administrative
+operation in its claims or ``Caller`` column, so a record without one stays a
+``missing_identity`` dead letter (counted, kept whole) rather than an alert about nobody.
 """
 
 from __future__ import annotations
