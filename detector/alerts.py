@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -493,6 +494,9 @@ def short_identity(identity: str) -> str:
     return identity
 
 
+_REFUSAL_NOTE = re.compile(r" \((?:attempt refused: [^()]*|refused)\)$")
+
+
 def make_title(identity: str, group: AlertGroup) -> str:
     """One line for a SIEM list: kind, identity, the strongest reason (the leading signal's
     sentence: for a window detector, that signal's window, which may be earlier than the
@@ -505,7 +509,7 @@ def make_title(identity: str, group: AlertGroup) -> str:
     same alert was. A reason read on a refused request says "(refused)".
 
     A title over ``TITLE_MAX`` is cut inside the reason, so the identity, the categories and
-    the count always show."""
+    the count always show, and so does a reason's closing refusal note."""
     def line(text: str) -> str:
         return " ".join(text.split())  # one line whatever the values held
 
@@ -527,9 +531,14 @@ def make_title(identity: str, group: AlertGroup) -> str:
     tail = f" {tail}" if tail else ""
     title = f"{head} {top}{tail}"
     if len(title) > TITLE_MAX:
-        room = TITLE_MAX - len(head) - len(tail) - 2  # the space and the ellipsis
+        # A refusal note ends the reason; cutting it off would make a refused attempt
+        # read as done, so the cut falls before it and the note is kept.
+        found = _REFUSAL_NOTE.search(top)
+        note = found.group(0) if found else ""
+        body = top[: len(top) - len(note)]
+        room = TITLE_MAX - len(head) - len(tail) - len(note) - 2  # the space, the ellipsis
         if room >= 20:
-            title = f"{head} {top[:room].rstrip()}…{tail}"
+            title = f"{head} {body[:room].rstrip()}…{note}{tail}"
         else:
             title = title[: TITLE_MAX - 1] + "…"
     return title

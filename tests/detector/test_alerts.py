@@ -223,6 +223,16 @@ class TestAlertContent:
         assert title.startswith("workload role/app-worker: ")
         assert title.endswith("x… [credential creation] (+2 more detectors)")
 
+    def test_a_cut_reason_keeps_its_refusal_note(self):
+        # a refused attempt's sentence ends with the refusal; cut off, it would read as done
+        for note in (" (attempt refused: AccessDenied)", " (refused)"):
+            group = open_group(make_event(), make_verdict(value="y" * 400))
+            group.signals[0]["sentence"] = "access key created for IAM user svc by " \
+                + "z" * 300 + note
+            title = make_title(ROLE, group)
+            assert len(title) <= 200
+            assert title.endswith("z…" + note)
+
     def test_schema_rejects_a_broken_alert(self):
         native = build_alert().to_native()
         native["severity"] = "urgent"
