@@ -187,11 +187,23 @@ class Outputs:
             raise failed
 
 
+def _is_stdout(path: str) -> bool:
+    """Whether ``path`` names the file behind standard output (``/dev/stdout``,
+    ``/dev/fd/1``, or the file stdout is redirected to). Opened a second time it would
+    have its own offset, and with ``> file`` the summary written through stdout would
+    overwrite the first alerts, so such a target is written through stdout itself."""
+    try:
+        target, out = os.stat(path), os.fstat(sys.stdout.fileno())
+    except (OSError, AttributeError, ValueError):  # missing, or stdout closed or replaced
+        return False
+    return (target.st_dev, target.st_ino) == (out.st_dev, out.st_ino)
+
+
 def open_outputs(args: argparse.Namespace) -> Outputs:
     from detector.sources.deadletter import NullDeadLetters
 
     owned: list[Any] = []
-    if args.alerts == "-":
+    if args.alerts == "-" or _is_stdout(args.alerts):
         if sys.stdout is None:  # started with stdout closed (``>&-``)
             raise SinkError("cannot write alerts to standard output: it is closed")
         alerts, text = sys.stdout.buffer, sys.stderr

@@ -167,3 +167,35 @@ def test_late_output_naming_a_folder__refused_before_reading(log_file, tmp_path,
         f"nhi-detector replay: cannot write {what} {folder}: Is a directory\n"
     )
     assert summary == {}
+
+
+def test_alerts_to_dev_stdout_redirected_to_a_file_lose_nothing(tmp_path):
+    """``--alerts /dev/stdout > file`` opened the file a second time with its own offset,
+    so the summary written through stdout overwrote the first alert."""
+    import subprocess
+    import sys
+
+    record = {
+        "eventVersion": "1.08", "eventTime": "2024-03-04T10:00:00Z",
+        "eventSource": "cloudtrail.amazonaws.com", "eventName": "StopLogging",
+        "awsRegion": "us-east-1", "sourceIPAddress": "198.51.100.7",
+        "userAgent": "aws-cli/2.15.0", "eventID": "e-1", "eventType": "AwsApiCall",
+        "recipientAccountId": "111122223333",
+        "requestParameters": {"name": "arn:aws:cloudtrail:us-east-1:111122223333:trail/t"},
+        "userIdentity": {"type": "IAMUser", "userName": "ops", "accountId": "111122223333",
+                         "arn": "arn:aws:iam::111122223333:user/ops",
+                         "accessKeyId": "AKIAEXAMPLEEXAMPLE01"},
+    }
+    log = tmp_path / "trail.json"
+    log.write_bytes(orjson.dumps({"Records": [record]}))
+    out = tmp_path / "out.jsonl"
+    with out.open("wb") as handle:
+        done = subprocess.run([sys.executable, "-m", "detector.cli", "replay", str(log),
+                               "--alerts", "/dev/stdout"], stdout=handle,
+                              stderr=subprocess.PIPE, check=False)
+    assert done.returncode == 0, done.stderr
+    lines = out.read_bytes().splitlines()
+    alerts = [orjson.loads(line) for line in lines]
+    assert len(alerts) == 1
+    assert alerts[0]["identity"]["key"].endswith("user/ops")
+    assert b"Events per source" in done.stderr  # the summary went to stderr instead
