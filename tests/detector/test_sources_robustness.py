@@ -389,6 +389,22 @@ class TestValues:
         assert [e.event_id for e in events] == ["id-0", "id-1"]
         assert where(dead) == [("invalid_json", "f#value[1]")]
 
+    @pytest.mark.parametrize("odd", [[], ["AwsConsoleSignIn"], {}, {"a": 1}])
+    def test_a_list_or_object_in_any_top_level_field_is_never_an_internal_error(
+            self, odd: object) -> None:
+        # a list or object used as a set member raised TypeError (unhashable): eventType
+        # was looked up in a frozenset; every field of a trail record is tried, plus the
+        # optional ones the parser reads
+        fields = sorted(set(record(0)) | {"eventType", "eventCategory",
+                                          "sessionCredentialFromConsole", "vpcEndpointId",
+                                          "errorCode", "readOnly", "managementEvent"})
+        records = [record(i, **{name: odd}) for i, name in enumerate(fields)]
+        events, _, dead = parse(orjson.dumps({"Records": records}))
+        assert [item["reason"] for item in dead.items if item["reason"] == "internal_error"] \
+            == []
+        assert len(events) + len(dead) == len(fields)
+        assert len(events) >= len(fields) // 2  # most odd optional fields are ignored
+
     def test_every_records_element_is_counted(self) -> None:
         events, stats, dead = parse(b'{"Records":[1,"x",null,[]]}')
         assert events == [] and where(dead) == [
