@@ -176,6 +176,8 @@ class Parser:
             return
         lines: list[tuple[int, bytes]] = []
         for number, line in enumerate(handle, 1):
+            if number == 1 and line[:3] == b"\xef\xbb\xbf":
+                line = line[3:]  # a byte-order mark, dropped as ``_frame`` drops a file's
             lines.append((number, line))
             if len(lines) >= chunk_lines:
                 yield self._feed_lines(lines, origin)

@@ -339,6 +339,20 @@ class TestStdin:
         assert "stdin is closed" in dead.items[0]["message"]
         assert stats.files_read == 1
 
+    def test_a_byte_order_mark_on_stdin_is_dropped_as_in_a_file(self) -> None:
+        import io
+
+        data = b"\xef\xbb\xbf" + b"\r\n".join(orjson.dumps(record(i)) for i in range(3))
+        stats, dead = RunStats(), ListDeadLetters()
+        parser = Parser(stats=stats, dead_letters=dead)
+        events = [e for batch in parser.feed_stream(io.BufferedReader(io.BytesIO(data)),
+                                                    "<stdin>") for e in batch]
+        assert [e.event_id for e in events] == ["id-0", "id-1", "id-2"]
+        assert where(dead) == []
+        file_events, _, file_dead = parse(data)
+        assert [e.event_id for e in file_events] == ["id-0", "id-1", "id-2"]
+        assert where(file_dead) == []
+
     @pytest.mark.skipif(not NHI.exists(), reason="console script not installed")
     def test_cli_with_closed_stdin(self) -> None:
         done = subprocess.run(["sh", "-c", f"'{NHI}' parse - <&-"], capture_output=True,
