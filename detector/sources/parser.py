@@ -791,12 +791,12 @@ class Parser:
         elif azure.looks_like(low):
             self._normalise(azure.SOURCE_ACTIVITY, azure.normalise_activity, record, origin,
                             None, hints)
+        elif (own := _own_output(low)) is not None:  # first: its fields look like others'
+            self._skip_named(UNKNOWN, "nhi_detector_output", origin,
+                             f"nhi-detector's own {own} are not audit logs")
         elif (vendor := _unsupported_vendor(low)) is not None:
             self._skip_named(UNKNOWN, "unsupported_format", origin,
                              f"{vendor} records are not a supported source")
-        elif (own := _own_output(low)) is not None:
-            self._skip_named(UNKNOWN, "nhi_detector_output", origin,
-                             f"nhi-detector's own {own} are not audit logs")
         else:
             self._dead(UNKNOWN, "unknown_format", REASONS["unknown_format"], origin,
                        _raw(record))
@@ -1127,6 +1127,9 @@ def _unsupported_vendor(low: dict[str, Any]) -> str | None:
 _DEAD_LETTER_KEYS = frozenset({"reason", "message", "origin", "source"})
 _INVENTORY_KEYS = frozenset({"identity", "kind", "kind_reason", "first_seen", "last_seen",
                              "credentials"})
+# The normalised Event as ``nhi-detector parse`` writes it (``Event.to_dict``)
+_EVENT_KEYS = frozenset({"event_id", "ts", "source", "identity", "identity_kind",
+                         "identity_resolution", "action", "outcome"})
 
 
 def _own_output(low: dict[str, Any]) -> str | None:
@@ -1147,6 +1150,8 @@ def _own_output(low: dict[str, Any]) -> str | None:
         return "dead letters"
     if keys >= _INVENTORY_KEYS:
         return "inventory records"
+    if keys >= _EVENT_KEYS:
+        return "parsed events (the parse command's output)"
     return None
 
 

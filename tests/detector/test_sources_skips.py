@@ -69,6 +69,20 @@ def test_own_outputs_are_skipped_not_dead_letters(row: dict, kind: str,
                for r in caplog.records)
 
 
+def test_the_parse_commands_own_output_is_named_as_such(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """``nhi-detector parse`` writes normalised events; fed back in, they were reported as
+    GitHub audit log records (their ``action`` and ``actor`` fields look like GitHub's)."""
+    parsed, _, _ = parse_lines(record(0))
+    row = orjson.loads(orjson.dumps(parsed[0].to_dict()))
+    with caplog.at_level(logging.WARNING, logger="detector.sources.parser"):
+        events, stats, dead = parse_lines(row, row)
+    assert events == [] and dead.items == []
+    assert stats.skipped == {("unknown", "nhi_detector_output"): 2}
+    lines = [r.getMessage() for r in caplog.records if "skipping records" in r.getMessage()]
+    assert len(lines) == 1 and "nhi-detector's own parsed events" in lines[0]
+
+
 def test_a_log_folder_holding_labels_and_last_runs_outputs(tmp_path: Path) -> None:
     """The bundled replay_data holds its labels file; users keep alerts next to logs."""
     folder = tmp_path / "logs"
