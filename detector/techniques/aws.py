@@ -973,7 +973,8 @@ def bucket_protection(record: dict[str, Any], caller: Caller) -> list[Finding]:
     params = _params(record)
     bucket = _bucket(params)
     if name == "DeleteBucketEncryption":
-        found = ("medium", _TOOLS, f"default encryption of S3 bucket {bucket} removed")
+        found = ("medium", _TOOLS, f"default encryption of S3 bucket {bucket} removed (new "
+                 "objects fall back to S3-managed keys: no KMS key policy guards them)")
     elif name == "DeleteBucketReplication":
         found = ("medium", _RECOVERY, f"replication of S3 bucket {bucket} deleted")
     elif name == "DeleteAccountPublicAccessBlock":
@@ -1193,13 +1194,21 @@ def db_snapshot_export(record: dict[str, Any], caller: Caller) -> list[Finding]:
                     "the database as files", bucket)]
 
 
+def _by_service(record: dict[str, Any]) -> bool:
+    """Whether an AWS service made the request on the caller's behalf."""
+    source = record.get("sourceIPAddress")
+    return (type(source) is str and source.endswith(".amazonaws.com")) or (
+        "invokedBy" in _dict(record.get("userIdentity")))
+
+
 _REGION_RX = re.compile(r"^arn:aws[a-z-]*:[a-z0-9-]+:([a-z0-9-]+):")
 
 
 def snapshot_copy(record: dict[str, Any], caller: Caller) -> list[Finding]:
     """A snapshot copied (RDS or EBS) with a KMS key of another account (high: only that
     account can restore it) or into another region (low: disaster recovery copies look
-    the same, but the copy is out of the watched region)."""
+    the same, but the copy is out of the watched region; copies AWS Backup or a lifecycle
+    policy makes on the caller's behalf are not judged)."""
     params = _params(record)
     source = _str(params.get("sourceDBSnapshotIdentifier")
                   or params.get("sourceDBClusterSnapshotIdentifier")
@@ -1211,6 +1220,8 @@ def snapshot_copy(record: dict[str, Any], caller: Caller) -> list[Finding]:
                         f"snapshot {source} copied with a KMS key of account {account}",
                         account)]
     here = record.get("awsRegion")
+    if _by_service(record):  # AWS Backup and lifecycle policies copying on a schedule
+        return []
     match = _REGION_RX.match(source)
     origin = params.get("sourceRegion") or (match.group(1) if match else None)
     if type(origin) is not str or type(here) is not str or origin == here:
