@@ -44,6 +44,12 @@ _CLOUD_ACCOUNTS = ("T1078.004",)
 _WORKLOAD_CODE = ("T1525", "T1648")  # Implant Internal Image, Serverless Execution
 _STARTUP_SCRIPT = ("T1037", "T1578")  # Boot or Logon Initialization Scripts, Modify Compute
 _HIJACK = ("T1496", "T1578.002")  # Resource Hijacking, Create Cloud Instance
+_DESTRUCTION = ("T1485",)  # Data Destruction
+_RECOVERY = ("T1490",)  # Inhibit System Recovery
+_RANSOM = ("T1486",)  # Data Encrypted for Impact
+_SNIFFING = ("T1040",)  # Network Sniffing
+_TOKENS = ("T1550.001", "T1078.004")  # Use Alternate Authentication Material: tokens
+_REMOTE = ("T1651", "T1021.007")  # Cloud Administration Command, Remote Services: Cloud
 
 _ACCOUNT_RX = re.compile(r"^\d{12}$")
 _ARN_ACCOUNT_RX = re.compile(r"^arn:aws[a-z-]*:[a-z0-9-]*:[a-z0-9-]*:(\d{12}):")
@@ -80,7 +86,10 @@ _ACCOUNT_GRANT_RULES = frozenset({
 # Rules about changing what runs (function code, boot scripts, new instances): deploying
 # is what infrastructure-as-code tools do all day, so their requests are not judged.
 _DEPLOY_RULES = frozenset({"aws.lambda_code_replaced", "aws.instance_user_data_modified",
-                           "aws.unusual_instances"})
+                           "aws.unusual_instances", "aws.data_protection_removed",
+                           "aws.kms_key_loss", "aws.traffic_mirroring",
+                           "aws.db_snapshot_moved", "aws.logging_disabled",
+                           "aws.guardrail_removed", "aws.waf_removed"})
 # Rules whose refused attempt is a finding: defense evasion and persistence (the attacker
 # tried to blind the defenders or to stay), not exposure (a refused share exposed nothing).
 _ATTEMPT_RULES = frozenset({
@@ -89,7 +98,8 @@ _ATTEMPT_RULES = frozenset({
     "aws.access_key_for_other_user", "aws.login_profile_for_other_user",
     "aws.admin_policy_granted", "aws.role_trust_external", "aws.roles_anywhere_trust_anchor",
     "aws.lambda_code_replaced", "aws.instance_user_data_modified", "aws.unusual_instances",
-    "aws.security_group_open",
+    "aws.security_group_open", "aws.logging_disabled", "aws.guardrail_removed",
+    "aws.kms_key_loss", "aws.traffic_mirroring", "aws.federated_session",
 })
 _SHORT_LIFECYCLE_DAYS = 7
 _MAX_ITEMS = 64  # items read from one list: a huge policy costs no more than this
@@ -573,9 +583,19 @@ def security_group_ingress(record: dict[str, Any], caller: Caller) -> list[Findi
     return out[:5]
 
 
+_TRUE = (True, "true", "True")
+
+
 def db_public(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    """A database made reachable from the internet. A restore copies the snapshot's
+    setting unless the request says otherwise, so for a restore the response (what was
+    built) is read too: a snapshot restored public is the way to read its data from
+    outside."""
     params = _params(record)
-    if params.get("publiclyAccessible") not in (True, "true", "True"):
+    public = params.get("publiclyAccessible") in _TRUE
+    if not public and str(record.get("eventName")).startswith("Restore"):
+        public = _dict(record.get("responseElements")).get("publiclyAccessible") in _TRUE
+    if not public:
         return []
     name = (params.get("dBInstanceIdentifier") or params.get("dBClusterIdentifier")
             or params.get("targetDBInstanceIdentifier"))
@@ -821,6 +841,500 @@ def dns_logs_deleted(record: dict[str, Any], caller: Caller) -> list[Finding]:
                     f"Route 53 resolver query logging {config} {verb}", config)]
 
 
+# ---------------------------------------------------------------- more defense evasion
+
+
+def _source(record: dict[str, Any]) -> str:
+    source = record.get("eventSource")
+    return source.partition(".")[0] if type(source) is str else ""
+
+
+def macie(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    """Macie switched off, paused, or told to publish its findings hours late (the
+    default is every 15 minutes: a six-hour delay lets an exfiltration finish first)."""
+    if not _source(record).startswith("macie"):
+        return []
+    if record.get("eventName") == "DisableMacie":
+        return [Finding("aws.detection_disabled", "critical", _TOOLS,
+                        "Macie disabled in this account and region", "macie")]
+    params = _params(record)
+    if params.get("status") == "PAUSED":
+        return [Finding("aws.detection_disabled", "critical", _TOOLS,
+                        "Macie paused: sensitive-data discovery stops", "macie")]
+    delay = {"SIX_HOURS": ("medium", "six hours"), "ONE_HOUR": ("low", "an hour")}.get(
+        str(params.get("findingPublishingFrequency")))
+    if delay is None:
+        return []
+    return [Finding("aws.detection_disabled", delay[0], _TOOLS,
+                    f"Macie findings now published every {delay[1]}: alerts on sensitive "
+                    "data reach responders late", "macie")]
+
+
+def members_removed(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    """A GuardDuty, Security Hub or Macie administrator account that stops watching its
+    member accounts: their findings no longer reach the central security team."""
+    service = {"guardduty": "GuardDuty", "securityhub": "Security Hub",
+               "macie2": "Macie"}.get(_source(record))
+    if service is None:
+        return []
+    accounts = [a for a in _list(_params(record).get("accountIds")) if type(a) is str]
+    shown = ", ".join(a[:12] for a in accounts[:3]) or "(unnamed)"
+    return [Finding("aws.detection_disabled", "high", _TOOLS,
+                    f"{service} stops watching member account(s) {shown} "
+                    f"({record.get('eventName')})", shown)]
+
+
+# Filter actions that hide matching findings as they are made, per service
+_HIDING_FILTERS = {"guardduty": ("ARCHIVE", "GuardDuty"), "macie2": ("ARCHIVE", "Macie"),
+                   "inspector2": ("SUPPRESS", "Inspector")}
+
+
+def finding_filter(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    """A GuardDuty or Macie filter that archives, or an Inspector filter that suppresses,
+    matching findings as they are made: a standing suppression rule nobody reviews (the
+    attacker's own address, say)."""
+    hiding = _HIDING_FILTERS.get(_source(record))
+    params = _params(record)
+    if hiding is None or params.get("action") != hiding[0]:
+        return []
+    name = _str(params.get("filterName") or params.get("name")) or "(unnamed)"
+    return [Finding("aws.detection_disabled", "high", _TOOLS,
+                    f"{hiding[1]} filter {name} hides matching findings as they are made "
+                    f"({hiding[0]})", name)]
+
+
+def security_hub_findings(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    """Security Hub findings suppressed or archived through the API, or a product's
+    findings no longer imported. Analysts triage in the console, so console sessions are
+    left out; a script that silences findings is someone hiding what was found."""
+    name = record.get("eventName")
+    if name == "DisableImportFindingsForProduct":
+        arn = _str(_params(record).get("productSubscriptionArn"), 200) or "(unnamed)"
+        return [Finding("aws.detection_disabled", "high", _TOOLS,
+                        f"Security Hub stops importing findings of {arn}", arn)]
+    if caller.family == "console":
+        return []
+    params = _params(record)
+    workflow = _dict(params.get("Workflow")).get("Status")
+    state = params.get("RecordState")
+    if workflow != "SUPPRESSED" and state != "ARCHIVED":
+        return []
+    count = len(_list(params.get("FindingIdentifiers"))) or 1
+    verb = "suppressed" if workflow == "SUPPRESSED" else "archived"
+    return [Finding("aws.detection_disabled", "medium", _TOOLS,
+                    f"{count} Security Hub finding(s) {verb} by a script ({name})", verb)]
+
+
+def bedrock_logging(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    return [Finding("aws.logging_disabled", "high", _LOGS,
+                    "Bedrock model invocation logging deleted: prompts and responses are no "
+                    "longer recorded", "bedrock")]
+
+
+def guardrail_deleted(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    """A Bedrock guardrail deleted: what it filtered (prompt attacks, sensitive data in
+    answers) now passes. Its update is not judged: CloudTrail hides the new content."""
+    guardrail = _str(_params(record).get("guardrailIdentifier")) or "(unnamed)"
+    return [Finding("aws.guardrail_removed", "medium", _TOOLS,
+                    f"Bedrock guardrail {guardrail} deleted", guardrail)]
+
+
+def waf_removed(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    resource = _str(_params(record).get("resourceArn"), 300)
+    if not resource:
+        return []
+    return [Finding("aws.waf_removed", "medium", _FIREWALL,
+                    f"web ACL removed from {resource}: its requests are no longer filtered",
+                    resource)]
+
+
+# ---------------------------------------------------------------- data protection removed
+
+
+def _bucket(params: dict[str, Any]) -> str:
+    return _str(params.get("bucketName")) or "(unnamed)"
+
+
+def _block_off(config: dict[str, Any]) -> bool:
+    """Whether a public access block configuration lets a public policy or a public ACL
+    take effect again (both settings of a pair turned off)."""
+    def off(key: str) -> bool:
+        return config.get(key) in (False, "false")
+    return (off("BlockPublicPolicy") and off("RestrictPublicBuckets")) or (
+        off("BlockPublicAcls") and off("IgnorePublicAcls"))
+
+
+def bucket_protection(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    """S3 controls that keep data private and recoverable removed: default encryption,
+    the public access block, replication (the off-site copy), versioning and MFA delete
+    (what lets deleted or overwritten objects come back). Ransomware and exfiltration
+    remove them first."""
+    name = record.get("eventName")
+    params = _params(record)
+    bucket = _bucket(params)
+    if name == "DeleteBucketEncryption":
+        found = ("medium", _TOOLS, f"default encryption of S3 bucket {bucket} removed (new "
+                 "objects fall back to S3-managed keys: no KMS key policy guards them)")
+    elif name == "DeleteBucketReplication":
+        found = ("medium", _RECOVERY, f"replication of S3 bucket {bucket} deleted")
+    elif name == "DeleteAccountPublicAccessBlock":
+        found = ("high", ("T1530", "T1562.007"),
+                 "the account's S3 public access block deleted: public bucket policies and "
+                 "ACLs take effect again")
+        bucket = "account"
+    elif name == "DeleteBucketPublicAccessBlock" or (
+            name == "PutBucketPublicAccessBlock"
+            and _block_off(_dict(params.get("PublicAccessBlockConfiguration")))):
+        found = ("high", ("T1530", "T1562.007"),
+                 f"public access block of S3 bucket {bucket} removed: a public policy or ACL "
+                 "takes effect again")
+    else:
+        return _versioning(params, bucket)
+    return [Finding("aws.data_protection_removed", found[0], found[1], found[2], bucket)]
+
+
+def _versioning(params: dict[str, Any], bucket: str) -> list[Finding]:
+    config = _dict(params.get("VersioningConfiguration"))
+    what, severity = [], "medium"
+    if config.get("Status") in ("Suspended", "Disabled"):
+        what.append("versioning suspended")
+        severity = "high"
+    if config.get("MfaDelete") == "Disabled":
+        what.append("MFA delete turned off")
+    if not what:
+        return []
+    return [Finding("aws.data_protection_removed", severity, _RECOVERY,
+                    f"S3 bucket {bucket}: {' and '.join(what)}: deleted or overwritten "
+                    "objects can no longer be recovered", bucket)]
+
+
+def bucket_logging(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    """PutBucketLogging that turns server access logging off (a status without a target);
+    a request that names no status at all says nothing and is left alone."""
+    params = _params(record)
+    if "BucketLoggingStatus" not in params or _turns_logging_on(record):
+        return []
+    bucket = _bucket(params)
+    return [Finding("aws.logging_disabled", "high", _LOGS,
+                    f"server access logging of S3 bucket {bucket} turned off", bucket)]
+
+
+def ebs_default_encryption(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    region = _str(record.get("awsRegion"), 32) or "this region"
+    return [Finding("aws.data_protection_removed", "medium", _TOOLS,
+                    f"EBS encryption by default turned off in {region}: new volumes and "
+                    "snapshot copies are stored unencrypted", region)]
+
+
+def db_protection(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    """ModifyDBInstance/ModifyDBCluster turning deletion protection off or automated
+    backups off (retention 0): what an attacker does before deleting a database."""
+    params = _params(record)
+    what, severity, attack = [], "low", _DESTRUCTION
+    if params.get("deletionProtection") in (False, "false"):
+        what.append("deletion protection turned off")
+    if str(params.get("backupRetentionPeriod")) == "0":
+        what.append("automated backups turned off")
+        severity, attack = "medium", _RECOVERY + _DESTRUCTION
+    if not what:
+        return []
+    name = _str(params.get("dBInstanceIdentifier") or params.get("dBClusterIdentifier"))
+    return [Finding("aws.data_protection_removed", severity, attack,
+                    f"RDS database {name or '(unnamed)'}: {' and '.join(what)}",
+                    name or "(unnamed)")]
+
+
+def db_modified(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    return db_public(record, caller) + db_protection(record, caller)
+
+
+def kms_key_loss(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    """A KMS key disabled, scheduled for deletion, or its imported material deleted:
+    everything encrypted under it becomes unreadable (deletion cannot be undone once the
+    waiting period ends)."""
+    name = record.get("eventName")
+    params = _params(record)
+    key = _str(params.get("keyId")) or "(unnamed)"
+    if name == "ScheduleKeyDeletion":
+        days = params.get("pendingWindowInDays")
+        when = f" in {days} days" if type(days) is int else ""
+        return [Finding("aws.kms_key_loss", "high", _DESTRUCTION,
+                        f"KMS key {key} scheduled for deletion{when}: data encrypted under "
+                        "it becomes unreadable", key)]
+    if name == "DeleteImportedKeyMaterial":
+        return [Finding("aws.kms_key_loss", "high", _DESTRUCTION,
+                        f"imported material of KMS key {key} deleted: the key is unusable "
+                        "at once", key)]
+    return [Finding("aws.kms_key_loss", "medium", _DESTRUCTION,
+                    f"KMS key {key} disabled: data encrypted under it cannot be decrypted",
+                    key)]
+
+
+# ---------------------------------------------------------------- exfiltration, impact
+
+
+def _request(record: dict[str, Any]) -> dict[str, Any]:
+    """EC2's newer actions wrap their parameters in ``<EventName>Request``."""
+    params = _params(record)
+    return _dict(params.get(f"{record.get('eventName')}Request")) or params
+
+
+def _field(params: dict[str, Any], name: str) -> str:
+    """A field in EC2's two spellings (``NetworkInterfaceId``, ``networkInterfaceId``)."""
+    return _str(params.get(name) or params.get(name[0].lower() + name[1:]), 64)
+
+
+def traffic_mirror(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    """Traffic mirroring: a copy of every packet of a network interface sent to another
+    interface or load balancer, where credentials and data in clear text can be read."""
+    name = record.get("eventName")
+    params = _request(record)
+    if name == "CreateTrafficMirrorSession":
+        source = _field(params, "NetworkInterfaceId")
+        target = _field(params, "TrafficMirrorTargetId") or "(unnamed)"
+        return [Finding("aws.traffic_mirroring", "high", _SNIFFING + _TRANSFER,
+                        f"traffic of network interface {source} mirrored to target {target}",
+                        source)] if source else []
+    if name == "ModifyTrafficMirrorSession":
+        session = _field(params, "TrafficMirrorSessionId")
+        return [Finding("aws.traffic_mirroring", "medium", _SNIFFING + _TRANSFER,
+                        f"traffic mirror session {session} changed", session)] if session else []
+    target = _field(params, "NetworkInterfaceId") or _field(params, "NetworkLoadBalancerArn")
+    if not target:
+        return []
+    return [Finding("aws.traffic_mirroring", "medium", _SNIFFING,
+                    f"traffic mirror target created on {target}: packets can be copied to "
+                    "it", target)]
+
+
+# Object names ransom notes use (HOW_TO_DECRYPT_FILES.txt, FILES-DELETED.txt,
+# RECOVER-YOUR-DATA.html): read only on text-like names, never on data objects.
+_RANSOM_NOTE_RX = re.compile(
+    r"decrypt|ransom|(recover|restore|unlock|get[_ .-]?back)[_ .-]?(your|my|all|the)?[_ .-]?"
+    r"(files|data)|(files|data)[_ .-]?(were[_ .-]?)?(deleted|encrypted|stolen|locked)"
+    r"|your[_ .-]?(files|data)")
+_NOTE_EXTENSIONS = frozenset({"txt", "html", "htm", "hta", "md", "rtf", ""})
+
+
+def _ransom_note(key: str) -> bool:
+    name = key.rpartition("/")[2].lower()
+    stem, dot, extension = name.rpartition(".")
+    if not dot:
+        stem, extension = name, ""
+    return (len(name) <= 80 and extension in _NOTE_EXTENSIONS
+            and _RANSOM_NOTE_RX.search(stem) is not None)
+
+
+def _outside_key(params: dict[str, Any], caller: Caller) -> str:
+    """The account of a KMS key of another account that a write encrypts with ('')."""
+    key = params.get("x-amz-server-side-encryption-aws-kms-key-id")
+    if type(key) is str and caller.outside(_account_of(key)):
+        return _account_of(key)
+    return ""
+
+
+def _bucket_accounts(record: dict[str, Any], caller: Caller) -> list[str]:
+    """Outside accounts owning a bucket a request touched (CloudTrail's ``resources``)."""
+    found = []
+    for item in _list(record.get("resources")):
+        item = _dict(item)
+        account = item.get("accountId")
+        if item.get("type") == "AWS::S3::Bucket" and type(account) is str \
+                and caller.outside(account) and account not in found:
+            found.append(account)
+    return found
+
+
+def object_write(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    """An S3 write that shows ransomware or exfiltration: objects encrypted with another
+    account's KMS key or with a customer-provided key AWS does not keep (only the holder
+    can decrypt them), a ransom note, or a copy between this account and another's
+    bucket."""
+    name = record.get("eventName")
+    params = _params(record)
+    bucket, key = _bucket(params), _str(params.get("key"), 300)
+    out = []
+    account = _outside_key(params, caller)
+    if account:
+        out.append(Finding("aws.s3_ransom_encryption", "high", _RANSOM,
+                           f"object {bucket}/{key} encrypted with a KMS key of account "
+                           f"{account}: only that account can decrypt it", account))
+    elif name == "CopyObject" and "x-amz-server-side-encryption-customer-algorithm" in params:
+        out.append(Finding("aws.s3_ransom_encryption", "medium", _RANSOM,
+                           f"object {bucket}/{key} rewritten with a customer-provided key "
+                           "(SSE-C) that AWS does not keep: without it the copy is unreadable",
+                           bucket))
+    if name == "PutObject" and key and _ransom_note(key):
+        out.append(Finding("aws.s3_ransom_note", "high", _RANSOM + _DESTRUCTION,
+                           f"object {bucket}/{key} named like a ransom note", key))
+    if name == "CopyObject":
+        for other in _bucket_accounts(record, caller)[:2]:
+            source = _str(params.get("x-amz-copy-source"), 300) or "(unnamed)"
+            out.append(Finding("aws.s3_copy_external", "medium", _TRANSFER,
+                               f"object copied between this account and a bucket of account "
+                               f"{other} ({source} to {bucket}/{key})", other))
+    return out
+
+
+def batch_delete(record: dict[str, Any], caller: Caller) -> list[Any]:
+    """One DeleteObjects request (up to 1,000 objects) toward ``aws.mass_deletion``:
+    many in minutes empty buckets faster than any clean-up job needs."""
+    if caller.family in _DEPLOY_FAMILIES:
+        return []
+    return [Tally("aws.mass_deletion", "high", _DESTRUCTION, "batch deletions of objects",
+                  (_bucket(_params(record)),), calls=True)]
+
+
+def db_snapshot_export(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    params = _params(record)
+    source = _str(params.get("sourceArn"), 300).rpartition(":")[2] or "(unnamed)"
+    bucket = _str(params.get("s3BucketName")) or "(unnamed)"
+    return [Finding("aws.db_snapshot_moved", "medium", _TRANSFER,
+                    f"RDS snapshot {source} exported to S3 bucket {bucket}: its tables leave "
+                    "the database as files", bucket)]
+
+
+def _by_service(record: dict[str, Any]) -> bool:
+    """Whether an AWS service made the request on the caller's behalf."""
+    source = record.get("sourceIPAddress")
+    return (type(source) is str and source.endswith(".amazonaws.com")) or (
+        "invokedBy" in _dict(record.get("userIdentity")))
+
+
+_REGION_RX = re.compile(r"^arn:aws[a-z-]*:[a-z0-9-]+:([a-z0-9-]+):")
+
+
+def snapshot_copy(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    """A snapshot copied (RDS or EBS) with a KMS key of another account (high: only that
+    account can restore it) or into another region (low: disaster recovery copies look
+    the same, but the copy is out of the watched region; copies AWS Backup or a lifecycle
+    policy makes on the caller's behalf are not judged)."""
+    params = _params(record)
+    source = _str(params.get("sourceDBSnapshotIdentifier")
+                  or params.get("sourceDBClusterSnapshotIdentifier")
+                  or params.get("sourceSnapshotId"), 300) or "(unnamed)"
+    key = params.get("kmsKeyId")
+    account = _account_of(key) if type(key) is str else ""
+    if caller.outside(account):
+        return [Finding("aws.db_snapshot_moved", "high", _TRANSFER + _RANSOM,
+                        f"snapshot {source} copied with a KMS key of account {account}",
+                        account)]
+    here = record.get("awsRegion")
+    if _by_service(record):  # AWS Backup and lifecycle policies copying on a schedule
+        return []
+    match = _REGION_RX.match(source)
+    origin = params.get("sourceRegion") or (match.group(1) if match else None)
+    if type(origin) is not str or type(here) is not str or origin == here:
+        return []
+    return [Finding("aws.db_snapshot_moved", "low", _TRANSFER,
+                    f"snapshot {source} copied from {origin[:32]} to {here[:32]}", here[:32])]
+
+
+def function_url(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    """A Lambda function URL with no authentication: anyone on the internet can invoke
+    the function. Webhooks made as code are a design choice, hence the value
+    ``public-url`` (not ``public``): infrastructure-as-code requests are not alerted."""
+    params = _params(record)
+    if params.get("authType") != "NONE":
+        return []
+    function = _function(params)
+    return [Finding("aws.lambda_shared", "medium", _ROLES + _TRANSFER,
+                    f"Lambda function {function} given a URL without authentication "
+                    "(AuthType NONE): anyone can invoke it", "public-url")]
+
+
+# ---------------------------------------------------------------- credentials, lateral
+
+
+def secret_batch(record: dict[str, Any], caller: Caller) -> list[Any]:
+    """BatchGetSecretValue: by names, each toward ``aws.secrets_burst``; by filters whose
+    every value is negated (``!tag-that-does-not-exist``), every secret the caller can
+    read at once, which an application that knows its secrets never asks for."""
+    params = _params(record)
+    if "secretIdList" in params or caller.family in _DEPLOY_FAMILIES:
+        return secret_read(record, caller)
+    values = [v for f in _list(params.get("filters")) for v in _list(_dict(f).get("values"))]
+    if not values or not all(type(v) is str for v in values):
+        return []
+    shown = ", ".join(v[:40] for v in values[:3])
+    if all(v.startswith("!") for v in values):
+        return [Finding("aws.secrets_burst", "high", ("T1555.006",),
+                        f"every readable secret requested at once: BatchGetSecretValue with "
+                        f"only negated filters ({shown})", "catch-all")]
+    return [Tally("aws.secrets_burst", "medium", ("T1555.006",), "secrets",
+                  (f"filter {shown}",))]
+
+
+# SSM documents that run whatever script the caller passes
+_SHELL_DOCUMENTS = ("runshellscript", "runpowershellscript", "runremotescript")
+
+
+def remote_command(record: dict[str, Any], caller: Caller) -> list[Any]:
+    """One SSM shell command or EC2 Instance Connect key push toward
+    ``aws.remote_command_spread``: a stolen credential moving across instances reaches
+    many in minutes, an engineer one or two. Commands of SSM itself (State Manager) and
+    of infrastructure-as-code are left out."""
+    if caller.family in _DEPLOY_FAMILIES or "invokedBy" in _dict(record.get("userIdentity")):
+        return []
+    params = _params(record)
+    if record.get("eventName") == "SendCommand":
+        document = _str(params.get("documentName")).lower()
+        if not document.endswith(_SHELL_DOCUMENTS):
+            return []
+        ids = [i for i in _list(params.get("instanceIds")) if type(i) is str]
+        for target in _list(params.get("targets")):
+            target = _dict(target)
+            values = [v for v in _list(target.get("values")) if type(v) is str]
+            if target.get("key") == "InstanceIds":
+                ids += values
+            elif values:
+                ids.append(f"{_str(target.get('key'), 64)}={values[0][:64]}")
+    else:
+        ids = [_str(params.get("instanceId"), 64)] if params.get("instanceId") else []
+    if not ids:
+        return []
+    return [Tally("aws.remote_command_spread", "medium", _REMOTE,
+                  "instances reached by shell commands or pushed SSH keys",
+                  tuple(i[:64] for i in ids), limit=5)]
+
+
+# families of clients that are code, not a browser or the AWS sign-in pages
+_SCRIPT_FAMILIES = frozenset({"python-requests", "curl", "go-http", "boto3", "aws-cli",
+                              "aws-sdk", "aws-sdk-go", "aws-sdk-java", "aws-sdk-js",
+                              "aws-sdk-dotnet", "aws-sdk-ruby", "stratus-red-team"})
+
+
+def federation_token(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    """GetFederationToken with an IAM user's long-term key: the federated credentials it
+    returns stay valid (up to 36 hours) after the key is deleted, so a responder who
+    deletes the leaked key has not locked the attacker out."""
+    identity = _dict(record.get("userIdentity"))
+    key = identity.get("accessKeyId")
+    if identity.get("type") != "IAMUser" or caller.family in _DEPLOY_FAMILIES or (
+            type(key) is str and key.startswith("ASIA")):
+        return []
+    name = _str(_params(record).get("name"), 64) or "(unnamed)"
+    return [Finding("aws.federated_session", "medium", _TOKENS,
+                    f"IAM user {caller.name or '(unnamed)'} minted federated credentials "
+                    f"({name}) with its long-term key: they outlive the key", name)]
+
+
+def signin_token(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    """A console sign-in token asked for by code: programmatic credentials (a federated
+    user's, or a role session's from a script) turned into a console session, which
+    tools that abuse stolen keys do. IAM Identity Center and browser flows are left out."""
+    identity = _dict(record.get("userIdentity"))
+    kind = identity.get("type")
+    if caller.sso or not (kind == "FederatedUser" or (
+            kind == "AssumedRole" and caller.family in _SCRIPT_FAMILIES)):
+        return []
+    who = caller.name or "(unnamed)"
+    how = "a federated user" if kind == "FederatedUser" else f"a script ({caller.family})"
+    return [Finding("aws.federated_session", "medium", _TOKENS,
+                    f"console sign-in token requested for {who} by {how}: programmatic "
+                    "credentials turned into a console session", who)]
+
+
 # ---------------------------------------------------------------- initial access
 
 
@@ -969,8 +1483,8 @@ CHECKS: dict[str, Check] = {
     "CreateDomain": search_domain_policy,
     "UpdateDomainConfig": search_domain_policy,
     "AuthorizeSecurityGroupIngress": security_group_ingress,
-    "ModifyDBInstance": db_public,
-    "ModifyDBCluster": db_public,
+    "ModifyDBInstance": db_modified,
+    "ModifyDBCluster": db_modified,
     "RestoreDBInstanceFromDBSnapshot": db_public,
     "RestoreDBClusterFromSnapshot": db_public,
     "CreateAccessKey": access_key_for_other,
@@ -1000,11 +1514,61 @@ CHECKS: dict[str, Check] = {
     "DisassociateResolverQueryLogConfig": dns_logs_deleted,
     "ConsoleLogin": console_login,
     "GetSecretValue": secret_read,
-    "BatchGetSecretValue": secret_read,
+    "BatchGetSecretValue": secret_batch,
     "GetParameter": parameter_read,
     "GetParameters": parameter_read,
     "GetPasswordData": password_data,
     "DescribeInstanceAttribute": user_data,
+    # defense evasion beyond CloudTrail: Macie, GuardDuty, Security Hub, Bedrock, WAF
+    "DisableMacie": macie,
+    "UpdateMacieSession": macie,
+    "DisassociateMembers": members_removed,
+    "DeleteMembers": members_removed,
+    "StopMonitoringMembers": members_removed,
+    "CreateFilter": finding_filter,
+    "UpdateFilter": finding_filter,
+    "CreateFindingsFilter": finding_filter,
+    "UpdateFindingsFilter": finding_filter,
+    "BatchUpdateFindings": security_hub_findings,
+    "UpdateFindings": security_hub_findings,
+    "DisableImportFindingsForProduct": security_hub_findings,
+    "DeleteModelInvocationLoggingConfiguration": bedrock_logging,
+    "DeleteGuardrail": guardrail_deleted,
+    "DisassociateWebACL": waf_removed,
+    # data protection removed, keys lost
+    "DeleteBucketEncryption": bucket_protection,
+    "DeleteBucketReplication": bucket_protection,
+    "DeleteBucketPublicAccessBlock": bucket_protection,
+    "PutBucketPublicAccessBlock": bucket_protection,
+    "DeleteAccountPublicAccessBlock": bucket_protection,
+    "PutBucketVersioning": bucket_protection,
+    "PutBucketLogging": bucket_logging,
+    "DisableEbsEncryptionByDefault": ebs_default_encryption,
+    "ScheduleKeyDeletion": kms_key_loss,
+    "DisableKey": kms_key_loss,
+    "DeleteImportedKeyMaterial": kms_key_loss,
+    # exfiltration and impact
+    "CreateTrafficMirrorSession": traffic_mirror,
+    "ModifyTrafficMirrorSession": traffic_mirror,
+    "CreateTrafficMirrorTarget": traffic_mirror,
+    "PutObject": object_write,
+    "CopyObject": object_write,
+    "CreateMultipartUpload": object_write,
+    "DeleteObjects": batch_delete,
+    "StartExportTask": db_snapshot_export,
+    "CopyDBSnapshot": snapshot_copy,
+    "CopyDBClusterSnapshot": snapshot_copy,
+    "CopySnapshot": snapshot_copy,
+    "CreateFunctionUrlConfig": function_url,
+    "CreateFunctionUrlConfig20211031": function_url,
+    "UpdateFunctionUrlConfig": function_url,
+    "UpdateFunctionUrlConfig20211031": function_url,
+    # credential access, lateral movement
+    "SendCommand": remote_command,
+    "SendSSHPublicKey": remote_command,
+    "SendSerialConsoleSSHPublicKey": remote_command,
+    "GetFederationToken": federation_token,
+    "GetSigninToken": signin_token,
 }
 # Event sources a check name must come from: the same operation name in another service
 # (``DeleteDetector`` of Detective, ``CreateGrant`` of License Manager) is something else.
@@ -1020,10 +1584,35 @@ SOURCES: dict[str, str] = {
     "GetParameters": "ssm.amazonaws.com",
     "CreateDomain": "es.amazonaws.com",
     "UpdateDomainConfig": "es.amazonaws.com",
+    "BatchGetSecretValue": "secretsmanager.amazonaws.com",
+    "BatchUpdateFindings": "securityhub.amazonaws.com",
+    "UpdateFindings": "securityhub.amazonaws.com",
+    "DisableImportFindingsForProduct": "securityhub.amazonaws.com",
+    "DeleteModelInvocationLoggingConfiguration": "bedrock.amazonaws.com",
+    "DeleteGuardrail": "bedrock.amazonaws.com",
+    "DeleteBucketEncryption": "s3.amazonaws.com",
+    "DeleteBucketReplication": "s3.amazonaws.com",
+    "DeleteBucketPublicAccessBlock": "s3.amazonaws.com",
+    "PutBucketPublicAccessBlock": "s3.amazonaws.com",
+    "DeleteAccountPublicAccessBlock": "s3.amazonaws.com",
+    "PutBucketVersioning": "s3.amazonaws.com",
+    "PutBucketLogging": "s3.amazonaws.com",
+    "ScheduleKeyDeletion": "kms.amazonaws.com",
+    "DisableKey": "kms.amazonaws.com",
+    "DeleteImportedKeyMaterial": "kms.amazonaws.com",
+    "PutObject": "s3.amazonaws.com",
+    "CopyObject": "s3.amazonaws.com",
+    "CreateMultipartUpload": "s3.amazonaws.com",
+    "DeleteObjects": "s3.amazonaws.com",
+    "StartExportTask": "rds.amazonaws.com",
+    "SendCommand": "ssm.amazonaws.com",
+    "GetFederationToken": "sts.amazonaws.com",
+    "GetSigninToken": "signin.amazonaws.com",
 }
 # Rules whose failed attempt is evidence too: nobody tries these by accident, and a stolen
 # credential probing for instance passwords or user data fails many times before it works.
-ATTEMPTS = frozenset({"LeaveOrganization", "GetPasswordData", "DescribeInstanceAttribute"})
+ATTEMPTS = frozenset({"LeaveOrganization", "GetPasswordData", "DescribeInstanceAttribute",
+                      "CreateTrafficMirrorSession"})
 # Requests whose refusal by a quota (``VcpuLimitExceeded``) is an attempt as well: the
 # request shows what was asked for.
 QUOTA_ATTEMPTS = frozenset({"RunInstances"})
@@ -1083,7 +1672,7 @@ def _refused(record: dict[str, Any], check: Check | None, caller: Caller, name: 
     source = record.get("eventSource")
     service = source.partition(".")[0] if type(source) is str and source else "unknown"
     action = f"{service}:{name[:128]}"
-    if check is None and not _turns_logging_on(name, record):
+    if check is None:
         tampering = refused_tampering("aws", action, error)
         if tampering is not None:
             out.append(tampering)
@@ -1093,11 +1682,8 @@ def _refused(record: dict[str, Any], check: Check | None, caller: Caller, name: 
     return out
 
 
-def _turns_logging_on(name: str, record: dict[str, Any]) -> bool:
-    """A ``PutBucketLogging`` that enables access logging: the catalogue lists the call
-    because it also turns logging off, but a refused attempt to enable it is no evasion."""
-    if name != "PutBucketLogging":
-        return False
+def _turns_logging_on(record: dict[str, Any]) -> bool:
+    """Whether a ``PutBucketLogging`` enables access logging (a target in its status)."""
     params = _params(record)
     if _dict(params.get("BucketLoggingStatus")).get("LoggingEnabled"):
         return True

@@ -356,7 +356,7 @@ CASES += [
     ("bucket logging turned off, refused",
      call("PutBucketLogging", {"bucketName": "b", "BucketLoggingStatus": {}},
           "s3.amazonaws.com", errorCode=DENIED),
-     [("aws.tampering_attempt", "high", "s3:PutBucketLogging")]),
+     [("aws.logging_disabled", "medium", "b")]),
     ("bucket logging turned on, refused",
      call("PutBucketLogging", {"bucketName": "b", "BucketLoggingStatus": {
          "LoggingEnabled": {"TargetBucket": "logs"}}}, "s3.amazonaws.com", errorCode=DENIED),
@@ -498,7 +498,8 @@ def test_odd_parameters_never_raise_nor_fire(params: Any) -> None:
                                            "aws.detection_disabled", "aws.dns_logs_deleted",
                                            "aws.roles_anywhere_trust_anchor",
                                            "aws.flow_logs_deleted",
-                                           "aws.instance_password_burst"}, (name, params)
+                                           "aws.instance_password_burst",
+                                           "aws.data_protection_removed"}, (name, params)
 
 
 def test_a_raising_check_gives_no_finding() -> None:

@@ -75,9 +75,35 @@ PANTHER = {
     # the behavioural models; its false ones are role sessions (pipelines)
     "AWS.Lambda.UpdateFunctionCode": (1, 3, 0, 3),
     # Panther's rules judge successful calls only: their one "false" each is a refused
-    # PutBucketLogging turning logging off, which is aws.tampering_attempt here on purpose
-    "AWS.S3.DisableBucketLogging": (0, 1, 1, 3),
-    "AWS.S3.SecurityControlDisabling": (0, 5, 1, 5),
+    # PutBucketLogging turning logging off, an aws.logging_disabled attempt here on purpose
+    "AWS.S3.DisableBucketLogging": (1, 1, 1, 3),
+    "AWS.S3.SecurityControlDisabling": (5, 5, 1, 5),
+    # defense evasion beyond CloudTrail; a guardrail update is not judged (its content is
+    # hidden in the record)
+    "AWS.Bedrock.DeleteModelInvocationLoggingConfiguration": (1, 1, 0, 1),
+    "AWS.Bedrock.GuardrailUpdateDelete": (1, 2, 0, 1),
+    "AWS.Macie.Evasion": (2, 2, 0, 1),
+    "AWS.WAF.Disassociation": (1, 1, 0, 1),
+    # data protection removed; the one "false" of the MFA-delete and versioning rules is a
+    # DeleteBucketEncryption, which Panther's own DeleteBucketEncryption rule labels true
+    "AWS.S3.DeleteBucketEncryption": (1, 1, 0, 3),
+    "AWS.S3.DeleteBucketReplication": (1, 1, 0, 3),
+    "AWS.S3.DeletePublicAccessBlock": (1, 1, 0, 3),
+    "AWS.S3.DisableMfaDelete": (1, 1, 1, 5),
+    "AWS.S3.SuspendVersioning": (2, 2, 1, 4),
+    "AWS.RDS.DeletionProtectionDisabled": (3, 3, 0, 3),
+    "AWS.KMS.CustomerManagedKeyLoss": (3, 3, 0, 2),
+    # exfiltration and impact; filters, filter rules and clean-up of traffic mirroring are
+    # not judged, only sessions and targets
+    "AWS.EC2.Traffic.Mirroring": (3, 6, 0, 3),
+    "AWS.RDS.PublicRestore": (1, 1, 0, 2),
+    "AWS.RDS.SnapshotCopiedCrossRegion": (2, 2, 0, 2),
+    "AWS.RDS.SnapshotExport": (2, 2, 0, 2),
+    "AWS.S3.CopyObject.CrossAccount.Encryption.KMS": (1, 1, 0, 1),
+    "AWS.S3.CopyObjectToExternalAccountBucket": (1, 1, 0, 1),
+    "AWS.S3.CopyObjectWithClientSideEncryption": (1, 1, 0, 1),
+    "AWS.S3.RansomwareNoteUpload": (1, 1, 0, 1),
+    "AWS.Console.GetSigninToken.Abuse": (1, 1, 0, 2),
 }
 
 
