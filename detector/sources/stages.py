@@ -115,10 +115,11 @@ _fromisoformat = datetime.fromisoformat
 def _epoch(value: Any) -> float | None:
     """``parse_time(value)`` in epoch seconds, None when it gives none.
 
-    The merger reads a time from nearly every stage (the timeout check), so the form the
-    API server writes (ISO 8601 in UTC, ``Z``) takes a short path: half the 1.4 us of
-    ``parse_time`` per stage. Anything else, or a year ``parse_time`` refuses, goes to
-    ``parse_time``, which decides."""
+    The merger reads a time from every stage that arrives while requests wait (the
+    timeout check: 17,000 of replay_data's 42,000 stages) and from every stage it holds, so
+    the form the API server writes (ISO 8601 in UTC, ``Z``) takes a short path: 0.64 us
+    instead of the 1.4 us of ``parse_time``. Anything else, or a year ``parse_time``
+    refuses, goes to ``parse_time``, which decides."""
     if type(value) is str:
         try:
             when = _fromisoformat(value)
