@@ -38,6 +38,7 @@ import logging
 import os
 import re
 from collections.abc import Iterable, Iterator
+from functools import lru_cache
 from operator import attrgetter
 
 from detector.event import Event
@@ -204,17 +205,27 @@ def stream_key(path: str) -> str:
     if path == "-":
         return path
     folder, name = os.path.split(path)
-    parts = folder.split(os.sep)
-    dated = False
-    while parts and _DATE_DIR.match(parts[-1]):
-        parts.pop()
-        dated = True
+    base, dated = _undated_folder(folder)
     stamp = _DATE_NAME.search(name)
     if stamp:
         name = name[: stamp.start()]
     elif not dated:
         return path
-    return os.sep.join(parts) + os.sep + name
+    return base + os.sep + name
+
+
+@lru_cache(maxsize=4096)
+def _undated_folder(folder: str) -> tuple[str, bool]:
+    """``folder`` without its trailing date folders, and whether it had any.
+
+    Cached: the files of one folder share it, and matching each folder part was two thirds
+    of ``stream_key``'s cost (replay_data is 11,000 files in 900 folders)."""
+    parts = folder.split(os.sep)
+    dated = False
+    while parts and _DATE_DIR.match(parts[-1]):
+        parts.pop()
+        dated = True
+    return os.sep.join(parts), dated
 
 
 def plan_streams(files: Iterable[str]) -> list[list[str]]:

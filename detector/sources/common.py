@@ -121,7 +121,9 @@ def _parse_time_str(text: str) -> datetime | None:
 def _parse_time_fallback(text: str) -> datetime | None:
     if not text:
         return None
-    if text[0].isdigit() and text.replace(".", "", 1).isdigit():
+    # isdecimal, not isdigit: float() reads every decimal digit, but a superscript such as
+    # "²" passes isdigit and made float() raise out of this never-raising function
+    if text[0].isdecimal() and text.replace(".", "", 1).isdecimal():
         return _parse_epoch(float(text))
     if text[:3].lower() in _MONTHS:
         return _parse_month_name(text)

@@ -37,13 +37,16 @@ def test_zero_to_nine_fraction_digits(digits: int) -> None:
     ("1709546400", datetime(2024, 3, 4, 10, tzinfo=UTC)),
     (1709546400.5, datetime(2024, 3, 4, 10, 0, 0, 500000, tzinfo=UTC)),
     (1709546400000000, datetime(2024, 3, 4, 10, tzinfo=UTC)),
+    ("\u0661\u0667\u0660\u0669\u0665\u0664\u0666\u0664\u0660\u0660",  # Arabic-Indic
+     datetime(2024, 3, 4, 10, tzinfo=UTC)),
 ])
 def test_time_forms(value: object, expected: datetime) -> None:
     assert parse_time(value) == expected
 
 
 @pytest.mark.parametrize("value", ["redacted", "", "null", "2024-13-45T99:00:00Z", None, True,
-                                   float("nan"), -5, 10**30, [], {}, "Foo 1, 2024 1:00:00 PM"])
+                                   float("nan"), -5, 10**30, [], {}, "Foo 1, 2024 1:00:00 PM",
+                                   "\u00b2", "17\u00b9"])
 def test_unparseable_times_give_none(value: object) -> None:
     assert parse_time(value) is None
 

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from detector.identity import Resolver
-from detector.sources import gcp, k8s
+from detector.sources import gcp, k8s, stages
 from detector.sources.common import (
     MAX_USER_AGENT,
     NETWORK_CACHE,
@@ -23,6 +23,7 @@ from detector.sources.common import (
     RecordError,
     SkipRecord,
     classify_network,
+    parse_time,
     user_agent,
 )
 
@@ -259,3 +260,20 @@ def test_shared_caches_keep_no_oversized_keys() -> None:
     host = "h" * 5000
     assert classify_network(host) == (None, "unknown", None)
     assert host not in NETWORK_CACHE
+
+
+STAGE_TIMES: list[Any] = [
+    "2026-12-01T23:45:14.994292Z", "2026-12-01T23:45:14Z", "2026-12-01T23:45:14+00:00",
+    "2026-12-01T23:45:14+02:00", "2026-12-01T23:45:14", "1999-12-31T23:59:59Z",
+    "2101-01-01T00:00:00Z", "2100-12-31T23:59:59-05:00", "Nov 18, 2017 1:21:51 AM",
+    "1796168714", 1796168714.5, "", "not a time", None, ["2026-12-01T23:45:14Z"],
+]
+
+
+@given(st.one_of(st.sampled_from(STAGE_TIMES), st.text(max_size=40),
+                 st.datetimes().map(lambda when: when.isoformat() + "Z")))
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+def test_stage_epoch_matches_parse_time(value: Any) -> None:
+    """The stage merger's short path to epoch seconds gives what ``parse_time`` gives."""
+    when = parse_time(value)
+    assert stages._epoch(value) == (None if when is None else when.timestamp())

@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -179,6 +180,33 @@ class TestDeepNesting:
         events, stats, dead = read([tmp_path])
         assert [e.event_id for e in events] == ["id-1", "id-2", "id-3", "id-4"]
         assert stats.files_read == 2 and not dead.items
+
+    def test_whole_file_read_takes_what_is_there_beyond_its_size(self) -> None:
+        """A pipe says size 0 and a growing file more than fstat said: read to the end."""
+        from detector.sources import _read_all
+
+        reader, writer = os.pipe()
+        payload = bytes(range(256)) * 1024  # 256 KiB: more than one pipe read
+
+        def write() -> None:
+            with open(writer, "wb") as handle:
+                handle.write(payload)
+
+        thread = threading.Thread(target=write)
+        thread.start()
+        try:
+            assert _read_all(reader, 0) == payload
+        finally:
+            thread.join()
+            os.close(reader)
+        reader, writer = os.pipe()
+        os.write(writer, b"0123456789")
+        os.close(writer)
+        try:
+            assert _read_all(reader, 4) == b"0123456789"
+            assert _read_all(reader, 4) == b""
+        finally:
+            os.close(reader)
 
 class TestDirectoryWalk:
     """2 and 6. Only regular files are opened; whatever is not read is counted."""
