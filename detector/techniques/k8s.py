@@ -14,6 +14,8 @@ controllers, which list secrets cluster-wide by design, run as ``kube-system`` s
 accounts or as the control plane's ``system:`` users, and what a ``kube-system`` account
 does inside ``kube-system`` (its daemon pods, its exec into its own pods) is the cluster
 running itself. A refused request counts toward probing unless it is an informer's watch.
+What a chart, an operator or a GitOps controller installs (``_released``) is not judged by
+the shape rules added for escalation roles, webhooks, NodePorts and node agents.
 """
 
 from __future__ import annotations
@@ -63,6 +65,14 @@ _ESCAPE_CAPABILITIES = frozenset({"SYS_ADMIN", "SYS_MODULE", "SYS_PTRACE", "DAC_
 _ESCALATION_VERBS = ("escalate", "bind", "impersonate")
 # Signer of client certificates for the API server (kubelets use ...-client-kubelet).
 _CLIENT_SIGNER = "kubernetes.io/kube-apiserver-client"
+# Label and annotation keys that deploy tools write on every object of a release (Helm,
+# its hooks, the Operator Lifecycle Manager, Argo CD, Flux), and the user agents of those
+# tools and of infrastructure-as-code clients.
+_RELEASE_MARKS = ("meta.helm.sh/", "helm.sh/hook", "olm.owner", "argocd.argoproj.io/",
+                  "kustomize.toolkit.fluxcd.io/", "helm.toolkit.fluxcd.io/")
+_RELEASE_MANAGERS = frozenset({"helm", "tiller", "kustomize", "argocd", "flux", "olm"})
+_DEPLOY_AGENTS = ("helm/", "argocd", "kustomize-controller", "helm-controller", "terraform",
+                  "hashicorp", "pulumi")
 
 
 def as_dict(value: Any) -> dict[str, Any]:
@@ -97,6 +107,30 @@ def refused_request(record: dict[str, Any], action: str, username: str,
         if isinstance(uri, str) and ("resourceVersion=" in uri or "watch=" in uri):
             return []
     return refusal("k8s", action, error)
+
+
+def _released(record: dict[str, Any]) -> bool:
+    """Whether the written object comes from an install rather than a hand: it names an
+    owner (an operator made it for its own resource), it carries a deploy tool's labels or
+    annotations, or a deploy tool sent it. Charts and operators create roles that read
+    ``nodes/proxy``, webhooks, NodePort services and privileged node agents at every
+    install and upgrade; the rules that judge such objects by shape alone skip them, and
+    the identity's behaviour is still learnt and scored. Labels can be forged: a hand that
+    knows to write them is left to the behavioural detectors."""
+    meta = as_dict(_body(record, "metadata"))
+    owners = meta.get("ownerReferences")
+    if isinstance(owners, list) and owners:
+        return True
+    labels = as_dict(meta.get("labels"))
+    manager = labels.get("app.kubernetes.io/managed-by")
+    if isinstance(manager, str) and manager.lower() in _RELEASE_MANAGERS:
+        return True
+    keys = [*list(labels)[:100], *list(as_dict(meta.get("annotations")))[:100]]
+    if any(isinstance(key, str) and key.startswith(_RELEASE_MARKS) for key in keys):
+        return True
+    agent = record.get("userAgent")
+    return isinstance(agent, str) and any(mark in agent[:256].lower()
+                                          for mark in _DEPLOY_AGENTS)
 
 
 def _body(record: dict[str, Any], key: str) -> Any:
@@ -150,7 +184,7 @@ def _wildcard_role(record: dict[str, Any], action: str, username: str) -> list[F
             return [Finding("k8s.wildcard_role", "medium", ("T1098.006",),
                             f"{kind} {name} allows every verb on every resource", name)]
         grants.extend(_escalation_grants(verbs, resources))
-    if not grants:
+    if not grants or _released(record):
         return []
     name = _object_name(record)
     return [Finding("k8s.escalation_role", "medium", ("T1098.006", "T1611"),
@@ -242,8 +276,10 @@ def _pod(record: dict[str, Any], action: str, username: str) -> list[Finding]:
             severe.append(f"hostPath {path[:128]}")
     if not severe and not mild:
         return _system_namespace_pod(record, action)
+    if workload and _released(record):
+        return []  # a chart's or operator's node agent (CNI, monitoring, security agents)
     evidence = ", ".join(severe + mild)
-    if workload:  # installs of node agents look the same: worth a look, not an incident
+    if workload:  # installs of node agents by hand look the same: worth a look
         kind = action[4:].partition(".")[0].rstrip("s")
         return [Finding("k8s.privileged_pod", "medium", ("T1610", "T1611"),
                         f"{kind} {_object_name(record)} created with pods running {evidence}",
@@ -258,8 +294,8 @@ def _system_namespace_pod(record: dict[str, Any], action: str) -> list[Finding]:
     platform: among the cluster's own pods it hides, and it runs beside their credentials."""
     namespace = as_dict(record.get("objectRef")).get("namespace")
     if action != "k8s:pods.create" or not isinstance(namespace, str) \
-            or not namespace.startswith(("kube-", "gke-")):
-        return []
+            or not namespace.startswith(("kube-", "gke-")) or _released(record):
+        return []  # a chart's hook or test pod is part of its install
     name = _object_name(record)
     return [Finding("k8s.pod_in_system_namespace", "medium", ("T1610", "T1036.005"),
                     f"pod {name} created by hand in the platform namespace {namespace[:64]}",
@@ -272,7 +308,7 @@ def _service(record: dict[str, Any], action: str, username: str) -> list[Finding
     if _platform(username, as_dict(record.get("objectRef")).get("namespace")):
         return []
     spec = as_dict(_body(record, "spec"))
-    if spec.get("type") != "NodePort":
+    if spec.get("type") != "NodePort" or _released(record):
         return []
     ports = [str(as_dict(port).get("nodePort") or as_dict(port).get("port"))
              for port in (spec.get("ports") if isinstance(spec.get("ports"), list) else ())[:20]]
@@ -411,7 +447,7 @@ def _webhook_written(record: dict[str, Any], action: str, username: str) -> list
     object the webhook matches (a mutating one rewrites pods; secrets if it matches them)
     goes to that address. Operators install webhooks that call their own in-cluster
     service; those are not findings."""
-    if username.startswith(_PLATFORM_USERS):
+    if username.startswith(_PLATFORM_USERS) or _released(record):
         return []
     hooks = _body(record, "webhooks")
     for hook in hooks[:50] if isinstance(hooks, list) else ():

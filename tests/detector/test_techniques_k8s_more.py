@@ -209,3 +209,31 @@ def test_new_checks_never_raise_whatever_field_has_an_odd_type() -> None:
             assert_no_internal_error({**positive, **changed, "auditID": f"m{count}"})
             count += 1
     assert count > 200
+
+
+def test_what_a_chart_or_operator_installs_is_not_judged_by_its_shape() -> None:
+    """Monitoring charts read nodes/proxy, operators own their webhooks, agents run
+    privileged: the same objects by hand stay findings (the tests above)."""
+    helm = {"labels": {"app.kubernetes.io/managed-by": "Helm"}}
+    proxy = [{"apiGroups": [""], "resources": ["nodes/proxy"], "verbs": ["get"]}]
+    chart_role = request("create", "clusterroles", namespace=None, name="prometheus",
+                         body={"metadata": {"name": "prometheus", **helm}, "rules": proxy})
+    argo_role = request("create", "clusterroles", namespace=None, name="r", body={
+        "metadata": {"name": "r"}, "rules": proxy},
+        userAgent="argocd-application-controller/v2.9.3 (linux/amd64)")
+    hook = webhook("mutating", {"url": "https://203.0.113.9/mutate"})
+    hook["requestObject"]["metadata"]["ownerReferences"] = [{"kind": "Deployment",
+                                                              "name": "operator"}]
+    agent = request("create", "daemonsets", name="agent", body={
+        "metadata": {"name": "agent", "annotations": {"meta.helm.sh/release-name": "dd"}},
+        "spec": {"template": {"spec": {"hostPID": True, "containers": [{"name": "a"}]}}}})
+    test_pod = request("create", "pods", name="t", namespace="kube-system", user=PERSON,
+                       body={"metadata": {"name": "t", "annotations": {"helm.sh/hook": "test"}},
+                             "spec": {"containers": [{"name": "c"}]}})
+    nodeport = request("create", "services", name="s", user=PERSON, userAgent="Helm/3.14.0",
+                       body={"metadata": {"name": "s"}, "spec": {"type": "NodePort"}})
+    by_hand = request("create", "daemonsets", name="agent", user=PERSON, body={
+        "metadata": {"name": "agent", "labels": {"app.kubernetes.io/managed-by": "me"}},
+        "spec": {"template": {"spec": {"hostPID": True, "containers": [{"name": "a"}]}}}})
+    assert findings(chart_role, argo_role, hook, agent, test_pod, nodeport, by_hand) == [
+        ("k8s.privileged_pod", "medium", "hostPID")]
