@@ -25,18 +25,24 @@ _CONSUMER_DOMAINS = frozenset({"gmail.com", "googlemail.com"})
 _WORLD = frozenset({"0.0.0.0/0", "::/0"})
 _ADMIN_PORTS = (22, 3389)
 _SSH_KEYS = frozenset({"ssh-keys", "sshKeys"})
-# Permissions that reach beyond the role itself: credentials of or acting as a service
-# account, keys, and the power to change IAM policies or roles.
+# Permissions that reach beyond the role itself: credentials of a service account, keys,
+# and the power to change IAM policies or roles. ``iam.serviceAccounts.actAs`` and
+# ``cloudbuild.builds.create`` are left out: every custom deployer role holds them (a
+# deploy attaches a service account to what it creates, a pipeline starts builds), so on
+# their own they would name every CI role an organisation writes.
 _ESCALATION_PERMISSIONS = frozenset({
     "iam.serviceAccounts.getAccessToken", "iam.serviceAccounts.getOpenIdToken",
     "iam.serviceAccounts.signBlob", "iam.serviceAccounts.signJwt",
-    "iam.serviceAccounts.implicitDelegation", "iam.serviceAccounts.actAs",
+    "iam.serviceAccounts.implicitDelegation",
     "iam.serviceAccounts.setIamPolicy", "iam.serviceAccountKeys.create",
     "iam.roles.create", "iam.roles.update", "storage.hmacKeys.create",
     "resourcemanager.projects.setIamPolicy", "resourcemanager.folders.setIamPolicy",
     "resourcemanager.organizations.setIamPolicy", "deploymentmanager.deployments.create",
-    "cloudbuild.builds.create", "orgpolicy.policy.set",
+    "orgpolicy.policy.set",
 })
+# User agents of infrastructure-as-code clients (Terraform's Google provider sends
+# ``Terraform/<v> (+https://www.terraform.io) terraform-provider-google/<v>``).
+_DEPLOY_AGENTS = ("terraform", "hashicorp", "pulumi")
 # Exclusion filters that drop the audit trail itself, or everything.
 _AUDIT_MARKS = ("cloudaudit", "AuditLog", "activity", "data_access")
 
@@ -280,12 +286,23 @@ def _ssh_keys(payload: dict[str, Any], principal: str) -> list[Finding]:
                     f"SSH keys added through metadata for {scope}", target)]
 
 
+def _as_code(payload: dict[str, Any]) -> bool:
+    """Whether an infrastructure-as-code client sent the entry. Flow-log settings, HMAC
+    keys for pipelines, federation providers for CI and custom roles are configuration
+    that teams apply as code, reviewed before it runs; the rules for them skip such
+    entries, as the AWS rules skip account wiring done as code."""
+    agent = get(as_dict(get(payload, "requestMetadata")), "callerSuppliedUserAgent")
+    return isinstance(agent, str) and any(mark in agent[:512].lower()
+                                          for mark in _DEPLOY_AGENTS)
+
+
 def _flow_logs(payload: dict[str, Any], principal: str) -> list[Finding]:
     """A subnetwork patched with its VPC flow logs off (``enableFlowLogs`` false or
     ``logConfig.enable`` false): the network's connection record stops."""
     request = as_dict(get(payload, "request"))
-    if request.get("enableFlowLogs") is not False \
-            and as_dict(request.get("logConfig")).get("enable") is not False:
+    if (request.get("enableFlowLogs") is not False
+            and as_dict(request.get("logConfig")).get("enable") is not False) \
+            or _as_code(payload):
         return []
     name = _text(get(payload, "resourceName")).rpartition("/")[2] or "(subnetwork)"
     return [Finding("gcp.flow_logs_disabled", "medium", ("T1562.008",),
@@ -317,7 +334,7 @@ def _federation(payload: dict[str, Any], principal: str) -> list[Finding]:
     request = as_dict(get(payload, "request"))
     provider = as_dict(request.get("workloadIdentityPoolProvider")
                        or request.get("workforcePoolProvider"))
-    if provider.get("disabled") is True:
+    if provider.get("disabled") is True or _as_code(payload):
         return []
     oidc, saml = as_dict(provider.get("oidc")), as_dict(provider.get("saml"))
     aws = as_dict(provider.get("aws"))
@@ -337,6 +354,8 @@ def _federation(payload: dict[str, Any], principal: str) -> list[Finding]:
 def _hmac_key(payload: dict[str, Any], principal: str) -> list[Finding]:
     """An HMAC key for a service account: a long-lived secret for Cloud Storage's
     S3-compatible API, outside the service-account key inventory."""
+    if _as_code(payload):
+        return []
     request, response = as_dict(get(payload, "request")), as_dict(get(payload, "response"))
     target = _text(request.get("serviceAccountEmail")) or _text(
         as_dict(response.get("metadata")).get("serviceAccountEmail")) or _text(
@@ -359,7 +378,7 @@ def _custom_role(payload: dict[str, Any], principal: str) -> list[Finding]:
     if not isinstance(added, list):
         return []
     risky = [p for p in added[:3000] if isinstance(p, str) and p in _ESCALATION_PERMISSIONS]
-    if not risky:
+    if not risky or _as_code(payload):
         return []
     name = _text(get(payload, "resourceName")) or "(custom role)"
     return [Finding("gcp.custom_role_escalation", "medium", ("T1098.003",),
