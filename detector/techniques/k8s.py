@@ -51,6 +51,9 @@ _READ_VERBS = frozenset({"get", "list", "watch"})
 # the cluster running itself (static pods' mirrors, add-ons).
 _PLATFORM_USERS = ("system:node:", "system:kube-", "system:apiserver", "system:addon-manager",
                    "system:gke-", "eks:", "aksService")
+# Google-managed service agents (GKE's robot, the gcp-sa-* agents of managed add-ons such as
+# Config Sync, Service Mesh, Backup for GKE) sign GKE requests with their e-mail.
+_GOOGLE_AGENTS = ("container-engine-robot", "@gcp-sa-")
 # Paths whose reading through exec is credential theft: the mounted service-account token
 # (also EKS's and Azure's projected tokens, under /var/run/secrets), mounted secrets, cloud
 # CLI credentials, a kubeconfig, the node's PKI.
@@ -169,7 +172,7 @@ def _wildcard_role(record: dict[str, Any], action: str, username: str) -> list[F
     """A role allowing every verb on every resource: cluster-admin under another name, which
     a later binding to it would hand over without naming cluster-admin."""
     account = _account(username)
-    if username.startswith(_PLATFORM_USERS) or (account and account[0] == "kube-system"):
+    if _platform_user(username) or (account and account[0] == "kube-system"):
         return []  # the platform's own roles and the aggregation controller's updates
     rules = _body(record, "rules")
     kind = "ClusterRole" if action.startswith("k8s:clusterroles") else "Role"
@@ -235,8 +238,7 @@ def _object_name(record: dict[str, Any]) -> str:
 
 
 def _pod(record: dict[str, Any], action: str, username: str) -> list[Finding]:
-    if _platform(username, as_dict(record.get("objectRef")).get("namespace")) \
-            or "container-engine-robot" in username:
+    if _platform(username, as_dict(record.get("objectRef")).get("namespace")):
         return []  # nodes' mirror pods, control plane, kube-system controllers, GKE's agent
     obj = as_dict(record.get("requestObject"))
     owners = as_dict(obj.get("metadata")).get("ownerReferences")
@@ -366,11 +368,19 @@ def _account(username: str) -> tuple[str, str] | None:
     return (namespace, name) if namespace and name else None
 
 
+def _platform_user(username: str) -> bool:
+    """The control plane's own users, and the cloud's managed service agents acting on a
+    managed cluster (their e-mail ends in a Google-owned service-account domain)."""
+    return username.startswith(_PLATFORM_USERS) or (
+        username.endswith(".gserviceaccount.com") and any(
+            mark in username for mark in _GOOGLE_AGENTS))
+
+
 def _platform(username: str, namespace: Any) -> bool:
     """The cluster running itself: the control plane's users anywhere, and a ``kube-system``
     service account acting inside a platform namespace (``kube-system``, ``kube-*``, GKE's
     ``gke-*``: where its controllers run the node agents)."""
-    if username.startswith(_PLATFORM_USERS):
+    if _platform_user(username):
         return True
     account = _account(username)
     return account is not None and account[0] == "kube-system" \
@@ -385,7 +395,7 @@ def _token(record: dict[str, Any], action: str, username: str) -> list[Finding]:
     ref = as_dict(record.get("objectRef"))
     namespace, name = ref.get("namespace"), ref.get("name")
     if not isinstance(namespace, str) or not isinstance(name, str) or not name \
-            or username.startswith(_PLATFORM_USERS) or username == ANONYMOUS:
+            or _platform_user(username) or username == ANONYMOUS:
         return []
     account = _account(username)
     target = f"{namespace}/{name}"[:256]
@@ -405,7 +415,7 @@ def _secrets(record: dict[str, Any], action: str, username: str) -> list[Finding
     namespace = as_dict(record.get("objectRef")).get("namespace")
     uri = record.get("requestURI")
     if (account is not None and account[0] == "kube-system") or namespace \
-            or username.startswith(_PLATFORM_USERS) or username == ANONYMOUS \
+            or _platform_user(username) or username == ANONYMOUS \
             or not isinstance(uri, str) or "resourceVersion=" in uri:
         return []  # an informer's list names a resourceVersion; a one-shot dump does not
     if account is None:  # a person: an administrator may, an attacker with a kubeconfig will
@@ -429,7 +439,7 @@ def _certificate(record: dict[str, Any], action: str, username: str) -> list[Fin
     control plane ask for theirs through the kubelet signers; a person or a workload asking
     for one is minting a credential that lasts for the certificate's lifetime and that no
     token revocation ends."""
-    if username.startswith(_PLATFORM_USERS) or username.startswith("system:bootstrap:"):
+    if _platform_user(username) or username.startswith("system:bootstrap:"):
         return []
     signer = as_dict(_body(record, "spec")).get("signerName")
     if signer != _CLIENT_SIGNER:
@@ -447,7 +457,7 @@ def _webhook_written(record: dict[str, Any], action: str, username: str) -> list
     object the webhook matches (a mutating one rewrites pods; secrets if it matches them)
     goes to that address. Operators install webhooks that call their own in-cluster
     service; those are not findings."""
-    if username.startswith(_PLATFORM_USERS) or _released(record):
+    if _platform_user(username) or _released(record):
         return []
     hooks = _body(record, "webhooks")
     for hook in hooks[:50] if isinstance(hooks, list) else ():

@@ -237,3 +237,25 @@ def test_what_a_chart_or_operator_installs_is_not_judged_by_its_shape() -> None:
         "spec": {"template": {"spec": {"hostPID": True, "containers": [{"name": "a"}]}}}})
     assert findings(chart_role, argo_role, hook, agent, test_pod, nodeport, by_hand) == [
         ("k8s.privileged_pod", "medium", "hostPID")]
+
+
+def test_google_managed_service_agents_on_gke_are_the_platform() -> None:
+    """GKE's robot and the gcp-sa-* agents of managed add-ons install roles, services and
+    node agents on the cluster; a workload's own Google service account is not one."""
+    from tests.detector.test_techniques_k8s import gke
+    proxy = {"rules": [{"apiGroups": [""], "resources": ["nodes/proxy"], "verbs": ["get"]}]}
+    nodeport = {"spec": {"type": "NodePort", "ports": [{"nodePort": 30001}]}}
+
+    def both(principal: str) -> list[dict]:
+        return [gke("io.k8s.authorization.rbac.v1.clusterroles.create",
+                    "rbac.authorization.k8s.io/v1/clusterroles/agent", principal,
+                    request=proxy),
+                gke("io.k8s.core.v1.services.create", "core/v1/namespaces/config/services/s",
+                    principal, request=nodeport)]
+
+    robot = "service-42@container-engine-robot.iam.gserviceaccount.com"
+    addon = "service-42@gcp-sa-anthosconfigmanagement.iam.gserviceaccount.com"
+    workload = "deployer@corp-prod.iam.gserviceaccount.com"
+    assert findings(*both(robot), *both(addon), *both(workload)) == [
+        ("k8s.escalation_role", "medium", "agent"),
+        ("k8s.nodeport_service", "low", "config/s")]
