@@ -78,6 +78,8 @@ def rule_for(method: str) -> Rule | None:
         return _firewall
     if last in ("setMetadata", "setCommonInstanceMetadata"):
         return _ssh_keys
+    if ".deploymentmanager.deployments." in method and last in ("insert", "update", "patch"):
+        return _deployment_manager
     return _RULES.get(last) or (_flow_logs if ".subnetworks." in method
                                 and last in ("patch", "update") else
                                 _hmac_key if ".hmacKeys." in method and last == "create"
@@ -403,6 +405,25 @@ def _sso_profile(payload: dict[str, Any], principal: str) -> list[Finding]:
     return [Finding("gcp.identity_federation_changed", "medium", ("T1484.002",),
                     f"inbound SSO profile {name[:200]} {verb}: its identity provider signs "
                     "the organisation's users in", name[:256])]
+
+
+def _deployment_manager(payload: dict[str, Any], principal: str) -> list[Finding]:
+    """A Deployment Manager deployment created or changed: Deployment Manager creates its
+    resources as the project's Google APIs service agent, which holds Editor, so whoever
+    may create a deployment acts with Editor's permissions whatever their own role. Google
+    has deprecated it for Infrastructure Manager, so a deployment today is an old pipeline
+    (its owner can suppress it) or someone who knows the path."""
+    checks = get(payload, "authorizationInfo")
+    if isinstance(checks, list) and any(as_dict(item).get("granted") is not True
+                                        for item in checks[:50]):
+        return []  # a permission check refused (some exports say so only here)
+    name = _text(get(payload, "resourceName")).rpartition("/")[2] or "(deployment)"
+    method = _text(get(payload, "methodName")).rpartition(".")[2]
+    verb = "created" if method == "insert" else "changed"
+    return [Finding("gcp.deployment_manager_used", "medium", ("T1548", "T1098.003"),
+                    f"Deployment Manager deployment {name} {verb} by {principal[:128]}: its "
+                    "resources are made by the Google APIs service agent, with Editor on the "
+                    "project", name)]
 
 
 _RULES: dict[str, Rule] = {

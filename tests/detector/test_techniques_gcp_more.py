@@ -180,3 +180,18 @@ def test_configuration_applied_as_code_is_not_a_finding() -> None:
     assert [rule for rule, _, _ in findings(*entries)] == [
         "gcp.flow_logs_disabled", "gcp.hmac_key_created", "gcp.identity_federation_changed",
         "gcp.custom_role_escalation"]
+
+
+def test_deployment_manager_deployment_acts_with_editor() -> None:
+    name = "projects/corp-prod/global/deployments/vm-stack"
+    insert = entry("v2.deploymentmanager.deployments.insert", "deploymentmanager.googleapis.com",
+                   resource=name)
+    update = entry("v2.deploymentmanager.deployments.update", "deploymentmanager.googleapis.com",
+                   resource=name)
+    read = entry("v2.deploymentmanager.deployments.get", "deploymentmanager.googleapis.com",
+                 resource=name)
+    refused = entry("v2.deploymentmanager.deployments.insert",
+                    "deploymentmanager.googleapis.com", resource=name, code=7)
+    assert findings(insert, update, read, refused) == [
+        ("gcp.deployment_manager_used", "medium", "vm-stack"),
+        ("gcp.deployment_manager_used", "medium", "vm-stack")]
