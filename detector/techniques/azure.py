@@ -39,9 +39,18 @@ _PENDING = frozenset({"start", "started", "accepted"})
 # Where a network rule admits everyone from; ports that administer a machine or a database.
 _ANYWHERE = frozenset({"*", "0.0.0.0/0", "internet", "any", "::/0"})
 _ADMIN_PORTS = (22, 3389, 445, 1433, 3306, 5432, 5985, 5986)
-# Key Vault permissions that read what the vault protects.
-_VAULT_READS = frozenset({"get", "list", "all", "decrypt", "unwrapkey", "sign", "backup",
-                          "export"})
+# Key Vault permissions that read what the vault protects, by kind. A key's ``get`` returns
+# its public half and ``wrapKey``/``unwrapKey`` are what every service encrypting with a
+# customer-managed key is granted (Storage, SQL, disks); a certificate's ``get`` is its
+# public certificate; listing shows names. None of those hands over a secret value or key.
+_VAULT_READS = {
+    "secrets": frozenset({"get", "all", "backup"}),
+    "keys": frozenset({"all", "backup", "export", "release", "decrypt", "sign"}),
+    "certificates": frozenset({"all", "backup"}),
+}
+# Microsoft's Backup Management Service, the first-party application through which Azure
+# Backup takes and prunes VM restore points and disk snapshots on its retention schedule.
+_BACKUP_SERVICE = "262044b1-e2ce-469f-a196-69ab7ada62d3"
 
 
 def lower_keys(data: Any) -> dict[str, Any]:
@@ -161,11 +170,22 @@ def _container(low: dict[str, Any], props: dict[str, Any]) -> list[Finding]:
                     "reads", _resource(low))]
 
 
-def _final(rule: str, severity: str, attack: tuple[str, ...], text: str) -> Rule:
+def _backup_service(low: dict[str, Any]) -> bool:
+    """Whether Azure Backup itself made the call (its application id as the caller or in
+    the token's ``appid`` claim): its retention deletes old restore points and snapshots,
+    and it reads disks through download links, every day."""
+    claims = lower_keys(lower_keys(low.get("identity")).get("claims"))
+    return any(isinstance(value, str) and value.lower() == _BACKUP_SERVICE
+               for value in (low.get("caller"), claims.get("appid")))
+
+
+def _final(rule: str, severity: str, attack: tuple[str, ...], text: str,
+           backup_routine: bool = False) -> Rule:
     """A rule for an operation that is the evidence by itself (a delete, a purge): one
-    finding on its final record, naming the resource after ``text``."""
+    finding on its final record, naming the resource after ``text``. ``backup_routine``
+    marks operations Azure Backup performs on its own schedule, not findings when it does."""
     def check(low: dict[str, Any], props: dict[str, Any]) -> list[Finding]:
-        if _status(low) in _PENDING:
+        if _status(low) in _PENDING or (backup_routine and _backup_service(low)):
             return []
         resource = _resource(low)
         return [Finding(rule, severity, attack, f"{text} {resource}", resource)]
@@ -259,9 +279,9 @@ def _vault_access(low: dict[str, Any], props: dict[str, Any]) -> list[Finding]:
     for policy in policies[:100] if isinstance(policies, list) else ():
         policy = lower_keys(policy)
         permissions = lower_keys(policy.get("permissions"))
-        granted = [kind for kind in ("secrets", "keys", "certificates")
+        granted = [kind for kind, reads in _VAULT_READS.items()
                    if isinstance(permissions.get(kind), list) and any(
-                       isinstance(p, str) and p.lower() in _VAULT_READS
+                       isinstance(p, str) and p.lower() in reads
                        for p in permissions[kind][:50])]
         if granted:
             who = str(policy.get("objectid") or "a principal")[:128]
@@ -394,10 +414,10 @@ RULES: dict[str, Rule] = {
        for op in ("write", "action")},
     **{f"microsoft.compute/{kind}/begingetaccess/action": _final(
         "azure.disk_exported", "medium", ("T1537",),
-        "download link (SAS URI) issued for the contents of")
+        "download link (SAS URI) issued for the contents of", backup_routine=True)
        for kind in ("disks", "snapshots")},
     **{operation: _final("azure.recovery_deleted", "medium", ("T1490",),
-                         "backup or restore point deleted:")
+                         "backup or restore point deleted:", backup_routine=True)
        for operation in (
            "microsoft.compute/restorepointcollections/delete",
            "microsoft.compute/restorepointcollections/restorepoints/delete",
@@ -407,7 +427,8 @@ RULES: dict[str, Rule] = {
            "protecteditems/delete",
            "microsoft.dataprotection/backupvaults/backupinstances/delete")},
     "microsoft.compute/snapshots/delete": _final(
-        "azure.recovery_deleted", "low", ("T1490",), "disk snapshot deleted:"),
+        "azure.recovery_deleted", "low", ("T1490",), "disk snapshot deleted:",
+        backup_routine=True),
     "microsoft.storage/storageaccounts/blobservices/write": _recovery_settings,
     **{f"microsoft.keyvault/{path}/purge/action": _final(
         "azure.key_vault_purged", "high", ("T1485",),

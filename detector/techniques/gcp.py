@@ -25,18 +25,24 @@ _CONSUMER_DOMAINS = frozenset({"gmail.com", "googlemail.com"})
 _WORLD = frozenset({"0.0.0.0/0", "::/0"})
 _ADMIN_PORTS = (22, 3389)
 _SSH_KEYS = frozenset({"ssh-keys", "sshKeys"})
-# Permissions that reach beyond the role itself: credentials of or acting as a service
-# account, keys, and the power to change IAM policies or roles.
+# Permissions that reach beyond the role itself: credentials of a service account, keys,
+# and the power to change IAM policies or roles. ``iam.serviceAccounts.actAs`` and
+# ``cloudbuild.builds.create`` are left out: every custom deployer role holds them (a
+# deploy attaches a service account to what it creates, a pipeline starts builds), so on
+# their own they would name every CI role an organisation writes.
 _ESCALATION_PERMISSIONS = frozenset({
     "iam.serviceAccounts.getAccessToken", "iam.serviceAccounts.getOpenIdToken",
     "iam.serviceAccounts.signBlob", "iam.serviceAccounts.signJwt",
-    "iam.serviceAccounts.implicitDelegation", "iam.serviceAccounts.actAs",
+    "iam.serviceAccounts.implicitDelegation",
     "iam.serviceAccounts.setIamPolicy", "iam.serviceAccountKeys.create",
     "iam.roles.create", "iam.roles.update", "storage.hmacKeys.create",
     "resourcemanager.projects.setIamPolicy", "resourcemanager.folders.setIamPolicy",
     "resourcemanager.organizations.setIamPolicy", "deploymentmanager.deployments.create",
-    "cloudbuild.builds.create", "orgpolicy.policy.set",
+    "orgpolicy.policy.set",
 })
+# User agents of infrastructure-as-code clients (Terraform's Google provider sends
+# ``Terraform/<v> (+https://www.terraform.io) terraform-provider-google/<v>``).
+_DEPLOY_AGENTS = ("terraform", "hashicorp", "pulumi")
 # Exclusion filters that drop the audit trail itself, or everything.
 _AUDIT_MARKS = ("cloudaudit", "AuditLog", "activity", "data_access")
 
@@ -72,6 +78,8 @@ def rule_for(method: str) -> Rule | None:
         return _firewall
     if last in ("setMetadata", "setCommonInstanceMetadata"):
         return _ssh_keys
+    if ".deploymentmanager.deployments." in method and last in ("insert", "update", "patch"):
+        return _deployment_manager
     return _RULES.get(last) or (_flow_logs if ".subnetworks." in method
                                 and last in ("patch", "update") else
                                 _hmac_key if ".hmacKeys." in method and last == "create"
@@ -280,12 +288,23 @@ def _ssh_keys(payload: dict[str, Any], principal: str) -> list[Finding]:
                     f"SSH keys added through metadata for {scope}", target)]
 
 
+def _as_code(payload: dict[str, Any]) -> bool:
+    """Whether an infrastructure-as-code client sent the entry. Flow-log settings, HMAC
+    keys for pipelines, federation providers for CI and custom roles are configuration
+    that teams apply as code, reviewed before it runs; the rules for them skip such
+    entries, as the AWS rules skip account wiring done as code."""
+    agent = get(as_dict(get(payload, "requestMetadata")), "callerSuppliedUserAgent")
+    return isinstance(agent, str) and any(mark in agent[:512].lower()
+                                          for mark in _DEPLOY_AGENTS)
+
+
 def _flow_logs(payload: dict[str, Any], principal: str) -> list[Finding]:
     """A subnetwork patched with its VPC flow logs off (``enableFlowLogs`` false or
     ``logConfig.enable`` false): the network's connection record stops."""
     request = as_dict(get(payload, "request"))
-    if request.get("enableFlowLogs") is not False \
-            and as_dict(request.get("logConfig")).get("enable") is not False:
+    if (request.get("enableFlowLogs") is not False
+            and as_dict(request.get("logConfig")).get("enable") is not False) \
+            or _as_code(payload):
         return []
     name = _text(get(payload, "resourceName")).rpartition("/")[2] or "(subnetwork)"
     return [Finding("gcp.flow_logs_disabled", "medium", ("T1562.008",),
@@ -317,7 +336,7 @@ def _federation(payload: dict[str, Any], principal: str) -> list[Finding]:
     request = as_dict(get(payload, "request"))
     provider = as_dict(request.get("workloadIdentityPoolProvider")
                        or request.get("workforcePoolProvider"))
-    if provider.get("disabled") is True:
+    if provider.get("disabled") is True or _as_code(payload):
         return []
     oidc, saml = as_dict(provider.get("oidc")), as_dict(provider.get("saml"))
     aws = as_dict(provider.get("aws"))
@@ -337,6 +356,8 @@ def _federation(payload: dict[str, Any], principal: str) -> list[Finding]:
 def _hmac_key(payload: dict[str, Any], principal: str) -> list[Finding]:
     """An HMAC key for a service account: a long-lived secret for Cloud Storage's
     S3-compatible API, outside the service-account key inventory."""
+    if _as_code(payload):
+        return []
     request, response = as_dict(get(payload, "request")), as_dict(get(payload, "response"))
     target = _text(request.get("serviceAccountEmail")) or _text(
         as_dict(response.get("metadata")).get("serviceAccountEmail")) or _text(
@@ -359,7 +380,7 @@ def _custom_role(payload: dict[str, Any], principal: str) -> list[Finding]:
     if not isinstance(added, list):
         return []
     risky = [p for p in added[:3000] if isinstance(p, str) and p in _ESCALATION_PERMISSIONS]
-    if not risky:
+    if not risky or _as_code(payload):
         return []
     name = _text(get(payload, "resourceName")) or "(custom role)"
     return [Finding("gcp.custom_role_escalation", "medium", ("T1098.003",),
@@ -384,6 +405,25 @@ def _sso_profile(payload: dict[str, Any], principal: str) -> list[Finding]:
     return [Finding("gcp.identity_federation_changed", "medium", ("T1484.002",),
                     f"inbound SSO profile {name[:200]} {verb}: its identity provider signs "
                     "the organisation's users in", name[:256])]
+
+
+def _deployment_manager(payload: dict[str, Any], principal: str) -> list[Finding]:
+    """A Deployment Manager deployment created or changed: Deployment Manager creates its
+    resources as the project's Google APIs service agent, which holds Editor, so whoever
+    may create a deployment acts with Editor's permissions whatever their own role. Google
+    has deprecated it for Infrastructure Manager, so a deployment today is an old pipeline
+    (its owner can suppress it) or someone who knows the path."""
+    checks = get(payload, "authorizationInfo")
+    if isinstance(checks, list) and any(as_dict(item).get("granted") is not True
+                                        for item in checks[:50]):
+        return []  # a permission check refused (some exports say so only here)
+    name = _text(get(payload, "resourceName")).rpartition("/")[2] or "(deployment)"
+    method = _text(get(payload, "methodName")).rpartition(".")[2]
+    verb = "created" if method == "insert" else "changed"
+    return [Finding("gcp.deployment_manager_used", "medium", ("T1548", "T1098.003"),
+                    f"Deployment Manager deployment {name} {verb} by {principal[:128]}: its "
+                    "resources are made by the Google APIs service agent, with Editor on the "
+                    "project", name)]
 
 
 _RULES: dict[str, Rule] = {

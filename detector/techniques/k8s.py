@@ -14,10 +14,13 @@ controllers, which list secrets cluster-wide by design, run as ``kube-system`` s
 accounts or as the control plane's ``system:`` users, and what a ``kube-system`` account
 does inside ``kube-system`` (its daemon pods, its exec into its own pods) is the cluster
 running itself. A refused request counts toward probing unless it is an informer's watch.
+What a chart, an operator or a GitOps controller installs (``_released``) is not judged by
+the shape rules added for escalation roles, webhooks, NodePorts and node agents.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl
@@ -49,6 +52,9 @@ _READ_VERBS = frozenset({"get", "list", "watch"})
 # the cluster running itself (static pods' mirrors, add-ons).
 _PLATFORM_USERS = ("system:node:", "system:kube-", "system:apiserver", "system:addon-manager",
                    "system:gke-", "eks:", "aksService")
+# Google-managed service agents (GKE's robot, the gcp-sa-* agents of managed add-ons such as
+# Config Sync, Service Mesh, Backup for GKE) sign GKE requests with their e-mail.
+_GOOGLE_AGENTS = ("container-engine-robot", "@gcp-sa-")
 # Paths whose reading through exec is credential theft: the mounted service-account token
 # (also EKS's and Azure's projected tokens, under /var/run/secrets), mounted secrets, cloud
 # CLI credentials, a kubeconfig, the node's PKI.
@@ -63,6 +69,23 @@ _ESCAPE_CAPABILITIES = frozenset({"SYS_ADMIN", "SYS_MODULE", "SYS_PTRACE", "DAC_
 _ESCALATION_VERBS = ("escalate", "bind", "impersonate")
 # Signer of client certificates for the API server (kubelets use ...-client-kubelet).
 _CLIENT_SIGNER = "kubernetes.io/kube-apiserver-client"
+# Commands that fetch code and run it, or hand a shell to a remote host: a download piped
+# into a shell or interpreter, a download made executable, bash's /dev/tcp, netcat's -e, a
+# base64 blob piped into a shell. A backup job's "pg_dump | gzip | upload" is none of them.
+_DROPPER = re.compile(
+    r"(curl|wget)\b[^|;&]*\|\s*(sudo\s+)?(ba|da|z|k)?sh\b"
+    r"|(curl|wget)\b[^|;&]*\|\s*(sudo\s+)?(python[0-9.]*|perl|ruby)\b"
+    r"|(curl|wget)\b.{0,200}(&&|;)\s*chmod\s+(\+x|[0-7]*[157])\b"
+    r"|/dev/(tcp|udp)/|\bn(c|cat)\b[^|;&]*\s-[a-z]*e\s"
+    r"|base64\s+(-d|--decode)[^;&]*\|\s*(ba|da|z|k)?sh\b")
+# Label and annotation keys that deploy tools write on every object of a release (Helm,
+# its hooks, the Operator Lifecycle Manager, Argo CD, Flux), and the user agents of those
+# tools and of infrastructure-as-code clients.
+_RELEASE_MARKS = ("meta.helm.sh/", "helm.sh/hook", "olm.owner", "argocd.argoproj.io/",
+                  "kustomize.toolkit.fluxcd.io/", "helm.toolkit.fluxcd.io/")
+_RELEASE_MANAGERS = frozenset({"helm", "tiller", "kustomize", "argocd", "flux", "olm"})
+_DEPLOY_AGENTS = ("helm/", "argocd", "kustomize-controller", "helm-controller", "terraform",
+                  "hashicorp", "pulumi")
 
 
 def as_dict(value: Any) -> dict[str, Any]:
@@ -97,6 +120,30 @@ def refused_request(record: dict[str, Any], action: str, username: str,
         if isinstance(uri, str) and ("resourceVersion=" in uri or "watch=" in uri):
             return []
     return refusal("k8s", action, error)
+
+
+def _released(record: dict[str, Any]) -> bool:
+    """Whether the written object comes from an install rather than a hand: it names an
+    owner (an operator made it for its own resource), it carries a deploy tool's labels or
+    annotations, or a deploy tool sent it. Charts and operators create roles that read
+    ``nodes/proxy``, webhooks, NodePort services and privileged node agents at every
+    install and upgrade; the rules that judge such objects by shape alone skip them, and
+    the identity's behaviour is still learnt and scored. Labels can be forged: a hand that
+    knows to write them is left to the behavioural detectors."""
+    meta = as_dict(_body(record, "metadata"))
+    owners = meta.get("ownerReferences")
+    if isinstance(owners, list) and owners:
+        return True
+    labels = as_dict(meta.get("labels"))
+    manager = labels.get("app.kubernetes.io/managed-by")
+    if isinstance(manager, str) and manager.lower() in _RELEASE_MANAGERS:
+        return True
+    keys = [*list(labels)[:100], *list(as_dict(meta.get("annotations")))[:100]]
+    if any(isinstance(key, str) and key.startswith(_RELEASE_MARKS) for key in keys):
+        return True
+    agent = record.get("userAgent")
+    return isinstance(agent, str) and any(mark in agent[:256].lower()
+                                          for mark in _DEPLOY_AGENTS)
 
 
 def _body(record: dict[str, Any], key: str) -> Any:
@@ -135,7 +182,7 @@ def _wildcard_role(record: dict[str, Any], action: str, username: str) -> list[F
     """A role allowing every verb on every resource: cluster-admin under another name, which
     a later binding to it would hand over without naming cluster-admin."""
     account = _account(username)
-    if username.startswith(_PLATFORM_USERS) or (account and account[0] == "kube-system"):
+    if _platform_user(username) or (account and account[0] == "kube-system"):
         return []  # the platform's own roles and the aggregation controller's updates
     rules = _body(record, "rules")
     kind = "ClusterRole" if action.startswith("k8s:clusterroles") else "Role"
@@ -150,7 +197,7 @@ def _wildcard_role(record: dict[str, Any], action: str, username: str) -> list[F
             return [Finding("k8s.wildcard_role", "medium", ("T1098.006",),
                             f"{kind} {name} allows every verb on every resource", name)]
         grants.extend(_escalation_grants(verbs, resources))
-    if not grants:
+    if not grants or _released(record):
         return []
     name = _object_name(record)
     return [Finding("k8s.escalation_role", "medium", ("T1098.006", "T1611"),
@@ -201,8 +248,7 @@ def _object_name(record: dict[str, Any]) -> str:
 
 
 def _pod(record: dict[str, Any], action: str, username: str) -> list[Finding]:
-    if _platform(username, as_dict(record.get("objectRef")).get("namespace")) \
-            or "container-engine-robot" in username:
+    if _platform(username, as_dict(record.get("objectRef")).get("namespace")):
         return []  # nodes' mirror pods, control plane, kube-system controllers, GKE's agent
     obj = as_dict(record.get("requestObject"))
     owners = as_dict(obj.get("metadata")).get("ownerReferences")
@@ -242,8 +288,10 @@ def _pod(record: dict[str, Any], action: str, username: str) -> list[Finding]:
             severe.append(f"hostPath {path[:128]}")
     if not severe and not mild:
         return _system_namespace_pod(record, action)
+    if workload and _released(record):
+        return []  # a chart's or operator's node agent (CNI, monitoring, security agents)
     evidence = ", ".join(severe + mild)
-    if workload:  # installs of node agents look the same: worth a look, not an incident
+    if workload:  # installs of node agents by hand look the same: worth a look
         kind = action[4:].partition(".")[0].rstrip("s")
         return [Finding("k8s.privileged_pod", "medium", ("T1610", "T1611"),
                         f"{kind} {_object_name(record)} created with pods running {evidence}",
@@ -253,13 +301,40 @@ def _pod(record: dict[str, Any], action: str, username: str) -> list[Finding]:
                     (severe + mild)[0])]
 
 
+def _cronjob(record: dict[str, Any], action: str, username: str) -> list[Finding]:
+    """A CronJob written by hand whose job downloads code and runs it, or opens a shell to
+    a remote host: persistence that comes back on schedule in a fresh pod, after the
+    first one is found and deleted. Its pod template is judged too (``_pod``)."""
+    found = _pod(record, action, username) if action == "k8s:cronjobs.create" else []
+    if _platform(username, as_dict(record.get("objectRef")).get("namespace")) \
+            or _released(record):
+        return found
+    spec = as_dict(as_dict(_body(record, "spec")).get("jobTemplate")).get("spec")
+    spec = as_dict(as_dict(as_dict(spec).get("template")).get("spec"))
+    for key in ("initContainers", "containers"):
+        containers = spec.get(key)
+        for container in containers[:20] if isinstance(containers, list) else ():
+            container = as_dict(container)
+            words = [word for field in ("command", "args")
+                     for word in (container.get(field) if isinstance(container.get(field), list)
+                                  else ())[:50] if isinstance(word, str)]
+            line = " ".join(words)[:2048]
+            if _DROPPER.search(line.lower()):
+                name = _object_name(record)
+                return found + [Finding(
+                    "k8s.cronjob_dropper", "high", ("T1053.007", "T1610"),
+                    f"CronJob {name} runs {line[:160]!r} on schedule: it fetches code and runs "
+                    "it, or opens a shell to a remote host", name)]
+    return found
+
+
 def _system_namespace_pod(record: dict[str, Any], action: str) -> list[Finding]:
     """A pod made by hand (no owner) in a platform namespace by someone who is not the
     platform: among the cluster's own pods it hides, and it runs beside their credentials."""
     namespace = as_dict(record.get("objectRef")).get("namespace")
     if action != "k8s:pods.create" or not isinstance(namespace, str) \
-            or not namespace.startswith(("kube-", "gke-")):
-        return []
+            or not namespace.startswith(("kube-", "gke-")) or _released(record):
+        return []  # a chart's hook or test pod is part of its install
     name = _object_name(record)
     return [Finding("k8s.pod_in_system_namespace", "medium", ("T1610", "T1036.005"),
                     f"pod {name} created by hand in the platform namespace {namespace[:64]}",
@@ -272,7 +347,7 @@ def _service(record: dict[str, Any], action: str, username: str) -> list[Finding
     if _platform(username, as_dict(record.get("objectRef")).get("namespace")):
         return []
     spec = as_dict(_body(record, "spec"))
-    if spec.get("type") != "NodePort":
+    if spec.get("type") != "NodePort" or _released(record):
         return []
     ports = [str(as_dict(port).get("nodePort") or as_dict(port).get("port"))
              for port in (spec.get("ports") if isinstance(spec.get("ports"), list) else ())[:20]]
@@ -330,11 +405,19 @@ def _account(username: str) -> tuple[str, str] | None:
     return (namespace, name) if namespace and name else None
 
 
+def _platform_user(username: str) -> bool:
+    """The control plane's own users, and the cloud's managed service agents acting on a
+    managed cluster (their e-mail ends in a Google-owned service-account domain)."""
+    return username.startswith(_PLATFORM_USERS) or (
+        username.endswith(".gserviceaccount.com") and any(
+            mark in username for mark in _GOOGLE_AGENTS))
+
+
 def _platform(username: str, namespace: Any) -> bool:
     """The cluster running itself: the control plane's users anywhere, and a ``kube-system``
     service account acting inside a platform namespace (``kube-system``, ``kube-*``, GKE's
     ``gke-*``: where its controllers run the node agents)."""
-    if username.startswith(_PLATFORM_USERS):
+    if _platform_user(username):
         return True
     account = _account(username)
     return account is not None and account[0] == "kube-system" \
@@ -349,7 +432,7 @@ def _token(record: dict[str, Any], action: str, username: str) -> list[Finding]:
     ref = as_dict(record.get("objectRef"))
     namespace, name = ref.get("namespace"), ref.get("name")
     if not isinstance(namespace, str) or not isinstance(name, str) or not name \
-            or username.startswith(_PLATFORM_USERS) or username == ANONYMOUS:
+            or _platform_user(username) or username == ANONYMOUS:
         return []
     account = _account(username)
     target = f"{namespace}/{name}"[:256]
@@ -369,7 +452,7 @@ def _secrets(record: dict[str, Any], action: str, username: str) -> list[Finding
     namespace = as_dict(record.get("objectRef")).get("namespace")
     uri = record.get("requestURI")
     if (account is not None and account[0] == "kube-system") or namespace \
-            or username.startswith(_PLATFORM_USERS) or username == ANONYMOUS \
+            or _platform_user(username) or username == ANONYMOUS \
             or not isinstance(uri, str) or "resourceVersion=" in uri:
         return []  # an informer's list names a resourceVersion; a one-shot dump does not
     if account is None:  # a person: an administrator may, an attacker with a kubeconfig will
@@ -393,7 +476,7 @@ def _certificate(record: dict[str, Any], action: str, username: str) -> list[Fin
     control plane ask for theirs through the kubelet signers; a person or a workload asking
     for one is minting a credential that lasts for the certificate's lifetime and that no
     token revocation ends."""
-    if username.startswith(_PLATFORM_USERS) or username.startswith("system:bootstrap:"):
+    if _platform_user(username) or username.startswith("system:bootstrap:"):
         return []
     signer = as_dict(_body(record, "spec")).get("signerName")
     if signer != _CLIENT_SIGNER:
@@ -411,7 +494,7 @@ def _webhook_written(record: dict[str, Any], action: str, username: str) -> list
     object the webhook matches (a mutating one rewrites pods; secrets if it matches them)
     goes to that address. Operators install webhooks that call their own in-cluster
     service; those are not findings."""
-    if username.startswith(_PLATFORM_USERS):
+    if _platform_user(username) or _released(record):
         return []
     hooks = _body(record, "webhooks")
     for hook in hooks[:50] if isinstance(hooks, list) else ():
@@ -454,7 +537,8 @@ _RULES: dict[str, _Rule] = {
        for verb in ("create", "update", "patch")},
     "k8s:pods.create": _pod,
     **{f"k8s:{kind}.create": _pod for kind in ("deployments", "daemonsets", "statefulsets",
-                                               "replicasets", "jobs", "cronjobs")},
+                                               "replicasets", "jobs")},
+    **{f"k8s:cronjobs.{verb}": _cronjob for verb in ("create", "update", "patch")},
     **{f"k8s:pods/{sub}.{verb}": _exec for sub in ("exec", "attach") for verb in ("create", "get")},
     "k8s:serviceaccounts/token.create": _token,
     "k8s:secrets.list": _secrets,

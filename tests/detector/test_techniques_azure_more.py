@@ -172,3 +172,36 @@ def test_new_checks_never_raise_whatever_field_has_an_odd_type() -> None:
             assert_no_internal_error({**record, "properties": props})
             count += 1
     assert count > 100
+
+
+def test_azure_backup_retention_and_service_key_access_are_not_findings() -> None:
+    """Azure Backup prunes its own restore points and snapshots and reads disks; services
+    using a customer-managed key are granted get/wrapKey/unwrapKey; App Service lists
+    certificates. The same operations by any other caller stay findings."""
+    backup = "262044b1-e2ce-469f-a196-69ab7ada62d3"
+    points = f"{RG}/Microsoft.Compute/restorePointCollections/vm1-points/restorePoints/p1"
+    snapshot = f"{RG}/Microsoft.Compute/snapshots/vm1-snap"
+    disk = f"{RG}/Microsoft.Compute/disks/vm1-os"
+    vault = f"{RG}/Microsoft.KeyVault/vaults/cmk"
+
+    def policy(kind: str, *permissions: str) -> dict:
+        return activity("Microsoft.KeyVault/vaults/accessPolicies/write", vault, response={
+            "properties": {"accessPolicies": [{"objectId": "st1", "permissions": {
+                kind: list(permissions)}}]}})
+
+    by_backup = [
+        activity("Microsoft.Compute/restorePointCollections/restorePoints/delete", points,
+                 caller=backup),
+        activity("Microsoft.Compute/snapshots/delete", snapshot,
+                 identity={"claims": {"appid": backup}}),
+        activity("Microsoft.Compute/disks/beginGetAccess/action", disk, caller=backup)]
+    assert findings(*by_backup, policy("keys", "Get", "WrapKey", "UnwrapKey"),
+                    policy("certificates", "Get", "List"), policy("secrets", "List")) == []
+    for record in by_backup:
+        record["caller"] = "9f0c1a2b-0000-4000-8000-00000000abcd"
+        record.pop("identity", None)
+    assert findings(*by_backup, policy("keys", "Backup"), policy("certificates", "All")) == [
+        ("azure.recovery_deleted", "medium", points),
+        ("azure.recovery_deleted", "low", snapshot), ("azure.disk_exported", "medium", disk),
+        ("azure.key_vault_access_granted", "medium", "st1"),
+        ("azure.key_vault_access_granted", "medium", "st1")]

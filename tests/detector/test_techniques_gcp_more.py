@@ -81,8 +81,10 @@ def test_custom_role_with_an_escalation_permission_but_not_an_ordinary_one() -> 
         return entry(method, "iam.googleapis.com", resource=role,
                      serviceData={"permissionDelta": {"addedPermissions": list(permissions)}})
 
-    assert findings(custom("compute.instances.get", "iam.serviceAccounts.actAs"),
+    assert findings(custom("compute.instances.get", "iam.serviceAccounts.getAccessToken"),
                     custom("apigee.apiproducts.get", "apigee.apiproducts.create"),
+                    custom("run.services.create", "iam.serviceAccounts.actAs",
+                           "cloudbuild.builds.create"),
                     custom("iam.serviceAccountKeys.create",
                            method="google.iam.admin.v1.UpdateRole")) == [
         ("gcp.custom_role_escalation", "medium", role),
@@ -151,3 +153,45 @@ def test_new_checks_never_raise_whatever_field_has_an_odd_type() -> None:
                                       "insertId": f"v{count}"})
             count += 1
     assert count > 100
+
+
+def test_configuration_applied_as_code_is_not_a_finding() -> None:
+    """Terraform's flow-log, HMAC key, CI federation and custom-role changes; the same
+    entries from the console or gcloud stay findings (the tests above)."""
+    agent = {"callerIp": "198.51.100.7", "callerSuppliedUserAgent":
+             "Terraform/1.7.5 (+https://www.terraform.io) terraform-provider-google/5.21.0"}
+    pool = "projects/corp-prod/locations/global/workloadIdentityPools/ci"
+    entries = [
+        entry("v1.compute.subnetworks.patch", "compute.googleapis.com", resource=SUBNET,
+              request={"enableFlowLogs": False}, requestMetadata=agent),
+        entry("storage.hmacKeys.create", "storage.googleapis.com", requestMetadata=agent,
+              resource="projects/_/hmacKeys/",
+              request={"serviceAccountEmail": "x@corp-prod.iam.gserviceaccount.com"}),
+        entry("google.iam.v1.WorkloadIdentityPools.CreateWorkloadIdentityPoolProvider",
+              "iam.googleapis.com", resource=pool, requestMetadata=agent,
+              request={"workloadIdentityPoolProvider": {
+                  "oidc": {"issuerUri": "https://token.actions.githubusercontent.com"}}}),
+        entry("google.iam.admin.v1.CreateRole", "iam.googleapis.com", requestMetadata=agent,
+              serviceData={"permissionDelta": {"addedPermissions": [
+                  "iam.serviceAccountKeys.create"]}})]
+    assert findings(*entries) == []
+    for item in entries:
+        item["protoPayload"]["requestMetadata"]["callerSuppliedUserAgent"] = "google-cloud-sdk"
+    assert [rule for rule, _, _ in findings(*entries)] == [
+        "gcp.flow_logs_disabled", "gcp.hmac_key_created", "gcp.identity_federation_changed",
+        "gcp.custom_role_escalation"]
+
+
+def test_deployment_manager_deployment_acts_with_editor() -> None:
+    name = "projects/corp-prod/global/deployments/vm-stack"
+    insert = entry("v2.deploymentmanager.deployments.insert", "deploymentmanager.googleapis.com",
+                   resource=name)
+    update = entry("v2.deploymentmanager.deployments.update", "deploymentmanager.googleapis.com",
+                   resource=name)
+    read = entry("v2.deploymentmanager.deployments.get", "deploymentmanager.googleapis.com",
+                 resource=name)
+    refused = entry("v2.deploymentmanager.deployments.insert",
+                    "deploymentmanager.googleapis.com", resource=name, code=7)
+    assert findings(insert, update, read, refused) == [
+        ("gcp.deployment_manager_used", "medium", "vm-stack"),
+        ("gcp.deployment_manager_used", "medium", "vm-stack")]

