@@ -10,8 +10,10 @@ A rules file is YAML, a list of rules (or a mapping with a ``rules`` list)::
 
 ``identity`` and ``reason`` are required; ``detector`` and ``value`` default to ``*``;
 ``expires`` is optional but recommended. An expired rule stops applying: the signal it
-would have suppressed goes through, is counted as ``suppressed["expired_rule"]`` and
-logged once per rule, so stale rules are visible instead of silently hiding alerts.
+would have suppressed goes through, is counted as ``RunStats.suppressed["expired_rule"]``
+(which the summary shows apart, as signals matching an expired rule, not as suppressed) and
+the rule is logged once: at start when it had already expired, else at its first match, so
+stale rules are visible instead of silently hiding alerts.
 Expiry is judged by the detector's wall clock, not by event time.
 """
 
@@ -31,6 +33,8 @@ from detector.errors import ConfigError
 logger = logging.getLogger(__name__)
 
 RULE_KEYS = frozenset({"identity", "detector", "value", "expires", "reason", "id"})
+# the one wording for an expired rule, whether it had expired at start or expires mid-run
+EXPIRED_WARNING = "suppression rule has expired and will not apply: %s"
 
 
 @dataclass(frozen=True)
@@ -102,8 +106,13 @@ class SuppressionRules:
         self.rules.extend(rules)
 
     def expired_rules(self) -> list[SuppressionRule]:
+        """The rules expired now; the caller reports them (the detector warns at start),
+        so they are marked reported and the first signal one matches adds no second
+        warning."""
         now = self.clock()
-        return [rule for rule in self.rules if rule.expired(now)]
+        expired = [(index, rule) for index, rule in enumerate(self.rules) if rule.expired(now)]
+        self._reported.update(index for index, _ in expired)
+        return [rule for _, rule in expired]
 
     def check(
         self, identity: str, detector: str, value: str
@@ -129,7 +138,7 @@ class SuppressionRules:
         if index in self._reported:
             return
         self._reported.add(index)
-        logger.warning("suppression rule expired and no longer applies: %s", rule.describe())
+        logger.warning(EXPIRED_WARNING, rule.describe())
 
 
 def load_rules_file(path: str | Path) -> list[SuppressionRule]:
