@@ -9,7 +9,7 @@ same offline, in a mail attachment or in a ticket. Plots:
    with its alerts marked;
 3. the distribution of alert scores;
 4. a threshold sweep: alerts per day, and recall and precision when labels are given,
-   against the score threshold.
+   against the score threshold, drawn and also given as a table of the figures.
 
 The page also states the throughput and, with labels, the quality figures.
 """
@@ -369,6 +369,27 @@ def sweep_chart(rows: Sequence[Mapping[str, Any]]) -> str:
     return out
 
 
+def sweep_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    """The sweep's figures as a table, one row per threshold, so a value such as 0.55 is
+    read off exactly rather than estimated from a line between two tick marks."""
+    labelled = bool(rows) and "recall" in rows[0]
+    head = "<tr><th>threshold</th><th>alerts</th><th>alerts per day</th>"
+    head += "<th>recall</th><th>precision</th></tr>" if labelled else "</tr>"
+
+    def fraction(value: float | None) -> str:
+        return "-" if value is None else f"{value:.2f}"
+
+    body = "".join(
+        f"<tr><td>{r['threshold']:.2f}</td><td>{r['alerts']:,}</td>"
+        f"<td>{r['alerts_per_day']:,.2f}</td>"
+        + (f"<td>{fraction(r['recall'])}</td><td>{fraction(r['precision'])}</td>"
+           if labelled else "")
+        + "</tr>"
+        for r in rows
+    )
+    return f"<table>{head}{body}</table>"
+
+
 # ---------------------------------------------------------------------------- the page
 
 
@@ -548,6 +569,7 @@ def render_report(
         "Thresholds below the detector's own alert threshold show the same figures, since "
         "those alerts were never raised.</p>",
         sweep_chart(sweep) if sweep else "",
+        sweep_table(sweep) if sweep else "",
         "<h2>Alerted identities</h2>",
         '<p class="note">Events per hour over the replay; vertical lines mark alerts, '
         "coloured by severity, green bands the labelled scenarios (hover for details). "

@@ -138,6 +138,22 @@ class TestReport:
         assert 'aria-label="Events per hour of role/0"' not in page
 
 
+def test_sweep_table__every_threshold_with_its_figures():
+    page, _ = build()
+    rows = re.findall(r"<tr><td>(0\.\d\d|1\.00)</td><td>(\d+)</td><td>([\d.]+)</td>"
+                      r"<td>([\d.]+)</td><td>([\d.-]+)</td></tr>", page)
+    assert len(rows) == 21
+    # 0.55 keeps a1 (0.9, in the scenario) and a2 (0.7, outside it) over the 7 days
+    assert ("0.55", "2", "0.29", "1.00", "0.50") in rows
+    assert ("0.95", "0", "0.00", "0.00", "-") in rows
+
+
+def test_sweep_table__without_labels_has_no_recall_columns():
+    page, _ = build(scenarios=False)
+    assert "<th>alerts per day</th></tr>" in page and "<th>recall</th>" not in page
+    assert "<tr><td>0.50</td><td>2</td><td>0.29</td></tr>" in page
+
+
 class TestSummaryText:
     def test_render_summary__sections_and_bar(self):
         _, summary = build()
