@@ -21,6 +21,9 @@ from detector.stats import RunStats
 logger = logging.getLogger(__name__)
 
 REFRESH = 4.0  # redraws per second, at most
+# the RunStats.suppressed reason under which the engine counts a signal that only an
+# expired rule matched; it was not suppressed (``detector.suppression``)
+EXPIRED_RULE = "expired_rule"
 TICK_EVERY = 512  # the replay loop calls tick() once per this many events (a power of 2)
 
 
@@ -96,7 +99,11 @@ def _alerts(stats: RunStats, alerts: Sequence[Any] | None, lines: int) -> dict[s
         "updates": stats.alert_updates,
         "per_severity": dict(sorted(per_severity.items())),
         "per_detector": dict(sorted(per_detector.items())),
-        "suppressed": dict(sorted(stats.suppressed.items())),
+        # a signal matching only an expired rule went through and was judged as usual: it
+        # is counted apart, since listing it as suppressed would say the opposite
+        "suppressed": {reason: n for reason, n in sorted(stats.suppressed.items())
+                       if reason != EXPIRED_RULE},
+        "matched_expired_rules": stats.suppressed.get(EXPIRED_RULE, 0),
         "shadow": dict(sorted(stats.shadow_alerts.items())),
     }
 
@@ -127,10 +134,13 @@ def build_summary(
     ``records_read`` per source and ``accounting_balanced``; ``files_read``, ``bytes_read``;
     ``identities`` (``tracked``, ``learned``, ``in_learning``, ``dormant``, ``by_kind``);
     ``alerts`` (``total`` distinct, ``lines_written``, ``updates``, ``per_severity``,
-    ``per_detector``, ``suppressed``, ``shadow``); ``dead_letters`` and ``skipped`` per
-    ``source/reason``; ``late_events``; ``degradations``; ``throughput``
+    ``per_detector``, ``suppressed``, ``matched_expired_rules``, ``shadow``);
+    ``dead_letters`` and ``skipped`` per ``source/reason``; ``late_events``;
+    ``degradations``; ``throughput``
     (``wall_seconds``, ``events_per_second``, ``cpu_seconds``, ``events_per_cpu_second``);
-    ``event_time`` (``first``, ``last``); with labels, ``evaluation`` (see
+    ``event_time`` (``first``, ``last``);
+    ``alerts.matched_expired_rules`` counts signals that only an expired suppression rule
+    matched (not suppressed, so not in ``suppressed``); with labels, ``evaluation`` (see
     ``detector.evaluation.Evaluation.to_dict``, including ``quality_bar.met``).
 
     ``alerts`` are the run's distinct alerts (``AlertRecord``, revisions merged): the
@@ -253,6 +263,9 @@ def render_summary(summary: Mapping[str, Any]) -> str:
     if al["shadow"] or al["suppressed"]:
         sections.append(_table("Shadow alerts (not counted above)", list(al["shadow"].items())))
         sections.append(_table("Suppressed", list(al["suppressed"].items())))
+    if al.get("matched_expired_rules"):
+        sections.append([f"Signals matching only an expired suppression rule (not suppressed,"
+                         f" judged as usual): {al['matched_expired_rules']:,}"])
     if summary.get("degradations"):
         sections.append(_table("Degradations", list(summary["degradations"].items())))
     if "evaluation" in summary:

@@ -155,6 +155,17 @@ def test_sweep_table__without_labels_has_no_recall_columns():
 
 
 class TestSummaryText:
+    def test_expired_rule_matches__not_listed_as_suppressed(self):
+        stats = RunStats()
+        stats.suppressed.update({"expired_rule": 61})
+        summary = build_summary(stats, wall_seconds=1.0)
+        assert summary["alerts"]["suppressed"] == {}
+        assert summary["alerts"]["matched_expired_rules"] == 61
+        text = render_summary(summary)
+        assert "Suppressed" not in text and "expired_rule" not in text
+        assert "matching only an expired suppression rule (not suppressed" in text
+        assert text.rstrip().endswith("judged as usual): 61")
+
     def test_render_summary__sections_and_bar(self):
         _, summary = build()
         text = render_summary(summary)
