@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from detector.evaluation import AlertRecord, Scenario
+from detector.evaluation import SILENCE_DAYS, AlertRecord, Scenario
 
 logger = logging.getLogger(__name__)
 
@@ -438,7 +438,8 @@ def _evaluation_html(ev: Mapping[str, Any]) -> str:
         f"<tr><th>scenarios detected</th><td>{ev['scenarios_detected']} of "
         f"{ev['scenarios_total']}</td><td>{mark(bar['all_detected'])}</td></tr>"
         f"<tr><th>alerts outside scenarios</th><td>{ev['alerts_outside_scenarios']:,} over "
-        f"{ev['identity_days']:,.1f} identity-days = "
+        f"{ev['identity_days']:,.1f} identity-days (each identity's first to last event, "
+        f"less its silences over {SILENCE_DAYS:g} days, at least 1) = "
         f"{ev['outside_per_1000_identity_days']:.2f} per 1,000 (bar "
         f"&le; {bar['max_outside_per_1000_identity_days']:g})</td>"
         f"<td>{mark(bar['outside_rate_ok'])}</td></tr>"

@@ -166,6 +166,24 @@ class TestSummaryText:
         assert "matching only an expired suppression rule (not suppressed" in text
         assert text.rstrip().endswith("judged as usual): 61")
 
+    def test_far_off_event__flagged_under_event_time(self):
+        activity = Activity()
+        for i in range(100):
+            activity.observe(ROLE, T0 + i * 3600)
+        activity.observe(OTHER, T0 + 75 * 365 * DAY)
+        summary = build_summary(RunStats(), wall_seconds=1.0, time_range=activity.time_range())
+        silence = summary["event_time"]["silence"]
+        assert (silence["events_before"], silence["events_after"]) == (100, 1)
+        assert silence["from"] == "2024-01-05T04:00:00Z" and silence["days"] > 27_000
+        line = render_summary(summary).splitlines()[2]
+        assert line.startswith("  WARNING: no event for 27,")
+        assert "1 event(s) lie after that silence, far from the rest" in line
+
+    def test_plain_event_time__no_silence_key(self):
+        _, summary = build()
+        assert set(summary["event_time"]) == {"first", "last"}
+        assert "WARNING" not in render_summary(summary)
+
     def test_render_summary__sections_and_bar(self):
         _, summary = build()
         text = render_summary(summary)
