@@ -89,9 +89,7 @@ class SuppressionRules:
             return cls((), clock=clock)
         rules: list[SuppressionRule] = []
         if isinstance(items, Mapping):
-            unknown = sorted(str(key) for key in set(items) - {"file", "rules"})
-            if unknown:
-                raise ConfigError(f"{origin}: unknown key(s) {unknown}; known: file, rules")
+            _check_container(items, origin, {"file", "rules"})
             if items.get("file"):
                 if not isinstance(items["file"], str):
                     raise ConfigError(f"{origin}.file must be a file path, got {items['file']!r}")
@@ -150,12 +148,27 @@ def load_rules_file(path: str | Path) -> list[SuppressionRule]:
     if data is None:
         return []
     if isinstance(data, Mapping):
+        _check_container(data, f"suppression file {path}", {"rules"})
         data = data.get("rules") or []
     if not isinstance(data, list):
-        raise ConfigError(f"suppression file {path}: expected a list of rules")
+        raise ConfigError(f"suppression file {path}: expected a list of rules, each starting "
+                          f"with '- ', got {type(data).__name__}")
     return [
         parse_rule(item, f"suppression file {path}: rule[{n}]") for n, item in enumerate(data)
     ]
+
+
+def _check_container(items: Mapping[str, Any], where: str, known: set[str]) -> None:
+    """Refuse unknown keys of the mapping that holds the rules; one rule written there (its
+    list dash forgotten) would otherwise be read as no rule at all, and said so."""
+    unknown = sorted(str(key) for key in set(items) - known)
+    if not unknown:
+        return
+    if set(unknown) <= RULE_KEYS:
+        raise ConfigError(f"{where}: expected a list of rules, each starting with '- ' "
+                          f"('- identity: GLOB' with 'reason: ...' under it); got one "
+                          f"mapping with the rule key(s) {unknown} (is the list dash missing?)")
+    raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {', '.join(sorted(known))}")
 
 
 def parse_rule(item: Any, where: str) -> SuppressionRule:

@@ -66,6 +66,10 @@ BAD_CONFIGS = [
      "as only one can be used"),
     ("scoring:\n  thresholds: {high: 0.7, low: 0.2, high: 0.8}",
      "key 'scoring.thresholds.high' is given twice (lines 2 and 2)"),
+    ("suppressions: {identity: x, reason: r}",
+     "suppressions: expected a list of rules, each starting with '- ' ('- identity: GLOB' "
+     "with 'reason: ...' under it); got one mapping with the rule key(s) ['identity', "
+     "'reason'] (is the list dash missing?)"),
     ("suppressions:\n  - identity: x\n    reason: r\n  - identity: y\n    reason: r\n"
      "    identity: z", "key 'suppressions[1].identity' is given twice (lines 4 and 6)"),
 ]
@@ -124,6 +128,18 @@ def test_suppression_file__duplicate_key_named(tmp_path):
     rules.write_text("- identity: a\n  reason: r\n  expires: 2030-01-01\n  expires: 2020-01-01\n")
     with pytest.raises(ConfigError, match=r"suppression file .*rules.yaml: key '\[0\]\.expires' "
                        r"is given twice \(lines 3 and 4\)"):
+        load_rules_file(rules)
+
+
+def test_suppression_file__one_rule_without_its_dash__refused(tmp_path):
+    rules = tmp_path / "rules.yaml"
+    rules.write_text('identity: "*"\nreason: r\ndetector: "volume.*"\n')
+    with pytest.raises(ConfigError, match=r"rules.yaml: expected a list of rules, each starting "
+                       r"with '- ' .*rule key\(s\) \['detector', 'identity', 'reason'\] "
+                       r"\(is the list dash missing\?\)"):
+        load_rules_file(rules)
+    rules.write_text("rule: {identity: x, reason: r}\n")
+    with pytest.raises(ConfigError, match=r"rules.yaml: unknown key\(s\) \['rule'\]; known: rules"):
         load_rules_file(rules)
 
 
