@@ -523,6 +523,25 @@ def display_range(
     return (t0, max(t0, t1)), True
 
 
+def _sweep_without_silence(
+    sweep: Sequence[Mapping[str, Any]], t_range: tuple[float, float] | None
+) -> tuple[Sequence[Mapping[str, Any]], str]:
+    """The sweep with alerts per day over the event-time span less its long silence
+    (``EventTimeRange.silence``), and a note saying so; unchanged when there is none.
+
+    The sweep divides by the whole span: one record dated decades away would make every
+    threshold read 0.00 alerts per day."""
+    silence = getattr(t_range, "silence", None)
+    if not sweep or t_range is None or silence is None:
+        return sweep, ""
+    days = max((t_range[1] - t_range[0] - (silence.end - silence.start)) / 86400.0, 1.0)
+    rows = [{**row, "alerts_per_day": row["alerts"] / days} for row in sweep]
+    note = (f'<p class="note">Alerts per day are over {days:,.1f} days of event time: the '
+            f"{silence.days:,.0f} days without any event ({_iso(silence.start)} .. "
+            f"{_iso(silence.end)}) are left out.</p>")
+    return rows, note
+
+
 def _counts_table(title: str, counts: Mapping[str, int]) -> str:
     rows = "".join(f"<tr><td>{esc(k)}</td><td>{v:,}</td></tr>" for k, v in counts.items())
     return f"<table><tr><th>{esc(title)}</th><th>alerts</th></tr>{rows}</table>"
@@ -540,6 +559,7 @@ def render_report(
 ) -> str:
     """The whole report page as one HTML string."""
     evaluation = summary.get("evaluation")
+    sweep, sweep_note = _sweep_without_silence(sweep, t_range)
     t_range, clipped = display_range(t_range, hourly)
     note = ""
     if clipped and t_range is not None:
@@ -569,6 +589,7 @@ def render_report(
         '<p class="note">Alerts kept if their highest score is at or above the threshold. '
         "Thresholds below the detector's own alert threshold show the same figures, since "
         "those alerts were never raised.</p>",
+        sweep_note,
         sweep_chart(sweep) if sweep else "",
         sweep_table(sweep) if sweep else "",
         "<h2>Alerted identities</h2>",

@@ -148,6 +148,23 @@ def test_sweep_table__every_threshold_with_its_figures():
     assert ("0.95", "0", "0.00", "0.00", "-") in rows
 
 
+def test_sweep_table__per_day_leaves_out_a_long_silence():
+    activity = Activity()
+    for i in range(7 * 24):
+        activity.observe(ROLE, T0 + i * 3600)
+    activity.observe(OTHER, T0 + 70 * 365 * DAY)
+    log = AlertLog()
+    log.add(alert("a1", ROLE, T0 + 2 * DAY, 0.7, "high", "novelty.action"))
+    t_range = activity.time_range()
+    sweep = threshold_sweep(log.records(), None, (t_range[1] - t_range[0]) / DAY,
+                            thresholds=(0.5,))
+    summary = build_summary(RunStats(), wall_seconds=1.0, time_range=t_range)
+    page = render_report(summary=summary, alerts=log.records(), sweep=sweep,
+                         hourly=activity.hourly, t_range=t_range)
+    assert "<tr><td>0.50</td><td>1</td><td>0.14</td></tr>" in page  # 1 alert in 7 days
+    assert "Alerts per day are over 7.0 days of event time" in page
+
+
 def test_sweep_table__without_labels_has_no_recall_columns():
     page, _ = build(scenarios=False)
     assert "<th>alerts per day</th></tr>" in page and "<th>recall</th>" not in page
