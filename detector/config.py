@@ -51,13 +51,56 @@ def read_yaml(path: str | Path, what: str) -> Any:
             f"{what} {path} is not UTF-8 text (byte {err.start}: {err.reason})"
         ) from err
     try:
-        return yaml.load(text, Loader=ConfigLoader)  # noqa: S506 (a SafeLoader subclass)
+        loader = ConfigLoader(text)
+        try:
+            node = loader.get_single_node()
+            if node is None:
+                return None
+            duplicate = _duplicate_key(node, "")
+            if duplicate:
+                raise ConfigError(f"{what} {path}: {duplicate}")
+            return loader.construct_document(node)
+        finally:
+            loader.dispose()
     except yaml.YAMLError as err:
         raise ConfigError(f"{what} {path} is not valid YAML: {yaml_problem(err)}") from err
     except RecursionError as err:
         raise ConfigError(f"{what} {path} is nested too deeply to read") from err
     except (ValueError, TypeError, OverflowError) as err:
         raise ConfigError(f"{what} {path} is not valid YAML: {err}") from err
+
+
+def _duplicate_key(node: yaml.Node, where: str) -> str | None:
+    """The first key given twice in one mapping, anywhere in the document, as a message.
+
+    YAML's loaders keep the last of two equal keys: a second ``scoring:`` section would
+    silently replace the first, whichever of the two the writer meant. Keys are compared
+    as their text; a merge key (``<<``) may repeat."""
+    stack = [(node, where)]
+    seen_nodes: set[int] = set()
+    while stack:
+        current, path = stack.pop()
+        if id(current) in seen_nodes:  # an alias repeats a node; look at it once
+            continue
+        seen_nodes.add(id(current))
+        if isinstance(current, yaml.MappingNode):
+            first: dict[str, yaml.Node] = {}
+            for key_node, value_node in current.value:
+                key = str(key_node.value) if isinstance(key_node, yaml.ScalarNode) else None
+                if key is not None and key != "<<":
+                    name = f"{path}.{key}" if path else key
+                    if key in first:
+                        return (f"key '{name}' is given twice (lines "
+                                f"{first[key].start_mark.line + 1} and "
+                                f"{key_node.start_mark.line + 1}); give it once, with "
+                                "everything under it, as only one can be used")
+                    first[key] = key_node
+                    stack.append((value_node, name))
+                else:
+                    stack.append((value_node, path))
+        elif isinstance(current, yaml.SequenceNode):
+            stack.extend((item, f"{path}[{n}]") for n, item in enumerate(current.value))
+    return None
 
 
 def yaml_problem(err: yaml.YAMLError) -> str:
@@ -129,7 +172,31 @@ def validate_config(data: dict[str, Any]) -> None:
             raise ConfigError(
                 f"section '{name}' must be a mapping, got {type(section).__name__}"
             )
+    _check_rule_lists(data.get("identities") or {})
     IdentityRules.from_config(data.get("identities"))
     ModelSettings.from_config(data.get("models"))
     ScoringSettings.from_config(data.get("scoring"))
     SuppressionRules.from_config(data.get("suppressions"), clock=time.time)
+
+
+# identities settings that are lists of rules, and the keys of one rule; each may also be
+# written as a short mapping {GLOB: VALUE} (``detector.identity``)
+RULE_LISTS = {"owners": ("match", "owner"), "kinds": ("match", "kind", "reason")}
+
+
+def _check_rule_lists(section: dict[str, Any]) -> None:
+    """Refuse one rule written as a mapping, where a list of rules was meant.
+
+    ``owners: {match: "*", owner: team}`` (the list dash forgotten) reads as the short form
+    {GLOB: VALUE}: two rules for identities literally named ``match`` and ``owner``, which
+    match nothing, so no owner would be applied and nothing said. A short-form key equal
+    to a rule key is that mistake."""
+    for name, keys in RULE_LISTS.items():
+        value = section.get(name)
+        if isinstance(value, dict) and any(key in value for key in keys):
+            raise ConfigError(
+                f"identities.{name}: expected a list of rules, each starting with '- ' "
+                f"('- {keys[0]}: GLOB' with '{keys[1]}: ...' under it), or the short form "
+                f"{{GLOB: {keys[1].upper()}}}; got one mapping with the rule key(s) "
+                f"{sorted(k for k in keys if k in value)} (is the list dash missing?)"
+            )

@@ -17,7 +17,11 @@ Figures (all in event time, never wall time):
 - per scenario: detected or missed, and *time to detect*: from the scenario start to the
   event time at which the first matching alert was raised (never negative);
 - alerts outside scenarios per 1,000 identity-days, where an identity contributes the
-  days between its first and last event, at least one day, fractions counted;
+  days between its first and last event, less every silence of more than ``SILENCE_DAYS``
+  (30) days between two of its events (measured to the hour), at least one day, fractions
+  counted. Leaving long silences out keeps the figure to the time an identity was in use:
+  one record with a far-off timestamp (a clock error, a typo'd year) would otherwise add
+  years to its identity and make the noise rate look as low as anyone likes;
 - the quality bar: every scenario detected, at most ``MAX_OUTSIDE_PER_1000`` alerts
   outside scenarios per 1,000 identity-days, median time to detect below
   ``MAX_MEDIAN_TTD_SECONDS``;
@@ -49,6 +53,10 @@ logger = logging.getLogger(__name__)
 
 LABELS_VERSION = 1
 DAY = 86400.0
+SILENCE_DAYS = 30.0
+"""A silence longer than this between two events of an identity is not counted in its
+identity-days; it is also the models' default dormancy period (``models.dormancy_days``),
+after which an identity is called dormant rather than in use."""
 MAX_OUTSIDE_PER_1000 = 2.0
 MAX_MEDIAN_TTD_SECONDS = 15 * 60.0
 SWEEP_THRESHOLDS = tuple(round(i * 0.05, 2) for i in range(21))
@@ -298,15 +306,18 @@ class AlertLog:
 
 
 class Activity:
-    """Per-identity first/last event time and, optionally, hourly event counts.
+    """Per-identity first/last event time and hourly event counts.
 
     The replay loop updates ``spans`` and ``hourly`` inline (one dict lookup each per
-    event); ``observe`` is the same for callers that do not care about the cost.
+    event); ``observe`` is the same for callers that do not care about the cost. The hourly
+    counts are kept whatever ``hourly`` says: identity-days leave out an identity's long
+    silences, which only its active hours show. ``hourly`` is kept as an argument for the
+    callers that pass it (the report draws from the same counts).
     """
 
-    def __init__(self, *, hourly: bool = False) -> None:
+    def __init__(self, *, hourly: bool = True) -> None:
         self.spans: dict[str, list[float]] = {}
-        self.hourly: dict[str, dict[int, int]] | None = {} if hourly else None
+        self.hourly: dict[str, dict[int, int]] = {}
 
     def observe(self, identity: str, ts: float) -> None:
         span = self.spans.get(identity)
@@ -316,18 +327,89 @@ class Activity:
             span[1] = ts
         elif ts < span[0]:
             span[0] = ts
-        if self.hourly is not None:
-            counts = self.hourly.setdefault(identity, {})
-            hour = int(ts // 3600)
-            counts[hour] = counts.get(hour, 0) + 1
+        counts = self.hourly.setdefault(identity, {})
+        hour = int(ts) // 3600
+        counts[hour] = counts.get(hour, 0) + 1
 
     def identity_days(self) -> float:
-        return identity_days(self.spans.values())
+        """Identity-days of the run (see the module docstring and ``active_days``)."""
+        hourly = self.hourly
+        return sum(active_days(first, last, hourly.get(key, ()))
+                   for key, (first, last) in self.spans.items())
 
-    def time_range(self) -> tuple[float, float] | None:
+    def time_range(self) -> EventTimeRange | None:
+        """First and last event time of the run, with its longest silence (``silence``)."""
         if not self.spans:
             return None
-        return min(s[0] for s in self.spans.values()), max(s[1] for s in self.spans.values())
+        first = min(s[0] for s in self.spans.values())
+        last = max(s[1] for s in self.spans.values())
+        return EventTimeRange(first, last, longest_silence(self.hourly))
+
+
+def active_days(first: float, last: float, hours: Iterable[int]) -> float:
+    """One identity's days in use: from ``first`` to ``last`` (epoch seconds), less every
+    silence of more than ``SILENCE_DAYS`` between two of its active ``hours`` (epoch hour
+    numbers), at least one day.
+
+    A silence between active hours ``a`` and ``b`` leaves out the ``b - a - 1`` whole hours
+    with no event; an identity with no such silence counts exactly ``(last - first) / DAY``.
+    """
+    span = last - first
+    limit = SILENCE_DAYS * 24
+    previous = None
+    for hour in sorted(hours):
+        if previous is not None and hour - previous > limit:
+            span -= (hour - previous - 1) * 3600.0
+        previous = hour
+    return max(1.0, span / DAY)
+
+
+@dataclass(frozen=True, slots=True)
+class Silence:
+    """The longest stretch of event time with no event of any identity, and the events on
+    each side of it."""
+
+    start: float
+    end: float
+    events_before: int
+    events_after: int
+
+    @property
+    def days(self) -> float:
+        return (self.end - self.start) / DAY
+
+
+class EventTimeRange(tuple):
+    """``(first, last)`` event time, as callers index it, and ``silence``: the run's longest
+    silence when it is longer than ``SILENCE_DAYS`` (events far from the rest, usually a
+    record with a wrong timestamp), else None."""
+
+    silence: Silence | None
+
+    def __new__(cls, first: float, last: float, silence: Silence | None = None
+                ) -> EventTimeRange:
+        made = super().__new__(cls, (first, last))
+        made.silence = silence
+        return made
+
+
+def longest_silence(hourly: Mapping[str, Mapping[int, int]]) -> Silence | None:
+    """The longest silence of the whole run, over all identities' active hours, when it is
+    longer than ``SILENCE_DAYS``; else None."""
+    totals: dict[int, int] = {}
+    for counts in hourly.values():
+        for hour, n in counts.items():
+            totals[hour] = totals.get(hour, 0) + n
+    hours = sorted(totals)
+    best = None
+    for a, b in zip(hours, hours[1:], strict=False):
+        if b - a > SILENCE_DAYS * 24 and (best is None or b - a > best[1] - best[0]):
+            best = (a, b)
+    if best is None:
+        return None
+    before = sum(n for hour, n in totals.items() if hour <= best[0])
+    after = sum(n for hour, n in totals.items() if hour >= best[1])
+    return Silence((best[0] + 1) * 3600.0, best[1] * 3600.0, before, after)
 
 
 def unseen_identities(scenarios: Iterable[Scenario], seen: Mapping[str, Any]) -> list[str]:
@@ -342,7 +424,9 @@ def unseen_identities(scenarios: Iterable[Scenario], seen: Mapping[str, Any]) ->
 
 
 def identity_days(spans: Iterable[tuple[float, float] | list[float]]) -> float:
-    """Sum over identities of the days between first and last event, at least 1 each."""
+    """Sum over identities of the days between first and last event, at least 1 each
+    (without hourly activity, so long silences are counted: ``Activity.identity_days``
+    leaves them out)."""
     return sum(max(1.0, (last - first) / DAY) for first, last in spans)
 
 

@@ -15,9 +15,12 @@ this detector (``unmapped.nhi_signal_values`` holds the pairs).
 from __future__ import annotations
 
 import argparse
+import difflib
 import logging
+import re
 import sys
-from collections.abc import Iterable, Iterator
+import types
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +32,82 @@ logger = logging.getLogger(__name__)
 
 OCSF_CLASS_UID = 2004  # a Detection Finding (``detector.ocsf``)
 
-# The families of signal names the models and policy rules emit (``models.base.Signal``);
-# a hand-typed --detector outside them would be stored and never match anything.
-DETECTOR_FAMILIES = frozenset({
-    "novelty", "volume", "schedule", "dormancy", "credential", "multivariate", "identity",
-    "policy",
-})
+# Signals the models emit under a name written where they are made, not in a table
+# (``models.novelty.DETECTORS`` and ``models.volume.DETECTORS`` hold the others).
+MODEL_DETECTORS = (
+    "multivariate.hst", "schedule.off_hours", "dormancy.identity", "dormancy.credential",
+    "credential.concurrent_networks", "credential.instance_outside_cloud", "identity.new",
+)
+TECHNIQUE_MODULES = ("aws", "azure", "gcp", "k8s")
+_RULE_NAME = re.compile(r"(?:aws|azure|gcp|k8s)\.[a-z][a-z0-9_]*")
+_RULE_SUFFIX = re.compile(r"\.[a-z][a-z0-9_]*")
+
+
+def known_detectors(config: Mapping[str, Any] | None = None) -> frozenset[str]:
+    """Every detector name a signal can carry, so a hand-typed ``--detector`` is checked.
+
+    A misspelt name (``novelty.actoin``) would be stored in the snapshot and match no
+    signal ever, while the command said it was recorded. The names: the models' detectors,
+    ``policy.<category>`` for each policy category of the sensitivity catalogue and
+    ``policy.<name>`` for each configured policy rule, and ``technique.<rule>`` for each
+    rule of ``detector.techniques``, read from the names its checks are written with."""
+    from models import novelty, volume
+
+    from detector.scoring import ScoringSettings, SensitivityCatalogue
+
+    settings = ScoringSettings.from_config((config or {}).get("scoring"))
+    catalogue = SensitivityCatalogue.load(settings.catalogue_path)
+    names = {*novelty.DETECTORS, *volume.DETECTORS, *MODEL_DETECTORS}
+    names.update(f"policy.{sens.category}" for _, sens in catalogue.categories if sens.policy)
+    names.update(f"policy.{rule.get('name') or 'rule'}" for rule in settings.policy_rules)
+    names.update(f"technique.{rule}" for rule in technique_rules())
+    return frozenset(names)
+
+
+def technique_rules() -> set[str]:
+    """The rule names of ``detector.techniques``: each ``<cloud>.<name>`` a check of
+    ``aws``, ``azure``, ``gcp`` or ``k8s`` is written with, and each ``<cloud>.<suffix>``
+    the shared checks build for every cloud (``aws.permission_probing``).
+
+    The checks name their rules where they raise them, with no table of rules; reading the
+    names from the checks' compiled code keeps this list whole as checks are added."""
+    import importlib
+
+    rules: set[str] = set()
+    shared: set[str] = set()
+    for module_name in ("detector.techniques", *(f"detector.techniques.{m}"
+                                                 for m in TECHNIQUE_MODULES)):
+        module = importlib.import_module(module_name)
+        for text in _module_strings(module):
+            if _RULE_NAME.fullmatch(text):
+                rules.add(text)
+            elif module_name == "detector.techniques" and _RULE_SUFFIX.fullmatch(text):
+                shared.add(text)
+    rules.update(cloud + suffix for cloud in TECHNIQUE_MODULES for suffix in shared)
+    return rules
+
+
+def _module_strings(module: Any) -> Iterator[str]:
+    """Every string constant of a module: in its globals (inside containers too) and in
+    the code of its functions, nested functions included."""
+    todo: list[Any] = list(vars(module).values())
+    seen: set[int] = set()
+    while todo:
+        item = todo.pop()
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, str):
+            yield item
+        elif isinstance(item, dict):
+            todo.extend(item.keys())
+            todo.extend(item.values())
+        elif isinstance(item, tuple | list | set | frozenset):
+            todo.extend(item)
+        elif isinstance(item, types.FunctionType) and item.__module__ == module.__name__:
+            todo.append(item.__code__)
+        elif isinstance(item, types.CodeType):
+            todo.extend(item.co_consts)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -158,10 +231,7 @@ def _wanted_marks(args: argparse.Namespace) -> Iterator[tuple[str, str, str]]:
     if args.identity or args.detector or args.value is not None:
         if not (args.identity and args.detector and args.value is not None):
             raise ConfigError("--identity, --detector and --value go together")
-        family = args.detector.partition(".")[0]
-        if family not in DETECTOR_FAMILIES or "." not in args.detector:
-            known = ", ".join(f"{name}.*" for name in sorted(DETECTOR_FAMILIES))
-            raise ConfigError(f"--detector {args.detector!r} is not a detector name ({known})")
+        check_detector(args.detector, known_detectors(_config(args)))
         yield args.identity, args.detector, args.value
     if args.alert_id:
         if not args.alerts:
@@ -172,6 +242,27 @@ def _wanted_marks(args: argparse.Namespace) -> Iterator[tuple[str, str, str]]:
             raise ConfigError(f"alert id(s) {missing} not found in {args.alerts}")
         for marks in found.values():
             yield from marks
+
+
+def check_detector(name: str, known: frozenset[str]) -> None:
+    """``ConfigError`` for a name no signal carries, listing the names that are known (the
+    technique rules counted, not listed: there are many, all ``technique.<cloud>.*``)."""
+    if name in known:
+        return
+    close = difflib.get_close_matches(name, sorted(known), n=3, cutoff=0.75)
+    plain = sorted(n for n in known if not n.startswith("technique."))
+    techniques = sum(1 for n in known if n.startswith("technique."))
+    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    raise ConfigError(f"--detector {name!r} is not a detector name{hint} Known: "
+                      f"{', '.join(plain)}, and {techniques} technique.<rule> names "
+                      "(technique.aws.*, technique.azure.*, technique.gcp.*, technique.k8s.*; "
+                      "an alert's signals name them)")
+
+
+def _config(args: argparse.Namespace) -> dict[str, Any]:
+    from detector.config import load_config
+
+    return load_config(args.config)
 
 
 def _as_list(value: Any) -> list[Any]:

@@ -9,7 +9,7 @@ same offline, in a mail attachment or in a ticket. Plots:
    with its alerts marked;
 3. the distribution of alert scores;
 4. a threshold sweep: alerts per day, and recall and precision when labels are given,
-   against the score threshold.
+   against the score threshold, drawn and also given as a table of the figures.
 
 The page also states the throughput and, with labels, the quality figures.
 """
@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from detector.evaluation import AlertRecord, Scenario
+from detector.evaluation import SILENCE_DAYS, AlertRecord, Scenario
 
 logger = logging.getLogger(__name__)
 
@@ -369,6 +369,27 @@ def sweep_chart(rows: Sequence[Mapping[str, Any]]) -> str:
     return out
 
 
+def sweep_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    """The sweep's figures as a table, one row per threshold, so a value such as 0.55 is
+    read off exactly rather than estimated from a line between two tick marks."""
+    labelled = bool(rows) and "recall" in rows[0]
+    head = "<tr><th>threshold</th><th>alerts</th><th>alerts per day</th>"
+    head += "<th>recall</th><th>precision</th></tr>" if labelled else "</tr>"
+
+    def fraction(value: float | None) -> str:
+        return "-" if value is None else f"{value:.2f}"
+
+    body = "".join(
+        f"<tr><td>{r['threshold']:.2f}</td><td>{r['alerts']:,}</td>"
+        f"<td>{r['alerts_per_day']:,.2f}</td>"
+        + (f"<td>{fraction(r['recall'])}</td><td>{fraction(r['precision'])}</td>"
+           if labelled else "")
+        + "</tr>"
+        for r in rows
+    )
+    return f"<table>{head}{body}</table>"
+
+
 # ---------------------------------------------------------------------------- the page
 
 
@@ -417,7 +438,8 @@ def _evaluation_html(ev: Mapping[str, Any]) -> str:
         f"<tr><th>scenarios detected</th><td>{ev['scenarios_detected']} of "
         f"{ev['scenarios_total']}</td><td>{mark(bar['all_detected'])}</td></tr>"
         f"<tr><th>alerts outside scenarios</th><td>{ev['alerts_outside_scenarios']:,} over "
-        f"{ev['identity_days']:,.1f} identity-days = "
+        f"{ev['identity_days']:,.1f} identity-days (each identity's first to last event, "
+        f"less its silences over {SILENCE_DAYS:g} days, at least 1) = "
         f"{ev['outside_per_1000_identity_days']:.2f} per 1,000 (bar "
         f"&le; {bar['max_outside_per_1000_identity_days']:g})</td>"
         f"<td>{mark(bar['outside_rate_ok'])}</td></tr>"
@@ -501,6 +523,25 @@ def display_range(
     return (t0, max(t0, t1)), True
 
 
+def _sweep_without_silence(
+    sweep: Sequence[Mapping[str, Any]], t_range: tuple[float, float] | None
+) -> tuple[Sequence[Mapping[str, Any]], str]:
+    """The sweep with alerts per day over the event-time span less its long silence
+    (``EventTimeRange.silence``), and a note saying so; unchanged when there is none.
+
+    The sweep divides by the whole span: one record dated decades away would make every
+    threshold read 0.00 alerts per day."""
+    silence = getattr(t_range, "silence", None)
+    if not sweep or t_range is None or silence is None:
+        return sweep, ""
+    days = max((t_range[1] - t_range[0] - (silence.end - silence.start)) / 86400.0, 1.0)
+    rows = [{**row, "alerts_per_day": row["alerts"] / days} for row in sweep]
+    note = (f'<p class="note">Alerts per day are over {days:,.1f} days of event time: the '
+            f"{silence.days:,.0f} days without any event ({_iso(silence.start)} .. "
+            f"{_iso(silence.end)}) are left out.</p>")
+    return rows, note
+
+
 def _counts_table(title: str, counts: Mapping[str, int]) -> str:
     rows = "".join(f"<tr><td>{esc(k)}</td><td>{v:,}</td></tr>" for k, v in counts.items())
     return f"<table><tr><th>{esc(title)}</th><th>alerts</th></tr>{rows}</table>"
@@ -518,6 +559,7 @@ def render_report(
 ) -> str:
     """The whole report page as one HTML string."""
     evaluation = summary.get("evaluation")
+    sweep, sweep_note = _sweep_without_silence(sweep, t_range)
     t_range, clipped = display_range(t_range, hourly)
     note = ""
     if clipped and t_range is not None:
@@ -547,7 +589,9 @@ def render_report(
         '<p class="note">Alerts kept if their highest score is at or above the threshold. '
         "Thresholds below the detector's own alert threshold show the same figures, since "
         "those alerts were never raised.</p>",
+        sweep_note,
         sweep_chart(sweep) if sweep else "",
+        sweep_table(sweep) if sweep else "",
         "<h2>Alerted identities</h2>",
         '<p class="note">Events per hour over the replay; vertical lines mark alerts, '
         "coloured by severity, green bands the labelled scenarios (hover for details). "

@@ -16,11 +16,15 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from detector.evaluation import SILENCE_DAYS
 from detector.stats import RunStats
 
 logger = logging.getLogger(__name__)
 
 REFRESH = 4.0  # redraws per second, at most
+# the RunStats.suppressed reason under which the engine counts a signal that only an
+# expired rule matched; it was not suppressed (``detector.suppression``)
+EXPIRED_RULE = "expired_rule"
 TICK_EVERY = 512  # the replay loop calls tick() once per this many events (a power of 2)
 
 
@@ -96,7 +100,11 @@ def _alerts(stats: RunStats, alerts: Sequence[Any] | None, lines: int) -> dict[s
         "updates": stats.alert_updates,
         "per_severity": dict(sorted(per_severity.items())),
         "per_detector": dict(sorted(per_detector.items())),
-        "suppressed": dict(sorted(stats.suppressed.items())),
+        # a signal matching only an expired rule went through and was judged as usual: it
+        # is counted apart, since listing it as suppressed would say the opposite
+        "suppressed": {reason: n for reason, n in sorted(stats.suppressed.items())
+                       if reason != EXPIRED_RULE},
+        "matched_expired_rules": stats.suppressed.get(EXPIRED_RULE, 0),
         "shadow": dict(sorted(stats.shadow_alerts.items())),
     }
 
@@ -107,6 +115,34 @@ def _identities(identities: Mapping[str, Any] | None) -> dict[str, Any]:
     if isinstance(out.get("tracked"), int) and isinstance(out.get("in_learning"), int):
         out = {"tracked": out["tracked"], "learned": out["tracked"] - out["in_learning"], **out}
     return out
+
+
+def _event_time(time_range: tuple[float, float] | None) -> dict[str, Any]:
+    """First and last event time; with ``silence`` when the run's events are split by a
+    silence longer than ``SILENCE_DAYS`` (``detector.evaluation.EventTimeRange``)."""
+    out: dict[str, Any] = {
+        "first": _iso(time_range[0]) if time_range else None,
+        "last": _iso(time_range[1]) if time_range else None,
+    }
+    silence = getattr(time_range, "silence", None)
+    if silence is not None:
+        out["silence"] = {
+            "from": _iso(silence.start),
+            "to": _iso(silence.end),
+            "days": round(silence.days, 1),
+            "events_before": silence.events_before,
+            "events_after": silence.events_after,
+        }
+    return out
+
+
+def _silence_line(silence: Mapping[str, Any]) -> str:
+    """The warning printed under the event-time line when the span is implausible."""
+    few = min(silence["events_before"], silence["events_after"])
+    side = "after" if silence["events_after"] <= silence["events_before"] else "before"
+    return (f"  WARNING: no event for {silence['days']:,.0f} days ({silence['from']} .. "
+            f"{silence['to']}); {few:,} event(s) lie {side} that silence, far from the "
+            "rest: check their timestamps. Identity-days leave out such silences.")
 
 
 def build_summary(
@@ -127,10 +163,14 @@ def build_summary(
     ``records_read`` per source and ``accounting_balanced``; ``files_read``, ``bytes_read``;
     ``identities`` (``tracked``, ``learned``, ``in_learning``, ``dormant``, ``by_kind``);
     ``alerts`` (``total`` distinct, ``lines_written``, ``updates``, ``per_severity``,
-    ``per_detector``, ``suppressed``, ``shadow``); ``dead_letters`` and ``skipped`` per
-    ``source/reason``; ``late_events``; ``degradations``; ``throughput``
-    (``wall_seconds``, ``events_per_second``, ``cpu_seconds``, ``events_per_cpu_second``);
-    ``event_time`` (``first``, ``last``); with labels, ``evaluation`` (see
+    ``per_detector``, ``suppressed``, ``matched_expired_rules``, ``shadow``);
+    ``dead_letters`` and ``skipped`` per ``source/reason``; ``late_events``;
+    ``degradations``; ``throughput`` (``wall_seconds``, ``events_per_second``,
+    ``cpu_seconds``, ``events_per_cpu_second``);
+    ``event_time`` (``first``, ``last``, and ``silence`` when no event came for more than
+    ``SILENCE_DAYS``: ``from``, ``to``, ``days``, ``events_before``, ``events_after``);
+    ``alerts.matched_expired_rules`` counts signals that only an expired suppression rule
+    matched (not suppressed, so not in ``suppressed``); with labels, ``evaluation`` (see
     ``detector.evaluation.Evaluation.to_dict``, including ``quality_bar.met``).
 
     ``alerts`` are the run's distinct alerts (``AlertRecord``, revisions merged): the
@@ -156,10 +196,7 @@ def build_summary(
         "late_events": stats.late_events,
         "degradations": {f"{m}/{w}": n for (m, w), n in sorted(stats.degradations.items())},
         "throughput": _throughput(total, wall_seconds, cpu_seconds),
-        "event_time": {
-            "first": _iso(time_range[0]) if time_range else None,
-            "last": _iso(time_range[1]) if time_range else None,
-        },
+        "event_time": _event_time(time_range),
     }
     if evaluation is not None:
         summary["evaluation"] = dict(evaluation)
@@ -214,6 +251,8 @@ def _evaluation_lines(ev: Mapping[str, Any]) -> list[str]:
         f"  alerts outside scenarios: {ev['alerts_outside_scenarios']:,} over"
         f" {ev['identity_days']:,.1f} identity-days ="
         f" {ev['outside_per_1000_identity_days']:.2f} per 1,000 identity-days",
+        f"  (identity-days: each identity's first to last event, less its silences over"
+        f" {SILENCE_DAYS:g} days, at least 1)",
         "  quality bar (all detected, <= {:g}/1,000 identity-days, median ttd < {}): {}".format(
             bar["max_outside_per_1000_identity_days"],
             _duration(bar["max_median_time_to_detect_seconds"]),
@@ -236,7 +275,8 @@ def render_summary(summary: Mapping[str, Any]) -> str:
             f" = {rate or 0:,.0f} events/s{cpu}"
             + (" (INTERRUPTED: partial figures)" if summary.get("interrupted") else ""),
             f"Event time {summary['event_time']['first']} .. {summary['event_time']['last']}",
-        ],
+        ] + ([_silence_line(summary["event_time"]["silence"])]
+             if summary["event_time"].get("silence") else []),
         _table("Events per source", list(ev["per_source"].items())),
         _table("Events per identity kind", list(ev["per_kind"].items())),
         _table("Identities", _identity_rows(summary["identities"])),
@@ -253,6 +293,9 @@ def render_summary(summary: Mapping[str, Any]) -> str:
     if al["shadow"] or al["suppressed"]:
         sections.append(_table("Shadow alerts (not counted above)", list(al["shadow"].items())))
         sections.append(_table("Suppressed", list(al["suppressed"].items())))
+    if al.get("matched_expired_rules"):
+        sections.append([f"Signals matching only an expired suppression rule (not suppressed,"
+                         f" judged as usual): {al['matched_expired_rules']:,}"])
     if summary.get("degradations"):
         sections.append(_table("Degradations", list(summary["degradations"].items())))
     if "evaluation" in summary:

@@ -10,8 +10,10 @@ A rules file is YAML, a list of rules (or a mapping with a ``rules`` list)::
 
 ``identity`` and ``reason`` are required; ``detector`` and ``value`` default to ``*``;
 ``expires`` is optional but recommended. An expired rule stops applying: the signal it
-would have suppressed goes through, is counted as ``suppressed["expired_rule"]`` and
-logged once per rule, so stale rules are visible instead of silently hiding alerts.
+would have suppressed goes through, is counted as ``RunStats.suppressed["expired_rule"]``
+(which the summary shows apart, as signals matching an expired rule, not as suppressed) and
+the rule is logged once: at start when it had already expired, else at its first match, so
+stale rules are visible instead of silently hiding alerts.
 Expiry is judged by the detector's wall clock, not by event time.
 """
 
@@ -31,6 +33,8 @@ from detector.errors import ConfigError
 logger = logging.getLogger(__name__)
 
 RULE_KEYS = frozenset({"identity", "detector", "value", "expires", "reason", "id"})
+# the one wording for an expired rule, whether it had expired at start or expires mid-run
+EXPIRED_WARNING = "suppression rule has expired and will not apply: %s"
 
 
 @dataclass(frozen=True)
@@ -85,9 +89,7 @@ class SuppressionRules:
             return cls((), clock=clock)
         rules: list[SuppressionRule] = []
         if isinstance(items, Mapping):
-            unknown = sorted(str(key) for key in set(items) - {"file", "rules"})
-            if unknown:
-                raise ConfigError(f"{origin}: unknown key(s) {unknown}; known: file, rules")
+            _check_container(items, origin, {"file", "rules"})
             if items.get("file"):
                 if not isinstance(items["file"], str):
                     raise ConfigError(f"{origin}.file must be a file path, got {items['file']!r}")
@@ -102,8 +104,13 @@ class SuppressionRules:
         self.rules.extend(rules)
 
     def expired_rules(self) -> list[SuppressionRule]:
+        """The rules expired now; the caller reports them (the detector warns at start),
+        so they are marked reported and the first signal one matches adds no second
+        warning."""
         now = self.clock()
-        return [rule for rule in self.rules if rule.expired(now)]
+        expired = [(index, rule) for index, rule in enumerate(self.rules) if rule.expired(now)]
+        self._reported.update(index for index, _ in expired)
+        return [rule for _, rule in expired]
 
     def check(
         self, identity: str, detector: str, value: str
@@ -129,7 +136,7 @@ class SuppressionRules:
         if index in self._reported:
             return
         self._reported.add(index)
-        logger.warning("suppression rule expired and no longer applies: %s", rule.describe())
+        logger.warning(EXPIRED_WARNING, rule.describe())
 
 
 def load_rules_file(path: str | Path) -> list[SuppressionRule]:
@@ -141,12 +148,27 @@ def load_rules_file(path: str | Path) -> list[SuppressionRule]:
     if data is None:
         return []
     if isinstance(data, Mapping):
+        _check_container(data, f"suppression file {path}", {"rules"})
         data = data.get("rules") or []
     if not isinstance(data, list):
-        raise ConfigError(f"suppression file {path}: expected a list of rules")
+        raise ConfigError(f"suppression file {path}: expected a list of rules, each starting "
+                          f"with '- ', got {type(data).__name__}")
     return [
         parse_rule(item, f"suppression file {path}: rule[{n}]") for n, item in enumerate(data)
     ]
+
+
+def _check_container(items: Mapping[str, Any], where: str, known: set[str]) -> None:
+    """Refuse unknown keys of the mapping that holds the rules; one rule written there (its
+    list dash forgotten) would otherwise be read as no rule at all, and said so."""
+    unknown = sorted(str(key) for key in set(items) - known)
+    if not unknown:
+        return
+    if set(unknown) <= RULE_KEYS:
+        raise ConfigError(f"{where}: expected a list of rules, each starting with '- ' "
+                          f"('- identity: GLOB' with 'reason: ...' under it); got one "
+                          f"mapping with the rule key(s) {unknown} (is the list dash missing?)")
+    raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {', '.join(sorted(known))}")
 
 
 def parse_rule(item: Any, where: str) -> SuppressionRule:

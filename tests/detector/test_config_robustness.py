@@ -53,6 +53,25 @@ BAD_CONFIGS = [
     ("suppressions: [{identity: {a: 1}, reason: r}]",
      "suppressions[0]: identity must be a non-empty string, got {'a': 1}"),
     ("suppressions: {file: [1]}", "suppressions.file must be a file path, got [1]"),
+    ('identities:\n  owners: {match: "*", owner: team}',
+     "identities.owners: expected a list of rules, each starting with '- ' ('- match: GLOB' "
+     "with 'owner: ...' under it), or the short form {GLOB: OWNER}; got one mapping with the "
+     "rule key(s) ['match', 'owner'] (is the list dash missing?)"),
+    ('identities:\n  kinds: {match: "*", kind: human, reason: x}',
+     "identities.kinds: expected a list of rules, each starting with '- ' ('- match: GLOB' "
+     "with 'kind: ...' under it), or the short form {GLOB: KIND}; got one mapping with the "
+     "rule key(s) ['kind', 'match', 'reason'] (is the list dash missing?)"),
+    ("scoring:\n  min_severity: medium\nscoring:\n  min_severity: high",
+     "key 'scoring' is given twice (lines 1 and 3); give it once, with everything under it, "
+     "as only one can be used"),
+    ("scoring:\n  thresholds: {high: 0.7, low: 0.2, high: 0.8}",
+     "key 'scoring.thresholds.high' is given twice (lines 2 and 2)"),
+    ("suppressions: {identity: x, reason: r}",
+     "suppressions: expected a list of rules, each starting with '- ' ('- identity: GLOB' "
+     "with 'reason: ...' under it); got one mapping with the rule key(s) ['identity', "
+     "'reason'] (is the list dash missing?)"),
+    ("suppressions:\n  - identity: x\n    reason: r\n  - identity: y\n    reason: r\n"
+     "    identity: z", "key 'suppressions[1].identity' is given twice (lines 4 and 6)"),
 ]
 
 
@@ -96,6 +115,32 @@ def test_suppression_file__bad_date__names_file_rule_and_key(tmp_path, capsys):
     err = capsys.readouterr().err
     assert (f"nhi-detector replay: suppression file {rules}: rule[1]: expires '2026-02-30' "
             "is not a date or time") in err
+
+
+def test_short_form_owners__still_accepted(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text('identities:\n  owners: {"arn:aws:iam::*:role/gha-*": platform}\n')
+    assert load_config(config)["identities"]["owners"] == {"arn:aws:iam::*:role/gha-*": "platform"}
+
+
+def test_suppression_file__duplicate_key_named(tmp_path):
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("- identity: a\n  reason: r\n  expires: 2030-01-01\n  expires: 2020-01-01\n")
+    with pytest.raises(ConfigError, match=r"suppression file .*rules.yaml: key '\[0\]\.expires' "
+                       r"is given twice \(lines 3 and 4\)"):
+        load_rules_file(rules)
+
+
+def test_suppression_file__one_rule_without_its_dash__refused(tmp_path):
+    rules = tmp_path / "rules.yaml"
+    rules.write_text('identity: "*"\nreason: r\ndetector: "volume.*"\n')
+    with pytest.raises(ConfigError, match=r"rules.yaml: expected a list of rules, each starting "
+                       r"with '- ' .*rule key\(s\) \['detector', 'identity', 'reason'\] "
+                       r"\(is the list dash missing\?\)"):
+        load_rules_file(rules)
+    rules.write_text("rule: {identity: x, reason: r}\n")
+    with pytest.raises(ConfigError, match=r"rules.yaml: unknown key\(s\) \['rule'\]; known: rules"):
+        load_rules_file(rules)
 
 
 def test_suppression_file__identity_not_a_string(tmp_path):

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
+from pathlib import Path
 
 import orjson
 import pytest
 
 from detector.cli import main
 from detector.engine import Detector
-from detector.feedback import marks_from_alert
+from detector.feedback import known_detectors, marks_from_alert
 from detector.stats import RunStats
 from tests.detector.test_engine import ROLE, attack_event, learned
 
@@ -108,3 +110,43 @@ def test_misspelt_detector_is_refused(alerted, capsys):
     assert code == 2
     assert "'novely.action' is not a detector name" in capsys.readouterr().err
     assert state.read_bytes() == before
+
+
+def test_misspelt_detector_of_a_known_family__refused_with_the_known_names(alerted, capsys):
+    state, _, config, _ = alerted
+    code = main(["feedback", "--state", str(state), "--config", str(config), "--identity",
+                 "arn:aws:iam::1:role/nobody", "--detector", "novelty.actoin", "--value", "x"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "'novelty.actoin' is not a detector name; did you mean 'novelty.action'?" in err
+    assert "novelty.action_network, " in err and "volume.rate, " in err
+    assert "technique.<rule> names" in err
+
+
+def test_known_detectors__every_model_technique_and_policy_name():
+    known = known_detectors({"scoring": {"policy_rules": [{"action": "iam:*", "name": "iam"}]}})
+    assert {"novelty.action", "credential.new_network", "volume.failures", "multivariate.hst",
+            "schedule.off_hours", "dormancy.credential", "identity.new",
+            "credential.instance_outside_cloud", "policy.logging_tampering",
+            "policy.iam"} <= known
+    assert {"technique.aws.secrets_burst", "technique.k8s.privileged_pod",
+            "technique.gcp.public_iam_binding", "technique.azure.vm_run_command",
+            "technique.aws.permission_probing", "technique.k8s.tampering_attempt"} <= known
+    assert "policy.rule" not in known and "novelty.actoin" not in known
+
+
+def test_known_detectors__cover_every_name_the_sources_write():
+    """Every detector name written as a literal in the models, the engine and the technique
+    checks is accepted: a new model or check cannot be refused by feedback unnoticed."""
+    root = Path(__file__).resolve().parents[2]
+    written = set()
+    for path in [*root.glob("models/*.py"), root / "detector/engine.py"]:
+        written.update(re.findall(r'detector="([a-z_]+\.[a-z_]+)"', path.read_text()))
+    for path in root.glob("detector/techniques/*.py"):
+        text = path.read_text()
+        written.update("technique." + rule for rule in re.findall(
+            r'(?:Finding|Tally|_sharing|_resource_policy)\(\s*"((?:aws|azure|gcp|k8s)\.\w+)"',
+            text))
+    known = known_detectors()
+    assert len(written) > 20
+    assert sorted(written - known) == []

@@ -8,7 +8,12 @@ from datetime import UTC, datetime
 import pytest
 
 from detector.errors import ConfigError
-from detector.suppression import SuppressionRules, load_rules_file, parse_expiry
+from detector.suppression import (
+    EXPIRED_WARNING,
+    SuppressionRules,
+    load_rules_file,
+    parse_expiry,
+)
 
 JUNE_1 = datetime(2026, 6, 1, tzinfo=UTC).timestamp()
 JULY_1 = datetime(2026, 7, 1, tzinfo=UTC).timestamp()
@@ -80,6 +85,30 @@ class TestExpiry:
         warnings = [r for r in caplog.records if "expired" in r.getMessage()]
         assert len(warnings) == 1  # reported once per rule, not once per signal
         assert [r.rule_id for r in rules.expired_rules()] == ["backup-buckets"]
+
+    def test_expired_at_start__the_detector_warns_once_in_one_wording(self, rules_file, caplog):
+        from detector.engine import Detector
+        from detector.stats import RunStats
+
+        config = {"suppressions": {"file": str(rules_file)}}
+        with caplog.at_level(logging.WARNING, logger="detector"):
+            detector = Detector(config, stats=RunStats(), clock=Clock(JULY_1))
+            verdict, _ = detector.suppressions.check(
+                "arn:aws:iam::1:role/backup-nightly", "novelty.resource", "arn:aws:s3:::backup-1")
+        assert verdict == "expired_rule"
+        assert [r.getMessage() for r in caplog.records] == [
+            "suppression rule has expired and will not apply: backup-buckets "
+            "(monthly backup bucket rotation (CHG-1))"]
+
+    def test_rule_expiring_mid_run__same_wording(self, rules_file, caplog):
+        clock = Clock(JUNE_1)
+        rules = SuppressionRules(load_rules_file(rules_file), clock=clock)
+        assert rules.expired_rules() == []
+        clock.now = JULY_1
+        with caplog.at_level(logging.WARNING, logger="detector.suppression"):
+            rules.check("arn:aws:iam::1:role/backup-a", "novelty.resource", "arn:aws:s3:::backup-2")
+        assert [r.getMessage() for r in caplog.records] == [
+            EXPIRED_WARNING % "backup-buckets (monthly backup bucket rotation (CHG-1))"]
 
     def test_date_expires_at_the_end_of_that_day(self):
         end = parse_expiry("2026-06-30", "t")

@@ -7,6 +7,7 @@ import pytest
 
 from detector.errors import ConfigError
 from detector.evaluation import (
+    active_days,
     Activity,
     AlertLog,
     AlertRecord,
@@ -216,6 +217,29 @@ class TestActivity:
         assert act.hourly[ROLE_A] == {hour0: 1, hour0 + 2: 2, hour0 + 48: 1}
         assert act.identity_days() == 3.0
         assert act.time_range() == (T0, T0 + 2 * DAY)
+        assert act.time_range().silence is None
+
+    def test_identity_days__one_far_record_adds_an_hour_not_years(self):
+        act = Activity(hourly=False)  # the counts are kept anyway: identity-days need them
+        for day in range(30):
+            act.observe(ROLE_A, T0 + day * DAY)
+        act.observe(ROLE_B, T0)
+        before = act.identity_days()
+        far = T0 + 73 * 365 * DAY  # a record dated some 73 years on
+        act.observe(ROLE_A, far)
+        assert before == 29.0 + 1.0
+        # the silence leaves out its whole hours: the 2 partial hours at its ends remain
+        assert act.identity_days() == pytest.approx(before + 1 / 24)
+        silence = act.time_range().silence
+        assert (silence.events_before, silence.events_after) == (31, 1)
+        assert silence.start == T0 + 29 * DAY + 3600 and silence.end == far
+
+    def test_active_days__only_silences_over_30_days_are_left_out(self):
+        hours = [0, 24 * 30, 24 * 61 + 5]  # 30 days of silence, then 31 days and 5 hours
+        first, last = 0.0, (24 * 61 + 5) * 3600.0 + 10
+        assert active_days(first, last, hours) == pytest.approx(
+            (last - (24 * 31 + 4) * 3600.0) / DAY)
+        assert active_days(0.0, 10.0, [0]) == 1.0
 
 
 def test_from_native__no_window_uses_raised_time_or_refuses():

@@ -138,7 +138,69 @@ class TestReport:
         assert 'aria-label="Events per hour of role/0"' not in page
 
 
+def test_sweep_table__every_threshold_with_its_figures():
+    page, _ = build()
+    rows = re.findall(r"<tr><td>(0\.\d\d|1\.00)</td><td>(\d+)</td><td>([\d.]+)</td>"
+                      r"<td>([\d.]+)</td><td>([\d.-]+)</td></tr>", page)
+    assert len(rows) == 21
+    # 0.55 keeps a1 (0.9, in the scenario) and a2 (0.7, outside it) over the 7 days
+    assert ("0.55", "2", "0.29", "1.00", "0.50") in rows
+    assert ("0.95", "0", "0.00", "0.00", "-") in rows
+
+
+def test_sweep_table__per_day_leaves_out_a_long_silence():
+    activity = Activity()
+    for i in range(7 * 24):
+        activity.observe(ROLE, T0 + i * 3600)
+    activity.observe(OTHER, T0 + 70 * 365 * DAY)
+    log = AlertLog()
+    log.add(alert("a1", ROLE, T0 + 2 * DAY, 0.7, "high", "novelty.action"))
+    t_range = activity.time_range()
+    sweep = threshold_sweep(log.records(), None, (t_range[1] - t_range[0]) / DAY,
+                            thresholds=(0.5,))
+    summary = build_summary(RunStats(), wall_seconds=1.0, time_range=t_range)
+    page = render_report(summary=summary, alerts=log.records(), sweep=sweep,
+                         hourly=activity.hourly, t_range=t_range)
+    assert "<tr><td>0.50</td><td>1</td><td>0.14</td></tr>" in page  # 1 alert in 7 days
+    assert "Alerts per day are over 7.0 days of event time" in page
+
+
+def test_sweep_table__without_labels_has_no_recall_columns():
+    page, _ = build(scenarios=False)
+    assert "<th>alerts per day</th></tr>" in page and "<th>recall</th>" not in page
+    assert "<tr><td>0.50</td><td>2</td><td>0.29</td></tr>" in page
+
+
 class TestSummaryText:
+    def test_expired_rule_matches__not_listed_as_suppressed(self):
+        stats = RunStats()
+        stats.suppressed.update({"expired_rule": 61})
+        summary = build_summary(stats, wall_seconds=1.0)
+        assert summary["alerts"]["suppressed"] == {}
+        assert summary["alerts"]["matched_expired_rules"] == 61
+        text = render_summary(summary)
+        assert "Suppressed" not in text and "expired_rule" not in text
+        assert "matching only an expired suppression rule (not suppressed" in text
+        assert text.rstrip().endswith("judged as usual): 61")
+
+    def test_far_off_event__flagged_under_event_time(self):
+        activity = Activity()
+        for i in range(100):
+            activity.observe(ROLE, T0 + i * 3600)
+        activity.observe(OTHER, T0 + 75 * 365 * DAY)
+        summary = build_summary(RunStats(), wall_seconds=1.0, time_range=activity.time_range())
+        silence = summary["event_time"]["silence"]
+        assert (silence["events_before"], silence["events_after"]) == (100, 1)
+        assert silence["from"] == "2024-01-05T04:00:00Z" and silence["days"] > 27_000
+        line = render_summary(summary).splitlines()[2]
+        assert line.startswith("  WARNING: no event for 27,")
+        assert "1 event(s) lie after that silence, far from the rest" in line
+
+    def test_plain_event_time__no_silence_key(self):
+        _, summary = build()
+        assert set(summary["event_time"]) == {"first", "last"}
+        assert "WARNING" not in render_summary(summary)
+
     def test_render_summary__sections_and_bar(self):
         _, summary = build()
         text = render_summary(summary)
