@@ -34,6 +34,7 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
 from detector.stats import RunStats
+from detector.summary import EXPIRED_RULE
 
 log = logging.getLogger(__name__)
 
@@ -226,9 +227,15 @@ class RunStatsCollector(Collector):
             "alert_escalations", "Alerts re-sent at a higher severity, by the severity before "
             "and after.", ("from_severity", "to_severity"), s.escalations, empty,
         )
+        # a signal that only an expired rule matched went through: not a suppression
+        suppressed = {k: v for k, v in _snapshot(s.suppressed).items() if k != EXPIRED_RULE}
         yield self._counter(
             "alerts_suppressed", "Alerts dropped by suppression rules or feedback.",
-            ("reason",), s.suppressed, empty,
+            ("reason",), suppressed, empty,
+        )
+        yield self._counter(
+            "expired_rule_matches", "Signals that only an expired suppression rule matched "
+            "(not suppressed, judged as usual).", (), s.suppressed.get(EXPIRED_RULE, 0), empty,
         )
         yield self._counter(
             "technique_findings", "Technique findings (attack patterns shown by the request "

@@ -86,7 +86,7 @@ def filled_stats() -> RunStats:
                           ("k8s.audit", "duplicate_stage"): 8})
     stats.events_by_kind.update({"workload": 130, "human": 14})
     stats.alerts.update({("high", "novelty"): 2, ("medium", "rate"): 5})
-    stats.suppressed.update({"rule:ci-noise": 3})
+    stats.suppressed.update({"rule:ci-noise": 3, "expired_rule": 4})
     stats.shadow_alerts.update({"schedule": 6})
     stats.degradations.update({("novelty", "cap_hit"): 9, ("peers", "eviction"): 2})
     stats.late_events = 7
@@ -130,6 +130,9 @@ class TestScrape:
         assert value(samples, "nhi_model_degradations_total", model="novelty",
                      what="cap_hit") == 9
         assert value(samples, "nhi_alerts_suppressed_total", reason="rule:ci-noise") == 3
+        # a signal only an expired rule matched went through: counted apart, not suppressed
+        assert value(samples, "nhi_expired_rule_matches_total") == 4
+        assert ("nhi_alerts_suppressed_total", (("reason", "expired_rule"),)) not in samples
         assert value(samples, "nhi_shadow_alerts_total", detector="schedule") == 6
         assert value(samples, "nhi_late_events_total") == 7
         assert value(samples, "nhi_alert_updates_total") == 11
