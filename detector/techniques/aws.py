@@ -809,6 +809,11 @@ def guardduty_detector(record: dict[str, Any], caller: Caller) -> list[Finding]:
 
 
 def config_recorder(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    """AWS Config stopped or its recorder or delivery channel deleted. Control Tower and
+    StackSets roles and AWS services manage the recorder of enrolled accounts (and delete
+    it when an account leaves their care): their requests are not judged."""
+    if _role(record).startswith(_MANAGED_ROLE_PREFIXES) or _by_service(record):
+        return []
     params = _params(record)
     name = _str(params.get("configurationRecorderName")
                 or params.get("deliveryChannelName")) or "(unnamed)"
@@ -870,12 +875,41 @@ def macie(record: dict[str, Any], caller: Caller) -> list[Finding]:
                     "data reach responders late", "macie")]
 
 
+# Roles AWS itself and its account-management services act through: service-linked roles,
+# Control Tower's execution role and the roles CloudFormation StackSets deploy with.
+_MANAGED_ROLE_PREFIXES = ("AWSServiceRoleFor", "AWSControlTowerExecution", "stacksets-exec-",
+                          "AWSCloudFormationStackSetExecutionRole")
+
+
+def _role(record: dict[str, Any]) -> str:
+    """The role name of an assumed-role caller ('' for any other caller)."""
+    identity = _dict(record.get("userIdentity"))
+    issuer = _dict(_dict(identity.get("sessionContext")).get("sessionIssuer"))
+    name = issuer.get("userName")
+    if type(name) is str and name:
+        return name
+    arn = identity.get("arn")
+    if type(arn) is str and ":assumed-role/" in arn:
+        return arn.partition(":assumed-role/")[2].partition("/")[0]
+    return ""
+
+
+def _managed(record: dict[str, Any], caller: Caller) -> bool:
+    """Whether an organisation's own machinery made the request: an AWS service on the
+    caller's behalf, a managed role (Control Tower enrolling or removing an account,
+    Security Hub's organisation configuration), or infrastructure-as-code."""
+    return (caller.family in _DEPLOY_FAMILIES or _by_service(record)
+            or _role(record).startswith(_MANAGED_ROLE_PREFIXES))
+
+
 def members_removed(record: dict[str, Any], caller: Caller) -> list[Finding]:
     """A GuardDuty, Security Hub or Macie administrator account that stops watching its
-    member accounts: their findings no longer reach the central security team."""
+    member accounts: their findings no longer reach the central security team. The
+    organisation's own machinery does this when accounts move or close (Control Tower,
+    the services' organisation configuration, membership kept as code) and is left out."""
     service = {"guardduty": "GuardDuty", "securityhub": "Security Hub",
                "macie2": "Macie"}.get(_source(record))
-    if service is None:
+    if service is None or _managed(record, caller):
         return []
     accounts = [a for a in _list(_params(record).get("accountIds")) if type(a) is str]
     shown = ", ".join(a[:12] for a in accounts[:3]) or "(unnamed)"
@@ -892,7 +926,10 @@ _HIDING_FILTERS = {"guardduty": ("ARCHIVE", "GuardDuty"), "macie2": ("ARCHIVE", 
 def finding_filter(record: dict[str, Any], caller: Caller) -> list[Finding]:
     """A GuardDuty or Macie filter that archives, or an Inspector filter that suppresses,
     matching findings as they are made: a standing suppression rule nobody reviews (the
-    attacker's own address, say)."""
+    attacker's own address, say). Suppression rules kept as code are reviewed like code and
+    are left out."""
+    if caller.family in _DEPLOY_FAMILIES:
+        return []
     hiding = _HIDING_FILTERS.get(_source(record))
     params = _params(record)
     if hiding is None or params.get("action") != hiding[0]:
@@ -912,7 +949,7 @@ def security_hub_findings(record: dict[str, Any], caller: Caller) -> list[Findin
         arn = _str(_params(record).get("productSubscriptionArn"), 200) or "(unnamed)"
         return [Finding("aws.detection_disabled", "high", _TOOLS,
                         f"Security Hub stops importing findings of {arn}", arn)]
-    if caller.family == "console":
+    if caller.family == "console" or _by_service(record):  # analysts, automation rules
         return []
     params = _params(record)
     workflow = _dict(params.get("Workflow")).get("Status")
@@ -1051,7 +1088,10 @@ def db_modified(record: dict[str, Any], caller: Caller) -> list[Finding]:
 def kms_key_loss(record: dict[str, Any], caller: Caller) -> list[Finding]:
     """A KMS key disabled, scheduled for deletion, or its imported material deleted:
     everything encrypted under it becomes unreadable (deletion cannot be undone once the
-    waiting period ends)."""
+    waiting period ends). A service deleting a stack's key (CloudFormation, Service Catalog)
+    is a teardown, like infrastructure-as-code's own requests."""
+    if _by_service(record):
+        return []
     name = record.get("eventName")
     params = _params(record)
     key = _str(params.get("keyId")) or "(unnamed)"
@@ -1149,7 +1189,10 @@ def object_write(record: dict[str, Any], caller: Caller) -> list[Finding]:
     """An S3 write that shows ransomware or exfiltration: objects encrypted with another
     account's KMS key or with a customer-provided key AWS does not keep (only the holder
     can decrypt them), a ransom note, or a copy between this account and another's
-    bucket."""
+    bucket. Writes a service makes for the caller (S3 Batch Operations, DataSync) follow a
+    job someone configured ahead and are left out."""
+    if _by_service(record):
+        return []
     name = record.get("eventName")
     params = _params(record)
     bucket, key = _bucket(params), _str(params.get("key"), 300)
@@ -1178,8 +1221,10 @@ def object_write(record: dict[str, Any], caller: Caller) -> list[Finding]:
 
 def batch_delete(record: dict[str, Any], caller: Caller) -> list[Any]:
     """One DeleteObjects request (up to 1,000 objects) toward ``aws.mass_deletion``:
-    many in minutes empty buckets faster than any clean-up job needs."""
-    if caller.family in _DEPLOY_FAMILIES:
+    many in minutes empty buckets faster than any clean-up job needs. Deletions by
+    infrastructure-as-code or by a service for the caller (a Batch Operations job) are
+    left out."""
+    if caller.family in _DEPLOY_FAMILIES or _by_service(record):
         return []
     return [Tally("aws.mass_deletion", "high", _DESTRUCTION, "batch deletions of objects",
                   (_bucket(_params(record)),), calls=True)]
@@ -1208,7 +1253,10 @@ def snapshot_copy(record: dict[str, Any], caller: Caller) -> list[Finding]:
     """A snapshot copied (RDS or EBS) with a KMS key of another account (high: only that
     account can restore it) or into another region (low: disaster recovery copies look
     the same, but the copy is out of the watched region; copies AWS Backup or a lifecycle
-    policy makes on the caller's behalf are not judged)."""
+    policy makes on the caller's behalf are not judged, with another account's key too:
+    AWS Backup copies into the organisation's backup account that way)."""
+    if _by_service(record):
+        return []
     params = _params(record)
     source = _str(params.get("sourceDBSnapshotIdentifier")
                   or params.get("sourceDBClusterSnapshotIdentifier")
@@ -1220,8 +1268,6 @@ def snapshot_copy(record: dict[str, Any], caller: Caller) -> list[Finding]:
                         f"snapshot {source} copied with a KMS key of account {account}",
                         account)]
     here = record.get("awsRegion")
-    if _by_service(record):  # AWS Backup and lifecycle policies copying on a schedule
-        return []
     match = _REGION_RX.match(source)
     origin = params.get("sourceRegion") or (match.group(1) if match else None)
     if type(origin) is not str or type(here) is not str or origin == here:
