@@ -95,6 +95,7 @@ _DEPLOY_RULES = frozenset({"aws.lambda_code_replaced", "aws.instance_user_data_m
 _ATTEMPT_RULES = frozenset({
     "aws.trail_selectors_reduced", "aws.short_log_lifecycle", "aws.flow_logs_deleted",
     "aws.detection_disabled", "aws.dns_logs_deleted", "aws.leave_organization",
+    "aws.mfa_removed_for_other_user",
     "aws.access_key_for_other_user", "aws.login_profile_for_other_user",
     "aws.admin_policy_granted", "aws.role_trust_external", "aws.roles_anywhere_trust_anchor",
     "aws.lambda_code_replaced", "aws.instance_user_data_modified", "aws.unusual_instances",
@@ -643,6 +644,19 @@ def login_profile_for_other(record: dict[str, Any], caller: Caller) -> list[Find
                     f"({caller.name or 'unnamed'}), no reset required", user)]
 
 
+def mfa_removed_for_other(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    """Another user's MFA device deactivated with programmatic credentials: the account
+    is then open to its password or keys alone, and the attacker can enrol their own
+    device. A help desk resetting a lost device works in the console, through IAM
+    Identity Center or as code, which are left out."""
+    user = _target_user(record, caller)
+    if not user or caller.family == "console":
+        return []
+    return [Finding("aws.mfa_removed_for_other_user", "medium", _CREDENTIALS + ("T1556.006",),
+                    f"MFA device of IAM user {user} deactivated by another principal "
+                    f"({caller.name or 'unnamed'})", user)]
+
+
 def _principal_name(params: dict[str, Any]) -> str:
     for key in ("userName", "roleName", "groupName"):
         value = params.get(key)
@@ -835,6 +849,46 @@ def leave_organization(record: dict[str, Any], caller: Caller) -> list[Finding]:
     return [Finding("aws.leave_organization", "high", _HIERARCHY + _TOOLS,
                     f"account {account} asked to leave its organisation (its guardrails and "
                     "central logging would no longer apply)", account)]
+
+
+# Services whose organisation-wide integration turns detection or logging on in every
+# member account: detaching one stops it everywhere at once.
+_ORG_SECURITY_SERVICES = {
+    "guardduty.amazonaws.com": "GuardDuty", "securityhub.amazonaws.com": "Security Hub",
+    "cloudtrail.amazonaws.com": "CloudTrail", "config.amazonaws.com": "AWS Config",
+    "config-multiaccountsetup.amazonaws.com": "AWS Config rules",
+    "macie.amazonaws.com": "Macie", "inspector2.amazonaws.com": "Inspector",
+    "detective.amazonaws.com": "Detective", "access-analyzer.amazonaws.com": "Access Analyzer",
+}
+
+
+def organization_security(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    """The organisation's management account detaching a security service from every
+    member account (DisableAWSServiceAccess) or removing the account that administers it
+    (DeregisterDelegatedAdministrator). Control Tower, StackSets, AWS services and
+    infrastructure-as-code rewire these when landing zones change and are left out."""
+    service = _ORG_SECURITY_SERVICES.get(str(_params(record).get("servicePrincipal")))
+    if service is None or _managed(record, caller):
+        return []
+    if record.get("eventName") == "DisableAWSServiceAccess":
+        what = f"{service} detached from every account of the organisation"
+    else:
+        admin = _str(_params(record).get("accountId"), 12) or "(unnamed)"
+        what = f"delegated administrator {admin} of {service} removed for the organisation"
+    return [Finding("aws.detection_disabled", "high", _TOOLS, what, service)]
+
+
+def account_removed(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    """The management account removing a member account from the organisation: the
+    account leaves its guardrails and central logging, like LeaveOrganization asked from
+    inside. Medium: closing an account starts the same way, but it is rare enough to
+    check; Control Tower and infrastructure-as-code are left out."""
+    if _managed(record, caller):
+        return []
+    account = _str(_params(record).get("accountId"), 12) or "(unknown)"
+    return [Finding("aws.leave_organization", "medium", _HIERARCHY + _TOOLS,
+                    f"account {account} removed from the organisation (its guardrails and "
+                    "central logging no longer apply)", account)]
 
 
 def dns_logs_deleted(record: dict[str, Any], caller: Caller) -> list[Finding]:
@@ -1556,6 +1610,10 @@ CHECKS: dict[str, Check] = {
     "DeleteDeliveryChannel": config_recorder,
     "DisableSecurityHub": security_hub,
     "LeaveOrganization": leave_organization,
+    "RemoveAccountFromOrganization": account_removed,
+    "DisableAWSServiceAccess": organization_security,
+    "DeregisterDelegatedAdministrator": organization_security,
+    "DeactivateMFADevice": mfa_removed_for_other,
     "DeleteResolverQueryLogConfig": dns_logs_deleted,
     "DisassociateResolverQueryLogConfig": dns_logs_deleted,
     "ConsoleLogin": console_login,
@@ -1620,6 +1678,10 @@ CHECKS: dict[str, Check] = {
 # (``DeleteDetector`` of Detective, ``CreateGrant`` of License Manager) is something else.
 SOURCES: dict[str, str] = {
     "DeleteDetector": "guardduty.amazonaws.com",
+    "RemoveAccountFromOrganization": "organizations.amazonaws.com",
+    "DisableAWSServiceAccess": "organizations.amazonaws.com",
+    "DeregisterDelegatedAdministrator": "organizations.amazonaws.com",
+    "DeactivateMFADevice": "iam.amazonaws.com",
     "UpdateDetector": "guardduty.amazonaws.com",
     "CreateGrant": "kms.amazonaws.com",
     "PutResourcePolicy": "secretsmanager.amazonaws.com",

@@ -25,6 +25,7 @@ S3, KMS, RDS = "s3.amazonaws.com", "kms.amazonaws.com", "rds.amazonaws.com"
 OUTSIDE_KEY = f"arn:aws:kms:us-east-1:{OUTSIDE}:key/attacker"
 OWN_KEY = f"arn:aws:kms:us-east-1:{ACCOUNT}:key/team"
 CFN = "cloudformation.amazonaws.com"
+ORGS, IAM = "organizations.amazonaws.com", "iam.amazonaws.com"
 
 
 def role(name: str, session: str = "s", **extra: Any) -> dict[str, Any]:
@@ -89,6 +90,50 @@ CASES = [
      call("StopConfigurationRecorder", {"configurationRecorderName": "default"},
           "config.amazonaws.com", userIdentity=role("ops-admin")),
      [("aws.detection_disabled", "critical", "default")]),
+    # the organisation's own wiring
+    ("guardduty detached from the organisation",
+     call("DisableAWSServiceAccess", {"servicePrincipal": "guardduty.amazonaws.com"}, ORGS,
+          userIdentity=role("ops-admin")),
+     [("aws.detection_disabled", "high", "GuardDuty")]),
+    ("single sign-on detached from the organisation (no detection service)",
+     call("DisableAWSServiceAccess", {"servicePrincipal": "sso.amazonaws.com"}, ORGS), []),
+    ("config detached by Control Tower",
+     call("DisableAWSServiceAccess", {"servicePrincipal": "config.amazonaws.com"}, ORGS,
+          userIdentity=role("AWSControlTowerExecution")), []),
+    ("security hub delegated administrator removed",
+     call("DeregisterDelegatedAdministrator", {"accountId": OUTSIDE,
+                                               "servicePrincipal": "securityhub.amazonaws.com"},
+          ORGS),
+     [("aws.detection_disabled", "high", "Security Hub")]),
+    ("delegated administrator moved as code",
+     call("DeregisterDelegatedAdministrator", {"accountId": OUTSIDE,
+                                               "servicePrincipal": "securityhub.amazonaws.com"},
+          ORGS, userAgent=TERRAFORM), []),
+    ("account removed from the organisation",
+     call("RemoveAccountFromOrganization", {"accountId": OUTSIDE}, ORGS),
+     [("aws.leave_organization", "medium", OUTSIDE)]),
+    ("account removed by a StackSets role",
+     call("RemoveAccountFromOrganization", {"accountId": OUTSIDE}, ORGS,
+          userIdentity=role("stacksets-exec-9a")), []),
+    ("operation of another service with the same name",
+     call("RemoveAccountFromOrganization", {"accountId": OUTSIDE}, "example.amazonaws.com"),
+     []),
+    # another user's MFA removed
+    ("mfa of another user deactivated by a script",
+     call("DeactivateMFADevice", {"userName": "alice", "serialNumber": "arn:mfa/alice"}, IAM,
+          userIdentity=role("ci-runner"), userAgent="aws-cli/2.13.0"),
+     [("aws.mfa_removed_for_other_user", "medium", "alice")]),
+    ("own mfa deactivated",
+     call("DeactivateMFADevice", {"userName": "alice"}, IAM,
+          userIdentity={"type": "IAMUser", "accountId": ACCOUNT, "userName": "alice"}), []),
+    ("help desk resets a lost mfa in the console",
+     call("DeactivateMFADevice", {"userName": "alice"}, IAM, userIdentity=role("helpdesk"),
+          userAgent="console.amazonaws.com"), []),
+    ("help desk resets a lost mfa through IAM Identity Center",
+     call("DeactivateMFADevice", {"userName": "alice"}, IAM, userAgent="aws-cli/2.13.0",
+          userIdentity={"type": "AssumedRole", "accountId": ACCOUNT,
+                        "arn": f"arn:aws:sts::{ACCOUNT}:assumed-role/AWSReservedSSO_Ops/b"}),
+     []),
     ("detective members removed (not a detection feed)",
      call("DisassociateMembers", {"accountIds": [OUTSIDE]}, "detective.amazonaws.com"), []),
     ("guardduty auto-archive filter",
