@@ -811,7 +811,16 @@ def flow_logs_deleted(record: dict[str, Any], caller: Caller) -> list[Finding]:
                     f"VPC flow logs deleted: {shown}", shown)]
 
 
+def _managed_role(record: dict[str, Any]) -> bool:
+    """Whether an AWS service or a role of AWS's account management (Control Tower,
+    StackSets, a service-linked role) made the request: Security Hub's central
+    configuration and Control Tower's controls switch services off in member accounts."""
+    return _by_service(record) or _role(record).startswith(_MANAGED_ROLE_PREFIXES)
+
+
 def guardduty_detector(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    if _managed_role(record):
+        return []
     params = _params(record)
     name = record.get("eventName")
     if name == "UpdateDetector" and params.get("enable") not in (False, "false"):
@@ -826,7 +835,7 @@ def config_recorder(record: dict[str, Any], caller: Caller) -> list[Finding]:
     """AWS Config stopped or its recorder or delivery channel deleted. Control Tower and
     StackSets roles and AWS services manage the recorder of enrolled accounts (and delete
     it when an account leaves their care): their requests are not judged."""
-    if _role(record).startswith(_MANAGED_ROLE_PREFIXES) or _by_service(record):
+    if _managed_role(record):
         return []
     params = _params(record)
     name = _str(params.get("configurationRecorderName")
@@ -840,6 +849,8 @@ def config_recorder(record: dict[str, Any], caller: Caller) -> list[Finding]:
 
 
 def security_hub(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    if _managed_role(record):
+        return []
     return [Finding("aws.detection_disabled", "critical", _TOOLS,
                     "Security Hub disabled in this account and region", "securityhub")]
 
@@ -952,8 +963,7 @@ def _managed(record: dict[str, Any], caller: Caller) -> bool:
     """Whether an organisation's own machinery made the request: an AWS service on the
     caller's behalf, a managed role (Control Tower enrolling or removing an account,
     Security Hub's organisation configuration), or infrastructure-as-code."""
-    return (caller.family in _DEPLOY_FAMILIES or _by_service(record)
-            or _role(record).startswith(_MANAGED_ROLE_PREFIXES))
+    return caller.family in _DEPLOY_FAMILIES or _managed_role(record)
 
 
 def members_removed(record: dict[str, Any], caller: Caller) -> list[Finding]:
