@@ -95,6 +95,7 @@ _DEPLOY_RULES = frozenset({"aws.lambda_code_replaced", "aws.instance_user_data_m
 _ATTEMPT_RULES = frozenset({
     "aws.trail_selectors_reduced", "aws.short_log_lifecycle", "aws.flow_logs_deleted",
     "aws.detection_disabled", "aws.dns_logs_deleted", "aws.leave_organization",
+    "aws.mfa_removed_for_other_user",
     "aws.access_key_for_other_user", "aws.login_profile_for_other_user",
     "aws.admin_policy_granted", "aws.role_trust_external", "aws.roles_anywhere_trust_anchor",
     "aws.lambda_code_replaced", "aws.instance_user_data_modified", "aws.unusual_instances",
@@ -643,6 +644,19 @@ def login_profile_for_other(record: dict[str, Any], caller: Caller) -> list[Find
                     f"({caller.name or 'unnamed'}), no reset required", user)]
 
 
+def mfa_removed_for_other(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    """Another user's MFA device deactivated with programmatic credentials: the account
+    is then open to its password or keys alone, and the attacker can enrol their own
+    device. A help desk resetting a lost device works in the console, through IAM
+    Identity Center or as code, which are left out."""
+    user = _target_user(record, caller)
+    if not user or caller.family == "console":
+        return []
+    return [Finding("aws.mfa_removed_for_other_user", "medium", _CREDENTIALS + ("T1556.006",),
+                    f"MFA device of IAM user {user} deactivated by another principal "
+                    f"({caller.name or 'unnamed'})", user)]
+
+
 def _principal_name(params: dict[str, Any]) -> str:
     for key in ("userName", "roleName", "groupName"):
         value = params.get(key)
@@ -797,7 +811,16 @@ def flow_logs_deleted(record: dict[str, Any], caller: Caller) -> list[Finding]:
                     f"VPC flow logs deleted: {shown}", shown)]
 
 
+def _managed_role(record: dict[str, Any]) -> bool:
+    """Whether an AWS service or a role of AWS's account management (Control Tower,
+    StackSets, a service-linked role) made the request: Security Hub's central
+    configuration and Control Tower's controls switch services off in member accounts."""
+    return _by_service(record) or _role(record).startswith(_MANAGED_ROLE_PREFIXES)
+
+
 def guardduty_detector(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    if _managed_role(record):
+        return []
     params = _params(record)
     name = record.get("eventName")
     if name == "UpdateDetector" and params.get("enable") not in (False, "false"):
@@ -809,6 +832,11 @@ def guardduty_detector(record: dict[str, Any], caller: Caller) -> list[Finding]:
 
 
 def config_recorder(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    """AWS Config stopped or its recorder or delivery channel deleted. Control Tower and
+    StackSets roles and AWS services manage the recorder of enrolled accounts (and delete
+    it when an account leaves their care): their requests are not judged."""
+    if _managed_role(record):
+        return []
     params = _params(record)
     name = _str(params.get("configurationRecorderName")
                 or params.get("deliveryChannelName")) or "(unnamed)"
@@ -821,6 +849,8 @@ def config_recorder(record: dict[str, Any], caller: Caller) -> list[Finding]:
 
 
 def security_hub(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    if _managed_role(record):
+        return []
     return [Finding("aws.detection_disabled", "critical", _TOOLS,
                     "Security Hub disabled in this account and region", "securityhub")]
 
@@ -830,6 +860,46 @@ def leave_organization(record: dict[str, Any], caller: Caller) -> list[Finding]:
     return [Finding("aws.leave_organization", "high", _HIERARCHY + _TOOLS,
                     f"account {account} asked to leave its organisation (its guardrails and "
                     "central logging would no longer apply)", account)]
+
+
+# Services whose organisation-wide integration turns detection or logging on in every
+# member account: detaching one stops it everywhere at once.
+_ORG_SECURITY_SERVICES = {
+    "guardduty.amazonaws.com": "GuardDuty", "securityhub.amazonaws.com": "Security Hub",
+    "cloudtrail.amazonaws.com": "CloudTrail", "config.amazonaws.com": "AWS Config",
+    "config-multiaccountsetup.amazonaws.com": "AWS Config rules",
+    "macie.amazonaws.com": "Macie", "inspector2.amazonaws.com": "Inspector",
+    "detective.amazonaws.com": "Detective", "access-analyzer.amazonaws.com": "Access Analyzer",
+}
+
+
+def organization_security(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    """The organisation's management account detaching a security service from every
+    member account (DisableAWSServiceAccess) or removing the account that administers it
+    (DeregisterDelegatedAdministrator). Control Tower, StackSets, AWS services and
+    infrastructure-as-code rewire these when landing zones change and are left out."""
+    service = _ORG_SECURITY_SERVICES.get(str(_params(record).get("servicePrincipal")))
+    if service is None or _managed(record, caller):
+        return []
+    if record.get("eventName") == "DisableAWSServiceAccess":
+        what = f"{service} detached from every account of the organisation"
+    else:
+        admin = _str(_params(record).get("accountId"), 12) or "(unnamed)"
+        what = f"delegated administrator {admin} of {service} removed for the organisation"
+    return [Finding("aws.detection_disabled", "high", _TOOLS, what, service)]
+
+
+def account_removed(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    """The management account removing a member account from the organisation: the
+    account leaves its guardrails and central logging, like LeaveOrganization asked from
+    inside. Medium: closing an account starts the same way, but it is rare enough to
+    check; Control Tower and infrastructure-as-code are left out."""
+    if _managed(record, caller):
+        return []
+    account = _str(_params(record).get("accountId"), 12) or "(unknown)"
+    return [Finding("aws.leave_organization", "medium", _HIERARCHY + _TOOLS,
+                    f"account {account} removed from the organisation (its guardrails and "
+                    "central logging no longer apply)", account)]
 
 
 def dns_logs_deleted(record: dict[str, Any], caller: Caller) -> list[Finding]:
@@ -870,12 +940,40 @@ def macie(record: dict[str, Any], caller: Caller) -> list[Finding]:
                     "data reach responders late", "macie")]
 
 
+# Roles AWS itself and its account-management services act through: service-linked roles,
+# Control Tower's execution role and the roles CloudFormation StackSets deploy with.
+_MANAGED_ROLE_PREFIXES = ("AWSServiceRoleFor", "AWSControlTowerExecution", "stacksets-exec-",
+                          "AWSCloudFormationStackSetExecutionRole")
+
+
+def _role(record: dict[str, Any]) -> str:
+    """The role name of an assumed-role caller ('' for any other caller)."""
+    identity = _dict(record.get("userIdentity"))
+    issuer = _dict(_dict(identity.get("sessionContext")).get("sessionIssuer"))
+    name = issuer.get("userName")
+    if type(name) is str and name:
+        return name
+    arn = identity.get("arn")
+    if type(arn) is str and ":assumed-role/" in arn:
+        return arn.partition(":assumed-role/")[2].partition("/")[0]
+    return ""
+
+
+def _managed(record: dict[str, Any], caller: Caller) -> bool:
+    """Whether an organisation's own machinery made the request: an AWS service on the
+    caller's behalf, a managed role (Control Tower enrolling or removing an account,
+    Security Hub's organisation configuration), or infrastructure-as-code."""
+    return caller.family in _DEPLOY_FAMILIES or _managed_role(record)
+
+
 def members_removed(record: dict[str, Any], caller: Caller) -> list[Finding]:
     """A GuardDuty, Security Hub or Macie administrator account that stops watching its
-    member accounts: their findings no longer reach the central security team."""
+    member accounts: their findings no longer reach the central security team. The
+    organisation's own machinery does this when accounts move or close (Control Tower,
+    the services' organisation configuration, membership kept as code) and is left out."""
     service = {"guardduty": "GuardDuty", "securityhub": "Security Hub",
                "macie2": "Macie"}.get(_source(record))
-    if service is None:
+    if service is None or _managed(record, caller):
         return []
     accounts = [a for a in _list(_params(record).get("accountIds")) if type(a) is str]
     shown = ", ".join(a[:12] for a in accounts[:3]) or "(unnamed)"
@@ -892,7 +990,10 @@ _HIDING_FILTERS = {"guardduty": ("ARCHIVE", "GuardDuty"), "macie2": ("ARCHIVE", 
 def finding_filter(record: dict[str, Any], caller: Caller) -> list[Finding]:
     """A GuardDuty or Macie filter that archives, or an Inspector filter that suppresses,
     matching findings as they are made: a standing suppression rule nobody reviews (the
-    attacker's own address, say)."""
+    attacker's own address, say). Suppression rules kept as code are reviewed like code and
+    are left out."""
+    if caller.family in _DEPLOY_FAMILIES:
+        return []
     hiding = _HIDING_FILTERS.get(_source(record))
     params = _params(record)
     if hiding is None or params.get("action") != hiding[0]:
@@ -912,7 +1013,7 @@ def security_hub_findings(record: dict[str, Any], caller: Caller) -> list[Findin
         arn = _str(_params(record).get("productSubscriptionArn"), 200) or "(unnamed)"
         return [Finding("aws.detection_disabled", "high", _TOOLS,
                         f"Security Hub stops importing findings of {arn}", arn)]
-    if caller.family == "console":
+    if caller.family == "console" or _by_service(record):  # analysts, automation rules
         return []
     params = _params(record)
     workflow = _dict(params.get("Workflow")).get("Status")
@@ -1051,7 +1152,10 @@ def db_modified(record: dict[str, Any], caller: Caller) -> list[Finding]:
 def kms_key_loss(record: dict[str, Any], caller: Caller) -> list[Finding]:
     """A KMS key disabled, scheduled for deletion, or its imported material deleted:
     everything encrypted under it becomes unreadable (deletion cannot be undone once the
-    waiting period ends)."""
+    waiting period ends). A service deleting a stack's key (CloudFormation, Service Catalog)
+    is a teardown, like infrastructure-as-code's own requests."""
+    if _by_service(record):
+        return []
     name = record.get("eventName")
     params = _params(record)
     key = _str(params.get("keyId")) or "(unnamed)"
@@ -1149,7 +1253,10 @@ def object_write(record: dict[str, Any], caller: Caller) -> list[Finding]:
     """An S3 write that shows ransomware or exfiltration: objects encrypted with another
     account's KMS key or with a customer-provided key AWS does not keep (only the holder
     can decrypt them), a ransom note, or a copy between this account and another's
-    bucket."""
+    bucket. Writes a service makes for the caller (S3 Batch Operations, DataSync) follow a
+    job someone configured ahead and are left out."""
+    if _by_service(record):
+        return []
     name = record.get("eventName")
     params = _params(record)
     bucket, key = _bucket(params), _str(params.get("key"), 300)
@@ -1178,8 +1285,10 @@ def object_write(record: dict[str, Any], caller: Caller) -> list[Finding]:
 
 def batch_delete(record: dict[str, Any], caller: Caller) -> list[Any]:
     """One DeleteObjects request (up to 1,000 objects) toward ``aws.mass_deletion``:
-    many in minutes empty buckets faster than any clean-up job needs."""
-    if caller.family in _DEPLOY_FAMILIES:
+    many in minutes empty buckets faster than any clean-up job needs. Deletions by
+    infrastructure-as-code or by a service for the caller (a Batch Operations job) are
+    left out."""
+    if caller.family in _DEPLOY_FAMILIES or _by_service(record):
         return []
     return [Tally("aws.mass_deletion", "high", _DESTRUCTION, "batch deletions of objects",
                   (_bucket(_params(record)),), calls=True)]
@@ -1208,7 +1317,10 @@ def snapshot_copy(record: dict[str, Any], caller: Caller) -> list[Finding]:
     """A snapshot copied (RDS or EBS) with a KMS key of another account (high: only that
     account can restore it) or into another region (low: disaster recovery copies look
     the same, but the copy is out of the watched region; copies AWS Backup or a lifecycle
-    policy makes on the caller's behalf are not judged)."""
+    policy makes on the caller's behalf are not judged, with another account's key too:
+    AWS Backup copies into the organisation's backup account that way)."""
+    if _by_service(record):
+        return []
     params = _params(record)
     source = _str(params.get("sourceDBSnapshotIdentifier")
                   or params.get("sourceDBClusterSnapshotIdentifier")
@@ -1220,8 +1332,6 @@ def snapshot_copy(record: dict[str, Any], caller: Caller) -> list[Finding]:
                         f"snapshot {source} copied with a KMS key of account {account}",
                         account)]
     here = record.get("awsRegion")
-    if _by_service(record):  # AWS Backup and lifecycle policies copying on a schedule
-        return []
     match = _REGION_RX.match(source)
     origin = params.get("sourceRegion") or (match.group(1) if match else None)
     if type(origin) is not str or type(here) is not str or origin == here:
@@ -1510,6 +1620,10 @@ CHECKS: dict[str, Check] = {
     "DeleteDeliveryChannel": config_recorder,
     "DisableSecurityHub": security_hub,
     "LeaveOrganization": leave_organization,
+    "RemoveAccountFromOrganization": account_removed,
+    "DisableAWSServiceAccess": organization_security,
+    "DeregisterDelegatedAdministrator": organization_security,
+    "DeactivateMFADevice": mfa_removed_for_other,
     "DeleteResolverQueryLogConfig": dns_logs_deleted,
     "DisassociateResolverQueryLogConfig": dns_logs_deleted,
     "ConsoleLogin": console_login,
@@ -1574,6 +1688,10 @@ CHECKS: dict[str, Check] = {
 # (``DeleteDetector`` of Detective, ``CreateGrant`` of License Manager) is something else.
 SOURCES: dict[str, str] = {
     "DeleteDetector": "guardduty.amazonaws.com",
+    "RemoveAccountFromOrganization": "organizations.amazonaws.com",
+    "DisableAWSServiceAccess": "organizations.amazonaws.com",
+    "DeregisterDelegatedAdministrator": "organizations.amazonaws.com",
+    "DeactivateMFADevice": "iam.amazonaws.com",
     "UpdateDetector": "guardduty.amazonaws.com",
     "CreateGrant": "kms.amazonaws.com",
     "PutResourcePolicy": "secretsmanager.amazonaws.com",
