@@ -771,7 +771,13 @@ class WindowModel:
         )
 
     def _hst_signal(self, ref: Reference, after: Bucket, index: int) -> list[Signal]:
-        hst = ref.windows_model()
+        # a milestone only reads the HST: when no pending window completes a window of
+        # masses, the trees need not be copied and taught (``scoring_ahead``)
+        hst = None
+        if ref.hst_pending:
+            hst = ref.hst.scoring_ahead(ref.hst_pending)
+        if hst is None:
+            hst = ref.windows_model()
         if hst.cold:
             return []
         x = self._features(after, index)
