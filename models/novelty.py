@@ -580,19 +580,13 @@ class NoveltyModel:
         score = weight * surprise(table.new_probability())
         if index in NETWORK_ATTRS:
             score *= QUIET_NETWORKS.get(event.network, 1.0)
-        degraded = False
+        # the score first, in the same order of operations; the words only for a signal
+        # (most unseen values of a busy identity score below ``min_score``)
+        in_bloom = packed is None and table.in_bloom(h)
         if packed is not None:
-            ago = ctx.ts - (packed >> 16) * 3600
-            when = f"in {span_words(self.settings.novelty_horizon_days * 86400)} "
-            when += f"(last seen {span_words(ago)} ago, beyond the forgetting horizon)"
             score *= 0.8
-        elif table.in_bloom(h):
-            when = "in the exact history; probably seen before it was evicted (approximate)"
+        elif in_bloom:
             score *= 0.3
-            degraded = True
-        else:
-            when = f"in {span_words(ctx.history_seconds)} of history"
-            degraded = table.lossy
         peer_note, factor = self._peer_context(ctx, name, h)
         if index == NETWORK and ctx.peers is not None:
             tenant_note, tenant_factor = _tenant_network(ctx, event, h)
@@ -600,6 +594,17 @@ class NoveltyModel:
         score = clamp01(score * factor)
         if score < self.settings.min_score:
             return None
+        degraded = False
+        if packed is not None:
+            ago = ctx.ts - (packed >> 16) * 3600
+            when = f"in {span_words(self.settings.novelty_horizon_days * 86400)} "
+            when += f"(last seen {span_words(ago)} ago, beyond the forgetting horizon)"
+        elif in_bloom:
+            when = "in the exact history; probably seen before it was evicted (approximate)"
+            degraded = True
+        else:
+            when = f"in {span_words(ctx.history_seconds)} of history"
+            degraded = table.lossy
         held = table.held_windows(h)
         sentence = f"{phrase.format(shown)} {when}{peer_note}"
         if held:
