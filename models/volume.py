@@ -245,7 +245,8 @@ class Reference:
 
         A reference copy folds its few pending buckets into the cheap statistics at once
         but only *lists* their windows for the HST; the trees are copied and taught only
-        when a milestone actually needs an HST score.
+        when a milestone needs an HST score and one of those windows fills up a window of
+        masses (otherwise ``_hst_signal`` scores through ``scoring_ahead``).
         """
         if self.hst_pending:
             hst = self.hst.copy()
