@@ -484,11 +484,7 @@ class NoveltyModel:
             if signal is not None:
                 out.append(signal)
         ctx.pending = pending
-        # remembered when every value is known, or when only resource values are new in
-        # a successful call (each new value is then pending, so every lazy table knows
-        # its value and was taught it: what a hit assumes; see ``_resource_miss``)
-        if learn_known and ((not pending and not out) or (
-                teach_any and all(index in RESOURCE_TABLES for index, _ in pending))):
+        if learn_known and not pending and not out:
             old = self.memo.get(sig)
             if old is not None:
                 self._apply(old)  # an entry is only replaced once its repeats are applied
