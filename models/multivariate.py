@@ -149,6 +149,18 @@ def raw_features(calls: int, fails: int, actions: int, resources: int, novel: in
     }
 
 
+def _scale_step(scale: array.array, x: dict[str, float]) -> None:
+    """One learned window's step of the scaler: each count's reference decays, and is
+    raised to the window's count when that is larger (never below ``SCALER_FLOOR``)."""
+    get = x.get
+    i = 0
+    for name in COUNT_FEATURES:
+        value = get(name, 0.0) or 0.0
+        decayed = scale[i] * SCALER_DECAY
+        scale[i] = max(value if value == value else 0.0, decayed, SCALER_FLOOR)
+        i += 1
+
+
 class MultivariateModel:
     """One identity's HST masses and feature scaler (the structure lives in a template)."""
 
@@ -167,10 +179,14 @@ class MultivariateModel:
         self.pending = 0  # masses learned but not yet added to ``lmass`` (see ``learn``)
 
     def copy(self) -> MultivariateModel:
+        """An independent copy. The mass arrays are shared, not copied: no code changes
+        them in place (learning replaces them whole, see ``_add_pending`` and the window
+        swap in ``learn``), so neither model can see the other's learning through them.
+        The scaler is changed in place, so it is copied."""
         other = MultivariateModel.__new__(MultivariateModel)
         other.seed = self.seed
-        other.lmass = array.array("H", self.lmass)
-        other.rmass = array.array("H", self.rmass)
+        other.lmass = self.lmass
+        other.rmass = self.rmass
         other.counter = self.counter
         other.first_window = self.first_window
         other.scale = array.array("f", self.scale)
@@ -244,15 +260,28 @@ class MultivariateModel:
             self.lmass = array.array("H", bytes(2 * len(self.lmass)))
             self.first_window = False
             self.counter = 0
-        scale = self.scale
-        get = x.get
-        i = 0
-        for name in COUNT_FEATURES:
-            value = get(name, 0.0) or 0.0
-            decayed = scale[i] * SCALER_DECAY
-            scale[i] = max(value if value == value else 0.0, decayed, SCALER_FLOOR)
-            i += 1
+        _scale_step(self.scale, x)
         self.learned += 1
+
+    def scoring_ahead(self, windows: list[dict[str, float]]) -> MultivariateModel | None:
+        """What ``score`` needs of this model once ``windows`` are learned, without
+        learning them: the same reference masses (no window fills up on the way), the
+        scaler stepped through the windows and the learned count; None when one of them
+        would complete a window (then only a real ``learn`` gives the new masses).
+
+        Scores, ``scaled`` and ``learned`` read from it equal those of a copy taught the
+        windows (the same scaler steps in the same order); its own ``lmass`` and
+        ``pending`` lack the windows' masses, so it is for reading only, never learning.
+        """
+        if self.counter + len(windows) >= WINDOW_SIZE:
+            return None
+        other = self.copy()
+        scale = other.scale
+        for x in windows:
+            _scale_step(scale, x)
+        other.learned += len(windows)
+        other.counter += len(windows)
+        return other
 
     def _add_pending(self) -> None:
         """Add the pending masses into ``lmass`` (exact integer sums)."""

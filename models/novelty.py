@@ -212,7 +212,8 @@ class NoveltyModel:
     with the same values (its *signature*), is counted in a small memo instead of
     touching nine tables; the two resource tables are looked up on every event (see
     ``RESOURCE_TABLES``), so a known code path on a resource it seldom touches is a hit
-    too. An entry hit during a day lives on into the next one (``_prune``). The memo is
+    too, and one on a resource it never touched skips the other tables all the same
+    (``_resource_miss``). An entry hit during a day lives on into the next one (``_prune``). The memo is
     flushed into the tables before anything reads them (a new value, pruning, feedback,
     serialisation), so every score and every blob is exactly what the table-by-table
     path gives, bit for bit: between two such reads a table only sees uses of known
@@ -392,7 +393,11 @@ class NoveltyModel:
                         hp = pair_with(left, hr)
                         packed_pair = pairs.d.get(hp)
                         if packed_pair is None or hour - (packed_pair >> 16) > horizon:
+                            if learn_known and entry[8]:
+                                return self._resource_miss(event, ctx, entry, hr, packed)
                             entry = None
+                elif learn_known and entry[8]:
+                    return self._resource_miss(event, ctx, entry, hr, packed)
                 else:
                     entry = None
         if entry is not None:
@@ -497,6 +502,68 @@ class NoveltyModel:
                               0, hour, [0] * len(ATTRIBUTES), -1, left, teach_any]
         return out
 
+    def _resource_miss(self, event: Event, ctx: Context, entry: list, hr: int,
+                       packed: int | None) -> list[Signal]:
+        """``score`` with ``learn_known`` of an event whose memo entry holds (every lazy
+        table knows its value) but whose resource or action-resource pair is not known:
+        most events of an identity that touches a new resource on almost every call.
+
+        The lazy tables' values are counted in the entry, as a hit counts them; the two
+        resource values then go through ``score``'s own steps for a value, in its order
+        (resource, then the pair), and give the same signals and pending values: those
+        steps read only the value's own table (never a lazy one), no lazy table is
+        flushed (none has an unknown value), and the entry is not replaced (a new value
+        is pending). Only entries of successful calls (``entry[8]``) come here: their
+        values were all known when the entry was made, so every one is taught.
+        """
+        hour = ctx.hour
+        entry[3] += 1
+        if hour > entry[4]:
+            entry[4] = hour
+        if entry[6] < self.flushed_at:  # first hit since a flush: log it (as in ``score``)
+            log = self.log
+            entry[6] = self.log_base + len(log)
+            log.append(entry)
+            if len(log) > LOG_CAP:
+                self._flush_tables(LAZY_TABLES)
+        resource, action = event.resource, event.action
+        values = [(RESOURCE, hr, resource, None, packed)]
+        if entry[7] >= 0:
+            hp = pair_with(entry[7], hr)
+            values.append((ACTION_RESOURCE, hp, action, resource,
+                           self.tables[ACTION_RESOURCE].d.get(hp)))
+        out: list[Signal] = []
+        pending: list[tuple[int, int]] = []
+        horizon, quiet, novel_parts = self.horizon_h, ctx.learning, 0
+        for index, h, first, second, packed in values:
+            table = self.tables[index]
+            if packed is not None and hour - (packed >> 16) <= horizon:
+                # one use of a known value, as in ``_apply``
+                count = packed & COUNT_MASK
+                if count == 1:
+                    table.n1 -= 1
+                last = packed >> 16
+                table.d[h] = ((hour if hour > last else last) << 16) | min(count + 1,
+                                                                           COUNT_MASK)
+                table.total += 1
+                table.rate -= RATE_ALPHA * table.rate
+                continue
+            pending.append((index, h))
+            if quiet:
+                continue
+            novel_parts |= 1 << index
+            if index in PAIR_PARTS and novel_parts & PAIR_PARTS[index]:
+                continue  # the resource is new itself: no second signal for the pair
+            held_at = table.held.get(h)
+            if held_at is not None and held_at >> 8 == ctx.bucket:
+                continue  # quarantined and already said in this window
+            shown, raw = describe_value(event, index, first, second)
+            signal = self._signal(event, ctx, index, h, shown, raw, packed)
+            if signal is not None:
+                out.append(signal)
+        ctx.pending = pending
+        return out
+
     def _signal(
         self, event: Event, ctx: Context, index: int, h: int, shown: str, raw: str, packed
     ) -> Signal | None:
@@ -509,19 +576,13 @@ class NoveltyModel:
         score = weight * surprise(table.new_probability())
         if index in NETWORK_ATTRS:
             score *= QUIET_NETWORKS.get(event.network, 1.0)
-        degraded = False
+        # the score first, in the same order of operations; the words only for a signal
+        # (most unseen values of a busy identity score below ``min_score``)
+        in_bloom = packed is None and table.in_bloom(h)
         if packed is not None:
-            ago = ctx.ts - (packed >> 16) * 3600
-            when = f"in {span_words(self.settings.novelty_horizon_days * 86400)} "
-            when += f"(last seen {span_words(ago)} ago, beyond the forgetting horizon)"
             score *= 0.8
-        elif table.in_bloom(h):
-            when = "in the exact history; probably seen before it was evicted (approximate)"
+        elif in_bloom:
             score *= 0.3
-            degraded = True
-        else:
-            when = f"in {span_words(ctx.history_seconds)} of history"
-            degraded = table.lossy
         peer_note, factor = self._peer_context(ctx, name, h)
         if index == NETWORK and ctx.peers is not None:
             tenant_note, tenant_factor = _tenant_network(ctx, event, h)
@@ -529,6 +590,17 @@ class NoveltyModel:
         score = clamp01(score * factor)
         if score < self.settings.min_score:
             return None
+        degraded = False
+        if packed is not None:
+            ago = ctx.ts - (packed >> 16) * 3600
+            when = f"in {span_words(self.settings.novelty_horizon_days * 86400)} "
+            when += f"(last seen {span_words(ago)} ago, beyond the forgetting horizon)"
+        elif in_bloom:
+            when = "in the exact history; probably seen before it was evicted (approximate)"
+            degraded = True
+        else:
+            when = f"in {span_words(ctx.history_seconds)} of history"
+            degraded = table.lossy
         held = table.held_windows(h)
         sentence = f"{phrase.format(shown)} {when}{peer_note}"
         if held:

@@ -245,7 +245,8 @@ class Reference:
 
         A reference copy folds its few pending buckets into the cheap statistics at once
         but only *lists* their windows for the HST; the trees are copied and taught only
-        when a milestone actually needs an HST score.
+        when a milestone needs an HST score and one of those windows fills up a window of
+        masses (otherwise ``_hst_signal`` scores through ``scoring_ahead``).
         """
         if self.hst_pending:
             hst = self.hst.copy()
@@ -389,12 +390,17 @@ class WindowModel:
 
         Sparse identities fold up to a week of empty buckets between two events, so this
         is the replay's hottest loop. It performs exactly the arithmetic of ``_fold`` with
-        a count of 0 (same expressions, same order, same float32 rounding of the slot
+        a count of 0 (same operations, same order, same float32 rounding of the slot
         means), only with locals instead of attribute look-ups, tuples and ``_ewm`` calls,
         so every baseline is bit-for-bit what the general path computes. Simplifications
         that keep the bits: an empty bucket is never held out (no scores needed), its
         peaks become ``max(0.0, p * decay) == p * decay`` (peaks are never negative), and
-        a series whose mean and variance are both 0.0 stays at 0.0.
+        a series whose mean and variance are both 0.0 stays at 0.0. The difference from
+        the count, ``0 - x``, is the exact negation of ``x``, and IEEE rounding is
+        symmetric, so it is carried into the next operation instead of computed:
+        ``m + w * (0 - m)`` is ``m - w * m``, ``(0 - e) ** 2`` is ``e ** 2`` and
+        ``(0 - m) * (w * (0 - m))`` is ``m * (w * m)``, bit for bit (zeros included: both
+        sides give +0.0), one float operation fewer each.
         """
         slot_mean, slot_n, s, peaks = ref.slot_mean, ref.slot_n, ref.stats, ref.peaks
         decay, week, alpha, slot_alpha = self.peak_decay, self._week_slots, ALPHA, SLOT_ALPHA
@@ -422,9 +428,9 @@ class WindowModel:
                 # 1.0 * slot mean + 0.0 * fallback == slot mean (both finite, >= 0), and
                 # max(SLOT_ALPHA, 1 / (sn + 1)) is SLOT_ALPHA.
                 w, keep = alpha, keep_alpha
-                mean = mean + w * (0 - mean)
-                rvar += w * ((0 - sm) ** 2 - rvar)
-                slot_mean[slot] = sm + slot_alpha * (0 - sm)
+                mean -= w * mean
+                rvar += w * (sm ** 2 - rvar)
+                slot_mean[slot] = sm - slot_alpha * sm
             else:
                 # ref.expected(slot), before this fold's updates (see above for sn >= 6)
                 if sn >= SLOT_SAMPLES:
@@ -441,32 +447,29 @@ class WindowModel:
                 # _ewm(mean, 0.0, 0, ALPHA, n) keeping the mean, then the residual
                 if n >= 50:
                     w = alpha
-                    mean = mean + w * (0 - mean)
-                    rvar += w * ((0 - expected) ** 2 - rvar)
+                    mean -= w * mean
+                    rvar += w * (expected ** 2 - rvar)
                 else:
                     w = max(ALPHA, 1.0 / (n + 1))
-                    mean = mean + w * (0 - mean)
+                    mean -= w * mean
                     if n:
-                        rvar += max(ALPHA, 1.0 / n) * ((0 - expected) ** 2 - rvar)
+                        rvar += max(ALPHA, 1.0 / n) * (expected ** 2 - rvar)
                 keep = 1 - w
                 slot_weight = slot_alpha if sn >= 9 else max(SLOT_ALPHA, 1.0 / (sn + 1))
-                slot_mean[slot] = sm + slot_weight * (0 - sm)
+                slot_mean[slot] = sm - slot_weight * sm
             n += 1
             if sn < 0xFFFF:
                 slot_n[slot] = sn + 1
             # _ewm(m, v, 0, ALPHA, n - 1) for actions, resources, failures
             if m0 or v0:
-                diff = 0 - m0
-                incr = w * diff
-                m0, v0 = m0 + incr, keep * (v0 + diff * incr)  # keep == 1 - w
+                incr = w * m0
+                m0, v0 = m0 - incr, keep * (v0 + m0 * incr)  # keep == 1 - w
             if m1 or v1:
-                diff = 0 - m1
-                incr = w * diff
-                m1, v1 = m1 + incr, keep * (v1 + diff * incr)
+                incr = w * m1
+                m1, v1 = m1 - incr, keep * (v1 + m1 * incr)
             if m2 or v2:
-                diff = 0 - m2
-                incr = w * diff
-                m2, v2 = m2 + incr, keep * (v2 + diff * incr)
+                incr = w * m2
+                m2, v2 = m2 - incr, keep * (v2 + m2 * incr)
             p0 *= decay
             p1 *= decay
             p2 *= decay
@@ -771,7 +774,13 @@ class WindowModel:
         )
 
     def _hst_signal(self, ref: Reference, after: Bucket, index: int) -> list[Signal]:
-        hst = ref.windows_model()
+        # a milestone only reads the HST: when no pending window completes a window of
+        # masses, the trees need not be copied and taught (``scoring_ahead``)
+        hst = None
+        if ref.hst_pending:
+            hst = ref.hst.scoring_ahead(ref.hst_pending)
+        if hst is None:
+            hst = ref.windows_model()
         if hst.cold:
             return []
         x = self._features(after, index)

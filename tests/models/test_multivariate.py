@@ -60,6 +60,48 @@ class TestPendingMasses:
         assert list(restored.to_state()["l"]) == list(model.to_state()["l"])
 
 
+class TestScoringAhead:
+    def test_reads__equal_those_of_a_copy_taught_the_windows(self):
+        """Score, scaled features and learned count of ``scoring_ahead`` equal a taught
+        copy's wherever no window fills up; the model itself is left unchanged."""
+        model = MultivariateModel(7)
+        probes = random_windows(4, seed=9) + [raw_features(60, 50, 20, 40, 5, 3)]
+        history = random_windows(2 * WINDOW_SIZE + 20, seed=6)
+        checked = 0
+        for step, x in enumerate(history[:-3]):
+            model.learn(x)
+            pending = history[step + 1:step + 4]
+            before = model.to_state()
+            ahead = model.scoring_ahead(pending)
+            taught = model.copy()
+            for window in pending:
+                taught.learn(window)
+            if model.counter + len(pending) >= WINDOW_SIZE:
+                assert ahead is None
+                continue
+            checked += 1
+            assert ahead.learned == taught.learned
+            assert ahead.cold == taught.cold
+            for probe in probes:
+                assert ahead.score(probe) == taught.score(probe)
+                assert ahead.scaled(probe) == taught.scaled(probe)
+            after = model.to_state()
+            assert [list(after[k]) for k in "lrs"] == [list(before[k]) for k in "lrs"]
+        assert checked > WINDOW_SIZE
+
+    def test_copy__learning_one_side_leaves_the_other(self):
+        model = MultivariateModel(7)
+        for x in random_windows(WINDOW_SIZE + 3, seed=3):
+            model.learn(x)
+        other = model.copy()
+        saved = {k: list(v) if hasattr(v, "tolist") else v for k, v in other.to_state().items()}
+        for x in random_windows(WINDOW_SIZE, seed=8):
+            model.learn(x)
+        state = other.to_state()
+        assert {k: list(v) if hasattr(v, "tolist") else v for k, v in state.items()} == saved
+        assert model.to_state()["r"] != state["r"]
+
+
 class TestScaling:
     def test_scaled_features_in_unit_interval(self):
         model = MultivariateModel(1)

@@ -124,8 +124,56 @@ def test_memo__a_known_path_on_another_known_resource_is_a_hit(monkeypatch):
     assert resources.total == total + 30  # taught at once, not through the memo
     ts += 60
     profile.observe(make_event(ts, resource="arn:aws:s3:::b/new"))
-    assert misses[0] == 1  # an unknown resource takes the full path, and is learned
-    assert vhash("arn:aws:s3:::b/new") in resources.d
+    assert misses[0] == 0  # an unknown resource alone goes through ``_resource_miss``
+    assert vhash("arn:aws:s3:::b/new") in resources.d  # and is learned
+    ts += 60
+    profile.observe(make_event(ts, "s3:NewOp", resource="arn:aws:s3:::b/new2"))
+    assert misses[0] == 1  # a new action takes the full path
+
+
+def resource_stream(seed: int, n: int = 2500) -> list:
+    """A few code paths, most calls on a resource the identity has never touched (the
+    pattern of the replay's busiest identities), now and then a new action."""
+    rng = random.Random(seed)
+    events = []
+    ts = T0
+    for i in range(n):
+        ts += rng.choice([20, 60, 300, 1800])
+        resource = f"arn:aws:s3:::b/{i if rng.random() < 0.7 else rng.randrange(5)}"
+        action = f"s3:Op{rng.randrange(30) if rng.random() < 0.02 else rng.randrange(3)}"
+        fields = {"resource": resource}
+        if i % 97 == 0:
+            fields["outcome"] = "failure"
+            fields["error_code"] = "AccessDenied"
+        events.append(make_event(ts, action, **fields))
+    return events
+
+
+@pytest.mark.parametrize("seed", [5, 8])
+def test_new_resources_of_a_remembered_path__score_like_a_restored_profile(seed, monkeypatch):
+    """``_resource_miss`` (the memo holds, the resource or its pair is new) gives the
+    signals and the blob of the table-by-table path, step by step."""
+    settings = ModelSettings(learning_min_days=0.2, learning_min_events=30)
+    kept = IdentityProfile(ROLE, "workload", settings)
+    blob = kept.to_bytes()
+    taken = [0]
+    miss = NoveltyModel._resource_miss
+
+    def counting(self, *args):
+        taken[0] += 1
+        return miss(self, *args)
+
+    monkeypatch.setattr(NoveltyModel, "_resource_miss", counting)
+    resource_signals = 0
+    for event in resource_stream(seed):
+        restored = IdentityProfile.from_bytes(blob, settings)
+        got = signals_of(kept.observe(event))
+        assert got == signals_of(restored.observe(event))
+        resource_signals += sum(1 for s in got if s[0] == "novelty.resource")
+        blob = restored.to_bytes()
+    assert taken[0] >= 1000  # most new resources went through it
+    assert resource_signals >= 5  # and some of them signalled
+    assert kept.to_bytes() == blob
 
 
 def test_memo__entries_hit_yesterday_carry_over_the_day_change(monkeypatch):
