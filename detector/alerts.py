@@ -141,6 +141,9 @@ def signal_sentence(record: dict[str, Any]) -> str:
     return sentence
 
 
+_WINDOWS = ("volume.", "multivariate.")  # detectors that judge a window of many requests
+
+
 def signal_record(weighted: Any, event: Event | None = None,
                   category: str | None = None) -> dict[str, Any]:
     """The alert's view of one weighted signal: observed vs baseline and the sentence.
@@ -162,7 +165,7 @@ def signal_record(weighted: Any, event: Event | None = None,
         record["peer_prevalence"] = round(float(weighted.peer_prevalence), 4)
     if signal.degraded:
         record["degraded"] = True
-    if event is not None and event.failed and not signal.detector.startswith("volume."):
+    if event is not None and event.failed and not signal.detector.startswith(_WINDOWS):
         record["refused"] = True
     if category:
         record["category"] = category

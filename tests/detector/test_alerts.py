@@ -345,6 +345,15 @@ class TestLeadAndNotes:
         title = group.to_alert(ROLE, []).title
         assert title.endswith(" [credential creation; other events: discovery]")
 
+    def test_a_window_signal_read_on_a_refused_call_is_not_refused(self):
+        # a window's detectors judge many requests; the one that closed it being refused
+        # does not make the window an attempt
+        denied = make_event(0, outcome="failure", error_code="AccessDenied")
+        for detector in ("multivariate.hst", "volume.rate"):
+            group = open_group(denied, make_verdict(detector, 0.9, value="window-1"))
+            assert "refused" not in group.signals[0]
+            assert "(refused)" not in group.to_alert(ROLE, []).title
+
     def test_a_successful_repeat_clears_refused(self):
         denied = make_event(0, outcome="failure", error_code="AccessDenied")
         group = open_group(denied, make_verdict(score=0.9))
