@@ -124,6 +124,9 @@ def create_app(settings: WorkerSettings, runtime: Runtime) -> faust.App:
         broker_session_timeout=settings.session_timeout,
         broker_heartbeat_interval=min(3.0, settings.session_timeout / 3),
         broker_request_timeout=max(settings.io_timeout + 10.0, 90.0),  # > session timeout
+        # what streams.pipeline.MAX_MESSAGE_BYTES keeps every message under, with room for
+        # key and headers (Faust's default, set here so the two cannot drift apart)
+        producer_max_request_size=1_000_000,
         consumer_auto_offset_reset="earliest",  # B16: out-of-range reads restart at earliest
         stream_wait_empty=True,  # SIGTERM: finish buffered messages, commit, then close
         table_standby_replicas=0,
@@ -218,6 +221,7 @@ async def send_all(runtime: Runtime, records: list[Record], *, acked: bool = Fal
     """Produce ``records``; each send is bounded by ``io_timeout`` (B19). With ``acked``,
     also wait until the broker has acknowledged every one of them."""
     timeout = runtime.settings.io_timeout
+    records = runtime.pipeline.fit(records)
     pending = [await _send_one(runtime, record, timeout) for record in records]
     waiting = [p for p in pending if p is not None]
     if not acked or not waiting:
@@ -454,13 +458,14 @@ def install_commit_sensor(app: faust.App, runtime: Runtime) -> None:
     changed (so they are flushed with everything else the commit covers; a crash can
     never commit events whose inventory update was lost); after it, note the commit time
     per partition so liveness can spot a stuck consumer (B15)."""
-    inventory = runtime.roles["inventory"]
+    inventory, dead_letters = runtime.roles["inventory"], runtime.roles["dead_letters"]
     pipeline = runtime.pipeline
 
     class CommitSensor(faust.Sensor):
         def on_commit_initiated(self, consumer: Any) -> Any:
-            for record in pipeline.flush_inventory().records:
-                inventory.send_soon(key=record.key, value=record.value)
+            for record in pipeline.fit(pipeline.flush_inventory().records):
+                topic = inventory if record.role == "inventory" else dead_letters
+                topic.send_soon(key=record.key, value=record.value)
             return None
 
         def on_tp_commit(self, tp_offsets: Mapping[Any, int]) -> None:
