@@ -290,6 +290,19 @@ def _declare_agents(app: faust.App, runtime: Runtime, topics: Mapping[str, Any],
     def set_state(identity: str, value: bytes) -> None:
         table[identity.encode("utf-8")] = value
 
+    consumed = set(runtime.settings.topic_sources()) | {runtime.settings.repartition_topic}
+
+    def first_messages() -> None:
+        """Messages arrive: say ``ready`` now if not said yet. The health timer alone said
+        it late, after tens of thousands of events, or never when the worker died first:
+        the agents keep the event loop busy and the timer waits for its turn."""
+        if runtime.on_ready is None:
+            return
+        try:
+            update_health(app, runtime, consumed)
+        except Exception as err:  # noqa: BLE001 - the timer tries again
+            log.debug("health refresh failed: %r", err)
+
     @app.agent(topics["raw"], name="ingest")
     async def ingest(stream: Any) -> None:
         # Raw messages of a short window are split together, so single-record messages
@@ -297,6 +310,7 @@ def _declare_agents(app: faust.App, runtime: Runtime, topics: Mapping[str, Any],
         # per window instead of one per record. take_events acks only after the body ran.
         window = runtime.settings.ingest_window
         async for events in stream.take_events(runtime.settings.ingest_max_messages, window):
+            first_messages()
             raw = [(e.value, e.message.topic, e.message.partition, e.message.offset)
                    for e in events]
             try:
@@ -344,6 +358,7 @@ def _declare_agents(app: faust.App, runtime: Runtime, topics: Mapping[str, Any],
         # take_events acks them only after the body ran, when their holds are set.
         loop = asyncio.get_running_loop()
         async for events in stream.take_events(DETECT_MAX_MESSAGES, DETECT_WAIT_S):
+            first_messages()
             async with writing:
                 for event in events:
                     make_current(event)
