@@ -454,14 +454,13 @@ class Pipeline:
         return out
 
     def inventory_of(self, identity: str) -> dict[str, Any] | None:
-        """The identity's inventory entry, as ``Detector.inventory()`` builds it for all."""
-        state = self.detector.store.get(identity)
-        if state is None:
-            return None
-        now = self.stats.last_event_ts
-        dormant_after = self.detector.model_settings.dormancy_days * 86400.0
-        return state.inventory.view(identity, now=now, dormant_after=dormant_after,
-                                    in_learning=bool(state.profile.in_learning(now)))
+        """The identity's inventory entry, as ``Detector.inventory()`` builds it for all.
+
+        The detector's own ``inventory_entry``: its clock is bounded below by the
+        identity's last event. The run's last event time alone is behind after a restart
+        whose first messages are redeliveries (0 before any new event), and an identity
+        past its learning period was then published as still learning."""
+        return self.detector.inventory_entry(identity)
 
     def _seed(self, body: Mapping[str, bytes], get_state: StateGet) -> Output:
         """Warm start: install snapshot state for identities the table does not know yet."""
