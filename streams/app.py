@@ -124,6 +124,9 @@ def create_app(settings: WorkerSettings, runtime: Runtime) -> faust.App:
         broker_session_timeout=settings.session_timeout,
         broker_heartbeat_interval=min(3.0, settings.session_timeout / 3),
         broker_request_timeout=max(settings.io_timeout + 10.0, 90.0),  # > session timeout
+        # what streams.pipeline.MAX_MESSAGE_BYTES keeps every message under, with room for
+        # key and headers (Faust's default, set here so the two cannot drift apart)
+        producer_max_request_size=1_000_000,
         consumer_auto_offset_reset="earliest",  # B16: out-of-range reads restart at earliest
         stream_wait_empty=True,  # SIGTERM: finish buffered messages, commit, then close
         table_standby_replicas=0,
@@ -218,6 +221,7 @@ async def send_all(runtime: Runtime, records: list[Record], *, acked: bool = Fal
     """Produce ``records``; each send is bounded by ``io_timeout`` (B19). With ``acked``,
     also wait until the broker has acknowledged every one of them."""
     timeout = runtime.settings.io_timeout
+    records = runtime.pipeline.fit(records)
     pending = [await _send_one(runtime, record, timeout) for record in records]
     waiting = [p for p in pending if p is not None]
     if not acked or not waiting:
@@ -286,6 +290,19 @@ def _declare_agents(app: faust.App, runtime: Runtime, topics: Mapping[str, Any],
     def set_state(identity: str, value: bytes) -> None:
         table[identity.encode("utf-8")] = value
 
+    consumed = set(runtime.settings.topic_sources()) | {runtime.settings.repartition_topic}
+
+    def first_messages() -> None:
+        """Messages arrive: say ``ready`` now if not said yet. The health timer alone said
+        it late, after tens of thousands of events, or never when the worker died first:
+        the agents keep the event loop busy and the timer waits for its turn."""
+        if runtime.on_ready is None:
+            return
+        try:
+            update_health(app, runtime, consumed)
+        except Exception as err:  # noqa: BLE001 - the timer tries again
+            log.debug("health refresh failed: %r", err)
+
     @app.agent(topics["raw"], name="ingest")
     async def ingest(stream: Any) -> None:
         # Raw messages of a short window are split together, so single-record messages
@@ -293,6 +310,7 @@ def _declare_agents(app: faust.App, runtime: Runtime, topics: Mapping[str, Any],
         # per window instead of one per record. take_events acks only after the body ran.
         window = runtime.settings.ingest_window
         async for events in stream.take_events(runtime.settings.ingest_max_messages, window):
+            first_messages()
             raw = [(e.value, e.message.topic, e.message.partition, e.message.offset)
                    for e in events]
             try:
@@ -340,6 +358,7 @@ def _declare_agents(app: faust.App, runtime: Runtime, topics: Mapping[str, Any],
         # take_events acks them only after the body ran, when their holds are set.
         loop = asyncio.get_running_loop()
         async for events in stream.take_events(DETECT_MAX_MESSAGES, DETECT_WAIT_S):
+            first_messages()
             async with writing:
                 for event in events:
                     make_current(event)
@@ -454,13 +473,14 @@ def install_commit_sensor(app: faust.App, runtime: Runtime) -> None:
     changed (so they are flushed with everything else the commit covers; a crash can
     never commit events whose inventory update was lost); after it, note the commit time
     per partition so liveness can spot a stuck consumer (B15)."""
-    inventory = runtime.roles["inventory"]
+    inventory, dead_letters = runtime.roles["inventory"], runtime.roles["dead_letters"]
     pipeline = runtime.pipeline
 
     class CommitSensor(faust.Sensor):
         def on_commit_initiated(self, consumer: Any) -> Any:
-            for record in pipeline.flush_inventory().records:
-                inventory.send_soon(key=record.key, value=record.value)
+            for record in pipeline.fit(pipeline.flush_inventory().records):
+                topic = inventory if record.role == "inventory" else dead_letters
+                topic.send_soon(key=record.key, value=record.value)
             return None
 
         def on_tp_commit(self, tp_offsets: Mapping[Any, int]) -> None:

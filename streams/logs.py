@@ -22,6 +22,13 @@ lowers them to DEBUG and counts them:
 * kafka-python logs ``ERROR Metadata refresh: failed Cancelled`` when a client is closed
   while its background metadata request is in flight (the warm-start clients).
 
+* aiokafka logs an ERROR (a WARNING for produce requests) each time a request to a broker
+  fails on its connection, about ten a second while the broker is down (``Unable connect
+  to node``, ``Unable to update metadata``, ``Failed fetch messages``, and produce,
+  commit, heartbeat and coordinator requests to a node not ready, ``BROKER_MESSAGES``):
+  the first is logged as a WARNING, then one a minute naming how many came meanwhile
+  (``BROKER_ERRORS_EVERY_S``); the rest go to DEBUG.
+
 ``WARNING mode.timers: Timer commit is overlapping`` is left alone: a commit waits for the
 broker to acknowledge everything produced for the offsets it commits, so a commit longer
 than the commit interval is a real sign of a slow broker or a starved worker (what to do:
@@ -31,13 +38,30 @@ than the commit interval is a real sign of a slow broker or a starved worker (wh
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
+from typing import Any
 
 LIFECYCLE_LOGGERS = ("streams.worker", "streams.warmstart")
 COORDINATOR_LOGGER = "aiokafka.consumer.group_coordinator"
 PRODUCER_LOGGER = "faust.transport.producer"
 METADATA_LOGGER = "kafka.cluster"
-NOISY_LOGGERS = (COORDINATOR_LOGGER, PRODUCER_LOGGER, METADATA_LOGGER)
+CLIENT_LOGGER = "aiokafka"
+FETCHER_LOGGER = "aiokafka.consumer.fetcher"
+SENDER_LOGGER = "aiokafka.producer.sender"
+NOISY_LOGGERS = (COORDINATOR_LOGGER, PRODUCER_LOGGER, METADATA_LOGGER, CLIENT_LOGGER,
+                 FETCHER_LOGGER, SENDER_LOGGER)
+BROKER_MESSAGES = {
+    CLIENT_LOGGER: ("Unable connect to node with id %s: %s", "Unable to update metadata from %s"),
+    FETCHER_LOGGER: ("Failed fetch messages from %s: %s",),
+    SENDER_LOGGER: ("Got error produce response: %s",),
+    COORDINATOR_LOGGER: ("Group Coordinator Request failed: %s",
+                         "Heartbeat send request failed: %s. Will retry.",
+                         "Error sending %s to node %s [%s] -- marking coordinator dead"),
+}
+# connection errors that mean the broker is not there (by the exception's class name)
+BROKER_DOWN_ERRORS = ("KafkaConnectionError", "NodeNotReadyError", "ConnectionError")
+BROKER_ERRORS_EVERY_S = 60.0
 UNKNOWN_TOPIC_MESSAGES = ("Topic %s not found in cluster metadata",
                           "Topic %s is not available during auto-create initialization")
 # aiokafka retries the lookup every retry_backoff_ms (100 ms by default): a hundred
@@ -48,15 +72,19 @@ COORDINATOR_ATTEMPTS_WARN = 100
 class TransientNoise(logging.Filter):
     """Lowers the expected conditions above to DEBUG and counts them (``counts``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Any = time.monotonic) -> None:
         super().__init__()
         self.counts: Counter[str] = Counter()
+        self.clock = clock
+        self.broker_reported: tuple[float, int] | None = None  # (when, count then)
 
     def filter(self, record: logging.LogRecord) -> bool:
         kind = self.kind(record)
         if kind is None:
             return True
         self.counts[kind] += 1
+        if kind == "broker_unreachable":
+            return self._broker_error(record)
         if kind == "coordinator" and self.counts[kind] % COORDINATOR_ATTEMPTS_WARN == 0:
             record.msg = f"{record.msg} (attempt %d; the group coordinator is still missing)"
             record.args = (*record.args, self.counts[kind])
@@ -65,8 +93,31 @@ class TransientNoise(logging.Filter):
         record.levelno, record.levelname = logging.DEBUG, "DEBUG"
         return logging.getLogger().isEnabledFor(logging.DEBUG)
 
+    def _broker_error(self, record: logging.LogRecord) -> bool:
+        """The first connection error, then one a minute, as a WARNING with the count."""
+        now, count = self.clock(), self.counts["broker_unreachable"]
+        last = self.broker_reported
+        if last is not None and now - last[0] < BROKER_ERRORS_EVERY_S:
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger().isEnabledFor(logging.DEBUG)
+        if last is not None:
+            record.msg = (f"{record.msg} (%d broker connection errors in the last "
+                          f"%.0fs; they are logged once a minute)")
+            record.args = (*record.args, count - last[1], now - last[0])
+        else:
+            record.msg = (f"{record.msg} (the broker cannot be reached: retrying; further "
+                          "connection errors are logged once a minute)")
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        self.broker_reported = (now, count)
+        return True
+
     @staticmethod
     def kind(record: logging.LogRecord) -> str | None:
+        if record.msg in BROKER_MESSAGES.get(record.name, ()) and (
+                record.msg.startswith("Unable") or (
+                    record.args and any(name in type(record.args[-1]).__name__
+                                        for name in BROKER_DOWN_ERRORS))):
+            return "broker_unreachable"
         if record.name == COORDINATOR_LOGGER:
             if (record.msg == "Group Coordinator Request failed: %s" and record.args
                     and "CoordinatorNotAvailable" in type(record.args[0]).__name__):

@@ -28,6 +28,7 @@ All detection happens in ``detector``; this module only moves data.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import logging
 import re
 from collections import defaultdict
@@ -37,7 +38,7 @@ from typing import Any
 
 from detector.errors import InputError
 from detector.event import Event
-from detector.sources.deadletter import dead_letter_dict
+from detector.sources.deadletter import REASONS, dead_letter_dict
 from detector.stats import RunStats
 from streams import codecs
 
@@ -53,6 +54,14 @@ PARTITION_CACHE_SIZE = 100_000
 # Events per repartition message: about 500 bytes each as rows, so a message stays well
 # under the broker's default 1 MiB limit.
 MAX_EVENTS_PER_MESSAGE = 1000
+
+# Encoded bytes per message the worker produces. Counting events is not enough: one record
+# may hold a 200 KB field, and a message over the producer's max_request_size (1,000,000
+# in streams.app) or the broker's message.max.bytes (1 MiB by default) fails every send,
+# so the worker would stop on it after each restart. 100 KB are left for key and headers.
+MAX_MESSAGE_BYTES = 900_000
+
+REASONS_OVERSIZED = REASONS["oversized_record"].split(" and ")[0]  # "record exceeds ..."
 
 # The raw offset in an origin: Kafka topic names hold neither "]" nor "@".
 _OFFSET = re.compile(r"\]@([0-9]+)")
@@ -146,6 +155,7 @@ class Pipeline:
         self.accounting = accounting
         self.rules = rules
         self._parse = parse
+        self.max_message_bytes = MAX_MESSAGE_BYTES
         self.dead_letters = CollectingDeadLetters()
         self.loaded: set[str] = set()
         # per loaded identity, the last raw position applied to its in-memory state per raw
@@ -209,8 +219,73 @@ class Pipeline:
         names = list(sources)
         for target, batches in sorted(groups.items()):
             for chunk in _chunks(batches, MAX_EVENTS_PER_MESSAGE):
-                out.add("repartition", None, codecs.encode_events(names, chunk), target)
+                self._add_repartition(out, names, chunk, target)
         return out
+
+    def _add_repartition(self, out: Output, names: list[str], chunk: dict[str, list],
+                         target: int) -> None:
+        """One repartition message for ``chunk``, or, when its encoding is over
+        ``max_message_bytes``, its two halves in order (each identity's events keep their
+        order, as for a chunk split by count). An event that does not fit alone is an
+        ``oversized_record`` dead letter: sending it could only fail, again after every
+        restart, and the stream would stop behind it."""
+        value = codecs.encode_events(names, chunk)
+        if len(value) <= self.max_message_bytes:
+            out.add("repartition", None, value, target)
+            return
+        entries = [(identity, entry) for identity, items in chunk.items() for entry in items]
+        if len(entries) == 1:
+            identity, (si, pos, event) = entries[0]
+            self._oversized_event(out, names[si], pos, event, len(value))
+            return
+        half = len(entries) // 2
+        for part in (entries[:half], entries[half:]):
+            grouped: dict[str, list] = {}
+            for identity, entry in part:
+                grouped.setdefault(identity, []).append(entry)
+            self._add_repartition(out, names, grouped, target)
+
+    def _oversized_event(self, out: Output, source: str, pos: int, event: Event,
+                         size: int) -> None:
+        topic, _, rest = source.rpartition("[")
+        partition, offset = int(rest.rstrip("]")), pos >> codecs.INDEX_BITS
+        index = pos & ((1 << codecs.INDEX_BITS) - 1)
+        message = (f"{REASONS_OVERSIZED}: the event is {size:,} bytes encoded, over the "
+                   f"{self.max_message_bytes:,} bytes a repartition message may hold")
+        entry = dead_letter_dict("oversized_record", message,
+                                 f"{source}@{offset}#event {index}",
+                                 codecs.dumps(codecs.compact_event(event)), "worker")
+        entry["event_id"] = str(event.event_id) or None
+        self.failed["oversized_record"] += 1
+        out.records.append(dead_letter_record(entry, topic, partition, offset))
+
+    def fit(self, records: list[Record]) -> list[Record]:
+        """``records`` with each one too large to produce replaced by an
+        ``oversized_record`` dead letter that keeps the start of its value (the dead letter
+        says the raw text was cut, its full size and sha256): an alert or inventory entry
+        over the limit could never be sent, and retrying it would stop the worker for good.
+        Dead letters themselves fit: their raw text is capped at 64 KiB."""
+        limit = self.max_message_bytes
+        if all(len(r.value) + len(r.key or b"") <= limit for r in records):
+            return records
+        kept = []
+        for record in records:
+            size = len(record.value) + len(record.key or b"")
+            if size <= limit:
+                kept.append(record)
+                continue
+            log.warning("a %s message of %d bytes is over %d: sent as a dead letter",
+                        record.role, size, limit)
+            message = (f"{REASONS_OVERSIZED}: a {record.role} message of {size:,} bytes is "
+                       f"over the {limit:,} bytes the worker may produce")
+            entry = dead_letter_dict("oversized_record", message, f"{record.role} output",
+                                     record.value, "worker")
+            entry["role"] = record.role
+            if record.key is not None:
+                entry["key"] = record.key[:1024].decode("utf-8", "replace")
+            self.failed["oversized_record"] += 1
+            kept.append(Record("dead_letters", record.key, codecs.dumps(entry)))
+        return kept
 
     def _parse_one(self, data: bytes | None, topic: str, partition: int, offset: int,
                    out: Output) -> list[Event]:
@@ -330,13 +405,17 @@ class Pipeline:
         return done
 
     def _alert(self, alert: Any, out: Output) -> None:
+        if self.shadow and not alert.shadow:
+            # a shadow worker's alerts are all on trial: they say so in their own shadow
+            # field (native) or label (OCSF), not only by the topic they are sent to
+            alert = dataclasses.replace(alert, shadow=True)
         if self.alert_format == "ocsf":
             from detector.ocsf import to_ocsf
 
             value = to_ocsf(alert)
         else:
             value = alert.to_native()
-        role = "shadow" if self.shadow or getattr(alert, "shadow", False) else "alerts"
+        role = "shadow" if alert.shadow else "alerts"
         out.add(role, alert.identity.encode("utf-8"), codecs.dumps(value))
         if alert.identity in self.loaded:
             # a sweep may close another identity's group: its state changed too
@@ -375,14 +454,13 @@ class Pipeline:
         return out
 
     def inventory_of(self, identity: str) -> dict[str, Any] | None:
-        """The identity's inventory entry, as ``Detector.inventory()`` builds it for all."""
-        state = self.detector.store.get(identity)
-        if state is None:
-            return None
-        now = self.stats.last_event_ts
-        dormant_after = self.detector.model_settings.dormancy_days * 86400.0
-        return state.inventory.view(identity, now=now, dormant_after=dormant_after,
-                                    in_learning=bool(state.profile.in_learning(now)))
+        """The identity's inventory entry, as ``Detector.inventory()`` builds it for all.
+
+        The detector's own ``inventory_entry``: its clock is bounded below by the
+        identity's last event. The run's last event time alone is behind after a restart
+        whose first messages are redeliveries (0 before any new event), and an identity
+        past its learning period was then published as still learning."""
+        return self.detector.inventory_entry(identity)
 
     def _seed(self, body: Mapping[str, bytes], get_state: StateGet) -> Output:
         """Warm start: install snapshot state for identities the table does not know yet."""

@@ -4,10 +4,12 @@ Files are found the way replay finds them (``detector.sources.iter_files``: dire
 recursively, ``.gz`` included, ``-`` for stdin). Each file is split into raw records
 without normalising them (a CloudTrail ``Records`` document, a JSON array, JSON lines), so
 the worker sees exactly what the log held, bad records included, and dead-letters what it
-cannot parse. Records are regrouped ``--batch-records`` per message (default 500, newline
-delimited or a JSON array; 1 sends one record per message) under ``--max-message-bytes``,
-because the worker's cost is per Kafka message (docs/design.md). ``--rate`` caps records
-per second; a progress line goes to stderr.
+cannot parse; a file that does not split cleanly travels whole for the worker's parser to
+read as replay would (``split_records``). Every message has one key (``DEFAULT_KEY``), so
+the run stays on one partition in order. Records are regrouped ``--batch-records`` per
+message (default 500, newline delimited or a JSON array; 1 sends one record per message)
+under ``--max-message-bytes``, because the worker's cost is per Kafka message
+(docs/design.md). ``--rate`` caps records per second; a progress line goes to stderr.
 """
 
 from __future__ import annotations
@@ -41,6 +43,12 @@ BATCH_RECORDS_BOUNDS = Bounds(1, 100_000)
 # what it can read at 64 MiB.
 MAX_MESSAGE_BYTES_BOUNDS = Bounds(1024, 64 << 20, "bytes")
 PROGRESS_EVERY_S = 0.5
+# Every message carries this key unless --key or --spread says otherwise: the partitioner
+# hashes a key to one partition, so the run keeps its order there. Without a key, the
+# messages go round the partitions, the worker reads those at different speeds, and an
+# identity's events reach it out of event-time order: other alerts on every run, and the
+# Kubernetes stages of one request split between partitions.
+DEFAULT_KEY = "nhi-detector-produce"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -68,9 +76,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="start a new message before one grows past this size in bytes; "
                              f"a bigger record is skipped and named ({size}; default "
                              "%(default)s)")
-    parser.add_argument("--key", default=None,
-                        help="message key for every message (default none: spread over "
-                             "partitions)")
+    parser.add_argument("--key", default=DEFAULT_KEY,
+                        help="message key for every message: one key puts the whole run on "
+                             "one partition, in the order replay reads it (default "
+                             "%(default)s)")
+    parser.add_argument("--spread", action="store_true",
+                        help="send without a key, spread over the partitions: faster to "
+                             "consume, but events reach the worker out of order (see "
+                             "docs/worker.md)")
     parser.add_argument("--compression", choices=("none", "gzip"), default="none",
                         help="producer compression (default %(default)s)")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
@@ -99,15 +112,27 @@ def add_security_arguments(parser: argparse.ArgumentParser) -> None:
 # ---------------------------------------------------------------------------- framing
 
 
-def split_records(data: bytes) -> list[bytes]:
-    """The raw records of one file or payload, as bytes, without interpreting them."""
+def split_records(data: bytes, max_bytes: int | None = None) -> list[bytes]:
+    """The raw records of one file or payload, as bytes, without interpreting them.
+
+    Only input that splits cleanly is split: a JSON document (its ``Records`` or items) or
+    JSON lines that are all objects. Anything else (a binary file, a cut or corrupt gzip,
+    an empty file, text with bad lines) is sent whole as one ``WholeFile`` record, so the
+    worker's parser reads the very bytes replay reads and gives the same events and dead
+    letters (a gzip cut short keeps its whole lines, an empty file is one ``empty_file``
+    dead letter). Only a text file too large for one message (over ``max_bytes``) is
+    split into its lines instead; a binary one that large raises ``InputError``."""
+    whole = WholeFile(data)
     if data[:2] == b"\x1f\x8b":
-        data = _gunzip(data)
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as err:
+            return _whole(whole, max_bytes, "bad_gzip", f"cannot decompress: {err}")
     if data[:3] == b"\xef\xbb\xbf":
         data = data[3:]
     stripped = data.strip()
     if not stripped:
-        return []
+        return [whole]  # the worker's parser makes it one empty_file dead letter
     if stripped[:1] in (b"{", b"["):
         try:
             document = orjson.loads(stripped)
@@ -116,19 +141,27 @@ def split_records(data: bytes) -> list[bytes]:
         if document is not None:
             return [orjson.dumps(r) for r in _container_items(document)]
     lines = [line.strip() for line in data.split(b"\n") if line.strip()]
+    if all(line[:1] == b"{" and _is_object(line) for line in lines):
+        return lines
+    if max_bytes is None or len(whole) <= max_bytes:
+        return [whole]
     sample = data[:8192]
-    if (mostly_binary(sample) or b"\x00" in sample) and not any(
-            _is_object(line) for line in lines if line[:1] == b"{"):
-        # a binary file (compressed, an executable): replay makes it one dead letter, so
-        # it travels whole, in a message of its own, for the worker to do the same
-        return [BinaryFile(data)]
-    # JSON lines, or text that is not JSON at all: pass every non-empty line through
+    if mostly_binary(sample) or b"\x00" in sample:
+        return _whole(whole, max_bytes, "binary", "binary file")
+    # text too large for one message: its lines, for the worker to dead-letter the bad ones
     return lines
 
 
-class BinaryFile(bytes):
-    """A binary file's bytes sent as one record, never batched with other records: split
-    into lines and mixed with records, it would be many dead letters instead of one."""
+def _whole(whole: WholeFile, max_bytes: int | None, reason: str, what: str) -> list[bytes]:
+    if max_bytes is not None and len(whole) > max_bytes:
+        raise InputError(reason, f"{what} of {len(whole):,} bytes cannot be split into "
+                                 f"records and is over --max-message-bytes {max_bytes}")
+    return [whole]
+
+
+class WholeFile(bytes):
+    """A file's bytes sent as one record, never batched with other records: the worker's
+    parser then reads it exactly as replay reads the file (see ``split_records``)."""
 
 
 def _is_object(line: bytes) -> bool:
@@ -148,13 +181,6 @@ def _container_items(document: Any) -> list[Any]:
     return [document]
 
 
-def _gunzip(data: bytes) -> bytes:
-    try:
-        return gzip.decompress(data)
-    except (OSError, EOFError, zlib.error) as err:
-        raise InputError("bad_gzip", f"cannot decompress: {err}") from err
-
-
 def frame(records: list[bytes], framing: str) -> bytes:
     if framing == "array":
         return b"[" + b",".join(records) + b"]"
@@ -166,7 +192,7 @@ def batches(records: Iterable[bytes], *, size: int, max_bytes: int) -> Iterator[
     batch: list[bytes] = []
     total = 0
     for record in records:
-        if type(record) is BinaryFile:  # alone in its message (see ``BinaryFile``)
+        if type(record) is WholeFile:  # alone in its message (see ``WholeFile``)
             if batch:
                 yield batch
                 batch, total = [], 0
@@ -195,7 +221,7 @@ def read_records(paths: list[str], errors: list[str],
     for path in iter_files(paths, parser):
         try:
             data = sys.stdin.buffer.read() if path == "-" else _read(path)
-            records = split_records(data)
+            records = split_records(data, max_bytes)
         except (OSError, InputError) as err:
             errors.append(f"{path}: {err}")
             continue
@@ -215,7 +241,7 @@ def _places(data: bytes, records: list[bytes]) -> list[str]:
     """Where each record of ``data`` is, for the skip message: ``line N`` of a JSON-lines
     file, else ``record N`` of the document (one line can hold a whole array)."""
     if data[:2] == b"\x1f\x8b":
-        data = _gunzip(data)
+        data = gzip.decompress(data)  # split_records did it without error
     numbered = [(number, line.strip()) for number, line in enumerate(data.split(b"\n"), 1)
                 if line.strip()]
     if len(numbered) == len(records):
@@ -294,8 +320,9 @@ def send_records(producer: Any, topic: str, records: Iterable[bytes], *, batch_r
     limiter = RateLimiter(rate)
     sent = messages = 0
     for batch in batches(records, size=max(1, batch_records), max_bytes=max_bytes):
-        alone = len(batch) == 1 and (batch_records == 1 or type(batch[0]) is BinaryFile)
-        payload = batch[0] if alone else frame(batch, framing)
+        alone = len(batch) == 1 and (batch_records == 1 or type(batch[0]) is WholeFile)
+        # bytes(): the client refuses subclasses of bytes such as WholeFile
+        payload = bytes(batch[0]) if alone else frame(batch, framing)
         producer.send(topic, key=key, value=payload)
         sent += len(batch)
         messages += 1
@@ -377,7 +404,7 @@ def run(args: argparse.Namespace) -> int:
         if missing:
             print(f"nhi-detector produce: {missing}", file=sys.stderr)
             return 3
-        key = args.key.encode("utf-8") if args.key else None
+        key = None if args.spread or not args.key else args.key.encode("utf-8")
         send_records(producer, args.topic,
                      read_records(args.paths, errors, args.max_message_bytes),
                      batch_records=args.batch_records, framing=args.framing,

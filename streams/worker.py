@@ -4,7 +4,8 @@ Startup, in order: settings (flags > ``NHI_*`` environment > ``worker:`` section
 ``--config`` > defaults); the health endpoint (answers probes from the first second); the
 per-worker data directory lock (B20); the detector; the broker and topic checks with
 backoff (``streams.admin``); the optional warm start (``streams.warmstart``); then the Faust
-worker until SIGTERM or SIGINT, which finish the buffered messages, commit, flush and close.
+worker until SIGTERM or SIGINT, which finish the buffered messages, commit, flush and close
+(or end at once when no broker answers: nothing could be committed, see ``stop_at_once``).
 
 Exit codes: 0 stopped on a signal, 2 invalid configuration or state file, 3 broker or
 topics unavailable past ``--startup-timeout``, 70 a send kept failing at run time (the
@@ -16,8 +17,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import socket
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 from detector import __version__
 from detector.errors import ConfigError, StateError
@@ -29,6 +31,9 @@ log = logging.getLogger(__name__)
 
 EXIT_CONFIG = 2
 EXIT_UNAVAILABLE = 3
+# How long a stop signal waits for each broker to accept a connection before the worker
+# takes it as gone (``unreachable``): a live broker on a sound network answers in ms.
+BROKER_PROBE_TIMEOUT_S = 1.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -161,16 +166,21 @@ def _run_faust(app: Any, runtime: Any, noise: Any = None) -> int:
 
     class Worker(faust.Worker):
         def _on_sigint(self) -> None:
-            log.info("stopping (SIGINT): finishing buffered messages, committing offsets")
-            if sampler is not None:
-                sampler.counting.clear()
+            self._stopping("SIGINT")
             super()._on_sigint()
 
         def _on_sigterm(self) -> None:
-            log.info("stopping (SIGTERM): finishing buffered messages, committing offsets")
+            self._stopping("SIGTERM")
+            super()._on_sigterm()
+
+        def _stopping(self, signal_name: str) -> None:
             if sampler is not None:
                 sampler.counting.clear()
-            super()._on_sigterm()
+            down = unreachable(runtime.settings.bootstrap_servers)
+            if down is not None:
+                stop_at_once(app, runtime, signal_name, down)
+            log.info("stopping (%s): finishing buffered messages, committing offsets",
+                     signal_name)
 
     level = logging.getLevelName(logging.getLogger().getEffectiveLevel()).lower()
     worker = Worker(app, loglevel=level, quiet=True, redirect_stdouts=False,
@@ -199,6 +209,40 @@ def _run_faust(app: Any, runtime: Any, noise: Any = None) -> int:
     log.info("stopped (exit %s; %s%s)", code or 0, committed_text(app, runtime),
              _buffer_text(noise))
     return int(code or 0)
+
+
+def unreachable(servers: str, timeout: float = BROKER_PROBE_TIMEOUT_S) -> str | None:
+    """Why none of ``servers`` (``host:port,...``) accepts a connection, or None when one
+    does. A TCP connection is enough to tell: a broker that is gone refuses it or never
+    answers; TLS or SASL would only fail later on a live one."""
+    reasons = []
+    for server in servers.split(","):
+        host, _, port = server.strip().rpartition(":")
+        try:
+            with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+                return None
+        except (OSError, ValueError) as err:
+            reasons.append(f"{server.strip()}: {getattr(err, 'strerror', None) or err}")
+    return "; ".join(reasons)
+
+
+def stop_at_once(app: Any, runtime: Any, signal_name: str, down: str) -> NoReturn:
+    """End the worker now, on a stop signal while no broker answers.
+
+    Faust's graceful stop commits offsets and flushes the producer, which needs the broker:
+    with it gone, each step waits for its timeout (a minute in all) while the client logs
+    a connection error every 100 ms, and the consumer thread ends with a traceback. Nothing
+    can be committed anyway, and nothing is lost by leaving: a restart reads again every
+    message after the last commit (at least once), as after a crash."""
+    log.info("stopping (%s): no broker answers (%s), so nothing can be committed: "
+             "exiting now; a restart reads again what was not committed",
+             signal_name, down)
+    runtime.health.set_phase("stopping", ready=False, reason="worker stopped")
+    log.info("stopped (exit 0; %s)", committed_text(app, runtime))
+    logging.shutdown()  # os._exit skips the interpreter's exit, which would flush them
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(0)
 
 
 def assigned_text(assignment: Any) -> str:

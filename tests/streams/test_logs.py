@@ -76,10 +76,39 @@ def test_coordinator_not_available__hidden_then_warned_when_it_persists(collecte
 def test_other_coordinator_errors_stay_errors(collected) -> None:
     logs.install()
     coordinator = logging.getLogger(logs.COORDINATOR_LOGGER)
-    coordinator.error("Group Coordinator Request failed: %s", NodeNotReadyError("node 1"))
+    coordinator.error("Group Coordinator Request failed: %s", ValueError("bad reply"))
     coordinator.error("Heartbeat session expired - marking coordinator dead")
     assert [line.split(":")[0] for line in collected.lines] == [
         f"ERROR {logs.COORDINATOR_LOGGER}", f"ERROR {logs.COORDINATOR_LOGGER}"]
+
+
+def test_broker_connection_errors__first_one_then_one_a_minute(collected,
+                                                              monkeypatch) -> None:
+    # a broker gone for a minute gave about 600 ERROR lines: now the first says what
+    # happens, and then one a minute says how many came meanwhile
+    now = [100.0]
+    noise = logs.TransientNoise(clock=lambda: now[0])
+    monkeypatch.setattr(logs, "TransientNoise", lambda: noise)
+    logs.install()
+    client = logging.getLogger(logs.CLIENT_LOGGER)
+    fetcher = logging.getLogger(logs.FETCHER_LOGGER)
+    coordinator = logging.getLogger(logs.COORDINATOR_LOGGER)
+    refused = OSError(111, "Connect call failed")
+    for _ in range(150):  # 75 s, eight errors a second
+        client.error("Unable connect to node with id %s: %s", 1, refused)
+        client.error("Unable to update metadata from %s", [1])
+        fetcher.error("Failed fetch messages from %s: %s", 1, NodeNotReadyError("node 1"))
+        coordinator.error("Group Coordinator Request failed: %s", NodeNotReadyError("node 1"))
+        now[0] += 0.5
+    fetcher.error("Failed fetch messages from %s: %s", 1, ValueError("corrupt batch"))
+    assert collected.lines == [
+        f"WARNING {logs.CLIENT_LOGGER}: Unable connect to node with id 1: {refused} (the "
+        "broker cannot be reached: retrying; further connection errors are logged once a "
+        "minute)",
+        f"WARNING {logs.CLIENT_LOGGER}: Unable connect to node with id 1: {refused} (480 "
+        "broker connection errors in the last 60s; they are logged once a minute)",
+        f"ERROR {logs.FETCHER_LOGGER}: Failed fetch messages from 1: corrupt batch"]
+    assert noise.counts["broker_unreachable"] == 600
 
 
 def test_producer_buffer_full__counted_not_shown(collected) -> None:

@@ -378,3 +378,76 @@ def test_alerts__format_and_shadow_topic(story, alert_format, shadow, role, chec
     assert values and all(check(v) for v in values)
     other = "alerts" if role == "shadow" else "shadow"
     assert harness.values(other) == []
+
+
+@pytest.mark.parametrize("alert_format, marked", [
+    ("native", lambda v: v["shadow"] is True),
+    ("ocsf", lambda v: v["is_alert"] is False and "shadow" in v["metadata"]["labels"]),
+])
+def test_alerts__a_shadow_worker_marks_every_alert_shadow(story, alert_format,
+                                                          marked) -> None:
+    harness = Harness()
+    harness.pipeline.alert_format = alert_format
+    harness.pipeline.shadow = True
+    for offset, payload in enumerate(payloads(story.records, 40)):
+        harness.feed(payload, offset)
+    values = harness.values("shadow")
+    assert values and all(marked(v) for v in values)
+
+
+def _wide(story, size: int) -> list[dict]:
+    """The first records of ``story`` with an eventName of ``size`` characters."""
+    return [{**r, "eventName": "Get" + "x" * size} for r in story.records[:6]]
+
+
+def test_split__repartition_messages_are_split_by_bytes_not_only_by_count(story) -> None:
+    # six 200 KB records made one 1.2 MB repartition message that no send could take
+    harness = Harness()
+    out = harness.pipeline.split(payloads(_wide(story, 200_000), 6)[0], topic="raw",
+                                 partition=0, offset=5)
+    messages = [r for r in out.records if r.role == "repartition"]
+    assert messages and all(len(m.value) <= 900_000 for m in messages)
+    positions = []
+    for message in messages:
+        _, body = codecs.decode_repartition(message.value)
+        positions += [pos for entries in body["batches"].values() for _, pos, _ in entries]
+    assert sorted(positions) == [codecs.position(5, i) for i in range(6)]
+    assert [r for r in out.records if r.role == "dead_letters"] == []
+
+
+def test_split__an_event_too_large_alone_is_a_dead_letter_and_the_rest_goes_on(story) -> None:
+    harness = Harness()
+    harness.pipeline.max_message_bytes = 150_000
+    records = _wide(story, 200_000)[:1] + story.records[1:4]
+    out = harness.pipeline.split(payloads(records, 4)[0], topic="raw", partition=3,
+                                 offset=41)
+    dead = [orjson.loads(r.value) for r in out.records if r.role == "dead_letters"]
+    assert [(d["reason"], d["topic"], d["partition"], d["offset"], d["origin"])
+            for d in dead] == [("oversized_record", "raw", 3, 41, "raw[3]@41#event 0")]
+    assert dead[0]["event_id"] == story.records[0]["eventID"]
+    assert dead[0]["raw_truncated"] is True and dead[0]["raw_size"] > 200_000
+    assert len(dead[0]["raw"]) == 64 * 1024
+    sent = []
+    for message in (r for r in out.records if r.role == "repartition"):
+        _, body = codecs.decode_repartition(message.value)
+        reader = codecs.EventReader(body["fields"])
+        sent += [reader.event_id(item) for entries in body["batches"].values()
+                 for _, _, item in entries]
+    assert sorted(sent) == sorted(r["eventID"] for r in story.records[1:4])
+    assert harness.pipeline.failed["oversized_record"] == 1
+
+
+def test_fit__an_output_too_large_to_send_becomes_a_cut_dead_letter() -> None:
+    from streams.pipeline import Record
+
+    pipeline = Harness().pipeline
+    pipeline.max_message_bytes = 1000
+    small = Record("inventory", b"id-1", b"{}")
+    big = Record("alerts", b"id-2", b'{"evidence": "' + b"y" * 70_000 + b'"}')
+    kept = pipeline.fit([small, big])
+    assert kept[0] is small
+    assert (kept[1].role, kept[1].key) == ("dead_letters", b"id-2")
+    dead = orjson.loads(kept[1].value)
+    assert (dead["reason"], dead["role"], dead["key"]) == ("oversized_record", "alerts", "id-2")
+    assert dead["raw_size"] == len(big.value) and dead["raw_truncated"] is True
+    assert dead["raw"] == big.value[:64 * 1024].decode()

@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import gzip
+from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
 
-from streams.produce import RateLimiter, batches, frame, read_records, split_records
+from detector.errors import InputError
+from streams.produce import (
+    RateLimiter,
+    WholeFile,
+    batches,
+    frame,
+    read_records,
+    split_records,
+)
 
 RECORDS = [{"eventID": f"e{i}", "eventName": "GetObject"} for i in range(5)]
 
@@ -22,10 +32,24 @@ def test_split_records__every_framing_gives_the_records(data: bytes) -> None:
     assert [orjson.loads(r) for r in split_records(data)] == RECORDS
 
 
-def test_split_records__bad_lines_pass_through_for_the_worker_to_dead_letter() -> None:
+def test_split_records__a_file_with_bad_lines_travels_whole() -> None:
+    # split into lines, a bad line would be parsed apart from the file that holds it;
+    # whole, the worker's parser reads what replay reads
     data = orjson.dumps(RECORDS[0]) + b"\n{truncated\n" + orjson.dumps(RECORDS[1])
-    assert split_records(data)[1] == b"{truncated"
-    assert len(split_records(data)) == 3
+    assert split_records(data) == [data]
+    assert type(split_records(data)[0]) is WholeFile
+
+
+def test_split_records__a_text_file_too_large_for_a_message_is_split_into_lines() -> None:
+    data = orjson.dumps(RECORDS[0]) + b"\n{truncated\n" + orjson.dumps(RECORDS[1])
+    assert split_records(data, max_bytes=40) == [orjson.dumps(RECORDS[0]), b"{truncated",
+                                                 orjson.dumps(RECORDS[1])]
+
+
+def test_split_records__a_binary_file_too_large_for_a_message_is_refused() -> None:
+    blob = bytes(range(256)) * 8
+    with pytest.raises(InputError, match="over --max-message-bytes 1024"):
+        split_records(blob, max_bytes=1024)
 
 
 def test_batches__by_count_and_by_size() -> None:
@@ -37,29 +61,99 @@ def test_batches__by_count_and_by_size() -> None:
 def test_binary_file__travels_whole_in_its_own_message_and_is_one_dead_letter() -> None:
     # replay makes a binary file one dead letter; split into lines and batched with good
     # records it was many (or, worse, swallowed the records of its message)
-    from detector.sources import ListDeadLetters, parse_payload
-    from detector.stats import RunStats
-
     blob = bytes(range(256)) * 8 + b"\n" + bytes(range(200, 256)) * 20
     good = [orjson.dumps(r) for r in RECORDS]
     records = good[:1] + split_records(blob) + good[1:]
     assert len(records) == len(RECORDS) + 1 and bytes(records[1]) == blob
     sent = list(batches(records, size=500, max_bytes=900_000))
     assert [len(b) for b in sent] == [1, 1, len(RECORDS) - 1]
-    events, dead = [], ListDeadLetters()
-    for batch in sent:
-        payload = batch[0] if len(batch) == 1 and batch[0] == blob else frame(batch, "lines")
-        events += parse_payload(payload, origin="t", stats=RunStats(), dead_letters=dead)
+    events, reasons = worker_parse([message_of(batch, "lines") for batch in sent])
     # the records are not complete CloudTrail records: each is its own dead letter
-    assert (len(events), dead.reasons().count("binary")) == (0, 1)
-    assert len(dead.reasons()) == 1 + len(RECORDS)
+    assert (len(events), reasons.count("binary")) == (0, 1)
+    assert len(reasons) == 1 + len(RECORDS)
 
 
-def test_split_records__binary_with_record_lines_keeps_them() -> None:
-    data = bytes(range(256)) * 8 + b"\n" + orjson.dumps(RECORDS[0]) + b"\n"
-    records = split_records(data)
-    assert records[-1] == orjson.dumps(RECORDS[0])
-    assert len(records) > 2 and not any(type(r) is not bytes for r in records)
+def message_of(batch: list[bytes], framing: str) -> bytes:
+    """The value ``send_records`` sends for ``batch``."""
+    if len(batch) == 1 and type(batch[0]) is WholeFile:
+        return bytes(batch[0])
+    return frame(batch, framing)
+
+
+def worker_parse(messages: list[bytes]) -> tuple[list[Any], list[str]]:
+    """Events and dead-letter reasons of raw messages read in order from one partition,
+    with one long-lived parser as ``Pipeline`` has."""
+    from detector.sources import ListDeadLetters, Parser
+    from detector.stats import RunStats
+
+    dead = ListDeadLetters()
+    parser = Parser(stats=RunStats(), dead_letters=dead)
+    events = []
+    for offset, message in enumerate(messages):
+        events += parser.feed(message, f"t[0]@{offset}")
+    events += parser.finish()
+    return events, dead.reasons()
+
+
+def replay_parse(path: Path) -> tuple[list[Any], list[str]]:
+    from detector.sources import ListDeadLetters, Parser
+    from detector.stats import RunStats
+
+    dead = ListDeadLetters()
+    parser = Parser(stats=RunStats(), dead_letters=dead)
+    events = parser.feed(path.read_bytes(), str(path)) + parser.finish()
+    return events, dead.reasons()
+
+
+def _ct(i: int) -> bytes:
+    from tests.streams import scenario
+
+    return orjson.dumps(scenario.build(days=1, per_hour=1).records[i])
+
+
+def _cut_gzip(lines: int) -> bytes:
+    whole = gzip.compress(b"".join(_ct(i) + b"\n" for i in range(lines)))
+    return whole[:len(whole) - 40]
+
+
+FILES = {
+    "empty.json": lambda: b"",
+    "blank.jsonl": lambda: b"\n  \n",
+    "empty.json.gz": lambda: b"",
+    "utf16.jsonl": lambda: (_ct(0) + b"\n" + _ct(1) + b"\n").decode().encode("utf-16"),
+    "random.bin": lambda: bytes((i * 7919 + 13) % 256 for i in range(2000)),
+    "cut.jsonl.gz": lambda: _cut_gzip(13),
+    "corrupt.json.gz": lambda: b"\x1f\x8b" + bytes(range(100)),
+    "mixed.jsonl": lambda: _ct(0) + b"\nnot json\n" + _ct(1) + b"\n{cut",
+    "good.jsonl": lambda: b"".join(_ct(i) + b"\n" for i in range(5)),
+}
+
+
+@pytest.mark.parametrize("framing", ["lines", "array"])
+@pytest.mark.parametrize("batch_records", [500, 1])
+@pytest.mark.parametrize("name", sorted(FILES))
+def test_produce_then_worker__same_events_and_dead_letters_as_replay(
+        tmp_path: Path, name: str, batch_records: int, framing: str) -> None:
+    path = tmp_path / name
+    path.write_bytes(FILES[name]())
+    errors: list[str] = []
+    records = list(read_records([str(path)], errors, 900_000))
+    assert errors == []
+    messages = [message_of(batch, framing) if batch_records > 1 or type(batch[0]) is WholeFile
+                else bytes(batch[0])
+                for batch in batches(records, size=batch_records, max_bytes=900_000)]
+    events, reasons = worker_parse(messages)
+    want_events, want_reasons = replay_parse(path)
+    assert [e.event_id for e in events] == [e.event_id for e in want_events]
+    assert sorted(reasons) == sorted(want_reasons)
+
+
+def test_produce_then_worker__a_cut_gzip_keeps_its_whole_lines_as_replay_does(
+        tmp_path: Path) -> None:
+    path = tmp_path / "cut.jsonl.gz"
+    path.write_bytes(_cut_gzip(13))
+    events, reasons = worker_parse([bytes(r) for r in read_records([str(path)], [])])
+    assert (len(events), reasons) == (12, ["truncated_gzip"])
 
 
 @pytest.mark.parametrize("framing", ["lines", "array"])
@@ -136,3 +230,46 @@ def test_run__a_missing_topic_is_one_clear_error_and_exit_3(tmp_path, monkeypatc
         "does not create topics automatically: create it first)\n")
     assert producer.sent == []
     assert producer.closed
+
+
+class RecordingProducer(MissingTopicProducer):
+    """A producer whose topic exists; keeps (key, value) of every send."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.keys: list[bytes | None] = []
+
+    def partitions_for(self, topic: str) -> set[int]:
+        return {0, 1, 2}
+
+    def send(self, topic: str, key: bytes | None = None, value: bytes = b"") -> None:
+        assert type(value) is bytes  # kafka-python refuses subclasses such as WholeFile
+        self.keys.append(key)
+        self.sent.append(value)
+
+    def flush(self, timeout: float) -> None:
+        pass
+
+
+@pytest.mark.parametrize("flags, key", [
+    ([], b"nhi-detector-produce"),
+    (["--key", "day-1"], b"day-1"),
+    (["--spread"], None),
+])
+def test_run__one_key_for_the_whole_run_unless_spread(tmp_path, monkeypatch, flags,
+                                                      key) -> None:
+    # one key: the run lands on one partition and reaches the worker in the order it was
+    # sent; without one, partitions read at different speeds reorder the events
+    from detector.cli import main
+    from streams import produce
+
+    producer = RecordingProducer()
+    monkeypatch.setattr(produce, "make_producer", lambda args: producer)
+    (tmp_path / "a.jsonl").write_bytes(orjson.dumps(RECORDS[0]) + b"\n")
+    (tmp_path / "b.json").write_bytes(bytes(range(256)) * 4)
+    (tmp_path / "c.json").write_bytes(b"")
+    code = main(["produce", str(tmp_path), "--topic", "t", "--no-progress",
+                 "--batch-records", "1", *flags])
+    assert code == 0
+    assert producer.sent == [orjson.dumps(RECORDS[0]), bytes(range(256)) * 4, b""]
+    assert producer.keys == [key] * 3

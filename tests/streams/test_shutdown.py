@@ -44,7 +44,9 @@ class FakeTopic:
 
 def runtime_with(topic: FakeTopic) -> TestRuntime:
     settings = SimpleNamespace(io_timeout=0.05)
-    return TestRuntime(settings, pipeline=None, health=None, metrics=None,  # type: ignore
+    # these records are small: the pipeline's size check (``fit``) keeps them as they are
+    pipeline = SimpleNamespace(fit=list)
+    return TestRuntime(settings, pipeline=pipeline, health=None, metrics=None,  # type: ignore
                        roles={"alerts": topic, "inventory": topic})
 
 
