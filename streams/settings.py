@@ -435,7 +435,11 @@ def _number(kind: type, raw: Any) -> float:
         if not raw.is_integer():
             raise ValueError("not a whole number")
         return int(raw)
-    return kind(raw)
+    try:
+        return kind(raw)
+    except ValueError:  # Python's "invalid literal for int() with base 10" says less
+        raise ValueError("expected a whole number" if kind is int
+                         else "expected a number") from None
 
 
 def _check_utf8(where: str, text: str) -> None:

@@ -104,6 +104,8 @@ def test_worker__missing_warm_start_file_is_refused(worker, capsys, tmp_path) ->
 
 @pytest.mark.parametrize("name, value, line", [
     ("NHI_WEB_PORT", "70000", "NHI_WEB_PORT: must be in 0..65535, not 70000"),
+    ("NHI_WEB_PORT", "abc",
+     "NHI_WEB_PORT: invalid value 'abc' for web_port: expected a whole number"),
     ("NHI_INGEST_WINDOW", "nan",
      "NHI_INGEST_WINDOW: must be more than 0 and at most 60 seconds, not nan"),
     ("NHI_APP_ID", NOT_UTF8, "NHI_APP_ID: b'a\\xff' is not valid UTF-8 text"),
