@@ -213,8 +213,8 @@ class NoveltyModel:
     touching nine tables; the two resource tables are looked up on every event (see
     ``RESOURCE_TABLES``), so a known code path on a resource it seldom touches is a hit
     too, and one on a resource it never touched skips the other tables all the same
-    (``_resource_miss``). An entry hit during a day lives on into the next one (``_prune``). The memo is
-    flushed into the tables before anything reads them (a new value, pruning, feedback,
+    (``_resource_miss``). An entry hit during a day lives on into the next one
+    (``_prune``). The memo is flushed into the tables before anything reads them (a new value, pruning, feedback,
     serialisation), so every score and every blob is exactly what the table-by-table
     path gives, bit for bit: between two such reads a table only sees uses of known
     values, whose moving-rate step is one and the same float operation, so replaying the
