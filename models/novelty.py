@@ -214,11 +214,12 @@ class NoveltyModel:
     ``RESOURCE_TABLES``), so a known code path on a resource it seldom touches is a hit
     too, and one on a resource it never touched skips the other tables all the same
     (``_resource_miss``). An entry hit during a day lives on into the next one
-    (``_prune``). The memo is flushed into the tables before anything reads them (a new value, pruning, feedback,
-    serialisation), so every score and every blob is exactly what the table-by-table
-    path gives, bit for bit: between two such reads a table only sees uses of known
-    values, whose moving-rate step is one and the same float operation, so replaying the
-    memo's steps later, one by one (``_apply``), lands on the same float. A profile
+    (``_prune``). The memo is flushed into the tables before anything reads them (a new
+    value, pruning, feedback, serialisation), so every score and every blob is exactly
+    what the table-by-table path gives, bit for bit: between two such reads a table only
+    sees uses of known values, whose moving-rate step is one and the same float
+    operation, so replaying the memo's steps later, one by one (``_apply``), lands on the
+    same float. A profile
     restored from its blob (no memo) therefore scores exactly like one that stayed in
     memory. Anything that can make a known value of a memo table unknown (eviction,
     trimming) bumps ``epoch`` and invalidates the memo. Memo hits are logged
@@ -474,13 +475,7 @@ class NoveltyModel:
             if quiet:
                 continue
             novel_parts |= 1 << index
-            if index in PAIR_PARTS and novel_parts & PAIR_PARTS[index]:
-                continue  # a new part already says it: no second signal for the pair
-            held_at = table.held.get(h)
-            if held_at is not None and held_at >> 8 == ctx.bucket:
-                continue  # quarantined and already said in this window
-            shown, raw = describe_value(event, index, first, second)
-            signal = self._signal(event, ctx, index, h, shown, raw, packed)
+            signal = self._novel(event, ctx, index, h, first, second, packed, novel_parts)
             if signal is not None:
                 out.append(signal)
         ctx.pending = pending
@@ -552,17 +547,25 @@ class NoveltyModel:
             if quiet:
                 continue
             novel_parts |= 1 << index
-            if index in PAIR_PARTS and novel_parts & PAIR_PARTS[index]:
-                continue  # the resource is new itself: no second signal for the pair
-            held_at = table.held.get(h)
-            if held_at is not None and held_at >> 8 == ctx.bucket:
-                continue  # quarantined and already said in this window
-            shown, raw = describe_value(event, index, first, second)
-            signal = self._signal(event, ctx, index, h, shown, raw, packed)
+            signal = self._novel(event, ctx, index, h, first, second, packed, novel_parts)
             if signal is not None:
                 out.append(signal)
         ctx.pending = pending
         return out
+
+    def _novel(self, event: Event, ctx: Context, index: int, h: int, first: str,
+               second: str | None, packed: int | None, novel_parts: int) -> Signal | None:
+        """The signal of an unknown value of table ``index`` (``novel_parts`` has the bits
+        of the event's unknown values so far, this one's included), or None: a pair one of
+        whose parts is new itself gets no second signal, and a quarantined value already
+        said in this window is not said again."""
+        if index in PAIR_PARTS and novel_parts & PAIR_PARTS[index]:
+            return None
+        held_at = self.tables[index].held.get(h)
+        if held_at is not None and held_at >> 8 == ctx.bucket:
+            return None
+        shown, raw = describe_value(event, index, first, second)
+        return self._signal(event, ctx, index, h, shown, raw, packed)
 
     def _signal(
         self, event: Event, ctx: Context, index: int, h: int, shown: str, raw: str, packed
