@@ -32,6 +32,26 @@ _SA_PREFIX = "system:serviceaccount:"
 # Roles that give everything: cluster-admin anywhere, admin when bound cluster-wide.
 _ADMIN_ROLES = frozenset({"cluster-admin"})
 _CLUSTER_ADMIN_ROLES = frozenset({"cluster-admin", "admin"})
+# The control plane's own roles, which only its users are bound to: the controller manager
+# reads every secret and mints tokens for every service account, the aggregation
+# controller may escalate any ClusterRole, a node reads the secrets of its pods.
+_CONTROL_PLANE_ROLES = frozenset({"system:kube-controller-manager", "system:node",
+                                  "system:controller:clusterrole-aggregation-controller"})
+# Role and binding names the API server creates at start-up (its bootstrap policy), which
+# every cluster shares and which bind every user, node and controller: changing one changes
+# what they all may do; deleting one breaks them until the API server restarts. Add-ons'
+# own ``system:`` roles (CoreDNS, metrics-server) are upgraded by hand and are not here.
+_BUILT_IN_CLUSTER_NAMES = frozenset({
+    "cluster-admin", "admin", "edit", "view", "system:aggregate-to-admin",
+    "system:aggregate-to-edit", "system:aggregate-to-view", "system:basic-user",
+    "system:discovery", "system:public-info-viewer", "system:monitoring", "system:node",
+    "system:node-proxier", "system:node-bootstrapper", "system:node-problem-detector",
+    "system:kubelet-api-admin", "system:auth-delegator", "system:kube-aggregator",
+    "system:kube-controller-manager", "system:kube-scheduler", "system:kube-dns",
+    "system:persistent-volume-provisioner", "system:volume-scheduler", "system:heapster",
+    "system:service-account-issuer-discovery",
+})
+_BUILT_IN_PREFIXES = ("system:controller", "system:certificates.k8s.io:")
 # Subjects that mean "everyone": binding them exposes the cluster, not one identity.
 _PUBLIC_SUBJECTS = frozenset({"system:anonymous", "system:unauthenticated",
                               "system:authenticated"})
@@ -158,14 +178,16 @@ def _body(record: dict[str, Any], key: str) -> Any:
 def _binding(record: dict[str, Any], action: str, username: str) -> list[Finding]:
     cluster_wide = action.startswith("k8s:clusterrolebindings")
     role = as_dict(_body(record, "roleRef")).get("name")
-    if not isinstance(role, str) or role not in (_CLUSTER_ADMIN_ROLES if cluster_wide
-                                                 else _ADMIN_ROLES):
+    if not isinstance(role, str) or role not in (
+            _CLUSTER_ADMIN_ROLES | _CONTROL_PLANE_ROLES if cluster_wide else _ADMIN_ROLES):
         return []
     subjects = _body(record, "subjects")
     named = [_subject(item) for item in subjects] if isinstance(subjects, list) else []
     named = [item for item in named if item is not None and item[1] != "system:masters"]
     if not named or username == "system:apiserver":
         return []
+    if role in _CONTROL_PLANE_ROLES:
+        return _control_plane_binding(record, role, named, username)
     public = [f"{kind} {name}" for kind, name in named if name in _PUBLIC_SUBJECTS]
     kind = "ClusterRoleBinding" if cluster_wide else "RoleBinding"
     binding = _object_name(record)
@@ -176,6 +198,62 @@ def _binding(record: dict[str, Any], action: str, username: str) -> list[Finding
                         "everyone who can reach the API server", public[0])]
     return [Finding("k8s.admin_binding", "high" if cluster_wide else "medium", ("T1098.006",),
                     f"{kind} {binding} grants {role} to {shown}", f"{named[0][0]} {named[0][1]}")]
+
+
+def _control_plane_binding(record: dict[str, Any], role: str, named: list[tuple[str, str]],
+                           username: str) -> list[Finding]:
+    """A ClusterRoleBinding that hands one of the control plane's roles to an ordinary
+    account: the platform binds them to its own ``system:`` users and groups only."""
+    outside = [(kind, name) for kind, name in named if not name.startswith("system:")
+               or kind == "ServiceAccount"]
+    if not outside or _platform_user(username):
+        return []
+    shown = ", ".join(f"{kind} {name}" for kind, name in outside[:4])
+    return [Finding("k8s.admin_binding", "high", ("T1098.006",),
+                    f"ClusterRoleBinding {_object_name(record)} grants the control plane's "
+                    f"role {role} to {shown}", f"{outside[0][0]} {outside[0][1]}")]
+
+
+def _built_in(record: dict[str, Any], action: str) -> bool:
+    """Whether the object is one of the API server's own roles or bindings: cluster-wide by
+    name, or a ``system:`` role of ``kube-system`` or ``kube-public``."""
+    ref = as_dict(record.get("objectRef"))
+    name = ref.get("name")
+    if not isinstance(name, str):
+        return False
+    if action.startswith("k8s:cluster"):
+        return name in _BUILT_IN_CLUSTER_NAMES or name.startswith(_BUILT_IN_PREFIXES)
+    return ref.get("namespace") in ("kube-system", "kube-public") and (
+        name.startswith("system:") or name == "extension-apiserver-authentication-reader")
+
+
+def _system_rbac(record: dict[str, Any], action: str, username: str) -> list[Finding]:
+    """One of the API server's own roles or bindings changed or deleted by someone who is
+    not the control plane: a rule added to ``system:basic-user`` or ``view`` reaches every
+    account bound to it, without a binding that names the intruder (T1098.006); a deletion
+    breaks the nodes or controllers bound to it until the API server restarts."""
+    account = _account(username)
+    if _platform_user(username) or (account and account[0] == "kube-system") \
+            or username == ANONYMOUS or not _built_in(record, action) or _released(record):
+        return []
+    verb = action.rpartition(".")[2]
+    kind = {"clusterroles": "ClusterRole", "clusterrolebindings": "ClusterRoleBinding",
+            "roles": "Role", "rolebindings": "RoleBinding"}.get(
+        action[4:].partition(".")[0], "object")
+    name = _object_name(record)
+    who = f"service account {account[0]}/{account[1]}" if account else username[:128]
+    if verb.startswith("delete"):
+        return [Finding("k8s.system_rbac_changed", "medium", ("T1098.006",),
+                        f"built-in {kind} {name} deleted by {who}", name)]
+    return [Finding("k8s.system_rbac_changed", "high", ("T1098.006",),
+                    f"built-in {kind} {name} changed by {who}: it applies to every account "
+                    "the cluster binds to it", name)]
+
+
+def _role_change(record: dict[str, Any], action: str, username: str) -> list[Finding]:
+    """A role or binding update: the built-in object check, then the body's own check."""
+    check = _binding if "bindings." in action else _wildcard_role
+    return _system_rbac(record, action, username) + check(record, action, username)
 
 
 def _wildcard_role(record: dict[str, Any], action: str, username: str) -> list[Finding]:
@@ -196,7 +274,7 @@ def _wildcard_role(record: dict[str, Any], action: str, username: str) -> list[F
             name = _object_name(record)
             return [Finding("k8s.wildcard_role", "medium", ("T1098.006",),
                             f"{kind} {name} allows every verb on every resource", name)]
-        grants.extend(_escalation_grants(verbs, resources))
+        grants.extend(_escalation_grants(verbs, resources, kind == "ClusterRole"))
     if not grants or _released(record):
         return []
     name = _object_name(record)
@@ -205,20 +283,31 @@ def _wildcard_role(record: dict[str, Any], action: str, username: str) -> list[F
                     "than the role names", name)]
 
 
-def _escalation_grants(verbs: list[Any], resources: list[Any]) -> list[str]:
+def _escalation_grants(verbs: list[Any], resources: list[Any], cluster: bool) -> list[str]:
     """What one rule grants that reaches beyond itself: ``nodes/proxy`` (the kubelet's API,
     which runs commands in every pod of the node and bypasses admission and audit), every
     resource (secrets included), or the RBAC verbs that grant or assume what the holder
-    lacks. Reading nodes, or a rule on pods, is not such a grant."""
+    lacks. In a ClusterRole also: exec or attach in every pod (a shell beside each pod's
+    mounted token), minting a token for any service account, and every verb on secrets.
+    Reading nodes, or a rule on pods, is not such a grant; nor is exec in one namespace,
+    which teams give their developers."""
     out: list[str] = []
     wanted = [v for v in verbs if isinstance(v, str)]
     if not wanted:
         return out
+    create = "*" in wanted or "create" in wanted
     for resource in resources[:100]:
         if resource == "*":
             out.append(f"{'/'.join(wanted[:3])} on every resource")
         elif resource in ("nodes/proxy", "nodes/*"):
             out.append(f"{'/'.join(wanted[:3])} on {resource}")
+        elif cluster and resource in ("pods/exec", "pods/attach", "pods/*") and (
+                create or "get" in wanted):  # get opens exec over a WebSocket
+            out.append(f"{'/'.join(wanted[:3])} on {resource} in every namespace")
+        elif cluster and create and resource == "serviceaccounts/token":
+            out.append("minting tokens for every service account")
+        elif cluster and resource == "secrets" and "*" in wanted:
+            out.append("every verb on the secrets of every namespace")
     out.extend(f"the {verb} verb" for verb in _ESCALATION_VERBS if verb in wanted)
     return out
 
@@ -357,12 +446,14 @@ def _service(record: dict[str, Any], action: str, username: str) -> list[Finding
                     f"NodePort service {name} exposes a port on every node{shown}", name)]
 
 
-def _exec(record: dict[str, Any], action: str, username: str) -> list[Finding]:
+def _exec(record: dict[str, Any], action: str, username: str, what: str = "") -> list[Finding]:
+    """An exec, attach or port-forward: credential paths in the command for anyone, and
+    any of them by a service account, which no workload needs (only a person debugging)."""
     namespace = as_dict(record.get("objectRef")).get("namespace")
     if _platform(username, namespace):
         return []
     target = _object_name(record)
-    what = "exec" if "/exec." in action else "attach"
+    what = what or action[9:].partition(".")[0].replace("portforward", "port-forward")
     command = _command(record)
     lowered = command.lower()
     path = next((mark for mark in _CREDENTIAL_PATHS if mark in lowered), None)
@@ -380,6 +471,36 @@ def _exec(record: dict[str, Any], action: str, username: str) -> list[Finding]:
     return [Finding("k8s.service_account_exec", "high" if other else "medium", ("T1609",),
                     f"service account {account[0]}/{account[1]} ran {what} in pod "
                     f"{target}{where}", target)]
+
+
+def _ephemeral(record: dict[str, Any], action: str, username: str) -> list[Finding]:
+    """A debug container added to a running pod (``kubectl debug``): it shares the pod's
+    network and, with a target, its processes and their files, mounted token included. A
+    service account doing it is judged as an exec; anyone adding a privileged or
+    escape-capable one has a root shell on the node without creating a pod."""
+    namespace = as_dict(record.get("objectRef")).get("namespace")
+    if _platform(username, namespace):
+        return []
+    evidence: list[str] = []
+    containers = as_dict(_body(record, "spec")).get("ephemeralContainers")
+    for container in containers[:20] if isinstance(containers, list) else ():
+        context = as_dict(as_dict(container).get("securityContext"))
+        if context.get("privileged") is True:
+            evidence.append("privileged")
+        added = as_dict(context.get("capabilities")).get("add")
+        evidence.extend(f"capability {cap[:32]}" for cap in
+                        (added[:50] if isinstance(added, list) else ())
+                        if isinstance(cap, str)
+                        and cap.upper().removeprefix("CAP_") in _ESCAPE_CAPABILITIES)
+    found = _exec(record, action, username, "a debug container")
+    if evidence:
+        target = _object_name(record)
+        who = username[:128] if not username.startswith(_SA_PREFIX) else \
+            "service account " + username[len(_SA_PREFIX):].replace(":", "/", 1)[:128]
+        found.append(Finding("k8s.privileged_pod", "medium", ("T1610", "T1611"),
+                             f"{who} added a debug container to pod {target} with "
+                             f"{', '.join(dict.fromkeys(evidence))}", evidence[0]))
+    return found
 
 
 def _command(record: dict[str, Any]) -> str:
@@ -530,16 +651,21 @@ def _anonymous(record: dict[str, Any], action: str) -> list[Finding]:
 
 
 _Rule = Callable[[dict[str, Any], str, str], list[Finding]]
+_RBAC = ("clusterrolebindings", "rolebindings", "clusterroles", "roles")
 _RULES: dict[str, _Rule] = {
-    **{f"k8s:{resource}.{verb}": _binding for resource in ("clusterrolebindings", "rolebindings")
-       for verb in ("create", "update", "patch")},
-    **{f"k8s:{resource}.{verb}": _wildcard_role for resource in ("clusterroles", "roles")
-       for verb in ("create", "update", "patch")},
+    **{f"k8s:{resource}.create": _binding for resource in ("clusterrolebindings", "rolebindings")},
+    **{f"k8s:{resource}.create": _wildcard_role for resource in ("clusterroles", "roles")},
+    **{f"k8s:{resource}.{verb}": _role_change for resource in _RBAC
+       for verb in ("update", "patch")},
+    **{f"k8s:{resource}.{verb}": _system_rbac for resource in _RBAC
+       for verb in ("delete", "deletecollection")},
     "k8s:pods.create": _pod,
     **{f"k8s:{kind}.create": _pod for kind in ("deployments", "daemonsets", "statefulsets",
                                                "replicasets", "jobs")},
     **{f"k8s:cronjobs.{verb}": _cronjob for verb in ("create", "update", "patch")},
-    **{f"k8s:pods/{sub}.{verb}": _exec for sub in ("exec", "attach") for verb in ("create", "get")},
+    **{f"k8s:pods/{sub}.{verb}": _exec for sub in ("exec", "attach", "portforward")
+       for verb in ("create", "get")},
+    **{f"k8s:pods/ephemeralcontainers.{verb}": _ephemeral for verb in ("update", "patch")},
     "k8s:serviceaccounts/token.create": _token,
     "k8s:secrets.list": _secrets,
     **{f"k8s:{kind}webhookconfigurations.{verb}": _webhook
