@@ -15,7 +15,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from detector.techniques import Finding
+from detector.techniques import Finding, Tally
+from detector.techniques.aws import _ransom_note as ransom_note  # one list of note names
 
 _PUBLIC_MEMBERS = frozenset({"allUsers", "allAuthenticatedUsers"})
 # Invoker roles exist to publish a service: allUsers there is the product, not exposure.
@@ -25,6 +26,22 @@ _CONSUMER_DOMAINS = frozenset({"gmail.com", "googlemail.com"})
 _WORLD = frozenset({"0.0.0.0/0", "::/0"})
 _ADMIN_PORTS = (22, 3389)
 _SSH_KEYS = frozenset({"ssh-keys", "sshKeys"})
+# Metadata keys the guest agent runs as root at every boot, and the one through which it
+# creates or resets a Windows account (``gcloud compute reset-windows-password``).
+_BOOT_SCRIPTS = frozenset({"startup-script", "startup-script-url", "windows-startup-script-ps1",
+                           "windows-startup-script-cmd", "windows-startup-script-bat",
+                           "windows-startup-script-url", "sysprep-specialize-script-ps1",
+                           "sysprep-specialize-script-cmd", "sysprep-specialize-script-url"})
+_WINDOWS_KEYS = "windows-keys"
+# Roles that let their holder act as a service account (mint its tokens, sign as it, attach
+# it, create its keys), and resources whose sharing hands over data: disks, snapshots and
+# images copy whole machines into the holder's own project.
+_IMPERSONATION_ROLES = frozenset({
+    "roles/iam.serviceAccountTokenCreator", "roles/iam.serviceAccountUser",
+    "roles/iam.serviceAccountKeyAdmin", "roles/iam.workloadIdentityUser",
+    "roles/iam.serviceAccountOpenIdTokenCreator"})
+_DATA_RESOURCES = ("/disks/", "/snapshots/", "/images/", "/machineImages/", "/buckets/",
+                   "/serviceAccounts/", "/secrets/", "/datasets/")
 # Permissions that reach beyond the role itself: credentials of a service account, keys,
 # and the power to change IAM policies or roles. ``iam.serviceAccounts.actAs`` and
 # ``cloudbuild.builds.create`` are left out: every custom deployer role holds them (a
@@ -64,7 +81,7 @@ Rule = Callable[[dict[str, Any], str], list[Finding]]
 def rule_for(method: str) -> Rule | None:
     """The check for entries of ``method`` (``methodName``), or None for most methods."""
     last = method.rpartition(".")[2]
-    if last in ("SetIamPolicy", "setIamPolicy", "setIamPermissions"):
+    if last in ("SetIamPolicy", "setIamPolicy", "setIamPermissions", "SetIAMPolicy"):
         return _iam_policy
     if last == "InsertProjectOwnershipInvite":
         return _ownership_invite
@@ -77,7 +94,11 @@ def rule_for(method: str) -> Rule | None:
     if ".firewalls." in method and last in ("insert", "patch", "update"):
         return _firewall
     if last in ("setMetadata", "setCommonInstanceMetadata"):
-        return _ssh_keys
+        return _metadata
+    if method == "storage.objects.create":
+        return _object_written
+    if last == "AccessSecretVersion":
+        return _secret_read
     if ".deploymentmanager.deployments." in method and last in ("insert", "update", "patch"):
         return _deployment_manager
     return _RULES.get(last) or (_flow_logs if ".subnetworks." in method
@@ -104,7 +125,57 @@ def _iam_policy(payload: dict[str, Any], principal: str) -> list[Finding]:
         if role in _ADMIN_ROLES and _outsider(member, principal):
             found.append(_outsider_finding(resource, role, member))
             break
+    else:
+        found.extend(_consumer_grant(payload, resource, principal))
+    found.extend(_audit_logs_removed(payload, resource))
     return found
+
+
+def _consumer_grant(payload: dict[str, Any], resource: str, principal: str) -> list[Finding]:
+    """A role of any kind granted to a personal Google account (gmail.com) by a caller who
+    is not one: the account answers to no one in the organisation, and a disk, snapshot,
+    image, bucket or service account shared with it leaves with its owner (Stratus Red
+    Team's disk, image and bucket sharing and its service-account backdoor all grant to
+    such an account). Organisations that run on personal accounts are told apart by the
+    caller's own address."""
+    caller = principal.rpartition("@")[2].lower()
+    if caller in _CONSUMER_DOMAINS:
+        return []
+    for role, member in _added(payload):
+        kind, _, address = member.partition(":")
+        if kind not in ("user", "group") or \
+                address.rpartition("@")[2].lower() not in _CONSUMER_DOMAINS:
+            continue
+        data = any(mark in resource for mark in _DATA_RESOURCES)
+        severe = data or role in _IMPERSONATION_ROLES
+        what = "a personal Google account outside the organisation" + (
+            ": what it can read leaves with it" if data else
+            ": it can act as the service account" if severe else "")
+        return [Finding("gcp.consumer_account_grant", "high" if severe else "medium",
+                        ("T1098.003", "T1537") if data else ("T1098.003",),
+                        f"{resource} grants {role} to {address[:128]}, {what}",
+                        address[:256])]
+    return []
+
+
+def _audit_logs_removed(payload: dict[str, Any], resource: str) -> list[Finding]:
+    """Data Access audit logging turned off for a service: the policy change removes one
+    of its ``auditConfigs`` log types, after which reads of that service's data leave no
+    record. Audit settings applied as code are left to the behavioural models, as flow
+    logs are."""
+    deltas = as_dict(as_dict(get(payload, "serviceData")).get("policyDelta")).get(
+        "auditConfigDeltas")
+    if not isinstance(deltas, list) or _as_code(payload):
+        return []
+    removed = [as_dict(d) for d in deltas[:100] if as_dict(d).get("action") == "REMOVE"]
+    if not removed:
+        return []
+    services = list(dict.fromkeys(_text(d.get("service")) or "a service" for d in removed))
+    kinds = list(dict.fromkeys(_text(d.get("logType")) for d in removed if d.get("logType")))
+    shown = ", ".join(services[:3])
+    return [Finding("gcp.audit_logs_disabled", "high", ("T1562.008",),
+                    f"{resource} stops audit logging of {shown}"
+                    + (f" ({', '.join(kinds[:3])})" if kinds else ""), services[0][:256])]
 
 
 def _added(payload: dict[str, Any]) -> list[tuple[str, str]]:
@@ -262,7 +333,12 @@ def _exposed(allowed: list[Any]) -> str | None:
     return hit
 
 
-def _ssh_keys(payload: dict[str, Any], principal: str) -> list[Finding]:
+def _metadata(payload: dict[str, Any], principal: str) -> list[Finding]:
+    """Instance or project metadata set with a key the guest agent acts on: SSH keys (a
+    login for whoever holds the private key), a boot script (code run as root at the next
+    start, under the instance's service account), or ``windows-keys`` (a Windows account
+    created or its password reset). Scripts and keys applied as code, and Google's own
+    service agents, are not judged."""
     keys: set[str] = set()
     metadata = as_dict(get(payload, "metadata"))
     for delta in ("instanceMetadataDelta", "projectMetadataDelta"):
@@ -270,7 +346,7 @@ def _ssh_keys(payload: dict[str, Any], principal: str) -> list[Finding]:
         for field in ("addedMetadataKeys", "modifiedMetadataKeys"):
             names = change.get(field)
             if isinstance(names, list):
-                keys.update(n for n in names if isinstance(n, str))
+                keys.update(n for n in names[:200] if isinstance(n, str))
     request = as_dict(get(payload, "request"))
     items = request.get("items")
     if not isinstance(items, list):
@@ -279,13 +355,55 @@ def _ssh_keys(payload: dict[str, Any], principal: str) -> list[Finding]:
         key = as_dict(item).get("key")
         if isinstance(key, str):
             keys.add(key)
-    if not keys & _SSH_KEYS:
-        return []
     target = _text(get(payload, "resourceName")) or "(instance)"
     scope = "every instance of the project" if "CommonInstance" in _text(
         get(payload, "methodName")) else target
-    return [Finding("gcp.ssh_key_metadata", "medium", ("T1098.004",),
-                    f"SSH keys added through metadata for {scope}", target)]
+    found: list[Finding] = []
+    if keys & _SSH_KEYS:
+        found.append(Finding("gcp.ssh_key_metadata", "medium", ("T1098.004",),
+                             f"SSH keys added through metadata for {scope}", target))
+    if _google_agent(principal) or _as_code(payload):
+        return found
+    scripts = sorted(keys & _BOOT_SCRIPTS)
+    if scripts:
+        found.append(Finding("gcp.boot_script_metadata", "medium", ("T1037", "T1098"),
+                             f"boot script {', '.join(scripts[:3])} set through metadata for "
+                             f"{scope}: it runs as root at the next start", scripts[0]))
+    if _WINDOWS_KEYS in keys:
+        found.append(Finding("gcp.windows_account_metadata", "medium", ("T1098",),
+                             f"Windows account created or its password reset through "
+                             f"metadata on {scope}", target))
+    return found
+
+
+def _google_agent(principal: str) -> bool:
+    """Google-managed service agents (``service-<number>@...``, the Google APIs agent
+    ``<number>@cloudservices``): Google's own machinery acting on the project."""
+    return principal.endswith("gserviceaccount.com") and (
+        principal.startswith("service-") or "@cloudservices." in principal)
+
+
+def _object_written(payload: dict[str, Any], principal: str) -> list[Finding]:
+    """An object written with a ransom note's name (HOW_TO_DECRYPT_FILES.txt): the last
+    step of an extortion that emptied or encrypted the bucket (Data Access log)."""
+    resource = _text(get(payload, "resourceName"))
+    bucket, _, name = resource.partition("/buckets/")[2].partition("/objects/")
+    if not name or not ransom_note(name):
+        return []
+    return [Finding("gcp.gcs_ransom_note", "high", ("T1486", "T1485"),
+                    f"object {bucket}/{name[:160]} named like a ransom note", name[:256])]
+
+
+def _secret_read(payload: dict[str, Any], principal: str) -> list[Any]:
+    """One Secret Manager secret read toward ``gcp.secrets_burst``: an application reads
+    its few secrets, a stolen credential reads all it can. A refresh applied as code reads
+    every secret it manages and is left out."""
+    name = _text(get(payload, "resourceName")) or _text(
+        as_dict(get(payload, "request")).get("name"))
+    if "/secrets/" not in name or _as_code(payload):
+        return []
+    secret = name.partition("/versions/")[0]
+    return [Tally("gcp.secrets_burst", "medium", ("T1555.006",), "secrets", (secret[:256],))]
 
 
 def _as_code(payload: dict[str, Any]) -> bool:
@@ -426,7 +544,24 @@ def _deployment_manager(payload: dict[str, Any], principal: str) -> list[Finding
                     "project", name)]
 
 
+def _perimeter_removed(payload: dict[str, Any], principal: str) -> list[Finding]:
+    """A VPC Service Controls perimeter, or the access policy that holds perimeters,
+    deleted: the projects inside may again send data to any project, and calls from
+    outside the perimeter are no longer refused. Tearing down as code is left out."""
+    if _as_code(payload):
+        return []
+    name = _text(get(payload, "resourceName")) or _text(
+        as_dict(get(payload, "request")).get("name")) or "(perimeter)"
+    what = "access policy" if "AccessPolicy" in _text(get(payload, "methodName")) \
+        else "service perimeter"
+    return [Finding("gcp.service_perimeter_removed", "high", ("T1562.007", "T1537"),
+                    f"VPC Service Controls {what} {name[:200]} deleted: the data it fenced "
+                    "can leave for any project", name[:256])]
+
+
 _RULES: dict[str, Rule] = {
+    "DeleteServicePerimeter": _perimeter_removed,
+    "DeleteAccessPolicy": _perimeter_removed,
     "inboundSsoProfileCreated": _sso_profile,
     "inboundSsoProfileUpdated": _sso_profile,
     "DestroyCryptoKeyVersion": _kms_key_version,

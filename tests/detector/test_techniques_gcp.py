@@ -164,7 +164,8 @@ def test_ssh_keys_in_metadata() -> None:
                     request={"items": [{"key": "startup-script", "value": "x"}]})
     assert findings(project, instance, startup) == [
         ("gcp.ssh_key_metadata", "medium", "projects/corp-prod"),
-        ("gcp.ssh_key_metadata", "medium", "projects/corp-prod/zones/z/instances/vm")]
+        ("gcp.ssh_key_metadata", "medium", "projects/corp-prod/zones/z/instances/vm"),
+        ("gcp.boot_script_metadata", "medium", "startup-script")]
 
 
 def test_sink_changes_are_left_to_the_catalogue() -> None:
@@ -249,9 +250,11 @@ def test_panther_labelled_gcp_and_gke_events(real_logs: Path) -> None:
     are dead letters). No finding falls on an expected-false event: the bare privileged pod
     a kube-system service account makes in GKE's gke-system namespace is the platform, and
     the Deployment Manager entries Panther marks refused only in authorizationInfo are not
-    deployments (its other rules reuse granted ones, hence eight)."""
+    deployments (its other rules reuse granted ones, hence eight). The Gmail account added
+    to a project and the ransom note uploaded to a bucket are findings too."""
     assert panther_counts(real_logs / "panther-analysis-tests", "gcp_auditlog") == {
         ("gcp.admin_grant_external", True): 1, ("gcp.public_iam_binding", True): 2,
+        ("gcp.consumer_account_grant", True): 1, ("gcp.gcs_ransom_note", True): 1,
         ("gcp.service_account_key", True): 1, ("gcp.ssh_key_metadata", True): 2,
         ("gcp.flow_logs_disabled", True): 1, ("gcp.identity_federation_changed", True): 4,
         ("gcp.kms_key_destroyed", True): 2, ("k8s.nodeport_service", True): 1,
