@@ -12,6 +12,7 @@ alerts every ``DeleteSink`` and ``UpdateSink`` while the identity learns (its
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -40,6 +41,10 @@ _IMPERSONATION_ROLES = frozenset({
     "roles/iam.serviceAccountTokenCreator", "roles/iam.serviceAccountUser",
     "roles/iam.serviceAccountKeyAdmin", "roles/iam.workloadIdentityUser",
     "roles/iam.serviceAccountOpenIdTokenCreator"})
+# Machine families built around GPUs (A2, A3, A4 and G2 carry their accelerators; the
+# shared-core g1-small is not one).
+_GPU_MACHINES = re.compile(r"^(a[2-9]|g[2-9])\d*-[a-z0-9-]+$")
+_MANY_INSTANCES = 10
 _DATA_RESOURCES = ("/disks/", "/snapshots/", "/images/", "/machineImages/", "/buckets/",
                    "/serviceAccounts/", "/secrets/", "/datasets/")
 # Permissions that reach beyond the role itself: credentials of a service account, keys,
@@ -101,6 +106,10 @@ def rule_for(method: str) -> Rule | None:
         return _secret_read
     if ".deploymentmanager.deployments." in method and last in ("insert", "update", "patch"):
         return _deployment_manager
+    if ".instances." in method and last in ("insert", "bulkInsert"):
+        return _instances
+    if ".packetMirrorings." in method and last in ("insert", "patch"):
+        return _packet_mirroring
     return _RULES.get(last) or (_flow_logs if ".subnetworks." in method
                                 and last in ("patch", "update") else
                                 _hmac_key if ".hmacKeys." in method and last == "create"
@@ -557,6 +566,53 @@ def _perimeter_removed(payload: dict[str, Any], principal: str) -> list[Finding]
     return [Finding("gcp.service_perimeter_removed", "high", ("T1562.007", "T1537"),
                     f"VPC Service Controls {what} {name[:200]} deleted: the data it fenced "
                     "can leave for any project", name[:256])]
+
+
+def _instances(payload: dict[str, Any], principal: str) -> list[Finding]:
+    """Instances with GPUs (accelerators attached, or a GPU machine family), or ten and more
+    in one bulk request: how a stolen credential mines currency on the project's bill
+    (Stratus Red Team's GPU instance). Managed instance groups, GKE node pools and other
+    Google services launch as their service agents, and fleets applied as code are
+    reviewed; neither is judged."""
+    if _google_agent(principal) or _as_code(payload):
+        return []
+    request = as_dict(get(payload, "request"))
+    properties = as_dict(request.get("instanceProperties")) or request
+    what: list[str] = []
+    machine = _text(properties.get("machineType")).rpartition("/")[2][:64]
+    value = machine
+    accelerators = properties.get("guestAccelerators")
+    for item in accelerators[:8] if isinstance(accelerators, list) else ():
+        kind = _text(as_dict(item).get("acceleratorType")).rpartition("/")[2][:64]
+        if kind:
+            what.append(f"accelerator {kind}")
+            value = kind
+            break
+    if not what and _GPU_MACHINES.match(machine):
+        what.append(f"GPU machine type {machine}")
+    count = request.get("count")
+    if type(count) is str and count.isdigit():
+        count = int(count)
+    if type(count) is int and count >= _MANY_INSTANCES:
+        what.append(f"{count} instances in one request")
+    if not what:
+        return []
+    name = _text(get(payload, "resourceName")) or "(instance)"
+    return [Finding("gcp.unusual_instances", "medium", ("T1496",),
+                    f"{name[:200]} launched with {', '.join(what)}", value or what[0])]
+
+
+def _packet_mirroring(payload: dict[str, Any], principal: str) -> list[Finding]:
+    """Packet mirroring created or changed: a copy of the traffic of the instances it
+    names goes to a collector, where credentials and data in clear text can be read. A
+    security team's collector is set up as code."""
+    if _as_code(payload):
+        return []
+    name = _text(get(payload, "resourceName")) or "(packet mirroring)"
+    created = _text(get(payload, "methodName")).endswith("insert")
+    return [Finding("gcp.packet_mirroring", "high" if created else "medium", ("T1040",),
+                    f"packet mirroring {name[:200]} {'created' if created else 'changed'}: "
+                    "the traffic it names is copied to a collector", name[:256])]
 
 
 _RULES: dict[str, Rule] = {

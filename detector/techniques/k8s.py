@@ -52,6 +52,15 @@ _BUILT_IN_CLUSTER_NAMES = frozenset({
     "system:service-account-issuer-discovery",
 })
 _BUILT_IN_PREFIXES = ("system:controller", "system:certificates.k8s.io:")
+# Service accounts of the controller manager's own controllers in kube-system (with
+# --use-service-account-credentials): each may create pods in every namespace, delete any
+# object, or escalate roles. A pod made by hand that runs as one of them has its token.
+_CONTROLLER_ACCOUNTS = frozenset({
+    "clusterrole-aggregation-controller", "generic-garbage-collector", "namespace-controller",
+    "replicaset-controller", "deployment-controller", "daemon-set-controller",
+    "statefulset-controller", "job-controller", "cronjob-controller", "replication-controller",
+    "persistent-volume-binder", "horizontal-pod-autoscaler", "expand-controller",
+    "certificate-controller", "bootstrap-signer", "token-cleaner", "node-controller"})
 # Subjects that mean "everyone": binding them exposes the cluster, not one identity.
 _PUBLIC_SUBJECTS = frozenset({"system:anonymous", "system:unauthenticated",
                               "system:authenticated"})
@@ -425,6 +434,13 @@ def _system_namespace_pod(record: dict[str, Any], action: str) -> list[Finding]:
             or not namespace.startswith(("kube-", "gke-")) or _released(record):
         return []  # a chart's hook or test pod is part of its install
     name = _object_name(record)
+    spec = as_dict(as_dict(record.get("requestObject")).get("spec"))
+    account = spec.get("serviceAccountName") or spec.get("serviceAccount")
+    if namespace == "kube-system" and account in _CONTROLLER_ACCOUNTS:
+        return [Finding("k8s.pod_in_system_namespace", "high", ("T1610", "T1528"),
+                        f"pod {name} created by hand in kube-system running as the "
+                        f"controller account {account}: it holds that controller's token",
+                        name)]
     return [Finding("k8s.pod_in_system_namespace", "medium", ("T1610", "T1036.005"),
                     f"pod {name} created by hand in the platform namespace {namespace[:64]}",
                     name)]
@@ -631,6 +647,21 @@ def _webhook_written(record: dict[str, Any], action: str, username: str) -> list
     return []
 
 
+def _rules_review(record: dict[str, Any], action: str, username: str) -> list[Finding]:
+    """A SelfSubjectRulesReview (``kubectl auth can-i --list``) by a service account or a
+    node: every permission the credential holds, listed at once, which is the first thing
+    done with a token taken from a pod or a node. Controllers check the one permission
+    they need (a SelfSubjectAccessReview), people list theirs: neither is judged."""
+    account = _account(username)
+    node = username.startswith("system:node:")
+    if not node and (account is None or account[0] == "kube-system"):
+        return []
+    who = f"service account {account[0]}/{account[1]}" if account else f"node {username[12:]}"
+    return [Finding("k8s.permission_enumeration", "medium", ("T1613", "T1087.004"),
+                    f"{who[:160]} listed every permission it holds (SelfSubjectRulesReview)",
+                    username[:256])]
+
+
 def _anonymous(record: dict[str, Any], action: str) -> list[Finding]:
     uri = record.get("requestURI")
     path = uri.partition("?")[0] if isinstance(uri, str) else ""
@@ -673,6 +704,7 @@ _RULES: dict[str, _Rule] = {
     **{f"k8s:{kind}webhookconfigurations.{verb}": _webhook_written
        for kind in ("validating", "mutating") for verb in ("create", "update", "patch")},
     "k8s:certificatesigningrequests.create": _certificate,
+    "k8s:selfsubjectrulesreviews.create": _rules_review,
     **{f"k8s:services.{verb}": _service for verb in ("create", "update", "patch")},
 }
 ACTIONS = frozenset(_RULES)

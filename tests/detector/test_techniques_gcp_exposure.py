@@ -158,11 +158,55 @@ def test_service_perimeter_deleted_is_high_as_code_or_refused_is_not() -> None:
         ("gcp.service_perimeter_removed", "high", "accessPolicies/1")]
 
 
+def instance(method: str = "v1.compute.instances.insert", *, principal: str = ADMIN,
+             **request: Any) -> dict:
+    return entry(method, "compute.googleapis.com", principal=principal,
+                 resource="projects/p/zones/us-central1-a/instances/worker", request=request,
+                 **({"requestMetadata": TERRAFORM} if principal == "terraform" else {}))
+
+
+def test_gpu_instances_and_large_bulk_launches_are_unusual() -> None:
+    accelerator = [{"acceleratorType": "projects/p/zones/us-central1-a/acceleratorTypes/"
+                                       "nvidia-tesla-t4", "acceleratorCount": 1}]
+    assert findings(
+        instance(machineType="zones/us-central1-a/machineTypes/n1-standard-4",
+                 guestAccelerators=accelerator),
+        instance("beta.compute.instances.insert",
+                 machineType="zones/us-central1-a/machineTypes/a2-highgpu-1g"),
+        instance("v1.compute.instances.bulkInsert", count="25",
+                 instanceProperties={"machineType": "e2-micro"})) == [
+        ("gcp.unusual_instances", "medium", "nvidia-tesla-t4"),
+        ("gcp.unusual_instances", "medium", "a2-highgpu-1g"),
+        ("gcp.unusual_instances", "medium", "e2-micro")]
+
+
+def test_ordinary_instances_group_managers_and_fleets_as_code_are_not() -> None:
+    gpu = "zones/us-central1-a/machineTypes/a2-highgpu-1g"
+    assert findings(instance(machineType="zones/us-central1-a/machineTypes/g1-small"),
+                    instance("v1.compute.instances.bulkInsert", count=3),
+                    instance(machineType=gpu, principal="123@cloudservices.gserviceaccount.com"),
+                    instance(machineType=gpu, principal="terraform")) == []
+
+
+def test_packet_mirroring_created_is_high_changed_medium_as_code_nothing() -> None:
+    name = "projects/p/regions/us-central1/packetMirrorings/tap"
+    created = entry("v1.compute.packetMirrorings.insert", "compute.googleapis.com",
+                    principal=ADMIN, resource=name)
+    changed = entry("beta.compute.packetMirrorings.patch", "compute.googleapis.com",
+                    principal=ADMIN, resource=name)
+    as_code = entry("v1.compute.packetMirrorings.insert", "compute.googleapis.com",
+                    principal=ADMIN, resource=name, requestMetadata=TERRAFORM)
+    assert findings(created, changed, as_code) == [("gcp.packet_mirroring", "high", name),
+                                                   ("gcp.packet_mirroring", "medium", name)]
+
+
 def test_new_checks_never_raise_whatever_field_has_an_odd_type() -> None:
     positives = [
         iam(SA_RESOURCE, ("roles/iam.serviceAccountTokenCreator", ATTACKER)),
         audit_configs("REMOVE"), metadata("startup-script", "windows-keys", "ssh-keys"),
-        written("HOW_TO_DECRYPT_FILES.txt"), secret("db")]
+        written("HOW_TO_DECRYPT_FILES.txt"), secret("db"),
+        instance("v1.compute.instances.bulkInsert", count=12, instanceProperties={
+            "machineType": "a2-highgpu-1g", "guestAccelerators": [{"acceleratorType": "t4"}]})]
     count = 0
     for positive in positives:
         proto = positive["protoPayload"]

@@ -1,7 +1,8 @@
 """Kubernetes technique findings of the third round: the control plane's roles handed out,
 ClusterRoles that reach every pod or every secret, the API server's built-in roles changed,
-debug containers and port-forwards. Each rule on the attack request and on the near miss
-the platform, an operator or an administrator sends every day."""
+debug containers, port-forwards, a credential listing its own permissions and hand-made
+pods running as a controller. Each rule on the attack request and on the near miss the
+platform, an operator or an administrator sends every day."""
 
 from __future__ import annotations
 
@@ -127,6 +128,39 @@ def test_port_forward_by_a_service_account_but_not_by_a_person() -> None:
                        subresource="portforward", user=user, code=101)
     assert findings(forward(SA), forward(PERSON)) == [
         ("k8s.service_account_exec", "high", "data/db-0")]
+
+
+def test_listing_every_own_permission_by_a_service_account_or_a_node() -> None:
+    def review(user: str, resource: str = "selfsubjectrulesreviews") -> dict:
+        return request("create", resource, namespace=None, user=user,
+                       body={"spec": {"namespace": "default"}})
+    assert findings(review(SA), review("system:node:ip-10-0-1-7")) == [
+        ("k8s.permission_enumeration", "medium", SA),
+        ("k8s.permission_enumeration", "medium", "system:node:ip-10-0-1-7")]
+
+
+def test_people_platform_accounts_and_single_permission_checks_are_not() -> None:
+    def review(user: str, resource: str = "selfsubjectrulesreviews") -> dict:
+        return request("create", resource, namespace=None, user=user)
+    assert findings(review(PERSON), review("system:serviceaccount:kube-system:dashboard"),
+                    review(SA, "selfsubjectaccessreviews"),
+                    review("system:kube-controller-manager")) == []
+
+
+def hand_made(account: str | None, namespace: str = "kube-system") -> dict:
+    spec: dict[str, Any] = {"containers": [{"name": "c", "image": "alpine"}]}
+    if account is not None:
+        spec["serviceAccountName"] = account
+    return request("create", "pods", namespace=namespace, name="x", user=PERSON,
+                   body={"metadata": {"name": "x"}, "spec": spec})
+
+
+def test_hand_made_pod_running_as_a_controller_account_is_high() -> None:
+    assert findings(hand_made("clusterrole-aggregation-controller"), hand_made(None),
+                    hand_made("aws-node"), hand_made("replicaset-controller", "web")) == [
+        ("k8s.pod_in_system_namespace", "high", "kube-system/x"),
+        ("k8s.pod_in_system_namespace", "medium", "kube-system/x"),
+        ("k8s.pod_in_system_namespace", "medium", "kube-system/x")]
 
 
 def test_gke_entries_get_the_new_checks() -> None:
