@@ -45,6 +45,18 @@ _IMPERSONATION_ROLES = frozenset({
 # shared-core g1-small is not one).
 _GPU_MACHINES = re.compile(r"^(a[2-9]|g[2-9])\d*-[a-z0-9-]+$")
 _MANY_INSTANCES = 10
+# Organisation policy constraints that guard against the techniques above: sharing outside
+# the organisation's domains, service-account keys, public buckets and databases, serial
+# consoles, external addresses, federation from anywhere. Turning one off (or removing it)
+# reopens the door it closed.
+_GUARDRAILS = frozenset({
+    "iam.allowedPolicyMemberDomains", "iam.disableServiceAccountKeyCreation",
+    "iam.disableServiceAccountKeyUpload", "iam.automaticIamGrantsForDefaultServiceAccounts",
+    "iam.workloadIdentityPoolProviders", "iam.workloadIdentityPoolAwsAccounts",
+    "storage.publicAccessPrevention", "storage.uniformBucketLevelAccess",
+    "compute.requireOsLogin", "compute.vmExternalIpAccess", "compute.disableSerialPortAccess",
+    "compute.restrictVpcPeering", "sql.restrictPublicIp", "sql.restrictAuthorizedNetworks",
+    "essentialcontacts.allowedContactDomains"})
 _DATA_RESOURCES = ("/disks/", "/snapshots/", "/images/", "/machineImages/", "/buckets/",
                    "/serviceAccounts/", "/secrets/", "/datasets/")
 # Permissions that reach beyond the role itself: credentials of a service account, keys,
@@ -615,7 +627,44 @@ def _packet_mirroring(payload: dict[str, Any], principal: str) -> list[Finding]:
                     "the traffic it names is copied to a collector", name[:256])]
 
 
+def _org_policy(payload: dict[str, Any], principal: str) -> list[Finding]:
+    """An organisation policy that guards against an attack technique turned off: a
+    boolean constraint no longer enforced, a list constraint allowing every value, a rule
+    that stops enforcing, or the policy removed or reset to Google's default (which for
+    these constraints is off). Read from the v1 (``SetOrgPolicy``, ``ClearOrgPolicy``) and
+    v2 (``CreatePolicy``, ``UpdatePolicy``, ``DeletePolicy``) requests; policies applied as
+    code are reviewed and left out."""
+    if _as_code(payload):
+        return []
+    request = as_dict(get(payload, "request"))
+    policy = as_dict(request.get("policy"))
+    method = _text(get(payload, "methodName")).rpartition(".")[2]
+    name = _text(policy.get("constraint")) or _text(policy.get("name")) or _text(
+        request.get("constraint")) or _text(request.get("name")) or _text(
+        get(payload, "resourceName"))
+    constraint = name.rpartition("/")[2]
+    if constraint not in _GUARDRAILS:
+        return []
+    removed = method in ("ClearOrgPolicy", "DeletePolicy") or "restoreDefault" in policy
+    rules = as_dict(policy.get("spec")).get("rules")
+    relaxed = removed or as_dict(policy.get("booleanPolicy")).get("enforced") is False \
+        or as_dict(policy.get("listPolicy")).get("allValues") == "ALLOW" or any(
+            as_dict(rule).get("enforce") is False or as_dict(rule).get("allowAll") is True
+            for rule in (rules[:50] if isinstance(rules, list) else ()))
+    if not relaxed:
+        return []
+    resource = _text(get(payload, "resourceName")) or "(resource)"
+    how = "removed" if removed else "turned off"
+    severe = constraint in ("iam.allowedPolicyMemberDomains",
+                            "iam.disableServiceAccountKeyCreation")
+    return [Finding("gcp.org_policy_relaxed", "high" if severe else "medium", ("T1562",),
+                    f"organisation policy {constraint} {how} on {resource[:160]}: the "
+                    "technique it blocked is allowed again", constraint)]
+
+
 _RULES: dict[str, Rule] = {
+    **{method: _org_policy for method in ("SetOrgPolicy", "ClearOrgPolicy", "CreatePolicy",
+                                          "UpdatePolicy", "DeletePolicy")},
     "DeleteServicePerimeter": _perimeter_removed,
     "DeleteAccessPolicy": _perimeter_removed,
     "inboundSsoProfileCreated": _sso_profile,

@@ -662,6 +662,69 @@ def _rules_review(record: dict[str, Any], action: str, username: str) -> list[Fi
                     username[:256])]
 
 
+def _kubelet_proxy(record: dict[str, Any], action: str, username: str) -> list[Finding]:
+    """A request proxied through the API server to a node's kubelet (``nodes/proxy``) that
+    runs a command in a container (``run``, ``exec``, ``attach``: the kubelet's own API,
+    where admission and the audit log's exec record never see it) or reads every pod spec
+    of the node, environment secrets included. Monitoring reads metrics and stats this
+    way, the platform everything; neither is judged."""
+    account = _account(username)
+    uri = record.get("requestURI")
+    if _platform_user(username) or (account and account[0] == "kube-system") \
+            or not isinstance(uri, str) or "/proxy/" not in uri:
+        return []
+    path = uri.partition("/proxy/")[2].partition("?")[0]
+    node = _object_name(record)
+    who = f"service account {account[0]}/{account[1]}" if account else username[:128]
+    if path.startswith(("run/", "exec/", "attach/", "portForward/", "cri/")):
+        return [Finding("k8s.kubelet_command", "high", ("T1609", "T1611"),
+                        f"{who} reached the kubelet of node {node} through the API server: "
+                        f"/{path[:160]} runs in a container, out of the audit log's sight",
+                        node)]
+    if path.rstrip("/") in ("pods", "runningpods"):
+        return [Finding("k8s.kubelet_command", "medium", ("T1613", "T1552.007"),
+                        f"{who} read every pod of node {node} from its kubelet (/{path[:40]}), "
+                        "environment secrets included", node)]
+    return []
+
+
+def _aws_auth(record: dict[str, Any], action: str, username: str) -> list[Finding]:
+    """EKS's ``kube-system/aws-auth`` ConfigMap written: it maps IAM roles and users to
+    Kubernetes users and groups, so a line added there lets an AWS principal sign in to
+    the cluster, as ``system:masters`` when it says so. Node groups are mapped by EKS
+    itself and by infrastructure as code."""
+    ref = as_dict(record.get("objectRef"))
+    if ref.get("namespace") != "kube-system" or ref.get("name") != "aws-auth" \
+            or _platform_user(username) or _released(record):
+        return []
+    data = as_dict(_body(record, "data"))
+    maps = [data.get(key) for key in ("mapRoles", "mapUsers", "mapAccounts")]
+    text = " ".join(value[:20000] for value in maps if isinstance(value, str))
+    admin = "system:masters" in text
+    return [Finding("k8s.aws_auth_changed", "high" if admin else "medium",
+                    ("T1098.006", "T1078.004"),
+                    f"EKS aws-auth mapping written by {username[:128]}"
+                    + (": it maps an AWS principal into system:masters (cluster-admin)"
+                       if admin else ": AWS principals it names sign in to the cluster"),
+                    "kube-system/aws-auth")]
+
+
+def _events_deleted(record: dict[str, Any], action: str, username: str) -> list[Finding]:
+    """Events deleted by hand: the record of what happened in a namespace (pods started,
+    images pulled, probes failed) erased. The API server expires events itself, and the
+    namespace controller deletes them with their namespace."""
+    account = _account(username)
+    if _platform_user(username) or (account and account[0] == "kube-system"):
+        return []
+    namespace = as_dict(record.get("objectRef")).get("namespace")
+    bulk = action.endswith("deletecollection")
+    where = f"namespace {namespace[:64]}" if isinstance(namespace, str) and namespace \
+        else "every namespace"
+    what = f"every event of {where}" if bulk else f"event {_object_name(record)}"
+    return [Finding("k8s.events_deleted", "medium" if bulk else "low", ("T1070",),
+                    f"{what} deleted by {username[:128]}", where)]
+
+
 def _anonymous(record: dict[str, Any], action: str) -> list[Finding]:
     uri = record.get("requestURI")
     path = uri.partition("?")[0] if isinstance(uri, str) else ""
@@ -705,6 +768,9 @@ _RULES: dict[str, _Rule] = {
        for kind in ("validating", "mutating") for verb in ("create", "update", "patch")},
     "k8s:certificatesigningrequests.create": _certificate,
     "k8s:selfsubjectrulesreviews.create": _rules_review,
+    **{f"k8s:nodes/proxy.{verb}": _kubelet_proxy for verb in ("get", "create")},
+    **{f"k8s:configmaps.{verb}": _aws_auth for verb in ("create", "update", "patch")},
+    **{f"k8s:events.{verb}": _events_deleted for verb in ("delete", "deletecollection")},
     **{f"k8s:services.{verb}": _service for verb in ("create", "update", "patch")},
 }
 ACTIONS = frozenset(_RULES)

@@ -200,11 +200,46 @@ def test_packet_mirroring_created_is_high_changed_medium_as_code_nothing() -> No
                                                    ("gcp.packet_mirroring", "medium", name)]
 
 
+def org_policy(method: str, constraint: str, **policy: Any) -> dict:
+    resource = f"projects/corp-prod/policies/{constraint}"
+    if method == "SetOrgPolicy":
+        request = {"policy": {"constraint": f"constraints/{constraint}", **policy}}
+    else:
+        request = {"policy": {"name": resource, **policy}} if policy else {"name": resource}
+    return entry(method, "orgpolicy.googleapis.com", principal=ADMIN, resource=resource,
+                 request=request)
+
+
+def test_guardrail_policies_turned_off_or_removed() -> None:
+    v2 = "google.cloud.orgpolicy.v2.OrgPolicy."
+    assert findings(
+        org_policy("SetOrgPolicy", "iam.allowedPolicyMemberDomains",
+                   listPolicy={"allValues": "ALLOW"}),
+        org_policy(v2 + "UpdatePolicy", "storage.publicAccessPrevention",
+                   spec={"rules": [{"enforce": False}]}),
+        org_policy(v2 + "DeletePolicy", "iam.disableServiceAccountKeyCreation")) == [
+        ("gcp.org_policy_relaxed", "high", "iam.allowedPolicyMemberDomains"),
+        ("gcp.org_policy_relaxed", "medium", "storage.publicAccessPrevention"),
+        ("gcp.org_policy_relaxed", "high", "iam.disableServiceAccountKeyCreation")]
+
+
+def test_guardrails_enforced_other_constraints_and_policies_as_code_are_not() -> None:
+    as_code = org_policy("SetOrgPolicy", "compute.requireOsLogin",
+                         booleanPolicy={"enforced": False})
+    as_code["protoPayload"]["requestMetadata"] = TERRAFORM
+    assert findings(
+        org_policy("SetOrgPolicy", "compute.requireOsLogin", booleanPolicy={"enforced": True}),
+        org_policy("SetOrgPolicy", "gcp.resourceLocations", listPolicy={"allValues": "ALLOW"}),
+        as_code) == []
+
+
 def test_new_checks_never_raise_whatever_field_has_an_odd_type() -> None:
     positives = [
         iam(SA_RESOURCE, ("roles/iam.serviceAccountTokenCreator", ATTACKER)),
         audit_configs("REMOVE"), metadata("startup-script", "windows-keys", "ssh-keys"),
         written("HOW_TO_DECRYPT_FILES.txt"), secret("db"),
+        org_policy("google.cloud.orgpolicy.v2.OrgPolicy.UpdatePolicy", "sql.restrictPublicIp",
+                   spec={"rules": [{"enforce": False}, {"allowAll": True}]}),
         instance("v1.compute.instances.bulkInsert", count=12, instanceProperties={
             "machineType": "a2-highgpu-1g", "guestAccelerators": [{"acceleratorType": "t4"}]})]
     count = 0

@@ -1,7 +1,8 @@
 """Kubernetes technique findings of the third round: the control plane's roles handed out,
 ClusterRoles that reach every pod or every secret, the API server's built-in roles changed,
-debug containers, port-forwards, a credential listing its own permissions and hand-made
-pods running as a controller. Each rule on the attack request and on the near miss the
+debug containers, port-forwards, a credential listing its own permissions, hand-made pods
+running as a controller, kubelet commands through the node proxy, EKS's aws-auth mapping
+written and events deleted. Each rule on the attack request and on the near miss the
 platform, an operator or an administrator sends every day."""
 
 from __future__ import annotations
@@ -163,6 +164,59 @@ def test_hand_made_pod_running_as_a_controller_account_is_high() -> None:
         ("k8s.pod_in_system_namespace", "medium", "kube-system/x")]
 
 
+def proxy(path: str, *, user: str = PERSON, verb: str = "get") -> dict:
+    return request(verb, "nodes", namespace=None, name="ip-10-0-1-7", subresource="proxy",
+                   user=user, code=200, uri=f"/api/v1/nodes/ip-10-0-1-7/proxy/{path}")
+
+
+def test_kubelet_command_or_pod_listing_through_the_node_proxy() -> None:
+    assert findings(proxy("run/web/api-0/app?cmd=id", verb="create"),
+                    proxy("pods", user=SA)) == [
+        ("k8s.kubelet_command", "high", "ip-10-0-1-7"),
+        ("k8s.kubelet_command", "medium", "ip-10-0-1-7")]
+
+
+def test_metrics_scrapes_and_the_platform_through_the_node_proxy_are_not() -> None:
+    scraper = "system:serviceaccount:monitoring:prometheus"
+    assert findings(proxy("metrics/cadvisor", user=scraper), proxy("stats/summary", user=scraper),
+                    proxy("run/web/api-0/app", user="system:serviceaccount:kube-system:x"),
+                    proxy("pods", user="system:kube-controller-manager")) == []
+
+
+def aws_auth(verb: str, roles: str | None, *, user: str = PERSON, **extra: Any) -> dict:
+    body = {"data": {"mapRoles": roles}} if roles is not None else None
+    return request(verb, "configmaps", namespace="kube-system", name="aws-auth", user=user,
+                   code=200, body=body, **extra)
+
+
+def test_aws_auth_written_by_hand_and_mapping_to_masters_is_high() -> None:
+    masters = "- rolearn: arn:aws:iam::111122223333:role/x\n  groups:\n  - system:masters\n"
+    readers = "- rolearn: arn:aws:iam::111122223333:role/y\n  groups:\n  - viewers\n"
+    assert findings(aws_auth("patch", masters), aws_auth("update", readers),
+                    aws_auth("update", None)) == [
+        ("k8s.aws_auth_changed", "high", "kube-system/aws-auth"),
+        ("k8s.aws_auth_changed", "medium", "kube-system/aws-auth"),
+        ("k8s.aws_auth_changed", "medium", "kube-system/aws-auth")]
+
+
+def test_aws_auth_by_eks_or_as_code_and_other_config_maps_are_not() -> None:
+    nodes = "- rolearn: arn:aws:iam::111122223333:role/nodes\n  groups:\n  - system:nodes\n"
+    other = request("update", "configmaps", namespace="kube-system", name="coredns",
+                    user=PERSON, code=200)
+    assert findings(aws_auth("update", nodes, user="eks:node-manager"),
+                    aws_auth("update", nodes, userAgent="Terraform/1.7.0"), other) == []
+
+
+def test_events_deleted_by_hand_but_not_by_the_namespace_controller() -> None:
+    cleared = request("deletecollection", "events", namespace="web", user=PERSON, code=200)
+    single = request("delete", "events", namespace="web", name="api.17c", user=SA, code=200)
+    controller = request("deletecollection", "events", namespace="web", code=200,
+                         user="system:serviceaccount:kube-system:namespace-controller")
+    assert findings(cleared, single, controller) == [
+        ("k8s.events_deleted", "medium", "namespace web"),
+        ("k8s.events_deleted", "low", "namespace web")]
+
+
 def test_gke_entries_get_the_new_checks() -> None:
     exec_role = gke("io.k8s.rbac.v1.clusterroles.create",
                     "rbac.authorization.k8s.io/v1/clusterroles/privileged-role",
@@ -184,7 +238,8 @@ def test_new_checks_never_raise_whatever_field_has_an_odd_type() -> None:
         role([{"apiGroups": [""], "resources": ["pods/exec", "secrets"], "verbs": ["*"]}]),
         rbac("patch", "clusterroles", "system:basic-user",
              body={"metadata": {"name": "system:basic-user", "labels": {"a": "b"}}}),
-        debug(SA, context={"privileged": True, "capabilities": {"add": ["BPF"]}})]
+        debug(SA, context={"privileged": True, "capabilities": {"add": ["BPF"]}}),
+        aws_auth("patch", "groups: [system:masters]"), proxy("run/a/b/c", verb="create")]
     count = 0
     for positive in positives:
         for changed in variants({k: positive[k] for k in ("objectRef", "requestObject", "user")
