@@ -122,6 +122,8 @@ def rule_for(method: str) -> Rule | None:
         return _instances
     if ".packetMirrorings." in method and last in ("insert", "patch"):
         return _packet_mirroring
+    if method.startswith("dns.policies.") and last in ("delete", "patch", "update"):
+        return _dns_policy
     return _RULES.get(last) or (_flow_logs if ".subnetworks." in method
                                 and last in ("patch", "update") else
                                 _hmac_key if ".hmacKeys." in method and last == "create"
@@ -448,6 +450,26 @@ def _flow_logs(payload: dict[str, Any], principal: str) -> list[Finding]:
     name = _text(get(payload, "resourceName")).rpartition("/")[2] or "(subnetwork)"
     return [Finding("gcp.flow_logs_disabled", "medium", ("T1562.008",),
                     f"VPC flow logs turned off on subnetwork {name}", name)]
+
+
+def _dns_policy(payload: dict[str, Any], principal: str) -> list[Finding]:
+    """A Cloud DNS server policy deleted, or changed with its query logging off: the
+    networks it covered stop recording which names their machines resolve, which is how
+    command-and-control and exfiltration domains show. Changes applied as code are left
+    out, as flow-log changes are."""
+    if _as_code(payload):
+        return []
+    request = as_dict(get(payload, "request"))
+    name = _text(request.get("policy")) or _text(get(payload, "resourceName")) or "(policy)"
+    if _text(get(payload, "methodName")).endswith("delete"):
+        return [Finding("gcp.dns_logging_disabled", "medium", ("T1562.008",),
+                        f"Cloud DNS policy {name[:160]} deleted: the query logging it "
+                        "enabled, if any, stops", name[:256])]
+    body = as_dict(request.get("policyResource")) or as_dict(request.get("policy"))
+    if body.get("enableLogging") is not False:
+        return []
+    return [Finding("gcp.dns_logging_disabled", "medium", ("T1562.008",),
+                    f"Cloud DNS query logging turned off in policy {name[:160]}", name[:256])]
 
 
 def _kms_key_version(payload: dict[str, Any], principal: str) -> list[Finding]:

@@ -233,11 +233,29 @@ def test_guardrails_enforced_other_constraints_and_policies_as_code_are_not() ->
         as_code) == []
 
 
+def dns(method: str, **request: Any) -> dict:
+    return entry(f"dns.policies.{method}", "dns.googleapis.com", principal=ADMIN,
+                 resource="policies/dns-logging", request={"policy": "dns-logging", **request})
+
+
+def test_dns_query_logging_policy_deleted_or_turned_off() -> None:
+    assert findings(dns("delete"), dns("patch", policyResource={"enableLogging": False})) == [
+        ("gcp.dns_logging_disabled", "medium", "dns-logging")] * 2
+
+
+def test_dns_logging_turned_on_other_changes_and_as_code_are_not() -> None:
+    as_code = dns("delete")
+    as_code["protoPayload"]["requestMetadata"] = TERRAFORM
+    assert findings(dns("patch", policyResource={"enableLogging": True}),
+                    dns("update", policyResource={"description": "forwarders"}), as_code) == []
+
+
 def test_new_checks_never_raise_whatever_field_has_an_odd_type() -> None:
     positives = [
         iam(SA_RESOURCE, ("roles/iam.serviceAccountTokenCreator", ATTACKER)),
         audit_configs("REMOVE"), metadata("startup-script", "windows-keys", "ssh-keys"),
         written("HOW_TO_DECRYPT_FILES.txt"), secret("db"),
+        dns("patch", policyResource={"enableLogging": False}),
         org_policy("google.cloud.orgpolicy.v2.OrgPolicy.UpdatePolicy", "sql.restrictPublicIp",
                    spec={"rules": [{"enforce": False}, {"allowAll": True}]}),
         instance("v1.compute.instances.bulkInsert", count=12, instanceProperties={
