@@ -182,23 +182,31 @@ def _consumer_grant(payload: dict[str, Any], resource: str, principal: str) -> l
 
 
 def _audit_logs_removed(payload: dict[str, Any], resource: str) -> list[Finding]:
-    """Data Access audit logging turned off for a service: the policy change removes one
-    of its ``auditConfigs`` log types, after which reads of that service's data leave no
-    record. Audit settings applied as code are left to the behavioural models, as flow
-    logs are."""
+    """Data Access audit logging turned off for a service, or for one principal: the
+    policy change removes one of its ``auditConfigs`` log types, or adds an exempted
+    member, after which that service's (or that member's) reads leave no record. Removing
+    an exemption logs more and is not judged; audit settings applied as code are left to
+    the behavioural models, as flow logs are."""
     deltas = as_dict(as_dict(get(payload, "serviceData")).get("policyDelta")).get(
         "auditConfigDeltas")
     if not isinstance(deltas, list) or _as_code(payload):
         return []
-    removed = [as_dict(d) for d in deltas[:100] if as_dict(d).get("action") == "REMOVE"]
-    if not removed:
+    deltas = [as_dict(d) for d in deltas[:100]]
+    removed = [d for d in deltas if d.get("action") == "REMOVE" and not d.get("exemptedMember")]
+    exempted = [d for d in deltas if d.get("action") == "ADD" and d.get("exemptedMember")]
+    if not removed and not exempted:
         return []
-    services = list(dict.fromkeys(_text(d.get("service")) or "a service" for d in removed))
-    kinds = list(dict.fromkeys(_text(d.get("logType")) for d in removed if d.get("logType")))
-    shown = ", ".join(services[:3])
+    changed = removed or exempted
+    services = list(dict.fromkeys(_text(d.get("service")) or "a service" for d in changed))
+    kinds = list(dict.fromkeys(_text(d.get("logType")) for d in changed if d.get("logType")))
+    shown = ", ".join(services[:3]) + (f" ({', '.join(kinds[:3])})" if kinds else "")
+    if removed:
+        return [Finding("gcp.audit_logs_disabled", "high", ("T1562.008",),
+                        f"{resource} stops audit logging of {shown}", services[0][:256])]
+    member = _text(exempted[0].get("exemptedMember"))
     return [Finding("gcp.audit_logs_disabled", "high", ("T1562.008",),
-                    f"{resource} stops audit logging of {shown}"
-                    + (f" ({', '.join(kinds[:3])})" if kinds else ""), services[0][:256])]
+                    f"{resource} exempts {member[:128]} from audit logging of {shown}",
+                    member[:256])]
 
 
 def _added(payload: dict[str, Any]) -> list[tuple[str, str]]:

@@ -75,6 +75,16 @@ def test_data_access_audit_logs_removed_is_high_added_or_as_code_is_not() -> Non
         ("gcp.audit_logs_disabled", "high", "storage.googleapis.com")]
 
 
+def test_a_principal_exempted_from_audit_logging_but_not_an_exemption_removed() -> None:
+    def exemption(action: str) -> dict:
+        return entry("SetIamPolicy", "cloudresourcemanager.googleapis.com", principal=ADMIN,
+                      serviceData={"policyDelta": {"auditConfigDeltas": [
+                          {"action": action, "service": "allServices", "logType": "DATA_READ",
+                           "exemptedMember": "serviceAccount:x@p.iam.gserviceaccount.com"}]}})
+    assert findings(exemption("ADD"), exemption("REMOVE")) == [
+        ("gcp.audit_logs_disabled", "high", "serviceAccount:x@p.iam.gserviceaccount.com")]
+
+
 def metadata(*keys: str, principal: str = ADMIN, **extra: Any) -> dict:
     return entry("v1.compute.instances.setMetadata", "compute.googleapis.com",
                  principal=principal, resource="projects/p/zones/z/instances/vm",
