@@ -155,6 +155,9 @@ def normalise_signin(record: dict[str, Any], resolver: Resolver, hints: dict[str
         value = short_str(props.get(key), 128)
         if value:
             attributes[name] = value
+    found = techniques.signin_findings(props, outcome == "success")
+    if found:
+        attributes[ATTRIBUTE] = found
     event = Event(
         event_id=_event_id(low, props, record), time=when, ts=when.timestamp(),
         source=SOURCE_SIGNIN, identity=identity, identity_kind=kind, kind_reason=reason,
