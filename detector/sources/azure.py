@@ -468,6 +468,10 @@ def normalise_storage(record: dict[str, Any], low: dict[str, Any], resolver: Res
     ua, family = user_agent(props.get("useragentheader"))
     outcome, error = _storage_outcome(low, props)
     category = category_of(low)
+    attributes: dict[str, Any] = {"category": category, "storage_account": account}
+    found = techniques.storage_findings(error, account, props.get("objectkey"))
+    if found:
+        attributes[ATTRIBUTE] = found
     event = Event(
         event_id=_event_id(low, props, record), time=when, ts=when.timestamp(),
         source=SOURCE_ACTIVITY, identity=identity, identity_kind=kind, kind_reason=reason,
@@ -478,8 +482,7 @@ def normalise_storage(record: dict[str, Any], low: dict[str, Any], resolver: Res
         resource=short_str(props.get("objectkey")) or resource_id,
         region=short_str(low.get("location"), 64), source_ip=source_ip, network=network,
         network_prefix=prefix, user_agent=ua, agent_family=family, outcome=outcome,
-        error_code=error, read_only=category == "storageread",
-        attributes={"category": category, "storage_account": account},
+        error_code=error, read_only=category == "storageread", attributes=attributes,
     )
     return resolver.finish(event)
 

@@ -852,6 +852,24 @@ RULES: dict[str, Rule] = {
                                "their own):"))},
 }
 
+# ---------------------------------------------------------------------------- storage logs
+
+
+def storage_findings(error: Any, account: str, key: Any) -> list[Finding]:
+    """Findings of a Storage resource log record: a read refused because the blob is
+    encrypted with a customer-provided key the reader does not hold
+    (``BlobUsesCustomerSpecifiedEncryption``). Blobs re-encrypted in place under a key only
+    the attacker has is how storage ransomware works without deleting anything; the
+    finding falls on the reader that found it out and names the blob."""
+    if not isinstance(error, str) or error.lower() != "blobusescustomerspecifiedencryption":
+        return []
+    name = key if isinstance(key, str) and key else account
+    return [Finding("azure.storage_foreign_encryption", "medium", ("T1486",),
+                    f"blob {name[:200]} is encrypted with a customer-provided key its reader "
+                    "does not hold: re-encrypted in place (ransomware), or written by an "
+                    "application that keeps its own key", account)]
+
+
 # ---------------------------------------------------------------------------- sign-ins
 _RISK_LEVELS = frozenset({"medium", "high"})
 _RISK_CLEARED = frozenset({"dismissed", "remediated", "confirmedsafe"})

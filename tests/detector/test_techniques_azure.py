@@ -194,6 +194,7 @@ def test_panther_labelled_azure_events(real_logs: Path) -> None:
         ("azure.privileged_role_assignment", True): 3, ("azure.recovery_deleted", True): 1,
         ("azure.recovery_disabled", True): 2, ("azure.resource_lock_deleted", True): 1,
         ("azure.storage_protection_removed", True): 2,
+        ("azure.storage_foreign_encryption", True): 1,
         # AKS kube-audit rows that keep only p_event_time are read too
         ("k8s.anonymous_access", True): 1, ("k8s.privileged_pod", True): 1}
     assert panther_counts(folder, "azure_entra_audit_signin") == {

@@ -431,3 +431,18 @@ def test_new_checks_never_raise_whatever_field_has_an_odd_type() -> None:
             assert_no_internal_error(activity(operation, ACCOUNT, body=changed))
             count += 1
     assert count > 200
+
+
+def test_blob_encrypted_with_a_key_its_reader_lacks_but_not_other_refusals() -> None:
+    def read(status: int, text: str) -> dict:
+        return {"time": "2024-03-04T10:00:00Z", "category": "StorageRead",
+                "operationName": "GetBlob", "statusCode": status, "statusText": text,
+                "callerIpAddress": "10.0.0.4:5100", "identity": {"type": "SAS",
+                                                                 "tokenHash": "key1(H)"},
+                "resourceId": f"{ACCOUNT}/blobServices/default",
+                "properties": {"accountName": "custdata", "objectKey": "/custdata/c/a.docx",
+                               "metricResponseType": "ClientOtherError"}}
+    assert findings(read(409, "BlobUsesCustomerSpecifiedEncryption"),
+                    read(403, "AuthorizationPermissionMismatch"),
+                    read(404, "BlobNotFound")) == [
+        ("azure.storage_foreign_encryption", "medium", "custdata")]
