@@ -392,9 +392,24 @@ _STORAGE_WEAKENED = (
     ("allowsharedkeyaccess", True, "shared key (account key and SAS) access turned back on"),
     ("publicnetworkaccess", "enabled", "public network access enabled"),
 )
-# Keys of the storage account read (or SAS tokens minted with them): one account is what
-# pipelines and the portal do; many accounts in minutes is harvesting.
+# Keys and credentials read through the management plane: storage account keys and SAS
+# tokens, App Service settings and publishing profiles, registry, Cosmos DB, Redis, Service
+# Bus, Event Hubs, Cognitive Services, Search, Batch and Automation keys, an AKS cluster's
+# admin credential. One resource is what pipelines, the portal and Functions do on every
+# run; five distinct resources in minutes by one caller is harvesting (the way MicroBurst
+# and similar tools collect a subscription's secrets).
 _KEYS_BURST = 5
+_KEY_READS = tuple(f"microsoft.{path}/action" for path in (
+    "storage/storageaccounts/listkeys", "storage/storageaccounts/listaccountsas",
+    "storage/storageaccounts/listservicesas", "web/sites/config/list",
+    "web/sites/slots/config/list", "web/sites/publishxml", "web/sites/slots/publishxml",
+    "containerregistry/registries/listcredentials", "documentdb/databaseaccounts/listkeys",
+    "documentdb/databaseaccounts/listconnectionstrings", "cache/redis/listkeys",
+    "servicebus/namespaces/authorizationrules/listkeys",
+    "eventhub/namespaces/authorizationrules/listkeys", "cognitiveservices/accounts/listkeys",
+    "search/searchservices/listadminkeys", "batch/batchaccounts/listkeys",
+    "automation/automationaccounts/listkeys",
+    "containerservice/managedclusters/listclusteradmincredential"))
 # The first-party Azure Key Vault application: it regenerates the storage keys it manages
 # on their rotation schedule.
 _KEY_VAULT_SERVICE = "cfa8b339-82a2-471a-a3c9-0fc0be7a4093"
@@ -446,9 +461,9 @@ def _account_of(resource: str) -> str:
 def _keys_listed(low: dict[str, Any], props: dict[str, Any]) -> list[Any]:
     if _status(low) in _PENDING:
         return []
-    return [Tally("azure.storage_keys_harvest", "high", ("T1552",),
-                  "storage accounts whose keys or SAS tokens were read",
-                  (_account_of(_resource(low)),), limit=_KEYS_BURST)]
+    return [Tally("azure.key_harvest", "high", ("T1552",),
+                  "resources whose keys or credentials were read",
+                  (_resource(low).lower()[:256],), limit=_KEYS_BURST)]
 
 
 def _key_regenerated(low: dict[str, Any], props: dict[str, Any]) -> list[Finding]:
@@ -785,8 +800,7 @@ RULES: dict[str, Rule] = {
     "authentication methods policy update": _external_idp,
     "microsoft.managedidentity/userassignedidentities/federatedidentitycredentials/write":
         _federated_credential,
-    **{f"microsoft.storage/storageaccounts/{op}/action": _keys_listed
-       for op in ("listkeys", "listaccountsas", "listservicesas")},
+    **{operation: _keys_listed for operation in _KEY_READS},
     "microsoft.storage/storageaccounts/regeneratekey/action": _key_regenerated,
     # Key Vault data-plane log (AuditEvent): secret values read, counted toward a burst
     "secretget": _secret_read,

@@ -81,7 +81,7 @@ def test_keys_of_many_storage_accounts_in_minutes_is_harvesting_of_one_is_not() 
     listing = "Microsoft.Storage/storageAccounts/listKeys/action"
     accounts = [f"{RG}/Microsoft.Storage/storageAccounts/acct{n}" for n in range(5)]
     harvest = [at(activity(listing, account), n * 30) for n, account in enumerate(accounts)]
-    assert alerts_of(*harvest) == [("technique.azure.storage_keys_harvest", "high")]
+    assert alerts_of(*harvest) == [("technique.azure.key_harvest", "high")]
     # a pipeline or the portal reading one account's keys again and again
     again = [at(activity(listing, ACCOUNT), n * 30) for n in range(30)]
     assert alerts_of(*again) == []
@@ -89,6 +89,24 @@ def test_keys_of_many_storage_accounts_in_minutes_is_harvesting_of_one_is_not() 
     assert alerts_of(*harvest[:4]) == []
     assert alerts_of(*[at(activity(listing, account), n * 900)
                        for n, account in enumerate(accounts)]) == []
+
+
+def test_keys_read_across_services_count_toward_one_harvest() -> None:
+    reads = [("Microsoft.Storage/storageAccounts/listKeys/action", ACCOUNT),
+             ("Microsoft.Web/sites/config/list/action", f"{RG}/Microsoft.Web/sites/api"),
+             ("Microsoft.ContainerRegistry/registries/listCredentials/action",
+              f"{RG}/Microsoft.ContainerRegistry/registries/acr1"),
+             ("Microsoft.DocumentDB/databaseAccounts/listKeys/action",
+              f"{RG}/Microsoft.DocumentDB/databaseAccounts/orders"),
+             ("Microsoft.ContainerService/managedClusters/listClusterAdminCredential/action",
+              f"{RG}/Microsoft.ContainerService/managedClusters/aks1")]
+    records = [at(activity(operation, resource), n * 30)
+               for n, (operation, resource) in enumerate(reads)]
+    assert alerts_of(*records) == [("technique.azure.key_harvest", "high")]
+    # the same five reads refused: permission probing at most, no harvest
+    refused = [at(activity(operation, resource, result="Failure", resultSignature="403"),
+                  n * 30) for n, (operation, resource) in enumerate(reads)]
+    assert ("technique.azure.key_harvest", "high") not in alerts_of(*refused)
 
 
 def test_storage_key_regenerated_but_not_by_key_vault_rotation() -> None:
