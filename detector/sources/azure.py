@@ -1,9 +1,18 @@
 """Azure Activity Log records and Entra ID sign-in / audit logs -> Events.
 
-Two export shapes exist for the same data (edge case B11): the Event Hub / diagnostic
-shape (``time``, ``category``, ``properties{...}``) and the Log Analytics shape (PascalCase
-keys at the top level, nested objects as JSON strings). Keys are therefore read
-case-insensitively, and JSON-string fields are decoded on demand.
+Three export shapes exist for the same Activity Log data (edge case B11): the Event Hub /
+diagnostic-settings shape (``records[]`` of ``time``, ``category``, ``identity``,
+``properties{...}``), the Log Analytics ``AzureActivity`` table (PascalCase columns at the
+top level: ``OperationNameValue`` is the operation, ``OperationName`` only its display name,
+``ActivityStatusValue`` the status, ``Caller``, ``Claims``/``Claims_d``,
+``Properties``/``Properties_d``, nested objects as JSON strings or objects) and the REST
+API's event data (``operationName{value}``, ``status{value}``, ``eventTimestamp``,
+``httpRequest{clientIpAddress}``, top-level ``caller`` and ``claims``). Entra sign-in and
+audit logs come as the diagnostic shape (``properties{...}``) or as the Log Analytics
+tables (``SigninLogs``, ``AADServicePrincipalSignInLogs``, ``AADManagedIdentitySignInLogs``,
+``AADNonInteractiveUserSignInLogs``, ``AuditLogs``: the same fields as columns). Keys are
+therefore read case-insensitively, JSON-string fields are decoded on demand, and a record
+without ``properties`` is read as its own properties.
 
 Sign-ins (``azure.signin``) key to ``servicePrincipalId``, else the user, else ``appId``
 (lower-cased GUIDs). Activity Log records (``azure.activity``) key to the caller: a service
@@ -16,7 +25,12 @@ audit records key to ``initiatedBy.app`` / ``initiatedBy.user``, and to
 records are Kubernetes events (see the parser). Storage resource logs (``StorageRead``,
 ``StorageWrite``, ``StorageDelete``) share the envelope; they key to the OAuth caller, or
 to the storage account's shared key for SAS and account-key requests
-(``normalise_storage``).
+(``normalise_storage``). Key Vault data-plane logs (``AuditEvent``) name the caller in
+``identity.claim`` (singular). Records that Azure writes itself (categories ``Policy``,
+``Recommendation``, ``ServiceHealth``, ``ResourceHealth``, ``Autoscale``, ``Alert``,
+``Security``) have no caller when the platform acted on its own: they key to
+``azure-service:<service>``, and so does a ``caller`` that names a resource provider
+(``Microsoft.Insights/autoscaleSettings``).
 """
 
 from __future__ import annotations
@@ -72,18 +86,28 @@ def looks_like(low: dict[str, Any]) -> bool:
     """True for an Azure Monitor / Entra record (category or operationName plus time/ids)."""
     if category_of(low) in SIGNIN_CATEGORIES:
         return True
-    return "operationname" in low and ("resourceid" in low or "category" in low
-                                       or "tenantid" in low or "callerid" in low)
+    if "operationname" in low or "operationnamevalue" in low:
+        return ("resourceid" in low or "_resourceid" in low or "category" in low
+                or "categoryvalue" in low or "tenantid" in low or "callerid" in low)
+    # Graph API directoryAudit (the Entra audit record without the diagnostic envelope)
+    return "activitydisplayname" in low and "initiatedby" in low
 
 
 def is_signin(low: dict[str, Any]) -> bool:
-    return category_of(low) in SIGNIN_CATEGORIES
+    """A sign-in record: its category says so, or (the Graph API ``signIns`` shape, which has
+    no category) it has a creation time, an application and a user or service principal."""
+    category = category_of(low)
+    if category:
+        return category in SIGNIN_CATEGORIES
+    return "createddatetime" in low and "appid" in low and "status" in low and (
+        "userprincipalname" in low or "serviceprincipalid" in low)
 
 
 def record_time(low: dict[str, Any], props: dict[str, Any]) -> Any:
     raw = low.get("time") or props.get("createddatetime") or low.get("createddatetime") \
         or low.get("eventtimestamp") or low.get("timegenerated") or low.get("p_event_time") \
-        or props.get("activitydatetime")
+        or props.get("activitydatetime") or low.get("activitydatetime") \
+        or low.get("submissiontimestamp")
     if raw is None:
         raise RecordError("missing_time", "record has no time, createdDateTime or CreatedDateTime")
     when = parse_time(raw)
@@ -94,8 +118,10 @@ def record_time(low: dict[str, Any], props: dict[str, Any]) -> Any:
 
 
 def _event_id(low: dict[str, Any], props: dict[str, Any], record: dict[str, Any]) -> str:
-    for value in (props.get("id"), low.get("id"), low.get("correlationid")):
-        if isinstance(value, str) and value:
+    for value in (props.get("id"), low.get("id"), low.get("eventdataid"),
+                  low.get("correlationid")):
+        # a Key Vault log's properties.id is the vault or secret URL, the same every call
+        if isinstance(value, str) and value and not value.startswith("https://"):
             return value
     return record_digest(record)
 
@@ -129,6 +155,9 @@ def normalise_signin(record: dict[str, Any], resolver: Resolver, hints: dict[str
         value = short_str(props.get(key), 128)
         if value:
             attributes[name] = value
+    found = techniques.signin_findings(props, outcome == "success")
+    if found:
+        attributes[ATTRIBUTE] = found
     event = Event(
         event_id=_event_id(low, props, record), time=when, ts=when.timestamp(),
         source=SOURCE_SIGNIN, identity=identity, identity_kind=kind, kind_reason=reason,
@@ -206,17 +235,18 @@ def normalise_activity(record: dict[str, Any], resolver: Resolver,
     low = lower_keys(record)
     if category_of(low) in STORAGE_CATEGORIES:
         return normalise_storage(record, low, resolver)
-    props = lower_keys(low.get("properties"))
+    if "resourceid" not in low and isinstance(low.get("_resourceid"), str):
+        low["resourceid"] = low["_resourceid"]  # Log Analytics: the checks read resourceid
+    props = _properties(low)
     identity, resolution, ptype, kind, reason = _activity_identity(low, props)
     when = record_time(low, props)
     operation = _operation(low, props)
-    prefix_name = "entra" if "/providers/microsoft.aadiam" in str(low.get("resourceid", "")
-                                                                  ).lower() else "azure"
-    source_ip, network, prefix = classify_network(low.get("calleripaddress"))
+    prefix_name = "entra" if _is_entra(low, props) else "azure"
+    source_ip, network, prefix = classify_network(_caller_ip(low))
     outcome, error = _activity_outcome(low, props)
     resource_id = short_str(low.get("resourceid"))
-    attributes: dict[str, Any] = {"category": low["category"][:64]} \
-        if isinstance(low.get("category"), str) else {}
+    category = _category_name(low)
+    attributes: dict[str, Any] = {"category": category[:64]} if category else {}
     rule = _TECHNIQUES.get(operation.lower())
     if rule is not None and outcome == "success":
         found = rule(low, props)
@@ -238,6 +268,50 @@ def normalise_activity(record: dict[str, Any], resolver: Resolver,
     return resolver.finish(event)
 
 
+def _properties(low: dict[str, Any]) -> dict[str, Any]:
+    """``properties`` (diagnostic, REST) or ``Properties_d`` (Log Analytics); an Entra audit
+    record without either (the ``AuditLogs`` table, the Graph API) is its own properties."""
+    props = lower_keys(low.get("properties")) or lower_keys(low.get("properties_d"))
+    if not props and ("initiatedby" in low or "activitydisplayname" in low):
+        return low
+    return props
+
+
+def _is_entra(low: dict[str, Any], props: dict[str, Any]) -> bool:
+    """An Entra audit record (``entra:`` actions) rather than an ARM call (``azure:``)."""
+    return "/providers/microsoft.aadiam" in str(low.get("resourceid", "")).lower() \
+        or "loggedbyservice" in props or str(low.get("type", "")).lower() == "auditlogs"
+
+
+def _caller_ip(low: dict[str, Any]) -> Any:
+    """``callerIpAddress``, else the REST and Log Analytics ``httpRequest.clientIpAddress``."""
+    ip = low.get("calleripaddress")
+    if ip:
+        return ip
+    return lower_keys(low.get("httprequest")).get("clientipaddress")
+
+
+def _category_name(low: dict[str, Any]) -> str:
+    """The category as text: ``category``, the REST ``category.value``, or the Log
+    Analytics ``CategoryValue`` column."""
+    category = low.get("category")
+    if isinstance(category, dict):
+        category = category.get("value")
+    if not isinstance(category, str) or not category:
+        category = low.get("categoryvalue")
+    return category if isinstance(category, str) else ""
+
+
+# Activity Log categories that Azure writes itself: the service that acted when no caller is
+# named (a policy evaluation, an Advisor recommendation, an autoscale run, a fired alert).
+_PLATFORM_CATEGORIES = {
+    "policy": "Azure Policy", "recommendation": "Azure Advisor",
+    "servicehealth": "Azure Service Health", "resourcehealth": "Azure Resource Health",
+    "autoscale": "Azure Autoscale", "alert": "Azure Monitor alerts",
+    "security": "Microsoft Defender for Cloud",
+}
+
+
 def _activity_identity(low: dict[str, Any], props: dict[str, Any]
                        ) -> tuple[str, str, str, str, str]:
     """Who made an Activity Log call: ``(key, resolution, principal type, kind, reason)``.
@@ -255,8 +329,11 @@ def _activity_identity(low: dict[str, Any], props: dict[str, Any]
         return identity[:256], "identity_name", "Unknown", "unknown", "display name only"
     identity = lower_keys(identity.strip() if isinstance(identity, str) else identity)
     # Log Analytics (AzureActivity table) has Claims and Authorization as top-level columns
-    claims = lower_keys(identity.get("claims") or low.get("claims"))
-    authorization = lower_keys(identity.get("authorization") or low.get("authorization"))
+    # (JSON strings, or objects in the ``_d`` columns); Key Vault logs say ``claim``
+    claims = lower_keys(identity.get("claims") or identity.get("claim") or low.get("claims")
+                        or low.get("claims_d"))
+    authorization = lower_keys(identity.get("authorization") or low.get("authorization")
+                               or low.get("authorization_d"))
     evidence = lower_keys(authorization.get("evidence"))
     ptype = evidence.get("principaltype") if isinstance(evidence.get("principaltype"), str) \
         else None
@@ -281,6 +358,10 @@ def _activity_identity(low: dict[str, Any], props: dict[str, Any]
         return oid, "oid_claim", "ServicePrincipal", "workload", "service principal"
     if app_id:
         return app_id, "app_id", "ServicePrincipal", "workload", "application (appid claim)"
+    if isinstance(caller, str) and caller.startswith("Microsoft.") and "@" not in caller:
+        # a resource provider acting on its own (Microsoft.Insights/autoscaleSettings)
+        return f"azure-service:{caller[:128]}", "service_caller", "AzureService", \
+            "cloud_service", "Azure platform service"
     if isinstance(caller, str) and caller:
         return caller.lower()[:256], "caller", ptype or "ServicePrincipal", "workload", \
             "caller object id"
@@ -288,6 +369,10 @@ def _activity_identity(low: dict[str, Any], props: dict[str, Any]
     if isinstance(email, str) and email.startswith("Microsoft."):
         return f"azure-service:{email[:128]}", "service_claim", "AzureService", \
             "cloud_service", "Azure platform service"
+    service = _PLATFORM_CATEGORIES.get(_category_name(low).lower())
+    if service is not None and not claims:
+        return f"azure-service:{service}", "platform_category", "AzureService", \
+            "cloud_service", "Azure platform service (its own category)"
     raise RecordError("missing_identity", "activity record has no caller, claims or initiatedBy")
 
 
@@ -332,7 +417,10 @@ def _initiated_by(initiated: dict[str, Any]) -> tuple[str, str, str, str, str]:
 
 
 def _operation(low: dict[str, Any], props: dict[str, Any]) -> str:
-    operation = low.get("operationname")
+    """The operation: Log Analytics ``OperationNameValue`` (its ``OperationName`` is the
+    display name), else ``operationName`` (text, or the REST ``{value}``), else Entra's
+    activity name."""
+    operation = low.get("operationnamevalue") or low.get("operationname")
     if isinstance(operation, dict):
         operation = operation.get("value")
     if not isinstance(operation, str) or not operation:
@@ -341,12 +429,16 @@ def _operation(low: dict[str, Any], props: dict[str, Any]) -> str:
 
 
 def _activity_outcome(low: dict[str, Any], props: dict[str, Any]) -> tuple[str, str | None]:
-    result = low.get("resulttype")
+    """``resultType`` (diagnostic), ``status.value`` (REST), ``ActivityStatusValue`` (Log
+    Analytics) or Entra's ``result``; the error is the result signature or sub-status."""
+    result = low.get("resulttype") or low.get("status") or low.get("activitystatusvalue")
     if isinstance(result, dict):
         result = result.get("value")
     result_text = str(result).lower() if result is not None else ""
     if result_text in _FAILURES or str(props.get("result", "")).lower() in _FAILURES:
-        signature = low.get("resultsignature")
+        sub = low.get("substatus")
+        sub = sub.get("value") if isinstance(sub, dict) else low.get("activitysubstatusvalue")
+        signature = low.get("resultsignature") or sub or props.get("statuscode")
         return "failure", str(signature or result)[:64]
     return "success", None
 
@@ -376,6 +468,10 @@ def normalise_storage(record: dict[str, Any], low: dict[str, Any], resolver: Res
     ua, family = user_agent(props.get("useragentheader"))
     outcome, error = _storage_outcome(low, props)
     category = category_of(low)
+    attributes: dict[str, Any] = {"category": category, "storage_account": account}
+    found = techniques.storage_findings(error, account, props.get("objectkey"))
+    if found:
+        attributes[ATTRIBUTE] = found
     event = Event(
         event_id=_event_id(low, props, record), time=when, ts=when.timestamp(),
         source=SOURCE_ACTIVITY, identity=identity, identity_kind=kind, kind_reason=reason,
@@ -386,8 +482,7 @@ def normalise_storage(record: dict[str, Any], low: dict[str, Any], resolver: Res
         resource=short_str(props.get("objectkey")) or resource_id,
         region=short_str(low.get("location"), 64), source_ip=source_ip, network=network,
         network_prefix=prefix, user_agent=ua, agent_family=family, outcome=outcome,
-        error_code=error, read_only=category == "storageread",
-        attributes={"category": category, "storage_account": account},
+        error_code=error, read_only=category == "storageread", attributes=attributes,
     )
     return resolver.finish(event)
 

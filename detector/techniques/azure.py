@@ -19,12 +19,13 @@ operation in its claims or ``Caller`` column, so a record without one stays a
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
 import orjson
 
-from detector.techniques import Finding
+from detector.techniques import Finding, Tally, lower
 
 # Built-in role definition ids (the same in every tenant) that hand over a subscription.
 _ROLES = {
@@ -32,6 +33,10 @@ _ROLES = {
     "18d7d88d-d35e-4fb5-a5c3-7773c20a72d9": ("User Access Administrator", "high"),
     "f58310d9-a9f6-439a-9e8d-f62e7b41a168": ("Role Based Access Control Administrator", "high"),
     "b24988ac-6180-42a0-ab88-20f7382dd24c": ("Contributor", "medium"),
+    # data-plane owners: every blob, or every secret and key of the vaults in scope
+    "b7e6dc6d-f1e8-4753-8033-0f276bb0955b": ("Storage Blob Data Owner", "medium"),
+    "00482a5a-887f-4fb3-b363-3b7fe8e74483": ("Key Vault Administrator", "medium"),
+    "b86a8fe4-44ce-4948-aee5-eccb2c155cd7": ("Key Vault Secrets Officer", "medium"),
 }
 # Extension types that run arbitrary code or reset credentials on the machine.
 _SCRIPT_EXTENSIONS = ("customscript", "runcommand", "vmaccess", "enablevmaccess", "dsc")
@@ -113,8 +118,7 @@ def _elevate_access(low: dict[str, Any], props: dict[str, Any]) -> list[Finding]
 def _credentials(low: dict[str, Any], props: dict[str, Any]) -> list[Finding]:
     if str(props.get("result", "success")).lower() not in ("success", ""):
         return []
-    targets = props.get("targetresources")
-    target = lower_keys(targets[0]) if isinstance(targets, list) and targets else {}
+    target = _entra_target(props)
     name = target.get("displayname") or target.get("id") or "an application"
     return [Finding("azure.credentials_added", "high", ("T1098.001",),
                     f"credentials added to {str(target.get('type') or 'application')} "
@@ -293,8 +297,8 @@ def _vault_access(low: dict[str, Any], props: dict[str, Any]) -> list[Finding]:
 
 def _entra_target(props: dict[str, Any]) -> dict[str, Any]:
     """The first target resource of an Entra audit record (lower-cased keys)."""
-    targets = props.get("targetresources")
-    return lower_keys(targets[0]) if isinstance(targets, list) and targets else {}
+    targets = _targets(props)
+    return targets[0] if targets else {}
 
 
 def _changes(target: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
@@ -308,6 +312,16 @@ def _changes(target: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
             out[name.lower()] = (_decoded(change.get("oldvalue")),
                                  _decoded(change.get("newvalue")))
     return out
+
+
+def _text(value: Any) -> str:
+    """A changed value as JSON text (decoded objects re-encoded, so searches see JSON)."""
+    if isinstance(value, str):
+        return value
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return str(value)
 
 
 def _decoded(value: Any) -> Any:
@@ -368,6 +382,331 @@ def _controls(policy: dict[str, Any]) -> set[str]:
         if isinstance(controls, list) else set()
 
 
+# ---------------------------------------------------------------------------- third round
+# Storage account settings whose change removes a protection: (body key, value that
+# weakens, what the sentence says). Only an update counts: a create (its body names the
+# ``location``) sets the defaults, and ``defaultAction: Allow`` is the default of every new
+# account.
+_STORAGE_WEAKENED = (
+    ("supportshttpstrafficonly", False, "unencrypted HTTP allowed"),
+    ("allowsharedkeyaccess", True, "shared key (account key and SAS) access turned back on"),
+    ("publicnetworkaccess", "enabled", "public network access enabled"),
+)
+# Keys and credentials read through the management plane: storage account keys and SAS
+# tokens, App Service settings and publishing profiles, registry, Cosmos DB, Redis, Service
+# Bus, Event Hubs, Cognitive Services, Search, Batch and Automation keys, an AKS cluster's
+# admin credential. One resource is what pipelines, the portal and Functions do on every
+# run; five distinct resources in minutes by one caller is harvesting (the way MicroBurst
+# and similar tools collect a subscription's secrets).
+_KEYS_BURST = 5
+_KEY_READS = tuple(f"microsoft.{path}/action" for path in (
+    "storage/storageaccounts/listkeys", "storage/storageaccounts/listaccountsas",
+    "storage/storageaccounts/listservicesas", "web/sites/config/list",
+    "web/sites/slots/config/list", "web/sites/publishxml", "web/sites/slots/publishxml",
+    "containerregistry/registries/listcredentials", "documentdb/databaseaccounts/listkeys",
+    "documentdb/databaseaccounts/listconnectionstrings", "cache/redis/listkeys",
+    "servicebus/namespaces/authorizationrules/listkeys",
+    "eventhub/namespaces/authorizationrules/listkeys", "cognitiveservices/accounts/listkeys",
+    "search/searchservices/listadminkeys", "batch/batchaccounts/listkeys",
+    "automation/automationaccounts/listkeys",
+    "containerservice/managedclusters/listclusteradmincredential"))
+# The first-party Azure Key Vault application: it regenerates the storage keys it manages
+# on their rotation schedule.
+_KEY_VAULT_SERVICE = "cfa8b339-82a2-471a-a3c9-0fc0be7a4093"
+# Resources whose deletion destroys data or service, counted toward a burst per caller:
+# one deleted resource group is a torn-down test environment, five in ten minutes is not.
+_MASS_DELETE = 5
+
+
+def _update_body(props: dict[str, Any]) -> dict[str, Any] | None:
+    """The request body of an update (None for a create, whose body names ``location``)."""
+    body = lower_keys(props.get("requestbody"))
+    if "location" in body:
+        return None
+    return lower_keys(body.get("properties")) or _body_of(props)
+
+
+def _storage_settings(low: dict[str, Any], props: dict[str, Any]) -> list[Finding]:
+    """A storage account update that opens it: anonymous blob access (``_storage_account``),
+    HTTP, shared keys, public network access or a network rule set that allows all."""
+    found = _storage_account(low, props)
+    if _status(low) in _PENDING:
+        return found
+    body = _update_body(props)
+    if body is None:
+        return found
+    weakened = []
+    for key, value, text in _STORAGE_WEAKENED:
+        have = body.get(key)
+        if have is value or (isinstance(value, str) and isinstance(have, str)
+                             and have.lower() == value):
+            weakened.append(text)
+    action = lower_keys(body.get("networkacls")).get("defaultaction")
+    if isinstance(action, str) and action.lower() == "allow":
+        weakened.append("network rules set to allow every network")
+    if weakened:
+        found = found + [Finding("azure.storage_protection_removed", "medium", ("T1562.007",),
+                                 f"storage account {_resource(low)}: {', '.join(weakened)}",
+                                 _resource(low))]
+    return found
+
+
+def _account_of(resource: str) -> str:
+    lowered = resource.lower()
+    if "/storageaccounts/" in lowered:
+        return lowered.split("/storageaccounts/", 1)[1].split("/", 1)[0][:64]
+    return lowered.rpartition("/")[2][:64]
+
+
+def _keys_listed(low: dict[str, Any], props: dict[str, Any]) -> list[Any]:
+    if _status(low) in _PENDING:
+        return []
+    return [Tally("azure.key_harvest", "high", ("T1552",),
+                  "resources whose keys or credentials were read",
+                  (_resource(low).lower()[:256],), limit=_KEYS_BURST)]
+
+
+def _key_regenerated(low: dict[str, Any], props: dict[str, Any]) -> list[Finding]:
+    if _status(low) in _PENDING or _caller_app(low) == _KEY_VAULT_SERVICE:
+        return []
+    return [Finding("azure.storage_key_regenerated", "low", ("T1098.001",),
+                    f"access key of storage account {_account_of(_resource(low))} "
+                    "regenerated: whoever did it can read the new key; every application "
+                    "using the old one loses access", _resource(low))]
+
+
+def _caller_app(low: dict[str, Any]) -> str:
+    """The caller's application id (``appid`` claim, else ``caller``), lower-cased."""
+    identity = lower_keys(low.get("identity"))
+    claims = lower_keys(identity.get("claims") or low.get("claims"))
+    for value in (claims.get("appid"), low.get("caller")):
+        if isinstance(value, str) and value:
+            return value.lower()
+    return ""
+
+
+def _mass_delete(noun: str) -> Rule:
+    """A delete of a resource holding data or service, counted toward a burst of distinct
+    deleted resources per caller (``_MASS_DELETE``)."""
+    def check(low: dict[str, Any], props: dict[str, Any]) -> list[Any]:
+        if _status(low) in _PENDING:
+            return []
+        return [Tally("azure.mass_deletion", "high", ("T1485",), f"deleted resources ({noun})",
+                      (_resource(low)[:256],), limit=_MASS_DELETE)]
+    return check
+
+
+def _secret_read(low: dict[str, Any], props: dict[str, Any]) -> list[Any]:
+    """One secret value read from a Key Vault (``SecretGet``): applications read their own
+    few secrets all day; one caller reading many distinct secrets in minutes is a dump."""
+    url = props.get("id") if isinstance(props.get("id"), str) else ""
+    name = url.split("/secrets/", 1)[1].split("/", 1)[0] if "/secrets/" in url else url
+    vault = _resource(low).rpartition("/")[2].lower()
+    return [Tally("azure.secrets_burst", "medium", ("T1555.006",), "Key Vault secrets",
+                  (f"{vault}/{name}"[:256],))]
+
+
+def _federated_credential(low: dict[str, Any], props: dict[str, Any]) -> list[Finding]:
+    """A federated identity credential on a managed identity: tokens of an outside issuer
+    (a CI system, another cloud, a cluster) now sign in as it, with no secret involved."""
+    if _status(low) in _PENDING:
+        return []
+    body = _body_of(props)
+    issuer = body.get("issuer") if isinstance(body.get("issuer"), str) else "an outside issuer"
+    subject = body.get("subject") if isinstance(body.get("subject"), str) else ""
+    shown = f"{issuer[:160]}" + (f" (subject {subject[:120]})" if subject else "")
+    return [Finding("azure.federated_credential_added", "medium", ("T1098.001",),
+                    f"federated credential on managed identity {_resource(low)} trusts tokens "
+                    f"of {shown}", _resource(low))]
+
+
+# ---------------------------------------------------------------------------- Entra roles
+# Directory roles that control the tenant (tier 0), and those that control applications,
+# users or policies (privileged): a service principal in one of them acts as an
+# administrator with no person, MFA or Conditional Access in the way.
+_TIER0_ROLES = frozenset({
+    "global administrator", "company administrator", "privileged role administrator",
+    "privileged authentication administrator", "partner tier2 support",
+    "hybrid identity administrator", "domain name administrator",
+})
+_PRIVILEGED_ROLES = _TIER0_ROLES | {
+    "application administrator", "cloud application administrator",
+    "authentication administrator", "security administrator", "user administrator",
+    "exchange administrator", "sharepoint administrator", "intune administrator",
+    "conditional access administrator", "groups administrator", "directory writers",
+    "helpdesk administrator", "password administrator", "authentication policy administrator",
+}
+_PIM_SERVICE = "ms-pim"  # Entra's PIM service, which logs every activation again itself
+
+
+def _targets(props: dict[str, Any]) -> list[dict[str, Any]]:
+    """The target resources (lower-cased keys); the Log Analytics ``TargetResources``
+    column may hold them as a JSON string."""
+    targets = _decoded(props.get("targetresources"))
+    return [lower_keys(t) for t in targets[:20]] if isinstance(targets, list) else []
+
+
+def _role_and_member(props: dict[str, Any]) -> tuple[str, str, str]:
+    """``(role name, member type, member name)`` of an Entra role assignment record: the
+    role is a target of type ``Role`` (PIM) or the member's ``Role.DisplayName`` change."""
+    role, member_type, member = "", "", ""
+    for target in _targets(props):
+        kind = str(target.get("type") or "")
+        if kind.lower() == "role":
+            role = role or str(target.get("displayname") or "")
+        elif kind.lower() in ("user", "serviceprincipal", "group") and not member:
+            member_type = kind
+            member = str(target.get("userprincipalname") or target.get("displayname")
+                         or target.get("id") or "")
+            new = _changes(target).get("role.displayname", (None, None))[1]
+            role = role or (new if isinstance(new, str) else "")
+    return role.strip(), member_type, member
+
+
+def _initiator_app(props: dict[str, Any]) -> str:
+    app = lower_keys(lower_keys(props.get("initiatedby")).get("app"))
+    name = app.get("displayname")
+    return name.strip().lower() if isinstance(name, str) else ""
+
+
+def _directory_role(low: dict[str, Any], props: dict[str, Any]) -> list[Finding]:
+    """A tier-0 directory role given to anyone, or a privileged one to a service principal
+    or as a permanent PIM assignment. PIM activations (just-in-time, logged again by the
+    MS-PIM service) are the routine use of roles and are not findings."""
+    if str(props.get("result", "success")).lower() not in ("success", ""):
+        return []
+    operation = str(props.get("activitydisplayname") or low.get("operationname") or "").lower()
+    if "pim" not in operation and _initiator_app(props) == _PIM_SERVICE:
+        return []
+    role, member_type, member = _role_and_member(props)
+    lowered = role.lower()
+    if lowered not in _PRIVILEGED_ROLES:
+        return []
+    tier0 = lowered in _TIER0_ROLES
+    if not (tier0 or "pim" in operation or member_type.lower() == "serviceprincipal"):
+        return []
+    how = "permanently through PIM" if "permanent" in operation else (
+        "through PIM" if "pim" in operation else "directly")
+    return [Finding("azure.directory_role_assigned", "high" if tier0 else "medium",
+                    ("T1098.003",), f"directory role {role[:80]} given {how} to "
+                    f"{member_type or 'a member'} {member[:160]}", member[:128])]
+
+
+# Microsoft Graph permissions that hand over the tenant (grant any role or permission, own
+# every application) and those that read or write everyone's data.
+_GRAPH_TIER0 = frozenset({
+    "rolemanagement.readwrite.directory", "approleassignment.readwrite.all",
+    "application.readwrite.all", "directory.readwrite.all",
+    "policy.readwrite.conditionalaccess", "policy.readwrite.authenticationmethod",
+    "userauthenticationmethod.readwrite.all", "domain.readwrite.all",
+    "group.readwrite.all", "groupmember.readwrite.all", "user.readwrite.all",
+})
+_GRAPH_DATA = frozenset({
+    "mail.read", "mail.readwrite", "mail.send", "mailboxsettings.readwrite",
+    "files.read.all", "files.readwrite.all", "sites.read.all", "sites.readwrite.all",
+    "sites.fullcontrol.all", "chat.read.all", "chat.readwrite.all", "full_access_as_app",
+    "exchange.manageasapp", "directory.read.all",
+})
+_PERMISSION = re.compile(r"[a-z_]+(?:\.[a-z_]+)+|full_access_as_app")
+
+
+def _permission_grant(low: dict[str, Any], props: dict[str, Any]) -> list[Finding]:
+    """An application granted (app role assignment) or consented (delegated grant, user or
+    admin consent) a Graph permission that controls the tenant or reads everyone's data:
+    the illicit consent grant and the service principal escalation of Entra attacks."""
+    if str(props.get("result", "success")).lower() not in ("success", ""):
+        return []
+    granted, app = set(), ""
+    for target in _targets(props):
+        for name, (_, new) in _changes(target).items():
+            if name in ("approle.value", "delegatedpermissiongrant.scope",
+                        "consentaction.permissions", "approle.displayname"):
+                granted |= set(_PERMISSION.findall(_text(new).lower()))
+            elif name in ("serviceprincipal.displayname", "targetid.serviceprincipalnames"):
+                app = app or str(new).strip('"')
+        app = app or str(target.get("displayname") or "")
+    tier0, data = sorted(granted & _GRAPH_TIER0), sorted(granted & _GRAPH_DATA)
+    if not tier0 and not data:
+        return []
+    shown = ", ".join((tier0 + data)[:6])
+    return [Finding("azure.high_privilege_permission_granted", "high" if tier0 else "medium",
+                    ("T1098.003", "T1528"), f"application {app[:120] or '(unnamed)'} granted "
+                    f"{shown}", shown[:128])]
+
+
+def _owner_added(low: dict[str, Any], props: dict[str, Any]) -> list[Finding]:
+    """A new owner of an application or service principal: owners add credentials to it
+    and so act as it, with every permission it holds."""
+    if str(props.get("result", "success")).lower() not in ("success", ""):
+        return []
+    targets = _targets(props)
+    owner = targets[0] if targets else {}
+    name = str(owner.get("userprincipalname") or owner.get("displayname") or owner.get("id")
+               or "someone")
+    app = ""
+    for target in targets:
+        for key, (_, new) in _changes(target).items():
+            if key.endswith(".displayname") and key.split(".", 1)[0] in (
+                    "application", "serviceprincipal"):
+                app = app or str(new).strip('"')
+    return [Finding("azure.app_owner_added", "low", ("T1098",),
+                    f"{name[:120]} made owner of {app[:120] or 'an application'}: owners can "
+                    "add credentials to it", name[:128])]
+
+
+def _app_federated_credential(low: dict[str, Any], props: dict[str, Any]) -> list[Finding]:
+    """"Update application" that adds a federated identity credential: an outside token
+    issuer (a repository's CI, another tenant's cluster) can now sign in as the app."""
+    if str(props.get("result", "success")).lower() not in ("success", ""):
+        return []
+    for target in _targets(props):
+        old, new = _changes(target).get("federatedidentitycredentials", (None, None))
+        if new and new != old and len(_text(new)) > len(_text(old or "")):
+            name = str(target.get("displayname") or target.get("id") or "an application")
+            issuers = re.findall(r'"issuer"\s*:\s*"([^"]{1,200})"', _text(new))
+            shown = f" trusting {issuers[-1]}" if issuers else ""
+            return [Finding("azure.federated_credential_added", "medium", ("T1098.001",),
+                            f"federated identity credential added to application "
+                            f"{name[:120]}{shown}", name[:128])]
+    return []
+
+
+def _named_location(low: dict[str, Any], props: dict[str, Any]) -> list[Finding]:
+    """A named location made trusted: Conditional Access policies that spare trusted
+    locations (no MFA, no block) now spare its networks too."""
+    if str(props.get("result", "success")).lower() not in ("success", ""):
+        return []
+    for target in _targets(props):
+        for old, new in _changes(target).values():
+            new_text = _text(new).lower().replace(" ", "")
+            if '"istrusted":true' in new_text and '"istrusted":true' not in _text(
+                    old).lower().replace(" ", ""):
+                name = str(target.get("displayname") or target.get("id") or "a location")
+                return [Finding("azure.conditional_access_weakened", "medium", ("T1556.009",),
+                                f"named location {name[:120]} marked trusted: policies that "
+                                "exempt trusted locations now exempt it", name[:128])]
+    return []
+
+
+def _external_idp(low: dict[str, Any], props: dict[str, Any]) -> list[Finding]:
+    """The authentication methods policy pointed at an outside OpenID Connect provider
+    (its discovery URL changed): that provider's tokens now satisfy sign-in or MFA."""
+    if str(props.get("result", "success")).lower() not in ("success", ""):
+        return []
+    for target in _targets(props):
+        for name, (old, new) in _changes(target).items():
+            new_text = _text(new).lower()
+            if ("openidconnect" in name or "discoveryurl" in new_text) and new != old \
+                    and new not in (None, "", "null"):
+                urls = re.findall(r'"discoveryurl"\s*:\s*"([^"]{1,200})"', _text(new),
+                                  re.IGNORECASE)
+                shown = urls[0] if urls else name
+                return [Finding("azure.external_idp_trusted", "high", ("T1484.002", "T1556"),
+                                f"authentication methods policy now trusts the OpenID "
+                                f"Connect provider {shown[:160]}", shown[:128])]
+    return []
+
+
 def _resource(low: dict[str, Any]) -> str:
     value = low.get("resourceid")
     return value[:512] if isinstance(value, str) and value else "(resource)"
@@ -387,7 +726,7 @@ RULES: dict[str, Rule] = {
     "microsoft.compute/virtualmachines/extensions/write": _extension,
     "microsoft.compute/virtualmachinescalesets/extensions/write": _extension,
     "microsoft.insights/diagnosticsettings/delete": _diagnostics_deleted,
-    "microsoft.storage/storageaccounts/write": _storage_account,
+    "microsoft.storage/storageaccounts/write": _storage_settings,
     "microsoft.storage/storageaccounts/blobservices/containers/write": _container,
     "microsoft.serialconsole/serialports/connect/action": _run_command,
     **{f"microsoft.insights/{kind}/delete": _final(
@@ -441,4 +780,147 @@ RULES: dict[str, Rule] = {
     "set domain authentication": _domain_federation,
     "delete conditional access policy": _conditional_access,
     "update conditional access policy": _conditional_access,
+    # third round: Entra roles, permissions, owners, federation; ARM keys, deletes, capture
+    "user has elevated their access to user access administrator for their azure resources":
+        _elevate_access,
+    **{operation: _directory_role for operation in (
+        "add member to role", "add member to role in pim completed (permanent)",
+        "add member to role in pim completed (timebound)",
+        "add eligible member to role in pim completed (permanent)",
+        "add eligible member to role in pim completed (timebound)")},
+    **{operation: _permission_grant for operation in (
+        "add app role assignment to service principal", "consent to application",
+        "add delegated permission grant")},
+    "add owner to application": _owner_added,
+    "add owner to service principal": _owner_added,
+    "update application": _app_federated_credential,
+    "add named location": _named_location,
+    "update named location": _named_location,
+    "update authentication methods policy": _external_idp,
+    "authentication methods policy update": _external_idp,
+    "microsoft.managedidentity/userassignedidentities/federatedidentitycredentials/write":
+        _federated_credential,
+    **{operation: _keys_listed for operation in _KEY_READS},
+    "microsoft.storage/storageaccounts/regeneratekey/action": _key_regenerated,
+    # Key Vault data-plane log (AuditEvent): secret values read, counted toward a burst
+    "secretget": _secret_read,
+    **{f"microsoft.{path}/delete": _mass_delete(noun) for path, noun in (
+        ("resources/subscriptions/resourcegroups", "resource groups"),
+        ("storage/storageaccounts", "storage accounts"),
+        ("compute/virtualmachines", "virtual machines"), ("compute/disks", "disks"),
+        ("sql/servers", "SQL servers"), ("sql/servers/databases", "SQL databases"),
+        ("network/virtualnetworks", "virtual networks"),
+        ("eventhub/namespaces/eventhubs", "event hubs"),
+        ("eventhub/namespaces", "event hub namespaces"),
+        ("documentdb/databaseaccounts", "Cosmos DB accounts"))},
+    "microsoft.keyvault/vaults/delete": _final(
+        "azure.key_vault_deleted", "medium", ("T1485",),
+        "Key Vault deleted with its secrets, keys and certificates (recoverable only while "
+        "soft-deleted):"),
+    "microsoft.storage/storageaccounts/blobservices/containers/immutabilitypolicies/delete":
+        _final("azure.recovery_disabled", "medium", ("T1490",),
+               "immutability (WORM) policy deleted, so its blobs can be changed or deleted:"),
+    **{f"microsoft.network/{path}": _final(
+        "azure.packet_capture", "medium", ("T1040",),
+        "packet capture started (the traffic is written to storage):")
+       for path in ("networkwatchers/packetcaptures/write",
+                    "networkwatchers/startpacketcapture/action",
+                    "networkwatchers/vpnconnections/startpacketcapture/action",
+                    "virtualnetworkgateways/startpacketcapture/action",
+                    "vpngateways/startpacketcapture/action")},
+    **{f"microsoft.network/{path}/delete": _final(
+        "azure.network_defense_removed", "medium", ("T1562.007",), text)
+       for path, text in (
+           ("firewallpolicies", "firewall policy deleted, its filtering gone:"),
+           ("azurefirewalls", "Azure Firewall deleted, its filtering gone:"),
+           ("networksecuritygroups", "network security group deleted, its rules gone:"))},
+    **{f"microsoft.network/{path}/delete": _final(
+        "azure.diagnostic_settings_deleted", "medium", ("T1562.008",), text)
+       for path, text in (
+           ("networkwatchers", "Network Watcher deleted with its flow logs:"),
+           ("networkwatchers/flowlogs", "NSG flow log deleted:"))},
+    "microsoft.network/bastionhosts/createshareablelinks/action": _final(
+        "azure.remote_access_link", "medium", ("T1133", "T1021.007"),
+        "Bastion shareable link created (anyone with the link reaches the VM without "
+        "signing in to Azure):"),
+    **{f"microsoft.{path}/write": _final(
+        "azure.kubernetes_role_binding", severity, ("T1098.006",),
+        "Kubernetes role binding written through Azure Resource Manager:")
+       for path, severity in (
+           ("kubernetes/connectedclusters/rbac.authorization.k8s.io/clusterrolebindings",
+            "medium"),
+           ("kubernetes/connectedclusters/rbac.authorization.k8s.io/rolebindings", "low"),
+           ("containerservice/managedclusters/rbac.authorization.k8s.io/clusterrolebindings",
+            "medium"),
+           ("containerservice/managedclusters/rbac.authorization.k8s.io/rolebindings",
+            "low"))},
+    **{f"microsoft.automation/automationaccounts/{path}": _final(
+        "azure.automation_code", "low", ("T1648",), text)
+       for path, text in (
+           # a runbook written with a content link is published at once; a draft runs
+           # nothing until it is published (publish/action above)
+           ("runbooks/write", "runbook written (its code runs with the Automation account's "
+                              "identity):"),
+           ("jobs/write", "runbook job started:"),
+           ("schedules/write", "Automation schedule written (runbooks linked to it run on "
+                               "their own):"))},
 }
+
+# ---------------------------------------------------------------------------- storage logs
+
+
+def storage_findings(error: Any, account: str, key: Any) -> list[Finding]:
+    """Findings of a Storage resource log record: a read refused because the blob is
+    encrypted with a customer-provided key the reader does not hold
+    (``BlobUsesCustomerSpecifiedEncryption``). Blobs re-encrypted in place under a key only
+    the attacker has is how storage ransomware works without deleting anything; the
+    finding falls on the reader that found it out and names the blob."""
+    if not isinstance(error, str) or error.lower() != "blobusescustomerspecifiedencryption":
+        return []
+    name = key if isinstance(key, str) and key else account
+    return [Finding("azure.storage_foreign_encryption", "medium", ("T1486",),
+                    f"blob {name[:200]} is encrypted with a customer-provided key its reader "
+                    "does not hold: re-encrypted in place (ransomware), or written by an "
+                    "application that keeps its own key", account)]
+
+
+# ---------------------------------------------------------------------------- sign-ins
+_RISK_LEVELS = frozenset({"medium", "high"})
+_RISK_CLEARED = frozenset({"dismissed", "remediated", "confirmedsafe"})
+# The Microsoft Authentication Broker: a device code sign-in to it registers a device and
+# yields a primary refresh token, the device code phishing of 2024-2025.
+_BROKER_APP = "29d9ed98-a469-4536-ade2-f981bc1d605e"
+
+
+def signin_findings(props: dict[str, Any], success: bool) -> list[Finding]:
+    """Findings of an Entra sign-in record (lower-cased properties): a sign-in Entra itself
+    rates medium or high risk and that no one has dismissed, a device code sign-in to the
+    authentication broker, a password-only ROPC sign-in. A failed risky sign-in is one
+    level lower: Entra stopped it, but someone held the credential."""
+    found: list[Finding] = []
+    levels = {str(props.get(key) or "").lower()
+              for key in ("risklevelduringsignin", "risklevelaggregated")}
+    state = str(props.get("riskstate") or "").lower()
+    if levels & _RISK_LEVELS and state not in _RISK_CLEARED:
+        severity = "high" if "high" in levels or state == "confirmedcompromised" else "medium"
+        events = props.get("riskeventtypes") or props.get("riskeventtypes_v2")
+        named = ", ".join(str(e) for e in events[:5]) if isinstance(events, list) else ""
+        found.append(Finding(
+            "azure.risky_sign_in", severity if success else lower(severity), ("T1078.004",),
+            f"sign-in Entra rated {'/'.join(sorted(levels & _RISK_LEVELS))} risk "
+            f"(state {state or 'none'}{'; ' + named if named else ''})"
+            f"{'' if success else ', refused'}", state or "risk"))
+    protocol = str(props.get("authenticationprotocol") or "").lower()
+    app = str(props.get("appid") or "").lower()
+    if success and protocol == "devicecode" and app == _BROKER_APP:
+        found.append(Finding("azure.device_code_phishing", "medium", ("T1528",),
+                             "device code sign-in to the Microsoft Authentication Broker: "
+                             "a device registered and a refresh token issued from a code "
+                             "someone typed in", _BROKER_APP))
+    if success and protocol == "ropc" and str(props.get("authenticationrequirement") or ""
+                                              ).lower() == "singlefactorauthentication":
+        found.append(Finding("azure.password_only_sign_in", "low", ("T1078.004",),
+                             "password-only sign-in through ROPC (no MFA, no interactive "
+                             "prompt)", str(props.get("appdisplayname") or app)[:128]))
+    return found
+

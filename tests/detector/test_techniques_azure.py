@@ -187,16 +187,22 @@ def test_real_sign_in_logs_give_nothing(real_logs: Path) -> None:
 def test_panther_labelled_azure_events(real_logs: Path) -> None:
     """Most of Panther's Activity Log test events name no caller and are dead letters
     (missing_identity); of those that parse (callers read from token claims too), the
-    findings fall on expected-true events only."""
+    findings fall on expected-true events only, and so do those of the Entra sign-in and
+    audit events."""
     folder = real_logs / "panther-analysis-tests"
     assert panther_counts(folder, "azure_monitoractivity") == {
-        ("azure.privileged_role_assignment", True): 2, ("azure.recovery_deleted", True): 1,
-        ("azure.recovery_disabled", True): 1, ("azure.resource_lock_deleted", True): 1,
+        ("azure.privileged_role_assignment", True): 3, ("azure.recovery_deleted", True): 1,
+        ("azure.recovery_disabled", True): 2, ("azure.resource_lock_deleted", True): 1,
+        ("azure.storage_protection_removed", True): 2,
+        ("azure.storage_foreign_encryption", True): 1,
         # AKS kube-audit rows that keep only p_event_time are read too
         ("k8s.anonymous_access", True): 1, ("k8s.privileged_pod", True): 1}
     assert panther_counts(folder, "azure_entra_audit_signin") == {
         ("azure.credentials_added", True): 1, ("azure.conditional_access_weakened", True): 2,
-        ("azure.domain_federation_changed", True): 1}
+        ("azure.domain_federation_changed", True): 1, ("azure.external_idp_trusted", True): 1,
+        ("azure.device_code_phishing", True): 1, ("azure.risky_sign_in", True): 3,
+        ("azure.privileged_role_assignment", True): 1,  # elevateAccess in the Entra log
+        ("azure.directory_role_assigned", True): 1, ("azure.password_only_sign_in", True): 1}
 
 
 @pytest.mark.parametrize(("record", "category"), [
