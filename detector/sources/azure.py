@@ -36,6 +36,7 @@ to the storage account's shared key for SAS and account-key requests
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from detector.event import Event
@@ -126,8 +127,21 @@ def _event_id(low: dict[str, Any], props: dict[str, Any], record: dict[str, Any]
     return record_digest(record)
 
 
+_HEX32 = re.compile(r"[0-9a-f]{32}")
+
+
 def _guid(value: Any) -> str | None:
-    return value.lower()[:128] if isinstance(value, str) and value else None
+    """An Entra object or application id in one spelling. Azure writes the same GUID with
+    dashes (claims), as 32 bare hex digits (role-assignment evidence) or in braces; keyed
+    as written, one service principal would be two identities with two baselines."""
+    if not isinstance(value, str) or not value:
+        return None
+    text = value.lower()[:128]
+    if len(text) == 38 and text[0] == "{" and text[-1] == "}":
+        text = text[1:-1]
+    if len(text) == 32 and _HEX32.fullmatch(text):
+        text = f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+    return text
 
 
 # ---------------------------------------------------------------------------- sign-ins

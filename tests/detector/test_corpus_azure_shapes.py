@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 
 from detector.techniques import ATTRIBUTE, as_findings
-from tests.detector.test_corpus_azure import OID, PORTAL, parse
+from tests.detector.test_corpus_azure import OID, PORTAL, activity, parse
 
 SUB = "/subscriptions/11111111-2222-3333-4444-555555555555"
 ASSIGNMENT = f"{SUB}/providers/Microsoft.Authorization/roleAssignments/a1"
@@ -236,3 +236,27 @@ def test_an_array_of_mixed_shapes_parses_whole() -> None:
     events, dead = parse({"records": rows})
     assert len(dead) == 0 and sorted(e.source for e in events) == [
         "azure.activity", "azure.signin"]
+
+
+class TestOneGuidOneIdentity:
+    """Azure writes one object id with dashes (claims), as 32 bare hex digits (the
+    role-assignment evidence) or in braces; each spelling must key the same identity."""
+
+    DASHED = "9a9b9c9d-2222-3333-4444-55555555abcd"
+
+    def evidence_record(self, principal_id: str) -> dict:
+        return activity({"authorization": {"evidence": {
+            "principalId": principal_id, "principalType": "ServicePrincipal"}}})
+
+    def test_every_spelling_of_the_evidence_id_is_the_claims_identity(self):
+        from_claims = one_event(activity({"claims": {OID: self.DASHED, "idtyp": "app",
+                                                     "appid": "4567"}})).identity
+        assert from_claims == self.DASHED
+        bare = self.DASHED.replace("-", "")
+        for spelling in (bare, bare.upper(), "{" + self.DASHED.upper() + "}", self.DASHED):
+            assert one_event(self.evidence_record(spelling)).identity == from_claims, spelling
+
+    def test_a_non_guid_value_is_kept_as_written(self):
+        # 32 characters that are not all hex digits are some other id: not reshaped
+        odd = "9a9b9c9d22223333444455555555abcz"
+        assert one_event(self.evidence_record(odd)).identity == odd
