@@ -35,6 +35,8 @@ REASONS: dict[str, str] = {
     "binary": "input is binary, not JSON text",
     "empty_file": "input is empty",
     "oversized_record": "record exceeds the size limit and was not parsed",
+    "oversized_field": "a field that identifies the record (identity, action, tenant, "
+                       "credential) is longer than any real audit log writes",
     "missing_identity": "record has no usable identity",
     "missing_time": "record has no event time",
     "bad_time": "record has an event time that cannot be parsed or is not in 2000-2100",
