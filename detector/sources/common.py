@@ -176,6 +176,11 @@ def parse_time(value: Any) -> datetime | None:
     return when
 
 
+def iso_time(ts: float) -> str:
+    """``2026-11-15T00:24:49Z`` for epoch seconds (messages, dead letters)."""
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def _parse_time_str(text: str) -> datetime | None:
     try:
         when = datetime.fromisoformat(text)
