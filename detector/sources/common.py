@@ -28,6 +28,11 @@ UTC = timezone.utc
 # named 1970 as its first use. Year 1 or 9999 with an offset cannot even be converted to UTC.
 MIN_YEAR, MAX_YEAR = 2000, 2100
 MAX_USER_AGENT = 512
+TIME_LEAP_SECONDS = 86400.0
+"""How far outside its stream's event times a record may be before the records after it
+must confirm it (``parser.Parser._place``, ``stages.StageMerger``). A day: CloudTrail
+delivers within about 15 minutes, and a quiet account whose logs resume after a longer gap
+confirms the jump with its next record."""
 # Field bounds, in characters. A value that becomes a model key is kept in every capped
 # table of its identity, so an unbounded one (a 200 KB eventName) left per-identity state
 # with no byte bound. Fields that identify a record (who, what, where) have limits no real

@@ -48,7 +48,14 @@ from detector.errors import SinkError
 from detector.event import Event
 from detector.identity import IdentityRules, Resolver
 from detector.sources import azure, cloudtrail, gcp, insight, k8s, salvage
-from detector.sources.common import RecentMap, RecordError, SkipRecord, as_dict, iso_time
+from detector.sources.common import (
+    TIME_LEAP_SECONDS,
+    RecentMap,
+    RecordError,
+    SkipRecord,
+    as_dict,
+    iso_time,
+)
 from detector.sources.deadletter import REASONS, DeadLetterSink
 from detector.sources.stages import StageMerger
 from detector.stats import RunStats
@@ -70,13 +77,10 @@ MAX_SEEN_EVENT_IDS = 200_000
 PATH_S3, PATH_CWL, PATH_EVENTBRIDGE, PATH_BARE = "s3", "cwl", "eventbridge", "bare"
 PATHS = (PATH_S3, PATH_CWL, PATH_EVENTBRIDGE, PATH_BARE)
 _MAX_DEPTH = 4
-# Time outliers (see ``Parser._place``): how far outside the stream's range of event times
-# a record may be before the records after it must confirm it, and how many later records
-# may stay on the stream's side before it is a ``time_outlier`` dead letter. A day:
-# CloudTrail delivers within about 15 minutes, and a quiet account whose logs resume after
-# a longer gap confirms the jump with its next record. Each later record confirms or
-# counts against each waiting one, so at most ``OUTLIER_STRIKES`` records wait at once.
-TIME_LEAP_SECONDS = 86400.0
+# Time outliers (see ``Parser._place``, and ``common.TIME_LEAP_SECONDS``): how many later
+# records may stay on the stream's side of a waiting one before it is a ``time_outlier``
+# dead letter. Each later record confirms or counts against each waiting one, so at most
+# this many records wait at once.
 OUTLIER_STRIKES = 16
 _INF = float("inf")
 _KIND, _RESOLUTION, _TS = (attrgetter(name) for name in ("identity_kind", "identity_resolution",

@@ -155,6 +155,31 @@ def test_kubernetes_and_gcp_streams_are_judged_alike() -> None:
         assert len(ids) == 5 + OUTLIER_STRIKES and dead.reasons() == ["time_outlier"]
 
 
+def test_kubernetes_stage_days_ahead__waiting_requests_are_not_made_partial() -> None:
+    # the stage merger expired waiting requests by the time of the last stage: one stage
+    # stamped days ahead made them all partial, and their final stages were then dropped
+    def stage(audit: str, name: str, ts: float) -> dict:
+        return {"kind": "Event", "apiVersion": "audit.k8s.io/v1", "auditID": audit,
+                "stage": name, "verb": "get", "user": {"username": "u"},
+                "objectRef": {"resource": "pods"}, "requestReceivedTimestamp": logs.iso(ts),
+                "stageTimestamp": logs.iso(ts + 1)}
+
+    earlier = [stage(f"c{i}", "ResponseComplete", T0 - 60 + i) for i in range(3)]
+    waiting = [stage(f"a{i}", "RequestReceived", T0 + i) for i in range(3)]
+    outlier = stage("x", "ResponseComplete", T0 + 5 * DAY)
+    done = [stage(f"a{i}", "ResponseComplete", T0 + i) for i in range(3)]
+    more = [stage(f"b{i}", "ResponseComplete", T0 + 10 + i) for i in range(OUTLIER_STRIKES)]
+    stats, dead = RunStats(), ListDeadLetters()
+    events = parse_payload(lines(earlier + waiting + [outlier] + done + more), origin="f",
+                           stats=stats, dead_letters=dead)
+    assert stats.balanced()
+    assert [(e.event_id, e.partial) for e in events[3:6]] == [
+        ("a0", False), ("a1", False), ("a2", False)]
+    assert len(events) == 6 + OUTLIER_STRIKES and not any(e.partial for e in events)
+    assert dead.reasons() == ["time_outlier"]
+    assert stats.skipped[("k8s.audit", "merged_stage")] == 3
+
+
 def test_replay__one_record_days_ahead_no_longer_makes_its_stream_late(tmp_path: Path) -> None:
     root = tmp_path / "logs"
     logs.build_logs(root, days=4)
