@@ -679,7 +679,8 @@ class Parser:
             self.stats.skipped[(source, err.reason)] += 1
             if err.reason == "insight" and type(record) is dict:
                 self.stats.insights[insight.labels(record)] += 1
-                self._out.extend(insight.context_events(record, self.resolver))
+                self._out.extend(event for event in insight.context_events(record, self.resolver)
+                                 if self._in_range(event.ts))
         elif isinstance(err, RecordError):
             self._count_dead(source, err.reason, err.message, where, record)
         else:
@@ -781,6 +782,9 @@ class Parser:
             event = k8s.normalise_general(record, self.resolver, hints, True)
         except RecordError as err:
             self.stats.salvage[(k8s.SOURCE, err.reason)] += 1
+            return
+        if not self._in_range(event.ts):
+            self.stats.salvage[(k8s.SOURCE, "time_outlier")] += 1
             return
         event.attributes["salvaged"] = "truncated"
         self.stats.salvage[(k8s.SOURCE, "emitted")] += 1
@@ -985,6 +989,14 @@ class Parser:
         self._held = waiting
         self._set_bounds()
 
+    def _in_range(self, ts: float) -> bool:
+        """Whether an event put out beside the accounting (an insight's context, a salvaged
+        partial event) is within a day of the stream's range, or of the machine's clock
+        before the stream has one: such events never wait, and are left out when not."""
+        if self._newest == -_INF:
+            return ts <= time.time() + TIME_LEAP_SECONDS
+        return self._earliest - TIME_LEAP_SECONDS <= ts <= self._newest + TIME_LEAP_SECONDS
+
     def _widen(self, ts: float) -> None:
         if ts < self._earliest:
             self._earliest = ts
@@ -1053,6 +1065,10 @@ class Parser:
         """Dead-letter input that is bad before any record is found (file, framing)."""
         self._dead(self.source if self.source in _COUNTED else UNKNOWN, reason, message,
                    origin, raw)
+
+    def skip_digest(self, origin: str) -> None:
+        """Count a CloudTrail digest file told by its name, not read (edge case B01)."""
+        self._skip(cloudtrail.SOURCE, "digest", origin)
 
     def skip_input(self, reason: str, origin: str) -> None:
         """Count input that is deliberately not read (a directory walk's non-log files)."""

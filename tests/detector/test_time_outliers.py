@@ -180,6 +180,40 @@ def test_kubernetes_stage_days_ahead__waiting_requests_are_not_made_partial() ->
     assert stats.skipped[("k8s.audit", "merged_stage")] == 3
 
 
+def test_insight_context_far_from_the_stream__left_out(edge_cases: Path) -> None:
+    # context events come beside the accounting and never wait: one far off is left out
+    insights = orjson.loads((edge_cases / "B03.json").read_bytes())["Records"]
+    start = insights[0]
+    near = record(0, eventTime=start["eventTime"])
+    ids, stats, _ = parse(lines([near, start]))
+    assert ids == ["id-0", ""]
+    far = dict(start, eventTime="2099-01-01T00:00:00Z")
+    ids, stats, _ = parse(lines([near, far]))
+    assert ids == ["id-0"] and stats.insights[("ApiCallRateInsight", "start")] == 1
+    long_arn = "arn:aws:sts::1:assumed-role/" + "r" * 2100 + "/s"
+    context = start["insightDetails"]["insightContext"]["attributions"]
+    named = dict(start, insightDetails=dict(start["insightDetails"], insightContext=dict(
+        start["insightDetails"]["insightContext"], attributions=[
+            dict(a, insight=[{"value": long_arn, "average": 1.0}]) for a in context])))
+    ids, _, _ = parse(lines([near, named]))
+    assert ids == ["id-0"]
+
+
+def test_salvaged_partial_event_far_from_the_stream__left_out_and_counted(
+        edge_cases: Path) -> None:
+    body = orjson.loads((edge_cases / "B10.json").read_bytes())
+    cut = body["logEvents"][0]["message"]
+    early = dict(body, logEvents=[body["logEvents"][1]])
+    late = dict(body, logEvents=[dict(body["logEvents"][0], message=cut.replace(
+        "2024-03-04T10:30:00", "2024-03-14T10:30:00"))])
+    stats, dead = RunStats(), ListDeadLetters()
+    parser = Parser(stats=stats, dead_letters=dead)
+    assert len(parser.feed(orjson.dumps(early), "a")) == 1
+    assert parser.feed(orjson.dumps(late), "b") == []
+    assert stats.salvage == {("k8s.audit", "time_outlier"): 1}
+    assert dead.reasons() == ["truncated"]
+
+
 def test_replay__one_record_days_ahead_no_longer_makes_its_stream_late(tmp_path: Path) -> None:
     root = tmp_path / "logs"
     logs.build_logs(root, days=4)
