@@ -29,6 +29,7 @@ from detector.identity import (
 from detector.sources.common import (
     MAX_CREDENTIAL,
     MAX_ERROR,
+    MAX_EVENT_ID,
     MAX_IDENTITY,
     MAX_OPERATION,
     MAX_REGION,
@@ -49,7 +50,6 @@ from detector.sources.common import (
     note_agent_cut,
     oversized,
     parse_time,
-    short_str,
     user_agent,
 )
 from detector.techniques import ATTRIBUTE as FINDINGS
@@ -161,6 +161,11 @@ def normalise(record: dict[str, Any], resolver: Resolver, hints: dict[str, Any])
                                               "eventSource")
     if len(principal.identity) > MAX_IDENTITY:
         raise oversized("identity", principal.identity, MAX_IDENTITY)
+    session, actor = principal.session_pattern, principal.actor
+    if session is not None and len(session) > MAX_IDENTITY:
+        raise oversized("session", session, MAX_IDENTITY)
+    if actor is not None and len(actor) > MAX_IDENTITY:
+        raise oversized("actor", actor, MAX_IDENTITY)
     raw_agent, raw_address = get("userAgent"), get("sourceIPAddress")
     hit = _agent_hit(raw_agent) if type(raw_agent) is str else None
     ua, family = hit or user_agent(raw_agent)
@@ -194,6 +199,8 @@ def normalise(record: dict[str, Any], resolver: Resolver, hints: dict[str, Any])
     event_id = get("eventID")
     if type(event_id) is not str or not event_id:
         event_id = _event_id(record)
+    elif len(event_id) > MAX_EVENT_ID:
+        raise oversized("eventID", event_id, MAX_EVENT_ID)
     service = _SERVICES.get(event_source) or _service(event_source)
     tenant = principal.account or get("recipientAccountId")
     if type(tenant) is not str or not tenant:
@@ -225,8 +232,8 @@ def normalise(record: dict[str, Any], resolver: Resolver, hints: dict[str, Any])
     event = Event(
         event_id, when, when.timestamp(), SOURCE, principal.identity, kind, reason,
         principal.resolution, principal.principal_type, tenant, target_tenant, key_id,
-        credential_type, principal.session_pattern, principal.actor,
-        f"{service}:{event_name}", resource, region, source_ip, network, prefix, ua, family,
+        credential_type, session, actor, f"{service}:{event_name}", resource, region,
+        source_ip, network, prefix, ua, family,
         "failure" if error else "success", error or None,
         read_only if read_only is True or read_only is False else as_bool(read_only),
         False, attributes,

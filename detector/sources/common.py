@@ -53,6 +53,9 @@ MAX_TENANT = 128
 and GKE cluster names at most 100 and 40."""
 MAX_CREDENTIAL = 128
 """A credential id: IAM access key ids are 16 to 128 characters; GCP key ids are 40."""
+MAX_EVENT_ID = 256
+"""A record's own id: CloudTrail eventID and Kubernetes auditID are UUIDs, GCP insertIds
+shorter still; ids are kept in the duplicate checks and the stage merger."""
 MAX_VERB = 64
 """A Kubernetes verb: ``get`` ... ``deletecollection``; custom verbs are short words."""
 MAX_K8S_NAME = 253

@@ -20,6 +20,7 @@ from detector.event import Event
 from detector.identity import AI_FAMILY_NAMES, Resolver, classify_gcp
 from detector.sources.common import (
     MAX_CREDENTIAL,
+    MAX_EVENT_ID,
     MAX_IDENTITY,
     MAX_OPERATION,
     MAX_REGION,
@@ -116,6 +117,8 @@ def entry_time(record: dict[str, Any]) -> Any:
 def entry_id(record: dict[str, Any]) -> str:
     insert_id = get(record, "insertId")
     if isinstance(insert_id, str) and insert_id:
+        if len(insert_id) > MAX_EVENT_ID:
+            raise oversized("insertId", insert_id, MAX_EVENT_ID)
         return insert_id
     return record_digest(record)
 
@@ -198,7 +201,7 @@ def normalise(record: dict[str, Any], resolver: Resolver, hints: dict[str, Any])
     insert_id = record.get("insertId")
     if insert_id is None:
         insert_id = record.get("insertid")
-    if type(insert_id) is not str or not insert_id:
+    if type(insert_id) is not str or not insert_id or len(insert_id) > MAX_EVENT_ID:
         insert_id = entry_id(record)
     region = labels.get("location") or labels.get("zone") or labels.get("region")
     resource_name = get("resourceName")

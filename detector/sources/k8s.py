@@ -21,6 +21,7 @@ from detector.event import Event
 from detector.identity import AI_FAMILY_NAMES, Resolver, classify_k8s
 from detector.sources import gcp
 from detector.sources.common import (
+    MAX_EVENT_ID,
     MAX_IDENTITY,
     MAX_K8S_NAME,
     MAX_OPERATION,
@@ -183,7 +184,7 @@ def normalise(record: dict[str, Any], resolver: Resolver, hints: dict[str, Any],
         if found:
             attributes[ATTRIBUTE] = found
     audit_id = get("auditID")
-    if type(audit_id) is str and audit_id:
+    if type(audit_id) is str and audit_id and len(audit_id) <= MAX_EVENT_ID:
         event_id = f"{cluster}/{audit_id}" if cluster else audit_id
     else:
         event_id = _event_id(record, cluster)
@@ -390,6 +391,8 @@ def _time(record: dict[str, Any]) -> Any:
 def _event_id(record: dict[str, Any], cluster: str | None) -> str:
     audit_id = record.get("auditID")
     if isinstance(audit_id, str) and audit_id:
+        if len(audit_id) > MAX_EVENT_ID:
+            raise oversized("auditID", audit_id, MAX_EVENT_ID)
         return f"{cluster}/{audit_id}" if cluster else audit_id
     return record_digest(record)
 

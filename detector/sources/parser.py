@@ -49,6 +49,7 @@ from detector.event import Event
 from detector.identity import IdentityRules, Resolver
 from detector.sources import azure, cloudtrail, gcp, insight, k8s, salvage
 from detector.sources.common import (
+    MAX_EVENT_ID,
     TIME_LEAP_SECONDS,
     RecentMap,
     RecordError,
@@ -898,7 +899,8 @@ class Parser:
 
     def _k8s(self, record: dict[str, Any], origin: str, hints: dict[str, Any]) -> None:
         audit_id, stage = record.get("auditID"), record.get("stage")
-        if not isinstance(audit_id, str) or not isinstance(stage, str):
+        if not isinstance(audit_id, str) or not isinstance(stage, str) or \
+                len(audit_id) > MAX_EVENT_ID:  # a long id: its dead letter, not merger state
             self._normalise(k8s.SOURCE, k8s.normalise, record, origin, None, hints)
             return
         self.stats.records_read[k8s.SOURCE] += 1

@@ -16,6 +16,7 @@ from detector.sources import ListDeadLetters, parse_payload
 from detector.sources.common import (
     MAX_CREDENTIAL,
     MAX_ERROR,
+    MAX_EVENT_ID,
     MAX_HOST,
     MAX_IDENTITY,
     MAX_K8S_NAME,
@@ -58,14 +59,27 @@ def _arn(length: int) -> str:
     return head + "u" * (length - len(head))
 
 
-# (source record, dotted path, field named in the message, limit, value of that length)
+# (source record, dotted path, field named in the message, limit, value with that field
+# of the given length)
 IDENTIFYING = [
     (cloudtrail_record(), "eventName", "eventName", MAX_OPERATION, lambda n: "G" * n),
     (cloudtrail_record(), "eventSource", "eventSource", MAX_SERVICE,
      lambda n: "s" * (n - 14) + ".amazonaws.com"),
     (cloudtrail_record(), "userIdentity.arn", "identity", MAX_IDENTITY, _arn),
+    (cloudtrail_record(userIdentity={
+        "type": "AssumedRole", "arn": "arn:aws:sts::1:assumed-role/r/s",
+        "sessionContext": {"sessionIssuer": {"arn": "arn:aws:iam::1:role/r"}}}),
+     "userIdentity.arn", "session", MAX_IDENTITY,
+     lambda n: "arn:aws:sts::1:assumed-role/r/" + "s" * n),
+    (cloudtrail_record(userIdentity={
+        "type": "AssumedRole", "arn": "arn:aws:sts::1:assumed-role/r/s", "invokedBy": "x",
+        "sessionContext": {"sessionIssuer": {"arn": "arn:aws:iam::1:role/r"}}}),
+     "userIdentity.invokedBy", "actor", MAX_IDENTITY, lambda n: "i" * n),
     (cloudtrail_record(), "userIdentity.accessKeyId", "accessKeyId", MAX_CREDENTIAL,
      lambda n: "AKIA" + "0" * (n - 4)),
+    (cloudtrail_record(), "eventID", "eventID", MAX_EVENT_ID, lambda n: "e" * n),
+    (GCP_RECORDS[0], "insertId", "insertId", MAX_EVENT_ID, lambda n: "i" * n),
+    (K8S_RECORDS[0], "auditID", "auditID", MAX_EVENT_ID, lambda n: "a" * n),
     (cloudtrail_record(userIdentity={"type": "AWSService", "invokedBy": "ec2.amazonaws.com"}),
      "recipientAccountId", "account", MAX_TENANT, lambda n: "1" * n),
     (GCP_RECORDS[0], "protoPayload.authenticationInfo.principalEmail", "principal",
@@ -94,10 +108,8 @@ IDENTIFYING = [
                          ids=[f"{case[1]}-{i}" for i, case in enumerate(IDENTIFYING)])
 def test_identifying_field__at_its_bound_an_event__past_it_a_named_dead_letter(
         base, path, field, limit, make) -> None:
-    at_bound = make(limit)
-    assert len(at_bound) == limit or path.endswith("KeyName")
-    events, stats, dead = _parse(_set(base, path, at_bound if not path.endswith("KeyName")
-                                      else "//iam/keys/" + "k" * limit))
+    # ``make(n)`` gives a value whose field (named in the message) is ``n`` characters long
+    events, stats, dead = _parse(_set(base, path, make(limit)))
     assert len(events) == 1 and dead.items == []
     events, stats, dead = _parse(_set(base, path, make(limit + 1)))
     assert events == []
