@@ -33,7 +33,7 @@ source_ip           the caller address when it is an IP address, else None
 network             class of the caller network: ``public``, ``private``, ``cloud_service``,
                     ``internal``, ``unknown``
 network_prefix      /24 (IPv4) or /48 (IPv6) prefix, or the service name for cloud_service
-user_agent          raw user agent (truncated to 512 chars)
+user_agent          raw user agent (cut to 512 chars)
 agent_family        short family: boto3, terraform, kubectl, aws-cli, console, gcloud, …
 outcome             ``success`` or ``failure``
 error_code          the error when outcome is failure
@@ -42,9 +42,17 @@ partial             True for salvaged or incomplete records (a Kubernetes reques
                     stage never came; an audit message cut in transport, then with
                     ``attributes["salvaged"]``): scored, but they never teach baselines
 attributes          small dict of extra facts (ec2_role_delivery, mfa, invoked_by,
-                    delegation chain, impersonated_by, k8s namespace …); never large blobs
+                    delegation chain, impersonated_by, k8s namespace …); never large blobs.
+                    ``cut``: the fields cut to their bound, with their length before
+                    (``{"user_agent": 20480}``)
 owner               owner from the ownership map, when configured
 ==================  ==========================================================================
+
+Every string field has a length bound (``detector.sources.common``: identities, sessions
+and actors 2,048 characters, operations and event ids 256, services, tenants and
+credential ids 128; resource and user agent 512, region 64, error code 128), so an event's
+size, and every model key's, is bounded. A record whose identifying field is longer is an ``oversized_field`` dead letter;
+free text is cut and the cut named in ``attributes["cut"]``.
 """
 
 from __future__ import annotations

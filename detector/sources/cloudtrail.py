@@ -27,6 +27,16 @@ from detector.identity import (
     split_arn,
 )
 from detector.sources.common import (
+    MAX_CREDENTIAL,
+    MAX_ERROR,
+    MAX_EVENT_ID,
+    MAX_IDENTITY,
+    MAX_OPERATION,
+    MAX_REGION,
+    MAX_RESOURCE,
+    MAX_SERVICE,
+    MAX_TENANT,
+    MAX_USER_AGENT,
     MAX_YEAR,
     MIN_YEAR,
     NETWORK_CACHE,
@@ -36,8 +46,10 @@ from detector.sources.common import (
     SkipRecord,
     as_bool,
     classify_network,
+    cut,
+    note_agent_cut,
+    oversized,
     parse_time,
-    short_str,
     user_agent,
 )
 from detector.techniques import ATTRIBUTE as FINDINGS
@@ -124,8 +136,12 @@ def normalise(record: dict[str, Any], resolver: Resolver, hints: dict[str, Any])
     event_source, event_name = get("eventSource"), get("eventName")
     if type(event_name) is not str or not event_name:
         raise RecordError("invalid_record", "eventName is missing or not a string")
+    if len(event_name) > MAX_OPERATION:
+        raise oversized("eventName", event_name, MAX_OPERATION)
     if type(event_source) is not str:
         event_source = None
+    elif len(event_source) > MAX_SERVICE:
+        raise oversized("eventSource", event_source, MAX_SERVICE)
     ui = get("userIdentity")
     if type(ui) is not dict:
         if ui is not None:
@@ -143,6 +159,13 @@ def normalise(record: dict[str, Any], resolver: Resolver, hints: dict[str, Any])
     if principal.resolution == "unknown":
         raise RecordError("missing_identity", "userIdentity names no principal, service or "
                                               "eventSource")
+    if len(principal.identity) > MAX_IDENTITY:
+        raise oversized("identity", principal.identity, MAX_IDENTITY)
+    session, actor = principal.session_pattern, principal.actor
+    if session is not None and len(session) > MAX_IDENTITY:
+        raise oversized("session", session, MAX_IDENTITY)
+    if actor is not None and len(actor) > MAX_IDENTITY:
+        raise oversized("actor", actor, MAX_IDENTITY)
     raw_agent, raw_address = get("userAgent"), get("sourceIPAddress")
     hit = _agent_hit(raw_agent) if type(raw_agent) is str else None
     ua, family = hit or user_agent(raw_agent)
@@ -151,9 +174,13 @@ def normalise(record: dict[str, Any], resolver: Resolver, hints: dict[str, Any])
     key_id = ui.get("accessKeyId")
     if type(key_id) is not str or not key_id:
         key_id = None
+    elif len(key_id) > MAX_CREDENTIAL:
+        raise oversized("accessKeyId", key_id, MAX_CREDENTIAL)
     credential_type = (key_id and _KEY_TYPES.get(key_id[:4])) or _credential_type(
         principal.principal_type)
     attributes = session_attributes.copy()
+    if ua is not None and len(raw_agent) > MAX_USER_AGENT:
+        note_agent_cut(raw_agent, attributes)
     console = family == "console" or event_type in _CONSOLE_EVENT_TYPES or get(
         "sessionCredentialFromConsole") in _TRUE
     if console:
@@ -172,9 +199,23 @@ def normalise(record: dict[str, Any], resolver: Resolver, hints: dict[str, Any])
     event_id = get("eventID")
     if type(event_id) is not str or not event_id:
         event_id = _event_id(record)
+    elif len(event_id) > MAX_EVENT_ID:
+        raise oversized("eventID", event_id, MAX_EVENT_ID)
     service = _SERVICES.get(event_source) or _service(event_source)
-    tenant = principal.account or short_str(get("recipientAccountId"), 64)
-    resource, target_tenant = _resource_and_target(record, tenant)
+    tenant = principal.account or get("recipientAccountId")
+    if type(tenant) is not str or not tenant:
+        tenant = None
+    elif len(tenant) > MAX_TENANT:
+        raise oversized("account", tenant, MAX_TENANT)
+    resource, target_tenant = _resource_and_target(record, tenant, attributes)
+    if type(region) is not str or not region:
+        region = None
+    elif len(region) > MAX_REGION:
+        region = cut(region, MAX_REGION, "region", attributes)
+    if error:
+        error = str(error)
+        if len(error) > MAX_ERROR:
+            error = cut(error, MAX_ERROR, "error_code", attributes)
     # technique checks: one look-up for the event names no check knows (nearly all), and
     # every failed request (a refused one may be an attempt, see detector.techniques)
     check = _TECHNIQUES.get(event_name)
@@ -191,11 +232,9 @@ def normalise(record: dict[str, Any], resolver: Resolver, hints: dict[str, Any])
     event = Event(
         event_id, when, when.timestamp(), SOURCE, principal.identity, kind, reason,
         principal.resolution, principal.principal_type, tenant, target_tenant, key_id,
-        credential_type, principal.session_pattern, principal.actor,
-        f"{service}:{event_name}", resource,
-        region[:64] if type(region) is str and region else None,
+        credential_type, session, actor, f"{service}:{event_name}", resource, region,
         source_ip, network, prefix, ua, family,
-        "failure" if error else "success", str(error)[:128] if error else None,
+        "failure" if error else "success", error or None,
         read_only if read_only is True or read_only is False else as_bool(read_only),
         False, attributes,
     )
@@ -241,15 +280,18 @@ def _credential_type(principal_type: str | None) -> str:
     return "unknown"
 
 
-def _resource_and_target(record: dict[str, Any], tenant: str | None
-                         ) -> tuple[str | None, str | None]:
-    """The primary resource (first ``resources[].ARN`` or an allow-listed string parameter)
-    and the account acted upon when an assumed role lives in another account."""
+def _resource_and_target(record: dict[str, Any], tenant: str | None,
+                         attributes: dict[str, Any]) -> tuple[str | None, str | None]:
+    """The primary resource (first ``resources[].ARN`` or an allow-listed string parameter,
+    cut to ``MAX_RESOURCE``) and the account acted upon when an assumed role lives in
+    another account (none when the role ARN is longer than any ARN may be)."""
     resource = None
     resources = record.get("resources")
     if type(resources) is list and resources and type(resources[0]) is dict:
         arn = resources[0].get("ARN") or resources[0].get("arn")
-        resource = arn[:512] if type(arn) is str and arn else None
+        if type(arn) is str and arn:
+            resource = arn if len(arn) <= MAX_RESOURCE else cut(arn, MAX_RESOURCE, "resource",
+                                                                attributes)
     params = record.get("requestParameters")
     if type(params) is not dict:
         return resource, None
@@ -257,11 +299,11 @@ def _resource_and_target(record: dict[str, Any], tenant: str | None
         for key in _RESOURCE_KEYS:
             value = params.get(key)
             if type(value) is str and value:
-                resource = value[:512]
+                resource = cut(value, MAX_RESOURCE, "resource", attributes)
                 break
     role_arn = params.get("roleArn")
-    if type(role_arn) is str:
+    if type(role_arn) is str and len(role_arn) <= MAX_IDENTITY:
         parts = split_arn(role_arn)
-        if parts and parts[2] and parts[2] != tenant:
+        if parts and parts[2] and parts[2] != tenant and len(parts[2]) <= MAX_TENANT:
             return resource, parts[2]
     return resource, None

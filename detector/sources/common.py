@@ -28,6 +28,45 @@ UTC = timezone.utc
 # named 1970 as its first use. Year 1 or 9999 with an offset cannot even be converted to UTC.
 MIN_YEAR, MAX_YEAR = 2000, 2100
 MAX_USER_AGENT = 512
+TIME_LEAP_SECONDS = 86400.0
+"""How far outside its stream's event times a record may be before the records after it
+must confirm it (``parser.Parser._place``, ``stages.StageMerger``). A day: CloudTrail
+delivers within about 15 minutes, and a quiet account whose logs resume after a longer gap
+confirms the jump with its next record."""
+# Field bounds, in characters. A value that becomes a model key is kept in every capped
+# table of its identity, so an unbounded one (a 200 KB eventName) left per-identity state
+# with no byte bound. Fields that identify a record (who, what, where) have limits no real
+# log reaches; a record over one is an ``oversized_field`` dead letter, because a cut name
+# would be a different name. Free text (user agent, resource, region, error) is cut, and the
+# event says so in ``attributes["cut"]`` (field -> length before the cut).
+MAX_IDENTITY = 2048
+"""An identity or principal: IAM ARNs are at most 2,048 characters (IAM quotas), GCP
+principal e-mails at most 254, workload-identity subjects and EKS usernames (role ARNs)
+shorter than an ARN's limit."""
+MAX_OPERATION = 256
+"""An operation: AWS eventName (API names are under 100), GCP methodName (the longest
+gRPC and REST method names are under 150)."""
+MAX_SERVICE = 128
+"""A service: AWS eventSource and GCP serviceName are host names under 64 characters."""
+MAX_TENANT = 128
+"""A tenant: AWS account ids are 12 digits, GCP project ids at most 30 characters, EKS
+and GKE cluster names at most 100 and 40."""
+MAX_CREDENTIAL = 128
+"""A credential id: IAM access key ids are 16 to 128 characters; GCP key ids are 40."""
+MAX_EVENT_ID = 256
+"""A record's own id: CloudTrail eventID and Kubernetes auditID are UUIDs, GCP insertIds
+shorter still; ids are kept in the duplicate checks and the stage merger."""
+MAX_VERB = 64
+"""A Kubernetes verb: ``get`` ... ``deletecollection``; custom verbs are short words."""
+MAX_K8S_NAME = 253
+"""A Kubernetes resource or subresource: a DNS subdomain, at most 253 characters."""
+MAX_HOST = 253
+"""A caller that is not an address: a DNS name is at most 253 characters."""
+MAX_RESOURCE = 512
+MAX_REGION = 64
+MAX_ERROR = 128
+CUT = "cut"
+"""``Event.attributes`` key: the fields cut to their bound, with their length before."""
 _CACHE_LIMIT = 50_000
 MAX_CACHED_KEY = 512
 """Characters: a longer key is worked out each time, not kept, so the caches' memory is
@@ -81,6 +120,48 @@ class SkipRecord(NhiError):
         self.reason = reason
 
 
+def oversized(field: str, value: str, limit: int) -> RecordError:
+    """The dead letter of a record whose identifying ``field`` is over its ``limit``."""
+    return RecordError("oversized_field", f"{field} is {len(value):,} characters, over the "
+                                          f"{limit:,} no real audit log writes")
+
+
+def cut(value: str, limit: int, field: str, attributes: dict[str, Any]) -> str:
+    """``value`` cut to ``limit`` characters; a cut is noted in ``attributes["cut"]``."""
+    if len(value) <= limit:
+        return value
+    attributes.setdefault(CUT, {})[field] = len(value)
+    return value[:limit]
+
+
+def bounded_name(value: Any, limit: int, field: str) -> str:
+    """An identifying name (a method, a service): ``unknown`` when missing or not a string,
+    an ``oversized_field`` dead letter when longer than ``limit``."""
+    if not isinstance(value, str) or not value:
+        return "unknown"
+    if len(value) > limit:
+        raise oversized(field, value, limit)
+    return value
+
+
+def free_text(value: Any, limit: int, field: str, attributes: dict[str, Any]) -> str | None:
+    """A descriptive string (a resource name, a region) cut to ``limit``, the cut noted;
+    ``None`` when missing or not a string."""
+    if not isinstance(value, str) or not value:
+        return None
+    return value if len(value) <= limit else cut(value, limit, field, attributes)
+
+
+def note_agent_cut(raw: str, attributes: dict[str, Any]) -> None:
+    """Note in ``attributes`` that ``user_agent`` cut ``raw`` (called only when ``raw`` is
+    longer than ``MAX_USER_AGENT``: the brackets it strips may leave it within the bound)."""
+    cleaned = raw.strip()
+    if cleaned.startswith("[") and cleaned.endswith("]"):
+        cleaned = cleaned[1:-1]
+    if len(cleaned) > MAX_USER_AGENT:
+        attributes.setdefault(CUT, {})["user_agent"] = len(cleaned)
+
+
 # ---------------------------------------------------------------------------- time
 
 
@@ -101,6 +182,11 @@ def parse_time(value: Any) -> datetime | None:
     if when is None or not MIN_YEAR <= when.year <= MAX_YEAR:
         return None
     return when
+
+
+def iso_time(ts: float) -> str:
+    """``2026-11-15T00:24:49Z`` for epoch seconds (messages, dead letters)."""
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _parse_time_str(text: str) -> datetime | None:
@@ -195,6 +281,8 @@ def classify_network(value: Any) -> tuple[str | None, str, str | None]:
 
 def _classify_network(value: str) -> tuple[str | None, str, str | None]:
     text = value.strip()
+    if len(text) > MAX_HOST:  # no address or host name is this long: not a network key
+        return None, "unknown", None
     dotted = _dotted_quad(text)
     if dotted is not None:
         return dotted

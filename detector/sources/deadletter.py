@@ -35,9 +35,14 @@ REASONS: dict[str, str] = {
     "binary": "input is binary, not JSON text",
     "empty_file": "input is empty",
     "oversized_record": "record exceeds the size limit and was not parsed",
+    "oversized_field": "a field that identifies the record (identity, action, tenant, "
+                       "credential) is longer than any real audit log writes",
     "missing_identity": "record has no usable identity",
     "missing_time": "record has no event time",
     "bad_time": "record has an event time that cannot be parsed or is not in 2000-2100",
+    "future_time": "record's event time is more than a day after the reading machine's clock",
+    "time_outlier": "record's event time is far from its stream's and the records after it "
+                    "did not follow",
     "unknown_format": "record shape is not a supported audit-log format",
     "wrong_source": "record is of another supported format than the one forced (--source)",
     "truncated": "record was cut off in transport (JSON ends early)",

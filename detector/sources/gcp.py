@@ -19,6 +19,15 @@ from typing import Any
 from detector.event import Event
 from detector.identity import AI_FAMILY_NAMES, Resolver, classify_gcp
 from detector.sources.common import (
+    MAX_CREDENTIAL,
+    MAX_EVENT_ID,
+    MAX_IDENTITY,
+    MAX_OPERATION,
+    MAX_REGION,
+    MAX_RESOURCE,
+    MAX_SERVICE,
+    MAX_TENANT,
+    MAX_USER_AGENT,
     MAX_YEAR,
     MIN_YEAR,
     NETWORK_CACHE,
@@ -27,10 +36,13 @@ from detector.sources.common import (
     remember,
     record_digest,
     as_dict,
+    bounded_name,
     classify_network,
+    free_text,
+    note_agent_cut,
+    oversized,
     parse_time,
     read_only_from_operation,
-    short_str,
     user_agent,
 )
 from detector.techniques import ATTRIBUTE, refusal
@@ -105,6 +117,8 @@ def entry_time(record: dict[str, Any]) -> Any:
 def entry_id(record: dict[str, Any]) -> str:
     insert_id = get(record, "insertId")
     if isinstance(insert_id, str) and insert_id:
+        if len(insert_id) > MAX_EVENT_ID:
+            raise oversized("insertId", insert_id, MAX_EVENT_ID)
         return insert_id
     return record_digest(record)
 
@@ -150,6 +164,9 @@ def normalise(record: dict[str, Any], resolver: Resolver, hints: dict[str, Any])
         raw_agent = meta.get("callersupplieduseragent")
     hit = _agent_hit(raw_agent) if type(raw_agent) is str else None
     ua, family = hit or user_agent(raw_agent)
+    attributes: dict[str, Any] = {}
+    if ua is not None and len(raw_agent) > MAX_USER_AGENT:
+        note_agent_cut(raw_agent, attributes)
     caller = meta.get("callerIp")
     if caller is None:
         caller = meta.get("callerip")
@@ -165,7 +182,6 @@ def normalise(record: dict[str, Any], resolver: Resolver, hints: dict[str, Any])
         outcome, error = "failure", str(code)
     else:
         outcome, error = "success", None
-    attributes: dict[str, Any] = {}
     if "serviceAccountDelegationInfo" in auth or "serviceaccountdelegationinfo" in auth \
             or "metadata" in payload:
         actor = _delegation(payload, attributes)
@@ -179,25 +195,24 @@ def normalise(record: dict[str, Any], resolver: Resolver, hints: dict[str, Any])
     if key_name is None:
         key_name = auth.get("serviceaccountkeyname")
     if isinstance(key_name, str) and key_name:
-        credential_id, credential_type = key_name.rsplit("/", 1)[-1][:128], "long_term"
+        credential_id, credential_type = _key_id(key_name), "long_term"
     else:  # the e-mail is there: a token
         credential_id, credential_type = None, "token"
     insert_id = record.get("insertId")
     if insert_id is None:
         insert_id = record.get("insertid")
-    if type(insert_id) is not str or not insert_id:
+    if type(insert_id) is not str or not insert_id or len(insert_id) > MAX_EVENT_ID:
         insert_id = entry_id(record)
-    project = short_str(labels.get("project_id"), 128)
     region = labels.get("location") or labels.get("zone") or labels.get("region")
     resource_name = get("resourceName")
     if resource_name is None:
         resource_name = get("resourcename")
     event = Event(  # positional: see common.EVENT_POSITIONAL_ORDER
         insert_id, when, when.timestamp(), SOURCE, email, facts[0], facts[1],
-        "principal_email", facts[2],
-        project or _project_from_log(record),  # tenant
+        "principal_email", facts[2], _tenant(labels, record),
         None, credential_id, credential_type, None, actor,  # target tenant, ..., session
-        operation[1], short_str(resource_name), short_str(region, 64), source_ip, network,
+        operation[1], free_text(resource_name, MAX_RESOURCE, "resource", attributes),
+        free_text(region, MAX_REGION, "region", attributes), source_ip, network,
         prefix, ua, family, outcome, error, operation[2], False, attributes,
     )
     if network in ("internal", "unknown") and caller:
@@ -208,6 +223,8 @@ def normalise(record: dict[str, Any], resolver: Resolver, hints: dict[str, Any])
 
 
 def _principal_facts(email: str) -> tuple[str, str, str]:
+    if len(email) > MAX_IDENTITY:  # never cached (see remember), so checked every time
+        raise oversized("principal", email, MAX_IDENTITY)
     kind, reason = classify_gcp(email)
     return remember(_PRINCIPALS, email, (kind, reason, _principal_type(email)), len(email),
                     _CACHE_LIMIT)
@@ -216,9 +233,14 @@ def _principal_facts(email: str) -> tuple[str, str, str]:
 def _operation(service: str, method: str
                ) -> tuple[str, str, bool | None, techniques.Rule | None]:
     """``(method, action, read_only, technique rule)`` for raw ``serviceName`` and
-    ``methodName`` strings."""
-    name = method[:256] or "unknown"
-    action = f"{(service[:128] or 'unknown').partition('.')[0]}:{name}"
+    ``methodName`` strings; raises ``oversized_field`` for names no real entry has (the
+    result is then never cached, so the check runs for every such entry)."""
+    if len(service) > MAX_SERVICE:
+        raise oversized("serviceName", service, MAX_SERVICE)
+    if len(method) > MAX_OPERATION:
+        raise oversized("methodName", method, MAX_OPERATION)
+    name = method or "unknown"
+    action = f"{(service or 'unknown').partition('.')[0]}:{name}"
     return remember(_OPERATIONS, (service, method),
                     (name, action, read_only_from_operation(name), techniques.rule_for(name)),
                     len(service) + len(method), _CACHE_LIMIT)
@@ -241,15 +263,20 @@ def normalise_general(record: dict[str, Any], resolver: Resolver, hints: dict[st
         raise RecordError("invalid_record", "protoPayload is not an object")
     when = entry_time(record)
     principal, resolution = principal_of(payload)
+    if len(principal) > MAX_IDENTITY:
+        raise oversized("principal", principal, MAX_IDENTITY)
     kind, reason = classify_gcp(principal)
-    method = short_str(get(payload, "methodName"), 256) or "unknown"
-    service = short_str(get(payload, "serviceName"), 128) or "unknown"
+    method = bounded_name(get(payload, "methodName"), MAX_OPERATION, "methodName")
+    service = bounded_name(get(payload, "serviceName"), MAX_SERVICE, "serviceName")
     meta = as_dict(get(payload, "requestMetadata"))
-    ua, family = user_agent(get(meta, "callerSuppliedUserAgent"))
+    attributes: dict[str, Any] = {}
+    raw_agent = get(meta, "callerSuppliedUserAgent")
+    ua, family = user_agent(raw_agent)
+    if ua is not None and len(raw_agent) > MAX_USER_AGENT:
+        note_agent_cut(raw_agent, attributes)
     source_ip, network, prefix = classify_network(get(meta, "callerIp"))
     labels = as_dict(as_dict(record.get("resource")).get("labels"))
     outcome, error = outcome_of(payload)
-    attributes: dict[str, Any] = {}
     actor = _delegation(payload, attributes)
     rule = techniques.rule_for(method)
     if rule is not None and outcome == "success":
@@ -261,11 +288,12 @@ def normalise_general(record: dict[str, Any], resolver: Resolver, hints: dict[st
     region = labels.get("location") or labels.get("zone") or labels.get("region")
     event = Event(  # positional: see common.EVENT_POSITIONAL_ORDER
         entry_id(record), when, when.timestamp(), SOURCE, principal, kind, reason, resolution,
-        _principal_type(principal),
-        short_str(labels.get("project_id"), 128) or _project_from_log(record),  # tenant
+        _principal_type(principal), _tenant(labels, record),
         None, credential_id, credential_type, None, actor,  # target tenant, ..., session
-        f"{service.partition('.')[0]}:{method}", short_str(get(payload, "resourceName")),
-        short_str(region, 64), source_ip, network, prefix, ua, family, outcome, error,
+        f"{service.partition('.')[0]}:{method}",
+        free_text(get(payload, "resourceName"), MAX_RESOURCE, "resource", attributes),
+        free_text(region, MAX_REGION, "region", attributes), source_ip, network, prefix, ua,
+        family, outcome, error,
         read_only_from_operation(method), False, attributes,
     )
     if network in ("internal", "unknown") and get(meta, "callerIp"):
@@ -285,10 +313,30 @@ def _principal_type(principal: str) -> str:
     return "user"
 
 
+def _tenant(labels: dict[str, Any], record: dict[str, Any]) -> str | None:
+    """The project: ``resource.labels.project_id``, else the one ``logName`` names."""
+    project = labels.get("project_id")
+    if not isinstance(project, str) or not project:
+        project = _project_from_log(record)
+        if project is None:
+            return None
+    if len(project) > MAX_TENANT:
+        raise oversized("project", project, MAX_TENANT)
+    return project
+
+
+def _key_id(key_name: str) -> str:
+    """The key id at the end of ``serviceAccountKeyName``."""
+    key_id = key_name.rsplit("/", 1)[-1]
+    if len(key_id) > MAX_CREDENTIAL:
+        raise oversized("serviceAccountKeyName", key_id, MAX_CREDENTIAL)
+    return key_id
+
+
 def _project_from_log(record: dict[str, Any]) -> str | None:
     log_name = get(record, "logName")
     if isinstance(log_name, str) and log_name.startswith("projects/"):
-        return log_name.split("/", 2)[1][:128]
+        return log_name.split("/", 2)[1]
     return None
 
 
@@ -317,7 +365,7 @@ def _credential(payload: dict[str, Any]) -> tuple[str | None, str]:
     auth = as_dict(get(payload, "authenticationInfo"))
     key_name = get(auth, "serviceAccountKeyName")
     if isinstance(key_name, str) and key_name:
-        return key_name.rsplit("/", 1)[-1][:128], "long_term"
+        return _key_id(key_name), "long_term"
     if get(auth, "principalEmail") or get(auth, "principalSubject"):
         return None, "token"
     return None, "none"

@@ -22,7 +22,7 @@ from typing import Any
 
 from detector.event import Event
 from detector.identity import Resolver
-from detector.sources.common import as_dict, parse_time, short_str
+from detector.sources.common import MAX_IDENTITY, as_dict, parse_time, short_str
 
 ATTRIBUTE = "insight"  # the key in Event.attributes
 TYPES = ("ApiCallRateInsight", "ApiErrorRateInsight")  # AWS's insight types; others: "other"
@@ -97,7 +97,8 @@ def _attributed(context: dict[str, Any]) -> list[str]:
         if not isinstance(values, list):
             return []
         arns = (as_dict(value).get("value") for value in values[:MAX_ATTRIBUTED])
-        return [arn for arn in arns if isinstance(arn, str) and arn.startswith("arn:")]
+        return [arn for arn in arns if isinstance(arn, str) and arn.startswith("arn:")
+                and len(arn) <= MAX_IDENTITY]
     return []
 
 

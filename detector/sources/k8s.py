@@ -21,6 +21,15 @@ from detector.event import Event
 from detector.identity import AI_FAMILY_NAMES, Resolver, classify_k8s
 from detector.sources import gcp
 from detector.sources.common import (
+    MAX_EVENT_ID,
+    MAX_IDENTITY,
+    MAX_K8S_NAME,
+    MAX_OPERATION,
+    MAX_REGION,
+    MAX_RESOURCE,
+    MAX_TENANT,
+    MAX_USER_AGENT,
+    MAX_VERB,
     MAX_YEAR,
     MIN_YEAR,
     NETWORK_CACHE,
@@ -29,7 +38,12 @@ from detector.sources.common import (
     remember,
     record_digest,
     as_dict,
+    bounded_name,
     classify_network,
+    cut,
+    free_text,
+    note_agent_cut,
+    oversized,
     parse_time,
     short_str,
     user_agent,
@@ -120,7 +134,7 @@ def normalise(record: dict[str, Any], resolver: Resolver, hints: dict[str, Any],
     if cluster is not None and type(cluster) is not str:
         return normalise_general(record, resolver, hints, partial)
     facts = _USERS.get((username, cluster)) or _user_facts(username, cluster)
-    verb = short_str(get("verb"), 64) or "unknown"
+    verb = _verb(get("verb"))
     ips = get("sourceIPs")
     first_ip = ips[0] if isinstance(ips, list) and ips else None
     hit = _network_hit(first_ip) if type(first_ip) is str else None
@@ -128,11 +142,13 @@ def normalise(record: dict[str, Any], resolver: Resolver, hints: dict[str, Any],
     raw_agent = get("userAgent")
     hit = _agent_hit(raw_agent) if type(raw_agent) is str else None
     ua, family = hit or user_agent(raw_agent)
+    attributes: dict[str, Any] = {}
+    if ua is not None and len(raw_agent) > MAX_USER_AGENT:
+        note_agent_cut(raw_agent, attributes)
     if "extra" in user:
         credential_id, credential_type, session = _extra_facts(user["extra"], facts[6])
     else:  # what _credential and _session find without extra
         credential_id, credential_type, session = None, facts[6], None
-    attributes: dict[str, Any] = {}
     namespace = ref.get("namespace")
     if isinstance(namespace, str) and namespace:
         attributes["namespace"] = namespace[:128]
@@ -156,7 +172,8 @@ def normalise(record: dict[str, Any], resolver: Resolver, hints: dict[str, Any],
     else:
         outcome, error = _outcome(record)
     resource = ref.get("resource")
-    if type(resource) is str and resource and "subresource" not in ref:
+    if type(resource) is str and resource and "subresource" not in ref \
+            and len(resource) <= MAX_K8S_NAME:
         action = f"k8s:{resource}.{verb}"
     else:
         action = f"k8s:{_resource(ref, record)}.{verb}"
@@ -167,14 +184,14 @@ def normalise(record: dict[str, Any], resolver: Resolver, hints: dict[str, Any],
         if found:
             attributes[ATTRIBUTE] = found
     audit_id = get("auditID")
-    if type(audit_id) is str and audit_id:
+    if type(audit_id) is str and audit_id and len(audit_id) <= MAX_EVENT_ID:
         event_id = f"{cluster}/{audit_id}" if cluster else audit_id
     else:
         event_id = _event_id(record, cluster)
     event = Event(  # positional: see common.EVENT_POSITIONAL_ORDER
         event_id, when, when.timestamp(), SOURCE, facts[0], facts[1],
         facts[2], "username", facts[3], cluster, None, credential_id, credential_type,
-        session, None, action, _resource_name(ref, record),
+        session, None, action, _resource_name(ref, record, attributes),
         hints.get("region"), source_ip, network, prefix, ua, family, outcome, error,
         verb in _READ_VERBS, partial, attributes,
     )
@@ -185,6 +202,7 @@ def normalise(record: dict[str, Any], resolver: Resolver, hints: dict[str, Any],
 
 def _user_facts(username: str, cluster: str | None
                 ) -> tuple[str, str, str, str, str | None, str | None, str]:
+    _check_user(username, cluster)  # a long name is never cached: checked every time
     kind, reason = classify_k8s(username)
     account: dict[str, Any] = {}
     _service_account(username, account)
@@ -205,14 +223,19 @@ def normalise_general(record: dict[str, Any], resolver: Resolver, hints: dict[st
         raise RecordError("missing_identity", "user.username is missing")
     when = _time(record)
     cluster = hints.get("cluster")
+    _check_user(username, cluster)
     identity, kind, reason, resolution = _identity(username, cluster, resolver)
     actor = user.get("username") if impersonated.get("username") else None
     ref = as_dict(record.get("objectRef"))
-    verb = short_str(record.get("verb"), 64) or "unknown"
+    verb = _verb(record.get("verb"))
     ips = record.get("sourceIPs")
     first_ip = ips[0] if isinstance(ips, list) and ips else None
     source_ip, network, prefix = classify_network(first_ip)
-    ua, family = user_agent(record.get("userAgent"))
+    attributes = _attributes(record, ref, impersonated, partial)
+    raw_agent = record.get("userAgent")
+    ua, family = user_agent(raw_agent)
+    if ua is not None and len(raw_agent) > MAX_USER_AGENT:
+        note_agent_cut(raw_agent, attributes)
     outcome, error = _outcome(record)
     credential_id, credential_type = _credential(user, username)
     action = f"k8s:{_resource(ref, record)}.{verb}"
@@ -220,9 +243,8 @@ def normalise_general(record: dict[str, Any], resolver: Resolver, hints: dict[st
         _event_id(record, cluster), when, when.timestamp(), SOURCE, identity, kind, reason,
         resolution, _principal_type(username), cluster, None, credential_id,
         credential_type, _session(user), short_str(actor, 256), action,
-        _resource_name(ref, record), hints.get("region"), source_ip, network, prefix, ua,
-        family, outcome, error, verb in _READ_VERBS, partial,
-        _attributes(record, ref, impersonated, partial),
+        _resource_name(ref, record, attributes), hints.get("region"), source_ip, network,
+        prefix, ua, family, outcome, error, verb in _READ_VERBS, partial, attributes,
     )
     _service_account(username, event.attributes)
     if (action in _TECHNIQUE_ACTIONS or username == _ANONYMOUS) and outcome == "success":
@@ -238,10 +260,12 @@ def normalise_gke(record: dict[str, Any], resolver: Resolver, hints: dict[str, A
     """A GKE control-plane LogEntry (Cloud Audit Logs wrapper) as a Kubernetes event."""
     payload = gcp.payload_of(record) or {}
     labels = as_dict(as_dict(record.get("resource")).get("labels"))
-    cluster = short_str(labels.get("cluster_name"), 128)
+    cluster = labels.get("cluster_name")
+    cluster = cluster if isinstance(cluster, str) and cluster else None
     principal, _ = gcp.principal_of(payload)
+    _check_user(principal, cluster)
     when = gcp.entry_time(record)
-    method = short_str(gcp.get(payload, "methodName"), 256) or "unknown"
+    method = bounded_name(gcp.get(payload, "methodName"), MAX_OPERATION, "methodName")
     resource, verb = _gke_method(method)
     meta = as_dict(gcp.get(payload, "requestMetadata"))
     caller = gcp.get(meta, "callerIp")
@@ -253,6 +277,9 @@ def normalise_gke(record: dict[str, Any], resolver: Resolver, hints: dict[str, A
         if isinstance(labels.get("project_id"), str) else {}
     if network in ("internal", "unknown") and isinstance(caller, str) and caller:
         attributes["network_context"] = caller[:64]
+    raw_agent = gcp.get(meta, "callerSuppliedUserAgent")
+    if ua is not None and len(raw_agent) > MAX_USER_AGENT:
+        note_agent_cut(raw_agent, attributes)
     _service_account(principal, attributes)
     if outcome == "success":
         _gke_techniques(payload, method, principal, attributes)
@@ -261,8 +288,10 @@ def normalise_gke(record: dict[str, Any], resolver: Resolver, hints: dict[str, A
         identity=identity, identity_kind=kind, kind_reason=reason,
         identity_resolution=resolution, principal_type=_principal_type(principal),
         tenant=cluster, credential_type="token", action=f"k8s:{resource}.{verb}",
-        resource=short_str(gcp.get(payload, "resourceName")),
-        region=short_str(labels.get("location"), 64), source_ip=source_ip, network=network,
+        resource=free_text(gcp.get(payload, "resourceName"), MAX_RESOURCE, "resource",
+                                attributes),
+        region=free_text(labels.get("location"), MAX_REGION, "region", attributes),
+        source_ip=source_ip, network=network,
         network_prefix=prefix, user_agent=ua, agent_family=family, outcome=outcome,
         error_code=error, read_only=verb in _READ_VERBS, attributes=attributes,
     )
@@ -362,6 +391,8 @@ def _time(record: dict[str, Any]) -> Any:
 def _event_id(record: dict[str, Any], cluster: str | None) -> str:
     audit_id = record.get("auditID")
     if isinstance(audit_id, str) and audit_id:
+        if len(audit_id) > MAX_EVENT_ID:
+            raise oversized("auditID", audit_id, MAX_EVENT_ID)
         return f"{cluster}/{audit_id}" if cluster else audit_id
     return record_digest(record)
 
@@ -438,23 +469,52 @@ def _principal_type(username: str) -> str:
     return "user"
 
 
+def _check_user(username: str, cluster: str | None) -> None:
+    """Refuse a username or cluster name longer than any real one (``oversized_field``)."""
+    if len(username) > MAX_IDENTITY:
+        raise oversized("user.username", username, MAX_IDENTITY)
+    if isinstance(cluster, str) and len(cluster) > MAX_TENANT:
+        raise oversized("cluster", cluster, MAX_TENANT)
+
+
+def _verb(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        return "unknown"
+    if len(value) > MAX_VERB:
+        raise oversized("verb", value, MAX_VERB)
+    return value
+
+
 def _resource(ref: dict[str, Any], record: dict[str, Any]) -> str:
     resource = ref.get("resource")
     if not isinstance(resource, str) or not resource:
         return "nonresource"
+    if len(resource) > MAX_K8S_NAME:
+        raise oversized("objectRef.resource", resource, MAX_K8S_NAME)
     sub = ref.get("subresource")
-    return f"{resource}/{sub}" if isinstance(sub, str) and sub else resource
+    if isinstance(sub, str) and sub:
+        if len(sub) > MAX_K8S_NAME:
+            raise oversized("objectRef.subresource", sub, MAX_K8S_NAME)
+        return f"{resource}/{sub}"
+    return resource
 
 
-def _resource_name(ref: dict[str, Any], record: dict[str, Any]) -> str | None:
+def _resource_name(ref: dict[str, Any], record: dict[str, Any],
+                   attributes: dict[str, Any]) -> str | None:
+    """``namespace/name`` of the object, else the request URI or the namespace, cut to
+    ``MAX_RESOURCE`` (the cut noted in ``attributes``)."""
     name = ref.get("name")
     namespace = ref.get("namespace")
     if isinstance(name, str) and name:
-        return f"{namespace}/{name}"[:512] if isinstance(namespace, str) and namespace \
-            else name[:512]
-    if not ref:
-        return short_str(record.get("requestURI"))
-    return namespace[:256] if isinstance(namespace, str) and namespace else None
+        value = f"{namespace}/{name}" if isinstance(namespace, str) and namespace else name
+    elif not ref:
+        value = record.get("requestURI")
+        if not isinstance(value, str) or not value:
+            return None
+    else:
+        return namespace[:256] if isinstance(namespace, str) and namespace else None
+    return value if len(value) <= MAX_RESOURCE else cut(value, MAX_RESOURCE, "resource",
+                                                        attributes)
 
 
 def _attributes(record: dict[str, Any], ref: dict[str, Any], impersonated: dict[str, Any],

@@ -34,6 +34,7 @@ import gc
 import json
 import logging
 import re
+import time
 import zlib
 from collections.abc import Callable, Iterable
 from functools import lru_cache
@@ -47,7 +48,15 @@ from detector.errors import SinkError
 from detector.event import Event
 from detector.identity import IdentityRules, Resolver
 from detector.sources import azure, cloudtrail, gcp, insight, k8s, salvage
-from detector.sources.common import RecentMap, RecordError, SkipRecord, as_dict
+from detector.sources.common import (
+    MAX_EVENT_ID,
+    TIME_LEAP_SECONDS,
+    RecentMap,
+    RecordError,
+    SkipRecord,
+    as_dict,
+    iso_time,
+)
 from detector.sources.deadletter import REASONS, DeadLetterSink
 from detector.sources.stages import StageMerger
 from detector.stats import RunStats
@@ -69,6 +78,12 @@ MAX_SEEN_EVENT_IDS = 200_000
 PATH_S3, PATH_CWL, PATH_EVENTBRIDGE, PATH_BARE = "s3", "cwl", "eventbridge", "bare"
 PATHS = (PATH_S3, PATH_CWL, PATH_EVENTBRIDGE, PATH_BARE)
 _MAX_DEPTH = 4
+# Time outliers (see ``Parser._place``, and ``common.TIME_LEAP_SECONDS``): how many later
+# records may stay on the stream's side of a waiting one before it is a ``time_outlier``
+# dead letter. Each later record confirms or counts against each waiting one, so at most
+# this many records wait at once.
+OUTLIER_STRIKES = 16
+_INF = float("inf")
 _KIND, _RESOLUTION, _TS = (attrgetter(name) for name in ("identity_kind", "identity_resolution",
                                                         "ts"))
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -127,6 +142,12 @@ class Parser:
         # reuses placeholder ids from collapsing.
         self._seen_ids = RecentMap(MAX_SEEN_EVENT_IDS)
         self._named: set[str] = set()  # unsupported vendors and own outputs already logged
+        # The stream's range of event times (``_place``), and the bounds an event must fall
+        # within to pass without a look: the range widened by ``TIME_LEAP_SECONDS``, or an
+        # empty interval while records wait in ``_held`` (each later record judges them).
+        self._earliest, self._newest = _INF, -_INF
+        self._low, self._high = _INF, -_INF
+        self._held: list[_Held] = []
 
     # ------------------------------------------------------------------ public
 
@@ -156,14 +177,20 @@ class Parser:
         return out
 
     def pending_origins(self) -> list[str]:
-        """Origins of the Kubernetes stages waiting for the rest of their request (a
-        long-lived worker must not commit past the earliest)."""
-        return self._stages.pending_origins()
+        """Origins of the Kubernetes stages waiting for the rest of their request and of
+        the records waiting for their time to be confirmed (a long-lived worker must not
+        commit past the earliest)."""
+        return self._stages.pending_origins() + [held.where for held in self._held]
 
     def finish(self) -> list[Event]:
-        """Emit Kubernetes requests still waiting for their final stage, as partial."""
+        """Emit Kubernetes requests still waiting for their final stage, as partial, and
+        the records whose time no later record judged (nothing came after them)."""
         self._out = []
         self._stages.flush_all()
+        for held in self._held:
+            self._count_placed(held.event, held.path)
+        self._held = []
+        self._set_bounds()
         out, self._out = self._out, []
         return out
 
@@ -608,11 +635,12 @@ class Parser:
             for index, record in enumerate(records, start):
                 self._record_item(record, f"{origin}#Records[{index}]", hints, depth)
             return
-        stats, resolver, append = self.stats, self.resolver, self._out.append
+        stats, resolver, out = self.stats, self.resolver, self._out
         new: list[Event] = []  # fast-path events only: others were counted when dispatched
         append_new = new.append
         normalise, source = cloudtrail.normalise, cloudtrail.SOURCE
         add_seen = self._seen_ids.add
+        low, high = self._low, self._high
         read = 0
         for index, record in enumerate(records, start):
             if type(record) is not dict or "eventName" not in record:
@@ -624,10 +652,18 @@ class Parser:
             except Exception as err:  # noqa: BLE001 - counted per reason, never raised
                 self._record_failed(err, source, record, f"{origin}#Records[{index}]")
                 continue
-            if not add_seen((event.event_id, event.ts, event.action, event.identity)):
+            ts = event.ts
+            if not add_seen((event.event_id, ts, event.action, event.identity)):
                 stats.skipped[(source, "duplicate_event")] += 1
                 continue
-            append(event)
+            if ts > high or ts < low:  # outside the stream's time range, or records wait
+                # (their events, released, are counted and put out there, before this one)
+                placed = self._place(event, record, f"{origin}#Records[{index}]",
+                                     hints["path"])
+                low, high = self._low, self._high
+                if not placed:
+                    continue
+            out.append(event)
             append_new(event)
         if read:
             stats.records_read[source] += read
@@ -644,7 +680,8 @@ class Parser:
             self.stats.skipped[(source, err.reason)] += 1
             if err.reason == "insight" and type(record) is dict:
                 self.stats.insights[insight.labels(record)] += 1
-                self._out.extend(insight.context_events(record, self.resolver))
+                self._out.extend(event for event in insight.context_events(record, self.resolver)
+                                 if self._in_range(event.ts))
         elif isinstance(err, RecordError):
             self._count_dead(source, err.reason, err.message, where, record)
         else:
@@ -746,6 +783,9 @@ class Parser:
             event = k8s.normalise_general(record, self.resolver, hints, True)
         except RecordError as err:
             self.stats.salvage[(k8s.SOURCE, err.reason)] += 1
+            return
+        if not self._in_range(event.ts):
+            self.stats.salvage[(k8s.SOURCE, "time_outlier")] += 1
             return
         event.attributes["salvaged"] = "truncated"
         self.stats.salvage[(k8s.SOURCE, "emitted")] += 1
@@ -859,7 +899,8 @@ class Parser:
 
     def _k8s(self, record: dict[str, Any], origin: str, hints: dict[str, Any]) -> None:
         audit_id, stage = record.get("auditID"), record.get("stage")
-        if not isinstance(audit_id, str) or not isinstance(stage, str):
+        if not isinstance(audit_id, str) or not isinstance(stage, str) or \
+                len(audit_id) > MAX_EVENT_ID:  # a long id: its dead letter, not merger state
             self._normalise(k8s.SOURCE, k8s.normalise, record, origin, None, hints)
             return
         self.stats.records_read[k8s.SOURCE] += 1
@@ -875,28 +916,132 @@ class Parser:
         except Exception as err:  # noqa: BLE001 - one record must never stop the run
             self._record_failed(err, k8s.SOURCE, record, origin)
             return
-        self._count_event(event, hints.get("path", PATH_BARE))
+        self._count_event(event, hints.get("path", PATH_BARE), record, origin)
+
+    # ------------------------------------------------------------------ time outliers
+
+    def _place(self, event: Event, record: Any, where: str, path: str) -> bool:
+        """Judge an event whose time is outside the stream's range (or that arrives while
+        records wait); True when it is to be put out now, after any it confirmed.
+
+        One record stamped far from its stream (2099, a clock days off, 2001) used to move
+        event time for everyone: the replay's merge of file streams stalled the rest of its
+        stream behind it and made thousands of records late, and the detector's clock made
+        every identity dormant. The parser sees every stream in arrival order (one parser
+        per replay file stream, one per worker partition), so it judges here:
+
+        1. records that wait are judged by this one: one more than ``TIME_LEAP_SECONDS``
+           ahead of the stream is confirmed when this one is within that of it or beyond
+           (logs resuming after a quiet spell, a newest-first export going back past a gap),
+           else this one counts against it; after ``OUTLIER_STRIKES`` such records it is a
+           ``time_outlier`` dead letter;
+        2. an event later than this machine's clock by more than a day is a ``future_time``
+           dead letter: no log holds an event that has not happened yet;
+        3. the first event starts the range; an event within ``TIME_LEAP_SECONDS`` of the
+           range widens it; one further out waits, and is put out at ``finish`` if nothing
+           came after it.
+
+        Two records off by the same amount in a row confirm each other: a stream that jumps
+        is taken as the stream. The range only widens here, so a stream moving on in one
+        long file makes one record wait a moment each day of event time.
+        """
+        ts = event.ts
+        if self._held:
+            self._judge_held(ts)
+        if self._newest != -_INF and \
+                self._earliest - TIME_LEAP_SECONDS <= ts <= self._newest + TIME_LEAP_SECONDS:
+            self._widen(ts)
+            return True
+        now = time.time()
+        if ts > now + TIME_LEAP_SECONDS:
+            self._count_dead(event.source, "future_time",
+                             f"{REASONS['future_time']}: {iso_time(ts)} is after "
+                             f"{iso_time(now)}", where, record)
+            self._set_bounds()
+            return False
+        if self._newest == -_INF:
+            self._widen(ts)
+            return True
+        self._held.append(_Held(event, record, where, path, ts > self._newest))
+        self._set_bounds()
+        return False
+
+    def _judge_held(self, ts: float) -> None:
+        """Confirm or count against each waiting record with the time ``ts`` of the next
+        record of the stream (``_place``, step 1)."""
+        waiting = []
+        for held in self._held:
+            held_ts = held.event.ts
+            if ts >= held_ts - TIME_LEAP_SECONDS if held.ahead else \
+                    ts <= held_ts + TIME_LEAP_SECONDS:
+                self._widen(held_ts)
+                self._count_placed(held.event, held.path)
+                continue
+            held.strikes += 1
+            if held.strikes < OUTLIER_STRIKES:
+                waiting.append(held)
+                continue
+            days = (held_ts - self._newest if held.ahead else self._earliest - held_ts) / 86400
+            self._count_dead(
+                held.event.source, "time_outlier",
+                f"{REASONS['time_outlier']}: {iso_time(held_ts)} is {days:,.1f} days "
+                f"{'after' if held.ahead else 'before'} the stream's "
+                f"{iso_time(self._earliest)} .. {iso_time(self._newest)}, and the "
+                f"{OUTLIER_STRIKES} records after it stayed there", held.where, held.record)
+        self._held = waiting
+        self._set_bounds()
+
+    def _in_range(self, ts: float) -> bool:
+        """Whether an event put out beside the accounting (an insight's context, a salvaged
+        partial event) is within a day of the stream's range, or of the machine's clock
+        before the stream has one: such events never wait, and are left out when not."""
+        if self._newest == -_INF:
+            return ts <= time.time() + TIME_LEAP_SECONDS
+        return self._earliest - TIME_LEAP_SECONDS <= ts <= self._newest + TIME_LEAP_SECONDS
+
+    def _widen(self, ts: float) -> None:
+        if ts < self._earliest:
+            self._earliest = ts
+        if ts > self._newest:
+            self._newest = ts
+        self._set_bounds()
+
+    def _set_bounds(self) -> None:
+        """The interval an event passes without ``_place``: empty while records wait."""
+        if self._held or self._newest == -_INF:
+            self._low, self._high = _INF, -_INF
+        else:
+            self._low = self._earliest - TIME_LEAP_SECONDS
+            self._high = self._newest + TIME_LEAP_SECONDS
 
     # ------------------------------------------------------------------ accounting
 
     def _normalise(self, source: str, func: Any, record: dict[str, Any], origin: str,
                    index: int | None, hints: dict[str, Any]) -> None:
         self.stats.records_read[source] += 1
+        where = origin if index is None else f"{origin}#Records[{index}]"
         try:
             event = func(record, self.resolver, hints)
         except Exception as err:  # noqa: BLE001 - one record must never stop the run
-            where = origin if index is None else f"{origin}#Records[{index}]"
             self._record_failed(err, source, record, where)
             return
-        self._count_event(event, hints.get("path", PATH_BARE))
+        self._count_event(event, hints.get("path", PATH_BARE), record, where)
 
-    def _count_event(self, event: Event, path: str) -> None:
-        """Count one event under its source and the path it came by (``PATHS``)."""
+    def _count_event(self, event: Event, path: str, record: Any, where: str) -> None:
+        """Count one event under its source and the path it came by (``PATHS``), unless it
+        is a duplicate or its time must wait for the records after it (``_place``)."""
         stats, source, ts = self.stats, event.source, event.ts
         if source == cloudtrail.SOURCE:
             if not self._seen_ids.add((event.event_id, ts, event.action, event.identity)):
                 stats.skipped[(source, "duplicate_event")] += 1
                 return
+        if (ts > self._high or ts < self._low) and not self._place(event, record, where, path):
+            return
+        self._count_placed(event, path)
+
+    def _count_placed(self, event: Event, path: str) -> None:
+        """Count and put out an event whose time is placed in its stream."""
+        stats, source, ts = self.stats, event.source, event.ts
         stats.events[source] += 1
         stats.events_by_path[(source, path)] += 1
         stats.events_by_kind[event.identity_kind] += 1
@@ -923,6 +1068,10 @@ class Parser:
         self._dead(self.source if self.source in _COUNTED else UNKNOWN, reason, message,
                    origin, raw)
 
+    def skip_digest(self, origin: str) -> None:
+        """Count a CloudTrail digest file told by its name, not read (edge case B01)."""
+        self._skip(cloudtrail.SOURCE, "digest", origin)
+
     def skip_input(self, reason: str, origin: str) -> None:
         """Count input that is deliberately not read (a directory walk's non-log files)."""
         self._skip(self.source if self.source in _COUNTED else UNKNOWN, reason, origin)
@@ -941,6 +1090,17 @@ class Parser:
         logger.debug("skipped %s record at %s", reason, origin)
         self.stats.records_read[source] += 1
         self.stats.skipped[(source, reason)] += 1
+
+
+class _Held:
+    """An event waiting for the records after it to confirm its time (``Parser._place``)."""
+
+    __slots__ = ("event", "record", "where", "path", "ahead", "strikes")
+
+    def __init__(self, event: Event, record: Any, where: str, path: str, ahead: bool) -> None:
+        self.event, self.record, self.where, self.path = event, record, where, path
+        self.ahead = ahead  # ahead of the stream's range, else behind it
+        self.strikes = 0  # later records that stayed on the stream's side
 
 
 # Every key that _dispatch or _envelope looks for: an object with none of them is a record.

@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from detector.sources import k8s
-from detector.sources.common import MAX_YEAR, MIN_YEAR, RecentMap, parse_time
+from detector.sources.common import MAX_YEAR, MIN_YEAR, TIME_LEAP_SECONDS, RecentMap, parse_time
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +45,7 @@ class StageMerger:
         self._pending: OrderedDict[_Key, tuple[dict[str, Any], str, dict[str, Any],
                                                tuple[Any, ...], float | None]] = OrderedDict()
         self._done = RecentMap(MAX_DONE_REQUESTS)
+        self._clock: float | None = None  # the time of the last stage that had one
 
     def feed(self, record: dict[str, Any], audit_id: str, origin: str,
              hints: dict[str, Any]) -> None:
@@ -80,11 +81,19 @@ class StageMerger:
             self._flush(key)
 
     def _expire(self, record: dict[str, Any]) -> None:
-        """Emit requests older than the timeout; a long-lived worker never reaches the end."""
+        """Emit requests older than the timeout; a long-lived worker never reaches the end.
+
+        A stage more than ``TIME_LEAP_SECONDS`` after the one before it expires nothing: one
+        stage stamped days ahead (or 2099) made every waiting request partial, and their
+        final stages, arriving next, were dropped as duplicates. When the stream really
+        moved on, the stage after it expires them."""
         if not self._pending:
             return
         now = _epoch(record.get("stageTimestamp") or record.get("requestReceivedTimestamp"))
         if now is None:
+            return
+        last, self._clock = self._clock, now
+        if last is not None and now - last > TIME_LEAP_SECONDS:
             return
         horizon = now - PENDING_TIMEOUT_S
         while self._pending:

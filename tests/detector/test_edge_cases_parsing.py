@@ -45,6 +45,24 @@ class TestB01Digest:
         assert events == [] and stats.skipped[("aws.cloudtrail", "digest")] == 1
 
 
+    @pytest.mark.parametrize("name", [
+        "AWSLogs/123456789012/CloudTrail-Digest/us-east-1/2024/03/04/x.json.gz",
+        "123456789012_CloudTrail-Digest_us-east-1_trail_us-east-1_20240304T000000Z.json.gz"])
+    def test_digest_told_by_its_key__skipped_even_when_damaged(self, edge_cases: Path,
+                                                              tmp_path: Path, name: str) -> None:
+        # the kind: a digest object is never a log, whatever its content; a cut one used to
+        # be a truncated_gzip dead letter among the logs
+        import gzip
+
+        target = tmp_path / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(gzip.compress((edge_cases / "B01.json").read_bytes())[:100])
+        events, stats, dead = run([tmp_path])
+        assert events == [] and dead.items == []
+        assert stats.skipped == {("aws.cloudtrail", "digest"): 1}
+        assert stats.records_read == {"aws.cloudtrail": 1}
+
+
 class TestB02ThinIdentities:
     def test_all_four_records_come_out_with_resolution_paths(self, edge_cases: Path) -> None:
         events, stats, dead = run([edge_cases / "B02.json"])

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import orjson
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -226,30 +227,38 @@ def test_cloudtrail_resource_from_parameters_in_allow_list_order() -> None:
     from detector.sources.cloudtrail import _resource_and_target
 
     assert _resource_and_target({"requestParameters": {"filter": "x", "maxItems": 5}},
-                                "1") == (None, None)
+                                "1", {}) == (None, None)
     params = {"roleName": "", "bucketName": ["not", "a", "string"], "keyId": "k-1",
               "name": "later", "roleArn": "arn:aws:iam::2:role/r"}
-    assert _resource_and_target({"requestParameters": params}, "1") == (
+    assert _resource_and_target({"requestParameters": params}, "1", {}) == (
         "arn:aws:iam::2:role/r", "2")
     del params["roleArn"]
-    assert _resource_and_target({"requestParameters": params}, "1") == ("k-1", None)
+    assert _resource_and_target({"requestParameters": params}, "1", {}) == ("k-1", None)
 
 
 def test_fast_path_caches_keep_no_oversized_keys() -> None:
-    """A huge principal or method is normalised like any other but never kept in a cache,
-    so the caches' memory stays bounded by their entry limit times a small key."""
+    """A long principal is normalised like any other but never kept in a cache, so the
+    caches' memory stays bounded by their entry limit times a small key; past the bound
+    of real names, the record is an ``oversized_field`` dead letter and no cache sees it."""
     record = orjson.loads(orjson.dumps(GCP_RECORDS[0]))
-    email = "x" * 5000 + "@p1.iam.gserviceaccount.com"
+    email = "x" * 1000 + "@p1.iam.gserviceaccount.com"
     record["protoPayload"]["authenticationInfo"]["principalEmail"] = email
-    record["protoPayload"]["methodName"] = "m" * 5000
+    record["protoPayload"]["methodName"] = "m" * 256
     event = gcp.normalise(record, Resolver(), {})
     assert (event.identity, event.action) == (email, "dataflow:" + "m" * 256)
     assert email not in gcp._PRINCIPALS
+    record["protoPayload"]["methodName"] = "m" * 5000
+    with pytest.raises(RecordError, match="methodName is 5,000 characters, over the 256"):
+        gcp.normalise(record, Resolver(), {})
     assert ("dataflow.googleapis.com", "m" * 5000) not in gcp._OPERATIONS
     audit = orjson.loads(orjson.dumps(K8S_RECORDS[1]))
-    audit["user"]["username"] = "u" * 5000
+    audit["user"]["username"] = "u" * 1000
     event = k8s.normalise(audit, Resolver(), {})
-    assert event.identity == "u" * 5000 and ("u" * 5000, None) not in k8s._USERS
+    assert event.identity == "u" * 1000 and ("u" * 1000, None) not in k8s._USERS
+    audit["user"]["username"] = "u" * 5000
+    with pytest.raises(RecordError, match="user.username is 5,000 characters"):
+        k8s.normalise(audit, Resolver(), {})
+    assert ("u" * 5000, None) not in k8s._USERS
 
 
 def test_shared_caches_keep_no_oversized_keys() -> None:

@@ -396,17 +396,24 @@ def test_alerts__a_shadow_worker_marks_every_alert_shadow(story, alert_format,
 
 
 def _wide(story, size: int) -> list[dict]:
-    """The first records of ``story`` with an eventName of ``size`` characters."""
-    return [{**r, "eventName": "Get" + "x" * size} for r in story.records[:6]]
+    """The first records of ``story`` with ``requestParameters`` of ``size`` characters: a
+    field that is legitimately large (an inline policy) and never enters the event. Events
+    are bounded (long identifying fields are dead letters, free text is cut), so the tests
+    below lower the message limit to event sizes instead of inflating the events."""
+    params = {"policyName": "inline", "policyDocument": "x" * size}
+    return [{**r, "requestParameters": params} for r in story.records[:6]]
 
 
 def test_split__repartition_messages_are_split_by_bytes_not_only_by_count(story) -> None:
-    # six 200 KB records made one 1.2 MB repartition message that no send could take
+    # six events that did not fit one repartition message made one message no send could
+    # take; here six 200 KB raw records (1.2 MB in one raw message) give events of about
+    # 500 bytes each, and a 1,000-byte limit must split them
     harness = Harness()
+    harness.pipeline.max_message_bytes = 1000
     out = harness.pipeline.split(payloads(_wide(story, 200_000), 6)[0], topic="raw",
                                  partition=0, offset=5)
     messages = [r for r in out.records if r.role == "repartition"]
-    assert messages and all(len(m.value) <= 900_000 for m in messages)
+    assert len(messages) > 2 and all(len(m.value) <= 1000 for m in messages)
     positions = []
     for message in messages:
         _, body = codecs.decode_repartition(message.value)
@@ -417,16 +424,20 @@ def test_split__repartition_messages_are_split_by_bytes_not_only_by_count(story)
 
 def test_split__an_event_too_large_alone_is_a_dead_letter_and_the_rest_goes_on(story) -> None:
     harness = Harness()
-    harness.pipeline.max_message_bytes = 150_000
-    records = _wide(story, 200_000)[:1] + story.records[1:4]
+    harness.pipeline.max_message_bytes = 1500
+    # the largest event a record can give: user agent and resource at their bounds
+    first = {**_wide(story, 200_000)[0], "userAgent": "Boto3/1.34 " + "u" * 600,
+             "resources": [{"ARN": "arn:aws:s3:::bucket/" + "k" * 700}]}
+    records = [first] + story.records[1:4]
     out = harness.pipeline.split(payloads(records, 4)[0], topic="raw", partition=3,
                                  offset=41)
     dead = [orjson.loads(r.value) for r in out.records if r.role == "dead_letters"]
     assert [(d["reason"], d["topic"], d["partition"], d["offset"], d["origin"])
             for d in dead] == [("oversized_record", "raw", 3, 41, "raw[3]@41#event 0")]
     assert dead[0]["event_id"] == story.records[0]["eventID"]
-    assert dead[0]["raw_truncated"] is True and dead[0]["raw_size"] > 200_000
-    assert len(dead[0]["raw"]) == 64 * 1024
+    # the dead letter holds the event (the record's 200 KB parameters never entered it)
+    assert "raw_truncated" not in dead[0] and 1500 < dead[0]["raw_size"] < 2500
+    assert '"cut":{"user_agent":611,"resource":720}' in dead[0]["raw"]
     sent = []
     for message in (r for r in out.records if r.role == "repartition"):
         _, body = codecs.decode_repartition(message.value)
@@ -435,6 +446,25 @@ def test_split__an_event_too_large_alone_is_a_dead_letter_and_the_rest_goes_on(s
                  for _, _, item in entries]
     assert sorted(sent) == sorted(r["eventID"] for r in story.records[1:4])
     assert harness.pipeline.failed["oversized_record"] == 1
+
+
+def test_split__a_200_kb_event_name_is_a_field_dead_letter_before_the_repartition(
+        story) -> None:
+    # what made a 200 KB event before: the name is now refused by the parser, raw kept
+    records = [{**story.records[0], "eventName": "Get" + "x" * 200_000}] + story.records[1:3]
+    out = Harness().pipeline.split(payloads(records, 3)[0], topic="raw", partition=1,
+                                   offset=7)
+    dead = [orjson.loads(r.value) for r in out.records if r.role == "dead_letters"]
+    assert [(d["reason"], d["offset"]) for d in dead] == [("oversized_field", 7)]
+    assert dead[0]["message"].startswith("eventName is 200,003 characters, over the 256")
+    assert dead[0]["raw_size"] > 200_000
+    sent = []
+    for message in (r for r in out.records if r.role == "repartition"):
+        _, body = codecs.decode_repartition(message.value)
+        reader = codecs.EventReader(body["fields"])
+        sent += [reader.event_id(item) for entries in body["batches"].values()
+                 for _, _, item in entries]
+    assert sorted(sent) == sorted(r["eventID"] for r in story.records[1:3])
 
 
 def test_fit__an_output_too_large_to_send_becomes_a_cut_dead_letter() -> None:
