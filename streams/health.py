@@ -1,4 +1,4 @@
-"""The worker's HTTP endpoint: ``/livez``, ``/readyz`` and ``/metrics`` on one port.
+"""The worker's HTTP endpoint: ``/livez``, ``/readyz``, ``/startupz``, ``/metrics`` on one port.
 
 It starts before the worker connects to Kafka and runs in a daemon thread, so a probe gets
 an answer during startup retries instead of a refused connection (which Kubernetes would
@@ -9,6 +9,10 @@ turn into a restart loop).
   warning is not used; it can be missing and it can be false.
 - **Readiness** (B16) is false until the worker has its assignment and table recovery has
   completed, and false again during a rebalance.
+- **Startup** (``/startupz``) fails until the first table recovery has completed (the
+  worker is ready, or has joined the group and was given no partition), then answers 200
+  for good: a startup probe on it covers the broker checks and a long changelog recovery,
+  where ``/livez`` answers 200 from the first second.
 
 The JSON body of both says why. ``/metrics`` serves the nhi-detector metrics
 (``detector.metrics``) plus the worker's own counters.
@@ -35,6 +39,11 @@ from detector.stats import RunStats
 log = logging.getLogger(__name__)
 
 
+# The phases the worker reaches only after its table recovery is complete (streams.app):
+# "waiting" is a worker with no partition (more workers than partitions), done starting.
+STARTED_PHASES = ("running", "waiting")
+
+
 @dataclass
 class HealthState:
     """What the probes read; written by the worker's event loop."""
@@ -45,11 +54,20 @@ class HealthState:
     reason: str = "worker is starting"
     started: float = field(default_factory=time.time)
     stale: Callable[[float], list[tuple[str, int]]] = lambda _age: []
+    # set once the first recovery is done (phase running or waiting), never unset
+    recovered: bool = False
 
     def set_phase(self, phase: str, *, ready: bool, reason: str) -> None:
         if (phase, ready) != (self.phase, self.ready):
             log.info("worker phase %s (ready=%s): %s", phase, ready, reason)
         self.phase, self.ready, self.reason = phase, ready, reason
+        if phase in STARTED_PHASES:
+            self.recovered = True
+
+    def startup(self) -> tuple[bool, dict[str, Any]]:
+        return self.recovered, {"phase": self.phase, "started": self.recovered,
+                                "reason": "first table recovery done" if self.recovered
+                                else self.reason}
 
     def liveness(self) -> tuple[bool, dict[str, Any]]:
         stuck = self.stale(self.liveness_commit_age)
@@ -94,6 +112,8 @@ def _handler(state: HealthState, registry: CollectorRegistry) -> type[BaseHTTPRe
                 self._json(*state.liveness())
             elif path == "/readyz":
                 self._json(*state.readiness())
+            elif path == "/startupz":
+                self._json(*state.startup())
             elif path == "/metrics":
                 self._send(200, generate_latest(registry), CONTENT_TYPE_LATEST)
             else:
@@ -137,7 +157,7 @@ class HealthServer:
 
     def start(self) -> HealthServer:
         self.thread.start()
-        log.info("health endpoint on http://%s:%d (/livez /readyz /metrics)",
+        log.info("health endpoint on http://%s:%d (/livez /readyz /startupz /metrics)",
                  self.httpd.server_address[0], self.port)
         return self
 

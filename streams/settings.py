@@ -164,7 +164,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("web_host", "NHI_WEB_HOST", str, "127.0.0.1",
             "address of the health and metrics endpoint (0.0.0.0 inside a pod)"),
     Setting("web_port", "NHI_WEB_PORT", int, DEFAULT_WEB_PORT,
-            "port of /livez, /readyz and /metrics; 0 picks a free port",
+            "port of /livez, /readyz, /startupz and /metrics; 0 picks a free port",
             bounds=Bounds(0, 65_535)),
     Setting("max_poll_records", "NHI_MAX_POLL_RECORDS", int, DEFAULT_MAX_POLL_RECORDS,
             "Kafka messages per poll (a bounded poll cannot hold the worker past its session "

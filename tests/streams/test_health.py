@@ -59,3 +59,24 @@ def test_metrics__include_worker_counters(server) -> None:
     assert code == 200
     assert 'nhi_worker_records_failed_total{reason="binary"} 2.0' in text
     assert "nhi_worker_redelivered_events_total 5.0" in text
+
+
+def test_startup__fails_until_the_first_recovery_is_done(server) -> None:
+    # /livez answers 200 from the first second; a startup probe needs what /startupz says
+    assert get(server.port, "/livez")[0] == 200
+    for phase in ("starting", "connecting", "recovering"):
+        server.state.set_phase(phase, ready=False, reason=f"{phase} now")
+        code, body = get(server.port, "/startupz")
+        assert (code, json.loads(body)["reason"]) == (503, f"{phase} now")
+    server.state.set_phase("running", ready=True, reason="consuming")
+    assert get(server.port, "/startupz")[0] == 200
+    # a later rebalance or recovery is readiness' business; startup stays done
+    server.state.set_phase("recovering", ready=False, reason="table recovery in progress")
+    code, body = get(server.port, "/startupz")
+    assert (code, json.loads(body)["started"]) == (200, True)
+
+
+def test_startup__done_for_a_worker_given_no_partition(server) -> None:
+    server.state.set_phase("waiting", ready=False, reason="no partitions assigned yet")
+    assert get(server.port, "/startupz")[0] == 200
+    assert get(server.port, "/readyz")[0] == 503
