@@ -30,6 +30,7 @@ from typing import Any, NoReturn
 import faust
 from faust import streams as faust_streams
 
+from streams.datadir import STORE_EXIT_CODE, store_failure
 from streams.pipeline import Output, Pipeline, Record
 from streams.settings import WorkerSettings
 
@@ -67,8 +68,8 @@ class Runtime:
     # told the number of assigned partitions the first time the worker is ready, then unset
     on_ready: Callable[[Collection[Any]], None] | None = None
 
-    def fatal(self, reason: str) -> NoReturn:
-        """End the worker now with exit code 70, without Faust's graceful stop.
+    def fatal(self, reason: str, code: int = FATAL_EXIT_CODE) -> NoReturn:
+        """End the worker now with exit code 70 (or ``code``), without Faust's graceful stop.
 
         A graceful stop would wait on the very deliveries that failed: it drains the streams
         (the current message waits on the failed send), and every commit and the final
@@ -81,14 +82,14 @@ class Runtime:
         other workers take its partitions at once instead of after a session timeout.
         """
         log.critical("stopping the worker (exit %d, nothing more is committed): %s",
-                     FATAL_EXIT_CODE, reason)
+                     code, reason)
         if self.leave_group is not None:
             timeout = min(LEAVE_GROUP_TIMEOUT_S, self.settings.io_timeout)
             log.critical("leaving the consumer group: %s", self.leave_group(timeout))
         logging.shutdown()  # flush the log handlers: os._exit skips the interpreter's exit
         for stream in (sys.stdout, sys.stderr):
             stream.flush()
-        os._exit(FATAL_EXIT_CODE)
+        os._exit(code)
 
 
 def broker_credentials(settings: WorkerSettings) -> Any:
@@ -284,11 +285,22 @@ def _declare_agents(app: faust.App, runtime: Runtime, topics: Mapping[str, Any],
                     table: Any) -> None:
     pipeline = runtime.pipeline
 
+    # A failing store (a full, read-only or immutable disk) is not a bad record: the worker
+    # stops at once with one line (streams.datadir.store_failure) rather than dead-lettering
+    # the message that met it or crashing Faust with a traceback per task.
     def get_state(identity: str) -> bytes | None:
-        return table.get(identity.encode("utf-8"))
+        try:
+            return table.get(identity.encode("utf-8"))
+        except Exception as err:  # noqa: BLE001 - the store, not the record, failed
+            runtime.fatal(store_failure(runtime.settings.store_dir, "read", err),
+                          STORE_EXIT_CODE)
 
     def set_state(identity: str, value: bytes) -> None:
-        table[identity.encode("utf-8")] = value
+        try:
+            table[identity.encode("utf-8")] = value
+        except Exception as err:  # noqa: BLE001 - the store, not the record, failed
+            runtime.fatal(store_failure(runtime.settings.store_dir, "written", err),
+                          STORE_EXIT_CODE)
 
     consumed = set(runtime.settings.topic_sources()) | {runtime.settings.repartition_topic}
 
