@@ -31,6 +31,7 @@ import faust
 from faust import streams as faust_streams
 
 from streams.datadir import STORE_EXIT_CODE, store_failure
+from streams.health import METADATA_REFRESH_S
 from streams.pipeline import Output, Pipeline, Record
 from streams.settings import WorkerSettings
 
@@ -125,6 +126,7 @@ def create_app(settings: WorkerSettings, runtime: Runtime) -> faust.App:
         broker_session_timeout=settings.session_timeout,
         broker_heartbeat_interval=min(3.0, settings.session_timeout / 3),
         broker_request_timeout=max(settings.io_timeout + 10.0, 90.0),  # > session timeout
+        consumer_metadata_max_age_ms=METADATA_REFRESH_S * 1000,  # a recreated raw topic
         # what streams.pipeline.MAX_MESSAGE_BYTES keeps every message under, with room for
         # key and headers (Faust's default, set here so the two cannot drift apart)
         producer_max_request_size=1_000_000,
@@ -197,6 +199,22 @@ def leave_group(app: faust.App, timeout: float) -> str:
     except Exception as err:  # noqa: BLE001 - the exit goes on whatever happens here
         return f"failed ({err!r}); the group drops it after its session timeout"
     return "left"
+
+
+def missing_topics(app: faust.App, topics: Collection[str]) -> dict[str, bool]:
+    """Which of ``topics`` the consumer's last metadata no longer has (a topic deleted on
+    the broker), as topic -> missing; empty before the first metadata arrives.
+
+    Faust has no public call for it; its consumer's aiokafka client (on the consumer
+    thread) keeps the metadata of every subscribed topic, refreshed at once when a fetch
+    fails and otherwise every metadata.max.age.ms. Reading its topic set from this thread
+    is a read of a set the client replaces whole."""
+    thread = getattr(app.consumer, "_thread", None)
+    client = getattr(getattr(thread, "_consumer", None), "_client", None)
+    known = set(client.cluster.topics()) if client is not None else set()
+    if not known:
+        return {}
+    return {topic: topic not in known for topic in topics}
 
 
 def _declare_topics(app: faust.App, settings: WorkerSettings) -> dict[str, Any]:
@@ -450,6 +468,7 @@ def update_health(app: faust.App, runtime: Runtime, consumed: set[str]) -> None:
     committed = getattr(consumer, "_committed_offset", {})
     metrics = runtime.metrics
     assignment = [tp for tp in consumer.assignment() if tp.topic in consumed]
+    runtime.health.note_raw_topics(missing_topics(app, runtime.settings.topic_sources()))
     for tp in assignment:
         end = consumer.highwater(tp) or 0
         done = committed.get(tp) or 0
