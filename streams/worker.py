@@ -120,9 +120,9 @@ def _run(settings: WorkerSettings, config: dict[str, Any], noise: Any = None) ->
 def _worker_values(holder: dict[str, Any], state: Any) -> dict[str, Any]:
     pipeline = holder.get("pipeline")
     if pipeline is None:
-        return {"ready": state.ready}
+        return {"ready": state.ready, "raw_topics": state.raw_topics}
     return {"failed": dict(pipeline.failed), "redelivered": pipeline.redelivered,
-            "ready": state.ready}
+            "ready": state.ready, "raw_topics": state.raw_topics}
 
 
 def _start(settings: WorkerSettings, config: dict[str, Any], stats: RunStats, state: Any,
