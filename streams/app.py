@@ -407,7 +407,8 @@ def _declare_agents(app: faust.App, runtime: Runtime, topics: Mapping[str, Any],
                     update_hold(msg.partition)
                     await deliver(runtime, out, set_state)
 
-    @app.timer(DETECT_WRITE_INTERVAL_S)
+    # the name is what Faust's "Timer ... is overlapping" warning shows (docs/worker.md)
+    @app.timer(DETECT_WRITE_INTERVAL_S, name="write identity states")
     async def write_states() -> None:
         if app.rebalancing:
             return  # the revocation drops what is pending; the next owner reads it again
