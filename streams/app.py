@@ -207,8 +207,8 @@ def missing_topics(app: faust.App, topics: Collection[str]) -> dict[str, bool]:
 
     Faust has no public call for it; its consumer's aiokafka client (on the consumer
     thread) keeps the metadata of every subscribed topic, refreshed at once when a fetch
-    fails and otherwise every metadata.max.age.ms. Reading its topic set from this thread
-    is a read of a set the client replaces whole."""
+    fails and otherwise every metadata.max.age.ms. Reading it from this thread is safe:
+    each update replaces the client's topic map whole instead of changing it in place."""
     thread = getattr(app.consumer, "_thread", None)
     client = getattr(getattr(thread, "_consumer", None), "_client", None)
     known = set(client.cluster.topics()) if client is not None else set()
