@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from importlib import metadata
 from typing import Any
@@ -58,8 +59,17 @@ def product() -> dict[str, str]:
     return dict(_product())
 
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+ONE_MS = timedelta(milliseconds=1)
+
+
 def _ms(ts: float) -> int:
-    return int(round(ts * 1000))
+    """Epoch milliseconds, cut exactly as the native alert's ``iso`` cuts them.
+
+    Both go through the same ``datetime`` (rounded to the microsecond) and drop what is
+    below the millisecond, so ``…33.560613Z`` is 560 in both; rounding here made OCSF one
+    millisecond later than the native alert for sub-millisecond input."""
+    return (datetime.fromtimestamp(ts, tz=UTC) - EPOCH) // ONE_MS
 
 
 def to_ocsf(alert: Alert) -> dict[str, Any]:

@@ -30,6 +30,8 @@ from typing import Any, NoReturn
 import faust
 from faust import streams as faust_streams
 
+from streams.datadir import STORE_EXIT_CODE, store_failure
+from streams.health import METADATA_REFRESH_S
 from streams.pipeline import Output, Pipeline, Record
 from streams.settings import WorkerSettings
 
@@ -67,8 +69,8 @@ class Runtime:
     # told the number of assigned partitions the first time the worker is ready, then unset
     on_ready: Callable[[Collection[Any]], None] | None = None
 
-    def fatal(self, reason: str) -> NoReturn:
-        """End the worker now with exit code 70, without Faust's graceful stop.
+    def fatal(self, reason: str, code: int = FATAL_EXIT_CODE) -> NoReturn:
+        """End the worker now with exit code 70 (or ``code``), without Faust's graceful stop.
 
         A graceful stop would wait on the very deliveries that failed: it drains the streams
         (the current message waits on the failed send), and every commit and the final
@@ -81,14 +83,14 @@ class Runtime:
         other workers take its partitions at once instead of after a session timeout.
         """
         log.critical("stopping the worker (exit %d, nothing more is committed): %s",
-                     FATAL_EXIT_CODE, reason)
+                     code, reason)
         if self.leave_group is not None:
             timeout = min(LEAVE_GROUP_TIMEOUT_S, self.settings.io_timeout)
             log.critical("leaving the consumer group: %s", self.leave_group(timeout))
         logging.shutdown()  # flush the log handlers: os._exit skips the interpreter's exit
         for stream in (sys.stdout, sys.stderr):
             stream.flush()
-        os._exit(FATAL_EXIT_CODE)
+        os._exit(code)
 
 
 def broker_credentials(settings: WorkerSettings) -> Any:
@@ -124,6 +126,7 @@ def create_app(settings: WorkerSettings, runtime: Runtime) -> faust.App:
         broker_session_timeout=settings.session_timeout,
         broker_heartbeat_interval=min(3.0, settings.session_timeout / 3),
         broker_request_timeout=max(settings.io_timeout + 10.0, 90.0),  # > session timeout
+        consumer_metadata_max_age_ms=METADATA_REFRESH_S * 1000,  # a recreated raw topic
         # what streams.pipeline.MAX_MESSAGE_BYTES keeps every message under, with room for
         # key and headers (Faust's default, set here so the two cannot drift apart)
         producer_max_request_size=1_000_000,
@@ -196,6 +199,22 @@ def leave_group(app: faust.App, timeout: float) -> str:
     except Exception as err:  # noqa: BLE001 - the exit goes on whatever happens here
         return f"failed ({err!r}); the group drops it after its session timeout"
     return "left"
+
+
+def missing_topics(app: faust.App, topics: Collection[str]) -> dict[str, bool]:
+    """Which of ``topics`` the consumer's last metadata no longer has (a topic deleted on
+    the broker), as topic -> missing; empty before the first metadata arrives.
+
+    Faust has no public call for it; its consumer's aiokafka client (on the consumer
+    thread) keeps the metadata of every subscribed topic, refreshed at once when a fetch
+    fails and otherwise every metadata.max.age.ms. Reading it from this thread is safe:
+    each update replaces the client's topic map whole instead of changing it in place."""
+    thread = getattr(app.consumer, "_thread", None)
+    client = getattr(getattr(thread, "_consumer", None), "_client", None)
+    known = set(client.cluster.topics()) if client is not None else set()
+    if not known:
+        return {}
+    return {topic: topic not in known for topic in topics}
 
 
 def _declare_topics(app: faust.App, settings: WorkerSettings) -> dict[str, Any]:
@@ -284,11 +303,22 @@ def _declare_agents(app: faust.App, runtime: Runtime, topics: Mapping[str, Any],
                     table: Any) -> None:
     pipeline = runtime.pipeline
 
+    # A failing store (a full, read-only or immutable disk) is not a bad record: the worker
+    # stops at once with one line (streams.datadir.store_failure) rather than dead-lettering
+    # the message that met it or crashing Faust with a traceback per task.
     def get_state(identity: str) -> bytes | None:
-        return table.get(identity.encode("utf-8"))
+        try:
+            return table.get(identity.encode("utf-8"))
+        except Exception as err:  # noqa: BLE001 - the store, not the record, failed
+            runtime.fatal(store_failure(runtime.settings.store_dir, "read", err),
+                          STORE_EXIT_CODE)
 
     def set_state(identity: str, value: bytes) -> None:
-        table[identity.encode("utf-8")] = value
+        try:
+            table[identity.encode("utf-8")] = value
+        except Exception as err:  # noqa: BLE001 - the store, not the record, failed
+            runtime.fatal(store_failure(runtime.settings.store_dir, "written", err),
+                          STORE_EXIT_CODE)
 
     consumed = set(runtime.settings.topic_sources()) | {runtime.settings.repartition_topic}
 
@@ -377,7 +407,8 @@ def _declare_agents(app: faust.App, runtime: Runtime, topics: Mapping[str, Any],
                     update_hold(msg.partition)
                     await deliver(runtime, out, set_state)
 
-    @app.timer(DETECT_WRITE_INTERVAL_S)
+    # the name is what Faust's "Timer ... is overlapping" warning shows (docs/worker.md)
+    @app.timer(DETECT_WRITE_INTERVAL_S, name="write identity states")
     async def write_states() -> None:
         if app.rebalancing:
             return  # the revocation drops what is pending; the next owner reads it again
@@ -438,6 +469,7 @@ def update_health(app: faust.App, runtime: Runtime, consumed: set[str]) -> None:
     committed = getattr(consumer, "_committed_offset", {})
     metrics = runtime.metrics
     assignment = [tp for tp in consumer.assignment() if tp.topic in consumed]
+    runtime.health.note_raw_topics(missing_topics(app, runtime.settings.topic_sources()))
     for tp in assignment:
         end = consumer.highwater(tp) or 0
         done = committed.get(tp) or 0

@@ -70,3 +70,25 @@ class DataDirLock:
             fcntl.flock(self._handle, fcntl.LOCK_UN)
             self._handle.close()
             self._handle = None
+
+
+# sysexits' EX_IOERR: the worker stopped because its state store failed (streams.app)
+STORE_EXIT_CODE = 74
+
+
+def store_failure(store_dir: Path | str, action: str, err: BaseException) -> str:
+    """One line for a state store that cannot be read or written: where, the OS error, and
+    what happens to the messages.
+
+    RocksDB reports an I/O failure as a plain ``Exception('IO error: While appending to
+    file: <path>: Operation not permitted')``, opening a partition's database as an
+    ``OSError``; either way it is the disk, not a record, that failed, so no message is
+    dead-lettered: none is committed either, and the next owner reads them again."""
+    if isinstance(err, OSError) and err.strerror:
+        where = f" ({err.filename})" if err.filename else ""
+        error = f"{err.strerror}{where}"
+    else:
+        error = str(err) or type(err).__name__
+    return (f"the state store in {store_dir} cannot be {action}: {error}; no message is "
+            f"dead-lettered or committed, a restart (or the next owner) reads them again "
+            f"once the directory is writable")

@@ -1,4 +1,4 @@
-"""The worker's HTTP endpoint: ``/livez``, ``/readyz`` and ``/metrics`` on one port.
+"""The worker's HTTP endpoint: ``/livez``, ``/readyz``, ``/startupz``, ``/metrics`` on one port.
 
 It starts before the worker connects to Kafka and runs in a daemon thread, so a probe gets
 an answer during startup retries instead of a refused connection (which Kubernetes would
@@ -9,6 +9,10 @@ turn into a restart loop).
   warning is not used; it can be missing and it can be false.
 - **Readiness** (B16) is false until the worker has its assignment and table recovery has
   completed, and false again during a rebalance.
+- **Startup** (``/startupz``) fails until the first table recovery has completed (the
+  worker is ready, or has joined the group and was given no partition), then answers 200
+  for good: a startup probe on it covers the broker checks and a long changelog recovery,
+  where ``/livez`` answers 200 from the first second.
 
 The JSON body of both says why. ``/metrics`` serves the nhi-detector metrics
 (``detector.metrics``) plus the worker's own counters.
@@ -35,6 +39,17 @@ from detector.stats import RunStats
 log = logging.getLogger(__name__)
 
 
+# How often the worker's consumer refreshes topic metadata on its own (its
+# metadata.max.age.ms; Kafka's default of 300 s let a recreated raw topic wait 5 minutes
+# unread): a deleted topic is noticed at once (fetches fail), a created or recreated one
+# only at the next refresh. One small metadata request per refresh.
+METADATA_REFRESH_S = 30
+
+# The phases the worker reaches only after its table recovery is complete (streams.app):
+# "waiting" is a worker with no partition (more workers than partitions), done starting.
+STARTED_PHASES = ("running", "waiting")
+
+
 @dataclass
 class HealthState:
     """What the probes read; written by the worker's event loop."""
@@ -45,20 +60,52 @@ class HealthState:
     reason: str = "worker is starting"
     started: float = field(default_factory=time.time)
     stale: Callable[[float], list[tuple[str, int]]] = lambda _age: []
+    # set once the first recovery is done (phase running or waiting), never unset
+    recovered: bool = False
+    # raw topic -> missing on the broker (its consumer metadata has no partition left)
+    raw_topics: dict[str, bool] = field(default_factory=dict)
 
     def set_phase(self, phase: str, *, ready: bool, reason: str) -> None:
         if (phase, ready) != (self.phase, self.ready):
             log.info("worker phase %s (ready=%s): %s", phase, ready, reason)
         self.phase, self.ready, self.reason = phase, ready, reason
+        if phase in STARTED_PHASES:
+            self.recovered = True
+
+    def note_raw_topics(self, missing: Mapping[str, bool]) -> None:
+        """Record which raw topics the consumer's metadata no longer has, and say when one
+        disappears or comes back: Faust only drops it from the assignment (one aiokafka
+        ERROR line), probes stay green and its lag series vanish."""
+        for topic, gone in sorted(missing.items()):
+            if gone == self.raw_topics.get(topic, False):
+                continue
+            if gone:
+                log.warning("raw topic %s no longer exists on the broker: nothing is read "
+                            "from it until it is created again (nhi_worker_raw_topic_missing "
+                            "is 1; the worker notices a new one within the %d s metadata "
+                            "refresh)", topic, METADATA_REFRESH_S)
+            else:
+                log.warning("raw topic %s exists again: it is read after the next "
+                            "rebalance", topic)
+        self.raw_topics = dict(missing)
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        missing = sorted(t for t, gone in self.raw_topics.items() if gone)
+        body = {"phase": self.phase, "ready": self.ready, "reason": self.reason}
+        if missing:
+            body["missing_raw_topics"] = missing
+        return self.ready, body
+
+    def startup(self) -> tuple[bool, dict[str, Any]]:
+        return self.recovered, {"phase": self.phase, "started": self.recovered,
+                                "reason": "first table recovery done" if self.recovered
+                                else self.reason}
 
     def liveness(self) -> tuple[bool, dict[str, Any]]:
         stuck = self.stale(self.liveness_commit_age)
         body = {"phase": self.phase, "stuck_partitions": [f"{t}[{p}]" for t, p in stuck],
                 "max_commit_age_s": self.liveness_commit_age}
         return not stuck, body
-
-    def readiness(self) -> tuple[bool, dict[str, Any]]:
-        return self.ready, {"phase": self.phase, "ready": self.ready, "reason": self.reason}
 
 
 class WorkerCollector(Collector):
@@ -84,6 +131,13 @@ class WorkerCollector(Collector):
         yield GaugeMetricFamily(
             self.prefix + "worker_ready", "1 when the worker is ready (recovery done).",
             value=1.0 if values.get("ready") else 0.0)
+        missing = GaugeMetricFamily(
+            self.prefix + "worker_raw_topic_missing",
+            "1 while a raw topic the worker subscribes to does not exist on the broker.",
+            labels=["topic"])
+        for topic, gone in sorted(dict(values.get("raw_topics", {})).items()):
+            missing.add_metric([topic], 1.0 if gone else 0.0)
+        yield missing
 
 
 def _handler(state: HealthState, registry: CollectorRegistry) -> type[BaseHTTPRequestHandler]:
@@ -94,6 +148,8 @@ def _handler(state: HealthState, registry: CollectorRegistry) -> type[BaseHTTPRe
                 self._json(*state.liveness())
             elif path == "/readyz":
                 self._json(*state.readiness())
+            elif path == "/startupz":
+                self._json(*state.startup())
             elif path == "/metrics":
                 self._send(200, generate_latest(registry), CONTENT_TYPE_LATEST)
             else:
@@ -137,7 +193,7 @@ class HealthServer:
 
     def start(self) -> HealthServer:
         self.thread.start()
-        log.info("health endpoint on http://%s:%d (/livez /readyz /metrics)",
+        log.info("health endpoint on http://%s:%d (/livez /readyz /startupz /metrics)",
                  self.httpd.server_address[0], self.port)
         return self
 

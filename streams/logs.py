@@ -23,7 +23,8 @@ lowers them to DEBUG and counts them:
   while its background metadata request is in flight (the warm-start clients).
 
 * aiokafka logs an ERROR (a WARNING for produce requests) each time a request to a broker
-  fails on its connection, about ten a second while the broker is down (``Unable connect
+  fails on its connection, about a hundred a second in all while the broker is down (each
+  of the worker's clients retries each request every 100 ms; ``Unable connect
   to node``, ``Unable to update metadata``, ``Failed fetch messages``, and produce,
   commit, heartbeat and coordinator requests to a node not ready, ``BROKER_MESSAGES``):
   the first is logged as a WARNING, then one a minute naming how many came meanwhile

@@ -164,7 +164,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("web_host", "NHI_WEB_HOST", str, "127.0.0.1",
             "address of the health and metrics endpoint (0.0.0.0 inside a pod)"),
     Setting("web_port", "NHI_WEB_PORT", int, DEFAULT_WEB_PORT,
-            "port of /livez, /readyz and /metrics; 0 picks a free port",
+            "port of /livez, /readyz, /startupz and /metrics; 0 picks a free port",
             bounds=Bounds(0, 65_535)),
     Setting("max_poll_records", "NHI_MAX_POLL_RECORDS", int, DEFAULT_MAX_POLL_RECORDS,
             "Kafka messages per poll (a bounded poll cannot hold the worker past its session "
@@ -394,6 +394,7 @@ def _pick(setting: Setting, args: argparse.Namespace | None, environ: Mapping[st
 
 
 def _convert(setting: Setting, raw: Any, where: str, check_paths: bool = False) -> Any:
+    _check_type(setting, raw, where)
     try:
         if setting.kind is list:
             items = raw.split(",") if isinstance(raw, str) else list(raw)
@@ -426,11 +427,60 @@ def _convert(setting: Setting, raw: Any, where: str, check_paths: bool = False) 
     return value
 
 
+# What each kind of setting takes, in the words of the error; text is always accepted,
+# since flags and environment variables are text and are converted like the file's text
+EXPECTED = {str: "text", int: "a whole number", float: "a number", bool: "true or false",
+            list: "text (names separated by commas) or a list of text"}
+# Why YAML turned unquoted text into another type, for the types that surprise people
+YAML_READS = {
+    bool: "YAML reads an unquoted yes, no, on, off, true or false as a boolean",
+    int: "YAML reads unquoted digits as a number, and a leading 0 as octal: 0123 is 83",
+    float: "YAML reads unquoted digits with a point or an exponent as a number",
+    type(None): "YAML reads an empty value or ~ as null",
+}
+
+
+def _check_type(setting: Setting, raw: Any, where: str) -> None:
+    """Refuse a value of the wrong type before any conversion (a config file's YAML gives
+    numbers, booleans, nulls, lists and mappings; flags and the environment give text).
+
+    ``str()`` of it would be accepted silently and mean something else: ``0123`` read as
+    the octal 83 becomes the user name '83', ``no`` the consumer group 'False', and a list
+    a password nobody typed. The line names the key, the value as YAML read it (never a
+    password's) and what was expected; quoting a text value keeps it as written."""
+    kind = setting.kind
+    if isinstance(raw, str) or (kind is bool and isinstance(raw, bool)):
+        return
+    if kind in (int, float) and isinstance(raw, (int, float)) and not isinstance(raw, bool):
+        return
+    inside = ""
+    if kind is list and isinstance(raw, (list, tuple)):
+        wrong = [item for item in raw if not isinstance(item, str)]
+        if not wrong:
+            return
+        raw, inside = wrong[0], " in the list"
+    got = _described(raw, hidden=setting.name == "sasl_password")
+    text = f"{where}: expected {EXPECTED[kind]}, got {got}{inside}"
+    reason = YAML_READS.get(type(raw))
+    if reason and (kind in (str, list) or isinstance(raw, bool)):
+        text += f" ({reason})"
+    if kind in (str, list) and not isinstance(raw, (list, tuple, dict)):
+        text += f"; write it in quotes ({setting.name}: \"...\")"
+    raise ConfigError(text)
+
+
+def _described(value: Any, *, hidden: bool) -> str:
+    """``the number 83``, ``the boolean False``, ``a list`` (a secret's value hidden)."""
+    if value is None:
+        return "null"
+    what = {bool: "boolean", int: "number", float: "number", list: "list", tuple: "list",
+            dict: "mapping"}.get(type(value), type(value).__name__)
+    return f"a {what} (value hidden)" if hidden else f"the {what} {value!r}"
+
+
 def _number(kind: type, raw: Any) -> float:
-    """``int(2.7)`` would silently drop the fraction of a config file's ``2.7`` and
-    ``float(True)`` would read a YAML boolean as 1.0: both are refused instead."""
-    if isinstance(raw, bool):
-        raise ValueError("a boolean is not a number")
+    """``int(2.7)`` would silently drop the fraction of a config file's ``2.7``: it is
+    refused instead (a YAML boolean never gets here, ``_check_type`` refuses it)."""
     if kind is int and isinstance(raw, float):
         if not raw.is_integer():
             raise ValueError("not a whole number")

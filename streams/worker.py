@@ -9,7 +9,8 @@ worker until SIGTERM or SIGINT, which finish the buffered messages, commit, flus
 
 Exit codes: 0 stopped on a signal, 2 invalid configuration or state file, 3 broker or
 topics unavailable past ``--startup-timeout``, 70 a send kept failing at run time (the
-worker then ends at once, see ``streams.app.Runtime.fatal``).
+worker then ends at once, see ``streams.app.Runtime.fatal``), 74 the state store could not
+be read or written at run time (``streams.datadir.store_failure``; ended the same way).
 """
 
 from __future__ import annotations
@@ -119,9 +120,9 @@ def _run(settings: WorkerSettings, config: dict[str, Any], noise: Any = None) ->
 def _worker_values(holder: dict[str, Any], state: Any) -> dict[str, Any]:
     pipeline = holder.get("pipeline")
     if pipeline is None:
-        return {"ready": state.ready}
+        return {"ready": state.ready, "raw_topics": state.raw_topics}
     return {"failed": dict(pipeline.failed), "redelivered": pipeline.redelivered,
-            "ready": state.ready}
+            "ready": state.ready, "raw_topics": state.raw_topics}
 
 
 def _start(settings: WorkerSettings, config: dict[str, Any], stats: RunStats, state: Any,

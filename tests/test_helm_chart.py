@@ -13,6 +13,8 @@ import os
 import re
 import subprocess
 import tarfile
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -125,7 +127,9 @@ class TestDefaultRender:
         for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
             assert worker[probe]["httpGet"]["port"] == "http", probe
             paths[probe] = worker[probe]["httpGet"]["path"]
-        assert paths == {"startupProbe": "/livez", "livenessProbe": "/livez",
+        # /livez answers 200 at once: the startup probe asks the endpoint that fails until
+        # the first table recovery is done
+        assert paths == {"startupProbe": "/startupz", "livenessProbe": "/livez",
                          "readinessProbe": "/readyz"}
         env = env_of(default_docs)
         assert (env["NHI_WEB_PORT"], env["NHI_WEB_HOST"]) == ("6066", "0.0.0.0")
@@ -266,6 +270,48 @@ class TestSecureRender:
         assert (env["NHI_SASL_MECHANISM"], env["NHI_SECURITY_PROTOCOL"]) == (
             "PLAIN", "SASL_PLAINTEXT")
         assert not [d for d in docs if d["kind"] == "Secret"]
+
+
+class TestRefusedValues:
+    """Values the worker could not run with fail the render, instead of a pod that
+    crash-loops or a scrape that gets 404."""
+
+    @pytest.mark.parametrize("value", ["kafka.bootstrapServers=", "kafka.bootstrapServers=null"])
+    def test_empty_bootstrap_servers(self, helm_bin: Path, value: str) -> None:
+        proc = helm(helm_bin, "template", "nhi", str(CHART), "--set", value, check=False)
+        assert proc.returncode != 0
+        assert "kafka.bootstrapServers is required: the Kafka brokers as host:port" in \
+            proc.stderr
+
+    @pytest.mark.parametrize("key", ["metricsPath", "livenessPath", "readinessPath"])
+    def test_path_values__are_not_read(self, helm_bin: Path, key: str) -> None:
+        proc = helm(helm_bin, "template", "nhi", str(CHART), "--set", f"web.{key}=/prom",
+                    "--set", "metrics.serviceMonitor.enabled=true", check=False)
+        assert proc.returncode != 0
+        assert f"web.{key} is not read: the worker serves fixed paths" in proc.stderr
+
+    def test_served_paths__are_the_rendered_ones(self, secure_docs: list[dict]) -> None:
+        from detector.stats import RunStats
+        from streams.health import HealthServer, HealthState
+
+        worker = container(secure_docs)
+        paths = {worker[p]["httpGet"]["path"] for p in ("startupProbe", "livenessProbe",
+                                                        "readinessProbe")}
+        paths.add(one(secure_docs, "ServiceMonitor")["spec"]["endpoints"][0]["path"])
+        state = HealthState(liveness_commit_age=60.0)
+        server = HealthServer(state, RunStats(), host="127.0.0.1", port=0,
+                              worker_values=lambda: {"ready": False}).start()
+        try:
+            for path in sorted(paths):
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{server.port}{path}",
+                                                timeout=5) as response:
+                        code = response.status
+                except urllib.error.HTTPError as err:
+                    code = err.code
+                assert code in (200, 503), (path, code)  # served: never 404
+        finally:
+            server.stop()
 
 
 class TestWorkerSettings:

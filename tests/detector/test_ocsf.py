@@ -7,7 +7,9 @@ and the objects they use); ``check_detection_finding`` is reusable by other test
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -153,3 +155,33 @@ def test_every_revision_is_a_complete_detection_finding(revision, shadow):
     check_detection_finding(doc)
     assert doc["activity_id"] == (1 if revision == 1 else 2)
     assert doc["is_alert"] is (not shadow)
+
+
+def _native_ms(text: str) -> int:
+    """Epoch ms of a native ``…T19:23:33.560Z`` time."""
+    when = datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    return (when - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)
+
+
+class TestTimes:
+    """OCSF times are the native alert's, to the millisecond: both cut the microseconds."""
+
+    def test_microsecond_input__is_cut_like_the_native_window(self):
+        # the trial's alert: 19:23:33.560613 was 33.560 in the native window, 33.561 in OCSF
+        last = datetime(2026, 11, 20, 19, 23, 33, 560613, tzinfo=UTC).timestamp()
+        first = datetime(2026, 11, 20, 19, 13, 2, 999999, tzinfo=UTC).timestamp()
+        alert = dataclasses.replace(build_alert(), first_time=first, last_time=last)
+        window = alert.to_native()["window"]
+        doc = to_ocsf(alert)
+        assert window == {"first": "2026-11-20T19:13:02.999Z", "last": "2026-11-20T19:23:33.560Z"}
+        info = doc["finding_info"]
+        assert (doc["time"], doc["end_time"], info["last_seen_time"]) == (1795202613560,) * 3
+        assert (doc["start_time"], info["first_seen_time"]) == (1795201982999,) * 2
+
+    @settings(max_examples=200, deadline=None)
+    @given(ts=st.floats(min_value=0, max_value=4e9, allow_nan=False))
+    def test_any_time__equals_the_native_one(self, ts):
+        alert = dataclasses.replace(build_alert(), first_time=ts, last_time=ts)
+        doc = to_ocsf(alert)
+        assert doc["start_time"] == doc["end_time"] == _native_ms(
+            alert.to_native()["window"]["last"])

@@ -122,7 +122,14 @@ def test_worker__bad_environment_value_is_one_line_and_exit_2(worker, capsys, mo
     ("partitions: 2.5",
      "worker.partitions: invalid value 2.5 for partitions: not a whole number"),
     ("web_port: true",
-     "worker.web_port: invalid value True for web_port: a boolean is not a number"),
+     "worker.web_port: expected a whole number, got the boolean True (YAML reads an unquoted "
+     "yes, no, on, off, true or false as a boolean)"),
+    ("sasl_username: 0123",
+     "worker.sasl_username: expected text, got the number 83 (YAML reads unquoted digits as "
+     "a number, and a leading 0 as octal: 0123 is 83); write it in quotes "
+     "(sasl_username: \"...\")"),
+    ("sasl_password: [nhi-local-secret, 1]",
+     "worker.sasl_password: expected text, got a list (value hidden)"),
     ("raw_topics: [a, 'b:nosuchsource']",
      f"worker.raw_topics: 'b:nosuchsource' pins an unknown source 'nosuchsource'; "
      f"known: {SOURCES}"),

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import re
 
 import pytest
 
 from detector.errors import ConfigError
-from streams.settings import DEFAULT_BOOTSTRAP, add_arguments, load_settings
+from streams.settings import (
+    BY_NAME,
+    DEFAULT_BOOTSTRAP,
+    SETTINGS,
+    add_arguments,
+    load_settings,
+)
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -97,3 +104,69 @@ class TestInvalidSettings:
     def test_sasl_without_user__is_refused(self) -> None:
         with pytest.raises(ConfigError, match="needs sasl_username"):
             load_settings(parse("--security-protocol", "SASL_PLAINTEXT"), {}, {})
+
+
+class TestYamlTypes:
+    """A config file's YAML value of another type than the setting's is refused, never
+    converted with ``str()`` or ``int()`` into something nobody wrote."""
+
+    @pytest.mark.parametrize("name", [s.name for s in SETTINGS if s.kind is str])
+    @pytest.mark.parametrize("value, got, hidden", [
+        (83, "the number 83", "a number"), (False, "the boolean False", "a boolean"),
+        (1.5, "the number 1.5", "a number"), (None, "null", "null"),
+        (["a"], "the list ['a']", "a list"), ({"a": 1}, "the mapping {'a': 1}", "a mapping"),
+    ])
+    def test_text_setting__refuses_every_other_type(self, name, value, got, hidden) -> None:
+        if name == "sasl_password" and value is not None:
+            got = f"{hidden} (value hidden)"
+        with pytest.raises(ConfigError, match=f"^worker.{name}: expected text, got "
+                                              f"{re.escape(got)}"):
+            load_settings(None, {}, {name: value})
+
+    def test_octal_user_name__says_why_and_to_quote_it(self) -> None:
+        with pytest.raises(ConfigError) as caught:
+            load_settings(None, {}, {"sasl_username": 0o123})
+        assert str(caught.value) == (
+            "worker.sasl_username: expected text, got the number 83 (YAML reads unquoted "
+            "digits as a number, and a leading 0 as octal: 0123 is 83); write it in quotes "
+            "(sasl_username: \"...\")")
+
+    def test_password__is_never_shown(self) -> None:
+        with pytest.raises(ConfigError) as caught:
+            load_settings(None, {}, {"sasl_password": ["nhi-local-secret", 1]})
+        assert str(caught.value) == "worker.sasl_password: expected text, got a list " \
+                                    "(value hidden)"
+
+    @pytest.mark.parametrize("name", [s.name for s in SETTINGS if s.kind in (int, float)])
+    def test_number_setting__refuses_booleans_lists_and_maps(self, name) -> None:
+        expected = "a whole number" if BY_NAME[name].kind is int else "a number"
+        for value, got in ((True, "the boolean True"), ([5], "the list [5]"),
+                           ({"a": 5}, "the mapping {'a': 5}"), (None, "null")):
+            with pytest.raises(ConfigError, match=f"^worker.{name}: expected {expected}, "
+                                                  f"got {re.escape(got)}"):
+                load_settings(None, {}, {name: value})
+
+    @pytest.mark.parametrize("name", [s.name for s in SETTINGS if s.kind is bool])
+    def test_switch__refuses_numbers_lists_and_maps(self, name) -> None:
+        for value, got in ((1, "the number 1"), (["yes"], "the list ['yes']"), (None, "null")):
+            with pytest.raises(ConfigError, match=f"^worker.{name}: expected true or false, "
+                                                  f"got {re.escape(got)}"):
+                load_settings(None, {}, {name: value})
+
+    def test_topic_list__refuses_a_number_inside_and_a_mapping(self) -> None:
+        with pytest.raises(ConfigError, match=r"^worker.raw_topics: .* got the number 83 in "
+                                              r"the list"):
+            load_settings(None, {}, {"raw_topics": ["a", 83]})
+        with pytest.raises(ConfigError, match=r"^worker.raw_topics: .* got the mapping"):
+            load_settings(None, {}, {"raw_topics": {"a": "aws"}})
+
+    def test_right_types__still_load(self) -> None:
+        settings = load_settings(None, {}, {"sasl_username": "0123", "app_id": "no",
+                                            "partitions": 4, "ingest_window": 1,
+                                            "shadow": True, "raw_topics": ["a", "b:aws"],
+                                            "commit_interval": "5"})
+        assert (settings.sasl_username, settings.app_id, settings.partitions) == (
+            "0123", "no", 4)
+        assert (settings.ingest_window, settings.shadow, settings.raw_topics) == (
+            1.0, True, ("a", "b:aws"))
+        assert settings.commit_interval == 5.0

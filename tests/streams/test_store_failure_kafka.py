@@ -1,0 +1,100 @@
+"""A state store that stops taking writes mid-stream: the worker stops with one line and
+exit 74, dead-letters nothing, and a restart on a writable store applies every event.
+
+The store is made unwritable the way an operator found it in a trial: ``chattr +i`` on the
+RocksDB directory (as root, ``chmod`` does not stop writes). Where chattr cannot be used
+(not root, or a file system without the flag) the test is skipped; docs/worker.md
+("State store failures") describes the same behaviour.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+
+from tests.streams import scenario
+from tests.streams.kafka_helpers import (
+    accounted_ids,
+    create_topic,
+    framed_batches,
+    free_port,
+    produce,
+    read_topic,
+    start_worker,
+    worker_args,
+)
+
+pytestmark = pytest.mark.kafka
+
+
+def chattr(flag: str, path: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(["chattr", "-R", flag, str(path)], capture_output=True, text=True,
+                          timeout=60, check=False)
+
+
+@pytest.fixture
+def immutable(tmp_path: Path) -> Iterator[list[Path]]:
+    """Paths made immutable by the test; always made writable again afterwards."""
+    made: list[Path] = []
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    try:
+        tried = chattr("+i", probe)
+    except FileNotFoundError:
+        pytest.skip("chattr is not installed")
+    if tried.returncode != 0:
+        pytest.skip(f"chattr +i is not possible here: {tried.stderr.strip()}")
+    made.append(probe)
+    try:
+        yield made
+    finally:
+        for path in made:
+            chattr("-i", path)
+
+
+def test_unwritable_store__stops_with_one_line_and_dead_letters_nothing(
+        kafka_bootstrap: str, story: scenario.Scenario, tmp_path: Path,
+        immutable: list[Path]) -> None:
+    app_id = "store-fails"
+    create_topic(kafka_bootstrap, f"{app_id}.raw")
+    payloads = framed_batches(story.records, 5)
+    cut = len(payloads) // 3
+    produce(kafka_bootstrap, f"{app_id}.raw", payloads[:cut])
+    args = worker_args(kafka_bootstrap, app_id, tmp_path / "state", free_port(),
+                       "--store", "rocksdb")
+    worker = start_worker(args, tmp_path / "worker1.log")
+    try:
+        worker.wait_ready()
+        accounted_ids(kafka_bootstrap, app_id, set(story.event_ids[:cut * 5]), timeout=120)
+        store = tmp_path / "state" / "w1" / app_id
+        assert chattr("+i", store).returncode == 0
+        immutable.append(store)
+        produce(kafka_bootstrap, f"{app_id}.raw", payloads[cut:])
+        code = worker.exit_code(timeout=120)
+    finally:
+        worker.stop(signal.SIGKILL)
+    log = (tmp_path / "worker1.log").read_text(encoding="utf-8", errors="replace")
+    assert code == 74, worker.log_tail()
+    assert "Traceback" not in log, worker.log_tail()
+    stops = [line for line in log.splitlines() if "stopping the worker" in line]
+    assert len(stops) == 1, log
+    assert f"(exit 74, nothing more is committed): the state store in {store} cannot be " \
+           f"written: IO error" in stops[0]
+    assert "Operation not permitted" in stops[0]
+    dead = [orjson.loads(m.value) for m in read_topic(kafka_bootstrap, f"{app_id}.dlq",
+                                                      timeout=5)]
+    assert dead == []
+
+    chattr("-i", store)
+    again = start_worker(args, tmp_path / "worker2.log")
+    try:
+        again.wait_ready()
+        accounted = accounted_ids(kafka_bootstrap, app_id, set(story.event_ids), timeout=180)
+    finally:
+        assert again.stop(signal.SIGTERM, timeout=90) == 0, again.log_tail()
+    assert set(story.event_ids) <= accounted
