@@ -22,7 +22,8 @@ like Python's ``json``); finding them costs a scan of the payload per key, 3 % o
 time each (measured), for records no cloud writes.
 
 Event time (``Parser._place``): a record more than a day after the machine's clock is a
-``future_time`` dead letter; one more than a day outside its stream's range of event times
+``future_time`` dead letter unless the records after it follow it (a stream wholly
+"in the future", from a wrong clock, is read); one more than a day outside its stream's range of event times
 (one parser per replay file stream or worker partition) waits until a later record
 confirms it or 16 later records stay on the stream's side (``time_outlier`` dead letter),
 so one stray timestamp never moves event time for every identity. Skip reasons:

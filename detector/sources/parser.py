@@ -187,8 +187,14 @@ class Parser:
         the records whose time no later record judged (nothing came after them)."""
         self._out = []
         self._stages.flush_all()
+        now = time.time()
         for held in self._held:
-            self._count_placed(held.event, held.path)
+            if held.event.ts > now + TIME_LEAP_SECONDS:
+                # the stream's first record, after the machine's clock, and no record after
+                # it confirmed it: the record from the future it looked like
+                self._future(held.event, held.record, held.where, now)
+            else:
+                self._count_placed(held.event, held.path)
         self._held = []
         self._set_bounds()
         out, self._out = self._out, []
@@ -935,11 +941,15 @@ class Parser:
            (logs resuming after a quiet spell, a newest-first export going back past a gap),
            else this one counts against it; after ``OUTLIER_STRIKES`` such records it is a
            ``time_outlier`` dead letter;
-        2. an event later than this machine's clock by more than a day is a ``future_time``
-           dead letter: no log holds an event that has not happened yet;
-        3. the first event starts the range; an event within ``TIME_LEAP_SECONDS`` of the
-           range widens it; one further out waits, and is put out at ``finish`` if nothing
-           came after it.
+        2. an event later than this machine's clock by more than a day and outside the
+           stream's range is a ``future_time`` dead letter: no log holds an event that has
+           not happened yet;
+        3. the first event starts the range, unless it is that far after the machine's
+           clock: then it waits like an outlier, so a stream that is wholly "in the future"
+           (a reading machine whose clock is wrong, data stamped ahead on purpose) is
+           confirmed by its own next record and read, not lost record by record; an event
+           within ``TIME_LEAP_SECONDS`` of the range widens it; one further out waits, and
+           is put out at ``finish`` if nothing came after it.
 
         Two records off by the same amount in a row confirm each other: a stream that jumps
         is taken as the stream. The range only widens here, so a stream moving on in one
@@ -953,18 +963,21 @@ class Parser:
             self._widen(ts)
             return True
         now = time.time()
-        if ts > now + TIME_LEAP_SECONDS:
-            self._count_dead(event.source, "future_time",
-                             f"{REASONS['future_time']}: {iso_time(ts)} is after "
-                             f"{iso_time(now)}", where, record)
-            self._set_bounds()
+        if ts > now + TIME_LEAP_SECONDS and self._newest != -_INF:
+            self._future(event, record, where, now)
             return False
-        if self._newest == -_INF:
+        if self._newest == -_INF and ts <= now + TIME_LEAP_SECONDS:
             self._widen(ts)
             return True
         self._held.append(_Held(event, record, where, path, ts > self._newest))
         self._set_bounds()
         return False
+
+    def _future(self, event: Event, record: Any, where: str, now: float) -> None:
+        self._count_dead(event.source, "future_time",
+                         f"{REASONS['future_time']}: {iso_time(event.ts)} is after "
+                         f"{iso_time(now)}", where, record)
+        self._set_bounds()
 
     def _judge_held(self, ts: float) -> None:
         """Confirm or count against each waiting record with the time ``ts`` of the next
@@ -980,6 +993,9 @@ class Parser:
             held.strikes += 1
             if held.strikes < OUTLIER_STRIKES:
                 waiting.append(held)
+                continue
+            if held.ahead and held_ts > time.time() + TIME_LEAP_SECONDS:
+                self._future(held.event, held.record, held.where, time.time())
                 continue
             days = (held_ts - self._newest if held.ahead else self._earliest - held_ts) / 86400
             self._count_dead(

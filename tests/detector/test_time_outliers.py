@@ -4,8 +4,9 @@ everyone (``Parser._place``).
 Before: in a replay, a record dated 2099 or five days ahead in the middle of a CloudTrail
 stream stalled the merge of file streams behind it (2,100 and 722 late events on
 replay_data's AWS logs instead of 25), and the detector's clock then made every identity
-dormant. A record ahead of the machine's clock is a ``future_time`` dead letter; one far
-from its stream's range that the next records do not follow is a ``time_outlier``."""
+dormant. A record ahead of the machine's clock that its stream does not follow is a
+``future_time`` dead letter; one far from its stream's range that the next records do not
+follow is a ``time_outlier``."""
 
 from __future__ import annotations
 
@@ -83,6 +84,21 @@ def test_record_after_the_machine_clock__future_time_at_once(position: int) -> N
         "record's event time is more than a day after the reading machine's clock: "
         "2099-01-01T00:00:00Z is after ")
     assert stats.dead_letters[("aws.cloudtrail", "future_time")] == 1
+
+
+def test_stream_wholly_after_the_machine_clock__read_not_lost() -> None:
+    # a reading machine whose clock is wrong (or data stamped ahead on purpose): the first
+    # record waits, its follower confirms it, and the stream is read whole
+    ahead = time.time() + 400 * DAY
+    stream = steady(OUTLIER_STRIKES + 4, start=ahead)
+    ids, _, dead = parse(lines(stream))
+    assert dead.items == [] and ids == [r["eventID"] for r in stream]
+
+
+def test_lone_future_record_alone_in_its_stream__future_time() -> None:
+    # nothing came after it to confirm it
+    ids, _, dead = parse(lines([record(99, eventTime="2099-01-01T00:00:00Z")]))
+    assert ids == [] and dead.reasons() == ["future_time"]
 
 
 def test_tomorrow_by_the_clock__still_an_event() -> None:
