@@ -23,10 +23,10 @@ time each (measured), for records no cloud writes.
 
 Event time (``Parser._place``): a record more than a day after the machine's clock is a
 ``future_time`` dead letter unless the records after it follow it (a stream wholly
-"in the future", from a wrong clock, is read); one more than a day outside its stream's range of event times
-(one parser per replay file stream or worker partition) waits until a later record
-confirms it or 16 later records stay on the stream's side (``time_outlier`` dead letter),
-so one stray timestamp never moves event time for every identity. Skip reasons:
+"in the future", from a wrong clock, is read); one more than a day outside its stream's
+range of event times (one parser per replay file stream or worker partition) waits until
+a later record confirms it or 16 later records stay on the stream's side (``time_outlier``
+dead letter), so one stray timestamp never moves event time for every identity. Skip reasons:
 ``digest`` (CloudTrail digest files, told by content, and by their S3 key when read from
 files), ``insight`` (CloudTrail Insights, kept out of
 baselines; each also yields context events, see ``insight``), ``control_message``
