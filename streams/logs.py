@@ -21,6 +21,11 @@ lowers them to DEBUG and counts them:
   (``streams.admin`` for the worker, ``streams.produce``).
 * kafka-python logs ``ERROR Metadata refresh: failed Cancelled`` when a client is closed
   while its background metadata request is in flight (the warm-start clients).
+* kafka-python (3.x) logs ``WARNING Task ... ran for 0.112s (>0.100s threshold). It is
+  blocking the event loop`` whenever one step of its own network loop takes longer than
+  100 ms, which any busy or shared machine causes now and then (a GC pause, a CPU taken
+  by the broker); it is about the client library's internals, retried by itself, and says
+  nothing an operator can act on.
 
 * aiokafka logs an ERROR (a WARNING for produce requests) each time a request to a broker
   fails on its connection, about a hundred a second in all while the broker is down (each
@@ -47,11 +52,12 @@ LIFECYCLE_LOGGERS = ("streams.worker", "streams.warmstart")
 COORDINATOR_LOGGER = "aiokafka.consumer.group_coordinator"
 PRODUCER_LOGGER = "faust.transport.producer"
 METADATA_LOGGER = "kafka.cluster"
+SELECTOR_LOGGER = "kafka.net.selector"
 CLIENT_LOGGER = "aiokafka"
 FETCHER_LOGGER = "aiokafka.consumer.fetcher"
 SENDER_LOGGER = "aiokafka.producer.sender"
 NOISY_LOGGERS = (COORDINATOR_LOGGER, PRODUCER_LOGGER, METADATA_LOGGER, CLIENT_LOGGER,
-                 FETCHER_LOGGER, SENDER_LOGGER)
+                 FETCHER_LOGGER, SENDER_LOGGER, SELECTOR_LOGGER)
 BROKER_MESSAGES = {
     CLIENT_LOGGER: ("Unable connect to node with id %s: %s", "Unable to update metadata from %s"),
     FETCHER_LOGGER: ("Failed fetch messages from %s: %s",),
@@ -126,6 +132,10 @@ class TransientNoise(logging.Filter):
         elif record.name == PRODUCER_LOGGER:
             if record.getMessage().startswith("producer buffer full"):
                 return "producer_buffer_full"
+        elif record.name == SELECTOR_LOGGER:
+            if isinstance(record.msg, str) and " threshold). It is blocking the event loop" \
+                    in record.msg:
+                return "slow_client_task"
         elif record.name == METADATA_LOGGER:
             if record.msg in UNKNOWN_TOPIC_MESSAGES:
                 return "unknown_topic"

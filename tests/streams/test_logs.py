@@ -155,3 +155,18 @@ def test_commit_timer_overlap__stays_a_warning_and_is_documented(collected) -> N
                    .read_text(encoding="utf-8").split())
     assert ("One warning is a real sign and stays a WARNING: `WARNING mode.timers: Timer "
             "commit is overlapping (interval=2.8 runtime=21.9)`") in doc
+
+
+def test_kafka_python_slow_loop_step__counted_not_shown(collected) -> None:
+    """kafka-python 3 warns when one step of its network loop takes over 100 ms, which a
+    loaded machine causes (it failed a worker log test under load); other warnings of the
+    same logger stay."""
+    noise = logs.install()
+    selector = logging.getLogger(logs.SELECTOR_LOGGER)
+    selector.warning("Task %r ran for %.3fs (>%.3fs threshold). It is blocking the event "
+                     "loop -- likely a tight sync loop inside a coroutine. Other pollers "
+                     "will time out." % ("<Task poll>", 0.112, 0.1))
+    selector.warning("Task %s left RUNNING after step; demoting to UNSCHEDULED", "t1")
+    assert collected.lines == [f"WARNING {logs.SELECTOR_LOGGER}: Task t1 left RUNNING after "
+                               "step; demoting to UNSCHEDULED"]
+    assert noise.counts["slow_client_task"] == 1
