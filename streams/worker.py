@@ -133,7 +133,7 @@ def _worker_values(holder: dict[str, Any], state: Any) -> dict[str, Any]:
 def _start(settings: WorkerSettings, config: dict[str, Any], stats: RunStats, state: Any,
            server: Any, holder: dict[str, Any], noise: Any = None) -> int:
     from streams.admin import connect_admin, prepare_topics
-    from streams.app import Runtime, create_app, install_commit_sensor
+    from streams.app import Runtime, create_app
     from streams.pipeline import Pipeline
 
     detector = build_detector(config, settings, stats)
@@ -158,7 +158,6 @@ def _start(settings: WorkerSettings, config: dict[str, Any], stats: RunStats, st
     runtime.on_ready = lambda assignment: log.info(
         "ready (partitions %s)", assigned_text(assignment))
     app = create_app(settings, runtime)
-    install_commit_sensor(app, runtime)
     state.set_phase("recovering", ready=False, reason="starting Faust")
     return _run_faust(app, runtime, noise)
 
