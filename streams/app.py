@@ -22,8 +22,9 @@ import logging
 import os
 import ssl
 import sys
+import time
 import weakref
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
@@ -45,11 +46,10 @@ HEALTH_INTERVAL_S = 2.0
 # member is gone only after the session timeout, as before.
 LEAVE_GROUP_TIMEOUT_S = 5.0
 # The detect agent takes the repartition messages that have arrived together, at most
-# this many (about 1,000 events each), at least this often; it writes the identities
-# they changed to the table once per interval (see _declare_agents).
+# this many (about 1,000 events each), at least this often; the identities they changed
+# are written to the table just before each offset commit (see _declare_agents).
 DETECT_MAX_MESSAGES = 20
 DETECT_WAIT_S = 0.05
-DETECT_WRITE_INTERVAL_S = 1.0
 
 
 @dataclass
@@ -68,6 +68,9 @@ class Runtime:
     leave_group: Callable[[float], str] | None = None
     # told the number of assigned partitions the first time the worker is ready, then unset
     on_ready: Callable[[Collection[Any]], None] | None = None
+    # awaited by the consumer before each offset commit: the detect agent's state writes,
+    # which move the holds forward so that the commit covers them (_declare_agents)
+    before_commit: Callable[[], Awaitable[None]] | None = None
 
     def fatal(self, reason: str, code: int = FATAL_EXIT_CODE) -> NoReturn:
         """End the worker now with exit code 70 (or ``code``), without Faust's graceful stop.
@@ -134,8 +137,10 @@ def create_app(settings: WorkerSettings, runtime: Runtime) -> faust.App:
         stream_wait_empty=True,  # SIGTERM: finish buffered messages, commit, then close
         table_standby_replicas=0,
         web_enabled=False,  # streams.health serves probes and metrics on its own port
+        Monitor=worker_monitor(runtime),
     )
-    app.transport.Consumer = holding_consumer(app.transport.Consumer, runtime.holds)
+    app.transport.Consumer = holding_consumer(app.transport.Consumer, runtime.holds,
+                                              lambda: runtime.before_commit)
     runtime.leave_group = lambda timeout: leave_group(app, timeout)
     topics = _declare_topics(app, settings)
     runtime.roles = topics
@@ -146,17 +151,33 @@ def create_app(settings: WorkerSettings, runtime: Runtime) -> faust.App:
     return app
 
 
-def holding_consumer(base: type, holds: Mapping[tuple[str, int], int]) -> type:
+def holding_consumer(base: type, holds: Mapping[tuple[str, int], int],
+                     before_commit: Callable[[], Any] = lambda: None) -> type:
     """``base`` (Faust's consumer class) that never commits a partition at or past its
-    entry in ``holds``.
+    entry in ``holds``, and before each commit awaits the coroutine function that
+    ``before_commit()`` names (none when it gives None; it is looked up at each commit,
+    since the agents that set it are declared after the consumer class).
 
     Faust commits the end of the first run of consecutive acknowledged offsets
     (``_new_offset``, which also removes that run from its list). Offsets at or past the
     hold are kept out of that list while it runs and put back after, so they are committed
     once the hold moves past them; the ingest agent acknowledges its messages as usual.
+    Every commit goes through ``commit`` (the commit timer, ``broker_commit_every``, a
+    failed task, the stop), so what ``before_commit`` writes and releases is in the same
+    commit. A failure there is logged and the commit goes on: the holds it did not move
+    keep the unwritten messages uncommitted.
     """
 
     class HoldingConsumer(base):  # type: ignore[misc, valid-type]
+        async def commit(self, *args: Any, **kwargs: Any) -> bool:
+            prepare = before_commit()
+            if prepare is not None:
+                try:
+                    await prepare()
+                except Exception as err:  # noqa: BLE001 - the holds keep what was not written
+                    log.error("cannot write identity states before the commit: %r", err)
+            return await super().commit(*args, **kwargs)
+
         def _new_offset(self, tp: Any) -> int | None:
             hold = holds.get((tp.topic, tp.partition))
             acked = self._acked[tp]
@@ -365,12 +386,13 @@ def _declare_agents(app: faust.App, runtime: Runtime, topics: Mapping[str, Any],
                 runtime.fatal(f"cannot tell which raw offsets hold Kubernetes stages: {err!r}")
 
     # The events of each repartition message are applied to the identities in memory at
-    # once (their alerts sent and acknowledged), but their table writes wait: every
-    # DETECT_WRITE_INTERVAL_S the identities that changed are serialised and written once,
-    # however many messages changed them. Until then the partition's offsets are held
-    # from the first message not yet in the table (runtime.holds, as for Kubernetes
-    # stages), so a crash or a rebalance reads those messages again and nothing is lost.
-    # The lock keeps a write from running while a message's alerts wait for the broker.
+    # once (their alerts sent and acknowledged), but their table writes wait: just before
+    # each offset commit (every --commit-interval) the identities that changed are
+    # serialised and written once, however many messages changed them, and the commit
+    # then covers those messages. Until then the partition's offsets are held from the
+    # first message not yet in the table (runtime.holds, as for Kubernetes stages), so a
+    # crash or a rebalance reads those messages again and nothing is lost. The lock keeps
+    # a write from running while a message's alerts wait for the broker.
     repartition_topic = runtime.settings.repartition_topic
     last_event: dict[int, Any] = {}
     writing = asyncio.Lock()
@@ -407,11 +429,11 @@ def _declare_agents(app: faust.App, runtime: Runtime, topics: Mapping[str, Any],
                     update_hold(msg.partition)
                     await deliver(runtime, out, set_state)
 
-    # the name is what Faust's "Timer ... is overlapping" warning shows (docs/worker.md)
-    @app.timer(DETECT_WRITE_INTERVAL_S, name="write identity states")
     async def write_states() -> None:
-        if app.rebalancing:
-            return  # the revocation drops what is pending; the next owner reads it again
+        if app.rebalancing or app.should_stop:
+            # a revocation drops what is pending, and at a stop the table may be closing:
+            # the next owner reads those messages again
+            return
         async with writing:
             for partition in list(pipeline.held_from):
                 event = last_event.get(partition)
@@ -426,6 +448,8 @@ def _declare_agents(app: faust.App, runtime: Runtime, topics: Mapping[str, Any],
                 for identity, value in writes:
                     set_state(identity, value)
                 update_hold(partition)
+
+    runtime.before_commit = write_states
 
     @app.on_before_shutdown.connect
     async def last_inventory(sender: Any, **_: Any) -> None:
@@ -500,23 +524,60 @@ def update_health(app: faust.App, runtime: Runtime, consumed: set[str]) -> None:
             announce(assignment)
 
 
-def install_commit_sensor(app: faust.App, runtime: Runtime) -> None:
-    """Hook every offset commit: before it, queue the inventory records of identities that
-    changed (so they are flushed with everything else the commit covers; a crash can
-    never commit events whose inventory update was lost); after it, note the commit time
-    per partition so liveness can spot a stuck consumer (B15)."""
-    inventory, dead_letters = runtime.roles["inventory"], runtime.roles["dead_letters"]
+def worker_monitor(runtime: Runtime) -> type:
+    """Faust's ``Monitor`` sensor (``app.monitor``, the ``Monitor`` setting) as the worker
+    needs it: per-message statistics off, the offset commits hooked.
+
+    - Faust calls the monitor four times per message and event (in, stream in, stream
+      out, out) and it kept counters, timings and per-stream names there, about 2 us per
+      message that nothing read: Faust's web views are off and ``streams.health`` keeps
+      the worker's own metrics. Only the time a partition's stream last took an event is
+      kept, which Faust's slow-processing check reads.
+    - Before every commit the inventory records of identities that changed are queued
+      (so they are flushed with everything else the commit covers; a crash can never
+      commit events whose inventory update was lost); after it, the commit time of each
+      committed partition is noted, so that liveness sees commits while the partition
+      still has lag (B15). Faust tells only the monitor of committed partitions
+      (``on_tp_commit``); a separate sensor was never told, and a backlog longer than
+      ``--liveness-commit-age`` then failed liveness while commits went on.
+    """
+    from faust.sensors import Monitor
+
     pipeline = runtime.pipeline
 
-    class CommitSensor(faust.Sensor):
+    class WorkerMonitor(Monitor):  # type: ignore[misc, valid-type]
+        def on_message_in(self, tp: Any, offset: int, message: Any) -> None:
+            return None
+
+        def on_stream_event_in(self, tp: Any, offset: int, stream: Any,
+                               event: Any) -> None:
+            self.stream_inbound_time[tp] = time.monotonic()
+            return None
+
+        def on_stream_event_out(self, tp: Any, offset: int, stream: Any, event: Any,
+                                state: Any = None) -> None:
+            return None
+
+        def on_message_out(self, tp: Any, offset: int, message: Any) -> None:
+            return None
+
+        def on_table_get(self, table: Any, key: Any) -> None:
+            return None
+
+        def on_table_set(self, table: Any, key: Any, value: Any) -> None:
+            return None
+
         def on_commit_initiated(self, consumer: Any) -> Any:
+            inventory = runtime.roles["inventory"]
+            dead_letters = runtime.roles["dead_letters"]
             for record in pipeline.fit(pipeline.flush_inventory().records):
                 topic = inventory if record.role == "inventory" else dead_letters
                 topic.send_soon(key=record.key, value=record.value)
-            return None
+            return super().on_commit_initiated(consumer)
 
         def on_tp_commit(self, tp_offsets: Mapping[Any, int]) -> None:
+            super().on_tp_commit(tp_offsets)
             for tp in tp_offsets:
                 runtime.metrics.set_committed(tp.topic, tp.partition)
 
-    app.sensors.add(CommitSensor())
+    return WorkerMonitor

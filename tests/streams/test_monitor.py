@@ -1,0 +1,84 @@
+"""The worker's Faust monitor (``streams.app.worker_monitor``), without Kafka.
+
+Faust tells only ``app.monitor`` which partitions a commit covered (``on_tp_commit``), so
+that is where the worker notes its commit times for liveness; a commit must refresh the
+commit age of a partition that still has lag, or a long backlog fails liveness while the
+worker commits as it should.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from faust.types import TP
+from prometheus_client import CollectorRegistry
+
+from detector.metrics import create_metrics
+from detector.stats import RunStats
+from streams.app import create_app, worker_monitor
+from streams.pipeline import Output, Record
+from streams.settings import load_settings
+
+
+class FakeTopic:
+    def __init__(self) -> None:
+        self.queued: list[tuple[bytes | None, bytes]] = []
+
+    def send_soon(self, *, key: bytes | None, value: bytes) -> None:
+        self.queued.append((key, value))
+
+
+def runtime_with(metrics: Any, inventory: list[Record]) -> Any:
+    topic = FakeTopic()
+    pipeline = SimpleNamespace(fit=list, flush_inventory=lambda: Output(records=inventory))
+    return SimpleNamespace(pipeline=pipeline, metrics=metrics,
+                           roles={"inventory": topic, "dead_letters": FakeTopic()})
+
+
+def test_a_commit_refreshes_the_commit_age_of_a_partition_with_lag() -> None:
+    clock = [1000.0]
+    metrics = create_metrics(CollectorRegistry(), RunStats())
+    metrics.collector.clock = lambda: clock[0]
+    metrics.set_consumer_lag("raw", 0, 5000)  # first seen now: counts as committed now
+    monitor = worker_monitor(runtime_with(metrics, []))()
+    clock[0] += 90
+    assert metrics.stale_commits(60.0) == [("raw", 0)]
+    monitor.on_tp_commit({TP("raw", 0): 1200})
+    assert metrics.stale_commits(60.0) == []
+    assert monitor.tp_committed_offsets == {TP("raw", 0): 1200}  # Faust's own record too
+
+
+def test_a_commit_first_queues_the_inventory_then_times_the_commit() -> None:
+    records = [Record("inventory", b"svc-a", b'{"identity":"svc-a"}'),
+               Record("inventory", b"svc-b", b'{"identity":"svc-b"}')]
+    runtime = runtime_with(None, records)
+    monitor = worker_monitor(runtime)()
+    state = monitor.on_commit_initiated(consumer=None)
+    assert runtime.roles["inventory"].queued == [(b"svc-a", b'{"identity":"svc-a"}'),
+                                                  (b"svc-b", b'{"identity":"svc-b"}')]
+    monitor.on_commit_completed(consumer=None, state=state)  # Faust's latency from it
+    assert len(monitor.commit_latency) == 1 and monitor.commit_latency[0] >= 0.0
+
+
+def test_per_message_hooks_keep_only_the_stream_inbound_time() -> None:
+    monitor = worker_monitor(runtime_with(None, []))()
+    tp = TP("raw", 3)
+    monitor.on_message_in(tp, 7, SimpleNamespace())
+    assert monitor.on_stream_event_in(tp, 7, SimpleNamespace(), None) is None
+    monitor.on_stream_event_out(tp, 7, SimpleNamespace(), None, None)
+    monitor.on_message_out(tp, 7, SimpleNamespace())
+    assert list(monitor.stream_inbound_time) == [tp]  # Faust's slow-processing check
+    assert monitor.messages_received_total == 0 and monitor.events_total == 0
+
+
+def test_the_app_uses_the_worker_monitor(tmp_path: Path) -> None:
+    settings = load_settings(argparse.Namespace(state_dir=str(tmp_path), worker_id="w0",
+                                                store="memory"), {}, {})
+    runtime = SimpleNamespace(pipeline=None, metrics=None, roles={}, holds={},
+                              leave_group=None, settings=settings)
+    app = create_app(settings, runtime)
+    assert type(app.monitor).__name__ == "WorkerMonitor"
+    assert set(runtime.roles) >= {"inventory", "dead_letters"}
