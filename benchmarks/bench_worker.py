@@ -465,9 +465,10 @@ def pipeline_rates(records: list[bytes], per_message: int, core_batch: int = 500
     (``core_batch`` records per call) + ``Detector.process``; the pipeline writing each
     changed identity after every repartition message; the pipeline writing it once per
     window (the worker writes them before each offset commit). The pipeline is the
-    worker's two steps without Kafka and Faust: ``Pipeline.split_many`` over ingest windows of ``window`` raw
-    messages (``--ingest-max-messages``: what a window holds when the worker works through
-    a backlog, as in the Kafka runs), ``Pipeline.apply`` of every repartition message
+    worker's two steps without Kafka and Faust: ``Pipeline.split_many`` over ingest
+    windows of ``window`` raw messages (``--ingest-max-messages``: what a window holds
+    when the worker works through a backlog, as in the Kafka runs), ``Pipeline.apply`` of
+    every repartition message
     against a dict standing in for the table, the inventory flushed every ten windows.
     The difference from the core is what the worker's own code costs per event."""
     from detector.engine import Detector
