@@ -92,7 +92,8 @@ _DEPLOY_RULES = frozenset({"aws.lambda_code_replaced", "aws.instance_user_data_m
                            "aws.db_snapshot_moved", "aws.logging_disabled",
                            "aws.guardrail_removed", "aws.waf_removed",
                            "aws.container_credentials_read", "aws.serial_console_enabled",
-                           "aws.instance_exported", "aws.db_password_reset"})
+                           "aws.instance_exported", "aws.db_password_reset",
+                           "aws.domain_transfer"})
 # Rules whose refused attempt is a finding: defense evasion and persistence (the attacker
 # tried to blind the defenders or to stay), not exposure (a refused share exposed nothing).
 _ATTEMPT_RULES = frozenset({
@@ -105,7 +106,7 @@ _ATTEMPT_RULES = frozenset({
     "aws.security_group_open", "aws.logging_disabled", "aws.guardrail_removed",
     "aws.kms_key_loss", "aws.traffic_mirroring", "aws.federated_session",
     "aws.container_credentials_read", "aws.serial_console_enabled", "aws.db_password_reset",
-    "aws.identity_provider_changed", "aws.instance_profile_swapped",
+    "aws.identity_provider_changed", "aws.instance_profile_swapped", "aws.domain_transfer",
 })
 _SHORT_LIFECYCLE_DAYS = 7
 _MAX_ITEMS = 64  # items read from one list: a huge policy costs no more than this
@@ -738,12 +739,21 @@ def admin_policy_version(record: dict[str, Any], caller: Caller) -> list[Finding
 
 
 def trust_anchor(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    """A Roles Anywhere trust anchor created, or an existing one given another certificate
+    authority (an update that names no new source changes nothing that matters here)."""
     params = _params(record)
-    name = _str(params.get("name")) or "(unnamed)"
     source = _dict(params.get("source"))
     kind = _str(source.get("sourceType"), 40) or "certificate"
+    if record.get("eventName") == "UpdateTrustAnchor":
+        if not source:
+            return []
+        name = _str(params.get("trustAnchorId")) or "(unnamed)"
+        verb = "given a new certificate authority"
+    else:
+        name = _str(params.get("name")) or "(unnamed)"
+        verb = "created"
     return [Finding("aws.roles_anywhere_trust_anchor", "high", ("T1098.001", "T1556"),
-                    f"IAM Roles Anywhere trust anchor {name} created: roles can now be "
+                    f"IAM Roles Anywhere trust anchor {name} {verb}: roles can now be "
                     f"assumed with certificates of an outside authority ({kind})", name)]
 
 
@@ -1687,6 +1697,47 @@ def notebook_lifecycle(record: dict[str, Any], caller: Caller) -> list[Finding]:
                     f"{sentence}: it runs as root at the next start", notebook)]
 
 
+def registry_replication(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    """ECR replication to a registry of another account: every image pushed (and the
+    secrets baked into images) is copied there."""
+    configuration = _dict(_params(record).get("replicationConfiguration"))
+    accounts: list[str] = []
+    for rule in _list(configuration.get("rules")):
+        for destination in _list(_dict(rule).get("destinations")):
+            account = _dict(destination).get("registryId")
+            if type(account) is str and caller.outside(account) and account not in accounts:
+                accounts.append(account)
+    return _sharing("aws.ecr_repository_shared", "ECR registry (replication)", False,
+                    accounts, attack=_EXPOSE_STORAGE)
+
+
+def block_public_sharing_off(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    """The region's block on public EBS snapshots or public AMIs turned off: sharing one
+    with everyone works again, the step before making a snapshot or an image public."""
+    region = _str(record.get("awsRegion"), 32) or "this region"
+    what = "EBS snapshots" if "Snapshot" in str(record.get("eventName")) else "machine images"
+    return [Finding("aws.data_protection_removed", "high", ("T1530", "T1562.007"),
+                    f"block public access for {what} turned off in {region}: they can be "
+                    "made public again", region)]
+
+
+def domain_transfer(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    """A registered domain moved to another AWS account (high) or its transfer lock
+    removed (medium, the step before moving it to another registrar): whoever holds the
+    domain receives its mail and serves its sites."""
+    params = _params(record)
+    domain = _str(params.get("domainName"), 253)
+    if not domain:
+        return []
+    if record.get("eventName") == "TransferDomainToAnotherAwsAccount":
+        account = _str(params.get("accountId"), 12) or "(unnamed)"
+        return [Finding("aws.domain_transfer", "high", ("T1098",),
+                        f"domain {domain} being transferred to AWS account {account}", domain)]
+    return [Finding("aws.domain_transfer", "medium", ("T1098",),
+                    f"transfer lock of domain {domain} removed: it can be moved to another "
+                    "registrar", domain)]
+
+
 # ---------------------------------------------------------------- service abuse bursts
 
 
@@ -1697,6 +1748,11 @@ _SES_PROBES = frozenset({
     "VerifyDomainIdentity", "CreateEmailIdentity", "UpdateAccountSendingEnabled",
     "PutAccountDetails",
 })
+_SMS_PROBES = frozenset({
+    "GetSMSAttributes", "SetSMSAttributes", "GetSMSSandboxAccountStatus",
+    "ListSMSSandboxPhoneNumbers", "CreateSMSSandboxPhoneNumber", "VerifySMSSandboxPhoneNumber",
+    "ListOriginationNumbers", "ListPhoneNumbersOptedOut",
+})
 _BEDROCK_PROBES = frozenset({
     "ListFoundationModels", "GetFoundationModelAvailability", "GetUseCaseForModelAccess",
     "PutUseCaseForModelAccess", "CreateFoundationModelAgreement",
@@ -1706,10 +1762,11 @@ _BEDROCK_PROBES = frozenset({
 
 
 def service_probe(record: dict[str, Any], caller: Caller) -> list[Any]:
-    """One SES or Bedrock reconnaissance call toward ``aws.ses_probing`` or
-    ``aws.llm_probing``: a stolen key is first checked for what it can sell, mail sending
-    (quota, sending enabled, verified senders) or language models (which are offered,
-    whether invocations are logged, access to them requested). Distinct calls per region
+    """One SES, SNS text-message or Bedrock reconnaissance call toward
+    ``aws.ses_probing``, ``aws.sms_probing`` or ``aws.llm_probing``: a stolen key is first
+    checked for what it can sell, mail or text-message sending (quota, sending enabled,
+    verified senders, the SMS sandbox) or language models (which are offered, whether
+    invocations are logged, access to them requested). Distinct calls per region
     count: an application sending mail asks for its quota, a tool sweeps every question,
     often across regions. Console pages and infrastructure-as-code are not counted."""
     if caller.family in _DEPLOY_FAMILIES or caller.family == "console" or _by_service(record):
@@ -1718,6 +1775,8 @@ def service_probe(record: dict[str, Any], caller: Caller) -> list[Any]:
     source = _source(record)
     if source == "ses" and name in _SES_PROBES:
         rule, noun = "aws.ses_probing", "SES reconnaissance calls (mail sending abuse)"
+    elif source == "sns" and name in _SMS_PROBES:
+        rule, noun = "aws.sms_probing", "SNS text-message reconnaissance calls (SMS abuse)"
     elif source == "bedrock" and name in _BEDROCK_PROBES:
         rule, noun = "aws.llm_probing", "Bedrock model reconnaissance calls (model hijacking)"
     else:
@@ -2106,7 +2165,13 @@ CHECKS: dict[str, Check] = {
     "CreateUser": _none,
     "AddUserToGroup": _none,
     "SetDefaultPolicyVersion": _none,
-    **{name: service_probe for name in sorted(_SES_PROBES | _BEDROCK_PROBES)},
+    "UpdateTrustAnchor": trust_anchor,
+    "PutReplicationConfiguration": registry_replication,
+    "DisableSnapshotBlockPublicAccess": block_public_sharing_off,
+    "DisableImageBlockPublicAccess": block_public_sharing_off,
+    "TransferDomainToAnotherAwsAccount": domain_transfer,
+    "DisableDomainTransferLock": domain_transfer,
+    **{name: service_probe for name in sorted(_SES_PROBES | _SMS_PROBES | _BEDROCK_PROBES)},
 }
 # Event sources a check name must come from: the same operation name in another service
 # (``DeleteDetector`` of Detective, ``CreateGrant`` of License Manager) is something else.
@@ -2167,6 +2232,12 @@ SOURCES: dict[str, str] = {
     "ExportImage": "ec2.amazonaws.com",
     "AssociateIamInstanceProfile": "ec2.amazonaws.com",
     "ReplaceIamInstanceProfileAssociation": "ec2.amazonaws.com",
+    "UpdateTrustAnchor": "rolesanywhere.amazonaws.com",
+    "PutReplicationConfiguration": "ecr.amazonaws.com",
+    "DisableSnapshotBlockPublicAccess": "ec2.amazonaws.com",
+    "DisableImageBlockPublicAccess": "ec2.amazonaws.com",
+    "TransferDomainToAnotherAwsAccount": "route53domains.amazonaws.com",
+    "DisableDomainTransferLock": "route53domains.amazonaws.com",
 }
 # Rules whose failed attempt is evidence too: nobody tries these by accident, and a stolen
 # credential probing for instance passwords or user data fails many times before it works.
