@@ -82,7 +82,7 @@ _ACCOUNT_GRANT_RULES = frozenset({
     "aws.s3_bucket_shared", "aws.lambda_shared", "aws.role_trust_external",
     "aws.kms_key_shared", "aws.ecr_repository_shared", "aws.secret_shared",
     "aws.queue_topic_shared", "aws.search_domain_shared", "aws.s3_replication_external",
-    "aws.dynamodb_export_external",
+    "aws.dynamodb_export_external", "aws.vpc_peering_external",
 })
 # Rules about changing what runs (function code, boot scripts, new instances): deploying
 # is what infrastructure-as-code tools do all day, so their requests are not judged.
@@ -473,7 +473,10 @@ def unusual_instances(record: dict[str, Any], caller: Caller) -> list[Finding]:
 def role_trust(record: dict[str, Any], caller: Caller) -> list[Finding]:
     """CreateRole/UpdateAssumeRolePolicy: a trust policy that lets ``*`` or another
     account assume the role. A trust pinned by a condition (an ``sts:ExternalId`` of a
-    vendor integration, an organisation id) is common admin work: medium."""
+    vendor integration, an organisation id) is common admin work: medium. A trust of
+    GitHub's OIDC provider that names no repository lets any GitHub user's workflow in,
+    which is as public as ``*`` (value ``public``, alerted from infrastructure-as-code
+    too, where such trusts are usually written)."""
     params = _params(record)
     document = params.get("assumeRolePolicyDocument") or params.get("policyDocument")
     role = _str(params.get("roleName")) or "(unnamed)"
@@ -1738,6 +1741,40 @@ def domain_transfer(record: dict[str, Any], caller: Caller) -> list[Finding]:
                     "registrar", domain)]
 
 
+def vpc_peering(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    """A VPC peered with a VPC of another account: a network path out of the account that
+    no security group of the other side is bound to respect (grants to one account as code
+    are organisation wiring and not alerted)."""
+    params = _request(record)
+    account = _field(params, "PeerOwnerId")
+    if not caller.outside(account):
+        return []
+    vpc = _field(params, "VpcId") or "(unnamed)"
+    return [Finding("aws.vpc_peering_external", "medium", _TRANSFER,
+                    f"VPC {vpc} peered with a VPC of account {account}, outside this account",
+                    account)]
+
+
+_BACKUP_DELETIONS = {"DeleteRecoveryPoint": "recovery point", "DeleteBackupVault": "vault",
+                     "DeleteBackupPlan": "plan", "DeleteBackup": "backup"}
+
+
+def backup_deleted(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    """An AWS Backup recovery point, vault or plan, or a DynamoDB backup, deleted: what a
+    restore after ransomware or deletion would start from. Lifecycle expiry by AWS Backup
+    itself (a service for the caller) and teardown as code are left out."""
+    if _by_service(record):
+        return []
+    params = _params(record)
+    name = _str(params.get("recoveryPointArn") or params.get("backupVaultName")
+                or params.get("backupPlanId") or params.get("backupArn"), 300)
+    if not name:
+        return []
+    what = _BACKUP_DELETIONS.get(str(record.get("eventName")), "backup")
+    return [Finding("aws.data_protection_removed", "medium", _RECOVERY,
+                    f"backup {what} {name} deleted", name)]
+
+
 # ---------------------------------------------------------------- service abuse bursts
 
 
@@ -2170,6 +2207,11 @@ CHECKS: dict[str, Check] = {
     "DisableSnapshotBlockPublicAccess": block_public_sharing_off,
     "DisableImageBlockPublicAccess": block_public_sharing_off,
     "TransferDomainToAnotherAwsAccount": domain_transfer,
+    "CreateVpcPeeringConnection": vpc_peering,
+    "DeleteRecoveryPoint": backup_deleted,
+    "DeleteBackupVault": backup_deleted,
+    "DeleteBackupPlan": backup_deleted,
+    "DeleteBackup": backup_deleted,
     "DisableDomainTransferLock": domain_transfer,
     **{name: service_probe for name in sorted(_SES_PROBES | _SMS_PROBES | _BEDROCK_PROBES)},
 }
@@ -2237,6 +2279,11 @@ SOURCES: dict[str, str] = {
     "DisableSnapshotBlockPublicAccess": "ec2.amazonaws.com",
     "DisableImageBlockPublicAccess": "ec2.amazonaws.com",
     "TransferDomainToAnotherAwsAccount": "route53domains.amazonaws.com",
+    "CreateVpcPeeringConnection": "ec2.amazonaws.com",
+    "DeleteRecoveryPoint": "backup.amazonaws.com",
+    "DeleteBackupVault": "backup.amazonaws.com",
+    "DeleteBackupPlan": "backup.amazonaws.com",
+    "DeleteBackup": "dynamodb.amazonaws.com",
     "DisableDomainTransferLock": "route53domains.amazonaws.com",
 }
 # Rules whose failed attempt is evidence too: nobody tries these by accident, and a stolen
