@@ -81,7 +81,8 @@ _ACCOUNT_GRANT_RULES = frozenset({
     "aws.ebs_snapshot_shared", "aws.ami_shared", "aws.rds_snapshot_shared",
     "aws.s3_bucket_shared", "aws.lambda_shared", "aws.role_trust_external",
     "aws.kms_key_shared", "aws.ecr_repository_shared", "aws.secret_shared",
-    "aws.queue_topic_shared", "aws.search_domain_shared",
+    "aws.queue_topic_shared", "aws.search_domain_shared", "aws.s3_replication_external",
+    "aws.dynamodb_export_external", "aws.vpc_peering_external",
 })
 # Rules about changing what runs (function code, boot scripts, new instances): deploying
 # is what infrastructure-as-code tools do all day, so their requests are not judged.
@@ -89,7 +90,10 @@ _DEPLOY_RULES = frozenset({"aws.lambda_code_replaced", "aws.instance_user_data_m
                            "aws.unusual_instances", "aws.data_protection_removed",
                            "aws.kms_key_loss", "aws.traffic_mirroring",
                            "aws.db_snapshot_moved", "aws.logging_disabled",
-                           "aws.guardrail_removed", "aws.waf_removed"})
+                           "aws.guardrail_removed", "aws.waf_removed",
+                           "aws.container_credentials_read", "aws.serial_console_enabled",
+                           "aws.instance_exported", "aws.db_password_reset",
+                           "aws.domain_transfer"})
 # Rules whose refused attempt is a finding: defense evasion and persistence (the attacker
 # tried to blind the defenders or to stay), not exposure (a refused share exposed nothing).
 _ATTEMPT_RULES = frozenset({
@@ -101,6 +105,8 @@ _ATTEMPT_RULES = frozenset({
     "aws.lambda_code_replaced", "aws.instance_user_data_modified", "aws.unusual_instances",
     "aws.security_group_open", "aws.logging_disabled", "aws.guardrail_removed",
     "aws.kms_key_loss", "aws.traffic_mirroring", "aws.federated_session",
+    "aws.container_credentials_read", "aws.serial_console_enabled", "aws.db_password_reset",
+    "aws.identity_provider_changed", "aws.instance_profile_swapped", "aws.domain_transfer",
 })
 _SHORT_LIFECYCLE_DAYS = 7
 _MAX_ITEMS = 64  # items read from one list: a huge policy costs no more than this
@@ -364,21 +370,25 @@ def _function(params: dict[str, Any]) -> str:
 
 def function_code(record: dict[str, Any], caller: Caller) -> list[Finding]:
     """A function's code replaced with an IAM user's long-term access key (or by the root
-    user), outside infrastructure-as-code. Pipelines deploy with role sessions (a CI
-    role, a federated workflow token) or through a deploy tool; replacing what a function
-    runs with a user's key is how a leaked key plants code that runs with the function's
-    role. Console edits are a person at work and are left to the behavioural models."""
+    user, or by a federated user: credentials minted from a user's key with
+    GetFederationToken, which outlive the key), outside infrastructure-as-code. Pipelines
+    deploy with role sessions (a CI role, a federated workflow token) or through a deploy
+    tool; replacing what a function runs with a user's key is how a leaked key plants code
+    that runs with the function's role. Console edits are a person at work and are left
+    to the behavioural models."""
     identity = _dict(record.get("userIdentity"))
-    key = identity.get("accessKeyId")
-    if identity.get("type") not in ("IAMUser", "Root") or caller.family == "console":
+    key, kind = identity.get("accessKeyId"), identity.get("type")
+    if kind not in ("IAMUser", "Root", "FederatedUser") or caller.family == "console":
         return []
-    if type(key) is str and key.startswith("ASIA"):  # a session (console, MFA): not a key
-        return []
+    if kind != "FederatedUser" and type(key) is str and key.startswith("ASIA"):
+        return []  # a user's session (console, MFA): not the long-term key
     function = _function(_params(record))
+    how = (f"by federated user {caller.name or '(unnamed)'} (credentials minted from a "
+           "user's key)" if kind == "FederatedUser"
+           else f"with the long-term key of {caller.name or 'an IAM user'}")
     return [Finding("aws.lambda_code_replaced", "medium", _WORKLOAD_CODE,
-                    f"code of Lambda function {function} replaced with the long-term key of "
-                    f"{caller.name or 'an IAM user'}, outside infrastructure-as-code",
-                    function)]
+                    f"code of Lambda function {function} replaced {how}, outside "
+                    "infrastructure-as-code", function)]
 
 
 def _layer_account(arn: str) -> str:
@@ -463,7 +473,10 @@ def unusual_instances(record: dict[str, Any], caller: Caller) -> list[Finding]:
 def role_trust(record: dict[str, Any], caller: Caller) -> list[Finding]:
     """CreateRole/UpdateAssumeRolePolicy: a trust policy that lets ``*`` or another
     account assume the role. A trust pinned by a condition (an ``sts:ExternalId`` of a
-    vendor integration, an organisation id) is common admin work: medium."""
+    vendor integration, an organisation id) is common admin work: medium. A trust of
+    GitHub's OIDC provider that names no repository lets any GitHub user's workflow in,
+    which is as public as ``*`` (value ``public``, alerted from infrastructure-as-code
+    too, where such trusts are usually written)."""
     params = _params(record)
     document = params.get("assumeRolePolicyDocument") or params.get("policyDocument")
     role = _str(params.get("roleName")) or "(unnamed)"
@@ -485,7 +498,29 @@ def role_trust(record: dict[str, Any], caller: Caller) -> list[Finding]:
             if all(f.value != value for f in out):
                 out.append(Finding("aws.role_trust_external", severity, _ROLES, sentence,
                                    value))
+        if _any_workflow(statement) and all(f.value != "public" for f in out):
+            out.append(Finding("aws.role_trust_external", "high", _ROLES,
+                               f"role {role} trusts every GitHub Actions workflow: its trust "
+                               "names no repository in a `sub` condition", "public"))
     return out[:5]
+
+
+_GITHUB_OIDC = "token.actions.githubusercontent.com"
+
+
+def _any_workflow(statement: dict[str, Any]) -> bool:
+    """Whether a statement trusting GitHub's OIDC provider lets any repository in: no
+    ``token.actions.githubusercontent.com:sub`` condition, or one of ``*`` or ``repo:*``.
+    The audience condition alone is the same for every GitHub user."""
+    federated = _dict(statement.get("Principal")).get("Federated")
+    if not any(type(p) is str and p.endswith(_GITHUB_OIDC) for p in _list(federated)):
+        return False
+    subjects: list[Any] = []
+    for operator in _dict(statement.get("Condition")).values():
+        for key, value in _dict(operator).items():
+            if type(key) is str and key.lower() == f"{_GITHUB_OIDC}:sub":
+                subjects.extend(_list(value))
+    return not subjects or any(v in ("*", "repo:*") for v in subjects)
 
 
 def key_grant(record: dict[str, Any], caller: Caller) -> list[Finding]:
@@ -707,12 +742,21 @@ def admin_policy_version(record: dict[str, Any], caller: Caller) -> list[Finding
 
 
 def trust_anchor(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    """A Roles Anywhere trust anchor created, or an existing one given another certificate
+    authority (an update that names no new source changes nothing that matters here)."""
     params = _params(record)
-    name = _str(params.get("name")) or "(unnamed)"
     source = _dict(params.get("source"))
     kind = _str(source.get("sourceType"), 40) or "certificate"
+    if record.get("eventName") == "UpdateTrustAnchor":
+        if not source:
+            return []
+        name = _str(params.get("trustAnchorId")) or "(unnamed)"
+        verb = "given a new certificate authority"
+    else:
+        name = _str(params.get("name")) or "(unnamed)"
+        verb = "created"
     return [Finding("aws.roles_anywhere_trust_anchor", "high", ("T1098.001", "T1556"),
-                    f"IAM Roles Anywhere trust anchor {name} created: roles can now be "
+                    f"IAM Roles Anywhere trust anchor {name} {verb}: roles can now be "
                     f"assumed with certificates of an outside authority ({kind})", name)]
 
 
@@ -1474,6 +1518,8 @@ def root_activity(record: dict[str, Any], caller: Caller) -> list[Finding]:
         return []
     if name.startswith(("Get", "List", "Describe", "Head")):
         return []
+    if name == "CreateServiceLinkedRole":  # AWS's side effect of a service being turned on
+        return []
     if "Failure" in _dict(record.get("responseElements")).values():
         return []
     return [Finding("aws.root_activity", "medium", _CLOUD_ACCOUNTS,
@@ -1523,6 +1569,453 @@ def user_data(record: dict[str, Any], caller: Caller) -> list[Any]:
     instance = _str(params.get("instanceId")) or "(unnamed)"
     return [Tally("aws.user_data_burst", "high", ("T1552.001",), "instance user-data reads",
                   (instance,), calls=True)]
+
+
+# ---------------------------------------------------------------- exposed keys, hidden paths
+
+
+# Policies AWS itself puts on an IAM user whose access key it found published (a public
+# repository, a paste site): the managed quarantine policies and the older inline one.
+_QUARANTINE_PREFIXES = ("AWSCompromisedKeyQuarantine", "AWSExposedCredentialPolicy")
+
+
+def key_quarantined(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    """AWS quarantining a user whose access key it found in public: whoever found it may
+    already have used it, so everything the key did since it leaked needs review."""
+    params = _params(record)
+    policy = _str(params.get("policyArn")).rpartition("/")[2] or _str(params.get("policyName"))
+    if not policy.startswith(_QUARANTINE_PREFIXES):
+        return []
+    user = _str(params.get("userName"), 128) or "(unnamed)"
+    return [Finding("aws.key_exposed", "high", _CLOUD_ACCOUNTS + ("T1552.001",),
+                    f"AWS quarantined IAM user {user} ({policy[:64]}): its access key was "
+                    "found published", user)]
+
+
+def key_checked_by_scanner(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    """GetCallerIdentity by TruffleHog: the secret scanner checks each key it finds in code
+    or logs this way, so the key was found where others can find it too. GetCallerIdentity
+    by any other client is not judged here (every tool calls it)."""
+    agent = record.get("userAgent")
+    if type(agent) is not str or "trufflehog" not in agent.lower():
+        return []
+    key = _str(_dict(record.get("userIdentity")).get("accessKeyId"), 32)
+    who = caller.name or key or "(unnamed)"
+    return [Finding("aws.key_exposed", "medium", _CLOUD_ACCOUNTS + ("T1552.001",),
+                    f"credentials of {who} checked by the TruffleHog secret scanner: the key "
+                    "was found in code or logs", key or who)]
+
+
+def policy_attached(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    return admin_policy_attached(record, caller) + key_quarantined(record, caller)
+
+
+def inline_policy(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    return admin_inline_policy(record, caller) + key_quarantined(record, caller)
+
+
+# What a container command reads to steal its task's (or the host's) role credentials: the
+# ECS credentials endpoint, its environment variable, the instance metadata service.
+_CREDENTIAL_ENDPOINTS = ("169.254.170.2", "aws_container_credentials_", "169.254.169.254",
+                         "fd00:ec2::254")
+
+
+def _commands(definition: dict[str, Any]) -> Iterator[str]:
+    health = _dict(definition.get("healthCheck"))
+    for field in (definition.get("command"), definition.get("entryPoint"),
+                  health.get("command")):
+        for part in _list(field):
+            if type(part) is str:
+                yield part[:2000].lower()
+
+
+def task_definition(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    """A task definition whose container command reads the credentials endpoint: the task
+    runs, fetches its role's (or the instance's) credentials and sends them out. Workloads
+    get credentials through the SDK, never by a command line naming the endpoint."""
+    params = _params(record)
+    for definition in _list(params.get("containerDefinitions")):
+        definition = _dict(definition)
+        for command in _commands(definition):
+            hit = next((mark for mark in _CREDENTIAL_ENDPOINTS if mark in command), "")
+            if hit:
+                family = _str(params.get("family"), 128) or "(unnamed)"
+                return [Finding("aws.container_credentials_read", "high", ("T1552.005",),
+                                f"task definition {family}: container "
+                                f"{_str(definition.get('name'), 64) or '(unnamed)'} reads the "
+                                f"credentials endpoint ({hit}) in its command", family)]
+    return []
+
+
+def bucket_replication(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    """Replication to a bucket of another account: every new object is copied out as it is
+    written, an exfiltration that keeps going after the attacker leaves."""
+    params = _params(record)
+    configuration = _dict(params.get("ReplicationConfiguration"))
+    accounts: list[str] = []
+    for rule in _list(configuration.get("Rule")):
+        destination = _dict(_dict(rule).get("Destination"))
+        account = destination.get("Account")
+        if type(account) is str and caller.outside(account) and account not in accounts:
+            accounts.append(account)
+    bucket = _bucket(params)
+    out = []
+    for other in accounts[:3]:
+        out.append(Finding("aws.s3_replication_external", "high", _TRANSFER,
+                           f"S3 bucket {bucket} replicated to a bucket of account {other}, "
+                           "outside this account: each new object is copied there", other))
+    return out
+
+
+def table_export(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    """A DynamoDB table exported to a bucket owned by another account."""
+    params = _params(record)
+    owner = params.get("s3BucketOwner")
+    if type(owner) is not str or not caller.outside(owner):
+        return []
+    table = _str(params.get("tableArn"), 300).rpartition("/")[2] or "(unnamed)"
+    bucket = _str(params.get("s3Bucket")) or "(unnamed)"
+    return [Finding("aws.dynamodb_export_external", "high", _TRANSFER,
+                    f"DynamoDB table {table} exported to S3 bucket {bucket} of account "
+                    f"{owner}, outside this account", owner)]
+
+
+def notebook_lifecycle(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    """A SageMaker notebook given a lifecycle configuration, or a configuration's scripts
+    replaced: the script runs as root at the notebook's next start, with its execution
+    role's credentials at hand (the notebook's boot script, like EC2 user data)."""
+    params = _params(record)
+    if record.get("eventName") == "UpdateNotebookInstance":
+        config = _str(params.get("lifecycleConfigName"), 128)
+        notebook = _str(params.get("notebookInstanceName"), 128) or "(unnamed)"
+        if not config:
+            return []
+        sentence = f"SageMaker notebook {notebook} given lifecycle configuration {config}"
+    else:
+        notebook = _str(params.get("notebookInstanceLifecycleConfigName"), 128)
+        if not notebook:
+            return []
+        sentence = f"scripts of SageMaker lifecycle configuration {notebook} replaced"
+    return [Finding("aws.instance_user_data_modified", "medium", _STARTUP_SCRIPT,
+                    f"{sentence}: it runs as root at the next start", notebook)]
+
+
+def registry_replication(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    """ECR replication to a registry of another account: every image pushed (and the
+    secrets baked into images) is copied there."""
+    configuration = _dict(_params(record).get("replicationConfiguration"))
+    accounts: list[str] = []
+    for rule in _list(configuration.get("rules")):
+        for destination in _list(_dict(rule).get("destinations")):
+            account = _dict(destination).get("registryId")
+            if type(account) is str and caller.outside(account) and account not in accounts:
+                accounts.append(account)
+    return _sharing("aws.ecr_repository_shared", "ECR registry (replication)", False,
+                    accounts, attack=_EXPOSE_STORAGE)
+
+
+def block_public_sharing_off(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    """The region's block on public EBS snapshots or public AMIs turned off: sharing one
+    with everyone works again, the step before making a snapshot or an image public."""
+    region = _str(record.get("awsRegion"), 32) or "this region"
+    what = "EBS snapshots" if "Snapshot" in str(record.get("eventName")) else "machine images"
+    return [Finding("aws.data_protection_removed", "high", ("T1530", "T1562.007"),
+                    f"block public access for {what} turned off in {region}: they can be "
+                    "made public again", region)]
+
+
+def domain_transfer(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    """A registered domain moved to another AWS account (high) or its transfer lock
+    removed (medium, the step before moving it to another registrar): whoever holds the
+    domain receives its mail and serves its sites."""
+    params = _params(record)
+    domain = _str(params.get("domainName"), 253)
+    if not domain:
+        return []
+    if record.get("eventName") == "TransferDomainToAnotherAwsAccount":
+        account = _str(params.get("accountId"), 12) or "(unnamed)"
+        return [Finding("aws.domain_transfer", "high", ("T1098",),
+                        f"domain {domain} being transferred to AWS account {account}", domain)]
+    return [Finding("aws.domain_transfer", "medium", ("T1098",),
+                    f"transfer lock of domain {domain} removed: it can be moved to another "
+                    "registrar", domain)]
+
+
+def vpc_peering(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    """A VPC peered with a VPC of another account: a network path out of the account that
+    no security group of the other side is bound to respect (grants to one account as code
+    are organisation wiring and not alerted)."""
+    params = _request(record)
+    account = _field(params, "PeerOwnerId")
+    if not caller.outside(account):
+        return []
+    vpc = _field(params, "VpcId") or "(unnamed)"
+    return [Finding("aws.vpc_peering_external", "medium", _TRANSFER,
+                    f"VPC {vpc} peered with a VPC of account {account}, outside this account",
+                    account)]
+
+
+_BACKUP_DELETIONS = {"DeleteRecoveryPoint": "recovery point", "DeleteBackupVault": "vault",
+                     "DeleteBackupPlan": "plan", "DeleteBackup": "backup"}
+
+
+def backup_deleted(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    """An AWS Backup recovery point, vault or plan, or a DynamoDB backup, deleted: what a
+    restore after ransomware or deletion would start from. Lifecycle expiry by AWS Backup
+    itself (a service for the caller) and teardown as code are left out."""
+    if _by_service(record):
+        return []
+    params = _params(record)
+    name = _str(params.get("recoveryPointArn") or params.get("backupVaultName")
+                or params.get("backupPlanId") or params.get("backupArn"), 300)
+    if not name:
+        return []
+    what = _BACKUP_DELETIONS.get(str(record.get("eventName")), "backup")
+    return [Finding("aws.data_protection_removed", "medium", _RECOVERY,
+                    f"backup {what} {name} deleted", name)]
+
+
+# ---------------------------------------------------------------- service abuse bursts
+
+
+_SES_PROBES = frozenset({
+    "GetAccountSendingEnabled", "GetSendQuota", "GetSendStatistics", "ListIdentities",
+    "GetIdentityVerificationAttributes", "ListVerifiedEmailAddresses", "GetAccount",
+    "ListEmailIdentities", "VerifyEmailIdentity", "VerifyEmailAddress",
+    "VerifyDomainIdentity", "CreateEmailIdentity", "UpdateAccountSendingEnabled",
+    "PutAccountDetails",
+})
+_SMS_PROBES = frozenset({
+    "GetSMSAttributes", "SetSMSAttributes", "GetSMSSandboxAccountStatus",
+    "ListSMSSandboxPhoneNumbers", "CreateSMSSandboxPhoneNumber", "VerifySMSSandboxPhoneNumber",
+    "ListOriginationNumbers", "ListPhoneNumbersOptedOut",
+})
+_BEDROCK_PROBES = frozenset({
+    "ListFoundationModels", "GetFoundationModelAvailability", "GetUseCaseForModelAccess",
+    "PutUseCaseForModelAccess", "CreateFoundationModelAgreement",
+    "PutFoundationModelEntitlement", "ListFoundationModelAgreementOffers",
+    "GetModelInvocationLoggingConfiguration",
+})
+
+
+def service_probe(record: dict[str, Any], caller: Caller) -> list[Any]:
+    """One SES, SNS text-message or Bedrock reconnaissance call toward
+    ``aws.ses_probing``, ``aws.sms_probing`` or ``aws.llm_probing``: a stolen key is first
+    checked for what it can sell, mail or text-message sending (quota, sending enabled,
+    verified senders, the SMS sandbox) or language models (which are offered, whether
+    invocations are logged, access to them requested). Distinct calls per region
+    count: an application sending mail asks for its quota, a tool sweeps every question,
+    often across regions. Console pages and infrastructure-as-code are not counted."""
+    if caller.family in _DEPLOY_FAMILIES or caller.family == "console" or _by_service(record):
+        return []
+    name = str(record.get("eventName"))
+    source = _source(record)
+    if source == "ses" and name in _SES_PROBES:
+        rule, noun = "aws.ses_probing", "SES reconnaissance calls (mail sending abuse)"
+    elif source == "sns" and name in _SMS_PROBES:
+        rule, noun = "aws.sms_probing", "SNS text-message reconnaissance calls (SMS abuse)"
+    elif source == "bedrock" and name in _BEDROCK_PROBES:
+        rule, noun = "aws.llm_probing", "Bedrock model reconnaissance calls (model hijacking)"
+    else:
+        return []
+    region = _str(record.get("awsRegion"), 32)
+    return [Tally(rule, "medium", _HIJACK[:1] + ("T1526",), noun,
+                  (f"{name} in {region}" if region else name,), limit=3)]
+
+
+def start_session(record: dict[str, Any], caller: Caller) -> list[Any]:
+    """An SSM Session Manager session toward ``aws.remote_command_spread`` (a shell on the
+    instance, like a pushed SSH key)."""
+    if caller.family in _DEPLOY_FAMILIES or "invokedBy" in _dict(record.get("userIdentity")):
+        return []
+    target = _str(_params(record).get("target"), 64)
+    if not target.startswith(("i-", "mi-")):
+        return []
+    return [Tally("aws.remote_command_spread", "medium", _REMOTE,
+                  "instances reached by shell commands or pushed SSH keys", (target,),
+                  limit=5)]
+
+
+# ---------------------------------------------------------------- databases
+
+
+def db_password(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    """A database's master password reset with programmatic credentials: whoever set it can
+    sign in to the database and read every table, past any IAM control. Rotation by RDS or
+    Secrets Manager (a service for the caller) and as code is left out, and so is the
+    console, where a database administrator resets a forgotten password."""
+    params = _params(record)
+    if "masterUserPassword" not in params or caller.family == "console" or _by_service(record):
+        return []
+    name = _str(params.get("dBInstanceIdentifier") or params.get("dBClusterIdentifier"))
+    return [Finding("aws.db_password_reset", "medium", ("T1098",) + _CLOUD_ACCOUNTS,
+                    f"master password of RDS database {name or '(unnamed)'} reset: the caller "
+                    "can now sign in to the database itself", name or "(unnamed)")]
+
+
+def db_modify(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    return db_modified(record, caller) + db_password(record, caller)
+
+
+def activity_stream(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    """A database activity stream stopped: the audit record of every query ends. A refused
+    stop left the stream running and counts toward ``aws.permission_probing`` only."""
+    if _managed_role(record) or record.get("errorCode"):
+        return []
+    name = _str(_params(record).get("resourceArn"), 300).rpartition(":")[2]
+    if not name:
+        return []
+    return [Finding("aws.logging_disabled", "high", _LOGS,
+                    f"database activity stream of {name} stopped: queries are no longer "
+                    "audited", name)]
+
+
+def automated_backup(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    """Retained automated backups of a database deleted (what a restore after a deletion
+    would start from)."""
+    if _by_service(record):
+        return []
+    params = _params(record)
+    name = _str(params.get("dbiResourceId") or params.get("dbClusterResourceId")
+                or params.get("dBInstanceAutomatedBackupsArn"), 200)
+    if not name:
+        return []
+    return [Finding("aws.data_protection_removed", "medium", _RECOVERY,
+                    f"automated backups of RDS database {name} deleted", name)]
+
+
+def db_security_group(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    """AuthorizeDBSecurityGroupIngress (EC2-Classic database firewall) from anywhere; a
+    refused one opened nothing and counts toward ``aws.permission_probing`` only."""
+    if record.get("errorCode"):
+        return []
+    params = _params(record)
+    cidr = params.get("cIDRIP") or params.get("cidrip")
+    if cidr not in _OPEN_RANGES:
+        return []
+    group = _str(params.get("dBSecurityGroupName")) or "(unnamed)"
+    return [Finding("aws.security_group_open", "high", _FIREWALL,
+                    f"database security group {group} opened to the whole internet ({cidr})",
+                    f"{group}:db")]
+
+
+# ---------------------------------------------------------------- exposure, access paths
+
+
+def build_project_public(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    """A CodeBuild project made public: anyone can read its build logs and artifacts, where
+    keys and tokens printed by a build end up."""
+    params = _params(record)
+    if params.get("projectVisibility") != "PUBLIC_READ":
+        return []
+    project = _str(params.get("projectArn"), 300).rpartition("/")[2] or "(unnamed)"
+    return [Finding("aws.codebuild_public", "high", ("T1530", "T1552.001"),
+                    f"CodeBuild project {project} made public: its build logs and artifacts "
+                    "can be read by anyone", "public")]
+
+
+def serial_console(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    region = _str(record.get("awsRegion"), 32) or "this region"
+    return [Finding("aws.serial_console_enabled", "medium", ("T1021.007",),
+                    f"EC2 serial console access enabled in {region}: instances can be reached "
+                    "below their network controls", region)]
+
+
+def instance_export(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    """An instance or image exported to S3 as a disk file (VMDK, VHD, raw): the whole disk
+    leaves EC2 and can be copied anywhere. Exports a service makes for the caller are not
+    judged."""
+    if _by_service(record):
+        return []
+    params = _params(record)
+    thing = _str(params.get("instanceId") or params.get("imageId") or params.get("ImageId"),
+                 64)
+    if not thing:
+        return []
+    spec = _dict(params.get("exportToS3") or params.get("S3ExportLocation"))
+    bucket = _str(spec.get("s3Bucket") or spec.get("S3Bucket")) or "(unnamed)"
+    return [Finding("aws.instance_exported", "medium", _TRANSFER,
+                    f"{thing} exported to S3 bucket {bucket} as a disk image", thing)]
+
+
+def _interactive_admin(record: dict[str, Any], caller: Caller) -> bool:
+    """A person in the console, infrastructure-as-code, or AWS's own machinery."""
+    return caller.family == "console" or caller.sso or _managed(record, caller)
+
+
+def identity_provider(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    """A SAML or OpenID Connect identity provider added or changed by a script: whoever
+    controls the provider signs in as any role that trusts it, without a key of the
+    account. IAM Identity Center (its service-linked role), infrastructure-as-code and
+    administrators in the console are left out."""
+    if _interactive_admin(record, caller):
+        return []
+    params = _params(record)
+    name = _str(params.get("name") or params.get("sAMLProviderArn") or params.get("url")
+                or params.get("openIDConnectProviderArn"), 200)
+    if not name:
+        return []
+    action = _str(record.get("eventName"), 64)
+    return [Finding("aws.identity_provider_changed", "medium", ("T1484.002",),
+                    f"identity provider {name} changed by a script ({action}): it can sign "
+                    "in as the roles that trust it", name)]
+
+
+def profile_swap(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    """An instance given another role (its instance profile replaced, or one associated):
+    code on the instance, which the caller may control, now runs with that role. Consoles,
+    infrastructure-as-code and AWS's own machinery are left out."""
+    if _interactive_admin(record, caller):
+        return []
+    params = _request(record)
+    profile = _dict(params.get("IamInstanceProfile") or params.get("iamInstanceProfile"))
+    name = _str(profile.get("Arn") or profile.get("arn") or profile.get("Name")
+                or profile.get("name"), 200).rpartition("/")[2]
+    if not name:
+        return []
+    instance = _field(params, "InstanceId")
+    replaced = record.get("eventName") == "ReplaceIamInstanceProfileAssociation"
+    where = f"instance {instance}" if instance else "an instance"
+    verb = "replaced with" if replaced else "given"
+    return [Finding("aws.instance_profile_swapped", "medium" if replaced else "low",
+                    _ROLES, f"role of {where} {verb} instance profile {name} by a script",
+                    name)]
+
+
+# IAM writes that create or widen access; made by an EC2 instance's own role session they
+# are code on the instance (or its stolen credentials) building a way back in.
+_IAM_WRITES = frozenset({
+    "CreateUser", "CreateAccessKey", "CreateLoginProfile", "UpdateLoginProfile",
+    "AttachUserPolicy", "PutUserPolicy", "AttachRolePolicy", "PutRolePolicy",
+    "AttachGroupPolicy", "PutGroupPolicy", "AddUserToGroup", "CreateRole",
+    "UpdateAssumeRolePolicy", "CreatePolicyVersion", "SetDefaultPolicyVersion",
+})
+_INSTANCE_SESSION_RX = re.compile(r":assumed-role/[^/]+/i-[0-9a-f]{8,17}$")
+
+
+def instance_iam(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    """An IAM identity or permission created by an EC2 instance's role session: instances
+    run applications, which do not make users, keys or policies; an attacker with a shell
+    on the instance (or its credentials) does. Infrastructure-as-code run from a build
+    instance is left out."""
+    arn = _dict(record.get("userIdentity")).get("arn")
+    if type(arn) is not str or _INSTANCE_SESSION_RX.search(arn) is None:
+        return []
+    if caller.family in _DEPLOY_FAMILIES or str(record.get("eventSource")) != \
+            "iam.amazonaws.com":
+        return []
+    instance = arn.rpartition("/")[2][:32]
+    target = _principal_name(_params(record))
+    action = _str(record.get("eventName"), 64)
+    return [Finding("aws.instance_role_iam_change", "medium", _ROLES + _CLOUD_ACCOUNTS,
+                    f"instance {instance} changed IAM with its role ({action} on {target})",
+                    instance)]
+
+
+def _none(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    """The check of an event name read only by the checks every record of its kind gets
+    (an IAM write by an instance session)."""
+    return []
 
 
 # ---------------------------------------------------------------- stolen instance credentials
@@ -1593,17 +2086,17 @@ CHECKS: dict[str, Check] = {
     "CreateDomain": search_domain_policy,
     "UpdateDomainConfig": search_domain_policy,
     "AuthorizeSecurityGroupIngress": security_group_ingress,
-    "ModifyDBInstance": db_modified,
-    "ModifyDBCluster": db_modified,
+    "ModifyDBInstance": db_modify,
+    "ModifyDBCluster": db_modify,
     "RestoreDBInstanceFromDBSnapshot": db_public,
     "RestoreDBClusterFromSnapshot": db_public,
     "CreateAccessKey": access_key_for_other,
     "CreateLoginProfile": login_profile_for_other,
     "UpdateLoginProfile": login_profile_for_other,
-    "AttachUserPolicy": admin_policy_attached,
+    "AttachUserPolicy": policy_attached,
     "AttachRolePolicy": admin_policy_attached,
     "AttachGroupPolicy": admin_policy_attached,
-    "PutUserPolicy": admin_inline_policy,
+    "PutUserPolicy": inline_policy,
     "PutRolePolicy": admin_inline_policy,
     "PutGroupPolicy": admin_inline_policy,
     "CreatePolicyVersion": admin_policy_version,
@@ -1683,6 +2176,44 @@ CHECKS: dict[str, Check] = {
     "SendSerialConsoleSSHPublicKey": remote_command,
     "GetFederationToken": federation_token,
     "GetSigninToken": signin_token,
+    # exposed keys, hidden access paths, exfiltration that keeps going
+    "GetCallerIdentity": key_checked_by_scanner,
+    "RegisterTaskDefinition": task_definition,
+    "PutBucketReplication": bucket_replication,
+    "ExportTableToPointInTime": table_export,
+    "UpdateNotebookInstance": notebook_lifecycle,
+    "UpdateNotebookInstanceLifecycleConfig": notebook_lifecycle,
+    "StartSession": start_session,
+    "StopActivityStream": activity_stream,
+    "DeleteDBInstanceAutomatedBackup": automated_backup,
+    "DeleteDBClusterAutomatedBackup": automated_backup,
+    "AuthorizeDBSecurityGroupIngress": db_security_group,
+    "UpdateProjectVisibility": build_project_public,
+    "EnableSerialConsoleAccess": serial_console,
+    "CreateInstanceExportTask": instance_export,
+    "ExportImage": instance_export,
+    "CreateSAMLProvider": identity_provider,
+    "UpdateSAMLProvider": identity_provider,
+    "CreateOpenIDConnectProvider": identity_provider,
+    "UpdateOpenIDConnectProviderThumbprint": identity_provider,
+    "AddClientIDToOpenIDConnectProvider": identity_provider,
+    "AssociateIamInstanceProfile": profile_swap,
+    "ReplaceIamInstanceProfileAssociation": profile_swap,
+    "CreateUser": _none,
+    "AddUserToGroup": _none,
+    "SetDefaultPolicyVersion": _none,
+    "UpdateTrustAnchor": trust_anchor,
+    "PutReplicationConfiguration": registry_replication,
+    "DisableSnapshotBlockPublicAccess": block_public_sharing_off,
+    "DisableImageBlockPublicAccess": block_public_sharing_off,
+    "TransferDomainToAnotherAwsAccount": domain_transfer,
+    "CreateVpcPeeringConnection": vpc_peering,
+    "DeleteRecoveryPoint": backup_deleted,
+    "DeleteBackupVault": backup_deleted,
+    "DeleteBackupPlan": backup_deleted,
+    "DeleteBackup": backup_deleted,
+    "DisableDomainTransferLock": domain_transfer,
+    **{name: service_probe for name in sorted(_SES_PROBES | _SMS_PROBES | _BEDROCK_PROBES)},
 }
 # Event sources a check name must come from: the same operation name in another service
 # (``DeleteDetector`` of Detective, ``CreateGrant`` of License Manager) is something else.
@@ -1726,6 +2257,34 @@ SOURCES: dict[str, str] = {
     "SendCommand": "ssm.amazonaws.com",
     "GetFederationToken": "sts.amazonaws.com",
     "GetSigninToken": "signin.amazonaws.com",
+    "GetCallerIdentity": "sts.amazonaws.com",
+    "RegisterTaskDefinition": "ecs.amazonaws.com",
+    "PutBucketReplication": "s3.amazonaws.com",
+    "ExportTableToPointInTime": "dynamodb.amazonaws.com",
+    "UpdateNotebookInstance": "sagemaker.amazonaws.com",
+    "UpdateNotebookInstanceLifecycleConfig": "sagemaker.amazonaws.com",
+    "StartSession": "ssm.amazonaws.com",
+    "StopActivityStream": "rds.amazonaws.com",
+    "DeleteDBInstanceAutomatedBackup": "rds.amazonaws.com",
+    "DeleteDBClusterAutomatedBackup": "rds.amazonaws.com",
+    "AuthorizeDBSecurityGroupIngress": "rds.amazonaws.com",
+    "UpdateProjectVisibility": "codebuild.amazonaws.com",
+    "EnableSerialConsoleAccess": "ec2.amazonaws.com",
+    "CreateInstanceExportTask": "ec2.amazonaws.com",
+    "ExportImage": "ec2.amazonaws.com",
+    "AssociateIamInstanceProfile": "ec2.amazonaws.com",
+    "ReplaceIamInstanceProfileAssociation": "ec2.amazonaws.com",
+    "UpdateTrustAnchor": "rolesanywhere.amazonaws.com",
+    "PutReplicationConfiguration": "ecr.amazonaws.com",
+    "DisableSnapshotBlockPublicAccess": "ec2.amazonaws.com",
+    "DisableImageBlockPublicAccess": "ec2.amazonaws.com",
+    "TransferDomainToAnotherAwsAccount": "route53domains.amazonaws.com",
+    "CreateVpcPeeringConnection": "ec2.amazonaws.com",
+    "DeleteRecoveryPoint": "backup.amazonaws.com",
+    "DeleteBackupVault": "backup.amazonaws.com",
+    "DeleteBackupPlan": "backup.amazonaws.com",
+    "DeleteBackup": "dynamodb.amazonaws.com",
+    "DisableDomainTransferLock": "route53domains.amazonaws.com",
 }
 # Rules whose failed attempt is evidence too: nobody tries these by accident, and a stolen
 # credential probing for instance passwords or user data fails many times before it works.
@@ -1764,6 +2323,8 @@ def _run(record: dict[str, Any], check: Check | None, account: str | None,
     if error and name not in ATTEMPTS:
         return _refused(record, check, caller, str(name), error)
     out = check(record, caller) if check is not None else []
+    if name in _IAM_WRITES:
+        out += instance_iam(record, caller)
     if out and caller.family in _DEPLOY_FAMILIES:
         out = [f for f in out if type(f) is not Finding or f.rule not in _DEPLOY_RULES and (
             f.value == "public" or f.rule not in _ACCOUNT_GRANT_RULES)]

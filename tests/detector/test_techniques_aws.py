@@ -499,7 +499,8 @@ def test_odd_parameters_never_raise_nor_fire(params: Any) -> None:
                                            "aws.roles_anywhere_trust_anchor",
                                            "aws.flow_logs_deleted",
                                            "aws.instance_password_burst",
-                                           "aws.data_protection_removed"}, (name, params)
+                                           "aws.data_protection_removed",
+                                           "aws.serial_console_enabled"}, (name, params)
 
 
 def test_a_raising_check_gives_no_finding() -> None:

@@ -66,14 +66,15 @@ PANTHER = {
     "AWS.IAM.BackdoorRole": (1, 1, 0, 2),
     "AWS.RDS.InstanceMadePublic": (2, 2, 0, 3),
     "AWS.RDS.SnapshotShared": (1, 1, 0, 1),
-    "AWS.Root.Activity": (2, 2, 1, 4),
+    "AWS.Root.Activity": (2, 2, 0, 4),
     "AWS.User.Login.Profile.Modified": (1, 1, 0, 2),
     "AWS.VPCFlow.LogsDeleted": (1, 1, 0, 0),
     "AWS.EC2.LaunchUnusualEC2Instances": (3, 3, 0, 0),
     "AWS.EC2.Startup.Script.Change": (1, 1, 0, 2),
-    # Panther's true SSO and federated-user code updates are people's sessions, left to
-    # the behavioural models; its false ones are role sessions (pipelines)
-    "AWS.Lambda.UpdateFunctionCode": (1, 3, 0, 3),
+    # Panther's true SSO code update is a person's session, left to the behavioural models;
+    # a federated user's is judged (its credentials were minted from a user's key); its
+    # false ones are role sessions (pipelines)
+    "AWS.Lambda.UpdateFunctionCode": (2, 3, 0, 3),
     # Panther's rules judge successful calls only: their one "false" each is a refused
     # PutBucketLogging turning logging off, an aws.logging_disabled attempt here on purpose
     "AWS.S3.DisableBucketLogging": (1, 1, 1, 3),
@@ -94,8 +95,9 @@ PANTHER = {
     "AWS.RDS.DeletionProtectionDisabled": (3, 3, 0, 3),
     "AWS.KMS.CustomerManagedKeyLoss": (3, 3, 0, 2),
     # exfiltration and impact; filters, filter rules and clean-up of traffic mirroring are
-    # not judged, only sessions and targets
-    "AWS.EC2.Traffic.Mirroring": (3, 6, 0, 3),
+    # not judged, only sessions and targets; its one "false" is a CodeBuild project made
+    # public, which Panther's own CodebuildProjectMadePublic rule labels true
+    "AWS.EC2.Traffic.Mirroring": (3, 6, 1, 3),
     "AWS.RDS.PublicRestore": (1, 1, 0, 2),
     "AWS.RDS.SnapshotCopiedCrossRegion": (2, 2, 0, 2),
     "AWS.RDS.SnapshotExport": (2, 2, 0, 2),
@@ -104,6 +106,16 @@ PANTHER = {
     "AWS.S3.CopyObjectWithClientSideEncryption": (1, 1, 0, 1),
     "AWS.S3.RansomwareNoteUpload": (1, 1, 0, 1),
     "AWS.Console.GetSigninToken.Abuse": (1, 1, 0, 2),
+    # leaked keys, databases taken over, projects made public; of the database firewall
+    # rule's true events, openings to one network or another group are not judged
+    "AWS.CloudTrail.IAMCompromisedKeyQuarantine": (1, 1, 0, 1),
+    "AWS.IAM.AccessKeyCompromised": (1, 1, 0, 1),
+    "AWS.STS.GetCallerIdentity.TruffleHog": (2, 2, 0, 2),
+    "AWS.RDS.MasterPasswordUpdated": (1, 1, 0, 1),
+    "AWS.RDS.ActivityStreamStopped": (1, 1, 0, 2),
+    "AWS.RDS.AutomatedBackupDeleted": (2, 2, 0, 2),
+    "AWS.RDS.SecurityGroupIngressAuthorized": (1, 3, 0, 2),
+    "AWS.CloudTrail.CodebuildProjectMadePublic": (1, 1, 0, 2),
 }
 
 
