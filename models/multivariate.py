@@ -157,7 +157,12 @@ def _scale_step(scale: array.array, x: dict[str, float]) -> None:
     for name in COUNT_FEATURES:
         value = get(name, 0.0) or 0.0
         decayed = scale[i] * SCALER_DECAY
-        scale[i] = max(value if value == value else 0.0, decayed, SCALER_FLOOR)
+        # max(value or 0.0 for NaN, decayed, SCALER_FLOOR) without the call: the builtin
+        # keeps the first of equal values and takes a later one only when it is greater
+        top = value if value == value else 0.0
+        if decayed > top:
+            top = decayed
+        scale[i] = SCALER_FLOOR if SCALER_FLOOR > top else top
         i += 1
 
 

@@ -90,7 +90,7 @@ class ScheduleModel:
         """``sum(1 for last in lasts if self._active(last, day))`` with the test solved for
         ``last`` once (integers: ``d - last <= h`` is ``last >= d - h``; and ``last > 0``)."""
         lowest = max(min(max(day, 1), 0xFFFF) - self.horizon_days, 1)
-        return sum(1 for last in lasts if last >= lowest)
+        return sum(map(lowest.__le__, lasts))  # counts ``last >= lowest`` at C speed
 
     def score(self, event: Event, ctx: Context) -> list[Signal]:
         """A signal when the event falls in an hour never active before (pure)."""

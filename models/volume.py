@@ -55,6 +55,7 @@ import functools
 import logging
 import math
 import time
+from operator import attrgetter
 
 from detector.event import Event
 from models.base import Signal
@@ -154,6 +155,10 @@ def spike_score(count: float, expected: float, var: float, peak: float = 0.0,
         return 0.0
     z = (count - expected) / math.sqrt(max(var, 0.0) + expected + 1.0)
     return clamp01((z - Z_START) / Z_SPAN)
+
+
+_ACTIONS = attrgetter("actions")
+_RESOURCES = attrgetter("resources")
 
 
 def _may_spike(ref: Reference, bucket: Bucket, expected: float) -> bool:
@@ -347,16 +352,23 @@ class WindowModel:
         count = 0 if bucket is None else bucket.n
         n = ref.learned
         ref.learned += 1
-        # _ewm inlined (same expressions, same order): one weight for all four series
-        weight = max(ALPHA, 1.0 / (n + 1))
+        # _ewm inlined (same expressions, same order): one weight for all four series.
+        # ``y if y > x else x`` is ``max(x, y)`` and ``y if y < x else x`` is ``min(x, y)``,
+        # the very comparison the builtins make (the first argument wins a tie), without a
+        # call: this runs for every non-empty bucket of every identity.
+        weight = 1.0 / (n + 1)
+        if not weight > ALPHA:
+            weight = ALPHA
         mean = ref.mean
         ref.mean = mean + weight * (count - mean)
         if n:  # the first residual is against an empty baseline: skipped
-            ref.rvar += max(ALPHA, 1.0 / n) * ((count - expected) ** 2 - ref.rvar)
+            rate = 1.0 / n
+            ref.rvar += (rate if rate > ALPHA else ALPHA) * ((count - expected) ** 2 - ref.rvar)
         slot_mean, slot_n = ref.slot_mean, ref.slot_n
         sn = slot_n[slot]
-        slot_mean[slot] += max(SLOT_ALPHA, 1.0 / (sn + 1)) * (count - slot_mean[slot])
-        slot_n[slot] = min(sn + 1, 0xFFFF)
+        rate = 1.0 / (sn + 1)
+        slot_mean[slot] += (rate if rate > SLOT_ALPHA else SLOT_ALPHA) * (count - slot_mean[slot])
+        slot_n[slot] = sn + 1 if sn < 0xFFFF else 0xFFFF
         s = ref.stats
         if bucket is None:
             a, r, f = 0, 0, 0
@@ -375,10 +387,14 @@ class WindowModel:
         incr = weight * diff
         s[4], s[5] = m + incr, (1 - weight) * (v + diff * incr)
         peaks, decay = ref.peaks, self.peak_decay
-        peaks[0] = max(float(count), peaks[0] * decay)
-        peaks[1] = max(float(a), peaks[1] * decay)
-        peaks[2] = max(float(r), peaks[2] * decay)
-        peaks[3] = max(float(f), peaks[3] * decay)
+        p = peaks[0] * decay
+        peaks[0] = p if p > count else float(count)
+        p = peaks[1] * decay
+        peaks[1] = p if p > a else float(a)
+        p = peaks[2] * decay
+        peaks[2] = p if p > r else float(r)
+        p = peaks[3] * decay
+        peaks[3] = p if p > f else float(f)
         if bucket is not None:
             if ref.hst_pending is None:
                 ref.hst.learn(self._features(bucket, index))
@@ -873,8 +889,11 @@ class WindowModel:
         return True
 
     def size_estimate(self) -> int:
-        open_size = sum(120 + 4 * (len(b.actions) + len(b.resources)) for b in self.open.values())
-        return 1400 + 24 * len(self.main.run) + open_size
+        # the sum over open buckets of 120 + 4 * (distinct actions + resources), in
+        # integers, so gathered in any order
+        buckets = self.open.values()
+        distinct = sum(map(len, map(_ACTIONS, buckets))) + sum(map(len, map(_RESOURCES, buckets)))
+        return 1400 + 24 * len(self.main.run) + 120 * len(buckets) + 4 * distinct
 
     def to_state(self) -> dict:
         return {
