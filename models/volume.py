@@ -263,7 +263,9 @@ class Reference:
 
     def expected(self, slot: int) -> float:
         """Expected calls in a bucket of this seasonal slot."""
-        weight = min(1.0, self.slot_n[slot] / SLOT_SAMPLES)
+        weight = self.slot_n[slot] / SLOT_SAMPLES
+        if not weight < 1.0:  # min(1.0, weight), as in ``_fold``
+            weight = 1.0
         slot_mean = float(self.slot_mean[slot])
         if slot >= 24 and weight < 1.0:  # a young weekend slot borrows the weekday hour
             wd = slot - 24
@@ -546,7 +548,9 @@ class WindowModel:
             if bucket is None:
                 later = [i for i in pending if index < i <= target]
                 stop = min(later) if later else target + 1
-                start = max(index, stop - MAX_ZERO_FOLDS)
+                start = stop - MAX_ZERO_FOLDS
+                if not start > index:  # max(index, start), as in ``_fold``
+                    start = index
                 capped = capped or start > index
                 if start < stop:
                     self._fold_zeros(ref, start, stop)
