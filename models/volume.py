@@ -61,7 +61,7 @@ from detector.event import Event
 from models.base import Signal
 from models.common import clamp01, vhash
 from models.context import Context
-from models.multivariate import WINDOW_SIZE, MultivariateModel, raw_features
+from models.multivariate import WINDOW_SIZE, MultivariateModel, raw_features, raw_values
 from models.settings import ModelSettings
 
 logger = logging.getLogger(__name__)
@@ -399,7 +399,9 @@ class WindowModel:
         peaks[3] = p if p > f else float(f)
         if bucket is not None:
             if ref.hst_pending is None:
-                ref.hst.learn(self._features(bucket, index))
+                hour = int(index * self.bucket_seconds // 3600)  # as in ``_features``
+                ref.hst.learn_values(raw_values(bucket.n, bucket.fails, len(bucket.actions),
+                                                len(bucket.resources), bucket.novel, hour))
             else:
                 ref.hst_pending.append(self._features(bucket, index))
 
