@@ -242,9 +242,13 @@ class MultivariateModel:
 
     def score(self, x: dict[str, float]) -> float:
         """River's anomaly score of the scaled window in [0, 1]; 0.0 while cold (pure)."""
+        return self.score_values(_clean(x))
+
+    def score_values(self, values: list[float]) -> float:
+        """``score`` of a window given as ``_clean`` gives it (``raw_values``)."""
         if self.first_window:
             return 0.0
-        xs = self._vector(x)
+        xs = self._scaled_values(values)
         st = _structure(self.seed)
         nodes = st.nodes
         rmass = self.rmass
@@ -318,7 +322,11 @@ class MultivariateModel:
 
     def signal_score(self, x: dict[str, float]) -> float:
         """The HST score rescaled so that ``HST_THRESHOLD`` maps to 0 and 1 to 1."""
-        raw = self.score(x)
+        return self.signal_score_values(_clean(x))
+
+    def signal_score_values(self, values: list[float]) -> float:
+        """``signal_score`` of a window given as ``_clean`` gives it (``raw_values``)."""
+        raw = self.score_values(values)
         if raw < HST_THRESHOLD:
             return 0.0
         return (raw - HST_THRESHOLD) / (1 - HST_THRESHOLD)

@@ -61,7 +61,7 @@ from detector.event import Event
 from models.base import Signal
 from models.common import clamp01, vhash
 from models.context import Context
-from models.multivariate import WINDOW_SIZE, MultivariateModel, raw_features, raw_values
+from models.multivariate import FEATURES, WINDOW_SIZE, MultivariateModel, raw_values
 from models.settings import ModelSettings
 
 logger = logging.getLogger(__name__)
@@ -399,9 +399,7 @@ class WindowModel:
         peaks[3] = p if p > f else float(f)
         if bucket is not None:
             if ref.hst_pending is None:
-                hour = int(index * self.bucket_seconds // 3600)  # as in ``_features``
-                ref.hst.learn_values(raw_values(bucket.n, bucket.fails, len(bucket.actions),
-                                                len(bucket.resources), bucket.novel, hour))
+                ref.hst.learn_values(self._window_values(bucket, index))
             else:
                 ref.hst_pending.append(self._features(bucket, index))
 
@@ -534,9 +532,13 @@ class WindowModel:
         ref.run.clear()
 
     def _features(self, bucket: Bucket, index: int) -> dict[str, float]:
+        return dict(zip(FEATURES, self._window_values(bucket, index), strict=True))
+
+    def _window_values(self, bucket: Bucket, index: int) -> list[float]:
+        """The bucket's HST features as ``raw_values`` (the list ``_features`` names)."""
         hour = int(index * self.bucket_seconds // 3600)
-        return raw_features(bucket.n, bucket.fails, len(bucket.actions), len(bucket.resources),
-                            bucket.novel, hour)
+        return raw_values(bucket.n, bucket.fails, len(bucket.actions), len(bucket.resources),
+                          bucket.novel, hour)
 
     def _fold_until(self, ref: Reference, target: int, pending: dict[int, Bucket]) -> bool:
         """Fold buckets ``ref.through + 1 … target`` (empty ones capped to a week); returns
@@ -805,8 +807,8 @@ class WindowModel:
             hst = ref.windows_model()
         if hst.cold:
             return []
-        x = self._features(after, index)
-        score = hst.signal_score(x)
+        values = self._window_values(after, index)
+        score = hst.signal_score_values(values)
         if score < self.settings.min_score:
             return []
         start = index * self.bucket_seconds
@@ -822,7 +824,8 @@ class WindowModel:
             f"in the window from {clock}, compared with {hst.learned} past windows of this "
             "identity",
             value=value,
-            details={"features": hst.scaled(x), "window_start": start},
+            details={"features": hst.scaled(dict(zip(FEATURES, values, strict=True))),
+                     "window_start": start},
         )]
 
     # -- learning -----------------------------------------------------------------------
