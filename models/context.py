@@ -69,4 +69,5 @@ class Context:
         """Event time between the identity's first event and this one."""
         if self.first_ts is None:
             return 0.0
-        return max(0.0, self.ts - self.first_ts)
+        span = self.ts - self.first_ts
+        return span if span > 0.0 else 0.0  # max(0.0, span) without the call (per event)

@@ -108,8 +108,10 @@ class DormancyModel:
             return
         creds[h] = now
         if len(creds) > CREDENTIAL_CAP:
-            oldest = min(self.creds, key=lambda k: (self.creds[k], k))
-            del self.creds[oldest]
+            # the least recently used credential (then the smallest hash): the smallest
+            # (last use, hash) pair, built and compared at C speed
+            oldest = min(zip(creds.values(), creds.keys()))[1]
+            del creds[oldest]
             ctx.degradations[("dormancy.credential", "evicted")] += 1
 
     def mark_expected(self, detector: str, value: str, ctx: Context) -> bool:

@@ -42,7 +42,6 @@ FEATURES = ("calls", "fail_ratio", "distinct_actions", "distinct_resources", "no
             "hour_cos")
 COUNT_FEATURES = ("calls", "distinct_actions", "distinct_resources", "novel")
 COUNT_INDEX = tuple(COUNT_FEATURES.index(n) if n in COUNT_FEATURES else -1 for n in FEATURES)
-_FEATURE_SLOTS = tuple(zip(FEATURES, COUNT_INDEX, strict=True))  # (name, scaler slot or -1)
 N_TREES = 10
 HEIGHT = 3
 _HEIGHT_STEPS = (None,) * HEIGHT  # ``for _ in _HEIGHT_STEPS``: HEIGHT steps, no range object
@@ -134,30 +133,51 @@ def _hour_circle(hour: int) -> tuple[float, float]:
 _HOUR_CIRCLE = tuple(_hour_circle(hour) for hour in range(24))  # computed once, same floats
 
 
+def raw_values(calls: int, fails: int, actions: int, resources: int, novel: int,
+               hour: int) -> list[float]:
+    """``raw_features`` as a list in ``FEATURES`` order: what a window teaches the model
+    through ``MultivariateModel.learn_values``. No value is NaN, missing or -0.0 (counts,
+    a ratio of counts, points of the circle shifted into [0, 1]), so the list is already
+    what ``_clean`` makes of the dict."""
+    hour_sin, hour_cos = _HOUR_CIRCLE[hour % 24]
+    return [float(calls), fails / calls if calls else 0.0, float(actions), float(resources),
+            float(novel), hour_sin, hour_cos]
+
+
 def raw_features(calls: int, fails: int, actions: int, resources: int, novel: int,
                  hour: int) -> dict[str, float]:
     """Unscaled window features (counts) plus the hour of day on the unit circle."""
-    hour_sin, hour_cos = _HOUR_CIRCLE[hour % 24]
-    return {
-        "calls": float(calls),
-        "fail_ratio": fails / calls if calls else 0.0,
-        "distinct_actions": float(actions),
-        "distinct_resources": float(resources),
-        "novel": float(novel),
-        "hour_sin": hour_sin,
-        "hour_cos": hour_cos,
-    }
+    return dict(zip(FEATURES, raw_values(calls, fails, actions, resources, novel, hour),
+                    strict=True))
 
 
-def _scale_step(scale: array.array, x: dict[str, float]) -> None:
-    """One learned window's step of the scaler: each count's reference decays, and is
-    raised to the window's count when that is larger (never below ``SCALER_FLOOR``)."""
+def _clean(x: dict[str, float]) -> list[float]:
+    """The features of ``x`` in ``FEATURES`` order as the model reads them (B25): a missing
+    key, None or NaN counts as 0.0, unknown keys are ignored."""
     get = x.get
-    i = 0
-    for name in COUNT_FEATURES:
+    out = []
+    for name in FEATURES:
         value = get(name, 0.0) or 0.0
+        out.append(0.0 if value != value else value)
+    return out
+
+
+_COUNT_POSITIONS = tuple(FEATURES.index(name) for name in COUNT_FEATURES)
+
+
+def _scale_step(scale: array.array, values: list[float]) -> None:
+    """One learned window's step of the scaler: each count's reference decays, and is
+    raised to the window's count when that is larger (never below ``SCALER_FLOOR``).
+    ``values`` is a window as ``_clean`` gives it."""
+    i = 0
+    for position in _COUNT_POSITIONS:
+        value = values[position]
         decayed = scale[i] * SCALER_DECAY
-        scale[i] = max(value if value == value else 0.0, decayed, SCALER_FLOOR)
+        # max(value, decayed, SCALER_FLOOR) without the call: the builtin keeps the first
+        # of equal values and takes a later one only when it is greater
+        if decayed > value:
+            value = decayed
+        scale[i] = SCALER_FLOOR if SCALER_FLOOR > value else value
         i += 1
 
 
@@ -203,15 +223,16 @@ class MultivariateModel:
         return dict(zip(FEATURES, self._vector(x), strict=True))
 
     def _vector(self, x: dict[str, float]) -> list[float]:
-        """``scaled(x)`` as a list in ``FEATURES`` order (the hot path: no dict)."""
+        """``scaled(x)`` as a list in ``FEATURES`` order."""
+        return self._scaled_values(_clean(x))
+
+    def _scaled_values(self, values: list[float]) -> list[float]:
+        """A window as ``_clean`` gives it, scaled into [0, 1] (the hot path: no dict)."""
         scale = self.scale
-        get, log1p = x.get, math.log1p
+        log1p = math.log1p
         out = []
         append = out.append
-        for name, slot in _FEATURE_SLOTS:
-            value = get(name, 0.0) or 0.0
-            if value != value:
-                value = 0.0
+        for value, slot in zip(values, COUNT_INDEX):
             if slot >= 0:
                 ref = scale[slot]
                 value = 0.5 * log1p(value if value > 0.0 else 0.0) / log1p(
@@ -221,9 +242,13 @@ class MultivariateModel:
 
     def score(self, x: dict[str, float]) -> float:
         """River's anomaly score of the scaled window in [0, 1]; 0.0 while cold (pure)."""
+        return self.score_values(_clean(x))
+
+    def score_values(self, values: list[float]) -> float:
+        """``score`` of a window given as ``_clean`` gives it (``raw_values``)."""
         if self.first_window:
             return 0.0
-        xs = self._vector(x)
+        xs = self._scaled_values(values)
         st = _structure(self.seed)
         nodes = st.nodes
         rmass = self.rmass
@@ -252,7 +277,12 @@ class MultivariateModel:
         it: one integer addition instead of one array update per node of every tree. A
         window has at most ``WINDOW_SIZE`` (32) learns, so no byte ever carries over.
         """
-        self.pending += _structure(self.seed).learn_mask(self._vector(x))
+        self.learn_values(_clean(x))
+
+    def learn_values(self, values: list[float]) -> None:
+        """``learn`` of a window given as ``_clean`` gives it (``raw_values``), without
+        building and reading a dict: the window model learns every complete bucket so."""
+        self.pending += _structure(self.seed).learn_mask(self._scaled_values(values))
         self.counter += 1
         if self.counter == WINDOW_SIZE:
             self._add_pending()
@@ -260,7 +290,7 @@ class MultivariateModel:
             self.lmass = array.array("H", bytes(2 * len(self.lmass)))
             self.first_window = False
             self.counter = 0
-        _scale_step(self.scale, x)
+        _scale_step(self.scale, values)
         self.learned += 1
 
     def scoring_ahead(self, windows: list[dict[str, float]]) -> MultivariateModel | None:
@@ -278,7 +308,7 @@ class MultivariateModel:
         other = self.copy()
         scale = other.scale
         for x in windows:
-            _scale_step(scale, x)
+            _scale_step(scale, _clean(x))
         other.learned += len(windows)
         other.counter += len(windows)
         return other
@@ -292,7 +322,11 @@ class MultivariateModel:
 
     def signal_score(self, x: dict[str, float]) -> float:
         """The HST score rescaled so that ``HST_THRESHOLD`` maps to 0 and 1 to 1."""
-        raw = self.score(x)
+        return self.signal_score_values(_clean(x))
+
+    def signal_score_values(self, values: list[float]) -> float:
+        """``signal_score`` of a window given as ``_clean`` gives it (``raw_values``)."""
+        raw = self.score_values(values)
         if raw < HST_THRESHOLD:
             return 0.0
         return (raw - HST_THRESHOLD) / (1 - HST_THRESHOLD)

@@ -412,7 +412,8 @@ class NoveltyModel:
                     if count == 1:
                         table.n1 -= 1
                     last = packed >> 16
-                    d[hr] = ((hour if hour > last else last) << 16) | min(count + 1, COUNT_MASK)
+                    d[hr] = (((hour if hour > last else last) << 16)
+                             | (count + 1 if count < COUNT_MASK else COUNT_MASK))
                     table.total += 1
                     table.rate -= RATE_ALPHA * table.rate
                     if left >= 0:
@@ -422,7 +423,7 @@ class NoveltyModel:
                             pairs.n1 -= 1
                         last = packed_pair >> 16
                         d[hp] = (((hour if hour > last else last) << 16)
-                                 | min(count + 1, COUNT_MASK))
+                                 | (count + 1 if count < COUNT_MASK else COUNT_MASK))
                         pairs.total += 1
                         pairs.rate -= RATE_ALPHA * pairs.rate
                 if entry[6] < self.flushed_at:  # first hit since a flush: log it
@@ -458,7 +459,8 @@ class NoveltyModel:
                     if count == 1:
                         table.n1 -= 1
                     last = packed >> 16
-                    d[h] = ((hour if hour > last else last) << 16) | min(count + 1, COUNT_MASK)
+                    d[h] = (((hour if hour > last else last) << 16)
+                            | (count + 1 if count < COUNT_MASK else COUNT_MASK))
                     table.total += 1
                     table.rate -= RATE_ALPHA * table.rate
                     taught[index] = h
@@ -538,8 +540,8 @@ class NoveltyModel:
                 if count == 1:
                     table.n1 -= 1
                 last = packed >> 16
-                table.d[h] = ((hour if hour > last else last) << 16) | min(count + 1,
-                                                                           COUNT_MASK)
+                table.d[h] = (((hour if hour > last else last) << 16)
+                              | (count + 1 if count < COUNT_MASK else COUNT_MASK))
                 table.total += 1
                 table.rate -= RATE_ALPHA * table.rate
                 continue

@@ -84,13 +84,17 @@ class ScheduleModel:
         self.new = 0  # … of which in an hour that was not active then
 
     def _active(self, last_day: int, day: int) -> bool:
-        return last_day > 0 and min(max(day, 1), 0xFFFF) - last_day <= self.horizon_days
+        # ``min(max(day, 1), 0xFFFF)`` (the stored day, see ``_set``) written out: per event
+        stored = day if day > 1 else 1
+        if stored > 0xFFFF:
+            stored = 0xFFFF
+        return last_day > 0 and stored - last_day <= self.horizon_days
 
     def _count_active(self, lasts: array.array, day: int) -> int:
         """``sum(1 for last in lasts if self._active(last, day))`` with the test solved for
         ``last`` once (integers: ``d - last <= h`` is ``last >= d - h``; and ``last > 0``)."""
         lowest = max(min(max(day, 1), 0xFFFF) - self.horizon_days, 1)
-        return sum(1 for last in lasts if last >= lowest)
+        return sum(map(lowest.__le__, lasts))  # counts ``last >= lowest`` at C speed
 
     def score(self, event: Event, ctx: Context) -> list[Signal]:
         """A signal when the event falls in an hour never active before (pure)."""

@@ -96,10 +96,12 @@ class ValueTable:
         packed = self.d.get(h)
         if packed is not None:
             count = packed & COUNT_MASK
-            last = max(packed >> 16, hour)
+            last = packed >> 16
+            if hour > last:
+                last = hour
             if count == 1:
                 self.n1 -= 1
-            self.d[h] = (last << 16) | min(count + 1, COUNT_MASK)
+            self.d[h] = (last << 16) | (count + 1 if count < COUNT_MASK else COUNT_MASK)
             self.total += 1
             return False
         self.d[h] = (hour << 16) | 1
@@ -115,10 +117,17 @@ class ValueTable:
         """Move the ``n`` weakest entries (fewest uses, then oldest) into the bloom filter."""
         if n <= 0:
             return
-        ranked = sorted(self.d.items(), key=lambda kv: (kv[1] & COUNT_MASK, kv[1] >> 16, kv[0]))
-        for h, packed in ranked[:n]:
-            del self.d[h]
-            self._forget_counts(packed)
+        # Ranked by (uses, last hour, hash) folded into one integer per entry, which sorts
+        # in the same order at C speed with no key call: hashes are 32-bit (they are saved
+        # as uint32), so ``last << 32`` plus the hash orders (last, hash) whatever the sign
+        # of ``last``, and the uses (16 bits) sit far above both. The hash is the low 32
+        # bits of its key.
+        d = self.d
+        ranked = sorted([((packed & COUNT_MASK) << 96) + ((packed >> 16) << 32) + h
+                         for h, packed in d.items()])
+        for key in ranked[:n]:
+            h = key & 0xFFFFFFFF
+            self._forget_counts(d.pop(h))
             self._bloom_add(h, degradations, name)
         degradations[(f"novelty.{name}", "evicted")] += n
 

@@ -55,12 +55,13 @@ import functools
 import logging
 import math
 import time
+from operator import attrgetter
 
 from detector.event import Event
 from models.base import Signal
 from models.common import clamp01, vhash
 from models.context import Context
-from models.multivariate import WINDOW_SIZE, MultivariateModel, raw_features
+from models.multivariate import FEATURES, WINDOW_SIZE, MultivariateModel, raw_values
 from models.settings import ModelSettings
 
 logger = logging.getLogger(__name__)
@@ -154,6 +155,10 @@ def spike_score(count: float, expected: float, var: float, peak: float = 0.0,
         return 0.0
     z = (count - expected) / math.sqrt(max(var, 0.0) + expected + 1.0)
     return clamp01((z - Z_START) / Z_SPAN)
+
+
+_ACTIONS = attrgetter("actions")
+_RESOURCES = attrgetter("resources")
 
 
 def _may_spike(ref: Reference, bucket: Bucket, expected: float) -> bool:
@@ -258,7 +263,9 @@ class Reference:
 
     def expected(self, slot: int) -> float:
         """Expected calls in a bucket of this seasonal slot."""
-        weight = min(1.0, self.slot_n[slot] / SLOT_SAMPLES)
+        weight = self.slot_n[slot] / SLOT_SAMPLES
+        if not weight < 1.0:  # min(1.0, weight), as in ``_fold``
+            weight = 1.0
         slot_mean = float(self.slot_mean[slot])
         if slot >= 24 and weight < 1.0:  # a young weekend slot borrows the weekday hour
             wd = slot - 24
@@ -347,16 +354,23 @@ class WindowModel:
         count = 0 if bucket is None else bucket.n
         n = ref.learned
         ref.learned += 1
-        # _ewm inlined (same expressions, same order): one weight for all four series
-        weight = max(ALPHA, 1.0 / (n + 1))
+        # _ewm inlined (same expressions, same order): one weight for all four series.
+        # ``y if y > x else x`` is ``max(x, y)`` and ``y if y < x else x`` is ``min(x, y)``,
+        # the very comparison the builtins make (the first argument wins a tie), without a
+        # call: this runs for every non-empty bucket of every identity.
+        weight = 1.0 / (n + 1)
+        if not weight > ALPHA:
+            weight = ALPHA
         mean = ref.mean
         ref.mean = mean + weight * (count - mean)
         if n:  # the first residual is against an empty baseline: skipped
-            ref.rvar += max(ALPHA, 1.0 / n) * ((count - expected) ** 2 - ref.rvar)
+            rate = 1.0 / n
+            ref.rvar += (rate if rate > ALPHA else ALPHA) * ((count - expected) ** 2 - ref.rvar)
         slot_mean, slot_n = ref.slot_mean, ref.slot_n
         sn = slot_n[slot]
-        slot_mean[slot] += max(SLOT_ALPHA, 1.0 / (sn + 1)) * (count - slot_mean[slot])
-        slot_n[slot] = min(sn + 1, 0xFFFF)
+        rate = 1.0 / (sn + 1)
+        slot_mean[slot] += (rate if rate > SLOT_ALPHA else SLOT_ALPHA) * (count - slot_mean[slot])
+        slot_n[slot] = sn + 1 if sn < 0xFFFF else 0xFFFF
         s = ref.stats
         if bucket is None:
             a, r, f = 0, 0, 0
@@ -375,13 +389,17 @@ class WindowModel:
         incr = weight * diff
         s[4], s[5] = m + incr, (1 - weight) * (v + diff * incr)
         peaks, decay = ref.peaks, self.peak_decay
-        peaks[0] = max(float(count), peaks[0] * decay)
-        peaks[1] = max(float(a), peaks[1] * decay)
-        peaks[2] = max(float(r), peaks[2] * decay)
-        peaks[3] = max(float(f), peaks[3] * decay)
+        p = peaks[0] * decay
+        peaks[0] = p if p > count else float(count)
+        p = peaks[1] * decay
+        peaks[1] = p if p > a else float(a)
+        p = peaks[2] * decay
+        peaks[2] = p if p > r else float(r)
+        p = peaks[3] * decay
+        peaks[3] = p if p > f else float(f)
         if bucket is not None:
             if ref.hst_pending is None:
-                ref.hst.learn(self._features(bucket, index))
+                ref.hst.learn_values(self._window_values(bucket, index))
             else:
                 ref.hst_pending.append(self._features(bucket, index))
 
@@ -514,9 +532,13 @@ class WindowModel:
         ref.run.clear()
 
     def _features(self, bucket: Bucket, index: int) -> dict[str, float]:
+        return dict(zip(FEATURES, self._window_values(bucket, index), strict=True))
+
+    def _window_values(self, bucket: Bucket, index: int) -> list[float]:
+        """The bucket's HST features as ``raw_values`` (the list ``_features`` names)."""
         hour = int(index * self.bucket_seconds // 3600)
-        return raw_features(bucket.n, bucket.fails, len(bucket.actions), len(bucket.resources),
-                            bucket.novel, hour)
+        return raw_values(bucket.n, bucket.fails, len(bucket.actions), len(bucket.resources),
+                          bucket.novel, hour)
 
     def _fold_until(self, ref: Reference, target: int, pending: dict[int, Bucket]) -> bool:
         """Fold buckets ``ref.through + 1 … target`` (empty ones capped to a week); returns
@@ -530,7 +552,9 @@ class WindowModel:
             if bucket is None:
                 later = [i for i in pending if index < i <= target]
                 stop = min(later) if later else target + 1
-                start = max(index, stop - MAX_ZERO_FOLDS)
+                start = stop - MAX_ZERO_FOLDS
+                if not start > index:  # max(index, start), as in ``_fold``
+                    start = index
                 capped = capped or start > index
                 if start < stop:
                     self._fold_zeros(ref, start, stop)
@@ -783,8 +807,8 @@ class WindowModel:
             hst = ref.windows_model()
         if hst.cold:
             return []
-        x = self._features(after, index)
-        score = hst.signal_score(x)
+        values = self._window_values(after, index)
+        score = hst.signal_score_values(values)
         if score < self.settings.min_score:
             return []
         start = index * self.bucket_seconds
@@ -800,7 +824,8 @@ class WindowModel:
             f"in the window from {clock}, compared with {hst.learned} past windows of this "
             "identity",
             value=value,
-            details={"features": hst.scaled(x), "window_start": start},
+            details={"features": hst.scaled(dict(zip(FEATURES, values, strict=True))),
+                     "window_start": start},
         )]
 
     # -- learning -----------------------------------------------------------------------
@@ -873,8 +898,11 @@ class WindowModel:
         return True
 
     def size_estimate(self) -> int:
-        open_size = sum(120 + 4 * (len(b.actions) + len(b.resources)) for b in self.open.values())
-        return 1400 + 24 * len(self.main.run) + open_size
+        # the sum over open buckets of 120 + 4 * (distinct actions + resources), in
+        # integers, so gathered in any order
+        buckets = self.open.values()
+        distinct = sum(map(len, map(_ACTIONS, buckets))) + sum(map(len, map(_RESOURCES, buckets)))
+        return 1400 + 24 * len(self.main.run) + 120 * len(buckets) + 4 * distinct
 
     def to_state(self) -> dict:
         return {
