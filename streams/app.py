@@ -320,6 +320,17 @@ def make_current(event: Any) -> None:
     faust_streams._current_event.set(weakref.ref(event))
 
 
+def raised_by_store(err: BaseException) -> bool:
+    """Whether ``err`` came out of one of Faust's table stores (RocksDB or memory): the
+    innermost frame of its traceback is in ``faust/stores/``."""
+    tb = err.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return "/faust/stores/" in tb.tb_frame.f_code.co_filename.replace("\\", "/")
+
+
 def _declare_agents(app: faust.App, runtime: Runtime, topics: Mapping[str, Any],
                     table: Any) -> None:
     pipeline = runtime.pipeline
@@ -340,6 +351,27 @@ def _declare_agents(app: faust.App, runtime: Runtime, topics: Mapping[str, Any],
         except Exception as err:  # noqa: BLE001 - the store, not the record, failed
             runtime.fatal(store_failure(runtime.settings.store_dir, "written", err),
                           STORE_EXIT_CODE)
+
+    @app.task
+    async def stop_on_store_failure() -> None:
+        """Faust itself writes to the store too, from event-loop callbacks: each changelog
+        record acknowledged by the broker stores its offset (``set_persisted_offset``). A
+        failure there reaches no code of ours, only the loop's exception handler, which
+        would log a traceback per record and carry on: it stops the worker the same way."""
+        loop = asyncio.get_running_loop()
+        previous = loop.get_exception_handler()
+
+        def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+            err = context.get("exception")
+            if err is not None and raised_by_store(err):
+                runtime.fatal(store_failure(runtime.settings.store_dir, "written", err),
+                              STORE_EXIT_CODE)
+            if previous is not None:
+                previous(loop, context)
+            else:
+                loop.default_exception_handler(context)
+
+        loop.set_exception_handler(handler)
 
     consumed = set(runtime.settings.topic_sources()) | {runtime.settings.repartition_topic}
 
