@@ -62,6 +62,11 @@ def dead_letter_dict(reason: str, message: str, origin: str, raw: bytes | str | 
     if raw is None:
         return entry
     data = _encode(raw) if isinstance(raw, str) else bytes(raw)
+    if type(raw) is Sample:  # the start of an input too large to keep: its real size
+        entry["raw_size"] = raw.size
+        entry["raw_truncated"] = raw.size > len(data)
+        entry["raw"] = data[:MAX_RAW_BYTES].decode("utf-8", "replace")
+        return entry
     entry["raw_size"] = len(data)
     if len(data) > MAX_RAW_BYTES:
         entry["raw_sha256"] = hashlib.sha256(data).hexdigest()
@@ -69,6 +74,23 @@ def dead_letter_dict(reason: str, message: str, origin: str, raw: bytes | str | 
         data = data[:MAX_RAW_BYTES]
     entry["raw"] = data.decode("utf-8", "replace")
     return entry
+
+
+class Sample(bytes):
+    """The first bytes of an input, standing for all of it in a dead letter: ``raw_size``
+    says the input's real ``size`` (a 2 GB binary file is judged from its start and never
+    held whole). No ``raw_sha256``: the input is named by its origin, and hashing what was
+    never read would cost a pass over all of it."""
+
+    size: int
+
+    @classmethod
+    def of(cls, data: bytes, keep: int, size: int | None = None) -> Sample:
+        """The first ``keep`` bytes of ``data``, for an input of ``size`` bytes (by
+        default ``len(data)``)."""
+        sample = cls(data[:keep])
+        sample.size = len(data) if size is None else size
+        return sample
 
 
 def printable(text: str) -> str:

@@ -30,7 +30,9 @@ already found in it are kept.
 
 from __future__ import annotations
 
+import csv
 import gc
+import io
 import json
 import logging
 import re
@@ -51,6 +53,9 @@ from detector.sources.common import RecentMap, RecordError, SkipRecord, as_dict
 from detector.sources.deadletter import REASONS, DeadLetterSink
 from detector.sources.stages import StageMerger
 from detector.stats import RunStats
+
+from detector.sources import exports  # noqa: I001 - kept apart from the lines above
+from detector.sources.deadletter import Sample
 
 logger = logging.getLogger(__name__)
 
@@ -256,11 +261,12 @@ class Parser:
             else:
                 self.dead_input("binary", REASONS["binary"], origin, data[:256])
             return True
+        if self._export_text(data, lines, origin):
+            return True
         text = data.decode("utf-8", "surrogateescape")
         found = _VALUE_LINE.search(text, 0, 65536)
         if found is None:
-            self.dead_input("unknown_format", "input is text but not JSON", origin,
-                            data[:1024])
+            self.dead_input("unknown_format", exports.TEXT_HINT, origin, Sample.of(data, 1024))
             return True
         self.dead_input("invalid_json", f"{REASONS['invalid_json']}: text before the first "
                         f"JSON value ({found.start()} characters)", f"{origin}#prefix",
@@ -299,6 +305,102 @@ class Parser:
         if run:
             close_run()
         self._feed_lines(records, origin, collect=False)
+
+    def _export_text(self, data: bytes, lines: list[bytes], origin: str) -> bool:
+        """Read text that is an export of JSON records (``exports``): CloudWatch Logs
+        export lines, or a CSV whose header names a column holding the whole record; a
+        CSV of flattened CloudTrail fields is one ``unknown_format`` dead letter that says
+        how to export the records. False when ``data`` is none of these."""
+        if exports.looks_like_export_lines(lines):
+            self._feed_export_lines(list(enumerate(lines, 1)), origin, collect=False)
+            return True
+        first = next((line for line in lines[:64] if line.strip()), b"")
+        names = exports.csv_header(first)
+        if names is None:
+            return False
+        column = exports.json_column(names)
+        if column is None:
+            self.dead_input("unknown_format", f"{REASONS['unknown_format']}: "
+                            f"{exports.CSV_HINT}", origin, Sample.of(data, 1024))
+        else:
+            self._csv_records(data, names, column, origin)
+        return True
+
+    def _feed_export_lines(self, lines: list[tuple[int, bytes]], origin: str,
+                           collect: bool = True) -> list[Event]:
+        """CloudWatch Logs export lines (``<ISO timestamp> <message>``): each message is
+        read as the message of a CloudWatch Logs subscription event is; a line without
+        the timestamp is read as a JSON line."""
+        if collect:
+            self._out = []
+        exported = {"path": PATH_CWL}
+        for number, line in lines:
+            stripped = line.strip()
+            if not stripped:
+                continue
+            where = f"{origin}:{number}"
+            if collect:
+                self.stats.bytes_read += len(line)
+            start = exports.export_message(stripped)
+            message = stripped[start:]
+            if len(message) > self.max_record_bytes:
+                self._oversized(len(message), where, message[:1024])
+                continue
+            try:
+                value = orjson.loads(message)
+            except orjson.JSONDecodeError as err:
+                self._dead_json(err, where, message)  # the record, judged without its stamp
+                continue
+            if start:
+                self._dispatch(value, where, exported, _MAX_DEPTH - 1)
+            else:
+                self._dispatch(value, where, {}, 0)
+        if not collect:
+            return []
+        out, self._out = self._out, []
+        return out
+
+    def _csv_records(self, data: bytes, names: list[str], column: int, origin: str) -> None:
+        """The rows of a CSV whose ``column`` holds a whole record as JSON (a CloudWatch
+        Logs Insights ``@message``, an ``eventjson`` selected from a query): each cell is
+        read as a record, a row without it or whose cell is not JSON is a dead letter."""
+        if csv.field_size_limit() <= self.max_record_bytes:  # process-wide, only raised
+            csv.field_size_limit(self.max_record_bytes + 1)
+        log = names.index("@log") if "@log" in names else None
+        reader = csv.reader(io.StringIO(data.decode("utf-8", "surrogateescape"), newline=""))
+        header = True
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as err:
+                self.dead_input("invalid_record", f"{REASONS['invalid_record']}: CSV: {err}",
+                                f"{origin}:{reader.line_num}", None)
+                continue
+            if not any(cell.strip() for cell in row):
+                continue
+            if header:  # the header row, already read by ``exports.csv_header``
+                header = False
+                continue
+            where = f"{origin}:{reader.line_num}"
+            if len(row) <= column:
+                self.dead_input("invalid_record", f"{REASONS['invalid_record']}: the CSV row "
+                                f"has no {names[column]} column", where, ",".join(row))
+                continue
+            cell = row[column]
+            if len(cell) > self.max_record_bytes:
+                self._oversized(len(cell), where, cell[:1024])
+                continue
+            try:
+                value = orjson.loads(cell)
+            except orjson.JSONDecodeError as err:
+                self._dead_json(err, where, cell)
+                continue
+            cluster = exports.cluster_of(row[log]) if log is not None and log < len(row) \
+                else None
+            self._dispatch(value, where, {"cluster": cluster} if cluster else {},
+                           _MAX_DEPTH - 1)
 
     def _gunzip(self, data: bytes, origin: str) -> bytes | None:
         """Inflate every member, at most ``max_decompressed_bytes`` in all (``None`` when
@@ -797,9 +899,36 @@ class Parser:
         elif (vendor := _unsupported_vendor(low)) is not None:
             self._skip_named(UNKNOWN, "unsupported_format", origin,
                              f"{vendor} records are not a supported source")
+        elif (found := exports.logs_messages(record)) is not None:
+            self._logs_export(found, origin, hints)
         else:
             self._dead(UNKNOWN, "unknown_format", REASONS["unknown_format"], origin,
                        _raw(record))
+
+    def _logs_export(self, found: exports.LogsMessages, origin: str, hints: dict[str, Any]
+                     ) -> None:
+        """The messages of a CloudWatch Logs export object (``exports.logs_messages``),
+        each read as a CloudWatch Logs subscription event's message is; the object
+        itself is a wrapper, not a record, and is not counted."""
+        shape, messages = found
+        for suffix, message, log in messages:
+            where = f"{origin}{suffix}"
+            if not isinstance(message, str):
+                self._dead(UNKNOWN, "invalid_record", f"{REASONS['invalid_record']}: a "
+                           f"{shape} without a message string", where, _raw(message))
+                continue
+            try:
+                value = orjson.loads(message)
+            except orjson.JSONDecodeError as err:
+                reason = _broken_json_reason(message, err)
+                self._dead(UNKNOWN, reason, f"{REASONS[reason]} (the message of a {shape})",
+                           where, message)
+                continue
+            inner = dict(hints, path=PATH_CWL)
+            cluster = exports.cluster_of(log)
+            if cluster:
+                inner["cluster"] = cluster
+            self._dispatch(value, where, inner, _MAX_DEPTH - 1)
 
     def _skip_named(self, source: str, reason: str, origin: str, what: str) -> None:
         """A counted skip, with one log line the first time each kind is met (the summary
