@@ -4,8 +4,9 @@ A ``DeadLetterSink`` receives ``write(reason, message, origin, raw, source)`` on
 record. ``origin`` names the position (``path:line 12``, ``path#Records[3]``,
 ``topic[2]@1234``); ``raw`` is the record's bytes or text when there is any, capped at
 ``MAX_RAW_BYTES`` with the full size and sha256 kept so a huge record can still be
-identified (an input judged from its start, a ``Sample``, keeps its real size only). Reasons are a fixed vocabulary (``REASONS``) so they can label metrics. An
-origin or message holding bytes that are not UTF-8 (a Latin-1 file name) is written with
+identified (an input judged from its start, a ``Sample``, keeps its real size only).
+Reasons are a fixed vocabulary (``REASONS``) so they can label metrics. An origin or
+message holding bytes that are not UTF-8 (a Latin-1 file name) is written with
 each such byte in backslash form, ``\\xe9``.
 """
 
