@@ -43,7 +43,8 @@ prefix and, when it names the user and the verb, a ``partial`` event with
 (not in ``events``, so records still balance).
 
 Directory walks (``iter_files``) count what they do not read, under ``unknown``: a file
-whose name has no log extension and whose content does not start like JSON or gzip is a
+whose name has no log extension and whose content does not start like JSON, gzip or an
+export that ``exports`` reads (CloudWatch Logs export lines, a known CSV header) is a
 ``not_a_log_file`` skip, a hidden file (name starting with ``.``) a ``hidden_file`` skip, a
 symbolic link to a directory (not followed, so a walk cannot loop) a ``directory_link``
 skip. A directory that cannot be listed, a file that cannot be opened and anything that is
@@ -82,6 +83,7 @@ from detector.sources.deadletter import (
     NullDeadLetters,
 )
 from detector.sources.parser import Parser, canonical_source
+from detector.sources import exports  # noqa: I001 - after parser, which imports it too
 from detector.stats import RunStats
 
 __all__ = [
@@ -200,12 +202,13 @@ def _is_log_file(path: str, parser: Parser) -> bool:
         return True
     try:
         with open(path, "rb") as handle:
-            head = handle.read(64).lstrip()
+            raw = handle.read(4096)  # enough for an export's first lines (exports)
+            head = raw[:64].lstrip()
     except OSError as err:
         parser.dead_input("read_error", f"{REASONS['read_error']}: {err.strerror}", path,
                           None)
         return False
-    if head[:1] in (b"{", b"[") or head[:2] == b"\x1f\x8b":
+    if head[:1] in (b"{", b"[") or head[:2] == b"\x1f\x8b" or exports.starts_like_export(raw):
         return True
     parser.skip_input("not_a_log_file", path)
     return False

@@ -61,6 +61,15 @@ def looks_like_export_lines(lines: list[bytes]) -> bool:
     return False
 
 
+def starts_like_export(head: bytes) -> bool:
+    """The first bytes of a file are CloudWatch Logs export lines or a CSV header this
+    module knows: a directory walk reads such a file whatever its name (an export to S3
+    writes ``000000`` objects, a query result is ``results.csv``)."""
+    lines = head.split(b"\n")
+    first = next((line for line in lines if line.strip()), b"")
+    return looks_like_export_lines(lines) or csv_header(first) is not None
+
+
 def csv_header(line: bytes) -> list[str] | None:
     """The lower-cased column names when ``line`` is a CSV header naming a JSON-record
     column or CloudTrail fields, else ``None``."""
@@ -92,8 +101,9 @@ def logs_messages(record: dict[str, Any]) -> LogsMessages | None:
     events = record.get("events")
     if isinstance(events, list) and ("nextToken" in record or "searchedLogStreams" in record
                                      or "nextForwardToken" in record
-                                     or all(isinstance(item, dict) and "message" in item
-                                            for item in events)):
+                                     or events and all(isinstance(item, dict)
+                                                       and "message" in item
+                                                       for item in events)):
         return "CloudWatch Logs events", [
             (f"#events[{index}]", item.get("message") if isinstance(item, dict) else None,
              None) for index, item in enumerate(events)]

@@ -991,17 +991,20 @@ class Parser:
         shape, messages = found
         for suffix, message, log in messages:
             where = f"{origin}{suffix}"
-            if not isinstance(message, str):
+            if isinstance(message, dict):  # a tool that decoded the message already
+                value: Any = message
+            elif not isinstance(message, str):
                 self._dead(UNKNOWN, "invalid_record", f"{REASONS['invalid_record']}: a "
                            f"{shape} without a message string", where, _raw(message))
                 continue
-            try:
-                value = orjson.loads(message)
-            except orjson.JSONDecodeError as err:
-                reason = _broken_json_reason(message, err)
-                self._dead(UNKNOWN, reason, f"{REASONS[reason]} (the message of a {shape})",
-                           where, message)
-                continue
+            else:
+                try:
+                    value = orjson.loads(message)
+                except orjson.JSONDecodeError as err:
+                    reason = _broken_json_reason(message, err)
+                    self._dead(UNKNOWN, reason, f"{REASONS[reason]} (the message of a "
+                               f"{shape})", where, message)
+                    continue
             inner = dict(hints, path=PATH_CWL)
             cluster = exports.cluster_of(log)
             if cluster:

@@ -18,13 +18,20 @@ from detector.stats import RunStats
 from tests.detector.sources_helpers import read, record
 
 SPARSE = 300 * 1024 * 1024
-# Runs ``nhi-detector parse`` in a fresh interpreter and prints its peak RSS in bytes
-# (ru_maxrss is in KiB on Linux) on the last line of stderr.
+# Runs ``nhi-detector parse`` in a fresh interpreter and prints its peak RSS in bytes on
+# the last line of stderr. VmHWM is the peak of this process's own memory; getrusage's
+# ru_maxrss is not: Linux carries the RSS of the process that ran exec (here pytest, a
+# few hundred MB into a full run) into it.
 _MEASURE = """
 import resource, sys
 from detector.cli import main
 code = main(sys.argv[1:])
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, file=sys.stderr)
+try:
+    with open("/proc/self/status") as status:
+        peak = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+except OSError:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(peak * 1024, file=sys.stderr)
 sys.exit(code)
 """
 

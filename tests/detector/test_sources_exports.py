@@ -70,19 +70,36 @@ class TestCloudWatchLogsExports:
             ("truncated", "x:3", '{"kind": "Ev')]
         assert summary(events) == direct()
 
+    def test_a_directory_walk_reads_exports_whatever_their_names(self, tmp_path: Path
+                                                               ) -> None:
+        (tmp_path / "000000").write_bytes(export_lines())
+        (tmp_path / "results.csv").write_bytes(b"eventversion,eventname,eventtime\n1,a,b\n")
+        (tmp_path / "notes.txt").write_bytes(b"nothing to read\n")
+        events, stats, dead = read([tmp_path])
+        assert summary(events) == direct()
+        assert [(d["reason"], d["origin"]) for d in dead.items] == [
+            ("unknown_format", f"{tmp_path}/results.csv")]
+        assert stats.skipped == {("unknown", "not_a_log_file"): 1}
+
     def test_filter_log_events_output_reads_each_message(self) -> None:
         body = {"events": [{"logStreamName": "kube-apiserver-audit-1", "timestamp": 1,
                             "message": m, "ingestionTime": 2, "eventId": str(i)}
                            for i, m in enumerate(messages())],
                 "searchedLogStreams": []}
         body["events"].append({"logStreamName": "s", "timestamp": 3, "message": "plain text"})
+        body["events"].append({"timestamp": 4, "message": audit(3)})  # decoded by a tool
         stats, dead = RunStats(), ListDeadLetters()
         events = parse_payload(orjson.dumps(body), origin="f", stats=stats, dead_letters=dead)
-        assert summary(events) == direct()
+        assert summary(events) == direct(4)
         assert [(d["reason"], d["origin"]) for d in dead.items] == [
             ("invalid_json", "f#events[3]")]
         assert "CloudWatch Logs events" in dead.items[0]["message"]
         assert stats.balanced()
+
+    def test_an_object_with_an_empty_events_list_stays_unknown(self) -> None:
+        stats, dead = RunStats(), ListDeadLetters()
+        parse_payload(b'{"events": []}', origin="e", stats=stats, dead_letters=dead)
+        assert dead.reasons() == ["unknown_format"]
 
     def test_logs_insights_rows_and_query_results_name_the_cluster_from_the_log(self) -> None:
         rows = [{"@timestamp": "2026-12-02 00:00:00.100", "@message": m,
