@@ -234,7 +234,7 @@ class Parser:
         first = next((line for line in lines if line.strip()), b"")
         if first and _parses_as_object(first):
             return "lines"
-        if pieces.whole or not start.strip():  # small, or blank so far: as ``feed`` frames it
+        if not start.strip():  # blank so far: as ``feed`` frames it (empty_file, most often)
             return "whole"
         sample = start[:8192]
         if mostly_binary(sample) or b"\x00" in sample:
@@ -247,6 +247,8 @@ class Parser:
             return "whole"
         if self._looks_like_json_lines(lines, False):
             return "lines"
+        if pieces.whole:  # small text: framed as ``feed`` frames a file of these bytes
+            return "whole"
         if exports.looks_like_export_lines(lines):
             return "export"
         names = exports.csv_header(first)
