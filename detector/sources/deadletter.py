@@ -4,8 +4,9 @@ A ``DeadLetterSink`` receives ``write(reason, message, origin, raw, source)`` on
 record. ``origin`` names the position (``path:line 12``, ``path#Records[3]``,
 ``topic[2]@1234``); ``raw`` is the record's bytes or text when there is any, capped at
 ``MAX_RAW_BYTES`` with the full size and sha256 kept so a huge record can still be
-identified. Reasons are a fixed vocabulary (``REASONS``) so they can label metrics. An
-origin or message holding bytes that are not UTF-8 (a Latin-1 file name) is written with
+identified (an input judged from its start, a ``Sample``, keeps its real size only).
+Reasons are a fixed vocabulary (``REASONS``) so they can label metrics. An origin or
+message holding bytes that are not UTF-8 (a Latin-1 file name) is written with
 each such byte in backslash form, ``\\xe9``.
 """
 
@@ -67,6 +68,11 @@ def dead_letter_dict(reason: str, message: str, origin: str, raw: bytes | str | 
     if raw is None:
         return entry
     data = _encode(raw) if isinstance(raw, str) else bytes(raw)
+    if type(raw) is Sample:  # the start of an input too large to keep: its real size
+        entry["raw_size"] = raw.size
+        entry["raw_truncated"] = raw.size > len(data)
+        entry["raw"] = data[:MAX_RAW_BYTES].decode("utf-8", "replace")
+        return entry
     entry["raw_size"] = len(data)
     if len(data) > MAX_RAW_BYTES:
         entry["raw_sha256"] = hashlib.sha256(data).hexdigest()
@@ -74,6 +80,23 @@ def dead_letter_dict(reason: str, message: str, origin: str, raw: bytes | str | 
         data = data[:MAX_RAW_BYTES]
     entry["raw"] = data.decode("utf-8", "replace")
     return entry
+
+
+class Sample(bytes):
+    """The first bytes of an input, standing for all of it in a dead letter: ``raw_size``
+    says the input's real ``size`` (a 2 GB binary file is judged from its start and never
+    held whole). No ``raw_sha256``: the input is named by its origin, and hashing what was
+    never read would cost a pass over all of it."""
+
+    size: int
+
+    @classmethod
+    def of(cls, data: bytes, keep: int, size: int | None = None) -> Sample:
+        """The first ``keep`` bytes of ``data``, for an input of ``size`` bytes (by
+        default ``len(data)``)."""
+        sample = cls(data[:keep])
+        sample.size = len(data) if size is None else size
+        return sample
 
 
 def printable(text: str) -> str:

@@ -45,7 +45,7 @@ from detector.sources.common import (
     read_only_from_operation,
     user_agent,
 )
-from detector.techniques import ATTRIBUTE, refusal
+from detector.techniques import ATTRIBUTE, Finding, attempted, refusal
 from detector.techniques import gcp as techniques
 
 logger = logging.getLogger(__name__)
@@ -61,6 +61,11 @@ _CACHE_LIMIT = 20_000
 # and methods but sees them on every entry. Keys are the raw values, results immutable.
 _PRINCIPALS: dict[str, tuple[str, str, str]] = {}  # e-mail -> (kind, reason, principal type)
 _DENIED = "7"  # google.rpc.Code PERMISSION_DENIED: a refused request (see techniques.refusal)
+# Refusals after which some technique findings still count, as attempts (``_refused``):
+# status code -> the name given in the finding's sentence. RESOURCE_EXHAUSTED is a quota.
+_REFUSED = {_DENIED: "PERMISSION_DENIED", "8": "RESOURCE_EXHAUSTED"}
+_ATTEMPT_RULES = frozenset({"gcp.unusual_instances"})
+_ANONYMOUS = "system:anonymous"
 # (service, method) -> method, action, read-only, technique rule (None for most methods)
 _OPERATIONS: dict[tuple[str, str], tuple[str, str, bool | None, techniques.Rule | None]] = {}
 
@@ -97,6 +102,8 @@ def principal_of(payload: dict[str, Any]) -> tuple[str, str]:
     subject = get(auth, "principalSubject")
     if isinstance(subject, str) and subject:
         return subject, "principal_subject"
+    if get(auth, "authoritySelector") == _ANONYMOUS:  # some GKE entries say it only there
+        return _ANONYMOUS, "authority_selector"
     return "gcp-system", "system"
 
 
@@ -189,8 +196,9 @@ def normalise(record: dict[str, Any], resolver: Resolver, hints: dict[str, Any])
         actor = None
     if operation[3] is not None and outcome == "success":
         _techniques(operation[3], payload, email, attributes)
-    elif error == _DENIED:
-        attributes[ATTRIBUTE] = refusal("gcp", operation[1], "PERMISSION_DENIED")
+    elif error in _REFUSED and (found := _refused(operation[3], operation[1], payload, email,
+                                                  error)):
+        attributes[ATTRIBUTE] = found
     key_name = auth.get("serviceAccountKeyName")
     if key_name is None:
         key_name = auth.get("serviceaccountkeyname")
@@ -255,6 +263,27 @@ def _techniques(rule: techniques.Rule, payload: dict[str, Any], principal: str,
         attributes[ATTRIBUTE] = found
 
 
+def _refused(rule: techniques.Rule | None, action: str, payload: dict[str, Any],
+             principal: str, error: str) -> list[Any]:
+    """What a refused entry adds (``_REFUSED``): the findings of ``_ATTEMPT_RULES`` as
+    attempts (``techniques.attempted``: one severity lower, the refusal named), then for
+    a PERMISSION_DENIED the refusal's own findings (``techniques.refusal``). A GPU launch
+    refused by a quota or a missing permission still shows what was asked for, as AWS's
+    refused ``RunInstances`` does; other rules judge what a success changed, and a refused
+    request changed nothing."""
+    out: list[Any] = []
+    if rule is not None:
+        try:
+            found = rule(payload, principal)
+        except Exception:  # noqa: BLE001 - a rule read a refused entry's odd body: no finding
+            found = []
+        out = attempted([f for f in found if type(f) is Finding and f.rule in _ATTEMPT_RULES],
+                        _REFUSED[error])
+    if error == _DENIED:
+        out += refusal("gcp", action, "PERMISSION_DENIED")
+    return out
+
+
 def normalise_general(record: dict[str, Any], resolver: Resolver, hints: dict[str, Any]
                       ) -> Event:
     """Every LogEntry shape, field by field (``normalise`` takes the common one faster)."""
@@ -281,9 +310,9 @@ def normalise_general(record: dict[str, Any], resolver: Resolver, hints: dict[st
     rule = techniques.rule_for(method)
     if rule is not None and outcome == "success":
         _techniques(rule, payload, principal, attributes)
-    elif error == _DENIED:
-        attributes[ATTRIBUTE] = refusal("gcp", f"{service.partition('.')[0]}:{method}",
-                                        "PERMISSION_DENIED")
+    elif error in _REFUSED and (found := _refused(rule, f"{service.partition('.')[0]}:"
+                                                  f"{method}", payload, principal, error)):
+        attributes[ATTRIBUTE] = found
     credential_id, credential_type = _credential(payload)
     region = labels.get("location") or labels.get("zone") or labels.get("region")
     event = Event(  # positional: see common.EVENT_POSITIONAL_ORDER

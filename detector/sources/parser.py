@@ -30,7 +30,9 @@ already found in it are kept.
 
 from __future__ import annotations
 
+import csv
 import gc
+import io
 import json
 import logging
 import re
@@ -60,6 +62,10 @@ from detector.sources.common import (
 from detector.sources.deadletter import REASONS, DeadLetterSink
 from detector.sources.stages import StageMerger
 from detector.stats import RunStats
+
+from detector.sources import exports  # noqa: I001 - kept apart from the lines above
+from detector.sources.deadletter import Sample
+from detector.sources.pieces import Pieces
 
 logger = logging.getLogger(__name__)
 
@@ -200,38 +206,108 @@ class Parser:
         out, self._out = self._out, []
         return out
 
-    def feed_stream(self, handle: BinaryIO, origin: str, chunk_lines: int = 5000
-                    ) -> Any:
-        """Yield event lists from a binary stream; JSON lines are parsed as they arrive."""
-        head = handle.peek(2)[:2] if hasattr(handle, "peek") else b""
-        if head == _GZIP_MAGIC or not self._streams_as_lines(handle):
-            yield self.feed(handle.read(), origin)
+    def feed_stream(self, handle: BinaryIO, origin: str, chunk_lines: int = 5000,
+                    size: int | None = None) -> Any:
+        """Yield event lists from a binary stream (a large file, stdin) in bounded memory:
+        JSON lines are parsed as they arrive, and the rest is judged from its start before
+        any of it is read whole (``_stream_verdict``). ``size``: the stream's size when
+        known (a file's), else it is counted when a dead letter needs it."""
+        pieces = Pieces(handle)
+        mode = self._stream_verdict(pieces, origin, size)
+        if mode in ("whole", "gzip"):
+            data = pieces.rest(self.max_decompressed_bytes, size)
+            if data is not None:
+                yield self.feed(data, origin)
+            else:
+                self._too_large(pieces, origin, size, mode)
             return
+        if mode is None:
+            self.stats.bytes_read += pieces.read_bytes
+            return
+        feed = self._feed_mixed_lines if mode == "mixed" else \
+            self._feed_export_lines if mode == "export" else self._feed_lines
         lines: list[tuple[int, bytes]] = []
-        for number, line in enumerate(handle, 1):
+        for number, line, length in pieces.lines(self.max_record_bytes):
+            if length > len(line):  # over the record limit: only its start was kept, and
+                yield feed(lines, origin)  # the lines before it go first
+                lines = []
+                self.stats.bytes_read += length
+                self._oversized(length, f"{origin}:{number}", line)
+                continue
             if number == 1 and line[:3] == b"\xef\xbb\xbf":
                 line = line[3:]  # a byte-order mark, dropped as ``_frame`` drops a file's
             lines.append((number, line))
             if len(lines) >= chunk_lines:
-                yield self._feed_lines(lines, origin)
+                yield feed(lines, origin)
                 lines = []
-        yield self._feed_lines(lines, origin)
+        yield feed(lines, origin)
+        self.stats.bytes_read += pieces.newlines
 
-    def _streams_as_lines(self, handle: Any) -> bool:
-        """JSON lines, told from the buffered start of a stream: the first line is a record,
-        or it is not JSON at all (a header, a corrupt line) and one of the next lines is.
-        A stream starting with ``{`` or ``[`` that is not a record is read whole: it may be
-        one document."""
-        if not hasattr(handle, "peek"):
-            return False
-        head = handle.peek(65536)
-        lines = head.split(b"\n")[:-1]  # whole lines only
-        if not lines:
-            return False
-        if _parses_as_object(lines[0]):
-            return True
-        return lines[0].lstrip()[:1] not in (b"{", b"[") and not mostly_binary(head[:8192]) \
-            and self._looks_like_json_lines(lines[1:], False)
+    def _stream_verdict(self, pieces: Pieces, origin: str, size: int | None) -> str | None:
+        """How to read a stream, decided from its first bytes (``Pieces.head``):
+
+        - ``"lines"`` (JSON lines), ``"export"`` (CloudWatch Logs export lines) or
+          ``"mixed"`` (binary with JSON-object lines): streamed line by line;
+        - ``"gzip"``, or ``"whole"`` for a document or text that only whole framing reads
+          (``{"Records": [...]}``, pretty-printed JSON, a CSV with a JSON column): read
+          whole as ``feed`` reads any payload, up to ``max_decompressed_bytes``;
+        - ``None``: one dead letter from its start alone, whose ``raw_size`` is the
+          stream's real size (binary with no JSON line near its start, flattened
+          CloudTrail CSV, text of no known shape).
+
+        Before, a stream that was not JSON lines was read whole to be judged: a 2 GB sparse
+        file cost 4.2 GB of memory to become one ``binary`` dead letter."""
+        head = pieces.head
+        if head[:2] == _GZIP_MAGIC:
+            return "gzip"
+        start = head[3:] if head[:3] == b"\xef\xbb\xbf" else head
+        lines = start.split(b"\n")
+        if not pieces.whole:
+            lines.pop()  # whole lines only
+        first = next((line for line in lines if line.strip()), b"")
+        if first and _parses_as_object(first):
+            return "lines"
+        if not start.strip():  # blank so far: as ``feed`` frames it (empty_file, most often)
+            return "whole"
+        sample = start[:8192]
+        if mostly_binary(sample) or b"\x00" in sample:
+            if any(_parses_as_object(line) for line in lines if line.lstrip()[:1] == b"{"):
+                return "mixed"
+            self.dead_input("binary", REASONS["binary"], origin,
+                            Sample.of(start, 256, pieces.size(size)))
+            return None
+        if first.lstrip()[:1] in (b"{", b"["):
+            return "whole"
+        if self._looks_like_json_lines(lines, False):
+            return "lines"
+        if pieces.whole:  # small text: framed as ``feed`` frames a file of these bytes
+            return "whole"
+        if exports.looks_like_export_lines(lines):
+            return "export"
+        names = exports.csv_header(first)
+        if names is not None and exports.json_column(names) is None:
+            self.dead_input("unknown_format", f"{REASONS['unknown_format']}: "
+                            f"{exports.CSV_HINT}", origin, Sample.of(start, 1024,
+                                                                     pieces.size(size)))
+            return None
+        if names is None and \
+                _VALUE_LINE.search(start.decode("utf-8", "replace"), 0, 65536) is None:
+            self.dead_input("unknown_format", exports.TEXT_HINT, origin,
+                            Sample.of(start, 1024, pieces.size(size)))
+            return None
+        return "whole"
+
+    def _too_large(self, pieces: Pieces, origin: str, size: int | None, mode: str) -> None:
+        """One dead letter for a stream that only whole framing reads and that is over
+        ``max_decompressed_bytes`` (the rest of it read and dropped, to count it)."""
+        size = pieces.size(size)
+        reason, what = ("decompression_limit", "gzip file") if mode == "gzip" else \
+            ("oversized_record", "JSON document or text")
+        self.stats.bytes_read += pieces.read_bytes
+        self.dead_input(reason, f"{REASONS[reason]}: a {what} of {size:,} bytes is over the "
+                        f"{self.max_decompressed_bytes:,}-byte limit for one payload (JSON "
+                        "lines are read at any size)", origin,
+                        Sample.of(pieces.head, 256, size))
 
     # ------------------------------------------------------------------ framing
 
@@ -285,15 +361,16 @@ class Parser:
             return True
         if binary or b"\x00" in sample:
             if any(_parses_as_object(line) for line in lines if line.lstrip()[:1] == b"{"):
-                self._feed_mixed(lines, origin)
+                self._feed_mixed(list(enumerate(lines, 1)), origin)
             else:
-                self.dead_input("binary", REASONS["binary"], origin, data[:256])
+                self.dead_input("binary", REASONS["binary"], origin, Sample.of(data, 256))
+            return True
+        if self._export_text(data, lines, origin):
             return True
         text = data.decode("utf-8", "surrogateescape")
         found = _VALUE_LINE.search(text, 0, 65536)
         if found is None:
-            self.dead_input("unknown_format", "input is text but not JSON", origin,
-                            data[:1024])
+            self.dead_input("unknown_format", exports.TEXT_HINT, origin, Sample.of(data, 1024))
             return True
         self.dead_input("invalid_json", f"{REASONS['invalid_json']}: text before the first "
                         f"JSON value ({found.start()} characters)", f"{origin}#prefix",
@@ -301,23 +378,23 @@ class Parser:
         self._scan(text, found.start(), origin)
         return True
 
-    def _feed_mixed(self, lines: list[bytes], origin: str) -> None:
+    def _feed_mixed(self, lines: list[tuple[int, bytes]], origin: str) -> None:
         """Binary input holding JSON-object lines: a Kafka message that batches records
         with the lines of a binary file, say. Losing the records with the binary would
         drop good input, and one dead letter per binary line would bury them: each line
         that starts like JSON is framed as usual, each run of other lines is one ``binary``
         dead letter naming its line range."""
         records: list[tuple[int, bytes]] = []
-        run: list[int] = []  # first and last line number of the current binary run
+        run: list[Any] = []  # first and last line number of the current binary run, and
+        # the first line's start
 
         def close_run() -> None:
-            first, last = run
+            first, last, raw = run
             message = f"{REASONS['binary']} ({last - first + 1} lines)"
-            self.dead_input("binary", message, f"{origin}:{first}-{last}",
-                            lines[first - 1][:256])
+            self.dead_input("binary", message, f"{origin}:{first}-{last}", raw)
             run.clear()
 
-        for number, line in enumerate(lines, 1):
+        for number, line in lines:
             head = line.lstrip()[:1]
             if not head:
                 continue
@@ -328,10 +405,115 @@ class Parser:
             elif run:
                 run[1] = number
             else:
-                run.extend((number, number))
+                run.extend((number, number, line[:256]))
         if run:
             close_run()
         self._feed_lines(records, origin, collect=False)
+
+    def _feed_mixed_lines(self, lines: list[tuple[int, bytes]], origin: str) -> list[Event]:
+        """``_feed_mixed`` for the lines of a stream, a batch at a time (a binary run that
+        spans two batches is two dead letters)."""
+        self._out = []
+        self.stats.bytes_read += sum(len(line) for _, line in lines)
+        self._feed_mixed(lines, origin)
+        out, self._out = self._out, []
+        return out
+
+    def _export_text(self, data: bytes, lines: list[bytes], origin: str) -> bool:
+        """Read text that is an export of JSON records (``exports``): CloudWatch Logs
+        export lines, or a CSV whose header names a column holding the whole record; a
+        CSV of flattened CloudTrail fields is one ``unknown_format`` dead letter that says
+        how to export the records. False when ``data`` is none of these."""
+        if exports.looks_like_export_lines(lines):
+            self._feed_export_lines(list(enumerate(lines, 1)), origin, collect=False)
+            return True
+        first = next((line for line in lines[:64] if line.strip()), b"")
+        names = exports.csv_header(first)
+        if names is None:
+            return False
+        column = exports.json_column(names)
+        if column is None:
+            self.dead_input("unknown_format", f"{REASONS['unknown_format']}: "
+                            f"{exports.CSV_HINT}", origin, Sample.of(data, 1024))
+        else:
+            self._csv_records(data, names, column, origin)
+        return True
+
+    def _feed_export_lines(self, lines: list[tuple[int, bytes]], origin: str,
+                           collect: bool = True) -> list[Event]:
+        """CloudWatch Logs export lines (``<ISO timestamp> <message>``): each message is
+        read as the message of a CloudWatch Logs subscription event is; a line without
+        the timestamp is read as a JSON line."""
+        if collect:
+            self._out = []
+        exported = {"path": PATH_CWL}
+        for number, line in lines:
+            stripped = line.strip()
+            if not stripped:
+                continue
+            where = f"{origin}:{number}"
+            if collect:
+                self.stats.bytes_read += len(line)
+            start = exports.export_message(stripped)
+            message = stripped[start:]
+            if len(message) > self.max_record_bytes:
+                self._oversized(len(message), where, message[:1024])
+                continue
+            try:
+                value = orjson.loads(message)
+            except orjson.JSONDecodeError as err:
+                self._dead_json(err, where, message)  # the record, judged without its stamp
+                continue
+            if start:
+                self._dispatch(value, where, exported, _MAX_DEPTH - 1)
+            else:
+                self._dispatch(value, where, {}, 0)
+        if not collect:
+            return []
+        out, self._out = self._out, []
+        return out
+
+    def _csv_records(self, data: bytes, names: list[str], column: int, origin: str) -> None:
+        """The rows of a CSV whose ``column`` holds a whole record as JSON (a CloudWatch
+        Logs Insights ``@message``, an ``eventjson`` selected from a query): each cell is
+        read as a record, a row without it or whose cell is not JSON is a dead letter."""
+        if csv.field_size_limit() <= self.max_record_bytes:  # process-wide, only raised
+            csv.field_size_limit(self.max_record_bytes + 1)
+        log = names.index("@log") if "@log" in names else None
+        reader = csv.reader(io.StringIO(data.decode("utf-8", "surrogateescape"), newline=""))
+        header = True
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as err:
+                self.dead_input("invalid_record", f"{REASONS['invalid_record']}: CSV: {err}",
+                                f"{origin}:{reader.line_num}", None)
+                continue
+            if not any(cell.strip() for cell in row):
+                continue
+            if header:  # the header row, already read by ``exports.csv_header``
+                header = False
+                continue
+            where = f"{origin}:{reader.line_num}"
+            if len(row) <= column:
+                self.dead_input("invalid_record", f"{REASONS['invalid_record']}: the CSV row "
+                                f"has no {names[column]} column", where, ",".join(row))
+                continue
+            cell = row[column]
+            if len(cell) > self.max_record_bytes:
+                self._oversized(len(cell), where, cell[:1024])
+                continue
+            try:
+                value = orjson.loads(cell)
+            except orjson.JSONDecodeError as err:
+                self._dead_json(err, where, cell)
+                continue
+            cluster = exports.cluster_of(row[log]) if log is not None and log < len(row) \
+                else None
+            self._dispatch(value, where, {"cluster": cluster} if cluster else {},
+                           _MAX_DEPTH - 1)
 
     def _gunzip(self, data: bytes, origin: str) -> bytes | None:
         """Inflate every member, at most ``max_decompressed_bytes`` in all (``None`` when
@@ -350,7 +532,7 @@ class Parser:
             if member is None:
                 message = (f"{REASONS['decompression_limit']} (more than "
                            f"{self.max_decompressed_bytes} bytes from {len(data)} compressed)")
-                self.dead_input("decompression_limit", message, origin, data[:256])
+                self.dead_input("decompression_limit", message, origin, Sample.of(data, 256))
                 return None
             if not decomp.eof:
                 kept = self._cut_member(parts, member, origin)
@@ -378,7 +560,7 @@ class Parser:
             reason, message = problem
             if members:
                 message += f"; the {members} member(s) before it, {size} bytes, are parsed"
-            self.dead_input(reason, message, origin, data[:256])
+            self.dead_input(reason, message, origin, Sample.of(data, 256))
             if not size:
                 return None
         out = parts[0] if len(parts) == 1 else b"".join(parts)
@@ -843,9 +1025,39 @@ class Parser:
         elif (vendor := _unsupported_vendor(low)) is not None:
             self._skip_named(UNKNOWN, "unsupported_format", origin,
                              f"{vendor} records are not a supported source")
+        elif (found := exports.logs_messages(record)) is not None:
+            self._logs_export(found, origin, hints)
         else:
             self._dead(UNKNOWN, "unknown_format", REASONS["unknown_format"], origin,
                        _raw(record))
+
+    def _logs_export(self, found: exports.LogsMessages, origin: str, hints: dict[str, Any]
+                     ) -> None:
+        """The messages of a CloudWatch Logs export object (``exports.logs_messages``),
+        each read as a CloudWatch Logs subscription event's message is; the object
+        itself is a wrapper, not a record, and is not counted."""
+        shape, messages = found
+        for suffix, message, log in messages:
+            where = f"{origin}{suffix}"
+            if isinstance(message, dict):  # a tool that decoded the message already
+                value: Any = message
+            elif not isinstance(message, str):
+                self._dead(UNKNOWN, "invalid_record", f"{REASONS['invalid_record']}: a "
+                           f"{shape} without a message string", where, _raw(message))
+                continue
+            else:
+                try:
+                    value = orjson.loads(message)
+                except orjson.JSONDecodeError as err:
+                    reason = _broken_json_reason(message, err)
+                    self._dead(UNKNOWN, reason, f"{REASONS[reason]} (the message of a "
+                               f"{shape})", where, message)
+                    continue
+            inner = dict(hints, path=PATH_CWL)
+            cluster = exports.cluster_of(log)
+            if cluster:
+                inner["cluster"] = cluster
+            self._dispatch(value, where, inner, _MAX_DEPTH - 1)
 
     def _skip_named(self, source: str, reason: str, origin: str, what: str) -> None:
         """A counted skip, with one log line the first time each kind is met (the summary

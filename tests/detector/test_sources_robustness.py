@@ -158,7 +158,8 @@ class TestDeepNesting:
 
     def test_a_file_whose_reading_fails_midway_is_one_dead_letter(
             self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-        def feed_stream(self: Parser, handle: object, origin: str) -> Iterator[list]:
+        def feed_stream(self: Parser, handle: object, origin: str, **_: object
+                        ) -> Iterator[list]:
             yield []
             raise OSError(5, "Input/output error")
         monkeypatch.setattr(Parser, "feed_stream", feed_stream)
