@@ -273,3 +273,26 @@ def test_run__one_key_for_the_whole_run_unless_spread(tmp_path, monkeypatch, fla
     assert code == 0
     assert producer.sent == [orjson.dumps(RECORDS[0]), bytes(range(256)) * 4, b""]
     assert producer.keys == [key] * 3
+
+
+def test_read_records__a_large_binary_file_is_refused_from_its_start(tmp_path) -> None:
+    """A 300 MB sparse file (zeros) is told binary from its first 8 KiB and refused by its
+    size: it is never read whole (a 2 GB one took 4 GB of memory before)."""
+    import tracemalloc
+
+    from streams.produce import read_records
+
+    sparse = tmp_path / "zeros.bin"
+    with open(sparse, "wb") as handle:
+        handle.truncate(300 * 1024 * 1024)
+    errors: list[str] = []
+    tracemalloc.start()
+    try:
+        records = list(read_records([str(sparse)], errors, max_bytes=900_000))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert records == []
+    assert errors == [f"{sparse}: binary file of 314,572,800 bytes cannot be split into "
+                      f"records and is over --max-message-bytes 900000 (reason=binary)"]
+    assert peak < 16 * 1024 * 1024
