@@ -16,17 +16,15 @@ be read or written at run time (``streams.datadir.store_failure``; ended the sam
 from __future__ import annotations
 
 import argparse
-import contextlib
-import gc
 import logging
 import os
 import socket
 import sys
-from collections.abc import Iterator
 from typing import Any, NoReturn
 
 from detector import __version__
 from detector.errors import ConfigError, StateError
+from detector.replay import relaxed_gc
 from detector.stats import RunStats
 from streams import settings as worker_settings
 from streams.settings import WorkerSettings
@@ -38,9 +36,6 @@ EXIT_UNAVAILABLE = 3
 # How long a stop signal waits for each broker to accept a connection before the worker
 # takes it as gone (``unreachable``): a live broker on a sound network answers in ms.
 BROKER_PROBE_TIMEOUT_S = 1.0
-# The cyclic garbage collector's thresholds while the worker runs (Python's default: 700,
-# 10, 10); see ``relaxed_gc``.
-GC_THRESHOLDS = (500_000, 20, 100)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -208,6 +203,10 @@ def _run_faust(app: Any, runtime: Any, noise: Any = None) -> int:
 
             runtime.on_ready = on_ready
         try:
+            # the replay's collector policy (detector.replay.relaxed_gc): every event
+            # allocates many containers (here also Faust's per-message events and
+            # futures), nearly all freed by reference counting; measured in
+            # docs/worker.md (Throughput)
             with relaxed_gc():
                 worker.execute_from_commandline()
         except SystemExit as exc:
@@ -216,30 +215,6 @@ def _run_faust(app: Any, runtime: Any, noise: Any = None) -> int:
     log.info("stopped (exit %s; %s%s)", code or 0, committed_text(app, runtime),
              _buffer_text(noise))
     return int(code or 0)
-
-
-@contextlib.contextmanager
-def relaxed_gc() -> Iterator[None]:
-    """Run the Faust worker with the cyclic garbage collector rarely, then restore it.
-
-    Every event allocates many container objects (parsed records, events, repartition
-    rows, the detector's bookkeeping, Faust's per-message events and futures), so with the
-    default thresholds a young collection ran every 700 of them, and each one rescanned
-    whatever had survived so far. Nearly all of it is freed by reference counting; what
-    forms reference cycles waits for the next collection, every 500,000 new objects, so
-    it stays bounded. ``gc.freeze`` first moves what exists at this point (imported
-    modules, the configuration, warm-start state) out of the collector's sight, so a full
-    collection does not rescan it either. The same choice as ``nhi-detector replay``'s
-    event loop; measured in ``docs/worker.md`` (Throughput).
-    """
-    thresholds = gc.get_threshold()
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
-    try:
-        yield
-    finally:
-        gc.set_threshold(*thresholds)
-        gc.unfreeze()
 
 
 def unreachable(servers: str, timeout: float = BROKER_PROBE_TIMEOUT_S) -> str | None:
