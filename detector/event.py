@@ -51,8 +51,8 @@ owner               owner from the ownership map, when configured
 Every string field has a length bound (``detector.sources.common``: identities, sessions
 and actors 2,048 characters, operations and event ids 256, services, tenants and
 credential ids 128; resource and user agent 512, region 64, error code 128), so an event's
-size, and every model key's, is bounded. A record whose identifying field is longer is an ``oversized_field`` dead letter;
-free text is cut and the cut named in ``attributes["cut"]``.
+size, and every model key's, is bounded. A record whose identifying field is longer is an
+``oversized_field`` dead letter; free text is cut and the cut named in ``attributes["cut"]``.
 """
 
 from __future__ import annotations
