@@ -293,7 +293,7 @@ class MultivariateModel:
         _scale_step(self.scale, values)
         self.learned += 1
 
-    def scoring_ahead(self, windows: list[dict[str, float]]) -> MultivariateModel | None:
+    def scoring_ahead(self, windows: list[list[float]]) -> MultivariateModel | None:
         """What ``score`` needs of this model once ``windows`` are learned, without
         learning them: the same reference masses (no window fills up on the way), the
         scaler stepped through the windows and the learned count; None when one of them
@@ -302,13 +302,14 @@ class MultivariateModel:
         Scores, ``scaled`` and ``learned`` read from it equal those of a copy taught the
         windows (the same scaler steps in the same order); its own ``lmass`` and
         ``pending`` lack the windows' masses, so it is for reading only, never learning.
+        ``windows`` are given as ``raw_values`` gives them (``learn_values``).
         """
         if self.counter + len(windows) >= WINDOW_SIZE:
             return None
         other = self.copy()
         scale = other.scale
-        for x in windows:
-            _scale_step(scale, _clean(x))
+        for values in windows:
+            _scale_step(scale, values)
         other.learned += len(windows)
         other.counter += len(windows)
         return other

@@ -220,7 +220,7 @@ class Reference:
         self.peaks = array.array("d", bytes(8 * 4))  # calls, actions, resources, fails
         self.run: list[int] = []
         self.hst = MultivariateModel(seed)
-        self.hst_pending: list[dict[str, float]] | None = None  # see ``windows_model``
+        self.hst_pending: list[list[float]] | None = None  # see ``windows_model``
 
     def copy(self) -> Reference:
         other = Reference.__new__(Reference)
@@ -255,8 +255,8 @@ class Reference:
         """
         if self.hst_pending:
             hst = self.hst.copy()
-            for x in self.hst_pending:
-                hst.learn(x)
+            for values in self.hst_pending:
+                hst.learn_values(values)
             self.hst = hst
             self.hst_pending = []
         return self.hst
@@ -401,7 +401,7 @@ class WindowModel:
             if ref.hst_pending is None:
                 ref.hst.learn_values(self._window_values(bucket, index))
             else:
-                ref.hst_pending.append(self._features(bucket, index))
+                ref.hst_pending.append(self._window_values(bucket, index))
 
     def _fold_zeros(self, ref: Reference, start: int, stop: int) -> None:
         """Fold the empty buckets ``start … stop - 1``: ``_fold(ref, i, None)`` for each.
@@ -531,11 +531,8 @@ class WindowModel:
             ref.peaks[i] = max(ref.peaks[i], float(max(row[i] for row in ref.run)))
         ref.run.clear()
 
-    def _features(self, bucket: Bucket, index: int) -> dict[str, float]:
-        return dict(zip(FEATURES, self._window_values(bucket, index), strict=True))
-
     def _window_values(self, bucket: Bucket, index: int) -> list[float]:
-        """The bucket's HST features as ``raw_values`` (the list ``_features`` names)."""
+        """The bucket's HST features as ``raw_values`` gives them."""
         hour = int(index * self.bucket_seconds // 3600)
         return raw_values(bucket.n, bucket.fails, len(bucket.actions), len(bucket.resources),
                           bucket.novel, hour)
@@ -877,8 +874,8 @@ class WindowModel:
             ref = kept[2]
             windows = ref.hst_pending or ()
             ref.hst, ref.hst_pending = self.main.hst, None
-            for x in windows:
-                ref.hst.learn(x)
+            for values in windows:
+                ref.hst.learn_values(values)
             self.main = ref
         elif self._fold_until(self.main, target, pending):
             self._chain_exact = False

@@ -72,7 +72,7 @@ class TestScoringAhead:
             model.learn(x)
             pending = history[step + 1:step + 4]
             before = model.to_state()
-            ahead = model.scoring_ahead(pending)
+            ahead = model.scoring_ahead([list(window.values()) for window in pending])
             taught = model.copy()
             for window in pending:
                 taught.learn(window)
