@@ -49,7 +49,7 @@ import orjson
 from detector.errors import SinkError
 from detector.event import Event
 from detector.identity import IdentityRules, Resolver
-from detector.sources import azure, cloudtrail, gcp, insight, k8s, salvage
+from detector.sources import azure, cloudtrail, exports, gcp, insight, k8s, salvage
 from detector.sources.common import (
     MAX_EVENT_ID,
     TIME_LEAP_SECONDS,
@@ -59,13 +59,10 @@ from detector.sources.common import (
     as_dict,
     iso_time,
 )
-from detector.sources.deadletter import REASONS, DeadLetterSink
+from detector.sources.deadletter import REASONS, DeadLetterSink, Sample
+from detector.sources.pieces import Pieces
 from detector.sources.stages import StageMerger
 from detector.stats import RunStats
-
-from detector.sources import exports  # noqa: I001 - kept apart from the lines above
-from detector.sources.deadletter import Sample
-from detector.sources.pieces import Pieces
 
 logger = logging.getLogger(__name__)
 
@@ -1170,8 +1167,7 @@ class Parser:
         ts = event.ts
         if self._held:
             self._judge_held(ts)
-        if self._newest != -_INF and \
-                self._earliest - TIME_LEAP_SECONDS <= ts <= self._newest + TIME_LEAP_SECONDS:
+        if self._newest != -_INF and self._in_range(ts):
             self._widen(ts)
             return True
         now = time.time()
