@@ -242,8 +242,8 @@ def _system_rbac(record: dict[str, Any], action: str, username: str) -> list[Fin
     account bound to it, without a binding that names the intruder (T1098.006); a deletion
     breaks the nodes or controllers bound to it until the API server restarts."""
     account = _account(username)
-    if _platform_user(username) or (account and account[0] == "kube-system") \
-            or username == ANONYMOUS or not _built_in(record, action) or _released(record):
+    if _system_user(username) or username == ANONYMOUS or not _built_in(record, action) \
+            or _released(record):
         return []
     verb = action.rpartition(".")[2]
     kind = {"clusterroles": "ClusterRole", "clusterrolebindings": "ClusterRoleBinding",
@@ -268,8 +268,7 @@ def _role_change(record: dict[str, Any], action: str, username: str) -> list[Fin
 def _wildcard_role(record: dict[str, Any], action: str, username: str) -> list[Finding]:
     """A role allowing every verb on every resource: cluster-admin under another name, which
     a later binding to it would hand over without naming cluster-admin."""
-    account = _account(username)
-    if _platform_user(username) or (account and account[0] == "kube-system"):
+    if _system_user(username):
         return []  # the platform's own roles and the aggregation controller's updates
     rules = _body(record, "rules")
     kind = "ClusterRole" if action.startswith("k8s:clusterroles") else "Role"
@@ -550,6 +549,13 @@ def _platform_user(username: str) -> bool:
             mark in username for mark in _GOOGLE_AGENTS))
 
 
+def _system_user(username: str) -> bool:
+    """The control plane's own users and ``kube-system``'s service accounts (its
+    controllers and add-ons)."""
+    account = _account(username)
+    return _platform_user(username) or (account is not None and account[0] == "kube-system")
+
+
 def _platform(username: str, namespace: Any) -> bool:
     """The cluster running itself: the control plane's users anywhere, and a ``kube-system``
     service account acting inside a platform namespace (``kube-system``, ``kube-*``, GKE's
@@ -670,8 +676,7 @@ def _kubelet_proxy(record: dict[str, Any], action: str, username: str) -> list[F
     way, the platform everything; neither is judged."""
     account = _account(username)
     uri = record.get("requestURI")
-    if _platform_user(username) or (account and account[0] == "kube-system") \
-            or not isinstance(uri, str) or "/proxy/" not in uri:
+    if _system_user(username) or not isinstance(uri, str) or "/proxy/" not in uri:
         return []
     path = uri.partition("/proxy/")[2].partition("?")[0]
     node = _object_name(record)
@@ -713,8 +718,7 @@ def _events_deleted(record: dict[str, Any], action: str, username: str) -> list[
     """Events deleted by hand: the record of what happened in a namespace (pods started,
     images pulled, probes failed) erased. The API server expires events itself, and the
     namespace controller deletes them with their namespace."""
-    account = _account(username)
-    if _platform_user(username) or (account and account[0] == "kube-system"):
+    if _system_user(username):
         return []
     namespace = as_dict(record.get("objectRef")).get("namespace")
     bulk = action.endswith("deletecollection")
