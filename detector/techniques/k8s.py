@@ -241,7 +241,6 @@ def _system_rbac(record: dict[str, Any], action: str, username: str) -> list[Fin
     not the control plane: a rule added to ``system:basic-user`` or ``view`` reaches every
     account bound to it, without a binding that names the intruder (T1098.006); a deletion
     breaks the nodes or controllers bound to it until the API server restarts."""
-    account = _account(username)
     if _system_user(username) or username == ANONYMOUS or not _built_in(record, action) \
             or _released(record):
         return []
@@ -250,7 +249,7 @@ def _system_rbac(record: dict[str, Any], action: str, username: str) -> list[Fin
             "roles": "Role", "rolebindings": "RoleBinding"}.get(
         action[4:].partition(".")[0], "object")
     name = _object_name(record)
-    who = f"service account {account[0]}/{account[1]}" if account else username[:128]
+    who = _who(username)
     if verb.startswith("delete"):
         return [Finding("k8s.system_rbac_changed", "medium", ("T1098.006",),
                         f"built-in {kind} {name} deleted by {who}", name)]
@@ -541,6 +540,12 @@ def _account(username: str) -> tuple[str, str] | None:
     return (namespace, name) if namespace and name else None
 
 
+def _who(username: str) -> str:
+    """The caller as a sentence names it: ``service account <ns>/<name>``, else the user."""
+    account = _account(username)
+    return f"service account {account[0]}/{account[1]}" if account else username[:128]
+
+
 def _platform_user(username: str) -> bool:
     """The control plane's own users, and the cloud's managed service agents acting on a
     managed cluster (their e-mail ends in a Google-owned service-account domain)."""
@@ -626,7 +631,7 @@ def _certificate(record: dict[str, Any], action: str, username: str) -> list[Fin
         return []
     name = _object_name(record)
     account = _account(username)
-    who = f"service account {account[0]}/{account[1]}" if account else username[:128]
+    who = _who(username)
     return [Finding("k8s.client_certificate_requested", "high" if account else "medium",
                     ("T1649", "T1098.001"),
                     f"{who} requested API-server client certificate {name}", name)]
@@ -674,13 +679,12 @@ def _kubelet_proxy(record: dict[str, Any], action: str, username: str) -> list[F
     where admission and the audit log's exec record never see it) or reads every pod spec
     of the node, environment secrets included. Monitoring reads metrics and stats this
     way, the platform everything; neither is judged."""
-    account = _account(username)
     uri = record.get("requestURI")
     if _system_user(username) or not isinstance(uri, str) or "/proxy/" not in uri:
         return []
     path = uri.partition("/proxy/")[2].partition("?")[0]
     node = _object_name(record)
-    who = f"service account {account[0]}/{account[1]}" if account else username[:128]
+    who = _who(username)
     if path.startswith(("run/", "exec/", "attach/", "portForward/", "cri/")):
         return [Finding("k8s.kubelet_command", "high", ("T1609", "T1611"),
                         f"{who} reached the kubelet of node {node} through the API server: "
