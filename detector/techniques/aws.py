@@ -1259,9 +1259,8 @@ def traffic_mirror(record: dict[str, Any], caller: Caller) -> list[Finding]:
 def _outside_key(params: dict[str, Any], caller: Caller) -> str:
     """The account of a KMS key of another account that a write encrypts with ('')."""
     key = params.get("x-amz-server-side-encryption-aws-kms-key-id")
-    if type(key) is str and caller.outside(_account_of(key)):
-        return _account_of(key)
-    return ""
+    account = _account_of(key) if type(key) is str else ""
+    return account if caller.outside(account) else ""
 
 
 def _bucket_accounts(record: dict[str, Any], caller: Caller) -> list[str]:
