@@ -193,6 +193,25 @@ def refused_tampering(cloud: str, action: str, error: str) -> Finding | None:
     return None
 
 
+# Object names ransom notes use (HOW_TO_DECRYPT_FILES.txt, FILES-DELETED.txt,
+# RECOVER-YOUR-DATA.html): read only on text-like names, never on data objects.
+_RANSOM_NOTE_RX = re.compile(
+    r"decrypt|ransom|(recover|restore|unlock|get[_ .-]?back)[_ .-]?(your|my|all|the)?[_ .-]?"
+    r"(files|data)|(files|data)[_ .-]?(were[_ .-]?)?(deleted|encrypted|stolen|locked)"
+    r"|your[_ .-]?(files|data)")
+_NOTE_EXTENSIONS = frozenset({"txt", "html", "htm", "hta", "md", "rtf", ""})
+
+
+def ransom_note(key: str) -> bool:
+    """Whether an object key's last part is named like a ransom note (S3 and GCS)."""
+    name = key.rpartition("/")[2].lower()
+    stem, dot, extension = name.rpartition(".")
+    if not dot:
+        stem, extension = name, ""
+    return (len(name) <= 80 and extension in _NOTE_EXTENSIONS
+            and _RANSOM_NOTE_RX.search(stem) is not None)
+
+
 PROBING = ("T1580", "T1087.004")  # Cloud Infrastructure Discovery, Account Discovery
 
 

@@ -27,7 +27,8 @@ from typing import Any
 
 import orjson
 
-from detector.techniques import PROBING, Finding, Tally, attempted, refused, refused_tampering
+from detector.techniques import (PROBING, Finding, Tally, attempted, ransom_note, refused,
+                                 refused_tampering)
 
 Check = Callable[[dict[str, Any], "Caller"], list[Any]]  # Finding and Tally items
 
@@ -1255,30 +1256,11 @@ def traffic_mirror(record: dict[str, Any], caller: Caller) -> list[Finding]:
                     "it", target)]
 
 
-# Object names ransom notes use (HOW_TO_DECRYPT_FILES.txt, FILES-DELETED.txt,
-# RECOVER-YOUR-DATA.html): read only on text-like names, never on data objects.
-_RANSOM_NOTE_RX = re.compile(
-    r"decrypt|ransom|(recover|restore|unlock|get[_ .-]?back)[_ .-]?(your|my|all|the)?[_ .-]?"
-    r"(files|data)|(files|data)[_ .-]?(were[_ .-]?)?(deleted|encrypted|stolen|locked)"
-    r"|your[_ .-]?(files|data)")
-_NOTE_EXTENSIONS = frozenset({"txt", "html", "htm", "hta", "md", "rtf", ""})
-
-
-def _ransom_note(key: str) -> bool:
-    name = key.rpartition("/")[2].lower()
-    stem, dot, extension = name.rpartition(".")
-    if not dot:
-        stem, extension = name, ""
-    return (len(name) <= 80 and extension in _NOTE_EXTENSIONS
-            and _RANSOM_NOTE_RX.search(stem) is not None)
-
-
 def _outside_key(params: dict[str, Any], caller: Caller) -> str:
     """The account of a KMS key of another account that a write encrypts with ('')."""
     key = params.get("x-amz-server-side-encryption-aws-kms-key-id")
-    if type(key) is str and caller.outside(_account_of(key)):
-        return _account_of(key)
-    return ""
+    account = _account_of(key) if type(key) is str else ""
+    return account if caller.outside(account) else ""
 
 
 def _bucket_accounts(record: dict[str, Any], caller: Caller) -> list[str]:
@@ -1315,7 +1297,7 @@ def object_write(record: dict[str, Any], caller: Caller) -> list[Finding]:
                            f"object {bucket}/{key} rewritten with a customer-provided key "
                            "(SSE-C) that AWS does not keep: without it the copy is unreadable",
                            bucket))
-    if name == "PutObject" and key and _ransom_note(key):
+    if name == "PutObject" and key and ransom_note(key):
         out.append(Finding("aws.s3_ransom_note", "high", _RANSOM + _DESTRUCTION,
                            f"object {bucket}/{key} named like a ransom note", key))
     if name == "CopyObject":

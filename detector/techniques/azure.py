@@ -116,7 +116,7 @@ def _elevate_access(low: dict[str, Any], props: dict[str, Any]) -> list[Finding]
 
 
 def _credentials(low: dict[str, Any], props: dict[str, Any]) -> list[Finding]:
-    if str(props.get("result", "success")).lower() not in ("success", ""):
+    if _failed(props):
         return []
     target = _entra_target(props)
     name = target.get("displayname") or target.get("id") or "an application"
@@ -295,6 +295,11 @@ def _vault_access(low: dict[str, Any], props: dict[str, Any]) -> list[Finding]:
     return []
 
 
+def _failed(props: dict[str, Any]) -> bool:
+    """Whether an Entra audit record says its operation failed (no ``result`` is success)."""
+    return str(props.get("result", "success")).lower() not in ("success", "")
+
+
 def _entra_target(props: dict[str, Any]) -> dict[str, Any]:
     """The first target resource of an Entra audit record (lower-cased keys)."""
     targets = _targets(props)
@@ -337,7 +342,7 @@ def _domain_federation(low: dict[str, Any], props: dict[str, Any]) -> list[Findi
     """A domain's sign-in handed to a federation server: whoever holds its token-signing
     certificate signs in as any user of the domain (golden SAML). "Set domain
     authentication" counts only when it makes the domain federated."""
-    if str(props.get("result", "success")).lower() not in ("success", ""):
+    if _failed(props):
         return []
     target = _entra_target(props)
     operation = str(props.get("activitydisplayname") or low.get("operationname") or "")
@@ -353,7 +358,7 @@ def _domain_federation(low: dict[str, Any], props: dict[str, Any]) -> list[Findi
 def _conditional_access(low: dict[str, Any], props: dict[str, Any]) -> list[Finding]:
     """A Conditional Access policy deleted, or updated so that it stops applying (state no
     longer enabled) or stops asking for MFA."""
-    if str(props.get("result", "success")).lower() not in ("success", ""):
+    if _failed(props):
         return []
     target = _entra_target(props)
     name = str(target.get("displayname") or target.get("id") or "a policy")[:160]
@@ -573,7 +578,7 @@ def _directory_role(low: dict[str, Any], props: dict[str, Any]) -> list[Finding]
     """A tier-0 directory role given to anyone, or a privileged one to a service principal
     or as a permanent PIM assignment. PIM activations (just-in-time, logged again by the
     MS-PIM service) are the routine use of roles and are not findings."""
-    if str(props.get("result", "success")).lower() not in ("success", ""):
+    if _failed(props):
         return []
     operation = str(props.get("activitydisplayname") or low.get("operationname") or "").lower()
     if "pim" not in operation and _initiator_app(props) == _PIM_SERVICE:
@@ -614,7 +619,7 @@ def _permission_grant(low: dict[str, Any], props: dict[str, Any]) -> list[Findin
     """An application granted (app role assignment) or consented (delegated grant, user or
     admin consent) a Graph permission that controls the tenant or reads everyone's data:
     the illicit consent grant and the service principal escalation of Entra attacks."""
-    if str(props.get("result", "success")).lower() not in ("success", ""):
+    if _failed(props):
         return []
     granted, app = set(), ""
     for target in _targets(props):
@@ -637,7 +642,7 @@ def _permission_grant(low: dict[str, Any], props: dict[str, Any]) -> list[Findin
 def _owner_added(low: dict[str, Any], props: dict[str, Any]) -> list[Finding]:
     """A new owner of an application or service principal: owners add credentials to it
     and so act as it, with every permission it holds."""
-    if str(props.get("result", "success")).lower() not in ("success", ""):
+    if _failed(props):
         return []
     targets = _targets(props)
     owner = targets[0] if targets else {}
@@ -657,7 +662,7 @@ def _owner_added(low: dict[str, Any], props: dict[str, Any]) -> list[Finding]:
 def _app_federated_credential(low: dict[str, Any], props: dict[str, Any]) -> list[Finding]:
     """"Update application" that adds a federated identity credential: an outside token
     issuer (a repository's CI, another tenant's cluster) can now sign in as the app."""
-    if str(props.get("result", "success")).lower() not in ("success", ""):
+    if _failed(props):
         return []
     for target in _targets(props):
         old, new = _changes(target).get("federatedidentitycredentials", (None, None))
@@ -674,7 +679,7 @@ def _app_federated_credential(low: dict[str, Any], props: dict[str, Any]) -> lis
 def _named_location(low: dict[str, Any], props: dict[str, Any]) -> list[Finding]:
     """A named location made trusted: Conditional Access policies that spare trusted
     locations (no MFA, no block) now spare its networks too."""
-    if str(props.get("result", "success")).lower() not in ("success", ""):
+    if _failed(props):
         return []
     for target in _targets(props):
         for old, new in _changes(target).values():
@@ -691,7 +696,7 @@ def _named_location(low: dict[str, Any], props: dict[str, Any]) -> list[Finding]
 def _external_idp(low: dict[str, Any], props: dict[str, Any]) -> list[Finding]:
     """The authentication methods policy pointed at an outside OpenID Connect provider
     (its discovery URL changed): that provider's tokens now satisfy sign-in or MFA."""
-    if str(props.get("result", "success")).lower() not in ("success", ""):
+    if _failed(props):
         return []
     for target in _targets(props):
         for name, (old, new) in _changes(target).items():

@@ -16,8 +16,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from detector.techniques import Finding, Tally
-from detector.techniques.aws import _ransom_note as ransom_note  # one list of note names
+from detector.techniques import Finding, Tally, ransom_note
 
 _PUBLIC_MEMBERS = frozenset({"allUsers", "allAuthenticatedUsers"})
 # Invoker roles exist to publish a service: allUsers there is the product, not exposure.

@@ -241,16 +241,15 @@ def _system_rbac(record: dict[str, Any], action: str, username: str) -> list[Fin
     not the control plane: a rule added to ``system:basic-user`` or ``view`` reaches every
     account bound to it, without a binding that names the intruder (T1098.006); a deletion
     breaks the nodes or controllers bound to it until the API server restarts."""
-    account = _account(username)
-    if _platform_user(username) or (account and account[0] == "kube-system") \
-            or username == ANONYMOUS or not _built_in(record, action) or _released(record):
+    if _system_user(username) or username == ANONYMOUS or not _built_in(record, action) \
+            or _released(record):
         return []
     verb = action.rpartition(".")[2]
     kind = {"clusterroles": "ClusterRole", "clusterrolebindings": "ClusterRoleBinding",
             "roles": "Role", "rolebindings": "RoleBinding"}.get(
         action[4:].partition(".")[0], "object")
     name = _object_name(record)
-    who = f"service account {account[0]}/{account[1]}" if account else username[:128]
+    who = _who(username)
     if verb.startswith("delete"):
         return [Finding("k8s.system_rbac_changed", "medium", ("T1098.006",),
                         f"built-in {kind} {name} deleted by {who}", name)]
@@ -268,8 +267,7 @@ def _role_change(record: dict[str, Any], action: str, username: str) -> list[Fin
 def _wildcard_role(record: dict[str, Any], action: str, username: str) -> list[Finding]:
     """A role allowing every verb on every resource: cluster-admin under another name, which
     a later binding to it would hand over without naming cluster-admin."""
-    account = _account(username)
-    if _platform_user(username) or (account and account[0] == "kube-system"):
+    if _system_user(username):
         return []  # the platform's own roles and the aggregation controller's updates
     rules = _body(record, "rules")
     kind = "ClusterRole" if action.startswith("k8s:clusterroles") else "Role"
@@ -542,12 +540,25 @@ def _account(username: str) -> tuple[str, str] | None:
     return (namespace, name) if namespace and name else None
 
 
+def _who(username: str) -> str:
+    """The caller as a sentence names it: ``service account <ns>/<name>``, else the user."""
+    account = _account(username)
+    return f"service account {account[0]}/{account[1]}" if account else username[:128]
+
+
 def _platform_user(username: str) -> bool:
     """The control plane's own users, and the cloud's managed service agents acting on a
     managed cluster (their e-mail ends in a Google-owned service-account domain)."""
     return username.startswith(_PLATFORM_USERS) or (
         username.endswith(".gserviceaccount.com") and any(
             mark in username for mark in _GOOGLE_AGENTS))
+
+
+def _system_user(username: str) -> bool:
+    """The control plane's own users and ``kube-system``'s service accounts (its
+    controllers and add-ons)."""
+    account = _account(username)
+    return _platform_user(username) or (account is not None and account[0] == "kube-system")
 
 
 def _platform(username: str, namespace: Any) -> bool:
@@ -620,7 +631,7 @@ def _certificate(record: dict[str, Any], action: str, username: str) -> list[Fin
         return []
     name = _object_name(record)
     account = _account(username)
-    who = f"service account {account[0]}/{account[1]}" if account else username[:128]
+    who = _who(username)
     return [Finding("k8s.client_certificate_requested", "high" if account else "medium",
                     ("T1649", "T1098.001"),
                     f"{who} requested API-server client certificate {name}", name)]
@@ -668,14 +679,12 @@ def _kubelet_proxy(record: dict[str, Any], action: str, username: str) -> list[F
     where admission and the audit log's exec record never see it) or reads every pod spec
     of the node, environment secrets included. Monitoring reads metrics and stats this
     way, the platform everything; neither is judged."""
-    account = _account(username)
     uri = record.get("requestURI")
-    if _platform_user(username) or (account and account[0] == "kube-system") \
-            or not isinstance(uri, str) or "/proxy/" not in uri:
+    if _system_user(username) or not isinstance(uri, str) or "/proxy/" not in uri:
         return []
     path = uri.partition("/proxy/")[2].partition("?")[0]
     node = _object_name(record)
-    who = f"service account {account[0]}/{account[1]}" if account else username[:128]
+    who = _who(username)
     if path.startswith(("run/", "exec/", "attach/", "portForward/", "cri/")):
         return [Finding("k8s.kubelet_command", "high", ("T1609", "T1611"),
                         f"{who} reached the kubelet of node {node} through the API server: "
@@ -713,8 +722,7 @@ def _events_deleted(record: dict[str, Any], action: str, username: str) -> list[
     """Events deleted by hand: the record of what happened in a namespace (pods started,
     images pulled, probes failed) erased. The API server expires events itself, and the
     namespace controller deletes them with their namespace."""
-    account = _account(username)
-    if _platform_user(username) or (account and account[0] == "kube-system"):
+    if _system_user(username):
         return []
     namespace = as_dict(record.get("objectRef")).get("namespace")
     bulk = action.endswith("deletecollection")

@@ -8,7 +8,6 @@ service-linked roles, the console, Control Tower."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
 from importlib import resources
 from typing import Any
 
@@ -23,7 +22,7 @@ from detector.techniques import ATTRIBUTE
 from tests.detector.test_techniques_aws import (
     ACCOUNT, OUTSIDE, call, parse, rules_of, tallies_of,
 )
-from tests.detector.test_techniques_aws_evasion_impact import TERRAFORM, by_service, role
+from tests.detector.test_techniques_aws_evasion_impact import TERRAFORM, _at, by_service, role
 
 IAM, STS, ECS = "iam.amazonaws.com", "sts.amazonaws.com", "ecs.amazonaws.com"
 S3, RDS, SES = "s3.amazonaws.com", "rds.amazonaws.com", "ses.amazonaws.com"
@@ -397,11 +396,6 @@ def _titles(records: list[dict[str, Any]], rule: str) -> list[str]:
     detector = Detector({}, stats=RunStats())
     alerts = [a for e in sorted(events, key=lambda e: e.ts) for a in detector.process(e)]
     return [a.to_native()["title"] for a in alerts if f"technique.{rule}" in a.detectors]
-
-
-def _at(minute: int, rec: dict[str, Any], index: int) -> dict[str, Any]:
-    when = datetime(2024, 3, 4, 10, tzinfo=timezone.utc) + timedelta(minutes=minute)
-    return dict(rec, eventTime=when.strftime("%Y-%m-%dT%H:%M:%SZ"), eventID=f"e-{index}")
 
 
 def test_ses_sweep_alerts_a_mailer_asking_its_quota_does_not() -> None:
