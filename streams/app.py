@@ -90,10 +90,16 @@ class Runtime:
         if self.leave_group is not None:
             timeout = min(LEAVE_GROUP_TIMEOUT_S, self.settings.io_timeout)
             log.critical("leaving the consumer group: %s", self.leave_group(timeout))
-        logging.shutdown()  # flush the log handlers: os._exit skips the interpreter's exit
-        for stream in (sys.stdout, sys.stderr):
-            stream.flush()
-        os._exit(code)
+        exit_now(code)
+
+
+def exit_now(code: int) -> NoReturn:
+    """End the process with ``code`` at once, after flushing the log handlers and standard
+    streams: ``os._exit`` skips the interpreter's exit, which would flush them."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(code)
 
 
 def broker_credentials(settings: WorkerSettings) -> Any:
