@@ -119,11 +119,11 @@ def _run(settings: WorkerSettings, config: dict[str, Any], noise: Any = None) ->
 
 
 def _worker_values(holder: dict[str, Any], state: Any) -> dict[str, Any]:
+    values = {"ready": state.ready, "raw_topics": state.raw_topics}
     pipeline = holder.get("pipeline")
-    if pipeline is None:
-        return {"ready": state.ready, "raw_topics": state.raw_topics}
-    return {"failed": dict(pipeline.failed), "redelivered": pipeline.redelivered,
-            "ready": state.ready, "raw_topics": state.raw_topics}
+    if pipeline is not None:
+        values.update(failed=dict(pipeline.failed), redelivered=pipeline.redelivered)
+    return values
 
 
 def _start(settings: WorkerSettings, config: dict[str, Any], stats: RunStats, state: Any,
