@@ -90,10 +90,16 @@ class Runtime:
         if self.leave_group is not None:
             timeout = min(LEAVE_GROUP_TIMEOUT_S, self.settings.io_timeout)
             log.critical("leaving the consumer group: %s", self.leave_group(timeout))
-        logging.shutdown()  # flush the log handlers: os._exit skips the interpreter's exit
-        for stream in (sys.stdout, sys.stderr):
-            stream.flush()
-        os._exit(code)
+        exit_now(code)
+
+
+def exit_now(code: int) -> NoReturn:
+    """End the process with ``code`` at once, after flushing the log handlers and standard
+    streams: ``os._exit`` skips the interpreter's exit, which would flush them."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(code)
 
 
 def broker_credentials(settings: WorkerSettings) -> Any:
@@ -338,19 +344,20 @@ def _declare_agents(app: faust.App, runtime: Runtime, topics: Mapping[str, Any],
     # A failing store (a full, read-only or immutable disk) is not a bad record: the worker
     # stops at once with one line (streams.datadir.store_failure) rather than dead-lettering
     # the message that met it or crashing Faust with a traceback per task.
+    def store_failed(action: str, err: BaseException) -> NoReturn:
+        runtime.fatal(store_failure(runtime.settings.store_dir, action, err), STORE_EXIT_CODE)
+
     def get_state(identity: str) -> bytes | None:
         try:
             return table.get(identity.encode("utf-8"))
         except Exception as err:  # noqa: BLE001 - the store, not the record, failed
-            runtime.fatal(store_failure(runtime.settings.store_dir, "read", err),
-                          STORE_EXIT_CODE)
+            store_failed("read", err)
 
     def set_state(identity: str, value: bytes) -> None:
         try:
             table[identity.encode("utf-8")] = value
         except Exception as err:  # noqa: BLE001 - the store, not the record, failed
-            runtime.fatal(store_failure(runtime.settings.store_dir, "written", err),
-                          STORE_EXIT_CODE)
+            store_failed("written", err)
 
     @app.task
     async def stop_on_store_failure() -> None:
@@ -364,8 +371,7 @@ def _declare_agents(app: faust.App, runtime: Runtime, topics: Mapping[str, Any],
         def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
             err = context.get("exception")
             if err is not None and raised_by_store(err):
-                runtime.fatal(store_failure(runtime.settings.store_dir, "written", err),
-                              STORE_EXIT_CODE)
+                store_failed("written", err)
             if previous is not None:
                 previous(loop, context)
             else:

@@ -91,8 +91,9 @@ class TransientNoise(logging.Filter):
             return True
         self.counts[kind] += 1
         if kind == "broker_unreachable":
-            return self._broker_error(record)
-        if kind == "coordinator" and self.counts[kind] % COORDINATOR_ATTEMPTS_WARN == 0:
+            if self._broker_error(record):
+                return True
+        elif kind == "coordinator" and self.counts[kind] % COORDINATOR_ATTEMPTS_WARN == 0:
             record.msg = f"{record.msg} (attempt %d; the group coordinator is still missing)"
             record.args = (*record.args, self.counts[kind])
             record.levelno, record.levelname = logging.WARNING, "WARNING"
@@ -101,12 +102,12 @@ class TransientNoise(logging.Filter):
         return logging.getLogger().isEnabledFor(logging.DEBUG)
 
     def _broker_error(self, record: logging.LogRecord) -> bool:
-        """The first connection error, then one a minute, as a WARNING with the count."""
+        """The first connection error, then one a minute, as a WARNING with the count;
+        False for the others, which ``filter`` lowers to DEBUG like the rest."""
         now, count = self.clock(), self.counts["broker_unreachable"]
         last = self.broker_reported
         if last is not None and now - last[0] < BROKER_ERRORS_EVERY_S:
-            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
-            return logging.getLogger().isEnabledFor(logging.DEBUG)
+            return False
         if last is not None:
             record.msg = (f"{record.msg} (%d broker connection errors in the last "
                           f"%.0fs; they are logged once a minute)")

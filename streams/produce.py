@@ -145,8 +145,7 @@ def split_records(data: bytes, max_bytes: int | None = None) -> list[bytes]:
         return lines
     if max_bytes is None or len(whole) <= max_bytes:
         return [whole]
-    sample = data[:8192]
-    if mostly_binary(sample) or b"\x00" in sample:
+    if _binary_start(data):
         return _whole(whole, max_bytes, "binary", "binary file")
     # text too large for one message: its lines, for the worker to dead-letter the bad ones
     return lines
@@ -154,9 +153,19 @@ def split_records(data: bytes, max_bytes: int | None = None) -> list[bytes]:
 
 def _whole(whole: WholeFile, max_bytes: int | None, reason: str, what: str) -> list[bytes]:
     if max_bytes is not None and len(whole) > max_bytes:
-        raise InputError(reason, f"{what} of {len(whole):,} bytes cannot be split into "
-                                 f"records and is over --max-message-bytes {max_bytes}")
+        raise _too_large(reason, what, len(whole), max_bytes)
     return [whole]
+
+
+def _too_large(reason: str, what: str, size: int, max_bytes: int) -> InputError:
+    return InputError(reason, f"{what} of {size:,} bytes cannot be split into records and "
+                              f"is over --max-message-bytes {max_bytes}")
+
+
+def _binary_start(data: bytes) -> bool:
+    """Whether ``data`` starts as a binary file, by its first 8 KiB (as the parser tells)."""
+    sample = data[:8192]
+    return mostly_binary(sample) or b"\x00" in sample
 
 
 class WholeFile(bytes):
@@ -258,10 +267,8 @@ def _read(path: str, max_bytes: int | None = None) -> bytes:
             size = os.fstat(handle.fileno()).st_size
             if size > max_bytes:
                 sample = handle.read(8192)
-                if sample[:2] != b"\x1f\x8b" and (mostly_binary(sample) or b"\x00" in sample):
-                    raise InputError("binary", f"binary file of {size:,} bytes cannot be "
-                                               f"split into records and is over "
-                                               f"--max-message-bytes {max_bytes}")
+                if sample[:2] != b"\x1f\x8b" and _binary_start(sample):
+                    raise _too_large("binary", "binary file", size, max_bytes)
                 handle.seek(0)
         return handle.read()
 

@@ -119,11 +119,11 @@ def _run(settings: WorkerSettings, config: dict[str, Any], noise: Any = None) ->
 
 
 def _worker_values(holder: dict[str, Any], state: Any) -> dict[str, Any]:
+    values = {"ready": state.ready, "raw_topics": state.raw_topics}
     pipeline = holder.get("pipeline")
-    if pipeline is None:
-        return {"ready": state.ready, "raw_topics": state.raw_topics}
-    return {"failed": dict(pipeline.failed), "redelivered": pipeline.redelivered,
-            "ready": state.ready, "raw_topics": state.raw_topics}
+    if pipeline is not None:
+        values.update(failed=dict(pipeline.failed), redelivered=pipeline.redelivered)
+    return values
 
 
 def _start(settings: WorkerSettings, config: dict[str, Any], stats: RunStats, state: Any,
@@ -240,15 +240,14 @@ def stop_at_once(app: Any, runtime: Any, signal_name: str, down: str) -> NoRetur
     a connection error every 100 ms, and the consumer thread ends with a traceback. Nothing
     can be committed anyway, and nothing is lost by leaving: a restart reads again every
     message after the last commit (at least once), as after a crash."""
+    from streams.app import exit_now
+
     log.info("stopping (%s): no broker answers (%s), so nothing can be committed: "
              "exiting now; a restart reads again what was not committed",
              signal_name, down)
     runtime.health.set_phase("stopping", ready=False, reason="worker stopped")
     log.info("stopped (exit 0; %s)", committed_text(app, runtime))
-    logging.shutdown()  # os._exit skips the interpreter's exit, which would flush them
-    for stream in (sys.stdout, sys.stderr):
-        stream.flush()
-    os._exit(0)
+    exit_now(0)
 
 
 def assigned_text(assignment: Any) -> str:
