@@ -39,7 +39,7 @@ MODEL_DETECTORS = (
     "credential.concurrent_networks", "credential.instance_outside_cloud", "identity.new",
 )
 TECHNIQUE_MODULES = ("aws", "azure", "gcp", "k8s")
-_RULE_NAME = re.compile(r"(?:aws|azure|gcp|k8s)\.[a-z][a-z0-9_]*")
+_RULE_NAME = re.compile(rf"(?:{'|'.join(TECHNIQUE_MODULES)})\.[a-z][a-z0-9_]*")
 _RULE_SUFFIX = re.compile(r"\.[a-z][a-z0-9_]*")
 
 

@@ -18,13 +18,11 @@ from typing import Any, TextIO
 
 from detector.evaluation import SILENCE_DAYS
 from detector.stats import RunStats
+from detector.suppression import EXPIRED_RULE  # also imported from here (metrics)
 
 logger = logging.getLogger(__name__)
 
 REFRESH = 4.0  # redraws per second, at most
-# the RunStats.suppressed reason under which the engine counts a signal that only an
-# expired rule matched; it was not suppressed (``detector.suppression``)
-EXPIRED_RULE = "expired_rule"
 TICK_EVERY = 512  # the replay loop calls tick() once per this many events (a power of 2)
 
 

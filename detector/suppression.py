@@ -33,6 +33,9 @@ from detector.errors import ConfigError
 logger = logging.getLogger(__name__)
 
 RULE_KEYS = frozenset({"identity", "detector", "value", "expires", "reason", "id"})
+# the verdict of ``check`` (and the ``RunStats.suppressed`` reason) when only an expired
+# rule matched: the signal was not suppressed (``detector.summary`` counts it apart)
+EXPIRED_RULE = "expired_rule"
 # the one wording for an expired rule, whether it had expired at start or expires mid-run
 EXPIRED_WARNING = "suppression rule has expired and will not apply: %s"
 
@@ -129,7 +132,7 @@ class SuppressionRules:
                 expired = rule
                 self._report(index, rule)
         if expired is not None:
-            return "expired_rule", expired
+            return EXPIRED_RULE, expired
         return None, None
 
     def _report(self, index: int, rule: SuppressionRule) -> None:

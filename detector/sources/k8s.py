@@ -134,7 +134,7 @@ def normalise(record: dict[str, Any], resolver: Resolver, hints: dict[str, Any],
     if cluster is not None and type(cluster) is not str:
         return normalise_general(record, resolver, hints, partial)
     facts = _USERS.get((username, cluster)) or _user_facts(username, cluster)
-    verb = _verb(get("verb"))
+    verb = bounded_name(get("verb"), MAX_VERB, "verb")
     ips = get("sourceIPs")
     first_ip = ips[0] if isinstance(ips, list) and ips else None
     hit = _network_hit(first_ip) if type(first_ip) is str else None
@@ -227,7 +227,7 @@ def normalise_general(record: dict[str, Any], resolver: Resolver, hints: dict[st
     identity, kind, reason, resolution = _identity(username, cluster, resolver)
     actor = user.get("username") if impersonated.get("username") else None
     ref = as_dict(record.get("objectRef"))
-    verb = _verb(record.get("verb"))
+    verb = bounded_name(record.get("verb"), MAX_VERB, "verb")
     ips = record.get("sourceIPs")
     first_ip = ips[0] if isinstance(ips, list) and ips else None
     source_ip, network, prefix = classify_network(first_ip)
@@ -475,14 +475,6 @@ def _check_user(username: str, cluster: str | None) -> None:
         raise oversized("user.username", username, MAX_IDENTITY)
     if isinstance(cluster, str) and len(cluster) > MAX_TENANT:
         raise oversized("cluster", cluster, MAX_TENANT)
-
-
-def _verb(value: Any) -> str:
-    if not isinstance(value, str) or not value:
-        return "unknown"
-    if len(value) > MAX_VERB:
-        raise oversized("verb", value, MAX_VERB)
-    return value
 
 
 def _resource(ref: dict[str, Any], record: dict[str, Any]) -> str:
