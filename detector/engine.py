@@ -75,7 +75,7 @@ from detector.scoring import (
     Weighted,
     score_event,
 )
-from detector.suppression import SuppressionRules, load_rules_file
+from detector.suppression import EXPIRED_RULE, SuppressionRules, load_rules_file
 from detector.techniques import ATTRIBUTE as FINDINGS_ATTRIBUTE
 from detector.techniques import Finding, Tally, as_findings, as_tallies
 from models.base import Signal
@@ -499,8 +499,8 @@ class Detector:
                 if verdict == "suppressed":
                     self.stats.suppressed["suppression_rule"] += 1
                     continue
-                if verdict == "expired_rule":
-                    self.stats.suppressed["expired_rule"] += 1
+                if verdict == EXPIRED_RULE:
+                    self.stats.suppressed[EXPIRED_RULE] += 1
             kept.append(signal)
         return kept
 

@@ -919,7 +919,7 @@ class Parser:
         hints = dict(hints, path=PATH_CWL)
         source = cloudtrail.SOURCE
         if group.startswith("/aws/eks/"):
-            hints["cluster"] = group.split("/")[3] or None
+            hints["cluster"] = exports.cluster_of(group)
             source = k8s.SOURCE
         events = value.get("logEvents")
         if not isinstance(events, list):
