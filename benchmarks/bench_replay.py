@@ -113,7 +113,7 @@ def harness_only(paths: list[str], detector=None) -> int:
     events = ReorderBuffer(stats=stats).reorder(_events(paths, stats))
     with open(os.devnull, "wb") as sink:
         writer = AlertWriter(sink, "native", AlertLog())
-        result = run_loop(events, detector or NoDetector(), writer, Activity(hourly=True),
+        result = run_loop(events, detector or NoDetector(), writer, Activity(),
                           Progress(sys.stderr, enabled=False))
     return result.events
 

@@ -310,12 +310,11 @@ class Activity:
 
     The replay loop updates ``spans`` and ``hourly`` inline (one dict lookup each per
     event); ``observe`` is the same for callers that do not care about the cost. The hourly
-    counts are kept whatever ``hourly`` says: identity-days leave out an identity's long
-    silences, which only its active hours show. ``hourly`` is kept as an argument for the
-    callers that pass it (the report draws from the same counts).
+    counts are always kept, report or not: identity-days leave out an identity's long
+    silences, which only its active hours show, and the report draws from the same counts.
     """
 
-    def __init__(self, *, hourly: bool = True) -> None:
+    def __init__(self) -> None:
         self.spans: dict[str, list[float]] = {}
         self.hourly: dict[str, dict[int, int]] = {}
 

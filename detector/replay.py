@@ -619,8 +619,7 @@ def _consume(
 ) -> None:
     """The per-event path, kept to a few dict lookups besides ``Detector.process``.
 
-    Per event: track the identity's first/last time (and hourly count when a report is
-    wanted), process it, write any alert. Every ``TICK_EVERY`` events: refresh the
+    Per event: track the identity's first/last time and hourly count, process it, write any alert. Every ``TICK_EVERY`` events: refresh the
     progress line and the metrics, and publish the count (read after an interrupt).
     """
     process, write, log = detector.process, writer.write, writer.log
@@ -639,12 +638,11 @@ def _consume(
                 span[1] = ts
             elif ts < span[0]:
                 span[0] = ts
-            if hourly is not None:
-                counts = hourly.get(key)
-                if counts is None:
-                    counts = hourly[key] = {}
-                hour = int(ts) // 3600
-                counts[hour] = counts.get(hour, 0) + 1
+            counts = hourly.get(key)
+            if counts is None:
+                counts = hourly[key] = {}
+            hour = int(ts) // 3600
+            counts[hour] = counts.get(hour, 0) + 1
             alerts = process(event)
             if alerts:
                 write(alerts, ts)
@@ -835,7 +833,7 @@ def _replay(args: argparse.Namespace, stats: RunStats) -> int:
                             f"{err.strerror or err}") from err
         log = AlertLog()
         writer = AlertWriter(outputs.alerts, args.format, log)
-        activity = Activity(hourly=bool(args.report))
+        activity = Activity()
         show = not args.no_progress and sys.stderr is not None and sys.stderr.isatty()
         progress = Progress(sys.stderr, enabled=show)
         events = open_events(

@@ -208,7 +208,7 @@ class TestActivity:
         assert identity_days([(0.0, 1.5 * DAY)]) == 1.5
 
     def test_observe__spans_and_hourly(self):
-        act = Activity(hourly=True)
+        act = Activity()
         for ts in (T0 + 7200, T0, T0 + 7300, T0 + 2 * DAY):
             act.observe(ROLE_A, ts)
         act.observe(ROLE_B, T0 + 60)
@@ -220,7 +220,7 @@ class TestActivity:
         assert act.time_range().silence is None
 
     def test_identity_days__one_far_record_adds_an_hour_not_years(self):
-        act = Activity(hourly=False)  # the counts are kept anyway: identity-days need them
+        act = Activity()
         for day in range(30):
             act.observe(ROLE_A, T0 + day * DAY)
         act.observe(ROLE_B, T0)

@@ -290,7 +290,7 @@ class TestLoopGarbageCollector:
         events = [Event(event_id=str(n), time=None, ts=logs.T0 + n, source="k8s.audit",
                         identity="system:serviceaccount:prod:ingest") for n in range(3)]
         writer = AlertWriter(io.BytesIO(), "native", AlertLog())
-        run_loop(events, detector, writer, Activity(hourly=False),
+        run_loop(events, detector, writer, Activity(),
                  Progress(io.StringIO(), enabled=False))
 
     def test_thresholds_raised_inside_and_restored_after(self):

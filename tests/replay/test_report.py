@@ -56,7 +56,7 @@ def build(scenarios=True):
     stats.events.update({"aws.cloudtrail": 900, "k8s.audit": 100})
     stats.records_read.update({"aws.cloudtrail": 900, "k8s.audit": 100})
     stats.alerts.update({("high", "novelty.action"): 2, ("low", "volume.rate"): 1})
-    activity = Activity(hourly=True)
+    activity = Activity()
     for i in range(1000):
         activity.observe(ROLE if i % 2 else OTHER, T0 + i * 600)
     log = AlertLog()
@@ -123,7 +123,7 @@ class TestReport:
 
     def test_timelines_capped(self):
         log = AlertLog()
-        activity = Activity(hourly=True)
+        activity = Activity()
         for i in range(MAX_TIMELINES + 5):
             ident = f"role/{i}"
             activity.observe(ident, T0 + i)
@@ -277,7 +277,7 @@ def test_timelines__scenario_bands_and_silent_labelled_identities():
          "start": "2024-01-03T00:00:00Z", "end": "2024-01-03T01:00:00Z"},
     ]}
     scenarios = parse_labels(labels)
-    activity = Activity(hourly=True)
+    activity = Activity()
     for i in range(100):
         activity.observe(OTHER, T0 + i * 3600)
         activity.observe(silent, T0 + i * 3600 + 60)
