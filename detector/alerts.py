@@ -43,10 +43,10 @@ MAX_VALUES = 32  # (detector, value) pairs kept per alert for feedback
 MAX_SENSITIVE = 10  # catalogued sensitive actions kept per alert (evidence.sensitive_actions)
 PER_DETECTOR = 2  # top signals kept per detector (e.g. two windows of volume.rate)
 DEFAULT_SETTINGS = ScoringSettings()  # the bands of ``to_alert`` when it is given none
-# What a window alert (volume, multivariate) says its windows held: the identity's calls
-# from the first window signal while the alert is open, counted per action and resource
-# (WINDOW_KEYS of each, later new ones counted as untracked), the first WINDOW_IDS event
-# ids, the WINDOW_TOP most frequent of each shown.
+# What a window alert (one with a volume or multivariate signal) says its windows held:
+# every call of the identity while the alert is open, from its first event, counted per
+# action and resource (WINDOW_KEYS of each, later new ones counted as untracked), the
+# first WINDOW_IDS event ids; the WINDOW_TOP most frequent of each are shown.
 WINDOW_KEYS = 32
 WINDOW_IDS = 10
 WINDOW_TOP = 5
@@ -219,7 +219,7 @@ class AlertGroup:
     # line of evidence -> "detector\x1fvalue" -> its strongest weighted score: the alert
     # score's weight of evidence (at most EVIDENCE_PER_LINE readings per line)
     lines: dict[str, dict[str, float]] = field(default_factory=dict)
-    # a window alert's activity (``observe``): empty until its first window signal
+    # the identity's calls while the group is open (``observe``), shown on a window alert
     window: dict[str, Any] = field(default_factory=dict)
     revision: int = 0
     emitted_count: int = 0
@@ -251,8 +251,7 @@ class AlertGroup:
             if detector not in self.detectors:
                 self.detectors.append(detector)
                 material = True
-        if not self.window and any(w.signal.detector.startswith(_WINDOWS)
-                                   for w in verdict.signals):
+        if not self.window:  # the group's first event: its activity is counted from here
             self.window = {"since": event.ts, "calls": 0, "failed": 0, "actions": {},
                            "resources": {}, "untracked": [0, 0], "ids": [], "sent": 0}
             self.observe(event)
@@ -282,10 +281,10 @@ class AlertGroup:
         return False
 
     def observe(self, event: Event) -> None:
-        """Count one call of the identity into a window alert's activity (the engine calls
-        it for every event of the identity while the group is open, signals or not: a
-        volume alert is about the calls that made the volume, most of which raise no
-        signal of their own)."""
+        """Count one call of the identity into the group's activity (the engine calls it
+        for every event of the identity while the group is open, signals or not: a volume
+        alert is about the calls that made the volume, most of which raise no signal of
+        their own). Shown only once a window signal joins (``windowed``)."""
         window = self.window
         if not window:
             return
@@ -307,10 +306,18 @@ class AlertGroup:
             window["ids"].append(str(event.event_id))
 
     @property
+    def windowed(self) -> bool:
+        """Whether a window detector (volume, multivariate) contributed: then the alert
+        shows ``evidence.window_activity``."""
+        return any(detector.startswith(_WINDOWS) for detector in self.detectors)
+
+    @property
     def unsent(self) -> bool:
-        """Whether evidence came in since the last revision was emitted."""
-        return (self.count > self.emitted_count
-                or bool(self.window) and self.window["calls"] > self.window["sent"])
+        """Whether evidence came in since the last revision was emitted (for a window
+        alert, calls counted in its activity count too)."""
+        if self.count > self.emitted_count:
+            return True
+        return self.windowed and self.window["calls"] > self.window["sent"]
 
     def mark_sent(self) -> None:
         """Remember what the revision just emitted showed (see ``unsent``)."""
@@ -471,7 +478,7 @@ class AlertGroup:
             "weight_of_evidence": round(weight, 2),
             "lines_of_evidence": len(self.lines),
         }
-        if self.window:
+        if self.window and self.windowed:
             evidence["window_activity"] = _window_activity(self.window)
         context = dict(self.context)
         if "notes" in context:
@@ -567,8 +574,9 @@ class AlertGroup:
 
 
 def _window_activity(window: dict[str, Any]) -> dict[str, Any]:
-    """A window alert's ``evidence.window_activity``: calls since the first window signal,
-    the most frequent actions and resources with their counts, the first event ids."""
+    """A window alert's ``evidence.window_activity``: the identity's calls since the
+    alert's first event, the most frequent actions and resources with their counts, the
+    first event ids."""
     def top(counts: dict[str, int], name: str) -> list[dict[str, Any]]:
         ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:WINDOW_TOP]
         return [{name: value, "count": count} for value, count in ranked]

@@ -147,7 +147,7 @@ def _risk(alert: Alert) -> dict[str, Any]:
     lines = int(alert.evidence.get("lines_of_evidence") or 0)
     return {
         "confidence_id": confidence,
-        "confidence_score": int(round(place * 100)),
+        "confidence_score": int(place * 100),  # floored like the bands of confidence_id
         "risk_score": min(int(alert.score * 100), 99),
         "risk_level_id": level_id,
         "risk_level": level,
