@@ -23,7 +23,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from detector.event import Event
-from detector.scoring import SEVERITY_RANK, Verdict
+from detector.scoring import (
+    EVIDENCE_PER_LINE,
+    SEVERITY_RANK,
+    ScoringSettings,
+    Verdict,
+    alert_score,
+    evidence_weight,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +42,14 @@ TITLE_MAX = 200
 MAX_VALUES = 32  # (detector, value) pairs kept per alert for feedback
 MAX_SENSITIVE = 10  # catalogued sensitive actions kept per alert (evidence.sensitive_actions)
 PER_DETECTOR = 2  # top signals kept per detector (e.g. two windows of volume.rate)
+DEFAULT_SETTINGS = ScoringSettings()  # the bands of ``to_alert`` when it is given none
+# What a window alert (one with a volume or multivariate signal) says its windows held:
+# every call of the identity while the alert is open, from its first event, counted per
+# action and resource (WINDOW_KEYS of each, later new ones counted as untracked), the
+# first WINDOW_IDS event ids; the WINDOW_TOP most frequent of each are shown.
+WINDOW_KEYS = 32
+WINDOW_IDS = 10
+WINDOW_TOP = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,7 +196,7 @@ class AlertGroup:
     opened: float
     closes: float
     last: float
-    score: float
+    score: float  # the highest score of one event's verdict (what ``escalate`` reads)
     severity: str
     identity_kind: str
     kind_reason: str
@@ -201,6 +216,11 @@ class AlertGroup:
     sensitive: list[dict[str, Any]] = field(default_factory=list)  # sensitive_action records
     note_levels: dict[str, str] = field(default_factory=dict)  # severity note -> its level
     cap: str = "info"  # highest severity ceiling of the folded verdicts
+    # line of evidence -> "detector\x1fvalue" -> its strongest weighted score: the alert
+    # score's weight of evidence (at most EVIDENCE_PER_LINE readings per line)
+    lines: dict[str, dict[str, float]] = field(default_factory=dict)
+    # the identity's calls while the group is open (``observe``), shown on a window alert
+    window: dict[str, Any] = field(default_factory=dict)
     revision: int = 0
     emitted_count: int = 0
     shadow: bool = False
@@ -221,6 +241,7 @@ class AlertGroup:
         for weighted in verdict.signals:
             detector = weighted.signal.detector
             self.counts[detector] = self.counts.get(detector, 0) + 1
+            self._reading(weighted, detector)
             pair = [detector, str(weighted.signal.value or "")]
             if pair not in self.values:
                 if len(self.values) < MAX_VALUES:
@@ -230,6 +251,10 @@ class AlertGroup:
             if detector not in self.detectors:
                 self.detectors.append(detector)
                 material = True
+        if not self.window:  # the group's first event: its activity is counted from here
+            self.window = {"since": event.ts, "calls": 0, "failed": 0, "actions": {},
+                           "resources": {}, "untracked": [0, 0], "ids": [], "sent": 0}
+            self.observe(event)
         self._merge_signals(verdict, max_signals, event)
         self._note_levels(verdict)
         if verdict.sensitivity and verdict.sensitivity.category not in self.categories:
@@ -254,6 +279,70 @@ class AlertGroup:
             self.severity = earned
             return True
         return False
+
+    def observe(self, event: Event) -> None:
+        """Count one call of the identity into the group's activity (the engine calls it
+        for every event of the identity while the group is open, signals or not: a volume
+        alert is about the calls that made the volume, most of which raise no signal of
+        their own). Shown only once a window signal joins (``windowed``)."""
+        window = self.window
+        if not window:
+            return
+        window["calls"] += 1
+        if event.failed:
+            window["failed"] += 1
+        for n, (name, value) in enumerate((("actions", event.action),
+                                           ("resources", event.resource))):
+            if not value:
+                continue
+            counts = window[name]
+            if value in counts:
+                counts[value] += 1
+            elif len(counts) < WINDOW_KEYS:
+                counts[value] = 1
+            else:
+                window["untracked"][n] += 1
+        if len(window["ids"]) < WINDOW_IDS:
+            window["ids"].append(str(event.event_id))
+
+    @property
+    def windowed(self) -> bool:
+        """Whether a window detector (volume, multivariate) contributed: then the alert
+        shows ``evidence.window_activity``."""
+        return any(detector.startswith(_WINDOWS) for detector in self.detectors)
+
+    @property
+    def unsent(self) -> bool:
+        """Whether evidence came in since the last revision was emitted (for a window
+        alert, calls counted in its activity count too)."""
+        if self.count > self.emitted_count:
+            return True
+        return self.windowed and self.window["calls"] > self.window["sent"]
+
+    def mark_sent(self) -> None:
+        """Remember what the revision just emitted showed (see ``unsent``)."""
+        self.emitted_count = self.count
+        if self.window:
+            self.window["sent"] = self.window["calls"]
+
+    def _reading(self, weighted: Any, detector: str) -> None:
+        """Keep one weighted signal as a reading of its line of evidence: the strongest
+        per (detector, value), the ``EVIDENCE_PER_LINE`` strongest per line."""
+        readings = self.lines.setdefault(weighted.line or detector, {})
+        key = f"{detector}\x1f{weighted.signal.value or ''}"
+        strength = round(min(max(float(weighted.score), 0.0), 1.0), 4)
+        known = readings.get(key)
+        if known is not None:
+            if strength > known:
+                readings[key] = strength
+            return
+        if len(readings) < EVIDENCE_PER_LINE:
+            readings[key] = strength
+            return
+        weakest = min(readings, key=lambda k: (readings[k], k))
+        if strength > readings[weakest]:
+            del readings[weakest]
+            readings[key] = strength
 
     def _keep_sensitive(self, event: Event, verdict: Verdict) -> bool:
         """Keep the event among ``sensitive`` when its action is in a catalogue category
@@ -369,8 +458,11 @@ class AlertGroup:
                 kept.append(record)
         self.signals[:] = kept
 
-    def to_alert(self, identity: str, technique_records: list[dict[str, Any]]) -> Alert:
-        """Freeze the group into an ``Alert`` at its current revision."""
+    def to_alert(self, identity: str, technique_records: list[dict[str, Any]],
+                 settings: ScoringSettings = DEFAULT_SETTINGS) -> Alert:
+        """Freeze the group into an ``Alert`` at its current revision; its score is placed
+        in the band of its severity by its weight of evidence (``scoring.alert_score``)."""
+        weight = evidence_weight(self.lines, settings.signal_floor)
         detectors = tuple(sorted(self.detectors, key=lambda d: (-self.counts.get(d, 0), d)))
         evidence = {
             "event_ids": list(self.event_ids),
@@ -383,7 +475,11 @@ class AlertGroup:
             "signal_values": [{"detector": d, "value": v} for d, v in self.values],
             "signal_values_truncated": self.values_cut,
             "sensitive_actions": [dict(record) for record in self.sensitive],
+            "weight_of_evidence": round(weight, 2),
+            "lines_of_evidence": len(self.lines),
         }
+        if self.window and self.windowed:
+            evidence["window_activity"] = _window_activity(self.window)
         context = dict(self.context)
         if "notes" in context:
             context["notes"] = self._notes()
@@ -399,7 +495,7 @@ class AlertGroup:
             tenant=self.tenant,
             first_time=self.opened,
             last_time=self.last,
-            score=round(self.score, 4),
+            score=alert_score(self.severity, weight, settings),
             severity=self.severity,
             detectors=detectors,
             signals=tuple(self.signals),
@@ -465,11 +561,39 @@ class AlertGroup:
                                 f"{record['level']!r:.40}")
         for pair in group.values:
             check_items("alert group value pair", pair, str)
+        _check_window(group.window)
+        check_type("alert group lines", group.lines, dict)
+        for readings in group.lines.values():
+            check_type("alert group line", readings, dict)
+            check_items("alert group line readings", list(readings.values()), (int, float))
         check_type("alert group note_levels", group.note_levels, dict)
         for level in group.note_levels.values():
             if level not in SEVERITY_RANK:
                 raise TypeError(f"alert group note level is not a severity: {level!r:.40}")
         return group
+
+
+def _window_activity(window: dict[str, Any]) -> dict[str, Any]:
+    """A window alert's ``evidence.window_activity``: the identity's calls since the
+    alert's first event, the most frequent actions and resources with their counts, the
+    first event ids."""
+    def top(counts: dict[str, int], name: str) -> list[dict[str, Any]]:
+        ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:WINDOW_TOP]
+        return [{name: value, "count": count} for value, count in ranked]
+
+    return {
+        "since": iso(window["since"]),
+        "calls": window["calls"],
+        "failed": window["failed"],
+        "distinct_actions": len(window["actions"]),
+        "distinct_resources": len(window["resources"]),
+        "top_actions": top(window["actions"], "action"),
+        "top_resources": top(window["resources"], "resource"),
+        "calls_beyond_tracked": {"actions": window["untracked"][0],
+                                 "resources": window["untracked"][1]},
+        "event_ids": list(window["ids"]),
+        "event_ids_truncated": window["calls"] > len(window["ids"]),
+    }
 
 
 def check_type(name: str, value: Any, types: type | tuple[type, ...]) -> None:
@@ -479,6 +603,25 @@ def check_type(name: str, value: Any, types: type | tuple[type, ...]) -> None:
                                                  else (types,))) \
             or not isinstance(value, types):
         raise TypeError(f"{name} has the wrong type: {value!r:.40}")
+
+
+def _check_window(window: Any) -> None:
+    """A saved window activity: empty, or every field of ``AlertGroup.fold``'s with its
+    type (a damaged one would fail at the identity's next event instead of at load)."""
+    check_type("alert group window", window, dict)
+    if not window:
+        return
+    check_type("alert window since", window.get("since"), (int, float))
+    for name in ("calls", "failed", "sent"):
+        check_type(f"alert window {name}", window.get(name), int)
+    for name in ("actions", "resources"):
+        check_type(f"alert window {name}", window.get(name), dict)
+        check_items(f"alert window {name}", list(window[name].values()), int)
+    check_items("alert window untracked", window.get("untracked"), int)
+    if len(window["untracked"]) != 2:
+        raise TypeError(f"alert window untracked is not [actions, resources]: "
+                        f"{window['untracked']!r:.40}")
+    check_items("alert window ids", window.get("ids"), str)
 
 
 def check_items(name: str, value: Any, types: type | tuple[type, ...]) -> None:

@@ -411,6 +411,8 @@ class Detector:
         out: list[Alert] = []
         if state.alerts.groups:
             self._close_expired(key, state, ts, out)
+            for group in state.alerts.groups.values():
+                group.observe(event)  # a window alert counts what the identity does
         if ts >= self._next_sweep:
             self._sweep(ts, out)
         if sens is not None and not sens.applies(event):
@@ -868,7 +870,7 @@ class Detector:
 
     def _emit(self, identity: str, group: AlertGroup, *, new: bool) -> Alert:
         group.revision += 1
-        group.emitted_count = group.count
+        group.mark_sent()
         ids = self._finding_ids(group)
         for tid in self.attack.ids_for(self._categories(group), group.detectors):
             if tid not in ids:
@@ -876,7 +878,7 @@ class Detector:
         # ids found before (kept with the group's state) stay: a group only gains evidence
         ids.extend(tid for tid in group.techniques if tid not in ids)
         group.techniques = ids
-        alert = group.to_alert(identity, self.attack.describe(ids))
+        alert = group.to_alert(identity, self.attack.describe(ids), self.settings)
         if group.shadow:
             if new:
                 self.stats.shadow_alerts[alert.top_detector] += 1
@@ -913,7 +915,7 @@ class Detector:
             group = groups.pop(name)
             if group.revision == 0:
                 continue  # never reached min_severity: nothing was said, nothing to cool
-            if group.count > group.emitted_count:
+            if group.unsent:
                 out.append(self._emit(identity, group, new=False))
             state.alerts.cooldowns[name] = [
                 group.closes + self.settings.cooldown, float(SEVERITY_RANK[group.severity])

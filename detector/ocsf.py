@@ -11,6 +11,10 @@
 - the identity is ``actor.user`` (uid = identity key, account = tenant) and the affected
   resource; behavioural evidence goes to ``anomaly_analyses`` and ``evidences`` (the
   first with the samples and event ids, then one per catalogued sensitive action);
+- ``risk_score`` (0-99) and ``risk_level_id`` follow the alert's score and severity (the
+  score lies in its severity's band); ``confidence_id`` and ``confidence_score`` say how
+  far up its band the weight of evidence placed it (corroboration, not severity), and
+  ``risk_details`` says both in words;
 - CloudTrail insights attached to the alert go to ``enrichments`` (one per insight);
 - fields OCSF has no place for (kind, kind reason, owner, context) go to ``unmapped``.
 """
@@ -24,6 +28,7 @@ from importlib import metadata
 from typing import Any
 
 from detector.alerts import NO_OWNER, Alert, is_rule, short_identity, signal_sentence
+from detector.scoring import EVIDENCE_HALF
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +37,12 @@ CLASS_UID = 2004
 CATEGORY_UID = 2
 SEVERITY_IDS = {"info": 1, "low": 2, "medium": 3, "high": 4, "critical": 5}
 SEVERITY_NAMES = {1: "Informational", 2: "Low", 3: "Medium", 4: "High", 5: "Critical"}
+RISK_LEVELS = {"info": (0, "Info"), "low": (1, "Low"), "medium": (2, "Medium"),
+               "high": (3, "High"), "critical": (4, "Critical")}
+# confidence_id from the place in the band (weight / (weight + EVIDENCE_HALF)): a single
+# clipped reading or technique finding (a third of the way up) is Medium, two or more
+# independent lines of strong evidence (half way and more) High
+CONFIDENCE_LEVELS = ((0.5, 3), (0.25, 2), (0.0, 1))
 USER_TYPES = {  # identity kind -> (OCSF user type_id, caption)
     "human": (1, "User"),
     "workload": (4, "Service"),
@@ -94,8 +105,7 @@ def to_ocsf(alert: Alert) -> dict[str, Any]:
         "status_id": 1,
         "status": "New",
         "is_alert": not alert.shadow,
-        "confidence_id": _confidence(alert.score),
-        "risk_score": int(round(alert.score * 100)),
+        **_risk(alert),
         "metadata": _metadata(alert),
         "finding_info": _finding_info(alert),
         "actor": {"user": _user(alert)},
@@ -127,8 +137,24 @@ def _enrichments(alert: Alert) -> list[dict[str, Any]]:
     ]
 
 
-def _confidence(score: float) -> int:
-    return 3 if score >= 0.75 else 2 if score >= 0.5 else 1
+def _risk(alert: Alert) -> dict[str, Any]:
+    """Risk from the score and severity; confidence from the weight of evidence alone (a
+    low alert can rest on strong corroboration, a critical one on one rule match)."""
+    weight = float(alert.evidence.get("weight_of_evidence") or 0.0)
+    place = weight / (weight + EVIDENCE_HALF)
+    confidence = next(level for floor, level in CONFIDENCE_LEVELS if place >= floor)
+    level_id, level = RISK_LEVELS.get(alert.severity, (99, "Other"))
+    lines = int(alert.evidence.get("lines_of_evidence") or 0)
+    return {
+        "confidence_id": confidence,
+        "confidence_score": int(place * 100),  # floored like the bands of confidence_id
+        "risk_score": min(int(alert.score * 100), 99),
+        "risk_level_id": level_id,
+        "risk_level": level,
+        "risk_details": (f"score {alert.score:.4f} in the {alert.severity} band; "
+                         f"{lines} independent line{'s' if lines != 1 else ''} of evidence "
+                         f"weighing {weight:.1f} nats"),
+    }
 
 
 def _metadata(alert: Alert) -> dict[str, Any]:
@@ -228,6 +254,9 @@ def _evidence(alert: Alert) -> dict[str, Any]:
         "event_ids": list(alert.evidence.get("event_ids", [])),
         "samples": samples,
     }
+    window = alert.evidence.get("window_activity")
+    if window:  # what a volume or enumeration window held, not only its scored events
+        evidence["data"]["window_activity"] = window
     return evidence
 
 

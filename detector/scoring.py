@@ -22,6 +22,13 @@ Method (documented for analysts in ``docs/alerts.md``):
    is capped at ``schedule_ceiling``: activity at an odd hour alone is a lead to look at,
    not a finding; with any other deviation the usual ceilings apply.
 
+The alert's own score (``alert_score``) is not an event's: it ranks alerts. It lies in
+the band of the alert's severity (``thresholds``: a high alert scores in [0.75, 0.9)),
+placed in the band by the alert's weight of evidence, summed in log-odds over its
+independent lines of evidence (correlated readings of one line count less and less), so
+that a SIEM sorting by score sorts by severity first and, within one severity, puts the
+alert with more corroboration first. It never reaches 1.0.
+
 Every threshold and weight lives in ``ScoringSettings``, built once from the ``scoring``
 section of the configuration.
 """
@@ -105,6 +112,21 @@ DEFAULT_FUSION_GROUPS = {
     "volume.*": "volume",
 }
 CACHE_CAP = 65_536  # distinct actions remembered by the catalogue lookup cache
+# Weight of evidence of an alert (``alert_score``). A signal's strength s is read in
+# log-odds above the signal floor, logit(s) - logit(floor): a signal at the floor is no
+# evidence, and the models clip their strongest readings at 1.0, which is read as
+# EVIDENCE_CAP (about 5.7 nats with the default floor) so that one clipped reading is not
+# infinitely sure.
+EVIDENCE_CAP = 0.99
+# Readings of one line of evidence (one fusion group: the novelty of several actions, two
+# windows of one volume model) are correlated: the strongest counts fully, each next one
+# half as much as the one before, and only the EVIDENCE_PER_LINE strongest are kept.
+EVIDENCE_DECAY = 0.5
+EVIDENCE_PER_LINE = 3
+# Evidence (nats) that places an alert halfway up its severity band: one clipped reading
+# (5.7) lands a third of the way, a full line (three clipped readings, 10) near half,
+# three independent full lines near three quarters.
+EVIDENCE_HALF = 12.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,6 +327,14 @@ class ScoringSettings:
             raise ConfigError("scoring: fusion_top_k, group_window, group_max must be positive")
         if self.cooldown < 0 or self.change_window < 0:
             raise ConfigError("scoring: cooldown and change_window must not be negative")
+        merged = {**DEFAULT_THRESHOLDS, **self.thresholds}
+        levels = [merged[name] for name in SEVERITIES[1:]]
+        if levels != sorted(levels) or len(set(levels)) != len(levels):
+            # the alert score's bands lie between consecutive thresholds
+            raise ConfigError(
+                "scoring.thresholds must rise with severity (low < medium < high < critical), "
+                f"got {', '.join(f'{n} {merged[n]:g}' for n in SEVERITIES[1:])}"
+            )
 
     @cached_property
     def ordered_thresholds(self) -> tuple[tuple[float, str], ...]:
@@ -378,6 +408,15 @@ class ScoringSettings:
             if rx.match(detector):
                 return weight
         return 1.0
+
+    def band(self, severity: str) -> tuple[float, float]:
+        """The scores an alert of ``severity`` takes: from its threshold up to the next
+        severity's (info from 0, critical up to 1, never reached)."""
+        merged = {**DEFAULT_THRESHOLDS, **self.thresholds}
+        rank = SEVERITY_RANK[severity]
+        low = merged[severity] if rank else 0.0
+        high = merged[SEVERITIES[rank + 1]] if rank + 1 < len(SEVERITIES) else 1.0
+        return low, high
 
     def severity_for(self, score: float) -> str:
         for threshold, name in self.ordered_thresholds:
@@ -510,6 +549,7 @@ class Weighted:
     signal: Signal
     score: float
     peer_prevalence: float | None = None
+    line: str = ""  # its line of evidence (fusion group); empty: the detector's own
 
 
 @dataclass(slots=True)
@@ -549,7 +589,7 @@ def weigh_signals(
         prevalence = signal.details.get("peer_prevalence")
         if prevalence is not None and not signal.details.get("peer_adjusted", False):
             score *= 1.0 - settings.peer_damping * min(max(float(prevalence), 0.0), 1.0)
-        kept.append(Weighted(signal, score, prevalence))
+        kept.append(Weighted(signal, score, prevalence, settings.fusion_group(signal.detector)))
     kept.sort(key=lambda w: (-w.score, w.signal.detector))
     return kept, routine
 
@@ -572,6 +612,42 @@ def fuse(scores: Iterable[float], top_k: int) -> float:
     for score in sorted(scores, reverse=True)[:top_k]:
         remaining *= 1.0 - min(max(score, 0.0), 1.0)
     return 1.0 - remaining
+
+
+def evidence_nats(strength: float, floor: float) -> float:
+    """One reading's weight of evidence: its log-odds above the signal floor's, never
+    negative (a reading damped below the floor by its peers adds nothing)."""
+    top = EVIDENCE_CAP
+    strength = min(max(strength, 0.0), top)
+    base = min(max(floor, 1.0 - top), top)
+    if strength <= base:
+        return 0.0
+    return math.log(strength / (1.0 - strength)) - math.log(base / (1.0 - base))
+
+
+def evidence_weight(lines: Mapping[str, Mapping[str, float]], floor: float) -> float:
+    """The alert's weight of evidence in nats: per line of evidence the strongest reading
+    fully, each next one ``EVIDENCE_DECAY`` times the one before, summed over lines (they
+    are independent: an action never made, from a network never seen)."""
+    total = 0.0
+    for readings in lines.values():
+        weight = 1.0
+        for strength in sorted(readings.values(), reverse=True)[:EVIDENCE_PER_LINE]:
+            total += weight * evidence_nats(strength, floor)
+            weight *= EVIDENCE_DECAY
+    return total
+
+
+def alert_score(severity: str, weight: float, settings: ScoringSettings) -> float:
+    """The alert's score: inside its severity's band (``ScoringSettings.band``), the more
+    evidence the higher, ``weight / (weight + EVIDENCE_HALF)`` of the way up. Monotone in
+    the severity and in the evidence, below the band's top, so never 1.0."""
+    low, high = settings.band(severity)
+    place = weight / (weight + EVIDENCE_HALF) if weight > 0 else 0.0
+    score = round(low + (high - low) * place, 4)
+    if score >= high:  # rounding must not lift an alert into the next band, nor to 1.0
+        score = round(high - 0.0001, 4)
+    return score
 
 
 def score_event(
