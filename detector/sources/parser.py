@@ -267,7 +267,11 @@ class Parser:
         if not start.strip():  # blank so far: as ``feed`` frames it (empty_file, most often)
             return "whole"
         sample = start[:8192]
-        if mostly_binary(sample) or b"\x00" in sample:
+        # as ``_frame_doubtful`` judges a payload: a NUL byte in text that starts like JSON
+        # is one record's fault, not the stream's (a document read from stdin lost all of
+        # its records to one ``binary`` dead letter)
+        if mostly_binary(sample) or b"\x00" in sample and \
+                start.lstrip()[:1] not in (b"{", b"["):
             if any(_parses_as_object(line) for line in lines if line.lstrip()[:1] == b"{"):
                 return "mixed"
             self.dead_input("binary", REASONS["binary"], origin,
@@ -903,6 +907,11 @@ class Parser:
             return True
         return False
 
+    def _counted(self, default: str) -> str:
+        """The source a dead letter counts under when its record's is not known yet: the
+        forced one, if any, else ``default``."""
+        return self.source if self.source in _COUNTED else default
+
     def _nested_json(self, text: str, origin: str, hints: dict[str, Any], depth: int) -> None:
         try:
             value = orjson.loads(text)
@@ -987,20 +996,31 @@ class Parser:
     # ------------------------------------------------------------------ routing
 
     def _route(self, record: dict[str, Any], origin: str, hints: dict[str, Any]) -> None:
+        """Read one record by its shape. The shape checks run on the raw record before any
+        source module's guard: a failure there (a parser bug) is this record's
+        ``internal_error`` dead letter, and the payload's other records are still read."""
         forced = self.source
-        if forced is not None:
-            self._route_forced(forced, record, origin, hints)
-        elif cloudtrail.looks_like(record):
-            self._normalise(cloudtrail.SOURCE, cloudtrail.normalise, record, origin, None, hints)
-        elif (payload := gcp.payload_of(record)) is not None:
-            if gcp.is_gke(record, payload):
-                self._normalise(k8s.SOURCE, k8s.normalise_gke, record, origin, None, hints)
+        try:
+            if forced is not None:
+                self._route_forced(forced, record, origin, hints)
+            elif cloudtrail.looks_like(record):
+                self._normalise(cloudtrail.SOURCE, cloudtrail.normalise, record, origin, None,
+                                hints)
+            elif (payload := gcp.payload_of(record)) is not None:
+                if gcp.is_gke(record, payload):
+                    self._normalise(k8s.SOURCE, k8s.normalise_gke, record, origin, None, hints)
+                else:
+                    self._normalise(gcp.SOURCE, gcp.normalise, record, origin, None, hints)
+            elif k8s.looks_like(record):
+                self._k8s(record, origin, hints)
             else:
-                self._normalise(gcp.SOURCE, gcp.normalise, record, origin, None, hints)
-        elif k8s.looks_like(record):
-            self._k8s(record, origin, hints)
-        else:
-            self._route_other(record, origin, hints)
+                self._route_other(record, origin, hints)
+        except SinkError:
+            raise
+        except Exception as err:  # noqa: BLE001 - one record must never stop the payload
+            logger.debug("parser bug routing %s", origin, exc_info=err)
+            self._dead(self._counted(UNKNOWN), "internal_error", f"{REASONS['internal_error']}"
+                       f": {type(err).__name__}", origin, _raw(record))
 
     def _route_other(self, record: dict[str, Any], origin: str, hints: dict[str, Any]) -> None:
         low = azure.lower_keys(record)
@@ -1119,7 +1139,13 @@ class Parser:
             self._normalise(k8s.SOURCE, k8s.normalise, record, origin, None, hints)
             return
         self.stats.records_read[k8s.SOURCE] += 1
-        self._stages.feed(record, audit_id, origin, hints)
+        try:
+            self._stages.feed(record, audit_id, origin, hints)
+        except SinkError:
+            raise
+        except Exception as err:  # noqa: BLE001 - as a source module's failure: this
+            # record's dead letter, never the rest of the payload's records
+            self._record_failed(err, k8s.SOURCE, record, origin)
 
     def _skip_stage(self, reason: str) -> None:
         self.stats.skipped[(k8s.SOURCE, reason)] += 1
