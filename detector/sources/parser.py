@@ -15,7 +15,8 @@ payload it:
    ``MIN_SLICED_BYTES`` or more is decoded in slices of records, with the same result;
 3. unwraps envelopes (S3 ``Records``, CloudWatch Logs ``DATA_MESSAGE``, EventBridge
    ``detail``, SQS ``Body`` strings, Kubernetes ``EventList``, Azure ``records``, AKS
-   ``properties.log``) and recognises non-events (digests, CWL control messages);
+   ``properties.log``, Pub/Sub deliveries and Splunk HEC events, ``pubsub``) and
+   recognises non-events (digests, CWL control messages);
 4. chooses the format per record by its shape (one file may mix dialects) and calls the
    source module, merging Kubernetes stages by ``auditID`` across payloads (``stages``);
 5. counts every record: ``records_read[source]`` and exactly one of ``events``,
@@ -49,7 +50,7 @@ import orjson
 from detector.errors import SinkError
 from detector.event import Event
 from detector.identity import IdentityRules, Resolver
-from detector.sources import azure, cloudtrail, exports, gcp, insight, k8s, salvage
+from detector.sources import azure, cloudtrail, exports, gcp, insight, k8s, pubsub, salvage
 from detector.sources.common import (
     MAX_EVENT_ID,
     TIME_LEAP_SECONDS,
@@ -905,7 +906,59 @@ class Parser:
             for index, item in enumerate(items):
                 self._dispatch(item, f"{origin}[{index}]", hints, depth + 1)
             return True
-        return False
+        return self._pubsub(value, origin, hints, depth) or \
+            self._hec_event(value, origin, hints, depth)
+
+    def _pubsub(self, value: dict[str, Any], origin: str, hints: dict[str, Any],
+                depth: int) -> bool:
+        """A Pub/Sub delivery (``pubsub``): a pull response's ``receivedMessages``, one
+        push request or received message (``message``), or a message of its own; each
+        message's ``data`` is decoded and read as a payload's record is."""
+        received = value.get("receivedMessages")
+        if isinstance(received, list) and value.keys() <= pubsub.PULL_KEYS:
+            for index, item in enumerate(received):
+                self._dispatch(item, f"{origin}#receivedMessages[{index}]", hints, depth + 1)
+            return True
+        message = pubsub.message_of(value)
+        if message is None:
+            return False
+        where = origin if message is value else f"{origin}#message"
+        data = message.get("data")
+        if isinstance(data, dict):  # a tool that decoded the data already (a Dataflow job)
+            self._dispatch(data, f"{where}.data", hints, depth + 1)
+            return True
+        if not isinstance(data, str):
+            self._dead(self._counted(gcp.SOURCE), "invalid_record",
+                       f"{REASONS['invalid_record']}: a Pub/Sub message without a data "
+                       "string", where, _raw(value))
+            return True
+        decoded = pubsub.decode_data(data)
+        if decoded is None:
+            self._dead(self._counted(gcp.SOURCE), "bad_base64", REASONS["bad_base64"],
+                       where, data[:1024])
+            return True
+        try:
+            record = orjson.loads(decoded)
+        except orjson.JSONDecodeError as err:
+            reason = _broken_json_reason(decoded, err)
+            self._dead(self._counted(gcp.SOURCE), reason, f"{REASONS[reason]} (the data of "
+                       "a Pub/Sub message)", f"{where}.data", decoded)
+            return True
+        self._dispatch(record, f"{where}.data", hints, depth + 1)
+        return True
+
+    def _hec_event(self, value: dict[str, Any], origin: str, hints: dict[str, Any],
+                   depth: int) -> bool:
+        """A Splunk HTTP Event Collector event (``pubsub.hec_event``): its ``event``, an
+        object or JSON text, is the record."""
+        event = pubsub.hec_event(value)
+        if event is None:
+            return False
+        if isinstance(event, str):
+            self._nested_json(event, f"{origin}#event", hints, depth)
+        else:
+            self._dispatch(event, f"{origin}#event", hints, depth + 1)
+        return True
 
     def _counted(self, default: str) -> str:
         """The source a dead letter counts under when its record's is not known yet: the
@@ -1355,7 +1408,8 @@ class _Held:
 
 # Every key that _dispatch or _envelope looks for: an object with none of them is a record.
 _ENVELOPE_KEYS = frozenset({"Records", "digestPublicKeyFingerprint", "logFiles", "messageType",
-                            "detail", "Body", "body", "Message", "items", "records"})
+                            "detail", "Body", "body", "Message", "items", "records",
+                            "receivedMessages", "message", "data", "event"})
 _COUNTED = frozenset({"aws.cloudtrail", "gcp.audit", "k8s.audit", "azure.activity",
                       "azure.signin"})
 

@@ -1,17 +1,35 @@
-"""Kinds of input found by ``tools/fuzz_parser.py`` (round 8): each test is built from the
-minimal input of its kind, no fuzzer needed to run it."""
+"""Kinds of input found by ``tools/fuzz_parser.py`` (round 8) and new transport shapes:
+each test is built from the minimal input of its kind, no fuzzer needed to run it."""
 
 from __future__ import annotations
 
+import base64
 import io
+from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
 from detector.sources import ListDeadLetters, Parser, parse_payload
+from detector.sources.deadletter import REASONS
 from detector.stats import RunStats
 from tests.detector.sources_helpers import record
+
+ENTRY: dict[str, Any] = {
+    "insertId": "k1x9", "logName": "projects/p1/logs/cloudaudit.googleapis.com%2Factivity",
+    "timestamp": "2024-03-04T10:00:00.123456Z", "receiveTimestamp": "2024-03-04T10:00:01Z",
+    "resource": {"type": "service_account", "labels": {"project_id": "p1"}},
+    "protoPayload": {
+        "@type": "type.googleapis.com/google.cloud.audit.AuditLog",
+        "authenticationInfo": {"principalEmail": "ci@p1.iam.gserviceaccount.com"},
+        "requestMetadata": {"callerIp": "198.51.100.7",
+                            "callerSuppliedUserAgent": "google-cloud-sdk gcloud/460.0.0"},
+        "serviceName": "iam.googleapis.com",
+        "methodName": "google.iam.admin.v1.CreateServiceAccountKey",
+        "resourceName": "projects/-/serviceAccounts/admin@p1.iam.gserviceaccount.com"},
+}
+
 
 def payload(data: bytes) -> tuple[list[dict[str, Any]], ListDeadLetters, RunStats]:
     stats, dead = RunStats(), ListDeadLetters()
@@ -50,6 +68,117 @@ class TestStreamLikePayload:
         data = b"\x00ELF" + bytes(range(1, 32)) * 50
         events, dead = streamed(data)
         assert events == [] and dead.reasons() == ["binary"]
+
+
+def _message(entry: Any, **extra: Any) -> dict[str, Any]:
+    data = base64.b64encode(orjson.dumps(entry)).decode()
+    return {"data": data, "attributes": {"logging.googleapis.com/timestamp": "x"},
+            "messageId": "9001", "message_id": "9001", "publishTime": "2024-03-04T10:00:02Z",
+            "publish_time": "2024-03-04T10:00:02Z", **extra}
+
+
+class TestPubSub:
+    """GCP audit logs routed by a Cloud Logging sink to Pub/Sub, in each delivery shape."""
+
+    def bare(self) -> list[dict[str, Any]]:
+        events, dead, _ = payload(orjson.dumps(ENTRY))
+        assert len(events) == 1 and not dead.items
+        return events
+
+    @pytest.mark.parametrize("shape", ["push", "pull", "gcloud", "message", "decoded", "hec",
+                                       "hec_text", "urlsafe"])
+    def test_delivery_shapes__same_event_as_the_entry(self, shape: str) -> None:
+        message = _message(ENTRY)
+        wrapped = {
+            "push": {"message": message, "subscription": "projects/p1/subscriptions/audit"},
+            "pull": {"receivedMessages": [{"ackId": "a1", "message": message,
+                                           "deliveryAttempt": 1}]},
+            "gcloud": [{"ackId": "a1", "message": message}],
+            "message": message,
+            "decoded": {"data": ENTRY, "attributes": {}, "messageId": "9001"},
+            "hec": {"event": ENTRY, "time": 1709546400, "host": "dataflow",
+                    "sourcetype": "google:gcp:pubsub:message", "index": "gcp"},
+            "hec_text": {"event": orjson.dumps(ENTRY).decode(), "sourcetype": "x"},
+            "urlsafe": {"message": dict(message, data=base64.urlsafe_b64encode(
+                orjson.dumps(ENTRY)).decode()), "subscription": "s"},
+        }[shape]
+        events, dead, stats = payload(orjson.dumps(wrapped))
+        assert events == self.bare()
+        assert not dead.items and stats.records_read == {"gcp.audit": 1}
+
+    def test_pull_response__one_event_per_message(self) -> None:
+        second = dict(ENTRY, insertId="k2")
+        pulled = {"receivedMessages": [{"ackId": f"a{i}", "message": _message(entry)}
+                                       for i, entry in enumerate([ENTRY, second])]}
+        events, dead, _ = payload(orjson.dumps(pulled))
+        assert [event["event_id"] for event in events] == ["k1x9", "k2"]
+        assert not dead.items
+
+    @pytest.mark.parametrize(("data", "reason", "where"), [
+        ("not base64!", "bad_base64", "m#message"),
+        (base64.b64encode(b'{"insertId": "k1", "protoPay').decode(), "truncated",
+         "m#message.data"),
+        (base64.b64encode(b"audit entry as text").decode(), "invalid_json", "m#message.data"),
+        (base64.b64encode(b'{"a": "\xff"}').decode(), "invalid_utf8", "m#message.data"),
+    ])
+    def test_bad_data__its_own_dead_letter(self, data: str, reason: str, where: str) -> None:
+        push = {"message": dict(_message(ENTRY), data=data), "subscription": "s"}
+        events, dead, stats = payload(orjson.dumps(push))
+        assert events == []
+        assert dead.reasons() == [reason] and dead.items[0]["origin"] == where
+        assert stats.dead_letters == {("gcp.audit", reason): 1}
+        if reason == "bad_base64":
+            assert dead.items[0]["message"] == REASONS["bad_base64"]
+        else:
+            assert dead.items[0]["message"].endswith("(the data of a Pub/Sub message)")
+
+    def test_message_without_data__invalid_record(self) -> None:
+        events, dead, _ = payload(orjson.dumps({"message": {"attributes": {"k": "v"}},
+                                                "subscription": "s"}))
+        assert events == [] and dead.reasons() == ["invalid_record"]
+
+    @pytest.mark.parametrize("extra", [{"message": "hello"}, {"data": {"x": 1}},
+                                       {"event": {"y": 2}}])
+    def test_record_with_a_wrapper_field__read_as_the_record(self, extra: dict) -> None:
+        """A LogEntry or CloudTrail record that has a ``message``, ``data`` or ``event``
+        field of its own is not taken for a wrapper: only the wrappers' exact keys are."""
+        for base in (ENTRY, record(3)):
+            events, dead, _ = payload(orjson.dumps(dict(base, **extra)))
+            assert len(events) == 1 and not dead.items
+
+    def test_forced_source__wrapper_is_unwrapped(self) -> None:
+        stats, dead = RunStats(), ListDeadLetters()
+        push = {"message": _message(ENTRY), "subscription": "s"}
+        events = parse_payload(orjson.dumps(push), origin="m", source="gcp", stats=stats,
+                               dead_letters=dead)
+        assert [event.source for event in events] == ["gcp.audit"] and not dead.items
+
+
+def _real_entries(real_logs: Path) -> list[dict[str, Any]]:
+    entries = []
+    for path in [real_logs / "elastic-gcp-audit" / "test-iamcredentials-googleapis-com.log",
+                 real_logs / "cloud-custodian-gcp-events" / "resourcemanager-project-create.json"]:
+        text = path.read_bytes()
+        try:
+            entries.append(orjson.loads(text))
+        except orjson.JSONDecodeError:
+            entries += [orjson.loads(line) for line in text.splitlines() if line.strip()]
+    return entries
+
+
+@pytest.mark.shared
+def test_real_gcp_entries__same_events_through_pubsub(real_logs: Path) -> None:
+    entries = _real_entries(real_logs)
+    assert entries
+    lines = b"\n".join(orjson.dumps(entry) for entry in entries)
+    pushed = b"\n".join(orjson.dumps({"message": _message(entry), "subscription": "s"})
+                        for entry in entries)
+    pulled = orjson.dumps({"receivedMessages": [{"ackId": str(i), "message": _message(e)}
+                                                for i, e in enumerate(entries)]})
+    bare, dead, _ = payload(lines)
+    assert len(bare) == len(entries) and not dead.items
+    assert payload(pushed)[0] == bare
+    assert payload(pulled)[0] == bare
 
 
 def _stage(**extra: Any) -> dict[str, Any]:
