@@ -18,7 +18,9 @@ Checked for every case: ``Parser`` raises nothing and writes no ``internal_error
 record read is an event, a dead letter or a skip (``RunStats.balanced``), and as many dead
 letters are written as counted; every event and dead letter serialises to JSON; structural
 mutations of JSON lines read exactly one record per line (nothing lost silently); the same
-input gives the same events and dead letters twice. Pure Python and seeded, so a failure
+input gives the same events and dead letters twice, read as one payload or as a stream
+(``Parser.feed_stream``, what stdin and large files take), and JSON lines the same again
+fed one line per message to one parser (a worker's topic). Pure Python and seeded, so a failure
 is reproduced by its seed and case number; ``--show`` prints the failing payloads.
 """
 
@@ -367,7 +369,27 @@ def check(data: bytes, expect_records: int | None) -> str | None:
         return f"stream differs: as a payload {len(events)} events " \
                f"{Counter(d['reason'] for d in dead)}, as a stream {len(streamed[0])} events " \
                f"{Counter(d['reason'] for d in streamed[1])}"
+    if expect_records is not None:
+        messages = run_messages(data)
+        if messages[0] != events or [d["reason"] for d in messages[1]] != \
+                [d["reason"] for d in dead] or not messages[2].balanced():
+            return f"messages differ: as a payload {len(events)} events " \
+                   f"{Counter(d['reason'] for d in dead)}, a message per line " \
+                   f"{len(messages[0])} events {Counter(d['reason'] for d in messages[1])}"
     return None
+
+
+def run_messages(data: bytes) -> tuple[list[bytes], list[dict[str, Any]], RunStats]:
+    """``data``'s lines fed one by one to one long-lived parser, as a worker reads a
+    topic with one record per Kafka message."""
+    stats, dead = RunStats(), ListDeadLetters()
+    parser = Parser(stats=stats, dead_letters=dead)
+    events = []
+    for line in data.split(b"\n"):
+        if line.strip():
+            events += parser.feed(line, "fuzz")
+    events += parser.finish()
+    return [orjson.dumps(event.to_dict()) for event in events], dead.items, stats
 
 
 def _judge(events: list[bytes], dead: list[dict[str, Any]], stats: RunStats,

@@ -56,9 +56,8 @@ def decode_data(data: str) -> bytes | None:
     JSON text a tool left undecoded (``{`` or ``[`` is in neither alphabet, so the two
     cannot be confused); None when it is neither."""
     text = data.strip()
-    if text[:1] in ("{", "["):
-        return text.encode("utf-8", "surrogateescape") if text.isascii() else \
-            text.encode("utf-8", "replace")
+    if text[:1] in ("{", "["):  # a lone surrogate stays, for the JSON decoder to refuse
+        return text.encode("utf-8", "surrogatepass")
     try:
         return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
