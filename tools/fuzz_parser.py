@@ -1,12 +1,14 @@
 """Seeded mutation fuzzer for the parser: real record shapes in, invariants checked.
 
     python tools/fuzz_parser.py [--seed N] [--cases N] [--corpus DIR ...] [--show N]
+    python tools/fuzz_parser.py --sweep            # every field of every seed, each type
+    python tools/fuzz_parser.py --dump CASE:FILE   # write one case's payload
 
 Records are taken from the corpus directories (by default ``replay_data`` and, when they
-exist, ``/work/shared/real_logs`` and ``/work/shared/edge_cases``), then each case mutates
-one or a few of them in one of these ways and frames them in one of the shapes the parser
-reads (a JSON line, JSON lines, ``{"Records": [...]}``, an array, pretty-printed, gzip, a
-CloudWatch Logs, EventBridge, SQS or Pub/Sub envelope):
+exist, ``real_logs`` and ``edge_cases`` of ``../shared`` or ``NHI_SHARED_DIR``), then each
+case mutates one or a few of them in one of these ways and frames them in one of the
+shapes the parser reads (a JSON line, JSON lines, ``{"Records": [...]}``, an array,
+pretty-printed, gzip, a CloudWatch Logs, EventBridge, SQS or Pub/Sub envelope):
 
 - structure: a field's value swapped for another JSON type (string, integer, float, list,
   object, null, boolean), removed, made huge or nested thousands deep;
@@ -41,12 +43,17 @@ from typing import Any
 
 import orjson
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
 
 from detector.sources import ListDeadLetters, Parser  # noqa: E402
 from detector.stats import RunStats  # noqa: E402
 
-DEFAULT_CORPORA = ("replay_data", "/work/shared/real_logs", "/work/shared/edge_cases")
+# The shared real logs and edge cases live beside the repository, as for the tests
+# (tests/conftest.py); absent ones are left out.
+SHARED = Path(os.environ.get("NHI_SHARED_DIR", REPO.parent / "shared"))
+DEFAULT_CORPORA = (str(REPO / "replay_data"), str(SHARED / "real_logs"),
+                   str(SHARED / "edge_cases"))
 _MAX_SEEDS = 2000
 _MAX_FILE_BYTES = 2 * 1024 * 1024
 
