@@ -39,6 +39,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="append bad records to this JSON-lines file")
     parser.add_argument("--config", metavar="FILE",
                         help="YAML config (identities section: kind overrides, owners)")
+    parser.add_argument("--archive", action="store_true",
+                        help="the input is an archive of samples gathered over years, not a "
+                             "stream in time order (Panther's test files, a folder of "
+                             "examples): every record is read at its own time, never held "
+                             "or dead-lettered as a time_outlier (a record over a day after "
+                             "this machine's clock is still future_time)")
 
 
 class GuardedDeadLetters:
@@ -117,7 +123,7 @@ def _write_events(args: argparse.Namespace, rules: IdentityRules, stats: RunStat
     try:
         try:
             for event in read_paths(args.paths, source=args.source, stats=stats,
-                                    dead_letters=sink, rules=rules):
+                                    dead_letters=sink, rules=rules, archive=args.archive):
                 out.write(dumps(event.to_dict(), option=option))
             out.flush()
         finally:

@@ -95,6 +95,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="force one source format (default: detected per record); records of another "
              "supported format are then dead letters with reason wrong_source")
     add("--config", metavar="FILE", help="YAML configuration file")
+    add("--archive", action="store_true",
+        help="the input is an archive of samples gathered over years, not a stream in time "
+             "order (Panther's test files, a folder of examples): every record is read at "
+             "its own time, never held or dead-lettered as a time_outlier (a record over a "
+             "day after this machine's clock is still future_time)")
     add("--suppressions", metavar="FILE", help="YAML suppression rules file")
     add("--alerts", metavar="FILE", default="-",
         help="write alerts here as JSON lines (default: - for stdout); a grouped alert is "
@@ -382,6 +387,7 @@ def open_events(
     dead_letters: Any,
     rules_config: Any,
     exclude: Iterable[str] = (),
+    archive: bool = False,
 ) -> Iterator[Any]:
     """Every event under ``paths``, its time-sequential file streams merged by event time.
 
@@ -410,7 +416,7 @@ def open_events(
     logger.info("reading %d file stream(s)", len(streams))
     readers = [
         read_paths(stream, source=source, stats=stats, dead_letters=dead_letters, rules=rules,
-                   listed=True)
+                   listed=True, archive=archive)
         for stream in streams
     ]
     if len(readers) > 1:
@@ -838,7 +844,7 @@ def _replay(args: argparse.Namespace, stats: RunStats) -> int:
         progress = Progress(sys.stderr, enabled=show)
         events = open_events(
             args.paths, args.source, stats, outputs.dead_letters, config.get("identities"),
-            exclude=own_files(args),
+            exclude=own_files(args), archive=args.archive,
         )
         buffer = ReorderBuffer(args.reorder_window, stats=stats)
         result = run_loop(buffer.reorder(events), detector, writer, activity, progress, metrics)

@@ -6,9 +6,10 @@ kinds) -> ``deadletter`` (where bad records go) -> ``common`` (time, network, us
 
 Public API:
 
-- ``read_paths(paths, *, source=None, stats, dead_letters, rules=None, listed=False)``:
-  files, directories (recursive) or ``-`` for stdin; yields Events in input order
-  (``listed``: the paths are files ``iter_files`` already found, read without a second look).
+- ``read_paths(paths, *, source=None, stats, dead_letters, rules=None, listed=False,
+  archive=False)``: files, directories (recursive) or ``-`` for stdin; yields Events in
+  input order (``listed``: the paths are files ``iter_files`` already found, read without a
+  second look; ``archive``: an archive of samples in no time order, see Event time).
 - ``parse_payload(data, *, origin, source=None, stats, dead_letters, rules=None,
   parser=None)``: one in-memory payload (a Kafka message with one record or many). Pass a
   long-lived ``Parser`` as ``parser`` to merge Kubernetes stages across messages; without
@@ -26,7 +27,11 @@ Event time (``Parser._place``): a record more than a day after the machine's clo
 "in the future", from a wrong clock, is read); one more than a day outside its stream's
 range of event times (one parser per replay file stream or worker partition) waits until
 a later record confirms it or 16 later records stay on the stream's side (``time_outlier``
-dead letter), so one stray timestamp never moves event time for every identity. Skip reasons:
+dead letter), so one stray timestamp never moves event time for every identity. An archive
+of samples gathered over years, in no time order (Panther's test files), is read with
+``archive`` (``--archive``): each record at its own time, none a ``time_outlier``; that is
+never guessed, since nothing in the input tells it from a stream with a wrong clock for
+certain. Skip reasons:
 ``digest`` (CloudTrail digest files, told by content, and by their S3 key when read from
 files), ``insight`` (CloudTrail Insights, kept out of
 baselines; each also yields context events, see ``insight``), ``control_message``
@@ -120,14 +125,15 @@ _STREAM_THRESHOLD = 64 * 1024 * 1024
 def read_paths(paths: Iterable[str | os.PathLike[str]], *, source: str | None = None,
                stats: RunStats, dead_letters: DeadLetterSink,
                rules: IdentityRules | None = None, parser: Parser | None = None,
-               listed: bool = False) -> Iterator[Event]:
+               listed: bool = False, archive: bool = False) -> Iterator[Event]:
     """Yield the events of every file under ``paths`` (``-`` is stdin), then flush.
 
     ``listed``: ``paths`` are files ``iter_files`` has already found (the replay lists
     them all first to plan its streams), so they are read as they are, not examined again.
+    ``archive``: the input is an archive of samples in no time order (``Parser._place``).
     """
     parser = parser or Parser(stats=stats, dead_letters=dead_letters, source=source,
-                              rules=rules)
+                              rules=rules, archive=archive)
     for path in map(str, paths) if listed else iter_files(paths, parser):
         try:
             yield from _read_one(path, parser, stats)

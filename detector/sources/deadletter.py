@@ -47,6 +47,7 @@ REASONS: dict[str, str] = {
     "unknown_format": "record shape is not a supported audit-log format",
     "wrong_source": "record is of another supported format than the one forced (--source)",
     "truncated": "record was cut off in transport (JSON ends early)",
+    "bad_base64": "Pub/Sub message data is not valid base64",
     "invalid_record": "record has the right shape but wrong field types",
     "read_error": "input cannot be read",
     "internal_error": "parser failed on this record (a bug; please report it)",

@@ -34,15 +34,21 @@ def labels(record: dict[str, Any]) -> tuple[str, str]:
     """(type, state) of an Insights record as bounded metric label values."""
     details = as_dict(record.get("insightDetails"))
     kind = details.get("insightType")
-    return (kind if kind in TYPES else "other",
-            STATES.get(details.get("state"), "other"))  # type: ignore[arg-type]
+    return (kind if kind in TYPES else "other", _state(details) or "other")
+
+
+def _state(details: dict[str, Any]) -> str | None:
+    """``start`` or ``end``; None for anything else, an object or a list included (a
+    look-up of one of those in ``STATES`` raised, and took the payload's other records)."""
+    state = details.get("state")
+    return STATES.get(state) if type(state) is str else None
 
 
 def context_events(record: dict[str, Any], resolver: Resolver) -> list[Event]:
     """One context event per identity the insight attributes its unusual rate to."""
     details = as_dict(record.get("insightDetails"))
     when = parse_time(record.get("eventTime"))
-    state = STATES.get(details.get("state"))  # type: ignore[arg-type]
+    state = _state(details)
     if when is None or state is None:
         return []
     shared = short_str(record.get("sharedEventID"), 128) or short_str(

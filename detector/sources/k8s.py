@@ -93,7 +93,7 @@ def is_canonical(record: dict[str, Any]) -> bool:
     if stage in FINAL_STAGES:
         return True
     sub = as_dict(record.get("objectRef")).get("subresource")
-    return stage == "ResponseStarted" and sub in LONG_RUNNING
+    return stage == "ResponseStarted" and type(sub) is str and sub in LONG_RUNNING
 
 
 def request_signature(record: dict[str, Any]) -> tuple[Any, ...]:

@@ -15,7 +15,8 @@ payload it:
    ``MIN_SLICED_BYTES`` or more is decoded in slices of records, with the same result;
 3. unwraps envelopes (S3 ``Records``, CloudWatch Logs ``DATA_MESSAGE``, EventBridge
    ``detail``, SQS ``Body`` strings, Kubernetes ``EventList``, Azure ``records``, AKS
-   ``properties.log``) and recognises non-events (digests, CWL control messages);
+   ``properties.log``, Pub/Sub deliveries and Splunk HEC events, ``pubsub``) and
+   recognises non-events (digests, CWL control messages);
 4. chooses the format per record by its shape (one file may mix dialects) and calls the
    source module, merging Kubernetes stages by ``auditID`` across payloads (``stages``);
 5. counts every record: ``records_read[source]`` and exactly one of ``events``,
@@ -49,7 +50,7 @@ import orjson
 from detector.errors import SinkError
 from detector.event import Event
 from detector.identity import IdentityRules, Resolver
-from detector.sources import azure, cloudtrail, exports, gcp, insight, k8s, salvage
+from detector.sources import azure, cloudtrail, exports, gcp, insight, k8s, pubsub, salvage
 from detector.sources.common import (
     MAX_EVENT_ID,
     TIME_LEAP_SECONDS,
@@ -130,7 +131,8 @@ class Parser:
                  source: str | None = None, rules: IdentityRules | None = None,
                  resolver: Resolver | None = None,
                  max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
-                 max_decompressed_bytes: int = DEFAULT_MAX_DECOMPRESSED_BYTES) -> None:
+                 max_decompressed_bytes: int = DEFAULT_MAX_DECOMPRESSED_BYTES,
+                 archive: bool = False) -> None:
         self.stats = stats
         self.dead_letters = dead_letters
         self.source = canonical_source(source)
@@ -151,6 +153,9 @@ class Parser:
         self._earliest, self._newest = _INF, -_INF
         self._low, self._high = _INF, -_INF
         self._held: list[_Held] = []
+        # An archive of samples (``--archive``): its records are in no time order, so none
+        # is judged by the others' times (``_place``).
+        self.archive = archive
 
     # ------------------------------------------------------------------ public
 
@@ -267,7 +272,11 @@ class Parser:
         if not start.strip():  # blank so far: as ``feed`` frames it (empty_file, most often)
             return "whole"
         sample = start[:8192]
-        if mostly_binary(sample) or b"\x00" in sample:
+        # as ``_frame_doubtful`` judges a payload: a NUL byte in text that starts like JSON
+        # is one record's fault, not the stream's (a document read from stdin lost all of
+        # its records to one ``binary`` dead letter)
+        if mostly_binary(sample) or b"\x00" in sample and \
+                start.lstrip()[:1] not in (b"{", b"["):
             if any(_parses_as_object(line) for line in lines if line.lstrip()[:1] == b"{"):
                 return "mixed"
             self.dead_input("binary", REASONS["binary"], origin,
@@ -901,7 +910,64 @@ class Parser:
             for index, item in enumerate(items):
                 self._dispatch(item, f"{origin}[{index}]", hints, depth + 1)
             return True
-        return False
+        return self._pubsub(value, origin, hints, depth) or \
+            self._hec_event(value, origin, hints, depth)
+
+    def _pubsub(self, value: dict[str, Any], origin: str, hints: dict[str, Any],
+                depth: int) -> bool:
+        """A Pub/Sub delivery (``pubsub``): a pull response's ``receivedMessages``, one
+        push request or received message (``message``), or a message of its own; each
+        message's ``data`` is decoded and read as a payload's record is."""
+        received = value.get("receivedMessages")
+        if isinstance(received, list) and value.keys() <= pubsub.PULL_KEYS:
+            for index, item in enumerate(received):
+                self._dispatch(item, f"{origin}#receivedMessages[{index}]", hints, depth + 1)
+            return True
+        message = pubsub.message_of(value)
+        if message is None:
+            return False
+        where = origin if message is value else f"{origin}#message"
+        data = message.get("data")
+        if isinstance(data, dict):  # a tool that decoded the data already (a Dataflow job)
+            self._dispatch(data, f"{where}.data", hints, depth + 1)
+            return True
+        if not isinstance(data, str):
+            self._dead(self._counted(gcp.SOURCE), "invalid_record",
+                       f"{REASONS['invalid_record']}: a Pub/Sub message without a data "
+                       "string", where, _raw(value))
+            return True
+        decoded = pubsub.decode_data(data)
+        if decoded is None:
+            self._dead(self._counted(gcp.SOURCE), "bad_base64", REASONS["bad_base64"],
+                       where, data[:1024])
+            return True
+        try:
+            record = orjson.loads(decoded)
+        except orjson.JSONDecodeError as err:
+            reason = _broken_json_reason(decoded, err)
+            self._dead(self._counted(gcp.SOURCE), reason, f"{REASONS[reason]} (the data of "
+                       "a Pub/Sub message)", f"{where}.data", decoded)
+            return True
+        self._dispatch(record, f"{where}.data", hints, depth + 1)
+        return True
+
+    def _hec_event(self, value: dict[str, Any], origin: str, hints: dict[str, Any],
+                   depth: int) -> bool:
+        """A Splunk HTTP Event Collector event (``pubsub.hec_event``): its ``event``, an
+        object or JSON text, is the record."""
+        event = pubsub.hec_event(value)
+        if event is None:
+            return False
+        if isinstance(event, str):
+            self._nested_json(event, f"{origin}#event", hints, depth)
+        else:
+            self._dispatch(event, f"{origin}#event", hints, depth + 1)
+        return True
+
+    def _counted(self, default: str) -> str:
+        """The source a dead letter counts under when its record's is not known yet: the
+        forced one, if any, else ``default``."""
+        return self.source if self.source in _COUNTED else default
 
     def _nested_json(self, text: str, origin: str, hints: dict[str, Any], depth: int) -> None:
         try:
@@ -987,20 +1053,31 @@ class Parser:
     # ------------------------------------------------------------------ routing
 
     def _route(self, record: dict[str, Any], origin: str, hints: dict[str, Any]) -> None:
+        """Read one record by its shape. The shape checks run on the raw record before any
+        source module's guard: a failure there (a parser bug) is this record's
+        ``internal_error`` dead letter, and the payload's other records are still read."""
         forced = self.source
-        if forced is not None:
-            self._route_forced(forced, record, origin, hints)
-        elif cloudtrail.looks_like(record):
-            self._normalise(cloudtrail.SOURCE, cloudtrail.normalise, record, origin, None, hints)
-        elif (payload := gcp.payload_of(record)) is not None:
-            if gcp.is_gke(record, payload):
-                self._normalise(k8s.SOURCE, k8s.normalise_gke, record, origin, None, hints)
+        try:
+            if forced is not None:
+                self._route_forced(forced, record, origin, hints)
+            elif cloudtrail.looks_like(record):
+                self._normalise(cloudtrail.SOURCE, cloudtrail.normalise, record, origin, None,
+                                hints)
+            elif (payload := gcp.payload_of(record)) is not None:
+                if gcp.is_gke(record, payload):
+                    self._normalise(k8s.SOURCE, k8s.normalise_gke, record, origin, None, hints)
+                else:
+                    self._normalise(gcp.SOURCE, gcp.normalise, record, origin, None, hints)
+            elif k8s.looks_like(record):
+                self._k8s(record, origin, hints)
             else:
-                self._normalise(gcp.SOURCE, gcp.normalise, record, origin, None, hints)
-        elif k8s.looks_like(record):
-            self._k8s(record, origin, hints)
-        else:
-            self._route_other(record, origin, hints)
+                self._route_other(record, origin, hints)
+        except SinkError:
+            raise
+        except Exception as err:  # noqa: BLE001 - one record must never stop the payload
+            logger.debug("parser bug routing %s", origin, exc_info=err)
+            self._dead(self._counted(UNKNOWN), "internal_error", f"{REASONS['internal_error']}"
+                       f": {type(err).__name__}", origin, _raw(record))
 
     def _route_other(self, record: dict[str, Any], origin: str, hints: dict[str, Any]) -> None:
         low = azure.lower_keys(record)
@@ -1119,7 +1196,13 @@ class Parser:
             self._normalise(k8s.SOURCE, k8s.normalise, record, origin, None, hints)
             return
         self.stats.records_read[k8s.SOURCE] += 1
-        self._stages.feed(record, audit_id, origin, hints)
+        try:
+            self._stages.feed(record, audit_id, origin, hints)
+        except SinkError:
+            raise
+        except Exception as err:  # noqa: BLE001 - as a source module's failure: this
+            # record's dead letter, never the rest of the payload's records
+            self._record_failed(err, k8s.SOURCE, record, origin)
 
     def _skip_stage(self, reason: str) -> None:
         self.stats.skipped[(k8s.SOURCE, reason)] += 1
@@ -1163,8 +1246,24 @@ class Parser:
         Two records off by the same amount in a row confirm each other: a stream that jumps
         is taken as the stream. The range only widens here, so a stream moving on in one
         long file makes one record wait a moment each day of event time.
+
+        None of this holds for an archive of samples gathered over years, in no time order
+        (``archive``; Panther's test files hold cases dated 2018 to 2026, and four of their
+        records were ``time_outlier`` dead letters): there the records around one say
+        nothing of its time, so every record is read at its own, except one more than a day
+        after this machine's clock (``future_time``: no sample is of an event to come).
+        Nothing in the input tells the two kinds apart for certain, so the stream's rule,
+        which keeps one wrong clock from moving event time for every identity, is the
+        default, and the user says when the input is an archive.
         """
         ts = event.ts
+        if self.archive:
+            now = time.time()
+            if ts > now + TIME_LEAP_SECONDS:
+                self._future(event, record, where, now)
+                return False
+            self._widen(ts)
+            return True
         if self._held:
             self._judge_held(ts)
         if self._newest != -_INF and self._in_range(ts):
@@ -1211,7 +1310,8 @@ class Parser:
                 f"{REASONS['time_outlier']}: {iso_time(held_ts)} is {days:,.1f} days "
                 f"{'after' if held.ahead else 'before'} the stream's "
                 f"{iso_time(self._earliest)} .. {iso_time(self._newest)}, and the "
-                f"{OUTLIER_STRIKES} records after it stayed there", held.where, held.record)
+                f"{OUTLIER_STRIKES} records after it stayed there (an archive of samples "
+                "from many years is read with --archive)", held.where, held.record)
         self._held = waiting
         self._set_bounds()
 
@@ -1329,7 +1429,8 @@ class _Held:
 
 # Every key that _dispatch or _envelope looks for: an object with none of them is a record.
 _ENVELOPE_KEYS = frozenset({"Records", "digestPublicKeyFingerprint", "logFiles", "messageType",
-                            "detail", "Body", "body", "Message", "items", "records"})
+                            "detail", "Body", "body", "Message", "items", "records",
+                            "receivedMessages", "message", "data", "event"})
 _COUNTED = frozenset({"aws.cloudtrail", "gcp.audit", "k8s.audit", "azure.activity",
                       "azure.signin"})
 

@@ -61,7 +61,8 @@ def test_one_record_days_ahead__time_outlier_the_rest_in_place(framing: str) -> 
     assert dead.items[0]["origin"] == where
     assert dead.items[0]["message"].endswith(
         "2024-01-06T00:00:00Z is 5.0 days after the stream's 2024-01-01T00:00:00Z .. "
-        f"2024-01-01T00:24:00Z, and the {OUTLIER_STRIKES} records after it stayed there")
+        f"2024-01-01T00:24:00Z, and the {OUTLIER_STRIKES} records after it stayed there "
+        "(an archive of samples from many years is read with --archive)")
     assert orjson.loads(dead.items[0]["raw"])["eventID"] == "id-99"
 
 
@@ -249,3 +250,75 @@ def test_replay__one_record_days_ahead_no_longer_makes_its_stream_late(tmp_path:
     assert [(d["reason"], orjson.loads(d["raw"])["eventID"]) for d in dead] == [
         ("time_outlier", "outlier")]
 
+
+
+class TestArchive:
+    """An archive of samples gathered over years, in no time order, is not a stream: read
+    with ``archive`` (``--archive``), each record counts at its own time."""
+
+    def stream(self) -> list[dict]:
+        return steady(5) + [at(99, T0 + 400 * DAY), at(98, T0 - 900 * DAY)] + \
+            steady(OUTLIER_STRIKES, first=5)
+
+    def test_default__the_stream_rule(self) -> None:
+        ids, _, dead = parse(lines(self.stream()))
+        assert dead.reasons() == ["time_outlier", "time_outlier"]
+        assert "id-99" not in ids
+
+    def test_archive__every_sample_at_its_own_time(self) -> None:
+        stats, dead = RunStats(), ListDeadLetters()
+        parser = Parser(stats=stats, dead_letters=dead, archive=True)
+        out = parser.feed(lines(self.stream()), "f") + parser.finish()
+        assert [e.event_id for e in out] == [r["eventID"] for r in self.stream()]
+        assert dead.items == [] and parser.pending_origins() == []
+
+    def test_archive__a_record_after_the_machine_clock_is_still_future_time(self) -> None:
+        stats, dead = RunStats(), ListDeadLetters()
+        parser = Parser(stats=stats, dead_letters=dead, archive=True)
+        data = lines([record(97, eventTime="2099-01-01T00:00:00Z")] + steady(3))
+        out = parser.feed(data, "f") + parser.finish()
+        assert [e.event_id for e in out] == ["id-0", "id-1", "id-2"]
+        assert dead.reasons() == ["future_time"]
+
+    @pytest.mark.parametrize("archive", [False, True])
+    def test_replay_command__archive_flag(self, tmp_path: Path, archive: bool) -> None:
+        from detector.cli import main
+
+        path, summary = tmp_path / "samples.jsonl", tmp_path / "summary.json"
+        path.write_bytes(lines(self.stream()))
+        flags = ["--archive"] if archive else []
+        assert main(["replay", str(path), "--alerts", str(tmp_path / "alerts.jsonl"),
+                     "--summary-json", str(summary), "--no-progress", *flags]) == 0
+        figures = orjson.loads(summary.read_bytes())
+        assert figures["events"]["total"] == len(self.stream()) - (0 if archive else 2)
+        assert figures["dead_letters"] == ({} if archive else
+                                           {"aws.cloudtrail/time_outlier": 2})
+
+    def test_parse_command__archive_flag(self, tmp_path: Path, capsys) -> None:
+        from detector.cli import main
+
+        path = tmp_path / "samples.jsonl"
+        path.write_bytes(lines(self.stream()))
+        assert main(["parse", str(path), "--archive"]) == 0
+        events = [orjson.loads(line) for line in capsys.readouterr().out.splitlines()]
+        assert len(events) == len(self.stream())
+
+
+@pytest.mark.shared
+@pytest.mark.parametrize(("name", "outliers"), [
+    ("aws_cloudtrail", 2), ("gcp_auditlog", 1), ("azure_entra_audit_signin", 1)])
+def test_panther_samples__kept_as_an_archive(real_logs: Path, name: str,
+                                              outliers: int) -> None:
+    """Panther's test files are archives: their cases are dated 2018 to 2026 in no order.
+    Read as a stream, the cases the next 16 do not follow are ``time_outlier`` dead
+    letters; read as an archive, every one of them is an event."""
+    from detector.sources import read_paths
+
+    path = real_logs / "panther-analysis-tests" / f"{name}.panther_tests.jsonl"
+    found = {}
+    for archive in (False, True):
+        stats, dead = RunStats(), ListDeadLetters()
+        events = list(read_paths([str(path)], stats=stats, dead_letters=dead, archive=archive))
+        assert stats.balanced()
+        found[archive] = (len(events), dead.reasons().count("time_outlier"))
+    assert found[False][1] == outliers and found[True] == (found[False][0] + outliers, 0)
