@@ -25,7 +25,7 @@ from typing import Any
 
 import orjson
 
-from detector.techniques import Finding, Tally, lower
+from detector.techniques import SEVERITIES, Finding, Tally, lower
 
 # Built-in role definition ids (the same in every tenant) that hand over a subscription.
 _ROLES = {
@@ -41,6 +41,7 @@ _ROLES = {
 # Extension types that run arbitrary code or reset credentials on the machine.
 _SCRIPT_EXTENSIONS = ("customscript", "runcommand", "vmaccess", "enablevmaccess", "dsc")
 _PENDING = frozenset({"start", "started", "accepted"})
+_MANAGEMENT_GROUP = "/providers/microsoft.management/managementgroups/"
 # Where a network rule admits everyone from; ports that administer a machine or a database.
 _ANYWHERE = frozenset({"*", "0.0.0.0/0", "internet", "any", "::/0"})
 _ADMIN_PORTS = (22, 3389, 445, 1433, 3306, 5432, 5985, 5986)
@@ -101,10 +102,20 @@ def _role_assignment(low: dict[str, Any], props: dict[str, Any]) -> list[Finding
         kind = inner.get("principaltype")
         who = f"{kind} {principal}" if isinstance(kind, str) and kind else f"{principal}"
         scope = inner.get("scope") if isinstance(inner.get("scope"), str) else _resource(low)
-        return [Finding("azure.privileged_role_assignment", role[1], ("T1098.003",),
-                        f"role {role[0]} assigned to {who[:160]} at {str(scope)[:200]}",
+        severity, where = role[1], str(scope)[:200]
+        if _MANAGEMENT_GROUP in str(scope).lower() and "/subscriptions/" not in str(
+                scope).lower():
+            # every subscription under the group, present and future
+            severity, where = higher(severity), f"management group scope {where}"
+        return [Finding("azure.privileged_role_assignment", severity, ("T1098.003",),
+                        f"role {role[0]} assigned to {who[:160]} at {where}",
                         str(principal)[:128])]
     return []
+
+
+def higher(severity: str) -> str:
+    """One severity level up, never above ``critical``."""
+    return SEVERITIES[min(SEVERITIES.index(severity) + 1, len(SEVERITIES) - 1)]
 
 
 def _elevate_access(low: dict[str, Any], props: dict[str, Any]) -> list[Finding]:
@@ -414,7 +425,18 @@ _KEY_READS = tuple(f"microsoft.{path}/action" for path in (
     "eventhub/namespaces/authorizationrules/listkeys", "cognitiveservices/accounts/listkeys",
     "search/searchservices/listadminkeys", "batch/batchaccounts/listkeys",
     "automation/automationaccounts/listkeys",
-    "containerservice/managedclusters/listclusteradmincredential"))
+    "containerservice/managedclusters/listclusteradmincredential",
+    # Function keys (host, per function, system secrets) and Logic App trigger URLs, whose
+    # signature lets anyone holding the URL run the workflow
+    "web/sites/host/listkeys", "web/sites/slots/host/listkeys",
+    "web/sites/functions/listkeys", "web/sites/slots/functions/listkeys",
+    "web/sites/functions/listsecrets", "web/sites/slots/functions/listsecrets",
+    "logic/workflows/triggers/listcallbackurl", "logic/workflows/listcallbackurl",
+    "logic/workflows/versions/triggers/listcallbackurl"))
+# Sub-resources whose keys belong to their parent: a deployment reading the keys of each
+# function of one app, or each trigger of one workflow, reads one resource's keys.
+_KEY_PARENT = re.compile(
+    r"(/providers/microsoft\.(?:web/sites|logic/workflows)/[^/]+(?:/slots/[^/]+)?)/.*$")
 # The first-party Azure Key Vault application: it regenerates the storage keys it manages
 # on their rotation schedule.
 _KEY_VAULT_SERVICE = "cfa8b339-82a2-471a-a3c9-0fc0be7a4093"
@@ -456,6 +478,29 @@ def _storage_settings(low: dict[str, Any], props: dict[str, Any]) -> list[Findin
     return found
 
 
+def _disk_exposed(low: dict[str, Any], props: dict[str, Any]) -> list[Finding]:
+    """A disk or snapshot update that lets its contents be downloaded from any network:
+    ``networkAccessPolicy: AllowAll`` (a SAS download link works from anywhere) or public
+    network access enabled. Only an update counts: ``AllowAll`` is every new disk's default,
+    and a create names its ``location``."""
+    if _status(low) in _PENDING:
+        return []
+    body = _update_body(props)
+    if body is None:
+        return []
+    opened = []
+    policy = body.get("networkaccesspolicy")
+    if isinstance(policy, str) and policy.lower() == "allowall":
+        opened.append("downloadable from any network (networkAccessPolicy AllowAll)")
+    public = body.get("publicnetworkaccess")
+    if isinstance(public, str) and public.lower() == "enabled":
+        opened.append("public network access enabled")
+    if not opened:
+        return []
+    return [Finding("azure.disk_exposed", "medium", ("T1537",),
+                    f"{_resource(low)}: {', '.join(opened)}", _resource(low))]
+
+
 def _account_of(resource: str) -> str:
     lowered = resource.lower()
     if "/storageaccounts/" in lowered:
@@ -466,9 +511,10 @@ def _account_of(resource: str) -> str:
 def _keys_listed(low: dict[str, Any], props: dict[str, Any]) -> list[Any]:
     if _status(low) in _PENDING:
         return []
+    resource = _KEY_PARENT.sub(r"\1", _resource(low).lower())
     return [Tally("azure.key_harvest", "high", ("T1552",),
                   "resources whose keys or credentials were read",
-                  (_resource(low).lower()[:256],), limit=_KEYS_BURST)]
+                  (resource[:256],), limit=_KEYS_BURST)]
 
 
 def _key_regenerated(low: dict[str, Any], props: dict[str, Any]) -> list[Finding]:
@@ -502,11 +548,17 @@ def _mass_delete(noun: str) -> Rule:
 
 
 def _secret_read(low: dict[str, Any], props: dict[str, Any]) -> list[Any]:
-    """One secret value read from a Key Vault (``SecretGet``): applications read their own
-    few secrets all day; one caller reading many distinct secrets in minutes is a dump."""
+    """One secret value read from a Key Vault (``SecretGet`` in the data-plane log, or the
+    ``getSecret`` action through the management plane): applications read their own few
+    secrets all day; one caller reading many distinct secrets in minutes is a dump."""
     url = props.get("id") if isinstance(props.get("id"), str) else ""
+    resource = _resource(low)
+    if "/secrets/" not in url and "/secrets/" in resource.lower():
+        # the management-plane getSecret action names the secret in its resource id
+        lowered = resource.lower()
+        url, resource = lowered, lowered.split("/secrets/", 1)[0]
     name = url.split("/secrets/", 1)[1].split("/", 1)[0] if "/secrets/" in url else url
-    vault = _resource(low).rpartition("/")[2].lower()
+    vault = resource.rpartition("/")[2].lower()
     return [Tally("azure.secrets_burst", "medium", ("T1555.006",), "Key Vault secrets",
                   (f"{vault}/{name}"[:256],))]
 
@@ -807,8 +859,11 @@ RULES: dict[str, Rule] = {
         _federated_credential,
     **{operation: _keys_listed for operation in _KEY_READS},
     "microsoft.storage/storageaccounts/regeneratekey/action": _key_regenerated,
+    "microsoft.compute/disks/write": _disk_exposed,
+    "microsoft.compute/snapshots/write": _disk_exposed,
     # Key Vault data-plane log (AuditEvent): secret values read, counted toward a burst
     "secretget": _secret_read,
+    "microsoft.keyvault/vaults/secrets/getsecret/action": _secret_read,
     **{f"microsoft.{path}/delete": _mass_delete(noun) for path, noun in (
         ("resources/subscriptions/resourcegroups", "resource groups"),
         ("storage/storageaccounts", "storage accounts"),
