@@ -950,14 +950,29 @@ _RISK_CLEARED = frozenset({"dismissed", "remediated", "confirmedsafe"})
 # The Microsoft Authentication Broker: a device code sign-in to it registers a device and
 # yields a primary refresh token, the device code phishing of 2024-2025.
 _BROKER_APP = "29d9ed98-a469-4536-ade2-f981bc1d605e"
+# The BloodHound collector for Entra ID and Azure, whose default user agent names it.
+_RECON_TOOL = "azurehound"
 
 
-def signin_findings(props: dict[str, Any], success: bool) -> list[Finding]:
+# Sign-in errors of a wrong credential: invalid client secret, expired client secret,
+# account locked, bad user name or password. An expired secret is the one an application
+# forgotten at rotation keeps presenting, so it counts by address only (``_failures``).
+_BAD_CREDENTIAL = frozenset({"7000215", "50053", "50126"})
+_EXPIRED_CREDENTIAL = "7000222"
+_FAILURE_ADDRESSES = 3  # distinct addresses failing as one workload identity: a burst
+_SPREAD_COUNTRIES = 3  # distinct countries one workload identity signs in from: a burst
+
+
+def signin_findings(props: dict[str, Any], success: bool, workload: bool = False,
+                    address: str | None = None, country: str | None = None) -> list[Any]:
     """Findings of an Entra sign-in record (lower-cased properties): a sign-in Entra itself
     rates medium or high risk and that no one has dismissed, a device code sign-in to the
-    authentication broker, a password-only ROPC sign-in. A failed risky sign-in is one
-    level lower: Entra stopped it, but someone held the credential."""
-    found: list[Finding] = []
+    authentication broker, a sign-in by the AzureHound collector, a password-only ROPC
+    sign-in. A failed risky sign-in is one
+    level lower: Entra stopped it, but someone held the credential. A service principal's
+    or managed identity's (``workload``) sign-ins also count toward two bursts
+    (``_workload_tallies``)."""
+    found: list[Any] = _workload_tallies(props, success, address, country) if workload else []
     levels = {str(props.get(key) or "").lower()
               for key in ("risklevelduringsignin", "risklevelaggregated")}
     state = str(props.get("riskstate") or "").lower()
@@ -977,6 +992,12 @@ def signin_findings(props: dict[str, Any], success: bool) -> list[Finding]:
                              "device code sign-in to the Microsoft Authentication Broker: "
                              "a device registered and a refresh token issued from a code "
                              "someone typed in", _BROKER_APP))
+    agent = props.get("useragent")
+    if success and isinstance(agent, str) and _RECON_TOOL in agent[:512].lower():
+        found.append(Finding("azure.recon_tool_sign_in", "medium", ("T1087.004", "T1526"),
+                             "signed in with AzureHound's user agent: the tenant's users, "
+                             "groups, roles, applications and subscriptions mapped for "
+                             "attack paths", _RECON_TOOL))
     if success and protocol == "ropc" and str(props.get("authenticationrequirement") or ""
                                               ).lower() == "singlefactorauthentication":
         found.append(Finding("azure.password_only_sign_in", "low", ("T1078.004",),
@@ -984,3 +1005,37 @@ def signin_findings(props: dict[str, Any], success: bool) -> list[Finding]:
                              "prompt)", str(props.get("appdisplayname") or app)[:128]))
     return found
 
+
+
+def _workload_tallies(props: dict[str, Any], success: bool, address: str | None,
+                      country: str | None) -> list[Tally]:
+    """The burst counts of a workload identity's sign-in, each kept per identity by the
+    engine, never across identities.
+
+    A failure with a wrong or locked credential (``_BAD_CREDENTIAL``) counts as a call and
+    by its address: ten in the burst window, or three addresses, is someone trying the
+    identity's credentials (a leaked secret tried after rotation, guessing, a lockout). An
+    expired secret counts by address only: one host presenting it again and again is an
+    application forgotten at rotation, three hosts are a secret that travelled. A success
+    counts its country: one service principal signing in from three countries within
+    minutes runs from places its workload does not (its secret or certificate copied)."""
+    if not success:
+        # the error code: ``status.errorCode`` (the top ``resultType`` of the diagnostic
+        # shape may say only "Failure"), else the Log Analytics ``ResultType`` column
+        code = str(lower_keys(props.get("status")).get("errorcode")
+                   or props.get("resulttype") or "")
+        where = (address or "no address",)
+        if code in _BAD_CREDENTIAL:
+            return [Tally("azure.sign_in_failures", "medium", ("T1110",),
+                          "failed sign-ins with a wrong or locked credential, by address",
+                          where, calls=True, limit=_FAILURE_ADDRESSES)]
+        if code == _EXPIRED_CREDENTIAL:
+            return [Tally("azure.sign_in_failures", "medium", ("T1110",),
+                          "addresses presenting an expired client secret", where,
+                          scope="expired", limit=_FAILURE_ADDRESSES)]
+        return []
+    if not country or not country.strip():
+        return []
+    return [Tally("azure.sign_in_spread", "medium", ("T1078.004",),
+                  "countries one service principal signed in from",
+                  (country.strip().upper()[:64],), limit=_SPREAD_COUNTRIES)]

@@ -1,12 +1,118 @@
-"""Azure technique checks of the fourth round: Function and Logic App keys, secrets read
+"""Azure and Entra technique checks of the fourth round: workload sign-in failure bursts and
+sign-ins spread over countries, AzureHound, Function and Logic App keys, secrets read
 through the management plane, disks opened to every network, grants at management-group
 scope. Each on a realistic attack record and on the benign lookalikes of its kind."""
 
 from __future__ import annotations
 
+from typing import Any
+
+import orjson
+
+from detector.engine import Detector
+from detector.sources import ListDeadLetters, parse_payload
+from detector.stats import RunStats
+from detector.techniques import ATTRIBUTE, Tally
+from tests.detector.test_engine import run
 from tests.detector.test_techniques_azure import CONTRIBUTOR, OWNER, SUB, activity, findings
-from tests.detector.test_techniques_azure_third import RG, alerts_of, at
+from tests.detector.test_techniques_azure_third import RG, alerts_of, at, sign_in
 from tests.detector.test_techniques_k8s import assert_no_internal_error, variants
+
+SP = "ServicePrincipalSignInLogs"
+FAILURES = ("technique.azure.sign_in_failures", "medium")
+SPREAD = ("technique.azure.sign_in_spread", "medium")
+
+
+def sp_sign_in(seconds: float, result: str = "0", address: str = "203.0.113.9",
+               country: str | None = "US", sp: str = "sp-1", **props: Any) -> dict:
+    """A service principal's sign-in at T0 + seconds from ``address`` in ``country``."""
+    location = {"countryOrRegion": country} if country is not None else {}
+    return at(sign_in(SP, result, servicePrincipalId=sp, ipAddress=address,
+                      location=location, **props), seconds)
+
+
+# ---------------------------------------------------------------------------- sign-ins
+
+
+def test_bad_secret_failures_of_one_service_principal_are_a_burst() -> None:
+    # ten invalid-secret failures in five minutes from one address: someone trying it
+    assert alerts_of(*[sp_sign_in(n * 30, "7000215") for n in range(10)]) == [FAILURES]
+    # three addresses failing with bad credentials or a lockout within minutes
+    assert alerts_of(sp_sign_in(0, "7000215", "198.51.100.1"),
+                     sp_sign_in(40, "50126", "198.51.100.2"),
+                     sp_sign_in(80, "50053", "192.0.2.3")) == [FAILURES]
+    # the Log Analytics shape: the code in ResultType, no status object
+    rows = [{"Category": SP, "TimeGenerated": f"2024-03-04T10:0{n}:00Z", "ResultType":
+             "7000215", "ServicePrincipalId": "sp-9", "AppId": "app-9", "IPAddress":
+             f"198.51.100.{n}", "OperationName": "Sign-in activity", "Id": f"la{n}"}
+            for n in range(3)]
+    assert alerts_of(*rows) == [FAILURES]
+
+
+def test_failures_that_are_no_attack_on_one_identity_are_not_a_burst() -> None:
+    # an application forgotten at rotation presenting its expired secret all day
+    assert alerts_of(*[sp_sign_in(n * 20, "7000222") for n in range(60)]) == []
+    # the expired secret presented from three hosts: the secret travelled
+    assert alerts_of(*[sp_sign_in(n * 20, "7000222", f"198.51.100.{n}")
+                       for n in range(3)]) == [FAILURES]
+    # a few failures, or many spread over hours, or other errors (MFA, Conditional Access)
+    assert alerts_of(*[sp_sign_in(n * 30, "7000215") for n in range(5)]) == []
+    assert alerts_of(*[sp_sign_in(n * 900, "7000215") for n in range(12)]) == []
+    assert alerts_of(*[sp_sign_in(n * 30, "53003", f"198.51.100.{n}")
+                       for n in range(12)]) == []
+    # never across identities: one address failing once as each of twelve principals
+    assert alerts_of(*[sp_sign_in(n * 10, "7000215", sp=f"sp-{n}") for n in range(12)]) == []
+    # a person mistyping a password is the behavioural models' business, not a workload's
+    assert alerts_of(*[at(sign_in(result="50126", ipAddress=f"198.51.100.{n}"), n * 30)
+                       for n in range(12)]) == []
+
+
+def test_a_service_principal_in_three_countries_within_minutes() -> None:
+    assert alerts_of(sp_sign_in(0, country="US"), sp_sign_in(60, country="NL"),
+                     sp_sign_in(120, country="SG")) == [SPREAD]
+    # its own region all day, two regions (a paired-region failover), three over a day
+    assert alerts_of(*[sp_sign_in(n * 30, country="US") for n in range(40)]) == []
+    assert alerts_of(*[sp_sign_in(n * 30, country=("US", "CA")[n % 2])
+                       for n in range(40)]) == []
+    assert alerts_of(*[sp_sign_in(n * 4 * 3600, country=c)
+                       for n, c in enumerate(("US", "NL", "SG"))]) == []
+    # managed identities sign in inside Azure with no address or country; failures and
+    # people count for nothing here
+    assert alerts_of(*[at(sign_in("ManagedIdentitySignInLogs", servicePrincipalId="mi-1",
+                                  ipAddress="", location={}), n * 30)
+                       for n in range(10)]) == []
+    assert alerts_of(*[at(sign_in(location={"countryOrRegion": c}), n * 60)
+                       for n, c in enumerate(("US", "NL", "SG"))]) == []
+
+
+def test_azurehound_sign_in_but_not_other_tools_or_a_refused_one() -> None:
+    hound = "azurehound/v2.1.7"
+    assert findings(
+        sp_sign_in(0, userAgent=hound),
+        at(sign_in(userAgent=f"Mozilla/5.0 {hound}"), 10),
+        # benign: the Azure CLI and PowerShell, a browser; AzureHound refused
+        sp_sign_in(20, userAgent="python/3.11 (Linux) AZURECLI/2.61.0"),
+        at(sign_in(userAgent="Mozilla/5.0 (Windows NT 10.0; Win64; x64) Edg/126.0"), 30),
+        sp_sign_in(40, "7000215", userAgent=hound)) == [
+        ("azure.recon_tool_sign_in", "medium", "azurehound")] * 2
+
+
+def test_sign_in_tallies_are_counts_only_never_findings_on_their_own() -> None:
+    events = parse_payload(
+        orjson.dumps({"records": [sp_sign_in(0, "7000215"), sp_sign_in(5)]}),
+        origin="t", stats=RunStats(), dead_letters=ListDeadLetters())
+    kinds = [[type(item) for item in e.attributes.get(ATTRIBUTE, [])] for e in events]
+    assert kinds == [[Tally], [Tally]]
+    assert findings(sp_sign_in(0, "7000215"), sp_sign_in(5)) == []
+
+
+def test_odd_sign_in_fields_never_raise() -> None:
+    count = 0
+    for record in (sp_sign_in(0, "7000215"), sp_sign_in(0)):
+        for changed in variants(record["properties"]):
+            assert_no_internal_error({**record, "properties": changed})
+            count += 1
+    assert count > 20
 
 
 # ---------------------------------------------------------------------------- ARM
@@ -95,4 +201,32 @@ def test_odd_bodies_of_the_new_checks_never_raise() -> None:
                                               body=changed))
             count += 1
     assert count > 10
+
+
+# ---------------------------------------------------------------------------- new credential
+
+
+def test_a_service_principal_signing_in_with_a_credential_it_never_used() -> None:
+    """Not a technique check: the parser's credential ids let the novelty model's
+    credential-with-network pair flag a certificate (or another secret) the service
+    principal never signed in with, the credential an attacker added."""
+    def hours_of_sign_ins(hours: range, **credential: Any) -> list[dict]:
+        return [sp_sign_in(hour * 3600 + minute * 60, appId="app-1", **credential)
+                for hour in hours for minute in (5, 35)]
+
+    secret = {"clientCredentialType": "clientSecret", "servicePrincipalCredentialKeyId": "k-1"}
+    certificate = {"clientCredentialType": "certificate",
+                   "servicePrincipalCredentialThumbprint": "AB12CD"}
+    learned = hours_of_sign_ins(range(0, 24 * 6), **secret)  # six days with its secret
+    later = range(24 * 6, 24 * 6 + 1)
+
+    def detectors(records: list[dict]) -> list[str]:
+        parsed = parse_payload(orjson.dumps({"records": records}), origin="t",
+                               stats=RunStats(), dead_letters=ListDeadLetters())
+        out = run(Detector({}, stats=RunStats()), parsed)
+        return [d for a in out for d in a.detectors]
+
+    assert detectors(learned + hours_of_sign_ins(later, **secret)) == []
+    assert "novelty.credential_network" in detectors(
+        learned + hours_of_sign_ins(later, **certificate))
 
