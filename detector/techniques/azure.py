@@ -764,6 +764,32 @@ def _external_idp(low: dict[str, Any], props: dict[str, Any]) -> list[Finding]:
     return []
 
 
+_TRUSTED_CAS = "trustedcasforpasswordlessauth"
+
+
+def _trusted_ca(low: dict[str, Any], props: dict[str, Any]) -> list[Finding]:
+    """A root certificate authority added for certificate-based authentication ("Set
+    Company Information" whose ``TrustedCAsForPasswordlessAuth`` grew): whoever holds that
+    CA's key issues a certificate for any user and signs in as them, no password or MFA."""
+    if _failed(props):
+        return []
+    for target in _targets(props):
+        for name, (old, new) in _changes(target).items():
+            if _TRUSTED_CAS in name:
+                grew = len(_text(new)) > len(_text(old or ""))
+            else:  # the list inside a whole settings object: compare from its key on
+                new_text, old_text = _text(new).lower(), _text(old or "").lower()
+                at_new, at_old = new_text.find(_TRUSTED_CAS), old_text.find(_TRUSTED_CAS)
+                grew = at_new >= 0 and (at_old < 0 or len(new_text) - at_new
+                                        > len(old_text) - at_old)
+            if grew:
+                return [Finding("azure.external_idp_trusted", "high", ("T1484.002", "T1556"),
+                                "root certificate authority added for certificate-based "
+                                "sign-in: certificates it issues now sign in as the "
+                                "tenant's users", "TrustedCAsForPasswordlessAuth")]
+    return []
+
+
 def _resource(low: dict[str, Any]) -> str:
     value = low.get("resourceid")
     return value[:512] if isinstance(value, str) and value else "(resource)"
@@ -854,6 +880,7 @@ RULES: dict[str, Rule] = {
     "add named location": _named_location,
     "update named location": _named_location,
     "update authentication methods policy": _external_idp,
+    "set company information": _trusted_ca,
     "authentication methods policy update": _external_idp,
     "microsoft.managedidentity/userassignedidentities/federatedidentitycredentials/write":
         _federated_credential,
@@ -893,7 +920,21 @@ RULES: dict[str, Rule] = {
        for path, text in (
            ("firewallpolicies", "firewall policy deleted, its filtering gone:"),
            ("azurefirewalls", "Azure Firewall deleted, its filtering gone:"),
-           ("networksecuritygroups", "network security group deleted, its rules gone:"))},
+           ("networksecuritygroups", "network security group deleted, its rules gone:"),
+           # web application firewalls in front of Front Door and Application Gateway
+           ("frontdoorwebapplicationfirewallpolicies",
+            "Front Door web application firewall policy deleted, its filtering gone:"),
+           ("applicationgatewaywebapplicationfirewallpolicies",
+            "Application Gateway web application firewall policy deleted, its filtering "
+            "gone:"))},
+    # a cluster's events (who ran what, scheduling, failures) deleted through ARM
+    **{f"microsoft.{path}/delete": _final(
+        "azure.kubernetes_events_deleted", "medium", ("T1070",),
+        "Kubernetes events deleted through Azure Resource Manager:")
+       for path in ("kubernetes/connectedclusters/events.k8s.io/events",
+                    "kubernetes/connectedclusters/events",
+                    "containerservice/managedclusters/events.k8s.io/events",
+                    "containerservice/managedclusters/events")},
     **{f"microsoft.network/{path}/delete": _final(
         "azure.diagnostic_settings_deleted", "medium", ("T1562.008",), text)
        for path, text in (

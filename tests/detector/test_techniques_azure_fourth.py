@@ -1,7 +1,7 @@
 """Azure and Entra technique checks of the fourth round: workload sign-in failure bursts and
-sign-ins spread over countries, AzureHound, Function and Logic App keys, secrets read
-through the management plane, disks opened to every network, grants at management-group
-scope. Each on a realistic attack record and on the benign lookalikes of its kind."""
+sign-ins spread over countries, Function and Logic App keys, secrets read through the
+management plane, disks opened to every network, grants at management-group scope. Each on
+a realistic attack record and on the benign lookalikes of its kind."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from detector.stats import RunStats
 from detector.techniques import ATTRIBUTE, Tally
 from tests.detector.test_engine import run
 from tests.detector.test_techniques_azure import CONTRIBUTOR, OWNER, SUB, activity, findings
-from tests.detector.test_techniques_azure_third import RG, alerts_of, at, sign_in
+from tests.detector.test_techniques_azure_third import RG, alerts_of, at, audit, change, sign_in
 from tests.detector.test_techniques_k8s import assert_no_internal_error, variants
 
 SP = "ServicePrincipalSignInLogs"
@@ -230,3 +230,49 @@ def test_a_service_principal_signing_in_with_a_credential_it_never_used() -> Non
     assert "novelty.credential_network" in detectors(
         learned + hours_of_sign_ins(later, **certificate))
 
+
+# ---------------------------------------------------------------------------- catalogues
+
+
+def test_web_application_firewall_policies_and_kubernetes_events_deleted() -> None:
+    waf = f"{RG}/Microsoft.Network/frontDoorWebApplicationFirewallPolicies/edge"
+    gateway = f"{RG}/Microsoft.Network/ApplicationGatewayWebApplicationFirewallPolicies/gw"
+    events = f"{RG}/Microsoft.Kubernetes/connectedClusters/arc1/events.k8s.io/events/e1"
+    assert findings(
+        activity("Microsoft.Network/frontDoorWebApplicationFirewallPolicies/delete", waf),
+        activity("Microsoft.Network/ApplicationGatewayWebApplicationFirewallPolicies/delete",
+                 gateway),
+        activity("MICROSOFT.KUBERNETES/CONNECTEDCLUSTERS/EVENTS.K8S.IO/EVENTS/DELETE", events),
+        # benign: policy writes (tuning rules), reading events, the delete's Start record
+        activity("Microsoft.Network/frontDoorWebApplicationFirewallPolicies/write", waf),
+        activity("Microsoft.Kubernetes/connectedClusters/events.k8s.io/events/read", events),
+        activity("Microsoft.Network/frontDoorWebApplicationFirewallPolicies/delete", waf,
+                 result="Start")) == [
+        ("azure.network_defense_removed", "medium", waf),
+        ("azure.network_defense_removed", "medium", gateway),
+        ("azure.kubernetes_events_deleted", "medium", events)]
+
+
+def test_root_certificate_authority_trusted_for_certificate_sign_in() -> None:
+    ca = [{"CertificateAuthorityInformation": {"IsRootAuthority": True,
+                                               "TrustedCertificate": "MIIB..."}}]
+    added = audit("Set Company Information", [{"type": "Company", "modifiedProperties": [
+        change("TrustedCAsForPasswordlessAuth", [], ca)]}])
+    whole = audit("Set Company Information", [{"type": "Company", "modifiedProperties": [
+        change("CompanyInformation", {"TechnicalContact": "a@example.org"},
+               {"TechnicalContact": "a@example.org", "TrustedCAsForPasswordlessAuth": ca})]}])
+    # benign: another company setting, a CA removed, the same list written again
+    contact = audit("Set Company Information", [{"type": "Company", "modifiedProperties": [
+        change("TechnicalNotificationMails", ["a@example.org"], ["soc@example.org"])]}])
+    removed = audit("Set Company Information", [{"type": "Company", "modifiedProperties": [
+        change("TrustedCAsForPasswordlessAuth", ca, [])]}])
+    again = audit("Set Company Information", [{"type": "Company", "modifiedProperties": [
+        change("CompanyInformation",
+               {"TechnicalContact": "a@example.org", "TrustedCAsForPasswordlessAuth": ca},
+               {"TechnicalContact": "soc@example.org", "TrustedCAsForPasswordlessAuth": ca})]}])
+    assert findings(added, whole, contact, removed, again,
+                    audit("Set Company Information", added["properties"]["targetResources"],
+                          result="failure")) == [
+        ("azure.external_idp_trusted", "high", "TrustedCAsForPasswordlessAuth")] * 2
+    for changed in variants(added["properties"]):
+        assert_no_internal_error({**added, "properties": changed})
