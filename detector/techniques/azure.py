@@ -993,6 +993,13 @@ _RISK_CLEARED = frozenset({"dismissed", "remediated", "confirmedsafe"})
 _BROKER_APP = "29d9ed98-a469-4536-ade2-f981bc1d605e"
 # The BloodHound collector for Entra ID and Azure, whose default user agent names it.
 _RECON_TOOL = "azurehound"
+# Password-spraying tools sign in through these first-party public clients with a bare
+# browser user agent, which the real PowerShell module and CLI never send.
+_SPRAY_CLIENTS = {"1b730954-1685-4b74-9bfd-dac224a7b894": "Azure AD PowerShell",
+                  "04b07795-8ddb-461a-bbee-02f9e1bf7b46": "the Azure CLI"}
+_SPRAY_AGENT = "Mozilla/5.0"
+# Wrong password, locked account (smart lockout), expired password, empty password.
+_PASSWORD_FAILURES = frozenset({"50126", "50053", "50055", "50056"})
 
 
 # Sign-in errors of a wrong credential: invalid client secret, expired client secret,
@@ -1008,8 +1015,8 @@ def signin_findings(props: dict[str, Any], success: bool, workload: bool = False
                     address: str | None = None, country: str | None = None) -> list[Any]:
     """Findings of an Entra sign-in record (lower-cased properties): a sign-in Entra itself
     rates medium or high risk and that no one has dismissed, a device code sign-in to the
-    authentication broker, a sign-in by the AzureHound collector, a password-only ROPC
-    sign-in. A failed risky sign-in is one
+    authentication broker, a sign-in by the AzureHound collector, a password refused the
+    way spraying tools send it, a password-only ROPC sign-in. A failed risky sign-in is one
     level lower: Entra stopped it, but someone held the credential. A service principal's
     or managed identity's (``workload``) sign-ins also count toward two bursts
     (``_workload_tallies``)."""
@@ -1039,6 +1046,12 @@ def signin_findings(props: dict[str, Any], success: bool, workload: bool = False
                              "signed in with AzureHound's user agent: the tenant's users, "
                              "groups, roles, applications and subscriptions mapped for "
                              "attack paths", _RECON_TOOL))
+    if not success and agent == _SPRAY_AGENT and app in _SPRAY_CLIENTS \
+            and _error_code(props) in _PASSWORD_FAILURES:
+        found.append(Finding("azure.password_spray_tool", "medium", ("T1110.003",),
+                             f"password refused through {_SPRAY_CLIENTS[app]} with a bare "
+                             f"'Mozilla/5.0' user agent from {address or 'an unknown address'}"
+                             ": how password-spraying tools sign in", address or "unknown"))
     if success and protocol == "ropc" and str(props.get("authenticationrequirement") or ""
                                               ).lower() == "singlefactorauthentication":
         found.append(Finding("azure.password_only_sign_in", "low", ("T1078.004",),
@@ -1061,10 +1074,7 @@ def _workload_tallies(props: dict[str, Any], success: bool, address: str | None,
     counts its country: one service principal signing in from three countries within
     minutes runs from places its workload does not (its secret or certificate copied)."""
     if not success:
-        # the error code: ``status.errorCode`` (the top ``resultType`` of the diagnostic
-        # shape may say only "Failure"), else the Log Analytics ``ResultType`` column
-        code = str(lower_keys(props.get("status")).get("errorcode")
-                   or props.get("resulttype") or "")
+        code = _error_code(props)
         where = (address or "no address",)
         if code in _BAD_CREDENTIAL:
             return [Tally("azure.sign_in_failures", "medium", ("T1110",),
@@ -1080,3 +1090,10 @@ def _workload_tallies(props: dict[str, Any], success: bool, address: str | None,
     return [Tally("azure.sign_in_spread", "medium", ("T1078.004",),
                   "countries one service principal signed in from",
                   (country.strip().upper()[:64],), limit=_SPREAD_COUNTRIES)]
+
+
+def _error_code(props: dict[str, Any]) -> str:
+    """A sign-in's error code: ``status.errorCode`` (the top ``resultType`` of the
+    diagnostic shape may say only "Failure"), else the Log Analytics ``ResultType``."""
+    return str(lower_keys(props.get("status")).get("errorcode") or props.get("resulttype")
+               or "")

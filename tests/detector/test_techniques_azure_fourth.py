@@ -276,3 +276,24 @@ def test_root_certificate_authority_trusted_for_certificate_sign_in() -> None:
         ("azure.external_idp_trusted", "high", "TrustedCAsForPasswordlessAuth")] * 2
     for changed in variants(added["properties"]):
         assert_no_internal_error({**added, "properties": changed})
+
+
+def test_password_refused_the_way_spraying_tools_send_it() -> None:
+    powershell = "1b730954-1685-4b74-9bfd-dac224a7b894"
+    cli = "04b07795-8ddb-461a-bbee-02f9e1bf7b46"
+
+    def attempt(result: str, app: str, agent: str, address: str = "203.0.113.50") -> dict:
+        return sign_in(result=result, appId=app, userAgent=agent, ipAddress=address)
+
+    assert findings(
+        attempt("50126", powershell, "Mozilla/5.0"),
+        attempt("50053", cli, "Mozilla/5.0", "198.51.100.60"),
+        # benign: the real module and CLI mistyped, a browser's full agent, a success,
+        # Conditional Access refusing the tool
+        attempt("50126", powershell, "Mozilla/5.0 (Windows NT; Windows NT 10.0; en-US) "
+                                     "WindowsPowerShell/5.1.22621.2506"),
+        attempt("50126", cli, "python/3.11.8 (Linux) AZURECLI/2.61.0"),
+        attempt("0", powershell, "Mozilla/5.0"),
+        attempt("53003", cli, "Mozilla/5.0")) == [
+        ("azure.password_spray_tool", "medium", "203.0.113.50"),
+        ("azure.password_spray_tool", "medium", "198.51.100.60")]
