@@ -170,16 +170,16 @@ def normalise_signin(record: dict[str, Any], resolver: Resolver, hints: dict[str
         if value:
             attributes[name] = value
     region = _location(props, low)
+    tenant = _guid(low.get("tenantid") or props.get("tenantid") or low.get("aadtenantid"))
     found = techniques.signin_findings(props, outcome == "success", ptype != "User",
-                                       source_ip, region)
+                                       source_ip, region, tenant)
     if found:
         attributes[ATTRIBUTE] = found
     event = Event(
         event_id=_event_id(low, props, record), time=when, ts=when.timestamp(),
         source=SOURCE_SIGNIN, identity=identity, identity_kind=kind, kind_reason=reason,
         identity_resolution=resolution, principal_type=ptype,
-        tenant=_guid(low.get("tenantid") or props.get("tenantid") or low.get("aadtenantid")),
-        credential_id=credential_id, credential_type=credential_type,
+        tenant=tenant, credential_id=credential_id, credential_type=credential_type,
         action="entra:SignIn", resource=short_str(props.get("resourcedisplayname"), 256),
         region=region, source_ip=source_ip, network=network,
         network_prefix=prefix, user_agent=ua, agent_family=family, outcome=outcome,

@@ -1012,7 +1012,8 @@ _SPREAD_COUNTRIES = 3  # distinct countries one workload identity signs in from:
 
 
 def signin_findings(props: dict[str, Any], success: bool, workload: bool = False,
-                    address: str | None = None, country: str | None = None) -> list[Any]:
+                    address: str | None = None, country: str | None = None,
+                    tenant: str | None = None) -> list[Any]:
     """Findings of an Entra sign-in record (lower-cased properties): a sign-in Entra itself
     rates medium or high risk and that no one has dismissed, a device code sign-in to the
     authentication broker, a sign-in by the AzureHound collector, a password refused the
@@ -1020,7 +1021,8 @@ def signin_findings(props: dict[str, Any], success: bool, workload: bool = False
     level lower: Entra stopped it, but someone held the credential. A service principal's
     or managed identity's (``workload``) sign-ins also count toward two bursts
     (``_workload_tallies``)."""
-    found: list[Any] = _workload_tallies(props, success, address, country) if workload else []
+    found: list[Any] = _workload_tallies(props, success, address, country, tenant) \
+        if workload else []
     levels = {str(props.get(key) or "").lower()
               for key in ("risklevelduringsignin", "risklevelaggregated")}
     state = str(props.get("riskstate") or "").lower()
@@ -1062,7 +1064,7 @@ def signin_findings(props: dict[str, Any], success: bool, workload: bool = False
 
 
 def _workload_tallies(props: dict[str, Any], success: bool, address: str | None,
-                      country: str | None) -> list[Tally]:
+                      country: str | None, tenant: str | None) -> list[Tally]:
     """The burst counts of a workload identity's sign-in, each kept per identity by the
     engine, never across identities.
 
@@ -1072,7 +1074,9 @@ def _workload_tallies(props: dict[str, Any], success: bool, address: str | None,
     expired secret counts by address only: one host presenting it again and again is an
     application forgotten at rotation, three hosts are a secret that travelled. A success
     counts its country: one service principal signing in from three countries within
-    minutes runs from places its workload does not (its secret or certificate copied)."""
+    minutes runs from places its workload does not (its secret or certificate copied). An
+    application another tenant owns (``appOwnerTenantId``: a vendor's scanner or backup
+    service) runs wherever its publisher does, so its countries are not counted."""
     if not success:
         code = _error_code(props)
         where = (address or "no address",)
@@ -1085,7 +1089,9 @@ def _workload_tallies(props: dict[str, Any], success: bool, address: str | None,
                           "addresses presenting an expired client secret", where,
                           scope="expired", limit=_FAILURE_ADDRESSES)]
         return []
-    if not country or not country.strip():
+    owner = props.get("appownertenantid")
+    if not country or not country.strip() or (
+            isinstance(owner, str) and tenant and owner.lower() != tenant):
         return []
     return [Tally("azure.sign_in_spread", "medium", ("T1078.004",),
                   "countries one service principal signed in from",

@@ -83,6 +83,14 @@ def test_a_service_principal_in_three_countries_within_minutes() -> None:
                        for n in range(10)]) == []
     assert alerts_of(*[at(sign_in(location={"countryOrRegion": c}), n * 60)
                        for n, c in enumerate(("US", "NL", "SG"))]) == []
+    # a vendor's multi-tenant application (its owner another tenant) runs where it likes
+    vendor = {"tenantId": "11111111-1111-1111-1111-111111111111",
+              "appOwnerTenantId": "99999999-9999-9999-9999-999999999999"}
+    assert alerts_of(*[sp_sign_in(n * 60, country=c, **vendor)
+                       for n, c in enumerate(("US", "NL", "SG"))]) == []
+    own = dict(vendor, appOwnerTenantId=vendor["tenantId"])
+    assert alerts_of(*[sp_sign_in(n * 60, country=c, **own)
+                       for n, c in enumerate(("US", "NL", "SG"))]) == [SPREAD]
 
 
 def test_azurehound_sign_in_but_not_other_tools_or_a_refused_one() -> None:
