@@ -169,17 +169,19 @@ def normalise_signin(record: dict[str, Any], resolver: Resolver, hints: dict[str
         value = short_str(props.get(key), 128)
         if value:
             attributes[name] = value
-    found = techniques.signin_findings(props, outcome == "success")
+    region = _location(props, low)
+    tenant = _guid(low.get("tenantid") or props.get("tenantid") or low.get("aadtenantid"))
+    found = techniques.signin_findings(props, outcome == "success", ptype != "User",
+                                       source_ip, region, tenant)
     if found:
         attributes[ATTRIBUTE] = found
     event = Event(
         event_id=_event_id(low, props, record), time=when, ts=when.timestamp(),
         source=SOURCE_SIGNIN, identity=identity, identity_kind=kind, kind_reason=reason,
         identity_resolution=resolution, principal_type=ptype,
-        tenant=_guid(low.get("tenantid") or props.get("tenantid") or low.get("aadtenantid")),
-        credential_id=credential_id, credential_type=credential_type,
+        tenant=tenant, credential_id=credential_id, credential_type=credential_type,
         action="entra:SignIn", resource=short_str(props.get("resourcedisplayname"), 256),
-        region=_location(props, low), source_ip=source_ip, network=network,
+        region=region, source_ip=source_ip, network=network,
         network_prefix=prefix, user_agent=ua, agent_family=family, outcome=outcome,
         error_code=error, read_only=None, attributes=attributes,
     )

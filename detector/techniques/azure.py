@@ -25,7 +25,7 @@ from typing import Any
 
 import orjson
 
-from detector.techniques import Finding, Tally, lower
+from detector.techniques import SEVERITIES, Finding, Tally, lower
 
 # Built-in role definition ids (the same in every tenant) that hand over a subscription.
 _ROLES = {
@@ -41,6 +41,7 @@ _ROLES = {
 # Extension types that run arbitrary code or reset credentials on the machine.
 _SCRIPT_EXTENSIONS = ("customscript", "runcommand", "vmaccess", "enablevmaccess", "dsc")
 _PENDING = frozenset({"start", "started", "accepted"})
+_MANAGEMENT_GROUP = "/providers/microsoft.management/managementgroups/"
 # Where a network rule admits everyone from; ports that administer a machine or a database.
 _ANYWHERE = frozenset({"*", "0.0.0.0/0", "internet", "any", "::/0"})
 _ADMIN_PORTS = (22, 3389, 445, 1433, 3306, 5432, 5985, 5986)
@@ -101,10 +102,20 @@ def _role_assignment(low: dict[str, Any], props: dict[str, Any]) -> list[Finding
         kind = inner.get("principaltype")
         who = f"{kind} {principal}" if isinstance(kind, str) and kind else f"{principal}"
         scope = inner.get("scope") if isinstance(inner.get("scope"), str) else _resource(low)
-        return [Finding("azure.privileged_role_assignment", role[1], ("T1098.003",),
-                        f"role {role[0]} assigned to {who[:160]} at {str(scope)[:200]}",
+        severity, where = role[1], str(scope)[:200]
+        if _MANAGEMENT_GROUP in str(scope).lower() and "/subscriptions/" not in str(
+                scope).lower():
+            # every subscription under the group, present and future
+            severity, where = higher(severity), f"management group scope {where}"
+        return [Finding("azure.privileged_role_assignment", severity, ("T1098.003",),
+                        f"role {role[0]} assigned to {who[:160]} at {where}",
                         str(principal)[:128])]
     return []
+
+
+def higher(severity: str) -> str:
+    """One severity level up, never above ``critical``."""
+    return SEVERITIES[min(SEVERITIES.index(severity) + 1, len(SEVERITIES) - 1)]
 
 
 def _elevate_access(low: dict[str, Any], props: dict[str, Any]) -> list[Finding]:
@@ -414,7 +425,18 @@ _KEY_READS = tuple(f"microsoft.{path}/action" for path in (
     "eventhub/namespaces/authorizationrules/listkeys", "cognitiveservices/accounts/listkeys",
     "search/searchservices/listadminkeys", "batch/batchaccounts/listkeys",
     "automation/automationaccounts/listkeys",
-    "containerservice/managedclusters/listclusteradmincredential"))
+    "containerservice/managedclusters/listclusteradmincredential",
+    # Function keys (host, per function, system secrets) and Logic App trigger URLs, whose
+    # signature lets anyone holding the URL run the workflow
+    "web/sites/host/listkeys", "web/sites/slots/host/listkeys",
+    "web/sites/functions/listkeys", "web/sites/slots/functions/listkeys",
+    "web/sites/functions/listsecrets", "web/sites/slots/functions/listsecrets",
+    "logic/workflows/triggers/listcallbackurl", "logic/workflows/listcallbackurl",
+    "logic/workflows/versions/triggers/listcallbackurl"))
+# Sub-resources whose keys belong to their parent: a deployment reading the keys of each
+# function of one app, or each trigger of one workflow, reads one resource's keys.
+_KEY_PARENT = re.compile(
+    r"(/providers/microsoft\.(?:web/sites|logic/workflows)/[^/]+(?:/slots/[^/]+)?)/.*$")
 # The first-party Azure Key Vault application: it regenerates the storage keys it manages
 # on their rotation schedule.
 _KEY_VAULT_SERVICE = "cfa8b339-82a2-471a-a3c9-0fc0be7a4093"
@@ -456,6 +478,29 @@ def _storage_settings(low: dict[str, Any], props: dict[str, Any]) -> list[Findin
     return found
 
 
+def _disk_exposed(low: dict[str, Any], props: dict[str, Any]) -> list[Finding]:
+    """A disk or snapshot update that lets its contents be downloaded from any network:
+    ``networkAccessPolicy: AllowAll`` (a SAS download link works from anywhere) or public
+    network access enabled. Only an update counts: ``AllowAll`` is every new disk's default,
+    and a create names its ``location``."""
+    if _status(low) in _PENDING:
+        return []
+    body = _update_body(props)
+    if body is None:
+        return []
+    opened = []
+    policy = body.get("networkaccesspolicy")
+    if isinstance(policy, str) and policy.lower() == "allowall":
+        opened.append("downloadable from any network (networkAccessPolicy AllowAll)")
+    public = body.get("publicnetworkaccess")
+    if isinstance(public, str) and public.lower() == "enabled":
+        opened.append("public network access enabled")
+    if not opened:
+        return []
+    return [Finding("azure.disk_exposed", "medium", ("T1537",),
+                    f"{_resource(low)}: {', '.join(opened)}", _resource(low))]
+
+
 def _account_of(resource: str) -> str:
     lowered = resource.lower()
     if "/storageaccounts/" in lowered:
@@ -466,9 +511,10 @@ def _account_of(resource: str) -> str:
 def _keys_listed(low: dict[str, Any], props: dict[str, Any]) -> list[Any]:
     if _status(low) in _PENDING:
         return []
+    resource = _KEY_PARENT.sub(r"\1", _resource(low).lower())
     return [Tally("azure.key_harvest", "high", ("T1552",),
                   "resources whose keys or credentials were read",
-                  (_resource(low).lower()[:256],), limit=_KEYS_BURST)]
+                  (resource[:256],), limit=_KEYS_BURST)]
 
 
 def _key_regenerated(low: dict[str, Any], props: dict[str, Any]) -> list[Finding]:
@@ -502,11 +548,17 @@ def _mass_delete(noun: str) -> Rule:
 
 
 def _secret_read(low: dict[str, Any], props: dict[str, Any]) -> list[Any]:
-    """One secret value read from a Key Vault (``SecretGet``): applications read their own
-    few secrets all day; one caller reading many distinct secrets in minutes is a dump."""
+    """One secret value read from a Key Vault (``SecretGet`` in the data-plane log, or the
+    ``getSecret`` action through the management plane): applications read their own few
+    secrets all day; one caller reading many distinct secrets in minutes is a dump."""
     url = props.get("id") if isinstance(props.get("id"), str) else ""
+    resource = _resource(low)
+    if "/secrets/" not in url and "/secrets/" in resource.lower():
+        # the management-plane getSecret action names the secret in its resource id
+        lowered = resource.lower()
+        url, resource = lowered, lowered.split("/secrets/", 1)[0]
     name = url.split("/secrets/", 1)[1].split("/", 1)[0] if "/secrets/" in url else url
-    vault = _resource(low).rpartition("/")[2].lower()
+    vault = resource.rpartition("/")[2].lower()
     return [Tally("azure.secrets_burst", "medium", ("T1555.006",), "Key Vault secrets",
                   (f"{vault}/{name}"[:256],))]
 
@@ -712,6 +764,32 @@ def _external_idp(low: dict[str, Any], props: dict[str, Any]) -> list[Finding]:
     return []
 
 
+_TRUSTED_CAS = "trustedcasforpasswordlessauth"
+
+
+def _trusted_ca(low: dict[str, Any], props: dict[str, Any]) -> list[Finding]:
+    """A root certificate authority added for certificate-based authentication ("Set
+    Company Information" whose ``TrustedCAsForPasswordlessAuth`` grew): whoever holds that
+    CA's key issues a certificate for any user and signs in as them, no password or MFA."""
+    if _failed(props):
+        return []
+    for target in _targets(props):
+        for name, (old, new) in _changes(target).items():
+            if _TRUSTED_CAS in name:
+                grew = len(_text(new)) > len(_text(old or ""))
+            else:  # the list inside a whole settings object: compare from its key on
+                new_text, old_text = _text(new).lower(), _text(old or "").lower()
+                at_new, at_old = new_text.find(_TRUSTED_CAS), old_text.find(_TRUSTED_CAS)
+                grew = at_new >= 0 and (at_old < 0 or len(new_text) - at_new
+                                        > len(old_text) - at_old)
+            if grew:
+                return [Finding("azure.external_idp_trusted", "high", ("T1484.002", "T1556"),
+                                "root certificate authority added for certificate-based "
+                                "sign-in: certificates it issues now sign in as the "
+                                "tenant's users", "TrustedCAsForPasswordlessAuth")]
+    return []
+
+
 def _resource(low: dict[str, Any]) -> str:
     value = low.get("resourceid")
     return value[:512] if isinstance(value, str) and value else "(resource)"
@@ -802,13 +880,17 @@ RULES: dict[str, Rule] = {
     "add named location": _named_location,
     "update named location": _named_location,
     "update authentication methods policy": _external_idp,
+    "set company information": _trusted_ca,
     "authentication methods policy update": _external_idp,
     "microsoft.managedidentity/userassignedidentities/federatedidentitycredentials/write":
         _federated_credential,
     **{operation: _keys_listed for operation in _KEY_READS},
     "microsoft.storage/storageaccounts/regeneratekey/action": _key_regenerated,
+    "microsoft.compute/disks/write": _disk_exposed,
+    "microsoft.compute/snapshots/write": _disk_exposed,
     # Key Vault data-plane log (AuditEvent): secret values read, counted toward a burst
     "secretget": _secret_read,
+    "microsoft.keyvault/vaults/secrets/getsecret/action": _secret_read,
     **{f"microsoft.{path}/delete": _mass_delete(noun) for path, noun in (
         ("resources/subscriptions/resourcegroups", "resource groups"),
         ("storage/storageaccounts", "storage accounts"),
@@ -838,7 +920,21 @@ RULES: dict[str, Rule] = {
        for path, text in (
            ("firewallpolicies", "firewall policy deleted, its filtering gone:"),
            ("azurefirewalls", "Azure Firewall deleted, its filtering gone:"),
-           ("networksecuritygroups", "network security group deleted, its rules gone:"))},
+           ("networksecuritygroups", "network security group deleted, its rules gone:"),
+           # web application firewalls in front of Front Door and Application Gateway
+           ("frontdoorwebapplicationfirewallpolicies",
+            "Front Door web application firewall policy deleted, its filtering gone:"),
+           ("applicationgatewaywebapplicationfirewallpolicies",
+            "Application Gateway web application firewall policy deleted, its filtering "
+            "gone:"))},
+    # a cluster's events (who ran what, scheduling, failures) deleted through ARM
+    **{f"microsoft.{path}/delete": _final(
+        "azure.kubernetes_events_deleted", "medium", ("T1070",),
+        "Kubernetes events deleted through Azure Resource Manager:")
+       for path in ("kubernetes/connectedclusters/events.k8s.io/events",
+                    "kubernetes/connectedclusters/events",
+                    "containerservice/managedclusters/events.k8s.io/events",
+                    "containerservice/managedclusters/events")},
     **{f"microsoft.network/{path}/delete": _final(
         "azure.diagnostic_settings_deleted", "medium", ("T1562.008",), text)
        for path, text in (
@@ -895,14 +991,38 @@ _RISK_CLEARED = frozenset({"dismissed", "remediated", "confirmedsafe"})
 # The Microsoft Authentication Broker: a device code sign-in to it registers a device and
 # yields a primary refresh token, the device code phishing of 2024-2025.
 _BROKER_APP = "29d9ed98-a469-4536-ade2-f981bc1d605e"
+# The BloodHound collector for Entra ID and Azure, whose default user agent names it.
+_RECON_TOOL = "azurehound"
+# Password-spraying tools sign in through these first-party public clients with a bare
+# browser user agent, which the real PowerShell module and CLI never send.
+_SPRAY_CLIENTS = {"1b730954-1685-4b74-9bfd-dac224a7b894": "Azure AD PowerShell",
+                  "04b07795-8ddb-461a-bbee-02f9e1bf7b46": "the Azure CLI"}
+_SPRAY_AGENT = "Mozilla/5.0"
+# Wrong password, locked account (smart lockout), expired password, empty password.
+_PASSWORD_FAILURES = frozenset({"50126", "50053", "50055", "50056"})
 
 
-def signin_findings(props: dict[str, Any], success: bool) -> list[Finding]:
+# Sign-in errors of a wrong credential: invalid client secret, expired client secret,
+# account locked, bad user name or password. An expired secret is the one an application
+# forgotten at rotation keeps presenting, so it counts by address only (``_failures``).
+_BAD_CREDENTIAL = frozenset({"7000215", "50053", "50126"})
+_EXPIRED_CREDENTIAL = "7000222"
+_FAILURE_ADDRESSES = 3  # distinct addresses failing as one workload identity: a burst
+_SPREAD_COUNTRIES = 3  # distinct countries one workload identity signs in from: a burst
+
+
+def signin_findings(props: dict[str, Any], success: bool, workload: bool = False,
+                    address: str | None = None, country: str | None = None,
+                    tenant: str | None = None) -> list[Any]:
     """Findings of an Entra sign-in record (lower-cased properties): a sign-in Entra itself
     rates medium or high risk and that no one has dismissed, a device code sign-in to the
-    authentication broker, a password-only ROPC sign-in. A failed risky sign-in is one
-    level lower: Entra stopped it, but someone held the credential."""
-    found: list[Finding] = []
+    authentication broker, a sign-in by the AzureHound collector, a password refused the
+    way spraying tools send it, a password-only ROPC sign-in. A failed risky sign-in is one
+    level lower: Entra stopped it, but someone held the credential. A service principal's
+    or managed identity's (``workload``) sign-ins also count toward two bursts
+    (``_workload_tallies``)."""
+    found: list[Any] = _workload_tallies(props, success, address, country, tenant) \
+        if workload else []
     levels = {str(props.get(key) or "").lower()
               for key in ("risklevelduringsignin", "risklevelaggregated")}
     state = str(props.get("riskstate") or "").lower()
@@ -922,6 +1042,18 @@ def signin_findings(props: dict[str, Any], success: bool) -> list[Finding]:
                              "device code sign-in to the Microsoft Authentication Broker: "
                              "a device registered and a refresh token issued from a code "
                              "someone typed in", _BROKER_APP))
+    agent = props.get("useragent")
+    if success and isinstance(agent, str) and _RECON_TOOL in agent[:512].lower():
+        found.append(Finding("azure.recon_tool_sign_in", "medium", ("T1087.004", "T1526"),
+                             "signed in with AzureHound's user agent: the tenant's users, "
+                             "groups, roles, applications and subscriptions mapped for "
+                             "attack paths", _RECON_TOOL))
+    if not success and agent == _SPRAY_AGENT and app in _SPRAY_CLIENTS \
+            and _error_code(props) in _PASSWORD_FAILURES:
+        found.append(Finding("azure.password_spray_tool", "medium", ("T1110.003",),
+                             f"password refused through {_SPRAY_CLIENTS[app]} with a bare "
+                             f"'Mozilla/5.0' user agent from {address or 'an unknown address'}"
+                             ": how password-spraying tools sign in", address or "unknown"))
     if success and protocol == "ropc" and str(props.get("authenticationrequirement") or ""
                                               ).lower() == "singlefactorauthentication":
         found.append(Finding("azure.password_only_sign_in", "low", ("T1078.004",),
@@ -929,3 +1061,45 @@ def signin_findings(props: dict[str, Any], success: bool) -> list[Finding]:
                              "prompt)", str(props.get("appdisplayname") or app)[:128]))
     return found
 
+
+
+def _workload_tallies(props: dict[str, Any], success: bool, address: str | None,
+                      country: str | None, tenant: str | None) -> list[Tally]:
+    """The burst counts of a workload identity's sign-in, each kept per identity by the
+    engine, never across identities.
+
+    A failure with a wrong or locked credential (``_BAD_CREDENTIAL``) counts as a call and
+    by its address: ten in the burst window, or three addresses, is someone trying the
+    identity's credentials (a leaked secret tried after rotation, guessing, a lockout). An
+    expired secret counts by address only: one host presenting it again and again is an
+    application forgotten at rotation, three hosts are a secret that travelled. A success
+    counts its country: one service principal signing in from three countries within
+    minutes runs from places its workload does not (its secret or certificate copied). An
+    application another tenant owns (``appOwnerTenantId``: a vendor's scanner or backup
+    service) runs wherever its publisher does, so its countries are not counted."""
+    if not success:
+        code = _error_code(props)
+        where = (address or "no address",)
+        if code in _BAD_CREDENTIAL:
+            return [Tally("azure.sign_in_failures", "medium", ("T1110",),
+                          "failed sign-ins with a wrong or locked credential, by address",
+                          where, calls=True, limit=_FAILURE_ADDRESSES)]
+        if code == _EXPIRED_CREDENTIAL:
+            return [Tally("azure.sign_in_failures", "medium", ("T1110",),
+                          "addresses presenting an expired client secret", where,
+                          scope="expired", limit=_FAILURE_ADDRESSES)]
+        return []
+    owner = props.get("appownertenantid")
+    if not country or not country.strip() or (
+            isinstance(owner, str) and tenant and owner.lower() != tenant):
+        return []
+    return [Tally("azure.sign_in_spread", "medium", ("T1078.004",),
+                  "countries one service principal signed in from",
+                  (country.strip().upper()[:64],), limit=_SPREAD_COUNTRIES)]
+
+
+def _error_code(props: dict[str, Any]) -> str:
+    """A sign-in's error code: ``status.errorCode`` (the top ``resultType`` of the
+    diagnostic shape may say only "Failure"), else the Log Analytics ``ResultType``."""
+    return str(lower_keys(props.get("status")).get("errorcode") or props.get("resulttype")
+               or "")
