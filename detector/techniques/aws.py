@@ -94,7 +94,8 @@ _DEPLOY_RULES = frozenset({"aws.lambda_code_replaced", "aws.instance_user_data_m
                            "aws.guardrail_removed", "aws.waf_removed",
                            "aws.container_credentials_read", "aws.serial_console_enabled",
                            "aws.instance_exported", "aws.db_password_reset",
-                           "aws.domain_transfer", "aws.privileged_task"})
+                           "aws.domain_transfer", "aws.privileged_task",
+                           "aws.imds_downgraded"})
 # Rules whose refused attempt is a finding: defense evasion and persistence (the attacker
 # tried to blind the defenders or to stay), not exposure (a refused share exposed nothing).
 _ATTEMPT_RULES = frozenset({
@@ -108,7 +109,7 @@ _ATTEMPT_RULES = frozenset({
     "aws.kms_key_loss", "aws.traffic_mirroring", "aws.federated_session",
     "aws.container_credentials_read", "aws.serial_console_enabled", "aws.db_password_reset",
     "aws.identity_provider_changed", "aws.instance_profile_swapped", "aws.domain_transfer",
-    "aws.privileged_task", "aws.mfa_enabled_for_other_user",
+    "aws.privileged_task", "aws.mfa_enabled_for_other_user", "aws.imds_downgraded",
 })
 _SHORT_LIFECYCLE_DAYS = 7
 _MAX_ITEMS = 64  # items read from one list: a huge policy costs no more than this
@@ -2045,10 +2046,80 @@ def database_deleted(record: dict[str, Any], caller: Caller) -> list[Finding]:
             "deleteAutomatedBackups") in (False, "false"):
         return []
     name = _str(params.get("dBInstanceIdentifier") or params.get("dBClusterIdentifier"))
-    return [Finding("aws.database_deleted", "medium", _DESTRUCTION + _RECOVERY,
+    return [Finding("aws.unrecoverable_deletion", "medium", _DESTRUCTION + _RECOVERY,
                     f"RDS database {name or '(unnamed)'} deleted without a final snapshot "
                     "and with its automated backups: it cannot be restored",
                     name or "(unnamed)")]
+
+
+def secret_destroyed(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    """A secret deleted with ``forceDeleteWithoutRecovery``: gone at once, without the
+    recovery window (7 to 30 days) an ordinary deletion keeps, so whatever used it breaks
+    for good. Teardown as code (a recovery window of 0), AWS services, the console and IAM
+    Identity Center sessions are left out, like database deletions."""
+    params = _params(record)
+    if params.get("forceDeleteWithoutRecovery") not in _TRUE or _interactive_admin(
+            record, caller):
+        return []
+    secret = _str(params.get("secretId"), 300).rpartition(":secret:")[2] or _str(
+        params.get("secretId")) or "(unnamed)"
+    return [Finding("aws.unrecoverable_deletion", "medium", _DESTRUCTION + _RECOVERY,
+                    f"secret {secret} deleted without a recovery window: it cannot be "
+                    "restored", secret)]
+
+
+def metadata_downgraded(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    """An instance's metadata service (or the region's default for new instances) set to
+    accept IMDSv1 again (``HttpTokens`` optional): a server-side request forgery in any
+    application on it can then read the role's credentials with one GET, which IMDSv2's
+    session token prevents. Legacy software that needs v1 is configured as code or in the
+    console, which are left out with AWS's own machinery."""
+    if _interactive_admin(record, caller):
+        return []
+    params = _request(record)
+    if _field(params, "HttpTokens").lower() != "optional":
+        return []
+    instance = _field(params, "InstanceId")
+    region = _str(record.get("awsRegion"), 32) or "this region"
+    where = (f"instance {instance}" if instance
+             else f"every new instance in {region} (account default)")
+    return [Finding("aws.imds_downgraded", "medium", ("T1552.005", "T1562"),
+                    f"metadata service of {where} set to accept IMDSv1 (HttpTokens optional): "
+                    "its role credentials can be read without a session token",
+                    instance or region)]
+
+
+def key_lockout(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    """A key policy written with ``bypassPolicyLockoutSafetyCheck``: KMS no longer checks
+    that the caller can still manage the key, the switch a ransomware actor flips to set
+    a policy that locks the account out of its own key (and out of everything encrypted
+    under it). Kept apart from sharing so a grant to another account in the same request
+    is still named."""
+    params = _params(record)
+    if params.get("bypassPolicyLockoutSafetyCheck") not in _TRUE:
+        return []
+    key = _str(params.get("keyId")) or "(new key)"
+    return [Finding("aws.kms_key_loss", "medium", _DESTRUCTION + _RANSOM,
+                    f"policy of KMS key {key} set with the lockout safety check bypassed: the "
+                    "account may no longer be able to use or manage the key", key)]
+
+
+def key_policy_set(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    return key_policy(record, caller) + key_lockout(record, caller)
+
+
+def organization_joined(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    """The account accepting an invitation to an organisation: after LeaveOrganization
+    this is how an attacker moves a stolen account under an organisation they run (whose
+    management account then sets its guardrails and can read it). Accounts join once in
+    their life, through their administrators' consoles or account vending as code, which
+    are left out."""
+    if _interactive_admin(record, caller):
+        return []
+    handshake = _str(_params(record).get("handshakeId"), 64) or "(unnamed)"
+    return [Finding("aws.leave_organization", "medium", _HIERARCHY,
+                    f"account {caller.account or '(unknown)'} accepted handshake {handshake} "
+                    "to join an organisation, by a script", handshake)]
 
 
 # Linux capabilities that give a container the host: every capability, or administration
@@ -2213,7 +2284,7 @@ CHECKS: dict[str, Check] = {
     "RunInstances": unusual_instances,
     "CreateRole": role_trust,
     "UpdateAssumeRolePolicy": role_trust,
-    "PutKeyPolicy": key_policy,
+    "PutKeyPolicy": key_policy_set,
     "CreateGrant": key_grant,
     "SetRepositoryPolicy": repository_policy,
     "PutResourcePolicy": secret_policy,
@@ -2358,6 +2429,11 @@ CHECKS: dict[str, Check] = {
     "PutRetentionPolicy": log_retention,
     "UpdateIPSet": guardduty_lists,
     "DeletePublishingDestination": guardduty_lists,
+    "DeleteSecret": secret_destroyed,
+    "ModifyInstanceMetadataOptions": metadata_downgraded,
+    "ModifyInstanceMetadataDefaults": metadata_downgraded,
+    "CreateKey": key_lockout,
+    "AcceptHandshake": organization_joined,
     **{name: service_probe for name in sorted(_SES_PROBES | _SMS_PROBES | _BEDROCK_PROBES)},
 }
 # Event sources a check name must come from: the same operation name in another service
@@ -2437,6 +2513,12 @@ SOURCES: dict[str, str] = {
     "PutRetentionPolicy": "logs.amazonaws.com",
     "UpdateIPSet": "guardduty.amazonaws.com",
     "DeletePublishingDestination": "guardduty.amazonaws.com",
+    "DeleteSecret": "secretsmanager.amazonaws.com",
+    "ModifyInstanceMetadataOptions": "ec2.amazonaws.com",
+    "ModifyInstanceMetadataDefaults": "ec2.amazonaws.com",
+    "CreateKey": "kms.amazonaws.com",
+    "PutKeyPolicy": "kms.amazonaws.com",
+    "AcceptHandshake": "organizations.amazonaws.com",
 }
 # Rules whose failed attempt is evidence too: nobody tries these by accident, and a stolen
 # credential probing for instance passwords or user data fails many times before it works.

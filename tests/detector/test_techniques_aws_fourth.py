@@ -1,7 +1,9 @@
 """AWS technique checks of the fourth round: a bucket's default encryption handed to another
-account's key, databases deleted with nothing left to restore, ECS containers given the
-host, MFA devices enrolled for someone else, audit log groups set to expire, and GuardDuty
-told to trust an address or to stop exporting. Each rule fires on the request that shows it
+account's key, databases and secrets deleted with nothing left to restore, ECS containers
+given the host, MFA devices enrolled for someone else, audit log groups set to expire,
+GuardDuty told to trust an address or to stop exporting, the metadata service opened to
+IMDSv1, KMS key policies written past the lockout check, and the account moved under
+another organisation. Each rule fires on the request that shows it
 and stays quiet on the benign lookalikes of its kind: infrastructure-as-code, AWS services
 and their service-linked roles, Control Tower, the console and IAM Identity Center."""
 
@@ -80,6 +82,28 @@ def ip_set(activate: Any) -> dict[str, Any]:
             "activate": activate}
 
 
+def metadata(tokens: str, instance: str | None = "i-0a1b2c3d4e5f60718") -> dict[str, Any]:
+    """ModifyInstanceMetadataOptions/Defaults parameters, wrapped as EC2 records them."""
+    request: dict[str, Any] = {"HttpTokens": tokens, "HttpEndpoint": "enabled"}
+    name = "ModifyInstanceMetadataDefaultsRequest"
+    if instance:
+        request["InstanceId"] = instance
+        name = "ModifyInstanceMetadataOptionsRequest"
+    return {name: request}
+
+
+def key_policy(bypass: Any, principal: str = f"arn:aws:iam::{ACCOUNT}:role/app"
+               ) -> dict[str, Any]:
+    document = ('{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": '
+                f'{{"AWS": "{principal}"}}, "Action": "kms:*", "Resource": "*"}}]}}')
+    return {"keyId": "0d1e2f3a", "policyName": "default", "policy": document,
+            "bypassPolicyLockoutSafetyCheck": bypass}
+
+
+KMS, SECRETS = "kms.amazonaws.com", "secretsmanager.amazonaws.com"
+EC2, ORGS = "ec2.amazonaws.com", "organizations.amazonaws.com"
+SECRET = f"arn:aws:secretsmanager:us-east-1:{ACCOUNT}:secret:prod/db-AbCdEf"
+
 CASES = [
     # a bucket's default encryption handed to another account's key
     ("bucket encrypted by default with another account's key",
@@ -102,13 +126,13 @@ CASES = [
     # databases deleted with nothing left to restore
     ("database deleted without snapshot, backups deleted",
      call("DeleteDBInstance", deletion(True, True), RDS),
-     [("aws.database_deleted", "medium", "customers")]),
+     [("aws.unrecoverable_deletion", "medium", "customers")]),
     ("database deleted without snapshot, backups left to default",
      call("DeleteDBInstance", deletion("true"), RDS, userIdentity=INSTANCE),
-     [("aws.database_deleted", "medium", "customers")]),
+     [("aws.unrecoverable_deletion", "medium", "customers")]),
     ("cluster deleted without snapshot",
      call("DeleteDBCluster", deletion(True, cluster=True), RDS),
-     [("aws.database_deleted", "medium", "customers")]),
+     [("aws.unrecoverable_deletion", "medium", "customers")]),
     ("database deleted with a final snapshot",
      call("DeleteDBInstance", deletion(False, True), RDS), []),
     ("database deleted without snapshot, automated backups kept",
@@ -125,6 +149,68 @@ CASES = [
      call("DeleteDBInstance", deletion(True, True), RDS, errorCode=DENIED), []),
     ("deletion of another service's database",
      call("DeleteDBInstance", deletion(True, True), "docdb-elastic.amazonaws.com"), []),
+    # secrets deleted with no recovery window
+    ("secret force-deleted by a script",
+     call("DeleteSecret", {"secretId": SECRET, "forceDeleteWithoutRecovery": True}, SECRETS),
+     [("aws.unrecoverable_deletion", "medium", "prod/db-AbCdEf")]),
+    ("secret deleted with the default recovery window",
+     call("DeleteSecret", {"secretId": SECRET, "recoveryWindowInDays": 7}, SECRETS), []),
+    ("test secrets torn down as code",
+     call("DeleteSecret", {"secretId": SECRET, "forceDeleteWithoutRecovery": True}, SECRETS,
+          userAgent=TERRAFORM), []),
+    ("secret removed with its CloudFormation stack",
+     call("DeleteSecret", {"secretId": SECRET, "forceDeleteWithoutRecovery": True}, SECRETS,
+          **by_service(CFN)), []),
+    ("secret deleted by a person in the console",
+     call("DeleteSecret", {"secretId": SECRET, "forceDeleteWithoutRecovery": "true"},
+          SECRETS, userAgent=CONSOLE), []),
+    # the metadata service opened to IMDSv1 again
+    ("an instance's metadata service downgraded to IMDSv1",
+     call("ModifyInstanceMetadataOptions", metadata("optional"), EC2),
+     [("aws.imds_downgraded", "medium", "i-0a1b2c3d4e5f60718")]),
+    ("the region's default for new instances downgraded",
+     call("ModifyInstanceMetadataDefaults", metadata("optional", None), EC2,
+          awsRegion="eu-west-1"),
+     [("aws.imds_downgraded", "medium", "eu-west-1")]),
+    ("refused downgrade is an attempt",
+     call("ModifyInstanceMetadataOptions", metadata("optional"), EC2, errorCode=DENIED),
+     [("aws.imds_downgraded", "low", "i-0a1b2c3d4e5f60718")]),
+    ("IMDSv2 required (the hardening direction)",
+     call("ModifyInstanceMetadataOptions", metadata("required"), EC2), []),
+    ("legacy instance set to IMDSv1 as code",
+     call("ModifyInstanceMetadataOptions", metadata("optional"), EC2, userAgent=TERRAFORM), []),
+    ("legacy instance set to IMDSv1 in the console",
+     call("ModifyInstanceMetadataOptions", metadata("optional"), EC2,
+          userAgent="console.ec2.amazonaws.com"), []),
+    ("metadata options changed by a service-linked role",
+     call("ModifyInstanceMetadataOptions", metadata("optional"), EC2,
+          userIdentity=role("AWSServiceRoleForAutoScaling")), []),
+    # KMS key policies written past the lockout check
+    ("key policy set with the lockout check bypassed",
+     call("PutKeyPolicy", key_policy(True), KMS), [("aws.kms_key_loss", "medium", "0d1e2f3a")]),
+    ("bypassed policy that also shares the key outside",
+     call("PutKeyPolicy", key_policy(True, f"arn:aws:iam::{OUTSIDE}:root"), KMS),
+     [("aws.kms_key_shared", "high", OUTSIDE), ("aws.kms_key_loss", "medium", "0d1e2f3a")]),
+    ("key created with the lockout check bypassed",
+     call("CreateKey", {"bypassPolicyLockoutSafetyCheck": True, "keyUsage": "ENCRYPT_DECRYPT"},
+          KMS), [("aws.kms_key_loss", "medium", "(new key)")]),
+    ("ordinary key policy update",
+     call("PutKeyPolicy", key_policy(False), KMS), []),
+    ("lockout check bypassed as code",
+     call("PutKeyPolicy", key_policy(True), KMS, userAgent=TERRAFORM), []),
+    # the account moved under another organisation
+    ("invitation to an organisation accepted by a script",
+     call("AcceptHandshake", {"handshakeId": "h-0123456789abcdef"}, ORGS),
+     [("aws.leave_organization", "medium", "h-0123456789abcdef")]),
+    ("administrator accepts the invitation in the console",
+     call("AcceptHandshake", {"handshakeId": "h-0123456789abcdef"}, ORGS, userAgent=CONSOLE),
+     []),
+    ("account vending accepts it as code",
+     call("AcceptHandshake", {"handshakeId": "h-0123456789abcdef"}, ORGS,
+          userAgent=TERRAFORM), []),
+    ("Control Tower's role accepts it",
+     call("AcceptHandshake", {"handshakeId": "h-0123456789abcdef"}, ORGS,
+          userIdentity=CONTROL_TOWER), []),
     # ECS containers given the host
     ("privileged container",
      call("RegisterTaskDefinition", task({"privileged": True}), ECS),
@@ -221,7 +307,7 @@ def test_every_attack_id_is_defined_in_the_catalogue() -> None:
         "data/sensitive_actions.yaml").read_text())
     used = {t for _, rec, _ in CASES for event in parse(rec)
             for f in event.attributes.get(ATTRIBUTE, ()) for t in f.attack}
-    assert {"T1486", "T1611", "T1098.005", "T1070"} <= used
+    assert {"T1486", "T1611", "T1098.005", "T1070", "T1552.005", "T1666"} <= used
     assert used <= set(data["techniques"]), used - set(data["techniques"])
 
 
