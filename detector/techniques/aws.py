@@ -2122,6 +2122,34 @@ def organization_joined(record: dict[str, Any], caller: Caller) -> list[Finding]
                     "to join an organisation, by a script", handshake)]
 
 
+def inspector_disabled(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    """Amazon Inspector switched off for some resource types (EC2, ECR, Lambda): their
+    vulnerabilities are no longer found. Security Hub's central configuration and Control
+    Tower switch scanning in member accounts (managed roles) and are left out, with
+    infrastructure-as-code."""
+    if _managed(record, caller):
+        return []
+    kinds = [k for k in _list(_params(record).get("resourceTypes")) if type(k) is str]
+    what = ", ".join(k[:16] for k in kinds[:4]) or "every resource type"
+    return [Finding("aws.detection_disabled", "high", _TOOLS,
+                    f"Inspector scanning disabled for {what}", "inspector")]
+
+
+def archive_rule(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    """An IAM Access Analyzer archive rule: findings that match it (a bucket or role shared
+    with an outside account) are archived as they are made, so the share an attacker opened
+    never shows. Security teams write these in the console or as code after reviewing a
+    known partner; a script writing one is hiding a finding."""
+    if _interactive_admin(record, caller):
+        return []
+    params = _params(record)
+    name = _str(params.get("ruleName"), 128) or "(unnamed)"
+    analyzer = _str(params.get("analyzerName"), 128) or "(unnamed)"
+    return [Finding("aws.detection_disabled", "medium", _TOOLS,
+                    f"Access Analyzer {analyzer}: archive rule {name} hides matching external "
+                    "access findings as they are made", name)]
+
+
 # Linux capabilities that give a container the host: every capability, or administration
 _HOST_CAPABILITIES = frozenset({"ALL", "SYS_ADMIN", "SYS_MODULE", "SYS_PTRACE"})
 
@@ -2434,6 +2462,9 @@ CHECKS: dict[str, Check] = {
     "ModifyInstanceMetadataDefaults": metadata_downgraded,
     "CreateKey": key_lockout,
     "AcceptHandshake": organization_joined,
+    "Disable": inspector_disabled,
+    "CreateArchiveRule": archive_rule,
+    "UpdateArchiveRule": archive_rule,
     **{name: service_probe for name in sorted(_SES_PROBES | _SMS_PROBES | _BEDROCK_PROBES)},
 }
 # Event sources a check name must come from: the same operation name in another service
@@ -2519,6 +2550,9 @@ SOURCES: dict[str, str] = {
     "CreateKey": "kms.amazonaws.com",
     "PutKeyPolicy": "kms.amazonaws.com",
     "AcceptHandshake": "organizations.amazonaws.com",
+    "Disable": "inspector2.amazonaws.com",
+    "CreateArchiveRule": "access-analyzer.amazonaws.com",
+    "UpdateArchiveRule": "access-analyzer.amazonaws.com",
 }
 # Rules whose failed attempt is evidence too: nobody tries these by accident, and a stolen
 # credential probing for instance passwords or user data fails many times before it works.

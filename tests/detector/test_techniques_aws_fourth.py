@@ -2,8 +2,8 @@
 account's key, databases and secrets deleted with nothing left to restore, ECS containers
 given the host, MFA devices enrolled for someone else, audit log groups set to expire,
 GuardDuty told to trust an address or to stop exporting, the metadata service opened to
-IMDSv1, KMS key policies written past the lockout check, and the account moved under
-another organisation. Each rule fires on the request that shows it
+IMDSv1, KMS key policies written past the lockout check, the account moved under another
+organisation, Inspector switched off and Access Analyzer findings archived by a script. Each rule fires on the request that shows it
 and stays quiet on the benign lookalikes of its kind: infrastructure-as-code, AWS services
 and their service-linked roles, Control Tower, the console and IAM Identity Center."""
 
@@ -102,6 +102,7 @@ def key_policy(bypass: Any, principal: str = f"arn:aws:iam::{ACCOUNT}:role/app"
 
 KMS, SECRETS = "kms.amazonaws.com", "secretsmanager.amazonaws.com"
 EC2, ORGS = "ec2.amazonaws.com", "organizations.amazonaws.com"
+INSPECTOR, ANALYZER = "inspector2.amazonaws.com", "access-analyzer.amazonaws.com"
 SECRET = f"arn:aws:secretsmanager:us-east-1:{ACCOUNT}:secret:prod/db-AbCdEf"
 
 CASES = [
@@ -211,6 +212,27 @@ CASES = [
     ("Control Tower's role accepts it",
      call("AcceptHandshake", {"handshakeId": "h-0123456789abcdef"}, ORGS,
           userIdentity=CONTROL_TOWER), []),
+    # Inspector switched off, Access Analyzer findings archived
+    ("Inspector switched off for instances and images",
+     call("Disable", {"accountIds": [ACCOUNT], "resourceTypes": ["EC2", "ECR"]}, INSPECTOR),
+     [("aws.detection_disabled", "high", "inspector")]),
+    ("Inspector switched off by Security Hub's central configuration",
+     call("Disable", {"resourceTypes": ["EC2"]}, INSPECTOR,
+          userIdentity=role("AWSServiceRoleForSecurityHub")), []),
+    ("Inspector scanning kept as code",
+     call("Disable", {"resourceTypes": ["LAMBDA"]}, INSPECTOR, userAgent=TERRAFORM), []),
+    ("another service's Disable",
+     call("Disable", {}, "securitylake.amazonaws.com"), []),
+    ("archive rule written by a script",
+     call("CreateArchiveRule", {"analyzerName": "org", "ruleName": "quiet", "filter": {
+         "principal.AWS": {"contains": [OUTSIDE]}}}, ANALYZER),
+     [("aws.detection_disabled", "medium", "quiet")]),
+    ("archive rule for a reviewed partner written in the console",
+     call("CreateArchiveRule", {"analyzerName": "org", "ruleName": "partner"}, ANALYZER,
+          userAgent=CONSOLE), []),
+    ("archive rules kept as code",
+     call("UpdateArchiveRule", {"analyzerName": "org", "ruleName": "partner"}, ANALYZER,
+          userAgent=TERRAFORM), []),
     # ECS containers given the host
     ("privileged container",
      call("RegisterTaskDefinition", task({"privileged": True}), ECS),
