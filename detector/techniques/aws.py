@@ -2223,9 +2223,10 @@ def log_retention(record: dict[str, Any], caller: Caller) -> list[Finding]:
         return []
     params = _params(record)
     group = _str(params.get("logGroupName"), 512)
+    value = params.get("retentionInDays")
     try:
-        days = int(params.get("retentionInDays"))
-    except (TypeError, ValueError):
+        days = int(value) if type(value) in (int, str) else 0
+    except ValueError:
         return []
     if not 0 < days <= _SHORT_LIFECYCLE_DAYS or not _AUDIT_LOG_GROUP_RX.search(group):
         return []

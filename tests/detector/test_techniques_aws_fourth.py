@@ -289,6 +289,8 @@ CASES = [
      [("aws.short_log_lifecycle", "medium", "vpc-flow-logs")]),
     ("CloudTrail log group kept for a year",
      call("PutRetentionPolicy", retention("aws-cloudtrail-logs-1", 365), LOGS), []),
+    ("retention that is not a number of days",
+     call("PutRetentionPolicy", retention("cloudtrail", True), LOGS), []),
     ("application logs kept for a day",
      call("PutRetentionPolicy", retention("/aws/lambda/thumbnailer", 1), LOGS), []),
     ("audit log retention set as code",
