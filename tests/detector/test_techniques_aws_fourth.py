@@ -3,9 +3,10 @@ account's key, databases and secrets deleted with nothing left to restore, ECS c
 given the host, MFA devices enrolled for someone else, audit log groups set to expire,
 GuardDuty told to trust an address or to stop exporting, the metadata service opened to
 IMDSv1, KMS key policies written past the lockout check, the account moved under another
-organisation, Inspector switched off and Access Analyzer findings archived by a script. Each rule fires on the request that shows it
-and stays quiet on the benign lookalikes of its kind: infrastructure-as-code, AWS services
-and their service-linked roles, Control Tower, the console and IAM Identity Center."""
+organisation, Inspector switched off and Access Analyzer findings archived by a script.
+Each rule fires on the request that shows it and stays quiet on the benign lookalikes of
+its kind: infrastructure-as-code, AWS services and their service-linked roles, Control
+Tower, the console and IAM Identity Center."""
 
 from __future__ import annotations
 
