@@ -94,7 +94,8 @@ _DEPLOY_RULES = frozenset({"aws.lambda_code_replaced", "aws.instance_user_data_m
                            "aws.guardrail_removed", "aws.waf_removed",
                            "aws.container_credentials_read", "aws.serial_console_enabled",
                            "aws.instance_exported", "aws.db_password_reset",
-                           "aws.domain_transfer"})
+                           "aws.domain_transfer", "aws.privileged_task",
+                           "aws.imds_downgraded"})
 # Rules whose refused attempt is a finding: defense evasion and persistence (the attacker
 # tried to blind the defenders or to stay), not exposure (a refused share exposed nothing).
 _ATTEMPT_RULES = frozenset({
@@ -108,6 +109,7 @@ _ATTEMPT_RULES = frozenset({
     "aws.kms_key_loss", "aws.traffic_mirroring", "aws.federated_session",
     "aws.container_credentials_read", "aws.serial_console_enabled", "aws.db_password_reset",
     "aws.identity_provider_changed", "aws.instance_profile_swapped", "aws.domain_transfer",
+    "aws.privileged_task", "aws.mfa_enabled_for_other_user", "aws.imds_downgraded",
 })
 _SHORT_LIFECYCLE_DAYS = 7
 _MAX_ITEMS = 64  # items read from one list: a huge policy costs no more than this
@@ -1612,10 +1614,15 @@ def _commands(definition: dict[str, Any]) -> Iterator[str]:
 
 
 def task_definition(record: dict[str, Any], caller: Caller) -> list[Finding]:
-    """A task definition whose container command reads the credentials endpoint: the task
-    runs, fetches its role's (or the instance's) credentials and sends them out. Workloads
-    get credentials through the SDK, never by a command line naming the endpoint."""
+    """A task definition whose container command reads the credentials endpoint (the task
+    runs, fetches its role's or the instance's credentials and sends them out: workloads
+    get credentials through the SDK, never by a command line naming the endpoint), or
+    whose container is given the host (``privileged_task``)."""
     params = _params(record)
+    return _credential_command(params) + privileged_task(params)
+
+
+def _credential_command(params: dict[str, Any]) -> list[Finding]:
     for definition in _list(params.get("containerDefinitions")):
         definition = _dict(definition)
         for command in _commands(definition):
@@ -2000,6 +2007,255 @@ def _none(record: dict[str, Any], caller: Caller) -> list[Finding]:
     return []
 
 
+# ---------------------------------------------------------------- fourth round: ransom keys,
+# unrecoverable deletions, containers given the host, MFA backdoors, audit log retention
+
+
+def bucket_encryption(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    """A bucket's default encryption set to a KMS key of another account: every object
+    written from now on is readable only while that account allows it, the bucket-wide
+    form of ransomware by encryption. Organisations that keep their keys in a security
+    account set this as code (left out, like services acting for the caller)."""
+    if caller.family in _DEPLOY_FAMILIES or _by_service(record):
+        return []
+    params = _params(record)
+    configuration = _dict(params.get("ServerSideEncryptionConfiguration"))
+    for rule in _list(configuration.get("Rule")):
+        default = _dict(_dict(rule).get("ApplyServerSideEncryptionByDefault"))
+        key = default.get("KMSMasterKeyID")
+        account = _account_of(key) if type(key) is str else ""
+        if caller.outside(account):
+            bucket = _bucket(params)
+            return [Finding("aws.s3_ransom_encryption", "high", _RANSOM,
+                            f"default encryption of S3 bucket {bucket} set to a KMS key of "
+                            f"account {account}: new objects are readable only while that "
+                            "account allows it", account)]
+    return []
+
+
+def database_deleted(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    """A database deleted with no final snapshot while its automated backups go with it
+    (the default unless the request keeps them): nothing is left to restore from. Teardown
+    as code, AWS services and a person in the console (a developer dropping a test
+    database) are left out; a script doing it with a workload's or a user's key is how an
+    attacker destroys data."""
+    if _interactive_admin(record, caller):
+        return []
+    params = _params(record)
+    if params.get("skipFinalSnapshot") not in _TRUE or params.get(
+            "deleteAutomatedBackups") in (False, "false"):
+        return []
+    name = _str(params.get("dBInstanceIdentifier") or params.get("dBClusterIdentifier"))
+    return [Finding("aws.unrecoverable_deletion", "medium", _DESTRUCTION + _RECOVERY,
+                    f"RDS database {name or '(unnamed)'} deleted without a final snapshot "
+                    "and with its automated backups: it cannot be restored",
+                    name or "(unnamed)")]
+
+
+def secret_destroyed(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    """A secret deleted with ``forceDeleteWithoutRecovery``: gone at once, without the
+    recovery window (7 to 30 days) an ordinary deletion keeps, so whatever used it breaks
+    for good. Teardown as code (a recovery window of 0), AWS services, the console and IAM
+    Identity Center sessions are left out, like database deletions."""
+    params = _params(record)
+    if params.get("forceDeleteWithoutRecovery") not in _TRUE or _interactive_admin(
+            record, caller):
+        return []
+    secret = _str(params.get("secretId"), 300).rpartition(":secret:")[2] or _str(
+        params.get("secretId")) or "(unnamed)"
+    return [Finding("aws.unrecoverable_deletion", "medium", _DESTRUCTION + _RECOVERY,
+                    f"secret {secret} deleted without a recovery window: it cannot be "
+                    "restored", secret)]
+
+
+def metadata_downgraded(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    """An instance's metadata service (or the region's default for new instances) set to
+    accept IMDSv1 again (``HttpTokens`` optional): a server-side request forgery in any
+    application on it can then read the role's credentials with one GET, which IMDSv2's
+    session token prevents. Legacy software that needs v1 is configured as code or in the
+    console, which are left out with AWS's own machinery."""
+    if _interactive_admin(record, caller):
+        return []
+    params = _request(record)
+    if _field(params, "HttpTokens").lower() != "optional":
+        return []
+    instance = _field(params, "InstanceId")
+    region = _str(record.get("awsRegion"), 32) or "this region"
+    where = (f"instance {instance}" if instance
+             else f"every new instance in {region} (account default)")
+    return [Finding("aws.imds_downgraded", "medium", ("T1552.005", "T1562"),
+                    f"metadata service of {where} set to accept IMDSv1 (HttpTokens optional): "
+                    "its role credentials can be read without a session token",
+                    instance or region)]
+
+
+def key_lockout(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    """A key policy written with ``bypassPolicyLockoutSafetyCheck``: KMS no longer checks
+    that the caller can still manage the key, the switch a ransomware actor flips to set
+    a policy that locks the account out of its own key (and out of everything encrypted
+    under it). Kept apart from sharing so a grant to another account in the same request
+    is still named."""
+    params = _params(record)
+    if params.get("bypassPolicyLockoutSafetyCheck") not in _TRUE:
+        return []
+    key = _str(params.get("keyId")) or "(new key)"
+    return [Finding("aws.kms_key_loss", "medium", _DESTRUCTION + _RANSOM,
+                    f"policy of KMS key {key} set with the lockout safety check bypassed: the "
+                    "account may no longer be able to use or manage the key", key)]
+
+
+def key_policy_set(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    return key_policy(record, caller) + key_lockout(record, caller)
+
+
+def organization_joined(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    """The account accepting an invitation to an organisation: after LeaveOrganization
+    this is how an attacker moves a stolen account under an organisation they run (whose
+    management account then sets its guardrails and can read it). Accounts join once in
+    their life, through their administrators' consoles or account vending as code, which
+    are left out."""
+    if _interactive_admin(record, caller):
+        return []
+    handshake = _str(_params(record).get("handshakeId"), 64) or "(unnamed)"
+    return [Finding("aws.leave_organization", "medium", _HIERARCHY,
+                    f"account {caller.account or '(unknown)'} accepted handshake {handshake} "
+                    "to join an organisation, by a script", handshake)]
+
+
+def inspector_disabled(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    """Amazon Inspector switched off for some resource types (EC2, ECR, Lambda): their
+    vulnerabilities are no longer found. Security Hub's central configuration and Control
+    Tower switch scanning in member accounts (managed roles) and are left out, with
+    infrastructure-as-code."""
+    if _managed(record, caller):
+        return []
+    kinds = [k for k in _list(_params(record).get("resourceTypes")) if type(k) is str]
+    what = ", ".join(k[:16] for k in kinds[:4]) or "every resource type"
+    return [Finding("aws.detection_disabled", "high", _TOOLS,
+                    f"Inspector scanning disabled for {what}", "inspector")]
+
+
+def archive_rule(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    """An IAM Access Analyzer archive rule: findings that match it (a bucket or role shared
+    with an outside account) are archived as they are made, so the share an attacker opened
+    never shows. Security teams write these in the console or as code after reviewing a
+    known partner; a script writing one is hiding a finding."""
+    if _interactive_admin(record, caller):
+        return []
+    params = _params(record)
+    name = _str(params.get("ruleName"), 128) or "(unnamed)"
+    analyzer = _str(params.get("analyzerName"), 128) or "(unnamed)"
+    return [Finding("aws.detection_disabled", "medium", _TOOLS,
+                    f"Access Analyzer {analyzer}: archive rule {name} hides matching external "
+                    "access findings as they are made", name)]
+
+
+# Linux capabilities that give a container the host: every capability, or administration
+_HOST_CAPABILITIES = frozenset({"ALL", "SYS_ADMIN", "SYS_MODULE", "SYS_PTRACE"})
+
+
+def _host_access(definition: dict[str, Any], roots: set[str]) -> str:
+    """What gives one container definition the host ('' for nothing): privileged mode,
+    a capability of host administration, or a volume of the host's root directory."""
+    if definition.get("privileged") in _TRUE:
+        return "privileged mode"
+    linux = _dict(definition.get("linuxParameters"))
+    added = _list(_dict(linux.get("capabilities")).get("add"))
+    capabilities = sorted({str(c).upper().removeprefix("CAP_") for c in added
+                           if type(c) is str} & _HOST_CAPABILITIES)
+    if capabilities:
+        return f"capability {capabilities[0]}"
+    for mount in _list(definition.get("mountPoints")):
+        if _dict(mount).get("sourceVolume") in roots:
+            return "the host's root directory mounted"
+    return ""
+
+
+def privileged_task(params: dict[str, Any]) -> list[Finding]:
+    """An ECS task definition whose container is given the host: privileged mode, a host
+    administration capability (SYS_ADMIN, SYS_MODULE, SYS_PTRACE, ALL) or the host's root
+    directory as a volume. A process in it escapes to the instance and reads the
+    credentials of every task there. Monitoring agents that mount the Docker socket or
+    share the host's process list are not judged; agents given the host are deployed as
+    code (left out with the rest of infrastructure-as-code)."""
+    roots = {str(v.get("name")) for v in _list(params.get("volumes"))
+             if type(v) is dict and _dict(v.get("host")).get("sourcePath") == "/"}
+    for definition in _list(params.get("containerDefinitions")):
+        definition = _dict(definition)
+        how = _host_access(definition, roots)
+        if how:
+            family = _str(params.get("family"), 128) or "(unnamed)"
+            container = _str(definition.get("name"), 64) or "(unnamed)"
+            return [Finding("aws.privileged_task", "medium", ("T1610", "T1611"),
+                            f"task definition {family}: container {container} given the "
+                            f"host ({how}): it can escape to the instance", family)]
+    return []
+
+
+def mfa_enabled_for_other(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    """An MFA device enrolled for another user with programmatic credentials: whoever
+    holds the device passes that user's MFA checks (sign-in, MFA-guarded roles), a backdoor
+    that survives a password reset. An administrator enrolling a device works in the
+    console, through IAM Identity Center or as code, which are left out."""
+    user = _target_user(record, caller)
+    if not user or caller.family == "console":
+        return []
+    device = _str(_params(record).get("serialNumber"), 200).rpartition("/")[2] or "(unnamed)"
+    return [Finding("aws.mfa_enabled_for_other_user", "medium", ("T1098.005", "T1556.006"),
+                    f"MFA device {device} enrolled for IAM user {user} by another principal "
+                    f"({caller.name or 'unnamed'})", user)]
+
+
+# Log groups that hold audit and detection records, by the names AWS and its users give
+# them: CloudTrail, VPC flow logs, EKS control-plane (Kubernetes audit) logs, Route 53
+# resolver query logs, WAF, GuardDuty and Security Hub exports.
+_AUDIT_LOG_GROUP_RX = re.compile(
+    r"cloudtrail|audit|flow[-_]?log|vpc[-_]?flow|^/aws/eks/|resolver|dns[-_]?quer"
+    r"|aws-waf-logs|guardduty|securityhub", re.IGNORECASE)
+
+
+def log_retention(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    """CloudWatch Logs retention of an audit log group cut to a week or less: the records
+    of what happened are deleted before anyone looks (the CloudWatch form of an S3
+    lifecycle that expires logs). Application log groups are not judged (short retention
+    saves money there), nor retention set as code or by a service."""
+    if caller.family in _DEPLOY_FAMILIES or _by_service(record):
+        return []
+    params = _params(record)
+    group = _str(params.get("logGroupName"), 512)
+    value = params.get("retentionInDays")
+    try:
+        days = int(value) if type(value) in (int, str) else 0
+    except ValueError:
+        return []
+    if not 0 < days <= _SHORT_LIFECYCLE_DAYS or not _AUDIT_LOG_GROUP_RX.search(group):
+        return []
+    return [Finding("aws.short_log_lifecycle", "high", _LOGS + ("T1070",),
+                    f"log group {group[:200]} set to delete its records after {days} day(s)",
+                    group[:200])]
+
+
+def guardduty_lists(record: dict[str, Any], caller: Caller) -> list[Finding]:
+    """GuardDuty trusted IP list changed and active (no findings for the addresses in it:
+    an attacker lists their own), or the destination its findings are exported to deleted.
+    A trusted list deactivated changes nothing that hides activity. AWS's account
+    management and infrastructure-as-code are left out."""
+    if _managed(record, caller):
+        return []
+    params = _params(record)
+    if record.get("eventName") == "DeletePublishingDestination":
+        detector = _str(params.get("detectorId")) or "(unnamed)"
+        return [Finding("aws.detection_disabled", "medium", _TOOLS,
+                        f"export of GuardDuty findings of detector {detector} deleted: they "
+                        "no longer reach the archive or the SIEM", detector)]
+    if params.get("activate") not in _TRUE:
+        return []
+    name = _str(params.get("name") or params.get("ipSetId")) or "(unnamed)"
+    return [Finding("aws.detection_disabled", "high", _TOOLS,
+                    f"GuardDuty trusted IP list {name} changed and active: addresses in it "
+                    "raise no findings", name)]
+
+
 # ---------------------------------------------------------------- stolen instance credentials
 
 
@@ -2057,7 +2313,7 @@ CHECKS: dict[str, Check] = {
     "RunInstances": unusual_instances,
     "CreateRole": role_trust,
     "UpdateAssumeRolePolicy": role_trust,
-    "PutKeyPolicy": key_policy,
+    "PutKeyPolicy": key_policy_set,
     "CreateGrant": key_grant,
     "SetRepositoryPolicy": repository_policy,
     "PutResourcePolicy": secret_policy,
@@ -2195,6 +2451,21 @@ CHECKS: dict[str, Check] = {
     "DeleteBackupPlan": backup_deleted,
     "DeleteBackup": backup_deleted,
     "DisableDomainTransferLock": domain_transfer,
+    "PutBucketEncryption": bucket_encryption,
+    "DeleteDBInstance": database_deleted,
+    "DeleteDBCluster": database_deleted,
+    "EnableMFADevice": mfa_enabled_for_other,
+    "PutRetentionPolicy": log_retention,
+    "UpdateIPSet": guardduty_lists,
+    "DeletePublishingDestination": guardduty_lists,
+    "DeleteSecret": secret_destroyed,
+    "ModifyInstanceMetadataOptions": metadata_downgraded,
+    "ModifyInstanceMetadataDefaults": metadata_downgraded,
+    "CreateKey": key_lockout,
+    "AcceptHandshake": organization_joined,
+    "Disable": inspector_disabled,
+    "CreateArchiveRule": archive_rule,
+    "UpdateArchiveRule": archive_rule,
     **{name: service_probe for name in sorted(_SES_PROBES | _SMS_PROBES | _BEDROCK_PROBES)},
 }
 # Event sources a check name must come from: the same operation name in another service
@@ -2267,6 +2538,22 @@ SOURCES: dict[str, str] = {
     "DeleteBackupPlan": "backup.amazonaws.com",
     "DeleteBackup": "dynamodb.amazonaws.com",
     "DisableDomainTransferLock": "route53domains.amazonaws.com",
+    "PutBucketEncryption": "s3.amazonaws.com",
+    "DeleteDBInstance": "rds.amazonaws.com",
+    "DeleteDBCluster": "rds.amazonaws.com",
+    "EnableMFADevice": "iam.amazonaws.com",
+    "PutRetentionPolicy": "logs.amazonaws.com",
+    "UpdateIPSet": "guardduty.amazonaws.com",
+    "DeletePublishingDestination": "guardduty.amazonaws.com",
+    "DeleteSecret": "secretsmanager.amazonaws.com",
+    "ModifyInstanceMetadataOptions": "ec2.amazonaws.com",
+    "ModifyInstanceMetadataDefaults": "ec2.amazonaws.com",
+    "CreateKey": "kms.amazonaws.com",
+    "PutKeyPolicy": "kms.amazonaws.com",
+    "AcceptHandshake": "organizations.amazonaws.com",
+    "Disable": "inspector2.amazonaws.com",
+    "CreateArchiveRule": "access-analyzer.amazonaws.com",
+    "UpdateArchiveRule": "access-analyzer.amazonaws.com",
 }
 # Rules whose failed attempt is evidence too: nobody tries these by accident, and a stolen
 # credential probing for instance passwords or user data fails many times before it works.
