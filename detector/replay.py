@@ -722,8 +722,9 @@ def _consume(
 ) -> None:
     """The per-event path, kept to a few dict lookups besides ``Detector.process``.
 
-    Per event: track the identity's first/last time and hourly count, process it, write any alert. Every ``TICK_EVERY`` events: refresh the
-    progress line and the metrics, and publish the count (read after an interrupt).
+    Per event: track the identity's first/last time and hourly count, process it, write
+    any alert. Every ``TICK_EVERY`` events: refresh the progress line and the metrics, and
+    publish the count (read after an interrupt).
     """
     process, write, log = detector.process, writer.write, writer.log
     spans, hourly = activity.spans, activity.hourly
