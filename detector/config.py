@@ -14,6 +14,9 @@ reports go is given on the command line, not here.
 
 from __future__ import annotations
 
+import difflib
+import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +41,16 @@ def _timestamp(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
 
 
 ConfigLoader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp)
+
+# PyYAML follows YAML 1.1, where a float needs a point and a signed exponent: ``1e9`` and
+# ``1.0e9`` were read as text and refused as "must be a number, got '1e9'". YAML 1.2 (and
+# JSON) read them as numbers, as the person who wrote them meant; a whole number without
+# exponent stays an integer.
+ConfigLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
 
 
 def read_yaml(path: str | Path, what: str) -> Any:
@@ -175,8 +188,75 @@ def validate_config(data: dict[str, Any]) -> None:
     _check_rule_lists(data.get("identities") or {})
     IdentityRules.from_config(data.get("identities"))
     ModelSettings.from_config(data.get("models"))
-    ScoringSettings.from_config(data.get("scoring"))
+    scoring = ScoringSettings.from_config(data.get("scoring"))
+    _check_thresholds(scoring.thresholds)
+    _check_detector_patterns(data)
     SuppressionRules.from_config(data.get("suppressions"), clock=time.time)
+    _check_worker_keys(data.get("worker") or {})
+
+
+def _check_thresholds(thresholds: dict[str, float]) -> None:
+    """Refuse thresholds that do not rise with severity. ``{low: 0.9, medium: 0.5}`` was
+    taken: a score of 0.6 became medium and one of 0.95 critical, never low, which is not
+    what anyone writing it meant. The defaults fill in the severities not given."""
+    from detector.scoring import DEFAULT_THRESHOLDS, SEVERITIES
+
+    merged = {**DEFAULT_THRESHOLDS, **thresholds}
+    ordered = [(name, merged[name]) for name in SEVERITIES if name in merged]
+    for (lower, low), (higher, high) in zip(ordered, ordered[1:], strict=False):
+        if not low < high:
+            given = ", ".join(f"{name} {value:g}" + ("" if name in thresholds else " (default)")
+                              for name, value in ordered)
+            raise ConfigError(f"scoring.thresholds must rise with severity ({lower} below "
+                              f"{higher}), got {given}")
+
+
+def _check_detector_patterns(data: dict[str, Any]) -> None:
+    """Refuse a ``shadow_detectors`` or ``detector_weights`` pattern that matches no detector
+    name: a misspelt one put nothing on trial or weighted nothing, without a word. The
+    names are those ``feedback --detector`` checks against (``known_detectors``)."""
+    import fnmatch
+
+    scoring = data.get("scoring") or {}
+    patterns = [("scoring.shadow_detectors", p) for p in scoring.get("shadow_detectors") or ()]
+    patterns += [("scoring.detector_weights", p) for p in scoring.get("detector_weights") or {}]
+    if not patterns:
+        return
+    from detector.feedback import known_detectors
+
+    known = sorted(known_detectors(data))
+    for where, pattern in patterns:
+        if not any(fnmatch.fnmatchcase(name, str(pattern)) for name in known):
+            raise ConfigError(f"{where}: {str(pattern)!r} matches no detector name"
+                              f"{_did_you_mean(str(pattern), known)} (names: "
+                              f"{_detector_families(known)}; an alert's signals name them)")
+
+
+def _did_you_mean(word: str, known: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(known), n=3, cutoff=0.75)
+    return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+
+
+def _detector_families(known: list[str]) -> str:
+    """The detector names in short: each model and policy name, and technique rules by
+    cloud (there are many)."""
+    plain = [name for name in known if not name.startswith("technique.")]
+    clouds = sorted({".".join(name.split(".")[:2]) for name in known
+                     if name.startswith("technique.")})
+    return ", ".join(plain + [f"{cloud}.*" for cloud in clouds])
+
+
+def _check_worker_keys(section: dict[str, Any]) -> None:
+    """The worker's own check of its section's keys, run by every command that reads the
+    file: an unknown key passed a replay and then stopped the worker. Values are checked
+    by the worker, where flags and the environment may complete them."""
+    from streams.settings import BY_NAME
+
+    unknown = sorted(str(key) for key in set(section) - set(BY_NAME))
+    if unknown:
+        hint = _did_you_mean(unknown[0], sorted(BY_NAME)) if len(unknown) == 1 else ""
+        raise ConfigError(f"worker section: unknown key(s) {unknown}{hint}; known: "
+                          f"{', '.join(sorted(BY_NAME))}")
 
 
 # identities settings that are lists of rules, and the keys of one rule; each may also be

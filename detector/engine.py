@@ -393,10 +393,17 @@ class Detector:
         if state is None:
             state = self._new_state(event)
         self._previous_seen = state.inventory.last_seen  # for the alert's context.silence
+        inventory = state.inventory
         if event.partial:
-            state.inventory.touch(event)
+            inventory.touch(event)
         else:
-            state.inventory.update(event)
+            inventory.update(event)
+            if inventory.kind_reason != event.kind_reason:
+                # the inventory kept the kind an IAM user earned by console use against
+                # this event's weaker "SDK key only" (the resolver that saw the sign-in is
+                # gone: another file stream, a restart): the identity is scored, and its
+                # alerts described, with the kind it has now
+                event.identity_kind, event.kind_reason = inventory.kind, inventory.kind_reason
         profile = state.profile
         signals = profile.observe(event, self.peers)
         if profile.degradations:
@@ -722,6 +729,11 @@ class Detector:
             material = group.fold(
                 event, verdict, self.settings.max_evidence_ids, self.settings.max_signals
             )
+            # each revision describes the identity as it is known at its time: an IAM user
+            # first seen using an SDK key and then signing in to the console is human from
+            # then on (the inventory says so; the alert said workload in every revision)
+            inventory = state.inventory
+            group.identity_kind, group.kind_reason = inventory.kind, inventory.kind_reason
             group.closes = min(
                 group.opened + self.settings.group_max, group.last + self.settings.group_window
             )

@@ -17,8 +17,9 @@ highest ``revision``.
 
 When alerts go to stdout, everything else (progress, summary) goes to stderr; when they
 go to a file, the summary goes to stdout. Exit codes: 0 done, 1 an input or output failed,
-2 a bad argument, configuration, labels file or state snapshot (nothing is misread), or
-an output naming one of the run's inputs or another output (nothing is overwritten),
+2 a bad argument, configuration, labels file or state snapshot (nothing is misread), an
+output naming one of the run's inputs or another output (nothing is overwritten), an
+output file that cannot be written, or a ``--save-state`` file another replay is writing,
 130 interrupted by SIGINT, 143 by SIGTERM (the figures of what was processed are still
 written; no snapshot).
 
@@ -84,7 +85,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "Example: nhi-detector replay replay_data/ --labels replay_data/labels.json "
         "--report report.html --alerts alerts.jsonl --summary-json summary.json. "
         "Exit codes: 0 done; 1 an input or output failed; 2 a bad argument, configuration, "
-        "labels file or state snapshot; 130 interrupted (SIGINT), 143 terminated (SIGTERM). "
+        "labels file or state snapshot, or an output that cannot be written (checked "
+        "before reading); 130 interrupted (SIGINT), 143 terminated (SIGTERM). "
         "Missing parent folders of output files are created; the summary ends with the "
         "files written."
     )
@@ -225,28 +227,39 @@ def open_outputs(args: argparse.Namespace) -> Outputs:
         text = io.StringIO()
     from detector.parse_cmd import GuardedDeadLetters
 
-    for name, what in LATE_OUTPUTS:
-        if getattr(args, name):
-            check_creatable(getattr(args, name), what)
     dead: Any = NullDeadLetters()
     if args.dead_letters:
-        check_creatable(args.dead_letters, "dead-letter file")
         dead = GuardedDeadLetters(args.dead_letters)
         owned.append(dead)
     return Outputs(alerts, text, dead, owned)
 
 
-# outputs written after the event loop: (option attribute, what the message calls it)
-LATE_OUTPUTS = (("save_state", "state snapshot"), ("inventory", "inventory"),
+# every output file: (option attribute, what the message calls it)
+OUTPUT_NAMES = (("alerts", "alerts file"), ("dead_letters", "dead-letter file"),
+                ("save_state", "state snapshot"), ("inventory", "inventory"),
                 ("summary_json", "summary"), ("report", "report"))
 
 
-def check_creatable(path: str, what: str) -> None:
-    """``SinkError`` now for an output written only later (the dead letters at the first
-    bad record, the snapshot, inventory, summary and report after the whole replay) that
-    could not be: a folder, or a path under a file. Without it, a dead-letter path passes
-    every clean run and a report path fails only once hours of replay are done. Nothing
-    is created here."""
+def check_writable_outputs(args: argparse.Namespace) -> None:
+    """``ConfigError`` (exit 2) now for an output file that could not be written, before
+    the snapshot is loaded and any log is read. The dead letters are written at the first
+    bad record, the snapshot, inventory, summary and report after the whole replay: a
+    read-only folder there used to be found only once hours of replay were done. Nothing
+    is left behind by the check."""
+    for name, what in OUTPUT_NAMES:
+        path = getattr(args, name)
+        if not path or (name == "alerts" and (path == "-" or _is_stdout(path))):
+            continue
+        try:
+            check_creatable(path, what, in_place=name in ("alerts", "dead_letters"))
+        except SinkError as err:
+            raise ConfigError(str(err)) from err
+
+
+def check_creatable(path: str, what: str, *, in_place: bool = False) -> None:
+    """``SinkError`` when ``path`` could not be written: a folder, a path under a file,
+    a file or folder this process may not write (read-only file system, permissions,
+    which root passes, so the check tries rather than asks ``os.access``)."""
     if os.path.isdir(path):
         raise SinkError(f"cannot write {what} {path}: Is a directory")
     parent = Path(path).parent
@@ -254,6 +267,25 @@ def check_creatable(path: str, what: str) -> None:
         parent = parent.parent
     if not parent.is_dir():
         raise SinkError(f"cannot write {what} {path}: {parent} is not a directory")
+    try:
+        mode: int | None = os.stat(path).st_mode
+    except OSError:
+        mode = None
+    try:
+        if mode is not None and not stat.S_ISREG(mode):
+            return  # a device or pipe, written into; opening a pipe here would block
+        if mode is not None and in_place:
+            # the alerts are written in place, the dead letters appended: the file itself
+            # must take writes (opened without truncating, so nothing changes)
+            os.close(os.open(path, os.O_WRONLY | os.O_APPEND))
+            return
+        # a file still to be created, or one replaced through a sibling (``write_atomic``),
+        # with its missing folders: the nearest existing folder must take a new file
+        probe = parent / f".{Path(path).name}.{os.getpid()}.tmp"
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        probe.unlink()
+    except OSError as err:
+        raise SinkError(f"cannot write {what} {path}: {why_not_written(err)}") from err
 
 
 def own_files(args: argparse.Namespace) -> list[str]:
@@ -352,6 +384,62 @@ def _alive(pid: int) -> bool:
 # ---------------------------------------------------------------------------- setup
 
 
+class SnapshotLock:
+    """An advisory lock that one replay holds on its ``--save-state`` file for the whole run.
+
+    Two replays writing the same snapshot at once both ended well and the last writer won:
+    the baselines of the other run were lost without a word. The lock is a ``flock`` on
+    the hidden sibling ``.<name>.lock`` (the snapshot itself is replaced by a rename, so a
+    lock on it would stay with the old file). The kernel releases it when the process ends,
+    however it ends; the sibling, holding the owner's process id for the message, is
+    removed on release. A lock taken on a sibling that another run removed meanwhile is
+    taken again on the new one, so two runs never both hold a lock.
+    """
+
+    def __init__(self, path: str) -> None:
+        real = Path(os.path.realpath(path))
+        self.path = real.with_name(f".{real.name}.lock")
+        self.target = path
+        self.fd: int | None = None
+
+    def acquire(self) -> None:
+        """Take the lock, or ``ConfigError`` (exit 2) naming the run that holds it."""
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.read(fd, 32).decode("ascii", "replace").strip() or "?"
+                os.close(fd)
+                raise ConfigError(
+                    f"--save-state {self.target} is being written by another replay (process "
+                    f"{holder}): its snapshot would be overwritten by whichever ends last; "
+                    "wait for it to end or name another file") from None
+            try:
+                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)  # the holder removed that sibling as we opened it: try again
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd is None:
+            return
+        fd, self.fd = self.fd, None
+        try:
+            self.path.unlink(missing_ok=True)
+        except OSError:
+            pass  # a read-only folder by now: the sibling stays, unlocked
+        os.close(fd)
+
+
 def load_state_file(detector: Any, path: str) -> None:
     """Warm-start ``detector`` from a snapshot; a wrong version raises ``StateError``."""
     try:
@@ -368,16 +456,31 @@ def load_state_file(detector: Any, path: str) -> None:
         raise StateError(f"state snapshot {path} refused: it is damaged ({err})") from err
 
 
-def build_detector(args: argparse.Namespace, config: dict[str, Any], stats: RunStats) -> Any:
-    """The configured ``Detector``, warm when ``--load-state`` is given."""
+def build_detector(args: argparse.Namespace, config: dict[str, Any], stats: RunStats,
+                   timings: dict[str, float] | None = None) -> Any:
+    """The configured ``Detector``, warm when ``--load-state`` is given; the load's wall
+    and CPU seconds go to ``timings`` (a big snapshot takes minutes, which the replay's
+    own throughput figures leave out)."""
     from detector.engine import Detector
 
     if args.suppressions:
         config = {**config, "suppressions_file": args.suppressions}
     detector = Detector(config, stats=stats)
     if args.load_state:
-        load_state_file(detector, args.load_state)
+        with timed(timings, "load"):
+            load_state_file(detector, args.load_state)
     return detector
+
+
+@contextmanager
+def timed(timings: dict[str, float] | None, name: str) -> Iterator[None]:
+    """Record the wall and CPU seconds of the block as ``<name>_seconds`` and
+    ``<name>_cpu_seconds`` in ``timings`` (nothing when it is ``None``)."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    yield
+    if timings is not None:
+        timings[f"{name}_seconds"] = time.perf_counter() - wall
+        timings[f"{name}_cpu_seconds"] = time.process_time() - cpu
 
 
 def open_events(
@@ -625,8 +728,9 @@ def _consume(
 ) -> None:
     """The per-event path, kept to a few dict lookups besides ``Detector.process``.
 
-    Per event: track the identity's first/last time and hourly count, process it, write any alert. Every ``TICK_EVERY`` events: refresh the
-    progress line and the metrics, and publish the count (read after an interrupt).
+    Per event: track the identity's first/last time and hourly count, process it, write
+    any alert. Every ``TICK_EVERY`` events: refresh the progress line and the metrics, and
+    publish the count (read after an interrupt).
     """
     process, write, log = detector.process, writer.write, writer.log
     spans, hourly = activity.spans, activity.hourly
@@ -681,8 +785,10 @@ def _finish_outputs(
     log: AlertLog,
     activity: Activity,
     scenarios: list[Scenario] | None,
+    timings: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """Snapshot, inventory, evaluation, summary JSON and report; returns the summary."""
+    timings = {} if timings is None else timings
     written: list[tuple[str, str]] = []
     if args.alerts != "-":
         written.append(("alerts", args.alerts))
@@ -694,7 +800,8 @@ def _finish_outputs(
         logger.warning("interrupted: not writing %s (an identity may be half-updated)",
                        args.save_state)
     elif args.save_state:
-        write_atomic(args.save_state, detector.export_state())
+        with timed(timings, "save"):
+            write_atomic(args.save_state, detector.export_state())
         written.append(("state snapshot", args.save_state))
     if args.inventory:
         _write_inventory(detector, args.inventory)
@@ -719,7 +826,10 @@ def _finish_outputs(
         alert_lines=log.lines,
         time_range=t_range,
         evaluation=evaluation,
+        state_timings=timings,
     )
+    if summary["late_warning"]:
+        logger.warning("%s", summary["late_warning"])
     # events.total counts the events read; after an interrupt some of them were still in
     # the reorder buffer, so the number the detector processed is given next to it
     summary["events"]["processed"] = result.events
@@ -825,9 +935,24 @@ def _replay(args: argparse.Namespace, stats: RunStats) -> int:
         raise ConfigError(f"no such file or directory: {', '.join(missing)}")
     check_arguments(args)
     check_outputs(args)
+    check_writable_outputs(args)
     scenarios = load_labels(args.labels) if args.labels else None
     config = load_config(args.config)
-    detector = build_detector(args, config, stats)
+    # a device or pipe named by --save-state is written into, never locked
+    lock = SnapshotLock(args.save_state) if file_key(args.save_state) else None
+    if lock is not None:
+        lock.acquire()
+    try:
+        return _locked_replay(args, stats, config, scenarios)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _locked_replay(args: argparse.Namespace, stats: RunStats, config: dict[str, Any],
+                   scenarios: list[Scenario] | None) -> int:
+    timings: dict[str, float] = {}
+    detector = build_detector(args, config, stats, timings)
     outputs = open_outputs(args)
     server = None
     restore = handle_sigterm()
@@ -850,7 +975,8 @@ def _replay(args: argparse.Namespace, stats: RunStats) -> int:
         result = run_loop(buffer.reorder(events), detector, writer, activity, progress, metrics)
         restore()
         outputs.close()
-        summary = _finish_outputs(args, detector, stats, result, log, activity, scenarios)
+        summary = _finish_outputs(args, detector, stats, result, log, activity, scenarios,
+                                  timings)
         write_summary(outputs.text, render_summary(summary))
     finally:
         restore()

@@ -143,6 +143,32 @@ def _silence_line(silence: Mapping[str, Any]) -> str:
             "rest: check their timestamps. Identity-days leave out such silences.")
 
 
+LATE_WARN_SHARE = 0.01
+"""A share of late events from which the summary and the log warn: a few late events are
+clock skew or a slow delivery; this many means the input is not in event-time order, and
+every late event reaches the baselines out of turn, so detections are lost (a file of whole
+days newest-first: 97% late, 5 of 10 scenarios detected instead of 8)."""
+LATE_WARN_MIN = 10  # and at least this many, so that one late event in 50 says nothing
+
+SORT_ADVICE = (
+    "the input must be in event-time order (files in any order, but the records of each "
+    "file oldest first): sort it first, as docs/replay.md (Input order) shows"
+)
+
+
+def late_warning(late: int, total: int) -> str | None:
+    """The warning for ``late`` of ``total`` events beyond the reorder window, or None."""
+    if total <= 0 or late < LATE_WARN_MIN or late / total < LATE_WARN_SHARE:
+        return None
+    return (f"{late:,} of {total:,} events ({100 * late / total:.1f}%) came later than the "
+            f"reorder window and were processed out of order, which loses detections; "
+            + SORT_ADVICE)
+
+
+def _state_timings(timings: Mapping[str, float] | None) -> dict[str, float]:
+    return {key: round(value, 3) for key, value in sorted((timings or {}).items())}
+
+
 def build_summary(
     stats: RunStats,
     *,
@@ -154,6 +180,7 @@ def build_summary(
     time_range: tuple[float, float] | None = None,
     evaluation: Mapping[str, Any] | None = None,
     interrupted: bool = False,
+    state_timings: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
     """All the figures of one replay as a JSON-ready dict (what ``--summary-json`` writes).
 
@@ -163,8 +190,10 @@ def build_summary(
     ``alerts`` (``total`` distinct, ``lines_written``, ``updates``, ``per_severity``,
     ``per_detector``, ``suppressed``, ``matched_expired_rules``, ``shadow``);
     ``dead_letters`` and ``skipped`` per ``source/reason``; ``late_events``;
-    ``degradations``; ``throughput`` (``wall_seconds``, ``events_per_second``,
-    ``cpu_seconds``, ``events_per_cpu_second``);
+    ``late_warning`` (text, or null: ``late_warning``); ``degradations``; ``throughput``
+    (``wall_seconds``, ``events_per_second``, ``cpu_seconds``, ``events_per_cpu_second``,
+    all of the event loop only); ``state_snapshot`` (``load_seconds``, ``load_cpu_seconds``,
+    ``save_seconds``, ``save_cpu_seconds``, those of the snapshot loaded or written);
     ``event_time`` (``first``, ``last``, and ``silence`` when no event came for more than
     ``SILENCE_DAYS``: ``from``, ``to``, ``days``, ``events_before``, ``events_after``);
     ``alerts.matched_expired_rules`` counts signals that only an expired suppression rule
@@ -192,8 +221,10 @@ def build_summary(
         "dead_letters": _by_reason(stats.dead_letters),
         "skipped": _by_reason(stats.skipped),
         "late_events": stats.late_events,
+        "late_warning": late_warning(stats.late_events, total),
         "degradations": {f"{m}/{w}": n for (m, w), n in sorted(stats.degradations.items())},
         "throughput": _throughput(total, wall_seconds, cpu_seconds),
+        "state_snapshot": _state_timings(state_timings),
         "event_time": _event_time(time_range),
     }
     if evaluation is not None:
@@ -260,6 +291,14 @@ def _evaluation_lines(ev: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def _state_lines(timings: Mapping[str, float]) -> list[str]:
+    """How long the snapshot took to load and save: outside the replay's figures above."""
+    parts = [f"{verb} in {timings[key + '_seconds']:.1f}s ({timings[key + '_cpu_seconds']:.1f}s "
+             "CPU)" for key, verb in (("load", "loaded"), ("save", "saved"))
+             if key + "_seconds" in timings]
+    return [f"State snapshot {', '.join(parts)} (not in the figures above)"] if parts else []
+
+
 def render_summary(summary: Mapping[str, Any]) -> str:
     """The end-of-replay summary as plain text tables."""
     ev, al, tp = summary["events"], summary["alerts"], summary["throughput"]
@@ -272,6 +311,7 @@ def render_summary(summary: Mapping[str, Any]) -> str:
             f"Replay: {ev['total']:,} events in {tp['wall_seconds']:.1f}s"
             f" = {rate or 0:,.0f} events/s{cpu}"
             + (" (INTERRUPTED: partial figures)" if summary.get("interrupted") else ""),
+        ] + _state_lines(summary.get("state_snapshot") or {}) + [
             f"Event time {summary['event_time']['first']} .. {summary['event_time']['last']}",
         ] + ([_silence_line(summary["event_time"]["silence"])]
              if summary["event_time"].get("silence") else []),
@@ -286,7 +326,8 @@ def render_summary(summary: Mapping[str, Any]) -> str:
         _table("Alerts per leading detector", list(al["per_detector"].items())),
         _table("Dead letters per reason", list(summary["dead_letters"].items())),
         _table("Skipped per reason", list(summary["skipped"].items())),
-        [f"Late events (beyond the reorder window): {summary['late_events']:,}"],
+        [f"Late events (beyond the reorder window): {summary['late_events']:,}"]
+        + ([f"  WARNING: {summary['late_warning']}"] if summary.get("late_warning") else []),
     ]
     if al["shadow"] or al["suppressed"]:
         sections.append(_table("Shadow alerts (not counted above)", list(al["shadow"].items())))

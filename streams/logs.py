@@ -35,6 +35,12 @@ lowers them to DEBUG and counts them:
   the first is logged as a WARNING, then one a minute naming how many came meanwhile
   (``BROKER_ERRORS_EVERY_S``); the rest go to DEBUG.
 
+When the broker answers again after such errors, one line says so, with how long it was
+unreachable and how many errors came since the last report: the group coordinator logs
+``Discovered coordinator`` (INFO) once a request to the broker succeeds again, so
+``install`` lets that logger's INFO records reach the filter, which shows only that one
+(and the others only when the root logs INFO).
+
 ``WARNING mode.timers: Timer commit is overlapping`` is left alone: a commit waits for the
 broker to acknowledge everything produced for the offsets it commits, so a commit longer
 than the commit interval is a real sign of a slow broker or a starved worker (what to do:
@@ -69,6 +75,8 @@ BROKER_MESSAGES = {
 # connection errors that mean the broker is not there (by the exception's class name)
 BROKER_DOWN_ERRORS = ("KafkaConnectionError", "NodeNotReadyError", "ConnectionError")
 BROKER_ERRORS_EVERY_S = 60.0
+# logged by the group coordinator when the broker answered its lookup: the broker is back
+BROKER_BACK_MESSAGE = "Discovered coordinator %s for group %s"
 UNKNOWN_TOPIC_MESSAGES = ("Topic %s not found in cluster metadata",
                           "Topic %s is not available during auto-create initialization")
 # aiokafka retries the lookup every retry_backoff_ms (100 ms by default): a hundred
@@ -84,11 +92,17 @@ class TransientNoise(logging.Filter):
         self.counts: Counter[str] = Counter()
         self.clock = clock
         self.broker_reported: tuple[float, int] | None = None  # (when, count then)
+        self.broker_down_since: float | None = None  # the first error of this outage
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg == BROKER_BACK_MESSAGE and record.name == COORDINATOR_LOGGER:
+            return self._broker_back(record)
         kind = self.kind(record)
         if kind is None:
-            return True
+            # INFO of the coordinator reaches here because ``install`` raised it for the
+            # line above: shown only when the root logs INFO, as without that
+            return (record.levelno >= logging.WARNING or record.name != COORDINATOR_LOGGER
+                    or logging.getLogger().isEnabledFor(record.levelno))
         self.counts[kind] += 1
         if kind == "broker_unreachable":
             if self._broker_error(record):
@@ -106,6 +120,8 @@ class TransientNoise(logging.Filter):
         False for the others, which ``filter`` lowers to DEBUG like the rest."""
         now, count = self.clock(), self.counts["broker_unreachable"]
         last = self.broker_reported
+        if self.broker_down_since is None:
+            self.broker_down_since = now
         if last is not None and now - last[0] < BROKER_ERRORS_EVERY_S:
             return False
         if last is not None:
@@ -117,6 +133,20 @@ class TransientNoise(logging.Filter):
                           "connection errors are logged once a minute)")
         record.levelno, record.levelname = logging.WARNING, "WARNING"
         self.broker_reported = (now, count)
+        return True
+
+    def _broker_back(self, record: logging.LogRecord) -> bool:
+        """After connection errors, the coordinator found again is logged as the broker
+        reachable again (INFO), with the outage's length; otherwise it is a plain INFO."""
+        since, last = self.broker_down_since, self.broker_reported
+        if since is None or last is None:
+            return logging.getLogger().isEnabledFor(logging.INFO)
+        now, count = self.clock(), self.counts["broker_unreachable"]
+        record.msg = (f"{record.msg} (the broker can be reached again after %.0fs without "
+                      "it; %d connection errors since the last report)")
+        record.args = (*record.args, now - since, count - last[1])
+        record.levelno, record.levelname = logging.INFO, "INFO"
+        self.broker_down_since = self.broker_reported = None
         return True
 
     @staticmethod
@@ -152,6 +182,9 @@ def install(*, lifecycle: bool = True) -> TransientNoise:
     if lifecycle and not logging.getLogger().isEnabledFor(logging.INFO):
         for name in LIFECYCLE_LOGGERS:
             logging.getLogger(name).setLevel(logging.INFO)
+        coordinator = logging.getLogger(COORDINATOR_LOGGER)
+        if not coordinator.isEnabledFor(logging.INFO):
+            coordinator.setLevel(logging.INFO)  # for BROKER_BACK_MESSAGE (the filter)
     noise = TransientNoise()
     for name in NOISY_LOGGERS:
         logger = logging.getLogger(name)

@@ -146,7 +146,7 @@ def test_dead_letters_that_cannot_be_written__refused_before_reading(log_file, t
     reason = f"{tmp_path}/afile is not a directory" if where == "under a file" else \
         "Is a directory"
     code, summary = run_replay([log_file], tmp_path, "--dead-letters", str(path))
-    assert code == 1
+    assert code == 2  # a bad argument, found before anything is read
     assert capsys.readouterr().err == (
         f"nhi-detector replay: cannot write dead-letter file {path}: {reason}\n"
     )
@@ -162,7 +162,7 @@ def test_late_output_naming_a_folder__refused_before_reading(log_file, tmp_path,
     folder = tmp_path / "out"
     folder.mkdir()
     code, summary = run_replay([log_file], tmp_path, option, str(folder))
-    assert code == 1
+    assert code == 2
     assert capsys.readouterr().err == (
         f"nhi-detector replay: cannot write {what} {folder}: Is a directory\n"
     )

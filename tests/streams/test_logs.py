@@ -27,7 +27,8 @@ def collected() -> Iterator[Collect]:
     """A root logger at WARNING (the command line's default) with a collecting handler."""
     root = logging.getLogger()
     handler, level = Collect(), root.level
-    saved = {name: logging.getLogger(name).level for name in logs.LIFECYCLE_LOGGERS}
+    saved = {name: logging.getLogger(name).level
+             for name in (*logs.LIFECYCLE_LOGGERS, logs.COORDINATOR_LOGGER)}
     root.addHandler(handler)
     root.setLevel(logging.WARNING)
     try:
@@ -170,3 +171,43 @@ def test_kafka_python_slow_loop_step__counted_not_shown(collected) -> None:
     assert collected.lines == [f"WARNING {logs.SELECTOR_LOGGER}: Task t1 left RUNNING after "
                                "step; demoting to UNSCHEDULED"]
     assert noise.counts["slow_client_task"] == 1
+
+
+def test_broker_back__one_line_with_how_long_it_was_down(collected, monkeypatch) -> None:
+    # the trial's worker logged "3568 broker connection errors in the last 60s" and then
+    # nothing, though the broker came back minutes later
+    now = [100.0]
+    noise = logs.TransientNoise(clock=lambda: now[0])
+    monkeypatch.setattr(logs, "TransientNoise", lambda: noise)
+    logs.install()
+    client = logging.getLogger(logs.CLIENT_LOGGER)
+    coordinator = logging.getLogger(logs.COORDINATOR_LOGGER)
+    coordinator.info(logs.BROKER_BACK_MESSAGE, 1, "g")  # at startup: no outage, not shown
+    coordinator.info("(Re-)joining group %s", "g")
+    refused = OSError(111, "Connect call failed")
+    for _ in range(100):  # 90 s down, one error every 0.9 s
+        client.error("Unable connect to node with id %s: %s", 1, refused)
+        now[0] += 0.9
+    coordinator.info(logs.BROKER_BACK_MESSAGE, 1, "g")
+    coordinator.info(logs.BROKER_BACK_MESSAGE, 1, "g")  # once per outage
+    now[0] += 500
+    client.error("Unable connect to node with id %s: %s", 1, refused)  # a new outage
+    now[0] += 12
+    coordinator.info(logs.BROKER_BACK_MESSAGE, 2, "g")
+    back = [line for line in collected.lines if "reached again" in line]
+    assert back == [
+        f"INFO {logs.COORDINATOR_LOGGER}: Discovered coordinator 1 for group g (the broker "
+        "can be reached again after 90s without it; 32 connection errors since the last "
+        "report)",
+        f"INFO {logs.COORDINATOR_LOGGER}: Discovered coordinator 2 for group g (the broker "
+        "can be reached again after 12s without it; 0 connection errors since the last "
+        "report)"]
+    assert len(collected.lines) == 5  # two outages: first error, minute report, back
+    assert "(Re-)joining" not in " ".join(collected.lines)
+
+
+def test_broker_back__coordinator_info_shown_when_the_root_logs_info(collected) -> None:
+    logging.getLogger().setLevel(logging.INFO)
+    logs.install()
+    logging.getLogger(logs.COORDINATOR_LOGGER).info("(Re-)joining group %s", "g")
+    assert collected.lines == [f"INFO {logs.COORDINATOR_LOGGER}: (Re-)joining group g"]
