@@ -188,27 +188,10 @@ def validate_config(data: dict[str, Any]) -> None:
     _check_rule_lists(data.get("identities") or {})
     IdentityRules.from_config(data.get("identities"))
     ModelSettings.from_config(data.get("models"))
-    scoring = ScoringSettings.from_config(data.get("scoring"))
-    _check_thresholds(scoring.thresholds)
+    ScoringSettings.from_config(data.get("scoring"))
     _check_detector_patterns(data)
     SuppressionRules.from_config(data.get("suppressions"), clock=time.time)
     _check_worker_keys(data.get("worker") or {})
-
-
-def _check_thresholds(thresholds: dict[str, float]) -> None:
-    """Refuse thresholds that do not rise with severity. ``{low: 0.9, medium: 0.5}`` was
-    taken: a score of 0.6 became medium and one of 0.95 critical, never low, which is not
-    what anyone writing it meant. The defaults fill in the severities not given."""
-    from detector.scoring import DEFAULT_THRESHOLDS, SEVERITIES
-
-    merged = {**DEFAULT_THRESHOLDS, **thresholds}
-    ordered = [(name, merged[name]) for name in SEVERITIES if name in merged]
-    for (lower, low), (higher, high) in zip(ordered, ordered[1:], strict=False):
-        if not low < high:
-            given = ", ".join(f"{name} {value:g}" + ("" if name in thresholds else " (default)")
-                              for name, value in ordered)
-            raise ConfigError(f"scoring.thresholds must rise with severity ({lower} below "
-                              f"{higher}), got {given}")
 
 
 def _check_detector_patterns(data: dict[str, Any]) -> None:

@@ -327,14 +327,18 @@ class ScoringSettings:
             raise ConfigError("scoring: fusion_top_k, group_window, group_max must be positive")
         if self.cooldown < 0 or self.change_window < 0:
             raise ConfigError("scoring: cooldown and change_window must not be negative")
+        # The alert score's bands lie between consecutive thresholds, and a configuration
+        # such as {low: 0.9, medium: 0.5} made 0.6 medium and 0.95 critical, never low:
+        # not what anyone writing it meant. The defaults fill in the severities not given.
         merged = {**DEFAULT_THRESHOLDS, **self.thresholds}
-        levels = [merged[name] for name in SEVERITIES[1:]]
-        if levels != sorted(levels) or len(set(levels)) != len(levels):
-            # the alert score's bands lie between consecutive thresholds
-            raise ConfigError(
-                "scoring.thresholds must rise with severity (low < medium < high < critical), "
-                f"got {', '.join(f'{n} {merged[n]:g}' for n in SEVERITIES[1:])}"
-            )
+        ordered = [(name, merged[name]) for name in SEVERITIES[1:]]
+        for (lower, low), (higher, high) in zip(ordered, ordered[1:], strict=False):
+            if not low < high:
+                given = ", ".join(f"{name} {value:g}"
+                                  + ("" if name in self.thresholds else " (default)")
+                                  for name, value in ordered)
+                raise ConfigError(f"scoring.thresholds must rise with severity ({lower} "
+                                  f"below {higher}), got {given}")
 
     @cached_property
     def ordered_thresholds(self) -> tuple[tuple[float, str], ...]:
