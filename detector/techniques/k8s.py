@@ -104,6 +104,13 @@ _CLIENT_SIGNER = "kubernetes.io/kube-apiserver-client"
 _TLS_ELSEWHERE = ("alb.ingress.kubernetes.io/certificate-arn", "networking.gke.io/managed-",
                   "ingress.gcp.kubernetes.io/pre-shared-cert", "appgw-ssl-certificate",
                   "scheme=internal", "gce-internal", "internal-ingress", "class=internal")
+# Key material in a text value: an AWS secret access key set to a value (not a template's
+# placeholder: ``<key>``, ``${KEY}``, ``{{ .key }}``, ``%KEY%``), a PEM private key, a Google
+# service-account key file.
+_KEY_MATERIAL = re.compile(
+    r"aws_secret_access_key\s*[=:]\s*['\"]?[^\s'\"<${%]{4}|-----BEGIN ([A-Z]+ )?PRIVATE KEY-----"
+    r"|\"private_key\"\s*:\s*\"-----BEGIN", re.IGNORECASE)
+_BREAK_GLASS = "alpha.image-policy.k8s.io/break-glass"
 # Resources whose rewriting at admission hands over a workload or a credential.
 _MUTATED = frozenset({"*", "pods", "deployments", "daemonsets", "statefulsets", "replicasets",
                       "jobs", "cronjobs", "secrets", "serviceaccounts"})
@@ -353,12 +360,39 @@ def _object_name(record: dict[str, Any]) -> str:
 
 
 def _pod(record: dict[str, Any], action: str, username: str) -> list[Finding]:
+    """A pod, or a workload's pod template, created: its privileges, then Binary
+    Authorization's break-glass."""
     if _platform(username, as_dict(record.get("objectRef")).get("namespace")):
         return []  # nodes' mirror pods, control plane, kube-system controllers, GKE's agent
     obj = as_dict(record.get("requestObject"))
     owners = as_dict(obj.get("metadata")).get("ownerReferences")
     if isinstance(owners, list) and owners:
         return []  # made by a controller from a template, not by hand
+    return _pod_shape(record, action, obj) + _break_glass(record, action, obj)
+
+
+def _break_glass(record: dict[str, Any], action: str, obj: dict[str, Any]) -> list[Finding]:
+    """A pod or pod template annotated with GKE Binary Authorization's break-glass
+    (``alpha.image-policy.k8s.io/break-glass: "true"``): its images run whether or not
+    they were signed and attested, the policy's check skipped. Meant for emergencies,
+    and as good for an image an attacker built."""
+    meta = as_dict(obj.get("metadata"))
+    if action != "k8s:pods.create":
+        spec = as_dict(obj.get("spec"))
+        spec = as_dict(as_dict(spec.get("jobTemplate")).get("spec", spec))
+        meta = as_dict(as_dict(spec.get("template")).get("metadata"))
+    flag = as_dict(meta.get("annotations")).get(_BREAK_GLASS)
+    if not isinstance(flag, str) or flag.lower() != "true":
+        return []
+    kind = action[4:].partition(".")[0].rstrip("s")
+    name = _object_name(record)
+    return [Finding("k8s.binary_authorization_bypass", "medium", ("T1562.001", "T1610"),
+                    f"{kind} {name} created with Binary Authorization's break-glass: its "
+                    "images run unverified", name)]
+
+
+def _pod_shape(record: dict[str, Any], action: str, obj: dict[str, Any]) -> list[Finding]:
+    """What the pod's spec (a workload's pod template) lets its containers do on the node."""
     spec = as_dict(obj.get("spec"))
     workload = action != "k8s:pods.create"
     if workload:  # the pod template of a workload, where its pods' privileges are decided
@@ -859,6 +893,32 @@ def _aws_auth(record: dict[str, Any], action: str, username: str) -> list[Findin
                     "kube-system/aws-auth")]
 
 
+def _configmap(record: dict[str, Any], action: str, username: str) -> list[Finding]:
+    """A ConfigMap written: EKS's aws-auth mapping, then key material in its data."""
+    return _aws_auth(record, action, username) + _configmap_credentials(record, username)
+
+
+def _configmap_credentials(record: dict[str, Any], username: str) -> list[Finding]:
+    """Key material written into a ConfigMap: an AWS secret access key, a PEM private key,
+    a Google service-account key file. Unlike a Secret, a ConfigMap is readable by every
+    account bound to ``view`` and is shown whole by ``kubectl describe``, so the key is
+    everyone's. The word "password" alone is not judged (charts template empty ones),
+    nor certificates (CA bundles such as ``kube-root-ca.crt`` are public); the platform's
+    own writes are the cluster running itself."""
+    if _platform_user(username):
+        return []
+    data = as_dict(_body(record, "data"))
+    for key, value in list(data.items())[:100]:
+        if isinstance(value, str) and _KEY_MATERIAL.search(value[:65536]):
+            name = _object_name(record)
+            what = _KEY_MATERIAL.search(value[:65536]).group(0)[:40]
+            return [Finding("k8s.configmap_credentials", "medium", ("T1552.007", "T1552.001"),
+                            f"ConfigMap {name} holds key material ({what!r} in "
+                            f"{str(key)[:64]}), readable by every account that may view it",
+                            name)]
+    return []
+
+
 def _events_deleted(record: dict[str, Any], action: str, username: str) -> list[Finding]:
     """Events deleted by hand: the record of what happened in a namespace (pods started,
     images pulled, probes failed) erased. The API server expires events itself, and the
@@ -921,7 +981,7 @@ _RULES: dict[str, _Rule] = {
     "k8s:secrets.get": _secret_read,
     "k8s:selfsubjectrulesreviews.create": _rules_review,
     **{f"k8s:nodes/proxy.{verb}": _kubelet_proxy for verb in ("get", "create")},
-    **{f"k8s:configmaps.{verb}": _aws_auth for verb in ("create", "update", "patch")},
+    **{f"k8s:configmaps.{verb}": _configmap for verb in ("create", "update", "patch")},
     **{f"k8s:events.{verb}": _events_deleted for verb in ("delete", "deletecollection")},
     **{f"k8s:services.{verb}": _service for verb in ("create", "update", "patch")},
     "k8s:ingresses.create": _ingress,

@@ -169,7 +169,11 @@ def test_gke_entries_reach_the_new_checks() -> None:
 def test_fourth_round_checks_never_raise_whatever_field_has_an_odd_type() -> None:
     positives = [cronjob(namespace="kube-system"),
                  approval("kubernetes.io/kube-apiserver-client", user=SA),
-                 webhook(resources=["pods"]), secret_get("db"), ingress()]
+                 webhook(resources=["pods"]), secret_get("db"), ingress(),
+                 configmap({"k": "-----BEGIN PRIVATE KEY-----"}),
+                 request("create", "deployments", name="d", body={"spec": {"template": {
+                     "metadata": {"annotations": {
+                         "alpha.image-policy.k8s.io/break-glass": "true"}}}}})]
     count = 0
     for positive in positives:
         for changed in variants({k: v for k, v in positive.items()
@@ -216,3 +220,57 @@ def test_ingress_with_tls_here_or_at_the_load_balancer_internal_or_installed_is_
     dashboard = ingress(namespace="kube-system")
     assert findings(ingress(tls=True), alb, gke_cert, internal, gce_internal, chart,
                     solver, dashboard) == []
+
+
+def configmap(data: dict, *, user: str = PERSON, verb: str = "create") -> dict:
+    body = {"kind": "ConfigMap", "metadata": {"name": "app", "namespace": "web"}, "data": data}
+    return request(verb, "configmaps", name="app", namespace="web", user=user, body=body)
+
+
+def test_configmap_holding_key_material_is_medium() -> None:
+    aws = configmap({"access.properties": "aws_access_key_id = AKIAEXAMPLE\n"
+                                          "aws_secret_access_key = wJalrXUtnFEMIK7MDENG\n"})
+    pem = configmap({"tls.key": "-----BEGIN RSA PRIVATE KEY-----\nMIIEow...\n"}, verb="patch")
+    assert findings(aws, pem) == [("k8s.configmap_credentials", "medium", "web/app")] * 2
+
+
+def test_configmaps_with_certificates_settings_or_empty_passwords_are_not() -> None:
+    """The cluster's CA bundle, ordinary settings, a chart's empty password setting, a
+    secret key named but not set, and the platform's own write."""
+    ca = configmap({"ca.crt": "-----BEGIN CERTIFICATE-----\nMIIC...\n"})
+    settings = configmap({"ui.properties": "color.good=purple\nallow.textmode=true\n"})
+    password = configmap({"app.yaml": "db:\n  password: \"\"\n"})
+    unset = configmap({"README": "set aws_secret_access_key = <your_key_here> in the Secret",
+                       "env": "aws_secret_access_key: ${AWS_SECRET_ACCESS_KEY}",
+                       "chart": "aws_secret_access_key: {{ .Values.secretKey }}"})
+    platform = configmap({"k": "-----BEGIN PRIVATE KEY-----\n"}, user="system:kube-scheduler")
+    assert findings(ca, settings, password, unset, platform) == []
+
+
+def test_binary_authorization_break_glass_on_a_pod_or_a_template_is_medium() -> None:
+    glass = {"alpha.image-policy.k8s.io/break-glass": "true"}
+    pod = request("create", "pods", name="p", namespace="web", user=PERSON, body={
+        "metadata": {"name": "p", "annotations": glass},
+        "spec": {"containers": [{"name": "c", "image": "eu.gcr.io/x/app:1"}]}})
+    deployment = request("create", "deployments", name="d", namespace="web", body={
+        "metadata": {"name": "d"}, "spec": {"template": {
+            "metadata": {"annotations": glass},
+            "spec": {"containers": [{"name": "c", "image": "eu.gcr.io/x/app:1"}]}}}})
+    assert findings(pod, deployment) == [
+        ("k8s.binary_authorization_bypass", "medium", "web/p"),
+        ("k8s.binary_authorization_bypass", "medium", "web/d")]
+
+
+def test_break_glass_off_controller_pods_and_the_platform_are_not() -> None:
+    """The annotation set to false, the pods a ReplicaSet makes from a checked template,
+    and GKE's own agent."""
+    def pod(value: str, **extra: Any) -> dict:
+        return request("create", "pods", name="p", namespace="web", body={
+            "metadata": {"name": "p", "annotations": {
+                "alpha.image-policy.k8s.io/break-glass": value}, **extra},
+            "spec": {"containers": [{"name": "c", "image": "app"}]}})
+    owned = pod("true", ownerReferences=[{"kind": "ReplicaSet", "name": "r", "uid": "u"}])
+    agent = request("create", "pods", name="p", namespace="web",
+                    user="service-1@container-engine-robot.iam.gserviceaccount.com",
+                    body=pod("true")["requestObject"])
+    assert findings(pod("false"), owned, agent) == []
