@@ -143,6 +143,8 @@ def rule_for(method: str) -> Rule | None:
         return _dns_policy
     if last in ("InsertJob", "jobcompleted"):
         return _bigquery_job
+    if last == "MoveProject":
+        return _project_moved
     if method == "storage.objects.delete":
         return _object_deleted
     return _RULES.get(last) or (_flow_logs if ".subnetworks." in method
@@ -523,6 +525,24 @@ def _bigquery_job(payload: dict[str, Any], principal: str) -> list[Any]:
     return [_exfiltration(f"table {foreign[0][:160]} copied to {destination[:160]}, in "
                           f"another project than its source (job of {project or 'a project'})",
                           target)]
+
+
+def _project_moved(payload: dict[str, Any], principal: str) -> list[Finding]:
+    """A project moved straight under an organisation node (``MoveProject`` with a
+    ``destinationParent`` of ``organizations/<id>``): when that is another organisation
+    than its own, the old one's policies, aggregated log sinks and IAM stop applying and
+    the new owner's start (Stratus Red Team's project removal). Moves between folders
+    are the organisation reorganising itself and are not judged; moves as code are
+    reviewed."""
+    request = as_dict(get(payload, "request"))
+    target = _text(request.get("destinationParent")) or _text(request.get("destination_parent"))
+    if not target.startswith("organizations/") or _as_code(payload):
+        return []
+    project = _text(request.get("name")) or _text(get(payload, "resourceName")) or "(project)"
+    return [Finding("gcp.project_moved", "high", ("T1666", "T1562.001"),
+                    f"{project[:160]} moved under {target[:64]}: if that is not its own "
+                    "organisation, the guardrails, log sinks and IAM of its own stop applying",
+                    target[:256])]
 
 
 def _exfiltration(sentence: str, value: str) -> Finding:

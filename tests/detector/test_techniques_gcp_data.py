@@ -182,13 +182,30 @@ def test_data_checks_never_raise_whatever_field_has_an_odd_type() -> None:
                                                 "tableId": "t"}],
                               "destinationTable": {"projectId": "q", "datasetId": "d",
                                                    "tableId": "t"}}},
-                "jobStatus": {"state": "DONE"}}}})]
+                "jobStatus": {"state": "DONE"}}}}),
+        entry("google.cloud.resourcemanager.v3.Projects.MoveProject",
+              "cloudresourcemanager.googleapis.com",
+              request={"name": "projects/p", "destinationParent": "organizations/1"})]
     count = 0
     for positive in positives:
         proto = positive["protoPayload"]
         for changed in variants({k: v for k, v in proto.items()
-                                 if k in ("metadata", "serviceData", "resourceName")}):
+                                 if k in ("metadata", "serviceData", "resourceName",
+                                          "request")}):
             assert_no_internal_error({**positive, "protoPayload": {**proto, **changed},
                                       "insertId": f"v{count}"})
             count += 1
     assert count > 100
+
+
+def test_project_moved_under_an_organisation_but_not_between_folders_or_as_code() -> None:
+    method = "google.cloud.resourcemanager.v3.Projects.MoveProject"
+
+    def move(parent: str, **extra: Any) -> dict:
+        return entry(method, "cloudresourcemanager.googleapis.com", principal=ANALYST,
+                     resource="projects/corp-prod", request={
+                         "name": "projects/corp-prod", "destinationParent": parent}, **extra)
+
+    assert findings(move("organizations/1"), move("folders/1234"),
+                    move("organizations/1", requestMetadata=TERRAFORM)) == [
+        ("gcp.project_moved", "high", "organizations/1")]
