@@ -909,13 +909,16 @@ def _configmap_credentials(record: dict[str, Any], username: str) -> list[Findin
         return []
     data = as_dict(_body(record, "data"))
     for key, value in list(data.items())[:100]:
-        if isinstance(value, str) and _KEY_MATERIAL.search(value[:65536]):
+        found = _KEY_MATERIAL.search(value[:65536]) if isinstance(value, str) else None
+        if found:  # named by its kind: the alert must not carry any of the key itself
+            text = found.group(0).lower()
+            what = "an AWS secret access key" if text.startswith("aws") else \
+                "a service-account key file" if text.startswith('"private_key"') else \
+                "a private key"
             name = _object_name(record)
-            what = _KEY_MATERIAL.search(value[:65536]).group(0)[:40]
             return [Finding("k8s.configmap_credentials", "medium", ("T1552.007", "T1552.001"),
-                            f"ConfigMap {name} holds key material ({what!r} in "
-                            f"{str(key)[:64]}), readable by every account that may view it",
-                            name)]
+                            f"ConfigMap {name} holds {what} (in {str(key)[:64]}), readable "
+                            "by every account that may view it", name)]
     return []
 
 

@@ -234,6 +234,14 @@ def test_configmap_holding_key_material_is_medium() -> None:
     assert findings(aws, pem) == [("k8s.configmap_credentials", "medium", "web/app")] * 2
 
 
+def test_configmap_alert_names_the_kind_of_key_never_the_key() -> None:
+    record = configmap({"aws": "aws_secret_access_key = wJalrXUtnFEMIK7MDENG\n"})
+    events = parse_payload(orjson.dumps([record]), origin="t", stats=RunStats(),
+                           dead_letters=ListDeadLetters())
+    sentence = events[0].attributes[ATTRIBUTE][0].sentence
+    assert "an AWS secret access key" in sentence and "wJal" not in sentence
+
+
 def test_configmaps_with_certificates_settings_or_empty_passwords_are_not() -> None:
     """The cluster's CA bundle, ordinary settings, a chart's empty password setting, a
     secret key named but not set, and the platform's own write."""
