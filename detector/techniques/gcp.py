@@ -84,7 +84,7 @@ _DELETE_ALL = re.compile(
     r"^\s*delete\s+(from\s+)?[`\w.-]+\s*(;|$|where\s+(true|1\s*=\s*1)\s*(;|$))",
     re.IGNORECASE)
 # The table a destructive statement names, when the job has no destination table.
-_TARGET = re.compile(r"^\s*(drop\s+(snapshot\s+|materialized\s+)?(table|view|schema)"
+_TARGET = re.compile(r"^\s*(drop\s+(snapshot\s+table|materialized\s+view|table|schema)"
                      r"(\s+if\s+exists)?|truncate\s+table|delete(\s+from)?)\s+([`\w.-]+)",
                      re.IGNORECASE)
 # Export destinations outside Google Cloud (BigQuery Omni writes to S3 and Azure storage).
@@ -496,7 +496,10 @@ def _bigquery_job(payload: dict[str, Any], principal: str) -> list[Any]:
         query = _text(config.get("query"))
         target = _TARGET.search(query[:4096])
         table = _table_name(config.get("destinationTable")) or (
-            target.group(6).strip("`") if target else "")
+            target.group(5).strip("`") if target else "")
+        if not statement and target:  # legacy entries may lack the statement type
+            statement = "DELETE" if target.group(1).lower().startswith("delete") \
+                else "DROP_TABLE"
         if statement in _DESTRUCTIVE_STATEMENTS or (
                 statement == "DELETE" and _DELETE_ALL.search(query[:4096])):
             if not table or _SCRATCH.search(table.lower()):

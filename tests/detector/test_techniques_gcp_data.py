@@ -209,3 +209,18 @@ def test_project_moved_under_an_organisation_but_not_between_folders_or_as_code(
     assert findings(move("organizations/1"), move("folders/1234"),
                     move("organizations/1", requestMetadata=TERRAFORM)) == [
         ("gcp.project_moved", "high", "organizations/1")]
+
+
+def test_legacy_completed_query_without_a_statement_type_is_read_from_its_text() -> None:
+    """Old AuditData entries (``jobservice.jobcompleted``) may carry the query alone: a
+    DROP TABLE there counts, a dropped view (no data) does not."""
+    def completed(text: str) -> dict:
+        return entry("jobservice.jobcompleted", "bigquery.googleapis.com", principal=ANALYST,
+                     serviceData={"jobCompletedEvent": {"eventName": "query_job_completed",
+                                  "job": {"jobName": {"projectId": "corp-prod", "jobId": "j"},
+                                          "jobConfiguration": {"query": {"query": text}},
+                                          "jobStatus": {"state": "DONE"}}}})
+
+    assert tallies(completed("DROP TABLE IF EXISTS sales.orders"),
+                   completed("DROP VIEW sales.orders_view")) == [
+        ("gcp.bigquery_destruction", ("sales.orders",))]
