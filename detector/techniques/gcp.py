@@ -76,6 +76,24 @@ _ESCALATION_PERMISSIONS = frozenset({
 # User agents of infrastructure-as-code clients (Terraform's Google provider sends
 # ``Terraform/<v> (+https://www.terraform.io) terraform-provider-google/<v>``).
 _DEPLOY_AGENTS = ("terraform", "hashicorp", "pulumi")
+# BigQuery statements that remove a table or a dataset, or every row of a table; a DELETE
+# counts when its WHERE is missing or always true (``WHERE true``, ``WHERE 1=1``).
+_DESTRUCTIVE_STATEMENTS = frozenset({"DROP_TABLE", "DROP_SCHEMA", "TRUNCATE_TABLE",
+                                     "DROP_SNAPSHOT_TABLE", "DROP_MATERIALIZED_VIEW"})
+_DELETE_ALL = re.compile(
+    r"^\s*delete\s+(from\s+)?[`\w.-]+\s*(;|$|where\s+(true|1\s*=\s*1)\s*(;|$))",
+    re.IGNORECASE)
+# The table a destructive statement names, when the job has no destination table.
+_TARGET = re.compile(r"^\s*(drop\s+(snapshot\s+table|materialized\s+view|table|schema)"
+                     r"(\s+if\s+exists)?|truncate\s+table|delete(\s+from)?)\s+([`\w.-]+)",
+                     re.IGNORECASE)
+# Export destinations outside Google Cloud (BigQuery Omni writes to S3 and Azure storage).
+_OUTSIDE_URI = re.compile(r"(s3|azure|https?)://[^\s'\"]+", re.IGNORECASE)
+# Names of scratch tables and objects: pipelines drop, empty and delete them by design
+# (``tmp/``, ``_temporary/`` of Spark, ``staging``, dbt's ``__dbt_tmp`` suffix).
+_SCRATCH = re.compile(r"(^|[/._-])(te?mp|temporary|staging|scratch)([/._-]|$)")
+_BULK_DELETES = 50  # distinct objects one identity deletes in the burst window
+_BULK_DROPS = 5  # distinct tables one identity drops or empties in the burst window
 # Exclusion filters that drop the audit trail itself, or everything.
 _AUDIT_MARKS = ("cloudaudit", "AuditLog", "activity", "data_access")
 
@@ -123,6 +141,12 @@ def rule_for(method: str) -> Rule | None:
         return _packet_mirroring
     if method.startswith("dns.policies.") and last in ("delete", "patch", "update"):
         return _dns_policy
+    if last in ("InsertJob", "jobcompleted"):
+        return _bigquery_job
+    if last == "MoveProject":
+        return _project_moved
+    if method == "storage.objects.delete":
+        return _object_deleted
     return _RULES.get(last) or (_flow_logs if ".subnetworks." in method
                                 and last in ("patch", "update") else
                                 _hmac_key if ".hmacKeys." in method and last == "create"
@@ -434,6 +458,144 @@ def _secret_read(payload: dict[str, Any], principal: str) -> list[Any]:
         return []
     secret = name.partition("/versions/")[0]
     return [Tally("gcp.secrets_burst", "medium", ("T1555.006",), "secrets", (secret[:256],))]
+
+
+def _object_deleted(payload: dict[str, Any], principal: str) -> list[Any]:
+    """One object deleted toward ``gcp.gcs_bulk_delete``: the engine counts each
+    identity's distinct deleted objects apart, so a bucket emptied by one credential shows
+    however many other identities also delete. Scratch space (temporary and staging
+    prefixes of pipelines, Spark's ``_temporary``) is emptied by design and does not
+    count, nor do deletions as code (a Terraform destroy) or by Google's service agents.
+    Lifecycle rules delete without an audit entry of a principal."""
+    resource = _text(get(payload, "resourceName"))
+    bucket, _, name = resource.partition("/buckets/")[2].partition("/objects/")
+    if not name or _SCRATCH.search(name.lower()) or _google_agent(principal) \
+            or _as_code(payload):
+        return []
+    return [Tally("gcp.gcs_bulk_delete", "medium", ("T1485",), "objects deleted",
+                  (f"{bucket}/{name}"[:256],), limit=_BULK_DELETES)]
+
+
+def _bigquery_job(payload: dict[str, Any], principal: str) -> list[Any]:
+    """A finished BigQuery job judged by what it did (the completion entry only, so one job
+    is judged once): a statement that drops or empties a table counts toward
+    ``gcp.bigquery_destruction`` (DROP TABLE or SCHEMA, TRUNCATE, DELETE without a WHERE
+    or with an always-true one); a copy whose destination lies in another project than its
+    sources, or an export to a store outside Google Cloud, is ``gcp.bigquery_exfiltration``.
+    Read from both the BigQueryAuditMetadata (``InsertJob`` with ``jobChange``) and the
+    legacy AuditData (``jobservice.jobcompleted``) forms. Scratch tables (dbt's
+    ``__dbt_tmp``, staging and temporary names) are dropped and emptied by every pipeline
+    and do not count; Google's service agents (Data Transfer Service) and jobs run as code
+    are not judged."""
+    job = _finished_job(payload)
+    if job is None or _google_agent(principal) or _as_code(payload):
+        return []
+    kind, config, project = job
+    if kind == "query":
+        statement = _text(config.get("statementType")).upper()
+        query = _text(config.get("query"))
+        target = _TARGET.search(query[:4096])
+        table = _table_name(config.get("destinationTable")) or (
+            target.group(5).strip("`") if target else "")
+        if not statement and target:  # legacy entries may lack the statement type
+            statement = "DELETE" if target.group(1).lower().startswith("delete") \
+                else "DROP_TABLE"
+        if statement in _DESTRUCTIVE_STATEMENTS or (
+                statement == "DELETE" and _DELETE_ALL.search(query[:4096])):
+            if not table or _SCRATCH.search(table.lower()):
+                return []
+            return [Tally("gcp.bigquery_destruction", "high", ("T1485",),
+                          "tables dropped or emptied", (table[:256],), limit=_BULK_DROPS)]
+        outside = _OUTSIDE_URI.search(query[:4096]) if statement == "EXPORT_DATA" else None
+        if outside:
+            return [_exfiltration(f"query {statement} exports to {outside.group(0)[:160]}, "
+                                  "outside Google Cloud", outside.group(0))]
+        return []
+    if kind == "extract":
+        uris = config.get("destinationUris")
+        for uri in uris[:50] if isinstance(uris, list) else ():
+            if isinstance(uri, str) and _OUTSIDE_URI.match(uri):
+                return [_exfiltration(f"table {_table_name(config.get('sourceTable'))[:160]} "
+                                      f"extracted to {uri[:160]}, outside Google Cloud", uri)]
+        return []
+    destination = _table_name(config.get("destinationTable"))
+    sources = config.get("sourceTables")
+    names = [_table_name(t) for t in (sources[:50] if isinstance(sources, list) else ())]
+    target = _project_of(destination)
+    foreign = [n for n in names if n and target and _project_of(n) != target]
+    if not foreign:
+        return []
+    return [_exfiltration(f"table {foreign[0][:160]} copied to {destination[:160]}, in "
+                          f"another project than its source (job of {project or 'a project'})",
+                          target)]
+
+
+def _project_moved(payload: dict[str, Any], principal: str) -> list[Finding]:
+    """A project moved straight under an organisation node (``MoveProject`` with a
+    ``destinationParent`` of ``organizations/<id>``): when that is another organisation
+    than its own, the old one's policies, aggregated log sinks and IAM stop applying and
+    the new owner's start (Stratus Red Team's project removal). Moves between folders
+    are the organisation reorganising itself and are not judged; moves as code are
+    reviewed."""
+    request = as_dict(get(payload, "request"))
+    target = _text(request.get("destinationParent")) or _text(request.get("destination_parent"))
+    if not target.startswith("organizations/") or _as_code(payload):
+        return []
+    project = _text(request.get("name")) or _text(get(payload, "resourceName")) or "(project)"
+    return [Finding("gcp.project_moved", "high", ("T1666", "T1562.001"),
+                    f"{project[:160]} moved under {target[:64]}: if that is not its own "
+                    "organisation, the guardrails, log sinks and IAM of its own stop applying",
+                    target[:256])]
+
+
+def _exfiltration(sentence: str, value: str) -> Finding:
+    return Finding("gcp.bigquery_exfiltration", "medium", ("T1537", "T1530"),
+                   sentence, value[:256])
+
+
+def _finished_job(payload: dict[str, Any]) -> tuple[str, dict[str, Any], str] | None:
+    """``(kind, config, project)`` of a job that completed without error, kind one of
+    query, extract, copy; None for any other entry (an insertion, a running job, a job
+    that failed, a load)."""
+    change = as_dict(as_dict(get(payload, "metadata")).get("jobChange"))
+    if change:
+        job = as_dict(change.get("job"))
+        status = as_dict(job.get("jobStatus"))
+        if change.get("after") != "DONE" or status.get("errorResult") \
+                or status.get("jobState", "DONE") != "DONE":
+            return None
+        config = as_dict(job.get("jobConfig"))
+        project = _text(job.get("jobName")).partition("projects/")[2].partition("/")[0]
+        for key, kind in (("queryConfig", "query"), ("extractConfig", "extract"),
+                          ("tableCopyConfig", "copy"), ("copyConfig", "copy")):
+            if isinstance(config.get(key), dict):
+                return kind, config[key], project
+        return None
+    event = as_dict(as_dict(get(payload, "serviceData")).get("jobCompletedEvent"))
+    job = as_dict(event.get("job"))
+    if not job or as_dict(as_dict(job.get("jobStatus")).get("error")).get("code") \
+            or as_dict(as_dict(job.get("jobStatus")).get("error")).get("message"):
+        return None
+    config = as_dict(job.get("jobConfiguration"))
+    project = _text(as_dict(job.get("jobName")).get("projectId"))
+    for key, kind in (("query", "query"), ("extract", "extract"), ("tableCopy", "copy")):
+        if isinstance(config.get(key), dict):
+            return kind, config[key], project
+    return None
+
+
+def _table_name(value: Any) -> str:
+    """``projects/<p>/datasets/<d>/tables/<t>`` from the path form or the legacy
+    ``{projectId, datasetId, tableId}`` form; "" when neither."""
+    if isinstance(value, str):
+        return value[:512]
+    table = as_dict(value)
+    parts = [_text(table.get(key)) for key in ("projectId", "datasetId", "tableId")]
+    return f"projects/{parts[0]}/datasets/{parts[1]}/tables/{parts[2]}" if all(parts) else ""
+
+
+def _project_of(table: str) -> str:
+    return table.partition("projects/")[2].partition("/")[0]
 
 
 def _as_code(payload: dict[str, Any]) -> bool:

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
-from detector.techniques import Finding, refusal
+from detector.techniques import Finding, Tally, refusal
 
 ANONYMOUS = "system:anonymous"
 _SA_PREFIX = "system:serviceaccount:"
@@ -98,6 +98,22 @@ _ESCAPE_CAPABILITIES = frozenset({"SYS_ADMIN", "SYS_MODULE", "SYS_PTRACE", "DAC_
 _ESCALATION_VERBS = ("escalate", "bind", "impersonate")
 # Signer of client certificates for the API server (kubelets use ...-client-kubelet).
 _CLIENT_SIGNER = "kubernetes.io/kube-apiserver-client"
+# Ingress annotations and classes under which TLS ends before the ingress (an AWS ALB or a
+# Google load balancer holding the certificate, Azure's application gateway), or which
+# serve only inside the network.
+_TLS_ELSEWHERE = ("alb.ingress.kubernetes.io/certificate-arn", "networking.gke.io/managed-",
+                  "ingress.gcp.kubernetes.io/pre-shared-cert", "appgw-ssl-certificate",
+                  "scheme=internal", "gce-internal", "internal-ingress", "class=internal")
+# Key material in a text value: an AWS secret access key set to a value (not a template's
+# placeholder: ``<key>``, ``${KEY}``, ``{{ .key }}``, ``%KEY%``), a PEM private key, a Google
+# service-account key file.
+_KEY_MATERIAL = re.compile(
+    r"aws_secret_access_key\s*[=:]\s*['\"]?[^\s'\"<${%]{4}|-----BEGIN ([A-Z]+ )?PRIVATE KEY-----"
+    r"|\"private_key\"\s*:\s*\"-----BEGIN", re.IGNORECASE)
+_BREAK_GLASS = "alpha.image-policy.k8s.io/break-glass"
+# Resources whose rewriting at admission hands over a workload or a credential.
+_MUTATED = frozenset({"*", "pods", "deployments", "daemonsets", "statefulsets", "replicasets",
+                      "jobs", "cronjobs", "secrets", "serviceaccounts"})
 # Commands that fetch code and run it, or hand a shell to a remote host: a download piped
 # into a shell or interpreter, a download made executable, bash's /dev/tcp, netcat's -e, a
 # base64 blob piped into a shell. A backup job's "pg_dump | gzip | upload" is none of them.
@@ -344,12 +360,39 @@ def _object_name(record: dict[str, Any]) -> str:
 
 
 def _pod(record: dict[str, Any], action: str, username: str) -> list[Finding]:
+    """A pod, or a workload's pod template, created: its privileges, then Binary
+    Authorization's break-glass."""
     if _platform(username, as_dict(record.get("objectRef")).get("namespace")):
         return []  # nodes' mirror pods, control plane, kube-system controllers, GKE's agent
     obj = as_dict(record.get("requestObject"))
     owners = as_dict(obj.get("metadata")).get("ownerReferences")
     if isinstance(owners, list) and owners:
         return []  # made by a controller from a template, not by hand
+    return _pod_shape(record, action, obj) + _break_glass(record, action, obj)
+
+
+def _break_glass(record: dict[str, Any], action: str, obj: dict[str, Any]) -> list[Finding]:
+    """A pod or pod template annotated with GKE Binary Authorization's break-glass
+    (``alpha.image-policy.k8s.io/break-glass: "true"``): its images run whether or not
+    they were signed and attested, the policy's check skipped. Meant for emergencies,
+    and as good for an image an attacker built."""
+    meta = as_dict(obj.get("metadata"))
+    if action != "k8s:pods.create":
+        spec = as_dict(obj.get("spec"))
+        spec = as_dict(as_dict(spec.get("jobTemplate")).get("spec", spec))
+        meta = as_dict(as_dict(spec.get("template")).get("metadata"))
+    flag = as_dict(meta.get("annotations")).get(_BREAK_GLASS)
+    if not isinstance(flag, str) or flag.lower() != "true":
+        return []
+    kind = action[4:].partition(".")[0].rstrip("s")
+    name = _object_name(record)
+    return [Finding("k8s.binary_authorization_bypass", "medium", ("T1562.001", "T1610"),
+                    f"{kind} {name} created with Binary Authorization's break-glass: its "
+                    "images run unverified", name)]
+
+
+def _pod_shape(record: dict[str, Any], action: str, obj: dict[str, Any]) -> list[Finding]:
+    """What the pod's spec (a workload's pod template) lets its containers do on the node."""
     spec = as_dict(obj.get("spec"))
     workload = action != "k8s:pods.create"
     if workload:  # the pod template of a workload, where its pods' privileges are decided
@@ -402,9 +445,11 @@ def _cronjob(record: dict[str, Any], action: str, username: str) -> list[Finding
     a remote host: persistence that comes back on schedule in a fresh pod, after the
     first one is found and deleted. Its pod template is judged too (``_pod``)."""
     found = _pod(record, action, username) if action == "k8s:cronjobs.create" else []
-    if _platform(username, as_dict(record.get("objectRef")).get("namespace")) \
-            or _released(record):
+    namespace = as_dict(record.get("objectRef")).get("namespace")
+    if _platform(username, namespace) or _released(record):
         return found
+    if action == "k8s:cronjobs.create":
+        found.extend(_cronjob_by_account(record, username, namespace))
     spec = as_dict(as_dict(_body(record, "spec")).get("jobTemplate")).get("spec")
     spec = as_dict(as_dict(as_dict(spec).get("template")).get("spec"))
     for key in ("initContainers", "containers"):
@@ -422,6 +467,29 @@ def _cronjob(record: dict[str, Any], action: str, username: str) -> list[Finding
                     f"CronJob {name} runs {line[:160]!r} on schedule: it fetches code and runs "
                     "it, or opens a shell to a remote host", name)]
     return found
+
+
+def _cronjob_by_account(record: dict[str, Any], username: str,
+                        namespace: Any) -> list[Finding]:
+    """A CronJob created by a service account, by hand (no owner, no deploy tool's marks):
+    workloads do not schedule new workloads, but a token taken from a pod can, and a
+    CronJob brings its pod back on schedule after the first is found and deleted. Into a
+    platform namespace, or another namespace than the account's own, it also hides
+    among, or reaches beyond, what the account runs. Operators that schedule jobs for
+    their resources name them as owner; charts and GitOps controllers mark what they
+    install; the platform's kube-system accounts in its own namespaces are the cluster."""
+    account = _account(username)
+    if account is None:
+        return []
+    name = _object_name(record)
+    hidden = isinstance(namespace, str) and namespace.startswith(("kube-", "gke-"))
+    other = isinstance(namespace, str) and namespace != account[0]
+    where = f" in the platform namespace {namespace[:64]}" if hidden else \
+        f" outside its own namespace {account[0]}" if other else ""
+    return [Finding("k8s.cronjob_by_service_account", "high" if hidden or other else "medium",
+                    ("T1053.007", "T1610"),
+                    f"service account {account[0]}/{account[1]} created CronJob {name}{where}:"
+                    " a workload that comes back on schedule", name)]
 
 
 def _system_namespace_pod(record: dict[str, Any], action: str) -> list[Finding]:
@@ -458,6 +526,38 @@ def _service(record: dict[str, Any], action: str, username: str) -> list[Finding
     shown = f" (ports {', '.join(ports[:5])})" if ports else ""
     return [Finding("k8s.nodeport_service", "low", ("T1133",),
                     f"NodePort service {name} exposes a port on every node{shown}", name)]
+
+
+def _ingress(record: dict[str, Any], action: str, username: str) -> list[Finding]:
+    """An Ingress created by hand with hosts and no ``tls`` section, which the cluster's
+    ingress controller serves in clear text: tokens, cookies and passwords that reach it
+    cross the network readable. Low: it is exposure, not yet an attack. TLS ended at the
+    cloud load balancer (an ALB certificate, GKE managed or pre-shared certificates, an
+    Azure gateway certificate) and internal-only classes are not exposure; charts, GitOps
+    controllers and operators (cert-manager's ACME solver ingresses name their owner) are
+    installed objects. The platform namespaces (``kube-*``, ``gke-*``) hold the add-ons'
+    own dashboards and are left to the platform's administrators."""
+    namespace = as_dict(record.get("objectRef")).get("namespace")
+    if _platform(username, namespace) or _released(record) or (
+            isinstance(namespace, str) and namespace.startswith(("kube-", "gke-"))):
+        return []
+    spec = as_dict(_body(record, "spec"))
+    rules = spec.get("rules")
+    if spec.get("tls") or not isinstance(rules, list) or not rules:
+        return []
+    meta = as_dict(_body(record, "metadata"))
+    annotations = as_dict(meta.get("annotations"))
+    marks = " ".join(f"{key}={value}" for key, value in list(annotations.items())[:100]
+                     if isinstance(key, str) and isinstance(value, str))
+    marks += f" class={spec.get('ingressClassName')}"
+    if any(mark in marks for mark in _TLS_ELSEWHERE):
+        return []
+    hosts = [as_dict(rule).get("host") for rule in rules[:20]]
+    shown = ", ".join(h[:64] for h in hosts if isinstance(h, str) and h) or "every host"
+    name = _object_name(record)
+    return [Finding("k8s.ingress_without_tls", "low", ("T1040",),
+                    f"Ingress {name} serves {shown[:200]} without TLS, created by "
+                    f"{_who(username)}", name)]
 
 
 def _exec(record: dict[str, Any], action: str, username: str, what: str = "") -> list[Finding]:
@@ -641,11 +741,16 @@ def _webhook_written(record: dict[str, Any], action: str, username: str) -> list
     """An admission webhook whose endpoint is a URL, not a service of the cluster: every
     object the webhook matches (a mutating one rewrites pods; secrets if it matches them)
     goes to that address. Operators install webhooks that call their own in-cluster
-    service; those are not findings."""
+    service; those are not findings. A mutating webhook created by a person, unlabelled,
+    that may rewrite pods or secrets is one made by hand (``k8s.admission_webhook_created``):
+    what products install (cert-manager, Istio, Kyverno, Gatekeeper, Vault's injector)
+    carries its labels, comes from a chart, or is created by the operator's own service
+    account at start-up, and none of those is judged."""
     if _platform_user(username) or _released(record):
         return []
     hooks = _body(record, "webhooks")
-    for hook in hooks[:50] if isinstance(hooks, list) else ():
+    hooks = hooks[:50] if isinstance(hooks, list) else []
+    for hook in hooks:
         url = as_dict(as_dict(hook).get("clientConfig")).get("url")
         if isinstance(url, str) and url:
             mutating = "mutating" in action
@@ -655,7 +760,77 @@ def _webhook_written(record: dict[str, Any], action: str, username: str) -> list
                             ("T1552.007", "T1610") if mutating else ("T1552.007",),
                             f"{kind} admission webhook configuration {name} sends admitted "
                             f"objects to {url[:160]}", url[:256])]
-    return []
+    labels = as_dict(as_dict(_body(record, "metadata")).get("labels"))
+    if action != "k8s:mutatingwebhookconfigurations.create" or _account(username) \
+            or labels or not hooks or not any(_rewrites_workloads(hook) for hook in hooks):
+        return []
+    name = _object_name(record)
+    return [Finding("k8s.admission_webhook_created", "medium", ("T1610", "T1552.007"),
+                    f"mutating admission webhook configuration {name} created by hand by "
+                    f"{username[:128]}: its service may rewrite every pod it admits", name)]
+
+
+def _rewrites_workloads(hook: Any) -> bool:
+    """Whether a mutating webhook may rewrite pods, workloads or secrets: its rules name
+    them, every resource, or cannot be read (a request body without rules)."""
+    rules = as_dict(hook).get("rules")
+    if not isinstance(rules, list) or not rules:
+        return True
+    for rule in rules[:50]:
+        resources = as_dict(rule).get("resources")
+        if not isinstance(resources, list):
+            return True
+        if any(isinstance(r, str) and r.partition("/")[0] in _MUTATED for r in resources[:50]):
+            return True
+    return False
+
+
+def _certificate_approved(record: dict[str, Any], action: str,
+                          username: str) -> list[Finding]:
+    """A request for an API-server client certificate approved by someone who is not the
+    control plane: the signer then issues a credential for whatever user and groups the
+    request names (``system:masters`` included), valid for the certificate's lifetime and
+    beyond any token revocation. The controller manager approves nodes' kubelet
+    certificates, kube-system approvers (kubelet-csr-approver) the kubelets' serving
+    certificates; neither is a client certificate for the API server, and the platform's
+    own users are not judged. A person approving is the documented way of adding a user
+    to some clusters, and is medium."""
+    if _system_user(username) or username == ANONYMOUS:
+        return []
+    spec, status = as_dict(_body(record, "spec")), as_dict(_body(record, "status"))
+    conditions = status.get("conditions")
+    approved = any(as_dict(item).get("type") == "Approved" for item in
+                   (conditions[:20] if isinstance(conditions, list) else ()))
+    if spec.get("signerName") != _CLIENT_SIGNER or not approved:
+        return []
+    name = _object_name(record)
+    subject = _text_field(spec.get("username"))
+    shown = f" for {subject[:128]}" if subject else ""
+    return [Finding("k8s.client_certificate_approved",
+                    "high" if _account(username) else "medium", ("T1649", "T1098.001"),
+                    f"{_who(username)} approved API-server client certificate {name}{shown}",
+                    name)]
+
+
+def _text_field(value: Any) -> str:
+    return value[:256] if isinstance(value, str) else ""
+
+
+def _secret_read(record: dict[str, Any], action: str, username: str) -> list[Any]:
+    """One secret read by name toward ``k8s.secrets_burst``: an application reads its own
+    few secrets, a stolen credential reads every one it may. Controllers and operators
+    keep secrets in informers (list and watch), the platform's accounts read the secrets
+    of the pods they run, and Helm reads its release records (``sh.helm.release.*``);
+    none of them counts."""
+    if _system_user(username) or username == ANONYMOUS:
+        return []
+    ref = as_dict(record.get("objectRef"))
+    name, namespace = ref.get("name"), ref.get("namespace")
+    if not isinstance(name, str) or not name or name.startswith("sh.helm.release."):
+        return []
+    where = namespace if isinstance(namespace, str) else ""
+    return [Tally("k8s.secrets_burst", "medium", ("T1552.007",), "secrets read",
+                  (f"{where}/{name}"[:256],))]
 
 
 def _rules_review(record: dict[str, Any], action: str, username: str) -> list[Finding]:
@@ -718,6 +893,35 @@ def _aws_auth(record: dict[str, Any], action: str, username: str) -> list[Findin
                     "kube-system/aws-auth")]
 
 
+def _configmap(record: dict[str, Any], action: str, username: str) -> list[Finding]:
+    """A ConfigMap written: EKS's aws-auth mapping, then key material in its data."""
+    return _aws_auth(record, action, username) + _configmap_credentials(record, username)
+
+
+def _configmap_credentials(record: dict[str, Any], username: str) -> list[Finding]:
+    """Key material written into a ConfigMap: an AWS secret access key, a PEM private key,
+    a Google service-account key file. Unlike a Secret, a ConfigMap is readable by every
+    account bound to ``view`` and is shown whole by ``kubectl describe``, so the key is
+    everyone's. The word "password" alone is not judged (charts template empty ones),
+    nor certificates (CA bundles such as ``kube-root-ca.crt`` are public); the platform's
+    own writes are the cluster running itself."""
+    if _platform_user(username):
+        return []
+    data = as_dict(_body(record, "data"))
+    for key, value in list(data.items())[:100]:
+        found = _KEY_MATERIAL.search(value[:65536]) if isinstance(value, str) else None
+        if found:  # named by its kind: the alert must not carry any of the key itself
+            text = found.group(0).lower()
+            what = "an AWS secret access key" if text.startswith("aws") else \
+                "a service-account key file" if text.startswith('"private_key"') else \
+                "a private key"
+            name = _object_name(record)
+            return [Finding("k8s.configmap_credentials", "medium", ("T1552.007", "T1552.001"),
+                            f"ConfigMap {name} holds {what} (in {str(key)[:64]}), readable "
+                            "by every account that may view it", name)]
+    return []
+
+
 def _events_deleted(record: dict[str, Any], action: str, username: str) -> list[Finding]:
     """Events deleted by hand: the record of what happened in a namespace (pods started,
     images pulled, probes failed) erased. The API server expires events itself, and the
@@ -775,10 +979,14 @@ _RULES: dict[str, _Rule] = {
     **{f"k8s:{kind}webhookconfigurations.{verb}": _webhook_written
        for kind in ("validating", "mutating") for verb in ("create", "update", "patch")},
     "k8s:certificatesigningrequests.create": _certificate,
+    **{f"k8s:certificatesigningrequests/approval.{verb}": _certificate_approved
+       for verb in ("update", "patch")},
+    "k8s:secrets.get": _secret_read,
     "k8s:selfsubjectrulesreviews.create": _rules_review,
     **{f"k8s:nodes/proxy.{verb}": _kubelet_proxy for verb in ("get", "create")},
-    **{f"k8s:configmaps.{verb}": _aws_auth for verb in ("create", "update", "patch")},
+    **{f"k8s:configmaps.{verb}": _configmap for verb in ("create", "update", "patch")},
     **{f"k8s:events.{verb}": _events_deleted for verb in ("delete", "deletecollection")},
     **{f"k8s:services.{verb}": _service for verb in ("create", "update", "patch")},
+    "k8s:ingresses.create": _ingress,
 }
 ACTIONS = frozenset(_RULES)

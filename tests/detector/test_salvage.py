@@ -15,6 +15,7 @@ from detector.engine import SALVAGED_NOTE
 from detector.sources import ListDeadLetters, parse_payload
 from detector.sources.salvage import salvage_prefix
 from detector.stats import RunStats
+from detector.techniques import Tally
 from tests.detector.test_engine import ATTACK, ROLE, attack_event, learned, run
 
 ROLE_SESSION = "arn:aws:sts::111122223333:assumed-role/app/session-9"
@@ -123,7 +124,12 @@ class TestParserSalvage:
             ("ASIAEXAMPLEKEY000009", "session-9")
         assert (salvaged.source_ip, salvaged.outcome) == ("203.0.113.7", "success")
         assert salvaged.partial is True
-        assert salvaged.attributes == {"namespace": "prod", "salvaged": "truncated"}
+        # what survives of the record is still checked: the secret read counts toward
+        # the burst of secrets one identity reads (detector.techniques.k8s)
+        assert salvaged.attributes == {"namespace": "prod", "salvaged": "truncated",
+                                       "findings": [Tally("k8s.secrets_burst", "medium",
+                                                          ("T1552.007",), "secrets read",
+                                                          ("prod/db",))]}
         # never joined with the next message: that one is whole and its own
         assert (intact.identity, intact.action, intact.partial) == \
             ("prod/system:serviceaccount:ci:bot", "k8s:secrets.list", False)

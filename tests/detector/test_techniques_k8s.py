@@ -251,10 +251,11 @@ def test_real_falco_audit_events(real_logs: Path) -> None:
     """Falco's audit samples: the cluster-admin binding, the anonymous namespace create, the
     ClusterRoles reading every resource and allowing exec in every pod (Falco's "ClusterRole
     With Wildcard Created" and "... With Pod Exec Created"), the built-in ClusterRoles
-    patched and deleted (its "System ClusterRole Modified/Deleted") and the NodePort
-    service (its "Create NodePort Service") are findings; its privileged pods were made by
-    the ReplicaSet controller (checked when the workload is created) and its benign
-    requests give nothing."""
+    patched and deleted (its "System ClusterRole Modified/Deleted"), the NodePort
+    service (its "Create NodePort Service") and the six ConfigMaps holding an AWS secret
+    key (its "Configmap With Private Credentials") are findings; its privileged pods were
+    made by the ReplicaSet controller (checked when the workload is created) and its
+    benign requests give nothing."""
     stats, dead = RunStats(), ListDeadLetters()
     events = list(read_paths([str(real_logs / "falco-k8s-audit"),
                               str(real_logs / "elastic-k8s-audit")],
@@ -263,6 +264,7 @@ def test_real_falco_audit_events(real_logs: Path) -> None:
                    for f in as_findings(e.attributes.get(ATTRIBUTE)))
     assert len(events) == 54  # with Falco's anonymous request
     assert found == [("k8s.admin_binding", "high"), ("k8s.anonymous_access", "critical"),
+                     *[("k8s.configmap_credentials", "medium")] * 6,
                      ("k8s.escalation_role", "medium"), ("k8s.escalation_role", "medium"),
                      ("k8s.nodeport_service", "low"), ("k8s.system_rbac_changed", "high"),
                      ("k8s.system_rbac_changed", "medium")]

@@ -98,8 +98,8 @@ def test_kubelet_certificates_and_node_requests_are_not_findings() -> None:
                         user="system:bootstrap:abcdef")) == []
 
 
-def webhook(kind: str, client: dict, verb: str = "create") -> dict:
-    body = {"metadata": {"name": "hook"}, "webhooks": [
+def webhook(kind: str, client: dict, verb: str = "create", labels: dict | None = None) -> dict:
+    body = {"metadata": {"name": "hook", "labels": labels or {}}, "webhooks": [
         {"name": "w.example.com", "clientConfig": client,
          "rules": [{"operations": ["CREATE"], "resources": ["*"]}]}]}
     return request(verb, f"{kind}webhookconfigurations", namespace=None, name="hook",
@@ -115,7 +115,9 @@ def test_admission_webhook_sending_objects_outside_the_cluster() -> None:
 
 def test_operator_webhook_calling_its_own_service_is_not_a_finding() -> None:
     service = {"service": {"namespace": "cert-manager", "name": "cert-manager-webhook"}}
-    assert findings(webhook("mutating", service), webhook("validating", service)) == []
+    labels = {"app.kubernetes.io/name": "webhook", "app.kubernetes.io/instance": "cert-manager"}
+    assert findings(webhook("mutating", service, labels=labels),
+                    webhook("validating", service)) == []
 
 
 def test_roles_granting_node_proxy_escalate_or_every_resource() -> None:
