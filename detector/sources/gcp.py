@@ -64,7 +64,7 @@ _DENIED = "7"  # google.rpc.Code PERMISSION_DENIED: a refused request (see techn
 # Refusals after which some technique findings still count, as attempts (``_refused``):
 # status code -> the name given in the finding's sentence. RESOURCE_EXHAUSTED is a quota.
 _REFUSED = {_DENIED: "PERMISSION_DENIED", "8": "RESOURCE_EXHAUSTED"}
-_ATTEMPT_RULES = frozenset({"gcp.unusual_instances"})
+_ATTEMPT_RULES = frozenset({"gcp.unusual_instances", "gcp.project_moved"})
 _ANONYMOUS = "system:anonymous"
 # (service, method) -> method, action, read-only, technique rule (None for most methods)
 _OPERATIONS: dict[tuple[str, str], tuple[str, str, bool | None, techniques.Rule | None]] = {}

@@ -46,6 +46,21 @@ def test_a_gpu_launch_refused_by_quota_or_permission_is_an_attempt_one_level_low
     assert [item.rule for item in denied if type(item) is Tally] == ["gcp.permission_probing"]
 
 
+def test_a_project_move_out_of_its_organisation_refused_is_an_attempt() -> None:
+    """Stratus Red Team's project removal is refused by the organisation's policy: the
+    attempt itself is the finding (one level lower), not only a probing tally."""
+    def move(code: int) -> dict:
+        return entry("google.cloud.resourcemanager.v3.Projects.MoveProject",
+                     "cloudresourcemanager.googleapis.com", code=code,
+                     resource="projects/corp-prod", request={
+                         "name": "projects/corp-prod", "destinationParent": "organizations/9"})
+
+    assert findings(move(0), move(7)) == [("gcp.project_moved", "high", "organizations/9"),
+                                          ("gcp.project_moved", "medium", "organizations/9")]
+    (denied,) = attributes(move(7))
+    assert "attempt refused: PERMISSION_DENIED" in denied[0].sentence
+
+
 def test_refused_entries_of_other_rules_and_other_errors_stay_as_they_were() -> None:
     ordinary = entry("v1.compute.instances.insert", "compute.googleapis.com", code=8,
                      request={"machineType": "zones/us-central1-a/machineTypes/e2-small"})
