@@ -62,7 +62,7 @@ def extensions() -> list:
     exts = [Extension(f"models.{name}", [f"models/{name}.py"], extra_compile_args=flags)
             for name in COMPILED]
     try:
-        return cythonize(exts, quiet=True, compiler_directives={
+        return cythonize(exts, quiet=True, nthreads=os.cpu_count() or 1, compiler_directives={
             "language_level": 3,
             # Types come from the .pxd files only; the .py annotations are for readers and
             # type checkers (``x: float`` must not turn an int into a C double here).
@@ -77,8 +77,15 @@ class OptionalBuildExt(build_ext):
     """Build every extension or none: on any failure, remove what was built and go on
     with pure Python, saying why in one line."""
 
+    def finalize_options(self) -> None:
+        super().finalize_options()
+        if not self.parallel:  # compile the modules side by side (the C files are large)
+            self.parallel = os.cpu_count() or 1
+
     def run(self) -> None:
         if not self.extensions:
+            if self.inplace:  # a pure editable install: no module of an earlier build stays
+                self._remove_built()
             return
         try:
             super().run()
@@ -88,20 +95,15 @@ class OptionalBuildExt(build_ext):
         self._write_record()
         say("compiled models built (Cython): " + ", ".join(COMPILED))
 
-    def build_extension(self, ext) -> None:
-        super().build_extension(ext)  # a failure reaches ``run``, which removes them all
-
-    def _outputs(self) -> list[str]:
-        paths = []
-        for ext in self.extensions:
-            path = self.get_ext_fullpath(ext.name)
-            paths.append(path)
-        return paths
-
-    def _give_up(self, err: Exception) -> None:
-        for path in self._outputs():
+    def _remove_built(self) -> None:
+        paths = [self.get_ext_fullpath(f"models.{name}") for name in COMPILED]
+        paths.append(os.path.join(os.path.dirname(paths[0]), RECORD))
+        for path in paths:
             if os.path.exists(path):
                 os.remove(path)
+
+    def _give_up(self, err: Exception) -> None:
+        self._remove_built()
         say(f"compiling failed ({type(err).__name__}: {err}); installing pure Python "
             "(no compiled models)")
 

@@ -19,6 +19,7 @@ import json
 import os
 import sys
 import zlib
+from importlib.machinery import EXTENSION_SUFFIXES
 from importlib.util import spec_from_file_location
 
 COMPILED_MODULES = ("context", "table", "novelty", "volume", "profile", "dormancy",
@@ -39,6 +40,15 @@ def sources_crc(name: str) -> int:
     return crc
 
 
+def _extension(name: str) -> str | None:
+    """The compiled module file of ``models.<name>`` beside its source, if any."""
+    for suffix in EXTENSION_SUFFIXES:
+        path = os.path.join(_HERE, name + suffix)
+        if os.path.exists(path):
+            return path
+    return None
+
+
 def _choose() -> tuple[bool, str]:
     """Whether the compiled modules load, and the words that say which build runs.
 
@@ -47,6 +57,9 @@ def _choose() -> tuple[bool, str]:
     text. ``NHI_PURE_PYTHON=1`` runs pure Python whatever is installed."""
     if not os.path.exists(_RECORD):
         return False, "pure Python"
+    missing = [name for name in COMPILED_MODULES if not _extension(name)]
+    if missing:
+        return False, f"pure Python (compiled build incomplete: no {', '.join(missing)})"
     if os.environ.get("NHI_PURE_PYTHON") == "1":
         return False, "pure Python (NHI_PURE_PYTHON=1; a compiled build is installed)"
     try:
