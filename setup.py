@@ -38,8 +38,15 @@ def source_crc(name: str, root: str = ".") -> int:
     return crc
 
 
+BUILDING = any(command in sys.argv for command in (
+    "build_ext", "build", "bdist_wheel", "editable_wheel", "develop", "install"))
+"""Whether setuptools runs this file to build (pip also runs it for metadata, twice)."""
+
+
 def say(message: str) -> None:
-    print(f"nhi-detector build: {message}", file=sys.stderr, flush=True)
+    """The one line a build prints about the compiled models (shown by ``pip -v``)."""
+    if BUILDING:
+        print(f"nhi-detector build: {message}", file=sys.stderr, flush=True)
 
 
 def extensions() -> list:
