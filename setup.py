@@ -65,7 +65,9 @@ def extensions() -> list:
     # contraction of a * b + c into one fused rounding (FMA, the default on ARM), and
     # ``x ** 2`` through the C library's pow() as float.__pow__ does (GCC otherwise turns
     # pow(x, 2.0) into x * x, which differs in the last bit for some x: seen on replay_data).
-    flags = ["-ffp-contract=off", "-fno-builtin-pow"]
+    # -O1 and no debug info: as fast as the default -O3 -g on bench_models (within the
+    # noise) for a third of the compile time, which every install pays.
+    flags = ["-ffp-contract=off", "-fno-builtin-pow", "-O1", "-g0"]
     exts = [Extension(f"models.{name}", [f"models/{name}.py"], extra_compile_args=flags)
             for name in COMPILED]
     try:
