@@ -25,6 +25,7 @@ import time
 import tracemalloc
 from datetime import UTC, datetime
 
+import models
 from detector.event import Event
 from models.peers import PeerIndex
 from models.profile import IdentityProfile
@@ -124,6 +125,7 @@ def run(identities: int, events: int) -> int:
     # A short learning period, so that busy identities (10,000 events in 8 hours) spend
     # almost all of the run past it and every model scores: the worst case for speed.
     settings = ModelSettings(learning_min_days=0.1)
+    print(f"models build: {models.BUILD}")
     print("learning period: 50 events and 2.4 hours of event time (so nearly every event "
           "is scored by every model)")
     scenarios = (("realistic mix", False, None), ("independent attributes", True, None),

@@ -174,6 +174,9 @@ def main() -> int:
     print(f"input: {', '.join(args.paths)} ({size / 1e6:.1f} MB on disk)")
     _, wall, cpu = timed(import_modules)
     print(f"imports (once per process)   wall {wall:7.2f}s  cpu {cpu:7.2f}s")
+    import models  # after the timed imports, so their figure is unchanged
+
+    print(f"models build: {models.BUILD}")
     for run in range(1, args.repeat + 1):
         n, wall, cpu = timed(lambda: parse_only(args.paths))
         print(line(f"[{run}] read + parse", n, wall, cpu))

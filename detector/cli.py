@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import logging
 import sys
 
@@ -24,12 +25,26 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+def version_line() -> str:
+    """``nhi-detector 0.1.0, models: compiled (Cython)``: which build runs matters for speed
+    (see docs/architecture.md, "Compiled build"), never for results."""
+    import models
+
+    try:
+        version = importlib.metadata.version("nhi-detector")
+    except importlib.metadata.PackageNotFoundError:
+        version = "(not installed)"
+    return f"nhi-detector {version}, models: {models.BUILD}"
+
+
 def build_parser(argv: list[str]) -> tuple[argparse.ArgumentParser, str | None]:
     parser = argparse.ArgumentParser(
         prog="nhi-detector",
         description="Behavioural anomaly detection for machine identities in cloud audit logs.",
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    parser.add_argument("--version", action="store_true",
+                        help="print the version and which build of the models runs")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     chosen = next((arg for arg in argv if arg in SUBCOMMANDS), None)
     for name, (module_name, help_text) in SUBCOMMANDS.items():
@@ -52,6 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser, chosen = build_parser(argv)
     args = parser.parse_args(argv)
+    if args.version:
+        print(version_line())  # one line, never wrapped as argparse's version text is
+        return 0
     if not args.command:
         parser.print_help(sys.stderr)
         return 2

@@ -116,10 +116,16 @@ class IdentityProfile:
                 signals.extend(found)
         held = False
         if signals:
-            ctx.novel = sum(1 for s in signals if s.detector.startswith("novelty."))
-            held = not ctx.learning and any(
-                s.score >= self.settings.holdout_score for s in signals
-            )
+            # one loop instead of ``sum`` and ``any`` over generators, which the compiled
+            # build cannot hold in a typed method (same counts, same verdict)
+            novel, top, holdout = 0, False, self.settings.holdout_score
+            for s in signals:
+                if s.detector.startswith("novelty."):
+                    novel += 1
+                if s.score >= holdout:
+                    top = True
+            ctx.novel = novel
+            held = not ctx.learning and top
         if peers is not None and not self.group:
             self.group = ctx.group
             peers.join(ctx.group, self.identity)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
+
+import models
 from detector.event import Event
 from models.profile import IdentityProfile
 from models.settings import ModelSettings
@@ -58,3 +61,11 @@ def learned_profile(settings: ModelSettings | None = None, days: float = 4.0,
 
 def detectors(signals) -> list[str]:
     return sorted(s.detector for s in signals)
+
+
+patches_model_classes = pytest.mark.skipif(
+    models.COMPILED,
+    reason="patches a method of a model class, which the compiled build makes immutable; "
+    "the pure Python run (NHI_PURE_PYTHON=1) runs it",
+)
+"""For the few tests that swap a model method for a counting or disabled one."""

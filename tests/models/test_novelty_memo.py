@@ -17,7 +17,7 @@ from models.novelty import NoveltyModel, signature
 from models.profile import IdentityProfile
 from models.settings import ModelSettings
 from models.table import RATE_ALPHA, ValueTable
-from tests.models.helpers import ROLE, T0, make_event
+from tests.models.helpers import ROLE, T0, make_event, patches_model_classes
 
 
 def mixed_stream(seed: int, n: int = 3000) -> list:
@@ -149,6 +149,7 @@ def resource_stream(seed: int, n: int = 2500) -> list:
     return events
 
 
+@patches_model_classes
 @pytest.mark.parametrize("seed", [5, 8])
 def test_new_resources_of_a_remembered_path__score_like_a_restored_profile(seed, monkeypatch):
     """``_resource_miss`` (the memo holds, the resource or its pair is new) gives the

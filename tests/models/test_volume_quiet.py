@@ -25,7 +25,7 @@ from models.volume import (
     Reference,
     WindowModel,
 )
-from tests.models.helpers import ROLE, T0, make_event
+from tests.models.helpers import ROLE, T0, make_event, patches_model_classes
 
 WINDOW = {"volume.rate", "volume.distinct_actions", "volume.distinct_resources",
           "volume.failures", "multivariate.hst"}
@@ -115,6 +115,7 @@ def _replay(events: list) -> list:
     return out
 
 
+@patches_model_classes
 @pytest.mark.parametrize("seed", range(4))
 def test_skipped_reference__same_scores_and_state_as_building_it(seed, monkeypatch):
     events = _stream(seed)

@@ -1,0 +1,11 @@
+# Compiled build only (see docs/architecture.md, "Compiled build"): types for dormancy.py.
+from models.context cimport Context
+
+
+cdef class DormancyModel:
+    cdef public object settings
+    cdef public dict creds
+    cdef public object limit
+
+    cpdef list score(self, event, Context ctx)
+    cpdef learn(self, event, Context ctx, bint held)

@@ -1,0 +1,27 @@
+# Compiled build only (see docs/architecture.md, "Compiled build"): types for profile.py.
+cimport cython
+
+from models.context cimport Context
+from models.credential cimport CredentialModel
+from models.dormancy cimport DormancyModel
+from models.novelty cimport NoveltyModel
+from models.schedule cimport ScheduleModel
+from models.volume cimport WindowModel
+
+
+cdef class IdentityProfile:
+    cdef public object identity, kind, settings, first_ts, last_ts
+    cdef public long long n_events
+    cdef public object group
+    cdef public list models
+    cdef public object degradations
+    cdef public long long _size_check
+    cdef public object _bucket_seconds, _learning_seconds, _learning_events
+
+    @cython.locals(ctx=Context, novelty=NoveltyModel, window=WindowModel,
+                   schedule=ScheduleModel, dormancy=DormancyModel,
+                   credential=CredentialModel, n="long long", signals=list, held=bint,
+                   novel="long long", top=bint)
+    cpdef list observe(self, event, peers=*)
+
+    cpdef Context _context(self, event, peers)
