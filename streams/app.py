@@ -153,6 +153,7 @@ def create_app(settings: WorkerSettings, runtime: Runtime) -> faust.App:
         table_standby_replicas=0,
         web_enabled=False,  # streams.health serves probes and metrics on its own port
         Monitor=worker_monitor(runtime),
+        Table=state_table(lambda action, err: store_failed(runtime, action, err)),
     )
     app.transport.Consumer = holding_consumer(
         app.transport.Consumer, runtime.holds, lambda: runtime.before_commit,
@@ -165,6 +166,62 @@ def create_app(settings: WorkerSettings, runtime: Runtime) -> faust.App:
     _declare_agents(app, runtime, topics, table)
     _declare_health(app, runtime)
     return app
+
+
+def store_failed(runtime: Runtime, action: str, err: BaseException) -> NoReturn:
+    """A failing store (a full, read-only, immutable or damaged disk) is not a bad record:
+    the worker stops at once with one line (``streams.datadir.store_failure``) and exit
+    code 74, rather than dead-lettering the message that met it or crashing Faust with a
+    traceback per task."""
+    runtime.fatal(store_failure(runtime.settings.store_dir, action, err), STORE_EXIT_CODE)
+
+
+def state_table(failed: Callable[[str, BaseException], NoReturn]) -> type:
+    """Faust's table class with its store's calls at an assignment and during recovery
+    handed to ``failed`` (``store_failed``) when they raise.
+
+    Without it a store that cannot be opened (damaged, or its directory unwritable)
+    crashed Faust with a traceback and exit 1, again at every restart; and one that failed
+    while the changelog was replayed into it was only a WARNING (``Error in recovery``)
+    from Faust's recovery loop, which went on without the batch: the table then lacked
+    those identities' states, and they learned their baselines again. Faust's own
+    rebalance signals pass through unchanged.
+    """
+    from aiokafka.errors import IllegalStateError
+    from faust.tables.recovery import RebalanceAgain, ServiceStopped
+
+    passing = (RebalanceAgain, ServiceStopped, IllegalStateError)
+
+    class StateTable(faust.Table):  # type: ignore[misc, valid-type]
+        async def on_rebalance(self, *args: Any, **kwargs: Any) -> None:
+            try:
+                await super().on_rebalance(*args, **kwargs)
+            except passing:
+                raise
+            except Exception as err:  # noqa: BLE001 - the store could not be opened
+                failed("opened", err)
+
+        def persisted_offset(self, tp: Any) -> int | None:
+            try:
+                return super().persisted_offset(tp)
+            except Exception as err:  # noqa: BLE001 - the store could not be read
+                failed("read", err)
+
+        def apply_changelog_batch(self, batch: Any) -> None:
+            try:
+                super().apply_changelog_batch(batch)
+            except Exception as err:  # noqa: BLE001 - recovery could not write it
+                failed("written (table recovery)", err)
+
+        async def on_recovery_completed(self, *args: Any, **kwargs: Any) -> None:
+            try:
+                await super().on_recovery_completed(*args, **kwargs)
+            except passing:
+                raise
+            except Exception as err:  # noqa: BLE001 - the store could not be written
+                failed("written", err)
+
+    return StateTable
 
 
 def holding_consumer(base: type, holds: Mapping[tuple[str, int], int],
@@ -483,23 +540,17 @@ def _declare_agents(app: faust.App, runtime: Runtime, topics: Mapping[str, Any],
                     table: Any) -> None:
     pipeline = runtime.pipeline
 
-    # A failing store (a full, read-only or immutable disk) is not a bad record: the worker
-    # stops at once with one line (streams.datadir.store_failure) rather than dead-lettering
-    # the message that met it or crashing Faust with a traceback per task.
-    def store_failed(action: str, err: BaseException) -> NoReturn:
-        runtime.fatal(store_failure(runtime.settings.store_dir, action, err), STORE_EXIT_CODE)
-
     def get_state(identity: str) -> bytes | None:
         try:
             return table.get(identity.encode("utf-8"))
         except Exception as err:  # noqa: BLE001 - the store, not the record, failed
-            store_failed("read", err)
+            store_failed(runtime, "read", err)
 
     def set_state(identity: str, value: bytes) -> None:
         try:
             table[identity.encode("utf-8")] = value
         except Exception as err:  # noqa: BLE001 - the store, not the record, failed
-            store_failed("written", err)
+            store_failed(runtime, "written", err)
 
     @app.task
     async def stop_on_store_failure() -> None:
@@ -513,7 +564,7 @@ def _declare_agents(app: faust.App, runtime: Runtime, topics: Mapping[str, Any],
         def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
             err = context.get("exception")
             if err is not None and raised_by_store(err):
-                store_failed("written", err)
+                store_failed(runtime, "written", err)
             if previous is not None:
                 previous(loop, context)
             else:

@@ -10,7 +10,8 @@ worker until SIGTERM or SIGINT, which finish the buffered messages, commit, flus
 Exit codes: 0 stopped on a signal, 2 invalid configuration or state file, 3 broker or
 topics unavailable past ``--startup-timeout``, 70 a send kept failing at run time (the
 worker then ends at once, see ``streams.app.Runtime.fatal``), 74 the state store could not
-be read or written at run time (``streams.datadir.store_failure``; ended the same way).
+be opened, read or written, at an assignment, in table recovery or at run time
+(``streams.datadir.store_failure``; ended the same way).
 """
 
 from __future__ import annotations
