@@ -78,7 +78,7 @@ class Runtime:
     topic_ids: dict[str, str] = field(default_factory=dict)
     # raw topics seen with a new topic id while this worker ran (deleted, created again)
     recreated: set[str] = field(default_factory=set)
-    # raw (topic, partition) -> why and for which topic id it was last read from its start
+    # raw (topic, partition) -> the topic id it was last read from its start for
     restarted: dict[tuple[str, int], str] = field(default_factory=dict)
 
     def fatal(self, reason: str, code: int = FATAL_EXIT_CODE) -> NoReturn:
@@ -335,8 +335,7 @@ async def check_raw_offsets(consumer: Any, runtime: Runtime) -> None:
     for tp in tps:
         if tp.topic in runtime.recreated and committed[tp] is None:
             # nothing committed: the consumer starts at the log start by itself
-            topic_id = runtime.topic_ids.get(tp.topic, "")
-            runtime.restarted[(tp.topic, tp.partition)] = f"recreated {topic_id}"
+            runtime.restarted[(tp.topic, tp.partition)] = runtime.topic_ids.get(tp.topic, "")
     tps = [tp for tp in tps if committed[tp] is not None and committed[tp] >= 0]
     if not tps:
         return
@@ -356,10 +355,9 @@ def stale_reason(runtime: Runtime, tp: Any, committed: int, start: int,
                  end: int | None) -> str | None:
     """Why raw partition ``tp`` with this committed offset must be read from its start
     (``recreated``, ``beyond_end``, ``before_start``), or None."""
-    topic_id = runtime.topic_ids.get(tp.topic, "")
     done = runtime.restarted.get((tp.topic, tp.partition))
-    if tp.topic in runtime.recreated and done != f"recreated {topic_id}":
-        return "recreated"
+    if tp.topic in runtime.recreated and done != runtime.topic_ids.get(tp.topic, ""):
+        return "recreated"  # not read from its start since its new id was seen
     if end is not None and committed > end:
         return "beyond_end"
     if committed < start:
@@ -389,7 +387,7 @@ def note_topic_ids(runtime: Runtime) -> list[str]:
 
 async def read_from_start(consumer: Any, runtime: Runtime, topic: str, reason: str,
                           parts: list[tuple[Any, int | None, int]]) -> None:
-    """Seek the raw partitions ``parts`` (``(tp, committed offset, log start)``) of
+    """Seek the partitions ``parts`` (``(tp, committed offset, log start)``) of
     ``topic`` to their start, and commit that start at once, so that no later assignment
     (here or in another worker) finds the stale offset again. Whatever the parser held
     for them (Kubernetes stages, their hold) came from the old records and is dropped.
@@ -405,7 +403,7 @@ async def read_from_start(consumer: Any, runtime: Runtime, topic: str, reason: s
         key = (tp.topic, tp.partition)
         runtime.holds.pop(key, None)
         runtime.pipeline.forget_raw_partitions({key})
-        runtime.restarted[key] = f"{reason} {runtime.topic_ids.get(topic, '')}"
+        runtime.restarted[key] = runtime.topic_ids.get(topic, "")
         runtime.health.note_offset_reset(topic, reason)
     try:
         await consumer._commit({tp: start for tp, _, start in parts})

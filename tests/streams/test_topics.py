@@ -270,3 +270,19 @@ def test_check__no_committed_offset_is_never_stale(committed) -> None:
     runtime = runtime_for()
     asyncio.run(check_raw_offsets(consumer, runtime))
     assert consumer.seeks == []
+
+
+def test_check__a_recreated_topic_read_for_its_offsets_is_not_read_again() -> None:
+    """Read from its start once for the new topic id, whatever the reason found first: a
+    later assignment trusts what the group committed since."""
+    watch = Watch(OLD_ID)
+    runtime = runtime_for(watch)
+    asyncio.run(check_raw_offsets(FakeConsumer({}, {}, {}), runtime))
+    watch.ids = {"raw": NEW_ID}
+    asyncio.run(restart_recreated(FakeConsumer({}, {}, {}), runtime))  # not assigned here
+    consumer = FakeConsumer({tp(0): 30}, starts={tp(0): 0}, ends={tp(0): 60})
+    asyncio.run(check_raw_offsets(consumer, runtime))
+    later = FakeConsumer({tp(0): 45}, starts={tp(0): 0}, ends={tp(0): 80})
+    asyncio.run(check_raw_offsets(later, runtime))
+    assert (consumer.seeks, later.seeks) == ([(tp(0), 0)], [])
+    assert runtime.health.offset_resets == {("raw", "recreated"): 1}
