@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 # partitions at once, when its fetches fail), rarely enough to cost nothing: one small
 # metadata request.
 WATCH_INTERVAL_S = 5.0
+# The watch's thread, and the admin client's id: kafka-python 3 runs the client's network
+# loop in a thread of its own named after it (kafka-io-<client id>), which keeps retrying
+# and logging while the broker is gone.
 THREAD_NAME = "nhi-topic-watch"
 # the part of a topic id that tags raw positions: 32 bits tell two incarnations of one
 # topic apart, and each identity's state keeps this tag per raw partition it saw
@@ -119,15 +122,17 @@ class TopicWatch:
 
 
 class ClientThreadNoise(logging.Filter):
-    """Lowers to DEBUG what kafka-python logs in the named threads: the watch's client
-    retries a broker that is gone at every interval, and the consumer says that already."""
+    """Lowers to DEBUG what kafka-python logs in threads whose name contains one of
+    ``threads``: the watch's client retries a broker that is gone (ERROR lines and
+    tracebacks), and the consumer says that already, once a minute."""
 
     def __init__(self) -> None:
         super().__init__()
         self.threads: set[str] = set()
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.threadName not in self.threads or not (
+        thread = record.threadName or ""
+        if not any(name in thread for name in self.threads) or not (
                 record.name == "kafka" or record.name.startswith("kafka.")):
             return True
         record.levelno, record.levelname = logging.DEBUG, "DEBUG"
@@ -136,7 +141,7 @@ class ClientThreadNoise(logging.Filter):
 
 def quiet_client_thread(name: str) -> ClientThreadNoise:
     """Attach one ``ClientThreadNoise`` to the root logger's handlers (a filter on a logger
-    would miss kafka-python's many child loggers) and add ``name`` to its threads."""
+    would miss kafka-python's many child loggers) and add ``name`` to its thread names."""
     root = logging.getLogger()
     found = [f for h in root.handlers for f in h.filters if isinstance(f, ClientThreadNoise)]
     noise = found[0] if found else ClientThreadNoise()
@@ -154,6 +159,6 @@ def watch_raw_topics(settings: Any) -> TopicWatch:
 
     from streams.admin import client_options
 
-    options = {**client_options(settings),
+    options = {**client_options(settings), "client_id": THREAD_NAME,
                "bootstrap_timeout_ms": int(settings.io_timeout * 1000)}
     return TopicWatch(settings.topic_sources(), lambda: KafkaAdminClient(**options)).start()

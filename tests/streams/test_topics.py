@@ -104,6 +104,9 @@ def test_client_thread_noise__lowers_kafka_lines_of_the_named_threads_only() -> 
     assert noise.filter(other) is True and other.levelname == "ERROR"
     ours = record("streams.app", "watch")
     assert noise.filter(ours) is True and ours.levelname == "ERROR"
+    # kafka-python 3's network thread of a client whose id is the watch's
+    io_thread = record("kafka.net.transport", "kafka-io-watch")
+    assert noise.filter(io_thread) is logging.getLogger().isEnabledFor(logging.DEBUG)
 
 
 # -- check_raw_offsets and restart_recreated against a consumer that records its calls --
