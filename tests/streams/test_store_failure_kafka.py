@@ -150,6 +150,6 @@ def test_damaged_store_at_start__exit_74_then_rebuilt_from_the_changelog(
         inventory = latest_inventory(kafka_bootstrap, app_id, story)
     finally:
         assert rebuilt.stop(signal.SIGTERM, timeout=90) == 0, rebuilt.log_tail()
-    assert set(story.event_ids) <= accounted
+    assert set(story.event_ids) <= accounted, rebuilt.log_tail(120)
     want = {scenario.role_arn(role): len(story.records_of(role)) for role in scenario.ROLES}
     assert {arn: inventory.get(arn, {}).get("events") for arn in want} == want

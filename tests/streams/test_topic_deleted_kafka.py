@@ -119,7 +119,8 @@ def test_deleted_raw_topic__is_said_and_its_return_is_read(
         # sent at once: the worker reads the new topic from its start whenever it sees it
         produce(kafka_bootstrap, raw, payloads[cut:])
         rest = set(story.event_ids[cut * 5:])
-        assert rest <= accounted_ids(kafka_bootstrap, app_id, rest, timeout=120)
+        assert rest <= accounted_ids(kafka_bootstrap, app_id, rest, timeout=120), \
+            worker.log_tail(120)
         wait_for("the topic's return", lambda: missing_gauge(worker, raw) == 0.0,
                  worker, METADATA_REFRESH_S + 30)
         if was_missing:
@@ -176,7 +177,8 @@ def test_recreated_raw_topic__stale_committed_offset__new_records_all_applied(
     try:
         again.wait_ready()
         rest = set(story.event_ids[cut * 5:])
-        assert rest <= accounted_ids(kafka_bootstrap, app_id, rest, timeout=120)
+        assert rest <= accounted_ids(kafka_bootstrap, app_id, rest, timeout=120), \
+            again.log_tail(120)
         assert counter(again, "nhi_worker_redelivered_events_total") == 0.0
         assert counter(again, "nhi_worker_raw_offset_resets_total",
                        f'{{reason="beyond_end",topic="{raw}"}}') == 1.0
