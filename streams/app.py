@@ -24,6 +24,7 @@ import ssl
 import sys
 import time
 import weakref
+from collections import defaultdict
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
@@ -71,6 +72,14 @@ class Runtime:
     # awaited by the consumer before each offset commit: the detect agent's state writes,
     # which move the holds forward so that the commit covers them (_declare_agents)
     before_commit: Callable[[], Awaitable[None]] | None = None
+    # the raw topics as the broker describes them (streams.topics.TopicWatch), if watched
+    topics: Any = None
+    # raw topic -> the last topic id seen for it: a new id means it was created again
+    topic_ids: dict[str, str] = field(default_factory=dict)
+    # raw topics seen with a new topic id while this worker ran (deleted, created again)
+    recreated: set[str] = field(default_factory=set)
+    # raw (topic, partition) -> the topic id it was last read from its start for
+    restarted: dict[tuple[str, int], str] = field(default_factory=dict)
 
     def fatal(self, reason: str, code: int = FATAL_EXIT_CODE) -> NoReturn:
         """End the worker now with exit code 70 (or ``code``), without Faust's graceful stop.
@@ -144,9 +153,11 @@ def create_app(settings: WorkerSettings, runtime: Runtime) -> faust.App:
         table_standby_replicas=0,
         web_enabled=False,  # streams.health serves probes and metrics on its own port
         Monitor=worker_monitor(runtime),
+        Table=state_table(lambda action, err: store_failed(runtime, action, err)),
     )
-    app.transport.Consumer = holding_consumer(app.transport.Consumer, runtime.holds,
-                                              lambda: runtime.before_commit)
+    app.transport.Consumer = holding_consumer(
+        app.transport.Consumer, runtime.holds, lambda: runtime.before_commit,
+        lambda: lambda consumer: check_raw_offsets(consumer, runtime))
     runtime.leave_group = lambda timeout: leave_group(app, timeout)
     topics = _declare_topics(app, settings)
     runtime.roles = topics
@@ -157,12 +168,71 @@ def create_app(settings: WorkerSettings, runtime: Runtime) -> faust.App:
     return app
 
 
+def store_failed(runtime: Runtime, action: str, err: BaseException) -> NoReturn:
+    """A failing store (a full, read-only, immutable or damaged disk) is not a bad record:
+    the worker stops at once with one line (``streams.datadir.store_failure``) and exit
+    code 74, rather than dead-lettering the message that met it or crashing Faust with a
+    traceback per task."""
+    runtime.fatal(store_failure(runtime.settings.store_dir, action, err), STORE_EXIT_CODE)
+
+
+def state_table(failed: Callable[[str, BaseException], NoReturn]) -> type:
+    """Faust's table class with its store's calls at an assignment and during recovery
+    handed to ``failed`` (``store_failed``) when they raise.
+
+    Without it a store that cannot be opened (damaged, or its directory unwritable)
+    crashed Faust with a traceback and exit 1, again at every restart; and one that failed
+    while the changelog was replayed into it was only a WARNING (``Error in recovery``)
+    from Faust's recovery loop, which went on without the batch: the table then lacked
+    those identities' states, and they learned their baselines again. Faust's own
+    rebalance signals pass through unchanged.
+    """
+    from aiokafka.errors import IllegalStateError
+    from faust.tables.recovery import RebalanceAgain, ServiceStopped
+
+    passing = (RebalanceAgain, ServiceStopped, IllegalStateError)
+
+    class StateTable(faust.Table):  # type: ignore[misc, valid-type]
+        async def on_rebalance(self, *args: Any, **kwargs: Any) -> None:
+            try:
+                await super().on_rebalance(*args, **kwargs)
+            except passing:
+                raise
+            except Exception as err:  # noqa: BLE001 - the store could not be opened
+                failed("opened", err)
+
+        def persisted_offset(self, tp: Any) -> int | None:
+            try:
+                return super().persisted_offset(tp)
+            except Exception as err:  # noqa: BLE001 - the store could not be read
+                failed("read", err)
+
+        def apply_changelog_batch(self, batch: Any) -> None:
+            try:
+                super().apply_changelog_batch(batch)
+            except Exception as err:  # noqa: BLE001 - recovery could not write it
+                failed("written (table recovery)", err)
+
+        async def on_recovery_completed(self, *args: Any, **kwargs: Any) -> None:
+            try:
+                await super().on_recovery_completed(*args, **kwargs)
+            except passing:
+                raise
+            except Exception as err:  # noqa: BLE001 - the store could not be written
+                failed("written", err)
+
+    return StateTable
+
+
 def holding_consumer(base: type, holds: Mapping[tuple[str, int], int],
-                     before_commit: Callable[[], Any] = lambda: None) -> type:
+                     before_commit: Callable[[], Any] = lambda: None,
+                     after_seek: Callable[[], Any] = lambda: None) -> type:
     """``base`` (Faust's consumer class) that never commits a partition at or past its
     entry in ``holds``, and before each commit awaits the coroutine function that
     ``before_commit()`` names (none when it gives None; it is looked up at each commit,
-    since the agents that set it are declared after the consumer class).
+    since the agents that set it are declared after the consumer class). After each seek
+    to the committed offsets (``perform_seek``, at every assignment, before any record is
+    read) it awaits ``after_seek()(consumer)`` the same way (``check_raw_offsets``).
 
     Faust commits the end of the first run of consecutive acknowledged offsets
     (``_new_offset``, which also removes that run from its list). Offsets at or past the
@@ -183,6 +253,15 @@ def holding_consumer(base: type, holds: Mapping[tuple[str, int], int],
                 except Exception as err:  # noqa: BLE001 - the holds keep what was not written
                     log.error("cannot write identity states before the commit: %r", err)
             return await super().commit(*args, **kwargs)
+
+        async def perform_seek(self) -> None:
+            await super().perform_seek()
+            check = after_seek()
+            if check is not None:
+                try:
+                    await check(self)
+                except Exception as err:  # noqa: BLE001 - the committed offsets stand
+                    log.error("cannot check the raw partitions' committed offsets: %r", err)
 
         def _new_offset(self, tp: Any) -> int | None:
             hold = holds.get((tp.topic, tp.partition))
@@ -228,20 +307,138 @@ def leave_group(app: faust.App, timeout: float) -> str:
     return "left"
 
 
-def missing_topics(app: faust.App, topics: Collection[str]) -> dict[str, bool]:
-    """Which of ``topics`` the consumer's last metadata no longer has (a topic deleted on
-    the broker), as topic -> missing; empty before the first metadata arrives.
+async def check_raw_offsets(consumer: Any, runtime: Runtime) -> None:
+    """After the consumer sought its partitions to the group's committed offsets (each
+    assignment, before any record is read), read from its start every raw or repartition
+    partition whose committed offset cannot be its own; the others are left alone.
 
-    Faust has no public call for it; its consumer's aiokafka client (on the consumer
-    thread) keeps the metadata of every subscribed topic, refreshed at once when a fetch
-    fails and otherwise every metadata.max.age.ms. Reading it from this thread is safe:
-    each update replaces the client's topic map whole instead of changing it in place."""
-    thread = getattr(app.consumer, "_thread", None)
-    client = getattr(getattr(thread, "_consumer", None), "_client", None)
-    known = set(client.cluster.topics()) if client is not None else set()
-    if not known:
-        return {}
-    return {topic: topic not in known for topic in topics}
+    1. The raw topics are described again (``streams.topics``), so a topic deleted and
+       created again since this worker last saw it is known before its first record.
+    2. A committed offset of such a topic may be the old topic's, committed again after
+       the broker created the name anew (``recreated``), as is one past the partition's
+       log end (``beyond_end``); one before its log start means records deleted by
+       retention before they were read (``before_start``: lost, and said so). Faust skips
+       every record below its read offset, which it sets to the committed offset, and
+       commits nothing below it: such an offset lost the new topic's records up to it
+       and then stopped the partition's commits, whatever the fetch position became.
+    """
+    if runtime.topics is not None:
+        await asyncio.to_thread(runtime.topics.refresh)
+        note_topic_ids(runtime)
+    # the repartition topic's offsets can be stale the same way (deleted and created
+    # again under the group); its positions need no tag: events carry their raw ones
+    read = set(runtime.settings.topic_sources()) | {runtime.settings.repartition_topic}
+    tps = sorted((tp for tp in consumer.assignment() if tp.topic in read),
+                 key=lambda tp: (tp.topic, tp.partition))
+    # what perform_seek has just set; Faust has no public accessor for it
+    committed = {tp: consumer._committed_offset.get(tp) for tp in tps}
+    for tp in tps:
+        if tp.topic in runtime.recreated and committed[tp] is None:
+            # nothing committed: the consumer starts at the log start by itself
+            runtime.restarted[(tp.topic, tp.partition)] = runtime.topic_ids.get(tp.topic, "")
+    tps = [tp for tp in tps if committed[tp] is not None and committed[tp] >= 0]
+    if not tps:
+        return
+    starts = await consumer.earliest_offsets(*tps)
+    ends = await consumer.highwaters(*tps)
+    stale: dict[tuple[str, str], list[tuple[Any, int | None, int]]] = defaultdict(list)
+    for tp in tps:
+        start = starts.get(tp) or 0
+        reason = stale_reason(runtime, tp, committed[tp], start, ends.get(tp))
+        if reason is not None:
+            stale[(tp.topic, reason)].append((tp, committed[tp], start))
+    for (topic, reason), parts in stale.items():
+        await read_from_start(consumer, runtime, topic, reason, parts)
+
+
+def stale_reason(runtime: Runtime, tp: Any, committed: int, start: int,
+                 end: int | None) -> str | None:
+    """Why raw partition ``tp`` with this committed offset must be read from its start
+    (``recreated``, ``beyond_end``, ``before_start``), or None."""
+    done = runtime.restarted.get((tp.topic, tp.partition))
+    if tp.topic in runtime.recreated and done != runtime.topic_ids.get(tp.topic, ""):
+        return "recreated"  # not read from its start since its new id was seen
+    if end is not None and committed > end:
+        return "beyond_end"
+    if committed < start:
+        return "before_start"
+    return None
+
+
+def note_topic_ids(runtime: Runtime) -> list[str]:
+    """Take the topic ids the watch last saw; returns the raw topics whose id changed
+    (deleted and created again since), each logged once. The pipeline tags raw positions
+    with the new id from now on (``Pipeline.incarnations``)."""
+    changed = []
+    for topic, topic_id in sorted((runtime.topics.ids if runtime.topics else {}).items()):
+        before = runtime.topic_ids.get(topic)
+        if not topic_id or topic_id == before:
+            continue
+        runtime.topic_ids[topic] = topic_id
+        runtime.pipeline.incarnations[topic] = runtime.topics.incarnation(topic)
+        if before:
+            runtime.recreated.add(topic)
+            changed.append(topic)
+            log.warning("raw topic %s was deleted and created again (topic id %s, before "
+                        "%s): offsets committed for the old topic do not apply to it, so "
+                        "its partitions are read from their start", topic, topic_id, before)
+    return changed
+
+
+async def read_from_start(consumer: Any, runtime: Runtime, topic: str, reason: str,
+                          parts: list[tuple[Any, int | None, int]]) -> None:
+    """Seek the partitions ``parts`` (``(tp, committed offset, log start)``) of
+    ``topic`` to their start, and commit that start at once, so that no later assignment
+    (here or in another worker) finds the stale offset again. Whatever the parser held
+    for them (Kubernetes stages, their hold) came from the old records and is dropped.
+    Said in one WARNING per topic and reason, counted per partition
+    (``nhi_worker_raw_offset_resets_total``)."""
+    for tp, _, start in parts:
+        await consumer.seek(tp, start)  # Faust's read offset too: nothing below is skipped
+        # Faust's own bookkeeping of the old offsets, which has no public reset
+        consumer._committed_offset[tp] = None
+        consumer._acked.pop(tp, None)
+        consumer._acked_index.pop(tp, None)
+        consumer._gap.pop(tp, None)
+        key = (tp.topic, tp.partition)
+        runtime.holds.pop(key, None)
+        runtime.pipeline.forget_raw_partitions({key})
+        runtime.restarted[key] = runtime.topic_ids.get(topic, "")
+        runtime.health.note_offset_reset(topic, reason)
+    try:
+        await consumer._commit({tp: start for tp, _, start in parts})
+    except Exception as err:  # noqa: BLE001 - the seek stands; a later commit replaces it
+        log.error("cannot commit the start of %s: %r", topic, err)
+    offsets = ", ".join(f"[{tp.partition}] {committed} -> {start}"
+                        for tp, committed, start in parts)
+    why = {
+        "recreated": "the topic was deleted and created again since the group committed",
+        "beyond_end": "the group's committed offset is past the partition's end, so it "
+                      "belongs to an older topic of this name (deleted and created again)",
+        "before_start": "the records before the partition's start were deleted (retention) "
+                        "before the worker read them: they are lost",
+    }[reason]
+    # a new topic id was said once already (note_topic_ids): the offsets are detail
+    level = logging.INFO if reason == "recreated" else logging.WARNING
+    log.log(level, "raw topic %s: %s; reading from the start (committed offset -> start: %s)",
+            topic, why, offsets)
+
+
+async def restart_recreated(consumer: Any, runtime: Runtime) -> None:
+    """A raw topic the watch now sees with a new id while its partitions stay assigned
+    here (deleted and created again too fast for a rebalance): read them from their start,
+    as ``check_raw_offsets`` does at an assignment."""
+    changed = note_topic_ids(runtime)
+    if not changed:
+        return
+    for topic in changed:
+        tps = sorted((tp for tp in consumer.assignment() if tp.topic == topic),
+                     key=lambda tp: tp.partition)
+        if tps:
+            starts = await consumer.earliest_offsets(*tps)
+            await read_from_start(consumer, runtime, topic, "recreated",
+                                  [(tp, consumer._committed_offset.get(tp), starts.get(tp) or 0)
+                                   for tp in tps])
 
 
 def _declare_topics(app: faust.App, settings: WorkerSettings) -> dict[str, Any]:
@@ -341,23 +538,17 @@ def _declare_agents(app: faust.App, runtime: Runtime, topics: Mapping[str, Any],
                     table: Any) -> None:
     pipeline = runtime.pipeline
 
-    # A failing store (a full, read-only or immutable disk) is not a bad record: the worker
-    # stops at once with one line (streams.datadir.store_failure) rather than dead-lettering
-    # the message that met it or crashing Faust with a traceback per task.
-    def store_failed(action: str, err: BaseException) -> NoReturn:
-        runtime.fatal(store_failure(runtime.settings.store_dir, action, err), STORE_EXIT_CODE)
-
     def get_state(identity: str) -> bytes | None:
         try:
             return table.get(identity.encode("utf-8"))
         except Exception as err:  # noqa: BLE001 - the store, not the record, failed
-            store_failed("read", err)
+            store_failed(runtime, "read", err)
 
     def set_state(identity: str, value: bytes) -> None:
         try:
             table[identity.encode("utf-8")] = value
         except Exception as err:  # noqa: BLE001 - the store, not the record, failed
-            store_failed("written", err)
+            store_failed(runtime, "written", err)
 
     @app.task
     async def stop_on_store_failure() -> None:
@@ -371,7 +562,7 @@ def _declare_agents(app: faust.App, runtime: Runtime, topics: Mapping[str, Any],
         def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
             err = context.get("exception")
             if err is not None and raised_by_store(err):
-                store_failed("written", err)
+                store_failed(runtime, "written", err)
             if previous is not None:
                 previous(loop, context)
             else:
@@ -521,6 +712,12 @@ def _declare_health(app: faust.App, runtime: Runtime) -> None:
             update_health(app, runtime, consumed)
         except Exception as err:  # noqa: BLE001 - health must never kill the worker
             log.debug("health refresh failed: %r", err)
+        if app.rebalancing or not app.tables.recovery.completed.is_set():
+            return  # the next assignment's check_raw_offsets sees a new topic id
+        try:
+            await restart_recreated(app.consumer, runtime)
+        except Exception as err:  # noqa: BLE001 - tried again at the next refresh
+            log.error("cannot read a recreated raw topic from its start: %r", err)
 
 
 def update_health(app: faust.App, runtime: Runtime, consumed: set[str]) -> None:
@@ -531,7 +728,7 @@ def update_health(app: faust.App, runtime: Runtime, consumed: set[str]) -> None:
     committed = getattr(consumer, "_committed_offset", {})
     metrics = runtime.metrics
     assignment = [tp for tp in consumer.assignment() if tp.topic in consumed]
-    runtime.health.note_raw_topics(missing_topics(app, runtime.settings.topic_sources()))
+    runtime.health.note_raw_topics(runtime.topics.missing() if runtime.topics else {})
     for tp in assignment:
         end = consumer.highwater(tp) or 0
         done = committed.get(tp) or 0

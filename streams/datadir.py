@@ -83,12 +83,19 @@ def store_failure(store_dir: Path | str, action: str, err: BaseException) -> str
     RocksDB reports an I/O failure as a plain ``Exception('IO error: While appending to
     file: <path>: Operation not permitted')``, opening a partition's database as an
     ``OSError``; either way it is the disk, not a record, that failed, so no message is
-    dead-lettered: none is committed either, and the next owner reads them again."""
+    dead-lettered: none is committed either, and the next owner reads them again. A store
+    that cannot be opened at an assignment may be damaged rather than unwritable: RocksDB
+    keeps only a copy of the changelog, so the line says it can be removed."""
     if isinstance(err, OSError) and err.strerror:
         where = f" ({err.filename})" if err.filename else ""
         error = f"{err.strerror}{where}"
     else:
         error = str(err) or type(err).__name__
+    if action == "opened":
+        # the store is only a copy of the changelog: a damaged one can go
+        return (f"the state store in {store_dir} cannot be opened: {error}; nothing is read "
+                f"or committed: make the directory writable, or, if the store is damaged, "
+                f"remove the directory and the worker rebuilds it from the changelog")
     return (f"the state store in {store_dir} cannot be {action}: {error}; no message is "
             f"dead-lettered or committed, a restart (or the next owner) reads them again "
             f"once the directory is writable")

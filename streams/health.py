@@ -62,8 +62,15 @@ class HealthState:
     stale: Callable[[float], list[tuple[str, int]]] = lambda _age: []
     # set once the first recovery is done (phase running or waiting), never unset
     recovered: bool = False
-    # raw topic -> missing on the broker (its consumer metadata has no partition left)
+    # raw topic -> missing on the broker (streams.topics: the broker does not describe it)
     raw_topics: dict[str, bool] = field(default_factory=dict)
+    # (raw topic, reason) -> partitions read from their start because their committed
+    # offset could not be theirs (streams.app.check_raw_offsets)
+    offset_resets: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    def note_offset_reset(self, topic: str, reason: str) -> None:
+        key = (topic, reason)
+        self.offset_resets = {**self.offset_resets, key: self.offset_resets.get(key, 0) + 1}
 
     def set_phase(self, phase: str, *, ready: bool, reason: str) -> None:
         if (phase, ready) != (self.phase, self.ready):
@@ -73,7 +80,7 @@ class HealthState:
             self.recovered = True
 
     def note_raw_topics(self, missing: Mapping[str, bool]) -> None:
-        """Record which raw topics the consumer's metadata no longer has, and say when one
+        """Record which raw topics the broker no longer describes, and say when one
         disappears or comes back: Faust only drops it from the assignment (one aiokafka
         ERROR line), probes stay green and its lag series vanish."""
         for topic, gone in sorted(missing.items()):
@@ -138,6 +145,16 @@ class WorkerCollector(Collector):
         for topic, gone in sorted(dict(values.get("raw_topics", {})).items()):
             missing.add_metric([topic], 1.0 if gone else 0.0)
         yield missing
+        resets = CounterMetricFamily(
+            self.prefix + "worker_raw_offset_resets",
+            "Raw or repartition partitions read from their start because the group's "
+            "committed offset "
+            "could not be theirs: recreated (the topic has a new id), beyond_end (past the "
+            "log end), before_start (records deleted before they were read).",
+            labels=["topic", "reason"])
+        for (topic, reason), count in sorted(dict(values.get("offset_resets", {})).items()):
+            resets.add_metric([topic, reason], count)
+        yield resets
 
 
 def _handler(state: HealthState, registry: CollectorRegistry) -> type[BaseHTTPRequestHandler]:

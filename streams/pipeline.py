@@ -178,6 +178,11 @@ class Pipeline:
         # One parser per raw partition: its stage merger holds Kubernetes stages across that
         # partition's messages only, so what it holds is named by that partition's offsets.
         self._parsers: dict[tuple[str, int], Any] = {}
+        # raw topic -> a short tag of its topic id (``streams.topics``), set by the worker:
+        # a raw position is named ``topic[partition]~tag``, so that the positions of a topic
+        # deleted and created again (its offsets start again at 0) are not compared with the
+        # old topic's, which would skip the new events as redeliveries
+        self.incarnations: dict[str, str] = {}
 
     def partition_of(self, identity: str) -> int:
         """``codecs.partition_for`` with a bounded memo (cleared whole when full)."""
@@ -210,7 +215,9 @@ class Pipeline:
                 out.records += self.split_failed(data, err, topic=topic, partition=partition,
                                                  offset=offset).records
                 continue
-            si = sources.setdefault(f"{topic}[{partition}]", len(sources))
+            tag = self.incarnations.get(topic)
+            si = sources.setdefault(f"{topic}[{partition}]~{tag}" if tag else
+                                    f"{topic}[{partition}]", len(sources))
             for index, event in enumerate(events):
                 target = self.partition_of(event.identity)
                 groups[target][event.identity].append((si, codecs.position(offset, index),
@@ -247,6 +254,7 @@ class Pipeline:
 
     def _oversized_event(self, out: Output, source: str, pos: int, event: Event,
                          size: int) -> None:
+        source = source.partition("~")[0]  # the topic's tag is no part of an origin
         topic, _, rest = source.rpartition("[")
         partition, offset = int(rest.rstrip("]")), pos >> codecs.INDEX_BITS
         index = pos & ((1 << codecs.INDEX_BITS) - 1)

@@ -10,7 +10,8 @@ worker until SIGTERM or SIGINT, which finish the buffered messages, commit, flus
 Exit codes: 0 stopped on a signal, 2 invalid configuration or state file, 3 broker or
 topics unavailable past ``--startup-timeout``, 70 a send kept failing at run time (the
 worker then ends at once, see ``streams.app.Runtime.fatal``), 74 the state store could not
-be read or written at run time (``streams.datadir.store_failure``; ended the same way).
+be opened, read or written, at an assignment, in table recovery or at run time
+(``streams.datadir.store_failure``; ended the same way).
 """
 
 from __future__ import annotations
@@ -119,7 +120,8 @@ def _run(settings: WorkerSettings, config: dict[str, Any], noise: Any = None) ->
 
 
 def _worker_values(holder: dict[str, Any], state: Any) -> dict[str, Any]:
-    values = {"ready": state.ready, "raw_topics": state.raw_topics}
+    values = {"ready": state.ready, "raw_topics": state.raw_topics,
+              "offset_resets": state.offset_resets}
     pipeline = holder.get("pipeline")
     if pipeline is not None:
         values.update(failed=dict(pipeline.failed), redelivered=pipeline.redelivered)
@@ -131,6 +133,7 @@ def _start(settings: WorkerSettings, config: dict[str, Any], stats: RunStats, st
     from streams.admin import connect_admin, prepare_topics
     from streams.app import Runtime, create_app
     from streams.pipeline import Pipeline
+    from streams.topics import watch_raw_topics
 
     detector = build_detector(config, settings, stats)
     server.metrics.attach(detector)
@@ -155,7 +158,11 @@ def _start(settings: WorkerSettings, config: dict[str, Any], stats: RunStats, st
         "ready (partitions %s)", assigned_text(assignment))
     app = create_app(settings, runtime)
     state.set_phase("recovering", ready=False, reason="starting Faust")
-    return _run_faust(app, runtime, noise)
+    runtime.topics = watch_raw_topics(settings)
+    try:
+        return _run_faust(app, runtime, noise)
+    finally:
+        runtime.topics.stop()
 
 
 def _run_faust(app: Any, runtime: Any, noise: Any = None) -> int:

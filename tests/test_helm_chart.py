@@ -238,6 +238,11 @@ class TestSecureRender:
         assert "http" in {p["name"] for p in service["spec"]["ports"]}
         assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"][
             "labels"].items()
+        # the headless Service selects the same pods: matching it too scraped each twice
+        matched = [d["metadata"]["name"] for d in secure_docs if d["kind"] == "Service"
+                   and monitor["spec"]["selector"]["matchLabels"].items()
+                   <= d["metadata"]["labels"].items()]
+        assert matched == [service["metadata"]["name"]]
         assert monitor["spec"]["namespaceSelector"]["matchNames"] == ["sec"]
 
     def test_config_and_suppressions__rendered_from_values(self, secure_docs) -> None:

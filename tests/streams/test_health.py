@@ -109,3 +109,19 @@ def test_raw_topic_missing__gauge_per_topic() -> None:
     text = generate_latest(registry).decode()
     assert 'nhi_worker_raw_topic_missing{topic="a"} 1.0' in text
     assert 'nhi_worker_raw_topic_missing{topic="b"} 0.0' in text
+
+
+def test_raw_offset_resets__counted_per_topic_and_reason() -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from streams.health import HealthState, WorkerCollector
+
+    state = HealthState(300.0)
+    state.note_offset_reset("a", "beyond_end")
+    state.note_offset_reset("a", "beyond_end")
+    state.note_offset_reset("b", "recreated")
+    registry = CollectorRegistry()
+    registry.register(WorkerCollector("nhi_", lambda: {"offset_resets": state.offset_resets}))
+    text = generate_latest(registry).decode()
+    assert 'nhi_worker_raw_offset_resets_total{reason="beyond_end",topic="a"} 2.0' in text
+    assert 'nhi_worker_raw_offset_resets_total{reason="recreated",topic="b"} 1.0' in text

@@ -98,3 +98,58 @@ def test_unwritable_store__stops_with_one_line_and_dead_letters_nothing(
     finally:
         assert again.stop(signal.SIGTERM, timeout=90) == 0, again.log_tail()
     assert set(story.event_ids) <= accounted
+
+
+def test_damaged_store_at_start__exit_74_then_rebuilt_from_the_changelog(
+        kafka_bootstrap: str, story: scenario.Scenario, tmp_path: Path) -> None:
+    """A RocksDB store that cannot be opened when the worker starts (here its CURRENT file
+    overwritten): one line and exit 74, no traceback and no crash loop with exit 1; with
+    the directory removed, the next start rebuilds every identity's state from the
+    changelog (no baseline is learned again) and applies the rest."""
+    import shutil
+
+    from tests.streams.kafka_helpers import latest_inventory
+
+    app_id = "store-damaged"
+    create_topic(kafka_bootstrap, f"{app_id}.raw")
+    payloads = framed_batches(story.records, 5)
+    cut = len(payloads) // 2
+    produce(kafka_bootstrap, f"{app_id}.raw", payloads[:cut])
+    args = worker_args(kafka_bootstrap, app_id, tmp_path / "state", free_port(),
+                       "--store", "rocksdb")
+    first = start_worker(args, tmp_path / "worker1.log")
+    try:
+        first.wait_ready()
+        accounted_ids(kafka_bootstrap, app_id, set(story.event_ids[:cut * 5]), timeout=120)
+    finally:
+        assert first.stop(signal.SIGTERM, timeout=90) == 0, first.log_tail()
+    store = tmp_path / "state" / "w1" / app_id
+    damaged = sorted(store.rglob("CURRENT"))
+    assert damaged
+    for path in damaged:
+        path.write_text("not a manifest name\n", encoding="utf-8")
+
+    broken = start_worker(args, tmp_path / "worker2.log")
+    code = broken.exit_code(timeout=120)
+    log = (tmp_path / "worker2.log").read_text(encoding="utf-8", errors="replace")
+    assert code == 74, broken.log_tail()
+    assert "Traceback" not in log, broken.log_tail()
+    stops = [line for line in log.splitlines() if "stopping the worker" in line]
+    assert len(stops) == 1, log
+    assert (f"(exit 74, nothing more is committed): the state store in {store} cannot be "
+            f"opened: Corruption") in stops[0]
+    assert "remove the directory and the worker rebuilds it from the changelog" in stops[0]
+
+    shutil.rmtree(store)
+    produce(kafka_bootstrap, f"{app_id}.raw", payloads[cut:])
+    rebuilt = start_worker(args, tmp_path / "worker3.log")
+    try:
+        rebuilt.wait_ready()
+        accounted = accounted_ids(kafka_bootstrap, app_id, set(story.event_ids), timeout=180)
+        # each identity counts every event once: the first half from the recovered state
+        inventory = latest_inventory(kafka_bootstrap, app_id, story)
+    finally:
+        assert rebuilt.stop(signal.SIGTERM, timeout=90) == 0, rebuilt.log_tail()
+    assert set(story.event_ids) <= accounted, rebuilt.log_tail(120)
+    want = {scenario.role_arn(role): len(story.records_of(role)) for role in scenario.ROLES}
+    assert {arn: inventory.get(arn, {}).get("events") for arn in want} == want
