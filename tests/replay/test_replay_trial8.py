@@ -18,22 +18,8 @@ import pytest
 from detector.replay import SnapshotLock
 from detector.summary import build_summary, late_warning, render_summary
 from detector.stats import RunStats
+from tests.detector.test_break_replay_outputs import GCP_RECORD
 from tests.replay.logs import run_replay
-
-GCP_RECORD = {
-    "insertId": "id-0",
-    "logName": "projects/p1/logs/cloudaudit.googleapis.com%2Factivity",
-    "protoPayload": {
-        "@type": "type.googleapis.com/google.cloud.audit.AuditLog",
-        "authenticationInfo": {"principalEmail": "etl@p1.iam.gserviceaccount.com"},
-        "methodName": "storage.objects.get",
-        "serviceName": "storage.googleapis.com",
-        "resourceName": "projects/_/buckets/b1/objects/o1",
-        "requestMetadata": {"callerIp": "198.51.100.7",
-                            "callerSuppliedUserAgent": "gcloud/460.0.0"},
-    },
-    "resource": {"type": "gcs_bucket", "labels": {"project_id": "p1"}},
-}
 
 
 def write_log(path: Path, days: list[int]) -> Path:
