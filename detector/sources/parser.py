@@ -918,10 +918,11 @@ class Parser:
         """A Pub/Sub delivery (``pubsub``): a pull response's ``receivedMessages``, one
         push request or received message (``message``), or a message of its own; each
         message's ``data`` is decoded and read as a payload's record is."""
-        received = value.get("receivedMessages")
+        key = "receivedMessages" if "receivedMessages" in value else "received_messages"
+        received = value.get(key)
         if isinstance(received, list) and value.keys() <= pubsub.PULL_KEYS:
             for index, item in enumerate(received):
-                self._dispatch(item, f"{origin}#receivedMessages[{index}]", hints, depth + 1)
+                self._dispatch(item, f"{origin}#{key}[{index}]", hints, depth + 1)
             return True
         message = pubsub.message_of(value)
         if message is None:
@@ -1430,7 +1431,8 @@ class _Held:
 # Every key that _dispatch or _envelope looks for: an object with none of them is a record.
 _ENVELOPE_KEYS = frozenset({"Records", "digestPublicKeyFingerprint", "logFiles", "messageType",
                             "detail", "Body", "body", "Message", "items", "records",
-                            "receivedMessages", "message", "data", "event"})
+                            "receivedMessages", "received_messages", "message", "data",
+                            "event"})
 _COUNTED = frozenset({"aws.cloudtrail", "gcp.audit", "k8s.audit", "azure.activity",
                       "azure.signin"})
 

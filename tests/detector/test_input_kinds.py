@@ -85,14 +85,16 @@ class TestPubSub:
         assert len(events) == 1 and not dead.items
         return events
 
-    @pytest.mark.parametrize("shape", ["push", "pull", "gcloud", "message", "decoded", "hec",
-                                       "hec_text", "urlsafe"])
+    @pytest.mark.parametrize("shape", ["push", "pull", "pull_snake", "gcloud", "message",
+                                       "decoded", "hec", "hec_text", "urlsafe"])
     def test_delivery_shapes__same_event_as_the_entry(self, shape: str) -> None:
         message = _message(ENTRY)
         wrapped = {
             "push": {"message": message, "subscription": "projects/p1/subscriptions/audit"},
             "pull": {"receivedMessages": [{"ackId": "a1", "message": message,
                                            "deliveryAttempt": 1}]},
+            # the client libraries' JSON of a pull response spells its fields in snake case
+            "pull_snake": {"received_messages": [{"ack_id": "a1", "message": message}]},
             "gcloud": [{"ackId": "a1", "message": message}],
             "message": message,
             "decoded": {"data": ENTRY, "attributes": {}, "messageId": "9001"},
