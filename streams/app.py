@@ -36,6 +36,7 @@ from streams.datadir import STORE_EXIT_CODE, store_failure
 from streams.health import METADATA_REFRESH_S
 from streams.pipeline import Output, Pipeline, Record
 from streams.settings import WorkerSettings
+from streams.topics import incarnation_tag
 
 log = logging.getLogger(__name__)
 
@@ -375,7 +376,9 @@ def note_topic_ids(runtime: Runtime) -> list[str]:
         if not topic_id or topic_id == before:
             continue
         runtime.topic_ids[topic] = topic_id
-        runtime.pipeline.incarnations[topic] = runtime.topics.incarnation(topic)
+        # the id taken above, not the watch's latest answer: the watch thread may have
+        # replaced it since (a topic missing at that moment would tag positions "")
+        runtime.pipeline.incarnations[topic] = incarnation_tag(topic_id)
         if before:
             runtime.recreated.add(topic)
             changed.append(topic)

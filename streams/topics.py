@@ -42,6 +42,11 @@ INCARNATION_CHARS = 8
 NO_TOPIC_ID = "00000000-0000-0000-0000-000000000000"
 
 
+def incarnation_tag(topic_id: str | None) -> str:
+    """A short tag of a topic id (what raw positions carry), "" when unknown."""
+    return (topic_id or "")[:INCARNATION_CHARS]
+
+
 def described_ids(described: Iterable[dict[str, Any]], topics: Collection[str]
                   ) -> dict[str, str | None]:
     """topic -> its id ("" when the broker or client gives none), None when missing; from
@@ -78,7 +83,7 @@ class TopicWatch:
 
     def incarnation(self, topic: str) -> str:
         """A short tag of the topic's current id, "" when unknown."""
-        return (self.ids.get(topic) or "")[:INCARNATION_CHARS]
+        return incarnation_tag(self.ids.get(topic))
 
     def refresh(self) -> dict[str, str | None]:
         """Ask the broker now; on failure the last answer stays."""
