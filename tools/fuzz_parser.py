@@ -371,13 +371,19 @@ def check(data: bytes, expect_records: int | None) -> str | None:
         return f"second run raised {type(err).__name__}"
     if again[0] != events or again[1] != dead:
         return "not deterministic: a second run gave other events or dead letters"
-    streamed = run_once(data, stream=True)
+    try:
+        streamed = run_once(data, stream=True)
+    except Exception as err:  # noqa: BLE001 - reported as the finding
+        return f"raised as a stream {type(err).__name__}: {err}"[:300]
     if streamed[0] != events or [d["reason"] for d in streamed[1]] != [d["reason"] for d in dead]:
         return f"stream differs: as a payload {len(events)} events " \
                f"{Counter(d['reason'] for d in dead)}, as a stream {len(streamed[0])} events " \
                f"{Counter(d['reason'] for d in streamed[1])}"
     if expect_records is not None:
-        messages = run_messages(data)
+        try:
+            messages = run_messages(data)
+        except Exception as err:  # noqa: BLE001 - reported as the finding
+            return f"raised a message per line {type(err).__name__}: {err}"[:300]
         if messages[0] != events or [d["reason"] for d in messages[1]] != \
                 [d["reason"] for d in dead] or not messages[2].balanced():
             return f"messages differ: as a payload {len(events)} events " \

@@ -1000,11 +1000,10 @@ _SPRAY_CLIENTS = {"1b730954-1685-4b74-9bfd-dac224a7b894": "Azure AD PowerShell",
 _SPRAY_AGENT = "Mozilla/5.0"
 # Wrong password, locked account (smart lockout), expired password, empty password.
 _PASSWORD_FAILURES = frozenset({"50126", "50053", "50055", "50056"})
-
-
-# Sign-in errors of a wrong credential: invalid client secret, expired client secret,
-# account locked, bad user name or password. An expired secret is the one an application
-# forgotten at rotation keeps presenting, so it counts by address only (``_failures``).
+# Sign-in errors of a wrong credential of a workload identity: invalid client secret,
+# account locked, bad user name or password. An expired client secret (7000222) is the one
+# an application forgotten at rotation keeps presenting, so it counts by address only
+# (``_workload_tallies``).
 _BAD_CREDENTIAL = frozenset({"7000215", "50053", "50126"})
 _EXPIRED_CREDENTIAL = "7000222"
 _FAILURE_ADDRESSES = 3  # distinct addresses failing as one workload identity: a burst
@@ -1060,7 +1059,6 @@ def signin_findings(props: dict[str, Any], success: bool, workload: bool = False
                              "password-only sign-in through ROPC (no MFA, no interactive "
                              "prompt)", str(props.get("appdisplayname") or app)[:128]))
     return found
-
 
 
 def _workload_tallies(props: dict[str, Any], success: bool, address: str | None,
