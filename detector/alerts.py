@@ -314,10 +314,11 @@ class AlertGroup:
     @property
     def unsent(self) -> bool:
         """Whether evidence came in since the last revision was emitted (for a window
-        alert, calls counted in its activity count too)."""
+        alert, calls counted in its activity count too). A group saved by an older build
+        has no window counts (``window`` empty), as ``mark_sent`` and ``to_alert`` allow."""
         if self.count > self.emitted_count:
             return True
-        return self.windowed and self.window["calls"] > self.window["sent"]
+        return bool(self.window) and self.windowed and self.window["calls"] > self.window["sent"]
 
     def mark_sent(self) -> None:
         """Remember what the revision just emitted showed (see ``unsent``)."""

@@ -790,8 +790,8 @@ class Detector:
             last=event.ts,
             score=verdict.score,
             severity=verdict.severity,
-            identity_kind=event.identity_kind,
-            kind_reason=event.kind_reason,
+            identity_kind=inventory.kind,  # as every later revision (``fold``) takes it
+            kind_reason=inventory.kind_reason,
             owner=event.owner or inventory.owner or NO_OWNER,
             tenant=event.tenant or inventory.tenant,
             shadow=shadow,

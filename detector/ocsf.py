@@ -148,7 +148,8 @@ def _risk(alert: Alert) -> dict[str, Any]:
     return {
         "confidence_id": confidence,
         "confidence_score": int(place * 100),  # floored like the bands of confidence_id
-        "risk_score": min(int(alert.score * 100), 99),
+        # floored, past the float error of the product (0.57 * 100 is 56.99999999999999)
+        "risk_score": min(int(alert.score * 100 + 1e-9), 99),
         "risk_level_id": level_id,
         "risk_level": level,
         "risk_details": (f"score {alert.score:.4f} in the {alert.severity} band; "

@@ -89,5 +89,5 @@ class _SourceFirst:
 COMPILED, BUILD = _choose()
 """Whether the compiled models run, and the line ``nhi-detector --version`` prints."""
 
-if not COMPILED and os.path.exists(_RECORD):
+if not COMPILED:  # also when compiled modules lie here without their build record
     sys.meta_path.insert(0, _SourceFirst)

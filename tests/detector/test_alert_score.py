@@ -168,6 +168,17 @@ class TestWindowActivity:
         with pytest.raises(TypeError, match="alert group line readings"):
             AlertGroup.from_dict(data)
 
+    def test_a_window_group_saved_before_window_counts_closes_without_error(self):
+        group = open_group(make_event(0), _volume(0))
+        group.mark_sent()
+        data = group.to_dict()
+        del data["window"]  # an older build's snapshot: the group has no window counts
+        old = AlertGroup.from_dict(data)
+        assert old.windowed and old.window == {}
+        assert not old.unsent
+        old.count += 1
+        assert old.unsent
+
     def test_schema_accepts_it(self):
         group = open_group(make_event(0), _volume(0))
         group.revision = 1
