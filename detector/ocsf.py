@@ -28,7 +28,7 @@ from importlib import metadata
 from typing import Any
 
 from detector.alerts import NO_OWNER, Alert, is_rule, short_identity, signal_sentence
-from detector.scoring import EVIDENCE_HALF
+from detector.scoring import evidence_place
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ SEVERITY_IDS = {"info": 1, "low": 2, "medium": 3, "high": 4, "critical": 5}
 SEVERITY_NAMES = {1: "Informational", 2: "Low", 3: "Medium", 4: "High", 5: "Critical"}
 RISK_LEVELS = {"info": (0, "Info"), "low": (1, "Low"), "medium": (2, "Medium"),
                "high": (3, "High"), "critical": (4, "Critical")}
-# confidence_id from the place in the band (weight / (weight + EVIDENCE_HALF)): a single
+# confidence_id from the place in the band (scoring.evidence_place): a single
 # clipped reading or technique finding (a third of the way up) is Medium, two or more
 # independent lines of strong evidence (half way and more) High
 CONFIDENCE_LEVELS = ((0.5, 3), (0.25, 2), (0.0, 1))
@@ -141,7 +141,7 @@ def _risk(alert: Alert) -> dict[str, Any]:
     """Risk from the score and severity; confidence from the weight of evidence alone (a
     low alert can rest on strong corroboration, a critical one on one rule match)."""
     weight = float(alert.evidence.get("weight_of_evidence") or 0.0)
-    place = weight / (weight + EVIDENCE_HALF)
+    place = evidence_place(weight)
     confidence = next(level for floor, level in CONFIDENCE_LEVELS if place >= floor)
     level_id, level = RISK_LEVELS.get(alert.severity, (99, "Other"))
     lines = int(alert.evidence.get("lines_of_evidence") or 0)

@@ -330,7 +330,7 @@ class ScoringSettings:
         # The alert score's bands lie between consecutive thresholds, and a configuration
         # such as {low: 0.9, medium: 0.5} made 0.6 medium and 0.95 critical, never low:
         # not what anyone writing it meant. The defaults fill in the severities not given.
-        merged = {**DEFAULT_THRESHOLDS, **self.thresholds}
+        merged = self.merged_thresholds
         ordered = [(name, merged[name]) for name in SEVERITIES[1:]]
         for (lower, low), (higher, high) in zip(ordered, ordered[1:], strict=False):
             if not low < high:
@@ -341,8 +341,13 @@ class ScoringSettings:
                                   f"below {higher}), got {given}")
 
     @cached_property
+    def merged_thresholds(self) -> dict[str, float]:
+        """The configured thresholds over the defaults (read per alert by ``band``)."""
+        return {**DEFAULT_THRESHOLDS, **self.thresholds}
+
+    @cached_property
     def ordered_thresholds(self) -> tuple[tuple[float, str], ...]:
-        merged = {**DEFAULT_THRESHOLDS, **self.thresholds}
+        merged = self.merged_thresholds
         return tuple(sorted(((v, k) for k, v in merged.items()), reverse=True))
 
     @cached_property
@@ -416,7 +421,7 @@ class ScoringSettings:
     def band(self, severity: str) -> tuple[float, float]:
         """The scores an alert of ``severity`` takes: from its threshold up to the next
         severity's (info from 0, critical up to 1, never reached)."""
-        merged = {**DEFAULT_THRESHOLDS, **self.thresholds}
+        merged = self.merged_thresholds
         rank = SEVERITY_RANK[severity]
         low = merged[severity] if rank else 0.0
         high = merged[SEVERITIES[rank + 1]] if rank + 1 < len(SEVERITIES) else 1.0
@@ -604,7 +609,7 @@ def evidence_scores(kept: Iterable[Weighted], settings: ScoringSettings) -> list
     corroborate a finding with itself)."""
     best: dict[str, float] = {}
     for weighted in kept:
-        key = settings.fusion_group(weighted.signal.detector)
+        key = weighted.line or settings.fusion_group(weighted.signal.detector)
         if weighted.score > best.get(key, -1.0):
             best[key] = weighted.score
     return list(best.values())
@@ -642,13 +647,18 @@ def evidence_weight(lines: Mapping[str, Mapping[str, float]], floor: float) -> f
     return total
 
 
+def evidence_place(weight: float) -> float:
+    """Where a weight of evidence places an alert, from 0 (none) towards 1 (never reached):
+    ``weight / (weight + EVIDENCE_HALF)``, half way at ``EVIDENCE_HALF`` nats."""
+    return weight / (weight + EVIDENCE_HALF) if weight > 0 else 0.0
+
+
 def alert_score(severity: str, weight: float, settings: ScoringSettings) -> float:
     """The alert's score: inside its severity's band (``ScoringSettings.band``), the more
-    evidence the higher, ``weight / (weight + EVIDENCE_HALF)`` of the way up. Monotone in
-    the severity and in the evidence, below the band's top, so never 1.0."""
+    evidence the higher, ``evidence_place`` of the way up. Monotone in the severity and in
+    the evidence, below the band's top, so never 1.0."""
     low, high = settings.band(severity)
-    place = weight / (weight + EVIDENCE_HALF) if weight > 0 else 0.0
-    score = round(low + (high - low) * place, 4)
+    score = round(low + (high - low) * evidence_place(weight), 4)
     if score >= high:  # rounding must not lift an alert into the next band, nor to 1.0
         score = round(high - 0.0001, 4)
     return score
