@@ -148,9 +148,9 @@ class WorkerCollector(Collector):
         resets = CounterMetricFamily(
             self.prefix + "worker_raw_offset_resets",
             "Raw or repartition partitions read from their start because the group's "
-            "committed offset "
-            "could not be theirs: recreated (the topic has a new id), beyond_end (past the "
-            "log end), before_start (records deleted before they were read).",
+            "committed offset could not be theirs: recreated (the topic has a new id), "
+            "beyond_end (past the log end), before_start (records deleted before they were "
+            "read).",
             labels=["topic", "reason"])
         for (topic, reason), count in sorted(dict(values.get("offset_resets", {})).items()):
             resets.add_metric([topic, reason], count)

@@ -1390,8 +1390,7 @@ class Parser:
     def dead_input(self, reason: str, message: str, origin: str,
                    raw: bytes | str | None) -> None:
         """Dead-letter input that is bad before any record is found (file, framing)."""
-        self._dead(self.source if self.source in _COUNTED else UNKNOWN, reason, message,
-                   origin, raw)
+        self._dead(self._counted(UNKNOWN), reason, message, origin, raw)
 
     def skip_digest(self, origin: str) -> None:
         """Count a CloudTrail digest file told by its name, not read (edge case B01)."""

@@ -493,20 +493,20 @@ def _bigquery_job(payload: dict[str, Any], principal: str) -> list[Any]:
     kind, config, project = job
     if kind == "query":
         statement = _text(config.get("statementType")).upper()
-        query = _text(config.get("query"))
-        target = _TARGET.search(query[:4096])
+        query = _text(config.get("query"))[:4096]
+        target = _TARGET.search(query)
         table = _table_name(config.get("destinationTable")) or (
             target.group(5).strip("`") if target else "")
         if not statement and target:  # legacy entries may lack the statement type
             statement = "DELETE" if target.group(1).lower().startswith("delete") \
                 else "DROP_TABLE"
         if statement in _DESTRUCTIVE_STATEMENTS or (
-                statement == "DELETE" and _DELETE_ALL.search(query[:4096])):
+                statement == "DELETE" and _DELETE_ALL.search(query)):
             if not table or _SCRATCH.search(table.lower()):
                 return []
             return [Tally("gcp.bigquery_destruction", "high", ("T1485",),
                           "tables dropped or emptied", (table[:256],), limit=_BULK_DROPS)]
-        outside = _OUTSIDE_URI.search(query[:4096]) if statement == "EXPORT_DATA" else None
+        outside = _OUTSIDE_URI.search(query) if statement == "EXPORT_DATA" else None
         if outside:
             return [_exfiltration(f"query {statement} exports to {outside.group(0)[:160]}, "
                                   "outside Google Cloud", outside.group(0))]
@@ -573,8 +573,8 @@ def _finished_job(payload: dict[str, Any]) -> tuple[str, dict[str, Any], str] | 
         return None
     event = as_dict(as_dict(get(payload, "serviceData")).get("jobCompletedEvent"))
     job = as_dict(event.get("job"))
-    if not job or as_dict(as_dict(job.get("jobStatus")).get("error")).get("code") \
-            or as_dict(as_dict(job.get("jobStatus")).get("error")).get("message"):
+    error = as_dict(as_dict(job.get("jobStatus")).get("error"))
+    if not job or error.get("code") or error.get("message"):
         return None
     config = as_dict(job.get("jobConfiguration"))
     project = _text(as_dict(job.get("jobName")).get("projectId"))
