@@ -2,10 +2,12 @@
 
 ``pip install -e .`` (or ``pip install .``) compiles the modules of ``COMPILED`` with
 Cython, using the types in their ``.pxd`` files beside the ``.py`` sources; the ``.py``
-files stay the one source of truth and run unchanged without it. When Cython or a C
-compiler is missing, or ``NHI_PURE_PYTHON=1`` is set, the install goes on with pure Python
-and says so in one line (``pip -v`` shows it; ``nhi-detector --version`` says which build
-runs). A partial build is never kept: the compiled modules share their types, so either
+files stay the one source of truth and run unchanged without it. pip fetches Cython into
+its isolated build environment (``pyproject.toml``'s build requirements) as it fetches
+setuptools; when a C compiler is missing or fails (or Cython, in a build made with
+``--no-build-isolation``), or ``NHI_PURE_PYTHON=1`` is set, the install goes on with pure
+Python and says so in one line (``pip -v`` shows it; ``nhi-detector --version`` says which
+build runs). A partial build is never kept: the compiled modules share their types, so either
 all of them load or none does.
 """
 
