@@ -211,11 +211,12 @@ def _check_detector_patterns(data: dict[str, Any]) -> None:
     for where, pattern in patterns:
         if not any(fnmatch.fnmatchcase(name, str(pattern)) for name in known):
             raise ConfigError(f"{where}: {str(pattern)!r} matches no detector name"
-                              f"{_did_you_mean(str(pattern), known)} (names: "
+                              f"{did_you_mean(str(pattern), known)} (names: "
                               f"{_detector_families(known)}; an alert's signals name them)")
 
 
-def _did_you_mean(word: str, known: Iterable[str]) -> str:
+def did_you_mean(word: str, known: Iterable[str]) -> str:
+    """"; did you mean 'x'?" for up to three close names, "" when none is close."""
     close = difflib.get_close_matches(word, list(known), n=3, cutoff=0.75)
     return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
 
@@ -237,7 +238,7 @@ def _check_worker_keys(section: dict[str, Any]) -> None:
 
     unknown = sorted(str(key) for key in set(section) - set(BY_NAME))
     if unknown:
-        hint = _did_you_mean(unknown[0], sorted(BY_NAME)) if len(unknown) == 1 else ""
+        hint = did_you_mean(unknown[0], sorted(BY_NAME)) if len(unknown) == 1 else ""
         raise ConfigError(f"worker section: unknown key(s) {unknown}{hint}; known: "
                           f"{', '.join(sorted(BY_NAME))}")
 

@@ -15,7 +15,6 @@ this detector (``unmapped.nhi_signal_values`` holds the pairs).
 from __future__ import annotations
 
 import argparse
-import difflib
 import logging
 import re
 import sys
@@ -249,10 +248,11 @@ def check_detector(name: str, known: frozenset[str]) -> None:
     technique rules counted, not listed: there are many, all ``technique.<cloud>.*``)."""
     if name in known:
         return
-    close = difflib.get_close_matches(name, sorted(known), n=3, cutoff=0.75)
+    from detector.config import did_you_mean
+
     plain = sorted(n for n in known if not n.startswith("technique."))
     techniques = sum(1 for n in known if n.startswith("technique."))
-    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    hint = did_you_mean(name, sorted(known))
     raise ConfigError(f"--detector {name!r} is not a detector name{hint} Known: "
                       f"{', '.join(plain)}, and {techniques} technique.<rule> names "
                       "(technique.aws.*, technique.azure.*, technique.gcp.*, technique.k8s.*; "
