@@ -488,6 +488,11 @@ def main(argv: list[str] | None = None) -> int:
                       help="write the payload of case CASE to FILE and stop (to reproduce "
                            "a failure without the fuzzer)")
     opts = args.parse_args(argv)
+    dump_case, _, dump_file = (opts.dump or "-1:").partition(":")
+    if opts.dump is not None and not (dump_case.isdigit() and dump_file
+                                      and int(dump_case) < opts.cases):
+        args.error(f"--dump wants CASE:FILE with CASE below --cases ({opts.cases}), "
+                   f"got {opts.dump!r}")
     logging.disable(logging.WARNING)  # the parser's one-line notes on skipped vendors
     rng = random.Random(opts.seed)
     seeds = load_seeds(opts.corpus or [c for c in DEFAULT_CORPORA if os.path.exists(c)], rng)
@@ -501,7 +506,6 @@ def main(argv: list[str] | None = None) -> int:
         return 1 if found else 0
     failures: Counter[str] = Counter()
     shown = 0
-    dump_case, _, dump_file = (opts.dump or "-1:").partition(":")
     for case in range(opts.cases):
         what, data, expect = make_case(seeds, rng)
         if case == int(dump_case):
