@@ -246,11 +246,16 @@ def read_records(paths: list[str], errors: list[str],
             continue
         for place, record in zip(_places(data, records), records):
             if len(record) > max_bytes:
-                errors.append(f"{path} {place}: record of {len(record):,} bytes is over "
-                              f"--max-message-bytes {max_bytes}: not sent")
+                errors.append(_over_limit(path, place, len(record), max_bytes))
             else:
                 yield record
     errors.extend(f"{item['origin']}: {item['message']}" for item in missing.items)
+
+
+def _over_limit(path: str, place: str, size: int, max_bytes: int) -> str:
+    """The error naming a record too large to send, wherever it was found."""
+    return f"{path} {place}: record of {size:,} bytes is over --max-message-bytes " \
+           f"{max_bytes}: not sent"
 
 
 def _stream(path: str, max_bytes: int) -> Iterator[tuple[int, bytes, int]] | None:
@@ -306,8 +311,7 @@ def _streamed_records(path: str, lines: Iterator[tuple[int, bytes, int]], max_by
             record = line.strip() if length == len(line) else line
             if length > len(line) or len(record) > max_bytes:
                 size = len(record) if length == len(line) else length
-                errors.append(f"{path} line {number}: record of {size:,} bytes is over "
-                              f"--max-message-bytes {max_bytes}: not sent")
+                errors.append(_over_limit(path, f"line {number}", size, max_bytes))
             elif record:
                 yield record
     except (OSError, EOFError, zlib.error) as err:
