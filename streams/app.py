@@ -17,6 +17,7 @@ the uncommitted messages are processed again (at least once). No detection logic
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import concurrent.futures
 import logging
 import os
@@ -25,7 +26,7 @@ import sys
 import time
 import weakref
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
@@ -193,34 +194,31 @@ def state_table(failed: Callable[[str, BaseException], NoReturn]) -> type:
 
     passing = (RebalanceAgain, ServiceStopped, IllegalStateError)
 
+    @contextlib.contextmanager
+    def guarded(action: str, passes: tuple[type[BaseException], ...] = ()) -> Iterator[None]:
+        try:
+            yield
+        except passes:
+            raise
+        except Exception as err:  # noqa: BLE001 - the store failed: the worker stops
+            failed(action, err)
+
     class StateTable(faust.Table):  # type: ignore[misc, valid-type]
         async def on_rebalance(self, *args: Any, **kwargs: Any) -> None:
-            try:
+            with guarded("opened", passing):  # the store could not be opened
                 await super().on_rebalance(*args, **kwargs)
-            except passing:
-                raise
-            except Exception as err:  # noqa: BLE001 - the store could not be opened
-                failed("opened", err)
 
         def persisted_offset(self, tp: Any) -> int | None:
-            try:
+            with guarded("read"):
                 return super().persisted_offset(tp)
-            except Exception as err:  # noqa: BLE001 - the store could not be read
-                failed("read", err)
 
         def apply_changelog_batch(self, batch: Any) -> None:
-            try:
+            with guarded("written (table recovery)"):
                 super().apply_changelog_batch(batch)
-            except Exception as err:  # noqa: BLE001 - recovery could not write it
-                failed("written (table recovery)", err)
 
         async def on_recovery_completed(self, *args: Any, **kwargs: Any) -> None:
-            try:
+            with guarded("written", passing):
                 await super().on_recovery_completed(*args, **kwargs)
-            except passing:
-                raise
-            except Exception as err:  # noqa: BLE001 - the store could not be written
-                failed("written", err)
 
     return StateTable
 
