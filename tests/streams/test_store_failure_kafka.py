@@ -19,6 +19,7 @@ import pytest
 
 from tests.streams import scenario
 from tests.streams.kafka_helpers import (
+    WorkerProcess,
     accounted_ids,
     create_topic,
     framed_batches,
@@ -57,20 +58,43 @@ def immutable(tmp_path: Path) -> Iterator[list[Path]]:
             chattr("-i", path)
 
 
+def _started_on_first_part(bootstrap: str, story: scenario.Scenario, tmp_path: Path,
+                           app_id: str, parts: int
+                           ) -> tuple[list[str], WorkerProcess, list[bytes], int]:
+    """A RocksDB worker started on the first ``1/parts`` of the story's batches and ready
+    once it applied them: its arguments, the running worker, the batches, the cut."""
+    create_topic(bootstrap, f"{app_id}.raw")
+    payloads = framed_batches(story.records, 5)
+    cut = len(payloads) // parts
+    produce(bootstrap, f"{app_id}.raw", payloads[:cut])
+    args = worker_args(bootstrap, app_id, tmp_path / "state", free_port(), "--store", "rocksdb")
+    worker = start_worker(args, tmp_path / "worker1.log")
+    try:
+        worker.wait_ready()
+        accounted_ids(bootstrap, app_id, set(story.event_ids[:cut * 5]), timeout=120)
+    except BaseException:
+        worker.stop(signal.SIGKILL)
+        raise
+    return args, worker, payloads, cut
+
+
+def _the_one_stop_line(code: int | None, worker: WorkerProcess, log_path: Path) -> str:
+    """The worker stopped with exit 74, no traceback and exactly one stop line: that line."""
+    log = log_path.read_text(encoding="utf-8", errors="replace")
+    assert code == 74, worker.log_tail()
+    assert "Traceback" not in log, worker.log_tail()
+    stops = [line for line in log.splitlines() if "stopping the worker" in line]
+    assert len(stops) == 1, log
+    return stops[0]
+
+
 def test_unwritable_store__stops_with_one_line_and_dead_letters_nothing(
         kafka_bootstrap: str, story: scenario.Scenario, tmp_path: Path,
         immutable: list[Path]) -> None:
     app_id = "store-fails"
-    create_topic(kafka_bootstrap, f"{app_id}.raw")
-    payloads = framed_batches(story.records, 5)
-    cut = len(payloads) // 3
-    produce(kafka_bootstrap, f"{app_id}.raw", payloads[:cut])
-    args = worker_args(kafka_bootstrap, app_id, tmp_path / "state", free_port(),
-                       "--store", "rocksdb")
-    worker = start_worker(args, tmp_path / "worker1.log")
+    args, worker, payloads, cut = _started_on_first_part(kafka_bootstrap, story, tmp_path,
+                                                         app_id, 3)
     try:
-        worker.wait_ready()
-        accounted_ids(kafka_bootstrap, app_id, set(story.event_ids[:cut * 5]), timeout=120)
         store = tmp_path / "state" / "w1" / app_id
         assert chattr("+i", store).returncode == 0
         immutable.append(store)
@@ -78,14 +102,10 @@ def test_unwritable_store__stops_with_one_line_and_dead_letters_nothing(
         code = worker.exit_code(timeout=120)
     finally:
         worker.stop(signal.SIGKILL)
-    log = (tmp_path / "worker1.log").read_text(encoding="utf-8", errors="replace")
-    assert code == 74, worker.log_tail()
-    assert "Traceback" not in log, worker.log_tail()
-    stops = [line for line in log.splitlines() if "stopping the worker" in line]
-    assert len(stops) == 1, log
+    stop = _the_one_stop_line(code, worker, tmp_path / "worker1.log")
     assert f"(exit 74, nothing more is committed): the state store in {store} cannot be " \
-           f"written: IO error" in stops[0]
-    assert "Operation not permitted" in stops[0]
+           f"written: IO error" in stop
+    assert "Operation not permitted" in stop
     dead = [orjson.loads(m.value) for m in read_topic(kafka_bootstrap, f"{app_id}.dlq",
                                                       timeout=5)]
     assert dead == []
@@ -111,18 +131,9 @@ def test_damaged_store_at_start__exit_74_then_rebuilt_from_the_changelog(
     from tests.streams.kafka_helpers import latest_inventory
 
     app_id = "store-damaged"
-    create_topic(kafka_bootstrap, f"{app_id}.raw")
-    payloads = framed_batches(story.records, 5)
-    cut = len(payloads) // 2
-    produce(kafka_bootstrap, f"{app_id}.raw", payloads[:cut])
-    args = worker_args(kafka_bootstrap, app_id, tmp_path / "state", free_port(),
-                       "--store", "rocksdb")
-    first = start_worker(args, tmp_path / "worker1.log")
-    try:
-        first.wait_ready()
-        accounted_ids(kafka_bootstrap, app_id, set(story.event_ids[:cut * 5]), timeout=120)
-    finally:
-        assert first.stop(signal.SIGTERM, timeout=90) == 0, first.log_tail()
+    args, first, payloads, cut = _started_on_first_part(kafka_bootstrap, story, tmp_path,
+                                                        app_id, 2)
+    assert first.stop(signal.SIGTERM, timeout=90) == 0, first.log_tail()
     store = tmp_path / "state" / "w1" / app_id
     damaged = sorted(store.rglob("CURRENT"))
     assert damaged
@@ -130,15 +141,11 @@ def test_damaged_store_at_start__exit_74_then_rebuilt_from_the_changelog(
         path.write_text("not a manifest name\n", encoding="utf-8")
 
     broken = start_worker(args, tmp_path / "worker2.log")
-    code = broken.exit_code(timeout=120)
-    log = (tmp_path / "worker2.log").read_text(encoding="utf-8", errors="replace")
-    assert code == 74, broken.log_tail()
-    assert "Traceback" not in log, broken.log_tail()
-    stops = [line for line in log.splitlines() if "stopping the worker" in line]
-    assert len(stops) == 1, log
+    stop = _the_one_stop_line(broken.exit_code(timeout=120), broken,
+                              tmp_path / "worker2.log")
     assert (f"(exit 74, nothing more is committed): the state store in {store} cannot be "
-            f"opened: Corruption") in stops[0]
-    assert "remove the directory and the worker rebuilds it from the changelog" in stops[0]
+            f"opened: Corruption") in stop
+    assert "remove the directory and the worker rebuilds it from the changelog" in stop
 
     shutil.rmtree(store)
     produce(kafka_bootstrap, f"{app_id}.raw", payloads[cut:])
