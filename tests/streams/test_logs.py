@@ -83,14 +83,20 @@ def test_other_coordinator_errors_stay_errors(collected) -> None:
         f"ERROR {logs.COORDINATOR_LOGGER}", f"ERROR {logs.COORDINATOR_LOGGER}"]
 
 
-def test_broker_connection_errors__first_one_then_one_a_minute(collected,
-                                                              monkeypatch) -> None:
-    # a broker gone for a minute gave about 600 ERROR lines: now the first says what
-    # happens, and then one a minute says how many came meanwhile
+def installed_with_clock(monkeypatch) -> tuple[list[float], logs.TransientNoise]:
+    """``logs.install()`` with its noise counter on a clock the test moves (``now[0]``)."""
     now = [100.0]
     noise = logs.TransientNoise(clock=lambda: now[0])
     monkeypatch.setattr(logs, "TransientNoise", lambda: noise)
     logs.install()
+    return now, noise
+
+
+def test_broker_connection_errors__first_one_then_one_a_minute(collected,
+                                                              monkeypatch) -> None:
+    # a broker gone for a minute gave about 600 ERROR lines: now the first says what
+    # happens, and then one a minute says how many came meanwhile
+    now, noise = installed_with_clock(monkeypatch)
     client = logging.getLogger(logs.CLIENT_LOGGER)
     fetcher = logging.getLogger(logs.FETCHER_LOGGER)
     coordinator = logging.getLogger(logs.COORDINATOR_LOGGER)
@@ -176,10 +182,7 @@ def test_kafka_python_slow_loop_step__counted_not_shown(collected) -> None:
 def test_broker_back__one_line_with_how_long_it_was_down(collected, monkeypatch) -> None:
     # the trial's worker logged "3568 broker connection errors in the last 60s" and then
     # nothing, though the broker came back minutes later
-    now = [100.0]
-    noise = logs.TransientNoise(clock=lambda: now[0])
-    monkeypatch.setattr(logs, "TransientNoise", lambda: noise)
-    logs.install()
+    now, _ = installed_with_clock(monkeypatch)
     client = logging.getLogger(logs.CLIENT_LOGGER)
     coordinator = logging.getLogger(logs.COORDINATOR_LOGGER)
     coordinator.info(logs.BROKER_BACK_MESSAGE, 1, "g")  # at startup: no outage, not shown
