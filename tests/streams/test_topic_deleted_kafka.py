@@ -86,6 +86,14 @@ def wait_for(what: str, check: Callable[[], bool], worker: WorkerProcess,
     raise AssertionError(f"{what} not seen within {timeout}s:\n{worker.log_tail()}")
 
 
+def assert_every_event_applied_once(bootstrap: str, app_id: str,
+                                    story: scenario.Scenario) -> None:
+    """Each role's state counts every one of its events once (none lost, none twice)."""
+    want = {scenario.role_arn(role): len(story.records_of(role)) for role in scenario.ROLES}
+    applied = applied_events(bootstrap, app_id, story)
+    assert {arn: applied.get(arn) for arn in want} == want
+
+
 def test_deleted_raw_topic__is_said_and_its_return_is_read(
         kafka_bootstrap: str, story: scenario.Scenario, tmp_path: Path) -> None:
     app_id = "topic-gone"
@@ -129,10 +137,7 @@ def test_deleted_raw_topic__is_said_and_its_return_is_read(
         assert again in worker.log_tail(300)
         # every event reached the detector once: none was taken for a redelivery
         assert counter(worker, "nhi_worker_redelivered_events_total") == 0.0
-        want = {scenario.role_arn(role): len(story.records_of(role))
-                for role in scenario.ROLES}
-        applied = applied_events(kafka_bootstrap, app_id, story)
-        assert {arn: applied.get(arn) for arn in want} == want
+        assert_every_event_applied_once(kafka_bootstrap, app_id, story)
     finally:
         assert worker.stop(signal.SIGTERM, timeout=90) == 0, worker.log_tail()
 
@@ -182,10 +187,7 @@ def test_recreated_raw_topic__stale_committed_offset__new_records_all_applied(
         assert counter(again, "nhi_worker_redelivered_events_total") == 0.0
         assert counter(again, "nhi_worker_raw_offset_resets_total",
                        f'{{reason="beyond_end",topic="{raw}"}}') == 1.0
-        want = {scenario.role_arn(role): len(story.records_of(role))
-                for role in scenario.ROLES}
-        applied = applied_events(kafka_bootstrap, app_id, story)
-        assert {arn: applied.get(arn) for arn in want} == want
+        assert_every_event_applied_once(kafka_bootstrap, app_id, story)
     finally:
         assert again.stop(signal.SIGTERM, timeout=90) == 0, again.log_tail()
     log = (tmp_path / "worker2.log").read_text(encoding="utf-8", errors="replace")
