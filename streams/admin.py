@@ -172,11 +172,15 @@ class ConnectionCauses(logging.Handler):
 
 
 def prepare_topics(settings: WorkerSettings, admin: Any) -> None:
-    """Run every startup check in order; raises ``StartupError`` or ``ConfigError``."""
-    _wait_for_raw_topics(settings, admin)
+    """Run every startup check in order; raises ``StartupError`` or ``ConfigError``.
+
+    The checks that can refuse the start come first and only read: a worker refused for
+    its partition count had already created its raw topics (``--create-topics``), with
+    that refused count, before it said so."""
     _check_repartition(settings, admin)
-    _create_outputs(settings, admin)
     check_changelog(settings, admin)
+    _wait_for_raw_topics(settings, admin)
+    _create_outputs(settings, admin)
 
 
 def _wait_for_raw_topics(settings: WorkerSettings, admin: Any) -> None:

@@ -69,6 +69,43 @@ def test_check_changelog__warns_when_allowed(caplog) -> None:
     assert "starting anyway" in caplog.text
 
 
+class PartitionedAdmin(FakeAdmin):
+    """A cluster whose repartition topic has ``count`` partitions; records what it creates."""
+
+    def __init__(self, repartition: str, count: int) -> None:
+        super().__init__({repartition: {"cleanup.policy": "delete"}})
+        self.count = count
+        self.created: list[str] = []
+
+    def describe_topics(self, names: list[str]) -> list[dict]:
+        return [{"topic": name, "partitions": [{"partition": n} for n in range(self.count)]}
+                for name in names]
+
+    def create_topics(self, topics) -> None:
+        self.created.extend(topic.name for topic in topics)
+        self.configs.update({topic.name: {} for topic in topics})
+
+
+def test_prepare_topics__partition_mismatch_creates_nothing() -> None:
+    from streams.admin import prepare_topics
+
+    s = settings(create_topics=True, raw_topics="audit-raw", partitions=8)
+    admin = PartitionedAdmin(s.repartition_topic, 4)
+    with pytest.raises(ConfigError, match="has 4 partitions but partitions=8"):
+        prepare_topics(s, admin)
+    assert admin.created == []
+
+
+def test_prepare_topics__creates_the_raw_topic_once_the_checks_pass() -> None:
+    from streams.admin import prepare_topics
+
+    s = settings(create_topics=True, raw_topics="audit-raw", partitions=4)
+    admin = PartitionedAdmin(s.repartition_topic, 4)
+    admin.configs[s.repartition_topic] = {"cleanup.policy": "compact"}
+    prepare_topics(s, admin)
+    assert "audit-raw" in admin.created
+
+
 def test_worker__unreachable_broker_exits_3_without_a_crash_loop(tmp_path) -> None:
     import socket
 
