@@ -325,6 +325,7 @@ class Detector:
         store: MutableMapping[str, IdentityState] | None = None,
         clock: Callable[[], float] | None = None,
         max_live: int | None = None,
+        shadow: bool = False,
     ) -> None:
         from models.peers import PeerIndex
         from models.profile import IdentityProfile
@@ -335,6 +336,9 @@ class Detector:
         self._profile_class = IdentityProfile
         config = dict(config or {})
         self.stats = stats
+        # a shadow-mode worker: every alert is on trial, so it is counted as a shadow alert
+        # (and its escalations not at all), never as one the SOC received
+        self.shadow = shadow
         self.clock = clock or time.time
         self.model_settings = ModelSettings.from_config(config.get("models"))
         self.settings = ScoringSettings.from_config(config.get("scoring"))
@@ -743,7 +747,8 @@ class Detector:
             return  # pending: evidence accumulates silently until it earns min_severity
         if group.revision == 0 or material:
             out.append(self._emit(event.identity, group, new=group.revision == 0))
-            if before is not None and before != group.severity and not group.shadow:
+            if before is not None and before != group.severity and not (
+                    group.shadow or self.shadow):
                 self.stats.escalations[(before, group.severity)] += 1
 
     @staticmethod
@@ -891,7 +896,7 @@ class Detector:
         ids.extend(tid for tid in group.techniques if tid not in ids)
         group.techniques = ids
         alert = group.to_alert(identity, self.attack.describe(ids), self.settings)
-        if group.shadow:
+        if group.shadow or self.shadow:
             if new:
                 self.stats.shadow_alerts[alert.top_detector] += 1
         elif new:

@@ -48,7 +48,7 @@ def build_detector(config: dict[str, Any], settings: WorkerSettings, stats: RunS
 
     if settings.suppressions:
         config = {**config, "suppressions_file": settings.suppressions}
-    return Detector(config, stats=stats)
+    return Detector(config, stats=stats, shadow=settings.shadow)
 
 
 def identity_rules(config: dict[str, Any]) -> Any:

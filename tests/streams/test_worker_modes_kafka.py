@@ -58,6 +58,7 @@ def runs(kafka_bootstrap: str, story: scenario.Scenario, tmp_path_factory) -> di
                                                  timeout=5)),
                 "shadow": json_values(read_topic(kafka_bootstrap, f"{app_id}.shadow",
                                                  timeout=5)),
+                "metrics": worker.get("/metrics")[1],
             }
         normal = result["normal"]
         normal["inventory_messages"] = read_topic(kafka_bootstrap,
@@ -76,7 +77,28 @@ def reference_ids(runs: dict) -> set[str]:
     return ids
 
 
+def alert_counts(metrics: str) -> dict[str, float]:
+    """The metric families counting alerts, each summed over its label sets."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    totals = dict.fromkeys(("nhi_alerts", "nhi_shadow_alerts", "nhi_alert_escalations"), 0.0)
+    for family in text_string_to_metric_families(metrics):
+        if family.name in totals:
+            totals[family.name] = sum(s.value for s in family.samples
+                                      if s.name.endswith("_total"))
+    return totals
+
+
 class TestShadowMode:
+    def test_metrics__count_shadow_alerts_apart(self, runs: dict) -> None:
+        """docs/metrics.md: a shadow-mode worker's alerts are nhi_shadow_alerts_total, never
+        nhi_alerts_total, which the dashboard and paging read as alerts the SOC got."""
+        new_ids = len(reference_ids(runs))
+        assert alert_counts(runs["normal"]["metrics"])["nhi_alerts"] == new_ids
+        shadow = alert_counts(runs["shadow"]["metrics"])
+        assert shadow == {"nhi_alerts": 0, "nhi_shadow_alerts": new_ids,
+                          "nhi_alert_escalations": 0}
+
     def test_shadow_topic_gets_the_same_alert_ids_as_a_normal_run(self, runs: dict) -> None:
         shadow = {a["alert_id"] for a in runs["shadow"]["shadow"]}
         assert shadow == reference_ids(runs), runs["shadow"]["worker"].log_tail()
