@@ -190,29 +190,46 @@ def validate_config(data: dict[str, Any]) -> None:
     ModelSettings.from_config(data.get("models"))
     ScoringSettings.from_config(data.get("scoring"))
     _check_detector_patterns(data)
-    SuppressionRules.from_config(data.get("suppressions"), clock=time.time)
+    SuppressionRules.from_config(data.get("suppressions"), clock=time.time).check_detectors(data)
     _check_worker_keys(data.get("worker") or {})
 
 
 def _check_detector_patterns(data: dict[str, Any]) -> None:
-    """Refuse a ``shadow_detectors`` or ``detector_weights`` pattern that matches no detector
-    name: a misspelt one put nothing on trial or weighted nothing, without a word. The
-    names are those ``feedback --detector`` checks against (``known_detectors``)."""
-    import fnmatch
-
+    """Refuse a ``shadow_detectors`` or ``detector_weights`` pattern, or the detector glob of
+    an inline suppression rule, that matches no detector name: a misspelt one put nothing
+    on trial, weighted nothing or suppressed nothing, without a word."""
     scoring = data.get("scoring") or {}
     patterns = [("scoring.shadow_detectors", p) for p in scoring.get("shadow_detectors") or ()]
     patterns += [("scoring.detector_weights", p) for p in scoring.get("detector_weights") or {}]
+    check_detector_patterns(patterns, data)
+
+
+def check_detector_patterns(patterns: Iterable[tuple[str, Any]],
+                            config: dict[str, Any] | None) -> None:
+    """Refuse the first ``(where, pattern)`` whose glob matches no detector name, with the
+    closest names. The names are those ``feedback --detector`` checks against
+    (``known_detectors``), which depend on the config's policy rules; they are only
+    worked out when some pattern is not ``*``."""
+    import fnmatch
+
+    patterns = [(where, str(p)) for where, p in patterns if str(p) != "*"]
     if not patterns:
         return
     from detector.feedback import known_detectors
 
-    known = sorted(known_detectors(data))
+    known = sorted(known_detectors(config))
     for where, pattern in patterns:
-        if not any(fnmatch.fnmatchcase(name, str(pattern)) for name in known):
-            raise ConfigError(f"{where}: {str(pattern)!r} matches no detector name"
-                              f"{did_you_mean(str(pattern), known)} (names: "
-                              f"{_detector_families(known)}; an alert's signals name them)")
+        if not any(fnmatch.fnmatchcase(name, pattern) for name in known):
+            raise ConfigError(f"{where}: {pattern!r} matches no detector name"
+                              f"{did_you_mean(pattern, known + _family_globs(known))} "
+                              f"(names: {_detector_families(known)}; an alert's signals "
+                              "name them)")
+
+
+def _family_globs(known: list[str]) -> list[str]:
+    """``novelty.*``, ``technique.aws.*`` …: what a bare family name (``novelty``) was
+    most likely meant as."""
+    return sorted({name.rsplit(".", 1)[0] + ".*" for name in known if "." in name})
 
 
 def did_you_mean(word: str, known: Iterable[str]) -> str:

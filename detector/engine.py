@@ -349,6 +349,7 @@ class Detector:
         )
         if config.get("suppressions_file"):
             self.suppressions.extend(load_rules_file(config["suppressions_file"]))
+        self.suppressions.check_detectors(config)
         self._report_expired_rules()
         # a function of the profile class and settings, not a bound method: a store that
         # held the detector would make the detector and every state it keeps one

@@ -106,6 +106,16 @@ class SuppressionRules:
     def extend(self, rules: Iterable[SuppressionRule]) -> None:
         self.rules.extend(rules)
 
+    def check_detectors(self, config: Mapping[str, Any] | None) -> None:
+        """Refuse a rule whose detector glob matches no detector name (``novelty`` for
+        ``novelty.*``): it would suppress nothing, and nothing would say so. The same check
+        and message as ``scoring.shadow_detectors``."""
+        from detector.config import check_detector_patterns
+
+        check_detector_patterns(
+            ((f"suppression rule {rule.describe()}: detector", rule.detector)
+             for rule in self.rules), dict(config or {}))
+
     def expired_rules(self) -> list[SuppressionRule]:
         """The rules expired now; the caller reports them (the detector warns at start),
         so they are marked reported and the first signal one matches adds no second
