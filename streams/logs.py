@@ -41,6 +41,10 @@ unreachable and how many errors came since the last report: the group coordinato
 ``install`` lets that logger's INFO records reach the filter, which shows only that one
 (and the others only when the root logs INFO).
 
+At ``-v`` (INFO, not DEBUG) kafka-python's own INFO lines stay out (``CLIENT_INFO_LOGGER``
+at WARNING): one per connection opened, probed or closed by the admin, warm-start and
+produce clients, which buried the worker's own INFO lines; ``-vv`` shows them.
+
 ``WARNING mode.timers: Timer commit is overlapping`` is left alone: a commit waits for the
 broker to acknowledge everything produced for the offsets it commits, so a commit longer
 than the commit interval is a real sign of a slow broker or a starved worker (what to do:
@@ -55,6 +59,7 @@ from collections import Counter
 from typing import Any
 
 LIFECYCLE_LOGGERS = ("streams.worker", "streams.warmstart")
+CLIENT_INFO_LOGGER = "kafka"  # kafka-python: per-connection INFO lines (kafka.conn ...)
 COORDINATOR_LOGGER = "aiokafka.consumer.group_coordinator"
 PRODUCER_LOGGER = "faust.transport.producer"
 METADATA_LOGGER = "kafka.cluster"
@@ -185,6 +190,9 @@ def install(*, lifecycle: bool = True) -> TransientNoise:
         coordinator = logging.getLogger(COORDINATOR_LOGGER)
         if not coordinator.isEnabledFor(logging.INFO):
             coordinator.setLevel(logging.INFO)  # for BROKER_BACK_MESSAGE (the filter)
+    root = logging.getLogger()
+    if root.isEnabledFor(logging.INFO) and not root.isEnabledFor(logging.DEBUG):
+        logging.getLogger(CLIENT_INFO_LOGGER).setLevel(logging.WARNING)
     noise = TransientNoise()
     for name in NOISY_LOGGERS:
         logger = logging.getLogger(name)

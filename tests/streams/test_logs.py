@@ -28,7 +28,8 @@ def collected() -> Iterator[Collect]:
     root = logging.getLogger()
     handler, level = Collect(), root.level
     saved = {name: logging.getLogger(name).level
-             for name in (*logs.LIFECYCLE_LOGGERS, logs.COORDINATOR_LOGGER)}
+             for name in (*logs.LIFECYCLE_LOGGERS, logs.COORDINATOR_LOGGER,
+                          logs.CLIENT_INFO_LOGGER)}
     root.addHandler(handler)
     root.setLevel(logging.WARNING)
     try:
@@ -57,6 +58,19 @@ def test_verbose_debug__lifecycle_loggers_are_not_raised(collected) -> None:
     logging.getLogger().setLevel(logging.DEBUG)
     logs.install()
     assert logging.getLogger("streams.worker").getEffectiveLevel() == logging.DEBUG
+
+
+@pytest.mark.parametrize(("root", "shown"), [(logging.INFO, False), (logging.DEBUG, True)])
+def test_verbose__kafka_python_connection_lines_only_at_debug(collected, root, shown) -> None:
+    """-v (the chart's default) logged every connection kafka-python's clients opened."""
+    logging.getLogger().setLevel(root)
+    logs.install()
+    logging.getLogger("kafka.conn").info("<BrokerConnection node_id=1>: connecting to b:9092")
+    logging.getLogger("kafka.conn").warning("<BrokerConnection node_id=1>: timed out")
+    logging.getLogger("streams.app").info("assigned partitions")
+    expected = ["INFO kafka.conn: <BrokerConnection node_id=1>: connecting to b:9092"] * shown
+    assert collected.lines == [*expected, "WARNING kafka.conn: <BrokerConnection node_id=1>: "
+                               "timed out", "INFO streams.app: assigned partitions"]
 
 
 def test_coordinator_not_available__hidden_then_warned_when_it_persists(collected) -> None:
