@@ -354,6 +354,123 @@ class TestWorkerSettings:
             8388608, 0.25, 2000, 10.0, 45.0, True)
 
 
+def example_values() -> list[tuple[str, list[str]]]:
+    """Every example of values the chart's docs give: the defaults, each ``ci/*.yaml`` and
+    the ``--set`` arguments of the README's install command."""
+    readme = (CHART / "README.md").read_text(encoding="utf-8")
+    sets = re.findall(r"--set '?([^'\s]+)'?", readme.split("```sh", 1)[1].split("```", 1)[0])
+    examples = [("defaults", []), ("README install", [a for v in sets for a in ("--set", v)])]
+    examples += [(path.name, ["-f", str(path)]) for path in sorted(CHART.glob("ci/*.yaml"))]
+    return examples
+
+
+class TestExampleValues:
+    """The chart's examples render into a config the worker accepts: the sasl-tls example's
+    config.yaml once made every pod crash-loop ("scoring: unknown key(s)
+    ['cooldown_minutes']") while helm lint passed."""
+
+    @pytest.mark.parametrize(("name", "extra"), example_values(), ids=lambda v: str(v)[:40])
+    def test_rendered_config__loads_in_the_worker(self, helm_bin: Path, tmp_path: Path,
+                                                    name: str, extra: list[str]) -> None:
+        from detector.config import load_config
+        from detector.stats import RunStats
+        from streams import settings as worker_settings
+        from streams.worker import build_detector
+
+        docs = render(helm_bin, *extra)
+        data = one(docs, "ConfigMap", "-config")["data"]
+        args = container(docs)["args"]
+        args = args[args.index("worker") + 1:]
+        for flag in ("--config", "--suppressions"):  # the ConfigMap's files, here
+            local = tmp_path / Path(args[args.index(flag) + 1]).name
+            local.write_text(data[local.name], encoding="utf-8")
+            args[args.index(flag) + 1] = str(local)
+        config = load_config(args[args.index("--config") + 1])
+        parser = argparse.ArgumentParser()
+        worker_settings.add_arguments(parser)
+        env = {k: v for k, v in env_of(docs).items() if isinstance(v, str)}
+        loaded = worker_settings.load_settings(parser.parse_args(args), env, config.get("worker"))
+        detector = build_detector(config, loaded, RunStats())
+        rules = yaml.safe_load(data["suppressions.yaml"])["rules"]
+        assert len(detector.suppressions) == len(rules), name
+        assert loaded.shadow == detector.shadow
+
+    def test_examples__include_every_documented_one(self) -> None:
+        names = [name for name, _ in example_values()]
+        assert {"sasl-tls-values.yaml", "warm-start-values.yaml", "README install"} <= set(names)
+
+
+class TestValuesSchema:
+    """values.schema.json makes helm refuse what the worker would: a misspelt key or value
+    rendered cleanly before and failed in every pod."""
+
+    @pytest.mark.parametrize(("value", "problem"), [
+        ("worker.alertFormat=ocsv", "at '/worker/alertFormat': value must be one of"),
+        ("worker.store=rocks", "at '/worker/store': value must be one of"),
+        ("worker.verbosty=1", "additional properties 'verbosty' not allowed"),
+        ("worker.verbosity=3", "at '/worker/verbosity'"),
+        ("config.scoring.cooldown_minutes=60", "invalid propertyName 'cooldown_minutes'"),
+        ("config.model.seed=7", "additional properties 'model' not allowed"),
+        ("topics.partitions=zero", "at '/topics/partitions': got string, want integer"),
+        ("kafka.sasl.mechanism=SCRAM", "at '/kafka/sasl/mechanism': value must be one of"),
+    ])
+    def test_typos__refused_by_template_and_lint(self, helm_bin: Path, value: str,
+                                                 problem: str) -> None:
+        for command in (("template", "nhi"), ("lint", "--strict")):
+            proc = helm(helm_bin, *command, str(CHART), "--set", value, check=False)
+            assert proc.returncode != 0, (command, value)
+            assert problem in proc.stderr + proc.stdout, (command, proc.stderr)
+
+    def test_config_keys__are_the_products(self) -> None:
+        from dataclasses import fields
+
+        from detector.scoring import ScoringSettings
+        from models.settings import ModelSettings
+        from streams.settings import BY_NAME
+
+        schema = json.loads((CHART / "values.schema.json").read_text(encoding="utf-8"))
+        sections = schema["properties"]["config"]["properties"]
+        listed = {name: set(sections[name]["propertyNames"]["enum"])
+                  for name in ("models", "scoring", "worker")}
+        assert listed == {"models": {f.name for f in fields(ModelSettings)},
+                          "scoring": set(ScoringSettings.__dataclass_fields__),
+                          "worker": set(BY_NAME)}
+        from detector.config import KNOWN_SECTIONS
+
+        assert set(sections) == KNOWN_SECTIONS
+
+    def test_values_file__every_key_has_a_schema(self) -> None:
+        schema = json.loads((CHART / "values.schema.json").read_text(encoding="utf-8"))
+        values = yaml.safe_load((CHART / "values.yaml").read_text(encoding="utf-8"))
+
+        def missing(node: dict, shape: dict, where: str) -> list[str]:
+            out = []
+            for key, value in node.items():
+                sub = shape.get("properties", {}).get(key)
+                if sub is None:
+                    out.append(f"{where}{key}")
+                elif isinstance(value, dict) and "properties" in sub:
+                    out += missing(value, sub, f"{where}{key}.")
+            return out
+
+        assert missing(values, schema, "") == []
+
+
+class TestWarmStart:
+    def test_snapshot__mounted_where_load_state_points(self, helm_bin: Path) -> None:
+        docs = render(helm_bin, "-f", str(CHART / "ci" / "warm-start-values.yaml"))
+        mounts = {m["name"]: m for m in container(docs)["volumeMounts"]}
+        volumes = {v["name"]: v for v in one(docs, "StatefulSet")["spec"]["template"]["spec"][
+            "volumes"]}
+        snapshot = Path(env_of(docs)["NHI_LOAD_STATE"])
+        assert str(snapshot.parent) == mounts["snapshots"]["mountPath"]
+        assert mounts["snapshots"]["readOnly"] is True
+        assert volumes["snapshots"]["persistentVolumeClaim"]["claimName"] == "nhi-snapshots"
+
+    def test_no_snapshot__by_default(self, default_docs: list[dict]) -> None:
+        assert "NHI_LOAD_STATE" not in env_of(default_docs)
+
+
 class TestPrometheusRule:
     def test_rules__query_only_exported_metrics(self, helm_bin: Path) -> None:
         from tests.test_dashboard import exported, metric_names
