@@ -1054,6 +1054,8 @@ class Detector:
             "identities": len(self.store),
             "now": self._now,
             "changes": self._changes,
+            # what the baselines mean depends on some of these (``check_snapshot_settings``)
+            "models": self.model_settings.snapshot_record(),
         })
         peers = self.peers.to_bytes()
         parts = [SNAPSHOT_MAGIC, struct.pack(">HI", SNAPSHOT_VERSION, len(header)), header]
@@ -1078,6 +1080,7 @@ class Detector:
         failure raises ``StateError`` and leaves this detector as it was.
         """
         from models.peers import PeerIndex
+        from models.settings import check_snapshot_settings
 
         reader = _Reader(data, "snapshot")
         head = bytes(data[: len(SNAPSHOT_MAGIC)])
@@ -1103,6 +1106,7 @@ class Detector:
         reader = _Reader(body, "snapshot")
         reader.take(len(SNAPSHOT_MAGIC) + struct.calcsize(">HI"))
         header = _snapshot_header(reader.take(header_len))
+        warnings = check_snapshot_settings(header["models"], self.model_settings)
         (peers_len,) = reader.unpack(">I")
         try:
             peers = PeerIndex.from_bytes(reader.take(peers_len), self.model_settings)
@@ -1129,6 +1133,8 @@ class Detector:
         self._changes = header["changes"]
         self._now = header["now"]
         self._next_sweep = self._now
+        for warning in warnings:
+            logger.warning("%s", warning)
 
     def state_size_bytes(self) -> int:
         """Approximate bytes of identity state: each profile's cheap size estimate (no
@@ -1391,7 +1397,8 @@ def _snapshot_header(raw: bytes) -> dict[str, Any]:
     ):
         raise StateError("snapshot header: changes must be a mapping of lists")
     return {"identities": count, "now": float(now),
-            "changes": {str(k): list(v) for k, v in changes.items()}}
+            "changes": {str(k): list(v) for k, v in changes.items()},
+            "models": header.get("models")}
 
 
 class _Reader:

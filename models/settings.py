@@ -137,6 +137,10 @@ class ModelSettings:
                 values[item.name] = _coerce(item.name, section[item.name], item.type)
         return cls(**values)
 
+    def snapshot_record(self) -> dict[str, int | float]:
+        """Every setting, for a snapshot's header (``check_snapshot_settings``)."""
+        return {item.name: getattr(self, item.name) for item in fields(self)}
+
     @property
     def bucket_seconds(self) -> float:
         return self.bucket_minutes * 60.0
@@ -162,3 +166,45 @@ def _coerce(name: str, value: Any, kind: Any) -> int | float:
     if wanted is int and value != int(value):
         raise ConfigError(f"models.{name} must be a whole number, got {value!r}")
     return wanted(value)
+
+
+SNAPSHOT_REFUSED = {
+    "bucket_minutes": "its volume and multivariate baselines count events per window of "
+                      "that length, which this config would read as windows of another length",
+    "seed": "its multivariate model learned through the random structure of that seed, which "
+            "this config would replace with another one",
+}
+"""Model settings a snapshot must have been written with: a change makes its baselines mean
+something else, so loading it is refused. A change of any other setting only applies from
+now on to baselines that keep their meaning (a learning period ends earlier or later, a
+table keeps more or fewer values, a value is forgotten sooner), so it is a warning."""
+
+
+def check_snapshot_settings(recorded: Any, current: ModelSettings) -> list[str]:
+    """Compare a snapshot header's ``models`` record with this config's settings.
+
+    Returns the warnings for harmless differences (logged by the caller); raises
+    ``StateError`` naming every refused difference. A record that is not a mapping (a
+    snapshot written before the record existed) gives one warning that nothing could be
+    checked."""
+    from detector.errors import StateError
+
+    if not isinstance(recorded, dict):
+        return ["snapshot records no model settings (written before they were recorded): "
+                "it cannot be checked against this config's models section; if the snapshot "
+                "was written with other settings, rebuild it"]
+    refused, warned = [], []
+    for name, value in sorted(current.snapshot_record().items()):
+        if name not in recorded or recorded[name] == value:
+            continue
+        change = f"models.{name} was {recorded[name]!r} for the snapshot, is {value!r} now"
+        if name in SNAPSHOT_REFUSED:
+            refused.append(f"{change}: {SNAPSHOT_REFUSED[name]}")
+        else:
+            warned.append(f"snapshot loaded although {change}; the loaded baselines are kept "
+                          "and the new value applies from now on")
+    if refused:
+        raise StateError(f"snapshot was written with other model settings: "
+                         f"{'; '.join(refused)}. Use the snapshot's values or rebuild the "
+                         f"snapshot with this config")
+    return warned

@@ -96,3 +96,65 @@ class TestSnapshots:
         code, _ = replay([tmp_path], tmp_path, "--load-state", str(tmp_path / "none.snap"))
         assert code == 2
         assert "cannot read state snapshot" in capsys.readouterr().err
+
+
+def without_settings_record(data: bytes) -> bytes:
+    """The snapshot as a build that recorded no model settings wrote it: its header without
+    ``models``, the checksum made again."""
+    import hashlib
+
+    magic_len = data.index(b"\x00") + 1
+    version, header_len = struct.unpack(">HI", data[magic_len:magic_len + 6])
+    start = magic_len + 6
+    header = orjson.loads(data[start:start + header_len])
+    del header["models"]
+    raw = orjson.dumps(header)
+    body = (data[:magic_len] + struct.pack(">HI", version, len(raw)) + raw
+            + data[start + header_len:-32])
+    return body + hashlib.sha256(body).digest()
+
+
+class TestSnapshotSettings:
+    """A snapshot read under other model settings: refused where its baselines would mean
+    something else, a warning where the new value only applies from now on (trial 9: a
+    10-minute snapshot loaded silently under bucket_minutes 5)."""
+
+    def run(self, snapshot, tmp_path, models: str, *extra: str) -> int:
+        config = tmp_path / "other.yaml"
+        config.write_text(f"models: {{{models}}}\n")
+        code, _ = replay([snapshot["later"]], tmp_path, "--config", str(config), *extra)
+        return code
+
+    def test_other_bucket_and_seed__refused_naming_both(self, snapshot, tmp_path, capsys):
+        code = self.run(snapshot, tmp_path, "bucket_minutes: 5, novelty_cap: 16, seed: 7",
+                        "--load-state", str(snapshot["state"]))
+        err = capsys.readouterr().err
+        assert code == 2
+        assert "snapshot was written with other model settings: models.bucket_minutes was " \
+               "10.0 for the snapshot, is 5.0 now: its volume" in err
+        assert "models.seed was 42 for the snapshot, is 7 now" in err
+        assert "novelty_cap" not in err  # a harmless change is not a reason to refuse
+
+    def test_other_cap__loaded_with_a_warning(self, snapshot, tmp_path, caplog):
+        code = self.run(snapshot, tmp_path, "novelty_cap: 16, dormancy_days: 10",
+                        "--load-state", str(snapshot["state"]))
+        err = caplog.text
+        assert code == 0
+        assert "snapshot loaded although models.dormancy_days was 30.0 for the snapshot, is " \
+               "10.0 now; the loaded baselines are kept" in err
+        assert "models.novelty_cap was 48 for the snapshot, is 16 now" in err
+
+    def test_same_settings__loaded_without_a_word(self, snapshot, tmp_path, caplog):
+        code = self.run(snapshot, tmp_path, "bucket_minutes: 10",
+                        "--load-state", str(snapshot["state"]))
+        assert code == 0
+        assert "snapshot" not in caplog.text
+
+    def test_older_snapshot__says_once_that_it_cannot_be_checked(self, snapshot, tmp_path,
+                                                                 caplog):
+        old = tmp_path / "old.snap"
+        old.write_bytes(without_settings_record(snapshot["state"].read_bytes()))
+        code = self.run(snapshot, tmp_path, "bucket_minutes: 5", "--load-state", str(old))
+        err = caplog.text
+        assert code == 0
+        assert err.count("snapshot records no model settings") == 1
