@@ -92,6 +92,9 @@ class _HarnessState:
     recovery_remaining: dict[str, int] = field(default_factory=dict)
     recovering: bool = False
     collect_errors: int = 0
+    # (identities, bytes of those not in the detector's memory) of a harness whose state
+    # lives in a table that the detector loads from lazily (the worker): None elsewhere
+    stored: tuple[int, int] | None = None
 
 
 class RunStatsCollector(Collector):
@@ -258,8 +261,12 @@ class RunStatsCollector(Collector):
             value = summary.get(key)
             return float(value) if attached and isinstance(value, (int, float)) else None
 
+        stored = self.state.stored if attached else None  # streams.app.table_census
         yield self._gauge(
-            "identities_tracked", "Identities with state.", (), scalar("tracked"), empty
+            "identities_tracked", "Identities with state.", (),
+            # the census may be seconds old: identities new since then are in memory
+            scalar("tracked") if stored is None
+            else max(float(stored[0]), scalar("tracked") or 0.0), empty,
         )
         yield self._gauge(
             "identities_learning", "Identities still in their learning period.", (),
@@ -279,6 +286,8 @@ class RunStatsCollector(Collector):
             "identities_by_kind", "Identities by kind.", ("kind",),
             by_kind if isinstance(by_kind, Mapping) else {}, empty,
         )
+        if size is not None and stored is not None:
+            size += stored[1]
         yield self._gauge(
             "state_size_bytes", "Approximate size of all identity state.", (),
             None if size is None else float(size), empty,
@@ -391,6 +400,13 @@ class Metrics:
     def attach(self, detector: Summarised | None) -> None:
         """Read identity gauges and state size from this detector from now on."""
         self.collector.attach(detector)
+
+    def set_stored_identities(self, identities: int, unloaded_bytes: int) -> None:
+        """The identities of a state table the detector loads from only when an identity's
+        events come (the worker): ``identities`` with state in the table or in memory, and
+        the stored bytes of those not in memory. After a restart or a warm start every
+        identity is in the table and none in memory; the detector alone counted 0."""
+        self._state.stored = (max(0, int(identities)), max(0, int(unloaded_bytes)))
 
     def stale_commits(self, max_age: float) -> list[tuple[str, int]]:
         """Partitions with lag above 0 whose last commit is older than ``max_age`` (B15)."""

@@ -44,6 +44,9 @@ log = logging.getLogger(__name__)
 SEND_ATTEMPTS = 3
 FATAL_EXIT_CODE = 70
 HEALTH_INTERVAL_S = 2.0
+# The identity gauges count the table (table_census) at most this often, and at once after
+# an assignment changes: a scan reads every stored identity of the worker's partitions.
+TABLE_CENSUS_S = 30.0
 # At most this long (and never longer than --io-timeout) a fatal exit waits for the broker to
 # take the worker's LeaveGroup request; then it exits anyway, and the group notices the
 # member is gone only after the session timeout, as before.
@@ -166,7 +169,7 @@ def create_app(settings: WorkerSettings, runtime: Runtime) -> faust.App:
     table = app.Table(settings.table_name, partitions=settings.partitions, key_type=bytes,
                       value_type=bytes, help="per-identity detector state (changelog-backed)")
     _declare_agents(app, runtime, topics, table)
-    _declare_health(app, runtime)
+    _declare_health(app, runtime, table)
     return app
 
 
@@ -704,8 +707,9 @@ def _declare_agents(app: faust.App, runtime: Runtime, topics: Mapping[str, Any],
                      sorted(partitions), dropped)
 
 
-def _declare_health(app: faust.App, runtime: Runtime) -> None:
+def _declare_health(app: faust.App, runtime: Runtime, table: Any) -> None:
     consumed = set(runtime.settings.topic_sources()) | {runtime.settings.repartition_topic}
+    census: dict[str, Any] = {"at": float("-inf"), "assigned": None}
 
     @app.timer(HEALTH_INTERVAL_S)
     async def refresh_health() -> None:
@@ -715,10 +719,36 @@ def _declare_health(app: faust.App, runtime: Runtime) -> None:
             log.debug("health refresh failed: %r", err)
         if app.rebalancing or not app.tables.recovery.completed.is_set():
             return  # the next assignment's check_raw_offsets sees a new topic id
+        assigned = frozenset(app.consumer.assignment())
+        now = time.monotonic()
+        if assigned != census["assigned"] or now - census["at"] >= TABLE_CENSUS_S:
+            census.update(at=now, assigned=assigned)
+            try:
+                runtime.metrics.set_stored_identities(
+                    *table_census(table, runtime.pipeline.detector.store))
+            except Exception as err:  # noqa: BLE001 - the gauges keep their last values
+                log.debug("table census failed: %r", err)
         try:
             await restart_recreated(app.consumer, runtime)
         except Exception as err:  # noqa: BLE001 - tried again at the next refresh
             log.error("cannot read a recreated raw topic from its start: %r", err)
+
+
+def table_census(table: Any, in_memory: Collection[str]) -> tuple[int, int]:
+    """(identities with state in the table or in memory, stored bytes of those not in
+    memory) for the identity gauges.
+
+    The detector holds only the identities whose events came since the worker started:
+    after a restart or a warm start every identity is in the table and the detector alone
+    counted none. Table values are the state blobs, so their length is the state's size."""
+    stored = in_both = unloaded = 0
+    for key, value in table.items():
+        stored += 1
+        if key.decode("utf-8", "replace") in in_memory:
+            in_both += 1
+        else:
+            unloaded += len(value or b"")
+    return stored + len(in_memory) - in_both, unloaded
 
 
 def update_health(app: faust.App, runtime: Runtime, consumed: set[str]) -> None:

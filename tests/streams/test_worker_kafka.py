@@ -10,6 +10,7 @@ from __future__ import annotations
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -200,6 +201,31 @@ def test_missing_raw_topic_fails_clearly_after_the_startup_timeout(
     assert "raw topic(s) ['no-raw.raw'] do not exist" in worker.log_tail()
 
 
+def gauges(worker: Any, expected: int, timeout: float = 120.0) -> tuple[float, float]:
+    """(nhi_identities_tracked, nhi_state_size_bytes) from /metrics, read again until the
+    first is ``expected`` (the worker counts its table every few seconds) or ``timeout``."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    deadline = time.monotonic() + timeout
+    while True:
+        values = {s.name: s.value for f in text_string_to_metric_families(
+            worker.get("/metrics")[1]) for s in f.samples}
+        found = (values.get("nhi_identities_tracked", -1.0),
+                 values.get("nhi_state_size_bytes", -1.0))
+        if found[0] == expected or time.monotonic() > deadline:
+            return found
+        time.sleep(1.0)
+
+
+def snapshot_identities(path: Path) -> int:
+    from detector.engine import Detector
+    from detector.stats import RunStats
+
+    detector = Detector({}, stats=RunStats())
+    detector.load_state(path.read_bytes())
+    return len(detector.store)
+
+
 def test_warm_start_from_a_replay_snapshot_is_applied_once(
         kafka_bootstrap: str, story: scenario.Scenario, tmp_path: Path) -> None:
     snapshot, live = warm_snapshot(story, scenario.T0 + 4 * 86400, tmp_path)
@@ -208,8 +234,12 @@ def test_warm_start_from_a_replay_snapshot_is_applied_once(
     args = worker_args(kafka_bootstrap, app_id, tmp_path / "state", free_port(),
                        "--load-state", str(snapshot))
     worker = start_worker(args, tmp_path / "worker1.log")
+    seeded = snapshot_identities(snapshot)
     try:
         worker.wait_ready()
+        # the seeded identities are in the table, none in memory yet: they were 0 (trial 9)
+        tracked, size = gauges(worker, seeded)
+        assert (tracked, size > 0) == (seeded, True), worker.log_tail()
         produce(kafka_bootstrap, f"{app_id}.raw",
                 framed_batches(live))
         accounted_ids(kafka_bootstrap, app_id, {r["eventID"] for r in live}, timeout=120)
@@ -225,8 +255,10 @@ def test_warm_start_from_a_replay_snapshot_is_applied_once(
     again = start_worker(args, tmp_path / "worker2.log")
     try:
         again.wait_ready()
+        restarted = gauges(again, len(inventory))  # every identity, none in memory
     finally:
         assert again.stop() == 0, again.log_tail()
+    assert restarted[0] == len(inventory) and restarted[1] > 0, restarted
     assert "was applied before; skipping" in again.log_path.read_text()
     markers = read_topic(kafka_bootstrap, f"{app_id}-warm-start", timeout=5)
     assert len(markers) == 1
