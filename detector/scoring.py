@@ -496,6 +496,8 @@ def _number(name: str, value: Any, kind: str, low: float, high: float) -> int | 
     if not math.isfinite(value):
         raise ConfigError(f"{name} must be a finite number, got {value!r}")
     if kind == "int":
+        if not low <= value <= high:  # as written: 1e99 made whole is 100 digits long
+            raise ConfigError(f"{name} must be between {low:g} and {high:g}, got {value!r}")
         if value != int(value):
             raise ConfigError(f"{name} must be a whole number, got {value!r}")
         value = int(value)

@@ -104,11 +104,7 @@ class ModelSettings:
                 raise ConfigError(f"models.{item.name} must be a finite number, got {value!r}")
             if value < 0:
                 raise ConfigError(f"models.{item.name} must not be negative, got {value!r}")
-            low, high = RANGES[item.name]
-            if not low <= value <= high:
-                raise ConfigError(
-                    f"models.{item.name} must be between {low:g} and {high:g}, got {value!r}"
-                )
+            _check_range(item.name, value)
         if self.bucket_minutes <= 0:
             raise ConfigError("models.bucket_minutes must be positive")
         if not 0 < self.holdout_score <= 1:
@@ -157,12 +153,20 @@ class ModelSettings:
         return int(whole) + 1
 
 
+def _check_range(name: str, value: int | float) -> None:
+    low, high = RANGES[name]
+    if not low <= value <= high:
+        raise ConfigError(f"models.{name} must be between {low:g} and {high:g}, got {value!r}")
+
+
 def _coerce(name: str, value: Any, kind: Any) -> int | float:
     wanted = int if kind in (int, "int") else float
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ConfigError(f"models.{name} must be a number, got {value!r}")
     if not math.isfinite(value):
         raise ConfigError(f"models.{name} must be a finite number, got {value!r}")
+    if wanted is int and value > RANGES[name][1]:
+        _check_range(name, value)  # as written: 1e99 made whole is 100 digits long
     if wanted is int and value != int(value):
         raise ConfigError(f"models.{name} must be a whole number, got {value!r}")
     return wanted(value)

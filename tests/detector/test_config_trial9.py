@@ -41,3 +41,64 @@ def test_inline_suppression__detector_matching_nothing_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="detector: 'novelty.acton' matches no detector "
                                           "name; did you mean 'novelty.action'"):
         load_config(path)
+
+
+ALL_WRONG = """\
+identities:
+  owners: {match: "arn:*", owner: team}
+  kinds: [{match: "x*", kind: robot}]
+models:
+  learning_min_events: fifty
+  novelty_horizon_days: -3
+  novelty_cap: 1e99
+scoring:
+  min_severity: severe
+  cooldown_minutes: 60
+  shadow_detectors: [novelty.acton]
+suppressions:
+  - detector: novelty
+    reason: no identity
+worker:
+  partitons: 4
+alerting: {}
+"""
+
+
+def test_every_mistake__reported_in_one_run(tmp_path):
+    """The trial's file with a dozen mistakes took a dozen runs, one message each."""
+    path = tmp_path / "c.yaml"
+    path.write_text(ALL_WRONG)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    head, *lines = str(caught.value).splitlines()
+    assert head == f"config file {path}: 11 mistakes:"
+    starts = [line.split(":")[0].split(" must")[0] for line in lines]
+    assert starts == [
+        "  - unknown section(s) ['alerting']; known", "  - identities.owners",
+        "  - identities.kinds[0]", "  - models.learning_min_events",
+        "  - models.novelty_horizon_days", "  - models.novelty_cap", "  - scoring",
+        "  - scoring.min_severity", "  - scoring.shadow_detectors", "  - suppressions[0]",
+        "  - worker section"]
+    assert "scoring: unknown key(s) ['cooldown_minutes']" in lines[6]
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("models: {novelty_cap: 1e99}", "models.novelty_cap must be between 4 and 1e+06, got 1e+99"),
+    ("scoring: {max_signals: 1e99}", "scoring.max_signals must be between 1 and 1000, got 1e+99"),
+])
+def test_huge_number__echoed_as_written(tmp_path, text, message):
+    """1e99 made a whole number was echoed with its 100 digits."""
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert str(caught.value) == f"config file {path}: {message}"
+
+
+def test_inverted_thresholds__reported_once_the_keys_pass(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("scoring: {thresholds: {low: 0.9, medium: 0.5}, min_severity: severe}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    lines = str(caught.value).splitlines()[1:]
+    assert [line.split(" ")[3] for line in lines] == ["scoring.thresholds", "scoring.min_severity:"]
