@@ -257,9 +257,9 @@ def _key_by_key(check: Callable[..., Any], build: Callable[[dict[str, Any]], Any
 
 
 def _check_detector_patterns(data: dict[str, Any]) -> None:
-    """Refuse a ``shadow_detectors`` or ``detector_weights`` pattern, or the detector glob of
-    an inline suppression rule, that matches no detector name: a misspelt one put nothing
-    on trial, weighted nothing or suppressed nothing, without a word."""
+    """Refuse a ``shadow_detectors`` or ``detector_weights`` pattern that matches no detector
+    name: a misspelt one put nothing on trial or weighted nothing, without a word
+    (suppression rules: ``SuppressionRules.check_detectors``)."""
     scoring = data.get("scoring") or {}
     patterns = [("scoring.shadow_detectors", p) for p in scoring.get("shadow_detectors") or ()]
     patterns += [("scoring.detector_weights", p) for p in scoring.get("detector_weights") or {}]
@@ -268,10 +268,10 @@ def _check_detector_patterns(data: dict[str, Any]) -> None:
 
 def check_detector_patterns(patterns: Iterable[tuple[str, Any]],
                             config: dict[str, Any] | None) -> None:
-    """Refuse the first ``(where, pattern)`` whose glob matches no detector name, with the
-    closest names. The names are those ``feedback --detector`` checks against
-    (``known_detectors``), which depend on the config's policy rules; they are only
-    worked out when some pattern is not ``*``."""
+    """Refuse every ``(where, pattern)`` whose glob matches no detector name, with the
+    closest names, in one ``ConfigError``. The names are those ``feedback --detector``
+    checks against (``known_detectors``), which depend on the config's policy rules; they
+    are only worked out when some pattern is not ``*``."""
     import fnmatch
 
     patterns = [(where, str(p)) for where, p in patterns if str(p) != "*"]
@@ -280,12 +280,13 @@ def check_detector_patterns(patterns: Iterable[tuple[str, Any]],
     from detector.feedback import known_detectors
 
     known = sorted(known_detectors(config))
-    for where, pattern in patterns:
-        if not any(fnmatch.fnmatchcase(name, pattern) for name in known):
-            raise ConfigError(f"{where}: {pattern!r} matches no detector name"
-                              f"{did_you_mean(pattern, known + _family_globs(known))} "
-                              f"(names: {_detector_families(known)}; an alert's signals "
-                              "name them)")
+    unmatched = [f"{where}: {pattern!r} matches no detector name"
+                 f"{did_you_mean(pattern, known + _family_globs(known))}"
+                 for where, pattern in patterns
+                 if not any(fnmatch.fnmatchcase(name, pattern) for name in known)]
+    if unmatched:
+        raise ConfigError(f"{'; '.join(unmatched)} (names: {_detector_families(known)}; an "
+                          "alert's signals name them)")
 
 
 def _family_globs(known: list[str]) -> list[str]:

@@ -102,3 +102,14 @@ def test_inverted_thresholds__reported_once_the_keys_pass(tmp_path):
         load_config(path)
     lines = str(caught.value).splitlines()[1:]
     assert [line.split(" ")[3] for line in lines] == ["scoring.thresholds", "scoring.min_severity:"]
+
+
+def test_every_unmatched_pattern__named_in_one_message(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("scoring: {shadow_detectors: [novelty.acton, volume.rat, 'novelty.*']}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert str(caught.value).startswith(
+        f"config file {path}: scoring.shadow_detectors: 'novelty.acton' matches no detector "
+        "name; did you mean 'novelty.action'?; scoring.shadow_detectors: 'volume.rat' "
+        "matches no detector name; did you mean 'volume.rate' or 'volume.*'? (names: ")
