@@ -828,8 +828,6 @@ def _finish_outputs(
         evaluation=evaluation,
         state_timings=timings,
     )
-    if summary["late_warning"]:
-        logger.warning("%s", summary["late_warning"])
     # events.total counts the events read; after an interrupt some of them were still in
     # the reorder buffer, so the number the detector processed is given next to it
     summary["events"]["processed"] = result.events
@@ -977,6 +975,7 @@ def _locked_replay(args: argparse.Namespace, stats: RunStats, config: dict[str, 
         outputs.close()
         summary = _finish_outputs(args, detector, stats, result, log, activity, scenarios,
                                   timings)
+        warn_in_log(summary, outputs.text)
         write_summary(outputs.text, render_summary(summary))
     finally:
         restore()
@@ -988,6 +987,13 @@ def _locked_replay(args: argparse.Namespace, stats: RunStats, config: dict[str, 
     if result.terminated:
         return EXIT_TERMINATED
     return EXIT_INTERRUPTED if result.interrupted else EXIT_OK
+
+
+def warn_in_log(summary: dict[str, Any], text: IO[str]) -> None:
+    """Log the summary's warnings for whoever reads the log and not the summary, unless
+    the summary goes to standard error, where the log goes too: said once is enough."""
+    if summary["late_warning"] and text is not sys.stderr:
+        logger.warning("%s", summary["late_warning"])
 
 
 def write_summary(text: IO[str], summary: str) -> None:
