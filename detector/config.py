@@ -178,6 +178,7 @@ def validate_config(data: dict[str, Any]) -> None:
     from detector.scoring import ScoringSettings
     from detector.suppression import SuppressionRules
     from models.settings import ModelSettings
+    from streams.settings import check_section_keys  # the worker's own check, no Faust
 
     for name in MAPPING_SECTIONS:
         section = data.get(name)
@@ -191,7 +192,7 @@ def validate_config(data: dict[str, Any]) -> None:
     ScoringSettings.from_config(data.get("scoring"))
     _check_detector_patterns(data)
     SuppressionRules.from_config(data.get("suppressions"), clock=time.time)
-    _check_worker_keys(data.get("worker") or {})
+    check_section_keys(data.get("worker") or {})
 
 
 def _check_detector_patterns(data: dict[str, Any]) -> None:
@@ -228,19 +229,6 @@ def _detector_families(known: list[str]) -> str:
     clouds = sorted({".".join(name.split(".")[:2]) for name in known
                      if name.startswith("technique.")})
     return ", ".join(plain + [f"{cloud}.*" for cloud in clouds])
-
-
-def _check_worker_keys(section: dict[str, Any]) -> None:
-    """The worker's own check of its section's keys, run by every command that reads the
-    file: an unknown key passed a replay and then stopped the worker. Values are checked
-    by the worker, where flags and the environment may complete them."""
-    from streams.settings import BY_NAME
-
-    unknown = sorted(str(key) for key in set(section) - set(BY_NAME))
-    if unknown:
-        hint = did_you_mean(unknown[0], sorted(BY_NAME)) if len(unknown) == 1 else ""
-        raise ConfigError(f"worker section: unknown key(s) {unknown}{hint}; known: "
-                          f"{', '.join(sorted(BY_NAME))}")
 
 
 # identities settings that are lists of rules, and the keys of one rule; each may also be
