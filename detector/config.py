@@ -191,6 +191,7 @@ def config_problems(data: dict[str, Any]) -> list[str]:
     from detector.scoring import ScoringSettings
     from detector.suppression import SuppressionRules, parse_rule
     from models.settings import ModelSettings
+    from streams.settings import check_section_keys  # the worker's own check, no Faust
 
     problems: list[str] = []
 
@@ -234,7 +235,7 @@ def config_problems(data: dict[str, Any]) -> list[str]:
     if loaded is not FAILED:
         check(loaded.check_detectors, sound)
     if "worker" not in bad:
-        check(_check_worker_keys, data.get("worker") or {})
+        check(check_section_keys, data.get("worker") or {})
     return problems
 
 
@@ -308,19 +309,6 @@ def _detector_families(known: list[str]) -> str:
     clouds = sorted({".".join(name.split(".")[:2]) for name in known
                      if name.startswith("technique.")})
     return ", ".join(plain + [f"{cloud}.*" for cloud in clouds])
-
-
-def _check_worker_keys(section: dict[str, Any]) -> None:
-    """The worker's own check of its section's keys, run by every command that reads the
-    file: an unknown key passed a replay and then stopped the worker. Values are checked
-    by the worker, where flags and the environment may complete them."""
-    from streams.settings import BY_NAME
-
-    unknown = sorted(str(key) for key in set(section) - set(BY_NAME))
-    if unknown:
-        hint = did_you_mean(unknown[0], sorted(BY_NAME)) if len(unknown) == 1 else ""
-        raise ConfigError(f"worker section: unknown key(s) {unknown}{hint}; known: "
-                          f"{', '.join(sorted(BY_NAME))}")
 
 
 # identities settings that are lists of rules, and the keys of one rule; each may also be

@@ -47,7 +47,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 import orjson
 
@@ -234,10 +234,30 @@ def open_outputs(args: argparse.Namespace) -> Outputs:
     return Outputs(alerts, text, dead, owned)
 
 
-# every output file: (option attribute, what the message calls it)
-OUTPUT_NAMES = (("alerts", "alerts file"), ("dead_letters", "dead-letter file"),
-                ("save_state", "state snapshot"), ("inventory", "inventory"),
-                ("summary_json", "summary"), ("report", "report"))
+class OutputFile(NamedTuple):
+    """One output file option of replay."""
+
+    name: str  # the option's attribute; the flag is ``--`` and the name with dashes
+    what: str  # what a message about the file calls it
+    in_place: bool = False  # written into (alerts) or appended to (dead letters), not replaced
+
+
+# The one list of replay's file options: each is checked before anything is read
+# (``check_outputs``, ``check_writable_outputs``) and never read as a log (``own_files``).
+INPUT_OPTIONS = ("labels", "config", "suppressions", "load_state")
+OUTPUT_FILES = (
+    OutputFile("alerts", "alerts file", in_place=True),
+    OutputFile("dead_letters", "dead-letter file", in_place=True),
+    OutputFile("inventory", "inventory"),
+    OutputFile("report", "report"),
+    OutputFile("summary_json", "summary"),
+    OutputFile("save_state", "state snapshot"),
+)
+
+
+def flag(name: str) -> str:
+    """The command-line flag of an option attribute: ``save_state`` is ``--save-state``."""
+    return f"--{name.replace('_', '-')}"
 
 
 def check_writable_outputs(args: argparse.Namespace) -> None:
@@ -246,12 +266,12 @@ def check_writable_outputs(args: argparse.Namespace) -> None:
     bad record, the snapshot, inventory, summary and report after the whole replay: a
     read-only folder there used to be found only once hours of replay were done. Nothing
     is left behind by the check."""
-    for name, what in OUTPUT_NAMES:
-        path = getattr(args, name)
-        if not path or (name == "alerts" and (path == "-" or _is_stdout(path))):
+    for output in OUTPUT_FILES:
+        path = getattr(args, output.name)
+        if not path or (output.name == "alerts" and (path == "-" or _is_stdout(path))):
             continue
         try:
-            check_creatable(path, what, in_place=name in ("alerts", "dead_letters"))
+            check_creatable(path, output.what, in_place=output.in_place)
         except SinkError as err:
             raise ConfigError(str(err)) from err
 
@@ -290,9 +310,9 @@ def check_creatable(path: str, what: str, *, in_place: bool = False) -> None:
 
 def own_files(args: argparse.Namespace) -> list[str]:
     """Files this run reads or writes besides the logs: never to be read as logs."""
-    names = (args.labels, args.config, args.suppressions, args.load_state, args.save_state,
-             args.alerts, args.dead_letters, args.inventory, args.report, args.summary_json)
-    return [name for name in names if name and name != "-"]
+    names = INPUT_OPTIONS + tuple(output.name for output in OUTPUT_FILES)
+    paths = (getattr(args, name) for name in names)
+    return [path for path in paths if path and path != "-"]
 
 
 def write_atomic(path: str | Path, data: bytes) -> None:
@@ -828,8 +848,6 @@ def _finish_outputs(
         evaluation=evaluation,
         state_timings=timings,
     )
-    if summary["late_warning"]:
-        logger.warning("%s", summary["late_warning"])
     # events.total counts the events read; after an interrupt some of them were still in
     # the reorder buffer, so the number the detector processed is given next to it
     summary["events"]["processed"] = result.events
@@ -876,10 +894,6 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise ConfigError(f"--metrics-port must be between 0 and 65535, got {port}")
 
 
-INPUT_OPTIONS = ("labels", "config", "suppressions", "load_state")
-OUTPUT_OPTIONS = ("alerts", "dead_letters", "inventory", "report", "summary_json", "save_state")
-
-
 def check_outputs(args: argparse.Namespace) -> None:
     """Refuse, before anything is opened, an output that is also an input or another output.
 
@@ -891,12 +905,12 @@ def check_outputs(args: argparse.Namespace) -> None:
     """
     named: dict[Any, str] = {}
     inputs = [("the input", path) for path in args.paths if path != "-"]
-    inputs += [(f"--{name.replace('_', '-')}", getattr(args, name)) for name in INPUT_OPTIONS]
+    inputs += [(flag(name), getattr(args, name)) for name in INPUT_OPTIONS]
     for option, path in inputs:
         key = file_key(path)
         if key is not None:
             named.setdefault(key, f"{option} {path}")
-    for name in OUTPUT_OPTIONS:
+    for name in (output.name for output in OUTPUT_FILES):
         path = getattr(args, name)
         if name == "alerts" and path == "-":
             continue
@@ -904,7 +918,7 @@ def check_outputs(args: argparse.Namespace) -> None:
         if key is None:
             continue
         other = named.get(key)
-        option = f"--{name.replace('_', '-')}"
+        option = flag(name)
         if other is not None and not (name == "save_state" and other.startswith("--load-state")):
             raise ConfigError(f"{option} {path} is the same file as {other}: writing it would "
                               "destroy it; name another file")
@@ -977,6 +991,7 @@ def _locked_replay(args: argparse.Namespace, stats: RunStats, config: dict[str, 
         outputs.close()
         summary = _finish_outputs(args, detector, stats, result, log, activity, scenarios,
                                   timings)
+        warn_in_log(summary, outputs.text)
         write_summary(outputs.text, render_summary(summary))
     finally:
         restore()
@@ -988,6 +1003,13 @@ def _locked_replay(args: argparse.Namespace, stats: RunStats, config: dict[str, 
     if result.terminated:
         return EXIT_TERMINATED
     return EXIT_INTERRUPTED if result.interrupted else EXIT_OK
+
+
+def warn_in_log(summary: dict[str, Any], text: IO[str]) -> None:
+    """Log the summary's warnings for whoever reads the log and not the summary, unless
+    the summary goes to standard error, where the log goes too: said once is enough."""
+    if summary["late_warning"] and text is not sys.stderr:
+        logger.warning("%s", summary["late_warning"])
 
 
 def write_summary(text: IO[str], summary: str) -> None:

@@ -6,12 +6,13 @@ without normalising them (a CloudTrail ``Records`` document, a JSON array, JSON 
 the worker sees exactly what the log held, bad records included, and dead-letters what it
 cannot parse; a file that does not split cleanly travels whole for the worker's parser to
 read as replay would (``split_records``). A JSON-lines file too large for one message is
-read line by line as it is sent (``_stream``), so memory does not grow with the file
-(stdin is still read whole). Every message has one key (``DEFAULT_KEY``), so the run
-stays on one partition in order. Records are regrouped ``--batch-records`` per message
-(default 500, newline delimited or a JSON array; 1 sends one record per message) under
-``--max-message-bytes``, because the worker's cost is per Kafka message (docs/design.md).
-``--rate`` caps records per second; a progress line goes to stderr.
+read line by line as it is sent (``_stream``), so memory does not grow with the file;
+stdin is read by the same rules as a file (``Input``), so it streams too. Every message
+has one key (``DEFAULT_KEY``), so the run stays on one partition in order. Records are
+regrouped ``--batch-records`` per message (default 500, newline delimited or a JSON array;
+1 sends one record per message) under ``--max-message-bytes``, because the worker's cost
+is per Kafka message (docs/design.md). ``--rate`` caps records per second; a progress
+line goes to stderr.
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ PROGRESS_EVERY_S = 0.5
 # identity's events reach it out of event-time order: other alerts on every run, and the
 # Kubernetes stages of one request split between partitions.
 DEFAULT_KEY = "nhi-detector-produce"
+_GZIP_MAGIC = b"\x1f\x8b"
+_BOM = b"\xef\xbb\xbf"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -126,12 +129,12 @@ def split_records(data: bytes, max_bytes: int | None = None) -> list[bytes]:
     dead letter). Only a text file too large for one message (over ``max_bytes``) is
     split into its lines instead; a binary one that large raises ``InputError``."""
     whole = WholeFile(data)
-    if data[:2] == b"\x1f\x8b":
+    if data[:2] == _GZIP_MAGIC:
         try:
             data = gzip.decompress(data)
         except (OSError, EOFError, zlib.error) as err:
             return _whole(whole, max_bytes, "bad_gzip", f"cannot decompress: {err}")
-    if data[:3] == b"\xef\xbb\xbf":
+    if data[:3] == _BOM:
         data = data[3:]
     stripped = data.strip()
     if not stripped:
@@ -166,9 +169,14 @@ def _too_large(reason: str, what: str, size: int, max_bytes: int) -> InputError:
 
 
 def _binary_start(data: bytes) -> bool:
-    """Whether ``data`` starts as a binary file, by its first 8 KiB (as the parser tells)."""
-    sample = data[:8192]
-    return mostly_binary(sample) or b"\x00" in sample
+    """Whether ``data`` starts as a binary file, by its first 8 KiB, as the parser tells a
+    stream's start (``Parser.feed_stream``): mostly control bytes, or a NUL byte in text
+    that does not start like JSON. A NUL byte inside a JSON document or line is that
+    record's fault, for the worker to dead-letter alone: it used to refuse the whole file
+    here, while replay read every other record of it."""
+    sample = data[3:8195] if data[:3] == _BOM else data[:8192]
+    return mostly_binary(sample) or b"\x00" in sample and \
+        sample.lstrip()[:1] not in (b"{", b"[")
 
 
 class WholeFile(bytes):
@@ -232,24 +240,145 @@ def read_records(paths: list[str], errors: list[str],
     parser = Parser(stats=RunStats(), dead_letters=missing)
     for path in iter_files(paths, parser):
         try:
-            lines = None if path == "-" or max_bytes is None else _stream(path, max_bytes)
-            if lines is not None:
-                yield from _streamed_records(path, lines, max_bytes, errors)  # type: ignore
-                continue
-            data = sys.stdin.buffer.read() if path == "-" else _read(path, max_bytes)
-            records = split_records(data, max_bytes)
-        except (OSError, InputError) as err:
+            source = Input.open(path)
+        except OSError as err:
             errors.append(f"{path}: {err}")
             continue
-        if max_bytes is None or all(len(record) <= max_bytes for record in records):
-            yield from records
-            continue
-        for place, record in zip(_places(data, records), records):
-            if len(record) > max_bytes:
-                errors.append(_over_limit(path, place, len(record), max_bytes))
-            else:
-                yield record
+        with source:
+            yield from _input_records(source, path, max_bytes, errors)
     errors.extend(f"{item['origin']}: {item['message']}" for item in missing.items)
+
+
+def _input_records(source: Input, path: str, max_bytes: int | None,
+                   errors: list[str]) -> Iterator[bytes]:
+    """The records of one file or of stdin, both read by the same rules: input that fits
+    in one message is read whole (``split_records``); larger JSON lines stream line by
+    line (``_stream``); anything larger is refused from its start when that start is
+    binary, else read whole and split."""
+    try:
+        if max_bytes is not None and source.over(max_bytes):
+            lines = _stream(source, max_bytes)
+            if lines is not None:
+                yield from _streamed_records(path, lines, max_bytes, errors)
+                return
+        data = source.read_whole(max_bytes)
+        records = split_records(data, max_bytes)
+    except (OSError, InputError) as err:
+        errors.append(f"{path}: {err}")
+        return
+    if max_bytes is None or all(len(record) <= max_bytes for record in records):
+        yield from records
+        return
+    for place, record in zip(_places(data, records), records):
+        if len(record) > max_bytes:
+            errors.append(_over_limit(path, place, len(record), max_bytes))
+        else:
+            yield record
+
+
+class Input:
+    """A file, or standard input (``-``), read once from its start by the reader that
+    its start calls for.
+
+    A file can seek back to its start after its start has been judged; a pipe cannot, so
+    the bytes read from stdin are kept until the reader that goes on to its end is
+    chosen (``stream``): at most one message's worth (``over``) and the head a streamed
+    reader judges. Before, stdin was read whole into memory whatever it held."""
+
+    def __init__(self, handle: IO[bytes], size: int | None, owned: bool) -> None:
+        self.handle, self._size, self._owned = handle, size, owned
+
+    @classmethod
+    def open(cls, path: str) -> Input:
+        if path == "-":
+            return cls(_KeptStdin(sys.stdin.buffer), None, False)
+        handle = open(path, "rb")  # noqa: SIM115 - closed by __exit__
+        return cls(handle, os.fstat(handle.fileno()).st_size, True)
+
+    def __enter__(self) -> Input:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self._owned:
+            self.handle.close()
+
+    def over(self, limit: int) -> bool:
+        """Whether it holds more than ``limit`` bytes: a file's size says; stdin is read
+        that far (and given back by ``rewind``)."""
+        if self._size is not None:
+            return self._size > limit
+        taken = len(_read_up_to(self.handle, limit + 1))
+        self.rewind()
+        return taken > limit
+
+    def rewind(self) -> None:
+        self.handle.seek(0)
+
+    def stream(self) -> None:
+        """The reader chosen reads on to the end: stdin's bytes are no longer kept."""
+        if isinstance(self.handle, _KeptStdin):
+            self.handle.keep = False
+
+    def size(self) -> int:
+        """Its size in bytes: a file's, or stdin's counted by reading on to its end."""
+        if self._size is None:
+            self.rewind()
+            self.stream()
+            self._size = 0
+            while block := self.handle.read(1 << 20):
+                self._size += len(block)
+        return self._size
+
+    def read_whole(self, max_bytes: int | None) -> bytes:
+        """All its bytes. Input over ``max_bytes`` whose start is binary (not gzip) could
+        only travel whole, which it cannot: it is refused from its first 8 KiB, without
+        reading it (a 2 GB sparse file took 4 GB of memory to be told binary)."""
+        if max_bytes is not None and self.over(max_bytes):
+            sample = _read_up_to(self.handle, 8192)
+            self.rewind()
+            if sample[:2] != _GZIP_MAGIC and _binary_start(sample):
+                raise _too_large("binary", "binary file", self.size(), max_bytes)
+        self.stream()
+        return self.handle.read()
+
+
+def _read_up_to(handle: IO[bytes], size: int) -> bytes:
+    """``size`` bytes of ``handle``, fewer only at its end (a pipe gives what it has)."""
+    parts, taken = [], 0
+    while taken < size and (block := handle.read(size - taken)):
+        parts.append(block)
+        taken += len(block)
+    return b"".join(parts)
+
+
+class _KeptStdin:
+    """Standard input with what has been read of it kept, so that ``seek(0)`` gives it
+    back (a pipe cannot seek) until ``keep`` is switched off."""
+
+    def __init__(self, handle: IO[bytes]) -> None:
+        self._handle = handle
+        self._read = getattr(handle, "read1", handle.read)  # what is there, for a live pipe
+        self._kept: list[bytes] = []
+        self._back = b""  # kept bytes given back by ``seek(0)``, to be read again
+        self.keep = True
+
+    def read(self, size: int = -1) -> bytes:
+        if size < 0:
+            data, self._back = self._back + self._handle.read(), b""
+        elif self._back:
+            data, self._back = self._back[:size], self._back[size:]
+        else:
+            data = self._read(size)
+        if self.keep:
+            self._kept.append(data)
+        return data
+
+    def seek(self, offset: int) -> int:
+        if offset != 0 or not self.keep:
+            raise OSError("standard input cannot seek back past what was kept of it")
+        self._back = b"".join(self._kept) + self._back
+        self._kept = []
+        return 0
 
 
 def _over_limit(path: str, place: str, size: int, max_bytes: int) -> str:
@@ -258,44 +387,36 @@ def _over_limit(path: str, place: str, size: int, max_bytes: int) -> str:
            f"{max_bytes}: not sent"
 
 
-def _stream(path: str, max_bytes: int) -> Iterator[tuple[int, bytes, int]] | None:
-    """The lines of a JSON-lines file too large for one message (plain or gzip), read as
-    they are sent: ``(number, line, length)`` as ``Pieces.lines`` gives them. ``None`` for
-    any other file, which ``split_records`` reads whole as before.
+def _stream(source: Input, max_bytes: int) -> Iterator[tuple[int, bytes, int]] | None:
+    """The lines of JSON lines too large for one message (plain or gzip), read as they
+    are sent: ``(number, line, length)`` as ``Pieces.lines`` gives them. ``None`` for any
+    other input (rewound), which ``split_records`` reads whole.
 
-    Such a file is split into its lines whatever they hold (``split_records``), so only
-    two facts decide, both from the file's start: its first line is a JSON object and a
-    second non-blank line follows (so it is not one JSON document), and it does not start
-    as binary (a binary start refuses a file whose lines are not all objects). Producing
-    a 500 MB file peaked at 2.0 GB of RSS read whole (the file, its lines and their copies
+    Such input is split into its lines whatever they hold (``split_records``), so only
+    two facts decide, both from its start: its first line is a JSON object and a second
+    non-blank line follows (so it is not one JSON document), and it does not start as
+    binary (a binary start refuses input whose lines are not all objects). Producing a
+    500 MB file peaked at 2.0 GB of RSS read whole (the file, its lines and their copies
     held at once); streamed, at 141 MB, most of it the Kafka client's buffers."""
-    raw = open(path, "rb")  # noqa: SIM115 - closed here or by the generator below
+    raw = source.handle
+    gzipped = raw.read(2) == _GZIP_MAGIC
+    source.rewind()
     try:
-        if os.fstat(raw.fileno()).st_size <= max_bytes:
-            raw.close()
-            return None
-        handle: Any = gzip.GzipFile(fileobj=raw, mode="rb") if raw.read(2) == b"\x1f\x8b" \
-            else raw
-        raw.seek(0)
+        handle: Any = gzip.GzipFile(fileobj=raw, mode="rb") if gzipped else raw
         pieces = Pieces(handle)
     except (OSError, EOFError, zlib.error):  # a bad gzip start: as split_records says it
-        raw.close()
+        source.rewind()
         return None
-    head = pieces.head[3:] if pieces.head[:3] == b"\xef\xbb\xbf" else pieces.head
+    head = pieces.head[3:] if pieces.head[:3] == _BOM else pieces.head
     whole_lines = head.split(b"\n")
     if not pieces.whole:
         whole_lines.pop()
     first, second = ([line for line in whole_lines if line.strip()] + [b"", b""])[:2]
     if not (second and _is_object(first.strip())) or _binary_start(head):
-        raw.close()
+        source.rewind()
         return None
-    return _lines(raw, pieces, max_bytes)
-
-
-def _lines(raw: IO[bytes], pieces: Pieces, max_bytes: int
-           ) -> Iterator[tuple[int, bytes, int]]:
-    with raw:
-        yield from pieces.lines(max_bytes)
+    source.stream()
+    return pieces.lines(max_bytes)
 
 
 def _streamed_records(path: str, lines: Iterator[tuple[int, bytes, int]], max_bytes: int,
@@ -305,7 +426,7 @@ def _streamed_records(path: str, lines: Iterator[tuple[int, bytes, int]], max_by
     names it, and a gzip stream that breaks off is one error after the lines before it."""
     try:
         for number, line, length in lines:
-            if number == 1 and line[:3] == b"\xef\xbb\xbf":
+            if number == 1 and line[:3] == _BOM:
                 line, length = line[3:], length - 3
             # a line past the limit arrives as its start only (``length`` says the rest)
             record = line.strip() if length == len(line) else line
@@ -321,28 +442,13 @@ def _streamed_records(path: str, lines: Iterator[tuple[int, bytes, int]], max_by
 def _places(data: bytes, records: list[bytes]) -> list[str]:
     """Where each record of ``data`` is, for the skip message: ``line N`` of a JSON-lines
     file, else ``record N`` of the document (one line can hold a whole array)."""
-    if data[:2] == b"\x1f\x8b":
+    if data[:2] == _GZIP_MAGIC:
         data = gzip.decompress(data)  # split_records did it without error
     numbered = [(number, line.strip()) for number, line in enumerate(data.split(b"\n"), 1)
                 if line.strip()]
     if len(numbered) == len(records):
         return [f"line {number}" for number, _ in numbered]
     return [f"record {number}" for number in range(1, len(records) + 1)]
-
-
-def _read(path: str, max_bytes: int | None = None) -> bytes:
-    """The file's bytes. A file over ``max_bytes`` whose start is binary (not gzip) could
-    only travel whole, which it cannot: it is refused from its first 8 KiB, by its size,
-    without reading it (a 2 GB sparse file took 4 GB of memory to be told binary)."""
-    with open(path, "rb") as handle:
-        if max_bytes is not None:
-            size = os.fstat(handle.fileno()).st_size
-            if size > max_bytes:
-                sample = handle.read(8192)
-                if sample[:2] != b"\x1f\x8b" and _binary_start(sample):
-                    raise _too_large("binary", "binary file", size, max_bytes)
-                handle.seek(0)
-        return handle.read()
 
 
 # ---------------------------------------------------------------------------- sending

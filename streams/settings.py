@@ -355,6 +355,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                 int if setting.kind is int else str)
 
 
+def check_section_keys(section: Mapping[str, Any]) -> None:
+    """Refuse a key of the ``worker:`` section that names no setting. The one check of
+    those keys: the worker makes it (``load_settings``), and so does every command that
+    reads the config file (``detector.config``), so a key that would stop the worker
+    fails a replay of the same file first. Values are checked by the worker, where flags
+    and the environment may complete them."""
+    from detector.config import did_you_mean
+
+    unknown = sorted(str(key) for key in set(section) - set(BY_NAME))
+    if unknown:
+        hint = did_you_mean(unknown[0], sorted(BY_NAME)) if len(unknown) == 1 else ""
+        raise ConfigError(f"worker section: unknown key(s) {unknown}{hint}; known: "
+                          f"{', '.join(sorted(BY_NAME))}")
+
+
 def load_settings(args: argparse.Namespace | None = None,
                   environ: Mapping[str, str] | None = None,
                   file_section: Mapping[str, Any] | None = None, *,
@@ -367,9 +382,7 @@ def load_settings(args: argparse.Namespace | None = None,
     """
     environ = os.environ if environ is None else environ
     file_section = file_section or {}
-    unknown = sorted(set(file_section) - set(BY_NAME))
-    if unknown:
-        raise ConfigError(f"worker section: unknown key(s) {unknown}")
+    check_section_keys(file_section)
     values = {}
     for setting in SETTINGS:
         raw, where = _pick(setting, args, environ, file_section)

@@ -371,16 +371,28 @@ def _pod(record: dict[str, Any], action: str, username: str) -> list[Finding]:
     return _pod_shape(record, action, obj) + _break_glass(record, action, obj)
 
 
+def pod_template(obj: dict[str, Any], action: str) -> dict[str, Any]:
+    """The pod template (``metadata`` and ``spec``) of the object an action writes: a pod
+    is its own, a CronJob's is ``spec.jobTemplate.spec.template``, every other workload's
+    ``spec.template``; empty when that path is missing or holds something other than an
+    object. The kind in the action decides where to look, never the keys found: the rules
+    that read a template used to dig it out each their own way, so a CronJob without a
+    ``jobTemplate`` had its ``spec.template`` judged by one rule and not by another, and a
+    Deployment's stray ``jobTemplate`` was taken for its template."""
+    if action.startswith("k8s:pods."):
+        return obj
+    spec = as_dict(obj.get("spec"))
+    if action.startswith("k8s:cronjobs."):
+        spec = as_dict(as_dict(spec.get("jobTemplate")).get("spec"))
+    return as_dict(spec.get("template"))
+
+
 def _break_glass(record: dict[str, Any], action: str, obj: dict[str, Any]) -> list[Finding]:
     """A pod or pod template annotated with GKE Binary Authorization's break-glass
     (``alpha.image-policy.k8s.io/break-glass: "true"``): its images run whether or not
     they were signed and attested, the policy's check skipped. Meant for emergencies,
     and as good for an image an attacker built."""
-    meta = as_dict(obj.get("metadata"))
-    if action != "k8s:pods.create":
-        spec = as_dict(obj.get("spec"))
-        spec = as_dict(as_dict(spec.get("jobTemplate")).get("spec", spec))
-        meta = as_dict(as_dict(spec.get("template")).get("metadata"))
+    meta = as_dict(pod_template(obj, action).get("metadata"))
     flag = as_dict(meta.get("annotations")).get(_BREAK_GLASS)
     if not isinstance(flag, str) or flag.lower() != "true":
         return []
@@ -393,11 +405,8 @@ def _break_glass(record: dict[str, Any], action: str, obj: dict[str, Any]) -> li
 
 def _pod_shape(record: dict[str, Any], action: str, obj: dict[str, Any]) -> list[Finding]:
     """What the pod's spec (a workload's pod template) lets its containers do on the node."""
-    spec = as_dict(obj.get("spec"))
+    spec = as_dict(pod_template(obj, action).get("spec"))
     workload = action != "k8s:pods.create"
-    if workload:  # the pod template of a workload, where its pods' privileges are decided
-        spec = as_dict(spec.get("jobTemplate")).get("spec", spec)
-        spec = as_dict(as_dict(as_dict(spec).get("template")).get("spec"))
     severe: list[str] = []
     mild: list[str] = []
     if spec.get("hostPID") is True:
@@ -450,8 +459,7 @@ def _cronjob(record: dict[str, Any], action: str, username: str) -> list[Finding
         return found
     if action == "k8s:cronjobs.create":
         found.extend(_cronjob_by_account(record, username, namespace))
-    spec = as_dict(as_dict(_body(record, "spec")).get("jobTemplate")).get("spec")
-    spec = as_dict(as_dict(as_dict(spec).get("template")).get("spec"))
+    spec = as_dict(pod_template({"spec": _body(record, "spec")}, action).get("spec"))
     for key in ("initContainers", "containers"):
         containers = spec.get(key)
         for container in containers[:20] if isinstance(containers, list) else ():

@@ -8,6 +8,7 @@ twice, and a folder that is a file was reported as "File exists".
 
 from __future__ import annotations
 
+import argparse
 import os
 import stat
 from pathlib import Path
@@ -16,7 +17,14 @@ import orjson
 import pytest
 
 from detector.errors import SinkError
-from detector.replay import write_atomic
+from detector.replay import (
+    INPUT_OPTIONS,
+    OUTPUT_FILES,
+    add_arguments,
+    flag,
+    own_files,
+    write_atomic,
+)
 from tests.replay.logs import run_replay
 
 GCP_RECORD = {
@@ -84,6 +92,49 @@ def test_two_outputs_naming_one_new_file__exit_2(log_file, tmp_path, capsys):
         "writing it would destroy it; name another file"
     )
     assert not out.exists()
+
+
+def replay_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return parser
+
+
+def test_file_options__all_in_the_one_table():
+    """The options that name a file are listed once (``INPUT_OPTIONS``, ``OUTPUT_FILES``)
+    for every check made of them; an option left out would be checked by none."""
+    options = {action.dest for action in replay_parser()._actions if action.metavar == "FILE"}
+    assert options == set(INPUT_OPTIONS) | {output.name for output in OUTPUT_FILES}
+
+
+def test_file_options__never_read_as_logs(tmp_path):
+    names = INPUT_OPTIONS + tuple(output.name for output in OUTPUT_FILES)
+    argv = [str(tmp_path)] + [part for name in names
+                              for part in (flag(name), str(tmp_path / name))]
+    assert own_files(replay_parser().parse_args(argv)) == [str(tmp_path / name)
+                                                           for name in names]
+
+
+@pytest.mark.parametrize("output", OUTPUT_FILES, ids=lambda output: output.name)
+def test_each_output_naming_the_log__exit_2(log_file, tmp_path, capsys, output):
+    before = log_file.read_bytes()
+    code = run_replay([log_file], tmp_path, flag(output.name), str(log_file))[0]
+    assert code == 2
+    assert capsys.readouterr().err.strip() == (
+        f"nhi-detector replay: {flag(output.name)} {log_file} is the same file as the input "
+        f"{log_file}: writing it would destroy it; name another file"
+    )
+    assert log_file.read_bytes() == before
+
+
+@pytest.mark.parametrize("output", OUTPUT_FILES, ids=lambda output: output.name)
+def test_each_output_naming_a_folder__exit_2(log_file, tmp_path, capsys, output):
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    code = run_replay([log_file], tmp_path, flag(output.name), str(folder))[0]
+    assert code == 2
+    assert capsys.readouterr().err.strip() == (
+        f"nhi-detector replay: cannot write {output.what} {folder}: Is a directory")
 
 
 def test_save_state_over_the_loaded_snapshot__still_allowed(log_file, tmp_path):

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import fcntl
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import orjson
@@ -49,6 +51,24 @@ def test_days_newest_first__the_summary_and_the_log_warn(tmp_path, capsys, caplo
     assert "must be in event-time order" in warning and "docs/replay.md" in warning
     assert f"  WARNING: {warning}" in capsys.readouterr().out
     assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [warning]
+
+
+@pytest.mark.parametrize(("alerts", "stdout_count", "stderr_count"), [
+    ("-", 0, 1),  # the summary on stderr says it, and the log would say it there again
+    ("alerts.jsonl", 1, 1),  # the summary on stdout, the log on stderr
+])
+def test_days_newest_first__warned_once_per_stream(tmp_path, alerts, stdout_count,
+                                                    stderr_count):
+    """With the alerts on stdout, the summary goes to stderr, where the log goes too: the
+    late warning was printed there twice, once by the summary and once by the log."""
+    log = write_log(tmp_path / "logs" / "days.jsonl", [4, 3, 2, 1, 0])
+    target = alerts if alerts == "-" else str(tmp_path / alerts)
+    done = subprocess.run([sys.executable, "-m", "detector.cli", "replay", str(log),
+                           "--alerts", target, "--no-progress"], capture_output=True,
+                          check=False)
+    assert done.returncode == 0
+    assert done.stdout.count(b"came later than the reorder window") == stdout_count
+    assert done.stderr.count(b"came later than the reorder window") == stderr_count
 
 
 def test_days_in_order__no_warning(tmp_path, capsys):

@@ -77,6 +77,20 @@ class TestInvalidSettings:
         with pytest.raises(ConfigError, match=r"unknown key\(s\) \['partitons'\]"):
             load_settings(parse(), {}, {"partitons": 4})
 
+    def test_unknown_file_key__same_words_as_the_config_file_check(self, tmp_path) -> None:
+        """The worker and the config loader each checked the section's keys, in other
+        words: the worker's message had neither the close name nor the known keys."""
+        from detector.config import load_config
+
+        path = tmp_path / "c.yaml"
+        path.write_text("worker: {partitons: 4}\n")
+        with pytest.raises(ConfigError) as from_file:
+            load_config(path)
+        with pytest.raises(ConfigError) as from_worker:
+            load_settings(parse(), {}, {"partitons": 4})
+        assert str(from_file.value) == f"config file {path}: {from_worker.value}"
+        assert "did you mean 'partitions'?; known: accounting_topic, " in str(from_worker.value)
+
     def test_unbounded_poll__is_refused(self) -> None:
         with pytest.raises(ConfigError, match="^--max-poll-records: must be in 1..10000, not 0$"):
             load_settings(parse("--max-poll-records", "0"), {}, {})
