@@ -352,7 +352,7 @@ def measure_workers(bootstrap: str, app_id: str, payloads: list[bytes], partitio
     procs = [start_worker(bootstrap, app_id, raw, partitions, workdir, f"w{i}")
              for i in range(workers)]
     warm, rest = payloads[:partitions], payloads[partitions:]
-    total = sum(payload.count(b"\n") + 1 for payload in payloads)
+    total = _events(payloads)
     try:
         wait_stable(procs, workdir)
         asyncio.run(produce_async(bootstrap, raw, warm, partitions))
@@ -390,6 +390,7 @@ def measure_workers(bootstrap: str, app_id: str, payloads: list[bytes], partitio
 
 
 def _events(payloads: list[bytes]) -> int:
+    """Records in ``payloads`` (newline-delimited, one event each here)."""
     return sum(payload.count(b"\n") + 1 for payload in payloads)
 
 
@@ -523,7 +524,6 @@ def machine_seconds() -> float:
         fields = [int(v) for v in handle.readline().split()[1:]]
     busy = sum(fields[:8]) - fields[3] - fields[4]  # guest time is inside user already
     return busy / os.sysconf("SC_CLK_TCK")
-
 
 
 def warm_broker(bootstrap: str, payloads: list[bytes], broker_pid: int | None,
