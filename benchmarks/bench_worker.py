@@ -6,8 +6,9 @@ Run ``python3 benchmarks/bench_worker.py`` (it starts Apache Kafka from its jars
 1. a bare aiokafka consumer (orjson per message) reading single-record messages;
 2. a no-op Faust agent reading the same topic (Faust's per-message cost);
 3. one worker end to end (raw -> parse -> repartition -> detect -> outputs) fed
-   single-record messages, then fed batched messages (``--batch`` records each);
-4. one worker and then two workers on a 4-partition raw topic with batched messages;
+   single-record messages, then a backlog of batched messages (``--batch`` records each,
+   ``--events`` in all) on a 4-partition raw topic;
+4. two workers on the same backlog and topic layout;
 5. the detector core alone, and the worker's pipeline (split + apply) without Kafka, whose
    difference is what the worker's own code costs per event.
 
@@ -15,16 +16,23 @@ Run ``python3 benchmarks/bench_worker.py`` (it starts Apache Kafka from its jars
 threads (``NHI_WORKER_PROFILE``, see ``streams/profiling.py``) and write the samples to DIR
 when it stops; ``python -m streams.profiling DIR/*.prof`` prints the split by part.
 
-Throughput is counted for the workers from the end of a warm-up (one message per raw
-partition, processed after startup and group join) to the last event processed, by the
-worker's ``nhi_batch_size_events_sum`` metric; for the baselines from the first to the
-last message. Targets from issue 6: batched >= 10,000 events/s per worker;
-single-record >= 80 % of the no-op agent; two workers >= 1.7x one.
+Every worker run works through a backlog that is in the raw topic before its clocks start:
+the workers are started and settled on an empty topic, warmed up with one message per raw
+partition, their assignment checked (each raw and identity partition owned by one worker),
+then paused (SIGSTOP) while the backlog is produced, and the clocks run from their resume
+to the last event processed (the worker's ``nhi_batch_size_events_sum`` metric). The
+broker is warmed up once before the first worker run. For the baselines the clocks run
+from the first to the last message. Targets from issue 6: batched >= 10,000 events/s per
+worker; single-record >= 80 % of the no-op agent; two workers >= 1.7x one.
 
 Wall-clock rates on a shared machine vary by a factor of several between runs, so each
 line also gives a CPU figure over the same span: events (or messages) per CPU second of
 the measured process (all its threads, from /proc on Linux; the core line uses
-``time.process_time``). Compare changes by those.
+``time.process_time``). Compare changes by those. Under each worker run it prints where
+the machine's cores went over the span (each worker, the broker, this benchmark, every
+other process) and, from the scheduler's counters, how much of the span each worker's
+main thread was on a core, waiting for one, or idle; under the two-worker run, what that
+says bounds the ratio.
 """
 
 from __future__ import annotations
@@ -41,6 +49,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -54,6 +63,9 @@ T0 = 1_717_200_000.0
 ACCOUNT = "777788889999"
 # --profile DIR: each worker writes a cProfile of its main thread and its threads' CPU there
 PROFILE_DIR: Path | None = None
+# The workers' session timeout: a worker paused (SIGSTOP) while the backlog is produced
+# stays in its group for this long, so the span starts without a rebalance.
+SESSION_TIMEOUT_S = 60
 ACTIONS = ("s3:GetObject", "s3:PutObject", "sts:GetCallerIdentity", "sqs:ReceiveMessage",
            "dynamodb:GetItem", "kms:Decrypt", "ec2:DescribeInstances", "logs:PutLogEvents")
 
@@ -136,8 +148,9 @@ def batched(records: list[bytes], size: int) -> list[bytes]:
 # ---------------------------------------------------------------------------- baselines
 
 
-async def bare_consumer(bootstrap: str, topic: str, count: int) -> float:
-    """Messages per second of a plain aiokafka consumer decoding each message."""
+async def bare_consumer(bootstrap: str, topic: str, count: int, decode: bool = True) -> float:
+    """Messages per second of a plain aiokafka consumer decoding each message (with
+    ``decode``: each message is one JSON document)."""
     from aiokafka import AIOKafkaConsumer
 
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
@@ -149,7 +162,8 @@ async def bare_consumer(bootstrap: str, topic: str, count: int) -> float:
             batch = await consumer.getmany(timeout_ms=1000, max_records=5000)
             for records in batch.values():
                 for record in records:
-                    orjson.loads(record.value)
+                    if decode:
+                        orjson.loads(record.value)
                     seen += 1
                     if started is None:
                         started = time.perf_counter()
@@ -214,7 +228,8 @@ def start_worker(bootstrap: str, app_id: str, raw: str, partitions: int, workdir
            "--alerts-topic", f"{app_id}.alerts", "--shadow-topic", f"{app_id}.shadow",
            "--inventory-topic", f"{app_id}.inventory", "--dead-letter-topic", f"{app_id}.dlq",
            "--state-dir", str(workdir / "state"), "--worker-id", name, "--web-port", str(port),
-           "--session-timeout", "10"]
+           # longer than the pause while the backlog is produced (measure_workers)
+           "--session-timeout", str(SESSION_TIMEOUT_S)]
     env = dict(os.environ)
     if PROFILE_DIR is not None:
         # streams.profiling: the worker writes its profile when SIGTERM stops it
@@ -263,46 +278,207 @@ def wait_stable(procs: list[tuple[subprocess.Popen, int]], workdir: Path,
     raise RuntimeError(f"workers not ready in {timeout:.0f}s; see {workdir}")
 
 
+@dataclass
+class WorkerSpan:
+    """One worker over the measured span: the events its detect step processed, the CPU of
+    all its threads, and where its main thread (the event loop, where parse and detect
+    run) spent the span: on a core, runnable but waiting for one, or idle (waiting for
+    input, the broker, or its own timers)."""
+
+    name: str
+    events: float
+    cpu: float
+    on_core: float
+    waiting: float
+    idle: float
+    partitions: str
+
+
+@dataclass
+class Span:
+    """A measured span of ``measure_workers``: from the workers' resume (the backlog
+    already in the raw topic) to the last event processed."""
+
+    seconds: float
+    workers: list[WorkerSpan]
+    broker_cpu: float | None  # None: a broker we did not start (KAFKA_BOOTSTRAP_SERVERS)
+    broker_waiting: float  # seconds its threads were runnable but waiting for a core, summed
+    machine_busy: float  # CPU seconds every process on the machine used over the span
+    own_cpu: float  # this benchmark process (it polls the workers' metrics)
+    produce_seconds: float  # producing the backlog, before the span, workers paused
+    producer_cpu: float
+    rebalances: int  # rebalance warnings the workers logged during the span
+
+    @property
+    def events(self) -> float:
+        return sum(worker.events for worker in self.workers)
+
+    @property
+    def rate(self) -> float:
+        return self.events / self.seconds
+
+    @property
+    def worker_cpu(self) -> float:
+        return sum(worker.cpu for worker in self.workers)
+
+    def cores(self, cpu: float) -> float:
+        return cpu / self.seconds
+
+    def others(self) -> float:
+        """Cores used over the span by every other process on the machine (other jobs)."""
+        ours = self.worker_cpu + (self.broker_cpu or 0.0) + self.own_cpu
+        return max(self.machine_busy - ours, 0.0) / self.seconds
+
+
 def measure_workers(bootstrap: str, app_id: str, payloads: list[bytes], partitions: int,
-                    total: int, workers: int, workdir: Path,
-                    timeout: float = 900.0) -> tuple[float, float, float]:
-    """(events/s, events per worker CPU second, cores the workers used) over ``workers``
-    processes that were started and settled on an empty raw topic, then warmed up with
-    one message per raw partition (the models' lazy imports, the first table reads): both
-    clocks start when the warm-up is processed, before the other ``payloads`` are
-    produced, and stop at the last event processed. Starting them at the first event
-    processed instead, as before, left out whatever the worker read before it: with a
-    backlog of single-record messages the first ingest window (up to 5,000 messages
-    parsed and sent to repartition) is done before any event is processed, so the
-    single-record figures varied twofold. The cores used are the workers' CPU seconds
-    over the span's wall seconds: what the machine gave them next to the broker and
-    the producer."""
+                    workers: int, workdir: Path, broker_pid: int | None,
+                    timeout: float = 900.0) -> Span:
+    """Run ``workers`` processes on a ``partitions``-partition raw topic over a backlog.
+
+    The workers are started and settled on an empty raw topic, warmed up with one message
+    per raw partition (the models' lazy imports, the first table reads), and their
+    assignment checked (every raw and identity partition owned by exactly one worker).
+    Then they are paused (SIGSTOP) while the rest of ``payloads`` is produced, and the
+    clocks start when they resume (SIGCONT) and stop at the last event processed.
+
+    Producing inside the span, as before, measured the producer too: the workers waited
+    for their input while the benchmark produced it on the same cores, for a fixed time
+    that does not halve with two workers. A pause is shorter than the session timeout
+    the workers get here, so the group does not rebalance (the span's rebalance warnings
+    are counted and printed to show it).
+    """
     raw = f"{app_id}.raw"
     create_topic(bootstrap, raw, partitions)
     procs = [start_worker(bootstrap, app_id, raw, partitions, workdir, f"w{i}")
              for i in range(workers)]
     warm, rest = payloads[:partitions], payloads[partitions:]
-    warm_events = sum(payload.count(b"\n") + 1 for payload in warm)
+    total = _events(payloads)
     try:
         wait_stable(procs, workdir)
         asyncio.run(produce_async(bootstrap, raw, warm, partitions))
-        _wait_processed(procs, warm_events, workdir, timeout)
-        done0 = sum(processed(port) for _, port in procs)
-        cpu0 = sum(cpu_seconds(process.pid) for process, _ in procs)
-        started = time.perf_counter()
+        _wait_processed(procs, total - _events(rest), workdir, timeout)
+        owned = [assigned(port) for _, port in procs]
+        _check_assignment(owned, raw, app_id, partitions, workdir)
+        for process, _ in procs:
+            process.send_signal(signal.SIGSTOP)
+        produce_cpu, started = time.process_time(), time.perf_counter()
         asyncio.run(produce_async(bootstrap, raw, rest, partitions))
-        done = _wait_processed(procs, total, workdir, timeout)
-        seconds = time.perf_counter() - started
-        cpu = sum(cpu_seconds(process.pid) for process, _ in procs) - cpu0
-        return (done - done0) / seconds, (done - done0) / max(cpu, 1e-9), cpu / seconds
+        produce_seconds = time.perf_counter() - started
+        produce_cpu = time.process_time() - produce_cpu
+        before = _snapshot(procs, broker_pid, workdir, app_id)
+        for process, _ in procs:
+            process.send_signal(signal.SIGCONT)
+        _wait_processed(procs, total, workdir, timeout)
+        after = _snapshot(procs, broker_pid, workdir, app_id)
+        seconds = after.clock - before.clock
+        spans = [_worker_span(f"w{i}", seconds, before, after, i, owned[i], raw, app_id)
+                 for i in range(workers)]
+        return Span(seconds, spans,
+                    None if broker_pid is None else after.broker - before.broker,
+                    _waiting(before.broker_threads, after.broker_threads),
+                    after.machine - before.machine, after.own - before.own,
+                    produce_seconds, produce_cpu, after.rebalances - before.rebalances)
     finally:
         for process, _ in procs:
+            process.send_signal(signal.SIGCONT)  # a worker paused by a failed run
             process.send_signal(signal.SIGTERM)
         for process, _ in procs:
             try:
                 process.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+def _events(payloads: list[bytes]) -> int:
+    """Records in ``payloads`` (newline-delimited, one event each here)."""
+    return sum(payload.count(b"\n") + 1 for payload in payloads)
+
+
+@dataclass
+class _Snapshot:
+    clock: float
+    pids: list[int]
+    processed: list[float]
+    cpu: list[float]
+    threads: list[dict[int, tuple[float, float]]]
+    broker: float
+    broker_threads: dict[int, tuple[float, float]]
+    machine: float
+    own: float
+    rebalances: int
+
+
+def _snapshot(procs: list[tuple[subprocess.Popen, int]], broker_pid: int | None,
+              workdir: Path, app_id: str) -> _Snapshot:
+    return _Snapshot(
+        time.perf_counter(), [process.pid for process, _ in procs],
+        [processed(port) for _, port in procs],
+        [cpu_seconds(process.pid) for process, _ in procs],
+        [thread_seconds(process.pid) for process, _ in procs],
+        cpu_seconds(broker_pid) if broker_pid is not None else 0.0,
+        thread_seconds(broker_pid) if broker_pid is not None else {}, machine_seconds(),
+        time.process_time(),
+        sum(_rebalance_lines(workdir / f"{app_id}-w{i}.log") for i in range(len(procs))))
+
+
+def _worker_span(name: str, seconds: float, before: _Snapshot, after: _Snapshot, i: int,
+                 owned: dict[str, list[int]], raw: str, app_id: str) -> WorkerSpan:
+    main = after.pids[i]  # the main thread's id is the process id
+    on_core, waiting = (after.threads[i][main][k] - before.threads[i][main][k]
+                        for k in (0, 1))
+    text = (f"raw {_partitions(owned.get(raw))}, identity "
+            f"{_partitions(owned.get(f'{app_id}-events-by-identity'))}")
+    return WorkerSpan(name, after.processed[i] - before.processed[i],
+                      after.cpu[i] - before.cpu[i], on_core / seconds, waiting / seconds,
+                      max(seconds - on_core - waiting, 0.0) / seconds, text)
+
+
+def _waiting(before: dict[int, tuple[float, float]],
+             after: dict[int, tuple[float, float]]) -> float:
+    """Seconds the threads of ``after`` waited for a core since ``before`` (a thread
+    started since counts from zero)."""
+    return sum(wait - before.get(tid, (0.0, 0.0))[1] for tid, (_, wait) in after.items())
+
+
+def _partitions(numbers: list[int] | None) -> str:
+    return ",".join(map(str, sorted(numbers))) if numbers else "none"
+
+
+def assigned(port: int) -> dict[str, list[int]]:
+    """Topic -> partitions the worker owns, from its lag gauges (one per assigned
+    partition of the raw and the identity topics, ``streams.app.update_health``)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+            text = resp.read().decode()
+    except OSError:
+        return {}
+    owned: dict[str, list[int]] = {}
+    pattern = r'^nhi_kafka_consumer_lag_messages\{partition="(\d+)",topic="([^"]+)"\}'
+    for partition, topic in re.findall(pattern, text, re.MULTILINE):
+        owned.setdefault(topic, []).append(int(partition))
+    return owned
+
+
+def _check_assignment(owned: list[dict[str, list[int]]], raw: str, app_id: str,
+                      partitions: int, workdir: Path) -> None:
+    """Every raw and identity partition owned by exactly one worker, or stop: a run with
+    a partition owned twice or by nobody would measure a rebalance, not the workers."""
+    for topic, count in ((raw, partitions), (f"{app_id}-events-by-identity",
+                                             max(partitions, 4))):
+        numbers = sorted(n for worker in owned for n in worker.get(topic, []))
+        if numbers != list(range(count)):
+            raise RuntimeError(f"{topic}: partitions {numbers} assigned over the workers, "
+                               f"expected each of 0..{count - 1} once; see {workdir}")
+
+
+def _rebalance_lines(log_path: Path) -> int:
+    """Lines of a worker log that tell of a group rebalance (aiokafka's heartbeat
+    warning, Faust's rebalance lines)."""
+    try:
+        text = log_path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return 0
+    return sum("rebalanc" in line.lower() for line in text.splitlines())
 
 
 def _wait_processed(procs: list[tuple[subprocess.Popen, int]], count: float, workdir: Path,
@@ -328,13 +504,108 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def thread_seconds(pid: int) -> dict[int, tuple[float, float]]:
+    """Thread id -> (seconds on a core, seconds runnable but waiting for one), from the
+    scheduler's per-thread counters (Linux /proc/PID/task/TID/schedstat, nanoseconds)."""
+    out = {}
+    for path in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+        try:
+            on_core, waiting, _ = path.read_text(encoding="ascii").split()
+        except (OSError, ValueError):
+            continue  # the thread ended meanwhile
+        out[int(path.parent.name)] = (int(on_core) / 1e9, int(waiting) / 1e9)
+    return out
+
+
+def machine_seconds() -> float:
+    """CPU seconds all processes of the machine have used since boot (/proc/stat: every
+    column of the ``cpu`` line but idle and iowait)."""
+    with open("/proc/stat", encoding="ascii") as handle:
+        fields = [int(v) for v in handle.readline().split()[1:]]
+    busy = sum(fields[:8]) - fields[3] - fields[4]  # guest time is inside user already
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+def warm_broker(bootstrap: str, payloads: list[bytes], broker_pid: int | None,
+                limit: int = 40) -> None:
+    """Produce ``limit`` of ``payloads`` to a scratch topic and read them back before the
+    first measured run, so that run does not pay alone for the broker's JVM warming up
+    (class loading and JIT of its produce and fetch paths)."""
+    topic, sample = f"bench-warm-{int(time.time())}", payloads[:limit]
+    cpu = cpu_seconds(broker_pid) if broker_pid is not None else 0.0
+    seconds = produce(bootstrap, topic, sample, 4)
+    asyncio.run(bare_consumer(bootstrap, topic, len(sample), decode=False))
+    used = (f"; broker {cpu_seconds(broker_pid) - cpu:.1f} CPU s"
+            if broker_pid is not None else "")
+    print(f"warm-up      broker                 : {sum(map(len, sample)) / 1e6:,.0f} MB "
+          f"produced in {seconds:.1f} s and read back{used}", flush=True)
+
+
+def print_span(span: Span) -> None:
+    """Where the machine's cores went over the span, and each worker's main thread."""
+    cpus = os.cpu_count() or 1
+    broker = ("broker not ours" if span.broker_cpu is None
+              else f"broker {span.cores(span.broker_cpu):.2f} (its threads waited "
+                   f"{span.broker_waiting:.1f} s in all for a core)")
+    workers = " + ".join(f"{w.name} {span.cores(w.cpu):.2f}" for w in span.workers)
+    idle = max(cpus - span.cores(span.machine_busy), 0.0)
+    print(f"             span {span.seconds:.1f} s over a backlog of {span.events:,.0f} "
+          f"events, produced before it in {span.produce_seconds:.1f} s with the workers "
+          f"paused (producer {span.producer_cpu:.1f} CPU s); rebalance lines in the span: "
+          f"{span.rebalances}")
+    print(f"             cores of {cpus} over the span: workers {workers}, {broker}, "
+          f"this benchmark {span.cores(span.own_cpu):.2f}, other jobs {span.others():.2f}, "
+          f"idle {idle:.2f}")
+    for w in span.workers:
+        print(f"             {w.name} ({w.partitions}): {w.events:,.0f} events "
+              f"({100 * w.events / span.events:.0f} %); main thread on a core "
+              f"{100 * w.on_core:.0f} %, waiting for a core {100 * w.waiting:.0f} %, idle "
+              f"{100 * w.idle:.0f} % of the span", flush=True)
+
+
+def print_bounds(two: Span, one: Span | None) -> None:
+    """What bounds the two-worker ratio in this run, said from measured figures only: the
+    split of the events over the workers, and the cores the machine gave them."""
+    cpus = os.cpu_count() or 1
+    busiest = max(w.events for w in two.workers) / two.events
+    print(f"bound        split of the events    : the busier worker processed "
+          f"{100 * busiest:.0f} % of them (identities hashed over the partitions), so at "
+          f"one worker's speed per event two make at most {1 / busiest:.2f}x one")
+    busy = two.cores(two.machine_busy)
+    waited = max(w.waiting for w in two.workers)
+    idle = max(w.idle for w in two.workers)
+    alone = (f"; one worker alone: {one.cores(one.worker_cpu):.2f} cores, main thread "
+             f"waiting for a core {100 * one.workers[0].waiting:.0f} %, idle "
+             f"{100 * one.workers[0].idle:.0f} %" if one else "")
+    print(f"bound        cores                  : {cpus} cores, {busy:.2f} of them busy over "
+          f"the span: the two workers {two.cores(two.worker_cpu):.2f}, broker "
+          f"{'?' if two.broker_cpu is None else f'{two.cores(two.broker_cpu):.2f}'}, "
+          f"other jobs {two.others():.2f}; the workers' main threads waited for a core up "
+          f"to {100 * waited:.0f} % and were idle up to {100 * idle:.0f} % of the "
+          f"span{alone}")
+    said = []
+    if waited >= 0.1:
+        said.append(f"the workers waited for a core up to {100 * waited:.0f} % of the span, "
+                    f"so this ratio measures what the {cpus} cores left them next to the "
+                    f"broker and other jobs, not what a second worker adds")
+    if idle >= 0.1:
+        who = "they" if said else "the workers"
+        said.append(f"{who} were idle up to {100 * idle:.0f} % of it, waiting for input, "
+                    f"for the broker or for their own timers")
+    verdict = "; ".join(said) or "neither: the workers were on a core nearly the whole span"
+    print(f"bound        verdict                : {verdict}", flush=True)
+
+
 # ---------------------------------------------------------------------------- main
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--single", type=int, default=6000, help="single-record messages")
-    parser.add_argument("--events", type=int, default=40000, help="events for batched runs")
+    parser.add_argument("--events", type=int, default=200_000,
+                        help="events of the batched backlog (one and two workers): long "
+                             "enough that the fixed waits at its start and end (the first "
+                             "ingest window, fetches) weigh little next to the work")
     parser.add_argument("--batch", type=int, default=500, help="records per batched message")
     parser.add_argument("--identities", type=int, default=200)
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
@@ -356,6 +627,7 @@ def main() -> int:
         PROFILE_DIR = args.profile.resolve()
     workdir = Path(tempfile.mkdtemp(prefix="bench-worker-"))
     broker = None
+    args.broker_pid = None
     if args.only <= {"core", "pipeline"}:  # no Kafka needed
         run(args, "", workdir)
         shutil.rmtree(workdir, ignore_errors=True)
@@ -364,6 +636,8 @@ def main() -> int:
         from broker import start_broker
 
         broker = start_broker(workdir / "kafka")
+        # its CPU is measured next to the workers' when it is a process of ours
+        args.broker_pid = broker.process.pid if broker.process is not None else None
     bootstrap = broker.bootstrap if broker else os.environ["KAFKA_BOOTSTRAP_SERVERS"]
     print(f"broker {bootstrap} ({broker.kind if broker else 'environment'}), "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, work dir {workdir}",
@@ -401,40 +675,39 @@ def run(args: argparse.Namespace, bootstrap: str, workdir: Path) -> None:
         print(f"baseline     no-op Faust agent      : {noop:10,.0f} messages/s "
               f"({noop_cpu:,.0f} per CPU second)", flush=True)
 
+    if args.only & {"single", "batched", "two"}:
+        warm_broker(bootstrap, batched(records, args.batch), args.broker_pid)
     if "single" in args.only:
-        one_single, single_cpu, single_cores = measure_workers(
-            bootstrap, f"bench-ws-{tag}", single, 1, len(single), 1, workdir)
-        share = (f" ({100 * one_single / noop:.0f} % of the no-op agent; target >= 80 %)"
+        span = measure_workers(bootstrap, f"bench-ws-{tag}", single, 1, 1, workdir,
+                               args.broker_pid)
+        share = (f" ({100 * span.rate / noop:.0f} % of the no-op agent; target >= 80 %)"
                  if noop else "")
-        share_cpu = f" ({100 * single_cpu / noop_cpu:.0f} %)" if noop_cpu else ""
-        print(f"worker x1    single-record messages : {one_single:10,.0f} events/s{share}; "
-              f"{single_cpu:,.0f} per CPU second{share_cpu}; {single_cores:.2f} cores used",
-              flush=True)
+        per_cpu = span.events / span.worker_cpu
+        share_cpu = f" ({100 * per_cpu / noop_cpu:.0f} %)" if noop_cpu else ""
+        print(f"worker x1    single-record messages : {span.rate:10,.0f} events/s{share}; "
+              f"{per_cpu:,.0f} per CPU second{share_cpu}", flush=True)
+        print_span(span)
 
     batches = batched(records, args.batch)
     one = None
     if "batched" in args.only:
-        one, one_cpu, one_cores = measure_workers(bootstrap, f"bench-wb1-{tag}", batches, 4,
-                                                  len(records), 1, workdir)
-        print(f"worker x1    batched ({args.batch}/message)  : {one:10,.0f} events/s "
-              f"(target >= 10,000); {one_cpu:,.0f} per CPU second; {one_cores:.2f} cores used",
+        one = measure_workers(bootstrap, f"bench-wb1-{tag}", batches, 4, 1, workdir,
+                              args.broker_pid)
+        print(f"worker x1    batched ({args.batch}/message)  : {one.rate:10,.0f} events/s "
+              f"(target >= 10,000); {one.events / one.worker_cpu:,.0f} per CPU second",
               flush=True)
+        print_span(one)
     if "two" in args.only:
-        two, two_cpu, two_cores = measure_workers(bootstrap, f"bench-wb2-{tag}", batches,
-                                                  4, len(records), 2, workdir)
-        ratio = f" ({two / one:.2f}x one worker; target >= 1.7x)" if one else ""
-        print(f"worker x2    batched, 4 partitions  : {two:10,.0f} events/s{ratio}; "
-              f"{two_cpu:,.0f} per CPU second of both; {two_cores:.2f} cores used",
-              flush=True)
-        if one:
-            # The wall-clock ratio is bounded by the cores the two workers get next to the
-            # broker and the producer (on 2 cores, about 1.3 between them). Per CPU second
-            # it does not depend on that: equal rates mean each worker does the same work
-            # per event as one alone, so with a core each two would make 2x that share.
-            share = two_cpu / one_cpu
-            print(f"worker x2    per CPU second         : {100 * share:10.0f} % of one "
-                  f"worker's (two on {two_cores:.2f} cores, one on {one_cores:.2f}): with a "
-                  f"core for each worker, about {2 * share:.2f}x one worker", flush=True)
+        two = measure_workers(bootstrap, f"bench-wb2-{tag}", batches, 4, 2, workdir,
+                              args.broker_pid)
+        ratio = f" ({two.rate / one.rate:.2f}x one worker; target >= 1.7x)" if one else ""
+        per_cpu = two.events / two.worker_cpu
+        share = (f" ({100 * per_cpu / (one.events / one.worker_cpu):.0f} % of one worker's)"
+                 if one else "")
+        print(f"worker x2    batched, 4 partitions  : {two.rate:10,.0f} events/s{ratio}; "
+              f"{per_cpu:,.0f} per CPU second of both{share}", flush=True)
+        print_span(two)
+        print_bounds(two, one)
     if "core" in args.only:
         core, core_cpu = detector_core_rate(records[: min(len(records), 20000)])
         print(f"reference    detector core alone    : {core:10,.0f} events/s "
