@@ -7,7 +7,8 @@ top-level keys are known, so a typo fails loudly instead of being ignored.
 
 Sections: ``identities`` (kind overrides, owners, peer tags, AI-agent patterns),
 ``models`` (learning period, horizons, caps), ``scoring`` (thresholds, weights, cooldowns),
-``suppressions`` (inline rules; a separate file may be given too), ``worker`` (the
+``suppressions`` (inline rules; a separate file may be given too), ``sweeps`` (one source
+acting as many identities, ``detector.sweeps.SweepSettings``), ``worker`` (the
 streaming worker's settings, see ``streams.settings``). Where alerts, dead letters and
 reports go is given on the command line, not here.
 """
@@ -24,8 +25,9 @@ import yaml
 
 from detector.errors import ConfigError
 
-KNOWN_SECTIONS = frozenset({"identities", "models", "scoring", "suppressions", "worker"})
-MAPPING_SECTIONS = ("identities", "models", "scoring", "worker")
+KNOWN_SECTIONS = frozenset({"identities", "models", "scoring", "suppressions", "sweeps",
+                            "worker"})
+MAPPING_SECTIONS = ("identities", "models", "scoring", "sweeps", "worker")
 
 
 class ConfigLoader(yaml.SafeLoader):
@@ -177,6 +179,7 @@ def validate_config(data: dict[str, Any]) -> None:
     from detector.identity import IdentityRules
     from detector.scoring import ScoringSettings
     from detector.suppression import SuppressionRules
+    from detector.sweeps import SweepSettings
     from models.settings import ModelSettings
 
     for name in MAPPING_SECTIONS:
@@ -189,6 +192,7 @@ def validate_config(data: dict[str, Any]) -> None:
     IdentityRules.from_config(data.get("identities"))
     ModelSettings.from_config(data.get("models"))
     ScoringSettings.from_config(data.get("scoring"))
+    SweepSettings.from_config(data.get("sweeps"))
     _check_detector_patterns(data)
     SuppressionRules.from_config(data.get("suppressions"), clock=time.time)
     _check_worker_keys(data.get("worker") or {})
