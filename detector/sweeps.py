@@ -471,8 +471,8 @@ class Sweeps:
                                   if source.agent is not None else "")
         parts = ", ".join(f"{source.kinds[k]} {NOUNS[k]}" for k in sorted(
             source.kinds, key=lambda k: (-source.kinds[k], k)))
-        sentence = (f"{count} distinct identities acted as from {where} within {minutes} "
-                    f"({parts}; {attempts} of {calls} calls were attempts)")
+        sentence = (f"one source, {where}, acted as {count} distinct identities within "
+                    f"{minutes} ({parts}; {attempts} of its {calls} calls were attempts)")
         if source.successes:
             sentence += f"; then succeeded as {', '.join(source.successes[:3])}"
         signal = {
@@ -515,7 +515,7 @@ class Sweeps:
             "signal_values_truncated": False,
             "sensitive_actions": [],
         }
-        title = (f"sweep: {source.key} acted as {count} identities within {minutes} "
+        title = (f"sweep from {where}: {count} identities within {minutes} "
                  f"({parts})")[:200]
         return Alert(
             alert_id=source.alert_id, revision=source.revision, title=title,

@@ -69,7 +69,10 @@ def test_key_validation__one_alert_keyed_by_the_source_names_the_keys():
     assert [i["identity"] for i in sweep["identities"]] == [user(n) for n in range(10)]
     assert sweep["attempts"] == sweep["calls"] == 10
     assert last.evidence["event_ids"][:3] == ["e0", "e1", "e2"]
-    assert "acted as 10 identities within 15 minutes" in last.title
+    assert last.title == ("sweep from 203.0.113.7: 10 identities within 15 minutes "
+                          "(10 key checks)")
+    assert last.signals[0]["sentence"].startswith(
+        "one source, 203.0.113.7, acted as 10 distinct identities within 15 minutes")
     assert stats.alerts[("high", "sweep.key_check")] == 1 and stats.alert_updates == 1
     for alert in alerts:
         assert_valid_alert(alert.to_native())
