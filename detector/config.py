@@ -8,7 +8,8 @@ mistake of the file at once (``config_problems``).
 
 Sections: ``identities`` (kind overrides, owners, peer tags, AI-agent patterns),
 ``models`` (learning period, horizons, caps), ``scoring`` (thresholds, weights, cooldowns),
-``suppressions`` (inline rules; a separate file may be given too), ``worker`` (the
+``suppressions`` (inline rules; a separate file may be given too), ``sweeps`` (one source
+acting as many identities, ``detector.sweeps.SweepSettings``), ``worker`` (the
 streaming worker's settings, see ``streams.settings``). Where alerts, dead letters and
 reports go is given on the command line, not here.
 """
@@ -25,8 +26,9 @@ import yaml
 
 from detector.errors import ConfigError
 
-KNOWN_SECTIONS = frozenset({"identities", "models", "scoring", "suppressions", "worker"})
-MAPPING_SECTIONS = ("identities", "models", "scoring", "worker")
+KNOWN_SECTIONS = frozenset({"identities", "models", "scoring", "suppressions", "sweeps",
+                            "worker"})
+MAPPING_SECTIONS = ("identities", "models", "scoring", "sweeps", "worker")
 
 
 class ConfigLoader(yaml.SafeLoader):
@@ -190,6 +192,7 @@ def config_problems(data: dict[str, Any]) -> list[str]:
     from detector.identity import IdentityRules
     from detector.scoring import ScoringSettings
     from detector.suppression import SuppressionRules, parse_rule
+    from detector.sweeps import SweepSettings
     from models.settings import ModelSettings
     from streams.settings import check_section_keys  # the worker's own check, no Faust
 
@@ -224,6 +227,9 @@ def config_problems(data: dict[str, Any]) -> list[str]:
     scoring = {} if "scoring" in bad else _key_by_key(
         check, ScoringSettings.from_config, data.get("scoring") or {},
         set(ScoringSettings.__dataclass_fields__))
+    if "sweeps" not in bad:
+        _key_by_key(check, SweepSettings.from_config, data.get("sweeps") or {},
+                    set(SweepSettings.__dataclass_fields__))
     sound = {**data, "scoring": scoring}
     check(_check_detector_patterns, sound)
     rules = data.get("suppressions")

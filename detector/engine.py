@@ -76,6 +76,7 @@ from detector.scoring import (
     score_event,
 )
 from detector.suppression import EXPIRED_RULE, SuppressionRules, load_rules_file
+from detector.sweeps import Sweeps
 from detector.techniques import ATTRIBUTE as FINDINGS_ATTRIBUTE
 from detector.techniques import Finding, Tally, as_findings, as_tallies
 from models.base import Signal
@@ -351,6 +352,7 @@ class Detector:
             self.suppressions.extend(load_rules_file(config["suppressions_file"]))
         self.suppressions.check_detectors(config)
         self._report_expired_rules()
+        self._sweeps = Sweeps.for_detector(config, self)  # one source, many identities
         # a function of the profile class and settings, not a bound method: a store that
         # held the detector would make the detector and every state it keeps one
         # reference cycle, left for the cyclic collector instead of freed when dropped
@@ -433,6 +435,10 @@ class Detector:
         if (signals or findings or (sens is not None and sens.policy)
                 or self.settings.policy_rules):
             self._evaluate(event, state, signals, sens, out, findings)
+        sweeps = self._sweeps  # cross-identity: only failures, keys and tracked addresses
+        if sweeps is not None and (event.failed or event.credential_type == "long_term"
+                                   or event.source_ip in sweeps.addresses):
+            sweeps.observe(event, out)
         return out
 
     def _action_facts(self, action: str) -> tuple[bool, Sensitivity | None]:

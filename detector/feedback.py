@@ -49,14 +49,17 @@ def known_detectors(config: Mapping[str, Any] | None = None) -> frozenset[str]:
     signal ever, while the command said it was recorded. The names: the models' detectors,
     ``policy.<category>`` for each policy category of the sensitivity catalogue and
     ``policy.<name>`` for each configured policy rule, and ``technique.<rule>`` for each
-    rule of ``detector.techniques``, read from the names its checks are written with."""
+    rule of ``detector.techniques``, read from the names its checks are written with, and
+    the cross-identity ``sweep.*`` detectors (``detector.sweeps``)."""
     from models import novelty, volume
 
+    from detector import sweeps
     from detector.scoring import ScoringSettings, SensitivityCatalogue
 
     settings = ScoringSettings.from_config((config or {}).get("scoring"))
     catalogue = SensitivityCatalogue.load(settings.catalogue_path)
-    names = {*novelty.DETECTORS, *volume.DETECTORS, *MODEL_DETECTORS}
+    names = {*novelty.DETECTORS, *volume.DETECTORS, *MODEL_DETECTORS,
+             *sweeps.DETECTORS.values()}
     names.update(f"policy.{sens.category}" for _, sens in catalogue.categories if sens.policy)
     names.update(f"policy.{rule.get('name') or 'rule'}" for rule in settings.policy_rules)
     names.update(f"technique.{rule}" for rule in technique_rules())

@@ -61,7 +61,7 @@ def simulate(g: Gen) -> tuple[list[scenarios.Scenario], list[dict[str, object]]]
     gcp.projects(g)
     crowd = humans.simulate(g, max(2, round(HUMANS * g.scale)))
     benign = benign_changes(g, handles, crowd)
-    return scenarios.build(g), benign
+    return scenarios.build(g, handles), benign
 
 
 def rotate_key(g: Gen, handles: dict, crowd: dict, rotation_day: int) -> None:

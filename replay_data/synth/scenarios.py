@@ -12,6 +12,7 @@ from . import archetypes as A
 from . import aws, gcp, k8s, world
 from .core import HOUR, MINUTE, Identity, Rng, Session
 from .gen import Gen
+from .writers import ISOLATED
 
 
 @dataclass
@@ -61,7 +62,9 @@ PACU_UA = ("Boto3/1.34.51 md/Botocore#1.34.51 ua/2.0 os/linux#6.6.9-amd64 md/arc
            "lang/python#3.11.8 md/pyimpl#CPython cfg/retry-mode#legacy Botocore/1.34.51")
 
 
-def build(g: Gen) -> list[Scenario]:
+def build(g: Gen, handles: dict[str, Any] | None = None) -> list[Scenario]:
+    """Every scenario; ``handles`` are the estate's actors (``estate.build``) that a
+    scenario attacks without owning them (S11 validates the legacy users' keys)."""
     SCENARIOS.clear()
     s01_instance_credentials(g)
     s02_leaked_key(g)
@@ -73,6 +76,7 @@ def build(g: Gen) -> list[Scenario]:
     s08_rogue_agent(g)
     s09_k8s_token(g)
     s10_gcp_impersonation(g)
+    s11_key_validation_sweep(g, handles or {})
     return list(SCENARIOS)
 
 
@@ -486,3 +490,40 @@ def _s10_impersonated(g: Gen, rng: Rng, sid: str, t: float, ip: str, runner: Ide
             "3.11.10", "3.12.3"), scenario=sid, **deleg, **extra)
         t += rng.uniform(5, 40)
     return t
+
+
+# --- across identities --------------------------------------------------------------------
+
+# The legacy IAM users whose keys leak together (a CI log that printed the environment of a
+# shared build host); svc-jenkins-legacy is left out: its key was rotated on day 15.
+S11_USERS = ["svc-backup-veeam", "svc-splunk-addon", "svc-reporting", "svc-sftp-uploader",
+             "svc-pagerduty", "svc-nagios-check", "svc-crm-export", "svc-dns-updater",
+             "svc-qa-automation", "svc-loadtest", "svc-artifactory"]
+TRUFFLE_UA = ("aws-sdk-go-v2/1.24.1 os/linux lang/go#1.21.6 md/GOOS#linux md/GOARCH#amd64 "
+              "api/sts#1.26.7")
+
+
+def s11_key_validation_sweep(g: Gen, handles: dict[str, Any]) -> None:
+    """Eleven leaked AKIA keys validated from one VPS within a minute or two (no actor
+    of its own: the keys belong to the estate's legacy users)."""
+    actors = [handles[name] for name in S11_USERS if name in handles]
+    if not actors:  # a small run (--scale) has none of these users
+        return
+    sid = _scenario(
+        "S11-leaked-key-validation-sweep",
+        "A dump of leaked access keys validated from one address",
+        "The AKIA keys of eleven legacy integration users, leaked together in a CI build "
+        "log, are checked one after another from a VPS with a secret scanner's Go client: "
+        "sts:GetCallerIdentity with each key, and for three of them a denied look at their "
+        "own policies. Each identity makes one or two calls; the address makes them all.",
+        ["T1552", "T1078.004"], [actor.ident for actor in actors])
+    rng = Rng(f"{g.seed}|{sid}")
+    t = at(g, 26, 2, 13)
+    kw = dict(ip=rng.host(world.ATTACKER[3]), ua=TRUFFLE_UA, region=world.HOME_REGION)
+    for n, actor in enumerate(actors):
+        # each step carries the flag: ``_steps`` hands its ``extra`` keyword to the first only
+        steps: list[Any] = [("sts:GetCallerIdentity", None, {ISOLATED: True})]
+        if n % 4 == 1:
+            steps.append(("iam:ListAttachedUserPolicies", DENY,
+                          {"user_name": actor.ident.name, ISOLATED: True}))
+        t = _steps(g, actor.ident, rng, t, sid, steps, (2, 9), session=actor.key, **kw)

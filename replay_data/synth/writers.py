@@ -87,28 +87,51 @@ def _delivery(rng: Rng, t: float) -> float:
     return math.ceil((t + 600) / WINDOW) * WINDOW
 
 
+ISOLATED = "isolated"  # Call.extra flag: delivered and rendered apart (see write_cloudtrail)
+
+
 def write_cloudtrail(calls: list[Call], root: Path, seed: int, done: Written) -> None:
+    """Delivery files of every CloudTrail call. Calls flagged ``ISOLATED`` (a scenario
+    added after the data set was published) are grouped, delivered and rendered with
+    random streams of their own, in files of their own, so every other record keeps its
+    bytes and its file: the shared streams draw exactly as before."""
     rng = Rng(f"{seed}|cloudtrail-delivery")
     groups: dict[tuple[str, str, float], list[Call]] = defaultdict(list)
+    apart: dict[tuple[str, str, float], list[Call]] = defaultdict(list)
     for call in calls:
         acct = call.extra.get("recipient", call.ident.tenant)
         region = call.region or world.HOME_REGION
+        if call.extra.get(ISOLATED):
+            end = _delivery(Rng(f"{seed}|{call.eid}|delivery"), call.t)
+            apart[(acct, region, end)].append(call)
+            continue
         groups[(acct, region, _delivery(rng, call.t))].append(call)
     render_rng = Rng(f"{seed}|cloudtrail-render")
     index: dict[tuple[str, str], list[tuple[float, str, str, float, float]]] = defaultdict(list)
     for (acct, region, end) in sorted(groups):
-        batch = groups[(acct, region, end)]
-        records = [aws.render(c, render_rng) for c in batch]
-        for chunk in _chunks(render_rng, records):
-            render_rng.shuffle(chunk)
-            key = _ct_key(acct, region, end, "".join(render_rng.choice(ALNUM) for _ in
-                                                     range(16)))
-            data = gz_bytes(dumps({"Records": chunk}))
-            done.add("aws", root / key, data, len(chunk))
-            times = [r["eventTime"] for r in chunk]
-            index[(acct, region)].append((end, key, hashlib.sha256(data).hexdigest(),
-                                          min(times), max(times)))
+        _write_batch(groups[(acct, region, end)], (acct, region, end), render_rng, root,
+                     done, index)
+    for (acct, region, end) in sorted(apart):
+        own = Rng(f"{seed}|cloudtrail-isolated|{acct}|{region}|{end}")
+        _write_batch(apart[(acct, region, end)], (acct, region, end), own, root, done, index)
     write_digests(index, root, render_rng, done)
+
+
+def _write_batch(batch: list[Call], where: tuple[str, str, float], render_rng: Rng,
+                 root: Path, done: Written,
+                 index: dict[tuple[str, str], list[tuple[float, str, str, float, float]]]
+                 ) -> None:
+    acct, region, end = where
+    records = [aws.render(c, render_rng) for c in batch]
+    for chunk in _chunks(render_rng, records):
+        render_rng.shuffle(chunk)
+        key = _ct_key(acct, region, end, "".join(render_rng.choice(ALNUM) for _ in
+                                                 range(16)))
+        data = gz_bytes(dumps({"Records": chunk}))
+        done.add("aws", root / key, data, len(chunk))
+        times = [r["eventTime"] for r in chunk]
+        index[(acct, region)].append((end, key, hashlib.sha256(data).hexdigest(),
+                                      min(times), max(times)))
 
 
 def _chunks(rng: Rng, records: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:

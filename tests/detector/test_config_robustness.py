@@ -33,7 +33,8 @@ BAD_CONFIGS = [
     ("scoring: {max_signals: 0}", "scoring.max_signals must be between 1 and 1000, got 0"),
     ("models: 7", "section 'models' must be a mapping, got int"),
     ("outputs: {alerts: a.jsonl}",
-     "unknown section(s) ['outputs']; known: identities, models, scoring, suppressions, worker"),
+     "unknown section(s) ['outputs']; known: identities, models, scoring, suppressions, "
+     "sweeps, worker"),
     ('worker: "x"', "section 'worker' must be a mapping, got str"),
     ("scoring: {kind_weights: {human: -1}}",
      "scoring.kind_weights.human must be between 0 and 100, got -1.0"),

@@ -29,7 +29,8 @@ def test_suppression_file__detector_matching_nothing_is_refused(tmp_path):
         "matches no detector name; did you mean 'novelty.*'? (names: ")
 
 
-@pytest.mark.parametrize("pattern", ["novelty.*", "*", "technique.aws.*", "volume.rate"])
+@pytest.mark.parametrize("pattern", ["novelty.*", "*", "technique.aws.*", "volume.rate",
+                                     "sweep.*"])
 def test_suppression_file__matching_detectors_are_loaded(tmp_path, pattern):
     assert [r.detector for r in detector_with_rules(tmp_path, pattern).suppressions.rules] == [
         pattern]

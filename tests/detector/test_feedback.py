@@ -132,6 +132,7 @@ def test_known_detectors__every_model_technique_and_policy_name():
     assert {"technique.aws.secrets_burst", "technique.k8s.privileged_pod",
             "technique.gcp.public_iam_binding", "technique.azure.vm_run_command",
             "technique.aws.permission_probing", "technique.k8s.tampering_attempt"} <= known
+    assert {"sweep.refused", "sweep.bad_credential", "sweep.key_check"} <= known
     assert "policy.rule" not in known and "novelty.actoin" not in known
 
 
