@@ -140,7 +140,7 @@ class Parser:
         self.max_record_bytes = max_record_bytes
         self.max_decompressed_bytes = max_decompressed_bytes
         self._out: list[Event] = []
-        self._stages = StageMerger(self._emit_k8s, self._skip_stage)
+        self._stages = StageMerger()  # given _emit_k8s and _skip_stage per call
         # Recent CloudTrail events by (eventID, time, action, identity): the same event
         # delivered twice (S3 and CloudWatch Logs or EventBridge both enabled, a redelivered
         # object) counts once (edge case B13). The extra fields keep hand-made test data that
@@ -194,7 +194,7 @@ class Parser:
         """Emit Kubernetes requests still waiting for their final stage, as partial, and
         the records whose time no later record judged (nothing came after them)."""
         self._out = []
-        self._stages.flush_all()
+        self._stages.flush_all(self._emit_k8s)
         now = time.time()
         for held in self._held:
             if held.event.ts > now + TIME_LEAP_SECONDS:
@@ -1198,7 +1198,8 @@ class Parser:
             return
         self.stats.records_read[k8s.SOURCE] += 1
         try:
-            self._stages.feed(record, audit_id, origin, hints)
+            self._stages.feed(record, audit_id, origin, hints, self._emit_k8s,
+                              self._skip_stage)
         except SinkError:
             raise
         except Exception as err:  # noqa: BLE001 - as a source module's failure: this
