@@ -153,6 +153,7 @@ class Parser:
         self._earliest, self._newest = _INF, -_INF
         self._low, self._high = _INF, -_INF
         self._held: list[_Held] = []
+        self._read_source: str | None = None  # the source _route's record was counted under
         # An archive of samples (``--archive``): its records are in no time order, so none
         # is judged by the others' times (``_place``).
         self.archive = archive
@@ -871,11 +872,15 @@ class Parser:
     def _record_failed(self, err: Exception, source: str, record: Any, where: str) -> None:
         """Count a record a source module refused: dead letter, skip, or parser bug."""
         if isinstance(err, SkipRecord):
-            self.stats.skipped[(source, err.reason)] += 1
             if err.reason == "insight" and type(record) is dict:
-                self.stats.insights[insight.labels(record)] += 1
-                self._out.extend(event for event in insight.context_events(record, self.resolver)
-                                 if self._in_range(event.ts))
+                # before the skip is counted: a failure here is the record's dead letter
+                # (``_route``), not a skip and a dead letter both
+                labels = insight.labels(record)
+                context = [event for event in insight.context_events(record, self.resolver)
+                           if self._in_range(event.ts)]
+                self.stats.insights[labels] += 1
+                self._out.extend(context)
+            self.stats.skipped[(source, err.reason)] += 1
         elif isinstance(err, RecordError):
             self._count_dead(source, err.reason, err.message, where, record)
         else:
@@ -1056,8 +1061,13 @@ class Parser:
     def _route(self, record: dict[str, Any], origin: str, hints: dict[str, Any]) -> None:
         """Read one record by its shape. The shape checks run on the raw record before any
         source module's guard: a failure there (a parser bug) is this record's
-        ``internal_error`` dead letter, and the payload's other records are still read."""
+        ``internal_error`` dead letter, and the payload's other records are still read.
+
+        A failure after the record was counted as read under its source (``_read_source``,
+        set by ``_normalise`` and ``_k8s``) is that source's dead letter without a second
+        count of the read: counting it again under ``unknown`` unbalanced both sources."""
         forced = self.source
+        self._read_source = None
         try:
             if forced is not None:
                 self._route_forced(forced, record, origin, hints)
@@ -1077,8 +1087,13 @@ class Parser:
             raise
         except Exception as err:  # noqa: BLE001 - one record must never stop the payload
             logger.debug("parser bug routing %s", origin, exc_info=err)
-            self._dead(self._counted(UNKNOWN), "internal_error", f"{REASONS['internal_error']}"
-                       f": {type(err).__name__}", origin, _raw(record))
+            message = f"{REASONS['internal_error']}: {type(err).__name__}"
+            read_as = self._read_source
+            if read_as is None:
+                self._dead(self._counted(UNKNOWN), "internal_error", message, origin,
+                           _raw(record))
+            else:
+                self._count_dead(read_as, "internal_error", message, origin, record)
 
     def _route_other(self, record: dict[str, Any], origin: str, hints: dict[str, Any]) -> None:
         low = azure.lower_keys(record)
@@ -1133,6 +1148,7 @@ class Parser:
             if cluster:
                 inner["cluster"] = cluster
             self._dispatch(value, where, inner, _MAX_DEPTH - 1)
+            self._read_source = None  # the messages' reads are theirs, not the wrapper's
 
     def _skip_named(self, source: str, reason: str, origin: str, what: str) -> None:
         """A counted skip, with one log line the first time each kind is met (the summary
@@ -1197,6 +1213,7 @@ class Parser:
             self._normalise(k8s.SOURCE, k8s.normalise, record, origin, None, hints)
             return
         self.stats.records_read[k8s.SOURCE] += 1
+        self._read_source = k8s.SOURCE  # for _route's guard
         try:
             self._stages.feed(record, audit_id, origin, hints, self._emit_k8s,
                               self._skip_stage)
@@ -1345,6 +1362,7 @@ class Parser:
     def _normalise(self, source: str, func: Any, record: dict[str, Any], origin: str,
                    index: int | None, hints: dict[str, Any]) -> None:
         self.stats.records_read[source] += 1
+        self._read_source = source  # for _route's guard
         where = origin if index is None else f"{origin}#Records[{index}]"
         try:
             event = func(record, self.resolver, hints)
