@@ -154,6 +154,7 @@ class Parser:
         self._low, self._high = _INF, -_INF
         self._held: list[_Held] = []
         self._read_source: str | None = None  # the source _route's record was counted under
+        self._clock = -_INF  # the machine's clock at its last reading (``_after_clock``)
         # An archive of samples (``--archive``): its records are in no time order, so none
         # is judged by the others' times (``_place``).
         self.archive = archive
@@ -1277,9 +1278,8 @@ class Parser:
         """
         ts = event.ts
         if self.archive:
-            now = time.time()
-            if ts > now + TIME_LEAP_SECONDS:
-                self._future(event, record, where, now)
+            if self._after_clock(ts):
+                self._future(event, record, where, self._clock)
                 return False
             self._widen(ts)
             return True
@@ -1288,16 +1288,29 @@ class Parser:
         if self._newest != -_INF and self._in_range(ts):
             self._widen(ts)
             return True
-        now = time.time()
-        if ts > now + TIME_LEAP_SECONDS and self._newest != -_INF:
-            self._future(event, record, where, now)
+        future = self._after_clock(ts)
+        if future and self._newest != -_INF:
+            self._future(event, record, where, self._clock)
             return False
-        if self._newest == -_INF and ts <= now + TIME_LEAP_SECONDS:
+        if self._newest == -_INF and not future:
             self._widen(ts)
             return True
         self._held.append(_Held(event, record, where, path, ts > self._newest))
         self._set_bounds()
         return False
+
+    def _after_clock(self, ts: float) -> bool:
+        """Whether ``ts`` is more than ``TIME_LEAP_SECONDS`` after this machine's clock.
+
+        The clock is read again only for a time past the bound of its last reading
+        (``_clock``): the clock moves on, so a time within that bound is within the
+        current one. An archive (``--archive``) in newest-first order widens the range
+        with every record, and each read the clock (0.1 us, but a system call where the
+        clock source has no fast path)."""
+        if ts <= self._clock + TIME_LEAP_SECONDS:
+            return False
+        self._clock = time.time()
+        return ts > self._clock + TIME_LEAP_SECONDS
 
     def _future(self, event: Event, record: Any, where: str, now: float) -> None:
         self._count_dead(event.source, "future_time",
@@ -1320,8 +1333,8 @@ class Parser:
             if held.strikes < OUTLIER_STRIKES:
                 waiting.append(held)
                 continue
-            if held.ahead and held_ts > time.time() + TIME_LEAP_SECONDS:
-                self._future(held.event, held.record, held.where, time.time())
+            if held.ahead and self._after_clock(held_ts):
+                self._future(held.event, held.record, held.where, self._clock)
                 continue
             days = (held_ts - self._newest if held.ahead else self._earliest - held_ts) / 86400
             self._count_dead(
@@ -1339,7 +1352,7 @@ class Parser:
         partial event) is within a day of the stream's range, or of the machine's clock
         before the stream has one: such events never wait, and are left out when not."""
         if self._newest == -_INF:
-            return ts <= time.time() + TIME_LEAP_SECONDS
+            return not self._after_clock(ts)
         return self._earliest - TIME_LEAP_SECONDS <= ts <= self._newest + TIME_LEAP_SECONDS
 
     def _widen(self, ts: float) -> None:
