@@ -47,6 +47,11 @@ from typing import Any, BinaryIO
 
 import orjson
 
+try:  # optional: a faster inflate of intact gzip files (``_fast_gunzip``)
+    from isal import isal_zlib as _ISAL
+except ImportError:  # pragma: no cover - the zlib path alone
+    _ISAL = None
+
 from detector.errors import SinkError
 from detector.event import Event
 from detector.identity import IdentityRules, Resolver
@@ -140,7 +145,7 @@ class Parser:
         self.max_record_bytes = max_record_bytes
         self.max_decompressed_bytes = max_decompressed_bytes
         self._out: list[Event] = []
-        self._stages = StageMerger(self._emit_k8s, self._skip_stage)
+        self._stages = StageMerger()  # given _emit_k8s and _skip_stage per call
         # Recent CloudTrail events by (eventID, time, action, identity): the same event
         # delivered twice (S3 and CloudWatch Logs or EventBridge both enabled, a redelivered
         # object) counts once (edge case B13). The extra fields keep hand-made test data that
@@ -153,6 +158,8 @@ class Parser:
         self._earliest, self._newest = _INF, -_INF
         self._low, self._high = _INF, -_INF
         self._held: list[_Held] = []
+        self._read_source: str | None = None  # the source _route's record was counted under
+        self._clock = -_INF  # the machine's clock at its last reading (``_after_clock``)
         # An archive of samples (``--archive``): its records are in no time order, so none
         # is judged by the others' times (``_place``).
         self.archive = archive
@@ -194,7 +201,7 @@ class Parser:
         """Emit Kubernetes requests still waiting for their final stage, as partial, and
         the records whose time no later record judged (nothing came after them)."""
         self._out = []
-        self._stages.flush_all()
+        self._stages.flush_all(self._emit_k8s)
         now = time.time()
         for held in self._held:
             if held.event.ts > now + TIME_LEAP_SECONDS:
@@ -524,7 +531,16 @@ class Parser:
     def _gunzip(self, data: bytes, origin: str) -> bytes | None:
         """Inflate every member, at most ``max_decompressed_bytes`` in all (``None`` when
         nothing is left to parse). A member that is cut or corrupt, or trailing data, is
-        one dead letter; the members before it are kept."""
+        one dead letter; the members before it are kept.
+
+        An intact file is inflated by ISA-L when the ``isal`` package is there
+        (``_fast_gunzip``); anything else takes the zlib path below, which words every
+        dead letter, so the messages never depend on which library is installed."""
+        if _ISAL is not None:
+            out = _fast_gunzip(data, self.max_decompressed_bytes)
+            if out is not None:
+                self.stats.bytes_read += len(out) - len(data)
+                return out
         parts: list[bytes] = []
         rest, size, members = data, 0, 0
         problem: tuple[str, str] | None = None
@@ -871,11 +887,15 @@ class Parser:
     def _record_failed(self, err: Exception, source: str, record: Any, where: str) -> None:
         """Count a record a source module refused: dead letter, skip, or parser bug."""
         if isinstance(err, SkipRecord):
-            self.stats.skipped[(source, err.reason)] += 1
             if err.reason == "insight" and type(record) is dict:
-                self.stats.insights[insight.labels(record)] += 1
-                self._out.extend(event for event in insight.context_events(record, self.resolver)
-                                 if self._in_range(event.ts))
+                # before the skip is counted: a failure here is the record's dead letter
+                # (``_route``), not a skip and a dead letter both
+                labels = insight.labels(record)
+                context = [event for event in insight.context_events(record, self.resolver)
+                           if self._in_range(event.ts)]
+                self.stats.insights[labels] += 1
+                self._out.extend(context)
+            self.stats.skipped[(source, err.reason)] += 1
         elif isinstance(err, RecordError):
             self._count_dead(source, err.reason, err.message, where, record)
         else:
@@ -1056,8 +1076,13 @@ class Parser:
     def _route(self, record: dict[str, Any], origin: str, hints: dict[str, Any]) -> None:
         """Read one record by its shape. The shape checks run on the raw record before any
         source module's guard: a failure there (a parser bug) is this record's
-        ``internal_error`` dead letter, and the payload's other records are still read."""
+        ``internal_error`` dead letter, and the payload's other records are still read.
+
+        A failure after the record was counted as read under its source (``_read_source``,
+        set by ``_normalise`` and ``_k8s``) is that source's dead letter without a second
+        count of the read: counting it again under ``unknown`` unbalanced both sources."""
         forced = self.source
+        self._read_source = None
         try:
             if forced is not None:
                 self._route_forced(forced, record, origin, hints)
@@ -1077,8 +1102,13 @@ class Parser:
             raise
         except Exception as err:  # noqa: BLE001 - one record must never stop the payload
             logger.debug("parser bug routing %s", origin, exc_info=err)
-            self._dead(self._counted(UNKNOWN), "internal_error", f"{REASONS['internal_error']}"
-                       f": {type(err).__name__}", origin, _raw(record))
+            message = f"{REASONS['internal_error']}: {type(err).__name__}"
+            read_as = self._read_source
+            if read_as is None:
+                self._dead(self._counted(UNKNOWN), "internal_error", message, origin,
+                           _raw(record))
+            else:
+                self._count_dead(read_as, "internal_error", message, origin, record)
 
     def _route_other(self, record: dict[str, Any], origin: str, hints: dict[str, Any]) -> None:
         low = azure.lower_keys(record)
@@ -1133,6 +1163,7 @@ class Parser:
             if cluster:
                 inner["cluster"] = cluster
             self._dispatch(value, where, inner, _MAX_DEPTH - 1)
+            self._read_source = None  # the messages' reads are theirs, not the wrapper's
 
     def _skip_named(self, source: str, reason: str, origin: str, what: str) -> None:
         """A counted skip, with one log line the first time each kind is met (the summary
@@ -1197,8 +1228,10 @@ class Parser:
             self._normalise(k8s.SOURCE, k8s.normalise, record, origin, None, hints)
             return
         self.stats.records_read[k8s.SOURCE] += 1
+        self._read_source = k8s.SOURCE  # for _route's guard
         try:
-            self._stages.feed(record, audit_id, origin, hints)
+            self._stages.feed(record, audit_id, origin, hints, self._emit_k8s,
+                              self._skip_stage)
         except SinkError:
             raise
         except Exception as err:  # noqa: BLE001 - as a source module's failure: this
@@ -1259,9 +1292,8 @@ class Parser:
         """
         ts = event.ts
         if self.archive:
-            now = time.time()
-            if ts > now + TIME_LEAP_SECONDS:
-                self._future(event, record, where, now)
+            if self._after_clock(ts):
+                self._future(event, record, where, self._clock)
                 return False
             self._widen(ts)
             return True
@@ -1270,16 +1302,29 @@ class Parser:
         if self._newest != -_INF and self._in_range(ts):
             self._widen(ts)
             return True
-        now = time.time()
-        if ts > now + TIME_LEAP_SECONDS and self._newest != -_INF:
-            self._future(event, record, where, now)
+        future = self._after_clock(ts)
+        if future and self._newest != -_INF:
+            self._future(event, record, where, self._clock)
             return False
-        if self._newest == -_INF and ts <= now + TIME_LEAP_SECONDS:
+        if self._newest == -_INF and not future:
             self._widen(ts)
             return True
         self._held.append(_Held(event, record, where, path, ts > self._newest))
         self._set_bounds()
         return False
+
+    def _after_clock(self, ts: float) -> bool:
+        """Whether ``ts`` is more than ``TIME_LEAP_SECONDS`` after this machine's clock.
+
+        The clock is read again only for a time past the bound of its last reading
+        (``_clock``): the clock moves on, so a time within that bound is within the
+        current one. An archive (``--archive``) in newest-first order widens the range
+        with every record, and each read the clock (0.1 us, but a system call where the
+        clock source has no fast path)."""
+        if ts <= self._clock + TIME_LEAP_SECONDS:
+            return False
+        self._clock = time.time()
+        return ts > self._clock + TIME_LEAP_SECONDS
 
     def _future(self, event: Event, record: Any, where: str, now: float) -> None:
         self._count_dead(event.source, "future_time",
@@ -1302,8 +1347,8 @@ class Parser:
             if held.strikes < OUTLIER_STRIKES:
                 waiting.append(held)
                 continue
-            if held.ahead and held_ts > time.time() + TIME_LEAP_SECONDS:
-                self._future(held.event, held.record, held.where, time.time())
+            if held.ahead and self._after_clock(held_ts):
+                self._future(held.event, held.record, held.where, self._clock)
                 continue
             days = (held_ts - self._newest if held.ahead else self._earliest - held_ts) / 86400
             self._count_dead(
@@ -1321,7 +1366,7 @@ class Parser:
         partial event) is within a day of the stream's range, or of the machine's clock
         before the stream has one: such events never wait, and are left out when not."""
         if self._newest == -_INF:
-            return ts <= time.time() + TIME_LEAP_SECONDS
+            return not self._after_clock(ts)
         return self._earliest - TIME_LEAP_SECONDS <= ts <= self._newest + TIME_LEAP_SECONDS
 
     def _widen(self, ts: float) -> None:
@@ -1344,6 +1389,7 @@ class Parser:
     def _normalise(self, source: str, func: Any, record: dict[str, Any], origin: str,
                    index: int | None, hints: dict[str, Any]) -> None:
         self.stats.records_read[source] += 1
+        self._read_source = source  # for _route's guard
         where = origin if index is None else f"{origin}#Records[{index}]"
         try:
             event = func(record, self.resolver, hints)
@@ -1639,6 +1685,31 @@ def _own_output(low: dict[str, Any]) -> str | None:
     if keys >= _EVENT_KEYS:
         return "parsed events (the parse command's output)"
     return None
+
+
+def _fast_gunzip(data: bytes, budget: int) -> bytes | None:
+    """Every member of an intact gzip file inflated by ISA-L (``isal.isal_zlib``, the
+    zlib interface; 1.7x zlib's speed on replay_data's 11,000 small files: 0.23 s -> 0.14 s
+    of CPU), or ``None`` for any file that is not made of whole members (zero padding
+    after them allowed) within ``budget`` bytes: ``Parser._gunzip``'s zlib path then reads
+    it and says what is wrong. Both inflate the same bytes, as the gzip format defines."""
+    parts: list[bytes] = []
+    rest, size = data, 0
+    try:
+        while True:
+            decomp = _ISAL.decompressobj(wbits=47)
+            member = _inflate(decomp, rest, budget - size)
+            if member is None or not decomp.eof:
+                return None
+            parts += member
+            size += sum(map(len, member))
+            rest = decomp.unused_data
+            if rest[:2] != _GZIP_MAGIC:
+                if rest.strip(b"\x00"):
+                    return None
+                return parts[0] if len(parts) == 1 else b"".join(parts)
+    except Exception:  # noqa: BLE001 - any failure: the zlib path reads the file again
+        return None
 
 
 def _inflate(decomp: Any, data: bytes, budget: int) -> list[bytes] | None:

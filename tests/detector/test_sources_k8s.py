@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 import orjson
 import pytest
 
@@ -85,6 +88,27 @@ def test_pending_origins_name_the_waiting_stages_until_they_complete() -> None:
     done = parser.feed(orjson.dumps(stage("a", "ResponseComplete", code=200)), "raw[0]@12")
     assert [e.event_id for e in done] == ["a"]
     assert parser.pending_origins() == ["raw[0]@9"]
+
+
+def test_a_finished_parser_is_freed_without_the_cyclic_collector() -> None:
+    """The stage merger holds no reference back to its parser: a parser that read stages
+    (one per replay file stream) goes with its last reference, keys and caches with it."""
+    stats = RunStats()
+    parser = Parser(stats=stats, dead_letters=ListDeadLetters())
+    parser.feed(orjson.dumps(stage("a", "RequestReceived")), "m")
+    parser.feed(orjson.dumps(stage("a", "ResponseComplete", code=200)), "m")
+    parser.feed(orjson.dumps(stage("b", "RequestReceived")), "m")
+    assert [e.event_id for e in parser.finish()] == ["b"]
+    gone = weakref.ref(parser)
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        del parser
+        assert gone() is None
+    finally:
+        if collecting:
+            gc.enable()
+    assert stats.events["k8s.audit"] == 2
 
 
 def test_cluster_scopes_audit_ids() -> None:

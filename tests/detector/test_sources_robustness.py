@@ -156,6 +156,21 @@ class TestDeepNesting:
         assert where(dead) == [("internal_error", f"{tmp_path}/a_boom.json")]
         assert "RuntimeError" in dead.items[0]["message"]
 
+    def test_a_failure_after_a_record_was_counted_is_its_sources_dead_letter(
+            self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A parser bug after a record was counted as read (here in the duplicate and
+        time checks) is one dead letter under the record's source: it was counted a
+        second time under ``unknown``, and neither source balanced."""
+        def count_event(self: Parser, *_: object) -> None:
+            raise RuntimeError("boom")
+        monkeypatch.setattr(Parser, "_count_event", count_event)
+        lines = b"\n".join(orjson.dumps(record(index)) for index in (1, 2))
+        events, stats, dead = parse(lines)
+        assert events == []
+        assert stats.records_read == {"aws.cloudtrail": 2}
+        assert stats.dead_letters == {("aws.cloudtrail", "internal_error"): 2}
+        assert where(dead) == [("internal_error", "f:1"), ("internal_error", "f:2")]
+
     def test_a_file_whose_reading_fails_midway_is_one_dead_letter(
             self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         def feed_stream(self: Parser, handle: object, origin: str, **_: object

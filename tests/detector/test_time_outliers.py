@@ -280,6 +280,25 @@ class TestArchive:
         assert [e.event_id for e in out] == ["id-0", "id-1", "id-2"]
         assert dead.reasons() == ["future_time"]
 
+    def test_archive__the_clock_is_read_for_records_near_it_only(
+            self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Newest first, every record widens the archive's range and was judged against a
+        reading of the clock of its own; a reading covers every time a day before it."""
+        readings = []
+
+        def clock() -> float:
+            readings.append(1)
+            return T0 + 1000 * DAY
+        monkeypatch.setattr("detector.sources.parser.time.time", clock)
+        stats, dead = RunStats(), ListDeadLetters()
+        parser = Parser(stats=stats, dead_letters=dead, archive=True)
+        newest_first = [at(i, T0 - i * 30 * DAY) for i in range(40)]
+        future = record(97, eventTime=logs.iso(T0 + 1002 * DAY))
+        out = parser.feed(lines(newest_first + [future]), "f")
+        assert [e.event_id for e in out] == [r["eventID"] for r in newest_first]
+        assert dead.reasons() == ["future_time"]
+        assert len(readings) == 2  # the first record, then the one judged future
+
     @pytest.mark.parametrize("archive", [False, True])
     def test_replay_command__archive_flag(self, tmp_path: Path, archive: bool) -> None:
         from detector.cli import main
