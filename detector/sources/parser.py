@@ -47,11 +47,6 @@ from typing import Any, BinaryIO
 
 import orjson
 
-try:  # optional: a faster inflate of intact gzip files (``_fast_gunzip``)
-    from isal import isal_zlib as _ISAL
-except ImportError:  # pragma: no cover - the zlib path alone
-    _ISAL = None
-
 from detector.errors import SinkError
 from detector.event import Event
 from detector.identity import IdentityRules, Resolver
@@ -531,16 +526,7 @@ class Parser:
     def _gunzip(self, data: bytes, origin: str) -> bytes | None:
         """Inflate every member, at most ``max_decompressed_bytes`` in all (``None`` when
         nothing is left to parse). A member that is cut or corrupt, or trailing data, is
-        one dead letter; the members before it are kept.
-
-        An intact file is inflated by ISA-L when the ``isal`` package is there
-        (``_fast_gunzip``); anything else takes the zlib path below, which words every
-        dead letter, so the messages never depend on which library is installed."""
-        if _ISAL is not None:
-            out = _fast_gunzip(data, self.max_decompressed_bytes)
-            if out is not None:
-                self.stats.bytes_read += len(out) - len(data)
-                return out
+        one dead letter; the members before it are kept."""
         parts: list[bytes] = []
         rest, size, members = data, 0, 0
         problem: tuple[str, str] | None = None
@@ -1685,31 +1671,6 @@ def _own_output(low: dict[str, Any]) -> str | None:
     if keys >= _EVENT_KEYS:
         return "parsed events (the parse command's output)"
     return None
-
-
-def _fast_gunzip(data: bytes, budget: int) -> bytes | None:
-    """Every member of an intact gzip file inflated by ISA-L (``isal.isal_zlib``, the
-    zlib interface; 1.7x zlib's speed on replay_data's 11,000 small files: 0.23 s -> 0.14 s
-    of CPU), or ``None`` for any file that is not made of whole members (zero padding
-    after them allowed) within ``budget`` bytes: ``Parser._gunzip``'s zlib path then reads
-    it and says what is wrong. Both inflate the same bytes, as the gzip format defines."""
-    parts: list[bytes] = []
-    rest, size = data, 0
-    try:
-        while True:
-            decomp = _ISAL.decompressobj(wbits=47)
-            member = _inflate(decomp, rest, budget - size)
-            if member is None or not decomp.eof:
-                return None
-            parts += member
-            size += sum(map(len, member))
-            rest = decomp.unused_data
-            if rest[:2] != _GZIP_MAGIC:
-                if rest.strip(b"\x00"):
-                    return None
-                return parts[0] if len(parts) == 1 else b"".join(parts)
-    except Exception:  # noqa: BLE001 - any failure: the zlib path reads the file again
-        return None
 
 
 def _inflate(decomp: Any, data: bytes, budget: int) -> list[bytes] | None:

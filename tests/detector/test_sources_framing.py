@@ -87,37 +87,6 @@ class TestBadInput:
                       dead_letters=dead)
         assert dead.reasons() == ["bad_gzip"]
 
-    @pytest.mark.parametrize("case", ["whole", "two members", "zero padding", "cut",
-                                      "trailing bytes", "flipped byte", "over the limit"])
-    def test_gzip_reads_the_same_with_and_without_isal(
-            self, case: str, monkeypatch: pytest.MonkeyPatch) -> None:
-        """ISA-L inflates intact files only; every other one, and every dead letter, is
-        the zlib path's, so nothing read depends on whether ``isal`` is installed."""
-        assert parser_module._ISAL is not None  # a dependency: the fast path is tested
-        lines = b"".join(orjson.dumps(record(i)) + b"\n" for i in range(40))
-        member = gzip.compress(lines, mtime=0)
-        second = gzip.compress(b"".join(orjson.dumps(record(i)) + b"\n" for i in range(40, 80)),
-                               mtime=0)
-        data = {"whole": member, "two members": member + second,
-                "zero padding": member + b"\x00" * 8, "cut": member[:len(member) // 2],
-                "trailing bytes": member + b"junk", "over the limit": member,
-                "flipped byte": member[:40] + bytes([member[40] ^ 0xFF]) + member[41:]}[case]
-        limit = len(lines) // 2 if case == "over the limit" else 1 << 20
-
-        def parse(fast: object) -> tuple[list, list, int]:
-            monkeypatch.setattr(parser_module, "_ISAL", fast)
-            stats, dead = RunStats(), ListDeadLetters()
-            parser = Parser(stats=stats, dead_letters=dead, max_decompressed_bytes=limit)
-            events = parser.feed(data, "x.gz") + parser.finish()
-            return [e.to_dict() for e in events], dead.items, stats.bytes_read
-
-        fast, plain = parse(parser_module._ISAL), parse(None)
-        assert fast == plain
-        events, dead, _ = plain
-        assert (len(events), len(dead)) == {
-            "whole": (40, 0), "two members": (80, 0), "zero padding": (40, 0),
-            "over the limit": (0, 1), "trailing bytes": (40, 1)}.get(case, (len(events), 1))
-
     def test_missing_path(self, tmp_path: Path) -> None:
         events, _, dead = read([tmp_path / "nope.json", good_file(tmp_path / "ok.json")])
         assert dead.reasons() == ["read_error"] and len(events) == 2
