@@ -30,7 +30,7 @@ from typing import IO, Any
 import orjson
 
 from detector.errors import ConfigError, InputError, NhiError
-from detector.sources.parser import mostly_binary
+from detector.sources.parser import starts_binary
 from detector.sources.pieces import Pieces
 from streams.settings import Bounds
 
@@ -169,14 +169,10 @@ def _too_large(reason: str, what: str, size: int, max_bytes: int) -> InputError:
 
 
 def _binary_start(data: bytes) -> bool:
-    """Whether ``data`` starts as a binary file, by its first 8 KiB, as the parser tells a
-    stream's start (``Parser.feed_stream``): mostly control bytes, or a NUL byte in text
-    that does not start like JSON. A NUL byte inside a JSON document or line is that
-    record's fault, for the worker to dead-letter alone: it used to refuse the whole file
-    here, while replay read every other record of it."""
-    sample = data[3:8195] if data[:3] == _BOM else data[:8192]
-    return mostly_binary(sample) or b"\x00" in sample and \
-        sample.lstrip()[:1] not in (b"{", b"[")
+    """Whether ``data`` starts as a binary file, by the parser's rule (``starts_binary``):
+    a NUL byte inside a JSON document or line is that record's fault, for the worker to
+    dead-letter alone, never the whole file's."""
+    return starts_binary(data[3:] if data[:3] == _BOM else data)
 
 
 class WholeFile(bytes):

@@ -59,6 +59,7 @@ from detector.sources.common import (
     SkipRecord,
     as_dict,
     iso_time,
+    record_digest,
 )
 from detector.sources.deadletter import REASONS, DeadLetterSink, Sample
 from detector.sources.pieces import Pieces
@@ -122,6 +123,14 @@ def canonical_source(name: str | None) -> str | None:
         return _SOURCE_ALIASES[name.lower()]
     except KeyError:
         raise ValueError(f"unknown source {name!r}; known: {sorted(_SOURCE_ALIASES)}") from None
+
+
+def _entry_hash(record: dict[str, Any]) -> int:
+    """This process's hash of ``record``'s JSON bytes, for a duplicate check within a run."""
+    try:
+        return hash(orjson.dumps(record))
+    except (TypeError, orjson.JSONEncodeError):  # e.g. integers beyond 64 bits
+        return hash(record_digest(record))
 
 
 class Parser:
@@ -273,12 +282,10 @@ class Parser:
             return "lines"
         if not start.strip():  # blank so far: as ``feed`` frames it (empty_file, most often)
             return "whole"
-        sample = start[:8192]
         # as ``_frame_doubtful`` judges a payload: a NUL byte in text that starts like JSON
         # is one record's fault, not the stream's (a document read from stdin lost all of
         # its records to one ``binary`` dead letter)
-        if mostly_binary(sample) or b"\x00" in sample and \
-                start.lstrip()[:1] not in (b"{", b"["):
+        if starts_binary(start):
             if any(_parses_as_object(line) for line in lines if line.lstrip()[:1] == b"{"):
                 return "mixed"
             self.dead_input("binary", REASONS["binary"], origin,
@@ -367,7 +374,7 @@ class Parser:
         if not binary and self._looks_like_json_lines(lines, False):
             self._feed_lines(list(enumerate(lines, 1)), origin, collect=False)
             return True
-        if binary or b"\x00" in sample:
+        if starts_binary(data):  # binary, or a NUL byte in text not starting like JSON
             if any(_parses_as_object(line) for line in lines if line.lstrip()[:1] == b"{"):
                 self._feed_mixed(list(enumerate(lines, 1)), origin)
             else:
@@ -1388,10 +1395,19 @@ class Parser:
         """Count one event under its source and the path it came by (``PATHS``), unless it
         is a duplicate or its time must wait for the records after it (``_place``)."""
         stats, source, ts = self.stats, event.source, event.ts
+        key: tuple[Any, ...] | None = None
         if source == cloudtrail.SOURCE:
-            if not self._seen_ids.add((event.event_id, ts, event.action, event.identity)):
-                stats.skipped[(source, "duplicate_event")] += 1
-                return
+            key = (event.event_id, ts, event.action, event.identity)
+        elif type(record) is dict and ("insertId" in record or "insertid" in record):
+            # a Cloud Logging entry (GCP audit, GKE audit) delivered twice: a Pub/Sub
+            # redelivery, a push and a pull export, two sinks. The whole entry is in the
+            # key, so hand-made samples that reuse one placeholder insertId stay apart; as
+            # the hash of its bytes (about 1 us here, against 2.6 us for record_digest's
+            # sorted sha256), since one run's set needs no digest stable across processes
+            key = (event.event_id, ts, _entry_hash(record))
+        if key is not None and not self._seen_ids.add(key):
+            stats.skipped[(source, "duplicate_event")] += 1
+            return
         if (ts > self._high or ts < self._low) and not self._place(event, record, where, path):
             return
         self._count_placed(event, path)
@@ -1584,6 +1600,16 @@ def mostly_binary(sample: bytes) -> bool:
     a compressed or executable file, not text with a stray NUL in it."""
     control = len(sample) - len(sample.translate(None, _CONTROL_BYTES))
     return control * 4 > len(sample)
+
+
+def starts_binary(start: bytes) -> bool:
+    """Whether input is binary by its first 8 KiB (byte-order mark removed): mostly control
+    bytes, or a NUL byte in text that does not start like JSON (in text that does, the NUL
+    is one record's fault, for that record's dead letter). The one rule of ``Parser.feed``,
+    ``Parser.feed_stream`` and ``nhi-detector produce``."""
+    sample = start[:8192]
+    return mostly_binary(sample) or b"\x00" in sample and \
+        sample.lstrip()[:1] not in (b"{", b"[")
 
 
 def _parses_as_object(line: bytes) -> bool:

@@ -134,6 +134,20 @@ class TestPubSub:
         else:
             assert dead.items[0]["message"].endswith("(the data of a Pub/Sub message)")
 
+    @pytest.mark.parametrize("second", ["push", "pull", "entry"])
+    def test_entry_delivered_twice__one_event(self, second: str) -> None:
+        """A redelivered message, or one entry exported both by push and by pull (or by
+        two sinks), is one audit event: counted once, the second a duplicate_event."""
+        push = {"message": _message(ENTRY), "subscription": "s"}
+        again = {"push": push, "entry": ENTRY,
+                 "pull": {"receivedMessages": [{"ackId": "a2", "message": _message(ENTRY),
+                                                "deliveryAttempt": 2}]}}[second]
+        stats, dead = RunStats(), ListDeadLetters()
+        parser = Parser(stats=stats, dead_letters=dead)
+        events = parser.feed(orjson.dumps(push), "m0") + parser.feed(orjson.dumps(again), "m1")
+        assert [event.event_id for event in events + parser.finish()] == ["k1x9"]
+        assert stats.skipped == {("gcp.audit", "duplicate_event"): 1} and stats.balanced()
+
     def test_message_without_data__invalid_record(self) -> None:
         events, dead, _ = payload(orjson.dumps({"message": {"attributes": {"k": "v"}},
                                                 "subscription": "s"}))
