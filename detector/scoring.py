@@ -663,6 +663,11 @@ def alert_score(severity: str, weight: float, settings: ScoringSettings) -> floa
     score = round(low + (high - low) * evidence_place(weight), 4)
     if score >= high:  # rounding must not lift an alert into the next band, nor to 1.0
         score = round(high - 0.0001, 4)
+    if score < low:
+        # nor drop it below its own: a threshold off the four-decimal grid (0.55004) rounds
+        # down out of its band, and so does the top of a band narrower than 0.0001; the
+        # threshold itself is then the score (the band's lowest, still below the next)
+        score = low
     return score
 
 

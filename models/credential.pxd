@@ -12,3 +12,4 @@ cdef class CredentialModel:
 
     cpdef list score(self, event, Context ctx)
     cpdef learn(self, event, Context ctx, bint held)
+    cpdef size_estimate(self)

@@ -9,3 +9,4 @@ cdef class DormancyModel:
 
     cpdef list score(self, event, Context ctx)
     cpdef learn(self, event, Context ctx, bint held)
+    cpdef size_estimate(self)

@@ -231,13 +231,17 @@ class MultivariateModel:
         scale = self.scale
         log1p = math.log1p
         out = []
-        append = out.append
-        for value, slot in zip(values, COUNT_INDEX):
+        n = len(values)  # ``zip(values, COUNT_INDEX)`` written out as an indexed loop
+        if n > len(COUNT_INDEX):
+            n = len(COUNT_INDEX)
+        for i in range(n):
+            value = values[i]
+            slot = COUNT_INDEX[i]
             if slot >= 0:
                 ref = scale[slot]
                 value = 0.5 * log1p(value if value > 0.0 else 0.0) / log1p(
                     ref if ref > SCALER_FLOOR else SCALER_FLOOR)
-            append(0.0 if value < 0.0 else 1.0 if value > 1.0 else value)
+            out.append(0.0 if value < 0.0 else 1.0 if value > 1.0 else value)
         return out
 
     def score(self, x: dict[str, float]) -> float:

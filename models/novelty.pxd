@@ -40,3 +40,6 @@ cdef class NoveltyModel:
     @cython.locals(table=ValueTable, quarantine=bint, before="Py_ssize_t",
                    index="long long")
     cpdef learn(self, event, Context ctx, bint held)
+
+    @cython.locals(table=ValueTable, total="long long", bloom="long long")
+    cpdef size_estimate(self)

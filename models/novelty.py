@@ -60,6 +60,9 @@ ATTRIBUTES: tuple[tuple[str, str, float, bool, bool, str], ...] = (
     ("credential_network", "novelty.credential_network", 0.6, False, False, "first use of {}"),
 )
 NAMES = tuple(item[0] for item in ATTRIBUTES)
+PEER_NEW_GAIN = 1.15
+"""How much a value new to the identity's whole peer group raises its score (the largest
+peer factor: the others lower it)."""
 ALL_TABLES = tuple(range(len(ATTRIBUTES)))
 INDEX = {name: i for i, name in enumerate(NAMES)}
 DETECTORS = {item[1]: i for i, item in enumerate(ATTRIBUTES)}
@@ -566,8 +569,28 @@ class NoveltyModel:
         held_at = self.tables[index].held.get(h)
         if held_at is not None and held_at >> 8 == ctx.bucket:
             return None
+        if self._below_floor(event, index):
+            return None
         shown, raw = describe_value(event, index, first, second)
         return self._signal(event, ctx, index, h, shown, raw, packed)
+
+    def _below_floor(self, event: Event, index: int) -> bool:
+        """Whether the value's score is below ``min_score`` whatever its recency and peers
+        (then ``_signal`` would return None): most unseen values of an identity that
+        touches a new resource on almost every call, whose words, bloom look-up and peer
+        context are then never worked out.
+
+        ``_signal`` multiplies this product, in the same order, by a recency factor of at
+        most 1 and then by peer factors of at most ``PEER_NEW_GAIN``; every factor is
+        non-negative and a rounded product never decreases when a factor grows, so its
+        score is at most the rounded ``product * PEER_NEW_GAIN`` tested here."""
+        weight = ATTRIBUTES[index][2]
+        if index == CRED_NETWORK and event.credential_type == "long_term":
+            weight = LONG_TERM_WEIGHT
+        score = weight * surprise(self.tables[index].new_probability())
+        if index in NETWORK_ATTRS:
+            score *= QUIET_NETWORKS.get(event.network, 1.0)
+        return score * PEER_NEW_GAIN < self.settings.min_score
 
     def _signal(
         self, event: Event, ctx: Context, index: int, h: int, shown: str, raw: str, packed
@@ -633,7 +656,7 @@ class NoveltyModel:
         share = peers.prevalence(ctx.group, name, h)
         if share <= 0.0:
             if size >= 3:
-                return f"; new for its whole peer group of {size} identities", 1.15
+                return f"; new for its whole peer group of {size} identities", PEER_NEW_GAIN
             return "", 1.0
         users = max(1, round(share * size))
         return f"; common among peers ({users} of {size} identities in its group)", 1 - 0.6 * share

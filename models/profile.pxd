@@ -25,3 +25,10 @@ cdef class IdentityProfile:
     cpdef list observe(self, event, peers=*)
 
     cpdef Context _context(self, event, peers)
+
+    # called once per hour of event time of every identity (most events of a sparse one)
+    cpdef _enforce_cap(self, Context ctx)
+
+    @cython.locals(novelty=NoveltyModel, window=WindowModel, schedule=ScheduleModel,
+                   dormancy=DormancyModel, credential=CredentialModel)
+    cpdef size_estimate(self)

@@ -10,3 +10,4 @@ cdef class ScheduleModel:
 
     cpdef list score(self, event, Context ctx)
     cpdef learn(self, event, Context ctx, bint held)
+    cpdef size_estimate(self)

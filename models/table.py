@@ -84,7 +84,12 @@ class ValueTable:
         bloom = self.bloom
         if bloom is None:
             return False
-        return all(bloom[p >> 3] & (1 << (p & 7)) for p in _probes(h))
+        # ``all`` over the three probes written out (the compiled build cannot hold a
+        # generator in a fast method): each is tested in turn, stopping at the first miss
+        for p in _probes(h):
+            if not bloom[p >> 3] & (1 << (p & 7)):
+                return False
+        return True
 
     def new_probability(self) -> float:
         """How likely the next use is a value not kept: the larger of the Good-Turing

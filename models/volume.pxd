@@ -64,3 +64,5 @@ cdef class WindowModel:
 
     @cython.locals(index="long long", bucket=Bucket)
     cpdef learn(self, event, Context ctx, bint held)
+
+    cpdef size_estimate(self)

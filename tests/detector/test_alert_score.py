@@ -71,6 +71,19 @@ class TestAlertScore:
     def test_a_higher_severity_always_ranks_higher(self):
         assert alert_score("medium", 1e6, SETTINGS) < alert_score("high", 0.0, SETTINGS)
 
+    @pytest.mark.parametrize("thresholds", [
+        {"medium": 0.55004},  # off the four-decimal grid: rounding fell below the band
+        {"medium": 0.55001, "high": 0.55005},  # a band narrower than the rounding step
+        {"low": 0.54999, "medium": 0.55, "high": 0.55002},
+    ])
+    def test_stays_in_its_band_when_thresholds_are_close(self, thresholds):
+        settings = ScoringSettings.from_config({"thresholds": thresholds})
+        for severity in ("low", "medium", "high"):
+            low, high = settings.band(severity)
+            scores = [alert_score(severity, w, settings) for w in (0.0, 1e-9, 1.0, 30.0, 1e9)]
+            assert all(low <= score < high for score in scores), (severity, scores)
+            assert scores == sorted(scores)
+
     def test_configured_thresholds_move_the_bands(self):
         settings = ScoringSettings.from_config({"thresholds": {"high": 0.8}})
         assert settings.band("medium") == (0.55, 0.8) and settings.band("high") == (0.8, 0.9)
