@@ -63,8 +63,9 @@ Directory walks (``iter_files``) count what they do not read, under ``unknown``:
 whose name has no log extension and whose content does not start like JSON, gzip, another
 format ``compressed`` reads or names (bzip2, xz, zstd, UTF-16/32 text) or an export that
 ``exports`` reads (CloudWatch Logs export lines, a known CSV header) is a
-``not_a_log_file`` skip (a directory where every file is skipped is named in a warning), a hidden file (name starting with ``.``) a ``hidden_file`` skip, a
-symbolic link to a directory (not followed, so a walk cannot loop) a ``directory_link``
+``not_a_log_file`` skip (a directory where every file is skipped is named in a warning),
+a hidden file (name starting with ``.``) a ``hidden_file`` skip, a symbolic link to a
+directory (not followed, so a walk cannot loop) a ``directory_link``
 skip. A directory that cannot be listed, a file that cannot be opened and anything that is
 not a regular file (a FIFO would block forever, a socket cannot be read) are ``read_error``
 dead letters; none of them is ever opened. A path named on the command line is read as
