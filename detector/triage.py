@@ -4,9 +4,10 @@ An alert says what happened; the person on call also needs to know what to do ab
 The guidance is written once per family of its leading detector (the one its title leads
 with): behavioural families by the detector's first name part (``novelty``, ``volume``,
 ``credential`` ...), technique rules by the kind of harm the rule names (backdoor
-credentials, privilege escalation, defence evasion ...), since 138 rules share a handful of
-responses. Each family has a short summary, the checks to run first and the containment
-steps. Native alerts carry it as ``triage``; OCSF as the finding's ``remediation`` object.
+credentials, privilege escalation, defence evasion ...), since over 160 rules share a
+handful of responses. Each family has a short summary, the checks to run first and the
+containment steps. Native alerts carry it as ``triage``; OCSF as the finding's
+``remediation`` object.
 """
 
 from __future__ import annotations
@@ -144,12 +145,13 @@ _TECHNIQUE: dict[str, Guidance] = {
 # The family of a technique rule, from the words of its name (first match wins).
 _RULE_WORDS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("impact", ("deletion", "destruction", "destroyed", "ransom", "recovery_disabled",
-                "bulk_delete", "foreign_encryption", "kms_key_loss", "unusual_instances")),
+                "bulk_delete", "foreign_encryption", "kms_key_loss", "unusual_instances",
+                "vault_deleted", "vault_purged", "recovery_deleted", "lock_deleted")),
     ("defence evasion", ("detection", "logging", "logs_", "selectors", "log_lifecycle",
                          "log_exclusion", "alerting", "diagnostic", "guardrail", "waf_",
                          "events_deleted", "webhook_deleted", "binary_authorization",
                          "conditional_access", "org_policy", "perimeter", "protection",
-                         "imds_downgraded")),
+                         "imds_downgraded", "log_workspace", "defense")),
     ("discovery", ("enumeration", "probing", "recon")),
     ("credential access", ("secrets", "credentials_read", "configmap_credentials",
                            "reads_credentials", "key_harvest", "user_data_burst",
@@ -165,13 +167,14 @@ _RULE_WORDS: tuple[tuple[str, tuple[str, ...]], ...] = (
                               "federated_session", "privileged_task", "external_idp",
                               "rbac")),
     ("execution", ("command", "exec", "pod", "cronjob", "lambda_code", "boot_script",
-                   "user_data", "serial_console", "deployment_manager", "webhook")),
+                   "user_data", "serial_console", "deployment_manager", "webhook",
+                   "automation_code")),
     ("data exposure", ("public", "shared", "external", "snapshot_moved", "exported",
                        "exfiltration", "exposed", "open", "nodeport", "without_tls",
                        "domain_transfer", "project_moved", "leave_organization",
-                       "mirroring")),
+                       "mirroring", "packet_capture")),
     ("initial access", ("sign_in", "login", "root_activity", "spray", "device_code",
-                        "anonymous", "password_burst")),
+                        "anonymous", "password_burst", "remote_access")),
 )
 _ANY_TECHNIQUE = Guidance(
     "technique", "a request that itself shows an attack technique",
