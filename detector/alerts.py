@@ -31,6 +31,7 @@ from detector.scoring import (
     alert_score,
     evidence_weight,
 )
+from detector.triage import guidance_for
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +108,7 @@ class Alert:
             "techniques": [_copy(t) for t in self.techniques],
             "context": _copy(self.context),
             "shadow": self.shadow,
+            "triage": guidance_for(self.top_detector).to_dict(),
         }
 
 

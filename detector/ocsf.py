@@ -16,6 +16,9 @@
   far up its band the weight of evidence placed it (corroboration, not severity), and
   ``risk_details`` says both in words;
 - CloudTrail insights attached to the alert go to ``enrichments`` (one per insight);
+- the next steps for the leading detector's family (``detector.triage``) are the
+  finding's ``remediation`` (``desc`` in words; the steps as lists in ``unmapped``), and a
+  technique rule's family is ``analytic.category``;
 - fields OCSF has no place for (kind, kind reason, owner, context) go to ``unmapped``.
 """
 
@@ -29,6 +32,7 @@ from typing import Any
 
 from detector.alerts import NO_OWNER, Alert, is_rule, short_identity, signal_sentence
 from detector.scoring import evidence_place
+from detector.triage import guidance_for, technique_family
 
 logger = logging.getLogger(__name__)
 
@@ -112,6 +116,7 @@ def to_ocsf(alert: Alert) -> dict[str, Any]:
         "resources": [_resource(alert)],
         "evidences": [_evidence(alert), *_sensitive_evidences(alert)],
         "anomaly_analyses": [_anomaly_analysis(alert)],
+        "remediation": _remediation(alert),
         "unmapped": _unmapped(alert),
     }
     enrichments = _enrichments(alert)
@@ -188,7 +193,10 @@ def _finding_info(alert: Alert) -> dict[str, Any]:
         "analytic": {
             "uid": top,
             "name": top,
-            "category": alert.group,
+            # a technique rule's kind of harm; the alert's group would say "novelty" for
+            # a rule that joined a novelty alert
+            "category": technique_family(top) or alert.group if top.startswith("technique.")
+            else alert.group,
             "type_id": ANALYTIC_BEHAVIORAL if behavioural else ANALYTIC_RULE,
             "type": "Behavioral" if behavioural else "Rule",
         },
@@ -244,9 +252,9 @@ def _resource(alert: Alert) -> dict[str, Any]:
 def _evidence(alert: Alert) -> dict[str, Any]:
     samples = alert.evidence.get("samples", {})
     evidence: dict[str, Any] = {"actor": {"user": _user(alert)}}
-    actions = samples.get("action") or []
-    if actions:
-        service, _, operation = actions[0].partition(":")
+    action = _lead_action(alert)
+    if action:
+        service, _, operation = action.partition(":")
         evidence["api"] = {"operation": operation or service, "service": {"name": service}}
     addresses = samples.get("source_ip") or []
     if addresses:
@@ -259,6 +267,33 @@ def _evidence(alert: Alert) -> dict[str, Any]:
     if window:  # what a volume or enumeration window held, not only its scored events
         evidence["data"]["window_activity"] = window
     return evidence
+
+
+def _lead_action(alert: Alert) -> str:
+    """The call of the leading signal, what the title is about: a rule's or a first
+    call's own request (its ``observed``), a window's most frequent call; otherwise the
+    first sampled action. The first sample is only the first call of the alert, which for
+    a key made for another user was an ``iam:ListRoles`` read before it."""
+    lead = alert.signals[0] if alert.signals else {}
+    detector, observed = str(lead.get("detector", "")), str(lead.get("observed", ""))
+    if (is_rule(detector) or detector == "novelty.action") and ":" in observed and \
+            " " not in observed:
+        return observed
+    top = (alert.evidence.get("window_activity") or {}).get("top_actions") or []
+    if detector.startswith(("volume.", "multivariate.")) and top:
+        return str(top[0]["action"])
+    actions = alert.evidence.get("samples", {}).get("action") or []
+    return str(actions[0]) if actions else ""
+
+
+def _remediation(alert: Alert) -> dict[str, Any]:
+    """OCSF's remediation object (``desc`` is its one required attribute): the next
+    steps for the leading detector's family, in words."""
+    guide = guidance_for(alert.top_detector)
+    checks = " ".join(f"({n}) {step}" for n, step in enumerate(guide.check_first, 1))
+    return {"desc": f"{guide.family}: {guide.summary}. Check first: {checks} Contain: "
+                    f"{' '.join(guide.contain)}",
+            "references": ["docs/alerts.md#next-steps-per-detector-family"]}
 
 
 def _sensitive_evidences(alert: Alert) -> list[dict[str, Any]]:
@@ -314,6 +349,7 @@ def _unmapped(alert: Alert) -> dict[str, Any]:
         "nhi_group": alert.group,
         "nhi_context": alert.context,
         "nhi_shadow": alert.shadow,
+        "nhi_triage": guidance_for(alert.top_detector).to_dict(),
         # the raw (detector, value) pairs, what ``nhi-detector feedback`` marks expected
         "nhi_signal_values": [dict(pair) for pair in alert.evidence.get("signal_values", [])],
     }

@@ -19,7 +19,13 @@ import orjson
 from detector.config import load_config
 from detector.errors import ConfigError, NhiError, SinkError
 from detector.identity import IdentityRules
-from detector.sources import JsonlDeadLetters, NullDeadLetters, canonical_source, read_paths
+from detector.sources import (
+    JsonlDeadLetters,
+    NullDeadLetters,
+    canonical_source,
+    missing_paths,
+    read_paths,
+)
 from detector.stats import RunStats
 
 logger = logging.getLogger(__name__)
@@ -97,10 +103,9 @@ def run(args: argparse.Namespace) -> int:
         where = f"config file {args.config}: " if args.config else ""
         print(f"nhi-detector parse: {where}{err}", file=sys.stderr)
         return 2
-    missing = [path for path in args.paths if path != "-" and not os.path.exists(path)]
+    missing = missing_paths(args.paths)
     if missing:  # a typo in a path is a usage error, as in replay, not a dead letter
-        print(f"nhi-detector parse: no such file or directory: {', '.join(missing)}",
-              file=sys.stderr)
+        print(f"nhi-detector parse: {missing}", file=sys.stderr)
         return 2
     stats = RunStats()
     sink: Any = GuardedDeadLetters(args.dead_letters) if args.dead_letters else NullDeadLetters()

@@ -945,9 +945,11 @@ def _replay(args: argparse.Namespace, stats: RunStats) -> int:
     from detector.config import load_config
     from detector.evaluation import load_labels
 
-    missing = [path for path in args.paths if path != "-" and not os.path.exists(path)]
+    from detector.sources import missing_paths
+
+    missing = missing_paths(args.paths)
     if missing:
-        raise ConfigError(f"no such file or directory: {', '.join(missing)}")
+        raise ConfigError(missing)
     check_arguments(args)
     check_outputs(args)
     check_writable_outputs(args)

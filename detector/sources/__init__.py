@@ -60,14 +60,17 @@ prefix and, when it names the user and the verb, a ``partial`` event with
 (not in ``events``, so records still balance).
 
 Directory walks (``iter_files``) count what they do not read, under ``unknown``: a file
-whose name has no log extension and whose content does not start like JSON, gzip or an
-export that ``exports`` reads (CloudWatch Logs export lines, a known CSV header) is a
-``not_a_log_file`` skip, a hidden file (name starting with ``.``) a ``hidden_file`` skip, a
-symbolic link to a directory (not followed, so a walk cannot loop) a ``directory_link``
+whose name has no log extension and whose content does not start like JSON, gzip, another
+format ``compressed`` reads or names (bzip2, xz, zstd, UTF-16/32 text) or an export that
+``exports`` reads (CloudWatch Logs export lines, a known CSV header) is a
+``not_a_log_file`` skip (a directory where every file is skipped is named in a warning),
+a hidden file (name starting with ``.``) a ``hidden_file`` skip, a symbolic link to a
+directory (not followed, so a walk cannot loop) a ``directory_link``
 skip. A directory that cannot be listed, a file that cannot be opened and anything that is
 not a regular file (a FIFO would block forever, a socket cannot be read) are ``read_error``
 dead letters; none of them is ever opened. A path named on the command line is read as
-given, so ``<(zcat x.gz)`` works. Closed stdin is a ``read_error`` dead letter. A file
+given, so ``<(zcat x.gz)`` works; one that cannot be found says why (a symbolic link
+loop says so, ``path_problem``). Closed stdin is a ``read_error`` dead letter. A file
 that fails in any way no record explains is one dead letter and the run goes on.
 
 Memory: a file up to ``_STREAM_THRESHOLD`` is read whole (the fast path for delivery
@@ -82,6 +85,7 @@ parser's limits, not by the input (a 2 GB sparse file took 4.2 GB to become one
 
 from __future__ import annotations
 
+import errno
 import io
 import logging
 import os
@@ -100,7 +104,7 @@ from detector.sources.deadletter import (
     NullDeadLetters,
 )
 from detector.sources.parser import Parser, canonical_source
-from detector.sources import exports  # noqa: I001 - after parser, which imports it too
+from detector.sources import compressed, exports  # noqa: I001 - after parser, which imports them
 from detector.stats import RunStats
 
 __all__ = [
@@ -112,7 +116,9 @@ __all__ = [
     "Parser",
     "canonical_source",
     "iter_files",
+    "missing_paths",
     "parse_payload",
+    "path_problem",
     "read_paths",
 ]
 
@@ -173,8 +179,8 @@ def iter_files(paths: Iterable[str | os.PathLike[str]], parser: Parser,
             continue
         try:  # one stat for what isdir and exists would each ask (a replay names 10,000s)
             result = os.stat(path)
-        except (OSError, ValueError):
-            parser.dead_input("read_error", f"{REASONS['read_error']}: no such file",
+        except (OSError, ValueError) as err:
+            parser.dead_input("read_error", f"{REASONS['read_error']}: {path_problem(err)}",
                               path, None)
             continue
         if stat.S_ISDIR(result.st_mode):
@@ -185,8 +191,54 @@ def iter_files(paths: Iterable[str | os.PathLike[str]], parser: Parser,
             yield path
 
 
+def path_problem(err: Exception) -> str:
+    """Why a named path cannot be read, in words: a symbolic link loop says so (``stat``
+    fails on it as on a missing file, and "no such file" sent users looking for a typo)."""
+    if isinstance(err, OSError) and err.errno == errno.ELOOP:
+        return "a symbolic link loop (too many levels of symbolic links)"
+    if isinstance(err, OSError) and err.errno not in (None, errno.ENOENT) and err.strerror:
+        return err.strerror.lower()
+    return "no such file or directory"
+
+
+def missing_paths(paths: Iterable[str]) -> str | None:
+    """The usage error for named paths that cannot be read (``-`` is stdin), or ``None``:
+    ``no such file or directory: a, b``, and each other problem by name."""
+    problems: dict[str, list[str]] = {}
+    for path in paths:
+        if path == "-":
+            continue
+        try:
+            os.stat(path)
+        except (OSError, ValueError) as err:
+            problems.setdefault(path_problem(err), []).append(path)
+    if not problems:
+        return None
+    return "; ".join(f"{problem}: {', '.join(names)}" for problem, names in problems.items())
+
+
 def _walk(top: str, parser: Parser, found: dict[str, os.stat_result] | None = None
           ) -> Iterator[str]:
+    """The log files under ``top``; when none is and some were skipped as not logs, one
+    warning says so (a folder of files in a format nothing reads was a quiet run of zero
+    events)."""
+    read = skipped = 0
+    for path in _walk_all(top, parser, found):
+        if path is None:
+            skipped += 1
+        else:
+            read += 1
+            yield path
+    if not read and skipped:
+        logger.warning("nothing read under %s: its %d file%s skipped or unreadable (read: "
+                       "names ending %s, or content that starts like JSON, gzip, bzip2, xz, "
+                       "zstd or a known export)", top, skipped,
+                       "s were" if skipped > 1 else " was", "/".join(_EXTENSIONS))
+
+
+def _walk_all(top: str, parser: Parser, found: dict[str, os.stat_result] | None = None
+              ) -> Iterator[str | None]:
+    """``_walk``'s files, with ``None`` for each file skipped as not a log."""
     def unlistable(err: OSError) -> None:
         parser.dead_input("read_error", f"{REASONS['read_error']}: cannot list the "
                           f"directory: {err.strerror}", err.filename or top, None)
@@ -199,6 +251,7 @@ def _walk(top: str, parser: Parser, found: dict[str, os.stat_result] | None = No
             full = os.path.join(root, name)
             if name.startswith("."):
                 parser.skip_input("hidden_file", full)
+                yield None
                 continue
             try:
                 result = os.stat(full)
@@ -213,6 +266,8 @@ def _walk(top: str, parser: Parser, found: dict[str, os.stat_result] | None = No
                 if found is not None:
                     found[full] = result
                 yield full
+            else:
+                yield None
 
 
 def _is_log_file(path: str, parser: Parser) -> bool:
@@ -226,7 +281,8 @@ def _is_log_file(path: str, parser: Parser) -> bool:
         parser.dead_input("read_error", f"{REASONS['read_error']}: {err.strerror}", path,
                           None)
         return False
-    if head[:1] in (b"{", b"[") or head[:2] == b"\x1f\x8b" or exports.starts_like_export(raw):
+    if head[:1] in (b"{", b"[") or head[:2] == b"\x1f\x8b" or compressed.kind_of(raw) or \
+            exports.starts_like_export(raw):
         return True
     parser.skip_input("not_a_log_file", path)
     return False

@@ -34,6 +34,9 @@ REASONS: dict[str, str] = {
     "bad_gzip": "gzip stream is corrupt",
     "decompression_limit": "gzip input inflates beyond the size limit and was not parsed",
     "binary": "input is binary, not JSON text",
+    "bad_compression": "bzip2, xz or zstd stream is corrupt or cut short",
+    "unsupported_compression": "input is compressed in a format this Python cannot read",
+    "bad_encoding": "input's byte-order mark names an encoding its bytes do not follow",
     "empty_file": "input is empty",
     "oversized_record": "record exceeds the size limit and was not parsed",
     "oversized_field": "a field that identifies the record (identity, action, tenant, "

@@ -11,9 +11,18 @@ rest, and the dead letter names the shape and the way to export the whole record
   each event's ``message`` the record;
 - Logs Insights results: rows with an ``@message`` field (the console's JSON download),
   or ``aws logs get-query-results`` output (``{"results": [[{"field", "value"}]]}``);
+- CloudTrail Lake results holding the whole record (``SELECT eventJson``): rows
+  ``{"eventJson": "<record>"}`` (a JSON array or JSON lines) and ``aws cloudtrail
+  get-query-results`` output (``{"QueryResultRows": [[{"eventJson": ...}]]}``);
 - CSV with a header row: a column holding the whole record as JSON (``eventjson``,
-  ``@message``) is read row by row; CloudTrail columns flattened by Athena or CloudTrail
-  Lake (``useridentity`` as ``{type=AssumedRole, ...}``, not JSON) are refused with a hint.
+  ``@message``, alone or among others) is read row by row; an Azure Log Analytics export
+  (a ``TimeGenerated`` column) is read row by row as the JSON export of the same rows is;
+  CloudTrail columns flattened by Athena or CloudTrail Lake (``useridentity`` as
+  ``{type=AssumedRole, ...}``, not JSON) are refused with a hint.
+
+Exports that keep a record in another shape than the service's are named in their dead
+letter (``unsupported_export``): GCP audit logs routed to BigQuery (``protopayload_auditlog``
+columns) say how to get the LogEntry JSON instead.
 """
 
 from __future__ import annotations
@@ -27,6 +36,9 @@ _EXPORT_LINE = re.compile(rb"[ \t]*\d{4}-\d\d-\d\dT[0-9:.]+(?:Z|[+-]\d\d:?\d\d)?
 _PROBED_LINES = 5
 # Header columns that hold a whole record as JSON, lower-cased: read row by row.
 JSON_COLUMNS = ("eventjson", "@message")
+# A Log Analytics (Azure Monitor) query result always has this column: such a CSV is the
+# rows of the JSON export, whose columns the azure module reads, with every cell as text.
+LOG_ANALYTICS_COLUMN = "timegenerated"
 # Columns of CloudTrail fields flattened into CSV (Athena's table, CloudTrail Lake's
 # results): two of them in a header say which export it is.
 _CLOUDTRAIL_COLUMNS = frozenset({"eventversion", "useridentity", "eventtime", "eventsource",
@@ -37,7 +49,16 @@ CSV_HINT = ("CloudTrail fields flattened into CSV (Athena or CloudTrail Lake que
             "be read. Read the trail's S3 delivery files instead, or export the whole record "
             "as one JSON column named eventjson (a CSV with that column is read row by row)")
 TEXT_HINT = ("input is text but not JSON, and not a known export of JSON records "
-             "(JSON lines, CloudWatch Logs exports, CSV with an eventjson or @message column)")
+             "(JSON lines, CloudWatch Logs exports, CSV with an eventjson or @message column, "
+             "Azure Log Analytics CSV)")
+BIGQUERY_HINT = ("GCP audit logs exported to BigQuery (protopayload_auditlog columns) are "
+                 "not LogEntry JSON: their payload fields are renamed and flattened. Read "
+                 "the LogEntry JSON instead: a Cloud Storage log sink's files, `gcloud "
+                 "logging read --format=json`, or a Pub/Sub sink")
+LAKE_ROW, LAKE_RESULTS = "CloudTrail Lake row", "CloudTrail Lake query results"
+LAKE_SHAPES = (LAKE_ROW, LAKE_RESULTS)
+# Key spellings of the Lake column that holds the whole record (as the query names it).
+_LAKE_KEYS = ("eventJson", "eventjson", "EventJson")
 
 
 def export_message(line: bytes) -> int:
@@ -72,23 +93,27 @@ def starts_like_export(head: bytes) -> bool:
 
 def csv_header(line: bytes) -> list[str] | None:
     """The lower-cased column names when ``line`` is a CSV header naming a JSON-record
-    column or CloudTrail fields, else ``None``."""
-    if b"," not in line or line.lstrip()[:1] in (b"{", b"["):
+    column, a Log Analytics export or CloudTrail fields, else ``None``. A header of one
+    column has no comma: ``SELECT eventJson`` exported from CloudTrail Lake is one."""
+    if line.lstrip()[:1] in (b"{", b"["):
         return None
     names = [name.strip().strip('"').strip().lower()
              for name in line.decode("utf-8", "replace").split(",")]
-    if any(name in JSON_COLUMNS for name in names) or \
+    if len(names) == 1:
+        return names if names[0] in JSON_COLUMNS else None
+    if any(name in JSON_COLUMNS for name in names) or LOG_ANALYTICS_COLUMN in names or \
             len(_CLOUDTRAIL_COLUMNS.intersection(names)) >= 2:
         return names
     return None
 
 
 def json_column(names: list[str]) -> int | None:
-    """The index of the column that holds the whole record, or ``None``."""
+    """The index of the column that holds the whole record, ``-1`` when each row is a
+    record of its own (a Log Analytics export), or ``None``: flattened fields."""
     for wanted in JSON_COLUMNS:
         if wanted in names:
             return names.index(wanted)
-    return None
+    return -1 if LOG_ANALYTICS_COLUMN in names else None
 
 
 LogsMessages = tuple[str, list[tuple[str, Any, Any]]]
@@ -117,6 +142,35 @@ def logs_messages(record: dict[str, Any]) -> LogsMessages | None:
                       if isinstance(cell, dict)} if isinstance(row, list) else {}
             found.append((f"#results[{index}]", fields.get("@message"), fields.get("@log")))
         return "Logs Insights results", found
+    return lake_messages(record)
+
+
+def lake_messages(record: dict[str, Any]) -> LogsMessages | None:
+    """The records of CloudTrail Lake results that selected ``eventJson``: one row
+    (``{"eventJson": "<record>"}``) or ``get-query-results`` output, whose rows are lists
+    of one-key objects, one per column."""
+    for key in _LAKE_KEYS:
+        if key in record:
+            return LAKE_ROW, [(f"#{key}", record[key], None)]
+    rows = record.get("QueryResultRows")
+    if not isinstance(rows, list):
+        return None
+    found = []
+    for index, row in enumerate(rows):
+        cells: dict[str, Any] = {}
+        for cell in row if isinstance(row, list) else ():
+            if isinstance(cell, dict):
+                cells.update(cell)
+        value = next((cells[key] for key in _LAKE_KEYS if key in cells), None)
+        found.append((f"#QueryResultRows[{index}]", value, None))
+    return LAKE_RESULTS, found
+
+
+def unsupported_export(low: dict[str, Any]) -> str | None:
+    """A hint naming an export that keeps records in a shape no source reads, or ``None``
+    (``low``: the record with lower-cased keys)."""
+    if isinstance(low.get("protopayload_auditlog"), dict):
+        return BIGQUERY_HINT
     return None
 
 

@@ -5,7 +5,8 @@ payload it:
 
 1. sniffs gzip by its magic bytes (inflating at most ``max_decompressed_bytes``; intact
    members of a multi-member file are kept when a later one is cut, and so are the whole
-   JSON lines of the cut member, not a cut record array) and refuses empty and
+   JSON lines of the cut member, not a cut record array), decodes bzip2, xz and UTF-16/32
+   text and names zstd where Python cannot read it (``compressed``), and refuses empty and
    binary input with a dead letter; input that does not start like JSON or holds a NUL
    byte is judged on its first few lines, so one bad line is one dead letter;
 2. frames it: one JSON document (``{"Records": [...]}``, an array, one object), JSON lines,
@@ -50,7 +51,17 @@ import orjson
 from detector.errors import SinkError
 from detector.event import Event
 from detector.identity import IdentityRules, Resolver
-from detector.sources import azure, cloudtrail, exports, gcp, insight, k8s, pubsub, salvage
+from detector.sources import (
+    azure,
+    cloudtrail,
+    compressed,
+    exports,
+    gcp,
+    insight,
+    k8s,
+    pubsub,
+    salvage,
+)
 from detector.sources.common import (
     MAX_EVENT_ID,
     TIME_LEAP_SECONDS,
@@ -271,8 +282,8 @@ class Parser:
         Before, a stream that was not JSON lines was read whole to be judged: a 2 GB sparse
         file cost 4.2 GB of memory to become one ``binary`` dead letter."""
         head = pieces.head
-        if head[:2] == _GZIP_MAGIC:
-            return "gzip"
+        if head[:2] == _GZIP_MAGIC or compressed.kind_of(head):
+            return "gzip"  # read whole, then decoded as ``feed`` decodes it
         start = head[3:] if head[:3] == b"\xef\xbb\xbf" else head
         lines = start.split(b"\n")
         if not pieces.whole:
@@ -331,6 +342,10 @@ class Parser:
             data = self._gunzip(data, origin)
             if data is None:
                 return
+        elif data[:1] in compressed.FIRST_BYTES and (kind := compressed.kind_of(data)):
+            data = self._decode_other(data, kind, origin)
+            if data is None:
+                return
         if data[:3] == b"\xef\xbb\xbf":
             data = data[3:]
         head = data[:4096].lstrip()
@@ -348,6 +363,20 @@ class Parser:
         text = data.decode("utf-8", "surrogateescape")  # bad bytes are found per record
         if not (container and self._salvage(text, origin)):
             self._scan(text, 0, origin)
+
+    def _decode_other(self, data: bytes, kind: str, origin: str) -> bytes | None:
+        """bzip2, xz, zstd or UTF-16/32 input as UTF-8 text (``compressed``); what cannot
+        be read is one dead letter naming the format (and logged once per format, since a
+        folder of them would otherwise end as a run of zero events)."""
+        out, problem = compressed.decode(data, kind, self.max_decompressed_bytes)
+        if problem is not None:
+            reason, message = problem
+            self.dead_input(reason, message, origin, Sample.of(data, 256))
+            if kind not in self._named and len(self._named) < 64:
+                self._named.add(kind)
+                logger.warning("%s (first at %s; counted as dead letter %s)", message,
+                               origin, reason)
+        return out or None
 
     def _frame_doubtful(self, data: bytes, head: bytes, origin: str) -> bool:
         """Input whose start is not JSON, or that holds a NUL byte; ``False`` leaves it to
@@ -491,12 +520,14 @@ class Parser:
     def _csv_records(self, data: bytes, names: list[str], column: int, origin: str) -> None:
         """The rows of a CSV whose ``column`` holds a whole record as JSON (a CloudWatch
         Logs Insights ``@message``, an ``eventjson`` selected from a query): each cell is
-        read as a record, a row without it or whose cell is not JSON is a dead letter."""
+        read as a record, a row without it or whose cell is not JSON is a dead letter.
+        ``column`` -1: each row is a record, its cells named by the header (a Log
+        Analytics export, read as its JSON export is)."""
         if csv.field_size_limit() <= self.max_record_bytes:  # process-wide, only raised
             csv.field_size_limit(self.max_record_bytes + 1)
         log = names.index("@log") if "@log" in names else None
         reader = csv.reader(io.StringIO(data.decode("utf-8", "surrogateescape"), newline=""))
-        header = True
+        header, fields = True, []
         while True:
             try:
                 row = next(reader)
@@ -509,9 +540,12 @@ class Parser:
             if not any(cell.strip() for cell in row):
                 continue
             if header:  # the header row, already read by ``exports.csv_header``
-                header = False
+                header, fields = False, [name.strip() for name in row]
                 continue
             where = f"{origin}:{reader.line_num}"
+            if column < 0:
+                self._dispatch(dict(zip(fields, row)), where, {}, _MAX_DEPTH - 1)
+                continue
             if len(row) <= column:
                 self.dead_input("invalid_record", f"{REASONS['invalid_record']}: the CSV row "
                                 f"has no {names[column]} column", where, ",".join(row))
@@ -1125,6 +1159,9 @@ class Parser:
                              f"{vendor} records are not a supported source")
         elif (found := exports.logs_messages(record)) is not None:
             self._logs_export(found, origin, hints)
+        elif (hint := exports.unsupported_export(low)) is not None:
+            self._dead(UNKNOWN, "unknown_format", f"{REASONS['unknown_format']}: {hint}",
+                       origin, _raw(record))
         else:
             self._dead(UNKNOWN, "unknown_format", REASONS["unknown_format"], origin,
                        _raw(record))
@@ -1140,8 +1177,10 @@ class Parser:
             if isinstance(message, dict):  # a tool that decoded the message already
                 value: Any = message
             elif not isinstance(message, str):
+                what = "an eventJson string (select eventJson in the query)" \
+                    if shape in exports.LAKE_SHAPES else "a message string"
                 self._dead(UNKNOWN, "invalid_record", f"{REASONS['invalid_record']}: a "
-                           f"{shape} without a message string", where, _raw(message))
+                           f"{shape} without {what}", where, _raw(message))
                 continue
             else:
                 try:
@@ -1151,7 +1190,8 @@ class Parser:
                     self._dead(UNKNOWN, reason, f"{REASONS[reason]} (the message of a "
                                f"{shape})", where, message)
                     continue
-            inner = dict(hints, path=PATH_CWL)
+            # a Lake row is the record as CloudTrail stored it, not a CloudWatch message
+            inner = dict(hints) if shape in exports.LAKE_SHAPES else dict(hints, path=PATH_CWL)
             cluster = exports.cluster_of(log)
             if cluster:
                 inner["cluster"] = cluster

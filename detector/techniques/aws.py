@@ -118,14 +118,22 @@ _MAX_ITEMS = 64  # items read from one list: a huge policy costs no more than th
 class Caller:
     """What the checks need to know about the record's caller, read once per record."""
 
-    __slots__ = ("account", "name", "family", "sso")
+    __slots__ = ("account", "name", "family", "sso", "role")
 
     def __init__(self, account: str | None, name: str | None, family: str | None,
-                 sso: bool = False) -> None:
+                 sso: bool = False, role: str = "") -> None:
         self.account = account or ""
         self.name = name or ""
         self.family = family or ""
         self.sso = sso  # a person's IAM Identity Center (SSO) permission-set session
+        self.role = role  # the role of an assumed-role session ("" for anything else)
+
+    @property
+    def shown(self) -> str:
+        """The caller as a sentence names it: a role session by its role, as the alert's
+        identity reads (``role/ops-copilot-agent``), not by its session name, which is
+        often an opaque hex id; an IAM user by its name."""
+        return f"role/{self.role}" if self.role else self.name or "unnamed"
 
     def outside(self, account: str) -> bool:
         """Whether ``account`` is a 12-digit account id other than the caller's."""
@@ -667,7 +675,7 @@ def access_key_for_other(record: dict[str, Any], caller: Caller) -> list[Finding
         return []
     return [Finding("aws.access_key_for_other_user", "medium", _CREDENTIALS,
                     f"access key created for IAM user {user} by another principal "
-                    f"({caller.name or 'unnamed'})", user)]
+                    f"({caller.shown})", user)]
 
 
 def login_profile_for_other(record: dict[str, Any], caller: Caller) -> list[Finding]:
@@ -679,7 +687,7 @@ def login_profile_for_other(record: dict[str, Any], caller: Caller) -> list[Find
         return []
     return [Finding("aws.login_profile_for_other_user", "medium", _CREDENTIALS,
                     f"console password set for IAM user {user} by another principal "
-                    f"({caller.name or 'unnamed'}), no reset required", user)]
+                    f"({caller.shown}), no reset required", user)]
 
 
 def mfa_removed_for_other(record: dict[str, Any], caller: Caller) -> list[Finding]:
@@ -692,7 +700,7 @@ def mfa_removed_for_other(record: dict[str, Any], caller: Caller) -> list[Findin
         return []
     return [Finding("aws.mfa_removed_for_other_user", "medium", _CREDENTIALS + ("T1556.006",),
                     f"MFA device of IAM user {user} deactivated by another principal "
-                    f"({caller.name or 'unnamed'})", user)]
+                    f"({caller.shown})", user)]
 
 
 def _principal_name(params: dict[str, Any]) -> str:
@@ -2203,7 +2211,7 @@ def mfa_enabled_for_other(record: dict[str, Any], caller: Caller) -> list[Findin
     device = _str(_params(record).get("serialNumber"), 200).rpartition("/")[2] or "(unnamed)"
     return [Finding("aws.mfa_enabled_for_other_user", "medium", ("T1098.005", "T1556.006"),
                     f"MFA device {device} enrolled for IAM user {user} by another principal "
-                    f"({caller.name or 'unnamed'})", user)]
+                    f"({caller.shown})", user)]
 
 
 # Log groups that hold audit and detection records, by the names AWS and its users give
@@ -2649,5 +2657,7 @@ def _caller(record: dict[str, Any], account: str | None, family: str | None) -> 
     own = identity.get("accountId")
     if type(own) is not str or not own:
         own = record.get("recipientAccountId")
+    # arn:aws:sts::<account>:assumed-role/<role>/<session>
+    role = arn.split("/")[1] if ":assumed-role/" in arn and arn.count("/") >= 2 else ""
     return Caller(own if type(own) is str else account, name, family,
-                  ":assumed-role/AWSReservedSSO_" in arn)
+                  ":assumed-role/AWSReservedSSO_" in arn, role)
