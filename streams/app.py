@@ -1,4 +1,4 @@
-"""The Faust application: topics, the state table, two agents and their timers.
+"""The Faust application: topics, the state table, the two steps and their timers.
 
 ::
 
@@ -8,10 +8,12 @@
       v                                                       v
     dead letters                                 inventory, dead letters, accounting
 
-Each agent wraps every message in try/except: a poison message becomes a dead letter and
-the agent keeps consuming (B15). Every send has a timeout (B19); a send that still fails
-after retries ends the worker at once with a non-zero exit so the platform restarts it and
-the uncommitted messages are processed again (at least once). No detection logic lives here.
+The ingest step is a task fed by the consumer itself (``streams.intake``: the raw messages
+skip Faust's per-message streams), the detect step an agent. Each wraps every message in
+try/except: a poison message becomes a dead letter and the step keeps consuming (B15).
+Every send has a timeout (B19); a send that still fails after retries ends the worker at
+once with a non-zero exit so the platform restarts it and the uncommitted messages are
+processed again (at least once). No detection logic lives here.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from faust import streams as faust_streams
 
 from streams.datadir import STORE_EXIT_CODE, store_failure
 from streams.health import METADATA_REFRESH_S
+from streams.intake import RawIntake
 from streams.pipeline import Output, Pipeline, Record
 from streams.settings import WorkerSettings
 from streams.topics import incarnation_tag
@@ -51,11 +54,6 @@ TABLE_CENSUS_S = 30.0
 # take the worker's LeaveGroup request; then it exits anyway, and the group notices the
 # member is gone only after the session timeout, as before.
 LEAVE_GROUP_TIMEOUT_S = 5.0
-# The detect agent takes the repartition messages that have arrived together, at most
-# this many (about 1,000 events each), at least this often; the identities they changed
-# are written to the table just before each offset commit (see _declare_agents).
-DETECT_MAX_MESSAGES = 20
-DETECT_WAIT_S = 0.05
 
 
 @dataclass
@@ -85,6 +83,8 @@ class Runtime:
     recreated: set[str] = field(default_factory=set)
     # raw (topic, partition) -> the topic id it was last read from its start for
     restarted: dict[tuple[str, int], str] = field(default_factory=dict)
+    # the raw topics' messages as the consumer fetched them (streams.intake), if used
+    intake: RawIntake | None = None
 
     def fatal(self, reason: str, code: int = FATAL_EXIT_CODE) -> NoReturn:
         """End the worker now with exit code 70 (or ``code``), without Faust's graceful stop.
@@ -160,9 +160,10 @@ def create_app(settings: WorkerSettings, runtime: Runtime) -> faust.App:
         Monitor=worker_monitor(runtime),
         Table=state_table(lambda action, err: store_failed(runtime, action, err)),
     )
+    runtime.intake = RawIntake(settings.topic_sources(), settings.ingest_max_messages)
     app.transport.Consumer = holding_consumer(
         app.transport.Consumer, runtime.holds, lambda: runtime.before_commit,
-        lambda: lambda consumer: check_raw_offsets(consumer, runtime))
+        lambda: lambda consumer: check_raw_offsets(consumer, runtime), runtime.intake)
     runtime.leave_group = lambda timeout: leave_group(app, timeout)
     topics = _declare_topics(app, settings)
     runtime.roles = topics
@@ -228,7 +229,8 @@ def state_table(failed: Callable[[str, BaseException], NoReturn]) -> type:
 
 def holding_consumer(base: type, holds: Mapping[tuple[str, int], int],
                      before_commit: Callable[[], Any] = lambda: None,
-                     after_seek: Callable[[], Any] = lambda: None) -> type:
+                     after_seek: Callable[[], Any] = lambda: None,
+                     intake: RawIntake | None = None) -> type:
     """``base`` (Faust's consumer class) that never commits a partition at or past its
     entry in ``holds``, and before each commit awaits the coroutine function that
     ``before_commit()`` names (none when it gives None; it is looked up at each commit,
@@ -239,14 +241,50 @@ def holding_consumer(base: type, holds: Mapping[tuple[str, int], int],
     Faust commits the end of the first run of consecutive acknowledged offsets
     (``_new_offset``, which also removes that run from its list). Offsets at or past the
     hold are kept out of that list while it runs and put back after, so they are committed
-    once the hold moves past them; the ingest agent acknowledges its messages as usual.
+    once the hold moves past them; the ingest step acknowledges its messages as usual.
     Every commit goes through ``commit`` (the commit timer, ``broker_commit_every``, a
     failed task, the stop), so what ``before_commit`` writes and releases is in the same
     commit. A failure there is logged and the commit goes on: the holds it did not move
     keep the unwritten messages uncommitted.
+
+    With an ``intake`` (``streams.intake``), the messages of its topics go into it instead
+    of through Faust's conductor and streams: ``getmany`` keeps Faust's checks of each
+    fetched message (flow, generation, active partitions) and its read offsets and gaps,
+    tracks the message as unacknowledged and puts it in the intake, waiting for room when
+    the intake is full; the ingest task acknowledges it with ``ack`` as a stream would.
     """
 
     class HoldingConsumer(base):  # type: ignore[misc, valid-type]
+        async def getmany(self, timeout: float) -> Any:
+            if intake is None:
+                async for item in super().getmany(timeout):
+                    yield item
+                return
+            intake.consumer = self
+            raw = intake.topics
+            read_offset = self._read_offset
+            generation = self.app.consumer_generation_id
+            async for tp, message in super().getmany(timeout):
+                if tp.topic not in raw:
+                    yield tp, message
+                    continue
+                if intake.full():
+                    await intake.wait_room()
+                    if (not self.flow_active
+                            or self.app.consumer_generation_id != generation):
+                        return  # a rebalance meanwhile: the seek reads it again
+                offset = message.offset
+                read = read_offset[tp]
+                if read is not None and offset < read:
+                    continue  # before the read offset: read already (Faust's check)
+                if read and offset - read > 1:
+                    # offsets missing in the log (compaction, transaction markers): the
+                    # commit may pass them, as Faust's own loop records
+                    await self._add_gap(tp, read + 1, offset)
+                self.track_message(message)
+                intake.put(message)
+                read_offset[tp] = offset
+
         async def commit(self, *args: Any, **kwargs: Any) -> bool:
             prepare = before_commit()
             if prepare is not None:
@@ -407,6 +445,8 @@ async def read_from_start(consumer: Any, runtime: Runtime, topic: str, reason: s
         key = (tp.topic, tp.partition)
         runtime.holds.pop(key, None)
         runtime.pipeline.forget_raw_partitions({key})
+        if runtime.intake is not None:
+            runtime.intake.forget({key})  # fetched from the old position: read again
         runtime.restarted[key] = runtime.topic_ids.get(topic, "")
         runtime.health.note_offset_reset(topic, reason)
     try:
@@ -519,11 +559,10 @@ def make_current(event: Any) -> None:
     """Make ``event`` Faust's current event in this task.
 
     A table reads and writes the store and changelog partition of the current event, which
-    Faust sets only in the task that iterates the stream; under ``take_events`` that is a
-    background task, and the agent's own task sees none (or a stale one). Faust keeps it
+    Faust sets only in the task that iterates the stream: the state writes made before a
+    commit run in the committing task, which sees none (or a stale one). Faust keeps it
     in a context variable with no public setter, hence the module attribute; the stream's
-    ``current_event`` attribute is left alone, since take_events reads it to buffer the
-    next event."""
+    ``current_event`` attribute is left alone, since the stream itself sets it."""
     faust_streams._current_event.set(weakref.ref(event))
 
 
@@ -587,36 +626,58 @@ def _declare_agents(app: faust.App, runtime: Runtime, topics: Mapping[str, Any],
         except Exception as err:  # noqa: BLE001 - the timer tries again
             log.debug("health refresh failed: %r", err)
 
-    @app.agent(topics["raw"], name="ingest")
-    async def ingest(stream: Any) -> None:
-        # Raw messages of a short window are split together, so single-record messages
-        # still cross the repartition step in groups: one message per target partition
-        # per window instead of one per record. take_events acks only after the body ran.
-        window = runtime.settings.ingest_window
-        async for events in stream.take_events(runtime.settings.ingest_max_messages, window):
-            first_messages()
-            raw = [(e.value, e.message.topic, e.message.partition, e.message.offset)
-                   for e in events]
+    # The raw topics have no agent: the consumer puts their messages into runtime.intake
+    # (streams.intake) and this task takes them a window at a time. The topic is still
+    # registered, so the consumer subscribes to it and acknowledges its offsets; Faust's
+    # flow control clears the intake at a revocation and a stop, as it clears its streams.
+    intake = runtime.intake
+    app.topics.add(topics["raw"])
+    app.flow_control.manage_queue(intake)
+
+    @app.task
+    async def ingest() -> None:
+        inbound = app.monitor.stream_inbound_time
+        while not app.should_stop:
+            messages = await intake.take(runtime.settings.ingest_max_messages)
             try:
-                records = pipeline.split_many(raw).records
-            except Exception as err:  # noqa: BLE001 - never let the agent die (B15)
-                records = [r for data, topic, partition, offset in raw
-                           for r in pipeline.split_failed(data, err, topic=topic,
-                                                          partition=partition,
-                                                          offset=offset).records]
-            await send_all(runtime, records)
-            # Only now, with the requests it released handed to the producer, may a hold
-            # move forward; the window's messages are acknowledged after this body, so a
-            # stage held in one of them is covered before its offset could be committed.
-            try:
-                for key in {(topic, partition) for _, topic, partition, _ in raw}:
-                    held = pipeline.held_offset(*key)
-                    if held is None:
-                        runtime.holds.pop(key, None)
-                    else:
-                        runtime.holds[key] = held
-            except Exception as err:  # noqa: BLE001 - acking now could lose held stages
-                runtime.fatal(f"cannot tell which raw offsets hold Kubernetes stages: {err!r}")
+                await ingest_window(messages, inbound)
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:  # noqa: BLE001 - unacknowledged, the stop would hang
+                runtime.fatal(f"the ingest step failed: {err!r}")
+
+    async def ingest_window(messages: list[Any], inbound: dict[Any, float]) -> None:
+        # Raw messages of one window are split together, so single-record messages still
+        # cross the repartition step in groups: one message per target partition per
+        # window instead of one per record. They are acknowledged only at the end.
+        first_messages()
+        raw = [(m.value, m.topic, m.partition, m.offset) for m in messages]
+        try:
+            records = pipeline.split_many(raw).records
+        except Exception as err:  # noqa: BLE001 - never let the step die (B15)
+            records = [r for data, topic, partition, offset in raw
+                       for r in pipeline.split_failed(data, err, topic=topic,
+                                                      partition=partition,
+                                                      offset=offset).records]
+        await send_all(runtime, records)
+        # Only now, with the requests it released handed to the producer, may a hold
+        # move forward; the window's messages are acknowledged after this, so a stage
+        # held in one of them is covered before its offset could be committed.
+        try:
+            for key in {(topic, partition) for _, topic, partition, _ in raw}:
+                held = pipeline.held_offset(*key)
+                if held is None:
+                    runtime.holds.pop(key, None)
+                else:
+                    runtime.holds[key] = held
+        except Exception as err:  # noqa: BLE001 - acking now could lose held stages
+            runtime.fatal(f"cannot tell which raw offsets hold Kubernetes stages: {err!r}")
+        consumer = app.consumer
+        now = time.monotonic()
+        for message in messages:
+            consumer.ack(message)
+            # what Faust's slow-processing check reads: this partition's stream is alive
+            inbound[message.tp] = now
 
     # The events of each repartition message are applied to the identities in memory at
     # once (their alerts sent and acknowledged), but their table writes wait: just before
@@ -639,28 +700,28 @@ def _declare_agents(app: faust.App, runtime: Runtime, topics: Mapping[str, Any],
 
     @app.agent(topics["repartition"], name="detect")
     async def detect(stream: Any) -> None:
-        # The messages already waiting (at most DETECT_MAX_MESSAGES) are taken together;
-        # take_events acks them only after the body ran, when their holds are set.
+        # Each message as soon as it arrives: it holds many events, so Faust's cost per
+        # message is small, while take_events waited its whole timeout (50 ms) for more
+        # unless 20 were there, leaving the worker idle. The stream acknowledges a message
+        # only after this body ran for it, when its hold is set.
         loop = asyncio.get_running_loop()
-        async for events in stream.take_events(DETECT_MAX_MESSAGES, DETECT_WAIT_S):
+        async for event in stream.events():
             first_messages()
             async with writing:
-                for event in events:
-                    make_current(event)
-                    msg = event.message
-                    where = {"topic": msg.topic, "partition": msg.partition,
-                             "offset": msg.offset}
-                    started = loop.time()
-                    try:
-                        out = pipeline.apply(event.value, get_state=get_state, write=False,
-                                             **where)
-                    except Exception as err:  # noqa: BLE001 - poison message (B15)
-                        out = pipeline.apply_failed(event.value, err, **where)
-                        pipeline.hold_pending(msg.partition, msg.offset)
-                    runtime.metrics.observe_batch(loop.time() - started, out.events)
-                    last_event[msg.partition] = event
-                    update_hold(msg.partition)
-                    await deliver(runtime, out, set_state)
+                make_current(event)
+                msg = event.message
+                where = {"topic": msg.topic, "partition": msg.partition, "offset": msg.offset}
+                started = loop.time()
+                try:
+                    out = pipeline.apply(event.value, get_state=get_state, write=False,
+                                         **where)
+                except Exception as err:  # noqa: BLE001 - poison message (B15)
+                    out = pipeline.apply_failed(event.value, err, **where)
+                    pipeline.hold_pending(msg.partition, msg.offset)
+                runtime.metrics.observe_batch(loop.time() - started, out.events)
+                last_event[msg.partition] = event
+                update_hold(msg.partition)
+                await deliver(runtime, out, set_state)
 
     async def write_states() -> None:
         if app.rebalancing or app.should_stop:

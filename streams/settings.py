@@ -174,13 +174,13 @@ SETTINGS: tuple[Setting, ...] = (
             "bytes per partition one fetch may return (at least the largest raw message)",
             bounds=Bounds(1 << 20, 64 << 20, "bytes")),
     Setting("ingest_window", "NHI_INGEST_WINDOW", float, 0.5,
-            "seconds of raw messages split together into one repartition message per "
-            "partition (amortises Faust's per-message cost for single-record input)",
+            "no longer used: raw messages are split together as they arrive, up to "
+            "--ingest-max-messages (kept so that existing settings still load)",
             bounds=Bounds(0, 60, SECONDS, open_low=True)),
     Setting("ingest_max_messages", "NHI_INGEST_MAX_MESSAGES", int,
             DEFAULT_INGEST_MAX_MESSAGES,
-            "raw messages at most in one ingest window: a backlog is split in windows this "
-            "large instead of one per --ingest-window",
+            "raw messages at most in one ingest window (those fetched while the previous "
+            "window was split), and at most waiting to be split",
             bounds=Bounds(1, 100_000)),
     Setting("io_timeout", "NHI_IO_TIMEOUT", float, DEFAULT_IO_TIMEOUT_S,
             "timeout in seconds of every send and flush made by a handler",
