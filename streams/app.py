@@ -263,16 +263,20 @@ def holding_consumer(base: type, holds: Mapping[tuple[str, int], int],
             intake.consumer = self
             raw = intake.topics
             read_offset = self._read_offset
-            generation = self.app.consumer_generation_id
+            app = self.app
             async for tp, message in super().getmany(timeout):
                 if tp.topic not in raw:
                     yield tp, message
                     continue
+                # After each wait (Faust's fetch waits inside for the flow to resume after
+                # a rebalance, so a generation taken before it may be older than the
+                # messages), Faust's own check per message: a message fetched before the
+                # last assignment is dropped with the rest of the batch, and the seek
+                # reads it again.
                 if intake.full():
                     await intake.wait_room()
-                    if (not self.flow_active
-                            or self.app.consumer_generation_id != generation):
-                        return  # a rebalance meanwhile: the seek reads it again
+                    if not self.flow_active or message.generation_id != app.consumer_generation_id:
+                        return
                 offset = message.offset
                 read = read_offset[tp]
                 if read is not None and offset < read:
@@ -281,6 +285,8 @@ def holding_consumer(base: type, holds: Mapping[tuple[str, int], int],
                     # offsets missing in the log (compaction, transaction markers): the
                     # commit may pass them, as Faust's own loop records
                     await self._add_gap(tp, read + 1, offset)
+                    if not self.flow_active or message.generation_id != app.consumer_generation_id:
+                        return
                 self.track_message(message)
                 intake.put(message)
                 read_offset[tp] = offset
