@@ -50,6 +50,10 @@ HEALTH_INTERVAL_S = 2.0
 # The identity gauges count the table (table_census) at most this often, and at once after
 # an assignment changes: a scan reads every stored identity of the worker's partitions.
 TABLE_CENSUS_S = 30.0
+# Stored identities the census reads between two turns of the event loop: a few
+# milliseconds of work, so that a million identities do not hold the agents, the
+# consumer and its heartbeats for seconds.
+TABLE_CENSUS_CHUNK = 5_000
 # At most this long (and never longer than --io-timeout) a fatal exit waits for the broker to
 # take the worker's LeaveGroup request; then it exits anyway, and the group notices the
 # member is gone only after the session timeout, as before.
@@ -791,31 +795,52 @@ def _declare_health(app: faust.App, runtime: Runtime, table: Any) -> None:
         if assigned != census["assigned"] or now - census["at"] >= TABLE_CENSUS_S:
             census.update(at=now, assigned=assigned)
             try:
-                runtime.metrics.set_stored_identities(
-                    *table_census(table, runtime.pipeline.detector.store))
+                counted = await table_census(table, runtime.pipeline.detector.store,
+                                             lambda: app.rebalancing)
             except Exception as err:  # noqa: BLE001 - the gauges keep their last values
                 log.debug("table census failed: %r", err)
+            else:
+                if counted is not None:
+                    runtime.metrics.set_stored_identities(*counted)
         try:
             await restart_recreated(app.consumer, runtime)
         except Exception as err:  # noqa: BLE001 - tried again at the next refresh
             log.error("cannot read a recreated raw topic from its start: %r", err)
 
 
-def table_census(table: Any, in_memory: Collection[str]) -> tuple[int, int]:
+async def table_census(table: Any, in_memory: Collection[str],
+                       stopped: Callable[[], bool] = lambda: False,
+                       chunk: int = TABLE_CENSUS_CHUNK) -> tuple[int, int] | None:
     """(identities with state in the table or in memory, stored bytes of those not in
-    memory) for the identity gauges.
+    memory) for the identity gauges; None when ``stopped()`` turned true meanwhile (a
+    rebalance: the partitions counted are changing).
 
     The detector holds only the identities whose events came since the worker started:
     after a restart or a warm start every identity is in the table and the detector alone
-    counted none. Table values are the state blobs, so their length is the state's size."""
+    counted none. Table values are the state blobs, so their length is the state's size.
+    The scan gives the event loop a turn every ``chunk`` identities; writes meanwhile may
+    make the figures off by the identities they touch, as a census seconds old is anyway.
+    RocksDB's iterators read a fixed view of the store; the memory store is a dict, which
+    must not change while iterated, so its items are copied first (one C-level copy)."""
+    data = getattr(getattr(table, "data", None), "data", None)
+    items = iter(list(data.items()) if isinstance(data, dict) else table.items())
     stored = in_both = unloaded = 0
-    for key, value in table.items():
-        stored += 1
-        if key.decode("utf-8", "replace") in in_memory:
-            in_both += 1
-        else:
-            unloaded += len(value or b"")
-    return stored + len(in_memory) - in_both, unloaded
+    while True:
+        counted = 0
+        for key, value in items:
+            stored += 1
+            if key.decode("utf-8", "replace") in in_memory:
+                in_both += 1
+            else:
+                unloaded += len(value or b"")
+            counted += 1
+            if counted == chunk:
+                break
+        if counted < chunk:
+            return stored + len(in_memory) - in_both, unloaded
+        await asyncio.sleep(0)
+        if stopped():
+            return None
 
 
 def update_health(app: faust.App, runtime: Runtime, consumed: set[str]) -> None:
