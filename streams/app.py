@@ -164,10 +164,10 @@ def create_app(settings: WorkerSettings, runtime: Runtime) -> faust.App:
         Monitor=worker_monitor(runtime),
         Table=state_table(lambda action, err: store_failed(runtime, action, err)),
     )
-    runtime.intake = RawIntake(settings.topic_sources(), settings.ingest_max_messages)
+    intake = runtime.intake = RawIntake(settings.topic_sources(), settings.ingest_max_messages)
     app.transport.Consumer = holding_consumer(
         app.transport.Consumer, runtime.holds, lambda: runtime.before_commit,
-        lambda: lambda consumer: check_raw_offsets(consumer, runtime), runtime.intake)
+        lambda: lambda consumer: check_raw_offsets(consumer, runtime), intake=intake)
     runtime.leave_group = lambda timeout: leave_group(app, timeout)
     topics = _declare_topics(app, settings)
     runtime.roles = topics
@@ -233,8 +233,8 @@ def state_table(failed: Callable[[str, BaseException], NoReturn]) -> type:
 
 def holding_consumer(base: type, holds: Mapping[tuple[str, int], int],
                      before_commit: Callable[[], Any] = lambda: None,
-                     after_seek: Callable[[], Any] = lambda: None,
-                     intake: RawIntake | None = None) -> type:
+                     after_seek: Callable[[], Any] = lambda: None, *,
+                     intake: RawIntake) -> type:
     """``base`` (Faust's consumer class) that never commits a partition at or past its
     entry in ``holds``, and before each commit awaits the coroutine function that
     ``before_commit()`` names (none when it gives None; it is looked up at each commit,
@@ -251,7 +251,7 @@ def holding_consumer(base: type, holds: Mapping[tuple[str, int], int],
     commit. A failure there is logged and the commit goes on: the holds it did not move
     keep the unwritten messages uncommitted.
 
-    With an ``intake`` (``streams.intake``), the messages of its topics go into it instead
+    The messages of the ``intake``'s topics (``streams.intake``) go into it instead
     of through Faust's conductor and streams: ``getmany`` keeps Faust's checks of each
     fetched message (flow, generation, active partitions) and its read offsets and gaps,
     tracks the message as unacknowledged and puts it in the intake, waiting for room when
@@ -260,10 +260,6 @@ def holding_consumer(base: type, holds: Mapping[tuple[str, int], int],
 
     class HoldingConsumer(base):  # type: ignore[misc, valid-type]
         async def getmany(self, timeout: float) -> Any:
-            if intake is None:
-                async for item in super().getmany(timeout):
-                    yield item
-                return
             intake.consumer = self
             raw = intake.topics
             read_offset = self._read_offset
@@ -648,11 +644,9 @@ def _declare_agents(app: faust.App, runtime: Runtime, topics: Mapping[str, Any],
     async def ingest() -> None:
         inbound = app.monitor.stream_inbound_time
         while not app.should_stop:
-            messages = await intake.take(runtime.settings.ingest_max_messages)
+            messages = await intake.take()
             try:
                 await ingest_window(messages, inbound)
-            except asyncio.CancelledError:
-                raise
             except Exception as err:  # noqa: BLE001 - unacknowledged, the stop would hang
                 runtime.fatal(f"the ingest step failed: {err!r}")
 

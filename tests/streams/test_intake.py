@@ -100,6 +100,16 @@ def test_a_window_takes_what_waits_up_to_its_limit_oldest_first() -> None:
     assert len(intake) == 0
 
 
+def test_a_window_is_at_most_the_intakes_own_bound_unless_told() -> None:
+    intake = RawIntake({"raw"}, max_messages=3)
+    for offset in range(5):
+        intake.put(message(offset, size=4))
+    assert [m.offset for m in asyncio.run(intake.take())] == [0, 1, 2]
+    assert (len(intake), intake._bytes) == (2, 8)
+    assert [m.offset for m in asyncio.run(intake.take())] == [3, 4]
+    assert intake._bytes == 0
+
+
 def test_a_full_intake_holds_the_fetch_until_a_window_is_taken() -> None:
     async def run() -> tuple[list[int], list[int], list[int]]:
         intake = RawIntake({"raw"}, max_messages=2)
