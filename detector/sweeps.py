@@ -65,7 +65,7 @@ from typing import Any
 from detector.alerts import NO_OWNER, Alert, iso, make_alert_id
 from detector.errors import ConfigError
 from detector.event import Event
-from detector.scoring import SEVERITY_RANK, ScoringSettings, alert_score
+from detector.scoring import SEVERITY_RANK, ScoringSettings, alert_score, check_number
 from detector.suppression import EXPIRED_RULE
 from detector.techniques import refused
 
@@ -158,14 +158,11 @@ class SweepSettings:
 
 def _number(data: Mapping[str, Any], name: str, default: float, low: float, high: float,
             whole: bool = False) -> float:
+    """The scoring section's check (finite, in range, then whole): ``.inf`` made whole
+    raised ``OverflowError`` instead of naming the key."""
     value = data.get(name, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
-        raise ConfigError(f"sweeps.{name} must be a number, got {value!r}")
-    if whole and value != int(value):
-        raise ConfigError(f"sweeps.{name} must be a whole number, got {value!r}")
-    if not low <= value <= high:
-        raise ConfigError(f"sweeps.{name} must lie in [{low:g}, {high:g}], got {value!r}")
-    return float(value)
+    return float(check_number(f"sweeps.{name}", value, "int" if whole else "float",
+                                low, high))
 
 
 def _networks(values: Any) -> tuple[Any, ...]:

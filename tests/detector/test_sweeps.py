@@ -240,8 +240,12 @@ def test_quiet_sources_are_dropped_after_a_window():
 
 @pytest.mark.parametrize(("section", "message"), [
     ({"min_identity": 3}, r"unknown key\(s\) \['min_identity'\]"),
-    ({"min_identities": 1}, r"sweeps.min_identities must lie in \[2, 10000\]"),
+    ({"min_identities": 1}, r"sweeps.min_identities must be between 2 and 10000"),
     ({"min_share": "half"}, r"sweeps.min_share must be a number"),
+    ({"min_identities": float("inf")}, r"sweeps.min_identities must be a finite number"),
+    ({"max_sources": float("-inf")}, r"sweeps.max_sources must be a finite number"),
+    ({"max_sources": 1e99}, r"sweeps.max_sources must be between 1 and 1e\+07"),
+    ({"min_identities": 2.5}, r"sweeps.min_identities must be a whole number"),
     ({"known_sources": ["not-an-ip"]}, r"'not-an-ip' is not an address or network"),
     ({"known_sources": "10.0.0.0/8"}, r"must be a list of addresses or networks"),
     ({"enabled": "yes"}, r"sweeps.enabled must be true or false"),
