@@ -284,9 +284,35 @@ def _check_detector_patterns(data: dict[str, Any]) -> None:
     name: a misspelt one put nothing on trial or weighted nothing, without a word
     (suppression rules: ``SuppressionRules.check_detectors``)."""
     scoring = data.get("scoring") or {}
+    weights = [str(p) for p in scoring.get("detector_weights") or {}]
+    _refuse_sweep_weights(weights, data)
     patterns = [("scoring.shadow_detectors", p) for p in scoring.get("shadow_detectors") or ()]
-    patterns += [("scoring.detector_weights", p) for p in scoring.get("detector_weights") or {}]
+    patterns += [("scoring.detector_weights", p) for p in weights]
     check_detector_patterns(patterns, data)
+
+
+def _refuse_sweep_weights(patterns: list[str], data: dict[str, Any]) -> None:
+    """Refuse a ``detector_weights`` pattern that matches only ``sweep.*`` detectors: a
+    sweep alert is not a fusion of weighted signals, so the weight would change nothing
+    (suppression rules silence a sweep; ``shadow_detectors`` puts it on trial)."""
+    import fnmatch
+
+    from detector.sweeps import DETECTORS
+
+    sweeps = DETECTORS.values()
+    touching = [p for p in patterns if any(fnmatch.fnmatchcase(n, p) for n in sweeps)]
+    if not touching:
+        return
+    from detector.feedback import known_detectors
+
+    others = [n for n in known_detectors(data) if n not in sweeps]
+    refused = [p for p in touching if not any(fnmatch.fnmatchcase(n, p) for n in others)]
+    if refused:
+        raise ConfigError(
+            f"scoring.detector_weights: {', '.join(map(repr, refused))} only matches sweep "
+            "detectors, which have no weights (a sweep alert is not a sum of weighted "
+            "signals); silence a sweep with a suppression rule, or put it on trial with "
+            "shadow_detectors")
 
 
 def check_detector_patterns(patterns: Iterable[tuple[str, Any]],
