@@ -238,7 +238,7 @@ class Parser:
         known (a file's), else it is counted when a dead letter needs it."""
         pieces = Pieces(handle)
         mode = self._stream_verdict(pieces, origin, size)
-        if mode in ("whole", "gzip"):
+        if mode in ("whole", "compressed"):
             data = pieces.rest(self.max_decompressed_bytes, size)
             if data is not None:
                 yield self.feed(data, origin)
@@ -272,7 +272,8 @@ class Parser:
 
         - ``"lines"`` (JSON lines), ``"export"`` (CloudWatch Logs export lines) or
           ``"mixed"`` (binary with JSON-object lines): streamed line by line;
-        - ``"gzip"``, or ``"whole"`` for a document or text that only whole framing reads
+        - ``"compressed"`` (gzip, bzip2, xz, zstd, or UTF-16/32 text, which are decoded
+          whole), or ``"whole"`` for a document or text that only whole framing reads
           (``{"Records": [...]}``, pretty-printed JSON, a CSV with a JSON column): read
           whole as ``feed`` reads any payload, up to ``max_decompressed_bytes``;
         - ``None``: one dead letter from its start alone, whose ``raw_size`` is the
@@ -283,7 +284,7 @@ class Parser:
         file cost 4.2 GB of memory to become one ``binary`` dead letter."""
         head = pieces.head
         if head[:2] == _GZIP_MAGIC or compressed.kind_of(head):
-            return "gzip"  # read whole, then decoded as ``feed`` decodes it
+            return "compressed"  # read whole, then decoded as ``feed`` decodes it
         start = head[3:] if head[:3] == b"\xef\xbb\xbf" else head
         lines = start.split(b"\n")
         if not pieces.whole:
@@ -327,12 +328,18 @@ class Parser:
         """One dead letter for a stream that only whole framing reads and that is over
         ``max_decompressed_bytes`` (the rest of it read and dropped, to count it)."""
         size = pieces.size(size)
-        reason, what = ("decompression_limit", "gzip file") if mode == "gzip" else \
-            ("oversized_record", "JSON document or text")
+        reason, what = "oversized_record", "JSON document or text"
+        if mode == "compressed":  # named by its kind: a UTF-16 file is no "gzip file"
+            head = pieces.head
+            kind = "gzip" if head[:2] == _GZIP_MAGIC else compressed.kind_of(head)
+            reason = "oversized_record" if kind in (compressed.UTF16, compressed.UTF32) \
+                else "decompression_limit"
+            what = f"{kind} file"
         self.stats.bytes_read += pieces.read_bytes
-        self.dead_input(reason, f"{REASONS[reason]}: a {what} of {size:,} bytes is over the "
-                        f"{self.max_decompressed_bytes:,}-byte limit for one payload (JSON "
-                        "lines are read at any size)", origin,
+        article = "an" if what[:1] in "aeiox" else "a"  # an xz file, a UTF-16 file
+        self.dead_input(reason, f"{REASONS[reason]}: {article} {what} of {size:,} bytes is "
+                        f"over the {self.max_decompressed_bytes:,}-byte limit for one payload "
+                        "(JSON lines are read at any size)", origin,
                         Sample.of(pieces.head, 256, size))
 
     # ------------------------------------------------------------------ framing
@@ -376,7 +383,9 @@ class Parser:
                 self._named.add(kind)
                 logger.warning("%s (first at %s; counted as dead letter %s)", message,
                                origin, reason)
-        return out or None
+        # b"" (an empty bzip2 stream, a bare byte-order mark) goes on to ``_frame``'s
+        # ``empty_file`` dead letter; None (nothing kept from a problem) stops here
+        return out
 
     def _frame_doubtful(self, data: bytes, head: bytes, origin: str) -> bool:
         """Input whose start is not JSON, or that holds a NUL byte; ``False`` leaves it to

@@ -4,8 +4,10 @@ what only whole framing reads is held up to ``max_decompressed_bytes`` and no mo
 
 from __future__ import annotations
 
+import bz2
 import gzip
 import io
+import lzma
 import subprocess
 import sys
 from pathlib import Path
@@ -155,3 +157,27 @@ class TestStreams:
         assert [(d["reason"], d["raw_size"]) for d in dead.items] == [
             ("unknown_format", len(text))]
         assert [e.event_id for e in events] == ["id-0", "id-1", "id-2"]
+
+
+class TestOtherKinds:
+    """A stream decoded whole is named by its kind when refused (a UTF-16 file was "a gzip
+    file"), and one that decodes to nothing is an empty file, not silence."""
+
+    @pytest.mark.parametrize(("data", "reason", "what"), [
+        (gzip.compress(b"{}\n" * 2000), "decompression_limit", "a gzip file of "),
+        (bz2.compress(b"{}\n" * 2000), "decompression_limit", "a bzip2 file of "),
+        (lzma.compress(b"{}\n" * 2000), "decompression_limit", "an xz file of "),
+        ("{}\n".encode("utf-16") * 2000, "oversized_record", "a UTF-16 file of "),
+    ])
+    def test_over_the_limit__named_by_kind(self, data: bytes, reason: str, what: str
+                                           ) -> None:
+        events, _, dead = stream(data, max_decompressed_bytes=len(data) - 1)
+        assert events == [] and dead.reasons() == [reason]
+        assert f"{what}{len(data):,} bytes is over the" in dead.items[0]["message"]
+
+    @pytest.mark.parametrize("data", [bz2.compress(b""), lzma.compress(b""),
+                                      "".encode("utf-16")])
+    def test_decoding_to_nothing__is_an_empty_file(self, data: bytes) -> None:
+        dead = ListDeadLetters()
+        events = Parser(stats=RunStats(), dead_letters=dead).feed(data, "f")
+        assert events == [] and dead.reasons() == ["empty_file"]
