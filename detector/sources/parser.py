@@ -137,9 +137,13 @@ def canonical_source(name: str | None) -> str | None:
 
 
 def _entry_hash(record: dict[str, Any]) -> int:
-    """This process's hash of ``record``'s JSON bytes, for a duplicate check within a run."""
+    """This process's hash of ``record``'s JSON bytes, for a duplicate check within a run.
+
+    Keys sorted: two sinks (or a push and a pull export) may write one entry's keys in
+    different orders. Measured on replay_data's GCP entries: 1.4 us an entry sorted,
+    against 1.0 us unsorted (``record_digest``'s sha256 is 2.6 us)."""
     try:
-        return hash(orjson.dumps(record))
+        return hash(orjson.dumps(record, option=orjson.OPT_SORT_KEYS))
     except (TypeError, orjson.JSONEncodeError):  # e.g. integers beyond 64 bits
         return hash(record_digest(record))
 
@@ -1451,8 +1455,8 @@ class Parser:
             # a Cloud Logging entry (GCP audit, GKE audit) delivered twice: a Pub/Sub
             # redelivery, a push and a pull export, two sinks. The whole entry is in the
             # key, so hand-made samples that reuse one placeholder insertId stay apart; as
-            # the hash of its bytes (about 1 us here, against 2.6 us for record_digest's
-            # sorted sha256), since one run's set needs no digest stable across processes
+            # the hash of its sorted bytes (``_entry_hash``), since one run's set needs no
+            # digest stable across processes
             key = (event.event_id, ts, _entry_hash(record))
         if key is not None and not self._seen_ids.add(key):
             stats.skipped[(source, "duplicate_event")] += 1
