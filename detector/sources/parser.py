@@ -416,7 +416,7 @@ class Parser:
         if not binary and self._looks_like_json_lines(lines, False):
             self._feed_lines(list(enumerate(lines, 1)), origin, collect=False)
             return True
-        if starts_binary(data):  # binary, or a NUL byte in text not starting like JSON
+        if starts_binary(data, binary):  # binary, or a NUL in text not starting like JSON
             if any(_parses_as_object(line) for line in lines if line.lstrip()[:1] == b"{"):
                 self._feed_mixed(list(enumerate(lines, 1)), origin)
             else:
@@ -1655,14 +1655,16 @@ def mostly_binary(sample: bytes) -> bool:
     return control * 4 > len(sample)
 
 
-def starts_binary(start: bytes) -> bool:
+def starts_binary(start: bytes, mostly: bool | None = None) -> bool:
     """Whether input is binary by its first 8 KiB (byte-order mark removed): mostly control
     bytes, or a NUL byte in text that does not start like JSON (in text that does, the NUL
     is one record's fault, for that record's dead letter). The one rule of ``Parser.feed``,
-    ``Parser.feed_stream`` and ``nhi-detector produce``."""
+    ``Parser.feed_stream`` and ``nhi-detector produce``. ``mostly``: ``mostly_binary`` of
+    those 8 KiB when the caller has it already (it reads every byte)."""
     sample = start[:8192]
-    return mostly_binary(sample) or b"\x00" in sample and \
-        sample.lstrip()[:1] not in (b"{", b"[")
+    if mostly is None:
+        mostly = mostly_binary(sample)
+    return mostly or b"\x00" in sample and sample.lstrip()[:1] not in (b"{", b"[")
 
 
 def _parses_as_object(line: bytes) -> bool:
