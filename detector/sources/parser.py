@@ -84,7 +84,6 @@ DEFAULT_MAX_RECORD_BYTES = 4 * 1024 * 1024
 # A gzip file inflating beyond this is refused unparsed (a 23 MB "bomb" holds 5 GB of zeros);
 # decompression stops at the limit, so no more than this is ever allocated for it.
 DEFAULT_MAX_DECOMPRESSED_BYTES = 1024 * 1024 * 1024
-_GUNZIP_STEP = 64 * 1024 * 1024
 MAX_SEEN_EVENT_IDS = 200_000
 # The path an event came by, counted per source in ``RunStats.events_by_path`` (B13): an
 # S3 delivery file's ``Records`` array, a CloudWatch Logs subscription ``DATA_MESSAGE``, an
@@ -581,43 +580,32 @@ class Parser:
         """Inflate every member, at most ``max_decompressed_bytes`` in all (``None`` when
         nothing is left to parse). A member that is cut or corrupt, or trailing data, is
         one dead letter; the members before it are kept."""
-        parts: list[bytes] = []
-        rest, size, members = data, 0, 0
+        done = compressed.inflate(data, _gzip_member, self.max_decompressed_bytes,
+                                  (zlib.error,), _next_member)
+        parts, size, members = done.parts, done.size, done.streams
         problem: tuple[str, str] | None = None
-        while True:
-            decomp = zlib.decompressobj(wbits=47)
-            try:
-                member = _inflate(decomp, rest, self.max_decompressed_bytes - size)
-            except zlib.error as err:
-                problem = ("bad_gzip", f"{REASONS['bad_gzip']}: {err}")
-                break
-            if member is None:
-                message = (f"{REASONS['decompression_limit']} (more than "
-                           f"{self.max_decompressed_bytes} bytes from {len(data)} compressed)")
-                self.dead_input("decompression_limit", message, origin, Sample.of(data, 256))
-                return None
-            if not decomp.eof:
-                kept = self._cut_member(parts, member, origin)
-                if kept is None:
-                    recovered = sum(map(len, member))
-                    problem = ("truncated_gzip", f"{REASONS['truncated_gzip']} ({recovered} "
-                               "bytes recovered, not parsed: only whole JSON lines are "
-                               "kept from a cut stream)")
-                else:
-                    parts.append(kept)
-                    size += len(kept)
-                    if not size:  # cut inside the first line: its dead letter says it all
-                        return None
-                break
-            parts += member
-            size += sum(map(len, member))
-            members += 1
-            rest = decomp.unused_data
-            if rest[:2] != _GZIP_MAGIC:
-                if rest.strip(b"\x00"):  # zero padding is common; anything else is not
-                    problem = ("bad_gzip", f"{REASONS['bad_gzip']}: {len(rest)} bytes of "
-                               "trailing data after the last member")
-                break
+        if done.error is not None:
+            problem = ("bad_gzip", f"{REASONS['bad_gzip']}: {done.error}")
+        elif done.over:
+            message = (f"{REASONS['decompression_limit']} (more than "
+                       f"{self.max_decompressed_bytes} bytes from {len(data)} compressed)")
+            self.dead_input("decompression_limit", message, origin, Sample.of(data, 256))
+            return None
+        elif done.cut is not None:
+            kept = self._cut_member(parts, done.cut, origin)
+            if kept is None:
+                recovered = sum(map(len, done.cut))
+                problem = ("truncated_gzip", f"{REASONS['truncated_gzip']} ({recovered} "
+                           "bytes recovered, not parsed: only whole JSON lines are "
+                           "kept from a cut stream)")
+            else:
+                parts.append(kept)
+                size += len(kept)
+                if not size:  # cut inside the first line: its dead letter says it all
+                    return None
+        elif done.rest.strip(b"\x00"):  # zero padding is common; anything else is not
+            problem = ("bad_gzip", f"{REASONS['bad_gzip']}: {len(done.rest)} bytes of "
+                       "trailing data after the last member")
         if problem is not None:
             reason, message = problem
             if members:
@@ -1754,20 +1742,14 @@ def _own_output(low: dict[str, Any]) -> str | None:
     return None
 
 
-def _inflate(decomp: Any, data: bytes, budget: int) -> list[bytes] | None:
-    """One gzip member's output, in steps so that a bomb is refused (``None``) once it
-    passes ``budget`` bytes, holding no more than that and one step."""
-    parts: list[bytes] = []
-    size = 0
-    while True:
-        out = decomp.decompress(data, _GUNZIP_STEP)
-        size += len(out)
-        if size > budget:
-            return None
-        parts.append(out)
-        data = decomp.unconsumed_tail
-        if decomp.eof or (not data and len(out) < _GUNZIP_STEP):
-            return parts
+def _gzip_member() -> Any:
+    return zlib.decompressobj(wbits=47)  # a gzip header (or zlib's), checked
+
+
+def _next_member(rest: bytes) -> bytes | None:
+    """What follows a gzip member: the next member, or ``None`` (the end, zero padding or
+    trailing data, judged by ``_gunzip``)."""
+    return rest if rest[:2] == _GZIP_MAGIC else None
 
 
 def _ignore_number(_: str) -> int:
