@@ -903,21 +903,8 @@ class Detector:
         ids.extend(tid for tid in group.techniques if tid not in ids)
         group.techniques = ids
         alert = group.to_alert(identity, self.attack.describe(ids), self.settings)
-        self.count_alert(alert, new=new)
+        self.stats.count_alert(alert, new=new, shadow=self.shadow)
         return alert
-
-    def count_alert(self, alert: Alert, *, new: bool) -> None:
-        """Count one alert sent (``new``) or revised in the run statistics. An alert on
-        trial (its detector in ``shadow_detectors``, or every alert of a shadow worker)
-        counts among the shadow alerts, never among the alerts. Sweeps count theirs here
-        too, so both kinds of alert are counted alike."""
-        if alert.shadow or self.shadow:
-            if new:
-                self.stats.shadow_alerts[alert.top_detector] += 1
-        elif new:
-            self.stats.alerts[(alert.severity, alert.top_detector)] += 1
-        if not new:
-            self.stats.alert_updates += 1
 
     def _finding_ids(self, group: AlertGroup) -> list[str]:
         """ATT&CK ids named by the technique findings among the group's detectors."""

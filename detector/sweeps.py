@@ -268,17 +268,17 @@ class Sweeps:
 
     ``observe(event, out)`` is called by the engine for every event that failed, used a
     long-term credential, or came from an address already tracked (``addresses``);
-    alerts it raises are appended to ``out`` and counted by ``count`` (the engine's
-    ``Detector.count_alert``, which also counts shadow alerts apart).
+    alerts it raises are appended to ``out`` and counted as the engine counts its own
+    (``RunStats.count_alert``: ``shadow`` is the engine's shadow-worker flag).
     """
 
     def __init__(self, settings: SweepSettings, *, stats: Any,
                  describe: Callable[[Iterable[str]], list[dict[str, Any]]],
-                 count: Callable[..., None],
+                 shadow: bool = False,
                  scoring: ScoringSettings | None = None, suppressions: Any = None) -> None:
         self.settings = settings
         self.stats = stats
-        self.count = count
+        self.shadow = shadow
         self.describe = describe
         self.scoring = scoring or ScoringSettings()
         self.suppressions = suppressions
@@ -295,7 +295,7 @@ class Sweeps:
         if not settings.enabled:
             return None
         return cls(settings, stats=detector.stats, describe=detector.attack.describe,
-                   count=detector.count_alert, scoring=detector.settings,
+                   shadow=detector.shadow, scoring=detector.settings,
                    suppressions=detector.suppressions)
 
     # ------------------------------------------------------------------ the hot path
@@ -440,7 +440,7 @@ class Sweeps:
         source.severity = severity
         source.revision += 1
         alert = self._alert(source, event, count, lead)
-        self.count(alert, new=source.revision == 1)
+        self.stats.count_alert(alert, new=source.revision == 1, shadow=self.shadow)
         out.append(alert)
 
     @staticmethod
