@@ -172,21 +172,17 @@ def load_config(path: str | Path | None) -> dict[str, Any]:
     return data
 
 
-def validate_config(data: dict[str, Any]) -> None:
-    """Build every section's settings once so that a bad value fails at load time; the
-    ``ConfigError`` names every mistake found."""
-    problems = config_problems(data)
-    if problems:
-        raise ConfigError("; ".join(problems))
+FAILED = object()  # what a check of ``config_problems`` gives back when it found a mistake
 
 
 def config_problems(data: dict[str, Any]) -> list[str]:
     """Every mistake of a config, each as one message, in the order of the sections.
 
     A trial's file with twelve mistakes took twelve runs to fix when the first one stopped
-    the check. Each section is checked on its own; within ``models`` and ``scoring`` all
-    unknown keys are named together and each known key is checked alone (against the
-    defaults), then, when every key passed, all together (thresholds that must rise)."""
+    the check. Each section is checked on its own; when ``models``, ``scoring`` or ``sweeps``
+    fails as a whole, all its unknown keys are named together and each known key is
+    checked alone (against the defaults), then, when every key passed, all together
+    (thresholds that must rise): see ``_key_by_key``."""
     import time
 
     from detector.identity import IdentityRules
@@ -245,22 +241,42 @@ def config_problems(data: dict[str, Any]) -> list[str]:
     return problems
 
 
-FAILED = object()  # what a check of ``config_problems`` gives back when it found a mistake
-
-
 def _key_by_key(check: Callable[..., Any], build: Callable[[dict[str, Any]], Any],
                 section: dict[str, Any], known: set[str]) -> dict[str, Any]:
-    """Check one section: its unknown keys in one message, each known key alone, then the
-    whole section once every key passed. Returns the keys that passed (all of them when
-    the whole section did, none when only the whole failed)."""
+    """Check one section: the whole of it first; when that fails, its unknown keys in one
+    message and its known keys together; when those fail, each known key alone, then (if
+    every one passed) all of them together for the mistakes of a combination.
+
+    Some keys are valid only together (``track_severity: high`` needs ``min_severity``
+    high too), so a key that fails alone is judged again beside the keys that passed
+    alone (when those agree among themselves), and its message is the one of that
+    section. Returns the keys that passed (all of them when the whole section did, none
+    when only the whole failed)."""
+    if _passes(build, section):
+        return section
     unknown = {key: value for key, value in section.items() if key not in known}
     if unknown:
         check(build, unknown)
-    passed = {key: value for key, value in section.items()
-              if key in known and check(build, {key: value}) is not FAILED}
-    if unknown or len(passed) < len(section) - len(unknown):
+    kept = {key: value for key, value in section.items() if key in known}
+    if unknown and _passes(build, kept):
+        return kept
+    alone = {key: value for key, value in kept.items() if _passes(build, {key: value})}
+    base = alone if _passes(build, alone) else {}
+    passed = dict(alone)
+    for key, value in kept.items():
+        if key not in alone and check(build, {**base, key: value}) is not FAILED:
+            passed[key] = value
+    if len(passed) < len(kept):
         return passed
-    return section if check(build, section) is not FAILED else {}
+    return kept if check(build, kept) is not FAILED else {}
+
+
+def _passes(build: Callable[[dict[str, Any]], Any], section: dict[str, Any]) -> bool:
+    try:
+        build(section)
+    except ConfigError:
+        return False
+    return True
 
 
 def _check_detector_patterns(data: dict[str, Any]) -> None:
@@ -268,9 +284,35 @@ def _check_detector_patterns(data: dict[str, Any]) -> None:
     name: a misspelt one put nothing on trial or weighted nothing, without a word
     (suppression rules: ``SuppressionRules.check_detectors``)."""
     scoring = data.get("scoring") or {}
+    weights = [str(p) for p in scoring.get("detector_weights") or {}]
+    _refuse_sweep_weights(weights, data)
     patterns = [("scoring.shadow_detectors", p) for p in scoring.get("shadow_detectors") or ()]
-    patterns += [("scoring.detector_weights", p) for p in scoring.get("detector_weights") or {}]
+    patterns += [("scoring.detector_weights", p) for p in weights]
     check_detector_patterns(patterns, data)
+
+
+def _refuse_sweep_weights(patterns: list[str], data: dict[str, Any]) -> None:
+    """Refuse a ``detector_weights`` pattern that matches only ``sweep.*`` detectors: a
+    sweep alert is not a fusion of weighted signals, so the weight would change nothing
+    (suppression rules silence a sweep; ``shadow_detectors`` puts it on trial)."""
+    import fnmatch
+
+    from detector.sweeps import DETECTORS
+
+    sweeps = DETECTORS.values()
+    touching = [p for p in patterns if any(fnmatch.fnmatchcase(n, p) for n in sweeps)]
+    if not touching:
+        return
+    from detector.feedback import known_detectors
+
+    others = [n for n in known_detectors(data) if n not in sweeps]
+    refused = [p for p in touching if not any(fnmatch.fnmatchcase(n, p) for n in others)]
+    if refused:
+        raise ConfigError(
+            f"scoring.detector_weights: {', '.join(map(repr, refused))} only matches sweep "
+            "detectors, which have no weights (a sweep alert is not a sum of weighted "
+            "signals); silence a sweep with a suppression rule, or put it on trial with "
+            "shadow_detectors")
 
 
 def check_detector_patterns(patterns: Iterable[tuple[str, Any]],

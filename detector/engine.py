@@ -903,13 +903,7 @@ class Detector:
         ids.extend(tid for tid in group.techniques if tid not in ids)
         group.techniques = ids
         alert = group.to_alert(identity, self.attack.describe(ids), self.settings)
-        if group.shadow or self.shadow:
-            if new:
-                self.stats.shadow_alerts[alert.top_detector] += 1
-        elif new:
-            self.stats.alerts[(alert.severity, alert.top_detector)] += 1
-        if not new:
-            self.stats.alert_updates += 1
+        self.stats.count_alert(alert, new=new, shadow=self.shadow)
         return alert
 
     def _finding_ids(self, group: AlertGroup) -> list[str]:

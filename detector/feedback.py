@@ -248,7 +248,13 @@ def _wanted_marks(args: argparse.Namespace) -> Iterator[tuple[str, str, str]]:
 
 def check_detector(name: str, known: frozenset[str]) -> None:
     """``ConfigError`` for a name no signal carries, listing the names that are known (the
-    technique rules counted, not listed: there are many, all ``technique.<cloud>.*``)."""
+    technique rules counted, not listed: there are many, all ``technique.<cloud>.*``).
+    A ``sweep.*`` name is refused too: a sweep alert is keyed by its source, not by an
+    identity, so an identity's expected value would never meet it."""
+    if name.startswith("sweep."):
+        raise ConfigError(f"--detector {name!r}: sweeps have no per-identity feedback (a "
+                          "sweep is one source acting as many identities); silence a known "
+                          "source with sweeps.known_sources or a suppression rule")
     if name in known:
         return
     from detector.config import did_you_mean

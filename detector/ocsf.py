@@ -195,8 +195,8 @@ def _finding_info(alert: Alert) -> dict[str, Any]:
             "name": top,
             # a technique rule's kind of harm; the alert's group would say "novelty" for
             # a rule that joined a novelty alert
-            "category": technique_family(top) or alert.group if top.startswith("technique.")
-            else alert.group,
+            "category": (technique_family(top) or alert.group)
+            if top.startswith("technique.") else alert.group,
             "type_id": ANALYTIC_BEHAVIORAL if behavioural else ANALYTIC_RULE,
             "type": "Behavioral" if behavioural else "Rule",
         },

@@ -944,7 +944,6 @@ def file_key(path: str | None) -> Any:
 def _replay(args: argparse.Namespace, stats: RunStats) -> int:
     from detector.config import load_config
     from detector.evaluation import load_labels
-
     from detector.sources import missing_paths
 
     missing = missing_paths(args.paths)

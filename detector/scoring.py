@@ -489,7 +489,7 @@ FIELDS: dict[str, tuple[str, float, float]] = {
 }
 
 
-def _number(name: str, value: Any, kind: str, low: float, high: float) -> int | float:
+def check_number(name: str, value: Any, kind: str, low: float, high: float) -> int | float:
     """A finite number of the wanted kind within [low, high], else ``ConfigError``."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ConfigError(f"{name} must be a number, got {value!r}")
@@ -513,7 +513,7 @@ def _coerce(key: str, value: Any) -> Any:
     kind, low, high = FIELDS[key]
     name = f"scoring.{key}"
     if kind in ("float", "int"):
-        return _number(name, value, kind, low, high)
+        return check_number(name, value, kind, low, high)
     if kind == "severity":
         if not isinstance(value, str) or value not in SEVERITY_RANK:
             raise ConfigError(f"{name}: {value!r} is not a severity ({', '.join(SEVERITIES)})")
@@ -541,7 +541,8 @@ def _coerce(key: str, value: Any) -> Any:
             if not isinstance(group, str) or not group:
                 raise ConfigError(f"{name}.{item} must be a group name, got {group!r}")
         return dict(value)
-    return {item: _number(f"{name}.{item}", v, "float", low, high) for item, v in value.items()}
+    return {item: check_number(f"{name}.{item}", v, "float", low, high)
+            for item, v in value.items()}
 
 
 def _check_rule(where: str, rule: Any) -> None:

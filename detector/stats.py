@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass
@@ -46,6 +47,21 @@ class RunStats:
     shadow_alerts: Counter[str] = field(default_factory=Counter)  # detector
     degradations: Counter[tuple[str, str]] = field(default_factory=Counter)  # (model, what)
     last_event_ts: float = 0.0
+
+    def count_alert(self, alert: Any, *, new: bool, shadow: bool = False) -> None:
+        """Count one alert sent (``new``) or revised: the one count of the engine and the
+        sweeps. An alert on trial (``alert.shadow``: its detector is in
+        ``shadow_detectors``; or ``shadow``: every alert of a shadow worker) counts among
+        the shadow alerts, never among the alerts. Here rather than on the detector, so
+        that the sweeps need no reference back to it (a cycle that kept a dropped
+        detector alive until the cyclic collector ran)."""
+        if alert.shadow or shadow:
+            if new:
+                self.shadow_alerts[alert.top_detector] += 1
+        elif new:
+            self.alerts[(alert.severity, alert.top_detector)] += 1
+        if not new:
+            self.alert_updates += 1
 
     def account(self, source: str) -> dict[str, int]:
         """The accounting line for one source: read, events, dead letters, skipped."""

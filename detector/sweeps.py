@@ -59,13 +59,13 @@ import ipaddress
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from detector.alerts import NO_OWNER, Alert, iso, make_alert_id
 from detector.errors import ConfigError
 from detector.event import Event
-from detector.scoring import SEVERITY_RANK, ScoringSettings, alert_score
+from detector.scoring import SEVERITY_RANK, ScoringSettings, alert_score, check_number
 from detector.suppression import EXPIRED_RULE
 from detector.techniques import refused
 
@@ -78,6 +78,7 @@ DEFAULT_MIN_SHARE = 0.5  # attempts among the source's calls: a sweep is mostly 
 DEFAULT_MAX_SOURCES = 5_000  # tracked sources; each holds at most MAX_IDENTITIES entries
 DEFAULT_USER_AGENT_SOURCES = ("k8s.audit",)
 MAX_IDENTITIES = 64  # identities tracked per source; more are counted, not named
+MAX_UNTRACKED = 1_024  # identities counted (not named) per source beyond MAX_IDENTITIES
 LISTED = 20  # identities named on an alert
 MAX_EVENT_IDS = 20
 MAX_ERRORS = 3  # error codes kept per identity
@@ -138,8 +139,7 @@ class SweepSettings:
         """Settings from the ``sweeps`` section; a bad key or value is a ``ConfigError``
         naming it."""
         data = dict(section or {})
-        known = {"enabled", "window_seconds", "min_identities", "min_share", "max_sources",
-                 "known_sources", "user_agent_sources"}
+        known = {f.name for f in fields(cls)}
         unknown = sorted(str(key) for key in set(data) - known)
         if unknown:
             raise ConfigError(f"sweeps: unknown key(s) {unknown}; known: "
@@ -158,14 +158,11 @@ class SweepSettings:
 
 def _number(data: Mapping[str, Any], name: str, default: float, low: float, high: float,
             whole: bool = False) -> float:
+    """The scoring section's check (finite, in range, then whole): ``.inf`` made whole
+    raised ``OverflowError`` instead of naming the key."""
     value = data.get(name, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
-        raise ConfigError(f"sweeps.{name} must be a number, got {value!r}")
-    if whole and value != int(value):
-        raise ConfigError(f"sweeps.{name} must be a whole number, got {value!r}")
-    if not low <= value <= high:
-        raise ConfigError(f"sweeps.{name} must lie in [{low:g}, {high:g}], got {value!r}")
-    return float(value)
+    return float(check_number(f"sweeps.{name}", value, "int" if whole else "float",
+                                low, high))
 
 
 def _networks(values: Any) -> tuple[Any, ...]:
@@ -216,7 +213,7 @@ class _Source:
 
     __slots__ = ("key", "address", "agent", "identities", "untracked", "first", "last",
                  "alert_id", "revision", "sent", "severity", "opened", "event_ids",
-                 "event_count", "kinds", "actions", "successes", "next_expire")
+                 "event_count", "kinds", "actions", "successes", "next_expire", "shadow")
 
     def __init__(self, key: str, address: str, agent: str | None, ts: float) -> None:
         self.key = key
@@ -224,7 +221,9 @@ class _Source:
         self.agent = agent
         # identity -> [first, last, calls, attempts, last attempt, kind, tenant, errors]
         self.identities: dict[str, list[Any]] = {}
-        self.untracked = 0  # identities beyond MAX_IDENTITIES, counted, not named
+        # identity -> last attempt, for those beyond MAX_IDENTITIES: counted, not named;
+        # a mapping (one entry per identity, not per attempt) that expires with the window
+        self.untracked: dict[str, float] = {}
         self.first = self.last = ts
         self.alert_id = ""
         self.revision = 0
@@ -237,6 +236,7 @@ class _Source:
         self.actions: list[str] = []
         self.successes: list[str] = []  # identities that succeeded after failing
         self.next_expire = ts  # event time of the next pass over ``identities``
+        self.shadow = False  # its lead detector at opening is on trial (shadow_detectors)
 
     def expire(self, now: float, window: float) -> None:
         """Forget identities not active within ``window`` of ``now``; a pass at most every
@@ -248,9 +248,15 @@ class _Source:
         gone = [name for name, entry in self.identities.items() if entry[1] < since]
         for name in gone:
             del self.identities[name]
+        if self.untracked:
+            self.untracked = {name: ts for name, ts in self.untracked.items() if ts >= since}
 
     def attempting(self, since: float) -> int:
-        return sum(1 for e in self.identities.values() if e[3] and e[4] >= since)
+        """Identities with an attempt since ``since``, named or not."""
+        named = sum(1 for e in self.identities.values() if e[3] and e[4] >= since)
+        if not self.untracked:
+            return named
+        return named + sum(1 for ts in self.untracked.values() if ts >= since)
 
     def share(self) -> float:
         calls = sum(e[2] for e in self.identities.values())
@@ -262,14 +268,17 @@ class Sweeps:
 
     ``observe(event, out)`` is called by the engine for every event that failed, used a
     long-term credential, or came from an address already tracked (``addresses``);
-    alerts it raises are appended to ``out``.
+    alerts it raises are appended to ``out`` and counted as the engine counts its own
+    (``RunStats.count_alert``: ``shadow`` is the engine's shadow-worker flag).
     """
 
     def __init__(self, settings: SweepSettings, *, stats: Any,
                  describe: Callable[[Iterable[str]], list[dict[str, Any]]],
+                 shadow: bool = False,
                  scoring: ScoringSettings | None = None, suppressions: Any = None) -> None:
         self.settings = settings
         self.stats = stats
+        self.shadow = shadow
         self.describe = describe
         self.scoring = scoring or ScoringSettings()
         self.suppressions = suppressions
@@ -286,7 +295,8 @@ class Sweeps:
         if not settings.enabled:
             return None
         return cls(settings, stats=detector.stats, describe=detector.attack.describe,
-                   scoring=detector.settings, suppressions=detector.suppressions)
+                   shadow=detector.shadow, scoring=detector.settings,
+                   suppressions=detector.suppressions)
 
     # ------------------------------------------------------------------ the hot path
 
@@ -367,8 +377,12 @@ class Sweeps:
         entry = source.identities.get(event.identity)
         if entry is None:
             if len(source.identities) >= MAX_IDENTITIES:
-                source.untracked += 1 if kind is not None else 0
+                untracked = source.untracked
+                if kind is not None and (event.identity in untracked
+                                         or len(untracked) < MAX_UNTRACKED):
+                    untracked[event.identity] = ts
                 return
+            source.untracked.pop(event.identity, None)  # named from now on, counted once
             entry = source.identities[event.identity] = [
                 ts, ts, 0, 0, 0.0, "", event.tenant or "", []]
         entry[1] = max(entry[1], ts)
@@ -403,29 +417,30 @@ class Sweeps:
                out: list[Alert]) -> None:
         settings = self.settings
         since = event.ts - settings.window_seconds
-        count = source.attempting(since) + source.untracked
+        count = source.attempting(since)
+        if not source.alert_id and (count < settings.min_identities
+                                    or source.share() < settings.min_share):
+            return
+        lead = self._lead(source)
         if not source.alert_id:
-            if count < settings.min_identities or source.share() < settings.min_share:
-                return
-            lead = self._lead(source)
             if self._suppressed(source, lead):
                 return
             source.opened = min(e[0] for e in source.identities.values())
             bucket = int(source.opened // settings.window_seconds)
             source.alert_id = make_alert_id(source.key, DETECTOR, bucket,
                                             f"{DETECTORS[lead]}\x1f{event.event_id}")
-        severity = self._severity(source)
+            source.shadow = self.scoring.is_shadow(DETECTORS[lead])
+        severity = self._severity(source, lead)
+        if SEVERITY_RANK[severity] < SEVERITY_RANK[self.scoring.min_severity]:
+            return  # pending, like an identity's alert group: said once it earns min_severity
         if source.revision and count < 2 * source.sent and (
                 SEVERITY_RANK[severity] <= SEVERITY_RANK[source.severity]):
             return
         source.sent = count
         source.severity = severity
         source.revision += 1
-        alert = self._alert(source, event, count)
-        if source.revision == 1:
-            self.stats.alerts[(alert.severity, alert.top_detector)] += 1
-        else:
-            self.stats.alert_updates += 1
+        alert = self._alert(source, event, count, lead)
+        self.stats.count_alert(alert, new=source.revision == 1, shadow=self.shadow)
         out.append(alert)
 
     @staticmethod
@@ -434,9 +449,10 @@ class Sweeps:
         return max(source.kinds, key=lambda k: (source.kinds[k], SEVERITY_RANK[SEVERITY[k]],
                                                 k))
 
-    def _severity(self, source: _Source) -> str:
+    @staticmethod
+    def _severity(source: _Source, lead: str) -> str:
         """The lead kind's severity; high once an identity got in after failing."""
-        severity = SEVERITY[self._lead(source)]
+        severity = SEVERITY[lead]
         if source.successes and SEVERITY_RANK[severity] < SEVERITY_RANK["high"]:
             severity = "high"
         return severity
@@ -453,11 +469,10 @@ class Sweeps:
             self.stats.suppressed[EXPIRED_RULE] += 1
         return False
 
-    def _alert(self, source: _Source, event: Event, count: int) -> Alert:
+    def _alert(self, source: _Source, event: Event, count: int, lead: str) -> Alert:
         window = self.settings.window_seconds
-        lead = self._lead(source)
-        detectors = tuple(DETECTORS[k] for k in sorted(
-            source.kinds, key=lambda k: (-source.kinds[k], k)))
+        by_attempts = sorted(source.kinds, key=lambda k: (-source.kinds[k], k))
+        detectors = tuple(DETECTORS[k] for k in by_attempts)
         ranked = sorted(source.identities.items(),
                         key=lambda item: (-item[1][3], item[1][0], item[0]))
         listed = [{"identity": name, "calls": e[2], "attempts": e[3], "kind": e[5] or None,
@@ -469,8 +484,7 @@ class Sweeps:
         minutes = f"{window / 60:g} minutes"
         where = source.address + (f" ({source.agent or 'no user agent'})"
                                   if source.agent is not None else "")
-        parts = ", ".join(f"{source.kinds[k]} {NOUNS[k]}" for k in sorted(
-            source.kinds, key=lambda k: (-source.kinds[k], k)))
+        parts = ", ".join(f"{source.kinds[k]} {NOUNS[k]}" for k in by_attempts)
         sentence = (f"one source, {where}, acted as {count} distinct identities within "
                     f"{minutes} ({parts}; {attempts} of its {calls} calls were attempts)")
         if source.successes:
@@ -526,5 +540,5 @@ class Sweeps:
             score=alert_score(source.severity, float(count), self.scoring),
             severity=source.severity, detectors=detectors, signals=(signal,),
             evidence=evidence, techniques=tuple(self.describe(ids)), context=context,
-            group=DETECTOR,
+            group=DETECTOR, shadow=source.shadow,
         )

@@ -82,6 +82,16 @@ BEHAVIOUR: dict[str, Guidance] = {
         ("Which call broke it, and was it refused (signals' refused)?", _SESSION),
         ("Restore the control first (logging, guard rail), then contain the caller's "
          "session.",)),
+    "sweep": Guidance(
+        "sweep", "one address (and client, for Kubernetes) acted as many identities within "
+        "minutes, mostly failing or checking keys: a set of leaked credentials tried",
+        ("Is the address yours (a scanner, a corporate egress)? Then add it to "
+         "sweeps.known_sources.",
+         "Which identities succeeded after failing (context.sweep."
+         "succeeded_after_failing)? Those credentials were guessed or are valid.",
+         "Where did the set of credentials come from (a repository, a CI log, a dump)?"),
+        ("Treat every credential in context.sweep.identities as leaked: rotate the keys "
+         "and secrets, those that succeeded first; block the address.",)),
 }
 
 _TECHNIQUE: dict[str, Guidance] = {
@@ -151,7 +161,7 @@ _RULE_WORDS: tuple[tuple[str, tuple[str, ...]], ...] = (
                          "log_exclusion", "alerting", "diagnostic", "guardrail", "waf_",
                          "events_deleted", "webhook_deleted", "binary_authorization",
                          "conditional_access", "org_policy", "perimeter", "protection",
-                         "imds_downgraded", "log_workspace", "defense")),
+                         "imds_downgraded", "log_workspace", "defense", "tampering")),
     ("discovery", ("enumeration", "probing", "recon")),
     ("credential access", ("secrets", "credentials_read", "configmap_credentials",
                            "reads_credentials", "key_harvest", "user_data_burst",

@@ -1,6 +1,7 @@
 """Inputs that are neither plain UTF-8 nor gzip: told by their first bytes, decoded here.
 
-``parser`` inflates gzip itself (members, cut files, bombs). Other containers a user gets
+``parser`` judges gzip itself (members, cut files, bombs) but inflates it with this
+module's ``inflate``, the one multi-stream loop of every format. Other containers a user gets
 logs in are read with the standard library when it can, and otherwise refused with a
 dead letter that names the format and the command that makes it readable, so a folder of
 ``.zst`` files never vanishes as "not a log file":
@@ -19,6 +20,8 @@ import bz2
 import codecs
 import lzma
 import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 try:  # the standard library has zstd from Python 3.14
@@ -74,26 +77,90 @@ def decode(data: bytes, kind: str, budget: int) -> tuple[bytes | None, Problem |
 
 def _inflate(data: bytes, make: Any, kind: str, budget: int
              ) -> tuple[bytes | None, Problem | None]:
-    """Every stream of ``data`` (tools such as pbzip2 write several), one decompressor
-    each, never more than ``budget`` bytes out."""
-    parts: list[bytes] = []
-    size, rest = 0, data
-    while rest:
+    """Every stream of ``data`` (tools such as pbzip2 write several), never more than
+    ``budget`` bytes out; xz pads streams with zero bytes, which are skipped."""
+    done = inflate(data, make, budget, (OSError, EOFError, ValueError, lzma.LZMAError),
+                   lambda rest: rest.lstrip(b"\x00"))
+    if done.error is not None:
+        return _kept(done.parts), ("bad_compression", f"{kind} stream is corrupt: "
+                                   f"{done.error}")
+    if done.over:
+        return None, ("decompression_limit", f"{kind} input inflates beyond the "
+                      f"{budget:,}-byte limit for one payload and was not parsed")
+    if done.cut is not None:
+        return _kept(done.parts + done.cut), ("bad_compression", f"{kind} stream ends "
+                                              "early; the rest of the file is lost")
+    return b"".join(done.parts), None
+
+
+STEP = 64 * 1024 * 1024  # output asked of a decompressor at a time
+
+
+@dataclass(slots=True)
+class Inflated:
+    """What ``inflate`` got from an input: the output of its whole streams, and how it
+    stopped (at most one of ``error``, ``over``, ``cut`` set; else ``rest`` is the input
+    left after the last stream, empty or not a stream)."""
+
+    parts: list[bytes] = field(default_factory=list)
+    size: int = 0  # bytes in ``parts``
+    streams: int = 0  # whole streams inflated
+    error: Exception | None = None  # a stream is corrupt
+    over: bool = False  # the output passed the budget
+    cut: list[bytes] | None = None  # the output of a stream that ends early
+    rest: bytes = b""
+
+
+def inflate(data: bytes, make: Callable[[], Any], budget: int,
+            errors: tuple[type[Exception], ...],
+            after: Callable[[bytes], bytes | None]) -> Inflated:
+    """Inflate the streams of ``data`` one after another, a new decompressor from ``make``
+    for each (zlib, bz2, lzma and zstd decompressors share the calls used here), never
+    holding more than ``budget`` bytes of output and one ``STEP``. ``after`` turns the
+    bytes that follow a stream into the next stream's input (``b""``: nothing left), or
+    gives ``None`` when they are no stream: the loop stops and leaves them in ``rest``
+    for the caller to judge. ``errors``: the decompressor's exceptions for bad input."""
+    done = Inflated(rest=data)
+    while done.rest:
         decomp = make()
         try:
-            out = decomp.decompress(rest, budget - size + 1)
-        except (OSError, EOFError, ValueError, lzma.LZMAError) as err:
-            return _kept(parts), ("bad_compression", f"{kind} stream is corrupt: {err}")
+            out = _stream(decomp, done.rest, budget - done.size)
+        except errors as err:
+            done.error = err
+            return done
+        if out is None:
+            done.over = True
+            return done
+        if not decomp.eof:
+            done.cut = out
+            return done
+        done.parts += out
+        done.size += sum(map(len, out))
+        done.streams += 1
+        following = after(decomp.unused_data)
+        if following is None:
+            done.rest = decomp.unused_data
+            return done
+        done.rest = following
+    return done
+
+
+def _stream(decomp: Any, data: bytes, budget: int) -> list[bytes] | None:
+    """One stream's output, in steps so that a bomb is refused (``None``) once it passes
+    ``budget`` bytes, holding no more than that and one step. zlib hands back the input
+    it did not read yet (``unconsumed_tail``); the others keep it and are called with no
+    new input."""
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        out = decomp.decompress(data, STEP)
         size += len(out)
         if size > budget:
-            return None, ("decompression_limit", f"{kind} input inflates beyond the "
-                          f"{budget:,}-byte limit for one payload and was not parsed")
+            return None
         parts.append(out)
-        if not decomp.eof:
-            return _kept(parts), ("bad_compression", f"{kind} stream ends early; the rest "
-                                  "of the file is lost")
-        rest = decomp.unused_data.lstrip(b"\x00")  # xz pads streams with zero bytes
-    return b"".join(parts), None
+        data = getattr(decomp, "unconsumed_tail", b"")
+        if decomp.eof or (not data and len(out) < STEP):
+            return parts
 
 
 def _kept(parts: list[bytes]) -> bytes | None:

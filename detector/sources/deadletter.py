@@ -32,7 +32,8 @@ REASONS: dict[str, str] = {
     "invalid_utf8": "record is not valid UTF-8",
     "truncated_gzip": "gzip stream ends early; the rest of the file is lost",
     "bad_gzip": "gzip stream is corrupt",
-    "decompression_limit": "gzip input inflates beyond the size limit and was not parsed",
+    "decompression_limit": "compressed input inflates beyond the size limit and was not "
+                           "parsed",
     "binary": "input is binary, not JSON text",
     "bad_compression": "bzip2, xz or zstd stream is corrupt or cut short",
     "unsupported_compression": "input is compressed in a format this Python cannot read",

@@ -4,12 +4,11 @@ technique rule's family; a role session named by its role in technique sentences
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
 
 import pytest
 
 from detector.alerts import AlertGroup, make_alert_id
+from detector.feedback import technique_rules
 from detector.ocsf import to_ocsf
 from detector.scoring import Verdict, Weighted
 from detector.techniques import ATTRIBUTE, as_findings
@@ -19,16 +18,6 @@ from tests.detector.alert_schema import assert_valid_alert
 from tests.detector.test_alerts import build_alert, make_event
 from tests.detector.test_techniques_aws import ACCOUNT, parse
 from tests.detector.sources_helpers import record
-
-TECHNIQUES = Path(__file__).resolve().parents[2] / "detector" / "techniques"
-
-
-def rule_names() -> list[str]:
-    """Every technique rule the checks can raise, read from their sources: each quoted
-    ``<cloud>.<name>`` (some rules are named in tables, not in a ``Finding(...)`` call)."""
-    text = "".join(path.read_text() for path in sorted(TECHNIQUES.glob("*.py")))
-    return sorted(set(re.findall(r'"((?:aws|azure|gcp|k8s)\.[a-z0-9_]+)"', text)))
-
 
 def technique_alert(group: str = "novelty") -> object:
     """An alert opened by a ListRoles novelty and led by a key made for another user: the
@@ -53,7 +42,7 @@ def technique_alert(group: str = "novelty") -> object:
 
 class TestGuidance:
     def test_every_technique_rule_has_a_family(self) -> None:
-        names = rule_names()
+        names = sorted(technique_rules())
         assert len(names) > 150
         assert [name for name in names if technique_family(name) is None] == []
 
@@ -68,6 +57,8 @@ class TestGuidance:
         ("azure.storage_public_access", "data exposure"),
         ("gcp.gcs_ransom_note", "impact"),
         ("azure.password_spray_tool", "initial access"),
+        ("aws.tampering_attempt", "defence evasion"),
+        ("k8s.tampering_attempt", "defence evasion"),
     ])
     def test_a_rule_family_is_read_off_its_name(self, rule: str, family: str) -> None:
         assert technique_family(rule) == family
@@ -75,7 +66,8 @@ class TestGuidance:
 
     def test_behavioural_detectors_get_their_family_and_shadow_ones_too(self) -> None:
         assert sorted(BEHAVIOUR) == ["credential", "dormancy", "multivariate", "novelty",
-                                     "policy", "schedule", "volume"]
+                                     "policy", "schedule", "sweep", "volume"]
+        assert guidance_for("sweep.key_check").family == "sweep"
         assert guidance_for("volume.rate").family == "volume"
         assert guidance_for("shadow.novelty.action").family == "novelty"
         assert guidance_for("mystery.detector").family == "other"

@@ -114,3 +114,31 @@ def test_every_unmatched_pattern__named_in_one_message(tmp_path):
         f"config file {path}: scoring.shadow_detectors: 'novelty.acton' matches no detector "
         "name; did you mean 'novelty.action'?; scoring.shadow_detectors: 'volume.rat' "
         "matches no detector name; did you mean 'volume.rate' or 'volume.*'? (names: ")
+
+
+def test_keys_valid_only_together__accepted(tmp_path):
+    """track_severity high alone is above the default min_severity (low); with min_severity
+    high in the same section it is valid, and was refused when each key was judged alone."""
+    path = tmp_path / "c.yaml"
+    path.write_text("scoring: {track_severity: high, min_severity: high}\n")
+    assert load_config(path)["scoring"] == {"track_severity": "high", "min_severity": "high"}
+
+
+def test_keys_valid_only_together__beside_an_unknown_key(tmp_path):
+    """Only the unknown key is named: the known keys pass together."""
+    path = tmp_path / "c.yaml"
+    path.write_text("scoring: {track_severity: high, min_severity: high, cooldown_minutes: 5}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert str(caught.value).startswith(
+        f"config file {path}: scoring: unknown key(s) ['cooldown_minutes']; known: ")
+
+
+def test_keys_invalid_together__named_once(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("scoring: {track_severity: high, min_severity: medium}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert str(caught.value) == (
+        f"config file {path}: scoring.track_severity ('high') must not be above "
+        "min_severity ('medium')")

@@ -134,12 +134,15 @@ class TestPubSub:
         else:
             assert dead.items[0]["message"].endswith("(the data of a Pub/Sub message)")
 
-    @pytest.mark.parametrize("second", ["push", "pull", "entry"])
+    @pytest.mark.parametrize("second", ["push", "pull", "entry", "reordered"])
     def test_entry_delivered_twice__one_event(self, second: str) -> None:
         """A redelivered message, or one entry exported both by push and by pull (or by
-        two sinks), is one audit event: counted once, the second a duplicate_event."""
+        two sinks, which may write its keys in another order), is one audit event:
+        counted once, the second a duplicate_event."""
         push = {"message": _message(ENTRY), "subscription": "s"}
-        again = {"push": push, "entry": ENTRY,
+        reordered = _reversed_keys(ENTRY)
+        assert orjson.dumps(reordered) != orjson.dumps(ENTRY) and reordered == ENTRY
+        again = {"push": push, "entry": ENTRY, "reordered": reordered,
                  "pull": {"receivedMessages": [{"ackId": "a2", "message": _message(ENTRY),
                                                 "deliveryAttempt": 2}]}}[second]
         stats, dead = RunStats(), ListDeadLetters()
@@ -168,6 +171,15 @@ class TestPubSub:
         events = parse_payload(orjson.dumps(push), origin="m", source="gcp", stats=stats,
                                dead_letters=dead)
         assert [event.source for event in events] == ["gcp.audit"] and not dead.items
+
+
+def _reversed_keys(value: Any) -> Any:
+    """``value`` with every mapping's keys in reverse order, at every depth."""
+    if isinstance(value, dict):
+        return {key: _reversed_keys(value[key]) for key in reversed(list(value))}
+    if isinstance(value, list):
+        return [_reversed_keys(item) for item in value]
+    return value
 
 
 def _real_entries(real_logs: Path) -> list[dict[str, Any]]:

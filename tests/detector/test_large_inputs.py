@@ -4,16 +4,19 @@ what only whole framing reads is held up to ``max_decompressed_bytes`` and no mo
 
 from __future__ import annotations
 
+import bz2
 import gzip
 import io
+import lzma
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
 
-from detector.sources import ListDeadLetters, Parser
+from detector.sources import ListDeadLetters, Parser, compressed
 from detector.stats import RunStats
 from tests.detector.sources_helpers import read, record
 
@@ -155,3 +158,60 @@ class TestStreams:
         assert [(d["reason"], d["raw_size"]) for d in dead.items] == [
             ("unknown_format", len(text))]
         assert [e.event_id for e in events] == ["id-0", "id-1", "id-2"]
+
+
+class TestOtherKinds:
+    """A stream decoded whole is named by its kind when refused (a UTF-16 file was "a gzip
+    file"), and one that decodes to nothing is an empty file, not silence."""
+
+    @pytest.mark.parametrize(("data", "reason", "what"), [
+        (gzip.compress(b"{}\n" * 2000), "decompression_limit", "a gzip file of "),
+        (bz2.compress(b"{}\n" * 2000), "decompression_limit", "a bzip2 file of "),
+        (lzma.compress(b"{}\n" * 2000), "decompression_limit", "an xz file of "),
+        ("{}\n".encode("utf-16") * 2000, "oversized_record", "a UTF-16 file of "),
+    ])
+    def test_over_the_limit__named_by_kind(self, data: bytes, reason: str, what: str
+                                           ) -> None:
+        events, _, dead = stream(data, max_decompressed_bytes=len(data) - 1)
+        assert events == [] and dead.reasons() == [reason]
+        assert f"{what}{len(data):,} bytes is over the" in dead.items[0]["message"]
+
+    @pytest.mark.parametrize("data", [bz2.compress(b""), lzma.compress(b""),
+                                      "".encode("utf-16")])
+    def test_decoding_to_nothing__is_an_empty_file(self, data: bytes) -> None:
+        dead = ListDeadLetters()
+        events = Parser(stats=RunStats(), dead_letters=dead).feed(data, "f")
+        assert events == [] and dead.reasons() == ["empty_file"]
+
+
+class TestOneInflateLoop:
+    """gzip, bzip2 and xz go through ``compressed.inflate``: many small steps give the
+    bytes one large step gives, every stream is read, and each stop is reported."""
+
+    @pytest.mark.parametrize("pack", [gzip.compress, bz2.compress, lzma.compress])
+    def test_small_steps__every_stream_whole(self, monkeypatch: pytest.MonkeyPatch,
+                                             pack: Any) -> None:
+        lines = [orjson.dumps(record(i)) + b"\n" for i in range(40)]
+        data = pack(b"".join(lines[:25])) + pack(b"".join(lines[25:]))
+        dead = ListDeadLetters()
+        big = Parser(stats=RunStats(), dead_letters=dead).feed(data, "f")
+        monkeypatch.setattr(compressed, "STEP", 7)
+        small = Parser(stats=RunStats(), dead_letters=dead).feed(data, "f")
+        assert [e.event_id for e in small] == [e.event_id for e in big] == [
+            f"id-{i}" for i in range(40)]
+        assert dead.items == []
+
+    def test_stops__corrupt_over_budget_cut(self) -> None:
+        raw = b"{}\n" * 1000
+        make = bz2.BZ2Decompressor
+        errors = (OSError, EOFError, ValueError)
+        corrupt = compressed.inflate(b"BZh9" + b"\x00" * 40, make, 10**6, errors, bytes)
+        assert corrupt.error is not None and corrupt.parts == []
+        over = compressed.inflate(bz2.compress(raw), make, len(raw) - 1, errors, bytes)
+        assert over.over and over.parts == []
+        two = bz2.compress(raw) * 2
+        cut = compressed.inflate(two[:-20], make, 10**6, errors, bytes)
+        assert cut.streams == 1 and cut.size == len(raw) and cut.cut is not None
+        whole = compressed.inflate(two + b"tail", make, 10**6, errors,
+                                   lambda rest: None if rest == b"tail" else rest)
+        assert whole.streams == 2 and whole.size == 2 * len(raw) and whole.rest == b"tail"

@@ -221,7 +221,17 @@ def test_memory_is_bounded():
     for event in many:
         detector.process(event)
     source = sweeps.sources[f"source:{ATTACKER}"]
-    assert len(source.identities) == MAX_IDENTITIES and source.untracked == 10
+    assert len(source.identities) == MAX_IDENTITIES and len(source.untracked) == 10
+    # the untracked identities are counted once each, however many attempts they make
+    for n in range(MAX_IDENTITIES, MAX_IDENTITIES + 10):
+        detector.process(ev(n, user(n), seconds=800))
+    assert len(source.untracked) == 10
+    assert source.attempting(T0.timestamp()) == MAX_IDENTITIES + 10
+    # and forgotten with the window, like the named ones
+    detector.process(ev(998, user(998), seconds=1650))
+    assert len(source.untracked) == 10  # attempted at 800, within the window of 1650
+    detector.process(ev(999, user(999), seconds=1750))
+    assert sweeps.sources[f"source:{ATTACKER}"] is source and source.untracked == {}
 
 
 def test_quiet_sources_are_dropped_after_a_window():
@@ -240,8 +250,12 @@ def test_quiet_sources_are_dropped_after_a_window():
 
 @pytest.mark.parametrize(("section", "message"), [
     ({"min_identity": 3}, r"unknown key\(s\) \['min_identity'\]"),
-    ({"min_identities": 1}, r"sweeps.min_identities must lie in \[2, 10000\]"),
+    ({"min_identities": 1}, r"sweeps.min_identities must be between 2 and 10000"),
     ({"min_share": "half"}, r"sweeps.min_share must be a number"),
+    ({"min_identities": float("inf")}, r"sweeps.min_identities must be a finite number"),
+    ({"max_sources": float("-inf")}, r"sweeps.max_sources must be a finite number"),
+    ({"max_sources": 1e99}, r"sweeps.max_sources must be between 1 and 1e\+07"),
+    ({"min_identities": 2.5}, r"sweeps.min_identities must be a whole number"),
     ({"known_sources": ["not-an-ip"]}, r"'not-an-ip' is not an address or network"),
     ({"known_sources": "10.0.0.0/8"}, r"must be a list of addresses or networks"),
     ({"enabled": "yes"}, r"sweeps.enabled must be true or false"),
@@ -260,3 +274,54 @@ def test_config_file_section(tmp_path):
     path.write_text("sweeps:\n  window: 60\n")
     with pytest.raises(ConfigError, match=r"config.yaml: sweeps: unknown key"):
         load_config(path)
+
+
+def shadow_key_checks(config: dict[str, Any]) -> tuple[list[Any], RunStats]:
+    return run([ev(n, user(n)) for n in range(6)], config)
+
+
+def test_shadow_detectors__a_sweep_on_trial_is_a_shadow_alert():
+    alerts, stats = shadow_key_checks({"scoring": {"shadow_detectors": ["sweep.*"]}})
+    assert [a.shadow for a in alerts] == [True]
+    assert alerts[0].to_native()["shadow"] is True
+    assert stats.shadow_alerts["sweep.key_check"] == 1 and not stats.alerts
+
+
+def test_shadow_worker__every_sweep_alert_is_shadow():
+    stats = RunStats()
+    detector = Detector({}, stats=stats, shadow=True)
+    alerts = [a for n in range(6) for a in detector.process(ev(n, user(n)))]
+    assert [a.group for a in alerts] == ["sweep"]
+    assert stats.shadow_alerts["sweep.key_check"] == 1 and not stats.alerts
+
+
+def test_min_severity__a_sweep_below_it_is_not_sent():
+    refusals = [ev(n, role(n), "iam:ListUsers", credential_type="temporary",
+                   outcome="failure", error_code="AccessDenied") for n in range(8)]
+    alerts, stats = run(refusals, {"scoring": {"min_severity": "high"}})
+    assert alerts == [] and not stats.alerts  # refusals are medium
+    alerts, stats = run(refusals, {"scoring": {"min_severity": "medium"}})
+    assert [a.severity for a in alerts] == ["medium"]
+    alerts, _ = shadow_key_checks({"scoring": {"min_severity": "high"}})
+    assert [a.severity for a in alerts] == ["high"]  # key checks are high
+
+
+@pytest.mark.parametrize("pattern", ["sweep.*", "sweep.key_check"])
+def test_detector_weights__sweep_patterns_refused(tmp_path, pattern):
+    from detector.config import load_config
+
+    path = tmp_path / "c.yaml"
+    path.write_text(f"scoring: {{detector_weights: {{'{pattern}': 2.0}}}}\n")
+    with pytest.raises(ConfigError, match=r"only matches sweep detectors, which have no "
+                                          r"weights"):
+        load_config(path)
+    path.write_text("scoring: {detector_weights: {'*': 2.0}, shadow_detectors: [sweep.*]}\n")
+    assert load_config(path)["scoring"]["detector_weights"] == {"*": 2.0}
+
+
+def test_feedback_detector__sweep_refused():
+    from detector.feedback import check_detector, known_detectors
+
+    with pytest.raises(ConfigError, match=r"sweeps have no per-identity feedback"):
+        check_detector("sweep.refused", known_detectors())
+    assert check_detector("novelty.action", known_detectors()) is None
