@@ -174,9 +174,15 @@ async def bare_consumer(bootstrap: str, topic: str, count: int, decode: bool = T
 
 NOOP_AGENT = r'''
 import os, sys, time, faust
-bootstrap, topic, count, app_id = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+bootstrap, topic, count, app_id, repo = sys.argv[1:6]
+count = int(count)
+sys.path.insert(0, repo)
+from streams.app import short_fetch_wait
 app = faust.App(app_id, broker=f"kafka://{bootstrap}", web_enabled=False, store="memory://",
                 consumer_auto_offset_reset="earliest", broker_max_poll_records=500)
+# the worker's fetch wait: with Faust's 1500 ms this agent sat idle 1.5 s per fetched
+# megabyte (its assignor topic's empty fetch in flight), and measured that, not Faust
+app.transport.Consumer = short_fetch_wait(app.transport.Consumer)
 source = app.topic(topic, value_type=bytes, value_serializer="raw")
 state = {"n": 0, "t0": None}
 @app.agent(source)
@@ -200,7 +206,7 @@ def noop_faust_agent(bootstrap: str, topic: str, count: int,
     script = workdir / "noop_agent.py"
     script.write_text(NOOP_AGENT, encoding="utf-8")
     done = subprocess.run([sys.executable, str(script), bootstrap, topic, str(count),
-                           f"noop-{int(time.time())}"], capture_output=True, text=True,
+                           f"noop-{int(time.time())}", str(REPO)], capture_output=True, text=True,
                           timeout=600, cwd=workdir)
     # Faust turns print() into log lines on stderr, so look in both streams
     match = re.search(r"RATE ([0-9.]+) CPU ([0-9.]+)", done.stdout + done.stderr)
