@@ -174,9 +174,9 @@ class ConnectionCauses(logging.Handler):
 def prepare_topics(settings: WorkerSettings, admin: Any) -> None:
     """Run every startup check in order; raises ``StartupError`` or ``ConfigError``.
 
-    The checks that can refuse the start come first and only read: a worker refused for
-    its partition count had already created its raw topics (``--create-topics``), with
-    that refused count, before it said so."""
+    The checks that can refuse the start come first and only read, so a worker refused
+    for its partition count creates nothing: with the raw topics created first
+    (``--create-topics``) they would be left with the refused count."""
     _check_repartition(settings, admin)
     check_changelog(settings, admin)
     _wait_for_raw_topics(settings, admin)

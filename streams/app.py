@@ -50,6 +50,10 @@ HEALTH_INTERVAL_S = 2.0
 # The identity gauges count the table (table_census) at most this often, and at once after
 # an assignment changes: a scan reads every stored identity of the worker's partitions.
 TABLE_CENSUS_S = 30.0
+# Stored identities the census reads between two turns of the event loop: a few
+# milliseconds of work, so that a million identities do not hold the agents, the
+# consumer and its heartbeats for seconds.
+TABLE_CENSUS_CHUNK = 5_000
 # At most this long (and never longer than --io-timeout) a fatal exit waits for the broker to
 # take the worker's LeaveGroup request; then it exits anyway, and the group notices the
 # member is gone only after the session timeout, as before.
@@ -166,10 +170,10 @@ def create_app(settings: WorkerSettings, runtime: Runtime) -> faust.App:
         Monitor=worker_monitor(runtime),
         Table=state_table(lambda action, err: store_failed(runtime, action, err)),
     )
-    runtime.intake = RawIntake(settings.topic_sources(), settings.ingest_max_messages)
+    intake = runtime.intake = RawIntake(settings.topic_sources(), settings.ingest_max_messages)
     app.transport.Consumer = short_fetch_wait(holding_consumer(
         app.transport.Consumer, runtime.holds, lambda: runtime.before_commit,
-        lambda: lambda consumer: check_raw_offsets(consumer, runtime), runtime.intake))
+        lambda: lambda consumer: check_raw_offsets(consumer, runtime), intake=intake))
     runtime.leave_group = lambda timeout: leave_group(app, timeout)
     topics = _declare_topics(app, settings)
     runtime.roles = topics
@@ -265,8 +269,8 @@ def short_fetch_wait(base: type, wait_ms: int = FETCH_MAX_WAIT_MS) -> type:
 
 def holding_consumer(base: type, holds: Mapping[tuple[str, int], int],
                      before_commit: Callable[[], Any] = lambda: None,
-                     after_seek: Callable[[], Any] = lambda: None,
-                     intake: RawIntake | None = None) -> type:
+                     after_seek: Callable[[], Any] = lambda: None, *,
+                     intake: RawIntake) -> type:
     """``base`` (Faust's consumer class) that never commits a partition at or past its
     entry in ``holds``, and before each commit awaits the coroutine function that
     ``before_commit()`` names (none when it gives None; it is looked up at each commit,
@@ -283,7 +287,7 @@ def holding_consumer(base: type, holds: Mapping[tuple[str, int], int],
     commit. A failure there is logged and the commit goes on: the holds it did not move
     keep the unwritten messages uncommitted.
 
-    With an ``intake`` (``streams.intake``), the messages of its topics go into it instead
+    The messages of the ``intake``'s topics (``streams.intake``) go into it instead
     of through Faust's conductor and streams: ``getmany`` keeps Faust's checks of each
     fetched message (flow, generation, active partitions) and its read offsets and gaps,
     tracks the message as unacknowledged and puts it in the intake, waiting for room when
@@ -292,23 +296,23 @@ def holding_consumer(base: type, holds: Mapping[tuple[str, int], int],
 
     class HoldingConsumer(base):  # type: ignore[misc, valid-type]
         async def getmany(self, timeout: float) -> Any:
-            if intake is None:
-                async for item in super().getmany(timeout):
-                    yield item
-                return
             intake.consumer = self
             raw = intake.topics
             read_offset = self._read_offset
-            generation = self.app.consumer_generation_id
+            app = self.app
             async for tp, message in super().getmany(timeout):
                 if tp.topic not in raw:
                     yield tp, message
                     continue
+                # After each wait (Faust's fetch waits inside for the flow to resume after
+                # a rebalance, so a generation taken before it may be older than the
+                # messages), Faust's own check per message: a message fetched before the
+                # last assignment is dropped with the rest of the batch, and the seek
+                # reads it again.
                 if intake.full():
                     await intake.wait_room()
-                    if (not self.flow_active
-                            or self.app.consumer_generation_id != generation):
-                        return  # a rebalance meanwhile: the seek reads it again
+                    if not self.flow_active or message.generation_id != app.consumer_generation_id:
+                        return
                 offset = message.offset
                 read = read_offset[tp]
                 if read is not None and offset < read:
@@ -317,6 +321,8 @@ def holding_consumer(base: type, holds: Mapping[tuple[str, int], int],
                     # offsets missing in the log (compaction, transaction markers): the
                     # commit may pass them, as Faust's own loop records
                     await self._add_gap(tp, read + 1, offset)
+                    if not self.flow_active or message.generation_id != app.consumer_generation_id:
+                        return
                 self.track_message(message)
                 intake.put(message)
                 read_offset[tp] = offset
@@ -674,11 +680,9 @@ def _declare_agents(app: faust.App, runtime: Runtime, topics: Mapping[str, Any],
     async def ingest() -> None:
         inbound = app.monitor.stream_inbound_time
         while not app.should_stop:
-            messages = await intake.take(runtime.settings.ingest_max_messages)
+            messages = await intake.take()
             try:
                 await ingest_window(messages, inbound)
-            except asyncio.CancelledError:
-                raise
             except Exception as err:  # noqa: BLE001 - unacknowledged, the stop would hang
                 runtime.fatal(f"the ingest step failed: {err!r}")
 
@@ -821,31 +825,52 @@ def _declare_health(app: faust.App, runtime: Runtime, table: Any) -> None:
         if assigned != census["assigned"] or now - census["at"] >= TABLE_CENSUS_S:
             census.update(at=now, assigned=assigned)
             try:
-                runtime.metrics.set_stored_identities(
-                    *table_census(table, runtime.pipeline.detector.store))
+                counted = await table_census(table, runtime.pipeline.detector.store,
+                                             lambda: app.rebalancing)
             except Exception as err:  # noqa: BLE001 - the gauges keep their last values
                 log.debug("table census failed: %r", err)
+            else:
+                if counted is not None:
+                    runtime.metrics.set_stored_identities(*counted)
         try:
             await restart_recreated(app.consumer, runtime)
         except Exception as err:  # noqa: BLE001 - tried again at the next refresh
             log.error("cannot read a recreated raw topic from its start: %r", err)
 
 
-def table_census(table: Any, in_memory: Collection[str]) -> tuple[int, int]:
+async def table_census(table: Any, in_memory: Collection[str],
+                       stopped: Callable[[], bool] = lambda: False,
+                       chunk: int = TABLE_CENSUS_CHUNK) -> tuple[int, int] | None:
     """(identities with state in the table or in memory, stored bytes of those not in
-    memory) for the identity gauges.
+    memory) for the identity gauges; None when ``stopped()`` turned true meanwhile (a
+    rebalance: the partitions counted are changing).
 
     The detector holds only the identities whose events came since the worker started:
     after a restart or a warm start every identity is in the table and the detector alone
-    counted none. Table values are the state blobs, so their length is the state's size."""
+    counted none. Table values are the state blobs, so their length is the state's size.
+    The scan gives the event loop a turn every ``chunk`` identities; writes meanwhile may
+    make the figures off by the identities they touch, as a census seconds old is anyway.
+    RocksDB's iterators read a fixed view of the store; the memory store is a dict, which
+    must not change while iterated, so its items are copied first (one C-level copy)."""
+    data = getattr(getattr(table, "data", None), "data", None)
+    items = iter(list(data.items()) if isinstance(data, dict) else table.items())
     stored = in_both = unloaded = 0
-    for key, value in table.items():
-        stored += 1
-        if key.decode("utf-8", "replace") in in_memory:
-            in_both += 1
-        else:
-            unloaded += len(value or b"")
-    return stored + len(in_memory) - in_both, unloaded
+    while True:
+        counted = 0
+        for key, value in items:
+            stored += 1
+            if key.decode("utf-8", "replace") in in_memory:
+                in_both += 1
+            else:
+                unloaded += len(value or b"")
+            counted += 1
+            if counted == chunk:
+                break
+        if counted < chunk:
+            return stored + len(in_memory) - in_both, unloaded
+        await asyncio.sleep(0)
+        if stopped():
+            return None
 
 
 def update_health(app: faust.App, runtime: Runtime, consumed: set[str]) -> None:

@@ -69,8 +69,9 @@ class RawIntake:
         self._bytes += len(message.value or b"")
         self._arrived.set()
 
-    async def take(self, limit: int) -> list[Any]:
-        """The messages waiting, oldest first, at most ``limit``; waits for the first.
+    async def take(self, limit: int | None = None) -> list[Any]:
+        """The messages waiting, oldest first, at most ``limit`` (the intake's
+        ``max_messages`` unless given); waits for the first.
 
         It does not wait for more once one is there: under load the consumer fills the
         intake while the previous window is processed, so windows grow by themselves, and
@@ -79,11 +80,9 @@ class RawIntake:
             self._arrived.clear()
             await self._arrived.wait()
         messages = self._messages
-        count = min(limit, len(messages))
+        count = min(self.max_messages if limit is None else limit, len(messages))
         window = [messages.popleft() for _ in range(count)]
         self._bytes -= sum(len(message.value or b"") for message in window)
-        if not messages:
-            self._bytes = 0
         if not self.full():
             self._room.set()
         return window

@@ -313,7 +313,7 @@ class Input:
     def stream(self) -> None:
         """The reader chosen reads on to the end: stdin's bytes are no longer kept."""
         if isinstance(self.handle, _KeptStdin):
-            self.handle.keep = False
+            self.handle.stop_keeping()
 
     def size(self) -> int:
         """Its size in bytes: a file's, or stdin's counted by reading on to its end."""
@@ -349,7 +349,7 @@ def _read_up_to(handle: IO[bytes], size: int) -> bytes:
 
 class _KeptStdin:
     """Standard input with what has been read of it kept, so that ``seek(0)`` gives it
-    back (a pipe cannot seek) until ``keep`` is switched off."""
+    back (a pipe cannot seek) until ``stop_keeping``."""
 
     def __init__(self, handle: IO[bytes]) -> None:
         self._handle = handle
@@ -368,6 +368,12 @@ class _KeptStdin:
         if self.keep:
             self._kept.append(data)
         return data
+
+    def stop_keeping(self) -> None:
+        """Nothing read is given back from now on: drop what was kept (up to
+        --max-message-bytes of it, which would otherwise stay for the whole run)."""
+        self.keep = False
+        self._kept = []
 
     def seek(self, offset: int) -> int:
         if offset != 0 or not self.keep:

@@ -425,15 +425,17 @@ class TestValuesSchema:
         from dataclasses import fields
 
         from detector.scoring import ScoringSettings
+        from detector.sweeps import SweepSettings
         from models.settings import ModelSettings
         from streams.settings import BY_NAME
 
         schema = json.loads((CHART / "values.schema.json").read_text(encoding="utf-8"))
         sections = schema["properties"]["config"]["properties"]
         listed = {name: set(sections[name]["propertyNames"]["enum"])
-                  for name in ("models", "scoring", "worker")}
+                  for name in ("models", "scoring", "sweeps", "worker")}
         assert listed == {"models": {f.name for f in fields(ModelSettings)},
                           "scoring": set(ScoringSettings.__dataclass_fields__),
+                          "sweeps": {f.name for f in fields(SweepSettings)},
                           "worker": set(BY_NAME)}
         from detector.config import KNOWN_SECTIONS
 

@@ -183,3 +183,28 @@ def test_nul_in_one_record__the_others_sent_as_replay_reads_them(tmp_path: Path,
     want_events, want_reasons = replay_parse(path)
     assert [event.event_id for event in events] == [event.event_id for event in want_events]
     assert len(events) == 20 and set(reasons) == set(want_reasons) == {"invalid_json"}
+
+
+@pytest.mark.parametrize("name", ["large-lines", "large-lines-gzip", "larger-document"])
+def test_stdin__nothing_kept_once_the_reader_goes_on_to_the_end(
+        tmp_path: Path, name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What was read to choose the reader (up to --max-message-bytes) is dropped once it
+    is chosen, not held for the rest of the run."""
+    handles: list[Any] = []
+
+    class Recorded(produce._KeptStdin):
+        def __init__(self, handle: Any) -> None:
+            super().__init__(handle)
+            handles.append(self)
+
+    monkeypatch.setattr(produce, "_KeptStdin", Recorded)
+    path = tmp_path / "in"
+    path.write_bytes(STDIN_BODIES[name])
+    with open(path, "rb") as handle, monkeypatch.context() as patch:
+        stdin_from(handle, patch)
+        records = iter(read_records(["-"], [], 2048))
+        next(records)
+        kept_at_first = sum(len(part) for part in handles[0]._kept)
+        count = 1 + sum(1 for _ in records)
+    assert (kept_at_first, handles[0].keep) == (0, False)
+    assert count == len(from_file(path, 2048)[0])
