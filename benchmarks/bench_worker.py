@@ -174,9 +174,15 @@ async def bare_consumer(bootstrap: str, topic: str, count: int, decode: bool = T
 
 NOOP_AGENT = r'''
 import os, sys, time, faust
-bootstrap, topic, count, app_id = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+bootstrap, topic, count, app_id, repo = sys.argv[1:6]
+count = int(count)
+sys.path.insert(0, repo)
+from streams.app import short_fetch_wait
 app = faust.App(app_id, broker=f"kafka://{bootstrap}", web_enabled=False, store="memory://",
                 consumer_auto_offset_reset="earliest", broker_max_poll_records=500)
+# the worker's fetch wait: with Faust's 1500 ms this agent sat idle 1.5 s per fetched
+# megabyte (its assignor topic's empty fetch in flight), and measured that, not Faust
+app.transport.Consumer = short_fetch_wait(app.transport.Consumer)
 source = app.topic(topic, value_type=bytes, value_serializer="raw")
 state = {"n": 0, "t0": None}
 @app.agent(source)
@@ -200,7 +206,7 @@ def noop_faust_agent(bootstrap: str, topic: str, count: int,
     script = workdir / "noop_agent.py"
     script.write_text(NOOP_AGENT, encoding="utf-8")
     done = subprocess.run([sys.executable, str(script), bootstrap, topic, str(count),
-                           f"noop-{int(time.time())}"], capture_output=True, text=True,
+                           f"noop-{int(time.time())}", str(REPO)], capture_output=True, text=True,
                           timeout=600, cwd=workdir)
     # Faust turns print() into log lines on stderr, so look in both streams
     match = re.search(r"RATE ([0-9.]+) CPU ([0-9.]+)", done.stdout + done.stderr)
@@ -359,13 +365,16 @@ def measure_workers(bootstrap: str, app_id: str, payloads: list[bytes], partitio
         _wait_processed(procs, total - _events(rest), workdir, timeout)
         owned = [assigned(port) for _, port in procs]
         _check_assignment(owned, raw, app_id, partitions, workdir)
+        # read over HTTP while the workers run: a paused worker answers no request, and
+        # asking it held the clock for the query's whole timeout (5 s) before the resume
+        warmed = [processed(port) for _, port in procs]
         for process, _ in procs:
             process.send_signal(signal.SIGSTOP)
         produce_cpu, started = time.process_time(), time.perf_counter()
         asyncio.run(produce_async(bootstrap, raw, rest, partitions))
         produce_seconds = time.perf_counter() - started
         produce_cpu = time.process_time() - produce_cpu
-        before = _snapshot(procs, broker_pid, workdir, app_id)
+        before = _snapshot(procs, broker_pid, workdir, app_id, warmed)
         for process, _ in procs:
             process.send_signal(signal.SIGCONT)
         _wait_processed(procs, total, workdir, timeout)
@@ -409,10 +418,15 @@ class _Snapshot:
 
 
 def _snapshot(procs: list[tuple[subprocess.Popen, int]], broker_pid: int | None,
-              workdir: Path, app_id: str) -> _Snapshot:
+              workdir: Path, app_id: str, counts: list[float] | None = None) -> _Snapshot:
+    """The clock and the counters of a span's start or end. ``counts``: the events the
+    workers have processed, read before they were paused (a paused worker's metrics
+    cannot be read: the request waits for its timeout); without it they are read now.
+    Everything else comes from /proc and the log files, readable from a paused worker."""
+    if counts is None:
+        counts = [processed(port) for _, port in procs]
     return _Snapshot(
-        time.perf_counter(), [process.pid for process, _ in procs],
-        [processed(port) for _, port in procs],
+        time.perf_counter(), [process.pid for process, _ in procs], counts,
         [cpu_seconds(process.pid) for process, _ in procs],
         [thread_seconds(process.pid) for process, _ in procs],
         cpu_seconds(broker_pid) if broker_pid is not None else 0.0,

@@ -58,6 +58,12 @@ TABLE_CENSUS_CHUNK = 5_000
 # take the worker's LeaveGroup request; then it exits anyway, and the group notices the
 # member is gone only after the session timeout, as before.
 LEAVE_GROUP_TIMEOUT_S = 5.0
+# How long the broker may hold a fetch that finds no new data (Faust's driver fixes 1500 ms:
+# ``short_fetch_wait``). The consumer keeps one fetch in flight to a broker, and sends one
+# for its other partitions when a partition's fetched records wait unread for 100 ms
+# (aiokafka's prefetch backoff): a fetch that then finds nothing there held the busy
+# partition's next fetch back for the whole wait. An idle worker fetches this often.
+FETCH_MAX_WAIT_MS = 100
 
 
 @dataclass
@@ -165,9 +171,9 @@ def create_app(settings: WorkerSettings, runtime: Runtime) -> faust.App:
         Table=state_table(lambda action, err: store_failed(runtime, action, err)),
     )
     intake = runtime.intake = RawIntake(settings.topic_sources(), settings.ingest_max_messages)
-    app.transport.Consumer = holding_consumer(
+    app.transport.Consumer = short_fetch_wait(holding_consumer(
         app.transport.Consumer, runtime.holds, lambda: runtime.before_commit,
-        lambda: lambda consumer: check_raw_offsets(consumer, runtime), intake=intake)
+        lambda: lambda consumer: check_raw_offsets(consumer, runtime), intake=intake))
     runtime.leave_group = lambda timeout: leave_group(app, timeout)
     topics = _declare_topics(app, settings)
     runtime.roles = topics
@@ -229,6 +235,36 @@ def state_table(failed: Callable[[str, BaseException], NoReturn]) -> type:
                 await super().on_recovery_completed(*args, **kwargs)
 
     return StateTable
+
+
+def short_fetch_wait(base: type, wait_ms: int = FETCH_MAX_WAIT_MS) -> type:
+    """``base`` (Faust's aiokafka consumer class) whose aiokafka consumer lets the broker
+    hold an empty fetch ``wait_ms`` instead of the 1500 ms that Faust's driver passes.
+
+    With one broker every partition is fetched in one request, one at a time. While a raw
+    partition's fetched records are being read (more than aiokafka's 100 ms prefetch
+    backoff), the consumer fetches its other partitions alone: the repartition topic, the
+    changelog, Faust's assignor topic. When those have nothing new, the broker keeps that
+    fetch for the whole wait, and the raw partition, read meanwhile, is fetched again only
+    after it: a worker working through a backlog sat idle up to 1.5 s per fetched megabyte
+    (a no-op Faust agent too, at 900 messages/s instead of 12,000). The driver passes the
+    value to aiokafka's consumer, which hands it to its fetcher when it starts; it is set
+    on the consumer the driver creates, before that start."""
+
+    class ShortFetchWaitConsumer(base):  # type: ignore[misc, valid-type]
+        def _new_consumer_thread(self) -> Any:
+            thread = super()._new_consumer_thread()
+            create = thread._create_worker_consumer
+
+            def create_worker_consumer(transport: Any) -> Any:
+                consumer = create(transport)
+                consumer._fetch_max_wait_ms = wait_ms
+                return consumer
+
+            thread._create_worker_consumer = create_worker_consumer
+            return thread
+
+    return ShortFetchWaitConsumer
 
 
 def holding_consumer(base: type, holds: Mapping[tuple[str, int], int],

@@ -8,12 +8,14 @@ saying no broker answers and exits at once; a restart reads again what was not c
 
 from __future__ import annotations
 
+import re
 import signal
 import time
 from pathlib import Path
 
 import pytest
 
+from streams.logs import BROKER_MESSAGES
 from tests.streams import scenario
 from tests.streams.conftest import started_or_skip
 from tests.streams.kafka_helpers import (
@@ -41,7 +43,7 @@ def test_sigterm_after_the_broker_is_gone_stops_at_once_with_one_clear_line(
                               tmp_path / "worker.log", verbose=False)
         worker.wait_ready()
         records = story.records[:100]
-        produce(bootstrap, f"{app_id}.raw", framed_batches(records))
+        produced = produce(bootstrap, f"{app_id}.raw", framed_batches(records))[-1] + 1
         accounted_ids(bootstrap, app_id, {r["eventID"] for r in records}, timeout=120)
     finally:
         broker.stop()
@@ -59,5 +61,26 @@ def test_sigterm_after_the_broker_is_gone_stops_at_once_with_one_clear_line(
     assert lines[-1].startswith("INFO streams.worker: stopped (exit 0; ")
     assert "Traceback" not in worker.log_path.read_text()
     assert [line for line in lines if line.startswith("ERROR")] == []
+    # The worker's own lines: started, ready, stopping, stopped, and nothing else.
+    own = [line.split(":", 1)[0] + ": " + line.split(": ", 1)[1].split(" ", 1)[0]
+           for line in lines if line.split(" ", 2)[1].startswith("streams.")]
+    assert own == ["INFO streams.worker: nhi-detector", "INFO streams.worker: ready",
+                   "INFO streams.worker: stopping", "INFO streams.worker: stopped"], own
+    # Nothing lost: every record reached the outputs before the broker went, and no
+    # offset was committed past the messages produced (a restart reads the rest again).
+    committed = re.findall(r"gone\.raw\[0\]=(\d+)", lines[-1])
+    assert all(int(offset) <= produced for offset in committed), lines[-1]
+    # The connection errors of the outage (each client retries every 100 ms): one line,
+    # the first, then one a minute (streams.logs); without that filter, dozens came.
     warnings = [line for line in lines if line.startswith("WARNING")]
-    assert len(warnings) <= 3 and any("the broker cannot be reached" in w for w in warnings)
+    templates = [f"WARNING {logger}: {message.split('%s')[0]}"
+                 for logger, messages in BROKER_MESSAGES.items() for message in messages]
+    attempts = [w for w in warnings if w.startswith(tuple(templates))]
+    assert len(attempts) == 1 and "the broker cannot be reached" in attempts[0], warnings
+    # aiokafka's other lines are not counted: which ones come, and how often, depends on
+    # which requests the broker's stop caught. SIGTERM is Kafka's controlled shutdown: it
+    # gives up leadership and the group coordinator before it closes its sockets, so a
+    # heartbeat or commit then can mark the coordinator dead (and again after the consumer
+    # found it once more while the broker still answered), a produce can be told "not
+    # leader", a metadata request open when a socket closes logs its failure. A loaded
+    # machine stretches that shutdown and catches more of them (2 to 4 lines seen).
