@@ -13,6 +13,15 @@ from detector.stats import RunStats
 RULE = '- {identity: "arn:*", detector: "%s", reason: CI role rotates regions}\n'
 
 
+def refusal(tmp_path, text: str) -> tuple[object, str]:
+    """(the config file written with ``text``, the message ``load_config`` refuses it with)."""
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    return path, str(caught.value)
+
+
 def detector_with_rules(tmp_path, pattern: str) -> Detector:
     path = tmp_path / "s.yaml"
     path.write_text(RULE % pattern)
@@ -67,11 +76,8 @@ alerting: {}
 
 def test_every_mistake__reported_in_one_run(tmp_path):
     """The trial's file with a dozen mistakes took a dozen runs, one message each."""
-    path = tmp_path / "c.yaml"
-    path.write_text(ALL_WRONG)
-    with pytest.raises(ConfigError) as caught:
-        load_config(path)
-    head, *lines = str(caught.value).splitlines()
+    path, refused = refusal(tmp_path, ALL_WRONG)
+    head, *lines = refused.splitlines()
     assert head == f"config file {path}: 11 mistakes:"
     starts = [line.split(":")[0].split(" must")[0] for line in lines]
     assert starts == [
@@ -89,28 +95,21 @@ def test_every_mistake__reported_in_one_run(tmp_path):
 ])
 def test_huge_number__echoed_as_written(tmp_path, text, message):
     """1e99 made a whole number was echoed with its 100 digits."""
-    path = tmp_path / "c.yaml"
-    path.write_text(text)
-    with pytest.raises(ConfigError) as caught:
-        load_config(path)
-    assert str(caught.value) == f"config file {path}: {message}"
+    path, refused = refusal(tmp_path, text)
+    assert refused == f"config file {path}: {message}"
 
 
 def test_inverted_thresholds__reported_once_the_keys_pass(tmp_path):
-    path = tmp_path / "c.yaml"
-    path.write_text("scoring: {thresholds: {low: 0.9, medium: 0.5}, min_severity: severe}\n")
-    with pytest.raises(ConfigError) as caught:
-        load_config(path)
-    lines = str(caught.value).splitlines()[1:]
+    path, refused = refusal(
+        tmp_path, "scoring: {thresholds: {low: 0.9, medium: 0.5}, min_severity: severe}\n")
+    lines = refused.splitlines()[1:]
     assert [line.split(" ")[3] for line in lines] == ["scoring.thresholds", "scoring.min_severity:"]
 
 
 def test_every_unmatched_pattern__named_in_one_message(tmp_path):
-    path = tmp_path / "c.yaml"
-    path.write_text("scoring: {shadow_detectors: [novelty.acton, volume.rat, 'novelty.*']}\n")
-    with pytest.raises(ConfigError) as caught:
-        load_config(path)
-    assert str(caught.value).startswith(
+    path, refused = refusal(
+        tmp_path, "scoring: {shadow_detectors: [novelty.acton, volume.rat, 'novelty.*']}\n")
+    assert refused.startswith(
         f"config file {path}: scoring.shadow_detectors: 'novelty.acton' matches no detector "
         "name; did you mean 'novelty.action'?; scoring.shadow_detectors: 'volume.rat' "
         "matches no detector name; did you mean 'volume.rate' or 'volume.*'? (names: ")
@@ -126,19 +125,15 @@ def test_keys_valid_only_together__accepted(tmp_path):
 
 def test_keys_valid_only_together__beside_an_unknown_key(tmp_path):
     """Only the unknown key is named: the known keys pass together."""
-    path = tmp_path / "c.yaml"
-    path.write_text("scoring: {track_severity: high, min_severity: high, cooldown_minutes: 5}\n")
-    with pytest.raises(ConfigError) as caught:
-        load_config(path)
-    assert str(caught.value).startswith(
+    path, refused = refusal(
+        tmp_path, "scoring: {track_severity: high, min_severity: high, cooldown_minutes: 5}\n")
+    assert refused.startswith(
         f"config file {path}: scoring: unknown key(s) ['cooldown_minutes']; known: ")
 
 
 def test_keys_invalid_together__named_once(tmp_path):
-    path = tmp_path / "c.yaml"
-    path.write_text("scoring: {track_severity: high, min_severity: medium}\n")
-    with pytest.raises(ConfigError) as caught:
-        load_config(path)
-    assert str(caught.value) == (
+    path, refused = refusal(
+        tmp_path, "scoring: {track_severity: high, min_severity: medium}\n")
+    assert refused == (
         f"config file {path}: scoring.track_severity ('high') must not be above "
         "min_severity ('medium')")
