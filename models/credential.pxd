@@ -1,6 +1,11 @@
 # Compiled build only (see docs/architecture.md, "Compiled build"): types for credential.py.
+cimport cython
+
 from models.context cimport Context
 from models.table cimport ValueTable
+
+
+cpdef bint is_instance_credential(event) except -1
 
 
 cdef class CredentialModel:
@@ -12,4 +17,5 @@ cdef class CredentialModel:
 
     cpdef list score(self, event, Context ctx)
     cpdef learn(self, event, Context ctx, bint held)
+    @cython.locals(nets="long long", entries=list)
     cpdef size_estimate(self)

@@ -104,10 +104,11 @@ class CredentialModel:
             other = None  # a known use, with nothing it could be concurrent with
         else:
             other = self._concurrent(event, ctx)
-        ctx.cred_other = (other, use)
+        instance = is_instance_credential(event)
+        ctx.cred_other = (other, use, instance)
         if other is not None:
             out.append(self._concurrent_signal(event, ctx, other))
-        if is_instance_credential(event):
+        if instance:
             reason = self._outside_reason(event, ctx)
             if reason:
                 out.append(self._outside_signal(event, reason))
@@ -184,8 +185,9 @@ class CredentialModel:
         if found is None:
             use = self._uses.get((cred, event.network_prefix, network))
             other = None if use is not None and use[1] else -1  # -1: not looked for yet
+            instance = -1  # not looked at yet
         else:
-            other, use = found
+            other, use, instance = found
         if use is not None and other is None:
             entry = use[0]  # a known use, not concurrent: ``_remember`` written out
             ts = int(ctx.ts)
@@ -200,8 +202,11 @@ class CredentialModel:
             if other is not None:
                 self._count_concurrency(h, ctx)
             self._remember(h, network_label(event), network, ctx, event)
-        if network not in INSIDE_CLASSES and is_instance_credential(event):  # used outside
-            self._learn_egress(event, ctx, held)
+        if network not in INSIDE_CLASSES:
+            if instance == -1:
+                instance = is_instance_credential(event)
+            if instance:  # instance credentials used outside
+                self._learn_egress(event, ctx, held)
         if not self.delivery_seen and event.attributes and event.attributes.get(
                 "ec2_role_delivery"):
             self.delivery_seen = True
@@ -274,7 +279,9 @@ class CredentialModel:
         return False
 
     def size_estimate(self) -> int:
-        nets = sum(map(len, self.recent.values()))
+        nets = 0
+        for entries in self.recent.values():
+            nets += len(entries)
         return 60 + 30 * nets + 12 * len(self.multi) + self.egress.size_estimate()
 
     def to_state(self) -> dict:

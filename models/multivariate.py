@@ -30,7 +30,6 @@ from __future__ import annotations
 import array
 import logging
 import math
-from bisect import bisect_right
 from operator import add
 from typing import Any
 
@@ -86,8 +85,23 @@ class _Structure:
 
     def learn_mask(self, xs: list[float]) -> int:
         """One in the byte of every node the scaled vector ``xs`` walks through, in every
-        tree (the nodes whose mass ``learn`` raises), cached per key."""
-        key = tuple(map(bisect_right, self.cuts, xs))
+        tree (the nodes whose mass ``learn`` raises), cached per key.
+
+        The key's digits (base ``KEY_BASE``, first feature first) are
+        ``bisect_right(cuts, x)`` per feature, counted here: the cuts are sorted, so those
+        ``<= x`` are the ones before the first ``t`` with ``x < t`` (a NaN, never below
+        any, counts them all, as in ``bisect_right``)."""
+        key = 0
+        i = 0
+        for cuts in self.cuts:
+            x = xs[i]
+            k = 0
+            for t in cuts:
+                if x < t:
+                    break
+                k += 1
+            key = key * KEY_BASE + k
+            i += 1
         found = self.masks.get(key)
         if found is None:
             nodes = self.nodes
@@ -107,6 +121,8 @@ class _Structure:
 _STRUCTURES: dict[int, _Structure] = {}
 MASKS_CAP = 4096
 """Walks kept per tree structure (shared by every identity of the process)."""
+KEY_BASE = 128
+"""Radix of a walk's key: above the cuts of any feature (at most one per node: 70)."""
 
 
 def _structure(seed: int) -> _Structure:
@@ -129,6 +145,11 @@ def _hour_circle(hour: int) -> tuple[float, float]:
     angle = 2 * math.pi * hour / 24
     return (math.sin(angle) + 1) / 2, (math.cos(angle) + 1) / 2
 
+
+LOG1P_CACHED = 1024
+_LOG1P = tuple(math.log1p(k) for k in range(LOG1P_CACHED))
+"""``math.log1p`` of the whole numbers below ``LOG1P_CACHED`` (the scaler's counts): the
+same function of the same doubles, so the very floats it returns when called."""
 
 _HOUR_CIRCLE = tuple(_hour_circle(hour) for hour in range(24))  # computed once, same floats
 
@@ -230,6 +251,7 @@ class MultivariateModel:
         """A window as ``_clean`` gives it, scaled into [0, 1] (the hot path: no dict)."""
         scale = self.scale
         log1p = math.log1p
+        table = _LOG1P
         out = []
         n = len(values)  # ``zip(values, COUNT_INDEX)`` written out as an indexed loop
         if n > len(COUNT_INDEX):
@@ -238,9 +260,17 @@ class MultivariateModel:
             value = values[i]
             slot = COUNT_INDEX[i]
             if slot >= 0:
+                # 0.5 * log1p(max(value, 0)) / log1p(max(ref, SCALER_FLOOR)), each log1p
+                # read from ``_LOG1P`` for a whole number below LOG1P_CACHED (counts)
+                v = value if value > 0.0 else 0.0
+                k = int(v) if v < LOG1P_CACHED else -1
+                num = table[k] if k == v else log1p(v)
                 ref = scale[slot]
-                value = 0.5 * log1p(value if value > 0.0 else 0.0) / log1p(
-                    ref if ref > SCALER_FLOOR else SCALER_FLOOR)
+                if not ref > SCALER_FLOOR:
+                    ref = SCALER_FLOOR
+                k = int(ref) if ref < LOG1P_CACHED else -1
+                den = table[k] if k == ref else log1p(ref)
+                value = 0.5 * num / den
             out.append(0.0 if value < 0.0 else 1.0 if value > 1.0 else value)
         return out
 

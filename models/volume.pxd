@@ -65,4 +65,5 @@ cdef class WindowModel:
     @cython.locals(index="long long", bucket=Bucket)
     cpdef learn(self, event, Context ctx, bint held)
 
+    @cython.locals(distinct="long long", bucket=Bucket)
     cpdef size_estimate(self)

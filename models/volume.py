@@ -55,7 +55,6 @@ import functools
 import logging
 import math
 import time
-from operator import attrgetter
 
 from detector.event import Event
 from models.base import Signal
@@ -155,10 +154,6 @@ def spike_score(count: float, expected: float, var: float, peak: float = 0.0,
         return 0.0
     z = (count - expected) / math.sqrt(max(var, 0.0) + expected + 1.0)
     return clamp01((z - Z_START) / Z_SPAN)
-
-
-_ACTIONS = attrgetter("actions")
-_RESOURCES = attrgetter("resources")
 
 
 def _may_spike(ref: Reference, bucket: Bucket, expected: float) -> bool:
@@ -897,9 +892,10 @@ class WindowModel:
     def size_estimate(self) -> int:
         # the sum over open buckets of 120 + 4 * (distinct actions + resources), in
         # integers, so gathered in any order
-        buckets = self.open.values()
-        distinct = sum(map(len, map(_ACTIONS, buckets))) + sum(map(len, map(_RESOURCES, buckets)))
-        return 1400 + 24 * len(self.main.run) + 120 * len(buckets) + 4 * distinct
+        distinct = 0
+        for bucket in self.open.values():
+            distinct += len(bucket.actions) + len(bucket.resources)
+        return 1400 + 24 * len(self.main.run) + 120 * len(self.open) + 4 * distinct
 
     def to_state(self) -> dict:
         return {
