@@ -66,6 +66,12 @@ def slot_label(how: int) -> str:
     return f"{DAYS[how // 24]} {how % 24:02d}:00"
 
 
+def _context_how(ctx: Context) -> int:
+    """``hour_of_week(ctx.ts)`` from the context's own day and hour, which are the very
+    ``int(ts // 86400)`` and ``int(ts // 3600)`` it computes."""
+    return ((ctx.day + 3) % 7) * 24 + ctx.hour % 24
+
+
 class ScheduleModel:
     """Hour-of-week activity memory with a regularity-weighted surprise."""
 
@@ -102,7 +108,7 @@ class ScheduleModel:
             return []
         if ctx.history_seconds < DAY_HISTORY_DAYS * 86400:
             return []  # too short a history to call an hour unusual
-        how = hour_of_week(ctx.ts)
+        how = _context_how(ctx)
         packed = self.held.get(how)
         if packed is not None and packed >> 8 == ctx.bucket:
             return []  # already said in this window; the hour stays quarantined
@@ -112,14 +118,14 @@ class ScheduleModel:
             active = self._count_active(self.hod, day)
             near = 1.0 - 0.5 ** self._gap(hour, day)
             score = (1.0 - active / 24) * self._settled() ** 2 * near
-            return self._signal(ctx, f"{hour:02d}:00", score, active, 24, "day")
+            return self._signal(ctx, how, score, active, 24, "day")
         if ctx.history_seconds < WEEK_HISTORY_DAYS * 86400:
             return []
         if self._active(self.slots[how], day):
             return []
         active = self._count_active(self.slots, day)
         score = 0.5 * (1.0 - active / 168) * self._settled() ** 2
-        return self._signal(ctx, slot_label(how), score, active, 168, "week")
+        return self._signal(ctx, how, score, active, 168, "week")
 
     def _gap(self, hour: int, day: int) -> int:
         """Hours from ``hour`` to the nearest active hour of the day, round the clock (1 to
@@ -137,13 +143,16 @@ class ScheduleModel:
         return 1.0 - (self.new + 1) / (self.seen + 2)
 
     def _signal(
-        self, ctx: Context, label: str, score: float, active: int, slots: int, per: str
+        self, ctx: Context, how: int, score: float, active: int, slots: int, per: str
     ) -> list[Signal]:
+        """The signal for hour of the week ``how``, labelled by its hour of the day
+        (``per`` "day") or of the week, when ``score`` reaches ``min_score``."""
         score = clamp01(score)
         if score < self.settings.min_score:
             return []
+        label = f"{how % 24:02d}:00" if per == "day" else slot_label(how)
         what = "of the day" if per == "day" else "of the week"
-        held = self._held_windows(hour_of_week(ctx.ts))
+        held = self._held_windows(how)
         sentence = (
             f"first activity at {label} UTC in {span_words(ctx.history_seconds)} of history; "
             f"active in {active} of {slots} hours {what} so far"
@@ -170,7 +179,7 @@ class ScheduleModel:
         """Mark the hour active, unless the event is held and the hour is new (quarantine)."""
         if ctx.hour == self._fast_hour:
             return
-        how = hour_of_week(ctx.ts)
+        how = _context_how(ctx)
         day = ctx.day
         quarantined = how in self.held and not self._active(self.slots[how], day)
         if quarantined or (held and not ctx.learning and self.score(event, ctx)):
