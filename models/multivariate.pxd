@@ -19,7 +19,7 @@ cdef class _Structure:
 cpdef _Structure _structure(long long seed)
 
 
-@cython.locals(i="long long", position="long long")
+@cython.locals(i="long long", position="long long", value=double, decayed=double)
 cpdef _scale_step(scale, list values)
 
 
