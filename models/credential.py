@@ -66,7 +66,10 @@ def is_instance_credential(event: Event) -> bool:
     if attrs and (attrs.get("ec2_role_delivery") or attrs.get("instance_id")):
         return True
     session = event.session
-    return bool(session) and (session == "ec2-instance" or _instance_session(session))
+    # only a session starting "i-" can match ``_INSTANCE_SESSION``: the others (most, and
+    # many of them one-off names) never reach the regular expression nor its cache
+    return bool(session) and (session == "ec2-instance"
+                              or session.startswith("i-") and _instance_session(session))
 
 
 @functools.lru_cache(maxsize=4096)
@@ -250,8 +253,12 @@ class CredentialModel:
         uses = self._uses
         if len(uses) >= USES_CAP:
             uses.clear()
-        quiet = event.network != "public" and not any(
-            len(e) > 2 and e[2] == "public" for e in entries if e is not entry)
+        quiet = event.network != "public"
+        if quiet:  # and no other entry of the credential is public (``any`` written out)
+            for e in entries:
+                if e is not entry and len(e) > 2 and e[2] == "public":
+                    quiet = False
+                    break
         uses[(event.credential_id, event.network_prefix, event.network)] = (entry, quiet)
 
     @staticmethod

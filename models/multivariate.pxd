@@ -19,6 +19,9 @@ cdef class _Structure:
 cpdef _Structure _structure(long long seed)
 
 
+cpdef list raw_values(calls, fails, actions, resources, novel, hour)
+
+
 @cython.locals(i="long long", position="long long", value=double, decayed=double)
 cpdef _scale_step(scale, list values)
 

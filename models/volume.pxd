@@ -5,6 +5,7 @@
 cimport cython
 
 from models.context cimport Context
+from models.multivariate cimport raw_values
 
 
 cdef class Bucket:
@@ -56,6 +57,8 @@ cdef class WindowModel:
                    wd_weight=double, fallback=double, slot_weight=double, incr=double,
                    count="long long")
     cpdef _fold_zeros(self, Reference ref, long long start, long long stop)
+
+    cpdef list _window_values(self, Bucket bucket, index)
 
     @cython.locals(index="long long", bucket=Bucket, ref=Reference, n="long long",
                    fails="long long", actions="long long", resources="long long",
