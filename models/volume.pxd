@@ -28,7 +28,8 @@ cdef class Reference:
     cpdef double expected(self, long long slot) except? -1.0
 
 
-@cython.locals(n="long long", a="long long", res="long long", f="long long")
+@cython.locals(n="long long", a="long long", res="long long", f="long long", x0=double,
+               x1=double, x2=double, x3=double, e1=double, e2=double, e3=double)
 cpdef bint _may_spike(Reference ref, Bucket bucket, double expected) except -1
 
 

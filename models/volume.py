@@ -161,12 +161,15 @@ def _may_spike(ref: Reference, bucket: Bucket, expected: float) -> bool:
     ``spike_score``'s own early-return test (same comparisons, ``expected`` being
     ``ref.expected(slot)``). The scores are then skipped: ``holdout_score`` > 0 (checked by
     ``ModelSettings``), so max(0.0, ...) cannot reach it."""
-    s, p, x, r = ref.stats, ref.peaks, EXCESS, PEAK_RATIOS
+    s, p = ref.stats, ref.peaks
+    x0, x1, x2, x3 = EXCESS
     n, a, res, f = bucket.n, len(bucket.actions), len(bucket.resources), bucket.fails
-    return not ((n < 2 * expected + x[0] or n <= r[0] * p[0])
-                and (a < 2 * s[0] + x[1] or a <= r[1] * p[1])
-                and (res < 2 * s[2] + x[2] or res <= r[2] * p[2])
-                and (f < 2 * s[4] + x[3] or f <= r[3] * p[3]))
+    e1, e2, e3 = s[0], s[2], s[4]  # (doubles in the compiled build: one read each)
+    r = PEAK_RATIOS
+    return not ((n < 2 * expected + x0 or n <= r[0] * p[0])
+                and (a < 2 * e1 + x1 or a <= r[1] * p[1])
+                and (res < 2 * e2 + x2 or res <= r[2] * p[2])
+                and (f < 2 * e3 + x3 or f <= r[3] * p[3]))
 
 
 class Bucket:
@@ -442,7 +445,9 @@ class WindowModel:
                 # max(SLOT_ALPHA, 1 / (sn + 1)) is SLOT_ALPHA.
                 w, keep = alpha, keep_alpha
                 mean -= w * mean
-                rvar += w * (sm ** 2 - rvar)
+                # (a slot never active keeps a mean of exactly 0.0, whose square is
+                # 0.0: pow is only called for the others)
+                rvar += w * ((sm ** 2 if sm else 0.0) - rvar)
                 slot_mean[slot] = sm - slot_alpha * sm
             else:
                 # ref.expected(slot), before this fold's updates (see above for sn >= 6)
