@@ -61,6 +61,19 @@ cdef class WindowModel:
 
     cpdef list _window_values(self, Bucket bucket, index)
 
+    @cython.locals(capped=bint, index="long long", bucket=Bucket, later=list,
+                   stop="long long", start="long long")
+    cpdef bint _fold_until(self, Reference ref, long long target, dict pending) except -1
+
+    @cython.locals(target="long long", through="long long")
+    cpdef bint _defer(self, long long index) except -1
+
+    @cython.locals(through="long long")
+    cpdef bint _can_keep(self, long long index) except -1
+
+    @cython.locals(target="long long", pending=dict)
+    cpdef _advance(self, long long newest)
+
     @cython.locals(index="long long", bucket=Bucket, ref=Reference, n="long long",
                    fails="long long", actions="long long", resources="long long",
                    milestone=bint)

@@ -868,7 +868,7 @@ class WindowModel:
         kept, self._next_main = self._next_main, None
         if (kept is not None and kept[2].through == target
                 and kept[0] == self.main.through and kept[1] == self.main.folds
-                and kept[3] == tuple(sorted((i, b.n) for i, b in pending.items()))):
+                and kept[3] == tuple(sorted([(i, b.n) for i, b in pending.items()]))):
             # the very folds this call would make, already made by ``reference``; the
             # windows it listed are learned into main's trees in their order
             ref = kept[2]
