@@ -12,7 +12,7 @@ cdef class _Structure:
 
     # the walk's node index stays a Python int: ``1 << 8 * node`` reaches bit 599
     @cython.locals(nodes=list, key="long long", i="Py_ssize_t", cuts=list, x=double,
-                   k="long long", t=double)
+                   k="long long", t=double, base="long long")
     cpdef object learn_mask(self, list xs)
 
 
@@ -34,7 +34,8 @@ cdef class MultivariateModel:
     cpdef MultivariateModel copy(self)
 
     @cython.locals(i="Py_ssize_t", n="Py_ssize_t", slot="long long", ref=double, out=list,
-                   table=tuple, v=double, k="long long", num=double, den=double)
+                   table=tuple, v=double, k="long long", num=double, den=double, w=double,
+                   cached=double, floor=double, slots=tuple)
     cpdef list _scaled_values(self, list values)
 
     @cython.locals(st=_Structure, nodes=list, total="long long", node="long long",

@@ -92,6 +92,7 @@ class _Structure:
         ``<= x`` are the ones before the first ``t`` with ``x < t`` (a NaN, never below
         any, counts them all, as in ``bisect_right``)."""
         key = 0
+        base = KEY_BASE
         i = 0
         for cuts in self.cuts:
             x = xs[i]
@@ -100,7 +101,7 @@ class _Structure:
                 if x < t:
                     break
                 k += 1
-            key = key * KEY_BASE + k
+            key = key * base + k
             i += 1
         found = self.masks.get(key)
         if found is None:
@@ -251,27 +252,31 @@ class MultivariateModel:
         """A window as ``_clean`` gives it, scaled into [0, 1] (the hot path: no dict)."""
         scale = self.scale
         log1p = math.log1p
-        table = _LOG1P
+        table, cached, floor, slots = _LOG1P, LOG1P_CACHED, SCALER_FLOOR, COUNT_INDEX
         out = []
         n = len(values)  # ``zip(values, COUNT_INDEX)`` written out as an indexed loop
-        if n > len(COUNT_INDEX):
-            n = len(COUNT_INDEX)
+        if n > len(slots):
+            n = len(slots)
         for i in range(n):
-            value = values[i]
-            slot = COUNT_INDEX[i]
+            slot = slots[i]
             if slot >= 0:
                 # 0.5 * log1p(max(value, 0)) / log1p(max(ref, SCALER_FLOOR)), each log1p
                 # read from ``_LOG1P`` for a whole number below LOG1P_CACHED (counts)
-                v = value if value > 0.0 else 0.0
-                k = int(v) if v < LOG1P_CACHED else -1
+                v = values[i]
+                if not v > 0.0:
+                    v = 0.0
+                k = int(v) if v < cached else -1
                 num = table[k] if k == v else log1p(v)
                 ref = scale[slot]
-                if not ref > SCALER_FLOOR:
-                    ref = SCALER_FLOOR
-                k = int(ref) if ref < LOG1P_CACHED else -1
+                if not ref > floor:
+                    ref = floor
+                k = int(ref) if ref < cached else -1
                 den = table[k] if k == ref else log1p(ref)
-                value = 0.5 * num / den
-            out.append(0.0 if value < 0.0 else 1.0 if value > 1.0 else value)
+                w = 0.5 * num / den
+                out.append(0.0 if w < 0.0 else 1.0 if w > 1.0 else w)
+            else:
+                value = values[i]
+                out.append(0.0 if value < 0.0 else 1.0 if value > 1.0 else value)
         return out
 
     def score(self, x: dict[str, float]) -> float:
