@@ -437,8 +437,11 @@ class RecentMap:
         """Remember ``key``; False when it was already there (one call on the hot path).
 
         ``setdefault`` looks up and inserts with one hash of the key (a tuple of four or
-        five fields, hashed afresh each time); the size tells whether it was new."""
-        if key in self._old:
+        five fields, hashed afresh each time); the size tells whether it was new. The old
+        generation is looked in only when it holds keys (a tuple's hash is not cached: each
+        look-up hashes it again)."""
+        old = self._old
+        if old and key in old:
             return False
         new = self._new
         size = len(new)

@@ -107,6 +107,7 @@ _RECORDS_HEAD = b'{"Records":['
 SLICE_BYTES = 32 * 1024
 MIN_SLICED_BYTES = 1024 * 1024
 _JSON_SPACE = b" \t\r\n"
+_NOT_SPACE = re.compile(rb"[^ \t\r\n]")  # a byte that is not JSON whitespace
 _WHITESPACE = re.compile(r"[ \t\r\n]*")
 # A document whose first key holds the record array: CloudTrail's S3 file, Azure's export.
 _ARRAY_DOCUMENT = re.compile(r'\s*\{\s*"(Records|records)"\s*:\s*\[')
@@ -366,7 +367,8 @@ class Parser:
                 self._frame_doubtful(data, head, origin):
             return
         container = head[:1] == b"[" or b'"Records"' in head[:256] or b'"records"' in head[:256]
-        if self._whole_document(data, container, origin):
+        if (container or not _starts_json_lines(data)) and \
+                self._whole_document(data, container, origin):
             return
         if self._json_lines(data, container, origin):
             return
@@ -579,7 +581,21 @@ class Parser:
     def _gunzip(self, data: bytes, origin: str) -> bytes | None:
         """Inflate every member, at most ``max_decompressed_bytes`` in all (``None`` when
         nothing is left to parse). A member that is cut or corrupt, or trailing data, is
-        one dead letter; the members before it are kept."""
+        one dead letter; the members before it are kept.
+
+        One whole member and nothing after it (every S3 delivery file) is inflated by one
+        call, what ``compressed.inflate`` does for it in its first step; its bookkeeping
+        was 2 us of a replay_data file's 20 (10,700 such files). Anything else (an error,
+        more members or bytes, a cut or oversized member) is read again by ``inflate``."""
+        decomp = zlib.decompressobj(wbits=47)
+        try:
+            out = decomp.decompress(data, compressed.STEP)
+        except zlib.error:
+            out = None
+        if out is not None and decomp.eof and not decomp.unused_data and \
+                len(out) <= self.max_decompressed_bytes:
+            self.stats.bytes_read += len(out) - len(data)
+            return out
         done = compressed.inflate(data, _gzip_member, self.max_decompressed_bytes,
                                   (zlib.error,), _next_member)
         parts, size, members = done.parts, done.size, done.streams
@@ -1653,6 +1669,16 @@ def starts_binary(start: bytes, mostly: bool | None = None) -> bool:
     if mostly is None:
         mostly = mostly_binary(sample)
     return mostly or b"\x00" in sample and sample.lstrip()[:1] not in (b"{", b"[")
+
+
+def _starts_json_lines(data: bytes) -> bool:
+    """Whether ``data``'s first line is a whole JSON object with more than whitespace after
+    it. Such input cannot decode as one document (JSON allows only whitespace after the
+    value), and trying costs a pass over all of it (orjson checks the whole input's UTF-8
+    first: 0.2 us a line of replay_data's Kubernetes files), so it goes to line framing."""
+    end = data.find(b"\n")
+    return end >= 0 and _NOT_SPACE.search(data, end + 1) is not None and \
+        _parses_as_object(data[:end])
 
 
 def _parses_as_object(line: bytes) -> bool:
