@@ -447,6 +447,7 @@ class NoveltyModel:
         novel_parts = 0
         teach_any = learn_known and not failed  # else only the error code is taught
         unflushed = bool(self.log)  # repeats not yet applied are all in the log
+        lazy_new = False  # whether a lazy table does not know its value
         values = ctx.values  # ``self.values(event, ctx)`` written out
         if values is None:
             values = ctx.values = extract(event)
@@ -468,6 +469,8 @@ class NoveltyModel:
                     table.rate -= RATE_ALPHA * table.rate
                     taught[index] = h
                 continue
+            if index != RESOURCE and index != ACTION_RESOURCE:
+                lazy_new = True
             if unflushed:  # uses of known values commute; a new value needs exact totals
                 # every table with a new value in this event at once: this is the first,
                 # the later ones are not touched before their turn (one value per table)
@@ -484,7 +487,12 @@ class NoveltyModel:
             if signal is not None:
                 out.append(signal)
         ctx.pending = pending
-        if learn_known and not pending and not out:
+        # a memo entry for the lazy tables' values: when every one was known (a successful
+        # call teaches them all, so they stay known for the entry's period) whatever the
+        # resource tables said, so that an identity touching a new resource on most calls
+        # meets its entry next time (``_resource_miss``); or when nothing is pending and
+        # nothing was signalled
+        if learn_known and (teach_any and not lazy_new or not pending and not out):
             old = self.memo.get(sig)
             if old is not None:
                 self._apply(old)  # an entry is only replaced once its repeats are applied
