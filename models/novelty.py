@@ -92,6 +92,7 @@ PAIR_PARTS = {
 }
 """A pair signal is left out when one of its parts is itself new in the same event."""
 SURPRISE_DECADES = 3.0
+_SURPRISE_DECADES = SURPRISE_DECADES  # a C double in the compiled build
 
 
 PEER_ATTRS = frozenset(INDEX[name] for name in (
@@ -134,7 +135,11 @@ def _tenant_network(ctx: Context, event: Event, h: int) -> tuple[str, float]:
 def surprise(p_new: float) -> float:
     """How surprising a new value is when new values come with probability ``p_new``:
     ``−log10(p_new) / 3`` clipped to [0, 1] (1 in 1,000 or rarer is fully surprising)."""
-    return clamp01(-math.log10(max(p_new, 1e-12)) / SURPRISE_DECADES)
+    v = -math.log10(p_new if not 1e-12 > p_new else 1e-12) / _SURPRISE_DECADES
+    # ``clamp01(v)`` written out (C doubles in the compiled build; NaN gives 0.0)
+    if v != v:
+        return 0.0
+    return 0.0 if v < 0.0 else 1.0 if v > 1.0 else v
 
 
 def network_label(event: Event) -> str:
@@ -208,6 +213,78 @@ def feedback_hash(index: int, value: str) -> int:
     return vhash(value)
 
 
+# C integers and doubles in the compiled build (novelty.pxd): the hot paths read these
+# copies, the public names above stay plain module attributes for importers and tests
+_COUNT_MASK = COUNT_MASK
+_RATE_ALPHA = RATE_ALPHA
+_RESOURCE = RESOURCE
+_ACTION_RESOURCE = ACTION_RESOURCE
+_ERROR_CODE = ERROR_CODE
+_CRED_NETWORK = CRED_NETWORK
+_NETWORK = NETWORK
+_NETWORK_MASK = sum(1 << i for i in NETWORK_ATTRS)
+_PEER_MASK = sum(1 << i for i in PEER_ATTRS)
+_PART_BITS = tuple(PAIR_PARTS.get(i, 0) for i in ALL_TABLES)
+"""Per table: the bits of a pair's parts (``PAIR_PARTS``), 0 for a single value."""
+_WEIGHTS = tuple(item[2] for item in ATTRIBUTES)
+_NO_PENDING = ()
+"""``ctx.pending`` when nothing is left to learn (one shared empty value, no allocation)."""
+
+
+class _Entry:
+    """A memo entry: the values one signature taught the lazy tables, and its repeats since.
+
+    ``period`` and ``epoch`` say when it holds (see ``NoveltyModel._period``); ``taught``
+    maps a lazy table to the value taught there; ``repeats`` counts hits, ``hour`` is the
+    latest of them, ``applied[i]`` how many repeats table ``i`` has already been given;
+    ``logged`` is its position in the log since the latest flush (-1: none); ``left`` the
+    action's term of the action-resource pair hash (-1: no action); ``teach`` whether a
+    hit teaches its values (a successful call) or only counts them (a failed one)."""
+
+    __slots__ = ("period", "epoch", "taught", "repeats", "hour", "applied", "logged", "left",
+                 "teach")
+
+    def __init__(self, period: int, epoch: int, taught: dict[int, int], hour: int, left: int,
+                 teach: bool) -> None:
+        self.period = period
+        self.epoch = epoch
+        self.taught = taught
+        self.repeats = 0
+        self.hour = hour
+        self.applied = [0] * len(ATTRIBUTES)
+        self.logged = -1
+        self.left = left
+        self.teach = teach
+
+
+def _use_known(table: ValueTable, h: int, packed: int, hour: int) -> None:
+    """One use at ``hour`` of the known value ``h`` whose entry is ``packed``: its count,
+    its last hour and the moving rate of new values (see ``NoveltyModel._apply``)."""
+    count = packed & _COUNT_MASK
+    if count == 1:
+        table.n1 -= 1
+    last = packed >> 16
+    table.d[h] = (((hour if hour > last else last) << 16)
+                  | (count + 1 if count < _COUNT_MASK else _COUNT_MASK))
+    table.total += 1
+    table.rate -= _RATE_ALPHA * table.rate
+
+
+def _fresh(found: int | None, hour: int, horizon: int) -> bool:
+    """Whether a table entry (``found``: its packed int, or None) is a value known at
+    ``hour``: last seen at most ``horizon`` hours before."""
+    if found is None:
+        return False
+    packed = found
+    return hour - (packed >> 16) <= horizon
+
+
+def _pair_with(term: int, right: int) -> int:
+    """``models.common.pair_with`` (the same arithmetic, in C integers when compiled: the
+    product of two 32-bit numbers fits in an unsigned 64-bit one)."""
+    return (term ^ ((right * 0x9E3779B1) >> 7)) & 0xFFFFFFFF
+
+
 class NoveltyModel:
     """Per-attribute bounded tables of known values; signals values new to the identity.
 
@@ -267,18 +344,17 @@ class NoveltyModel:
         self.cursors = [self.log_base] * len(ATTRIBUTES)
         self.flushed_at = self.log_base
 
-    def _apply(self, entry: list) -> None:
+    def _apply(self, entry: _Entry) -> None:
         """Apply one memo entry's repeats not yet applied, table by table: ``uses`` more
         uses of a known value (count, recency, and the moving rate of new values).
 
         The rate takes the uses one at a time with the very float operation of a single
         use: a batch of repeats then ends exactly where the event-by-event path (and a
         profile restored from its blob) does. ``rate * (1 - RATE_ALPHA) ** uses`` is the
-        same number on paper, not in the last bits. ``_flush_tables`` and ``score`` write
-        this step out (hot loops)."""
-        repeats, applied, hour, tables, alpha = entry[3], entry[5], entry[4], self.tables, \
-            RATE_ALPHA
-        for index, h in entry[2].items():
+        same number on paper, not in the last bits. ``_flush_tables`` writes this step
+        out (a hot loop)."""
+        repeats, applied, hour, tables = entry.repeats, entry.applied, entry.hour, self.tables
+        for index, h in entry.taught.items():
             uses = repeats - applied[index]
             if not uses:
                 continue
@@ -286,18 +362,18 @@ class NoveltyModel:
             table = tables[index]
             d = table.d
             packed = d[h]
-            count = packed & COUNT_MASK
+            count = packed & _COUNT_MASK
             if count == 1:
                 table.n1 -= 1
             last = packed >> 16
-            d[h] = ((hour if hour > last else last) << 16) | min(count + uses, COUNT_MASK)
+            d[h] = ((hour if hour > last else last) << 16) | min(count + uses, _COUNT_MASK)
             table.total += uses
             rate = table.rate
             for _ in range(uses):
-                rate -= alpha * rate
+                rate -= _RATE_ALPHA * rate
             table.rate = rate
 
-    def _flush_tables(self, indices: list[int]) -> None:
+    def _flush_tables(self, indices: tuple) -> None:
         """Apply the memo's repeats to these tables only: enough before a table is read or
         gets a new value (uses of known values commute, in any order).
 
@@ -305,8 +381,7 @@ class NoveltyModel:
         are in ``log`` from the table's cursor on (an entry is appended again on its first
         hit after any flush), so a flush costs what was counted since, not the memo size.
         """
-        tables, alpha, log, base, cursors = self.tables, RATE_ALPHA, self.log, \
-            self.log_base, self.cursors
+        tables, log, base, cursors = self.tables, self.log, self.log_base, self.cursors
         end = base + len(log)
         for index in indices:
             start = cursors[index] - base
@@ -315,26 +390,27 @@ class NoveltyModel:
             d = table.d
             for i in range(start, end - base):
                 entry = log[i]
-                repeats, applied = entry[3], entry[5]
+                repeats = entry.repeats
+                applied = entry.applied
                 uses = repeats - applied[index]
                 if not uses:
                     continue
                 applied[index] = repeats
-                h = entry[2].get(index)
+                h = entry.taught.get(index)
                 if h is None:
                     continue
                 # ``uses`` uses of a known value, as in ``_apply``
-                hour = entry[4]
+                hour = entry.hour
                 packed = d[h]
-                count = packed & COUNT_MASK
+                count = packed & _COUNT_MASK
                 if count == 1:
                     table.n1 -= 1
                 last = packed >> 16
-                d[h] = ((hour if hour > last else last) << 16) | min(count + uses, COUNT_MASK)
+                d[h] = ((hour if hour > last else last) << 16) | min(count + uses, _COUNT_MASK)
                 table.total += uses
                 rate = table.rate
                 for _ in range(uses):  # one use at a time (see ``_apply``)
-                    rate -= alpha * rate
+                    rate -= _RATE_ALPHA * rate
                 table.rate = rate
         self.flushed_at = end
         for index in RESOURCE_TABLES:  # never behind: nothing of theirs is in the memo
@@ -344,29 +420,43 @@ class NoveltyModel:
             del log[:passed]
             self.log_base += passed
 
-    def _unknown_tables(self, values: list, hour: int) -> list[int]:
+    def _unknown_tables(self, values: list, hour: int) -> tuple:
         """The lazy tables whose value in this event is not known within the horizon (the
         others are always exact)."""
         horizon, tables = self.horizon_h, self.tables
         out = []
         for index, h, _, _ in values:
-            if index not in LAZY_TABLES:
+            if index == _RESOURCE or index == _ACTION_RESOURCE:
                 continue
-            packed = tables[index].d.get(h)
-            if packed is None or hour - (packed >> 16) > horizon:
+            table = tables[index]
+            found = table.d.get(h)
+            if not _fresh(found, hour, horizon):
                 out.append(index)
-        return out
+        return tuple(out)
 
     def _period(self, hour: int) -> int:
         """Memo entries live one day (or one hour when the horizon is under two days, so a
         remembered value can never cross the forgetting horizon unnoticed)."""
         return hour // 24 if self.horizon_h >= 48 else hour
 
-    def _remembered(self, sig: tuple, hour: int) -> list | None:
-        entry = self.memo.get(sig)
-        if entry is not None and entry[0] == self._period(hour) and entry[1] == self.epoch:
-            return entry
-        return None
+    def _remembered(self, sig: tuple, hour: int) -> _Entry | None:
+        """The memo entry of ``sig`` if it holds at ``hour``, else None."""
+        found = self.memo.get(sig)
+        if found is None:
+            return None
+        entry = found
+        if entry.period != self._period(hour) or entry.epoch != self.epoch:
+            return None
+        return entry
+
+    def _log_hit(self, entry: _Entry) -> None:
+        """Log an entry on its first hit since a flush (see ``_flush_tables``)."""
+        if entry.logged < self.flushed_at:
+            log = self.log
+            entry.logged = self.log_base + len(log)
+            log.append(entry)
+            if len(log) > LOG_CAP:  # tables rarely flushed hold the log back
+                self._flush_tables(LAZY_TABLES)
 
     def score(self, event: Event, ctx: Context, learn_known: bool = False) -> list[Signal]:
         """Signals for values this identity has not used within the horizon.
@@ -379,65 +469,55 @@ class NoveltyModel:
         """
         sig = signature(event)
         hour = ctx.hour
-        entry = self.memo.get(sig)  # ``_remembered(sig, hour)`` written out (every event)
-        if entry is not None and (entry[1] != self.epoch
-                                  or entry[0] != (hour // 24 if self.horizon_h >= 48 else hour)):
-            entry = None
-        if entry is not None:  # the resource tables are not in the memo: known there too
-            resource = event.resource
-            if resource:
-                horizon = self.horizon_h
-                table = self.tables[RESOURCE]
-                hr = vhash(resource)
-                packed = table.d.get(hr)
-                if packed is not None and hour - (packed >> 16) <= horizon:
-                    left = entry[7]  # the action's term of the pair hash, -1: no action
-                    if left >= 0:
-                        pairs = self.tables[ACTION_RESOURCE]
-                        hp = pair_with(left, hr)
-                        packed_pair = pairs.d.get(hp)
-                        if packed_pair is None or hour - (packed_pair >> 16) > horizon:
-                            if learn_known and entry[8]:
-                                return self._resource_miss(event, ctx, entry, hr, packed)
-                            entry = None
-                elif learn_known and entry[8]:
-                    return self._resource_miss(event, ctx, entry, hr, packed)
-                else:
-                    entry = None
-        if entry is not None:
+        entry = self._remembered(sig, hour)
+        if entry is None:
+            return self._score_values(event, ctx, sig, learn_known)
+        # the resource tables are not in the memo: known there too for a hit
+        resource = event.resource
+        if not resource:
             if learn_known:
-                entry[3] += 1
-                if hour > entry[4]:
-                    entry[4] = hour
-                if resource and entry[8]:  # one use of each known resource value, at once
-                    d = table.d
-                    count = packed & COUNT_MASK
-                    if count == 1:
-                        table.n1 -= 1
-                    last = packed >> 16
-                    d[hr] = (((hour if hour > last else last) << 16)
-                             | (count + 1 if count < COUNT_MASK else COUNT_MASK))
-                    table.total += 1
-                    table.rate -= RATE_ALPHA * table.rate
-                    if left >= 0:
-                        d = pairs.d
-                        count = packed_pair & COUNT_MASK
-                        if count == 1:
-                            pairs.n1 -= 1
-                        last = packed_pair >> 16
-                        d[hp] = (((hour if hour > last else last) << 16)
-                                 | (count + 1 if count < COUNT_MASK else COUNT_MASK))
-                        pairs.total += 1
-                        pairs.rate -= RATE_ALPHA * pairs.rate
-                if entry[6] < self.flushed_at:  # first hit since a flush: log it
-                    log = self.log
-                    entry[6] = self.log_base + len(log)
-                    log.append(entry)
-                    if len(log) > LOG_CAP:  # tables rarely flushed hold the log back
-                        self._flush_tables(LAZY_TABLES)
-                ctx.pending = []
+                self._count_hit(entry, hour)
+                ctx.pending = _NO_PENDING
             return []
+        horizon = self.horizon_h
+        hr = vhash(resource)
+        table = self.tables[_RESOURCE]
+        found = table.d.get(hr)
+        if not _fresh(found, hour, horizon):
+            if learn_known and entry.teach:
+                return self._resource_miss(event, ctx, entry, hr, found)
+            return self._score_values(event, ctx, sig, learn_known)
+        packed = found
+        left = entry.left  # the action's term of the pair hash, -1: no action
+        if left >= 0:
+            pairs = self.tables[_ACTION_RESOURCE]
+            hp = _pair_with(left, hr)
+            found = pairs.d.get(hp)
+            if not _fresh(found, hour, horizon):
+                if learn_known and entry.teach:
+                    return self._resource_miss(event, ctx, entry, hr, packed)
+                return self._score_values(event, ctx, sig, learn_known)
+            if learn_known and entry.teach:
+                _use_known(pairs, hp, found, hour)  # one use of each known resource value
+        if learn_known:
+            if entry.teach:
+                _use_known(table, hr, packed, hour)
+            self._count_hit(entry, hour)
+            ctx.pending = _NO_PENDING
+        return []
+
+    def _count_hit(self, entry: _Entry, hour: int) -> None:
+        """One more repeat of a memo entry's lazy values, applied later (``_apply``)."""
+        entry.repeats += 1
+        if hour > entry.hour:
+            entry.hour = hour
+        self._log_hit(entry)
+
+    def _score_values(self, event: Event, ctx: Context, sig: tuple,
+                      learn_known: bool) -> list[Signal]:
+        """``score`` of an event without a memo entry that holds: table by table."""
         out: list[Signal] = []
+        hour = ctx.hour
         horizon = self.horizon_h
         tables = self.tables
         quiet = ctx.learning
@@ -453,23 +533,14 @@ class NoveltyModel:
             values = ctx.values = extract(event)
         for index, h, first, second in values:
             table = tables[index]
-            d = table.d
-            packed = d.get(h)
-            teach = teach_any or (learn_known and index == ERROR_CODE)
-            if packed is not None and hour - (packed >> 16) <= horizon:
+            found = table.d.get(h)
+            teach = teach_any or (learn_known and index == _ERROR_CODE)
+            if _fresh(found, hour, horizon):
                 if teach:
-                    # one use of a known value, as in ``_apply``
-                    count = packed & COUNT_MASK
-                    if count == 1:
-                        table.n1 -= 1
-                    last = packed >> 16
-                    d[h] = (((hour if hour > last else last) << 16)
-                            | (count + 1 if count < COUNT_MASK else COUNT_MASK))
-                    table.total += 1
-                    table.rate -= RATE_ALPHA * table.rate
+                    _use_known(table, h, found, hour)
                     taught[index] = h
                 continue
-            if index != RESOURCE and index != ACTION_RESOURCE:
+            if index != _RESOURCE and index != _ACTION_RESOURCE:
                 lazy_new = True
             if unflushed:  # uses of known values commute; a new value needs exact totals
                 # every table with a new value in this event at once: this is the first,
@@ -483,7 +554,7 @@ class NoveltyModel:
             if quiet:
                 continue
             novel_parts |= 1 << index
-            signal = self._novel(event, ctx, index, h, first, second, packed, novel_parts)
+            signal = self._novel(event, ctx, index, h, first, second, found, novel_parts)
             if signal is not None:
                 out.append(signal)
         ctx.pending = pending
@@ -503,66 +574,57 @@ class NoveltyModel:
             taught.pop(ACTION_RESOURCE, None)
             action = event.action
             left = pair_term(vhash(action)) if action else -1
-            # period, epoch, values of the lazy tables, repeats, latest hour, repeats
-            # applied per table, log position (-1: not logged), the action's term of the
-            # action-resource pair hash (-1: none), whether a hit teaches the resource
-            self.memo[sig] = [hour // 24 if self.horizon_h >= 48 else hour, self.epoch, taught,
-                              0, hour, [0] * len(ATTRIBUTES), -1, left, teach_any]
+            self.memo[sig] = _Entry(self._period(hour), self.epoch, taught, hour, left,
+                                    teach_any)
         return out
 
-    def _resource_miss(self, event: Event, ctx: Context, entry: list, hr: int,
-                       packed: int | None) -> list[Signal]:
+    def _resource_miss(self, event: Event, ctx: Context, entry: _Entry, hr: int,
+                       found: int | None) -> list[Signal]:
         """``score`` with ``learn_known`` of an event whose memo entry holds (every lazy
-        table knows its value) but whose resource or action-resource pair is not known:
-        most events of an identity that touches a new resource on almost every call.
+        table knows its value) but whose resource or action-resource pair is not known
+        (``found``: the resource's entry in its table, or None): most events of an
+        identity that touches a new resource on almost every call.
 
         The lazy tables' values are counted in the entry, as a hit counts them; the two
         resource values then go through ``score``'s own steps for a value, in its order
         (resource, then the pair), and give the same signals and pending values: those
         steps read only the value's own table (never a lazy one), no lazy table is
         flushed (none has an unknown value), and the entry is not replaced (a new value
-        is pending). Only entries of successful calls (``entry[8]``) come here: their
+        is pending). Only entries of successful calls (``entry.teach``) come here: their
         values were all known when the entry was made, so every one is taught.
         """
         hour = ctx.hour
-        entry[3] += 1
-        if hour > entry[4]:
-            entry[4] = hour
-        if entry[6] < self.flushed_at:  # first hit since a flush: log it (as in ``score``)
-            log = self.log
-            entry[6] = self.log_base + len(log)
-            log.append(entry)
-            if len(log) > LOG_CAP:
-                self._flush_tables(LAZY_TABLES)
-        resource, action = event.resource, event.action
-        values = [(RESOURCE, hr, resource, None, packed)]
-        if entry[7] >= 0:
-            hp = pair_with(entry[7], hr)
-            values.append((ACTION_RESOURCE, hp, action, resource,
-                           self.tables[ACTION_RESOURCE].d.get(hp)))
+        self._count_hit(entry, hour)
+        resource = event.resource
         out: list[Signal] = []
         pending: list[tuple[int, int]] = []
         horizon, quiet, novel_parts = self.horizon_h, ctx.learning, 0
-        for index, h, first, second, packed in values:
-            table = self.tables[index]
-            if packed is not None and hour - (packed >> 16) <= horizon:
-                # one use of a known value, as in ``_apply``
-                count = packed & COUNT_MASK
-                if count == 1:
-                    table.n1 -= 1
-                last = packed >> 16
-                table.d[h] = (((hour if hour > last else last) << 16)
-                              | (count + 1 if count < COUNT_MASK else COUNT_MASK))
-                table.total += 1
-                table.rate -= RATE_ALPHA * table.rate
-                continue
-            pending.append((index, h))
-            if quiet:
-                continue
-            novel_parts |= 1 << index
-            signal = self._novel(event, ctx, index, h, first, second, packed, novel_parts)
-            if signal is not None:
-                out.append(signal)
+        table = self.tables[_RESOURCE]
+        if _fresh(found, hour, horizon):
+            _use_known(table, hr, found, hour)
+        else:
+            pending.append((_RESOURCE, hr))
+            if not quiet:
+                novel_parts = 1 << _RESOURCE
+                signal = self._novel(event, ctx, _RESOURCE, hr, resource, None, found,
+                                     novel_parts)
+                if signal is not None:
+                    out.append(signal)
+        left = entry.left
+        if left >= 0:
+            pairs = self.tables[_ACTION_RESOURCE]
+            hp = _pair_with(left, hr)
+            found = pairs.d.get(hp)
+            if _fresh(found, hour, horizon):
+                _use_known(pairs, hp, found, hour)
+            else:
+                pending.append((_ACTION_RESOURCE, hp))
+                if not quiet:
+                    novel_parts |= 1 << _ACTION_RESOURCE
+                    signal = self._novel(event, ctx, _ACTION_RESOURCE, hp, event.action,
+                                         resource, found, novel_parts)
+                    if signal is not None:
+                        out.append(signal)
         ctx.pending = pending
         return out
 
@@ -572,11 +634,13 @@ class NoveltyModel:
         of the event's unknown values so far, this one's included), or None: a pair one of
         whose parts is new itself gets no second signal, and a quarantined value already
         said in this window is not said again."""
-        if index in PAIR_PARTS and novel_parts & PAIR_PARTS[index]:
+        if novel_parts & _PART_BITS[index]:
             return None
-        held_at = self.tables[index].held.get(h)
-        if held_at is not None and held_at >> 8 == ctx.bucket:
-            return None
+        table = self.tables[index]
+        if table.held:
+            held_at = table.held.get(h)
+            if held_at is not None and held_at >> 8 == ctx.bucket:
+                return None
         if self._below_floor(event, index):
             return None
         shown, raw = describe_value(event, index, first, second)
@@ -592,11 +656,11 @@ class NoveltyModel:
         most 1 and then by peer factors of at most ``PEER_NEW_GAIN``; every factor is
         non-negative and a rounded product never decreases when a factor grows, so its
         score is at most the rounded ``product * PEER_NEW_GAIN`` tested here."""
-        weight = ATTRIBUTES[index][2]
-        if index == CRED_NETWORK and event.credential_type == "long_term":
+        weight = _WEIGHTS[index]
+        if index == _CRED_NETWORK and event.credential_type == "long_term":
             weight = LONG_TERM_WEIGHT
         score = weight * surprise(self.tables[index].new_probability())
-        if index in NETWORK_ATTRS:
+        if (_NETWORK_MASK >> index) & 1:
             score *= QUIET_NETWORKS.get(event.network, 1.0)
         return score * PEER_NEW_GAIN < self.settings.min_score
 
@@ -689,19 +753,19 @@ class NoveltyModel:
         quarantine = held and not ctx.learning
         for index, h in pending:
             table = self.tables[index]
-            if (quarantine or h in table.held) and not table.hold(
+            if (quarantine or (table.held and h in table.held)) and not table.hold(
                     h, ctx.bucket, self.settings.accept_windows):
                 continue  # a held value does not raise the rate of (accepted) new values
-            table.rate += RATE_ALPHA * (1.0 - table.rate)
+            table.rate += _RATE_ALPHA * (1.0 - table.rate)
             before = len(table.d)
             if table.learn(h, ctx.hour, ctx.degradations, NAMES[index]):
-                if len(table.d) <= before and index in LAZY_TABLES:
+                if len(table.d) <= before and index != _RESOURCE and index != _ACTION_RESOURCE:
                     self.epoch += 1  # an eviction: memo entries may name evicted values
-                if index in PEER_ATTRS and ctx.peers is not None:
+                if (_PEER_MASK >> index) & 1 and ctx.peers is not None:
                     ctx.peers.note(ctx.group, NAMES[index], h)
-                    if index == NETWORK:
+                    if index == _NETWORK:
                         ctx.peers.note_shared(_tenant_scope(event), "network", h)
-        ctx.pending = []
+        ctx.pending = _NO_PENDING
 
     def _known(self, table: ValueTable, h: int, hour: int) -> bool:
         packed = table.d.get(h)
@@ -729,8 +793,8 @@ class NoveltyModel:
         since = 24 * (day - 1)
         kept = {}
         for sig, entry in self.memo.items():
-            if entry[4] >= since and entry[8]:  # (a failed call teaches its error code only)
-                entry[0] = day
+            if entry.hour >= since and entry.teach:  # (a failed call teaches its error code only)
+                entry.period = day
                 kept[sig] = entry
         self.memo = kept
 

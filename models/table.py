@@ -18,12 +18,15 @@ from bisect import bisect_left
 from collections import Counter
 
 COUNT_MASK = 0xFFFF
+_COUNT_MASK = COUNT_MASK  # a C integer in the compiled build (table.pxd), for the hot paths
 BLOOM_BITS = 1024
 BLOOM_MAX_ITEMS = 210  # about 45 % of bits set with 3 probes: false positives near 9 %
 HELD_CAP = 16
 RATE_ALPHA = 0.005
 """Weight of one use in the moving rate of new values (about the last 200 uses)."""
 RATE_START = 0.02
+SPAN_SMALL = 1 << 15
+"""Last-hour spans (hours) below which ``ValueTable.evict`` ranks with 63-bit keys."""
 
 FREQUENT = "frequent"
 INFREQUENT = "infrequent"
@@ -59,10 +62,6 @@ def least_count(share: float, total: int) -> int:
 _COUNT_OF = COUNT_MASK.__and__  # ``packed & COUNT_MASK`` as a C-level callable for map()
 
 
-def _probes(h: int) -> tuple[int, int, int]:
-    return h & 1023, (h >> 10) & 1023, ((h >> 20) ^ (h * 7)) & 1023
-
-
 class ValueTable:
     """Capped exact set of value hashes with counts and recency, plus a bloom overflow."""
 
@@ -84,12 +83,15 @@ class ValueTable:
         bloom = self.bloom
         if bloom is None:
             return False
-        # ``all`` over the three probes written out (the compiled build cannot hold a
-        # generator in a fast method): each is tested in turn, stopping at the first miss
-        for p in _probes(h):
-            if not bloom[p >> 3] & (1 << (p & 7)):
-                return False
-        return True
+        # the three probes (``_bloom_add``), stopping at the first miss
+        p = h & 1023
+        if not bloom[p >> 3] & (1 << (p & 7)):
+            return False
+        p = (h >> 10) & 1023
+        if not bloom[p >> 3] & (1 << (p & 7)):
+            return False
+        p = ((h >> 20) ^ (h * 7)) & 1023
+        return bool(bloom[p >> 3] & (1 << (p & 7)))
 
     def new_probability(self) -> float:
         """How likely the next use is a value not kept: the larger of the Good-Turing
@@ -98,15 +100,16 @@ class ValueTable:
 
     def learn(self, h: int, hour: int, degradations: Counter, name: str) -> bool:
         """Count one use of ``h`` at ``hour``; returns True when the value was not kept."""
-        packed = self.d.get(h)
-        if packed is not None:
-            count = packed & COUNT_MASK
+        found = self.d.get(h)
+        if found is not None:
+            packed = found
+            count = packed & _COUNT_MASK
             last = packed >> 16
             if hour > last:
                 last = hour
             if count == 1:
                 self.n1 -= 1
-            self.d[h] = (last << 16) | (count + 1 if count < COUNT_MASK else COUNT_MASK)
+            self.d[h] = (last << 16) | (count + 1 if count < _COUNT_MASK else _COUNT_MASK)
             self.total += 1
             return False
         self.d[h] = (hour << 16) | 1
@@ -124,12 +127,23 @@ class ValueTable:
             return
         # Ranked by (uses, last hour, hash) folded into one integer per entry, which sorts
         # in the same order at C speed with no key call: hashes are 32-bit (they are saved
-        # as uint32), so ``last << 32`` plus the hash orders (last, hash) whatever the sign
-        # of ``last``, and the uses (16 bits) sit far above both. The hash is the low 32
-        # bits of its key.
+        # as uint32) and the uses take 16 bits. When the last hours span less than 2**15
+        # hours (always, once pruned: entries live two horizons), ``count << 47`` plus
+        # ``(last - low) << 32`` plus the hash fits in 63 bits (one C integer each in the
+        # compiled build); otherwise ``count << 96`` plus ``last << 32`` plus the hash
+        # orders (last, hash) whatever the sign of ``last``. The hash is the low 32 bits
+        # of its key either way.
         d = self.d
-        ranked = sorted([((packed & COUNT_MASK) << 96) + ((packed >> 16) << 32) + h
-                         for h, packed in d.items()])
+        low = min(d.values()) >> 16  # packed values order by last hour first
+        if (max(d.values()) >> 16) - low < SPAN_SMALL:
+            ranked = []
+            for h, packed in d.items():
+                ranked.append(((packed & _COUNT_MASK) << 47) | (((packed >> 16) - low) << 32)
+                              | h)
+            ranked.sort()
+        else:
+            ranked = sorted([((v & _COUNT_MASK) << 96) + ((v >> 16) << 32) + k
+                             for k, v in d.items()])
         for key in ranked[:n]:
             h = key & 0xFFFFFFFF
             self._forget_counts(d.pop(h))
@@ -137,7 +151,7 @@ class ValueTable:
         degradations[(f"novelty.{name}", "evicted")] += n
 
     def _forget_counts(self, packed: int) -> None:
-        count = packed & COUNT_MASK
+        count = packed & _COUNT_MASK
         self.total -= count
         if count == 1:
             self.n1 -= 1
@@ -150,8 +164,14 @@ class ValueTable:
             self.bloom_n = 0
             self.lossy = True
             degradations[(f"novelty.{name}", "bloom_reset")] += 1
-        for p in _probes(h):
-            self.bloom[p >> 3] |= 1 << (p & 7)
+        bloom = self.bloom
+        # three probes, from three slices of the hash (C indexes in the compiled build)
+        p = h & 1023
+        bloom[p >> 3] |= 1 << (p & 7)
+        p = (h >> 10) & 1023
+        bloom[p >> 3] |= 1 << (p & 7)
+        p = ((h >> 20) ^ (h * 7)) & 1023
+        bloom[p >> 3] |= 1 << (p & 7)
         self.bloom_n += 1
 
     def prune(self, oldest_hour: int) -> int:

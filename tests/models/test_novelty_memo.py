@@ -84,7 +84,8 @@ def test_flushed_repeats__same_rate_as_one_use_at_a_time():
     for _ in range(137):
         stepped.rate -= RATE_ALPHA * stepped.rate
     model.tables[0] = batched
-    entry = [0, model.epoch, {0: 1}, 137, 11, [0] * len(model.tables), 0, -1, True]  # none applied
+    entry = novelty_module._Entry(0, model.epoch, {0: 1}, 11, -1, True)
+    entry.repeats, entry.logged = 137, 0  # none applied
     model.memo[("sig",)] = entry
     model.log.append(entry)  # as a hit logs it
     model.flush()
