@@ -7,26 +7,29 @@ from models.context cimport Context
 from models.table cimport ValueTable
 
 cdef long long _COUNT_MASK, _RESOURCE, _ACTION_RESOURCE, _ERROR_CODE, _CRED_NETWORK
-cdef long long _NETWORK, _NETWORK_MASK, _PEER_MASK
+cdef long long _NETWORK, _NETWORK_MASK, _PEER_MASK, _N_TABLES
 cdef double _RATE_ALPHA, _SURPRISE_DECADES
 cdef tuple _PART_BITS, _WEIGHTS, _NO_PENDING
+cdef unsigned long long _PAIR_LEFT, _PAIR_SALT, _PAIR_RIGHT, _MASK32
 
 
 cdef class _Entry:
-    cdef public long long period, epoch, repeats, hour, logged, left
+    cdef public long long period, epoch, repeats, hour, settled, logged, left
     cdef public dict taught
     cdef public list applied
     cdef public bint teach
 
 
 @cython.locals(count="long long", last="long long")
-cdef inline _use_known(ValueTable table, h, long long packed, long long hour)
+cdef _use_known(ValueTable table, h, long long packed, long long hour)
 
 @cython.locals(packed="long long")
-cdef inline bint _fresh(found, long long hour, long long horizon) except -1
+cdef bint _fresh(found, long long hour, long long horizon) except -1
 
-cdef inline unsigned long long _pair_with(unsigned long long term,
-                                          unsigned long long right) noexcept
+cdef unsigned long long _pair_term(unsigned long long left) noexcept
+
+cdef unsigned long long _pair_with(unsigned long long term,
+                                   unsigned long long right) noexcept
 
 @cython.locals(v=double)
 cpdef double surprise(double p_new) except? -1.0
@@ -38,6 +41,7 @@ cdef class NoveltyModel:
     cdef public long long last_prune_day, horizon_h, epoch, log_base, flushed_at
     cdef public dict memo
     cdef public list log, cursors
+    cdef public long long low_hour
 
     @cython.locals(entry=_Entry)
     cpdef flush(self)
@@ -96,7 +100,7 @@ cdef class NoveltyModel:
     cpdef learn(self, event, Context ctx, bint held)
 
     @cython.locals(table=ValueTable, entry=_Entry, day="long long", oldest="long long",
-                   since="long long")
+                   since="long long", low="long long", last="long long")
     cpdef _prune(self, Context ctx)
 
     @cython.locals(table=ValueTable, total="long long", bloom="long long")

@@ -38,7 +38,7 @@ from operator import attrgetter
 
 from detector.event import Event
 from models.base import Signal
-from models.common import clamp01, pair_hash, pair_term, pair_with, span_words, vhash
+from models.common import MASK32, clamp01, pair_hash, span_words, vhash
 from models.context import Context
 from models.settings import ModelSettings
 from models.table import BLOOM_BITS, COUNT_MASK, RATE_ALPHA, ValueTable
@@ -109,6 +109,9 @@ event."""
 
 
 MEMO_CAP = 256
+LOW_UNKNOWN = -(1 << 62)
+LOW_NONE = 1 << 62
+"""``NoveltyModel.low_hour`` when not known yet, and when no table keeps any value."""
 LOG_CAP = 256
 """Log entries kept before every table is flushed, which empties the log (memory bound)."""
 
@@ -179,13 +182,13 @@ def extract(event: Event) -> list[tuple[int, int, str, str | None]]:
     # pairs last: their signal is only worth raising when both parts are known
     # (the action's term of ``pair_hash`` is shared by both action pairs)
     if action:
-        left = pair_term(ha)
-        out.append((8, pair_with(left, hn), action, net))
+        left = _pair_term(ha)
+        out.append((8, _pair_with(left, hn), action, net))
         if resource:
-            out.append((9, pair_with(left, hr), action, resource))
+            out.append((9, _pair_with(left, hr), action, resource))
     cred = event.credential_id
     if cred and event.credential_type in LASTING_CREDENTIALS and event.network != "cloud_service":
-        out.append((10, pair_hash(vhash(cred), hn), cred, net))
+        out.append((10, _pair_with(_pair_term(vhash(cred)), hn), cred, net))
     return out
 
 
@@ -227,6 +230,7 @@ _PEER_MASK = sum(1 << i for i in PEER_ATTRS)
 _PART_BITS = tuple(PAIR_PARTS.get(i, 0) for i in ALL_TABLES)
 """Per table: the bits of a pair's parts (``PAIR_PARTS``), 0 for a single value."""
 _WEIGHTS = tuple(item[2] for item in ATTRIBUTES)
+_N_TABLES = len(ATTRIBUTES)
 _NO_PENDING = ()
 """``ctx.pending`` when nothing is left to learn (one shared empty value, no allocation)."""
 
@@ -237,12 +241,13 @@ class _Entry:
     ``period`` and ``epoch`` say when it holds (see ``NoveltyModel._period``); ``taught``
     maps a lazy table to the value taught there; ``repeats`` counts hits, ``hour`` is the
     latest of them, ``applied[i]`` how many repeats table ``i`` has already been given;
+    ``settled`` the repeats every table had been given at the latest ``_apply``;
     ``logged`` is its position in the log since the latest flush (-1: none); ``left`` the
     action's term of the action-resource pair hash (-1: no action); ``teach`` whether a
     hit teaches its values (a successful call) or only counts them (a failed one)."""
 
-    __slots__ = ("period", "epoch", "taught", "repeats", "hour", "applied", "logged", "left",
-                 "teach")
+    __slots__ = ("period", "epoch", "taught", "repeats", "hour", "applied", "settled",
+                 "logged", "left", "teach")
 
     def __init__(self, period: int, epoch: int, taught: dict[int, int], hour: int, left: int,
                  teach: bool) -> None:
@@ -251,7 +256,8 @@ class _Entry:
         self.taught = taught
         self.repeats = 0
         self.hour = hour
-        self.applied = [0] * len(ATTRIBUTES)
+        self.applied = [0] * _N_TABLES
+        self.settled = 0
         self.logged = -1
         self.left = left
         self.teach = teach
@@ -279,10 +285,20 @@ def _fresh(found: int | None, hour: int, horizon: int) -> bool:
     return hour - (packed >> 16) <= horizon
 
 
+_PAIR_LEFT, _PAIR_SALT, _PAIR_RIGHT, _MASK32 = 0x01000193, 0x5BD1E995, 0x9E3779B1, MASK32
+"""The constants of ``models.common.pair_hash`` (C integers in the compiled build, where a
+literal above 2**31 would be a Python object)."""
+
+
+def _pair_term(left: int) -> int:
+    """``models.common.pair_term`` (the same arithmetic, in C integers when compiled)."""
+    return (left * _PAIR_LEFT) ^ _PAIR_SALT
+
+
 def _pair_with(term: int, right: int) -> int:
     """``models.common.pair_with`` (the same arithmetic, in C integers when compiled: the
     product of two 32-bit numbers fits in an unsigned 64-bit one)."""
-    return (term ^ ((right * 0x9E3779B1) >> 7)) & 0xFFFFFFFF
+    return (term ^ ((right * _PAIR_RIGHT) >> 7)) & _MASK32
 
 
 class NoveltyModel:
@@ -308,7 +324,7 @@ class NoveltyModel:
     """
 
     __slots__ = ("settings", "tables", "last_prune_day", "horizon_h", "memo", "epoch", "log",
-                 "log_base", "cursors", "flushed_at")
+                 "log_base", "cursors", "flushed_at", "low_hour")
 
     def __init__(self, settings: ModelSettings) -> None:
         self.settings = settings
@@ -323,6 +339,10 @@ class NoveltyModel:
         self.log_base = 0  # position of log[0]
         self.cursors = [0] * len(ATTRIBUTES)  # per table: log position flushed up to
         self.flushed_at = 0  # log position at the latest flush of any table
+        # no kept value of any table was last seen before this hour (a lower bound, kept
+        # as values come; LOW_UNKNOWN until a prune works it out), so a prune with nothing
+        # stale touches no table
+        self.low_hour = LOW_UNKNOWN
 
     def _cap(self, high_cardinality: bool) -> int:
         s = self.settings
@@ -354,6 +374,9 @@ class NoveltyModel:
         same number on paper, not in the last bits. ``_flush_tables`` writes this step
         out (a hot loop)."""
         repeats, applied, hour, tables = entry.repeats, entry.applied, entry.hour, self.tables
+        if repeats == entry.settled:  # nothing counted since (most entries at a prune)
+            return
+        entry.settled = repeats
         for index, h in entry.taught.items():
             uses = repeats - applied[index]
             if not uses:
@@ -538,7 +561,8 @@ class NoveltyModel:
             if _fresh(found, hour, horizon):
                 if teach:
                     _use_known(table, h, found, hour)
-                    taught[index] = h
+                    if index != _RESOURCE and index != _ACTION_RESOURCE:
+                        taught[index] = h  # (the resource tables are taught on every hit)
                 continue
             if index != _RESOURCE and index != _ACTION_RESOURCE:
                 lazy_new = True
@@ -570,10 +594,10 @@ class NoveltyModel:
             elif len(self.memo) >= MEMO_CAP:
                 self.flush()
                 self.memo = {}
-            taught.pop(RESOURCE, None)  # taught on every hit (not in the memo)
-            taught.pop(ACTION_RESOURCE, None)
             action = event.action
-            left = pair_term(vhash(action)) if action else -1
+            left = -1
+            if action:
+                left = _pair_term(vhash(action))
             self.memo[sig] = _Entry(self._period(hour), self.epoch, taught, hour, left,
                                     teach_any)
         return out
@@ -759,6 +783,8 @@ class NoveltyModel:
             table.rate += _RATE_ALPHA * (1.0 - table.rate)
             before = len(table.d)
             if table.learn(h, ctx.hour, ctx.degradations, NAMES[index]):
+                if ctx.hour < self.low_hour:
+                    self.low_hour = ctx.hour
                 if len(table.d) <= before and index != _RESOURCE and index != _ACTION_RESOURCE:
                     self.epoch += 1  # an eviction: memo entries may name evicted values
                 if (_PEER_MASK >> index) & 1 and ctx.peers is not None:
@@ -785,8 +811,15 @@ class NoveltyModel:
         day = ctx.day
         self.last_prune_day = day
         oldest = ctx.hour - 2 * self.horizon_h  # kept one more horizon to say "forgotten"
-        for table in self.tables:
-            table.prune(oldest)
+        if self.low_hour < oldest:  # else no table keeps anything last seen before
+            low = LOW_NONE
+            for table in self.tables:
+                table.prune(oldest)
+                if table.d:
+                    last = min(table.d.values()) >> 16  # (packed values order by hour)
+                    if last < low:
+                        low = last
+            self.low_hour = low
         if self.horizon_h < 48:  # entries live an hour (see ``_period``): none carries over
             self.memo = {}
             return
@@ -809,6 +842,8 @@ class NoveltyModel:
         table = self.tables[index]
         table.held.pop(h, None)
         table.learn(h, ctx.hour, ctx.degradations, NAMES[index])
+        if ctx.hour < self.low_hour:
+            self.low_hour = ctx.hour
         return True
 
     def trim(self, ctx: Context) -> None:

@@ -14,7 +14,6 @@ learned only once they recur in ``accept_windows`` distinct windows, or are mark
 from __future__ import annotations
 
 import array
-from bisect import bisect_left
 from collections import Counter
 
 COUNT_MASK = 0xFFFF
@@ -26,7 +25,8 @@ RATE_ALPHA = 0.005
 """Weight of one use in the moving rate of new values (about the last 200 uses)."""
 RATE_START = 0.02
 SPAN_SMALL = 1 << 15
-"""Last-hour spans (hours) below which ``ValueTable.evict`` ranks with 63-bit keys."""
+"""Last-hour spans (hours) below which ``ValueTable.evict`` ranks with 64-bit keys."""
+_SPAN_SMALL = SPAN_SMALL  # a C integer in the compiled build (table.pxd)
 
 FREQUENT = "frequent"
 INFREQUENT = "infrequent"
@@ -57,9 +57,6 @@ def least_count(share: float, total: int) -> int:
     while c / total < share:
         c += 1
     return c
-
-
-_COUNT_OF = COUNT_MASK.__and__  # ``packed & COUNT_MASK`` as a C-level callable for map()
 
 
 class ValueTable:
@@ -128,18 +125,29 @@ class ValueTable:
         # Ranked by (uses, last hour, hash) folded into one integer per entry, which sorts
         # in the same order at C speed with no key call: hashes are 32-bit (they are saved
         # as uint32) and the uses take 16 bits. When the last hours span less than 2**15
-        # hours (always, once pruned: entries live two horizons), ``count << 47`` plus
-        # ``(last - low) << 32`` plus the hash fits in 63 bits (one C integer each in the
-        # compiled build); otherwise ``count << 96`` plus ``last << 32`` plus the hash
-        # orders (last, hash) whatever the sign of ``last``. The hash is the low 32 bits
-        # of its key either way.
+        # hours (always, once pruned: entries live two horizons), ``count << 48`` plus
+        # ``(last - first + 2**15) << 32`` (``first``: the first entry's last hour) plus
+        # the hash fits in 64 bits: one pass, one C integer per entry when compiled.
+        # Otherwise ``count << 96`` plus ``last << 32`` plus the hash orders (last, hash)
+        # whatever the sign of ``last``. The hash is the low 32 bits of its key either way.
         d = self.d
-        low = min(d.values()) >> 16  # packed values order by last hour first
-        if (max(d.values()) >> 16) - low < SPAN_SMALL:
-            ranked = []
-            for h, packed in d.items():
-                ranked.append(((packed & _COUNT_MASK) << 47) | (((packed >> 16) - low) << 32)
-                              | h)
+        ranked = []
+        first = low = high = 0
+        for h, packed in d.items():
+            last = packed >> 16
+            if not ranked:
+                first = low = high = last
+            elif last < low:
+                low = last
+            elif last > high:
+                high = last
+            offset = last - first + _SPAN_SMALL
+            if 0 <= offset < 2 * _SPAN_SMALL:
+                count = packed & _COUNT_MASK
+                ranked.append((count << 48) | (offset << 32) | h)
+            else:
+                ranked.append(0)  # the span is too wide: ranked again below
+        if high - low < _SPAN_SMALL:
             ranked.sort()
         else:
             ranked = sorted([((v & _COUNT_MASK) << 96) + ((v >> 16) << 32) + k
@@ -213,17 +221,24 @@ class ValueTable:
         cached = self._words
         if cached is not None and cached[0] == total and cached[1] == len(self.d):
             return cached[2]
-        # ``Counter(vocabulary(count, total) for every kept count)``, counted with two
-        # thresholds on the sorted counts instead of one call per value (it runs for every
-        # novelty signal): frequent from ``least_count(0.05)`` and 5 up, infrequent from
-        # ``least_count(0.005)`` and 3 up (the lower bound of the two), rare above 0
-        counts = sorted(map(_COUNT_OF, self.d.values()))
-        below_frequent = bisect_left(counts, max(5, least_count(0.05, total)))
-        below_infrequent = bisect_left(counts, max(3, least_count(0.005, total)))
-        below_rare = bisect_left(counts, 1)
+        # ``Counter(vocabulary(count, total) for every kept count)``, counted against two
+        # thresholds in one pass instead of one call per value (it runs for every novelty
+        # signal): frequent from ``least_count(0.05)`` and 5 up, infrequent from
+        # ``least_count(0.005)`` and 3 up, rare above 0
+        frequent_from = max(5, least_count(0.05, total))
+        infrequent_from = max(3, least_count(0.005, total))
+        below_frequent = below_infrequent = below_rare = 0
+        for packed in self.d.values():
+            count = packed & _COUNT_MASK
+            if count < frequent_from:
+                below_frequent += 1
+            if count < infrequent_from:
+                below_infrequent += 1
+            if count < 1:
+                below_rare += 1
         sizes = ((UNSEEN, below_rare), (RARE, below_infrequent - below_rare),
                  (INFREQUENT, below_frequent - below_infrequent),
-                 (FREQUENT, len(counts) - below_frequent))
+                 (FREQUENT, len(self.d) - below_frequent))
         words: Counter = Counter()
         for word, n in sizes:
             if n:
