@@ -38,7 +38,7 @@ from operator import attrgetter
 
 from detector.event import Event
 from models.base import Signal
-from models.common import clamp01, pair_hash, pair_term, pair_with, span_words, vhash
+from models.common import MASK32, clamp01, pair_hash, span_words, vhash
 from models.context import Context
 from models.settings import ModelSettings
 from models.table import BLOOM_BITS, COUNT_MASK, RATE_ALPHA, ValueTable
@@ -92,6 +92,7 @@ PAIR_PARTS = {
 }
 """A pair signal is left out when one of its parts is itself new in the same event."""
 SURPRISE_DECADES = 3.0
+_SURPRISE_DECADES = SURPRISE_DECADES  # a C double in the compiled build
 
 
 PEER_ATTRS = frozenset(INDEX[name] for name in (
@@ -108,6 +109,9 @@ event."""
 
 
 MEMO_CAP = 256
+LOW_UNKNOWN = -(1 << 62)
+LOW_NONE = 1 << 62
+"""``NoveltyModel.low_hour`` when not known yet, and when no table keeps any value."""
 LOG_CAP = 256
 """Log entries kept before every table is flushed, which empties the log (memory bound)."""
 
@@ -134,7 +138,11 @@ def _tenant_network(ctx: Context, event: Event, h: int) -> tuple[str, float]:
 def surprise(p_new: float) -> float:
     """How surprising a new value is when new values come with probability ``p_new``:
     ``−log10(p_new) / 3`` clipped to [0, 1] (1 in 1,000 or rarer is fully surprising)."""
-    return clamp01(-math.log10(max(p_new, 1e-12)) / SURPRISE_DECADES)
+    v = -math.log10(p_new if not 1e-12 > p_new else 1e-12) / _SURPRISE_DECADES
+    # ``clamp01(v)`` written out (C doubles in the compiled build; NaN gives 0.0)
+    if v != v:
+        return 0.0
+    return 0.0 if v < 0.0 else 1.0 if v > 1.0 else v
 
 
 def network_label(event: Event) -> str:
@@ -174,13 +182,13 @@ def extract(event: Event) -> list[tuple[int, int, str, str | None]]:
     # pairs last: their signal is only worth raising when both parts are known
     # (the action's term of ``pair_hash`` is shared by both action pairs)
     if action:
-        left = pair_term(ha)
-        out.append((8, pair_with(left, hn), action, net))
+        left = _pair_term(ha)
+        out.append((8, _pair_with(left, hn), action, net))
         if resource:
-            out.append((9, pair_with(left, hr), action, resource))
+            out.append((9, _pair_with(left, hr), action, resource))
     cred = event.credential_id
     if cred and event.credential_type in LASTING_CREDENTIALS and event.network != "cloud_service":
-        out.append((10, pair_hash(vhash(cred), hn), cred, net))
+        out.append((10, _pair_with(_pair_term(vhash(cred)), hn), cred, net))
     return out
 
 
@@ -208,6 +216,91 @@ def feedback_hash(index: int, value: str) -> int:
     return vhash(value)
 
 
+# C integers and doubles in the compiled build (novelty.pxd): the hot paths read these
+# copies, the public names above stay plain module attributes for importers and tests
+_COUNT_MASK = COUNT_MASK
+_RATE_ALPHA = RATE_ALPHA
+_RESOURCE = RESOURCE
+_ACTION_RESOURCE = ACTION_RESOURCE
+_ERROR_CODE = ERROR_CODE
+_CRED_NETWORK = CRED_NETWORK
+_NETWORK = NETWORK
+_NETWORK_MASK = sum(1 << i for i in NETWORK_ATTRS)
+_PEER_MASK = sum(1 << i for i in PEER_ATTRS)
+_PART_BITS = tuple(PAIR_PARTS.get(i, 0) for i in ALL_TABLES)
+"""Per table: the bits of a pair's parts (``PAIR_PARTS``), 0 for a single value."""
+_WEIGHTS = tuple(item[2] for item in ATTRIBUTES)
+_N_TABLES = len(ATTRIBUTES)
+_NO_PENDING = ()
+"""``ctx.pending`` when nothing is left to learn (one shared empty value, no allocation)."""
+
+
+class _Entry:
+    """A memo entry: the values one signature taught the lazy tables, and its repeats since.
+
+    ``period`` and ``epoch`` say when it holds (see ``NoveltyModel._period``); ``taught``
+    maps a lazy table to the value taught there; ``repeats`` counts hits, ``hour`` is the
+    latest of them, ``applied[i]`` how many repeats table ``i`` has already been given;
+    ``settled`` the repeats every table had been given at the latest ``_apply``;
+    ``logged`` is its position in the log since the latest flush (-1: none); ``left`` the
+    action's term of the action-resource pair hash (-1: no action); ``teach`` whether a
+    hit teaches its values (a successful call) or only counts them (a failed one)."""
+
+    __slots__ = ("period", "epoch", "taught", "repeats", "hour", "applied", "settled",
+                 "logged", "left", "teach")
+
+    def __init__(self, period: int, epoch: int, taught: dict[int, int], hour: int, left: int,
+                 teach: bool) -> None:
+        self.period = period
+        self.epoch = epoch
+        self.taught = taught
+        self.repeats = 0
+        self.hour = hour
+        self.applied = [0] * _N_TABLES
+        self.settled = 0
+        self.logged = -1
+        self.left = left
+        self.teach = teach
+
+
+def _use_known(table: ValueTable, h: int, packed: int, hour: int) -> None:
+    """One use at ``hour`` of the known value ``h`` whose entry is ``packed``: its count,
+    its last hour and the moving rate of new values (see ``NoveltyModel._apply``)."""
+    count = packed & _COUNT_MASK
+    if count == 1:
+        table.n1 -= 1
+    last = packed >> 16
+    table.d[h] = (((hour if hour > last else last) << 16)
+                  | (count + 1 if count < _COUNT_MASK else _COUNT_MASK))
+    table.total += 1
+    table.rate -= _RATE_ALPHA * table.rate
+
+
+def _fresh(found: int | None, hour: int, horizon: int) -> bool:
+    """Whether a table entry (``found``: its packed int, or None) is a value known at
+    ``hour``: last seen at most ``horizon`` hours before."""
+    if found is None:
+        return False
+    packed = found
+    return hour - (packed >> 16) <= horizon
+
+
+_PAIR_LEFT, _PAIR_SALT, _PAIR_RIGHT, _MASK32 = 0x01000193, 0x5BD1E995, 0x9E3779B1, MASK32
+"""The constants of ``models.common.pair_hash`` (C integers in the compiled build, where a
+literal above 2**31 would be a Python object)."""
+
+
+def _pair_term(left: int) -> int:
+    """``models.common.pair_term`` (the same arithmetic, in C integers when compiled)."""
+    return (left * _PAIR_LEFT) ^ _PAIR_SALT
+
+
+def _pair_with(term: int, right: int) -> int:
+    """``models.common.pair_with`` (the same arithmetic, in C integers when compiled: the
+    product of two 32-bit numbers fits in an unsigned 64-bit one)."""
+    return (term ^ ((right * _PAIR_RIGHT) >> 7)) & _MASK32
+
+
 class NoveltyModel:
     """Per-attribute bounded tables of known values; signals values new to the identity.
 
@@ -231,7 +324,7 @@ class NoveltyModel:
     """
 
     __slots__ = ("settings", "tables", "last_prune_day", "horizon_h", "memo", "epoch", "log",
-                 "log_base", "cursors", "flushed_at")
+                 "log_base", "cursors", "flushed_at", "low_hour")
 
     def __init__(self, settings: ModelSettings) -> None:
         self.settings = settings
@@ -246,6 +339,10 @@ class NoveltyModel:
         self.log_base = 0  # position of log[0]
         self.cursors = [0] * len(ATTRIBUTES)  # per table: log position flushed up to
         self.flushed_at = 0  # log position at the latest flush of any table
+        # no kept value of any table was last seen before this hour (a lower bound, kept
+        # as values come; LOW_UNKNOWN until a prune works it out), so a prune with nothing
+        # stale touches no table
+        self.low_hour = LOW_UNKNOWN
 
     def _cap(self, high_cardinality: bool) -> int:
         s = self.settings
@@ -267,18 +364,20 @@ class NoveltyModel:
         self.cursors = [self.log_base] * len(ATTRIBUTES)
         self.flushed_at = self.log_base
 
-    def _apply(self, entry: list) -> None:
+    def _apply(self, entry: _Entry) -> None:
         """Apply one memo entry's repeats not yet applied, table by table: ``uses`` more
         uses of a known value (count, recency, and the moving rate of new values).
 
         The rate takes the uses one at a time with the very float operation of a single
         use: a batch of repeats then ends exactly where the event-by-event path (and a
         profile restored from its blob) does. ``rate * (1 - RATE_ALPHA) ** uses`` is the
-        same number on paper, not in the last bits. ``_flush_tables`` and ``score`` write
-        this step out (hot loops)."""
-        repeats, applied, hour, tables, alpha = entry[3], entry[5], entry[4], self.tables, \
-            RATE_ALPHA
-        for index, h in entry[2].items():
+        same number on paper, not in the last bits. ``_flush_tables`` writes this step
+        out (a hot loop)."""
+        repeats, applied, hour, tables = entry.repeats, entry.applied, entry.hour, self.tables
+        if repeats == entry.settled:  # nothing counted since (most entries at a prune)
+            return
+        entry.settled = repeats
+        for index, h in entry.taught.items():
             uses = repeats - applied[index]
             if not uses:
                 continue
@@ -286,18 +385,18 @@ class NoveltyModel:
             table = tables[index]
             d = table.d
             packed = d[h]
-            count = packed & COUNT_MASK
+            count = packed & _COUNT_MASK
             if count == 1:
                 table.n1 -= 1
             last = packed >> 16
-            d[h] = ((hour if hour > last else last) << 16) | min(count + uses, COUNT_MASK)
+            d[h] = ((hour if hour > last else last) << 16) | min(count + uses, _COUNT_MASK)
             table.total += uses
             rate = table.rate
             for _ in range(uses):
-                rate -= alpha * rate
+                rate -= _RATE_ALPHA * rate
             table.rate = rate
 
-    def _flush_tables(self, indices: list[int]) -> None:
+    def _flush_tables(self, indices: tuple) -> None:
         """Apply the memo's repeats to these tables only: enough before a table is read or
         gets a new value (uses of known values commute, in any order).
 
@@ -305,8 +404,7 @@ class NoveltyModel:
         are in ``log`` from the table's cursor on (an entry is appended again on its first
         hit after any flush), so a flush costs what was counted since, not the memo size.
         """
-        tables, alpha, log, base, cursors = self.tables, RATE_ALPHA, self.log, \
-            self.log_base, self.cursors
+        tables, log, base, cursors = self.tables, self.log, self.log_base, self.cursors
         end = base + len(log)
         for index in indices:
             start = cursors[index] - base
@@ -315,26 +413,27 @@ class NoveltyModel:
             d = table.d
             for i in range(start, end - base):
                 entry = log[i]
-                repeats, applied = entry[3], entry[5]
+                repeats = entry.repeats
+                applied = entry.applied
                 uses = repeats - applied[index]
                 if not uses:
                     continue
                 applied[index] = repeats
-                h = entry[2].get(index)
+                h = entry.taught.get(index)
                 if h is None:
                     continue
                 # ``uses`` uses of a known value, as in ``_apply``
-                hour = entry[4]
+                hour = entry.hour
                 packed = d[h]
-                count = packed & COUNT_MASK
+                count = packed & _COUNT_MASK
                 if count == 1:
                     table.n1 -= 1
                 last = packed >> 16
-                d[h] = ((hour if hour > last else last) << 16) | min(count + uses, COUNT_MASK)
+                d[h] = ((hour if hour > last else last) << 16) | min(count + uses, _COUNT_MASK)
                 table.total += uses
                 rate = table.rate
                 for _ in range(uses):  # one use at a time (see ``_apply``)
-                    rate -= alpha * rate
+                    rate -= _RATE_ALPHA * rate
                 table.rate = rate
         self.flushed_at = end
         for index in RESOURCE_TABLES:  # never behind: nothing of theirs is in the memo
@@ -344,29 +443,43 @@ class NoveltyModel:
             del log[:passed]
             self.log_base += passed
 
-    def _unknown_tables(self, values: list, hour: int) -> list[int]:
+    def _unknown_tables(self, values: list, hour: int) -> tuple:
         """The lazy tables whose value in this event is not known within the horizon (the
         others are always exact)."""
         horizon, tables = self.horizon_h, self.tables
         out = []
         for index, h, _, _ in values:
-            if index not in LAZY_TABLES:
+            if index == _RESOURCE or index == _ACTION_RESOURCE:
                 continue
-            packed = tables[index].d.get(h)
-            if packed is None or hour - (packed >> 16) > horizon:
+            table = tables[index]
+            found = table.d.get(h)
+            if not _fresh(found, hour, horizon):
                 out.append(index)
-        return out
+        return tuple(out)
 
     def _period(self, hour: int) -> int:
         """Memo entries live one day (or one hour when the horizon is under two days, so a
         remembered value can never cross the forgetting horizon unnoticed)."""
         return hour // 24 if self.horizon_h >= 48 else hour
 
-    def _remembered(self, sig: tuple, hour: int) -> list | None:
-        entry = self.memo.get(sig)
-        if entry is not None and entry[0] == self._period(hour) and entry[1] == self.epoch:
-            return entry
-        return None
+    def _remembered(self, sig: tuple, hour: int) -> _Entry | None:
+        """The memo entry of ``sig`` if it holds at ``hour``, else None."""
+        found = self.memo.get(sig)
+        if found is None:
+            return None
+        entry = found
+        if entry.period != self._period(hour) or entry.epoch != self.epoch:
+            return None
+        return entry
+
+    def _log_hit(self, entry: _Entry) -> None:
+        """Log an entry on its first hit since a flush (see ``_flush_tables``)."""
+        if entry.logged < self.flushed_at:
+            log = self.log
+            entry.logged = self.log_base + len(log)
+            log.append(entry)
+            if len(log) > LOG_CAP:  # tables rarely flushed hold the log back
+                self._flush_tables(LAZY_TABLES)
 
     def score(self, event: Event, ctx: Context, learn_known: bool = False) -> list[Signal]:
         """Signals for values this identity has not used within the horizon.
@@ -379,65 +492,55 @@ class NoveltyModel:
         """
         sig = signature(event)
         hour = ctx.hour
-        entry = self.memo.get(sig)  # ``_remembered(sig, hour)`` written out (every event)
-        if entry is not None and (entry[1] != self.epoch
-                                  or entry[0] != (hour // 24 if self.horizon_h >= 48 else hour)):
-            entry = None
-        if entry is not None:  # the resource tables are not in the memo: known there too
-            resource = event.resource
-            if resource:
-                horizon = self.horizon_h
-                table = self.tables[RESOURCE]
-                hr = vhash(resource)
-                packed = table.d.get(hr)
-                if packed is not None and hour - (packed >> 16) <= horizon:
-                    left = entry[7]  # the action's term of the pair hash, -1: no action
-                    if left >= 0:
-                        pairs = self.tables[ACTION_RESOURCE]
-                        hp = pair_with(left, hr)
-                        packed_pair = pairs.d.get(hp)
-                        if packed_pair is None or hour - (packed_pair >> 16) > horizon:
-                            if learn_known and entry[8]:
-                                return self._resource_miss(event, ctx, entry, hr, packed)
-                            entry = None
-                elif learn_known and entry[8]:
-                    return self._resource_miss(event, ctx, entry, hr, packed)
-                else:
-                    entry = None
-        if entry is not None:
+        entry = self._remembered(sig, hour)
+        if entry is None:
+            return self._score_values(event, ctx, sig, learn_known)
+        # the resource tables are not in the memo: known there too for a hit
+        resource = event.resource
+        if not resource:
             if learn_known:
-                entry[3] += 1
-                if hour > entry[4]:
-                    entry[4] = hour
-                if resource and entry[8]:  # one use of each known resource value, at once
-                    d = table.d
-                    count = packed & COUNT_MASK
-                    if count == 1:
-                        table.n1 -= 1
-                    last = packed >> 16
-                    d[hr] = (((hour if hour > last else last) << 16)
-                             | (count + 1 if count < COUNT_MASK else COUNT_MASK))
-                    table.total += 1
-                    table.rate -= RATE_ALPHA * table.rate
-                    if left >= 0:
-                        d = pairs.d
-                        count = packed_pair & COUNT_MASK
-                        if count == 1:
-                            pairs.n1 -= 1
-                        last = packed_pair >> 16
-                        d[hp] = (((hour if hour > last else last) << 16)
-                                 | (count + 1 if count < COUNT_MASK else COUNT_MASK))
-                        pairs.total += 1
-                        pairs.rate -= RATE_ALPHA * pairs.rate
-                if entry[6] < self.flushed_at:  # first hit since a flush: log it
-                    log = self.log
-                    entry[6] = self.log_base + len(log)
-                    log.append(entry)
-                    if len(log) > LOG_CAP:  # tables rarely flushed hold the log back
-                        self._flush_tables(LAZY_TABLES)
-                ctx.pending = []
+                self._count_hit(entry, hour)
+                ctx.pending = _NO_PENDING
             return []
+        horizon = self.horizon_h
+        hr = vhash(resource)
+        table = self.tables[_RESOURCE]
+        found = table.d.get(hr)
+        if not _fresh(found, hour, horizon):
+            if learn_known and entry.teach:
+                return self._resource_miss(event, ctx, entry, hr, found)
+            return self._score_values(event, ctx, sig, learn_known)
+        packed = found
+        left = entry.left  # the action's term of the pair hash, -1: no action
+        if left >= 0:
+            pairs = self.tables[_ACTION_RESOURCE]
+            hp = _pair_with(left, hr)
+            found = pairs.d.get(hp)
+            if not _fresh(found, hour, horizon):
+                if learn_known and entry.teach:
+                    return self._resource_miss(event, ctx, entry, hr, packed)
+                return self._score_values(event, ctx, sig, learn_known)
+            if learn_known and entry.teach:
+                _use_known(pairs, hp, found, hour)  # one use of each known resource value
+        if learn_known:
+            if entry.teach:
+                _use_known(table, hr, packed, hour)
+            self._count_hit(entry, hour)
+            ctx.pending = _NO_PENDING
+        return []
+
+    def _count_hit(self, entry: _Entry, hour: int) -> None:
+        """One more repeat of a memo entry's lazy values, applied later (``_apply``)."""
+        entry.repeats += 1
+        if hour > entry.hour:
+            entry.hour = hour
+        self._log_hit(entry)
+
+    def _score_values(self, event: Event, ctx: Context, sig: tuple,
+                      learn_known: bool) -> list[Signal]:
+        """``score`` of an event without a memo entry that holds: table by table."""
         out: list[Signal] = []
+        hour = ctx.hour
         horizon = self.horizon_h
         tables = self.tables
         quiet = ctx.learning
@@ -447,27 +550,22 @@ class NoveltyModel:
         novel_parts = 0
         teach_any = learn_known and not failed  # else only the error code is taught
         unflushed = bool(self.log)  # repeats not yet applied are all in the log
+        lazy_new = False  # whether a lazy table does not know its value
         values = ctx.values  # ``self.values(event, ctx)`` written out
         if values is None:
             values = ctx.values = extract(event)
         for index, h, first, second in values:
             table = tables[index]
-            d = table.d
-            packed = d.get(h)
-            teach = teach_any or (learn_known and index == ERROR_CODE)
-            if packed is not None and hour - (packed >> 16) <= horizon:
+            found = table.d.get(h)
+            teach = teach_any or (learn_known and index == _ERROR_CODE)
+            if _fresh(found, hour, horizon):
                 if teach:
-                    # one use of a known value, as in ``_apply``
-                    count = packed & COUNT_MASK
-                    if count == 1:
-                        table.n1 -= 1
-                    last = packed >> 16
-                    d[h] = (((hour if hour > last else last) << 16)
-                            | (count + 1 if count < COUNT_MASK else COUNT_MASK))
-                    table.total += 1
-                    table.rate -= RATE_ALPHA * table.rate
-                    taught[index] = h
+                    _use_known(table, h, found, hour)
+                    if index != _RESOURCE and index != _ACTION_RESOURCE:
+                        taught[index] = h  # (the resource tables are taught on every hit)
                 continue
+            if index != _RESOURCE and index != _ACTION_RESOURCE:
+                lazy_new = True
             if unflushed:  # uses of known values commute; a new value needs exact totals
                 # every table with a new value in this event at once: this is the first,
                 # the later ones are not touched before their turn (one value per table)
@@ -480,81 +578,77 @@ class NoveltyModel:
             if quiet:
                 continue
             novel_parts |= 1 << index
-            signal = self._novel(event, ctx, index, h, first, second, packed, novel_parts)
+            signal = self._novel(event, ctx, index, h, first, second, found, novel_parts)
             if signal is not None:
                 out.append(signal)
         ctx.pending = pending
-        if learn_known and not pending and not out:
+        # a memo entry for the lazy tables' values: when every one was known (a successful
+        # call teaches them all, so they stay known for the entry's period) whatever the
+        # resource tables said, so that an identity touching a new resource on most calls
+        # meets its entry next time (``_resource_miss``); or when nothing is pending and
+        # nothing was signalled
+        if learn_known and (teach_any and not lazy_new or not pending and not out):
             old = self.memo.get(sig)
             if old is not None:
                 self._apply(old)  # an entry is only replaced once its repeats are applied
             elif len(self.memo) >= MEMO_CAP:
                 self.flush()
                 self.memo = {}
-            taught.pop(RESOURCE, None)  # taught on every hit (not in the memo)
-            taught.pop(ACTION_RESOURCE, None)
             action = event.action
-            left = pair_term(vhash(action)) if action else -1
-            # period, epoch, values of the lazy tables, repeats, latest hour, repeats
-            # applied per table, log position (-1: not logged), the action's term of the
-            # action-resource pair hash (-1: none), whether a hit teaches the resource
-            self.memo[sig] = [hour // 24 if self.horizon_h >= 48 else hour, self.epoch, taught,
-                              0, hour, [0] * len(ATTRIBUTES), -1, left, teach_any]
+            left = -1
+            if action:
+                left = _pair_term(vhash(action))
+            self.memo[sig] = _Entry(self._period(hour), self.epoch, taught, hour, left,
+                                    teach_any)
         return out
 
-    def _resource_miss(self, event: Event, ctx: Context, entry: list, hr: int,
-                       packed: int | None) -> list[Signal]:
+    def _resource_miss(self, event: Event, ctx: Context, entry: _Entry, hr: int,
+                       found: int | None) -> list[Signal]:
         """``score`` with ``learn_known`` of an event whose memo entry holds (every lazy
-        table knows its value) but whose resource or action-resource pair is not known:
-        most events of an identity that touches a new resource on almost every call.
+        table knows its value) but whose resource or action-resource pair is not known
+        (``found``: the resource's entry in its table, or None): most events of an
+        identity that touches a new resource on almost every call.
 
         The lazy tables' values are counted in the entry, as a hit counts them; the two
         resource values then go through ``score``'s own steps for a value, in its order
         (resource, then the pair), and give the same signals and pending values: those
         steps read only the value's own table (never a lazy one), no lazy table is
         flushed (none has an unknown value), and the entry is not replaced (a new value
-        is pending). Only entries of successful calls (``entry[8]``) come here: their
+        is pending). Only entries of successful calls (``entry.teach``) come here: their
         values were all known when the entry was made, so every one is taught.
         """
         hour = ctx.hour
-        entry[3] += 1
-        if hour > entry[4]:
-            entry[4] = hour
-        if entry[6] < self.flushed_at:  # first hit since a flush: log it (as in ``score``)
-            log = self.log
-            entry[6] = self.log_base + len(log)
-            log.append(entry)
-            if len(log) > LOG_CAP:
-                self._flush_tables(LAZY_TABLES)
-        resource, action = event.resource, event.action
-        values = [(RESOURCE, hr, resource, None, packed)]
-        if entry[7] >= 0:
-            hp = pair_with(entry[7], hr)
-            values.append((ACTION_RESOURCE, hp, action, resource,
-                           self.tables[ACTION_RESOURCE].d.get(hp)))
+        self._count_hit(entry, hour)
+        resource = event.resource
         out: list[Signal] = []
         pending: list[tuple[int, int]] = []
         horizon, quiet, novel_parts = self.horizon_h, ctx.learning, 0
-        for index, h, first, second, packed in values:
-            table = self.tables[index]
-            if packed is not None and hour - (packed >> 16) <= horizon:
-                # one use of a known value, as in ``_apply``
-                count = packed & COUNT_MASK
-                if count == 1:
-                    table.n1 -= 1
-                last = packed >> 16
-                table.d[h] = (((hour if hour > last else last) << 16)
-                              | (count + 1 if count < COUNT_MASK else COUNT_MASK))
-                table.total += 1
-                table.rate -= RATE_ALPHA * table.rate
-                continue
-            pending.append((index, h))
-            if quiet:
-                continue
-            novel_parts |= 1 << index
-            signal = self._novel(event, ctx, index, h, first, second, packed, novel_parts)
-            if signal is not None:
-                out.append(signal)
+        table = self.tables[_RESOURCE]
+        if _fresh(found, hour, horizon):
+            _use_known(table, hr, found, hour)
+        else:
+            pending.append((_RESOURCE, hr))
+            if not quiet:
+                novel_parts = 1 << _RESOURCE
+                signal = self._novel(event, ctx, _RESOURCE, hr, resource, None, found,
+                                     novel_parts)
+                if signal is not None:
+                    out.append(signal)
+        left = entry.left
+        if left >= 0:
+            pairs = self.tables[_ACTION_RESOURCE]
+            hp = _pair_with(left, hr)
+            found = pairs.d.get(hp)
+            if _fresh(found, hour, horizon):
+                _use_known(pairs, hp, found, hour)
+            else:
+                pending.append((_ACTION_RESOURCE, hp))
+                if not quiet:
+                    novel_parts |= 1 << _ACTION_RESOURCE
+                    signal = self._novel(event, ctx, _ACTION_RESOURCE, hp, event.action,
+                                         resource, found, novel_parts)
+                    if signal is not None:
+                        out.append(signal)
         ctx.pending = pending
         return out
 
@@ -564,11 +658,13 @@ class NoveltyModel:
         of the event's unknown values so far, this one's included), or None: a pair one of
         whose parts is new itself gets no second signal, and a quarantined value already
         said in this window is not said again."""
-        if index in PAIR_PARTS and novel_parts & PAIR_PARTS[index]:
+        if novel_parts & _PART_BITS[index]:
             return None
-        held_at = self.tables[index].held.get(h)
-        if held_at is not None and held_at >> 8 == ctx.bucket:
-            return None
+        table = self.tables[index]
+        if table.held:
+            held_at = table.held.get(h)
+            if held_at is not None and held_at >> 8 == ctx.bucket:
+                return None
         if self._below_floor(event, index):
             return None
         shown, raw = describe_value(event, index, first, second)
@@ -584,11 +680,11 @@ class NoveltyModel:
         most 1 and then by peer factors of at most ``PEER_NEW_GAIN``; every factor is
         non-negative and a rounded product never decreases when a factor grows, so its
         score is at most the rounded ``product * PEER_NEW_GAIN`` tested here."""
-        weight = ATTRIBUTES[index][2]
-        if index == CRED_NETWORK and event.credential_type == "long_term":
+        weight = _WEIGHTS[index]
+        if index == _CRED_NETWORK and event.credential_type == "long_term":
             weight = LONG_TERM_WEIGHT
         score = weight * surprise(self.tables[index].new_probability())
-        if index in NETWORK_ATTRS:
+        if (_NETWORK_MASK >> index) & 1:
             score *= QUIET_NETWORKS.get(event.network, 1.0)
         return score * PEER_NEW_GAIN < self.settings.min_score
 
@@ -681,19 +777,21 @@ class NoveltyModel:
         quarantine = held and not ctx.learning
         for index, h in pending:
             table = self.tables[index]
-            if (quarantine or h in table.held) and not table.hold(
+            if (quarantine or (table.held and h in table.held)) and not table.hold(
                     h, ctx.bucket, self.settings.accept_windows):
                 continue  # a held value does not raise the rate of (accepted) new values
-            table.rate += RATE_ALPHA * (1.0 - table.rate)
+            table.rate += _RATE_ALPHA * (1.0 - table.rate)
             before = len(table.d)
             if table.learn(h, ctx.hour, ctx.degradations, NAMES[index]):
-                if len(table.d) <= before and index in LAZY_TABLES:
+                if ctx.hour < self.low_hour:
+                    self.low_hour = ctx.hour
+                if len(table.d) <= before and index != _RESOURCE and index != _ACTION_RESOURCE:
                     self.epoch += 1  # an eviction: memo entries may name evicted values
-                if index in PEER_ATTRS and ctx.peers is not None:
+                if (_PEER_MASK >> index) & 1 and ctx.peers is not None:
                     ctx.peers.note(ctx.group, NAMES[index], h)
-                    if index == NETWORK:
+                    if index == _NETWORK:
                         ctx.peers.note_shared(_tenant_scope(event), "network", h)
-        ctx.pending = []
+        ctx.pending = _NO_PENDING
 
     def _known(self, table: ValueTable, h: int, hour: int) -> bool:
         packed = table.d.get(h)
@@ -713,16 +811,23 @@ class NoveltyModel:
         day = ctx.day
         self.last_prune_day = day
         oldest = ctx.hour - 2 * self.horizon_h  # kept one more horizon to say "forgotten"
-        for table in self.tables:
-            table.prune(oldest)
+        if self.low_hour < oldest:  # else no table keeps anything last seen before
+            low = LOW_NONE
+            for table in self.tables:
+                table.prune(oldest)
+                if table.d:
+                    last = min(table.d.values()) >> 16  # (packed values order by hour)
+                    if last < low:
+                        low = last
+            self.low_hour = low
         if self.horizon_h < 48:  # entries live an hour (see ``_period``): none carries over
             self.memo = {}
             return
         since = 24 * (day - 1)
         kept = {}
         for sig, entry in self.memo.items():
-            if entry[4] >= since and entry[8]:  # (a failed call teaches its error code only)
-                entry[0] = day
+            if entry.hour >= since and entry.teach:  # (a failed call teaches its error code only)
+                entry.period = day
                 kept[sig] = entry
         self.memo = kept
 
@@ -737,6 +842,8 @@ class NoveltyModel:
         table = self.tables[index]
         table.held.pop(h, None)
         table.learn(h, ctx.hour, ctx.degradations, NAMES[index])
+        if ctx.hour < self.low_hour:
+            self.low_hour = ctx.hour
         return True
 
     def trim(self, ctx: Context) -> None:

@@ -14,16 +14,19 @@ learned only once they recur in ``accept_windows`` distinct windows, or are mark
 from __future__ import annotations
 
 import array
-from bisect import bisect_left
 from collections import Counter
 
 COUNT_MASK = 0xFFFF
+_COUNT_MASK = COUNT_MASK  # a C integer in the compiled build (table.pxd), for the hot paths
 BLOOM_BITS = 1024
 BLOOM_MAX_ITEMS = 210  # about 45 % of bits set with 3 probes: false positives near 9 %
 HELD_CAP = 16
 RATE_ALPHA = 0.005
 """Weight of one use in the moving rate of new values (about the last 200 uses)."""
 RATE_START = 0.02
+SPAN_SMALL = 1 << 15
+"""Last-hour spans (hours) below which ``ValueTable.evict`` ranks with 64-bit keys."""
+_SPAN_SMALL = SPAN_SMALL  # a C integer in the compiled build (table.pxd)
 
 FREQUENT = "frequent"
 INFREQUENT = "infrequent"
@@ -56,13 +59,6 @@ def least_count(share: float, total: int) -> int:
     return c
 
 
-_COUNT_OF = COUNT_MASK.__and__  # ``packed & COUNT_MASK`` as a C-level callable for map()
-
-
-def _probes(h: int) -> tuple[int, int, int]:
-    return h & 1023, (h >> 10) & 1023, ((h >> 20) ^ (h * 7)) & 1023
-
-
 class ValueTable:
     """Capped exact set of value hashes with counts and recency, plus a bloom overflow."""
 
@@ -84,12 +80,15 @@ class ValueTable:
         bloom = self.bloom
         if bloom is None:
             return False
-        # ``all`` over the three probes written out (the compiled build cannot hold a
-        # generator in a fast method): each is tested in turn, stopping at the first miss
-        for p in _probes(h):
-            if not bloom[p >> 3] & (1 << (p & 7)):
-                return False
-        return True
+        # the three probes (``_bloom_add``), stopping at the first miss
+        p = h & 1023
+        if not bloom[p >> 3] & (1 << (p & 7)):
+            return False
+        p = (h >> 10) & 1023
+        if not bloom[p >> 3] & (1 << (p & 7)):
+            return False
+        p = ((h >> 20) ^ (h * 7)) & 1023
+        return bool(bloom[p >> 3] & (1 << (p & 7)))
 
     def new_probability(self) -> float:
         """How likely the next use is a value not kept: the larger of the Good-Turing
@@ -98,15 +97,16 @@ class ValueTable:
 
     def learn(self, h: int, hour: int, degradations: Counter, name: str) -> bool:
         """Count one use of ``h`` at ``hour``; returns True when the value was not kept."""
-        packed = self.d.get(h)
-        if packed is not None:
-            count = packed & COUNT_MASK
+        found = self.d.get(h)
+        if found is not None:
+            packed = found
+            count = packed & _COUNT_MASK
             last = packed >> 16
             if hour > last:
                 last = hour
             if count == 1:
                 self.n1 -= 1
-            self.d[h] = (last << 16) | (count + 1 if count < COUNT_MASK else COUNT_MASK)
+            self.d[h] = (last << 16) | (count + 1 if count < _COUNT_MASK else _COUNT_MASK)
             self.total += 1
             return False
         self.d[h] = (hour << 16) | 1
@@ -124,12 +124,34 @@ class ValueTable:
             return
         # Ranked by (uses, last hour, hash) folded into one integer per entry, which sorts
         # in the same order at C speed with no key call: hashes are 32-bit (they are saved
-        # as uint32), so ``last << 32`` plus the hash orders (last, hash) whatever the sign
-        # of ``last``, and the uses (16 bits) sit far above both. The hash is the low 32
-        # bits of its key.
+        # as uint32) and the uses take 16 bits. When the last hours span less than 2**15
+        # hours (always, once pruned: entries live two horizons), ``count << 48`` plus
+        # ``(last - first + 2**15) << 32`` (``first``: the first entry's last hour) plus
+        # the hash fits in 64 bits: one pass, one C integer per entry when compiled.
+        # Otherwise ``count << 96`` plus ``last << 32`` plus the hash orders (last, hash)
+        # whatever the sign of ``last``. The hash is the low 32 bits of its key either way.
         d = self.d
-        ranked = sorted([((packed & COUNT_MASK) << 96) + ((packed >> 16) << 32) + h
-                         for h, packed in d.items()])
+        ranked = []
+        first = low = high = 0
+        for h, packed in d.items():
+            last = packed >> 16
+            if not ranked:
+                first = low = high = last
+            elif last < low:
+                low = last
+            elif last > high:
+                high = last
+            offset = last - first + _SPAN_SMALL
+            if 0 <= offset < 2 * _SPAN_SMALL:
+                count = packed & _COUNT_MASK
+                ranked.append((count << 48) | (offset << 32) | h)
+            else:
+                ranked.append(0)  # the span is too wide: ranked again below
+        if high - low < _SPAN_SMALL:
+            ranked.sort()
+        else:
+            ranked = sorted([((v & _COUNT_MASK) << 96) + ((v >> 16) << 32) + k
+                             for k, v in d.items()])
         for key in ranked[:n]:
             h = key & 0xFFFFFFFF
             self._forget_counts(d.pop(h))
@@ -137,7 +159,7 @@ class ValueTable:
         degradations[(f"novelty.{name}", "evicted")] += n
 
     def _forget_counts(self, packed: int) -> None:
-        count = packed & COUNT_MASK
+        count = packed & _COUNT_MASK
         self.total -= count
         if count == 1:
             self.n1 -= 1
@@ -150,8 +172,14 @@ class ValueTable:
             self.bloom_n = 0
             self.lossy = True
             degradations[(f"novelty.{name}", "bloom_reset")] += 1
-        for p in _probes(h):
-            self.bloom[p >> 3] |= 1 << (p & 7)
+        bloom = self.bloom
+        # three probes, from three slices of the hash (C indexes in the compiled build)
+        p = h & 1023
+        bloom[p >> 3] |= 1 << (p & 7)
+        p = (h >> 10) & 1023
+        bloom[p >> 3] |= 1 << (p & 7)
+        p = ((h >> 20) ^ (h * 7)) & 1023
+        bloom[p >> 3] |= 1 << (p & 7)
         self.bloom_n += 1
 
     def prune(self, oldest_hour: int) -> int:
@@ -193,17 +221,24 @@ class ValueTable:
         cached = self._words
         if cached is not None and cached[0] == total and cached[1] == len(self.d):
             return cached[2]
-        # ``Counter(vocabulary(count, total) for every kept count)``, counted with two
-        # thresholds on the sorted counts instead of one call per value (it runs for every
-        # novelty signal): frequent from ``least_count(0.05)`` and 5 up, infrequent from
-        # ``least_count(0.005)`` and 3 up (the lower bound of the two), rare above 0
-        counts = sorted(map(_COUNT_OF, self.d.values()))
-        below_frequent = bisect_left(counts, max(5, least_count(0.05, total)))
-        below_infrequent = bisect_left(counts, max(3, least_count(0.005, total)))
-        below_rare = bisect_left(counts, 1)
+        # ``Counter(vocabulary(count, total) for every kept count)``, counted against two
+        # thresholds in one pass instead of one call per value (it runs for every novelty
+        # signal): frequent from ``least_count(0.05)`` and 5 up, infrequent from
+        # ``least_count(0.005)`` and 3 up, rare above 0
+        frequent_from = max(5, least_count(0.05, total))
+        infrequent_from = max(3, least_count(0.005, total))
+        below_frequent = below_infrequent = below_rare = 0
+        for packed in self.d.values():
+            count = packed & _COUNT_MASK
+            if count < frequent_from:
+                below_frequent += 1
+            if count < infrequent_from:
+                below_infrequent += 1
+            if count < 1:
+                below_rare += 1
         sizes = ((UNSEEN, below_rare), (RARE, below_infrequent - below_rare),
                  (INFREQUENT, below_frequent - below_infrequent),
-                 (FREQUENT, len(counts) - below_frequent))
+                 (FREQUENT, len(self.d) - below_frequent))
         words: Counter = Counter()
         for word, n in sizes:
             if n:

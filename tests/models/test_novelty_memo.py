@@ -8,6 +8,8 @@ without its later alerts changing in the last digits of a score.
 from __future__ import annotations
 
 import random
+from dataclasses import replace
+from datetime import UTC, datetime
 
 import pytest
 
@@ -84,7 +86,8 @@ def test_flushed_repeats__same_rate_as_one_use_at_a_time():
     for _ in range(137):
         stepped.rate -= RATE_ALPHA * stepped.rate
     model.tables[0] = batched
-    entry = [0, model.epoch, {0: 1}, 137, 11, [0] * len(model.tables), 0, -1, True]  # none applied
+    entry = novelty_module._Entry(0, model.epoch, {0: 1}, 11, -1, True)
+    entry.repeats, entry.logged = 137, 0  # none applied
     model.memo[("sig",)] = entry
     model.log.append(entry)  # as a hit logs it
     model.flush()
@@ -197,3 +200,30 @@ def test_memo__entries_hit_yesterday_carry_over_the_day_change(monkeypatch):
         profile.observe(make_event(day + 120 + 60 * i))
     profile.observe(make_event(day + 900, outcome="failure", error_code="AccessDenied"))
     assert misses[0] == 2  # only the failed call went table by table again
+
+
+@pytest.mark.parametrize("horizon_days", [1, 2, 3])
+def test_prunes_skipped_by_the_lower_bound__same_as_a_restored_profile(horizon_days):
+    """A daily prune leaves the tables alone while ``low_hour`` shows nothing can be stale;
+    a restored profile (the bound unknown) scans every table. With a short horizon values
+    do go stale and are pruned, and both give the same signals and blobs; new resources
+    on most calls make memo entries on resource misses as well."""
+    settings = ModelSettings(learning_min_days=0.5, learning_min_events=30,
+                             novelty_horizon_days=horizon_days)
+    kept = IdentityProfile(ROLE, "workload", settings)
+    blob = kept.to_bytes()
+    first = mixed_stream(7, 2000)
+    shift = first[-1].ts + 86400 - T0
+    later = [replace(event, ts=event.ts + shift, time=datetime.fromtimestamp(event.ts + shift, UTC))
+             for event in resource_stream(7, 800)]
+    pruned = 0
+    for event in first + later:
+        restored = IdentityProfile.from_bytes(blob, settings)
+        actions = restored.models[0].tables[0]  # at most 30 actions: never evicted
+        before = len(actions.d)
+        assert signals_of(kept.observe(event)) == signals_of(restored.observe(event))
+        pruned += len(actions.d) < before
+        blob = restored.to_bytes()
+    assert pruned >= 5  # actions went stale and were pruned along the way
+    assert kept.models[0].low_hour != novelty_module.LOW_UNKNOWN
+    assert kept.to_bytes() == blob
