@@ -177,7 +177,8 @@ def create_app(settings: WorkerSettings, runtime: Runtime) -> faust.App:
     intake = runtime.intake = RawIntake(settings.topic_sources(), settings.ingest_max_messages)
     app.transport.Consumer = short_fetch_wait(holding_consumer(
         app.transport.Consumer, runtime.holds, lambda: runtime.before_commit,
-        lambda: lambda consumer: check_raw_offsets(consumer, runtime), intake=intake))
+        lambda: lambda consumer: check_raw_offsets(consumer, runtime), intake=intake,
+        streamed=(settings.repartition_topic,)))
     runtime.leave_group = lambda timeout: leave_group(app, timeout)
     topics = _declare_topics(app, settings)
     runtime.roles = topics
@@ -274,7 +275,7 @@ def short_fetch_wait(base: type, wait_ms: int = FETCH_MAX_WAIT_MS) -> type:
 def holding_consumer(base: type, holds: Mapping[tuple[str, int], int],
                      before_commit: Callable[[], Any] = lambda: None,
                      after_seek: Callable[[], Any] = lambda: None, *,
-                     intake: RawIntake) -> type:
+                     intake: RawIntake, streamed: Collection[str] = ()) -> type:
     """``base`` (Faust's consumer class) that never commits a partition at or past its
     entry in ``holds``, and before each commit awaits the coroutine function that
     ``before_commit()`` names (none when it gives None; it is looked up at each commit,
@@ -306,7 +307,15 @@ def holding_consumer(base: type, holds: Mapping[tuple[str, int], int],
     partition: one without a committed offset is sought to its log start, since Faust
     drops the records of a fetch that ends in a rebalance and aiokafka leaves such a
     partition past them.
+
+    The ``streamed`` topics (the repartition topic, read by the detect agent) get the
+    same pause and the same seek: Faust's own streams lose records the same way. A
+    rebalance before the first commit (no committed offset) dropped the messages a fetch
+    had taken since the assignment, and the identities they had changed were dropped from
+    memory at the revocation, unwritten, so their events were never applied.
     """
+
+    sought_topics = intake.topics | frozenset(streamed)
 
     class HoldingConsumer(base):  # type: ignore[misc, valid-type]
         # the consumer generation whose seek to the committed offsets is done
@@ -360,12 +369,12 @@ def holding_consumer(base: type, holds: Mapping[tuple[str, int], int],
                                          generation_id: int = 0) -> None:
             # paused before Faust makes the assigned partitions active (the flow may run
             # when the previous assignment was empty); resumed by perform_seek
-            self._paused_partitions.update(tp for tp in assigned if tp.topic in intake.topics)
+            self._paused_partitions.update(tp for tp in assigned if tp.topic in sought_topics)
             await super().on_partitions_assigned(assigned, generation_id)
 
         def resume_partitions(self, tps: Any) -> None:
             if self._raw_sought != self.app.consumer_generation_id:
-                tps = [tp for tp in tps if tp.topic not in intake.topics]
+                tps = [tp for tp in tps if tp.topic not in sought_topics]
             super().resume_partitions(tps)
 
         async def perform_seek(self) -> None:
@@ -374,12 +383,13 @@ def holding_consumer(base: type, holds: Mapping[tuple[str, int], int],
             generation = self.app.consumer_generation_id
             assigning = self.flow_active
             await super().perform_seek()
-            raw = {tp for tp in self.assignment() if tp.topic in intake.topics}
+            sought = {tp for tp in self.assignment() if tp.topic in sought_topics}
+            raw = {tp for tp in sought if tp.topic in intake.topics}
             # aiokafka seeks only the partitions with a committed offset past 0; the
             # others stay where the fetch left them, past any record Faust consumed and
             # dropped (a fetch that ended in a rebalance): they start at the log start,
             # as the consumer's offset reset (earliest) would start them
-            unsought = sorted((tp for tp in raw if (self._committed_offset.get(tp) or 0) <= 0),
+            unsought = sorted((tp for tp in sought if (self._committed_offset.get(tp) or 0) <= 0),
                               key=lambda tp: (tp.topic, tp.partition))
             if unsought:
                 starts = await self.earliest_offsets(*unsought)
@@ -395,7 +405,7 @@ def holding_consumer(base: type, holds: Mapping[tuple[str, int], int],
                     log.error("cannot check the raw partitions' committed offsets: %r", err)
             if assigning and generation == self.app.consumer_generation_id:
                 self._raw_sought = generation
-                super().resume_partitions(raw)
+                super().resume_partitions(sought)
 
         async def settle_raw(self, tps: Collection[Any], timeout: float) -> bool:
             """Pause the raw partitions ``tps`` and wait until no fetch can still put one

@@ -391,3 +391,25 @@ def test_the_assignments_seek_moves_every_raw_partition_to_where_it_is_read_from
     asyncio.run(consumer.perform_seek())
     assert sorted(consumer.seeks) == [(fresh, 0), (zero, 3), (done, 40)]
     assert consumer._read_offset[fresh] is None
+
+
+def test_the_repartition_topic_is_paused_and_sought_as_the_raw_topics_are() -> None:
+    """The detect agent's topic loses records the same way through Faust's own streams:
+    a rebalance before the first commit dropped what a fetch took since the assignment,
+    and with no committed offset nothing read it again (identity states were missing a
+    third of their events). It is paused until the seek and sought to its start too;
+    another topic is neither."""
+    intake = RawIntake({"raw"}, max_messages=10)
+    consumer = holding_consumer(FakeConsumer, {}, intake=intake,
+                                streamed=("by-identity",))([])
+    raw, part, other = TP("raw", 0), TP("by-identity", 1), TP("other", 0)
+    asyncio.run(consumer.on_partitions_assigned({raw, part, other}, 1))
+    consumer.resume_partitions({raw, part, other})  # Faust's, before its seek
+    assert consumer._active_partitions == {other}
+    consumer.committed = {raw: 7, part: None, other: None}
+    consumer.starts = {part: 5}
+    consumer._read_offset[part] = 30  # the dropped fetch's
+    asyncio.run(consumer.perform_seek())
+    assert sorted(consumer.seeks) == [(part, 5), (raw, 7)]
+    assert consumer._read_offset[part] == 5
+    assert consumer._active_partitions == {raw, part, other}
