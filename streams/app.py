@@ -178,7 +178,8 @@ def create_app(settings: WorkerSettings, runtime: Runtime) -> faust.App:
     app.transport.Consumer = short_fetch_wait(holding_consumer(
         app.transport.Consumer, runtime.holds, lambda: runtime.before_commit,
         lambda: lambda consumer: check_raw_offsets(consumer, runtime), intake=intake,
-        streamed=(settings.repartition_topic,)))
+        streamed=(settings.repartition_topic,), seek_timeout=settings.io_timeout,
+        fail=runtime.fatal))
     runtime.leave_group = lambda timeout: leave_group(app, timeout)
     topics = _declare_topics(app, settings)
     runtime.roles = topics
@@ -275,7 +276,9 @@ def short_fetch_wait(base: type, wait_ms: int = FETCH_MAX_WAIT_MS) -> type:
 def holding_consumer(base: type, holds: Mapping[tuple[str, int], int],
                      before_commit: Callable[[], Any] = lambda: None,
                      after_seek: Callable[[], Any] = lambda: None, *,
-                     intake: RawIntake, streamed: Collection[str] = ()) -> type:
+                     intake: RawIntake, streamed: Collection[str] = (),
+                     seek_timeout: float = 30.0,
+                     fail: Callable[[str], Any] | None = None) -> type:
     """``base`` (Faust's consumer class) that never commits a partition at or past its
     entry in ``holds``, and before each commit awaits the coroutine function that
     ``before_commit()`` names (none when it gives None; it is looked up at each commit,
@@ -312,7 +315,14 @@ def holding_consumer(base: type, holds: Mapping[tuple[str, int], int],
     same pause and the same seek: Faust's own streams lose records the same way. A
     rebalance before the first commit (no committed offset) dropped the messages a fetch
     had taken since the assignment, and the identities they had changed were dropped from
-    memory at the revocation, unwritten, so their events were never applied.
+    memory at the revocation, unwritten, so their events were never applied. They are
+    resumed only with the flow after the seek (``resume_flow``): Faust clears its stream
+    queues there, and records fetched before it would be dropped past their read offset.
+
+    When the log start of a partition without a committed offset cannot be found within
+    ``seek_timeout`` seconds, ``fail`` ends the worker (``Runtime.fatal``; an exception
+    when not given): left where it is, the partition would skip records, and left paused,
+    it would never be read; a new process reads it from the committed offsets.
     """
 
     sought_topics = intake.topics | frozenset(streamed)
@@ -322,6 +332,8 @@ def holding_consumer(base: type, holds: Mapping[tuple[str, int], int],
         _raw_sought: int | None = None
         # getmany calls begun so far (settle_raw)
         _fetches = 0
+        # the streamed partitions sought, resumed with the flow (resume_flow)
+        _after_flow: frozenset[Any] = frozenset()
 
         async def getmany(self, timeout: float) -> Any:
             self._fetches += 1
@@ -375,7 +387,15 @@ def holding_consumer(base: type, holds: Mapping[tuple[str, int], int],
         def resume_partitions(self, tps: Any) -> None:
             if self._raw_sought != self.app.consumer_generation_id:
                 tps = [tp for tp in tps if tp.topic not in sought_topics]
+            elif self._after_flow:
+                tps = [tp for tp in tps if tp not in self._after_flow]
             super().resume_partitions(tps)
+
+        def resume_flow(self) -> None:
+            super().resume_flow()
+            waiting, self._after_flow = self._after_flow, frozenset()
+            if waiting and self._raw_sought == self.app.consumer_generation_id:
+                super().resume_partitions(waiting)
 
         async def perform_seek(self) -> None:
             # With the flow running this is the assignment's seek (the table recovery's);
@@ -392,9 +412,19 @@ def holding_consumer(base: type, holds: Mapping[tuple[str, int], int],
             unsought = sorted((tp for tp in sought if (self._committed_offset.get(tp) or 0) <= 0),
                               key=lambda tp: (tp.topic, tp.partition))
             if unsought:
-                starts = await self.earliest_offsets(*unsought)
-                for tp in unsought:
-                    await self.seek(tp, starts.get(tp) or 0)
+                try:
+                    starts = await asyncio.wait_for(self.earliest_offsets(*unsought),
+                                                    seek_timeout)
+                    for tp in unsought:
+                        await self.seek(tp, starts.get(tp) or 0)
+                except Exception as err:  # noqa: BLE001 - any failure: read them anew
+                    names = ", ".join(f"{tp.topic}[{tp.partition}]" for tp in unsought)
+                    reason = (f"cannot seek {names} (no committed offset) to the log start: "
+                              f"{err!r}; a new worker process reads them from the "
+                              "committed offsets")
+                    if fail is None:
+                        raise RuntimeError(reason) from err
+                    fail(reason)
             if assigning:
                 intake.forget({(tp.topic, tp.partition) for tp in raw})
             check = after_seek()
@@ -405,7 +435,8 @@ def holding_consumer(base: type, holds: Mapping[tuple[str, int], int],
                     log.error("cannot check the raw partitions' committed offsets: %r", err)
             if assigning and generation == self.app.consumer_generation_id:
                 self._raw_sought = generation
-                super().resume_partitions(sought)
+                self._after_flow = frozenset(sought - raw)
+                super().resume_partitions(raw)
 
         async def settle_raw(self, tps: Collection[Any], timeout: float) -> bool:
             """Pause the raw partitions ``tps`` and wait until no fetch can still put one
@@ -607,7 +638,16 @@ async def restart_recreated(consumer: Any, runtime: Runtime,
                      key=lambda tp: tp.partition)
         if not tps:
             continue
+        generation = consumer.app.consumer_generation_id
         if not await consumer.settle_raw(tps, settle_timeout):
+            if not consumer.app.rebalancing and generation == consumer.app.consumer_generation_id:
+                # the fetch in flight may have dropped their records (paused partitions
+                # are filtered out of it) with the position past them: read on from the
+                # last record read, not from where that fetch left them
+                for tp in tps:
+                    read = consumer._read_offset.get(tp)
+                    if read is not None:
+                        await consumer.seek(tp, read + 1)
             consumer.resume_partitions(tps)  # kept paused by a rebalance meanwhile
             continue
         try:

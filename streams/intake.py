@@ -21,8 +21,10 @@ agent, and the holds), the flow control of a rebalance and the drain at a stop.
   queues) drops what waits and was not started: those messages are neither processed nor
   acknowledged, and whoever owns their partitions next reads them again from the
   committed offset. Faust's flow control calls it at every resume too (mode's
-  ``FlowControlEvent.resume``), after the assignment's seek: what waits then was fetched
-  from the seeked positions, nothing would read it again, so it is kept.
+  ``FlowControlEvent.resume``): during the table recovery, before the assignment's seek,
+  while the raw partitions are still paused (nothing of theirs waits), and after the
+  seek, when what waits was fetched from the sought positions and nothing would read it
+  again; so it is kept.
 - A seek makes a partition's messages taken in before it stale (``forget``: the consumer
   reads them again from the new position). A window taken before the seek is still
   processed, but its messages of that partition are not acknowledged (``acknowledge``):

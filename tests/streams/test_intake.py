@@ -7,6 +7,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+import pytest
+
 from streams.app import holding_consumer
 from streams.intake import RawIntake
 
@@ -92,6 +94,9 @@ class FakeConsumer:
     def resume_partitions(self, tps: Any) -> None:
         self._active_partitions |= set(tps)
         self._paused_partitions -= set(tps)
+
+    def resume_flow(self) -> None:
+        self.flow_active = True
 
     async def perform_seek(self) -> None:
         await asyncio.sleep(0)  # the committed offsets, from the broker
@@ -412,4 +417,35 @@ def test_the_repartition_topic_is_paused_and_sought_as_the_raw_topics_are() -> N
     asyncio.run(consumer.perform_seek())
     assert sorted(consumer.seeks) == [(part, 5), (raw, 7)]
     assert consumer._read_offset[part] == 5
+    # the repartition partition waits for the flow's resume, where Faust clears its
+    # stream queues; a resume of Faust's before that does not take it either
+    consumer.resume_partitions({part})
+    assert consumer._active_partitions == {raw, other}
+    consumer.resume_flow()
     assert consumer._active_partitions == {raw, part, other}
+
+
+class FailingStarts(FakeConsumer):
+    async def earliest_offsets(self, *tps: TP) -> dict[TP, int]:
+        raise ConnectionError("broker gone")
+
+
+def test_a_start_that_cannot_be_found_ends_the_worker_instead_of_skipping_records(
+) -> None:
+    """Left where the dropped fetch put it the partition would skip records, and left
+    paused it would never be read: the worker ends, and a new process reads it from the
+    committed offsets."""
+    intake = RawIntake({"raw"}, max_messages=10)
+    reasons: list[str] = []
+    consumer = holding_consumer(FailingStarts, {}, intake=intake,
+                                fail=reasons.append)([])
+    fresh = TP("raw", 0)
+    asyncio.run(consumer.on_partitions_assigned({fresh}, 1))
+    consumer.committed = {fresh: None}
+    asyncio.run(consumer.perform_seek())
+    assert len(reasons) == 1 and "raw[0]" in reasons[0] and "broker gone" in reasons[0]
+    bare = holding_consumer(FailingStarts, {}, intake=intake)([])
+    asyncio.run(bare.on_partitions_assigned({fresh}, 1))
+    bare.committed = {fresh: None}
+    with pytest.raises(RuntimeError, match="cannot seek raw\\[0\\]"):
+        asyncio.run(bare.perform_seek())

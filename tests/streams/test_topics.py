@@ -125,6 +125,8 @@ class FakeConsumer:
         self.commits: list[dict[Any, int]] = []
         self.paused: set[Any] = set()
         self.settles = True  # whether settle_raw succeeds
+        self._read_offset: dict[Any, int | None] = defaultdict(lambda: None)
+        self.app = type("App", (), {"consumer_generation_id": 1, "rebalancing": False})()
 
     def assignment(self) -> set[Any]:
         return set(self._committed_offset)
@@ -286,9 +288,19 @@ def test_restart_recreated__a_fetch_that_does_not_settle_is_tried_again_later() 
     consumer.settles = False
     asyncio.run(restart_recreated(consumer, runtime))
     assert (consumer.seeks, consumer.paused) == ([], set())
+    # the fetch in flight dropped the paused partition's records past the last one read:
+    # it reads on from there
+    consumer._read_offset[tp(0)] = 41
+    asyncio.run(restart_recreated(consumer, runtime))
+    assert (consumer.seeks, consumer.paused) == ([(tp(0), 42)], set())
+    # a rebalance meanwhile: its own seek decides
+    consumer.app.rebalancing = True
+    asyncio.run(restart_recreated(consumer, runtime))
+    assert consumer.seeks == [(tp(0), 42)]
+    consumer.app.rebalancing = False
     consumer.settles = True
     asyncio.run(restart_recreated(consumer, runtime))
-    assert consumer.seeks == [(tp(0), 0)]
+    assert consumer.seeks == [(tp(0), 42), (tp(0), 0)]
 
 
 @pytest.mark.parametrize("committed", [None, -1])
