@@ -179,7 +179,7 @@ def create_app(settings: WorkerSettings, runtime: Runtime) -> faust.App:
         app.transport.Consumer, runtime.holds, lambda: runtime.before_commit,
         lambda: lambda consumer: check_raw_offsets(consumer, runtime), intake=intake,
         streamed=(settings.repartition_topic,), seek_timeout=settings.io_timeout,
-        fail=runtime.fatal))
+        fail=lambda reason: runtime.fatal(reason)))
     runtime.leave_group = lambda timeout: leave_group(app, timeout)
     topics = _declare_topics(app, settings)
     runtime.roles = topics
