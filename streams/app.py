@@ -37,7 +37,7 @@ from faust import streams as faust_streams
 
 from streams.datadir import STORE_EXIT_CODE, store_failure
 from streams.health import METADATA_REFRESH_S
-from streams.intake import RawIntake
+from streams.intake import RawIntake, Window
 from streams.pipeline import Output, Pipeline, Record
 from streams.settings import WorkerSettings
 from streams.topics import incarnation_tag
@@ -58,6 +58,10 @@ TABLE_CENSUS_CHUNK = 5_000
 # take the worker's LeaveGroup request; then it exits anyway, and the group notices the
 # member is gone only after the session timeout, as before.
 LEAVE_GROUP_TIMEOUT_S = 5.0
+# At most this long a raw topic created again under an assigned partition waits for the
+# fetch in progress before it is read from its start (restart_recreated); then tried again
+# at the next health refresh.
+SETTLE_TIMEOUT_S = 10.0
 # How long the broker may hold a fetch that finds no new data (Faust's driver fixes 1500 ms:
 # ``short_fetch_wait``). The consumer keeps one fetch in flight to a broker, and sends one
 # for its other partitions when a partition's fetched records wait unread for 100 ms
@@ -173,7 +177,9 @@ def create_app(settings: WorkerSettings, runtime: Runtime) -> faust.App:
     intake = runtime.intake = RawIntake(settings.topic_sources(), settings.ingest_max_messages)
     app.transport.Consumer = short_fetch_wait(holding_consumer(
         app.transport.Consumer, runtime.holds, lambda: runtime.before_commit,
-        lambda: lambda consumer: check_raw_offsets(consumer, runtime), intake=intake))
+        lambda: lambda consumer: check_raw_offsets(consumer, runtime), intake=intake,
+        streamed=(settings.repartition_topic,), seek_timeout=settings.io_timeout,
+        fail=lambda reason: runtime.fatal(reason)))
     runtime.leave_group = lambda timeout: leave_group(app, timeout)
     topics = _declare_topics(app, settings)
     runtime.roles = topics
@@ -270,7 +276,9 @@ def short_fetch_wait(base: type, wait_ms: int = FETCH_MAX_WAIT_MS) -> type:
 def holding_consumer(base: type, holds: Mapping[tuple[str, int], int],
                      before_commit: Callable[[], Any] = lambda: None,
                      after_seek: Callable[[], Any] = lambda: None, *,
-                     intake: RawIntake) -> type:
+                     intake: RawIntake, streamed: Collection[str] = (),
+                     seek_timeout: float = 30.0,
+                     fail: Callable[[str], Any] | None = None) -> type:
     """``base`` (Faust's consumer class) that never commits a partition at or past its
     entry in ``holds``, and before each commit awaits the coroutine function that
     ``before_commit()`` names (none when it gives None; it is looked up at each commit,
@@ -291,11 +299,44 @@ def holding_consumer(base: type, holds: Mapping[tuple[str, int], int],
     of through Faust's conductor and streams: ``getmany`` keeps Faust's checks of each
     fetched message (flow, generation, active partitions) and its read offsets and gaps,
     tracks the message as unacknowledged and puts it in the intake, waiting for room when
-    the intake is full; the ingest task acknowledges it with ``ack`` as a stream would.
+    the intake is full; the ingest task acknowledges it (``RawIntake.acknowledge``).
+
+    A raw message is taken in only from the position the assignment's seek set: after an
+    assignment Faust resumes the flow and the partitions before that seek (and
+    ``check_raw_offsets`` after it may move a raw partition again), so the raw partitions
+    stay paused until both are done for the consumer's generation (``resume_partitions``,
+    ``perform_seek``). A record consumed earlier would be read again from the committed
+    offset, or, dropped from the intake at the resume, never. The seek covers every raw
+    partition: one without a committed offset is sought to its log start, since Faust
+    drops the records of a fetch that ends in a rebalance and aiokafka leaves such a
+    partition past them.
+
+    The ``streamed`` topics (the repartition topic, read by the detect agent) get the
+    same pause and the same seek: Faust's own streams lose records the same way. A
+    rebalance before the first commit (no committed offset) dropped the messages a fetch
+    had taken since the assignment, and the identities they had changed were dropped from
+    memory at the revocation, unwritten, so their events were never applied. They are
+    resumed only with the flow after the seek (``resume_flow``): Faust clears its stream
+    queues there, and records fetched before it would be dropped past their read offset.
+
+    When the log start of a partition without a committed offset cannot be found within
+    ``seek_timeout`` seconds, ``fail`` ends the worker (``Runtime.fatal``; an exception
+    when not given): left where it is, the partition would skip records, and left paused,
+    it would never be read; a new process reads it from the committed offsets.
     """
 
+    sought_topics = intake.topics | frozenset(streamed)
+
     class HoldingConsumer(base):  # type: ignore[misc, valid-type]
+        # the consumer generation whose seek to the committed offsets is done
+        _raw_sought: int | None = None
+        # getmany calls begun so far (settle_raw)
+        _fetches = 0
+        # the streamed partitions sought, resumed with the flow (resume_flow)
+        _after_flow: frozenset[Any] = frozenset()
+
         async def getmany(self, timeout: float) -> Any:
+            self._fetches += 1
             intake.consumer = self
             raw = intake.topics
             read_offset = self._read_offset
@@ -336,14 +377,82 @@ def holding_consumer(base: type, holds: Mapping[tuple[str, int], int],
                     log.error("cannot write identity states before the commit: %r", err)
             return await super().commit(*args, **kwargs)
 
+        async def on_partitions_assigned(self, assigned: set[Any],
+                                         generation_id: int = 0) -> None:
+            # paused before Faust makes the assigned partitions active (the flow may run
+            # when the previous assignment was empty); resumed by perform_seek
+            self._paused_partitions.update(tp for tp in assigned if tp.topic in sought_topics)
+            await super().on_partitions_assigned(assigned, generation_id)
+
+        def resume_partitions(self, tps: Any) -> None:
+            if self._raw_sought != self.app.consumer_generation_id:
+                tps = [tp for tp in tps if tp.topic not in sought_topics]
+            elif self._after_flow:
+                tps = [tp for tp in tps if tp not in self._after_flow]
+            super().resume_partitions(tps)
+
+        def resume_flow(self) -> None:
+            super().resume_flow()
+            waiting, self._after_flow = self._after_flow, frozenset()
+            if waiting and self._raw_sought == self.app.consumer_generation_id:
+                super().resume_partitions(waiting)
+
         async def perform_seek(self) -> None:
+            # With the flow running this is the assignment's seek (the table recovery's);
+            # without, the fetch's own during a rebalance, which the assignment's follows.
+            generation = self.app.consumer_generation_id
+            assigning = self.flow_active
             await super().perform_seek()
+            sought = {tp for tp in self.assignment() if tp.topic in sought_topics}
+            raw = {tp for tp in sought if tp.topic in intake.topics}
+            # aiokafka seeks only the partitions with a committed offset past 0; the
+            # others stay where the fetch left them, past any record Faust consumed and
+            # dropped (a fetch that ended in a rebalance): they start at the log start,
+            # as the consumer's offset reset (earliest) would start them
+            unsought = sorted((tp for tp in sought if (self._committed_offset.get(tp) or 0) <= 0),
+                              key=lambda tp: (tp.topic, tp.partition))
+            if unsought:
+                try:
+                    starts = await asyncio.wait_for(self.earliest_offsets(*unsought),
+                                                    seek_timeout)
+                    for tp in unsought:
+                        await self.seek(tp, starts.get(tp) or 0)
+                except Exception as err:  # noqa: BLE001 - any failure: read them anew
+                    names = ", ".join(f"{tp.topic}[{tp.partition}]" for tp in unsought)
+                    reason = (f"cannot seek {names} (no committed offset) to the log start: "
+                              f"{err!r}; a new worker process reads them from the "
+                              "committed offsets")
+                    if fail is None:
+                        raise RuntimeError(reason) from err
+                    fail(reason)
+            if assigning:
+                intake.forget({(tp.topic, tp.partition) for tp in raw})
             check = after_seek()
             if check is not None:
                 try:
                     await check(self)
                 except Exception as err:  # noqa: BLE001 - the committed offsets stand
                     log.error("cannot check the raw partitions' committed offsets: %r", err)
+            if assigning and generation == self.app.consumer_generation_id:
+                self._raw_sought = generation
+                self._after_flow = frozenset(sought - raw)
+                super().resume_partitions(raw)
+
+        async def settle_raw(self, tps: Collection[Any], timeout: float) -> bool:
+            """Pause the raw partitions ``tps`` and wait until no fetch can still put one
+            of their records into the intake (the next ``getmany`` has begun): then a
+            seek decides alone where they are read from. False when that took longer
+            than ``timeout`` seconds or a rebalance came (its seek decides then)."""
+            generation = self.app.consumer_generation_id
+            self.pause_partitions(tps)
+            begun = self._fetches
+            deadline = time.monotonic() + timeout
+            while self._fetches == begun:
+                if (time.monotonic() > deadline or self.app.rebalancing
+                        or generation != self.app.consumer_generation_id):
+                    return False
+                await asyncio.sleep(0.01)
+            return not self.app.rebalancing and generation == self.app.consumer_generation_id
 
         def _new_offset(self, tp: Any) -> int | None:
             hold = holds.get((tp.topic, tp.partition))
@@ -415,8 +524,8 @@ async def check_raw_offsets(consumer: Any, runtime: Runtime) -> None:
     # what perform_seek has just set; Faust has no public accessor for it
     committed = {tp: consumer._committed_offset.get(tp) for tp in tps}
     for tp in tps:
-        if tp.topic in runtime.recreated and committed[tp] is None:
-            # nothing committed: the consumer starts at the log start by itself
+        if tp.topic in runtime.recreated and (committed[tp] is None or committed[tp] < 0):
+            # nothing committed: the consumer has just sought the log start (perform_seek)
             runtime.restarted[(tp.topic, tp.partition)] = runtime.topic_ids.get(tp.topic, "")
     tps = [tp for tp in tps if committed[tp] is not None and committed[tp] >= 0]
     if not tps:
@@ -510,21 +619,44 @@ async def read_from_start(consumer: Any, runtime: Runtime, topic: str, reason: s
             topic, why, offsets)
 
 
-async def restart_recreated(consumer: Any, runtime: Runtime) -> None:
+async def restart_recreated(consumer: Any, runtime: Runtime,
+                            settle_timeout: float = SETTLE_TIMEOUT_S) -> None:
     """A raw topic the watch now sees with a new id while its partitions stay assigned
     here (deleted and created again too fast for a rebalance): read them from their start,
-    as ``check_raw_offsets`` does at an assignment."""
-    changed = note_topic_ids(runtime)
-    if not changed:
-        return
-    for topic in changed:
-        tps = sorted((tp for tp in consumer.assignment() if tp.topic == topic),
+    as ``check_raw_offsets`` does at an assignment.
+
+    The partitions are first paused until no fetch begun before can put one of their
+    records into the intake (``settle_raw``): such a record, of the old position, would
+    move the read offset past the new topic's first records. When that does not come
+    within ``settle_timeout`` seconds they are resumed and tried again at the next call;
+    a rebalance meanwhile leaves them to the assignment's check."""
+    note_topic_ids(runtime)
+    for topic in sorted(runtime.recreated):
+        topic_id = runtime.topic_ids.get(topic, "")
+        tps = sorted((tp for tp in consumer.assignment() if tp.topic == topic
+                      and runtime.restarted.get((tp.topic, tp.partition)) != topic_id),
                      key=lambda tp: tp.partition)
-        if tps:
+        if not tps:
+            continue
+        generation = consumer.app.consumer_generation_id
+        if not await consumer.settle_raw(tps, settle_timeout):
+            if not consumer.app.rebalancing and generation == consumer.app.consumer_generation_id:
+                # the fetch in flight may have dropped their records (paused partitions
+                # are filtered out of it) with the position past them: read on from the
+                # last record read, not from where that fetch left them
+                for tp in tps:
+                    read = consumer._read_offset.get(tp)
+                    if read is not None:
+                        await consumer.seek(tp, read + 1)
+            consumer.resume_partitions(tps)  # kept paused by a rebalance meanwhile
+            continue
+        try:
             starts = await consumer.earliest_offsets(*tps)
             await read_from_start(consumer, runtime, topic, "recreated",
                                   [(tp, consumer._committed_offset.get(tp), starts.get(tp) or 0)
                                    for tp in tps])
+        finally:
+            consumer.resume_partitions(tps)
 
 
 def _declare_topics(app: faust.App, settings: WorkerSettings) -> dict[str, Any]:
@@ -674,6 +806,7 @@ def _declare_agents(app: faust.App, runtime: Runtime, topics: Mapping[str, Any],
     # flow control clears the intake at a revocation and a stop, as it clears its streams.
     intake = runtime.intake
     app.topics.add(topics["raw"])
+    intake.flow_control = app.flow_control
     app.flow_control.manage_queue(intake)
 
     @app.task
@@ -686,7 +819,7 @@ def _declare_agents(app: faust.App, runtime: Runtime, topics: Mapping[str, Any],
             except Exception as err:  # noqa: BLE001 - unacknowledged, the stop would hang
                 runtime.fatal(f"the ingest step failed: {err!r}")
 
-    async def ingest_window(messages: list[Any], inbound: dict[Any, float]) -> None:
+    async def ingest_window(messages: Window, inbound: dict[Any, float]) -> None:
         # Raw messages of one window are split together, so single-record messages still
         # cross the repartition step in groups: one message per target partition per
         # window instead of one per record. They are acknowledged only at the end.
@@ -703,8 +836,14 @@ def _declare_agents(app: faust.App, runtime: Runtime, topics: Mapping[str, Any],
         # Only now, with the requests it released handed to the producer, may a hold
         # move forward; the window's messages are acknowledged after this, so a stage
         # held in one of them is covered before its offset could be committed.
+        # A partition sought elsewhere meanwhile (read_from_start) is read again from
+        # there: its messages here are not acknowledged, and what the parser kept of
+        # them and their hold belong to the old position, so they are dropped again.
+        stale = intake.stale(messages)
+        if stale:
+            pipeline.forget_raw_partitions(stale)
         try:
-            for key in {(topic, partition) for _, topic, partition, _ in raw}:
+            for key in intake.partitions(messages) - stale:
                 held = pipeline.held_offset(*key)
                 if held is None:
                     runtime.holds.pop(key, None)
@@ -712,10 +851,9 @@ def _declare_agents(app: faust.App, runtime: Runtime, topics: Mapping[str, Any],
                     runtime.holds[key] = held
         except Exception as err:  # noqa: BLE001 - acking now could lose held stages
             runtime.fatal(f"cannot tell which raw offsets hold Kubernetes stages: {err!r}")
-        consumer = app.consumer
+        intake.acknowledge(messages)
         now = time.monotonic()
         for message in messages:
-            consumer.ack(message)
             # what Faust's slow-processing check reads: this partition's stream is alive
             inbound[message.tp] = now
 

@@ -20,19 +20,35 @@ agent, and the holds), the flow control of a rebalance and the drain at a stop.
 - ``clear`` (Faust's flow control calls it at a revocation and a stop, as for its stream
   queues) drops what waits and was not started: those messages are neither processed nor
   acknowledged, and whoever owns their partitions next reads them again from the
-  committed offset.
+  committed offset. Faust's flow control calls it at every resume too (mode's
+  ``FlowControlEvent.resume``): during the table recovery, before the assignment's seek,
+  while the raw partitions are still paused (nothing of theirs waits), and after the
+  seek, when what waits was fetched from the sought positions and nothing would read it
+  again; so it is kept.
+- A seek makes a partition's messages taken in before it stale (``forget``: the consumer
+  reads them again from the new position). A window taken before the seek is still
+  processed, but its messages of that partition are not acknowledged (``acknowledge``):
+  Faust would record their old offsets for the partition read anew and commit past
+  records not read yet.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import deque
-from collections.abc import Collection
+from collections import defaultdict, deque
+from collections.abc import Collection, Iterable
 from typing import Any
 
 # Bytes of raw messages waiting at most (besides the count): a few large batched messages
 # must not hold gigabytes while the ingest task works on the previous window.
 MAX_BUFFERED_BYTES = 64 << 20
+
+
+class Window(list):
+    """Messages taken together (``RawIntake.take``), with the seek count of each of their
+    partitions when they were taken (``epochs``)."""
+
+    epochs: dict[tuple[str, int], int]
 
 
 class RawIntake:
@@ -45,11 +61,14 @@ class RawIntake:
         self.max_messages = max_messages
         self.max_bytes = max_bytes
         self.consumer: Any = None  # the consumer whose unacknowledged set tracks them
+        self.flow_control: Any = None  # Faust's flow control, which calls ``clear``
         self._messages: deque[Any] = deque()
         self._bytes = 0
         self._arrived = asyncio.Event()
         self._room = asyncio.Event()
         self._room.set()
+        # (topic, partition) -> how often it was sought elsewhere (``forget``)
+        self._epochs: defaultdict[tuple[str, int], int] = defaultdict(int)
 
     def __len__(self) -> int:
         return len(self._messages)
@@ -69,7 +88,7 @@ class RawIntake:
         self._bytes += len(message.value or b"")
         self._arrived.set()
 
-    async def take(self, limit: int | None = None) -> list[Any]:
+    async def take(self, limit: int | None = None) -> Window:
         """The messages waiting, oldest first, at most ``limit`` (the intake's
         ``max_messages`` unless given); waits for the first.
 
@@ -81,32 +100,63 @@ class RawIntake:
             await self._arrived.wait()
         messages = self._messages
         count = min(self.max_messages if limit is None else limit, len(messages))
-        window = [messages.popleft() for _ in range(count)]
+        window = Window(messages.popleft() for _ in range(count))
+        window.epochs = {key: self._epochs[key] for key in self.partitions(window)}
         self._bytes -= sum(len(message.value or b"") for message in window)
         if not self.full():
             self._room.set()
         return window
 
+    @staticmethod
+    def partitions(messages: Iterable[Any]) -> set[tuple[str, int]]:
+        """The ``(topic, partition)`` of ``messages``."""
+        return {(message.topic, message.partition) for message in messages}
+
+    def stale(self, window: Window) -> set[tuple[str, int]]:
+        """The partitions of ``window`` sought elsewhere since it was taken."""
+        return {key for key, epoch in window.epochs.items() if self._epochs[key] != epoch}
+
+    def acknowledge(self, window: Window) -> set[tuple[str, int]]:
+        """Acknowledge the messages of ``window`` through the consumer (``ack``), except
+        those of partitions sought elsewhere since it was taken: they are only no longer
+        tracked as unacknowledged. Returns those partitions."""
+        stale = self.stale(window)
+        consumer = self.consumer
+        for message in window:
+            if (message.topic, message.partition) in stale:
+                message.acked = True
+                self._untrack([message])
+            else:
+                consumer.ack(message)
+        return stale
+
     def clear(self) -> None:
-        """Drop every message waiting (a revocation or a stop: read again later)."""
-        self._drop(list(self._messages))
+        """Drop every message waiting (a revocation or a stop: read again later); nothing
+        while the flow runs (Faust's resume, after the assignment's seek)."""
+        if self.flow_control is not None and self.flow_control.is_active():
+            return
+        self._untrack(list(self._messages))
         self._messages.clear()
         self._bytes = 0
         self._room.set()
 
     def forget(self, partitions: Collection[tuple[str, int]]) -> None:
-        """Drop the waiting messages of these ``(topic, partition)`` (read again from
-        another offset: ``streams.app.read_from_start``)."""
+        """Drop the waiting messages of these ``(topic, partition)``, sought elsewhere (the
+        assignment's seek to the committed offsets, ``streams.app.read_from_start``): the
+        consumer reads them again from there. The windows taken before become stale for
+        these partitions (``acknowledge``)."""
+        for key in partitions:
+            self._epochs[key] += 1
         keep, drop = deque(), []
         for message in self._messages:
             (drop if (message.topic, message.partition) in partitions else keep).append(message)
         self._messages = keep
         self._bytes = sum(len(message.value or b"") for message in keep)
-        self._drop(drop)
+        self._untrack(drop)
         if not self.full():
             self._room.set()
 
-    def _drop(self, messages: list[Any]) -> None:
+    def _untrack(self, messages: list[Any]) -> None:
         unacked = getattr(self.consumer, "_unacked_messages", None)
         if unacked is not None:
             for message in messages:

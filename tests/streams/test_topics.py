@@ -123,9 +123,20 @@ class FakeConsumer:
         self.starts, self.ends = starts, ends
         self.seeks: list[tuple[Any, int]] = []
         self.commits: list[dict[Any, int]] = []
+        self.paused: set[Any] = set()
+        self.settles = True  # whether settle_raw succeeds
+        self._read_offset: dict[Any, int | None] = defaultdict(lambda: None)
+        self.app = type("App", (), {"consumer_generation_id": 1, "rebalancing": False})()
 
     def assignment(self) -> set[Any]:
         return set(self._committed_offset)
+
+    async def settle_raw(self, tps: list[Any], timeout: float) -> bool:
+        self.paused |= set(tps)
+        return self.settles
+
+    def resume_partitions(self, tps: list[Any]) -> None:
+        self.paused -= set(tps)
 
     async def earliest_offsets(self, *tps: Any) -> dict[Any, int]:
         return {tp: self.starts[tp] for tp in tps}
@@ -263,8 +274,33 @@ def test_restart_recreated__an_assigned_partition_is_read_again_at_once() -> Non
     watch.ids = {"raw": NEW_ID}
     asyncio.run(restart_recreated(consumer, runtime))
     assert consumer.seeks == [(tp(0), 0)] and consumer.commits == [{tp(0): 0}]
+    assert consumer.paused == set()  # paused while the fetch settled, resumed after
     asyncio.run(restart_recreated(consumer, runtime))
     assert consumer.seeks == [(tp(0), 0)]
+
+
+def test_restart_recreated__a_fetch_that_does_not_settle_is_tried_again_later() -> None:
+    watch = Watch(OLD_ID)
+    runtime = runtime_for(watch)
+    consumer = FakeConsumer({tp(0): 30}, starts={tp(0): 0}, ends={tp(0): 60})
+    asyncio.run(restart_recreated(consumer, runtime))
+    watch.ids = {"raw": NEW_ID}
+    consumer.settles = False
+    asyncio.run(restart_recreated(consumer, runtime))
+    assert (consumer.seeks, consumer.paused) == ([], set())
+    # the fetch in flight dropped the paused partition's records past the last one read:
+    # it reads on from there
+    consumer._read_offset[tp(0)] = 41
+    asyncio.run(restart_recreated(consumer, runtime))
+    assert (consumer.seeks, consumer.paused) == ([(tp(0), 42)], set())
+    # a rebalance meanwhile: its own seek decides
+    consumer.app.rebalancing = True
+    asyncio.run(restart_recreated(consumer, runtime))
+    assert consumer.seeks == [(tp(0), 42)]
+    consumer.app.rebalancing = False
+    consumer.settles = True
+    asyncio.run(restart_recreated(consumer, runtime))
+    assert consumer.seeks == [(tp(0), 42), (tp(0), 0)]
 
 
 @pytest.mark.parametrize("committed", [None, -1])
