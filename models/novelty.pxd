@@ -42,6 +42,7 @@ cdef class NoveltyModel:
     cdef public dict memo
     cdef public list log, cursors
     cdef public long long low_hour
+    cdef public object last_sig, last_found
 
     @cython.locals(entry=_Entry)
     cpdef flush(self)
@@ -104,4 +105,4 @@ cdef class NoveltyModel:
     cpdef _prune(self, Context ctx)
 
     @cython.locals(table=ValueTable, total="long long", bloom="long long")
-    cpdef size_estimate(self)
+    cpdef long long size_estimate(self) except? -1
