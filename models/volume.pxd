@@ -83,4 +83,4 @@ cdef class WindowModel:
     cpdef learn(self, event, Context ctx, bint held)
 
     @cython.locals(distinct="long long", bucket=Bucket)
-    cpdef size_estimate(self)
+    cpdef long long size_estimate(self) except? -1
