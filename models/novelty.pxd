@@ -42,7 +42,6 @@ cdef class NoveltyModel:
     cdef public dict memo
     cdef public list log, cursors
     cdef public long long low_hour
-    cdef public object last_sig, last_found
 
     @cython.locals(entry=_Entry)
     cpdef flush(self)

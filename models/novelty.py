@@ -324,7 +324,7 @@ class NoveltyModel:
     """
 
     __slots__ = ("settings", "tables", "last_prune_day", "horizon_h", "memo", "epoch", "log",
-                 "log_base", "cursors", "flushed_at", "low_hour", "last_sig", "last_found")
+                 "log_base", "cursors", "flushed_at", "low_hour")
 
     def __init__(self, settings: ModelSettings) -> None:
         self.settings = settings
@@ -332,11 +332,6 @@ class NoveltyModel:
         self.last_prune_day = 0
         self.horizon_h = int(settings.novelty_horizon_days * 24)
         self.memo: dict[tuple, list] = {}
-        # the latest signature looked up and what the memo held for it (None too): half
-        # the events repeat their identity's previous signature, and comparing the tuples
-        # costs less than hashing their strings again (cleared whenever the memo changes)
-        self.last_sig: tuple | None = None
-        self.last_found: _Entry | None = None
         self.epoch = 0
         # memo entries in the order of their first hit after a flush (see _flush_tables);
         # positions are counted from the first entry ever logged
@@ -469,12 +464,7 @@ class NoveltyModel:
 
     def _remembered(self, sig: tuple, hour: int) -> _Entry | None:
         """The memo entry of ``sig`` if it holds at ``hour``, else None."""
-        if sig == self.last_sig:
-            found = self.last_found
-        else:
-            found = self.memo.get(sig)
-            self.last_sig = sig
-            self.last_found = found
+        found = self.memo.get(sig)
         if found is None:
             return None
         entry = found
@@ -610,7 +600,6 @@ class NoveltyModel:
                 left = _pair_term(vhash(action))
             self.memo[sig] = _Entry(self._period(hour), self.epoch, taught, hour, left,
                                     teach_any)
-            self.last_sig = None
         return out
 
     def _resource_miss(self, event: Event, ctx: Context, entry: _Entry, hr: int,
@@ -831,7 +820,6 @@ class NoveltyModel:
                     if last < low:
                         low = last
             self.low_hour = low
-        self.last_sig = None
         if self.horizon_h < 48:  # entries live an hour (see ``_period``): none carries over
             self.memo = {}
             return
