@@ -20,6 +20,9 @@ cdef class Reference:
     cdef public object slot_mean, slot_n, stats, peaks
     cdef public list run
     cdef public object hst, hst_pending
+    cdef float[:] _sm
+    cdef unsigned short[:] _sn
+    cdef double[:] _s, _p
 
     cpdef bint hst_cold(self) except -1
 

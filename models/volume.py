@@ -204,7 +204,7 @@ class Reference:
     """The folded baseline: EWMAs, seasonal slots, quarantine run and the HST."""
 
     __slots__ = ("through", "folds", "learned", "mean", "rvar", "slot_mean", "slot_n", "stats",
-                 "peaks", "run", "hst", "hst_pending")
+                 "peaks", "run", "hst", "hst_pending", "_sm", "_sn", "_s", "_p")
 
     def __init__(self, seed: int) -> None:
         self.through = -1
@@ -219,6 +219,15 @@ class Reference:
         self.run: list[int] = []
         self.hst = MultivariateModel(seed)
         self.hst_pending: list[list[float]] | None = None  # see ``windows_model``
+        self._bind()
+
+    def _bind(self) -> None:
+        """The four arrays again, for ``WindowModel._fold_zeros``: the compiled build keeps
+        these as typed views, made here once instead of four times in every call there.
+        Called whenever the arrays are replaced (otherwise they are changed in place,
+        never resized, so the views stay the arrays' own memory)."""
+        self._sm, self._sn, self._s, self._p = (self.slot_mean, self.slot_n, self.stats,
+                                                self.peaks)
 
     def copy(self) -> Reference:
         other = Reference.__new__(Reference)
@@ -228,6 +237,7 @@ class Reference:
         other.slot_n = array.array("H", self.slot_n)
         other.stats = array.array("d", self.stats)
         other.peaks = array.array("d", self.peaks)
+        other._bind()
         other.run = list(self.run)
         # A copy never learns into its HST (it lists windows, see ``windows_model``) and
         # may share one; the committed baseline learns into its own in place, so a copy
@@ -295,6 +305,7 @@ class Reference:
         ref.mean, ref.rvar = state["m"], state["v"]
         ref.slot_mean, ref.slot_n, ref.stats = state["sm"], state["sn"], state["s"]
         ref.peaks = state["p"]
+        ref._bind()
         ref.run = list(state["r"])
         ref.hst = MultivariateModel.from_state(state["h"], seed)
         return ref
@@ -418,7 +429,7 @@ class WindowModel:
         ``(0 - m) * (w * (0 - m))`` is ``m * (w * m)``, bit for bit (zeros included: both
         sides give +0.0), one float operation fewer each.
         """
-        slot_mean, slot_n, s, peaks = ref.slot_mean, ref.slot_n, ref.stats, ref.peaks
+        slot_mean, slot_n, s, peaks = ref._sm, ref._sn, ref._s, ref._p
         decay, week, alpha, slot_alpha = self.peak_decay, self._week_slots, ALPHA, SLOT_ALPHA
         mean, rvar, n = ref.mean, ref.rvar, ref.learned
         p0, p1, p2, p3 = peaks[0], peaks[1], peaks[2], peaks[3]
