@@ -48,7 +48,8 @@ cdef class WindowModel:
     @cython.locals(slot="long long", warm=bint, expected=double, count="long long",
                    n="long long", weight=double, mean=double, rate=double, sn="long long",
                    a="long long", r="long long", f="long long", m=double, v=double,
-                   diff=double, incr=double, p=double, decay=double)
+                   diff=double, incr=double, p=double, decay=double, slot_mean="float[:]",
+                   slot_n="unsigned short[:]", s="double[:]", peaks="double[:]", sm=double)
     cpdef _fold(self, Reference ref, long long index, Bucket bucket)
 
     @cython.locals(slot_mean="float[:]", slot_n="unsigned short[:]", s="double[:]",

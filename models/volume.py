@@ -222,8 +222,8 @@ class Reference:
         self._bind()
 
     def _bind(self) -> None:
-        """The four arrays again, for ``WindowModel._fold_zeros``: the compiled build keeps
-        these as typed views, made here once instead of four times in every call there.
+        """The four arrays again, for ``WindowModel._fold`` and ``_fold_zeros``: the compiled
+        build keeps these as typed views, made here once instead of in every call there.
         Called whenever the arrays are replaced (otherwise they are changed in place,
         never resized, so the views stay the arrays' own memory)."""
         self._sm, self._sn, self._s, self._p = (self.slot_mean, self.slot_n, self.stats,
@@ -375,12 +375,13 @@ class WindowModel:
         if n:  # the first residual is against an empty baseline: skipped
             rate = 1.0 / n
             ref.rvar += (rate if rate > ALPHA else ALPHA) * ((count - expected) ** 2 - ref.rvar)
-        slot_mean, slot_n = ref.slot_mean, ref.slot_n
+        slot_mean, slot_n = ref._sm, ref._sn  # (typed views in the compiled build)
         sn = slot_n[slot]
         rate = 1.0 / (sn + 1)
-        slot_mean[slot] += (rate if rate > SLOT_ALPHA else SLOT_ALPHA) * (count - slot_mean[slot])
+        sm = slot_mean[slot]  # a double: ``count - sm`` must not be worked out in float32
+        slot_mean[slot] = sm + (rate if rate > SLOT_ALPHA else SLOT_ALPHA) * (count - sm)
         slot_n[slot] = sn + 1 if sn < 0xFFFF else 0xFFFF
-        s = ref.stats
+        s = ref._s
         if bucket is None:
             a, r, f = 0, 0, 0
         else:
@@ -397,7 +398,7 @@ class WindowModel:
         diff = f - m
         incr = weight * diff
         s[4], s[5] = m + incr, (1 - weight) * (v + diff * incr)
-        peaks, decay = ref.peaks, self.peak_decay
+        peaks, decay = ref._p, self.peak_decay
         p = peaks[0] * decay
         peaks[0] = p if p > count else float(count)
         p = peaks[1] * decay
