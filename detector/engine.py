@@ -436,7 +436,9 @@ class Detector:
                 or self.settings.policy_rules):
             self._evaluate(event, state, signals, sens, out, findings)
         sweeps = self._sweeps  # cross-identity: only failures, keys and tracked addresses
-        if sweeps is not None and (event.failed or event.credential_type == "long_term"
+        # (``event.failed`` written out: a property call on every event)
+        if sweeps is not None and (event.outcome == "failure"
+                                   or event.credential_type == "long_term"
                                    or event.source_ip in sweeps.addresses):
             sweeps.observe(event, out)
         return out

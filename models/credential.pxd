@@ -18,4 +18,4 @@ cdef class CredentialModel:
     cpdef list score(self, event, Context ctx)
     cpdef learn(self, event, Context ctx, bint held)
     @cython.locals(nets="long long", entries=list)
-    cpdef size_estimate(self)
+    cpdef long long size_estimate(self) except? -1

@@ -9,4 +9,4 @@ cdef class DormancyModel:
 
     cpdef list score(self, event, Context ctx)
     cpdef learn(self, event, Context ctx, bint held)
-    cpdef size_estimate(self)
+    cpdef long long size_estimate(self) except? -1

@@ -104,4 +104,4 @@ cdef class NoveltyModel:
     cpdef _prune(self, Context ctx)
 
     @cython.locals(table=ValueTable, total="long long", bloom="long long")
-    cpdef size_estimate(self)
+    cpdef long long size_estimate(self) except? -1

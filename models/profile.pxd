@@ -27,8 +27,9 @@ cdef class IdentityProfile:
     cpdef Context _context(self, event, peers)
 
     # called once per hour of event time of every identity (most events of a sparse one)
+    @cython.locals(cap=double)
     cpdef _enforce_cap(self, Context ctx)
 
     @cython.locals(novelty=NoveltyModel, window=WindowModel, schedule=ScheduleModel,
                    dormancy=DormancyModel, credential=CredentialModel)
-    cpdef size_estimate(self)
+    cpdef long long size_estimate(self) except? -1

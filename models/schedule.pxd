@@ -34,4 +34,4 @@ cdef class ScheduleModel:
 
     cpdef _set(self, long long how, long long day)
 
-    cpdef size_estimate(self)
+    cpdef long long size_estimate(self) except? -1

@@ -39,6 +39,9 @@ cdef class ValueTable:
     @cython.locals(stale=list)
     cpdef long long prune(self, long long oldest_hour) except? -1
 
+    @cython.locals(bloom="long long", held="long long")
+    cpdef long long size_estimate(self) except? -1
+
     @cython.locals(total="long long", frequent_from="long long", infrequent_from="long long",
                    below_frequent="Py_ssize_t", below_infrequent="Py_ssize_t",
                    below_rare="Py_ssize_t", count="long long", packed="long long")

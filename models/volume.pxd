@@ -20,6 +20,9 @@ cdef class Reference:
     cdef public object slot_mean, slot_n, stats, peaks
     cdef public list run
     cdef public object hst, hst_pending
+    cdef float[:] _sm
+    cdef unsigned short[:] _sn
+    cdef double[:] _s, _p
 
     cpdef bint hst_cold(self) except -1
 
@@ -45,7 +48,8 @@ cdef class WindowModel:
     @cython.locals(slot="long long", warm=bint, expected=double, count="long long",
                    n="long long", weight=double, mean=double, rate=double, sn="long long",
                    a="long long", r="long long", f="long long", m=double, v=double,
-                   diff=double, incr=double, p=double, decay=double)
+                   diff=double, incr=double, p=double, decay=double, slot_mean="float[:]",
+                   slot_n="unsigned short[:]", s="double[:]", peaks="double[:]", sm=double)
     cpdef _fold(self, Reference ref, long long index, Bucket bucket)
 
     @cython.locals(slot_mean="float[:]", slot_n="unsigned short[:]", s="double[:]",
@@ -83,4 +87,4 @@ cdef class WindowModel:
     cpdef learn(self, event, Context ctx, bint held)
 
     @cython.locals(distinct="long long", bucket=Bucket)
-    cpdef size_estimate(self)
+    cpdef long long size_estimate(self) except? -1

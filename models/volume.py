@@ -204,7 +204,7 @@ class Reference:
     """The folded baseline: EWMAs, seasonal slots, quarantine run and the HST."""
 
     __slots__ = ("through", "folds", "learned", "mean", "rvar", "slot_mean", "slot_n", "stats",
-                 "peaks", "run", "hst", "hst_pending")
+                 "peaks", "run", "hst", "hst_pending", "_sm", "_sn", "_s", "_p")
 
     def __init__(self, seed: int) -> None:
         self.through = -1
@@ -219,6 +219,15 @@ class Reference:
         self.run: list[int] = []
         self.hst = MultivariateModel(seed)
         self.hst_pending: list[list[float]] | None = None  # see ``windows_model``
+        self._bind()
+
+    def _bind(self) -> None:
+        """The four arrays again, for ``WindowModel._fold`` and ``_fold_zeros``: the compiled
+        build keeps these as typed views, made here once instead of in every call there.
+        Called whenever the arrays are replaced (otherwise they are changed in place,
+        never resized, so the views stay the arrays' own memory)."""
+        self._sm, self._sn, self._s, self._p = (self.slot_mean, self.slot_n, self.stats,
+                                                self.peaks)
 
     def copy(self) -> Reference:
         other = Reference.__new__(Reference)
@@ -228,6 +237,7 @@ class Reference:
         other.slot_n = array.array("H", self.slot_n)
         other.stats = array.array("d", self.stats)
         other.peaks = array.array("d", self.peaks)
+        other._bind()
         other.run = list(self.run)
         # A copy never learns into its HST (it lists windows, see ``windows_model``) and
         # may share one; the committed baseline learns into its own in place, so a copy
@@ -295,6 +305,7 @@ class Reference:
         ref.mean, ref.rvar = state["m"], state["v"]
         ref.slot_mean, ref.slot_n, ref.stats = state["sm"], state["sn"], state["s"]
         ref.peaks = state["p"]
+        ref._bind()
         ref.run = list(state["r"])
         ref.hst = MultivariateModel.from_state(state["h"], seed)
         return ref
@@ -364,12 +375,13 @@ class WindowModel:
         if n:  # the first residual is against an empty baseline: skipped
             rate = 1.0 / n
             ref.rvar += (rate if rate > ALPHA else ALPHA) * ((count - expected) ** 2 - ref.rvar)
-        slot_mean, slot_n = ref.slot_mean, ref.slot_n
+        slot_mean, slot_n = ref._sm, ref._sn  # (typed views in the compiled build)
         sn = slot_n[slot]
         rate = 1.0 / (sn + 1)
-        slot_mean[slot] += (rate if rate > SLOT_ALPHA else SLOT_ALPHA) * (count - slot_mean[slot])
+        sm = slot_mean[slot]  # a double: ``count - sm`` must not be worked out in float32
+        slot_mean[slot] = sm + (rate if rate > SLOT_ALPHA else SLOT_ALPHA) * (count - sm)
         slot_n[slot] = sn + 1 if sn < 0xFFFF else 0xFFFF
-        s = ref.stats
+        s = ref._s
         if bucket is None:
             a, r, f = 0, 0, 0
         else:
@@ -386,7 +398,7 @@ class WindowModel:
         diff = f - m
         incr = weight * diff
         s[4], s[5] = m + incr, (1 - weight) * (v + diff * incr)
-        peaks, decay = ref.peaks, self.peak_decay
+        peaks, decay = ref._p, self.peak_decay
         p = peaks[0] * decay
         peaks[0] = p if p > count else float(count)
         p = peaks[1] * decay
@@ -418,7 +430,7 @@ class WindowModel:
         ``(0 - m) * (w * (0 - m))`` is ``m * (w * m)``, bit for bit (zeros included: both
         sides give +0.0), one float operation fewer each.
         """
-        slot_mean, slot_n, s, peaks = ref.slot_mean, ref.slot_n, ref.stats, ref.peaks
+        slot_mean, slot_n, s, peaks = ref._sm, ref._sn, ref._s, ref._p
         decay, week, alpha, slot_alpha = self.peak_decay, self._week_slots, ALPHA, SLOT_ALPHA
         mean, rvar, n = ref.mean, ref.rvar, ref.learned
         p0, p1, p2, p3 = peaks[0], peaks[1], peaks[2], peaks[3]
