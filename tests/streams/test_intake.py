@@ -184,12 +184,19 @@ def test_the_byte_bound_holds_the_fetch_too() -> None:
     assert not intake.full()
 
 
+async def fetch_held_by_a_full_intake() -> tuple[RawIntake, Any, asyncio.Future]:
+    """An intake of one message and a fetch of two: 0 is taken in, and the fetch waits
+    for room for 1."""
+    intake = RawIntake({"raw"}, max_messages=1)
+    consumer = consumer_for([message(0), message(1)], intake)
+    fetch = asyncio.ensure_future(drain(consumer))
+    await asyncio.sleep(0.01)
+    return intake, consumer, fetch
+
+
 def test_a_fetch_that_waited_across_a_rebalance_drops_the_rest() -> None:
     async def run() -> list[int]:
-        intake = RawIntake({"raw"}, max_messages=1)
-        consumer = consumer_for([message(0), message(1)], intake)
-        fetch = asyncio.ensure_future(drain(consumer))
-        await asyncio.sleep(0.01)
+        intake, consumer, fetch = await fetch_held_by_a_full_intake()
         consumer.flow_active = False  # Faust stopped the flow: a revocation
         intake.clear()
         await fetch
@@ -222,10 +229,7 @@ def test_a_rebalance_inside_the_fetch_does_not_drop_the_batch() -> None:
 
 def test_a_message_fetched_before_the_last_assignment_is_not_taken_in() -> None:
     async def run() -> list[int]:
-        intake = RawIntake({"raw"}, max_messages=1)
-        consumer = consumer_for([message(0), message(1)], intake)
-        fetch = asyncio.ensure_future(drain(consumer))
-        await asyncio.sleep(0.01)
+        intake, consumer, fetch = await fetch_held_by_a_full_intake()
         consumer.app.consumer_generation_id += 1  # assigned again while the fetch waits
         await intake.take(5)
         await fetch
