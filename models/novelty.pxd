@@ -26,6 +26,8 @@ cdef _use_known(ValueTable table, h, long long packed, long long hour)
 @cython.locals(packed="long long")
 cdef bint _fresh(found, long long hour, long long horizon) except -1
 
+cdef inline bint _lazy(long long index) noexcept
+
 cdef unsigned long long _pair_term(unsigned long long left) noexcept
 
 cdef unsigned long long _pair_with(unsigned long long term,

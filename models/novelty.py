@@ -276,6 +276,12 @@ def _use_known(table: ValueTable, h: int, packed: int, hour: int) -> None:
     table.rate -= _RATE_ALPHA * table.rate
 
 
+def _lazy(index: int) -> bool:
+    """Whether table ``index`` is a lazy one (``LAZY_TABLES``: its repeats are counted in
+    the memo; the two resource tables are taught on every hit)."""
+    return index != _RESOURCE and index != _ACTION_RESOURCE
+
+
 def _fresh(found: int | None, hour: int, horizon: int) -> bool:
     """Whether a table entry (``found``: its packed int, or None) is a value known at
     ``hour``: last seen at most ``horizon`` hours before."""
@@ -449,7 +455,7 @@ class NoveltyModel:
         horizon, tables = self.horizon_h, self.tables
         out = []
         for index, h, _, _ in values:
-            if index == _RESOURCE or index == _ACTION_RESOURCE:
+            if not _lazy(index):
                 continue
             table = tables[index]
             found = table.d.get(h)
@@ -561,10 +567,10 @@ class NoveltyModel:
             if _fresh(found, hour, horizon):
                 if teach:
                     _use_known(table, h, found, hour)
-                    if index != _RESOURCE and index != _ACTION_RESOURCE:
+                    if _lazy(index):
                         taught[index] = h  # (the resource tables are taught on every hit)
                 continue
-            if index != _RESOURCE and index != _ACTION_RESOURCE:
+            if _lazy(index):
                 lazy_new = True
             if unflushed:  # uses of known values commute; a new value needs exact totals
                 # every table with a new value in this event at once: this is the first,
@@ -785,7 +791,7 @@ class NoveltyModel:
             if table.learn(h, ctx.hour, ctx.degradations, NAMES[index]):
                 if ctx.hour < self.low_hour:
                     self.low_hour = ctx.hour
-                if len(table.d) <= before and index != _RESOURCE and index != _ACTION_RESOURCE:
+                if len(table.d) <= before and _lazy(index):
                     self.epoch += 1  # an eviction: memo entries may name evicted values
                 if (_PEER_MASK >> index) & 1 and ctx.peers is not None:
                     ctx.peers.note(ctx.group, NAMES[index], h)
