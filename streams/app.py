@@ -273,6 +273,33 @@ def short_fetch_wait(base: type, wait_ms: int = FETCH_MAX_WAIT_MS) -> type:
     return ShortFetchWaitConsumer
 
 
+class ActiveSelection:
+    """The consumer's set of active partitions as aiokafka's fetch sees it
+    (``HoldingConsumer._getmany``): every membership test reads the set as it is then,
+    and it is never empty.
+
+    Faust passes its live set of active partitions to aiokafka's ``fetched_records``,
+    which tests it again each time its wait for records wakes, and takes an empty set for
+    "every assigned partition". The set empties during an assignment: the raw and
+    repartition partitions stay paused until their seek (``HoldingConsumer``), and the
+    changelog partitions are paused once recovered. A fetch waiting then took every
+    record fetched meanwhile, of every partition, and Faust dropped those of inactive
+    partitions: their positions had moved past them, after the assignment's seek too, so
+    a worker that took over a dead member's partitions skipped what had arrived since its
+    last commit."""
+
+    __slots__ = ("tps",)
+
+    def __init__(self, tps: Collection[Any]) -> None:
+        self.tps = tps
+
+    def __bool__(self) -> bool:
+        return True
+
+    def __contains__(self, tp: object) -> bool:
+        return tp in self.tps
+
+
 def holding_consumer(base: type, holds: Mapping[tuple[str, int], int],
                      before_commit: Callable[[], Any] = lambda: None,
                      after_seek: Callable[[], Any] = lambda: None, *,
@@ -367,6 +394,11 @@ def holding_consumer(base: type, holds: Mapping[tuple[str, int], int],
                 self.track_message(message)
                 intake.put(message)
                 read_offset[tp] = offset
+
+        async def _getmany(self, active_partitions: Any, timeout: float) -> Any:
+            if active_partitions is not None:
+                active_partitions = ActiveSelection(active_partitions)
+            return await super()._getmany(active_partitions, timeout)
 
         async def commit(self, *args: Any, **kwargs: Any) -> bool:
             prepare = before_commit()
