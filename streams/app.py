@@ -38,6 +38,7 @@ from faust import streams as faust_streams
 from streams.datadir import STORE_EXIT_CODE, store_failure
 from streams.health import METADATA_REFRESH_S
 from streams.intake import RawIntake, Window
+from streams.membership import Membership
 from streams.pipeline import Output, Pipeline, Record
 from streams.settings import WorkerSettings
 from streams.topics import incarnation_tag
@@ -99,6 +100,8 @@ class Runtime:
     restarted: dict[tuple[str, int], str] = field(default_factory=dict)
     # the raw topics' messages as the consumer fetched them (streams.intake), if used
     intake: RawIntake | None = None
+    # whether the group surely still counts this worker, from its heartbeats (create_app)
+    membership: Membership | None = None
 
     def fatal(self, reason: str, code: int = FATAL_EXIT_CODE) -> NoReturn:
         """End the worker now with exit code 70 (or ``code``), without Faust's graceful stop.
@@ -149,6 +152,7 @@ def broker_credentials(settings: WorkerSettings) -> Any:
 
 def create_app(settings: WorkerSettings, runtime: Runtime) -> faust.App:
     """Build the Faust app for ``settings``; agents call ``runtime.pipeline``."""
+    heartbeat = min(3.0, settings.session_timeout / 3)
     app = faust.App(
         settings.app_id,
         broker=[f"kafka://{server}" for server in settings.bootstrap_servers.split(",")],
@@ -161,7 +165,7 @@ def create_app(settings: WorkerSettings, runtime: Runtime) -> faust.App:
         consumer_max_fetch_size=settings.max_fetch_bytes,
         broker_commit_interval=settings.commit_interval,
         broker_session_timeout=settings.session_timeout,
-        broker_heartbeat_interval=min(3.0, settings.session_timeout / 3),
+        broker_heartbeat_interval=heartbeat,
         broker_request_timeout=max(settings.io_timeout + 10.0, 90.0),  # > session timeout
         consumer_metadata_max_age_ms=METADATA_REFRESH_S * 1000,  # a recreated raw topic
         # what streams.pipeline.MAX_MESSAGE_BYTES keeps every message under, with room for
@@ -175,11 +179,12 @@ def create_app(settings: WorkerSettings, runtime: Runtime) -> faust.App:
         Table=state_table(lambda action, err: store_failed(runtime, action, err)),
     )
     intake = runtime.intake = RawIntake(settings.topic_sources(), settings.ingest_max_messages)
+    membership = runtime.membership = Membership(settings.session_timeout, heartbeat)
     app.transport.Consumer = short_fetch_wait(holding_consumer(
         app.transport.Consumer, runtime.holds, lambda: runtime.before_commit,
         lambda: lambda consumer: check_raw_offsets(consumer, runtime), intake=intake,
         streamed=(settings.repartition_topic,), seek_timeout=settings.io_timeout,
-        fail=lambda reason: runtime.fatal(reason)))
+        fail=lambda reason: runtime.fatal(reason)), watch=membership.watch)
     runtime.leave_group = lambda timeout: leave_group(app, timeout)
     topics = _declare_topics(app, settings)
     runtime.roles = topics
@@ -243,7 +248,8 @@ def state_table(failed: Callable[[str, BaseException], NoReturn]) -> type:
     return StateTable
 
 
-def short_fetch_wait(base: type, wait_ms: int = FETCH_MAX_WAIT_MS) -> type:
+def short_fetch_wait(base: type, wait_ms: int = FETCH_MAX_WAIT_MS,
+                     watch: Callable[[Any], None] | None = None) -> type:
     """``base`` (Faust's aiokafka consumer class) whose aiokafka consumer lets the broker
     hold an empty fetch ``wait_ms`` instead of the 1500 ms that Faust's driver passes.
 
@@ -255,7 +261,8 @@ def short_fetch_wait(base: type, wait_ms: int = FETCH_MAX_WAIT_MS) -> type:
     after it: a worker working through a backlog sat idle up to 1.5 s per fetched megabyte
     (a no-op Faust agent too, at 900 messages/s instead of 12,000). The driver passes the
     value to aiokafka's consumer, which hands it to its fetcher when it starts; it is set
-    on the consumer the driver creates, before that start."""
+    on the consumer the driver creates, before that start. ``watch``, when given, is
+    called with that consumer then too (``Membership.watch``)."""
 
     class ShortFetchWaitConsumer(base):  # type: ignore[misc, valid-type]
         def _new_consumer_thread(self) -> Any:
@@ -265,6 +272,8 @@ def short_fetch_wait(base: type, wait_ms: int = FETCH_MAX_WAIT_MS) -> type:
             def create_worker_consumer(transport: Any) -> Any:
                 consumer = create(transport)
                 consumer._fetch_max_wait_ms = wait_ms
+                if watch is not None:
+                    watch(consumer)
                 return consumer
 
             thread._create_worker_consumer = create_worker_consumer
@@ -937,6 +946,12 @@ def _declare_agents(app: faust.App, runtime: Runtime, topics: Mapping[str, Any],
         if app.rebalancing or app.should_stop:
             # a revocation drops what is pending, and at a stop the table may be closing:
             # the next owner reads those messages again
+            return
+        membership = runtime.membership
+        if membership is not None and not membership.current():
+            # frozen past the session timeout, the group may have given these partitions
+            # to another worker, whose writes these would overwrite (streams.membership);
+            # they stay pending until a heartbeat is answered or the revocation drops them
             return
         async with writing:
             for partition in list(pipeline.held_from):
