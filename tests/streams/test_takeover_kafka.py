@@ -113,8 +113,10 @@ def owns_raw(worker: Any, topic: str) -> bool:
     return code == 200 and re.search(series, text) is not None
 
 
-def start_group(bootstrap: str, app_id: str, tmp_path: Path) -> list[Any]:
-    """Three workers in one group on a 2-partition raw topic, 4 identity partitions."""
+def start_group(bootstrap: str, app_id: str, tmp_path: Path,
+                feeder: Feeder) -> list[Any]:
+    """Three workers in one group on a 2-partition raw topic (4 identity partitions);
+    once all are ready, ``feeder`` starts sending."""
     create_topic(bootstrap, f"{app_id}.raw", RAW_PARTITIONS)
     workers = []
     for n in (1, 2, 3):
@@ -122,12 +124,19 @@ def start_group(bootstrap: str, app_id: str, tmp_path: Path) -> list[Any]:
         args[args.index("--worker-id") + 1] = f"w{n}"
         args[args.index("--partitions") + 1] = "4"
         workers.append(start_worker(args, tmp_path / f"w{n}.log"))
+    for worker in workers:
+        worker.wait_ready(180)
+    feeder.start()
     return workers
 
 
-def applied_once(bootstrap: str, app_id: str, items: list[tuple[int, dict]]) -> tuple:
-    """(event ids never accounted, identities whose baseline took another number of
-    events than they had: {identity: (taken, produced)})."""
+def applied_once(bootstrap: str, app_id: str, feeder: Feeder) -> tuple:
+    """Once ``feeder`` sent everything: (event ids never accounted, identities whose
+    baseline took another number of events than they had: {identity: (taken,
+    produced)})."""
+    feeder.join(120)
+    assert feeder.error is None and feeder.sent == len(feeder.items), feeder.error
+    items = feeder.items
     ids = {record["eventID"] for _, record in items}
     want = Counter(record["userIdentity"]["sessionContext"]["sessionIssuer"]["arn"]
                    for _, record in items)
@@ -141,14 +150,11 @@ def applied_once(bootstrap: str, app_id: str, items: list[tuple[int, dict]]) -> 
 def test_survivors_apply_every_event_once_when_a_member_dies_while_input_flows(
         kafka_bootstrap: str, tmp_path: Path) -> None:
     app_id = "takeover"
-    workers = start_group(kafka_bootstrap, app_id, tmp_path)
     items = records(per_role=60)
     feeder = Feeder(kafka_bootstrap, f"{app_id}.raw", items, rate=100.0)  # about 14 s
+    workers = start_group(kafka_bootstrap, app_id, tmp_path, feeder)
     victim = None
     try:
-        for worker in workers:
-            worker.wait_ready(180)
-        feeder.start()
         while feeder.sent < len(items) // 4 and feeder.is_alive():
             time.sleep(0.1)
         # a member holding a raw partition dies: its partitions wait for the session
@@ -158,9 +164,7 @@ def test_survivors_apply_every_event_once_when_a_member_dies_while_input_flows(
         assert owners, [w.log_tail(5) for w in workers]
         victim = owners[-1]
         assert victim.stop(signal.SIGKILL) == -signal.SIGKILL
-        feeder.join(120)
-        assert feeder.error is None and feeder.sent == len(items), feeder.error
-        missing, wrong = applied_once(kafka_bootstrap, app_id, items)
+        missing, wrong = applied_once(kafka_bootstrap, app_id, feeder)
     finally:
         codes = [w.stop(signal.SIGTERM, timeout=90) for w in workers if w is not victim]
     assert codes == [0, 0], workers[0].log_tail()
@@ -172,13 +176,9 @@ def test_survivors_apply_every_event_once_when_a_member_dies_while_input_flows(
 def test_a_member_frozen_past_the_session_timeout_writes_no_stale_state(
         kafka_bootstrap: str, tmp_path: Path) -> None:
     app_id = "frozen"
-    workers = start_group(kafka_bootstrap, app_id, tmp_path)
-    items = records(per_role=120)
-    feeder = Feeder(kafka_bootstrap, f"{app_id}.raw", items, rate=80.0)  # about 36 s
+    feeder = Feeder(kafka_bootstrap, f"{app_id}.raw", records(per_role=120), rate=80.0)
+    workers = start_group(kafka_bootstrap, app_id, tmp_path, feeder)  # 36 s of input
     try:
-        for worker in workers:
-            worker.wait_ready(180)
-        feeder.start()
         began = time.monotonic()
 
         def at(second: float, sig: signal.Signals, *which: Any) -> None:
@@ -193,9 +193,7 @@ def test_a_member_frozen_past_the_session_timeout_writes_no_stale_state(
         at(21, signal.SIGCONT, workers[0])
         at(24, signal.SIGSTOP, workers[1], workers[2])
         at(38, signal.SIGCONT, workers[1], workers[2])
-        feeder.join(120)
-        assert feeder.error is None and feeder.sent == len(items), feeder.error
-        missing, wrong = applied_once(kafka_bootstrap, app_id, items)
+        missing, wrong = applied_once(kafka_bootstrap, app_id, feeder)
     finally:
         for worker in workers:
             worker.process.send_signal(signal.SIGCONT)
