@@ -355,6 +355,10 @@ def holding_consumer(base: type, holds: Mapping[tuple[str, int], int],
     resumed only with the flow after the seek (``resume_flow``): Faust clears its stream
     queues there, and records fetched before it would be dropped past their read offset.
 
+    Its fetch hands aiokafka an ``ActiveSelection`` of the active partitions, never
+    Faust's live set itself, which aiokafka takes for every partition whenever it is
+    empty (it is, during an assignment, while these partitions wait paused).
+
     When the log start of a partition without a committed offset cannot be found within
     ``seek_timeout`` seconds, ``fail`` ends the worker (``Runtime.fatal``; an exception
     when not given): left where it is, the partition would skip records, and left paused,
