@@ -8,7 +8,7 @@ past the session timeout wrote its stale identity states over the new owner's wh
 resumed (up to 65 of an identity's 150 events lost, all accounted as processed).
 
 The frozen-member test runs only with ``NHI_ATTACK_TESTS=1``: it still fails now and
-then (one identity short in one of five runs), from states queued in the producer just
+then (2 of 6 runs here, 1 to 3 identities short), from states queued in the producer just
 before the freeze and delivered after the group dropped the member, which the membership
 guard cannot stop (docs/upgrading.md, known issue). It is the reproduction for that work.
 """
