@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -215,7 +216,13 @@ def latest_inventory(bootstrap: str, app_id: str, story: scenario.Scenario) -> d
     """The last inventory record per identity, read until every role's event count has
     reached its number of input records (the worker flushes inventory on a timer)."""
     want = {scenario.role_arn(role): len(story.records_of(role)) for role in scenario.ROLES}
+    return inventory_until(bootstrap, app_id, want, timeout=30)
 
+
+def inventory_until(bootstrap: str, app_id: str, want: Mapping[str, int],
+                    timeout: float) -> dict[str, dict]:
+    """The last inventory record per identity, read until each identity of ``want`` has
+    counted at least its number of events there, or ``timeout`` seconds."""
     def latest(messages: list) -> dict[str, dict]:
         return {m.key.decode(): orjson.loads(m.value) for m in messages}
 
@@ -223,7 +230,17 @@ def latest_inventory(bootstrap: str, app_id: str, story: scenario.Scenario) -> d
         got = latest(messages)
         return all(got.get(k, {}).get("events", 0) >= n for k, n in want.items())
 
-    return latest(read_topic(bootstrap, f"{app_id}.inventory", until=complete, timeout=30))
+    return latest(read_topic(bootstrap, f"{app_id}.inventory", until=complete,
+                             timeout=timeout))
+
+
+def consumer_lag(metrics: str, topic: str) -> int | None:
+    """The consumer lag a worker's ``/metrics`` text gives for a partition of ``topic``
+    (the first listed), or None when none of its partitions is assigned to it."""
+    pattern = (r'nhi_kafka_consumer_lag_messages\{[^}]*topic="' + re.escape(topic)
+               + r'"[^}]*\} ([0-9.e+-]+)')
+    found = re.search(pattern, metrics)
+    return None if found is None else int(float(found.group(1)))
 
 
 def warm_snapshot(story: scenario.Scenario, cut: float,

@@ -8,7 +8,6 @@ past ``stages.PENDING_TIMEOUT_S``.
 
 from __future__ import annotations
 
-import re
 import signal
 import time
 from pathlib import Path
@@ -18,6 +17,7 @@ import pytest
 
 from tests.streams.kafka_helpers import (
     accounted_ids,
+    consumer_lag,
     create_topic,
     free_port,
     json_values,
@@ -35,13 +35,6 @@ USER = "system:serviceaccount:ci:deployer"
 
 def message(*records: dict) -> bytes:
     return b"\n".join(orjson.dumps(r) for r in records)
-
-
-def raw_lag(metrics: str, topic: str) -> int | None:
-    pattern = (r'nhi_kafka_consumer_lag_messages\{[^}]*topic="' + re.escape(topic)
-               + r'"[^}]*\} ([0-9.e+-]+)')
-    found = re.search(pattern, metrics)
-    return None if found is None else int(float(found.group(1)))
 
 
 def inventory_events(bootstrap: str, app_id: str, want: int) -> int:
@@ -70,7 +63,7 @@ def test_stages_in_two_messages_are_one_event_across_a_crash(
         first.wait_ready()
         accounted_ids(kafka_bootstrap, app_id, {"done-0"}, timeout=120)
         time.sleep(3.0)  # three commit intervals: the raw offset would be committed by now
-        lag = raw_lag(first.get("/metrics")[1], raw)
+        lag = consumer_lag(first.get("/metrics")[1], raw)
     finally:
         assert first.stop(signal.SIGKILL) == -signal.SIGKILL
     # message 0 holds two stages still waiting: its offset is not committed
@@ -87,7 +80,7 @@ def test_stages_in_two_messages_are_one_event_across_a_crash(
                             timeout=120)
         count = inventory_events(kafka_bootstrap, app_id, 3)
         time.sleep(3.0)
-        lag = raw_lag(again.get("/metrics")[1], raw)
+        lag = consumer_lag(again.get("/metrics")[1], raw)
     finally:
         assert again.stop(signal.SIGTERM, timeout=90) == 0, again.log_tail()
     assert ids == {"done-0", "split-1", "lone-2", "late-3"}

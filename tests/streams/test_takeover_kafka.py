@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import random
-import re
 import signal
 import threading
 import time
@@ -25,15 +24,16 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 
 from tests.streams import scenario
 from tests.streams.kafka_helpers import (
+    consumer_lag,
     create_topic,
     frame_lines,
     free_port,
     ids_of,
+    inventory_until,
     read_topic,
     start_worker,
     worker_args,
@@ -97,26 +97,11 @@ class Feeder(threading.Thread):
             producer.close(timeout=30)
 
 
-def event_counts(bootstrap: str, app_id: str, want: Counter, timeout: float) -> dict:
-    """Each identity's event count in its last inventory record, read until every one
-    reached its number of input events or ``timeout``."""
-    def latest(messages: list) -> dict[str, int]:
-        return {m.key.decode(): orjson.loads(m.value)["events"] for m in messages}
-
-    def complete(messages: list) -> bool:
-        got = latest(messages)
-        return all(got.get(key, 0) >= n for key, n in want.items())
-
-    return latest(read_topic(bootstrap, f"{app_id}.inventory", until=complete,
-                             timeout=timeout))
-
-
 def owns_raw(worker: Any, topic: str) -> bool:
     """Whether ``worker`` exports the consumer lag of a partition of ``topic`` (it does
     for each partition assigned to it)."""
     code, text = worker.get("/metrics")
-    series = r'nhi_kafka_consumer_lag_messages\{[^}]*topic="' + re.escape(topic) + '"'
-    return code == 200 and re.search(series, text) is not None
+    return code == 200 and consumer_lag(text, topic) is not None
 
 
 def start_group(bootstrap: str, app_id: str, tmp_path: Path,
@@ -148,7 +133,8 @@ def applied_once(bootstrap: str, app_id: str, feeder: Feeder) -> tuple:
                    for _, record in items)
     accounted = ids_of(read_topic(bootstrap, f"{app_id}.accounting",
                                   until=lambda m: ids <= ids_of(m), timeout=180))
-    counts = event_counts(bootstrap, app_id, want, timeout=60)
+    counts = {key: entry["events"]
+              for key, entry in inventory_until(bootstrap, app_id, want, 60).items()}
     return (sorted(ids - accounted),
             {key: (counts.get(key), n) for key, n in want.items() if counts.get(key) != n})
 
