@@ -17,6 +17,10 @@ the last one answered, the member is still in the group. ``Membership.current`` 
 with a margin of one heartbeat interval; the state writes wait for it (``streams.app``).
 Offsets need no such guard: a dropped member's commit is refused by the broker, and the
 holds keep every commit below the states not written.
+
+What it cannot stop is a write already sent when the worker is cut off (queued just
+before a freeze, or held by a network stall past the session timeout): it can still land
+after the new owner's. That needs fencing (docs/upgrading.md, the known issue).
 """
 
 from __future__ import annotations
