@@ -36,6 +36,7 @@ import faust
 from faust import streams as faust_streams
 
 from streams.datadir import STORE_EXIT_CODE, store_failure
+from streams.fencing import LateWrites, newest_states
 from streams.health import METADATA_REFRESH_S
 from streams.intake import RawIntake, Window
 from streams.membership import Membership
@@ -102,6 +103,8 @@ class Runtime:
     intake: RawIntake | None = None
     # whether the group surely still counts this worker, from its heartbeats (create_app)
     membership: Membership | None = None
+    # its records acknowledged when membership was not current (streams.fencing)
+    late_writes: LateWrites | None = None
 
     def fatal(self, reason: str, code: int = FATAL_EXIT_CODE) -> NoReturn:
         """End the worker now with exit code 70 (or ``code``), without Faust's graceful stop.
@@ -153,6 +156,8 @@ def broker_credentials(settings: WorkerSettings) -> Any:
 def create_app(settings: WorkerSettings, runtime: Runtime) -> faust.App:
     """Build the Faust app for ``settings``; agents call ``runtime.pipeline``."""
     heartbeat = min(3.0, settings.session_timeout / 3)
+    membership = runtime.membership = Membership(settings.session_timeout, heartbeat)
+    late = runtime.late_writes = LateWrites(membership)
     app = faust.App(
         settings.app_id,
         broker=[f"kafka://{server}" for server in settings.bootstrap_servers.split(",")],
@@ -176,10 +181,9 @@ def create_app(settings: WorkerSettings, runtime: Runtime) -> faust.App:
         table_standby_replicas=0,
         web_enabled=False,  # streams.health serves probes and metrics on its own port
         Monitor=worker_monitor(runtime),
-        Table=state_table(lambda action, err: store_failed(runtime, action, err)),
+        Table=state_table(lambda action, err: store_failed(runtime, action, err), late),
     )
     intake = runtime.intake = RawIntake(settings.topic_sources(), settings.ingest_max_messages)
-    membership = runtime.membership = Membership(settings.session_timeout, heartbeat)
     app.transport.Consumer = short_fetch_wait(holding_consumer(
         app.transport.Consumer, runtime.holds, lambda: runtime.before_commit,
         lambda: lambda consumer: check_raw_offsets(consumer, runtime), intake=intake,
@@ -203,9 +207,13 @@ def store_failed(runtime: Runtime, action: str, err: BaseException) -> NoReturn:
     runtime.fatal(store_failure(runtime.settings.store_dir, action, err), STORE_EXIT_CODE)
 
 
-def state_table(failed: Callable[[str, BaseException], NoReturn]) -> type:
+def state_table(failed: Callable[[str, BaseException], NoReturn],
+                late: LateWrites | None = None) -> type:
     """Faust's table class with its store's calls at an assignment and during recovery
-    handed to ``failed`` (``store_failed``) when they raise.
+    handed to ``failed`` (``store_failed``) when they raise; with ``late``, fenced
+    against the writes of a worker the group dropped (``streams.fencing``): recovery
+    skips stale states, and a changelog record acknowledged late does not move the
+    store's recovered position.
 
     Without it a store that cannot be opened (damaged, or its directory unwritable)
     crashed Faust with a traceback and exit 1, again at every restart; and one that failed
@@ -239,7 +247,22 @@ def state_table(failed: Callable[[str, BaseException], NoReturn]) -> type:
 
         def apply_changelog_batch(self, batch: Any) -> None:
             with guarded("written (table recovery)"):
+                if late is not None:
+                    batch = list(newest_states(batch, self._stored, late.skipped))
                 super().apply_changelog_batch(batch)
+
+        def _stored(self, event: Any) -> bytes | None:
+            """The store's value for a changelog event's key, read from its partition (the
+            store picks it from the current event, which recovery does not set)."""
+            token = faust_streams._current_event.set(weakref.ref(event))
+            try:
+                return self.data.get(event.message.key)
+            finally:
+                faust_streams._current_event.reset(token)
+
+        def _on_changelog_sent(self, fut: Any) -> None:
+            if late is None or late.acknowledged(fut.message.key, "state"):
+                super()._on_changelog_sent(fut)
 
         async def on_recovery_completed(self, *args: Any, **kwargs: Any) -> None:
             with guarded("written", passing):
@@ -974,6 +997,14 @@ def _declare_agents(app: faust.App, runtime: Runtime, topics: Mapping[str, Any],
 
     runtime.before_commit = write_states
 
+    @app.timer(1.0)
+    async def reassert_late_writes() -> None:
+        """Names the identities whose records were acknowledged late to their partitions'
+        owners, who write them again (``streams.fencing``)."""
+        late = runtime.late_writes
+        if late is not None and late.identities:
+            await send_all(runtime, pipeline.reassert_records(late.take()))
+
     @app.on_before_shutdown.connect
     async def last_inventory(sender: Any, **_: Any) -> None:
         await send_all(runtime, pipeline.flush_inventory().records)
@@ -1122,6 +1153,10 @@ def worker_monitor(runtime: Runtime) -> type:
 
     pipeline = runtime.pipeline
 
+    def inventory_sent(fut: Any) -> None:
+        if runtime.late_writes is not None and not fut.cancelled() and fut.exception() is None:
+            runtime.late_writes.acknowledged(fut.message.key, "inventory")
+
     class WorkerMonitor(Monitor):  # type: ignore[misc, valid-type]
         def on_message_in(self, tp: Any, offset: int, message: Any) -> None:
             return None
@@ -1145,11 +1180,17 @@ def worker_monitor(runtime: Runtime) -> type:
             return None
 
         def on_commit_initiated(self, consumer: Any) -> Any:
-            inventory = runtime.roles["inventory"]
-            dead_letters = runtime.roles["dead_letters"]
-            for record in pipeline.fit(pipeline.flush_inventory().records):
-                topic = inventory if record.role == "inventory" else dead_letters
-                topic.send_soon(key=record.key, value=record.value)
+            membership = runtime.membership
+            if membership is None or membership.current():
+                # like the state writes, the inventory waits while membership is in doubt
+                inventory = runtime.roles["inventory"]
+                dead_letters = runtime.roles["dead_letters"]
+                for record in pipeline.fit(pipeline.flush_inventory().records):
+                    if record.role == "inventory":
+                        inventory.send_soon(key=record.key, value=record.value,
+                                            callback=inventory_sent)
+                    else:
+                        dead_letters.send_soon(key=record.key, value=record.value)
             return super().on_commit_initiated(consumer)
 
         def on_tp_commit(self, tp_offsets: Mapping[Any, int]) -> None:

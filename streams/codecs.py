@@ -6,7 +6,9 @@
   {identity: [[src index, position, compact event], ...]}}``. Every identity in it hashes
   to the partition the message is sent to (``partition_for``), so each identity's state
   has exactly one owner. ``b"S"`` + orjson ``{identity: base64 blob}`` seeds state from a
-  replay snapshot (warm start).
+  replay snapshot (warm start). ``b"R"`` + orjson ``{"identities": [...]}`` asks the
+  partition's owner to write those identities' states and inventory again
+  (``streams.fencing``).
 - **Positions** number the events of one raw partition in order: ``offset << 20 | index of
   the event in its raw message``.
 - **Event rows** are an event's field values in the order the message's ``"fields"`` list
@@ -41,6 +43,7 @@ from detector.event import EVENT_FIELDS, Event
 
 EVENTS_TAG = b"E"
 SEED_TAG = b"S"
+REASSERT_TAG = b"R"
 _HEADER = struct.Struct(">I")
 
 
@@ -148,12 +151,17 @@ def encode_seed(entries: Mapping[str, bytes]) -> bytes:
     return SEED_TAG + orjson.dumps(body)
 
 
+def encode_reassert(identities: Iterable[str]) -> bytes:
+    """A message asking the partition's owner to write these identities again."""
+    return REASSERT_TAG + orjson.dumps({"identities": sorted(identities)})
+
+
 def decode_repartition(data: bytes) -> tuple[bytes, dict[str, Any]]:
     """``(tag, body)`` of a repartition message; ``InputError`` if it is not one of ours."""
     if not data:
         raise InputError("invalid_record", "empty repartition message")
     tag = data[:1]
-    if tag not in (EVENTS_TAG, SEED_TAG):
+    if tag not in (EVENTS_TAG, SEED_TAG, REASSERT_TAG):
         raise InputError("invalid_record", f"unknown repartition message tag {tag!r}")
     try:
         body = orjson.loads(data[1:])
@@ -166,6 +174,9 @@ def decode_repartition(data: bytes) -> tuple[bytes, dict[str, Any]]:
         raise InputError("invalid_record", "repartition message lacks src or batches")
     if tag == EVENTS_TAG and not isinstance(body.get("fields", []), list):
         raise InputError("invalid_record", "repartition message fields is not a list")
+    if tag == REASSERT_TAG and not (isinstance(body.get("identities"), list) and all(
+            isinstance(identity, str) for identity in body["identities"])):
+        raise InputError("invalid_record", "reassert message lacks its identities")
     if tag == SEED_TAG:
         body = {k: base64.b64decode(v) for k, v in body.items()}
     return tag, body
@@ -186,6 +197,21 @@ def unpack_state(value: bytes | None) -> tuple[dict[str, int], bytes | None]:
     except (struct.error, orjson.JSONDecodeError) as err:
         raise InputError("invalid_record", f"table value is damaged: {err}") from err
     return applied, value[_HEADER.size + size:]
+
+
+def state_marks(value: bytes | None) -> dict[str, int] | None:
+    """The applied positions at the head of a table value, without copying its blob; None
+    for an absent value or one whose head cannot be read."""
+    if not value:
+        return None
+    try:
+        (size,) = _HEADER.unpack_from(value)
+        marks = orjson.loads(value[_HEADER.size:_HEADER.size + size])
+    except (struct.error, orjson.JSONDecodeError):
+        return None
+    if not isinstance(marks, dict) or not all(type(pos) is int for pos in marks.values()):
+        return None
+    return marks
 
 
 def dumps(value: Any) -> bytes:

@@ -116,7 +116,8 @@ class HealthState:
 
 
 class WorkerCollector(Collector):
-    """Counters only the worker has: failed records by reason, redeliveries skipped."""
+    """Counters only the worker has: failed records by reason, redeliveries skipped, late
+    writes and stale states (streams.fencing)."""
 
     def __init__(self, prefix: str, read: Callable[[], Mapping[str, Any]]) -> None:
         self.prefix = prefix
@@ -135,6 +136,16 @@ class WorkerCollector(Collector):
             self.prefix + "worker_redelivered_events",
             "Events skipped because their identity's state had already applied them.",
             value=values.get("redelivered", 0))
+        yield CounterMetricFamily(
+            self.prefix + "worker_late_writes",
+            "State and inventory records acknowledged after the group may have dropped "
+            "this worker (streams.fencing); their owner is asked to write them again.",
+            value=values.get("late_writes", 0))
+        yield CounterMetricFamily(
+            self.prefix + "worker_stale_states_skipped",
+            "Changelog states that table recovery skipped because a newer state of the "
+            "same identity was already recovered (written by a worker the group dropped).",
+            value=values.get("stale_states_skipped", 0))
         yield GaugeMetricFamily(
             self.prefix + "worker_ready", "1 when the worker is ready (recovery done).",
             value=1.0 if values.get("ready") else 0.0)

@@ -32,7 +32,7 @@ import dataclasses
 import logging
 import re
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -334,6 +334,9 @@ class Pipeline:
         if tag == codecs.SEED_TAG:
             return self._seed(body, get_state)
         out = Output()
+        if tag == codecs.REASSERT_TAG:
+            self._reassert(body["identities"], partition, get_state)
+            return self._finish(out, partition, offset, write)
         sources = body["src"]
         reader = codecs.EventReader(body.get("fields"))
         accounted: list[str] = []
@@ -359,16 +362,38 @@ class Pipeline:
                                        offset))
             self.marks[identity] = marks
             self.dirty[partition][identity] = None
-        if write:
-            out.writes += self.pending_writes(partition)
-        else:
-            self.hold_pending(partition, offset)
+        self._finish(out, partition, offset, write)
         if self.accounting and accounted:
             value = {"topic": topic, "partition": partition, "offset": offset,
                      "event_ids": accounted}
             out.add("accounting", None, codecs.dumps(value))
         out.events = len(accounted)
         return out
+
+    def _finish(self, out: Output, partition: int, offset: int, write: bool) -> Output:
+        if write:
+            out.writes += self.pending_writes(partition)
+        else:
+            self.hold_pending(partition, offset)
+        return out
+
+    def _reassert(self, identities: list[str], partition: int, get_state: StateGet) -> None:
+        """A worker the group may have dropped had records of these identities land late
+        (``streams.fencing``): their state and inventory are written again from what this
+        owner holds, so that they end both topics."""
+        for identity in identities:
+            if self.partition_of(identity) != partition:
+                continue  # not this partition's: its owner has nothing to say
+            self._marks_of(identity, get_state)
+            self.dirty[partition][identity] = None  # no state: pending_writes skips it
+
+    def reassert_records(self, identities: Iterable[str]) -> list[Record]:
+        """One message per repartition partition naming ``identities`` to write again."""
+        by_partition: dict[int, list[str]] = defaultdict(list)
+        for identity in identities:
+            by_partition[self.partition_of(identity)].append(identity)
+        return [Record("repartition", None, codecs.encode_reassert(names), target)
+                for target, names in sorted(by_partition.items())]
 
     def apply_failed(self, data: bytes | None, err: BaseException, *, topic: str,
                      partition: int, offset: int) -> Output:

@@ -125,6 +125,9 @@ def _worker_values(holder: dict[str, Any], state: Any) -> dict[str, Any]:
     pipeline = holder.get("pipeline")
     if pipeline is not None:
         values.update(failed=dict(pipeline.failed), redelivered=pipeline.redelivered)
+    late = holder.get("late_writes")
+    if late is not None:
+        values.update(late_writes=late.count, stale_states_skipped=late.stale_skipped)
     return values
 
 
@@ -157,6 +160,7 @@ def _start(settings: WorkerSettings, config: dict[str, Any], stats: RunStats, st
     runtime.on_ready = lambda assignment: log.info(
         "ready (partitions %s)", assigned_text(assignment))
     app = create_app(settings, runtime)
+    holder["late_writes"] = runtime.late_writes
     state.set_phase("recovering", ready=False, reason="starting Faust")
     runtime.topics = watch_raw_topics(settings)
     try:

@@ -19,6 +19,8 @@ from prometheus_client import CollectorRegistry
 from detector.metrics import create_metrics
 from detector.stats import RunStats
 from streams.app import create_app, worker_monitor
+from streams.fencing import LateWrites
+from streams.membership import Membership
 from streams.pipeline import Output, Record
 from streams.settings import load_settings
 
@@ -26,15 +28,41 @@ from streams.settings import load_settings
 class FakeTopic:
     def __init__(self) -> None:
         self.queued: list[tuple[bytes | None, bytes]] = []
+        self.callbacks: list[Any] = []
 
-    def send_soon(self, *, key: bytes | None, value: bytes) -> None:
+    def send_soon(self, *, key: bytes | None, value: bytes, callback: Any = None) -> None:
         self.queued.append((key, value))
+        self.callbacks.append(callback)
 
 
-def runtime_with(metrics: Any, inventory: list[Record]) -> Any:
+class Acked:
+    """A send's future as Faust's callback gets it, acknowledged by the broker."""
+
+    def __init__(self, key: bytes) -> None:
+        self.message = SimpleNamespace(key=key)
+
+    def cancelled(self) -> bool:
+        return False
+
+    def exception(self) -> BaseException | None:
+        return None
+
+
+def runtime_with(metrics: Any, inventory: list[Record], *, member_for: float = 1.0) -> Any:
+    """``member_for``: seconds since the last answered heartbeat was sent."""
     topic = FakeTopic()
-    pipeline = SimpleNamespace(fit=list, flush_inventory=lambda: Output(records=inventory))
-    return SimpleNamespace(pipeline=pipeline, metrics=metrics,
+    due = list(inventory)
+
+    def flush() -> Output:
+        out = Output(records=list(due))
+        due.clear()
+        return out
+
+    pipeline = SimpleNamespace(fit=list, flush_inventory=flush)
+    membership = Membership(10.0, 3.0, clock=lambda: 100.0)
+    membership.confirm(100.0 - member_for)
+    return SimpleNamespace(pipeline=pipeline, metrics=metrics, membership=membership,
+                           late_writes=LateWrites(membership), due=due,
                            roles={"inventory": topic, "dead_letters": FakeTopic()})
 
 
@@ -61,6 +89,31 @@ def test_a_commit_first_queues_the_inventory_then_times_the_commit() -> None:
                                                   (b"svc-b", b'{"identity":"svc-b"}')]
     monitor.on_commit_completed(consumer=None, state=state)  # Faust's latency from it
     assert len(monitor.commit_latency) == 1 and monitor.commit_latency[0] >= 0.0
+
+
+def test_while_membership_is_in_doubt_the_inventory_stays_due() -> None:
+    records = [Record("inventory", b"svc-a", b'{"identity":"svc-a"}')]
+    runtime = runtime_with(None, records, member_for=8.0)  # past 10 - 3 s: in doubt
+    monitor = worker_monitor(runtime)()
+    monitor.on_commit_initiated(consumer=None)
+    assert runtime.roles["inventory"].queued == []
+    assert runtime.due == records  # not flushed: sent with a later commit
+    runtime.membership.confirm(99.0)
+    monitor.on_commit_initiated(consumer=None)
+    assert runtime.roles["inventory"].queued == [(b"svc-a", b'{"identity":"svc-a"}')]
+
+
+def test_an_inventory_record_acknowledged_in_doubt_is_named_for_its_owner() -> None:
+    records = [Record("inventory", b"svc-a", b"{}"), Record("inventory", b"svc-b", b"{}")]
+    runtime = runtime_with(None, records)
+    monitor = worker_monitor(runtime)()
+    monitor.on_commit_initiated(consumer=None)
+    first, second = runtime.roles["inventory"].callbacks
+    first(Acked(b"svc-a"))  # acknowledged while a member
+    runtime.membership.clock = lambda: 120.0  # the worker stalls past the session timeout
+    second(Acked(b"svc-b"))
+    assert runtime.late_writes.count == 1
+    assert runtime.late_writes.take() == {"svc-b"}
 
 
 def test_per_message_hooks_keep_only_the_stream_inbound_time() -> None:

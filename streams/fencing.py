@@ -1,0 +1,117 @@
+"""What keeps a state write made by a worker the group has dropped from winning.
+
+``streams.membership`` stops a worker from making state writes once it can no longer prove
+it is in the group. A write already sent when the worker is cut off (queued in the
+producer just before a freeze, or held by a network stall past the session timeout) still
+reaches the broker, after the writes of the partition's new owner. Kafka itself would
+keep it: the changelog is compacted, and Faust recovers a table by applying its records
+in order, so the stale state won the next recovery, and the inventory topic kept the
+stale record as the identity's latest. The dropped worker's own store then also held it
+as applied up to its offset, past the new owner's writes. Three parts undo that:
+
+- **Newest state wins in recovery** (``newest_states``). Every state value starts with the
+  raw positions its identity has applied (``codecs.pack_state``). All owners of a
+  partition read the same repartition log in the same order, so of two states of one
+  identity the one that applied more events has every position at least as far: a
+  record whose positions are all behind the state already recovered for its key (and
+  differ from it) is a stale write, and recovery skips it.
+- **Late acknowledgements are not trusted** (``LateWrites.acknowledged``). A record the
+  broker acknowledges while this worker's membership is not current may have landed
+  after another owner's: its offset is not stored as the table's recovered position, so a
+  later recovery of the partition here reads everything after the last safe one again.
+- **The owner writes those identities again** (``LateWrites.take``). The dropped worker
+  sends their names to their repartition partitions (``codecs.encode_reassert``);
+  whichever worker owns a partition then writes the state it holds and announces the
+  inventory again, after the stale records, so both topics end with the owner's.
+
+A worker that dies before the acknowledgement arrives sends no names; the first part
+still keeps its stale state out of every recovery. Its inventory record stays the
+identity's latest until the identity's next event.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
+
+from streams import codecs
+from streams.membership import Membership
+
+log = logging.getLogger(__name__)
+
+
+def behind(marks: Mapping[str, int], than: Mapping[str, int]) -> bool:
+    """Whether a state that applied ``marks`` is older than one that applied ``than``:
+    no position past it, and not the same."""
+    if marks == than:
+        return False
+    return all(pos <= than.get(src, -1) for src, pos in marks.items())
+
+
+def newest_states(events: Iterable[Any], stored: Callable[[Any], bytes | None],
+                  skipped: Callable[[Any], None]) -> Iterator[Any]:
+    """The changelog events of one recovery batch, without those whose state is behind the
+    state already recovered for their key (in this batch, else ``stored(event)``);
+    ``skipped`` is told of each one left out. Tombstones and states whose positions
+    cannot be read pass unchanged, as Faust would apply them."""
+    latest: dict[Any, Mapping[str, int] | None] = {}
+    for event in events:
+        message = event.message
+        key, value = message.key, message.value
+        if value is None:
+            latest[key] = None
+            yield event
+            continue
+        marks = codecs.state_marks(value)
+        if marks is None:
+            latest.pop(key, None)
+            yield event
+            continue
+        if key in latest:
+            current = latest[key]
+        else:
+            current = codecs.state_marks(stored(event))
+        if current is not None and behind(marks, current):
+            skipped(event)
+            continue
+        latest[key] = marks
+        yield event
+
+
+class LateWrites:
+    """Records acknowledged while this worker's group membership was not current, and the
+    identities whose owner must write them again (see the module's text)."""
+
+    def __init__(self, membership: Membership) -> None:
+        self.membership = membership
+        self.count = 0  # records acknowledged late, since the start
+        self.stale_skipped = 0  # changelog records that recovery skipped as stale
+        self.identities: set[str] = set()
+
+    def acknowledged(self, key: bytes | None, what: str) -> bool:
+        """Whether a record of ``what`` (a topic role) just acknowledged surely landed
+        while this worker was a member; if not, its identity (``key``) is kept for
+        ``take``."""
+        if self.membership.current():
+            return True
+        self.count += 1
+        if key:
+            identity = key.decode("utf-8", "replace")
+            if identity not in self.identities:
+                log.warning("a %s record of %r was acknowledged after the group may have "
+                            "dropped this worker: its owner is asked to write it again",
+                            what, identity)
+            self.identities.add(identity)
+        return False
+
+    def take(self) -> set[str]:
+        """The identities to send for writing again, once each."""
+        taken, self.identities = self.identities, set()
+        return taken
+
+    def skipped(self, event: Any) -> None:
+        self.stale_skipped += 1
+        log.warning("table recovery skipped a stale state of %r at %s[%s]@%s (written by a "
+                    "worker after the group had dropped it)", event.message.key,
+                    event.message.topic, event.message.partition, event.message.offset)
