@@ -20,7 +20,7 @@ holds keep every commit below the states not written.
 
 What it cannot stop is a write already sent when the worker is cut off (queued just
 before a freeze, or held by a network stall past the session timeout): it can still land
-after the new owner's. That needs fencing (docs/upgrading.md, the known issue).
+after the new owner's. ``streams.fencing`` keeps such a write from winning.
 """
 
 from __future__ import annotations

@@ -160,12 +160,17 @@ def latency_and_lag(lay: Layout) -> None:
              (f"sum({sel('nhi_worker_ready')})", "workers ready")], 12, 6,
             desc="Changelog messages left to recover per table, workers recovering and "
                  "workers ready.")
-    lay.add("timeseries", "Worker failures and redeliveries",
+    lay.add("timeseries", "Worker failures, redeliveries and late writes",
             [(f"sum by (reason) ({rate('nhi_worker_records_failed_total')})", "{{reason}}"),
-             (f"sum({rate('nhi_worker_redelivered_events_total')})", "redelivered")],
+             (f"sum({rate('nhi_worker_redelivered_events_total')})", "redelivered"),
+             (f"sum({rate('nhi_worker_late_writes_total')})", "late writes"),
+             (f"sum({rate('nhi_worker_stale_states_skipped_total')})",
+              "stale states skipped")],
             18, 6, unit="ops",
             desc="Messages the worker dead-lettered by reason (a bad message never stops "
-                 "consumption), and redelivered events skipped.")
+                 "consumption), redelivered events skipped, records acknowledged after the "
+                 "group may have dropped the worker (late writes) and the stale states "
+                 "table recovery skipped.")
     lay.next_row()
 
 

@@ -23,7 +23,8 @@ def get(port: int, path: str) -> tuple[int, bytes]:
 @pytest.fixture
 def server():
     state = HealthState(liveness_commit_age=60.0)
-    values = {"failed": {"binary": 2}, "redelivered": 5}
+    values = {"failed": {"binary": 2}, "redelivered": 5, "late_writes": 3,
+              "stale_states_skipped": 4}
     running = HealthServer(state, RunStats(), host="127.0.0.1", port=0,
                            worker_values=lambda: {**values, "ready": state.ready}).start()
     yield running
@@ -59,6 +60,8 @@ def test_metrics__include_worker_counters(server) -> None:
     assert code == 200
     assert 'nhi_worker_records_failed_total{reason="binary"} 2.0' in text
     assert "nhi_worker_redelivered_events_total 5.0" in text
+    assert "nhi_worker_late_writes_total 3.0" in text
+    assert "nhi_worker_stale_states_skipped_total 4.0" in text
 
 
 def test_startup__fails_until_the_first_recovery_is_done(server) -> None:
