@@ -162,6 +162,8 @@ def create_app(settings: WorkerSettings, runtime: Runtime) -> faust.App:
         settings.app_id,
         broker=[f"kafka://{server}" for server in settings.bootstrap_servers.split(",")],
         broker_credentials=broker_credentials(settings),
+        # one per worker, so that the broker's request logs and quotas tell workers apart
+        broker_client_id=f"nhi-detector-{settings.data_dir.name}",
         store=settings.resolved_store(),
         datadir=str(settings.store_dir),
         topic_partitions=settings.partitions,

@@ -234,6 +234,14 @@ def inventory_until(bootstrap: str, app_id: str, want: Mapping[str, int],
                              timeout=timeout))
 
 
+def counter(worker: WorkerProcess, name: str, labels: str = "") -> float | None:
+    """The value of metric ``name`` (with ``labels`` as written, ``{a="b"}``) that
+    ``worker`` exports now, or None when it exports none."""
+    text = worker.get("/metrics")[1]
+    found = re.search(rf"^{name}{re.escape(labels)} (\S+)$", text, re.M)
+    return float(found.group(1)) if found else None
+
+
 def consumer_lag(metrics: str, topic: str) -> int | None:
     """The consumer lag a worker's ``/metrics`` text gives for a partition of ``topic``
     (the first listed), or None when none of its partitions is assigned to it."""

@@ -10,7 +10,7 @@ its own consumer thread, so a stuck handler must not cost the member its place i
 group.
 
 The hang is made for real, on the network: the module's broker tells clients to connect
-through a loopback proxy (``StallingProxy``) that, when asked, holds back the worker's
+through a loopback proxy (``tests.streams.proxy.StallingProxy``) that, when asked, holds back the worker's
 Produce request that writes to the alerts topic, as a broker stuck on it would; the
 worker's later produce requests queue behind it on that connection, while its fetches,
 heartbeats and commits, and the test's own producer, pass. The worker's alert then waits
@@ -19,18 +19,14 @@ for its acknowledgement like a send to an unreachable partition leader would.
 
 from __future__ import annotations
 
-import asyncio
-import os
 import random
 import signal
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
 from tests.streams import scenario
-from tests.streams.conftest import apache_kafka_only, started_or_skip
 from tests.streams.kafka_helpers import (
     accounted_ids,
     create_topic,
@@ -42,134 +38,16 @@ from tests.streams.kafka_helpers import (
     start_worker,
     worker_args,
 )
+from tests.streams.proxy import proxied_broker as start_proxied_broker
 
 pytestmark = pytest.mark.kafka
 
-PRODUCE_API_KEY = 0
-WORKER_CLIENT_PREFIX = "faust-"  # Faust's default broker_client_id is faust-<version>
 SESSION_TIMEOUT_S = 10  # worker_args' --session-timeout
-
-
-class StallingProxy:
-    """A TCP proxy 127.0.0.1:port -> the broker, in a thread of its own.
-
-    Client-to-broker bytes are read as Kafka requests (4-byte size, then api_key,
-    api_version, correlation id, client id). While ``stall(topic)`` is in force, a Produce
-    request from a client whose id starts with ``WORKER_CLIENT_PREFIX`` that writes to
-    ``topic`` is held until ``release()``, and the requests behind it on the same
-    connection wait too, as on a real connection to a stuck broker. Everything else flows.
-    The topic is found by its name in the request: Kafka frames topic names uncompressed,
-    and no payload of these tests contains an alerts topic's name.
-    """
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.target_port = 0
-        self.held = 0
-        self.topic = b""
-        self.loop = asyncio.new_event_loop()
-        self._open: asyncio.Event | None = None
-        self._started = threading.Event()
-        self._server: asyncio.base_events.Server | None = None
-        self._thread = threading.Thread(target=self._run, name="stalling-proxy", daemon=True)
-
-    def start(self, target_port: int) -> StallingProxy:
-        self.target_port = target_port
-        self._thread.start()
-        if not self._started.wait(10):
-            raise RuntimeError("the proxy did not start")
-        return self
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        self._open = asyncio.Event()
-        self._open.set()
-        self._server = self.loop.run_until_complete(
-            asyncio.start_server(self._connection, "127.0.0.1", self.port))
-        self._started.set()
-        self.loop.run_forever()
-
-    def stall(self, topic: str) -> None:
-        self.topic = topic.encode("utf-8")
-        self.loop.call_soon_threadsafe(self._open.clear)
-
-    def release(self) -> None:
-        self.loop.call_soon_threadsafe(self._open.set)
-
-    def stop(self) -> None:
-        def close() -> None:
-            self._open.set()
-            self._server.close()
-            self.loop.stop()
-
-        self.loop.call_soon_threadsafe(close)
-        self._thread.join(timeout=10)
-
-    async def _connection(self, reader: asyncio.StreamReader,
-                          writer: asyncio.StreamWriter) -> None:
-        try:
-            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
-        except OSError:
-            writer.close()
-            return
-        await asyncio.gather(self._requests(reader, up_writer),
-                             self._pipe(up_reader, writer), return_exceptions=True)
-        for w in (writer, up_writer):
-            w.close()
-
-    async def _requests(self, reader: asyncio.StreamReader,
-                        writer: asyncio.StreamWriter) -> None:
-        try:
-            while True:
-                head = await reader.readexactly(4)
-                body = await reader.readexactly(int.from_bytes(head, "big"))
-                if not self._open.is_set() and self._holds(body):
-                    self.held += 1
-                    await self._open.wait()
-                writer.write(head + body)
-                await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            writer.close()
-
-    def _holds(self, body: bytes) -> bool:
-        api_key = int.from_bytes(body[0:2], "big")
-        size = int.from_bytes(body[8:10], "big", signed=True)
-        client_id = body[10:10 + size].decode("utf-8", "replace") if size > 0 else ""
-        return (api_key == PRODUCE_API_KEY and client_id.startswith(WORKER_CLIENT_PREFIX)
-                and self.topic in body[10 + max(size, 0):])
-
-    @staticmethod
-    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        except ConnectionError:
-            pass
-        finally:
-            writer.close()
 
 
 @pytest.fixture(scope="module")
 def proxied_broker(tmp_path_factory: pytest.TempPathFactory):
-    """Apache Kafka whose PLAINTEXT listener advertises the proxy's port; yields
-    ``(proxy, bootstrap through the proxy)``."""
-    apache_kafka_only("cannot advertise a test proxy")
-    proxy = StallingProxy(free_port())
-    workdir = tmp_path_factory.mktemp("kafka-b19")
-
-    def start(helper):
-        version = os.environ.get("NHI_KAFKA_VERSION", helper.DEFAULT_VERSION)
-        libs, kind = helper.apache_kafka_libs(version)
-        return helper.start_from_jars(libs, workdir, kind=kind, advertised_port=proxy.port)
-
-    broker = started_or_skip("the B19 broker did not start", start)
-    proxy.start(int(broker.bootstrap.rpartition(":")[2]))
-    try:
-        yield proxy, f"127.0.0.1:{proxy.port}"
-    finally:
-        proxy.stop()
-        broker.stop()
+    yield from start_proxied_broker(tmp_path_factory, "kafka-b19")
 
 
 @pytest.fixture(scope="module")

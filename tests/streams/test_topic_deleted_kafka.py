@@ -23,6 +23,7 @@ from tests.streams import scenario
 from tests.streams.kafka_helpers import (
     WorkerProcess,
     accounted_ids,
+    counter,
     create_topic,
     framed_batches,
     free_port,
@@ -61,12 +62,6 @@ def missing_gauge(worker: WorkerProcess, topic: str) -> float | None:
     text = worker.get("/metrics")[1]
     found = re.search(rf'^nhi_worker_raw_topic_missing\{{topic="{re.escape(topic)}"\}} (\S+)$',
                       text, re.M)
-    return float(found.group(1)) if found else None
-
-
-def counter(worker: WorkerProcess, name: str, labels: str = "") -> float | None:
-    text = worker.get("/metrics")[1]
-    found = re.search(rf"^{name}{re.escape(labels)} (\S+)$", text, re.M)
     return float(found.group(1)) if found else None
 
 
