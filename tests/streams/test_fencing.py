@@ -88,6 +88,26 @@ def test_state_table__recovery_keeps_the_newest_state_in_a_real_faust_store() ->
     assert late.stale_skipped == 2
 
 
+def test_state_table__recovery_keeps_the_newest_state_in_rocksdb(tmp_path) -> None:
+    """The worker's default store: the state already recovered is read from the changelog
+    event's partition, from a previous batch too."""
+    pytest.importorskip("rocksdict")
+    import faust
+
+    from streams.app import state_table
+
+    late = LateWrites(membership(1.0))
+    app = faust.App("fencing-rocksdb-test", store="rocksdb://", datadir=str(tmp_path),
+                    Table=state_table(lambda action, err: None, late))
+    table = app.Table("state", key_type=bytes, value_type=bytes, partitions=2)
+    table.apply_changelog_batch([ChangelogEvent(b"a", state(b"A9", p0=9), 1, partition=1)])
+    table.apply_changelog_batch([ChangelogEvent(b"a", state(b"A7", p0=7), 2, partition=1),
+                                 ChangelogEvent(b"b", state(b"B3", p0=3), 3, partition=1)])
+    db = table.data._db_for_partition(1)
+    assert (db.get(b"a"), db.get(b"b")) == (state(b"A9", p0=9), state(b"B3", p0=3))
+    assert late.stale_skipped == 1
+
+
 class Sent:
     """A changelog send's future as Faust's table callback gets it."""
 
