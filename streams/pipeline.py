@@ -170,6 +170,8 @@ class Pipeline:
         # in memory but not yet in the table (``apply(write=False)``): no offset at or past
         # it may be committed until ``pending_writes`` has written them
         self.held_from: dict[int, int] = {}
+        # repartition partition -> warm-start seeds (identity -> table value) not written yet
+        self.seeds: dict[int, dict[str, bytes]] = defaultdict(dict)
         # Worker-only counters, kept out of RunStats so its per-source accounting stays
         # exact: parse failures are already counted there by the sources.
         self.failed: dict[str, int] = defaultdict(int)  # reason -> records dead-lettered
@@ -331,9 +333,10 @@ class Pipeline:
         messages of one partition cost one write per identity (``pending_writes``).
         """
         tag, body = codecs.decode_repartition(data)
-        if tag == codecs.SEED_TAG:
-            return self._seed(body, get_state)
         out = Output()
+        if tag == codecs.SEED_TAG:
+            self._seed(body, get_state)
+            return self._finish(out, partition, offset, write)
         if tag == codecs.REASSERT_TAG:
             self._reassert(body["identities"], partition, get_state)
             return self._finish(out, partition, offset, write)
@@ -381,11 +384,12 @@ class Pipeline:
         """A worker the group may have dropped had records of these identities land late
         (``streams.fencing``): their state and inventory are written again from what this
         owner holds, so that they end both topics."""
-        for identity in identities:
-            if self.partition_of(identity) != partition:
-                continue  # not this partition's: its owner has nothing to say
+        named = [i for i in identities if self.partition_of(i) == partition]
+        for identity in named:
             self._marks_of(identity, get_state)
             self.dirty[partition][identity] = None  # no state: pending_writes skips it
+        log.info("partition %d: %d identities written again, named by a worker whose "
+                 "records of them landed late", partition, len(named))
 
     def reassert_records(self, identities: Iterable[str]) -> list[Record]:
         """One message per repartition partition naming ``identities`` to write again."""
@@ -404,7 +408,7 @@ class Pipeline:
         is not in memory yet (after a start, a rebalance or a warm start)."""
         if identity in self.loaded:
             return self.marks[identity]
-        applied, blob = codecs.unpack_state(get_state(identity))
+        applied, blob = codecs.unpack_state(self._stored(identity, get_state))
         if blob:
             self.detector.set_identity_state(identity, blob)
         else:
@@ -457,15 +461,18 @@ class Pipeline:
     def hold_pending(self, partition: int, offset: int) -> None:
         """After the message at ``offset`` of ``partition``: when the partition has state
         not written yet, hold its offsets from the earliest such message on."""
-        if self.dirty.get(partition):
+        if self.dirty.get(partition) or self.seeds.get(partition):
             self.held_from.setdefault(partition, offset)
 
     def pending_writes(self, partition: int) -> list[tuple[str, bytes]]:
         """The table writes of the partition's identities whose state changed since their
-        last write, each serialised once however many messages changed it."""
-        writes = []
+        last write, each serialised once however many messages changed it, and its
+        warm-start seeds not superseded by such a change."""
         self.held_from.pop(partition, None)
-        for identity in self.dirty.pop(partition, {}):
+        dirty = self.dirty.pop(partition, {})
+        writes = [(identity, value) for identity, value in self.seeds.pop(partition, {}).items()
+                  if identity not in dirty]
+        for identity in dirty:
             blob = self.detector.identity_state(identity)
             if blob is None:
                 continue
@@ -495,17 +502,25 @@ class Pipeline:
         past its learning period was then published as still learning."""
         return self.detector.inventory_entry(identity)
 
-    def _seed(self, body: Mapping[str, bytes], get_state: StateGet) -> Output:
-        """Warm start: install snapshot state for identities the table does not know yet."""
-        out = Output()
+    def _seed(self, body: Mapping[str, bytes], get_state: StateGet) -> None:
+        """Warm start: snapshot state for identities the table does not know yet, written
+        with the partition's other pending writes (``pending_writes``), so only while the
+        worker's group membership is current, as every state write."""
         for identity, blob in body.items():
-            if (get_state(identity) is not None
-                    or identity in self.dirty.get(self.partition_of(identity), ())):
+            target = self.partition_of(identity)
+            if (self._stored(identity, get_state) is not None
+                    or identity in self.dirty.get(target, ())):
                 continue  # the table has state, or this worker has state not written yet
-            out.writes.append((identity, codecs.pack_state({}, blob)))
+            self.seeds[target][identity] = codecs.pack_state({}, blob)
             self.loaded.discard(identity)
             self.marks.pop(identity, None)
-        return out
+
+    def _stored(self, identity: str, get_state: StateGet) -> bytes | None:
+        """The identity's table value, or its warm-start seed not written yet."""
+        seeds = self.seeds.get(self.partition_of(identity))
+        if seeds and identity in seeds:
+            return seeds[identity]
+        return get_state(identity)
 
     # ------------------------------------------------------------------ bookkeeping
 
@@ -540,6 +555,7 @@ class Pipeline:
                 dropped += 1
         for partition in partitions:
             self.dirty.pop(partition, None)
+            self.seeds.pop(partition, None)
             self.held_from.pop(partition, None)
         return dropped
 

@@ -336,24 +336,67 @@ def test_apply__table_is_read_only_when_an_identity_is_loaded(story) -> None:
     assert harness.pipeline.redelivered > 0
 
 
+def named_for(partition: int, prefix: str) -> str:
+    """An identity name that hashes to ``partition``."""
+    return next(f"{prefix}-{n}" for n in range(1000)
+                if codecs.partition_for(f"{prefix}-{n}", PARTITIONS) == partition)
+
+
 def test_seed__skips_identities_with_state_not_written_yet(story) -> None:
     harness = Harness()
     value, partition = _repartition_messages(story, 10)[0]
     harness.pipeline.apply(value, topic="rep", partition=partition, offset=0,
                            get_state=harness.table.get, write=False)
     pending = next(iter(harness.pipeline.dirty[partition]))
-    out = harness.pipeline.apply(codecs.encode_seed({pending: b"snap", "new": b"snap2"}),
+    new = named_for(partition, "new")
+    out = harness.pipeline.apply(codecs.encode_seed({pending: b"snap", new: b"snap2"}),
                                  topic="rep", partition=partition, offset=1,
-                                 get_state=harness.table.get)
-    assert out.writes == [("new", codecs.pack_state({}, b"snap2"))]
-    assert [i for i, _ in harness.pipeline.pending_writes(partition)].count(pending) == 1
+                                 get_state=harness.table.get, write=False)
+    assert out.writes == [] and harness.pipeline.held_from == {partition: 0}
+    writes = dict(harness.pipeline.pending_writes(partition))
+    assert writes[new] == codecs.pack_state({}, b"snap2")
+    assert writes[pending] != codecs.pack_state({}, b"snap")  # its own state, not the seed
 
 
 def test_seed__fills_only_identities_the_table_lacks() -> None:
-    harness = Harness(table={"known": codecs.pack_state({"raw[0]": 4}, b"old")})
-    out = harness.pipeline.apply(codecs.encode_seed({"known": b"snap1", "new": b"snap2"}),
+    known, new = named_for(0, "known"), named_for(0, "new")
+    harness = Harness(table={known: codecs.pack_state({"raw[0]": 4}, b"old")})
+    out = harness.pipeline.apply(codecs.encode_seed({known: b"snap1", new: b"snap2"}),
                                  topic="rep", partition=0, offset=0, get_state=harness.table.get)
-    assert out.writes == [("new", codecs.pack_state({}, b"snap2"))]
+    assert out.writes == [(new, codecs.pack_state({}, b"snap2"))]
+
+
+def test_seed__waits_for_the_commit_and_holds_its_message() -> None:
+    """A seed is a state write like any other: made before the commit, only while the
+    worker's membership is current (streams.fencing), its message held until then."""
+    new = named_for(1, "new")
+    harness = Harness()
+    out = harness.pipeline.apply(codecs.encode_seed({new: b"snap"}), topic="rep", partition=1,
+                                 offset=5, get_state=harness.table.get, write=False)
+    assert out.writes == [] and harness.pipeline.held_from == {1: 5}
+    harness.pipeline.forget_partitions({1})  # revoked before the commit: the next owner
+    assert harness.pipeline.pending_writes(1) == []  # reads the seed message again
+
+
+def test_seed__an_identity_whose_events_come_before_the_write_starts_from_it(story) -> None:
+    harness = Harness()
+    value, partition = _repartition_messages(story, 10)[0]
+    _, body = codecs.decode_repartition(value)
+    identity = next(iter(body["batches"]))
+    seeded = Harness()  # the same identity's state from another run, as a snapshot would be
+    out = seeded.pipeline.apply(value, topic="rep", partition=partition, offset=0,
+                                get_state=seeded.table.get)
+    _, blob = codecs.unpack_state(dict(out.writes)[identity])
+    harness.pipeline.apply(codecs.encode_seed({identity: blob}), topic="rep",
+                           partition=partition, offset=0, get_state=harness.table.get,
+                           write=False)
+    harness.pipeline.apply(value, topic="rep", partition=partition, offset=1,
+                           get_state=harness.table.get, write=False)
+    # the snapshot's events and the same events again: the seed was loaded, not skipped
+    once = seeded.pipeline.inventory_of(identity)["events"]
+    assert once > 0 and harness.pipeline.inventory_of(identity)["events"] == 2 * once
+    writes = dict(harness.pipeline.pending_writes(partition))
+    assert codecs.unpack_state(writes[identity])[1] != blob  # the state, not the seed
 
 
 def _events(records: list):
