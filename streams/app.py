@@ -36,7 +36,7 @@ import faust
 from faust import streams as faust_streams
 
 from streams.datadir import STORE_EXIT_CODE, store_failure
-from streams.fencing import LateWrites, newest_states
+from streams.fencing import LateWrites, log_skipped, newest_states
 from streams.health import METADATA_REFRESH_S
 from streams.intake import RawIntake, Window
 from streams.membership import Membership
@@ -250,7 +250,9 @@ def state_table(failed: Callable[[str, BaseException], NoReturn],
         def apply_changelog_batch(self, batch: Any) -> None:
             with guarded("written (table recovery)"):
                 if late is not None:
+                    before = late.stale_skipped
                     batch = list(newest_states(batch, self._stored, late.skipped))
+                    log_skipped(late, before)
                 super().apply_changelog_batch(batch)
 
         def _stored(self, event: Any) -> bytes | None:

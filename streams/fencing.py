@@ -88,6 +88,8 @@ class LateWrites:
         self.count = 0  # records acknowledged late, since the start
         self.stale_skipped = 0  # changelog records that recovery skipped as stale
         self.identities: set[str] = set()
+        self.late_by_role: dict[str, int] = {}  # late records per role since ``take``
+        self.skipped_last: Any = None  # the changelog message skipped last
 
     def acknowledged(self, key: bytes | None, what: str) -> bool:
         """Whether a record of ``what`` (a topic role) just acknowledged surely landed
@@ -96,22 +98,34 @@ class LateWrites:
         if self.membership.current():
             return True
         self.count += 1
+        self.late_by_role[what] = self.late_by_role.get(what, 0) + 1
         if key:
-            identity = key.decode("utf-8", "replace")
-            if identity not in self.identities:
-                log.warning("a %s record of %r was acknowledged after the group may have "
-                            "dropped this worker: its owner is asked to write it again",
-                            what, identity)
-            self.identities.add(identity)
+            self.identities.add(key.decode("utf-8", "replace"))
         return False
 
     def take(self) -> set[str]:
-        """The identities to send for writing again, once each."""
+        """The identities to send for writing again, once each; logs what was late since
+        the last call (one line, however many records)."""
         taken, self.identities = self.identities, set()
+        late, self.late_by_role = self.late_by_role, {}
+        if taken:
+            log.warning("%s acknowledged after the group may have dropped this worker: "
+                        "asking the owners of %d identities to write them again",
+                        " and ".join(f"{n} {role} records" for role, n in sorted(late.items())),
+                        len(taken))
         return taken
 
     def skipped(self, event: Any) -> None:
         self.stale_skipped += 1
-        log.warning("table recovery skipped a stale state of %r at %s[%s]@%s (written by a "
-                    "worker after the group had dropped it)", event.message.key,
-                    event.message.topic, event.message.partition, event.message.offset)
+        self.skipped_last = event.message
+
+
+def log_skipped(late: LateWrites, before: int) -> None:
+    """One line for the stale states a recovery batch skipped (``before``: the count at
+    its start)."""
+    skipped = late.stale_skipped - before
+    if skipped and late.skipped_last is not None:
+        last = late.skipped_last
+        log.warning("table recovery skipped %d stale states (written by a worker after the "
+                    "group had dropped it), the last of %r at %s[%s]@%s", skipped, last.key,
+                    last.topic, last.partition, last.offset)

@@ -70,7 +70,7 @@ def test_newest_states__a_stale_record_after_a_newer_one_is_skipped() -> None:
     assert skipped == [10, 13]
 
 
-def test_state_table__recovery_keeps_the_newest_state_in_a_real_faust_store() -> None:
+def test_state_table__recovery_keeps_the_newest_state_in_a_real_faust_store(caplog) -> None:
     import faust
 
     from streams.app import state_table
@@ -80,12 +80,16 @@ def test_state_table__recovery_keeps_the_newest_state_in_a_real_faust_store() ->
                     Table=state_table(lambda action, err: None, late))
     table = app.Table("state", key_type=bytes, value_type=bytes)
     table.data[b"a"] = state(b"A9", p0=9)
-    table.apply_changelog_batch([ChangelogEvent(b"a", state(b"A8", p0=8), 3),
-                                 ChangelogEvent(b"b", state(b"B2", p0=2), 4),
-                                 ChangelogEvent(b"b", state(b"B1", p0=1), 5)])
+    with caplog.at_level("WARNING", logger="streams.fencing"):
+        table.apply_changelog_batch([ChangelogEvent(b"a", state(b"A8", p0=8), 3),
+                                     ChangelogEvent(b"b", state(b"B2", p0=2), 4),
+                                     ChangelogEvent(b"b", state(b"B1", p0=1), 5)])
     assert table.data[b"a"] == state(b"A9", p0=9)
     assert table.data[b"b"] == state(b"B2", p0=2)
     assert late.stale_skipped == 2
+    assert [r.getMessage() for r in caplog.records] == [
+        ("table recovery skipped 2 stale states (written by a worker after the group had "
+         "dropped it), the last of b'b' at app-state-changelog[0]@5")]
 
 
 def test_state_table__recovery_keeps_the_newest_state_in_rocksdb(tmp_path) -> None:
@@ -138,6 +142,19 @@ def test_state_table__a_late_acknowledgement_does_not_move_the_recovered_positio
     table._on_changelog_sent(Sent(b"svc-b", 42))
     assert stored == [41]
     assert (late.count, late.take(), late.take()) == (1, {"svc-b"}, set())
+
+
+def test_late_writes__one_line_per_burst(caplog) -> None:
+    late = LateWrites(membership(9.0))  # in doubt
+    for key, role in ((b"a", "state"), (b"b", "state"), (b"a", "inventory")):
+        assert late.acknowledged(key, role) is False
+    with caplog.at_level("WARNING", logger="streams.fencing"):
+        assert late.take() == {"a", "b"}
+        assert late.take() == set()
+    assert [r.getMessage() for r in caplog.records if r.name == "streams.fencing"] == [
+        ("1 inventory records and 2 state records acknowledged after the group may have "
+         "dropped this worker: asking the owners of 2 identities to write them again")]
+    assert late.count == 3
 
 
 def test_reassert__the_owner_writes_the_named_identity_and_its_inventory_again() -> None:
