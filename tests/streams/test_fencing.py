@@ -89,7 +89,9 @@ def test_state_table__recovery_keeps_the_newest_state_in_a_real_faust_store(capl
     assert late.stale_skipped == 2
     assert [r.getMessage() for r in caplog.records] == [
         ("table recovery skipped 2 stale states (written by a worker after the group had "
-         "dropped it), the last of b'b' at app-state-changelog[0]@5")]
+         "dropped it), the last of b'b' at app-state-changelog[0]@5; their owners are "
+         "asked to write them again")]
+    assert late.take() == {"a", "b"}  # named to their owners, like late records
 
 
 def test_state_table__recovery_keeps_the_newest_state_in_rocksdb(tmp_path) -> None:
