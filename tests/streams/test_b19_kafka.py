@@ -10,11 +10,11 @@ its own consumer thread, so a stuck handler must not cost the member its place i
 group.
 
 The hang is made for real, on the network: the module's broker tells clients to connect
-through a loopback proxy (``tests.streams.proxy.StallingProxy``) that, when asked, holds back the worker's
-Produce request that writes to the alerts topic, as a broker stuck on it would; the
-worker's later produce requests queue behind it on that connection, while its fetches,
-heartbeats and commits, and the test's own producer, pass. The worker's alert then waits
-for its acknowledgement like a send to an unreachable partition leader would.
+through a loopback proxy (``tests.streams.proxy.StallingProxy``) that, when asked, holds
+back the worker's Produce request that writes to the alerts topic, as a broker stuck on it
+would; the worker's later produce requests queue behind it on that connection, while its
+fetches, heartbeats and commits, and the test's own producer, pass. The worker's alert
+then waits for its acknowledgement like a send to an unreachable partition leader would.
 """
 
 from __future__ import annotations
