@@ -335,7 +335,7 @@ class Pipeline:
         tag, body = codecs.decode_repartition(data)
         out = Output()
         if tag == codecs.SEED_TAG:
-            self._seed(body, get_state)
+            self._seed(body, partition, get_state)
             return self._finish(out, partition, offset, write)
         if tag == codecs.REASSERT_TAG:
             self._reassert(body["identities"], partition, get_state)
@@ -502,16 +502,17 @@ class Pipeline:
         past its learning period was then published as still learning."""
         return self.detector.inventory_entry(identity)
 
-    def _seed(self, body: Mapping[str, bytes], get_state: StateGet) -> None:
-        """Warm start: snapshot state for identities the table does not know yet, written
-        with the partition's other pending writes (``pending_writes``), so only while the
-        worker's group membership is current, as every state write."""
+    def _seed(self, body: Mapping[str, bytes], partition: int, get_state: StateGet) -> None:
+        """Warm start: snapshot state for the partition's identities the table does not
+        know yet, written with its other pending writes (``pending_writes``), so only while
+        the worker's group membership is current, as every state write."""
         for identity, blob in body.items():
-            target = self.partition_of(identity)
+            if self.partition_of(identity) != partition:
+                continue  # its owner is another partition's: a table value here is lost
             if (self._stored(identity, get_state) is not None
-                    or identity in self.dirty.get(target, ())):
+                    or identity in self.dirty.get(partition, ())):
                 continue  # the table has state, or this worker has state not written yet
-            self.seeds[target][identity] = codecs.pack_state({}, blob)
+            self.seeds[partition][identity] = codecs.pack_state({}, blob)
             self.loaded.discard(identity)
             self.marks.pop(identity, None)
 

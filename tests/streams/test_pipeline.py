@@ -359,11 +359,15 @@ def test_seed__skips_identities_with_state_not_written_yet(story) -> None:
 
 
 def test_seed__fills_only_identities_the_table_lacks() -> None:
-    known, new = named_for(0, "known"), named_for(0, "new")
+    known, new, other = named_for(0, "known"), named_for(0, "new"), named_for(1, "other")
     harness = Harness(table={known: codecs.pack_state({"raw[0]": 4}, b"old")})
-    out = harness.pipeline.apply(codecs.encode_seed({known: b"snap1", new: b"snap2"}),
-                                 topic="rep", partition=0, offset=0, get_state=harness.table.get)
+    seed = codecs.encode_seed({known: b"snap1", new: b"snap2", other: b"snap3"})
+    out = harness.pipeline.apply(seed, topic="rep", partition=0, offset=0,
+                                 get_state=harness.table.get)
+    # ``other`` belongs to partition 1: written into partition 0's table, its owner
+    # would never read it
     assert out.writes == [(new, codecs.pack_state({}, b"snap2"))]
+    assert harness.pipeline.pending_writes(1) == []
 
 
 def test_seed__waits_for_the_commit_and_holds_its_message() -> None:
