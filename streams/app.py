@@ -36,7 +36,13 @@ import faust
 from faust import streams as faust_streams
 
 from streams.datadir import STORE_EXIT_CODE, store_failure
-from streams.fencing import LateWrites, log_skipped, newest_states
+from streams.fencing import (
+    ChangelogAudit,
+    LateWrites,
+    foreign_keys,
+    log_skipped,
+    newest_states,
+)
 from streams.health import METADATA_REFRESH_S
 from streams.intake import RawIntake, Window
 from streams.membership import Membership
@@ -49,6 +55,8 @@ log = logging.getLogger(__name__)
 SEND_ATTEMPTS = 3
 FATAL_EXIT_CODE = 70
 HEALTH_INTERVAL_S = 2.0
+# How often the changelog audit runs when no offset commit starts it (streams.fencing)
+AUDIT_INTERVAL_S = 10.0
 # The identity gauges count the table (table_census) at most this often, and at once after
 # an assignment changes: a scan reads every stored identity of the worker's partitions.
 TABLE_CENSUS_S = 30.0
@@ -105,6 +113,10 @@ class Runtime:
     membership: Membership | None = None
     # its records acknowledged when membership was not current (streams.fencing)
     late_writes: LateWrites | None = None
+    # records in its changelog partitions it did not write (streams.fencing); the event
+    # is set after each offset commit and by a timer for the audit task
+    audit: ChangelogAudit | None = None
+    audit_due: asyncio.Event = field(default_factory=asyncio.Event)
 
     def fatal(self, reason: str, code: int = FATAL_EXIT_CODE) -> NoReturn:
         """End the worker now with exit code 70 (or ``code``), without Faust's graceful stop.
@@ -158,6 +170,7 @@ def create_app(settings: WorkerSettings, runtime: Runtime) -> faust.App:
     heartbeat = min(3.0, settings.session_timeout / 3)
     membership = runtime.membership = Membership(settings.session_timeout, heartbeat)
     late = runtime.late_writes = LateWrites(membership)
+    audit = runtime.audit = ChangelogAudit()
     app = faust.App(
         settings.app_id,
         broker=[f"kafka://{server}" for server in settings.bootstrap_servers.split(",")],
@@ -183,7 +196,8 @@ def create_app(settings: WorkerSettings, runtime: Runtime) -> faust.App:
         table_standby_replicas=0,
         web_enabled=False,  # streams.health serves probes and metrics on its own port
         Monitor=worker_monitor(runtime),
-        Table=state_table(lambda action, err: store_failed(runtime, action, err), late),
+        Table=state_table(lambda action, err: store_failed(runtime, action, err), late,
+                          audit),
     )
     intake = runtime.intake = RawIntake(settings.topic_sources(), settings.ingest_max_messages)
     app.transport.Consumer = short_fetch_wait(holding_consumer(
@@ -210,12 +224,13 @@ def store_failed(runtime: Runtime, action: str, err: BaseException) -> NoReturn:
 
 
 def state_table(failed: Callable[[str, BaseException], NoReturn],
-                late: LateWrites | None = None) -> type:
+                late: LateWrites | None = None, audit: ChangelogAudit | None = None) -> type:
     """Faust's table class with its store's calls at an assignment and during recovery
     handed to ``failed`` (``store_failed``) when they raise; with ``late``, fenced
     against the writes of a worker the group dropped (``streams.fencing``): recovery
     skips stale states, and a changelog record acknowledged late does not move the
-    store's recovered position.
+    store's recovered position; with ``audit``, its own acknowledged records and where
+    each active partition's recovery ended are noted for ``ChangelogAudit``.
 
     Without it a store that cannot be opened (damaged, or its directory unwritable)
     crashed Faust with a traceback and exit 1, again at every restart; and one that failed
@@ -267,10 +282,19 @@ def state_table(failed: Callable[[str, BaseException], NoReturn],
         def _on_changelog_sent(self, fut: Any) -> None:
             if late is None or late.acknowledged(fut.message.key, "state"):
                 super()._on_changelog_sent(fut)
+                if audit is not None:
+                    sent = fut.result()
+                    audit.acknowledged(sent.topic_partition, sent.offset)
 
-        async def on_recovery_completed(self, *args: Any, **kwargs: Any) -> None:
+        async def on_recovery_completed(self, active_tps: Any, standby_tps: Any) -> None:
             with guarded("written", passing):
-                await super().on_recovery_completed(*args, **kwargs)
+                await super().on_recovery_completed(active_tps, standby_tps)
+            if audit is not None:
+                # Faust's recovery read each partition up to its highwater (last offset)
+                recovered = self.app.tables.recovery.active_highwaters
+                for tp in active_tps:
+                    if tp.topic == self.changelog_topic_name and tp in recovered:
+                        audit.begin(tp, recovered[tp] + 1)
 
     return StateTable
 
@@ -801,6 +825,30 @@ async def deliver(runtime: Runtime, out: Output, set_state: Any) -> None:
     await send_all(runtime, rest)
 
 
+def changelog_keys(settings: WorkerSettings, tp: Any, start: int, end: int,
+                   own: set[int]) -> set[str]:
+    """The keys of changelog partition ``tp``'s records from ``start`` to ``end`` that are
+    not at an ``own`` offset (blocking: run in a thread)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    from streams.admin import client_options
+
+    part = TopicPartition(tp.topic, tp.partition)
+    consumer = KafkaConsumer(**client_options(settings), enable_auto_commit=False,
+                             group_id=None)
+    try:
+        consumer.assign([part])
+        consumer.seek(part, start)
+        records: list[Any] = []
+        deadline = time.monotonic() + settings.io_timeout
+        while consumer.position(part) < end and time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=500).values():
+                records += [r for r in batch if r.offset < end]
+        return foreign_keys(records, own)
+    finally:
+        consumer.close()
+
+
 def make_current(event: Any) -> None:
     """Make ``event`` Faust's current event in this task.
 
@@ -1009,6 +1057,47 @@ def _declare_agents(app: faust.App, runtime: Runtime, topics: Mapping[str, Any],
         if late is not None and late.identities:
             await send_all(runtime, pipeline.reassert_records(late.take()))
 
+    @app.timer(AUDIT_INTERVAL_S)
+    async def audit_soon() -> None:
+        runtime.audit_due.set()  # also when no commit comes: the input may have ended
+
+    @app.task
+    async def audit_changelog() -> None:
+        """After each offset commit (and every ``AUDIT_INTERVAL_S``), with every state
+        written acknowledged: the records of its changelog partitions this worker did not
+        write (``streams.fencing``) are named for writing again."""
+        audit, late = runtime.audit, runtime.late_writes
+        if audit is None or late is None:
+            return
+        while not app.should_stop:
+            await runtime.audit_due.wait()
+            runtime.audit_due.clear()
+            membership = runtime.membership
+            if (not audit.start or app.rebalancing
+                    or (membership is not None and not membership.current())):
+                continue
+            try:
+                async with writing:  # no state write starts meanwhile
+                    await app.producer.flush()
+                    await asyncio.sleep(0)  # the acknowledgements' callbacks run
+                    ends = await app.consumer.highwaters(*audit.start)
+                for tp, (start, end, own) in audit.suspects(ends).items():
+                    try:
+                        keys = await asyncio.to_thread(
+                            changelog_keys, runtime.settings, tp, start, end, own)
+                    except Exception:
+                        audit.again(tp, start, own)
+                        raise
+                    if keys:
+                        log.warning("changelog %s[%d]: %d records since offset %d were not "
+                                    "written by this worker (a dropped worker's late "
+                                    "writes): writing their %d identities again",
+                                    tp.topic, tp.partition, end - start - len(own), start,
+                                    len(keys))
+                        late.identities |= keys
+            except Exception as err:  # noqa: BLE001 - the next audit tries again
+                log.warning("changelog audit failed: %r", err)
+
     @app.on_before_shutdown.connect
     async def last_inventory(sender: Any, **_: Any) -> None:
         await send_all(runtime, pipeline.flush_inventory().records)
@@ -1018,6 +1107,8 @@ def _declare_agents(app: faust.App, runtime: Runtime, topics: Mapping[str, Any],
         name = runtime.settings.repartition_topic
         partitions = {tp.partition for tp in revoked if tp.topic == name}
         dropped = pipeline.forget_partitions(partitions)
+        if runtime.audit is not None:
+            runtime.audit.forget()
         # The stages held for revoked raw partitions are dropped with their parsers, but
         # not the holds: Faust may still record acknowledgements of messages that were in
         # flight, and the hold keeps them from being committed past a dropped stage until
@@ -1199,6 +1290,7 @@ def worker_monitor(runtime: Runtime) -> type:
 
         def on_tp_commit(self, tp_offsets: Mapping[Any, int]) -> None:
             super().on_tp_commit(tp_offsets)
+            runtime.audit_due.set()  # the producer was flushed before the commit
             for tp in tp_offsets:
                 runtime.metrics.set_committed(tp.topic, tp.partition)
 

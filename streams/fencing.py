@@ -30,15 +30,15 @@ sound because a dropped worker cannot be confirmed again before it reads them: i
 rejoins only after Faust's revocation has flushed its producer, which waits for every
 acknowledgement pending.
 
-What is left: a worker that dies (or whose replies never come back) before the
-acknowledgement arrives names nothing, and its record can still land later (its host
-sends what the process had written to the socket). Until a recovery reads past it (a
-restart or a rebalance), the record is its identity's last: the inventory topic shows it
-until the identity's next event, and if the changelog is compacted first, compaction
-keeps it and drops the owner's newer state, which the identity's next owner then
-recovers. An attack run that forced compaction within seconds left 2 of 40 identities
-3 and 4 events short this way. Kafka transactions with a producer per partition would
-fence such writes at the broker; they are not used.
+A worker that dies (or whose replies never come back) before the acknowledgement arrives
+names nothing, and its record can still land later (its host sends what the process had
+written to the socket). An attack run that then forced a changelog compaction within
+seconds lost events this way (2 of 40 identities 3 and 4 events short): compaction keeps
+the last record per key, the stale one, and drops the owner's newer state. So the owner
+also audits its changelog partitions (``ChangelogAudit``): after each offset commit and
+every few seconds, with every state it wrote acknowledged, a partition whose log grew by
+more records than it wrote holds someone else's; it reads those and names their
+identities to itself, which writes them again.
 """
 
 from __future__ import annotations
@@ -147,3 +147,59 @@ def log_skipped(late: LateWrites, before: int) -> None:
                     "group had dropped it), the last of %r at %s[%s]@%s; their owners are "
                     "asked to write them again", skipped, last.key, last.topic,
                     last.partition, last.offset)
+
+
+class ChangelogAudit:
+    """Per active changelog partition: the offset from which every record should be this
+    worker's own, and the offsets of its own records acknowledged since (see the
+    module's text)."""
+
+    def __init__(self) -> None:
+        self.start: dict[Any, int] = {}
+        self.own: dict[Any, set[int]] = {}
+
+    def begin(self, tp: Any, start: int) -> None:
+        """``tp`` became active with everything before ``start`` recovered."""
+        self.start[tp] = start
+        self.own[tp] = set()
+
+    def forget(self) -> None:
+        """A revocation: no partition is this worker's until recovered again."""
+        self.start.clear()
+        self.own.clear()
+
+    def acknowledged(self, tp: Any, offset: int) -> None:
+        own = self.own.get(tp)
+        if own is not None and offset >= self.start[tp]:
+            own.add(offset)
+
+    def suspects(self, ends: Mapping[Any, int | None]) -> dict[Any, tuple[int, int, set[int]]]:
+        """Given the partitions' end offsets: ``{tp: (start, end, own offsets)}`` for each
+        whose records since the last audit outnumber this worker's own. Every partition's
+        audit then starts at its end."""
+        found = {}
+        for tp, end in ends.items():
+            start = self.start.get(tp)
+            if start is None or end is None:
+                continue
+            own = self.own[tp]
+            mine = {offset for offset in own if offset < end}
+            if end - start > len(mine):
+                found[tp] = (start, end, mine)
+            self.start[tp] = max(start, end)
+            self.own[tp] = own - mine
+        return found
+
+
+    def again(self, tp: Any, start: int, own: set[int]) -> None:
+        """Reading a suspect range failed: the next audit covers it again."""
+        if tp in self.start:
+            self.start[tp] = min(self.start[tp], start)
+            self.own[tp] |= own
+
+
+def foreign_keys(records: Iterable[Any], own: set[int]) -> set[str]:
+    """The identities of changelog ``records`` (with ``offset`` and ``key``) that are not
+    at one of the ``own`` offsets."""
+    return {record.key.decode("utf-8", "replace") for record in records
+            if record.offset not in own and record.key}

@@ -42,6 +42,7 @@ class StallingProxy:
         self.held = 0
         self.topic = b""
         self.client = ""
+        self.only = ""
         self.loop = asyncio.new_event_loop()
         self._open: asyncio.Event | None = None
         self._started = threading.Event()
@@ -64,8 +65,9 @@ class StallingProxy:
         self._started.set()
         self.loop.run_forever()
 
-    def stall(self, topic: str) -> None:
-        self.topic, self.client = topic.encode("utf-8"), ""
+    def stall(self, topic: str, client_id: str = "") -> None:
+        """Hold produce requests to ``topic`` from workers (only ``client_id``, if given)."""
+        self.topic, self.client, self.only = topic.encode("utf-8"), "", client_id
         self.loop.call_soon_threadsafe(self._open.clear)
 
     def cut_off(self, client_id: str) -> None:
@@ -116,6 +118,8 @@ class StallingProxy:
         client_id = body[10:10 + size].decode("utf-8", "replace") if size > 0 else ""
         if self.client:
             return client_id == self.client
+        if self.only and client_id != self.only:
+            return False
         return (api_key == PRODUCE_API_KEY and client_id.startswith(WORKER_CLIENT_PREFIX)
                 and self.topic in body[10 + max(size, 0):])
 

@@ -12,7 +12,7 @@ from kafka.structs import TopicPartition
 
 from detector.errors import InputError
 from streams import codecs
-from streams.fencing import LateWrites, behind, newest_states
+from streams.fencing import ChangelogAudit, LateWrites, behind, foreign_keys, newest_states
 from streams.membership import Membership
 from tests.streams import scenario
 from tests.streams.test_pipeline import Harness, payloads
@@ -208,3 +208,40 @@ def test_codecs__state_marks_reads_the_head_only() -> None:
     assert codecs.state_marks(None) is None
     assert codecs.state_marks(b"\x00\x00\x00\x09not json!") is None
     assert codecs.state_marks(codecs.pack_state({"raw[0]": "12"}, b"")) is None
+
+
+def test_changelog_audit__finds_records_this_worker_did_not_write() -> None:
+    audit = ChangelogAudit()
+    audit.begin("p0", 100)  # recovered up to offset 99
+    audit.begin("p1", 40)
+    for offset in (100, 101, 103):  # 102 is someone else's, landed between its own
+        audit.acknowledged("p0", offset)
+    audit.acknowledged("p1", 40)
+    audit.acknowledged("p1", 39)  # before its start: not counted
+    assert audit.suspects({"p0": 104, "p1": 41, "p9": 5}) == {"p0": (100, 104, {100, 101, 103})}
+    # the next audit starts where this one ended
+    audit.acknowledged("p0", 104)
+    assert audit.suspects({"p0": 105, "p1": 41}) == {}
+    assert audit.start == {"p0": 105, "p1": 41}
+    audit.acknowledged("p0", 105)
+    assert audit.suspects({"p0": 107}) == {"p0": (105, 107, {105})}
+    audit.again("p0", 105, {105})  # reading them failed: the next audit looks again
+    assert audit.suspects({"p0": 107}) == {"p0": (105, 107, {105})}
+    audit.forget()  # a revocation
+    audit.acknowledged("p0", 107)
+    assert audit.suspects({"p0": 110}) == {}
+
+
+def test_changelog_audit__an_own_record_acknowledged_after_the_end_waits_its_turn() -> None:
+    audit = ChangelogAudit()
+    audit.begin("p0", 10)
+    audit.acknowledged("p0", 10)
+    audit.acknowledged("p0", 11)  # written after the end offset was read
+    assert audit.suspects({"p0": 11}) == {}
+    assert audit.suspects({"p0": 12}) == {}
+
+
+def test_foreign_keys() -> None:
+    records = [SimpleNamespace(offset=o, key=k) for o, k in
+               ((100, b"a"), (101, b"b"), (102, b"c"), (103, None), (104, b"a"))]
+    assert foreign_keys(records, {100, 101}) == {"c", "a"}

@@ -9,6 +9,7 @@ worker commits as it should.
 from __future__ import annotations
 
 import argparse
+import asyncio
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -63,6 +64,7 @@ def runtime_with(metrics: Any, inventory: list[Record], *, member_for: float = 1
     membership.confirm(100.0 - member_for)
     return SimpleNamespace(pipeline=pipeline, metrics=metrics, membership=membership,
                            late_writes=LateWrites(membership), due=due,
+                           audit_due=asyncio.Event(),
                            roles={"inventory": topic, "dead_letters": FakeTopic()})
 
 
@@ -71,10 +73,12 @@ def test_a_commit_refreshes_the_commit_age_of_a_partition_with_lag() -> None:
     metrics = create_metrics(CollectorRegistry(), RunStats())
     metrics.collector.clock = lambda: clock[0]
     metrics.set_consumer_lag("raw", 0, 5000)  # first seen now: counts as committed now
-    monitor = worker_monitor(runtime_with(metrics, []))()
+    runtime = runtime_with(metrics, [])
+    monitor = worker_monitor(runtime)()
     clock[0] += 90
     assert metrics.stale_commits(60.0) == [("raw", 0)]
     monitor.on_tp_commit({TP("raw", 0): 1200})
+    assert runtime.audit_due.is_set()  # the changelog audit runs after each commit
     assert metrics.stale_commits(60.0) == []
     assert monitor.tp_committed_offsets == {TP("raw", 0): 1200}  # Faust's own record too
 

@@ -9,7 +9,9 @@ past the session timeout wrote its stale identity states over the new owner's wh
 resumed (up to 65 of an identity's 150 events lost, all accounted as processed). Before
 ``streams.fencing`` the records it had sent just before it was cut off still landed after
 the new owner's and won: the frozen-member test failed 2 of 6 runs, and the cut-off test
-failed 2 of 2 with the fence switched off (8 of 24 identities short).
+failed 2 of 2 with the fence switched off (8 of 24 identities short). The last test kills
+a worker with a state write in flight: without the owners' changelog audit, that stale
+record stayed its identity's last, which a compaction would keep.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from typing import Any
 
 import pytest
 
+from streams import codecs
+from streams.fencing import behind
 from tests.streams import scenario
 from tests.streams.kafka_helpers import (
     consumer_lag,
@@ -227,3 +231,63 @@ def test_a_member_cut_off_from_the_broker_past_the_session_timeout_loses_nothing
     assert wrong == {}
     # the cut-off worker's records did land late, so the fence had work to do
     assert late[0] > 0 and late[1:] == [0.0, 0.0], late
+
+
+def test_a_member_killed_with_a_state_write_in_flight_leaves_no_stale_state_last(
+        cut_broker: tuple[Any, str], tmp_path: Path) -> None:
+    """One worker's state write is held on its way to the broker, the worker is killed,
+    and the write lands after the new owners' last writes (the proxy delivers what the
+    worker had sent, as a dead worker's host would). No worker reads its
+    acknowledgement, so none names its identities: the owners' changelog audit finds the
+    record and writes them again (``streams.fencing``)."""
+    proxy, bootstrap = cut_broker
+    app_id = "cutkill"
+    feeder = Feeder(bootstrap, f"{app_id}.raw", records(per_role=60), rate=80.0)  # 18 s
+    workers = start_group(bootstrap, app_id, tmp_path, feeder)
+    try:
+        time.sleep(4)
+        proxy.stall(f"{app_id}-identity-state-changelog", "nhi-detector-w1")
+        deadline = time.monotonic() + 10
+        while proxy.held == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert proxy.held == 1
+        assert workers[0].stop(signal.SIGKILL) == -signal.SIGKILL
+        # the group drops it 10 s later; the others take its partitions over, write their
+        # states, and the input ends; then its write lands
+        time.sleep(20)
+        proxy.release()
+        found = audit_found(workers[1:], timeout=40)  # every 10 s, or after a commit
+        missing, wrong = applied_once(bootstrap, app_id, feeder)
+        time.sleep(3)  # the owner's writes of the identities again
+        stale = stale_last(bootstrap, f"{app_id}-identity-state-changelog")
+    finally:
+        proxy.release()
+        codes = [w.stop(signal.SIGTERM, timeout=90) for w in workers[1:]]
+    assert codes == [0, 0], workers[1].log_tail()
+    assert missing == []
+    assert wrong == {}
+    # a compaction keeps each identity's last record: it must be the newest state
+    assert stale == []
+    assert found, "no owner found the dead worker's record"
+
+
+def stale_last(bootstrap: str, topic: str) -> list[str]:
+    """Identities whose last changelog record applied fewer events than an earlier one
+    (``streams.fencing.behind``): what a compaction would keep instead of the newest."""
+    records: dict[bytes, list[dict[str, int]]] = {}
+    for message in read_topic(bootstrap, topic, timeout=10):
+        records.setdefault(message.key, []).append(codecs.state_marks(message.value) or {})
+    return sorted(key.decode() for key, marks in records.items()
+                  if any(behind(marks[-1], earlier) for earlier in marks[:-1]))
+
+
+def audit_found(workers: list[Any], timeout: float) -> bool:
+    """Whether a worker's changelog audit logs a record it did not write, within
+    ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any("were not written by this worker" in w.log_path.read_text()
+               for w in workers):
+            return True
+        time.sleep(0.5)
+    return False
