@@ -190,7 +190,6 @@ class ChangelogAudit:
             self.own[tp] = own - mine
         return found
 
-
     def again(self, tp: Any, start: int, own: set[int]) -> None:
         """Reading a suspect range failed: the next audit covers it again."""
         if tp in self.start:

@@ -205,6 +205,13 @@ def cut_broker(tmp_path_factory: pytest.TempPathFactory):
     yield from proxied_broker(tmp_path_factory, "kafka-cut")
 
 
+def short_input_group(bootstrap: str, app_id: str, tmp_path: Path) -> tuple[Feeder, list]:
+    """``start_group`` with 18 s of input (1,440 records at 80 a second), so that a fault
+    a few seconds in outlasts it."""
+    feeder = Feeder(bootstrap, f"{app_id}.raw", records(per_role=60), rate=80.0)
+    return feeder, start_group(bootstrap, app_id, tmp_path, feeder)
+
+
 def test_a_member_cut_off_from_the_broker_past_the_session_timeout_loses_nothing(
         cut_broker: tuple[Any, str], tmp_path: Path) -> None:
     """The network between one worker and the broker stalls 15 s while input flows: the
@@ -214,8 +221,7 @@ def test_a_member_cut_off_from_the_broker_past_the_session_timeout_loses_nothing
     ``streams.fencing`` they won (an attack run: 6 and 16 of 40 identities short)."""
     proxy, bootstrap = cut_broker
     app_id = "cutoff"
-    feeder = Feeder(bootstrap, f"{app_id}.raw", records(per_role=60), rate=80.0)  # 18 s
-    workers = start_group(bootstrap, app_id, tmp_path, feeder)
+    feeder, workers = short_input_group(bootstrap, app_id, tmp_path)
     try:
         time.sleep(5)
         proxy.cut_off("nhi-detector-w1")  # its heartbeats, fetches and writes all wait
@@ -242,8 +248,7 @@ def test_a_member_killed_with_a_state_write_in_flight_leaves_no_stale_state_last
     record and writes them again (``streams.fencing``)."""
     proxy, bootstrap = cut_broker
     app_id = "cutkill"
-    feeder = Feeder(bootstrap, f"{app_id}.raw", records(per_role=60), rate=80.0)  # 18 s
-    workers = start_group(bootstrap, app_id, tmp_path, feeder)
+    feeder, workers = short_input_group(bootstrap, app_id, tmp_path)
     try:
         time.sleep(4)
         before = proxy.held  # the module's other tests held requests too
