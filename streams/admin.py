@@ -26,6 +26,16 @@ log = logging.getLogger(__name__)
 
 BACKOFF_START_S = 1.0
 BACKOFF_MAX_S = 30.0
+# Every record of the compacted topics the workers write (state changelog, inventory) stays
+# at least this long before the log cleaner may drop an older record of its key for it
+# (``min.compaction.lag.ms``). A state or inventory record that a worker the group dropped
+# sends late lands after the owner's newer one; the owner finds it within an audit
+# (``streams.fencing``, every 10 s) and writes the identity again, and this lag keeps the
+# cleaner from dropping the owner's record in favour of the late one meanwhile. Five
+# minutes leaves room for an owner that is busy or restarting; the cleaner never touches
+# the active segment anyway, so on most topics it holds nothing back.
+COMPACTION_LAG_MS = 300_000
+COMPACTED = {"cleanup.policy": "compact", "min.compaction.lag.ms": str(COMPACTION_LAG_MS)}
 
 
 class StartupError(NhiError):
@@ -212,7 +222,9 @@ def _create_outputs(settings: WorkerSettings, admin: Any) -> None:
             settings.replication_factor)
     compacted = [settings.inventory_topic, settings.warm_start_topic]
     _create(admin, [t for t in compacted if t not in existing], settings.partitions,
-            settings.replication_factor, {"cleanup.policy": "compact"})
+            settings.replication_factor, COMPACTED)
+    if settings.inventory_topic in existing:
+        check_compaction_lag(admin, settings.inventory_topic)
 
 
 def _create(admin: Any, topics: list[str], partitions: int, replication: int,
@@ -275,6 +287,30 @@ def topic_configs(admin: Any, topic: str) -> dict[str, str] | None:
     return None
 
 
+def short_compaction_lag(configs: dict[str, str]) -> bool:
+    """Whether a compacted topic's config lets the cleaner drop records younger than
+    ``COMPACTION_LAG_MS`` (a value that is not a number counts as short)."""
+    try:
+        return int(configs.get("min.compaction.lag.ms", "0")) < COMPACTION_LAG_MS
+    except ValueError:
+        return True
+
+
+def check_compaction_lag(admin: Any, topic: str, configs: dict[str, str] | None = None) -> None:
+    """Warn, with the command that fixes it, when ``topic`` (made by an earlier release, or
+    by hand) lets the cleaner compact records younger than ``COMPACTION_LAG_MS``."""
+    if configs is None:
+        configs = topic_configs(admin, topic)
+    if configs is None or not short_compaction_lag(configs):
+        return
+    log.warning("topic %s has min.compaction.lag.ms=%s: a state or inventory record that a "
+                "worker dropped from the group writes late can then win over its owner's "
+                "newer one before the owner writes it again (docs/worker.md, Delivery and "
+                "state). Fix with: kafka-configs --alter --entity-type topics --entity-name "
+                "%s --add-config min.compaction.lag.ms=%d", topic,
+                configs.get("min.compaction.lag.ms", "0"), topic, COMPACTION_LAG_MS)
+
+
 def check_changelog(settings: WorkerSettings, admin: Any) -> None:
     name = settings.changelog_topic
     if name not in set(admin.list_topics()):
@@ -283,6 +319,7 @@ def check_changelog(settings: WorkerSettings, admin: Any) -> None:
     if configs is None:
         log.warning("could not read the configuration of changelog %s; B16 check skipped", name)
         return
+    check_compaction_lag(admin, name, configs)
     problems = changelog_problems(configs)
     if not problems:
         return

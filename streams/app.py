@@ -35,6 +35,7 @@ from typing import Any, NoReturn
 import faust
 from faust import streams as faust_streams
 
+from streams.admin import COMPACTION_LAG_MS
 from streams.datadir import STORE_EXIT_CODE, store_failure
 from streams.fencing import (
     ChangelogAudit,
@@ -209,7 +210,9 @@ def create_app(settings: WorkerSettings, runtime: Runtime) -> faust.App:
     topics = _declare_topics(app, settings)
     runtime.roles = topics
     table = app.Table(settings.table_name, partitions=settings.partitions, key_type=bytes,
-                      value_type=bytes, help="per-identity detector state (changelog-backed)")
+                      value_type=bytes, help="per-identity detector state (changelog-backed)",
+                      # Faust makes the changelog compacted; see streams.admin.COMPACTED
+                      extra_topic_configs={"min.compaction.lag.ms": str(COMPACTION_LAG_MS)})
     _declare_agents(app, runtime, topics, table)
     _declare_health(app, runtime, table)
     return app

@@ -38,7 +38,9 @@ the last record per key, the stale one, and drops the owner's newer state. So th
 also audits its changelog partitions (``ChangelogAudit``): after each offset commit and
 every few seconds, with every state it wrote acknowledged, a partition whose log grew by
 more records than it wrote holds someone else's; it reads those and names their
-identities to itself, which writes them again.
+identities to itself, which writes them again. The changelog keeps every record five
+minutes before compaction (``streams.admin.COMPACTION_LAG_MS``), far longer than an
+audit takes, so the cleaner cannot drop the owner's state for a late record first.
 """
 
 from __future__ import annotations

@@ -9,7 +9,14 @@ import sys
 import pytest
 
 from detector.errors import ConfigError
-from streams.admin import StartupError, changelog_problems, check_changelog, retry
+from streams.admin import (
+    COMPACTION_LAG_MS,
+    StartupError,
+    changelog_problems,
+    check_changelog,
+    retry,
+    short_compaction_lag,
+)
 from streams.settings import load_settings
 
 
@@ -53,6 +60,32 @@ def test_retry__returns_the_first_value() -> None:
 ])
 def test_changelog_problems__only_compact_is_safe(configs, bad) -> None:
     assert bool(changelog_problems(configs)) is bad
+
+
+@pytest.mark.parametrize("configs, short", [
+    ({"cleanup.policy": "compact"}, True),  # the broker's default lag: 0
+    ({"min.compaction.lag.ms": "0"}, True),
+    ({"min.compaction.lag.ms": str(COMPACTION_LAG_MS - 1)}, True),
+    ({"min.compaction.lag.ms": "five minutes"}, True),
+    ({"min.compaction.lag.ms": str(COMPACTION_LAG_MS)}, False),
+    ({"min.compaction.lag.ms": "3600000"}, False),
+])
+def test_short_compaction_lag(configs, short) -> None:
+    assert short_compaction_lag(configs) is short
+
+
+def test_check_changelog__warns_of_a_short_compaction_lag_and_starts(caplog) -> None:
+    s = settings()
+    admin = FakeAdmin({s.changelog_topic: {"cleanup.policy": "compact",
+                                           "min.compaction.lag.ms": "1000"}})
+    check_changelog(s, admin)
+    assert f"topic {s.changelog_topic} has min.compaction.lag.ms=1000" in caplog.text
+    assert (f"--entity-name {s.changelog_topic} --add-config "
+            f"min.compaction.lag.ms={COMPACTION_LAG_MS}") in caplog.text
+    caplog.clear()
+    admin.configs[s.changelog_topic]["min.compaction.lag.ms"] = str(COMPACTION_LAG_MS)
+    check_changelog(s, admin)
+    assert "min.compaction.lag.ms" not in caplog.text
 
 
 def test_check_changelog__refuses_delete_retention() -> None:

@@ -144,12 +144,17 @@ class TestOcsfFormat:
 
 
 class TestInventoryTopic:
-    def test_topic_is_compacted(self, runs: dict, kafka_broker) -> None:
+    @pytest.mark.parametrize("suffix", [".inventory", "-identity-state-changelog"])
+    def test_topic_is_compacted_with_a_lag(self, runs: dict, kafka_broker, suffix) -> None:
+        """The inventory (made by the worker) and the state changelog (made by Faust) keep
+        records for ``COMPACTION_LAG_MS`` before compaction (``streams.admin``)."""
         if kafka_broker.kind == "tansu":
             pytest.skip("Tansu does not report topic configs (describe_configs)")
         from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
 
-        topic = f"{runs['normal']['app_id']}.inventory"
+        from streams.admin import COMPACTION_LAG_MS
+
+        topic = f"{runs['normal']['app_id']}{suffix}"
         admin = KafkaAdminClient(bootstrap_servers=kafka_broker.bootstrap,
                                  request_timeout_ms=30000)
         try:
@@ -161,6 +166,8 @@ class TestInventoryTopic:
         entries = (response.get("topic") or {}).get(topic) or {}
         assert entries, response
         assert str(entries["cleanup.policy"]["value"]) == "compact", entries["cleanup.policy"]
+        lag = entries["min.compaction.lag.ms"]
+        assert str(lag["value"]) == str(COMPACTION_LAG_MS), lag
 
     def test_records_are_keyed_by_identity(self, runs: dict) -> None:
         messages = runs["normal"]["inventory_messages"]
