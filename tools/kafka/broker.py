@@ -57,8 +57,8 @@ POM = Path(__file__).resolve().with_name("pom.xml")
 MAVEN_TIMEOUT_S = 900.0
 START_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 30.0
-# Apache Kafka's own start script's heap and G1 settings (kafka-run-class.sh), plus 4 MB G1
-# regions: with the default 1 MB ones every record batch over 512 kB is a "humongous"
+# Apache Kafka's own heap and G1 settings (kafka-server-start.sh, kafka-run-class.sh), plus
+# 4 MB G1 regions: with the default 1 MB ones every record batch over 512 kB is a "humongous"
 # object, allocated straight in the old generation, and the worker's batched messages
 # (up to about 1 MB) set off a concurrent marking cycle after another. On the 2-core
 # development machine the broker's G1 marking thread then took 0.10 to 0.18 of a core
