@@ -789,7 +789,7 @@ def run(args: argparse.Namespace, bootstrap: str, workdir: Path) -> None:
     ones: list[Span] = []
     twos: list[Span] = []
     for turn in range(args.turns if args.only & {"batched", "two"} else 0):
-        one = ones[-1] if ones else None
+        one = None
         if "batched" in args.only:
             one = measure_workers(bootstrap, f"bench-wb1-{tag}-{turn}", batches, 4, 1,
                                   workdir, args.broker_pid)
