@@ -831,7 +831,9 @@ async def deliver(runtime: Runtime, out: Output, set_state: Any) -> None:
 def changelog_keys(settings: WorkerSettings, tp: Any, start: int, end: int,
                    own: set[int]) -> set[str]:
     """The keys of changelog partition ``tp``'s records from ``start`` to ``end`` that are
-    not at an ``own`` offset (blocking: run in a thread)."""
+    not at an ``own`` offset (blocking: run in a thread). Raises ``TimeoutError`` when the
+    records up to ``end`` could not all be read within ``io_timeout``: the caller then
+    audits the range again, where keys read so far would have left the rest unnamed."""
     from kafka import KafkaConsumer, TopicPartition
 
     from streams.admin import client_options
@@ -847,6 +849,9 @@ def changelog_keys(settings: WorkerSettings, tp: Any, start: int, end: int,
         while consumer.position(part) < end and time.monotonic() < deadline:
             for batch in consumer.poll(timeout_ms=500).values():
                 records += [r for r in batch if r.offset < end]
+        if consumer.position(part) < end:
+            raise TimeoutError(f"{tp.topic}[{tp.partition}] read up to offset "
+                               f"{consumer.position(part)} of {end} in {settings.io_timeout} s")
         return foreign_keys(records, own)
     finally:
         consumer.close()
