@@ -48,6 +48,12 @@ from typing import Any, BinaryIO
 
 import orjson
 
+try:  # Intel ISA-L's inflate (the isal wheel): the same bytes for half of zlib's CPU
+    from isal.isal_zlib import decompressobj as _fast_inflater
+    from isal.isal_zlib import error as _FastInflateError
+except ImportError:  # a platform with no isal wheel: zlib does it all
+    _fast_inflater, _FastInflateError = zlib.decompressobj, zlib.error  # type: ignore[misc]
+
 from detector.errors import SinkError
 from detector.event import Event
 from detector.identity import IdentityRules, Resolver
@@ -585,12 +591,16 @@ class Parser:
 
         One whole member and nothing after it (every S3 delivery file) is inflated by one
         call, what ``compressed.inflate`` does for it in its first step; its bookkeeping
-        was 2 us of a replay_data file's 20 (10,700 such files). Anything else (an error,
-        more members or bytes, a cut or oversized member) is read again by ``inflate``."""
-        decomp = zlib.decompressobj(wbits=47)
+        was 2 us of a replay_data file's 20 (10,700 such files). That call is ISA-L's
+        inflate where the ``isal`` package is installed (a dependency on the platforms it
+        has wheels for): 0.16 s of CPU instead of zlib's 0.33 s for replay_data's 170 MB,
+        the same bytes, checked by the same gzip CRC. Anything else (an error, more
+        members or bytes, a cut or oversized member) is read again by ``inflate`` with
+        zlib, so every dead letter's reason and message is zlib's, whichever inflated."""
+        decomp = _fast_inflater(wbits=47)
         try:
             out = decomp.decompress(data, compressed.STEP)
-        except zlib.error:
+        except (_FastInflateError, zlib.error):
             out = None
         if out is not None and decomp.eof and not decomp.unused_data and \
                 len(out) <= self.max_decompressed_bytes:

@@ -333,3 +333,68 @@ class TestSlicedRecords:
         assert decode(b'{"a":1},{"b":2}', 0, 15) == [{"a": 1}, {"b": 2}]
         assert decode(b"1],[2", 0, 5) is None
         assert decode(b'{"a":"cut', 0, 9) is None
+
+
+def _gzip_shapes() -> dict[str, bytes]:
+    """One input of each gzip shape the parser judges: whole, several members, cut,
+    corrupt inside, a bad checksum, trailing bytes, zero padding, JSON lines cut."""
+    doc = gzip.compress(orjson.dumps({"Records": [record(i) for i in range(40)]}))
+    lines = gzip.compress(b"".join(orjson.dumps(record(i)) + b"\n" for i in range(40, 80)))
+    more = gzip.compress(b"".join(orjson.dumps(record(i)) + b"\n" for i in range(80, 90)))
+    flipped = bytearray(doc)
+    flipped[len(doc) // 2] ^= 0xFF
+    bad_crc = bytearray(doc)
+    bad_crc[-6] ^= 0xFF
+    return {"whole": doc, "members": lines + more, "cut": doc[: len(doc) // 2],
+            "corrupt": bytes(flipped), "bad_crc": bytes(bad_crc), "trailing": doc + b"junk",
+            "padded": doc + b"\x00" * 16, "lines_cut": lines[: len(lines) - 30]}
+
+
+def _parsed(shape: bytes) -> tuple[list[tuple], list[tuple]]:
+    stats, dead = RunStats(), ListDeadLetters()
+    events = parse_payload(shape, origin="x.json.gz", stats=stats, dead_letters=dead)
+    assert stats.balanced()
+    return ([(e.event_id, e.ts, e.action) for e in events],
+            [(item["reason"], item["message"]) for item in dead.items])
+
+
+class TestFastInflate:
+    """The first inflate of a gzip input is ISA-L's where installed; what comes out
+    (events, dead letters and their messages) is what zlib alone gives."""
+
+    def test_isal_inflates_where_its_wheel_is_a_dependency(self) -> None:
+        if __import__("platform").machine() not in ("x86_64", "AMD64", "aarch64", "arm64"):
+            pytest.skip("isal is a dependency on x86-64 and ARM64 only")
+        from isal import isal_zlib
+        assert parser_module._fast_inflater is isal_zlib.decompressobj
+
+    def test_a_whole_member_takes_one_fast_inflate(self,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+        made: list[int] = []
+        original = parser_module._fast_inflater
+
+        def counted(wbits: int) -> object:
+            made.append(wbits)
+            return original(wbits=wbits)
+
+        monkeypatch.setattr(parser_module, "_fast_inflater", counted)
+        events, dead = _parsed(_gzip_shapes()["whole"])
+        assert made == [47] and len(events) == 40 and dead == []
+
+    @pytest.mark.parametrize("name", sorted(_gzip_shapes()))
+    def test_every_shape_reads_as_with_zlib(self, name: str,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+        shape = _gzip_shapes()[name]
+        fast = _parsed(shape)
+        monkeypatch.setattr(parser_module, "_fast_inflater", __import__("zlib").decompressobj)
+        assert fast == _parsed(shape)
+        events, dead = fast
+        reasons = [reason for reason, _ in dead]
+        if name == "lines_cut":  # the whole lines before the cut, and the cut one dead
+            assert 0 < len(events) < 40 and reasons == ["truncated_gzip"]
+            assert f"the cut line {len(events) + 1} of" in dead[0][1]
+            return
+        assert len(events) == {"whole": 40, "members": 50, "padded": 40,
+                               "trailing": 40}.get(name, 0)
+        assert reasons == {"cut": ["truncated_gzip"], "corrupt": ["bad_gzip"],
+                           "bad_crc": ["bad_gzip"], "trailing": ["bad_gzip"]}.get(name, [])
