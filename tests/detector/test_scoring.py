@@ -373,3 +373,18 @@ class TestFirstTamperingAction:
         other = self.novel("cloudtrail:DescribeTrails", 0.35)
         verdict = score_event(stop, [other], settings, sensitivity=catalogue.classify(stop))
         assert verdict.severity == "medium"
+
+
+def test_packaged_catalogue_is_read_once_and_as_the_pure_python_loader_reads_it() -> None:
+    from pathlib import Path
+
+    import yaml
+
+    import detector
+
+    path = Path(detector.__file__).parent / "data" / "sensitive_actions.yaml"
+    expected = yaml.load(path.read_text(), Loader=yaml.SafeLoader)  # noqa: S506
+    first, second = SensitivityCatalogue.load(), SensitivityCatalogue.load()
+    assert first.data == expected and len(first.categories) == len(expected["categories"])
+    assert second.data is first.data  # parsed once per process
+    assert first._cache is not second._cache  # each catalogue keeps its own lookups
