@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import gzip
 import io
+import platform
 import sys
+import zlib
 from pathlib import Path
 
 import orjson
@@ -363,7 +365,7 @@ class TestFastInflate:
     (events, dead letters and their messages) is what zlib alone gives."""
 
     def test_isal_inflates_where_its_wheel_is_a_dependency(self) -> None:
-        if __import__("platform").machine() not in ("x86_64", "AMD64", "aarch64", "arm64"):
+        if platform.machine() not in ("x86_64", "AMD64", "aarch64", "arm64"):
             pytest.skip("isal is a dependency on x86-64 and ARM64 only")
         from isal import isal_zlib
         assert parser_module._fast_inflater is isal_zlib.decompressobj
@@ -386,7 +388,7 @@ class TestFastInflate:
                                             monkeypatch: pytest.MonkeyPatch) -> None:
         shape = _gzip_shapes()[name]
         fast = _parsed(shape)
-        monkeypatch.setattr(parser_module, "_fast_inflater", __import__("zlib").decompressobj)
+        monkeypatch.setattr(parser_module, "_fast_inflater", zlib.decompressobj)
         assert fast == _parsed(shape)
         events, dead = fast
         reasons = [reason for reason, _ in dead]
