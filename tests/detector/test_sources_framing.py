@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import io
 import platform
+import struct
 import sys
 import zlib
 from pathlib import Path
@@ -347,7 +348,10 @@ def _gzip_shapes() -> dict[str, bytes]:
     flipped[len(doc) // 2] ^= 0xFF
     bad_crc = bytearray(doc)
     bad_crc[-6] ^= 0xFF
+    reserved = bytearray(doc)
+    reserved[3] |= 0x40  # a reserved header flag: zlib refuses the file, ISA-L did not
     return {"whole": doc, "members": lines + more, "cut": doc[: len(doc) // 2],
+            "reserved_flag": bytes(reserved),
             "corrupt": bytes(flipped), "bad_crc": bytes(bad_crc), "trailing": doc + b"junk",
             "padded": doc + b"\x00" * 16, "lines_cut": lines[: len(lines) - 30]}
 
@@ -399,4 +403,89 @@ class TestFastInflate:
         assert len(events) == {"whole": 40, "members": 50, "padded": 40,
                                "trailing": 40}.get(name, 0)
         assert reasons == {"cut": ["truncated_gzip"], "corrupt": ["bad_gzip"],
+                           "reserved_flag": ["bad_gzip"],
                            "bad_crc": ["bad_gzip"], "trailing": ["bad_gzip"]}.get(name, [])
+
+    def test_an_incomplete_huffman_code_is_read_where_isal_inflates(
+            self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """The one documented difference: no compressor writes a deflate block whose code
+        lengths leave codes unused, zlib refuses one, ISA-L reads it (the gzip CRC and
+        length of what it read still match)."""
+        pytest.importorskip("isal")
+        content = orjson.dumps({"Records": [record(i) for i in range(5)]})
+        member = _incomplete_code_member(content)
+        events, dead = _parsed(member)
+        assert len(events) == 5 and dead == []
+        monkeypatch.setattr(parser_module, "_fast_inflater", zlib.decompressobj)
+        events, dead = _parsed(member)
+        assert events == [] and [reason for reason, _ in dead] == ["bad_gzip"]
+        assert "invalid literal/lengths set" in dead[0][1]
+
+
+def _incomplete_code_member(content: bytes) -> bytes:
+    """A gzip member of one dynamic deflate block whose literal/length code gives the 256
+    byte values and end-of-block 9 bits each: 257 of the 512 codes of that length, an
+    incomplete code. Symbol ``s``'s code is ``s`` itself, sent most significant bit first."""
+    bits: list[int] = []
+
+    def put(value: int, count: int) -> None:  # deflate's header fields: LSB first
+        bits.extend((value >> i) & 1 for i in range(count))
+
+    put(1, 1)  # the final block
+    put(2, 2)  # Huffman codes sent in the block
+    put(286 - 257, 5)  # code lengths for 286 literal/length symbols,
+    put(0, 5)  # one distance symbol,
+    put(19 - 4, 4)  # and all 19 code length symbols
+    for symbol in (16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2, 14, 1, 15):
+        put(1 if symbol in (0, 9) else 0, 3)  # lengths 0 and 9 get one-bit codes: 0, 1
+    bits.extend([1] * 257 + [0] * 30)  # symbols 0..256 of length 9, the rest (and the
+    # distance symbol) unused
+    for symbol in [*content, 256]:
+        bits.extend((symbol >> i) & 1 for i in range(8, -1, -1))
+    bits.extend([0] * (-len(bits) % 8))
+    deflated = bytes(sum(bits[i + j] << j for j in range(8)) for i in range(0, len(bits), 8))
+    header = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+    return header + deflated + struct.pack("<II", zlib.crc32(content), len(content))
+
+
+class TestNestedCompression:
+    """Input compressed more than once is read through each layer (up to three)."""
+
+    @staticmethod
+    def _read(data: bytes) -> tuple[int, list[tuple[str, str]]]:
+        stats, dead = RunStats(), ListDeadLetters()
+        events = parse_payload(data, origin="x.gz", stats=stats, dead_letters=dead)
+        assert stats.balanced()
+        return len(events), [(item["reason"], item["message"]) for item in dead.items]
+
+    @pytest.mark.parametrize("inner", ["gzip", "bzip2", "utf16", "gzip_twice"])
+    def test_each_layer_is_read(self, inner: str) -> None:
+        import bz2
+
+        doc = orjson.dumps({"Records": [record(i) for i in range(5)]})
+        wrapped = {"gzip": gzip.compress(doc), "bzip2": bz2.compress(doc),
+                   "utf16": doc.decode().encode("utf-16"),
+                   "gzip_twice": gzip.compress(gzip.compress(doc))}[inner]
+        assert self._read(gzip.compress(wrapped)) == (5, [])
+
+    def test_cloudwatch_logs_data_compressed_again_by_firehose(self) -> None:
+        """Subscription data (one gzip member per delivery) that Firehose gzips again."""
+        def message(first: int) -> bytes:
+            events = [{"id": str(i), "timestamp": 1_709_546_400_000,
+                       "message": orjson.dumps(record(i)).decode()}
+                      for i in range(first, first + 3)]
+            return gzip.compress(orjson.dumps({
+                "messageType": "DATA_MESSAGE", "owner": "123456789012",
+                "logGroup": "aws-cloudtrail-logs", "logStream": "123_CloudTrail_us-east-1",
+                "subscriptionFilters": ["all"], "logEvents": events}))
+
+        assert self._read(gzip.compress(message(0) + message(3))) == (6, [])
+
+    def test_a_fourth_layer_is_one_clear_dead_letter(self) -> None:
+        data = orjson.dumps({"Records": [record(0)]})
+        for _ in range(4):
+            data = gzip.compress(data)
+        count, dead = self._read(data)
+        assert count == 0 and dead == [
+            ("unknown_format", "input is still gzip after 3 layers of decompression; "
+                               "not read further")]
