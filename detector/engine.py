@@ -375,6 +375,8 @@ class Detector:
         self._bursts: OrderedDict[str, list[list[Any]]] = OrderedDict()
         self._open: dict[str, float] = {}  # identity -> earliest close of its open groups
         self._now = 0.0
+        # the last event time of the snapshot loaded by ``load_state`` (None: started cold)
+        self.snapshot_time: float | None = None
         self._next_sweep = 0.0
         self._previous_seen = 0.0  # the current event's identity's last event before it
         self._dormant_after = self.model_settings.dormancy_days * 86400.0
@@ -1134,6 +1136,7 @@ class Detector:
             self._install(key, state)
         self._changes = header["changes"]
         self._now = header["now"]
+        self.snapshot_time = self._now
         self._next_sweep = self._now
         for warning in warnings:
             logger.warning("%s", warning)

@@ -336,6 +336,13 @@ class Activity:
         return sum(active_days(first, last, hourly.get(key, ()))
                    for key, (first, last) in self.spans.items())
 
+    def events_before(self, ts: float) -> int:
+        """Events of the run in the whole hours that end at least an hour before ``ts``: a
+        lower bound of the events older than ``ts`` that late delivery does not explain."""
+        last = int(ts) // 3600 - 1  # hours before this one end an hour or more before ts
+        return sum(count for counts in self.hourly.values()
+                   for hour, count in counts.items() if hour < last)
+
     def time_range(self) -> EventTimeRange | None:
         """First and last event time of the run, with its longest silence (``silence``)."""
         if not self.spans:

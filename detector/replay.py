@@ -848,6 +848,8 @@ def _finish_outputs(
         time_range=t_range,
         evaluation=evaluation,
         state_timings=timings,
+        snapshot=None if detector.snapshot_time is None else
+        (detector.snapshot_time, activity.events_before(detector.snapshot_time)),
     )
     # events.total counts the events read; after an interrupt some of them were still in
     # the reorder buffer, so the number the detector processed is given next to it
@@ -1010,8 +1012,11 @@ def _locked_replay(args: argparse.Namespace, stats: RunStats, config: dict[str, 
 def warn_in_log(summary: dict[str, Any], text: IO[str]) -> None:
     """Log the summary's warnings for whoever reads the log and not the summary, unless
     the summary goes to standard error, where the log goes too: said once is enough."""
-    if summary["late_warning"] and text is not sys.stderr:
-        logger.warning("%s", summary["late_warning"])
+    if text is sys.stderr:
+        return
+    for key in ("no_events_warning", "snapshot_warning", "late_warning"):
+        if summary.get(key):
+            logger.warning("%s", summary[key])
 
 
 def write_summary(text: IO[str], summary: str) -> None:

@@ -165,6 +165,36 @@ def late_warning(late: int, total: int) -> str | None:
             + SORT_ADVICE)
 
 
+def snapshot_warning(before: int, total: int, snapshot_time: float) -> str | None:
+    """The warning for ``before`` of ``total`` events older than the loaded snapshot's last
+    event, or None (the thresholds of ``late_warning``)."""
+    if total <= 0 or before < LATE_WARN_MIN or before / total < LATE_WARN_SHARE:
+        return None
+    return (f"at least {before:,} of {total:,} events ({100 * before / total:.1f}%) are "
+            f"older than the loaded state snapshot, whose last event is at "
+            f"{_iso(snapshot_time)}: its baselines already hold that time, so they were "
+            "learned twice and counted out of order, which changes detections. --load-state "
+            "continues a replay with the events after the snapshot: replay only newer "
+            "files with it, or the whole history without it")
+
+
+def no_events_warning(stats: RunStats) -> str | None:
+    """What a run that read no event at all says, and why (None when one was read)."""
+    if sum(stats.events.values()):
+        return None
+    dead, skipped = sum(stats.dead_letters.values()), sum(stats.skipped.values())
+    parts = []
+    if dead:
+        reasons = ", ".join(sorted({reason for _, reason in stats.dead_letters}))
+        parts.append(f"{dead:,} dead letter{'s' if dead > 1 else ''} ({reasons}; each "
+                     "with its message in the --dead-letters file)")
+    if skipped:
+        reasons = ", ".join(sorted({reason for _, reason in stats.skipped}))
+        parts.append(f"{skipped:,} skipped ({reasons})")
+    found = "; ".join(parts) if parts else "no input held a record"
+    return f"no events were read: {found}"
+
+
 def _state_timings(timings: Mapping[str, float] | None) -> dict[str, float]:
     return {key: round(value, 3) for key, value in sorted((timings or {}).items())}
 
@@ -181,6 +211,7 @@ def build_summary(
     evaluation: Mapping[str, Any] | None = None,
     interrupted: bool = False,
     state_timings: Mapping[str, float] | None = None,
+    snapshot: tuple[float, int] | None = None,
 ) -> dict[str, Any]:
     """All the figures of one replay as a JSON-ready dict (what ``--summary-json`` writes).
 
@@ -190,10 +221,13 @@ def build_summary(
     ``alerts`` (``total`` distinct, ``lines_written``, ``updates``, ``per_severity``,
     ``per_detector``, ``suppressed``, ``matched_expired_rules``, ``shadow``);
     ``dead_letters`` and ``skipped`` per ``source/reason``; ``late_events``;
-    ``late_warning`` (text, or null: ``late_warning``); ``degradations``; ``throughput``
+    ``late_warning`` (text, or null: ``late_warning``); ``no_events_warning`` (text, or
+    null: ``no_events_warning``); ``degradations``; ``throughput``
     (``wall_seconds``, ``events_per_second``, ``cpu_seconds``, ``events_per_cpu_second``,
     all of the event loop only); ``state_snapshot`` (``load_seconds``, ``load_cpu_seconds``,
     ``save_seconds``, ``save_cpu_seconds``, those of the snapshot loaded or written);
+    ``snapshot_warning`` (text, or null: ``snapshot_warning``; ``snapshot`` is the loaded
+    snapshot's last event time and the run's events in hours before it);
     ``event_time`` (``first``, ``last``, and ``silence`` when no event came for more than
     ``SILENCE_DAYS``: ``from``, ``to``, ``days``, ``events_before``, ``events_after``);
     ``alerts.matched_expired_rules`` counts signals that only an expired suppression rule
@@ -220,11 +254,15 @@ def build_summary(
         "alerts": _alerts(stats, alerts, alert_lines),
         "dead_letters": _by_reason(stats.dead_letters),
         "skipped": _by_reason(stats.skipped),
+        "no_events_warning": None if interrupted or time_range is not None
+        else no_events_warning(stats),
         "late_events": stats.late_events,
         "late_warning": late_warning(stats.late_events, total),
         "degradations": {f"{m}/{w}": n for (m, w), n in sorted(stats.degradations.items())},
         "throughput": _throughput(total, wall_seconds, cpu_seconds),
         "state_snapshot": _state_timings(state_timings),
+        "snapshot_warning": snapshot_warning(snapshot[1], total, snapshot[0])
+        if snapshot is not None else None,
         "event_time": _event_time(time_range),
     }
     if evaluation is not None:
@@ -311,9 +349,13 @@ def render_summary(summary: Mapping[str, Any]) -> str:
             f"Replay: {ev['total']:,} events in {tp['wall_seconds']:.1f}s"
             f" = {rate or 0:,.0f} events/s{cpu}"
             + (" (INTERRUPTED: partial figures)" if summary.get("interrupted") else ""),
-        ] + _state_lines(summary.get("state_snapshot") or {}) + [
-            f"Event time {summary['event_time']['first']} .. {summary['event_time']['last']}",
-        ] + ([_silence_line(summary["event_time"]["silence"])]
+        ] + _state_lines(summary.get("state_snapshot") or {})
+        + ([f"  WARNING: {summary['snapshot_warning']}"]
+           if summary.get("snapshot_warning") else []) + [
+            f"Event time {summary['event_time']['first']} .. {summary['event_time']['last']}"
+            if summary["event_time"]["first"] else "Event time: none (no events)",
+        ] + ([f"  WARNING: {summary['no_events_warning']}"]
+             if summary.get("no_events_warning") else []) + ([_silence_line(summary["event_time"]["silence"])]
              if summary["event_time"].get("silence") else []),
         _table("Events per source", list(ev["per_source"].items())),
         _table("Events per identity kind", list(ev["per_kind"].items())),

@@ -329,3 +329,31 @@ class TestCrossStreamDuplicates:
         assert dict(stats.salvage) == {("k8s.audit", "emitted"): 1,
                                        ("k8s.audit", "duplicate"): 1}
         assert sum(stats.events.values()) == 0 and not stats.skipped
+
+
+class TestNoEvents:
+    """A run that reads no event says so, and why, instead of a quiet table of zeros."""
+
+    def test_a_text_file_names_its_dead_letter(self, tmp_path: Path, capsys) -> None:
+        notes = tmp_path / "notes.txt"
+        notes.write_text("remember to rotate the deploy key\n")
+        code, summary = replay([notes], tmp_path)
+        out = capsys.readouterr().out
+        warning = summary["no_events_warning"]
+        assert code == 0 and warning == ("no events were read: 1 dead letter (unknown_format; "
+                                         "each with its message in the --dead-letters file)")
+        assert f"  WARNING: {warning}" in out and "Event time: none (no events)" in out
+        assert "None .. None" not in out
+
+    def test_an_empty_folder(self, tmp_path: Path) -> None:
+        empty = tmp_path / "empty"
+        empty.mkdir()
+        code, summary = replay([empty], tmp_path)
+        assert code == 0
+        assert summary["no_events_warning"] == "no events were read: no input held a record"
+
+    def test_a_run_with_events_has_none(self, tmp_path: Path) -> None:
+        logs.build_logs(tmp_path / "logs", days=1)
+        code, summary = replay([tmp_path / "logs"], tmp_path)
+        assert code == 0 and summary["events"]["total"] > 0
+        assert summary["no_events_warning"] is None and summary["snapshot_warning"] is None

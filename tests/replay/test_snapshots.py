@@ -39,6 +39,25 @@ class TestSnapshots:
         assert summary["identities"]["tracked"] == N_IDENTITIES
         assert summary["identities"]["in_learning"] == 0
 
+    def test_continuing_with_later_days__no_snapshot_warning(self, snapshot, tmp_path):
+        code, summary = replay([snapshot["later"]], tmp_path, "--load-state",
+                               str(snapshot["state"]))
+        assert code == 0 and summary["snapshot_warning"] is None
+
+    def test_replaying_the_snapshots_own_days__says_so(self, snapshot, tmp_path, caplog):
+        """The first thing a user tries (load the state, replay the same data) used to
+        give other detections without a word: every event was older than the snapshot."""
+        first = snapshot["base"] / "days0-4"
+        with caplog.at_level("WARNING"):
+            code, summary = replay([first], tmp_path, "--load-state", str(snapshot["state"]))
+        warning = summary["snapshot_warning"]
+        total = summary["events"]["total"]
+        assert code == 0 and warning is not None
+        before = int(warning.split()[2].replace(",", ""))
+        assert 0.9 * total < before < total  # all but the snapshot's last two hours
+        assert f"of {total:,} events" in warning and "older than the loaded state" in warning
+        assert warning in caplog.text
+
     def test_cold_start__the_same_days_are_all_learning(self, snapshot, tmp_path):
         code, summary = replay([snapshot["later"]], tmp_path)
         assert code == 0
