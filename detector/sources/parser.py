@@ -685,10 +685,15 @@ class Parser:
         end = cut.rfind(b"\n") + 1
         kept, tail = cut[:end], cut[end:]
         line = sum(part.count(b"\n") for part in parts) + kept.count(b"\n") + 1
+        if not tail.strip():  # every line came through; only the trailer is missing
+            self.dead_input("truncated_gzip", f"{REASONS['truncated_gzip']} ({len(cut)} "
+                            f"bytes recovered, ending with a whole line: its {line - 1} "
+                            f"lines are parsed; what followed them, and the CRC that would "
+                            f"check them, is cut off)", f"{origin}:{line - 1}", None)
+            return kept
         self.dead_input("truncated_gzip", f"{REASONS['truncated_gzip']} ({len(cut)} bytes "
                         f"recovered; the whole lines before the cut are parsed, the cut line "
-                        f"{line} of {len(tail)} bytes is not)", f"{origin}:{line}",
-                        tail or None)
+                        f"{line} of {len(tail)} bytes is not)", f"{origin}:{line}", tail)
         return kept
 
     def _whole_document(self, data: bytes, container: bool, origin: str) -> bool:

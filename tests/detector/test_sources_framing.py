@@ -489,3 +489,15 @@ class TestNestedCompression:
         assert count == 0 and dead == [
             ("unknown_format", "input is still gzip after 3 layers of decompression; "
                                "not read further")]
+
+
+def test_a_member_cut_at_a_line_end_says_every_line_was_parsed() -> None:
+    """Cut in its trailer (or right after a newline): no line is cut, and the dead letter
+    says so instead of naming an empty "cut line"."""
+    content = b"".join(orjson.dumps(record(i)) + b"\n" for i in range(5))
+    member = gzip.compress(content)
+    for cut in (8, 4, 1):  # the trailer wholly or partly missing
+        events, dead = _parsed(member[:-cut])
+        assert len(events) == 5 and [reason for reason, _ in dead] == ["truncated_gzip"]
+        assert "its 5 lines are parsed; what followed them, and the CRC" in dead[0][1]
+        assert "cut line" not in dead[0][1]
