@@ -163,7 +163,7 @@ def _packaged_catalogue() -> Mapping[str, Any]:
     With libyaml's C loader where PyYAML has it: 2 ms instead of 17 ms for the same data
     (the file is plain mappings, lists and strings, which both loaders read alike)."""
     text = resources.files("detector").joinpath("data/sensitive_actions.yaml").read_text()
-    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506
+    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
 class SensitivityCatalogue:

@@ -226,8 +226,8 @@ def build_summary(
     (``wall_seconds``, ``events_per_second``, ``cpu_seconds``, ``events_per_cpu_second``,
     all of the event loop only); ``state_snapshot`` (``load_seconds``, ``load_cpu_seconds``,
     ``save_seconds``, ``save_cpu_seconds``, those of the snapshot loaded or written);
-    ``snapshot_warning`` (text, or null: ``snapshot_warning``; ``snapshot`` is the loaded
-    snapshot's last event time and the run's events in hours before it);
+    ``snapshot_warning`` (text, or null: ``snapshot_warning``, from ``snapshot``: the
+    ``--load-state`` snapshot's last event time and the run's events in hours before it);
     ``event_time`` (``first``, ``last``, and ``silence`` when no event came for more than
     ``SILENCE_DAYS``: ``from``, ``to``, ``days``, ``events_before``, ``events_after``);
     ``alerts.matched_expired_rules`` counts signals that only an expired suppression rule
@@ -355,8 +355,9 @@ def render_summary(summary: Mapping[str, Any]) -> str:
             f"Event time {summary['event_time']['first']} .. {summary['event_time']['last']}"
             if summary["event_time"]["first"] else "Event time: none (no events)",
         ] + ([f"  WARNING: {summary['no_events_warning']}"]
-             if summary.get("no_events_warning") else []) + ([_silence_line(summary["event_time"]["silence"])]
-             if summary["event_time"].get("silence") else []),
+             if summary.get("no_events_warning") else [])
+        + ([_silence_line(summary["event_time"]["silence"])]
+           if summary["event_time"].get("silence") else []),
         _table("Events per source", list(ev["per_source"].items())),
         _table("Events per identity kind", list(ev["per_kind"].items())),
         _table("Identities", _identity_rows(summary["identities"])),

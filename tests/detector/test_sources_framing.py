@@ -486,9 +486,8 @@ class TestNestedCompression:
         for _ in range(4):
             data = gzip.compress(data)
         count, dead = self._read(data)
-        assert count == 0 and dead == [
-            ("unknown_format", "input is still gzip after 3 layers of decompression; "
-                               "not read further")]
+        message = "input is still gzip after 3 layers of decompression; not read further"
+        assert count == 0 and dead == [("unknown_format", message)]
 
 
 def test_a_member_cut_at_a_line_end_says_every_line_was_parsed() -> None:
