@@ -669,14 +669,38 @@ class Parser:
 
     def _cut_member(self, parts: list[bytes], member: list[bytes], origin: str
                     ) -> bytes | None:
-        """The whole lines of a gzip member cut short, when the file is JSON lines: they
-        are parsed, and the cut tail is one ``truncated_gzip`` dead letter at its line.
-        Anything else (a ``Records`` document, pretty-printed JSON) returns ``None`` and
-        stays unparsed: a cut record array is not split into records here."""
+        """What is parsed of a gzip member cut short, or ``None`` (nothing). The cut is one
+        ``truncated_gzip`` dead letter, whose raw bytes are the cut tail:
+
+        - JSON lines: the whole lines before the cut;
+        - a compact ``{"Records": [...]}`` document in the first member (an S3 delivery
+          file): the whole records before the cut, as a document closed after the last
+          of them (``_whole_records``), so a cut download keeps what it holds as a cut
+          JSON-lines file does;
+        - anything else (pretty-printed JSON, a record array cut in its first record or in
+          a later member): nothing, the caller's dead letter says so."""
         cut = b"".join(member)
         head = (parts[0] if parts else cut)[:4096]
         if head[:3] == b"\xef\xbb\xbf":
             head = head[3:]
+        if b'"Records"' in head[:256] and not parts:
+            try:
+                whole = type(orjson.loads(cut)) is dict  # only the trailer is cut off
+            except orjson.JSONDecodeError:
+                whole = False
+            if whole:
+                self.dead_input("truncated_gzip", f"{REASONS['truncated_gzip']} ({len(cut)} "
+                                f"bytes recovered, a whole document: its records are parsed; "
+                                f"what followed it, and the CRC that would check it, is cut "
+                                f"off)", origin, None)
+                return cut
+            kept = _whole_records(cut)
+            if kept is None:
+                return None
+            self.dead_input("truncated_gzip", f"{REASONS['truncated_gzip']} ({len(cut)} bytes "
+                            f"recovered; the whole records before the cut are parsed, the "
+                            f"cut one is not)", origin, cut[len(kept) - 2:])
+            return kept
         if head.lstrip()[:1] != b"{" or b'"Records"' in head[:256] or \
                 b'"records"' in head[:256]:
             return None
@@ -1637,6 +1661,36 @@ def _record_slices(data: bytes) -> list[tuple[int, int]] | None:
         start = cut + 2
     slices.append((start, last))
     return slices if len(slices) > 1 else None
+
+
+def _whole_records(cut: bytes) -> bytes | None:
+    """The start of a compact ``{"Records":[...]}`` document cut short, closed after its
+    last whole record (``...}]}``), or ``None`` when no record is whole or the start does
+    not decode as such a document.
+
+    Records are told apart as ``_record_slices`` does, by where one starting like the
+    first follows (``},{"eventVersion":``); such a place inside a string makes the
+    closed start fail to decode, and the one before it is tried (a few at most)."""
+    start = cut.find(_RECORDS_HEAD)
+    if start < 0 or cut[:start].strip(_JSON_SPACE + b"\xef\xbb\xbf"):
+        return None
+    first = start + len(_RECORDS_HEAD)
+    key_end = cut.find(b'":', first, first + 256)
+    if cut[first:first + 2] != b'{"' or key_end < 0:
+        return None
+    marker, end = b"}," + cut[first:key_end + 2], len(cut)
+    for _ in range(4):
+        end = cut.rfind(marker, first, end)
+        if end < 0:
+            return None
+        kept = cut[:end + 1] + b"]}"
+        try:
+            document = orjson.loads(kept)
+        except orjson.JSONDecodeError:
+            continue
+        if type(document) is dict and type(document.get("Records")) is list:
+            return kept
+    return None
 
 
 def _decode_slice(data: bytes, start: int, end: int) -> list[Any] | None:

@@ -10,9 +10,11 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import random
 from pathlib import Path
 
 import orjson
+import pytest
 
 from detector.sources import JsonlDeadLetters, ListDeadLetters, Parser, read_paths
 from detector.sources.deadletter import dead_letter_dict
@@ -111,12 +113,37 @@ class TestTruncatedGzip:
         events, _, dead = feed(packed[:len(packed) // 2])
         assert events == [] and where(dead) == [("truncated_gzip", "m")]
 
-    def test_a_cut_record_array_is_not_split(self) -> None:
+    def test_a_record_array_cut_in_its_first_record_is_not_parsed(self) -> None:
         packed = gzip.compress(orjson.dumps({"Records": [record(i) for i in range(50)]}))
-        events, _, dead = feed(packed[:len(packed) // 2])
+        events, _, dead = feed(packed[:len(packed) // 2])  # 271 bytes come out: no record
         assert events == [] and where(dead) == [("truncated_gzip", "m")]
         assert dead.items[0]["message"].endswith("not parsed: only whole JSON lines are kept "
                                                  "from a cut stream)")
+
+    @pytest.mark.parametrize("kept", [0.5, 0.8, 0.97])
+    def test_a_cut_delivery_file_keeps_its_whole_records(self, kept: float) -> None:
+        """An S3 delivery file cut short (a download, a copy) is one dead letter and its
+        whole records, as a cut JSON-lines file keeps its whole lines; it used to be only
+        the dead letter. Records of varied sizes, so the cut falls inside one."""
+        rng = random.Random(7)
+        records = [record(i, requestParameters={"bucketName": f"b{i}",
+                                                "key": "k" * rng.randint(10, 2000)})
+                   for i in range(60)]
+        packed = gzip.compress(orjson.dumps({"Records": records}))
+        events, stats, dead = feed(packed[:int(len(packed) * kept)])
+        ids = [event.event_id for event in events]
+        assert 0 < len(ids) < 60 and ids == [f"id-{i}" for i in range(len(ids))]
+        assert where(dead) == [("truncated_gzip", "m")]
+        assert dead.items[0]["message"].endswith("the whole records before the cut are "
+                                                 "parsed, the cut one is not)")
+        assert dead.items[0]["raw"].startswith(',{"eventTime"')  # the cut record
+        assert stats.records_read == {"aws.cloudtrail": len(ids), "unknown": 1}
+
+    def test_a_delivery_file_cut_in_its_trailer_keeps_every_record(self) -> None:
+        packed = gzip.compress(orjson.dumps({"Records": [record(i) for i in range(50)]}))
+        events, _, dead = feed(packed[:-5])
+        assert len(events) == 50 and where(dead) == [("truncated_gzip", "m")]
+        assert "a whole document: its records are parsed" in dead.items[0]["message"]
 
 
 class TestFileNameNotUtf8:
