@@ -337,6 +337,11 @@ def _state_lines(timings: Mapping[str, float]) -> list[str]:
     return [f"State snapshot {', '.join(parts)} (not in the figures above)"] if parts else []
 
 
+def _warning(summary: Mapping[str, Any], key: str) -> list[str]:
+    """The summary's warning ``key`` as its indented line, or no line when it is null."""
+    return [f"  WARNING: {summary[key]}"] if summary.get(key) else []
+
+
 def render_summary(summary: Mapping[str, Any]) -> str:
     """The end-of-replay summary as plain text tables."""
     ev, al, tp = summary["events"], summary["alerts"], summary["throughput"]
@@ -350,12 +355,10 @@ def render_summary(summary: Mapping[str, Any]) -> str:
             f" = {rate or 0:,.0f} events/s{cpu}"
             + (" (INTERRUPTED: partial figures)" if summary.get("interrupted") else ""),
         ] + _state_lines(summary.get("state_snapshot") or {})
-        + ([f"  WARNING: {summary['snapshot_warning']}"]
-           if summary.get("snapshot_warning") else []) + [
+        + _warning(summary, "snapshot_warning") + [
             f"Event time {summary['event_time']['first']} .. {summary['event_time']['last']}"
             if summary["event_time"]["first"] else "Event time: none (no events)",
-        ] + ([f"  WARNING: {summary['no_events_warning']}"]
-             if summary.get("no_events_warning") else [])
+        ] + _warning(summary, "no_events_warning")
         + ([_silence_line(summary["event_time"]["silence"])]
            if summary["event_time"].get("silence") else []),
         _table("Events per source", list(ev["per_source"].items())),
@@ -370,7 +373,7 @@ def render_summary(summary: Mapping[str, Any]) -> str:
         _table("Dead letters per reason", list(summary["dead_letters"].items())),
         _table("Skipped per reason", list(summary["skipped"].items())),
         [f"Late events (beyond the reorder window): {summary['late_events']:,}"]
-        + ([f"  WARNING: {summary['late_warning']}"] if summary.get("late_warning") else []),
+        + _warning(summary, "late_warning"),
     ]
     if al["shadow"] or al["suppressed"]:
         sections.append(_table("Shadow alerts (not counted above)", list(al["shadow"].items())))

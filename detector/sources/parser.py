@@ -361,12 +361,8 @@ class Parser:
         # (gzip members) that Firehose compresses again into S3, a .gz of a .gz. Each
         # layer is bounded by ``max_decompressed_bytes`` like the first.
         for layer in range(_MAX_LAYERS + 1):
-            if data[:2] == _GZIP_MAGIC:
-                kind: str | None = "gzip"
-            elif data[:1] in compressed.FIRST_BYTES:
-                kind = compressed.kind_of(data)
-            else:
-                break
+            kind = "gzip" if data[:2] == _GZIP_MAGIC else \
+                compressed.kind_of(data) if data[:1] in compressed.FIRST_BYTES else None
             if kind is None:
                 break
             if layer == _MAX_LAYERS:
@@ -684,22 +680,14 @@ class Parser:
         if head[:3] == b"\xef\xbb\xbf":
             head = head[3:]
         if b'"Records"' in head[:256] and not parts:
-            try:
-                whole = type(orjson.loads(cut)) is dict  # only the trailer is cut off
-            except orjson.JSONDecodeError:
-                whole = False
-            if whole:
-                self.dead_input("truncated_gzip", f"{REASONS['truncated_gzip']} ({len(cut)} "
-                                f"bytes recovered, a whole document: its records are parsed; "
-                                f"what followed it, and the CRC that would check it, is cut "
-                                f"off)", origin, None)
-                return cut
             kept = _whole_records(cut)
-            if kept is None:
-                return None
-            self.dead_input("truncated_gzip", f"{REASONS['truncated_gzip']} ({len(cut)} bytes "
-                            f"recovered; the whole records before the cut are parsed, the "
-                            f"cut one is not)", origin, cut[len(kept) - 2:])
+            if kept is cut:  # only the trailer is cut off
+                self._truncated_gzip(cut, ", a whole document: its records are parsed; what "
+                                     "followed it, and the CRC that would check it, is cut "
+                                     "off", origin, None)
+            elif kept is not None:
+                self._truncated_gzip(cut, "; the whole records before the cut are parsed, "
+                                     "the cut one is not", origin, cut[len(kept) - 2:])
             return kept
         if head.lstrip()[:1] != b"{" or b'"Records"' in head[:256] or \
                 b'"records"' in head[:256]:
@@ -710,15 +698,19 @@ class Parser:
         kept, tail = cut[:end], cut[end:]
         line = sum(part.count(b"\n") for part in parts) + kept.count(b"\n") + 1
         if not tail.strip():  # every line came through; only the trailer is missing
-            self.dead_input("truncated_gzip", f"{REASONS['truncated_gzip']} ({len(cut)} "
-                            f"bytes recovered, ending with a whole line: its {line - 1} "
-                            f"lines are parsed; what followed them, and the CRC that would "
-                            f"check them, is cut off)", f"{origin}:{line - 1}", None)
-            return kept
-        self.dead_input("truncated_gzip", f"{REASONS['truncated_gzip']} ({len(cut)} bytes "
-                        f"recovered; the whole lines before the cut are parsed, the cut line "
-                        f"{line} of {len(tail)} bytes is not)", f"{origin}:{line}", tail)
+            self._truncated_gzip(cut, f", ending with a whole line: its {line - 1} lines are "
+                                 "parsed; what followed them, and the CRC that would check "
+                                 "them, is cut off", f"{origin}:{line - 1}", None)
+        else:
+            self._truncated_gzip(cut, f"; the whole lines before the cut are parsed, the cut "
+                                 f"line {line} of {len(tail)} bytes is not", f"{origin}:{line}",
+                                 tail)
         return kept
+
+    def _truncated_gzip(self, cut: bytes, detail: str, where: str, raw: bytes | None) -> None:
+        """The one dead letter of a gzip member cut short, of which ``cut`` was recovered."""
+        self.dead_input("truncated_gzip", f"{REASONS['truncated_gzip']} ({len(cut)} bytes "
+                        f"recovered{detail})", where, raw)
 
     def _whole_document(self, data: bytes, container: bool, origin: str) -> bool:
         if len(data) > self.max_record_bytes and not container:
@@ -1664,13 +1656,19 @@ def _record_slices(data: bytes) -> list[tuple[int, int]] | None:
 
 
 def _whole_records(cut: bytes) -> bytes | None:
-    """The start of a compact ``{"Records":[...]}`` document cut short, closed after its
-    last whole record (``...}]}``), or ``None`` when no record is whole or the start does
-    not decode as such a document.
+    """What a ``{"Records":[...]}`` document cut short can be read as: ``cut`` itself when
+    it decodes whole (only the gzip trailer was lost); else, for a compact one, its start
+    closed after its last whole record (``...}]}``); else ``None`` (no record is whole, or
+    the start does not decode as such a document).
 
     Records are told apart as ``_record_slices`` does, by where one starting like the
     first follows (``},{"eventVersion":``); such a place inside a string makes the
     closed start fail to decode, and the one before it is tried (a few at most)."""
+    try:
+        if type(orjson.loads(cut)) is dict:
+            return cut
+    except orjson.JSONDecodeError:
+        pass
     start = cut.find(_RECORDS_HEAD)
     if start < 0 or cut[:start].strip(_JSON_SPACE + b"\xef\xbb\xbf"):
         return None
