@@ -32,25 +32,34 @@ class DataDirLock:
         self.path = self.data_dir / LOCK_NAME
         self._handle: IO[str] | None = None
 
-    def acquire(self, *, wait: float = 30.0, sleep=time.sleep) -> DataDirLock:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        handle = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held until release
-        delay, deadline = 0.5, time.monotonic() + wait
+    def acquire(self, *, wait: float = 30.0, sleep=time.sleep,
+                clock=time.monotonic) -> DataDirLock:
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            handle = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held until release
+        except OSError as err:  # /proc/x, a read-only mount, no permission: one line, exit 2
+            where = f" ({err.filename})" if err.filename else ""
+            raise ConfigError(f"cannot use {self.data_dir} as the worker's data directory: "
+                              f"{err.strerror or err}{where}; give a writable --state-dir"
+                              ) from None
+        delay, deadline = 0.5, clock() + wait
         while True:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
                 holder = self._holder()
-                if time.monotonic() + delay > deadline:
+                left = deadline - clock()
+                if left <= 0:  # the whole wait is used: the last pause is cut to what is left
                     handle.close()
                     raise ConfigError(
                         f"data directory {self.data_dir} is in use by another worker "
                         f"(pid {holder}); give each worker its own --worker-id or "
                         f"--state-dir") from None
+                pause = min(delay, left)
                 log.warning("data directory %s is locked by pid %s; retrying in %.1fs",
-                            self.data_dir, holder, delay)
-                sleep(delay)
+                            self.data_dir, holder, pause)
+                sleep(pause)
                 delay = min(delay * 2, 5.0)
         handle.seek(0)
         handle.truncate()

@@ -16,12 +16,19 @@ from streams.datadir import DataDirLock
 def test_lock__second_holder_is_refused_with_the_first_pid(tmp_path) -> None:
     first = DataDirLock(tmp_path / "w1").acquire(wait=0)
     sleeps: list[float] = []
+    now = [0.0]
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        now[0] += seconds
+
     try:
         with pytest.raises(ConfigError, match=f"in use by another worker \\(pid {os.getpid()}\\)"):
-            DataDirLock(tmp_path / "w1").acquire(wait=2.0, sleep=sleeps.append)
+            DataDirLock(tmp_path / "w1").acquire(wait=5.0, sleep=sleep, clock=lambda: now[0])
     finally:
         first.release()
-    assert sleeps and sleeps == sorted(sleeps)  # backed off, growing, before refusing
+    # backed off, growing, and the whole wait used: the last pause is cut to what is left
+    assert sleeps == [0.5, 1.0, 2.0, 1.5]
 
 
 def test_lock__free_again_after_release(tmp_path) -> None:
@@ -49,3 +56,13 @@ def test_lock__different_directories_do_not_conflict(tmp_path) -> None:
     assert a.path != b.path
     a.release()
     b.release()
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc")
+def test_lock__a_directory_that_cannot_be_made_is_one_config_error() -> None:
+    # /proc takes no new directories, not even from root, whom os.access lets through
+    with pytest.raises(ConfigError) as raised:
+        DataDirLock("/proc/nhi-detector-state").acquire(wait=0)
+    assert str(raised.value).startswith(
+        "cannot use /proc/nhi-detector-state as the worker's data directory: No such file or "
+        "directory (/proc/nhi-detector-state); give a writable --state-dir")
