@@ -49,6 +49,11 @@ def build_parser(argv: list[str]) -> tuple[argparse.ArgumentParser, str | None]:
     chosen = next((arg for arg in argv if arg in SUBCOMMANDS), None)
     for name, (module_name, help_text) in SUBCOMMANDS.items():
         sub_parser = sub.add_parser(name, help=help_text, description=help_text)
+        # ``nhi-detector worker -v`` as well as ``nhi-detector -v worker``: an operator adds
+        # the flag at the end of the command line they already have. Its own dest, so the
+        # two places add up instead of the subcommand's count replacing the other.
+        sub_parser.add_argument("-v", "--verbose", action="count", default=0,
+                                dest="verbose_after", help="more logging (-vv: debug)")
         if name == chosen:
             importlib.import_module(module_name).add_arguments(sub_parser)
     return parser, chosen
@@ -73,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.command:
         parser.print_help(sys.stderr)
         return 2
-    configure_logging(args.verbose)
+    configure_logging(args.verbose + args.verbose_after)
     module = importlib.import_module(SUBCOMMANDS[chosen or args.command][0])
     try:
         return int(module.run(args) or 0)

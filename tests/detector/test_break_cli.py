@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 
+import detector.cli
 import detector.replay
 from detector.cli import main
 from detector.errors import SinkError
@@ -44,3 +45,19 @@ def test_other_exceptions__still_raised(tmp_path, monkeypatch):
     monkeypatch.setattr(detector.replay, "run", broken)
     with pytest.raises(ValueError, match="a bug"):
         main(["replay", str(tmp_path)])
+
+
+@pytest.mark.parametrize("argv, level", [
+    (["replay", "X"], 0),
+    (["-v", "replay", "X"], 1),
+    (["replay", "X", "-v"], 1),  # after the subcommand, where an operator appends it
+    (["-v", "replay", "-v", "X"], 2),  # the two places add up
+])
+def test_verbose_flag__counted_before_and_after_the_subcommand(tmp_path, monkeypatch, argv,
+                                                                level):
+    seen: list[int] = []
+    monkeypatch.setattr(detector.cli, "configure_logging", seen.append)
+    monkeypatch.setattr(detector.replay, "run", lambda args: 0)
+    argv = [str(tmp_path) if a == "X" else a for a in argv]
+    assert main(argv) == 0
+    assert seen == [level]
