@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 import time
 from collections.abc import Callable
 from typing import Any
@@ -36,6 +37,26 @@ BACKOFF_MAX_S = 30.0
 # the active segment anyway, so on most topics it holds nothing back.
 COMPACTION_LAG_MS = 300_000
 COMPACTED = {"cleanup.policy": "compact", "min.compaction.lag.ms": str(COMPACTION_LAG_MS)}
+
+
+# How long each broker is given to accept a TCP connection before it counts as gone
+# (``unreachable``): a live broker on a sound network answers in milliseconds.
+BROKER_PROBE_TIMEOUT_S = 1.0
+
+
+def unreachable(servers: str, timeout: float = BROKER_PROBE_TIMEOUT_S) -> str | None:
+    """Why none of ``servers`` (``host:port,...``) accepts a connection, or None when one
+    does. A TCP connection is enough to tell: a broker that is gone refuses it or never
+    answers; TLS or SASL would only fail later on a live one."""
+    reasons = []
+    for server in servers.split(","):
+        host, _, port = server.strip().rpartition(":")
+        try:
+            with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+                return None
+        except (OSError, ValueError) as err:
+            reasons.append(f"{server.strip()}: {getattr(err, 'strerror', None) or err}")
+    return "; ".join(reasons)
 
 
 class StartupError(NhiError):
@@ -66,10 +87,21 @@ def security_options(settings: Any) -> dict[str, Any]:
     return options
 
 
+class Waiting(NhiError):
+    """An attempt found the thing not ready yet, with the line that says what is missing
+    (``retry`` logs it as it is, without an exception class name)."""
+
+
 def retry(what: str, attempt: Callable[[], Any], *, timeout: float,
-          sleep: Callable[[float], None] = time.sleep) -> Any:
-    """Call ``attempt`` until it returns a value (not None), backing off between tries."""
-    delay, started = BACKOFF_START_S, time.monotonic()
+          sleep: Callable[[float], None] | None = None,
+          clock: Callable[[], float] = time.monotonic) -> Any:
+    """Call ``attempt`` until it returns a value (not None), backing off between tries.
+
+    With ``timeout`` > 0 the last pause is cut to the time left and the attempt after it is
+    the last: the whole budget is used, not given up early because the next doubled pause
+    would overrun it."""
+    sleep = sleep or time.sleep
+    delay, started = BACKOFF_START_S, clock()
     while True:
         try:
             result = attempt()
@@ -78,14 +110,24 @@ def retry(what: str, attempt: Callable[[], Any], *, timeout: float,
             problem = "not available yet"
         except ConfigError:
             raise
+        except Waiting as err:
+            problem = str(err)
         except Exception as err:  # noqa: BLE001 - any client error means "try again"
             problem = f"{type(err).__name__}: {err}"
-        waited = time.monotonic() - started
-        if timeout and waited + delay > timeout:
-            raise StartupError(f"{what}: still failing after {waited:.0f}s: {problem}")
-        log.error("%s: %s; retrying in %.0fs", what, problem, delay)
-        sleep(delay)
+        waited = clock() - started
+        pause = delay
+        if timeout:
+            if waited >= timeout:
+                raise StartupError(f"{what}: still failing after {waited:.0f}s: {problem}")
+            pause = min(delay, timeout - waited)
+        log.error("%s: %s; retrying in %s", what, problem, _seconds(pause))
+        sleep(pause)
         delay = min(delay * 2, BACKOFF_MAX_S)
+
+
+def _seconds(value: float) -> str:
+    """``4s``, or ``0.4s`` for a pause cut short below a second."""
+    return f"{value:.0f}s" if value >= 1 else f"{value:.1f}s"
 
 
 def connect_admin(settings: WorkerSettings) -> Any:
@@ -110,6 +152,11 @@ def connect_admin(settings: WorkerSettings) -> Any:
 
     def attempt() -> Any:
         causes.clear()
+        # a broker that is down or a wrong port refuses the connection at once: say so now,
+        # not after the client's bootstrap has waited out the whole attempt (io_timeout)
+        down = unreachable(settings.bootstrap_servers)
+        if down is not None:
+            raise Waiting(f"no broker accepts a connection ({down})")
         try:
             return KafkaAdminClient(**options)
         except Exception as err:
@@ -181,7 +228,8 @@ class ConnectionCauses(logging.Handler):
         return None
 
 
-def prepare_topics(settings: WorkerSettings, admin: Any) -> None:
+def prepare_topics(settings: WorkerSettings, admin: Any,
+                   on_missing: Callable[[list[str]], None] | None = None) -> None:
     """Run every startup check in order; raises ``StartupError`` or ``ConfigError``.
 
     The checks that can refuse the start come first and only read, so a worker refused
@@ -189,11 +237,14 @@ def prepare_topics(settings: WorkerSettings, admin: Any) -> None:
     (``--create-topics``) they would be left with the refused count."""
     _check_repartition(settings, admin)
     check_changelog(settings, admin)
-    _wait_for_raw_topics(settings, admin)
+    _wait_for_raw_topics(settings, admin, on_missing)
     _create_outputs(settings, admin)
 
 
-def _wait_for_raw_topics(settings: WorkerSettings, admin: Any) -> None:
+def _wait_for_raw_topics(settings: WorkerSettings, admin: Any,
+                         on_missing: Callable[[list[str]], None] | None = None) -> None:
+    """Wait for every raw topic (or create them); ``on_missing`` hears the missing ones
+    (none at the end) at every look, for the health endpoint and its gauge."""
     wanted = sorted(settings.topic_sources())
 
     def missing_or_none() -> bool | None:
@@ -201,10 +252,12 @@ def _wait_for_raw_topics(settings: WorkerSettings, admin: Any) -> None:
         if missing and settings.create_topics:
             _create(admin, missing, settings.partitions, settings.replication_factor)
             return True
+        if on_missing is not None:
+            on_missing(missing)
         if missing:
-            log.error("raw topic(s) %s do not exist on %s (create them, or pass "
-                      "--create-topics)", missing, settings.bootstrap_servers)
-            return None
+            raise Waiting(f"raw topic(s) {', '.join(missing)} do not exist on "
+                          f"{settings.bootstrap_servers} (create them, or pass "
+                          f"--create-topics)")
         return True
 
     retry(f"raw topics {wanted}", missing_or_none, timeout=settings.startup_timeout)

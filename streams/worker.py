@@ -19,8 +19,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import socket
+import signal
 import sys
+import threading
 from typing import Any, NoReturn
 
 from detector import __version__
@@ -34,9 +35,6 @@ log = logging.getLogger(__name__)
 
 EXIT_CONFIG = 2
 EXIT_UNAVAILABLE = 3
-# How long a stop signal waits for each broker to accept a connection before the worker
-# takes it as gone (``unreachable``): a live broker on a sound network answers in ms.
-BROKER_PROBE_TIMEOUT_S = 1.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -102,9 +100,16 @@ def _run(settings: WorkerSettings, config: dict[str, Any], noise: Any = None) ->
               f"own --web-port)", file=sys.stderr)
         return EXIT_CONFIG
     lock = DataDirLock(settings.data_dir)
+    signals = StartupSignals().install()
+    holder["signals"] = signals
     try:
         lock.acquire(wait=settings.lock_wait)
         return _start(settings, config, stats, state, server, holder, noise)
+    except StoppedWhileStarting as stopped:
+        log.info("stopping (%s) while starting (%s): nothing was read or committed yet",
+                 stopped.signal_name, state.reason)
+        log.info("stopped (exit 0; no offsets committed)")
+        return 0
     except (ConfigError, StateError) as err:
         log.error("%s", err)
         print(f"nhi-detector worker: {err}", file=sys.stderr)
@@ -114,9 +119,44 @@ def _run(settings: WorkerSettings, config: dict[str, Any], noise: Any = None) ->
         print(f"nhi-detector worker: {err}", file=sys.stderr)
         return EXIT_UNAVAILABLE
     finally:
+        signals.restore()
         state.set_phase("stopped", ready=False, reason="worker stopped")
         lock.release()
         server.stop()
+
+
+class StoppedWhileStarting(BaseException):  # noqa: N818 - a stop, not an error
+    """SIGTERM or SIGINT before Faust runs (broker or topics waited for, a warm start).
+    A ``BaseException``, as ``KeyboardInterrupt``: the retry loops and the Kafka client
+    treat every ``Exception`` as a failed attempt to try again."""
+
+    def __init__(self, signal_name: str) -> None:
+        super().__init__(signal_name)
+        self.signal_name = signal_name
+
+
+class StartupSignals:
+    """SIGTERM and SIGINT while the worker starts: a clean stop (exit 0, logged), not the
+    bare exit 143 of Python's default handler while it waits for a broker or a topic.
+    Faust's worker sets its own handlers once it runs; ``restore`` comes before that."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self) -> None:
+        self._previous: dict[int, Any] = {}
+
+    def install(self) -> StartupSignals:
+        def stop(signum: int, _frame: Any) -> None:
+            raise StoppedWhileStarting(signal.Signals(signum).name)
+
+        if threading.current_thread() is threading.main_thread():  # tests run it in one
+            self._previous = {sig: signal.signal(sig, stop) for sig in self.SIGNALS}
+        return self
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous = {}
 
 
 def _worker_values(holder: dict[str, Any], state: Any) -> dict[str, Any]:
@@ -140,10 +180,24 @@ def _start(settings: WorkerSettings, config: dict[str, Any], stats: RunStats, st
 
     detector = build_detector(config, settings, stats)
     server.metrics.attach(detector)
-    state.set_phase("connecting", ready=False, reason=f"connecting to {settings.bootstrap_servers}")
+    servers = settings.bootstrap_servers
+    state.set_phase("connecting", ready=False, reason=f"connecting to {servers}")
     admin = connect_admin(settings)
+    wanted = sorted(settings.topic_sources())
+
+    def on_missing(missing: list[str]) -> None:
+        # the probes and nhi_worker_raw_topic_missing tell a topic the worker waits for
+        # from a broker it cannot reach
+        waited = sorted(topic for topic, gone in state.raw_topics.items() if gone)
+        state.raw_topics = {topic: topic in missing for topic in wanted}
+        if waited and not missing:
+            log.info("raw topic(s) %s exist now: starting", ", ".join(waited))
+        if missing:
+            state.set_phase("connecting", ready=False, reason=f"waiting for raw topic(s) "
+                            f"{', '.join(missing)} on {servers}")
+
     try:
-        prepare_topics(settings, admin)
+        prepare_topics(settings, admin, on_missing)
     finally:
         admin.close()
     if settings.load_state:
@@ -163,6 +217,7 @@ def _start(settings: WorkerSettings, config: dict[str, Any], stats: RunStats, st
     holder["late_writes"] = runtime.late_writes
     state.set_phase("recovering", ready=False, reason="starting Faust")
     runtime.topics = watch_raw_topics(settings)
+    holder["signals"].restore()  # Faust installs its own handlers as it starts
     try:
         return _run_faust(app, runtime, noise)
     finally:
@@ -188,6 +243,8 @@ def _run_faust(app: Any, runtime: Any, noise: Any = None) -> int:
         def _stopping(self, signal_name: str) -> None:
             if sampler is not None:
                 sampler.counting.clear()
+            from streams.admin import unreachable
+
             down = unreachable(runtime.settings.bootstrap_servers)
             if down is not None:
                 stop_at_once(app, runtime, signal_name, down)
@@ -226,21 +283,6 @@ def _run_faust(app: Any, runtime: Any, noise: Any = None) -> int:
     log.info("stopped (exit %s; %s%s)", code or 0, committed_text(app, runtime),
              _buffer_text(noise))
     return int(code or 0)
-
-
-def unreachable(servers: str, timeout: float = BROKER_PROBE_TIMEOUT_S) -> str | None:
-    """Why none of ``servers`` (``host:port,...``) accepts a connection, or None when one
-    does. A TCP connection is enough to tell: a broker that is gone refuses it or never
-    answers; TLS or SASL would only fail later on a live one."""
-    reasons = []
-    for server in servers.split(","):
-        host, _, port = server.strip().rpartition(":")
-        try:
-            with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
-                return None
-        except (OSError, ValueError) as err:
-            reasons.append(f"{server.strip()}: {getattr(err, 'strerror', None) or err}")
-    return "; ".join(reasons)
 
 
 def stop_at_once(app: Any, runtime: Any, signal_name: str, down: str) -> NoReturn:

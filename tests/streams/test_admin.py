@@ -36,15 +36,72 @@ def settings(**extra):
     return load_settings(argparse.Namespace(**extra), {}, {})
 
 
+class FakeClock:
+    """Time that moves only when the retry loop sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.waits: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        self.now += seconds
+
+
 def test_retry__backs_off_then_gives_up_with_the_reason() -> None:
-    waits: list[float] = []
+    clock = FakeClock()
 
     def failing():
         raise OSError("connection refused")
 
-    with pytest.raises(StartupError, match="still failing .*OSError: connection refused"):
-        retry("broker", failing, timeout=20, sleep=waits.append)
-    assert waits[:4] == [1.0, 2.0, 4.0, 8.0]
+    with pytest.raises(StartupError, match="still failing after 20s: OSError: connection ref"):
+        retry("broker", failing, timeout=20, sleep=clock.sleep, clock=clock)
+    # the whole budget is used: the last pause is cut to what is left, then one more try
+    assert clock.waits == [1.0, 2.0, 4.0, 8.0, 5.0]
+
+
+def test_retry__a_budget_below_the_first_pause_still_waits_it_out() -> None:
+    clock = FakeClock()
+    calls: list[float] = []
+
+    def failing():
+        calls.append(clock.now)
+        raise OSError("connection refused")
+
+    with pytest.raises(StartupError):
+        retry("broker", failing, timeout=0.5, sleep=clock.sleep, clock=clock)
+    assert clock.waits == [0.5]
+    assert calls == [100.0, 100.5]  # the second try comes when the budget is spent
+
+
+def test_wait_for_raw_topics__one_line_per_look_each_heard_by_the_worker(caplog,
+                                                                         monkeypatch) -> None:
+    import time
+
+    from streams.admin import prepare_topics
+
+    monkeypatch.setattr(time, "sleep", lambda _: None)
+    s = settings(raw_topics="audit-raw", partitions=4)
+    admin = PartitionedAdmin(s.repartition_topic, 4)
+    admin.configs[s.repartition_topic] = {"cleanup.policy": "compact"}
+    heard: list[list[str]] = []
+
+    def on_missing(missing: list[str]) -> None:
+        heard.append(missing)
+
+    real = admin.list_topics  # the topic is created after the worker's second look
+    admin.list_topics = lambda: real() + (["audit-raw"] if len(heard) >= 2 else [])
+    with caplog.at_level("INFO", logger="streams.admin"):
+        prepare_topics(s, admin, on_missing)
+    assert heard == [["audit-raw"], ["audit-raw"], []]
+    waiting = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert waiting == [
+        f"raw topics ['audit-raw']: raw topic(s) audit-raw do not exist on "
+        f"{s.bootstrap_servers} (create them, or pass --create-topics); retrying in {d}"
+        for d in ("1s", "2s")]
 
 
 def test_retry__returns_the_first_value() -> None:
@@ -185,3 +242,33 @@ def test_worker__busy_health_port_is_a_clear_error(tmp_path) -> None:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert f"cannot serve health on 127.0.0.1:{port}" in done.stderr
+
+
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT"])
+def test_worker__stop_signal_while_waiting_for_the_broker_is_a_clean_stop(tmp_path,
+                                                                          signame) -> None:
+    import signal
+    import socket
+    import time
+
+    with socket.socket() as sock:  # a loopback port with nobody listening
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cmd = [sys.executable, "-m", "detector.cli", "worker", "--bootstrap-servers",
+           f"127.0.0.1:{port}", "--state-dir", str(tmp_path), "--web-port", "0"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first: list[str] = []
+    deadline = time.monotonic() + 60
+    for line in proc.stderr:  # the first refused attempt is said at once, not after 30 s
+        if "retrying in" in line:
+            first.append(line)
+            break
+        assert time.monotonic() < deadline
+    proc.send_signal(getattr(signal, signame))
+    _, rest = proc.communicate(timeout=60)
+    assert f"no broker accepts a connection (127.0.0.1:{port}: Connection refused)" in first[0]
+    assert proc.returncode == 0
+    assert (f"stopping ({signame}) while starting (connecting to 127.0.0.1:{port}): nothing "
+            f"was read or committed yet") in rest
+    assert rest.rstrip().endswith("stopped (exit 0; no offsets committed)")
+    assert "Traceback" not in rest

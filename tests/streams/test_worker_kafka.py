@@ -198,7 +198,30 @@ def test_missing_raw_topic_fails_clearly_after_the_startup_timeout(
     worker = start_worker(args, tmp_path / "worker.log")
     code = worker.exit_code()
     assert code == 3
-    assert "raw topic(s) ['no-raw.raw'] do not exist" in worker.log_tail()
+    assert (f"raw topics ['no-raw.raw']: still failing after 3s: raw topic(s) no-raw.raw do "
+            f"not exist on {kafka_bootstrap}") in worker.log_tail()
+
+
+def test_missing_raw_topic__probes_and_gauge_say_it_until_it_is_created(
+        kafka_bootstrap: str, tmp_path: Path) -> None:
+    worker = start_worker(worker_args(kafka_bootstrap, "late-raw", tmp_path / "s", free_port()),
+                          tmp_path / "worker.log", verbose=False)
+    try:
+        deadline = time.monotonic() + 60
+        while "do not exist on" not in worker.log_tail():
+            assert time.monotonic() < deadline, worker.log_tail()
+            time.sleep(0.2)
+        code, body = worker.get("/readyz")
+        assert (code, body["reason"], body["missing_raw_topics"]) == (
+            503, f"waiting for raw topic(s) late-raw.raw on {kafka_bootstrap}", ["late-raw.raw"])
+        assert 'nhi_worker_raw_topic_missing{topic="late-raw.raw"} 1.0' in worker.get("/metrics")[1]
+        create_topic(kafka_bootstrap, "late-raw.raw")
+        worker.wait_ready()
+        assert "INFO streams.worker: raw topic(s) late-raw.raw exist now: starting" in \
+            worker.log_tail()
+        assert 'nhi_worker_raw_topic_missing{topic="late-raw.raw"} 0.0' in worker.get("/metrics")[1]
+    finally:
+        assert worker.stop() == 0, worker.log_tail()
 
 
 def gauges(worker: Any, expected: int, timeout: float = 120.0) -> tuple[float, float]:
