@@ -1104,7 +1104,10 @@ def _declare_agents(app: faust.App, runtime: Runtime, topics: Mapping[str, Any],
                                     len(keys))
                         late.identities |= keys
             except Exception as err:  # noqa: BLE001 - the next audit tries again
-                log.warning("changelog audit failed: %r", err)
+                log.warning("changelog audit failed: %r (the check for a dropped worker's "
+                            "late writes to the state changelog, which a broker that cannot "
+                            "be reached fails; it runs again within %.0f s)", err,
+                            AUDIT_INTERVAL_S)
 
     @app.on_before_shutdown.connect
     async def last_inventory(sender: Any, **_: Any) -> None:

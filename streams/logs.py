@@ -12,6 +12,12 @@ lowers them to DEBUG and counts them:
   while the broker elects the group coordinator, typically once at startup, and retries.
   After ``COORDINATOR_ATTEMPTS_WARN`` attempts in a row it is no longer transient: that
   attempt is logged as a WARNING naming the count, and so is every further such multiple.
+* aiokafka's group coordinator, once the group session has expired (a broker gone
+  longer than the session timeout), logs ``Heartbeat session expired - marking
+  coordinator dead`` and ``Heartbeat failed for group G: coordinator (node N) is either
+  not started or not valid`` every 100 ms until a heartbeat is answered: each is shown
+  once, then once a minute with a count (``ONCE_A_MINUTE``). ``Marking the coordinator
+  dead``, which follows each of them and comes once at a normal start, goes to DEBUG.
 * Faust logs ``WARNING producer buffer full size N`` whenever more records wait for the
   broker than its buffer holds; it then waits for the broker, which is flow control, not
   a fault. The count is reported in the "stopped" line.
@@ -64,7 +70,8 @@ import time
 from collections import Counter
 from typing import Any
 
-LIFECYCLE_LOGGERS = ("streams.worker", "streams.warmstart")
+# streams.membership: its "group membership confirmed" line ends the WARNING it gave
+LIFECYCLE_LOGGERS = ("streams.worker", "streams.warmstart", "streams.membership")
 CLIENT_INFO_LOGGER = "kafka"  # kafka-python: per-connection INFO lines (kafka.conn ...)
 COORDINATOR_LOGGER = "aiokafka.consumer.group_coordinator"
 PRODUCER_LOGGER = "faust.transport.producer"
@@ -92,6 +99,17 @@ BROKER_ERRORS_EVERY_S = 60.0
 BROKER_BACK_MESSAGE = "Discovered coordinator %s for group %s"
 UNKNOWN_TOPIC_MESSAGES = ("Topic %s not found in cluster metadata",
                           "Topic %s is not available during auto-create initialization")
+# the group coordinator's lines while the group cannot be reached: once the session has
+# expired its heartbeat routine logs the first two every 100 ms until a heartbeat is
+# answered (48 lines in 1.7 s as a broker came back), shown once a minute with a count
+# (``streams.membership`` says what it means for the states); the third follows each of
+# them, and a normal start, and says nothing more: DEBUG
+SESSION_EXPIRED_MESSAGE = "Heartbeat session expired - marking coordinator dead"
+COORDINATOR_INVALID_MESSAGE = ("Heartbeat failed for group %s: coordinator (node %s) is either "
+                               "not started or not valid")
+COORDINATOR_DEAD_MESSAGE = "Marking the coordinator dead (node %s)for group %s."
+ONCE_A_MINUTE = {SESSION_EXPIRED_MESSAGE: "session_expired",
+                 COORDINATOR_INVALID_MESSAGE: "coordinator_invalid"}
 # aiokafka retries the lookup every retry_backoff_ms (100 ms by default): a hundred
 # attempts is ten seconds or more without a coordinator
 COORDINATOR_ATTEMPTS_WARN = 100
@@ -106,6 +124,7 @@ class TransientNoise(logging.Filter):
         self.clock = clock
         self.broker_reported: tuple[float, int] | None = None  # (when, count then)
         self.broker_down_since: float | None = None  # the first error of this outage
+        self.reported: dict[str, tuple[float, int]] = {}  # ONCE_A_MINUTE kind -> (when, n)
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.msg == BROKER_BACK_MESSAGE and record.name == COORDINATOR_LOGGER:
@@ -117,6 +136,8 @@ class TransientNoise(logging.Filter):
             return (record.levelno >= logging.WARNING or record.name != COORDINATOR_LOGGER
                     or logging.getLogger().isEnabledFor(record.levelno))
         self.counts[kind] += 1
+        if kind in ONCE_A_MINUTE.values():
+            return self._once_a_minute(record, kind)
         if kind == "broker_unreachable":
             if self._broker_error(record):
                 return True
@@ -148,6 +169,22 @@ class TransientNoise(logging.Filter):
         self.broker_reported = (now, count)
         return True
 
+    def _once_a_minute(self, record: logging.LogRecord, kind: str) -> bool:
+        """The first line of ``kind``, then one a minute with how many came meanwhile, at
+        their own level; the others are dropped (DEBUG)."""
+        now, count = self.clock(), self.counts[kind]
+        last = self.reported.get(kind)
+        if last is not None and now - last[0] < BROKER_ERRORS_EVERY_S:
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger().isEnabledFor(logging.DEBUG)
+        if last is not None:
+            record.msg = f"{record.msg} (%d times in the last %.0fs; logged once a minute)"
+            record.args = (*record.args, count - last[1], now - last[0])
+        else:
+            record.msg = f"{record.msg} (repeats are logged once a minute)"
+        self.reported[kind] = (now, count)
+        return True
+
     def _broker_back(self, record: logging.LogRecord) -> bool:
         """After connection errors, the coordinator found again is logged as the broker
         reachable again (INFO), with the outage's length; otherwise it is a plain INFO."""
@@ -170,6 +207,10 @@ class TransientNoise(logging.Filter):
                                         for name in BROKER_DOWN_ERRORS))):
             return "broker_unreachable"
         if record.name == COORDINATOR_LOGGER:
+            if record.msg in ONCE_A_MINUTE:
+                return ONCE_A_MINUTE[record.msg]
+            if record.msg == COORDINATOR_DEAD_MESSAGE:
+                return "coordinator_dead"
             if (record.msg == "Group Coordinator Request failed: %s" and record.args
                     and "CoordinatorNotAvailable" in type(record.args[0]).__name__):
                 return "coordinator"

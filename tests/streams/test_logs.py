@@ -97,6 +97,28 @@ def test_other_coordinator_errors_stay_errors(collected) -> None:
         f"ERROR {logs.COORDINATOR_LOGGER}", f"ERROR {logs.COORDINATOR_LOGGER}"]
 
 
+def test_expired_session__first_line_then_one_a_minute(collected, monkeypatch) -> None:
+    # once the session expired, aiokafka's heartbeat routine logged three lines every
+    # 100 ms until a heartbeat was answered: 48 lines in 1.7 s as the broker came back
+    now, noise = installed_with_clock(monkeypatch)
+    coordinator = logging.getLogger(logs.COORDINATOR_LOGGER)
+    for _ in range(560):  # 70 s, eight a second (aiokafka's are 100 ms apart)
+        coordinator.error("Heartbeat session expired - marking coordinator dead")
+        coordinator.warning("Marking the coordinator dead (node %s)for group %s.", 1, "g")
+        coordinator.warning("Heartbeat failed for group %s: coordinator (node %s) is either "
+                            "not started or not valid", "g", 1)
+        now[0] += 0.125
+    session, invalid = (f"{logs.COORDINATOR_LOGGER}: Heartbeat session expired - marking "
+                        "coordinator dead", f"{logs.COORDINATOR_LOGGER}: Heartbeat failed for "
+                        "group g: coordinator (node 1) is either not started or not valid")
+    assert collected.lines == [
+        f"ERROR {session} (repeats are logged once a minute)",
+        f"WARNING {invalid} (repeats are logged once a minute)",
+        f"ERROR {session} (480 times in the last 60s; logged once a minute)",
+        f"WARNING {invalid} (480 times in the last 60s; logged once a minute)"]
+    assert noise.counts["coordinator_dead"] == 560
+
+
 def installed_with_clock(monkeypatch) -> tuple[list[float], logs.TransientNoise]:
     """``logs.install()`` with its noise counter on a clock the test moves (``now[0]``)."""
     now = [100.0]
