@@ -35,6 +35,7 @@ from typing import Any, NoReturn
 import faust
 from faust import streams as faust_streams
 
+from streams import peerstore
 from streams.admin import COMPACTION_LAG_MS
 from streams.datadir import STORE_EXIT_CODE, store_failure
 from streams.fencing import (
@@ -1112,6 +1113,11 @@ def _declare_agents(app: faust.App, runtime: Runtime, topics: Mapping[str, Any],
     @app.on_before_shutdown.connect
     async def last_inventory(sender: Any, **_: Any) -> None:
         await send_all(runtime, pipeline.flush_inventory().records)
+        await save_peer_index(runtime)
+
+    @app.timer(peerstore.SAVE_INTERVAL_S)
+    async def save_peers_now() -> None:
+        await save_peer_index(runtime)
 
     @app.on_partitions_revoked.connect
     async def on_revoked(sender: Any, revoked: set[Any], **_: Any) -> None:
@@ -1197,6 +1203,20 @@ async def table_census(table: Any, in_memory: Collection[str],
         await asyncio.sleep(0)
         if stopped():
             return None
+
+
+async def save_peer_index(runtime: Runtime) -> None:
+    """Write the detector's peer index to the store directory (``streams.peerstore``): the
+    bytes taken in the event loop, the file written in a thread. A failed write is one
+    WARNING; the next one tries again."""
+    settings = runtime.settings
+    data = peerstore.encode_peers(runtime.pipeline.detector)
+    try:
+        await asyncio.to_thread(peerstore.save_peers, settings.store_dir, data)
+    except OSError as err:
+        log.warning("cannot write the peer index to %s: %s (tried again within %.0f s)",
+                    peerstore.peers_path(settings.store_dir), err.strerror or err,
+                    peerstore.SAVE_INTERVAL_S)
 
 
 def update_health(app: faust.App, runtime: Runtime, consumed: set[str]) -> None:

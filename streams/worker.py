@@ -178,7 +178,10 @@ def _start(settings: WorkerSettings, config: dict[str, Any], stats: RunStats, st
     from streams.pipeline import Pipeline
     from streams.topics import watch_raw_topics
 
+    from streams.peerstore import load_peers
+
     detector = build_detector(config, settings, stats)
+    load_peers(settings.store_dir, detector)  # what its peers use, kept across restarts
     server.metrics.attach(detector)
     servers = settings.bootstrap_servers
     state.set_phase("connecting", ready=False, reason=f"connecting to {servers}")
