@@ -253,7 +253,10 @@ def identities(lay: Layout) -> None:
 
 
 def templating() -> dict[str, Any]:
-    query = "label_values(nhi_records_read_total, instance)"
+    # a series without labels, exported from a worker's (or replay's) first scrape: the
+    # per-source counters have none until the first record is read, so an idle worker
+    # was missing from the list
+    query = "label_values(nhi_read_bytes_total, instance)"
     return {"list": [
         {"name": "datasource", "label": "Data source", "type": "datasource",
          "query": "prometheus", "current": {}, "hide": 0, "refresh": 1, "regex": "",
