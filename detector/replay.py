@@ -902,11 +902,15 @@ def check_outputs(args: argparse.Namespace) -> None:
 
     ``--alerts`` naming a log file would empty it before it is read, ``--report`` naming
     the labels file would replace it, two outputs naming one file would keep only the
-    last. ``--save-state`` may name the ``--load-state`` file (a warm start updated in
-    place; the snapshot is replaced atomically). Files that are not regular files
-    (``/dev/null``, a pipe) may be named by several outputs.
+    last. An existing file under an input folder is an input too: the walk would read it
+    as a log (a new file there is left out of the reading). ``--save-state`` may name the
+    ``--load-state`` file (a warm start updated in place; the snapshot is replaced
+    atomically). Files that are not regular files (``/dev/null``, a pipe) may be named by
+    several outputs.
     """
     named: dict[Any, str] = {}
+    folders = [(path, os.path.join(os.path.realpath(path), "")) for path in args.paths
+               if path != "-" and os.path.isdir(path)]
     inputs = [("the input", path) for path in args.paths if path != "-"]
     inputs += [(flag(name), getattr(args, name)) for name in INPUT_OPTIONS]
     for option, path in inputs:
@@ -926,6 +930,53 @@ def check_outputs(args: argparse.Namespace) -> None:
             raise ConfigError(f"{option} {path} is the same file as {other}: writing it would "
                               "destroy it; name another file")
         named[key] = f"{option} {path}"
+        folder = key[0] == "file" and _input_folder_of(path, folders)
+        if folder and not (name == "save_state" and other is not None) and not own_file(path):
+            raise ConfigError(f"{option} {path} is a file under the input folder {folder}: "
+                              f"the replay reads it as a log, and writing it would destroy "
+                              f"it; name a file outside the input folders")
+
+
+SUMMARY_KEYS = frozenset({"interrupted", "events", "records_read"})
+
+
+def own_file(path: str) -> bool:
+    """Whether the existing file ``path`` is one nhi-detector wrote, or empty: a folder of
+    logs often holds the last run's outputs, and writing them again loses no log. A
+    snapshot, the HTML report, the summary JSON, or JSON lines whose first record is an
+    alert, dead letter, inventory record or parsed event (what the parser skips as
+    ``nhi_detector_output``)."""
+    from detector.engine import SNAPSHOT_MAGIC
+    from detector.sources.parser import own_output_kind
+
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(1 << 20)
+    except OSError:
+        return False
+    text = head.lstrip()
+    if not text or head.startswith(SNAPSHOT_MAGIC):
+        return True
+    if text[:15].lower() == b"<!doctype html>" and b"nhi-detector" in head:
+        return True
+    try:
+        whole = orjson.loads(head)
+    except orjson.JSONDecodeError:
+        whole = None
+    if isinstance(whole, dict) and whole.keys() >= SUMMARY_KEYS:
+        return True
+    try:
+        first = orjson.loads(text.split(b"\n", 1)[0])
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(first, dict) and own_output_kind(first) is not None
+
+
+def _input_folder_of(path: str, folders: list[tuple[str, str]]) -> str | None:
+    """The input folder (as given) that holds the existing file ``path``, if any: the
+    replay walks it and reads the file as a log, which an output would overwrite first."""
+    real = os.path.realpath(path)
+    return next((given for given, top in folders if real.startswith(top)), None)
 
 
 def file_key(path: str | None) -> Any:
@@ -971,15 +1022,19 @@ def _locked_replay(args: argparse.Namespace, stats: RunStats, config: dict[str, 
                    scenarios: list[Scenario] | None) -> int:
     timings: dict[str, float] = {}
     detector = build_detector(args, config, stats, timings)
-    outputs = open_outputs(args)
-    server = None
+    try:  # before any output is opened: a port in use must not have emptied --alerts
+        server, metrics = start_metrics(args.metrics_port, stats, detector)
+    except OSError as err:
+        raise ConfigError(f"cannot serve metrics on port {args.metrics_port}: "
+                          f"{err.strerror or err}") from err
+    try:
+        outputs = open_outputs(args)
+    except BaseException:
+        if server is not None:
+            server.shutdown()
+        raise
     restore = handle_sigterm()
     try:
-        try:
-            server, metrics = start_metrics(args.metrics_port, stats, detector)
-        except OSError as err:
-            raise SinkError(f"cannot serve metrics on port {args.metrics_port}: "
-                            f"{err.strerror or err}") from err
         log = AlertLog()
         writer = AlertWriter(outputs.alerts, args.format, log)
         activity = Activity()

@@ -1836,6 +1836,11 @@ _EVENT_KEYS = frozenset({"event_id", "ts", "source", "identity", "identity_kind"
                          "identity_resolution", "action", "outcome"})
 
 
+def own_output_kind(record: dict[str, Any]) -> str | None:
+    """``_own_output`` of a record as it was read (any key case)."""
+    return _own_output(azure.lower_keys(record))
+
+
 def _own_output(low: dict[str, Any]) -> str | None:
     """What kind of nhi-detector output or input file a record is (alerts, dead letters,
     inventory, labels), or None: a directory of logs often holds last run's outputs or the

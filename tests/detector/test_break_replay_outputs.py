@@ -250,3 +250,59 @@ def test_alerts_to_dev_stdout_redirected_to_a_file_lose_nothing(tmp_path):
     assert len(alerts) == 1
     assert alerts[0]["identity"]["key"].endswith("user/ops")
     assert b"Events per source" in done.stderr  # the summary went to stderr instead
+
+
+@pytest.mark.parametrize("option", ["--report", "--alerts", "--save-state", "--inventory",
+                                    "--summary-json"])
+def test_output_naming_a_log_inside_an_input_folder__exit_2_and_the_log_is_intact(
+        log_file, tmp_path, capsys, option):
+    # only paths named on the command line were checked: a log found by walking the folder
+    # was overwritten (a report replaced it with HTML) and the run said nothing, exit 0
+    from detector.cli import main
+
+    before = log_file.read_bytes()
+    folder = log_file.parent
+    assert main(["replay", str(folder), "--no-progress", option, str(log_file)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"nhi-detector replay: {option} {log_file} is a file under the input folder "
+        f"{folder}: the replay reads it as a log, and writing it would destroy it; name a "
+        f"file outside the input folders")
+    assert log_file.read_bytes() == before
+
+
+def test_outputs_of_an_earlier_run_inside_the_input_folder__written_again(log_file,
+                                                                         tmp_path):
+    # a folder of logs often holds the last run's outputs: those are not logs to keep
+    folder = log_file.parent
+    outputs = {"--alerts": "alerts.jsonl", "--summary-json": "summary.json",
+               "--inventory": "inventory.jsonl", "--report": "report.html",
+               "--dead-letters": "dead.jsonl", "--save-state": "state.snap"}
+    argv = [a for option, name in outputs.items() for a in (option, str(folder / name))]
+    from detector.cli import main
+
+    for run in (1, 2):
+        assert main(["replay", str(folder), "--no-progress", *argv]) == 0, run
+        inventory = (folder / "inventory.jsonl").read_bytes()
+        assert inventory.count(b"\n") == 1  # the one GCP identity, not read back as a log
+    summary = orjson.loads((folder / "summary.json").read_bytes())
+    assert summary["events"]["total"] == 5
+
+
+def test_metrics_port_in_use__exit_2_before_any_output_is_touched(log_file, tmp_path,
+                                                                  capsys):
+    import socket
+
+    from detector.cli import main
+
+    alerts = tmp_path / "alerts.jsonl"
+    alerts.write_bytes(b"last run's alerts\n")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code = main(["replay", str(log_file), "--alerts", str(alerts), "--no-progress",
+                     "--metrics-port", str(port)])
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"nhi-detector replay: cannot serve metrics on port {port}: ")
+    assert alerts.read_bytes() == b"last run's alerts\n"
