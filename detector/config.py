@@ -344,6 +344,16 @@ def _family_globs(known: list[str]) -> list[str]:
     return sorted({name.rsplit(".", 1)[0] + ".*" for name in known if "." in name})
 
 
+def check_known_keys(where: str, mapping: Any, known: Iterable[str]) -> None:
+    """Refuse the first key of ``mapping`` not in ``known``: a misspelt key was ignored
+    without a word, and a rule that lost its ``identity:`` applied to every identity."""
+    names = sorted(known)
+    for key in mapping:
+        if key not in names:
+            raise ConfigError(f"{where}: unknown key {key!r}{did_you_mean(str(key), names)} "
+                              f"(known: {', '.join(names)})")
+
+
 def did_you_mean(word: str, known: Iterable[str]) -> str:
     """"; did you mean 'x'?" for up to three close names, "" when none is close."""
     close = difflib.get_close_matches(word, list(known), n=3, cutoff=0.75)

@@ -95,6 +95,7 @@ DECODE_ERRORS = (ValueError, KeyError, TypeError, IndexError, AttributeError, Ov
                  struct.error, RecursionError)
 IDENTITY_MAGIC = b"NHID"
 SNAPSHOT_MAGIC = b"NHISNAP\x00"
+SNAPSHOT_LATEST = 253_402_300_799.0  # 9999-12-31T23:59:59Z, the last time a date can show
 SILENCE_NOTE_SECONDS = 7 * 86400  # context.silence names a silence from a week on
 SWEEP_SECONDS = 300.0  # event time between sweeps that close every identity's expired groups
 MAX_CHANGES = 4096  # recent deploy changes remembered for change-aware context
@@ -1396,6 +1397,9 @@ def _snapshot_header(raw: bytes) -> dict[str, Any]:
         raise StateError(f"snapshot header: identities must be a count, got {count!r}")
     if isinstance(now, bool) or not isinstance(now, int | float) or now != now:
         raise StateError(f"snapshot header: now must be a number, got {now!r}")
+    if not 0 <= now <= SNAPSHOT_LATEST:  # 1e300 loaded, then the summary's date overflowed
+        raise StateError(f"snapshot header: now must be an event time from 1970 to 9999, "
+                         f"got {now!r}")
     changes = header.get("changes") or {}
     if not isinstance(changes, dict) or not all(
         isinstance(v, list) for v in changes.values()

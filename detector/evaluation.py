@@ -117,6 +117,9 @@ def _scenario(raw: Any, where: str) -> Scenario:
     for key in ("id", "title", "description"):
         if raw.get(key) is not None and not isinstance(raw[key], str):
             raise ConfigError(f"{where}: '{key}' must be a string, got {raw[key]!r}")
+    if not raw["id"]:  # "id": null passed, then the summary failed after the whole replay
+        raise ConfigError(f"{where}: 'id' must be a non-empty string, got {raw['id']!r}")
+    _warn_unknown(raw, where)
     return Scenario(
         id=raw["id"],
         title=raw.get("title") or raw["id"],
@@ -127,6 +130,21 @@ def _scenario(raw: Any, where: str) -> Scenario:
         event_ids=frozenset(_strings(raw, "event_ids", where)),
         techniques=tuple(_strings(raw, "techniques", where)),
     )
+
+
+SCENARIO_KEYS = ("id", "title", "description", "identities", "start", "end", "event_ids",
+                 "techniques")
+
+
+def _warn_unknown(raw: dict[str, Any], where: str) -> None:
+    """Say which keys of a scenario are not read (``identites``, ``event_id``): warned,
+    not refused, since labels made by other tools may carry fields of their own."""
+    from detector.config import did_you_mean
+
+    for key in raw:
+        if key not in SCENARIO_KEYS:
+            logger.warning("%s: key %r is not read%s", where, key,
+                           did_you_mean(str(key), SCENARIO_KEYS))
 
 
 def _strings(raw: dict[str, Any], key: str, where: str) -> list[str]:

@@ -149,12 +149,16 @@ class IdentityRules:
     @classmethod
     def from_config(cls, section: dict[str, Any] | None) -> IdentityRules:
         """Validate the ``identities`` config section; unknown kinds raise ConfigError."""
+        from detector.config import check_known_keys
+
         section = section or {}
         if not isinstance(section, dict):
             raise ConfigError("identities: must be a mapping")
+        check_known_keys("identities", section, ("kinds", "owners", "ai_agents"))
         ai = section.get("ai_agents") or {}
         if not isinstance(ai, dict):
             raise ConfigError("identities.ai_agents: must be a mapping with user_agents/identities")
+        check_known_keys("identities.ai_agents", ai, ("user_agents", "identities"))
         return cls(
             kinds=tuple(_kind_rules(section.get("kinds"))),
             owners=tuple(_owner_rules(section.get("owners"))),
@@ -171,9 +175,12 @@ def _str_list(section: dict[str, Any], key: str) -> list[str]:
 
 
 def _kind_rules(raw: Any) -> list[tuple[str, str, str]]:
+    from detector.config import check_known_keys
+
     items = _rule_items(raw, "kinds", "kind")
     rules = []
     for index, item in enumerate(items):
+        check_known_keys(f"identities.kinds[{index}]", item, ("match", "kind", "reason"))
         pattern, kind = item.get("match"), item.get("kind")
         if not isinstance(pattern, str) or not pattern:
             raise ConfigError(f"identities.kinds[{index}]: 'match' must be a non-empty string")
@@ -187,8 +194,11 @@ def _kind_rules(raw: Any) -> list[tuple[str, str, str]]:
 
 
 def _owner_rules(raw: Any) -> list[tuple[str, str]]:
+    from detector.config import check_known_keys
+
     rules = []
     for index, item in enumerate(_rule_items(raw, "owners", "owner")):
+        check_known_keys(f"identities.owners[{index}]", item, ("match", "owner"))
         pattern, owner = item.get("match"), item.get("owner")
         if not isinstance(pattern, str) or not pattern or not isinstance(owner, str):
             raise ConfigError(f"identities.owners[{index}]: needs string 'match' and 'owner'")

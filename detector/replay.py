@@ -895,6 +895,11 @@ def check_arguments(args: argparse.Namespace) -> None:
     port = args.metrics_port
     if port is not None and not 0 <= port <= 65535:
         raise ConfigError(f"--metrics-port must be between 0 and 65535, got {port}")
+    for name in (*INPUT_OPTIONS, *(output.name for output in OUTPUT_FILES)):
+        # --load-state "$SNAP" with the variable unset started cold without a word
+        if getattr(args, name, None) == "":
+            raise ConfigError(f"{flag(name)} was given an empty path: name a file (an unset "
+                              f"variable in a script?)")
 
 
 def check_outputs(args: argparse.Namespace) -> None:

@@ -48,6 +48,7 @@ from typing import Any
 
 import yaml
 
+from detector.config import check_known_keys
 from detector.errors import ConfigError
 from detector.event import Event
 from models.base import Signal
@@ -225,19 +226,50 @@ class SensitivityCatalogue:
         return ()
 
 
+POLICY_RULE_KEYS = frozenset({"action", "identity", "severity", "name", "reason", "always"})
+CATEGORY_KEYS = frozenset({"actions", "level", "weight", "policy", "volume_only", "condition",
+                           "techniques"})
+CONDITIONS = (None, "success", "cross_tenant")
+
+
+def _flag(origin: str, name: str, spec: Mapping[str, Any], key: str) -> bool:
+    """A true/false setting of a category: ``policy: 'false'`` (a quoted string) was read
+    as true."""
+    value = spec.get(key, False)
+    if not isinstance(value, bool):
+        raise ConfigError(f"{origin}: category {name}: {key} must be true or false, got "
+                          f"{value!r}")
+    return value
+
+
 def _category(name: str, spec: Mapping[str, Any], origin: str) -> tuple[re.Pattern, Sensitivity]:
+    if not isinstance(spec, Mapping):
+        raise ConfigError(f"{origin}: category {name} must be a mapping, got {spec!r:.60}")
+    check_known_keys(f"{origin}: category {name}", spec, CATEGORY_KEYS)
+    actions = spec.get("actions") or ()
+    if isinstance(actions, str):  # one string matched nothing: it was read letter by letter
+        raise ConfigError(f"{origin}: category {name}: actions must be a list of globs, got "
+                          f"the string {actions!r} (write it as [{actions}])")
+    weight = spec.get("weight", 0.5)
+    if isinstance(weight, bool) or not isinstance(weight, int | float) or not (
+            math.isfinite(weight) and 0 <= weight <= 1):
+        raise ConfigError(f"{origin}: category {name}: weight must be a number from 0 to 1, "
+                          f"got {weight!r}")
+    if spec.get("condition") not in CONDITIONS:
+        raise ConfigError(f"{origin}: category {name}: condition {spec['condition']!r} is not "
+                          f"one of success, cross_tenant (or none)")
     level = spec.get("level", "medium")
     if level not in SEVERITY_RANK:
         raise ConfigError(f"{origin}: category {name}: level {level!r} is not a severity")
-    patterns = [fnmatch.translate(str(p).lower()) for p in spec.get("actions") or ()]
+    patterns = [fnmatch.translate(str(p).lower()) for p in actions]
     if not patterns:
         raise ConfigError(f"{origin}: category {name} lists no actions")
     sens = Sensitivity(
         category=name,
         level=level,
-        weight=float(spec.get("weight", 0.5)),
-        policy=bool(spec.get("policy", False)),
-        volume_only=bool(spec.get("volume_only", False)),
+        weight=float(weight),
+        policy=_flag(origin, name, spec, "policy"),
+        volume_only=_flag(origin, name, spec, "volume_only"),
         condition=spec.get("condition"),
         techniques=tuple(spec.get("techniques") or ()),
     )
@@ -315,6 +347,15 @@ class ScoringSettings:
         for n, rule in enumerate(self.policy_rules):
             if not isinstance(rule, Mapping) or not rule.get("action"):
                 raise ConfigError(f"scoring.policy_rules[{n}]: a rule needs at least 'action'")
+            # a misspelt key was ignored: 'idenity:' made the rule apply to every identity
+            check_known_keys(f"scoring.policy_rules[{n}]", rule, POLICY_RULE_KEYS)
+            for key in ("action", "identity", "name", "reason"):
+                if key in rule and not isinstance(rule[key], str):
+                    raise ConfigError(f"scoring.policy_rules[{n}].{key} must be a string, got "
+                                      f"{rule[key]!r}")
+            if not isinstance(rule.get("always", False), bool):
+                raise ConfigError(f"scoring.policy_rules[{n}].always must be true or false, "
+                                  f"got {rule['always']!r}")
             severity = rule.get("severity", "high")
             if not isinstance(severity, str) or severity not in SEVERITY_RANK:
                 raise ConfigError(f"scoring.policy_rules[{n}]: severity {rule['severity']!r} "

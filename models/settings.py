@@ -60,7 +60,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "novelty_cap": (4, 1_000_000),
     "novelty_cap_resource": (4, 1_000_000),
     "dormancy_days": (0, DAYS_MAX),
-    "bucket_minutes": (0, MINUTES_MAX),
+    "bucket_minutes": (1, MINUTES_MAX),  # below a minute, sparse identities fold for ever
     "lateness_minutes": (0, MINUTES_MAX),
     "seed": (0, 2**32 - 1),
     "holdout_score": (0, 1),

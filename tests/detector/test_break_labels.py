@@ -33,6 +33,9 @@ def labels(**changes: object) -> dict:
     ({"techniques": 5}, "'techniques' must be a list of strings, got 5"),
     ({"id": {"a": 1}}, "'id' must be a string, got {'a': 1}"),
     ({"title": ["x"]}, "'title' must be a string, got ['x']"),
+    # null passed, and the summary failed with a TypeError after the whole replay
+    ({"id": None}, "'id' must be a non-empty string, got None"),
+    ({"id": ""}, "'id' must be a non-empty string, got ''"),
 ])
 def test_wrong_typed_field__one_line_exit_2(tmp_path: Path, capsys, changes, message):
     path = tmp_path / "labels.json"
@@ -105,3 +108,13 @@ def test_scenario_time_outside_event_years__refused(start, end):
 def test_scenario_times_at_the_edges__kept():
     (scenario,) = parse_labels(labels(start=0, end="2100-12-31T23:59:59Z"))
     assert (scenario.start, scenario.end) == (0.0, 4_133_980_799.0)
+
+
+def test_misspelt_scenario_key__warned_with_the_likely_one(caplog):
+    with caplog.at_level("WARNING", logger="detector.evaluation"):
+        (scenario,) = parse_labels(labels(event_id=["ev-1"], source="tool-x"),
+                                   origin="l.json")
+    assert scenario.event_ids == frozenset()  # not read: said, not guessed
+    assert caplog.messages == [
+        "l.json: scenarios[0]: key 'event_id' is not read; did you mean 'event_ids'?",
+        "l.json: scenarios[0]: key 'source' is not read"]

@@ -306,3 +306,15 @@ def test_metrics_port_in_use__exit_2_before_any_output_is_touched(log_file, tmp_
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"nhi-detector replay: cannot serve metrics on port {port}: ")
     assert alerts.read_bytes() == b"last run's alerts\n"
+
+
+@pytest.mark.parametrize("name", [*INPUT_OPTIONS, *(output.name for output in OUTPUT_FILES)])
+def test_empty_path_for_a_file_option__exit_2_naming_it(log_file, tmp_path, capsys, name):
+    # --load-state "" started cold and --save-state "" saved nothing, both with exit 0
+    from detector.cli import main
+
+    code = main(["replay", str(log_file), "--no-progress", flag(name), ""])
+    assert code == 2
+    assert capsys.readouterr().err.strip() == (
+        f"nhi-detector replay: {flag(name)} was given an empty path: name a file (an unset "
+        f"variable in a script?)")

@@ -46,7 +46,25 @@ BAD_CONFIGS = [
     ("scoring: {min_severity: [high]}", "scoring.min_severity: ['high'] is not a severity"),
     ("scoring: {policy_rules: [{action: x, severity: [1]}]}",
      "scoring.policy_rules[0]: severity [1] is not a severity"),
-    ("models: {bucket_minutes: 1.0e+9}", "models.bucket_minutes must be between 0 and 10080"),
+    ("models: {bucket_minutes: 1.0e+9}", "models.bucket_minutes must be between 1 and 10080"),
+    ("models: {bucket_minutes: 0.01}", "models.bucket_minutes must be between 1 and 10080"),
+    # a misspelt key was ignored: the rule then matched every identity (4 -> 471 alerts)
+    ("scoring: {policy_rules: [{action: 'iam:*', idenity: 'role/ci-*'}]}",
+     "scoring.policy_rules[0]: unknown key 'idenity'; did you mean 'identity'? (known: "
+     "action, always, identity, name, reason, severity)"),
+    ("identities: {owner: [{match: '*', owner: team}]}",
+     "identities: unknown key 'owner'; did you mean 'owners'? (known: ai_agents, kinds, "
+     "owners)"),
+    ("identities: {ai_agents: {user_agent: [langchain]}}",
+     "identities.ai_agents: unknown key 'user_agent'; did you mean 'user_agents'? (known: "
+     "identities, user_agents)"),
+    ("identities: {kinds: [{match: '*', kind: human, reson: x}]}",
+     "identities.kinds[0]: unknown key 'reson'; did you mean 'reason'? (known: kind, match, "
+     "reason)"),
+    ("scoring: {policy_rules: [{action: 'iam:*', always: 'yes'}]}",
+     "scoring.policy_rules[0].always must be true or false, got 'yes'"),
+    ("scoring: {policy_rules: [{action: 'iam:*', identity: [a, b]}]}",
+     "scoring.policy_rules[0].identity must be a string, got ['a', 'b']"),
     ("suppressions: [{identity: x, reason: r, expires: 2026-02-30}]",
      "suppressions[0]: expires '2026-02-30' is not a date or time"),
     ("suppressions: [{identity: x, reason: r, expires: 2026-12-31T25:00:00Z}]",
@@ -192,3 +210,30 @@ def test_malformed_yaml__one_line_naming_file_line_and_column(tmp_path, capsys, 
         assert replay_with(tmp_path, flag, str(config)) == 2
         err = capsys.readouterr().err
         assert err == f"nhi-detector replay: {what} {config} is not valid YAML: {problem}\n"
+
+
+@pytest.mark.parametrize("category, message", [
+    # a quoted 'false' was read as true: 4 -> 2,232 alerts outside scenarios
+    ("{actions: ['iam:*'], policy: 'false'}", "policy must be true or false, got 'false'"),
+    ("{actions: ['iam:*'], weight: .nan}", "weight must be a number from 0 to 1, got nan"),
+    ("{actions: ['iam:*'], weight: -1.0e+9}",
+     "weight must be a number from 0 to 1, got -1000000000.0"),
+    ("{actions: ['iam:*'], condition: sucess}",
+     "condition 'sucess' is not one of success, cross_tenant (or none)"),
+    ("{actions: 'iam:CreateUser'}",
+     "actions must be a list of globs, got the string 'iam:CreateUser' (write it as "
+     "[iam:CreateUser])"),
+    ("{actions: ['iam:*'], levle: high}",
+     "unknown key 'levle'; did you mean 'level'? (known: actions, condition, level, policy, "
+     "techniques, volume_only, weight)"),
+])
+def test_bad_catalogue__one_message_naming_the_category__exit_2(tmp_path, capsys, category,
+                                                                message):
+    catalogue = tmp_path / "catalogue.yaml"
+    catalogue.write_text(f"categories:\n  identity_admin: {category}\n")
+    config = tmp_path / "config.yaml"
+    config.write_text(f"scoring: {{catalogue_path: '{catalogue}'}}\n")
+    assert replay_with(tmp_path, "--config", str(config)) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == (f"nhi-detector replay: {catalogue}: category identity_admin: "
+                           f"{message}")

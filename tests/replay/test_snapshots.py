@@ -111,6 +111,19 @@ class TestSnapshots:
         assert code == 2
         assert f"state snapshot {cut} refused" in capsys.readouterr().err
 
+    @pytest.mark.parametrize("now", [1e300, -5.0])
+    def test_header_time_out_of_range__refused_with_exit_2(self, snapshot, tmp_path, capsys,
+                                                           now):
+        # a crafted snapshot with a valid checksum and now 1e300 loaded, and the run ended
+        # in an OverflowError traceback while writing its summary
+        crafted = tmp_path / "crafted.snap"
+        crafted.write_bytes(with_header(snapshot["state"].read_bytes(),
+                                        lambda header: header.update(now=now)))
+        code, _ = replay([snapshot["later"]], tmp_path, "--load-state", str(crafted))
+        assert code == 2
+        assert (f"snapshot header: now must be an event time from 1970 to 9999, got {now!r}"
+                in capsys.readouterr().err)
+
     def test_missing_snapshot__exit_2(self, tmp_path, capsys):
         code, _ = replay([tmp_path], tmp_path, "--load-state", str(tmp_path / "none.snap"))
         assert code == 2
@@ -120,13 +133,18 @@ class TestSnapshots:
 def without_settings_record(data: bytes) -> bytes:
     """The snapshot as a build that recorded no model settings wrote it: its header without
     ``models``, the checksum made again."""
+    return with_header(data, lambda header: header.pop("models"))
+
+
+def with_header(data: bytes, change) -> bytes:
+    """The snapshot with ``change`` applied to its JSON header, the checksum made again."""
     import hashlib
 
     magic_len = data.index(b"\x00") + 1
     version, header_len = struct.unpack(">HI", data[magic_len:magic_len + 6])
     start = magic_len + 6
     header = orjson.loads(data[start:start + header_len])
-    del header["models"]
+    change(header)
     raw = orjson.dumps(header)
     body = (data[:magic_len] + struct.pack(">HI", version, len(raw)) + raw
             + data[start + header_len:-32])
