@@ -416,10 +416,11 @@ class SnapshotLock:
     taken again on the new one, so two runs never both hold a lock.
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, option: str = "--save-state") -> None:
         real = Path(os.path.realpath(path))
         self.path = real.with_name(f".{real.name}.lock")
         self.target = path
+        self.option = option  # how the command that takes it names the file
         self.fd: int | None = None
 
     def acquire(self) -> None:
@@ -435,7 +436,7 @@ class SnapshotLock:
                 holder = os.read(fd, 32).decode("ascii", "replace").strip() or "?"
                 os.close(fd)
                 raise ConfigError(
-                    f"--save-state {self.target} is being written by another replay (process "
+                    f"{self.option} {self.target} is being written by another run (process "
                     f"{holder}): its snapshot would be overwritten by whichever ends last; "
                     "wait for it to end or name another file") from None
             try:

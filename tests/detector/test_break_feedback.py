@@ -86,3 +86,31 @@ def test_out_naming_an_input__refused_input_intact(alerted, capsys, option):  # 
         "writing it would destroy it; name another file\n"
     )
     assert target.read_bytes() == before
+
+
+def test_snapshot_being_written_by_a_replay__refused_and_unchanged(alerted, capsys):  # noqa: F811
+    # feedback said "recorded" while a replay saving the same snapshot ran; the replay
+    # then wrote its older state over the mark
+    import os
+
+    from detector.replay import SnapshotLock
+
+    state, alerts_file, config, alert = alerted
+    before = state.read_bytes()
+    replay = SnapshotLock(str(state))  # what a running replay --save-state STATE holds
+    replay.acquire()
+    try:
+        code = main(["feedback", "--state", str(state), "--alerts", str(alerts_file),
+                     "--alert-id", alert.alert_id, "--config", str(config)])
+    finally:
+        replay.release()
+    assert code == 2
+    assert capsys.readouterr().err == (
+        f"nhi-detector feedback: --state {state} is being written by another run (process "
+        f"{os.getpid()}): its snapshot would be overwritten by whichever ends last; wait "
+        f"for it to end or name another file\n")
+    assert state.read_bytes() == before
+    code = main(["feedback", "--state", str(state), "--alerts", str(alerts_file),
+                 "--alert-id", alert.alert_id, "--config", str(config)])
+    assert code == 0 and state.read_bytes() != before
+    assert not any(name.endswith(".lock") for name in os.listdir(state.parent))

@@ -196,7 +196,7 @@ def test_second_replay_saving_the_same_snapshot__refused(tmp_path, capsys):
         holder.release()
     assert code == 2
     assert capsys.readouterr().err == (
-        f"nhi-detector replay: --save-state {state} is being written by another replay "
+        f"nhi-detector replay: --save-state {state} is being written by another run "
         f"(process {os.getpid()}): its snapshot would be overwritten by whichever ends "
         "last; wait for it to end or name another file\n"
     )
