@@ -282,7 +282,8 @@ def check_creatable(path: str, what: str, *, in_place: bool = False) -> None:
     which root passes, so the check tries rather than asks ``os.access``)."""
     if os.path.isdir(path):
         raise SinkError(f"cannot write {what} {path}: Is a directory")
-    parent = Path(path).parent
+    # a symbolic link is written through (``write_atomic``): its target's folder counts
+    parent = Path(os.path.realpath(path)).parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
     if not parent.is_dir():

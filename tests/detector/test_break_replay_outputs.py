@@ -318,3 +318,19 @@ def test_empty_path_for_a_file_option__exit_2_naming_it(log_file, tmp_path, caps
     assert capsys.readouterr().err.strip() == (
         f"nhi-detector replay: {flag(name)} was given an empty path: name a file (an unset "
         f"variable in a script?)")
+
+
+def test_output_through_a_link_to_an_unwritable_place__exit_2_before_the_run(log_file,
+                                                                             tmp_path,
+                                                                             capsys):
+    # the check looked at the link's folder, so the whole replay ran and then failed
+    from detector.cli import main
+
+    blocker = tmp_path / "afile"
+    blocker.write_text("a file where a folder would be")
+    link = tmp_path / "report.html"
+    link.symlink_to(blocker / "report.html")
+    code = main(["replay", str(log_file), "--no-progress", "--report", str(link)])
+    assert code == 2
+    assert capsys.readouterr().err.strip() == (
+        f"nhi-detector replay: cannot write report {link}: {blocker} is not a directory")
