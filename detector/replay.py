@@ -819,16 +819,30 @@ def _finish_outputs(
         appended = sum(stats.dead_letters.values())
         written.append(("dead letters", args.dead_letters if appended
                         else f"none ({args.dead_letters} not written)"))
+    # each output is written even when one before it fails (a full disk under the
+    # snapshot used to cost the report and the summary too); the failures are reported
+    # together once the summary is printed (``output_errors``, exit 1)
+    failures: list[str] = []
+
+    def attempt(label: str, path: str, write: Callable[[], None]) -> None:
+        try:
+            write()
+        except SinkError as err:
+            failures.append(str(err))
+        else:
+            written.append((label, path))
+
     if args.save_state and result.interrupted:
         logger.warning("interrupted: not writing %s (an identity may be half-updated)",
                        args.save_state)
     elif args.save_state:
-        with timed(timings, "save"):
-            write_atomic(args.save_state, detector.export_state())
-        written.append(("state snapshot", args.save_state))
+        def save() -> None:
+            with timed(timings, "save"):
+                write_atomic(args.save_state, detector.export_state())
+
+        attempt("state snapshot", args.save_state, save)
     if args.inventory:
-        _write_inventory(detector, args.inventory)
-        written.append(("inventory", args.inventory))
+        attempt("inventory", args.inventory, lambda: _write_inventory(detector, args.inventory))
     alerts = log.records()
     evaluation = None
     if scenarios is not None:
@@ -856,15 +870,25 @@ def _finish_outputs(
     # events.total counts the events read; after an interrupt some of them were still in
     # the reorder buffer, so the number the detector processed is given next to it
     summary["events"]["processed"] = result.events
+    # the report shows the summary, the summary JSON names the report: the report is
+    # written first, with the summary JSON it is about to be written beside
+    if args.report:
+        summary["written"] = dict([*written, ("report", args.report)] + (
+            [("summary JSON", args.summary_json)] if args.summary_json else []))
+        attempt("report", args.report,
+                lambda: _write_report(args.report, summary, alerts, activity, scenarios))
     if args.summary_json:
         written.append(("summary JSON", args.summary_json))
-    if args.report:
-        written.append(("report", args.report))
     summary["written"] = dict(written)
+    if failures:
+        summary["output_errors"] = list(failures)
     if args.summary_json:
-        write_atomic(args.summary_json, orjson.dumps(summary, option=orjson.OPT_INDENT_2))
-    if args.report:
-        _write_report(args.report, summary, alerts, activity, scenarios)
+        try:
+            write_atomic(args.summary_json, orjson.dumps(summary, option=orjson.OPT_INDENT_2))
+        except SinkError as err:
+            failures.append(str(err))
+            summary["output_errors"] = list(failures)
+            del summary["written"]["summary JSON"]
     return summary
 
 
@@ -1059,6 +1083,8 @@ def _locked_replay(args: argparse.Namespace, stats: RunStats, config: dict[str, 
                                   timings)
         warn_in_log(summary, outputs.text)
         write_summary(outputs.text, render_summary(summary))
+        if summary.get("output_errors"):
+            raise SinkError("; ".join(summary["output_errors"]))
     finally:
         restore()
         try:

@@ -334,3 +334,24 @@ def test_output_through_a_link_to_an_unwritable_place__exit_2_before_the_run(log
     assert code == 2
     assert capsys.readouterr().err.strip() == (
         f"nhi-detector replay: cannot write report {link}: {blocker} is not a directory")
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_one_output_failing__the_others_still_written_then_exit_1(log_file, tmp_path, capsys):
+    # a full disk under the snapshot cost the inventory, the report and the summary too
+    from detector.cli import main
+
+    report, summary_path, inventory = (tmp_path / "r.html", tmp_path / "s.json",
+                                       tmp_path / "inv.jsonl")
+    code = main(["replay", str(log_file), "--no-progress", "--save-state", "/dev/full",
+                 "--inventory", str(inventory), "--report", str(report), "--summary-json",
+                 str(summary_path)])
+    assert code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == "nhi-detector replay: cannot write /dev/full: No space left on device"
+    summary = orjson.loads(summary_path.read_bytes())
+    assert summary["output_errors"] == [err[-1].removeprefix("nhi-detector replay: ")]
+    assert summary["written"] == {"inventory": str(inventory), "report": str(report),
+                                  "summary JSON": str(summary_path)}
+    assert inventory.read_bytes().count(b"\n") == 1
+    assert report.read_bytes().lower().startswith(b"<!doctype html>")
