@@ -21,7 +21,8 @@ go to a file, the summary goes to stdout. Exit codes: 0 done, 1 an input or outp
 output naming one of the run's inputs or another output (nothing is overwritten), an
 output file that cannot be written, or a ``--save-state`` file another replay is writing,
 130 interrupted by SIGINT, 143 by SIGTERM (the figures of what was processed are still
-written; no snapshot).
+written; no snapshot). A SIGTERM that comes once every event is processed, while the
+outputs are written, waits for them (snapshot included) and then gives 143.
 
 Steps of ``run``: (1) load configuration, labels and the optional warm-start snapshot,
 (2) open the outputs, (3) run the event loop, (4) close groups (``Detector.finish``) and
@@ -660,6 +661,22 @@ def handle_sigterm() -> Callable[[], None]:
     return lambda: signal.signal(signal.SIGTERM, previous)
 
 
+def defer_sigterm() -> Callable[[], bool]:
+    """Hold SIGTERM back (the outputs are being written); the returned function restores
+    the previous handler and says whether one came meanwhile."""
+    came: list[int] = []
+    try:
+        previous = signal.signal(signal.SIGTERM, lambda signum, _frame: came.append(signum))
+    except ValueError:  # not the main thread: leave signals to the host
+        return lambda: False
+
+    def done() -> bool:
+        signal.signal(signal.SIGTERM, previous)
+        return bool(came)
+
+    return done
+
+
 def run_loop(
     events: Iterable[Any],
     detector: Any,
@@ -1078,6 +1095,9 @@ def _locked_replay(args: argparse.Namespace, stats: RunStats, config: dict[str, 
         buffer = ReorderBuffer(args.reorder_window, stats=stats)
         result = run_loop(buffer.reorder(events), detector, writer, activity, progress, metrics)
         restore()
+        # a SIGTERM now would kill the run with half its outputs written and no word: it
+        # waits until they are (a few seconds), and then the run ends as terminated
+        late = defer_sigterm()
         outputs.close()
         summary = _finish_outputs(args, detector, stats, result, log, activity, scenarios,
                                   timings)
@@ -1085,6 +1105,10 @@ def _locked_replay(args: argparse.Namespace, stats: RunStats, config: dict[str, 
         write_summary(outputs.text, render_summary(summary))
         if summary.get("output_errors"):
             raise SinkError("; ".join(summary["output_errors"]))
+        if late():
+            logger.warning("SIGTERM came while the outputs were being written: they were "
+                           "finished first")
+            return EXIT_TERMINATED
     finally:
         restore()
         try:

@@ -215,6 +215,31 @@ class TestSignals:
         assert not state.exists()
         assert signal.getsignal(signal.SIGTERM) is handler_before  # the replay restored it
 
+    def test_sigterm_while_outputs_are_written__they_are_finished_then_143(
+            self, snap, monkeypatch, tmp_path, caplog):
+        # after the event loop the default handler was back: SIGTERM killed the run with
+        # no snapshot, no report and no word (exit 143 from the kernel)
+        from detector import replay as replay_module
+
+        real_inventory = replay_module._write_inventory
+        handler_before = signal.getsignal(signal.SIGTERM)
+
+        def terminated_while_writing(detector, path):
+            os.kill(os.getpid(), signal.SIGTERM)
+            real_inventory(detector, path)
+
+        monkeypatch.setattr(replay_module, "_write_inventory", terminated_while_writing)
+        state, report = tmp_path / "state.snap", tmp_path / "report.html"
+        code, summary = replay([snap["first"]], tmp_path, "--save-state", str(state),
+                               "--inventory", str(tmp_path / "inv.jsonl"), "--report",
+                               str(report))
+        assert code == 143
+        assert summary["interrupted"] is False  # every event was processed
+        assert state.exists() and report.exists() and (tmp_path / "inv.jsonl").exists()
+        assert ("SIGTERM came while the outputs were being written: they were finished "
+                "first") in caplog.messages
+        assert signal.getsignal(signal.SIGTERM) is handler_before
+
     def test_interrupt__processed_count_agrees_with_warning(self, snap, monkeypatch, tmp_path,
                                                             caplog):
         from detector import replay as replay_module
