@@ -940,9 +940,13 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise ConfigError(f"--metrics-port must be between 0 and 65535, got {port}")
     for name in (*INPUT_OPTIONS, *(output.name for output in OUTPUT_FILES)):
         # --load-state "$SNAP" with the variable unset started cold without a word
-        if getattr(args, name, None) == "":
+        value = getattr(args, name, None)
+        if value == "":
             raise ConfigError(f"{flag(name)} was given an empty path: name a file (an unset "
                               f"variable in a script?)")
+        if value == "-" and name != "alerts":  # made a file named '-' (or found none)
+            raise ConfigError(f"{flag(name)} -: only the alerts go to standard output; name "
+                              f"a file (or /dev/stdout)")
 
 
 def check_outputs(args: argparse.Namespace) -> None:

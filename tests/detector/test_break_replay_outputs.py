@@ -355,3 +355,18 @@ def test_one_output_failing__the_others_still_written_then_exit_1(log_file, tmp_
                                   "summary JSON": str(summary_path)}
     assert inventory.read_bytes().count(b"\n") == 1
     assert report.read_bytes().lower().startswith(b"<!doctype html>")
+
+
+@pytest.mark.parametrize("name", [n for n in (*INPUT_OPTIONS, *(o.name for o in OUTPUT_FILES))
+                                  if n != "alerts"])
+def test_dash_for_a_file_other_than_the_alerts__exit_2(log_file, tmp_path, capsys,
+                                                       monkeypatch, name):
+    # --report - made a file named '-', --labels - looked for one
+    from detector.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["replay", str(log_file), "--no-progress", flag(name), "-"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"nhi-detector replay: {flag(name)} -: only the alerts go to standard output; name a "
+        f"file (or /dev/stdout)")
+    assert not (tmp_path / "-").exists()
