@@ -1550,6 +1550,10 @@ class Parser:
     def dead_input(self, reason: str, message: str, origin: str,
                    raw: bytes | str | None) -> None:
         """Dead-letter input that is bad before any record is found (file, framing)."""
+        if reason == "read_error":
+            # a file or folder that could not be read at all: said where it is, since
+            # without --dead-letters the summary has only a count
+            logger.warning("%s: %s", origin, message)
         self._dead(self._counted(UNKNOWN), reason, message, origin, raw)
 
     def skip_digest(self, origin: str) -> None:

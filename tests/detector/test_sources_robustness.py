@@ -227,13 +227,18 @@ class TestDeepNesting:
 class TestDirectoryWalk:
     """2 and 6. Only regular files are opened; whatever is not read is counted."""
 
-    def test_fifo_is_a_dead_letter_and_never_opened(self, tmp_path: Path, alarm: None) -> None:
+    def test_fifo_is_a_dead_letter_and_never_opened(self, tmp_path: Path, alarm: None,
+                                                    caplog) -> None:
         os.mkfifo(tmp_path / "a_pipe.json")
         (tmp_path / "b_good.json").write_bytes(orjson.dumps({"Records": [record(1)]}))
-        events, stats, dead = read([tmp_path])
+        with caplog.at_level("WARNING", logger="detector.sources.parser"):
+            events, stats, dead = read([tmp_path])
         assert [e.event_id for e in events] == ["id-1"] and stats.files_read == 1
         assert where(dead) == [("read_error", f"{tmp_path}/a_pipe.json")]
         assert dead.items[0]["message"] == f"{REASONS['read_error']}: not a regular file"
+        # said in the log too: without --dead-letters the summary had only a count
+        assert caplog.messages == [f"{tmp_path}/a_pipe.json: {REASONS['read_error']}: not a "
+                                   f"regular file"]
 
     def test_unlistable_directory_is_a_dead_letter(self, tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
