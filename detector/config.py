@@ -56,6 +56,31 @@ ConfigLoader.add_implicit_resolver(
 )
 
 
+# Whole numbers as YAML 1.2 reads them: PyYAML's 1.1 rules read ``050`` as octal (40) and
+# ``1:30`` as base 60 (90), so a setting written with a leading zero or a time-like value
+# was silently another number. Now ``050`` is 50, ``0o17`` and ``0x1f`` keep their bases,
+# and ``1:30`` is text, which a numeric setting refuses with its name.
+_INT_TAG = "tag:yaml.org,2002:int"
+ConfigLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != _INT_TAG]
+    for first, resolvers in ConfigLoader.yaml_implicit_resolvers.items()
+}
+ConfigLoader.add_implicit_resolver(
+    _INT_TAG, re.compile(r"^(?:[-+]?[0-9][0-9_]*|0o[0-7_]+|0x[0-9a-fA-F_]+)$"),
+    list("-+0123456789"),
+)
+
+
+def _int(loader: yaml.SafeLoader, node: yaml.Node) -> int:
+    text = str(loader.construct_scalar(node)).replace("_", "")
+    if text.startswith(("0o", "0x")):
+        return int(text[2:], 8 if text[1] == "o" else 16)
+    return int(text, 10)
+
+
+ConfigLoader.add_constructor(_INT_TAG, _int)
+
+
 def read_yaml(path: str | Path, what: str) -> Any:
     """Parse one YAML file; every failure is a ``ConfigError`` that names the file."""
     try:

@@ -48,6 +48,8 @@ BAD_CONFIGS = [
      "scoring.policy_rules[0]: severity [1] is not a severity"),
     ("models: {bucket_minutes: 1.0e+9}", "models.bucket_minutes must be between 1 and 10080"),
     ("models: {bucket_minutes: 0.01}", "models.bucket_minutes must be between 1 and 10080"),
+    # YAML 1.1 read 1:30 as 90 (base 60): now text, refused by name
+    ("models: {lateness_minutes: 1:30}", "models.lateness_minutes must be a number, got '1:30'"),
     # a misspelt key was ignored: the rule then matched every identity (4 -> 471 alerts)
     ("scoring: {policy_rules: [{action: 'iam:*', idenity: 'role/ci-*'}]}",
      "scoring.policy_rules[0]: unknown key 'idenity'; did you mean 'identity'? (known: "
@@ -237,3 +239,12 @@ def test_bad_catalogue__one_message_naming_the_category__exit_2(tmp_path, capsys
     err = capsys.readouterr().err
     assert err.strip() == (f"nhi-detector replay: {catalogue}: category identity_admin: "
                            f"{message}")
+
+
+def test_whole_numbers_read_as_written__not_yaml_1_1_octal(tmp_path):
+    # 050 was octal (40) under YAML 1.1; 0o and 0x prefixes keep their bases
+    config = tmp_path / "c.yaml"
+    config.write_text("models: {learning_min_events: 050, novelty_cap: 0x40, seed: 0o17}\n")
+    models = load_config(str(config))["models"]
+    assert (models["learning_min_events"], models["novelty_cap"], models["seed"]) == (50, 64,
+                                                                                      15)
