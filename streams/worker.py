@@ -125,7 +125,7 @@ def _run(settings: WorkerSettings, config: dict[str, Any], noise: Any = None) ->
         server.stop()
 
 
-class StoppedWhileStarting(BaseException):  # noqa: N818 - a stop, not an error
+class StoppedWhileStarting(BaseException):  # a stop, not an error: no "Error" in its name
     """SIGTERM or SIGINT before Faust runs (broker or topics waited for, a warm start).
     A ``BaseException``, as ``KeyboardInterrupt``: the retry loops and the Kafka client
     treat every ``Exception`` as a failed attempt to try again."""
@@ -175,10 +175,9 @@ def _start(settings: WorkerSettings, config: dict[str, Any], stats: RunStats, st
            server: Any, holder: dict[str, Any], noise: Any = None) -> int:
     from streams.admin import connect_admin, prepare_topics
     from streams.app import Runtime, create_app
+    from streams.peerstore import load_peers
     from streams.pipeline import Pipeline
     from streams.topics import watch_raw_topics
-
-    from streams.peerstore import load_peers
 
     detector = build_detector(config, settings, stats)
     load_peers(settings.store_dir, detector)  # what its peers use, kept across restarts
