@@ -218,8 +218,10 @@ def _start(settings: WorkerSettings, config: dict[str, Any], stats: RunStats, st
     app = create_app(settings, runtime)
     holder["late_writes"] = runtime.late_writes
     state.set_phase("recovering", ready=False, reason="starting Faust")
+    # Faust installs its own handlers as it starts; restored before the topic watcher's
+    # thread starts, which only the ``finally`` below stops
+    holder["signals"].restore()
     runtime.topics = watch_raw_topics(settings)
-    holder["signals"].restore()  # Faust installs its own handlers as it starts
     try:
         return _run_faust(app, runtime, noise)
     finally:
