@@ -447,7 +447,7 @@ EXPECTED = {str: "text", int: "a whole number", float: "a number", bool: "true o
 # Why YAML turned unquoted text into another type, for the types that surprise people
 YAML_READS = {
     bool: "YAML reads an unquoted yes, no, on, off, true or false as a boolean",
-    int: "YAML reads unquoted digits as a number, and a leading 0 as octal: 0123 is 83",
+    int: "YAML reads unquoted digits as a number, so a leading 0 is lost: 0123 is 123",
     float: "YAML reads unquoted digits with a point or an exponent as a number",
     type(None): "YAML reads an empty value or ~ as null",
 }

@@ -125,8 +125,8 @@ def test_worker__bad_environment_value_is_one_line_and_exit_2(worker, capsys, mo
      "worker.web_port: expected a whole number, got the boolean True (YAML reads an unquoted "
      "yes, no, on, off, true or false as a boolean)"),
     ("sasl_username: 0123",
-     "worker.sasl_username: expected text, got the number 83 (YAML reads unquoted digits as "
-     "a number, and a leading 0 as octal: 0123 is 83); write it in quotes "
+     "worker.sasl_username: expected text, got the number 123 (YAML reads unquoted digits "
+     "as a number, so a leading 0 is lost: 0123 is 123); write it in quotes "
      "(sasl_username: \"...\")"),
     ("sasl_password: [nhi-local-secret, 1]",
      "worker.sasl_password: expected text, got a list (value hidden)"),

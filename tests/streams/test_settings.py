@@ -137,12 +137,12 @@ class TestYamlTypes:
                                               f"{re.escape(got)}"):
             load_settings(None, {}, {name: value})
 
-    def test_octal_user_name__says_why_and_to_quote_it(self) -> None:
+    def test_digits_user_name__says_why_and_to_quote_it(self) -> None:
         with pytest.raises(ConfigError) as caught:
-            load_settings(None, {}, {"sasl_username": 0o123})
+            load_settings(None, {}, {"sasl_username": 123})
         assert str(caught.value) == (
-            "worker.sasl_username: expected text, got the number 83 (YAML reads unquoted "
-            "digits as a number, and a leading 0 as octal: 0123 is 83); write it in quotes "
+            "worker.sasl_username: expected text, got the number 123 (YAML reads unquoted "
+            "digits as a number, so a leading 0 is lost: 0123 is 123); write it in quotes "
             "(sasl_username: \"...\")")
 
     def test_password__is_never_shown(self) -> None:
