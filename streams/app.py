@@ -1228,17 +1228,22 @@ def update_health(app: faust.App, runtime: Runtime, consumed: set[str]) -> None:
     metrics = runtime.metrics
     assignment = [tp for tp in consumer.assignment() if tp.topic in consumed]
     runtime.health.note_raw_topics(runtime.topics.missing() if runtime.topics else {})
+    repartition = runtime.settings.repartition_topic
     for tp in assignment:
         end = consumer.highwater(tp) or 0
         done = committed.get(tp) or 0
         lag = end - done
         metrics.set_consumer_lag(tp.topic, tp.partition, lag)
-        hold = runtime.holds.get((tp.topic, tp.partition))
+        # Only a raw partition's hold may wait that long: a Kubernetes stage waits minutes
+        # for its request's last stage. An identity partition's hold moves at every commit
+        # (the states are written just before it), so one that stays is a detect step
+        # stuck on a send: B19's stuck consumer, which its exemption hid whenever the raw
+        # partition had been committed before the hang.
+        hold = None if tp.topic == repartition else runtime.holds.get((tp.topic, tp.partition))
         if lag <= 0 or (hold is not None and done >= hold):
-            # caught up, or committed as far as a held Kubernetes stage allows (it may wait
-            # minutes for its request's last stage): nothing committable is waiting, so the
-            # commit age restarts from now (an idle partition that receives data later is
-            # not "stuck" from the first message on)
+            # caught up, or committed as far as a held Kubernetes stage allows: nothing
+            # committable is waiting, so the commit age restarts from now (an idle
+            # partition that receives data later is not "stuck" from the first message on)
             metrics.set_committed(tp.topic, tp.partition)
     recovery = app.tables.recovery
     remaining = recovery.active_remaining_total() if recovery.in_recovery else 0
