@@ -35,6 +35,7 @@ from typing import Any, NoReturn
 import faust
 from faust import streams as faust_streams
 
+from detector.errors import SinkError
 from streams import peerstore
 from streams.admin import COMPACTION_LAG_MS
 from streams.datadir import STORE_EXIT_CODE, store_failure
@@ -1209,13 +1210,11 @@ async def save_peer_index(runtime: Runtime) -> None:
     """Write the detector's peer index to the store directory (``streams.peerstore``): the
     bytes taken in the event loop, the file written in a thread. A failed write is one
     WARNING; the next one tries again."""
-    settings = runtime.settings
-    data = peerstore.encode_peers(runtime.pipeline.detector)
+    data = runtime.pipeline.detector.peers.to_bytes()
     try:
-        await asyncio.to_thread(peerstore.save_peers, settings.store_dir, data)
-    except OSError as err:
-        log.warning("cannot write the peer index to %s: %s (tried again within %.0f s)",
-                    peerstore.peers_path(settings.store_dir), err.strerror or err,
+        await asyncio.to_thread(peerstore.save_peers, runtime.settings.store_dir, data)
+    except SinkError as err:  # write_atomic's: a full or read-only disk
+        log.warning("peer index not saved: %s (tried again within %.0f s)", err,
                     peerstore.SAVE_INTERVAL_S)
 
 

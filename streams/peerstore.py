@@ -10,9 +10,8 @@ scored as new. An SRE trial saw four alerts within a second of a restarted worke
 
 The worker now writes the index to ``<data dir>/<app id>/peers.bin`` (beside the state
 store, per app id: another app's index in the same data directory is not this one's) every
-``SAVE_INTERVAL_S``
-seconds and when it stops, through a temporary file (a crash never leaves half of one), and
-reads it at start. After SIGKILL it starts with the index of at most ``SAVE_INTERVAL_S``
+``SAVE_INTERVAL_S`` seconds and when it stops, through a temporary file (a crash never
+leaves half of one), and reads it at start. After SIGKILL it starts with the index of at most ``SAVE_INTERVAL_S``
 before the crash, which the events read again fill in. A file that cannot be read (another
 build's format, damaged) is said in one WARNING and the worker starts with an empty index,
 as before; a warm start (``--load-state``, applied once) replaces it with the snapshot's.
@@ -26,7 +25,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from detector.errors import StateError
+from detector.errors import SinkError, StateError
 
 log = logging.getLogger(__name__)
 
@@ -64,14 +63,13 @@ def load_peers(store_dir: Path | str, detector: Any) -> bool:
     return True
 
 
-def encode_peers(detector: Any) -> bytes:
-    """The index as bytes, taken in the event loop (the detector's thread)."""
-    return detector.peers.to_bytes()
-
-
 def save_peers(store_dir: Path | str, data: bytes) -> None:
-    """Write ``data`` (``encode_peers``) atomically; safe to run in another thread."""
+    """Write ``data`` (the index's ``to_bytes``, taken in the detector's thread) atomically;
+    safe to run in another thread. Any failure is a ``SinkError``."""
     from detector.replay import write_atomic
 
-    Path(store_dir).mkdir(parents=True, exist_ok=True)
+    try:
+        Path(store_dir).mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise SinkError(f"cannot write {peers_path(store_dir)}: {err.strerror or err}") from err
     write_atomic(peers_path(store_dir), data)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 
 import orjson
+import pytest
 
 from detector.engine import Detector
+from detector.errors import SinkError
 from detector.sources import parse_payload
 from detector.sources.deadletter import NullDeadLetters
 from detector.stats import RunStats
@@ -28,7 +30,7 @@ def learned_detector() -> Detector:
 def test_saved_index_is_loaded_by_the_next_worker(tmp_path) -> None:
     before = learned_detector()
     assert before.peers.groups  # the scenario's roles joined their peer groups
-    peerstore.save_peers(tmp_path, peerstore.encode_peers(before))
+    peerstore.save_peers(tmp_path, before.peers.to_bytes())
     after = Detector({}, stats=RunStats())
     assert after.peers.groups == {}
     assert peerstore.load_peers(tmp_path, after) is True
@@ -44,7 +46,7 @@ def test_no_file__nothing_loaded(tmp_path) -> None:
 
 
 def test_damaged_file__one_warning_and_the_index_left_empty(tmp_path, caplog) -> None:
-    good = peerstore.encode_peers(learned_detector())
+    good = learned_detector().peers.to_bytes()
     detector = Detector({}, stats=RunStats())
     peers = detector.peers
     for damaged in (good[: len(good) // 2], b"not a peer index", b""):
@@ -57,3 +59,11 @@ def test_damaged_file__one_warning_and_the_index_left_empty(tmp_path, caplog) ->
         assert line.startswith(f"the peer index {peerstore.peers_path(tmp_path)} cannot be "
                                f"used (")
         assert line.endswith("starting with an empty one; it is written again within 30 s")
+
+
+def test_unwritable_store__one_sink_error(tmp_path) -> None:
+    # the worker's timer catches SinkError; an OSError from making the folder escaped it
+    blocker = tmp_path / "afile"
+    blocker.write_text("a file where the store folder would be")
+    with pytest.raises(SinkError, match=f"cannot write {blocker / 'x' / 'peers.bin'}"):
+        peerstore.save_peers(blocker / "x", b"data")
