@@ -122,9 +122,9 @@ class TransientNoise(logging.Filter):
         super().__init__()
         self.counts: Counter[str] = Counter()
         self.clock = clock
-        self.broker_reported: tuple[float, int] | None = None  # (when, count then)
         self.broker_down_since: float | None = None  # the first error of this outage
-        self.reported: dict[str, tuple[float, int]] = {}  # ONCE_A_MINUTE kind -> (when, n)
+        # kind -> (when, count then) of its last line shown (``_once_a_minute``)
+        self.reported: dict[str, tuple[float, int]] = {}
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.msg == BROKER_BACK_MESSAGE and record.name == COORDINATOR_LOGGER:
@@ -137,9 +137,17 @@ class TransientNoise(logging.Filter):
                     or logging.getLogger().isEnabledFor(record.levelno))
         self.counts[kind] += 1
         if kind in ONCE_A_MINUTE.values():
-            return self._once_a_minute(record, kind)
-        if kind == "broker_unreachable":
-            if self._broker_error(record):
+            if self._once_a_minute(record, kind, "repeats are logged once a minute",
+                                   "%d times in the last %.0fs; logged once a minute"):
+                return True
+        elif kind == "broker_unreachable":
+            if self.broker_down_since is None:
+                self.broker_down_since = self.clock()
+            if self._once_a_minute(record, kind, "the broker cannot be reached: retrying; "
+                                   "further connection errors are logged once a minute",
+                                   "%d broker connection errors in the last %.0fs; they are "
+                                   "logged once a minute"):
+                record.levelno, record.levelname = logging.WARNING, "WARNING"
                 return True
         elif kind == "coordinator" and self.counts[kind] % COORDINATOR_ATTEMPTS_WARN == 0:
             record.msg = f"{record.msg} (attempt %d; the group coordinator is still missing)"
@@ -149,46 +157,27 @@ class TransientNoise(logging.Filter):
         record.levelno, record.levelname = logging.DEBUG, "DEBUG"
         return logging.getLogger().isEnabledFor(logging.DEBUG)
 
-    def _broker_error(self, record: logging.LogRecord) -> bool:
-        """The first connection error, then one a minute, as a WARNING with the count;
-        False for the others, which ``filter`` lowers to DEBUG like the rest."""
-        now, count = self.clock(), self.counts["broker_unreachable"]
-        last = self.broker_reported
-        if self.broker_down_since is None:
-            self.broker_down_since = now
-        if last is not None and now - last[0] < BROKER_ERRORS_EVERY_S:
-            return False
-        if last is not None:
-            record.msg = (f"{record.msg} (%d broker connection errors in the last "
-                          f"%.0fs; they are logged once a minute)")
-            record.args = (*record.args, count - last[1], now - last[0])
-        else:
-            record.msg = (f"{record.msg} (the broker cannot be reached: retrying; further "
-                          "connection errors are logged once a minute)")
-        record.levelno, record.levelname = logging.WARNING, "WARNING"
-        self.broker_reported = (now, count)
-        return True
-
-    def _once_a_minute(self, record: logging.LogRecord, kind: str) -> bool:
-        """The first line of ``kind``, then one a minute with how many came meanwhile, at
-        their own level; the others are dropped (DEBUG)."""
+    def _once_a_minute(self, record: logging.LogRecord, kind: str, first: str,
+                       later: str) -> bool:
+        """True for the first line of ``kind``, which gets ``first`` added, then for one a
+        minute, which gets ``later`` with how many came since the last one shown and how
+        long ago; False for the others, which ``filter`` lowers to DEBUG."""
         now, count = self.clock(), self.counts[kind]
         last = self.reported.get(kind)
         if last is not None and now - last[0] < BROKER_ERRORS_EVERY_S:
-            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
-            return logging.getLogger().isEnabledFor(logging.DEBUG)
-        if last is not None:
-            record.msg = f"{record.msg} (%d times in the last %.0fs; logged once a minute)"
-            record.args = (*record.args, count - last[1], now - last[0])
+            return False
+        if last is None:
+            record.msg = f"{record.msg} ({first})"
         else:
-            record.msg = f"{record.msg} (repeats are logged once a minute)"
+            record.msg = f"{record.msg} ({later})"
+            record.args = (*record.args, count - last[1], now - last[0])
         self.reported[kind] = (now, count)
         return True
 
     def _broker_back(self, record: logging.LogRecord) -> bool:
         """After connection errors, the coordinator found again is logged as the broker
         reachable again (INFO), with the outage's length; otherwise it is a plain INFO."""
-        since, last = self.broker_down_since, self.broker_reported
+        since, last = self.broker_down_since, self.reported.get("broker_unreachable")
         if since is None or last is None:
             return logging.getLogger().isEnabledFor(logging.INFO)
         now, count = self.clock(), self.counts["broker_unreachable"]
@@ -196,7 +185,8 @@ class TransientNoise(logging.Filter):
                       "it; %d connection errors since the last report)")
         record.args = (*record.args, now - since, count - last[1])
         record.levelno, record.levelname = logging.INFO, "INFO"
-        self.broker_down_since = self.broker_reported = None
+        self.broker_down_since = None
+        self.reported.pop("broker_unreachable", None)
         return True
 
     @staticmethod
