@@ -126,7 +126,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from detector.replay import SnapshotLock, file_key
+    from detector.replay import snapshot_locked
 
     try:
         _check_out(args)
@@ -137,17 +137,10 @@ def run(args: argparse.Namespace) -> int:
         # a replay saving to the same snapshot meanwhile would write its older state over
         # the marks: the snapshot lock a replay's --save-state takes is taken here too
         target = args.out or args.state
-        lock = SnapshotLock(target, "--out" if args.out else "--state") \
-            if file_key(target) else None
-        if lock is not None:
-            lock.acquire()
-        try:
+        with snapshot_locked(target, "--out" if args.out else "--state"):
             detector = _load_detector(args)
             applied = apply_marks(detector, marks)
             _write_state(Path(target), detector.export_state())
-        finally:
-            if lock is not None:
-                lock.release()
     except NhiError as err:
         print(f"nhi-detector feedback: {err}", file=sys.stderr)
         return 2

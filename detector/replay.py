@@ -463,6 +463,22 @@ class SnapshotLock:
         os.close(fd)
 
 
+@contextmanager
+def snapshot_locked(path: str | None, option: str) -> Iterator[None]:
+    """Hold ``SnapshotLock`` on the snapshot ``path`` for the block: a replay's
+    ``--save-state``, feedback's ``--state`` or ``--out``. No path, or a device or pipe
+    (written into, never replaced), takes no lock."""
+    if not file_key(path):
+        yield
+        return
+    lock = SnapshotLock(path, option)
+    lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
+
+
 def load_state_file(detector: Any, path: str) -> None:
     """Warm-start ``detector`` from a snapshot; a wrong version raises ``StateError``."""
     try:
@@ -652,10 +668,11 @@ def _on_sigterm(signum: int, frame: Any) -> None:
     raise Terminated()
 
 
-def handle_sigterm() -> Callable[[], None]:
-    """Treat SIGTERM like SIGINT until the returned function restores the old handler."""
+def handle_sigterm(handler: Callable[[int, Any], None] = _on_sigterm) -> Callable[[], None]:
+    """Treat SIGTERM like SIGINT (or as ``handler`` says) until the returned function
+    restores the old handler."""
     try:
-        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+        previous = signal.signal(signal.SIGTERM, handler)
     except ValueError:  # not the main thread: leave signals to the host
         return lambda: None
     return lambda: signal.signal(signal.SIGTERM, previous)
@@ -665,13 +682,10 @@ def defer_sigterm() -> Callable[[], bool]:
     """Hold SIGTERM back (the outputs are being written); the returned function restores
     the previous handler and says whether one came meanwhile."""
     came: list[int] = []
-    try:
-        previous = signal.signal(signal.SIGTERM, lambda signum, _frame: came.append(signum))
-    except ValueError:  # not the main thread: leave signals to the host
-        return lambda: False
+    restore = handle_sigterm(lambda signum, _frame: came.append(signum))
 
     def done() -> bool:
-        signal.signal(signal.SIGTERM, previous)
+        restore()
         return bool(came)
 
     return done
@@ -829,25 +843,26 @@ def _finish_outputs(
 ) -> dict[str, Any]:
     """Snapshot, inventory, evaluation, summary JSON and report; returns the summary."""
     timings = {} if timings is None else timings
-    written: list[tuple[str, str]] = []
+    written: dict[str, str] = {}  # label -> path, the summary's "written"
     if args.alerts != "-":
-        written.append(("alerts", args.alerts))
+        written["alerts"] = args.alerts
     if args.dead_letters:  # opened on the first dead letter: a clean run writes nothing
         appended = sum(stats.dead_letters.values())
-        written.append(("dead letters", args.dead_letters if appended
-                        else f"none ({args.dead_letters} not written)"))
+        written["dead letters"] = (args.dead_letters if appended
+                                   else f"none ({args.dead_letters} not written)")
     # each output is written even when one before it fails (a full disk under the
     # snapshot used to cost the report and the summary too); the failures are reported
-    # together once the summary is printed (``output_errors``, exit 1)
+    # together once the summary is printed (``output_errors``, exit 1). An output is
+    # listed while it is written (the report shows the list), and taken out if it fails.
     failures: list[str] = []
 
     def attempt(label: str, path: str, write: Callable[[], None]) -> None:
+        written[label] = path
         try:
             write()
         except SinkError as err:
             failures.append(str(err))
-        else:
-            written.append((label, path))
+            del written[label]
 
     if args.save_state and result.interrupted:
         logger.warning("interrupted: not writing %s (an identity may be half-updated)",
@@ -887,25 +902,21 @@ def _finish_outputs(
     # events.total counts the events read; after an interrupt some of them were still in
     # the reorder buffer, so the number the detector processed is given next to it
     summary["events"]["processed"] = result.events
-    # the report shows the summary, the summary JSON names the report: the report is
-    # written first, with the summary JSON it is about to be written beside
+    # the report shows the summary and the summary JSON names the report: the summary
+    # JSON is listed first, written last, with every failure before it in it
+    summary["written"] = written
+    if args.summary_json:
+        written["summary JSON"] = args.summary_json
     if args.report:
-        summary["written"] = dict([*written, ("report", args.report)] + (
-            [("summary JSON", args.summary_json)] if args.summary_json else []))
         attempt("report", args.report,
                 lambda: _write_report(args.report, summary, alerts, activity, scenarios))
-    if args.summary_json:
-        written.append(("summary JSON", args.summary_json))
-    summary["written"] = dict(written)
     if failures:
-        summary["output_errors"] = list(failures)
+        summary["output_errors"] = failures
     if args.summary_json:
-        try:
-            write_atomic(args.summary_json, orjson.dumps(summary, option=orjson.OPT_INDENT_2))
-        except SinkError as err:
-            failures.append(str(err))
-            summary["output_errors"] = list(failures)
-            del summary["written"]["summary JSON"]
+        attempt("summary JSON", args.summary_json, lambda: write_atomic(
+            args.summary_json, orjson.dumps(summary, option=orjson.OPT_INDENT_2)))
+    if failures:
+        summary["output_errors"] = failures
     return summary
 
 
@@ -1059,15 +1070,8 @@ def _replay(args: argparse.Namespace, stats: RunStats) -> int:
     check_writable_outputs(args)
     scenarios = load_labels(args.labels) if args.labels else None
     config = load_config(args.config)
-    # a device or pipe named by --save-state is written into, never locked
-    lock = SnapshotLock(args.save_state) if file_key(args.save_state) else None
-    if lock is not None:
-        lock.acquire()
-    try:
+    with snapshot_locked(args.save_state, "--save-state"):
         return _locked_replay(args, stats, config, scenarios)
-    finally:
-        if lock is not None:
-            lock.release()
 
 
 def _locked_replay(args: argparse.Namespace, stats: RunStats, config: dict[str, Any],
