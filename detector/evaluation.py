@@ -47,6 +47,7 @@ from typing import Any
 import orjson
 
 from detector.alerts import leading_detector
+from detector.config import did_you_mean
 from detector.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -139,8 +140,6 @@ SCENARIO_KEYS = ("id", "title", "description", "identities", "start", "end", "ev
 def _warn_unknown(raw: dict[str, Any], where: str) -> None:
     """Say which keys of a scenario are not read (``identites``, ``event_id``): warned,
     not refused, since labels made by other tools may carry fields of their own."""
-    from detector.config import did_you_mean
-
     for key in raw:
         if key not in SCENARIO_KEYS:
             logger.warning("%s: key %r is not read%s", where, key,

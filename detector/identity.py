@@ -44,6 +44,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from detector.config import check_known_keys
 from detector.errors import ConfigError
 from detector.event import IDENTITY_KINDS, Event
 
@@ -149,8 +150,6 @@ class IdentityRules:
     @classmethod
     def from_config(cls, section: dict[str, Any] | None) -> IdentityRules:
         """Validate the ``identities`` config section; unknown kinds raise ConfigError."""
-        from detector.config import check_known_keys
-
         section = section or {}
         if not isinstance(section, dict):
             raise ConfigError("identities: must be a mapping")
@@ -175,8 +174,6 @@ def _str_list(section: dict[str, Any], key: str) -> list[str]:
 
 
 def _kind_rules(raw: Any) -> list[tuple[str, str, str]]:
-    from detector.config import check_known_keys
-
     items = _rule_items(raw, "kinds", "kind")
     rules = []
     for index, item in enumerate(items):
@@ -194,8 +191,6 @@ def _kind_rules(raw: Any) -> list[tuple[str, str, str]]:
 
 
 def _owner_rules(raw: Any) -> list[tuple[str, str]]:
-    from detector.config import check_known_keys
-
     rules = []
     for index, item in enumerate(_rule_items(raw, "owners", "owner")):
         check_known_keys(f"identities.owners[{index}]", item, ("match", "owner"))

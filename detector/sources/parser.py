@@ -1644,10 +1644,9 @@ def _record_slices(data: bytes) -> list[tuple[int, int]] | None:
     while end and data[end - 1] in _JSON_SPACE:
         end -= 1
     first, last = len(_RECORDS_HEAD), end - 2
-    key_end = data.find(b'":', first, first + 256)
-    if data[last:end] != b"]}" or data[first:first + 2] != b'{"' or key_end < 0:
+    marker = _record_marker(data, first)
+    if data[last:end] != b"]}" or marker is None:
         return None
-    marker = b"}," + data[first:key_end + 2]
     slices, start = [], first
     while last - start > SLICE_BYTES:
         cut = data.find(marker, start + SLICE_BYTES, last)
@@ -1657,6 +1656,16 @@ def _record_slices(data: bytes) -> list[tuple[int, int]] | None:
         start = cut + 2
     slices.append((start, last))
     return slices if len(slices) > 1 else None
+
+
+def _record_marker(data: bytes, first: int) -> bytes | None:
+    """What separates two records of the array whose first record starts at ``first``:
+    ``},`` and the first record's first key (``},{"eventVersion":``); ``None`` when no
+    object with a key starts there."""
+    key_end = data.find(b'":', first, first + 256)
+    if data[first:first + 2] != b'{"' or key_end < 0:
+        return None
+    return b"}," + data[first:key_end + 2]
 
 
 def _whole_records(cut: bytes) -> bytes | None:
@@ -1677,10 +1686,9 @@ def _whole_records(cut: bytes) -> bytes | None:
     if start < 0 or cut[:start].strip(_JSON_SPACE + b"\xef\xbb\xbf"):
         return None
     first = start + len(_RECORDS_HEAD)
-    key_end = cut.find(b'":', first, first + 256)
-    if cut[first:first + 2] != b'{"' or key_end < 0:
+    marker, end = _record_marker(cut, first), len(cut)
+    if marker is None:
         return None
-    marker, end = b"}," + cut[first:key_end + 2], len(cut)
     for _ in range(4):
         end = cut.rfind(marker, first, end)
         if end < 0:
