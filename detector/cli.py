@@ -59,6 +59,25 @@ def build_parser(argv: list[str]) -> tuple[argparse.ArgumentParser, str | None]:
     return parser, chosen
 
 
+def parse_paths_anywhere(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """``parser.parse_args(argv)``, except that a command taking ``PATH...`` also takes paths
+    after its options (``replay data/ --no-progress more/``), as a shell user writes them.
+
+    argparse gives a ``nargs="+"`` positional one run of words only; the later words come
+    back unrecognised and are added to ``paths`` here, in their order. Anything else left
+    over (an unknown option) is still the usual usage error, exit 2.
+    """
+    args, extras = parser.parse_known_args(argv)
+    if extras and isinstance(getattr(args, "paths", None), list):
+        rest = [word for word in extras if word == "-" or not word.startswith("-")]
+        if len(rest) == len(extras):
+            args.paths.extend(rest)
+            return args
+    if extras:
+        parser.error(f"unrecognized arguments: {' '.join(extras)}")
+    return args
+
+
 def configure_logging(verbosity: int) -> None:
     """Configure the root handler once; leave handlers installed by a host alone."""
     root = logging.getLogger()
@@ -71,7 +90,7 @@ def configure_logging(verbosity: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser, chosen = build_parser(argv)
-    args = parser.parse_args(argv)
+    args = parse_paths_anywhere(parser, argv)
     if args.version:
         print(version_line())  # one line, never wrapped as argparse's version text is
         return 0

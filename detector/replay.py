@@ -645,7 +645,11 @@ def start_metrics(port: int | None, stats: RunStats, detector: Any) -> tuple[Any
         return None, None
     from detector.metrics import start_metrics_server
 
-    return start_metrics_server(port, stats, detector)
+    server, metrics = start_metrics_server(port, stats, detector)
+    if port == 0:  # the system chose the port: the only way a user learns which one
+        print(f"metrics: http://{server.address}:{server.port}/metrics", file=sys.stderr,
+              flush=True)
+    return server, metrics
 
 
 # ---------------------------------------------------------------------------- the loop

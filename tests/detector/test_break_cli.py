@@ -61,3 +61,24 @@ def test_verbose_flag__counted_before_and_after_the_subcommand(tmp_path, monkeyp
     argv = [str(tmp_path) if a == "X" else a for a in argv]
     assert main(argv) == 0
     assert seen == [level]
+
+
+@pytest.mark.parametrize("command", ["replay", "parse"])
+def test_paths_after_options__all_kept_in_their_order(monkeypatch, command):
+    # ``replay data/ --no-progress more/`` was refused: argparse gives ``PATH...`` one run
+    # of words, and the later ones came back as "unrecognized arguments"
+    seen: list[list[str]] = []
+    module = "detector.replay" if command == "replay" else "detector.parse_cmd"
+    monkeypatch.setattr(module + ".run", lambda args: seen.append(args.paths) or 0)
+    flag = "--no-progress" if command == "replay" else "--source=aws.cloudtrail"
+    assert main([command, "a/", flag, "b/", "-", "c.json.gz"]) == 0
+    assert seen == [["a/", "b/", "-", "c.json.gz"]]
+
+
+def test_unknown_option_after_paths__still_a_usage_error(monkeypatch, capsys):
+    monkeypatch.setattr(detector.replay, "run", lambda args: 0)
+    with pytest.raises(SystemExit) as stop:
+        main(["replay", "a/", "--no-such-flag", "b/"])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert "unrecognized arguments: --no-such-flag b/" in err

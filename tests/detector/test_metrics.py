@@ -426,6 +426,32 @@ class TestReplayEndpoint:
     agrees with the scrape.
     """
 
+    def test_port_zero__chosen_port_said_without_verbose(self, tmp_path: Path) -> None:
+        # ``--metrics-port 0`` named the port only in the INFO log, so without ``-v`` the
+        # endpoint was there but nobody could find it
+        stderr_path = tmp_path / "stderr.log"
+        cmd = [sys.executable, "-m", "detector.cli", "replay", "-", "--metrics-port", "0",
+               "--no-progress", "--alerts", str(tmp_path / "a.jsonl")]
+        with open(stderr_path, "w", encoding="utf-8") as err:
+            proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                    stderr=err, cwd=REPO)
+        try:
+            deadline, found = time.monotonic() + 60, None
+            while found is None and time.monotonic() < deadline:
+                assert proc.poll() is None, stderr_path.read_text(encoding="utf-8")
+                found = re.search(r"^metrics: http://127\.0\.0\.1:(\d+)/metrics$",
+                                  stderr_path.read_text(encoding="utf-8"), re.MULTILINE)
+                time.sleep(0.05)
+            assert found, stderr_path.read_text(encoding="utf-8")
+            samples = scrape(int(found.group(1)))  # the very endpoint of this run
+            assert samples[("nhi_identities_tracked", ())] == 0
+            proc.stdin.close()
+            assert proc.wait(timeout=120) == 0, stderr_path.read_text(encoding="utf-8")
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
     def test_scraped_counts__equal_the_input(self, tmp_path: Path) -> None:
         from tests.replay import logs
 
