@@ -81,12 +81,31 @@ def _int(loader: yaml.SafeLoader, node: yaml.Node) -> int:
 ConfigLoader.add_constructor(_INT_TAG, _int)
 
 
-def read_yaml(path: str | Path, what: str) -> Any:
-    """Parse one YAML file; every failure is a ``ConfigError`` that names the file."""
+MAX_SETTINGS_FILE_BYTES = 64 * 1024 * 1024
+"""The largest config, suppression or labels file read (64 MiB; a large ownership map is
+a few MiB). These files are read whole: without a bound, ``--config /dev/zero`` or a log
+given by mistake ended in a MemoryError traceback instead of one line."""
+
+
+def read_settings_file(path: str | Path, what: str) -> bytes:
+    """The bytes of a settings file (config, suppressions, labels), read whole up to
+    ``MAX_SETTINGS_FILE_BYTES``; a ``ConfigError`` naming the file otherwise."""
     try:
-        text = Path(path).read_bytes().decode("utf-8")
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_SETTINGS_FILE_BYTES + 1)
     except OSError as err:
         raise ConfigError(f"cannot read {what} {path}: {err.strerror}") from err
+    if len(data) > MAX_SETTINGS_FILE_BYTES:
+        raise ConfigError(f"{what} {path} is larger than "
+                          f"{MAX_SETTINGS_FILE_BYTES // 2**20} MiB: is it the right file?")
+    return data
+
+
+def read_yaml(path: str | Path, what: str) -> Any:
+    """Parse one YAML file; every failure is a ``ConfigError`` that names the file."""
+    data = read_settings_file(path, what)
+    try:
+        text = data.decode("utf-8")
     except UnicodeDecodeError as err:
         raise ConfigError(
             f"{what} {path} is not UTF-8 text (byte {err.start}: {err.reason})"

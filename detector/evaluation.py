@@ -47,7 +47,7 @@ from typing import Any
 import orjson
 
 from detector.alerts import leading_detector
-from detector.config import did_you_mean
+from detector.config import did_you_mean, read_settings_file
 from detector.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -179,9 +179,7 @@ def load_labels(path: str | Path) -> list[Scenario]:
     """Read and validate a labels JSON file."""
     path = Path(path)
     try:
-        data = orjson.loads(path.read_bytes())
-    except OSError as err:
-        raise ConfigError(f"cannot read labels file {path}: {err.strerror}") from err
+        data = orjson.loads(read_settings_file(path, "labels file"))
     except orjson.JSONDecodeError as err:
         raise ConfigError(f"labels file {path} is not valid JSON: {err}") from err
     return parse_labels(data, origin=str(path))

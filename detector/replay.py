@@ -479,12 +479,32 @@ def snapshot_locked(path: str | None, option: str) -> Iterator[None]:
         lock.release()
 
 
-def load_state_file(detector: Any, path: str) -> None:
-    """Warm-start ``detector`` from a snapshot; a wrong version raises ``StateError``."""
+def read_snapshot(path: str) -> bytes:
+    """A state snapshot's bytes; ``StateError`` when it cannot be read.
+
+    Snapshots are read whole and may rightly be gigabytes, so there is no size bound;
+    instead a file that does not begin with the snapshot magic is refused before the rest
+    is read (``--load-state /dev/zero`` or a log named by mistake gave a MemoryError), and
+    a snapshot larger than the memory left is one line, not a traceback."""
+    from detector.engine import SNAPSHOT_MAGIC
+
     try:
-        data = Path(path).read_bytes()
+        with open(path, "rb") as handle:
+            head = handle.read(len(SNAPSHOT_MAGIC))
+            if head and not SNAPSHOT_MAGIC.startswith(head):
+                raise StateError(f"state snapshot {path} refused: not an nhi-detector state "
+                                 "snapshot (bad magic bytes)")
+            return head + handle.read()
     except OSError as err:
         raise StateError(f"cannot read state snapshot {path}: {err.strerror}") from err
+    except MemoryError as err:
+        raise StateError(f"cannot read state snapshot {path}: not enough memory to hold "
+                         "it") from err
+
+
+def load_state_file(detector: Any, path: str) -> None:
+    """Warm-start ``detector`` from a snapshot; a wrong version raises ``StateError``."""
+    data = read_snapshot(path)
     try:
         detector.load_state(data)
     except StateError as err:

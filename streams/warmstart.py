@@ -14,7 +14,6 @@ import hashlib
 import logging
 import time
 from collections import defaultdict
-from pathlib import Path
 from typing import Any
 
 from detector.errors import StateError
@@ -62,9 +61,9 @@ def already_applied(settings: WorkerSettings, digest: str) -> bool:
 def apply_snapshot(settings: WorkerSettings, detector: Any, path: str) -> int:
     """Seed the table from ``path`` unless done before; returns identities seeded (0 if the
     marker says it was applied). Raises ``StateError`` for an unreadable snapshot."""
-    from detector.replay import load_state_file
+    from detector.replay import load_state_file, read_snapshot
 
-    data = _read(path)
+    data = read_snapshot(path)
     digest = snapshot_digest(data)
     if already_applied(settings, digest):
         log.info("warm start: snapshot %s (sha256 %s) was applied before; skipping", path,
@@ -78,11 +77,6 @@ def apply_snapshot(settings: WorkerSettings, detector: Any, path: str) -> int:
     return len(entries)
 
 
-def _read(path: str) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except OSError as err:
-        raise StateError(f"cannot read state snapshot {path}: {err.strerror}") from err
 
 
 def _send_seeds(settings: WorkerSettings, entries: dict[str, bytes | None], digest: str,

@@ -248,3 +248,38 @@ def test_whole_numbers_read_as_written__not_yaml_1_1_octal(tmp_path):
     models = load_config(str(config))["models"]
     assert (models["learning_min_events"], models["novelty_cap"], models["seed"]) == (50, 64,
                                                                                       15)
+
+
+ENDLESS = Path("/dev/zero")
+
+
+@pytest.mark.skipif(not ENDLESS.exists(), reason="needs /dev/zero")
+@pytest.mark.parametrize("flag, message", [
+    ("--config", "config file /dev/zero is larger than 64 MiB: is it the right file?"),
+    ("--labels", "labels file /dev/zero is larger than 64 MiB: is it the right file?"),
+    ("--suppressions",
+     "suppression file /dev/zero is larger than 64 MiB: is it the right file?"),
+    ("--load-state", "state snapshot /dev/zero refused: not an nhi-detector state snapshot "
+                     "(bad magic bytes)"),
+])
+def test_endless_settings_file__one_line_exit_2(tmp_path, capsys, flag, message):
+    # these files are read whole: /dev/zero (or a huge log named by mistake) ended in a
+    # MemoryError traceback after eating the machine's memory
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    code = main(["replay", str(logs), flag, str(ENDLESS), "--no-progress",
+                 "--alerts", str(tmp_path / "a.jsonl")])
+    assert code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == f"nhi-detector replay: {message}"
+
+
+def test_settings_file_over_the_bound__refused_at_the_bound(tmp_path, monkeypatch):
+    import detector.config
+
+    monkeypatch.setattr(detector.config, "MAX_SETTINGS_FILE_BYTES", 64)
+    path = tmp_path / "c.yaml"
+    path.write_text("models: {}\n" + "#" * 53)  # 64 bytes: read
+    assert load_config(path) == {"models": {}}
+    path.write_text("models: {}\n" + "#" * 54)  # 65 bytes: refused
+    with pytest.raises(ConfigError, match="is larger than 0 MiB"):
+        load_config(path)
