@@ -61,6 +61,7 @@ from detector.evaluation import (
     threshold_sweep,
     unseen_identities,
 )
+from detector.jsonl import WholeLinesFile
 from detector.reorder import (
     DEFAULT_WINDOW_SECONDS,
     MAX_STREAMS,
@@ -218,7 +219,7 @@ def open_outputs(args: argparse.Namespace) -> Outputs:
     else:
         try:
             Path(args.alerts).parent.mkdir(parents=True, exist_ok=True)
-            alerts = open(args.alerts, "wb")  # noqa: SIM115 (closed by Outputs.close)
+            alerts = WholeLinesFile(args.alerts)  # closed by Outputs.close
         except OSError as err:
             raise SinkError(f"cannot open alerts file {args.alerts}: "
                             f"{why_not_written(err)}") from err

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 import orjson
 
 from detector.errors import SinkError
+from detector.jsonl import WholeLinesFile
 
 logger = logging.getLogger(__name__)
 
@@ -164,7 +165,7 @@ class JsonlDeadLetters:
     def _open(self) -> Any:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            return self.path.open("ab")
+            return WholeLinesFile(self.path, append=True)  # never a torn last line
         except OSError as err:
             raise SinkError(f"cannot open dead-letter file {self.path}: {err.strerror}") from err
 

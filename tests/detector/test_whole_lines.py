@@ -1,0 +1,87 @@
+"""JSON-lines outputs hold whole lines only, even when the disk fills under them.
+
+A file-size limit (``RLIMIT_FSIZE``, with ``SIGXFSZ`` ignored) makes the kernel refuse a
+write part-way, with ``EFBIG``, exactly as a full disk does with ``ENOSPC``: real files,
+real failed writes, in a child process so the limit binds nothing else. Before
+``detector.jsonl``, the alerts and dead-letter files then ended in a torn line that any
+reader (a SIEM forwarder, ``jq``) fails on.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+
+from detector.jsonl import WholeLinesFile
+
+resource = pytest.importorskip("resource")
+REPO = Path(__file__).resolve().parents[2]
+LIMIT = 300_000
+
+
+def limited() -> None:  # runs in the child, before exec
+    import signal
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (LIMIT, LIMIT))
+
+
+def whole_json_lines(path: Path) -> list[dict]:
+    data = path.read_bytes()
+    assert data.endswith(b"\n"), data[-80:]
+    return [orjson.loads(line) for line in data.splitlines()]
+
+
+def test_failed_write__file_cut_back_to_its_last_whole_line(tmp_path):
+    out = tmp_path / "lines.jsonl"
+    script = (
+        "import sys\n"
+        "from detector.jsonl import WholeLinesFile\n"
+        "f = WholeLinesFile(sys.argv[1])\n"
+        "try:\n"
+        "    for n in range(20000):\n"
+        "        f.write(b'{\"n\": %d, \"pad\": \"' % n + b'y' * (n % 97) + b'\"}\\n')\n"
+        "    f.close()\n"
+        "except OSError as err:\n"
+        "    print(err.strerror)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(out)], cwd=REPO,
+                          preexec_fn=limited, capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "File too large", done.stderr
+    lines = whole_json_lines(out)
+    assert [line["n"] for line in lines] == list(range(len(lines)))  # in order, none lost
+    assert LIMIT - 200 < out.stat().st_size <= LIMIT  # as far as the limit let it go
+
+
+def test_replay_dead_letters_on_a_full_disk__whole_lines_and_exit_1(tmp_path):
+    logs = tmp_path / "garbage.jsonl"
+    logs.write_text("".join('{"not": "a log", "n": %d, "pad": "%s"}\n' % (n, "x" * 150)
+                            for n in range(5000)))
+    dead = tmp_path / "dead.jsonl"
+    done = subprocess.run(
+        [sys.executable, "-m", "detector.cli", "replay", str(logs), "--no-progress",
+         "--alerts", str(tmp_path / "alerts.jsonl"), "--dead-letters", str(dead)],
+        cwd=REPO, preexec_fn=limited, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"nhi-detector replay: cannot write dead-letter file {dead}: File too large")
+    letters = whole_json_lines(dead)
+    assert len(letters) > 100
+    assert {letter["reason"] for letter in letters} == {"unknown_format"}
+
+
+def test_append_keeps_what_the_file_held_and_truncate_empties_it(tmp_path):
+    path = tmp_path / "x.jsonl"
+    path.write_bytes(b'{"old": 1}\n')
+    with WholeLinesFile(path, append=True) as handle:
+        handle.write(b'{"new": 2}\n')
+    assert whole_json_lines(path) == [{"old": 1}, {"new": 2}]
+    with WholeLinesFile(path) as handle:
+        handle.write(b'{"only": 3}\n')
+    assert whole_json_lines(path) == [{"only": 3}]
+    with pytest.raises(ValueError):
+        handle.write(b"{}\n")
