@@ -63,6 +63,7 @@ from detector.alerts import (
 from detector.attack import AttackMap
 from detector.errors import StateError
 from detector.event import Event
+from detector.identity import IdentityRules, Resolver
 from detector.inventory import InventoryRecord
 from detector.scoring import (
     CACHE_CAP,
@@ -353,6 +354,9 @@ class Detector:
             self.suppressions.extend(load_rules_file(config["suppressions_file"]))
         self.suppressions.check_detectors(config)
         self._report_expired_rules()
+        # owners come from the config alone (``identities.owners``): a snapshot's records
+        # are given this config's owners when loaded (``load_state``)
+        self._owners = Resolver(IdentityRules.from_config(config.get("identities")))
         self._sweeps = Sweeps.for_detector(config, self)  # one source, many identities
         # a function of the profile class and settings, not a bound method: a store that
         # held the detector would make the detector and every state it keeps one
@@ -1134,6 +1138,10 @@ class Detector:
         self.store.clear()
         self._open.clear()
         for key, state in loaded:
+            # The owner a record carries is the one the snapshot's run configured. Its
+            # identity's next event takes this run's owner; one with no new event kept the
+            # old one (or one whose rule is gone). The config is the truth for both.
+            state.inventory.owner = self._owners.owner_of(key)
             self._install(key, state)
         self._changes = header["changes"]
         self._now = header["now"]

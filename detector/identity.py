@@ -260,6 +260,10 @@ class Resolver:
             event.owner = owner
         return event
 
+    def owner_of(self, key: str) -> str | None:
+        """The owner ``identities.owners`` gives the identity ``key``, if a rule matches."""
+        return self._config_for(key)[1]
+
     def _config_for(self, key: str) -> tuple[tuple[str, str] | None, str | None, bool]:
         hit = self._config_cache.get(key)
         if hit is None:

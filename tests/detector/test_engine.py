@@ -517,3 +517,29 @@ class TestInventory:
         run(detector, (attack_event(n, resource=f"arn:aws:iam::{ACCOUNT}:user/x{n}")
                        for n in range(60)))
         assert detector.identities_summary()["persistent_anomaly"] == 1
+
+
+class TestOwnersAfterAWarmStart:
+    """Owners come from the config; a snapshot's records must not keep an old one."""
+
+    def test_idle_identity_takes_the_new_configs_owner(self):
+        old = {"identities": {"owners": [{"match": "*:role/app", "owner": "team-old"},
+                                         {"match": "*:role/terraform-*", "owner": "platform"}]}}
+        first = Detector(old, stats=RunStats())
+        # events as the parser makes them under ``old``: the resolver set their owner
+        for event in baseline(ROLE, days=1, owner="team-old"):
+            first.process(event)
+        for event in baseline(DEPLOYER, days=1, owner="platform"):
+            first.process(event)
+        assert first.inventory_entry(ROLE)["owner"] == "team-old"
+        snapshot = first.export_state()
+        new = {"identities": {"owners": [{"match": "*:role/app", "owner": "team-new"}]}}
+        resumed = Detector(new, stats=RunStats())
+        resumed.load_state(snapshot)
+        # no new event for either: the owner is this config's, and a rule that is gone
+        # leaves no owner behind
+        assert resumed.inventory_entry(ROLE)["owner"] == "team-new"
+        assert resumed.inventory_entry(DEPLOYER)["owner"] == "no owner on record"
+        unconfigured = Detector({}, stats=RunStats())
+        unconfigured.load_state(snapshot)
+        assert unconfigured.inventory_entry(ROLE)["owner"] == "no owner on record"
