@@ -1081,14 +1081,15 @@ class Detector:
         body = b"".join(parts)
         return body + hashlib.sha256(body).digest()
 
-    def load_state(self, data: bytes) -> None:
-        """Replace this detector's state with a snapshot from ``export_state``.
+    def check_snapshot(self, data: bytes) -> None:
+        """``load_state``'s checks that decode nothing (magic, version, the SHA-256
+        trailer, the header, the model settings it was written with); ``StateError``.
+        A worker runs them before it creates any topic for a ``--load-state``."""
+        self._open_snapshot(data)
 
-        Everything is checked before anything is replaced: magic, version, the SHA-256
-        trailer, the header's types, the exact identity count and no trailing bytes. Any
-        failure raises ``StateError`` and leaves this detector as it was.
-        """
-        from models.peers import PeerIndex
+    def _open_snapshot(self, data: bytes) -> tuple[dict[str, Any], _Reader, list[str]]:
+        """The header, a reader at the peer index and the settings warnings of a snapshot
+        whose magic, version, checksum and header hold; ``StateError`` otherwise."""
         from models.settings import check_snapshot_settings
 
         reader = _Reader(data, "snapshot")
@@ -1115,7 +1116,18 @@ class Detector:
         reader = _Reader(body, "snapshot")
         reader.take(len(SNAPSHOT_MAGIC) + struct.calcsize(">HI"))
         header = _snapshot_header(reader.take(header_len))
-        warnings = check_snapshot_settings(header["models"], self.model_settings)
+        return header, reader, check_snapshot_settings(header["models"], self.model_settings)
+
+    def load_state(self, data: bytes) -> None:
+        """Replace this detector's state with a snapshot from ``export_state``.
+
+        Everything is checked before anything is replaced: magic, version, the SHA-256
+        trailer, the header's types, the exact identity count and no trailing bytes. Any
+        failure raises ``StateError`` and leaves this detector as it was.
+        """
+        from models.peers import PeerIndex
+
+        header, reader, warnings = self._open_snapshot(data)
         (peers_len,) = reader.unpack(">I")
         try:
             peers = PeerIndex.from_bytes(reader.take(peers_len), self.model_settings)

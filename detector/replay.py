@@ -503,11 +503,19 @@ def read_snapshot(path: str) -> bytes:
                          "it") from err
 
 
-def load_state_file(detector: Any, path: str) -> None:
-    """Warm-start ``detector`` from a snapshot; a wrong version raises ``StateError``."""
-    data = read_snapshot(path)
+def load_state_file(detector: Any, path: str, data: bytes | None = None, *,
+                    check_only: bool = False) -> bytes:
+    """Warm-start ``detector`` from a snapshot (its bytes ``data`` when already read); a
+    wrong version raises ``StateError``. ``check_only``: the checks that need no decoding
+    (magic, version, checksum, header, settings), nothing loaded. Returns the bytes."""
+    if data is None:
+        data = read_snapshot(path)
     try:
-        detector.load_state(data)
+        if check_only:
+            detector.check_snapshot(data)
+        else:
+            detector.load_state(data)
+        return data
     except StateError as err:
         raise StateError(f"state snapshot {path} refused: {err}") from err
     except (ValueError, KeyError, TypeError, IndexError, AttributeError, OverflowError,

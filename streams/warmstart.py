@@ -58,18 +58,30 @@ def already_applied(settings: WorkerSettings, digest: str) -> bool:
         consumer.close()
 
 
-def apply_snapshot(settings: WorkerSettings, detector: Any, path: str) -> int:
-    """Seed the table from ``path`` unless done before; returns identities seeded (0 if the
-    marker says it was applied). Raises ``StateError`` for an unreadable snapshot."""
+def check_snapshot(detector: Any, path: str) -> bytes:
+    """The snapshot's bytes once ``load_state``'s checks that decode nothing hold
+    (``StateError`` otherwise): run before the worker creates any topic, so a snapshot it
+    refuses leaves nothing behind on the broker."""
+    from detector.replay import load_state_file
+
+    return load_state_file(detector, path, check_only=True)
+
+
+def apply_snapshot(settings: WorkerSettings, detector: Any, path: str,
+                   data: bytes | None = None) -> int:
+    """Seed the table from ``path`` (its bytes ``data`` when already read and checked)
+    unless done before; returns identities seeded (0 if the marker says it was applied).
+    Raises ``StateError`` for an unreadable snapshot."""
     from detector.replay import load_state_file, read_snapshot
 
-    data = read_snapshot(path)
+    if data is None:
+        data = read_snapshot(path)
     digest = snapshot_digest(data)
     if already_applied(settings, digest):
         log.info("warm start: snapshot %s (sha256 %s) was applied before; skipping", path,
                  digest[:12])
         return 0
-    load_state_file(detector, path)
+    load_state_file(detector, path, data)
     entries = {key: detector.identity_state(key) for key in list(detector.store)}
     detector.store.clear()  # the table is the source of truth; peers stay loaded
     _send_seeds(settings, entries, digest, path)

@@ -180,6 +180,11 @@ def _start(settings: WorkerSettings, config: dict[str, Any], stats: RunStats, st
     from streams.topics import watch_raw_topics
 
     detector = build_detector(config, settings, stats)
+    snapshot = None
+    if settings.load_state:  # refused before a topic exists (or is created) for it
+        from streams.warmstart import check_snapshot
+
+        snapshot = check_snapshot(detector, settings.load_state)
     load_peers(settings.store_dir, detector)  # what its peers use, kept across restarts
     server.metrics.attach(detector)
     servers = settings.bootstrap_servers
@@ -205,7 +210,7 @@ def _start(settings: WorkerSettings, config: dict[str, Any], stats: RunStats, st
     if settings.load_state:
         from streams.warmstart import apply_snapshot
 
-        apply_snapshot(settings, detector, settings.load_state)
+        apply_snapshot(settings, detector, settings.load_state, snapshot)
     pipeline = Pipeline(detector, stats, partitions=settings.partitions,
                         topic_sources=settings.topic_sources(),
                         alert_format=settings.alert_format, shadow=settings.shadow,

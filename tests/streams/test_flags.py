@@ -265,3 +265,28 @@ def test_worker__replication_beyond_the_brokers_is_a_config_error() -> None:
         _create(OneBrokerAdmin(), ["raw"], 8, 3)
     assert str(caught.value) == ("replication_factor: 3 is more than the 1 broker(s) of the "
                                  "cluster: topic raw cannot be created")
+
+
+@pytest.mark.parametrize("content, reason", [
+    (b"NHISNAP\x00\x00\x00\x00\x00\x00\x10" + b"x" * 80,
+     "snapshot format version 0 is not supported by this build"),
+    (b"Records: not a snapshot at all", "not an nhi-detector state snapshot (bad magic bytes)"),
+])
+def test_worker__refused_snapshot_leaves_the_broker_untouched(tmp_path, monkeypatch, capsys,
+                                                              content, reason) -> None:
+    # a refused --load-state used to come after the worker had connected and created its
+    # repartition, warm-start and output topics
+    from streams import admin
+
+    for name in ("NHI_CONFIG", "NHI_WEB_PORT", "NHI_INGEST_WINDOW", "NHI_APP_ID"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(admin, "connect_admin", connecting_fails)
+    monkeypatch.setattr(admin, "prepare_topics", connecting_fails)
+    snapshot = tmp_path / "bad.snap"
+    snapshot.write_bytes(content)
+    code = main(["worker", "--bootstrap-servers", "127.0.0.1:9092", "--raw-topics", "raw",
+                 "--state-dir", str(tmp_path / "state"), "--web-port", "0",
+                 "--load-state", str(snapshot)])
+    assert code == 2
+    line = capsys.readouterr().err.splitlines()[-1]
+    assert line.startswith(f"{WORKER}state snapshot {snapshot} refused: {reason}"), line
