@@ -156,6 +156,13 @@ class WorkerCollector(Collector):
         for topic, gone in sorted(dict(values.get("raw_topics", {})).items()):
             missing.add_metric([topic], 1.0 if gone else 0.0)
         yield missing
+        silence = GaugeMetricFamily(
+            self.prefix + "worker_broker_silence_seconds",
+            "Seconds since the broker last answered the worker's metadata request "
+            "(every 5 s): grows while the broker is down or unreachable.")
+        if values.get("broker_silence") is not None:  # no sample before the first connection
+            silence.add_metric([], float(values["broker_silence"]))
+        yield silence
         resets = CounterMetricFamily(
             self.prefix + "worker_raw_offset_resets",
             "Raw or repartition partitions read from their start because the group's "

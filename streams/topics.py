@@ -13,7 +13,12 @@ at every partition assignment, and keeps the answer:
   redeliveries (``streams.pipeline``).
 
 Where the broker or kafka-python gives no topic id, ``incarnation`` is empty and only the
-missing topics are told. The thread never stops the worker: a describe that fails keeps
+missing topics are told.
+
+The same request tells whether the broker answers at all: ``broker_silence`` is the time
+since the last answer (``nhi_worker_broker_silence_seconds``). While the broker is gone
+and nothing is waiting, no commit is late and readiness holds, so this is what shows an
+outage; an answer sets it back to 0, so a short blip leaves nothing behind. The thread never stops the worker: a describe that fails keeps
 the last answer, at DEBUG (the consumer's own connection errors already say the broker
 is gone), and the admin client's own connection errors are lowered to DEBUG too.
 """
@@ -22,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
@@ -65,7 +71,8 @@ class TopicWatch:
     """The last answer of the broker about ``topics``; ``refresh`` asks again."""
 
     def __init__(self, topics: Collection[str], connect: Callable[[], Any], *,
-                 interval: float = WATCH_INTERVAL_S) -> None:
+                 interval: float = WATCH_INTERVAL_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.topics = sorted(topics)
         self.interval = interval
         self._connect = connect
@@ -75,6 +82,8 @@ class TopicWatch:
         self._thread: threading.Thread | None = None
         # replaced whole at each answer, so other threads read it without the lock
         self.ids: dict[str, str | None] = {}
+        self._clock = clock
+        self._answered = clock()  # the last answer, or when the watch was made
 
     def missing(self) -> dict[str, bool]:
         """topic -> missing on the broker; empty before the first answer."""
@@ -97,7 +106,13 @@ class TopicWatch:
                 self._close()
                 return self.ids
             self.ids = described_ids(described, self.topics)
+            self._answered = self._clock()
             return self.ids
+
+    def broker_silence(self) -> float:
+        """Seconds since the broker last answered (since the watch began, before the
+        first answer)."""
+        return max(0.0, self._clock() - self._answered)
 
     def start(self) -> TopicWatch:
         quiet_client_thread(THREAD_NAME)

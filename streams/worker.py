@@ -165,6 +165,9 @@ def _worker_values(holder: dict[str, Any], state: Any) -> dict[str, Any]:
     pipeline = holder.get("pipeline")
     if pipeline is not None:
         values.update(failed=dict(pipeline.failed), redelivered=pipeline.redelivered)
+    topics = holder.get("topics")
+    if topics is not None:
+        values["broker_silence"] = topics.broker_silence()
     late = holder.get("late_writes")
     if late is not None:
         values.update(late_writes=late.count, stale_states_skipped=late.stale_skipped)
@@ -226,7 +229,7 @@ def _start(settings: WorkerSettings, config: dict[str, Any], stats: RunStats, st
     # Faust installs its own handlers as it starts; restored before the topic watcher's
     # thread starts, which only the ``finally`` below stops
     holder["signals"].restore()
-    runtime.topics = watch_raw_topics(settings)
+    runtime.topics = holder["topics"] = watch_raw_topics(settings)
     try:
         return _run_faust(app, runtime, noise)
     finally:

@@ -150,9 +150,14 @@ def latency_and_lag(lay: Layout) -> None:
     lay.next_row()
     lay.add("timeseries", "Last commit age",
             [(f"max by (topic, partition) ({sel('nhi_kafka_last_commit_age_seconds')})",
-              "{{topic}}[{{partition}}]")], 0, 12, unit="s",
+              "{{topic}}[{{partition}}]")], 0, 8, unit="s",
             desc="Seconds since each partition's last offset commit; high with lag above 0 "
                  "means stuck.")
+    lay.add("timeseries", "Broker silence",
+            [(f"max by (instance) ({sel('nhi_worker_broker_silence_seconds')})",
+              "{{instance}}")], 8, 4, unit="s",
+            desc="Seconds since the broker last answered each worker (asked every 5 s); "
+                 "grows through an outage, even with nothing waiting.")
     lay.add("timeseries", "Table recovery and readiness",
             [(f"sum by (table) ({sel('nhi_recovery_remaining_messages')})",
               "{{table}} remaining"),

@@ -20,6 +20,7 @@ from tests.streams import scenario
 from tests.streams.conftest import started_or_skip
 from tests.streams.kafka_helpers import (
     accounted_ids,
+    counter,
     create_topic,
     framed_batches,
     free_port,
@@ -45,9 +46,15 @@ def test_sigterm_after_the_broker_is_gone_stops_at_once_with_one_clear_line(
         records = story.records[:100]
         produced = produce(bootstrap, f"{app_id}.raw", framed_batches(records))[-1] + 1
         accounted_ids(bootstrap, app_id, {r["eventID"] for r in records}, timeout=120)
+        # the broker answers the worker's metadata requests (every 5 s)
+        assert counter(worker, "nhi_worker_broker_silence_seconds") < 15
     finally:
         broker.stop()
     time.sleep(5)  # the worker notices: its connections fail, ten attempts a second
+    # nothing waits and no commit is late, so this gauge is what tells the outage
+    silence = counter(worker, "nhi_worker_broker_silence_seconds")
+    assert silence is not None and silence >= 5, worker.log_tail()
+    assert worker.get("/readyz")[0] == 200  # (readiness is about recovery, not the broker)
     code = worker.stop(signal.SIGTERM, timeout=120)
     lines = [line.split(" ", 2)[2] for line in worker.log_path.read_text().splitlines()
              if line[:4].isdigit()]

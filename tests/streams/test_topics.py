@@ -79,6 +79,20 @@ class TestTopicWatch:
         assert watch.refresh() == {"raw": NEW_ID}
         assert len(made) == 2
 
+    def test_broker_silence__grows_without_answers_and_ends_at_one(self) -> None:
+        now = [100.0]
+        admins = iter([FakeAdmin(OSError("broker gone")), FakeAdmin([entry("raw")])])
+        watch = TopicWatch(["raw"], lambda: next(admins), clock=lambda: now[0])
+        assert watch.broker_silence() == 0.0  # counted from the watch's start
+        now[0] += 7.5
+        watch.refresh()  # fails: the broker is gone
+        assert watch.broker_silence() == 7.5
+        now[0] += 5.0
+        watch.refresh()  # answers: a blip leaves nothing behind
+        assert watch.broker_silence() == 0.0
+        now[0] += 2.0
+        assert watch.broker_silence() == 2.0
+
     def test_start_and_stop__the_thread_asks_and_ends(self) -> None:
         admin = FakeAdmin(*([[entry("raw")]] * 50))
         watch = TopicWatch(["raw"], lambda: admin, interval=0.01).start()
