@@ -358,12 +358,17 @@ class TestRegistration:
         assert families - documented == set()
 
 
-def wait_for_port(log_path: Path, proc, timeout: float = 60.0) -> int:
-    """The port the replay's metrics server bound, read from its INFO log line."""
+LOGGED_PORT = r"listening on http://127\.0\.0\.1:(\d+)/metrics"
+"""The replay's INFO log line (``-v``) naming its metrics port."""
+
+
+def wait_for_port(log_path: Path, proc, timeout: float = 60.0, pattern: str = LOGGED_PORT
+                  ) -> int:
+    """The port the replay's metrics server bound, read from its stderr (``pattern``)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        found = re.search(r"listening on http://127\.0\.0\.1:(\d+)/metrics",
-                          log_path.read_text(encoding="utf-8", errors="replace"))
+        found = re.search(pattern, log_path.read_text(encoding="utf-8", errors="replace"),
+                          re.MULTILINE)
         if found:
             return int(found.group(1))
         assert proc.poll() is None, log_path.read_text(encoding="utf-8", errors="replace")
@@ -436,14 +441,9 @@ class TestReplayEndpoint:
             proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                     stderr=err, cwd=REPO)
         try:
-            deadline, found = time.monotonic() + 60, None
-            while found is None and time.monotonic() < deadline:
-                assert proc.poll() is None, stderr_path.read_text(encoding="utf-8")
-                found = re.search(r"^metrics: http://127\.0\.0\.1:(\d+)/metrics$",
-                                  stderr_path.read_text(encoding="utf-8"), re.MULTILINE)
-                time.sleep(0.05)
-            assert found, stderr_path.read_text(encoding="utf-8")
-            samples = scrape(int(found.group(1)))  # the very endpoint of this run
+            port = wait_for_port(stderr_path, proc,
+                                 pattern=r"^metrics: http://127\.0\.0\.1:(\d+)/metrics$")
+            samples = scrape(port)  # the very endpoint of this run
             assert samples[("nhi_identities_tracked", ())] == 0
             proc.stdin.close()
             assert proc.wait(timeout=120) == 0, stderr_path.read_text(encoding="utf-8")
