@@ -358,6 +358,21 @@ class TestRegistration:
         assert families - documented == set()
 
 
+@contextlib.contextmanager
+def replay_process(cmd: list[str], stderr_path: Path) -> Iterator[subprocess.Popen]:
+    """A replay started with ``cmd`` (stdin a pipe, stderr to ``stderr_path``), killed on
+    the way out if it is still running."""
+    with open(stderr_path, "w", encoding="utf-8") as err:
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                stderr=err, cwd=REPO)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 LOGGED_PORT = r"listening on http://127\.0\.0\.1:(\d+)/metrics"
 """The replay's INFO log line (``-v``) naming its metrics port."""
 
@@ -437,20 +452,13 @@ class TestReplayEndpoint:
         stderr_path = tmp_path / "stderr.log"
         cmd = [sys.executable, "-m", "detector.cli", "replay", "-", "--metrics-port", "0",
                "--no-progress", "--alerts", str(tmp_path / "a.jsonl")]
-        with open(stderr_path, "w", encoding="utf-8") as err:
-            proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                    stderr=err, cwd=REPO)
-        try:
+        with replay_process(cmd, stderr_path) as proc:
             port = wait_for_port(stderr_path, proc,
                                  pattern=r"^metrics: http://127\.0\.0\.1:(\d+)/metrics$")
             samples = scrape(port)  # the very endpoint of this run
             assert samples[("nhi_identities_tracked", ())] == 0
             proc.stdin.close()
             assert proc.wait(timeout=120) == 0, stderr_path.read_text(encoding="utf-8")
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
 
     def test_scraped_counts__equal_the_input(self, tmp_path: Path) -> None:
         from tests.replay import logs
@@ -460,10 +468,7 @@ class TestReplayEndpoint:
         cmd = [sys.executable, "-m", "detector.cli", "-v", "replay", "-", "--metrics-port", "0",
                "--no-progress", "--alerts", str(tmp_path / "a.jsonl"),
                "--dead-letters", str(tmp_path / "dead.jsonl"), "--summary-json", str(summary_path)]
-        with open(stderr_path, "w", encoding="utf-8") as err:
-            proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                    stderr=err, cwd=REPO)
-        try:
+        with replay_process(cmd, stderr_path) as proc:
             port = wait_for_port(stderr_path, proc)
             proc.stdin.write(b"".join(lines))
             proc.stdin.flush()
@@ -471,10 +476,6 @@ class TestReplayEndpoint:
             samples = scrape_until(port, counts, proc, stderr_path, identities=identities)
             proc.stdin.close()
             assert proc.wait(timeout=300) == 0, stderr_path.read_text(encoding="utf-8")
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
         dead = {lab: v for (name, lab), v in samples.items() if name == "nhi_dead_letters_total"}
         assert sum(dead.values()) == 1
         read = {lab: v for (name, lab), v in samples.items() if name == "nhi_records_read_total"}
