@@ -31,7 +31,10 @@ class WholeLinesFile:
                                                           else os.O_TRUNC)
         self.name = str(path)
         self._fd: int | None = os.open(path, flags, 0o666)
-        self._whole = os.lseek(self._fd, 0, os.SEEK_END)  # where the last whole line ends
+        try:  # where the last whole line ends
+            self._whole: int | None = os.lseek(self._fd, 0, os.SEEK_END)
+        except OSError:  # a named pipe or a terminal: nothing to cut back, lines go as made
+            self._whole = None
         self._pending: list[bytes] = []
         self._size = 0
 
@@ -60,16 +63,18 @@ class WholeLinesFile:
             while done < len(block):
                 done += os.write(self._fd, block[done:])
         except OSError:
-            self._whole += block.rfind(b"\n", 0, done) + 1  # the lines that did go out
-            self._cut_back()
+            if self._whole is not None:
+                self._whole += block.rfind(b"\n", 0, done) + 1  # the lines that went out
+                self._cut_back()
             raise
-        self._whole += done
+        if self._whole is not None:
+            self._whole += done
 
     def _cut_back(self) -> None:
         """Drop the part of a line the failed write left (best effort: a file that cannot
         be truncated either keeps it, and the caller's error still says why)."""
         try:
-            os.ftruncate(self._fd, self._whole)
+            os.ftruncate(self._fd, self._whole)  # type: ignore[arg-type]
             os.lseek(self._fd, self._whole, os.SEEK_SET)
         except OSError:
             pass

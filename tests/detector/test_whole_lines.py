@@ -9,8 +9,10 @@ reader (a SIEM forwarder, ``jq``) fails on.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import orjson
@@ -85,3 +87,19 @@ def test_append_keeps_what_the_file_held_and_truncate_empties_it(tmp_path):
     assert whole_json_lines(path) == [{"only": 3}]
     with pytest.raises(ValueError):
         handle.write(b"{}\n")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_named_pipe__lines_pass_through(tmp_path):
+    # a named pipe cannot seek: nothing to cut back, but it must still be writable (a
+    # SIEM forwarder reading --alerts from a FIFO)
+    fifo = tmp_path / "alerts.fifo"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+    reader.start()
+    with WholeLinesFile(fifo) as handle:
+        for n in range(3):
+            handle.write(b'{"n": %d}\n' % n)
+    reader.join(timeout=30)
+    assert got == [b'{"n": 0}\n{"n": 1}\n{"n": 2}\n']
