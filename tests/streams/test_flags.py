@@ -267,13 +267,29 @@ def test_worker__replication_beyond_the_brokers_is_a_config_error() -> None:
                                  "cluster: topic raw cannot be created")
 
 
+@pytest.fixture
+def log_levels_kept():
+    """The worker's start raises its lifecycle loggers to INFO (``streams.logs.install``);
+    put them back, so that later tests see the levels they set themselves."""
+    import logging
+
+    from streams import logs
+
+    names = (*logs.LIFECYCLE_LOGGERS, logs.COORDINATOR_LOGGER, logs.CLIENT_INFO_LOGGER)
+    saved = {name: logging.getLogger(name).level for name in names}
+    yield
+    for name, level in saved.items():
+        logging.getLogger(name).setLevel(level)
+
+
 @pytest.mark.parametrize("content, reason", [
     (b"NHISNAP\x00\x00\x00\x00\x00\x00\x10" + b"x" * 80,
      "snapshot format version 0 is not supported by this build"),
     (b"Records: not a snapshot at all", "not an nhi-detector state snapshot (bad magic bytes)"),
 ])
 def test_worker__refused_snapshot_leaves_the_broker_untouched(tmp_path, monkeypatch, capsys,
-                                                              content, reason) -> None:
+                                                              content, reason,
+                                                              log_levels_kept) -> None:
     # a refused --load-state used to come after the worker had connected and created its
     # repartition, warm-start and output topics
     from streams import admin
