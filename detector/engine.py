@@ -1043,7 +1043,10 @@ class Detector:
 
     def set_identity_state(self, key: str, data: bytes) -> None:
         """Install an identity's state from ``identity_state`` output (a table value)."""
-        self._install(key, self._decode_identity(data))
+        state = self._decode_identity(data)
+        # written by an earlier run (a worker's table): its owner is that run's config's
+        state.inventory.owner = self._owners.owner_of(key)
+        self._install(key, state)
 
     def _install(self, key: str, state: IdentityState) -> None:
         self.store[key] = state
@@ -1152,7 +1155,8 @@ class Detector:
         for key, state in loaded:
             # The owner a record carries is the one the snapshot's run configured. Its
             # identity's next event takes this run's owner; one with no new event kept the
-            # old one (or one whose rule is gone). The config is the truth for both.
+            # old one (or one whose rule is gone). The config is the truth for both (and
+            # for a worker's table values, ``set_identity_state``).
             state.inventory.owner = self._owners.owner_of(key)
             self._install(key, state)
         self._changes = header["changes"]

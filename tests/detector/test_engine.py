@@ -543,3 +543,16 @@ class TestOwnersAfterAWarmStart:
         unconfigured = Detector({}, stats=RunStats())
         unconfigured.load_state(snapshot)
         assert unconfigured.inventory_entry(ROLE)["owner"] == "no owner on record"
+
+    def test_table_value_of_an_earlier_run_takes_this_configs_owner(self):
+        # a worker restarted with a new config installs each identity from its table
+        old = {"identities": {"owners": [{"match": "*:role/app", "owner": "team-old"}]}}
+        first = Detector(old, stats=RunStats())
+        for event in baseline(ROLE, days=1, owner="team-old"):
+            first.process(event)
+        blob = first.identity_state(ROLE)
+        new = {"identities": {"owners": [{"match": "*:role/app", "owner": "team-new"}]}}
+        restarted = Detector(new, stats=RunStats())
+        restarted.set_identity_state(ROLE, blob)
+        assert restarted.inventory_entry(ROLE)["owner"] == "team-new"
+        assert restarted.inventory_entry(ROLE)["events"] == 48  # the rest as it was
