@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Self
 
 FLUSH_BYTES = 64 * 1024
 """Lines are written in blocks of about this size (what ``open``'s buffer would do)."""
@@ -95,7 +96,7 @@ class WholeLinesFile:
             raise ValueError("closed file")
         return self._fd
 
-    def __enter__(self) -> WholeLinesFile:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

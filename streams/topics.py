@@ -13,14 +13,14 @@ at every partition assignment, and keeps the answer:
   redeliveries (``streams.pipeline``).
 
 Where the broker or kafka-python gives no topic id, ``incarnation`` is empty and only the
-missing topics are told.
+missing topics are told. The thread never stops the worker: a describe that fails keeps
+the last answer, at DEBUG (the consumer's own connection errors already say the broker
+is gone), and the admin client's own connection errors are lowered to DEBUG too.
 
 The same request tells whether the broker answers at all: ``broker_silence`` is the time
 since the last answer (``nhi_worker_broker_silence_seconds``). While the broker is gone
 and nothing is waiting, no commit is late and readiness holds, so this is what shows an
-outage; an answer sets it back to 0, so a short blip leaves nothing behind. The thread never stops the worker: a describe that fails keeps
-the last answer, at DEBUG (the consumer's own connection errors already say the broker
-is gone), and the admin client's own connection errors are lowered to DEBUG too.
+outage; an answer sets it back to 0, so a short blip leaves nothing behind.
 """
 
 from __future__ import annotations
