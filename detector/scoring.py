@@ -428,7 +428,8 @@ class ScoringSettings:
         """Compiled (action glob, identity glob, rule) of ``policy_rules``."""
         return tuple(
             (
-                re.compile(fnmatch.translate(str(rule.get("action", "*")))),
+                # an action in any case (Azure's are written in lower case, ``arm_case``)
+                re.compile(fnmatch.translate(str(rule.get("action", "*"))), re.IGNORECASE),
                 re.compile(fnmatch.translate(str(rule.get("identity", "*")))),
                 rule,
             )

@@ -55,7 +55,10 @@ class SuppressionRule:
         compiled = [re.compile(fnmatch.translate(p)) for p in (self.identity, self.detector)]
         object.__setattr__(self, "_identity_rx", compiled[0])
         object.__setattr__(self, "_detector_rx", compiled[1])
-        object.__setattr__(self, "_value_rx", re.compile(fnmatch.translate(self.value)))
+        # values compare without case: an action is one operation in any case (AWS, and
+        # Azure, whose operations the sources write in lower case, ``arm_case``)
+        object.__setattr__(self, "_value_rx", re.compile(fnmatch.translate(self.value),
+                                                         re.IGNORECASE))
 
     def matches(self, identity: str, detector: str, value: str) -> bool:
         return bool(

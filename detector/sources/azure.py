@@ -258,9 +258,11 @@ def normalise_activity(record: dict[str, Any], resolver: Resolver,
     when = record_time(low, props)
     operation = _operation(low, props)
     prefix_name = "entra" if _is_entra(low, props) else "azure"
+    if prefix_name == "azure":
+        operation = arm_case(operation)
     source_ip, network, prefix = classify_network(_caller_ip(low))
     outcome, error = _activity_outcome(low, props)
-    resource_id = short_str(low.get("resourceid"))
+    resource_id = arm_case(short_str(low.get("resourceid")))
     category = _category_name(low)
     attributes: dict[str, Any] = {"category": category[:64]} if category else {}
     rule = _TECHNIQUES.get(operation.lower())
@@ -282,6 +284,21 @@ def normalise_activity(record: dict[str, Any], resolver: Resolver,
         attributes=attributes,
     )
     return resolver.finish(event)
+
+
+def arm_case(name: str | None) -> str | None:
+    """An Azure Resource Manager operation or resource id in one case: lower case.
+
+    ARM treats both without regard to case, and the exports disagree: diagnostic settings
+    write ``MICROSOFT.COMPUTE/SNAPSHOTS/WRITE`` and ``/SUBSCRIPTIONS/…/RESOURCEGROUPS/…``
+    where the REST API and Log Analytics write ``Microsoft.Compute/snapshots/write``. Kept
+    as written, one identity's operation was a new value to the models when its logs came
+    through another export. Names with a space (Entra's activity names, ``Add member to
+    role``) and Key Vault's operation names (``SecretGet``) have one spelling and are left
+    alone."""
+    if name and "/" in name and " " not in name:
+        return name.lower()
+    return name
 
 
 def _properties(low: dict[str, Any]) -> dict[str, Any]:

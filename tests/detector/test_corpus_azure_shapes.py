@@ -50,7 +50,7 @@ def azure_activity_row(**extra: object) -> dict:
 class TestActivityShapes:
     def test_log_analytics_row_reads_the_operation_value_not_its_display_name(self):
         event = one_event(azure_activity_row())
-        assert event.action == "azure:MICROSOFT.AUTHORIZATION/ROLEASSIGNMENTS/WRITE"
+        assert event.action == "azure:microsoft.authorization/roleassignments/write"
         assert (event.identity, event.identity_kind) == ("0ab1-sp", "workload")
         assert (event.outcome, event.source_ip, event.event_id) == (
             "success", "203.0.113.5", "e-la-1")
@@ -260,3 +260,22 @@ class TestOneGuidOneIdentity:
         # 32 characters that are not all hex digits are some other id: not reshaped
         odd = "9a9b9c9d22223333444455555555abcz"
         assert one_event(self.evidence_record(odd)).identity == odd
+
+
+class TestArmCase:
+    """ARM names one operation and one resource in any case; the exports disagree."""
+
+    def test_one_call_in_two_exports__one_action_and_one_resource(self):
+        rest = azure_activity_row(OperationNameValue="Microsoft.Compute/snapshots/write",
+                                  _ResourceId="/subscriptions/sub-1/resourceGroups/Ops/"
+                                              "providers/Microsoft.Compute/snapshots/Nightly")
+        diagnostic = azure_activity_row(OperationNameValue="MICROSOFT.COMPUTE/SNAPSHOTS/WRITE",
+                                        _ResourceId="/SUBSCRIPTIONS/SUB-1/RESOURCEGROUPS/OPS/"
+                                                    "PROVIDERS/MICROSOFT.COMPUTE/SNAPSHOTS/"
+                                                    "NIGHTLY")
+        first, second = one_event(rest), one_event(diagnostic)
+        assert first.action == second.action == "azure:microsoft.compute/snapshots/write"
+        assert first.resource == second.resource == (
+            "/subscriptions/sub-1/resourcegroups/ops/providers/microsoft.compute/snapshots/"
+            "nightly")
+        assert first.tenant == second.tenant == "sub-1"

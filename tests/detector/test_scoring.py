@@ -314,6 +314,15 @@ class TestEvidenceFusion:
 
 
 class TestPolicyRules:
+    def test_policy_rule_action_matches_in_any_case(self):
+        settings = ScoringSettings.from_config({"policy_rules": [
+            {"name": "ra", "action": "azure:Microsoft.Authorization/roleAssignments/write",
+             "severity": "high", "reason": "r"}]})
+        (action_rx, identity_rx, _), = settings.policy_matchers
+        assert action_rx.match("azure:microsoft.authorization/roleassignments/write")
+        assert not action_rx.match("azure:microsoft.authorization/roleassignments/delete")
+        assert identity_rx.match("any-identity")
+
     def test_rule_without_action_is_refused(self):
         with pytest.raises(ConfigError, match=r"policy_rules\[0\]: a rule needs at least"):
             ScoringSettings.from_config({"policy_rules": [{"name": "x"}]})

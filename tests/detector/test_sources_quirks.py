@@ -345,7 +345,7 @@ def test_q20_azure_identity_forms() -> None:
         ("sp-2", "workload"), ("admin@example.com", "human"),
         ("Some Display Name", "unknown")]
     assert events[0].tenant == "abc"
-    assert events[0].action == "azure:Microsoft.Compute/virtualMachines/write"
+    assert events[0].action == "azure:microsoft.compute/virtualmachines/write"
     assert events[0].read_only is False
     signin = {"category": "ManagedIdentitySignInLogs", "time": "2024-01-01T00:00:00Z",
               "resultType": 0, "properties": {"servicePrincipalId": "MI-1", "userId": None,

@@ -60,6 +60,16 @@ class TestMatching:
         assert rules.check(identity, "novelty.action", "arn:aws:s3:::backup-07") == (None, None)
         assert rules.check(identity, "novelty.resource", "arn:aws:s3:::prod-db") == (None, None)
 
+    def test_value_matches_in_any_case(self):
+        # an Azure operation written before the sources lower-cased them still matches
+        rules = SuppressionRules.from_config([{
+            "identity": "*", "detector": "novelty.action", "reason": "runbook",
+            "value": "azure:Microsoft.Compute/snapshots/*"}], clock=Clock(JUNE_1))
+        assert rules.check("mi-1", "novelty.action",
+                           "azure:microsoft.compute/snapshots/delete")[0] == "suppressed"
+        assert rules.check("mi-1", "novelty.action",
+                           "azure:microsoft.compute/disks/delete") == (None, None)
+
     def test_defaults_match_every_detector_and_value(self, rules_file):
         rules = SuppressionRules(load_rules_file(rules_file), clock=Clock(JUNE_1))
         verdict, rule = rules.check(

@@ -87,7 +87,7 @@ def test_azure_refused_diagnostics_delete_is_an_attempt() -> None:
     record = activity("Microsoft.Insights/diagnosticSettings/delete", DIAGNOSTICS,
                       result="Failure", resultSignature="Forbidden")
     found, tallies = outcome({"records": [record]})
-    action = "azure:Microsoft.Insights/diagnosticSettings/delete"
+    action = "azure:microsoft.insights/diagnosticsettings/delete"
     assert found == [("azure.tampering_attempt", "high", action)]
     assert tallies == [("azure.permission_probing", (action,))]
 
