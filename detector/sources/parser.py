@@ -1025,6 +1025,8 @@ class Parser:
         items = value.get("items") if value.get("kind") == "EventList" else None
         if items is None:
             items = value.get("records")
+        if items is None and _LIST_PAGE_KEYS.issuperset(value):
+            items = value.get("value")  # a REST or Graph list page: {"value": [...]}
         if isinstance(items, list):
             for index, item in enumerate(items):
                 self._dispatch(item, f"{origin}[{index}]", hints, depth + 1)
@@ -1592,8 +1594,13 @@ class _Held:
 
 
 # Every key that _dispatch or _envelope looks for: an object with none of them is a record.
+_LIST_PAGE_KEYS = frozenset({"value", "nextLink", "@odata.context", "@odata.nextLink",
+                             "@odata.deltaLink", "@odata.count"})
+"""The keys of one page of an Azure REST or Microsoft Graph list (the Activity Log and the
+sign-in logs read through the API): the records are its ``value``; nothing else may be
+there, so a record that has a ``value`` field of its own stays a record."""
 _ENVELOPE_KEYS = frozenset({"Records", "digestPublicKeyFingerprint", "logFiles", "messageType",
-                            "detail", "Body", "body", "Message", "items", "records",
+                            "detail", "Body", "body", "Message", "items", "records", "value",
                             "receivedMessages", "received_messages", "message", "data",
                             "event"})
 _COUNTED = frozenset({"aws.cloudtrail", "gcp.audit", "k8s.audit", "azure.activity",

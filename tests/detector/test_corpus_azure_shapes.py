@@ -279,3 +279,37 @@ class TestArmCase:
             "/subscriptions/sub-1/resourcegroups/ops/providers/microsoft.compute/snapshots/"
             "nightly")
         assert first.tenant == second.tenant == "sub-1"
+
+
+class TestListPages:
+    """One page of the Azure REST Activity Log list or of a Microsoft Graph list: the
+    records are its ``value`` (was one unknown_format dead letter for the whole page)."""
+
+    def test_rest_page__every_record_of_value(self):
+        page = {"value": [activity({"claims": APP_CLAIMS}, correlationId=f"c-{n}")
+                          for n in range(3)],
+                "nextLink": "https://management.azure.com/...&$skiptoken=x"}
+        events, dead = parse(page)
+        assert len(dead) == 0
+        assert [e.identity for e in events] == ["0ab1-sp"] * 3
+        assert {e.action for e in events} == {"azure:microsoft.keyvault/vaults/write"}
+
+    def test_graph_sign_in_page__sign_in_events(self):
+        sign_in = {"id": "s-1", "createdDateTime": "2024-05-02T10:00:00Z",
+                   "userPrincipalName": "deploy-bot@contoso.com", "userId": "u-1",
+                   "appId": "app-1", "ipAddress": "131.107.159.37", "isInteractive": False,
+                   "resourceDisplayName": "Microsoft Graph",
+                   "status": {"errorCode": 0}}
+        page = {"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#auditLogs/"
+                                  "signIns", "value": [sign_in],
+                "@odata.nextLink": "https://graph.microsoft.com/v1.0/auditLogs/signIns?x"}
+        events, dead = parse(page)
+        assert len(dead) == 0
+        assert [(e.source, e.identity, e.action) for e in events] == [
+            ("azure.signin", "deploy-bot@contoso.com", "entra:SignIn")]
+
+    def test_record_with_a_value_field_of_its_own__stays_one_record(self):
+        # only a page has nothing but ``value`` and its paging keys
+        record = activity({"claims": APP_CLAIMS}, value=[1, 2])
+        events, dead = parse(record)
+        assert len(dead) == 0 and len(events) == 1
