@@ -486,6 +486,8 @@ class ScenarioResult:
     time_to_detect: float | None
     alerts: int
     first_alert_id: str | None
+    # events of its identities in the hours of its time range; None when not counted
+    events_in_range: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -495,7 +497,18 @@ class ScenarioResult:
             "time_to_detect_seconds": self.time_to_detect,
             "alerts": self.alerts,
             "first_alert_id": self.first_alert_id,
+            "events_in_range": self.events_in_range,
         }
+
+
+def events_in_range(scenario: Scenario, hourly: Mapping[str, Mapping[int, int]]) -> int:
+    """Events the run processed for the scenario's identities in the whole hours its time
+    range touches (``Activity.hourly``). Zero for a missed scenario means the detector never
+    saw it: its records were dead letters (a time beyond the clock, ``future_time``), not
+    in the input, or labelled with the wrong identity or times."""
+    first, last = int(scenario.start) // 3600, int(scenario.end) // 3600
+    return sum(count for identity in scenario.identities
+               for hour, count in hourly.get(identity, {}).items() if first <= hour <= last)
 
 
 @dataclass(frozen=True, slots=True)
@@ -550,9 +563,11 @@ class Evaluation:
 
 
 def evaluate(
-    alerts: Iterable[AlertRecord], scenarios: Iterable[Scenario], identity_days: float
+    alerts: Iterable[AlertRecord], scenarios: Iterable[Scenario], identity_days: float,
+    hourly: Mapping[str, Mapping[int, int]] | None = None,
 ) -> Evaluation:
-    """Per-scenario detection, time to detect and the rate of alerts outside scenarios."""
+    """Per-scenario detection, time to detect and the rate of alerts outside scenarios;
+    with ``hourly`` (``Activity.hourly``), each scenario's events in its time range."""
     alerts = list(alerts)
     scenarios = list(scenarios)
     matched: set[str] = set()
@@ -566,7 +581,8 @@ def evaluate(
         matched.update(alert_id for _, alert_id in hits)
         ttd = max(0.0, hits[0][0] - scenario.start) if hits else None
         first_id = hits[0][1] if hits else None
-        results.append(ScenarioResult(scenario, bool(hits), ttd, len(hits), first_id))
+        seen = None if hourly is None else events_in_range(scenario, hourly)
+        results.append(ScenarioResult(scenario, bool(hits), ttd, len(hits), first_id, seen))
     outside = sum(1 for a in alerts if a.alert_id not in matched)
     return Evaluation(tuple(results), len(alerts), outside, identity_days)
 

@@ -44,6 +44,7 @@ import stat
 import struct
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -857,6 +858,27 @@ def _consume(
 # ---------------------------------------------------------------------------- run
 
 
+def _warn_unseen_scenarios(evaluation: dict[str, Any], stats: RunStats,
+                           interrupted: bool) -> None:
+    """Say when labelled scenarios had no event at all in their time range, with the dead
+    letters that may hold them: 45 generated days replayed on a machine whose clock was
+    in day 35 gave "0/11 detected" and nothing else, every attack a ``future_time`` dead
+    letter."""
+    empty = [s["id"] for s in evaluation["scenarios"]
+             if not s["detected"] and s["events_in_range"] == 0]
+    if not empty or interrupted:
+        return
+    by_reason: Counter[str] = Counter()
+    for (_, reason), n in stats.dead_letters.items():
+        by_reason[reason] += n
+    said = ", ".join(f"{reason} {n:,}" for reason, n in by_reason.most_common() if n) or "none"
+    logger.warning("labels: %d missed scenario(s) had no event of their identities in their "
+                   "time range, so the detector never saw them: %s; dead letters of this "
+                   "run by reason: %s (future_time: later than this machine's clock allows)",
+                   len(empty), ", ".join(empty[:8]) + (", ..." if len(empty) > 8 else ""),
+                   said)
+
+
 def _write_inventory(detector: Any, path: str) -> None:
     lines = b"".join(
         orjson.dumps(item, option=orjson.OPT_NON_STR_KEYS) + b"\n" for item in detector.inventory()
@@ -911,12 +933,14 @@ def _finish_outputs(
     alerts = log.records()
     evaluation = None
     if scenarios is not None:
-        evaluation = evaluate(alerts, scenarios, activity.identity_days()).to_dict()
+        evaluation = evaluate(alerts, scenarios, activity.identity_days(),
+                              activity.hourly).to_dict()
         unseen = unseen_identities(scenarios, activity.spans)
         if unseen and not result.interrupted:
             logger.warning("labels: %d scenario identity key(s) had no event in this replay "
                            "(misspelt?): %s", len(unseen), "; ".join(unseen[:5])
                            + ("; ..." if len(unseen) > 5 else ""))
+        _warn_unseen_scenarios(evaluation, stats, result.interrupted)
     t_range = activity.time_range()
     summary = build_summary(
         stats,

@@ -310,7 +310,9 @@ def _evaluation_lines(ev: Mapping[str, Any]) -> list[str]:
     for s in ev["scenarios"]:
         verdict = "detected" if s["detected"] else "MISSED"
         ttd = _duration(s["time_to_detect_seconds"])
-        lines.append(f"  {s['id']:<{width}}  {verdict:<8}  ttd {ttd:>8}  {s['title']}")
+        note = " (no event of it was processed: see dead letters)" if (
+            not s["detected"] and s.get("events_in_range") == 0) else ""
+        lines.append(f"  {s['id']:<{width}}  {verdict:<8}  ttd {ttd:>8}  {s['title']}{note}")
     bar = ev["quality_bar"]
     lines += [
         f"  detected {ev['scenarios_detected']}/{ev['scenarios_total']}"

@@ -118,3 +118,40 @@ def test_misspelt_scenario_key__warned_with_the_likely_one(caplog):
     assert caplog.messages == [
         "l.json: scenarios[0]: key 'event_id' is not read; did you mean 'event_ids'?",
         "l.json: scenarios[0]: key 'source' is not read"]
+
+
+def test_scenario_whose_records_are_all_dead_letters__said(tmp_path: Path, caplog):
+    """45 generated days replayed on a machine whose clock was in day 35: every attack was
+    a ``future_time`` dead letter, and the summary only said "0/11 detected"."""
+    import time
+
+    from tests.replay import logs
+
+    attack_at = time.time() + 10 * 86400  # later than the clock allows: dead letters
+    logs.build_logs(tmp_path / "logs", days=3, attack_at=attack_at)
+    path = tmp_path / "labels.json"
+    path.write_bytes(orjson.dumps(logs.labels_for(attack_at)))
+    with caplog.at_level("WARNING", logger="detector.replay"):
+        code, summary = run_replay([tmp_path / "logs"], tmp_path, "--labels", str(path))
+    assert code == 0
+    [scenario] = summary["evaluation"]["scenarios"]
+    assert (scenario["detected"], scenario["events_in_range"]) == (False, 0)
+    future = summary["dead_letters"]["aws.cloudtrail/future_time"]
+    assert future > 0
+    [said] = [r.getMessage() for r in caplog.records if "never saw them" in r.getMessage()]
+    assert said.startswith("labels: 1 missed scenario(s) had no event of their identities in "
+                           "their time range, so the detector never saw them: outside-use; "
+                           f"dead letters of this run by reason: future_time {future:,}")
+
+
+def test_detected_scenario__its_events_in_range_counted(tmp_path: Path):
+    from tests.replay import logs
+
+    attack_at = logs.T0 + 2 * 86400 + 3600
+    logs.build_logs(tmp_path / "logs", days=3, attack_at=attack_at)
+    path = tmp_path / "labels.json"
+    path.write_bytes(orjson.dumps(logs.labels_for(attack_at)))
+    code, summary = run_replay([tmp_path / "logs"], tmp_path, "--labels", str(path))
+    assert code == 0
+    [scenario] = summary["evaluation"]["scenarios"]
+    assert scenario["events_in_range"] > 0
