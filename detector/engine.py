@@ -496,6 +496,9 @@ class Detector:
         elif techniques:
             verdict = None if in_learning else self._verdict(event, signals, sens)
             verdict = _technique_verdict(techniques, verdict, sens)
+            if verdict.severity == "low" and self._routine_technique(state, event, verdict):
+                self.stats.suppressed["recurring"] += 1
+                return
         elif in_learning:
             if any(s.score >= self.settings.signal_floor for s in signals):
                 self.stats.suppressed["learning"] += 1
@@ -503,6 +506,9 @@ class Detector:
         else:
             verdict = self._verdict(event, signals, sens)
             if verdict is not None:
+                if event.outcome == "failure" and self._routine_refusal(state, event, verdict):
+                    self.stats.suppressed["recurring"] += 1
+                    return
                 self._recurrence(state, event, verdict)
         if verdict is None:
             return
@@ -660,6 +666,52 @@ class Detector:
             f"severity lowered one level: the same deviation recurred around {hour:02d}:00 "
             f"UTC on {len(earlier)} of the last {settings.recurrence_lookback_days} days"
         )
+
+    def _routine_technique(self, state: IdentityState, event: Event, verdict: Verdict) -> bool:
+        """Whether a low technique verdict is this identity's routine: the same rules
+        found around this hour (±1 h) on at least ``recurrence_days`` of the last
+        ``recurrence_lookback_days`` days (a nightly runbook deleting last week's disk
+        snapshots raised a low alert every night). Medium and high findings are never
+        routine, and the first nights still alert."""
+        rules = sorted({w.signal.detector for w in verdict.signals
+                        if w.signal.detector.startswith("technique.")})
+        return self._recurs(state, event, "technique|" + "|".join(rules), any_hour=False)
+
+    def _routine_refusal(self, state: IdentityState, event: Event, verdict: Verdict) -> bool:
+        """Whether a refused call whose only news is itself (novelty signals) is refused
+        this way routinely: the same action and error on at least ``recurrence_days`` of
+        the last ``recurrence_lookback_days`` days, at any hour. A refused call is never
+        learned as known, so a job denied one permission every half hour raised a "first
+        call" alert every day for ever; an identity probing many actions is still seen
+        (each action is its own sighting, and the probing tallies are techniques)."""
+        if not all(w.signal.detector.startswith("novelty.") for w in verdict.signals):
+            return False
+        signature = f"refused|{event.action}|{event.error_code or ''}"
+        return self._recurs(state, event, signature, any_hour=True)
+
+    def _recurs(self, state: IdentityState, event: Event, signature: str, *,
+                any_hour: bool) -> bool:
+        """Record this sighting of ``signature`` and say whether it was seen on at least
+        ``recurrence_days`` earlier days of the lookback (around this hour unless
+        ``any_hour``). Sightings live with ``_recurrence``'s (one entry per day and hour);
+        a partial event neither counts nor is counted."""
+        settings = self.settings
+        if settings.recurrence_days <= 0 or event.partial:
+            return False
+        day, hour = int(event.ts // 86400), int(event.ts % 86400 // 3600)
+        recurrence = state.alerts.recurrence
+        seen = recurrence.get(signature, ())
+        earlier = {d for d, h in seen if 0 < day - d <= settings.recurrence_lookback_days
+                   and (any_hour or min(abs(h - hour), 24 - abs(h - hour)) <= 1)}
+        # at any hour, one sighting a day: a refusal every half hour would otherwise fill
+        # the bounded list with today's hours alone
+        new = all(d != day for d, _ in seen) if any_hour else [day, hour] not in seen
+        if new:
+            entries = recurrence.setdefault(signature, [])
+            entries.append([day, hour])
+            del entries[: max(0, len(entries) - MAX_RECURRENCE_ENTRIES)]
+            self._cap_recurrence(recurrence, signature)
+        return len(earlier) >= settings.recurrence_days
 
     @staticmethod
     def _cap_recurrence(recurrence: dict[str, list[list[int]]], keep: str) -> None:

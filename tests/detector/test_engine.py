@@ -556,3 +556,35 @@ class TestOwnersAfterAWarmStart:
         restarted.set_identity_state(ROLE, blob)
         assert restarted.inventory_entry(ROLE)["owner"] == "team-new"
         assert restarted.inventory_entry(ROLE)["events"] == 48  # the rest as it was
+
+
+class TestRoutineRefusal:
+    """A refused call is never learned as known, so a job denied one permission every half
+    hour raised a "first call" alert every day; from the fourth day it is routine."""
+
+    @staticmethod
+    def denied(n: int, when: datetime, action: str = "sqs:SendMessage") -> Event:
+        return ev(n, when, action, event_id=f"denied-{n}", outcome="failure",
+                  error_code="AccessDenied")
+
+    def days_of_alerts(self, detector: Detector, days: int, action: str) -> list[int]:
+        start = T0 + timedelta(days=7)  # after the learned week
+        raised: list[int] = []
+        for day in range(days):
+            events = [self.denied(day * 100 + k, start + timedelta(days=day, minutes=30 * k),
+                                  action) for k in range(48)]
+            # new alerts only: a revision of the day before's may still come
+            raised.append(sum(1 for a in run(detector, events) if a.revision == 1))
+        return raised
+
+    def test_same_refusal_every_day__alerts_three_days_then_routine(self):
+        detector, stats = learned()
+        raised = self.days_of_alerts(detector, 6, "sqs:SendMessage")
+        assert raised == [1, 1, 1, 0, 0, 0]
+        assert stats.suppressed["recurring"] > 0
+
+    def test_a_new_refused_action_on_a_routine_day__still_alerts(self):
+        detector, _ = learned()
+        self.days_of_alerts(detector, 4, "sqs:SendMessage")
+        probe = self.denied(9999, T0 + timedelta(days=11, hours=5), "sqs:DeleteQueue")
+        assert len(detector.process(probe)) == 1

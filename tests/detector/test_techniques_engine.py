@@ -187,3 +187,35 @@ def test_findings_cross_the_repartition_topic() -> None:
     wired = run(Detector({}, stats=RunStats()), [decoded])
     assert [a.to_native() for a in wired] == [a.to_native() for a in direct]
     assert wired[0].detectors == ("technique.aws.ebs_snapshot_shared",)
+
+
+NIGHTLY = Finding("azure.recovery_deleted", "low", ("T1490",),
+                  "disk snapshot nightly-0 deleted", "nightly-0")
+
+
+def test_low_finding_every_night_at_one_hour__routine_after_three_nights() -> None:
+    # a runbook deleting last week's snapshots at 02:00 raised a low alert every night
+    stats = RunStats()
+    detector = Detector({}, stats=stats)
+    raised = []
+    for night in range(7):
+        event = with_finding(ev(night, T0 + timedelta(days=night, hours=2, minutes=night),
+                                "azure:microsoft.compute/snapshots/delete"), NIGHTLY)
+        raised.append(len(run(detector, [event])))
+    assert raised == [1, 1, 1, 0, 0, 0, 0]
+    assert stats.suppressed["recurring"] == 4
+
+
+def test_low_finding_at_another_hour_or_a_high_one__still_alerts() -> None:
+    detector = Detector({}, stats=RunStats())
+    for night in range(4):
+        event = with_finding(ev(night, T0 + timedelta(days=night, hours=2),
+                                "azure:microsoft.compute/snapshots/delete"), NIGHTLY)
+        run(detector, [event])
+    noon = with_finding(ev(10, T0 + timedelta(days=4, hours=12),
+                           "azure:microsoft.compute/snapshots/delete"), NIGHTLY)
+    assert len(run(detector, [noon])) == 1  # not its hour: not the routine
+    high = Detector({}, stats=RunStats())
+    alerts = [len(run(high, [fresh_event(night * 1440, "ec2:ModifySnapshotAttribute")]))
+              for night in range(5)]
+    assert alerts == [1, 1, 1, 1, 1]  # a high finding is never routine
