@@ -161,6 +161,24 @@ def signal_sentence(record: dict[str, Any]) -> str:
 _WINDOWS = ("volume.", "multivariate.")  # detectors that judge a window of many requests
 
 
+def _lead_order(record: dict[str, Any]) -> tuple[int, float, str, str]:
+    """The order of an alert's signals, the first one leading its title: what was done
+    before when or how much. Rule matches (techniques, policies) first; then readings of
+    the action itself on a catalogued sensitive event (``novelty.action``); then other
+    readings on such an event; then the rest, each by weighted score. By score alone a
+    managed identity's role assignment read "first activity at 14:00 UTC" (the schedule
+    scored higher) and a service account's ``SetIamPolicy`` read as the ``GetIamPolicy``
+    before it (a tie, broken by name)."""
+    detector = record["detector"]
+    if is_rule(detector):
+        rank = 0
+    elif record.get("category"):
+        rank = 1 if detector.startswith("novelty.action") else 2
+    else:
+        rank = 3
+    return rank, -record["weighted_score"], detector, record["value"]
+
+
 def signal_record(weighted: Any, event: Event | None = None,
                   category: str | None = None) -> dict[str, Any]:
     """The alert's view of one weighted signal: observed vs baseline and the sentence.
@@ -451,7 +469,7 @@ class AlertGroup:
                 self.signals[at].pop("refused", None)
         if not changed:
             return
-        self.signals.sort(key=lambda s: (-s["weighted_score"], s["detector"], s["value"]))
+        self.signals.sort(key=_lead_order)
         per_detector: dict[str, int] = {}
         kept = []
         for record in self.signals:

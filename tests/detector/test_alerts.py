@@ -324,17 +324,35 @@ class TestLeadAndNotes:
                             error_code="AccessDenied")
         group = open_group(denied, make_verdict(score=0.9, value="cloudtrail:DeleteTrail"))
         tampering = Sensitivity("logging_tampering", "critical", 1.0, policy=True)
+        rule = Signal("technique.aws.trail_stopped", 1.0, "o", "b", "trail t stopped",
+                      value="t")
         group.fold(make_event(1, "cloudtrail:StopLogging"),
-                   make_verdict(score=0.6, sens=tampering, value="cloudtrail:StopLogging"),
-                   20, 5)
+                   Verdict(1.0, "critical", [Weighted(rule, 1.0)], tampering, []), 20, 5)
         group.revision = 1
         alert = group.to_alert(ROLE, [])
-        assert alert.signals[0]["refused"] is True and "refused" not in alert.signals[1]
-        assert alert.signals[1]["category"] == "logging_tampering"
-        assert alert.title == ("workload role/app-worker: first call of cloudtrail:DeleteTrail "
-                               "in 41 days of history (refused) "
-                               "[other events: logging tampering]")
+        # the successful tampering leads; the refused call keeps its own mark
+        assert [s["detector"] for s in alert.signals] == ["technique.aws.trail_stopped",
+                                                          "novelty.action"]
+        assert alert.signals[1]["refused"] is True and "refused" not in alert.signals[0]
+        assert alert.title == ("workload role/app-worker: trail t stopped [logging tampering] "
+                               "(+1 more detector)")
         assert_valid_alert(alert.to_native())
+
+    def test_the_sensitive_action_leads_over_a_stronger_when(self):
+        # a managed identity's role assignment read "first activity at 14:00 UTC": the
+        # schedule scored higher than the new action on the same event
+        grant = Sensitivity("privilege_change", "high", 1.0)
+        when = Signal("schedule.off_hours", 0.9, "14:00", "b",
+                      "first activity at 14:00 UTC in 29 days of history", value="14")
+        what = Signal("novelty.action", 0.73, "o", "b",
+                      "first call of azure:microsoft.authorization/roleassignments/write",
+                      value="azure:microsoft.authorization/roleassignments/write")
+        group = open_group(make_event(0), Verdict(0.9, "high", [Weighted(when, 0.9),
+                                                                Weighted(what, 0.73)],
+                                                  grant, []))
+        title = group.to_alert(ROLE, []).title
+        assert title.startswith("workload role/app-worker: first call of "
+                                "azure:microsoft.authorization/roleassignments/write")
 
     def test_the_leading_events_own_category_comes_first(self):
         creds = Sensitivity("credential_creation", "high", 1.0)
@@ -404,7 +422,9 @@ def test_a_refused_deletetrail_then_stoplogging_through_the_engine():
     assert first.title.startswith("workload role/app: first call of cloudtrail:DeleteTrail in ")
     assert "(refused)" in first.title and "[" not in first.title
     assert last.context["sensitive_categories"] == ["logging_tampering"]
-    assert last.title.split(" (+")[0].endswith(
-        "history (refused) [other events: logging tampering]")
-    assert last.signals[0]["refused"] is True
-    assert [s.get("category") for s in last.signals[1:]] == ["logging_tampering"] * 4
+    # the tampering that was done leads the revision; the refused attempt stays marked
+    assert last.title.split(" (+")[0] == ("workload role/app: first call of "
+                                          "cloudtrail:StopLogging in 7 days of history "
+                                          "[logging tampering]")
+    assert "refused" not in last.signals[0]
+    assert any(s.get("refused") and "category" not in s for s in last.signals)
