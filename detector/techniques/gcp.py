@@ -172,9 +172,33 @@ def _iam_policy(payload: dict[str, Any], principal: str) -> list[Finding]:
             found.append(_outsider_finding(resource, role, member))
             break
     else:
-        found.extend(_consumer_grant(payload, resource, principal))
+        found.extend(_consumer_grant(payload, resource, principal)
+                     or _workload_admin_grant(payload, resource, principal))
     found.extend(_audit_logs_removed(payload, resource))
     return found
+
+
+def _workload_admin_grant(payload: dict[str, Any], resource: str,
+                          principal: str) -> list[Finding]:
+    """Owner or editor granted by a service account: a workload widening access on its
+    own (to itself: escalation; to another member: a foothold that outlives the caller's
+    key). People grant these in the console as part of their work; a pipeline that
+    manages IAM (a Terraform runner) does too, which is why it is medium, and high only
+    when the service account grants it to itself. The finding names the role and the
+    member, which the behavioural signals of the same call cannot."""
+    if not principal.endswith(".gserviceaccount.com"):
+        return []
+    for role, member in _added(payload):
+        if role not in _ADMIN_ROLES:
+            continue
+        own = member.partition(":")[2].lower() == principal.lower()
+        return [Finding("gcp.admin_role_by_workload", "high" if own else "medium",
+                        ("T1098.003",),
+                        f"{resource} grants {role} to "
+                        + ("the calling service account itself" if own else member)
+                        + " (granted by a service account)",
+                        member.partition(":")[2][:256] or member[:256])]
+    return []
 
 
 def _consumer_grant(payload: dict[str, Any], resource: str, principal: str) -> list[Finding]:

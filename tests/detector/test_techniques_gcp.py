@@ -71,7 +71,23 @@ def test_owner_to_consumer_account_and_to_another_domain() -> None:
                           **delta(("roles/owner", "user:y@corp.com")))
     assert findings(gmail, foreign, colleague, by_automation) == [
         ("gcp.admin_grant_external", "high", "helper@gmail.com"),
-        ("gcp.admin_grant_external", "high", "x@other.io")]
+        ("gcp.admin_grant_external", "high", "x@other.io"),
+        ("gcp.admin_role_by_workload", "medium", "y@corp.com")]
+
+
+def test_admin_role_granted_by_a_service_account__named_high_when_to_itself() -> None:
+    # a detection trial's composer service account granted roles/editor on its project:
+    # no finding, and the alert named neither the role nor the member
+    other = entry("SetIamPolicy", "cloudresourcemanager.googleapis.com", **delta(
+        ("roles/editor", "serviceAccount:tmp@corp-prod.iam.gserviceaccount.com")))
+    itself = entry("SetIamPolicy", "cloudresourcemanager.googleapis.com",
+                   **delta(("roles/owner", f"serviceAccount:{CI}")))
+    viewer = entry("SetIamPolicy", "cloudresourcemanager.googleapis.com",
+                   **delta(("roles/viewer", "serviceAccount:tmp@corp-prod.iam."
+                                            "gserviceaccount.com")))
+    assert findings(other, itself, viewer) == [
+        ("gcp.admin_role_by_workload", "medium", "tmp@corp-prod.iam.gserviceaccount.com"),
+        ("gcp.admin_role_by_workload", "high", CI)]
 
 
 def test_full_policy_without_delta_and_ownership_invite() -> None:
@@ -258,6 +274,7 @@ def test_panther_labelled_gcp_and_gke_events(real_logs: Path) -> None:
         ("gcp.service_account_key", True): 1, ("gcp.ssh_key_metadata", True): 2,
         ("gcp.flow_logs_disabled", True): 1, ("gcp.identity_federation_changed", True): 4,
         ("gcp.kms_key_destroyed", True): 2, ("k8s.nodeport_service", True): 1,
-        ("k8s.privileged_pod", True): 4, ("gcp.deployment_manager_used", True): 8}
+        ("k8s.privileged_pod", True): 4, ("gcp.deployment_manager_used", True): 8,
+        ("gcp.admin_role_by_workload", True): 1}
     assert panther_counts(real_logs / "panther-analysis-tests", "eks_k8s_audit") == {
         ("k8s.anonymous_access", True): 2, ("k8s.privileged_pod", True): 1}
