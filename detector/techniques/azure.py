@@ -37,7 +37,10 @@ _ROLES = {
     "b7e6dc6d-f1e8-4753-8033-0f276bb0955b": ("Storage Blob Data Owner", "medium"),
     "00482a5a-887f-4fb3-b363-3b7fe8e74483": ("Key Vault Administrator", "medium"),
     "b86a8fe4-44ce-4948-aee5-eccb2c155cd7": ("Key Vault Secrets Officer", "medium"),
+    # runs commands on every virtual machine in scope, as each machine's own identity
+    "9980e02c-c2be-4d73-94e8-173b1dc7cf3c": ("Virtual Machine Contributor", "medium"),
 }
+_WORKLOAD_CALLERS = frozenset({"serviceprincipal", "managedidentity"})
 # Extension types that run arbitrary code or reset credentials on the machine.
 _SCRIPT_EXTENSIONS = ("customscript", "runcommand", "vmaccess", "enablevmaccess", "dsc")
 _PENDING = frozenset({"start", "started", "accepted"})
@@ -95,13 +98,14 @@ def _role_assignment(low: dict[str, Any], props: dict[str, Any]) -> list[Finding
         role_id = inner.get("roledefinitionid")
         if not isinstance(role_id, str):
             continue
-        role = _ROLES.get(role_id.rpartition("/")[2].lower())
-        if role is None:
-            return []
+        guid = role_id.rpartition("/")[2].lower()
+        role = _ROLES.get(guid)
         principal = inner.get("principalid")
         kind = inner.get("principaltype")
         who = f"{kind} {principal}" if isinstance(kind, str) and kind else f"{principal}"
         scope = inner.get("scope") if isinstance(inner.get("scope"), str) else _resource(low)
+        if role is None:
+            return _workload_assignment(low, guid[:64], who, str(scope)[:200], principal)
         severity, where = role[1], str(scope)[:200]
         if _MANAGEMENT_GROUP in str(scope).lower() and "/subscriptions/" not in str(
                 scope).lower():
@@ -111,6 +115,21 @@ def _role_assignment(low: dict[str, Any], props: dict[str, Any]) -> list[Finding
                         f"role {role[0]} assigned to {who[:160]} at {where}",
                         str(principal)[:128])]
     return []
+
+
+def _workload_assignment(low: dict[str, Any], role: str, who: str, scope: str,
+                         principal: Any) -> list[Finding]:
+    """Any other role assigned by a service principal or managed identity (the caller's
+    type, from the authorization evidence): a workload widening access on its own. Named
+    with the role definition's id and the assignee, which the call's behavioural signals
+    cannot say. Medium: a pipeline that manages access does this too."""
+    evidence = lower_keys(lower_keys(low.get("authorization")).get("evidence"))
+    caller = evidence.get("principaltype")
+    if not isinstance(caller, str) or caller.lower() not in _WORKLOAD_CALLERS:
+        return []
+    return [Finding("azure.role_assignment_by_workload", "medium", ("T1098.003",),
+                    f"role definition {role} assigned to {who[:160]} at {scope} by a "
+                    f"{caller[:32]}", str(principal)[:128])]
 
 
 def higher(severity: str) -> str:

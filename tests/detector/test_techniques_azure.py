@@ -68,6 +68,30 @@ def test_owner_and_contributor_assignments() -> None:
         ("azure.privileged_role_assignment", "medium", "p-1")]
 
 
+def test_any_role_assigned_by_a_workload__named() -> None:
+    # a detection trial's managed identity assigned Virtual Machine Contributor: no
+    # finding, and the alert named neither the role nor the assignee
+    vm_contributor = "9980e02c-c2be-4d73-94e8-173b1dc7cf3c"
+    by_identity = {"authorization": {"evidence": {"principalType": "ServicePrincipal",
+                                                  "role": "Contributor"}}}
+    custom = dict(assignment("0f0e0d0c-0000-4000-8000-000000000001"), **by_identity)
+    by_person = dict(assignment("0f0e0d0c-0000-4000-8000-000000000001"), authorization={
+        "evidence": {"principalType": "User"}})
+    assert findings(assignment(vm_contributor), custom, by_person) == [
+        ("azure.privileged_role_assignment", "medium", "p-1"),
+        ("azure.role_assignment_by_workload", "medium", "p-1")]
+    [event_finding] = [f for e in parsed(custom) for f in as_findings(e.attributes[ATTRIBUTE])]
+    assert event_finding.sentence == (
+        "role definition 0f0e0d0c-0000-4000-8000-000000000001 assigned to ServicePrincipal p-1 "
+        f"at {SUB} by a ServicePrincipal")
+
+
+def parsed(*records: dict) -> list:
+    stats, dead = RunStats(), ListDeadLetters()
+    return parse_payload(orjson.dumps({"records": list(records)}), origin="t", stats=stats,
+                         dead_letters=dead)
+
+
 def test_reader_start_and_failed_assignments_are_not_findings() -> None:
     """The Start record of a grant carries its body too: only the final record counts."""
     assert findings(assignment(READER), assignment(OWNER, result="Start"),
