@@ -703,14 +703,24 @@ def _token(record: dict[str, Any], action: str, username: str) -> list[Finding]:
                     f"account {target}", target)]
 
 
+_HAND_CLIENTS = ("kubectl/", "curl/", "wget/", "python-requests/", "openapi-generator/",
+                 "mozilla/", "postmanruntime/", "httpie/")
+"""User agents of requests made by hand or by a script, never by a controller's informer
+(whose user agent is its own binary's)."""
+
+
 def _secrets(record: dict[str, Any], action: str, username: str) -> list[Finding]:
     account = _account(username)
     namespace = as_dict(record.get("objectRef")).get("namespace")
     uri = record.get("requestURI")
+    agent = record.get("userAgent")
+    by_hand = isinstance(agent, str) and agent.lower().startswith(_HAND_CLIENTS)
     if (account is not None and account[0] == "kube-system") or namespace \
             or _platform_user(username) or username == ANONYMOUS \
-            or not isinstance(uri, str) or "resourceVersion=" in uri:
-        return []  # an informer's list names a resourceVersion; a one-shot dump does not
+            or not isinstance(uri, str) or ("resourceVersion=" in uri and not by_hand):
+        # an informer's list names a resourceVersion; a one-shot dump does not, unless it
+        # adds one to pass for an informer (``kubectl get --raw '...?resourceVersion=0'``)
+        return []
     if account is None:  # a person: an administrator may, an attacker with a kubeconfig will
         return [Finding("k8s.secrets_cluster_wide", "medium", ("T1552.007",),
                         f"{username[:128]} listed the secrets of every namespace in one "

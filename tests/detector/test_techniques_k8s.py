@@ -176,6 +176,22 @@ def test_one_shot_cluster_wide_secret_list_but_not_an_informer() -> None:
         ("k8s.secrets_cluster_wide", "high", "ci/deployer")]
 
 
+def test_cluster_wide_secret_dump_passing_for_an_informer__still_found() -> None:
+    # a detection trial's kubectl dump with ``resourceVersion=0`` added passed for an
+    # informer's list; a controller's informer has its own binary's user agent
+    uri = "/api/v1/secrets?limit=500&resourceVersion=0"
+    by_kubectl = request("list", "secrets", namespace=None, code=200, uri=uri,
+                         userAgent="kubectl/v1.31.2 (linux/amd64) kubernetes/5864a46")
+    by_script = request("list", "secrets", namespace=None, code=200, uri=uri,
+                        userAgent="python-requests/2.32.3")
+    by_controller = request("list", "secrets", namespace=None, code=200, uri=uri,
+                            userAgent="cert-manager-controller/v1.15.1 (linux/amd64) "
+                                      "cert-manager/0a6e2a4")
+    assert findings(by_kubectl, by_script, by_controller) == [
+        ("k8s.secrets_cluster_wide", "high", "ci/deployer"),
+        ("k8s.secrets_cluster_wide", "high", "ci/deployer")]
+
+
 def test_admission_webhook_deleted_but_not_read() -> None:
     gone = request("delete", "validatingwebhookconfigurations", namespace=None, name="policy",
                    code=200)
