@@ -14,9 +14,9 @@ store, per app id: another app's index in the same data directory is not this on
 leaves half of one), and reads it at start. After SIGKILL it starts with the index of at
 most ``SAVE_INTERVAL_S`` before the crash, which the events read again fill in. A file that
 cannot be read (another build's format, damaged) is said in one WARNING and the worker
-starts with an empty index, as before; a warm start (``--load-state``, applied once) replaces it with the snapshot's.
-Each worker keeps its own: its data directory is its own (``streams.datadir``), and the
-index describes the identities it has processed.
+starts with an empty index, as before; a warm start (``--load-state``, applied once)
+replaces it with the snapshot's. Each worker keeps its own: its data directory is its own
+(``streams.datadir``), and the index describes the identities it has processed.
 """
 
 from __future__ import annotations
