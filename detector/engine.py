@@ -693,8 +693,8 @@ class Detector:
                 any_hour: bool) -> bool:
         """Record this sighting of ``signature`` and say whether it was seen on at least
         ``recurrence_days`` earlier days of the lookback (around this hour unless
-        ``any_hour``). Sightings live with ``_recurrence``'s (one entry per day and hour);
-        a partial event neither counts nor is counted."""
+        ``any_hour``). Sightings live with ``_recurrence``'s: one entry per day and hour,
+        or per day for ``any_hour``; a partial event neither counts nor is counted."""
         settings = self.settings
         if settings.recurrence_days <= 0 or event.partial:
             return False

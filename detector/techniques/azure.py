@@ -123,8 +123,12 @@ def _workload_assignment(low: dict[str, Any], role: str, who: str, scope: str,
     type, from the authorization evidence): a workload widening access on its own. Named
     with the role definition's id and the assignee, which the call's behavioural signals
     cannot say. Medium: a pipeline that manages access does this too."""
-    evidence = lower_keys(lower_keys(low.get("authorization")).get("evidence"))
-    caller = evidence.get("principaltype")
+    # the authorization sits under ``identity`` (Event Hub, diagnostic settings), at the
+    # top (REST), or in the ``Authorization``/``Authorization_d`` column (Log Analytics)
+    authorization = (lower_keys(lower_keys(low.get("identity")).get("authorization"))
+                     or lower_keys(low.get("authorization"))
+                     or lower_keys(low.get("authorization_d")))
+    caller = lower_keys(authorization.get("evidence")).get("principaltype")
     if not isinstance(caller, str) or caller.lower() not in _WORKLOAD_CALLERS:
         return []
     return [Finding("azure.role_assignment_by_workload", "medium", ("T1098.003",),

@@ -77,8 +77,16 @@ def test_any_role_assigned_by_a_workload__named() -> None:
     custom = dict(assignment("0f0e0d0c-0000-4000-8000-000000000001"), **by_identity)
     by_person = dict(assignment("0f0e0d0c-0000-4000-8000-000000000001"), authorization={
         "evidence": {"principalType": "User"}})
-    assert findings(assignment(vm_contributor), custom, by_person) == [
+    # the same evidence under ``identity`` (Event Hub) and as Log Analytics' JSON column
+    under_identity = dict(assignment("0f0e0d0c-0000-4000-8000-000000000001"),
+                          identity=by_identity)
+    column = dict(assignment("0f0e0d0c-0000-4000-8000-000000000001"),
+                  Authorization=orjson.dumps(by_identity["authorization"]).decode())
+    assert findings(assignment(vm_contributor), custom, by_person, under_identity,
+                    column) == [
         ("azure.privileged_role_assignment", "medium", "p-1"),
+        ("azure.role_assignment_by_workload", "medium", "p-1"),
+        ("azure.role_assignment_by_workload", "medium", "p-1"),
         ("azure.role_assignment_by_workload", "medium", "p-1")]
     [event_finding] = [f for e in parsed(custom) for f in as_findings(e.attributes[ATTRIBUTE])]
     assert event_finding.sentence == (
