@@ -21,6 +21,9 @@ cdef class ScheduleModel:
     @cython.locals(gap="long long")
     cpdef long long _gap(self, long long hour, long long day) except -1
 
+    @cython.locals(gap="long long")
+    cpdef long long _week_gap(self, long long how, long long day) except -1
+
     cpdef double _settled(self) except? -1.0
 
     cpdef list _signal(self, Context ctx, long long how, double score, long long active,

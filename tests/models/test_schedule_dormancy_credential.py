@@ -59,6 +59,38 @@ class TestSchedule:
         assert off_hours(14) == [pytest.approx(whole * (1 - 1 / 8))]
         assert off_hours(22) == [pytest.approx(whole * (1 - 2 ** -11))]  # 11 h from 09:00
 
+    def test_schedule_moved_by_an_hour__new_hours_of_the_week_are_next_to_known_ones(self):
+        """A nightly job whose cron follows a daylight-saving clock runs an hour later from
+        one day on: its new hour of the week is filled one weekday at a time, each next to
+        the hour it left, and each was a whole new hour of the week (low alerts for a
+        week). A weekday job seen on a Saturday is a day from its hours: whole."""
+        nightly = IdentityProfile(ROLE, "workload", ModelSettings())
+        for day in range(21):  # 02:00-02:50 every day for three weeks
+            for k in range(6):
+                nightly.observe(make_event(T0 + day * 86400 + 2 * 3600 + k * 600))
+        week_scores = []
+        for day in range(21, 26):  # then 03:00-03:50
+            for k in range(6):
+                event = make_event(T0 + day * 86400 + 3 * 3600 + k * 600)
+                found = [s for s in nightly.score_one(event)
+                         if s.detector == "schedule.off_hours" and s.details["per"] == "week"]
+                week_scores += [s.score for s in found]
+                nightly.observe(event)
+        assert week_scores and max(week_scores) < 0.25  # halved: next to the hour it left
+
+        weekdays = IdentityProfile(ROLE, "workload", ModelSettings())
+        for day in range(28):
+            if hour_of_week(T0 + day * 86400) // 24 >= 5:  # weekends off
+                continue
+            for k in range(6):
+                weekdays.observe(make_event(T0 + day * 86400 + 2 * 3600 + k * 600))
+        saturday = next(T0 + day * 86400 for day in range(28, 35)
+                        if hour_of_week(T0 + day * 86400) // 24 == 5)
+        found = [s for s in weekdays.score_one(make_event(saturday + 2 * 3600))
+                 if s.detector == "schedule.off_hours"]
+        assert [s.details["per"] for s in found] == ["week"]
+        assert found[0].score > 0.4  # a day away from its nearest hour: whole
+
     def test_off_hours_burst__said_once_per_window(self):
         profile, day = office_hours_profile()
         flagged = [profile.observe(make_event(day + 3 * 3600 + i * 20)) for i in range(60)]
