@@ -15,8 +15,19 @@ import os
 from pathlib import Path
 from typing import Self
 
-FLUSH_BYTES = 64 * 1024
-"""Lines are written in blocks of about this size (what ``open``'s buffer would do)."""
+FLUSH_BYTES = 8 * 1024
+"""Lines are written in blocks of about this size (what ``open``'s buffer did), so a reader
+tailing the file sees them about as soon as before."""
+
+
+def _last_byte(path: str | Path) -> bytes:
+    """The file's last byte (b"" when it cannot be read: then nothing is added)."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(-1, os.SEEK_END)
+            return handle.read(1)
+    except OSError:
+        return b""
 
 
 class WholeLinesFile:
@@ -32,12 +43,17 @@ class WholeLinesFile:
                                                           else os.O_TRUNC)
         self.name = str(path)
         self._fd: int | None = os.open(path, flags, 0o666)
-        try:  # where the last whole line ends
-            self._whole: int | None = os.lseek(self._fd, 0, os.SEEK_END)
+        try:
+            self._seekable = True
+            end = os.lseek(self._fd, 0, os.SEEK_END)
         except OSError:  # a named pipe or a terminal: nothing to cut back, lines go as made
-            self._whole = None
+            self._seekable, end = False, 0
         self._pending: list[bytes] = []
         self._size = 0
+        if append and end and self._seekable and _last_byte(path) not in (b"\n", b""):
+            # an earlier writer's torn last line: end it, so the first line of this run
+            # is not glued to it
+            self._pending.append(b"\n")
 
     @property
     def closed(self) -> bool:
@@ -64,19 +80,23 @@ class WholeLinesFile:
             while done < len(block):
                 done += os.write(self._fd, block[done:])
         except OSError:
-            if self._whole is not None:
-                self._whole += block.rfind(b"\n", 0, done) + 1  # the lines that went out
-                self._cut_back()
+            torn = done - (block.rfind(b"\n", 0, done) + 1)  # bytes of an unfinished line
+            if torn and self._seekable:
+                self._cut_back(torn)
             raise
-        if self._whole is not None:
-            self._whole += done
 
-    def _cut_back(self) -> None:
-        """Drop the part of a line the failed write left (best effort: a file that cannot
-        be truncated either keeps it, and the caller's error still says why)."""
+    def _cut_back(self, torn: int) -> None:
+        """Drop the ``torn`` bytes of a line the failed write left at the file's end.
+
+        Only when they are still the file's last bytes: another run appending to the same
+        file (dead letters) may have written after them, and cutting to this writer's idea
+        of the end would delete its lines. Best effort: a file that cannot be truncated
+        keeps them, and the caller's error still says why."""
         try:
-            os.ftruncate(self._fd, self._whole)  # type: ignore[arg-type]
-            os.lseek(self._fd, self._whole, os.SEEK_SET)
+            here = os.lseek(self._fd, 0, os.SEEK_CUR)  # just after this writer's bytes
+            if os.fstat(self._fd).st_size == here:
+                os.ftruncate(self._fd, here - torn)
+                os.lseek(self._fd, here - torn, os.SEEK_SET)
         except OSError:
             pass
 

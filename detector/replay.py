@@ -155,8 +155,11 @@ class AlertWriter:
             record = native if self.to_ocsf is None else self.to_ocsf(alert)
             try:
                 self.handle.write(orjson.dumps(record, option=orjson.OPT_NON_STR_KEYS) + b"\n")
-            except BrokenPipeError:
-                raise  # the reader went away (``| head``): the CLI ends quietly
+            except BrokenPipeError as err:
+                if isinstance(self.handle, WholeLinesFile):  # a named pipe's reader died
+                    raise SinkError(f"cannot write alerts to {self.handle.name}: the "
+                                    f"reader went away ({err.strerror})") from err
+                raise  # standard output's reader went away (``| head``): ends quietly
             except OSError as err:
                 raise SinkError(f"cannot write alerts: {err.strerror}") from err
             if not native.get("shadow"):

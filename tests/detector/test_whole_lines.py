@@ -105,3 +105,59 @@ def test_named_pipe__lines_pass_through(tmp_path):
             handle.write(b'{"n": %d}\n' % n)
     reader.join(timeout=30)
     assert got == [b'{"n": 0}\n{"n": 1}\n{"n": 2}\n']
+
+
+def test_an_earlier_torn_last_line__the_first_new_line_is_not_glued_to_it(tmp_path):
+    path = tmp_path / "dead.jsonl"
+    path.write_bytes(b'{"reason": "x"}\n{"reason": "cut off')  # another run's torn line
+    with WholeLinesFile(path, append=True) as handle:
+        handle.write(b'{"reason": "new"}\n')
+    lines = path.read_bytes().splitlines()
+    assert lines == [b'{"reason": "x"}', b'{"reason": "cut off', b'{"reason": "new"}']
+
+
+def test_cut_back__only_its_own_torn_bytes_at_the_end_of_the_file(tmp_path):
+    # two runs append dead letters to one file; the one whose write fails must not cut
+    # away lines the other appended after its own bytes
+    path = tmp_path / "dead.jsonl"
+    path.write_bytes(b'{"n": 0}\n')
+    handle = WholeLinesFile(path, append=True)
+    os.write(handle.fileno(), b'{"n": 1}\n{"n": 2, "to')  # a write that stopped part-way
+    handle._cut_back(len(b'{"n": 2, "to'))  # noqa: SLF001 (what a failed flush does)
+    assert path.read_bytes() == b'{"n": 0}\n{"n": 1}\n'
+    os.write(handle.fileno(), b'{"n": 3, "to')
+    with open(path, "ab") as other:  # another run's line lands after the torn bytes
+        other.write(b'{"other": 1}\n')
+    handle._cut_back(len(b'{"n": 3, "to'))  # noqa: SLF001
+    assert path.read_bytes().endswith(b'{"other": 1}\n')  # nothing of the other run lost
+    handle.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_named_pipe_reader_gone__exit_1_said(tmp_path, capsys, monkeypatch):
+    # a SIEM forwarder reading --alerts from a FIFO crashed: the run ended with exit 0 and
+    # nothing said, as if it were ``| head`` on standard output
+    import detector.jsonl
+    from tests.replay import logs
+
+    monkeypatch.setattr(detector.jsonl, "FLUSH_BYTES", 1)  # every alert written at once
+
+    attack_at = logs.T0 + 2 * 86400 + 3600
+    logs.build_logs(tmp_path / "logs", days=3, attack_at=attack_at)
+    fifo = tmp_path / "alerts.fifo"
+    os.mkfifo(fifo)
+
+    def reader_that_dies() -> None:
+        with open(fifo, "rb"):
+            pass  # opens, reads nothing, goes away
+
+    reader = threading.Thread(target=reader_that_dies)
+    reader.start()
+    from detector.cli import main
+
+    code = main(["replay", str(tmp_path / "logs"), "--alerts", str(fifo), "--no-progress"])
+    reader.join(timeout=30)
+    assert code == 1
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last == (f"nhi-detector replay: cannot write alerts to {fifo}: the reader went "
+                    "away (Broken pipe)")
