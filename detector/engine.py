@@ -43,6 +43,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import struct
 import time
 from collections import OrderedDict
@@ -103,6 +104,10 @@ MAX_CHANGES = 4096  # recent deploy changes remembered for change-aware context
 INVENTORY_BYTES = 256  # rough serialised size of one inventory record
 GROUP_BYTES = 1024  # rough serialised size of one open alert group
 MAX_RECURRENCE_ENTRIES = 16  # (day, hour) sightings kept per alert signature
+_DIGITS = re.compile(r"\d+")
+_ACTION_NOVELTY = frozenset({"novelty.action", "novelty.service", "novelty.error_code"})
+"""The novelty detectors about a call itself: a refused call with only these is routine once
+it recurs (``Detector._routine_refusal``)."""
 MAX_RECURRENCE_SIGNATURES = 16  # alert signatures remembered per identity
 MAX_BURSTS = 50_000  # (identity, burst rule) counters kept; least recently used out first
 MAX_BURST_ENTRIES = 256  # reads remembered per counter within the burst window
@@ -668,24 +673,28 @@ class Detector:
         )
 
     def _routine_technique(self, state: IdentityState, event: Event, verdict: Verdict) -> bool:
-        """Whether a low technique verdict is this identity's routine: the same rules
-        found around this hour (±1 h) on at least ``recurrence_days`` of the last
-        ``recurrence_lookback_days`` days (a nightly runbook deleting last week's disk
+        """Whether a low technique verdict is this identity's routine: the same rules on
+        the same targets found around this hour (±1 h) on at least ``recurrence_days`` of
+        the last ``recurrence_lookback_days`` days (a nightly runbook deleting last week's disk
         snapshots raised a low alert every night). Medium and high findings are never
         routine, and the first nights still alert."""
-        rules = sorted({w.signal.detector for w in verdict.signals
-                        if w.signal.detector.startswith("technique.")})
-        return self._recurs(state, event, "technique|" + "|".join(rules), any_hour=False)
+        # the rule and its target, digits left out (a dated snapshot name is one target
+        # night after night; another database is another target)
+        found = sorted({f"{w.signal.detector}:{_DIGITS.sub('#', str(w.signal.value or ''))}"
+                        for w in verdict.signals if w.signal.detector.startswith("technique.")})
+        return self._recurs(state, event, "technique|" + "|".join(found), any_hour=False)
 
     def _routine_refusal(self, state: IdentityState, event: Event, verdict: Verdict) -> bool:
-        """Whether a refused call whose only news is itself (novelty signals) is refused
-        this way routinely: the same action and error on at least ``recurrence_days`` of
-        the last ``recurrence_lookback_days`` days, at any hour. A refused call is never
-        learned as known, so a job denied one permission every half hour raised a "first
-        call" alert every day for ever; an identity probing many actions is still seen
-        (each action is its own sighting, and the probing tallies are techniques)."""
-        if not all(w.signal.detector.startswith("novelty.") for w in verdict.signals):
-            return False
+        """Whether a refused call whose only news is the call itself (a new action,
+        service or error) is refused this way routinely: the same action and error on at
+        least ``recurrence_days`` of the last ``recurrence_lookback_days`` days, at any
+        hour. The same call from a new network, client or region is not routine. A refused
+        call is never learned as known, so a job denied one permission every half hour
+        raised a "first call" alert every day for ever; an identity probing many actions is
+        still seen (each action is its own sighting, and the probing tallies are
+        techniques)."""
+        if not all(w.signal.detector in _ACTION_NOVELTY for w in verdict.signals):
+            return False  # news besides the call itself (a network, a client, a region)
         signature = f"refused|{event.action}|{event.error_code or ''}"
         return self._recurs(state, event, signature, any_hour=True)
 

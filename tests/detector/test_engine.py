@@ -588,3 +588,15 @@ class TestRoutineRefusal:
         self.days_of_alerts(detector, 4, "sqs:SendMessage")
         probe = self.denied(9999, T0 + timedelta(days=11, hours=5), "sqs:DeleteQueue")
         assert len(detector.process(probe)) == 1
+
+    def test_routine_refusal_from_a_new_network__still_alerts(self):
+        # a break-it trial: the same refused call, from an anonymising network with another
+        # client in a new region, was silenced as routine
+        detector, _ = learned()
+        self.days_of_alerts(detector, 4, "sqs:SendMessage")
+        odd = ev(8888, T0 + timedelta(days=11, hours=2), "sqs:SendMessage",
+                 event_id="denied-odd", outcome="failure", error_code="AccessDenied",
+                 source_ip="185.220.101.7", network="public",
+                 network_prefix="185.220.101.0/24", agent_family="aws-cli",
+                 region="ap-east-1")
+        assert len(detector.process(odd)) == 1

@@ -219,3 +219,20 @@ def test_low_finding_at_another_hour_or_a_high_one__still_alerts() -> None:
     alerts = [len(run(high, [fresh_event(night * 1440, "ec2:ModifySnapshotAttribute")]))
               for night in range(5)]
     assert alerts == [1, 1, 1, 1, 1]  # a high finding is never routine
+
+
+def test_routine_finding_on_another_target__still_alerts() -> None:
+    # a break-it trial: a nightly deletion-protection change on scratch-db silenced the
+    # same rule on prod-customers-db; dated names stay one target (digits aside)
+    detector = Detector({}, stats=RunStats())
+    for night in range(4):
+        dated = Finding("azure.recovery_deleted", "low", ("T1490",),
+                        f"snapshot nightly-2024030{night} deleted", f"nightly-2024030{night}")
+        run(detector, [with_finding(ev(night, T0 + timedelta(days=night, hours=2),
+                                       "azure:microsoft.compute/snapshots/delete"), dated)])
+    other = Finding("azure.recovery_deleted", "low", ("T1490",), "snapshot prod-db deleted",
+                    "prod-db")
+    later = with_finding(ev(9, T0 + timedelta(days=4, hours=2, minutes=20),
+                            "azure:microsoft.compute/snapshots/delete"), other)
+    assert len(run(detector, [later])) == 1
+    assert detector.stats.suppressed["recurring"] == 1  # the fourth dated night only
