@@ -69,9 +69,12 @@ def parse_paths_anywhere(parser: argparse.ArgumentParser, argv: list[str]) -> ar
     """
     args, extras = parser.parse_known_args(argv)
     if extras and isinstance(getattr(args, "paths", None), list):
-        rest = [word for word in extras if word == "-" or not word.startswith("-")]
-        if len(rest) == len(extras):
-            args.paths.extend(rest)
+        # after ``--``, every word is a path, a ``-dash.json`` too
+        cut = extras.index("--") if "--" in extras else len(extras)
+        head, tail = extras[:cut], extras[cut + 1:]
+        rest = [word for word in head if word == "-" or not word.startswith("-")]
+        if len(rest) == len(head):
+            args.paths.extend(rest + tail)
             return args
     if extras:
         parser.error(f"unrecognized arguments: {' '.join(extras)}")

@@ -310,7 +310,7 @@ def _evaluation_lines(ev: Mapping[str, Any]) -> list[str]:
     for s in ev["scenarios"]:
         verdict = "detected" if s["detected"] else "MISSED"
         ttd = _duration(s["time_to_detect_seconds"])
-        note = " (no event of it was processed: see dead letters)" if (
+        note = " (no event of its identities in its time range)" if (
             not s["detected"] and s.get("events_in_range") == 0) else ""
         lines.append(f"  {s['id']:<{width}}  {verdict:<8}  ttd {ttd:>8}  {s['title']}{note}")
     bar = ev["quality_bar"]

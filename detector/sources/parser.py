@@ -383,7 +383,9 @@ class Parser:
         if (b"\x00" in data[:8192] or head[:1] not in (b"{", b"[")) and \
                 self._frame_doubtful(data, head, origin):
             return
-        container = head[:1] == b"[" or b'"Records"' in head[:256] or b'"records"' in head[:256]
+        # (a REST or Graph list page names ``value`` first, or after ``@odata.context``)
+        container = head[:1] == b"[" or b'"Records"' in head[:256] or \
+            b'"records"' in head[:256] or b'"value"' in head[:256]
         if (container or not _starts_json_lines(data)) and \
                 self._whole_document(data, container, origin):
             return
@@ -1025,7 +1027,7 @@ class Parser:
         items = value.get("items") if value.get("kind") == "EventList" else None
         if items is None:
             items = value.get("records")
-        if items is None and _LIST_PAGE_KEYS.issuperset(value):
+        if items is None and _is_list_page(value):
             items = value.get("value")  # a REST or Graph list page: {"value": [...]}
         if isinstance(items, list):
             for index, item in enumerate(items):
@@ -1594,11 +1596,17 @@ class _Held:
 
 
 # Every key that _dispatch or _envelope looks for: an object with none of them is a record.
-_LIST_PAGE_KEYS = frozenset({"value", "nextLink", "@odata.context", "@odata.nextLink",
-                             "@odata.deltaLink", "@odata.count"})
-"""The keys of one page of an Azure REST or Microsoft Graph list (the Activity Log and the
-sign-in logs read through the API): the records are its ``value``; nothing else may be
-there, so a record that has a ``value`` field of its own stays a record."""
+def _is_list_page(value: dict[str, Any]) -> bool:
+    """One page of an Azure REST or Microsoft Graph list (the Activity Log and the sign-in
+    logs read through the API): its records are its ``value``, and its other keys are only
+    ``nextLink`` and OData annotations (``@odata.context``, ``@odata.nextLink``, the older
+    ``odata.metadata``...), so a record that has a ``value`` field of its own stays a record.
+    """
+    return "value" in value and all(
+        key in ("value", "nextLink") or key.startswith(("@odata.", "odata."))
+        for key in value)
+
+
 _ENVELOPE_KEYS = frozenset({"Records", "digestPublicKeyFingerprint", "logFiles", "messageType",
                             "detail", "Body", "body", "Message", "items", "records", "value",
                             "receivedMessages", "received_messages", "message", "data",

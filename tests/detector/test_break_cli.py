@@ -82,3 +82,10 @@ def test_unknown_option_after_paths__still_a_usage_error(monkeypatch, capsys):
     assert stop.value.code == 2
     err = capsys.readouterr().err
     assert "unrecognized arguments: --no-such-flag b/" in err
+
+
+def test_double_dash_after_options__the_rest_are_paths(monkeypatch):
+    seen: list[list[str]] = []
+    monkeypatch.setattr(detector.replay, "run", lambda args: seen.append(args.paths) or 0)
+    assert main(["replay", "a/", "--no-progress", "--", "b/", "-dash.json"]) == 0
+    assert seen == [["a/", "b/", "-dash.json"]]

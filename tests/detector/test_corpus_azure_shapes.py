@@ -308,6 +308,23 @@ class TestListPages:
         assert [(e.source, e.identity, e.action) for e in events] == [
             ("azure.signin", "deploy-bot@contoso.com", "entra:SignIn")]
 
+    def test_pages_with_odata_annotations_old_and_new__read(self):
+        record = activity({"claims": APP_CLAIMS})
+        for page in ({"@odata.context": "c", "@odata.type": "#x.collection", "value": [record]},
+                     {"odata.metadata": "https://graph.windows.net/x", "value": [record]}):
+            events, dead = parse(page)
+            assert (len(events), len(dead)) == (1, 0)
+
+    def test_page_larger_than_one_record_may_be__read_record_by_record(self):
+        # a Graph page of 1,000 sign-ins ($top=1000) is over the 4 MiB a record may have:
+        # it was one oversized_record dead letter
+        pad = "x" * 6000
+        page = {"value": [activity({"claims": APP_CLAIMS}, correlationId=f"c-{n}", pad=pad)
+                          for n in range(1000)]}
+        assert len(json.dumps(page)) > 4 * 2**20
+        events, dead = parse(page)
+        assert (len(events), len(dead)) == (1000, 0)
+
     def test_record_with_a_value_field_of_its_own__stays_one_record(self):
         # only a page has nothing but ``value`` and its paging keys
         record = activity({"claims": APP_CLAIMS}, value=[1, 2])
