@@ -18,10 +18,12 @@ cdef class ScheduleModel:
 
     cpdef _count_active(self, lasts, long long day)
 
-    @cython.locals(gap="long long")
     cpdef long long _gap(self, long long hour, long long day) except -1
 
     @cython.locals(gap="long long")
+    cpdef long long _nearest(self, lasts, long long at, long long size,
+                             long long day) except -1
+
     cpdef long long _week_gap(self, long long how, long long day) except -1
 
     cpdef double _settled(self) except? -1.0

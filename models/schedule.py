@@ -23,12 +23,12 @@ Scores (only after the learning period):
   change or a queue, a person starting an hour early all land next to known activity
   (halved), while a nightly job seen in the afternoon is 11 hours away (nearly whole);
 - with at least 14 days of history, an hour of the day that is active on other weekdays but
-  never on this one: ``0.5 × (1 − active hours of the week / 168) × settled² × (1 − 2^−gap)``,
-  ``gap`` here being how many hours of the week the hour lies from the nearest active one
-  (1 to 12): a schedule moved by an hour (a job whose cron follows a daylight-saving
-  clock) fills its new hour of the week one weekday at a time, next to the hour it left,
-  and was a new hour of the week on each of them; a weekday job seen on a Saturday is
-  a day away from its nearest hour and keeps its whole score.
+  never on this one: ``0.5 × (1 − active hours of the week / 168) × settled²
+  × (1 − 2^−gap)``, ``gap`` here being how many hours of the week the hour lies from the
+  nearest active one (1 to 12): a schedule moved by an hour (a job whose cron follows a
+  daylight-saving clock) fills its new hour of the week one weekday at a time, next to the
+  hour it left, and was a new hour of the week on each of them; a weekday job seen on a
+  Saturday is a day away from its nearest hour and keeps its whole score.
 
 The rate is measured, never assumed from the identity's kind. Both counts are halved once
 the hour-days reach ``RATE_WINDOW``, so the rate follows the identity's recent habits.
@@ -136,18 +136,19 @@ class ScheduleModel:
     def _week_gap(self, how: int, day: int) -> int:
         """Hours of the week from ``how`` to the nearest active one, round the week (1 to
         12; 12 when none is nearer)."""
-        for gap in range(1, 12):
-            if (self._active(self.slots[(how + gap) % 168], day)
-                    or self._active(self.slots[(how - gap) % 168], day)):
-                return gap
-        return 12
+        return self._nearest(self.slots, how, 168, day)
 
     def _gap(self, hour: int, day: int) -> int:
         """Hours from ``hour`` to the nearest active hour of the day, round the clock (1 to
         12; 12 when none is active)."""
+        return self._nearest(self.hod, hour, 24, day)
+
+    def _nearest(self, lasts: array.array, at: int, size: int, day: int) -> int:
+        """Steps from ``at`` to the nearest active entry of ``lasts`` (``size`` of them,
+        round the ring), 1 to 12; 12 when none is nearer."""
         for gap in range(1, 12):
-            if (self._active(self.hod[(hour + gap) % 24], day)
-                    or self._active(self.hod[(hour - gap) % 24], day)):
+            if (self._active(lasts[(at + gap) % size], day)
+                    or self._active(lasts[(at - gap) % size], day)):
                 return gap
         return 12
 
