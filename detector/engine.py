@@ -97,6 +97,7 @@ DECODE_ERRORS = (ValueError, KeyError, TypeError, IndexError, AttributeError, Ov
                  struct.error, RecursionError)
 IDENTITY_MAGIC = b"NHID"
 SNAPSHOT_MAGIC = b"NHISNAP\x00"
+NOT_A_SNAPSHOT = "not an nhi-detector state snapshot (bad magic bytes)"
 SNAPSHOT_LATEST = 253_402_300_799.0  # 9999-12-31T23:59:59Z, the last time a date can show
 SILENCE_NOTE_SECONDS = 7 * 86400  # context.silence names a silence from a week on
 SWEEP_SECONDS = 300.0  # event time between sweeps that close every identity's expired groups
@@ -104,11 +105,11 @@ MAX_CHANGES = 4096  # recent deploy changes remembered for change-aware context
 INVENTORY_BYTES = 256  # rough serialised size of one inventory record
 GROUP_BYTES = 1024  # rough serialised size of one open alert group
 MAX_RECURRENCE_ENTRIES = 16  # (day, hour) sightings kept per alert signature
+MAX_RECURRENCE_SIGNATURES = 16  # alert signatures remembered per identity
 _DIGITS = re.compile(r"\d+")
 _ACTION_NOVELTY = frozenset({"novelty.action", "novelty.service", "novelty.error_code"})
 """The novelty detectors about a call itself: a refused call with only these is routine once
 it recurs (``Detector._routine_refusal``)."""
-MAX_RECURRENCE_SIGNATURES = 16  # alert signatures remembered per identity
 MAX_BURSTS = 50_000  # (identity, burst rule) counters kept; least recently used out first
 MAX_BURST_ENTRIES = 256  # reads remembered per counter within the burst window
 MAX_EXPECTED = 256  # (detector, value) pairs marked expected by feedback, per identity
@@ -650,26 +651,18 @@ class Detector:
         # Amount deviations of one job touch several categories (secrets, then data): one
         # signature per family for volume, per family and category otherwise.
         signature = family if family == "volume" else f"{family}|{sens.category if sens else ''}"
-        day, hour = int(event.ts // 86400), int(event.ts % 86400 // 3600)
-        recurrence = state.alerts.recurrence
-        seen = recurrence.get(signature, ())
-        earlier = {d for d, h in seen if 0 < day - d <= settings.recurrence_lookback_days
-                   and min(abs(h - hour), 24 - abs(h - hour)) <= 1}
         alert_worthy = SEVERITY_RANK[verdict.severity] >= SEVERITY_RANK[settings.min_severity]
-        if alert_worthy and not event.partial and [day, hour] not in seen:
-            entries = recurrence.setdefault(signature, [])
-            entries.append([day, hour])
-            del entries[: max(0, len(entries) - MAX_RECURRENCE_ENTRIES)]
-            self._cap_recurrence(recurrence, signature)
+        earlier = self._sightings(state, event, signature, any_hour=False, record=alert_worthy)
         amount_only = sens is None or sens.volume_only or family == "volume"
-        if len(earlier) < settings.recurrence_days or not amount_only:
+        if earlier < settings.recurrence_days or not amount_only:
             return
+        hour = int(event.ts % 86400 // 3600)
         floor = SEVERITY_RANK["low"]
         verdict.severity = SEVERITIES[max(SEVERITY_RANK[verdict.severity] - 1, floor)]
         verdict.cap = SEVERITIES[max(SEVERITY_RANK[verdict.ceiling] - 1, floor)]
         verdict.notes.append(
             f"severity lowered one level: the same deviation recurred around {hour:02d}:00 "
-            f"UTC on {len(earlier)} of the last {settings.recurrence_lookback_days} days"
+            f"UTC on {earlier} of the last {settings.recurrence_lookback_days} days"
         )
 
     def _routine_technique(self, state: IdentityState, event: Event, verdict: Verdict) -> bool:
@@ -701,26 +694,34 @@ class Detector:
     def _recurs(self, state: IdentityState, event: Event, signature: str, *,
                 any_hour: bool) -> bool:
         """Record this sighting of ``signature`` and say whether it was seen on at least
-        ``recurrence_days`` earlier days of the lookback (around this hour unless
-        ``any_hour``). Sightings live with ``_recurrence``'s: one entry per day and hour,
-        or per day for ``any_hour``; a partial event neither counts nor is counted."""
-        settings = self.settings
-        if settings.recurrence_days <= 0 or event.partial:
+        ``recurrence_days`` earlier days of the lookback (``_sightings``); a partial event
+        neither counts nor is counted."""
+        days = self.settings.recurrence_days
+        if days <= 0 or event.partial:
             return False
+        return self._sightings(state, event, signature, any_hour=any_hour, record=True) >= days
+
+    def _sightings(self, state: IdentityState, event: Event, signature: str, *,
+                   any_hour: bool, record: bool) -> int:
+        """How many earlier days of ``recurrence_lookback_days`` saw ``signature`` around
+        this hour (±1 h; at any hour with ``any_hour``); with ``record`` (and a complete
+        event), this sighting is kept: one entry per day and hour, or per day for
+        ``any_hour``, in the identity's bounded recurrence memory."""
         day, hour = int(event.ts // 86400), int(event.ts % 86400 // 3600)
         recurrence = state.alerts.recurrence
         seen = recurrence.get(signature, ())
-        earlier = {d for d, h in seen if 0 < day - d <= settings.recurrence_lookback_days
+        lookback = self.settings.recurrence_lookback_days
+        earlier = {d for d, h in seen if 0 < day - d <= lookback
                    and (any_hour or min(abs(h - hour), 24 - abs(h - hour)) <= 1)}
         # at any hour, one sighting a day: a refusal every half hour would otherwise fill
         # the bounded list with today's hours alone
         new = all(d != day for d, _ in seen) if any_hour else [day, hour] not in seen
-        if new:
+        if record and new and not event.partial:
             entries = recurrence.setdefault(signature, [])
             entries.append([day, hour])
             del entries[: max(0, len(entries) - MAX_RECURRENCE_ENTRIES)]
             self._cap_recurrence(recurrence, signature)
-        return len(earlier) >= settings.recurrence_days
+        return len(earlier)
 
     @staticmethod
     def _cap_recurrence(recurrence: dict[str, list[list[int]]], keep: str) -> None:
@@ -1162,7 +1163,7 @@ class Detector:
             raise StateError("not an nhi-detector state snapshot (the file is empty)")
         if len(head) < 4 or not SNAPSHOT_MAGIC.startswith(head):
             # another file altogether, however short: not a snapshot cut inside its magic
-            raise StateError("not an nhi-detector state snapshot (bad magic bytes)")
+            raise StateError(NOT_A_SNAPSHOT)
         reader.take(len(SNAPSHOT_MAGIC))
         version, header_len = reader.unpack(">HI")
         if version != SNAPSHOT_VERSION:

@@ -491,14 +491,13 @@ def read_snapshot(path: str) -> bytes:
     instead a file that does not begin with the snapshot magic is refused before the rest
     is read (``--load-state /dev/zero`` or a log named by mistake gave a MemoryError), and
     a snapshot larger than the memory left is one line, not a traceback."""
-    from detector.engine import SNAPSHOT_MAGIC
+    from detector.engine import NOT_A_SNAPSHOT, SNAPSHOT_MAGIC
 
     try:
         with open(path, "rb") as handle:
             head = handle.read(len(SNAPSHOT_MAGIC))
             if head and not SNAPSHOT_MAGIC.startswith(head):
-                raise StateError(f"state snapshot {path} refused: not an nhi-detector state "
-                                 "snapshot (bad magic bytes)")
+                raise StateError(f"state snapshot {path} refused: {NOT_A_SNAPSHOT}")
             return head + handle.read()
     except OSError as err:
         raise StateError(f"cannot read state snapshot {path}: {err.strerror}") from err
