@@ -52,7 +52,10 @@ from detector.sources.common import (
 )
 from detector.techniques import ATTRIBUTE, refusal, refused
 from detector.techniques import azure as techniques
-from detector.techniques.azure import lower_keys  # also read by the parser (azure.lower_keys)
+from detector.techniques.azure import (  # lower_keys: also read by the parser
+    authorization_of,
+    lower_keys,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -365,9 +368,7 @@ def _activity_identity(low: dict[str, Any], props: dict[str, Any]
     # (JSON strings, or objects in the ``_d`` columns); Key Vault logs say ``claim``
     claims = lower_keys(identity.get("claims") or identity.get("claim") or low.get("claims")
                         or low.get("claims_d"))
-    authorization = lower_keys(identity.get("authorization") or low.get("authorization")
-                               or low.get("authorization_d"))
-    evidence = lower_keys(authorization.get("evidence"))
+    evidence = lower_keys(authorization_of(low, identity).get("evidence"))
     ptype = evidence.get("principaltype") if isinstance(evidence.get("principaltype"), str) \
         else None
     principal_id = _guid(evidence.get("principalid"))

@@ -117,18 +117,26 @@ def _role_assignment(low: dict[str, Any], props: dict[str, Any]) -> list[Finding
     return []
 
 
+def authorization_of(low: dict[str, Any],
+                     identity: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The call's authorization, whose ``evidence`` names the caller's role and principal
+    type: under ``identity`` (Event Hub, diagnostic settings), at the top (REST), or in the
+    ``Authorization``/``Authorization_d`` column (Log Analytics, JSON text or object).
+    ``identity``: the record's ``identity`` already read through ``lower_keys``."""
+    if identity is None:
+        raw = low.get("identity")
+        identity = lower_keys(raw.strip() if isinstance(raw, str) else raw)
+    return lower_keys(identity.get("authorization") or low.get("authorization")
+                      or low.get("authorization_d"))
+
+
 def _workload_assignment(low: dict[str, Any], role: str, who: str, scope: str,
                          principal: Any) -> list[Finding]:
     """Any other role assigned by a service principal or managed identity (the caller's
     type, from the authorization evidence): a workload widening access on its own. Named
     with the role definition's id and the assignee, which the call's behavioural signals
     cannot say. Medium: a pipeline that manages access does this too."""
-    # the authorization sits under ``identity`` (Event Hub, diagnostic settings), at the
-    # top (REST), or in the ``Authorization``/``Authorization_d`` column (Log Analytics)
-    authorization = (lower_keys(lower_keys(low.get("identity")).get("authorization"))
-                     or lower_keys(low.get("authorization"))
-                     or lower_keys(low.get("authorization_d")))
-    caller = lower_keys(authorization.get("evidence")).get("principaltype")
+    caller = lower_keys(authorization_of(low).get("evidence")).get("principaltype")
     if not isinstance(caller, str) or caller.lower() not in _WORKLOAD_CALLERS:
         return []
     return [Finding("azure.role_assignment_by_workload", "medium", ("T1098.003",),
