@@ -376,10 +376,18 @@ _FAMILIES: tuple[tuple[str, str], ...] = AI_AGENT_FAMILIES + (
     ("azure-sdk", "azure-sdk"),
     ("azsdk", "azure-sdk"),
     ("python-requests", "python-requests"),
+    ("openapi-generator/", "openapi-client"),  # the Kubernetes Python client among them
     ("go-http-client", "go-http"),
     ("curl/", "curl"),
+    ("wget/", "wget"),
+    ("postmanruntime/", "postman"),
+    ("httpie/", "httpie"),
     ("mozilla/", "browser"),
 )
+HAND_FAMILIES = frozenset({"kubectl", "python-requests", "openapi-client", "curl", "wget",
+                           "postman", "httpie", "browser"})
+"""Families of clients a person or a script drives, never a controller (whose user agent is
+its own binary's): what ``detector.techniques.k8s`` tells an informer's list apart by."""
 USER_AGENT_CACHE: dict[str, tuple[str, str]] = {}
 
 

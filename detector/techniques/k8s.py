@@ -703,18 +703,14 @@ def _token(record: dict[str, Any], action: str, username: str) -> list[Finding]:
                     f"account {target}", target)]
 
 
-_HAND_CLIENTS = ("kubectl/", "curl/", "wget/", "python-requests/", "openapi-generator/",
-                 "mozilla/", "postmanruntime/", "httpie/")
-"""User agents of requests made by hand or by a script, never by a controller's informer
-(whose user agent is its own binary's)."""
-
-
 def _secrets(record: dict[str, Any], action: str, username: str) -> list[Finding]:
     account = _account(username)
     namespace = as_dict(record.get("objectRef")).get("namespace")
     uri = record.get("requestURI")
-    agent = record.get("userAgent")
-    by_hand = isinstance(agent, str) and agent.lower().startswith(_HAND_CLIENTS)
+    # (imported here: the sources import this module; a rare request, read once each)
+    from detector.sources.common import HAND_FAMILIES, user_agent
+
+    by_hand = user_agent(record.get("userAgent"))[1] in HAND_FAMILIES
     if (account is not None and account[0] == "kube-system") or namespace \
             or _platform_user(username) or username == ANONYMOUS \
             or not isinstance(uri, str) or ("resourceVersion=" in uri and not by_hand):
