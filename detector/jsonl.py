@@ -55,10 +55,6 @@ class WholeLinesFile:
             # is not glued to it
             self._pending.append(b"\n")
 
-    @property
-    def closed(self) -> bool:
-        return self._fd is None
-
     def write(self, line: bytes) -> int:
         if self._fd is None:
             raise ValueError("write to a closed file")

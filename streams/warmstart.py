@@ -67,15 +67,12 @@ def check_snapshot(detector: Any, path: str) -> bytes:
     return load_state_file(detector, path, check_only=True)
 
 
-def apply_snapshot(settings: WorkerSettings, detector: Any, path: str,
-                   data: bytes | None = None) -> int:
-    """Seed the table from ``path`` (its bytes ``data`` when already read and checked)
-    unless done before; returns identities seeded (0 if the marker says it was applied).
-    Raises ``StateError`` for an unreadable snapshot."""
-    from detector.replay import load_state_file, read_snapshot
+def apply_snapshot(settings: WorkerSettings, detector: Any, path: str, data: bytes) -> int:
+    """Seed the table from the snapshot ``path`` (its bytes ``data``, as ``check_snapshot``
+    returned them) unless done before; returns identities seeded (0 if the marker says it
+    was applied). Raises ``StateError`` for a snapshot that cannot be loaded."""
+    from detector.replay import load_state_file
 
-    if data is None:
-        data = read_snapshot(path)
     digest = snapshot_digest(data)
     if already_applied(settings, digest):
         log.info("warm start: snapshot %s (sha256 %s) was applied before; skipping", path,
@@ -87,8 +84,6 @@ def apply_snapshot(settings: WorkerSettings, detector: Any, path: str,
     _send_seeds(settings, entries, digest, path)
     log.info("warm start: seeded %d identities from %s", len(entries), path)
     return len(entries)
-
-
 
 
 def _send_seeds(settings: WorkerSettings, entries: dict[str, bytes | None], digest: str,
