@@ -75,6 +75,7 @@ from detector.scoring import (
     SensitivityCatalogue,
     Verdict,
     Weighted,
+    corroborated,
     score_event,
 )
 from detector.suppression import EXPIRED_RULE, SuppressionRules, load_rules_file
@@ -82,6 +83,7 @@ from detector.sweeps import Sweeps
 from detector.techniques import ATTRIBUTE as FINDINGS_ATTRIBUTE
 from detector.techniques import Finding, Tally, as_findings, as_tallies
 from models.base import Signal
+from models.common import span_words
 
 logger = logging.getLogger(__name__)
 
@@ -501,6 +503,8 @@ class Detector:
                 _add_techniques(verdict, techniques)
         elif techniques:
             verdict = None if in_learning else self._verdict(event, signals, sens)
+            if verdict is not None and not self._enough_history(event, profile, verdict):
+                verdict = None  # the finding alerts on its own
             verdict = _technique_verdict(techniques, verdict, sens)
             if verdict.severity == "low" and self._routine_technique(state, event, verdict):
                 self.stats.suppressed["recurring"] += 1
@@ -511,6 +515,9 @@ class Detector:
             return
         else:
             verdict = self._verdict(event, signals, sens)
+            if verdict is not None and not self._enough_history(event, profile, verdict):
+                self.stats.suppressed["thin_history"] += 1
+                return
             if verdict is not None:
                 if event.outcome == "failure" and self._routine_refusal(state, event, verdict):
                     self.stats.suppressed["recurring"] += 1
@@ -522,6 +529,20 @@ class Detector:
             verdict.notes.append(SALVAGED_NOTE if event.attributes.get("salvaged")
                                  else PARTIAL_NOTE)
         self._raise(event, state, verdict, out)
+
+    @staticmethod
+    def _enough_history(event: Event, profile: Any, verdict: Verdict) -> bool:
+        """Whether the identity's history bears this verdict: always, unless it is a thin
+        history (``IdentityProfile.thin_history``), which needs two lines of evidence
+        (``corroborated``; the alert then says so)."""
+        if not profile.thin_history(event.ts):
+            return True
+        if not corroborated(verdict):
+            return False
+        span = span_words(event.ts - profile.first_ts)
+        verdict.notes.append(f"thin history ({profile.n_events} events over {span}): alerted "
+                             "because where the call came from and what it did are both new")
+        return True
 
     def _filter(self, event: Event, state: IdentityState, signals: list[Signal]) -> list[Signal]:
         """Drop signals matched by an active suppression rule or marked expected."""

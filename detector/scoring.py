@@ -807,6 +807,30 @@ def _severity(
     return severity, notes, ceiling
 
 
+ORIGIN_DETECTORS = ("novelty.network", "novelty.credential_network", "novelty.agent_family",
+                    "credential.")
+"""Readings of where a call came from, and with what client (``corroborated``)."""
+CONDUCT_DETECTORS = ("novelty.action", "novelty.service", "novelty.error_code",
+                     "novelty.target_tenant", "volume.", "dormancy.")
+"""Readings of what the identity did, how much, or after how long a silence."""
+
+
+def corroborated(verdict: Verdict) -> bool:
+    """Whether the verdict has the two lines of evidence a *thin history* needs (an
+    identity that left its learning period on few events, ``IdentityProfile.thin_history``):
+    a new origin (network, client, a credential seen somewhere new) *and* new conduct (an
+    action or service never made, an error never had, another tenant, a volume spike, a
+    return from dormancy). Few events leave gaps in every baseline, so one new thing
+    alone is expected (an instance role's first secret read after a release); a stolen
+    session replayed from a laptop is new in both at once."""
+    origin = conduct = False
+    for weighted in verdict.signals:
+        detector = weighted.signal.detector
+        origin = origin or detector.startswith(ORIGIN_DETECTORS)
+        conduct = conduct or detector.startswith(CONDUCT_DETECTORS)
+    return origin and conduct
+
+
 def min_severity(a: str, b: str) -> str:
     return a if SEVERITY_RANK[a] <= SEVERITY_RANK[b] else b
 

@@ -17,6 +17,7 @@ cdef class IdentityProfile:
     cdef public object degradations
     cdef public long long _size_check
     cdef public object _bucket_seconds, _learning_seconds, _learning_events
+    cdef public object _thin_seconds, _thin_events
 
     @cython.locals(ctx=Context, novelty=NoveltyModel, window=WindowModel,
                    schedule=ScheduleModel, dormancy=DormancyModel,

@@ -67,6 +67,8 @@ class IdentityProfile:
         "_bucket_seconds",
         "_learning_seconds",
         "_learning_events",
+        "_thin_seconds",
+        "_thin_events",
     )
 
     def __init__(self, identity: str, kind: str, settings: ModelSettings) -> None:
@@ -84,6 +86,10 @@ class IdentityProfile:
         self._bucket_seconds = settings.bucket_seconds
         self._learning_seconds = settings.learning_min_days * 86400
         self._learning_events = settings.learning_min_events
+        # a thin history (see ``thin_history``): never when its days are 0
+        self._thin_seconds = settings.thin_history_min_days * 86400
+        self._thin_events = (settings.thin_history_min_events
+                             if settings.thin_history_min_days > 0 else 1 << 62)
 
     # -- the per-event loop -------------------------------------------------------------
 
@@ -152,9 +158,10 @@ class IdentityProfile:
         ts = event.ts
         first, n = self.first_ts, self.n_events
         # ``in_learning(ts)`` written out
-        ctx = Context(ts, self._bucket_seconds, first, self.last_ts, n,
-                      first is None or n < self._learning_events
-                      or ts - first < self._learning_seconds,
+        learning = first is None or (
+            (n < self._learning_events or ts - first < self._learning_seconds)
+            and (n < self._thin_events or ts - first < self._thin_seconds))
+        ctx = Context(ts, self._bucket_seconds, first, self.last_ts, n, learning,
                       self.degradations)
         if peers is not None:
             ctx.peers = peers
@@ -200,17 +207,38 @@ class IdentityProfile:
     # -- learning period and feedback ---------------------------------------------------
 
     def in_learning(self, ts: float) -> bool:
-        """True while the identity has too few events or too short a history to alert on."""
-        s = self.settings
-        if self.first_ts is None or self.n_events < s.learning_min_events:
+        """True while the identity has too few events or too short a history to alert on:
+        short of ``learning_min_events`` or ``learning_min_days``, and short of a thin
+        history too (``thin_history``)."""
+        first, n = self.first_ts, self.n_events
+        if first is None:
             return True
-        return ts - self.first_ts < s.learning_min_days * 86400
+        span = ts - first
+        return ((n < self._learning_events or span < self._learning_seconds)
+                and (n < self._thin_events or span < self._thin_seconds))
+
+    def thin_history(self, ts: float) -> bool:
+        """True when the identity left its learning period on a thin history only: at least
+        ``thin_history_min_events`` events over ``thin_history_min_days``, but short of
+        ``learning_min_events`` or ``learning_min_days``. Its baselines are incomplete (a
+        CI role that deploys twice a week), so the engine alerts on it only when two
+        lines of evidence agree (``detector.scoring.corroborated``)."""
+        first, n = self.first_ts, self.n_events
+        if first is None:
+            return False
+        span = ts - first
+        return ((n < self._learning_events or span < self._learning_seconds)
+                and n >= self._thin_events and span >= self._thin_seconds)
 
     def learning_progress(self, ts: float) -> str:
         """'learning: 12/50 events, 5 hours of 3 days', 'learning: 45/50 events, 24 days of
-        history (enough)' or 'learned: 812 events over 41 days'."""
+        history (enough)', 'learned on a thin history: 20 events over 19 days (alerts need
+        two lines of evidence)' or 'learned: 812 events over 41 days'."""
         s = self.settings
         span = 0.0 if self.first_ts is None else max(0.0, ts - self.first_ts)
+        if self.thin_history(ts):
+            return (f"learned on a thin history: {self.n_events} events over "
+                    f"{span_words(span)} (alerts need two lines of evidence)")
         if not self.in_learning(ts):
             return f"learned: {self.n_events} events over {span_words(span)}"
         # each requirement says whether it is met, so "45/50 events" never sits next to

@@ -21,6 +21,13 @@ DEFAULT_LEARNING_MIN_EVENTS = 50
 """An identity is in its learning period until it has at least this many events …"""
 DEFAULT_LEARNING_MIN_DAYS = 3.0
 """… and at least this much event time between its first and latest event (both needed)."""
+DEFAULT_THIN_HISTORY_MIN_EVENTS = 15
+"""An identity short of ``learning_min_events`` leaves its learning period all the same once
+it has this many events …"""
+DEFAULT_THIN_HISTORY_MIN_DAYS = 14.0
+"""… over this much event time: a *thin history*, whose alerts need two lines of evidence
+(see ``detector.scoring.corroborated``). A CI role that deploys twice a week never reaches
+50 events in a month. 0 days turns thin histories off."""
 DEFAULT_NOVELTY_HORIZON_DAYS = 30.0
 """A value unseen for longer than this counts as new again (forgetting)."""
 DEFAULT_NOVELTY_CAP = 48
@@ -56,6 +63,8 @@ MINUTES_MAX = 10080.0  # one week
 RANGES: dict[str, tuple[float, float]] = {
     "learning_min_events": (0, 1_000_000_000),
     "learning_min_days": (0, DAYS_MAX),
+    "thin_history_min_events": (0, 1_000_000_000),
+    "thin_history_min_days": (0, DAYS_MAX),
     "novelty_horizon_days": (0, DAYS_MAX),
     "novelty_cap": (4, 1_000_000),
     "novelty_cap_resource": (4, 1_000_000),
@@ -80,6 +89,8 @@ class ModelSettings:
 
     learning_min_events: int = DEFAULT_LEARNING_MIN_EVENTS
     learning_min_days: float = DEFAULT_LEARNING_MIN_DAYS
+    thin_history_min_events: int = DEFAULT_THIN_HISTORY_MIN_EVENTS
+    thin_history_min_days: float = DEFAULT_THIN_HISTORY_MIN_DAYS
     novelty_horizon_days: float = DEFAULT_NOVELTY_HORIZON_DAYS
     novelty_cap: int = DEFAULT_NOVELTY_CAP
     novelty_cap_resource: int = DEFAULT_NOVELTY_CAP_RESOURCE

@@ -182,6 +182,66 @@ class TestLearningPeriod:
         assert alerts[0].detectors == ("policy.no-iam-users",)
 
 
+def sparse(days: int = 20) -> Iterator[Event]:
+    """A CI role's thin history: two calls at 10:00 each day (40 events over 20 days)."""
+    for day in range(days):
+        for k, action in enumerate(("s3:PutObject", "cloudformation:DescribeStacks")):
+            when = T0 + timedelta(days=day, hours=10, seconds=k)
+            yield ev(2 * day + k, when, action, event_id=f"s{day}-{k}")
+
+
+def replayed(day: int, action: str = "iam:ListRoles", **fields) -> Event:
+    """One call of the CI role on ``day`` at 10:05, from the laptop's network by default."""
+    values = {"source_ip": "198.51.100.7", "network": "public",
+              "network_prefix": "198.51.100.0/24", "event_id": f"r{day}-{action}"}
+    values.update(fields)
+    return ev(0, T0 + timedelta(days=day, hours=10, minutes=5), action, **values)
+
+
+class TestThinHistory:
+    """An identity short of ``learning_min_events`` after ``thin_history_min_days`` is
+    alerted on only when a new origin and new conduct agree."""
+
+    def detector(self, config: dict | None = None) -> tuple[Detector, RunStats]:
+        stats = RunStats()
+        detector = Detector(config or {}, stats=stats)
+        assert run(detector, sparse()) == []
+        return detector, stats
+
+    def test_new_action_from_a_new_network_alerts_and_says_why(self):
+        detector, stats = self.detector()
+        alerts = run(detector, [replayed(20)])
+        assert len(alerts) == 1
+        native = alerts[0].to_native()
+        assert "novelty.action" in native["detectors"]
+        assert {"novelty.network", "credential.new_network"} & set(native["detectors"])
+        notes = " ".join(native["context"]["notes"])
+        assert "thin history (41 events over 20 days)" in notes  # this one included
+        assert stats.suppressed["thin_history"] == 0
+
+    def test_one_new_thing_alone_is_counted_not_alerted(self):
+        detector, stats = self.detector()
+        # a new action (and so a new service) from the usual network: one line of evidence
+        assert run(detector, [replayed(20, network="private", source_ip="10.0.0.5",
+                                       network_prefix="10.0.0.0/24")]) == []
+        assert stats.suppressed["thin_history"] == 1
+        assert detector.inventory()[0]["in_learning"] is False
+
+    def test_too_short_a_history_stays_in_learning(self):
+        stats = RunStats()
+        detector = Detector({}, stats=stats)
+        assert run(detector, sparse(days=10)) == []
+        assert run(detector, [replayed(10)]) == []
+        assert detector.inventory()[0]["in_learning"] is True
+        assert stats.suppressed["thin_history"] == 0
+
+    def test_zero_days_turns_it_off(self):
+        detector, stats = self.detector({"models": {"thin_history_min_days": 0}})
+        assert run(detector, [replayed(20)]) == []
+        assert detector.inventory()[0]["in_learning"] is True
+        assert stats.suppressed["thin_history"] == 0
+
+
 class TestNoiseControl:
     def test_cooldown_holds_back_the_same_deviation(self):
         config = {"scoring": {**KEY_POLICY["scoring"], "group_window": 600, "cooldown": 86400}}

@@ -54,11 +54,66 @@ class TestColdStart:
 
 
     def test_learning_progress__a_met_span_says_so(self):
-        profile = IdentityProfile(ROLE, "workload", ModelSettings())
+        profile = IdentityProfile(ROLE, "workload", ModelSettings(thin_history_min_days=0))
         for day in range(25):  # one call a day: the span is met long before the events
             profile.observe(make_event(T0 + day * 86400, "s3:ListBuckets", identity=ROLE))
         assert profile.learning_progress(T0 + 24 * 86400) == (
             "learning: 25/50 events, 24 days of history (enough)")
+        assert profile.in_learning(T0 + 24 * 86400)
+        assert not profile.thin_history(T0 + 24 * 86400)
+
+
+class TestThinHistory:
+    """Short of ``learning_min_events``, an identity leaves learning once it has
+    ``thin_history_min_events`` over ``thin_history_min_days`` (15 over 14 by default)."""
+
+    def daily(self, days: int, settings: ModelSettings | None = None) -> IdentityProfile:
+        profile = IdentityProfile(ROLE, "workload", settings or ModelSettings())
+        for day in range(days):  # one call a day
+            profile.observe(make_event(T0 + day * 86400, "s3:ListBuckets", identity=ROLE))
+        return profile
+
+    @pytest.mark.parametrize(("days", "at_day", "learning"), [
+        (14, 13, True),  # 14 events over 13 days: both short
+        (14, 40, True),  # 14 events, however long ago the first
+        (15, 14, False),  # 15 events over 14 days
+    ])
+    def test_graduation_needs_both_the_events_and_the_days(self, days, at_day, learning):
+        profile = self.daily(days)
+        ts = T0 + at_day * 86400
+        assert profile.in_learning(ts) is learning
+        assert profile.thin_history(ts) is not learning
+
+    def test_the_day_it_leaves_learning(self):
+        profile = self.daily(15)
+        assert profile.in_learning(T0 + 14 * 86400 - 1)
+        assert not profile.in_learning(T0 + 14 * 86400)
+        assert profile.thin_history(T0 + 14 * 86400)
+
+    def test_the_models_score_once_thin(self):
+        """The models are quiet in learning; on a thin history they signal (the engine
+        then asks for two lines of evidence)."""
+        event = make_event(T0 + 20 * 86400, "iam:ListRoles", identity=ROLE, network="public",
+                           network_prefix="198.51.100.0/24")
+        thin = self.daily(20)
+        off = self.daily(20, ModelSettings(thin_history_min_days=0))
+        assert {"novelty.action", "novelty.network"} <= {s.detector
+                                                          for s in thin.score_one(event)}
+        assert off.score_one(event) == []
+
+    def test_enough_events_is_a_full_history(self):
+        profile = self.daily(1)
+        for n in range(60):
+            profile.observe(make_event(T0 + 20 * 86400 + n, "s3:ListBuckets", identity=ROLE))
+        ts = T0 + 20 * 86400 + 60
+        assert not profile.in_learning(ts) and not profile.thin_history(ts)
+        assert profile.learning_progress(ts).startswith("learned: 61 events")
+
+    def test_progress_words(self):
+        profile = self.daily(20)
+        assert profile.learning_progress(T0 + 19 * 86400) == (
+            "learned on a thin history: 20 events over 19 days (alerts need two lines of "
+            "evidence)")
 
 
 class TestPureScoring:
