@@ -22,7 +22,7 @@ from setuptools import setup
 from setuptools.command.build_ext import build_ext
 
 COMPILED = ("context", "table", "novelty", "volume", "profile", "dormancy", "schedule",
-            "credential", "multivariate")
+            "credential", "multivariate", "daily")
 """The modules that pay for compiling (the per-event loop of ``IdentityProfile.observe``);
 the others run once per signal, window or blob and gain nothing worth the build time."""
 

@@ -23,7 +23,7 @@ from importlib.machinery import EXTENSION_SUFFIXES
 from importlib.util import spec_from_file_location
 
 COMPILED_MODULES = ("context", "table", "novelty", "volume", "profile", "dormancy",
-                    "schedule", "credential", "multivariate")
+                    "schedule", "credential", "multivariate", "daily")
 """The modules the optional compiled build makes from their ``.py`` and ``.pxd`` files
 (``setup.py``; docs/architecture.md, "Compiled build")."""
 

@@ -3,6 +3,7 @@ cimport cython
 
 from models.context cimport Context
 from models.credential cimport CredentialModel
+from models.daily cimport DailyModel
 from models.dormancy cimport DormancyModel
 from models.novelty cimport NoveltyModel
 from models.schedule cimport ScheduleModel
@@ -21,7 +22,8 @@ cdef class IdentityProfile:
 
     @cython.locals(ctx=Context, novelty=NoveltyModel, window=WindowModel,
                    schedule=ScheduleModel, dormancy=DormancyModel,
-                   credential=CredentialModel, n="long long", signals=list, held=bint,
+                   credential=CredentialModel, daily=DailyModel, n="long long",
+                   signals=list, held=bint,
                    novel="long long", top=bint)
     cpdef list observe(self, event, peers=*)
 
@@ -32,5 +34,5 @@ cdef class IdentityProfile:
     cpdef _enforce_cap(self, Context ctx)
 
     @cython.locals(novelty=NoveltyModel, window=WindowModel, schedule=ScheduleModel,
-                   dormancy=DormancyModel, credential=CredentialModel)
+                   dormancy=DormancyModel, credential=CredentialModel, daily=DailyModel)
     cpdef long long size_estimate(self) except? -1

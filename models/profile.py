@@ -36,6 +36,7 @@ from models.base import Signal
 from models.common import pack_blob, span_words, unpack_blob
 from models.context import Context
 from models.credential import CredentialModel
+from models.daily import DailyModel
 from models.dormancy import DormancyModel
 from models.novelty import NoveltyModel
 from models.schedule import ScheduleModel
@@ -45,8 +46,11 @@ from models.volume import WindowModel
 logger = logging.getLogger(__name__)
 
 STATE_VERSION = 1
-MODEL_CLASSES = (NoveltyModel, WindowModel, ScheduleModel, DormancyModel, CredentialModel)
-MODEL_KEYS = ("novelty", "window", "schedule", "dormancy", "credential")
+MODEL_CLASSES = (NoveltyModel, WindowModel, ScheduleModel, DormancyModel, CredentialModel,
+                 DailyModel)
+MODEL_KEYS = ("novelty", "window", "schedule", "dormancy", "credential", "daily")
+ADDED_MODELS = frozenset({"daily"})
+"""Models a profile state written before them may lack: they start empty (``_from_state``)."""
 NEW_IDENTITY_SCORE = 0.1
 
 
@@ -96,14 +100,14 @@ class IdentityProfile:
     def observe(self, event: Event, peers=None) -> list[Signal]:
         """Score the event, then learn it (see the module docstring); returns the signals.
 
-        ``_score`` is written out here, and the five models called one by one: this runs
+        ``_score`` is written out here, and the six models called one by one: this runs
         for every event."""
         ctx = self._context(event, peers)
         ts = event.ts
         first, last, n = self.first_ts, self.last_ts, self.n_events
         if event.partial:
             return self._score(event, ctx)
-        novelty, window, schedule, dormancy, credential = self.models
+        novelty, window, schedule, dormancy, credential, daily = self.models
         if n == 0:
             signals = [self._new_identity(event)]
         else:
@@ -132,6 +136,10 @@ class IdentityProfile:
                     top = True
             ctx.novel = novel
             held = not ctx.learning and top
+        if n:  # after ``held``: a held call is not counted into its day (see models.daily)
+            found = daily.score(event, ctx, held)
+            if found:
+                signals.extend(found)
         if peers is not None and not self.group:
             self.group = ctx.group
             peers.join(ctx.group, self.identity)
@@ -140,6 +148,7 @@ class IdentityProfile:
         schedule.learn(event, ctx, held)
         dormancy.learn(event, ctx, held)
         credential.learn(event, ctx, held)
+        daily.learn(event, ctx, held)
         self.n_events = n + 1
         if first is None or ts < first:
             self.first_ts = ts
@@ -173,8 +182,11 @@ class IdentityProfile:
             return [self._new_identity(event)]
         models = self.models
         signals = models[0].score(event, ctx, learn_known)  # novelty, see its docstring
-        for model in models[1:]:
+        for model in models[1:-1]:
             signals.extend(model.score(event, ctx))
+        holdout = self.settings.holdout_score
+        held = not ctx.learning and any(s.score >= holdout for s in signals)
+        signals.extend(models[-1].score(event, ctx, held))  # daily, after ``held``
         return signals
 
     def _new_identity(self, event: Event) -> Signal:
@@ -276,10 +288,10 @@ class IdentityProfile:
 
     def size_estimate(self) -> int:
         """A cheap upper estimate of ``size_bytes`` (used to enforce the cap)."""
-        novelty, window, schedule, dormancy, credential = self.models
+        novelty, window, schedule, dormancy, credential, daily = self.models
         return (200 + len(self.identity) + novelty.size_estimate() + window.size_estimate()
                 + schedule.size_estimate() + dormancy.size_estimate()
-                + credential.size_estimate())
+                + credential.size_estimate() + daily.size_estimate())
 
     def size_bytes(self) -> int:
         return len(self.to_bytes())
@@ -309,7 +321,8 @@ class IdentityProfile:
         profile._size_check = state["c"]
         profile.degradations = Counter({(m, w): n for m, w, n in state["d"]})
         profile.models = [
-            model_cls.from_state(state[key], settings)
+            model_cls(settings) if key in ADDED_MODELS and key not in state
+            else model_cls.from_state(state[key], settings)
             for key, model_cls in zip(MODEL_KEYS, MODEL_CLASSES, strict=True)
         ]
         return profile

@@ -12,6 +12,7 @@ import pytest
 from models.common import pack_blob, unpack_blob
 from models.context import Context
 from models.credential import CredentialModel
+from models.daily import DailyModel
 from models.dormancy import DormancyModel
 from models.multivariate import FEATURES, MultivariateModel, raw_features
 from models.novelty import NoveltyModel
@@ -20,7 +21,8 @@ from models.settings import ModelSettings
 from models.volume import WindowModel
 from tests.models.helpers import T0, make_event
 
-EVENT_MODELS = [NoveltyModel, WindowModel, ScheduleModel, DormancyModel, CredentialModel]
+EVENT_MODELS = [NoveltyModel, WindowModel, ScheduleModel, DormancyModel, CredentialModel,
+                DailyModel]
 SETTINGS = ModelSettings(learning_min_events=20, learning_min_days=0.5)
 
 
