@@ -493,7 +493,9 @@ class Detector:
         techniques = self._technique_signals(event, state, findings) if findings else []
         profile = state.profile
         in_learning = profile.in_learning(event.ts)
-        policy = self._policy_signal(event, sens, in_learning, profile)
+        # a thin history is short of baselines too: the policy applies as in learning
+        thin = not in_learning and profile.thin_history(event.ts)
+        policy = self._policy_signal(event, sens, in_learning or thin, profile)
         if policy is not None and f"{policy.detector}\x1f{policy.value}" in state.alerts.expected:
             self.stats.suppressed["feedback"] += 1
             policy = None
@@ -503,7 +505,7 @@ class Detector:
                 _add_techniques(verdict, techniques)
         elif techniques:
             verdict = None if in_learning else self._verdict(event, signals, sens)
-            if verdict is not None and not self._enough_history(event, profile, verdict):
+            if thin and verdict is not None and not self._corroborated(event, profile, verdict):
                 verdict = None  # the finding alerts on its own
             verdict = _technique_verdict(techniques, verdict, sens)
             if verdict.severity == "low" and self._routine_technique(state, event, verdict):
@@ -515,7 +517,7 @@ class Detector:
             return
         else:
             verdict = self._verdict(event, signals, sens)
-            if verdict is not None and not self._enough_history(event, profile, verdict):
+            if thin and verdict is not None and not self._corroborated(event, profile, verdict):
                 self.stats.suppressed["thin_history"] += 1
                 return
             if verdict is not None:
@@ -531,12 +533,9 @@ class Detector:
         self._raise(event, state, verdict, out)
 
     @staticmethod
-    def _enough_history(event: Event, profile: Any, verdict: Verdict) -> bool:
-        """Whether the identity's history bears this verdict: always, unless it is a thin
-        history (``IdentityProfile.thin_history``), which needs two lines of evidence
-        (``corroborated``; the alert then says so)."""
-        if not profile.thin_history(event.ts):
-            return True
+    def _corroborated(event: Event, profile: Any, verdict: Verdict) -> bool:
+        """Whether a verdict on a thin history (``IdentityProfile.thin_history``) has the
+        two lines of evidence it needs (``scoring.corroborated``); the alert says so."""
         if not corroborated(verdict):
             return False
         span = span_words(event.ts - profile.first_ts)
@@ -784,10 +783,13 @@ class Detector:
             detector=f"policy.{sens.category}",
             score=1.0,
             observed=event.action,
-            baseline=f"no baseline yet (learning: {progress})",
+            baseline=f"no baseline yet ({progress})",
             sentence=(
                 f"{event.action} ({sens.label}) by an identity still in its learning period;"
                 " this action is alerted without a baseline"
+                if progress.startswith("learning") else
+                f"{event.action} ({sens.label}) by an identity with a thin history;"
+                " this action is alerted without a full baseline"
             ),
             value=event.action,
         )

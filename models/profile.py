@@ -52,6 +52,8 @@ MODEL_KEYS = ("novelty", "window", "schedule", "dormancy", "credential", "daily"
 ADDED_MODELS = frozenset({"daily"})
 """Models a profile state written before them may lack: they start empty (``_from_state``)."""
 NEW_IDENTITY_SCORE = 0.1
+LEARNING, THIN, LEARNED = 0, 1, 2
+"""Where an identity stands (``IdentityProfile._stage``)."""
 
 
 class IdentityProfile:
@@ -222,12 +224,7 @@ class IdentityProfile:
         """True while the identity has too few events or too short a history to alert on:
         short of ``learning_min_events`` or ``learning_min_days``, and short of a thin
         history too (``thin_history``)."""
-        first, n = self.first_ts, self.n_events
-        if first is None:
-            return True
-        span = ts - first
-        return ((n < self._learning_events or span < self._learning_seconds)
-                and (n < self._thin_events or span < self._thin_seconds))
+        return self._stage(ts) == LEARNING
 
     def thin_history(self, ts: float) -> bool:
         """True when the identity left its learning period on a thin history only: at least
@@ -235,12 +232,20 @@ class IdentityProfile:
         ``learning_min_events`` or ``learning_min_days``. Its baselines are incomplete (a
         CI role that deploys twice a week), so the engine alerts on it only when two
         lines of evidence agree (``detector.scoring.corroborated``)."""
+        return self._stage(ts) == THIN
+
+    def _stage(self, ts: float) -> int:
+        """``LEARNING``, ``THIN`` or ``LEARNED`` at event time ``ts`` (``_context`` writes
+        the same test out for every event)."""
         first, n = self.first_ts, self.n_events
         if first is None:
-            return False
+            return LEARNING
         span = ts - first
-        return ((n < self._learning_events or span < self._learning_seconds)
-                and n >= self._thin_events and span >= self._thin_seconds)
+        if n >= self._learning_events and span >= self._learning_seconds:
+            return LEARNED
+        if n >= self._thin_events and span >= self._thin_seconds:
+            return THIN
+        return LEARNING
 
     def learning_progress(self, ts: float) -> str:
         """'learning: 12/50 events, 5 hours of 3 days', 'learning: 45/50 events, 24 days of

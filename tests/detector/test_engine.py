@@ -227,6 +227,20 @@ class TestThinHistory:
         assert stats.suppressed["thin_history"] == 1
         assert detector.inventory()[0]["in_learning"] is False
 
+    def test_a_policy_action_alerts_as_in_learning(self):
+        """Logging tampering from the usual network (one line of evidence) still alerts
+        at the category's level, as it did while the identity was learning."""
+        detector, stats = self.detector()
+        alerts = run(detector, [replayed(20, "cloudtrail:StopLogging", network="private",
+                                         source_ip="10.0.0.5", network_prefix="10.0.0.0/24")])
+        assert [a.severity for a in alerts] == ["critical"]
+        native = alerts[0].to_native()
+        assert native["detectors"] == ["policy.logging_tampering"]
+        assert "thin history" in native["signals"][0]["sentence"]
+        assert native["signals"][0]["baseline"].startswith(
+            "no baseline yet (learned on a thin history: 41 events")
+        assert stats.suppressed["thin_history"] == 0
+
     def test_too_short_a_history_stays_in_learning(self):
         stats = RunStats()
         detector = Detector({}, stats=stats)
