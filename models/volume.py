@@ -19,6 +19,8 @@ Baselines (``Reference``), one fold per complete bucket, empty buckets included:
   stolen credentials): the same test against their own EWMA, without seasonality (for
   distinct actions ``c ≥ 2e + 5`` above 1.75 × the peak, for failures ``c ≥ 2e + 5``:
   ten kinds of calls at once, or five denied calls, are already a pattern).
+  Calls, distinct actions and distinct resources spike only once ``MIN_BUSY_WINDOWS``
+  (20) non-empty windows are learned (a bursty identity's peak needs samples).
   Distinct counts are exact up to ``DISTINCT_CAP`` (64) per window and read "64+"
   (degraded) beyond, so an identity whose usual peak is above 32 gets rate spikes but no
   distinct-count spikes;
@@ -83,6 +85,13 @@ so a weekly or monthly job still remembers its last run."""
 EXCESS = (10.0, 5.0, 10.0, 5.0)
 """Minimum excess over twice the expectation: calls, distinct actions, distinct resources,
 failures (five denied calls are already a reconnaissance pattern; ten calls are not)."""
+MIN_BUSY_WINDOWS = 20
+"""Busy (non-empty) windows learned before calls, distinct actions and distinct resources
+may spike: an identity that works in bursts (a Terraform runner: a dozen applies in
+three weeks, each as big as its change) has a peak from a few samples, and its next
+apply is "twice the peak" by chance. Failures spike from the start: five denied calls are
+a pattern however young the baseline. The busy windows are those the multivariate model
+learned (non-empty, not held), so the count needs no state of its own."""
 MILESTONES = frozenset({4, 8, 16, 32})
 QUIET_COUNT = 3
 """A bucket with at most this many events cannot signal, whatever its baseline, so its
@@ -284,13 +293,17 @@ class Reference:
         return weight * slot_mean + (1 - weight) * fallback
 
     def scores(self, bucket: Bucket, slot: int) -> tuple[float, float, float, float]:
-        """(rate, distinct actions, distinct resources, failures) scores of a bucket."""
+        """(rate, distinct actions, distinct resources, failures) scores of a bucket; the
+        first three are 0.0 until ``MIN_BUSY_WINDOWS`` busy windows are learned."""
         s, p, x, r = self.stats, self.peaks, EXCESS, PEAK_RATIOS
+        fails = spike_score(bucket.fails, s[4], s[5], p[3], x[3], r[3])
+        if self.hst.learned + len(self.hst_pending or ()) < MIN_BUSY_WINDOWS:
+            return 0.0, 0.0, 0.0, fails
         return (
             spike_score(bucket.n, self.expected(slot), self.rvar, p[0], x[0], r[0]),
             spike_score(len(bucket.actions), s[0], s[1], p[1], x[1], r[1]),
             spike_score(len(bucket.resources), s[2], s[3], p[2], x[2], r[2]),
-            spike_score(bucket.fails, s[4], s[5], p[3], x[3], r[3]),
+            fails,
         )
 
     def to_state(self) -> dict:

@@ -11,7 +11,7 @@ import pytest
 
 from models.profile import IdentityProfile
 from models.settings import ModelSettings
-from models.volume import spike_score
+from models.volume import MIN_BUSY_WINDOWS, spike_score
 from tests.models.helpers import ROLE, T0, learned_profile, make_event
 
 VOLUME = {"volume.rate", "volume.distinct_actions", "volume.distinct_resources",
@@ -293,3 +293,40 @@ class TestReferenceCache:
             volume += len(found)
             blob = fresh.to_bytes()
         assert volume >= 3
+
+
+class TestYoungBurstyBaseline:
+    """Calls and distinct counts spike only once ``MIN_BUSY_WINDOWS`` busy windows are
+    learned; failures from the start."""
+
+    def runner(self, applies: int) -> tuple[IdentityProfile, float]:
+        """A Terraform-like runner: ``applies`` bursts of 14 calls, one a day at 18:00."""
+        settings = ModelSettings(learning_min_days=1, learning_min_events=20)
+        profile = IdentityProfile(ROLE, "workload", settings)
+        for day in range(applies):
+            for k in range(14):
+                profile.observe(make_event(T0 + day * 86400 + 18 * 3600 + k * 20,
+                                           f"ec2:Describe{k % 5}"))
+        return profile, T0 + applies * 86400 + 18 * 3600
+
+    def burst(self, profile: IdentityProfile, start: float, calls: int = 40, **fields) -> set:
+        seen = set()
+        for k in range(calls):
+            seen |= {s.detector for s in profile.observe(
+                make_event(start + k * 10, f"ec2:Describe{k % 5}", **fields))}
+        return seen
+
+    def test_a_bigger_apply_on_a_young_baseline_is_not_a_spike(self):
+        assert 18 < MIN_BUSY_WINDOWS
+        profile, start = self.runner(18)
+        assert "volume.rate" not in self.burst(profile, start)
+
+    def test_the_same_apply_spikes_once_the_baseline_has_its_windows(self):
+        assert MIN_BUSY_WINDOWS <= 22
+        profile, start = self.runner(22)
+        assert "volume.rate" in self.burst(profile, start)
+
+    def test_denied_calls_spike_on_a_young_baseline(self):
+        profile, start = self.runner(5)
+        seen = self.burst(profile, start, 12, outcome="failure", error_code="AccessDenied")
+        assert "volume.failures" in seen
