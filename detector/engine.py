@@ -1282,6 +1282,7 @@ class Detector:
             now=now,
             dormant_after=self._dormant_after,
             in_learning=bool(state.profile.in_learning(now)),
+            thin_history=bool(state.profile.thin_history(now)),
         )
 
     def _peek(self, key: str) -> IdentityState | None:
@@ -1291,15 +1292,18 @@ class Detector:
         return self.store.get(key)
 
     def identities_summary(self) -> dict[str, Any]:
-        """Counts for metrics and the replay summary: tracked, in learning, dormant, by kind."""
+        """Counts for metrics and the replay summary: tracked, in learning, learned on a thin
+        history, dormant, by kind."""
         now = self._now
-        in_learning = dormant = held = 0
+        in_learning = thin = dormant = held = 0
         by_kind: dict[str, int] = {}
         for state in list(self.store.values()):
             record = state.inventory
             by_kind[record.kind] = by_kind.get(record.kind, 0) + 1
             if state.profile.in_learning(now):
                 in_learning += 1
+            elif state.profile.thin_history(now):
+                thin += 1
             if now - record.last_seen > self._dormant_after:
                 dormant += 1
             # behaviour held out of learning and not yet accepted (B21): a count that stays
@@ -1309,6 +1313,7 @@ class Detector:
         return {
             "tracked": len(self.store),
             "in_learning": in_learning,
+            "thin_history": thin,
             "dormant": dormant,
             "persistent_anomaly": held,
             "by_kind": dict(sorted(by_kind.items())),

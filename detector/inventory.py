@@ -118,8 +118,10 @@ class InventoryRecord:
         self.credentials_dropped += 1
         return True
 
-    def view(self, key: str, *, now: float, dormant_after: float, in_learning: bool) -> dict:
-        """The inventory entry as JSON-ready data."""
+    def view(self, key: str, *, now: float, dormant_after: float, in_learning: bool,
+             thin_history: bool = False) -> dict:
+        """The inventory entry as JSON-ready data (``thin_history``: out of learning on few
+        events, see ``IdentityProfile.thin_history``)."""
         credentials = [
             {
                 "id": cred_id,
@@ -145,6 +147,7 @@ class InventoryRecord:
             "dormant": now - self.last_seen > dormant_after,
             "events": self.events,
             "in_learning": in_learning,
+            "thin_history": thin_history,
             "last_actor": self.last_actor,
         }
 

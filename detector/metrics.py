@@ -273,6 +273,11 @@ class RunStatsCollector(Collector):
             scalar("in_learning") if "in_learning" in summary else scalar("learning"), empty,
         )
         yield self._gauge(
+            "identities_thin_history",
+            "Identities out of learning on a thin history (few events; alerts need two lines "
+            "of evidence).", (), scalar("thin_history"), empty,
+        )
+        yield self._gauge(
             "identities_dormant", "Identities dormant past the dormancy horizon.", (),
             scalar("dormant"), empty,
         )

@@ -217,7 +217,8 @@ def build_summary(
 
     Keys: ``interrupted``; ``events`` (``total``, ``per_source``, ``per_kind``);
     ``records_read`` per source and ``accounting_balanced``; ``files_read``, ``bytes_read``;
-    ``identities`` (``tracked``, ``learned``, ``in_learning``, ``dormant``, ``by_kind``);
+    ``identities`` (``tracked``, ``learned``, ``in_learning``, ``thin_history``, ``dormant``,
+    ``by_kind``);
     ``alerts`` (``total`` distinct, ``lines_written``, ``updates``, ``per_severity``,
     ``per_detector``, ``suppressed``, ``matched_expired_rules``, ``shadow``);
     ``dead_letters`` and ``skipped`` per ``source/reason``; ``late_events``;

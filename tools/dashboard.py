@@ -234,10 +234,11 @@ def identities(lay: Layout) -> None:
     lay.add("timeseries", "Identities by learning state",
             [(f"sum({sel('nhi_identities_tracked')})", "tracked"),
              (f"sum({sel('nhi_identities_learning')})", "learning"),
+             (f"sum({sel('nhi_identities_thin_history')})", "thin history"),
              (f"sum({sel('nhi_identities_dormant')})", "dormant"),
              (f"sum({sel('nhi_identities_persistent_anomaly')})", "persistent anomaly")],
-            8, 8, desc="Tracked, still learning, dormant, and stuck in a persistent anomaly "
-                       "state.")
+            8, 8, desc="Tracked, still learning, learned on a thin history, dormant, and "
+                       "stuck in a persistent anomaly state.")
     lay.add("timeseries", "Identity resolution paths",
             [(f"sum by (path) ({rate('nhi_identity_resolutions_total')})", "{{path}}")],
             16, 8, unit="ops",

@@ -580,7 +580,8 @@ class TestInventory:
         late = T0 + timedelta(days=40)
         detector.process(ev(2, late, "s3:GetObject"))
         assert detector.identities_summary() == {
-            "tracked": 2, "in_learning": 1, "dormant": 1, "persistent_anomaly": 0,
+            "tracked": 2, "in_learning": 1, "thin_history": 0, "dormant": 1,
+            "persistent_anomaly": 0,
             "by_kind": {"human": 1, "workload": 1},
         }
 
