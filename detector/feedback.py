@@ -36,6 +36,7 @@ OCSF_CLASS_UID = 2004  # a Detection Finding (``detector.ocsf``)
 MODEL_DETECTORS = (
     "multivariate.hst", "schedule.off_hours", "dormancy.identity", "dormancy.credential",
     "credential.concurrent_networks", "credential.instance_outside_cloud", "identity.new",
+    "volume.daily",
 )
 TECHNIQUE_MODULES = ("aws", "azure", "gcp", "k8s")
 _RULE_NAME = re.compile(rf"(?:{'|'.join(TECHNIQUE_MODULES)})\.[a-z][a-z0-9_]*")

@@ -807,12 +807,15 @@ def _severity(
     return severity, notes, ceiling
 
 
-ORIGIN_DETECTORS = ("novelty.network", "novelty.credential_network", "novelty.agent_family",
-                    "credential.")
-"""Readings of where a call came from, and with what client (``corroborated``)."""
-CONDUCT_DETECTORS = ("novelty.action", "novelty.service", "novelty.error_code",
-                     "novelty.target_tenant", "volume.", "dormancy.")
-"""Readings of what the identity did, how much, or after how long a silence."""
+ORIGIN_DETECTORS = frozenset({"novelty.network", "novelty.credential_network",
+                              "novelty.agent_family", "novelty.action_network"})
+"""Readings of where a call came from, and with what client (``corroborated``), with every
+``credential.*`` reading. A known action from a known network that never met is a
+reading of where, not of what."""
+CONDUCT_DETECTORS = frozenset({"novelty.action", "novelty.service", "novelty.error_code",
+                               "novelty.target_tenant"})
+"""Readings of what the identity did, with every ``volume.*`` (how much) and ``dormancy.*``
+(after how long a silence) reading."""
 
 
 def corroborated(verdict: Verdict) -> bool:
@@ -826,8 +829,9 @@ def corroborated(verdict: Verdict) -> bool:
     origin = conduct = False
     for weighted in verdict.signals:
         detector = weighted.signal.detector
-        origin = origin or detector.startswith(ORIGIN_DETECTORS)
-        conduct = conduct or detector.startswith(CONDUCT_DETECTORS)
+        origin = origin or detector in ORIGIN_DETECTORS or detector.startswith("credential.")
+        conduct = (conduct or detector in CONDUCT_DETECTORS
+                   or detector.startswith(("volume.", "dormancy.")))
     return origin and conduct
 
 

@@ -34,6 +34,7 @@ factor of two of the run's median, are learned as the new level.
 
 from __future__ import annotations
 
+import calendar
 import math
 import time
 
@@ -57,6 +58,8 @@ MAX_SILENT_DAYS = 400
 """Silent days folded one by one at most; a longer silence leaves the mean at 0 anyway."""
 Z_START = 4.0
 Z_SPAN = 8.0
+NO_DAY = -(1 << 62)
+"""``DailyModel.day`` before the first event (below every day a timestamp gives)."""
 MAX_LEVEL = 11
 """Above every tenth a score can reach (``int(1.0 * 10) + 1``): a day that signals no more."""
 
@@ -69,7 +72,7 @@ class DailyModel:
 
     def __init__(self, settings: ModelSettings) -> None:
         self.settings = settings
-        self.day = -1  # the open day (days since the epoch); -1 before the first event
+        self.day = NO_DAY  # the open day (days since the epoch)
         self.count = 0  # its calls so far
         self.mean = 0.0
         self.var = 0.0
@@ -152,7 +155,7 @@ class DailyModel:
 
     def _roll(self, day: int) -> None:
         """Fold the open day and the silent days before ``day``; open ``day``."""
-        if self.day >= 0:
+        if self.day != NO_DAY:
             self._fold(self.count)
             for _ in range(min(day - self.day - 1, MAX_SILENT_DAYS)):
                 self._fold(0)
@@ -190,14 +193,26 @@ class DailyModel:
         self.limit = self._limit()
 
     def mark_expected(self, detector: str, value: str, ctx: Context) -> bool:
-        """The analyst says the volume is usual: the held run is accepted, the open day's
-        calls so far count as a usual day's peak, and it signals no more."""
-        if detector != DETECTOR or not (self.run or self.emitted):
+        """The analyst says a day's volume is usual (``value``: the alert's date). A held
+        day (the run's days are the ones just before the open day: a silent day would
+        have ended the run) accepts the run as the new level; the open day also counts
+        its calls so far as a usual day's peak and signals no more. Another day, or a
+        day that signalled nothing, changes nothing."""
+        if detector != DETECTOR:
+            return False
+        try:
+            day = int(calendar.timegm(time.strptime(value, "%Y-%m-%d")) // 86400)
+        except (TypeError, ValueError, OverflowError):
+            return False
+        held = self.day - len(self.run) <= day < self.day
+        today = day == self.day and (self.run or self.emitted)
+        if not (held or today):
             return False
         if self.run:
             self._accept()
-        self.peak = max(self.peak, float(self.count))
-        self.emitted = MAX_LEVEL
+        if today:
+            self.peak = max(self.peak, float(self.count))
+            self.emitted = MAX_LEVEL
         self.limit = self._limit()
         return True
 

@@ -249,13 +249,13 @@ class IdentityProfile:
 
     def learning_progress(self, ts: float) -> str:
         """'learning: 12/50 events, 5 hours of 3 days', 'learning: 45/50 events, 24 days of
-        history (enough)', 'learned on a thin history: 20 events over 19 days (alerts need
-        two lines of evidence)' or 'learned: 812 events over 41 days'."""
+        history (enough)', 'learned on a thin history: 20 events over 19 days (its models
+        alert when two lines of evidence agree)' or 'learned: 812 events over 41 days'."""
         s = self.settings
         span = 0.0 if self.first_ts is None else max(0.0, ts - self.first_ts)
         if self.thin_history(ts):
             return (f"learned on a thin history: {self.n_events} events over "
-                    f"{span_words(span)} (alerts need two lines of evidence)")
+                    f"{span_words(span)} (its models alert when two lines of evidence agree)")
         if not self.in_learning(ts):
             return f"learned: {self.n_events} events over {span_words(span)}"
         # each requirement says whether it is met, so "45/50 events" never sits next to
@@ -283,11 +283,12 @@ class IdentityProfile:
 
     def held_count(self) -> int:
         """How much is quarantined right now: held values and hours, plus held windows of
-        the current volume run. Non-zero for long means the identity is stuck in an
-        anomalous state (the B21 gauge the engine may export)."""
-        novelty, window, schedule = self.models[0], self.models[1], self.models[2]
+        the current volume run and held days of the daily one. Non-zero for long means the
+        identity is stuck in an anomalous state (the B21 gauge the engine may export)."""
+        novelty, window, schedule, daily = (self.models[0], self.models[1], self.models[2],
+                                            self.models[5])
         values = sum(len(table.held) for table in novelty.tables)
-        return values + len(schedule.held) + len(window.main.run)
+        return values + len(schedule.held) + len(window.main.run) + len(daily.run)
 
     # -- state --------------------------------------------------------------------------
 

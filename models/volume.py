@@ -910,8 +910,8 @@ class WindowModel:
         # the committed baseline stays valid
 
     def mark_expected(self, detector: str, value: str, ctx: Context) -> bool:
-        """Accept the quarantined level (any ``volume.*`` detector) at once."""
-        if not detector.startswith("volume.") or not self.main.run:
+        """Accept the quarantined level (any of the window detectors) at once."""
+        if detector not in DETECTORS or not self.main.run:
             return False
         self._accept(self.main)
         self._cache = None

@@ -12,6 +12,9 @@ from detector.event import Event
 from detector.scoring import (
     ScoringSettings,
     SensitivityCatalogue,
+    Verdict,
+    Weighted,
+    corroborated,
     fuse,
     score_event,
     weigh_signals,
@@ -397,3 +400,21 @@ def test_packaged_catalogue_is_read_once_and_as_the_pure_python_loader_reads_it(
     assert first.data == expected and len(first.categories) == len(expected["categories"])
     assert second.data is first.data  # parsed once per process
     assert first._cache is not second._cache  # each catalogue keeps its own lookups
+
+
+@pytest.mark.parametrize(("detectors", "expected"), [
+    (["novelty.action", "novelty.network"], True),  # a stolen session replayed elsewhere
+    (["credential.new_network", "dormancy.credential"], True),  # a key back from elsewhere
+    (["novelty.agent_family", "volume.rate"], True),
+    (["novelty.error_code", "credential.concurrent_networks"], True),
+    (["novelty.action", "novelty.service", "novelty.resource"], False),  # what only
+    (["novelty.network", "novelty.region", "credential.new_network"], False),  # where only
+    # a known action from a known network that never met is a reading of where
+    (["novelty.agent_family", "novelty.action_network"], False),
+    (["novelty.action_resource", "novelty.network"], False),  # a pair of what and which
+    (["schedule.off_hours", "novelty.network"], False),
+])
+def test_corroborated__a_new_origin_and_new_conduct(detectors, expected):
+    """What a thin history needs (docs/alerts.md "Thin histories")."""
+    verdict = Verdict(0.5, "medium", [Weighted(sig(d), 0.5) for d in detectors], None)
+    assert corroborated(verdict) is expected

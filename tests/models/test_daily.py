@@ -8,7 +8,8 @@ import pytest
 
 from models.common import pack_blob, unpack_blob
 from models.context import Context
-from models.daily import DAY_EXCESS, DETECTOR, MAX_SILENT_DAYS, WARM_DAYS, DailyModel
+from models.daily import (DAY_EXCESS, DETECTOR, MAX_SILENT_DAYS, NO_DAY, WARM_DAYS,
+                          DailyModel)
 from models.profile import IdentityProfile
 from models.settings import ModelSettings
 from tests.models.helpers import ROLE, T0, make_event
@@ -40,9 +41,9 @@ def usual_days(days: int = 21, per_day: int = 4) -> list[float]:
     return [T0 + d * DAY + 9 * 3600 + k * 3600 for d in range(days) for k in range(per_day)]
 
 
-def slow_reader(day: int, calls: int = 432) -> list[float]:
-    """Nine reads every ten minutes from 08:00 (the paced exfiltration)."""
-    return [T0 + day * DAY + 8 * 3600 + (i // 9) * 600 + i % 9 for i in range(calls)]
+def slow_reader(day: int, calls: int = 432, per: int = 9) -> list[float]:
+    """``per`` reads every ten minutes from 08:00 (nine: the paced exfiltration)."""
+    return [T0 + day * DAY + 8 * 3600 + (i // per) * 600 + i % per for i in range(calls)]
 
 
 def learned(days: int = 21) -> DailyModel:
@@ -137,7 +138,26 @@ class TestPoisoning:
         ctx = ctx_at(reads[99])
         assert model.mark_expected(DETECTOR, "2026-01-22", ctx)
         assert feed(model, reads[100:]) == []
-        assert not model.mark_expected("volume.rate", "x", ctx)
+        assert not model.mark_expected("volume.rate", "2026-01-22", ctx)
+
+    def test_feedback_on_yesterday_leaves_today_judged(self):
+        model = learned()
+        assert feed(model, slow_reader(21))  # 2026-01-22: 432 paced reads, alerted
+        feed(model, [T0 + 22 * DAY + 300])  # 2026-01-23 opens; the 22nd is held
+        ctx = ctx_at(T0 + 22 * DAY + 300)
+        assert model.run == [432]
+        assert model.mark_expected(DETECTOR, "2026-01-22", ctx)
+        assert model.run == [] and model.peak == 432.0
+        # three times the accepted day is still a finding
+        assert feed(model, slow_reader(22, 1300, per=30)) != []
+
+    @pytest.mark.parametrize("value", ["2026-01-10", "2027-01-22", "yesterday", ""])
+    def test_feedback_on_another_day_changes_nothing(self, value):
+        model = learned()
+        feed(model, slow_reader(21))
+        before = model.to_state()
+        assert not model.mark_expected(DETECTOR, value, ctx_at(T0 + 21 * DAY))
+        assert model.to_state() == before
 
 
 class TestState:
@@ -159,7 +179,7 @@ class TestState:
         old = IdentityProfile.from_bytes(pack_blob(1, state), SETTINGS)
         daily = old.models[-1]
         assert isinstance(daily, DailyModel)
-        assert (daily.day, daily.learned) == (-1, 0)
+        assert (daily.day, daily.learned) == (NO_DAY, 0)
         assert old.models[0].to_state() == profile.models[0].to_state()
 
 

@@ -112,8 +112,8 @@ class TestThinHistory:
     def test_progress_words(self):
         profile = self.daily(20)
         assert profile.learning_progress(T0 + 19 * 86400) == (
-            "learned on a thin history: 20 events over 19 days (alerts need two lines of "
-            "evidence)")
+            "learned on a thin history: 20 events over 19 days (its models alert when two "
+            "lines of evidence agree)")
 
 
 class TestPureScoring:
