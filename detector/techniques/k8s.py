@@ -176,8 +176,7 @@ def _released(record: dict[str, Any]) -> bool:
     the identity's behaviour is still learnt and scored. Labels can be forged: a hand that
     knows to write them is left to the behavioural detectors."""
     meta = as_dict(_body(record, "metadata"))
-    owners = meta.get("ownerReferences")
-    if isinstance(owners, list) and owners:
+    if _owned(meta, record):
         return True
     labels = as_dict(meta.get("labels"))
     manager = labels.get("app.kubernetes.io/managed-by")
@@ -189,6 +188,23 @@ def _released(record: dict[str, Any]) -> bool:
     agent = record.get("userAgent")
     return isinstance(agent, str) and any(mark in agent[:256].lower()
                                           for mark in _DEPLOY_AGENTS)
+
+
+def _owned(meta: dict[str, Any], record: dict[str, Any]) -> bool:
+    """Whether the object names an owner and a controller wrote it. An owner reference
+    from a hand client (kubectl, curl, a script: ``_by_hand``) is a forgery a controller
+    never needs: a stolen service-account token created a privileged pod with a made-up
+    ReplicaSet owner, and the pod rules took it for a controller's."""
+    owners = meta.get("ownerReferences")
+    return isinstance(owners, list) and bool(owners) and not _by_hand(record)
+
+
+def _by_hand(record: dict[str, Any]) -> bool:
+    """Whether a person's or a script's client sent the request (``HAND_FAMILIES``)."""
+    # (imported here: the sources import this module; read for a few requests only)
+    from detector.sources.common import HAND_FAMILIES, user_agent
+
+    return user_agent(record.get("userAgent"))[1] in HAND_FAMILIES
 
 
 def _body(record: dict[str, Any], key: str) -> Any:
@@ -365,8 +381,7 @@ def _pod(record: dict[str, Any], action: str, username: str) -> list[Finding]:
     if _platform(username, as_dict(record.get("objectRef")).get("namespace")):
         return []  # nodes' mirror pods, control plane, kube-system controllers, GKE's agent
     obj = as_dict(record.get("requestObject"))
-    owners = as_dict(obj.get("metadata")).get("ownerReferences")
-    if isinstance(owners, list) and owners:
+    if _owned(as_dict(obj.get("metadata")), record):
         return []  # made by a controller from a template, not by hand
     return _pod_shape(record, action, obj) + _break_glass(record, action, obj)
 
@@ -707,10 +722,7 @@ def _secrets(record: dict[str, Any], action: str, username: str) -> list[Finding
     account = _account(username)
     namespace = as_dict(record.get("objectRef")).get("namespace")
     uri = record.get("requestURI")
-    # (imported here: the sources import this module; a rare request, read once each)
-    from detector.sources.common import HAND_FAMILIES, user_agent
-
-    by_hand = user_agent(record.get("userAgent"))[1] in HAND_FAMILIES
+    by_hand = _by_hand(record)
     if (account is not None and account[0] == "kube-system") or namespace \
             or _platform_user(username) or username == ANONYMOUS \
             or not isinstance(uri, str) or ("resourceVersion=" in uri and not by_hand):

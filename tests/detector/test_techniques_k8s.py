@@ -128,6 +128,20 @@ def test_host_root_mount_and_host_network() -> None:
                                              ("k8s.privileged_pod", "medium", "hostNetwork")]
 
 
+@pytest.mark.parametrize("agent", ["kubectl/v1.29.2 (linux/amd64) kubernetes/4b8e819",
+                                   "curl/8.5.0", "python-requests/2.31.0"])
+def test_a_forged_owner_from_a_hand_client_is_still_a_finding(agent: str) -> None:
+    """A stolen token's privileged pod naming a made-up ReplicaSet owner: a controller
+    writes owners, a person's or a script's client does not need to."""
+    privileged = {"containers": [{"name": "c", "securityContext": {"privileged": True}}]}
+    owner = [{"kind": "ReplicaSet", "name": "rs", "uid": "u"}]
+    assert findings(pod(privileged, owners=owner, userAgent=agent)) == [
+        ("k8s.privileged_pod", "high", "privileged container c")]
+    operator = pod(privileged, owners=owner,
+                   userAgent="workflow-controller/v3.5.5 argo-workflows/v3.5.5")
+    assert findings(operator) == []
+
+
 def test_controller_made_and_harmless_pods_are_not_findings() -> None:
     privileged = {"containers": [{"name": "c", "securityContext": {"privileged": True}}]}
     owner = [{"kind": "ReplicaSet", "name": "rs"}]
