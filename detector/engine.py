@@ -107,6 +107,9 @@ MAX_CHANGES = 4096  # recent deploy changes remembered for change-aware context
 INVENTORY_BYTES = 256  # rough serialised size of one inventory record
 GROUP_BYTES = 1024  # rough serialised size of one open alert group
 MAX_RECURRENCE_ENTRIES = 16  # (day, hour) sightings kept per alert signature
+WEEKLY_SIGHTINGS = 2
+"""Earlier weeks (of the last four) that saw a technique finding on the same weekday and
+hour before it is a weekly routine (``Detector._routine_technique``)."""
 MAX_RECURRENCE_SIGNATURES = 16  # alert signatures remembered per identity
 _DIGITS = re.compile(r"\d+")
 _ACTION_NOVELTY = frozenset({"novelty.action", "novelty.service", "novelty.error_code"})
@@ -507,8 +510,9 @@ class Detector:
             verdict = None if in_learning else self._verdict(event, signals, sens)
             if thin and verdict is not None and not self._corroborated(event, profile, verdict):
                 verdict = None  # the finding alerts on its own
+            quiet = verdict is None  # nothing else about the call is unusual
             verdict = _technique_verdict(techniques, verdict, sens)
-            if verdict.severity == "low" and self._routine_technique(state, event, verdict):
+            if self._routine_technique(state, event, verdict, quiet):
                 self.stats.suppressed["recurring"] += 1
                 return
         elif in_learning:
@@ -685,17 +689,38 @@ class Detector:
             f"UTC on {earlier} of the last {settings.recurrence_lookback_days} days"
         )
 
-    def _routine_technique(self, state: IdentityState, event: Event, verdict: Verdict) -> bool:
-        """Whether a low technique verdict is this identity's routine: the same rules on
-        the same targets found around this hour (±1 h) on at least ``recurrence_days`` of
-        the last ``recurrence_lookback_days`` days (a nightly runbook deleting last week's disk
-        snapshots raised a low alert every night). Medium and high findings are never
-        routine, and the first nights still alert."""
+    def _routine_technique(self, state: IdentityState, event: Event, verdict: Verdict,
+                           quiet: bool) -> bool:
+        """Whether a technique verdict is this identity's routine: the same rules on the
+        same targets found around this hour (±1 h) on at least ``recurrence_days`` of the
+        last ``recurrence_lookback_days`` days, or on the same weekday on
+        ``WEEKLY_SIGHTINGS`` of the last four weeks. A nightly runbook deleting last
+        week's disk snapshots raised a low alert every night, a nightly disaster-recovery
+        export a medium one, a Sunday patch run one a week. A low finding may be routine;
+        a medium one only when nothing else about the call is unusual (``quiet``: the
+        models found no news, so the same client, network and hours as always); high and
+        critical findings never are. The first nights (or weeks) still alert."""
+        rank = SEVERITY_RANK[verdict.severity]
+        if rank > SEVERITY_RANK["medium"] or (rank == SEVERITY_RANK["medium"] and not quiet):
+            return False
         # the rule and its target, digits left out (a dated snapshot name is one target
         # night after night; another database is another target)
         found = sorted({f"{w.signal.detector}:{_DIGITS.sub('#', str(w.signal.value or ''))}"
                         for w in verdict.signals if w.signal.detector.startswith("technique.")})
-        return self._recurs(state, event, "technique|" + "|".join(found), any_hour=False)
+        signature = "technique|" + "|".join(found)
+        if self._recurs(state, event, signature, any_hour=False):
+            return True
+        return self._weekly(state, event, signature) >= WEEKLY_SIGHTINGS
+
+    def _weekly(self, state: IdentityState, event: Event, signature: str) -> int:
+        """How many of the last four weeks saw ``signature`` on this weekday around this
+        hour (±1 h), from the sightings ``_sightings`` keeps."""
+        if self.settings.recurrence_days <= 0 or event.partial:
+            return 0
+        day, hour = int(event.ts // 86400), int(event.ts % 86400 // 3600)
+        return len({d for d, h in state.alerts.recurrence.get(signature, ())
+                    if 0 < day - d <= 28 and (day - d) % 7 == 0
+                    and min(abs(h - hour), 24 - abs(h - hour)) <= 1})
 
     def _routine_refusal(self, state: IdentityState, event: Event, verdict: Verdict) -> bool:
         """Whether a refused call whose only news is the call itself (a new action,

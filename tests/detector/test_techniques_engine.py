@@ -10,7 +10,7 @@ from detector.engine import TECHNIQUE_NOTE, Detector
 from detector.ocsf import to_ocsf
 from detector.stats import RunStats
 from detector.techniques import ATTRIBUTE, Finding, Tally
-from tests.detector.test_engine import ROLE, T0, attack_event, ev, learned, run
+from tests.detector.test_engine import ATTACK, ROLE, T0, attack_event, ev, learned, run
 
 SHARED = Finding("aws.ebs_snapshot_shared", "high", ("T1537",),
                  "EBS snapshot snap-1 shared with account 210987654321, outside this account",
@@ -236,3 +236,55 @@ def test_routine_finding_on_another_target__still_alerts() -> None:
                             "azure:microsoft.compute/snapshots/delete"), other)
     assert len(run(detector, [later])) == 1
     assert detector.stats.suppressed["recurring"] == 1  # the fourth dated night only
+
+
+EXPORT = Finding("azure.disk_exported", "medium", ("T1537",),
+                 "disk snapshot dr-0 exported by a SAS", "dr-0")
+
+
+def nightly(detector: Detector, finding: Finding, nights: int, **fields) -> list[int]:
+    """The finding at 02:00 each night (with the same call); alerts raised per night."""
+    raised = []
+    for night in range(nights):
+        event = with_finding(ev(night, T0 + timedelta(days=night, hours=2, minutes=night),
+                                "azure:microsoft.compute/snapshots/beginGetAccess/action",
+                                **fields), finding)
+        raised.append(len(run(detector, [event])))
+    return raised
+
+
+def test_a_quiet_medium_finding_every_night__routine_after_three_nights() -> None:
+    # a disaster-recovery job exporting its snapshots every night raised 30 medium alerts
+    stats = RunStats()
+    assert nightly(Detector({}, stats=stats), EXPORT, 6) == [1, 1, 1, 0, 0, 0]
+    assert stats.suppressed["recurring"] == 3
+
+
+def test_a_medium_finding_with_other_news__not_routine() -> None:
+    """The same export every night, but the identity's behaviour is not its usual one
+    (a learned identity calling from a network it never used): the fourth night, which
+    would be routine if nothing else were new, still alerts."""
+    detector, _ = learned()
+    elsewhere = {"source_ip": "203.0.113.9", "network": "public",
+                 "network_prefix": "203.0.113.0/24"}
+    raised = []
+    for night in range(5):
+        event = with_finding(ev(night, ATTACK + timedelta(days=night),
+                                "azure:microsoft.compute/snapshots/beginGetAccess/action",
+                                **elsewhere), EXPORT)
+        raised.append(len(run(detector, [event])))
+    assert raised[:4] == [1, 1, 1, 1]
+
+
+def test_a_weekly_finding__routine_from_its_third_week() -> None:
+    # a Sunday patch runbook's run command, one medium alert a week
+    weekly = Finding("azure.vm_run_command", "medium", ("T1651",), "run command on vm-1",
+                     "vm-1")
+    stats = RunStats()
+    detector = Detector({}, stats=stats)
+    raised = [len(run(detector, [with_finding(
+        ev(week, T0 + timedelta(days=7 * week, hours=3, minutes=week),
+           "azure:microsoft.compute/virtualmachines/runcommand/action"), weekly)]))
+        for week in range(5)]
+    assert raised == [1, 1, 0, 0, 0]
+    assert stats.suppressed["recurring"] == 3
