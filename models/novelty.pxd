@@ -7,6 +7,7 @@ from models.context cimport Context
 from models.table cimport ValueTable
 
 cdef long long _COUNT_MASK, _RESOURCE, _ACTION_RESOURCE, _ERROR_CODE, _CRED_NETWORK
+cdef long long _TARGET_TENANT
 cdef long long _NETWORK, _NETWORK_MASK, _PEER_MASK, _N_TABLES
 cdef double _RATE_ALPHA, _SURPRISE_DECADES
 cdef tuple _PART_BITS, _WEIGHTS, _NO_PENDING

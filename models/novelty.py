@@ -86,6 +86,7 @@ NETWORK_ATTRS = frozenset({4, 8, 10})
 QUIET_NETWORKS = {"private": 0.5, "cloud_service": 0.5, "internal": 0.5}
 """A new private subnet or service endpoint is half as surprising as a new public network."""
 ERROR_CODE = INDEX["error_code"]
+TARGET_TENANT = INDEX["target_tenant"]
 PAIR_PARTS = {
     INDEX["action_network"]: (1 << INDEX["action"]) | (1 << INDEX["network"]),
     INDEX["action_resource"]: (1 << INDEX["action"]) | (1 << INDEX["resource"]),
@@ -174,8 +175,11 @@ def extract(event: Event) -> list[tuple[int, int, str, str | None]]:
     out.append((4, hn, net, None))
     if event.agent_family:
         out.append((5, vhash(event.agent_family), event.agent_family, None))
-    target = event.target_tenant
-    if target and target != event.tenant:
+    # the tenant acted on: another one when the event names it, else the identity's own,
+    # so that a first foreign tenant is new against every call made at home (with only
+    # the foreign ones counted, the first was a value of an empty table: P(new) 1/2)
+    target = event.target_tenant or event.tenant
+    if target:
         out.append((6, vhash(target), target, None))
     if event.error_code and event.outcome == "failure":
         out.append((7, vhash(event.error_code), event.error_code, None))
@@ -223,6 +227,7 @@ _RATE_ALPHA = RATE_ALPHA
 _RESOURCE = RESOURCE
 _ACTION_RESOURCE = ACTION_RESOURCE
 _ERROR_CODE = ERROR_CODE
+_TARGET_TENANT = TARGET_TENANT
 _CRED_NETWORK = CRED_NETWORK
 _NETWORK = NETWORK
 _NETWORK_MASK = sum(1 << i for i in NETWORK_ATTRS)
@@ -666,6 +671,8 @@ class NoveltyModel:
         said in this window is not said again."""
         if novel_parts & _PART_BITS[index]:
             return None
+        if index == _TARGET_TENANT and first == event.tenant:
+            return None  # its own tenant is where every identity acts: learned, never news
         table = self.tables[index]
         if table.held:
             held_at = table.held.get(h)

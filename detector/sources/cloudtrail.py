@@ -283,18 +283,25 @@ def _credential_type(principal_type: str | None) -> str:
 def _resource_and_target(record: dict[str, Any], tenant: str | None,
                          attributes: dict[str, Any]) -> tuple[str | None, str | None]:
     """The primary resource (first ``resources[].ARN`` or an allow-listed string parameter,
-    cut to ``MAX_RESOURCE``) and the account acted upon when an assumed role lives in
-    another account (none when the role ARN is longer than any ARN may be)."""
-    resource = None
+    cut to ``MAX_RESOURCE``) and the account acted upon: another account's role assumed
+    (none when the role ARN is longer than any ARN may be), or else the owner of a
+    resource in another account (``resources[].accountId``: an object written to another
+    account's bucket, which the bucket's ARN does not say)."""
+    resource = foreign = None
     resources = record.get("resources")
     if type(resources) is list and resources and type(resources[0]) is dict:
         arn = resources[0].get("ARN") or resources[0].get("arn")
         if type(arn) is str and arn:
             resource = arn if len(arn) <= MAX_RESOURCE else cut(arn, MAX_RESOURCE, "resource",
                                                                 attributes)
+        for item in resources[:8]:
+            owner = item.get("accountId") if type(item) is dict else None
+            if type(owner) is str and owner and owner != tenant and len(owner) <= MAX_TENANT:
+                foreign = owner
+                break
     params = record.get("requestParameters")
     if type(params) is not dict:
-        return resource, None
+        return resource, foreign
     if resource is None and not _RESOURCE_KEY_SET.isdisjoint(params):
         for key in _RESOURCE_KEYS:
             value = params.get(key)
@@ -306,4 +313,4 @@ def _resource_and_target(record: dict[str, Any], tenant: str | None,
         parts = split_arn(role_arn)
         if parts and parts[2] and parts[2] != tenant and len(parts[2]) <= MAX_TENANT:
             return resource, parts[2]
-    return resource, None
+    return resource, foreign

@@ -193,6 +193,21 @@ def test_role_arn_of_another_account__an_absurd_one_names_no_target_tenant() -> 
     assert event.target_tenant is None
 
 
+def test_a_resource_owned_by_another_account_names_it_as_target_tenant() -> None:
+    """An object written to another account's bucket, or encrypted with another
+    account's KMS key: the ARN does not say whose, ``resources[].accountId`` does."""
+    def put(owner: str) -> dict:
+        return cloudtrail_record(eventName="PutObject", resources=[
+            {"type": "AWS::S3::Object", "ARN": "arn:aws:s3:::drop/exfil.tgz"},
+            {"accountId": owner, "type": "AWS::S3::Bucket", "ARN": "arn:aws:s3:::drop"}])
+    [foreign] = _parse(put("444455556666"))[0]
+    [own] = _parse(put(foreign.tenant))[0]
+    assert (foreign.target_tenant, own.target_tenant) == ("444455556666", None)
+    assert foreign.resource == "arn:aws:s3:::drop/exfil.tgz"
+    [absurd] = _parse(put("4" * 200))[0]
+    assert absurd.target_tenant is None
+
+
 def test_caller_longer_than_any_host_name__unknown_network_no_prefix() -> None:
     host = "h" * (MAX_HOST - 14) + ".amazonaws.com"
     [event] = _parse(cloudtrail_record(sourceIPAddress=host))[0]

@@ -57,6 +57,25 @@ class TestNoveltySignals:
         assert found["novelty.target_tenant"].sentence.startswith(
             "first action on tenant 999999999999")
 
+    def test_a_first_foreign_tenant_is_news_against_every_call_at_home(self):
+        """Calls on the identity's own tenant are uses of the target-tenant table: the
+        first foreign tenant is as surprising as a first action, not a coin toss of an
+        empty table (an object written to another account's bucket scored 0.09)."""
+        profile, ts = learned_profile(days=4)
+        found = {s.detector: s for s in profile.score_one(
+            make_event(ts, "s3:PutObject", target_tenant="444455556666"))}
+        assert found["novelty.target_tenant"].score > 0.7
+        # its own tenant, named as a target or not, is never news
+        for event in (make_event(ts, target_tenant="123456789012"),
+                      make_event(ts, tenant="123456789012")):
+            assert "novelty.target_tenant" not in {s.detector
+                                                   for s in profile.score_one(event)}
+        fresh = IdentityProfile(ROLE, "workload", ModelSettings(learning_min_events=0,
+                                                                learning_min_days=0))
+        fresh.observe(make_event(ts - 60, tenant=None))
+        assert "novelty.target_tenant" not in {s.detector for s in fresh.observe(
+            make_event(ts, tenant="123456789012"))}
+
     def test_long_term_key__new_network_named_credential(self):
         profile, ts = learned_profile(days=4)
         event = make_event(ts, network="public", network_prefix="198.51.100.0/24",
