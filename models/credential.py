@@ -11,7 +11,8 @@ model's credential-with-network pair under the name ``credential.new_network``.)
   marked expected (value: the credential id).
 - ``credential.instance_outside_cloud`` (0.85): temporary credentials of a cloud instance
   (``attributes["ec2_role_delivery"]`` or ``["instance_id"]`` present, or a session named
-  like ``i-0abc…``) used without the role-delivery marker the identity's instance
+  like ``i-0abc…``), or a Kubernetes service account's token (its pods hold it), used
+  without the role-delivery marker the identity's instance
   credentials normally carry (IMDS delivery leaves it on calls from the instance), or used
   from a network that is neither a cloud service, internal nor private, from an address
   prefix never seen for the identity's instance credentials nor for any other identity's
@@ -51,6 +52,8 @@ INSIDE_CLASSES = frozenset({"cloud_service", "internal", "private"})
 ROUTABLE = frozenset({"public", "private"})
 _INSTANCE_SESSION = re.compile(r"^i-[0-9a-f]{8,17}$")
 EGRESS = "instance_egress"
+K8S_SOURCE = "k8s.audit"  # detector.sources.k8s.SOURCE (the models import no source)
+SERVICE_ACCOUNT = "system:serviceaccount:"
 _USE_TS = itemgetter(1)  # the time of a recent-network entry [label, ts, class]
 
 
@@ -61,7 +64,11 @@ def _egress_scope(event: Event) -> str:
 
 def is_instance_credential(event: Event) -> bool:
     """Temporary credentials of a cloud instance: EC2 role delivery, an instance id, or a
-    session named like ``i-0abc…`` (``ec2-instance`` once the sources normalised it)."""
+    session named like ``i-0abc…`` (``ec2-instance`` once the sources normalised it); or
+    a Kubernetes service account's token (``pod_token``), which the cluster hands to
+    its pods as the cloud hands a role to its instances."""
+    if pod_token(event):
+        return True
     attrs = event.attributes
     if attrs and (attrs.get("ec2_role_delivery") or attrs.get("instance_id")):
         return True
@@ -70,6 +77,11 @@ def is_instance_credential(event: Event) -> bool:
     # many of them one-off names) never reach the regular expression nor its cache
     return bool(session) and (session == "ec2-instance"
                               or session.startswith("i-") and _instance_session(session))
+
+
+def pod_token(event: Event) -> bool:
+    """A Kubernetes service account's call (its token lives in its pods)."""
+    return event.source == K8S_SOURCE and event.identity.startswith(SERVICE_ACCOUNT)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -126,6 +138,8 @@ class CredentialModel:
         h = vhash(network_label(event))
         if h in self.egress.d or self._shared_egress(event, ctx, h):
             return ""
+        if pod_token(event):
+            return "outside the cluster, from a prefix no pod of the cluster uses"
         return "outside the cloud, from a prefix no instance of the tenant uses"
 
     def _concurrent(self, event: Event, ctx: Context) -> list | None:
@@ -170,13 +184,18 @@ class CredentialModel:
     def _outside_signal(self, event: Event, reason: str) -> Signal:
         label = network_label(event)
         known = len(self.egress.d)
+        if pod_token(event):
+            what, held_by = "service-account token", "pods"
+            observed = f"service-account token from {label}"
+        else:
+            what, held_by = "temporary instance credentials", "instances"
+            observed = f"instance credentials (session {event.session or '?'}) from {label}"
         return Signal(
             detector="credential.instance_outside_cloud",
             score=OUTSIDE_SCORE,
-            observed=f"instance credentials (session {event.session or '?'}) from {label}",
-            baseline=f"{known} known egress prefix(es) for this identity's instances",
-            sentence=f"temporary instance credentials used from {label} ({event.network}), "
-            f"{reason}",
+            observed=observed,
+            baseline=f"{known} known egress prefix(es) for this identity's {held_by}",
+            sentence=f"{what} used from {label} ({event.network}), {reason}",
             value=label,
         )
 

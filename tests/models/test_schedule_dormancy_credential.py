@@ -282,6 +282,46 @@ class TestCredential:
         assert not is_instance_credential(make_event(ts, session="gh-run-42"))
 
 
+class TestServiceAccountToken:
+    SA = "system:serviceaccount:orders:orders"
+
+    def pod_calls(self, profile: IdentityProfile, peers=None) -> float:
+        """Four days of calls from the pod network; the time after them."""
+        for i in range(4 * 288):
+            profile.observe(make_event(T0 + i * 300, "k8s:configmaps.get", identity=self.SA,
+                                       source="k8s.audit", network="private",
+                                       network_prefix="10.8.3.0/24", credential_id=None,
+                                       credential_type="token", tenant="prod-cluster"), peers)
+        return T0 + 4 * 86400
+
+    def test_a_token_used_from_outside_the_cluster__flagged(self):
+        profile = IdentityProfile(self.SA, "workload", ModelSettings())
+        ts = self.pod_calls(profile)
+        replay = make_event(ts, "k8s:configmaps.get", identity=self.SA, source="k8s.audit",
+                            network="public", network_prefix="185.220.101.0/24",
+                            credential_id=None, credential_type="token", tenant="prod-cluster")
+        found = [s for s in profile.score_one(replay)
+                 if s.detector == "credential.instance_outside_cloud"]
+        assert found and found[0].sentence == (
+            "service-account token used from 185.220.101.0/24 (public), outside the cluster,"
+            " from a prefix no pod of the cluster uses")
+        assert is_instance_credential(replay)
+        assert not is_instance_credential(make_event(ts, source="k8s.audit",
+                                                     identity="alice@example.com"))
+
+    def test_a_public_egress_the_cluster_always_used__not_flagged(self):
+        profile = IdentityProfile(self.SA, "workload", ModelSettings())
+        for i in range(4 * 288):  # a cluster whose pods reach the API server via a NAT
+            profile.observe(make_event(T0 + i * 300, identity=self.SA, source="k8s.audit",
+                                       network="public", network_prefix="34.90.12.0/24",
+                                       credential_id=None, tenant="prod-cluster"))
+        usual = make_event(T0 + 4 * 86400, identity=self.SA, source="k8s.audit",
+                           network="public", network_prefix="34.90.12.0/24",
+                           credential_id=None, tenant="prod-cluster")
+        assert "credential.instance_outside_cloud" not in {
+            s.detector for s in profile.score_one(usual)}
+
+
 class TestSharedEgress:
     def test_tenant_nat_prefix_of_other_instances__not_outside(self):
         peers = PeerIndex()
