@@ -84,6 +84,12 @@ class NullProfile:
     def in_learning(self, ts: float) -> bool:
         return False
 
+    def thin_history(self, ts: float) -> bool:
+        return False
+
+    def learning_progress(self, ts: float) -> str:
+        return "learned"
+
 
 def engine_only(events: list[Event]) -> float:
     from detector.engine import AlertState, IdentityState

@@ -154,6 +154,9 @@ class NullProfile:
     def in_learning(self, ts: float) -> bool:
         return False
 
+    def thin_history(self, ts: float) -> bool:
+        return False
+
     def learning_progress(self, ts: float) -> str:
         return "learned"
 
