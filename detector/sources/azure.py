@@ -71,6 +71,7 @@ AKS_CATEGORIES = frozenset({"kube-audit", "kube-audit-admin"})
 # Azure Storage resource logs: data-plane access logs that share the diagnostic-settings
 # envelope but name the caller by how it authenticated (OAuth, SAS, account key).
 STORAGE_CATEGORIES = frozenset({"storageread", "storagewrite", "storagedelete"})
+GRAPH_CATEGORIES = frozenset({"microsoftgraphactivitylogs"})
 _OID_CLAIM = "http://schemas.microsoft.com/identity/claims/objectidentifier"
 _UPN_CLAIM = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn"
 _EMAIL_CLAIM = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress"
@@ -89,7 +90,7 @@ def category_of(low: dict[str, Any]) -> str:
 
 def looks_like(low: dict[str, Any]) -> bool:
     """True for an Azure Monitor / Entra record (category or operationName plus time/ids)."""
-    if category_of(low) in SIGNIN_CATEGORIES:
+    if category_of(low) in SIGNIN_CATEGORIES or category_of(low) in GRAPH_CATEGORIES:
         return True
     if "operationname" in low or "operationnamevalue" in low:
         return ("resourceid" in low or "_resourceid" in low or "category" in low
@@ -253,8 +254,11 @@ def normalise_activity(record: dict[str, Any], resolver: Resolver,
                        hints: dict[str, Any]) -> Event:
     """An Azure Activity Log or Entra audit record as an Event."""
     low = lower_keys(record)
-    if category_of(low) in STORAGE_CATEGORIES:
+    category = category_of(low)
+    if category in STORAGE_CATEGORIES:
         return normalise_storage(record, low, resolver)
+    if category in GRAPH_CATEGORIES:
+        return normalise_graph(record, low, resolver)
     if "resourceid" not in low and isinstance(low.get("_resourceid"), str):
         low["resourceid"] = low["_resourceid"]  # Log Analytics: the checks read resourceid
     props = _properties(low)
@@ -321,7 +325,11 @@ def _vault_item(resource_id: str | None, low: dict[str, Any], props: dict[str, A
 def _http_status(low: dict[str, Any], props: dict[str, Any]) -> int | None:
     """The data plane's HTTP status (``httpStatusCode``; ``httpStatusCode_d`` in Log
     Analytics), when the record has one."""
-    status = props.get("httpstatuscode", low.get("httpstatuscode_d"))
+    return _http_status_value(props.get("httpstatuscode", low.get("httpstatuscode_d")))
+
+
+def _http_status_value(status: Any) -> int | None:
+    """An HTTP status given as a number or as digits; None otherwise."""
     if isinstance(status, bool):
         return None
     if isinstance(status, str) and status.strip().isdigit():
@@ -547,6 +555,81 @@ def _activity_outcome(low: dict[str, Any], props: dict[str, Any]) -> tuple[str, 
         # status tells (a 403 SecretGet is a refused read, not a read)
         return "failure", str(low.get("resultsignature") or status)[:64]
     return "success", None
+
+
+# ---------------------------------------------------------------------------- graph
+
+_GRAPH_ID = re.compile(r"^(?:[0-9a-f-]{32,36}|[^/]*@[^/]*|[0-9]+|[A-Za-z0-9_=-]{40,}"
+                       r"|'[^/]*')$", re.IGNORECASE)
+"""A path segment that names one object (a GUID, an address, a number, an opaque key, a
+quoted key), not a kind of object: ``{id}`` in the action."""
+
+
+def normalise_graph(record: dict[str, Any], low: dict[str, Any], resolver: Resolver) -> Event:
+    """A Microsoft Graph activity log record (``MicrosoftGraphActivityLogs``: the
+    diagnostic export, whose fields are under ``properties``, or the Log Analytics row,
+    whose columns are at the top) as an Event: one Graph API call.
+
+    The caller is the user of a delegated call (``userId``), else the application's
+    service principal (``servicePrincipalId``, the key its sign-ins and activity records
+    have). The action is the method and the path with each object's id left out
+    (``graph:GET /users/{id}/messages``); the resource is the path itself."""
+    props = lower_keys(low.get("properties")) or low
+    user, app = _guid(props.get("userid")), _guid(props.get("serviceprincipalid"))
+    if user:
+        identity, resolution, ptype, kind, reason = (
+            user, "user_object_id", "User", "human", "Entra user (object id)")
+    elif app:
+        identity, resolution, ptype, kind, reason = (
+            app, "service_principal_id", "ServicePrincipal", "workload", "service principal")
+    else:
+        raise RecordError("missing_identity",
+                          "Graph activity record has no userId or servicePrincipalId")
+    when = record_time(low, props)
+    method = str(props.get("requestmethod") or "?").upper()[:16]
+    path = _graph_path(props.get("requesturi"))
+    action = f"graph:{method} " + "/".join(map(_graph_kind, path.split("/")))
+    status = _http_status_value(props.get("responsestatuscode"))
+    outcome, error = ("failure", str(status)) if status is not None and status >= 400 \
+        else ("success", None)
+    attributes: dict[str, Any] = {"category": "MicrosoftGraphActivityLogs"}
+    if error is not None and refused(error):
+        attributes[ATTRIBUTE] = refusal("azure", action, error)
+    source_ip, network, prefix = classify_network(props.get("ipaddress")
+                                                  or low.get("calleripaddress"))
+    ua, family = user_agent(props.get("useragent"))
+    request = props.get("requestid")
+    event = Event(
+        event_id=request if isinstance(request, str) and request else record_digest(record),
+        time=when, ts=when.timestamp(), source=SOURCE_ACTIVITY, identity=identity,
+        identity_kind=kind, kind_reason=reason, identity_resolution=resolution,
+        principal_type=ptype, tenant=_guid(props.get("tenantid") or low.get("tenantid")),
+        credential_type="token", action=action[:256], resource=path[:1024] or None,
+        source_ip=source_ip, network=network, network_prefix=prefix, user_agent=ua,
+        agent_family=family, outcome=outcome, error_code=error,
+        read_only=method == "GET", attributes=attributes,
+    )
+    return resolver.finish(event)
+
+
+def _graph_kind(part: str) -> str:
+    """A path segment as the action names it: an object's id is ``{id}``, an alternate
+    key (``applications(appId='…')``) keeps its name only."""
+    if _GRAPH_ID.match(part):
+        return "{id}"
+    if part.endswith(")") and "(" in part:
+        return part[:part.index("(")] + "({id})"
+    return part
+
+
+def _graph_path(uri: Any) -> str:
+    """The path of a Graph request URI without the host, the API version and the query."""
+    if not isinstance(uri, str):
+        return ""
+    path = uri.partition("://")[2].partition("/")[2] if "://" in uri else uri.lstrip("/")
+    path = path.partition("?")[0].rstrip("/")
+    version, _, rest = path.partition("/")
+    return "/" + (rest if version.lower() in ("v1.0", "beta") else path)
 
 
 # ---------------------------------------------------------------------------- storage

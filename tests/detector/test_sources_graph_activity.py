@@ -1,0 +1,74 @@
+"""Microsoft Graph activity logs (``MicrosoftGraphActivityLogs``): one Graph API call per
+record, in the diagnostic export and as a Log Analytics row. Both were dead letters."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from detector.sources import ListDeadLetters, parse_payload
+from detector.stats import RunStats
+
+SP = "165b6f41-1c79-4d0e-9ec1-090de65c7372"
+USER = "7f3c2a10-4b5e-4c6d-8e9f-0a1b2c3d4e5f"
+TENANT = "6e1f7a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b"
+
+
+def fields(uri: str, *, method: str = "GET", status: int = 200, user: str = "") -> dict:
+    return {"requestId": f"r-{method}-{uri}-{status}-{user}", "requestMethod": method,
+            "responseStatusCode": status, "tenantId": TENANT, "appId": "99945ba3",
+            "servicePrincipalId": SP, "userId": user, "ipAddress": "185.107.56.201",
+            "userAgent": "python-requests/2.32.3", "requestUri": uri}
+
+
+def diagnostic(uri: str, **kw) -> dict:
+    return {"time": "2026-11-24T02:20:11.0000000Z", "category": "MicrosoftGraphActivityLogs",
+            "operationName": "Microsoft Graph Activity",
+            "resourceId": f"/TENANTS/{TENANT}/PROVIDERS/MICROSOFT.AADIAM",
+            "callerIpAddress": "185.107.56.201", "properties": fields(uri, **kw)}
+
+
+def row(uri: str, **kw) -> dict:
+    columns = {key[0].upper() + key[1:]: value for key, value in fields(uri, **kw).items()}
+    return {"TenantId": TENANT, "TimeGenerated": "2026-11-24T02:20:11.000Z",
+            "Type": "MicrosoftGraphActivityLogs", **columns}
+
+
+def parse(payload: object) -> list:
+    stats, dead = RunStats(), ListDeadLetters()
+    events = parse_payload(orjson.dumps(payload), origin="t", stats=stats, dead_letters=dead)
+    assert len(dead) == 0 and stats.balanced()
+    return events
+
+
+@pytest.mark.parametrize("shape", ["diagnostic", "row"])
+def test_an_app_reading_a_mailbox(shape: str) -> None:
+    uri = "https://graph.microsoft.com/v1.0/users/ceo@contoso.com/messages?$top=50"
+    payload = {"records": [diagnostic(uri)]} if shape == "diagnostic" else [row(uri)]
+    [event] = parse(payload)
+    assert (event.identity, event.identity_kind, event.principal_type) == (
+        SP, "workload", "ServicePrincipal")
+    assert event.action == "graph:GET /users/{id}/messages"
+    assert event.resource == "/users/ceo@contoso.com/messages"
+    assert (event.network_prefix, event.agent_family) == ("185.107.56.0/24",
+                                                          "python-requests")
+    assert (event.outcome, event.read_only, event.tenant) == ("success", True, TENANT)
+
+
+def test_ids_leave_the_action_kinds_stay() -> None:
+    uris = ["https://graph.microsoft.com/beta/servicePrincipals/"
+            f"{SP}/addPassword", "https://graph.microsoft.com/v1.0/groups/delta",
+            "https://graph.microsoft.com/v1.0/applications(appId='99945ba3')"]
+    events = parse({"records": [diagnostic(uris[0], method="POST"), diagnostic(uris[1]),
+                                diagnostic(uris[2])]})
+    assert [e.action for e in events] == [
+        "graph:POST /servicePrincipals/{id}/addPassword", "graph:GET /groups/delta",
+        "graph:GET /applications({id})"]
+    assert events[0].read_only is False
+
+
+def test_a_delegated_call_is_the_users_and_a_refusal_a_failure() -> None:
+    [event] = parse({"records": [diagnostic("https://graph.microsoft.com/v1.0/me",
+                                            user=USER, status=403)]})
+    assert (event.identity, event.identity_kind) == (USER, "human")
+    assert (event.outcome, event.error_code) == ("failure", "403")
