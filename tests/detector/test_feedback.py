@@ -145,7 +145,7 @@ def test_known_detectors__cover_every_name_the_sources_write():
         text = path.read_text()
         written.update(re.findall(r'detector="([a-z_]+\.[a-z_]+)"', text))
         # a model's one detector name kept as a constant (models/daily.py)
-        written.update(re.findall(r'^DETECTOR = "([a-z_]+\.[a-z_]+)"', text, re.M))
+        written.update(re.findall(r'^DETECTOR = "([a-z_]+\.[a-z_]+)"', text, re.MULTILINE))
     for path in root.glob("detector/techniques/*.py"):
         text = path.read_text()
         written.update("technique." + rule for rule in re.findall(

@@ -56,8 +56,8 @@ def test_an_app_reading_a_mailbox(shape: str) -> None:
 
 
 def test_ids_leave_the_action_kinds_stay() -> None:
-    uris = ["https://graph.microsoft.com/beta/servicePrincipals/"
-            f"{SP}/addPassword", "https://graph.microsoft.com/v1.0/groups/delta",
+    uris = [f"https://graph.microsoft.com/beta/servicePrincipals/{SP}/addPassword",
+            "https://graph.microsoft.com/v1.0/groups/delta",
             "https://graph.microsoft.com/v1.0/applications(appId='99945ba3')"]
     events = parse({"records": [diagnostic(uris[0], method="POST"), diagnostic(uris[1]),
                                 diagnostic(uris[2])]})

@@ -8,8 +8,7 @@ import pytest
 
 from models.common import pack_blob, unpack_blob
 from models.context import Context
-from models.daily import (DAY_EXCESS, DETECTOR, MAX_SILENT_DAYS, NO_DAY, WARM_DAYS,
-                          DailyModel)
+from models.daily import DAY_EXCESS, DETECTOR, MAX_SILENT_DAYS, NO_DAY, WARM_DAYS, DailyModel
 from models.profile import IdentityProfile
 from models.settings import ModelSettings
 from tests.models.helpers import ROLE, T0, make_event
