@@ -111,7 +111,9 @@ WEEKLY_SIGHTINGS = 2
 """Earlier weeks (of the last four) that saw a technique finding on the same weekday and
 hour before it is a weekly routine (``Detector._routine_technique``)."""
 MAX_RECURRENCE_SIGNATURES = 16  # alert signatures remembered per identity
-_DIGITS = re.compile(r"\d+")
+_DATED = re.compile(r"\d{4}-?\d{2}-?\d{2}(?:[T_-]?\d{2}:?\d{2}(?::?\d{2})?)?|\d{6,}")
+"""A date, a time stamp or a long number in a target's name: a dated snapshot is one
+target night after night (``Detector._routine_technique``); ``vm01`` and ``vm07`` stay two."""
 _ACTION_NOVELTY = frozenset({"novelty.action", "novelty.service", "novelty.error_code"})
 """The novelty detectors about a call itself: a refused call with only these is routine once
 it recurs (``Detector._routine_refusal``)."""
@@ -510,7 +512,10 @@ class Detector:
             verdict = None if in_learning else self._verdict(event, signals, sens)
             if thin and verdict is not None and not self._corroborated(event, profile, verdict):
                 verdict = None  # the finding alerts on its own
-            quiet = verdict is None  # nothing else about the call is unusual
+            # nothing else about the call is unusual: no reading of the models reaches the
+            # signal floor (``_routine_technique`` also keys a medium one by its origin)
+            floor = self.settings.signal_floor
+            quiet = all(s.score < floor for s in signals)
             verdict = _technique_verdict(techniques, verdict, sens)
             if self._routine_technique(state, event, verdict, quiet):
                 self.stats.suppressed["recurring"] += 1
@@ -697,17 +702,23 @@ class Detector:
         ``WEEKLY_SIGHTINGS`` of the last four weeks. A nightly runbook deleting last
         week's disk snapshots raised a low alert every night, a nightly disaster-recovery
         export a medium one, a Sunday patch run one a week. A low finding may be routine;
-        a medium one only when nothing else about the call is unusual (``quiet``: the
-        models found no news, so the same client, network and hours as always); high and
-        critical findings never are. The first nights (or weeks) still alert."""
+        a medium one only when nothing else about the call is unusual (``quiet``: no
+        reading of the models up to the signal floor) and from the same origin each time
+        (network prefix and client in its key: an identity still learning, or one whose
+        models have got used to new networks, that repeats it from a new Tor exit each
+        night never makes it routine); high and critical findings never are. The first
+        nights (or weeks) still alert."""
         rank = SEVERITY_RANK[verdict.severity]
         if rank > SEVERITY_RANK["medium"] or (rank == SEVERITY_RANK["medium"] and not quiet):
             return False
-        # the rule and its target, digits left out (a dated snapshot name is one target
-        # night after night; another database is another target)
-        found = sorted({f"{w.signal.detector}:{_DIGITS.sub('#', str(w.signal.value or ''))}"
+        # the rule and its target, dates left out (a dated snapshot name is one target
+        # night after night; another database or disk is another target)
+        found = sorted({f"{w.signal.detector}:{_DATED.sub('#', str(w.signal.value or ''))}"
                         for w in verdict.signals if w.signal.detector.startswith("technique.")})
         signature = "technique|" + "|".join(found)
+        if rank == SEVERITY_RANK["medium"]:
+            origin = event.network_prefix or event.network
+            signature = f"{signature}|from|{origin}|{event.agent_family or ''}"
         if self._recurs(state, event, signature, any_hour=False):
             return True
         return self._weekly(state, event, signature) >= WEEKLY_SIGHTINGS

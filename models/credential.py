@@ -11,7 +11,8 @@ model's credential-with-network pair under the name ``credential.new_network``.)
   marked expected (value: the credential id).
 - ``credential.instance_outside_cloud`` (0.85): temporary credentials of a cloud instance
   (``attributes["ec2_role_delivery"]`` or ``["instance_id"]`` present, or a session named
-  like ``i-0abc…``), or a Kubernetes service account's token (its pods hold it), used
+  like ``i-0abc…``), or a Kubernetes service account's token (its pods hold it; only its
+  first use from outside the pod network: later ones are the novelty model's), used
   without the role-delivery marker the identity's instance
   credentials normally carry (IMDS delivery leaves it on calls from the instance), or used
   from a network that is neither a cloud service, internal nor private, from an address
@@ -80,8 +81,9 @@ def is_instance_credential(event: Event) -> bool:
 
 
 def pod_token(event: Event) -> bool:
-    """A Kubernetes service account's call (its token lives in its pods)."""
-    return event.source == K8S_SOURCE and event.identity.startswith(SERVICE_ACCOUNT)
+    """A Kubernetes service account's call (its token lives in its pods); the identity
+    may carry its cluster (``prod/system:serviceaccount:…`` from GKE and EKS exports)."""
+    return event.source == K8S_SOURCE and SERVICE_ACCOUNT in event.identity
 
 
 @functools.lru_cache(maxsize=4096)
@@ -139,6 +141,12 @@ class CredentialModel:
         if h in self.egress.d or self._shared_egress(event, ctx, h):
             return ""
         if pod_token(event):
+            if self.egress.d or self.egress.held:
+                # its token was already used from outside the pod network (a CI pipeline
+                # deploying with it from hosted runners, nodes with public addresses),
+                # and that first use was flagged or learned: a further outside prefix is
+                # the novelty model's to weigh
+                return ""
             return "outside the cluster, from a prefix no pod of the cluster uses"
         return "outside the cloud, from a prefix no instance of the tenant uses"
 

@@ -273,7 +273,8 @@ def normalise_activity(record: dict[str, Any], resolver: Resolver,
     source_ip, network, prefix = classify_network(_caller_ip(low))
     outcome, error = _activity_outcome(low, props)
     # Key Vault's data plane names the client (ARM's activity log does not)
-    ua, family = user_agent(props.get("clientinfo") or low.get("clientinfo_s"))
+    ua, family = user_agent(props.get("clientinfo") or low.get("clientinfo_s")
+                            or low.get("clientinfo"))
     resource_id = arm_case(short_str(low.get("resourceid")))
     category = _category_name(low)
     attributes: dict[str, Any] = {"category": category[:64]} if category else {}
@@ -311,7 +312,9 @@ def _vault_item(resource_id: str | None, low: dict[str, Any], props: dict[str, A
     its usual one, to novelty and to the distinct-resource counts alike."""
     if not resource_id or "/providers/microsoft.keyvault/vaults/" not in resource_id:
         return None
-    url = props.get("id") or low.get("id_s")
+    # ``properties.id`` (diagnostic export), ``id_s`` (AzureDiagnostics), ``Id``
+    # (the resource-specific AZKVAuditLogs table)
+    url = props.get("id") or low.get("id_s") or low.get("id")
     if not isinstance(url, str):
         return None
     path = url.partition("://")[2].partition("/")[2].partition("?")[0].lower()
@@ -323,9 +326,13 @@ def _vault_item(resource_id: str | None, low: dict[str, Any], props: dict[str, A
 
 
 def _http_status(low: dict[str, Any], props: dict[str, Any]) -> int | None:
-    """The data plane's HTTP status (``httpStatusCode``; ``httpStatusCode_d`` in Log
-    Analytics), when the record has one."""
-    return _http_status_value(props.get("httpstatuscode", low.get("httpstatuscode_d")))
+    """The data plane's HTTP status (``httpStatusCode`` under ``properties``, or at the top
+    in the AZKVAuditLogs table; ``httpStatusCode_d`` in AzureDiagnostics), when the record
+    has one."""
+    status = props.get("httpstatuscode")
+    if status is None:
+        status = low.get("httpstatuscode", low.get("httpstatuscode_d"))
+    return _http_status_value(status)
 
 
 def _http_status_value(status: Any) -> int | None:
@@ -343,7 +350,8 @@ def _vault_challenge(low: dict[str, Any], props: dict[str, Any]) -> bool:
     and the same client's next request carries the token. Skipped, not dead-lettered: a
     vault's log has a steady stream of them."""
     return (_http_status(low, props) == 401 and not low.get("identity")
-            and "keyvault" in str(low.get("resourceid", "")).lower())
+            and "keyvault" in str(low.get("resourceid", "")).lower()
+            and not _flat_claims(low))  # a row that names its caller is that caller's
 
 
 def arm_case(name: str | None) -> str | None:

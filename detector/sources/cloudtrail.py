@@ -296,7 +296,7 @@ def _resource_and_target(record: dict[str, Any], tenant: str | None,
                                                                 attributes)
         for item in resources[:8]:
             owner = item.get("accountId") if type(item) is dict else None
-            if type(owner) is str and owner and owner != tenant and len(owner) <= MAX_TENANT:
+            if type(owner) is str and len(owner) == 12 and owner.isdigit() and owner != tenant:
                 foreign = owner
                 break
     params = record.get("requestParameters")

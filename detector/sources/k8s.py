@@ -135,10 +135,9 @@ def normalise(record: dict[str, Any], resolver: Resolver, hints: dict[str, Any],
         return normalise_general(record, resolver, hints, partial)
     facts = _USERS.get((username, cluster)) or _user_facts(username, cluster)
     verb = bounded_name(get("verb"), MAX_VERB, "verb")
-    ips = get("sourceIPs")
-    first_ip = ips[0] if isinstance(ips, list) and ips else None
-    hit = _network_hit(first_ip) if type(first_ip) is str else None
-    source_ip, network, prefix = hit or classify_network(first_ip)
+    peer = _peer_ip(get("sourceIPs"))
+    hit = _network_hit(peer) if type(peer) is str else None
+    source_ip, network, prefix = hit or classify_network(peer)
     raw_agent = get("userAgent")
     hit = _agent_hit(raw_agent) if type(raw_agent) is str else None
     ua, family = hit or user_agent(raw_agent)
@@ -200,6 +199,14 @@ def normalise(record: dict[str, Any], resolver: Resolver, hints: dict[str, Any],
     return resolver.finish(event)
 
 
+def _peer_ip(ips: Any) -> Any:
+    """The address the API server saw the request come from: the last of ``sourceIPs``.
+    The entries before it come from the client's own ``X-Forwarded-For`` and
+    ``X-Real-Ip`` headers (the Kubernetes audit documentation says so), so a stolen token
+    replayed from a Tor exit with ``X-Forwarded-For: 10.0.0.5`` passed for a pod."""
+    return ips[-1] if isinstance(ips, list) and ips else None
+
+
 def _user_facts(username: str, cluster: str | None
                 ) -> tuple[str, str, str, str, str | None, str | None, str]:
     _check_user(username, cluster)  # a long name is never cached: checked every time
@@ -228,9 +235,7 @@ def normalise_general(record: dict[str, Any], resolver: Resolver, hints: dict[st
     actor = user.get("username") if impersonated.get("username") else None
     ref = as_dict(record.get("objectRef"))
     verb = bounded_name(record.get("verb"), MAX_VERB, "verb")
-    ips = record.get("sourceIPs")
-    first_ip = ips[0] if isinstance(ips, list) and ips else None
-    source_ip, network, prefix = classify_network(first_ip)
+    source_ip, network, prefix = classify_network(_peer_ip(record.get("sourceIPs")))
     attributes = _attributes(record, ref, impersonated, partial)
     raw_agent = record.get("userAgent")
     ua, family = user_agent(raw_agent)

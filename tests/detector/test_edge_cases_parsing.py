@@ -175,7 +175,9 @@ class TestB07Impersonation:
         assert first.actor == "system:serviceaccount:auth-proxy:proxy"
         assert first.attributes["impersonated_by"] == "system:serviceaccount:auth-proxy:proxy"
         assert first.identity_kind == "human"
-        assert first.source_ip == "10.0.5.7" and first.network == "private"
+        # the peer the API server saw, the last of sourceIPs: the ones before it come
+        # from the client's own X-Forwarded-For (Kubernetes audit documentation)
+        assert first.source_ip == "203.0.113.21" and first.network == "public"
         assert second.identity == "system:serviceaccount:auth-proxy:proxy"
         assert second.actor is None and second.identity_kind == "workload"
         assert stats.skipped == {("k8s.audit", "merged_stage"): 1}

@@ -204,8 +204,9 @@ def test_a_resource_owned_by_another_account_names_it_as_target_tenant() -> None
     [own] = _parse(put(foreign.tenant))[0]
     assert (foreign.target_tenant, own.target_tenant) == ("444455556666", None)
     assert foreign.resource == "arn:aws:s3:::drop/exfil.tgz"
-    [absurd] = _parse(put("4" * 200))[0]
-    assert absurd.target_tenant is None
+    for odd in ("4" * 200, f"{foreign.tenant} ", "aws", "44445555666a"):
+        [absurd] = _parse(put(odd))[0]
+        assert absurd.target_tenant is None, odd  # an account id is twelve digits
 
 
 def test_caller_longer_than_any_host_name__unknown_network_no_prefix() -> None:

@@ -80,3 +80,38 @@ def test_a_log_analytics_row_reads_its_flattened_claims():
     assert (event.identity, event.principal_type) == (OID, "ManagedIdentity")
     assert event.resource == f"{VAULT.lower()}/secrets/sql-conn"
     assert event.agent_family == "azure-sdk"
+
+
+def test_the_resource_specific_table_reads_its_own_columns():
+    """AZKVAuditLogs: ``HttpStatusCode``, ``Id`` and ``ClientInfo`` are top-level columns."""
+    row = {"TenantId": "t", "TimeGenerated": "2026-11-25T10:12:30.1Z", "_ResourceId": VAULT,
+           "OperationName": "SecretGet", "ResultType": "Success",
+           "ResultSignature": "Forbidden", "CorrelationId": "c-2",
+           "CallerIpAddress": "52.186.40.117", "HttpStatusCode": 403,
+           "Id": "https://kv-orders.vault.azure.net/secrets/vpn-psk/0a1b",
+           "ClientInfo": SDK, "Identity": audit()["identity"], "Type": "AZKVAuditLogs"}
+    [event], dead, _ = parse_rows(row)
+    assert (event.outcome, event.error_code) == ("failure", "Forbidden")
+    assert event.resource == f"{VAULT.lower()}/secrets/vpn-psk"
+    assert (event.identity, event.agent_family) == (OID, "azure-sdk")
+
+
+def test_a_refused_row_that_names_its_caller_is_kept():
+    row = {"TenantId": "t", "TimeGenerated": "2026-11-25T10:12:30.1Z", "ResourceId": VAULT,
+           "Category": "AuditEvent", "OperationName": "SecretGet", "ResultType": "Success",
+           "ResultSignature": "Unauthorized", "CorrelationId": "c-3",
+           "id_s": "https://kv-orders.vault.azure.net/secrets/sql-conn",
+           "identity_claim_http_schemas_microsoft_com_identity_claims_objectidentifier_g":
+               OID, "identity_claim_xms_mirid_s": MI, "httpStatusCode_d": 401,
+           "Type": "AzureDiagnostics"}
+    [event], dead, stats = parse_rows(row)
+    assert (event.identity, event.outcome) == (OID, "failure")
+    assert not stats.skipped
+
+
+def parse_rows(*rows: dict) -> tuple[list, ListDeadLetters, RunStats]:
+    stats, dead = RunStats(), ListDeadLetters()
+    events = parse_payload(orjson.dumps(list(rows)), origin="t", stats=stats,
+                           dead_letters=dead)
+    assert stats.balanced() and len(dead) == 0, dead.items
+    return events, dead, stats

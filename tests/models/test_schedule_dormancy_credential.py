@@ -309,6 +309,24 @@ class TestServiceAccountToken:
         assert not is_instance_credential(make_event(ts, source="k8s.audit",
                                                      identity="alice@example.com"))
 
+    def test_a_cluster_qualified_account_is_a_pod_token(self):
+        event = make_event(T0, identity=f"prod/{self.SA}", source="k8s.audit")
+        assert is_instance_credential(event)
+
+    def test_after_its_first_outside_use__left_to_novelty(self):
+        """A deployer whose token a CI pipeline starts using from hosted runners: the first
+        run from outside is flagged; the next runs, each from a new prefix, are not."""
+        profile = IdentityProfile(self.SA, "workload", ModelSettings())
+        self.pod_calls(profile)
+        flagged = []
+        for day in range(4, 8):  # a CI run a day from a new hosted-runner prefix
+            run = make_event(T0 + day * 86400, identity=self.SA, source="k8s.audit",
+                             network="public", network_prefix=f"20.{day}.1.0/24",
+                             credential_id=None, tenant="prod-cluster")
+            flagged.append("credential.instance_outside_cloud" in {
+                s.detector for s in profile.observe(run)})
+        assert flagged == [True, False, False, False]
+
     def test_a_public_egress_the_cluster_always_used__not_flagged(self):
         profile = IdentityProfile(self.SA, "workload", ModelSettings())
         for i in range(4 * 288):  # a cluster whose pods reach the API server via a NAT
