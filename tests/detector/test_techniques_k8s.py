@@ -345,3 +345,14 @@ def test_checks_never_raise_whatever_field_has_an_odd_type() -> None:
             assert_no_internal_error({**positive, **changed, "auditID": f"f{count}"})
             count += 1
     assert count > 300
+
+
+def test_the_callers_address_is_the_peer_not_a_forwarded_header() -> None:
+    """sourceIPs lists X-Forwarded-For and X-Real-Ip first, the API server's own peer
+    last; only the last is not the client's word."""
+    stats, dead = RunStats(), ListDeadLetters()
+    spoofed = request("get", "configmaps", name="c", sourceIPs=["10.0.0.5", "185.220.101.5"])
+    [event] = parse_payload(orjson.dumps([spoofed]), origin="t", stats=stats,
+                            dead_letters=dead)
+    assert (event.source_ip, event.network, event.network_prefix) == (
+        "185.220.101.5", "public", "185.220.101.0/24")
