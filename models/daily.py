@@ -28,7 +28,7 @@ midnight) is counted as the degradation ``("volume.daily", "too_late")`` and not
 
 Poisoning policy (as the windows'): a day whose final score reaches ``holdout_score`` is
 not learned; it joins a run, and ``accept_windows`` such days in a row, each within a
-factor of two of the run's median, are learned as the new level.
+factor of two of the run's median (the windows' ``_steady``), are learned as the new level.
 ``mark_expected("volume.daily", …)`` accepts the run at once.
 """
 
@@ -40,9 +40,9 @@ import time
 
 from detector.event import Event
 from models.base import Signal
-from models.common import clamp01
 from models.context import Context
 from models.settings import ModelSettings
+from models.volume import _median, _steady, spike_score
 
 DETECTOR = "volume.daily"
 DAY_ALPHA = 0.07
@@ -56,8 +56,6 @@ WARM_DAYS = 7
 """Days learned before any day can signal (a week, so weekends are in the mean)."""
 MAX_SILENT_DAYS = 400
 """Silent days folded one by one at most; a longer silence leaves the mean at 0 anyway."""
-Z_START = 4.0
-Z_SPAN = 8.0
 NO_DAY = -(1 << 62)
 """``DailyModel.day`` before the first event (below every day a timestamp gives)."""
 MAX_LEVEL = 11
@@ -90,12 +88,11 @@ class DailyModel:
         return max(2.0 * self.mean + DAY_EXCESS, DAY_PEAK_RATIO * self.peak)
 
     def day_score(self, calls: int) -> float:
-        """The score of a day at ``calls`` calls against the learned days."""
-        if calls < self.limit or calls <= DAY_PEAK_RATIO * self.peak:
+        """The score of a day at ``calls`` calls against the learned days: the windows'
+        ``spike_score`` on days, once ``WARM_DAYS`` are learned."""
+        if self.learned < WARM_DAYS:
             return 0.0
-        mean = self.mean
-        z = (calls - mean) / math.sqrt(max(self.var, 0.0) + mean + 1.0)
-        return clamp01((z - Z_START) / Z_SPAN)
+        return spike_score(calls, self.mean, self.var, self.peak, DAY_EXCESS, DAY_PEAK_RATIO)
 
     # -- scoring ------------------------------------------------------------------------
 
@@ -184,11 +181,11 @@ class DailyModel:
 
     def _accept(self) -> None:
         """The held run is the new level: its median the mean, its busiest day the peak."""
-        run = sorted(self.run)
-        self.mean = float(run[len(run) // 2])
-        self.var = max(self.var, float(run[-1] - run[0]) ** 2)
-        self.peak = max(self.peak, float(run[-1]))
-        self.learned += len(run)
+        low, high = min(self.run), max(self.run)
+        self.mean = _median(self.run)
+        self.var = max(self.var, float(high - low) ** 2)
+        self.peak = max(self.peak, float(high))
+        self.learned += len(self.run)
         self.run.clear()
         self.limit = self._limit()
 
@@ -233,9 +230,3 @@ class DailyModel:
         model.limit = model._limit()
         return model
 
-
-def _steady(run: list[int]) -> bool:
-    """Every day of the run within a factor of two of their median."""
-    ordered = sorted(run)
-    median = ordered[len(ordered) // 2]
-    return all(median / 2 <= c <= median * 2 for c in run)

@@ -90,7 +90,8 @@ def category_of(low: dict[str, Any]) -> str:
 
 def looks_like(low: dict[str, Any]) -> bool:
     """True for an Azure Monitor / Entra record (category or operationName plus time/ids)."""
-    if category_of(low) in SIGNIN_CATEGORIES or category_of(low) in GRAPH_CATEGORIES:
+    category = category_of(low)
+    if category in SIGNIN_CATEGORIES or category in GRAPH_CATEGORIES:
         return True
     if "operationname" in low or "operationnamevalue" in low:
         return ("resourceid" in low or "_resourceid" in low or "category" in low

@@ -310,6 +310,10 @@ class TestServiceAccountToken:
                                                      identity="alice@example.com"))
 
     def test_a_cluster_qualified_account_is_a_pod_token(self):
+        from detector.sources import k8s
+        from models import credential
+
+        assert credential.K8S_SOURCE == k8s.SOURCE  # the copy the models keep
         event = make_event(T0, identity=f"prod/{self.SA}", source="k8s.audit")
         assert is_instance_credential(event)
 
