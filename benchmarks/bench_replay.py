@@ -157,7 +157,10 @@ class NullProfile:
     def thin_history(self, ts: float) -> bool:
         return False
 
-    def learning_progress(self, ts: float) -> str:
+    def scored_stage(self, ts: float) -> int:
+        return 2  # models.common.LEARNED
+
+    def learning_progress(self, ts: float, scored: bool = False) -> str:
         return "learned"
 
 

@@ -83,7 +83,7 @@ from detector.sweeps import Sweeps
 from detector.techniques import ATTRIBUTE as FINDINGS_ATTRIBUTE
 from detector.techniques import Finding, Tally, as_findings, as_tallies
 from models.base import Signal
-from models.common import span_words
+from models.common import LEARNING, THIN, span_words
 
 logger = logging.getLogger(__name__)
 
@@ -497,9 +497,11 @@ class Detector:
         signals = self._filter(event, state, signals)
         techniques = self._technique_signals(event, state, findings) if findings else []
         profile = state.profile
-        in_learning = profile.in_learning(event.ts)
+        # judged at the stage the models scored the event in (the history before it)
+        stage = profile.scored_stage(event.ts)
+        in_learning = stage == LEARNING
         # a thin history is short of baselines too: the policy applies as in learning
-        thin = not in_learning and profile.thin_history(event.ts)
+        thin = stage == THIN
         policy = self._policy_signal(event, sens, in_learning or thin, profile)
         if policy is not None and f"{policy.detector}\x1f{policy.value}" in state.alerts.expected:
             self.stats.suppressed["feedback"] += 1
@@ -814,7 +816,7 @@ class Detector:
             )
         if sens is None or not sens.policy or not in_learning:
             return None
-        progress = profile.learning_progress(event.ts)
+        progress = profile.learning_progress(event.ts, scored=True)
         return Signal(
             detector=f"policy.{sens.category}",
             score=1.0,
@@ -946,8 +948,8 @@ class Detector:
         context = group.context
         if "peer_group" not in context:
             context["peer_group"] = self._peer_group(event)
-        context["learning"] = state.profile.learning_progress(event.ts)
-        context["in_learning"] = bool(state.profile.in_learning(event.ts))
+        context["learning"] = state.profile.learning_progress(event.ts, scored=True)
+        context["in_learning"] = state.profile.scored_stage(event.ts) == LEARNING
         notes = context.setdefault("notes", [])
         for note in verdict.notes:
             if note != "shadow" and note not in notes and len(notes) < 8:

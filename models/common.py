@@ -23,6 +23,8 @@ from detector.errors import StateError
 
 _HASH_CACHE_MAX = 200_000
 MASK32 = 0xFFFFFFFF
+LEARNING, THIN, LEARNED = 0, 1, 2
+"""Where an identity stands (``IdentityProfile._stage``, ``scored_stage``)."""
 
 
 class _HashCache(dict):

@@ -19,6 +19,8 @@ cdef class IdentityProfile:
     cdef public long long _size_check
     cdef public object _bucket_seconds, _learning_seconds, _learning_events
     cdef public object _thin_seconds, _thin_events
+    cdef public long long scored_n
+    cdef public object scored_first
 
     @cython.locals(ctx=Context, novelty=NoveltyModel, window=WindowModel,
                    schedule=ScheduleModel, dormancy=DormancyModel,

@@ -33,7 +33,7 @@ from collections import Counter
 from detector.errors import StateError
 from detector.event import Event
 from models.base import Signal
-from models.common import pack_blob, span_words, unpack_blob
+from models.common import LEARNED, LEARNING, THIN, pack_blob, span_words, unpack_blob
 from models.context import Context
 from models.credential import CredentialModel
 from models.daily import DailyModel
@@ -52,8 +52,6 @@ MODEL_KEYS = ("novelty", "window", "schedule", "dormancy", "credential", "daily"
 ADDED_MODELS = frozenset({"daily"})
 """Models a profile state written before them may lack: they start empty (``_from_state``)."""
 NEW_IDENTITY_SCORE = 0.1
-LEARNING, THIN, LEARNED = 0, 1, 2
-"""Where an identity stands (``IdentityProfile._stage``)."""
 
 
 class IdentityProfile:
@@ -75,6 +73,8 @@ class IdentityProfile:
         "_learning_events",
         "_thin_seconds",
         "_thin_events",
+        "scored_n",
+        "scored_first",
     )
 
     def __init__(self, identity: str, kind: str, settings: ModelSettings) -> None:
@@ -96,6 +96,9 @@ class IdentityProfile:
         self._thin_seconds = settings.thin_history_min_days * 86400
         self._thin_events = (settings.thin_history_min_events
                              if settings.thin_history_min_days > 0 else 1 << 62)
+        # the history the last event was scored against (``_context``; ``scored_stage``)
+        self.scored_n = 0
+        self.scored_first: float | None = None
 
     # -- the per-event loop -------------------------------------------------------------
 
@@ -168,6 +171,7 @@ class IdentityProfile:
     def _context(self, event: Event, peers) -> Context:
         ts = event.ts
         first, n = self.first_ts, self.n_events
+        self.scored_n, self.scored_first = n, first
         # ``in_learning(ts)`` written out
         learning = first is None or (
             (n < self._learning_events or ts - first < self._learning_seconds)
@@ -234,10 +238,20 @@ class IdentityProfile:
         lines of evidence agree (``detector.scoring.corroborated``)."""
         return self._stage(ts) == THIN
 
-    def _stage(self, ts: float) -> int:
-        """``LEARNING``, ``THIN`` or ``LEARNED`` at event time ``ts`` (``_context`` writes
-        the same test out for every event)."""
-        first, n = self.first_ts, self.n_events
+    def scored_stage(self, ts: float) -> int:
+        """The stage the models scored the last observed event (at ``ts``) in: that of the
+        history before it, which ``observe`` has since grown by the event. The engine
+        judges the event at this stage too, so the event that ends the learning period is
+        not judged learned by the engine after the models scored it as learning (a policy
+        action on it would then have alerted neither way)."""
+        return self._stage(ts, self.scored_n, self.scored_first)
+
+    def _stage(self, ts: float, n: int = -1, first: float | None = None) -> int:
+        """``LEARNING``, ``THIN`` or ``LEARNED`` at event time ``ts`` with ``n`` events
+        since ``first`` (by default the whole history; ``_context`` writes the same test
+        out for every event)."""
+        if n < 0:
+            first, n = self.first_ts, self.n_events
         if first is None:
             return LEARNING
         span = ts - first
@@ -247,23 +261,31 @@ class IdentityProfile:
             return THIN
         return LEARNING
 
-    def learning_progress(self, ts: float) -> str:
+    def learning_progress(self, ts: float, scored: bool = False) -> str:
         """'learning: 12/50 events, 5 hours of 3 days', 'learning: 45/50 events, 24 days of
         history (enough)', 'learned on a thin history: 20 events over 19 days (its models
-        alert when two lines of evidence agree)' or 'learned: 812 events over 41 days'."""
+        alert when two lines of evidence agree)' or 'learned: 812 events over 41 days'.
+        ``scored``: at the stage the last event was scored in (``scored_stage``); still
+        learning then, the counts are those of the history it was scored against."""
         s = self.settings
-        span = 0.0 if self.first_ts is None else max(0.0, ts - self.first_ts)
-        if self.thin_history(ts):
-            return (f"learned on a thin history: {self.n_events} events over "
+        n, first = self.n_events, self.first_ts
+        stage = self._stage(ts, n, first)
+        if scored:
+            stage = self.scored_stage(ts)
+            if stage == LEARNING:
+                n, first = self.scored_n, self.scored_first
+        span = 0.0 if first is None else max(0.0, ts - first)
+        if stage == THIN:
+            return (f"learned on a thin history: {n} events over "
                     f"{span_words(span)} (its models alert when two lines of evidence agree)")
-        if not self.in_learning(ts):
-            return f"learned: {self.n_events} events over {span_words(span)}"
+        if stage == LEARNED:
+            return f"learned: {n} events over {span_words(span)}"
         # each requirement says whether it is met, so "45/50 events" never sits next to
         # "24 days of 3 days" (the span is met; the events are what it waits for)
-        if self.n_events >= s.learning_min_events:
-            events = f"{self.n_events} events (enough)"
+        if n >= s.learning_min_events:
+            events = f"{n} events (enough)"
         else:
-            events = f"{self.n_events}/{s.learning_min_events} events"
+            events = f"{n}/{s.learning_min_events} events"
         if span >= s.learning_min_days * 86400:
             history = f"{span_words(span)} of history (enough)"
         else:

@@ -172,6 +172,19 @@ class TestLearningPeriod:
         assert [t["id"] for t in native["techniques"]][0] == "T1562.008"
         assert native["context"]["in_learning"] is True
 
+    def test_the_event_that_ends_learning_is_judged_as_the_models_scored_it(self):
+        """The models score an event against the history before it (49 events: still
+        learning) and count it afterwards; the engine must judge it at the same stage.
+        Judged as learned, logging tampering on the 50th event fell between the two: no
+        policy alert (learned) and no model signal (learning)."""
+        detector = Detector({}, stats=RunStats())
+        calls = [ev(n, T0 + timedelta(hours=2 * n), "s3:GetObject") for n in range(49)]
+        assert run(detector, calls) == []  # 49 events over four days: short of 50
+        alerts = detector.process(ev(99, T0 + timedelta(days=5), "cloudtrail:StopLogging"))
+        assert [a.detectors for a in alerts] == [("policy.logging_tampering",)]
+        assert alerts[0].to_native()["context"]["in_learning"] is True
+        assert detector.inventory()[0]["in_learning"] is False  # 50 events now
+
     def test_configured_policy_rule(self):
         config = {"scoring": {"policy_rules": [
             {"name": "no-iam-users", "action": "iam:CreateUser", "severity": "medium",

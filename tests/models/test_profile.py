@@ -12,6 +12,7 @@ import pytest
 
 from detector.errors import StateError
 from models.peers import PeerIndex
+from models.common import LEARNED, LEARNING
 from models.profile import STATE_VERSION, IdentityProfile
 from models.settings import ModelSettings
 from tests.models.helpers import ROLE, T0, learned_profile, make_event, stable_stream
@@ -61,6 +62,22 @@ class TestColdStart:
             "learning: 25/50 events, 24 days of history (enough)")
         assert profile.in_learning(T0 + 24 * 86400)
         assert not profile.thin_history(T0 + 24 * 86400)
+
+    def test_scored_stage_is_that_of_the_history_before_the_event(self):
+        """The 50th event is scored as learning (49 events before it); the profile is
+        learned once it counted it, and both answers are kept apart."""
+        profile = IdentityProfile(ROLE, "workload", ModelSettings())
+        for k in range(49):
+            profile.observe(make_event(T0 + k * 7200, "s3:ListBuckets", identity=ROLE))
+        ts = T0 + 5 * 86400
+        profile.observe(make_event(ts, "s3:ListBuckets", identity=ROLE))
+        assert profile.scored_stage(ts) == LEARNING
+        assert not profile.in_learning(ts)
+        assert profile.learning_progress(ts, scored=True) == (
+            "learning: 49/50 events, 5 days of history (enough)")
+        assert profile.learning_progress(ts) == "learned: 50 events over 5 days"
+        profile.observe(make_event(ts + 60, "s3:ListBuckets", identity=ROLE))
+        assert profile.scored_stage(ts + 60) == LEARNED
 
 
 class TestThinHistory:

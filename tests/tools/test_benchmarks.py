@@ -33,9 +33,10 @@ def engine_profile_calls() -> set[str]:
 @pytest.mark.parametrize("name", ["replay", "engine"])
 def test_null_profile_answers_every_call_the_engine_makes(name: str) -> None:
     calls = engine_profile_calls()
-    assert {"observe", "in_learning", "thin_history"} <= calls
+    assert {"observe", "scored_stage", "in_learning", "thin_history"} <= calls
     null = load(name).NullProfile
     # the stand-in needs what the engine calls on every event and on its verdicts; the
     # rest (feedback, snapshots, size) the null-model stage never reaches
-    needed = calls & {"observe", "in_learning", "thin_history", "learning_progress"}
+    needed = calls & {"observe", "scored_stage", "in_learning", "thin_history",
+                      "learning_progress"}
     assert sorted(m for m in needed if not callable(getattr(null, m, None))) == []
