@@ -118,6 +118,14 @@ _ACTION_NOVELTY = frozenset({"novelty.action", "novelty.service", "novelty.error
 """The novelty detectors about a call itself: a refused call with only these is routine once
 it recurs (``Detector._routine_refusal``)."""
 MAX_BURSTS = 50_000  # (identity, burst rule) counters kept; least recently used out first
+MAX_TENANTS = 100_000  # tenants whose watch start is remembered (shared-key first use)
+SHARED_KEY_RESOLUTIONS = {
+    "storage_accountkey": "the account key",
+    "storage_sas": "a SAS token",
+    "storage_anonymous": "anonymous (public) access",
+}
+"""Identities that are a resource's own shared credential, not a principal: the Azure Source
+``normalise_storage`` names them ``azure-storage:<account>`` (``identity_resolution``)."""
 MAX_BURST_ENTRIES = 256  # reads remembered per counter within the burst window
 MAX_EXPECTED = 256  # (detector, value) pairs marked expected by feedback, per identity
 PAIR_PREFIX = "novelty.action_"  # detectors of the novelty pairs led by an action
@@ -397,6 +405,8 @@ class Detector:
         self.snapshot_time: float | None = None
         self._next_sweep = 0.0
         self._previous_seen = 0.0  # the current event's identity's last event before it
+        # tenant -> the earliest first event of its identities seen here (``_watch``)
+        self._watched: dict[str, float] = {}
         self._dormant_after = self.model_settings.dormancy_days * 86400.0
 
     def _report_expired_rules(self) -> None:
@@ -477,7 +487,48 @@ class Detector:
         profile = self._profile_class(event.identity, event.identity_kind, self.model_settings)
         state = IdentityState(profile, InventoryRecord(), AlertState())
         self.store[event.identity] = state
+        if event.tenant:
+            since = self._watch(event.tenant, event.ts)
+            if event.identity_resolution in SHARED_KEY_RESOLUTIONS:
+                self._shared_key_first_use(event, since)
         return state
+
+    def _watch(self, tenant: str, first: float) -> float:
+        """Note that ``tenant`` has had an identity since ``first``; returns since when the
+        tenant has been watched. Known from each identity's first event and from the
+        states loaded (a snapshot, a worker's table), so a restart keeps it."""
+        since = self._watched.get(tenant)
+        if since is None or first < since:
+            if since is None and len(self._watched) >= MAX_TENANTS:
+                del self._watched[next(iter(self._watched))]
+            self._watched[tenant] = since = first
+        return since
+
+    def _shared_key_first_use(self, event: Event, since: float) -> None:
+        """A finding on the first call with a storage account's own shared credential (its
+        account key, a SAS token, anonymous access) after ``shared_key_watch_days`` of
+        watching its subscription: such a key bypasses Entra ID and its role assignments,
+        leaks in connection strings and is the same for every holder, and an account used
+        with it all along shows its key identity in the first days. It is a new identity,
+        so its models are still learning; this is what finds a leaked key's first use."""
+        days = self.settings.shared_key_watch_days
+        watched = event.ts - since
+        if not days or watched < days * 86400:
+            return
+        how = SHARED_KEY_RESOLUTIONS[event.identity_resolution]
+        account = str(event.attributes.get("storage_account") or event.identity)
+        origin = event.source_ip or event.network_prefix or event.network
+        client = event.agent_family
+        if client in (None, "other", "unknown"):  # the client's own name says more
+            client = (event.user_agent or "").split(" ", 1)[0][:64] or None
+        finding = Finding(
+            "azure.storage_shared_key_first_use", "medium", ("T1550.001", "T1078.004"),
+            f"first call to storage account {account} with {how} ({event.action} from "
+            f"{origin}{', ' + client if client else ''}) after {span_words(watched)} of its "
+            "subscription's logs without one: a shared key bypasses Entra ID and its role "
+            "assignments", account)
+        found = event.attributes.get(FINDINGS_ATTRIBUTE)
+        event.attributes[FINDINGS_ATTRIBUTE] = [*(found or ()), finding]
 
     def _drain_degradations(self, profile: Any) -> None:
         """Move the profile's new degradation counts into ``RunStats``."""
@@ -1173,6 +1224,9 @@ class Detector:
 
     def _install(self, key: str, state: IdentityState) -> None:
         self.store[key] = state
+        inventory = state.inventory
+        if inventory.tenant and inventory.events:
+            self._watch(inventory.tenant, inventory.first_seen)
         if state.alerts.groups:
             self._open[key] = min(g.closes for g in state.alerts.groups.values())
         else:

@@ -318,6 +318,9 @@ class ScoringSettings:
     technique_burst_window: float = 600.0  # seconds of event time
     technique_burst_distinct: int = 20  # distinct secrets (or instances) read in the window
     technique_burst_calls: int = 10  # calls, for rules where repeats count (password data)
+    # a storage account's shared key first used this long after its subscription was first
+    # seen is a finding (``Detector._shared_key_first_use``); 0 turns it off
+    shared_key_watch_days: float = 14.0
 
     @classmethod
     def from_config(cls, section: Mapping[str, Any] | None) -> ScoringSettings:
@@ -538,6 +541,7 @@ FIELDS: dict[str, tuple[str, float, float]] = {
     "technique_burst_window": ("float", 1.0, DAY),
     "technique_burst_distinct": ("int", 2, 100_000),
     "technique_burst_calls": ("int", 2, 100_000),
+    "shared_key_watch_days": ("float", 0.0, 3650.0),
 }
 
 
