@@ -62,6 +62,8 @@ SOURCE = "aws.cloudtrail"
 UTC = timezone.utc
 _fromisoformat = datetime.fromisoformat
 _KEY_TYPES = {"AKIA": "long_term", "ASIA": "temporary"}
+OWN_INSTANCE = "{own-instance}"
+"""Stands for the calling instance's own id in the resource of an instance role's call."""
 _CONSOLE_EVENT_TYPES = ("AwsConsoleSignIn", "AwsConsoleAction")  # a tuple, as below
 _TRUE = ("true", True)
 _FEDERATED_TYPES = ("WebIdentityUser", "SAMLUser")  # a tuple: `in` never hashes odd values
@@ -228,6 +230,12 @@ def normalise(record: dict[str, Any], resolver: Resolver, hints: dict[str, Any])
         tally = _instance_network(attributes, source_ip, network, prefix)
         if tally is not None:
             attributes[FINDINGS] = [*attributes.get(FINDINGS, ()), tally]
+        own = attributes["instance_id"]
+        if resource is not None and own in resource:
+            # the instance acting on itself (its SSM agent's UpdateInstanceInformation, its
+            # own tags): one resource for every instance of the role, so a fleet replacing
+            # its instances is not a stream of first accesses
+            resource = resource.replace(own, OWN_INSTANCE)
     # Positional on purpose (see common.EVENT_POSITIONAL_ORDER): ~3 us cheaper per event.
     event = Event(
         event_id, when, when.timestamp(), SOURCE, principal.identity, kind, reason,

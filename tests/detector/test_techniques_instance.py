@@ -20,6 +20,7 @@ RULE = "aws.instance_credentials_elsewhere"
 
 
 def instance_call(instance: str, address: str, second: int, **extra: Any) -> dict:
+    fields = {"eventName": "DescribeInstances", "eventSource": "ec2.amazonaws.com", **extra}
     identity = {"type": "AssumedRole", "accountId": ACCOUNT,
                 "principalId": f"AROAEXAMPLE:{instance}",
                 "arn": f"arn:aws:sts::{ACCOUNT}:assumed-role/web-ec2/{instance}",
@@ -28,9 +29,8 @@ def instance_call(instance: str, address: str, second: int, **extra: Any) -> dic
                     "type": "Role", "arn": f"arn:aws:iam::{ACCOUNT}:role/web-ec2"},
                     "ec2RoleDelivery": "2.0"}}
     return record(second, eventTime=f"2024-03-04T10:{second // 60:02d}:{second % 60:02d}Z",
-                  eventName="DescribeInstances", eventSource="ec2.amazonaws.com",
                   userIdentity=identity, sourceIPAddress=address, userAgent="aws-cli/2.0",
-                  **extra)
+                  **fields)
 
 
 def events_of(*records: dict) -> list:
@@ -106,3 +106,20 @@ def test_scope_and_limit_cross_the_wire() -> None:
     assert as_tallies(orjson.loads(orjson.dumps([tally]))) == [tally]
     odd = {"rule": RULE, "severity": "high", "noun": "n", "values": ["v"], "limit": 1}
     assert as_tallies([odd])[0].limit == 0  # a limit below two is no limit
+
+
+def test_an_instance_acting_on_itself_names_one_resource_for_the_whole_fleet() -> None:
+    """The SSM agent of each instance reports on itself with the instance's id: a role
+    whose instances are replaced must not see a first access at every replacement."""
+    def agent(instance: str, target: str, second: int) -> dict:
+        return instance_call(instance, "10.0.1.5", second,
+                             eventName="UpdateInstanceInformation",
+                             eventSource="ssm.amazonaws.com",
+                             requestParameters={"instanceId": target})
+
+    events = events_of(agent("i-0abc1234", "i-0abc1234", 0),
+                       agent("i-0def5678", "i-0def5678", 1),
+                       agent("i-0abc1234", "i-0def5678", 2))
+    assert [e.resource for e in events] == ["{own-instance}", "{own-instance}", "i-0def5678"]
+    assert [e.attributes["instance_id"] for e in events] == ["i-0abc1234", "i-0def5678",
+                                                            "i-0abc1234"]
