@@ -6,7 +6,9 @@ parts: action with network, action with resource (these two are signalled only w
 parts are known, so one new action does not raise three signals), credential with network
 (long-term keys and certificates only, where it is named ``credential.new_network`` for a
 long-term key; calls made by a cloud service on the identity's behalf say nothing about
-where the key is and are left out). A new private subnet or service endpoint scores half
+where the key is and are left out; for a long-term key, signalled only when the network
+is new to the identity too, so a rotated access key's first call from the identity's usual
+network is not news). A new private subnet or service endpoint scores half
 of a new public network.
 
 Score of an unseen value, in [0, 1]::
@@ -673,6 +675,12 @@ class NoveltyModel:
             return None
         if index == _TARGET_TENANT and first == event.tenant:
             return None  # its own tenant is where every identity acts: learned, never news
+        if (index == _CRED_NETWORK and not novel_parts & (1 << _NETWORK)
+                and event.credential_type == "long_term"):
+            # an access key new to a network the identity already calls from: a rotated
+            # key, or a second one of the same host; where a key is, is only news from a
+            # new network (a certificate never used before is: one an attacker added)
+            return None
         table = self.tables[index]
         if table.held:
             held_at = table.held.get(h)

@@ -86,6 +86,20 @@ class TestNoveltySignals:
         assert found["credential.new_network"].sentence.startswith(
             "first use of long-term key ASIAEXAMPLE from network 198.51.100.0/24")
 
+    def test_long_term_key__a_rotated_key_from_the_usual_network_is_not_news(self):
+        """A new key's first call from a network the identity already calls from is a
+        rotation (or a second key of the same host): only a new network makes it news."""
+        profile, ts = learned_profile(days=4, every=600)
+        key = {"credential_type": "long_term", "credential_id": "AKIAOLDKEY"}
+        for event in stable_stream(ts, 1, 600, **key):
+            profile.observe(event)
+        ts += 86400
+        rotated = {"credential_type": "long_term", "credential_id": "AKIANEWKEY"}
+        assert profile.score_one(make_event(ts, **rotated)) == []
+        found = {s.detector for s in profile.score_one(make_event(
+            ts, network="public", network_prefix="198.51.100.0/24", **rotated))}
+        assert {"credential.new_network", "novelty.network"} <= found
+
     def test_forgetting_horizon__old_value_new_again(self):
         settings = ModelSettings(novelty_horizon_days=5)
         profile, ts = learned_profile(settings, days=4)
