@@ -111,6 +111,7 @@ WEEKLY_SIGHTINGS = 2
 """Earlier weeks (of the last four) that saw a technique finding on the same weekday and
 hour before it is a weekly routine (``Detector._routine_technique``)."""
 MAX_RECURRENCE_SIGNATURES = 16  # alert signatures remembered per identity
+MAX_TOLD = 32  # novelty values an alert named, remembered per identity (``_told``)
 _DATED = re.compile(r"\d{4}-?\d{2}-?\d{2}(?:[T_-]?\d{2}:?\d{2}(?::?\d{2})?)?|\d{6,}")
 """A date, a time stamp or a long number in a target's name: a dated snapshot is one
 target night after night (``Detector._routine_technique``); ``vm01`` and ``vm07`` stay two."""
@@ -154,6 +155,12 @@ PARTIAL_NOTE = ("evidence includes a request whose final stage never arrived (pa
                 "event: scored, never learned)")
 
 
+def _novelty_value(detector: str) -> bool:
+    """A signal about one new value (``models.novelty``: its ``novelty.*`` readings and
+    the long-term key's ``credential.new_network``)."""
+    return detector.startswith("novelty.") or detector == "credential.new_network"
+
+
 @dataclass(slots=True)
 class AlertState:
     """One identity's noise-control state: open groups, cooldowns, feedback."""
@@ -163,6 +170,7 @@ class AlertState:
     expected: list[str] = field(default_factory=list)  # "detector\x1fvalue"
     recurrence: dict[str, list[list[int]]] = field(default_factory=dict)  # sig -> [day, hour]
     insights: dict[str, dict[str, Any]] = field(default_factory=dict)  # sharedEventID -> B03
+    told: dict[str, list[int]] = field(default_factory=dict)  # detector\x1fvalue -> [day, rank]
 
     def to_dict(self) -> dict[str, Any]:
         data = {
@@ -173,6 +181,8 @@ class AlertState:
         }
         if self.insights:  # only then: a state without insights keeps its earlier bytes
             data["insights"] = self.insights
+        if self.told:  # likewise
+            data["told"] = self.told
         return data
 
     @classmethod
@@ -183,7 +193,7 @@ class AlertState:
         if not isinstance(data, dict):
             raise TypeError(f"alert state is not a mapping: {data!r:.40}")
         sections = {name: data.get(name) or {} for name in ("groups", "cooldowns",
-                                                             "recurrence", "insights")}
+                                                             "recurrence", "insights", "told")}
         for name, value in sections.items():
             check_type(f"alert state {name}", value, dict)
         groups = {k: AlertGroup.from_dict(v) for k, v in sections["groups"].items()}
@@ -203,12 +213,17 @@ class AlertState:
             check_type("alert insight", entry, dict)
             check_type("alert insight start", entry.get("start"), (int, float))
             check_type("alert insight end", entry.get("end"), (int, float, type(None)))
+        for entry in sections["told"].values():
+            check_items("alert told", entry, int)
+            if len(entry) != 2:
+                raise TypeError(f"alert told entry is not [day, rank]: {entry!r:.40}")
         return cls(
             groups,
             dict(sections["cooldowns"]),
             list(expected),
             {k: [list(p) for p in v] for k, v in sections["recurrence"].items()},
             {str(k): dict(v) for k, v in sections["insights"].items()},
+            {str(k): list(v) for k, v in sections["told"].items()},
         )
 
 
@@ -586,6 +601,9 @@ class Detector:
                 if event.outcome == "failure" and self._routine_refusal(state, event, verdict):
                     self.stats.suppressed["recurring"] += 1
                     return
+                if self._told(state, event, verdict):
+                    self.stats.suppressed["repeat"] += 1
+                    return
                 self._recurrence(state, event, verdict)
         if verdict is None:
             return
@@ -718,6 +736,44 @@ class Detector:
             if any(s.score >= floor and s.detector not in allowed for s in signals):
                 self.stats.suppressed["platform_routine"] += 1
         return None
+
+    def _told(self, state: IdentityState, event: Event, verdict: Verdict) -> bool:
+        """Whether an alert of this identity already named every value this verdict is
+        about, at this severity or higher, within ``recurrence_lookback_days``: a new
+        value in a strongly anomalous event is held out of learning until it recurs in
+        ``accept_windows`` windows, and said again in each of them (a release that adds
+        one API alerted on each of the next five deploys). Only verdicts made of novelty
+        signals are repeats; any other reading, a higher severity or a value not yet named
+        alerts as before, and so does a catalogued action (each key created, each role
+        bound is its own event), as the recurrence rule never lowers one."""
+        lookback = self.settings.recurrence_lookback_days
+        told = state.alerts.told
+        sens = verdict.sensitivity
+        if not told or lookback <= 0 or (sens is not None and not sens.volume_only):
+            return False
+        day, rank = int(event.ts // 86400), SEVERITY_RANK[verdict.severity]
+        for weighted in verdict.signals:
+            signal = weighted.signal
+            if not _novelty_value(signal.detector):
+                return False
+            entry = told.get(f"{signal.detector}\x1f{signal.value}")
+            if entry is None or not 0 <= day - entry[0] <= lookback or rank > entry[1]:
+                return False
+        return True
+
+    @staticmethod
+    def _tell(state: IdentityState, event: Event, verdict: Verdict, severity: str) -> None:
+        """Remember the novelty values an emitted alert named (``_told``)."""
+        told = state.alerts.told
+        day, rank = int(event.ts // 86400), SEVERITY_RANK[severity]
+        for weighted in verdict.signals:
+            signal = weighted.signal
+            if _novelty_value(signal.detector):
+                key = f"{signal.detector}\x1f{signal.value}"
+                told.pop(key, None)  # the newest last: the oldest goes first
+                told[key] = [day, rank]
+        while len(told) > MAX_TOLD:
+            del told[next(iter(told))]
 
     def _recurrence(self, state: IdentityState, event: Event, verdict: Verdict) -> None:
         """Lower by one level a deviation that recurs at this hour of day on at least
@@ -937,6 +993,7 @@ class Detector:
             return  # pending: evidence accumulates silently until it earns min_severity
         if group.revision == 0 or material:
             out.append(self._emit(event.identity, group, new=group.revision == 0))
+            self._tell(state, event, verdict, group.severity)
             if before is not None and before != group.severity and not (
                     group.shadow or self.shadow):
                 self.stats.escalations[(before, group.severity)] += 1

@@ -21,6 +21,8 @@ cdef class IdentityProfile:
     cdef public object _thin_seconds, _thin_events
     cdef public long long scored_n
     cdef public object scored_first
+    cdef public bint scored_return
+    cdef public object _dormant_seconds
 
     @cython.locals(ctx=Context, novelty=NoveltyModel, window=WindowModel,
                    schedule=ScheduleModel, dormancy=DormancyModel,

@@ -14,7 +14,9 @@ For each event, ``observe``:
 
 During the learning period (``learning_min_events`` events *and* ``learning_min_days`` of
 event time) the models learn and stay quiet, except ``identity.new`` on the very first
-event and dormancy (both flagged ``cold_start``).
+event and dormancy (both flagged ``cold_start``). One event leaves it early: a long-term
+key or certificate with ``RETURN_MIN_EVENTS`` events behind it, back after
+``dormancy_days`` of silence, is scored as learned and judged as a thin history.
 
 State is serialised by ``to_bytes`` into a versioned blob (``models.common.pack_blob``);
 ``from_bytes`` refuses any other version with ``detector.errors.StateError``. The blob is
@@ -38,7 +40,7 @@ from models.context import Context
 from models.credential import CredentialModel
 from models.daily import DailyModel
 from models.dormancy import DormancyModel
-from models.novelty import NoveltyModel
+from models.novelty import LASTING_CREDENTIALS, NoveltyModel
 from models.schedule import ScheduleModel
 from models.settings import ModelSettings
 from models.volume import WindowModel
@@ -52,6 +54,10 @@ MODEL_KEYS = ("novelty", "window", "schedule", "dormancy", "credential", "daily"
 ADDED_MODELS = frozenset({"daily"})
 """Models a profile state written before them may lack: they start empty (``_from_state``)."""
 NEW_IDENTITY_SCORE = 0.1
+RETURN_MIN_EVENTS = 5
+"""Events a long-term key or certificate needs before the dormancy period for its return
+to be judged while it is still learning (``_context``): a legacy key used a few times a
+month ago, back from a new network, is what dormancy detection is for."""
 
 
 class IdentityProfile:
@@ -75,6 +81,8 @@ class IdentityProfile:
         "_thin_events",
         "scored_n",
         "scored_first",
+        "scored_return",
+        "_dormant_seconds",
     )
 
     def __init__(self, identity: str, kind: str, settings: ModelSettings) -> None:
@@ -99,6 +107,8 @@ class IdentityProfile:
         # the history the last event was scored against (``_context``; ``scored_stage``)
         self.scored_n = 0
         self.scored_first: float | None = None
+        self.scored_return = False  # a lasting key's return ended its learning (``_context``)
+        self._dormant_seconds = settings.dormancy_days * 86400
 
     # -- the per-event loop -------------------------------------------------------------
 
@@ -171,11 +181,18 @@ class IdentityProfile:
     def _context(self, event: Event, peers) -> Context:
         ts = event.ts
         first, n = self.first_ts, self.n_events
-        self.scored_n, self.scored_first = n, first
         # ``in_learning(ts)`` written out
         learning = first is None or (
             (n < self._learning_events or ts - first < self._learning_seconds)
             and (n < self._thin_events or ts - first < self._thin_seconds))
+        back = False
+        if (learning and n >= RETURN_MIN_EVENTS and self._dormant_seconds > 0
+                and ts - self.last_ts >= self._dormant_seconds
+                and event.credential_type in LASTING_CREDENTIALS):
+            # a key used a few times, silent for the dormancy period, back: judged on what
+            # it showed, as a thin history (``scored_stage``), not waved through as learning
+            learning, back = False, True
+        self.scored_n, self.scored_first, self.scored_return = n, first, back
         ctx = Context(ts, self._bucket_seconds, first, self.last_ts, n, learning,
                       self.degradations)
         if peers is not None:
@@ -243,8 +260,13 @@ class IdentityProfile:
         history before it, which ``observe`` has since grown by the event. The engine
         judges the event at this stage too, so the event that ends the learning period is
         not judged learned by the engine after the models scored it as learning (a policy
-        action on it would then have alerted neither way)."""
-        return self._stage(ts, self.scored_n, self.scored_first)
+        action on it would then have alerted neither way). A lasting key back after the
+        dormancy period with ``RETURN_MIN_EVENTS`` events before it is judged as a thin
+        history (two lines of evidence: its return, and a new origin)."""
+        stage = self._stage(ts, self.scored_n, self.scored_first)
+        if stage == LEARNING and self.scored_return:
+            return THIN
+        return stage
 
     def _stage(self, ts: float, n: int = -1, first: float | None = None) -> int:
         """``LEARNING``, ``THIN`` or ``LEARNED`` at event time ``ts`` with ``n`` events

@@ -269,6 +269,48 @@ class TestThinHistory:
         assert stats.suppressed["thin_history"] == 0
 
 
+class TestKeyBackFromSilence:
+    """A long-term key used a few times, silent for the dormancy period, then back: its
+    return is judged as a thin history although the key is still learning."""
+
+    KEY = {"identity": "arn:aws:iam::111122223333:user/svc-report", "credential_id":
+           "AKIAOLDREPORTKEY", "credential_type": "long_term",
+           "kind_reason": "IAM user (SDK key only)"}
+
+    def run_key(self, stats: RunStats, back: dict, **key) -> list:
+        detector = Detector({}, stats=stats)
+        fields = {**self.KEY, **key}
+        early = [ev(n, T0 + timedelta(days=n // 3, hours=6, minutes=n), "s3:GetObject",
+                    event_id=f"k{n}", **fields) for n in range(8)]
+        assert run(detector, early) == []
+        when = T0 + timedelta(days=34, hours=3)
+        return run(detector, [ev(99, when, "sts:GetCallerIdentity", event_id="back",
+                                 **{**fields, **back})])
+
+    def test_back_from_a_new_network_alerts(self):
+        stats = RunStats()
+        alerts = self.run_key(stats, {"source_ip": "185.220.101.41", "network": "public",
+                                      "network_prefix": "185.220.101.0/24"})
+        assert len(alerts) == 1
+        found = set(alerts[0].detectors)
+        assert "dormancy.identity" in found and found & {"novelty.network",
+                                                         "credential.new_network"}
+        assert "thin history (9 events" in " ".join(alerts[0].to_native()["context"]["notes"])
+
+    def test_back_from_its_usual_network_is_counted(self):
+        stats = RunStats()
+        assert self.run_key(stats, {}) == []
+        assert stats.suppressed["thin_history"] == 1
+
+    def test_a_role_session_back_is_still_learning(self):
+        stats = RunStats()
+        back = {"source_ip": "185.220.101.41", "network": "public",
+                "network_prefix": "185.220.101.0/24"}
+        assert self.run_key(stats, back, credential_id="ASIATEMP", credential_type="temporary",
+                            identity=ROLE) == []
+        assert stats.suppressed["thin_history"] == 0
+
+
 class TestNoiseControl:
     def test_cooldown_holds_back_the_same_deviation(self):
         config = {"scoring": {**KEY_POLICY["scoring"], "group_window": 600, "cooldown": 86400}}
@@ -304,9 +346,10 @@ class TestNoiseControl:
         assert stats.suppressed["expired_rule"] >= 1
 
     def test_feedback_teaches_the_baseline(self):
-        # A low hold-out score keeps the deviation out of the baseline until feedback.
+        # A low hold-out score keeps the deviation out of the baseline until feedback (and
+        # no lookback: the control's repeat is not held back as one already told)
         config = {"models": {"holdout_score": 0.3},
-                  "scoring": {"group_window": 60, "cooldown": 0}}
+                  "scoring": {"group_window": 60, "cooldown": 0, "recurrence_lookback_days": 0}}
         again = attack_event(3600, event_id="again")
         control, _ = learned(config)
         assert control.process(attack_event(0)) and control.finish() == []
@@ -412,12 +455,16 @@ class TestChangeContext:
 class TestRecurrence:
     CONFIG = {"models": {"holdout_score": 0.3}}  # keep the daily deviation out of the baseline
 
-    def daily(self, detector: Detector, action: str, days: int = 5) -> list:
+    def daily(self, detector: Detector, action: str, days: int = 5,
+              moving: bool = True) -> list:
+        """The same call at 05:00 each day, from a network new each day (``moving``) or
+        from the same one."""
         alerts = []
         for day in range(days):
             when = T0 + timedelta(days=7 + day, hours=5)
-            event = ev(day, when, action, event_id=f"daily{day}", source_ip="203.0.113.7",
-                       network="public", network_prefix="203.0.113.0/24")
+            net = f"203.0.{113 + day * moving}"
+            event = ev(day, when, action, event_id=f"daily{day}", source_ip=f"{net}.7",
+                       network="public", network_prefix=f"{net}.0/24")
             alerts += run(detector, [event])
         return alerts
 
@@ -426,6 +473,21 @@ class TestRecurrence:
         alerts = self.daily(detector, "ec2:RunInstances")
         assert [a.severity for a in alerts] == ["medium", "medium", "medium", "low", "low"]
         assert "recurred around 05:00 UTC on 3 of the last 7 days" in alerts[3].context["notes"][0]
+
+    def test_a_repeat_of_values_already_alerted_on_is_counted_not_alerted(self):
+        """The held action from the same network each day: the first alert named both
+        values; each later day's is the same news at the same severity."""
+        detector, stats = learned(self.CONFIG)
+        alerts = self.daily(detector, "ec2:RunInstances", moving=False)
+        assert [a.severity for a in alerts] == ["medium"]
+        assert stats.suppressed["repeat"] == 4
+        told = detector.store[ROLE].alerts.told
+        assert {key.split("\x1f")[0] for key in told} >= {"novelty.action",
+                                                            "novelty.network"}
+        # a week later it is news again
+        later = ev(9, T0 + timedelta(days=20, hours=5), "ec2:RunInstances", event_id="later",
+                   source_ip="203.0.113.7", network="public", network_prefix="203.0.113.0/24")
+        assert [a.severity for a in run(detector, [later])] == ["medium"]
 
     def test_a_recurring_sensitive_action_is_never_lowered(self):
         detector, _ = learned(self.CONFIG)
@@ -665,11 +727,29 @@ class TestRoutineRefusal:
             raised.append(sum(1 for a in run(detector, events) if a.revision == 1))
         return raised
 
-    def test_same_refusal_every_day__alerts_three_days_then_routine(self):
+    def test_same_refusal_every_day__alerts_once_then_repeat_then_routine(self):
+        """Days 2 and 3 repeat what day 1's alert said; from day 4 it is routine."""
         detector, stats = learned()
         raised = self.days_of_alerts(detector, 6, "sqs:SendMessage")
+        assert raised == [1, 0, 0, 0, 0, 0]
+        assert stats.suppressed["repeat"] > 0
+        assert stats.suppressed["recurring"] > 0
+
+    def test_without_the_repeat_rule_it_alerts_three_days_then_routine(self):
+        detector, stats = learned()
+        detector.store[ROLE].alerts.told.clear()
+        raised = []
+        for day in range(6):
+            raised += self.days_of_alerts_from(detector, day)
+            detector.store[ROLE].alerts.told.clear()  # as if no alert had named it
         assert raised == [1, 1, 1, 0, 0, 0]
         assert stats.suppressed["recurring"] > 0
+
+    def days_of_alerts_from(self, detector: Detector, day: int) -> list[int]:
+        start = T0 + timedelta(days=7 + day)
+        events = [self.denied(day * 100 + k, start + timedelta(minutes=30 * k),
+                              "sqs:SendMessage") for k in range(48)]
+        return [sum(1 for a in run(detector, events) if a.revision == 1)]
 
     def test_a_new_refused_action_on_a_routine_day__still_alerts(self):
         detector, _ = learned()

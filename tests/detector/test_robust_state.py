@@ -77,6 +77,12 @@ def test_wrong_typed_alert_group__refused(extra, problem):
 def test_a_well_typed_state_round_trips():
     state = AlertState.from_dict({"groups": {"g": group_dict()}, "cooldowns": {"g": [3.0, 2.0]},
                                   "expected": ["d\x1fv"], "recurrence": {"s": [[1, 2]]},
-                                  "insights": {"i": {"start": 1.0, "end": None}}})
+                                  "insights": {"i": {"start": 1.0, "end": None}},
+                                  "told": {"novelty.action\x1fs3:X": [19700, 2]}})
     assert AlertState.from_dict(orjson.loads(orjson.dumps(state.to_dict()))) == state
+    assert state.told == {"novelty.action\x1fs3:X": [19700, 2]}
+    assert "told" not in AlertState().to_dict()  # an earlier state's bytes are unchanged
+    for bad in ([1.5, 2], [1], "x"):
+        with pytest.raises(TypeError, match="told"):
+            AlertState.from_dict({"told": {"k": bad}})
     assert state.groups["g"].to_dict() == group_dict()
