@@ -16,6 +16,8 @@ import time
 from collections import defaultdict
 from typing import Any
 
+import orjson
+
 from detector.errors import StateError
 from streams import codecs
 from streams.admin import client_options
@@ -23,7 +25,12 @@ from streams.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
 
-SEED_CHUNK = 200  # identities per seed message
+SEED_BYTES = 900_000
+"""Most bytes of one seed message (``streams.pipeline.MAX_MESSAGE_BYTES``): under the
+producer's ``max_request_size`` and the broker's ``message.max.bytes`` (1 MiB by default).
+Seeds used to be 200 identities a message whatever their size: at about 6 KB a state,
+a partition with some 170 identities made a message over 1 MB, and the warm start
+ended in ``MessageSizeTooLargeError``."""
 READ_TIMEOUT_S = 30.0
 
 
@@ -97,9 +104,7 @@ def _send_seeds(settings: WorkerSettings, entries: dict[str, bytes | None], dige
     producer = KafkaProducer(**client_options(settings), acks="all")
     try:
         for partition, blobs in sorted(by_partition.items()):
-            keys = sorted(blobs)
-            for start in range(0, len(keys), SEED_CHUNK):
-                chunk = {k: blobs[k] for k in keys[start:start + SEED_CHUNK]}
+            for chunk in seed_chunks(blobs):
                 producer.send(settings.repartition_topic, value=codecs.encode_seed(chunk),
                               partition=partition)
         producer.flush(timeout=settings.io_timeout)
@@ -109,3 +114,26 @@ def _send_seeds(settings: WorkerSettings, entries: dict[str, bytes | None], dige
         producer.flush(timeout=settings.io_timeout)
     finally:
         producer.close(timeout=settings.io_timeout)
+
+
+def seed_chunks(blobs: dict[str, bytes], limit: int = SEED_BYTES) -> list[dict[str, bytes]]:
+    """The identities of one partition in seed messages of at most ``limit`` bytes each
+    once encoded (``codecs.encode_seed``: base64 blobs in a JSON object), in key order.
+    One state is far under the limit (profiles are capped at ``max_state_bytes``); one
+    over it would go alone, for the broker to refuse with its own error."""
+    chunks: list[dict[str, bytes]] = []
+    chunk: dict[str, bytes] = {}
+    size = len(codecs.encode_seed({}))
+    for key in sorted(blobs):
+        blob = blobs[key]
+        # "key":"base64", with a comma; JSON escapes can only lengthen the key
+        entry = len(orjson.dumps(key)) + 4 * ((len(blob) + 2) // 3) + 4
+        if chunk and size + entry > limit:
+            chunks.append(chunk)
+            chunk, size = {}, len(codecs.encode_seed({}))
+        chunk[key] = blob
+        size += entry
+    if chunk:
+        chunks.append(chunk)
+    return chunks
+
