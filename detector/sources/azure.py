@@ -38,14 +38,20 @@ from __future__ import annotations
 import logging
 import re
 from typing import Any
+from urllib.parse import unquote
 
 from detector.event import Event
 from detector.identity import Resolver, classify_azure
 from detector.sources.common import (
+    MAX_EVENT_ID,
+    MAX_OPERATION,
+    MAX_RESOURCE,
     RecordError,
     SkipRecord,
     record_digest,
     classify_network,
+    cut,
+    oversized,
     parse_time,
     read_only_from_operation,
     short_str,
@@ -568,10 +574,21 @@ def _activity_outcome(low: dict[str, Any], props: dict[str, Any]) -> tuple[str, 
 
 # ---------------------------------------------------------------------------- graph
 
-_GRAPH_ID = re.compile(r"^(?:[0-9a-f-]{32,36}|[^/]*@[^/]*|[0-9]+|[A-Za-z0-9_=-]{40,}"
-                       r"|'[^/]*')$", re.IGNORECASE)
-"""A path segment that names one object (a GUID, an address, a number, an opaque key, a
-quoted key), not a kind of object: ``{id}`` in the action."""
+_GRAPH_ID = re.compile(
+    r"^(?:\{?[0-9a-f-]{32,36}\}?"  # a GUID, in braces or not, with dashes or not
+    r"|[^/]*@[^/]*"  # an address; a Teams channel or chat (19:…@thread.tacv2)
+    r"|[0-9]+"  # a number
+    r"|b![A-Za-z0-9_-]+"  # a drive (b!…)
+    r"|[^/]*,[^/]*"  # a SharePoint site (host,site id,web id)
+    r"|[A-Za-z0-9_+-]{8,}={1,2}"  # a base64 key with its padding (a message)
+    r"|[A-Za-z0-9_=+-]{40,}"  # another opaque key
+    r"|(?!microsoft\.)[^/]*\.[^/]*"  # a host or a file name (not microsoft.graph.*)
+    r"|'[^/]*')$", re.IGNORECASE)
+_GRAPH_UPPER_ID = re.compile(r"^(?=[A-Z]*[0-9])[A-Z0-9]{16,}$")
+"""A OneDrive or SharePoint item id (upper-case base32: ``01BYE5RZ6QN3ZW…``); case matters
+(a long lower-case segment is a kind)."""
+_GRAPH_PATH_ADDRESS = re.compile(r":/[^:]*(:|$)")
+"""Path-based addressing: ``root:/Finance/Q3 payroll.xlsx:/content``, ``host:/sites/hr``."""
 
 
 def normalise_graph(record: dict[str, Any], low: dict[str, Any], resolver: Resolver) -> Event:
@@ -582,7 +599,8 @@ def normalise_graph(record: dict[str, Any], low: dict[str, Any], resolver: Resol
     The caller is the user of a delegated call (``userId``), else the application's
     service principal (``servicePrincipalId``, the key its sign-ins and activity records
     have). The action is the method and the path with each object's id left out
-    (``graph:GET /users/{id}/messages``); the resource is the path itself."""
+    (``graph:GET /users/{id}/messages``; a drive item addressed by its path is
+    ``/me/drive/root:{path}:/content``); the resource is the path itself."""
     props = lower_keys(low.get("properties")) or low
     user, app = _guid(props.get("userid")), _guid(props.get("serviceprincipalid"))
     if user:
@@ -597,7 +615,10 @@ def normalise_graph(record: dict[str, Any], low: dict[str, Any], resolver: Resol
     when = record_time(low, props)
     method = str(props.get("requestmethod") or "?").upper()[:16]
     path = _graph_path(props.get("requesturi"))
-    action = f"graph:{method} " + "/".join(map(_graph_kind, path.split("/")))
+    kinds = _GRAPH_PATH_ADDRESS.sub(lambda m: ":{path}" + m.group(1), path)
+    action = f"graph:{method} " + "/".join(map(_graph_kind, kinds.split("/")))
+    if len(action) > MAX_OPERATION:
+        raise oversized("action", action, MAX_OPERATION)
     status = _http_status_value(props.get("responsestatuscode"))
     outcome, error = ("failure", str(status)) if status is not None and status >= 400 \
         else ("success", None)
@@ -608,12 +629,16 @@ def normalise_graph(record: dict[str, Any], low: dict[str, Any], resolver: Resol
                                                   or low.get("calleripaddress"))
     ua, family = user_agent(props.get("useragent"))
     request = props.get("requestid")
+    if not isinstance(request, str) or not request or len(request) > MAX_EVENT_ID:
+        request = record_digest(record)
+    resource = path if len(path) <= MAX_RESOURCE else cut(path, MAX_RESOURCE, "resource",
+                                                           attributes)
     event = Event(
-        event_id=request if isinstance(request, str) and request else record_digest(record),
+        event_id=request,
         time=when, ts=when.timestamp(), source=SOURCE_ACTIVITY, identity=identity,
         identity_kind=kind, kind_reason=reason, identity_resolution=resolution,
         principal_type=ptype, tenant=_guid(props.get("tenantid") or low.get("tenantid")),
-        credential_type="token", action=action[:256], resource=path[:1024] or None,
+        credential_type="token", action=action, resource=resource or None,
         source_ip=source_ip, network=network, network_prefix=prefix, user_agent=ua,
         agent_family=family, outcome=outcome, error_code=error,
         read_only=method == "GET", attributes=attributes,
@@ -623,8 +648,12 @@ def normalise_graph(record: dict[str, Any], low: dict[str, Any], resolver: Resol
 
 def _graph_kind(part: str) -> str:
     """A path segment as the action names it: an object's id is ``{id}``, an alternate
-    key (``applications(appId='…')``) keeps its name only."""
-    if _GRAPH_ID.match(part):
+    key (``applications(appId='…')``) keeps its name only, a path address its head
+    (``root:{path}:``, ``{id}:{path}`` for a site named by host and path)."""
+    head, colon, tail = part.partition(":{path}")
+    if colon:
+        return _graph_kind(head) + colon + tail
+    if _GRAPH_ID.match(part) or _GRAPH_UPPER_ID.match(part):
         return "{id}"
     if part.endswith(")") and "(" in part:
         return part[:part.index("(")] + "({id})"
@@ -636,7 +665,7 @@ def _graph_path(uri: Any) -> str:
     if not isinstance(uri, str):
         return ""
     path = uri.partition("://")[2].partition("/")[2] if "://" in uri else uri.lstrip("/")
-    path = path.partition("?")[0].rstrip("/")
+    path = unquote(path.partition("?")[0]).rstrip("/")  # %40, %7B…%7D: the ids they spell
     version, _, rest = path.partition("/")
     return "/" + (rest if version.lower() in ("v1.0", "beta") else path)
 
