@@ -346,8 +346,8 @@ def native_from_ocsf(doc: dict[str, Any], path: str, number: int) -> dict[str, A
     alert_id = info.get("uid")
     head, _, revision = str(meta.get("uid") or "").rpartition("-r")
     pairs = unmapped.get("nhi_signal_values")
-    if not isinstance(alert_id, str) or head != alert_id or not revision.isdigit() \
-            or pairs is None:
+    if not isinstance(alert_id, str) or head != alert_id or not (
+            revision.isascii() and revision.isdigit() and len(revision) <= 9) or pairs is None:
         raise InputError(
             "invalid_record", f"{path} is an OCSF file without the signal values feedback "
             "marks (written by an older nhi-detector or another product): pass the native "

@@ -343,11 +343,18 @@ def _http_status(low: dict[str, Any], props: dict[str, Any]) -> int | None:
 
 
 def _http_status_value(status: Any) -> int | None:
-    """An HTTP status given as a number or as digits; None otherwise."""
+    """An HTTP status given as a number or as its text (``403``, ``403.0``); None
+    otherwise (``²``, which ``isdigit`` takes for a digit, and any other text)."""
     if isinstance(status, bool):
         return None
-    if isinstance(status, str) and status.strip().isdigit():
-        status = int(status)
+    if isinstance(status, str):
+        text = status.strip()
+        if not (0 < len(text) <= 8 and text.isascii()):
+            return None
+        try:
+            status = float(text)
+        except ValueError:
+            return None
     return int(status) if isinstance(status, int | float) and 0 < status < 1000 else None
 
 

@@ -270,8 +270,10 @@ class Parser:
                 self.stats.bytes_read += length
                 self._oversized(length, f"{origin}:{number}", line)
                 continue
-            if number == 1 and line[:3] == b"\xef\xbb\xbf":
-                line = line[3:]  # a byte-order mark, dropped as ``_frame`` drops a file's
+            if line.startswith(b"\xef\xbb\xbf"):
+                # a byte-order mark, dropped as ``_frame`` drops a file's: on any line, for
+                # exports written with one each (PowerShell) and then concatenated
+                line = line[3:]
             lines.append((number, line))
             if len(lines) >= chunk_lines:
                 yield feed(lines, origin)
@@ -786,8 +788,14 @@ class Parser:
             try:
                 value = orjson.loads(stripped)
             except orjson.JSONDecodeError as err:
-                self._dead_json(err, where, stripped)
-                continue
+                if not stripped.startswith(b"\xef\xbb\xbf"):
+                    self._dead_json(err, where, stripped)
+                    continue
+                try:  # a byte-order mark on a later line: exports concatenated
+                    value = orjson.loads(stripped[3:])
+                except orjson.JSONDecodeError as err:
+                    self._dead_json(err, where, stripped)
+                    continue
             if type(value) is dict and plain(value):
                 route(value, where, {})  # what _dispatch does with an object of no envelope
             else:

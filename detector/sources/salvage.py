@@ -26,6 +26,10 @@ WANTED: frozenset[tuple[Any, ...]] = frozenset({
     ("responseStatus", "code"), ("user", "extra", "sessionName", 0),
     ("user", "extra", "accessKeyId", 0),
 })
+_LAST = frozenset({("sourceIPs",)})
+"""Lists whose last item is wanted, kept as item 0: the API server appends the address it
+saw the request come from to the client's own ``X-Forwarded-For`` entries (the whole
+event's ``k8s._peer_ip`` reads the same one)."""
 # Containers worth entering: every proper prefix of a wanted path.
 _ENTER = frozenset(path[:n] for path in WANTED for n in range(1, len(path)))
 _MAX_DEPTH = 4  # deeper than any wanted path: never entered
@@ -79,10 +83,14 @@ def _walk_array(text: str, pos: int, path: tuple[Any, ...], found: dict) -> int:
     if text.startswith("]", pos):
         return pos + 1
     index = 0
+    last = path in _LAST  # every item read as item 0: the last one read stays
+    items: dict[tuple[Any, ...], Any] = {} if last else found
     while True:
-        pos = _value(text, pos, path + (index,), found)
+        pos = _value(text, pos, path + (0 if last else index,), items)
         pos = _SPACE.match(text, pos).end()
         if text.startswith("]", pos):
+            if last:  # only a whole list: a cut one may have lost its last item
+                found.update(items)
             return pos + 1
         if not text.startswith(",", pos):
             raise _Cut

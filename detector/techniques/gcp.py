@@ -818,7 +818,7 @@ def _instances(payload: dict[str, Any], principal: str) -> list[Finding]:
     if not what and _GPU_MACHINES.match(machine):
         what.append(f"GPU machine type {machine}")
     count = request.get("count")
-    if type(count) is str and count.isdigit():
+    if type(count) is str and count.isascii() and count.isdigit() and len(count) <= 9:
         count = int(count)
     if type(count) is int and count >= _MANY_INSTANCES:
         what.append(f"{count} instances in one request")

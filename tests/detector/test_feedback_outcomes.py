@@ -75,3 +75,18 @@ def test_ocsf_without_signal_values__refused_with_what_to_pass(alerted, tmp_path
     assert code == 2
     assert f"{ocsf} is an OCSF file without the signal values feedback marks" in err
     assert "pass the native alerts file (replay --alerts without --format ocsf)" in err
+
+
+def test_ocsf_revision_that_is_no_number__refused_not_a_traceback(alerted, tmp_path,  # noqa: F811
+                                                                  capsys):
+    """``-r²`` passed ``str.isdigit`` and failed ``int``: a ValueError traceback."""
+    state, _, config, alert = alerted
+    for revision in ("\u00b2", "9" * 5000):
+        doc = to_ocsf(alert)
+        doc["metadata"]["uid"] = f"{alert.alert_id}-r{revision}"
+        ocsf = tmp_path / "odd.ocsf.jsonl"
+        ocsf.write_bytes(orjson.dumps(doc) + b"\n")
+        code = feedback(state, config, "--alerts", str(ocsf), "--alert-id", alert.alert_id)
+        assert code == 2
+        assert "is an OCSF file without the signal values feedback marks" in \
+            capsys.readouterr().err

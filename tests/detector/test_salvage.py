@@ -96,6 +96,18 @@ class TestSalvagePrefix:
                                         "user": {"username": "system:serviceaccount:ci:bot"}}
         assert salvage_prefix(text[: text.index('"verb":"create"')]) == {"auditID": "a-2"}
 
+    def test_the_caller_is_the_last_source_address_of_a_whole_list(self) -> None:
+        """The API server appends the peer it saw to the client's X-Forwarded-For: a cut
+        event took the first, so padding a request until it was cut let a spoofed pod
+        address stand for a Tor exit."""
+        spoofed = audit(sourceIPs=["10.0.0.5", "185.220.101.4"])
+        assert salvage_prefix(cut(spoofed))["sourceIPs"] == ["185.220.101.4"]
+        text = orjson.dumps(spoofed).decode()
+        inside = text[: text.index('"185.220')]  # cut within the list: no address at all
+        assert "sourceIPs" not in salvage_prefix(inside)
+        [partial], _, _ = parse(cwl(cut(spoofed)))
+        assert (partial.source_ip, partial.network) == ("185.220.101.4", "public")
+
     def test_not_an_object__gives_nothing(self) -> None:
         assert salvage_prefix('["a", "b"') == {}
         assert salvage_prefix("") == {}

@@ -115,3 +115,19 @@ def parse_rows(*rows: dict) -> tuple[list, ListDeadLetters, RunStats]:
                            dead_letters=dead)
     assert stats.balanced() and len(dead) == 0, dead.items
     return events, dead, stats
+
+
+def test_an_http_status_as_text_is_read_and_odd_digits_are_no_status():
+    """``"403.0"`` is a refusal; ``"²"`` (a digit to ``str.isdigit``, not to ``int``) and
+    5,000 digits were internal errors ("a bug; please report it")."""
+    def status_of(status: object) -> tuple[str, str | None]:
+        record = audit(status=200)
+        record["properties"]["httpStatusCode"] = status
+        [event], dead, _ = parse(record)
+        assert len(dead) == 0
+        return event.outcome, event.error_code
+
+    assert status_of("403.0") == ("failure", "OK")
+    assert status_of(" 403 ") == ("failure", "OK")
+    for odd in ("\u00b2", "9" * 5000, "NaN", "inf", "", "4O3"):
+        assert status_of(odd) == ("success", None)

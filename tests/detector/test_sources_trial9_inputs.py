@@ -243,3 +243,27 @@ class TestSymlinkLoop:
         assert [(d["reason"], d["message"]) for d in dead.items] == [
             ("read_error", "input cannot be read: a symbolic link loop (too many levels of "
                            "symbolic links)")]
+
+
+def test_a_byte_order_mark_on_a_later_line_is_dropped(tmp_path) -> None:
+    """Exports written with a byte-order mark each (PowerShell) and then concatenated:
+    the second line's record was an ``invalid_utf8`` dead letter, which it is not."""
+    from detector.sources import read_paths
+
+    def line(event_id: str) -> bytes:
+        return orjson.dumps({
+            "eventVersion": "1.08", "eventTime": "2024-03-01T00:00:00Z", "eventID": event_id,
+            "eventSource": "s3.amazonaws.com", "eventName": "GetObject",
+            "awsRegion": "us-east-1", "sourceIPAddress": "10.0.0.1",
+            "userIdentity": {"type": "IAMUser", "accountId": "123456789012",
+                             "arn": "arn:aws:iam::123456789012:user/u"}})
+
+    data = b"\xef\xbb\xbf" + line("a") + b"\n\xef\xbb\xbf" + line("b") + b"\n"
+    path = tmp_path / "export.jsonl"
+    path.write_bytes(data)
+    stats, dead = RunStats(), ListDeadLetters()
+    assert len(list(read_paths([str(path)], stats=stats, dead_letters=dead))) == 2
+    assert len(dead) == 0 and stats.balanced()
+    stats, dead = RunStats(), ListDeadLetters()
+    assert len(parse_payload(data, origin="t", stats=stats, dead_letters=dead)) == 2
+    assert len(dead) == 0

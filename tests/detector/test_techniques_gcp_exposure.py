@@ -194,6 +194,9 @@ def test_ordinary_instances_group_managers_and_fleets_as_code_are_not() -> None:
     gpu = "zones/us-central1-a/machineTypes/a2-highgpu-1g"
     assert findings(instance(machineType="zones/us-central1-a/machineTypes/g1-small"),
                     instance("v1.compute.instances.bulkInsert", count=3),
+                    # digits to ``str.isdigit``, not to ``int``: no count, no internal error
+                    instance("v1.compute.instances.bulkInsert", count="\u00b2"),
+                    instance("v1.compute.instances.bulkInsert", count="9" * 5000),
                     instance(machineType=gpu, principal="123@cloudservices.gserviceaccount.com"),
                     instance(machineType=gpu, principal="terraform")) == []
 
