@@ -188,6 +188,7 @@ MAX_STREAMS = 256
 """Streams merged at once; each holds one open file's events, so this bounds memory."""
 
 _DATE_DIR = re.compile(r"^(?:\d{4}|\d{1,2}|\d{4}-\d{2}(?:-\d{2})?|[a-z_]+=[\w:-]+)$")
+_DIGITS = re.compile(r"([0-9]+)")
 _DATE_NAME = re.compile(
     r"(?<!\d)(?:19|20)\d{2}-?[01]\d-?[0-3]\d(?:[T_ -]?[0-2]\d[:-]?[0-5]\d)?"
     r"|(?<!\d)[0-2]\d[:-][0-5]\d[:-][0-5]\d"
@@ -229,11 +230,23 @@ def _undated_folder(folder: str) -> tuple[str, bool]:
 
 
 def plan_streams(files: Iterable[str]) -> list[list[str]]:
-    """Group files (in their given order) into time-sequential streams."""
+    """Group files into time-sequential streams, each in the order of its date folders and
+    stamps (numbers compared as numbers: ``2024/1/9`` before ``2024/1/10``), whatever the
+    order they were given in: ``replay $(ls … | sort -r)`` read a day's files newest first,
+    and 97 % of the events came later than the reorder window."""
     groups: dict[str, list[str]] = {}
     for path in files:
         groups.setdefault(stream_key(path), []).append(path)
-    return list(groups.values())
+    return [sorted(group, key=_in_time_order) if len(group) > 1 else group
+            for group in groups.values()]
+
+
+def _in_time_order(path: str) -> list[str | int]:
+    """``path`` as text and numbers in turn (``re.split`` keeps the text first), so dated
+    paths sort by date whether their numbers are zero-padded or not."""
+    parts: list[str | int] = _DIGITS.split(path)
+    parts[1::2] = [int(run) for run in parts[1::2]]
+    return parts
 
 
 def merge_streams(streams: list[Iterator[Event]]) -> Iterator[Event]:

@@ -160,6 +160,16 @@ class TestStreams:
         assert plan_streams(files) == [["/k/a.log"], ["/x/2024/01/01/f.json",
                                                       "/x/2024/01/02/f.json"], ["/k/b.log"]]
 
+    def test_plan_streams__puts_a_streams_files_in_date_order_whatever_the_order_given(self):
+        """``replay $(ls … | sort -r)``: files named on the command line in reverse."""
+        days = [f"/k/prod/2026/11/{d:02d}/audit.json.gz" for d in range(1, 31)]
+        assert plan_streams(list(reversed(days))) == [days]
+        unpadded = ["/x/2024/1/10/f.json", "/x/2024/1/9/f.json", "/x/2024/2/1/f.json"]
+        assert plan_streams(unpadded) == [["/x/2024/1/9/f.json", "/x/2024/1/10/f.json",
+                                           "/x/2024/2/1/f.json"]]
+        stamped = ["/k/audit-2024-01-02T00-00.log", "/k/audit-2024-01-01T12-00.log"]
+        assert plan_streams(stamped) == [list(reversed(stamped))]
+
     def test_merge_streams__interleaves_by_time_then_buffer_sorts(self):
         first = events_at([0, 20, 10, 40, 30])  # e0000..e0004, unordered within the window
         second = [make_event(T0 + off, f"k{i}") for i, off in enumerate([5, 15, 25, 35])]
