@@ -684,9 +684,11 @@ def make_title(identity: str, group: AlertGroup) -> str:
     top = line(signal_sentence(lead) if lead else group.group)
     # The leading signal's sentence was written while its window was open ("… in the
     # 10-minute window from 03:40 UTC so far"); a later revision still leads with it, and
-    # "so far" would read as now. The title names the window without it.
+    # "so far" would read as now, a bare count as the window's whole (118 calls read as
+    # all, where the window went on to 1,180: ``evidence.window_activity`` has those). The
+    # title says when the count was taken.
     if " window from " in top:
-        top = top.replace(" so far,", ",", 1)
+        top = top.replace(" so far,", " at the first alert,", 1)
     head = line(f"{group.identity_kind} {short_identity(identity)}: ")
     tail = ""
     if group.categories:

@@ -107,11 +107,11 @@ def test_group_state__round_trips_the_new_fields():
     assert again.values_cut is True
 
 
-def test_title__names_the_leading_window_without_so_far():
+def test_title__says_when_the_leading_windows_count_was_taken():
     group = open_group(make_event(), make_verdict(
         "volume.distinct_actions", 0.9, "high", None, "2024-03-04T03:40Z"))
     group.signals[0]["sentence"] = ("13 distinct actions in the 10-minute window from 03:40 "
                                     "UTC so far, against a usual 0.0")
     assert make_title(ROLE, group) == (
-        "workload role/app-worker: 13 distinct actions in the 10-minute window from 03:40 UTC, "
-        "against a usual 0.0")
+        "workload role/app-worker: 13 distinct actions in the 10-minute window from 03:40 UTC "
+        "at the first alert, against a usual 0.0")
