@@ -121,3 +121,18 @@ class TestCodec:
     def test_span_words(self):
         assert [span_words(x) for x in (5, 600, 3 * 3600, 41 * 86400)] == [
             "5 seconds", "10 minutes", "3 hours", "41 days"]
+
+
+def test_every_model_setting_is_documented_with_its_default() -> None:
+    """docs/alerts.md "Model settings": a new knob, or a changed default, shows there."""
+    import re
+    from dataclasses import fields
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "alerts.md").read_text()
+    section = text.split("## Model settings", 1)[1].split("\n## ", 1)[0]
+    rows = dict(re.findall(r"^\| `([a-z_]+)` \| ([0-9.]+) \|", section, re.MULTILINE))
+    defaults = ModelSettings()
+    assert sorted(rows) == sorted(f.name for f in fields(ModelSettings))
+    for name, shown in rows.items():
+        assert float(shown) == getattr(defaults, name), name
