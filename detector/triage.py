@@ -101,8 +101,9 @@ _TECHNIQUE: dict[str, Guidance] = {
         ("Which credential was made, for whom (the signal's value), and was the request "
          "refused?", "Who else used the new key or token since it was created: search "
          "the audit logs for its id.", _SESSION),
-        ("Delete the new key, password, token or MFA device; disable the caller's "
-         "credential; review CloudTrail or the audit log for the new credential's id.",)),
+        ("If the request went through, delete the new key, password, token or MFA device "
+         "and search the audit log for its id; refused or not, disable the caller's "
+         "credential and review what else it tried.",)),
     "privilege escalation": Guidance(
         "privilege escalation", "an identity granted itself or another principal wider "
         "permissions, or a trust to an outside party",
