@@ -196,7 +196,22 @@ def _owned(meta: dict[str, Any], record: dict[str, Any]) -> bool:
     never needs: a stolen service-account token created a privileged pod with a made-up
     ReplicaSet owner, and the pod rules took it for a controller's."""
     owners = meta.get("ownerReferences")
-    return isinstance(owners, list) and bool(owners) and not _by_hand(record)
+    return isinstance(owners, list) and bool(owners) and not _by_hand(record) \
+        and not _bare_http(record)
+
+
+_BARE_HTTP = re.compile(r"(?:^|\s)(?:go-http-client|python-httpx|httpx|aiohttp|node-fetch|"
+                        r"axios|undici|okhttp|apache-httpclient|java/|libcurl|reqwest|"
+                        r"faraday|ruby)", re.IGNORECASE)
+"""Bare HTTP libraries: a request sent with one of them was not written by a controller
+(client-go, fabric8, kopf and the others name themselves, and Kubernetes' own controllers
+name their binary). A request with no user agent at all is not judged by it: real audit
+exports (Falco's) leave it out of controllers' requests too."""
+
+
+def _bare_http(record: dict[str, Any]) -> bool:
+    agent = record.get("userAgent")
+    return isinstance(agent, str) and _BARE_HTTP.search(agent) is not None
 
 
 def _by_hand(record: dict[str, Any]) -> bool:

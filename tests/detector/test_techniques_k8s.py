@@ -129,7 +129,11 @@ def test_host_root_mount_and_host_network() -> None:
 
 
 @pytest.mark.parametrize("agent", ["kubectl/v1.29.2 (linux/amd64) kubernetes/4b8e819",
-                                   "curl/8.5.0", "python-requests/2.31.0"])
+                                   "curl/8.5.0", "python-requests/2.31.0",
+                                   # bare HTTP libraries (break-it trial): no controller
+                                   "Go-http-client/2.0", "python-httpx/0.27.0",
+                                   "node-fetch/1.0", "axios/1.6.7", "okhttp/4.12.0",
+                                   "Python/3.11 aiohttp/3.9.3"])
 def test_a_forged_owner_from_a_hand_client_is_still_a_finding(agent: str) -> None:
     """A stolen token's privileged pod naming a made-up ReplicaSet owner: a controller
     writes owners, a person's or a script's client does not need to."""
@@ -139,7 +143,9 @@ def test_a_forged_owner_from_a_hand_client_is_still_a_finding(agent: str) -> Non
         ("k8s.privileged_pod", "high", "privileged container c")]
     operator = pod(privileged, owners=owner,
                    userAgent="workflow-controller/v3.5.5 argo-workflows/v3.5.5")
-    assert findings(operator) == []
+    client_go = pod(privileged, owners=owner,
+                    userAgent="manager/v0.0.0 (linux/amd64) kubernetes/$Format")
+    assert findings(operator, client_go) == []
 
 
 def test_controller_made_and_harmless_pods_are_not_findings() -> None:
