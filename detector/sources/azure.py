@@ -146,9 +146,11 @@ def _guid(value: Any) -> str | None:
     """An Entra object or application id in one spelling. Azure writes the same GUID with
     dashes (claims), as 32 bare hex digits (role-assignment evidence) or in braces; keyed
     as written, one service principal would be two identities with two baselines."""
-    if not isinstance(value, str) or not value:
+    if not isinstance(value, str):
         return None
-    text = value.lower()[:128]
+    text = value.strip().lower()[:128]
+    if not text:  # blank: no id (a userId of " " is no user)
+        return None
     if len(text) == 38 and text[0] == "{" and text[-1] == "}":
         text = text[1:-1]
     if len(text) == 32 and _HEX32.fullmatch(text):
@@ -363,7 +365,10 @@ def _vault_challenge(low: dict[str, Any], props: dict[str, Any]) -> bool:
     that tells it where to get a token: every SDK client makes one, no identity is in it,
     and the same client's next request carries the token. Skipped, not dead-lettered: a
     vault's log has a steady stream of them."""
-    return (_http_status(low, props) == 401 and not low.get("identity")
+    identity = low.get("identity")
+    if isinstance(identity, str) and identity.strip() in ("{}", "null", ""):
+        identity = None  # a Log Analytics column holding an empty object as text
+    return (_http_status(low, props) == 401 and not identity
             and "keyvault" in str(low.get("resourceid", "")).lower()
             and not _flat_claims(low))  # a row that names its caller is that caller's
 
@@ -620,7 +625,8 @@ def normalise_graph(record: dict[str, Any], low: dict[str, Any], resolver: Resol
         raise RecordError("missing_identity",
                           "Graph activity record has no userId or servicePrincipalId")
     when = record_time(low, props)
-    method = str(props.get("requestmethod") or "?").upper()[:16]
+    method = props.get("requestmethod")
+    method = method.upper()[:16] if isinstance(method, str) and method.isalpha() else "?"
     path = _graph_path(props.get("requesturi"))
     kinds = _GRAPH_PATH_ADDRESS.sub(lambda m: ":{path}" + m.group(1), path)
     action = f"graph:{method} " + "/".join(map(_graph_kind, kinds.split("/")))

@@ -115,3 +115,11 @@ def test_over_long_ids_and_paths_keep_their_bounds() -> None:
     parse_payload(orjson.dumps({"records": [diagnostic(f"https://g/v1.0/{kinds}")]}),
                   origin="t", stats=stats, dead_letters=dead)
     assert dead.reasons() == ["oversized_field"]
+
+
+def test_a_blank_user_is_no_user_and_an_odd_method_is_unknown() -> None:
+    record = diagnostic("https://graph.microsoft.com/v1.0/users", user=" ")
+    record["properties"]["requestMethod"] = {"a": 1}
+    [event] = parse({"records": [record]})
+    assert (event.identity, event.identity_kind) == (SP, "workload")
+    assert event.action == "graph:? /users"
