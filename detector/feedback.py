@@ -19,6 +19,7 @@ import logging
 import re
 import sys
 import types
+from datetime import datetime
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -168,6 +169,17 @@ LEARNED = {
 WINDOW_VALUE = ("volume", "multivariate")  # their value is a time window
 
 
+def check_value(detector: str, value: str) -> None:
+    """A value the detector cannot have is refused (``ConfigError``): ``volume.daily``
+    names a UTC day, ``YYYY-MM-DD``; '99999-99-99' was "recorded" and matched nothing."""
+    if detector == "volume.daily":
+        try:
+            datetime.strptime(value, "%Y-%m-%d")
+        except ValueError:
+            raise ConfigError(f"--value {value!r}: volume.daily values are the alert's UTC "
+                              "day, YYYY-MM-DD (its signal's value)") from None
+
+
 def outcome_line(detector: str, outcome: bool | None) -> tuple[str, str]:
     """What feedback did with one (detector, value) pair, in words that are true for the
     detector's family: learned by the baseline, or only recorded (``mark_expected_outcome``).
@@ -241,6 +253,7 @@ def _wanted_marks(args: argparse.Namespace) -> Iterator[tuple[str, str, str]]:
         if not (args.identity and args.detector and args.value is not None):
             raise ConfigError("--identity, --detector and --value go together")
         check_detector(args.detector, known_detectors(_config(args)))
+        check_value(args.detector, args.value)
         yield args.identity, args.detector, args.value
     if args.alert_id:
         if not args.alerts:

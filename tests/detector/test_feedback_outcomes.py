@@ -90,3 +90,13 @@ def test_ocsf_revision_that_is_no_number__refused_not_a_traceback(alerted, tmp_p
         assert code == 2
         assert "is an OCSF file without the signal values feedback marks" in \
             capsys.readouterr().err
+
+
+def test_a_daily_value_that_is_no_date__refused(alerted, capsys):  # noqa: F811
+    state, _, config, _ = alerted
+    code = feedback(state, config, "--identity", ROLE, "--detector", "volume.daily",
+                    "--value", "99999-99-99")
+    assert code == 2
+    assert "volume.daily values are the alert's UTC day, YYYY-MM-DD" in capsys.readouterr().err
+    assert feedback(state, config, "--identity", ROLE, "--detector", "volume.daily",
+                    "--value", "2024-03-08") == 0  # a date: recorded
