@@ -134,7 +134,8 @@ def _event_id(low: dict[str, Any], props: dict[str, Any], record: dict[str, Any]
     for value in (props.get("id"), low.get("id"), low.get("eventdataid"),
                   low.get("correlationid")):
         # a Key Vault log's properties.id is the vault or secret URL, the same every call
-        if isinstance(value, str) and value and not value.startswith("https://"):
+        if isinstance(value, str) and value and not value.startswith("https://") \
+                and len(value) <= MAX_EVENT_ID:  # longer: no id of Azure's (the bound)
             return value
     return record_digest(record)
 

@@ -133,3 +133,10 @@ def test_an_http_status_as_text_is_read_and_odd_digits_are_no_status():
     assert status_of(" 403 ") == ("failure", "OK")
     for odd in ("\u00b2", "9" * 5000, "NaN", "inf", "", "4O3"):
         assert status_of(odd) == ("success", None)
+
+
+def test_an_over_long_correlation_id_is_not_the_event_id():
+    record = audit()
+    record["correlationId"] = "c" * 100_000
+    [event], dead, _ = parse(record)
+    assert len(dead) == 0 and event.event_id.startswith("sha256:")
