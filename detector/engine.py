@@ -125,7 +125,7 @@ SHARED_KEY_RESOLUTIONS = {
     "storage_sas": "a SAS token",
     "storage_anonymous": "anonymous (public) access",
 }
-"""Identities that are a resource's own shared credential, not a principal: the Azure Source
+"""Identities that are a resource's own shared credential, not a principal: the Azure source
 ``normalise_storage`` names them ``azure-storage:<account>`` (``identity_resolution``)."""
 MAX_BURST_ENTRIES = 256  # reads remembered per counter within the burst window
 MAX_EXPECTED = 256  # (detector, value) pairs marked expected by feedback, per identity

@@ -291,11 +291,9 @@ class IdentityProfile:
         learning then, the counts are those of the history it was scored against."""
         s = self.settings
         n, first = self.n_events, self.first_ts
-        stage = self._stage(ts, n, first)
-        if scored:
-            stage = self.scored_stage(ts)
-            if stage == LEARNING:
-                n, first = self.scored_n, self.scored_first
+        stage = self.scored_stage(ts) if scored else self._stage(ts)
+        if scored and stage == LEARNING:
+            n, first = self.scored_n, self.scored_first
         span = 0.0 if first is None else max(0.0, ts - first)
         if stage == THIN:
             return (f"learned on a thin history: {n} events over "
