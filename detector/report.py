@@ -35,11 +35,16 @@ make the report allocate millions of hourly bins."""
 CLIP_PERCENT = 1.0
 WIDTH, HEIGHT = 980, 240
 LEFT, RIGHT, TOP, BOTTOM = 56, 250, 14, 34
-LEGEND_CHARS = 36
+LEGEND_CHARS = 40  # the legend's 240 pixels at 11 px: the longest detector names fit
+LEGEND_ITEMS = 14
 PALETTE = (
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
     "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
+    "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5",
+    "#c49c94", "#f7b6d2", "#c7c7c7", "#dbdb8d", "#9edae5",
 )  # fmt: skip
+"""Twenty colours: as many series as the legend shows (``LEGEND_ITEMS``) each have their
+own (ten made the eleventh detector share the first one's blue)."""
 SEVERITY_COLOURS = {
     "critical": "#7b0000", "high": "#d62728", "medium": "#ff7f0e",
     "low": "#e6c300", "info": "#1f77b4",
@@ -125,14 +130,19 @@ class Plot:
         )
 
     def legend(self, items: Sequence[tuple[str, str]]) -> None:
-        for i, (name, colour) in enumerate(items[:14]):
+        x = WIDTH - RIGHT + 10
+        for i, (name, colour) in enumerate(items[:LEGEND_ITEMS]):
             y = TOP + 6 + i * 15
-            x = WIDTH - RIGHT + 10
+            shown = name if len(name) <= LEGEND_CHARS else name[:LEGEND_CHARS - 1] + "…"
             self.parts.append(
                 f'<rect x="{x}" y="{y - 8}" width="10" height="10" fill="{colour}"/>'
-                f'<text x="{x + 14}" y="{y + 1}">{esc(name[:LEGEND_CHARS])}'
+                f'<text x="{x + 14}" y="{y + 1}">{esc(shown)}'
                 f"<title>{esc(name)}</title></text>"
             )
+        if len(items) > LEGEND_ITEMS:  # the rest are drawn; say they are not named here
+            y = TOP + 6 + LEGEND_ITEMS * 15
+            self.parts.append(f'<text x="{x}" y="{y + 1}">+{len(items) - LEGEND_ITEMS} '
+                              "more (hover the bars)</text>")
 
     def svg(self, title: str) -> str:
         body = "".join(self.parts)

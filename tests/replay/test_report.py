@@ -294,3 +294,21 @@ def test_timelines__scenario_bands_and_silent_labelled_identities():
     assert "<title>scenario missed</title>" in quiet
     assert f"{silent} (no alert)" in page
     assert page.index(f"{OTHER} (1 alert)") < page.index(f"{silent} (no alert)")
+
+
+def test_a_legend_gives_each_series_its_own_colour_and_says_what_it_leaves_out() -> None:
+    """Ten colours made the eleventh detector share the first one's; a cut name ended
+    mid-word ("technique.aws.access_key_for_other_u")."""
+    from detector.report import LEGEND_CHARS, LEGEND_ITEMS, PALETTE, Plot
+
+    assert len(set(PALETTE)) >= LEGEND_ITEMS
+    names = [f"technique.aws.rule_number_{n:02d}_with_a_long_name" for n in range(16)]
+    plot = Plot(0.0, 1.0, 1)
+    plot.legend([(name, PALETTE[i % len(PALETTE)]) for i, name in enumerate(names)])
+    text = "".join(plot.parts)
+    assert text.count("<rect") == LEGEND_ITEMS
+    assert names[0][:LEGEND_CHARS - 1] + "…" in text and f"<title>{names[0]}</title>" in text
+    assert "+2 more (hover the bars)" in text
+    whole = Plot(0.0, 1.0, 1)
+    whole.legend([("technique.aws.access_key_for_other_user", "#000")])
+    assert ">technique.aws.access_key_for_other_user<title>" in "".join(whole.parts)
