@@ -968,7 +968,9 @@ def _finish_outputs(
         written["summary JSON"] = args.summary_json
     if args.report:
         attempt("report", args.report,
-                lambda: _write_report(args.report, summary, alerts, activity, scenarios))
+                lambda: _write_report(args.report, summary, alerts, activity, scenarios,
+                                      detector.settings.merged_thresholds.get(
+                                          detector.settings.min_severity)))
     if failures:
         summary["output_errors"] = failures
     if args.summary_json:
@@ -985,6 +987,7 @@ def _write_report(
     alerts: list[Any],
     activity: Activity,
     scenarios: list[Scenario] | None,
+    in_force: float | None = None,
 ) -> None:
     from detector.report import render_report
 
@@ -992,7 +995,7 @@ def _write_report(
     span_days = max((t_range[1] - t_range[0]) / 86400.0, 1.0) if t_range else 1.0
     sweep = threshold_sweep(alerts, scenarios, span_days)
     page = render_report(summary=summary, alerts=alerts, sweep=sweep, hourly=activity.hourly,
-                         t_range=t_range, scenarios=scenarios)
+                         t_range=t_range, scenarios=scenarios, in_force=in_force)
     write_atomic(path, page.encode("utf-8"))
 
 

@@ -379,10 +379,16 @@ def sweep_chart(rows: Sequence[Mapping[str, Any]]) -> str:
     return out
 
 
-def sweep_table(rows: Sequence[Mapping[str, Any]]) -> str:
+def sweep_table(rows: Sequence[Mapping[str, Any]], in_force: float | None = None) -> str:
     """The sweep's figures as a table, one row per threshold, so a value such as 0.55 is
-    read off exactly rather than estimated from a line between two tick marks."""
+    read off exactly rather than estimated from a line between two tick marks. The row of
+    the threshold in force (``in_force``: the highest threshold at or below it) is
+    marked "in force"."""
     labelled = bool(rows) and "recall" in rows[0]
+    marked = None
+    if in_force is not None:
+        below = [r["threshold"] for r in rows if r["threshold"] <= in_force + 1e-9]
+        marked = max(below, default=None)
     head = "<tr><th>threshold</th><th>alerts</th><th>alerts per day</th>"
     head += "<th>recall</th><th>precision</th></tr>" if labelled else "</tr>"
 
@@ -390,7 +396,8 @@ def sweep_table(rows: Sequence[Mapping[str, Any]]) -> str:
         return "-" if value is None else f"{value:.2f}"
 
     body = "".join(
-        f"<tr><td>{r['threshold']:.2f}</td><td>{r['alerts']:,}</td>"
+        f"<tr><td>{r['threshold']:.2f}{' (in force)' if r['threshold'] == marked else ''}"
+        f"</td><td>{r['alerts']:,}</td>"
         f"<td>{r['alerts_per_day']:,.2f}</td>"
         + (f"<td>{fraction(r['recall'])}</td><td>{fraction(r['precision'])}</td>"
            if labelled else "")
@@ -566,8 +573,10 @@ def render_report(
     t_range: tuple[float, float] | None,
     scenarios: Sequence[Scenario] | None = None,
     title: str = "nhi-detector replay report",
+    in_force: float | None = None,
 ) -> str:
-    """The whole report page as one HTML string."""
+    """The whole report page as one HTML string; ``in_force`` is the score threshold of the
+    run's ``min_severity``, marked in the sweep's table."""
     evaluation = summary.get("evaluation")
     sweep, sweep_note = _sweep_without_silence(sweep, t_range)
     t_range, clipped = display_range(t_range, hourly)
@@ -598,10 +607,13 @@ def render_report(
         "<h2>Threshold sweep</h2>",
         '<p class="note">Alerts kept if their highest score is at or above the threshold. '
         "Thresholds below the detector's own alert threshold show the same figures, since "
-        "those alerts were never raised.</p>",
+        "those alerts were never raised." + (
+            f" This run alerted from {in_force:.2f} (its <code>min_severity</code>'s "
+            "threshold): the row marked in force." if in_force is not None else "")
+        + "</p>",
         sweep_note,
         sweep_chart(sweep) if sweep else "",
-        sweep_table(sweep) if sweep else "",
+        sweep_table(sweep, in_force) if sweep else "",
         "<h2>Alerted identities</h2>",
         '<p class="note">Events per hour over the replay; vertical lines mark alerts, '
         "coloured by severity, green bands the labelled scenarios (hover for details). "

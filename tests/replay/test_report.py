@@ -312,3 +312,14 @@ def test_a_legend_gives_each_series_its_own_colour_and_says_what_it_leaves_out()
     whole = Plot(0.0, 1.0, 1)
     whole.legend([("technique.aws.access_key_for_other_user", "#000")])
     assert ">technique.aws.access_key_for_other_user<title>" in "".join(whole.parts)
+
+
+def test_the_sweep_table_marks_the_threshold_in_force() -> None:
+    from detector.report import sweep_table
+
+    rows = [{"threshold": t / 20, "alerts": 10 - t // 4, "alerts_per_day": 1.0}
+            for t in range(0, 21)]
+    table = sweep_table(rows, in_force=0.55)
+    assert table.count("(in force)") == 1 and "<td>0.55 (in force)</td>" in table
+    assert "<td>0.50 (in force)</td>" in sweep_table(rows, in_force=0.52)  # highest below
+    assert "(in force)" not in sweep_table(rows)
