@@ -442,8 +442,16 @@ class Detector:
         if self._bounded:
             self.store.pinned = key  # type: ignore[attr-defined]
         state = self.store.get(key)
+        tenant = event.tenant
+        if tenant is not None and tenant not in self._watched:
+            self._watch(tenant, ts)  # watched from its first call by any identity
         if state is None:
             state = self._new_state(event)
+        elif (event.identity_resolution == "storage_accountkey"
+              and event.credential_id not in state.inventory.credentials):
+            # an account key (key1, key2) first used by a shared-key identity that so far
+            # had SAS tokens or the other key: the key's own first use
+            self._shared_key_first_use(event, self._watched.get(tenant or "", ts))
         self._previous_seen = state.inventory.last_seen  # for the alert's context.silence
         inventory = state.inventory
         if event.partial:
@@ -502,16 +510,16 @@ class Detector:
         profile = self._profile_class(event.identity, event.identity_kind, self.model_settings)
         state = IdentityState(profile, InventoryRecord(), AlertState())
         self.store[event.identity] = state
-        if event.tenant:
-            since = self._watch(event.tenant, event.ts)
-            if event.identity_resolution in SHARED_KEY_RESOLUTIONS:
-                self._shared_key_first_use(event, since)
+        if event.tenant and event.identity_resolution in SHARED_KEY_RESOLUTIONS:
+            self._shared_key_first_use(event, self._watch(event.tenant, event.ts))
         return state
 
     def _watch(self, tenant: str, first: float) -> float:
-        """Note that ``tenant`` has had an identity since ``first``; returns since when the
-        tenant has been watched. Known from each identity's first event and from the
-        states loaded (a snapshot, a worker's table), so a restart keeps it."""
+        """Note that ``tenant`` has had calls since ``first``; returns since when the tenant
+        has been watched. Known from the first call naming it (any identity's: a service
+        principal's first event may be its sign-in, in the directory's tenant, and its
+        storage calls name the subscription) and from the states loaded (a snapshot, a
+        worker's table), so a restart keeps it."""
         since = self._watched.get(tenant)
         if since is None or first < since:
             if since is None and len(self._watched) >= MAX_TENANTS:
@@ -531,6 +539,8 @@ class Detector:
         if not days or watched < days * 86400:
             return
         how = SHARED_KEY_RESOLUTIONS[event.identity_resolution]
+        if event.identity_resolution == "storage_accountkey" and event.credential_id:
+            how = f"{how} {event.credential_id}"
         account = str(event.attributes.get("storage_account") or event.identity)
         origin = event.source_ip or event.network_prefix or event.network
         client = event.agent_family

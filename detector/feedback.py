@@ -169,11 +169,16 @@ LEARNED = {
 WINDOW_VALUE = ("volume", "multivariate")  # their value is a time window
 
 
+_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
 def check_value(detector: str, value: str) -> None:
     """A value the detector cannot have is refused (``ConfigError``): ``volume.daily``
     names a UTC day, ``YYYY-MM-DD``; '99999-99-99' was "recorded" and matched nothing."""
     if detector == "volume.daily":
-        try:
+        try:  # strptime alone takes 2024-1-5 and full-width digits, which match no signal
+            if not _DAY.fullmatch(value):
+                raise ValueError(value)
             datetime.strptime(value, "%Y-%m-%d")
         except ValueError:
             raise ConfigError(f"--value {value!r}: volume.daily values are the alert's UTC "

@@ -230,12 +230,11 @@ def normalise(record: dict[str, Any], resolver: Resolver, hints: dict[str, Any])
         tally = _instance_network(attributes, source_ip, network, prefix)
         if tally is not None:
             attributes[FINDINGS] = [*attributes.get(FINDINGS, ()), tally]
-        own = attributes["instance_id"]
-        if resource is not None and own in resource:
+        if resource is not None and attributes["instance_id"] in resource:
             # the instance acting on itself (its SSM agent's UpdateInstanceInformation, its
             # own tags): one resource for every instance of the role, so a fleet replacing
             # its instances is not a stream of first accesses
-            resource = resource.replace(own, OWN_INSTANCE)
+            resource = _own_instance(resource, attributes["instance_id"])
     # Positional on purpose (see common.EVENT_POSITIONAL_ORDER): ~3 us cheaper per event.
     event = Event(
         event_id, when, when.timestamp(), SOURCE, principal.identity, kind, reason,
@@ -249,6 +248,17 @@ def normalise(record: dict[str, Any], resolver: Resolver, hints: dict[str, Any])
     if resolver.no_config and family not in AI_FAMILY_NAMES:
         return event
     return resolver.finish(event)
+
+
+def _own_instance(resource: str, own: str) -> str:
+    """``resource`` with the calling instance's id, where it stands as a whole id (the whole
+    resource, or an ARN's ``instance/<id>``), as ``OWN_INSTANCE``; elsewhere (a name that
+    contains it, ``backup-i-1234abcd``, a longer id that starts with it) unchanged."""
+    if resource == own:
+        return OWN_INSTANCE
+    if resource.endswith("/" + own):
+        return resource[: len(resource) - len(own)] + OWN_INSTANCE
+    return resource
 
 
 def _service(event_source: str | None) -> str:

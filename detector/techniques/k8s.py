@@ -200,9 +200,10 @@ def _owned(meta: dict[str, Any], record: dict[str, Any]) -> bool:
         and not _bare_http(record)
 
 
-_BARE_HTTP = re.compile(r"(?:^|\s)(?:go-http-client|python-httpx|httpx|aiohttp|node-fetch|"
-                        r"axios|undici|okhttp|apache-httpclient|java/|libcurl|reqwest|"
-                        r"faraday|ruby)", re.IGNORECASE)
+_BARE_HTTP = re.compile(r"(?:^|[\s(])(?:go-http-client|python-httpx|httpx|aiohttp|node-fetch|"
+                        r"axios|undici|okhttp|apache-httpclient|java/|java-http-client|"
+                        r"python-urllib|python-urllib3|libcurl|reqwest|hyper/|faraday|ruby|"
+                        r"deno/|bun/|dart/|got(?:/|\s|$)|node(?:/|$))", re.IGNORECASE)
 """Bare HTTP libraries: a request sent with one of them was not written by a controller
 (client-go, fabric8, kopf and the others name themselves, and Kubernetes' own controllers
 name their binary). A request with no user agent at all is not judged by it: real audit

@@ -94,9 +94,11 @@ def test_ocsf_revision_that_is_no_number__refused_not_a_traceback(alerted, tmp_p
 
 def test_a_daily_value_that_is_no_date__refused(alerted, capsys):  # noqa: F811
     state, _, config, _ = alerted
-    code = feedback(state, config, "--identity", ROLE, "--detector", "volume.daily",
-                    "--value", "99999-99-99")
-    assert code == 2
-    assert "volume.daily values are the alert's UTC day, YYYY-MM-DD" in capsys.readouterr().err
+    for odd in ("99999-99-99", "2024-1-5", "\uff12\uff10\uff12\uff14-01-05", "2024-02-30"):
+        code = feedback(state, config, "--identity", ROLE, "--detector", "volume.daily",
+                        "--value", odd)
+        assert code == 2
+        assert "volume.daily values are the alert's UTC day, YYYY-MM-DD" in \
+            capsys.readouterr().err
     assert feedback(state, config, "--identity", ROLE, "--detector", "volume.daily",
                     "--value", "2024-03-08") == 0  # a date: recorded

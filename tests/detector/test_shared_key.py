@@ -4,6 +4,7 @@ is a new identity, in learning, so this finding is what reports a leaked key's f
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -51,8 +52,8 @@ def test_first_account_key_call_after_weeks_of_entra_id_calls_is_a_finding() -> 
                                                                "azure-storage:acct")
     sentence = native["signals"][0]["sentence"]
     assert sentence.startswith("first call to storage account acct with the account key "
-                               "(storage:GetBlob from 103.75.190.12, AzCopy/10.26.0) after "
-                               "20 days of its subscription's logs")
+                               "key1 (storage:GetBlob from 103.75.190.12, AzCopy/10.26.0) "
+                               "after 20 days of its subscription's logs")
     assert {t["id"] for t in native["techniques"]} >= {"T1550.001", "T1078.004"}
 
 
@@ -94,3 +95,29 @@ def test_a_restart_from_a_snapshot_keeps_how_long_the_subscription_was_watched()
     # a fresh detector has watched nothing: the same call is a first day's call
     fresh = Detector({}, stats=RunStats())
     assert first_use_alerts(run(fresh, [call(T0 + timedelta(days=15), KEY)])) == []
+
+
+def test_a_subscription_is_watched_from_any_identitys_call_naming_it() -> None:
+    """The application's first event was its sign-in, in the directory's tenant: the
+    subscription its storage calls name was never an identity's first tenant, so a
+    continuous run found nothing where a restarted one did (break-it trial)."""
+    reads = oauth_days(20)
+    sign_in = replace(reads[0], tenant="72f988bf-86f1-41af-91ab-2d7cd011db47",
+                      action="azure:Sign-in activity", event_id="sign-in")
+    detector = Detector({}, stats=RunStats())
+    run(detector, [sign_in, *reads])
+    found = first_use_alerts(run(detector, [call(T0 + timedelta(days=20), KEY)]))
+    assert [a.to_native()["identity"]["key"] for a in found] == ["azure-storage:acct"]
+
+
+def test_an_account_key_first_used_after_sas_tokens_is_its_own_finding() -> None:
+    """A SAS token on day 2 made the shared-key identity; the account key's first use on
+    day 20 was then a known identity's call (break-it trial)."""
+    detector = Detector({}, stats=RunStats())
+    sas = {"type": "SAS", "tokenHash": "key1(ABC)"}
+    events = oauth_days(2) + [call(T0 + timedelta(days=2), sas)] + oauth_days(20)[48:]
+    assert first_use_alerts(run(detector, events)) == []
+    found = first_use_alerts(run(detector, [call(T0 + timedelta(days=20), KEY, "103.75.190.12"),
+                                            call(T0 + timedelta(days=20, seconds=5), KEY)]))
+    assert len(found) == 1
+    assert "with the account key key1" in found[0].to_native()["signals"][0]["sentence"]

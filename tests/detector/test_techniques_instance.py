@@ -121,5 +121,12 @@ def test_an_instance_acting_on_itself_names_one_resource_for_the_whole_fleet() -
                        agent("i-0def5678", "i-0def5678", 1),
                        agent("i-0abc1234", "i-0def5678", 2))
     assert [e.resource for e in events] == ["{own-instance}", "{own-instance}", "i-0def5678"]
+    named = events_of(agent("i-0abc1234", "arn:aws:ec2:us-east-1:1:instance/i-0abc1234", 3),
+                      agent("i-0abc1234", "backup-i-0abc1234", 4),
+                      agent("i-0abc1234", "i-0abc1234567", 5),
+                      agent("i-0abc1234", "prod/i-0abc1234/db", 6))
+    assert [e.resource for e in named] == ["arn:aws:ec2:us-east-1:1:instance/{own-instance}",
+                                           "backup-i-0abc1234", "i-0abc1234567",
+                                           "prod/i-0abc1234/db"]
     assert [e.attributes["instance_id"] for e in events] == ["i-0abc1234", "i-0def5678",
                                                             "i-0abc1234"]

@@ -133,7 +133,11 @@ def test_host_root_mount_and_host_network() -> None:
                                    # bare HTTP libraries (break-it trial): no controller
                                    "Go-http-client/2.0", "python-httpx/0.27.0",
                                    "node-fetch/1.0", "axios/1.6.7", "okhttp/4.12.0",
-                                   "Python/3.11 aiohttp/3.9.3"])
+                                   "Python/3.11 aiohttp/3.9.3", "Python-urllib/3.11",
+                                   "python-urllib3/2.2.1", "Java-http-client/17.0.9",
+                                   "node", "Deno/1.40.0", "Bun/1.0.25", "got",
+                                   "Dart/3.3 (dart:io)", "hyper/1.2.0",
+                                   "(Go-http-client/1.1)"])
 def test_a_forged_owner_from_a_hand_client_is_still_a_finding(agent: str) -> None:
     """A stolen token's privileged pod naming a made-up ReplicaSet owner: a controller
     writes owners, a person's or a script's client does not need to."""
