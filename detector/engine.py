@@ -443,15 +443,18 @@ class Detector:
             self.store.pinned = key  # type: ignore[attr-defined]
         state = self.store.get(key)
         tenant = event.tenant
-        if tenant is not None and tenant not in self._watched:
+        if tenant and tenant not in self._watched:
             self._watch(tenant, ts)  # watched from its first call by any identity
         if state is None:
             state = self._new_state(event)
-        elif (event.identity_resolution == "storage_accountkey"
-              and event.credential_id not in state.inventory.credentials):
+            first_use = event.identity_resolution in SHARED_KEY_RESOLUTIONS
+        else:
             # an account key (key1, key2) first used by a shared-key identity that so far
-            # had SAS tokens or the other key: the key's own first use
-            self._shared_key_first_use(event, self._watched.get(tenant or "", ts))
+            # had SAS tokens or the other key is the key's own first use
+            first_use = (event.identity_resolution == "storage_accountkey"
+                         and event.credential_id not in state.inventory.credentials)
+        if first_use and tenant:
+            self._shared_key_first_use(event, self._watched[tenant])
         self._previous_seen = state.inventory.last_seen  # for the alert's context.silence
         inventory = state.inventory
         if event.partial:
@@ -510,8 +513,6 @@ class Detector:
         profile = self._profile_class(event.identity, event.identity_kind, self.model_settings)
         state = IdentityState(profile, InventoryRecord(), AlertState())
         self.store[event.identity] = state
-        if event.tenant and event.identity_resolution in SHARED_KEY_RESOLUTIONS:
-            self._shared_key_first_use(event, self._watch(event.tenant, event.ts))
         return state
 
     def _watch(self, tenant: str, first: float) -> float:
